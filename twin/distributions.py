@@ -1,0 +1,221 @@
+"""Time distributions a scenario may use, and fast seeded samplers for them.
+
+Every parameter that is a time is a `Duration`: a number of seconds or a string with a unit
+("12 s", "1.5 min", "8 h", "2 d"), so plant engineers can write times the way they think of them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_UNITS = {
+    "ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0, "day": 86400.0,
+}
+_DURATION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|[-+]?\.\d+)\s*([a-z]*)\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn "8 h" / "90s" / 12 into seconds; leave anything else for pydantic to reject clearly."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value.lower())
+        if not m:
+            raise ValueError(f"not a duration: {value!r}; write a number of seconds or e.g. '90 s', '5 min', '8 h'")
+        unit = m.group(2) or "s"
+        if unit not in _UNITS:
+            raise ValueError(f"unknown time unit {unit!r} in {value!r}; allowed: {', '.join(_UNITS)}")
+        return float(m.group(1)) * _UNITS[unit]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)]
+NonNegDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def mean(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Constant(_Dist):
+    """Always the same time (e.g. a machine with a fixed cycle)."""
+
+    dist: Literal["constant"]
+    value: NonNegDuration
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value)
+
+
+class Exponential(_Dist):
+    """Memoryless times: random arrivals, sudden failures (MTBF)."""
+
+    dist: Literal["exponential"]
+    mean_: PositiveDuration = Field(alias="mean", description="mean time")
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.exponential(self.mean_, n)
+
+
+class Normal(_Dist):
+    """Normal times truncated at 0 (negative draws are redrawn)."""
+
+    dist: Literal["normal"]
+    mean_: PositiveDuration = Field(alias="mean")
+    sd: NonNegDuration
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        x = rng.normal(self.mean_, self.sd, n)
+        bad = x < 0
+        while bad.any():
+            x[bad] = rng.normal(self.mean_, self.sd, int(bad.sum()))
+            bad = x < 0
+        return x
+
+
+class LogNormal(_Dist):
+    """Right-skewed positive times (repairs), given by the mean and sd of the time itself."""
+
+    dist: Literal["lognormal"]
+    mean_: PositiveDuration = Field(alias="mean")
+    sd: NonNegDuration
+
+    @property
+    def mean(self) -> float:
+        return self.mean_
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        sigma2 = math.log1p((self.sd / self.mean_) ** 2)
+        mu = math.log(self.mean_) - sigma2 / 2
+        return rng.lognormal(mu, math.sqrt(sigma2), n)
+
+
+class Triangular(_Dist):
+    """Times an engineer estimates as min / most likely / max."""
+
+    dist: Literal["triangular"]
+    low: NonNegDuration
+    mode: NonNegDuration
+    high: NonNegDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Triangular:
+        if not self.low <= self.mode <= self.high or self.low == self.high:
+            raise ValueError(f"need low <= mode <= high and low < high, got {self.low}, {self.mode}, {self.high}")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.mode + self.high) / 3
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.triangular(self.low, self.mode, self.high, n)
+
+
+class Uniform(_Dist):
+    """Any time between low and high, equally likely."""
+
+    dist: Literal["uniform"]
+    low: NonNegDuration
+    high: NonNegDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if not self.low < self.high:
+            raise ValueError(f"need low < high, got low={self.low}, high={self.high}")
+        return self
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.uniform(self.low, self.high, n)
+
+
+class Weibull(_Dist):
+    """Wear-out lifetimes: shape > 1 gives a rising failure hazard."""
+
+    dist: Literal["weibull"]
+    shape: float = Field(gt=0, allow_inf_nan=False, description="beta; > 1 means wear-out")
+    scale: PositiveDuration = Field(description="eta, the characteristic life")
+
+    @property
+    def mean(self) -> float:
+        return self.scale * math.gamma(1 + 1 / self.shape)
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.scale * rng.weibull(self.shape, n)
+
+
+class Empirical(_Dist):
+    """Resample measured times (e.g. from a time study) with equal weight."""
+
+    dist: Literal["empirical"]
+    values: list[NonNegDuration] = Field(min_length=1)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.choice(np.asarray(self.values, dtype=float), n)
+
+
+DIST_TAGS = ("constant", "exponential", "normal", "lognormal", "triangular", "uniform", "weibull", "empirical")
+
+
+def _shorthand(value: Any) -> Any:
+    """A bare time ("12 s" or 12) means a constant time."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return {"dist": "constant", "value": value}
+    return value
+
+
+Distribution = Annotated[
+    Union[Constant, Exponential, Normal, LogNormal, Triangular, Uniform, Weibull, Empirical],
+    Field(discriminator="dist"),
+    BeforeValidator(_shorthand),
+]
+
+
+class Sampler:
+    """Draws from one distribution with its own generator, in blocks, so a draw costs a list pop."""
+
+    __slots__ = ("_dist", "_rng", "_buf", "_block")
+
+    def __init__(self, dist: _Dist, rng: np.random.Generator, block: int = 512) -> None:
+        self._dist, self._rng, self._block = dist, rng, block
+        self._buf: list[float] = []
+
+    def __call__(self) -> float:
+        if not self._buf:
+            self._buf = self._dist.draw(self._rng, self._block)[::-1].tolist()
+        return self._buf.pop()

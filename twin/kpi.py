@@ -1,0 +1,160 @@
+"""Key performance indicators of one replication, and their means and 95 % intervals over many.
+
+All figures come from the ground-truth logs after the run, over the window [warm-up, end]:
+throughput, work in process, lead time, per-machine state shares, availability, observed MTBF/MTTR,
+OEE = availability x performance x quality per station, and the bottleneck (the station whose
+machines are active the largest share of the time, after Roser's active-period idea).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, STATES, WORKING, Line, Machine
+
+KPI_COLUMNS = ["replication", "scope", "entity", "kpi", "value"]
+
+
+def state_durations(m: Machine, a: float, b: float) -> np.ndarray:
+    """Seconds spent in each state (indexed like STATES) inside [a, b]."""
+    t = np.frombuffer(m.log.t, dtype=np.float64).copy()
+    s = np.frombuffer(m.log.state, dtype=np.int8).copy()
+    ends = np.append(t[1:], max(b, t[-1]))
+    dur = np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)
+    return np.bincount(s, weights=dur, minlength=len(STATES))
+
+
+def time_average_wip(entry: np.ndarray, exit_: np.ndarray, a: float, b: float) -> float:
+    """Time-average number of parts in the line over [a, b]."""
+    done = ~np.isnan(exit_)
+    times = np.concatenate([entry, exit_[done]])
+    delta = np.concatenate([np.ones(len(entry)), -np.ones(int(done.sum()))])
+    order = np.argsort(times, kind="stable")
+    times, level = times[order], np.cumsum(delta[order])
+    # level holds after each event time; integrate the step function over [a, b]
+    before = np.searchsorted(times, a, side="right")
+    start_level = level[before - 1] if before else 0.0
+    inside = (times > a) & (times < b)
+    tt = np.concatenate([[a], times[inside], [b]])
+    lv = np.concatenate([[start_level], level[inside]])
+    return float(np.sum(lv * np.diff(tt)) / (b - a))
+
+
+def _repairs(line: Line, a: float, b: float) -> pd.DataFrame:
+    """One row per failure starting in [a, b]: machine, mode, downtime until repaired (nan if not yet)."""
+    rows = []
+    open_: dict[str, tuple[float, str]] = {}
+    for e in line.events:
+        if e.kind == "failure":
+            open_[e.machine] = (e.t, e.fault_mode)
+        elif e.kind == "repair_end" and e.machine in open_:
+            t0, mode = open_.pop(e.machine)
+            if a <= t0 <= b:
+                rows.append((e.machine, mode, t0, e.t - t0))
+    for machine, (t0, mode) in open_.items():
+        if a <= t0 <= b:
+            rows.append((machine, mode, t0, np.nan))
+    return pd.DataFrame(rows, columns=["machine", "fault_mode", "t", "downtime"])
+
+
+def replication_kpis(line: Line) -> pd.DataFrame:
+    """All KPIs of one finished replication, long format (scope, entity, kpi, value)."""
+    sc = line.scenario
+    a, b = sc.warmup, min(line.env.now, sc.duration)
+    span = b - a
+    planned = line.calendar.planned(a, b) if line.calendar else span
+    rows: list[tuple[str, str, str, float]] = []
+    entry = np.frombuffer(line.entry, dtype=np.float64).copy()
+    exit_ = np.frombuffer(line.exit, dtype=np.float64).copy()
+    scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
+    left = (exit_ >= a) & (exit_ <= b)
+    good = left & (scrap_at < 0)
+    rows += [
+        ("line", sc.line.name, "throughput [parts/h]", good.sum() / span * 3600),
+        ("line", sc.line.name, "wip [parts]", time_average_wip(entry, exit_, a, b)),
+        ("line", sc.line.name, "lead time [min]", float(np.mean(exit_[good] - entry[good]) / 60) if good.any()
+         else np.nan),
+        ("line", sc.line.name, "time in system [min]", float(np.mean(exit_[left] - entry[left]) / 60)
+         if left.any() else np.nan),
+        ("line", sc.line.name, "departures [parts/h]", left.sum() / span * 3600),
+        ("line", sc.line.name, "scrap rate", float((left & (scrap_at >= 0)).sum() / left.sum()) if left.any()
+         else 0.0),
+    ]
+    if line.arrivals:
+        rows.append(("line", sc.line.name, "lost arrivals", line.lost / line.arrivals))
+    repairs = _repairs(line, a, b)
+    station_oee: dict[str, tuple[float, float, float, float, float]] = {}
+    for st, group in zip(sc.stations, line.stations):
+        ideal = st.ideal_cycle_time or st.cycle_time.mean
+        tot_planned = tot_loss = count = good_n = active = 0.0
+        for m in group:
+            d = state_durations(m, a, b)
+            fin = np.frombuffer(m.log.finished, dtype=np.float64)
+            scr = np.frombuffer(m.log.scrapped, dtype=np.float64)
+            n_good = int(np.count_nonzero((fin >= a) & (fin <= b)))
+            n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
+            del fin, scr
+            rep = repairs[repairs.machine == m.name]
+            clock_time = d[WORKING] if m.mtype.clock == "operating" else span - d[DOWN] - d[MAINTENANCE] - d[OFF_SHIFT]
+            for k, name in enumerate(STATES):
+                rows.append(("machine", m.name, f"{name} share", d[k] / span))
+            rows += [
+                ("machine", m.name, "utilisation", d[WORKING] / span),
+                ("machine", m.name, "availability", 1 - (d[DOWN] + d[MAINTENANCE]) / planned),
+                ("machine", m.name, "failures", float(len(rep))),
+                ("machine", m.name, "mtbf [h]", clock_time / len(rep) / 3600 if len(rep) else np.nan),
+                ("machine", m.name, "mttr [min]", float(rep.downtime.mean() / 60) if len(rep) else np.nan),
+                ("machine", m.name, "parts", float(n_good + n_scrap)),
+            ]
+            tot_planned += planned
+            tot_loss += d[DOWN] + d[MAINTENANCE] + d[SETUP]
+            count += n_good + n_scrap
+            good_n += n_good
+            active += d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP]
+        avail = 1 - tot_loss / tot_planned
+        run_time = tot_planned - tot_loss
+        perf = ideal * count / run_time if run_time > 0 else 0.0
+        qual = good_n / count if count else 1.0
+        station_oee[st.name] = (avail * perf * qual, avail, perf, qual, active / (span * len(group)))
+        for k, v in zip(("oee", "oee availability", "oee performance", "oee quality", "active share"),
+                        station_oee[st.name]):
+            rows.append(("station", st.name, k, float(v)))
+    bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
+    oee, avail, perf, qual, _ = station_oee[bottleneck]
+    rows += [
+        ("line", sc.line.name, "oee", oee),
+        ("line", sc.line.name, "oee availability", avail),
+        ("line", sc.line.name, "oee performance", perf),
+        ("line", sc.line.name, "oee quality", qual),
+        ("line", sc.line.name, "bottleneck station", float([s.name for s in sc.stations].index(bottleneck))),
+    ]
+    df = pd.DataFrame(rows, columns=KPI_COLUMNS[1:])
+    df.insert(0, "replication", line.replication)
+    df["value"] = df["value"].astype(float)
+    return df
+
+
+def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
+    """Mean, standard deviation and Student-t confidence interval of every KPI over replications."""
+    df = kpis if isinstance(kpis, pd.DataFrame) else pd.concat(list(kpis), ignore_index=True)
+    g = df.groupby(["scope", "entity", "kpi"], sort=False)["value"]
+    out = g.agg(mean="mean", sd="std", n="count").reset_index()
+    q = stats.t.ppf(0.5 + confidence / 2, np.maximum(out["n"] - 1, 1))
+    half = np.where(out["n"] > 1, q * out["sd"] / np.sqrt(out["n"]), np.nan)
+    out["ci_low"] = out["mean"] - half
+    out["ci_high"] = out["mean"] + half
+    return out
+
+
+def confidence_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of a sample, by Student's t."""
+    x = np.asarray(list(values), dtype=float)
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, np.nan, np.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half

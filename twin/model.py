@@ -1,0 +1,483 @@
+"""The SimPy model of a serial production line: source, buffers, machines, repair crews, sink.
+
+Machines are generator processes in the spirit of SimPy's machine-shop example. Failures on the
+operating clock are computed inline (the machine knows when its clock will run out while it works),
+so a normal cycle costs one timeout; calendar-clock failures also end waits for parts or space.
+Everything the line does is written to per-machine logs (`MachineLog`): the ground truth that
+sensors, KPIs and predictors read, kept apart from the sensor readings.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from array import array
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from twin.distributions import Sampler
+from twin.maintenance import MaintenancePolicy, policy_from_spec
+from twin.scenario import DAYS, Calendar, FaultMode, MachineType, Scenario, Station
+
+STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
+WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT = range(len(STATES))
+#: states in which a machine is powered but not working, and in which it is stopped
+IDLE_STATES = (STARVED, BLOCKED, SETUP)
+STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
+
+# streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
+STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT = 0, 1, 2, 3
+STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
+STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
+STREAM_SOURCE = 0  # with machine slot -1
+
+
+def rng_for(seed: int, replication: int, slot: int, stream: int) -> np.random.Generator:
+    """An independent generator keyed by (replication, machine slot, stream): stable under any run order."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(replication, slot + 1, stream)))
+
+
+@dataclass
+class MachineLog:
+    """Ground truth of one machine: state changes with the reliability clock, lives, finishes."""
+
+    t: array = field(default_factory=lambda: array("d"))
+    state: array = field(default_factory=lambda: array("b"))
+    clock: array = field(default_factory=lambda: array("d"))
+    finished: array = field(default_factory=lambda: array("d"))  # times a part left this machine good
+    scrapped: array = field(default_factory=lambda: array("d"))  # times a part was scrapped here
+    #: per fault mode: (time, clock at renewal, drawn life) each time that mode's life starts
+    lives: list[list[tuple[float, float, float]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A ground-truth event: failure, repair start/end, maintenance start/end, changeover."""
+
+    t: float
+    machine: str
+    kind: str
+    fault_mode: str = ""
+    detail: str = ""
+
+
+class ShiftCalendar:
+    """Planned production windows in simulation seconds, for quick 'is the line on shift?' look-ups."""
+
+    def __init__(self, cal: Calendar, start: dt.datetime, horizon: float) -> None:
+        day0 = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        offset = (start - day0).total_seconds()
+        starts: list[float] = []
+        ends: list[float] = []
+        for day in range(int(horizon // 86400) + 3):
+            if DAYS[(day0 + dt.timedelta(days=day)).weekday()] not in cal.days:
+                continue
+            for a, b in cal.windows():
+                s, e = day * 86400 + a - offset, day * 86400 + b - offset
+                if e <= 0:
+                    continue
+                if starts and abs(starts[-1] - max(s, 0.0)) < 1e-9 or ends and abs(ends[-1] - s) < 1e-9:
+                    ends[-1] = e  # windows that touch merge into one
+                    continue
+                starts.append(max(s, 0.0))
+                ends.append(e)
+        self.starts, self.ends = starts, ends
+
+    def next_start(self, t: float) -> float | None:
+        """None when t is inside a shift, else when the next shift starts (inf if none)."""
+        i = bisect.bisect_right(self.ends, t)
+        if i < len(self.starts) and self.starts[i] <= t:
+            return None
+        return self.starts[i] if i < len(self.starts) else float("inf")
+
+    def planned(self, a: float, b: float) -> float:
+        """Planned production time inside [a, b]."""
+        return float(sum(max(0.0, min(e, b) - max(s, a)) for s, e in zip(self.starts, self.ends)))
+
+
+class Machine:
+    """One machine: takes a part, works it (maybe failing mid-cycle), hands it on, asks its policy."""
+
+    def __init__(self, line: Line, station: Station, station_idx: int, slot: int, name: str,
+                 mtype: MachineType) -> None:
+        self.line, self.env, self.name, self.slot = line, line.env, name, slot
+        self.station, self.station_idx, self.mtype = station, station_idx, mtype
+        sc, rep = line.scenario, line.replication
+        self.cycle = Sampler(station.cycle_time, rng_for(sc.seed, rep, slot, STREAM_CYCLE))
+        self.scrap_u = Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP))
+        self.setup = (Sampler(station.changeover.duration, rng_for(sc.seed, rep, slot, STREAM_SETUP))
+                      if station.changeover else None)
+        self.maint_time = Sampler(mtype.maintenance.duration, rng_for(sc.seed, rep, slot, STREAM_MAINT))
+        self.modes: list[FaultMode] = list(mtype.fault_modes)
+        self.ttf = [Sampler(f.ttf, rng_for(sc.seed, rep, slot, STREAM_TTF + i)) for i, f in enumerate(self.modes)]
+        self.repair = [Sampler(f.repair, rng_for(sc.seed, rep, slot, STREAM_REPAIR + i))
+                       for i, f in enumerate(self.modes)]
+        self.wear_modes = [i for i, f in enumerate(self.modes) if f.kind == "wear"]
+        self.scrap_base = station.scrap
+        self.scrap_wear = any(f.scrap_increase for f in self.modes)
+        self.policy: MaintenancePolicy = line.policy_for(self)
+        self.calendar_clock = mtype.clock == "calendar"
+        self.work_rate = 1.0 if self.calendar_clock else (station.load / mtype.reference_load) ** mtype.load_exponent
+        # clock speed per state: how fast the reliability clock runs in each state
+        up = 1.0 if self.calendar_clock else 0.0
+        self.rates = (self.work_rate, up, up, 0.0, 0.0, up, 0.0)
+        self.log = MachineLog(lives=[[] for _ in self.modes])
+        self.state = -1
+        self.t_last = 0.0
+        self.clock = 0.0
+        self.work_time = 0.0
+        self.work_at_service = 0.0
+        self.parts_done = 0
+        self.parts_since_service = 0
+        self.pending_order: str | None = None
+        self._setup_at = -1
+        self.born = [0.0] * len(self.modes)
+        self.life = [float("inf")] * len(self.modes)
+        self.fail_clock, self.fail_mode = float("inf"), -1
+        for i in range(len(self.modes)):
+            self._renew(i, record=False)
+        self._set_state(STARVED)
+        for i in range(len(self.modes)):
+            self.log.lives[i].append((0.0, 0.0, self.life[i]))
+        self.inbuf: simpy.Store | None = None
+        self.outbuf: simpy.Store | None = None
+        self.inslots: simpy.Container | None = None
+        self.outslots: simpy.Container | None = None
+        self.is_last = False
+
+    # --- clock and state -------------------------------------------------------------------------
+    def _set_state(self, s: int) -> None:
+        """Advance the clocks to now and, if the state changes, log it."""
+        now = self.env.now
+        if self.state >= 0:
+            dt_ = now - self.t_last
+            self.clock += dt_ * self.rates[self.state]
+            if self.state == WORKING:
+                self.work_time += dt_
+        self.t_last = now
+        if s != self.state:
+            self.state = s
+            log = self.log
+            log.t.append(now)
+            log.state.append(s)
+            log.clock.append(self.clock)
+
+    def clock_now(self) -> float:
+        return self.clock + (self.env.now - self.t_last) * self.rates[self.state]
+
+    def work_time_since_service(self) -> float:
+        extra = self.env.now - self.t_last if self.state == WORKING else 0.0
+        return self.work_time + extra - self.work_at_service
+
+    def wear(self, i: int) -> float:
+        """Wear of fault mode i now: 0 = new, 1 = failing."""
+        age = (self.clock_now() - self.born[i]) / self.life[i]
+        return min(1.0, max(0.0, age)) ** self.modes[i].progression
+
+    def health(self) -> float:
+        """The health indicator: the highest wear over the wear modes (0 if it has none)."""
+        return max((self.wear(i) for i in self.wear_modes), default=0.0)
+
+    def _renew(self, i: int, record: bool = True) -> None:
+        self.born[i] = self.clock
+        self.life[i] = self.ttf[i]()
+        if record:
+            self.log.lives[i].append((self.env.now, self.clock, self.life[i]))
+        ends = [b + life for b, life in zip(self.born, self.life)]
+        self.fail_mode = int(np.argmin(ends)) if ends else -1
+        self.fail_clock = ends[self.fail_mode] if ends else float("inf")
+
+    # --- the machine's life ----------------------------------------------------------------------
+    def run(self) -> Generator[simpy.Event, Any, None]:
+        env, line = self.env, self.line
+        changeover = self.station.changeover
+        bbs = line.before_service
+        cal = line.calendar
+        while True:
+            # decision point: shift, maintenance, changeover
+            if cal is not None:
+                nxt = cal.next_start(env.now)
+                if nxt is not None:
+                    self._set_state(OFF_SHIFT)
+                    yield env.timeout(min(nxt, line.horizon + 1) - env.now)
+            reason = self.pending_order or self.policy.due(self)
+            if reason:
+                yield from self._maintain(reason)
+            if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
+                    and self.setup is not None and self.parts_done != self._setup_at:
+                self._setup_at = self.parts_done
+                line.record(self, "changeover_start")
+                yield from self._busy(self.setup(), SETUP)
+                line.record(self, "changeover_end")
+            # take a part
+            inbuf = self.inbuf
+            if inbuf is None:
+                pid = line.new_part()
+            else:
+                if len(inbuf.items) <= len(inbuf.get_queue):
+                    self._set_state(STARVED)
+                pid = (yield from self._wait(inbuf.get())) if self.calendar_clock else (yield inbuf.get())
+            outslots = self.outslots
+            if bbs and outslots is not None:
+                if outslots.level < 1 or outslots.get_queue:
+                    self._set_state(BLOCKED)
+                if self.calendar_clock:
+                    yield from self._wait(outslots.get(1))
+                else:
+                    yield outslots.get(1)
+            # work it
+            d = self.cycle()
+            self._set_state(WORKING)
+            if self.fail_clock - self.clock >= d * self.work_rate:
+                yield env.timeout(d)
+            else:
+                yield from self._work_failing(d)
+            self.parts_done += 1
+            self.parts_since_service += 1
+            if self.inslots is not None:
+                self.inslots.put(1)  # before-service: the part no longer holds space up to here
+            # hand it on
+            p_scrap = self.scrap_base
+            if self.scrap_wear:
+                p_scrap += sum(self.modes[i].scrap_increase * self.wear(i) for i in self.wear_modes)
+            if p_scrap and self.scrap_u() < p_scrap:
+                line.scrap(pid, self)
+                if outslots is not None and bbs:
+                    outslots.put(1)
+                continue
+            if self.is_last:
+                line.finish(pid, self)
+                continue
+            outbuf = self.outbuf
+            assert outbuf is not None
+            if not bbs and len(outbuf.items) >= outbuf.capacity:
+                self._set_state(BLOCKED)
+            if self.calendar_clock:
+                yield from self._wait(outbuf.put(pid))
+            else:
+                yield outbuf.put(pid)
+            self.log.finished.append(env.now)
+
+    def _work_failing(self, d: float) -> Generator[simpy.Event, Any, None]:
+        """Work for d seconds, stopping for every failure the clock reaches (preempt-resume)."""
+        env = self.env
+        while True:
+            self._set_state(WORKING)
+            ttf = max(0.0, (self.fail_clock - self.clock) / self.work_rate)
+            if ttf >= d:
+                yield env.timeout(d)
+                return
+            yield env.timeout(ttf)
+            d -= ttf
+            yield from self._fail()
+
+    def _wait(self, ev: simpy.Event) -> Generator[simpy.Event, Any, Any]:
+        """Wait for a part or for space while the calendar clock runs: a failure may come first."""
+        env = self.env
+        while True:
+            self._set_state(self.state)  # bring the clock to now
+            ttf = max(0.0, (self.fail_clock - self.clock) / self.rates[self.state])
+            if ttf == float("inf"):
+                return (yield ev)
+            waiting_state = self.state
+            to = env.timeout(ttf)
+            yield ev | to
+            if ev.triggered:
+                return ev.value
+            ev.cancel()  # type: ignore[attr-defined]
+            yield from self._fail()
+            self._set_state(waiting_state)
+            ev = _renew_request(ev)
+
+    def _busy(self, d: float, state: int) -> Generator[simpy.Event, Any, None]:
+        self._set_state(state)
+        yield self.env.timeout(d)
+
+    def _fail(self) -> Generator[simpy.Event, Any, None]:
+        i = self.fail_mode
+        mode = self.modes[i]
+        self._set_state(DOWN)
+        self.line.record(self, "failure", mode.name)
+        crew = self.line.crew_for(self)
+        if crew is not None:
+            with crew.request(priority=0) as req:
+                yield req
+                self.line.record(self, "repair_start", mode.name)
+                yield self.env.timeout(self.repair[i]())
+        else:
+            self.line.record(self, "repair_start", mode.name)
+            yield self.env.timeout(self.repair[i]())
+        self._set_state(DOWN)
+        self._renew(i)
+        self.line.record(self, "repair_end", mode.name)
+
+    def _maintain(self, reason: str) -> Generator[simpy.Event, Any, None]:
+        self.pending_order = None
+        self._set_state(MAINTENANCE)
+        self.line.record(self, "maintenance_order", detail=reason)
+        crew = self.line.crew_for(self, maintenance=True)
+        if crew is not None:
+            with crew.request(priority=1) as req:
+                yield req
+                self.line.record(self, "maintenance_start", detail=reason)
+                yield self.env.timeout(self.maint_time())
+        else:
+            self.line.record(self, "maintenance_start", detail=reason)
+            yield self.env.timeout(self.maint_time())
+        self._set_state(MAINTENANCE)
+        for i in self.wear_modes:
+            self._renew(i)
+        self.work_at_service = self.work_time
+        self.parts_since_service = 0
+        self.line.record(self, "maintenance_end", detail=reason)
+
+
+def _renew_request(ev: simpy.Event) -> simpy.Event:
+    """A fresh copy of a cancelled get/put request (same resource, same item or amount)."""
+    res = ev.resource  # type: ignore[attr-defined]
+    if isinstance(ev, simpy.resources.store.StorePut):
+        return res.put(ev.item)
+    if isinstance(ev, simpy.resources.container.ContainerGet):
+        return res.get(ev.amount)
+    if isinstance(ev, simpy.resources.container.ContainerPut):
+        return res.put(ev.amount)
+    return res.get()
+
+
+class _UnitUniform:
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.random(n)
+
+
+_UNIT: Any = _UnitUniform()
+
+
+class Line:
+    """A whole serial line for one replication; `run(until)` can be called in steps for live streaming."""
+
+    def __init__(self, scenario: Scenario, replication: int = 0,
+                 policy: Callable[[Machine], MaintenancePolicy] | None = None,
+                 env: simpy.Environment | None = None) -> None:
+        self.scenario, self.replication = scenario, replication
+        self.env = env or simpy.Environment()
+        self.horizon = scenario.duration
+        self.before_service = scenario.blocking == "before-service"
+        self._policy = policy
+        self.calendar = ShiftCalendar(scenario.calendar, scenario.start, scenario.duration) \
+            if scenario.calendar else None
+        self.crews = {c.name: simpy.PriorityResource(self.env, capacity=c.size) for c in scenario.repair_crews}
+        self.events: list[Event] = []
+        # parts: entry time, exit time (nan while inside), station index where scrapped (-1 if not)
+        self.entry = array("d")
+        self.exit = array("d")
+        self.scrapped_at = array("h")
+        self.arrivals = 0
+        self.lost = 0
+        self.machines: list[Machine] = []
+        self.stations: list[list[Machine]] = []
+        slot = 0
+        for si, st in enumerate(scenario.stations):
+            group = []
+            for name in st.machine_names:
+                group.append(Machine(self, st, si, slot, name, scenario.machine_type_of(st)))
+                slot += 1
+            self.stations.append(group)
+            self.machines.extend(group)
+        self._wire()
+        for m in self.machines:
+            self.env.process(m.run())
+        if scenario.source.kind == "arrivals":
+            self.env.process(self._arrivals())
+
+    def policy_for(self, machine: Machine) -> MaintenancePolicy:
+        return self._policy(machine) if self._policy else policy_from_spec(machine.mtype.maintenance)
+
+    def _wire(self) -> None:
+        env, sc = self.env, self.scenario
+        inf = float("inf")
+        self.buffers: list[simpy.Store | None] = []
+        for si, st in enumerate(sc.stations):
+            if si == 0 and sc.source.kind == "saturated":
+                self.buffers.append(None)
+                continue
+            cap = inf if st.buffer is None or (self.before_service and si > 0) else st.buffer
+            store = simpy.Store(env, capacity=cap)
+            for _ in range(st.initial):
+                store.items.append(self.new_part())
+            self.buffers.append(store)
+        for si, group in enumerate(self.stations):
+            nxt = sc.stations[si + 1] if si + 1 < len(sc.stations) else None
+            slots = None
+            if self.before_service and nxt is not None:
+                size = inf if nxt.buffer is None else nxt.buffer + len(self.stations[si + 1])
+                slots = simpy.Container(env, capacity=size, init=size - nxt.initial)
+            for m in group:
+                m.inbuf = self.buffers[si]
+                m.outbuf = self.buffers[si + 1] if nxt is not None else None
+                m.outslots = slots
+                m.is_last = nxt is None
+            if slots is not None:
+                for m in self.stations[si + 1]:
+                    m.inslots = slots
+
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        src = self.scenario.source
+        assert src.interarrival is not None
+        gap = Sampler(src.interarrival, rng_for(self.scenario.seed, self.replication, -1, STREAM_SOURCE))
+        buf = self.buffers[0]
+        assert buf is not None
+        drop = src.when_full == "drop"
+        while True:
+            yield self.env.timeout(gap())
+            self.arrivals += 1
+            if drop and len(buf.items) >= buf.capacity:
+                self.lost += 1
+                continue
+            yield buf.put(self.new_part())
+
+    # --- parts and events ------------------------------------------------------------------------
+    def new_part(self) -> int:
+        self.entry.append(self.env.now)
+        self.exit.append(float("nan"))
+        self.scrapped_at.append(-1)
+        return len(self.entry) - 1
+
+    def finish(self, pid: int, m: Machine) -> None:
+        self.exit[pid] = self.env.now
+        m.log.finished.append(self.env.now)
+
+    def scrap(self, pid: int, m: Machine) -> None:
+        self.exit[pid] = self.env.now
+        self.scrapped_at[pid] = m.station_idx
+        m.log.scrapped.append(self.env.now)
+
+    def record(self, m: Machine, kind: str, fault_mode: str = "", detail: str = "") -> None:
+        self.events.append(Event(self.env.now, m.name, kind, fault_mode, detail))
+
+    def crew_for(self, m: Machine, maintenance: bool = False) -> simpy.PriorityResource | None:
+        name = (m.mtype.maintenance.crew or m.mtype.repair_crew) if maintenance else m.mtype.repair_crew
+        return self.crews.get(name) if name else None
+
+    def order_maintenance(self, machine: str, reason: str = "ordered") -> None:
+        """Ask a machine to stop for maintenance at its next cycle boundary (e.g. from a predictor)."""
+        for m in self.machines:
+            if m.name == machine:
+                m.pending_order = reason
+                return
+        raise KeyError(f"no machine named {machine!r}; machines: {[m.name for m in self.machines]}")
+
+    def run(self, until: float) -> None:
+        """Advance the simulation to `until` (seconds), then bring every machine's clock to that time."""
+        self.env.run(until=min(until, self.horizon))
+        for m in self.machines:
+            m._set_state(m.state)
+
+    @property
+    def wip(self) -> int:
+        """Parts inside the line now."""
+        n = len(self.exit)
+        return n - int(np.count_nonzero(~np.isnan(np.frombuffer(self.exit, dtype=np.float64)))) if n else 0

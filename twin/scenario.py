@@ -1,0 +1,385 @@
+"""The scenario file: one YAML document describing a production line, validated strictly.
+
+`load_scenario(path)` is the one entry point. Every user mistake becomes a `ScenarioError` whose
+message names the file, line, field path, what was wrong and what is allowed, e.g.
+`bottling.yaml:14 stations[1].cycle_time.mean: must be > 0, got -3`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from twin.distributions import DIST_TAGS, Distribution, NonNegDuration, PositiveDuration
+
+Name = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64,
+          description="letters, digits, '_', '.', '-' (it becomes an MQTT topic level)"),
+]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LineId(_Strict):
+    """Where the line sits in the plant; these become the first MQTT topic levels."""
+
+    site: Name
+    area: Name
+    name: Name
+
+
+class Source(_Strict):
+    """Raw material entering the first station: always available, or arriving at random."""
+
+    kind: Literal["saturated", "arrivals"] = "saturated"
+    interarrival: Distribution | None = Field(None, description="time between arrivals (kind: arrivals)")
+    when_full: Literal["block", "drop"] = Field(
+        "block", description="an arrival finding the first buffer full waits (block) or is lost (drop)")
+
+    @model_validator(mode="after")
+    def _needs_interarrival(self) -> Source:
+        if self.kind == "arrivals" and self.interarrival is None:
+            raise ValueError("kind 'arrivals' needs an 'interarrival' distribution, e.g. {dist: exponential, mean: 75 s}")
+        return self
+
+
+class RepairCrew(_Strict):
+    """A team of technicians; repairs take precedence over planned maintenance."""
+
+    name: Name
+    size: int = Field(ge=1, le=1000)
+
+
+class FaultMode(_Strict):
+    """One way a machine fails: a wear mode (degrades, shows on sensors) or a sudden one (no warning).
+
+    A wear mode draws its life (`ttf`) at each renewal; its wear is (age / life) ** progression, so it
+    reaches 1 exactly at failure and the hazard rises with wear (use a Weibull with shape > 1).
+    """
+
+    name: Name
+    kind: Literal["wear", "sudden"] = "wear"
+    ttf: Distribution = Field(description="time to failure, on the machine's reliability clock")
+    repair: Distribution = Field(description="repair time once a technician is there (MTTR)")
+    progression: float = Field(2.0, gt=0, le=20, description="wear = (age/life) ** progression")
+    scrap_increase: Probability = Field(0.0, description="scrap probability added at full wear")
+    signature: dict[Name, float] = Field(
+        default_factory=dict, description="sensor -> offset added at full wear (in the sensor's unit)")
+
+
+class SensorFaults(_Strict):
+    """Faults of the sensor itself, independent of the machine: rates per hour of sampling."""
+
+    spike_rate: float = Field(0.0, ge=0, le=3600, description="spikes per hour")
+    spike_size: float = Field(0.0, description="added to the value during a spike")
+    stuck_rate: float = Field(0.0, ge=0, le=3600, description="stuck episodes per hour")
+    stuck_for: NonNegDuration = Field(60.0, description="mean length of a stuck episode")
+    dropout_rate: float = Field(0.0, ge=0, le=3600, description="dropout episodes per hour (readings missing)")
+    dropout_for: NonNegDuration = Field(30.0, description="mean length of a dropout")
+
+
+class Sensor(_Strict):
+    """A synthetic sensor whose value follows the machine's state, load and wear."""
+
+    name: Name
+    unit: str = Field(max_length=16)
+    period: PositiveDuration = Field(1.0, description="sampling period")
+    off: float = Field(0.0, description="value when stopped (down, maintenance, off shift)")
+    idle: float = Field(description="value when powered but not working (starved, blocked, setup)")
+    working: float = Field(description="value when working at reference load")
+    load_gain: float = Field(0.0, description="added per unit of load above the reference load")
+    lag: NonNegDuration = Field(0.0, description="first-order time constant (e.g. temperature); 0 = none")
+    noise: float = Field(0.0, ge=0, description="sd of white measurement noise")
+    drift: float = Field(0.0, ge=0, description="sd of slow random-walk drift per sqrt(hour)")
+    faults: SensorFaults = Field(default_factory=SensorFaults)
+
+
+class Maintenance(_Strict):
+    """When a machine is maintained: never, on a schedule, or on condition; or ordered from outside."""
+
+    policy: Literal["run-to-failure", "preventive", "condition-based"] = "run-to-failure"
+    every: PositiveDuration | None = Field(None, description="preventive: operating time between services")
+    every_parts: int | None = Field(None, ge=1, description="preventive: parts between services")
+    threshold: float | None = Field(None, gt=0, lt=1, description="condition-based: health indicator (wear) limit")
+    duration: Distribution = Field(default_factory=lambda: {"dist": "constant", "value": 1800.0})
+    crew: Name | None = None
+
+    @model_validator(mode="after")
+    def _params(self) -> Maintenance:
+        if self.policy == "preventive" and self.every is None and self.every_parts is None:
+            raise ValueError("policy 'preventive' needs 'every' (operating time, e.g. 40 h) or 'every_parts'")
+        if self.policy == "condition-based" and self.threshold is None:
+            raise ValueError("policy 'condition-based' needs 'threshold', a wear level between 0 and 1, e.g. 0.7")
+        return self
+
+
+class MachineType(_Strict):
+    """What machines of one kind share: how they age, fail, are sensed and maintained."""
+
+    clock: Literal["operating", "calendar"] = Field(
+        "operating", description="failure clock runs only while working (operating) or whenever up (calendar)")
+    reference_load: float = Field(0.8, gt=0, le=2)
+    load_exponent: float = Field(0.0, ge=0, le=10, description="operating clock runs (load/reference)**k fast")
+    fault_modes: list[FaultMode] = Field(default_factory=list)
+    sensors: list[Sensor] = Field(default_factory=list)
+    maintenance: Maintenance = Field(default_factory=Maintenance)
+    repair_crew: Name | None = Field(None, description="crew that repairs and maintains; none = always available")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MachineType:
+        sensors = [s.name for s in self.sensors]
+        _unique(sensors, "sensors")
+        _unique([f.name for f in self.fault_modes], "fault_modes")
+        for i, fm in enumerate(self.fault_modes):
+            for s in fm.signature:
+                if s not in sensors:
+                    raise ValueError(f"fault_modes[{i}] ({fm.name}) signature names sensor '{s}', "
+                                     f"which this machine type does not have; sensors: {sensors or 'none'}")
+            if fm.kind == "sudden" and (fm.signature or fm.scrap_increase):
+                raise ValueError(f"fault_modes[{i}] ({fm.name}) is sudden: it has no wear, so no signature "
+                                 "or scrap_increase; make it kind: wear")
+        return self
+
+
+class Changeover(_Strict):
+    """A product changeover (setup) every so many parts."""
+
+    every_parts: int = Field(ge=1)
+    duration: Distribution
+
+
+class Station(_Strict):
+    """A step of the line: one or more identical machines in parallel, fed by the buffer in front."""
+
+    name: Name
+    machine_type: Name
+    machines: int | list[Name] = Field(1, description="how many machines, or their names")
+    cycle_time: Distribution
+    ideal_cycle_time: PositiveDuration | None = Field(None, description="for OEE performance; default: mean cycle")
+    load: float = Field(0.8, gt=0, le=2, description="load as a fraction of rating while working")
+    buffer: int | None = Field(None, ge=0, description="capacity of the buffer in front; null = unlimited")
+    initial: int = Field(0, ge=0, description="parts in that buffer at the start")
+    scrap: Probability = Field(0.0, description="probability a finished part is scrap")
+    changeover: Changeover | None = None
+
+    @field_validator("machines")
+    @classmethod
+    def _machines(cls, v: int | list[str]) -> int | list[str]:
+        if isinstance(v, int) and not 1 <= v <= 100:
+            raise ValueError(f"must be between 1 and 100, got {v}")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("needs at least one machine name")
+            _unique(v, "machines")
+        return v
+
+    @property
+    def machine_names(self) -> list[str]:
+        if isinstance(self.machines, list):
+            return list(self.machines)
+        return [self.name] if self.machines == 1 else [f"{self.name}-{i + 1}" for i in range(self.machines)]
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Calendar(_Strict):
+    """Planned production time: shift windows on working days; everything else is planned downtime."""
+
+    shifts: list[str] = Field(min_length=1, description="daily windows 'HH:MM-HH:MM', e.g. '06:00-14:00'")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(DAYS))
+
+    @field_validator("shifts")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            m = _HHMM.match(w)
+            if not m:
+                raise ValueError(f"shift {w!r} is not 'HH:MM-HH:MM' (24 h clock, e.g. '22:00-24:00')")
+            if int(m.group(1)) * 60 + int(m.group(2)) >= int(m.group(3)) * 60 + int(m.group(4)):
+                raise ValueError(f"shift {w!r} ends before it starts; split a night shift as '22:00-24:00', '00:00-06:00'")
+        return v
+
+    def windows(self) -> list[tuple[float, float]]:
+        """Shift windows in seconds after midnight."""
+        out = []
+        for w in self.shifts:
+            m = _HHMM.match(w)
+            assert m is not None  # validated above
+            a, b, c, d = (int(x) for x in m.groups())
+            out.append((a * 3600.0 + b * 60.0, c * 3600.0 + d * 60.0))
+        return sorted(out)
+
+
+class Scenario(_Strict):
+    """A production line and how to run it."""
+
+    line: LineId
+    description: str = ""
+    seed: int = Field(ge=0, le=2**63 - 1, description="every random draw derives from it")
+    start: dt.datetime = Field(dt.datetime(2026, 1, 5, 6, 0), description="simulated clock at t = 0")
+    duration: PositiveDuration = Field(description="simulated time per replication")
+    warmup: NonNegDuration = Field(0.0, description="time discarded from KPIs at the start")
+    replications: int = Field(1, ge=1, le=10_000)
+    realtime_factor: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = wall clock, N = N x faster")
+    blocking: Literal["after-service", "before-service"] = Field(
+        "after-service", description="after-service: a finished part waits in the machine for buffer space; "
+        "before-service: a machine starts only when space downstream (buffer + next machines) is reserved")
+    source: Source = Field(default_factory=Source)
+    repair_crews: list[RepairCrew] = Field(default_factory=list)
+    machine_types: dict[Name, MachineType] = Field(min_length=1)
+    stations: list[Station] = Field(min_length=1, max_length=200)
+    calendar: Calendar | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        if self.warmup >= self.duration:
+            raise ValueError(f"warmup ({self.warmup:g} s) must be shorter than duration ({self.duration:g} s)")
+        crews = [c.name for c in self.repair_crews]
+        _unique(crews, "repair_crews")
+        _unique([s.name for s in self.stations], "stations")
+        _unique([m for s in self.stations for m in s.machine_names], "machine names (over all stations)")
+        for tname, mt in self.machine_types.items():
+            for crew in (mt.repair_crew, mt.maintenance.crew):
+                if crew is not None and crew not in crews:
+                    raise ValueError(f"machine_types.{tname} names repair crew '{crew}', but repair_crews has "
+                                     f"{crews or 'none'}; add it to repair_crews or fix the name")
+        for i, st in enumerate(self.stations):
+            if st.machine_type not in self.machine_types:
+                raise ValueError(f"stations[{i}] ({st.name}) uses machine_type '{st.machine_type}', which is not "
+                                 f"defined; machine_types: {sorted(self.machine_types)}")
+            if i == 0 and self.source.kind == "saturated" and (st.buffer is not None or st.initial):
+                raise ValueError(f"stations[0] ({st.name}) has a buffer, but the source is saturated (parts always "
+                                 "available); remove 'buffer'/'initial' or use source kind 'arrivals'")
+            if st.buffer is not None and st.initial > st.buffer:
+                raise ValueError(f"stations[{i}] ({st.name}) starts with initial={st.initial} parts in a buffer "
+                                 f"of capacity {st.buffer}")
+        return self
+
+    def machine_type_of(self, station: Station) -> MachineType:
+        return self.machine_types[station.machine_type]
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{what}: name '{n}' is used twice; names must be unique")
+        seen.add(n)
+
+
+class ScenarioError(Exception):
+    """A scenario file the user must fix; the message is ready to print."""
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read and validate a scenario file; raise ScenarioError naming file, line and field on any mistake."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{path}: cannot read the scenario file ({e.__class__.__name__}: {e}); "
+                            "check the path and that it is a UTF-8 YAML file") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f":{where.line + 1}" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ScenarioError(f"{path.name}{line}: not valid YAML ({problem}); check indentation, colons and quotes") \
+            from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path.name}: the file must hold a mapping (keys like line:, seed:, stations:), "
+                            f"got {type(data).__name__}; see scenarios/ for examples")
+    if overrides:
+        data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        lines = _line_index(node)
+        raise ScenarioError(_format_errors(path.name, e, lines)) from None
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('stations', 1, 'normal', 'mean') -> 'stations[1].mean' (union tags are not user fields)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in DIST_TAGS or str(part).startswith(("function-", "constrained-")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _format_errors(fname: str, err: ValidationError, lines: dict[str, int]) -> str:
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = format_loc(tuple(e["loc"]))
+        line = _nearest_line(loc, lines)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling (see docs/scenario.md for the allowed keys)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif "input" in e and e["type"] not in ("union_tag_invalid",) and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg}, got {e['input']!r}"
+        parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
+    head = f"{fname}: {len(parts)} problem{'s' if len(parts) > 1 else ''} in the scenario; fix and run again. "
+    return head + "; ".join(parts) if len(parts) > 1 else parts[0]
+
+
+def _line_index(node: yaml.Node | None) -> dict[str, int]:
+    """Map each field path in the YAML document to its 1-based line number."""
+    index: dict[str, int] = {}
+
+    def walk(n: yaml.Node, path: str) -> None:
+        index[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = str(k.value)
+                child = f"{path}.{key}" if path else key
+                index[child] = k.start_mark.line + 1
+                walk(v, child)
+                index[child] = k.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, f"{path}[{i}]")
+
+    if node is not None:
+        walk(node, "")
+    return index
+
+
+def _nearest_line(loc: str, lines: dict[str, int]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        cut = max(loc.rfind("."), loc.rfind("["))
+        loc = loc[:cut] if cut > 0 else ""
+    return None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, generated from the pydantic model (for editors and docs)."""
+    schema = Scenario.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "linetwin scenario"
+    return schema
+
+
+def write_json_schema(path: str | Path) -> None:
+    Path(path).write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
