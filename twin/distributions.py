@@ -209,7 +209,7 @@ Distribution = Annotated[
 class Sampler:
     """Draws from one distribution with its own generator, in blocks, so a draw costs a list pop."""
 
-    __slots__ = ("_dist", "_rng", "_buf", "_block")
+    __slots__ = ("_block", "_buf", "_dist", "_rng")
 
     def __init__(self, dist: _Dist, rng: np.random.Generator, block: int = 512) -> None:
         self._dist, self._rng, self._block = dist, rng, block

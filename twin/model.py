@@ -30,7 +30,7 @@ IDLE_STATES = (STARVED, BLOCKED, SETUP)
 STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
 
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
-STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT = 0, 1, 2, 3
+STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE = 0, 1, 2, 3, 4
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
 STREAM_SOURCE = 0  # with machine slot -1
@@ -80,7 +80,7 @@ class ShiftCalendar:
                 s, e = day * 86400 + a - offset, day * 86400 + b - offset
                 if e <= 0:
                     continue
-                if starts and abs(starts[-1] - max(s, 0.0)) < 1e-9 or ends and abs(ends[-1] - s) < 1e-9:
+                if (starts and abs(starts[-1] - max(s, 0.0)) < 1e-9) or (ends and abs(ends[-1] - s) < 1e-9):
                     ends[-1] = e  # windows that touch merge into one
                     continue
                 starts.append(max(s, 0.0))
@@ -140,11 +140,16 @@ class Machine:
         self.fail_clock, self.fail_mode = float("inf"), -1
         for i in range(len(self.modes)):
             self._renew(i, record=False)
+        if mtype.start_age == "random" and self.wear_modes:
+            u = rng_for(sc.seed, rep, slot, STREAM_AGE).random(len(self.modes))
+            for i in self.wear_modes:  # already part-way through the first life
+                self.born[i] = -u[i] * self.life[i]
+            self._renew_due()
         self._set_state(STARVED)
         for i in range(len(self.modes)):
-            self.log.lives[i].append((0.0, 0.0, self.life[i]))
-        self.inbuf: simpy.Store | None = None
-        self.outbuf: simpy.Store | None = None
+            self.log.lives[i].append((0.0, self.born[i], self.life[i]))
+        self.inbuf: Buffer | None = None
+        self.outbuf: Buffer | None = None
         self.inslots: simpy.Container | None = None
         self.outslots: simpy.Container | None = None
         self.is_last = False
@@ -187,6 +192,10 @@ class Machine:
         self.life[i] = self.ttf[i]()
         if record:
             self.log.lives[i].append((self.env.now, self.clock, self.life[i]))
+        self._renew_due()
+
+    def _renew_due(self) -> None:
+        """Which fault mode's life runs out first, and at what clock reading."""
         ends = [b + life for b, life in zip(self.born, self.life)]
         self.fail_mode = int(np.argmin(ends)) if ends else -1
         self.fail_clock = ends[self.fail_mode] if ends else float("inf")
@@ -254,7 +263,7 @@ class Machine:
                 continue
             outbuf = self.outbuf
             assert outbuf is not None
-            if not bbs and len(outbuf.items) >= outbuf.capacity:
+            if not bbs and outbuf.full():
                 self._set_state(BLOCKED)
             if self.calendar_clock:
                 yield from self._wait(outbuf.put(pid))
@@ -348,6 +357,29 @@ def _renew_request(ev: simpy.Event) -> simpy.Event:
     return res.get()
 
 
+class Buffer(simpy.Store):
+    """A finite FIFO buffer whose capacity 0 still works: a part is handed straight to a waiting machine."""
+
+    def __init__(self, env: simpy.Environment, capacity: float) -> None:
+        super().__init__(env, capacity=max(capacity, 1))
+        self._capacity = capacity
+
+    def _do_put(self, event: simpy.resources.store.StorePut) -> None:
+        if len(self.items) < self._capacity or len(self.get_queue) > len(self.items):
+            self.items.append(event.item)
+            event.succeed()
+
+    def get(self) -> simpy.resources.store.StoreGet:  # type: ignore[override]
+        ev = super().get()
+        if not ev.triggered and self.put_queue:
+            self._trigger_put(None)  # a machine now waits: a blocked part may be handed over
+        return ev
+
+    def full(self) -> bool:
+        """True when a part put now would have to wait."""
+        return len(self.items) >= self._capacity and len(self.get_queue) <= len(self.items)
+
+
 class _UnitUniform:
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.random(n)
@@ -399,13 +431,13 @@ class Line:
     def _wire(self) -> None:
         env, sc = self.env, self.scenario
         inf = float("inf")
-        self.buffers: list[simpy.Store | None] = []
+        self.buffers: list[Buffer | None] = []
         for si, st in enumerate(sc.stations):
             if si == 0 and sc.source.kind == "saturated":
                 self.buffers.append(None)
                 continue
             cap = inf if st.buffer is None or (self.before_service and si > 0) else st.buffer
-            store = simpy.Store(env, capacity=cap)
+            store = Buffer(env, capacity=cap)
             for _ in range(st.initial):
                 store.items.append(self.new_part())
             self.buffers.append(store)
@@ -434,7 +466,7 @@ class Line:
         while True:
             yield self.env.timeout(gap())
             self.arrivals += 1
-            if drop and len(buf.items) >= buf.capacity:
+            if drop and buf.full():
                 self.lost += 1
                 continue
             yield buf.put(self.new_part())

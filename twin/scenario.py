@@ -49,7 +49,8 @@ class Source(_Strict):
     @model_validator(mode="after")
     def _needs_interarrival(self) -> Source:
         if self.kind == "arrivals" and self.interarrival is None:
-            raise ValueError("kind 'arrivals' needs an 'interarrival' distribution, e.g. {dist: exponential, mean: 75 s}")
+            raise ValueError("kind 'arrivals' needs an 'interarrival' distribution, "
+                             "e.g. {dist: exponential, mean: 75 s}")
         return self
 
 
@@ -94,7 +95,7 @@ class Sensor(_Strict):
     name: Name
     unit: str = Field(max_length=16)
     period: PositiveDuration = Field(1.0, description="sampling period")
-    off: float = Field(0.0, description="value when stopped (down, maintenance, off shift)")
+    stopped: float = Field(0.0, description="value when stopped (down, maintenance, off shift)")
     idle: float = Field(description="value when powered but not working (starved, blocked, setup)")
     working: float = Field(description="value when working at reference load")
     load_gain: float = Field(0.0, description="added per unit of load above the reference load")
@@ -134,6 +135,8 @@ class MachineType(_Strict):
     sensors: list[Sensor] = Field(default_factory=list)
     maintenance: Maintenance = Field(default_factory=Maintenance)
     repair_crew: Name | None = Field(None, description="crew that repairs and maintains; none = always available")
+    start_age: Literal["new", "random"] = Field(
+        "random", description="wear at t = 0: new, or a random point of the first life (a line already in service)")
 
     @model_validator(mode="after")
     def _consistent(self) -> MachineType:
@@ -208,7 +211,8 @@ class Calendar(_Strict):
             if not m:
                 raise ValueError(f"shift {w!r} is not 'HH:MM-HH:MM' (24 h clock, e.g. '22:00-24:00')")
             if int(m.group(1)) * 60 + int(m.group(2)) >= int(m.group(3)) * 60 + int(m.group(4)):
-                raise ValueError(f"shift {w!r} ends before it starts; split a night shift as '22:00-24:00', '00:00-06:00'")
+                raise ValueError(f"shift {w!r} ends before it starts; "
+                                 "split a night shift as '22:00-24:00', '00:00-06:00'")
         return v
 
     def windows(self) -> list[tuple[float, float]]:

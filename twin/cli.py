@@ -1,0 +1,166 @@
+"""The `twin` command: validate scenario files, run them, print KPIs, write the JSON Schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from twin.distributions import parse_duration
+from twin.scenario import Scenario, ScenarioError, load_scenario, write_json_schema
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="linetwin: a digital twin of a production line.")
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a user-facing error (no traceback) and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path, **overrides: object) -> Scenario:
+    try:
+        return load_scenario(path, overrides={k: v for k, v in overrides.items() if v is not None})
+    except ScenarioError as e:
+        fail(str(e))
+        raise  # unreachable, for the type checker
+
+
+def _duration(value: Optional[str], option: str) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        fail(f"{option}: {e}")
+    if not isinstance(seconds, float) or seconds <= 0:
+        fail(f"{option}: must be a positive time such as '8 h' or '30 min', got {value!r}")
+    return seconds
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to check")]) -> None:
+    """Check scenario files; print what is wrong with each (exit 2 if any is invalid)."""
+    bad = 0
+    for f in files:
+        try:
+            sc = load_scenario(f)
+        except ScenarioError as e:
+            err_console.print(f"[bold red]invalid:[/] {e}", highlight=False, soft_wrap=True)
+            bad += 1
+            continue
+        n_m = sum(len(s.machine_names) for s in sc.stations)
+        out_console.print(f"[green]ok[/] {f}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
+                          f"{len(sc.stations)} stations, {n_m} machines", highlight=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
+    duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '8 h'")] = None,
+    replications: Annotated[Optional[int], typer.Option(min=1, help="number of replications")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="override the scenario's seed")] = None,
+    warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs, e.g. '30 min'")] = None,
+    realtime_factor: Annotated[Optional[float], typer.Option(min=0, help="0 = flat out, 1 = wall clock")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="result folder (default: runs/<scenario>/<time>)")] = None,
+) -> None:
+    """Simulate a scenario and write readings, ground truth and KPIs (Parquet) to a result folder."""
+    from twin.runner import run_scenario
+
+    sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
+               warmup=_duration(warmup, "--warmup") if warmup != "0" else 0.0, realtime_factor=realtime_factor)
+    out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if out.exists() and any(out.iterdir()):
+        fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--out {out}: cannot create the result folder ({e.strerror}); choose a writable path")
+    total = sc.duration * sc.replications
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False) as bar:
+        task = bar.add_task(f"{sc.line.name}", total=total, sim="")
+
+        def progress(rep: int, t: float) -> None:
+            bar.update(task, completed=rep * sc.duration + t,
+                       sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
+
+        summary, kpis = run_scenario(sc, out, progress)
+    out_console.print(kpi_table(summary, kpis, sc))
+    out_console.print(station_table(summary, sc))
+    out_console.print(f"results: [bold]{out}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
+                      "summary.csv)", highlight=False)
+
+
+def _fmt(row: pd.Series) -> str:
+    v = row["mean"]
+    if pd.isna(row["ci_low"]):
+        return f"{v:.4g}"
+    return f"{v:.4g} ± {(row['ci_high'] - row['ci_low']) / 2:.2g}"
+
+
+def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
+    """The line's KPIs as mean ± 95 % CI half-width over replications."""
+    n = int(summary["n"].max())
+    t = Table(title=f"{sc.line.name}: line KPIs over {n} replication{'s' * (n > 1)} (mean ± 95 % CI)")
+    t.add_column("KPI")
+    t.add_column("value", justify="right")
+    line = summary[summary.scope == "line"]
+    for _, row in line.iterrows():
+        if row.kpi == "bottleneck station":  # a station index per replication: show how often each was it
+            idx = kpis.loc[kpis.kpi == "bottleneck station", "value"].astype(int).value_counts()
+            t.add_row("bottleneck station", ", ".join(
+                f"{sc.stations[i].name} ({c}/{n})" if n > 1 else sc.stations[i].name for i, c in idx.items()))
+            continue
+        t.add_row(escape(row.kpi), _fmt(row))
+    return t
+
+
+def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
+    """Per-station OEE and its factors, with the machines' availability and MTBF/MTTR."""
+    t = Table(title="stations (mean over replications)")
+    for col in ("station", "OEE", "availability", "performance", "quality", "active", "MTBF [h]", "MTTR [min]"):
+        t.add_column(escape(col), justify="left" if col == "station" else "right")
+    st = summary[summary.scope == "station"].set_index(["entity", "kpi"])["mean"]
+    mach = summary[summary.scope == "machine"].set_index(["entity", "kpi"])["mean"]
+    for s in sc.stations:
+        names = s.machine_names
+        mtbf = pd.Series([mach.get((m, "mtbf [h]")) for m in names], dtype=float).mean()
+        mttr = pd.Series([mach.get((m, "mttr [min]")) for m in names], dtype=float).mean()
+        t.add_row(s.name, *(f"{st[(s.name, k)]:.1%}" for k in
+                            ("oee", "oee availability", "oee performance", "oee quality", "active share")),
+                  "-" if pd.isna(mtbf) else f"{mtbf:.1f}", "-" if pd.isna(mttr) else f"{mttr:.1f}")
+    return t
+
+
+@app.command()
+def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Schema")] = Path(
+        "docs/scenario.schema.json")) -> None:
+    """Write the JSON Schema of scenario files (generated from the validating model)."""
+    write_json_schema(out)
+    out_console.print(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Ground truth read back from a machine's log at any times: state, reliability clock, wear per mode.
+
+Sensors and the health table both use it; the log is only appended to, so a reader keeps a cursor
+and looks only at the tail it has not passed yet, which keeps chunked (live) reading linear in time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twin.model import Machine
+
+
+class TruthReader:
+    """Reads one machine's state, clock and wear at sorted sample times, chunk after chunk."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+        self.cursor = 0
+        self.rates = np.asarray(machine.rates)
+
+    def at(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(state, clock, wear[mode, sample]) at sorted times ts, which must not precede earlier calls."""
+        log = self.m.log
+        t = np.frombuffer(log.t[self.cursor:], dtype=np.float64)
+        s = np.frombuffer(log.state[self.cursor:], dtype=np.int8)
+        c = np.frombuffer(log.clock[self.cursor:], dtype=np.float64)
+        if len(ts) == 0:
+            return np.empty(0, np.int8), np.empty(0), np.empty((len(self.m.modes), 0))
+        idx = np.maximum(np.searchsorted(t, ts, side="right") - 1, 0)
+        state = s[idx]
+        clock = c[idx] + (ts - t[idx]) * self.rates[state]
+        wear = np.empty((len(self.m.modes), len(ts)))
+        for i, mode in enumerate(self.m.modes):
+            lives = np.asarray(log.lives[i], dtype=np.float64)
+            j = np.maximum(np.searchsorted(lives[:, 0], ts, side="right") - 1, 0)
+            age = (clock - lives[j, 1]) / lives[j, 2]
+            wear[i] = np.clip(age, 0.0, 1.0) ** mode.progression
+        # keep the cursor on the record in force at the last time read
+        self.cursor += int(np.searchsorted(t, ts[-1], side="right") - 1) if len(t) else 0
+        return state, clock, wear
