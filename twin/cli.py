@@ -37,15 +37,16 @@ def _load(path: Path, **overrides: object) -> Scenario:
         raise  # unreachable, for the type checker
 
 
-def _duration(value: Optional[str], option: str) -> Optional[float]:
+def _duration(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
     if value is None:
         return None
     try:
         seconds = parse_duration(value)
     except ValueError as e:
         fail(f"{option}: {e}")
-    if not isinstance(seconds, float) or seconds <= 0:
-        fail(f"{option}: must be a positive time such as '8 h' or '30 min', got {value!r}")
+    if not isinstance(seconds, float) or seconds < 0 or (seconds == 0 and not allow_zero):
+        fail(f"{option}: must be a {'non-negative' if allow_zero else 'positive'} time such as '8 h' or "
+             f"'30 min', got {value!r}")
     return seconds
 
 
@@ -81,7 +82,7 @@ def run(
     from twin.runner import run_scenario
 
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
-               warmup=_duration(warmup, "--warmup") if warmup != "0" else 0.0, realtime_factor=realtime_factor)
+               warmup=_duration(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")

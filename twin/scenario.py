@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from twin.distributions import DIST_TAGS, Distribution, NonNegDuration, PositiveDuration
+from twin.distributions import DIST_TAGS, Constant, Distribution, NonNegDuration, PositiveDuration
 
 Name = Annotated[
     str,
@@ -112,7 +112,7 @@ class Maintenance(_Strict):
     every: PositiveDuration | None = Field(None, description="preventive: operating time between services")
     every_parts: int | None = Field(None, ge=1, description="preventive: parts between services")
     threshold: float | None = Field(None, gt=0, lt=1, description="condition-based: health indicator (wear) limit")
-    duration: Distribution = Field(default_factory=lambda: {"dist": "constant", "value": 1800.0})
+    duration: Distribution = Field(default_factory=lambda: Constant(dist="constant", value=1800.0))
     crew: Name | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,202 @@
+"""Behaviour of the line model: determinism, conservation, reliability, maintenance, calendar, crews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
+from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, Line
+from twin.runner import events_frame, simulate, states_frame
+from twin.scenario import load_scenario
+from twin.truth import TruthReader
+
+
+def run(sc, rep: int = 0) -> Line:  # type: ignore[no-untyped-def]
+    line = Line(sc, rep)
+    line.run(sc.duration)
+    return line
+
+
+def wear_type(**maintenance: object) -> dict[str, object]:
+    return {"fault_modes": [{"name": "wear", "ttf": {"dist": "weibull", "shape": 3, "scale": 2000},
+                             "repair": const(100), "progression": 2}],
+            "maintenance": maintenance or {"policy": "run-to-failure"}, "start_age": "new"}
+
+
+def test_same_seed_same_everything_and_other_seed_differs() -> None:
+    sc = load_scenario("scenarios/bottling.yaml").model_copy(update={"duration": 3600.0, "warmup": 0.0})
+    a, b = simulate(sc, 0), simulate(sc, 0)
+    assert a.kpis.equals(b.kpis)
+    assert states_frame(a.line).equals(states_frame(b.line))
+    assert events_frame(a.line).equals(events_frame(b.line))
+    other = simulate(sc.model_copy(update={"seed": sc.seed + 1}), 0)
+    assert not other.kpis.equals(a.kpis)
+    rep1 = simulate(sc, 1)
+    assert not rep1.kpis.equals(a.kpis)  # replications use independent streams
+
+
+def test_parts_are_conserved() -> None:
+    """Every part that entered has left good, been scrapped, or is still inside (in = out + WIP + scrap)."""
+    sc = scenario([{"name": "a", "cycle_time": exp(10), "scrap": 0.05},
+                   {"name": "b", "cycle_time": exp(9), "buffer": 5, "machines": 2, "scrap": 0.02},
+                   {"name": "c", "cycle_time": exp(4), "buffer": 1}],
+                  machine_types={"m": unreliable(500, 50)}, duration=50_000)
+    line = run(sc)
+    exit_ = np.frombuffer(line.exit)
+    scrapped = np.frombuffer(line.scrapped_at, dtype=np.int16) >= 0
+    inside = np.isnan(exit_)
+    out = ~inside & ~scrapped
+    assert len(exit_) == out.sum() + scrapped.sum() + inside.sum()
+    assert inside.sum() == line.wip
+    buffers = sum(len(b.items) for b in line.buffers if b is not None)
+    assert 0 < line.wip <= buffers + len(line.machines)
+    finished_last = len(line.stations[-1][0].log.finished)
+    assert finished_last == out.sum()
+    assert scrapped.sum() == sum(len(m.log.scrapped) for m in line.machines)
+
+
+@pytest.mark.parametrize("clock", ["operating", "calendar"])
+def test_observed_mtbf_and_mttr_match_configured(clock: str) -> None:
+    sc = scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": unreliable(3600, 600, clock)},
+                  duration=400 * 3600)
+    k = replicate(sc, 4)
+    assert kpi(k, "mtbf [h]").mean() == pytest.approx(1.0, rel=0.06)
+    assert kpi(k, "mttr [min]").mean() == pytest.approx(10.0, rel=0.06)
+    assert kpi(k, "failures").sum() > 1000
+
+
+def test_wear_rises_to_one_at_failure_and_resets_at_repair() -> None:
+    sc = scenario([{"name": "m1", "cycle_time": const(1)}], machine_types={"m": wear_type()}, duration=20_000)
+    line = run(sc)
+    m = line.machines[0]
+    ev = events_frame(line)
+    fails = ev[ev.event == "failure"].t.to_numpy()
+    assert len(fails) >= 3
+    state, _, wear = TruthReader(m).at(np.concatenate([[0.0], fails - 1e-6, fails + 100 + 1e-6]))
+    n = len(fails)
+    assert wear[0, 0] == 0.0  # started new
+    assert np.allclose(wear[0, 1:n + 1], 1.0, atol=1e-3)  # worn out right before each failure
+    assert np.all(wear[0, n + 1:] < 0.01)  # renewed after the 100 s repair
+    assert (state[n + 1:] != DOWN).all()
+
+
+def test_operating_clock_runs_faster_under_load() -> None:
+    base = {"fault_modes": [{"name": "f", "kind": "sudden", "ttf": exp(2000), "repair": const(10)}],
+            "load_exponent": 2.0, "reference_load": 0.8}
+    failures = {}
+    for load in (0.8, 1.6):
+        sc = scenario([{"name": "m1", "cycle_time": const(1), "load": load}], machine_types={"m": base},
+                      duration=400_000)
+        failures[load] = kpi(replicate(sc, 2), "failures").sum()
+    assert failures[1.6] / failures[0.8] == pytest.approx(4.0, rel=0.15)  # (1.6 / 0.8) ** 2
+
+
+def test_preventive_maintenance_every_operating_hours() -> None:
+    mt = wear_type(policy="preventive", every=500, duration=const(60))
+    line = run(scenario([{"name": "m1", "cycle_time": const(10)}], machine_types={"m": mt}, duration=20_000))
+    ev = events_frame(line)
+    starts = ev[ev.event == "maintenance_start"].t.to_numpy()
+    assert len(starts) >= 20
+    assert (np.diff(starts) >= 500).all()
+    assert ev[ev.event == "failure"].empty  # 500 s of work is far inside the 2000 s characteristic life
+
+
+def test_preventive_maintenance_every_n_parts() -> None:
+    mt = wear_type(policy="preventive", every_parts=7, duration=const(5))
+    line = run(scenario([{"name": "m1", "cycle_time": const(10)}], machine_types={"m": mt}, duration=2_000))
+    ev = events_frame(line)
+    n = len(ev[ev.event == "maintenance_end"])
+    parts = len(line.machines[0].log.finished)
+    assert n == parts // 7
+
+
+def test_condition_based_maintenance_acts_on_the_health_indicator() -> None:
+    mt = wear_type(policy="condition-based", threshold=0.5, duration=const(60))
+    line = run(scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": mt}, duration=100_000))
+    m = line.machines[0]
+    ev = events_frame(line)
+    orders = ev[ev.event == "maintenance_order"].t.to_numpy()
+    assert len(orders) >= 10
+    _, _, wear = TruthReader(m).at(orders)
+    assert (wear[0] >= 0.5).all() and (wear[0] < 0.6).all()  # caught within one 5 s cycle of the limit
+    assert len(ev[ev.event == "failure"]) <= 1
+
+
+def test_external_order_is_taken_at_the_next_cycle_boundary() -> None:
+    sc = scenario([{"name": "m1", "cycle_time": const(10)}], machine_types={"m": wear_type()}, duration=1000)
+    line = Line(sc)
+    line.run(95)
+    line.order_maintenance("m1", "predicted failure")
+    line.run(sc.duration)
+    ev = events_frame(line)
+    order = ev[ev.event == "maintenance_order"]
+    assert list(order.t) == [100.0] and list(order.detail) == ["predicted failure"]
+    with pytest.raises(KeyError):
+        line.order_maintenance("nope")
+
+
+def test_repair_crew_is_shared_and_repairs_wait() -> None:
+    mt = unreliable(2000, 600)
+    mt["repair_crew"] = "crew"
+    crew1 = scenario([{"name": "s", "cycle_time": const(10), "machines": 4}], machine_types={"m": mt},
+                     repair_crews=[{"name": "crew", "size": 1}], duration=500_000)
+    unlimited = crew1.model_copy(update={"repair_crews": [crew1.repair_crews[0].model_copy(update={"size": 4})]})
+    slow, fast = replicate(crew1, 2), replicate(unlimited, 2)
+    assert kpi(slow, "mttr [min]").mean() > 1.3 * kpi(fast, "mttr [min]").mean()
+    assert kpi(fast, "mttr [min]").mean() == pytest.approx(10, rel=0.1)
+
+
+def test_shift_calendar_stops_the_line_outside_shifts() -> None:
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], calendar={"shifts": ["06:00-14:00"]},
+                  start="2026-01-05T06:00:00", duration="2 d")
+    line = run(sc)
+    st = states_frame(line)
+    off = st[st.state == "off_shift"]
+    assert list(off.start) == [8 * 3600.0, 32 * 3600.0]
+    assert list(off.end) == [24 * 3600.0, 48 * 3600.0]
+    k = replicate(sc, 1)
+    assert kpi(k, "oee availability", "m1")[0] == pytest.approx(1.0)
+    assert kpi(k, "off_shift share", "m1")[0] == pytest.approx(2 / 3, abs=1e-3)
+    assert line.machines[0].state == OFF_SHIFT
+
+
+def test_changeover_every_n_parts() -> None:
+    sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
+                  duration=1500)
+    line = run(sc)
+    st = states_frame(line)
+    setups = st[st.state == "setup"]
+    assert len(setups) == 10 and (setups.end - setups.start == 50).all()
+    assert SETUP in np.frombuffer(line.machines[0].log.state, dtype=np.int8)
+
+
+def test_scrap_grows_with_wear() -> None:
+    mt = wear_type()
+    mt["fault_modes"][0]["scrap_increase"] = 0.5  # type: ignore[index]
+    line = run(scenario([{"name": "m1", "cycle_time": const(1)}], machine_types={"m": mt}, duration=100_000))
+    m = line.machines[0]
+    scr = np.frombuffer(m.log.scrapped).copy()
+    _, _, wear = TruthReader(m).at(scr)
+    assert len(scr) > 100
+    assert np.median(wear[0]) > 0.5  # scrap happens mostly late in a life
+
+
+def test_blocked_and_starved_states_are_recorded() -> None:
+    sc = scenario([{"name": "fast", "cycle_time": const(1)}, {"name": "slow", "cycle_time": const(2), "buffer": 2},
+                   {"name": "fast2", "cycle_time": const(1), "buffer": 2}], duration=1000)
+    k = replicate(sc, 1)
+    assert kpi(k, "blocked share", "fast")[0] > 0.45
+    assert kpi(k, "starved share", "fast2")[0] > 0.45
+    assert kpi(k, "working share", "slow")[0] > 0.99
+    assert kpi(k, "bottleneck station")[0] == 1.0
+
+
+def test_down_and_maintenance_states_cover_the_events() -> None:
+    mt = wear_type(policy="preventive", every=300, duration=const(30))
+    line = run(scenario([{"name": "m1", "cycle_time": exp(5)}], machine_types={"m": mt}, duration=50_000))
+    st = states_frame(line)
+    ev = events_frame(line)
+    assert st[st.state == "maintenance"].shape[0] == len(ev[ev.event == "maintenance_start"])
+    d = np.frombuffer(line.machines[0].log.state, dtype=np.int8)
+    assert MAINTENANCE in d
