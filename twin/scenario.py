@@ -48,6 +48,8 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _needs_interarrival(self) -> Source:
+        if self.interarrival is not None and self.interarrival.mean < 0.001:
+            raise ValueError("interarrival: the mean time between arrivals must be at least 1 ms")
         if self.kind == "arrivals" and self.interarrival is None:
             raise ValueError("kind 'arrivals' needs an 'interarrival' distribution, "
                              "e.g. {dist: exponential, mean: 75 s}")
@@ -94,7 +96,7 @@ class Sensor(_Strict):
 
     name: Name
     unit: str = Field(max_length=16)
-    period: PositiveDuration = Field(1.0, description="sampling period")
+    period: PositiveDuration = Field(1.0, ge=0.01, description="sampling period (at least 10 ms)")
     stopped: float = Field(0.0, description="value when stopped (down, maintenance, off shift)")
     idle: float = Field(description="value when powered but not working (starved, blocked, setup)")
     working: float = Field(description="value when working at reference load")
@@ -175,6 +177,14 @@ class Station(_Strict):
     scrap: Probability = Field(0.0, description="probability a finished part is scrap")
     changeover: Changeover | None = None
 
+    @field_validator("cycle_time")
+    @classmethod
+    def _takes_time(cls, v: Any) -> Any:
+        if v.mean < 0.001:
+            raise ValueError(f"the mean cycle time must be at least 1 ms, got {v.mean:g} s "
+                             "(a machine cannot make parts in no time)")
+        return v
+
     @field_validator("machines")
     @classmethod
     def _machines(cls, v: int | list[str]) -> int | list[str]:
@@ -233,7 +243,8 @@ class Scenario(_Strict):
     description: str = ""
     seed: int = Field(ge=0, le=2**63 - 1, description="every random draw derives from it")
     start: dt.datetime = Field(dt.datetime(2026, 1, 5, 6, 0), description="simulated clock at t = 0")
-    duration: PositiveDuration = Field(description="simulated time per replication")
+    duration: PositiveDuration = Field(description="simulated time per replication (at most 10 years)",
+                                       le=10 * 365 * 86400)
     warmup: NonNegDuration = Field(0.0, description="time discarded from KPIs at the start")
     replications: int = Field(1, ge=1, le=10_000)
     realtime_factor: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = wall clock, N = N x faster")
@@ -334,12 +345,13 @@ def _format_errors(fname: str, err: ValidationError, lines: dict[str, int]) -> s
     for e in err.errors(include_url=False):
         loc = format_loc(tuple(e["loc"]))
         line = _nearest_line(loc, lines)
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
         if e["type"] == "extra_forbidden":
             msg = "unknown key; remove it or check its spelling (see docs/scenario.md for the allowed keys)"
         elif e["type"] == "missing":
             msg = "required field is missing"
-        elif "input" in e and e["type"] not in ("union_tag_invalid",) and not isinstance(e["input"], (dict, list)):
+        elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
+                and repr(e["input"]) not in msg:
             msg = f"{msg}, got {e['input']!r}"
         parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
     head = f"{fname}: {len(parts)} problem{'s' if len(parts) > 1 else ''} in the scenario; fix and run again. "
