@@ -117,8 +117,10 @@ def states_frame(line: Line) -> pd.DataFrame:
 
 
 def events_frame(line: Line) -> pd.DataFrame:
-    return pd.DataFrame([(e.t, e.machine, e.kind, e.fault_mode, e.detail) for e in line.events],
-                        columns=["t", "machine", "event", "fault_mode", "detail"])
+    """Failures, repairs, maintenance and changeovers, in time order: the event part of the ground truth."""
+    df = pd.DataFrame([(e.t, e.machine, e.kind, e.fault_mode, e.detail) for e in line.events],
+                      columns=["t", "machine", "event", "fault_mode", "detail"])
+    return df.astype({"t": "float64", "machine": "str", "event": "str", "fault_mode": "str", "detail": "str"})
 
 
 def parts_frame(line: Line) -> pd.DataFrame:
@@ -192,7 +194,8 @@ class RunWriter:
             df = pd.concat(frames, ignore_index=True)
             for col in ("t", "start", "end", "entry", "exit"):
                 if col in df:
-                    df["timestamp" if col == "t" else f"{col}_time"] = self._stamp(df[col])
+                    df["timestamp" if col == "t" else f"{col}_time"] = (
+                        pd.Timestamp(self._start) + pd.to_timedelta(df[col], unit="s")).dt.round("ms")
             target = self.out / ("kpis.parquet" if name == "kpis" else f"truth/{name}.parquet")
             df.to_parquet(target, index=False)
         summary = summarize(truth["kpis"])

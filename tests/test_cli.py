@@ -1,0 +1,98 @@
+"""The `twin` command as a user runs it: a real process, real files, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BUNDLED = sorted(Path("scenarios").glob("*.yaml"))
+
+
+def twin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=300,
+                          env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"})
+
+
+def test_validate_bundled() -> None:
+    r = twin("validate", *map(str, BUNDLED))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok ") == len(BUNDLED)
+
+
+def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path("scenarios/bottling.yaml").read_text().replace("seed: 20261123", "seed: -4"))
+    r = twin("validate", str(BUNDLED[0]), str(bad))
+    assert r.returncode == 2
+    assert "bad.yaml:" in r.stderr and "seed: must be greater than or equal to 0, got -4" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
+def test_run_bundled_scenario_end_to_end(path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = twin("run", str(path), "--duration", "1 h", "--warmup", "10 min", "--replications", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "line KPIs over 2 replications" in r.stdout and "throughput [parts/h]" in r.stdout
+    for f in ("readings.parquet", "sensors.parquet", "kpis.parquet", "summary.parquet", "summary.csv", "run.json",
+              "truth/states.parquet", "truth/events.parquet", "truth/parts.parquet", "truth/health.parquet"):
+        assert (out / f).is_file(), f
+    readings = pd.read_parquet(out / "readings.parquet")
+    sensors = pd.read_parquet(out / "sensors.parquet")
+    assert set(readings.columns) == {"replication", "t", "timestamp", "machine", "sensor", "value"}
+    assert set(readings.replication) == {0, 1}
+    per_series = readings[readings.replication == 0].groupby(["machine", "sensor"], observed=True).size()
+    expected = (3600 / sensors.set_index(["machine", "sensor"]).period).loc[per_series.index]
+    assert len(per_series) == len(sensors)
+    assert (per_series.to_numpy() <= expected.to_numpy()).all()
+    assert (per_series.to_numpy() > 0.8 * expected.to_numpy()).all()
+    summary = pd.read_csv(out / "summary.csv")
+    line = summary[summary.scope == "line"].set_index("kpi")
+    assert line.loc["throughput [parts/h]", "n"] == 2 and line.loc["throughput [parts/h]", "mean"] > 0
+    assert 0 < line.loc["oee", "mean"] <= 1
+    states = pd.read_parquet(out / "truth/states.parquet")
+    assert set(sensors.machine) <= set(states.machine)
+    assert {"state", "wear", "fault_mode"}.isdisjoint(readings.columns)  # ground truth kept apart
+
+
+def test_same_seed_gives_identical_files_and_seed_option_changes_them(tmp_path: Path) -> None:
+    args = ("run", "scenarios/body_shop.yaml", "--duration", "20 min", "--warmup", "0", "--replications", "1")
+    a = twin(*args, "--out", str(tmp_path / "a"))
+    b = twin(*args, "--out", str(tmp_path / "b"))
+    c = twin(*args, "--seed", "99", "--out", str(tmp_path / "c"))
+    assert a.returncode == b.returncode == c.returncode == 0
+    ra, rb, rc = (pd.read_parquet(tmp_path / x / "readings.parquet") for x in "abc")
+    pd.testing.assert_frame_equal(ra, rb)
+    assert not ra.value.equals(rc.value)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/kpis.parquet"),
+                                  pd.read_parquet(tmp_path / "b/kpis.parquet"))
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--duration", "banana"), "--duration: not a duration: 'banana'"),
+    (("--duration", "-5 min"), "--duration: must be a positive time"),
+    (("--warmup", "9 h"), "warmup (32400 s) must be shorter than duration"),
+])
+def test_run_rejects_bad_options(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    r = twin("run", "scenarios/bottling.yaml", *args, "--out", str(tmp_path / "x"))
+    assert r.returncode == 2
+    assert expected in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
+
+
+def test_run_never_overwrites_an_earlier_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "readings.parquet").write_text("precious")
+    r = twin("run", "scenarios/bottling.yaml", "--duration", "5 min", "--warmup", "0", "--out", str(out))
+    assert r.returncode == 2 and "not empty" in r.stderr
+    assert (out / "readings.parquet").read_text() == "precious"
+
+
+def test_run_missing_file() -> None:
+    r = twin("run", "scenarios/nope.yaml")
+    assert r.returncode == 2 and "cannot read the scenario file" in r.stderr and "Traceback" not in r.stderr
