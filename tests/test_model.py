@@ -200,3 +200,14 @@ def test_down_and_maintenance_states_cover_the_events() -> None:
     assert st[st.state == "maintenance"].shape[0] == len(ev[ev.event == "maintenance_start"])
     d = np.frombuffer(line.machines[0].log.state, dtype=np.int8)
     assert MAINTENANCE in d
+
+
+@pytest.mark.parametrize("blocking", ["after-service", "before-service"])
+def test_calendar_failures_strike_blocked_machines_too(blocking: str) -> None:
+    """A fast machine feeding a slow one is blocked most of the time; time-dependent failures still come."""
+    sc = scenario([{"name": "fast", "cycle_time": const(1), "machine_type": "u"},
+                   {"name": "slow", "cycle_time": const(3), "buffer": 1}],
+                  machine_types={"m": {}, "u": unreliable(100, 25, "calendar")}, duration=100_000, blocking=blocking)
+    k = replicate(sc, 3)
+    assert kpi(k, "blocked share", "fast").mean() > 0.4
+    assert kpi(k, "availability", "fast").mean() == pytest.approx(0.8, abs=0.02)

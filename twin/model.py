@@ -12,15 +12,17 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from array import array
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
 
 from twin.distributions import Sampler
-from twin.maintenance import MaintenancePolicy, policy_from_spec
+from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
 from twin.scenario import DAYS, Calendar, FaultMode, MachineType, Scenario, Station
 
 STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
@@ -108,7 +110,7 @@ class Machine:
         self.station, self.station_idx, self.mtype = station, station_idx, mtype
         sc, rep = line.scenario, line.replication
         self.cycle = Sampler(station.cycle_time, rng_for(sc.seed, rep, slot, STREAM_CYCLE))
-        self.scrap_u = Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP))
+        self._scrap_u = Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP))
         self.setup = (Sampler(station.changeover.duration, rng_for(sc.seed, rep, slot, STREAM_SETUP))
                       if station.changeover else None)
         self.maint_time = Sampler(mtype.maintenance.duration, rng_for(sc.seed, rep, slot, STREAM_MAINT))
@@ -118,7 +120,8 @@ class Machine:
                        for i, f in enumerate(self.modes)]
         self.wear_modes = [i for i, f in enumerate(self.modes) if f.kind == "wear"]
         self.scrap_base = station.scrap
-        self.scrap_wear = any(f.scrap_increase for f in self.modes)
+        self.scrap_max = self.scrap_base + sum(f.scrap_increase for f in self.modes)  # at full wear
+        self._u = 0.0
         self.policy: MaintenancePolicy = line.policy_for(self)
         self.calendar_clock = mtype.clock == "calendar"
         self.work_rate = 1.0 if self.calendar_clock else (station.load / mtype.reference_load) ** mtype.load_exponent
@@ -134,6 +137,8 @@ class Machine:
         self.parts_done = 0
         self.parts_since_service = 0
         self.pending_order: str | None = None
+        self._renewals = 0
+        self._wear_cache: tuple[tuple[float, int] | None, float] = (None, 0.0)
         self._setup_at = -1
         self.born = [0.0] * len(self.modes)
         self.life = [float("inf")] * len(self.modes)
@@ -145,6 +150,7 @@ class Machine:
             for i in self.wear_modes:  # already part-way through the first life
                 self.born[i] = -u[i] * self.life[i]
             self._renew_due()
+            self._renewals += 1
         self._set_state(STARVED)
         for i in range(len(self.modes)):
             self.log.lives[i].append((0.0, self.born[i], self.life[i]))
@@ -156,7 +162,9 @@ class Machine:
 
     # --- clock and state -------------------------------------------------------------------------
     def _set_state(self, s: int) -> None:
-        """Advance the clocks to now and, if the state changes, log it."""
+        """Log a change of state; the clocks are brought up to now only at changes (they run linearly between)."""
+        if s == self.state:
+            return
         now = self.env.now
         if self.state >= 0:
             dt_ = now - self.t_last
@@ -164,12 +172,11 @@ class Machine:
             if self.state == WORKING:
                 self.work_time += dt_
         self.t_last = now
-        if s != self.state:
-            self.state = s
-            log = self.log
-            log.t.append(now)
-            log.state.append(s)
-            log.clock.append(self.clock)
+        self.state = s
+        log = self.log
+        log.t.append(now)
+        log.state.append(s)
+        log.clock.append(self.clock)
 
     def clock_now(self) -> float:
         return self.clock + (self.env.now - self.t_last) * self.rates[self.state]
@@ -183,15 +190,34 @@ class Machine:
         age = (self.clock_now() - self.born[i]) / self.life[i]
         return min(1.0, max(0.0, age)) ** self.modes[i].progression
 
+    def scrap_u(self) -> float:
+        self._u = self._scrap_u()
+        return self._u
+
+    def _scrap_draw_hits(self) -> bool:
+        """Whether the last draw scraps the part; wear is only evaluated when the draw could scrap it."""
+        p = self.scrap_base + sum(self.modes[i].scrap_increase * self.wear(i) for i in self.wear_modes)
+        return self._u < p
+
+    def clock_at_wear(self, level: float) -> float:
+        """The reliability-clock reading at which the first wear mode reaches `level` (cached per life)."""
+        key = (level, self._renewals)
+        if self._wear_cache[0] != key:
+            at = min((self.born[i] + self.life[i] * level ** (1 / self.modes[i].progression)
+                      for i in self.wear_modes), default=float("inf"))
+            self._wear_cache = (key, at)
+        return self._wear_cache[1]
+
     def health(self) -> float:
         """The health indicator: the highest wear over the wear modes (0 if it has none)."""
         return max((self.wear(i) for i in self.wear_modes), default=0.0)
 
     def _renew(self, i: int, record: bool = True) -> None:
-        self.born[i] = self.clock
+        self._renewals += 1
+        self.born[i] = self.clock_now()
         self.life[i] = self.ttf[i]()
         if record:
-            self.log.lives[i].append((self.env.now, self.clock, self.life[i]))
+            self.log.lives[i].append((self.env.now, self.born[i], self.life[i]))
         self._renew_due()
 
     def _renew_due(self) -> None:
@@ -206,6 +232,12 @@ class Machine:
         changeover = self.station.changeover
         bbs = line.before_service
         cal = line.calendar
+        policy = None if isinstance(self.policy, RunToFailure) else self.policy
+        # the wiring is fixed once the line is built: keep the hot loop on local names
+        inbuf, outbuf, inslots, outslots = self.inbuf, self.outbuf, self.inslots, self.outslots
+        cycle, work_rate, scrap_max, calendar_clock = self.cycle, self.work_rate, self.scrap_max, self.calendar_clock
+        finished = self.log.finished.append
+        is_last = self.is_last
         while True:
             # decision point: shift, maintenance, changeover
             if cal is not None:
@@ -213,7 +245,7 @@ class Machine:
                 if nxt is not None:
                     self._set_state(OFF_SHIFT)
                     yield env.timeout(min(nxt, line.horizon + 1) - env.now)
-            reason = self.pending_order or self.policy.due(self)
+            reason = self.pending_order or (policy.due(self) if policy is not None else None)
             if reason:
                 yield from self._maintain(reason)
             if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
@@ -223,60 +255,55 @@ class Machine:
                 yield from self._busy(self.setup(), SETUP)
                 line.record(self, "changeover_end")
             # take a part
-            inbuf = self.inbuf
             if inbuf is None:
                 pid = line.new_part()
             else:
-                if len(inbuf.items) <= len(inbuf.get_queue):
+                if inbuf.starving():
                     self._set_state(STARVED)
-                pid = (yield from self._wait(inbuf.get())) if self.calendar_clock else (yield inbuf.get())
-            outslots = self.outslots
+                pid = (yield from self._wait(inbuf.get, inbuf.cancel)) if calendar_clock else (yield inbuf.get())
             if bbs and outslots is not None:
                 if outslots.level < 1 or outslots.get_queue:
                     self._set_state(BLOCKED)
-                if self.calendar_clock:
-                    yield from self._wait(outslots.get(1))
+                if calendar_clock:
+                    yield from self._wait(partial(outslots.get, 1), _cancel_request)
                 else:
                     yield outslots.get(1)
             # work it
-            d = self.cycle()
-            self._set_state(WORKING)
-            if self.fail_clock - self.clock >= d * self.work_rate:
+            d = cycle()
+            if self.state != WORKING:
+                self._set_state(WORKING)
+            if self.fail_clock - self.clock - (env.now - self.t_last) * work_rate >= d * work_rate:
                 yield env.timeout(d)
             else:
                 yield from self._work_failing(d)
             self.parts_done += 1
             self.parts_since_service += 1
-            if self.inslots is not None:
-                self.inslots.put(1)  # before-service: the part no longer holds space up to here
+            if inslots is not None:
+                inslots.put(1)  # before-service: the part no longer holds space up to here
             # hand it on
-            p_scrap = self.scrap_base
-            if self.scrap_wear:
-                p_scrap += sum(self.modes[i].scrap_increase * self.wear(i) for i in self.wear_modes)
-            if p_scrap and self.scrap_u() < p_scrap:
+            if scrap_max and self.scrap_u() < scrap_max and self._scrap_draw_hits():
                 line.scrap(pid, self)
                 if outslots is not None and bbs:
                     outslots.put(1)
                 continue
-            if self.is_last:
+            if is_last:
                 line.finish(pid, self)
                 continue
-            outbuf = self.outbuf
             assert outbuf is not None
             if not bbs and outbuf.full():
                 self._set_state(BLOCKED)
-            if self.calendar_clock:
-                yield from self._wait(outbuf.put(pid))
+            if calendar_clock:
+                yield from self._wait(partial(outbuf.put, pid), outbuf.cancel)
             else:
                 yield outbuf.put(pid)
-            self.log.finished.append(env.now)
+            finished(env.now)
 
     def _work_failing(self, d: float) -> Generator[simpy.Event, Any, None]:
         """Work for d seconds, stopping for every failure the clock reaches (preempt-resume)."""
         env = self.env
         while True:
             self._set_state(WORKING)
-            ttf = max(0.0, (self.fail_clock - self.clock) / self.work_rate)
+            ttf = max(0.0, (self.fail_clock - self.clock_now()) / self.work_rate)
             if ttf >= d:
                 yield env.timeout(d)
                 return
@@ -284,23 +311,22 @@ class Machine:
             d -= ttf
             yield from self._fail()
 
-    def _wait(self, ev: simpy.Event) -> Generator[simpy.Event, Any, Any]:
+    def _wait(self, request: Callable[[], simpy.Event],
+              cancel: Callable[[simpy.Event], None]) -> Generator[simpy.Event, Any, Any]:
         """Wait for a part or for space while the calendar clock runs: a failure may come first."""
         env = self.env
         while True:
-            self._set_state(self.state)  # bring the clock to now
-            ttf = max(0.0, (self.fail_clock - self.clock) / self.rates[self.state])
-            if ttf == float("inf"):
+            ev = request()
+            ttf = max(0.0, (self.fail_clock - self.clock_now()) / self.rates[self.state])
+            if ev.triggered or ttf == float("inf"):
                 return (yield ev)
             waiting_state = self.state
-            to = env.timeout(ttf)
-            yield ev | to
+            yield ev | env.timeout(ttf)
             if ev.triggered:
                 return ev.value
-            ev.cancel()  # type: ignore[attr-defined]
+            cancel(ev)
             yield from self._fail()
             self._set_state(waiting_state)
-            ev = _renew_request(ev)
 
     def _busy(self, d: float, state: int) -> Generator[simpy.Event, Any, None]:
         self._set_state(state)
@@ -345,39 +371,66 @@ class Machine:
         self.line.record(self, "maintenance_end", detail=reason)
 
 
-def _renew_request(ev: simpy.Event) -> simpy.Event:
-    """A fresh copy of a cancelled get/put request (same resource, same item or amount)."""
-    res = ev.resource  # type: ignore[attr-defined]
-    if isinstance(ev, simpy.resources.store.StorePut):
-        return res.put(ev.item)
-    if isinstance(ev, simpy.resources.container.ContainerGet):
-        return res.get(ev.amount)
-    if isinstance(ev, simpy.resources.container.ContainerPut):
-        return res.put(ev.amount)
-    return res.get()
+def _cancel_request(ev: simpy.Event) -> None:
+    ev.cancel()  # type: ignore[attr-defined]  # a simpy resource request
 
 
-class Buffer(simpy.Store):
-    """A finite FIFO buffer whose capacity 0 still works: a part is handed straight to a waiting machine."""
+class Buffer:
+    """A FIFO buffer of parts between two stations (capacity 0: a part passes straight to a waiting machine).
+
+    Lighter than simpy.Store: a get or put is one plain event, so a part's move costs what a timeout
+    costs. Invariant: parts wait in the buffer only while no machine waits for one.
+    """
 
     def __init__(self, env: simpy.Environment, capacity: float) -> None:
-        super().__init__(env, capacity=max(capacity, 1))
-        self._capacity = capacity
+        self.env, self.capacity = env, capacity
+        self.items: deque[int] = deque()
+        self.getters: deque[simpy.Event] = deque()
+        self.putters: deque[tuple[simpy.Event, int]] = deque()
 
-    def _do_put(self, event: simpy.resources.store.StorePut) -> None:
-        if len(self.items) < self._capacity or len(self.get_queue) > len(self.items):
-            self.items.append(event.item)
-            event.succeed()
-
-    def get(self) -> simpy.resources.store.StoreGet:  # type: ignore[override]
-        ev = super().get()
-        if not ev.triggered and self.put_queue:
-            self._trigger_put(None)  # a machine now waits: a blocked part may be handed over
+    def get(self) -> simpy.Event:
+        """An event whose value is the next part, once there is one."""
+        ev = simpy.Event(self.env)
+        if self.items:
+            ev.succeed(self.items.popleft())
+            if self.putters:  # room now: the longest-blocked machine hands its part over
+                put, item = self.putters.popleft()
+                self.items.append(item)
+                put.succeed()
+        elif self.putters:  # capacity 0: take the part straight from a blocked machine
+            put, item = self.putters.popleft()
+            ev.succeed(item)
+            put.succeed()
+        else:
+            self.getters.append(ev)
         return ev
+
+    def put(self, item: int) -> simpy.Event:
+        """An event that fires once the part is in the buffer (or in a machine that was waiting)."""
+        ev = simpy.Event(self.env)
+        if self.getters:
+            self.getters.popleft().succeed(item)
+            ev.succeed()
+        elif len(self.items) < self.capacity:
+            self.items.append(item)
+            ev.succeed()
+        else:
+            self.putters.append((ev, item))
+        return ev
+
+    def cancel(self, ev: simpy.Event) -> None:
+        """Withdraw a get or put still waiting (the machine failed meanwhile)."""
+        if ev in self.getters:
+            self.getters.remove(ev)
+        self.putters = deque(p for p in self.putters if p[0] is not ev)
 
     def full(self) -> bool:
         """True when a part put now would have to wait."""
-        return len(self.items) >= self._capacity and len(self.get_queue) <= len(self.items)
+        return not self.getters and len(self.items) >= self.capacity
+
+    def starving(self) -> bool:
+        """True when a machine asking for a part now would have to wait."""
+        return not self.items and not self.putters
 
 
 class _UnitUniform:
@@ -503,10 +556,8 @@ class Line:
         raise KeyError(f"no machine named {machine!r}; machines: {[m.name for m in self.machines]}")
 
     def run(self, until: float) -> None:
-        """Advance the simulation to `until` (seconds), then bring every machine's clock to that time."""
+        """Advance the simulation to `until` (seconds); call again with a later time to go on."""
         self.env.run(until=min(until, self.horizon))
-        for m in self.machines:
-            m._set_state(m.state)
 
     @property
     def wip(self) -> int:
