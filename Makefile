@@ -1,0 +1,28 @@
+# Quick start: `make demo` runs a bundled scenario, `make test` runs the whole suite.
+# Both create the virtual environment and install the project first (only when pyproject.toml changed).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SCENARIO ?= scenarios/bottling.yaml
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/twin run $(SCENARIO)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/sim_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
