@@ -63,8 +63,8 @@ class HealthSampler:
 
 
 def default_chunk(realtime_factor: float) -> float:
-    """Simulated seconds per step: large when running flat out, about 1 s of wall time when live."""
-    return 600.0 if realtime_factor <= 0 else max(0.25, realtime_factor)
+    """Simulated seconds per step: large when running flat out, a fifth of a wall-clock second when live."""
+    return 600.0 if realtime_factor <= 0 else 0.2 * realtime_factor
 
 
 def simulate(scenario: Scenario, replication: int = 0, *,
@@ -85,8 +85,12 @@ def simulate(scenario: Scenario, replication: int = 0, *,
     while t < scenario.duration:
         t1 = min(t + step, scenario.duration)
         line.run(t1)
-        if bank is not None:
-            batch = bank.sample(t, t1)
+        batch = bank.sample(t, t1) if bank is not None else None
+        if factor > 0:  # live: hand readings over once the wall clock has reached their time
+            ahead = wall0 + t1 / factor - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        if batch is not None:
             n += len(batch)
             if on_readings is not None:
                 on_readings(line, batch)
@@ -94,10 +98,6 @@ def simulate(scenario: Scenario, replication: int = 0, *,
             on_health(line, health.sample(t, t1))
         if progress is not None:
             progress(replication, t1)
-        if factor > 0:
-            lag = wall0 + t1 / factor - time.monotonic()
-            if lag > 0:
-                time.sleep(lag)
         t = t1
     return Replication(line, replication_kpis(line), n)
 
