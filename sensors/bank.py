@@ -68,6 +68,8 @@ class _Channel:
     def values(self, state: np.ndarray, wear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Readings for one chunk, and the mask of those not lost to dropouts."""
         spec, n = self.spec, len(state)
+        if n == 0:  # a slow sensor may have no sample due in a short chunk
+            return np.empty(0), np.empty(0, dtype=bool)
         x = self.level[state]
         if self.effect.any():
             x = x + (self.effect @ wear) * self.on[state]
@@ -90,8 +92,7 @@ class _Channel:
                               / spec.period).astype(np.int64)
             x = self._stuck(x, np.flatnonzero(u[:, 1] < self.p_stuck), lengths[0])
             keep = self._dropouts(n, np.flatnonzero(u[:, 2] < self.p_drop), lengths[1])
-        if n:
-            self.last = float(x[-1])
+        self.last = float(x[-1])
         return x, keep
 
     def _stuck(self, x: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -112,3 +112,12 @@ def test_sensor_streams_are_independent_of_other_sensors() -> None:
     a = collect(one_machine([sensor(name="x", noise=1.0)]), 600)
     b = collect(one_machine([sensor(name="x", noise=1.0), sensor(name="y", noise=1.0)]), 600)
     np.testing.assert_array_equal(a[a.sensor == "x"].value.to_numpy(), b[b.sensor == "x"].value.to_numpy())
+
+
+def test_slow_sensor_and_short_chunks() -> None:
+    """A sensor sampled every 5 min still works when chunks are shorter than its period."""
+    sc = one_machine([sensor(name="slow", period=300.0, noise=0.1, drift=0.5, lag=600.0,
+                             faults={"stuck_rate": 1, "dropout_rate": 1, "spike_rate": 1})], duration=7200)
+    a, b = collect(sc, 7200), collect(sc, 31)
+    pd.testing.assert_frame_equal(a, b)
+    assert 20 <= len(a) <= 24

@@ -66,30 +66,30 @@ class Constant(_Dist):
         return np.full(n, self.value)
 
 
-class Exponential(_Dist):
-    """Memoryless times: random arrivals, sudden failures (MTBF)."""
+class _ByMean(_Dist):
+    """A distribution given by its mean (and maybe more)."""
 
-    dist: Literal["exponential"]
     mean_: PositiveDuration = Field(alias="mean", description="mean time")
 
     @property
     def mean(self) -> float:
         return self.mean_
 
+
+class Exponential(_ByMean):
+    """Memoryless times: random arrivals, sudden failures (MTBF)."""
+
+    dist: Literal["exponential"]
+
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.exponential(self.mean_, n)
 
 
-class Normal(_Dist):
+class Normal(_ByMean):
     """Normal times truncated at 0 (negative draws are redrawn)."""
 
     dist: Literal["normal"]
-    mean_: PositiveDuration = Field(alias="mean")
     sd: NonNegDuration
-
-    @property
-    def mean(self) -> float:
-        return self.mean_
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         x = rng.normal(self.mean_, self.sd, n)
@@ -100,16 +100,11 @@ class Normal(_Dist):
         return x
 
 
-class LogNormal(_Dist):
+class LogNormal(_ByMean):
     """Right-skewed positive times (repairs), given by the mean and sd of the time itself."""
 
     dist: Literal["lognormal"]
-    mean_: PositiveDuration = Field(alias="mean")
     sd: NonNegDuration
-
-    @property
-    def mean(self) -> float:
-        return self.mean_
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         sigma2 = math.log1p((self.sd / self.mean_) ** 2)
