@@ -77,8 +77,18 @@ def run(
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs, e.g. '30 min'")] = None,
     realtime_factor: Annotated[Optional[float], typer.Option(min=0, help="0 = flat out, 1 = wall clock")] = None,
     out: Annotated[Optional[Path], typer.Option(help="result folder (default: runs/<scenario>/<time>)")] = None,
+    broker: Annotated[Optional[str], typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...; "
+                                                  "default: an embedded broker on 127.0.0.1")] = None,
+    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
+    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM) for mqtts://")] = None,
+    key: Annotated[Optional[Path], typer.Option(help="client key (PEM) for mqtts://")] = None,
+    store: Annotated[Optional[str], typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..; "
+                                                 "default: twin.duckdb in the result folder")] = None,
+    stream: Annotated[bool, typer.Option(help="stream over MQTT into the store while simulating")] = True,
+    ingest: Annotated[bool, typer.Option(help="run an ingest in this process (else leave it to `twin ingest`)")]
+    = True,
 ) -> None:
-    """Simulate a scenario and write readings, ground truth and KPIs (Parquet) to a result folder."""
+    """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     from twin.runner import run_scenario
 
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
@@ -99,11 +109,92 @@ def run(
             bar.update(task, completed=rep * sc.duration + t,
                        sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
-        summary, kpis = run_scenario(sc, out, progress)
+        if stream:
+            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest)
+        else:
+            summary, kpis = run_scenario(sc, out, progress)
     out_console.print(kpi_table(summary, kpis, sc))
     out_console.print(station_table(summary, sc))
     out_console.print(f"results: [bold]{out}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", highlight=False)
+    if stream:
+        out_console.print(f"run {stats.run_id}: {stats.readings:,} readings published in {stats.messages:,} MQTT "
+                          f"messages; {stats.stored:,} in the store {stats.store}", highlight=False)
+        if ingest and not stats.complete:
+            fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest are still "
+                 "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
+
+
+def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path], key: Optional[Path]) -> object:
+    from twin.bus.broker import BrokerError, BrokerURL
+
+    if broker is None:
+        return None
+    try:
+        return BrokerURL.parse(broker, *(str(p) if p else None for p in (ca, cert, key)))
+    except BrokerError as e:
+        fail(str(e))
+
+
+def _stream(sc: Scenario, out: Path, progress: object, broker: Optional[str], ca: Optional[Path],
+            cert: Optional[Path], key: Optional[Path], store: Optional[str], ingest: bool) -> tuple:  # type: ignore[type-arg]
+    from twin.bus.broker import BrokerError
+    from twin.store import StoreError
+    from twin.stream import stream_scenario
+
+    url = _broker_url(broker, ca, cert, key)
+    try:
+        return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,  # type: ignore[arg-type]
+                               on_note=lambda note: err_console.print(note, highlight=False))
+    except (BrokerError, StoreError) as e:
+        fail(str(e), code=3)
+        raise
+
+
+@app.command("ingest")
+def ingest_cmd(
+    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")],
+    store: Annotated[str, typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..")],
+    line: Annotated[str, typer.Option(help="site/area/line to ingest, or +/+/+ for every line")] = "+/+/+",
+    group: Annotated[str, typer.Option(help="shared-subscription group: workers in one group split the load")]
+    = "linetwin-ingest",
+    client_id: Annotated[Optional[str], typer.Option(help="stable id, so a restarted worker resumes its session")]
+    = None,
+    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
+    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
+    key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+) -> None:
+    """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
+    import signal
+    import threading
+
+    from twin.bus.broker import BrokerError
+    from twin.ingest import Ingest
+    from twin.store import StoreError, open_store
+
+    if len([p for p in line.split("/") if p]) != 3:
+        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
+    url = _broker_url(broker, ca, cert, key)
+    try:
+        db = open_store(store)
+        worker = Ingest(url, db, prefix=line, group=group, client_id=client_id or f"linetwin-ingest-{group}")  # type: ignore[arg-type]
+        worker.start()
+    except (BrokerError, StoreError) as e:
+        fail(str(e), code=3)
+        raise
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
+                      highlight=False)
+    try:
+        while not stop.wait(5):
+            err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
+                              f"rejected {worker.rejected:,}", highlight=False)
+    except KeyboardInterrupt:
+        pass
+    worker.stop()
+    db.close()
+    err_console.print(f"stopped: stored {worker.stored:,} readings, rejected {worker.rejected:,}", highlight=False)
 
 
 def _fmt(row: pd.Series) -> str:

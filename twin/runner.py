@@ -208,17 +208,32 @@ class RunWriter:
         return summary
 
 
-def run_scenario(scenario: Scenario, out: Path,
-                 progress: ProgressFn | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs."""
+def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = None, *,
+                 on_readings: Callable[[Line, Readings], None] | None = None,
+                 on_replication: Callable[[Replication], None] | None = None,
+                 extra: dict[str, Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
+
+    `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
+    each finished replication.
+    """
     writer = RunWriter(out, scenario)
+
+    def readings_to(line: Line, batch: Readings) -> None:
+        writer.readings(line, batch)
+        if on_readings is not None:
+            on_readings(line, batch)
+
     wall = time.perf_counter()
     readings = 0
     kpis = []
     for rep in range(scenario.replications):
-        result = simulate(scenario, rep, on_readings=writer.readings, on_health=writer.health, progress=progress)
+        result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress)
         writer.replication(result)
         readings += result.readings
         kpis.append(result.kpis)
-    summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings})
+        if on_replication is not None:
+            on_replication(result)
+    summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
+                            **(extra or {})})
     return summary, pd.concat(kpis, ignore_index=True)

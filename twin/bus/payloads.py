@@ -1,0 +1,189 @@
+"""MQTT topic tree and JSON payloads (schema version 1), and the pure parser the ingest uses.
+
+Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mqtt.md:
+  {site}/{area}/{line}/{station}/{machine}/telemetry   batches of readings of one machine
+  {site}/{area}/{line}/{station}/{machine}/state       the machine's state, retained, on change
+  {site}/{area}/{line}/kpi                             line KPIs at the end of each replication
+  {site}/{area}/{line}/run                             run status (started / finished, reading count), retained
+  {site}/{area}/{line}/deadletter                      rejected messages with the reason
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_TELEMETRY = "linetwin/telemetry/1"
+SCHEMA_STATE = "linetwin/state/1"
+SCHEMA_KPI = "linetwin/kpi/1"
+SCHEMA_RUN = "linetwin/run/1"
+SCHEMA_DEADLETTER = "linetwin/deadletter/1"
+STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
+MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)
+MAX_READINGS = 10_000  # per message
+
+
+@dataclass(frozen=True)
+class LineTopics:
+    """The topic tree of one line."""
+
+    site: str
+    area: str
+    line: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.site}/{self.area}/{self.line}"
+
+    def telemetry(self, station: str, machine: str) -> str:
+        return f"{self.prefix}/{station}/{machine}/telemetry"
+
+    def state(self, station: str, machine: str) -> str:
+        return f"{self.prefix}/{station}/{machine}/state"
+
+    def alerts(self, station: str, machine: str) -> str:
+        return f"{self.prefix}/{station}/{machine}/alerts"
+
+    @property
+    def kpi(self) -> str:
+        return f"{self.prefix}/kpi"
+
+    @property
+    def run(self) -> str:
+        return f"{self.prefix}/run"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}/deadletter"
+
+
+def line_filters(prefix: str = "+/+/+") -> list[str]:
+    """Subscriptions the ingest needs for one line prefix (or every line with '+/+/+')."""
+    return [f"{prefix}/+/+/telemetry", f"{prefix}/+/+/state"]
+
+
+class ParseError(ValueError):
+    """A message the ingest must reject; the text is the reason sent to the dead-letter topic."""
+
+
+@dataclass
+class Telemetry:
+    """Readings of one message, as plain lists (the writer builds one table from many messages)."""
+
+    run: str
+    replication: int
+    station: str
+    machine: str
+    units: dict[str, str]
+    sensors: list[str] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+@dataclass
+class StateChange:
+    """A machine's state changes in one message; the last one is its current state."""
+
+    run: str
+    replication: int
+    station: str
+    machine: str
+    changes: list[tuple[str, int]]
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def telemetry_payload(run: str, replication: int, station: str, machine: str, units: dict[str, str],
+                      readings: list[list[Any]]) -> bytes:
+    """One message: readings as [sensor, epoch milliseconds, value] triples."""
+    return encode({"schema": SCHEMA_TELEMETRY, "run": run, "replication": replication, "station": station,
+                   "machine": machine, "units": units, "readings": readings})
+
+
+def state_payload(run: str, replication: int, station: str, machine: str,
+                  changes: list[tuple[str, int]]) -> bytes:
+    """The current state (`state`, since `ts`) and every change since the last message (`changes`)."""
+    state, ts = changes[-1]
+    return encode({"schema": SCHEMA_STATE, "run": run, "replication": replication, "station": station,
+                   "machine": machine, "state": state, "ts": ts, "changes": [list(c) for c in changes]})
+
+
+def _reject_constant(name: str) -> float:
+    raise ParseError(f"non-finite number {name} in JSON")
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in obj:
+        raise ParseError(f"missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ParseError(f"field '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def parse(topic: str, payload: bytes) -> Telemetry | StateChange:
+    """Decode one message; raise ParseError with the reason if it is malformed. Pure: no I/O."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ParseError(f"oversized payload ({len(payload)} bytes > {MAX_PAYLOAD})")
+    try:
+        obj = json.loads(payload, parse_constant=_reject_constant)
+    except ParseError:
+        raise
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ParseError(f"not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ParseError("payload is not a JSON object")
+    levels = topic.split("/")
+    schema = obj.get("schema")
+    if schema not in (SCHEMA_TELEMETRY, SCHEMA_STATE):
+        raise ParseError(f"unsupported schema {schema!r}; expected {SCHEMA_TELEMETRY} or {SCHEMA_STATE}")
+    run = _field(obj, "run", str)
+    replication = _field(obj, "replication", int)
+    station = _field(obj, "station", str)
+    machine = _field(obj, "machine", str)
+    if len(levels) != 6 or levels[3] != station or levels[4] != machine:
+        raise ParseError(f"topic {topic!r} does not match station {station!r} / machine {machine!r}")
+    if schema == SCHEMA_STATE:
+        if levels[5] != "state":
+            raise ParseError("state payload on a non-state topic")
+        changes = _field(obj, "changes", list)
+        for c in changes:
+            if not (isinstance(c, list) and len(c) == 2 and c[0] in STATE_NAMES and isinstance(c[1], int)):
+                raise ParseError(f"state change {str(c)[:80]} is not [state, epoch_ms] with a known state")
+        if not changes:
+            raise ParseError("no state changes")
+        return StateChange(run, replication, station, machine, [(c[0], c[1]) for c in changes])
+    if levels[5] != "telemetry":
+        raise ParseError("telemetry payload on a non-telemetry topic")
+    units = _field(obj, "units", dict)
+    readings = _field(obj, "readings", list)
+    if len(readings) > MAX_READINGS:
+        raise ParseError(f"too many readings in one message ({len(readings)} > {MAX_READINGS})")
+    out = Telemetry(run, replication, station, machine, units)
+    for r in readings:
+        if not (isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and isinstance(r[1], int)
+                and isinstance(r[2], (int, float)) and not isinstance(r[2], bool)):
+            raise ParseError(f"reading {str(r)[:80]} is not [sensor, epoch_ms, value]")
+        if not math.isfinite(r[2]):
+            raise ParseError(f"non-finite value in reading {r[:2]}")
+        if r[0] not in units:
+            raise ParseError(f"sensor {r[0]!r} has no unit in 'units'")
+        out.sensors.append(r[0])
+        out.ts_ms.append(r[1])
+        out.values.append(float(r[2]))
+    return out
+
+
+def deadletter_payload(topic: str, payload: bytes, reason: str, received_ms: int) -> bytes:
+    try:
+        text = payload.decode()
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        import base64
+        text, encoding = base64.b64encode(payload).decode(), "base64"
+    return encode({"schema": SCHEMA_DEADLETTER, "topic": topic, "reason": reason, "received": received_ms,
+                   "encoding": encoding, "payload": text[:MAX_PAYLOAD]})

@@ -1,0 +1,229 @@
+"""The twin's publisher: readings and states to MQTT without ever blocking the simulation.
+
+The simulation thread encodes messages into an `Outbox`; a publisher thread hands them to paho
+(QoS 1) as fast as the broker acknowledges. While the broker is away, messages wait: in memory up
+to a bound, then spilled to a SQLite file next to the run, so an outage loses nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pandas as pd
+
+from sensors import Readings
+from twin.bus.broker import BrokerURL, connect, make_client
+from twin.bus.payloads import SCHEMA_KPI, SCHEMA_RUN, LineTopics, encode, state_payload, telemetry_payload
+from twin.model import STATES, Line
+
+Message = tuple[str, bytes, bool]  # topic, payload, retain
+
+
+class Outbox:
+    """A FIFO of messages bounded in memory; past `max_bytes` new messages spill to disk, in order."""
+
+    def __init__(self, spill_path: Path, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._mem: deque[Message] = deque()
+        self._bytes = 0
+        self._path = spill_path
+        self._db: sqlite3.Connection | None = None
+        self._spilled = 0
+        self._cv = threading.Condition()
+        self.spilled_total = 0
+
+    def _disk(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self._path, check_same_thread=False)
+            self._db.execute("CREATE TABLE IF NOT EXISTS m (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB, "
+                             "retain INTEGER)")
+        return self._db
+
+    def put_many(self, messages: list[Message]) -> None:
+        with self._cv:
+            for msg in messages:
+                if self._spilled or self._bytes + len(msg[1]) > self.max_bytes:
+                    self._disk().execute("INSERT INTO m (topic, payload, retain) VALUES (?, ?, ?)",
+                                         (msg[0], msg[1], int(msg[2])))
+                    self._spilled += 1
+                    self.spilled_total += 1
+                else:
+                    self._mem.append(msg)
+                    self._bytes += len(msg[1])
+            if self._db is not None:
+                self._db.commit()
+            self._cv.notify_all()
+
+    def peek(self, timeout: float) -> Message | None:
+        """The oldest message (left in place), waiting up to `timeout` for one."""
+        with self._cv:
+            if not self._mem and self._spilled:
+                self._refill()
+            if not self._mem:
+                self._cv.wait(timeout)
+                if not self._mem and self._spilled:
+                    self._refill()
+            return self._mem[0] if self._mem else None
+
+    def pop(self) -> None:
+        with self._cv:
+            msg = self._mem.popleft()
+            self._bytes -= len(msg[1])
+            self._cv.notify_all()
+
+    def _refill(self) -> None:
+        db = self._disk()
+        rows = db.execute("SELECT id, topic, payload, retain FROM m ORDER BY id LIMIT 5000").fetchall()
+        for _, topic, payload, retain in rows:
+            self._mem.append((topic, bytes(payload), bool(retain)))
+            self._bytes += len(payload)
+        if rows:
+            db.execute("DELETE FROM m WHERE id <= ?", (rows[-1][0],))
+            db.commit()
+        self._spilled -= len(rows)
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._mem) + self._spilled
+
+    def wait_empty(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._mem or self._spilled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+
+class Publisher:
+    """Publishes a line's readings, states, KPIs and run status; `on_readings` plugs into `simulate`."""
+
+    def __init__(self, url: BrokerURL, topics: LineTopics, run_id: str, start_ms: int, *, spill_dir: Path,
+                 protocol: int = mqtt.MQTTv5, batch: int = 50, window: int = 2000,
+                 max_memory: int = 64 << 20) -> None:
+        self.url, self.topics, self.run_id, self.start_ms, self.batch = url, topics, run_id, start_ms, batch
+        self.outbox = Outbox(spill_dir / f"outbox-{uuid.uuid4().hex[:8]}.sqlite", max_memory)
+        self.client = make_client(url, f"linetwin-twin-{uuid.uuid4().hex[:12]}", protocol=protocol)
+        self.client.max_queued_messages_set(window)
+        self.client.on_publish = self._on_publish
+        self.readings_published = 0
+        self.messages_sent = 0
+        self.acked = 0
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="mqtt-publisher", daemon=True)
+        self._catalog: pd.DataFrame | None = None
+        self._state_cursor: dict[str, int] = {}
+
+    def start(self) -> Publisher:
+        connect(self.client, self.url)
+        self._thread.start()
+        return self
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._lock:
+            self.acked += 1
+            self._lock.notify_all()
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            msg = self.outbox.peek(0.1)
+            if msg is None:
+                continue
+            info = self.client.publish(msg[0], msg[1], qos=1, retain=msg[2])
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # paho's window is full: wait for acknowledgements
+                with self._lock:
+                    self._lock.wait(0.05)
+                continue
+            self.outbox.pop()
+            with self._lock:
+                self.messages_sent += 1
+
+    # --- what the simulation hands over ----------------------------------------------------------
+    def set_catalog(self, catalog: pd.DataFrame) -> None:
+        self._catalog = catalog.reset_index(drop=True)
+        self._units = {m: dict(zip(g.sensor, g.unit)) for m, g in self._catalog.groupby("machine", sort=False)}
+
+    def on_readings(self, line: Line, batch: Readings) -> None:
+        """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
+        cat = self._catalog
+        assert cat is not None, "set_catalog first"
+        messages: list[Message] = []
+        if len(batch):
+            machine_of = cat.machine.to_numpy()[batch.series]
+            ts = self.start_ms + np.rint(batch.t * 1000).astype(np.int64)
+            sensor_names = cat.sensor.to_numpy()
+            order = np.argsort(machine_of, kind="stable")
+            machines, starts = np.unique(machine_of[order], return_index=True)
+            bounds = [*starts.tolist(), len(order)]
+            station_of = dict(zip(cat.machine, cat.station))
+            for k, machine in enumerate(machines):
+                idx = order[bounds[k]:bounds[k + 1]]
+                rows = [list(r) for r in zip(sensor_names[batch.series[idx]].tolist(), ts[idx].tolist(),
+                                             batch.value[idx].tolist())]
+                station = station_of[machine]
+                topic = self.topics.telemetry(station, machine)
+                for i in range(0, len(rows), self.batch):
+                    messages.append((topic, telemetry_payload(self.run_id, line.replication, station, machine,
+                                                              self._units[machine], rows[i:i + self.batch]), False))
+            self.readings_published += len(batch)
+        messages += self._state_messages(line)
+        self.outbox.put_many(messages)
+
+    def _state_messages(self, line: Line) -> list[Message]:
+        out = []
+        for m in line.machines:
+            start = self._state_cursor.get(m.name, 0)
+            n = len(m.log.t)
+            if n <= start:
+                continue
+            t = m.log.t[start:n]
+            s = m.log.state[start:n]
+            changes = [(STATES[code], self.start_ms + round(when * 1000)) for when, code in zip(t, s)]
+            self._state_cursor[m.name] = n
+            out.append((self.topics.state(m.station.name, m.name),
+                        state_payload(self.run_id, line.replication, m.station.name, m.name, changes), True))
+        return out
+
+    def new_replication(self) -> None:
+        self._state_cursor.clear()
+
+    def publish_kpis(self, replication: int, kpis: pd.DataFrame) -> None:
+        line = kpis[kpis.scope == "line"]
+        values = {k: (None if pd.isna(v) else float(v)) for k, v in zip(line.kpi, line.value)}
+        self.outbox.put_many([(self.topics.kpi, encode({"schema": SCHEMA_KPI, "run": self.run_id,
+                                                        "replication": replication, "kpis": values}), True)])
+
+    def publish_status(self, status: str, **extra: Any) -> None:
+        self.outbox.put_many([(self.topics.run, encode({"schema": SCHEMA_RUN, "run": self.run_id,
+                                                        "status": status, **extra}), True)])
+
+    def flush(self, timeout: float = 600.0) -> bool:
+        """Wait until every queued message has been acknowledged by the broker."""
+        deadline = time.monotonic() + timeout
+        if not self.outbox.wait_empty(timeout):
+            return False
+        with self._lock:
+            while self.acked < self.messages_sent:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.5))
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,123 @@
+"""The embedded store: one DuckDB file, safe to share between the ingest's threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import duckdb
+import pandas as pd
+
+from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    run VARCHAR, replication INTEGER, machine VARCHAR, sensor VARCHAR, ts TIMESTAMP, value DOUBLE,
+    PRIMARY KEY (run, replication, machine, sensor, ts));
+CREATE TABLE IF NOT EXISTS states (
+    run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR,
+    PRIMARY KEY (run, replication, machine, ts));
+CREATE TABLE IF NOT EXISTS series (
+    run VARCHAR, machine VARCHAR, station VARCHAR, sensor VARCHAR, unit VARCHAR,
+    PRIMARY KEY (run, machine, sensor));
+"""
+_AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "last": "arg_max(value, ts)",
+            "count": "count(value)"}
+
+
+class DuckStore:
+    """Readings in a DuckDB file; duplicate readings are dropped by the primary key (INSERT OR IGNORE)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = unquote(urlsplit(url).path)
+        if not path or path == "/":
+            raise StoreError(f"store URL {url!r} names no file; write duckdb:///path/to/twin.duckdb")
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(self.path))
+            self._con.execute(_SCHEMA)
+        except (OSError, duckdb.Error) as e:
+            raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, params: list[Any] | None = None, **frames: pd.DataFrame) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            cur = self._con.cursor()
+            for name, df in frames.items():
+                cur.register(name, df)
+            return cur.execute(sql, params or [])
+
+    def write(self, readings: pd.DataFrame) -> int:
+        if len(readings):
+            self._run(f"INSERT OR IGNORE INTO readings SELECT {', '.join(READING_COLUMNS)} FROM batch",
+                      batch=readings)
+        return len(readings)
+
+    def write_states(self, states: pd.DataFrame) -> None:
+        if len(states):
+            self._run(f"INSERT OR IGNORE INTO states SELECT {', '.join(STATE_COLUMNS)} FROM batch", batch=states)
+
+    def write_series(self, series: pd.DataFrame) -> None:
+        if len(series):
+            self._run(f"INSERT OR IGNORE INTO series SELECT {', '.join(SERIES_COLUMNS)} FROM batch", batch=series)
+
+    @staticmethod
+    def _where(start: Any, end: Any, machines: Sequence[str] | None, sensors: Sequence[str] | None,
+               run: str | None) -> tuple[str, list[Any]]:
+        clauses, params = ["TRUE"], []
+        for cond, value in (("ts >= ?", start), ("ts < ?", end), ("run = ?", run)):
+            if value is not None:
+                clauses.append(cond)
+                params.append(pd.Timestamp(value).to_pydatetime() if cond.startswith("ts") else value)
+        for col, values in (("machine", machines), ("sensor", sensors)):
+            if values is not None:
+                clauses.append(f"{col} IN (SELECT unnest(?::VARCHAR[]))")
+                params.append(list(values))
+        return " AND ".join(clauses), params
+
+    def query(self, start: Any = None, end: Any = None, *, machines: Sequence[str] | None = None,
+              sensors: Sequence[str] | None = None, run: str | None = None, every: str | None = None,
+              agg: str = "mean") -> pd.DataFrame:
+        where, params = self._where(start, end, machines, sensors, run)
+        if every is None:
+            sql = f"SELECT {', '.join(READING_COLUMNS)} FROM readings WHERE {where} ORDER BY run, replication, " \
+                  "machine, sensor, ts"
+            return self._run(sql, params).df()
+        seconds = pd.Timedelta(every).total_seconds()
+        if seconds <= 0:
+            raise StoreError(f"interval {every!r} must be positive, e.g. '10s' or '1min'")
+        sql = (f"SELECT run, replication, machine, sensor, time_bucket(to_microseconds(?), ts) AS ts, "
+               f"{_AGG_SQL[check_agg(agg)]} AS value FROM readings WHERE {where} "
+               "GROUP BY ALL ORDER BY run, replication, machine, sensor, ts")
+        return self._run(sql, [int(seconds * 1e6), *params]).df()
+
+    def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
+               run: str | None = None) -> pd.DataFrame:
+        where, params = self._where(None, None, machines, sensors, run)
+        sql = (f"SELECT run, replication, machine, sensor, max(ts) AS ts, arg_max(value, ts) AS value "
+               f"FROM readings WHERE {where} GROUP BY ALL ORDER BY run, replication, machine, sensor")
+        return self._run(sql, params).df()
+
+    def series(self, run: str | None = None) -> pd.DataFrame:
+        where = "run = ?" if run is not None else "TRUE"
+        return self._run(f"SELECT * FROM series WHERE {where} ORDER BY run, machine, sensor",
+                         [run] if run is not None else []).df()
+
+    def states(self, run: str | None = None) -> pd.DataFrame:
+        where = "run = ?" if run is not None else "TRUE"
+        return self._run(f"SELECT * FROM states WHERE {where} ORDER BY run, replication, machine, ts",
+                         [run] if run is not None else []).df()
+
+    def count(self, run: str | None = None) -> int:
+        where = "run = ?" if run is not None else "TRUE"
+        row = self._run(f"SELECT count(*) FROM readings WHERE {where}", [run] if run is not None else []).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
