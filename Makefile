@@ -1,5 +1,6 @@
 # Quick start: `make demo` runs a bundled scenario, `make test` runs the whole suite.
-# Both create the virtual environment and install the project first (only when pyproject.toml changed).
+# Both create the virtual environment and install the project first (only when pyproject.toml changed);
+# `make test` also installs the servers the tests start (Debian's mosquitto and victoria-metrics).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -19,6 +20,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 test: lint
+	bash scripts/test-deps.sh
 	$(PY) -m pytest
 
 bench: $(STAMP)

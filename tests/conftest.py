@@ -1,0 +1,114 @@
+"""Real servers for the tests, started on 127.0.0.1 and free ports, stopped afterwards.
+
+mosquitto and victoria-metrics come from Debian's packages; `make test` installs them
+(scripts/test-deps.sh). A test that needs one fails with a clear message if it is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from twin.bus.broker import BrokerURL, free_port, mosquitto_config, wait_port
+
+
+def _need(binary: str) -> str:
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    if path is None:
+        pytest.fail(f"{binary} is not installed: run `make test` (it installs Debian's {binary}) or apt-get install it")
+    return path
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto process on 127.0.0.1 that a test can stop, kill and start again (same port and data)."""
+
+    workdir: Path
+    extra: str = ""
+    tls_port: int | None = None
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> BrokerURL:
+        return BrokerURL("mqtt", "127.0.0.1", self.port)
+
+    def start(self) -> Mosquitto:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(mosquitto_config(self.port, self.workdir / "data", self.extra))
+        self.proc = subprocess.Popen([_need("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.workdir / "mosquitto.log", "ab"))  # noqa: SIM115
+        wait_port(self.port)
+        if self.tls_port:
+            wait_port(self.tls_port)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.workdir.mkdir()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@dataclass
+class VictoriaMetrics:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict]:  # type: ignore[type-arg]
+        requests.get(f"{self.http}/internal/force_flush", timeout=10)
+        r = requests.get(f"{self.http}/api/v1/export", params={"match[]": match, "start": "0"}, timeout=30)
+        r.raise_for_status()
+        import json
+        return [json.loads(line) for line in r.text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    port = free_port()
+    # -dedup.minScrapeInterval=1ms: keep one point per series and millisecond, as InfluxDB does
+    args = [_need("victoria-metrics"), f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={tmp_path / 'vm'}",
+            "-retentionPeriod=100y", "-loggerLevel=ERROR", "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        yield VictoriaMetrics(port, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,121 @@
+"""The store contract, run against every backend that can run here; InfluxDB writes against a real server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import VictoriaMetrics
+from twin.store import READING_COLUMNS, Store, StoreError, open_store
+
+T0 = pd.Timestamp("2026-01-05 06:00:00")
+
+
+def readings(run: str = "r1", n: int = 600, machines: tuple[str, ...] = ("m1", "m2"),
+             sensors: tuple[str, ...] = ("temp", "vib")) -> pd.DataFrame:
+    rows = [(run, 0, m, s, T0 + pd.Timedelta(seconds=i), float(i) + 100 * k + 1000 * j)
+            for j, m in enumerate(machines) for k, s in enumerate(sensors) for i in range(n)]
+    return pd.DataFrame(rows, columns=READING_COLUMNS)
+
+
+def stores(tmp_path: Path) -> Iterator[tuple[str, Store]]:
+    yield "duckdb", open_store(f"duckdb:///{tmp_path / 'twin.duckdb'}")
+    url = os.environ.get("LINETWIN_TEST_INFLUXDB_URL")
+    if url:  # a real InfluxDB 2.x, with LINETWIN_INFLUXDB_TOKEN set (see README)
+        yield "influxdb", open_store(url)
+
+
+@pytest.fixture(params=["duckdb", "influxdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "influxdb":
+        url = os.environ.get("LINETWIN_TEST_INFLUXDB_URL")
+        if not url:
+            pytest.skip("set LINETWIN_TEST_INFLUXDB_URL and LINETWIN_INFLUXDB_TOKEN to run the contract on InfluxDB")
+        s = open_store(url)
+    else:
+        s = open_store(f"duckdb:///{tmp_path / 'twin.duckdb'}")
+    yield s
+    s.close()
+
+
+def test_write_is_idempotent_and_count(store: Store) -> None:
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    df = readings(run)
+    store.write(df)
+    store.write(df.iloc[::3])  # a redelivery
+    assert store.count(run) == len(df)
+
+
+def test_query_raw_filters_and_order(store: Store) -> None:
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    store.write(readings(run))
+    q = store.query(T0 + pd.Timedelta(seconds=10), T0 + pd.Timedelta(seconds=20), machines=["m2"], sensors=["vib"],
+                    run=run)
+    assert list(q.columns) == READING_COLUMNS
+    assert len(q) == 10 and set(q.machine) == {"m2"} and set(q.sensor) == {"vib"}
+    assert q.value.tolist() == [1100.0 + i for i in range(10, 20)]
+
+
+@pytest.mark.parametrize(("agg", "first"), [("mean", 29.5), ("min", 0.0), ("max", 59.0), ("last", 59.0),
+                                            ("count", 60.0)])
+def test_query_aggregated_per_interval(store: Store, agg: str, first: float) -> None:
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    store.write(readings(run))
+    q = store.query(T0, T0 + pd.Timedelta(minutes=10), machines=["m1"], sensors=["temp"], run=run, every="1min",
+                    agg=agg)
+    assert len(q) == 10
+    assert q.value.iloc[0] == pytest.approx(first)
+    assert (q.ts.diff().dropna() == pd.Timedelta(minutes=1)).all()
+
+
+def test_latest_and_series(store: Store) -> None:
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    store.write(readings(run))
+    store.write_series(pd.DataFrame([(run, m, "st", s, "u") for m in ("m1", "m2") for s in ("temp", "vib")],
+                                    columns=["run", "machine", "station", "sensor", "unit"]))
+    last = store.latest(run=run)
+    assert len(last) == 4
+    assert (last.ts == T0 + pd.Timedelta(seconds=599)).all()
+    assert set(zip(store.series(run).machine, store.series(run).sensor)) == {
+        (m, s) for m in ("m1", "m2") for s in ("temp", "vib")}
+
+
+def test_bad_urls() -> None:
+    with pytest.raises(StoreError, match="unknown scheme"):
+        open_store("postgres://x")
+    with pytest.raises(StoreError, match="names no file"):
+        open_store("duckdb://")
+    with pytest.raises(StoreError, match="bucket"):
+        open_store("influxdb://localhost:8086?org=x")
+
+
+def test_bad_aggregate(tmp_path: Path) -> None:
+    s = open_store(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    with pytest.raises(StoreError, match="aggregate"):
+        s.query(every="1min", agg="median")
+
+
+def test_influxdb_backend_writes_to_a_real_line_protocol_server(victoria_metrics: VictoriaMetrics) -> None:
+    """influxdb-client -> VictoriaMetrics' InfluxDB v2 write API; read back through VictoriaMetrics' own API."""
+    store = open_store(f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin")
+    df = readings("vm-run", n=300)
+    store.write_series(pd.DataFrame([("vm-run", "m1", "press", "temp", "degC")],
+                                    columns=["run", "machine", "station", "sensor", "unit"]))
+    store.write(df)
+    store.write(df.iloc[::7])  # redelivered points overwrite, not duplicate
+    series = victoria_metrics.export('{run="vm-run"}')
+    got = {(s["metric"]["__name__"], s["metric"]["machine"]): (s["timestamps"], s["values"]) for s in series}
+    assert set(got) == {(f"{s}_value", m) for s in ("temp", "vib") for m in ("m1", "m2")}
+    m1 = [s["metric"] for s in series if s["metric"]["machine"] == "m1"]
+    assert m1 and all(m.get("station") == "press" and m["replication"] == "0" for m in m1), m1
+    for (name, machine), (ts, values) in got.items():
+        part = df[(df.machine == machine) & (df.sensor == name.removesuffix("_value"))]
+        expected_ts = part.ts.astype("datetime64[ms]").astype("int64").tolist()
+        assert ts == expected_ts  # every point once, in order
+        assert values == part.value.tolist()
+    store.close()

@@ -1,0 +1,139 @@
+"""The InfluxDB 2.x backend, through influxdb-client (also works for writes to VictoriaMetrics).
+
+Layout (what a Grafana user expects): measurement = sensor name (e.g. `vibration_rms`), tags
+`run`, `replication`, `machine` (and `station` once the sensor catalogue is known), one field
+`value`, timestamp in milliseconds. Points with the same measurement, tags and time overwrite each
+other, so a redelivered reading is stored once. The token comes from LINETWIN_INFLUXDB_TOKEN.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from urllib3 import Retry
+
+from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, StoreError, check_agg
+
+ENV_TOKEN = "LINETWIN_INFLUXDB_TOKEN"
+_FLUX_AGG = {"mean": "mean", "min": "min", "max": "max", "last": "last", "count": "count"}
+
+
+def _flux_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class InfluxStore:
+    """Readings in an InfluxDB 2.x bucket: synchronous batched writes with retries, Flux queries."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        u = urlsplit(url)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        self.org, self.bucket = q.get("org", ""), q.get("bucket", "")
+        if not self.bucket or not u.hostname:
+            raise StoreError(f"store URL {url!r}: write influxdb://host:8086?org=ORG&bucket=BUCKET "
+                             f"(and the token in {ENV_TOKEN})")
+        scheme = "https" if u.scheme == "influxdbs" or q.get("tls") in ("1", "true") else "http"
+        self.http = f"{scheme}://{u.hostname}:{u.port or 8086}"
+        retries = Retry(total=5, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
+        self._client = InfluxDBClient(url=self.http, token=os.environ.get(ENV_TOKEN, ""), org=self.org,
+                                      retries=retries, timeout=30_000)
+        self._write = self._client.write_api(write_options=SYNCHRONOUS)
+        self._stations: dict[tuple[str, str], str] = {}
+
+    def write(self, readings: pd.DataFrame) -> int:
+        if not len(readings):
+            return 0
+        df = readings[READING_COLUMNS].copy()
+        df["replication"] = df["replication"].astype(str)
+        df["station"] = [self._stations.get((r, m)) for r, m in zip(df["run"], df["machine"])]  # None: no tag
+        df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
+        try:
+            for sensor, part in df.groupby("sensor", sort=False):
+                tags = ["run", "replication", "machine", "station"]
+                self._write.write(bucket=self.bucket, org=self.org, record=part[[*tags, "value"]],
+                                  data_frame_measurement_name=str(sensor), data_frame_tag_columns=tags,
+                                  write_precision=WritePrecision.MS)
+        except Exception as e:
+            raise StoreError(f"InfluxDB write to {self.http} failed: {e}") from e
+        return len(readings)
+
+    def write_states(self, states: pd.DataFrame) -> None:
+        if not len(states):
+            return
+        df = states.copy()
+        df["replication"] = df["replication"].astype(str)
+        df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
+        self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "machine", "state"]],
+                          data_frame_measurement_name="machine_state",
+                          data_frame_tag_columns=["run", "replication", "machine"], write_precision=WritePrecision.MS)
+
+    def write_series(self, series: pd.DataFrame) -> None:
+        for row in series[SERIES_COLUMNS].itertuples(index=False):
+            self._stations[(row.run, row.machine)] = row.station
+
+    def _flux(self, start: Any, end: Any, machines: Sequence[str] | None, sensors: Sequence[str] | None,
+              run: str | None) -> str:
+        start_s = pd.Timestamp(start).isoformat() + "Z" if start is not None else "0"
+        stop = f", stop: {pd.Timestamp(end).isoformat()}Z" if end is not None else ""
+        flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: {start_s}{stop}) ' \
+               '|> filter(fn: (r) => r._field == "value" and r._measurement != "machine_state")'
+        for column, values in (("_measurement", sensors), ("machine", machines)):
+            if values is not None:
+                members = ", ".join(map(_flux_str, values))
+                flux += f" |> filter(fn: (r) => contains(value: r.{column}, set: [{members}]))"
+        if run is not None:
+            flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
+        return flux
+
+    def _frame(self, flux: str) -> pd.DataFrame:
+        try:
+            tables = self._client.query_api().query_data_frame(flux, org=self.org)
+        except Exception as e:
+            raise StoreError(f"InfluxDB query on {self.http} failed: {e}") from e
+        df = pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables
+        if df is None or df.empty:
+            return pd.DataFrame(columns=READING_COLUMNS)
+        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "machine": df["machine"],
+                            "sensor": df["_measurement"], "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
+                            "value": df["_value"].astype(float)})
+        return out.sort_values(["run", "replication", "machine", "sensor", "ts"]).reset_index(drop=True)
+
+    def query(self, start: Any = None, end: Any = None, *, machines: Sequence[str] | None = None,
+              sensors: Sequence[str] | None = None, run: str | None = None, every: str | None = None,
+              agg: str = "mean") -> pd.DataFrame:
+        flux = self._flux(start, end, machines, sensors, run)
+        if every is not None:
+            seconds = int(pd.Timedelta(every).total_seconds())
+            flux += f" |> aggregateWindow(every: {seconds}s, fn: {_FLUX_AGG[check_agg(agg)]}, createEmpty: false, " \
+                    "timeSrc: \"_start\")"
+        return self._frame(flux)
+
+    def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
+               run: str | None = None) -> pd.DataFrame:
+        return self._frame(self._flux(None, None, machines, sensors, run) + " |> last()")
+
+    def series(self, run: str | None = None) -> pd.DataFrame:
+        last = self.latest(run=run)
+        out = last[["run", "machine", "sensor"]].drop_duplicates()
+        out["station"] = [self._stations.get((r, m), "") for r, m in zip(out["run"], out["machine"])]
+        out["unit"] = ""
+        return out[SERIES_COLUMNS].reset_index(drop=True)
+
+    def count(self, run: str | None = None) -> int:
+        flux = self._flux(None, None, None, None, run) + ' |> group() |> count()'
+        df = self._frame_raw(flux)
+        return int(df["_value"].sum()) if len(df) else 0
+
+    def _frame_raw(self, flux: str) -> pd.DataFrame:
+        tables = self._client.query_api().query_data_frame(flux, org=self.org)
+        return pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables
+
+    def close(self) -> None:
+        self._client.close()
