@@ -119,3 +119,11 @@ def test_influxdb_backend_writes_to_a_real_line_protocol_server(victoria_metrics
         assert ts == expected_ts  # every point once, in order
         assert values == part.value.tolist()
     store.close()
+
+
+def test_a_batch_holding_the_same_reading_twice(store: Store) -> None:
+    """A redelivered message can land in the same batch as its original."""
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    df = readings(run, n=50)
+    store.write(pd.concat([df, df.iloc[:20]], ignore_index=True))
+    assert store.count(run) == len(df)

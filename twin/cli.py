@@ -163,6 +163,8 @@ def ingest_cmd(
     ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
     cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
     key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+    exit_when_complete: Annotated[bool, typer.Option(help="stop once every run announced as finished is stored")]
+    = False,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
     import signal
@@ -186,10 +188,15 @@ def ingest_cmd(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
                       highlight=False)
+    ticks = 0
     try:
-        while not stop.wait(5):
-            err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
-                              f"rejected {worker.rejected:,}", highlight=False)
+        while not stop.wait(0.5):
+            ticks += 1
+            if exit_when_complete and worker.finished_runs_complete():
+                break
+            if ticks % 10 == 0:
+                err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
+                                  f"rejected {worker.rejected:,}", highlight=False)
     except KeyboardInterrupt:
         pass
     worker.stop()

@@ -10,6 +10,7 @@ topic with the reason; the ingest keeps running.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -45,6 +46,7 @@ class Ingest:
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._known_series: set[tuple[str, str, str]] = set()
         self._closing = False
+        self.expected: dict[str, int] = {}
         self.received = 0
         self.stored = 0
         self.rejected = 0
@@ -66,6 +68,7 @@ class Ingest:
 
     def _subscribe(self, client: mqtt.Client) -> None:
         client.subscribe([(f, 1) for f in self.filters()])
+        client.subscribe(f"{self.prefix}/run", 1)  # run status (retained): how many readings a run sent
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
@@ -74,6 +77,11 @@ class Ingest:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._closing:
             return  # not acknowledged: the broker delivers it again to the next worker
+        if msg.topic.endswith("/run"):
+            self._run_status(msg.payload)
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
         self.received += 1
         try:
             item = parse(msg.topic, msg.payload)
@@ -90,6 +98,18 @@ class Ingest:
                 client.ack(msg.mid, msg.qos)
             return
         self._queue.put((msg.mid, msg.qos, item))
+
+    def _run_status(self, payload: bytes) -> None:
+        try:
+            status = json.loads(payload)
+            if status.get("status") == "finished" and isinstance(status.get("readings"), int):
+                self.expected[str(status["run"])] = status["readings"]
+        except (ValueError, AttributeError):
+            log.warning("ignored a malformed run status message")
+
+    def finished_runs_complete(self) -> bool:
+        """True once every run announced as finished has all its readings in the store."""
+        return bool(self.expected) and all(self.store.count(r) >= n for r, n in self.expected.items())
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         levels = topic.split("/")

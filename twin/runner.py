@@ -151,7 +151,7 @@ class RunWriter:
         self._start = np.datetime64(self.scenario.start.replace(tzinfo=None), "ms")
 
     def _stamp(self, t: np.ndarray) -> np.ndarray:
-        return self._start + (np.asarray(t) * 1000).astype("timedelta64[ms]")
+        return self._start + np.rint(np.asarray(t) * 1000).astype("timedelta64[ms]")
 
     def readings(self, line: Line, batch: Readings) -> None:
         if self._catalog is None:

@@ -260,7 +260,8 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _references(self) -> Scenario:
         if self.warmup >= self.duration:
-            raise ValueError(f"warmup ({self.warmup:g} s) must be shorter than duration ({self.duration:g} s)")
+            raise ValueError(f"warmup ({self.warmup:g} s) must be shorter than duration ({self.duration:g} s); "
+                             "shorten the warm-up (on the command line: --warmup)")
         crews = [c.name for c in self.repair_crews]
         _unique(crews, "repair_crews")
         _unique([s.name for s in self.stations], "stations")

@@ -279,7 +279,10 @@ class EmbeddedBroker:
 def mosquitto_config(port: int, data_dir: Path, extra: str = "") -> str:
     """A mosquitto configuration for loopback use with durable sessions that never drop queued messages."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    import getpass
+
     return "\n".join([
+        f"user {getpass.getuser()}",  # started as root, mosquitto would drop to 'mosquitto' and lose the data dir
         f"listener {port} 127.0.0.1",
         "allow_anonymous true" if "password_file" not in extra else "",
         "persistence true",

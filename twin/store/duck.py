@@ -54,12 +54,15 @@ class DuckStore:
 
     def write(self, readings: pd.DataFrame) -> int:
         if len(readings):
+            # a redelivered message may sit in the same batch as its original: one row per key
+            readings = readings.drop_duplicates(subset=READING_COLUMNS[:5])
             self._run(f"INSERT OR IGNORE INTO readings SELECT {', '.join(READING_COLUMNS)} FROM batch",
                       batch=readings)
         return len(readings)
 
     def write_states(self, states: pd.DataFrame) -> None:
         if len(states):
+            states = states.drop_duplicates(subset=STATE_COLUMNS[:4])
             self._run(f"INSERT OR IGNORE INTO states SELECT {', '.join(STATE_COLUMNS)} FROM batch", batch=states)
 
     def write_series(self, series: pd.DataFrame) -> None:

@@ -1,0 +1,243 @@
+"""Readings over MQTT into the store, end to end with real brokers: every reading exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pandas as pd
+import pytest
+
+from tests.conftest import Mosquitto
+from twin.bus.broker import BrokerURL, connect, make_client
+from twin.bus.payloads import LineTopics
+from twin.scenario import Scenario, load_scenario
+from twin.store import open_store
+from twin.stream import StreamStats, stream_scenario
+
+
+def body_shop(duration: float = 1800.0, **update: object) -> Scenario:
+    sc = load_scenario("scenarios/body_shop.yaml")
+    return sc.model_copy(update={"duration": duration, "warmup": 0.0, "replications": 1, **update})
+
+
+def assert_exactly_once(out: Path, stats: StreamStats, store_url: str | None = None) -> None:
+    """The store holds exactly the readings the twin generated: same keys, same values, no duplicates."""
+    generated = pd.read_parquet(out / "readings.parquet")
+    store = open_store(store_url or f"duckdb:///{out / 'twin.duckdb'}")
+    stored = store.query(run=stats.run_id)
+    store.close()
+    key = ["machine", "sensor", "ts"]
+    g = pd.DataFrame({"machine": generated.machine.astype(str), "sensor": generated.sensor.astype(str),
+                      "ts": generated.timestamp.astype("datetime64[ms]"), "value": generated.value})
+    s = stored.assign(ts=stored.ts.astype("datetime64[ms]"))[[*key, "value"]]
+    assert not s.duplicated(key).any()
+    assert len(s) == len(g) == stats.readings > 0
+    merged = g.merge(s, on=key, how="outer", suffixes=("_generated", "_stored"), indicator=True)
+    assert (merged["_merge"] == "both").all(), merged["_merge"].value_counts()
+    assert (merged.value_generated == merged.value_stored).all()
+
+
+@pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
+def test_stream_through_the_embedded_broker(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINETWIN_EMBEDDED_BROKER", kind)
+    summary, kpis, stats = stream_scenario(body_shop(), tmp_path, drain_timeout=120)
+    assert stats.complete and stats.rejected == 0
+    assert kind in stats.notes[0]
+    assert_exactly_once(tmp_path, stats)
+
+
+def test_stream_through_mosquitto_with_states_and_kpis_retained(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sc = body_shop()
+    summary, kpis, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120)
+    assert_exactly_once(tmp_path, stats)
+    # a subscriber arriving after the run sees each machine's state, the KPIs and the run status at once
+    topics = LineTopics(sc.line.site, sc.line.area, sc.line.name)
+    seen: dict[str, dict] = {}  # type: ignore[type-arg]
+    sub = make_client(mosquitto.url, "late-subscriber")
+    sub.on_message = lambda c, u, m: seen.__setitem__(m.topic, json.loads(m.payload))
+    connect(sub, mosquitto.url)
+    sub.subscribe(f"{topics.prefix}/#", 1)
+    time.sleep(1.0)
+    sub.disconnect()
+    sub.loop_stop()
+    states = {t: p for t, p in seen.items() if t.endswith("/state")}
+    assert len(states) == 10 and all(p["state"] in ("working", "starved", "blocked", "down", "maintenance", "setup")
+                                     for p in states.values())
+    assert seen[topics.kpi]["kpis"]["throughput [parts/h]"] > 0
+    assert seen[topics.run]["status"] == "finished" and seen[topics.run]["readings"] == stats.readings
+    store = open_store(f"duckdb:///{tmp_path / 'twin.duckdb'}")
+    assert len(store.states(stats.run_id)) > 10  # type: ignore[attr-defined]
+    assert set(store.series(stats.run_id).unit) >= {"kA", "mm/s", "degC"}
+    store.close()
+
+
+def test_mosquitto_restarted_mid_run_loses_and_duplicates_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sc = body_shop(duration=240.0, realtime_factor=30.0)  # 8 s of wall time
+
+    def outage() -> None:
+        time.sleep(2.5)
+        mosquitto.stop()  # the broker goes away (and saves its sessions)
+        time.sleep(2.0)
+        mosquitto.start()
+
+    t = threading.Thread(target=outage)
+    t.start()
+    summary, kpis, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120)
+    t.join()
+    assert stats.complete
+    assert_exactly_once(tmp_path, stats)
+
+
+def twin_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "twin.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "120"})
+
+
+def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sc = body_shop(duration=240.0, realtime_factor=30.0)
+    db = f"duckdb:///{tmp_path / 'ingest.duckdb'}"
+    line = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
+    args = ("ingest", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--store", db, "--line", line,
+            "--client-id", "ingest-under-test", "--exit-when-complete")
+    first = twin_cli(*args)
+    time.sleep(1.5)  # subscribed before the run starts
+
+    def crash_and_restart() -> None:
+        time.sleep(3.0)
+        first.kill()  # SIGKILL mid-run: whatever it had not acknowledged is redelivered
+        first.wait()
+        time.sleep(1.5)
+        holder.append(twin_cli(*args))
+
+    holder: list[subprocess.Popen[str]] = []
+    t = threading.Thread(target=crash_and_restart)
+    t.start()
+    summary, kpis, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, ingest=False, drain_timeout=120)
+    t.join()
+    second = holder[0]
+    try:
+        second.wait(120)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert first.returncode == -9 and second.returncode == 0, second.stderr.read() if second.stderr else ""
+    assert_exactly_once(tmp_path, stats, db)
+
+
+def test_two_ingest_workers_share_one_line(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Two workers in one shared-subscription group split the messages; nothing twice, nothing lost."""
+    from twin.ingest import Ingest
+
+    sc = body_shop()
+    store = open_store(f"duckdb:///{tmp_path / 'shared.duckdb'}")
+    prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
+    workers = [Ingest(mosquitto.url, store, prefix=prefix, client_id=f"worker-{i}").start() for i in range(2)]
+    summary, kpis, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, ingest=False, drain_timeout=120)
+    assert workers[0].wait_for(stats.run_id, stats.readings, 60)
+    for w in workers:
+        w.stop()
+    assert all(w.stored > 0.2 * stats.readings for w in workers)  # both did a share of the work
+    assert sum(w.stored for w in workers) == stats.readings  # each message went to one worker only
+    store.close()
+    assert_exactly_once(tmp_path, stats, f"duckdb:///{tmp_path / 'shared.duckdb'}")
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A fuzzed stream of bad messages between good ones: ingest keeps running, all bad ones dead-lettered."""
+    import random
+
+    from twin.bus.payloads import telemetry_payload
+    from twin.ingest import Ingest
+
+    store = open_store(f"duckdb:///{tmp_path / 'dl.duckdb'}")
+    topics = LineTopics("s", "a", "l")
+    ingest = Ingest(mosquitto.url, store, prefix=topics.prefix).start()
+    dead: list[dict] = []  # type: ignore[type-arg]
+    watcher = make_client(mosquitto.url, "dead-letter-watcher")
+    watcher.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
+    connect(watcher, mosquitto.url)
+    watcher.subscribe(topics.deadletter, 1)
+    pub = make_client(mosquitto.url, "fuzzer")
+    connect(pub, mosquitto.url)
+    rng = random.Random(1)
+    topic = topics.telemetry("st", "m1")
+    good = 0
+    bad_payloads = [b"", b"{", b"[]", b"null", b'{"schema": "linetwin/telemetry/1"}', b"\xff\xfe\x00",
+                    b'{"schema":"linetwin/telemetry/1","run":"r","replication":0,"station":"st","machine":"m1",'
+                    b'"units":{"x":"u"},"readings":[["x",1,NaN]]}',
+                    b'{"schema":"linetwin/telemetry/1","run":"r","replication":0,"station":"st","machine":"m1",'
+                    b'"units":{"x":"u"},"readings":[["x",1,Infinity]]}',
+                    b'{"schema":"linetwin/telemetry/1","run":"r","replication":0,"station":"WRONG","machine":"m1",'
+                    b'"units":{"x":"u"},"readings":[["x",1,1.0]]}',
+                    b'{"schema":"linetwin/telemetry/1","run":"r","replication":"0","station":"st","machine":"m1",'
+                    b'"units":{"x":"u"},"readings":[["x",1,1.0]]}',
+                    b'{"schema":"linetwin/telemetry/1","run":"r","replication":0,"station":"st","machine":"m1",'
+                    b'"units":{},"readings":[["x",1,1.0]]}',
+                    b'{"schema":"linetwin/telemetry/2"}', b"x" * (2 << 20)]
+    n_bad = 0
+    for i in range(400):
+        if rng.random() < 0.4:
+            payload = rng.choice(bad_payloads) if rng.random() < 0.6 else bytes(rng.getrandbits(8) for _ in
+                                                                                 range(rng.randint(0, 200)))
+            n_bad += 1
+        else:
+            payload = telemetry_payload("r", 0, "st", "m1", {"x": "u"}, [["x", 1000 * i + k, float(k)]
+                                                                         for k in range(5)])
+            good += 5
+        pub.publish(topic, payload, qos=1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (len(dead) < n_bad or store.count("r") < good):
+        time.sleep(0.2)
+    ingest.stop()
+    for c in (pub, watcher):
+        c.disconnect()
+        c.loop_stop()
+    assert store.count("r") == good
+    assert len(dead) == n_bad == ingest.rejected
+    assert all(d["topic"] == topic and d["reason"] for d in dead)
+    assert any("oversized" in d["reason"] for d in dead) and any("non-finite" in d["reason"] for d in dead)
+    store.close()
+
+
+def test_publisher_spills_to_disk_while_the_broker_is_away(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """With a tiny memory bound and the broker down, messages spill to disk and all arrive later."""
+    from twin.bus.publisher import Publisher
+    from twin.ingest import Ingest
+
+    store = open_store(f"duckdb:///{tmp_path / 'spill.duckdb'}")
+    topics = LineTopics("s", "a", "spill")
+    ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, client_id="spill-ingest").start()
+    pub = Publisher(mosquitto.url, topics, "spill-run", 0, spill_dir=tmp_path, max_memory=20_000, window=10).start()
+    mosquitto.stop()
+    from twin.bus.payloads import telemetry_payload
+    msgs = [(topics.telemetry("st", "m1"), telemetry_payload("spill-run", 0, "st", "m1", {"x": "u"},
+                                                             [["x", 1000 * i, float(i)]]), False) for i in range(3000)]
+    pub.outbox.put_many(msgs)
+    time.sleep(1.0)
+    assert pub.outbox.spilled_total > 2000
+    mosquitto.start()
+    assert pub.flush(60)
+    assert ingest.wait_for("spill-run", 3000, 60)
+    pub.stop()
+    ingest.stop()
+    assert store.count("spill-run") == 3000
+    store.close()
+
+
+def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
+    from twin.bus.broker import BrokerError
+
+    with pytest.raises(BrokerError, match="write mqtt://host:1883"):
+        BrokerURL.parse("http://x")
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "run", "scenarios/body_shop.yaml", "--duration", "5 min",
+                        "--warmup", "0", "--broker", "mqtt://127.0.0.1:1", "--out", str(tmp_path / "o")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 3 and "cannot reach the MQTT broker" in r.stderr and "Traceback" not in r.stderr
+    _ = mqtt
