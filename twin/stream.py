@@ -75,7 +75,9 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             stack.callback(store.close)
             sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol).start()
             stack.callback(sink.stop)
-        pub = Publisher(url, topics, run_id, start_ms, spill_dir=out, protocol=protocol).start()
+        # with our own ingest subscribed, "no matching subscribers" can only mean it is re-subscribing: resend
+        pub = Publisher(url, topics, run_id, start_ms, spill_dir=out, protocol=protocol,
+                        require_subscriber=ingest).start()
         stack.callback(pub.stop)
         pub.set_catalog(sensor_catalog(Line(scenario)))
         pub.publish_status("started", start=scenario.start.isoformat())

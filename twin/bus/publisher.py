@@ -25,6 +25,7 @@ from twin.bus.payloads import SCHEMA_KPI, SCHEMA_RUN, LineTopics, encode, state_
 from twin.model import STATES, Line
 
 Message = tuple[str, bytes, bool]  # topic, payload, retain
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
 
 
 class Outbox:
@@ -61,6 +62,14 @@ class Outbox:
                     self._bytes += len(msg[1])
             if self._db is not None:
                 self._db.commit()
+            self._cv.notify_all()
+
+    def put_front(self, messages: list[Message]) -> None:
+        """Put messages back at the head of the queue (to be sent again first)."""
+        with self._cv:
+            for msg in reversed(messages):
+                self._mem.appendleft(msg)
+                self._bytes += len(msg[1])
             self._cv.notify_all()
 
     def peek(self, timeout: float) -> Message | None:
@@ -111,7 +120,7 @@ class Publisher:
 
     def __init__(self, url: BrokerURL, topics: LineTopics, run_id: str, start_ms: int, *, spill_dir: Path,
                  protocol: int = mqtt.MQTTv5, batch: int = 50, window: int = 2000,
-                 max_memory: int = 64 << 20) -> None:
+                 max_memory: int = 64 << 20, require_subscriber: bool = True) -> None:
         self.url, self.topics, self.run_id, self.start_ms, self.batch = url, topics, run_id, start_ms, batch
         self.outbox = Outbox(spill_dir / f"outbox-{uuid.uuid4().hex[:8]}.sqlite", max_memory)
         self.client = make_client(url, f"linetwin-twin-{uuid.uuid4().hex[:12]}", protocol=protocol)
@@ -120,6 +129,11 @@ class Publisher:
         self.readings_published = 0
         self.messages_sent = 0
         self.acked = 0
+        self.unheard = 0
+        self.require_subscriber = require_subscriber
+        self._inflight: dict[int, Message] = {}
+        self._acked_mids: set[int] = set()
+        self._unheard: list[int] = []
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="mqtt-publisher", daemon=True)
@@ -133,12 +147,37 @@ class Publisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._lock:
-            self.acked += 1
+            if getattr(rc, "value", 0) == NO_MATCHING_SUBSCRIBERS:
+                # MQTT 5 says nobody got it (e.g. the ingest has not re-subscribed after a broker restart):
+                # keep the message and send it again shortly instead of losing it
+                self._unheard.append(mid)
+            self._acked_mids.add(mid)
             self._lock.notify_all()
+
+    def _settle(self) -> None:
+        """Match acknowledgements to the messages they answer; requeue the ones nobody received."""
+        with self._lock:
+            retry = []
+            for mid in [m for m in self._unheard if m in self._inflight]:
+                self._unheard.remove(mid)
+                msg = self._inflight[mid]
+                if self.require_subscriber and not msg[2]:  # retained ones wait in the broker anyway
+                    retry.append(msg)
+            if retry:  # back in the queue before they count as acknowledged, so flush() waits for them
+                self.unheard += len(retry)
+                self.outbox.put_front(retry)
+            for mid in [m for m in self._acked_mids if m in self._inflight]:
+                self._acked_mids.discard(mid)
+                del self._inflight[mid]
+                self.acked += 1
+            self._lock.notify_all()
+        if retry:
+            self._stop.wait(0.2)  # give subscribers a moment to come back
 
     def _pump(self) -> None:
         while not self._stop.is_set():
-            msg = self.outbox.peek(0.1)
+            self._settle()
+            msg = self.outbox.peek(0.05)
             if msg is None:
                 continue
             info = self.client.publish(msg[0], msg[1], qos=1, retain=msg[2])
@@ -148,6 +187,7 @@ class Publisher:
                 continue
             self.outbox.pop()
             with self._lock:
+                self._inflight[info.mid] = msg
                 self.messages_sent += 1
 
     # --- what the simulation hands over ----------------------------------------------------------
@@ -214,13 +254,14 @@ class Publisher:
         deadline = time.monotonic() + timeout
         if not self.outbox.wait_empty(timeout):
             return False
-        with self._lock:
-            while self.acked < self.messages_sent:
+        while True:
+            with self._lock:
+                if self.acked >= self.messages_sent and not len(self.outbox):
+                    return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._lock.wait(min(left, 0.5))
-        return True
+                self._lock.wait(min(left, 0.2))
 
     def stop(self) -> None:
         self._stop.set()
