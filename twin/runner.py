@@ -73,21 +73,22 @@ def simulate(scenario: Scenario, replication: int = 0, *,
              progress: ProgressFn | None = None,
              policy: Callable[[Machine], MaintenancePolicy] | None = None,
              chunk: float | None = None,
-             sensors: bool = True) -> Replication:
+             sensors: bool = True,
+             wall_start: float | None = None) -> Replication:
     """Run one replication to the scenario's end, streaming readings chunk by chunk, paced if asked."""
     line = Line(scenario, replication, policy=policy)
     bank = SensorBank(line) if sensors else None
     health = HealthSampler(line) if on_health else None
     factor = scenario.realtime_factor
     step = chunk or default_chunk(factor)
-    wall0 = time.monotonic()
+    wall0 = time.time() if wall_start is None else wall_start  # when live: the wall time of t = 0
     t, n = 0.0, 0
     while t < scenario.duration:
         t1 = min(t + step, scenario.duration)
         line.run(t1)
         batch = bank.sample(t, t1) if bank is not None else None
         if factor > 0:  # live: hand readings over once the wall clock has reached their time
-            ahead = wall0 + t1 / factor - time.monotonic()
+            ahead = wall0 + t1 / factor - time.time()
             if ahead > 0:
                 time.sleep(ahead)
         if batch is not None:
@@ -211,7 +212,8 @@ class RunWriter:
 def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = None, *,
                  on_readings: Callable[[Line, Readings], None] | None = None,
                  on_replication: Callable[[Replication], None] | None = None,
-                 extra: dict[str, Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 extra: dict[str, Any] | None = None,
+                 wall_start: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
 
     `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
@@ -228,7 +230,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     readings = 0
     kpis = []
     for rep in range(scenario.replications):
-        result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress)
+        result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress,
+                          wall_start=wall_start if rep == 0 else None)
         writer.replication(result)
         readings += result.readings
         kpis.append(result.kpis)

@@ -43,6 +43,12 @@ class StreamStats:
     notes: list[str] = field(default_factory=list)
 
 
+def _now_ms() -> dt.datetime:
+    """UTC now to the millisecond, naive (as scenario start times are)."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000, tzinfo=None)
+
+
 def run_id_for(scenario: Scenario, now: dt.datetime) -> str:
     return f"{scenario.line.name}-{now:%Y%m%dT%H%M%S}-{scenario.seed}"
 
@@ -51,9 +57,8 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
                     ingest: bool = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
                     on_note: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats."""
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    if scenario.realtime_factor > 0:  # live: readings carry wall-clock timestamps
-        scenario = scenario.model_copy(update={"start": now})
+    now = _now_ms()
+    live = scenario.realtime_factor > 0
     run_id = run_id_for(scenario, now)
     start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
     topics = LineTopics(scenario.line.site, scenario.line.area, scenario.line.name)
@@ -86,9 +91,13 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             pub.publish_kpis(rep.line.replication, rep.kpis)
             pub.new_replication()
 
+        if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected
+            scenario = scenario.model_copy(update={"start": _now_ms()})
+            start_ms = pub.start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=pub.on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
-                                                                             "store": store_url})
+                                                                             "store": store_url},
+                                     wall_start=start_ms / 1000 if live else None)
         stats.readings = pub.readings_published
         pub.publish_status("finished", readings=stats.readings)
         if not pub.flush(drain_timeout):
