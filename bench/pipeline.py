@@ -26,7 +26,16 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twin.bus.broker import BrokerURL, connect, free_port, make_client, mosquitto_config, wait_port  # noqa: E402
+from twin.bus.broker import (  # noqa: E402
+    BrokerURL,
+    EmbeddedBroker,
+    connect,
+    free_port,
+    make_client,
+    mosquitto_config,
+    negotiate,
+    wait_port,
+)
 from twin.bus.payloads import telemetry_payload  # noqa: E402
 from twin.scenario import load_scenario  # noqa: E402
 from twin.store import open_store  # noqa: E402
@@ -57,11 +66,12 @@ def limit(url: BrokerURL, readings: int = 1_000_000, batch: int = 50) -> float:
         if count[0] >= n:
             got.set()
 
-    sub = make_client(url, "bench-sub")
+    protocol = negotiate(url)
+    sub = make_client(url, "bench-sub", protocol=protocol)
     sub.on_message = on_message
     connect(sub, url)
     sub.subscribe("bench/#", 1)
-    pub = make_client(url, "bench-pub")
+    pub = make_client(url, "bench-pub", protocol=protocol)
     pub.max_queued_messages_set(2000)
     connect(pub, url)
     time.sleep(0.5)
@@ -122,6 +132,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="linetwin-bench-"))
     proc, url = start_mosquitto(work)
     try:
+        for batch in (1, 10, 200):
+            rate = limit(url, readings=100_000 if batch == 1 else 1_000_000, batch=batch)
+            print(f"  bare paho -> mosquitto -> paho, QoS 1, {batch:>3} readings/message: {rate:>10,.0f} readings/s")
+        with EmbeddedBroker(kind="amqtt") as embedded:
+            rate = limit(embedded.url, readings=500_000)
+            print(f"  bare paho -> amqtt (in-process) -> paho, QoS 1, 50 readings/message: {rate:>10,.0f} readings/s")
         lim = limit(url)
         print(f"limit: bare paho -> mosquitto -> paho, QoS 1, 50 readings/message: {lim:,.0f} readings/s")
         rate, generated, stored = flat_out(url, work)

@@ -1,0 +1,93 @@
+"""MQTT payloads: what the twin publishes matches docs/mqtt.schema.json; the parser rejects what it must."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from twin.bus.payloads import (
+    MAX_PAYLOAD,
+    LineTopics,
+    ParseError,
+    StateChange,
+    Telemetry,
+    deadletter_payload,
+    encode,
+    parse,
+    state_payload,
+    telemetry_payload,
+)
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "mqtt.schema.json").read_text())
+T = LineTopics("plant", "hall", "line")
+
+
+def valid(obj: dict, kind: str) -> None:  # type: ignore[type-arg]
+    jsonschema.validate(obj, {**SCHEMA, "oneOf": [{"$ref": f"#/$defs/{kind}"}]})
+
+
+def test_topic_tree() -> None:
+    assert T.telemetry("filler", "filler-a") == "plant/hall/line/filler/filler-a/telemetry"
+    assert T.state("filler", "filler-a") == "plant/hall/line/filler/filler-a/state"
+    assert T.alerts("filler", "filler-a") == "plant/hall/line/filler/filler-a/alerts"
+    assert (T.kpi, T.run, T.deadletter) == ("plant/hall/line/kpi", "plant/hall/line/run", "plant/hall/line/deadletter")
+
+
+def test_telemetry_round_trip_and_schema() -> None:
+    payload = telemetry_payload("r1", 0, "filler", "filler-a", {"temp": "degC"}, [["temp", 1767592800000, 21.5]])
+    valid(json.loads(payload), "telemetry")
+    msg = parse(T.telemetry("filler", "filler-a"), payload)
+    assert isinstance(msg, Telemetry)
+    assert (msg.sensors, msg.ts_ms, msg.values, msg.units) == (["temp"], [1767592800000], [21.5], {"temp": "degC"})
+
+
+def test_state_round_trip_and_schema() -> None:
+    payload = state_payload("r1", 2, "filler", "filler-a", [("working", 1), ("down", 5)])
+    obj = json.loads(payload)
+    valid(obj, "state")
+    assert obj["state"] == "down" and obj["ts"] == 5
+    msg = parse(T.state("filler", "filler-a"), payload)
+    assert isinstance(msg, StateChange) and msg.changes == [("working", 1), ("down", 5)] and msg.replication == 2
+
+
+def test_other_payloads_match_the_schema() -> None:
+    valid(json.loads(deadletter_payload("a/b", b"\xff", "not JSON", 5)), "deadletter")
+    valid({"schema": "linetwin/kpi/1", "run": "r", "replication": 0, "kpis": {"oee": 0.8, "mtbf [h]": None}}, "kpi")
+    valid({"schema": "linetwin/run/1", "run": "r", "status": "finished", "readings": 10}, "run")
+
+
+GOOD = {"schema": "linetwin/telemetry/1", "run": "r", "replication": 0, "station": "st", "machine": "m",
+        "units": {"x": "u"}, "readings": [["x", 1, 1.0]]}
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"schema": "linetwin/telemetry/9"}, "unsupported schema"),
+    ({"run": 5}, "field 'run' has the wrong type"),
+    ({"replication": True}, "field 'replication' has the wrong type"),
+    ({"machine": "other"}, "does not match"),
+    ({"readings": [["x", 1]]}, "is not [sensor, epoch_ms, value]"),
+    ({"readings": [["x", 1.5, 1.0]]}, "is not [sensor, epoch_ms, value]"),
+    ({"readings": [["y", 1, 1.0]]}, "has no unit"),
+    ({"readings": [["x", 1, 1.0]] * 10_001}, "too many readings"),
+    ({"units": None}, "wrong type"),
+])
+def test_parser_rejects(change: dict, reason: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ParseError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        parse(T.telemetry("st", "m"), encode({**GOOD, **change}))
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b"{", "not JSON"), (b"[1]", "not a JSON object"), (b'{"schema": "linetwin/telemetry/1", "x": NaN}', "non-finite"),
+    (b"\xff\xfe", "not JSON"), (b" " * (MAX_PAYLOAD + 1), "oversized"),
+])
+def test_parser_rejects_raw(payload: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(T.telemetry("st", "m"), payload)
+
+
+def test_telemetry_on_a_state_topic_is_rejected() -> None:
+    with pytest.raises(ParseError, match="non-telemetry topic"):
+        parse(T.state("st", "m"), encode(GOOD))
