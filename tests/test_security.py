@@ -1,0 +1,138 @@
+"""A mosquitto with TLS, passwords and an ACL, all made by the test: right credentials work, wrong are refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import Mosquitto, _need
+from tests.test_pipeline import assert_exactly_once, body_shop
+from twin.bus.broker import BrokerError, BrokerURL, connect, free_port, make_client
+from twin.ingest import Ingest
+from twin.store import open_store
+from twin.stream import stream_scenario
+
+LINE = "plant-zwickau/body-shop/biw-line-1"
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None = None,
+          issuer_key: ec.EllipticCurvePrivateKey | None = None, ca: bool = False) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+               .not_valid_after(now + dt.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                                     x509.DNSName("localhost")]), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _write_pem(path: Path, obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> str:
+    if isinstance(obj, x509.Certificate):
+        path.write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    else:
+        path.write_bytes(obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(path)
+
+
+@pytest.fixture
+def secure_mosquitto(tmp_path: Path) -> Mosquitto:  # type: ignore[misc]
+    work = tmp_path / "secure"
+    work.mkdir()
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("linetwin test CA", ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _cert("127.0.0.1", server_key, issuer=ca.subject, issuer_key=ca_key)
+    ca_pem = _write_pem(work / "ca.pem", ca)
+    _write_pem(work / "server.pem", server)
+    _write_pem(work / "server.key", server_key)
+    passwd = work / "passwd"
+    passwd.touch()
+    for user, password in (("twin", "twin-secret"), ("ingest", "ingest-secret"), ("admin", "admin-secret")):
+        subprocess.run([_need("mosquitto_passwd"), "-b", str(passwd), user, password], check=True,
+                       capture_output=True)
+    (work / "acl").write_text(f"user twin\ntopic write {LINE}/#\n\n"
+                              f"user ingest\ntopic read {LINE}/#\ntopic write {LINE}/deadletter\n\n"
+                              "user admin\ntopic read #\n")
+    tls_port = free_port()
+    broker = Mosquitto(work, tls_port=tls_port, extra="\n".join([
+        "allow_anonymous false", f"password_file {passwd}", f"acl_file {work / 'acl'}",
+        f"listener {tls_port} 127.0.0.1", f"cafile {ca_pem}", f"certfile {work / 'server.pem'}",
+        f"keyfile {work / 'server.key'}"]))
+    broker.start()
+    broker.ca = ca_pem  # type: ignore[attr-defined]
+    yield broker
+    broker.stop()
+
+
+def url(broker: Mosquitto, user: str, password: str) -> BrokerURL:
+    return BrokerURL.parse(f"mqtts://{user}:{password}@127.0.0.1:{broker.tls_port}", ca=broker.ca)  # type: ignore[attr-defined]
+
+
+def test_twin_and_ingest_over_tls_with_their_own_credentials(secure_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    store_url = f"duckdb:///{tmp_path / 'secure.duckdb'}"
+    store = open_store(store_url)
+    ingest = Ingest(url(secure_mosquitto, "ingest", "ingest-secret"), store, prefix=LINE,
+                    client_id="secure-ingest").start()
+    *_, stats = stream_scenario(body_shop(duration=900.0), tmp_path, ingest=False,
+                                broker=url(secure_mosquitto, "twin", "twin-secret"), drain_timeout=60)
+    assert ingest.wait_for(stats.run_id, stats.readings, 60)
+    ingest.stop()
+    store.close()
+    assert_exactly_once(tmp_path, stats, store_url)
+
+
+def test_wrong_password_is_refused_clearly_without_retrying(secure_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match="refused the connection .*check the user name and password"):
+        bad = url(secure_mosquitto, "twin", "Wr0ngPa55")
+        connect(make_client(bad, "x"), bad)
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "twin.cli", "run", "scenarios/body_shop.yaml", "--duration", "10 min",
+                        "--warmup", "0", "--broker", f"mqtts://twin:Wr0ngPa55@127.0.0.1:{secure_mosquitto.tls_port}",
+                        "--ca", secure_mosquitto.ca, "--out", str(tmp_path / "o")],  # type: ignore[attr-defined]
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3
+    assert "refused the connection" in r.stderr and "Traceback" not in r.stderr
+    assert "Wr0ngPa55" not in r.stderr + r.stdout  # the password is never printed
+    assert time.monotonic() - start < 20  # one refused attempt, not a retry storm
+
+
+def test_tls_without_the_ca_is_refused(secure_mosquitto: Mosquitto) -> None:
+    bare = BrokerURL.parse(f"mqtts://twin:twin-secret@127.0.0.1:{secure_mosquitto.tls_port}")
+    with pytest.raises(BrokerError, match="cannot reach the MQTT broker.*CERTIFICATE_VERIFY_FAILED|certificate"):
+        connect(make_client(bare, "no-ca"), bare)
+
+
+def test_the_twin_cannot_publish_outside_its_topics(secure_mosquitto: Mosquitto) -> None:
+    seen: list[str] = []
+    admin_url = url(secure_mosquitto, "admin", "admin-secret")
+    admin = make_client(admin_url, "admin-watch")
+    admin.on_message = lambda c, u, m: seen.append(m.topic)
+    connect(admin, admin_url)
+    admin.subscribe("#", 1)
+    twin_url = url(secure_mosquitto, "twin", "twin-secret")
+    twin = make_client(twin_url, "twin-probe")
+    connect(twin, twin_url)
+    time.sleep(0.3)
+    twin.publish("other-plant/x/y/telemetry", json.dumps({"x": 1}), qos=1).wait_for_publish(5)
+    twin.publish(f"{LINE}/st/m/telemetry", b"inside", qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    for c in (admin, twin):
+        c.disconnect()
+        c.loop_stop()
+    assert f"{LINE}/st/m/telemetry" in seen
+    assert "other-plant/x/y/telemetry" not in seen
