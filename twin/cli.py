@@ -165,6 +165,8 @@ def ingest_cmd(
     key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
     exit_when_complete: Annotated[bool, typer.Option(help="stop once every run announced as finished is stored")]
     = False,
+    until_run: Annotated[Optional[str], typer.Option(help="stop once this run is announced finished and stored")]
+    = None,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
     import signal
@@ -192,7 +194,8 @@ def ingest_cmd(
     try:
         while not stop.wait(0.5):
             ticks += 1
-            if exit_when_complete and worker.finished_runs_complete():
+            if (exit_when_complete and worker.finished_runs_complete()) or (
+                    until_run is not None and worker.run_complete(until_run)):
                 break
             if ticks % 10 == 0:
                 err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "

@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 
-from twin.bus.broker import BrokerURL, connect, make_client, negotiate
+from twin.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
 from twin.bus.payloads import ParseError, StateChange, Telemetry, deadletter_payload, line_filters, parse
 from twin.store import Store
 
@@ -47,6 +53,7 @@ class Ingest:
         self._known_series: set[tuple[str, str, str]] = set()
         self._closing = False
         self.expected: dict[str, int] = {}
+        self.given: dict[str, int] = {}  # rows handed to the store per run (a redelivery counts twice)
         self.received = 0
         self.stored = 0
         self.rejected = 0
@@ -107,9 +114,17 @@ class Ingest:
         except (ValueError, AttributeError):
             log.warning("ignored a malformed run status message")
 
+    def run_complete(self, run: str) -> bool:
+        """True once `run` was announced as finished and all its readings are in the store."""
+        return run in self.expected and self._holds(run, self.expected[run])
+
+    def _holds(self, run: str, readings: int) -> bool:
+        # ask the store (a scan) only once enough rows went in to make it possible
+        return self.given.get(run, 0) >= readings and self.store.count(run) >= readings
+
     def finished_runs_complete(self) -> bool:
         """True once every run announced as finished has all its readings in the store."""
-        return bool(self.expected) and all(self.store.count(r) >= n for r, n in self.expected.items())
+        return bool(self.expected) and all(self._holds(r, n) for r, n in self.expected.items())
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         levels = topic.split("/")
@@ -138,16 +153,20 @@ class Ingest:
         states = [it for _, _, it in items if isinstance(it, StateChange)]
         try:
             if tel:
+                sizes = [len(t.values) for t in tel]
                 frame = pd.DataFrame({
-                    "run": [t.run for t in tel for _ in t.values],
-                    "replication": [t.replication for t in tel for _ in t.values],
-                    "machine": [t.machine for t in tel for _ in t.values],
-                    "sensor": [s for t in tel for s in t.sensors],
-                    "ts": pd.to_datetime([x for t in tel for x in t.ts_ms], unit="ms"),
-                    "value": [v for t in tel for v in t.values],
+                    "run": np.repeat(np.array([t.run for t in tel], dtype=object), sizes),
+                    "replication": np.repeat(np.array([t.replication for t in tel], dtype=np.int32), sizes),
+                    "machine": np.repeat(np.array([t.machine for t in tel], dtype=object), sizes),
+                    "sensor": np.array(list(chain.from_iterable(t.sensors for t in tel)), dtype=object),
+                    "ts": pd.to_datetime(np.fromiter(chain.from_iterable(t.ts_ms for t in tel), dtype=np.int64),
+                                         unit="ms"),
+                    "value": np.fromiter(chain.from_iterable(t.values for t in tel), dtype=np.float64),
                 })
                 self.store.write(frame)
                 self.stored += len(frame)
+                for t in tel:
+                    self.given[t.run] = self.given.get(t.run, 0) + len(t.values)
                 new = {(t.run, t.machine, s): (t.station, t.units.get(s, "")) for t in tel for s in t.units
                        if (t.run, t.machine, s) not in self._known_series}
                 if new:
@@ -172,7 +191,7 @@ class Ingest:
         """Wait until the store holds `readings` readings of `run`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.store.count(run) >= readings:
+            if self._holds(run, readings):
                 return True
             time.sleep(0.1)
         return self.store.count(run) >= readings
@@ -184,3 +203,63 @@ class Ingest:
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class IngestProcess:
+    """`twin ingest` as a child process, so parsing and writing use the second core; it ends itself
+    once the given run is complete. Credentials travel in its environment, never on its command line."""
+
+    def __init__(self, url: BrokerURL, store_url: str, prefix: str, run_id: str) -> None:
+        self.url, self.store_url, self.prefix, self.run_id = url, store_url, prefix, run_id
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 60.0) -> IngestProcess:
+        args = [sys.executable, "-m", "twin.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
+                "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id]
+        for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):
+            if path:
+                args += [flag, path]
+        env = {**os.environ, "COLUMNS": "200"}
+        if self.url.username:
+            env[ENV_USER] = self.url.username
+        if self.url.password:
+            env[ENV_PASSWORD] = self.url.password
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise BrokerError("the ingest process did not start: " + " ".join(self.lines[-3:]))
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.strip())
+            if line.startswith("ingesting"):
+                self._ready.set()
+        self._ready.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the process to finish the run; True if it ended cleanly."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout) == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    @property
+    def rejected(self) -> int:
+        found = [re.search(r"rejected ([\d,]+)", line) for line in self.lines]
+        numbers = [int(m.group(1).replace(",", "")) for m in found if m]
+        return numbers[-1] if numbers else 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

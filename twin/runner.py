@@ -52,14 +52,18 @@ class HealthSampler:
     def sample(self, t0: float, t1: float) -> pd.DataFrame:
         k0, k1 = int(np.ceil(t0 / self.period - 1e-9)), int(np.ceil(t1 / self.period - 1e-9))
         ts = np.arange(k0, k1) * self.period
-        frames = []
+        times, machines, modes, wears = [], [], [], []
         for m, reader in self.readers:
-            _state, _, wear = reader.at(ts)
+            _, _, wear = reader.at(ts)
             for i in m.wear_modes:
-                frames.append(pd.DataFrame({"t": ts, "machine": m.name, "fault_mode": m.modes[i].name,
-                                            "wear": wear[i]}))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["t", "machine", "fault_mode", "wear"])
+                times.append(ts)
+                machines.append(np.full(len(ts), m.name, dtype=object))
+                modes.append(np.full(len(ts), m.modes[i].name, dtype=object))
+                wears.append(wear[i])
+        if not times:
+            return pd.DataFrame(columns=["t", "machine", "fault_mode", "wear"])
+        return pd.DataFrame({"t": np.concatenate(times), "machine": np.concatenate(machines),
+                             "fault_mode": np.concatenate(modes), "wear": np.concatenate(wears)})
 
 
 def default_chunk(realtime_factor: float) -> float:

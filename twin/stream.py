@@ -20,7 +20,7 @@ from sensors import sensor_catalog
 from twin.bus.broker import BrokerURL, EmbeddedBroker, negotiate
 from twin.bus.payloads import LineTopics
 from twin.bus.publisher import Publisher
-from twin.ingest import Ingest
+from twin.ingest import Ingest, IngestProcess
 from twin.model import Line
 from twin.runner import ProgressFn, Replication, run_scenario
 from twin.scenario import Scenario
@@ -54,9 +54,13 @@ def run_id_for(scenario: Scenario, now: dt.datetime) -> str:
 
 
 def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None = None, store_url: str | None = None,
-                    ingest: bool = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
+                    ingest: bool | str = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
                     on_note: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
-    """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats."""
+    """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats.
+
+    `ingest`: True runs the ingest as a child process (default), "thread" inside this process,
+    False not at all (a `twin ingest` elsewhere does it).
+    """
     now = _now_ms()
     live = scenario.realtime_factor > 0
     run_id = run_id_for(scenario, now)
@@ -74,15 +78,18 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         if on_note is not None:
             on_note(f"streaming to the {note}; readings stored in {store_url}")
         protocol = negotiate(url)
-        sink = None
-        if ingest:
+        sink: Ingest | IngestProcess | None = None
+        if ingest == "thread":
             store = open_store(store_url)
             stack.callback(store.close)
             sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol).start()
             stack.callback(sink.stop)
+        elif ingest:  # a child process: the second core parses and writes while this one simulates
+            sink = IngestProcess(url, store_url, topics.prefix, run_id).start()
+            stack.callback(sink.stop)
         # with our own ingest subscribed, "no matching subscribers" can only mean it is re-subscribing: resend
         pub = Publisher(url, topics, run_id, start_ms, spill_dir=out, protocol=protocol,
-                        require_subscriber=ingest).start()
+                        require_subscriber=bool(ingest)).start()
         stack.callback(pub.stop)
         pub.set_catalog(sensor_catalog(Line(scenario)))
         pub.publish_status("started", start=scenario.start.isoformat())
@@ -104,9 +111,17 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             stats.notes.append(f"{len(pub.outbox)} messages were still waiting for the broker after "
                                f"{drain_timeout:g} s; they are kept in {pub.outbox._path}")
         stats.messages, stats.spilled = pub.messages_sent, pub.outbox.spilled_total
-        if sink is not None:
+        if isinstance(sink, Ingest):
             stats.complete = sink.wait_for(run_id, stats.readings, drain_timeout)
             stats.stored = sink.store.count(run_id)
+            stats.rejected = sink.rejected
+        elif sink is not None:
+            finished = sink.wait(drain_timeout)
+            sink.stop()
+            store = open_store(store_url)
+            stats.stored = store.count(run_id)
+            store.close()
+            stats.complete = finished and stats.stored >= stats.readings
             stats.rejected = sink.rejected
         return summary, kpis, stats
 

@@ -194,6 +194,9 @@ class Publisher:
     def set_catalog(self, catalog: pd.DataFrame) -> None:
         self._catalog = catalog.reset_index(drop=True)
         self._units = {m: dict(zip(g.sensor, g.unit)) for m, g in self._catalog.groupby("machine", sort=False)}
+        self._machine_of = self._catalog.machine.to_numpy(dtype=object)
+        self._sensor_of = self._catalog.sensor.to_numpy(dtype=object)
+        self._station_of = dict(zip(self._catalog.machine, self._catalog.station))
 
     def on_readings(self, line: Line, batch: Readings) -> None:
         """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
@@ -201,18 +204,16 @@ class Publisher:
         assert cat is not None, "set_catalog first"
         messages: list[Message] = []
         if len(batch):
-            machine_of = cat.machine.to_numpy()[batch.series]
+            machine_of = self._machine_of[batch.series]
             ts = self.start_ms + np.rint(batch.t * 1000).astype(np.int64)
-            sensor_names = cat.sensor.to_numpy()
             order = np.argsort(machine_of, kind="stable")
             machines, starts = np.unique(machine_of[order], return_index=True)
             bounds = [*starts.tolist(), len(order)]
-            station_of = dict(zip(cat.machine, cat.station))
             for k, machine in enumerate(machines):
                 idx = order[bounds[k]:bounds[k + 1]]
-                rows = [list(r) for r in zip(sensor_names[batch.series[idx]].tolist(), ts[idx].tolist(),
-                                             batch.value[idx].tolist())]
-                station = station_of[machine]
+                rows = list(zip(self._sensor_of[batch.series[idx]].tolist(), ts[idx].tolist(),
+                                batch.value[idx].tolist()))
+                station = self._station_of[machine]
                 topic = self.topics.telemetry(station, machine)
                 for i in range(0, len(rows), self.batch):
                     messages.append((topic, telemetry_payload(self.run_id, line.replication, station, machine,
