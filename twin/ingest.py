@@ -52,8 +52,13 @@ class Ingest:
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._known_series: set[tuple[str, str, str]] = set()
         self._closing = False
+        self._subscribed = threading.Event()
+        self._sub_lock = threading.Lock()
+        self._pending_subs: set[int] | None = None
+        self._acked_subs: set[int] = set()
         self.expected: dict[str, int] = {}
         self.given: dict[str, int] = {}  # rows handed to the store per run (a redelivery counts twice)
+        self._last_count = 0.0
         self.received = 0
         self.stored = 0
         self.rejected = 0
@@ -67,15 +72,31 @@ class Ingest:
         topics = line_filters(self.prefix)
         return [f"$share/{self.group}/{t}" for t in topics] if self.shared else topics
 
-    def start(self) -> Ingest:
+    def start(self, timeout: float = 10.0) -> Ingest:
+        """Connect and return once the broker has confirmed the subscriptions (nothing published after is missed)."""
         self._writer.start()
+        self.client.on_subscribe = self._on_subscribe
         connect(self.client, self.url, durable=True)
         self._subscribe(self.client)
+        if not self._subscribed.wait(timeout):
+            raise BrokerError(f"the MQTT broker at {self.url} did not confirm the ingest's subscriptions")
         return self
 
     def _subscribe(self, client: mqtt.Client) -> None:
-        client.subscribe([(f, 1) for f in self.filters()])
-        client.subscribe(f"{self.prefix}/run", 1)  # run status (retained): how many readings a run sent
+        mids = {client.subscribe([(f, 1) for f in self.filters()])[1],
+                client.subscribe(f"{self.prefix}/run", 1)[1]}  # run status: how many readings a run sent
+        with self._sub_lock:  # a SUBACK may already have come back
+            self._pending_subs = mids - self._acked_subs
+            if not self._pending_subs:
+                self._subscribed.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        with self._sub_lock:
+            self._acked_subs.add(mid)
+            if self._pending_subs is not None:
+                self._pending_subs.discard(mid)
+                if not self._pending_subs:
+                    self._subscribed.set()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
@@ -119,8 +140,13 @@ class Ingest:
         return run in self.expected and self._holds(run, self.expected[run])
 
     def _holds(self, run: str, readings: int) -> bool:
-        # ask the store (a scan) only once enough rows went in to make it possible
-        return self.given.get(run, 0) >= readings and self.store.count(run) >= readings
+        # the store's count is a scan that holds up writes: ask it when this worker has written enough
+        # rows, or every few seconds (rows of the run may have been written by an earlier worker)
+        now = time.monotonic()
+        if self.given.get(run, 0) < readings and now - self._last_count < 3.0:
+            return False
+        self._last_count = now
+        return self.store.count(run) >= readings
 
     def finished_runs_complete(self) -> bool:
         """True once every run announced as finished has all its readings in the store."""
