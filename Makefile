@@ -25,6 +25,8 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) bench/sim_speed.py
+	bash scripts/test-deps.sh
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
