@@ -121,7 +121,7 @@ def realtime_delay(url: BrokerURL, work: Path, seconds: float = 30.0) -> tuple[f
     out = work / "live"
     out.mkdir()
     try:
-        stream_scenario(sc, out, broker=url, drain_timeout=60)
+        stream_scenario(sc, out, broker=url, drain_timeout=60, ingest="thread")  # in-process, to time its writes
     finally:
         DuckStore.write = original  # type: ignore[method-assign]
     d = np.concatenate(delays)

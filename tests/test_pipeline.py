@@ -243,3 +243,14 @@ def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3 and "cannot reach the MQTT broker" in r.stderr and "Traceback" not in r.stderr
     _ = mqtt
+
+
+def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The ingest of an earlier run leaves no session behind that would take a share of the next run."""
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        out.mkdir()
+        *_, stats = stream_scenario(body_shop(duration=600.0), out, broker=mosquitto.url, drain_timeout=60)
+        assert stats.complete
+        assert_exactly_once(out, stats)
+        time.sleep(1.1)  # run ids carry the second they started

@@ -167,6 +167,8 @@ def ingest_cmd(
     = False,
     until_run: Annotated[Optional[str], typer.Option(help="stop once this run is announced finished and stored")]
     = None,
+    durable: Annotated[bool, typer.Option("--durable/--ephemeral", help="keep the session (and the messages "
+                                          "queued for it) while this worker is down")] = True,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
     import signal
@@ -181,7 +183,8 @@ def ingest_cmd(
     url = _broker_url(broker, ca, cert, key)
     try:
         db = open_store(store)
-        worker = Ingest(url, db, prefix=line, group=group, client_id=client_id or f"linetwin-ingest-{group}")  # type: ignore[arg-type]
+        worker = Ingest(url, db, prefix=line, group=group, durable=durable,  # type: ignore[arg-type]
+                        client_id=client_id or f"linetwin-ingest-{group}")
         worker.start()
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)

@@ -39,11 +39,12 @@ class Ingest:
 
     def __init__(self, url: BrokerURL, store: Store, *, prefix: str = "+/+/+", group: str = "linetwin-ingest",
                  client_id: str | None = None, protocol: int | None = None, flush_interval: float = 0.1,
-                 max_rows: int = 50_000) -> None:
+                 max_rows: int = 50_000, durable: bool = True) -> None:
         self.url, self.store, self.prefix, self.group = url, store, prefix, group
         self.protocol = protocol if protocol is not None else negotiate(url)
         self.client = make_client(url, client_id or f"linetwin-ingest-{uuid.uuid4().hex[:12]}",
-                                  protocol=self.protocol, manual_ack=True, durable=True)
+                                  protocol=self.protocol, manual_ack=True, durable=durable)
+        self.durable = durable
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.flush_interval, self.max_rows = flush_interval, max_rows
@@ -76,7 +77,7 @@ class Ingest:
         """Connect and return once the broker has confirmed the subscriptions (nothing published after is missed)."""
         self._writer.start()
         self.client.on_subscribe = self._on_subscribe
-        connect(self.client, self.url, durable=True)
+        connect(self.client, self.url, durable=self.durable)
         self._subscribe(self.client)
         if not self._subscribed.wait(timeout):
             raise BrokerError(f"the MQTT broker at {self.url} did not confirm the ingest's subscriptions")
@@ -242,8 +243,11 @@ class IngestProcess:
         self._ready = threading.Event()
 
     def start(self, timeout: float = 60.0) -> IngestProcess:
+        # a group and a session of its own that end with the run: no stale session of an earlier run's
+        # ingest may take a share of this run's messages
         args = [sys.executable, "-m", "twin.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
-                "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id]
+                "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id,
+                "--group", f"linetwin-run-{self.run_id}", "--ephemeral"]
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):
             if path:
                 args += [flag, path]

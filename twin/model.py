@@ -138,7 +138,7 @@ class Machine:
         self.parts_since_service = 0
         self.pending_order: str | None = None
         self._renewals = 0
-        self._wear_cache: tuple[tuple[float, int] | None, float] = (None, 0.0)
+        self._wear_cache_key, self._wear_cache_level, self._wear_cache_at = -1, -1.0, 0.0
         self._setup_at = -1
         self.born = [0.0] * len(self.modes)
         self.life = [float("inf")] * len(self.modes)
@@ -201,12 +201,11 @@ class Machine:
 
     def clock_at_wear(self, level: float) -> float:
         """The reliability-clock reading at which the first wear mode reaches `level` (cached per life)."""
-        key = (level, self._renewals)
-        if self._wear_cache[0] != key:
-            at = min((self.born[i] + self.life[i] * level ** (1 / self.modes[i].progression)
-                      for i in self.wear_modes), default=float("inf"))
-            self._wear_cache = (key, at)
-        return self._wear_cache[1]
+        if self._wear_cache_key != self._renewals or self._wear_cache_level != level:
+            self._wear_cache_at = min((self.born[i] + self.life[i] * level ** (1 / self.modes[i].progression)
+                                       for i in self.wear_modes), default=float("inf"))
+            self._wear_cache_key, self._wear_cache_level = self._renewals, level
+        return self._wear_cache_at
 
     def health(self) -> float:
         """The health indicator: the highest wear over the wear modes (0 if it has none)."""

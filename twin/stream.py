@@ -82,7 +82,8 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         if ingest == "thread":
             store = open_store(store_url)
             stack.callback(store.close)
-            sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol).start()
+            sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=f"linetwin-run-{run_id}",
+                          client_id=f"linetwin-ingest-{run_id}", durable=False).start()
             stack.callback(sink.stop)
         elif ingest:  # a child process: the second core parses and writes while this one simulates
             sink = IngestProcess(url, store_url, topics.prefix, run_id).start()
