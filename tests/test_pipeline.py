@@ -230,6 +230,7 @@ def test_publisher_spills_to_disk_while_the_broker_is_away(mosquitto: Mosquitto,
     pub.stop()
     ingest.stop()
     assert store.count("spill-run") == 3000
+    assert not list(tmp_path.glob("outbox-*.sqlite"))  # emptied, so removed
     store.close()
 
 
@@ -254,3 +255,16 @@ def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto
         assert stats.complete
         assert_exactly_once(out, stats)
         time.sleep(1.1)  # run ids carry the second they started
+
+
+def test_outbox_keeps_unsent_messages_on_disk_when_stopped(tmp_path: Path) -> None:
+    import sqlite3
+
+    from twin.bus.publisher import Outbox
+
+    box = Outbox(tmp_path / "outbox.sqlite", max_bytes=100)
+    box.put_many([("t/a", b"x" * 60, False), ("t/b", b"y" * 60, True), ("t/c", b"z", False)])
+    assert box.peek(0.1) == ("t/a", b"x" * 60, False)
+    box.close()
+    rows = sqlite3.connect(tmp_path / "outbox.sqlite").execute("SELECT topic, retain FROM m ORDER BY id").fetchall()
+    assert rows == [("t/a", 0), ("t/b", 1), ("t/c", 0)]  # in the order they were queued

@@ -104,6 +104,28 @@ class Outbox:
         with self._cv:
             return len(self._mem) + self._spilled
 
+    def close(self) -> None:
+        """Close the spill file, and remove it when nothing is left in it.
+
+        Messages still waiting in memory are written to the spill file first, so stopping before the
+        broker took everything leaves them on disk instead of losing them."""
+        with self._cv:
+            if self._mem:
+                db = self._disk()
+                first = db.execute("SELECT coalesce(min(id), 1) FROM m").fetchone()[0]
+                start = first - len(self._mem)  # ahead of what spilled earlier: they are older
+                db.executemany("INSERT INTO m (id, topic, payload, retain) VALUES (?, ?, ?, ?)",
+                               [(start + i, t, p, int(r)) for i, (t, p, r) in enumerate(self._mem)])
+                db.commit()
+                self._spilled += len(self._mem)
+                self._mem.clear()
+                self._bytes = 0
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+                if not self._spilled:
+                    self._path.unlink(missing_ok=True)
+
     def wait_empty(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cv:
@@ -269,3 +291,4 @@ class Publisher:
         self._thread.join(5)
         self.client.disconnect()
         self.client.loop_stop()
+        self.outbox.close()  # a spill file still holding messages stays, for the next run to see
