@@ -23,13 +23,6 @@ def readings(run: str = "r1", n: int = 600, machines: tuple[str, ...] = ("m1", "
     return pd.DataFrame(rows, columns=READING_COLUMNS)
 
 
-def stores(tmp_path: Path) -> Iterator[tuple[str, Store]]:
-    yield "duckdb", open_store(f"duckdb:///{tmp_path / 'twin.duckdb'}")
-    url = os.environ.get("LINETWIN_TEST_INFLUXDB_URL")
-    if url:  # a real InfluxDB 2.x, with LINETWIN_INFLUXDB_TOKEN set (see README)
-        yield "influxdb", open_store(url)
-
-
 @pytest.fixture(params=["duckdb", "influxdb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "influxdb":

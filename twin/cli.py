@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -194,7 +195,7 @@ def ingest_cmd(
     err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
                       highlight=False)
     ticks = 0
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop cleanly below
         while not stop.wait(0.5):
             ticks += 1
             if (exit_when_complete and worker.finished_runs_complete()) or (
@@ -203,8 +204,6 @@ def ingest_cmd(
             if ticks % 10 == 0:
                 err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
                                   f"rejected {worker.rejected:,}", highlight=False)
-    except KeyboardInterrupt:
-        pass
     worker.stop()
     db.close()
     err_console.print(f"stopped: stored {worker.stored:,} readings, rejected {worker.rejected:,}", highlight=False)

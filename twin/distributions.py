@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -41,15 +42,17 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0,
 NonNegDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
 
 
-class _Dist(BaseModel):
+class _Dist(BaseModel, ABC):
+    """What every distribution offers: its mean (for ideal cycle times) and a block of draws."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @property
-    def mean(self) -> float:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def mean(self) -> float: ...
 
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
 
 
 class Constant(_Dist):
