@@ -96,3 +96,12 @@ def test_run_never_overwrites_an_earlier_run(tmp_path: Path) -> None:
 def test_run_missing_file() -> None:
     r = twin("run", "scenarios/nope.yaml")
     assert r.returncode == 2 and "cannot read the scenario file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_without_streaming_writes_results_only(tmp_path: Path) -> None:
+    out = tmp_path / "plain"
+    r = twin("run", "scenarios/cnc_cell.yaml", "--duration", "2 h", "--warmup", "0", "--replications", "1",
+             "--no-stream", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "readings.parquet").is_file() and not (out / "twin.duckdb").exists()
+    assert "MQTT" not in r.stdout
