@@ -6,6 +6,7 @@ mosquitto and victoria-metrics come from Debian's packages; `make test` installs
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -84,7 +85,6 @@ class VictoriaMetrics:
         requests.get(f"{self.http}/internal/force_flush", timeout=10)
         r = requests.get(f"{self.http}/api/v1/export", params={"match[]": match, "start": "0"}, timeout=30)
         r.raise_for_status()
-        import json
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
 
@@ -243,7 +242,6 @@ def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
             "mqtt://127.0.0.1:1", "--out", str(tmp_path / "o")]
     r = subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3 and "cannot reach the MQTT broker" in r.stderr and "Traceback" not in r.stderr
-    _ = mqtt
 
 
 def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -148,13 +148,3 @@ def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     return out
-
-
-def confidence_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of a sample, by Student's t."""
-    x = np.asarray(list(values), dtype=float)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, np.nan, np.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - half, m + half

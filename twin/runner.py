@@ -156,6 +156,7 @@ class RunWriter:
         self._start = np.datetime64(self.scenario.start.replace(tzinfo=None), "ms")
 
     def _stamp(self, t: np.ndarray) -> np.ndarray:
+        """Seconds since the start -> timestamps to the millisecond (NaN -> NaT), the same rounding as MQTT's."""
         return self._start + np.rint(np.asarray(t) * 1000).astype("timedelta64[ms]")
 
     def readings(self, line: Line, batch: Readings) -> None:
@@ -199,8 +200,7 @@ class RunWriter:
             df = pd.concat(frames, ignore_index=True)
             for col in ("t", "start", "end", "entry", "exit"):
                 if col in df:
-                    df["timestamp" if col == "t" else f"{col}_time"] = (
-                        pd.Timestamp(self._start) + pd.to_timedelta(df[col], unit="s")).dt.round("ms")
+                    df["timestamp" if col == "t" else f"{col}_time"] = self._stamp(df[col].to_numpy())
             target = self.out / ("kpis.parquet" if name == "kpis" else f"truth/{name}.parquet")
             df.to_parquet(target, index=False)
         summary = summarize(truth["kpis"])

@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -125,9 +124,3 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             stats.complete = finished and stats.stored >= stats.readings
             stats.rejected = sink.rejected
         return summary, kpis, stats
-
-
-def describe(stats: StreamStats) -> dict[str, Any]:
-    return {"run": stats.run_id, "broker": stats.broker, "store": stats.store, "readings": stats.readings,
-            "stored": stats.stored, "messages": stats.messages, "spilled": stats.spilled,
-            "rejected": stats.rejected, "complete": stats.complete}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -32,7 +33,17 @@ SESSION_EXPIRY = 24 * 3600  # seconds a durable consumer's session outlives it
 
 
 class BrokerError(Exception):
-    """The broker cannot be reached or refuses us; the message says what to fix."""
+    """The broker cannot be reached or refuses us; the message says what to fix.
+
+    `kind` is "unreachable", "silent" (no answer to CONNECT) or "refused" (with the broker's `reason` code).
+    """
+
+    def __init__(self, message: str, kind: str = "", reason: int | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.reason = kind, reason
+
+
+UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes for "unacceptable protocol version" (3.1.1, 5)
 
 
 @dataclass(frozen=True)
@@ -119,13 +130,13 @@ def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, timeo
         client.connect(url.host, url.port, keepalive=30, **kwargs)
     except (OSError, ValueError) as e:
         client.on_connect, client.on_disconnect = previous
-        raise BrokerError(f"cannot reach the MQTT broker at {url}: {e}; is it running, and is the address right?") \
-            from None
+        raise BrokerError(f"cannot reach the MQTT broker at {url}: {e}; is it running, and is the address right?",
+                          "unreachable") from None
     client.loop_start()
     if not done.wait(timeout):
         client.loop_stop()
         client.on_connect, client.on_disconnect = previous
-        raise BrokerError(f"the MQTT broker at {url} did not answer within {timeout:g} s")
+        raise BrokerError(f"the MQTT broker at {url} did not answer within {timeout:g} s", "silent")
     rc = outcome["rc"]
     client.on_connect, client.on_disconnect = previous
     if getattr(rc, "is_failure", False):
@@ -134,7 +145,8 @@ def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, timeo
         name = str(rc)
         hint = ("check the user name and password (URL or LINETWIN_MQTT_USERNAME / LINETWIN_MQTT_PASSWORD)"
                 if "authori" in name.lower() or "password" in name.lower() else "check the broker's settings")
-        raise BrokerError(f"the MQTT broker at {url} refused the connection ({name}); {hint}")
+        raise BrokerError(f"the MQTT broker at {url} refused the connection ({name}); {hint}", "refused",
+                          getattr(rc, "value", None))
 
 
 def negotiate(url: BrokerURL, timeout: float = 5.0) -> int:
@@ -143,16 +155,16 @@ def negotiate(url: BrokerURL, timeout: float = 5.0) -> int:
     try:
         connect(probe, url, timeout=timeout)
     except BrokerError as e:
-        if "refused" in str(e) and ("protocol" in str(e).lower() or "unsupported" in str(e).lower()):
+        if e.kind == "refused" and e.reason in UNSUPPORTED_PROTOCOL:
             return mqtt.MQTTv311
-        if "did not answer" in str(e) or "refused" not in str(e):
-            # a broker that drops an MQTT 5 CONNECT without an answer speaks only 3.1.1
-            legacy = make_client(url, f"linetwin-probe-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
-            connect(legacy, url, timeout=timeout)
-            legacy.disconnect()
-            legacy.loop_stop()
-            return mqtt.MQTTv311
-        raise
+        if e.kind != "silent":
+            raise
+        # a broker that drops an MQTT 5 CONNECT without an answer speaks only 3.1.1; make sure it does
+        legacy = make_client(url, f"linetwin-probe-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
+        connect(legacy, url, timeout=timeout)
+        legacy.disconnect()
+        legacy.loop_stop()
+        return mqtt.MQTTv311
     probe.disconnect()
     probe.loop_stop()
     return mqtt.MQTTv5
@@ -279,8 +291,6 @@ class EmbeddedBroker:
 def mosquitto_config(port: int, data_dir: Path, extra: str = "") -> str:
     """A mosquitto configuration for loopback use with durable sessions that never drop queued messages."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    import getpass
-
     return "\n".join([
         f"user {getpass.getuser()}",  # started as root, mosquitto would drop to 'mosquitto' and lose the data dir
         f"listener {port} 127.0.0.1",

@@ -222,8 +222,8 @@ class Publisher:
 
     def on_readings(self, line: Line, batch: Readings) -> None:
         """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
-        cat = self._catalog
-        assert cat is not None, "set_catalog first"
+        if self._catalog is None:
+            raise RuntimeError("Publisher.set_catalog() must be called before readings are published")
         messages: list[Message] = []
         if len(batch):
             machine_of = self._machine_of[batch.series]

@@ -92,12 +92,15 @@ class InfluxStore:
             flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
         return flux
 
-    def _frame(self, flux: str) -> pd.DataFrame:
+    def _tables(self, flux: str) -> pd.DataFrame:
         try:
             tables = self._client.query_api().query_data_frame(flux, org=self.org)
         except Exception as e:
             raise StoreError(f"InfluxDB query on {self.http} failed: {e}") from e
-        df = pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables
+        return pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables
+
+    def _frame(self, flux: str) -> pd.DataFrame:
+        df = self._tables(flux)
         if df is None or df.empty:
             return pd.DataFrame(columns=READING_COLUMNS)
         out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "machine": df["machine"],
@@ -128,12 +131,8 @@ class InfluxStore:
 
     def count(self, run: str | None = None) -> int:
         flux = self._flux(None, None, None, None, run) + ' |> group() |> count()'
-        df = self._frame_raw(flux)
+        df = self._tables(flux)
         return int(df["_value"].sum()) if len(df) else 0
-
-    def _frame_raw(self, flux: str) -> pd.DataFrame:
-        tables = self._client.query_api().query_data_frame(flux, org=self.org)
-        return pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables
 
     def close(self) -> None:
         self._client.close()
