@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import pandas as pd
 import typer
@@ -18,13 +18,18 @@ from rich.table import Table
 from twin.distributions import parse_duration
 from twin.scenario import Scenario, ScenarioError, load_scenario, write_json_schema
 
+if TYPE_CHECKING:  # the streaming modules load only when a command needs them
+    from twin.bus.broker import BrokerURL
+    from twin.runner import ProgressFn
+    from twin.stream import StreamStats
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="linetwin: a digital twin of a production line.")
 out_console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print a user-facing error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -35,7 +40,6 @@ def _load(path: Path, **overrides: object) -> Scenario:
         return load_scenario(path, overrides={k: v for k, v in overrides.items() if v is not None})
     except ScenarioError as e:
         fail(str(e))
-        raise  # unreachable, for the type checker
 
 
 def _duration(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
@@ -126,7 +130,8 @@ def run(
                  "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
 
 
-def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path], key: Optional[Path]) -> object:
+def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
+                key: Optional[Path]) -> BrokerURL | None:
     from twin.bus.broker import BrokerError, BrokerURL
 
     if broker is None:
@@ -137,19 +142,19 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
         fail(str(e))
 
 
-def _stream(sc: Scenario, out: Path, progress: object, broker: Optional[str], ca: Optional[Path],
-            cert: Optional[Path], key: Optional[Path], store: Optional[str], ingest: bool) -> tuple:  # type: ignore[type-arg]
+def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
+            cert: Optional[Path], key: Optional[Path], store: Optional[str],
+            ingest: bool) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario
 
     url = _broker_url(broker, ca, cert, key)
     try:
-        return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,  # type: ignore[arg-type]
+        return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,
                                on_note=lambda note: err_console.print(note, highlight=False))
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
-        raise
 
 
 @app.command("ingest")
@@ -184,12 +189,12 @@ def ingest_cmd(
     url = _broker_url(broker, ca, cert, key)
     try:
         db = open_store(store)
-        worker = Ingest(url, db, prefix=line, group=group, durable=durable,  # type: ignore[arg-type]
+        assert url is not None  # --broker is required
+        worker = Ingest(url, db, prefix=line, group=group, durable=durable,
                         client_id=client_id or f"linetwin-ingest-{group}")
         worker.start()
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
-        raise
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",

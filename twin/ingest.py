@@ -84,8 +84,9 @@ class Ingest:
         return self
 
     def _subscribe(self, client: mqtt.Client) -> None:
-        mids = {client.subscribe([(f, 1) for f in self.filters()])[1],
-                client.subscribe(f"{self.prefix}/run", 1)[1]}  # run status: how many readings a run sent
+        # telemetry and states, and the run status (how many readings a run sent)
+        mids = {mid for mid in (client.subscribe([(f, 1) for f in self.filters()])[1],
+                                client.subscribe(f"{self.prefix}/run", 1)[1]) if mid is not None}
         with self._sub_lock:  # a SUBACK may already have come back
             self._pending_subs = mids - self._acked_subs
             if not self._pending_subs:
@@ -128,7 +129,7 @@ class Ingest:
             return
         self._queue.put((msg.mid, msg.qos, item))
 
-    def _run_status(self, payload: bytes) -> None:
+    def _run_status(self, payload: bytes | bytearray) -> None:
         try:
             status = json.loads(payload)
             if status.get("status") == "finished" and isinstance(status.get("readings"), int):
@@ -153,7 +154,7 @@ class Ingest:
         """True once every run announced as finished has all its readings in the store."""
         return bool(self.expected) and all(self._holds(r, n) for r, n in self.expected.items())
 
-    def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
+    def _dead_letter(self, topic: str, payload: bytes | bytearray, reason: str) -> None:
         levels = topic.split("/")
         prefix = "/".join(levels[:3]) if len(levels) >= 3 and "" not in levels[:3] else "linetwin"
         log.warning("rejected a message on %s: %s", topic, reason)

@@ -120,9 +120,9 @@ def replication_kpis(line: Line) -> pd.DataFrame:
         perf = ideal * count / run_time if run_time > 0 else 0.0
         qual = good_n / count if count else 1.0
         station_oee[st.name] = (avail * perf * qual, avail, perf, qual, active / (span * len(group)))
-        for k, v in zip(("oee", "oee availability", "oee performance", "oee quality", "active share"),
-                        station_oee[st.name]):
-            rows.append(("station", st.name, k, float(v)))
+        for name, v in zip(("oee", "oee availability", "oee performance", "oee quality", "active share"),
+                           station_oee[st.name]):
+            rows.append(("station", st.name, name, float(v)))
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
     oee, avail, perf, qual, _ = station_oee[bottleneck]
     rows += [

@@ -125,7 +125,7 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def parse(topic: str, payload: bytes) -> Telemetry | StateChange:
+def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
     """Decode one message; raise ParseError with the reason if it is malformed. Pure: no I/O."""
     if len(payload) > MAX_PAYLOAD:
         raise ParseError(f"oversized payload ({len(payload)} bytes > {MAX_PAYLOAD})")
@@ -184,7 +184,7 @@ def parse(topic: str, payload: bytes) -> Telemetry | StateChange:
     return out
 
 
-def deadletter_payload(topic: str, payload: bytes, reason: str, received_ms: int) -> bytes:
+def deadletter_payload(topic: str, payload: bytes | bytearray, reason: str, received_ms: int) -> bytes:
     try:
         text = payload.decode()
         encoding = "utf-8"

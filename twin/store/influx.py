@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
-from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from urllib3 import Retry
 
 from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, StoreError, check_agg
