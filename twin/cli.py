@@ -89,15 +89,18 @@ def run(
     key: Annotated[Optional[Path], typer.Option(help="client key (PEM) for mqtts://")] = None,
     store: Annotated[Optional[str], typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..; "
                                                  "default: twin.duckdb in the result folder")] = None,
-    stream: Annotated[bool, typer.Option(help="stream over MQTT into the store while simulating")] = True,
+    policy: Annotated[Optional[str], typer.Option(help="maintenance policy for every machine type instead of the "
+                                                  "file's: run-to-failure, preventive or condition-based")] = None,
+    stream: Annotated[bool, typer.Option(help="stream over MQTT into the store while simulating (--no-stream: "
+                                         "straight into the store, flat out)")] = True,
     ingest: Annotated[bool, typer.Option(help="run an ingest in this process (else leave it to `twin ingest`)")]
     = True,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
-    from twin.runner import run_scenario
-
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
                warmup=_duration(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
+    if policy is not None:
+        sc = _with_policy(sc, policy)
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")
@@ -117,17 +120,42 @@ def run(
         if stream:
             summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest)
         else:
-            summary, kpis = run_scenario(sc, out, progress)
+            summary, kpis, stats = _store_direct(sc, out, progress, store)
     out_console.print(kpi_table(summary, kpis, sc))
     out_console.print(station_table(summary, sc))
     out_console.print(f"results: [bold]{out}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", highlight=False)
-    if stream:
+    if not stream:
+        out_console.print(f"run {stats.run_id}: {stats.stored:,} readings in the store {stats.store}", highlight=False)
+    else:
         out_console.print(f"run {stats.run_id}: {stats.readings:,} readings published in {stats.messages:,} MQTT "
                           f"messages; {stats.stored:,} in the store {stats.store}", highlight=False)
         if ingest and not stats.complete:
             fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest are still "
                  "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
+
+
+def _with_policy(sc: Scenario, policy: str) -> Scenario:
+    from twin.scenario import with_policy
+
+    choices = ("run-to-failure", "preventive", "condition-based")
+    if policy not in choices:
+        fail(f"--policy {policy!r}: choose one of {', '.join(choices)}")
+    try:
+        return with_policy(sc, policy)
+    except ScenarioError as e:
+        fail(str(e))
+
+
+def _store_direct(sc: Scenario, out: Path, progress: ProgressFn,
+                  store: Optional[str]) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+    from twin.store import StoreError
+    from twin.stream import store_scenario
+
+    try:
+        return store_scenario(sc, out, store_url=store, progress=progress)
+    except StoreError as e:
+        fail(str(e), code=3)
 
 
 def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],

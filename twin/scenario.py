@@ -328,6 +328,24 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise ScenarioError(_format_errors(path.name, e, lines)) from None
 
 
+def with_policy(scenario: Scenario, policy: str) -> Scenario:
+    """The scenario with every machine type's maintenance policy replaced (e.g. run-to-failure for training data).
+
+    Schedules and thresholds stay as the file gives them; a policy whose parameter a machine type lacks is a
+    ScenarioError naming the machine type.
+    """
+    types = {}
+    for name, mt in scenario.machine_types.items():
+        try:
+            spec = Maintenance.model_validate({**mt.maintenance.model_dump(), "policy": policy})
+        except ValidationError as e:
+            raise ScenarioError(f"--policy {policy}: machine type {name!r} cannot use it "
+                                f"({e.errors()[0]['msg']}); add the parameter under machine_types.{name}.maintenance "
+                                "or choose another policy") from None
+        types[name] = mt.model_copy(update={"maintenance": spec})
+    return scenario.model_copy(update={"machine_types": types})
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     """('stations', 1, 'normal', 'mean') -> 'stations[1].mean' (union tags are not user fields)."""
     out = ""

@@ -2,7 +2,8 @@
 
 With no broker given, an embedded one is started on 127.0.0.1; with no store given, the embedded
 DuckDB store is `twin.duckdb` in the run's folder. The run ends only when every reading generated
-is in the store (or the time-out says what is missing).
+is in the store (or the time-out says what is missing). `store_scenario` is the batch path with no
+bus at all (training data, long runs): readings go straight into the store.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from sensors import sensor_catalog
+from sensors import Readings, sensor_catalog
 from twin.bus.broker import BrokerURL, EmbeddedBroker, negotiate
 from twin.bus.payloads import LineTopics
 from twin.bus.publisher import Publisher
 from twin.ingest import Ingest, IngestProcess
-from twin.model import Line
+from twin.model import STATES, Line
 from twin.runner import ProgressFn, Replication, run_scenario
 from twin.scenario import Scenario
-from twin.store import open_store
+from twin.store import Store, open_store
+from twin.store.base import SERIES_COLUMNS
 
 
 @dataclass
@@ -124,3 +127,74 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             stats.complete = finished and stats.stored >= stats.readings
             stats.rejected = sink.rejected
         return summary, kpis, stats
+
+
+_STATE_NAMES = np.array(STATES, dtype=object)
+
+
+class StoreSink:
+    """Writes a run's readings, states and sensor catalogue straight into a store (no bus in between)."""
+
+    def __init__(self, store: Store, run_id: str, start_ms: int, batch: int = 500_000) -> None:
+        self.store, self.run_id, self.start_ms, self.batch = store, run_id, start_ms, batch
+        self.written = 0
+        self._pending: list[pd.DataFrame] = []
+        self._pending_states: list[pd.DataFrame] = []
+        self._pending_rows = 0
+        self._catalog: pd.DataFrame | None = None
+        self._state_cursor: dict[tuple[int, str], int] = {}
+
+    def on_readings(self, line: Line, batch: Readings) -> None:
+        if self._catalog is None:
+            self._catalog = sensor_catalog(line).reset_index(drop=True)
+            self.store.write_series(self._catalog.assign(run=self.run_id)[list(SERIES_COLUMNS)])
+        cat = self._catalog
+        if len(batch):
+            self._pending.append(pd.DataFrame({
+                "run": self.run_id, "replication": np.int32(line.replication),
+                "machine": cat.machine.to_numpy(dtype=object)[batch.series],
+                "sensor": cat.sensor.to_numpy(dtype=object)[batch.series],
+                "ts": pd.to_datetime(self.start_ms + np.rint(batch.t * 1000).astype(np.int64), unit="ms"),
+                "value": batch.value}))
+            self._pending_rows += len(batch)
+        frames = self._pending_states
+        for m in line.machines:
+            key = (line.replication, m.name)
+            start, n = self._state_cursor.get(key, 0), len(m.log.t)
+            if n > start:
+                t = np.frombuffer(m.log.t, dtype=np.float64)[start:n]
+                codes = np.frombuffer(m.log.state, dtype=np.int8)[start:n]
+                frames.append(pd.DataFrame({
+                    "run": self.run_id, "replication": np.int32(line.replication), "machine": m.name,
+                    "ts": pd.to_datetime(self.start_ms + np.rint(t * 1000).astype(np.int64), unit="ms"),
+                    "state": _STATE_NAMES[codes]}))
+            self._state_cursor[key] = n
+        if self._pending_rows >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered (large batches insert several times faster than one per chunk)."""
+        if self._pending:
+            self.store.write(pd.concat(self._pending, ignore_index=True))
+            self.written += self._pending_rows
+        if self._pending_states:
+            self.store.write_states(pd.concat(self._pending_states, ignore_index=True))
+        self._pending, self._pending_states, self._pending_rows = [], [], 0
+
+
+def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
+                   progress: ProgressFn | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+    """Run a scenario flat out, writing readings straight into the store; returns KPI summary, KPIs, stats."""
+    run_id = run_id_for(scenario, _now_ms())
+    start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
+    store = open_store(store_url)
+    try:
+        sink = StoreSink(store, run_id, start_ms)
+        summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings,
+                                     extra={"run_id": run_id, "store": store_url})
+        sink.flush()
+        stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
+    finally:
+        store.close()
+    return summary, kpis, stats

@@ -1,0 +1,196 @@
+"""One estimator interface for every fault forecaster, a registry of them, and their file format.
+
+A model maps windows of sensor rows to the remaining useful life (capped, with an interval) and, per
+predictable fault mode, the probability of that failure within the horizon. Subclasses implement
+`_fit` and `_predict` on windows; preprocessing, intervals, metadata, save and load live here once.
+Saved models are a JSON file (metadata, preprocessing, hyperparameters) and an .npz of arrays: no pickle,
+so a model file from elsewhere cannot run code when loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+import twin
+from predictors.data import RunToFailure
+from predictors.prep import Preprocessor, split_units
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
+REGISTRY: dict[str, type[Estimator]] = {}
+INTERVAL = (0.05, 0.95)  # the RUL interval: 90 % of validation errors fall inside
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator: make a model available by its `kind` to the CLI and the contract tests."""
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+@dataclass
+class Forecast:
+    """Per window: RUL estimate and interval (in the data's time unit), and P(failure within horizon) per mode."""
+
+    rul: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    proba: np.ndarray  # (n, modes)
+    modes: list[str]
+
+    def frame(self) -> pd.DataFrame:
+        out = pd.DataFrame({"rul": self.rul, "rul_low": self.low, "rul_high": self.high})
+        for j, m in enumerate(self.modes):
+            out[f"p_{m}"] = self.proba[:, j]
+        out["p_any"] = self.p_any
+        return out
+
+    @property
+    def p_any(self) -> np.ndarray:
+        """P(any predictable failure within the horizon), modes treated as independent."""
+        return 1 - np.prod(1 - self.proba, axis=1) if self.proba.shape[1] else np.zeros(len(self.rul))
+
+
+class Estimator:
+    """Base class: hyperparameters in __init__, fitted state in trailing-underscore attributes."""
+
+    kind: ClassVar[str] = ""
+    uses_windows: ClassVar[bool] = True  # capability flag: the model reads whole windows (else it ignores them)
+
+    def __init__(self, *, window: int = 30, horizon: float = 7200.0, cap: float = 28800.0, seed: int = 0,
+                 valid_fraction: float = 0.2) -> None:
+        self.window, self.horizon, self.cap, self.seed, self.valid_fraction = window, horizon, cap, seed, valid_fraction
+        self.prep_: Preprocessor | None = None
+        self.modes_: list[str] = []
+        self.meta_: dict[str, Any] = {}
+        self.bins_: np.ndarray = np.array([0.0])  # interval: residual quantiles per bin of predicted RUL
+        self.q_: np.ndarray = np.zeros((1, 2))
+
+    # --- what a model implements ---------------------------------------------------------------------
+    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
+             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+        raise NotImplementedError
+
+    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows (n, window, features) → (capped RUL, P(failure within horizon) per mode)."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters, as saved and as given back to __init__."""
+        return {"window": self.window, "horizon": self.horizon, "cap": self.cap, "seed": self.seed,
+                "valid_fraction": self.valid_fraction}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    # --- shared ------------------------------------------------------------------------------------
+    def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, ...]:
+        assert self.prep_ is not None
+        rul, rul_known = ds.rul(self.cap)
+        label, label_known = ds.within(self.horizon)
+        return self.prep_.windows(ds), rul, rul_known, label, label_known
+
+    def fit(self, ds: RunToFailure, progress: ProgressFn | None = None) -> Estimator:
+        """Fit on the training units; a unit split off for validation sets early stopping and the RUL interval."""
+        train, valid = split_units(ds, self.valid_fraction, self.seed) if self.valid_fraction else (ds, ds.subset([]))
+        self.prep_ = Preprocessor(self.window).fit(train)
+        self.modes_ = list(ds.modes)
+        tr = self._xy(train)
+        va = self._xy(valid) if len(valid) else None
+        self._fit(*tr, valid=va, progress=progress)
+        self._fit_interval(*(va or tr)[:3])
+        self.meta_ = {"kind": self.kind, "linetwin": twin.__version__, "group": ds.group, "modes": self.modes_,
+                      "time_unit": ds.time_unit, "step": ds.step, "trained": dt.datetime.now(dt.UTC).isoformat(
+                          timespec="seconds"), "data": {"fingerprint": ds.fingerprint(), "rows": len(ds),
+                                                        "units": int(ds.frame["unit"].nunique()),
+                                                        "sources": ds.sources, "failures": len(ds.failures)},
+                      "train_units": sorted(train.frame["unit"].unique().tolist()),
+                      "valid_units": sorted(valid.frame["unit"].unique().tolist())}
+        return self
+
+    def _fit_interval(self, x: np.ndarray, rul: np.ndarray, known: np.ndarray) -> None:
+        """Residual quantiles on validation windows, in 5 bins of predicted RUL (errors grow with RUL)."""
+        pred, _ = self._predict(x[known])
+        resid = rul[known] - pred
+        if len(pred) < 20:
+            self.bins_, self.q_ = np.array([0.0]), np.zeros((1, 2))
+            return
+        edges = np.unique(np.quantile(pred, [0.2, 0.4, 0.6, 0.8]))
+        self.bins_ = np.concatenate([[-np.inf], edges])
+        which = np.searchsorted(self.bins_, pred, side="right") - 1
+        self.q_ = np.array([np.quantile(resid[which == b], INTERVAL) if (which == b).sum() >= 5
+                            else np.quantile(resid, INTERVAL) for b in range(len(self.bins_))])
+
+    def predict_windows(self, x: np.ndarray) -> Forecast:
+        """Forecasts for preprocessed windows (n, window, features)."""
+        rul, proba = self._predict(x)
+        rul = np.clip(rul, 0.0, self.cap)
+        q = self.q_[np.searchsorted(self.bins_, rul, side="right") - 1]
+        return Forecast(rul, np.clip(rul + q[:, 0], 0.0, None), np.clip(rul + q[:, 1], 0.0, None), proba,
+                        self.modes_)
+
+    def predict(self, ds: RunToFailure, rows: np.ndarray | None = None) -> Forecast:
+        """Forecasts at some rows of a dataset (all by default), each from the window ending there."""
+        if self.prep_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load() first")
+        return self.predict_windows(self.prep_.windows(ds, rows))
+
+    def save(self, folder: Path, name: str = "model") -> Path:
+        """Write `name`.json (metadata, preprocessing, hyperparameters) and `name`.npz (arrays) into folder."""
+        assert self.prep_ is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = {"format": "linetwin-model/1", "kind": self.kind, "params": self.params(), "meta": self.meta_,
+               "modes": self.modes_, "prep": self.prep_.state(), "interval": {"bins": self.bins_.tolist(),
+                                                                              "q": self.q_.tolist()}}
+        (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
+        np.savez(folder / f"{name}.npz", **self._arrays())
+        return folder / f"{name}.json"
+
+
+def load(path: Path) -> Estimator:
+    """A saved model from its .json (its arrays are in the .npz beside it)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        cls = REGISTRY[doc["kind"]]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a linetwin model file ({e}); give a model.json written by `twin train`") \
+            from None
+    est = cls(**doc["params"])
+    est.prep_ = Preprocessor.from_state(doc["prep"])
+    est.modes_, est.meta_ = doc["modes"], doc["meta"]
+    est.bins_, est.q_ = np.asarray(doc["interval"]["bins"], dtype=float), np.asarray(doc["interval"]["q"], dtype=float)
+    with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+        est._restore(dict(arrays))
+    return est
+
+
+@register
+class MeanBaseline(Estimator):
+    """The naive baseline: every window gets the training mean of the capped RUL and the base rate of failure."""
+
+    kind = "baseline"
+    uses_windows = False
+
+    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
+             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+        self.mean_ = np.array([rul[rul_known].mean() if rul_known.any() else self.cap])
+        self.rate_ = np.array([label[label_known[:, j], j].mean() if label_known[:, j].any() else 0.0
+                               for j in range(label.shape[1])])
+
+    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(x), self.mean_[0]), np.tile(self.rate_, (len(x), 1))
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean_, "rate": self.rate_}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.mean_, self.rate_ = arrays["mean"], arrays["rate"]

@@ -1,0 +1,343 @@
+"""Run-to-failure datasets: unit time series with sensor features and the true time to each failure.
+
+Two sources give the same `RunToFailure`: a twin run (its store, read through the query API, plus its
+ground-truth events) and external tables (a plant's historian export or a public benchmark: CSV, Parquet
+or whitespace-separated text, each unit's last row its failure, optionally a test set cut off early with
+its true RUL in a separate file). Everything downstream (preprocessing, models, metrics) sees only this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twin.scenario import Scenario
+from twin.store import Store, open_store
+
+STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
+UNIT_COLUMNS = ("unit", "time")
+
+
+class DataError(Exception):
+    """Input data the user must fix; the message names the file, the column and the fix."""
+
+
+@dataclass
+class RunToFailure:
+    """Rows (unit, time, features) and, per row and predictable fault mode, the time to that mode's failure.
+
+    `ttf[i, m]` is the time from row i to the failure of mode m ending the current life (inf when that life
+    ends without a failure: maintenance or end of data); `observed[i, m]` is how long after row i that life
+    was watched, so a target beyond it is unknown (censored).
+    """
+
+    frame: pd.DataFrame
+    features: list[str]
+    modes: list[str]
+    ttf: np.ndarray
+    observed: np.ndarray
+    step: float
+    time_unit: str = "s"
+    group: str = "all"
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["unit", "time", "fault_mode"]))
+    sources: list[str] = field(default_factory=list)
+    cut_off: bool = False  # test protocol: units end before failure; score only each unit's last row
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def units(self) -> np.ndarray:
+        return self.frame["unit"].to_numpy()
+
+    def rul(self, cap: float) -> tuple[np.ndarray, np.ndarray]:
+        """Capped time to the next failure of any mode, and whether it is known (not censored)."""
+        ttf = np.min(self.ttf, axis=1) if self.modes else np.full(len(self), np.inf)
+        censored = np.where(np.isinf(self.ttf), self.observed, np.inf)
+        seen = np.min(censored, axis=1) if self.modes else np.zeros(len(self))
+        # exact if a failure comes before any censoring; else known only when the watch outlasts the cap
+        exact = ttf <= seen
+        target = np.minimum(np.where(exact, ttf, seen), cap)
+        return target, exact | (seen >= cap)
+
+    def within(self, horizon: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per mode: 1 if that mode fails within the horizon, and whether that is known."""
+        label = (self.ttf <= horizon).astype(np.float32)
+        known = (self.ttf <= horizon) | (np.isfinite(self.ttf)) | (self.observed >= horizon)
+        return label, known
+
+    def subset(self, units: Sequence[str]) -> RunToFailure:
+        """The rows of some units (splits are by unit, never by row)."""
+        mask = self.frame["unit"].isin(units).to_numpy()
+        return RunToFailure(self.frame[mask].reset_index(drop=True), self.features, self.modes, self.ttf[mask],
+                            self.observed[mask], self.step, self.time_unit, self.group,
+                            self.failures[self.failures.unit.isin(units)].reset_index(drop=True), self.sources,
+                            self.cut_off)
+
+    def fingerprint(self) -> str:
+        """A short hash of the data, stored with every model trained on it."""
+        h = hashlib.sha256()
+        h.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
+        h.update(np.nan_to_num(self.ttf, posinf=-1).tobytes())
+        return h.hexdigest()[:16]
+
+
+def concat(datasets: Sequence[RunToFailure]) -> RunToFailure:
+    """Several datasets of the same features and modes as one."""
+    first = datasets[0]
+    for d in datasets[1:]:
+        if d.features != first.features or d.modes != first.modes:
+            raise DataError(f"cannot pool data with features {d.features} / modes {d.modes} with "
+                            f"{first.features} / {first.modes}; train one model per machine type")
+    return RunToFailure(pd.concat([d.frame for d in datasets], ignore_index=True), first.features, first.modes,
+                        np.concatenate([d.ttf for d in datasets]), np.concatenate([d.observed for d in datasets]),
+                        first.step, first.time_unit, first.group,
+                        pd.concat([d.failures for d in datasets], ignore_index=True),
+                        [s for d in datasets for s in d.sources], first.cut_off)
+
+
+# --- twin runs -------------------------------------------------------------------------------------
+
+@dataclass
+class TwinRun:
+    """A finished twin run folder: its metadata, ground-truth events and where its readings are stored."""
+
+    path: Path
+    run_id: str
+    store_url: str
+    start: pd.Timestamp
+    machine_types: dict[str, str]
+    modes: dict[str, list[str]]
+    events: pd.DataFrame
+
+    @classmethod
+    def open(cls, path: Path, store_url: str | None = None) -> TwinRun:
+        meta_path = path / "run.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            events = pd.read_parquet(path / "truth" / "events.parquet")
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a finished twin run folder ({e}); give a folder written by "
+                            "`twin run` (it holds run.json and truth/events.parquet)") from None
+        if "run_id" not in meta or not (store_url or meta.get("store")):
+            raise DataError(f"{meta_path}: the run has no store (it was run before readings were stored); "
+                            "run the scenario again with `twin run` (streamed or --no-stream)")
+        sc = Scenario.model_validate_json(json.dumps(meta["scenario"]))
+        types = {m: st.machine_type for st in sc.stations for m in st.machine_names}
+        modes = {name: [f.name for f in mt.fault_modes if f.kind == "wear"] for name, mt in sc.machine_types.items()}
+        return cls(path, meta["run_id"], store_url or meta["store"], pd.Timestamp(sc.start).tz_localize(None),
+                   types, modes, events)
+
+
+def twin_frame(store: Store, run_id: str, start: pd.Timestamp, machines: Sequence[str],
+               sensors: Sequence[str] | None = None, step: float = STEP) -> pd.DataFrame:
+    """Per-minute means of the machines' sensors from the store: rows (replication, machine, t), a column a sensor.
+
+    Every minute of each machine's span gets a row; minutes without readings (dropouts) hold NaN.
+    """
+    raw = store.query(machines=list(machines), sensors=list(sensors) if sensors else None, run=run_id,
+                      every=f"{int(step)}s", agg="mean")
+    if raw.empty:
+        return pd.DataFrame(columns=["replication", "machine", "t"])
+    raw["t"] = (pd.to_datetime(raw["ts"]) - start).dt.total_seconds()
+    wide = raw.pivot_table(index=["replication", "machine", "t"], columns="sensor", values="value", aggfunc="mean")
+    parts = []
+    for (rep, machine), g in wide.groupby(level=[0, 1], sort=True):
+        t = g.index.get_level_values(2).to_numpy()
+        grid = np.arange(t.min(), t.max() + step / 2, step)
+        g = g.droplevel([0, 1]).reindex(grid)
+        parts.append(g.assign(replication=rep, machine=machine).rename_axis("t").reset_index())
+    frame = pd.concat(parts, ignore_index=True)
+    frame.columns.name = None
+    return frame
+
+
+def _lives(events: pd.DataFrame, machine: str, mode: str, end: float) -> list[tuple[float, float, bool]]:
+    """(start, end, ended in failure) of each life of one fault mode of one machine."""
+    ev = events[events.machine == machine]
+    fails = ev[(ev.event == "failure") & (ev.fault_mode == mode)].t.to_numpy()
+    renew = ev[(ev.event == "repair_end") & (ev.fault_mode == mode)].t.to_numpy()
+    censor = ev[ev.event == "maintenance_order"].t.to_numpy()
+    maint_end = ev[ev.event == "maintenance_end"].t.to_numpy()
+    marks = sorted([(t, "fail") for t in fails] + [(t, "renew") for t in renew] + [(t, "censor") for t in censor]
+                   + [(t, "renew") for t in maint_end])
+    lives, start, open_ = [], 0.0, True
+    for t, kind in marks:
+        if kind in ("fail", "censor") and open_:
+            lives.append((start, t, kind == "fail"))
+            open_ = False
+        elif kind == "renew":
+            start, open_ = t, True
+    if open_:
+        lives.append((start, end, False))
+    return lives
+
+
+def targets(t: np.ndarray, lives: list[tuple[float, float, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    """Time to failure (inf if the life is censored) and observed time left, at times t, from a mode's lives."""
+    ttf, observed = np.full(len(t), np.inf), np.zeros(len(t))
+    for start, end, failed in lives:
+        inside = (t >= start) & (t < end)
+        observed[inside] = end - t[inside]
+        if failed:
+            ttf[inside] = end - t[inside]
+    return ttf, observed
+
+
+def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) -> dict[str, RunToFailure]:
+    """One dataset per machine type of a twin run: per-minute sensor means from the store, targets from the truth."""
+    run = TwinRun.open(path, store_url)
+    store = open_store(run.store_url)
+    try:
+        catalog = store.series(run.run_id)
+        out = {}
+        for mtype in sorted(set(run.machine_types.values())):
+            machines = [m for m, t in run.machine_types.items() if t == mtype]
+            sensors = sorted(catalog[catalog.machine.isin(machines)].sensor.unique())
+            if not sensors:
+                continue
+            frame = twin_frame(store, run.run_id, run.start, machines, sensors, step)
+            if frame.empty:
+                raise DataError(f"{path}: the store {run.store_url} holds no readings of run {run.run_id}; "
+                                "was the run's ingest finished? (`twin ingest --until-run ...`)")
+            out[mtype] = _with_targets(frame, sensors, run, mtype, step, path)
+    finally:
+        store.close()
+    return out
+
+
+def _with_targets(frame: pd.DataFrame, sensors: list[str], run: TwinRun, mtype: str, step: float,
+                  path: Path) -> RunToFailure:
+    modes = run.modes.get(mtype, [])
+    ttf = np.full((len(frame), len(modes)), np.inf)
+    observed = np.zeros((len(frame), len(modes)))
+    failures = []
+    frame = frame.assign(unit=[f"{run.run_id}/{r}/{m}" for r, m in zip(frame.replication, frame.machine)])
+    for (rep, machine), idx in frame.groupby(["replication", "machine"], sort=False).indices.items():
+        ev = run.events[run.events.replication == rep] if "replication" in run.events else run.events
+        t = frame["t"].to_numpy()[idx]
+        end = float(t.max()) + step
+        for j, mode in enumerate(modes):
+            lives = _lives(ev, machine, mode, end)
+            ttf[idx, j], observed[idx, j] = targets(t, lives)
+            failures += [(f"{run.run_id}/{rep}/{machine}", e, mode) for _, e, f in lives if f]
+    for s in sensors:  # a sensor missing from some machine of the type shows as an empty column
+        if s not in frame:
+            frame[s] = np.nan
+    cols = ["unit", "t", "replication", "machine", *sensors]
+    return RunToFailure(frame[cols].rename(columns={"t": "time"}), list(sensors), modes, ttf, observed, step, "s",
+                        mtype, pd.DataFrame(failures, columns=["unit", "time", "fault_mode"]), [str(path)])
+
+
+def from_twin_runs(paths: Sequence[Path], store_url: str | None = None) -> dict[str, RunToFailure]:
+    """Datasets of several runs pooled per machine type."""
+    per_type: dict[str, list[RunToFailure]] = {}
+    for p in paths:
+        for mtype, ds in from_twin_run(Path(p), store_url).items():
+            per_type.setdefault(mtype, []).append(ds)
+    return {k: concat(v) for k, v in per_type.items()}
+
+
+# --- external tables -------------------------------------------------------------------------------
+
+@dataclass
+class TableFormat:
+    """How to read a run-to-failure table: which columns are the unit id and the time, and their names if
+    the file has no header row."""
+
+    unit: str | int = "unit"
+    time: str | int = "time"
+    columns: list[str] | None = None
+    features: list[str] | None = None
+    sep: str | None = None
+
+
+def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
+    """A table as (unit, time, numeric features...) sorted by unit and time; any mistake is a DataError."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
+            sep = fmt.sep or ("," if suffix == ".csv" else r"\s+")
+            df = pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c")
+            if fmt.columns is not None:
+                if len(fmt.columns) != df.shape[1]:
+                    raise DataError(f"{path}: --columns names {len(fmt.columns)} columns but the file has "
+                                    f"{df.shape[1]}; name every column, in order")
+                df.columns = fmt.columns
+            elif header is None:
+                df.columns = [f"c{i}" for i in range(df.shape[1])]
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text") \
+            from None
+    unit, time = (f"c{c}" if isinstance(c, int) and f"c{c}" in df else c for c in (fmt.unit, fmt.time))
+    for role, col in (("unit id", unit), ("time", time)):
+        if col not in df:
+            raise DataError(f"{path}: no {role} column {col!r}; the columns are {list(map(str, df.columns))}. "
+                            f"Name it with --{'unit' if role == 'unit id' else 'time'}-column (a name, or a "
+                            "0-based position for a file without a header)")
+    feats = fmt.features or [c for c in df.columns if c not in (unit, time)]
+    missing = [c for c in feats if c not in df]
+    if missing:
+        raise DataError(f"{path}: feature columns {missing} are not in the file; the columns are {list(df.columns)}")
+    bad = [c for c in [time, *feats] if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise DataError(f"{path}: columns {bad} are not numeric; leave them out with --features or fix the file")
+    out = df[[unit, time, *feats]].rename(columns={unit: "unit", time: "time"})
+    out["unit"] = out["unit"].astype(str)
+    out.columns = ["unit", "time", *map(str, feats)]
+    return out.sort_values(["unit", "time"], kind="stable").reset_index(drop=True)
+
+
+def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str = "all") -> RunToFailure:
+    """A run-to-failure table (each unit's last row its failure), or, with `rul`, a test table whose units
+    were cut off early and whose true RUL at the cut is in that file (one per unit, in unit order, or a
+    two-column table unit,rul)."""
+    df = read_table(path, fmt)
+    if df.empty:
+        raise DataError(f"{path}: the table has no rows")
+    last = df.groupby("unit", sort=False)["time"].transform("max").to_numpy()
+    ttf = last - df["time"].to_numpy()
+    if rul is not None:
+        extra = _read_rul(rul, df["unit"].drop_duplicates().tolist())
+        ttf = ttf + df["unit"].map(extra).to_numpy()
+    steps = df.groupby("unit")["time"].diff().dropna()
+    step = float(steps.median()) if len(steps) else 1.0
+    ends = df.groupby("unit", sort=False)["time"].max()
+    failures = pd.DataFrame({"unit": ends.index, "time": ends.to_numpy() + (0 if rul is None else
+                                                                              ends.index.map(extra).to_numpy()),
+                             "fault_mode": "failure"})
+    feats = [c for c in df.columns if c not in UNIT_COLUMNS]
+    return RunToFailure(df, feats, ["failure"], ttf[:, None].astype(float), ttf[:, None].astype(float), step,
+                        "cycles", group, failures, [str(path)], cut_off=rul is not None)
+
+
+def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
+    try:
+        raw = pd.read_csv(path, sep=None, engine="python", header=None)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: cannot read the RUL file ({e}); give one number per test unit") from None
+    raw = raw.dropna(axis=1, how="all")
+    if raw.shape[1] == 2:  # unit, rul (a header row is skipped when its RUL is not a number)
+        raw = raw[pd.to_numeric(raw[1], errors="coerce").notna()]
+        values = dict(zip(raw[0].astype(str), pd.to_numeric(raw[1])))
+    elif raw.shape[1] == 1:
+        if len(raw) != len(units):
+            raise DataError(f"{path}: {len(raw)} RUL values for {len(units)} test units; give one per unit, "
+                            "in the order the units appear in the test table")
+        values = dict(zip(units, pd.to_numeric(raw[0], errors="coerce")))
+    else:
+        raise DataError(f"{path}: expected one column (RUL per unit, in order) or two (unit, RUL), "
+                        f"got {raw.shape[1]}")
+    missing = [u for u in units if u not in values or not np.isfinite(values[u])]
+    if missing:
+        raise DataError(f"{path}: no numeric RUL for test units {missing[:5]}; give one per unit")
+    return {u: float(values[u]) for u in units}

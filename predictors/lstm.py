@@ -1,0 +1,122 @@
+"""The sequence forecaster: an LSTM over the window, with a RUL head and a fault-within-horizon head per mode.
+
+Trained with Adam on a masked loss (censored targets are left out), early stopping on the validation
+units, seeded so that the same data and seed give the same weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from predictors.base import Estimator, ProgressFn, register
+
+
+class _Net(nn.Module):
+    def __init__(self, n_in: int, hidden: int, layers: int, n_modes: int, dropout: float) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(n_in, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, 1 + n_modes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+@register
+class LSTMForecaster(Estimator):
+    """Multivariate windows → capped RUL (as a fraction of the cap) and per-mode failure logits."""
+
+    kind = "lstm"
+
+    def __init__(self, *, hidden: int = 48, layers: int = 1, dropout: float = 0.1, epochs: int = 40,
+                 batch: int = 256, lr: float = 2e-3, patience: int = 6, **common: Any) -> None:
+        super().__init__(**common)
+        self.hidden, self.layers, self.dropout = hidden, layers, dropout
+        self.epochs, self.batch, self.lr, self.patience = epochs, batch, lr, patience
+        self.net_: _Net | None = None
+        self.history_: list[dict[str, float]] = []
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "hidden": self.hidden, "layers": self.layers, "dropout": self.dropout,
+                "epochs": self.epochs, "batch": self.batch, "lr": self.lr, "patience": self.patience}
+
+    def _build(self, n_in: int) -> _Net:
+        torch.manual_seed(self.seed)
+        return _Net(n_in, self.hidden, self.layers, len(self.modes_), self.dropout)
+
+    def _loss(self, out: torch.Tensor, rul: torch.Tensor, rk: torch.Tensor, lab: torch.Tensor,
+              lk: torch.Tensor) -> torch.Tensor:
+        mse = ((out[:, 0] - rul) ** 2 * rk).sum() / rk.sum().clamp(min=1)
+        if lab.shape[1] == 0:
+            return mse
+        bce = nn.functional.binary_cross_entropy_with_logits(out[:, 1:], lab, reduction="none")
+        return mse + (bce * lk).sum() / lk.sum().clamp(min=1)
+
+    def _tensors(self, x: np.ndarray, rul: np.ndarray, rk: np.ndarray, lab: np.ndarray,
+                 lk: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                torch.from_numpy((np.nan_to_num(rul) / self.cap).astype(np.float32)),
+                torch.from_numpy(rk.astype(np.float32)), torch.from_numpy(lab.astype(np.float32)),
+                torch.from_numpy(lk.astype(np.float32)))
+
+    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
+             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+        gen = torch.Generator().manual_seed(self.seed)
+        net = self._build(x.shape[2])
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        train = self._tensors(x, rul, rul_known, label, label_known)
+        val = self._tensors(*valid) if valid is not None else None
+        best, best_state, stale = float("inf"), None, 0
+        self.history_ = []
+        for epoch in range(self.epochs):
+            net.train()
+            order = torch.randperm(len(train[0]), generator=gen)
+            total = 0.0
+            for i in range(0, len(order), self.batch):
+                idx = order[i:i + self.batch]
+                opt.zero_grad()
+                loss = self._loss(net(train[0][idx]), *(t[idx] for t in train[1:]))
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                total += loss.item() * len(idx)
+            net.eval()
+            with torch.no_grad():
+                v = float(self._loss(net(val[0]), *val[1:])) if val is not None else total / len(order)
+            self.history_.append({"epoch": epoch + 1, "train_loss": total / len(order), "valid_loss": v})
+            if progress is not None:
+                progress(epoch + 1, self.epochs, f"epoch {epoch + 1}: train {total / len(order):.4f}, valid {v:.4f}")
+            if v < best - 1e-5:
+                best, stale = v, 0
+                best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.net_ = net.eval()
+
+    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.net_ is not None
+        if len(x) == 0:
+            return np.empty(0), np.empty((0, len(self.modes_)))
+        with torch.no_grad():
+            out = torch.cat([self.net_(torch.from_numpy(np.ascontiguousarray(x[i:i + 4096], dtype=np.float32)))
+                             for i in range(0, max(len(x), 1), 4096)]).numpy().astype(np.float64)
+        return out[:, 0] * self.cap, 1 / (1 + np.exp(-out[:, 1:]))
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        assert self.net_ is not None
+        return {k: v.numpy() for k, v in self.net_.state_dict().items()}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        assert self.prep_ is not None and self.prep_.kept is not None
+        self.net_ = self._build(len(self.prep_.kept)).eval()
+        self.net_.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
