@@ -194,3 +194,24 @@ class MeanBaseline(Estimator):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.mean_, self.rate_ = arrays["mean"], arrays["rate"]
+
+
+Bundle = dict[str, dict[str, Estimator]]  # machine type (or table group) → name → model
+
+
+def save_bundle(bundle: Bundle, folder: Path) -> None:
+    """A folder per machine type holding its models (`model`, `baseline`, ...) as name.json + name.npz."""
+    for group, models in bundle.items():
+        for name, model in models.items():
+            model.save(folder / group, name)
+
+
+def load_bundle(folder: Path) -> Bundle:
+    """Every model of a folder written by `save_bundle` (`twin train --out`)."""
+    files = sorted(folder.glob("*/*.json"))
+    if not files:
+        raise ValueError(f"{folder}: no models here; give a folder written by `twin train --out`")
+    bundle: Bundle = {}
+    for f in files:
+        bundle.setdefault(f.parent.name, {})[f.stem] = load(f)
+    return bundle

@@ -292,6 +292,8 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
 
 
 def main() -> None:
+    from twin import cli_models  # noqa: F401  (registers train, evaluate, predict, alerts)
+
     try:
         app()
     except KeyboardInterrupt:

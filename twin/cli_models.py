@@ -1,0 +1,225 @@
+"""`twin train`, `twin evaluate`, `twin predict` and `twin alerts`: fault forecasting from the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from twin.cli import app, err_console, fail, out_console
+from twin.distributions import parse_duration
+
+if TYPE_CHECKING:
+    from predictors.base import Bundle
+    from predictors.data import RunToFailure, TableFormat
+
+TABLE_HELP = "for tables"
+Sources = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`), or run-to-failure tables "
+                                                    "(CSV, Parquet, whitespace-separated text)")]
+UnitCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: unit id column (name, or 0-based position "
+                                                     "without a header)")]
+TimeCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: time/cycle column (name or position)")]
+Columns = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP} without a header row: comma-separated names "
+                                                     "of all columns")]
+Features = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: comma-separated feature columns (default: "
+                                                      "every other numeric column)")]
+Sep = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column separator (default: ',' for .csv, "
+                                                 "whitespace otherwise)")]
+StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
+
+
+def _col(value: Optional[str], default: str) -> str | int:
+    if value is None:
+        return default
+    return int(value) if value.isdigit() else value
+
+
+def _fmt(unit_column: Optional[str], time_column: Optional[str], columns: Optional[str], features: Optional[str],
+         sep: Optional[str]) -> TableFormat:
+    from predictors.data import TableFormat
+
+    split = (lambda v: [c.strip() for c in v.split(",") if c.strip()] if v else None)  # noqa: E731
+    return TableFormat(_col(unit_column, "unit"), _col(time_column, "time"), split(columns), split(features), sep)
+
+
+def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
+              rul: Optional[Path] = None) -> dict[str, RunToFailure]:
+    """Datasets per machine type from twin run folders, or one ("table") from run-to-failure tables."""
+    from predictors.data import DataError, concat, from_table, from_twin_runs
+    from twin.store import StoreError
+
+    missing = [p for p in sources if not p.exists()]
+    if missing:
+        fail(f"{missing[0]}: no such file or folder; give twin run folders or run-to-failure tables")
+    dirs = [p.is_dir() for p in sources]
+    if any(dirs) and not all(dirs):
+        fail("give either twin run folders or tables, not both (their features differ)")
+    try:
+        if all(dirs):
+            if rul is not None:
+                fail("--rul belongs to a test table cut off before failure; twin runs carry their own truth")
+            return from_twin_runs(sources, store)
+        if rul is not None and len(sources) != 1:
+            fail("--rul gives the true RUL of one test table: give exactly one table with it")
+        return {"table": concat([from_table(p, fmt, rul, group="table") for p in sources])}
+    except (DataError, StoreError) as e:
+        fail(str(e))
+
+
+def _time(value: Optional[str], option: str, default: float, tables: bool) -> float:
+    """A time option: a duration for twin runs ('2 h'), a number of cycles for tables."""
+    if value is None:
+        return default
+    try:
+        v = float(value) if tables else float(parse_duration(value))
+    except ValueError as e:
+        fail(f"{option}: {e}" if not tables else f"{option}: give a number of cycles, got {value!r}")
+    if v <= 0:
+        fail(f"{option}: must be positive, got {value!r}")
+    return v
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console)
+
+
+@app.command()
+def train(
+    sources: Sources,
+    model: Annotated[str, typer.Option(help="lstm or regression")] = "lstm",
+    out: Annotated[Optional[Path], typer.Option(help="model folder (default: models/<source>-<model>)")] = None,
+    horizon: Annotated[Optional[str], typer.Option(help="forecast horizon H: '2 h' for twin runs, cycles for "
+                                                   "tables (default 2 h / 30)")] = None,
+    cap: Annotated[Optional[str], typer.Option(help="RUL cap of the piecewise-linear target (default 8 h / 125)")]
+    = None,
+    window: Annotated[int, typer.Option(min=2, max=500, help="rows per input window (minutes for twin runs)")] = 30,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the split, initial weights and batches")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="LSTM: most epochs (early stopping may end sooner)")]
+    = None,
+    store: StoreOpt = None,
+    unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
+    sep: Sep = None,
+) -> None:
+    """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
+    from predictors import REGISTRY
+    from predictors.base import MeanBaseline, save_bundle
+
+    if model not in REGISTRY or model == "baseline":
+        fail(f"--model {model!r}: choose one of {', '.join(k for k in REGISTRY if k != 'baseline')}")
+    data = _datasets(sources, _fmt(unit_column, time_column, columns, features, sep), store)
+    tables = "table" in data
+    h = _time(horizon, "--horizon", 30.0 if tables else 7200.0, tables)
+    c = _time(cap, "--cap", 125.0 if tables else 28800.0, tables)
+    if c < h:
+        fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
+    out = out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}"
+    extra = {"epochs": epochs} if epochs and model == "lstm" else {}
+    bundle: Bundle = {}
+    summary = Table(title=f"trained {model} models → {out}")
+    for col in ("machine type", "rows", "units", "failures", "valid units", "note"):
+        summary.add_column(col)
+    with _bar() as bar:
+        for group, ds in data.items():
+            if not ds.modes or ds.failures.empty:
+                summary.add_row(escape(group), f"{len(ds):,}", "", "0", "", "no wear-out failures: skipped")
+                continue
+            task = bar.add_task(f"{group}", total=None, note="")
+
+            def progress(done: int, total: int, note: str, task: int = task) -> None:
+                bar.update(task, completed=done, total=total, note=note)
+
+            try:
+                est = REGISTRY[model](horizon=h, cap=c, window=window, seed=seed, **extra).fit(ds, progress)
+                base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
+            except ValueError as e:
+                fail(f"{group}: cannot train on this data ({e})")
+            bundle[group] = {"model": est, "baseline": base}
+            bar.update(task, note="done")
+            epochs_run = f"{len(est.history_)} epochs" if getattr(est, "history_", None) else ""
+            summary.add_row(escape(group), f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
+                            str(len(est.meta_["valid_units"])), epochs_run)
+    if not bundle:
+        fail("no machine type had wear-out failures to learn from; run longer or with --policy run-to-failure")
+    save_bundle(bundle, out)
+    out_console.print(summary)
+    out_console.print(f"models: [bold]{out}[/] (use with `twin evaluate --models {out}` or `twin predict`)",
+                      highlight=False)
+
+
+@app.command()
+def evaluate(
+    sources: Sources,
+    models: Annotated[list[Path], typer.Option(help="model folder from `twin train` (repeat to compare)")],
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/<first model folder>)")]
+    = None,
+    rul: Annotated[Optional[Path], typer.Option(help="test protocol: true RUL of each unit of a test table cut "
+                                                "off before failure")] = None,
+    store: StoreOpt = None,
+    unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
+    sep: Sep = None,
+) -> None:
+    """Score models on held-out data beside the naive baseline; write report.md with plots."""
+    from predictors.base import load_bundle
+    from predictors.evaluate import evaluate as run_evaluation
+    from predictors.evaluate import table, write_report
+
+    bundles = {}
+    for folder in models:
+        try:
+            bundles[folder] = load_bundle(folder)
+        except ValueError as e:
+            fail(str(e))
+    data = _datasets(sources, _fmt(unit_column, time_column, columns, features, sep), store, rul)
+    evals = []
+    for group, ds in data.items():
+        chosen = {}
+        for folder, bundle in bundles.items():
+            if group not in bundle:
+                continue
+            chosen.setdefault("baseline", bundle[group]["baseline"])
+            m = bundle[group]["model"]
+            chosen[m.kind if m.kind not in chosen else f"{m.kind} ({folder.name})"] = m
+        if not chosen:
+            err_console.print(f"no model for {group}: skipped", highlight=False)
+            continue
+        if ds.failures.empty and not ds.cut_off:
+            err_console.print(f"{group}: no failures in this data, alerts are judged on false alarms only",
+                              highlight=False)
+        try:
+            ev = run_evaluation(chosen, ds)
+        except ValueError as e:
+            fail(f"{group}: {e}")
+        evals.append(ev)
+        t = Table(title=f"{group}: held-out scores (all of them in the report)")
+        tab = table(ev).drop(columns=["score", "row F1", "alerts", "min lead"], errors="ignore")
+        for col in tab.columns:
+            t.add_column(escape(col), justify="left" if col == "model" else "right")
+        for row in tab.itertuples(index=False):
+            t.add_row(*(escape(str(v)) for v in row))
+        out_console.print(t)
+    if not evals:
+        fail("none of the models matches this data's machine types; train on data from the same line")
+    out = out or Path("reports") / models[0].name
+    path = write_report(evals, out, f"Fault forecasting: {', '.join(m.name for m in models)}",
+                        [f"Held-out data: {', '.join(map(str, sources))}."])
+    out_console.print(f"report: [bold]{path}[/]", highlight=False)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+def wait_until_stopped(stop: threading.Event, seconds: Optional[float]) -> None:
+    """Block until Ctrl-C, SIGTERM or the time is up."""
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait(seconds)
