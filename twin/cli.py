@@ -95,6 +95,8 @@ def run(
                                          "straight into the store, flat out)")] = True,
     ingest: Annotated[bool, typer.Option(help="run an ingest in this process (else leave it to `twin ingest`)")]
     = True,
+    models: Annotated[Optional[Path], typer.Option(help="forecast faults live with these models (from `twin "
+                                                   "train`) and publish alerts")] = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
@@ -118,7 +120,7 @@ def run(
                        sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
         if stream:
-            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest)
+            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, models)
         else:
             summary, kpis, stats = _store_direct(sc, out, progress, store)
     out_console.print(kpi_table(summary, kpis, sc))
@@ -172,15 +174,20 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
 
 def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
             cert: Optional[Path], key: Optional[Path], store: Optional[str],
-            ingest: bool) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+            ingest: bool, models: Optional[Path] = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario
 
     url = _broker_url(broker, ca, cert, key)
+    attach = None
+    if models is not None:
+        from twin.cli_models import forecasting
+
+        attach = forecasting(models, sc, err_console)
     try:
         return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,
-                               on_note=lambda note: err_console.print(note, highlight=False))
+                               on_note=lambda note: err_console.print(note, highlight=False), attach=attach)
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
 

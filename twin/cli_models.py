@@ -5,20 +5,27 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twin.cli import app, err_console, fail, out_console
+from twin.cli import _broker_url, app, err_console, fail, out_console
 from twin.distributions import parse_duration
 
 if TYPE_CHECKING:
+    from predictors.alerts import AlertRule
     from predictors.base import Bundle
     from predictors.data import RunToFailure, TableFormat
+    from twin.bus.broker import BrokerURL
+    from twin.scenario import Scenario
 
 TABLE_HELP = "for tables"
 Sources = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`), or run-to-failure tables "
@@ -223,3 +230,167 @@ def wait_until_stopped(stop: threading.Event, seconds: Optional[float]) -> None:
     """Block until Ctrl-C, SIGTERM or the time is up."""
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait(seconds)
+
+
+def _load_models(folder: Path) -> Bundle:
+    from predictors.base import load_bundle
+
+    try:
+        return load_bundle(folder)
+    except ValueError as e:
+        fail(str(e))
+
+
+def _rule(on: float, off: float, confirm: int, clear_after: int) -> AlertRule:
+    from predictors.alerts import AlertRule
+
+    if not 0 < off < on < 1:
+        fail(f"--on {on} / --off {off}: need 0 < off < on < 1 (the alert clears below off, rises above on)")
+    return AlertRule(on=on, off=off, confirm=confirm, clear_after=clear_after)
+
+
+def forecasting(models: Path, sc: Scenario, console: Console,
+                rule: AlertRule | None = None) -> Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]:
+    """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end."""
+    bundle = _load_models(models)
+    prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
+
+    @contextlib.contextmanager
+    def attach(url: BrokerURL, protocol: int) -> Iterator[object]:
+        from predictors.online import LiveForecaster
+
+        fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule).start()
+        console.print(f"forecasting faults with {models} ({', '.join(bundle)}); alerts on {prefix}/+/+/alerts",
+                      highlight=False)
+        try:
+            yield fc
+        finally:
+            fc.wait_idle(120)
+            fc.stop()
+            raised = [a for a in fc.alerts if a["state"] == "raised"]
+            console.print(f"forecaster: {fc.received:,} messages, {fc.forecasts:,} forecasts, "
+                          f"{len(raised)} alerts raised", highlight=False)
+            if fc.unknown:
+                console.print(f"no model for machines {', '.join(sorted(fc.unknown))}: not forecast", highlight=False)
+
+    return attach
+
+
+@app.command()
+def predict(
+    models: Annotated[Path, typer.Option(help="model folder from `twin train`")],
+    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")],
+    line: Annotated[str, typer.Option(help="site/area/line to watch, or +/+/+ for every line")] = "+/+/+",
+    interval: Annotated[int, typer.Option(min=1, help="forecast every N new minutes of a machine's data")] = 1,
+    on: Annotated[float, typer.Option(help="raise an alert at this P(failure within horizon)")] = 0.5,
+    off: Annotated[float, typer.Option(help="clear it below this probability")] = 0.2,
+    confirm: Annotated[int, typer.Option(min=1, help="forecasts in a row above --on to raise")] = 3,
+    clear_after: Annotated[int, typer.Option(min=1, help="forecasts in a row below --off to clear")] = 30,
+    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: Ctrl-C)")]
+    = None,
+    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
+    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
+    key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+) -> None:
+    """Forecast faults from live telemetry and publish alerts to {line}/{station}/{machine}/alerts (retained)."""
+    from predictors.online import LiveForecaster
+    from twin.bus.broker import BrokerError
+
+    if len([p for p in line.split("/") if p]) != 3:
+        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
+    bundle = _load_models(models)
+    url = _broker_url(broker, ca, cert, key)
+    assert url is not None
+    try:
+        fc = LiveForecaster(url, bundle, prefix=line, interval=interval,
+                            rule=_rule(on, off, confirm, clear_after)).start()
+    except BrokerError as e:
+        fail(str(e), code=3)
+    err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)
+    stop = _stop_on_signals()
+    wait_until_stopped(stop, duration)
+    fc.stop()
+    raised = sum(a["state"] == "raised" for a in fc.alerts)
+    err_console.print(f"stopped: {fc.forecasts:,} forecasts, {raised} alerts raised", highlight=False)
+
+
+ALERT_HEADER = (f"{'time (data, UTC)':19}  {'station/machine':26}  {'state':8}  {'severity':8}  {'fault mode':16}  "
+                f"{'P':>5}  RUL (90 % interval)")
+
+
+def alert_line(a: dict[str, object]) -> str:
+    """One alert as a row of the `twin alerts` table."""
+    import datetime as dt
+
+    rul = a["rul"]
+    assert isinstance(rul, dict)
+    when = dt.datetime.fromtimestamp(int(a["ts"]) / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[call-overload]
+
+    def h(s: float) -> str:
+        return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
+
+    where = f"{a.get('station', '?')}/{a['machine']}"
+    return (f"{when:19}  {where:26}  {a['state']!s:8}  {a['severity']!s:8}  {a.get('fault_mode', '')!s:16}  "
+            f"{float(a['probability']):5.2f}  {h(rul['estimate_s'])} ({h(rul['low_s'])} – {h(rul['high_s'])})")  # type: ignore[arg-type]
+
+
+@app.command()
+def alerts(
+    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")],
+    line: Annotated[str, typer.Option(help="site/area/line, or +/+/+ for every line")] = "+/+/+",
+    min_severity: Annotated[str, typer.Option(help="info, warning or critical")] = "warning",
+    count: Annotated[Optional[int], typer.Option(min=1, help="exit after this many alerts")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="exit after this many seconds")] = None,
+    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
+    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
+    key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+) -> None:
+    """Print fault alerts as they come (the current one of every machine first: they are retained)."""
+    import queue
+
+    from predictors.alerts import SEVERITIES
+    from twin.bus.broker import BrokerError, connect, make_client
+    from twin.bus.payloads import ParseError, alert_filter, parse_alert
+
+    if min_severity not in SEVERITIES:
+        fail(f"--min-severity {min_severity!r}: choose one of {', '.join(SEVERITIES)}")
+    if len([p for p in line.split("/") if p]) != 3:
+        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
+    url = _broker_url(broker, ca, cert, key)
+    assert url is not None
+    inbox: queue.Queue[dict[str, object]] = queue.Queue()
+    client = make_client(url, f"linetwin-alerts-{uuid.uuid4().hex[:8]}")
+
+    def on_message(c: object, u: object, msg: object) -> None:
+        with contextlib.suppress(ParseError):
+            inbox.put(parse_alert(msg.payload))  # type: ignore[attr-defined]
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(line), 1)
+    try:
+        connect(client, url)
+    except BrokerError as e:
+        fail(str(e), code=3)
+    client.subscribe(alert_filter(line), 1)
+    out_console.print(ALERT_HEADER, highlight=False, soft_wrap=True)
+    floor = SEVERITIES.index(min_severity)
+    shown, seen = 0, set()
+    deadline = None if duration is None else time.monotonic() + duration
+    stop = _stop_on_signals()
+    with contextlib.suppress(KeyboardInterrupt):
+        while not stop.is_set() and (count is None or shown < count):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            try:
+                a = inbox.get(timeout=min(0.5, left) if left is not None else 0.5)
+            except queue.Empty:
+                continue
+            key_ = (a.get("line"), a["machine"])
+            sev = SEVERITIES.index(str(a["severity"])) if a["severity"] in SEVERITIES else 0
+            if sev >= floor or (a["state"] == "cleared" and key_ in seen):
+                seen.add(key_)
+                out_console.print(alert_line(a), highlight=False, soft_wrap=True)
+                shown += 1
+    client.disconnect()
+    client.loop_stop()

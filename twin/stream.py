@@ -57,11 +57,15 @@ def run_id_for(scenario: Scenario, now: dt.datetime) -> str:
 
 def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None = None, store_url: str | None = None,
                     ingest: bool | str = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
-                    on_note: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+                    on_note: Callable[[str], None] | None = None,
+                    attach: Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]] | None = None,
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats.
 
     `ingest`: True runs the ingest as a child process (default), "thread" inside this process,
-    False not at all (a `twin ingest` elsewhere does it).
+    False not at all (a `twin ingest` elsewhere does it). `attach(broker, protocol)` gives a context
+    for another subscriber (e.g. the live forecaster), entered before the first reading is published
+    and left after the last one is stored.
     """
     now = _now_ms()
     live = scenario.realtime_factor > 0
@@ -80,6 +84,8 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         if on_note is not None:
             on_note(f"streaming to the {note}; readings stored in {store_url}")
         protocol = negotiate(url)
+        if attach is not None:
+            stack.enter_context(attach(url, protocol))
         sink: Ingest | IngestProcess | None = None
         if ingest == "thread":
             store = open_store(store_url)

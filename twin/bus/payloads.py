@@ -3,6 +3,7 @@
 Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mqtt.md:
   {site}/{area}/{line}/{station}/{machine}/telemetry   batches of readings of one machine
   {site}/{area}/{line}/{station}/{machine}/state       the machine's state, retained, on change
+  {site}/{area}/{line}/{station}/{machine}/alerts      fault alerts of the predictors, retained
   {site}/{area}/{line}/kpi                             line KPIs at the end of each replication
   {site}/{area}/{line}/run                             run status (started / finished, reading count), retained
   {site}/{area}/{line}/deadletter                      rejected messages with the reason
@@ -22,6 +23,8 @@ SCHEMA_STATE = "linetwin/state/1"
 SCHEMA_KPI = "linetwin/kpi/1"
 SCHEMA_RUN = "linetwin/run/1"
 SCHEMA_DEADLETTER = "linetwin/deadletter/1"
+SCHEMA_ALERT = "linetwin/alert/1"
+ALERT_STATES = ("raised", "updated", "cleared")
 STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
 _NON_FINITE = re.compile(rb"(?<![A-Za-z\"])(-?Infinity|NaN)(?![A-Za-z\"])")
 MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)
@@ -60,6 +63,11 @@ class LineTopics:
     @property
     def deadletter(self) -> str:
         return f"{self.prefix}/deadletter"
+
+
+def alert_filter(prefix: str = "+/+/+") -> str:
+    """The subscription for every machine's alerts of one line (or of every line)."""
+    return f"{prefix}/+/+/alerts"
 
 
 def line_filters(prefix: str = "+/+/+") -> list[str]:
@@ -114,6 +122,27 @@ def state_payload(run: str, replication: int, station: str, machine: str,
     state, ts = changes[-1]
     return encode({"schema": SCHEMA_STATE, "run": run, "replication": replication, "station": station,
                    "machine": machine, "state": state, "ts": ts, "changes": [list(c) for c in changes]})
+
+
+def alert_payload(alert: dict[str, Any]) -> bytes:
+    """A fault alert (fields in docs/mqtt.md: state, severity, fault mode, probability, RUL, model, evidence)."""
+    return encode({"schema": SCHEMA_ALERT, **alert})
+
+
+def parse_alert(payload: bytes | bytearray) -> dict[str, Any]:
+    """Decode an alert; raise ParseError if it is not one."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise ParseError(f"not JSON: {e}") from None
+    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA_ALERT:
+        raise ParseError(f"not a {SCHEMA_ALERT} payload")
+    for key, kind in (("machine", str), ("state", str), ("severity", str), ("probability", (int, float)),
+                      ("rul", dict), ("ts", int)):
+        _field(obj, key, kind)
+    if obj["state"] not in ALERT_STATES:
+        raise ParseError(f"unknown alert state {obj['state']!r}")
+    return obj
 
 
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

@@ -1,0 +1,260 @@
+"""Live forecasting: telemetry in over MQTT, per-minute windows per machine, alerts out (retained).
+
+Each machine's readings are averaged per minute exactly as the training data were (minute buckets of
+the store), the last `window` rows are cleaned and scaled as in training, and every `interval` new rows
+the machine's model forecasts; the alert hysteresis decides what to publish. The network thread only
+parses and queues; one worker thread bins, forecasts in batches and publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from predictors.alerts import AlertRule, AlertState
+from predictors.base import Bundle, Estimator, Forecast
+from twin.bus.broker import BrokerURL, connect, make_client, negotiate
+from twin.bus.payloads import ParseError, Telemetry, alert_payload, parse
+
+log = logging.getLogger(__name__)
+
+
+MAX_LAG = 15  # minutes a bin waits for a silent sensor before it is closed without it
+
+
+@dataclass
+class _Machine:
+    """One machine's open minute bins, recent finished rows and alert state.
+
+    Readings of one sensor arrive in time order, but different sensors' readings may interleave
+    (a message holds one sensor's stretch): a minute is finished once every sensor has moved past it.
+    """
+
+    key: tuple[str, int, str]
+    group: str
+    model: Estimator
+    topic: str
+    index: dict[str, int]
+    rows: deque[np.ndarray]
+    times: deque[int]
+    state: AlertState
+    open: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    newest: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    closed: int | None = None  # the last finished minute
+    every: int = 1  # forecast every this many finished minutes
+    fresh: int = 0
+    late: int = 0
+    due: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # (window, minute, rows) to forecast
+
+    def add(self, sensors: list[str], ts: list[int], values: list[float], step_ms: int) -> None:
+        b = np.asarray(ts, dtype=np.int64) // step_ms
+        j = np.fromiter((self.index.get(s, -1) for s in sensors), dtype=np.int64, count=len(sensors))
+        v = np.asarray(values, dtype=np.float64)
+        known = j >= 0
+        b, j, v = b[known], j[known], v[known]
+        if self.closed is not None:
+            ok = b > self.closed
+            self.late += int((~ok).sum())
+            b, j, v = b[ok], j[ok], v[ok]
+        n = len(self.index)
+        for bin_ in np.unique(b):
+            sums, counts = self.open.setdefault(int(bin_), (np.zeros(n), np.zeros(n)))
+            m = b == bin_
+            np.add.at(sums, j[m], v[m])
+            np.add.at(counts, j[m], 1)
+        if len(b):
+            np.maximum.at(self.newest, j, b)
+            self._close(step_ms)
+
+    def _close(self, step_ms: int) -> None:
+        """Finish every minute all sensors have passed (or that waited MAX_LAG minutes), in order."""
+        if not self.open:
+            return
+        done_below = max(int(self.newest.min()), int(self.newest.max()) - MAX_LAG)  # unheard sensors hold at -1
+        for bin_ in sorted(k for k in self.open if k < done_below):
+            sums, counts = self.open.pop(bin_)
+            if self.closed is not None:  # minutes with no readings at all: NaN rows (dropouts)
+                for k in range(min(bin_ - self.closed - 1, self.rows.maxlen or 0)):
+                    self.rows.append(np.full(len(sums), np.nan))
+                    self.times.append((self.closed + 1 + k) * step_ms)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.rows.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+            self.times.append(bin_ * step_ms)
+            self.closed = bin_
+            self.fresh += 1
+            if self.fresh >= self.every:
+                self.fresh = 0
+                self.due.append((self.model.prep_.live_window(np.stack(list(self.rows))),  # type: ignore[union-attr]
+                                 self.times[-1], min(len(self.rows), self.model.window)))
+
+
+class LiveForecaster:
+    """Subscribes to a line's telemetry, forecasts every machine a model knows, publishes alerts."""
+
+    def __init__(self, url: BrokerURL, bundle: Bundle, *, prefix: str = "+/+/+", interval: int = 1,
+                 rule: AlertRule | None = None, protocol: int | None = None, client_id: str | None = None,
+                 record: bool = False) -> None:
+        self.url, self.bundle, self.prefix, self.interval = url, bundle, prefix, interval
+        self.rule = rule or AlertRule()
+        self.protocol = protocol if protocol is not None else negotiate(url)
+        self.client = make_client(url, client_id or f"linetwin-predict-{uuid.uuid4().hex[:12]}",
+                                  protocol=self.protocol)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._queue: queue.Queue[tuple[str, Telemetry]] = queue.Queue()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._worker = threading.Thread(target=self._loop, name="forecaster", daemon=True)
+        self.machines: dict[tuple[str, int, str], _Machine] = {}
+        self._by_name = {m: g for g, models in bundle.items() for m in _trained_machines(models["model"])}
+        self.latest: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self.trace: list[tuple[str, int, str, int, float, float]] | None = [] if record else None
+        self.alerts: list[dict[str, Any]] = []
+        self.forecasts = 0
+        self.received = 0
+        self.rejected = 0
+        self.unknown: set[str] = set()
+        self._sent: deque[mqtt.MQTTMessageInfo] = deque(maxlen=10_000)
+
+    # --- network thread ----------------------------------------------------------------------------
+    def start(self) -> LiveForecaster:
+        self._worker.start()
+        connect(self.client, self.url)
+        self._subscribe(self.client)
+        return self
+
+    def _subscribe(self, client: mqtt.Client) -> None:
+        client.subscribe(f"{self.prefix}/+/+/telemetry", 1)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if not getattr(rc, "is_failure", False):
+            self._subscribe(client)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            item = parse(msg.topic, msg.payload)
+        except (ParseError, Exception):  # the ingest dead-letters it; here it is only skipped
+            self.rejected += 1
+            return
+        if isinstance(item, Telemetry):
+            self.received += 1
+            self._idle.clear()
+            self._queue.put((msg.topic, item))
+
+    # --- worker ------------------------------------------------------------------------------------
+    def _machine(self, topic: str, tel: Telemetry) -> _Machine | None:
+        key = (tel.run, tel.replication, tel.machine)
+        m = self.machines.get(key)
+        if m is not None:
+            return m
+        group = self._by_name.get(tel.machine)
+        if group is None:  # a machine the training did not see: a model whose sensors it has
+            group = next((g for g, models in self.bundle.items()
+                          if set(models["model"].prep_.features or []) == set(tel.units)), None)  # type: ignore[union-attr]
+        if group is None:
+            self.unknown.add(tel.machine)
+            return None
+        model = self.bundle[group]["model"]
+        features = model.prep_.features or []  # type: ignore[union-attr]
+        keep = model.window + 10  # a little more than the window, so a dropout at its start is filled as in training
+        m = _Machine(key, group, model, topic.rsplit("/", 1)[0] + "/alerts", {s: i for i, s in enumerate(features)},
+                     deque(maxlen=keep), deque(maxlen=keep), AlertState(self.rule),
+                     newest=np.full(len(features), -1, dtype=np.int64), every=self.interval)
+        self.machines[key] = m
+        return m
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                items = [self._queue.get(timeout=0.2)]
+            except queue.Empty:
+                self._idle.set()
+                continue
+            while len(items) < 2000:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._handle(items)
+            except Exception:  # keep forecasting the other machines
+                log.exception("forecasting failed for a batch of telemetry")
+
+    def _handle(self, items: list[tuple[str, Telemetry]]) -> None:
+        due: dict[str, list[_Machine]] = {}
+        for topic, tel in items:
+            m = self._machine(topic, tel)
+            if m is None or not tel.values:
+                continue
+            m.add(tel.sensors, tel.ts_ms, tel.values, int(m.model.meta_.get("step", 60.0) * 1000))
+            if m.due and m not in due.setdefault(m.group, []):
+                due[m.group].append(m)
+        for machines in due.values():  # one batched forward pass per machine type
+            model = machines[0].model
+            work = [(m, t, n) for m in machines for _, t, n in m.due]
+            fc = model.predict_windows(np.stack([w for m in machines for w, _, _ in m.due]))
+            for m in machines:
+                m.due.clear()
+            self.forecasts += len(work)
+            for i, (m, t, n) in enumerate(work):
+                self._decide(m, fc, i, t, n)
+
+    def _decide(self, m: _Machine, fc: Forecast, i: int, t: int, n: int) -> None:
+        p = float(fc.p_any[i])
+        mode = fc.modes[int(np.argmax(fc.proba[i]))] if fc.modes else ""
+        self.latest[m.key] = {"ts": t, "rul": float(fc.rul[i]), "p": p, "mode": mode}
+        if self.trace is not None:
+            self.trace.append((*m.key, t, float(fc.rul[i]), p))
+        transition = m.state.update(t, p, mode)
+        if transition is None:
+            return
+        run, rep, machine = m.key
+        meta = m.model.meta_
+        step_ms = int(meta.get("step", 60.0) * 1000)
+        alert = {"run": run, "replication": rep, "line": "/".join(m.topic.split("/")[:3]),
+                 "station": m.topic.split("/")[3], "machine": machine, "state": transition,
+                 "severity": m.state.severity, "fault_mode": m.state.mode if transition != "cleared" else mode,
+                 "probability": round(p, 4),
+                 "probabilities": {md: round(float(fc.proba[i, j]), 4) for j, md in enumerate(fc.modes)},
+                 "horizon_s": m.model.horizon,
+                 "rul": {"estimate_s": round(float(fc.rul[i]), 1), "low_s": round(float(fc.low[i]), 1),
+                         "high_s": round(float(fc.high[i]), 1)},
+                 "model": {"kind": m.model.kind, "version": f"linetwin {meta.get('linetwin', '?')}",
+                           "trained": meta.get("trained", ""), "data": meta.get("data", {}).get("fingerprint", "")},
+                 "evidence": {"from": int(t - (n - 1) * step_ms), "to": int(t + step_ms), "rows": n,
+                              "sensors": list(m.index)},
+                 "since": int(m.state.since), "ts": int(t + step_ms)}
+        self.alerts.append({**alert, "received": time.time()})
+        self._sent.append(self.client.publish(m.topic, alert_payload(alert), qos=1, retain=True))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every telemetry message received so far has been forecast from."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.empty() and self._idle.wait(0.3) and self._queue.empty():
+                return True
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._worker.join(timeout=10)
+        for info in self._sent:  # alerts already handed to paho reach the broker before we leave
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                info.wait_for_publish(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _trained_machines(model: Estimator) -> set[str]:
+    """Machine names a twin-trained model saw (units are run/replication/machine)."""
+    units = [*model.meta_.get("train_units", []), *model.meta_.get("valid_units", [])]
+    return {u.rsplit("/", 1)[-1] for u in units if u.count("/") >= 2}
