@@ -294,7 +294,9 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     out = df[[unit, time, *feats]].rename(columns={unit: "unit", time: "time"})
     out["unit"] = out["unit"].astype(str)
     out.columns = ["unit", "time", *map(str, feats)]
-    return out.sort_values(["unit", "time"], kind="stable").reset_index(drop=True)
+    # units keep the order they first appear in (a RUL file lists them so), rows go by time within each
+    first = pd.Categorical(out["unit"], categories=pd.unique(out["unit"]), ordered=True)
+    return out.assign(_u=first).sort_values(["_u", "time"], kind="stable").drop(columns="_u").reset_index(drop=True)
 
 
 def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str = "all") -> RunToFailure:
@@ -322,7 +324,7 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
 
 def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
     try:
-        raw = pd.read_csv(path, sep=None, engine="python", header=None)
+        raw = pd.read_csv(path, sep=r"[,;\s]+", engine="python", header=None)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: cannot read the RUL file ({e}); give one number per test unit") from None
     raw = raw.dropna(axis=1, how="all")

@@ -1,0 +1,196 @@
+"""Predictors on their own: datasets and targets, preprocessing, metrics, alert hysteresis, and one contract
+test run over every registered model (fit, shapes, determinism, save → load → identical forecasts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictors import REGISTRY, TableFormat, from_table, load
+from predictors.alerts import AlertRule, AlertState, episodes
+from predictors.data import DataError, targets
+from predictors.metrics import alert_events, rul_scores
+from predictors.prep import Preprocessor, clean
+
+
+def degradation_table(n_units: int, seed: int, cut: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """Run-to-failure units in the NASA layout: unit, cycle, 2 settings, 5 sensors (one constant).
+
+    Health falls exponentially towards the failure; sensors see it with noise. With `cut`, each unit
+    stops at a random cycle before failure and its true RUL there is returned.
+    """
+    rng = np.random.default_rng(seed)
+    rows, ruls = [], []
+    for u in range(1, n_units + 1):
+        life = int(rng.integers(120, 260))
+        stop = int(rng.integers(40, life - 5)) if cut else life
+        t = np.arange(1, stop + 1)
+        wear = np.exp(4 * (t / life - 1))  # e^-4 at the start, 1 at failure
+        sensors = np.column_stack([
+            520 + 6 * wear + rng.normal(0, 0.5, len(t)),
+            1400 + 40 * wear + rng.normal(0, 4, len(t)),
+            8.4 - 0.6 * wear + rng.normal(0, 0.05, len(t)),
+            np.full(len(t), 100.0),  # constant: must be dropped
+            47 + 2 * wear + rng.normal(0, 0.3, len(t))])
+        settings = rng.normal(0, 0.002, (len(t), 2))
+        rows.append(np.column_stack([np.full(len(t), u), t, settings, sensors]))
+        ruls.append(life - stop)
+    cols = ["unit", "cycle", "op1", "op2", "s1", "s2", "s3", "s4", "s5"]
+    return pd.DataFrame(np.concatenate(rows), columns=cols).astype({"unit": int, "cycle": int}), np.array(ruls)
+
+
+def write_nasa(df: pd.DataFrame, path: Path) -> Path:
+    """Whitespace-separated, no header: the format of public run-to-failure benchmarks."""
+    df.to_csv(path, sep=" ", header=False, index=False, float_format="%.4f")
+    return path
+
+
+FMT = TableFormat(unit=0, time=1)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("tables")
+    train, _ = degradation_table(40, seed=1)
+    test, rul = degradation_table(20, seed=2, cut=True)
+    np.savetxt(d / "RUL.txt", rul, fmt="%d")
+    return {"train": write_nasa(train, d / "train.txt"), "test": write_nasa(test, d / "test.txt"),
+            "rul": d / "RUL.txt"}
+
+
+# --- data and targets ------------------------------------------------------------------------------
+
+def test_targets_know_what_was_seen_and_no_more() -> None:
+    t = np.arange(0.0, 100.0, 10.0)
+    # a life failing at 35, renewed at 50, censored (maintenance) at 80, renewed at 90 and open to the end
+    ttf, observed = targets(t, [(0.0, 35.0, True), (50.0, 80.0, False), (90.0, 100.0, False)])
+    assert ttf[:4].tolist() == [35.0, 25.0, 15.0, 5.0]
+    assert np.isinf(ttf[4:]).all()  # no failure observed after 35
+    assert observed[5:8].tolist() == [30.0, 20.0, 10.0]
+
+
+def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: Path) -> None:
+    ds = from_table(tables["train"], FMT)
+    assert ds.time_unit == "cycles" and ds.modes == ["failure"] and ds.frame.unit.nunique() == 40
+    last = ds.frame.groupby("unit").cumcount(ascending=False) == 0
+    assert (ds.ttf[last.to_numpy(), 0] == 0).all()  # each unit's last row is its failure
+    rul, known = ds.rul(125.0)
+    assert known.all() and rul.max() == 125.0
+    test = from_table(tables["test"], FMT, tables["rul"])
+    assert test.cut_off
+    truth = np.loadtxt(tables["rul"])
+    ends = (test.frame.groupby("unit", sort=False).cumcount(ascending=False) == 0).to_numpy()
+    np.testing.assert_array_equal(test.ttf[ends, 0], truth)
+    # the same data as CSV with a header row
+    csv = tmp_path / "train.csv"
+    pd.read_csv(tables["train"], sep=" ", header=None, names=["engine", "cycle", *list("abcdefg")]).to_csv(csv,
+                                                                                                        index=False)
+    again = from_table(csv, TableFormat(unit="engine", time="cycle"))
+    np.testing.assert_allclose(again.ttf, ds.ttf)
+
+
+@pytest.mark.parametrize(("fmt", "rul_lines", "message"), [
+    (TableFormat(unit="engine", time="cycle"), None, "no unit id column 'engine'"),
+    (TableFormat(unit=0, time=1, columns=["a", "b"]), None, "names 2 columns but the file has 9"),
+    (TableFormat(unit=0, time=1, features=["c9"]), None, r"feature columns \['c9'\] are not in the file"),
+    (FMT, "12\n13\n", "2 RUL values for 20 test units"),
+])
+def test_bad_tables_say_what_to_fix(tables: dict[str, Path], tmp_path: Path, fmt: TableFormat,
+                                    rul_lines: str | None, message: str) -> None:
+    rul = None
+    if rul_lines is not None:
+        rul = tmp_path / "rul.txt"
+        rul.write_text(rul_lines)
+    with pytest.raises(DataError, match=message):
+        from_table(tables["test"] if rul else tables["train"], fmt, rul)
+
+
+def test_clean_fills_dropouts_and_stuck_runs_causally() -> None:
+    x = np.array([[1.0], [np.nan], [3.0], [5.0], [5.0], [5.0], [5.0], [6.0]])
+    out = clean(x)[:, 0]
+    # the dropout takes the last good value; a value repeated 3 times is stuck from its third row on
+    np.testing.assert_array_equal(out, [1, 1, 3, 5, 5, 5, 5, 6])
+    assert np.isnan(clean(np.array([[np.nan], [2.0]]))[0, 0])  # nothing before it: no value invented from the future
+
+
+def test_preprocessor_drops_constant_features_and_pads_windows(tables: dict[str, Path]) -> None:
+    ds = from_table(tables["train"], FMT)
+    prep = Preprocessor(window=30).fit(ds)
+    assert "c7" not in [ds.features[i] for i in prep.kept or []]  # the constant sensor
+    w = prep.windows(ds, np.array([0, 40]))
+    assert w.shape == (2, 30, len(prep.kept or []))
+    assert np.allclose(w[0], w[0][0])  # a unit's first row: the window is that row repeated
+    live = prep.live_window(ds.frame[ds.features].to_numpy()[:41])
+    np.testing.assert_allclose(live, w[1], atol=1e-6)  # live windows are built the same way
+
+
+# --- metrics and alerts ----------------------------------------------------------------------------
+
+def test_asymmetric_score_punishes_late_more_than_early() -> None:
+    late = rul_scores(np.array([20.0]), np.array([10.0]), 1.0)
+    early = rul_scores(np.array([0.0]), np.array([10.0]), 1.0)
+    assert late["score"] == pytest.approx(np.exp(1) - 1) and early["score"] == pytest.approx(np.exp(10 / 13) - 1)
+    assert late["rmse"] == early["rmse"] == 10.0
+
+
+def test_hysteresis_neither_raises_nor_clears_on_one_forecast() -> None:
+    rule = AlertRule(on=0.5, off=0.2, confirm=3, clear_after=5)
+    noisy = [0.1, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.3, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    eps = episodes(list(range(len(noisy))), noisy, ["m"] * len(noisy), rule)
+    assert eps == [(8, 17, "m")]  # raised after 3 in a row, cleared only after 5 low in a row
+    state = AlertState(rule)
+    transitions = [state.update(i, p, "m") for i, p in enumerate([0.6, 0.6, 0.6, 0.9, 0.9])]
+    assert transitions == [None, None, "raised", "updated", None] and state.severity == "critical"
+
+
+def test_alert_events_match_failures_and_measure_lead_time() -> None:
+    t = np.arange(0, 20, dtype=float)
+    p = np.where((t >= 5) & (t < 12), 0.9, 0.0)  # raised at 7 (3 in a row), active until cleared
+    frame = pd.DataFrame({"unit": "u", "time": t, "p_any": p, "mode": "wear"})
+    failures = pd.DataFrame({"unit": ["u", "u"], "time": [10.0, 18.0], "fault_mode": ["wear", "wear"]})
+    ev = alert_events(frame, failures, horizon=5.0, rule=AlertRule(confirm=3, clear_after=2))
+    s = ev.scores()
+    assert (s["alerts"], s["caught"], s["failures"]) == (1, 1, 2)
+    assert s["precision"] == 1.0 and s["recall"] == 0.5 and s["lead_mean"] == 3.0
+
+
+# --- the contract every model keeps ----------------------------------------------------------------
+
+FAST = {"lstm": {"epochs": 4, "hidden": 16}}
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_model_contract(kind: str, tables: dict[str, Path], tmp_path: Path) -> None:
+    ds = from_table(tables["train"], FMT)
+    test = from_table(tables["test"], FMT, tables["rul"])
+    make = lambda: REGISTRY[kind](horizon=30.0, cap=125.0, window=20, seed=3, **FAST.get(kind, {}))  # noqa: E731
+    model = make().fit(ds)
+    fc = model.predict(test)
+    assert fc.rul.shape == (len(test),) and fc.proba.shape == (len(test), 1)
+    assert (fc.rul >= 0).all() and (fc.rul <= 125.0).all() and ((fc.proba >= 0) & (fc.proba <= 1)).all()
+    assert (fc.low <= fc.rul + 1e-9).all() and (fc.high >= fc.rul - 1e-9).all()
+    assert model.meta_["data"]["fingerprint"] == ds.fingerprint() and model.meta_["kind"] == kind
+    # same data, same seed: the same model
+    np.testing.assert_array_equal(make().fit(ds).predict(test).rul, fc.rul)
+    # save → load: identical forecasts, no pickle in the file
+    path = model.save(tmp_path / "m")
+    again = load(path)
+    np.testing.assert_array_equal(again.predict(test).rul, fc.rul)
+    np.testing.assert_array_equal(again.predict(test).proba, fc.proba)
+    np.load(path.with_suffix(".npz"), allow_pickle=False).close()
+
+
+@pytest.mark.parametrize("kind", ["regression", "lstm"])
+def test_models_beat_the_baseline_on_the_test_protocol(kind: str, tables: dict[str, Path]) -> None:
+    from predictors.evaluate import evaluate
+
+    ds = from_table(tables["train"], FMT)
+    test = from_table(tables["test"], FMT, tables["rul"])
+    models = {name: REGISTRY[name](horizon=30.0, cap=125.0, window=20, seed=0).fit(ds)
+              for name in ("baseline", kind)}
+    s = evaluate(models, test).scores.set_index("model")
+    assert s.loc[kind, "n"] == 20  # one forecast per test unit: its last row
+    assert s.loc[kind, "rmse"] < 0.6 * s.loc["baseline", "rmse"]
