@@ -5,11 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= scenarios/bottling.yaml
+TORCH ?= 2.13.0
 
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
+	# the CPU build of PyTorch first: left to the resolver, torch would come as a multi-GB CUDA build
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==$(TORCH)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
@@ -27,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/sim_speed.py
 	bash scripts/test-deps.sh
 	$(PY) bench/pipeline.py
+	$(PY) bench/predict.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

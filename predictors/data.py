@@ -193,7 +193,7 @@ def targets(t: np.ndarray, lives: list[tuple[float, float, bool]]) -> tuple[np.n
 def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) -> dict[str, RunToFailure]:
     """One dataset per machine type of a twin run: per-minute sensor means from the store, targets from the truth."""
     run = TwinRun.open(path, store_url)
-    store = open_store(run.store_url)
+    store = open_store(run.store_url, read_only=True)
     try:
         catalog = store.series(run.run_id)
         out = {}

@@ -299,10 +299,12 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
 
 
 def main() -> None:
-    from twin import cli_models  # noqa: F401  (registers train, evaluate, predict, alerts)
+    # the forecasting commands register on twin.cli's app (which, under `python -m twin.cli`, is not this
+    # module's copy): run that one
+    from twin import cli_models
 
     try:
-        app()
+        cli_models.app()
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

@@ -61,12 +61,15 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
-    """A store from its URL: duckdb:///path/twin.duckdb (embedded) or influxdb://host:8086?org=..&bucket=.."""
+def open_store(url: str, read_only: bool = False) -> Store:
+    """A store from its URL: duckdb:///path/twin.duckdb (embedded) or influxdb://host:8086?org=..&bucket=..
+
+    `read_only` lets several readers (training, evaluation, dashboards) share an embedded store file.
+    """
     scheme = urlsplit(url).scheme
     if scheme == "duckdb":
         from twin.store.duck import DuckStore
-        return DuckStore(url)
+        return DuckStore(url, read_only=read_only)
     if scheme in ("influxdb", "influxdbs"):
         from twin.store.influx import InfluxStore
         return InfluxStore(url)

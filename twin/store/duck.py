@@ -37,16 +37,21 @@ _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "las
 class DuckStore:
     """Readings in a DuckDB file; duplicate readings are dropped by the primary key (INSERT OR IGNORE)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
         path = unquote(urlsplit(url).path)
         if not path or path == "/":
             raise StoreError(f"store URL {url!r} names no file; write duckdb:///path/to/twin.duckdb")
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path))
-            self._con.execute(_SCHEMA)
+            if read_only:
+                if not self.path.exists():
+                    raise StoreError(f"no DuckDB store at {self.path}; check the path or run a scenario first")
+                self._con = duckdb.connect(str(self.path), read_only=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._con = duckdb.connect(str(self.path))
+                self._con.execute(_SCHEMA)
         except (OSError, duckdb.Error) as e:
             raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
         self._lock = threading.Lock()

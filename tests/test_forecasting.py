@@ -1,0 +1,211 @@
+"""Fault forecasting on the twin, end to end through the CLI: run-to-failure runs → train → evaluate on
+held-out seeds → live alerts over a real mosquitto, received before the failure they warn of."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import paho.mqtt.client as mqtt
+import pandas as pd
+import pytest
+import yaml
+
+from predictors.base import load_bundle
+from predictors.data import from_twin_run
+from predictors.evaluate import forecast_frame
+from predictors.online import LiveForecaster
+from tests.conftest import Mosquitto, _need
+from twin.scenario import load_scenario, with_policy
+from twin.stream import stream_scenario
+
+LINE = "plant-hamburg/hall-2/bottling-1"
+WEAR = ("bearing_wear", "valve_clogging", "overheating")
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "docs" / "mqtt.schema.json").read_text())
+
+
+def twin_cmd(*args: object) -> list[str]:
+    return [sys.executable, "-m", "twin.cli", *map(str, args)]
+
+
+def run_all(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
+    """Run commands side by side (two cores), each must succeed."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for c in commands]
+    done = []
+    for p, c in zip(procs, commands):
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, f"{' '.join(c)} failed:\n{err[-3000:]}"
+        done.append(subprocess.CompletedProcess(c, p.returncode, out, err))
+    return done
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training runs (2 × 2 days, run to failure), a held-out run (another seed), LSTM and regression models."""
+    d = tmp_path_factory.mktemp("forecasting")
+    common = ("run", "scenarios/bottling.yaml", "--no-stream", "--policy", "run-to-failure", "--duration", "2 d")
+    run_all(twin_cmd(*common, "--replications", 2, "--out", d / "train"),
+            twin_cmd(*common, "--replications", 1, "--seed", 7, "--out", d / "heldout"))
+    run_all(twin_cmd("train", d / "train", "--model", "lstm", "--out", d / "lstm"),
+            twin_cmd("train", d / "train", "--model", "regression", "--out", d / "regression"))
+    return d
+
+
+def test_both_predictors_beat_the_baseline_and_the_lstm_beats_regression(work: Path) -> None:
+    (r,) = run_all(twin_cmd("evaluate", work / "heldout", "--models", work / "lstm", "--models",
+                            work / "regression", "--out", work / "report"))
+    assert "conveyor_machine" in r.stdout and "filler" in r.stdout
+    report = (work / "report" / "report.md").read_text()
+    for group in ("conveyor_machine", "filler"):
+        assert (work / "report" / f"rul-{group}.png").stat().st_size > 10_000
+        assert (work / "report" / f"alerts-{group}.png").stat().st_size > 10_000
+        assert f"## {group}" in report
+        s = pd.read_csv(work / "report" / f"scores-{group}.csv").set_index("model")
+        assert s.loc["lstm", "rmse"] < s.loc["regression", "rmse"] < 0.8 * s.loc["baseline", "rmse"], s.rmse
+        assert s.loc["baseline", "alert_caught"] == 0
+        for model in ("lstm", "regression"):
+            assert s.loc[model, "alert_failures"] >= 3  # enough real failures to mean something
+            assert s.loc[model, "alert_recall"] >= 0.8 and s.loc[model, "alert_f1"] >= 0.8, s.loc[model]
+            assert s.loc[model, "alert_lead_mean"] >= 1800  # half an hour or more: time to act
+
+
+def test_saved_models_record_what_they_were_trained_on(work: Path) -> None:
+    bundle = load_bundle(work / "lstm")
+    assert set(bundle) == {"conveyor_machine", "filler"}
+    model = bundle["filler"]["model"]
+    assert model.kind == "lstm" and model.modes_ == ["valve_clogging", "overheating"]
+    meta = model.meta_
+    assert meta["data"]["failures"] >= 5 and len(meta["data"]["fingerprint"]) == 16
+    assert meta["valid_units"] and not set(meta["valid_units"]) & set(meta["train_units"])  # split by unit
+    assert model.prep_ is not None and model.prep_.features == sorted(model.prep_.features)
+
+
+def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Minute bins built from MQTT telemetry give exactly the windows the store gives."""
+    bundle = load_bundle(work / "lstm")
+    sc = with_policy(load_scenario("scenarios/bottling.yaml"), "run-to-failure").model_copy(
+        update={"duration": 3 * 3600.0, "replications": 1, "seed": 9, "warmup": 0.0})
+    holder: dict[str, LiveForecaster] = {}
+
+    @contextlib.contextmanager
+    def attach(url: object, protocol: int) -> Iterator[LiveForecaster]:
+        fc = LiveForecaster(mosquitto.url, bundle, prefix=LINE, protocol=protocol, record=True).start()
+        holder["fc"] = fc
+        yield fc
+        assert fc.wait_idle(60)
+        fc.stop()
+
+    stream_scenario(sc, tmp_path, broker=mosquitto.url, attach=attach)  # type: ignore[arg-type]
+    fc = holder["fc"]
+    live = pd.DataFrame(fc.trace, columns=["run", "replication", "machine", "ts", "rul_live", "p_live"])
+    live["time"] = (pd.to_datetime(live.ts, unit="ms") - pd.Timestamp(sc.start)).dt.total_seconds()
+    compared = 0
+    for group, ds in from_twin_run(tmp_path).items():
+        offline = forecast_frame(bundle[group]["model"], ds)
+        offline["machine"] = offline.unit.str.rsplit("/", n=1).str[-1]
+        both = offline.merge(live, on=["machine", "time"])
+        assert len(both) >= len(offline) - 2 * ds.frame.unit.nunique()  # all but each machine's last open minutes
+        np.testing.assert_allclose(both.p_live, both.p_any, atol=1e-6)
+        np.testing.assert_allclose(both.rul_live, both.rul, atol=0.05)  # seconds
+        compared += len(both)
+    assert compared > 1000
+
+
+class AlertListener:
+    """A plain MQTT subscriber, as a plant engineer's tool would be: every alert with its arrival time."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.got: list[tuple[float, dict[str, object]]] = []
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="alert-listener")
+        self.client.on_message = lambda c, u, m: self.got.append((time.time(), json.loads(m.payload)))
+        self.client.on_subscribe = lambda *a: self.ready.set()
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe(f"{LINE}/+/+/alerts", 1)
+        self.client.loop_start()
+        assert self.ready.wait(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _failures(run: Path) -> pd.DataFrame:
+    ev = pd.read_parquet(run / "truth" / "events.parquet")
+    return ev[(ev.event == "failure") & ev.fault_mode.isin(WEAR)]
+
+
+def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
+    listener = AlertListener(mosquitto)
+    factor = 600.0  # 2.5 simulated hours in 15 s of wall time
+    r = subprocess.run(twin_cmd("run", "scenarios/bottling.yaml", "--policy", "run-to-failure", "--seed", 24,
+                                "--duration", "2.5 h", "--warmup", 0, "--replications", 1, "--realtime-factor",
+                                factor, "--broker", mosquitto.url, "--models", work / "lstm", "--out",
+                                tmp_path / "live"), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    listener.close()
+    assert r.returncode == 0, r.stderr[-3000:]
+    fails = _failures(tmp_path / "live")
+    assert list(fails.machine) == ["case-packer"], fails  # seed 24: the only wear-out failure in 9 h, at 2.1 h
+    start = pd.Timestamp(json.loads((tmp_path / "live" / "run.json").read_text())["scenario"]["start"])
+    t_fail = float(fails.t.iloc[0])
+    fail_wall = start.tz_localize("UTC").timestamp() + t_fail / factor
+    raised = [(when, a) for when, a in listener.got if a["machine"] == "case-packer" and a["state"] == "raised"]
+    assert raised, f"no alert for the case packer; got {[a for _, a in listener.got]}"
+    when, alert = raised[0]
+    jsonschema.validate(alert, {**SCHEMA, "oneOf": [{"$ref": "#/$defs/alert"}]})
+    assert when < fail_wall, "the alert must arrive before the machine fails"
+    lead = t_fail - (alert["ts"] / 1000 - start.tz_localize("UTC").timestamp())  # type: ignore[operator]
+    assert lead >= 1800, f"only {lead / 60:.0f} min of warning"
+    assert alert["fault_mode"] == "bearing_wear" and alert["rul"]["estimate_s"] < 8 * 3600  # type: ignore[index]
+    assert {a["machine"] for _, a in listener.got if a["state"] == "raised"} == {"case-packer"}
+    assert "alerts raised" in r.stderr
+    # a subscriber arriving later sees the machine's current alert at once (retained), with our CLI ...
+    shown = subprocess.run(twin_cmd("alerts", "--broker", mosquitto.url, "--line", LINE, "--min-severity", "info",
+                                    "--count", 1, "--duration", 10), capture_output=True, text=True, timeout=60,
+                           cwd=ROOT)
+    assert shown.returncode == 0 and "case-packer" in shown.stdout and "bearing_wear" in shown.stdout, shown
+    # ... or with mosquitto_sub, as the README shows
+    sub = subprocess.run([_need("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(mosquitto.port), "-t",
+                          f"{LINE}/+/+/alerts", "-C", "1", "-W", "5"], capture_output=True, text=True, timeout=30)
+    assert json.loads(sub.stdout)["machine"] == "case-packer"
+
+
+def test_a_healthy_line_raises_no_alert(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "scenarios" / "bottling.yaml").read_text())
+    for mt in doc["machine_types"].values():
+        mt["start_age"] = "new"  # every machine fresh from its last overhaul
+    healthy = tmp_path / "healthy.yaml"
+    healthy.write_text(yaml.safe_dump(doc))
+    listener = AlertListener(mosquitto)
+    r = subprocess.run(twin_cmd("run", healthy, "--policy", "run-to-failure", "--seed", 15, "--duration", "2.5 h",
+                                "--warmup", 0, "--replications", 1, "--broker", mosquitto.url, "--models",
+                                work / "lstm", "--out", tmp_path / "ok"), capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    listener.close()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _failures(tmp_path / "ok").empty
+    assert "0 alerts raised" in r.stderr and not listener.got
+
+
+def test_bad_model_folder_and_options_fail_clearly(work: Path, tmp_path: Path) -> None:
+    cases = [
+        (("evaluate", work / "heldout", "--models", tmp_path), "no models here"),
+        (("train", work / "heldout", "--model", "forest"), "choose one of"),
+        (("train", work / "heldout", "--horizon", "soon"), "--horizon"),
+        (("train", tmp_path / "nothing"), "no such file or folder"),
+        (("train", tmp_path), "not a finished twin run folder"),
+        (("predict", "--models", work / "lstm", "--broker", "mqtt://127.0.0.1:1", "--line", "a/b"), "--line"),
+    ]
+    for args, message in cases:
+        r = subprocess.run(twin_cmd(*args), capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
