@@ -14,9 +14,11 @@ from twin.bus.payloads import (
     ParseError,
     StateChange,
     Telemetry,
+    alert_payload,
     deadletter_payload,
     encode,
     parse,
+    parse_alert,
     state_payload,
     telemetry_payload,
 )
@@ -51,6 +53,24 @@ def test_state_round_trip_and_schema() -> None:
     assert obj["state"] == "down" and obj["ts"] == 5
     msg = parse(T.state("filler", "filler-a"), payload)
     assert isinstance(msg, StateChange) and msg.changes == [("working", 1), ("down", 5)] and msg.replication == 2
+
+
+def test_alert_round_trip_schema_and_rejects() -> None:
+    alert = {"run": "r", "replication": 0, "line": "plant/hall/line", "station": "filler", "machine": "filler-a",
+             "state": "raised", "severity": "warning", "fault_mode": "valve_clogging", "probability": 0.7,
+             "probabilities": {"valve_clogging": 0.7}, "horizon_s": 7200.0,
+             "rul": {"estimate_s": 3600.0, "low_s": 1800.0, "high_s": 5400.0},
+             "model": {"kind": "lstm", "version": "linetwin 0.1.0"},
+             "evidence": {"from": 1, "to": 2, "rows": 30, "sensors": ["fill_pressure"]}, "since": 1, "ts": 2}
+    payload = alert_payload(alert)
+    valid(json.loads(payload), "alert")
+    assert parse_alert(payload) == {"schema": "linetwin/alert/1", **alert}
+    with pytest.raises(ParseError, match="unknown alert state"):
+        parse_alert(alert_payload({**alert, "state": "panic"}))
+    with pytest.raises(ParseError, match="not a linetwin/alert/1"):
+        parse_alert(b'{"schema": "linetwin/state/1"}')
+    with pytest.raises(jsonschema.ValidationError):
+        valid({**json.loads(payload), "probability": 1.5}, "alert")
 
 
 def test_other_payloads_match_the_schema() -> None:
