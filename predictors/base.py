@@ -26,6 +26,10 @@ from predictors.prep import Preprocessor, split_units
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
 REGISTRY: dict[str, type[Estimator]] = {}
 INTERVAL = (0.05, 0.95)  # the RUL interval: 90 % of validation errors fall inside
+# defaults by the data's time unit: a twin run's rows are minutes (an hour of history, 2 h horizon, RUL capped at
+# 8 h); tables count cycles (the NASA protocol's 30-cycle windows and 125-cycle cap)
+DEFAULTS: dict[str, dict[str, float]] = {"s": {"window": 60, "horizon": 7200.0, "cap": 28800.0},
+                                         "cycles": {"window": 30, "horizon": 30.0, "cap": 125.0}}
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:

@@ -32,11 +32,12 @@ MAX_LAG = 15  # minutes a bin waits for a silent sensor before it is closed with
 
 
 @dataclass
-class _Machine:
-    """One machine's open minute bins, recent finished rows and alert state.
+class MachineFeed:
+    """One machine's open minute bins, recent finished rows, windows due for a forecast and alert state.
 
     Readings of one sensor arrive in time order, but different sensors' readings may interleave
     (a message holds one sensor's stretch): a minute is finished once every sensor has moved past it.
+    Used live (MQTT telemetry) and inside the simulation (the predictive maintenance policy).
     """
 
     key: tuple[str, int, str]
@@ -55,10 +56,28 @@ class _Machine:
     late: int = 0
     due: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # (window, minute, rows) to forecast
 
+    @classmethod
+    def for_model(cls, key: tuple[str, int, str], group: str, model: Estimator, topic: str, rule: AlertRule,
+                  every: int = 1) -> MachineFeed:
+        """A feed shaped for a model's features and window."""
+        features = model.prep_.features or []  # type: ignore[union-attr]
+        keep = model.window + 10  # a little more than the window, so a dropout at its start is filled as in training
+        return cls(key, group, model, topic, {s: i for i, s in enumerate(features)}, deque(maxlen=keep),
+                   deque(maxlen=keep), AlertState(rule), newest=np.full(len(features), -1, dtype=np.int64),
+                   every=every)
+
+    @property
+    def step_ms(self) -> int:
+        return int(self.model.meta_.get("step", 60.0) * 1000)
+
     def add(self, sensors: list[str], ts: list[int], values: list[float], step_ms: int) -> None:
-        b = np.asarray(ts, dtype=np.int64) // step_ms
+        """Readings by sensor name (names the model does not know are ignored)."""
         j = np.fromiter((self.index.get(s, -1) for s in sensors), dtype=np.int64, count=len(sensors))
-        v = np.asarray(values, dtype=np.float64)
+        self.add_indexed(j, np.asarray(ts, dtype=np.int64), np.asarray(values, dtype=np.float64), step_ms)
+
+    def add_indexed(self, j: np.ndarray, ts: np.ndarray, v: np.ndarray, step_ms: int) -> None:
+        """Readings by feature index (-1: not a feature), epoch or run milliseconds, values."""
+        b = ts // step_ms
         known = j >= 0
         b, j, v = b[known], j[known], v[known]
         if self.closed is not None:
@@ -114,7 +133,7 @@ class LiveForecaster:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._worker = threading.Thread(target=self._loop, name="forecaster", daemon=True)
-        self.machines: dict[tuple[str, int, str], _Machine] = {}
+        self.machines: dict[tuple[str, int, str], MachineFeed] = {}
         self._by_name = {m: g for g, models in bundle.items() for m in _trained_machines(models["model"])}
         self.latest: dict[tuple[str, int, str], dict[str, Any]] = {}
         self.trace: list[tuple[str, int, str, int, float, float]] | None = [] if record else None
@@ -151,7 +170,7 @@ class LiveForecaster:
             self._queue.put((msg.topic, item))
 
     # --- worker ------------------------------------------------------------------------------------
-    def _machine(self, topic: str, tel: Telemetry) -> _Machine | None:
+    def _machine(self, topic: str, tel: Telemetry) -> MachineFeed | None:
         key = (tel.run, tel.replication, tel.machine)
         m = self.machines.get(key)
         if m is not None:
@@ -163,12 +182,8 @@ class LiveForecaster:
         if group is None:
             self.unknown.add(tel.machine)
             return None
-        model = self.bundle[group]["model"]
-        features = model.prep_.features or []  # type: ignore[union-attr]
-        keep = model.window + 10  # a little more than the window, so a dropout at its start is filled as in training
-        m = _Machine(key, group, model, topic.rsplit("/", 1)[0] + "/alerts", {s: i for i, s in enumerate(features)},
-                     deque(maxlen=keep), deque(maxlen=keep), AlertState(self.rule),
-                     newest=np.full(len(features), -1, dtype=np.int64), every=self.interval)
+        m = MachineFeed.for_model(key, group, self.bundle[group]["model"], topic.rsplit("/", 1)[0] + "/alerts",
+                                  self.rule, self.interval)
         self.machines[key] = m
         return m
 
@@ -190,7 +205,7 @@ class LiveForecaster:
                 log.exception("forecasting failed for a batch of telemetry")
 
     def _handle(self, items: list[tuple[str, Telemetry]]) -> None:
-        due: dict[str, list[_Machine]] = {}
+        due: dict[str, list[MachineFeed]] = {}
         for topic, tel in items:
             m = self._machine(topic, tel)
             if m is None or not tel.values:
@@ -208,7 +223,7 @@ class LiveForecaster:
             for i, (m, t, n) in enumerate(work):
                 self._decide(m, fc, i, t, n)
 
-    def _decide(self, m: _Machine, fc: Forecast, i: int, t: int, n: int) -> None:
+    def _decide(self, m: MachineFeed, fc: Forecast, i: int, t: int, n: int) -> None:
         p = float(fc.p_any[i])
         mode = fc.modes[int(np.argmax(fc.proba[i]))] if fc.modes else ""
         self.latest[m.key] = {"ts": t, "rul": float(fc.rul[i]), "p": p, "mode": mode}

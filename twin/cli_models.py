@@ -107,7 +107,8 @@ def train(
                                                    "tables (default 2 h / 30)")] = None,
     cap: Annotated[Optional[str], typer.Option(help="RUL cap of the piecewise-linear target (default 8 h / 125)")]
     = None,
-    window: Annotated[int, typer.Option(min=2, max=500, help="rows per input window (minutes for twin runs)")] = 30,
+    window: Annotated[Optional[int], typer.Option(min=2, max=500, help="rows per input window (default: 60 minutes "
+                                                  "for twin runs, 30 cycles for tables)")] = None,
     seed: Annotated[int, typer.Option(min=0, help="seed of the split, initial weights and batches")] = 0,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="LSTM: most epochs (early stopping may end sooner)")]
     = None,
@@ -117,14 +118,16 @@ def train(
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
     from predictors import REGISTRY
-    from predictors.base import MeanBaseline, save_bundle
+    from predictors.base import DEFAULTS, MeanBaseline, save_bundle
 
     if model not in REGISTRY or model == "baseline":
         fail(f"--model {model!r}: choose one of {', '.join(k for k in REGISTRY if k != 'baseline')}")
     data = _datasets(sources, _fmt(unit_column, time_column, columns, features, sep), store)
     tables = "table" in data
-    h = _time(horizon, "--horizon", 30.0 if tables else 7200.0, tables)
-    c = _time(cap, "--cap", 125.0 if tables else 28800.0, tables)
+    defaults = DEFAULTS["cycles" if tables else "s"]
+    h = _time(horizon, "--horizon", defaults["horizon"], tables)
+    c = _time(cap, "--cap", defaults["cap"], tables)
+    window = window or int(defaults["window"])
     if c < h:
         fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
     out = out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}"

@@ -51,6 +51,20 @@ class ConditionBased:
         return "condition-based" if machine.clock_now() >= machine.clock_at_wear(self.threshold) else None
 
 
+class Oracle:
+    """Perfect information (for comparisons only): maintain when the next wear-out failure is `lead` seconds of
+    running away. No real policy can beat it; it bounds what forecasting can buy."""
+
+    def __init__(self, lead: float = 600.0) -> None:
+        self.lead = lead
+
+    def due(self, machine: Machine) -> str | None:
+        if machine.fail_mode in machine.wear_modes and \
+                machine.fail_clock - machine.clock_now() <= self.lead * machine.work_rate:
+            return "oracle"
+        return None
+
+
 def policy_from_spec(spec: Maintenance) -> MaintenancePolicy:
     """The policy a machine type's `maintenance:` block describes."""
     if spec.policy == "preventive":

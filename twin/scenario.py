@@ -236,6 +236,17 @@ class Calendar(_Strict):
         return sorted(out)
 
 
+class Costs(_Strict):
+    """Money, for comparing maintenance policies: per action, per failure, and the margin of each good part."""
+
+    currency: str = Field("EUR", max_length=8)
+    maintenance: float = Field(0.0, ge=0, description="labour and parts of one planned maintenance action")
+    repair: float = Field(0.0, ge=0, description="labour and spare parts of one repair after a failure")
+    repair_by_mode: dict[Name, float] = Field(default_factory=dict,
+                                              description="repair cost of particular fault modes (else 'repair')")
+    part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
+
+
 class Scenario(_Strict):
     """A production line and how to run it."""
 
@@ -256,6 +267,7 @@ class Scenario(_Strict):
     machine_types: dict[Name, MachineType] = Field(min_length=1)
     stations: list[Station] = Field(min_length=1, max_length=200)
     calendar: Calendar | None = None
+    costs: Costs = Field(default_factory=Costs)
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
@@ -328,16 +340,19 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise ScenarioError(_format_errors(path.name, e, lines)) from None
 
 
-def with_policy(scenario: Scenario, policy: str) -> Scenario:
+def with_policy(scenario: Scenario, policy: str, **defaults: Any) -> Scenario:
     """The scenario with every machine type's maintenance policy replaced (e.g. run-to-failure for training data).
 
-    Schedules and thresholds stay as the file gives them; a policy whose parameter a machine type lacks is a
-    ScenarioError naming the machine type.
+    Schedules and thresholds stay as the file gives them; `defaults` (every=..., threshold=...) fill in
+    those a machine type lacks; a policy whose parameter is still missing is a ScenarioError naming the type.
     """
     types = {}
     for name, mt in scenario.machine_types.items():
+        current = mt.maintenance.model_dump()
+        if defaults and current["policy"] != policy:  # the file's own parameters belong to its own policy
+            current.update({k: v for k, v in defaults.items() if v is not None})
         try:
-            spec = Maintenance.model_validate({**mt.maintenance.model_dump(), "policy": policy})
+            spec = Maintenance.model_validate({**current, "policy": policy})
         except ValidationError as e:
             raise ScenarioError(f"--policy {policy}: machine type {name!r} cannot use it "
                                 f"({e.errors()[0]['msg']}); add the parameter under machine_types.{name}.maintenance "

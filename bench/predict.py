@@ -1,0 +1,113 @@
+"""Fault forecasting benchmark (not a test): training time, inference time, held-out alert quality.
+
+For each bundled scenario: run-to-failure training runs and held-out runs with another seed go
+straight into a store (`twin run --no-stream --policy run-to-failure`); the LSTM and regression
+forecasters are trained per machine type and scored on the held-out runs with the alert rule used
+live. Printed per scenario and machine type: training time, inference time per machine window
+(one window, as live forecasting calls it, and amortised in a batch of 64), alert precision/recall/F1
+and mean/min lead time, next to the targets (issue 4): alert F1 >= 0.9, lead time at least the
+maintenance duration (its mean, from the scenario), inference < 5 ms per machine window.
+
+    .venv/bin/python bench/predict.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from predictors import REGISTRY  # noqa: E402
+from predictors.base import DEFAULTS  # noqa: E402
+from predictors.data import from_twin_runs  # noqa: E402
+from predictors.evaluate import evaluate  # noqa: E402
+from twin.scenario import load_scenario, with_policy  # noqa: E402
+from twin.stream import store_scenario  # noqa: E402
+
+# simulated time per scenario: enough wear-out failures to learn from (lives of tens of hours)
+PLAN = {"bottling": (3, 2 * 86400.0), "body_shop": (2, 2 * 86400.0), "cnc_cell": (3, 6 * 86400.0)}
+
+
+def make_runs(name: str, work: Path, quick: bool) -> tuple[Path, Path, float]:
+    reps, duration = PLAN[name]
+    if quick:
+        reps, duration = 2, duration / 2
+    base = with_policy(load_scenario(ROOT / "scenarios" / f"{name}.yaml"), "run-to-failure")
+    sc = base.model_copy(update={"duration": duration, "replications": reps, "warmup": 0.0})
+    out = {}
+    t0 = time.perf_counter()
+    for part, update in (("train", {}), ("heldout", {"seed": sc.seed + 1000, "replications": 2})):
+        (work / name / part).mkdir(parents=True)
+        store_scenario(sc.model_copy(update=update), work / name / part)
+        out[part] = work / name / part
+    maint = float(np.mean([mt.maintenance.duration.mean for mt in base.machine_types.values()]))
+    print(f"\n## {name}: {reps} × {duration / 86400:g} d of training runs + "
+          f"2 held-out runs (another seed), simulated and stored in {time.perf_counter() - t0:.0f} s")
+    return out["train"], out["heldout"], maint
+
+
+def inference_ms(model: object, x: np.ndarray) -> tuple[float, float]:
+    """Median ms for one window, and ms per window in a batch of 64."""
+    one = x[:1]
+    for _ in range(5):
+        model.predict_windows(one)  # type: ignore[attr-defined]
+    times = []
+    for _ in range(50):
+        t = time.perf_counter()
+        model.predict_windows(one)  # type: ignore[attr-defined]
+        times.append(time.perf_counter() - t)
+    batch = np.repeat(x[:1], 64, axis=0) if len(x) < 64 else x[:64]
+    t = time.perf_counter()
+    for _ in range(10):
+        model.predict_windows(batch)  # type: ignore[attr-defined]
+    return 1000 * float(np.median(times)), 1000 * (time.perf_counter() - t) / (10 * len(batch))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="half the simulated time, 2 replications")
+    ap.add_argument("--scenarios", default=",".join(PLAN))
+    args = ap.parse_args()
+    import torch
+
+    print(f"fault forecasting benchmark on {torch.get_num_threads()} CPU threads; targets: alert F1 >= 0.9, "
+          "mean lead >= maintenance duration, inference < 5 ms per machine window")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.scenarios.split(","):
+            train_dir, held_dir, maint = make_runs(name, Path(tmp), args.quick)
+            train, held = from_twin_runs([train_dir]), from_twin_runs([held_dir])
+            print(f"{'machine type':18} {'model':10} {'train s':>8} {'1 window ms':>11} {'batched ms':>10} "
+                  f"{'RUL RMSE h':>10} {'failures':>8} {'alerts':>6} {'P':>5} {'R':>5} {'F1':>5} "
+                  f"{'lead h':>7} {'min lead h':>10} {'maint h':>7}")
+            for group, ds in train.items():
+                if group not in held or not ds.modes or ds.failures.empty:
+                    print(f"{group:18} (no wear-out failures in the training runs)")
+                    continue
+                params = {k: int(v) if k == "window" else v for k, v in DEFAULTS["s"].items()}
+                models = {"baseline": REGISTRY["baseline"](**params).fit(ds)}
+                fit_s = {}
+                for kind in ("regression", "lstm"):
+                    t = time.perf_counter()
+                    models[kind] = REGISTRY[kind](**params).fit(ds)
+                    fit_s[kind] = time.perf_counter() - t
+                ev = evaluate(models, held[group]).scores.set_index("model")
+                x = models["lstm"].prep_.windows(held[group], np.arange(min(64, len(held[group]))))
+                for kind in ("regression", "lstm"):
+                    one, batched = inference_ms(models[kind], x)
+                    s = ev.loc[kind]
+                    print(f"{group:18} {kind:10} {fit_s[kind]:8.1f} {one:11.2f} {batched:10.3f} "
+                          f"{s.rmse / 3600:10.2f} {int(s.alert_failures):8d} {int(s.alert_alerts):6d} "
+                          f"{s.alert_precision:5.2f} {s.alert_recall:5.2f} {s.alert_f1:5.2f} "
+                          f"{s.alert_lead_mean / 3600:7.2f} {s.alert_lead_min / 3600:10.2f} {maint / 3600:7.2f}")
+                print(f"{group:18} {'baseline':10} {'':8} {'':11} {'':10} {ev.loc['baseline', 'rmse'] / 3600:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The predictive maintenance policy: a raised fault alert becomes a maintenance order for that machine.
+
+The decision interface is the twin's (`MaintenancePolicy.due`, asked at every cycle boundary, so crews
+and maintenance durations apply as for any policy). Where the alerts come from differs:
+- `SimulatedForecasts`: inside a simulation, from the line's own sensor readings, binned and forecast
+  exactly as live (fast, as-fast-as-possible replications);
+- `AlertOrders`: live, from the alerts a forecaster publishes over MQTT.
+One order per alert episode: a machine is ordered again only after its alert has cleared.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from predictors.alerts import AlertRule
+from predictors.base import Bundle
+from predictors.online import MachineFeed
+from twin.bus.broker import BrokerURL, connect, make_client
+from twin.bus.payloads import ParseError, alert_filter, parse_alert
+
+if TYPE_CHECKING:
+    from sensors import Readings
+    from twin.model import Line, Machine
+
+
+class Orders:
+    """Maintenance orders waiting for their machine's next cycle boundary."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.placed = 0
+
+    def place(self, machine: str, reason: str) -> None:
+        with self._lock:
+            if machine not in self._pending:
+                self.placed += 1
+            self._pending[machine] = reason
+
+    def take(self, machine: str) -> str | None:
+        if not self._pending:  # the common case, without the lock
+            return None
+        with self._lock:
+            return self._pending.pop(machine, None)
+
+
+class Predictive:
+    """The machine's policy: maintain when an order is waiting for it (an alert was raised)."""
+
+    def __init__(self, orders: Orders) -> None:
+        self.orders = orders
+
+    def due(self, machine: Machine) -> str | None:
+        return self.orders.take(machine.name)
+
+
+class SimulatedForecasts:
+    """Forecasts from a simulation's own readings (pass `on_readings` and `policy_for` to `simulate`)."""
+
+    def __init__(self, bundle: Bundle, rule: AlertRule | None = None) -> None:
+        self.bundle, self.rule = bundle, rule or AlertRule()
+        self.orders = Orders()
+        self.feeds: list[MachineFeed | None] = []
+        self._series: tuple[np.ndarray, np.ndarray] | None = None
+        self.forecasts = 0
+        self.alerts = 0
+
+    def policy_for(self, machine: Machine) -> Predictive:
+        return Predictive(self.orders)
+
+    def _wire(self, line: Line) -> None:
+        from sensors import sensor_catalog
+
+        cat = sensor_catalog(line).reset_index(drop=True)
+        machines = list(dict.fromkeys(cat.machine))
+        groups = {m.name: m.station.machine_type for m in line.machines}
+        self.feeds = []
+        for name in machines:
+            group = groups[name]
+            self.feeds.append(MachineFeed.for_model(("sim", line.replication, name), group,
+                                                    self.bundle[group]["model"], name, self.rule)
+                              if group in self.bundle else None)
+        machine_idx = cat.machine.map({m: i for i, m in enumerate(machines)}).to_numpy()
+        feature = np.array([-1 if self.feeds[i] is None else self.feeds[i].index.get(s, -1)  # type: ignore[union-attr]
+                            for i, s in zip(machine_idx, cat.sensor)], dtype=np.int64)
+        self._series = (machine_idx, feature)
+
+    def on_readings(self, line: Line, batch: Readings) -> None:
+        if self._series is None:
+            self._wire(line)
+        assert self._series is not None
+        machine_idx, feature = self._series
+        if not len(batch):
+            return
+        owner = machine_idx[batch.series]
+        order = np.argsort(owner, kind="stable")
+        bounds = np.searchsorted(owner[order], np.arange(len(self.feeds) + 1))
+        ts = np.rint(batch.t * 1000).astype(np.int64)
+        due: dict[str, list[MachineFeed]] = {}
+        for i, feed in enumerate(self.feeds):
+            if feed is None or bounds[i] == bounds[i + 1]:
+                continue
+            idx = order[bounds[i]:bounds[i + 1]]
+            feed.add_indexed(feature[batch.series[idx]], ts[idx], batch.value[idx], feed.step_ms)
+            if feed.due:
+                due.setdefault(feed.group, []).append(feed)
+        for feeds in due.values():
+            model = feeds[0].model
+            work = [(f, t) for f in feeds for _, t, _ in f.due]
+            fc = model.predict_windows(np.stack([w for f in feeds for w, _, _ in f.due]))
+            for f in feeds:
+                f.due.clear()
+            self.forecasts += len(work)
+            p = fc.p_any
+            for k, (f, t) in enumerate(work):
+                mode = fc.modes[int(np.argmax(fc.proba[k]))] if fc.modes else ""
+                if f.state.update(t, float(p[k]), mode) == "raised":
+                    self.alerts += 1
+                    self.orders.place(f.key[2], f"predictive: P={p[k]:.2f} {mode}, RUL {fc.rul[k] / 3600:.1f} h")
+
+
+class AlertOrders:
+    """Live: subscribes to a line's alerts over MQTT and turns each raised alert of this run into an order."""
+
+    def __init__(self, url: BrokerURL, prefix: str, run_id: str) -> None:
+        self.url, self.prefix, self.run_id = url, prefix, run_id
+        self.orders = Orders()
+        self.client = make_client(url, f"linetwin-orders-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(prefix), 1)
+
+    def policy_for(self, machine: Machine) -> Predictive:
+        return Predictive(self.orders)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            alert = parse_alert(msg.payload)
+        except ParseError:
+            return
+        if alert["state"] == "raised" and alert.get("run") == self.run_id:
+            self.orders.place(alert["machine"], f"predictive (MQTT alert): P={alert['probability']:.2f} "
+                              f"{alert.get('fault_mode', '')}")
+
+    def start(self) -> AlertOrders:
+        connect(self.client, self.url)
+        self.client.subscribe(alert_filter(self.prefix), 1)
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
