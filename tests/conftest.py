@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,3 +113,35 @@ def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def twin_cmd(*args: object) -> list[str]:
+    return [sys.executable, "-m", "twin.cli", *map(str, args)]
+
+
+def run_all(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
+    """Run commands side by side (two cores), each must succeed."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for c in commands]
+    done = []
+    for p, c in zip(procs, commands):
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, f"{' '.join(c)} failed:\n{err[-3000:]}"
+        done.append(subprocess.CompletedProcess(c, p.returncode, out, err))
+    return done
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bottling: training runs (2 × 2 days, run to failure), a held-out run (another seed), LSTM and regression
+    models, made through the CLI once for every test that needs them."""
+    d = tmp_path_factory.mktemp("forecasting")
+    common = ("run", "scenarios/bottling.yaml", "--no-stream", "--policy", "run-to-failure", "--duration", "2 d")
+    run_all(twin_cmd(*common, "--replications", 2, "--out", d / "train"),
+            twin_cmd(*common, "--replications", 1, "--seed", 7, "--out", d / "heldout"))
+    run_all(twin_cmd("train", d / "train", "--model", "lstm", "--out", d / "lstm"),
+            twin_cmd("train", d / "train", "--model", "regression", "--out", d / "regression"))
+    return d

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,14 +15,13 @@ import jsonschema
 import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
-import pytest
 import yaml
 
 from predictors.base import load_bundle
 from predictors.data import from_twin_run
 from predictors.evaluate import forecast_frame
 from predictors.online import LiveForecaster
-from tests.conftest import Mosquitto, _need
+from tests.conftest import Mosquitto, _need, run_all, twin_cmd
 from twin.scenario import load_scenario, with_policy
 from twin.stream import stream_scenario
 
@@ -31,34 +29,6 @@ LINE = "plant-hamburg/hall-2/bottling-1"
 WEAR = ("bearing_wear", "valve_clogging", "overheating")
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "mqtt.schema.json").read_text())
-
-
-def twin_cmd(*args: object) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *map(str, args)]
-
-
-def run_all(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
-    """Run commands side by side (two cores), each must succeed."""
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-             for c in commands]
-    done = []
-    for p, c in zip(procs, commands):
-        out, err = p.communicate(timeout=timeout)
-        assert p.returncode == 0, f"{' '.join(c)} failed:\n{err[-3000:]}"
-        done.append(subprocess.CompletedProcess(c, p.returncode, out, err))
-    return done
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Training runs (2 × 2 days, run to failure), a held-out run (another seed), LSTM and regression models."""
-    d = tmp_path_factory.mktemp("forecasting")
-    common = ("run", "scenarios/bottling.yaml", "--no-stream", "--policy", "run-to-failure", "--duration", "2 d")
-    run_all(twin_cmd(*common, "--replications", 2, "--out", d / "train"),
-            twin_cmd(*common, "--replications", 1, "--seed", 7, "--out", d / "heldout"))
-    run_all(twin_cmd("train", d / "train", "--model", "lstm", "--out", d / "lstm"),
-            twin_cmd("train", d / "train", "--model", "regression", "--out", d / "regression"))
-    return d
 
 
 def test_both_predictors_beat_the_baseline_and_the_lstm_beats_regression(work: Path) -> None:

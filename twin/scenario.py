@@ -283,6 +283,11 @@ class Scenario(_Strict):
                 if crew is not None and crew not in crews:
                     raise ValueError(f"machine_types.{tname} names repair crew '{crew}', but repair_crews has "
                                      f"{crews or 'none'}; add it to repair_crews or fix the name")
+        modes = {f.name for mt in self.machine_types.values() for f in mt.fault_modes}
+        unknown = sorted(set(self.costs.repair_by_mode) - modes)
+        if unknown:
+            raise ValueError(f"costs.repair_by_mode names fault modes {unknown} that no machine type has; "
+                             f"fault modes: {sorted(modes)}")
         for i, st in enumerate(self.stations):
             if st.machine_type not in self.machine_types:
                 raise ValueError(f"stations[{i}] ({st.name}) uses machine_type '{st.machine_type}', which is not "
@@ -340,21 +345,22 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise ScenarioError(_format_errors(path.name, e, lines)) from None
 
 
-def with_policy(scenario: Scenario, policy: str, **defaults: Any) -> Scenario:
+def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults: Any) -> Scenario:
     """The scenario with every machine type's maintenance policy replaced (e.g. run-to-failure for training data).
 
     Schedules and thresholds stay as the file gives them; `defaults` (every=..., threshold=...) fill in
-    those a machine type lacks; a policy whose parameter is still missing is a ScenarioError naming the type.
+    those a machine type lacks (with `force`, replace them everywhere: a parameter sweep); a policy whose
+    parameter is still missing is a ScenarioError naming the machine type.
     """
     types = {}
     for name, mt in scenario.machine_types.items():
-        current = mt.maintenance.model_dump()
-        if defaults and current["policy"] != policy:  # the file's own parameters belong to its own policy
+        current = mt.maintenance.model_dump(by_alias=True)
+        if defaults and (force or current["policy"] != policy):  # the file's parameters belong to its own policy
             current.update({k: v for k, v in defaults.items() if v is not None})
         try:
             spec = Maintenance.model_validate({**current, "policy": policy})
         except ValidationError as e:
-            raise ScenarioError(f"--policy {policy}: machine type {name!r} cannot use it "
+            raise ScenarioError(f"policy {policy!r}: machine type {name!r} cannot use it "
                                 f"({e.errors()[0]['msg']}); add the parameter under machine_types.{name}.maintenance "
                                 "or choose another policy") from None
         types[name] = mt.model_copy(update={"maintenance": spec})
