@@ -455,7 +455,7 @@ def compare(
     policies: Annotated[str, typer.Option(help="comma-separated, the first is the reference: run-to-failure, "
                                           "preventive, condition-based, predictive, oracle")]
     = "run-to-failure,preventive,condition-based,predictive",
-    replications: Annotated[Optional[int], typer.Option(min=2, help="replications per policy")] = None,
+    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
     duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0)] = None,
@@ -509,7 +509,7 @@ def tune(
     values: Annotated[str, typer.Option(help="comma-separated settings, e.g. '20 h,40 h,60 h' or '0.5,0.6,0.7'")],
     objective: Annotated[str, typer.Option(help="KPI to optimise, e.g. 'total cost', 'oee', 'unplanned failures'")]
     = "total cost",
-    replications: Annotated[Optional[int], typer.Option(min=2)] = None,
+    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per setting (at least 2)")] = None,
     duration: Annotated[Optional[str], typer.Option()] = None,
     warmup: Annotated[Optional[str], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option(min=0)] = None,

@@ -1,0 +1,116 @@
+"""Closed loop: forecasts schedule maintenance in the twin; policies compared with common random numbers."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, twin_cmd
+from twin.compare import PolicyParams, compare, policy_kpis
+from twin.maintenance import Oracle, Preventive
+from twin.model import Line
+from twin.scenario import ScenarioError, load_scenario, with_policy
+
+
+def bottling(duration: float, replications: int = 1, **update: object) -> object:
+    sc = with_policy(load_scenario(ROOT / "scenarios" / "bottling.yaml"), "run-to-failure")
+    return sc.model_copy(update={"duration": duration, "warmup": 0.0, "replications": replications, **update})
+
+
+def test_common_random_numbers_give_every_policy_the_same_draws() -> None:
+    """Preventive maintenance changes when lives end, not what was drawn: the k-th life of every fault mode,
+    and every cycle time, is the same draw under both policies."""
+    sc = bottling(3 * 86400.0)
+    lines = []
+    for policy in (None, lambda m: Preventive(8 * 3600.0, None)):
+        line = Line(sc, 0, policy=policy) if policy else Line(sc, 0)
+        line.run(sc.duration)
+        lines.append(line)
+    a, b = lines
+    assert sum(e.kind == "maintenance_end" for e in b.events) > 5  # the policies really differ
+    compared = 0
+    for ma, mb in zip(a.machines, b.machines):
+        for la, lb in zip(ma.log.lives, mb.log.lives):
+            n = min(len(la), len(lb))
+            assert n >= 1
+            np.testing.assert_array_equal([life for *_, life in la[:n]], [life for *_, life in lb[:n]])
+            compared += n
+    assert compared > 30
+    sudden = [[e.t for e in line.events if e.kind == "failure" and e.fault_mode == "jam"
+               and e.machine == "depalletizer"] for line in lines]
+    assert sudden[0][:1] == sudden[1][:1]  # the first jam comes at the same time (nothing differs before it)
+
+
+def test_oracle_maintains_just_before_each_wear_out_failure() -> None:
+    sc = bottling(2 * 86400.0)
+    line = Line(sc, 0, policy=lambda m: Oracle(600.0))
+    line.run(sc.duration)
+    k = policy_kpis(line)
+    free = Line(sc, 0)
+    free.run(sc.duration)
+    assert policy_kpis(free)["wear-out failures"] >= 5
+    assert k["wear-out failures"] == 0 and k["maintenance actions"] >= 5
+
+
+def test_predictive_policy_prevents_failures_and_the_oracle_bounds_it(work: Path) -> None:
+    """Same seeds, three policies: run-to-failure, predictive with the trained LSTM, perfect information."""
+    sc = bottling(86400.0, replications=6, seed=4242)
+    cmp = compare(sc, ["run-to-failure", "predictive", "oracle"], PolicyParams(models=str(work / "lstm")), jobs=2)
+    s = cmp.summary().set_index(["policy", "kpi"])["mean"]
+    d = cmp.differences().set_index(["policy", "kpi"])
+    rtf, pred, oracle = (s[(p, "wear-out failures")] for p in ("run-to-failure", "predictive", "oracle"))
+    assert rtf >= 3 and oracle <= pred < rtf, (rtf, pred, oracle)
+    for policy in ("predictive", "oracle"):
+        row = d.loc[(policy, "wear-out failures")]
+        assert row["significant"] and row["ci_high"] < 0, row
+        cost = d.loc[(policy, "total cost")]
+        assert cost["significant"] and cost["ci_high"] < 0, cost  # and it pays: repairs cost more than services
+    assert s[("predictive", "maintenance actions")] > 0 and s[("run-to-failure", "maintenance actions")] == 0
+    assert (cmp.kpis.query("policy == 'predictive' and kpi == 'forecasts'").value > 1000).all()
+
+
+def test_compare_cli_table_report_and_parallel_runs(tmp_path: Path) -> None:
+    r = subprocess.run(twin_cmd("compare", "scenarios/bottling.yaml", "--policies",
+                                "run-to-failure,preventive,condition-based,oracle", "--replications", 3,
+                                "--duration", "1 d", "--warmup", "1 h", "--every", "30 h", "--threshold", 0.7,
+                                "--out", tmp_path / "cmp"), capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "total cost" in r.stdout and "on 2 processes" in r.stdout
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "Differences to run-to-failure" in report and (tmp_path / "cmp" / "policies.png").stat().st_size > 5000
+    kpis = pd.read_csv(tmp_path / "cmp" / "kpis.csv")
+    assert set(kpis.policy) == {"run-to-failure", "preventive", "condition-based", "oracle"}
+    assert kpis.groupby("policy").replication.nunique().eq(3).all()
+
+
+def test_tune_finds_a_setting_and_says_why(tmp_path: Path) -> None:
+    r = subprocess.run(twin_cmd("tune", "scenarios/bottling.yaml", "--policy", "condition-based", "--values",
+                                "0.3,0.7,0.95", "--replications", 3, "--duration", "1 d", "--warmup", 0,
+                                "--out", tmp_path / "tune"), capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "best threshold by total cost" in r.stdout and "← best" in r.stdout
+    summary = pd.read_csv(tmp_path / "tune" / "summary.csv")
+    assert set(summary.policy) == {"threshold=0.3", "threshold=0.7", "threshold=0.95"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--policies", "run-to-failure,magic"), "unknown policy 'magic'"),
+    (("--policies", "run-to-failure,predictive"), "needs --models"),
+    (("--policies", "run-to-failure,preventive"), "machine type 'filler' cannot use it"),
+    (("--replications", 1), "at least 2"),
+])
+def test_compare_mistakes_are_clear(args: tuple[object, ...], message: str) -> None:
+    r = subprocess.run(twin_cmd("compare", "scenarios/bottling.yaml", *args), capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "bottling.yaml").read_text().replace("jam: 15", "jamm: 15")
+    (tmp_path / "b.yaml").write_text(text)
+    with pytest.raises(ScenarioError, match=r"costs.repair_by_mode names fault modes \['jamm'\]"):
+        load_scenario(tmp_path / "b.yaml")
