@@ -124,29 +124,39 @@ class SimulatedForecasts:
 
 
 class AlertOrders:
-    """Live: subscribes to a line's alerts over MQTT and turns each raised alert of this run into an order."""
+    """Live: subscribes to a line's alerts over MQTT and turns each newly raised alert into an order.
 
-    def __init__(self, url: BrokerURL, prefix: str, run_id: str) -> None:
-        self.url, self.prefix, self.run_id = url, prefix, run_id
+    Retained alerts (the state before this subscriber came) are not orders: only alerts raised while it
+    listens are; with `run_id`, only those of that run.
+    """
+
+    def __init__(self, prefix: str, run_id: str | None = None) -> None:
+        self.prefix, self.run_id = prefix, run_id
         self.orders = Orders()
-        self.client = make_client(url, f"linetwin-orders-{uuid.uuid4().hex[:8]}")
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(prefix), 1)
+        self.client: Any = None
+        self.received = 0
 
     def policy_for(self, machine: Machine) -> Predictive:
         return Predictive(self.orders)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.retain:
+            return
         try:
             alert = parse_alert(msg.payload)
         except ParseError:
             return
-        if alert["state"] == "raised" and alert.get("run") == self.run_id:
+        self.received += 1
+        if alert["state"] == "raised" and (self.run_id is None or alert.get("run") == self.run_id):
             self.orders.place(alert["machine"], f"predictive (MQTT alert): P={alert['probability']:.2f} "
                               f"{alert.get('fault_mode', '')}")
 
-    def start(self) -> AlertOrders:
-        connect(self.client, self.url)
+    def start(self, url: BrokerURL, protocol: int | None = None) -> AlertOrders:
+        kwargs = {} if protocol is None else {"protocol": protocol}
+        self.client = make_client(url, f"linetwin-orders-{uuid.uuid4().hex[:8]}", **kwargs)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(self.prefix), 1)
+        connect(self.client, url)
         self.client.subscribe(alert_filter(self.prefix), 1)
         return self
 

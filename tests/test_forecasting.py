@@ -179,3 +179,21 @@ def test_bad_model_folder_and_options_fail_clearly(work: Path, tmp_path: Path) -
     for args, message in cases:
         r = subprocess.run(twin_cmd(*args), capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_closed_loop_over_mqtt_alerts_order_maintenance_in_time(work: Path, mosquitto: Mosquitto,
+                                                                tmp_path: Path) -> None:
+    """The run whose case packer fails at 2.1 h: with the predictive policy, the forecaster's alert comes back
+    over MQTT as a maintenance order and the bearing never fails."""
+    r = subprocess.run(twin_cmd("run", "scenarios/bottling.yaml", "--policy", "predictive", "--seed", 24,
+                                "--duration", "2.5 h", "--warmup", 0, "--replications", 1, "--realtime-factor", 600,
+                                "--broker", mosquitto.url, "--models", work / "lstm", "--out", tmp_path / "loop"),
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 maintenance orders from alerts" in r.stderr
+    ev = pd.read_parquet(tmp_path / "loop" / "truth" / "events.parquet")
+    ev = ev[ev.machine == "case-packer"]
+    assert _failures(tmp_path / "loop").empty
+    order = ev[ev.event == "maintenance_order"]
+    assert len(order) == 1 and order.detail.iloc[0].startswith("predictive (MQTT alert)")
+    assert order.t.iloc[0] < 2.1 * 3600 and (ev.event == "maintenance_end").any()

@@ -90,7 +90,8 @@ def run(
     store: Annotated[Optional[str], typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..; "
                                                  "default: twin.duckdb in the result folder")] = None,
     policy: Annotated[Optional[str], typer.Option(help="maintenance policy for every machine type instead of the "
-                                                  "file's: run-to-failure, preventive or condition-based")] = None,
+                                                  "file's: run-to-failure, preventive, condition-based, or "
+                                                  "predictive (with --models: alerts order maintenance)")] = None,
     stream: Annotated[bool, typer.Option(help="stream over MQTT into the store while simulating (--no-stream: "
                                          "straight into the store, flat out)")] = True,
     ingest: Annotated[bool, typer.Option(help="run an ingest in this process (else leave it to `twin ingest`)")]
@@ -101,7 +102,9 @@ def run(
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
                warmup=_duration(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
-    if policy is not None:
+    if policy == "predictive" and (models is None or not stream):
+        fail("--policy predictive: give --models (from `twin train`) and stream (the alerts travel over MQTT)")
+    if policy is not None and policy != "predictive":
         sc = _with_policy(sc, policy)
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
@@ -120,7 +123,8 @@ def run(
                        sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
         if stream:
-            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, models)
+            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, models,
+                                           predictive=policy == "predictive")
         else:
             summary, kpis, stats = _store_direct(sc, out, progress, store)
     out_console.print(kpi_table(summary, kpis, sc))
@@ -142,7 +146,7 @@ def _with_policy(sc: Scenario, policy: str) -> Scenario:
 
     choices = ("run-to-failure", "preventive", "condition-based")
     if policy not in choices:
-        fail(f"--policy {policy!r}: choose one of {', '.join(choices)}")
+        fail(f"--policy {policy!r}: choose one of {', '.join(choices)}, or predictive (with --models)")
     try:
         return with_policy(sc, policy)
     except ScenarioError as e:
@@ -174,20 +178,28 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
 
 def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
             cert: Optional[Path], key: Optional[Path], store: Optional[str],
-            ingest: bool, models: Optional[Path] = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+            ingest: bool, models: Optional[Path] = None,
+            predictive: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario
 
     url = _broker_url(broker, ca, cert, key)
-    attach = None
+    attach, policy = None, None
     if models is not None:
         from twin.cli_models import forecasting
 
-        attach = forecasting(models, sc, err_console)
+        orders = None
+        if predictive:
+            from predictors.policy import AlertOrders
+
+            orders = AlertOrders(f"{sc.line.site}/{sc.line.area}/{sc.line.name}")
+            policy = orders.policy_for
+        attach = forecasting(models, sc, err_console, orders=orders)
     try:
         return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,
-                               on_note=lambda note: err_console.print(note, highlight=False), attach=attach)
+                               on_note=lambda note: err_console.print(note, highlight=False), attach=attach,
+                               policy=policy)
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
 

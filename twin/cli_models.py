@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from predictors.alerts import AlertRule
     from predictors.base import Bundle
     from predictors.data import RunToFailure, TableFormat
+    from predictors.policy import AlertOrders
     from twin.bus.broker import BrokerURL
     from twin.compare import PolicyParams
     from twin.scenario import Scenario
@@ -253,9 +254,11 @@ def _rule(on: float, off: float, confirm: int, clear_after: int) -> AlertRule:
     return AlertRule(on=on, off=off, confirm=confirm, clear_after=clear_after)
 
 
-def forecasting(models: Path, sc: Scenario, console: Console,
-                rule: AlertRule | None = None) -> Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]:
-    """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end."""
+def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | None = None,
+                orders: AlertOrders | None = None) -> Callable[[BrokerURL, int],
+                                                               contextlib.AbstractContextManager[object]]:
+    """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end;
+    with `orders` (the predictive policy), its alerts come back over MQTT as maintenance orders."""
     bundle = _load_models(models)
     prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
 
@@ -263,6 +266,8 @@ def forecasting(models: Path, sc: Scenario, console: Console,
     def attach(url: BrokerURL, protocol: int) -> Iterator[object]:
         from predictors.online import LiveForecaster
 
+        if orders is not None:
+            orders.start(url, protocol)
         fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule).start()
         console.print(f"forecasting faults with {models} ({', '.join(bundle)}); alerts on {prefix}/+/+/alerts",
                       highlight=False)
@@ -276,6 +281,11 @@ def forecasting(models: Path, sc: Scenario, console: Console,
                           f"{len(raised)} alerts raised", highlight=False)
             if fc.unknown:
                 console.print(f"no model for machines {', '.join(sorted(fc.unknown))}: not forecast", highlight=False)
+            if orders is not None:
+                time.sleep(0.5)  # the last alerts' way back
+                orders.stop()
+                console.print(f"predictive policy: {orders.orders.placed} maintenance orders from alerts",
+                              highlight=False)
 
     return attach
 

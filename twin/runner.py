@@ -217,11 +217,12 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
                  on_readings: Callable[[Line, Readings], None] | None = None,
                  on_replication: Callable[[Replication], None] | None = None,
                  extra: dict[str, Any] | None = None,
-                 wall_start: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 wall_start: float | None = None,
+                 policy: Callable[[Machine], MaintenancePolicy] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
 
     `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
-    each finished replication.
+    each finished replication; `policy` overrides the machines' maintenance policies (e.g. predictive).
     """
     writer = RunWriter(out, scenario)
 
@@ -235,7 +236,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     kpis = []
     for rep in range(scenario.replications):
         result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress,
-                          wall_start=wall_start if rep == 0 else None)
+                          wall_start=wall_start if rep == 0 else None, policy=policy)
         writer.replication(result)
         readings += result.readings
         kpis.append(result.kpis)

@@ -22,7 +22,8 @@ from twin.bus.broker import BrokerURL, EmbeddedBroker, negotiate
 from twin.bus.payloads import LineTopics
 from twin.bus.publisher import Publisher
 from twin.ingest import Ingest, IngestProcess
-from twin.model import STATES, Line
+from twin.maintenance import MaintenancePolicy
+from twin.model import STATES, Line, Machine
 from twin.runner import ProgressFn, Replication, run_scenario
 from twin.scenario import Scenario
 from twin.store import Store, open_store
@@ -59,13 +60,14 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
                     ingest: bool | str = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
                     on_note: Callable[[str], None] | None = None,
                     attach: Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]] | None = None,
+                    policy: Callable[[Machine], MaintenancePolicy] | None = None,
                     ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats.
 
     `ingest`: True runs the ingest as a child process (default), "thread" inside this process,
     False not at all (a `twin ingest` elsewhere does it). `attach(broker, protocol)` gives a context
     for another subscriber (e.g. the live forecaster), entered before the first reading is published
-    and left after the last one is stored.
+    and left after the last one is stored. `policy` overrides the machines' maintenance policies.
     """
     now = _now_ms()
     live = scenario.realtime_factor > 0
@@ -113,7 +115,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         summary, kpis = run_scenario(scenario, out, progress, on_readings=pub.on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
                                                                              "store": store_url},
-                                     wall_start=start_ms / 1000 if live else None)
+                                     wall_start=start_ms / 1000 if live else None, policy=policy)
         stats.readings = pub.readings_published
         pub.publish_status("finished", readings=stats.readings)
         if not pub.flush(drain_timeout):
