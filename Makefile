@@ -31,6 +31,7 @@ bench: $(STAMP)
 	bash scripts/test-deps.sh
 	$(PY) bench/pipeline.py
 	$(PY) bench/predict.py
+	$(PY) bench/compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

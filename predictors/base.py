@@ -112,14 +112,30 @@ class Estimator:
         va = self._xy(valid) if len(valid) else None
         self._fit(*tr, valid=va, progress=progress)
         self._fit_interval(*(va or tr)[:3])
+        validation = self._validation_scores(va) if va is not None else {}
         self.meta_ = {"kind": self.kind, "linetwin": twin.__version__, "group": ds.group, "modes": self.modes_,
                       "time_unit": ds.time_unit, "step": ds.step, "trained": dt.datetime.now(dt.UTC).isoformat(
                           timespec="seconds"), "data": {"fingerprint": ds.fingerprint(), "rows": len(ds),
                                                         "units": int(ds.frame["unit"].nunique()),
                                                         "sources": ds.sources, "failures": len(ds.failures)},
+                      "validation": validation,
                       "train_units": sorted(train.frame["unit"].unique().tolist()),
                       "valid_units": sorted(valid.frame["unit"].unique().tolist())}
         return self
+
+    def _validation_scores(self, va: tuple[np.ndarray, ...]) -> dict[str, float]:
+        """RUL RMSE/MAE and per-row F1 on the validation units: the metrics saved with the model."""
+        from predictors.metrics import classification_scores
+
+        x, rul, known, label, label_known = va
+        fc = self.predict_windows(x)
+        err = fc.rul[known] - rul[known]
+        out = {"rul_rmse": float(np.sqrt(np.mean(err ** 2))) if known.any() else float("nan"),
+               "rul_mae": float(np.mean(np.abs(err))) if known.any() else float("nan")}
+        if label.shape[1]:
+            k = label_known.all(axis=1)
+            out["row_f1"] = classification_scores(fc.p_any[k], label[k].max(axis=1), 0.5)["f1"]
+        return out
 
     def _fit_interval(self, x: np.ndarray, rul: np.ndarray, known: np.ndarray) -> None:
         """Residual quantiles on validation windows, in 5 bins of predicted RUL (errors grow with RUL)."""

@@ -175,6 +175,7 @@ def test_model_contract(kind: str, tables: dict[str, Path], tmp_path: Path) -> N
     assert (fc.rul >= 0).all() and (fc.rul <= 125.0).all() and ((fc.proba >= 0) & (fc.proba <= 1)).all()
     assert (fc.low <= fc.rul + 1e-9).all() and (fc.high >= fc.rul - 1e-9).all()
     assert model.meta_["data"]["fingerprint"] == ds.fingerprint() and model.meta_["kind"] == kind
+    assert model.meta_["validation"]["rul_rmse"] > 0 and 0 <= model.meta_["validation"]["row_f1"] <= 1
     # same data, same seed: the same model
     np.testing.assert_array_equal(make().fit(ds).predict(test).rul, fc.rul)
     # save → load: identical forecasts, no pickle in the file
