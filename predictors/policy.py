@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,50 +28,89 @@ if TYPE_CHECKING:
     from twin.model import Line, Machine
 
 
+@dataclass
+class Order:
+    """A maintenance order from an alert: why, and by when it must be served (simulated seconds)."""
+
+    reason: str
+    placed: float = 0.0
+    latest: float = float("inf")  # serve by then even if deferring: the forecast's pessimistic RUL, less a margin
+
+
 class Orders:
     """Maintenance orders waiting for their machine's next cycle boundary."""
 
     def __init__(self) -> None:
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, Order] = {}
         self._lock = threading.Lock()
         self.placed = 0
 
-    def place(self, machine: str, reason: str) -> None:
+    def place(self, machine: str, reason: str, placed: float = 0.0, latest: float = float("inf")) -> None:
         with self._lock:
             if machine not in self._pending:
                 self.placed += 1
-            self._pending[machine] = reason
+            self._pending[machine] = Order(reason, placed, latest)
 
-    def take(self, machine: str) -> str | None:
+    def peek(self, machine: str) -> Order | None:
         if not self._pending:  # the common case, without the lock
             return None
+        with self._lock:
+            return self._pending.get(machine)
+
+    def take(self, machine: str) -> Order | None:
         with self._lock:
             return self._pending.pop(machine, None)
 
 
 class Predictive:
-    """The machine's policy: maintain when an order is waiting for it (an alert was raised)."""
+    """The machine's policy: maintain when an order is waiting for it (an alert was raised).
 
-    def __init__(self, orders: Orders) -> None:
-        self.orders = orders
+    With `defer="buffer"` an order waits until the buffer after the machine holds enough parts to keep the
+    next station busy for a mean maintenance duration (so the stop costs no output), but never past the
+    order's latest time (the forecast's pessimistic RUL less twice that duration).
+    """
+
+    def __init__(self, orders: Orders, defer: str = "none") -> None:
+        if defer not in ("none", "buffer"):
+            raise ValueError(f"defer {defer!r}: choose none or buffer")
+        self.orders, self.defer = orders, defer
 
     def due(self, machine: Machine) -> str | None:
-        return self.orders.take(machine.name)
+        order = self.orders.peek(machine.name)
+        if order is None:
+            return None
+        if self.defer == "buffer" and machine.env.now < order.latest and not _buffer_covers(machine):
+            return None
+        self.orders.take(machine.name)
+        return order.reason + (" (deferred until the buffer could cover the stop)"
+                               if self.defer == "buffer" and machine.env.now > order.placed else "")
+
+
+def _buffer_covers(machine: Machine) -> bool:
+    """Whether the parts waiting after this machine keep the next station working through a maintenance stop."""
+    buf = machine.outbuf
+    if buf is None:
+        return True  # the last station: nothing downstream to starve
+    line = machine.line
+    nxt = line.scenario.stations[machine.station_idx + 1]
+    need = machine.mtype.maintenance.duration.mean / (nxt.cycle_time.mean / len(nxt.machine_names))
+    return len(buf.items) >= min(need, buf.capacity * 0.8)
 
 
 class SimulatedForecasts:
     """Forecasts from a simulation's own readings (pass `on_readings` and `policy_for` to `simulate`)."""
 
-    def __init__(self, bundle: Bundle, rule: AlertRule | None = None) -> None:
-        self.bundle, self.rule = bundle, rule or AlertRule()
+    def __init__(self, bundle: Bundle, rule: AlertRule | None = None, defer: str = "none") -> None:
+        self.bundle, self.rule, self.defer = bundle, rule or AlertRule(), defer
         self.orders = Orders()
         self.feeds: list[MachineFeed | None] = []
         self._series: tuple[np.ndarray, np.ndarray] | None = None
+        self._maint: dict[str, float] = {}
         self.forecasts = 0
         self.alerts = 0
 
     def policy_for(self, machine: Machine) -> Predictive:
-        return Predictive(self.orders)
+        return Predictive(self.orders, self.defer)
 
     def _wire(self, line: Line) -> None:
         from sensors import sensor_catalog
@@ -78,6 +118,7 @@ class SimulatedForecasts:
         cat = sensor_catalog(line).reset_index(drop=True)
         machines = list(dict.fromkeys(cat.machine))
         groups = {m.name: m.station.machine_type for m in line.machines}
+        self._maint = {m.name: m.mtype.maintenance.duration.mean for m in line.machines}
         self.feeds = []
         for name in machines:
             group = groups[name]
@@ -120,7 +161,10 @@ class SimulatedForecasts:
                 mode = fc.modes[int(np.argmax(fc.proba[k]))] if fc.modes else ""
                 if f.state.update(t, float(p[k]), mode) == "raised":
                     self.alerts += 1
-                    self.orders.place(f.key[2], f"predictive: P={p[k]:.2f} {mode}, RUL {fc.rul[k] / 3600:.1f} h")
+                    now = t / 1000 + f.step_ms / 1000  # the forecast was made when its minute ended
+                    mean_maint = self._maint[f.key[2]]
+                    self.orders.place(f.key[2], f"predictive: P={p[k]:.2f} {mode}, RUL {fc.rul[k] / 3600:.1f} h",
+                                      now, now + max(0.0, float(fc.low[k]) - 2 * mean_maint))
 
 
 class AlertOrders:
@@ -149,7 +193,7 @@ class AlertOrders:
         self.received += 1
         if alert["state"] == "raised" and (self.run_id is None or alert.get("run") == self.run_id):
             self.orders.place(alert["machine"], f"predictive (MQTT alert): P={alert['probability']:.2f} "
-                              f"{alert.get('fault_mode', '')}")
+                              f"{alert.get('fault_mode', '')}")  # live: served at once
 
     def start(self, url: BrokerURL, protocol: int | None = None) -> AlertOrders:
         kwargs = {} if protocol is None else {"protocol": protocol}

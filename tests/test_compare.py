@@ -115,3 +115,22 @@ def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text(text)
     with pytest.raises(ScenarioError, match=r"costs.repair_by_mode names fault modes \['jamm'\]"):
         load_scenario(tmp_path / "b.yaml")
+
+
+@pytest.mark.parametrize(("defer", "latest", "served"), [("none", 1e9, (0.0, 1.0)), ("buffer", 1e9, (12.0, 20.0)),
+                                                          ("buffer", 5.0, (5.0, 6.5))])
+def test_a_predictive_order_can_wait_until_the_buffer_covers_the_stop(defer: str, latest: float,
+                                                                      served: tuple[float, float]) -> None:
+    """Station a (1 s a part) feeds b (2 s) through a buffer of 10; a's service takes 60 s = 30 parts of b, so
+    deferring waits for 8 parts (80 % of the buffer), about 16 s, unless the forecast says it cannot wait."""
+    from predictors.policy import Orders, Predictive
+    from tests.helpers import const, scenario
+
+    sc = scenario([{"name": "a", "cycle_time": const(1.0)}, {"name": "b", "cycle_time": const(2.0), "buffer": 10}],
+                  {"m": {"maintenance": {"duration": const(60.0)}}}, duration=200.0)
+    orders = Orders()
+    orders.place("a", "test", 0.0, latest)
+    line = Line(sc, 0, policy=lambda m: Predictive(orders, defer) if m.name == "a" else Predictive(Orders()))
+    line.run(sc.duration)
+    order = [e for e in line.events if e.kind == "maintenance_order" and e.machine == "a"]
+    assert len(order) == 1 and served[0] <= order[0].t <= served[1], order

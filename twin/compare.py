@@ -43,6 +43,7 @@ class PolicyParams:
     threshold: float | None = None  # condition-based: wear limit
     models: str | None = None  # predictive: model folder from `twin train`
     on: float = 0.5  # predictive: alert probability that orders maintenance
+    defer: str = "none"  # predictive: "buffer" waits (within the forecast) until the next buffer can cover the stop
     lead: float = 600.0  # oracle: running time before the true failure at which it maintains
     force: bool = False  # every / threshold replace the file's own (a sweep), not only fill in missing ones
 
@@ -95,7 +96,8 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
 
         if params.models is None:
             raise ValueError("the predictive policy needs models (--models, from `twin train`)")
-        ctl = SimulatedForecasts(_bundle(params.models), AlertRule(on=params.on, off=min(0.2, params.on / 2)))
+        ctl = SimulatedForecasts(_bundle(params.models), AlertRule(on=params.on, off=min(0.2, params.on / 2)),
+                                 params.defer)
         line = simulate(scenario, replication, on_readings=ctl.on_readings, policy=ctl.policy_for, chunk=300.0).line
         return {**policy_kpis(line), "forecasts": float(ctl.forecasts)}
     raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
