@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -471,6 +472,8 @@ def compare(
     seed: Annotated[Optional[int], typer.Option(min=0)] = None,
     models: ModelsOpt = None, every: Every = None, threshold: Threshold = None,
     on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
+    defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
+                                       "forecast, until the next buffer covers the stop)")] = "none",
     jobs: Jobs = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/compare-<scenario>)")] = None,
 ) -> None:
@@ -482,7 +485,9 @@ def compare(
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
     names = [p.strip() for p in policies.split(",") if p.strip()]
-    params = _policy_params(every, threshold, models, on)
+    if defer not in ("none", "buffer"):
+        fail(f"--defer {defer!r}: choose none or buffer")
+    params = dataclasses.replace(_policy_params(every, threshold, models, on), defer=defer)
     _check_policies(names, params, sc)
     with _bar() as bar:
         task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
