@@ -51,7 +51,8 @@ def main() -> None:
         train_s = time.perf_counter() - t
         print(f"models for the predictive policy: training data {sim_s:.0f} s, LSTM training {train_s:.0f} s")
         base = load_scenario(ROOT / "scenarios" / "body_shop.yaml")
-        params = PolicyParams(models=str(Path(tmp) / "models"))
+        # the file gives weld cells a condition limit and handling cells a schedule: the other where missing
+        params = PolicyParams(models=str(Path(tmp) / "models"), every=12 * 3600.0, threshold=0.75)
         sc = base.model_copy(update={"duration": args.days * 86400, "warmup": 3600.0,
                                      "replications": args.replications})
         cmp = compare(sc, POLICIES, params, jobs=cores)
