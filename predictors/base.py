@@ -97,7 +97,7 @@ class Estimator:
         pass
 
     # --- shared ------------------------------------------------------------------------------------
-    def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, ...]:
+    def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         assert self.prep_ is not None
         rul, rul_known = ds.rul(self.cap)
         label, label_known = ds.within(self.horizon)
@@ -110,7 +110,7 @@ class Estimator:
         self.modes_ = list(ds.modes)
         tr = self._xy(train)
         va = self._xy(valid) if len(valid) else None
-        self._fit(*tr, valid=va, progress=progress)
+        self._fit(tr[0], tr[1], tr[2], tr[3], tr[4], valid=va, progress=progress)
         self._fit_interval(*(va or tr)[:3])
         validation = self._validation_scores(va) if va is not None else {}
         self.meta_ = {"kind": self.kind, "linetwin": twin.__version__, "group": ds.group, "modes": self.modes_,
@@ -123,7 +123,8 @@ class Estimator:
                       "valid_units": sorted(valid.frame["unit"].unique().tolist())}
         return self
 
-    def _validation_scores(self, va: tuple[np.ndarray, ...]) -> dict[str, float]:
+    def _validation_scores(self, va: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+                           ) -> dict[str, float]:
         """RUL RMSE/MAE and per-row F1 on the validation units: the metrics saved with the model."""
         from predictors.metrics import classification_scores
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
 from predictors.alerts import AlertRule
 from predictors.base import Bundle
@@ -196,8 +197,8 @@ class AlertOrders:
                               f"{alert.get('fault_mode', '')}")  # live: served at once
 
     def start(self, url: BrokerURL, protocol: int | None = None) -> AlertOrders:
-        kwargs = {} if protocol is None else {"protocol": protocol}
-        self.client = make_client(url, f"linetwin-orders-{uuid.uuid4().hex[:8]}", **kwargs)
+        self.client = make_client(url, f"linetwin-orders-{uuid.uuid4().hex[:8]}",
+                                  protocol=protocol if protocol is not None else mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(self.prefix), 1)
         connect(self.client, url)

@@ -51,8 +51,8 @@ def _col(value: Optional[str], default: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
-def _fmt(unit_column: Optional[str], time_column: Optional[str], columns: Optional[str], features: Optional[str],
-         sep: Optional[str]) -> TableFormat:
+def _table_format(unit_column: Optional[str], time_column: Optional[str], columns: Optional[str],
+                  features: Optional[str], sep: Optional[str]) -> TableFormat:
     from predictors.data import TableFormat
 
     split = (lambda v: [c.strip() for c in v.split(",") if c.strip()] if v else None)  # noqa: E731
@@ -125,7 +125,7 @@ def train(
 
     if model not in REGISTRY or model == "baseline":
         fail(f"--model {model!r}: choose one of {', '.join(k for k in REGISTRY if k != 'baseline')}")
-    data = _datasets(sources, _fmt(unit_column, time_column, columns, features, sep), store)
+    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store)
     tables = "table" in data
     defaults = DEFAULTS["cycles" if tables else "s"]
     h = _time(horizon, "--horizon", defaults["horizon"], tables)
@@ -190,7 +190,7 @@ def evaluate(
             bundles[folder] = load_bundle(folder)
         except ValueError as e:
             fail(str(e))
-    data = _datasets(sources, _fmt(unit_column, time_column, columns, features, sep), store, rul)
+    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store, rul)
     evals = []
     for group, ds in data.items():
         chosen = {}
@@ -504,11 +504,11 @@ def compare(
     for p in names:
         t.add_column(escape(p), justify="right")
     sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
-    from twin.compare import _fmt
+    from twin.compare import fmt_ci
 
     for kpi in KPIS:
         s = summ[summ.kpi == kpi].set_index("policy")
-        t.add_row(escape(kpi), *(_fmt(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
+        t.add_row(escape(kpi), *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
                                  (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
     out_console.print(t)
     path = write_report(cmp, out or Path("reports") / f"compare-{file.stem}")
@@ -533,7 +533,7 @@ def tune(
     = None,
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
-    from twin.compare import KPIS, _fmt, write_report
+    from twin.compare import KPIS, fmt_ci, write_report
     from twin.compare import tune as run_tune
 
     parameter = {"preventive": "every", "condition-based": "threshold", "predictive": "on"}.get(policy)
@@ -571,7 +571,7 @@ def tune(
         s = summ[summ.policy == f"{parameter}={v:g}"].set_index("kpi")
         label = f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
         t.add_row(label + (" ← best" if v == result.best else ""),
-                  *(_fmt(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
+                  *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
                     for k in (objective, "unplanned failures", "oee", "maintenance actions")))
     out_console.print(t)
     best = f"{result.best / 3600:g} h" if parameter == "every" else f"{result.best:g}"

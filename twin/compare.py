@@ -201,10 +201,10 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     summ.to_csv(out / "summary.csv", index=False)
     diff.to_csv(out / "differences.csv", index=False)
     policies = list(dict.fromkeys(cmp.kpis.policy))
-    table = summ[summ.kpi.isin(KPIS)].assign(v=lambda d: [_fmt(m, lo, hi) for m, lo, hi in
+    table = summ[summ.kpi.isin(KPIS)].assign(v=lambda d: [fmt_ci(m, lo, hi) for m, lo, hi in
                                                           zip(d["mean"], d.ci_low, d.ci_high)])
     wide = table.pivot(index="kpi", columns="policy", values="v").reindex([k for k in KPIS if k in set(table.kpi)])
-    dwide = diff[diff.kpi.isin(KPIS)].assign(v=lambda d: [_fmt(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in
+    dwide = diff[diff.kpi.isin(KPIS)].assign(v=lambda d: [fmt_ci(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in
                                                           zip(d["diff"], d.ci_low, d.ci_high, d.significant)])
     dwide = dwide.pivot(index="kpi", columns="policy", values="v").reindex(wide.index)
     lines = [f"# Maintenance policies on {sc.line.name}", "",
@@ -230,7 +230,8 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     return path
 
 
-def _fmt(mean: float, lo: float, hi: float) -> str:
+def fmt_ci(mean: float, lo: float, hi: float) -> str:
+    """'mean ± half-width' of a 95 % interval, with digits for the size of the number."""
     if not np.isfinite(mean):
         return "-"
     digits = 3 if abs(mean) < 10 else 1
