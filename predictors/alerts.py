@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from twin.bus.payloads import SEVERITIES  # noqa: F401  (re-exported: the alert payload owns the names)
+
 Transition = Literal["raised", "updated", "cleared"]
-SEVERITIES = ("info", "warning", "critical")
 
 
 @dataclass

@@ -98,6 +98,8 @@ def run(
     = True,
     models: Annotated[Optional[Path], typer.Option(help="forecast faults live with these models (from `twin "
                                                    "train`) and publish alerts")] = None,
+    dashboard: Annotated[bool, typer.Option(help="open the live dashboard on 127.0.0.1 for this run (stays up "
+                                            "after it until Ctrl-C)")] = False,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
@@ -122,10 +124,13 @@ def run(
             bar.update(task, completed=rep * sc.duration + t,
                        sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
+        board = _Dashboard(out, models) if dashboard else None
         if stream:
             summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, models,
-                                           predictive=policy == "predictive")
+                                           predictive=policy == "predictive", board=board)
         else:
+            if board is not None:
+                board.start(None)
             summary, kpis, stats = _store_direct(sc, out, progress, store)
     out_console.print(kpi_table(summary, kpis, sc))
     out_console.print(station_table(summary, sc))
@@ -139,6 +144,42 @@ def run(
         if ingest and not stats.complete:
             fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest are still "
                  "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
+    if board is not None:
+        board.wait()
+
+
+class _Dashboard:
+    """`twin run --dashboard`: the dashboard process for this run, started once the broker is known."""
+
+    def __init__(self, out: Path, models: Optional[Path]) -> None:
+        self.out, self.models = out, models
+        self.proc: object = None
+
+    def start(self, broker: Optional[str]) -> None:
+        from twin.cli_models import start_dashboard
+
+        runs = self.out.parent.parent if self.out.parent.parent != self.out.parent else self.out.parent
+        self.proc, url = start_dashboard(runs, broker=broker, models=self.models)
+        err_console.print(f"dashboard: [bold]{url}[/]", highlight=False)
+        self.url = url
+
+    def attach(self, inner: object) -> object:
+        @contextlib.contextmanager
+        def both(url: object, protocol: int) -> object:
+            self.start(str(url))
+            if inner is None:
+                yield None
+            else:
+                with inner(url, protocol) as x:  # type: ignore[operator]
+                    yield x
+
+        return both
+
+    def wait(self) -> None:
+        out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
+        with contextlib.suppress(KeyboardInterrupt):
+            self.proc.wait()  # type: ignore[attr-defined]
+        self.proc.terminate()  # type: ignore[attr-defined]
 
 
 def _with_policy(sc: Scenario, policy: str) -> Scenario:
@@ -178,8 +219,8 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
 
 def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
             cert: Optional[Path], key: Optional[Path], store: Optional[str],
-            ingest: bool, models: Optional[Path] = None,
-            predictive: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+            ingest: bool, models: Optional[Path] = None, predictive: bool = False,
+            board: _Dashboard | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario
@@ -196,6 +237,8 @@ def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str]
             orders = AlertOrders(f"{sc.line.site}/{sc.line.area}/{sc.line.name}")
             policy = orders.policy_for
         attach = forecasting(models, sc, err_console, orders=orders)
+    if board is not None:
+        attach = board.attach(attach)
     try:
         return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,
                                on_note=lambda note: err_console.print(note, highlight=False), attach=attach,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -577,3 +578,58 @@ def tune(
     best = f"{result.best / 3600:g} h" if parameter == "every" else f"{result.best:g}"
     path = write_report(result.comparison, out or Path("reports") / f"tune-{file.stem}-{policy}")
     out_console.print(f"best {parameter} by {objective}: [bold]{best}[/]; report: {path}", highlight=False)
+
+
+def start_dashboard(runs: Path, port: int | None = None, store: str | None = None, broker: str | None = None,
+                    models: Path | None = None, reports: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the Streamlit dashboard on 127.0.0.1 (a free port unless given); returns the process and its URL."""
+    import os
+    import sys
+
+    from twin.bus.broker import free_port, wait_port
+
+    port = port or free_port()
+    env = {**os.environ, "LINETWIN_RUNS": str(runs.resolve())}
+    for key, value in (("LINETWIN_STORE", store), ("LINETWIN_BROKER", broker), ("LINETWIN_MODELS", models),
+                       ("LINETWIN_REPORTS", reports)):
+        if value is not None:
+            env[key] = str(Path(value).resolve()) if isinstance(value, Path) else value
+    app_file = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_port(port, timeout=60)
+    except Exception:
+        proc.kill()
+        err = proc.stderr.read().decode(errors="replace")[-1500:] if proc.stderr else ""
+        fail(f"the dashboard did not start on 127.0.0.1:{port}: {err or 'no output'}", code=3)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@app.command()
+def dashboard(
+    runs: Annotated[Path, typer.Option(help="folder of run folders (as `twin run` writes them)")] = Path("runs"),
+    store: Annotated[Optional[str], typer.Option(help="read readings from this store instead of each run's own")]
+    = None,
+    broker: Annotated[Optional[str], typer.Option(help="MQTT broker for live machine states, KPIs and alerts")]
+    = None,
+    models: Annotated[Optional[Path], typer.Option(help="models from `twin train`: forecasts on machine pages")]
+    = None,
+    reports: Annotated[Path, typer.Option(help="folder of evaluation and comparison reports")] = Path("reports"),
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="default: a free port")] = None,
+) -> None:
+    """Start the live twin dashboard on 127.0.0.1 (prints its URL); Ctrl-C stops it."""
+    if broker is not None:
+        _broker_url(broker, None, None, None)  # a clear error now for a malformed URL
+    if models is not None:
+        _load_models(models)
+    proc, url = start_dashboard(runs, port, store, broker, models, reports)
+    out_console.print(f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop", highlight=False)
+    stop = _stop_on_signals()
+    with contextlib.suppress(KeyboardInterrupt):
+        while not stop.wait(0.5) and proc.poll() is None:
+            pass
+    proc.terminate()
+    proc.wait(10)

@@ -155,6 +155,16 @@ class RunWriter:
         (self.out / "truth").mkdir(parents=True, exist_ok=True)
         self._start = np.datetime64(self.scenario.start.replace(tzinfo=None), "ms")
 
+    def _meta(self, status: str, extra: dict[str, Any] | None) -> None:
+        meta = {"linetwin": twin.__version__, "python": platform.python_version(), "status": status,
+                "scenario": self.scenario.model_dump(mode="json", by_alias=True),
+                "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(extra or {})}
+        (self.out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    def open(self, extra: dict[str, Any] | None = None) -> None:
+        """Announce the run (run.json with status 'running'), so a dashboard can find it while it runs."""
+        self._meta("running", extra)
+
     def _stamp(self, t: np.ndarray) -> np.ndarray:
         """Seconds since the start -> timestamps to the millisecond (NaN -> NaT), the same rounding as MQTT's."""
         return self._start + np.rint(np.asarray(t) * 1000).astype("timedelta64[ms]")
@@ -206,10 +216,7 @@ class RunWriter:
         summary = summarize(truth["kpis"])
         summary.to_parquet(self.out / "summary.parquet", index=False)
         summary.to_csv(self.out / "summary.csv", index=False)
-        meta = {"linetwin": twin.__version__, "python": platform.python_version(),
-                "scenario": self.scenario.model_dump(mode="json", by_alias=True),
-                "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(extra or {})}
-        (self.out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        self._meta("finished", extra)
         return summary
 
 
@@ -225,6 +232,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     each finished replication; `policy` overrides the machines' maintenance policies (e.g. predictive).
     """
     writer = RunWriter(out, scenario)
+    writer.open(extra)
 
     def readings_to(line: Line, batch: Readings) -> None:
         writer.readings(line, batch)

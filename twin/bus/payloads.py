@@ -25,6 +25,7 @@ SCHEMA_RUN = "linetwin/run/1"
 SCHEMA_DEADLETTER = "linetwin/deadletter/1"
 SCHEMA_ALERT = "linetwin/alert/1"
 ALERT_STATES = ("raised", "updated", "cleared")
+SEVERITIES = ("info", "warning", "critical")
 STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
 _NON_FINITE = re.compile(rb"(?<![A-Za-z\"])(-?Infinity|NaN)(?![A-Za-z\"])")
 MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)

@@ -1,0 +1,1 @@
+"""The live twin dashboard (Streamlit): overview, machines, alerts, history, scenarios, models."""

@@ -1,0 +1,227 @@
+"""Everything the dashboard reads, in one place: run folders, the store (through its query API), and the
+line's retained MQTT state (machine states, alerts, KPIs) for the live view.
+
+Configuration comes from the environment that `twin dashboard` sets: LINETWIN_RUNS (folder of run
+folders, default runs/), LINETWIN_STORE (a store URL overriding the runs' own), LINETWIN_BROKER (MQTT URL
+for live state and alerts), LINETWIN_REPORTS (folder of model and policy reports, default reports/).
+An embedded DuckDB store is locked by the run writing it: the dashboard then shows the live MQTT view and
+says so, and reads the store again as soon as the run has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from twin.scenario import Scenario
+from twin.store import StoreError, open_store
+from twin.store.base import Store
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("LINETWIN_RUNS", "runs"))
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get("LINETWIN_REPORTS", "reports"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder: its id, scenario, store and result files."""
+
+    path: Path
+    run_id: str
+    scenario: Scenario
+    store_url: str
+    finished: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name} ({self.run_id})"
+
+    def truth(self, name: str) -> pd.DataFrame:
+        p = self.path / "truth" / f"{name}.parquet"
+        return pd.read_parquet(p) if p.exists() else pd.DataFrame()
+
+    def kpis(self) -> pd.DataFrame:
+        p = self.path / "kpis.parquet"
+        return pd.read_parquet(p) if p.exists() else pd.DataFrame()
+
+    def summary(self) -> pd.DataFrame:
+        p = self.path / "summary.parquet"
+        return pd.read_parquet(p) if p.exists() else pd.DataFrame()
+
+
+@st.cache_data(ttl=2.0, show_spinner=False)
+def list_runs(root: str) -> list[Run]:
+    """Run folders under root (newest first), finished or still running (run.json says which)."""
+    out = []
+    for meta in sorted(Path(root).glob("*/*/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            doc = json.loads(meta.read_text(encoding="utf-8"))
+            sc = Scenario.model_validate_json(json.dumps(doc["scenario"]))
+        except (OSError, ValueError, KeyError):
+            continue
+        if "run_id" in doc and doc.get("store"):
+            out.append(Run(meta.parent, doc["run_id"], sc, os.environ.get("LINETWIN_STORE") or doc["store"],
+                           doc.get("status", "finished") == "finished"))
+    return out
+
+
+@dataclass
+class StoreHandle:
+    """The store, or why it cannot be read now (locked by a running ingest, unreachable)."""
+
+    store: Store | None
+    problem: str = ""
+
+
+@st.cache_resource(ttl=5.0, show_spinner=False)
+def store_for(url: str) -> StoreHandle:
+    """Open a store read-only (an embedded store is shared with other readers); retried every few seconds."""
+    try:
+        return StoreHandle(open_store(url, read_only=True))
+    except StoreError as e:
+        text = str(e)
+        if "lock" in text.lower():
+            text = ("the store is being written by a run in progress (DuckDB allows one writer); the live view "
+                    "below comes from MQTT, history returns when the run has finished")
+        return StoreHandle(None, text)
+
+
+@st.cache_data(ttl=1.0, show_spinner=False)
+def query(url: str, run: str, machines: tuple[str, ...] | None, sensors: tuple[str, ...] | None,
+          start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, every: str | None = "60s",
+          agg: str = "mean") -> pd.DataFrame:
+    """Readings through the store's query API (cached for a second: one query serves every widget)."""
+    h = store_for(url)
+    if h.store is None:
+        return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value"])
+    return h.store.query(start, end, machines=list(machines) if machines else None,
+                         sensors=list(sensors) if sensors else None, run=run, every=every, agg=agg)
+
+
+@st.cache_data(ttl=1.0, show_spinner=False)
+def series(url: str, run: str) -> pd.DataFrame:
+    h = store_for(url)
+    return h.store.series(run) if h.store is not None else pd.DataFrame(columns=["run", "machine", "station",
+                                                                                  "sensor", "unit"])
+
+
+@st.cache_data(ttl=1.0, show_spinner=False)
+def last_states(url: str, run: str, replication: int) -> dict[str, str]:
+    """Each machine's last stored state in one replication."""
+    h = store_for(url)
+    states = getattr(h.store, "states", None)
+    if states is None:
+        return {}
+    df = states(run)
+    df = df[df.replication == replication]
+    return df.sort_values("ts").groupby("machine").state.last().to_dict() if len(df) else {}
+
+
+# --- live MQTT state ---------------------------------------------------------------------------------
+
+@dataclass
+class LiveState:
+    """What the line's retained and live MQTT messages say: machine states, alerts, KPIs, run status."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine → its current alert
+    feed: list[dict[str, Any]] = field(default_factory=list)  # every alert message, newest last
+    kpis: dict[str, float] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    connected: bool = False
+    problem: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@st.cache_resource(show_spinner=False)
+def live(broker: str, prefix: str) -> LiveState:
+    """A background MQTT subscriber for one line, shared by every session of the dashboard."""
+    from twin.bus.broker import BrokerError, BrokerURL, connect, make_client
+    from twin.bus.payloads import ParseError, parse, parse_alert
+
+    state = LiveState()
+    try:
+        url = BrokerURL.parse(broker)
+        client = make_client(url, f"linetwin-dashboard-{uuid.uuid4().hex[:8]}")
+    except BrokerError as e:
+        state.problem = str(e)
+        return state
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        topic = msg.topic
+        try:
+            if topic.endswith("/alerts"):
+                a = parse_alert(msg.payload)
+                with state.lock:
+                    state.alerts[a["machine"]] = a
+                    state.feed.append(a)
+                    del state.feed[:-2000]
+            elif topic.endswith("/state"):
+                item = parse(topic, msg.payload)
+                with state.lock:
+                    state.states[item.machine] = item.changes[-1][0]  # type: ignore[union-attr]
+            elif topic.endswith("/kpi"):
+                doc = json.loads(msg.payload)
+                with state.lock:
+                    state.kpis = {k: v for k, v in doc.get("kpis", {}).items() if isinstance(v, int | float)}
+            elif topic.endswith("/run"):
+                with state.lock:
+                    state.status = json.loads(msg.payload)
+        except (ParseError, ValueError, AttributeError):
+            pass
+
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+        state.connected = not getattr(rc, "is_failure", False)
+        if state.connected:
+            c.subscribe([(f"{prefix}/+/+/state", 1), (f"{prefix}/+/+/alerts", 1), (f"{prefix}/kpi", 1),
+                         (f"{prefix}/run", 1)])
+
+    client.on_message, client.on_connect = on_message, on_connect
+
+    def keep_trying() -> None:  # the broker may come later than the dashboard, or go away for a while
+        while True:
+            try:
+                connect(client, url)
+                client.on_connect = on_connect
+                on_connect(client, None, None, None, None)
+                return
+            except BrokerError as e:
+                state.problem = str(e)
+                time.sleep(3)
+
+    threading.Thread(target=keep_trying, daemon=True).start()
+    return state
+
+
+def broker_url() -> str | None:
+    return os.environ.get("LINETWIN_BROKER") or None
+
+
+def prefix_of(sc: Scenario) -> str:
+    return f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
+
+
+def pick_run() -> Run | None:
+    """The run chosen in the sidebar (the newest by default); None with guidance when there is none."""
+    runs = list_runs(str(runs_dir()))
+    if not runs:
+        st.info(f"No runs in {runs_dir()} yet. Start one: `twin run scenarios/bottling.yaml` "
+                "(or `twin run scenarios/bottling.yaml --dashboard` to watch it here), or pick a scenario on the "
+                "Scenarios page.")
+        return None
+    labels = [r.label for r in runs]
+    choice = st.sidebar.selectbox("run", labels, index=0, key="run")
+    return runs[labels.index(choice)]

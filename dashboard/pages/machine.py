@@ -1,0 +1,97 @@
+"""Machine detail: live sensor charts, the forecast RUL and fault probability over time, alerts and
+maintenance marked, and the simulation's ground truth (true wear) beside them."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data
+
+st.title("Machine detail")
+
+
+@st.cache_resource(show_spinner=False)
+def models(folder: str) -> dict:  # type: ignore[type-arg]
+    from predictors.base import load_bundle
+
+    return load_bundle(__import__("pathlib").Path(folder))
+
+
+@st.cache_data(ttl=5.0, show_spinner="forecasting")
+def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, folder: str,
+              group: str) -> pd.DataFrame:
+    """The machine's forecast at every minute, from the store's per-minute means (as live)."""
+    from predictors.data import RunToFailure, twin_frame
+
+    model = models(folder).get(group, {}).get("model")
+    handle = data.store_for(url)
+    if model is None or handle.store is None:
+        return pd.DataFrame()
+    feats = model.prep_.features
+    frame = twin_frame(handle.store, run, start, [machine], feats)
+    frame = frame[frame.replication == rep]
+    if frame.empty:
+        return pd.DataFrame()
+    for f in feats:
+        if f not in frame:
+            frame[f] = np.nan
+    ds = RunToFailure(frame.assign(unit=machine).rename(columns={"t": "time"})[["unit", "time", *feats]], feats,
+                      model.modes_, np.full((len(frame), len(model.modes_)), np.inf),
+                      np.zeros((len(frame), len(model.modes_))), 60.0)
+    fc = model.predict(ds).frame()
+    fc["ts"] = start + pd.to_timedelta(frame.t.to_numpy(), unit="s")
+    return fc
+
+
+run = data.pick_run()
+if run is not None:
+    sc = run.scenario
+    rep = int(st.sidebar.number_input("replication", 0, max(sc.replications - 1, 0), 0, key="rep"))
+    names = [m for s in sc.stations for m in s.machine_names]
+    machine = st.selectbox("machine", names, key="machine")
+    station = next(s for s in sc.stations if machine in s.machine_names)
+    start = pd.Timestamp(sc.start)
+    hours = st.slider("window [h since start]", 0.0, sc.duration / 3600, (0.0, min(sc.duration / 3600, 8.0)), 0.25)
+    handle = data.store_for(run.store_url)
+    if handle.problem:
+        st.warning(handle.problem)
+    readings = data.query(run.store_url, run.run_id, (machine,), None, start + pd.Timedelta(hours=hours[0]),
+                          start + pd.Timedelta(hours=hours[1]))
+    readings = readings[readings.replication == rep]
+    ev = run.truth("events")
+    if len(ev):
+        ev = ev[(ev.machine == machine) & (ev.replication == rep) & ev.event.isin(["failure", "maintenance_start"])]
+        ev = ev.assign(ts=start + pd.to_timedelta(ev.t, unit="s"))
+        ev = ev[(ev.t >= hours[0] * 3600) & (ev.t <= hours[1] * 3600)]
+    st.subheader(f"{station.name} / {machine}: sensors (per-minute means)")
+    if readings.empty:
+        st.info("No readings of this machine in the store for this window yet.")
+    else:
+        st.altair_chart(charts.sensor_chart(readings[["ts", "sensor", "value"]], ev if len(ev) else None),
+                        width="stretch")
+    folder = os.environ.get("LINETWIN_MODELS")
+    if folder:
+        fc = forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)
+        if len(fc):
+            fc = fc[(fc.ts >= start + pd.Timedelta(hours=hours[0])) & (fc.ts <= start + pd.Timedelta(hours=hours[1]))]
+            p = fc.melt(id_vars="ts", value_vars=[c for c in fc if c.startswith("p_") and c != "p_any"],
+                        var_name="fault_mode", value_name="p")
+            p["fault_mode"] = p.fault_mode.str[2:]
+            left, right = st.columns(2)
+            left.altair_chart(charts.health_chart(p, "p", "P(failure within horizon)"), width="stretch")
+            right.altair_chart(charts.health_chart(fc.assign(fault_mode="RUL", rul_h=fc.rul / 3600), "rul_h",
+                                                   "forecast RUL [h]"), width="stretch")
+    else:
+        st.caption("Forecasts: start the dashboard with `--models DIR` (from `twin train`).")
+    health = run.truth("health")
+    if len(health):
+        h = health[(health.machine == machine) & (health.replication == rep)]
+        h = h[(h.t >= hours[0] * 3600) & (h.t <= hours[1] * 3600)].assign(ts=lambda d: start + pd.to_timedelta(d.t,
+                                                                                                              unit="s"))
+        if len(h):
+            st.subheader("ground truth (simulation only): true wear per fault mode")
+            st.altair_chart(charts.health_chart(h, "wear", "wear (1 = fails)"), width="stretch")
+    if len(ev):
+        st.dataframe(ev[["ts", "event", "fault_mode", "detail"]], hide_index=True)

@@ -1,0 +1,26 @@
+"""Models: training and evaluation reports of the forecasters (scores and plots), side by side."""
+
+import streamlit as st
+
+from dashboard import data
+
+st.title("Models")
+folder = data.reports_dir()
+reports = sorted(p.parent for p in folder.glob("*/report.md") if not p.parent.name.startswith(("compare-", "tune-")))
+if not reports:
+    st.info(f"No model reports in {folder} yet: `twin evaluate RUNS --models DIR --out {folder}/NAME` writes one.")
+else:
+    pick = st.selectbox("report", [p.name for p in reports], key="report")
+    report = folder / pick
+    for scores in sorted(report.glob("scores-*.csv")):
+        import pandas as pd
+
+        group = scores.stem.removeprefix("scores-")
+        st.subheader(group)
+        df = pd.read_csv(scores)
+        cols = [c for c in ("model", "rmse", "mae", "score", "row_f1", "alert_precision", "alert_recall", "alert_f1",
+                            "alert_lead_mean") if c in df]
+        st.dataframe(df[cols], hide_index=True)
+        images = [p for p in (report / f"rul-{group}.png", report / f"alerts-{group}.png") if p.exists()]
+        for col, img in zip(st.columns(len(images) or 1), images):
+            col.image(str(img))

@@ -1,0 +1,77 @@
+"""Scenarios: pick or upload a scenario file, validate it (same errors as the CLI), start and stop a run,
+and compare KPIs of runs (and of maintenance policies) side by side with confidence intervals."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data
+from twin.scenario import ScenarioError, load_scenario
+
+st.title("Scenarios")
+folder = Path(os.environ.get("LINETWIN_SCENARIOS", "scenarios"))
+bundled = sorted(folder.glob("*.yaml"))
+left, right = st.columns(2)
+choice = left.selectbox("bundled scenario", [p.name for p in bundled], key="scenario")
+upload = right.file_uploader("or upload a scenario file", type=["yaml", "yml"], key="upload")
+if upload is not None:
+    path = Path(tempfile.mkdtemp()) / upload.name
+    path.write_bytes(upload.getvalue())
+else:
+    path = folder / str(choice)
+try:
+    sc = load_scenario(path)
+except ScenarioError as e:
+    st.error(str(e))
+    sc = None
+if sc is not None:
+    st.success(f"{path.name}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, {len(sc.stations)} stations, "
+               f"{sum(len(s.machine_names) for s in sc.stations)} machines, {sc.duration / 3600:g} h × "
+               f"{sc.replications} replications")
+    c1, c2, c3 = st.columns(3)
+    duration = c1.text_input("duration", f"{sc.duration / 3600:g} h")
+    reps = c2.number_input("replications", 1, 100, sc.replications)
+    proc = st.session_state.get("proc")
+    if c3.button("start run", disabled=proc is not None and proc.poll() is None, key="start"):
+        out = data.runs_dir() / path.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        cmd = [sys.executable, "-m", "twin.cli", "run", str(path), "--duration", duration, "--replications",
+               str(reps), "--no-stream", "--out", str(out)]
+        st.session_state.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        st.session_state.proc_out = str(out)
+    proc = st.session_state.get("proc")
+    if proc is not None:
+        if proc.poll() is None:
+            st.info(f"running → {st.session_state.proc_out}")
+            if st.button("stop run", key="stop"):
+                proc.terminate()
+        elif proc.returncode:
+            st.error(f"the run ended with exit code {proc.returncode}: {(proc.stderr.read() or '')[-800:]}")
+        else:
+            st.success(f"finished: {st.session_state.proc_out}")
+
+st.header("Compare runs")
+runs = data.list_runs(str(data.runs_dir()))
+finished = [r for r in runs if r.finished]
+picked = st.multiselect("runs", [r.label for r in finished], default=[r.label for r in finished[:2]], key="cmp")
+if picked:
+    summaries = [r.summary().assign(run=r.label) for r in finished if r.label in picked]
+    table = charts.kpi_ci_table(pd.concat(summaries, ignore_index=True),
+                                ["throughput [parts/h]", "wip [parts]", "lead time [min]", "oee", "oee availability",
+                                 "oee performance", "oee quality", "scrap rate"])
+    st.dataframe(table)
+    st.caption("mean ± half-width of the 95 % confidence interval over each run's replications")
+
+reports = sorted(data.reports_dir().glob("compare-*/summary.csv"))
+if reports:
+    st.header("Maintenance policies (`twin compare`)")
+    pick = st.selectbox("comparison", [p.parent.name for p in reports], key="policy_report")
+    folder = data.reports_dir() / pick
+    st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![policies]")[0])
+    if (folder / "policies.png").exists():
+        st.image(str(folder / "policies.png"))
