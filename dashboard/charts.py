@@ -47,18 +47,22 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     return "\n".join(lines)
 
 
-def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None) -> alt.Chart:
-    """One panel per sensor over time; failures (red) and maintenance (blue) as vertical rules."""
-    base = alt.Chart(readings).mark_line(strokeWidth=1).encode(
-        x=alt.X("ts:T", title=None), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)))
-    layers: list[alt.Chart] = [base]
-    if events is not None and len(events):
-        layers.append(alt.Chart(events).mark_rule(strokeWidth=1.5).encode(
-            x="ts:T", color=alt.Color("event:N", scale=alt.Scale(domain=["failure", "maintenance_start"],
-                                                                 range=["#c62828", "#1565c0"])),
-            tooltip=["event", "fault_mode", "detail"]))
-    return alt.layer(*layers, data=readings).properties(height=110, width="container").facet(
-        row=alt.Row("sensor:N", title=None), data=readings).resolve_scale(y="independent")
+def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None, width: int = 760) -> alt.VConcatChart:
+    """One panel per sensor over time (own y scale); failures (red) and maintenance (blue) as vertical rules."""
+    panels = []
+    x = alt.X("ts:T", title=None, scale=alt.Scale(domain=[readings.ts.min().isoformat(),
+                                                          readings.ts.max().isoformat()]))
+    for sensor, g in readings.groupby("sensor", sort=True):
+        line = alt.Chart(g).mark_line(strokeWidth=1).encode(
+            x=x, y=alt.Y("value:Q", title=str(sensor), scale=alt.Scale(zero=False)))
+        layers: list[alt.Chart] = [line]
+        if events is not None and len(events):
+            layers.append(alt.Chart(events).mark_rule(strokeWidth=1.5).encode(
+                x=x, color=alt.Color("event:N", title=None, scale=alt.Scale(
+                    domain=["failure", "maintenance_start"], range=["#c62828", "#1565c0"])),
+                tooltip=["event", "fault_mode", "detail"]))
+        panels.append(alt.layer(*layers).properties(height=90, width=width))
+    return alt.vconcat(*panels).resolve_scale(y="independent")
 
 
 def health_chart(frame: pd.DataFrame, value: str, title: str) -> alt.Chart:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests start: Debian's mosquitto (MQTT broker, with mosquitto_passwd)
-# and victoria-metrics (an InfluxDB line-protocol server). Idempotent; needs root or sudo.
+# and victoria-metrics (an InfluxDB line-protocol server), and chromium for the dashboard's browser test.
+# Idempotent; needs root or sudo.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the dashboard's real-browser test (never a downloaded browser)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

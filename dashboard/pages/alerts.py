@@ -33,8 +33,7 @@ if run is not None:
                                        "probability", "RUL [h]", "acknowledged"]], hide_index=True)
         open_ = frame[(frame.state != "cleared") & ~frame.acknowledged]
         if len(open_):
-            pick = st.selectbox("acknowledge", open_.key.tolist(), key="ack_pick")
-            if st.button("acknowledge", key="ack"):
-                acked.add(pick)
+            st.selectbox("acknowledge", open_.key.tolist(), key="ack_pick")
+            st.button("acknowledge", key="ack", on_click=lambda: acked.add(st.session_state.ack_pick))
 
     feed()
