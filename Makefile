@@ -1,6 +1,6 @@
 # Quick start: `make demo` runs a bundled scenario, `make test` runs the whole suite.
 # Both create the virtual environment and install the project first (only when pyproject.toml changed);
-# `make test` also installs the servers the tests start (Debian's mosquitto and victoria-metrics).
+# `make test` also installs the servers the tests start (Debian's mosquitto and victoria-metrics) and chromium.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/pipeline.py
 	$(PY) bench/predict.py
 	$(PY) bench/compare.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
