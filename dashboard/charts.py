@@ -22,9 +22,9 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     prev: list[str] = []
     for i, st in enumerate(sc.stations):
         names = st.machine_names
-        if st.buffer is not None and i > 0:
+        if i > 0 or sc.source.kind == "arrivals":
             level = (buffers or {}).get(st.name)
-            cap = "∞" if st.buffer == float("inf") else f"{int(st.buffer)}"
+            cap = "∞" if st.buffer is None else f"{int(st.buffer)}"
             fill = f"{level:.0f}/{cap}" if level is not None else f"cap {cap}"
             lines.append(f'"buf:{st.name}" [shape=cylinder, fillcolor="#fafafa", label="{fill}"];')
             for p in prev:

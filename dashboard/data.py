@@ -140,6 +140,7 @@ class LiveState:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine → its current alert
     feed: list[dict[str, Any]] = field(default_factory=list)  # every alert message, newest last
     kpis: dict[str, float] = field(default_factory=dict)
+    buffers: dict[str, float] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
     problem: str = ""
@@ -177,6 +178,10 @@ def live(broker: str, prefix: str) -> LiveState:
                 doc = json.loads(msg.payload)
                 with state.lock:
                     state.kpis = {k: v for k, v in doc.get("kpis", {}).items() if isinstance(v, int | float)}
+            elif topic.endswith("/buffers"):
+                doc = json.loads(msg.payload)
+                with state.lock:
+                    state.buffers = {k: float(v) for k, v in doc.get("levels", {}).items()}
             elif topic.endswith("/run"):
                 with state.lock:
                     state.status = json.loads(msg.payload)
@@ -187,7 +192,7 @@ def live(broker: str, prefix: str) -> LiveState:
         state.connected = not getattr(rc, "is_failure", False)
         if state.connected:
             c.subscribe([(f"{prefix}/+/+/state", 1), (f"{prefix}/+/+/alerts", 1), (f"{prefix}/kpi", 1),
-                         (f"{prefix}/run", 1)])
+                         (f"{prefix}/run", 1), (f"{prefix}/buffers", 1)])
 
     client.on_message, client.on_connect = on_message, on_connect
 

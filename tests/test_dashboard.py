@@ -201,3 +201,41 @@ def test_the_app_in_a_real_browser(served: str, tmp_path: Path) -> None:
             browser.close()
     for shot in ("overview.png", "machine.png"):
         assert (tmp_path / shot).stat().st_size > 20_000
+
+
+def test_overview_live_from_mqtt_states_buffer_levels_and_alert_rings(env: Path, mosquitto: Mosquitto,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from twin.bus.payloads import buffers_payload, state_payload
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    msgs = [(f"{LINE}/rinser/rinser/state", state_payload("r", 0, "rinser", "rinser", [("down", 5)])),
+            (f"{LINE}/buffers", buffers_payload("r", 0, 5, {"rinser": 37, "filler": 200, "capper": 0}))]
+    for topic, payload in msgs:
+        pub.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    monkeypatch.setenv("LINETWIN_BROKER", str(mosquitto.url))
+    at = page("overview")
+    deadline = time.monotonic() + 10
+    while "37/120" not in at.get("graphviz_chart")[0].proto.spec and time.monotonic() < deadline:
+        time.sleep(0.3)
+        at.run()
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert "37/120" in dot and "200/200" in dot and '"rinser" [shape=box, fillcolor="#c62828"' in dot
+    assert "states from MQTT (live)" in at.caption[0].value
+    for topic, _ in msgs:
+        pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    pub.loop_stop()
+    pub.disconnect()
+
+
+def test_line_drawing_marks_alerts_and_unknown_states() -> None:
+    from dashboard.charts import line_dot
+    from twin.scenario import load_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / "bottling.yaml")
+    dot = line_dot(sc, {"capper": "working"}, {"labeller": {"state": "raised"}, "capper": {"state": "cleared"}})
+    assert ('"labeller" [shape=box, fillcolor="#e0e0e0", fontcolor="black", label="labeller\\nno data", '
+            'penwidth=3') in dot
+    assert '"capper" [shape=box, fillcolor="#2e7d32", fontcolor="white", label="capper\\nworking"];' in dot
+    assert dot.count("shape=cylinder") == 5  # a buffer in front of every station but the first

@@ -15,6 +15,7 @@ from twin.bus.payloads import (
     StateChange,
     Telemetry,
     alert_payload,
+    buffers_payload,
     deadletter_payload,
     encode,
     parse,
@@ -71,6 +72,11 @@ def test_alert_round_trip_schema_and_rejects() -> None:
         parse_alert(b'{"schema": "linetwin/state/1"}')
     with pytest.raises(jsonschema.ValidationError):
         valid({**json.loads(payload), "probability": 1.5}, "alert")
+
+
+def test_buffers_payload_matches_the_schema() -> None:
+    valid(json.loads(buffers_payload("r", 1, 1767592800000, {"filler": 12, "capper": 0})), "buffers")
+    assert T.buffers == "plant/hall/line/buffers"
 
 
 def test_other_payloads_match_the_schema() -> None:

@@ -37,7 +37,8 @@ if run is not None:
         st.caption(f"{sc.line.site}/{sc.line.area}/{sc.line.name} · run {run.run_id} · "
                    f"{'finished' if run.finished else 'running'} · states from "
                    f"{'MQTT (live)' if live is not None and live.states else 'the store'}")
-        st.graphviz_chart(charts.line_dot(sc, states, alerts), width="stretch")
+        buffers = dict(live.buffers) if live is not None else {}
+        st.graphviz_chart(charts.line_dot(sc, states, alerts, buffers), width="stretch")
         if active:
             st.dataframe([{k: a.get(k) for k in ("station", "machine", "severity", "fault_mode", "probability")}
                           for a in active], hide_index=True)

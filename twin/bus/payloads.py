@@ -6,6 +6,7 @@ Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mq
   {site}/{area}/{line}/{station}/{machine}/alerts      fault alerts of the predictors, retained
   {site}/{area}/{line}/kpi                             line KPIs at the end of each replication
   {site}/{area}/{line}/run                             run status (started / finished, reading count), retained
+  {site}/{area}/{line}/buffers                         parts in each buffer, retained, every simulation step
   {site}/{area}/{line}/deadletter                      rejected messages with the reason
 """
 
@@ -24,6 +25,7 @@ SCHEMA_KPI = "linetwin/kpi/1"
 SCHEMA_RUN = "linetwin/run/1"
 SCHEMA_DEADLETTER = "linetwin/deadletter/1"
 SCHEMA_ALERT = "linetwin/alert/1"
+SCHEMA_BUFFERS = "linetwin/buffers/1"
 ALERT_STATES = ("raised", "updated", "cleared")
 SEVERITIES = ("info", "warning", "critical")
 STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
@@ -60,6 +62,10 @@ class LineTopics:
     @property
     def run(self) -> str:
         return f"{self.prefix}/run"
+
+    @property
+    def buffers(self) -> str:
+        return f"{self.prefix}/buffers"
 
     @property
     def deadletter(self) -> str:
@@ -123,6 +129,11 @@ def state_payload(run: str, replication: int, station: str, machine: str,
     state, ts = changes[-1]
     return encode({"schema": SCHEMA_STATE, "run": run, "replication": replication, "station": station,
                    "machine": machine, "state": state, "ts": ts, "changes": [list(c) for c in changes]})
+
+
+def buffers_payload(run: str, replication: int, ts_ms: int, levels: dict[str, int]) -> bytes:
+    """How many parts wait in front of each station (by station name) at ts."""
+    return encode({"schema": SCHEMA_BUFFERS, "run": run, "replication": replication, "ts": ts_ms, "levels": levels})
 
 
 def alert_payload(alert: dict[str, Any]) -> bytes:

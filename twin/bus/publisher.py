@@ -21,7 +21,15 @@ import pandas as pd
 
 from sensors import Readings
 from twin.bus.broker import BrokerURL, connect, make_client
-from twin.bus.payloads import SCHEMA_KPI, SCHEMA_RUN, LineTopics, encode, state_payload, telemetry_payload
+from twin.bus.payloads import (
+    SCHEMA_KPI,
+    SCHEMA_RUN,
+    LineTopics,
+    buffers_payload,
+    encode,
+    state_payload,
+    telemetry_payload,
+)
 from twin.model import STATES, Line
 
 Message = tuple[str, bytes, bool]  # topic, payload, retain
@@ -242,6 +250,10 @@ class Publisher:
                                                               self._units[machine], rows[i:i + self.batch]), False))
             self.readings_published += len(batch)
         messages += self._state_messages(line)
+        levels = {st.name: len(buf.items) for st, buf in zip(line.scenario.stations, line.buffers) if buf is not None}
+        if levels:
+            now_ms = self.start_ms + round(line.env.now * 1000)
+            messages.append((self.topics.buffers, buffers_payload(self.run_id, line.replication, now_ms, levels), True))
         self.outbox.put_many(messages)
 
     def _state_messages(self, line: Line) -> list[Message]:
