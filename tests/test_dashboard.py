@@ -239,3 +239,45 @@ def test_line_drawing_marks_alerts_and_unknown_states() -> None:
             'penwidth=3') in dot
     assert '"capper" [shape=box, fillcolor="#2e7d32", fontcolor="white", label="capper\\nworking"];' in dot
     assert dot.count("shape=cylinder") == 5  # a buffer in front of every station but the first
+
+
+def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """One command runs the line and opens the live view: states over MQTT while the ingest holds the store."""
+    import re
+    import signal
+
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "runs" / "bottling" / "live"
+    proc = subprocess.Popen(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "1 h", "--warmup", 0,
+                                     "--replications", 1, "--realtime-factor", 120, "--broker", mosquitto.url,
+                                     "--dashboard", "--out", out), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+            url = m.group(1) if m else None
+        assert url, "the run printed no dashboard URL"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.goto(url, wait_until="domcontentloaded")
+            pg.wait_for_selector("text=states from MQTT (live)", timeout=30_000)
+            pg.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=30_000)
+            assert pg.locator("text=running").count() >= 1
+            assert pg.locator('[data-testid="stException"]').count() == 0
+            pg.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            browser.close()
+        while "stays up" not in proc.stdout.readline():
+            assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
