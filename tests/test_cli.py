@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,10 +99,20 @@ def test_run_missing_file() -> None:
     assert r.returncode == 2 and "cannot read the scenario file" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_run_without_streaming_writes_results_only(tmp_path: Path) -> None:
+def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None:
+    """--no-stream: no broker at all; every reading goes straight into the store, exactly once."""
+    import pandas as pd
+
+    from twin.store import open_store
+
     out = tmp_path / "plain"
     r = twin("run", "scenarios/cnc_cell.yaml", "--duration", "2 h", "--warmup", "0", "--replications", "1",
              "--no-stream", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert (out / "readings.parquet").is_file() and not (out / "twin.duckdb").exists()
-    assert "MQTT" not in r.stdout
+    assert "MQTT" not in r.stdout and "streaming" not in r.stderr
+    meta = json.loads((out / "run.json").read_text())
+    store = open_store(meta["store"], read_only=True)
+    generated = pd.read_parquet(out / "readings.parquet")
+    assert store.count(meta["run_id"]) == len(generated) > 0
+    assert len(store.states(meta["run_id"])) > 0  # type: ignore[attr-defined]
+    store.close()

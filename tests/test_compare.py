@@ -77,7 +77,7 @@ def test_predictive_policy_prevents_failures_and_the_oracle_bounds_it(work: Path
 def test_compare_cli_table_report_and_parallel_runs(tmp_path: Path) -> None:
     r = subprocess.run(twin_cmd("compare", "scenarios/bottling.yaml", "--policies",
                                 "run-to-failure,preventive,condition-based,oracle", "--replications", 3,
-                                "--duration", "1 d", "--warmup", "1 h", "--every", "30 h", "--threshold", 0.7,
+                                "--duration", "12 h", "--warmup", "1 h", "--every", "30 h", "--threshold", 0.7,
                                 "--out", tmp_path / "cmp"), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "total cost" in r.stdout and "on 2 processes" in r.stdout

@@ -250,7 +250,7 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
 
     out = tmp_path / "runs" / "bottling" / "live"
     proc = subprocess.Popen(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "1 h", "--warmup", 0,
-                                     "--replications", 1, "--realtime-factor", 120, "--broker", mosquitto.url,
+                                     "--replications", 1, "--realtime-factor", 240, "--broker", mosquitto.url,
                                      "--dashboard", "--out", out), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
