@@ -71,6 +71,11 @@ def test_predictive_policy_prevents_failures_and_the_oracle_bounds_it(work: Path
         cost = d.loc[(policy, "total cost")]
         assert cost["significant"] and cost["ci_high"] < 0, cost  # and it pays: repairs cost more than services
     assert s[("predictive", "maintenance actions")] > 0 and s[("run-to-failure", "maintenance actions")] == 0
+    # the oracle bounds it: it services each machine at the end of its life, the forecast some time before, so
+    # the third difference is the useful life the forecast throws away (significant), not failures (both ~0)
+    mean, lo, hi, _, significant = cmp.paired("oracle", "predictive", "wear at maintenance")
+    assert significant and lo > 0 and s[("oracle", "wear at maintenance")] > 0.9, (mean, lo, hi)
+    assert s[("oracle", "wear-out failures")] <= s[("predictive", "wear-out failures")]
     assert (cmp.kpis.query("policy == 'predictive' and kpi == 'forecasts'").value > 1000).all()
 
 

@@ -29,8 +29,8 @@ POLICIES = ("run-to-failure", "preventive", "condition-based", "predictive", "or
 SCENARIO_POLICIES = POLICIES[:3]
 #: the policy KPIs of a comparison, in report order (line scope)
 KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "unplanned failures",
-        "wear-out failures", "downtime [h]", "maintenance actions", "maintenance cost", "lost production cost",
-        "total cost")
+        "wear-out failures", "downtime [h]", "maintenance actions", "wear at maintenance", "maintenance cost",
+        "lost production cost", "total cost")
 LOWER_IS_BETTER = {"unplanned failures", "wear-out failures", "downtime [h]", "maintenance actions",
                    "maintenance cost", "lost production cost", "total cost"}
 
@@ -58,6 +58,7 @@ def policy_kpis(line: Line) -> dict[str, float]:
     failures = [e for e in line.events if e.kind == "failure" and a <= e.t <= b]
     maint = [e for e in line.events if e.kind == "maintenance_start" and a <= e.t <= b]
     down = sum(float(d[DOWN] + d[MAINTENANCE]) for d in (state_durations(m, a, b) for m in line.machines))
+    worn = _wear_at_maintenance(line, [e for e in maint])
     c = sc.costs
     maintenance_cost = c.maintenance * len(maint) + sum(c.repair_by_mode.get(e.fault_mode, c.repair) for e in failures)
     good = lk["throughput [parts/h]"] * (b - a) / 3600
@@ -65,8 +66,22 @@ def policy_kpis(line: Line) -> dict[str, float]:
     lost = c.part_margin * good * (1 / oee - 1) if oee > 0 else np.nan
     return {**{k: float(lk[k]) for k in KPIS[:5]}, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
-            "maintenance actions": float(len(maint)), "maintenance cost": maintenance_cost,
+            "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
             "lost production cost": lost, "total cost": maintenance_cost + lost}
+
+
+def _wear_at_maintenance(line: Line, starts: list[Any]) -> float:
+    """Mean of the highest true wear when maintenance started (1 = the life used to the end; lower = useful life
+    thrown away). NaN when nothing was maintained."""
+    from twin.truth import TruthReader
+
+    values = []
+    for m in line.machines:
+        ts = np.array(sorted(e.t for e in starts if e.machine == m.name))
+        if len(ts) and m.wear_modes:
+            _, _, wear = TruthReader(m).at(ts)
+            values += wear[m.wear_modes].max(axis=0).tolist()
+    return float(np.mean(values)) if values else float("nan")
 
 
 _BUNDLES: dict[str, Any] = {}
@@ -134,15 +149,18 @@ class Comparison:
 
     def differences(self) -> pd.DataFrame:
         """Paired (same replication) difference of each policy to the reference, with 95 % CI and significance."""
-        wide = self.kpis.pivot_table(index=["kpi", "replication"], columns="policy", values="value")
-        rows = []
-        for policy in wide.columns:
-            if policy == self.reference:
-                continue
-            for kpi, g in (wide[policy] - wide[self.reference]).groupby(level=0, sort=False):
-                mean, lo, hi, n = _ci(g.dropna().to_numpy())
-                rows.append((policy, kpi, mean, lo, hi, n, bool(n > 1 and (lo > 0 or hi < 0))))
+        rows = [(policy, kpi, *self.paired(policy, self.reference, kpi))
+                for policy in dict.fromkeys(self.kpis.policy) if policy != self.reference
+                for kpi in dict.fromkeys(self.kpis.kpi)]
         return pd.DataFrame(rows, columns=["policy", "kpi", "diff", "ci_low", "ci_high", "n", "significant"])
+
+    def paired(self, policy: str, other: str, kpi: str) -> tuple[float, float, float, int, bool]:
+        """Mean of (policy − other) over replications where both have the KPI, its 95 % CI, and significance."""
+        k = self.kpis[self.kpis.kpi == kpi].pivot_table(index="replication", columns="policy", values="value")
+        if policy not in k or other not in k:
+            return np.nan, np.nan, np.nan, 0, False
+        mean, lo, hi, n = _ci((k[policy] - k[other]).dropna().to_numpy())
+        return mean, lo, hi, n, bool(n > 1 and (lo > 0 or hi < 0))
 
 
 def _ci(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, int]:
