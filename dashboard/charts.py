@@ -48,7 +48,8 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
 
 
 def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None, width: int = 760) -> alt.VConcatChart:
-    """One panel per sensor over time (own y scale); failures (red) and maintenance (blue) as vertical rules."""
+    """One panel per sensor over time (own y scale); failures (red), maintenance (blue) and alerts (amber) as
+    vertical rules."""
     panels = []
     x = alt.X("ts:T", title=None, scale=alt.Scale(domain=[readings.ts.min().isoformat(),
                                                           readings.ts.max().isoformat()]))
@@ -59,7 +60,8 @@ def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None, wid
         if events is not None and len(events):
             layers.append(alt.Chart(events).mark_rule(strokeWidth=1.5).encode(
                 x=x, color=alt.Color("event:N", title=None, scale=alt.Scale(
-                    domain=["failure", "maintenance_start"], range=["#c62828", "#1565c0"])),
+                    domain=["failure", "maintenance_start", "alert raised", "alert updated", "alert cleared"],
+                    range=["#c62828", "#1565c0", "#ff8f00", "#ffb300", "#9e9e9e"])),
                 tooltip=["event", "fault_mode", "detail"]))
         panels.append(alt.layer(*layers).properties(height=90, width=width))
     return alt.vconcat(*panels).resolve_scale(y="independent")

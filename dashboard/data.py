@@ -211,6 +211,59 @@ def live(broker: str, prefix: str) -> LiveState:
     return state
 
 
+@dataclass
+class LiveSeries:
+    """Per-minute means of one machine's telemetry as it arrives over MQTT (the last three hours)."""
+
+    sums: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def frame(self) -> pd.DataFrame:
+        with self.lock:
+            rows = [(s, m, total / n) for (s, m), (total, n) in self.sums.items()]
+        if not rows:
+            return pd.DataFrame(columns=["ts", "sensor", "value"])
+        df = pd.DataFrame(rows, columns=["sensor", "minute", "value"])
+        df["ts"] = pd.to_datetime(df.minute * 60_000, unit="ms")
+        return df.sort_values(["sensor", "ts"])[["ts", "sensor", "value"]]
+
+
+@st.cache_resource(show_spinner=False)
+def live_machine(broker: str, topic: str) -> LiveSeries:
+    """A subscriber to one machine's telemetry (only the machine on screen: the whole line can be 100k/s)."""
+    from twin.bus.broker import BrokerError, BrokerURL, connect, make_client
+    from twin.bus.payloads import ParseError, parse
+
+    series = LiveSeries()
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        try:
+            tel = parse(msg.topic, msg.payload)
+        except ParseError:
+            return
+        with series.lock:
+            for sensor, ts, value in zip(getattr(tel, "sensors", []), getattr(tel, "ts_ms", []),
+                                         getattr(tel, "values", [])):
+                cell = series.sums.setdefault((sensor, ts // 60_000), [0.0, 0])
+                cell[0] += value
+                cell[1] += 1
+            if len(series.sums) > 5000:  # keep the newest three hours or so
+                newest = max(m for _, m in series.sums)
+                for key in [k for k in series.sums if k[1] < newest - 180]:
+                    del series.sums[key]
+
+    try:
+        url = BrokerURL.parse(broker)
+        client = make_client(url, f"linetwin-dashboard-m-{uuid.uuid4().hex[:8]}")
+        client.on_message = on_message
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 0)
+        connect(client, url)
+        client.subscribe(topic, 0)
+    except BrokerError:
+        pass
+    return series
+
+
 def broker_url() -> str | None:
     return os.environ.get("LINETWIN_BROKER") or None
 

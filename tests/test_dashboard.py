@@ -250,7 +250,7 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
 
     out = tmp_path / "runs" / "bottling" / "live"
     proc = subprocess.Popen(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "1 h", "--warmup", 0,
-                                     "--replications", 1, "--realtime-factor", 240, "--broker", mosquitto.url,
+                                     "--replications", 1, "--realtime-factor", 120, "--broker", mosquitto.url,
                                      "--dashboard", "--out", out), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -271,6 +271,11 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
             assert pg.locator("text=running").count() >= 1
             assert pg.locator('[data-testid="stException"]').count() == 0
             pg.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            pg.goto(url + "/machine", wait_until="domcontentloaded")  # sensors of the running machine, via MQTT
+            pg.wait_for_selector("text=live from MQTT while the run writes the store", timeout=30_000)
+            pg.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=30_000)
+            assert pg.locator('[data-testid="stException"]').count() == 0
+            pg.screenshot(path=str(tmp_path / "live-machine.png"), full_page=True)
             browser.close()
         while "stays up" not in proc.stdout.readline():
             assert proc.poll() is None

@@ -60,17 +60,39 @@ if run is not None:
     readings = data.query(run.store_url, run.run_id, (machine,), None, start + pd.Timedelta(hours=hours[0]),
                           start + pd.Timedelta(hours=hours[1]))
     readings = readings[readings.replication == rep]
+    live_source = False
+    broker = data.broker_url()
+    if readings.empty and broker and not run.finished:  # the store is busy with the run: per-minute means from MQTT
+        topic = f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry"
+        readings = data.live_machine(broker, topic).frame()
+        live_source = True
     ev = run.truth("events")
     if len(ev):
         ev = ev[(ev.machine == machine) & (ev.replication == rep) & ev.event.isin(["failure", "maintenance_start"])]
         ev = ev.assign(ts=start + pd.to_timedelta(ev.t, unit="s"))
         ev = ev[(ev.t >= hours[0] * 3600) & (ev.t <= hours[1] * 3600)]
-    st.subheader(f"{station.name} / {machine}: sensors (per-minute means)")
-    if readings.empty:
-        st.info("No readings of this machine in the store for this window yet.")
-    else:
-        st.altair_chart(charts.sensor_chart(readings[["ts", "sensor", "value"]], ev if len(ev) else None),
-                        width="stretch")
+    alerts = pd.DataFrame()
+    if broker:
+        feed = [a for a in data.live(broker, data.prefix_of(sc)).feed if a.get("machine") == machine]
+        if feed:
+            alerts = pd.DataFrame({"ts": pd.to_datetime([a["ts"] for a in feed], unit="ms"),
+                                   "event": [f"alert {a['state']}" for a in feed],
+                                   "fault_mode": [a.get("fault_mode", "") for a in feed],
+                                   "detail": [f"P={a['probability']:.2f}" for a in feed]})
+    marks = pd.concat([x for x in (ev, alerts) if len(x)], ignore_index=True) if len(ev) or len(alerts) else None
+
+    @st.fragment(run_every="2s" if live_source else None)
+    def sensors() -> None:
+        shown = data.live_machine(broker, f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry").frame() \
+            if live_source and broker else readings
+        st.subheader(f"{station.name} / {machine}: sensors (per-minute means"
+                     f"{', live from MQTT while the run writes the store' if live_source else ''})")
+        if shown.empty:
+            st.info("No readings of this machine for this window yet.")
+        else:
+            st.altair_chart(charts.sensor_chart(shown[["ts", "sensor", "value"]], marks), width="stretch")
+
+    sensors()
     folder = os.environ.get("LINETWIN_MODELS")
     if folder:
         fc = forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)
