@@ -21,9 +21,9 @@ class AlertRule:
     """Thresholds of the alert hysteresis and of severity."""
 
     on: float = 0.5
-    off: float = 0.2
+    off: float = 0.1
     confirm: int = 3
-    clear_after: int = 30
+    clear_after: int = 60  # an hour of low forecasts: degradation does not heal, a dip is not a repair
     critical: float = 0.85  # probability at which a raised alert is critical
 
     def severity(self, p: float) -> str:

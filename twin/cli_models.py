@@ -299,9 +299,9 @@ def predict(
     line: Annotated[str, typer.Option(help="site/area/line to watch, or +/+/+ for every line")] = "+/+/+",
     interval: Annotated[int, typer.Option(min=1, help="forecast every N new minutes of a machine's data")] = 1,
     on: Annotated[float, typer.Option(help="raise an alert at this P(failure within horizon)")] = 0.5,
-    off: Annotated[float, typer.Option(help="clear it below this probability")] = 0.2,
+    off: Annotated[float, typer.Option(help="clear it below this probability")] = 0.1,
     confirm: Annotated[int, typer.Option(min=1, help="forecasts in a row above --on to raise")] = 3,
-    clear_after: Annotated[int, typer.Option(min=1, help="forecasts in a row below --off to clear")] = 30,
+    clear_after: Annotated[int, typer.Option(min=1, help="forecasts in a row below --off to clear")] = 60,
     duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: Ctrl-C)")]
     = None,
     ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,

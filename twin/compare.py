@@ -111,7 +111,7 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
 
         if params.models is None:
             raise ValueError("the predictive policy needs models (--models, from `twin train`)")
-        ctl = SimulatedForecasts(_bundle(params.models), AlertRule(on=params.on, off=min(0.2, params.on / 2)),
+        ctl = SimulatedForecasts(_bundle(params.models), AlertRule(on=params.on, off=min(AlertRule.off, params.on / 2)),
                                  params.defer)
         line = simulate(scenario, replication, on_readings=ctl.on_readings, policy=ctl.policy_for, chunk=300.0).line
         return {**policy_kpis(line), "forecasts": float(ctl.forecasts)}
