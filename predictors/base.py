@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,7 +56,7 @@ class Forecast:
         out["p_any"] = self.p_any
         return out
 
-    @property
+    @cached_property
     def p_any(self) -> np.ndarray:
         """P(any predictable failure within the horizon), modes treated as independent."""
         return 1 - np.prod(1 - self.proba, axis=1) if self.proba.shape[1] else np.zeros(len(self.rul))

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,24 @@ class MachineFeed:
                                  self.times[-1], min(len(self.rows), self.model.window)))
 
 
+def forecast_due(feeds: list[MachineFeed]) -> Iterator[tuple[MachineFeed, Forecast, int, int, int]]:
+    """Forecast every window the feeds have due, one batched pass per model, in order; clears them.
+
+    Yields (feed, forecast, row in it, minute of the window's end in ms, rows in the window).
+    """
+    by_model: dict[int, list[MachineFeed]] = {}
+    for f in feeds:
+        if f.due:
+            by_model.setdefault(id(f.model), []).append(f)
+    for group in by_model.values():
+        work = [(f, t, n) for f in group for _, t, n in f.due]
+        fc = group[0].model.predict_windows(np.stack([w for f in group for w, _, _ in f.due]))
+        for f in group:
+            f.due.clear()
+        for i, (f, t, n) in enumerate(work):
+            yield f, fc, i, t, n
+
+
 class LiveForecaster:
     """Subscribes to a line's telemetry, forecasts every machine a model knows, publishes alerts."""
 
@@ -205,23 +224,16 @@ class LiveForecaster:
                 log.exception("forecasting failed for a batch of telemetry")
 
     def _handle(self, items: list[tuple[str, Telemetry]]) -> None:
-        due: dict[str, list[MachineFeed]] = {}
+        touched: dict[tuple[str, int, str], MachineFeed] = {}
         for topic, tel in items:
             m = self._machine(topic, tel)
             if m is None or not tel.values:
                 continue
-            m.add(tel.sensors, tel.ts_ms, tel.values, int(m.model.meta_.get("step", 60.0) * 1000))
-            if m.due and m not in due.setdefault(m.group, []):
-                due[m.group].append(m)
-        for machines in due.values():  # one batched forward pass per machine type
-            model = machines[0].model
-            work = [(m, t, n) for m in machines for _, t, n in m.due]
-            fc = model.predict_windows(np.stack([w for m in machines for w, _, _ in m.due]))
-            for m in machines:
-                m.due.clear()
-            self.forecasts += len(work)
-            for i, (m, t, n) in enumerate(work):
-                self._decide(m, fc, i, t, n)
+            m.add(tel.sensors, tel.ts_ms, tel.values, m.step_ms)
+            touched[m.key] = m
+        for m, fc, i, t, n in forecast_due(list(touched.values())):
+            self.forecasts += 1
+            self._decide(m, fc, i, t, n)
 
     def _decide(self, m: MachineFeed, fc: Forecast, i: int, t: int, n: int) -> None:
         p = float(fc.p_any[i])
@@ -234,7 +246,7 @@ class LiveForecaster:
             return
         run, rep, machine = m.key
         meta = m.model.meta_
-        step_ms = int(meta.get("step", 60.0) * 1000)
+        step_ms = m.step_ms
         alert = {"run": run, "replication": rep, "line": "/".join(m.topic.split("/")[:3]),
                  "station": m.topic.split("/")[3], "machine": machine, "state": transition,
                  "severity": m.state.severity, "fault_mode": m.state.mode if transition != "cleared" else mode,

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 
 from predictors.alerts import AlertRule
 from predictors.base import Bundle
-from predictors.online import MachineFeed
+from predictors.online import MachineFeed, forecast_due
 from twin.bus.broker import BrokerURL, connect, make_client
 from twin.bus.payloads import ParseError, alert_filter, parse_alert
 
@@ -142,30 +142,20 @@ class SimulatedForecasts:
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], np.arange(len(self.feeds) + 1))
         ts = np.rint(batch.t * 1000).astype(np.int64)
-        due: dict[str, list[MachineFeed]] = {}
         for i, feed in enumerate(self.feeds):
             if feed is None or bounds[i] == bounds[i + 1]:
                 continue
             idx = order[bounds[i]:bounds[i + 1]]
             feed.add_indexed(feature[batch.series[idx]], ts[idx], batch.value[idx], feed.step_ms)
-            if feed.due:
-                due.setdefault(feed.group, []).append(feed)
-        for feeds in due.values():
-            model = feeds[0].model
-            work = [(f, t) for f in feeds for _, t, _ in f.due]
-            fc = model.predict_windows(np.stack([w for f in feeds for w, _, _ in f.due]))
-            for f in feeds:
-                f.due.clear()
-            self.forecasts += len(work)
-            p = fc.p_any
-            for k, (f, t) in enumerate(work):
-                mode = fc.modes[int(np.argmax(fc.proba[k]))] if fc.modes else ""
-                if f.state.update(t, float(p[k]), mode) == "raised":
-                    self.alerts += 1
-                    now = t / 1000 + f.step_ms / 1000  # the forecast was made when its minute ended
-                    mean_maint = self._maint[f.key[2]]
-                    self.orders.place(f.key[2], f"predictive: P={p[k]:.2f} {mode}, RUL {fc.rul[k] / 3600:.1f} h",
-                                      now, now + max(0.0, float(fc.low[k]) - 2 * mean_maint))
+        for f, fc, k, t, _ in forecast_due([f for f in self.feeds if f is not None]):
+            self.forecasts += 1
+            p = float(fc.p_any[k])
+            mode = fc.modes[int(np.argmax(fc.proba[k]))] if fc.modes else ""
+            if f.state.update(t, p, mode) == "raised":
+                self.alerts += 1
+                now = t / 1000 + f.step_ms / 1000  # the forecast was made when its minute ended
+                self.orders.place(f.key[2], f"predictive: P={p:.2f} {mode}, RUL {fc.rul[k] / 3600:.1f} h",
+                                  now, now + max(0.0, float(fc.low[k]) - 2 * self._maint[f.key[2]]))
 
 
 class AlertOrders:

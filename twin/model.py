@@ -55,6 +55,12 @@ class MachineLog:
     #: per fault mode: (time, clock at renewal, drawn life) each time that mode's life starts
     lives: list[list[tuple[float, float, float]]] = field(default_factory=list)
 
+    def states_from(self, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """State changes logged from index `start` on: (times, state codes), for readers that follow the log."""
+        n = len(self.t)
+        return (np.frombuffer(self.t, dtype=np.float64)[start:n].copy(),
+                np.frombuffer(self.state, dtype=np.int8)[start:n].copy())
+
 
 @dataclass(frozen=True)
 class Event:

@@ -168,15 +168,14 @@ class StoreSink:
         frames = self._pending_states
         for m in line.machines:
             key = (line.replication, m.name)
-            start, n = self._state_cursor.get(key, 0), len(m.log.t)
-            if n > start:
-                t = np.frombuffer(m.log.t, dtype=np.float64)[start:n]
-                codes = np.frombuffer(m.log.state, dtype=np.int8)[start:n]
+            start = self._state_cursor.get(key, 0)
+            t, codes = m.log.states_from(start)
+            if len(t):
                 frames.append(pd.DataFrame({
                     "run": self.run_id, "replication": np.int32(line.replication), "machine": m.name,
                     "ts": pd.to_datetime(self.start_ms + np.rint(t * 1000).astype(np.int64), unit="ms"),
                     "state": _STATE_NAMES[codes]}))
-            self._state_cursor[key] = n
+            self._state_cursor[key] = start + len(t)
         if self._pending_rows >= self.batch:
             self.flush()
 

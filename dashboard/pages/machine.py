@@ -2,6 +2,7 @@
 maintenance marked, and the simulation's ground truth (true wear) beside them."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ st.title("Machine detail")
 def models(folder: str) -> dict:  # type: ignore[type-arg]
     from predictors.base import load_bundle
 
-    return load_bundle(__import__("pathlib").Path(folder))
+    return load_bundle(Path(folder))
 
 
 @st.cache_data(ttl=5.0, show_spinner="forecasting")

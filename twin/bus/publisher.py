@@ -260,13 +260,11 @@ class Publisher:
         out = []
         for m in line.machines:
             start = self._state_cursor.get(m.name, 0)
-            n = len(m.log.t)
-            if n <= start:
+            t, s = m.log.states_from(start)
+            if not len(t):
                 continue
-            t = m.log.t[start:n]
-            s = m.log.state[start:n]
-            changes = [(STATES[code], self.start_ms + round(when * 1000)) for when, code in zip(t, s)]
-            self._state_cursor[m.name] = n
+            changes = [(STATES[code], self.start_ms + round(when * 1000)) for when, code in zip(t.tolist(), s.tolist())]
+            self._state_cursor[m.name] = start + len(t)
             out.append((self.topics.state(m.station.name, m.name),
                         state_payload(self.run_id, line.replication, m.station.name, m.name, changes), True))
         return out
