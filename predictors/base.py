@@ -104,12 +104,25 @@ class Estimator:
         label, label_known = ds.within(self.horizon)
         return self.prep_.windows(ds), rul, rul_known, label, label_known
 
-    def fit(self, ds: RunToFailure, progress: ProgressFn | None = None) -> Estimator:
-        """Fit on the training units; a unit split off for validation sets early stopping and the RUL interval."""
+    def fit(self, ds: RunToFailure, progress: ProgressFn | None = None,
+            extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Estimator:
+        """Fit on the training units; a unit split off for validation sets early stopping and the RUL interval.
+
+        `extra` adds windows from elsewhere (synthetic ones): raw windows (n, window, features) with a
+        failure-within-horizon label and whether it is known, per mode; their RUL counts as unknown."""
         train, valid = split_units(ds, self.valid_fraction, self.seed) if self.valid_fraction else (ds, ds.subset([]))
         self.prep_ = Preprocessor(self.window).fit(train)
         self.modes_ = list(ds.modes)
         tr = self._xy(train)
+        if extra is not None and len(extra[0]):
+            x, lab, known = extra
+            if x.shape[1:] != (self.window, len(ds.features)):
+                raise ValueError(f"extra windows are {x.shape[1:]}, the model takes ({self.window}, "
+                                 f"{len(ds.features)}) (window, features)")
+            xs = self.prep_.scaled(x.reshape(-1, x.shape[2])).reshape(len(x), self.window, -1)
+            tr = (np.concatenate([tr[0], xs]), np.concatenate([tr[1], np.zeros(len(x))]),
+                  np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
+                  np.concatenate([tr[4], known]))
         va = self._xy(valid) if len(valid) else None
         self._fit(tr[0], tr[1], tr[2], tr[3], tr[4], valid=va, progress=progress)
         self._fit_interval(*(va or tr)[:3])
@@ -119,7 +132,7 @@ class Estimator:
                           timespec="seconds"), "data": {"fingerprint": ds.fingerprint(), "rows": len(ds),
                                                         "units": int(ds.frame["unit"].nunique()),
                                                         "sources": ds.sources, "failures": len(ds.failures)},
-                      "validation": validation,
+                      "validation": validation, "extra_windows": 0 if extra is None else len(extra[0]),
                       "train_units": sorted(train.frame["unit"].unique().tolist()),
                       "valid_units": sorted(valid.frame["unit"].unique().tolist())}
         return self

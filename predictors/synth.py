@@ -536,7 +536,7 @@ class ConditionalWGAN(Generator):
             loss_g.backward()
             opt_g.step()
             if progress is not None and ((step + 1) % 50 == 0 or step + 1 == self.steps):
-                progress(step + 1, self.steps, f"critic {float(loss_c):.3f}, generator {float(loss_g):.3f}")
+                progress(step + 1, self.steps, f"critic {loss_c.item():.3f}, generator {loss_g.item():.3f}")
 
     def _decode(self, z: torch.Tensor, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return self.gen(z, c)

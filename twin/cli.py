@@ -20,6 +20,7 @@ from twin.scenario import Scenario, ScenarioError, load_scenario, write_json_sch
 
 if TYPE_CHECKING:  # the streaming modules load only when a command needs them
     from twin.bus.broker import BrokerURL
+    from twin.inject import Injection
     from twin.runner import ProgressFn
     from twin.stream import StreamStats
 
@@ -100,6 +101,11 @@ def run(
                                                    "train`) and publish alerts")] = None,
     dashboard: Annotated[bool, typer.Option(help="open the live dashboard on 127.0.0.1 for this run (stays up "
                                             "after it until Ctrl-C)")] = False,
+    inject: Annotated[Optional[Path], typer.Option(help="replay synthetic readings (a file from `twin synth`) "
+                                                   "into the machine --into, from --at on")] = None,
+    into: Annotated[Optional[str], typer.Option(help="with --inject: the machine whose readings it replaces")] = None,
+    at: Annotated[Optional[str], typer.Option(help="with --inject: when the replay starts, e.g. '2 h' (default 0)")]
+    = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
@@ -108,6 +114,7 @@ def run(
         fail("--policy predictive: give --models (from `twin train`) and stream (the alerts travel over MQTT)")
     if policy is not None and policy != "predictive":
         sc = _with_policy(sc, policy)
+    injection = _injection(sc, inject, into, at)
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")
@@ -127,11 +134,11 @@ def run(
         board = _Dashboard(out, models) if dashboard else None
         if stream:
             summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, models,
-                                           predictive=policy == "predictive", board=board)
+                                           predictive=policy == "predictive", board=board, inject=injection)
         else:
             if board is not None:
                 board.start(None)
-            summary, kpis, stats = _store_direct(sc, out, progress, store)
+            summary, kpis, stats = _store_direct(sc, out, progress, store, injection)
     out_console.print(kpi_table(summary, kpis, sc))
     out_console.print(station_table(summary, sc))
     out_console.print(f"results: [bold]{out}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
@@ -194,13 +201,35 @@ def _with_policy(sc: Scenario, policy: str) -> Scenario:
         fail(str(e))
 
 
-def _store_direct(sc: Scenario, out: Path, progress: ProgressFn,
-                  store: Optional[str]) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Optional[str]) -> Injection | None:
+    """The replay asked for by --inject/--into/--at, checked against the scenario."""
+    from twin.inject import Injection, InjectionError
+    from twin.model import Line
+
+    if inject is None:
+        if into is not None or at is not None:
+            fail("--into and --at belong to --inject FILE (synthetic readings from `twin synth`)")
+        return None
+    if into is None:
+        fail("--inject: name the machine whose readings it replaces with --into MACHINE")
+    start = _duration(at, "--at", allow_zero=True) or 0.0
+    try:
+        injection = Injection.from_file(inject, into, float(start))
+        injection.check(Line(sc))
+    except InjectionError as e:
+        fail(str(e))
+    if injection.at >= sc.duration:
+        fail(f"--at {at}: the run is only {sc.duration / 3600:g} h long; start the replay within it")
+    return injection
+
+
+def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, store: Optional[str],
+                  inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.store import StoreError
     from twin.stream import store_scenario
 
     try:
-        return store_scenario(sc, out, store_url=store, progress=progress)
+        return store_scenario(sc, out, store_url=store, progress=progress, inject=inject)
     except StoreError as e:
         fail(str(e), code=3)
 
@@ -220,7 +249,8 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
 def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
             cert: Optional[Path], key: Optional[Path], store: Optional[str],
             ingest: bool, models: Optional[Path] = None, predictive: bool = False,
-            board: _Dashboard | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+            board: _Dashboard | None = None, inject: Injection | None = None,
+            ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario
@@ -242,7 +272,7 @@ def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str]
     try:
         return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,
                                on_note=lambda note: err_console.print(note, highlight=False), attach=attach,
-                               policy=policy)
+                               policy=policy, inject=inject)
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
 
@@ -356,7 +386,7 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
 def main() -> None:
     # the forecasting commands register on twin.cli's app (which, under `python -m twin.cli`, is not this
     # module's copy): run that one
-    from twin import cli_models
+    from twin import cli_models, cli_synth  # noqa: F401
 
     try:
         cli_models.app()

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 import twin
 from sensors import Readings, SensorBank, sensor_catalog
+from twin.inject import Injection
 from twin.kpi import replication_kpis, summarize
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
@@ -225,16 +226,22 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
                  on_replication: Callable[[Replication], None] | None = None,
                  extra: dict[str, Any] | None = None,
                  wall_start: float | None = None,
-                 policy: Callable[[Machine], MaintenancePolicy] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 policy: Callable[[Machine], MaintenancePolicy] | None = None,
+                 inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
 
     `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
-    each finished replication; `policy` overrides the machines' maintenance policies (e.g. predictive).
+    each finished replication; `policy` overrides the machines' maintenance policies (e.g. predictive);
+    `inject` replays synthetic readings into one machine (recorded in run.json).
     """
     writer = RunWriter(out, scenario)
+    if inject is not None:
+        extra = {**(extra or {}), "injections": [inject.record()]}
     writer.open(extra)
 
     def readings_to(line: Line, batch: Readings) -> None:
+        if inject is not None:
+            batch = inject.apply(line, batch)
         writer.readings(line, batch)
         if on_readings is not None:
             on_readings(line, batch)

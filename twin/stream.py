@@ -22,6 +22,7 @@ from twin.bus.broker import BrokerURL, EmbeddedBroker, negotiate
 from twin.bus.payloads import LineTopics
 from twin.bus.publisher import Publisher
 from twin.ingest import Ingest, IngestProcess
+from twin.inject import Injection
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
 from twin.runner import ProgressFn, Replication, run_scenario
@@ -61,13 +62,14 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
                     on_note: Callable[[str], None] | None = None,
                     attach: Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]] | None = None,
                     policy: Callable[[Machine], MaintenancePolicy] | None = None,
-                    ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+                    inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats.
 
     `ingest`: True runs the ingest as a child process (default), "thread" inside this process,
     False not at all (a `twin ingest` elsewhere does it). `attach(broker, protocol)` gives a context
     for another subscriber (e.g. the live forecaster), entered before the first reading is published
     and left after the last one is stored. `policy` overrides the machines' maintenance policies.
+    `inject` replays synthetic readings into a machine.
     """
     now = _now_ms()
     live = scenario.realtime_factor > 0
@@ -115,7 +117,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         summary, kpis = run_scenario(scenario, out, progress, on_readings=pub.on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
                                                                              "store": store_url},
-                                     wall_start=start_ms / 1000 if live else None, policy=policy)
+                                     wall_start=start_ms / 1000 if live else None, policy=policy, inject=inject)
         stats.readings = pub.readings_published
         pub.publish_status("finished", readings=stats.readings)
         if not pub.flush(drain_timeout):
@@ -190,7 +192,8 @@ class StoreSink:
 
 
 def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
-                   progress: ProgressFn | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+                   progress: ProgressFn | None = None,
+                   inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario flat out, writing readings straight into the store; returns KPI summary, KPIs, stats."""
     run_id = run_id_for(scenario, _now_ms())
     start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
@@ -199,7 +202,7 @@ def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = Non
     try:
         sink = StoreSink(store, run_id, start_ms)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings,
-                                     extra={"run_id": run_id, "store": store_url})
+                                     extra={"run_id": run_id, "store": store_url}, inject=inject)
         sink.flush()
         stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
     finally:

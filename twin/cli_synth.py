@@ -1,0 +1,207 @@
+"""`twin synth`: train generators of synthetic sensor windows, generate them, and score them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from twin.cli import app, err_console, fail, out_console
+from twin.cli_models import StoreOpt, _bar
+
+if TYPE_CHECKING:
+    from predictors.synth import Generator, Windows
+
+synth_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                        help="Synthetic sensor windows: `twin synth train`, `twin synth --fault ... --out FILE`, "
+                             "`twin synth evaluate`.")
+app.add_typer(synth_app, name="synth")
+
+Runs = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`)")]
+KINDS = ("vae", "gan")
+
+
+def _windows(runs: list[Path], window: int, stride: int, store: Optional[str]) -> dict[str, Windows]:
+    from predictors.data import DataError
+    from predictors.synth import twin_windows
+    from twin.store import StoreError
+
+    for p in runs:
+        if not p.is_dir():
+            fail(f"{p}: not a folder; give twin run folders written by `twin run`")
+    try:
+        return twin_windows(runs, window, stride, store)
+    except (DataError, StoreError) as e:
+        fail(str(e))
+
+
+def _generators(model: Path) -> dict[str, dict[str, Generator]]:
+    from predictors.synth import load_generator, load_generators
+
+    if not model.exists():
+        fail(f"--model {model}: no such folder; give one written by `twin synth train --out`")
+    try:
+        if model.is_file():
+            g = load_generator(model)
+            return {g.group_: {g.kind: g}}
+        return load_generators(model)
+    except ValueError as e:
+        fail(str(e))
+
+
+@synth_app.callback()
+def synth(
+    ctx: typer.Context,
+    model: Annotated[Optional[Path], typer.Option(help="generator folder (from `twin synth train`) or one .json")]
+    = None,
+    kind: Annotated[str, typer.Option(help="which generator of the folder: vae or gan")] = "vae",
+    machine_type: Annotated[Optional[str], typer.Option(help="machine type to generate for (needed when the "
+                                                        "folder holds several)")] = None,
+    fault: Annotated[Optional[str], typer.Option(help="fault mode, or 'healthy'")] = None,
+    severity: Annotated[float, typer.Option(min=0.0, max=1.0, help="wear of that mode at the window's end: "
+                                            "0 new .. 1 failed")] = 0.8,
+    n: Annotated[int, typer.Option(min=1, max=1_000_000, help="number of windows")] = 100,
+    seed: Annotated[int, typer.Option(min=0, help="same seed, same windows")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Parquet file of the readings (the store's schema, marked "
+                                                "synthetic)")] = None,
+    machine: Annotated[Optional[str], typer.Option(help="machine name written into the file (default: the "
+                                                   "machine type)")] = None,
+    start: Annotated[str, typer.Option(help="timestamp of the first reading")] = "2026-01-01 00:00",
+) -> None:
+    """Generate n synthetic windows of a fault mode at a severity into a Parquet file of readings."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or fault is None or out is None:
+        fail("twin synth: give --model (from `twin synth train`), --fault and --out FILE.parquet; or use "
+             "`twin synth train` / `twin synth evaluate` (see `twin synth --help`)")
+    gens = _generators(model)
+    if machine_type is None:
+        if len(gens) > 1:
+            fail(f"--machine-type: the folder holds generators for {', '.join(sorted(gens))}; name one")
+        machine_type = next(iter(gens))
+    if machine_type not in gens:
+        fail(f"--machine-type {machine_type!r}: no generator for it in {model}; there are {', '.join(sorted(gens))}")
+    if kind not in gens[machine_type]:
+        fail(f"--kind {kind!r}: {model} has {', '.join(sorted(gens[machine_type]))} for {machine_type}")
+    g = gens[machine_type][kind]
+    try:
+        t0 = pd.Timestamp(start)
+    except ValueError:
+        fail(f"--start {start!r}: give a timestamp such as '2026-01-01 06:00'")
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        fail(f"--out {out}: give a .parquet file")
+    try:
+        windows = g.sample(fault, severity, n, seed)
+    except ValueError as e:
+        fail(f"--fault/--severity: {e}")
+    frame = windows.to_frame(t0, run=f"synthetic-{kind}-{seed}", machine=machine or machine_type)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+    except OSError as e:
+        fail(f"--out {out}: cannot write ({e.strerror}); choose a writable path")
+    out_console.print(f"{n} synthetic windows of {escape(fault)} at severity {severity:g} on {escape(machine_type)} "
+                      f"({g.window_} minutes × {len(g.features_)} sensors, {kind}) → [bold]{escape(str(out))}[/] "
+                      f"({len(frame):,} readings)", highlight=False)
+
+
+@synth_app.command("train")
+def train(
+    runs: Runs,
+    kind: Annotated[Optional[list[str]], typer.Option(help="vae, gan (repeat for both; default both)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="generator folder (default: models/<run>-synth)")] = None,
+    window: Annotated[int, typer.Option(min=4, max=240, help="minutes per window")] = 30,
+    stride: Annotated[int, typer.Option(min=1, help="minutes between window starts")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="VAE: epochs")] = 30,
+    steps: Annotated[int, typer.Option(min=1, help="GAN: generator steps (5 critic steps each)")] = 2000,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    store: StoreOpt = None,
+) -> None:
+    """Train generators (one per machine type and kind) on the labelled windows of twin runs."""
+    from predictors.synth import GENERATORS
+
+    kind = kind or list(KINDS)
+    bad = [k for k in kind if k not in GENERATORS]
+    if bad:
+        fail(f"--kind {bad[0]!r}: choose {' or '.join(GENERATORS)}")
+    data = _windows(runs, window, stride, store)
+    out = out or Path("models") / f"{runs[0].parent.name}-synth"
+    summary = Table(title=f"trained generators → {out}")
+    for col in ("machine type", "kind", "windows", "per fault mode"):
+        summary.add_column(col)
+    with _bar() as bar:
+        for group, w in data.items():
+            for k in dict.fromkeys(kind):
+                task = bar.add_task(f"{group} {k}", total=None, note="")
+
+                def progress(done: int, total: int, note: str, task: int = task) -> None:
+                    bar.update(task, completed=done, total=total, note=note)
+
+                params = {"epochs": epochs} if k == "vae" else {"steps": steps}
+                g = GENERATORS[k](seed=seed, **params).fit(w, progress)
+                g.save(out / group)
+                per = ", ".join(f"{m} {c:,}" for m, c in g.meta_["data"]["per_mode"].items())
+                summary.add_row(escape(group), k, f"{len(w):,}", escape(per))
+    out_console.print(summary)
+    out_console.print(f"generators: [bold]{escape(str(out))}[/] (`twin synth --model {escape(str(out))} --fault "
+                      "... --out FILE.parquet`, `twin synth evaluate`)", highlight=False)
+
+
+@synth_app.command("evaluate")
+def evaluate(
+    runs: Annotated[list[Path], typer.Argument(help="held-out twin run folders (not used in training)")],
+    model: Annotated[Path, typer.Option(help="generator folder from `twin synth train`")],
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/<model folder>)")] = None,
+    iterations: Annotated[int, typer.Option(min=10, help="training iterations of the post-hoc GRUs")] = 2000,
+    stride: Annotated[int, typer.Option(min=1, help="minutes between held-out windows")] = 5,
+    rare: Annotated[Optional[str], typer.Option(help="usefulness experiment: make this fault mode rare in --train "
+                                                "and train the LSTM with and without synthetic windows of it")]
+    = None,
+    train: Annotated[Optional[list[Path]], typer.Option(help="with --rare: training twin runs")] = None,
+    keep: Annotated[int, typer.Option(min=0, help="with --rare: failures of that mode left in the training data")]
+    = 1,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    store: StoreOpt = None,
+) -> None:
+    """Score generators on held-out runs (discriminative, predictive, distances, conditioning, pictures)."""
+    from predictors.synth_eval import plot_embedding, plot_windows, quality, quality_table, write_report
+
+    gens = _generators(model)
+    if rare is not None and not train:
+        fail("--rare: give the training runs with --train RUN (the experiment trains its own models on them)")
+    window = next(iter(next(iter(gens.values())).values())).window_
+    data = _windows(runs, window, stride, store)
+    out = out or Path("reports") / f"{model.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    reports, augment = [], None
+    with _bar() as bar:
+        task = bar.add_task("scoring", total=None, note="")
+        for group, w in data.items():
+            if group not in gens:
+                err_console.print(f"no generator for {group}: skipped", highlight=False)
+                continue
+            rep = quality(gens[group], w, iterations, seed, note=lambda s: bar.update(task, note=s))
+            plot_embedding(rep, out / f"embedding-{group}.png", seed=seed)
+            plot_windows(w, gens[group], out / f"windows-{group}.png", seed=seed)
+            reports.append(rep)
+            t = Table(title=f"{group}: synthetic vs held-out real windows (lower is better but for the last two)")
+            tab = quality_table(rep)
+            for col in tab.columns:
+                t.add_column(escape(col), justify="left" if col == "generator" else "right")
+            for row in tab.itertuples(index=False):
+                t.add_row(*(escape(str(v)) for v in row))
+            out_console.print(t)
+        if rare is not None and train:
+            from predictors.synth_eval import augmentation
+
+            augment = augmentation(train, runs, rare, keep=keep, window=window, seed=seed, store_url=store,
+                                   note=lambda s: bar.update(task, note=s))
+            out_console.print(augment.table().to_string(index=False))
+    if not reports:
+        fail("no generator matches this data's machine types; evaluate on runs of the line it was trained on")
+    path = write_report(reports, augment, out, model, runs)
+    out_console.print(f"report: [bold]{escape(str(path))}[/]", highlight=False)
