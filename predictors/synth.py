@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,6 +370,7 @@ class _LatentPrior(nn.Module):
         return np.stack([c[:, :-1].argmax(axis=1), np.searchsorted(SEVERITY_BANDS, c[:, -1], side="right")], axis=1)
 
     def fit(self, mu: np.ndarray, c: np.ndarray, components: int, seed: int) -> None:
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
         keys = self.keys(c)
@@ -376,8 +378,10 @@ class _LatentPrior(nn.Module):
         for key in sorted(set(map(tuple, keys.tolist()))):
             z = mu[(keys == key).all(axis=1)]
             k = int(min(components, max(1, len(z) // 50)))
-            gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(z) \
-                if len(z) > 1 else None
+            with warnings.catch_warnings():  # an undertrained encoder may give fewer distinct points than k
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(z) \
+                    if len(z) > 1 else None
             if gmm is None:
                 rows.append((key, 1.0, z[0], np.eye(mu.shape[1]) * 1e-2))
                 continue
