@@ -315,10 +315,12 @@ def write_report(reports: list[QualityReport], augment: Augmentation | None, out
              "VAE's reconstruction error ranking worn windows above healthy ones. 'real (other units)' is the "
              "floor: half of the held-out units scored against the other half.", ""]
     for rep in reports:
+        quality_table(rep).to_csv(out / f"quality-{rep.group}.csv", index=False)  # the dashboard's Models page
         lines += [f"## {rep.group}", "", quality_table(rep).to_markdown(index=False), "",
                   f"![PCA and t-SNE of real and synthetic windows](embedding-{rep.group}.png)", "",
                   f"![real and synthetic windows per fault mode](windows-{rep.group}.png)", ""]
     if augment is not None:
+        augment.table().to_csv(out / "augmentation.csv", index=False)
         lines += [f"## Usefulness: a rare fault mode ({augment.group}, {augment.mode})", "",
                   f"The training runs had {augment.failures} {augment.mode} failures; the rare data keeps "
                   f"{augment.kept} (the other lives of that mode are taken out). The {augment.kind.upper()} is "

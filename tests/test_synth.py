@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from streamlit.testing.v1 import AppTest
 
 from predictors import genmetrics as gm
 from predictors.data import from_twin_run
@@ -124,7 +125,8 @@ def test_twin_synth_mistakes_fail_clearly(gen: Path, tmp_path: Path, args: list[
     assert "Traceback" not in r.stderr and not (tmp_path / "x.parquet").exists()
 
 
-def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: Path) -> None:
+def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     r = subprocess.run(twin_cmd("synth", "evaluate", work / "heldout", "--model", gen, "--iterations", 200,
                                 "--stride", 10, "--out", tmp_path / "rep"), capture_output=True, text=True,
                        timeout=600, cwd=ROOT)
@@ -136,6 +138,15 @@ def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: 
     for group in ("filler", "conveyor_machine"):
         for png in (f"embedding-{group}.png", f"windows-{group}.png"):
             assert (tmp_path / "rep" / png).stat().st_size > 10_000
+    # the dashboard's Models page shows the scores and real vs synthetic windows
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "models.py"), default_timeout=60).run()
+    assert not at.exception
+    assert [s.value for s in at.subheader] == ["conveyor_machine: synthetic vs real windows",
+                                               "filler: synthetic vs real windows"]
+    table = at.dataframe[0].value
+    assert list(table.generator[:2]) == ["GAN (WGAN-GP)", "VAE"] and "discriminative" in table
+    assert len(at.get("image")) == 4
 
 
 def test_a_rare_fault_mode_keeps_one_failure(work: Path) -> None:

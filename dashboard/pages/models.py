@@ -1,4 +1,5 @@
-"""Models: training and evaluation reports of the forecasters (scores and plots), side by side."""
+"""Models: evaluation reports of the forecasters (scores and plots), and of the generators of synthetic windows
+(quality scores, real vs synthetic windows per fault mode, the rare-fault experiment)."""
 
 import streamlit as st
 
@@ -24,3 +25,20 @@ else:
         images = [p for p in (report / f"rul-{group}.png", report / f"alerts-{group}.png") if p.exists()]
         for col, img in zip(st.columns(len(images) or 1), images):
             col.image(str(img))
+    for quality in sorted(report.glob("quality-*.csv")):
+        import pandas as pd
+
+        group = quality.stem.removeprefix("quality-")
+        st.subheader(f"{group}: synthetic vs real windows")
+        st.dataframe(pd.read_csv(quality), hide_index=True)
+        windows, embedding = report / f"windows-{group}.png", report / f"embedding-{group}.png"
+        if windows.exists():
+            st.image(str(windows), caption="real (black) and synthetic windows asked for the same fault mode and "
+                                           "severity")
+        if embedding.exists():
+            st.image(str(embedding), caption="PCA and t-SNE of real and synthetic windows")
+    if (report / "augmentation.csv").exists():
+        import pandas as pd
+
+        st.subheader("a rare fault mode, with and without synthetic windows")
+        st.dataframe(pd.read_csv(report / "augmentation.csv"), hide_index=True)
