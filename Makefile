@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/predict.py
 	$(PY) bench/compare.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/synth.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
