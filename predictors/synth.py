@@ -190,8 +190,8 @@ class Generator:
     def _fit(self, x: torch.Tensor, c: torch.Tensor, progress: ProgressFn | None) -> None:
         raise NotImplementedError
 
-    def _decode(self, z: torch.Tensor, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Latent draws and conditions → scaled windows (n, T, d)."""
+    def _decode(self, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Conditions → scaled windows (n, T, d), the latent drawn from `gen` as the generator samples it."""
         raise NotImplementedError
 
     def _modules(self) -> dict[str, nn.Module]:
@@ -250,9 +250,7 @@ class Generator:
         with torch.no_grad():
             parts = []
             for i in range(0, n, 4096):
-                ci = torch.from_numpy(c[i:i + 4096])
-                z = torch.randn(len(ci), self.latent, generator=gen)
-                parts.append(self._decode(z, ci, gen).numpy())
+                parts.append(self._decode(torch.from_numpy(c[i:i + 4096]), gen).numpy())
         x = self.unscale(np.concatenate(parts) if parts else np.zeros((0, self.window_, len(self.features_))))
         labels = np.asarray(self.labels_, dtype=object)[c[:, :-1].argmax(axis=1)] if n else np.empty(0, object)
         return Windows(x, labels, c[:, -1].astype(np.float64), np.full(n, f"synthetic/{self.kind}", dtype=object),
@@ -472,7 +470,7 @@ class ConditionalVAE(Generator):
         assert self.prior is not None
         self.prior.fit(mu.numpy(), c.numpy(), self.components, self.seed)
 
-    def _decode(self, z: torch.Tensor, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _decode(self, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         assert self.prior is not None
         z = self.prior.sample(c, gen)
         mean, log_sigma = self._out(z, c)
@@ -542,5 +540,5 @@ class ConditionalWGAN(Generator):
             if progress is not None and ((step + 1) % 50 == 0 or step + 1 == self.steps):
                 progress(step + 1, self.steps, f"critic {loss_c.item():.3f}, generator {loss_g.item():.3f}")
 
-    def _decode(self, z: torch.Tensor, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.gen(z, c)
+    def _decode(self, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.gen(torch.randn(len(c), self.latent, generator=gen), c)

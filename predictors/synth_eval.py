@@ -315,8 +315,9 @@ def write_report(reports: list[QualityReport], augment: Augmentation | None, out
              "VAE's reconstruction error ranking worn windows above healthy ones. 'real (other units)' is the "
              "floor: half of the held-out units scored against the other half.", ""]
     for rep in reports:
-        quality_table(rep).to_csv(out / f"quality-{rep.group}.csv", index=False)  # the dashboard's Models page
-        lines += [f"## {rep.group}", "", quality_table(rep).to_markdown(index=False), "",
+        tab = quality_table(rep)
+        tab.to_csv(out / f"quality-{rep.group}.csv", index=False)  # the dashboard's Models page
+        lines += [f"## {rep.group}", "", tab.to_markdown(index=False), "",
                   f"![PCA and t-SNE of real and synthetic windows](embedding-{rep.group}.png)", "",
                   f"![real and synthetic windows per fault mode](windows-{rep.group}.png)", ""]
     if augment is not None:

@@ -89,7 +89,7 @@ class Injection:
             self._series[line.replication] = {int(i): self.values.columns.get_loc(s) for i, (m, s) in
                                               enumerate(zip(cat.machine, cat.sensor))
                                               if m == self.machine and s in self.values.columns}
-        cols = self._series[line.replication]
+        cols = self._series[line.replication]  # series → column of the synthetic values
         if not len(batch) or batch.t[-1] < self.at or batch.t[0] >= self.at + self.duration:
             return batch
         inside = (batch.t >= self.at) & (batch.t < self.at + self.duration) & np.isin(batch.series, list(cols))
@@ -97,6 +97,8 @@ class Injection:
             return batch
         value = batch.value.copy()
         rows = ((batch.t[inside] - self.at) // self.step).astype(int)
-        col = np.array([cols[int(s)] for s in batch.series[inside]])
+        lookup = np.full(int(max(cols)) + 1, -1)
+        lookup[list(cols)] = list(cols.values())
+        col = lookup[batch.series[inside]]
         value[inside] = self.values.to_numpy()[rows, col]
         return Readings(batch.series, batch.t, value)

@@ -1,6 +1,7 @@
 """Models: evaluation reports of the forecasters (scores and plots), and of the generators of synthetic windows
 (quality scores, real vs synthetic windows per fault mode, the rare-fault experiment)."""
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import data
@@ -14,8 +15,6 @@ else:
     pick = st.selectbox("report", [p.name for p in reports], key="report")
     report = folder / pick
     for scores in sorted(report.glob("scores-*.csv")):
-        import pandas as pd
-
         group = scores.stem.removeprefix("scores-")
         st.subheader(group)
         df = pd.read_csv(scores)
@@ -26,8 +25,6 @@ else:
         for col, img in zip(st.columns(len(images) or 1), images):
             col.image(str(img))
     for quality in sorted(report.glob("quality-*.csv")):
-        import pandas as pd
-
         group = quality.stem.removeprefix("quality-")
         st.subheader(f"{group}: synthetic vs real windows")
         st.dataframe(pd.read_csv(quality), hide_index=True)
@@ -38,7 +35,5 @@ else:
         if embedding.exists():
             st.image(str(embedding), caption="PCA and t-SNE of real and synthetic windows")
     if (report / "augmentation.csv").exists():
-        import pandas as pd
-
         st.subheader("a rare fault mode, with and without synthetic windows")
         st.dataframe(pd.read_csv(report / "augmentation.csv"), hide_index=True)
