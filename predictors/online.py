@@ -2,7 +2,9 @@
 
 Each machine's readings are averaged per minute exactly as the training data were (minute buckets of
 the store), the last `window` rows are cleaned and scaled as in training, and every `interval` new rows
-the machine's model forecasts; the alert hysteresis decides what to publish. The network thread only
+the machine's model forecasts; the alert hysteresis decides what to publish. With an anomaly detector (the
+VAE of `twin synth train`) its score of the same minutes joins the forecast as one more mode, "anomaly",
+so unusual behaviour the forecasters were not trained on raises alerts too. The network thread only
 parses and queues; one worker thread bins, forecasts in batches and publishes.
 """
 
@@ -16,17 +18,23 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from predictors.alerts import AlertRule, AlertState
 from predictors.base import Bundle, Estimator, Forecast
+from predictors.prep import clean
 from twin.bus.broker import BrokerURL, connect, make_client, negotiate
 from twin.bus.payloads import ParseError, Telemetry, alert_payload, parse
 
+if TYPE_CHECKING:
+    from predictors.synth import ConditionalVAE
+
 log = logging.getLogger(__name__)
+ANOMALY = "anomaly"  # the fault mode of alerts the VAE's anomaly score raises
 
 
 MAX_LAG = 15  # minutes a bin waits for a silent sensor before it is closed without it
@@ -56,16 +64,22 @@ class MachineFeed:
     fresh: int = 0
     late: int = 0
     due: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # (window, minute, rows) to forecast
+    detector: ConditionalVAE | None = None  # scores the cleaned raw window for anomalies, beside the model
+    columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # the detector's features
+    raw: list[np.ndarray] = field(default_factory=list)  # the detector's window for each due forecast
 
     @classmethod
     def for_model(cls, key: tuple[str, int, str], group: str, model: Estimator, topic: str, rule: AlertRule,
-                  every: int = 1) -> MachineFeed:
-        """A feed shaped for a model's features and window."""
+                  every: int = 1, detector: ConditionalVAE | None = None) -> MachineFeed:
+        """A feed shaped for a model's features and window (and the anomaly detector's, when given)."""
         features = model.prep_.features or []  # type: ignore[union-attr]
-        keep = model.window + 10  # a little more than the window, so a dropout at its start is filled as in training
-        return cls(key, group, model, topic, {s: i for i, s in enumerate(features)}, deque(maxlen=keep),
-                   deque(maxlen=keep), AlertState(rule), newest=np.full(len(features), -1, dtype=np.int64),
-                   every=every)
+        index = {s: i for i, s in enumerate(features)}
+        # a little more than the window, so a dropout at its start is filled as in training
+        keep = max(model.window, detector.window_ if detector is not None else 0) + 10
+        columns = np.array([index[f] for f in detector.features_] if detector is not None else [], dtype=np.int64)
+        return cls(key, group, model, topic, index, deque(maxlen=keep), deque(maxlen=keep), AlertState(rule),
+                   newest=np.full(len(features), -1, dtype=np.int64), every=every, detector=detector,
+                   columns=columns)
 
     @property
     def step_ms(self) -> int:
@@ -113,8 +127,13 @@ class MachineFeed:
             self.fresh += 1
             if self.fresh >= self.every:
                 self.fresh = 0
-                self.due.append((self.model.prep_.live_window(np.stack(list(self.rows))),  # type: ignore[union-attr]
+                rows = np.stack(list(self.rows))
+                self.due.append((self.model.prep_.live_window(rows),  # type: ignore[union-attr]
                                  self.times[-1], min(len(self.rows), self.model.window)))
+                if self.detector is not None:  # scored only on whole windows, as trained (a padded one is odd)
+                    w = self.detector.window_
+                    self.raw.append(clean(rows[:, self.columns])[-w:] if len(rows) >= w
+                                    else np.full((w, len(self.columns)), np.nan))
 
 
 def forecast_due(feeds: list[MachineFeed]) -> Iterator[tuple[MachineFeed, Forecast, int, int, int]]:
@@ -122,17 +141,53 @@ def forecast_due(feeds: list[MachineFeed]) -> Iterator[tuple[MachineFeed, Foreca
 
     Yields (feed, forecast, row in it, minute of the window's end in ms, rows in the window).
     """
-    by_model: dict[int, list[MachineFeed]] = {}
+    by_model: dict[tuple[int, int], list[MachineFeed]] = {}
     for f in feeds:
         if f.due:
-            by_model.setdefault(id(f.model), []).append(f)
+            by_model.setdefault((id(f.model), id(f.detector)), []).append(f)
     for group in by_model.values():
         work = [(f, t, n) for f in group for _, t, n in f.due]
         fc = group[0].model.predict_windows(np.stack([w for f in group for w, _, _ in f.due]))
+        detector = group[0].detector
+        if detector is not None:
+            fc = with_anomaly(fc, detector, np.stack([r for f in group for r in f.raw]))
         for f in group:
             f.due.clear()
+            f.raw.clear()
         for i, (f, t, n) in enumerate(work):
             yield f, fc, i, t, n
+
+
+def with_anomaly(fc: Forecast, detector: ConditionalVAE, raw: np.ndarray) -> Forecast:
+    """The forecast with one more mode, ANOMALY: the detector's anomaly probability of each raw window
+    (0 where the window is not whole yet or still has a gap), so the alert hysteresis treats it like a fault mode."""
+    gaps = np.isnan(raw).any(axis=(1, 2))
+    p = np.zeros(len(raw))
+    if (~gaps).any():
+        p[~gaps] = detector.anomaly_probability(raw[~gaps])
+    return Forecast(fc.rul, fc.low, fc.high, np.column_stack([fc.proba, p]), [*fc.modes, ANOMALY])
+
+
+def anomaly_detectors(folder: Path, bundle: Bundle) -> dict[str, ConditionalVAE]:
+    """The VAEs of a `twin synth train` folder, by the bundle's machine type they score; raises ValueError
+    (with the fix) when a type's VAE and model disagree on sensors or a VAE has no calibrated threshold."""
+    from predictors.synth import ConditionalVAE, load_generators
+
+    out: dict[str, ConditionalVAE] = {}
+    for group, kinds in load_generators(folder).items():
+        vae = kinds.get("vae")
+        if not isinstance(vae, ConditionalVAE) or group not in bundle:
+            continue
+        missing = sorted(set(vae.features_) - set(bundle[group]["model"].prep_.features or []))  # type: ignore[union-attr]
+        if missing:
+            raise ValueError(f"{folder}/{group}: the VAE reads sensors {', '.join(missing)} that the {group} "
+                             "forecasting model does not; train both on runs of the same line")
+        vae.threshold  # noqa: B018  (raises the retrain hint now, not mid-stream)
+        out[group] = vae
+    if not out:
+        raise ValueError(f"{folder}: no VAE here for a machine type of the models ({', '.join(bundle)}); "
+                         "give a folder from `twin synth train --kind vae` on runs of the same line")
+    return out
 
 
 class LiveForecaster:
@@ -140,8 +195,9 @@ class LiveForecaster:
 
     def __init__(self, url: BrokerURL, bundle: Bundle, *, prefix: str = "+/+/+", interval: int = 1,
                  rule: AlertRule | None = None, protocol: int | None = None, client_id: str | None = None,
-                 record: bool = False) -> None:
+                 record: bool = False, detectors: dict[str, ConditionalVAE] | None = None) -> None:
         self.url, self.bundle, self.prefix, self.interval = url, bundle, prefix, interval
+        self.detectors = detectors or {}
         self.rule = rule or AlertRule()
         self.protocol = protocol if protocol is not None else negotiate(url)
         self.client = make_client(url, client_id or f"linetwin-predict-{uuid.uuid4().hex[:12]}",
@@ -202,7 +258,7 @@ class LiveForecaster:
             self.unknown.add(tel.machine)
             return None
         m = MachineFeed.for_model(key, group, self.bundle[group]["model"], topic.rsplit("/", 1)[0] + "/alerts",
-                                  self.rule, self.interval)
+                                  self.rule, self.interval, self.detectors.get(group))
         self.machines[key] = m
         return m
 

@@ -31,6 +31,8 @@ from predictors.prep import clean
 
 HEALTHY = "healthy"
 HEALTHY_BELOW = 0.2  # a window whose highest wear is below this is labelled healthy
+ANOMALY_QUANTILE = 0.999  # the anomaly threshold: this quantile of healthy training windows' scores
+ANOMALY_SLOPE = 4.0  # anomaly probability = 1 / (1 + (threshold / score) ** slope): 0.5 at the threshold
 GENERATORS: dict[str, type[Generator]] = {}
 
 
@@ -420,13 +422,13 @@ class ConditionalVAE(Generator):
 
     kind = "vae"
 
-    def __init__(self, *, beta: float = 1.0, components: int = 20, **common: Any) -> None:
+    def __init__(self, *, beta: float = 1.0, components: int = 20, updates: int = 5000, **common: Any) -> None:
         super().__init__(**common)
-        self.beta, self.components = beta, components
+        self.beta, self.components, self.updates = beta, components, updates
         self.prior: _LatentPrior | None = None
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "beta": self.beta, "components": self.components}
+        return {**super().params(), "beta": self.beta, "components": self.components, "updates": self.updates}
 
     def _build(self, d: int, k: int) -> None:
         self.enc = _Encoder(d, k, self.hidden, self.window_, 2 * self.latent)
@@ -453,7 +455,9 @@ class ConditionalVAE(Generator):
         gen = torch.Generator().manual_seed(self.seed)
         params = [*self.enc.parameters(), *self.dec.parameters()]
         opt = torch.optim.Adam(params, lr=self.lr)
-        for epoch in range(self.epochs):
+        # at least `updates` gradient steps: a machine type with few windows gets more epochs, not less training
+        epochs = max(self.epochs, -(-self.updates // -(-len(x) // self.batch)))
+        for epoch in range(epochs):
             total = 0.0
             for idx in _batches(len(x), self.batch, gen):
                 opt.zero_grad()
@@ -463,7 +467,7 @@ class ConditionalVAE(Generator):
                 opt.step()
                 total += loss.item() * len(idx)
             if progress is not None:
-                progress(epoch + 1, self.epochs, f"loss {total / len(x):.2f}")
+                progress(epoch + 1, epochs, f"loss {total / len(x):.2f}")
         self.enc.eval()
         with torch.no_grad():
             mu = torch.cat([self.enc(x[i:i + 4096], c[i:i + 4096]).chunk(2, dim=1)[0] for i in range(0, len(x), 4096)])
@@ -476,18 +480,44 @@ class ConditionalVAE(Generator):
         mean, log_sigma = self._out(z, c)
         return mean + torch.randn(mean.shape, generator=gen) * log_sigma.exp()
 
+    def fit(self, w: Windows, progress: ProgressFn | None = None) -> ConditionalVAE:
+        """Train, then calibrate the anomaly threshold on the healthy training windows' scores."""
+        super().fit(w, progress)
+        healthy = w.x[w.mode == HEALTHY]
+        if len(healthy):
+            self.meta_["anomaly"] = {"threshold": float(np.quantile(self.score(healthy), ANOMALY_QUANTILE)),
+                                     "quantile": ANOMALY_QUANTILE, "healthy_windows": len(healthy)}
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The anomaly score at which a window counts as anomalous (probability 0.5)."""
+        cal = self.meta_.get("anomaly")
+        if not cal:
+            raise ValueError(f"the {self.group_} VAE has no anomaly threshold (it saw no healthy windows, or was "
+                             "trained before calibration existed); retrain it with `twin synth train`")
+        return float(cal["threshold"])
+
+    def anomaly_probability(self, x: np.ndarray) -> np.ndarray:
+        """Per window, the anomaly score mapped onto (0, 1): 0.5 at the calibrated threshold, rising with it,
+        so it feeds the same alert hysteresis as the forecasters' probabilities."""
+        ratio = self.score(x) / self.threshold
+        return 1.0 / (1.0 + np.maximum(ratio, 1e-12) ** -ANOMALY_SLOPE)
+
     def score(self, x: np.ndarray) -> np.ndarray:
         """Anomaly score per window (sensor units): the reconstruction error of the window read as healthy,
         in noise units. A worn machine's windows reconstruct badly as healthy, so they score high."""
         if not len(x):
             return np.zeros(0)
-        c = torch.from_numpy(self.condition(HEALTHY, 0.0, len(x)))
-        xs = torch.from_numpy(self.scale(np.asarray(x, dtype=np.float64)))
-        with torch.no_grad():
-            mu, _ = self.enc(xs, c).chunk(2, dim=1)
-            mean, log_sigma = self._out(mu, c)
-            err = ((xs - mean) / log_sigma.exp()) ** 2
-        return err.mean(dim=(1, 2)).numpy().astype(np.float64)
+        out = []
+        for i in range(0, len(x), 4096):
+            xs = torch.from_numpy(self.scale(np.asarray(x[i:i + 4096], dtype=np.float64)))
+            c = torch.from_numpy(self.condition(HEALTHY, 0.0, len(xs)))
+            with torch.no_grad():
+                mu, _ = self.enc(xs, c).chunk(2, dim=1)
+                mean, log_sigma = self._out(mu, c)
+                out.append((((xs - mean) / log_sigma.exp()) ** 2).mean(dim=(1, 2)).numpy())
+        return np.concatenate(out).astype(np.float64)
 
 
 @register_generator

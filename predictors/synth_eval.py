@@ -4,7 +4,8 @@ Quality on held-out real runs (split by unit in two halves A and B): synthetic w
 with the conditions of B's real windows and compared with them (discriminative, marginal and
 autocorrelation distances, with a trivial generator and real A beside them as the worst and the floor);
 the predictive score trains on synthetic windows and on real A, both tested on real B; conditioning is
-a fault-mode classifier trained on real A, asked to recognise synthetic windows; the VAE's anomaly score
+a fault-mode classifier trained on real windows (the training runs when given, else real A), asked to
+recognise synthetic windows; the VAE's anomaly score
 is rated by how well it ranks worn windows above healthy ones (AUROC). Usefulness: `augmentation`
 trains the LSTM with and without synthetic windows of a deliberately rare fault mode.
 """
@@ -21,10 +22,10 @@ import pandas as pd
 
 from predictors import genmetrics as gm
 from predictors.alerts import AlertRule
-from predictors.base import Estimator
+from predictors.base import DEFAULTS, Estimator
 from predictors.data import RunToFailure
 from predictors.evaluate import forecast_frame
-from predictors.metrics import alert_events
+from predictors.metrics import AlertEvents, alert_events
 from predictors.synth import HEALTHY, ConditionalVAE, Generator, Windows
 
 Note = Callable[[str], None]
@@ -55,14 +56,18 @@ def trivial(real: Windows, seed: int = 0) -> np.ndarray:
 
 
 def quality(generators: dict[str, Generator], held_out: Windows, iterations: int = 2000, seed: int = 0,
-            note: Note | None = None) -> QualityReport:
-    """Score every generator of one machine type against held-out real windows (see the module docstring)."""
+            note: Note | None = None, judge: Windows | None = None) -> QualityReport:
+    """Score every generator of one machine type against held-out real windows (see the module docstring).
+
+    The fault-mode classifier that judges conditioning learns from `judge` (real windows, e.g. the
+    generators' training runs: more lives of each mode) when given, else from held-out half A."""
     a, b = held_out.split(0.5, seed)
     if not len(a) or not len(b):
         a, b = held_out, held_out  # one unit only: train and test the references on the same windows
     say = note or (lambda s: None)
-    clf_mask = gm.classifiable(a.mode, a.severity)
-    clf = gm.ModeClassifier.fit(a.x[clf_mask], a.mode[clf_mask], seed)
+    real = judge if judge is not None else a
+    clf_mask = gm.classifiable(real.mode, real.severity)
+    clf = gm.ModeClassifier.fit(real.x[clf_mask], real.mode[clf_mask], seed)
     b_mask = gm.classifiable(b.mode, b.severity)
     say(f"{held_out.group}: references (real vs real, trivial generator)")
     ref = {"discriminative (real A)": gm.discriminative_score(b.x, a.x, iterations, seed),
@@ -94,6 +99,33 @@ def anomaly_auroc(vae: ConditionalVAE, w: Windows) -> float:
     if worn[keep].all() or not worn[keep].any():
         return float("nan")
     return float(roc_auc_score(worn[keep], vae.score(w.x[keep])))
+
+
+def anomaly_alerts(vae: ConditionalVAE, runs: Sequence[Path], store_url: str | None = None,
+                   rule: AlertRule | None = None) -> AlertEvents:
+    """Alerts the VAE's anomaly probability alone raises over held-out runs, every minute as live (the same
+    hysteresis), matched to the real failures of its machine type: is the unsupervised score worth alerting on?"""
+    from predictors.data import from_twin_runs
+    from predictors.synth import twin_windows
+
+    w = twin_windows(runs, vae.window_, 1, store_url)[vae.group_]
+    ds = from_twin_runs(runs, store_url)[vae.group_]
+    frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_any": vae.anomaly_probability(w.x), "mode": "anomaly"})
+    ends = ds.frame.groupby("unit")["time"].max() + ds.step
+    return alert_events(frame.sort_values(["unit", "time"], kind="stable"), ds.failures, DEFAULTS["s"]["horizon"],
+                        rule or AlertRule(), ends.to_dict())
+
+
+def anomaly_table(events: dict[str, AlertEvents]) -> pd.DataFrame:
+    """Per machine type: the anomaly alerts' event scores (as `twin evaluate` reports the forecasters')."""
+    rows = []
+    for group, ev in events.items():
+        s = ev.scores()
+        rows.append({"machine type": group, "alerts": int(s["alerts"]), "failures caught":
+                     f"{s['caught']}/{s['failures']}", "precision": _fmt(s["precision"]), "recall": _fmt(s["recall"]),
+                     "F1": _fmt(s["f1"]), "mean lead": "-" if not np.isfinite(s["lead_mean"]) else
+                     f"{s['lead_mean'] / 3600:.2f} h"})
+    return pd.DataFrame(rows)
 
 
 def _fmt(v: float) -> str:
@@ -252,7 +284,6 @@ def augmentation(train_runs: Sequence[Path], held_out_runs: Sequence[Path], mode
                  note: Note | None = None) -> Augmentation:
     """Train the LSTM on data where `mode` is rare, with and without synthetic windows of it from a generator
     trained on that same rare data, and (as the ceiling) on all failures; score each on held-out runs."""
-    from predictors.base import DEFAULTS
     from predictors.data import DataError, from_twin_runs
     from predictors.lstm import LSTMForecaster
     from predictors.synth import GENERATORS, twin_windows
@@ -303,7 +334,7 @@ def augmentation(train_runs: Sequence[Path], held_out_runs: Sequence[Path], mode
 # --- the report -------------------------------------------------------------------------------------------
 
 def write_report(reports: list[QualityReport], augment: Augmentation | None, out: Path, model: Path,
-                 runs: Sequence[Path]) -> Path:
+                 runs: Sequence[Path], anomaly: dict[str, AlertEvents] | None = None) -> Path:
     """report.md: a score table, embedding and example-window pictures per machine type, the usefulness table."""
     lines = [f"# Synthetic sensor windows: {model.name}", "",
              f"Held-out real runs: {', '.join(map(str, runs))}. Windows are min-max scaled with the real data's "
@@ -320,6 +351,14 @@ def write_report(reports: list[QualityReport], augment: Augmentation | None, out
         lines += [f"## {rep.group}", "", tab.to_markdown(index=False), "",
                   f"![PCA and t-SNE of real and synthetic windows](embedding-{rep.group}.png)", "",
                   f"![real and synthetic windows per fault mode](windows-{rep.group}.png)", ""]
+    if anomaly:
+        tab = anomaly_table(anomaly)
+        tab.to_csv(out / "anomaly-alerts.csv", index=False)
+        lines += ["## Alerting on the anomaly score", "",
+                  "The VAE's reconstruction error (read as healthy), 0.5 at its threshold (the "
+                  "99.9th percentile of healthy training windows), through the live alert hysteresis every minute "
+                  "on the held-out runs (`twin predict --anomaly`), matched to real failures: an alert is right "
+                  "when a failure of its machine falls while it is active.", "", tab.to_markdown(index=False), ""]
     if augment is not None:
         augment.table().to_csv(out / "augmentation.csv", index=False)
         lines += [f"## Usefulness: a rare fault mode ({augment.group}, {augment.mode})", "",

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import pandas as pd
 import typer
@@ -99,6 +99,8 @@ def run(
     = True,
     models: Annotated[Optional[Path], typer.Option(help="forecast faults live with these models (from `twin "
                                                    "train`) and publish alerts")] = None,
+    anomaly: Annotated[Optional[Path], typer.Option(help="with --models: also alert on the anomaly score of these "
+                                                    "VAEs (a folder from `twin synth train`)")] = None,
     dashboard: Annotated[bool, typer.Option(help="open the live dashboard on 127.0.0.1 for this run (stays up "
                                             "after it until Ctrl-C)")] = False,
     inject: Annotated[Optional[Path], typer.Option(help="replay synthetic readings (a file from `twin synth`) "
@@ -114,7 +116,11 @@ def run(
         fail("--policy predictive: give --models (from `twin train`) and stream (the alerts travel over MQTT)")
     if policy is not None and policy != "predictive":
         sc = _with_policy(sc, policy)
+    if anomaly is not None and (models is None or not stream):
+        fail("--anomaly: give --models too (the anomaly score joins their forecasts) and stream (alerts travel "
+             "over MQTT)")
     injection = _injection(sc, inject, into, at)
+    live = _live(sc, models, policy == "predictive", anomaly) if stream else (None, None)
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")
@@ -133,8 +139,8 @@ def run(
 
         board = _Dashboard(out, models) if dashboard else None
         if stream:
-            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, models,
-                                           predictive=policy == "predictive", board=board, inject=injection)
+            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, *live,
+                                           board=board, inject=injection)
         else:
             if board is not None:
                 board.start(None)
@@ -183,8 +189,8 @@ class _Dashboard:
         return both
 
     def wait(self) -> None:
-        out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt):  # the line is the cue to press Ctrl-C: announce inside
+            out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
             self.proc.wait()  # type: ignore[attr-defined]
         self.proc.terminate()  # type: ignore[attr-defined]
 
@@ -246,27 +252,31 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
         fail(str(e))
 
 
+def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optional[Path]) -> tuple[Any, Any]:
+    """With --models: the live forecaster to attach to the run's broker and, for the predictive policy, the
+    policy its alerts drive; loaded before the run starts, so a bad model folder fails before anything is written."""
+    if models is None:
+        return None, None
+    from twin.cli_models import forecasting
+
+    orders = None
+    if predictive:
+        from predictors.policy import AlertOrders
+
+        orders = AlertOrders(f"{sc.line.site}/{sc.line.area}/{sc.line.name}")
+    return forecasting(models, sc, err_console, orders=orders, anomaly=anomaly), \
+        orders.policy_for if orders is not None else None
+
+
 def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
-            cert: Optional[Path], key: Optional[Path], store: Optional[str],
-            ingest: bool, models: Optional[Path] = None, predictive: bool = False,
-            board: _Dashboard | None = None, inject: Injection | None = None,
+            cert: Optional[Path], key: Optional[Path], store: Optional[str], ingest: bool, attach: Any = None,
+            policy: Any = None, board: _Dashboard | None = None, inject: Injection | None = None,
             ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario
 
     url = _broker_url(broker, ca, cert, key)
-    attach, policy = None, None
-    if models is not None:
-        from twin.cli_models import forecasting
-
-        orders = None
-        if predictive:
-            from predictors.policy import AlertOrders
-
-            orders = AlertOrders(f"{sc.line.site}/{sc.line.area}/{sc.line.name}")
-            policy = orders.policy_for
-        attach = forecasting(models, sc, err_console, orders=orders)
     if board is not None:
         attach = board.attach(attach)
     try:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from predictors.base import Bundle
     from predictors.data import RunToFailure, TableFormat
     from predictors.policy import AlertOrders
+    from predictors.synth import ConditionalVAE
     from twin.bus.broker import BrokerURL
     from twin.compare import PolicyParams
     from twin.scenario import Scenario
@@ -256,12 +257,25 @@ def _rule(on: float, off: float, confirm: int, clear_after: int) -> AlertRule:
     return AlertRule(on=on, off=off, confirm=confirm, clear_after=clear_after)
 
 
+def _load_detectors(folder: Path | None, bundle: Bundle) -> dict[str, ConditionalVAE]:
+    from predictors.online import anomaly_detectors
+
+    if folder is None:
+        return {}
+    try:
+        return anomaly_detectors(folder, bundle)
+    except ValueError as e:
+        fail(f"--anomaly: {e}")
+
+
 def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | None = None,
-                orders: AlertOrders | None = None) -> Callable[[BrokerURL, int],
-                                                               contextlib.AbstractContextManager[object]]:
+                orders: AlertOrders | None = None, anomaly: Path | None = None,
+                ) -> Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]:
     """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end;
-    with `orders` (the predictive policy), its alerts come back over MQTT as maintenance orders."""
+    with `orders` (the predictive policy), its alerts come back over MQTT as maintenance orders; with
+    `anomaly` (a `twin synth train` folder), its VAEs' anomaly scores alert too."""
     bundle = _load_models(models)
+    detectors = _load_detectors(anomaly, bundle)
     prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
 
     @contextlib.contextmanager
@@ -270,9 +284,10 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
 
         if orders is not None:
             orders.start(url, protocol)
-        fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule).start()
-        console.print(f"forecasting faults with {models} ({', '.join(bundle)}); alerts on {prefix}/+/+/alerts",
-                      highlight=False)
+        fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule, detectors=detectors).start()
+        console.print(f"forecasting faults with {models} ({', '.join(bundle)})"
+                      + (f", anomaly scores from {anomaly} ({', '.join(detectors)})" if detectors else "")
+                      + f"; alerts on {prefix}/+/+/alerts", highlight=False)
         try:
             yield fc
         finally:
@@ -304,6 +319,8 @@ def predict(
     clear_after: Annotated[int, typer.Option(min=1, help="forecasts in a row below --off to clear")] = 60,
     duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: Ctrl-C)")]
     = None,
+    anomaly: Annotated[Optional[Path], typer.Option(help="also alert on the anomaly score of these VAEs (a folder "
+                                                    "from `twin synth train`): fault mode 'anomaly'")] = None,
     ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
     cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
     key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
@@ -315,11 +332,12 @@ def predict(
     if len([p for p in line.split("/") if p]) != 3:
         fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
     bundle = _load_models(models)
+    detectors = _load_detectors(anomaly, bundle)
     url = _broker_url(broker, ca, cert, key)
     assert url is not None
     try:
         fc = LiveForecaster(url, bundle, prefix=line, interval=interval,
-                            rule=_rule(on, off, confirm, clear_after)).start()
+                            rule=_rule(on, off, confirm, clear_after), detectors=detectors).start()
     except BrokerError as e:
         fail(str(e), code=3)
     err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)

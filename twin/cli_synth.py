@@ -116,7 +116,9 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="generator folder (default: models/<run>-synth)")] = None,
     window: Annotated[int, typer.Option(min=4, max=240, help="minutes per window")] = 30,
     stride: Annotated[int, typer.Option(min=1, help="minutes between window starts")] = 1,
-    epochs: Annotated[int, typer.Option(min=1, help="VAE: epochs")] = 30,
+    epochs: Annotated[int, typer.Option(min=1, help="VAE: epochs (at least)")] = 30,
+    updates: Annotated[int, typer.Option(min=0, help="VAE: gradient steps at least (more epochs on small data)")]
+    = 5000,
     steps: Annotated[int, typer.Option(min=1, help="GAN: generator steps (5 critic steps each)")] = 2000,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     store: StoreOpt = None,
@@ -141,7 +143,7 @@ def train(
                 def progress(done: int, total: int, note: str, task: int = task) -> None:
                     bar.update(task, completed=done, total=total, note=note)
 
-                params = {"epochs": epochs} if k == "vae" else {"steps": steps}
+                params = {"epochs": epochs, "updates": updates} if k == "vae" else {"steps": steps}
                 g = GENERATORS[k](seed=seed, **params).fit(w, progress)
                 g.save(out / group)
                 per = ", ".join(f"{m} {c:,}" for m, c in g.meta_["data"]["per_mode"].items())
@@ -161,30 +163,42 @@ def evaluate(
     rare: Annotated[Optional[str], typer.Option(help="usefulness experiment: make this fault mode rare in --train "
                                                 "and train the LSTM with and without synthetic windows of it")]
     = None,
-    train: Annotated[Optional[list[Path]], typer.Option(help="with --rare: training twin runs")] = None,
+    train: Annotated[Optional[list[Path]], typer.Option(help="the generators' training runs: the conditioning "
+                                                        "classifier learns from them (needed by --rare)")] = None,
     keep: Annotated[int, typer.Option(min=0, help="with --rare: failures of that mode left in the training data")]
     = 1,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     store: StoreOpt = None,
 ) -> None:
     """Score generators on held-out runs (discriminative, predictive, distances, conditioning, pictures)."""
-    from predictors.synth_eval import plot_embedding, plot_windows, quality, quality_table, write_report
+    from predictors.synth import ConditionalVAE
+    from predictors.synth_eval import (
+        anomaly_alerts,
+        anomaly_table,
+        plot_embedding,
+        plot_windows,
+        quality,
+        quality_table,
+        write_report,
+    )
 
     gens = _generators(model)
     if rare is not None and not train:
         fail("--rare: give the training runs with --train RUN (the experiment trains its own models on them)")
     window = next(iter(next(iter(gens.values())).values())).window_
     data = _windows(runs, window, stride, store)
+    judges = _windows(train, window, stride, store) if train else {}
     out = out or Path("reports") / f"{model.name}"
     out.mkdir(parents=True, exist_ok=True)
-    reports, augment = [], None
+    reports, augment, anomaly = [], None, {}
     with _bar() as bar:
         task = bar.add_task("scoring", total=None, note="")
         for group, w in data.items():
             if group not in gens:
                 err_console.print(f"no generator for {group}: skipped", highlight=False)
                 continue
-            rep = quality(gens[group], w, iterations, seed, note=lambda s: bar.update(task, note=s))
+            rep = quality(gens[group], w, iterations, seed, note=lambda s: bar.update(task, note=s),
+                          judge=judges.get(group))
             plot_embedding(rep, out / f"embedding-{group}.png", seed=seed)
             plot_windows(w, gens[group], out / f"windows-{group}.png", seed=seed)
             reports.append(rep)
@@ -195,6 +209,12 @@ def evaluate(
             for row in tab.itertuples(index=False):
                 t.add_row(*(escape(str(v)) for v in row))
             out_console.print(t)
+            vae = gens[group].get("vae")
+            if isinstance(vae, ConditionalVAE) and "anomaly" in vae.meta_:
+                bar.update(task, note=f"{group}: anomaly alerts")
+                anomaly[group] = anomaly_alerts(vae, runs, store)
+        if anomaly:
+            out_console.print(anomaly_table(anomaly).to_string(index=False))
         if rare is not None and train:
             from predictors.synth_eval import augmentation
 
@@ -203,5 +223,5 @@ def evaluate(
             out_console.print(augment.table().to_string(index=False))
     if not reports:
         fail("no generator matches this data's machine types; evaluate on runs of the line it was trained on")
-    path = write_report(reports, augment, out, model, runs)
+    path = write_report(reports, augment, out, model, runs, anomaly)
     out_console.print(f"report: [bold]{escape(str(path))}[/]", highlight=False)

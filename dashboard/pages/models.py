@@ -34,6 +34,9 @@ else:
                                            "severity")
         if embedding.exists():
             st.image(str(embedding), caption="PCA and t-SNE of real and synthetic windows")
+    if (report / "anomaly-alerts.csv").exists():
+        st.subheader("alerts on the VAE's anomaly score, against real failures")
+        st.dataframe(pd.read_csv(report / "anomaly-alerts.csv"), hide_index=True)
     if (report / "augmentation.csv").exists():
         st.subheader("a rare fault mode, with and without synthetic windows")
         st.dataframe(pd.read_csv(report / "augmentation.csv"), hide_index=True)
