@@ -189,10 +189,22 @@ class _Dashboard:
         return both
 
     def wait(self) -> None:
-        with contextlib.suppress(KeyboardInterrupt):  # the line is the cue to press Ctrl-C: announce inside
+        """Keep the dashboard up until Ctrl-C or SIGTERM (handled, not raised: no interrupt lands mid-cleanup)."""
+        import signal
+        import threading
+
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
             out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
-            self.proc.wait()  # type: ignore[attr-defined]
-        self.proc.terminate()  # type: ignore[attr-defined]
+            while not stop.wait(0.2) and self.proc.poll() is None:  # type: ignore[attr-defined]
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.proc.terminate()  # type: ignore[attr-defined]
+            with contextlib.suppress(Exception):
+                self.proc.wait(10)  # type: ignore[attr-defined]
 
 
 def _with_policy(sc: Scenario, policy: str) -> Scenario:
