@@ -418,11 +418,13 @@ class ConditionalVAE(Generator):
     patches (machine states cluster), but from the aggregate posterior: a Gaussian mixture fitted after
     training to the training windows' latent means, one per fault mode and severity band ("ex-post density
     estimation", Ghosh et al. 2020). Its reconstruction error, read as healthy, is an anomaly score (`score`).
+    The KL term is weighted by beta = 0.1: at 1 the posterior collapsed on handling cells (state switches
+    blurred into noise, discriminative 0.49); at 0.1 it scored 0.32 there, 0.03 on weld cells (0.10 at 1).
     """
 
     kind = "vae"
 
-    def __init__(self, *, beta: float = 1.0, components: int = 20, updates: int = 5000, **common: Any) -> None:
+    def __init__(self, *, beta: float = 0.1, components: int = 20, updates: int = 5000, **common: Any) -> None:
         super().__init__(**common)
         self.beta, self.components, self.updates = beta, components, updates
         self.prior: _LatentPrior | None = None
