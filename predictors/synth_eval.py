@@ -101,19 +101,27 @@ def anomaly_auroc(vae: ConditionalVAE, w: Windows) -> float:
     return float(roc_auc_score(worn[keep], vae.score(w.x[keep])))
 
 
-def anomaly_alerts(vae: ConditionalVAE, runs: Sequence[Path], store_url: str | None = None,
-                   rule: AlertRule | None = None) -> AlertEvents:
-    """Alerts the VAE's anomaly probability alone raises over held-out runs, every minute as live (the same
-    hysteresis), matched to the real failures of its machine type: is the unsupervised score worth alerting on?"""
+def anomaly_alerts(vaes: dict[str, ConditionalVAE], runs: Sequence[Path], store_url: str | None = None,
+                   rule: AlertRule | None = None) -> dict[str, AlertEvents]:
+    """Per machine type, the alerts its VAE's anomaly probability alone raises over held-out runs, every minute
+    as live (the same hysteresis), matched to the real failures: is the unsupervised score worth alerting on?
+    The runs are read once for every type."""
     from predictors.data import from_twin_runs
     from predictors.synth import twin_windows
 
-    w = twin_windows(runs, vae.window_, 1, store_url)[vae.group_]
-    ds = from_twin_runs(runs, store_url)[vae.group_]
-    frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_any": vae.anomaly_probability(w.x), "mode": "anomaly"})
-    ends = ds.frame.groupby("unit")["time"].max() + ds.step
-    return alert_events(frame.sort_values(["unit", "time"], kind="stable"), ds.failures, DEFAULTS["s"]["horizon"],
-                        rule or AlertRule(), ends.to_dict())
+    if not vaes:
+        return {}
+    windows = twin_windows(runs, next(iter(vaes.values())).window_, 1, store_url)
+    data = from_twin_runs(runs, store_url)
+    out = {}
+    for group, vae in vaes.items():
+        w, ds = windows[group], data[group]
+        frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_any": vae.anomaly_probability(w.x),
+                              "mode": "anomaly"})
+        ends = ds.frame.groupby("unit")["time"].max() + ds.step
+        out[group] = alert_events(frame.sort_values(["unit", "time"], kind="stable"), ds.failures,
+                                  DEFAULTS["s"]["horizon"], rule or AlertRule(), ends.to_dict())
+    return out
 
 
 def anomaly_table(events: dict[str, AlertEvents]) -> pd.DataFrame:

@@ -174,10 +174,9 @@ def test_the_augmentation_experiment_runs_end_to_end(work: Path) -> None:
     assert np.isfinite(aug.lift)
 
 
-def test_synthetic_anomalies_replayed_into_a_live_run_are_alerted(work: Path, gen: Path, mosquitto: Mosquitto,
-                                                                    tmp_path: Path) -> None:
-    """A healthy line; two hours of synthetic bearing wear replayed into the case packer over MQTT: the live
-    forecaster alerts on the case packer, and on no other machine."""
+def _healthy_line_and_wear(gen: Path, tmp_path: Path, seed: int) -> tuple[Path, Path]:
+    """The bottling line with every machine new (healthy for hours), and 4 half-hour windows of synthetic
+    bearing wear at severity 1.0 for a conveyor machine."""
     doc = yaml.safe_load((ROOT / "scenarios" / "bottling.yaml").read_text())
     for mt in doc["machine_types"].values():
         mt["start_age"] = "new"
@@ -185,9 +184,17 @@ def test_synthetic_anomalies_replayed_into_a_live_run_are_alerted(work: Path, ge
     healthy.write_text(yaml.safe_dump(doc))
     synth = tmp_path / "wear.parquet"
     r = subprocess.run(twin_cmd("synth", "--model", gen, "--machine-type", "conveyor_machine", "--fault",
-                                "bearing_wear", "--severity", 1.0, "--n", 4, "--out", synth), capture_output=True,
-                       text=True, timeout=120, cwd=ROOT)
+                                "bearing_wear", "--severity", 1.0, "--n", 4, "--seed", seed, "--out", synth),
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+    return healthy, synth
+
+
+def test_synthetic_anomalies_replayed_into_a_live_run_are_alerted(work: Path, gen: Path, mosquitto: Mosquitto,
+                                                                    tmp_path: Path) -> None:
+    """A healthy line; two hours of synthetic bearing wear replayed into the case packer over MQTT: the live
+    forecaster alerts on the case packer, and on no other machine."""
+    healthy, synth = _healthy_line_and_wear(gen, tmp_path, seed=0)
     listener = AlertListener(mosquitto)
     r = subprocess.run(twin_cmd("run", healthy, "--policy", "run-to-failure", "--seed", 15, "--duration", "2.5 h",
                                 "--warmup", 0, "--replications", 1, "--broker", mosquitto.url, "--models",
@@ -219,15 +226,7 @@ def test_the_vae_anomaly_score_alone_alerts_on_a_replayed_anomaly(work: Path, ge
     for f in (work / "lstm").glob("*/baseline.*"):
         (models / f.parent.name).mkdir(parents=True, exist_ok=True)
         (models / f.parent.name / f"model{f.suffix}").write_bytes(f.read_bytes())
-    doc = yaml.safe_load((ROOT / "scenarios" / "bottling.yaml").read_text())
-    for mt in doc["machine_types"].values():
-        mt["start_age"] = "new"
-    healthy = tmp_path / "healthy.yaml"
-    healthy.write_text(yaml.safe_dump(doc))
-    synth = tmp_path / "wear.parquet"
-    subprocess.run(twin_cmd("synth", "--model", gen, "--machine-type", "conveyor_machine", "--fault", "bearing_wear",
-                            "--severity", 1.0, "--n", 4, "--seed", 3, "--out", synth), check=True,
-                   capture_output=True, timeout=120, cwd=ROOT)
+    healthy, synth = _healthy_line_and_wear(gen, tmp_path, seed=3)
     listener = AlertListener(mosquitto)
     r = subprocess.run(twin_cmd("run", healthy, "--policy", "run-to-failure", "--seed", 15, "--duration", "2.5 h",
                                 "--warmup", 0, "--replications", 1, "--broker", mosquitto.url, "--models", models,

@@ -197,8 +197,8 @@ class _Dashboard:
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
-            while not stop.wait(0.2) and self.proc.poll() is None:  # type: ignore[attr-defined]
-                pass
+            while self.proc.poll() is None and not stop.is_set():  # type: ignore[attr-defined]
+                stop.wait(0.2)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

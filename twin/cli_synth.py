@@ -190,7 +190,7 @@ def evaluate(
     judges = _windows(train, window, stride, store) if train else {}
     out = out or Path("reports") / f"{model.name}"
     out.mkdir(parents=True, exist_ok=True)
-    reports, augment, anomaly = [], None, {}
+    reports, augment, anomaly, vaes = [], None, {}, {}
     with _bar() as bar:
         task = bar.add_task("scoring", total=None, note="")
         for group, w in data.items():
@@ -211,9 +211,10 @@ def evaluate(
             out_console.print(t)
             vae = gens[group].get("vae")
             if isinstance(vae, ConditionalVAE) and "anomaly" in vae.meta_:
-                bar.update(task, note=f"{group}: anomaly alerts")
-                anomaly[group] = anomaly_alerts(vae, runs, store)
-        if anomaly:
+                vaes[group] = vae
+        if vaes:
+            bar.update(task, note="anomaly alerts")
+            anomaly = anomaly_alerts(vaes, runs, store)
             out_console.print(anomaly_table(anomaly).to_string(index=False))
         if rare is not None and train:
             from predictors.synth_eval import augmentation
