@@ -3,11 +3,12 @@
 Quality on held-out real runs (split by unit in two halves A and B): synthetic windows are asked for
 with the conditions of B's real windows and compared with them (discriminative, marginal and
 autocorrelation distances, with a trivial generator and real A beside them as the worst and the floor);
-the predictive score trains on synthetic windows and on real A, both tested on real B; conditioning is
-a fault-mode classifier trained on real windows (the training runs when given, else real A), asked to
-recognise synthetic windows; the VAE's anomaly score
-is rated by how well it ranks worn windows above healthy ones (AUROC). Usefulness: `augmentation`
-trains the LSTM with and without synthetic windows of a deliberately rare fault mode.
+the predictive score trains on synthetic windows and on real A, both tested on real B. Given the
+generators' training windows, the discriminative score is also taken as the TimeGAN protocol defines it
+(synthetic against the real windows the generator learnt from), with held-out B against them as its
+floor; and the fault-mode classifier that judges conditioning learns from them (else from real A). The
+VAE's anomaly score is rated by how well it ranks worn windows above healthy ones (AUROC). Usefulness:
+`augmentation` trains the LSTM with and without synthetic windows of a deliberately rare fault mode.
 """
 
 from __future__ import annotations
@@ -56,16 +57,16 @@ def trivial(real: Windows, seed: int = 0) -> np.ndarray:
 
 
 def quality(generators: dict[str, Generator], held_out: Windows, iterations: int = 2000, seed: int = 0,
-            note: Note | None = None, judge: Windows | None = None) -> QualityReport:
-    """Score every generator of one machine type against held-out real windows (see the module docstring).
+            note: Note | None = None, train: Windows | None = None) -> QualityReport:
+    """Score every generator of one machine type against real windows (see the module docstring).
 
-    The fault-mode classifier that judges conditioning learns from `judge` (real windows, e.g. the
-    generators' training runs: more lives of each mode) when given, else from held-out half A."""
+    `train`: the generators' training windows (a sample of them is enough), for the TimeGAN-protocol
+    discriminative score and the conditioning classifier."""
     a, b = held_out.split(0.5, seed)
     if not len(a) or not len(b):
         a, b = held_out, held_out  # one unit only: train and test the references on the same windows
     say = note or (lambda s: None)
-    real = judge if judge is not None else a
+    real = train if train is not None else a
     clf_mask = gm.classifiable(real.mode, real.severity)
     clf = gm.ModeClassifier.fit(real.x[clf_mask], real.mode[clf_mask], seed)
     b_mask = gm.classifiable(b.mode, b.severity)
@@ -75,6 +76,8 @@ def quality(generators: dict[str, Generator], held_out: Windows, iterations: int
            "predictive (real A)": gm.predictive_score(a.x, b.x, b.x, iterations, seed),
            "marginal (real A)": gm.marginal_distance(b.x, a.x), "acf (real A)": gm.acf_distance(b.x, a.x),
            "conditional accuracy (real B)": clf.accuracy(b.x[b_mask], b.mode[b_mask])}
+    if train is not None:
+        ref["discriminative vs training (real B)"] = gm.discriminative_score(train.x, b.x, iterations, seed)
     rep = QualityReport(held_out.group, b, ref)
     for kind, g in generators.items():
         say(f"{held_out.group}: scoring the {kind}")
@@ -84,6 +87,9 @@ def quality(generators: dict[str, Generator], held_out: Windows, iterations: int
                   "predictive": gm.predictive_score(s.x, b.x, b.x, iterations, seed),
                   "marginal": gm.marginal_distance(b.x, s.x), "acf": gm.acf_distance(b.x, s.x),
                   "conditional accuracy": clf.accuracy(s.x[m], s.mode[m])}
+        if train is not None:
+            st = g.sample(train.mode, train.severity, len(train), seed=seed + 2)
+            scores["discriminative vs training"] = gm.discriminative_score(train.x, st.x, iterations, seed)
         if isinstance(g, ConditionalVAE):
             scores["anomaly AUROC"] = anomaly_auroc(g, held_out)
         rep.rows.append(Quality(held_out.group, kind, scores, s))
@@ -148,9 +154,11 @@ def quality_table(rep: QualityReport) -> pd.DataFrame:
     rows.append({"generator": "trivial (noise around the mean)", "discriminative": r["discriminative (trivial)"]})
     rows.append({"generator": "real (other units)", "discriminative": r["discriminative (real A)"],
                  "predictive": r["predictive (real A)"], "marginal": r["marginal (real A)"], "acf": r["acf (real A)"],
-                 "conditional accuracy": r["conditional accuracy (real B)"]})
+                 "conditional accuracy": r["conditional accuracy (real B)"],
+                 "discriminative vs training": r.get("discriminative vs training (real B)", np.nan)})
     df = pd.DataFrame(rows)
-    cols = ["generator", "discriminative", "predictive", "marginal", "acf", "conditional accuracy", "anomaly AUROC"]
+    cols = ["generator", "discriminative", "discriminative vs training", "predictive", "marginal", "acf",
+            "conditional accuracy", "anomaly AUROC"]
     df = df.reindex(columns=cols)
     return df.assign(**{c: df[c].map(lambda v: _fmt(float(v)) if pd.notna(v) else "-") for c in cols[1:]})
 
@@ -349,10 +357,13 @@ def write_report(reports: list[QualityReport], augment: Augmentation | None, out
              "range. Discriminative: |accuracy − 0.5| of a post-hoc GRU telling real from synthetic (0 = cannot); "
              "predictive: MAE of a GRU trained on these windows to predict the next minute, tested on real ones; "
              "marginal: mean per-feature Wasserstein distance; acf: mean autocorrelation difference (lags 1–10). "
-             "Lower is better for those four. Conditional accuracy: a classifier trained on real windows "
-             f"recognises the requested fault mode (healthy, or worn ≥ {gm.CLASSIFIABLE}). Anomaly AUROC: the "
+             "'Discriminative vs training' (when the training runs are given): the TimeGAN protocol, synthetic "
+             "against the real windows the generator learnt from. Lower is better for those five. Conditional "
+             "accuracy: a classifier trained on real windows recognises the requested fault mode (healthy, or "
+             f"worn ≥ {gm.CLASSIFIABLE}). Anomaly AUROC: the "
              "VAE's reconstruction error ranking worn windows above healthy ones. 'real (other units)' is the "
-             "floor: half of the held-out units scored against the other half.", ""]
+             "floor: half of the held-out units scored against the other half (and, vs training, held-out "
+             "units against the training windows).", ""]
     for rep in reports:
         tab = quality_table(rep)
         tab.to_csv(out / f"quality-{rep.group}.csv", index=False)  # the dashboard's Models page

@@ -149,6 +149,9 @@ def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: 
                                                "alerts on the VAE's anomaly score, against real failures"]
     table = at.dataframe[0].value
     assert list(table.generator[:2]) == ["GAN (WGAN-GP)", "VAE"] and "discriminative" in table
+    # the TimeGAN protocol (against the training windows) beside the held-out score, with its real floor
+    vs_training = table.set_index("generator")["discriminative vs training"]
+    assert vs_training.drop("trivial (noise around the mean)").astype(float).between(0, 0.5).all()
     assert len(at.get("image")) == 4
 
 

@@ -163,8 +163,10 @@ def evaluate(
     rare: Annotated[Optional[str], typer.Option(help="usefulness experiment: make this fault mode rare in --train "
                                                 "and train the LSTM with and without synthetic windows of it")]
     = None,
-    train: Annotated[Optional[list[Path]], typer.Option(help="the generators' training runs: the conditioning "
-                                                        "classifier learns from them (needed by --rare)")] = None,
+    train: Annotated[Optional[list[Path]], typer.Option(help="the generators' training runs: also scores "
+                                                        "synthetic against them (the TimeGAN protocol), the "
+                                                        "conditioning classifier learns from them (needed by "
+                                                        "--rare)")] = None,
     keep: Annotated[int, typer.Option(min=0, help="with --rare: failures of that mode left in the training data")]
     = 1,
     seed: Annotated[int, typer.Option(min=0)] = 0,
@@ -187,7 +189,7 @@ def evaluate(
         fail("--rare: give the training runs with --train RUN (the experiment trains its own models on them)")
     window = next(iter(next(iter(gens.values())).values())).window_
     data = _windows(runs, window, stride, store)
-    judges = _windows(train, window, stride, store) if train else {}
+    train_windows = _windows(train, window, stride, store) if train else {}
     out = out or Path("reports") / f"{model.name}"
     out.mkdir(parents=True, exist_ok=True)
     reports, augment, anomaly, vaes = [], None, {}, {}
@@ -198,7 +200,7 @@ def evaluate(
                 err_console.print(f"no generator for {group}: skipped", highlight=False)
                 continue
             rep = quality(gens[group], w, iterations, seed, note=lambda s: bar.update(task, note=s),
-                          judge=judges.get(group))
+                          train=train_windows.get(group))
             plot_embedding(rep, out / f"embedding-{group}.png", seed=seed)
             plot_windows(w, gens[group], out / f"windows-{group}.png", seed=seed)
             reports.append(rep)
