@@ -280,7 +280,13 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
         while "stays up" not in proc.stdout.readline():
             assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        try:
+            assert proc.wait(30) == 0
+        except subprocess.TimeoutExpired:  # show where it hangs: every thread's stack (twin's SIGUSR1)
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            pytest.fail(f"twin run --dashboard did not stop on Ctrl-C:\n{proc.communicate()[0][-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -408,8 +408,12 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
 def main() -> None:
     # the forecasting commands register on twin.cli's app (which, under `python -m twin.cli`, is not this
     # module's copy): run that one
+    import faulthandler
+    import signal
+
     from twin import cli_models, cli_synth  # noqa: F401
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack, for a hang
     try:
         cli_models.app()
     except KeyboardInterrupt:

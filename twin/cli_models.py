@@ -603,6 +603,7 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
     """Start the Streamlit dashboard on 127.0.0.1 (a free port unless given); returns the process and its URL."""
     import os
     import sys
+    import tempfile
 
     from twin.bus.broker import free_port, wait_port
 
@@ -613,16 +614,20 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
         if value is not None:
             env[key] = str(Path(value).resolve()) if isinstance(value, Path) else value
     app_file = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        wait_port(port, timeout=60)
-    except Exception:
-        proc.kill()
-        err = proc.stderr.read().decode(errors="replace")[-1500:] if proc.stderr else ""
-        fail(f"the dashboard did not start on 127.0.0.1:{port}: {err or 'no output'}", code=3)
+    # Streamlit's log goes to an unnamed file: a pipe nobody reads fills up and stalls the dashboard
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address",
+                                 "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=log)
+        try:
+            wait_port(port, timeout=60)
+        except Exception:
+            proc.kill()
+            proc.wait()
+            log.seek(0)
+            err = log.read().decode(errors="replace")[-1500:]
+            fail(f"the dashboard did not start on 127.0.0.1:{port}: {err or 'no output'}", code=3)
     return proc, f"http://127.0.0.1:{port}"
 
 
