@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
@@ -34,6 +37,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print a user-facing error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C or SIGTERM sets while inside: handled, not raised, so no interrupt lands mid-cleanup."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _load(path: Path, **overrides: object) -> Scenario:
@@ -189,22 +204,11 @@ class _Dashboard:
         return both
 
     def wait(self) -> None:
-        """Keep the dashboard up until Ctrl-C or SIGTERM (handled, not raised: no interrupt lands mid-cleanup)."""
-        import signal
-        import threading
+        """Keep the dashboard up until Ctrl-C or SIGTERM."""
+        from twin.cli_models import serve_until_stopped
 
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
-            while self.proc.poll() is None and not stop.is_set():  # type: ignore[attr-defined]
-                stop.wait(0.2)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.proc.terminate()  # type: ignore[attr-defined]
-            with contextlib.suppress(Exception):
-                self.proc.wait(10)  # type: ignore[attr-defined]
+        out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
+        serve_until_stopped(self.proc)  # type: ignore[arg-type]
 
 
 def _with_policy(sc: Scenario, policy: str) -> Scenario:
@@ -319,9 +323,6 @@ def ingest_cmd(
                                           "queued for it) while this worker is down")] = True,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
-    import signal
-    import threading
-
     from twin.bus.broker import BrokerError
     from twin.ingest import Ingest
     from twin.store import StoreError, open_store
@@ -337,12 +338,10 @@ def ingest_cmd(
         worker.start()
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
                       highlight=False)
     ticks = 0
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop cleanly below
+    with stop_signals() as stop:  # Ctrl-C: stop cleanly below
         while not stop.wait(0.5):
             ticks += 1
             if (exit_when_complete and worker.finished_runs_complete()) or (
@@ -409,7 +408,6 @@ def main() -> None:
     # the forecasting commands register on twin.cli's app (which, under `python -m twin.cli`, is not this
     # module's copy): run that one
     import faulthandler
-    import signal
 
     from twin import cli_models, cli_synth  # noqa: F401
 

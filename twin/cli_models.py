@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twin.cli import _broker_url, app, err_console, fail, out_console
+from twin.cli import _broker_url, app, err_console, fail, out_console, stop_signals
 from twin.distributions import parse_duration
 
 if TYPE_CHECKING:
@@ -228,18 +226,6 @@ def evaluate(
     out_console.print(f"report: [bold]{path}[/]", highlight=False)
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    return stop
-
-
-def wait_until_stopped(stop: threading.Event, seconds: Optional[float]) -> None:
-    """Block until Ctrl-C, SIGTERM or the time is up."""
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait(seconds)
-
-
 def _load_models(folder: Path) -> Bundle:
     from predictors.base import load_bundle
 
@@ -341,8 +327,8 @@ def predict(
     except BrokerError as e:
         fail(str(e), code=3)
     err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)
-    stop = _stop_on_signals()
-    wait_until_stopped(stop, duration)
+    with stop_signals() as stop:
+        stop.wait(duration)
     fc.stop()
     raised = sum(a["state"] == "raised" for a in fc.alerts)
     err_console.print(f"stopped: {fc.forecasts:,} forecasts, {raised} alerts raised", highlight=False)
@@ -410,8 +396,7 @@ def alerts(
     floor = SEVERITIES.index(min_severity)
     shown, seen = 0, set()
     deadline = None if duration is None else time.monotonic() + duration
-    stop = _stop_on_signals()
-    with contextlib.suppress(KeyboardInterrupt):
+    with stop_signals() as stop:
         while not stop.is_set() and (count is None or shown < count):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -631,6 +616,21 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
     return proc, f"http://127.0.0.1:{port}"
 
 
+def serve_until_stopped(proc: subprocess.Popen[bytes]) -> None:
+    """Keep a started server process up until Ctrl-C or SIGTERM (or until it exits), then stop it."""
+    with stop_signals() as stop:
+        try:
+            while proc.poll() is None and not stop.wait(0.2):
+                pass
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @app.command()
 def dashboard(
     runs: Annotated[Path, typer.Option(help="folder of run folders (as `twin run` writes them)")] = Path("runs"),
@@ -650,9 +650,4 @@ def dashboard(
         _load_models(models)
     proc, url = start_dashboard(runs, port, store, broker, models, reports)
     out_console.print(f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop", highlight=False)
-    stop = _stop_on_signals()
-    with contextlib.suppress(KeyboardInterrupt):
-        while not stop.wait(0.5) and proc.poll() is None:
-            pass
-    proc.terminate()
-    proc.wait(10)
+    serve_until_stopped(proc)
