@@ -2,7 +2,9 @@
 
 Real windows come from twin runs: per-minute sensor means (the forecasters' datasets), cleaned the same
 causal way, cut into windows and labelled from the ground truth, so each window says which fault mode
-is wearing the machine and how far (its wear, 0 new to 1 failed, at the window's end). A generator is
+is wearing the machine and how far (its wear, 0 new to 1 failed, at the window's end); a machine that was
+stopped for the whole window (off shift, down, in maintenance) shows no wear, so such a window counts as
+healthy. A generator is
 trained per machine type (types have different sensors) on those windows, conditioned on fault mode
 and severity, and asked for "n windows of this mode at this severity". Two kinds, one interface:
 a conditional VAE and a conditional WGAN-GP. Files are JSON + .npz like the forecasters: no pickle.
@@ -28,6 +30,7 @@ import twin
 from predictors.base import ProgressFn
 from predictors.data import STEP, DataError, RunToFailure, TwinRun, from_twin_run
 from predictors.prep import clean
+from twin.model import STATES, STOPPED_STATES
 
 HEALTHY = "healthy"
 HEALTHY_BELOW = 0.2  # a window whose highest wear is below this is labelled healthy
@@ -41,7 +44,7 @@ class Windows:
     """Windows (n, T, d) of one machine type's sensors, in sensor units, each with its condition."""
 
     x: np.ndarray
-    mode: np.ndarray  # fault mode wearing the machine most at the window's end, or HEALTHY
+    mode: np.ndarray  # fault mode wearing the machine most at the window's end, or HEALTHY (also: stopped throughout)
     severity: np.ndarray  # that mode's wear at the window's end (0..1)
     unit: np.ndarray  # source unit (run/replication/machine): splits are by unit
     end: np.ndarray  # time of the window's last row
@@ -92,6 +95,29 @@ def _wear(path: Path) -> pd.DataFrame:
     return health.pivot_table(index=["replication", "machine", "t"], columns="fault_mode", values="wear")
 
 
+PoweredTime = dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]
+
+
+def _powered(path: Path) -> PoweredTime:
+    """Per (replication, machine): the cumulative time powered (not down, in maintenance or off shift) as a
+    piecewise-linear function of run time (its knots), from the run's true machine states."""
+    try:
+        st = pd.read_parquet(path / "truth" / "states.parquet", columns=["replication", "machine", "start", "end",
+                                                                             "state"])
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: no ground-truth machine states ({e}); give a folder written by `twin run`") from None
+    stopped = [STATES[i] for i in STOPPED_STATES]
+    out: PoweredTime = {}
+    for (rep, machine), g in st[~st.state.astype(str).isin(stopped)].groupby(["replication", "machine"]):
+        a, b = g.start.to_numpy(dtype=float), g.end.to_numpy(dtype=float)
+        order = np.argsort(a)
+        a, b = a[order], b[order]
+        knots = np.column_stack([a, b]).ravel()
+        cum = np.column_stack([np.zeros_like(a), b - a]).ravel().cumsum()
+        out[(int(rep), str(machine))] = (knots, cum)
+    return out
+
+
 def label(wear: np.ndarray, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Rows of wear per mode → (fault mode or HEALTHY, severity): the most worn mode, if worn at all."""
     if not len(modes):
@@ -103,8 +129,10 @@ def label(wear: np.ndarray, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarra
     return mode.astype(object), sev
 
 
-def windows_of(ds: RunToFailure, wear: pd.DataFrame, window: int, stride: int) -> Windows:
-    """Cleaned windows of every unit of a twin dataset, labelled from the true wear at each window's end."""
+def windows_of(ds: RunToFailure, wear: pd.DataFrame, window: int, stride: int,
+               powered: PoweredTime | None = None) -> Windows:
+    """Cleaned windows of every unit of a twin dataset, labelled from the true wear at each window's end;
+    given the powered time, windows in which the machine was stopped throughout are labelled healthy."""
     x_all = ds.frame[ds.features].to_numpy(dtype=np.float64)
     xs, modes, sevs, units, ends = [], [], [], [], []
     cols = [m for m in ds.modes if m in wear.columns]
@@ -120,6 +148,12 @@ def windows_of(ds: RunToFailure, wear: pd.DataFrame, window: int, stride: int) -
                                          rows.time.to_numpy()[last]])
         w = wear.reindex(key)[cols].to_numpy() if cols else np.zeros((len(last), 0))
         mode, sev = label(w, cols)
+        knots = None if powered is None else powered.get((int(rows.replication.iloc[0]), str(rows.machine.iloc[0])))
+        if powered is not None:
+            t = rows.time.to_numpy(dtype=float)
+            on = (np.zeros(len(last)) if knots is None else
+                  np.interp(t[last] + ds.step, *knots) - np.interp(t[last + 1 - window], *knots))
+            mode, sev = np.where(on > 0, mode, HEALTHY).astype(object), np.where(on > 0, sev, 0.0)
         xs.append(view[ok])
         modes.append(mode[ok])
         sevs.append(sev[ok])
@@ -146,9 +180,9 @@ def twin_windows(paths: Sequence[Path], window: int = 30, stride: int = 1,
     for p in paths:
         p = Path(p)
         TwinRun.open(p, store_url)  # a clear error for a folder that is not a run
-        wear = _wear(p)
+        wear, powered = _wear(p), _powered(p)
         for mtype, ds in from_twin_run(p, store_url).items():
-            per_type.setdefault(mtype, []).append(windows_of(ds, wear, window, stride))
+            per_type.setdefault(mtype, []).append(windows_of(ds, wear, window, stride, powered))
     return {k: concat_windows(v) for k, v in per_type.items()}
 
 

@@ -53,6 +53,23 @@ def test_windows_are_labelled_from_the_ground_truth(work: Path) -> None:
     assert hot.mean() > w.x[w.mode == HEALTHY, -1, temp].mean() + 2.0
 
 
+def test_windows_of_a_stopped_machine_are_labelled_healthy(work: Path) -> None:
+    """No wear shows on a machine that is down or in maintenance for a whole window: such windows are healthy."""
+    states = pd.read_parquet(work / "heldout" / "truth" / "states.parquet")
+    stopped = states[states.state.astype(str).isin(["down", "maintenance", "off_shift"])]
+    seen = 0
+    for w in twin_windows([work / "heldout"], 30, 1).values():
+        machine = np.array([u.split("/")[-1] for u in w.unit])
+        for m, g in stopped.groupby("machine"):
+            # merged stopped stretches of this machine; a window [end - 29 min, end + 1 min) inside one is stopped
+            for a, b in zip(g.start.to_numpy(), g.end.to_numpy()):
+                inside = (machine == m) & (w.end - 29 * 60 >= a) & (w.end + 60 <= b)
+                seen += inside.sum()
+                assert (w.mode[inside] == HEALTHY).all() and (w.severity[inside] == 0).all()
+        assert (w.mode != HEALTHY).any()  # running windows keep their fault modes
+    assert seen > 0, "the held-out run has no machine stopped for half an hour: the test shows nothing"
+
+
 def test_generated_windows_shape_determinism_and_save_load(gen: Path, tmp_path: Path) -> None:
     gens = load_generators(gen)
     assert set(gens) == {"conveyor_machine", "filler"} and set(gens["filler"]) == {"vae", "gan"}
