@@ -370,7 +370,8 @@ def write_report(reports: list[QualityReport], augment: Augmentation | None, out
              "'Discriminative vs training' (when the training runs are given): the TimeGAN protocol, synthetic "
              "against the real windows the generator learnt from. Lower is better for those five. Conditional "
              "accuracy: a classifier trained on real windows recognises the requested fault mode (healthy, or "
-             f"worn ≥ {gm.CLASSIFIABLE}). Anomaly AUROC: the "
+             f"worn ≥ {gm.CLASSIFIABLE}; a window of a machine stopped throughout is labelled healthy, since no "
+             "wear shows on it). Anomaly AUROC: the "
              "VAE's reconstruction error ranking worn windows above healthy ones. 'real (other units)' is the "
              "floor: half of the held-out units scored against the other half (and, vs training, held-out "
              "units against the training windows).", ""]
