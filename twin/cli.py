@@ -207,8 +207,7 @@ class _Dashboard:
         """Keep the dashboard up until Ctrl-C or SIGTERM."""
         from twin.cli_models import serve_until_stopped
 
-        out_console.print(f"the dashboard stays up at {self.url}; Ctrl-C to stop it", highlight=False)
-        serve_until_stopped(self.proc)  # type: ignore[arg-type]
+        serve_until_stopped(self.proc, f"the dashboard stays up at {self.url}; Ctrl-C to stop it")  # type: ignore[arg-type]
 
 
 def _with_policy(sc: Scenario, policy: str) -> Scenario:
@@ -338,10 +337,10 @@ def ingest_cmd(
         worker.start()
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
-    err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
-                      highlight=False)
     ticks = 0
-    with stop_signals() as stop:  # Ctrl-C: stop cleanly below
+    with stop_signals() as stop:  # Ctrl-C: stop cleanly below; handled before saying so
+        err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
+                          highlight=False)
         while not stop.wait(0.5):
             ticks += 1
             if (exit_when_complete and worker.finished_runs_complete()) or (

@@ -326,8 +326,8 @@ def predict(
                             rule=_rule(on, off, confirm, clear_after), detectors=detectors).start()
     except BrokerError as e:
         fail(str(e), code=3)
-    err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)
-    with stop_signals() as stop:
+    with stop_signals() as stop:  # handled before saying so: a Ctrl-C sent on reading the line stops cleanly
+        err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)
         stop.wait(duration)
     fc.stop()
     raised = sum(a["state"] == "raised" for a in fc.alerts)
@@ -616,9 +616,11 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
     return proc, f"http://127.0.0.1:{port}"
 
 
-def serve_until_stopped(proc: subprocess.Popen[bytes]) -> None:
-    """Keep a started server process up until Ctrl-C or SIGTERM (or until it exits), then stop it."""
+def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
+    """Print `notice` once Ctrl-C and SIGTERM are handled (a signal sent on reading it stops cleanly), keep a started
+    server process up until one arrives (or until it exits), then stop it."""
     with stop_signals() as stop:
+        out_console.print(notice, highlight=False)
         try:
             while proc.poll() is None and not stop.wait(0.2):
                 pass
@@ -649,5 +651,4 @@ def dashboard(
     if models is not None:
         _load_models(models)
     proc, url = start_dashboard(runs, port, store, broker, models, reports)
-    out_console.print(f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop", highlight=False)
-    serve_until_stopped(proc)
+    serve_until_stopped(proc, f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop")
