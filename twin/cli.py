@@ -329,16 +329,16 @@ def ingest_cmd(
     if len([p for p in line.split("/") if p]) != 3:
         fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
     url = _broker_url(broker, ca, cert, key)
-    try:
-        db = open_store(store)
-        assert url is not None  # --broker is required
-        worker = Ingest(url, db, prefix=line, group=group, durable=durable,
-                        client_id=client_id or f"linetwin-ingest-{group}")
-        worker.start()
-    except (BrokerError, StoreError) as e:
-        fail(str(e), code=3)
     ticks = 0
-    with stop_signals() as stop:  # Ctrl-C: stop cleanly below; handled before saying so
+    with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
+        try:
+            db = open_store(store)
+            assert url is not None  # --broker is required
+            worker = Ingest(url, db, prefix=line, group=group, durable=durable,
+                            client_id=client_id or f"linetwin-ingest-{group}")
+            worker.start()
+        except (BrokerError, StoreError) as e:
+            fail(str(e), code=3)
         err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
                           highlight=False)
         while not stop.wait(0.5):
