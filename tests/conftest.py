@@ -143,6 +143,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_all(twin_cmd(*common, "--replications", 2, "--out", d / "train"),
             twin_cmd(*common, "--replications", 1, "--seed", 7, "--out", d / "heldout"))
     # half-hour windows keep the LSTM's training to about a minute here (the default is an hour)
-    run_all(twin_cmd("train", d / "train", "--model", "lstm", "--window", 30, "--out", d / "lstm"),
-            twin_cmd("train", d / "train", "--model", "regression", "--window", 30, "--out", d / "regression"))
+    trained = run_all(twin_cmd("train", d / "train", "--model", "lstm", "--window", 30, "--out", d / "lstm"),
+                      twin_cmd("train", d / "train", "--model", "regression", "--window", 30, "--out",
+                               d / "regression"))
+    (d / "train-lstm.txt").write_text(trained[0].stdout + trained[0].stderr, encoding="utf-8")
     return d

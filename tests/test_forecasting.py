@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from predictors.base import load_bundle
-from predictors.data import from_twin_run
+from predictors.data import from_twin_run, from_twin_runs
 from predictors.evaluate import forecast_frame
 from predictors.online import LiveForecaster
 from tests.conftest import Mosquitto, _need, run_all, twin_cmd
@@ -47,6 +47,20 @@ def test_both_predictors_beat_the_baseline_and_the_lstm_beats_regression(work: P
             assert s.loc[model, "alert_failures"] >= 3  # enough real failures to mean something
             assert s.loc[model, "alert_recall"] >= 0.8 and s.loc[model, "alert_f1"] >= 0.8, s.loc[model]
             assert s.loc[model, "alert_lead_mean"] >= 1800  # half an hour or more: time to act
+
+
+def test_training_warns_when_a_fault_mode_has_few_failures(work: Path) -> None:
+    """2 × 2 days of bottling hold a handful of failures per mode: `twin train` says so, naming the modes."""
+    said = " ".join((work / "train-lstm.txt").read_text().split())
+    counts = {m: n for ds in from_twin_runs([work / "train"]).values()
+              for m, n in ds.failures.fault_mode.value_counts().items()}
+    few = {m: n for m, n in counts.items() if n < 10}
+    assert few, counts  # the fixture is short on failures by design (a minute of training)
+    for mode, n in few.items():
+        assert f"{mode}: {n}" in said, said
+    for mode in set(counts) - set(few):
+        assert f"{mode}: " not in said
+    assert "train on more history" in said
 
 
 def test_saved_models_record_what_they_were_trained_on(work: Path) -> None:
