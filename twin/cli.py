@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import pandas as pd
 import typer
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the streaming modules load only when a command needs them
     from twin.bus.broker import BrokerURL
     from twin.inject import Injection
     from twin.runner import ProgressFn
-    from twin.stream import StreamStats
+    from twin.stream import Attach, PolicyFactory, StreamStats
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="linetwin: a digital twin of a production line.")
@@ -191,14 +191,15 @@ class _Dashboard:
         err_console.print(f"dashboard: [bold]{url}[/]", highlight=False)
         self.url = url
 
-    def attach(self, inner: object) -> object:
+    def attach(self, inner: Attach | None) -> Attach:
+        """Start the dashboard on the run's broker when the run attaches, then the inner subscriber if any."""
         @contextlib.contextmanager
-        def both(url: object, protocol: int) -> object:
+        def both(url: BrokerURL, protocol: int) -> Iterator[object]:
             self.start(str(url))
             if inner is None:
                 yield None
             else:
-                with inner(url, protocol) as x:  # type: ignore[operator]
+                with inner(url, protocol) as x:
                     yield x
 
         return both
@@ -267,7 +268,8 @@ def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
         fail(str(e))
 
 
-def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optional[Path]) -> tuple[Any, Any]:
+def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optional[Path]
+          ) -> tuple[Attach | None, PolicyFactory | None]:
     """With --models: the live forecaster to attach to the run's broker and, for the predictive policy, the
     policy its alerts drive; loaded before the run starts, so a bad model folder fails before anything is written."""
     if models is None:
@@ -284,9 +286,9 @@ def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optio
 
 
 def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
-            cert: Optional[Path], key: Optional[Path], store: Optional[str], ingest: bool, attach: Any = None,
-            policy: Any = None, board: _Dashboard | None = None, inject: Injection | None = None,
-            ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+            cert: Optional[Path], key: Optional[Path], store: Optional[str], ingest: bool,
+            attach: Attach | None = None, policy: PolicyFactory | None = None, board: _Dashboard | None = None,
+            inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from twin.bus.broker import BrokerError
     from twin.store import StoreError
     from twin.stream import stream_scenario

@@ -7,7 +7,7 @@ import dataclasses
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from twin.bus.broker import BrokerURL
     from twin.compare import PolicyParams
     from twin.scenario import Scenario
+    from twin.stream import Attach
 
 TABLE_HELP = "for tables"
 FEW_FAILURES = 10  # failures per fault mode below which `twin train` warns that forecasts will be rough
@@ -277,7 +278,7 @@ def _load_detectors(folder: Path | None, bundle: Bundle) -> dict[str, Conditiona
 
 def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | None = None,
                 orders: AlertOrders | None = None, anomaly: Path | None = None,
-                ) -> Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]:
+                ) -> Attach:
     """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end;
     with `orders` (the predictive policy), its alerts come back over MQTT as maintenance orders; with
     `anomaly` (a `twin synth train` folder), its VAEs' anomaly scores alert too."""

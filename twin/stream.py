@@ -30,6 +30,10 @@ from twin.scenario import Scenario
 from twin.store import Store, open_store
 from twin.store.base import SERIES_COLUMNS
 
+# another subscriber on the run's broker (e.g. the live forecaster): attach(broker, protocol) → a context
+Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]
+PolicyFactory = Callable[[Machine], MaintenancePolicy]  # a maintenance policy per machine (e.g. alert-driven)
+
 
 @dataclass
 class StreamStats:
@@ -60,8 +64,7 @@ def run_id_for(scenario: Scenario, now: dt.datetime) -> str:
 def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None = None, store_url: str | None = None,
                     ingest: bool | str = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
                     on_note: Callable[[str], None] | None = None,
-                    attach: Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]] | None = None,
-                    policy: Callable[[Machine], MaintenancePolicy] | None = None,
+                    attach: Attach | None = None, policy: PolicyFactory | None = None,
                     inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats.
 
