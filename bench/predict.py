@@ -89,7 +89,7 @@ def main() -> None:
                 if group not in held or not ds.modes or ds.failures.empty:
                     print(f"{group:18} (no wear-out failures in the training runs)")
                     continue
-                per_mode = ds.failures.fault_mode.value_counts().reindex(ds.modes, fill_value=0)
+                per_mode = ds.failures_per_mode()
                 print(f"{group}: trained on {ds.frame['unit'].nunique()} machines' histories with "
                       f"{len(ds.failures)} failures ({', '.join(f'{m} {n}' for m, n in per_mode.items())}); "
                       f"held out: {len(held[group].failures)} failures")

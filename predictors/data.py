@@ -72,6 +72,10 @@ class RunToFailure:
         known = (self.ttf <= horizon) | (np.isfinite(self.ttf)) | (self.observed >= horizon)
         return label, known
 
+    def failures_per_mode(self) -> pd.Series:
+        """How many failures of each predictable fault mode the data hold (0 for a mode never seen failing)."""
+        return self.failures.fault_mode.value_counts().reindex(self.modes, fill_value=0)
+
     def subset(self, units: Sequence[str]) -> RunToFailure:
         """The rows of some units (splits are by unit, never by row)."""
         mask = self.frame["unit"].isin(units).to_numpy()

@@ -52,8 +52,7 @@ def test_both_predictors_beat_the_baseline_and_the_lstm_beats_regression(work: P
 def test_training_warns_when_a_fault_mode_has_few_failures(work: Path) -> None:
     """2 × 2 days of bottling hold a handful of failures per mode: `twin train` says so, naming the modes."""
     said = " ".join((work / "train-lstm.txt").read_text().split())
-    counts = {m: n for ds in from_twin_runs([work / "train"]).values()
-              for m, n in ds.failures.fault_mode.value_counts().items()}
+    counts = {m: n for ds in from_twin_runs([work / "train"]).values() for m, n in ds.failures_per_mode().items()}
     few = {m: n for m, n in counts.items() if n < 10}
     assert few, counts  # the fixture is short on failures by design (a minute of training)
     for mode, n in few.items():

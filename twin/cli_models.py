@@ -239,7 +239,7 @@ def few_failures(ds: RunToFailure) -> str:
     Forecasts learnt from a handful of failures are rough (bench/predict.py: the body shop's handling cells
     reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.91-0.97 from 29 + 15), so training
     says so rather than leaving it to the evaluation."""
-    counts = ds.failures.fault_mode.value_counts().reindex(ds.modes, fill_value=0)
+    counts = ds.failures_per_mode()
     few = counts[counts < FEW_FAILURES]
     if few.empty:
         return ""
