@@ -122,10 +122,9 @@ def series(url: str, run: str) -> pd.DataFrame:
 def last_states(url: str, run: str, replication: int) -> dict[str, str]:
     """Each machine's last stored state in one replication."""
     h = store_for(url)
-    states = getattr(h.store, "states", None)
-    if states is None:
+    if h.store is None:
         return {}
-    df = states(run)
+    df = h.store.states(run)
     df = df[df.replication == replication]
     return df.sort_values("ts").groupby("machine").state.last().to_dict() if len(df) else {}
 

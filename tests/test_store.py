@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import VictoriaMetrics
-from twin.store import READING_COLUMNS, Store, StoreError, open_store
+from twin.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
 
@@ -76,6 +76,18 @@ def test_latest_and_series(store: Store) -> None:
     assert (last.ts == T0 + pd.Timedelta(seconds=599)).all()
     assert set(zip(store.series(run).machine, store.series(run).sensor)) == {
         (m, s) for m in ("m1", "m2") for s in ("temp", "vib")}
+
+
+def test_states_round_trip_in_time_order(store: Store) -> None:
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    changes = [(run, 0, "m1", T0 + pd.Timedelta(minutes=k), state)
+               for k, state in ((5, "off_shift"), (0, "working"), (9, "working"), (2, "down"))]
+    store.write_states(pd.DataFrame([*changes, ("other", 0, "m1", T0, "setup")], columns=STATE_COLUMNS))
+    store.write_states(pd.DataFrame(changes[:2], columns=STATE_COLUMNS))  # a redelivery
+    got = store.states(run)
+    assert list(got.columns) == STATE_COLUMNS
+    assert got.state.tolist() == ["working", "down", "off_shift", "working"]
+    assert (got.ts.diff().dropna() > pd.Timedelta(0)).all() and set(got.run) == {run}
 
 
 def test_bad_urls() -> None:

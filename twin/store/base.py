@@ -54,6 +54,10 @@ class Store(Protocol):
         """Every series (run, machine, station, sensor, unit) known to the store."""
         ...
 
+    def states(self, run: str | None = None) -> pd.DataFrame:
+        """Machine state changes (STATE_COLUMNS), in time order per run, replication and machine."""
+        ...
+
     def count(self, run: str | None = None) -> int:
         """How many readings are stored."""
         ...

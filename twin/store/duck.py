@@ -128,7 +128,8 @@ class DuckStore:
 
     def states(self, run: str | None = None) -> pd.DataFrame:
         where = "run = ?" if run is not None else "TRUE"
-        return self._run(f"SELECT * FROM states WHERE {where} ORDER BY run, replication, machine, ts",
+        return self._run(f"SELECT {', '.join(STATE_COLUMNS)} FROM states WHERE {where} "
+                         "ORDER BY run, replication, machine, ts",
                          [run] if run is not None else []).df()
 
     def count(self, run: str | None = None) -> int:

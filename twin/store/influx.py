@@ -19,7 +19,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from urllib3 import Retry
 
-from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, StoreError, check_agg
+from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
 
 ENV_TOKEN = "LINETWIN_INFLUXDB_TOKEN"
 _FLUX_AGG = {"mean": "mean", "min": "min", "max": "max", "last": "last", "count": "count"}
@@ -129,6 +129,18 @@ class InfluxStore:
         out["station"] = [self._stations.get((r, m), "") for r, m in zip(out["run"], out["machine"])]
         out["unit"] = ""
         return out[SERIES_COLUMNS].reset_index(drop=True)
+
+    def states(self, run: str | None = None) -> pd.DataFrame:
+        flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: 0) ' \
+               '|> filter(fn: (r) => r._measurement == "machine_state" and r._field == "state")'
+        if run is not None:
+            flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
+        df = self._tables(flux)
+        if df is None or df.empty:
+            return pd.DataFrame(columns=STATE_COLUMNS)
+        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "machine": df["machine"],
+                            "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None), "state": df["_value"].astype(str)})
+        return out.sort_values(["run", "replication", "machine", "ts"]).reset_index(drop=True)
 
     def count(self, run: str | None = None) -> int:
         flux = self._flux(None, None, None, None, run) + ' |> group() |> count()'
