@@ -4,14 +4,26 @@ An alert is raised when P(failure within the horizon) stays at or above `on` for
 in a row, and cleared only when it stays below `off` for `clear_after` evaluations (a machine heading
 for failure gives noisy forecasts; a repaired one gives low ones for good); in between it is only updated
 when its severity or fault mode changes. So noisy forecasts neither raise nor clear an alert (no flapping).
+While the machine is stopped (down, in maintenance, off shift) the alert holds: its sensors say nothing about
+wear then, and wear counted in operating time waits for the next shift, so an alert raised just before the
+shift ends is still right when the failure comes in the morning. A failure's repair or a maintenance ends the
+alert when the machine runs again; if the risk remains, the next forecasts raise a new one.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from twin.bus.payloads import SEVERITIES  # noqa: F401  (re-exported: the alert payload owns the names)
+from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, STATES
+
+RUNNING, OFF, SERVICE = "running", "off", "service"  # a machine's status, as the alert rule sees it
+_SERVICE = frozenset((STATES[DOWN], STATES[MAINTENANCE]))
+_OFF = frozenset((STATES[OFF_SHIFT],))
 
 Transition = Literal["raised", "updated", "cleared"]
 
@@ -31,6 +43,46 @@ class AlertRule:
 
 
 @dataclass
+class MachineStatus:
+    """What one machine was doing, from its state changes (any time unit): looked up at each forecast's time.
+
+    RUNNING (idle, starved, blocked and setup included), OFF (off shift: the alert holds) or SERVICE (down
+    or in maintenance: the alert holds, and ends when the machine runs again, the failure or maintenance it
+    warned of having come). Only the change points between these are kept, a few a day; with no change
+    known a machine counts as running.
+    """
+
+    times: list[float] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+
+    def add(self, t: float, state: str) -> None:
+        """Record a state change at time t (changes may come out of order)."""
+        i = bisect_right(self.times, t)
+        status = status_of(state)
+        if i and self.status[i - 1] == status:
+            return  # no change of status
+        self.times.insert(i, t)
+        self.status.insert(i, status)
+        if i + 1 < len(self.times) and self.status[i + 1] == status:  # a later change is no change now
+            del self.times[i + 1], self.status[i + 1]
+
+    def at(self, t: float) -> str:
+        """The machine's status at time t."""
+        i = bisect_right(self.times, t) - 1
+        return RUNNING if i < 0 else self.status[i]
+
+    def many(self, t: np.ndarray) -> np.ndarray:
+        """The machine's status at each of the times t."""
+        i = np.searchsorted(np.asarray(self.times, dtype=float), t, side="right") - 1
+        return np.asarray([*self.status, RUNNING], dtype=object)[i]  # index -1: before any change
+
+
+def status_of(state: str) -> str:
+    """RUNNING, OFF or SERVICE for a machine state name."""
+    return SERVICE if state in _SERVICE else OFF if state in _OFF else RUNNING
+
+
+@dataclass
 class AlertState:
     """One machine's alert: whether it is active, since when, and the streaks that move it."""
 
@@ -41,9 +93,16 @@ class AlertState:
     mode: str = ""
     _above: int = 0
     _below: int = 0
+    _serviced: bool = False  # repaired or maintained since the forecasts last said the risk remains
 
-    def update(self, t: float, p: float, mode: str) -> Transition | None:
-        """Feed one forecast (time, P(any failure within horizon), likeliest mode); returns the transition."""
+    def update(self, t: float, p: float, mode: str, status: str = RUNNING) -> Transition | None:
+        """Feed one forecast (time, P(any failure within horizon), likeliest mode, the machine's status);
+        returns the transition. A stopped machine's forecast changes nothing. After a repair or maintenance
+        `confirm` low forecasts clear the alert (the failure it warned of has come, or been prevented),
+        unless the forecasts first say the risk remains."""
+        if status != RUNNING:
+            self._serviced = self._serviced or (status == SERVICE and self.active)
+            return None
         r = self.rule
         self._above = self._above + 1 if p >= r.on else 0
         self._below = self._below + 1 if p < r.off else 0
@@ -52,8 +111,10 @@ class AlertState:
                 self.active, self.since, self.severity, self.mode = True, t, r.severity(p), mode
                 return "raised"
             return None
-        if self._below >= r.clear_after:
-            self.active, self.severity = False, "info"
+        if self._serviced and self._above >= r.confirm:
+            self._serviced = False
+        if self._below >= (r.confirm if self._serviced else r.clear_after):
+            self.active, self.severity, self._serviced = False, "info", False
             return "cleared"
         sev = r.severity(p) if p >= r.off else self.severity
         if sev != self.severity or (mode != self.mode and p >= r.on):
@@ -63,11 +124,11 @@ class AlertState:
 
 
 def episodes(times: list[float] | tuple[float, ...], p: list[float], modes: list[str],
-             rule: AlertRule) -> list[tuple[float, float | None, str]]:
+             rule: AlertRule, status: list[str] | None = None) -> list[tuple[float, float | None, str]]:
     """(raised at, cleared at or None, fault mode when raised) of every alert over one unit's forecasts."""
     state, out = AlertState(rule), []
-    for t, pi, m in zip(times, p, modes):
-        tr = state.update(t, pi, m)
+    for t, pi, m, st in zip(times, p, modes, status if status is not None else [RUNNING] * len(times)):
+        tr = state.update(t, pi, m, st)
         if tr == "raised":
             out.append((t, None, m))
         elif tr == "cleared":

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictors.alerts import RUNNING, MachineStatus
 from twin.scenario import Scenario
 from twin.store import Store, open_store
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
+FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
 UNIT_COLUMNS = ("unit", "time")
 
 
@@ -34,7 +36,8 @@ class RunToFailure:
 
     `ttf[i, m]` is the time from row i to the failure of mode m ending the current life (inf when that life
     ends without a failure: maintenance or end of data); `observed[i, m]` is how long after row i that life
-    was watched, so a target beyond it is unknown (censored).
+    was watched, so a target beyond it is unknown (censored). A twin run's frame also holds each row's
+    machine `status` (running, off shift, or down or in maintenance), which the alert rule needs.
     """
 
     frame: pd.DataFrame
@@ -200,6 +203,7 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
     store = open_store(run.store_url, read_only=True)
     try:
         catalog = store.series(run.run_id)
+        states = store.states(run.run_id)
         out = {}
         for mtype in sorted(set(run.machine_types.values())):
             machines = [m for m, t in run.machine_types.items() if t == mtype]
@@ -210,9 +214,26 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
             if frame.empty:
                 raise DataError(f"{path}: the store {run.store_url} holds no readings of run {run.run_id}; "
                                 "was the run's ingest finished? (`twin ingest --until-run ...`)")
+            frame["status"] = _status(frame, states, run.start, step)
             out[mtype] = _with_targets(frame, sensors, run, mtype, step, path)
     finally:
         store.close()
+    return out
+
+
+def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step: float) -> np.ndarray:
+    """Each row's machine status (running, off, service) when its minute ended, for the alert rule."""
+    out = np.full(len(frame), RUNNING, dtype=object)
+    t = frame["t"].to_numpy() + step
+    changes = {key: g for key, g in states.groupby(["replication", "machine"], sort=False)}
+    for key, idx in frame.groupby(["replication", "machine"], sort=False).indices.items():
+        g = changes.get(key)
+        if g is None:
+            continue
+        status = MachineStatus()
+        for ts, state in zip((g.ts - start).dt.total_seconds(), g.state):
+            status.add(float(ts), state)
+        out[idx] = status.many(t[idx])
     return out
 
 
@@ -234,7 +255,7 @@ def _with_targets(frame: pd.DataFrame, sensors: list[str], run: TwinRun, mtype: 
     for s in sensors:  # a sensor missing from some machine of the type shows as an empty column
         if s not in frame:
             frame[s] = np.nan
-    cols = ["unit", "t", "replication", "machine", *sensors]
+    cols = ["unit", "t", "replication", "machine", "status", *sensors]
     return RunToFailure(frame[cols].rename(columns={"t": "time"}), list(sensors), modes, ttf, observed, step, "s",
                         mtype, pd.DataFrame(failures, columns=["unit", "time", "fault_mode"]), [str(path)])
 

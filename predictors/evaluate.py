@@ -40,6 +40,8 @@ def forecast_frame(model: Estimator, ds: RunToFailure) -> pd.DataFrame:
     out["within_known"] = label_known[rows].all(axis=1) if label.shape[1] else True
     probs = f[[f"p_{m}" for m in model.modes_]].to_numpy()
     out["mode"] = np.array(model.modes_, dtype=object)[probs.argmax(axis=1)] if model.modes_ else ""
+    if "status" in ds.frame:
+        out["status"] = ds.frame["status"].to_numpy()[rows]
     return out
 
 

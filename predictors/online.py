@@ -2,7 +2,8 @@
 
 Each machine's readings are averaged per minute exactly as the training data were (minute buckets of
 the store), the last `window` rows are cleaned and scaled as in training, and every `interval` new rows
-the machine's model forecasts; the alert hysteresis decides what to publish. With an anomaly detector (the
+the machine's model forecasts; the alert hysteresis, told the machine's state at that minute (from its
+`state` topic), decides what to publish. With an anomaly detector (the
 VAE of `twin synth train`) its score of the same minutes joins the forecast as one more mode, "anomaly",
 so unusual behaviour the forecasters were not trained on raises alerts too. The network thread only
 parses and queues; one worker thread bins, forecasts in batches and publishes.
@@ -24,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from predictors.alerts import AlertRule, AlertState
+from predictors.alerts import AlertRule, AlertState, MachineStatus
 from predictors.base import Bundle, Estimator, Forecast
 from predictors.prep import clean
 from twin.bus.broker import BrokerURL, connect, make_client, negotiate
-from twin.bus.payloads import ParseError, Telemetry, alert_payload, parse
+from twin.bus.payloads import ParseError, StateChange, Telemetry, alert_payload, line_filters, parse
 
 if TYPE_CHECKING:
     from predictors.synth import ConditionalVAE
@@ -67,6 +68,7 @@ class MachineFeed:
     detector: ConditionalVAE | None = None  # scores the cleaned raw window for anomalies, beside the model
     columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # the detector's features
     raw: list[np.ndarray] = field(default_factory=list)  # the detector's window for each due forecast
+    status: MachineStatus = field(default_factory=MachineStatus)  # running, off shift or in service, over time
 
     @classmethod
     def for_model(cls, key: tuple[str, int, str], group: str, model: Estimator, topic: str, rule: AlertRule,
@@ -204,11 +206,12 @@ class LiveForecaster:
                                   protocol=self.protocol)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self._queue: queue.Queue[tuple[str, Telemetry]] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Telemetry | StateChange]] = queue.Queue()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._worker = threading.Thread(target=self._loop, name="forecaster", daemon=True)
         self.machines: dict[tuple[str, int, str], MachineFeed] = {}
+        self._status: dict[tuple[str, int, str], MachineStatus] = {}  # from the state topic, feed or not yet
         self._by_name = {m: g for g, models in bundle.items() for m in _trained_machines(models["model"])}
         self.latest: dict[tuple[str, int, str], dict[str, Any]] = {}
         self.trace: list[tuple[str, int, str, int, float, float]] | None = [] if record else None
@@ -227,7 +230,7 @@ class LiveForecaster:
         return self
 
     def _subscribe(self, client: mqtt.Client) -> None:
-        client.subscribe(f"{self.prefix}/+/+/telemetry", 1)
+        client.subscribe([(f, 1) for f in line_filters(self.prefix)])
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
@@ -241,8 +244,8 @@ class LiveForecaster:
             return
         if isinstance(item, Telemetry):
             self.received += 1
-            self._idle.clear()
-            self._queue.put((msg.topic, item))
+        self._idle.clear()
+        self._queue.put((msg.topic, item))
 
     # --- worker ------------------------------------------------------------------------------------
     def _machine(self, topic: str, tel: Telemetry) -> MachineFeed | None:
@@ -259,6 +262,7 @@ class LiveForecaster:
             return None
         m = MachineFeed.for_model(key, group, self.bundle[group]["model"], topic.rsplit("/", 1)[0] + "/alerts",
                                   self.rule, self.interval, self.detectors.get(group))
+        m.status = self._status.setdefault(key, MachineStatus())
         self.machines[key] = m
         return m
 
@@ -279,9 +283,14 @@ class LiveForecaster:
             except Exception:  # keep forecasting the other machines
                 log.exception("forecasting failed for a batch of telemetry")
 
-    def _handle(self, items: list[tuple[str, Telemetry]]) -> None:
+    def _handle(self, items: list[tuple[str, Telemetry | StateChange]]) -> None:
         touched: dict[tuple[str, int, str], MachineFeed] = {}
         for topic, tel in items:
+            if isinstance(tel, StateChange):
+                status = self._status.setdefault((tel.run, tel.replication, tel.machine), MachineStatus())
+                for state, ts in tel.changes:
+                    status.add(ts, state)
+                continue
             m = self._machine(topic, tel)
             if m is None or not tel.values:
                 continue
@@ -297,7 +306,7 @@ class LiveForecaster:
         self.latest[m.key] = {"ts": t, "rul": float(fc.rul[i]), "p": p, "mode": mode}
         if self.trace is not None:
             self.trace.append((*m.key, t, float(fc.rul[i]), p))
-        transition = m.state.update(t, p, mode)
+        transition = m.state.update(t, p, mode, m.status.at(t + m.step_ms))  # the forecast's minute has ended
         if transition is None:
             return
         run, rep, machine = m.key

@@ -23,6 +23,7 @@ from predictors.base import Bundle
 from predictors.online import MachineFeed, forecast_due
 from twin.bus.broker import BrokerURL, connect, make_client
 from twin.bus.payloads import ParseError, alert_filter, parse_alert
+from twin.model import STATES
 
 if TYPE_CHECKING:
     from sensors import Readings
@@ -107,6 +108,7 @@ class SimulatedForecasts:
         self.feeds: list[MachineFeed | None] = []
         self._series: tuple[np.ndarray, np.ndarray] | None = None
         self._maint: dict[str, float] = {}
+        self._logs: list[tuple[MachineFeed, Machine, list[int]]] = []  # feed, machine, log cursor
         self.forecasts = 0
         self.alerts = 0
 
@@ -126,6 +128,8 @@ class SimulatedForecasts:
             self.feeds.append(MachineFeed.for_model(("sim", line.replication, name), group,
                                                     self.bundle[group]["model"], name, self.rule)
                               if group in self.bundle else None)
+        by_name = {m.name: m for m in line.machines}
+        self._logs = [(f, by_name[name], [0]) for f, name in zip(self.feeds, machines) if f is not None]
         machine_idx = cat.machine.map({m: i for i, m in enumerate(machines)}).to_numpy()
         feature = np.array([-1 if self.feeds[i] is None else self.feeds[i].index.get(s, -1)  # type: ignore[union-attr]
                             for i, s in zip(machine_idx, cat.sensor)], dtype=np.int64)
@@ -147,11 +151,16 @@ class SimulatedForecasts:
                 continue
             idx = order[bounds[i]:bounds[i + 1]]
             feed.add_indexed(feature[batch.series[idx]], ts[idx], batch.value[idx], feed.step_ms)
+        for feed, machine, cursor in self._logs:  # states as the bus would carry them, in ms like the readings
+            t, codes = machine.log.states_from(cursor[0])
+            cursor[0] += len(t)
+            for ti, code in zip(t, codes):
+                feed.status.add(ti * 1000, STATES[code])
         for f, fc, k, t, _ in forecast_due([f for f in self.feeds if f is not None]):
             self.forecasts += 1
             p = float(fc.p_any[k])
             mode = fc.modes[int(np.argmax(fc.proba[k]))] if fc.modes else ""
-            if f.state.update(t, p, mode) == "raised":
+            if f.state.update(t, p, mode, f.status.at(t + f.step_ms)) == "raised":
                 self.alerts += 1
                 now = t / 1000 + f.step_ms / 1000  # the forecast was made when its minute ended
                 self.orders.place(f.key[2], f"predictive: P={p:.2f} {mode}, RUL {fc.rul[k] / 3600:.1f} h",

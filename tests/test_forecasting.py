@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 import yaml
 
+from predictors.alerts import AlertRule, episodes
 from predictors.base import load_bundle
 from predictors.data import from_twin_run, from_twin_runs
 from predictors.evaluate import forecast_frame
@@ -92,7 +93,7 @@ def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp
     fc = holder["fc"]
     live = pd.DataFrame(fc.trace, columns=["run", "replication", "machine", "ts", "rul_live", "p_live"])
     live["time"] = (pd.to_datetime(live.ts, unit="ms") - pd.Timestamp(sc.start)).dt.total_seconds()
-    compared = 0
+    compared, live_alerts, offline_alerts, stopped = 0, [], [], 0
     for group, ds in from_twin_run(tmp_path).items():
         offline = forecast_frame(bundle[group]["model"], ds)
         offline["machine"] = offline.unit.str.rsplit("/", n=1).str[-1]
@@ -101,7 +102,19 @@ def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp
         np.testing.assert_allclose(both.p_live, both.p_any, atol=1e-6)
         np.testing.assert_allclose(both.rul_live, both.rul, atol=0.05)  # seconds
         compared += len(both)
-    assert compared > 1000
+        stopped += int((both.status != "running").sum())
+        for machine, g in both.groupby("machine"):  # the same alerts, live (from the state topic) and offline
+            offline_alerts += [(machine, t, "raised") for t, _, _ in
+                               episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), AlertRule(),
+                                        g.status.tolist())]
+            offline_alerts += [(machine, t, "cleared") for _, t, _ in
+                               episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), AlertRule(),
+                                        g.status.tolist()) if t is not None]
+    start_ms = pd.Timestamp(sc.start).tz_localize("UTC").timestamp() * 1000
+    live_alerts = [(a["machine"], (a["ts"] - 60_000 - start_ms) / 1000, a["state"]) for a in fc.alerts
+                   if a["state"] != "updated"]
+    assert compared > 1000 and stopped > 100 and offline_alerts
+    assert sorted(live_alerts) == sorted(offline_alerts)
 
 
 class AlertListener:

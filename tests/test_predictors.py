@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from predictors import REGISTRY, TableFormat, from_table, load
-from predictors.alerts import AlertRule, AlertState, episodes
+from predictors.alerts import AlertRule, AlertState, MachineStatus, episodes
 from predictors.data import DataError, targets
 from predictors.metrics import alert_events, rul_scores
 from predictors.prep import Preprocessor, clean
@@ -146,6 +146,27 @@ def test_hysteresis_neither_raises_nor_clears_on_one_forecast() -> None:
     state = AlertState(rule)
     transitions = [state.update(i, p, "m") for i, p in enumerate([0.6, 0.6, 0.6, 0.9, 0.9])]
     assert transitions == [None, None, "raised", "updated", None] and state.severity == "critical"
+
+
+def test_an_alert_holds_while_the_machine_is_stopped_and_ends_with_its_repair() -> None:
+    status = MachineStatus()
+    for t, state in ((0, "working"), (20, "down"), (8, "off_shift"), (14, "starved"), (23, "setup"), (5, "blocked")):
+        status.add(t, state)  # out of order, as messages may come; idle and setup count as running
+    assert status.times == [0, 8, 14, 20, 23] and status.at(-1) == "running" and status.at(9) == "off"
+    assert status.many(np.array([-1.0, 3, 8, 15, 21, 30])).tolist() == ["running", "running", "off", "running",
+                                                                          "service", "running"]
+    rule = AlertRule(on=0.5, off=0.2, confirm=3, clear_after=5)
+    p = [0.9] * 6 + [0.0] * 6 + [0.9] * 8 + [0.0] * 6 + [0.9] * 3
+    at = status.many(np.arange(len(p))).tolist()
+    eps = episodes(list(range(len(p))), p, ["m"] * len(p), rule, at)
+    # raised at 2; held through the night (8-13: low forecasts of a stopped machine neither clear it nor
+    # count); down at 20 (its failure); after the repair 3 low forecasts (23-25), not 5, clear it; the
+    # forecasts raise a new alert three forecasts later
+    assert eps == [(2, 25, "m"), (28, None, "m")]
+    assert episodes(list(range(len(p))), p, ["m"] * len(p), rule)[0] == (2, 10, "m")  # no status: cleared overnight
+    still = [0.9] * 20 + [0.0] * 3 + [0.9] * 3 + [0.0] * 4
+    assert episodes(list(range(len(still))), still, ["m"] * len(still), rule, at[:len(still)]) == [(2, None, "m")]
+    # ... unless the forecasts after the repair say the risk remains: then clearing needs 5 low ones again
 
 
 def test_alert_events_match_failures_and_measure_lead_time() -> None:

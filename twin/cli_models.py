@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from twin.stream import Attach
 
 TABLE_HELP = "for tables"
-FEW_FAILURES = 10  # failures per fault mode below which `twin train` warns that forecasts will be rough
 Sources = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`), or run-to-failure tables "
                                                     "(CSV, Parquet, whitespace-separated text)")]
 UnitCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: unit id column (name, or 0-based position "
@@ -239,6 +238,8 @@ def few_failures(ds: RunToFailure) -> str:
     Forecasts learnt from a handful of failures are rough (bench/predict.py: the body shop's handling cells
     reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.91-0.97 from 29 + 15), so training
     says so rather than leaving it to the evaluation."""
+    from predictors.data import FEW_FAILURES
+
     counts = ds.failures_per_mode()
     few = counts[counts < FEW_FAILURES]
     if few.empty:

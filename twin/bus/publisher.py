@@ -232,7 +232,9 @@ class Publisher:
         """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
         if self._catalog is None:
             raise RuntimeError("Publisher.set_catalog() must be called before readings are published")
-        messages: list[Message] = []
+        # states first: a state change reaches subscribers before the readings it explains (the forecaster
+        # holds alerts of stopped machines by it)
+        messages: list[Message] = self._state_messages(line)
         if len(batch):
             machine_of = self._machine_of[batch.series]
             ts = self.start_ms + np.rint(batch.t * 1000).astype(np.int64)
@@ -249,7 +251,6 @@ class Publisher:
                     messages.append((topic, telemetry_payload(self.run_id, line.replication, station, machine,
                                                               self._units[machine], rows[i:i + self.batch]), False))
             self.readings_published += len(batch)
-        messages += self._state_messages(line)
         levels = {st.name: len(buf.items) for st, buf in zip(line.scenario.stations, line.buffers) if buf is not None}
         if levels:
             now_ms = self.start_ms + round(line.env.now * 1000)
