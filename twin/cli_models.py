@@ -236,7 +236,7 @@ def few_failures(ds: RunToFailure) -> str:
     """A warning when some fault mode has fewer than FEW_FAILURES failures to learn from, else ''.
 
     Forecasts learnt from a handful of failures are rough (bench/predict.py: the body shop's handling cells
-    reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.91-0.97 from 29 + 15), so training
+    reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.86-0.91 from 29 + 15), so training
     says so rather than leaving it to the evaluation."""
     from predictors.data import FEW_FAILURES
 
@@ -334,7 +334,8 @@ def predict(
     cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
     key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
 ) -> None:
-    """Forecast faults from live telemetry and publish alerts to {line}/{station}/{machine}/alerts (retained)."""
+    """Forecast faults from live telemetry and machine states; publish alerts to {line}/{station}/{machine}/alerts
+    (retained)."""
     from predictors.online import LiveForecaster
     from twin.bus.broker import BrokerError
 
