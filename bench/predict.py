@@ -40,7 +40,7 @@ from twin.stream import store_scenario  # noqa: E402
 # handling cells held 12 failures and alert F1 was 0.68-0.82; forecasts need tens of failures per machine type.
 PLAN = {"bottling": (6, 3 * 86400.0), "body_shop": (6, 3 * 86400.0), "cnc_cell": (6, 6 * 86400.0)}
 # the CNC cell's saw and bench stations wear so slowly that 6 × 6 d hold 2-3 of their failures: --slow adds a
-# month of history for them alone (about 35 minutes more), to show what forecasting them takes
+# month of history for them alone (about 40 minutes more), to show what forecasting them takes
 SLOW = {"cnc_cell": (6, 30 * 86400.0, ("saw", "bench"))}
 
 

@@ -104,12 +104,9 @@ def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp
         compared += len(both)
         stopped += int((both.status != "running").sum())
         for machine, g in both.groupby("machine"):  # the same alerts, live (from the state topic) and offline
-            offline_alerts += [(machine, t, "raised") for t, _, _ in
-                               episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), AlertRule(),
-                                        g.status.tolist())]
-            offline_alerts += [(machine, t, "cleared") for _, t, _ in
-                               episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), AlertRule(),
-                                        g.status.tolist()) if t is not None]
+            eps = episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), AlertRule(), g.status.tolist())
+            offline_alerts += [(machine, t, "raised") for t, _, _ in eps]
+            offline_alerts += [(machine, t, "cleared") for _, t, _ in eps if t is not None]
     start_ms = pd.Timestamp(sc.start).tz_localize("UTC").timestamp() * 1000
     live_alerts = [(a["machine"], (a["ts"] - 60_000 - start_ms) / 1000, a["state"]) for a in fc.alerts
                    if a["state"] != "updated"]
