@@ -7,12 +7,13 @@ when its severity or fault mode changes. So noisy forecasts neither raise nor cl
 While the machine is stopped (down, in maintenance, off shift) the alert holds: its sensors say nothing about
 wear then, and wear counted in operating time waits for the next shift, so an alert raised just before the
 shift ends is still right when the failure comes in the morning. A failure's repair or a maintenance ends the
-alert when the machine runs again; if the risk remains, the next forecasts raise a new one.
+alert when the machine runs again; if the risk remains, the next forecasts raise a new one. The repair of a
+fault the forecasts do not cover (a sudden one, named by the stop's downtime reason) holds the alert instead.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,33 +49,51 @@ class MachineStatus:
 
     RUNNING (idle, starved, blocked and setup included), OFF (off shift: the alert holds) or SERVICE (down
     or in maintenance: the alert holds, and ends when the machine runs again, the failure or maintenance it
-    warned of having come). Only the change points between these are kept, a few a day; with no change
-    known a machine counts as running.
+    warned of having come). A machine down for a fault the forecasts do not cover (a sudden fault: its
+    downtime reason names a mode not in `modes`) counts as OFF: that repair leaves the wear the alert warns of.
+    Only the change points between these are kept, a few a day; with no change known a machine counts as running.
     """
 
+    modes: frozenset[str] | None = None  # the fault modes forecast (None: every repair counts as service)
     times: list[float] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)  # of a SERVICE change: the fault mode repaired, or ''
 
-    def add(self, t: float, state: str) -> None:
-        """Record a state change at time t (changes may come out of order)."""
+    def add(self, t: float, state: str, reason: str = "") -> None:
+        """Record a state change at time t, with its downtime reason (the fault mode repaired, or '');
+        changes may come out of order."""
         i = bisect_right(self.times, t)
         status = status_of(state)
-        if i and self.status[i - 1] == status:
+        reason = reason if status == SERVICE else ""
+        if i and (self.status[i - 1], self.reason[i - 1]) == (status, reason):
             return  # no change of status
         self.times.insert(i, t)
         self.status.insert(i, status)
-        if i + 1 < len(self.times) and self.status[i + 1] == status:  # a later change is no change now
-            del self.times[i + 1], self.status[i + 1]
+        self.reason.insert(i, reason)
+        if i + 1 < len(self.times) and (self.status[i + 1], self.reason[i + 1]) == (status, reason):
+            del self.times[i + 1], self.status[i + 1], self.reason[i + 1]  # a later change is no change now
+
+    def _resolved(self, k: int) -> str:
+        if k < 0:
+            return RUNNING
+        if self.reason[k] and self.modes is not None and self.reason[k] not in self.modes:
+            return OFF  # a repair that leaves the forecast wear as it was
+        return self.status[k]
 
     def at(self, t: float) -> str:
         """The machine's status at time t."""
-        i = bisect_right(self.times, t) - 1
-        return RUNNING if i < 0 else self.status[i]
+        return self._resolved(bisect_right(self.times, t) - 1)
+
+    def ran_throughout(self, a: float, b: float) -> bool:
+        """Whether the machine was running all the time from a to b (no stop began or lasted in between)."""
+        first = max(bisect_right(self.times, a) - 1, 0)  # the status at a, and every change until b
+        return all(self._resolved(k) == RUNNING for k in range(first, bisect_left(self.times, b)))
 
     def many(self, t: np.ndarray) -> np.ndarray:
         """The machine's status at each of the times t."""
         i = np.searchsorted(np.asarray(self.times, dtype=float), t, side="right") - 1
-        return np.asarray([*self.status, RUNNING], dtype=object)[i]  # index -1: before any change
+        resolved = [self._resolved(k) for k in range(len(self.times))]
+        return np.asarray([*resolved, RUNNING], dtype=object)[i]  # index -1: before any change
 
 
 def status_of(state: str) -> str:

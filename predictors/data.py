@@ -214,15 +214,17 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
             if frame.empty:
                 raise DataError(f"{path}: the store {run.store_url} holds no readings of run {run.run_id}; "
                                 "was the run's ingest finished? (`twin ingest --until-run ...`)")
-            frame["status"] = _status(frame, states, run.start, step)
+            frame["status"] = _status(frame, states, run.start, step, run.modes.get(mtype, []))
             out[mtype] = _with_targets(frame, sensors, run, mtype, step, path)
     finally:
         store.close()
     return out
 
 
-def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step: float) -> np.ndarray:
-    """Each row's machine status (running, off, service) when its minute ended, for the alert rule."""
+def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step: float,
+            modes: Sequence[str]) -> np.ndarray:
+    """Each row's machine status (running, off, service) when its minute ended, for the alert rule, which
+    forecasts `modes` (a repair for another fault holds an alert)."""
     out = np.full(len(frame), RUNNING, dtype=object)
     t = frame["t"].to_numpy() + step
     changes = {key: g for key, g in states.groupby(["replication", "machine"], sort=False)}
@@ -230,9 +232,9 @@ def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step
         g = changes.get(key)
         if g is None:
             continue
-        status = MachineStatus()
-        for ts, state in zip((g.ts - start).dt.total_seconds(), g.state):
-            status.add(float(ts), state)
+        status = MachineStatus(frozenset(modes))
+        for ts, state, reason in zip((g.ts - start).dt.total_seconds(), g.state, g.reason):
+            status.add(float(ts), state, reason)
         out[idx] = status.many(t[idx])
     return out
 

@@ -5,7 +5,8 @@ the store), the last `window` rows are cleaned and scaled as in training, and ev
 the machine's model forecasts; the alert hysteresis, told the machine's state at that minute (from its
 `state` topic), decides what to publish. With an anomaly detector (the
 VAE of `twin synth train`) its score of the same minutes joins the forecast as one more mode, "anomaly",
-so unusual behaviour the forecasters were not trained on raises alerts too. The network thread only
+so unusual behaviour the forecasters were not trained on raises alerts too (scored only on windows in which
+the machine ran throughout: a stop's transients are no wear). The network thread only
 parses and queues; one worker thread bins, forecasts in batches and publishes.
 """
 
@@ -81,7 +82,7 @@ class MachineFeed:
         columns = np.array([index[f] for f in detector.features_] if detector is not None else [], dtype=np.int64)
         return cls(key, group, model, topic, index, deque(maxlen=keep), deque(maxlen=keep), AlertState(rule),
                    newest=np.full(len(features), -1, dtype=np.int64), every=every, detector=detector,
-                   columns=columns)
+                   columns=columns, status=MachineStatus(frozenset(model.modes_)))
 
     @property
     def step_ms(self) -> int:
@@ -132,9 +133,10 @@ class MachineFeed:
                 rows = np.stack(list(self.rows))
                 self.due.append((self.model.prep_.live_window(rows),  # type: ignore[union-attr]
                                  self.times[-1], min(len(self.rows), self.model.window)))
-                if self.detector is not None:  # scored only on whole windows, as trained (a padded one is odd)
-                    w = self.detector.window_
-                    self.raw.append(clean(rows[:, self.columns])[-w:] if len(rows) >= w
+                if self.detector is not None:  # scored only on whole windows, as trained (a padded one is odd),
+                    w = self.detector.window_  # of a machine that ran throughout (a stop's transients are no wear)
+                    ran = len(rows) >= w and self.status.ran_throughout(self.times[-w], self.times[-1] + step_ms)
+                    self.raw.append(clean(rows[:, self.columns])[-w:] if ran
                                     else np.full((w, len(self.columns)), np.nan))
 
 
@@ -262,7 +264,8 @@ class LiveForecaster:
             return None
         m = MachineFeed.for_model(key, group, self.bundle[group]["model"], topic.rsplit("/", 1)[0] + "/alerts",
                                   self.rule, self.interval, self.detectors.get(group))
-        m.status = self._status.setdefault(key, MachineStatus())
+        m.status = self._status.setdefault(key, m.status)
+        m.status.modes = frozenset(m.model.modes_)  # what the state topic said so far, read for this model
         self.machines[key] = m
         return m
 
@@ -288,8 +291,8 @@ class LiveForecaster:
         for topic, tel in items:
             if isinstance(tel, StateChange):
                 status = self._status.setdefault((tel.run, tel.replication, tel.machine), MachineStatus())
-                for state, ts in tel.changes:
-                    status.add(ts, state)
+                for state, ts, reason in tel.changes:
+                    status.add(ts, state, reason)
                 continue
             m = self._machine(topic, tel)
             if m is None or not tel.values:

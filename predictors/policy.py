@@ -152,10 +152,10 @@ class SimulatedForecasts:
             idx = order[bounds[i]:bounds[i + 1]]
             feed.add_indexed(feature[batch.series[idx]], ts[idx], batch.value[idx], feed.step_ms)
         for feed, machine, cursor in self._logs:  # states as the bus would carry them, in ms like the readings
-            t, codes = machine.log.states_from(cursor[0])
+            t, codes, reasons = machine.log.states_from(cursor[0])
             cursor[0] += len(t)
-            for ti, code in zip(t, codes):
-                feed.status.add(ti * 1000, STATES[code])
+            for ti, code, reason in zip(t, codes, reasons):
+                feed.status.add(ti * 1000, STATES[code], reason)
         for f, fc, k, t, _ in forecast_due([f for f in self.feeds if f is not None]):
             self.forecasts += 1
             p = float(fc.p_any[k])

@@ -53,7 +53,21 @@ def test_state_round_trip_and_schema() -> None:
     valid(obj, "state")
     assert obj["state"] == "down" and obj["ts"] == 5
     msg = parse(T.state("filler", "filler-a"), payload)
-    assert isinstance(msg, StateChange) and msg.changes == [("working", 1), ("down", 5)] and msg.replication == 2
+    assert isinstance(msg, StateChange) and msg.changes == [("working", 1, ""), ("down", 5, "")] \
+        and msg.replication == 2
+
+
+def test_state_downtime_reason_round_trip_and_rejects() -> None:
+    """A stop's downtime reason (the fault mode repaired) travels as a third item; other changes stay pairs."""
+    payload = state_payload("r1", 0, "filler", "filler-a", [("working", 1, ""), ("down", 5, "valve_clogging")])
+    obj = json.loads(payload)
+    valid(obj, "state")
+    assert obj["reason"] == "valve_clogging" and obj["changes"] == [["working", 1], ["down", 5, "valve_clogging"]]
+    msg = parse(T.state("filler", "filler-a"), payload)
+    assert isinstance(msg, StateChange) and msg.changes == [("working", 1, ""), ("down", 5, "valve_clogging")]
+    for bad in (["down", 5, 7], ["down", 5, "x" * 201], ["down", 5, "a", "b"]):
+        with pytest.raises(ParseError, match="reason"):
+            parse(T.state("filler", "filler-a"), json.dumps({**obj, "changes": [bad]}).encode())
 
 
 def test_alert_round_trip_schema_and_rejects() -> None:

@@ -169,6 +169,29 @@ def test_an_alert_holds_while_the_machine_is_stopped_and_ends_with_its_repair() 
     # ... unless the forecasts after the repair say the risk remains: then clearing needs 5 low ones again
 
 
+def test_a_repair_for_a_fault_the_models_do_not_forecast_holds_the_alert() -> None:
+    """Down for a sudden fault (its downtime reason is not a forecast mode): the wear is still there, the alert
+    holds as off shift; down for a forecast mode, or with no reason known, it is a service that ends the alert."""
+    rule = AlertRule(on=0.5, off=0.2, confirm=3, clear_after=5)
+    # raised at 2; down 6-8; after the restart 3 low forecasts (their window still holds the stop), then high ones
+    p = [0.9] * 6 + [0.0] * 6 + [0.9] * 3
+    for reason, eps in (("jam", [(2, None, "m")]), ("bearing_wear", [(2, 11, "m"), (14, None, "m")]),
+                        ("", [(2, 11, "m"), (14, None, "m")])):
+        status = MachineStatus(frozenset({"bearing_wear"}))
+        status.add(0, "working")
+        status.add(6, "down", reason)
+        status.add(9, "working")
+        assert status.at(7) == ("off" if reason == "jam" else "service")
+        assert episodes(list(range(len(p))), p, ["m"] * len(p), rule,
+                        status.many(np.arange(len(p))).tolist()) == eps, reason
+        # the anomaly detector scores only windows of a machine that ran throughout
+        assert status.ran_throughout(0, 6) and status.ran_throughout(9, 20) and not status.ran_throughout(5, 10)
+        assert not status.ran_throughout(7, 8) and MachineStatus().ran_throughout(0, 1e9)
+    unknown = MachineStatus()  # no modes known: every repair is a service
+    unknown.add(6, "down", "jam")
+    assert unknown.at(7) == "service"
+
+
 def test_alert_events_match_failures_and_measure_lead_time() -> None:
     t = np.arange(0, 20, dtype=float)
     p = np.where((t >= 5) & (t < 12), 0.9, 0.0)  # raised at 7 (3 in a row), active until cleared

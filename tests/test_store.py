@@ -80,14 +80,39 @@ def test_latest_and_series(store: Store) -> None:
 
 def test_states_round_trip_in_time_order(store: Store) -> None:
     run = f"r-{np.random.default_rng().integers(1 << 30)}"
-    changes = [(run, 0, "m1", T0 + pd.Timedelta(minutes=k), state)
-               for k, state in ((5, "off_shift"), (0, "working"), (9, "working"), (2, "down"))]
-    store.write_states(pd.DataFrame([*changes, ("other", 0, "m1", T0, "setup")], columns=STATE_COLUMNS))
+    changes = [(run, 0, "m1", T0 + pd.Timedelta(minutes=k), state, reason)
+               for k, state, reason in ((5, "off_shift", ""), (0, "working", ""), (9, "working", ""),
+                                        (2, "down", "bearing_wear"))]
+    store.write_states(pd.DataFrame([*changes, ("other", 0, "m1", T0, "setup", "")], columns=STATE_COLUMNS))
     store.write_states(pd.DataFrame(changes[:2], columns=STATE_COLUMNS))  # a redelivery
+    store.write_states(pd.DataFrame([(run, 1, "m1", T0, "down")], columns=STATE_COLUMNS[:5]))  # no reason known
     got = store.states(run)
     assert list(got.columns) == STATE_COLUMNS
-    assert got.state.tolist() == ["working", "down", "off_shift", "working"]
-    assert (got.ts.diff().dropna() > pd.Timedelta(0)).all() and set(got.run) == {run}
+    assert got.state.tolist() == ["working", "down", "off_shift", "working", "down"]
+    assert got.reason.tolist() == ["", "bearing_wear", "", "", ""]
+    assert (got[got.replication == 0].ts.diff().dropna() > pd.Timedelta(0)).all() and set(got.run) == {run}
+
+
+def test_a_store_written_before_downtime_reasons_opens_and_reads(tmp_path: Path) -> None:
+    """A DuckDB file whose states table has no reason column reads with empty reasons, and gains the column
+    when opened for writing."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE states (run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, "
+                "state VARCHAR, PRIMARY KEY (run, replication, machine, ts))")
+    con.execute("INSERT INTO states VALUES ('r', 0, 'm1', TIMESTAMP '2026-01-05 06:00:00', 'down')")
+    con.close()
+    old = open_store(f"duckdb:///{path}", read_only=True)
+    assert old.states("r").reason.tolist() == [""]
+    old.close()
+    store = open_store(f"duckdb:///{path}")
+    store.write_states(pd.DataFrame([("r", 0, "m1", T0 + pd.Timedelta(hours=1), "down", "jam")],
+                                    columns=STATE_COLUMNS))
+    got = store.states("r")
+    store.close()
+    assert got.state.tolist() == ["down", "down"] and got.reason.tolist() == ["", "jam"]
 
 
 def test_bad_urls() -> None:

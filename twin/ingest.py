@@ -29,7 +29,7 @@ import pandas as pd
 
 from twin.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
 from twin.bus.payloads import ParseError, StateChange, Telemetry, deadletter_payload, line_filters, parse
-from twin.store import Store
+from twin.store import STATE_COLUMNS, Store
 
 log = logging.getLogger("linetwin.ingest")
 
@@ -204,9 +204,8 @@ class Ingest:
                     self._known_series.update(new)
             if states:
                 self.store.write_states(pd.DataFrame(
-                    [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state)
-                     for c in states for state, ts in c.changes],
-                    columns=["run", "replication", "machine", "ts", "state"]))
+                    [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state, reason)
+                     for c in states for state, ts, reason in c.changes], columns=STATE_COLUMNS))
         except Exception:
             self.write_errors += 1
             log.exception("store write failed; the messages stay unacknowledged and will be redelivered")

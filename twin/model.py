@@ -52,14 +52,19 @@ class MachineLog:
     clock: array = field(default_factory=lambda: array("d"))
     finished: array = field(default_factory=lambda: array("d"))  # times a part left this machine good
     scrapped: array = field(default_factory=lambda: array("d"))  # times a part was scrapped here
+    #: per state change, the fault mode (index into `modes`) a down machine is being repaired for; -1 otherwise
+    reason: array = field(default_factory=lambda: array("b"))
     #: per fault mode: (time, clock at renewal, drawn life) each time that mode's life starts
     lives: list[list[tuple[float, float, float]]] = field(default_factory=list)
+    modes: tuple[str, ...] = ()  # the fault modes' names, for `reason`
 
-    def states_from(self, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """State changes logged from index `start` on: (times, state codes), for readers that follow the log."""
+    def states_from(self, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """State changes logged from index `start` on: (times, state codes, reasons), for readers that follow
+        the log. A reason is the fault mode a down machine is repaired for (its downtime reason code), else ''."""
         n = len(self.t)
+        reasons = np.asarray(["", *self.modes], dtype=object)[np.frombuffer(self.reason, dtype=np.int8)[start:n] + 1]
         return (np.frombuffer(self.t, dtype=np.float64)[start:n].copy(),
-                np.frombuffer(self.state, dtype=np.int8)[start:n].copy())
+                np.frombuffer(self.state, dtype=np.int8)[start:n].copy(), reasons)
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ class Machine:
         # clock speed per state: how fast the reliability clock runs in each state
         up = 1.0 if self.calendar_clock else 0.0
         self.rates = (self.work_rate, up, up, 0.0, 0.0, up, 0.0)
-        self.log = MachineLog(lives=[[] for _ in self.modes])
+        self.log = MachineLog(lives=[[] for _ in self.modes], modes=tuple(m.name for m in self.modes))
         self.state = -1
         self.t_last = 0.0
         self.clock = 0.0
@@ -167,8 +172,9 @@ class Machine:
         self.is_last = False
 
     # --- clock and state -------------------------------------------------------------------------
-    def _set_state(self, s: int) -> None:
-        """Log a change of state; the clocks are brought up to now only at changes (they run linearly between)."""
+    def _set_state(self, s: int, reason: int = -1) -> None:
+        """Log a change of state (down: with the failed fault mode as its reason); the clocks are brought up to now
+        only at changes (they run linearly between)."""
         if s == self.state:
             return
         now = self.env.now
@@ -182,6 +188,7 @@ class Machine:
         log = self.log
         log.t.append(now)
         log.state.append(s)
+        log.reason.append(reason)
         log.clock.append(self.clock)
 
     def clock_now(self) -> float:
@@ -340,7 +347,7 @@ class Machine:
     def _fail(self) -> Generator[simpy.Event, Any, None]:
         i = self.fail_mode
         mode = self.modes[i]
-        self._set_state(DOWN)
+        self._set_state(DOWN, i)
         self.line.record(self, "failure", mode.name)
         crew = self.line.crew_for(self)
         if crew is not None:

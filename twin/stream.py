@@ -174,12 +174,12 @@ class StoreSink:
         for m in line.machines:
             key = (line.replication, m.name)
             start = self._state_cursor.get(key, 0)
-            t, codes = m.log.states_from(start)
+            t, codes, reasons = m.log.states_from(start)
             if len(t):
                 frames.append(pd.DataFrame({
                     "run": self.run_id, "replication": np.int32(line.replication), "machine": m.name,
                     "ts": pd.to_datetime(self.start_ms + np.rint(t * 1000).astype(np.int64), unit="ms"),
-                    "state": _STATE_NAMES[codes]}))
+                    "state": _STATE_NAMES[codes], "reason": reasons}))
             self._state_cursor[key] = start + len(t)
         if self._pending_rows >= self.batch:
             self.flush()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", 
 _NON_FINITE = re.compile(rb"(?<![A-Za-z\"])(-?Infinity|NaN)(?![A-Za-z\"])")
 MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)
 MAX_READINGS = 10_000  # per message
+MAX_REASON = 200  # characters of a downtime reason
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,14 @@ class Telemetry:
 
 @dataclass
 class StateChange:
-    """A machine's state changes in one message; the last one is its current state."""
+    """A machine's state changes in one message, (state, epoch ms, downtime reason or ''); the last one is its
+    current state."""
 
     run: str
     replication: int
     station: str
     machine: str
-    changes: list[tuple[str, int]]
+    changes: list[tuple[str, int, str]]
 
 
 def encode(obj: dict[str, Any]) -> bytes:
@@ -124,11 +127,14 @@ def telemetry_payload(run: str, replication: int, station: str, machine: str, un
 
 
 def state_payload(run: str, replication: int, station: str, machine: str,
-                  changes: list[tuple[str, int]]) -> bytes:
-    """The current state (`state`, since `ts`) and every change since the last message (`changes`)."""
-    state, ts = changes[-1]
+                  changes: Sequence[tuple[str, int] | tuple[str, int, str]]) -> bytes:
+    """The current state (`state`, since `ts`, `reason` when down for a known fault) and every change since the
+    last message (`changes`: [state, ts] or, with a downtime reason, [state, ts, reason])."""
+    out = [list(c) if len(c) == 3 and c[2] else list(c[:2]) for c in changes]  # no reason: [state, ts]
+    current = out[-1]
+    extra = {"reason": current[2]} if len(current) == 3 else {}
     return encode({"schema": SCHEMA_STATE, "run": run, "replication": replication, "station": station,
-                   "machine": machine, "state": state, "ts": ts, "changes": [list(c) for c in changes]})
+                   "machine": machine, "state": current[0], "ts": current[1], **extra, "changes": out})
 
 
 def buffers_payload(run: str, replication: int, ts_ms: int, levels: dict[str, int]) -> bytes:
@@ -192,11 +198,14 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
             raise ParseError("state payload on a non-state topic")
         changes = _field(obj, "changes", list)
         for c in changes:
-            if not (isinstance(c, list) and len(c) == 2 and c[0] in STATE_NAMES and isinstance(c[1], int)):
-                raise ParseError(f"state change {str(c)[:80]} is not [state, epoch_ms] with a known state")
+            if not (isinstance(c, list) and len(c) in (2, 3) and c[0] in STATE_NAMES and isinstance(c[1], int)
+                    and (len(c) == 2 or (isinstance(c[2], str) and len(c[2]) <= MAX_REASON))):
+                raise ParseError(f"state change {str(c)[:80]} is not [state, epoch_ms] or [state, epoch_ms, reason] "
+                                 f"with a known state (reason: text up to {MAX_REASON} characters)")
         if not changes:
             raise ParseError("no state changes")
-        return StateChange(run, replication, station, machine, [(c[0], c[1]) for c in changes])
+        return StateChange(run, replication, station, machine,
+                           [(c[0], c[1], c[2] if len(c) == 3 else "") for c in changes])
     if levels[5] != "telemetry":
         raise ParseError("telemetry payload on a non-telemetry topic")
     units = _field(obj, "units", dict)

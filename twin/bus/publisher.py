@@ -261,10 +261,11 @@ class Publisher:
         out = []
         for m in line.machines:
             start = self._state_cursor.get(m.name, 0)
-            t, s = m.log.states_from(start)
+            t, s, reasons = m.log.states_from(start)
             if not len(t):
                 continue
-            changes = [(STATES[code], self.start_ms + round(when * 1000)) for when, code in zip(t.tolist(), s.tolist())]
+            changes = [(STATES[code], self.start_ms + round(when * 1000), reason)
+                       for when, code, reason in zip(t.tolist(), s.tolist(), reasons.tolist())]
             self._state_cursor[m.name] = start + len(t)
             out.append((self.topics.state(m.station.name, m.name),
                         state_payload(self.run_id, line.replication, m.station.name, m.name, changes), True))

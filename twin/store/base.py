@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 READING_COLUMNS = ["run", "replication", "machine", "sensor", "ts", "value"]
-STATE_COLUMNS = ["run", "replication", "machine", "ts", "state"]
+STATE_COLUMNS = ["run", "replication", "machine", "ts", "state", "reason"]  # reason: a stop's downtime reason
 SERIES_COLUMNS = ["run", "machine", "station", "sensor", "unit"]
 AGGREGATES = ("mean", "min", "max", "last", "count")
 
@@ -32,7 +32,7 @@ class Store(Protocol):
         ...
 
     def write_states(self, states: pd.DataFrame) -> None:
-        """Store machine state changes (STATE_COLUMNS)."""
+        """Store machine state changes (STATE_COLUMNS; without a reason column, none is known)."""
         ...
 
     def write_series(self, series: pd.DataFrame) -> None:

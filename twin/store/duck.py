@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE TABLE IF NOT EXISTS states (
     run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR,
     PRIMARY KEY (run, replication, machine, ts));
+ALTER TABLE states ADD COLUMN IF NOT EXISTS reason VARCHAR DEFAULT '';
 """
 _READINGS = "readings r JOIN series s ON r.series = s.id"
 _COLUMNS = "s.run, r.replication, s.machine, s.sensor, r.ts, r.value"
@@ -76,7 +77,8 @@ class DuckStore:
 
     def write_states(self, states: pd.DataFrame) -> None:
         if len(states):
-            states = states.drop_duplicates(subset=STATE_COLUMNS[:4])
+            states = states.drop_duplicates(subset=STATE_COLUMNS[:4]).reindex(columns=STATE_COLUMNS)
+            states["reason"] = states["reason"].fillna("")
             self._run(f"INSERT OR IGNORE INTO states SELECT {', '.join(STATE_COLUMNS)} FROM batch", batch=states)
 
     def write_series(self, series: pd.DataFrame) -> None:
@@ -128,7 +130,9 @@ class DuckStore:
 
     def states(self, run: str | None = None) -> pd.DataFrame:
         where = "run = ?" if run is not None else "TRUE"
-        return self._run(f"SELECT {', '.join(STATE_COLUMNS)} FROM states WHERE {where} "
+        have = {r[1] for r in self._run("PRAGMA table_info('states')").fetchall()}
+        cols = [c if c in have else f"'' AS {c}" for c in STATE_COLUMNS]  # a file opened read-only may predate a column
+        return self._run(f"SELECT {', '.join(cols)} FROM states WHERE {where} "
                          "ORDER BY run, replication, machine, ts",
                          [run] if run is not None else []).df()
 

@@ -68,10 +68,11 @@ class InfluxStore:
     def write_states(self, states: pd.DataFrame) -> None:
         if not len(states):
             return
-        df = states.copy()
+        df = states.reindex(columns=STATE_COLUMNS)
+        df["reason"] = df["reason"].fillna("")
         df["replication"] = df["replication"].astype(str)
         df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
-        self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "machine", "state"]],
+        self._write.write(bucket=self.bucket, org=self.org, record=df[STATE_COLUMNS[:3] + STATE_COLUMNS[4:]],
                           data_frame_measurement_name="machine_state",
                           data_frame_tag_columns=["run", "replication", "machine"], write_precision=WritePrecision.MS)
 
@@ -132,14 +133,17 @@ class InfluxStore:
 
     def states(self, run: str | None = None) -> pd.DataFrame:
         flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: 0) ' \
-               '|> filter(fn: (r) => r._measurement == "machine_state" and r._field == "state")'
+               '|> filter(fn: (r) => r._measurement == "machine_state")'
         if run is not None:
             flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
+        flux += ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'  # state, reason: a row
         df = self._tables(flux)
         if df is None or df.empty:
             return pd.DataFrame(columns=STATE_COLUMNS)
+        reason = df["reason"].fillna("").astype(str) if "reason" in df else ""
         out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "machine": df["machine"],
-                            "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None), "state": df["_value"].astype(str)})
+                            "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None), "state": df["state"].astype(str),
+                            "reason": reason})
         return out.sort_values(["run", "replication", "machine", "ts"]).reset_index(drop=True)
 
     def count(self, run: str | None = None) -> int:
