@@ -56,6 +56,12 @@ class DuckStore:
         except (OSError, duckdb.Error) as e:
             raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
         self._lock = threading.Lock()
+        # a file opened read-only may predate a column of states (written for it as empty), found once here
+        try:
+            have = {r[1] for r in self._con.execute("PRAGMA table_info('states')").fetchall()}
+        except duckdb.Error:  # no states table: states() says so when asked
+            have = set(STATE_COLUMNS)
+        self._state_select = ", ".join(c if c in have else f"'' AS {c}" for c in STATE_COLUMNS)
 
     def _run(self, sql: str, params: list[Any] | None = None, **frames: pd.DataFrame) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -130,9 +136,7 @@ class DuckStore:
 
     def states(self, run: str | None = None) -> pd.DataFrame:
         where = "run = ?" if run is not None else "TRUE"
-        have = {r[1] for r in self._run("PRAGMA table_info('states')").fetchall()}
-        cols = [c if c in have else f"'' AS {c}" for c in STATE_COLUMNS]  # a file opened read-only may predate a column
-        return self._run(f"SELECT {', '.join(cols)} FROM states WHERE {where} "
+        return self._run(f"SELECT {self._state_select} FROM states WHERE {where} "
                          "ORDER BY run, replication, machine, ts",
                          [run] if run is not None else []).df()
 
