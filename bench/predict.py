@@ -8,7 +8,8 @@ live. Printed per scenario and machine type: training time, inference time per m
 and mean/min lead time, next to the targets (issue 4): alert F1 >= 0.9, lead time at least the
 maintenance duration (its mean, from the scenario), inference < 5 ms per machine window. Each
 scenario's alert scores are also pooled over its machine types (every alert and failure counted);
-machine types whose training runs hold fewer than FEW_FAILURES failures are marked: nothing to learn from.
+machine types whose training runs hold fewer than FEW_FAILURES failures of a mode are marked (little to learn
+from), and a mode seen failing fewer than MIN_ALERT_FAILURES times raises no alerts, here as live.
 
     .venv/bin/python bench/predict.py [--quick] [--slow] [--scenarios bottling,body_shop,cnc_cell]
 """
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from predictors import REGISTRY  # noqa: E402
 from predictors.base import DEFAULTS  # noqa: E402
-from predictors.data import FEW_FAILURES, RunToFailure, from_twin_runs  # noqa: E402
+from predictors.data import FEW_FAILURES, MIN_ALERT_FAILURES, RunToFailure, from_twin_runs  # noqa: E402
 from predictors.evaluate import evaluate  # noqa: E402
 from predictors.metrics import AlertEvents  # noqa: E402
 from twin.scenario import load_scenario, with_policy  # noqa: E402
@@ -110,8 +111,10 @@ def score(name: str, train: dict[str, RunToFailure], held: dict[str, RunToFailur
         print(f"{group}: trained on {ds.frame['unit'].nunique()} machines' histories with "
               f"{len(ds.failures)} failures ({', '.join(f'{m} {n}' for m, n in per_mode.items())}); "
               f"held out: {len(held[group].failures)} failures"
-              + (f" -- fewer than {FEW_FAILURES} to learn from: its scores say little"
-                 if len(ds.failures) < FEW_FAILURES else ""))
+              + (f" -- a mode with fewer than {FEW_FAILURES} to learn from: its scores say little"
+                 if (per_mode < FEW_FAILURES).any() else "")
+              + (f"; no alerts for {', '.join(quiet)} (fewer than {MIN_ALERT_FAILURES} failures)"
+                 if (quiet := [m for m in ds.modes if m not in ds.modes_to_alert()]) else ""))
         print(f"{'machine type':18} {'model':10} {'train s':>8} {'1 window ms':>11} {'batched ms':>10} "
               f"{'RUL RMSE h':>10} {'failures':>8} {'alerts':>6} {'P':>5} {'R':>5} {'F1':>5} "
               f"{'lead h':>7} {'min lead h':>10} {'maint h':>7}")

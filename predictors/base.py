@@ -48,6 +48,7 @@ class Forecast:
     high: np.ndarray
     proba: np.ndarray  # (n, modes)
     modes: list[str]
+    alerting: np.ndarray | None = None  # per mode: whether it may raise alerts (None: every mode)
 
     def frame(self) -> pd.DataFrame:
         out = pd.DataFrame({"rul": self.rul, "rul_low": self.low, "rul_high": self.high})
@@ -60,6 +61,21 @@ class Forecast:
     def p_any(self) -> np.ndarray:
         """P(any predictable failure within the horizon), modes treated as independent."""
         return 1 - np.prod(1 - self.proba, axis=1) if self.proba.shape[1] else np.zeros(len(self.rul))
+
+    @cached_property
+    def p_alert(self) -> np.ndarray:
+        """P(any failure of a mode that may raise alerts within the horizon): what the alert rule reads."""
+        if self.alerting is None or self.alerting.all():
+            return self.p_any
+        return 1 - np.prod(1 - self.proba[:, self.alerting], axis=1)
+
+    @cached_property
+    def alert_mode(self) -> np.ndarray:
+        """Per window, the likeliest fault mode of those that may raise alerts ('' when none may)."""
+        allowed = np.ones(len(self.modes), dtype=bool) if self.alerting is None else self.alerting
+        if not allowed.any():
+            return np.full(len(self.rul), "", dtype=object)
+        return np.array(self.modes, dtype=object)[np.where(allowed, self.proba, -1.0).argmax(axis=1)]
 
 
 class Estimator:
@@ -131,7 +147,10 @@ class Estimator:
                       "time_unit": ds.time_unit, "step": ds.step, "trained": dt.datetime.now(dt.UTC).isoformat(
                           timespec="seconds"), "data": {"fingerprint": ds.fingerprint(), "rows": len(ds),
                                                         "units": int(ds.frame["unit"].nunique()),
-                                                        "sources": ds.sources, "failures": len(ds.failures)},
+                                                        "sources": ds.sources, "failures": len(ds.failures),
+                                                        "failures_per_mode": {m: int(n) for m, n in
+                                                                              ds.failures_per_mode().items()}},
+                      "alert_modes": ds.modes_to_alert(),
                       "validation": validation, "extra_windows": 0 if extra is None else len(extra[0]),
                       "train_units": sorted(train.frame["unit"].unique().tolist()),
                       "valid_units": sorted(valid.frame["unit"].unique().tolist())}
@@ -165,13 +184,18 @@ class Estimator:
         self.q_ = np.array([np.quantile(resid[which == b], INTERVAL) if (which == b).sum() >= 5
                             else np.quantile(resid, INTERVAL) for b in range(len(self.bins_))])
 
+    @property
+    def alert_modes(self) -> list[str]:
+        """The fault modes whose forecasts may raise alerts (every mode for a model saved before this was kept)."""
+        return list(self.meta_.get("alert_modes", self.modes_))
+
     def predict_windows(self, x: np.ndarray) -> Forecast:
         """Forecasts for preprocessed windows (n, window, features)."""
         rul, proba = self._predict(x)
         rul = np.clip(rul, 0.0, self.cap)
         q = self.q_[np.searchsorted(self.bins_, rul, side="right") - 1]
         return Forecast(rul, np.clip(rul + q[:, 0], 0.0, None), np.clip(rul + q[:, 1], 0.0, None), proba,
-                        self.modes_)
+                        self.modes_, np.isin(self.modes_, self.alert_modes))
 
     def predict(self, ds: RunToFailure, rows: np.ndarray | None = None) -> Forecast:
         """Forecasts at some rows of a dataset (all by default), each from the window ending there."""

@@ -23,6 +23,7 @@ from twin.store import Store, open_store
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
+MIN_ALERT_FAILURES = 3  # failures of a fault mode below which its forecasts raise no alerts (nothing to learn from)
 UNIT_COLUMNS = ("unit", "time")
 
 
@@ -78,6 +79,13 @@ class RunToFailure:
     def failures_per_mode(self) -> pd.Series:
         """How many failures of each predictable fault mode the data hold (0 for a mode never seen failing)."""
         return self.failures.fault_mode.value_counts().reindex(self.modes, fill_value=0)
+
+    def modes_to_alert(self) -> list[str]:
+        """The fault modes seen failing at least MIN_ALERT_FAILURES times: a model trained on these data forecasts
+        the others too (their probabilities are shown) but raises no alerts for them, since a mode seen failing
+        once or twice leaves nothing to generalise from (bench/predict.py: the CNC cell's bench stations, trained
+        on 2 failures, raised 12 alerts on held-out runs, 9 of them false)."""
+        return [m for m, n in self.failures_per_mode().items() if n >= MIN_ALERT_FAILURES]
 
     def subset(self, units: Sequence[str]) -> RunToFailure:
         """The rows of some units (splits are by unit, never by row)."""

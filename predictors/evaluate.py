@@ -31,15 +31,15 @@ def forecast_frame(model: Estimator, ds: RunToFailure) -> pd.DataFrame:
     """The model's forecast at every row (test protocol: each unit's last row) with the truth beside it."""
     rows = (ds.frame.groupby("unit", sort=False).cumcount(ascending=False) == 0).to_numpy().nonzero()[0] \
         if ds.cut_off else np.arange(len(ds))
-    f = model.predict(ds, rows).frame()
+    fc = model.predict(ds, rows)
+    f = fc.frame()
     true, known = ds.rul(model.cap)
     label, label_known = ds.within(model.horizon)
     out = pd.concat([ds.frame.iloc[rows][["unit", "time"]].reset_index(drop=True), f], axis=1)
     out["rul_true"], out["rul_known"] = true[rows], known[rows]
     out["within_true"] = label[rows].max(axis=1) if label.shape[1] else 0.0
     out["within_known"] = label_known[rows].all(axis=1) if label.shape[1] else True
-    probs = f[[f"p_{m}" for m in model.modes_]].to_numpy()
-    out["mode"] = np.array(model.modes_, dtype=object)[probs.argmax(axis=1)] if model.modes_ else ""
+    out["p_alert"], out["mode"] = fc.p_alert, fc.alert_mode  # what the alert rule reads
     if "status" in ds.frame:
         out["status"] = ds.frame["status"].to_numpy()[rows]
     return out
@@ -144,7 +144,7 @@ def _timeline(ev: Evaluation, path: Path, scale: float, unit: str) -> None:
     fig, axes = plt.subplots(len(units), 1, figsize=(10, 2.2 * len(units)), squeeze=False, sharex=False)
     for ax, u in zip(axes[:, 0], units):
         g = fc[fc.unit == u]
-        ax.plot(g.time / scale, g.p_any, lw=0.8, label=f"{name}: P(failure within horizon)")
+        ax.plot(g.time / scale, g.p_alert, lw=0.8, label=f"{name}: P(failure within horizon)")
         for _, a in events.alerts[events.alerts.unit == u].iterrows():
             end = a.cleared if pd.notna(a.cleared) else g.time.max()
             ax.axvspan(a.raised / scale, end / scale, color="orange", alpha=0.25)

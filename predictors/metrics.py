@@ -60,7 +60,7 @@ class AlertEvents:
 
 def alert_events(frame: pd.DataFrame, failures: pd.DataFrame, horizon: float, rule: AlertRule,
                  ends: dict[str, float] | None = None) -> AlertEvents:
-    """Run the alert hysteresis over forecasts (unit, time, p_any, mode, and the machine's `status` where the data
+    """Run the alert hysteresis over forecasts (unit, time, p_alert, mode, and the machine's `status` where the data
     hold it; time-ordered per unit) and match the alerts to failures (unit, time, fault_mode).
     An alert still open within `horizon` of a unit's end (`ends`, when the data stops before any failure)
     cannot be judged and is left out of precision."""
@@ -70,7 +70,7 @@ def alert_events(frame: pd.DataFrame, failures: pd.DataFrame, horizon: float, ru
         f = fails[fails.unit == unit]
         ft = f.time.to_numpy()
         status = g["status"].tolist() if "status" in g else None
-        for raised, cleared, mode in episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), rule, status):
+        for raised, cleared, mode in episodes(g.time.tolist(), g.p_alert.tolist(), g["mode"].tolist(), rule, status):
             end = np.inf if cleared is None else cleared
             hit = ft[(ft >= raised) & (ft <= end)]
             correct: bool | None = bool(len(hit))

@@ -169,7 +169,8 @@ def with_anomaly(fc: Forecast, detector: ConditionalVAE, raw: np.ndarray) -> For
     p = np.zeros(len(raw))
     if (~gaps).any():
         p[~gaps] = detector.anomaly_probability(raw[~gaps])
-    return Forecast(fc.rul, fc.low, fc.high, np.column_stack([fc.proba, p]), [*fc.modes, ANOMALY])
+    alerting = None if fc.alerting is None else np.append(fc.alerting, True)
+    return Forecast(fc.rul, fc.low, fc.high, np.column_stack([fc.proba, p]), [*fc.modes, ANOMALY], alerting)
 
 
 def anomaly_detectors(folder: Path, bundle: Bundle) -> dict[str, ConditionalVAE]:
@@ -304,8 +305,7 @@ class LiveForecaster:
             self._decide(m, fc, i, t, n)
 
     def _decide(self, m: MachineFeed, fc: Forecast, i: int, t: int, n: int) -> None:
-        p = float(fc.p_any[i])
-        mode = fc.modes[int(np.argmax(fc.proba[i]))] if fc.modes else ""
+        p, mode = float(fc.p_alert[i]), str(fc.alert_mode[i])
         self.latest[m.key] = {"ts": t, "rul": float(fc.rul[i]), "p": p, "mode": mode}
         if self.trace is not None:
             self.trace.append((*m.key, t, float(fc.rul[i]), p))

@@ -158,8 +158,7 @@ class SimulatedForecasts:
                 feed.status.add(ti * 1000, STATES[code], reason)
         for f, fc, k, t, _ in forecast_due([f for f in self.feeds if f is not None]):
             self.forecasts += 1
-            p = float(fc.p_any[k])
-            mode = fc.modes[int(np.argmax(fc.proba[k]))] if fc.modes else ""
+            p, mode = float(fc.p_alert[k]), str(fc.alert_mode[k])
             if f.state.update(t, p, mode, f.status.at(t + f.step_ms)) == "raised":
                 self.alerts += 1
                 now = t / 1000 + f.step_ms / 1000  # the forecast was made when its minute ended

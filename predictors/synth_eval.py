@@ -132,7 +132,7 @@ def anomaly_alerts(vaes: dict[str, ConditionalVAE], runs: Sequence[Path], store_
     out = {}
     for group, vae in vaes.items():
         w, ds = windows[group], data[group]
-        frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_any": vae.anomaly_probability(w.x),
+        frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_alert": vae.anomaly_probability(w.x),
                               "mode": "anomaly"})
         ends = ds.frame.groupby("unit")["time"].max() + ds.step
         out[group] = alert_events(frame.sort_values(["unit", "time"], kind="stable"), ds.failures,
@@ -297,7 +297,7 @@ def make_rare(ds: RunToFailure, mode: str, keep: int, seed: int = 0) -> tuple[Ru
 def mode_alert_scores(model: Estimator, ds: RunToFailure, mode: str) -> dict[str, float]:
     """Event-level alert scores of one fault mode: alerts from that mode's probability, its failures only."""
     fc = forecast_frame(model, ds)
-    frame = pd.DataFrame({"unit": fc.unit, "time": fc.time, "p_any": fc[f"p_{mode}"], "mode": mode})
+    frame = pd.DataFrame({"unit": fc.unit, "time": fc.time, "p_alert": fc[f"p_{mode}"], "mode": mode})
     ends = ds.frame.groupby("unit")["time"].max() + ds.step
     fails = ds.failures[ds.failures.fault_mode == mode]
     return alert_events(frame, fails, model.horizon, AlertRule(), ends.to_dict()).scores()

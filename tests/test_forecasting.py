@@ -99,12 +99,12 @@ def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp
         offline["machine"] = offline.unit.str.rsplit("/", n=1).str[-1]
         both = offline.merge(live, on=["machine", "time"])
         assert len(both) >= len(offline) - 2 * ds.frame.unit.nunique()  # all but each machine's last open minutes
-        np.testing.assert_allclose(both.p_live, both.p_any, atol=1e-6)
+        np.testing.assert_allclose(both.p_live, both.p_alert, atol=1e-6)
         np.testing.assert_allclose(both.rul_live, both.rul, atol=0.05)  # seconds
         compared += len(both)
         stopped += int((both.status != "running").sum())
         for machine, g in both.groupby("machine"):  # the same alerts, live (from the state topic) and offline
-            eps = episodes(g.time.tolist(), g.p_any.tolist(), g["mode"].tolist(), AlertRule(), g.status.tolist())
+            eps = episodes(g.time.tolist(), g.p_alert.tolist(), g["mode"].tolist(), AlertRule(), g.status.tolist())
             offline_alerts += [(machine, t, "raised") for t, _, _ in eps]
             offline_alerts += [(machine, t, "cleared") for _, t, _ in eps if t is not None]
     start_ms = pd.Timestamp(sc.start).tz_localize("UTC").timestamp() * 1000

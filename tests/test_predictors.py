@@ -195,7 +195,7 @@ def test_a_repair_for_a_fault_the_models_do_not_forecast_holds_the_alert() -> No
 def test_alert_events_match_failures_and_measure_lead_time() -> None:
     t = np.arange(0, 20, dtype=float)
     p = np.where((t >= 5) & (t < 12), 0.9, 0.0)  # raised at 7 (3 in a row), active until cleared
-    frame = pd.DataFrame({"unit": "u", "time": t, "p_any": p, "mode": "wear"})
+    frame = pd.DataFrame({"unit": "u", "time": t, "p_alert": p, "mode": "wear"})
     failures = pd.DataFrame({"unit": ["u", "u"], "time": [10.0, 18.0], "fault_mode": ["wear", "wear"]})
     ev = alert_events(frame, failures, horizon=5.0, rule=AlertRule(confirm=3, clear_after=2))
     s = ev.scores()
@@ -228,6 +228,38 @@ def test_model_contract(kind: str, tables: dict[str, Path], tmp_path: Path) -> N
     np.testing.assert_array_equal(again.predict(test).rul, fc.rul)
     np.testing.assert_array_equal(again.predict(test).proba, fc.proba)
     np.load(path.with_suffix(".npz"), allow_pickle=False).close()
+
+
+def test_a_forecast_alerts_only_on_the_modes_it_may() -> None:
+    from predictors.base import Forecast
+
+    proba = np.array([[0.2, 0.9], [0.6, 0.1]])
+    fc = Forecast(np.zeros(2), np.zeros(2), np.zeros(2), proba, ["wear", "rare"], np.array([True, False]))
+    np.testing.assert_allclose(fc.p_alert, [0.2, 0.6])  # the rare mode's 0.9 raises nothing
+    assert fc.alert_mode.tolist() == ["wear", "wear"] and fc.p_any[0] == pytest.approx(0.92)
+    silent = Forecast(np.zeros(2), np.zeros(2), np.zeros(2), proba, ["wear", "rare"], np.array([False, False]))
+    assert silent.p_alert.tolist() == [0.0, 0.0] and silent.alert_mode.tolist() == ["", ""]
+
+
+def test_a_mode_seen_failing_too_rarely_raises_no_alerts(tables: dict[str, Path], tmp_path: Path) -> None:
+    """Trained on two units (two failures) a model still forecasts, but its alerts are withheld; on forty it alerts.
+    The choice is saved with the model, and the evaluation scores the alerts the model would really raise."""
+    from predictors.data import MIN_ALERT_FAILURES
+    from predictors.evaluate import evaluate
+
+    full = from_table(tables["train"], FMT)
+    held = full.subset(full.frame.unit.unique()[30:].tolist())
+    few = full.subset(full.frame.unit.unique()[:MIN_ALERT_FAILURES - 1].tolist())
+    rich = full.subset(full.frame.unit.unique()[:30].tolist())
+    assert few.modes_to_alert() == [] and rich.modes_to_alert() == ["failure"]
+    params = {"horizon": 30.0, "cap": 125.0, "window": 20, "seed": 0, "valid_fraction": 0.0}
+    quiet, loud = (REGISTRY["regression"](**params).fit(ds) for ds in (few, rich))
+    assert quiet.alert_modes == [] and quiet.meta_["data"]["failures_per_mode"] == {"failure": 2}
+    fc = load(quiet.save(tmp_path / "quiet")).predict(held)
+    assert fc.proba.max() > 0.5 and fc.p_alert.max() == 0.0  # it forecasts; it does not alert
+    s = evaluate({"few": quiet, "rich": loud}, held).scores.set_index("model")
+    assert s.loc["few", "alert_alerts"] == 0 and s.loc["few", "row_f1"] > 0  # forecasts scored, alerts withheld
+    assert s.loc["rich", "alert_alerts"] > 0 and s.loc["rich", "alert_recall"] >= 0.8
 
 
 @pytest.mark.parametrize("kind", ["regression", "lstm"])
@@ -264,6 +296,21 @@ def test_external_tables_train_and_evaluate_through_the_cli(tables: dict[str, Pa
     s = pd.read_csv(tmp_path / "report" / "scores-table.csv").set_index("model")
     assert s.loc["lstm", "n"] == 20 and s.loc["lstm", "rmse"] < 0.6 * s.loc["baseline", "rmse"]
     assert "## table" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_the_cli_says_which_modes_raise_no_alerts(tables: dict[str, Path], tmp_path: Path) -> None:
+    rows = pd.read_csv(tables["train"], sep=" ", header=None)
+    few = write_nasa(rows[rows[0] <= 2], tmp_path / "two-units.txt")  # two failures
+    r = twin("train", few, "--unit-column", 0, "--time-column", 1, "--model", "regression", "--window", 20,
+             "--out", tmp_path / "m")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0 and "failure: 2" in said and "raises no alerts: failure" in said, r.stderr
+    r = twin("evaluate", tables["train"], "--unit-column", 0, "--time-column", 1, "--models", tmp_path / "m",
+             "--out", tmp_path / "report")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0 and "no alerts for failure (trained on 2 failures)" in said, r.stderr
+    s = pd.read_csv(tmp_path / "report" / "scores-table.csv").set_index("model")
+    assert s.loc["regression", "alert_alerts"] == 0 and s.loc["regression", "alert_failures"] == 40
 
 
 @pytest.mark.parametrize(("args", "message"), [

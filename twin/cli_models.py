@@ -186,16 +186,10 @@ def evaluate(
     sep: Sep = None,
 ) -> None:
     """Score models on held-out data beside the naive baseline; write report.md with plots."""
-    from predictors.base import load_bundle
     from predictors.evaluate import evaluate as run_evaluation
     from predictors.evaluate import table, write_report
 
-    bundles = {}
-    for folder in models:
-        try:
-            bundles[folder] = load_bundle(folder)
-        except ValueError as e:
-            fail(str(e))
+    bundles = {folder: _load_models(folder) for folder in models}
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store, rul)
     evals = []
     for group, ds in data.items():
@@ -238,24 +232,38 @@ def few_failures(ds: RunToFailure) -> str:
     Forecasts learnt from a handful of failures are rough (bench/predict.py: the body shop's handling cells
     reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.86-0.91 from 29 + 15), so training
     says so rather than leaving it to the evaluation."""
-    from predictors.data import FEW_FAILURES
+    from predictors.data import FEW_FAILURES, MIN_ALERT_FAILURES
 
     counts = ds.failures_per_mode()
     few = counts[counts < FEW_FAILURES]
     if few.empty:
         return ""
+    quiet = [m for m in ds.modes if m not in ds.modes_to_alert()]
     return (f"few failures to learn from ({', '.join(f'{m}: {n}' for m, n in few.items())}; forecasts "
-            f"need {FEW_FAILURES} or more of each mode): train on more history (more "
-            "replications or a longer duration of run-to-failure runs, or more of the plant's records)")
+            f"need {FEW_FAILURES} or more of each mode"
+            + (f", and a mode seen failing fewer than {MIN_ALERT_FAILURES} times raises no alerts: "
+               f"{', '.join(quiet)}" if quiet else "")
+            + "): train on more history (more replications or a longer duration of run-to-failure runs, or more of "
+              "the plant's records)")
 
 
 def _load_models(folder: Path) -> Bundle:
+    """The models of a `twin train` folder (a clear error if it is not one); says which fault modes raise no alerts."""
     from predictors.base import load_bundle
 
     try:
-        return load_bundle(folder)
+        bundle = load_bundle(folder)
     except ValueError as e:
         fail(str(e))
+    for group, models in bundle.items():
+        model = models.get("model")
+        if model is not None and (quiet := [m for m in model.modes_ if m not in model.alert_modes]):
+            seen = model.meta_.get("data", {}).get("failures_per_mode", {})
+            err_console.print(f"[yellow]warning[/]: {escape(group)}: no alerts for "
+                              f"{escape(', '.join(f'{m} (trained on {seen.get(m, 0)} failures)' for m in quiet))}: "
+                              "too few to learn from, so these forecasts are shown but raise no alerts; retrain on "
+                              "more history to alert on them", highlight=False)
+    return bundle
 
 
 def _rule(on: float, off: float, confirm: int, clear_after: int) -> AlertRule:
