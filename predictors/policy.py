@@ -23,7 +23,6 @@ from predictors.base import Bundle
 from predictors.online import MachineFeed, forecast_due
 from twin.bus.broker import BrokerURL, connect, make_client
 from twin.bus.payloads import ParseError, alert_filter, parse_alert
-from twin.model import STATES
 
 if TYPE_CHECKING:
     from sensors import Readings
@@ -152,10 +151,10 @@ class SimulatedForecasts:
             idx = order[bounds[i]:bounds[i + 1]]
             feed.add_indexed(feature[batch.series[idx]], ts[idx], batch.value[idx], feed.step_ms)
         for feed, machine, cursor in self._logs:  # states as the bus would carry them, in ms like the readings
-            t, codes, reasons = machine.log.states_from(cursor[0])
+            t, states, reasons = machine.log.states_from(cursor[0])
             cursor[0] += len(t)
-            for ti, code, reason in zip(t, codes, reasons):
-                feed.status.add(ti * 1000, STATES[code], reason)
+            for ti, state, reason in zip(t, states, reasons):
+                feed.status.add(ti * 1000, state, reason)
         for f, fc, k, t, _ in forecast_due([f for f in self.feeds if f is not None]):
             self.forecasts += 1
             p, mode = float(fc.p_alert[k]), str(fc.alert_mode[k])

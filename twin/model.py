@@ -30,6 +30,7 @@ WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT = range(len(STATE
 #: states in which a machine is powered but not working, and in which it is stopped
 IDLE_STATES = (STARVED, BLOCKED, SETUP)
 STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
+_STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays of codes
 
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
 STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE = 0, 1, 2, 3, 4
@@ -59,12 +60,12 @@ class MachineLog:
     modes: tuple[str, ...] = ()  # the fault modes' names, for `reason`
 
     def states_from(self, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """State changes logged from index `start` on: (times, state codes, reasons), for readers that follow
+        """State changes logged from index `start` on: (times, state names, reasons), for readers that follow
         the log. A reason is the fault mode a down machine is repaired for (its downtime reason code), else ''."""
         n = len(self.t)
         reasons = np.asarray(["", *self.modes], dtype=object)[np.frombuffer(self.reason, dtype=np.int8)[start:n] + 1]
         return (np.frombuffer(self.t, dtype=np.float64)[start:n].copy(),
-                np.frombuffer(self.state, dtype=np.int8)[start:n].copy(), reasons)
+                _STATE_NAMES[np.frombuffer(self.state, dtype=np.int8)[start:n]], reasons)
 
 
 @dataclass(frozen=True)

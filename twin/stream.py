@@ -24,7 +24,7 @@ from twin.bus.publisher import Publisher
 from twin.ingest import Ingest, IngestProcess
 from twin.inject import Injection
 from twin.maintenance import MaintenancePolicy
-from twin.model import STATES, Line, Machine
+from twin.model import Line, Machine
 from twin.runner import ProgressFn, Replication, run_scenario
 from twin.scenario import Scenario
 from twin.store import Store, open_store
@@ -142,7 +142,6 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         return summary, kpis, stats
 
 
-_STATE_NAMES = np.array(STATES, dtype=object)
 
 
 class StoreSink:
@@ -174,12 +173,12 @@ class StoreSink:
         for m in line.machines:
             key = (line.replication, m.name)
             start = self._state_cursor.get(key, 0)
-            t, codes, reasons = m.log.states_from(start)
+            t, states, reasons = m.log.states_from(start)
             if len(t):
                 frames.append(pd.DataFrame({
                     "run": self.run_id, "replication": np.int32(line.replication), "machine": m.name,
                     "ts": pd.to_datetime(self.start_ms + np.rint(t * 1000).astype(np.int64), unit="ms"),
-                    "state": _STATE_NAMES[codes], "reason": reasons}))
+                    "state": states, "reason": reasons}))
             self._state_cursor[key] = start + len(t)
         if self._pending_rows >= self.batch:
             self.flush()

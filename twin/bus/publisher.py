@@ -30,7 +30,7 @@ from twin.bus.payloads import (
     state_payload,
     telemetry_payload,
 )
-from twin.model import STATES, Line
+from twin.model import Line
 
 Message = tuple[str, bytes, bool]  # topic, payload, retain
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
@@ -261,11 +261,11 @@ class Publisher:
         out = []
         for m in line.machines:
             start = self._state_cursor.get(m.name, 0)
-            t, s, reasons = m.log.states_from(start)
+            t, states, reasons = m.log.states_from(start)
             if not len(t):
                 continue
-            changes = [(STATES[code], self.start_ms + round(when * 1000), reason)
-                       for when, code, reason in zip(t.tolist(), s.tolist(), reasons.tolist())]
+            changes = [(state, self.start_ms + round(when * 1000), reason)
+                       for when, state, reason in zip(t.tolist(), states.tolist(), reasons.tolist())]
             self._state_cursor[m.name] = start + len(t)
             out.append((self.topics.state(m.station.name, m.name),
                         state_payload(self.run_id, line.replication, m.station.name, m.name, changes), True))
