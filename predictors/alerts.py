@@ -95,6 +95,15 @@ class MachineStatus:
         resolved = [self._resolved(k) for k in range(len(self.times))]
         return np.asarray([*resolved, RUNNING], dtype=object)[i]  # index -1: before any change
 
+    def ran_many(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """`ran_throughout(a, b)` for many intervals at once."""
+        times = np.asarray(self.times, dtype=float)
+        stopped = np.array([self._resolved(k) != RUNNING for k in range(len(times))], dtype=np.int64)
+        before = np.concatenate([[0], np.cumsum(stopped)])  # stops among the first k changes
+        first = np.maximum(np.searchsorted(times, a, side="right") - 1, 0)
+        last = np.searchsorted(times, b, side="left")
+        return before[np.maximum(last, first)] - before[first] == 0
+
 
 def status_of(state: str) -> str:
     """RUNNING, OFF or SERVICE for a machine state name."""

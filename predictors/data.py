@@ -38,7 +38,8 @@ class RunToFailure:
     `ttf[i, m]` is the time from row i to the failure of mode m ending the current life (inf when that life
     ends without a failure: maintenance or end of data); `observed[i, m]` is how long after row i that life
     was watched, so a target beyond it is unknown (censored). A twin run's frame also holds each row's
-    machine `status` (running, off shift, or down or in maintenance), which the alert rule needs.
+    machine `status` (running, off shift, or down or in maintenance), which the alert rule needs, and
+    whether the machine `ran` throughout the row's minute.
     """
 
     frame: pd.DataFrame
@@ -222,7 +223,7 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
             if frame.empty:
                 raise DataError(f"{path}: the store {run.store_url} holds no readings of run {run.run_id}; "
                                 "was the run's ingest finished? (`twin ingest --until-run ...`)")
-            frame["status"] = _status(frame, states, run.start, step, run.modes.get(mtype, []))
+            frame["status"], frame["ran"] = _status(frame, states, run.start, step, run.modes.get(mtype, []))
             out[mtype] = _with_targets(frame, sensors, run, mtype, step, path)
     finally:
         store.close()
@@ -230,11 +231,12 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
 
 
 def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step: float,
-            modes: Sequence[str]) -> np.ndarray:
+            modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's machine status (running, off, service) when its minute ended, for the alert rule, which
-    forecasts `modes` (a repair for another fault holds an alert)."""
+    forecasts `modes` (a repair for another fault holds an alert), and whether it ran throughout that minute."""
     out = np.full(len(frame), RUNNING, dtype=object)
-    t = frame["t"].to_numpy() + step
+    ran = np.ones(len(frame), dtype=bool)
+    t = frame["t"].to_numpy()
     changes = {key: g for key, g in states.groupby(["replication", "machine"], sort=False)}
     for key, idx in frame.groupby(["replication", "machine"], sort=False).indices.items():
         g = changes.get(key)
@@ -243,8 +245,9 @@ def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step
         status = MachineStatus(frozenset(modes))
         for ts, state, reason in zip((g.ts - start).dt.total_seconds(), g.state, g.reason):
             status.add(float(ts), state, reason)
-        out[idx] = status.many(t[idx])
-    return out
+        out[idx] = status.many(t[idx] + step)
+        ran[idx] = status.ran_many(t[idx], t[idx] + step)
+    return out, ran
 
 
 def _with_targets(frame: pd.DataFrame, sensors: list[str], run: TwinRun, mtype: str, step: float,
@@ -265,7 +268,7 @@ def _with_targets(frame: pd.DataFrame, sensors: list[str], run: TwinRun, mtype: 
     for s in sensors:  # a sensor missing from some machine of the type shows as an empty column
         if s not in frame:
             frame[s] = np.nan
-    cols = ["unit", "t", "replication", "machine", "status", *sensors]
+    cols = ["unit", "t", "replication", "machine", "status", "ran", *sensors]
     return RunToFailure(frame[cols].rename(columns={"t": "time"}), list(sensors), modes, ttf, observed, step, "s",
                         mtype, pd.DataFrame(failures, columns=["unit", "time", "fault_mode"]), [str(path)])
 

@@ -120,20 +120,30 @@ def anomaly_auroc(vae: ConditionalVAE, w: Windows) -> float:
 def anomaly_alerts(vaes: dict[str, ConditionalVAE], runs: Sequence[Path], store_url: str | None = None,
                    rule: AlertRule | None = None) -> dict[str, AlertEvents]:
     """Per machine type, the alerts its VAE's anomaly probability alone raises over held-out runs, every minute
-    as live (the same hysteresis), matched to the real failures: is the unsupervised score worth alerting on?
+    as live (the same hysteresis and machine states; only windows in which the machine ran throughout are
+    scored, the others count as 0), matched to the real failures: is the unsupervised score worth alerting on?
     The runs are read once for every type."""
     from predictors.data import from_twin_runs
     from predictors.synth import twin_windows
 
     if not vaes:
         return {}
-    windows = twin_windows(runs, next(iter(vaes.values())).window_, 1, store_url)
+    window = next(iter(vaes.values())).window_
+    windows = twin_windows(runs, window, 1, store_url)
     data = from_twin_runs(runs, store_url)
     out = {}
     for group, vae in vaes.items():
         w, ds = windows[group], data[group]
-        frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_alert": vae.anomaly_probability(w.x),
-                              "mode": "anomaly"})
+        whole = ds.frame["ran"].astype(float).groupby(ds.frame["unit"], sort=False).transform(
+            lambda r: r.rolling(window).min())  # 1 where the machine ran throughout the window ending at the row
+        at = ds.frame[["unit", "time", "status"]].assign(ran=whole == 1).set_index(["unit", "time"]).reindex(
+            pd.MultiIndex.from_arrays([w.unit, w.end]))
+        ran = at["ran"].fillna(False).to_numpy(dtype=bool)
+        p = np.zeros(len(w))
+        if ran.any():
+            p[ran] = vae.anomaly_probability(w.x[ran])
+        frame = pd.DataFrame({"unit": w.unit, "time": w.end, "p_alert": p, "mode": "anomaly",
+                              "status": at["status"].to_numpy()})
         ends = ds.frame.groupby("unit")["time"].max() + ds.step
         out[group] = alert_events(frame.sort_values(["unit", "time"], kind="stable"), ds.failures,
                                   DEFAULTS["s"]["horizon"], rule or AlertRule(), ends.to_dict())

@@ -192,6 +192,18 @@ def test_a_repair_for_a_fault_the_models_do_not_forecast_holds_the_alert() -> No
     assert unknown.at(7) == "service"
 
 
+def test_many_intervals_at_once_agree_with_one_at_a_time() -> None:
+    status = MachineStatus(frozenset({"wear"}))
+    for t, state, reason in [(10, "down", "wear"), (12, "working", ""), (20, "down", "jam"), (25, "working", ""),
+                             (30, "off_shift", ""), (40, "starved", ""), (50, "maintenance", "")]:
+        status.add(t, state, reason)
+    a = np.random.default_rng(0).uniform(0, 60, 500)
+    b = a + np.random.default_rng(1).uniform(0, 8, 500)
+    a, b = np.concatenate([a, [0, 12, 25, 40, 9]]), np.concatenate([b, [10, 20, 30, 50, 10]])  # edges too
+    assert status.ran_many(a, b).tolist() == [status.ran_throughout(x, y) for x, y in zip(a, b)]
+    assert MachineStatus().ran_many(np.array([1.0]), np.array([2.0])).tolist() == [True]
+
+
 def test_alert_events_match_failures_and_measure_lead_time() -> None:
     t = np.arange(0, 20, dtype=float)
     p = np.where((t >= 5) & (t < 12), 0.9, 0.0)  # raised at 7 (3 in a row), active until cleared
