@@ -111,8 +111,8 @@ def score(name: str, train: dict[str, RunToFailure], held: dict[str, RunToFailur
         print(f"{group}: trained on {ds.frame['unit'].nunique()} machines' histories with "
               f"{len(ds.failures)} failures ({', '.join(f'{m} {n}' for m, n in per_mode.items())}); "
               f"held out: {len(held[group].failures)} failures"
-              + (f" -- a mode with fewer than {FEW_FAILURES} to learn from: its scores say little"
-                 if (per_mode < FEW_FAILURES).any() else "")
+              + (f" -- fewer than {FEW_FAILURES} failures of {', '.join(per_mode[per_mode < FEW_FAILURES].index)} "
+                 "to learn from: forecasts of those are rough" if (per_mode < FEW_FAILURES).any() else "")
               + (f"; no alerts for {', '.join(quiet)} (fewer than {MIN_ALERT_FAILURES} failures)"
                  if (quiet := [m for m in ds.modes if m not in ds.modes_to_alert()]) else ""))
         print(f"{'machine type':18} {'model':10} {'train s':>8} {'1 window ms':>11} {'batched ms':>10} "
