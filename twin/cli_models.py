@@ -230,7 +230,7 @@ def few_failures(ds: RunToFailure) -> str:
     """A warning when some fault mode has fewer than FEW_FAILURES failures to learn from, else ''.
 
     Forecasts learnt from a handful of failures are rough (bench/predict.py: the body shop's handling cells
-    reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.86-0.91 from 29 + 15), so training
+    reached alert F1 0.68-0.82 from 8 + 4 failures of their two modes, 0.94-0.97 from 29 + 15), so training
     says so rather than leaving it to the evaluation."""
     from predictors.data import FEW_FAILURES, MIN_ALERT_FAILURES
 
