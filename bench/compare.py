@@ -23,14 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twin.compare import PolicyParams, compare, write_report  # noqa: E402
+from twin.app.compare import PolicyParams, compare, write_report  # noqa: E402
 from twin.scenario import load_scenario  # noqa: E402
 
 POLICIES = ["run-to-failure", "preventive", "condition-based", "predictive"]
 
 
 def twin(*args: object) -> None:
-    subprocess.run([sys.executable, "-m", "twin.cli", *map(str, args)], check=True, cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "twin.app.cli", *map(str, args)], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
 
 

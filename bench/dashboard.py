@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from twin.app.stream import store_scenario  # noqa: E402
 from twin.scenario import Scenario, load_scenario  # noqa: E402
-from twin.stream import store_scenario  # noqa: E402
 
 FIRST, REFRESH = 3.0, 0.5
 
@@ -83,7 +83,7 @@ def main() -> None:
             first, refresh = apptest(page)
             verdict = "ok" if first < FIRST and refresh < REFRESH else "OVER"
             print(f"{page:10} {first:15.3f} {refresh:10.3f}   {verdict}")
-        from twin.cli_models import start_dashboard
+        from twin.app.cmd_dashboard import start_dashboard
 
         proc, url = start_dashboard(Path(tmp) / "runs")
         try:

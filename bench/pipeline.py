@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twin.bus.broker import (  # noqa: E402
+from sensors.bus.broker import (  # noqa: E402
     BrokerURL,
     EmbeddedBroker,
     connect,
@@ -36,10 +36,10 @@ from twin.bus.broker import (  # noqa: E402
     negotiate,
     wait_port,
 )
-from twin.bus.payloads import telemetry_payload  # noqa: E402
+from sensors.bus.payloads import telemetry_payload  # noqa: E402
+from sensors.store import open_store  # noqa: E402
+from twin.app.stream import stream_scenario  # noqa: E402
 from twin.scenario import load_scenario  # noqa: E402
-from twin.store import open_store  # noqa: E402
-from twin.stream import stream_scenario  # noqa: E402
 
 
 def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], BrokerURL]:
@@ -104,7 +104,7 @@ def flat_out(url: BrokerURL, work: Path) -> tuple[float, int, int]:
 
 def realtime_delay(url: BrokerURL, work: Path, seconds: float = 30.0) -> tuple[float, float, int]:
     """p50, p99 of (row queryable in the store) - (reading timestamp), in seconds, at real-time factor 1."""
-    from twin.store.duck import DuckStore
+    from sensors.store.duck import DuckStore
 
     delays: list[np.ndarray] = []
     original = DuckStore.write

@@ -17,7 +17,7 @@ from typing import Any
 
 import simpy
 
-from sensors import SensorBank
+from sensors.bank import SensorBank
 from twin.model import Line
 from twin.scenario import load_scenario
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from predictors.synth import GENERATORS, twin_windows  # noqa: E402
 from predictors.synth_eval import anomaly_alerts, anomaly_table, augmentation, quality, quality_table  # noqa: E402
+from twin.app.stream import store_scenario  # noqa: E402
 from twin.scenario import load_scenario, with_policy  # noqa: E402
-from twin.stream import store_scenario  # noqa: E402
 
 # scenario → (training replications, days each, the fault mode made rare)
 PLAN = {"bottling": (3, 2.0, "overheating"), "body_shop": (2, 2.0, "electrode_wear"),

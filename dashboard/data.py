@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from sensors.store import StoreError, open_store
+from sensors.store.base import Store
 from twin.scenario import Scenario
-from twin.store import StoreError, open_store
-from twin.store.base import Store
 
 
 def runs_dir() -> Path:
@@ -149,8 +149,8 @@ class LiveState:
 @st.cache_resource(show_spinner=False)
 def live(broker: str, prefix: str) -> LiveState:
     """A background MQTT subscriber for one line, shared by every session of the dashboard."""
-    from twin.bus.broker import BrokerError, BrokerURL, connect, make_client
-    from twin.bus.payloads import ParseError, parse, parse_alert
+    from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client
+    from sensors.bus.payloads import ParseError, parse, parse_alert
 
     state = LiveState()
     try:
@@ -230,8 +230,8 @@ class LiveSeries:
 @st.cache_resource(show_spinner=False)
 def live_machine(broker: str, topic: str) -> LiveSeries:
     """A subscriber to one machine's telemetry (only the machine on screen: the whole line can be 100k/s)."""
-    from twin.bus.broker import BrokerError, BrokerURL, connect, make_client
-    from twin.bus.payloads import ParseError, parse
+    from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client
+    from sensors.bus.payloads import ParseError, parse
 
     series = LiveSeries()
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from twin.bus.payloads import SEVERITIES  # noqa: F401  (re-exported: the alert payload owns the names)
+from sensors.bus.payloads import SEVERITIES  # noqa: F401  (re-exported: the alert payload owns the names)
 from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, STATES
 
 RUNNING, OFF, SERVICE = "running", "off", "service"  # a machine's status, as the alert rule sees it

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from predictors.alerts import RUNNING, MachineStatus
+from sensors.store import Store, open_store
 from twin.scenario import Scenario
-from twin.store import Store, open_store
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)

@@ -29,8 +29,8 @@ import paho.mqtt.client as mqtt
 from predictors.alerts import AlertRule, AlertState, MachineStatus
 from predictors.base import Bundle, Estimator, Forecast
 from predictors.prep import clean
-from twin.bus.broker import BrokerURL, connect, make_client, negotiate
-from twin.bus.payloads import ParseError, StateChange, Telemetry, alert_payload, line_filters, parse
+from sensors.bus.broker import BrokerURL, connect, make_client, negotiate
+from sensors.bus.payloads import ParseError, StateChange, Telemetry, alert_payload, line_filters, parse
 
 if TYPE_CHECKING:
     from predictors.synth import ConditionalVAE

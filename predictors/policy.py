@@ -21,11 +21,11 @@ import paho.mqtt.client as mqtt
 from predictors.alerts import AlertRule
 from predictors.base import Bundle
 from predictors.online import MachineFeed, forecast_due
-from twin.bus.broker import BrokerURL, connect, make_client
-from twin.bus.payloads import ParseError, alert_filter, parse_alert
+from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.payloads import ParseError, alert_filter, parse_alert
 
 if TYPE_CHECKING:
-    from sensors import Readings
+    from sensors.bank import Readings
     from twin.model import Line, Machine
 
 
@@ -115,7 +115,7 @@ class SimulatedForecasts:
         return Predictive(self.orders, self.defer)
 
     def _wire(self, line: Line) -> None:
-        from sensors import sensor_catalog
+        from sensors.bank import sensor_catalog
 
         cat = sensor_catalog(line).reset_index(drop=True)
         machines = list(dict.fromkeys(cat.machine))

@@ -1,5 +1,3 @@
-"""Synthetic sensors: readings that follow each machine's state, load and wear, with realistic flaws."""
-
-from sensors.bank import Readings, SensorBank, sensor_catalog
-
-__all__ = ["Readings", "SensorBank", "sensor_catalog"]
+"""The sensor data path, below the predictors and above the simulation core: synthetic sensors that follow each
+machine's state, load and wear (`bank`), replays (`inject`), the MQTT bus (`bus/`), the ingest (`ingest`) and the
+time-series stores (`store/`)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from twin.bus.broker import BrokerURL, free_port, mosquitto_config, wait_port
+from sensors.bus.broker import BrokerURL, free_port, mosquitto_config, wait_port
 
 
 def _need(binary: str) -> str:
@@ -119,7 +119,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def twin_cmd(*args: object) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *map(str, args)]
+    return [sys.executable, "-m", "twin.app.cli", *map(str, args)]
 
 
 def run_all(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:

@@ -14,7 +14,7 @@ BUNDLED = sorted(Path("scenarios").glob("*.yaml"))
 
 
 def twin(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "twin.app.cli", *args], capture_output=True, text=True, timeout=300,
                           env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"})
 
 
@@ -103,7 +103,7 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     """--no-stream: no broker at all; every reading goes straight into the store, exactly once."""
     import pandas as pd
 
-    from twin.store import open_store
+    from sensors.store import open_store
 
     out = tmp_path / "plain"
     r = twin("run", "scenarios/cnc_cell.yaml", "--duration", "2 h", "--warmup", "0", "--replications", "1",

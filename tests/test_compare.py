@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, twin_cmd
-from twin.compare import PolicyParams, compare, policy_kpis
+from twin.app.compare import PolicyParams, compare, policy_kpis
 from twin.maintenance import Oracle, Preventive
 from twin.model import Line
 from twin.scenario import ScenarioError, load_scenario, with_policy

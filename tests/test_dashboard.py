@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from sensors.bus.payloads import alert_payload
+from sensors.store import open_store
 from tests.conftest import ROOT, Mosquitto, run_all, twin_cmd
-from twin.bus.payloads import alert_payload
-from twin.store import open_store
 
 PAGES = ROOT / "dashboard" / "pages"
 LINE = "plant-hamburg/hall-2/bottling-1"
@@ -169,7 +169,7 @@ def test_an_empty_folder_gives_guidance_and_a_locked_store_a_banner(env: Path, t
 
 @pytest.fixture
 def served(dash_runs: Path, tmp_path: Path) -> Iterator[str]:
-    from twin.cli_models import start_dashboard
+    from twin.app.cmd_dashboard import start_dashboard
 
     proc, url = start_dashboard(dash_runs, reports=tmp_path / "reports")
     try:
@@ -205,7 +205,7 @@ def test_the_app_in_a_real_browser(served: str, tmp_path: Path) -> None:
 
 def test_overview_live_from_mqtt_states_buffer_levels_and_alert_rings(env: Path, mosquitto: Mosquitto,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from twin.bus.payloads import buffers_payload, state_payload
+    from sensors.bus.payloads import buffers_payload, state_payload
 
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect("127.0.0.1", mosquitto.port)

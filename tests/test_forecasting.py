@@ -23,8 +23,8 @@ from predictors.data import from_twin_run, from_twin_runs
 from predictors.evaluate import forecast_frame
 from predictors.online import LiveForecaster
 from tests.conftest import Mosquitto, _need, run_all, twin_cmd
+from twin.app.stream import stream_scenario
 from twin.scenario import load_scenario, with_policy
-from twin.stream import stream_scenario
 
 LINE = "plant-hamburg/hall-2/bottling-1"
 WEAR = ("bearing_wear", "valve_clogging", "overheating")

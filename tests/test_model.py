@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
+from twin.app.runner import events_frame, simulate, states_frame
 from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, Line
-from twin.runner import events_frame, simulate, states_frame
 from twin.scenario import load_scenario
 from twin.truth import TruthReader
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from twin.bus.payloads import (
+from sensors.bus.payloads import (
     MAX_PAYLOAD,
     LineTopics,
     ParseError,

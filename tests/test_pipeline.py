@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.payloads import LineTopics
+from sensors.store import open_store
 from tests.conftest import Mosquitto
-from twin.bus.broker import BrokerURL, connect, make_client
-from twin.bus.payloads import LineTopics
+from twin.app.stream import StreamStats, stream_scenario
 from twin.scenario import Scenario, load_scenario
-from twin.store import open_store
-from twin.stream import StreamStats, stream_scenario
 
 
 def body_shop(duration: float = 1800.0, **update: object) -> Scenario:
@@ -95,7 +95,7 @@ def test_mosquitto_restarted_mid_run_loses_and_duplicates_nothing(mosquitto: Mos
 
 
 def twin_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "twin.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "twin.app.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "120"})
 
 
@@ -132,7 +132,7 @@ def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Pat
 
 def test_two_ingest_workers_share_one_line(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """Two workers in one shared-subscription group split the messages; nothing twice, nothing lost."""
-    from twin.ingest import Ingest
+    from sensors.ingest import Ingest
 
     sc = body_shop()
     store = open_store(f"duckdb:///{tmp_path / 'shared.duckdb'}")
@@ -152,8 +152,8 @@ def test_malformed_messages_go_to_the_dead_letter_topic(mosquitto: Mosquitto, tm
     """A fuzzed stream of bad messages between good ones: ingest keeps running, all bad ones dead-lettered."""
     import random
 
-    from twin.bus.payloads import telemetry_payload
-    from twin.ingest import Ingest
+    from sensors.bus.payloads import telemetry_payload
+    from sensors.ingest import Ingest
 
     store = open_store(f"duckdb:///{tmp_path / 'dl.duckdb'}")
     topics = LineTopics("s", "a", "l")
@@ -207,15 +207,15 @@ def test_malformed_messages_go_to_the_dead_letter_topic(mosquitto: Mosquitto, tm
 
 def test_publisher_spills_to_disk_while_the_broker_is_away(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """With a tiny memory bound and the broker down, messages spill to disk and all arrive later."""
-    from twin.bus.publisher import Publisher
-    from twin.ingest import Ingest
+    from sensors.bus.publisher import Publisher
+    from sensors.ingest import Ingest
 
     store = open_store(f"duckdb:///{tmp_path / 'spill.duckdb'}")
     topics = LineTopics("s", "a", "spill")
     ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, client_id="spill-ingest").start()
     pub = Publisher(mosquitto.url, topics, "spill-run", 0, spill_dir=tmp_path, max_memory=20_000, window=10).start()
     mosquitto.stop()
-    from twin.bus.payloads import telemetry_payload
+    from sensors.bus.payloads import telemetry_payload
     msgs = [(topics.telemetry("st", "m1"), telemetry_payload("spill-run", 0, "st", "m1", {"x": "u"},
                                                              [["x", 1000 * i, float(i)]]), False) for i in range(3000)]
     pub.outbox.put_many(msgs)
@@ -234,13 +234,13 @@ def test_publisher_spills_to_disk_while_the_broker_is_away(mosquitto: Mosquitto,
 
 
 def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
-    from twin.bus.broker import BrokerError
+    from sensors.bus.broker import BrokerError
 
     with pytest.raises(BrokerError, match="write mqtt://host:1883"):
         BrokerURL.parse("http://x")
     args = ["run", "scenarios/body_shop.yaml", "--duration", "5 min", "--warmup", "0", "--broker",
             "mqtt://127.0.0.1:1", "--out", str(tmp_path / "o")]
-    r = subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3 and "cannot reach the MQTT broker" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -258,7 +258,7 @@ def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto
 def test_outbox_keeps_unsent_messages_on_disk_when_stopped(tmp_path: Path) -> None:
     import sqlite3
 
-    from twin.bus.publisher import Outbox
+    from sensors.bus.publisher import Outbox
 
     box = Outbox(tmp_path / "outbox.sqlite", max_bytes=100)
     box.put_many([("t/a", b"x" * 60, False), ("t/b", b"y" * 60, True), ("t/c", b"z", False)])

@@ -288,7 +288,7 @@ def test_models_beat_the_baseline_on_the_test_protocol(kind: str, tables: dict[s
 
 
 def twin(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "twin.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "twin.app.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import const, scenario
-from twin.runner import run_scenario, simulate
+from twin.app.runner import run_scenario, simulate
 
 
 def sensing_line(**top: object):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensors import SensorBank
+from sensors.bank import SensorBank
 from twin.distributions import parse_duration
 from twin.model import Line
 from twin.scenario import Scenario, ScenarioError, json_schema, load_scenario

@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sensors.bus.broker import BrokerError, BrokerURL, connect, free_port, make_client
+from sensors.ingest import Ingest
+from sensors.store import open_store
 from tests.conftest import Mosquitto, _need
 from tests.test_pipeline import assert_exactly_once, body_shop
-from twin.bus.broker import BrokerError, BrokerURL, connect, free_port, make_client
-from twin.ingest import Ingest
-from twin.store import open_store
-from twin.stream import stream_scenario
+from twin.app.stream import stream_scenario
 
 LINE = "plant-zwickau/body-shop/biw-line-1"
 
@@ -102,7 +102,7 @@ def test_wrong_password_is_refused_clearly_without_retrying(secure_mosquitto: Mo
         bad = url(secure_mosquitto, "twin", "Wr0ngPa55")
         connect(make_client(bad, "x"), bad)
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "twin.cli", "run", "scenarios/body_shop.yaml", "--duration", "10 min",
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration", "10 min",
                         "--warmup", "0", "--broker", f"mqtts://twin:Wr0ngPa55@127.0.0.1:{secure_mosquitto.tls_port}",
                         "--ca", secure_mosquitto.ca, "--out", str(tmp_path / "o")],  # type: ignore[attr-defined]
                        capture_output=True, text=True, timeout=60)

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensors import Readings, SensorBank
+from sensors.bank import Readings, SensorBank
 from tests.helpers import const, scenario
+from twin.app.runner import simulate, states_frame
 from twin.model import Line
-from twin.runner import simulate, states_frame
 from twin.scenario import Scenario, load_scenario
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
 from tests.conftest import VictoriaMetrics
-from twin.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
 

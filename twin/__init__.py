@@ -1,3 +1,4 @@
-"""linetwin's simulation core: scenario files, the SimPy line model, KPIs, runner and CLI."""
+"""linetwin's simulation core: scenario files, the SimPy line model, maintenance policies, KPIs and the ground
+truth. It knows nothing of sensors, MQTT, stores or models; the application on top of everything is `twin.app`."""
 
 __version__ = "0.1.0"

@@ -9,8 +9,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from twin.model import Machine
     from twin.scenario import Maintenance
+
+
+class Machine(Protocol):
+    """What a policy may read of a machine (`twin.model.Machine` has it): the model asks policies, never the reverse."""
+
+    parts_since_service: int
+    fail_mode: int  # index of the mode that fails next, -1 for none
+    fail_clock: float
+    wear_modes: list[int]  # indices of the wear fault modes
+    work_rate: float
+
+    def work_time_since_service(self) -> float: ...
+
+    def clock_now(self) -> float: ...
+
+    def clock_at_wear(self, wear: float) -> float: ...
 
 
 class MaintenancePolicy(Protocol):

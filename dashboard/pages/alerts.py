@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from twin.bus.payloads import SEVERITIES
+from sensors.bus.payloads import SEVERITIES
 
 st.title("Alerts")
 run = data.pick_run()

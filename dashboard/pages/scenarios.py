@@ -40,7 +40,7 @@ if sc is not None:
     proc = st.session_state.get("proc")
     if c3.button("start run", disabled=proc is not None and proc.poll() is None, key="start"):
         out = data.runs_dir() / path.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        cmd = [sys.executable, "-m", "twin.cli", "run", str(path), "--duration", duration, "--replications",
+        cmd = [sys.executable, "-m", "twin.app.cli", "run", str(path), "--duration", duration, "--replications",
                str(reps), "--no-stream", "--out", str(out)]
         st.session_state.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         st.session_state.proc_out = str(out)

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 import duckdb
 import pandas as pd
 
-from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
+from sensors.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
 
 # readings refer to their series by a small integer: the primary key stays cheap (about twice the
 # insert rate of a key over the three strings) and the file small

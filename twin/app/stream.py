@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sensors import Readings, sensor_catalog
-from twin.bus.broker import BrokerURL, EmbeddedBroker, negotiate
-from twin.bus.payloads import LineTopics
-from twin.bus.publisher import Publisher
-from twin.ingest import Ingest, IngestProcess
-from twin.inject import Injection
+from sensors.bank import Readings, sensor_catalog
+from sensors.bus.broker import BrokerURL, EmbeddedBroker, negotiate
+from sensors.bus.payloads import LineTopics
+from sensors.bus.publisher import Publisher
+from sensors.ingest import Ingest, IngestProcess
+from sensors.inject import Injection
+from sensors.store import Store, open_store
+from sensors.store.base import SERIES_COLUMNS
+from twin.app.runner import ProgressFn, Replication, run_scenario
 from twin.maintenance import MaintenancePolicy
 from twin.model import Line, Machine
-from twin.runner import ProgressFn, Replication, run_scenario
 from twin.scenario import Scenario
-from twin.store import Store, open_store
-from twin.store.base import SERIES_COLUMNS
 
 # another subscriber on the run's broker (e.g. the live forecaster): attach(broker, protocol) → a context
 Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]

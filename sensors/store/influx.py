@@ -19,7 +19,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from urllib3 import Retry
 
-from twin.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
+from sensors.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
 
 ENV_TOKEN = "LINETWIN_INFLUXDB_TOKEN"
 _FLUX_AGG = {"mean": "mean", "min": "min", "max": "max", "last": "last", "count": "count"}

@@ -1,77 +1,44 @@
-"""The `twin` command: validate scenario files, run them, print KPIs, write the JSON Schema."""
+"""`twin validate`, `twin run`, `twin ingest` and `twin schema`: scenario files in, simulated and streamed runs out."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
-import signal
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from twin.distributions import parse_duration
+from twin.app.options import (
+    BrokerOpt,
+    CaOpt,
+    CertOpt,
+    KeyOpt,
+    LineOpt,
+    broker_url,
+    err_console,
+    fail,
+    line_prefix,
+    open_scenario,
+    out_console,
+    stop_signals,
+    time_option,
+)
 from twin.scenario import Scenario, ScenarioError, load_scenario, write_json_schema
 
 if TYPE_CHECKING:  # the streaming modules load only when a command needs them
-    from twin.bus.broker import BrokerURL
-    from twin.inject import Injection
-    from twin.runner import ProgressFn
-    from twin.stream import Attach, PolicyFactory, StreamStats
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="linetwin: a digital twin of a production line.")
-out_console = Console()
-err_console = Console(stderr=True)
+    from sensors.bus.broker import BrokerURL
+    from sensors.inject import Injection
+    from twin.app.runner import ProgressFn
+    from twin.app.stream import Attach, PolicyFactory, StreamStats
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a user-facing error (no traceback) and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[threading.Event]:
-    """An event that Ctrl-C or SIGTERM sets while inside: handled, not raised, so no interrupt lands mid-cleanup."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _load(path: Path, **overrides: object) -> Scenario:
-    try:
-        return load_scenario(path, overrides={k: v for k, v in overrides.items() if v is not None})
-    except ScenarioError as e:
-        fail(str(e))
-
-
-def _duration(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        seconds = parse_duration(value)
-    except ValueError as e:
-        fail(f"{option}: {e}")
-    if not isinstance(seconds, float) or seconds < 0 or (seconds == 0 and not allow_zero):
-        fail(f"{option}: must be a {'non-negative' if allow_zero else 'positive'} time such as '8 h' or "
-             f"'30 min', got {value!r}")
-    return seconds
-
-
-@app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to check")]) -> None:
     """Check scenario files; print what is wrong with each (exit 2 if any is invalid)."""
     bad = 0
@@ -89,7 +56,6 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         raise typer.Exit(2)
 
 
-@app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
     duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '8 h'")] = None,
@@ -100,9 +66,9 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="result folder (default: runs/<scenario>/<time>)")] = None,
     broker: Annotated[Optional[str], typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...; "
                                                   "default: an embedded broker on 127.0.0.1")] = None,
-    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
-    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM) for mqtts://")] = None,
-    key: Annotated[Optional[Path], typer.Option(help="client key (PEM) for mqtts://")] = None,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
     store: Annotated[Optional[str], typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..; "
                                                  "default: twin.duckdb in the result folder")] = None,
     policy: Annotated[Optional[str], typer.Option(help="maintenance policy for every machine type instead of the "
@@ -125,17 +91,42 @@ def run(
     = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
-    sc = _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
-               warmup=_duration(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
-    if policy == "predictive" and (models is None or not stream):
+    sc = open_scenario(file, duration=time_option(duration, "--duration"), replications=replications, seed=seed,
+                       warmup=time_option(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
+    opts = RunOptions(broker=broker_url(broker, ca, cert, key), store=store, stream=stream, ingest=ingest,
+                      models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard)
+    sc = _checked_policy(sc, policy, opts)
+    opts.injection = _injection(sc, inject, into, at)
+    run_pipeline(sc, _result_folder(out, file), opts)
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """How `twin run` moves a scenario's readings: over which broker into which store, with which live extras."""
+
+    broker: BrokerURL | None = None  # None: an embedded broker on 127.0.0.1
+    store: str | None = None  # None: twin.duckdb in the result folder
+    stream: bool = True  # over MQTT; False: straight into the store, flat out
+    ingest: bool = True  # an ingest in this process; False: left to `twin ingest`
+    models: Path | None = None  # live forecasting with these models
+    anomaly: Path | None = None  # with models: the VAEs whose anomaly score also alerts
+    predictive: bool = False  # the forecasts' alerts order maintenance
+    dashboard: bool = False  # a live dashboard for this run
+    injection: Injection | None = None  # synthetic readings replayed into one machine
+
+
+def _checked_policy(sc: Scenario, policy: Optional[str], opts: RunOptions) -> Scenario:
+    """The scenario with --policy applied, once the options that policy and --anomaly need are checked."""
+    if opts.predictive and (opts.models is None or not opts.stream):
         fail("--policy predictive: give --models (from `twin train`) and stream (the alerts travel over MQTT)")
-    if policy is not None and policy != "predictive":
-        sc = _with_policy(sc, policy)
-    if anomaly is not None and (models is None or not stream):
+    if opts.anomaly is not None and (opts.models is None or not opts.stream):
         fail("--anomaly: give --models too (the anomaly score joins their forecasts) and stream (alerts travel "
              "over MQTT)")
-    injection = _injection(sc, inject, into, at)
-    live = _live(sc, models, policy == "predictive", anomaly) if stream else (None, None)
+    return sc if policy is None or opts.predictive else _with_policy(sc, policy)
+
+
+def _result_folder(out: Optional[Path], file: Path) -> Path:
+    """--out, or runs/<scenario>/<time>, created; never a folder that holds an earlier run."""
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")
@@ -143,37 +134,47 @@ def run(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fail(f"--out {out}: cannot create the result folder ({e.strerror}); choose a writable path")
-    total = sc.duration * sc.replications
+    return out
+
+
+def run_pipeline(sc: Scenario, out: Path, opts: RunOptions) -> None:
+    """Simulate `sc` into `out` as `opts` say, with a progress bar, then print the KPIs and where everything went."""
+    live = _live(sc, opts.models, opts.predictive, opts.anomaly) if opts.stream else (None, None)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False) as bar:
-        task = bar.add_task(f"{sc.line.name}", total=total, sim="")
+        task = bar.add_task(f"{sc.line.name}", total=sc.duration * sc.replications, sim="")
 
         def progress(rep: int, t: float) -> None:
             bar.update(task, completed=rep * sc.duration + t,
                        sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
-        board = _Dashboard(out, models) if dashboard else None
-        if stream:
-            summary, kpis, stats = _stream(sc, out, progress, broker, ca, cert, key, store, ingest, *live,
-                                           board=board, inject=injection)
+        board = _Dashboard(out, opts.models) if opts.dashboard else None
+        if opts.stream:
+            summary, kpis, stats = _stream(sc, out, progress, opts, *live, board=board)
         else:
             if board is not None:
                 board.start(None)
-            summary, kpis, stats = _store_direct(sc, out, progress, store, injection)
+            summary, kpis, stats = _store_direct(sc, out, progress, opts.store, opts.injection)
+    _report(sc, out, summary, kpis, stats, opts)
+    if board is not None:
+        board.wait()
+
+
+def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, stats: StreamStats,
+            opts: RunOptions) -> None:
+    """The KPI tables, the result folder and the store's count; exit 1 if streamed readings are still queued."""
     out_console.print(kpi_table(summary, kpis, sc))
     out_console.print(station_table(summary, sc))
     out_console.print(f"results: [bold]{out}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", highlight=False)
-    if not stream:
+    if not opts.stream:
         out_console.print(f"run {stats.run_id}: {stats.stored:,} readings in the store {stats.store}", highlight=False)
-    else:
-        out_console.print(f"run {stats.run_id}: {stats.readings:,} readings published in {stats.messages:,} MQTT "
-                          f"messages; {stats.stored:,} in the store {stats.store}", highlight=False)
-        if ingest and not stats.complete:
-            fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest are still "
-                 "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
-    if board is not None:
-        board.wait()
+        return
+    out_console.print(f"run {stats.run_id}: {stats.readings:,} readings published in {stats.messages:,} MQTT "
+                      f"messages; {stats.stored:,} in the store {stats.store}", highlight=False)
+    if opts.ingest and not stats.complete:
+        fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest are still "
+             "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
 
 
 class _Dashboard:
@@ -184,7 +185,7 @@ class _Dashboard:
         self.proc: object = None
 
     def start(self, broker: Optional[str]) -> None:
-        from twin.cli_models import start_dashboard
+        from twin.app.cmd_dashboard import start_dashboard
 
         runs = self.out.parent.parent if self.out.parent.parent != self.out.parent else self.out.parent
         self.proc, url = start_dashboard(runs, broker=broker, models=self.models)
@@ -206,7 +207,7 @@ class _Dashboard:
 
     def wait(self) -> None:
         """Keep the dashboard up until Ctrl-C or SIGTERM."""
-        from twin.cli_models import serve_until_stopped
+        from twin.app.cmd_dashboard import serve_until_stopped
 
         serve_until_stopped(self.proc, f"the dashboard stays up at {self.url}; Ctrl-C to stop it")  # type: ignore[arg-type]
 
@@ -225,7 +226,7 @@ def _with_policy(sc: Scenario, policy: str) -> Scenario:
 
 def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Optional[str]) -> Injection | None:
     """The replay asked for by --inject/--into/--at, checked against the scenario."""
-    from twin.inject import Injection, InjectionError
+    from sensors.inject import Injection, InjectionError
     from twin.model import Line
 
     if inject is None:
@@ -234,7 +235,7 @@ def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Op
         return None
     if into is None:
         fail("--inject: name the machine whose readings it replaces with --into MACHINE")
-    start = _duration(at, "--at", allow_zero=True) or 0.0
+    start = time_option(at, "--at", allow_zero=True) or 0.0
     try:
         injection = Injection.from_file(inject, into, float(start))
         injection.check(Line(sc))
@@ -247,25 +248,13 @@ def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Op
 
 def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, store: Optional[str],
                   inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
-    from twin.store import StoreError
-    from twin.stream import store_scenario
+    from sensors.store import StoreError
+    from twin.app.stream import store_scenario
 
     try:
         return store_scenario(sc, out, store_url=store, progress=progress, inject=inject)
     except StoreError as e:
         fail(str(e), code=3)
-
-
-def _broker_url(broker: Optional[str], ca: Optional[Path], cert: Optional[Path],
-                key: Optional[Path]) -> BrokerURL | None:
-    from twin.bus.broker import BrokerError, BrokerURL
-
-    if broker is None:
-        return None
-    try:
-        return BrokerURL.parse(broker, *(str(p) if p else None for p in (ca, cert, key)))
-    except BrokerError as e:
-        fail(str(e))
 
 
 def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optional[Path]
@@ -274,7 +263,7 @@ def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optio
     policy its alerts drive; loaded before the run starts, so a bad model folder fails before anything is written."""
     if models is None:
         return None, None
-    from twin.cli_models import forecasting
+    from twin.app.cmd_models import forecasting
 
     orders = None
     if predictive:
@@ -285,37 +274,34 @@ def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optio
         orders.policy_for if orders is not None else None
 
 
-def _stream(sc: Scenario, out: Path, progress: ProgressFn, broker: Optional[str], ca: Optional[Path],
-            cert: Optional[Path], key: Optional[Path], store: Optional[str], ingest: bool,
-            attach: Attach | None = None, policy: PolicyFactory | None = None, board: _Dashboard | None = None,
-            inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
-    from twin.bus.broker import BrokerError
-    from twin.store import StoreError
-    from twin.stream import stream_scenario
+def _stream(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOptions, attach: Attach | None = None,
+            policy: PolicyFactory | None = None, board: _Dashboard | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+    from sensors.bus.broker import BrokerError
+    from sensors.store import StoreError
+    from twin.app.stream import stream_scenario
 
-    url = _broker_url(broker, ca, cert, key)
     if board is not None:
         attach = board.attach(attach)
     try:
-        return stream_scenario(sc, out, broker=url, store_url=store, ingest=ingest, progress=progress,
-                               on_note=lambda note: err_console.print(note, highlight=False), attach=attach,
-                               policy=policy, inject=inject)
+        return stream_scenario(sc, out, broker=opts.broker, store_url=opts.store, ingest=opts.ingest,
+                               progress=progress, on_note=lambda note: err_console.print(note, highlight=False),
+                               attach=attach, policy=policy, inject=opts.injection)
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
 
 
-@app.command("ingest")
-def ingest_cmd(
-    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")],
+def ingest(
+    broker: BrokerOpt,
     store: Annotated[str, typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..")],
-    line: Annotated[str, typer.Option(help="site/area/line to ingest, or +/+/+ for every line")] = "+/+/+",
+    line: LineOpt = "+/+/+",
     group: Annotated[str, typer.Option(help="shared-subscription group: workers in one group split the load")]
     = "linetwin-ingest",
     client_id: Annotated[Optional[str], typer.Option(help="stable id, so a restarted worker resumes its session")]
     = None,
-    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
-    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
-    key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
     exit_when_complete: Annotated[bool, typer.Option(help="stop once every run announced as finished is stored")]
     = False,
     until_run: Annotated[Optional[str], typer.Option(help="stop once this run is announced finished and stored")]
@@ -324,13 +310,12 @@ def ingest_cmd(
                                           "queued for it) while this worker is down")] = True,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
-    from twin.bus.broker import BrokerError
-    from twin.ingest import Ingest
-    from twin.store import StoreError, open_store
+    from sensors.bus.broker import BrokerError
+    from sensors.ingest import Ingest
+    from sensors.store import StoreError, open_store
 
-    if len([p for p in line.split("/") if p]) != 3:
-        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
-    url = _broker_url(broker, ca, cert, key)
+    line_prefix(line)
+    url = broker_url(broker, ca, cert, key)
     ticks = 0
     with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
         try:
@@ -397,28 +382,8 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
     return t
 
 
-@app.command()
 def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Schema")] = Path(
         "docs/scenario.schema.json")) -> None:
     """Write the JSON Schema of scenario files (generated from the validating model)."""
     write_json_schema(out)
     out_console.print(f"wrote {out}")
-
-
-def main() -> None:
-    # the forecasting commands register on twin.cli's app (which, under `python -m twin.cli`, is not this
-    # module's copy): run that one
-    import faulthandler
-
-    from twin import cli_models, cli_synth  # noqa: F401
-
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack, for a hang
-    try:
-        cli_models.app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

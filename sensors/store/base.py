@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -63,22 +62,6 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: str, read_only: bool = False) -> Store:
-    """A store from its URL: duckdb:///path/twin.duckdb (embedded) or influxdb://host:8086?org=..&bucket=..
-
-    `read_only` lets several readers (training, evaluation, dashboards) share an embedded store file.
-    """
-    scheme = urlsplit(url).scheme
-    if scheme == "duckdb":
-        from twin.store.duck import DuckStore
-        return DuckStore(url, read_only=read_only)
-    if scheme in ("influxdb", "influxdbs"):
-        from twin.store.influx import InfluxStore
-        return InfluxStore(url)
-    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
-                     "influxdb://host:8086?org=ORG&bucket=BUCKET (token in LINETWIN_INFLUXDB_TOKEN)")
 
 
 def check_agg(agg: str) -> str:

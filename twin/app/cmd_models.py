@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +15,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from twin.cli import _broker_url, app, err_console, fail, out_console, stop_signals
+from twin.app.options import (
+    BrokerOpt,
+    CaOpt,
+    CertOpt,
+    KeyOpt,
+    LineOpt,
+    StoreOpt,
+    broker_url,
+    err_console,
+    fail,
+    line_prefix,
+    out_console,
+    stop_signals,
+)
 from twin.distributions import parse_duration
 
 if TYPE_CHECKING:
@@ -26,10 +37,9 @@ if TYPE_CHECKING:
     from predictors.data import RunToFailure, TableFormat
     from predictors.policy import AlertOrders
     from predictors.synth import ConditionalVAE
-    from twin.bus.broker import BrokerURL
-    from twin.compare import PolicyParams
+    from sensors.bus.broker import BrokerURL
+    from twin.app.stream import Attach
     from twin.scenario import Scenario
-    from twin.stream import Attach
 
 TABLE_HELP = "for tables"
 Sources = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`), or run-to-failure tables "
@@ -43,7 +53,6 @@ Features = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: comma-sepa
                                                       "every other numeric column)")]
 Sep = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column separator (default: ',' for .csv, "
                                                  "whitespace otherwise)")]
-StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
 
 
 def _col(value: Optional[str], default: str) -> str | int:
@@ -64,7 +73,7 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
               rul: Optional[Path] = None) -> dict[str, RunToFailure]:
     """Datasets per machine type from twin run folders, or one ("table") from run-to-failure tables."""
     from predictors.data import DataError, concat, from_table, from_twin_runs
-    from twin.store import StoreError
+    from sensors.store import StoreError
 
     missing = [p for p in sources if not p.exists()]
     if missing:
@@ -97,12 +106,11 @@ def _time(value: Optional[str], option: str, default: float, tables: bool) -> fl
     return v
 
 
-def _bar() -> Progress:
+def progress_bar() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console)
 
 
-@app.command()
 def train(
     sources: Sources,
     model: Annotated[str, typer.Option(help="lstm or regression")] = "lstm",
@@ -141,7 +149,7 @@ def train(
     summary = Table(title=f"trained {model} models → {out}")
     for col in ("machine type", "rows", "units", "failures", "valid units", "note"):
         summary.add_column(col)
-    with _bar() as bar:
+    with progress_bar() as bar:
         for group, ds in data.items():
             if not ds.modes or ds.failures.empty:
                 summary.add_row(escape(group), f"{len(ds):,}", "", "0", "", "no wear-out failures: skipped")
@@ -173,7 +181,6 @@ def train(
                       highlight=False)
 
 
-@app.command()
 def evaluate(
     sources: Sources,
     models: Annotated[list[Path], typer.Option(help="model folder from `twin train` (repeat to compare)")],
@@ -189,7 +196,7 @@ def evaluate(
     from predictors.evaluate import evaluate as run_evaluation
     from predictors.evaluate import table, write_report
 
-    bundles = {folder: _load_models(folder) for folder in models}
+    bundles = {folder: load_models(folder) for folder in models}
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store, rul)
     evals = []
     for group, ds in data.items():
@@ -247,7 +254,7 @@ def few_failures(ds: RunToFailure) -> str:
               "the plant's records)")
 
 
-def _load_models(folder: Path) -> Bundle:
+def load_models(folder: Path) -> Bundle:
     """The models of a `twin train` folder (a clear error if it is not one); says which fault modes raise no alerts."""
     from predictors.base import load_bundle
 
@@ -291,7 +298,7 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
     """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end;
     with `orders` (the predictive policy), its alerts come back over MQTT as maintenance orders; with
     `anomaly` (a `twin synth train` folder), its VAEs' anomaly scores alert too."""
-    bundle = _load_models(models)
+    bundle = load_models(models)
     detectors = _load_detectors(anomaly, bundle)
     prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
 
@@ -324,11 +331,10 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
     return attach
 
 
-@app.command()
 def predict(
     models: Annotated[Path, typer.Option(help="model folder from `twin train`")],
-    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")],
-    line: Annotated[str, typer.Option(help="site/area/line to watch, or +/+/+ for every line")] = "+/+/+",
+    broker: BrokerOpt,
+    line: LineOpt = "+/+/+",
     interval: Annotated[int, typer.Option(min=1, help="forecast every N new minutes of a machine's data")] = 1,
     on: Annotated[float, typer.Option(help="raise an alert at this P(failure within horizon)")] = 0.5,
     off: Annotated[float, typer.Option(help="clear it below this probability")] = 0.1,
@@ -338,20 +344,19 @@ def predict(
     = None,
     anomaly: Annotated[Optional[Path], typer.Option(help="also alert on the anomaly score of these VAEs (a folder "
                                                     "from `twin synth train`): fault mode 'anomaly'")] = None,
-    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
-    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
-    key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Forecast faults from live telemetry and machine states; publish alerts to {line}/{station}/{machine}/alerts
     (retained)."""
     from predictors.online import LiveForecaster
-    from twin.bus.broker import BrokerError
+    from sensors.bus.broker import BrokerError
 
-    if len([p for p in line.split("/") if p]) != 3:
-        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
-    bundle = _load_models(models)
+    line_prefix(line)
+    bundle = load_models(models)
     detectors = _load_detectors(anomaly, bundle)
-    url = _broker_url(broker, ca, cert, key)
+    url = broker_url(broker, ca, cert, key)
     assert url is not None
     with stop_signals() as stop:  # from the start on, and before saying so: a Ctrl-C stops cleanly below
         try:
@@ -386,29 +391,27 @@ def alert_line(a: dict[str, object]) -> str:
             f"{float(a['probability']):5.2f}  {h(rul['estimate_s'])} ({h(rul['low_s'])} – {h(rul['high_s'])})")  # type: ignore[arg-type]
 
 
-@app.command()
 def alerts(
-    broker: Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")],
-    line: Annotated[str, typer.Option(help="site/area/line, or +/+/+ for every line")] = "+/+/+",
+    broker: BrokerOpt,
+    line: LineOpt = "+/+/+",
     min_severity: Annotated[str, typer.Option(help="info, warning or critical")] = "warning",
     count: Annotated[Optional[int], typer.Option(min=1, help="exit after this many alerts")] = None,
     duration: Annotated[Optional[float], typer.Option(help="exit after this many seconds")] = None,
-    ca: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")] = None,
-    cert: Annotated[Optional[Path], typer.Option(help="client certificate (PEM)")] = None,
-    key: Annotated[Optional[Path], typer.Option(help="client key (PEM)")] = None,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Print fault alerts as they come (the current one of every machine first: they are retained)."""
     import queue
 
     from predictors.alerts import SEVERITIES
-    from twin.bus.broker import BrokerError, connect, make_client
-    from twin.bus.payloads import ParseError, alert_filter, parse_alert
+    from sensors.bus.broker import BrokerError, connect, make_client
+    from sensors.bus.payloads import ParseError, alert_filter, parse_alert
 
     if min_severity not in SEVERITIES:
         fail(f"--min-severity {min_severity!r}: choose one of {', '.join(SEVERITIES)}")
-    if len([p for p in line.split("/") if p]) != 3:
-        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
-    url = _broker_url(broker, ca, cert, key)
+    line_prefix(line)
+    url = broker_url(broker, ca, cert, key)
     assert url is not None
     inbox: queue.Queue[dict[str, object]] = queue.Queue()
     client = make_client(url, f"linetwin-alerts-{uuid.uuid4().hex[:8]}")
@@ -445,242 +448,3 @@ def alerts(
                 shown += 1
     client.disconnect()
     client.loop_stop()
-
-
-def _policy_params(every: Optional[str], threshold: Optional[float], models: Optional[Path],
-                   on: float) -> PolicyParams:
-    from twin.compare import PolicyParams
-
-    if threshold is not None and not 0 < threshold < 1:
-        fail(f"--threshold {threshold}: a wear level between 0 and 1, e.g. 0.7")
-    if not 0 < on < 1:
-        fail(f"--on {on}: a probability between 0 and 1, e.g. 0.5")
-    if models is not None:
-        _load_models(models)  # a clear error now rather than in a worker process
-    return PolicyParams(every=_duration_opt(every, "--every"), threshold=threshold,
-                        models=str(models) if models else None, on=on)
-
-
-def _duration_opt(value: Optional[str], option: str) -> Optional[float]:
-    return None if value is None else _time(value, option, 0.0, tables=False)
-
-
-def _scenario_for_compare(file: Path, duration: Optional[str], replications: Optional[int], seed: Optional[int],
-                          warmup: Optional[str]) -> Scenario:
-    from twin.cli import _duration, _load
-
-    return _load(file, duration=_duration(duration, "--duration"), replications=replications, seed=seed,
-                 warmup=_duration(warmup, "--warmup", allow_zero=True))
-
-
-def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> None:
-    from twin.compare import POLICIES, SCENARIO_POLICIES
-    from twin.scenario import ScenarioError, with_policy
-
-    for p in policies:
-        if p not in POLICIES:
-            fail(f"--policies: unknown policy {p!r}; choose from {', '.join(POLICIES)}")
-        if p == "predictive" and params.models is None:
-            fail("--policies predictive needs --models (a folder from `twin train` for this line)")
-        if p in SCENARIO_POLICIES:
-            try:
-                with_policy(sc, p, every=params.every, threshold=params.threshold)
-            except ScenarioError as e:
-                fail(f"{e} (or give --every / --threshold for the comparison)")
-
-
-Every = Annotated[Optional[str], typer.Option(help="preventive: operating time between services where the file "
-                                                   "gives none, e.g. '40 h'")]
-Threshold = Annotated[Optional[float], typer.Option(help="condition-based: wear limit where the file gives none")]
-ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folder from `twin train`")]
-Jobs = Annotated[Optional[int], typer.Option(min=1, help="parallel processes (default: one per core)")]
-
-
-@app.command()
-def compare(
-    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
-    policies: Annotated[str, typer.Option(help="comma-separated, the first is the reference: run-to-failure, "
-                                          "preventive, condition-based, predictive, oracle")]
-    = "run-to-failure,preventive,condition-based,predictive",
-    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
-    duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
-    warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0)] = None,
-    models: ModelsOpt = None, every: Every = None, threshold: Threshold = None,
-    on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
-    defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
-                                       "forecast, until the next buffer covers the stop)")] = "none",
-    jobs: Jobs = None,
-    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/compare-<scenario>)")] = None,
-) -> None:
-    """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
-    from twin.compare import KPIS, write_report
-    from twin.compare import compare as run_compare
-
-    sc = _scenario_for_compare(file, duration, replications, seed, warmup)
-    if sc.replications < 2:
-        fail("--replications: at least 2, so that differences get a confidence interval")
-    names = [p.strip() for p in policies.split(",") if p.strip()]
-    if defer not in ("none", "buffer"):
-        fail(f"--defer {defer!r}: choose none or buffer")
-    params = dataclasses.replace(_policy_params(every, threshold, models, on), defer=defer)
-    _check_policies(names, params, sc)
-    with _bar() as bar:
-        task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
-                            sc.replications, note="")
-        try:
-            cmp = run_compare(sc, names, params, jobs=jobs,
-                              progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t} simulations"))
-        except ValueError as e:
-            fail(str(e))
-    summ, diff = cmp.summary(), cmp.differences()
-    t = Table(title=f"{sc.line.name}: policies over {sc.replications} replications of {sc.duration / 3600:g} h "
-              f"(mean ± 95 % CI; * differs from {cmp.reference})")
-    t.add_column("KPI")
-    for p in names:
-        t.add_column(escape(p), justify="right")
-    sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
-    from twin.compare import fmt_ci
-
-    for kpi in KPIS:
-        s = summ[summ.kpi == kpi].set_index("policy")
-        t.add_row(escape(kpi), *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
-                                 (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
-    out_console.print(t)
-    path = write_report(cmp, out or Path("reports") / f"compare-{file.stem}")
-    out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.jobs} processes; "
-                      f"report: [bold]{path}[/]", highlight=False)
-
-
-@app.command()
-def tune(
-    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
-    policy: Annotated[str, typer.Option(help="preventive (sweeps --every), condition-based (threshold) or "
-                                        "predictive (alert probability --on)")],
-    values: Annotated[str, typer.Option(help="comma-separated settings, e.g. '20 h,40 h,60 h' or '0.5,0.6,0.7'")],
-    objective: Annotated[str, typer.Option(help="KPI to optimise, e.g. 'total cost', 'oee', 'unplanned failures'")]
-    = "total cost",
-    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per setting (at least 2)")] = None,
-    duration: Annotated[Optional[str], typer.Option()] = None,
-    warmup: Annotated[Optional[str], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0)] = None,
-    models: ModelsOpt = None, jobs: Jobs = None,
-    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/tune-<scenario>-<policy>)")]
-    = None,
-) -> None:
-    """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
-    from twin.compare import KPIS, fmt_ci, write_report
-    from twin.compare import tune as run_tune
-
-    parameter = {"preventive": "every", "condition-based": "threshold", "predictive": "on"}.get(policy)
-    if parameter is None:
-        fail(f"--policy {policy!r}: choose preventive, condition-based or predictive")
-    if objective not in KPIS:
-        fail(f"--objective {objective!r}: choose one of {', '.join(KPIS)}")
-    raw = [v.strip() for v in values.split(",") if v.strip()]
-    try:
-        nums = [float(parse_duration(v)) if parameter == "every" else float(v) for v in raw]
-    except ValueError as e:
-        fail(f"--values {values!r}: {e}")
-    if len(nums) < 2:
-        fail("--values: give at least two settings to compare")
-    sc = _scenario_for_compare(file, duration, replications, seed, warmup)
-    if sc.replications < 2:
-        fail("--replications: at least 2, so that each setting gets a confidence interval")
-    params = _policy_params(None, None, models, 0.5)
-    if policy == "predictive" and models is None:
-        fail("--policy predictive needs --models (a folder from `twin train` for this line)")
-    for v in nums:
-        if parameter in ("threshold", "on") and not 0 < v < 1:
-            fail(f"--values: {v:g} is not between 0 and 1")
-    with _bar() as bar:
-        task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
-                            total=len(nums) * sc.replications, note="")
-        result = run_tune(sc, policy, parameter, nums, params, objective, jobs,
-                          progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t}"))
-    summ = result.comparison.summary()
-    t = Table(title=f"{policy}: {parameter} swept over {sc.replications} replications (mean ± 95 % CI)")
-    t.add_column(parameter)
-    for k in (objective, "unplanned failures", "oee", "maintenance actions"):
-        t.add_column(escape(k), justify="right")
-    for v in nums:
-        s = summ[summ.policy == f"{parameter}={v:g}"].set_index("kpi")
-        label = f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
-        t.add_row(label + (" ← best" if v == result.best else ""),
-                  *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
-                    for k in (objective, "unplanned failures", "oee", "maintenance actions")))
-    out_console.print(t)
-    best = f"{result.best / 3600:g} h" if parameter == "every" else f"{result.best:g}"
-    path = write_report(result.comparison, out or Path("reports") / f"tune-{file.stem}-{policy}")
-    out_console.print(f"best {parameter} by {objective}: [bold]{best}[/]; report: {path}", highlight=False)
-
-
-def start_dashboard(runs: Path, port: int | None = None, store: str | None = None, broker: str | None = None,
-                    models: Path | None = None, reports: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the Streamlit dashboard on 127.0.0.1 (a free port unless given); returns the process and its URL."""
-    import os
-    import sys
-    import tempfile
-
-    from twin.bus.broker import free_port, wait_port
-
-    port = port or free_port()
-    env = {**os.environ, "LINETWIN_RUNS": str(runs.resolve())}
-    for key, value in (("LINETWIN_STORE", store), ("LINETWIN_BROKER", broker), ("LINETWIN_MODELS", models),
-                       ("LINETWIN_REPORTS", reports)):
-        if value is not None:
-            env[key] = str(Path(value).resolve()) if isinstance(value, Path) else value
-    app_file = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    # Streamlit's log goes to an unnamed file: a pipe nobody reads fills up and stalls the dashboard
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address",
-                                 "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=log)
-        try:
-            wait_port(port, timeout=60)
-        except Exception:
-            proc.kill()
-            proc.wait()
-            log.seek(0)
-            err = log.read().decode(errors="replace")[-1500:]
-            fail(f"the dashboard did not start on 127.0.0.1:{port}: {err or 'no output'}", code=3)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
-    """Print `notice` once Ctrl-C and SIGTERM are handled (a signal sent on reading it stops cleanly), keep a started
-    server process up until one arrives (or until it exits), then stop it."""
-    with stop_signals() as stop:
-        out_console.print(notice, highlight=False)
-        try:
-            while proc.poll() is None and not stop.wait(0.2):
-                pass
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@app.command()
-def dashboard(
-    runs: Annotated[Path, typer.Option(help="folder of run folders (as `twin run` writes them)")] = Path("runs"),
-    store: Annotated[Optional[str], typer.Option(help="read readings from this store instead of each run's own")]
-    = None,
-    broker: Annotated[Optional[str], typer.Option(help="MQTT broker for live machine states, KPIs and alerts")]
-    = None,
-    models: Annotated[Optional[Path], typer.Option(help="models from `twin train`: forecasts on machine pages")]
-    = None,
-    reports: Annotated[Path, typer.Option(help="folder of evaluation and comparison reports")] = Path("reports"),
-    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="default: a free port")] = None,
-) -> None:
-    """Start the live twin dashboard on 127.0.0.1 (prints its URL); Ctrl-C stops it."""
-    if broker is not None:
-        _broker_url(broker, None, None, None)  # a clear error now for a malformed URL
-    if models is not None:
-        _load_models(models)
-    proc, url = start_dashboard(runs, port, store, broker, models, reports)
-    serve_until_stopped(proc, f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop")

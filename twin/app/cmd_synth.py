@@ -10,16 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from twin.cli import app, err_console, fail, out_console
-from twin.cli_models import StoreOpt, _bar
+from twin.app.cmd_models import progress_bar
+from twin.app.options import StoreOpt, err_console, fail, out_console
 
 if TYPE_CHECKING:
     from predictors.synth import Generator, Windows
 
-synth_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
-                        help="Synthetic sensor windows: `twin synth train`, `twin synth --fault ... --out FILE`, "
-                             "`twin synth evaluate`.")
-app.add_typer(synth_app, name="synth")
 
 Runs = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`)")]
 KINDS = ("vae", "gan")
@@ -28,7 +24,7 @@ KINDS = ("vae", "gan")
 def _windows(runs: list[Path], window: int, stride: int, store: Optional[str]) -> dict[str, Windows]:
     from predictors.data import DataError
     from predictors.synth import twin_windows
-    from twin.store import StoreError
+    from sensors.store import StoreError
 
     for p in runs:
         if not p.is_dir():
@@ -53,7 +49,6 @@ def _generators(model: Path) -> dict[str, dict[str, Generator]]:
         fail(str(e))
 
 
-@synth_app.callback()
 def synth(
     ctx: typer.Context,
     model: Annotated[Optional[Path], typer.Option(help="generator folder (from `twin synth train`) or one .json")]
@@ -109,7 +104,6 @@ def synth(
                       f"({len(frame):,} readings)", highlight=False)
 
 
-@synth_app.command("train")
 def train(
     runs: Runs,
     kind: Annotated[Optional[list[str]], typer.Option(help="vae, gan (repeat for both; default both)")] = None,
@@ -135,7 +129,7 @@ def train(
     summary = Table(title=f"trained generators → {out}")
     for col in ("machine type", "kind", "windows", "per fault mode"):
         summary.add_column(col)
-    with _bar() as bar:
+    with progress_bar() as bar:
         for group, w in data.items():
             for k in dict.fromkeys(kind):
                 task = bar.add_task(f"{group} {k}", total=None, note="")
@@ -153,7 +147,6 @@ def train(
                       "... --out FILE.parquet`, `twin synth evaluate`)", highlight=False)
 
 
-@synth_app.command("evaluate")
 def evaluate(
     runs: Annotated[list[Path], typer.Argument(help="held-out twin run folders (not used in training)")],
     model: Annotated[Path, typer.Option(help="generator folder from `twin synth train`")],
@@ -193,7 +186,7 @@ def evaluate(
     out = out or Path("reports") / f"{model.name}"
     out.mkdir(parents=True, exist_ok=True)
     reports, augment, anomaly, vaes = [], None, {}, {}
-    with _bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("scoring", total=None, note="")
         for group, w in data.items():
             if group not in gens:

@@ -19,9 +19,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 
-from sensors import Readings
-from twin.bus.broker import BrokerURL, connect, make_client
-from twin.bus.payloads import (
+from sensors.bank import Readings
+from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.payloads import (
     SCHEMA_KPI,
     SCHEMA_RUN,
     LineTopics,

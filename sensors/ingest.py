@@ -27,9 +27,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 
-from twin.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
-from twin.bus.payloads import ParseError, StateChange, Telemetry, deadletter_payload, line_filters, parse
-from twin.store import STATE_COLUMNS, Store
+from sensors.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
+from sensors.bus.payloads import ParseError, StateChange, Telemetry, deadletter_payload, line_filters, parse
+from sensors.store import STATE_COLUMNS, Store
 
 log = logging.getLogger("linetwin.ingest")
 
@@ -245,7 +245,7 @@ class IngestProcess:
     def start(self, timeout: float = 60.0) -> IngestProcess:
         # a group and a session of its own that end with the run: no stale session of an earlier run's
         # ingest may take a share of this run's messages
-        args = [sys.executable, "-m", "twin.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
+        args = [sys.executable, "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
                 "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id,
                 "--group", f"linetwin-run-{self.run_id}", "--ephemeral"]
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import twin
-from sensors import Readings, SensorBank, sensor_catalog
-from twin.inject import Injection
+from sensors.bank import Readings, SensorBank, sensor_catalog
+from sensors.inject import Injection
 from twin.kpi import replication_kpis, summarize
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine

@@ -1,0 +1,25 @@
+"""The time-series store: one small interface (`base.Store`), backends chosen by URL (duckdb://, influxdb://)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from sensors.store.base import READING_COLUMNS, STATE_COLUMNS, Store, StoreError
+
+__all__ = ["READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "open_store"]
+
+
+def open_store(url: str, read_only: bool = False) -> Store:
+    """A store from its URL: duckdb:///path/twin.duckdb (embedded) or influxdb://host:8086?org=..&bucket=..
+
+    `read_only` lets several readers (training, evaluation, dashboards) share an embedded store file.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "duckdb":
+        from sensors.store.duck import DuckStore
+        return DuckStore(url, read_only=read_only)
+    if scheme in ("influxdb", "influxdbs"):
+        from sensors.store.influx import InfluxStore
+        return InfluxStore(url)
+    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
+                     "influxdb://host:8086?org=ORG&bucket=BUCKET (token in LINETWIN_INFLUXDB_TOKEN)")

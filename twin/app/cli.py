@@ -1,0 +1,58 @@
+"""The `twin` command: the Typer app, built here with every command declared in one place.
+
+Each command group lives in its own module (`cmd_run`, `cmd_models`, `cmd_policies`, `cmd_dashboard`,
+`cmd_synth`) as plain functions; the options several of them share are in `options`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import typer
+
+from twin.app import cmd_dashboard, cmd_models, cmd_policies, cmd_run, cmd_synth
+from twin.app.options import err_console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="linetwin: a digital twin of a production line.")
+
+# scenarios in, runs out
+app.command()(cmd_run.validate)
+app.command()(cmd_run.run)
+app.command("ingest")(cmd_run.ingest)
+app.command()(cmd_run.schema)
+# fault forecasting
+app.command()(cmd_models.train)
+app.command()(cmd_models.evaluate)
+app.command()(cmd_models.predict)
+app.command()(cmd_models.alerts)
+# maintenance policies
+app.command()(cmd_policies.compare)
+app.command()(cmd_policies.tune)
+# the live view
+app.command()(cmd_dashboard.dashboard)
+# synthetic anomaly data
+synth_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                        help="Synthetic sensor windows: `twin synth train`, `twin synth --fault ... --out FILE`, "
+                             "`twin synth evaluate`.")
+synth_app.callback()(cmd_synth.synth)
+synth_app.command("train")(cmd_synth.train)
+synth_app.command("evaluate")(cmd_synth.evaluate)
+app.add_typer(synth_app, name="synth")
+
+
+def main() -> None:
+    """The `twin` entry point: exit 130 on Ctrl-C; `kill -USR1 PID` dumps every thread's stack (for a hang)."""
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""`twin compare` and `twin tune`: maintenance policies compared over common random numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from twin.app.cmd_models import load_models, progress_bar
+from twin.app.options import fail, open_scenario, out_console, time_option
+from twin.distributions import parse_duration
+
+if TYPE_CHECKING:
+    from twin.app.compare import PolicyParams
+    from twin.scenario import Scenario
+
+
+def _policy_params(every: Optional[str], threshold: Optional[float], models: Optional[Path],
+                   on: float) -> PolicyParams:
+    from twin.app.compare import PolicyParams
+
+    if threshold is not None and not 0 < threshold < 1:
+        fail(f"--threshold {threshold}: a wear level between 0 and 1, e.g. 0.7")
+    if not 0 < on < 1:
+        fail(f"--on {on}: a probability between 0 and 1, e.g. 0.5")
+    if models is not None:
+        load_models(models)  # a clear error now rather than in a worker process
+    return PolicyParams(every=time_option(every, "--every"), threshold=threshold,
+                        models=str(models) if models else None, on=on)
+
+
+def _scenario_for_compare(file: Path, duration: Optional[str], replications: Optional[int], seed: Optional[int],
+                          warmup: Optional[str]) -> Scenario:
+
+    return open_scenario(file, duration=time_option(duration, "--duration"), replications=replications, seed=seed,
+                         warmup=time_option(warmup, "--warmup", allow_zero=True))
+
+
+def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> None:
+    from twin.app.compare import POLICIES, SCENARIO_POLICIES
+    from twin.scenario import ScenarioError, with_policy
+
+    for p in policies:
+        if p not in POLICIES:
+            fail(f"--policies: unknown policy {p!r}; choose from {', '.join(POLICIES)}")
+        if p == "predictive" and params.models is None:
+            fail("--policies predictive needs --models (a folder from `twin train` for this line)")
+        if p in SCENARIO_POLICIES:
+            try:
+                with_policy(sc, p, every=params.every, threshold=params.threshold)
+            except ScenarioError as e:
+                fail(f"{e} (or give --every / --threshold for the comparison)")
+
+
+Every = Annotated[Optional[str], typer.Option(help="preventive: operating time between services where the file "
+                                                   "gives none, e.g. '40 h'")]
+Threshold = Annotated[Optional[float], typer.Option(help="condition-based: wear limit where the file gives none")]
+ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folder from `twin train`")]
+Jobs = Annotated[Optional[int], typer.Option(min=1, help="parallel processes (default: one per core)")]
+
+
+def compare(
+    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
+    policies: Annotated[str, typer.Option(help="comma-separated, the first is the reference: run-to-failure, "
+                                          "preventive, condition-based, predictive, oracle")]
+    = "run-to-failure,preventive,condition-based,predictive",
+    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
+    warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0)] = None,
+    models: ModelsOpt = None, every: Every = None, threshold: Threshold = None,
+    on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
+    defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
+                                       "forecast, until the next buffer covers the stop)")] = "none",
+    jobs: Jobs = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/compare-<scenario>)")] = None,
+) -> None:
+    """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
+    from twin.app.compare import KPIS, write_report
+    from twin.app.compare import compare as run_compare
+
+    sc = _scenario_for_compare(file, duration, replications, seed, warmup)
+    if sc.replications < 2:
+        fail("--replications: at least 2, so that differences get a confidence interval")
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    if defer not in ("none", "buffer"):
+        fail(f"--defer {defer!r}: choose none or buffer")
+    params = dataclasses.replace(_policy_params(every, threshold, models, on), defer=defer)
+    _check_policies(names, params, sc)
+    with progress_bar() as bar:
+        task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
+                            sc.replications, note="")
+        try:
+            cmp = run_compare(sc, names, params, jobs=jobs,
+                              progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t} simulations"))
+        except ValueError as e:
+            fail(str(e))
+    summ, diff = cmp.summary(), cmp.differences()
+    t = Table(title=f"{sc.line.name}: policies over {sc.replications} replications of {sc.duration / 3600:g} h "
+              f"(mean ± 95 % CI; * differs from {cmp.reference})")
+    t.add_column("KPI")
+    for p in names:
+        t.add_column(escape(p), justify="right")
+    sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
+    from twin.app.compare import fmt_ci
+
+    for kpi in KPIS:
+        s = summ[summ.kpi == kpi].set_index("policy")
+        t.add_row(escape(kpi), *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
+                                 (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
+    out_console.print(t)
+    path = write_report(cmp, out or Path("reports") / f"compare-{file.stem}")
+    out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.jobs} processes; "
+                      f"report: [bold]{path}[/]", highlight=False)
+
+
+def tune(
+    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
+    policy: Annotated[str, typer.Option(help="preventive (sweeps --every), condition-based (threshold) or "
+                                        "predictive (alert probability --on)")],
+    values: Annotated[str, typer.Option(help="comma-separated settings, e.g. '20 h,40 h,60 h' or '0.5,0.6,0.7'")],
+    objective: Annotated[str, typer.Option(help="KPI to optimise, e.g. 'total cost', 'oee', 'unplanned failures'")]
+    = "total cost",
+    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per setting (at least 2)")] = None,
+    duration: Annotated[Optional[str], typer.Option()] = None,
+    warmup: Annotated[Optional[str], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0)] = None,
+    models: ModelsOpt = None, jobs: Jobs = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/tune-<scenario>-<policy>)")]
+    = None,
+) -> None:
+    """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
+    from twin.app.compare import KPIS, fmt_ci, write_report
+    from twin.app.compare import tune as run_tune
+
+    parameter = {"preventive": "every", "condition-based": "threshold", "predictive": "on"}.get(policy)
+    if parameter is None:
+        fail(f"--policy {policy!r}: choose preventive, condition-based or predictive")
+    if objective not in KPIS:
+        fail(f"--objective {objective!r}: choose one of {', '.join(KPIS)}")
+    raw = [v.strip() for v in values.split(",") if v.strip()]
+    try:
+        nums = [float(parse_duration(v)) if parameter == "every" else float(v) for v in raw]
+    except ValueError as e:
+        fail(f"--values {values!r}: {e}")
+    if len(nums) < 2:
+        fail("--values: give at least two settings to compare")
+    sc = _scenario_for_compare(file, duration, replications, seed, warmup)
+    if sc.replications < 2:
+        fail("--replications: at least 2, so that each setting gets a confidence interval")
+    params = _policy_params(None, None, models, 0.5)
+    if policy == "predictive" and models is None:
+        fail("--policy predictive needs --models (a folder from `twin train` for this line)")
+    for v in nums:
+        if parameter in ("threshold", "on") and not 0 < v < 1:
+            fail(f"--values: {v:g} is not between 0 and 1")
+    with progress_bar() as bar:
+        task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
+                            total=len(nums) * sc.replications, note="")
+        result = run_tune(sc, policy, parameter, nums, params, objective, jobs,
+                          progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t}"))
+    summ = result.comparison.summary()
+    t = Table(title=f"{policy}: {parameter} swept over {sc.replications} replications (mean ± 95 % CI)")
+    t.add_column(parameter)
+    for k in (objective, "unplanned failures", "oee", "maintenance actions"):
+        t.add_column(escape(k), justify="right")
+    for v in nums:
+        s = summ[summ.policy == f"{parameter}={v:g}"].set_index("kpi")
+        label = f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
+        t.add_row(label + (" ← best" if v == result.best else ""),
+                  *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
+                    for k in (objective, "unplanned failures", "oee", "maintenance actions")))
+    out_console.print(t)
+    best = f"{result.best / 3600:g} h" if parameter == "every" else f"{result.best:g}"
+    path = write_report(result.comparison, out or Path("reports") / f"tune-{file.stem}-{policy}")
+    out_console.print(f"best {parameter} by {objective}: [bold]{best}[/]; report: {path}", highlight=False)

@@ -1,0 +1,91 @@
+"""What every `twin` command shares: the consoles, the one way to fail, Ctrl-C handling, and the options that
+several commands take (broker and TLS, store, line, durations), each defined once."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from twin.distributions import parse_duration
+from twin.scenario import Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:  # the bus loads only when a command needs it
+    from sensors.bus.broker import BrokerURL
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+# options several commands take, written once
+BrokerOpt = Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")]
+CaOpt = Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mqtts://")]
+CertOpt = Annotated[Optional[Path], typer.Option(help="client certificate (PEM) for mqtts://")]
+KeyOpt = Annotated[Optional[Path], typer.Option(help="client key (PEM) for mqtts://")]
+LineOpt = Annotated[str, typer.Option(help="site/area/line, or +/+/+ for every line")]
+StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a user-facing error (no traceback) and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C or SIGTERM sets while inside: handled, not raised, so no interrupt lands mid-cleanup."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def open_scenario(path: Path, **overrides: object) -> Scenario:
+    """The scenario file with the command line's overrides (None: keep the file's), or a clear error."""
+    try:
+        return load_scenario(path, overrides={k: v for k, v in overrides.items() if v is not None})
+    except ScenarioError as e:
+        fail(str(e))
+
+
+def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
+    """A time option such as '8 h' in seconds (None if not given), or a clear error naming the option."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        fail(f"{option}: {e}")
+    if not isinstance(seconds, float) or seconds < 0 or (seconds == 0 and not allow_zero):
+        fail(f"{option}: must be a {'non-negative' if allow_zero else 'positive'} time such as '8 h' or "
+             f"'30 min', got {value!r}")
+    return seconds
+
+
+def line_prefix(line: str) -> str:
+    """--line as given, once checked to be site/area/line (MQTT wildcards allowed)."""
+    if len([p for p in line.split("/") if p]) != 3:
+        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
+    return line
+
+
+def broker_url(broker: Optional[str], ca: Optional[Path] = None, cert: Optional[Path] = None,
+               key: Optional[Path] = None) -> BrokerURL | None:
+    """--broker with its TLS files as a BrokerURL (None when no broker is given), or a clear error."""
+    from sensors.bus.broker import BrokerError, BrokerURL
+
+    if broker is None:
+        return None
+    try:
+        return BrokerURL.parse(broker, *(str(p) if p else None for p in (ca, cert, key)))
+    except BrokerError as e:
+        fail(str(e))
