@@ -28,7 +28,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from predictors import REGISTRY  # noqa: E402
+from predictors import forecasters  # noqa: E402
 from predictors.base import DEFAULTS  # noqa: E402
 from predictors.data import FEW_FAILURES, MIN_ALERT_FAILURES, RunToFailure, from_twin_runs  # noqa: E402
 from predictors.evaluate import evaluate  # noqa: E402
@@ -119,11 +119,11 @@ def score(name: str, train: dict[str, RunToFailure], held: dict[str, RunToFailur
               f"{'RUL RMSE h':>10} {'failures':>8} {'alerts':>6} {'P':>5} {'R':>5} {'F1':>5} "
               f"{'lead h':>7} {'min lead h':>10} {'maint h':>7}")
         params = {k: int(v) if k == "window" else v for k, v in DEFAULTS["s"].items()}
-        models = {"baseline": REGISTRY["baseline"](**params).fit(ds)}
+        models = {"baseline": forecasters()["baseline"](**params).fit(ds)}
         fit_s = {}
         for kind in ("regression", "lstm"):
             t = time.perf_counter()
-            models[kind] = REGISTRY[kind](**params).fit(ds)
+            models[kind] = forecasters()[kind](**params).fit(ds)
             fit_s[kind] = time.perf_counter() - t
         evaluation = evaluate(models, held[group])
         ev = evaluation.scores.set_index("model")

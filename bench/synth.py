@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from predictors.synth import GENERATORS, twin_windows  # noqa: E402
+from predictors.synth import generators, twin_windows  # noqa: E402
 from predictors.synth_eval import anomaly_alerts, anomaly_table, augmentation, quality, quality_table  # noqa: E402
 from twin.app.stream import store_scenario  # noqa: E402
 from twin.scenario import load_scenario, with_policy  # noqa: E402
@@ -58,10 +58,10 @@ def main() -> None:
             vaes = {}
             for group, w in train.items():
                 gens = {}
-                for kind in GENERATORS:
+                for kind in generators():
                     t = time.perf_counter()
                     params = {"epochs": epochs, "updates": updates} if kind == "vae" else {"steps": steps}
-                    gens[kind] = GENERATORS[kind](seed=0, **params).fit(w)
+                    gens[kind] = generators()[kind](seed=0, **params).fit(w)
                     fit_s = time.perf_counter() - t
                     t = time.perf_counter()
                     gens[kind].sample(w.mode[:1000], w.severity[:1000], 1000, seed=1)

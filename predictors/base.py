@@ -3,40 +3,30 @@
 A model maps windows of sensor rows to the remaining useful life (capped, with an interval) and, per
 predictable fault mode, the probability of that failure within the horizon. Subclasses implement
 `_fit` and `_predict` on windows; preprocessing, intervals, metadata, save and load live here once.
-Saved models are a JSON file (metadata, preprocessing, hyperparameters) and an .npz of arrays: no pickle,
-so a model file from elsewhere cannot run code when loaded.
+Registry, metadata and the file format are every trained model's (`predictors.lifecycle`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 
-import twin
 from predictors.data import RunToFailure
+from predictors.lifecycle import Trained, load_folder, register, registered
 from predictors.prep import Preprocessor, split_units
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
-REGISTRY: dict[str, type[Estimator]] = {}
 INTERVAL = (0.05, 0.95)  # the RUL interval: 90 % of validation errors fall inside
 # defaults by the data's time unit: a twin run's rows are minutes (an hour of history, 2 h horizon, RUL capped at
 # 8 h); tables count cycles (the NASA protocol's 30-cycle windows and 125-cycle cap)
 DEFAULTS: dict[str, dict[str, float]] = {"s": {"window": 60, "horizon": 7200.0, "cap": 28800.0},
                                          "cycles": {"window": 30, "horizon": 30.0, "cap": 125.0}}
-
-
-def register(cls: type[Estimator]) -> type[Estimator]:
-    """Class decorator: make a model available by its `kind` to the CLI and the contract tests."""
-    REGISTRY[cls.kind] = cls
-    return cls
 
 
 @dataclass
@@ -78,10 +68,10 @@ class Forecast:
         return np.array(self.modes, dtype=object)[np.where(allowed, self.proba, -1.0).argmax(axis=1)]
 
 
-class Estimator:
+class Estimator(Trained):
     """Base class: hyperparameters in __init__, fitted state in trailing-underscore attributes."""
 
-    kind: ClassVar[str] = ""
+    family: ClassVar[str] = "forecaster"
     uses_windows: ClassVar[bool] = True  # capability flag: the model reads whole windows (else it ignores them)
 
     def __init__(self, *, window: int = 30, horizon: float = 7200.0, cap: float = 28800.0, seed: int = 0,
@@ -106,12 +96,6 @@ class Estimator:
         """Hyperparameters, as saved and as given back to __init__."""
         return {"window": self.window, "horizon": self.horizon, "cap": self.cap, "seed": self.seed,
                 "valid_fraction": self.valid_fraction}
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        pass
 
     # --- shared ------------------------------------------------------------------------------------
     def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -143,17 +127,15 @@ class Estimator:
         self._fit(tr[0], tr[1], tr[2], tr[3], tr[4], valid=va, progress=progress)
         self._fit_interval(*(va or tr)[:3])
         validation = self._validation_scores(va) if va is not None else {}
-        self.meta_ = {"kind": self.kind, "linetwin": twin.__version__, "group": ds.group, "modes": self.modes_,
-                      "time_unit": ds.time_unit, "step": ds.step, "trained": dt.datetime.now(dt.UTC).isoformat(
-                          timespec="seconds"), "data": {"fingerprint": ds.fingerprint(), "rows": len(ds),
-                                                        "units": int(ds.frame["unit"].nunique()),
-                                                        "sources": ds.sources, "failures": len(ds.failures),
-                                                        "failures_per_mode": {m: int(n) for m, n in
-                                                                              ds.failures_per_mode().items()}},
-                      "alert_modes": ds.modes_to_alert(),
-                      "validation": validation, "extra_windows": 0 if extra is None else len(extra[0]),
-                      "train_units": sorted(train.frame["unit"].unique().tolist()),
-                      "valid_units": sorted(valid.frame["unit"].unique().tolist())}
+        data = {"rows": len(ds), "units": int(ds.frame["unit"].nunique()), "sources": ds.sources,
+                "failures": len(ds.failures),
+                "failures_per_mode": {m: int(n) for m, n in ds.failures_per_mode().items()}}
+        self.meta_ = self.trained_meta(
+            ds.group, ds.fingerprint(), data, modes=self.modes_, time_unit=ds.time_unit, step=ds.step,
+            alert_modes=ds.modes_to_alert(), validation=validation,
+            extra_windows=0 if extra is None else len(extra[0]),
+            train_units=sorted(train.frame["unit"].unique().tolist()),
+            valid_units=sorted(valid.frame["unit"].unique().tolist()))
         return self
 
     def _validation_scores(self, va: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -203,33 +185,28 @@ class Estimator:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load() first")
         return self.predict_windows(self.prep_.windows(ds, rows))
 
-    def save(self, folder: Path, name: str = "model") -> Path:
+    def save(self, folder: Path, name: str | None = "model") -> Path:
         """Write `name`.json (metadata, preprocessing, hyperparameters) and `name`.npz (arrays) into folder."""
         assert self.prep_ is not None
-        folder.mkdir(parents=True, exist_ok=True)
-        doc = {"format": "linetwin-model/1", "kind": self.kind, "params": self.params(), "meta": self.meta_,
-               "modes": self.modes_, "prep": self.prep_.state(), "interval": {"bins": self.bins_.tolist(),
-                                                                              "q": self.q_.tolist()}}
-        (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
-        np.savez(folder / f"{name}.npz", **self._arrays())
-        return folder / f"{name}.json"
+        return super().save(folder, name)
+
+    def _state(self) -> dict[str, Any]:
+        assert self.prep_ is not None
+        return {"modes": self.modes_, "prep": self.prep_.state(),
+                "interval": {"bins": self.bins_.tolist(), "q": self.q_.tolist()}}
+
+    def _set_state(self, doc: dict[str, Any]) -> None:
+        self.prep_ = Preprocessor.from_state(doc["prep"])
+        self.modes_ = doc["modes"]
+        self.bins_, self.q_ = (np.asarray(doc["interval"]["bins"], dtype=float),
+                               np.asarray(doc["interval"]["q"], dtype=float))
 
 
 def load(path: Path) -> Estimator:
-    """A saved model from its .json (its arrays are in the .npz beside it)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        cls = REGISTRY[doc["kind"]]
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a linetwin model file ({e}); give a model.json written by `twin train`") \
-            from None
-    est = cls(**doc["params"])
-    est.prep_ = Preprocessor.from_state(doc["prep"])
-    est.modes_, est.meta_ = doc["modes"], doc["meta"]
-    est.bins_, est.q_ = np.asarray(doc["interval"]["bins"], dtype=float), np.asarray(doc["interval"]["q"], dtype=float)
-    with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
-        est._restore(dict(arrays))
-    return est
+    """A saved forecaster from its .json (its arrays are in the .npz beside it)."""
+    from predictors.lifecycle import load as load_trained
+
+    return cast(Estimator, load_trained(path, "forecaster"))
 
 
 @register
@@ -267,10 +244,9 @@ def save_bundle(bundle: Bundle, folder: Path) -> None:
 
 def load_bundle(folder: Path) -> Bundle:
     """Every model of a folder written by `save_bundle` (`twin train --out`)."""
-    files = sorted(folder.glob("*/*.json"))
-    if not files:
-        raise ValueError(f"{folder}: no models here; give a folder written by `twin train --out`")
-    bundle: Bundle = {}
-    for f in files:
-        bundle.setdefault(f.parent.name, {})[f.stem] = load(f)
-    return bundle
+    return cast(Bundle, load_folder(folder, "forecaster"))
+
+
+def forecasters() -> dict[str, type[Estimator]]:
+    """The registered forecaster kinds (the baseline among them), by kind."""
+    return cast(dict[str, type[Estimator]], registered("forecaster"))

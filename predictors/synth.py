@@ -7,18 +7,17 @@ stopped for the whole window (off shift, down, in maintenance) shows no wear, so
 healthy. A generator is
 trained per machine type (types have different sensors) on those windows, conditioned on fault mode
 and severity, and asked for "n windows of this mode at this severity". Two kinds, one interface:
-a conditional VAE and a conditional WGAN-GP. Files are JSON + .npz like the forecasters: no pickle.
+a conditional VAE and a conditional WGAN-GP. Registry and files are every trained model's (`predictors.lifecycle`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
+import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -26,9 +25,9 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
-import twin
 from predictors.base import ProgressFn
 from predictors.data import STEP, DataError, RunToFailure, TwinRun, from_twin_run
+from predictors.lifecycle import Trained, load_folder, register, registered
 from predictors.prep import clean
 from twin.model import STATES, STOPPED_STATES
 
@@ -36,7 +35,6 @@ HEALTHY = "healthy"
 HEALTHY_BELOW = 0.2  # a window whose highest wear is below this is labelled healthy
 ANOMALY_QUANTILE = 0.999  # the anomaly threshold: this quantile of healthy training windows' scores
 ANOMALY_SLOPE = 4.0  # anomaly probability = 1 / (1 + (threshold / score) ** slope): 0.5 at the threshold
-GENERATORS: dict[str, type[Generator]] = {}
 
 
 @dataclass
@@ -60,6 +58,14 @@ class Windows:
     @property
     def labels(self) -> list[str]:
         return [HEALTHY, *self.modes]
+
+    def fingerprint(self) -> str:
+        """A short hash of the windows and their conditions, stored with every generator trained on them."""
+        h = hashlib.sha256(np.ascontiguousarray(self.x).tobytes())
+        for part in (self.mode, self.unit):
+            h.update("\x1f".join(map(str, part)).encode())
+        h.update(np.ascontiguousarray(self.severity, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
 
     def subset(self, mask: np.ndarray) -> Windows:
         return Windows(self.x[mask], self.mode[mask], self.severity[mask], self.unit[mask], self.end[mask],
@@ -188,20 +194,14 @@ def twin_windows(paths: Sequence[Path], window: int = 30, stride: int = 1,
 
 # --- generators ------------------------------------------------------------------------------------
 
-def register_generator(cls: type[Generator]) -> type[Generator]:
-    """Class decorator: make a generator available by its `kind` to the CLI and the tests."""
-    GENERATORS[cls.kind] = cls
-    return cls
-
-
-class Generator:
+class Generator(Trained):
     """Conditional generator of windows: fit on labelled real windows, sample n windows for a mode and severity.
 
     Windows are min-max scaled per feature with the training data's range (the scale the quality scores use);
     the condition is one-hot fault mode (healthy first) plus severity.
     """
 
-    kind: ClassVar[str] = ""
+    family: ClassVar[str] = "generator"
 
     def __init__(self, *, latent: int = 16, hidden: int = 64, epochs: int = 60, batch: int = 256, lr: float = 2e-3,
                  seed: int = 0) -> None:
@@ -272,10 +272,8 @@ class Generator:
         for m in self._modules().values():
             m.eval()
         counts = pd.Series(w.mode).value_counts()
-        self.meta_ = {"kind": self.kind, "linetwin": twin.__version__, "group": w.group,
-                      "trained": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                      "data": {"windows": len(w), "units": len(set(w.unit)),
-                               "per_mode": {str(k): int(v) for k, v in counts.items()}}}
+        self.meta_ = self.trained_meta(w.group, w.fingerprint(), {
+            "windows": len(w), "units": len(set(w.unit)), "per_mode": {str(k): int(v) for k, v in counts.items()}})
         return self
 
     def sample(self, mode: Sequence[str] | str, severity: Sequence[float] | float, n: int,
@@ -293,55 +291,43 @@ class Generator:
                        np.arange(n, dtype=np.float64) * self.window_ * self.step_, self.features_, self.group_,
                        self.labels_[1:], self.step_, synthetic=True)
 
-    def save(self, folder: Path, name: str | None = None) -> Path:
-        """`name`.json (metadata, features, scaling, hyperparameters) and `name`.npz (weights) in folder."""
-        folder.mkdir(parents=True, exist_ok=True)
-        name = name or self.kind
-        doc = {"format": "linetwin-generator/1", "kind": self.kind, "params": self.params(), "meta": self.meta_,
-               "features": self.features_, "labels": self.labels_, "group": self.group_, "window": self.window_,
-               "step": self.step_, "lo": self.lo_.tolist(), "hi": self.hi_.tolist()}
-        (folder / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        arrays = {f"{m}.{k}": v.numpy() for m, mod in self._modules().items() for k, v in mod.state_dict().items()}
-        np.savez(folder / f"{name}.npz", **arrays)
-        return folder / f"{name}.json"
+    def _state(self) -> dict[str, Any]:
+        return {"features": self.features_, "labels": self.labels_, "group": self.group_, "window": self.window_,
+                "step": self.step_, "lo": self.lo_.tolist(), "hi": self.hi_.tolist()}
+
+    def _set_state(self, doc: dict[str, Any]) -> None:
+        self.features_, self.labels_, self.group_ = doc["features"], doc["labels"], doc["group"]
+        self.window_, self.step_ = doc["window"], doc["step"]
+        self.lo_, self.hi_ = np.asarray(doc["lo"], dtype=np.float64), np.asarray(doc["hi"], dtype=np.float64)
+        self._build(len(self.features_), len(self.labels_) + 1)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {f"{m}.{k}": v.numpy() for m, mod in self._modules().items() for k, v in mod.state_dict().items()}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        for m, mod in self._modules().items():
+            mod.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(arrays[k]) for k in arrays
+                                 if k.split(".", 1)[0] == m})
+            mod.eval()
+
+
+def generators() -> dict[str, type[Generator]]:
+    """The registered generator kinds, by kind."""
+    return cast(dict[str, type[Generator]], registered("generator"))
 
 
 def load_generator(path: Path) -> Generator:
     """A saved generator from its .json (weights in the .npz beside it)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("format") != "linetwin-generator/1":
-            raise ValueError("format is not linetwin-generator/1")
-        cls = GENERATORS[doc["kind"]]
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a linetwin generator ({e}); give a file written by `twin synth train`") \
-            from None
-    g = cls(**doc["params"])
-    g.features_, g.labels_, g.group_ = doc["features"], doc["labels"], doc["group"]
-    g.window_, g.step_, g.meta_ = doc["window"], doc["step"], doc["meta"]
-    g.lo_, g.hi_ = np.asarray(doc["lo"], dtype=np.float64), np.asarray(doc["hi"], dtype=np.float64)
-    g._build(len(g.features_), len(g.labels_) + 1)
-    with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
-        for m, mod in g._modules().items():
-            mod.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(arrays[k]) for k in arrays.files
-                                 if k.split(".", 1)[0] == m})
-            mod.eval()
-    return g
+    from predictors.lifecycle import load
+
+    return cast(Generator, load(path, "generator"))
 
 
 def load_generators(folder: Path) -> dict[str, dict[str, Generator]]:
-    """Every generator in a folder written by `twin synth train`: machine type → kind → generator."""
-    files = sorted(folder.glob("*/*.json"))
-    out: dict[str, dict[str, Generator]] = {}
-    for f in files:
-        try:
-            g = load_generator(f)
-        except ValueError:
-            continue  # other files (reports) may sit beside the generators
-        out.setdefault(f.parent.name, {})[g.kind] = g
-    if not out:
-        raise ValueError(f"{folder}: no generators here; give a folder written by `twin synth train --out`")
-    return out
+    """Every generator in a folder written by `twin synth train`: machine type → kind → generator (reports and
+    other files may sit beside them)."""
+    found = load_folder(folder, "generator", skip_others=True)
+    return {group: {g.kind: cast(Generator, g) for g in models.values()} for group, models in found.items()}
 
 
 def _batches(n: int, batch: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -444,7 +430,7 @@ class _LatentPrior(nn.Module):
         return z
 
 
-@register_generator
+@register
 class ConditionalVAE(Generator):
     """A conditional VAE: convolutional encoder and decoder, a mean and a noise level for every value.
 
@@ -556,7 +542,7 @@ class ConditionalVAE(Generator):
         return np.concatenate(out).astype(np.float64)
 
 
-@register_generator
+@register
 class ConditionalWGAN(Generator):
     """A conditional Wasserstein GAN with gradient penalty (WGAN-GP): convolutional generator and critic."""
 

@@ -322,7 +322,7 @@ def augmentation(train_runs: Sequence[Path], held_out_runs: Sequence[Path], mode
     trained on that same rare data, and (as the ceiling) on all failures; score each on held-out runs."""
     from predictors.data import DataError, from_twin_runs
     from predictors.lstm import LSTMForecaster
-    from predictors.synth import GENERATORS, twin_windows
+    from predictors.synth import generators, twin_windows
 
     say = note or (lambda s: None)
     say("augmentation: reading runs")
@@ -343,7 +343,7 @@ def augmentation(train_runs: Sequence[Path], held_out_runs: Sequence[Path], mode
     start = w.end - (window - 1) * w.step
     w = w.subset(np.array([(u, e) in rows and (u, s) in rows for u, e, s in zip(w.unit, w.end, start)]))
     say(f"augmentation: training the {kind} on the rare data ({len(w):,} windows)")
-    gen = GENERATORS[kind](seed=seed, **(generator or {})).fit(w)
+    gen = generators()[kind](seed=seed, **(generator or {})).fit(w)
     # synthetic windows of the rare mode at the severities its real windows had within the horizon of failure
     j = full.modes.index(mode)
     rare_pos = (rare.ttf[:, j] <= params["horizon"])

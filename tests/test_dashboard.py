@@ -131,13 +131,13 @@ def test_scenarios_page_validates_like_the_cli_and_compares_runs(env: Path, tmp_
 
 
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:
-    from predictors import REGISTRY, TableFormat, from_table
+    from predictors import TableFormat, forecasters, from_table
     from predictors.evaluate import evaluate, write_report
     from tests.test_predictors import degradation_table, write_nasa
 
     train, _ = degradation_table(20, seed=3)
     ds = from_table(write_nasa(train, tmp_path / "t.txt"), TableFormat(unit=0, time=1))
-    models = {k: REGISTRY[k](horizon=30.0, cap=125.0, window=20).fit(ds) for k in ("baseline", "regression")}
+    models = {k: forecasters()[k](horizon=30.0, cap=125.0, window=20).fit(ds) for k in ("baseline", "regression")}
     write_report([evaluate(models, ds)], tmp_path / "reports" / "fd-test", "test")
     at = page("models")
     shown = at.dataframe[0].value

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictors import REGISTRY, TableFormat, from_table, load
+from predictors import TableFormat, forecasters, from_table, load
 from predictors.alerts import AlertRule, AlertState, MachineStatus, episodes
 from predictors.data import DataError, targets
 from predictors.metrics import alert_events, rul_scores
@@ -220,11 +220,11 @@ def test_alert_events_match_failures_and_measure_lead_time() -> None:
 FAST = {"lstm": {"epochs": 4, "hidden": 16}}
 
 
-@pytest.mark.parametrize("kind", sorted(REGISTRY))
+@pytest.mark.parametrize("kind", sorted(forecasters()))
 def test_model_contract(kind: str, tables: dict[str, Path], tmp_path: Path) -> None:
     ds = from_table(tables["train"], FMT)
     test = from_table(tables["test"], FMT, tables["rul"])
-    make = lambda: REGISTRY[kind](horizon=30.0, cap=125.0, window=20, seed=3, **FAST.get(kind, {}))  # noqa: E731
+    make = lambda: forecasters()[kind](horizon=30.0, cap=125.0, window=20, seed=3, **FAST.get(kind, {}))  # noqa: E731
     model = make().fit(ds)
     fc = model.predict(test)
     assert fc.rul.shape == (len(test),) and fc.proba.shape == (len(test), 1)
@@ -265,7 +265,7 @@ def test_a_mode_seen_failing_too_rarely_raises_no_alerts(tables: dict[str, Path]
     rich = full.subset(full.frame.unit.unique()[:30].tolist())
     assert few.modes_to_alert() == [] and rich.modes_to_alert() == ["failure"]
     params = {"horizon": 30.0, "cap": 125.0, "window": 20, "seed": 0, "valid_fraction": 0.0}
-    quiet, loud = (REGISTRY["regression"](**params).fit(ds) for ds in (few, rich))
+    quiet, loud = (forecasters()["regression"](**params).fit(ds) for ds in (few, rich))
     assert quiet.alert_modes == [] and quiet.meta_["data"]["failures_per_mode"] == {"failure": 2}
     fc = load(quiet.save(tmp_path / "quiet")).predict(held)
     assert fc.proba.max() > 0.5 and fc.p_alert.max() == 0.0  # it forecasts; it does not alert
@@ -280,7 +280,7 @@ def test_models_beat_the_baseline_on_the_test_protocol(kind: str, tables: dict[s
 
     ds = from_table(tables["train"], FMT)
     test = from_table(tables["test"], FMT, tables["rul"])
-    models = {name: REGISTRY[name](horizon=30.0, cap=125.0, window=20, seed=0).fit(ds)
+    models = {name: forecasters()[name](horizon=30.0, cap=125.0, window=20, seed=0).fit(ds)
               for name in ("baseline", kind)}
     s = evaluate(models, test).scores.set_index("model")
     assert s.loc[kind, "n"] == 20  # one forecast per test unit: its last row

@@ -129,11 +129,11 @@ def train(
     sep: Sep = None,
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
-    from predictors import REGISTRY
+    from predictors import forecasters
     from predictors.base import DEFAULTS, MeanBaseline, save_bundle
 
-    if model not in REGISTRY or model == "baseline":
-        fail(f"--model {model!r}: choose one of {', '.join(k for k in REGISTRY if k != 'baseline')}")
+    if model not in forecasters() or model == "baseline":
+        fail(f"--model {model!r}: choose one of {', '.join(k for k in forecasters() if k != 'baseline')}")
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store)
     tables = "table" in data
     defaults = DEFAULTS["cycles" if tables else "s"]
@@ -160,7 +160,7 @@ def train(
                 bar.update(task, completed=done, total=total, note=note)
 
             try:
-                est = REGISTRY[model](horizon=h, cap=c, window=window, seed=seed, **extra).fit(ds, progress)
+                est = forecasters()[model](horizon=h, cap=c, window=window, seed=seed, **extra).fit(ds, progress)
                 base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
             except ValueError as e:
                 fail(f"{group}: cannot train on this data ({e})")

@@ -118,12 +118,12 @@ def train(
     store: StoreOpt = None,
 ) -> None:
     """Train generators (one per machine type and kind) on the labelled windows of twin runs."""
-    from predictors.synth import GENERATORS
+    from predictors.synth import generators
 
     kind = kind or list(KINDS)
-    bad = [k for k in kind if k not in GENERATORS]
+    bad = [k for k in kind if k not in generators()]
     if bad:
-        fail(f"--kind {bad[0]!r}: choose {' or '.join(GENERATORS)}")
+        fail(f"--kind {bad[0]!r}: choose {' or '.join(generators())}")
     data = _windows(runs, window, stride, store)
     out = out or Path("models") / f"{runs[0].parent.name}-synth"
     summary = Table(title=f"trained generators → {out}")
@@ -138,7 +138,7 @@ def train(
                     bar.update(task, completed=done, total=total, note=note)
 
                 params = {"epochs": epochs, "updates": updates} if k == "vae" else {"steps": steps}
-                g = GENERATORS[k](seed=seed, **params).fit(w, progress)
+                g = generators()[k](seed=seed, **params).fit(w, progress)
                 g.save(out / group)
                 per = ", ".join(f"{m} {c:,}" for m, c in g.meta_["data"]["per_mode"].items())
                 summary.add_row(escape(group), k, f"{len(w):,}", escape(per))

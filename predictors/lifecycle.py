@@ -1,0 +1,124 @@
+"""One lifecycle for every trained thing: forecasters, anomaly models and generators.
+
+One registry by kind, the metadata recorded when a model is trained (linetwin version, time, group, data
+fingerprint), and one file format: `name.json` (format, family, kind, hyperparameters, metadata, fitted state)
+beside `name.npz` (arrays). No pickle, so a model file from elsewhere cannot run code when it is loaded.
+A family says what a model is trained on and what it gives: a `forecaster` (`predictors.base.Estimator`)
+maps windows of a run-to-failure dataset to RUL and fault probabilities; a `generator`
+(`predictors.synth.Generator`) samples labelled windows, and the VAE among them also scores anomalies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+import twin
+
+FORMAT = "linetwin-model/1"
+OLDER_FORMATS = ("linetwin-generator/1",)  # generators saved before there was one lifecycle read as before
+FAMILIES = {"forecaster": ("model file", "a model.json written by `twin train`"),
+            "generator": ("generator", "a file written by `twin synth train`")}  # noun in errors, where files come from
+REGISTRY: dict[str, type[Trained]] = {}
+T = TypeVar("T", bound="type[Trained]")
+
+
+def register(cls: T) -> T:
+    """Class decorator: make a model available by its `kind` to the CLI, `load` and the contract test."""
+    if cls.family not in FAMILIES:
+        raise TypeError(f"{cls.__name__}.family must be one of {', '.join(FAMILIES)}")
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+def registered(family: str) -> dict[str, type[Trained]]:
+    """The registered kinds of one family, by kind."""
+    return {k: c for k, c in REGISTRY.items() if c.family == family}
+
+
+class Trained:
+    """What every trained model shares: hyperparameters (`params`), metadata (`meta_`) and its file format.
+
+    A family implements `params`, `_state`/`_set_state` (JSON-able fitted state) and `_arrays`/`_restore`
+    (arrays); `save` and `load` do the rest once."""
+
+    kind: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    meta_: dict[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters, as saved and as given back to __init__."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        """The fitted state that is not arrays, JSON-able (top-level keys of the model's .json)."""
+        return {}
+
+    def _set_state(self, doc: dict[str, Any]) -> None:
+        """Restore what `_state` wrote (the whole .json is given)."""
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays (weights), saved in the .npz."""
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what `_arrays` wrote."""
+
+    def trained_meta(self, group: str, fingerprint: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """The metadata every model records when it is fitted: what it is, when, and what data it saw."""
+        return {"kind": self.kind, "family": self.family, "linetwin": twin.__version__, "group": group,
+                "trained": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "data": {"fingerprint": fingerprint, **data}, **extra}
+
+    def save(self, folder: Path, name: str | None = None) -> Path:
+        """Write `name`.json and `name`.npz (name: the kind by default) into folder; returns the .json."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = name or self.kind
+        doc = {"format": FORMAT, "family": self.family, "kind": self.kind, "params": self.params(),
+               "meta": self.meta_, **self._state()}
+        (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
+        np.savez(folder / f"{name}.npz", **self._arrays())
+        return folder / f"{name}.json"
+
+
+def load(path: Path, family: str) -> Trained:
+    """A saved model of `family` from its .json (its arrays are in the .npz beside it), or a ValueError that
+    names the file and where such files come from."""
+    noun, hint = FAMILIES[family]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("format", FORMAT) not in (FORMAT, *OLDER_FORMATS):
+            raise ValueError(f"format {doc.get('format')!r} is not {FORMAT}")
+        cls = REGISTRY[doc["kind"]]
+        if cls.family != family:
+            raise ValueError(f"it holds a {cls.family} ({doc['kind']})")
+        model = cls(**doc["params"])
+        model.meta_ = doc["meta"]
+        model._set_state(doc)
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+            model._restore(dict(arrays))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a linetwin {noun} ({e}); give {hint}") from None
+    return model
+
+
+def load_folder(folder: Path, family: str, skip_others: bool = False) -> dict[str, dict[str, Trained]]:
+    """Every model of `family` in a folder of group folders: group → file name → model. With `skip_others`,
+    other .json files (reports) may sit beside them."""
+    out: dict[str, dict[str, Trained]] = {}
+    for f in sorted(folder.glob("*/*.json")):
+        try:
+            out.setdefault(f.parent.name, {})[f.stem] = load(f, family)
+        except ValueError:
+            if not skip_others:
+                raise
+    out = {g: models for g, models in out.items() if models}
+    if not out:
+        noun = "models" if family == "forecaster" else "generators"
+        raise ValueError(f"{folder}: no {noun} here; give a folder written by "
+                         f"{'`twin train --out`' if family == 'forecaster' else '`twin synth train --out`'}")
+    return out

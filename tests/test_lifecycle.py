@@ -1,0 +1,77 @@
+"""The one lifecycle every trained model keeps (`predictors.lifecycle`), over every registered kind: fit → save →
+load gives the same output, the file records what the model is and the fingerprint of the data it saw, and a file
+of another family is refused with a clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from predictors import REGISTRY, from_table
+from predictors.lifecycle import FAMILIES, load
+from predictors.synth import HEALTHY, Windows
+from tests.test_predictors import FMT, degradation_table, write_nasa
+
+FAST: dict[str, dict[str, Any]] = {  # small enough for the fast loop; the quality floors live in each model's tests
+    "baseline": {}, "regression": {}, "lstm": {"epochs": 2, "hidden": 8},
+    "vae": {"epochs": 2, "updates": 0}, "gan": {"steps": 5}}
+
+
+def forecaster_data(tmp: Path) -> Any:
+    df, _ = degradation_table(12, seed=5)
+    return from_table(write_nasa(df, tmp / "train.txt"), FMT)
+
+
+def generator_data(tmp: Path) -> Windows:
+    rng = np.random.default_rng(5)
+    n = 96
+    mode = np.where(np.arange(n) % 3 == 0, HEALTHY, "wear").astype(object)
+    severity = np.where(mode == HEALTHY, 0.0, rng.uniform(0.2, 1.0, n))
+    x = rng.normal(0, 1, (n, 8, 3)) + severity[:, None, None]
+    return Windows(x.astype(np.float32), mode, severity, np.array([f"u{i % 6}" for i in range(n)], dtype=object),
+                   np.arange(n) * 60.0, ["a", "b", "c"], "machine_type", ["wear"])
+
+
+DATA = {"forecaster": forecaster_data, "generator": generator_data}
+OUTPUT = {"forecaster": lambda m, data: m.predict(data).frame().to_numpy(),
+          "generator": lambda m, data: m.sample("wear", 0.7, 16, seed=2).x}
+PARAMS = {"forecaster": {"horizon": 30.0, "cap": 125.0, "window": 20, "seed": 3}, "generator": {"seed": 3}}
+
+
+def test_every_family_has_data_and_every_kind_a_setting() -> None:
+    assert set(DATA) == set(FAMILIES) and set(FAST) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_fit_save_load_gives_the_same_model(kind: str, tmp_path: Path) -> None:
+    cls = REGISTRY[kind]
+    data = DATA[cls.family](tmp_path)
+    model = cls(**PARAMS[cls.family], **FAST[kind]).fit(data)
+    path = model.save(tmp_path / "saved", "m")
+    doc = json.loads(path.read_text())
+    assert (doc["format"], doc["family"], doc["kind"]) == ("linetwin-model/1", cls.family, kind)
+    meta = doc["meta"]
+    assert meta["kind"] == kind and meta["family"] == cls.family and meta["linetwin"] and meta["trained"]
+    assert meta["data"]["fingerprint"] == data.fingerprint() and len(meta["data"]["fingerprint"]) == 16
+    np.load(path.with_suffix(".npz"), allow_pickle=False).close()  # arrays only: no pickle in the file
+
+    again = load(path, cls.family)
+    assert type(again) is cls and again.params() == model.params() and again.meta_ == meta
+    np.testing.assert_array_equal(OUTPUT[cls.family](again, data), OUTPUT[cls.family](model, data))
+
+    other = next(f for f in FAMILIES if f != cls.family)
+    with pytest.raises(ValueError, match=rf"{path.name}: not a linetwin .*it holds a {cls.family} \({kind}\)"):
+        load(path, other)
+
+
+def test_a_file_that_is_no_model_is_refused_with_where_models_come_from(tmp_path: Path) -> None:
+    bad = tmp_path / "report.json"
+    bad.write_text('{"format": "something-else/2"}')
+    with pytest.raises(ValueError, match="report.json: not a linetwin model file .*`twin train`"):
+        load(bad, "forecaster")
+    with pytest.raises(ValueError, match="not a linetwin generator .*`twin synth train`"):
+        load(bad, "generator")
