@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -50,16 +51,28 @@ class Run:
         return f"{self.path.parent.name}/{self.path.name} ({self.run_id})"
 
     def truth(self, name: str) -> pd.DataFrame:
-        p = self.path / "truth" / f"{name}.parquet"
-        return pd.read_parquet(p) if p.exists() else pd.DataFrame()
+        return result_table(self.path / "truth" / f"{name}.parquet")
 
     def kpis(self) -> pd.DataFrame:
-        p = self.path / "kpis.parquet"
-        return pd.read_parquet(p) if p.exists() else pd.DataFrame()
+        return result_table(self.path / "kpis.parquet")
 
     def summary(self) -> pd.DataFrame:
-        p = self.path / "summary.parquet"
-        return pd.read_parquet(p) if p.exists() else pd.DataFrame()
+        return result_table(self.path / "summary.parquet")
+
+
+def result_table(path: Path) -> pd.DataFrame:
+    """A run's Parquet result (empty until written), read again only when the file changes: the live views ask
+    for it every second."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return pd.DataFrame()
+    return _read_parquet(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _read_parquet(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return pd.read_parquet(path)
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)
@@ -282,3 +295,39 @@ def pick_run() -> Run | None:
     labels = [r.label for r in runs]
     choice = st.sidebar.selectbox("run", labels, index=0, key="run")
     return runs[labels.index(choice)]
+
+
+# --- forecasts on the machine page ---------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def models(folder: str) -> dict:  # type: ignore[type-arg]
+    """The forecasters of a `twin train` folder, loaded once."""
+    from predictors.base import load_bundle
+
+    return load_bundle(Path(folder))
+
+
+@st.cache_data(ttl=5.0, show_spinner="forecasting")
+def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, folder: str,
+              group: str) -> pd.DataFrame:
+    """The machine's forecast at every minute, from the store's per-minute means (as live)."""
+    from predictors.data import RunToFailure, twin_frame
+
+    model = models(folder).get(group, {}).get("model")
+    handle = store_for(url)
+    if model is None or handle.store is None:
+        return pd.DataFrame()
+    feats = model.prep_.features
+    frame = twin_frame(handle.store, run, start, [machine], feats)
+    frame = frame[frame.replication == rep]
+    if frame.empty:
+        return pd.DataFrame()
+    for f in feats:
+        if f not in frame:
+            frame[f] = np.nan
+    ds = RunToFailure(frame.assign(unit=machine).rename(columns={"t": "time"})[["unit", "time", *feats]], feats,
+                      model.modes_, np.full((len(frame), len(model.modes_)), np.inf),
+                      np.zeros((len(frame), len(model.modes_))), 60.0)
+    fc = model.predict(ds).frame()
+    fc["ts"] = start + pd.to_timedelta(frame.t.to_numpy(), unit="s")
+    return fc

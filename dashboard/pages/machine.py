@@ -2,48 +2,13 @@
 maintenance marked, and the simulation's ground truth (true wear) beside them."""
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
 
 st.title("Machine detail")
-
-
-@st.cache_resource(show_spinner=False)
-def models(folder: str) -> dict:  # type: ignore[type-arg]
-    from predictors.base import load_bundle
-
-    return load_bundle(Path(folder))
-
-
-@st.cache_data(ttl=5.0, show_spinner="forecasting")
-def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, folder: str,
-              group: str) -> pd.DataFrame:
-    """The machine's forecast at every minute, from the store's per-minute means (as live)."""
-    from predictors.data import RunToFailure, twin_frame
-
-    model = models(folder).get(group, {}).get("model")
-    handle = data.store_for(url)
-    if model is None or handle.store is None:
-        return pd.DataFrame()
-    feats = model.prep_.features
-    frame = twin_frame(handle.store, run, start, [machine], feats)
-    frame = frame[frame.replication == rep]
-    if frame.empty:
-        return pd.DataFrame()
-    for f in feats:
-        if f not in frame:
-            frame[f] = np.nan
-    ds = RunToFailure(frame.assign(unit=machine).rename(columns={"t": "time"})[["unit", "time", *feats]], feats,
-                      model.modes_, np.full((len(frame), len(model.modes_)), np.inf),
-                      np.zeros((len(frame), len(model.modes_))), 60.0)
-    fc = model.predict(ds).frame()
-    fc["ts"] = start + pd.to_timedelta(frame.t.to_numpy(), unit="s")
-    return fc
 
 
 run = data.pick_run()
@@ -96,7 +61,7 @@ if run is not None:
     sensors()
     folder = os.environ.get("LINETWIN_MODELS")
     if folder:
-        fc = forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)
+        fc = data.forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)
         if len(fc):
             fc = fc[(fc.ts >= start + pd.Timedelta(hours=hours[0])) & (fc.ts <= start + pd.Timedelta(hours=hours[1]))]
             p = fc.melt(id_vars="ts", value_vars=[c for c in fc if c.startswith("p_") and c != "p_any"],
