@@ -1,4 +1,4 @@
-# Quick start: `make demo` runs a bundled scenario, `make test` runs the whole suite.
+# Quick start: `make demo` runs a bundled scenario, `make test` runs the whole suite; `make check` is the fast loop.
 # Both create the virtual environment and install the project first (only when pyproject.toml changed);
 # `make test` also installs the servers the tests start (Debian's mosquitto and victoria-metrics) and chromium.
 VENV ?= .venv
@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= scenarios/bottling.yaml
 TORCH ?= 2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test check lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,9 +19,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/twin run $(SCENARIO)
 
+# ruff, and the import contracts in pyproject.toml (the packages' imports follow the data flow)
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
+# the inner loop before each commit (< 90 s): lint and the tests not marked slow
+check: lint
+	bash scripts/test-deps.sh
+	$(PY) -m pytest -m "not slow" -q
+
+# everything CI runs: lint and the whole suite, slow statistical and end-to-end runs included
 test: lint
 	bash scripts/test-deps.sh
 	$(PY) -m pytest
