@@ -71,7 +71,7 @@ def test_fit_save_load_gives_the_same_model(kind: str, tmp_path: Path) -> None:
 def test_a_file_that_is_no_model_is_refused_with_where_models_come_from(tmp_path: Path) -> None:
     bad = tmp_path / "report.json"
     bad.write_text('{"format": "something-else/2"}')
-    with pytest.raises(ValueError, match="report.json: not a linetwin model file .*`twin train`"):
+    with pytest.raises(ValueError, match=r"report\.json: not a linetwin model file .*`twin train`"):
         load(bad, "forecaster")
-    with pytest.raises(ValueError, match="not a linetwin generator .*`twin synth train`"):
+    with pytest.raises(ValueError, match=r"not a linetwin generator .*`twin synth train`"):
         load(bad, "generator")
