@@ -74,35 +74,20 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
     and left after the last one is stored. `policy` overrides the machines' maintenance policies.
     `inject` replays synthetic readings into a machine.
     """
-    now = _now_ms()
     live = scenario.realtime_factor > 0
-    run_id = run_id_for(scenario, now)
+    run_id = run_id_for(scenario, _now_ms())
     start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
     topics = LineTopics(scenario.line.site, scenario.line.area, scenario.line.name)
     store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
     with contextlib.ExitStack() as stack:
-        if broker is None:
-            embedded = stack.enter_context(EmbeddedBroker(data_dir=out / "broker"))
-            url = embedded.url
-            note = f"embedded {embedded.kind} broker on {url}"
-        else:
-            url, note = broker, f"broker {broker}"
+        url, note = _broker(stack, broker, out)
         stats = StreamStats(run_id, str(url), store_url, notes=[note])
         if on_note is not None:
             on_note(f"streaming to the {note}; readings stored in {store_url}")
         protocol = negotiate(url)
         if attach is not None:
             stack.enter_context(attach(url, protocol))
-        sink: Ingest | IngestProcess | None = None
-        if ingest == "thread":
-            store = open_store(store_url)
-            stack.callback(store.close)
-            sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=f"linetwin-run-{run_id}",
-                          client_id=f"linetwin-ingest-{run_id}", durable=False).start()
-            stack.callback(sink.stop)
-        elif ingest:  # a child process: the second core parses and writes while this one simulates
-            sink = IngestProcess(url, store_url, topics.prefix, run_id).start()
-            stack.callback(sink.stop)
+        sink = _ingest(stack, ingest, url, store_url, topics, run_id, protocol)
         # with our own ingest subscribed, "no matching subscribers" can only mean it is re-subscribing: resend
         pub = Publisher(url, topics, run_id, start_ms, spill_dir=out, protocol=protocol,
                         require_subscriber=bool(ingest)).start()
@@ -123,25 +108,55 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
                                      wall_start=start_ms / 1000 if live else None, policy=policy, inject=inject)
         stats.readings = pub.readings_published
         pub.publish_status("finished", readings=stats.readings)
-        if not pub.flush(drain_timeout):
-            stats.notes.append(f"{len(pub.outbox)} messages were still waiting for the broker after "
-                               f"{drain_timeout:g} s; they are kept in {pub.outbox._path}")
-        stats.messages, stats.spilled = pub.messages_sent, pub.outbox.spilled_total
-        if isinstance(sink, Ingest):
-            stats.complete = sink.wait_for(run_id, stats.readings, drain_timeout)
-            stats.stored = sink.store.count(run_id)
-            stats.rejected = sink.rejected
-        elif sink is not None:
-            finished = sink.wait(drain_timeout)
-            sink.stop()
-            store = open_store(store_url)
-            stats.stored = store.count(run_id)
-            store.close()
-            stats.complete = finished and stats.stored >= stats.readings
-            stats.rejected = sink.rejected
+        _drain(pub, sink, stats, store_url, drain_timeout)
         return summary, kpis, stats
 
 
+def _broker(stack: contextlib.ExitStack, broker: BrokerURL | None, out: Path) -> tuple[BrokerURL, str]:
+    """The run's broker (an embedded one, started on the stack, when none is given) and a note naming it."""
+    if broker is not None:
+        return broker, f"broker {broker}"
+    embedded = stack.enter_context(EmbeddedBroker(data_dir=out / "broker"))
+    return embedded.url, f"embedded {embedded.kind} broker on {embedded.url}"
+
+
+def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, store_url: str, topics: LineTopics,
+            run_id: str, protocol: int) -> Ingest | IngestProcess | None:
+    """The run's own ingest, started on the stack: a child process, a thread ("thread"), or none (False)."""
+    if ingest == "thread":
+        store = open_store(store_url)
+        stack.callback(store.close)
+        sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=f"linetwin-run-{run_id}",
+                      client_id=f"linetwin-ingest-{run_id}", durable=False).start()
+        stack.callback(sink.stop)
+        return sink
+    if ingest:  # a child process: the second core parses and writes while this one simulates
+        proc = IngestProcess(url, store_url, topics.prefix, run_id).start()
+        stack.callback(proc.stop)
+        return proc
+    return None
+
+
+def _drain(pub: Publisher, sink: Ingest | IngestProcess | None, stats: StreamStats, store_url: str,
+           timeout: float) -> None:
+    """Wait until the broker has every message and the run's ingest has stored every reading (or `timeout`
+    passes), and count what arrived into `stats`."""
+    if not pub.flush(timeout):
+        stats.notes.append(f"{len(pub.outbox)} messages were still waiting for the broker after "
+                           f"{timeout:g} s; they are kept in {pub.outbox._path}")
+    stats.messages, stats.spilled = pub.messages_sent, pub.outbox.spilled_total
+    if isinstance(sink, Ingest):
+        stats.complete = sink.wait_for(stats.run_id, stats.readings, timeout)
+        stats.stored = sink.store.count(stats.run_id)
+        stats.rejected = sink.rejected
+    elif sink is not None:
+        finished = sink.wait(timeout)
+        sink.stop()
+        store = open_store(store_url)
+        stats.stored = store.count(stats.run_id)
+        store.close()
+        stats.complete = finished and stats.stored >= stats.readings
+        stats.rejected = sink.rejected
 
 
 class StoreSink:
