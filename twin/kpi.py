@@ -61,65 +61,24 @@ def _repairs(line: Line, a: float, b: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["machine", "fault_mode", "t", "downtime"])
 
 
+Row = tuple[str, str, str, float]  # scope, entity, kpi, value
+
+
 def replication_kpis(line: Line) -> pd.DataFrame:
     """All KPIs of one finished replication, long format (scope, entity, kpi, value)."""
     sc = line.scenario
     a, b = sc.warmup, min(line.env.now, sc.duration)
-    span = b - a
-    planned = line.calendar.planned(a, b) if line.calendar else span
-    rows: list[tuple[str, str, str, float]] = []
-    entry = np.frombuffer(line.entry, dtype=np.float64).copy()
-    exit_ = np.frombuffer(line.exit, dtype=np.float64).copy()
-    scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
-    left = (exit_ >= a) & (exit_ <= b)
-    good = left & (scrap_at < 0)
-    rows += [
-        ("line", sc.line.name, "throughput [parts/h]", good.sum() / span * 3600),
-        ("line", sc.line.name, "wip [parts]", time_average_wip(entry, exit_, a, b)),
-        ("line", sc.line.name, "lead time [min]", float(np.mean(exit_[good] - entry[good]) / 60) if good.any()
-         else np.nan),
-        ("line", sc.line.name, "time in system [min]", float(np.mean(exit_[left] - entry[left]) / 60)
-         if left.any() else np.nan),
-        ("line", sc.line.name, "departures [parts/h]", left.sum() / span * 3600),
-        ("line", sc.line.name, "scrap rate", float((left & (scrap_at >= 0)).sum() / left.sum()) if left.any()
-         else 0.0),
-    ]
-    if line.arrivals:
-        rows.append(("line", sc.line.name, "lost arrivals", line.lost / line.arrivals))
+    planned = line.calendar.planned(a, b) if line.calendar else b - a
+    rows = _flow_kpis(line, a, b)
     repairs = _repairs(line, a, b)
     station_oee: dict[str, tuple[float, float, float, float, float]] = {}
     for st, group in zip(sc.stations, line.stations):
-        ideal = st.ideal_cycle_time or st.cycle_time.mean
-        tot_planned = tot_loss = count = good_n = active = 0.0
+        tallies = []
         for m in group:
-            d = state_durations(m, a, b)
-            fin = np.frombuffer(m.log.finished, dtype=np.float64)
-            scr = np.frombuffer(m.log.scrapped, dtype=np.float64)
-            n_good = int(np.count_nonzero((fin >= a) & (fin <= b)))
-            n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
-            del fin, scr
-            rep = repairs[repairs.machine == m.name]
-            clock_time = d[WORKING] if m.mtype.clock == "operating" else span - d[DOWN] - d[MAINTENANCE] - d[OFF_SHIFT]
-            for k, name in enumerate(STATES):
-                rows.append(("machine", m.name, f"{name} share", d[k] / span))
-            rows += [
-                ("machine", m.name, "utilisation", d[WORKING] / span),
-                ("machine", m.name, "availability", 1 - (d[DOWN] + d[MAINTENANCE]) / planned),
-                ("machine", m.name, "failures", float(len(rep))),
-                ("machine", m.name, "mtbf [h]", clock_time / len(rep) / 3600 if len(rep) else np.nan),
-                ("machine", m.name, "mttr [min]", float(rep.downtime.mean() / 60) if len(rep) else np.nan),
-                ("machine", m.name, "parts", float(n_good + n_scrap)),
-            ]
-            tot_planned += planned
-            tot_loss += d[DOWN] + d[MAINTENANCE] + d[SETUP]
-            count += n_good + n_scrap
-            good_n += n_good
-            active += d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP]
-        avail = 1 - tot_loss / tot_planned
-        run_time = tot_planned - tot_loss
-        perf = ideal * count / run_time if run_time > 0 else 0.0
-        qual = good_n / count if count else 1.0
-        station_oee[st.name] = (avail * perf * qual, avail, perf, qual, active / (span * len(group)))
+            machine_rows, tally = _machine_kpis(m, a, b, planned, repairs[repairs.machine == m.name])
+            rows += machine_rows
+            tallies.append(tally)
+        station_oee[st.name] = _station_oee(st.ideal_cycle_time or st.cycle_time.mean, planned, b - a, tallies)
         for name, v in zip(("oee", "oee availability", "oee performance", "oee quality", "active share"),
                            station_oee[st.name]):
             rows.append(("station", st.name, name, float(v)))
@@ -136,6 +95,69 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     df.insert(0, "replication", line.replication)
     df["value"] = df["value"].astype(float)
     return df
+
+
+def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
+    """The line's flow of parts in [a, b]: throughput, WIP, lead time, departures, scrap, lost arrivals."""
+    name, span = line.scenario.line.name, b - a
+    entry = np.frombuffer(line.entry, dtype=np.float64).copy()
+    exit_ = np.frombuffer(line.exit, dtype=np.float64).copy()
+    scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
+    left = (exit_ >= a) & (exit_ <= b)
+    good = left & (scrap_at < 0)
+    rows: list[Row] = [
+        ("line", name, "throughput [parts/h]", good.sum() / span * 3600),
+        ("line", name, "wip [parts]", time_average_wip(entry, exit_, a, b)),
+        ("line", name, "lead time [min]", float(np.mean(exit_[good] - entry[good]) / 60) if good.any() else np.nan),
+        ("line", name, "time in system [min]", float(np.mean(exit_[left] - entry[left]) / 60)
+         if left.any() else np.nan),
+        ("line", name, "departures [parts/h]", left.sum() / span * 3600),
+        ("line", name, "scrap rate", float((left & (scrap_at >= 0)).sum() / left.sum()) if left.any() else 0.0),
+    ]
+    if line.arrivals:
+        rows.append(("line", name, "lost arrivals", line.lost / line.arrivals))
+    return rows
+
+
+def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.DataFrame
+                  ) -> tuple[list[Row], tuple[float, float, float, float]]:
+    """One machine's state shares, availability, MTBF/MTTR and parts in [a, b], and what its station's OEE
+    adds up: (time lost to stops, parts made, good parts, active time)."""
+    span = b - a
+    d = state_durations(m, a, b)
+    fin = np.frombuffer(m.log.finished, dtype=np.float64)
+    scr = np.frombuffer(m.log.scrapped, dtype=np.float64)
+    n_good = int(np.count_nonzero((fin >= a) & (fin <= b)))
+    n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
+    clock_time = d[WORKING] if m.mtype.clock == "operating" else span - d[DOWN] - d[MAINTENANCE] - d[OFF_SHIFT]
+    rows: list[Row] = [("machine", m.name, f"{name} share", d[k] / span) for k, name in enumerate(STATES)]
+    rows += [
+        ("machine", m.name, "utilisation", d[WORKING] / span),
+        ("machine", m.name, "availability", 1 - (d[DOWN] + d[MAINTENANCE]) / planned),
+        ("machine", m.name, "failures", float(len(repairs))),
+        ("machine", m.name, "mtbf [h]", clock_time / len(repairs) / 3600 if len(repairs) else np.nan),
+        ("machine", m.name, "mttr [min]", float(repairs.downtime.mean() / 60) if len(repairs) else np.nan),
+        ("machine", m.name, "parts", float(n_good + n_scrap)),
+    ]
+    return rows, (d[DOWN] + d[MAINTENANCE] + d[SETUP], n_good + n_scrap, n_good,
+                  d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP])
+
+
+def _station_oee(ideal: float, planned: float, span: float, tallies: list[tuple[float, float, float, float]]
+                 ) -> tuple[float, float, float, float, float]:
+    """A station's OEE, availability, performance, quality and active share from its machines' tallies."""
+    tot_planned = tot_loss = count = good_n = active = 0.0
+    for loss, made, good, busy in tallies:  # summed in machine order, as always
+        tot_planned += planned
+        tot_loss += loss
+        count += made
+        good_n += good
+        active += busy
+    avail = 1 - tot_loss / tot_planned
+    run_time = tot_planned - tot_loss
+    perf = ideal * count / run_time if run_time > 0 else 0.0
+    qual = good_n / count if count else 1.0
+    return avail * perf * qual, avail, perf, qual, active / (span * len(tallies))
 
 
 def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
