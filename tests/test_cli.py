@@ -33,6 +33,7 @@ def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr + r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
 def test_run_bundled_scenario_end_to_end(path: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -60,6 +61,7 @@ def test_run_bundled_scenario_end_to_end(path: Path, tmp_path: Path) -> None:
     assert {"state", "wear", "fault_mode"}.isdisjoint(readings.columns)  # ground truth kept apart
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_files_and_seed_option_changes_them(tmp_path: Path) -> None:
     args = ("run", "scenarios/body_shop.yaml", "--duration", "20 min", "--warmup", "0", "--replications", "1")
     a = twin(*args, "--out", str(tmp_path / "a"))

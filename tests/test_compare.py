@@ -15,6 +15,8 @@ from twin.maintenance import Oracle, Preventive
 from twin.model import Line
 from twin.scenario import ScenarioError, load_scenario, with_policy
 
+pytestmark = pytest.mark.slow  # end to end: policies compared over replications, in parallel processes
+
 
 def bottling(duration: float, replications: int = 1, **update: object) -> object:
     sc = with_policy(load_scenario(ROOT / "scenarios" / "bottling.yaml"), "run-to-failure")

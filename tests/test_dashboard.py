@@ -20,6 +20,8 @@ from sensors.bus.payloads import alert_payload
 from sensors.store import open_store
 from tests.conftest import ROOT, Mosquitto, run_all, twin_cmd
 
+pytestmark = pytest.mark.slow  # end to end: simulated runs shown in AppTest and in chromium
+
 PAGES = ROOT / "dashboard" / "pages"
 LINE = "plant-hamburg/hall-2/bottling-1"
 

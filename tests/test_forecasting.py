@@ -15,6 +15,7 @@ import jsonschema
 import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
+import pytest
 import yaml
 
 from predictors.alerts import AlertRule, episodes
@@ -25,6 +26,8 @@ from predictors.online import LiveForecaster
 from tests.conftest import Mosquitto, _need, run_all, twin_cmd
 from twin.app.stream import stream_scenario
 from twin.scenario import load_scenario, with_policy
+
+pytestmark = pytest.mark.slow  # end to end: simulates run-to-failure history, trains, streams
 
 LINE = "plant-hamburg/hall-2/bottling-1"
 WEAR = ("bearing_wear", "valve_clogging", "overheating")

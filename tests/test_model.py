@@ -56,6 +56,7 @@ def test_parts_are_conserved() -> None:
     assert scrapped.sum() == sum(len(m.log.scrapped) for m in line.machines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clock", ["operating", "calendar"])
 def test_observed_mtbf_and_mttr_match_configured(clock: str) -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": unreliable(3600, 600, clock)},
@@ -81,6 +82,7 @@ def test_wear_rises_to_one_at_failure_and_resets_at_repair() -> None:
     assert (state[n + 1:] != DOWN).all()
 
 
+@pytest.mark.slow
 def test_operating_clock_runs_faster_under_load() -> None:
     base = {"fault_modes": [{"name": "f", "kind": "sudden", "ttf": exp(2000), "repair": const(10)}],
             "load_exponent": 2.0, "reference_load": 0.8}
@@ -136,6 +138,7 @@ def test_external_order_is_taken_at_the_next_cycle_boundary() -> None:
         line.order_maintenance("nope")
 
 
+@pytest.mark.slow
 def test_repair_crew_is_shared_and_repairs_wait() -> None:
     mt = unreliable(2000, 600)
     mt["repair_crew"] = "crew"
@@ -202,6 +205,7 @@ def test_down_and_maintenance_states_cover_the_events() -> None:
     assert MAINTENANCE in d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocking", ["after-service", "before-service"])
 def test_calendar_failures_strike_blocked_machines_too(blocking: str) -> None:
     """A fast machine feeding a slow one is blocked most of the time; time-dependent failures still come."""

@@ -20,6 +20,8 @@ from tests.conftest import Mosquitto
 from twin.app.stream import StreamStats, stream_scenario
 from twin.scenario import Scenario, load_scenario
 
+pytestmark = pytest.mark.slow  # end to end: streamed runs through real brokers, killed and restarted
+
 
 def body_shop(duration: float = 1800.0, **update: object) -> Scenario:
     sc = load_scenario("scenarios/body_shop.yaml")

@@ -274,6 +274,7 @@ def test_a_mode_seen_failing_too_rarely_raises_no_alerts(tables: dict[str, Path]
     assert s.loc["rich", "alert_alerts"] > 0 and s.loc["rich", "alert_recall"] >= 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["regression", "lstm"])
 def test_models_beat_the_baseline_on_the_test_protocol(kind: str, tables: dict[str, Path]) -> None:
     from predictors.evaluate import evaluate
@@ -292,6 +293,7 @@ def twin(*args: object) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_external_tables_train_and_evaluate_through_the_cli(tables: dict[str, Path], tmp_path: Path) -> None:
     # the public benchmarks' files end their lines with spaces; the RUL file too
     for name in ("train", "test", "rul"):
@@ -310,6 +312,7 @@ def test_external_tables_train_and_evaluate_through_the_cli(tables: dict[str, Pa
     assert "## table" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_cli_says_which_modes_raise_no_alerts(tables: dict[str, Path], tmp_path: Path) -> None:
     rows = pd.read_csv(tables["train"], sep=" ", header=None)
     few = write_nasa(rows[rows[0] <= 2], tmp_path / "two-units.txt")  # two failures
@@ -325,6 +328,7 @@ def test_the_cli_says_which_modes_raise_no_alerts(tables: dict[str, Path], tmp_p
     assert s.loc["regression", "alert_alerts"] == 0 and s.loc["regression", "alert_failures"] == 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [
     (("--unit-column", "engine"), "no unit id column 'engine'"),
     (("--unit-column", 0, "--time-column", 1, "--features", "c3,bogus"), "feature columns ['bogus']"),

@@ -24,6 +24,8 @@ from tests.conftest import Mosquitto, _need
 from tests.test_pipeline import assert_exactly_once, body_shop
 from twin.app.stream import stream_scenario
 
+pytestmark = pytest.mark.slow  # end to end: streamed runs through a mosquitto with TLS, passwords and an ACL
+
 LINE = "plant-zwickau/body-shop/biw-line-1"
 
 

@@ -22,6 +22,8 @@ from predictors.synth_eval import anomaly_auroc, augmentation, make_rare, trivia
 from tests.conftest import Mosquitto, twin_cmd
 from tests.test_forecasting import AlertListener
 
+pytestmark = pytest.mark.slow  # end to end: trains generators on simulated runs, replays them live
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import const, exp, interval, kpi, replicate, scenario, unreliable
 
+pytestmark = pytest.mark.slow  # statistical validation: 20 replications per exact result
+
 REPS = 20
 
 
