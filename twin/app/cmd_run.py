@@ -97,7 +97,8 @@ def run(
                       models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard)
     sc = _checked_policy(sc, policy, opts)
     opts.injection = _injection(sc, inject, into, at)
-    run_pipeline(sc, _result_folder(out, file), opts)
+    live = _live(sc, opts.models, opts.predictive, opts.anomaly) if opts.stream else (None, None)
+    run_pipeline(sc, _result_folder(out, file), opts, live)  # every check above fails before anything is written
 
 
 @dataclasses.dataclass
@@ -137,9 +138,10 @@ def _result_folder(out: Optional[Path], file: Path) -> Path:
     return out
 
 
-def run_pipeline(sc: Scenario, out: Path, opts: RunOptions) -> None:
-    """Simulate `sc` into `out` as `opts` say, with a progress bar, then print the KPIs and where everything went."""
-    live = _live(sc, opts.models, opts.predictive, opts.anomaly) if opts.stream else (None, None)
+def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
+                 live: tuple[Attach | None, PolicyFactory | None] = (None, None)) -> None:
+    """Simulate `sc` into `out` as `opts` say (with `live` forecasting and its policy, from `_live`), with a progress
+    bar, then print the KPIs and where everything went."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False) as bar:
         task = bar.add_task(f"{sc.line.name}", total=sc.duration * sc.replications, sim="")
