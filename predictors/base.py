@@ -19,6 +19,7 @@ import pandas as pd
 
 from predictors.data import RunToFailure
 from predictors.lifecycle import Trained, load_folder, register, registered
+from predictors.lifecycle import load as load_trained
 from predictors.prep import Preprocessor, split_units
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
@@ -187,7 +188,6 @@ class Estimator(Trained):
 
     def save(self, folder: Path, name: str | None = "model") -> Path:
         """Write `name`.json (metadata, preprocessing, hyperparameters) and `name`.npz (arrays) into folder."""
-        assert self.prep_ is not None
         return super().save(folder, name)
 
     def _state(self) -> dict[str, Any]:
@@ -204,8 +204,6 @@ class Estimator(Trained):
 
 def load(path: Path) -> Estimator:
     """A saved forecaster from its .json (its arrays are in the .npz beside it)."""
-    from predictors.lifecycle import load as load_trained
-
     return cast(Estimator, load_trained(path, "forecaster"))
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from predictors.base import ProgressFn
 from predictors.data import STEP, DataError, RunToFailure, TwinRun, from_twin_run
 from predictors.lifecycle import Trained, load_folder, register, registered
+from predictors.lifecycle import load as load_trained
 from predictors.prep import clean
 from twin.model import STATES, STOPPED_STATES
 
@@ -318,9 +319,7 @@ def generators() -> dict[str, type[Generator]]:
 
 def load_generator(path: Path) -> Generator:
     """A saved generator from its .json (weights in the .npz beside it)."""
-    from predictors.lifecycle import load
-
-    return cast(Generator, load(path, "generator"))
+    return cast(Generator, load_trained(path, "generator"))
 
 
 def load_generators(folder: Path) -> dict[str, dict[str, Generator]]:

@@ -97,7 +97,7 @@ def run(
                       models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard)
     sc = _checked_policy(sc, policy, opts)
     opts.injection = _injection(sc, inject, into, at)
-    live = _live(sc, opts.models, opts.predictive, opts.anomaly) if opts.stream else (None, None)
+    live = _live(sc, opts) if opts.stream else (None, None)
     run_pipeline(sc, _result_folder(out, file), opts, live)  # every check above fails before anything is written
 
 
@@ -259,20 +259,19 @@ def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, store: Optional
         fail(str(e), code=3)
 
 
-def _live(sc: Scenario, models: Optional[Path], predictive: bool, anomaly: Optional[Path]
-          ) -> tuple[Attach | None, PolicyFactory | None]:
+def _live(sc: Scenario, opts: RunOptions) -> tuple[Attach | None, PolicyFactory | None]:
     """With --models: the live forecaster to attach to the run's broker and, for the predictive policy, the
     policy its alerts drive; loaded before the run starts, so a bad model folder fails before anything is written."""
-    if models is None:
+    if opts.models is None:
         return None, None
     from twin.app.cmd_models import forecasting
 
     orders = None
-    if predictive:
+    if opts.predictive:
         from predictors.policy import AlertOrders
 
         orders = AlertOrders(f"{sc.line.site}/{sc.line.area}/{sc.line.name}")
-    return forecasting(models, sc, err_console, orders=orders, anomaly=anomaly), \
+    return forecasting(opts.models, sc, err_console, orders=orders, anomaly=opts.anomaly), \
         orders.policy_for if orders is not None else None
 
 
