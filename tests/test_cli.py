@@ -24,6 +24,18 @@ def test_validate_bundled() -> None:
     assert r.stdout.count("ok ") == len(BUNDLED)
 
 
+def test_help_and_validate_load_no_heavy_modules() -> None:
+    """`twin --help` and `twin validate` start fast: no scipy, torch, streamlit, pandas or store client is imported."""
+    probe = ("import sys\nfrom twin.app.cli import app\n"
+             "for args in (['--help'], ['validate', 'scenarios/bottling.yaml']):\n"
+             "    try:\n        app(args)\n    except SystemExit as e:\n        assert e.code == 0, (args, e.code)\n"
+             "print(sorted(m for m in ('scipy', 'torch', 'streamlit', 'pandas', 'duckdb', 'paho', 'sklearn') "
+             "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("scenarios/bottling.yaml").read_text().replace("seed: 20261123", "seed: -4"))

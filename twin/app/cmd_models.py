@@ -29,7 +29,6 @@ from twin.app.options import (
     out_console,
     stop_signals,
 )
-from twin.distributions import parse_duration
 
 if TYPE_CHECKING:
     from predictors.alerts import AlertRule
@@ -97,6 +96,8 @@ def _time(value: Optional[str], option: str, default: float, tables: bool) -> fl
     """A time option: a duration for twin runs ('2 h'), a number of cycles for tables."""
     if value is None:
         return default
+    from twin.distributions import parse_duration
+
     try:
         v = float(value) if tables else float(parse_duration(value))
     except ValueError as e:

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from twin.app.cmd_models import load_models, progress_bar
 from twin.app.options import fail, open_scenario, out_console, time_option
-from twin.distributions import parse_duration
 
 if TYPE_CHECKING:
     from twin.app.compare import PolicyParams
@@ -142,6 +141,8 @@ def tune(
         fail(f"--policy {policy!r}: choose preventive, condition-based or predictive")
     if objective not in KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(KPIS)}")
+    from twin.distributions import parse_duration
+
     raw = [v.strip() for v in values.split(",") if v.strip()]
     try:
         nums = [float(parse_duration(v)) if parameter == "every" else float(v) for v in raw]

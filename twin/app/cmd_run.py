@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -30,17 +29,21 @@ from twin.app.options import (
     stop_signals,
     time_option,
 )
-from twin.scenario import Scenario, ScenarioError, load_scenario, write_json_schema
 
-if TYPE_CHECKING:  # the streaming modules load only when a command needs them
+if TYPE_CHECKING:  # pandas, the scenario model and the streaming modules load only when a command needs them
+    import pandas as pd
+
     from sensors.bus.broker import BrokerURL
     from sensors.inject import Injection
     from twin.app.runner import ProgressFn
     from twin.app.stream import Attach, PolicyFactory, StreamStats
+    from twin.scenario import Scenario
 
 
 def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to check")]) -> None:
     """Check scenario files; print what is wrong with each (exit 2 if any is invalid)."""
+    from twin.scenario import ScenarioError, load_scenario
+
     bad = 0
     for f in files:
         try:
@@ -215,7 +218,7 @@ class _Dashboard:
 
 
 def _with_policy(sc: Scenario, policy: str) -> Scenario:
-    from twin.scenario import with_policy
+    from twin.scenario import ScenarioError, with_policy
 
     choices = ("run-to-failure", "preventive", "condition-based")
     if policy not in choices:
@@ -343,6 +346,8 @@ def ingest(
 
 
 def _fmt(row: pd.Series) -> str:
+    import pandas as pd
+
     v = row["mean"]
     if pd.isna(row["ci_low"]):
         return f"{v:.4g}"
@@ -368,6 +373,8 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
 
 def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
     """Per-station OEE and its factors, with the machines' availability and MTBF/MTTR."""
+    import pandas as pd
+
     t = Table(title="stations (mean over replications)")
     for col in ("station", "OEE", "availability", "performance", "quality", "active", "MTBF [h]", "MTTR [min]"):
         t.add_column(escape(col), justify="left" if col == "station" else "right")
@@ -386,5 +393,7 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
 def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Schema")] = Path(
         "docs/scenario.schema.json")) -> None:
     """Write the JSON Schema of scenario files (generated from the validating model)."""
+    from twin.scenario import write_json_schema
+
     write_json_schema(out)
     out_console.print(f"wrote {out}")

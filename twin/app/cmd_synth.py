@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -84,6 +83,8 @@ def synth(
         fail(f"--kind {kind!r}: {model} has {', '.join(sorted(gens[machine_type]))} for {machine_type}")
     g = gens[machine_type][kind]
     try:
+        import pandas as pd
+
         t0 = pd.Timestamp(start)
     except ValueError:
         fail(f"--start {start!r}: give a timestamp such as '2026-01-01 06:00'")

@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from twin.distributions import parse_duration
-from twin.scenario import Scenario, ScenarioError, load_scenario
-
-if TYPE_CHECKING:  # the bus loads only when a command needs it
+if TYPE_CHECKING:  # the scenario model and the bus load only when a command needs them (`twin --help` stays fast)
     from sensors.bus.broker import BrokerURL
+    from twin.scenario import Scenario
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -51,6 +49,8 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def open_scenario(path: Path, **overrides: object) -> Scenario:
     """The scenario file with the command line's overrides (None: keep the file's), or a clear error."""
+    from twin.scenario import ScenarioError, load_scenario
+
     try:
         return load_scenario(path, overrides={k: v for k, v in overrides.items() if v is not None})
     except ScenarioError as e:
@@ -59,6 +59,8 @@ def open_scenario(path: Path, **overrides: object) -> Scenario:
 
 def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
     """A time option such as '8 h' in seconds (None if not given), or a clear error naming the option."""
+    from twin.distributions import parse_duration
+
     if value is None:
         return None
     try:
