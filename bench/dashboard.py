@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twin.app.stream import store_scenario  # noqa: E402
+from twin.app.direct import store_scenario  # noqa: E402
 from twin.scenario import Scenario, load_scenario  # noqa: E402
 
 FIRST, REFRESH = 3.0, 0.5

@@ -33,7 +33,7 @@ from predictors.base import DEFAULTS  # noqa: E402
 from predictors.data import FEW_FAILURES, MIN_ALERT_FAILURES, RunToFailure, from_twin_runs  # noqa: E402
 from predictors.evaluate import evaluate  # noqa: E402
 from predictors.metrics import AlertEvents  # noqa: E402
-from twin.app.stream import store_scenario  # noqa: E402
+from twin.app.direct import store_scenario  # noqa: E402
 from twin.scenario import load_scenario, with_policy  # noqa: E402
 
 # training history per scenario (replications × simulated time): a few weeks of a line's history, enough wear-out

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from predictors.synth import generators, twin_windows  # noqa: E402
 from predictors.synth_eval import anomaly_alerts, anomaly_table, augmentation, quality, quality_table  # noqa: E402
-from twin.app.stream import store_scenario  # noqa: E402
+from twin.app.direct import store_scenario  # noqa: E402
 from twin.scenario import load_scenario, with_policy  # noqa: E402
 
 # scenario → (training replications, days each, the fault mode made rare)

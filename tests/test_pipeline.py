@@ -17,7 +17,8 @@ from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics
 from sensors.store import open_store
 from tests.conftest import Mosquitto
-from twin.app.stream import StreamStats, stream_scenario
+from twin.app.direct import StreamStats
+from twin.app.stream import stream_scenario
 from twin.scenario import Scenario, load_scenario
 
 pytestmark = pytest.mark.slow  # end to end: streamed runs through real brokers, killed and restarted

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sensors.bank import Readings, SensorBank
+from sensors.bank import Readings, SensorBank, first_order_lag
 from tests.helpers import const, scenario
 from twin.app.runner import simulate, states_frame
 from twin.model import Line
@@ -121,3 +123,15 @@ def test_slow_sensor_and_short_chunks() -> None:
     a, b = collect(sc, 7200), collect(sc, 31)
     pd.testing.assert_frame_equal(a, b)
     assert 20 <= len(a) <= 24
+
+
+@given(x=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=3000),
+       alpha=st.one_of(st.floats(0.0, 1e-5), st.floats(1e-5, 0.999999999)), y0=st.floats(-1e3, 1e3))
+@settings(max_examples=200, deadline=None)
+def test_first_order_lag_matches_scipy_lfilter(x: list[float], alpha: float, y0: float) -> None:
+    """The numpy lag filter is scipy.signal.lfilter's first-order IIR, from any start value, to rounding."""
+    from scipy.signal import lfilter
+
+    arr = np.asarray(x)
+    ref, _ = lfilter([1 - alpha], [1, -alpha], arr, zi=[alpha * y0])
+    np.testing.assert_allclose(first_order_lag(arr, alpha, y0), ref, rtol=1e-9, atol=1e-9)

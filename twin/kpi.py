@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, STATES, WORKING, Line, Machine
 
@@ -165,8 +164,13 @@ def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0
     df = kpis if isinstance(kpis, pd.DataFrame) else pd.concat(list(kpis), ignore_index=True)
     g = df.groupby(["scope", "entity", "kpi"], sort=False)["value"]
     out = g.agg(mean="mean", sd="std", n="count").reset_index()
-    q = stats.t.ppf(0.5 + confidence / 2, np.maximum(out["n"] - 1, 1))
-    half = np.where(out["n"] > 1, q * out["sd"] / np.sqrt(out["n"]), np.nan)
+    half = np.full(len(out), np.nan)
+    several = (out["n"] > 1).to_numpy()
+    if several.any():  # one replication has no interval (and needs no scipy)
+        from scipy.special import stdtrit  # the Student-t quantile scipy.stats.t.ppf uses, without its start-up
+
+        n = out["n"].to_numpy()[several]
+        half[several] = stdtrit(n - 1, 0.5 + confidence / 2) * out["sd"].to_numpy()[several] / np.sqrt(n)
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     return out

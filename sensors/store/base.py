@@ -1,20 +1,55 @@
 """What every store backend offers, and `open_store(url)` to get one.
 
-Readings travel as pandas DataFrames with READING_COLUMNS; a reading is identified by
-(run, replication, machine, sensor, ts), so writing the same reading twice stores it once.
+The hot path hands readings over in columns (`ReadingBatch`: integer series ids, epoch milliseconds,
+values; no Python object per reading). Idempotence comes from message identity: a batch may name the
+message each row came in, and a message already stored is dropped whole, so an MQTT redelivery is
+stored once without a per-row key check. `write(frame)` (READING_COLUMNS, strings) is the convenient
+path for small batches: there a reading is identified by (run, replication, machine, sensor, ts), and
+writing the same reading twice stores it once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 
 READING_COLUMNS = ["run", "replication", "machine", "sensor", "ts", "value"]
 STATE_COLUMNS = ["run", "replication", "machine", "ts", "state", "reason"]  # reason: a stop's downtime reason
 SERIES_COLUMNS = ["run", "machine", "station", "sensor", "unit"]
 AGGREGATES = ("mean", "min", "max", "last", "count")
+
+
+@dataclass
+class ReadingBatch:
+    """Readings in columns. `series` indexes the rows of `catalog` (SERIES_COLUMNS: run, machine, station,
+    sensor, unit), `ts_ms` is epoch milliseconds (UTC). With `message_keys`, rows come grouped by message:
+    message i has `message_sizes[i]` rows and identity `message_keys[i]` (a hash of its bytes)."""
+
+    catalog: pd.DataFrame
+    series: np.ndarray  # int32, a row of catalog
+    replication: np.ndarray  # int32
+    ts_ms: np.ndarray  # int64
+    value: np.ndarray  # float64
+    message_keys: np.ndarray | None = None  # int64 per message
+    message_sizes: np.ndarray | None = None  # int64 per message, summing to the rows
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as READING_COLUMNS (strings per row: for backends without a columnar path)."""
+        cat = self.catalog
+        return pd.DataFrame({
+            "run": cat["run"].to_numpy(dtype=object)[self.series],
+            "replication": self.replication,
+            "machine": cat["machine"].to_numpy(dtype=object)[self.series],
+            "sensor": cat["sensor"].to_numpy(dtype=object)[self.series],
+            "ts": pd.to_datetime(self.ts_ms, unit="ms"),
+            "value": self.value})
 
 
 class StoreError(Exception):
@@ -28,6 +63,11 @@ class Store(Protocol):
 
     def write(self, readings: pd.DataFrame) -> int:
         """Store readings (READING_COLUMNS); a reading already stored is ignored. Returns rows given."""
+        ...
+
+    def append(self, batch: ReadingBatch) -> int:
+        """Store readings given in columns (the hot path); the rows of a message already stored are dropped.
+        Returns the rows stored."""
         ...
 
     def write_states(self, states: pd.DataFrame) -> None:

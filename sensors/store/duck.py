@@ -1,4 +1,10 @@
-"""The embedded store: one DuckDB file, safe to share between the ingest's threads."""
+"""The embedded store: one DuckDB file, safe to share between the ingest's threads.
+
+Readings are appended as Arrow batches with no key on the table: the hot path (`append`) is a bulk
+insert. A redelivered MQTT message is recognised by its identity (a hash of its bytes, kept in
+`messages`) and dropped whole in the same transaction that stores a new one, so each message is stored
+exactly once; `write(frame)` checks its rows against what is stored (an anti-join) instead.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from sensors.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, StoreError, check_agg
+from sensors.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, ReadingBatch, StoreError, check_agg
 
-# readings refer to their series by a small integer: the primary key stays cheap (about twice the
-# insert rate of a key over the three strings) and the file small
+# readings refer to their series by a small integer (the file stays small); no key on readings: a
+# store file written by an older linetwin keeps its key, which only slows its inserts
 _SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS series_id;
 CREATE TABLE IF NOT EXISTS series (
@@ -22,8 +30,8 @@ CREATE TABLE IF NOT EXISTS series (
     run VARCHAR, machine VARCHAR, station VARCHAR, sensor VARCHAR, unit VARCHAR,
     UNIQUE (run, machine, sensor));
 CREATE TABLE IF NOT EXISTS readings (
-    series INTEGER, replication INTEGER, ts TIMESTAMP, value DOUBLE,
-    PRIMARY KEY (series, replication, ts));
+    series INTEGER, replication INTEGER, ts TIMESTAMP, value DOUBLE);
+CREATE TABLE IF NOT EXISTS messages (key BIGINT);
 CREATE TABLE IF NOT EXISTS states (
     run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR,
     PRIMARY KEY (run, replication, machine, ts));
@@ -56,6 +64,7 @@ class DuckStore:
         except (OSError, duckdb.Error) as e:
             raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
         self._lock = threading.Lock()
+        self._ids: dict[tuple[str, str, str], int] = {}  # (run, machine, sensor) -> series id
         # a file opened read-only may predate a column of states (written for it as empty), found once here
         try:
             have = {r[1] for r in self._con.execute("PRAGMA table_info('states')").fetchall()}
@@ -76,10 +85,57 @@ class DuckStore:
             readings = readings.drop_duplicates(subset=READING_COLUMNS[:5])
             self._run("INSERT OR IGNORE INTO series (run, machine, sensor) "
                       "SELECT DISTINCT run, machine, sensor FROM batch;"
-                      "INSERT OR IGNORE INTO readings SELECT s.id, b.replication, b.ts, b.value FROM batch b "
-                      "JOIN series s ON s.run = b.run AND s.machine = b.machine AND s.sensor = b.sensor",
+                      "INSERT INTO readings SELECT s.id, b.replication, b.ts, b.value FROM batch b "
+                      "JOIN series s ON s.run = b.run AND s.machine = b.machine AND s.sensor = b.sensor "
+                      "ANTI JOIN readings r ON r.series = s.id AND r.replication = b.replication AND r.ts = b.ts",
                       batch=readings)
         return len(readings)
+
+    def _series_ids(self, catalog: pd.DataFrame) -> np.ndarray:
+        """The store's series id of every catalog row, registering the rows it has not seen."""
+        keys = list(zip(catalog["run"], catalog["machine"], catalog["sensor"]))
+        if any(k not in self._ids for k in keys):
+            self.write_series(catalog)
+            rows = self._run("SELECT s.run, s.machine, s.sensor, s.id FROM series s JOIN batch b "
+                             "ON s.run = b.run AND s.machine = b.machine AND s.sensor = b.sensor",
+                             batch=catalog[["run", "machine", "sensor"]]).fetchall()
+            self._ids.update({(r, m, sn): i for r, m, sn, i in rows})
+        return np.array([self._ids[k] for k in keys], dtype=np.int32)
+
+    def append(self, batch: ReadingBatch) -> int:
+        if not len(batch):
+            return 0
+        table = pa.table({"series": self._series_ids(batch.catalog)[batch.series],
+                          "replication": np.asarray(batch.replication, dtype=np.int32),
+                          "ts": pa.array(np.asarray(batch.ts_ms, dtype=np.int64), pa.timestamp("ms")),
+                          "value": np.asarray(batch.value, dtype=np.float64)})
+        with self._lock:
+            cur = self._con.cursor()
+            cur.begin()
+            try:
+                if batch.message_keys is not None and batch.message_sizes is not None:
+                    table = self._new_messages(cur, table, batch.message_keys, batch.message_sizes)
+                cur.register("batch", table)
+                cur.execute("INSERT INTO readings SELECT * FROM batch")
+                cur.commit()
+            except BaseException:
+                cur.rollback()
+                raise
+        return table.num_rows
+
+    @staticmethod
+    def _new_messages(cur: duckdb.DuckDBPyConnection, table: pa.Table, keys: np.ndarray,
+                      sizes: np.ndarray) -> pa.Table:
+        """The rows of messages not stored before (the first copy of each), recording their keys."""
+        keys = np.asarray(keys, dtype=np.int64)
+        first = np.zeros(len(keys), dtype=bool)
+        first[np.unique(keys, return_index=True)[1]] = True  # a redelivery inside this very batch
+        cur.register("keys", pa.table({"key": keys[first]}))
+        seen = cur.execute("SELECT key FROM keys SEMI JOIN messages USING (key)").fetchnumpy()["key"]
+        fresh = first & ~np.isin(keys, seen)
+        cur.register("fresh", pa.table({"key": keys[fresh]}))
+        cur.execute("INSERT INTO messages SELECT key FROM fresh")
+        return table if fresh.all() else table.filter(pa.array(np.repeat(fresh, sizes)))
 
     def write_states(self, states: pd.DataFrame) -> None:
         if len(states):

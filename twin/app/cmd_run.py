@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # pandas, the scenario model and the streaming modules load o
 
     from sensors.bus.broker import BrokerURL
     from sensors.inject import Injection
+    from twin.app.direct import StreamStats
     from twin.app.runner import ProgressFn
-    from twin.app.stream import Attach, PolicyFactory, StreamStats
+    from twin.app.stream import Attach, PolicyFactory
     from twin.scenario import Scenario
 
 
@@ -231,13 +232,13 @@ def _with_policy(sc: Scenario, policy: str) -> Scenario:
 
 def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Optional[str]) -> Injection | None:
     """The replay asked for by --inject/--into/--at, checked against the scenario."""
-    from sensors.inject import Injection, InjectionError
-    from twin.model import Line
-
     if inject is None:
         if into is not None or at is not None:
             fail("--into and --at belong to --inject FILE (synthetic readings from `twin synth`)")
         return None
+    from sensors.inject import Injection, InjectionError
+    from twin.model import Line
+
     if into is None:
         fail("--inject: name the machine whose readings it replaces with --into MACHINE")
     start = time_option(at, "--at", allow_zero=True) or 0.0
@@ -254,7 +255,7 @@ def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Op
 def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, store: Optional[str],
                   inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from sensors.store import StoreError
-    from twin.app.stream import store_scenario
+    from twin.app.direct import store_scenario
 
     try:
         return store_scenario(sc, out, store_url=store, progress=progress, inject=inject)

@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,32 +50,110 @@ class HealthSampler:
     def __init__(self, line: Line, period: float = HEALTH_PERIOD) -> None:
         self.period = period
         self.readers = [(m, TruthReader(m)) for m in line.machines if m.wear_modes]
+        pairs = [(m.name, m.modes[i].name) for m, _ in self.readers for i in m.wear_modes]
+        self._machines = pa.array([m for m, _ in pairs], pa.string())
+        self._modes = pa.array([f for _, f in pairs], pa.string())
 
-    def sample(self, t0: float, t1: float) -> pd.DataFrame:
+    def sample(self, t0: float, t1: float) -> pa.Table:
+        """Columns t, machine, fault_mode, wear for the grid times in [t0, t1), machine by machine."""
         k0, k1 = int(np.ceil(t0 / self.period - 1e-9)), int(np.ceil(t1 / self.period - 1e-9))
         ts = np.arange(k0, k1) * self.period
-        times, machines, modes, wears = [], [], [], []
+        wears = []
         for m, reader in self.readers:
             _, _, wear = reader.at(ts)
-            for i in m.wear_modes:
-                times.append(ts)
-                machines.append(np.full(len(ts), m.name, dtype=object))
-                modes.append(np.full(len(ts), m.modes[i].name, dtype=object))
-                wears.append(wear[i])
-        if not times:
-            return pd.DataFrame(columns=["t", "machine", "fault_mode", "wear"])
-        return pd.DataFrame({"t": np.concatenate(times), "machine": np.concatenate(machines),
-                             "fault_mode": np.concatenate(modes), "wear": np.concatenate(wears)})
+            wears.extend(wear[i] for i in m.wear_modes)
+        pair = pa.array(np.repeat(np.arange(len(wears), dtype=np.int32), len(ts)))
+        return pa.table({"t": np.tile(ts, len(wears)),
+                         "machine": self._machines.take(pair), "fault_mode": self._modes.take(pair),
+                         "wear": np.concatenate(wears) if wears else np.empty(0)})
 
 
-def default_chunk(realtime_factor: float) -> float:
-    """Simulated seconds per step: large when running flat out, a fifth of a wall-clock second when live."""
-    return 600.0 if realtime_factor <= 0 else 0.2 * realtime_factor
+class TableStream:
+    """One Parquet file written as it grows: tables in, row groups of `rows` out, one writer for the file.
+
+    Encoding and compression run on a thread of their own (pyarrow releases the GIL), so the simulation goes
+    on meanwhile; at most one row group is in flight, so memory stays bounded by two row groups."""
+
+    def __init__(self, path: Path, rows: int = 1 << 19) -> None:
+        self.path, self.rows = path, rows
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future[None] | None = None
+
+    def write(self, table: pa.Table, *, create: bool = False) -> None:
+        """Queue `table`'s rows; `create`: write the file even if no rows ever come (an empty table)."""
+        if self._writer is None and (table.num_rows or create):
+            # dictionary encoding where it pays (text, small integers); plain for times and values
+            dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)
+                          and not pa.types.is_timestamp(f.type)]
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=dictionary)
+        if not table.num_rows:
+            return
+        assert self._writer is not None
+        if table.schema != self._writer.schema:
+            table = table.cast(self._writer.schema)
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= self.rows:
+            self.flush()
+
+    def _wait(self) -> None:
+        if self._inflight is not None:
+            self._inflight.result()  # a write error surfaces here, in the simulation's thread
+            self._inflight = None
+
+    def flush(self) -> None:
+        if self._buffer and self._writer is not None:
+            self._wait()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"parquet-{self.path.stem}")
+            self._inflight = self._pool.submit(self._writer.write_table, pa.concat_tables(self._buffer),
+                                               row_group_size=self.rows)
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            if self._writer is not None:
+                self._writer.close()
+
+
+def arrow_table(df: pd.DataFrame) -> pa.Table:
+    """A frame as Arrow with text columns typed as strings even when empty or all null, so every
+    replication's table has the same schema."""
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    for i, name in enumerate(df.columns):
+        if df[name].dtype == object:
+            schema = schema.set(i, pa.field(name, pa.string()))
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+CHUNK_READINGS = 250_000  # readings per simulation step when running flat out: large batches, bounded memory
+
+
+def default_chunk(realtime_factor: float, duration: float = 0.0, readings_per_s: float = 0.0,
+                  closed_loop: bool = False) -> float:
+    """Simulated seconds per step. Live: a fifth of a wall-clock second. Flat out: sized by the work, about
+    CHUNK_READINGS readings a step (at most a tenth of the run, so progress moves), since every step costs
+    a fixed overhead; a closed loop (a policy acting on the run's own alerts) keeps 600 s steps, so its
+    orders come as soon as before."""
+    if realtime_factor > 0:
+        return 0.2 * realtime_factor
+    if closed_loop or duration <= 0:
+        return 600.0
+    longest = max(600.0, duration / 10)
+    return longest if readings_per_s <= 0 else float(np.clip(CHUNK_READINGS / readings_per_s, 1.0, longest))
 
 
 def simulate(scenario: Scenario, replication: int = 0, *,
              on_readings: Callable[[Line, Readings], None] | None = None,
-             on_health: Callable[[Line, pd.DataFrame], None] | None = None,
+             on_health: Callable[[Line, pa.Table], None] | None = None,
              progress: ProgressFn | None = None,
              policy: Callable[[Machine], MaintenancePolicy] | None = None,
              chunk: float | None = None,
@@ -85,7 +164,8 @@ def simulate(scenario: Scenario, replication: int = 0, *,
     bank = SensorBank(line) if sensors else None
     health = HealthSampler(line) if on_health else None
     factor = scenario.realtime_factor
-    step = chunk or default_chunk(factor)
+    step = chunk or default_chunk(factor, scenario.duration, bank.readings_per_s if bank is not None else 0.0,
+                                  closed_loop=policy is not None)
     wall0 = time.time() if wall_start is None else wall_start  # when live: the wall time of t = 0
     t, n = 0.0, 0
     while t < scenario.duration:
@@ -139,17 +219,18 @@ def parts_frame(line: Line) -> pd.DataFrame:
 
 @dataclass
 class RunWriter:
-    """Writes a run folder: readings.parquet (streamed), sensors.parquet, truth/*.parquet, kpis, summary.
+    """Writes a run folder: readings.parquet, sensors.parquet, truth/*.parquet, kpis, summary.
 
     Every table has a `replication` column; times are seconds since the start (`t`) plus a wall-clock
     `timestamp` from the scenario's `start`, so any Parquet reader (pandas, DuckDB, Spark) can use them.
+    Each file is streamed through one writer in large row groups as the run goes (memory bounded by a
+    row group, not by the run); only the KPI summary waits for the last replication.
     """
 
     out: Path
     scenario: Scenario
-    _readings: pq.ParquetWriter | None = None
-    _health: list[pd.DataFrame] = field(default_factory=list)
-    _tables: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    _files: dict[str, TableStream] = field(default_factory=dict)
+    _kpis: list[pd.DataFrame] = field(default_factory=list)
     _catalog: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
@@ -170,51 +251,52 @@ class RunWriter:
         """Seconds since the start -> timestamps to the millisecond (NaN -> NaT), the same rounding as MQTT's."""
         return self._start + np.rint(np.asarray(t) * 1000).astype("timedelta64[ms]")
 
+    def _file(self, name: str) -> TableStream:
+        if name not in self._files:
+            self._files[name] = TableStream(self.out / name)
+        return self._files[name]
+
     def readings(self, line: Line, batch: Readings) -> None:
         if self._catalog is None:
             self._catalog = sensor_catalog(line)
         cat = self._catalog
         series = pa.array(batch.series)
-        table = pa.table({
+        self._file("readings.parquet").write(pa.table({
             "replication": pa.array(np.full(len(batch), line.replication, dtype=np.int32)),
             "t": pa.array(batch.t),
             "timestamp": pa.array(self._stamp(batch.t)),
             "machine": pa.DictionaryArray.from_arrays(series, pa.array(cat.machine.to_numpy())),
             "sensor": pa.DictionaryArray.from_arrays(series, pa.array(cat.sensor.to_numpy())),
             "value": pa.array(batch.value),
-        })
-        if self._readings is None:
-            self._readings = pq.ParquetWriter(self.out / "readings.parquet", table.schema, compression="zstd")
-        self._readings.write_table(table)
+        }))
 
-    def health(self, line: Line, frame: pd.DataFrame) -> None:
-        if len(frame):
-            self._health.append(frame.assign(replication=line.replication))
+    def health(self, line: Line, table: pa.Table) -> None:
+        if table.num_rows:
+            t = table.column("t").to_numpy()
+            self._file("truth/health.parquet").write(
+                table.append_column("replication", pa.array(np.full(len(t), line.replication, dtype=np.int64)))
+                .append_column("timestamp", pa.array(self._stamp(t))))
 
     def replication(self, rep: Replication) -> None:
+        """Append one finished replication's states, events, parts and KPIs."""
         line = rep.line
         for name, frame in (("states", states_frame(line)), ("events", events_frame(line)),
                             ("parts", parts_frame(line))):
-            self._tables.setdefault(name, []).append(frame.assign(replication=line.replication))
-        self._tables.setdefault("kpis", []).append(rep.kpis)
-
-    def close(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Finish every file; returns the KPI summary over replications."""
-        if self._readings is not None:
-            self._readings.close()
-        if self._catalog is not None:
-            self._catalog.to_parquet(self.out / "sensors.parquet", index=False)
-        truth = dict(self._tables)
-        if self._health:
-            truth["health"] = self._health
-        for name, frames in truth.items():
-            df = pd.concat(frames, ignore_index=True)
+            df = frame.assign(replication=line.replication)
             for col in ("t", "start", "end", "entry", "exit"):
                 if col in df:
                     df["timestamp" if col == "t" else f"{col}_time"] = self._stamp(df[col].to_numpy())
-            target = self.out / ("kpis.parquet" if name == "kpis" else f"truth/{name}.parquet")
-            df.to_parquet(target, index=False)
-        summary = summarize(truth["kpis"])
+            self._file(f"truth/{name}.parquet").write(arrow_table(df), create=True)
+        self._file("kpis.parquet").write(arrow_table(rep.kpis), create=True)
+        self._kpis.append(rep.kpis)
+
+    def close(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Finish every file; returns the KPI summary over replications."""
+        for stream in self._files.values():
+            stream.close()
+        if self._catalog is not None:
+            self._catalog.to_parquet(self.out / "sensors.parquet", index=False)
+        summary = summarize(pd.concat(self._kpis, ignore_index=True))
         summary.to_parquet(self.out / "summary.parquet", index=False)
         summary.to_csv(self.out / "summary.csv", index=False)
         self._meta("finished", extra)

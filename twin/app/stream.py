@@ -2,8 +2,8 @@
 
 With no broker given, an embedded one is started on 127.0.0.1; with no store given, the embedded
 DuckDB store is `twin.duckdb` in the run's folder. The run ends only when every reading generated
-is in the store (or the time-out says what is missing). `store_scenario` is the batch path with no
-bus at all (training data, long runs): readings go straight into the store.
+is in the store (or the time-out says what is missing). `direct.store_scenario` is the batch path with
+no bus at all.
 """
 
 from __future__ import annotations
@@ -11,20 +11,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from sensors.bank import Readings, sensor_catalog
+from sensors.bank import sensor_catalog
 from sensors.bus.broker import BrokerURL, EmbeddedBroker, negotiate
 from sensors.bus.payloads import LineTopics
 from sensors.bus.publisher import Publisher
 from sensors.ingest import Ingest, IngestProcess
 from sensors.inject import Injection
-from sensors.store import Store, open_store
-from sensors.store.base import SERIES_COLUMNS
+from sensors.store import open_store
+from twin.app.direct import StreamStats, now_ms, run_id_for
 from twin.app.runner import ProgressFn, Replication, run_scenario
 from twin.maintenance import MaintenancePolicy
 from twin.model import Line, Machine
@@ -33,32 +31,6 @@ from twin.scenario import Scenario
 # another subscriber on the run's broker (e.g. the live forecaster): attach(broker, protocol) → a context
 Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]
 PolicyFactory = Callable[[Machine], MaintenancePolicy]  # a maintenance policy per machine (e.g. alert-driven)
-
-
-@dataclass
-class StreamStats:
-    """What a streamed run moved: readings generated and stored, messages, rejects, broker used."""
-
-    run_id: str
-    broker: str
-    store: str
-    readings: int = 0
-    stored: int = 0
-    messages: int = 0
-    spilled: int = 0
-    rejected: int = 0
-    complete: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-def _now_ms() -> dt.datetime:
-    """UTC now to the millisecond, naive (as scenario start times are)."""
-    now = dt.datetime.now(dt.UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000, tzinfo=None)
-
-
-def run_id_for(scenario: Scenario, now: dt.datetime) -> str:
-    return f"{scenario.line.name}-{now:%Y%m%dT%H%M%S}-{scenario.seed}"
 
 
 def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None = None, store_url: str | None = None,
@@ -75,7 +47,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
     `inject` replays synthetic readings into a machine.
     """
     live = scenario.realtime_factor > 0
-    run_id = run_id_for(scenario, _now_ms())
+    run_id = run_id_for(scenario, now_ms())
     start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
     topics = LineTopics(scenario.line.site, scenario.line.area, scenario.line.name)
     store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
@@ -100,7 +72,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             pub.new_replication()
 
         if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected
-            scenario = scenario.model_copy(update={"start": _now_ms()})
+            scenario = scenario.model_copy(update={"start": now_ms()})
             start_ms = pub.start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=pub.on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
@@ -157,71 +129,3 @@ def _drain(pub: Publisher, sink: Ingest | IngestProcess | None, stats: StreamSta
         store.close()
         stats.complete = finished and stats.stored >= stats.readings
         stats.rejected = sink.rejected
-
-
-class StoreSink:
-    """Writes a run's readings, states and sensor catalogue straight into a store (no bus in between)."""
-
-    def __init__(self, store: Store, run_id: str, start_ms: int, batch: int = 500_000) -> None:
-        self.store, self.run_id, self.start_ms, self.batch = store, run_id, start_ms, batch
-        self.written = 0
-        self._pending: list[pd.DataFrame] = []
-        self._pending_states: list[pd.DataFrame] = []
-        self._pending_rows = 0
-        self._catalog: pd.DataFrame | None = None
-        self._state_cursor: dict[tuple[int, str], int] = {}
-
-    def on_readings(self, line: Line, batch: Readings) -> None:
-        if self._catalog is None:
-            self._catalog = sensor_catalog(line).reset_index(drop=True)
-            self.store.write_series(self._catalog.assign(run=self.run_id)[list(SERIES_COLUMNS)])
-        cat = self._catalog
-        if len(batch):
-            self._pending.append(pd.DataFrame({
-                "run": self.run_id, "replication": np.int32(line.replication),
-                "machine": cat.machine.to_numpy(dtype=object)[batch.series],
-                "sensor": cat.sensor.to_numpy(dtype=object)[batch.series],
-                "ts": pd.to_datetime(self.start_ms + np.rint(batch.t * 1000).astype(np.int64), unit="ms"),
-                "value": batch.value}))
-            self._pending_rows += len(batch)
-        frames = self._pending_states
-        for m in line.machines:
-            key = (line.replication, m.name)
-            start = self._state_cursor.get(key, 0)
-            t, states, reasons = m.log.states_from(start)
-            if len(t):
-                frames.append(pd.DataFrame({
-                    "run": self.run_id, "replication": np.int32(line.replication), "machine": m.name,
-                    "ts": pd.to_datetime(self.start_ms + np.rint(t * 1000).astype(np.int64), unit="ms"),
-                    "state": states, "reason": reasons}))
-            self._state_cursor[key] = start + len(t)
-        if self._pending_rows >= self.batch:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what is buffered (large batches insert several times faster than one per chunk)."""
-        if self._pending:
-            self.store.write(pd.concat(self._pending, ignore_index=True))
-            self.written += self._pending_rows
-        if self._pending_states:
-            self.store.write_states(pd.concat(self._pending_states, ignore_index=True))
-        self._pending, self._pending_states, self._pending_rows = [], [], 0
-
-
-def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
-                   progress: ProgressFn | None = None,
-                   inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
-    """Run a scenario flat out, writing readings straight into the store; returns KPI summary, KPIs, stats."""
-    run_id = run_id_for(scenario, _now_ms())
-    start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
-    store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
-    store = open_store(store_url)
-    try:
-        sink = StoreSink(store, run_id, start_ms)
-        summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings,
-                                     extra={"run_id": run_id, "store": store_url}, inject=inject)
-        sink.flush()
-        stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
-    finally:
-        store.close()
-    return summary, kpis, stats
