@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from twin.app.cluster import ClusterError
 from twin.app.cmd_models import load_models, progress_bar
-from twin.app.options import fail, open_scenario, out_console, time_option
+from twin.app.options import ClusterOpt, fail, open_scenario, out_console, time_option
 
 if TYPE_CHECKING:
     from twin.app.compare import PolicyParams
@@ -59,7 +60,7 @@ Every = Annotated[Optional[str], typer.Option(help="preventive: operating time b
                                                    "gives none, e.g. '40 h'")]
 Threshold = Annotated[Optional[float], typer.Option(help="condition-based: wear limit where the file gives none")]
 ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folder from `twin train`")]
-Jobs = Annotated[Optional[int], typer.Option(min=1, help="parallel processes (default: one per core)")]
+Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes (default: one per core)")]
 
 
 def compare(
@@ -76,6 +77,7 @@ def compare(
     defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
                                        "forecast, until the next buffer covers the stop)")] = "none",
     jobs: Jobs = None,
+    cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/compare-<scenario>)")] = None,
 ) -> None:
     """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
@@ -94,10 +96,12 @@ def compare(
         task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
                             sc.replications, note="")
         try:
-            cmp = run_compare(sc, names, params, jobs=jobs,
+            cmp = run_compare(sc, names, params, jobs=jobs, cluster=cluster,
                               progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t} simulations"))
         except ValueError as e:
             fail(str(e))
+        except ClusterError as e:
+            fail(str(e), code=3)
     summ, diff = cmp.summary(), cmp.differences()
     t = Table(title=f"{sc.line.name}: policies over {sc.replications} replications of {sc.duration / 3600:g} h "
               f"(mean ± 95 % CI; * differs from {cmp.reference})")
@@ -113,7 +117,7 @@ def compare(
                                  (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
     out_console.print(t)
     path = write_report(cmp, out or Path("reports") / f"compare-{file.stem}")
-    out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.jobs} processes; "
+    out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
                       f"report: [bold]{path}[/]", highlight=False)
 
 
@@ -128,7 +132,7 @@ def tune(
     duration: Annotated[Optional[str], typer.Option()] = None,
     warmup: Annotated[Optional[str], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option(min=0)] = None,
-    models: ModelsOpt = None, jobs: Jobs = None,
+    models: ModelsOpt = None, jobs: Jobs = None, cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/tune-<scenario>-<policy>)")]
     = None,
 ) -> None:
@@ -162,8 +166,11 @@ def tune(
     with progress_bar() as bar:
         task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                             total=len(nums) * sc.replications, note="")
-        result = run_tune(sc, policy, parameter, nums, params, objective, jobs,
-                          progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t}"))
+        try:
+            result = run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
+                              progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t}"))
+        except ClusterError as e:
+            fail(str(e), code=3)
     summ = result.comparison.summary()
     t = Table(title=f"{policy}: {parameter} swept over {sc.replications} replications (mean ± 95 % CI)")
     t.add_column(parameter)

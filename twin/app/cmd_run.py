@@ -18,6 +18,7 @@ from twin.app.options import (
     BrokerOpt,
     CaOpt,
     CertOpt,
+    ClusterOpt,
     KeyOpt,
     LineOpt,
     broker_url,
@@ -93,16 +94,24 @@ def run(
     into: Annotated[Optional[str], typer.Option(help="with --inject: the machine whose readings it replaces")] = None,
     at: Annotated[Optional[str], typer.Option(help="with --inject: when the replay starts, e.g. '2 h' (default 0)")]
     = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="with --no-stream: replications side by side on this "
+                                                "many local processes (default: one per core once the replications "
+                                                "simulate a week or more together, else one)")] = None,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = open_scenario(file, duration=time_option(duration, "--duration"), replications=replications, seed=seed,
                        warmup=time_option(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
     opts = RunOptions(broker=broker_url(broker, ca, cert, key), store=store, stream=stream, ingest=ingest,
-                      models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard)
+                      models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard,
+                      jobs=jobs, cluster=cluster)
     sc = _checked_policy(sc, policy, opts)
     opts.injection = _injection(sc, inject, into, at)
     live = _live(sc, opts) if opts.stream else (None, None)
     run_pipeline(sc, _result_folder(out, file), opts, live)  # every check above fails before anything is written
+
+
+PARALLEL_FROM = 7 * 86400.0  # simulated seconds over all replications from which --no-stream uses every core
 
 
 @dataclasses.dataclass
@@ -118,12 +127,17 @@ class RunOptions:
     predictive: bool = False  # the forecasts' alerts order maintenance
     dashboard: bool = False  # a live dashboard for this run
     injection: Injection | None = None  # synthetic readings replayed into one machine
+    jobs: int | None = None  # --no-stream: local worker processes for the replications (None: one per core)
+    cluster: str | None = None  # --no-stream: a running Dask scheduler for the replications
 
 
 def _checked_policy(sc: Scenario, policy: Optional[str], opts: RunOptions) -> Scenario:
     """The scenario with --policy applied, once the options that policy and --anomaly need are checked."""
     if opts.predictive and (opts.models is None or not opts.stream):
         fail("--policy predictive: give --models (from `twin train`) and stream (the alerts travel over MQTT)")
+    if opts.stream and ((opts.jobs or 1) > 1 or opts.cluster):
+        fail("--jobs and --cluster run replications side by side, which only --no-stream does (a streamed run "
+             "publishes them one after another); add --no-stream or leave them out")
     if opts.anomaly is not None and (opts.models is None or not opts.stream):
         fail("--anomaly: give --models too (the anomaly score joins their forecasts) and stream (alerts travel "
              "over MQTT)")
@@ -160,7 +174,7 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
         else:
             if board is not None:
                 board.start(None)
-            summary, kpis, stats = _store_direct(sc, out, progress, opts.store, opts.injection)
+            summary, kpis, stats = _store_direct(sc, out, progress, opts)
     _report(sc, out, summary, kpis, stats, opts)
     if board is not None:
         board.wait()
@@ -252,14 +266,20 @@ def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Op
     return injection
 
 
-def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, store: Optional[str],
-                  inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOptions
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from sensors.store import StoreError
+    from twin.app.cluster import ClusterError, tasks
     from twin.app.direct import store_scenario
 
     try:
-        return store_scenario(sc, out, store_url=store, progress=progress, inject=inject)
-    except StoreError as e:
+        # replications side by side on local processes or a cluster; a single one (or an injection) runs here, and
+        # so do short runs by default (starting worker processes costs seconds)
+        parallel = opts.injection is None and sc.replications > 1
+        jobs = opts.jobs if opts.jobs or sc.duration * sc.replications >= PARALLEL_FROM else 1
+        with tasks(opts.cluster, jobs if parallel else 1, sc.replications) as run:
+            return store_scenario(sc, out, store_url=opts.store, progress=progress, inject=opts.injection, tasks=run)
+    except (StoreError, ClusterError) as e:
         fail(str(e), code=3)
 
 

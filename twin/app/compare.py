@@ -4,14 +4,13 @@ Every (policy, replication) pair is one simulation; replication r uses the same 
 policy, and each machine draws failures, repairs and cycle times from its own streams, so the k-th
 life of a fault mode is the same draw under every policy (common random numbers): differences between
 policies are paired per replication, which gives far narrower confidence intervals than independent
-runs. Pairs run in parallel over the machine's cores.
+runs. Pairs are independent tasks: on local worker processes or a Dask cluster (`twin.app.cluster`), with
+the same results whatever runs them.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from twin.app.cluster import tasks
 from twin.kpi import replication_kpis, state_durations
 from twin.maintenance import Oracle
 from twin.model import DOWN, MAINTENANCE, Line
@@ -118,8 +118,8 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
     raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
 
 
-def _task(args: tuple[str, str, int, PolicyParams]) -> tuple[str, int, dict[str, float]]:
-    sc_json, policy, rep, params = args
+def policy_task(sc_json: str, policy: str, rep: int, params: PolicyParams) -> tuple[str, int, dict[str, float]]:
+    """One (policy, replication) simulation as a task for any worker: everything it needs travels with it."""
     try:
         import torch
 
@@ -138,6 +138,7 @@ class Comparison:
     reference: str
     wall: float = 0.0
     jobs: int = 1
+    where: str = "this process"
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> pd.DataFrame:
@@ -175,35 +176,23 @@ def _ci(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, i
 
 
 def compare(scenario: Scenario, policies: Sequence[str], params: PolicyParams, *, jobs: int | None = None,
-            progress: Callable[[int, int], None] | None = None) -> Comparison:
-    """Run every policy for the scenario's replications (common random numbers), in parallel."""
+            cluster: str | None = None, progress: Callable[[int, int], None] | None = None) -> Comparison:
+    """Run every policy for the scenario's replications (common random numbers) as tasks on `jobs` local
+    processes or the Dask cluster at `cluster`."""
     import time
 
     spec = scenario.model_dump_json(by_alias=True)
-    tasks = [(spec, p, r, params) for r in range(scenario.replications) for p in policies]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    args = [(spec, p, r, params) for r in range(scenario.replications) for p in policies]
     rows: list[tuple[str, int, str, float]] = []
     t0 = time.perf_counter()
-    done = 0
-    if jobs == 1:
-        results = (_task(t) for t in tasks)
-        for policy, rep, k in results:
+    with tasks(cluster, jobs, len(args)) as run:
+        for policy, rep, k in run.map(policy_task, args, progress):
             rows += [(policy, rep, name, v) for name, v in k.items()]
-            done += 1
-            if progress:
-                progress(done, len(tasks))
-    else:
-        with ProcessPoolExecutor(jobs) as pool:
-            for fut in as_completed([pool.submit(_task, t) for t in tasks]):
-                policy, rep, k = fut.result()
-                rows += [(policy, rep, name, v) for name, v in k.items()]
-                done += 1
-                if progress:
-                    progress(done, len(tasks))
     kpis = pd.DataFrame(rows, columns=["policy", "replication", "kpi", "value"])
     order = {p: i for i, p in enumerate(policies)}
     kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(order) if s.name == "policy" else s)
-    return Comparison(scenario, kpis.reset_index(drop=True), policies[0], time.perf_counter() - t0, jobs)
+    return Comparison(scenario, kpis.reset_index(drop=True), policies[0], time.perf_counter() - t0, run.workers,
+                      run.where)
 
 
 def write_report(cmp: Comparison, out: Path) -> Path:
@@ -228,7 +217,7 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     lines = [f"# Maintenance policies on {sc.line.name}", "",
              f"{sc.replications} replications of {sc.duration / 3600:g} h (warm-up {sc.warmup / 3600:g} h) per "
              f"policy, common random numbers; mean ± 95 % CI half-width. Costs in {sc.costs.currency}. "
-             f"Wall time {cmp.wall:.1f} s on {cmp.jobs} processes.", *cmp.notes, "",
+             f"Wall time {cmp.wall:.1f} s on {cmp.where}.", *cmp.notes, "",
              wide[[p for p in policies if p in wide.columns]].to_markdown(), "",
              f"## Differences to {cmp.reference} (paired per replication; * = 95 % CI excludes 0)", "",
              dwide[[p for p in policies if p in dwide.columns]].to_markdown(), "", "![policies](policies.png)", ""]
@@ -270,30 +259,27 @@ class Tuning:
 
 
 def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float], params: PolicyParams,
-         objective: str = "total cost", jobs: int | None = None,
+         objective: str = "total cost", jobs: int | None = None, cluster: str | None = None,
          progress: Callable[[int, int], None] | None = None) -> Tuning:
     """Sweep `every` (preventive), `threshold` (condition-based) or `on` (predictive) with common random numbers."""
     import time
 
-    tasks = []
+    args, labels = [], []
+    spec = scenario.model_dump_json(by_alias=True)
     for v in values:
         p = PolicyParams(**{**params.__dict__, parameter: v, "force": True})
-        tasks += [(scenario.model_dump_json(by_alias=True), policy, r, p, v) for r in range(scenario.replications)]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+        args += [(spec, policy, r, p) for r in range(scenario.replications)]
+        labels += [f"{parameter}={v:g}"] * scenario.replications
     rows = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(jobs) as pool:
-        futs = {pool.submit(_task, t[:4]): t[4] for t in tasks}
-        for i, fut in enumerate(as_completed(futs)):
-            _, rep, k = fut.result()
-            rows += [(f"{parameter}={futs[fut]:g}", rep, name, val) for name, val in k.items()]
-            if progress:
-                progress(i + 1, len(tasks))
+    with tasks(cluster, jobs, len(args)) as run:
+        for label, (_, rep, k) in zip(labels, run.map(policy_task, args, progress)):
+            rows += [(label, rep, name, val) for name, val in k.items()]
     kpis = pd.DataFrame(rows, columns=["policy", "replication", "kpi", "value"])
     labels = [f"{parameter}={v:g}" for v in values]
     kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(labels.index) if s.name == "policy"
                             else s).reset_index(drop=True)
-    cmp = Comparison(scenario, kpis, labels[0], time.perf_counter() - t0, jobs)
+    cmp = Comparison(scenario, kpis, labels[0], time.perf_counter() - t0, run.workers, run.where)
     means = cmp.summary().query("kpi == @objective").set_index("policy")["mean"].reindex(labels)
     pick = means.idxmin() if objective in LOWER_IS_BETTER else means.idxmax()
     return Tuning(parameter, list(values), cmp, objective, values[labels.index(pick)])

@@ -11,9 +11,11 @@ import datetime as dt
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sensors.bank import Readings, sensor_catalog
 from sensors.inject import Injection
@@ -22,6 +24,9 @@ from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 from twin.app.runner import ProgressFn, run_scenario
 from twin.model import Line
 from twin.scenario import Scenario
+
+if TYPE_CHECKING:
+    from twin.app.cluster import Tasks
 
 
 @dataclass
@@ -84,6 +89,24 @@ class StoreSink:
         if self._pending_rows >= self.batch:
             self.flush()
 
+    def merge_part(self, part: Path) -> None:
+        """Take one replication's part folder (from a worker: `runner.replication_part`) in row groups."""
+        if self._catalog is None and (part / "sensors.parquet").exists():
+            self._catalog = pd.read_parquet(part / "sensors.parquet").assign(run=self.run_id)
+        if (part / "readings.parquet").exists():
+            source = pq.ParquetFile(part / "readings.parquet")
+            for b in source.iter_batches(batch_size=1 << 19, columns=["replication", "series", "t", "value"]):
+                rep, series, t, value = (b.column(i).to_numpy() for i in range(4))
+                self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
+                self._pending_rows += len(t)
+                if self._pending_rows >= self.batch:
+                    self.flush()
+        changes = pd.read_parquet(part / "state-changes.parquet")
+        for (rep, machine), g in changes.groupby(["replication", "machine"], sort=False):
+            self._states.append((int(rep), str(machine), self._ms(g.t.to_numpy()), g.state.to_numpy(dtype=object),
+                                 g.reason.to_numpy(dtype=object)))
+        self.flush()
+
     def _ms(self, t: np.ndarray) -> np.ndarray:
         return self.start_ms + np.rint(t * 1000).astype(np.int64)
 
@@ -130,17 +153,20 @@ class StoreSink:
 
 
 def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
-                   progress: ProgressFn | None = None,
-                   inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
-    """Run a scenario flat out, writing readings straight into the store; returns KPI summary, KPIs, stats."""
+                   progress: ProgressFn | None = None, inject: Injection | None = None,
+                   tasks: Tasks | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
+    """Run a scenario flat out, writing readings straight into the store; returns KPI summary, KPIs, stats.
+    With `tasks` (worker processes or a cluster), replications run side by side."""
     run_id = run_id_for(scenario, now_ms())
     start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
     store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
     store = open_store(store_url)
     try:
         sink = StoreSink(store, run_id, start_ms)
-        summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings,
-                                     extra={"run_id": run_id, "store": store_url}, inject=inject)
+        parallel = tasks is not None and tasks.client is not None and inject is None
+        summary, kpis = run_scenario(scenario, out, progress, on_readings=None if parallel else sink.on_readings,
+                                     extra={"run_id": run_id, "store": store_url}, inject=inject,
+                                     tasks=tasks if parallel else None, on_part=sink.merge_part)
         sink.close()
         stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
     finally:

@@ -26,6 +26,8 @@ CaOpt = Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) for mq
 CertOpt = Annotated[Optional[Path], typer.Option(help="client certificate (PEM) for mqtts://")]
 KeyOpt = Annotated[Optional[Path], typer.Option(help="client key (PEM) for mqtts://")]
 LineOpt = Annotated[str, typer.Option(help="site/area/line, or +/+/+ for every line")]
+ClusterOpt = Annotated[Optional[str], typer.Option(help="a running Dask scheduler, tcp://HOST:8786 (default: "
+                                                    "$LINETWIN_CLUSTER, else --jobs local processes)")]
 StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,9 @@ from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
 from twin.scenario import Scenario
 from twin.truth import TruthReader
+
+if TYPE_CHECKING:
+    from twin.app.cluster import Tasks
 
 HEALTH_PERIOD = 60.0  # seconds between ground-truth health samples
 ProgressFn = Callable[[int, float], None]  # (replication, simulated seconds done)
@@ -229,6 +234,7 @@ class RunWriter:
 
     out: Path
     scenario: Scenario
+    series: bool = False  # readings keep the bank's series id (a replication's part, merged by `merge`)
     _files: dict[str, TableStream] = field(default_factory=dict)
     _kpis: list[pd.DataFrame] = field(default_factory=list)
     _catalog: pd.DataFrame | None = None
@@ -261,14 +267,15 @@ class RunWriter:
             self._catalog = sensor_catalog(line)
         cat = self._catalog
         series = pa.array(batch.series)
-        self._file("readings.parquet").write(pa.table({
+        table = pa.table({
             "replication": pa.array(np.full(len(batch), line.replication, dtype=np.int32)),
             "t": pa.array(batch.t),
             "timestamp": pa.array(self._stamp(batch.t)),
             "machine": pa.DictionaryArray.from_arrays(series, pa.array(cat.machine.to_numpy())),
             "sensor": pa.DictionaryArray.from_arrays(series, pa.array(cat.sensor.to_numpy())),
             "value": pa.array(batch.value),
-        }))
+        })
+        self._file("readings.parquet").write(table.append_column("series", series) if self.series else table)
 
     def health(self, line: Line, table: pa.Table) -> None:
         if table.num_rows:
@@ -290,17 +297,72 @@ class RunWriter:
         self._file("kpis.parquet").write(arrow_table(rep.kpis), create=True)
         self._kpis.append(rep.kpis)
 
-    def close(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Finish every file; returns the KPI summary over replications."""
+    def close_files(self) -> None:
+        """Finish every Parquet file and write the sensor catalogue."""
         for stream in self._files.values():
             stream.close()
         if self._catalog is not None:
             self._catalog.to_parquet(self.out / "sensors.parquet", index=False)
+
+    def close(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Finish every file; returns the KPI summary over replications."""
+        self.close_files()
         summary = summarize(pd.concat(self._kpis, ignore_index=True))
         summary.to_parquet(self.out / "summary.parquet", index=False)
         summary.to_csv(self.out / "summary.csv", index=False)
         self._meta("finished", extra)
         return summary
+
+    def merge(self, part: Path) -> None:
+        """Append one replication's part folder (from `replication_part`), file by file in row groups, so memory
+        stays bounded whatever the run's length."""
+        if self._catalog is None and (part / "sensors.parquet").exists():
+            self._catalog = pd.read_parquet(part / "sensors.parquet")
+        for name in PART_FILES:
+            if not (part / name).exists():
+                continue
+            source = pq.ParquetFile(part / name)
+            schema = source.schema_arrow
+            keep = [n for n in schema.names if n != "series"]
+            stream = self._file(name)
+            stream.write(schema.empty_table().select(keep), create=name != "readings.parquet"
+                         and not name.endswith("health.parquet"))
+            for batch in source.iter_batches(batch_size=stream.rows, columns=keep):
+                stream.write(pa.Table.from_batches([batch]))
+        self._kpis.append(pd.read_parquet(part / "kpis.parquet"))
+
+
+PART_FILES = ("readings.parquet", "truth/health.parquet", "truth/states.parquet", "truth/events.parquet",
+              "truth/parts.parquet", "kpis.parquet")
+
+
+def state_changes(line: Line) -> pd.DataFrame:
+    """Every machine's logged state changes (replication, machine, t, state, reason): what a store keeps."""
+    frames = []
+    for m in line.machines:
+        t, states, reasons = m.log.states_from(0)
+        frames.append(pd.DataFrame({"replication": np.int32(line.replication), "machine": m.name, "t": t,
+                                    "state": states, "reason": reasons}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int]:
+    """Simulate one replication into its own part folder: a task for any worker, everything it needs travels with
+    it. The folder appears whole (written aside, then renamed), so a task run twice (its worker died) leaves one
+    copy; the two are identical anyway. Returns (replication, readings)."""
+    sc = Scenario.model_validate_json(spec)
+    final = Path(folder)
+    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    writer = RunWriter(tmp, sc, series=True)
+    result = simulate(sc, replication, on_readings=writer.readings, on_health=writer.health)
+    writer.replication(result)
+    writer.close_files()
+    state_changes(result.line).to_parquet(tmp / "state-changes.parquet", index=False)
+    try:
+        tmp.rename(final)
+    except OSError:  # a copy is there already
+        shutil.rmtree(tmp, ignore_errors=True)
+    return replication, result.readings
 
 
 def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = None, *,
@@ -309,17 +371,39 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
                  extra: dict[str, Any] | None = None,
                  wall_start: float | None = None,
                  policy: Callable[[Machine], MaintenancePolicy] | None = None,
-                 inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 inject: Injection | None = None,
+                 tasks: Tasks | None = None,
+                 on_part: Callable[[Path], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
 
     `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
     each finished replication; `policy` overrides the machines' maintenance policies (e.g. predictive);
-    `inject` replays synthetic readings into one machine (recorded in run.json).
+    `inject` replays synthetic readings into one machine (recorded in run.json). With `tasks` on worker
+    processes or a cluster (and none of the above), replications run there side by side, each into a part
+    folder that is merged in replication order and handed to `on_part` (e.g. the store) before it goes.
     """
     writer = RunWriter(out, scenario)
     if inject is not None:
         extra = {**(extra or {}), "injections": [inject.record()]}
     writer.open(extra)
+    wall = time.perf_counter()
+    if tasks is not None and tasks.client is not None and on_readings is None and on_replication is None \
+            and policy is None and inject is None and scenario.realtime_factor == 0:
+        readings = _replications_on(tasks, scenario, out, writer, progress, on_part)
+    else:
+        readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start, policy,
+                                      inject)
+    kpis = pd.concat(writer._kpis, ignore_index=True)
+    summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
+                            **(extra or {})})
+    return summary, kpis
+
+
+def _replications_here(scenario: Scenario, writer: RunWriter, progress: ProgressFn | None,
+                       on_readings: Callable[[Line, Readings], None] | None,
+                       on_replication: Callable[[Replication], None] | None, wall_start: float | None,
+                       policy: Callable[[Machine], MaintenancePolicy] | None, inject: Injection | None) -> int:
+    """Replications one after another in this process, readings streamed to the writer and `on_readings`."""
 
     def readings_to(line: Line, batch: Readings) -> None:
         if inject is not None:
@@ -328,17 +412,42 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
         if on_readings is not None:
             on_readings(line, batch)
 
-    wall = time.perf_counter()
     readings = 0
-    kpis = []
     for rep in range(scenario.replications):
         result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress,
                           wall_start=wall_start if rep == 0 else None, policy=policy)
         writer.replication(result)
         readings += result.readings
-        kpis.append(result.kpis)
         if on_replication is not None:
             on_replication(result)
-    summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
-                            **(extra or {})})
-    return summary, pd.concat(kpis, ignore_index=True)
+    return readings
+
+
+def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWriter, progress: ProgressFn | None,
+                     on_part: Callable[[Path], None] | None) -> int:
+    """Replications as tasks on workers, each into out/.parts/rep-N, merged in order as they arrive."""
+    parts = out / ".parts"
+    parts.mkdir(exist_ok=True)
+    spec = scenario.model_dump_json(by_alias=True)
+    args = [(spec, r, str((parts / f"rep-{r}").resolve())) for r in range(scenario.replications)]
+
+    def done(n: int, total: int) -> None:
+        if progress is not None:
+            progress(n - 1, scenario.duration)
+
+    readings = 0
+    try:
+        # a few parts in flight beyond the workers: the next is ready when one is merged, disk use stays bounded
+        for rep, n in tasks.map(replication_part, args, done, window=tasks.workers + 1):
+            part = parts / f"rep-{rep}"
+            if not part.is_dir():
+                raise RuntimeError(f"replication {rep} ran on a worker that cannot write {out}: with --cluster, put "
+                                   "the result folder (--out) on a file system every worker shares")
+            writer.merge(part)
+            if on_part is not None:
+                on_part(part)
+            shutil.rmtree(part)
+            readings += n
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return readings

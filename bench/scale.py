@@ -1,0 +1,57 @@
+"""Replications side by side (a benchmark, not a test; issue 19): `twin run --no-stream` with 40 replications on
+one local worker process against two, on this machine's cores. The limit (speed-up ≥ 1.7x on 2 cores) is
+compared against the one-worker run measured in the same session; results are checked equal as well.
+
+    .venv/bin/python bench/scale.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = [("serial-5, no sensors, 40 x 20,000 min", "bench/scenarios/serial5.yaml", "20000 min"),
+         ("cnc_cell with sensors, 40 x 8 h", "scenarios/cnc_cell.yaml", "8 h")]
+LIMIT = 1.7
+
+
+def run(scenario: str, duration: str, jobs: int, out: Path) -> float:
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "run", scenario, "--no-stream", "--replications", "40",
+                        "--duration", duration, "--jobs", str(jobs), "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr[-2000:])
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before)\n")
+    print(f"{'case':<40}{'1 worker':>10}{'2 workers':>11}{'speed-up':>10}  verdict")
+    failed = False
+    for name, scenario, duration in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            one = run(scenario, duration, 1, Path(tmp) / "one")
+            two = run(scenario, duration, 2, Path(tmp) / "two")
+            a = pd.read_parquet(Path(tmp) / "one" / "kpis.parquet")
+            b = pd.read_parquet(Path(tmp) / "two" / "kpis.parquet")
+            same = a.equals(b)
+        ok = one / two >= LIMIT and same
+        failed |= not ok
+        print(f"{name:<40}{one:>9.1f}s{two:>10.1f}s{one / two:>9.2f}x  {'PASS' if ok else 'FAIL'} "
+              f"(limit {LIMIT}x; KPIs {'equal' if same else 'DIFFERENT'})")
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (after)")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Simulation batches on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1.
+
+The results of `twin compare` equal the local run's, and stay equal when a worker is killed mid-sweep
+(the scheduler runs its tasks again on the other one).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sensors.bus.broker import free_port, wait_port
+from tests.conftest import ROOT, twin_cmd
+from twin.app.cluster import ClusterError, cluster_address
+from twin.app.compare import PolicyParams, compare
+from twin.scenario import load_scenario, with_policy
+
+pytestmark = pytest.mark.slow  # a real scheduler and worker processes
+
+DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
+POLICIES = ("run-to-failure", "preventive", "condition-based")
+
+
+@dataclass
+class DaskCluster:
+    address: str
+    scheduler: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+
+
+def _worker(address: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*WORKER, address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
+                             "--no-dashboard", "--name", f"w{log.stem}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    from distributed import Client
+
+    logs = tmp_path_factory.mktemp("dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([*DASK, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "ab"))  # noqa: SIM115
+    procs = [scheduler]
+    try:
+        wait_port(port, 60)
+        workers = [_worker(address, logs / f"{i}.log") for i in range(2)]
+        procs += workers
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=120)
+        yield DaskCluster(address, scheduler, workers)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+def line(replications: int = 4) -> object:
+    sc = with_policy(load_scenario(ROOT / "scenarios" / "bottling.yaml"), "run-to-failure")
+    return sc.model_copy(update={"duration": 2 * 3600.0, "warmup": 0.0, "replications": replications})
+
+
+PARAMS = PolicyParams(every=3600.0, threshold=0.6)
+
+
+def test_compare_on_a_running_cluster_equals_the_local_run(cluster: DaskCluster, tmp_path: Path) -> None:
+    args = ("compare", "scenarios/bottling.yaml", "--policies", ",".join(POLICIES), "--replications", 4,
+            "--duration", "2 h", "--warmup", 0, "--every", "1 h", "--threshold", 0.6)
+    remote = subprocess.run(twin_cmd(*args, "--cluster", cluster.address, "--out", tmp_path / "remote"),
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert cluster.address in remote.stdout
+    local = subprocess.run(twin_cmd(*args, "--jobs", 1, "--out", tmp_path / "local"), capture_output=True, text=True,
+                           timeout=600, cwd=ROOT)
+    assert local.returncode == 0, local.stderr[-3000:]
+    a, b = (pd.read_csv(tmp_path / d / "kpis.csv") for d in ("local", "remote"))
+    assert len(a) == 4 * len(POLICIES) * a.kpi.nunique()
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_worker_killed_mid_sweep_costs_only_its_tasks(cluster: DaskCluster, tmp_path: Path) -> None:
+    sc = line(replications=6)
+    local = compare(sc, POLICIES, PARAMS, jobs=1)
+    victim = cluster.workers[0]
+    seen: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done == 3 and victim.poll() is None:
+            os.kill(victim.pid, signal.SIGKILL)  # the worker dies with tasks assigned to it
+
+    remote = compare(sc, POLICIES, PARAMS, cluster=cluster.address, progress=progress)
+    assert victim.poll() is not None  # it really died
+    assert seen == list(range(1, len(POLICIES) * 6 + 1))
+    pd.testing.assert_frame_equal(local.kpis, remote.kpis)
+    cluster.workers[0] = _worker(cluster.address, tmp_path / "respawned.log")  # for any later test
+
+
+def test_a_cluster_that_cannot_be_reached_is_a_clear_error() -> None:
+    with pytest.raises(ClusterError, match="tcp://HOST:8786"):
+        cluster_address("127.0.0.1:8786")
+    r = subprocess.run(twin_cmd("compare", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h",
+                                "--policies", "run-to-failure,oracle", "--cluster", f"tcp://127.0.0.1:{free_port()}"),
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 3 and "cannot reach the Dask scheduler" in r.stderr and "Traceback" not in r.stderr, \
+        r.stderr[-2000:]
+
+
+def _tables(folder: Path) -> dict[str, pd.DataFrame]:
+    return {p.relative_to(folder).as_posix(): pd.read_parquet(p) for p in sorted(folder.rglob("*.parquet"))}
+
+
+def test_run_replications_on_workers_equal_one_after_another(cluster: DaskCluster, tmp_path: Path) -> None:
+    """`twin run --no-stream` on local worker processes and on the cluster: every table, and the store, as when the
+    replications run one after another in one process."""
+    import json
+
+    from sensors.store import open_store
+
+    base = ("run", "scenarios/cnc_cell.yaml", "--duration", "90 min", "--warmup", 0, "--replications", 3, "--no-stream")
+    runs = {"seq": ("--jobs", 1), "local": ("--jobs", 2), "cluster": ("--cluster", cluster.address)}
+    for name, extra in runs.items():
+        r = subprocess.run(twin_cmd(*base, *extra, "--out", tmp_path / name), capture_output=True, text=True,
+                           timeout=600, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-3000:]
+    seq = _tables(tmp_path / "seq")
+    assert len(seq["readings.parquet"]) > 30_000 and set(seq["readings.parquet"].replication) == {0, 1, 2}
+    for name in ("local", "cluster"):
+        other = _tables(tmp_path / name)
+        assert other.keys() == seq.keys()
+        for table in seq:
+            pd.testing.assert_frame_equal(seq[table], other[table], obj=f"{name}/{table}")
+        assert not (tmp_path / name / ".parts").exists()
+        meta = json.loads((tmp_path / name / "run.json").read_text())
+        store = open_store(meta["store"], read_only=True)
+        assert store.count(meta["run_id"]) == len(seq["readings.parquet"]) == meta["readings"]
+        assert len(store.states(meta["run_id"])) > 0  # type: ignore[attr-defined]
+        store.close()
