@@ -2,10 +2,10 @@
 
 MQTT 5 shared subscription ($share/GROUP/...) so several workers split the load; a durable session
 (clean_start off, session expiry) so what was published while a worker was down reaches it when it
-returns; QoS 1 with manual acknowledgement only after the rows are in the store, and idempotent
-writes, so a redelivered message is stored once. `on_message` only parses (a pure function) and
-queues; a writer thread does all I/O. Malformed messages are counted and sent to the dead-letter
-topic with the reason; the ingest keeps running.
+returns; QoS 1 with manual acknowledgement only after the rows are in the store, and writes that know each
+message's identity (a hash of its bytes), so a redelivered message is stored once. `on_message` only
+parses (a pure function) and queues; a writer thread does all I/O. Malformed messages are counted and
+sent to the dead-letter topic with the reason; the ingest keeps running.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pandas as pd
 from sensors.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
 from sensors.bus.payloads import ParseError, StateChange, Telemetry, deadletter_payload, line_filters, parse
 from sensors.store import STATE_COLUMNS, Store
+from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 
 log = logging.getLogger("linetwin.ingest")
 
@@ -51,7 +52,9 @@ class Ingest:
         self._queue: queue.Queue[tuple[int, int, Telemetry | StateChange]] = queue.Queue()
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
-        self._known_series: set[tuple[str, str, str]] = set()
+        self._series: dict[tuple[str, str], dict[str, int]] = {}  # (run, machine) -> sensor -> catalogue row
+        self._catalog: list[tuple[str, str, str, str, str]] = []  # SERIES_COLUMNS rows this worker has seen
+        self._catalog_frame: pd.DataFrame | None = None
         self._closing = False
         self._subscribed = threading.Event()
         self._sub_lock = threading.Lock()
@@ -181,27 +184,10 @@ class Ingest:
         states = [it for _, _, it in items if isinstance(it, StateChange)]
         try:
             if tel:
-                sizes = [len(t.values) for t in tel]
-                frame = pd.DataFrame({
-                    "run": np.repeat(np.array([t.run for t in tel], dtype=object), sizes),
-                    "replication": np.repeat(np.array([t.replication for t in tel], dtype=np.int32), sizes),
-                    "machine": np.repeat(np.array([t.machine for t in tel], dtype=object), sizes),
-                    "sensor": np.array(list(chain.from_iterable(t.sensors for t in tel)), dtype=object),
-                    "ts": pd.to_datetime(np.fromiter(chain.from_iterable(t.ts_ms for t in tel), dtype=np.int64),
-                                         unit="ms"),
-                    "value": np.fromiter(chain.from_iterable(t.values for t in tel), dtype=np.float64),
-                })
-                self.store.write(frame)
-                self.stored += len(frame)
+                batch = self._batch(tel)
+                self.stored += self.store.append(batch)
                 for t in tel:
                     self.given[t.run] = self.given.get(t.run, 0) + len(t.values)
-                new = {(t.run, t.machine, s): (t.station, t.units.get(s, "")) for t in tel for s in t.units
-                       if (t.run, t.machine, s) not in self._known_series}
-                if new:
-                    self.store.write_series(pd.DataFrame(
-                        [(r, m, st, s, u) for (r, m, s), (st, u) in new.items()],
-                        columns=["run", "machine", "station", "sensor", "unit"]))
-                    self._known_series.update(new)
             if states:
                 self.store.write_states(pd.DataFrame(
                     [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state, reason)
@@ -213,6 +199,30 @@ class Ingest:
         for mid, qos, _ in items:
             if qos:
                 self.client.ack(mid, qos)
+
+    def _series_of(self, t: Telemetry) -> dict[str, int]:
+        """Sensor name -> row of this worker's catalogue for one message's machine, adding unseen series."""
+        ids = self._series.setdefault((t.run, t.machine), {})
+        for sensor, unit in t.units.items():
+            if sensor not in ids:
+                ids[sensor] = len(self._catalog)
+                self._catalog.append((t.run, t.machine, t.station, sensor, unit))
+                self._catalog_frame = None
+        return ids
+
+    def _batch(self, tel: list[Telemetry]) -> ReadingBatch:
+        """Many messages' readings in columns, grouped by message, each with its identity."""
+        sizes = np.fromiter((len(t.values) for t in tel), dtype=np.int64, count=len(tel))
+        series = np.fromiter(chain.from_iterable(map(self._series_of(t).__getitem__, t.sensors) for t in tel),
+                             dtype=np.int32, count=int(sizes.sum()))
+        if self._catalog_frame is None:
+            self._catalog_frame = pd.DataFrame(self._catalog, columns=SERIES_COLUMNS)
+        return ReadingBatch(
+            self._catalog_frame, series,
+            np.repeat(np.fromiter((t.replication for t in tel), dtype=np.int32, count=len(tel)), sizes),
+            np.fromiter(chain.from_iterable(t.ts_ms for t in tel), dtype=np.int64, count=len(series)),
+            np.fromiter(chain.from_iterable(t.values for t in tel), dtype=np.float64, count=len(series)),
+            np.fromiter((t.key for t in tel), dtype=np.int64, count=len(tel)), sizes)
 
     def wait_for(self, run: str, readings: int, timeout: float) -> bool:
         """Wait until the store holds `readings` readings of `run`."""

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
+from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 from tests.conftest import VictoriaMetrics
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
@@ -42,6 +43,26 @@ def test_write_is_idempotent_and_count(store: Store) -> None:
     store.write(df)
     store.write(df.iloc[::3])  # a redelivery
     assert store.count(run) == len(df)
+
+
+def batch_of(run: str, messages: list[tuple[int, int, int]]) -> ReadingBatch:
+    """Messages (key, first second, readings) of one series each, in columns."""
+    catalog = pd.DataFrame([(run, "m1", "st", "temp", "degC")], columns=SERIES_COLUMNS)
+    ts = np.concatenate([T0.value // 1_000_000 + 1000 * np.arange(s, s + n) for _, s, n in messages])
+    return ReadingBatch(catalog, np.zeros(len(ts), np.int32), np.zeros(len(ts), np.int32), ts.astype(np.int64),
+                        ts.astype(np.float64), np.array([k for k, _, _ in messages], np.int64),
+                        np.array([n for _, _, n in messages], np.int64))
+
+
+def test_append_stores_each_message_once(store: Store) -> None:
+    """The hot path: a message redelivered (in a later batch or in the same one) is stored once, by its identity."""
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    assert store.append(batch_of(run, [(11, 0, 50), (12, 50, 50)])) == 100
+    store.append(batch_of(run, [(12, 50, 50), (13, 100, 50), (13, 100, 50)]))  # 12 again, 13 twice in one batch
+    assert store.count(run) == 150
+    q = store.query(run=run)
+    assert q.ts.is_unique and len(q) == 150 and set(q.sensor) == {"temp"}
+    assert store.series(run).unit.tolist() == ["degC"]
 
 
 def test_query_raw_filters_and_order(store: Store) -> None:

@@ -12,6 +12,7 @@ Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mq
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -100,6 +101,7 @@ class Telemetry:
     sensors: list[str] = field(default_factory=list)
     ts_ms: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    key: int = 0  # the message's identity: a hash of its bytes (a redelivery has the same)
 
 
 @dataclass
@@ -212,7 +214,7 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
     readings = _field(obj, "readings", list)
     if len(readings) > MAX_READINGS:
         raise ParseError(f"too many readings in one message ({len(readings)} > {MAX_READINGS})")
-    out = Telemetry(run, replication, station, machine, units)
+    out = Telemetry(run, replication, station, machine, units, key=message_key(payload))
     if not readings:
         return out
     # column-wise checks: each is one pass in C, not a Python loop per reading
@@ -232,6 +234,12 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
         raise ParseError(f"sensor {sorted(unknown)[0]!r} has no unit in 'units'")
     out.sensors, out.ts_ms, out.values = sensors, ts, [float(v) for v in values]
     return out
+
+
+def message_key(payload: bytes | bytearray) -> int:
+    """A message's identity for exactly-once storage: 64 bits of BLAKE2b over its bytes. A redelivered message
+    has the same bytes, so the same key; two different messages collide with odds of about 2^-64 per pair."""
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little", signed=True)
 
 
 def deadletter_payload(topic: str, payload: bytes | bytearray, reason: str, received_ms: int) -> bytes:

@@ -149,7 +149,7 @@ class Publisher:
     """Publishes a line's readings, states, KPIs and run status; `on_readings` plugs into `simulate`."""
 
     def __init__(self, url: BrokerURL, topics: LineTopics, run_id: str, start_ms: int, *, spill_dir: Path,
-                 protocol: int = mqtt.MQTTv5, batch: int = 50, window: int = 2000,
+                 protocol: int = mqtt.MQTTv5, batch: int = 200, window: int = 2000,
                  max_memory: int = 64 << 20, require_subscriber: bool = True) -> None:
         self.url, self.topics, self.run_id, self.start_ms, self.batch = url, topics, run_id, start_ms, batch
         self.outbox = Outbox(spill_dir / f"outbox-{uuid.uuid4().hex[:8]}.sqlite", max_memory)
