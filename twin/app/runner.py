@@ -77,10 +77,12 @@ class TableStream:
     """One Parquet file written as it grows: tables in, row groups of `rows` out, one writer for the file.
 
     Encoding and compression run on a thread of their own (pyarrow releases the GIL), so the simulation goes
-    on meanwhile; at most one row group is in flight, so memory stays bounded by two row groups."""
+    on meanwhile; at most one row group is in flight, so memory stays bounded by two row groups. The file is
+    written under a hidden name and renamed when closed: a reader (the dashboard) never sees half a file."""
 
-    def __init__(self, path: Path, rows: int = 1 << 19) -> None:
-        self.path, self.rows = path, rows
+    def __init__(self, path: Path, rows: int = 1 << 19, compression: str = "zstd") -> None:
+        self.path, self.rows, self.compression = path, rows, compression
+        self._partial = path.with_name(f".{path.name}.writing")
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
@@ -93,7 +95,8 @@ class TableStream:
             # dictionary encoding where it pays (text, small integers); plain for times and values
             dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)
                           and not pa.types.is_timestamp(f.type)]
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", use_dictionary=dictionary)
+            self._writer = pq.ParquetWriter(self._partial, table.schema, compression=self.compression,
+                                            use_dictionary=dictionary)
         if not table.num_rows:
             return
         assert self._writer is not None
@@ -119,6 +122,7 @@ class TableStream:
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
+        """Write what is left and give the file its name (left under the hidden one if a write failed)."""
         self.flush()
         try:
             self._wait()
@@ -127,6 +131,8 @@ class TableStream:
                 self._pool.shutdown()
             if self._writer is not None:
                 self._writer.close()
+        if self._writer is not None:
+            self._partial.replace(self.path)
 
 
 def arrow_table(df: pd.DataFrame) -> pa.Table:
@@ -140,6 +146,7 @@ def arrow_table(df: pd.DataFrame) -> pa.Table:
 
 
 CHUNK_READINGS = 250_000  # readings per simulation step when running flat out: large batches, bounded memory
+STREAM_CHUNK = 600.0  # simulated seconds per step of a streamed run: subscribers see the line advance in these
 
 
 def default_chunk(realtime_factor: float, duration: float = 0.0, readings_per_s: float = 0.0,
@@ -234,7 +241,7 @@ class RunWriter:
 
     out: Path
     scenario: Scenario
-    series: bool = False  # readings keep the bank's series id (a replication's part, merged by `merge`)
+    part: bool = False  # one replication's part (merged by `merge`): readings keep the series id, no compression
     _files: dict[str, TableStream] = field(default_factory=dict)
     _kpis: list[pd.DataFrame] = field(default_factory=list)
     _catalog: pd.DataFrame | None = None
@@ -259,7 +266,7 @@ class RunWriter:
 
     def _file(self, name: str) -> TableStream:
         if name not in self._files:
-            self._files[name] = TableStream(self.out / name)
+            self._files[name] = TableStream(self.out / name, compression="none" if self.part else "zstd")
         return self._files[name]
 
     def readings(self, line: Line, batch: Readings) -> None:
@@ -275,7 +282,7 @@ class RunWriter:
             "sensor": pa.DictionaryArray.from_arrays(series, pa.array(cat.sensor.to_numpy())),
             "value": pa.array(batch.value),
         })
-        self._file("readings.parquet").write(table.append_column("series", series) if self.series else table)
+        self._file("readings.parquet").write(table.append_column("series", series) if self.part else table)
 
     def health(self, line: Line, table: pa.Table) -> None:
         if table.num_rows:
@@ -353,7 +360,7 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
     sc = Scenario.model_validate_json(spec)
     final = Path(folder)
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    writer = RunWriter(tmp, sc, series=True)
+    writer = RunWriter(tmp, sc, part=True)
     result = simulate(sc, replication, on_readings=writer.readings, on_health=writer.health)
     writer.replication(result)
     writer.close_files()
@@ -373,7 +380,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
                  policy: Callable[[Machine], MaintenancePolicy] | None = None,
                  inject: Injection | None = None,
                  tasks: Tasks | None = None,
-                 on_part: Callable[[Path], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 on_part: Callable[[Path], None] | None = None,
+                 chunk: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
 
     `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
@@ -381,6 +389,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     `inject` replays synthetic readings into one machine (recorded in run.json). With `tasks` on worker
     processes or a cluster (and none of the above), replications run there side by side, each into a part
     folder that is merged in replication order and handed to `on_part` (e.g. the store) before it goes.
+    `chunk`: simulated seconds per step (default: sized by the work, see `default_chunk`).
     """
     writer = RunWriter(out, scenario)
     if inject is not None:
@@ -392,7 +401,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
         readings = _replications_on(tasks, scenario, out, writer, progress, on_part)
     else:
         readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start, policy,
-                                      inject)
+                                      inject, chunk)
     kpis = pd.concat(writer._kpis, ignore_index=True)
     summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
                             **(extra or {})})
@@ -402,7 +411,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
 def _replications_here(scenario: Scenario, writer: RunWriter, progress: ProgressFn | None,
                        on_readings: Callable[[Line, Readings], None] | None,
                        on_replication: Callable[[Replication], None] | None, wall_start: float | None,
-                       policy: Callable[[Machine], MaintenancePolicy] | None, inject: Injection | None) -> int:
+                       policy: Callable[[Machine], MaintenancePolicy] | None, inject: Injection | None,
+                       chunk: float | None) -> int:
     """Replications one after another in this process, readings streamed to the writer and `on_readings`."""
 
     def readings_to(line: Line, batch: Readings) -> None:
@@ -415,7 +425,7 @@ def _replications_here(scenario: Scenario, writer: RunWriter, progress: Progress
     readings = 0
     for rep in range(scenario.replications):
         result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress,
-                          wall_start=wall_start if rep == 0 else None, policy=policy)
+                          wall_start=wall_start if rep == 0 else None, policy=policy, chunk=chunk)
         writer.replication(result)
         readings += result.readings
         if on_replication is not None:

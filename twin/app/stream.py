@@ -23,7 +23,7 @@ from sensors.ingest import Ingest, IngestProcess
 from sensors.inject import Injection
 from sensors.store import open_store
 from twin.app.direct import StreamStats, now_ms, run_id_for
-from twin.app.runner import ProgressFn, Replication, run_scenario
+from twin.app.runner import STREAM_CHUNK, ProgressFn, Replication, run_scenario
 from twin.maintenance import MaintenancePolicy
 from twin.model import Line, Machine
 from twin.scenario import Scenario
@@ -77,7 +77,8 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         summary, kpis = run_scenario(scenario, out, progress, on_readings=pub.on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
                                                                              "store": store_url},
-                                     wall_start=start_ms / 1000 if live else None, policy=policy, inject=inject)
+                                     wall_start=start_ms / 1000 if live else None, policy=policy, inject=inject,
+                                     chunk=None if live else STREAM_CHUNK)
         stats.readings = pub.readings_published
         pub.publish_status("finished", readings=stats.readings)
         _drain(pub, sink, stats, store_url, drain_timeout)
