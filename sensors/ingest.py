@@ -33,6 +33,7 @@ from sensors.store import STATE_COLUMNS, Store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 
 log = logging.getLogger("linetwin.ingest")
+Item = tuple[int, int, "Telemetry | StateChange", str, bytes]  # mid, QoS, parsed message, topic, payload
 
 
 class Ingest:
@@ -49,7 +50,7 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.flush_interval, self.max_rows = flush_interval, max_rows
-        self._queue: queue.Queue[tuple[int, int, Telemetry | StateChange]] = queue.Queue()
+        self._queue: queue.Queue[Item] = queue.Queue()
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._series: dict[tuple[str, str], dict[str, int]] = {}  # (run, machine) -> sensor -> catalogue row
@@ -130,7 +131,7 @@ class Ingest:
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
             return
-        self._queue.put((msg.mid, msg.qos, item))
+        self._queue.put((msg.mid, msg.qos, item, msg.topic, bytes(msg.payload)))
 
     def _run_status(self, payload: bytes | bytearray) -> None:
         try:
@@ -179,26 +180,67 @@ class Ingest:
             if items:
                 self._write(items)
 
-    def _write(self, items: list[tuple[int, int, Telemetry | StateChange]]) -> None:
-        tel = [it for _, _, it in items if isinstance(it, Telemetry)]
-        states = [it for _, _, it in items if isinstance(it, StateChange)]
+    def _write(self, items: list[Item]) -> None:
         try:
-            if tel:
-                batch = self._batch(tel)
-                self.stored += self.store.append(batch)
-                for t in tel:
-                    self.given[t.run] = self.given.get(t.run, 0) + len(t.values)
-            if states:
-                self.store.write_states(pd.DataFrame(
-                    [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state, reason)
-                     for c in states for state, ts, reason in c.changes], columns=STATE_COLUMNS))
-        except Exception:
+            self._store(items)
+        except Exception as e:
             self.write_errors += 1
-            log.exception("store write failed; the messages stay unacknowledged and will be redelivered")
+            log.warning("a batch of %d messages could not be written (%s); writing them one by one", len(items), e)
+            self._isolate(items)
             return
-        for mid, qos, _ in items:
+        self._ack(items)
+
+    def _store(self, items: list[Item]) -> None:
+        tel = [it for _, _, it, _, _ in items if isinstance(it, Telemetry)]
+        states = [it for _, _, it, _, _ in items if isinstance(it, StateChange)]
+        if tel:
+            self.stored += self.store.append(self._batch(tel))
+            for t in tel:
+                self.given[t.run] = self.given.get(t.run, 0) + len(t.values)
+        if states:
+            self.store.write_states(pd.DataFrame(
+                [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state, reason)
+                 for c in states for state, ts, reason in c.changes], columns=STATE_COLUMNS))
+
+    def _ack(self, items: list[Item]) -> None:
+        for mid, qos, *_ in items:
             if qos:
                 self.client.ack(mid, qos)
+
+    def _isolate(self, items: list[Item]) -> None:
+        """A batch the store refused, message by message: each one stored is acknowledged; one the store refuses
+        while it answers otherwise is poison, dead-lettered with the store's reason and acknowledged; while the
+        store does not answer at all (an outage) the rest wait, unacknowledged, and are tried again with growing
+        pauses: the broker holds back further messages meanwhile, and nothing is lost."""
+        pending, pause = list(items), 0.5
+        while pending:
+            waiting = []
+            for it in pending:
+                try:
+                    self._store([it])
+                except Exception as e:
+                    if self._store_answers():
+                        self.rejected += 1
+                        self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
+                        self._ack([it])
+                    else:
+                        waiting.append(it)
+                    continue
+                self._ack([it])
+            pending = waiting
+            if pending:
+                if self._closing:  # stopping: leave them unacknowledged; the session keeps them for the next start
+                    return
+                log.warning("the store does not answer; %d messages wait (next try in %.1f s)", len(pending), pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 30.0)
+
+    def _store_answers(self) -> bool:
+        try:
+            self.store.count("linetwin-probe")
+            return True
+        except Exception:
+            return False
 
     def _series_of(self, t: Telemetry) -> dict[str, int]:
         """Sensor name -> row of this worker's catalogue for one message's machine, adding unseen series."""

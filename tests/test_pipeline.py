@@ -151,6 +151,115 @@ def test_two_ingest_workers_share_one_line(mosquitto: Mosquitto, tmp_path: Path)
     assert_exactly_once(tmp_path, stats, f"duckdb:///{tmp_path / 'shared.duckdb'}")
 
 
+POISON = [  # they parse as JSON of the right shape; the values are what no store can hold
+    b'{"schema":"linetwin/telemetry/1","run":"r","replication":0,"station":"st","machine":"m1",'
+    b'"units":{"x":"u"},"readings":[["x",9223372036854775807,1.0]]}',
+    b'{"schema":"linetwin/telemetry/1","run":"r","replication":1099511627776,"station":"st","machine":"m1",'
+    b'"units":{"x":"u"},"readings":[["x",1000,1.0]]}',
+    b'{"schema":"linetwin/state/1","run":"r","replication":0,"station":"st","machine":"m1","state":"down",'
+    b'"ts":-9223372036854775807,"changes":[["down",-9223372036854775807]]}',
+]
+
+
+def _dead_letters(url: BrokerURL, topic: str) -> tuple[list[dict], object]:  # type: ignore[type-arg]
+    dead: list[dict] = []  # type: ignore[type-arg]
+    watcher = make_client(url, f"dead-letter-watcher-{os.getpid()}-{time.monotonic_ns()}")
+    watcher.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
+    connect(watcher, url)
+    watcher.subscribe(topic, 1)
+    return dead, watcher
+
+
+def test_poison_messages_are_dead_lettered_and_the_next_run_is_stored_whole(mosquitto: Mosquitto,
+                                                                            tmp_path: Path) -> None:
+    """Messages that parse but that no store can hold (a timestamp of 2^63 ms, replication 2^40, a state change
+    before 1677) are dead-lettered with the reason; the ingest does not stall, and a run after them is stored whole."""
+    from sensors.ingest import Ingest
+
+    sc = body_shop(600.0)
+    topics = LineTopics(sc.line.site, sc.line.area, sc.line.name)
+    store = open_store(f"duckdb:///{tmp_path / 'twin.duckdb'}")
+    ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, client_id="poisoned-ingest").start()
+    dead, watcher = _dead_letters(mosquitto.url, topics.deadletter)
+    pub = make_client(mosquitto.url, "poisoner")
+    connect(pub, mosquitto.url)
+    for i in range(21):
+        topic = topics.state("st", "m1") if i % 3 == 2 else topics.telemetry("st", "m1")
+        pub.publish(topic, POISON[i % 3], qos=1).wait_for_publish(5)
+    *_, stats = stream_scenario(sc, tmp_path / "run", broker=mosquitto.url, ingest=False, drain_timeout=60,
+                                store_url=f"duckdb:///{tmp_path / 'unused.duckdb'}")
+    assert ingest.wait_for(stats.run_id, stats.readings, 60), f"stored {store.count(stats.run_id)} of {stats.readings}"
+    deadline = time.monotonic() + 10
+    while len(dead) < 21 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ingest.stop()
+    for c in (pub, watcher):
+        c.disconnect()  # type: ignore[attr-defined]
+        c.loop_stop()  # type: ignore[attr-defined]
+    assert len(dead) == 21 and all(("out of range" in d["reason"] or "outside what the stores can hold" in d["reason"])
+                                   for d in dead), [d["reason"] for d in dead][:3]
+    store.close()
+    assert_exactly_once(tmp_path / "run", stats, f"duckdb:///{tmp_path / 'twin.duckdb'}")
+
+
+def test_a_message_the_store_refuses_is_isolated_and_dead_lettered(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A write error holds no batch: the batch is retried message by message, the refused one dead-lettered with
+    the store's reason, every other one stored; while the store does not answer at all, messages wait unacknowledged
+    and are stored once it is back."""
+    from sensors.bus.payloads import telemetry_payload
+    from sensors.ingest import Ingest
+    from sensors.store.duck import DuckStore
+
+    class Picky(DuckStore):  # a real DuckDB store that refuses one machine's readings, or everything while "down"
+        down = False
+
+        def append(self, batch):  # type: ignore[no-untyped-def]
+            if self.down:
+                raise OSError("connection refused")
+            if "bad" in set(batch.catalog.machine.to_numpy()[batch.series]):
+                raise ValueError("value out of range for this column")
+            return super().append(batch)
+
+        def count(self, run=None):  # type: ignore[no-untyped-def]
+            if self.down:
+                raise OSError("connection refused")
+            return super().count(run)
+
+    store = Picky(f"duckdb:///{tmp_path / 'picky.duckdb'}")
+    topics = LineTopics("s", "a", "l")
+    ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, flush_interval=0.5).start()
+    dead, watcher = _dead_letters(mosquitto.url, topics.deadletter)
+    pub = make_client(mosquitto.url, "mixer")
+    connect(pub, mosquitto.url)
+
+    def send(machine: str, first: int) -> None:
+        payload = telemetry_payload("r", 0, "st", machine, {"x": "u"},
+                                    [["x", 1000 * (first + k), 1.0] for k in range(10)])
+        pub.publish(topics.telemetry("st", machine), payload, qos=1).wait_for_publish(5)
+
+    for i in range(30):
+        send("bad" if i % 10 == 3 else "good", 10 * i)
+    deadline = time.monotonic() + 20
+    while (store.count("r") < 270 or len(dead) < 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert store.count("r") == 270 and len(dead) == 3
+    assert all("the store refused it: value out of range" in d["reason"] for d in dead)
+    store.down = True  # an outage: nothing may be dead-lettered or lost
+    for i in range(30, 40):
+        send("good", 10 * i)
+    time.sleep(3)
+    store.down = False
+    deadline = time.monotonic() + 60
+    while store.count("r") < 370 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ingest.stop()
+    for c in (pub, watcher):
+        c.disconnect()  # type: ignore[attr-defined]
+        c.loop_stop()  # type: ignore[attr-defined]
+    assert store.count("r") == 370 and len(dead) == 3
+    store.close()
+
+
 def test_malformed_messages_go_to_the_dead_letter_topic(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """A fuzzed stream of bad messages between good ones: ingest keeps running, all bad ones dead-lettered."""
     import random

@@ -35,6 +35,9 @@ _NON_FINITE = re.compile(rb"(?<![A-Za-z\"])(-?Infinity|NaN)(?![A-Za-z\"])")
 MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)
 MAX_READINGS = 10_000  # per message
 MAX_REASON = 200  # characters of a downtime reason
+MAX_NAME = 200  # characters of a run, station, machine or sensor name
+MAX_REPLICATION = 2**31 - 1  # a 32-bit integer, as the stores keep it
+TS_RANGE = (-9_223_372_036_854, 9_223_372_036_854)  # epoch ms the stores can hold (1677-09-21 to 2262-04-11)
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,11 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
     replication = _field(obj, "replication", int)
     station = _field(obj, "station", str)
     machine = _field(obj, "machine", str)
+    if not 0 <= replication <= MAX_REPLICATION:
+        raise ParseError(f"field 'replication' {replication} is out of range (0 to {MAX_REPLICATION})")
+    for key, text in (("run", run), ("station", station), ("machine", machine)):
+        if not 0 < len(text) <= MAX_NAME:
+            raise ParseError(f"field '{key}' must be 1 to {MAX_NAME} characters")
     if len(levels) != 6 or levels[3] != station or levels[4] != machine:
         raise ParseError(f"topic {topic!r} does not match station {station!r} / machine {machine!r}")
     if schema == SCHEMA_STATE:
@@ -206,6 +214,7 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
                                  f"with a known state (reason: text up to {MAX_REASON} characters)")
         if not changes:
             raise ParseError("no state changes")
+        _check_times([c[1] for c in changes])
         return StateChange(run, replication, station, machine,
                            [(c[0], c[1], c[2] if len(c) == 3 else "") for c in changes])
     if levels[5] != "telemetry":
@@ -229,11 +238,22 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
         raise ParseError(f"reading {str(bad)[:80]} is not [sensor, epoch_ms, value]")
     if not all(map(math.isfinite, values)):
         raise ParseError("non-finite value in a reading")
+    _check_times(ts)
+    if max(map(len, units)) > MAX_NAME:
+        raise ParseError(f"a sensor name is longer than {MAX_NAME} characters")
     unknown = set(sensors) - units.keys()
     if unknown:
         raise ParseError(f"sensor {sorted(unknown)[0]!r} has no unit in 'units'")
     out.sensors, out.ts_ms, out.values = sensors, ts, [float(v) for v in values]
     return out
+
+
+def _check_times(ts: list[int]) -> None:
+    lo, hi = min(ts), max(ts)
+    if lo < TS_RANGE[0] or hi > TS_RANGE[1]:
+        bad = lo if lo < TS_RANGE[0] else hi
+        raise ParseError(f"timestamp {bad} is outside what the stores can hold (epoch milliseconds from "
+                         f"{TS_RANGE[0]} to {TS_RANGE[1]}, 1677 to 2262)")
 
 
 def message_key(payload: bytes | bytearray) -> int:
