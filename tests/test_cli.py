@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,43 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     assert store.count(meta["run_id"]) == len(generated) > 0
     assert len(store.states(meta["run_id"])) > 0  # type: ignore[attr-defined]
     store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "args"), [(signal.SIGTERM, 143, ("--no-stream", "--jobs", "1")),
+                                                   (signal.SIGINT, 130, ())])
+def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple[str, ...], tmp_path: Path) -> None:
+    """SIGTERM (systemd, docker, kill) or Ctrl-C mid-run: exit at once but cleanly; readings.parquet valid up to the
+    stop, run.json `interrupted`, no child process (ingest, embedded broker) or broker temp folder left behind."""
+    import os
+    import tempfile
+    import time
+
+    import pyarrow.parquet as pq
+
+    before = set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*"))
+    out = tmp_path / "run"
+    log = tmp_path / "stderr.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration",
+                             "30 d", "--replications", "1", "--out", str(out), *args], stdout=subprocess.DEVNULL,
+                            stderr=log.open("w"), env={**os.environ, "COLUMNS": "120"})
+    partial = out / ".readings.parquet.writing"
+    deadline = time.monotonic() + 120
+    while not partial.exists() or partial.stat().st_size < 10_000:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)
+    time.sleep(1.0)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    proc.send_signal(sig)
+    proc.wait(60)
+    err = log.read_text()
+    assert proc.returncode == code, err[-3000:]
+    assert "Traceback" not in err
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and "stopped by" in meta["reason"]
+    readings = pq.read_table(out / "readings.parquet")  # a valid file, up to the stop
+    assert readings.num_rows > 0
+    assert not list(out.glob(".*.writing"))
+    for pid in children:  # the ingest and the embedded broker ended with the run
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*")) <= before

@@ -42,14 +42,34 @@ synth_app.command("evaluate")(cmd_synth.evaluate)
 app.add_typer(synth_app, name="synth")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, docker, `kill`): unwinds like Ctrl-C, so every command stops cleanly."""
+
+
+_TERMINATED: list[bool] = []  # set once SIGTERM arrived (Click turns the exception into its own exit)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    _TERMINATED.append(True)
+    raise Terminated("SIGTERM")
+
+
 def main() -> None:
-    """The `twin` entry point: exit 130 on Ctrl-C; `kill -USR1 PID` dumps every thread's stack (for a hang)."""
+    """The `twin` entry point: Ctrl-C and SIGTERM stop a command cleanly (its children, the embedded broker and
+    the files it writes closed; a run's run.json says `interrupted`), exit 130 and 143; `kill -USR1 PID` dumps
+    every thread's stack (for a hang)."""
     import faulthandler
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:
+        if _TERMINATED:
+            err_console.print("terminated (SIGTERM): stopped cleanly")
+            sys.exit(143)
+        if isinstance(e, SystemExit):
+            raise
         err_console.print("interrupted")
         sys.exit(130)
 

@@ -320,6 +320,18 @@ class RunWriter:
         self._meta("finished", extra)
         return summary
 
+    def abort(self, error: BaseException, extra: dict[str, Any] | None = None) -> None:
+        """A run stopped early: close every file (each a valid Parquet file up to the stop) and say in run.json
+        `interrupted` (Ctrl-C, SIGTERM) or `failed`, with the reason."""
+        interrupted = isinstance(error, KeyboardInterrupt)
+        reason = str(error) or ("Ctrl-C (SIGINT)" if interrupted else type(error).__name__)
+        try:
+            self.close_files()
+        except Exception as e:  # e.g. the disk is full: say so too
+            reason += f"; closing the result files failed: {e}"
+        self._meta("interrupted" if interrupted else "failed",
+                   {**(extra or {}), "reason": f"stopped by {reason}" if interrupted else reason})
+
     def merge(self, part: Path) -> None:
         """Append one replication's part folder (from `replication_part`), file by file in row groups, so memory
         stays bounded whatever the run's length."""
@@ -396,12 +408,16 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
         extra = {**(extra or {}), "injections": [inject.record()]}
     writer.open(extra)
     wall = time.perf_counter()
-    if tasks is not None and tasks.client is not None and on_readings is None and on_replication is None \
-            and policy is None and inject is None and scenario.realtime_factor == 0:
-        readings = _replications_on(tasks, scenario, out, writer, progress, on_part)
-    else:
-        readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start, policy,
-                                      inject, chunk)
+    try:
+        if tasks is not None and tasks.client is not None and on_readings is None and on_replication is None \
+                and policy is None and inject is None and scenario.realtime_factor == 0:
+            readings = _replications_on(tasks, scenario, out, writer, progress, on_part)
+        else:
+            readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start,
+                                          policy, inject, chunk)
+    except BaseException as e:
+        writer.abort(e, extra)
+        raise
     kpis = pd.concat(writer._kpis, ignore_index=True)
     summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
                             **(extra or {})})
