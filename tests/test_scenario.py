@@ -174,3 +174,12 @@ def test_json_schema_is_generated_and_documented() -> None:
     assert {"line", "seed", "duration", "stations", "machine_types"} <= set(schema["properties"])
     committed = json.loads((ROOT / "docs" / "scenario.schema.json").read_text())
     assert committed == schema, "docs/scenario.schema.json is stale: run `twin schema`"
+
+
+@pytest.mark.parametrize("level", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused_with_file_and_line(tmp_path: Path, level: float) -> None:
+    """A NaN sensor level once streamed NaN readings that the ingest could only dead-letter: refused up front."""
+    data = yaml.safe_load(Path("scenarios/bottling.yaml").read_text())
+    data["machine_types"]["filler"]["sensors"][0]["working"] = level
+    message = error_of(tmp_path, data)
+    assert "line.yaml:" in message and "sensors[0].working" in message and "finite" in message

@@ -45,7 +45,7 @@ NonNegDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, a
 class _Dist(BaseModel, ABC):
     """What every distribution offers: its mean (for ideal cycle times) and a block of draws."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @property
     @abstractmethod
