@@ -378,3 +378,26 @@ def test_outbox_keeps_unsent_messages_on_disk_when_stopped(tmp_path: Path) -> No
     box.close()
     rows = sqlite3.connect(tmp_path / "outbox.sqlite").execute("SELECT topic, retain FROM m ORDER BY id").fetchall()
     assert rows == [("t/a", 0), ("t/b", 1), ("t/c", 0)]  # in the order they were queued
+
+
+def test_a_streamed_run_into_a_line_protocol_server_without_flux_completes(mosquitto: Mosquitto, tmp_path: Path,
+                                                                             victoria_metrics: object) -> None:
+    """`twin run` over mosquitto into VictoriaMetrics (InfluxDB write API, no Flux to count with): the ingest's own
+    count of what it wrote decides completion; every reading arrives once and the run ends with exit 0."""
+    import subprocess
+
+    from tests.conftest import ROOT, twin_cmd
+
+    vm = victoria_metrics
+    out = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "20 min", "--warmup", 0,
+                                "--replications", 1, "--broker", str(mosquitto.url), "--store",
+                                f"influxdb://127.0.0.1:{vm.port}?org=plant&bucket=linetwin", "--out", out),  # type: ignore[attr-defined]
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    generated = len(pd.read_parquet(out / "readings.parquet"))
+    assert f"{generated:,} in the store" in r.stdout.replace("\n", " ")
+    series = vm.export(f'{{run="{meta["run_id"]}", __name__=~".+_value"}}')  # type: ignore[attr-defined]
+    points = sum(len(s["values"]) for s in series if not s["metric"]["__name__"].startswith("machine_state"))
+    assert points == generated > 10_000
