@@ -62,7 +62,7 @@ class StoreSink:
     `batch` rows, written on a thread of their own while the simulation goes on; at most one batch is in
     flight, so memory is bounded by the batch, not by the run. `close()` writes the rest."""
 
-    def __init__(self, store: Store, run_id: str, start_ms: int, batch: int = 500_000) -> None:
+    def __init__(self, store: Store, run_id: str, start_ms: int, batch: int = 250_000) -> None:
         self.store, self.run_id, self.start_ms, self.batch = store, run_id, start_ms, batch
         self.written = 0
         self._parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # replication, series, ts, value
