@@ -32,9 +32,25 @@ def run(scenario: str, duration: str, jobs: int, out: Path) -> float:
     return time.perf_counter() - t
 
 
+BURN = ("import time\nt = time.perf_counter()\nx = 0\nfor i in range(30_000_000):\n    x += i\n"
+        "print(time.perf_counter() - t)")
+
+
+def machine_speedup() -> float:
+    """What two processes of pure Python arithmetic gain over one on this machine: the ceiling for any tool."""
+    one = float(subprocess.run([sys.executable, "-c", BURN], capture_output=True, text=True).stdout)
+    procs = [subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    t = time.perf_counter()
+    for p in procs:
+        p.wait()
+    both = time.perf_counter() - t
+    return 2 * one / both
+
+
 def main() -> None:
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before)\n")
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before)")
+    print(f"the machine's own ceiling: two processes of pure Python do {machine_speedup():.2f}x the work of one\n")
     print(f"{'case':<40}{'1 worker':>10}{'2 workers':>11}{'speed-up':>10}  verdict")
     failed = False
     for name, scenario, duration in CASES:
