@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -141,16 +142,26 @@ def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple
     stop, run.json `interrupted`, no child process (ingest, embedded broker) or broker temp folder left behind."""
     import os
     import tempfile
-    import time
-
-    import pyarrow.parquet as pq
 
     before = set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*"))
     out = tmp_path / "run"
     log = tmp_path / "stderr.txt"
     proc = subprocess.Popen([sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration",
                              "30 d", "--replications", "1", "--out", str(out), *args], stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"), env={**os.environ, "COLUMNS": "120"})
+                            stderr=log.open("w"), env={**os.environ, "COLUMNS": "120"}, start_new_session=True)
+    try:
+        _stop_mid_run(proc, sig, code, out, log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever it left, if the test failed
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*")) <= before
+
+
+def _stop_mid_run(proc: subprocess.Popen[bytes], sig: int, code: int, out: Path, log: Path) -> None:
+    import time
+
+    import pyarrow.parquet as pq
+
     partial = out / ".readings.parquet.writing"
     deadline = time.monotonic() + 120
     while not partial.exists() or partial.stat().st_size < 10_000:
@@ -170,4 +181,3 @@ def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple
     assert not list(out.glob(".*.writing"))
     for pid in children:  # the ingest and the embedded broker ended with the run
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-    assert set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*")) <= before

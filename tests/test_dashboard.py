@@ -3,7 +3,9 @@ real browser (Debian's chromium driven by Playwright, never a downloaded browser
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -254,7 +256,7 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
     proc = subprocess.Popen(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "1 h", "--warmup", 0,
                                      "--replications", 1, "--realtime-factor", 120, "--broker", mosquitto.url,
                                      "--dashboard", "--out", out), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
         url = None
@@ -293,4 +295,6 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # its dashboard too, if the run could not stop it
+            os.killpg(proc.pid, signal.SIGKILL)
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
