@@ -65,12 +65,14 @@ def secure_mosquitto(tmp_path: Path) -> Mosquitto:  # type: ignore[misc]
     _write_pem(work / "server.key", server_key)
     passwd = work / "passwd"
     passwd.touch()
-    for user, password in (("twin", "twin-secret"), ("ingest", "ingest-secret"), ("admin", "admin-secret")):
+    for user, password in (("twin", "twin-secret"), ("ingest", "ingest-secret"), ("admin", "admin-secret"),
+                           ("viewer", "viewer-secret")):
         subprocess.run([_need("mosquitto_passwd"), "-b", str(passwd), user, password], check=True,
                        capture_output=True)
     (work / "acl").write_text(f"user twin\ntopic write {LINE}/#\n\n"
                               f"user ingest\ntopic read {LINE}/#\ntopic write {LINE}/deadletter\n\n"
-                              "user admin\ntopic read #\n")
+                              "user admin\ntopic read #\n\n"
+                              f"user viewer\ntopic read {LINE}/#\n")
     tls_port = free_port()
     broker = Mosquitto(work, tls_port=tls_port, extra="\n".join([
         "allow_anonymous false", f"password_file {passwd}", f"acl_file {work / 'acl'}",
@@ -149,3 +151,19 @@ def test_the_twin_cannot_publish_outside_its_topics(secure_mosquitto: Mosquitto)
         c.loop_stop()
     assert f"{LINE}/st/m/telemetry" in seen
     assert "other-plant/x/y/telemetry" not in seen
+
+
+def test_a_publish_the_acl_denies_ends_the_run_with_a_clear_error(secure_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A user who may read the line but not write it: the broker refuses the twin's first publish, and `twin run`
+    ends within seconds naming the user, the topic and the fix, instead of waiting for readings that never come."""
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration", "10 min",
+                        "--warmup", "0", "--broker", f"mqtts://viewer:viewer-secret@127.0.0.1:{secure_mosquitto.tls_port}",
+                        "--ca", secure_mosquitto.ca, "--out", str(tmp_path / "o")],  # type: ignore[attr-defined]
+                       capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert "refused to let viewer publish to" in r.stderr and "ACL" in r.stderr and "Traceback" not in r.stderr
+    assert "viewer-secret" not in r.stderr + r.stdout
+    assert took < 20, took  # start-up included; the refusal itself is seen within a second
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "failed"

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 
 from sensors.bank import Readings
-from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client
 from sensors.bus.payloads import (
     SCHEMA_KPI,
     SCHEMA_RUN,
@@ -34,6 +34,7 @@ from twin.model import Line
 
 Message = tuple[str, bytes, bool]  # topic, payload, retain
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
+NOT_AUTHORIZED = 135  # MQTT 5 reason code of a PUBACK or DISCONNECT for a publish the ACL denies
 
 
 class Outbox:
@@ -169,13 +170,40 @@ class Publisher:
         self._thread = threading.Thread(target=self._pump, name="mqtt-publisher", daemon=True)
         self._catalog: pd.DataFrame | None = None
         self._state_cursor: dict[str, int] = {}
+        self.refused: BrokerError | None = None
 
     def start(self) -> Publisher:
         connect(self.client, self.url)
+        self.client.on_disconnect = self._on_disconnect  # after connect(), which sets its own while it waits
         self._thread.start()
         return self
 
+    def _refuse(self, topic: str, reason: str) -> None:
+        if self.refused is None:
+            user = self.url.username or "an anonymous client"
+            self.refused = BrokerError(
+                f"the MQTT broker at {self.url} refused to let {user} publish to {topic} ({reason}); give that user "
+                f"write access to {self.topics.prefix}/# in the broker's ACL (docs/mqtt.md), or use another user",
+                "refused")
+            with self._lock:
+                self._lock.notify_all()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if getattr(rc, "value", 0) == NOT_AUTHORIZED:  # MQTT 5: the broker dropped us for a publish it denies
+            with self._lock:
+                topics = sorted({m[0] for m in self._inflight.values()})
+            self._refuse(topics[0] if topics else self.topics.prefix, str(rc))
+
+    def _check(self) -> None:
+        """Raise the broker's refusal, once one came: the run stops with it instead of waiting for nothing."""
+        if self.refused is not None:
+            raise self.refused
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        if getattr(rc, "is_failure", False) and getattr(rc, "value", 0) != NO_MATCHING_SUBSCRIBERS:
+            with self._lock:
+                msg = self._inflight.get(mid)
+            self._refuse(msg[0] if msg else self.topics.prefix, str(rc))
         with self._lock:
             if getattr(rc, "value", 0) == NO_MATCHING_SUBSCRIBERS:
                 # MQTT 5 says nobody got it (e.g. the ingest has not re-subscribed after a broker restart):
@@ -232,6 +260,7 @@ class Publisher:
         """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
         if self._catalog is None:
             raise RuntimeError("Publisher.set_catalog() must be called before readings are published")
+        self._check()
         # states first: a state change reaches subscribers before the readings it explains (the forecaster
         # holds alerts of stopped machines by it)
         messages: list[Message] = self._state_messages(line)
@@ -287,9 +316,12 @@ class Publisher:
     def flush(self, timeout: float = 600.0) -> bool:
         """Wait until every queued message has been acknowledged by the broker."""
         deadline = time.monotonic() + timeout
-        if not self.outbox.wait_empty(timeout):
-            return False
+        while not self.outbox.wait_empty(min(1.0, max(0.0, deadline - time.monotonic()))):
+            self._check()
+            if time.monotonic() >= deadline:
+                return False
         while True:
+            self._check()
             with self._lock:
                 if self.acked >= self.messages_sent and not len(self.outbox):
                     return True
