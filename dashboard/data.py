@@ -10,8 +10,11 @@ says so, and reads the store again as soon as the run has finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import tempfile
 import threading
 import time
 import uuid
@@ -30,6 +33,31 @@ from twin.scenario import Scenario
 
 def runs_dir() -> Path:
     return Path(os.environ.get("LINETWIN_RUNS", "runs"))
+
+
+MAX_UPLOAD = 1 << 20  # bytes of an uploaded scenario file
+
+
+def uploads_dir() -> Path:
+    """The dashboard's own folder for uploaded files (this user's only): nothing uploaded is written elsewhere."""
+    folder = Path(tempfile.gettempdir()) / f"linetwin-uploads-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def save_upload(name: str, content: bytes) -> Path:
+    """An uploaded scenario saved under a safe base name (letters, digits, '.', '_', '-'; never a path the uploader
+    chose, '../..' or absolute) in a folder per content inside `uploads_dir()`. ValueError if it is too large."""
+    if len(content) > MAX_UPLOAD:
+        raise ValueError(f"{len(content):,} bytes is larger than a scenario file may be ({MAX_UPLOAD:,} bytes)")
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")[:100]
+    if not base.endswith((".yaml", ".yml")):
+        base = (base or "upload") + ".yaml"
+    folder = uploads_dir() / hashlib.sha256(content).hexdigest()[:16]
+    folder.mkdir(exist_ok=True)
+    path = folder / base
+    path.write_bytes(content)
+    return path
 
 
 def reports_dir() -> Path:

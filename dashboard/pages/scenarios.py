@@ -5,7 +5,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,16 +19,14 @@ bundled = sorted(folder.glob("*.yaml"))
 left, right = st.columns(2)
 choice = left.selectbox("bundled scenario", [p.name for p in bundled], key="scenario")
 upload = right.file_uploader("or upload a scenario file", type=["yaml", "yml"], key="upload")
-if upload is not None:
-    path = Path(tempfile.mkdtemp()) / upload.name
-    path.write_bytes(upload.getvalue())
-else:
-    path = folder / str(choice)
+sc = None
 try:
+    path = data.save_upload(upload.name, upload.getvalue()) if upload is not None else folder / str(choice)
     sc = load_scenario(path)
 except ScenarioError as e:
     st.error(str(e))
-    sc = None
+except ValueError as e:
+    st.error(f"upload {upload.name if upload is not None else ''}: {e}")
 if sc is not None:
     st.success(f"{path.name}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, {len(sc.stations)} stations, "
                f"{sum(len(s.machine_names) for s in sc.stations)} machines, {sc.duration / 3600:g} h × "
