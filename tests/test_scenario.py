@@ -183,3 +183,27 @@ def test_non_finite_numbers_are_refused_with_file_and_line(tmp_path: Path, level
     data["machine_types"]["filler"]["sensors"][0]["working"] = level
     message = error_of(tmp_path, data)
     assert "line.yaml:" in message and "sensors[0].working" in message and "finite" in message
+
+
+def _laughs() -> str:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join(['*' + chr(96 + i)] * 10)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("seed: 1\nline: {site: a, area: b, name: c}\nseed: 2\n", "line.yaml:3: key 'seed' appears twice"),
+    (_laughs(), "expands to more than 200,000 values"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ("x: [" + "[" * 40 + "]" * 40 + "]\n", "nested more than 32 levels deep"),
+    ("# " + "x" * (1 << 20) + "\n", "more than a scenario file may hold"),
+])
+def test_hostile_yaml_is_refused_quickly_with_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
+    """Duplicate keys (YAML keeps the last silently), an alias bomb, deep nesting, a huge file: a clear error at once,
+    never a hang, a traceback or unbounded memory."""
+    import time
+
+    t = time.perf_counter()
+    message = error_of(tmp_path, text)
+    assert expected in message and message.startswith("line.yaml")
+    assert time.perf_counter() - t < 5

@@ -324,9 +324,16 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(f"{path}: cannot read the scenario file ({e.__class__.__name__}: {e}); "
                             "check the path and that it is a UTF-8 YAML file") from None
+    if len(text) > MAX_FILE:
+        raise ScenarioError(f"{path.name}: {len(text):,} characters is more than a scenario file may hold "
+                            f"({MAX_FILE:,}); is this the right file?")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_structure(path.name, node)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ScenarioError(f"{path.name}: nested too deeply to be a scenario file (more than {MAX_DEPTH} "
+                            "levels); check the brackets and indentation") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f":{where.line + 1}" if where is not None else ""
@@ -396,6 +403,39 @@ def _format_errors(fname: str, err: ValidationError, lines: dict[str, int]) -> s
         parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
     head = f"{fname}: {len(parts)} problem{'s' if len(parts) > 1 else ''} in the scenario; fix and run again. "
     return head + "; ".join(parts) if len(parts) > 1 else parts[0]
+
+
+MAX_FILE = 1 << 20  # characters of a scenario file
+MAX_DEPTH = 32  # levels of nesting
+MAX_NODES = 200_000  # values, counting each use of an alias again (a "billion laughs" file stops here)
+
+
+def _check_structure(name: str, node: yaml.Node | None) -> None:
+    """Refuse what a safe loader lets through but a scenario never needs: duplicate keys (YAML keeps the last one
+    silently), nesting deeper than MAX_DEPTH, and aliases that expand beyond MAX_NODES values."""
+    seen = 0
+    stack: list[tuple[yaml.Node, int]] = [(node, 0)] if node is not None else []
+    while stack:
+        n, depth = stack.pop()
+        seen += 1
+        line = n.start_mark.line + 1
+        if seen > MAX_NODES:
+            raise ScenarioError(f"{name}:{line}: the document expands to more than {MAX_NODES:,} values (aliases "
+                                "used over and over?); a scenario needs far fewer, write it out plainly")
+        if depth > MAX_DEPTH:
+            raise ScenarioError(f"{name}:{line}: nested more than {MAX_DEPTH} levels deep; a scenario needs far "
+                                "fewer, check the indentation")
+        if isinstance(n, yaml.MappingNode):
+            keys: dict[str, int] = {}
+            for k, v in n.value:
+                key = str(k.value)
+                if key in keys:
+                    raise ScenarioError(f"{name}:{k.start_mark.line + 1}: key '{key}' appears twice in one mapping "
+                                        f"(first on line {keys[key]}); YAML would keep only the last, remove one")
+                keys[key] = k.start_mark.line + 1
+                stack.append((v, depth + 1))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend((v, depth + 1) for v in n.value)
 
 
 def _line_index(node: yaml.Node | None) -> dict[str, int]:
