@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model import Machine
+from twin.model import Line, Machine
 
 
 class TruthReader:
@@ -39,3 +39,22 @@ class TruthReader:
         # keep the cursor on the record in force at the last time read
         self.cursor += int(np.searchsorted(t, ts[-1], side="right") - 1) if len(t) else 0
         return state, clock, wear
+
+
+class StateFollower:
+    """Follows the state logs of a line's machines as it runs: `new(line)` gives, per machine, the changes logged
+    since the last call (times, state names, downtime reasons); a new replication is followed from its start."""
+
+    def __init__(self) -> None:
+        self._cursor: dict[tuple[int, str], int] = {}
+
+    def new(self, line: Line) -> list[tuple[Machine, np.ndarray, np.ndarray, np.ndarray]]:
+        out = []
+        for m in line.machines:
+            key = (line.replication, m.name)
+            start = self._cursor.get(key, 0)
+            t, states, reasons = m.log.states_from(start)
+            self._cursor[key] = start + len(t)
+            if len(t):
+                out.append((m, t, states, reasons))
+        return out

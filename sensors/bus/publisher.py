@@ -31,6 +31,7 @@ from sensors.bus.payloads import (
     telemetry_payload,
 )
 from twin.model import Line
+from twin.truth import StateFollower
 
 Message = tuple[str, bytes, bool]  # topic, payload, retain
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
@@ -169,7 +170,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="mqtt-publisher", daemon=True)
         self._catalog: pd.DataFrame | None = None
-        self._state_cursor: dict[str, int] = {}
+        self._states = StateFollower()
         self.refused: BrokerError | None = None
 
     def start(self) -> Publisher:
@@ -288,20 +289,15 @@ class Publisher:
 
     def _state_messages(self, line: Line) -> list[Message]:
         out = []
-        for m in line.machines:
-            start = self._state_cursor.get(m.name, 0)
-            t, states, reasons = m.log.states_from(start)
-            if not len(t):
-                continue
+        for m, t, states, reasons in self._states.new(line):
             changes = [(state, self.start_ms + round(when * 1000), reason)
                        for when, state, reason in zip(t.tolist(), states.tolist(), reasons.tolist())]
-            self._state_cursor[m.name] = start + len(t)
             out.append((self.topics.state(m.station.name, m.name),
                         state_payload(self.run_id, line.replication, m.station.name, m.name, changes), True))
         return out
 
     def new_replication(self) -> None:
-        self._state_cursor.clear()
+        self._states = StateFollower()  # the last replication's cursors are not needed any more
 
     def publish_kpis(self, replication: int, kpis: pd.DataFrame) -> None:
         line = kpis[kpis.scope == "line"]
