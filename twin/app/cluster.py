@@ -51,42 +51,35 @@ class Tasks:
         from distributed import as_completed
 
         batch = uuid.uuid4().hex[:8]
-        futures: dict[int, Any] = {}
+        live: dict[str, tuple[int, Any]] = {}  # key of a task in flight -> (its index, its future)
         done: dict[int, T] = {}
-        submitted, next_out = 0, 0
+        next_out = 0
 
-        def submit() -> Any:
-            nonlocal submitted
-            i = submitted
+        def submit(i: int) -> Any:
             fut = self.client.submit(fn, *args[i], key=f"linetwin-{fn.__name__}-{batch}-{i}", pure=False)
-            futures[i] = fut
-            submitted += 1
+            live[fut.key] = (i, fut)
             return fut
 
-        pending = as_completed([submit() for _ in range(min(window, len(args)))], loop=self.client.loop)
-        index = {fut.key: i for i, fut in futures.items()}
+        first = min(window, len(args))
+        pending = as_completed([submit(i) for i in range(first)], loop=self.client.loop)
+        submitted = first
         for finished, fut in enumerate(pending, start=1):
-            i = index[fut.key]
+            i, _ = live.pop(fut.key)
             try:
                 done[i] = fut.result()  # a task's own error (e.g. a bad model folder) is raised here as it was
             except BaseException:
-                self._cancel(futures)
+                for _, other in live.values():
+                    other.cancel()
                 raise
-            futures.pop(i).release()
+            fut.release()
             if progress:
                 progress(finished, len(args))
             while next_out in done:  # in task order, as soon as the next one is there
                 yield done.pop(next_out)
                 next_out += 1
             while submitted < len(args) and submitted - next_out < window:
-                new = submit()
-                index[new.key] = submitted - 1
-                pending.add(new)
-
-    @staticmethod
-    def _cancel(futures: dict[int, Any]) -> None:
-        for fut in futures.values():
-            fut.cancel()
+                pending.add(submit(submitted))
+                submitted += 1
 
 
 def cluster_address(address: str | None) -> str | None:

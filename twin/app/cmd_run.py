@@ -273,11 +273,10 @@ def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOption
     from twin.app.direct import store_scenario
 
     try:
-        # replications side by side on local processes or a cluster; a single one (or an injection) runs here, and
-        # so do short runs by default (starting worker processes costs seconds)
-        parallel = opts.injection is None and sc.replications > 1
+        # replications side by side on local processes or a cluster; short runs stay here by default (starting
+        # worker processes costs seconds), and so does a run with an injection (it cannot leave this process)
         jobs = opts.jobs if opts.jobs or sc.duration * sc.replications >= PARALLEL_FROM else 1
-        with tasks(opts.cluster, jobs if parallel else 1, sc.replications) as run:
+        with tasks(opts.cluster, 1 if opts.injection else jobs, sc.replications) as run:
             return store_scenario(sc, out, store_url=opts.store, progress=progress, inject=opts.injection, tasks=run)
     except (StoreError, ClusterError) as e:
         fail(str(e), code=3)

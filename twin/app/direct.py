@@ -8,7 +8,6 @@ how a run is named.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +20,10 @@ from sensors.bank import Readings, sensor_catalog
 from sensors.inject import Injection
 from sensors.store import Store, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
-from twin.app.runner import ProgressFn, run_scenario
+from twin.app.runner import Background, ProgressFn, run_scenario
 from twin.model import Line
 from twin.scenario import Scenario
+from twin.truth import StateFollower
 
 if TYPE_CHECKING:
     from twin.app.cluster import Tasks
@@ -69,9 +69,8 @@ class StoreSink:
         self._states: list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._catalog: pd.DataFrame | None = None
-        self._state_cursor: dict[tuple[int, str], int] = {}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        self._inflight: Future[int] | None = None
+        self._follower = StateFollower()
+        self._background = Background("store-writer")
 
     def on_readings(self, line: Line, batch: Readings) -> None:
         if self._catalog is None:
@@ -79,13 +78,8 @@ class StoreSink:
         if len(batch):
             self._parts.append((line.replication, batch.series, self._ms(batch.t), batch.value))
             self._pending_rows += len(batch)
-        for m in line.machines:
-            key = (line.replication, m.name)
-            start = self._state_cursor.get(key, 0)
-            t, states, reasons = m.log.states_from(start)
-            if len(t):
-                self._states.append((line.replication, m.name, self._ms(t), states, reasons))
-            self._state_cursor[key] = start + len(t)
+        for m, t, states, reasons in self._follower.new(line):
+            self._states.append((line.replication, m.name, self._ms(t), states, reasons))
         if self._pending_rows >= self.batch:
             self.flush()
 
@@ -129,8 +123,7 @@ class StoreSink:
                 "reason": np.concatenate(reasons)})
         self._parts, self._states, self._pending_rows = [], [], 0
         if readings is not None or states is not None:
-            self._wait()
-            self._inflight = self._pool.submit(self._write, readings, states)
+            self.written += self._background.submit(self._write, readings, states) or 0
 
     def _write(self, readings: ReadingBatch | None, states: pd.DataFrame | None) -> int:
         stored = self.store.append(readings) if readings is not None else 0
@@ -138,18 +131,12 @@ class StoreSink:
             self.store.write_states(states)
         return stored
 
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            self.written += self._inflight.result()  # a store error surfaces here, in the simulation's thread
-            self._inflight = None
-
     def close(self) -> None:
         """Write everything still buffered and wait for it."""
         try:
             self.flush()
-            self._wait()
         finally:
-            self._pool.shutdown()
+            self.written += self._background.close() or 0
 
 
 def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
@@ -163,10 +150,8 @@ def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = Non
     store = open_store(store_url)
     try:
         sink = StoreSink(store, run_id, start_ms)
-        parallel = tasks is not None and tasks.client is not None and inject is None
-        summary, kpis = run_scenario(scenario, out, progress, on_readings=None if parallel else sink.on_readings,
-                                     extra={"run_id": run_id, "store": store_url}, inject=inject,
-                                     tasks=tasks if parallel else None, on_part=sink.merge_part)
+        summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings, on_part=sink.merge_part,
+                                     extra={"run_id": run_id, "store": store_url}, inject=inject, tasks=tasks)
         sink.close()
         stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
     finally:

@@ -31,7 +31,7 @@ from twin.kpi import replication_kpis, summarize
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
 from twin.scenario import Scenario
-from twin.truth import TruthReader
+from twin.truth import StateFollower, TruthReader
 
 if TYPE_CHECKING:
     from twin.app.cluster import Tasks
@@ -77,25 +77,56 @@ class HealthSampler:
                          "wear": np.concatenate(wears) if wears else np.empty(0)})
 
 
+class Background:
+    """Work handed to one thread of its own, at most one piece in flight: the caller (the simulation) goes on
+    meanwhile, memory holds at most the piece being done and the next, and an error surfaces in the caller's
+    thread at its next `submit`, `wait` or `close`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future[Any] | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Start `fn(*args, **kwargs)` once the piece before it is done; returns that piece's result (or None)."""
+        previous = self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
+        self._inflight = self._pool.submit(fn, *args, **kwargs)
+        return previous
+
+    def wait(self) -> Any:
+        """The result of the piece in flight, once done (None if there is none)."""
+        fut, self._inflight = self._inflight, None
+        return fut.result() if fut is not None else None
+
+    def close(self) -> Any:
+        """Wait for the last piece and end the thread; returns that piece's result."""
+        try:
+            return self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+
+
 class TableStream:
     """One Parquet file written as it grows: tables in, row groups of `rows` out, one writer for the file.
 
-    Encoding and compression run on a thread of their own (pyarrow releases the GIL), so the simulation goes
-    on meanwhile; at most one row group is in flight, so memory stays bounded by two row groups. The file is
-    written under a hidden name and renamed when closed: a reader (the dashboard) never sees half a file."""
+    Encoding and compression run in the `Background` (pyarrow releases the GIL), so the simulation goes on
+    meanwhile. The file is written under a hidden name and renamed when closed: a reader (the dashboard) never
+    sees half a file. `keep_empty`: the file is written even if no row ever comes (from the first table's schema)."""
 
-    def __init__(self, path: Path, rows: int = 1 << 18, compression: str = "zstd") -> None:
-        self.path, self.rows, self.compression = path, rows, compression
+    def __init__(self, path: Path, rows: int = 1 << 18, compression: str = "zstd", keep_empty: bool = False) -> None:
+        self.path, self.rows, self.compression, self.keep_empty = path, rows, compression, keep_empty
         self._partial = path.with_name(f".{path.name}.writing")
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: Future[None] | None = None
+        self._background = Background(f"parquet-{path.stem}")
 
-    def write(self, table: pa.Table, *, create: bool = False) -> None:
-        """Queue `table`'s rows; `create`: write the file even if no rows ever come (an empty table)."""
-        if self._writer is None and (table.num_rows or create):
+    def write(self, table: pa.Table) -> None:
+        """Queue `table`'s rows (cast to the file's schema, set by the first table written)."""
+        if self._writer is None and (table.num_rows or self.keep_empty):
             # dictionary encoding where it pays (text, small integers); plain for times and values
             dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)
                           and not pa.types.is_timestamp(f.type)]
@@ -111,28 +142,17 @@ class TableStream:
         if self._buffered >= self.rows:
             self.flush()
 
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            self._inflight.result()  # a write error surfaces here, in the simulation's thread
-            self._inflight = None
-
     def flush(self) -> None:
         if self._buffer and self._writer is not None:
-            self._wait()
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"parquet-{self.path.stem}")
-            self._inflight = self._pool.submit(self._writer.write_table, pa.concat_tables(self._buffer),
-                                               row_group_size=self.rows)
+            self._background.submit(self._writer.write_table, pa.concat_tables(self._buffer), row_group_size=self.rows)
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
         """Write what is left and give the file its name (left under the hidden one if a write failed)."""
         self.flush()
         try:
-            self._wait()
+            self._background.close()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
             if self._writer is not None:
                 self._writer.close()
         if self._writer is not None:
@@ -233,6 +253,11 @@ def parts_frame(line: Line) -> pd.DataFrame:
                          "scrapped_at": [names[i] if i >= 0 else None for i in scrap]})
 
 
+# files of a run folder written even when empty (readings and health exist only when there are some)
+ALWAYS_WRITTEN = {"truth/states.parquet", "truth/events.parquet", "truth/parts.parquet", "kpis.parquet"}
+PART_FILES = ("readings.parquet", "truth/health.parquet", *sorted(ALWAYS_WRITTEN))  # what `merge` takes from a part
+
+
 @dataclass
 class RunWriter:
     """Writes a run folder: readings.parquet, sensors.parquet, truth/*.parquet, kpis, summary.
@@ -270,7 +295,8 @@ class RunWriter:
 
     def _file(self, name: str) -> TableStream:
         if name not in self._files:
-            self._files[name] = TableStream(self.out / name, compression="none" if self.part else "zstd")
+            self._files[name] = TableStream(self.out / name, compression="none" if self.part else "zstd",
+                                            keep_empty=name in ALWAYS_WRITTEN)
         return self._files[name]
 
     def readings(self, line: Line, batch: Readings) -> None:
@@ -304,9 +330,13 @@ class RunWriter:
             for col in ("t", "start", "end", "entry", "exit"):
                 if col in df:
                     df["timestamp" if col == "t" else f"{col}_time"] = self._stamp(df[col].to_numpy())
-            self._file(f"truth/{name}.parquet").write(arrow_table(df), create=True)
-        self._file("kpis.parquet").write(arrow_table(rep.kpis), create=True)
+            self._file(f"truth/{name}.parquet").write(arrow_table(df))
+        self._file("kpis.parquet").write(arrow_table(rep.kpis))
         self._kpis.append(rep.kpis)
+
+    def kpis(self) -> pd.DataFrame:
+        """The KPIs of every replication written so far."""
+        return pd.concat(self._kpis, ignore_index=True)
 
     def close_files(self) -> None:
         """Finish every Parquet file and write the sensor catalogue."""
@@ -318,7 +348,7 @@ class RunWriter:
     def close(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
         """Finish every file; returns the KPI summary over replications."""
         self.close_files()
-        summary = summarize(pd.concat(self._kpis, ignore_index=True))
+        summary = summarize(self.kpis())
         summary.to_parquet(self.out / "summary.parquet", index=False)
         summary.to_csv(self.out / "summary.csv", index=False)
         self._meta("finished", extra)
@@ -348,25 +378,18 @@ class RunWriter:
             schema = source.schema_arrow
             keep = [n for n in schema.names if n != "series"]
             stream = self._file(name)
-            stream.write(schema.empty_table().select(keep), create=name != "readings.parquet"
-                         and not name.endswith("health.parquet"))
+            stream.write(schema.empty_table().select(keep))  # the file's schema, even if the part has no rows
             for batch in source.iter_batches(batch_size=stream.rows, columns=keep):
                 stream.write(pa.Table.from_batches([batch]))
         self._kpis.append(pd.read_parquet(part / "kpis.parquet"))
 
 
-PART_FILES = ("readings.parquet", "truth/health.parquet", "truth/states.parquet", "truth/events.parquet",
-              "truth/parts.parquet", "kpis.parquet")
-
-
 def state_changes(line: Line) -> pd.DataFrame:
     """Every machine's logged state changes (replication, machine, t, state, reason): what a store keeps."""
-    frames = []
-    for m in line.machines:
-        t, states, reasons = m.log.states_from(0)
-        frames.append(pd.DataFrame({"replication": np.int32(line.replication), "machine": m.name, "t": t,
-                                    "state": states, "reason": reasons}))
-    return pd.concat(frames, ignore_index=True)
+    frames = [pd.DataFrame({"replication": np.int32(line.replication), "machine": m.name, "t": t, "state": states,
+                            "reason": reasons}) for m, t, states, reasons in StateFollower().new(line)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["replication", "machine", "t", "state", "reason"])
 
 
 def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int]:
@@ -403,8 +426,9 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     `on_readings` also receives every chunk of readings (e.g. the MQTT publisher), `on_replication`
     each finished replication; `policy` overrides the machines' maintenance policies (e.g. predictive);
     `inject` replays synthetic readings into one machine (recorded in run.json). With `tasks` on worker
-    processes or a cluster (and none of the above), replications run there side by side, each into a part
-    folder that is merged in replication order and handed to `on_part` (e.g. the store) before it goes.
+    processes or a cluster, replications run there side by side, each into a part folder that is merged in
+    replication order and handed to `on_part` (e.g. the store: it then takes whole replications instead of
+    `on_readings`' chunks) before it goes; see `_can_distribute` for when.
     `chunk`: simulated seconds per step (default: sized by the work, see `default_chunk`).
     """
     writer = RunWriter(out, scenario)
@@ -413,8 +437,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     writer.open(extra)
     wall = time.perf_counter()
     try:
-        if tasks is not None and tasks.client is not None and on_readings is None and on_replication is None \
-                and policy is None and inject is None and scenario.realtime_factor == 0:
+        if _can_distribute(scenario, tasks, on_readings, on_part, on_replication, policy, inject):
+            assert tasks is not None
             readings = _replications_on(tasks, scenario, out, writer, progress, on_part)
         else:
             readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start,
@@ -422,10 +446,21 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     except BaseException as e:
         writer.abort(e, extra)
         raise
-    kpis = pd.concat(writer._kpis, ignore_index=True)
+    kpis = writer.kpis()
     summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
                             **(extra or {})})
     return summary, kpis
+
+
+def _can_distribute(scenario: Scenario, tasks: Tasks | None, on_readings: Callable[..., None] | None,
+                    on_part: Callable[[Path], None] | None, on_replication: Callable[..., None] | None,
+                    policy: Callable[[Machine], MaintenancePolicy] | None, inject: Injection | None) -> bool:
+    """Replications may leave this process when workers are there, the run is flat out, and nothing needs its
+    chunks as they happen: no chunk sink without a part sink (the MQTT publisher), no per-replication callback,
+    no policy or injection object living here."""
+    return (tasks is not None and tasks.client is not None and scenario.realtime_factor == 0
+            and (on_readings is None or on_part is not None) and on_replication is None and policy is None
+            and inject is None)
 
 
 def _replications_here(scenario: Scenario, writer: RunWriter, progress: ProgressFn | None,
@@ -471,7 +506,9 @@ def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWri
         for rep, n in tasks.map(replication_part, args, done, window=tasks.workers + 1):
             part = parts / f"rep-{rep}"
             if not part.is_dir():
-                raise RuntimeError(f"replication {rep} ran on a worker that cannot write {out}: with --cluster, put "
+                from twin.app.cluster import ClusterError
+
+                raise ClusterError(f"replication {rep} ran on a worker that cannot write {out}: with --cluster, put "
                                    "the result folder (--out) on a file system every worker shares")
             writer.merge(part)
             if on_part is not None:
