@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import load_line
+
 from twin.app.runner import simulate
 from twin.scenario import load_scenario
 
@@ -59,8 +61,7 @@ def run(path: Path, duration: str | None) -> tuple[float, float]:
 
 
 def main() -> None:
-    load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before)")
+    print(load_line("before"))
     startup = statistics.median(process([*TWIN, "--help"])[0] for _ in range(3))
     verdict = "PASS" if startup <= 0.5 else "FAIL"
     print(f"start-up of a process (`twin --help`): {startup:.2f} s (limit 0.5 s): {verdict}")
@@ -83,8 +84,7 @@ def main() -> None:
         failed |= growth >= GROWTH_LIMIT
         print(f"\nbody_shop peak RSS: 1 day {day:.0f} MB, 30 days {month:.0f} MB: growth {growth:+.0%} "
               f"(limit {GROWTH_LIMIT:+.0%}): {'PASS' if growth < GROWTH_LIMIT else 'FAIL'}")
-    load = os.getloadavg()
-    print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (after)")
+    print("\n" + load_line("after"))
     sys.exit(1 if failed else 0)
 
 

@@ -7,7 +7,6 @@ compared against the one-worker run measured in the same session; results are ch
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from machine import load_line
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [("serial-5, no sensors, 40 x 20,000 min", "bench/scenarios/serial5.yaml", "20000 min"),
@@ -48,8 +48,7 @@ def machine_speedup() -> float:
 
 
 def main() -> None:
-    load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before)")
+    print(load_line("before"))
     print(f"the machine's own ceiling: two processes of pure Python do {machine_speedup():.2f}x the work of one\n")
     print(f"{'case':<40}{'1 worker':>10}{'2 workers':>11}{'speed-up':>10}  verdict")
     failed = False
@@ -64,8 +63,7 @@ def main() -> None:
         failed |= not ok
         print(f"{name:<40}{one:>9.1f}s{two:>10.1f}s{one / two:>9.2f}x  {'PASS' if ok else 'FAIL'} "
               f"(limit {LIMIT}x; KPIs {'equal' if same else 'DIFFERENT'})")
-    load = os.getloadavg()
-    print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (after)")
+    print("\n" + load_line("after"))
     sys.exit(1 if failed else 0)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from sensors.bus.broker import free_port, wait_port
-from tests.conftest import ROOT, twin_cmd
+from tests.conftest import ROOT, stop_process, twin_cmd
 from twin.app.cluster import ClusterError, cluster_address
 from twin.app.compare import PolicyParams, compare
 from twin.scenario import load_scenario, with_policy
@@ -52,23 +52,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
     address = f"tcp://127.0.0.1:{port}"
     scheduler = subprocess.Popen([*DASK, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "ab"))  # noqa: SIM115
-    procs = [scheduler]
+    cluster = DaskCluster(address, scheduler, [])
     try:
         wait_port(port, 60)
-        workers = [_worker(address, logs / f"{i}.log") for i in range(2)]
-        procs += workers
+        cluster.workers += [_worker(address, logs / f"{i}.log") for i in range(2)]
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=120)
-        yield DaskCluster(address, scheduler, workers)
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        yield cluster
+    finally:  # the workers a test put in place of killed ones too
+        for p in [*cluster.workers, scheduler]:
+            stop_process(p, timeout=20)
 
 
 def line(replications: int = 4) -> object:
