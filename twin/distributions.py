@@ -12,12 +12,13 @@ from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 _UNITS = {
     "ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0, "day": 86400.0,
 }
-_DURATION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|[-+]?\.\d+)\s*([a-z]*)\s*$")
+_DURATION_RE = re.compile(
+    r"[ \t\n\r]*([-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+)[ \t\n\r]*([a-z]*)[ \t\n\r]*")
 
 
 def parse_duration(value: Any) -> Any:
@@ -27,7 +28,9 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        m = _DURATION_RE.match(value.lower())
+        if value.strip(" \t\n\r").startswith("-"):
+            raise ValueError(f"a time cannot be negative, got {value!r}")
+        m = _DURATION_RE.fullmatch(value.lower())
         if not m:
             raise ValueError(f"not a duration: {value!r}; write a number of seconds or e.g. '90 s', '5 min', '8 h'")
         unit = m.group(2) or "s"
@@ -37,9 +40,32 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)]
-NonNegDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
+_UNIT_PATTERN = "|".join("".join(f"[{c}{c.upper()}]" for c in u) for u in sorted(_UNITS, key=len, reverse=True))
+_SPACE = r"[ \t\n\r]"
+_NUMBER_PATTERN = r"([0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|\.[0-9]+)"
+
+
+def duration_schema(minimum: float = 0.0, exclusive: bool = False, maximum: float | None = None) -> dict[str, Any]:
+    """The JSON Schema of a time: a number of seconds in range, or a string with a unit that `parse_duration` takes.
+    A string's range is checked only by the validator (JSON Schema cannot compare '90 s' with a bound)."""
+    number: dict[str, Any] = {"type": "number", ("exclusiveMinimum" if exclusive else "minimum"): minimum}
+    if maximum is not None:
+        number["maximum"] = maximum
+    positive = rf"(?={_SPACE}*\+?0*\.?0*[1-9])" if exclusive or minimum > 0 else ""
+    text = {"type": "string",
+            "pattern": rf"^{positive}{_SPACE}*\+?{_NUMBER_PATTERN}{_SPACE}*({_UNIT_PATTERN})?{_SPACE}*$",
+            "examples": ["90 s", "5 min", "8 h", "2 d"]}
+    return {"anyOf": [number, text]}
+
+
+def duration(gt: float | None = None, ge: float | None = None, le: float | None = None) -> Any:
+    """A time field's type: seconds or a unit string, in range, finite; with a JSON Schema editors can use."""
+    return Annotated[float, BeforeValidator(parse_duration), Field(gt=gt, ge=ge, le=le, allow_inf_nan=False),
+                     WithJsonSchema(duration_schema(gt if gt is not None else ge or 0.0, gt is not None, le))]
+
+
+PositiveDuration = duration(gt=0)
+NonNegDuration = duration(ge=0)
 
 
 class _Dist(BaseModel, ABC):
@@ -54,6 +80,11 @@ class _Dist(BaseModel, ABC):
     @abstractmethod
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
 
+    @property
+    def lower_bound(self) -> float | None:
+        """The shortest time a draw can take when that is above 0 (a design cycle for OEE), else None."""
+        return None
+
 
 class Constant(_Dist):
     """Always the same time (e.g. a machine with a fixed cycle)."""
@@ -64,6 +95,10 @@ class Constant(_Dist):
     @property
     def mean(self) -> float:
         return self.value
+
+    @property
+    def lower_bound(self) -> float | None:
+        return self.value or None
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value)
@@ -88,11 +123,21 @@ class Exponential(_ByMean):
         return rng.exponential(self.mean_, n)
 
 
+#: the share of draws a 'practical' lower bound leaves below it (the 3-sigma point of a normal distribution)
+TAIL = 0.00135
+
+
 class Normal(_ByMean):
     """Normal times truncated at 0 (negative draws are redrawn)."""
 
     dist: Literal["normal"]
     sd: NonNegDuration
+
+    @property
+    def lower_bound(self) -> float | None:
+        """Three sd below the mean (99.87 % of draws are longer), when that is above 0."""
+        low = self.mean_ - 3 * self.sd
+        return low if low > 0 else None
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         x = rng.normal(self.mean_, self.sd, n)
@@ -108,6 +153,12 @@ class LogNormal(_ByMean):
 
     dist: Literal["lognormal"]
     sd: NonNegDuration
+
+    @property
+    def lower_bound(self) -> float | None:
+        """The point 3 sigma below the log-mean (99.87 % of draws are longer)."""
+        sigma = math.sqrt(math.log1p((self.sd / self.mean_) ** 2))
+        return math.exp(math.log(self.mean_) - sigma**2 / 2 - 3 * sigma)
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         sigma2 = math.log1p((self.sd / self.mean_) ** 2)
@@ -133,6 +184,10 @@ class Triangular(_Dist):
     def mean(self) -> float:
         return (self.low + self.mode + self.high) / 3
 
+    @property
+    def lower_bound(self) -> float | None:
+        return self.low or None
+
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.triangular(self.low, self.mode, self.high, n)
 
@@ -153,6 +208,10 @@ class Uniform(_Dist):
     @property
     def mean(self) -> float:
         return (self.low + self.high) / 2
+
+    @property
+    def lower_bound(self) -> float | None:
+        return self.low or None
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, n)
@@ -183,6 +242,10 @@ class Empirical(_Dist):
     def mean(self) -> float:
         return float(np.mean(self.values))
 
+    @property
+    def lower_bound(self) -> float | None:
+        return min(self.values) or None
+
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.choice(np.asarray(self.values, dtype=float), n)
 
@@ -197,11 +260,12 @@ def _shorthand(value: Any) -> Any:
     return value
 
 
-Distribution = Annotated[
+_Tagged = Annotated[
     Union[Constant, Exponential, Normal, LogNormal, Triangular, Uniform, Weibull, Empirical],
     Field(discriminator="dist"),
-    BeforeValidator(_shorthand),
 ]
+#: a distribution, or a bare time meaning a constant one (the JSON Schema offers both, as the validator takes both)
+Distribution = Annotated[_Tagged, BeforeValidator(_shorthand, json_schema_input_type=Union[NonNegDuration, _Tagged])]
 
 
 class Sampler:

@@ -2,8 +2,8 @@
 
 All figures come from the ground-truth logs after the run, over the window [warm-up, end]:
 throughput, work in process, lead time, per-machine state shares, availability, observed MTBF/MTTR,
-OEE = availability x performance x quality per station, and the bottleneck (the station whose
-machines are active the largest share of the time, after Roser's active-period idea).
+OEE = availability x performance x quality per station and for the line by ISO 22400 (docs/kpis.md), and
+the bottleneck (the station whose machines are active the largest share of the time, after Roser's idea).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, STATES, WORKING, Line, Machine
+from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, STATES, WORKING, Line, Machine, ShiftCalendar
 
 KPI_COLUMNS = ["replication", "scope", "entity", "kpi", "value"]
 
@@ -74,21 +74,26 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     for st, group in zip(sc.stations, line.stations):
         tallies = []
         for m in group:
-            machine_rows, tally = _machine_kpis(m, a, b, planned, repairs[repairs.machine == m.name])
+            machine_rows, tally = _machine_kpis(m, a, b, planned, repairs[repairs.machine == m.name], line.calendar)
             rows += machine_rows
             tallies.append(tally)
-        station_oee[st.name] = _station_oee(st.ideal_cycle_time or st.cycle_time.mean, planned, b - a, tallies)
+        ideal = st.ideal_cycle()[0]
+        station_oee[st.name] = _station_oee(ideal, planned, b - a, tallies)
         for name, v in zip(("oee", "oee availability", "oee performance", "oee quality", "active share"),
                            station_oee[st.name]):
             rows.append(("station", st.name, name, float(v)))
+        rows.append(("station", st.name, "ideal cycle [s]", ideal))
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
-    oee, avail, perf, qual, _ = station_oee[bottleneck]
+    constraint = sc.stations[line.constraint].name
+    _, avail, perf, _, _ = station_oee[constraint]
+    qual = _line_quality(line, a, b)
     rows += [
-        ("line", sc.line.name, "oee", oee),
+        ("line", sc.line.name, "oee", avail * perf * qual),
         ("line", sc.line.name, "oee availability", avail),
         ("line", sc.line.name, "oee performance", perf),
         ("line", sc.line.name, "oee quality", qual),
         ("line", sc.line.name, "bottleneck station", float([s.name for s in sc.stations].index(bottleneck))),
+        ("line", sc.line.name, "constraint station", float(line.constraint)),
     ]
     df = pd.DataFrame(rows, columns=KPI_COLUMNS[1:])
     df.insert(0, "replication", line.replication)
@@ -118,16 +123,43 @@ def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
     return rows
 
 
-def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.DataFrame
-                  ) -> tuple[list[Row], tuple[float, float, float, float]]:
+def _line_quality(line: Line, a: float, b: float) -> float:
+    """Of the parts that passed the constraint station inside [a, b] and have left the line, the share that left
+    good: a line that scraps every part has quality (and OEE) 0; parts still inside are not judged yet."""
+    passed = np.frombuffer(line.passed, dtype=np.float64)
+    exit_ = np.frombuffer(line.exit, dtype=np.float64)
+    scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16)
+    made = (passed >= a) & (passed <= b) & (exit_ <= b)  # judged: left the line (good or scrap) by b
+    good = made & (scrap_at < 0)
+    n = int(np.count_nonzero(made))
+    return int(np.count_nonzero(good)) / n if n else 1.0
+
+
+def _working_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None) -> tuple[float, float]:
+    """Seconds m worked inside [a, b]: in all, and inside planned (shift) time."""
+    t = np.frombuffer(m.log.t, dtype=np.float64)
+    s = np.frombuffer(m.log.state, dtype=np.int8)
+    ends = np.append(t[1:], max(b, t[-1]))
+    work = s == WORKING
+    lo, hi = np.maximum(t[work], a), np.minimum(ends[work], b)
+    total = float(np.clip(hi - lo, 0.0, None).sum())
+    return total, (float(calendar.planned_between(lo, hi).sum()) if calendar is not None else total)
+
+
+def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.DataFrame,
+                  calendar: ShiftCalendar | None) -> tuple[list[Row], tuple[float, float, float, float, float, float]]:
     """One machine's state shares, availability, MTBF/MTTR and parts in [a, b], and what its station's OEE
-    adds up: (time lost to stops, parts made, good parts, active time)."""
+    adds up: (working time in shifts, working time, parts begun and finished inside [a, b], parts made, good
+    parts, active time)."""
     span = b - a
     d = state_durations(m, a, b)
     fin = np.frombuffer(m.log.finished, dtype=np.float64)
     scr = np.frombuffer(m.log.scrapped, dtype=np.float64)
     n_good = int(np.count_nonzero((fin >= a) & (fin <= b)))
     n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
+    worked, worked_planned = _working_time(m, a, b, calendar)
+    # parts whose whole work lies inside [a, b]: each took at least the ideal cycle, so performance <= 100 %
+    whole = max(0, m.parts_done - int(np.count_nonzero(np.frombuffer(m.log.begun, dtype=np.float64) < a)))
     clock_time = d[WORKING] if m.mtype.clock == "operating" else span - d[DOWN] - d[MAINTENANCE] - d[OFF_SHIFT]
     rows: list[Row] = [("machine", m.name, f"{name} share", d[k] / span) for k, name in enumerate(STATES)]
     rows += [
@@ -138,23 +170,27 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
         ("machine", m.name, "mttr [min]", float(repairs.downtime.mean() / 60) if len(repairs) else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
-    return rows, (d[DOWN] + d[MAINTENANCE] + d[SETUP], n_good + n_scrap, n_good,
+    return rows, (worked_planned, worked, whole, n_good + n_scrap, n_good,
                   d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP])
 
 
-def _station_oee(ideal: float, planned: float, span: float, tallies: list[tuple[float, float, float, float]]
+def _station_oee(ideal: float, planned: float, span: float,
+                 tallies: list[tuple[float, float, float, float, float, float]]
                  ) -> tuple[float, float, float, float, float]:
-    """A station's OEE, availability, performance, quality and active share from its machines' tallies."""
-    tot_planned = tot_loss = count = good_n = active = 0.0
-    for loss, made, good, busy in tallies:  # summed in machine order, as always
+    """A station's OEE, availability, performance, quality and active share from its machines' tallies (ISO
+    22400: A = actual production time / planned busy time, P = ideal cycle x parts / production time, Q = good /
+    made); every factor lies within 0-1 when the ideal cycle is the fastest one."""
+    tot_planned = apt = worked = whole = count = good_n = active = 0.0
+    for w_planned, w, n_whole, made, good, busy in tallies:  # summed in machine order, as always
         tot_planned += planned
-        tot_loss += loss
+        apt += w_planned
+        worked += w
+        whole += n_whole
         count += made
         good_n += good
         active += busy
-    avail = 1 - tot_loss / tot_planned
-    run_time = tot_planned - tot_loss
-    perf = ideal * count / run_time if run_time > 0 else 0.0
+    avail = apt / tot_planned if tot_planned > 0 else 0.0
+    perf = ideal * whole / worked if worked > 0 else 0.0
     qual = good_n / count if count else 1.0
     return avail * perf * qual, avail, perf, qual, active / (span * len(tallies))
 

@@ -53,6 +53,7 @@ class MachineLog:
     clock: array = field(default_factory=lambda: array("d"))
     finished: array = field(default_factory=lambda: array("d"))  # times a part left this machine good
     scrapped: array = field(default_factory=lambda: array("d"))  # times a part was scrapped here
+    begun: array = field(default_factory=lambda: array("d"))  # times work on a part began (for OEE performance)
     #: per state change, the fault mode (index into `modes`) a down machine is being repaired for; -1 otherwise
     reason: array = field(default_factory=lambda: array("b"))
     #: per fault mode: (time, clock at renewal, drawn life) each time that mode's life starts
@@ -111,6 +112,21 @@ class ShiftCalendar:
     def planned(self, a: float, b: float) -> float:
         """Planned production time inside [a, b]."""
         return float(sum(max(0.0, min(e, b) - max(s, a)) for s, e in zip(self.starts, self.ends)))
+
+    def planned_between(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Planned production time inside each interval [a[i], b[i]] at once (a cumulative planned-time curve)."""
+        knots = np.ravel(np.column_stack([self.starts, self.ends]))
+        if not len(knots):
+            return np.zeros(len(a))
+        cum = np.concatenate([[0.0], np.cumsum(np.diff(knots) * np.tile([1.0, 0.0], len(self.starts))[:-1])])
+        return np.clip(np.interp(b, knots, cum) - np.interp(a, knots, cum), 0.0, None)
+
+    def next_change(self, t: float) -> float:
+        """When the line next goes on or off shift after t (inf if never)."""
+        i = bisect.bisect_right(self.starts, t)
+        j = bisect.bisect_right(self.ends, t)
+        return min(self.starts[i] if i < len(self.starts) else float("inf"),
+                   self.ends[j] if j < len(self.ends) else float("inf"))
 
 
 class Machine:
@@ -171,11 +187,35 @@ class Machine:
         self.inslots: simpy.Container | None = None
         self.outslots: simpy.Container | None = None
         self.is_last = False
+        self.is_constraint = False  # at the station whose design rate limits the line (line OEE counts parts here)
+        self.off_shift_wait = -1  # the waiting state (starved, blocked) shown as off_shift while the line is off
+
+    def _waiting(self, state: int) -> None:
+        """Start waiting for a part or for space (off shift, the machine shows off_shift meanwhile)."""
+        cal = self.line.calendar
+        if cal is not None and cal.next_start(self.env.now) is not None:
+            self._set_state(OFF_SHIFT)
+            self.off_shift_wait = state
+        else:
+            self._set_state(state)
+
+    def shift_ends(self) -> None:
+        """The line goes off shift: a machine waiting for a part or for space is off shift, not starved or blocked."""
+        if self.state in (STARVED, BLOCKED):
+            waiting = self.state
+            self._set_state(OFF_SHIFT)
+            self.off_shift_wait = waiting
+
+    def shift_starts(self) -> None:
+        """Back on shift: a machine still waiting shows its waiting state again."""
+        if self.off_shift_wait >= 0 and self.state == OFF_SHIFT:
+            self._set_state(self.off_shift_wait)
 
     # --- clock and state -------------------------------------------------------------------------
     def _set_state(self, s: int, reason: int = -1) -> None:
         """Log a change of state (down: with the failed fault mode as its reason); the clocks are brought up to now
         only at changes (they run linearly between)."""
+        self.off_shift_wait = -1
         if s == self.state:
             return
         now = self.env.now
@@ -250,7 +290,8 @@ class Machine:
         inbuf, outbuf, inslots, outslots = self.inbuf, self.outbuf, self.inslots, self.outslots
         cycle, work_rate, scrap_max, calendar_clock = self.cycle, self.work_rate, self.scrap_max, self.calendar_clock
         finished = self.log.finished.append
-        is_last = self.is_last
+        begun = self.log.begun.append
+        is_last, is_constraint = self.is_last, self.is_constraint
         while True:
             # decision point: shift, maintenance, changeover
             if cal is not None:
@@ -272,17 +313,21 @@ class Machine:
                 pid = line.new_part()
             else:
                 if inbuf.starving():
-                    self._set_state(STARVED)
+                    self._waiting(STARVED)
                 pid = (yield from self._wait(inbuf.get, inbuf.cancel)) if calendar_clock else (yield inbuf.get())
             if bbs and outslots is not None:
                 if outslots.level < 1 or outslots.get_queue:
-                    self._set_state(BLOCKED)
+                    self._waiting(BLOCKED)
                 if calendar_clock:
                     yield from self._wait(partial(outslots.get, 1), _cancel_request)
                 else:
                     yield outslots.get(1)
+            if cal is not None and cal.next_start(env.now) is not None:
+                self._set_state(OFF_SHIFT)  # the part came after the shift ended: it waits for the next one
+                yield env.timeout(min(cal.next_start(env.now) or env.now, line.horizon + 1) - env.now)
             # work it
             d = cycle()
+            begun(env.now)
             if self.state != WORKING:
                 self._set_state(WORKING)
             if self.fail_clock - self.clock - (env.now - self.t_last) * work_rate >= d * work_rate:
@@ -293,6 +338,8 @@ class Machine:
             self.parts_since_service += 1
             if inslots is not None:
                 inslots.put(1)  # before-service: the part no longer holds space up to here
+            if is_constraint:
+                line.passed[pid] = env.now
             # hand it on
             if scrap_max and self.scrap_u() < scrap_max and self._scrap_draw_hits():
                 line.scrap(pid, self)
@@ -304,7 +351,7 @@ class Machine:
                 continue
             assert outbuf is not None
             if not bbs and outbuf.full():
-                self._set_state(BLOCKED)
+                self._waiting(BLOCKED)
             if calendar_clock:
                 yield from self._wait(partial(outbuf.put, pid), outbuf.cancel)
             else:
@@ -327,19 +374,25 @@ class Machine:
     def _wait(self, request: Callable[[], simpy.Event],
               cancel: Callable[[simpy.Event], None]) -> Generator[simpy.Event, Any, Any]:
         """Wait for a part or for space while the calendar clock runs: a failure may come first."""
-        env = self.env
+        env, cal = self.env, self.line.calendar
+        ev = request()
         while True:
-            ev = request()
-            ttf = max(0.0, (self.fail_clock - self.clock_now()) / self.rates[self.state])
+            rate = self.rates[self.state]
+            ttf = max(0.0, (self.fail_clock - self.clock_now()) / rate) if rate else float("inf")
+            if cal is not None:  # going off or on shift changes how fast the clock runs: look again then
+                ttf = min(ttf, cal.next_change(env.now) - env.now)
             if ev.triggered or ttf == float("inf"):
                 return (yield ev)
             waiting_state = self.state
             yield ev | env.timeout(ttf)
             if ev.triggered:
                 return ev.value
+            if self.clock_now() < self.fail_clock - 1e-9:
+                continue
             cancel(ev)
             yield from self._fail()
             self._set_state(waiting_state)
+            ev = request()
 
     def _busy(self, d: float, state: int) -> Generator[simpy.Event, Any, None]:
         self._set_state(state)
@@ -454,6 +507,12 @@ class _UnitUniform:
 _UNIT: Any = _UnitUniform()
 
 
+def constraint_station(scenario: Scenario) -> int:
+    """The station whose design rate (machines / ideal cycle) is lowest: the line's ideal rate is its rate."""
+    rates = [len(st.machine_names) / st.ideal_cycle()[0] for st in scenario.stations]
+    return int(np.argmin(rates))
+
+
 class Line:
     """A whole serial line for one replication; `run(until)` can be called in steps for live streaming."""
 
@@ -473,6 +532,7 @@ class Line:
         self.entry = array("d")
         self.exit = array("d")
         self.scrapped_at = array("h")
+        self.passed = array("d")  # when the part left the constraint station's work (nan before)
         self.arrivals = 0
         self.lost = 0
         self.machines: list[Machine] = []
@@ -486,8 +546,13 @@ class Line:
             self.stations.append(group)
             self.machines.extend(group)
         self._wire()
+        self.constraint = constraint_station(scenario)
+        for m in self.stations[self.constraint]:
+            m.is_constraint = True
         for m in self.machines:
             self.env.process(m.run())
+        if self.calendar is not None:
+            self.env.process(self._shifts())
         if scenario.source.kind == "arrivals":
             self.env.process(self._arrivals())
 
@@ -537,10 +602,24 @@ class Line:
                 continue
             yield buf.put(self.new_part())
 
+    def _shifts(self) -> Generator[simpy.Event, Any, None]:
+        """At every shift end and start, tell the machines (waiting ones change what they show)."""
+        cal, env = self.calendar, self.env
+        assert cal is not None
+        while True:
+            t = cal.next_change(env.now)
+            if t > self.horizon:
+                return
+            yield env.timeout(t - env.now)
+            on = cal.next_start(env.now) is None
+            for m in self.machines:
+                m.shift_starts() if on else m.shift_ends()
+
     # --- parts and events ------------------------------------------------------------------------
     def new_part(self) -> int:
         self.entry.append(self.env.now)
         self.exit.append(float("nan"))
+        self.passed.append(float("nan"))
         self.scrapped_at.append(-1)
         return len(self.entry) - 1
 

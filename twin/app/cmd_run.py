@@ -57,6 +57,8 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         n_m = sum(len(s.machine_names) for s in sc.stations)
         out_console.print(f"[green]ok[/] {f}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
                           f"{len(sc.stations)} stations, {n_m} machines", highlight=False)
+        for note in sc.ideal_cycle_notes():
+            out_console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(2)
 
@@ -395,8 +397,11 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
     """Per-station OEE and its factors, with the machines' availability and MTBF/MTTR."""
     import pandas as pd
 
-    t = Table(title="stations (mean over replications)")
-    for col in ("station", "OEE", "availability", "performance", "quality", "active", "MTBF [h]", "MTTR [min]"):
+    notes = sc.ideal_cycle_notes()
+    t = Table(title="stations (mean over replications; OEE by ISO 22400, docs/kpis.md)",
+              caption="note: " + "; ".join(notes) if notes else None)
+    for col in ("station", "OEE", "availability", "performance", "quality", "ideal cycle", "active", "MTBF [h]",
+                "MTTR [min]"):
         t.add_column(escape(col), justify="left" if col == "station" else "right")
     st = summary[summary.scope == "station"].set_index(["entity", "kpi"])["mean"]
     mach = summary[summary.scope == "machine"].set_index(["entity", "kpi"])["mean"]
@@ -405,7 +410,8 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
         mtbf = pd.Series([mach.get((m, "mtbf [h]")) for m in names], dtype=float).mean()
         mttr = pd.Series([mach.get((m, "mttr [min]")) for m in names], dtype=float).mean()
         t.add_row(s.name, *(f"{st[(s.name, k)]:.1%}" for k in
-                            ("oee", "oee availability", "oee performance", "oee quality", "active share")),
+                            ("oee", "oee availability", "oee performance", "oee quality")),
+                  f"{s.ideal_cycle()[0]:.3g} s", f"{st[(s.name, 'active share')]:.1%}",
                   "-" if pd.isna(mtbf) else f"{mtbf:.1f}", "-" if pd.isna(mttr) else f"{mttr:.1f}")
     return t
 
