@@ -91,7 +91,7 @@ def test_same_seed_gives_identical_files_and_seed_option_changes_them(tmp_path: 
 
 @pytest.mark.parametrize(("args", "expected"), [
     (("--duration", "banana"), "--duration: not a duration: 'banana'"),
-    (("--duration", "-5 min"), "--duration: must be a positive time"),
+    (("--duration", "-5 min"), "--duration: a time cannot be negative"),
     (("--warmup", "9 h"), "warmup (32400 s) must be shorter than duration"),
 ])
 def test_run_rejects_bad_options(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:

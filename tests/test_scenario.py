@@ -72,18 +72,20 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("mutate", "expected"), [
     (lambda d: d["stations"][0].update(colour="red"), r"stations\[0\]\.colour: unknown key"),
     (lambda d: d.pop("seed"), r"seed: required field is missing"),
-    (lambda d: d["stations"][2].update(machine_type="fillr"), r"uses machine_type 'fillr', which is not defined"),
+    (lambda d: d["stations"][2].update(machine_type="fillr"),
+     r"stations\[2\]\.machine_type: machine type 'fillr' is not defined"),
     (lambda d: d["stations"][1].update(cycle_time={"dist": "gauss", "mean": 1}),
      r"stations\[1\]\.cycle_time: .*'gauss'"),
     (lambda d: d["stations"][1].update(buffer=-1), r"stations\[1\]\.buffer: must be greater than or equal to 0"),
     (lambda d: d.update(duration="8 parsecs"), r"duration: unknown time unit 'parsecs'"),
     (lambda d: d.update(warmup="9 h"), r"warmup .* must be shorter than duration"),
-    (lambda d: d["stations"][1].update(buffer=2, initial=5), r"initial=5 parts in a buffer of capacity 2"),
+    (lambda d: d["stations"][1].update(buffer=2, initial=5),
+     r"stations\[1\]\.initial: starts with 5 parts in a buffer of capacity 2"),
     (lambda d: d["machine_types"]["filler"].update(repair_crew="ghosts"), r"names repair crew 'ghosts'"),
     (lambda d: d["machine_types"]["filler"]["fault_modes"][0]["signature"].update(flux=1),
      r"signature names sensor 'flux'"),
     (lambda d: d["machine_types"]["filler"]["maintenance"].pop("threshold"), r"needs 'threshold'"),
-    (lambda d: d["stations"][3].update(name="filler"), r"name 'filler' is used twice"),
+    (lambda d: d["stations"][3].update(name="filler"), r"stations\[3\]\.name: station 'filler' is used twice"),
     (lambda d: d["stations"][1].update(cycle_time=0), r"mean cycle time must be at least 1 ms"),
     (lambda d: d.update(calendar={"shifts": ["22:00-06:00"]}), r"ends before it starts"),
     (lambda d: d["stations"][0].update(buffer=5), r"source is saturated"),
@@ -207,3 +209,79 @@ def test_hostile_yaml_is_refused_quickly_with_file_and_line(tmp_path: Path, text
     message = error_of(tmp_path, text)
     assert expected in message and message.startswith("line.yaml")
     assert time.perf_counter() - t < 5
+
+
+def _as_json(data: Any) -> Any:
+    """A YAML document as an editor's JSON view sees it (timestamps are strings)."""
+    return json.loads(json.dumps(data, default=lambda x: x.isoformat() if hasattr(x, "isoformat") else str(x)))
+
+
+def _example_blocks() -> list[str]:
+    """The complete scenarios docs/scenario.md shows (```yaml blocks)."""
+    text = (ROOT / "docs" / "scenario.md").read_text()
+    return [b.split("\n", 1)[1] for b in text.split("```")[1::2] if b.startswith("yaml")]
+
+
+def test_published_schema_accepts_every_bundled_and_documented_scenario(tmp_path: Path) -> None:
+    """The schema once rejected the bundled bottling.yaml 41 times ('8 h' is not a number; 'gt' is no keyword)."""
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs" / "scenario.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    checker = jsonschema.Draft202012Validator(schema)
+    examples = _example_blocks()
+    assert examples, "docs/scenario.md shows no complete example"
+    files = [*BUNDLED, *sorted(Path("bench/scenarios").glob("*.yaml")), *sorted(Path("tests/scenarios").glob("*.yaml"))]
+    files += [write(tmp_path, text, f"example{i}.yaml") for i, text in enumerate(examples)]
+    for f in files:
+        load_scenario(f)  # the validator takes it ...
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in checker.iter_errors(_as_json(yaml.safe_load(
+            f.read_text())))]
+        assert not errors, f"{f}: {errors[:5]}"  # ... and so does the schema
+
+
+def test_schema_refuses_what_the_validator_refuses() -> None:
+    import jsonschema
+
+    checker = jsonschema.Draft202012Validator(json_schema())
+    for change in ({"duration": "-8 h"}, {"duration": "8 hours"}, {"duration": 0}, {"warmup": "-1 s"},
+                   {"seed": -1}, {"blocking": "sometimes"}, {"frobnicate": 1}):
+        assert not checker.is_valid(_as_json({**valid(), **change})), change
+
+
+_DURATION_TEXT = st.from_regex(r"\A[ \t]?[-+]?[0-9]{0,3}(\.[0-9]{0,2})?([eE][-+]?[0-9]{1,2})?[ \t]?"
+                               r"(ms|s|sec|min|h|hr|d|day|MIN|H|hours|x)?[ \t\n]?\Z")
+
+
+@settings(max_examples=400, deadline=None)
+@given(_DURATION_TEXT | st.text(max_size=8))
+def test_duration_strings_schema_and_validator_agree(text: str) -> None:
+    """A time written as text: the schema's pattern matches exactly when the validator takes it (times >= 0 and
+    times > 0)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from twin.distributions import duration, duration_schema
+
+    for schema, kind in ((duration_schema(0.0), duration(ge=0)),
+                         (duration_schema(0.0, exclusive=True), duration(gt=0))):
+        pattern = schema["anyOf"][1]["pattern"]
+        try:
+            TypeAdapter(kind).validate_python(text)
+            taken = True
+        except ValidationError:
+            taken = False
+        assert (re.search(pattern, text) is not None) == taken, (text, pattern)
+
+
+def test_cross_reference_errors_come_with_field_errors_and_lines(tmp_path: Path) -> None:
+    """An undefined machine type and a duplicate station once showed only after the field errors were fixed, and
+    without a line."""
+    text = Path("scenarios/bottling.yaml").read_text()
+    text = text.replace("machine_type: filler", "machine_type: filer").replace("{name: capper,", "{name: rinser,")
+    text = text.replace("duration: 8 h", "duration: -8 h")
+    message = error_of(tmp_path, text)
+    assert "3 problems" in message
+    assert re.search(r"line\.yaml:9 duration: a time cannot be negative, got '-8 h'", message)
+    assert re.search(r"line\.yaml:9[0-9] stations\[2\]\.machine_type: machine type 'filer' is not defined", message)
+    assert re.search(r"line\.yaml:10[0-9] stations\[3\]\.name: station 'rinser' is used twice \(first at "
+                     r"stations\[1\]\.name\)", message)

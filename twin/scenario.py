@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from twin.distributions import DIST_TAGS, Constant, Distribution, NonNegDuration, PositiveDuration
+from twin.distributions import (
+    DIST_TAGS,
+    Constant,
+    Distribution,
+    NonNegDuration,
+    PositiveDuration,
+    duration,
+    parse_duration,
+)
 
 Name = Annotated[
     str,
@@ -24,6 +32,8 @@ Name = Annotated[
           description="letters, digits, '_', '.', '-' (it becomes an MQTT topic level)"),
 ]
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+SamplingPeriod = duration(ge=0.01)
+Horizon = duration(gt=0, le=10 * 365 * 86400)
 
 
 class _Strict(BaseModel):
@@ -96,7 +106,7 @@ class Sensor(_Strict):
 
     name: Name
     unit: str = Field(max_length=16)
-    period: PositiveDuration = Field(1.0, ge=0.01, description="sampling period (at least 10 ms)")
+    period: SamplingPeriod = Field(1.0, description="sampling period (at least 10 ms)")
     stopped: float = Field(0.0, description="value when stopped (down, maintenance, off shift)")
     idle: float = Field(description="value when powered but not working (starved, blocked, setup)")
     working: float = Field(description="value when working at reference load")
@@ -170,7 +180,8 @@ class Station(_Strict):
     machine_type: Name
     machines: int | list[Name] = Field(1, description="how many machines, or their names")
     cycle_time: Distribution
-    ideal_cycle_time: PositiveDuration | None = Field(None, description="for OEE performance; default: mean cycle")
+    ideal_cycle_time: PositiveDuration | None = Field(
+        None, description="design (fastest) cycle, for OEE performance; default: the cycle time's lower bound")
     load: float = Field(0.8, gt=0, le=2, description="load as a fraction of rating while working")
     buffer: int | None = Field(None, ge=0, description="capacity of the buffer in front; null = unlimited")
     initial: int = Field(0, ge=0, description="parts in that buffer at the start")
@@ -196,6 +207,19 @@ class Station(_Strict):
             _unique(v, "machines")
         return v
 
+    def ideal_cycle(self) -> tuple[float, str]:
+        """The design cycle time OEE performance is measured against, and where it comes from (for the output).
+
+        ISO 22400's planned runtime per item is the fastest feasible cycle, so performance stays <= 100 %; a
+        distribution without a lower bound above 0 falls back to its mean, and the note says so."""
+        if self.ideal_cycle_time is not None:
+            return self.ideal_cycle_time, "given (ideal_cycle_time)"
+        low = self.cycle_time.lower_bound
+        if low is not None:
+            return low, f"lower bound of the {self.cycle_time.dist} cycle time"
+        return self.cycle_time.mean, (f"mean of the {self.cycle_time.dist} cycle time, which has no lower bound: "
+                                      "performance can exceed 100 %; give ideal_cycle_time (the design cycle)")
+
     @property
     def machine_names(self) -> list[str]:
         if isinstance(self.machines, list):
@@ -211,7 +235,9 @@ class Calendar(_Strict):
     """Planned production time: shift windows on working days; everything else is planned downtime."""
 
     shifts: list[str] = Field(min_length=1, description="daily windows 'HH:MM-HH:MM', e.g. '06:00-14:00'")
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(DAYS))
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: list(DAYS), min_length=1,
+        description="working days; at least one (a line that never works has no availability to measure)")
 
     @field_validator("shifts")
     @classmethod
@@ -254,8 +280,7 @@ class Scenario(_Strict):
     description: str = ""
     seed: int = Field(ge=0, le=2**63 - 1, description="every random draw derives from it")
     start: dt.datetime = Field(dt.datetime(2026, 1, 5, 6, 0), description="simulated clock at t = 0")
-    duration: PositiveDuration = Field(description="simulated time per replication (at most 10 years)",
-                                       le=10 * 365 * 86400)
+    duration: Horizon = Field(description="simulated time per replication (at most 10 years)")
     warmup: NonNegDuration = Field(0.0, description="time discarded from KPIs at the start")
     replications: int = Field(1, ge=1, le=10_000)
     realtime_factor: float = Field(0.0, ge=0, description="0 = as fast as possible, 1 = wall clock, N = N x faster")
@@ -271,37 +296,114 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
-        if self.warmup >= self.duration:
-            raise ValueError(f"warmup ({self.warmup:g} s) must be shorter than duration ({self.duration:g} s); "
-                             "shorten the warm-up (on the command line: --warmup)")
-        crews = [c.name for c in self.repair_crews]
-        _unique(crews, "repair_crews")
-        _unique([s.name for s in self.stations], "stations")
-        _unique([m for s in self.stations for m in s.machine_names], "machine names (over all stations)")
-        for tname, mt in self.machine_types.items():
-            for crew in (mt.repair_crew, mt.maintenance.crew):
-                if crew is not None and crew not in crews:
-                    raise ValueError(f"machine_types.{tname} names repair crew '{crew}', but repair_crews has "
-                                     f"{crews or 'none'}; add it to repair_crews or fix the name")
-        modes = {f.name for mt in self.machine_types.values() for f in mt.fault_modes}
-        unknown = sorted(set(self.costs.repair_by_mode) - modes)
-        if unknown:
-            raise ValueError(f"costs.repair_by_mode names fault modes {unknown} that no machine type has; "
-                             f"fault modes: {sorted(modes)}")
-        for i, st in enumerate(self.stations):
-            if st.machine_type not in self.machine_types:
-                raise ValueError(f"stations[{i}] ({st.name}) uses machine_type '{st.machine_type}', which is not "
-                                 f"defined; machine_types: {sorted(self.machine_types)}")
-            if i == 0 and self.source.kind == "saturated" and (st.buffer is not None or st.initial):
-                raise ValueError(f"stations[0] ({st.name}) has a buffer, but the source is saturated (parts always "
-                                 "available); remove 'buffer'/'initial' or use source kind 'arrivals'")
-            if st.buffer is not None and st.initial > st.buffer:
-                raise ValueError(f"stations[{i}] ({st.name}) starts with initial={st.initial} parts in a buffer "
-                                 f"of capacity {st.buffer}")
+        problems = reference_problems(self.model_dump(by_alias=True))
+        if problems:
+            raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
+
+    def ideal_cycle_notes(self) -> list[str]:
+        """One line per station whose OEE ideal cycle is a mean (no design cycle and no lower bound), for output."""
+        notes = []
+        for st in self.stations:
+            value, source = st.ideal_cycle()
+            if source.startswith("mean"):
+                notes.append(f"station {st.name}: OEE ideal cycle {value:g} s is the {source}")
+        return notes
 
     def machine_type_of(self, station: Station) -> MachineType:
         return self.machine_types[station.machine_type]
+
+
+def _names(items: Any, key: str = "name") -> list[tuple[int, str]]:
+    """(index, name) of the mappings in a list that have a string name; anything else is a field error elsewhere."""
+    if not isinstance(items, list):
+        return []
+    return [(i, x[key]) for i, x in enumerate(items) if isinstance(x, dict) and isinstance(x.get(key), str)]
+
+
+def _twice(named: list[tuple[str, str]], what: str) -> list[tuple[str, str]]:
+    """A problem for each (loc, name) whose name came before."""
+    seen: dict[str, str] = {}
+    out = []
+    for loc, name in named:
+        if name in seen:
+            out.append((loc, f"{what} '{name}' is used twice (first at {seen[name]}); names must be unique"))
+        else:
+            seen[name] = loc
+    return out
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        v = parse_duration(value)
+    except ValueError:
+        return None
+    return v if isinstance(v, float) else None
+
+
+def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every cross-reference and consistency problem of a scenario, as (field path, message), read from the raw
+    mapping so that they are reported with the field errors in one pass (parts of the wrong type are skipped:
+    their field errors say what is wrong)."""
+    problems: list[tuple[str, str]] = []
+    duration, warmup = _seconds(data.get("duration")), _seconds(data.get("warmup", 0.0))
+    if duration is not None and warmup is not None and 0 < duration <= warmup:
+        problems.append(("warmup", f"warmup ({warmup:g} s) must be shorter than duration ({duration:g} s); "
+                                   "shorten the warm-up (on the command line: --warmup)"))
+    crews = _names(data.get("repair_crews"))
+    problems += _twice([(f"repair_crews[{i}].name", n) for i, n in crews], "crew")
+    crew_names = sorted({n for _, n in crews})
+    stations = data.get("stations") if isinstance(data.get("stations"), list) else []
+    problems += _twice([(f"stations[{i}].name", n) for i, n in _names(stations)], "station")
+    machines: list[tuple[str, str]] = []
+    for i, st in enumerate(stations):
+        if not isinstance(st, dict) or not isinstance(st.get("name"), str):
+            continue
+        m = st.get("machines", 1)
+        if isinstance(m, list):
+            machines += [(f"stations[{i}].machines[{j}]", n) for j, n in enumerate(m) if isinstance(n, str)]
+        elif isinstance(m, int):
+            machines += [(f"stations[{i}].name", n) for n in
+                         ([st["name"]] if m == 1 else [f"{st['name']}-{k + 1}" for k in range(max(0, min(m, 100)))])]
+    problems += _twice(machines, "machine name (over all stations)")
+    types = data.get("machine_types") if isinstance(data.get("machine_types"), dict) else {}
+    modes: set[str] = set()
+    for tname, mt in types.items():
+        if not isinstance(mt, dict):
+            continue
+        modes |= {n for _, n in _names(mt.get("fault_modes"))}
+        maint = mt.get("maintenance") if isinstance(mt.get("maintenance"), dict) else {}
+        for loc, crew in ((f"machine_types.{tname}.repair_crew", mt.get("repair_crew")),
+                          (f"machine_types.{tname}.maintenance.crew", maint.get("crew"))):
+            if isinstance(crew, str) and crew not in crew_names:
+                problems.append((loc, f"names repair crew '{crew}', but repair_crews has {crew_names or 'none'}; "
+                                      "add it to repair_crews or fix the name"))
+    costs = data.get("costs") if isinstance(data.get("costs"), dict) else {}
+    by_mode = costs.get("repair_by_mode") if isinstance(costs.get("repair_by_mode"), dict) else {}
+    for mode in by_mode:
+        if types and mode not in modes:
+            problems.append((f"costs.repair_by_mode.{mode}", f"no machine type has fault mode '{mode}'; "
+                                                            f"fault modes: {sorted(modes)}"))
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    for i, st in enumerate(stations):
+        if not isinstance(st, dict):
+            continue
+        mt = st.get("machine_type")
+        if isinstance(mt, str) and mt not in types:
+            problems.append((f"stations[{i}].machine_type", f"machine type '{mt}' is not defined; "
+                                                           f"machine_types: {sorted(types)}"))
+        buffer, initial = st.get("buffer"), st.get("initial", 0)
+        if i == 0 and source.get("kind", "saturated") == "saturated" and (buffer is not None or initial):
+            problems.append(("stations[0].buffer", "the first station has a buffer, but the source is saturated "
+                                                   "(parts always available); remove 'buffer'/'initial' or use "
+                                                   "source kind 'arrivals'"))
+        if isinstance(buffer, int) and isinstance(initial, int) and initial > buffer:
+            problems.append((f"stations[{i}].initial", f"starts with {initial} parts in a buffer of capacity "
+                                                       f"{buffer}"))
+    first: dict[str, str] = {}
+    for loc, msg in problems:  # one problem per field (a station's name is also its machine's name)
+        first.setdefault(loc, msg)
+    return list(first.items())
 
 
 def _unique(names: list[str], what: str) -> None:
@@ -345,11 +447,14 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
                             f"got {type(data).__name__}; see scenarios/ for examples")
     if overrides:
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    references = reference_problems(data)
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        lines = _line_index(node)
-        raise ScenarioError(_format_errors(path.name, e, lines)) from None
+        raise ScenarioError(_format_errors(path.name, e, _line_index(node), references)) from None
+    if references:  # cannot happen (the model checks the same), but a scenario must never pass with one
+        raise ScenarioError(_format_errors(path.name, None, _line_index(node), references))
+    return scenario
 
 
 def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults: Any) -> Scenario:
@@ -387,9 +492,13 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _format_errors(fname: str, err: ValidationError, lines: dict[str, int]) -> str:
+def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int],
+                   references: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
+    """Every problem of a file in one paragraph: field errors, then cross-references, each with its line."""
     parts = []
-    for e in err.errors(include_url=False):
+    for e in err.errors(include_url=False) if err is not None else []:
+        if not e["loc"] and references:
+            continue  # the model's own cross-reference check: listed below with lines
         loc = format_loc(tuple(e["loc"]))
         line = _nearest_line(loc, lines)
         msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
@@ -400,6 +509,9 @@ def _format_errors(fname: str, err: ValidationError, lines: dict[str, int]) -> s
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
                 and repr(e["input"]) not in msg:
             msg = f"{msg}, got {e['input']!r}"
+        parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
+    for loc, msg in references:
+        line = _nearest_line(loc, lines)
         parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
     head = f"{fname}: {len(parts)} problem{'s' if len(parts) > 1 else ''} in the scenario; fix and run again. "
     return head + "; ".join(parts) if len(parts) > 1 else parts[0]
