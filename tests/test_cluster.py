@@ -69,12 +69,12 @@ def line(replications: int = 4) -> object:
     return sc.model_copy(update={"duration": 2 * 3600.0, "warmup": 0.0, "replications": replications})
 
 
-PARAMS = PolicyParams(every=3600.0, threshold=0.6)
+PARAMS = PolicyParams(every=3600.0)
 
 
 def test_compare_on_a_running_cluster_equals_the_local_run(cluster: DaskCluster, tmp_path: Path) -> None:
     args = ("compare", "scenarios/bottling.yaml", "--policies", ",".join(POLICIES), "--replications", 4,
-            "--duration", "2 h", "--warmup", 0, "--every", "1 h", "--threshold", 0.6)
+            "--duration", "2 h", "--warmup", 0, "--every", "1 h")
     remote = subprocess.run(twin_cmd(*args, "--cluster", cluster.address, "--out", tmp_path / "remote"),
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert remote.returncode == 0, remote.stderr[-3000:]

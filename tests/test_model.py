@@ -113,8 +113,8 @@ def test_preventive_maintenance_every_n_parts() -> None:
     assert n == parts // 7
 
 
-def test_condition_based_maintenance_acts_on_the_health_indicator() -> None:
-    mt = wear_type(policy="condition-based", threshold=0.5, duration=const(60))
+def test_perfect_monitoring_acts_on_the_true_wear() -> None:
+    mt = wear_type(policy="perfect-monitoring", wear_limit=0.5, duration=const(60))
     line = run(scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": mt}, duration=100_000))
     m = line.machines[0]
     ev = events_frame(line)
@@ -123,6 +123,53 @@ def test_condition_based_maintenance_acts_on_the_health_indicator() -> None:
     _, _, wear = TruthReader(m).at(orders)
     assert (wear[0] >= 0.5).all() and (wear[0] < 0.6).all()  # caught within one 5 s cycle of the limit
     assert len(ev[ev.event == "failure"]) <= 1
+
+
+def _sensed_type(noise: float, **maintenance: object) -> dict[str, object]:
+    mt = wear_type(policy="condition-based", sensor="vib", threshold=3.0, duration=const(60), **maintenance)
+    mt["fault_modes"][0]["signature"] = {"vib": 4.0}  # type: ignore[index]
+    mt["sensors"] = [{"name": "vib", "unit": "mm/s", "idle": 0.5, "working": 1.0, "noise": noise}]
+    return mt
+
+
+@pytest.mark.parametrize(("noise", "filter_", "median"), [(0.0, 0, (0.5, 0.51)), (0.5, 0, (0.1, 0.4)),
+                                                           (0.5, 60, (0.4, 0.6))])
+def test_condition_based_maintenance_acts_on_a_measured_sensor(noise: float, filter_: float,
+                                                              median: tuple[float, float]) -> None:
+    """The reading is 1 + 4 x wear (+ noise): the threshold 3 mm/s is wear 0.5. Without noise every order comes at
+    0.5; with noise and no filter a high draw orders early (useful life thrown away); a filter brings the orders
+    back near 0.5, scattered. The old policy read the hidden wear and ordered every time at exactly its limit."""
+    mt = _sensed_type(noise, filter=filter_)
+    line = run(scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": mt}, duration=200_000))
+    ev = events_frame(line)
+    orders = ev[ev.event == "maintenance_order"].t.to_numpy()
+    assert len(orders) >= 10
+    _, _, wear = TruthReader(line.machines[0]).at(orders)
+    assert median[0] <= np.median(wear[0]) <= median[1]
+    assert (np.std(wear[0]) > 0.02) == (noise > 0)
+
+
+def test_sensor_based_policy_needs_a_sensor_that_shows_wear() -> None:
+    from pydantic import ValidationError
+
+    mt = _sensed_type(0.1)
+    mt["fault_modes"][0]["signature"] = {}  # type: ignore[index]
+    with pytest.raises(ValidationError, match="shows no wear"):
+        scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": mt})
+    with pytest.raises(ValidationError, match="watches a measured sensor"):
+        scenario([{"name": "m1", "cycle_time": const(5)}],
+                 machine_types={"m": wear_type(policy="condition-based", threshold=0.5)})
+
+
+def test_inspection_finds_wear_only_when_it_inspects() -> None:
+    mt = wear_type(policy="inspection", inspect_every="10 min", wear_limit=0.5, measurement_error=0.0,
+                   duration=const(60))
+    line = run(scenario([{"name": "m1", "cycle_time": const(5)}], machine_types={"m": mt}, duration=200_000))
+    ev = events_frame(line)
+    orders = ev[ev.event == "maintenance_order"]
+    assert len(orders) >= 10 and set(orders.detail) == {"inspection"}
+    _, _, wear = TruthReader(line.machines[0]).at(orders.t.to_numpy())
+    assert (wear[0] >= 0.5).all() and np.std(wear[0]) > 0.01  # found at the first inspection past the limit
 
 
 def test_external_order_is_taken_at_the_next_cycle_boundary() -> None:

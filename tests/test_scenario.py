@@ -84,7 +84,7 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
     (lambda d: d["machine_types"]["filler"].update(repair_crew="ghosts"), r"names repair crew 'ghosts'"),
     (lambda d: d["machine_types"]["filler"]["fault_modes"][0]["signature"].update(flux=1),
      r"signature names sensor 'flux'"),
-    (lambda d: d["machine_types"]["filler"]["maintenance"].pop("threshold"), r"needs 'threshold'"),
+    (lambda d: d["machine_types"]["filler"]["maintenance"].pop("threshold"), r"watches a measured sensor"),
     (lambda d: d["stations"][3].update(name="filler"), r"stations\[3\]\.name: station 'filler' is used twice"),
     (lambda d: d["stations"][1].update(cycle_time=0), r"mean cycle time must be at least 1 ms"),
     (lambda d: d.update(calendar={"shifts": ["22:00-06:00"]}), r"ends before it starts"),
@@ -282,6 +282,7 @@ def test_cross_reference_errors_come_with_field_errors_and_lines(tmp_path: Path)
     message = error_of(tmp_path, text)
     assert "3 problems" in message
     assert re.search(r"line\.yaml:9 duration: a time cannot be negative, got '-8 h'", message)
-    assert re.search(r"line\.yaml:9[0-9] stations\[2\]\.machine_type: machine type 'filer' is not defined", message)
-    assert re.search(r"line\.yaml:10[0-9] stations\[3\]\.name: station 'rinser' is used twice \(first at "
+    assert re.search(r"line\.yaml:1[0-9][0-9] stations\[2\]\.machine_type: machine type 'filer' is not defined",
+                     message)
+    assert re.search(r"line\.yaml:11[0-9] stations\[3\]\.name: station 'rinser' is used twice \(first at "
                      r"stations\[1\]\.name\)", message)

@@ -6,10 +6,17 @@ decision can come from outside the model: a predictor, an MQTT alert, an operato
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 if TYPE_CHECKING:
-    from twin.scenario import Maintenance
+    from twin.scenario import MachineType
+
+
+#: the policies a scenario file can name (`maintenance.policy`); their parameters live in the machine types
+SCENARIO_POLICIES = ("run-to-failure", "preventive", "condition-based", "inspection", "perfect-monitoring")
 
 
 class Machine(Protocol):
@@ -20,12 +27,21 @@ class Machine(Protocol):
     fail_clock: float
     wear_modes: list[int]  # indices of the wear fault modes
     work_rate: float
+    renewals: int  # counts every renewal of a fault mode's life (repair or maintenance)
+
+    def now(self) -> float: ...
+
+    def operating_time(self) -> float: ...
 
     def work_time_since_service(self) -> float: ...
 
     def clock_now(self) -> float: ...
 
     def clock_at_wear(self, wear: float) -> float: ...
+
+    def wear(self, i: int) -> float: ...
+
+    def health(self) -> float: ...
 
 
 class MaintenancePolicy(Protocol):
@@ -55,15 +71,78 @@ class Preventive:
         return None
 
 
-class ConditionBased:
-    """Maintain when the machine's health indicator (its highest wear, 0 = new, 1 = failed) passes a limit."""
+class _Normals:
+    """Standard normal draws from one generator, in blocks."""
 
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.buf = rng, []  # type: ignore[var-annotated]
+
+    def __call__(self) -> float:
+        if not self.buf:
+            self.buf = self.rng.standard_normal(256).tolist()
+        return float(self.buf.pop())
+
+
+class ConditionBased:
+    """Maintain when a measured sensor, smoothed by an exponential filter, passes a threshold: what a plant's
+    condition monitoring does. The reading at each decision (a cycle boundary) is the sensor's working level plus
+    each wear mode's signature times its wear plus the sensor's white noise (its own draws: drift, spikes and lag
+    are left out), so the policy sees wear only as well as the sensor shows it."""
+
+    def __init__(self, level: float, effects: list[tuple[int, float]], noise: float, threshold: float,
+                 time_constant: float, rng: np.random.Generator) -> None:
+        self.level, self.effects, self.noise, self.threshold, self.tau = level, effects, noise, threshold, time_constant
+        self.rising = sum(e for _, e in effects) >= 0  # wear moves the reading up (or down)
+        self.normal = _Normals(rng)
+        self.value = level
+        self.t = -1.0
+        self.renewals = -1
+
+    def reading(self, machine: Machine) -> float:
+        """Measure now and update the filtered value (restarting it after a renewal: a new part, a new baseline)."""
+        x = self.level + sum(e * machine.wear(i) for i, e in self.effects) + self.noise * self.normal()
+        now = machine.now()
+        if machine.renewals != self.renewals or self.t < 0:
+            self.value, self.renewals = x, machine.renewals
+        elif self.tau > 0:
+            self.value += (1.0 - math.exp(-(now - self.t) / self.tau)) * (x - self.value)
+        else:
+            self.value = x
+        self.t = now
+        return self.value
 
     def due(self, machine: Machine) -> str | None:
-        # same as machine.health() >= threshold, without computing every wear at every cycle
-        return "condition-based" if machine.clock_now() >= machine.clock_at_wear(self.threshold) else None
+        v = self.reading(machine)
+        return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
+
+
+class Inspection:
+    """Inspect every so much operating time; an inspection measures the wear with an error (sd), and maintenance
+    is ordered when the measurement passes the limit (inspections themselves take no time here)."""
+
+    def __init__(self, every: float, limit: float, error: float, rng: np.random.Generator) -> None:
+        self.every, self.limit, self.error = every, limit, error
+        self.normal = _Normals(rng)
+        self.next = every
+
+    def due(self, machine: Machine) -> str | None:
+        t = machine.operating_time()
+        if t < self.next:
+            return None
+        self.next = t + self.every
+        return "inspection" if machine.health() + self.error * self.normal() >= self.limit else None
+
+
+class PerfectMonitoring:
+    """Maintain when the hidden true wear passes a limit: perfect, noise-free knowledge of every machine's health
+    that no plant has. Like the oracle, an upper bound for comparisons, not a policy a plant can run."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def due(self, machine: Machine) -> str | None:
+        # same as machine.health() >= limit, without computing every wear at every cycle
+        return "perfect monitoring" if machine.clock_now() >= machine.clock_at_wear(self.limit) else None
 
 
 class Oracle:
@@ -80,11 +159,23 @@ class Oracle:
         return None
 
 
-def policy_from_spec(spec: Maintenance) -> MaintenancePolicy:
-    """The policy a machine type's `maintenance:` block describes."""
+def policy_from_spec(mtype: MachineType, load: float, rng: np.random.Generator) -> MaintenancePolicy:
+    """The policy a machine type's `maintenance:` block describes, for a machine running at `load`, drawing its
+    measurement noise from `rng`."""
+    spec = mtype.maintenance
     if spec.policy == "preventive":
         return Preventive(spec.every, spec.every_parts)
     if spec.policy == "condition-based":
-        assert spec.threshold is not None  # the schema requires it
-        return ConditionBased(spec.threshold)
+        assert spec.sensor is not None and spec.threshold is not None  # the schema requires them
+        sensor = next(s for s in mtype.sensors if s.name == spec.sensor)
+        effects = [(i, fm.signature.get(sensor.name, 0.0)) for i, fm in enumerate(mtype.fault_modes)
+                   if fm.kind == "wear" and fm.signature.get(sensor.name)]
+        level = sensor.working + sensor.load_gain * (load - mtype.reference_load)
+        return ConditionBased(level, effects, sensor.noise, spec.threshold, spec.filter, rng)
+    if spec.policy == "inspection":
+        assert spec.inspect_every is not None and spec.wear_limit is not None
+        return Inspection(spec.inspect_every, spec.wear_limit, spec.measurement_error, rng)
+    if spec.policy == "perfect-monitoring":
+        assert spec.wear_limit is not None
+        return PerfectMonitoring(spec.wear_limit)
     return RunToFailure()

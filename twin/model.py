@@ -33,7 +33,7 @@ STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
 _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays of codes
 
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
-STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE = 0, 1, 2, 3, 4
+STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLICY = 0, 1, 2, 3, 4, 5
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
 STREAM_SOURCE = 0  # with machine slot -1
@@ -165,7 +165,7 @@ class Machine:
         self.parts_done = 0
         self.parts_since_service = 0
         self.pending_order: str | None = None
-        self._renewals = 0
+        self.renewals = 0
         self._wear_cache_key, self._wear_cache_level, self._wear_cache_at = -1, -1.0, 0.0
         self._setup_at = -1
         self.born = [0.0] * len(self.modes)
@@ -178,7 +178,7 @@ class Machine:
             for i in self.wear_modes:  # already part-way through the first life
                 self.born[i] = -u[i] * self.life[i]
             self._renew_due()
-            self._renewals += 1
+            self.renewals += 1
         self._set_state(STARVED)
         for i in range(len(self.modes)):
             self.log.lives[i].append((0.0, self.born[i], self.life[i]))
@@ -235,6 +235,14 @@ class Machine:
     def clock_now(self) -> float:
         return self.clock + (self.env.now - self.t_last) * self.rates[self.state]
 
+    def now(self) -> float:
+        """Simulation time (seconds since the start)."""
+        return float(self.env.now)
+
+    def operating_time(self) -> float:
+        """Seconds this machine has worked since the start."""
+        return self.work_time + (self.env.now - self.t_last if self.state == WORKING else 0.0)
+
     def work_time_since_service(self) -> float:
         extra = self.env.now - self.t_last if self.state == WORKING else 0.0
         return self.work_time + extra - self.work_at_service
@@ -255,10 +263,10 @@ class Machine:
 
     def clock_at_wear(self, level: float) -> float:
         """The reliability-clock reading at which the first wear mode reaches `level` (cached per life)."""
-        if self._wear_cache_key != self._renewals or self._wear_cache_level != level:
+        if self._wear_cache_key != self.renewals or self._wear_cache_level != level:
             self._wear_cache_at = min((self.born[i] + self.life[i] * level ** (1 / self.modes[i].progression)
                                        for i in self.wear_modes), default=float("inf"))
-            self._wear_cache_key, self._wear_cache_level = self._renewals, level
+            self._wear_cache_key, self._wear_cache_level = self.renewals, level
         return self._wear_cache_at
 
     def health(self) -> float:
@@ -266,7 +274,7 @@ class Machine:
         return max((self.wear(i) for i in self.wear_modes), default=0.0)
 
     def _renew(self, i: int, record: bool = True) -> None:
-        self._renewals += 1
+        self.renewals += 1
         self.born[i] = self.clock_now()
         self.life[i] = self.ttf[i]()
         if record:
@@ -557,7 +565,10 @@ class Line:
             self.env.process(self._arrivals())
 
     def policy_for(self, machine: Machine) -> MaintenancePolicy:
-        return self._policy(machine) if self._policy else policy_from_spec(machine.mtype.maintenance)
+        if self._policy:
+            return self._policy(machine)
+        rng = rng_for(self.scenario.seed, self.replication, machine.slot, STREAM_POLICY)
+        return policy_from_spec(machine.mtype, machine.station.load, rng)
 
     def _wire(self) -> None:
         env, sc = self.env, self.scenario

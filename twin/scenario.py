@@ -118,12 +118,22 @@ class Sensor(_Strict):
 
 
 class Maintenance(_Strict):
-    """When a machine is maintained: never, on a schedule, or on condition; or ordered from outside."""
+    """When a machine is maintained: never, on a schedule, on a measured condition, after inspections, or (as a
+    bound for comparisons) on the hidden true wear; or ordered from outside."""
 
-    policy: Literal["run-to-failure", "preventive", "condition-based"] = "run-to-failure"
+    policy: Literal["run-to-failure", "preventive", "condition-based", "inspection", "perfect-monitoring"] = \
+        "run-to-failure"
     every: PositiveDuration | None = Field(None, description="preventive: operating time between services")
     every_parts: int | None = Field(None, ge=1, description="preventive: parts between services")
-    threshold: float | None = Field(None, gt=0, lt=1, description="condition-based: health indicator (wear) limit")
+    sensor: Name | None = Field(None, description="condition-based: the sensor watched (one of this type's sensors)")
+    threshold: float | None = Field(
+        None, description="condition-based: the filtered reading, in the sensor's unit, at which to maintain")
+    filter: NonNegDuration = Field(
+        600.0, description="condition-based: time constant of the exponential filter on the readings; 0 = none")
+    inspect_every: PositiveDuration | None = Field(None, description="inspection: operating time between inspections")
+    measurement_error: float = Field(0.05, ge=0, le=1, description="inspection: sd of the measured wear")
+    wear_limit: float | None = Field(
+        None, gt=0, lt=1, description="inspection, perfect-monitoring: wear level (0 new, 1 failed) to maintain at")
     duration: Distribution = Field(default_factory=lambda: Constant(dist="constant", value=1800.0))
     crew: Name | None = None
 
@@ -131,8 +141,16 @@ class Maintenance(_Strict):
     def _params(self) -> Maintenance:
         if self.policy == "preventive" and self.every is None and self.every_parts is None:
             raise ValueError("policy 'preventive' needs 'every' (operating time, e.g. 40 h) or 'every_parts'")
-        if self.policy == "condition-based" and self.threshold is None:
-            raise ValueError("policy 'condition-based' needs 'threshold', a wear level between 0 and 1, e.g. 0.7")
+        if self.policy == "condition-based" and (self.sensor is None or self.threshold is None):
+            raise ValueError("policy 'condition-based' watches a measured sensor: give 'sensor' (one of this machine "
+                             "type's sensors) and 'threshold' (the filtered reading, in its unit, that orders "
+                             "maintenance); to act on the hidden true wear use policy 'perfect-monitoring' with "
+                             "'wear_limit'")
+        if self.policy == "inspection" and (self.inspect_every is None or self.wear_limit is None):
+            raise ValueError("policy 'inspection' needs 'inspect_every' (operating time, e.g. 8 h) and 'wear_limit' "
+                             "(the measured wear, 0-1, that orders maintenance)")
+        if self.policy == "perfect-monitoring" and self.wear_limit is None:
+            raise ValueError("policy 'perfect-monitoring' needs 'wear_limit', a wear level between 0 and 1, e.g. 0.7")
         return self
 
 
@@ -163,6 +181,15 @@ class MachineType(_Strict):
             if fm.kind == "sudden" and (fm.signature or fm.scrap_increase):
                 raise ValueError(f"fault_modes[{i}] ({fm.name}) is sudden: it has no wear, so no signature "
                                  "or scrap_increase; make it kind: wear")
+        watched = self.maintenance.sensor
+        if watched is not None:
+            if watched not in sensors:
+                raise ValueError(f"maintenance.sensor '{watched}' is not one of this machine type's sensors: "
+                                 f"{sensors or 'none'}")
+            if not any(fm.signature.get(watched) for fm in self.fault_modes if fm.kind == "wear"):
+                raise ValueError(f"maintenance.sensor '{watched}' shows no wear: no wear mode's signature names it, "
+                                 "so condition-based maintenance could never see a failure coming; watch another "
+                                 "sensor or add it to a signature")
         return self
 
 
@@ -460,22 +487,21 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
 def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults: Any) -> Scenario:
     """The scenario with every machine type's maintenance policy replaced (e.g. run-to-failure for training data).
 
-    Schedules and thresholds stay as the file gives them; `defaults` (every=..., threshold=...) fill in
-    those a machine type lacks (with `force`, replace them everywhere: a parameter sweep); a policy whose
+    Schedules and thresholds stay as the file gives them; `defaults` (every=..., threshold=..., wear_limit=...)
+    fill in those a machine type lacks (with `force`, replace them everywhere: a parameter sweep); a policy whose
     parameter is still missing is a ScenarioError naming the machine type.
     """
     types = {}
     for name, mt in scenario.machine_types.items():
         current = mt.maintenance.model_dump(by_alias=True)
-        if defaults and (force or current["policy"] != policy):  # the file's parameters belong to its own policy
-            current.update({k: v for k, v in defaults.items() if v is not None})
+        current.update({k: v for k, v in defaults.items() if v is not None and (force or current.get(k) is None)})
         try:
-            spec = Maintenance.model_validate({**current, "policy": policy})
+            types[name] = MachineType.model_validate({**mt.model_dump(by_alias=True),
+                                                      "maintenance": {**current, "policy": policy}})
         except ValidationError as e:
-            raise ScenarioError(f"policy {policy!r}: machine type {name!r} cannot use it "
-                                f"({e.errors()[0]['msg']}); add the parameter under machine_types.{name}.maintenance "
-                                "or choose another policy") from None
-        types[name] = mt.model_copy(update={"maintenance": spec})
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ScenarioError(f"policy {policy!r}: machine type {name!r} cannot use it ({msg}); add the parameter "
+                                f"under machine_types.{name}.maintenance or choose another policy") from None
     return scenario.model_copy(update={"machine_types": types})
 
 

@@ -20,16 +20,16 @@ if TYPE_CHECKING:
 
 
 def _policy_params(every: Optional[str], threshold: Optional[float], models: Optional[Path],
-                   on: float) -> PolicyParams:
+                   on: float, wear_limit: Optional[float] = None) -> PolicyParams:
     from twin.app.compare import PolicyParams
 
-    if threshold is not None and not 0 < threshold < 1:
-        fail(f"--threshold {threshold}: a wear level between 0 and 1, e.g. 0.7")
+    if wear_limit is not None and not 0 < wear_limit < 1:
+        fail(f"--wear-limit {wear_limit}: a wear level between 0 and 1, e.g. 0.7")
     if not 0 < on < 1:
         fail(f"--on {on}: a probability between 0 and 1, e.g. 0.5")
     if models is not None:
         load_models(models)  # a clear error now rather than in a worker process
-    return PolicyParams(every=time_option(every, "--every"), threshold=threshold,
+    return PolicyParams(every=time_option(every, "--every"), threshold=threshold, wear_limit=wear_limit,
                         models=str(models) if models else None, on=on)
 
 
@@ -51,14 +51,18 @@ def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> 
             fail("--policies predictive needs --models (a folder from `twin train` for this line)")
         if p in SCENARIO_POLICIES:
             try:
-                with_policy(sc, p, every=params.every, threshold=params.threshold)
+                with_policy(sc, p, every=params.every, threshold=params.threshold, wear_limit=params.wear_limit)
             except ScenarioError as e:
-                fail(f"{e} (or give --every / --threshold for the comparison)")
+                fail(f"{e} (or give --every / --threshold / --wear-limit for the comparison)")
 
 
 Every = Annotated[Optional[str], typer.Option(help="preventive: operating time between services where the file "
                                                    "gives none, e.g. '40 h'")]
-Threshold = Annotated[Optional[float], typer.Option(help="condition-based: wear limit where the file gives none")]
+Threshold = Annotated[Optional[float], typer.Option(
+    help="condition-based: the filtered reading of the file's sensor (in its unit) that orders maintenance, where "
+         "the file gives none")]
+WearLimit = Annotated[Optional[float], typer.Option(
+    help="inspection, perfect-monitoring: wear level (0-1) that orders maintenance, where the file gives none")]
 ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folder from `twin train`")]
 Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes (default: one per core)")]
 
@@ -66,13 +70,14 @@ Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes
 def compare(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
     policies: Annotated[str, typer.Option(help="comma-separated, the first is the reference: run-to-failure, "
-                                          "preventive, condition-based, predictive, oracle")]
+                                          "preventive, condition-based (a measured sensor), inspection, "
+                                          "perfect-monitoring (true wear: a bound), predictive, oracle (a bound)")]
     = "run-to-failure,preventive,condition-based,predictive",
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
     duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0)] = None,
-    models: ModelsOpt = None, every: Every = None, threshold: Threshold = None,
+    models: ModelsOpt = None, every: Every = None, threshold: Threshold = None, wear_limit: WearLimit = None,
     on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
     defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
                                        "forecast, until the next buffer covers the stop)")] = "none",
@@ -90,7 +95,7 @@ def compare(
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if defer not in ("none", "buffer"):
         fail(f"--defer {defer!r}: choose none or buffer")
-    params = dataclasses.replace(_policy_params(every, threshold, models, on), defer=defer)
+    params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit), defer=defer)
     _check_policies(names, params, sc)
     with progress_bar() as bar:
         task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
@@ -123,8 +128,8 @@ def compare(
 
 def tune(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
-    policy: Annotated[str, typer.Option(help="preventive (sweeps --every), condition-based (threshold) or "
-                                        "predictive (alert probability --on)")],
+    policy: Annotated[str, typer.Option(help="preventive (sweeps every), condition-based (threshold), inspection "
+                                        "or perfect-monitoring (wear limit), predictive (alert probability)")],
     values: Annotated[str, typer.Option(help="comma-separated settings, e.g. '20 h,40 h,60 h' or '0.5,0.6,0.7'")],
     objective: Annotated[str, typer.Option(help="KPI to optimise, e.g. 'total cost', 'oee', 'unplanned failures'")]
     = "total cost",
@@ -140,9 +145,10 @@ def tune(
     from twin.app.compare import KPIS, fmt_ci, write_report
     from twin.app.compare import tune as run_tune
 
-    parameter = {"preventive": "every", "condition-based": "threshold", "predictive": "on"}.get(policy)
+    parameter = {"preventive": "every", "condition-based": "threshold", "inspection": "wear_limit",
+                 "perfect-monitoring": "wear_limit", "predictive": "on"}.get(policy)
     if parameter is None:
-        fail(f"--policy {policy!r}: choose preventive, condition-based or predictive")
+        fail(f"--policy {policy!r}: choose preventive, condition-based, inspection, perfect-monitoring or predictive")
     if objective not in KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(KPIS)}")
     from twin.distributions import parse_duration
@@ -161,7 +167,7 @@ def tune(
     if policy == "predictive" and models is None:
         fail("--policy predictive needs --models (a folder from `twin train` for this line)")
     for v in nums:
-        if parameter in ("threshold", "on") and not 0 < v < 1:
+        if parameter in ("wear_limit", "on") and not 0 < v < 1:
             fail(f"--values: {v:g} is not between 0 and 1")
     with progress_bar() as bar:
         task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
@@ -179,10 +185,21 @@ def tune(
     for v in nums:
         s = summ[summ.policy == f"{parameter}={v:g}"].set_index("kpi")
         label = f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
-        t.add_row(label + (" ← best" if v == result.best else ""),
+        mark = (" ← best" if result.clear else " ← best mean") if v == result.best else \
+            (" (not significantly worse)" if v in result.ties else "")
+        t.add_row(label + mark,
                   *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
                     for k in (objective, "unplanned failures", "oee", "maintenance actions")))
     out_console.print(t)
-    best = f"{result.best / 3600:g} h" if parameter == "every" else f"{result.best:g}"
+    def show(v: float) -> str:
+        return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
+
     path = write_report(result.comparison, out or Path("reports") / f"tune-{file.stem}-{policy}")
-    out_console.print(f"best {parameter} by {objective}: [bold]{best}[/]; report: {path}", highlight=False)
+    if result.clear:
+        out_console.print(f"best {parameter} by {objective}: [bold]{show(result.best)}[/], significantly better than "
+                          f"every other setting (paired 95 % CI); report: {path}", highlight=False)
+    else:
+        out_console.print(f"no setting is significantly better by {objective}: {show(result.best)} has the best mean, "
+                          f"but its paired difference to {', '.join(show(v) for v in result.ties)} has a 95 % CI "
+                          f"that includes 0; run more replications (--replications) to separate them, or choose "
+                          f"among them on other grounds. Report: {path}", highlight=False)

@@ -79,7 +79,8 @@ def run(
     store: Annotated[Optional[str], typer.Option(help="duckdb:///file or influxdb://host:8086?org=..&bucket=..; "
                                                  "default: twin.duckdb in the result folder")] = None,
     policy: Annotated[Optional[str], typer.Option(help="maintenance policy for every machine type instead of the "
-                                                  "file's: run-to-failure, preventive, condition-based, or "
+                                                  "file's: run-to-failure, preventive, condition-based, "
+                                                  "inspection, perfect-monitoring, or "
                                                   "predictive (with --models: alerts order maintenance)")] = None,
     stream: Annotated[bool, typer.Option(help="stream over MQTT into the store while simulating (--no-stream: "
                                          "straight into the store, flat out)")] = True,
@@ -235,9 +236,9 @@ class _Dashboard:
 
 
 def _with_policy(sc: Scenario, policy: str) -> Scenario:
+    from twin.maintenance import SCENARIO_POLICIES as choices
     from twin.scenario import ScenarioError, with_policy
 
-    choices = ("run-to-failure", "preventive", "condition-based")
     if policy not in choices:
         fail(f"--policy {policy!r}: choose one of {', '.join(choices)}, or predictive (with --models)")
     try:

@@ -21,12 +21,11 @@ from scipy import stats
 
 from twin.app.cluster import tasks
 from twin.kpi import replication_kpis, state_durations
-from twin.maintenance import Oracle
+from twin.maintenance import SCENARIO_POLICIES, Oracle
 from twin.model import DOWN, MAINTENANCE, Line
 from twin.scenario import Scenario, with_policy
 
-POLICIES = ("run-to-failure", "preventive", "condition-based", "predictive", "oracle")
-SCENARIO_POLICIES = POLICIES[:3]
+POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (a forecaster; perfect foresight)
 #: the policy KPIs of a comparison, in report order (line scope)
 KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "unplanned failures",
         "wear-out failures", "downtime [h]", "maintenance actions", "wear at maintenance", "maintenance cost",
@@ -40,12 +39,13 @@ class PolicyParams:
     """Settings of the policies being compared (None: the scenario file's own, where it has them)."""
 
     every: float | None = None  # preventive: operating time between services
-    threshold: float | None = None  # condition-based: wear limit
+    threshold: float | None = None  # condition-based: filtered sensor reading (in its unit) that orders maintenance
+    wear_limit: float | None = None  # inspection, perfect-monitoring: wear level (0-1) that orders maintenance
     models: str | None = None  # predictive: model folder from `twin train`
     on: float = 0.5  # predictive: alert probability that orders maintenance
     defer: str = "none"  # predictive: "buffer" waits (within the forecast) until the next buffer can cover the stop
     lead: float = 600.0  # oracle: running time before the true failure at which it maintains
-    force: bool = False  # every / threshold replace the file's own (a sweep), not only fill in missing ones
+    force: bool = False  # every / threshold / wear_limit replace the file's own (a sweep), not only fill in
 
 
 def policy_kpis(line: Line) -> dict[str, float]:
@@ -100,7 +100,8 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
     from twin.app.runner import simulate
 
     if policy in SCENARIO_POLICIES:
-        sc = with_policy(scenario, policy, params.force, every=params.every, threshold=params.threshold)
+        sc = with_policy(scenario, policy, params.force, every=params.every, threshold=params.threshold,
+                         wear_limit=params.wear_limit)
         return policy_kpis(simulate(sc, replication, sensors=False).line)
     if policy == "oracle":
         return policy_kpis(simulate(scenario, replication, sensors=False,
@@ -249,19 +250,27 @@ def fmt_ci(mean: float, lo: float, hi: float) -> str:
 
 @dataclass
 class Tuning:
-    """One policy parameter swept: the comparison of each setting and the best by the objective."""
+    """One policy parameter swept: the comparison of each setting, the one with the best mean objective, and the
+    settings it is not significantly better than (paired 95 % CI of the difference includes 0)."""
 
     parameter: str
     values: list[float]
     comparison: Comparison
     objective: str
     best: float
+    ties: list[float] = field(default_factory=list)
+
+    @property
+    def clear(self) -> bool:
+        """Whether the best setting is significantly better than every other one."""
+        return not self.ties
 
 
 def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float], params: PolicyParams,
          objective: str = "total cost", jobs: int | None = None, cluster: str | None = None,
          progress: Callable[[int, int], None] | None = None) -> Tuning:
-    """Sweep `every` (preventive), `threshold` (condition-based) or `on` (predictive) with common random numbers."""
+    """Sweep `every` (preventive), `threshold` (condition-based), `wear_limit` (inspection, perfect-monitoring) or
+    `on` (predictive) with common random numbers."""
     import time
 
     args, labels = [], []
@@ -282,4 +291,5 @@ def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float
     cmp = Comparison(scenario, kpis, labels[0], time.perf_counter() - t0, run.workers, run.where)
     means = cmp.summary().query("kpi == @objective").set_index("policy")["mean"].reindex(labels)
     pick = means.idxmin() if objective in LOWER_IS_BETTER else means.idxmax()
-    return Tuning(parameter, list(values), cmp, objective, values[labels.index(pick)])
+    ties = [v for v, label in zip(values, labels) if label != pick and not cmp.paired(label, pick, objective)[4]]
+    return Tuning(parameter, list(values), cmp, objective, values[labels.index(pick)], ties)
