@@ -13,7 +13,19 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, STATES, WORKING, Line, Machine, ShiftCalendar
+from twin.model import (
+    CONSUMED,
+    DOWN,
+    INSIDE_OR_GOOD,
+    MAINTENANCE,
+    OFF_SHIFT,
+    SETUP,
+    STATES,
+    WORKING,
+    Line,
+    Machine,
+    ShiftCalendar,
+)
 
 KPI_COLUMNS = ["replication", "scope", "entity", "kpi", "value"]
 
@@ -83,6 +95,7 @@ def replication_kpis(line: Line) -> pd.DataFrame:
                            station_oee[st.name]):
             rows.append(("station", st.name, name, float(v)))
         rows.append(("station", st.name, "ideal cycle [s]", ideal))
+        rows += _station_flow(line, st.name, group, a, b)
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
     constraint = sc.stations[line.constraint].name
     _, avail, perf, _, _ = station_oee[constraint]
@@ -107,8 +120,8 @@ def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
     entry = np.frombuffer(line.entry, dtype=np.float64).copy()
     exit_ = np.frombuffer(line.exit, dtype=np.float64).copy()
     scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
-    left = (exit_ >= a) & (exit_ <= b)
-    good = left & (scrap_at < 0)
+    left = (exit_ >= a) & (exit_ <= b) & (scrap_at != CONSUMED)  # a part consumed by an assembly did not leave
+    good = left & (scrap_at == INSIDE_OR_GOOD)
     rows: list[Row] = [
         ("line", name, "throughput [parts/h]", good.sum() / span * 3600),
         ("line", name, "wip [parts]", time_average_wip(entry, exit_, a, b)),
@@ -123,14 +136,33 @@ def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
     return rows
 
 
+def _station_flow(line: Line, name: str, group: list[Machine], a: float, b: float) -> list[Row]:
+    """A station's utilisation (mean working share of its machines) and mean number of parts at it (waiting in
+    front and in its machines; an assembly: counting the parts of its first input)."""
+    rows: list[Row] = [("station", name, "utilisation", float(np.mean([state_durations(m, a, b)[WORKING]
+                                                                         for m in group]) / (b - a)))]
+    si = group[0].station_idx
+    buf = line.buffers[si] if si < len(line.buffers) else None
+    inputs = getattr(line, "station_inputs", {}).get(si)
+    if inputs:
+        buf = next(iter(inputs.values()))
+    out = np.concatenate([np.frombuffer(m.log.finished, dtype=np.float64) for m in group]
+                         + [np.frombuffer(m.log.scrapped, dtype=np.float64) for m in group])
+    if buf is not None:  # the parts a buffer starts with came at 0
+        came = np.concatenate([np.zeros(group[0].station.initial), np.frombuffer(buf.arrived, dtype=np.float64)])
+    else:
+        came = np.concatenate([np.frombuffer(m.log.begun, dtype=np.float64) for m in group])
+    rows.append(("station", name, "wip at station [parts]", time_average_wip(np.sort(came), np.sort(out), a, b)))
+    return rows
+
+
 def _line_quality(line: Line, a: float, b: float) -> float:
     """Of the parts that passed the constraint station inside [a, b] and have left the line, the share that left
     good: a line that scraps every part has quality (and OEE) 0; parts still inside are not judged yet."""
     passed = np.frombuffer(line.passed, dtype=np.float64)
-    exit_ = np.frombuffer(line.exit, dtype=np.float64)
-    scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16)
+    exit_, fate = line.fates()  # a part consumed by an assembly shares the assembly's fate
     made = (passed >= a) & (passed <= b) & (exit_ <= b)  # judged: left the line (good or scrap) by b
-    good = made & (scrap_at < 0)
+    good = made & (fate == INSIDE_OR_GOOD)
     n = int(np.count_nonzero(made))
     return int(np.count_nonzero(good)) / n if n else 1.0
 

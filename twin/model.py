@@ -33,10 +33,13 @@ STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
 _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays of codes
 
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
-STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLICY = 0, 1, 2, 3, 4, 5
+STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLICY, STREAM_ROUTE = 0, 1, 2, 3, 4, 5, 6
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
-STREAM_SOURCE = 0  # with machine slot -1
+STREAM_SOURCE = 0  # with machine slot -1 (+ k for the k-th further entry station of a graph)
+#: a part's fate in `Line.scrapped_at`: still inside or left good (-1), consumed by an assembly (-2), else the
+#: index of the station that scrapped it
+INSIDE_OR_GOOD, CONSUMED = -1, -2
 
 
 def rng_for(seed: int, replication: int, slot: int, stream: int) -> np.random.Generator:
@@ -187,6 +190,8 @@ class Machine:
         self.inslots: simpy.Container | None = None
         self.outslots: simpy.Container | None = None
         self.is_last = False
+        self.router: Router | None = None  # a graph line: where each finished part goes
+        self.inputs: list[tuple[Buffer, int]] | None = None  # an assembly: (feeder's buffer, parts per assembly)
         self.is_constraint = False  # at the station whose design rate limits the line (line OEE counts parts here)
         self.off_shift_wait = -1  # the waiting state (starved, blocked) shown as off_shift while the line is off
 
@@ -300,6 +305,7 @@ class Machine:
         finished = self.log.finished.append
         begun = self.log.begun.append
         is_last, is_constraint = self.is_last, self.is_constraint
+        router, inputs = self.router, self.inputs
         while True:
             # decision point: shift, maintenance, changeover
             if cal is not None:
@@ -317,7 +323,9 @@ class Machine:
                 yield from self._busy(self.setup(), SETUP)
                 line.record(self, "changeover_end")
             # take a part
-            if inbuf is None:
+            if inputs is not None:
+                pid = yield from self._assemble(inputs)
+            elif inbuf is None:
                 pid = line.new_part()
             else:
                 if inbuf.starving():
@@ -354,17 +362,37 @@ class Machine:
                 if outslots is not None and bbs:
                     outslots.put(1)
                 continue
-            if is_last:
+            if router is not None:
+                dest = router.pick()
+                if dest is None:
+                    line.finish(pid, self)
+                    continue
+            elif is_last:
                 line.finish(pid, self)
                 continue
-            assert outbuf is not None
-            if not bbs and outbuf.full():
+            else:
+                dest = outbuf
+            assert dest is not None
+            if not bbs and dest.full():
                 self._waiting(BLOCKED)
             if calendar_clock:
-                yield from self._wait(partial(outbuf.put, pid), outbuf.cancel)
+                yield from self._wait(partial(dest.put, pid), dest.cancel)
             else:
-                yield outbuf.put(pid)
+                yield dest.put(pid)
             finished(env.now)
+
+    def _assemble(self, inputs: list[tuple[Buffer, int]]) -> Generator[simpy.Event, Any, int]:
+        """Take the parts of one assembly from the feeders' buffers, in order, holding those already taken; the
+        first carries on as the assembly, the others are consumed into it."""
+        pids = []
+        for buf, quantity in inputs:
+            for _ in range(quantity):
+                if buf.starving():
+                    self._waiting(STARVED)
+                pids.append((yield from self._wait(buf.get, buf.cancel)) if self.calendar_clock else (yield buf.get()))
+        for p in pids[1:]:
+            self.line.consume(p, pids[0])
+        return pids[0]
 
     def _work_failing(self, d: float) -> Generator[simpy.Event, Any, None]:
         """Work for d seconds, stopping for every failure the clock reaches (preempt-resume)."""
@@ -461,6 +489,7 @@ class Buffer:
         self.items: deque[int] = deque()
         self.getters: deque[simpy.Event] = deque()
         self.putters: deque[tuple[simpy.Event, int]] = deque()
+        self.arrived = array("d")  # when each part came in (for the station's number of parts)
 
     def get(self) -> simpy.Event:
         """An event whose value is the next part, once there is one."""
@@ -470,9 +499,11 @@ class Buffer:
             if self.putters:  # room now: the longest-blocked machine hands its part over
                 put, item = self.putters.popleft()
                 self.items.append(item)
+                self.arrived.append(self.env.now)
                 put.succeed()
         elif self.putters:  # capacity 0: take the part straight from a blocked machine
             put, item = self.putters.popleft()
+            self.arrived.append(self.env.now)
             ev.succeed(item)
             put.succeed()
         else:
@@ -483,9 +514,11 @@ class Buffer:
         """An event that fires once the part is in the buffer (or in a machine that was waiting)."""
         ev = simpy.Event(self.env)
         if self.getters:
+            self.arrived.append(self.env.now)
             self.getters.popleft().succeed(item)
             ev.succeed()
         elif len(self.items) < self.capacity:
+            self.arrived.append(self.env.now)
             self.items.append(item)
             ev.succeed()
         else:
@@ -506,6 +539,32 @@ class Buffer:
         """True when a machine asking for a part now would have to wait."""
         return not self.items and not self.putters
 
+    def queue(self) -> int:
+        """Parts waiting here or blocked upstream for room here, less machines waiting (for shortest-queue)."""
+        return len(self.items) + len(self.putters) - len(self.getters)
+
+
+class Router:
+    """Where a station's finished parts go in a graph line: by probability, round robin or to the shortest queue
+    (None: out of the line). One per station, shared by its parallel machines."""
+
+    def __init__(self, dests: list[Buffer | None], mode: str, probs: list[float], rng: np.random.Generator) -> None:
+        self.dests, self.mode = dests, mode
+        self.cum = np.cumsum(probs).tolist()
+        self.u = Sampler(_UNIT, rng)
+        self.turn = 0
+
+    def pick(self) -> Buffer | None:
+        dests = self.dests
+        if len(dests) == 1:
+            return dests[0]
+        if self.mode == "probability":
+            return dests[min(bisect.bisect_right(self.cum, self.u() * self.cum[-1]), len(dests) - 1)]
+        if self.mode == "round-robin":
+            self.turn = (self.turn + 1) % len(dests)
+            return dests[self.turn - 1]
+        return min(dests, key=lambda b: -1 if b is None else b.queue())  # leaving the line never waits
+
 
 class _UnitUniform:
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -516,8 +575,10 @@ _UNIT: Any = _UnitUniform()
 
 
 def constraint_station(scenario: Scenario) -> int:
-    """The station whose design rate (machines / ideal cycle) is lowest: the line's ideal rate is its rate."""
-    rates = [len(st.machine_names) / st.ideal_cycle()[0] for st in scenario.stations]
+    """The station whose design rate (machines / ideal cycle), per visit a finished part needs, is lowest: the
+    line's ideal rate is its rate."""
+    visits = scenario.visits() if scenario.is_graph else np.ones(len(scenario.stations))
+    rates = [len(st.machine_names) / st.ideal_cycle()[0] / max(v, 1e-12) for st, v in zip(scenario.stations, visits)]
     return int(np.argmin(rates))
 
 
@@ -541,6 +602,7 @@ class Line:
         self.exit = array("d")
         self.scrapped_at = array("h")
         self.passed = array("d")  # when the part left the constraint station's work (nan before)
+        self.into = array("q")  # the assembly a consumed part went into (-1: none)
         self.arrivals = 0
         self.lost = 0
         self.machines: list[Machine] = []
@@ -562,7 +624,8 @@ class Line:
         if self.calendar is not None:
             self.env.process(self._shifts())
         if scenario.source.kind == "arrivals":
-            self.env.process(self._arrivals())
+            for k in range(len(self.entry_buffers())):
+                self.env.process(self._arrivals(k))
 
     def policy_for(self, machine: Machine) -> MaintenancePolicy:
         if self._policy:
@@ -571,6 +634,9 @@ class Line:
         return policy_from_spec(machine.mtype, machine.station.load, rng)
 
     def _wire(self) -> None:
+        if self.scenario.is_graph:
+            self._wire_graph()
+            return
         env, sc = self.env, self.scenario
         inf = float("inf")
         self.buffers: list[Buffer | None] = []
@@ -598,12 +664,51 @@ class Line:
                 for m in self.stations[si + 1]:
                     m.inslots = slots
 
-    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+    def _wire_graph(self) -> None:
+        """Buffers in front of each station (an assembly: one per feeder) and a router per station."""
+        env, sc = self.env, self.scenario
+        entries = set(sc.entries())
+        saturated = sc.source.kind == "saturated"
+        self.buffers = []
+        inputs: dict[int, dict[str, Buffer]] = {}
+        for si, st in enumerate(sc.stations):
+            cap = float("inf") if st.buffer is None else st.buffer
+            if st.assemble:
+                inputs[si] = {f: Buffer(env, capacity=cap) for f in st.assemble}
+                self.buffers.append(None)
+                continue
+            if si in entries and saturated:
+                self.buffers.append(None)
+                continue
+            store = Buffer(env, capacity=cap)
+            for _ in range(st.initial):
+                store.items.append(self.new_part())
+            self.buffers.append(store)
+        for si, (st, group) in enumerate(zip(sc.stations, self.stations)):
+            dests: list[Buffer | None] = []
+            probs = []
+            for k, p in sc.successors(si):
+                dests.append(None if k < 0 else inputs[k][st.name] if k in inputs else self.buffers[k])
+                probs.append(p if p is not None else 1.0)
+            router = Router(dests, st.route, probs, rng_for(sc.seed, self.replication, group[0].slot, STREAM_ROUTE))
+            for m in group:
+                m.inbuf = self.buffers[si]
+                m.router = router
+                if si in inputs:
+                    m.inputs = [(inputs[si][f], q) for f, q in (st.assemble or {}).items()]
+        self.station_inputs = inputs
+
+    def entry_buffers(self) -> list[Buffer]:
+        """The buffers the source fills (arrivals): the first station's, or every entry station's in a graph."""
+        if not self.scenario.is_graph:
+            return [b for b in self.buffers[:1] if b is not None]
+        return [b for i in self.scenario.entries() if (b := self.buffers[i]) is not None]
+
+    def _arrivals(self, k: int = 0) -> Generator[simpy.Event, Any, None]:
         src = self.scenario.source
         assert src.interarrival is not None
-        gap = Sampler(src.interarrival, rng_for(self.scenario.seed, self.replication, -1, STREAM_SOURCE))
-        buf = self.buffers[0]
-        assert buf is not None
+        gap = Sampler(src.interarrival, rng_for(self.scenario.seed, self.replication, -1, STREAM_SOURCE + k))
+        buf = self.entry_buffers()[k]
         drop = src.when_full == "drop"
         while True:
             yield self.env.timeout(gap())
@@ -631,12 +736,33 @@ class Line:
         self.entry.append(self.env.now)
         self.exit.append(float("nan"))
         self.passed.append(float("nan"))
+        self.into.append(-1)
         self.scrapped_at.append(-1)
         return len(self.entry) - 1
 
     def finish(self, pid: int, m: Machine) -> None:
         self.exit[pid] = self.env.now
         m.log.finished.append(self.env.now)
+
+    def consume(self, pid: int, into: int) -> None:
+        """A part went into an assembly (carried on as part `into`): it leaves the line as a part of its own."""
+        self.exit[pid] = self.env.now
+        self.scrapped_at[pid] = CONSUMED
+        self.into[pid] = into
+
+    def fates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per part, where its journey ended: (exit time, `scrapped_at` code) of the part itself, or for a part
+        consumed by an assembly, of the assembly it went into (nan, -1 while that is still inside)."""
+        exit_ = np.frombuffer(self.exit, dtype=np.float64).copy()
+        code = np.frombuffer(self.scrapped_at, dtype=np.int16).copy()
+        into = np.frombuffer(self.into, dtype=np.int64)
+        for _ in range(64):  # assemblies of assemblies: follow the carriers
+            inner = np.flatnonzero(code == CONSUMED)
+            if not len(inner):
+                break
+            carrier = into[inner]
+            exit_[inner], code[inner] = exit_[carrier], code[carrier]
+        return exit_, code
 
     def scrap(self, pid: int, m: Machine) -> None:
         self.exit[pid] = self.env.now

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -200,8 +201,20 @@ class Changeover(_Strict):
     duration: Distribution
 
 
+EXIT = "exit"  # where a route sends a part out of the line
+
+
+class Route(_Strict):
+    """One way out of a station: the station a part goes to next ('exit' = leaves the line), and for probability
+    routing its probability."""
+
+    to: Name
+    p: Probability | None = Field(None, description="route: probability: the share of parts sent this way")
+
+
 class Station(_Strict):
-    """A step of the line: one or more identical machines in parallel, fed by the buffer in front."""
+    """A step of the line: one or more identical machines in parallel, fed by the buffer in front (an assembly
+    station: one buffer per feeding station)."""
 
     name: Name
     machine_type: Name
@@ -213,6 +226,46 @@ class Station(_Strict):
     buffer: int | None = Field(None, ge=0, description="capacity of the buffer in front; null = unlimited")
     initial: int = Field(0, ge=0, description="parts in that buffer at the start")
     scrap: Probability = Field(0.0, description="probability a finished part is scrap")
+    next: Name | list[Route] | None = Field(
+        None, description="where parts go next: a station, 'exit', or routes; default: the next station listed "
+                          "(the last one: exit)")
+    route: Literal["probability", "round-robin", "shortest-queue"] = Field(
+        "probability", description="how a part picks among several routes")
+    assemble: dict[Name, int] | None = Field(
+        None, description="an assembly station: parts taken from each feeding station per assembly, e.g. "
+                          "{body: 1, doors: 4}; the first one listed carries on as the assembly")
+
+    @field_validator("assemble")
+    @classmethod
+    def _quantities(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("an assembly needs at least one feeding station, e.g. {body: 1, doors: 4}")
+            bad = {k: q for k, q in v.items() if not 1 <= q <= 1000}
+            if bad:
+                raise ValueError(f"quantities must be 1 to 1000 parts, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _routes(self) -> Station:
+        routes = self.routes()
+        _unique([r.to for r in routes], "next")
+        given = [r.p for r in routes]
+        if self.route == "probability" and len(routes) > 1:
+            if any(p is None for p in given):
+                raise ValueError("next: with route 'probability' every route needs 'p' (they add up to 1)")
+            if abs(sum(p for p in given if p is not None) - 1.0) > 1e-6:
+                raise ValueError(f"next: the probabilities add up to {sum(p for p in given if p is not None):g}, "
+                                 "not 1")
+        elif self.route != "probability" and any(p is not None for p in given):
+            raise ValueError(f"next: route '{self.route}' picks the way itself; remove the 'p' values")
+        return self
+
+    def routes(self) -> list[Route]:
+        """The routes `next` gives (empty: the default, the next station listed)."""
+        if self.next is None:
+            return []
+        return [Route(to=self.next)] if isinstance(self.next, str) else list(self.next)
     changeover: Changeover | None = None
 
     @field_validator("cycle_time")
@@ -328,6 +381,67 @@ class Scenario(_Strict):
             raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
 
+    @property
+    def is_graph(self) -> bool:
+        """Whether any station routes (next) or assembles: the line is a graph, not the serial short form."""
+        return any(st.next is not None or st.assemble for st in self.stations)
+
+    def successors(self, i: int) -> list[tuple[int, float | None]]:
+        """Where station i sends its parts: (station index or -1 for exit, probability or None)."""
+        st = self.stations[i]
+        routes = st.routes()
+        index = {s.name: k for k, s in enumerate(self.stations)}
+        if not routes:
+            return [(i + 1 if i + 1 < len(self.stations) else -1, 1.0)]
+        return [(-1 if r.to == EXIT else index[r.to], r.p if len(routes) > 1 else 1.0) for r in routes]
+
+    def entries(self) -> list[int]:
+        """The stations the source feeds: the first one listed, and any other no station sends parts to."""
+        fed = {k for i in range(len(self.stations)) for k, _ in self.successors(i) if k >= 0}
+        return [i for i in range(len(self.stations)) if i == 0 or i not in fed]
+
+    def visits(self) -> np.ndarray:
+        """Expected visits of each station per part leaving the line (traffic equations, with an assembly's
+        quantities: a feeder making q parts per assembly is visited q times as often)."""
+        n = len(self.stations)
+        entries = self.entries()
+        rows, rhs = [], []
+        cols = n + len(entries)  # visits, then the outside inflow of each entry station
+        for k, st in enumerate(self.stations):
+            row = np.zeros(cols)
+            row[k] = 1.0
+            if st.assemble:  # the assembly's visits fix each feeder's flow into it
+                for feeder, q in st.assemble.items():
+                    j = [s.name for s in self.stations].index(feeder)
+                    r = np.zeros(cols)
+                    r[j] = next((p or 0.0) if self.stations[j].route == "probability" else 1.0 / len(
+                        self.successors(j)) for t, p in self.successors(j) if t == k)
+                    r[k] = -q
+                    rows.append(r)
+                    rhs.append(0.0)
+                continue
+            for j in range(n):
+                for t, p in self.successors(j):
+                    if t == k:
+                        row[j] -= self._share(j, p)
+            if k in entries:
+                row[n + entries.index(k)] = -1.0
+            rows.append(row)
+            rhs.append(0.0)
+        out = np.zeros(cols)
+        for j in range(n):
+            for t, p in self.successors(j):
+                if t < 0:
+                    out[j] += self._share(j, p)
+        rows.append(out)
+        rhs.append(1.0)
+        v = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0][:n]
+        return np.clip(v, 0.0, None)
+
+    def _share(self, j: int, p: float | None) -> float:
+        """The share of station j's parts that one of its routes takes (round robin and shortest queue: even)."""
+        return (p or 0.0) if self.stations[j].route == "probability" else 1.0 / len(self.successors(j))
+
     def ideal_cycle_notes(self) -> list[str]:
         """One line per station whose OEE ideal cycle is a mean (no design cycle and no lower bound), for output."""
         notes = []
@@ -412,6 +526,7 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"costs.repair_by_mode.{mode}", f"no machine type has fault mode '{mode}'; "
                                                             f"fault modes: {sorted(modes)}"))
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    entries = _entries(stations)
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue
@@ -420,17 +535,99 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"stations[{i}].machine_type", f"machine type '{mt}' is not defined; "
                                                            f"machine_types: {sorted(types)}"))
         buffer, initial = st.get("buffer"), st.get("initial", 0)
-        if i == 0 and source.get("kind", "saturated") == "saturated" and (buffer is not None or initial):
-            problems.append(("stations[0].buffer", "the first station has a buffer, but the source is saturated "
-                                                   "(parts always available); remove 'buffer'/'initial' or use "
-                                                   "source kind 'arrivals'"))
+        if i in entries and source.get("kind", "saturated") == "saturated" and (buffer is not None or initial):
+            problems.append((f"stations[{i}].buffer", f"station {st.get('name')} takes parts from the source, which "
+                                                      "is saturated (parts always available): it has no buffer; "
+                                                      "remove 'buffer'/'initial' or use source kind 'arrivals'"))
         if isinstance(buffer, int) and isinstance(initial, int) and initial > buffer:
             problems.append((f"stations[{i}].initial", f"starts with {initial} parts in a buffer of capacity "
                                                        f"{buffer}"))
+    problems += _graph_problems(data, stations)
     first: dict[str, str] = {}
     for loc, msg in problems:  # one problem per field (a station's name is also its machine's name)
         first.setdefault(loc, msg)
     return list(first.items())
+
+
+def _entries(stations: list[Any]) -> set[int]:
+    """Indices of the stations no station sends parts to (raw data; the serial short form: the first)."""
+    named = {st["name"]: i for i, st in enumerate(stations) if isinstance(st, dict) and isinstance(st.get("name"), str)}
+    fed: set[int] = set()
+    for i, st in enumerate(stations):
+        nxt = st.get("next") if isinstance(st, dict) else None
+        targets = [nxt] if isinstance(nxt, str) else [r.get("to") for r in nxt if isinstance(r, dict)] \
+            if isinstance(nxt, list) else [None]
+        for to in targets:
+            fed.add(i + 1 if to is None else named.get(to, -1) if isinstance(to, str) else -1)
+    return {i for i in range(len(stations)) if i == 0 or i not in fed}
+
+
+def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str, str]]:
+    """Routes to stations that exist, assemblies fed by the stations they name, parts that can reach the exit."""
+    problems: list[tuple[str, str]] = []
+    named = {st["name"]: i for i, st in enumerate(stations) if isinstance(st, dict) and isinstance(st.get("name"), str)}
+    graph = any(isinstance(st, dict) and (st.get("next") is not None or st.get("assemble")) for st in stations)
+    if not graph:
+        return problems
+    if data.get("blocking") == "before-service":
+        problems.append(("blocking", "before-service blocking needs a serial line (it reserves space at the one next "
+                                     "station); a line with next: or assemble: uses after-service"))
+    if EXIT in named:
+        problems.append((f"stations[{named[EXIT]}].name", f"'{EXIT}' is where routes leave the line; rename the "
+                                                          "station"))
+    succ: dict[int, list[int]] = {}
+    for i, st in enumerate(stations):
+        if not isinstance(st, dict):
+            continue
+        nxt = st.get("next")
+        targets = [nxt] if isinstance(nxt, str) else [r.get("to") for r in nxt if isinstance(r, dict)] \
+            if isinstance(nxt, list) else [None]
+        succ[i] = []
+        for j, to in enumerate(targets):
+            if to is None:
+                succ[i].append(i + 1 if i + 1 < len(stations) else -1)
+            elif to == EXIT:
+                succ[i].append(-1)
+            elif isinstance(to, str) and to in named:
+                succ[i].append(named[to])
+                if named[to] == i:
+                    problems.append((f"stations[{i}].next", f"station '{to}' sends parts to itself; a rework loop "
+                                                            "goes through a rework station"))
+            elif isinstance(to, str):
+                loc = f"stations[{i}].next" + (f"[{j}].to" if isinstance(nxt, list) else "")
+                problems.append((loc, f"no station named '{to}'; stations: {sorted(named)} (or '{EXIT}')"))
+    for i, st in enumerate(stations):
+        asm = st.get("assemble") if isinstance(st, dict) else None
+        if not isinstance(asm, dict):
+            continue
+        if i == 0:
+            problems.append(("stations[0].assemble", "the first station takes parts from the source, so it cannot "
+                                                     "be an assembly; list a feeding station first"))
+        for feeder in asm:
+            if feeder not in named:
+                problems.append((f"stations[{i}].assemble.{feeder}", f"no station named '{feeder}'; stations: "
+                                                                     f"{sorted(named)}"))
+            elif i not in succ.get(named[feeder], []):
+                problems.append((f"stations[{i}].assemble.{feeder}",
+                                 f"station '{feeder}' does not send its parts here; give it next: {st.get('name')}"))
+        feeders = {named[f] for f in asm if f in named}
+        strays = [stations[j]["name"] for j, ks in succ.items() if i in ks and j not in feeders]
+        if strays:
+            problems.append((f"stations[{i}].assemble", f"stations {strays} send parts here but the assembly does not "
+                                                        "take them; add them to assemble or route them elsewhere"))
+    reach = {-1}  # stations from which a part can leave the line
+    changed = True
+    while changed:
+        changed = False
+        for i, ks in succ.items():
+            if i not in reach and any(k in reach for k in ks):
+                reach.add(i)
+                changed = True
+    for i in succ:
+        if i not in reach:
+            problems.append((f"stations[{i}].next", "parts sent here can never leave the line (no route leads to "
+                                                    f"'{EXIT}'); route one way out"))
+    return problems
 
 
 def _unique(names: list[str], what: str) -> None:

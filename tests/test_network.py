@@ -1,0 +1,120 @@
+"""Lines as graphs: routing by probability, round robin and shortest queue, merges, rework loops and assembly,
+checked against exact results (`../shared/reference/simulator-validation.md`) and for clear mistakes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tests.helpers import const, exp, interval, kpi, replicate, scenario
+from twin.model import Line
+
+REPS = 8
+
+
+def assert_contains(ci: tuple[float, float, float], exact: float) -> None:
+    mean, lo, hi = ci
+    assert lo <= exact <= hi, f"95 % CI [{lo:.4f}, {hi:.4f}] (mean {mean:.4f}) misses the exact {exact:.4f}"
+
+
+def jackson() -> Any:
+    """The worked case, in minutes: arrivals 0.5 to A; A -> B 0.6, C 0.4; B -> out; C -> out 0.8, A 0.2 (rework);
+    service rates 1.2, 0.5, 0.5."""
+    return scenario([
+        {"name": "A", "cycle_time": exp(60 / 1.2), "next": [{"to": "B", "p": 0.6}, {"to": "C", "p": 0.4}]},
+        {"name": "B", "cycle_time": exp(120), "next": "exit"},
+        {"name": "C", "cycle_time": exp(120), "next": [{"to": "exit", "p": 0.8}, {"to": "A", "p": 0.2}]},
+    ], source={"kind": "arrivals", "interarrival": exp(120)}, duration="60 d", warmup="1 d", seed=11)
+
+
+def test_open_jackson_network_with_split_and_rework_matches_the_traffic_equations() -> None:
+    k = replicate(jackson(), REPS)
+    for station, rho, L in (("A", 0.452899, 0.827815), ("B", 0.652174, 1.875), ("C", 0.434783, 0.769231)):
+        assert_contains(interval(k, "utilisation", station), rho)
+        assert_contains(interval(k, "wip at station [parts]", station), L)
+    assert_contains(interval(k, "wip [parts]", "line"), 3.472045)
+    assert_contains(interval(k, "time in system [min]", "line"), 6.9441)
+    assert_contains(interval(k.assign(value=k.value / 60), "departures [parts/h]", "line"), 0.5)
+
+
+def test_visit_ratios_follow_the_traffic_equations() -> None:
+    v = jackson().visits()
+    assert np.allclose(v, [0.543478 / 0.5, 0.326087 / 0.5, 0.217391 / 0.5], atol=1e-5)
+
+
+def test_assembly_runs_at_the_slowest_input_per_quantity() -> None:
+    """Deterministic times, unlimited buffers: 1 body (60 s) + 4 doors (20 s each) into a 30 s marriage station
+    make one car every max(30, 60, 4 x 20) = 80 s."""
+    sc = scenario([{"name": "body", "cycle_time": const(60), "next": "marriage"},
+                   {"name": "doors", "cycle_time": const(20), "next": "marriage"},
+                   {"name": "marriage", "cycle_time": const(30), "assemble": {"body": 1, "doors": 4}}],
+                  duration="2 d", warmup="1 h")
+    k = replicate(sc, 1)
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx(3600 / 80, rel=0.002)
+    assert kpi(k, "constraint station")[0] == 1  # the doors: 4 visits x 20 s per car
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    exit_, fate = line.fates()
+    doors = np.frombuffer(line.entry) >= 0  # every part: bodies carry on, doors end inside a car
+    assert (fate[doors] >= -2).all() and np.isnan(exit_).sum() > 0
+    assert kpi(k, "oee quality", "line")[0] == 1.0
+
+
+@pytest.mark.parametrize("route", ["round-robin", "shortest-queue"])
+def test_splitting_to_parallel_stations_shares_the_work(route: str) -> None:
+    sc = scenario([{"name": "feed", "cycle_time": const(10), "next": [{"to": "left"}, {"to": "right"}],
+                    "route": route},
+                   {"name": "left", "cycle_time": const(18), "buffer": 2, "next": "pack"},
+                   {"name": "right", "cycle_time": const(18), "buffer": 2, "next": "pack"},
+                   {"name": "pack", "cycle_time": const(5), "buffer": 4}], duration="1 d")
+    k = replicate(sc, 1)
+    left, right = kpi(k, "parts", "left")[0], kpi(k, "parts", "right")[0]
+    assert abs(left - right) <= 2 and left + right == pytest.approx(86400 / 10, rel=0.01)  # the feed is the limit
+
+
+def test_rework_loop_conserves_parts_and_scrap_is_by_station() -> None:
+    sc = scenario([{"name": "weld", "cycle_time": exp(50)},
+                   {"name": "inspect", "cycle_time": const(20), "buffer": 5, "scrap": 0.02,
+                    "next": [{"to": "exit", "p": 0.85}, {"to": "rework", "p": 0.15}]},
+                   {"name": "rework", "cycle_time": exp(120), "buffer": 5, "next": "inspect"}], duration="5 d")
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    exit_, fate = line.fates()
+    done = ~np.isnan(exit_)
+    assert (fate[done & (fate >= 0)] == 1).all()  # only the inspection scraps
+    assert done.sum() + line.wip == len(exit_)
+    k = replicate(sc, 1)
+    assert kpi(k, "parts", "rework")[0] == pytest.approx(0.15 * 0.98 * kpi(k, "parts", "inspect")[0], rel=0.1)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({1: {"next": "nowhere"}}, r"stations\[1\]\.next: no station named 'nowhere'"),
+    ({0: {"next": [{"to": "b", "p": 0.5}, {"to": "c", "p": 0.4}]}}, "add up to 0.9, not 1"),
+    ({0: {"next": [{"to": "b"}, {"to": "c", "p": 0.4}]}}, "every route needs 'p'"),
+    ({2: {"next": "b"}, 1: {"next": "c"}}, r"can never leave the line"),
+    ({2: {"assemble": {"a": 1}}}, r"station 'a' does not send its parts here"),
+    ({1: {"next": "b"}}, "sends parts to itself"),
+])
+def test_graph_mistakes_are_named(change: dict[int, dict[str, Any]], message: str, tmp_path: Any) -> None:
+    import yaml
+
+    from twin.scenario import ScenarioError, load_scenario
+
+    stations = [{"name": "a", "machine_type": "m", "cycle_time": 10}, {"name": "b", "machine_type": "m",
+                "cycle_time": 10}, {"name": "c", "machine_type": "m", "cycle_time": 10}]
+    for i, fields in change.items():
+        stations[i].update(fields)
+    f = tmp_path / "g.yaml"
+    f.write_text(yaml.safe_dump({"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": 100,
+                                 "machine_types": {"m": {}}, "stations": stations}, sort_keys=False))
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(f)
+
+
+def test_before_service_blocking_needs_a_serial_line() -> None:
+    with pytest.raises(ValidationError, match="before-service blocking needs a serial line"):
+        scenario([{"name": "a", "cycle_time": const(5), "next": "b"}, {"name": "b", "cycle_time": const(5)}],
+                 blocking="before-service")
