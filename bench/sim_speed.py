@@ -101,14 +101,14 @@ def main() -> None:
     raw = best_of(3, raw_simpy)
     print(f"limit: raw SimPy timeouts  {1 / raw:12,.0f} events/s  ({raw * 1e9:.0f} ns/event)")
     print()
-    header = (f"{'scenario':<16}{'st':>3}{'mach':>5}{'events':>9}{'events/s':>11}{'x raw':>7}"
+    header = (f"{'scenario':<18}{'st':>3}{'mach':>5}{'events':>9}{'events/s':>11}{'x raw':>7}"
               f"{'readings':>11}{'readings/s':>12}{'sim only':>9}{'total':>8}{'sim h/s':>9}")
     print(header)
     results = {}
-    for name in ("body_shop.yaml", "bottling.yaml", "cnc_cell.yaml"):
+    for name in ("body_shop.yaml", "bottling.yaml", "cnc_cell.yaml", "body_shop_merge.yaml", "packaging.yaml"):
         r = bench_scenario(name, raw)
         results[name] = r
-        print(f"{name.removesuffix('.yaml'):<16}{r['stations']:>3.0f}{r['machines']:>5.0f}{r['events']:>9,.0f}"
+        print(f"{name.removesuffix('.yaml'):<18}{r['stations']:>3.0f}{r['machines']:>5.0f}{r['events']:>9,.0f}"
               f"{r['events_per_s']:>11,.0f}{r['cost_ratio']:>7.2f}{r['readings']:>11,.0f}"
               f"{r['readings_per_s']:>12,.0f}{r['sim_s']:>8.2f}s{r['total_s']:>7.2f}s{r['sim_h_per_s']:>9.1f}")
     print()

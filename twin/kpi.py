@@ -26,6 +26,7 @@ from twin.model import (
     Machine,
     ShiftCalendar,
 )
+from twin.scenario import Station
 
 KPI_COLUMNS = ["replication", "scope", "entity", "kpi", "value"]
 
@@ -86,11 +87,12 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     for st, group in zip(sc.stations, line.stations):
         tallies = []
         for m in group:
-            machine_rows, tally = _machine_kpis(m, a, b, planned, repairs[repairs.machine == m.name], line.calendar)
+            machine_rows, tally = _machine_kpis(m, a, b, planned, repairs[repairs.machine == m.name], line.calendar,
+                                                _ideal_by_product(line, st))
             rows += machine_rows
             tallies.append(tally)
         ideal = st.ideal_cycle()[0]
-        station_oee[st.name] = _station_oee(ideal, planned, b - a, tallies)
+        station_oee[st.name] = _station_oee(planned, b - a, tallies)
         for name, v in zip(("oee", "oee availability", "oee performance", "oee quality", "active share"),
                            station_oee[st.name]):
             rows.append(("station", st.name, name, float(v)))
@@ -133,6 +135,20 @@ def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
     ]
     if line.arrivals:
         rows.append(("line", name, "lost arrivals", line.lost / line.arrivals))
+    if line.scenario.products:
+        product = np.frombuffer(line.product, dtype=np.int8)
+        for k, p in enumerate(line.product_names):
+            mine = product == k
+            g = good & mine
+            rows += [
+                ("product", p, "throughput [parts/h]", g.sum() / span * 3600),
+                ("product", p, "wip [parts]", time_average_wip(entry[mine & (scrap_at != CONSUMED)],
+                                                               exit_[mine & (scrap_at != CONSUMED)], a, b)),
+                ("product", p, "lead time [min]", float(np.mean(exit_[g] - entry[g]) / 60) if g.any() else np.nan),
+                ("product", p, "departures [parts/h]", (left & mine).sum() / span * 3600),
+                ("product", p, "time in system [min]", float(np.mean(exit_[left & mine] - entry[left & mine]) / 60)
+                 if (left & mine).any() else np.nan),
+            ]
     return rows
 
 
@@ -178,11 +194,19 @@ def _working_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None
     return total, (float(calendar.planned_between(lo, hi).sum()) if calendar is not None else total)
 
 
+def _ideal_by_product(line: Line, st: Station) -> np.ndarray:
+    """The station's design cycle of each product (one entry when the line has no products)."""
+    if not line.scenario.products:
+        return np.array([st.ideal_cycle()[0]])
+    return np.array([st.ideal_cycle_of(p) for p in line.product_names])
+
+
 def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.DataFrame,
-                  calendar: ShiftCalendar | None) -> tuple[list[Row], tuple[float, float, float, float, float, float]]:
+                  calendar: ShiftCalendar | None, ideal: np.ndarray
+                  ) -> tuple[list[Row], tuple[float, float, float, float, float, float]]:
     """One machine's state shares, availability, MTBF/MTTR and parts in [a, b], and what its station's OEE
-    adds up: (working time in shifts, working time, parts begun and finished inside [a, b], parts made, good
-    parts, active time)."""
+    adds up: (working time in shifts, working time, ideal time of the parts begun and finished inside [a, b],
+    parts made, good parts, active time)."""
     span = b - a
     d = state_durations(m, a, b)
     fin = np.frombuffer(m.log.finished, dtype=np.float64)
@@ -191,7 +215,12 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
     n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
     worked, worked_planned = _working_time(m, a, b, calendar)
     # parts whose whole work lies inside [a, b]: each took at least the ideal cycle, so performance <= 100 %
-    whole = max(0, m.parts_done - int(np.count_nonzero(np.frombuffer(m.log.begun, dtype=np.float64) < a)))
+    before = int(np.count_nonzero(np.frombuffer(m.log.begun, dtype=np.float64) < a))
+    if len(ideal) > 1:  # each part at its product's ideal cycle
+        products = np.frombuffer(m.log.begun_product, dtype=np.int8)[before:m.parts_done]
+        ideal_time = float(ideal[products].sum())
+    else:
+        ideal_time = float(ideal[0]) * max(0, m.parts_done - before)
     clock_time = d[WORKING] if m.mtype.clock == "operating" else span - d[DOWN] - d[MAINTENANCE] - d[OFF_SHIFT]
     rows: list[Row] = [("machine", m.name, f"{name} share", d[k] / span) for k, name in enumerate(STATES)]
     rows += [
@@ -202,27 +231,26 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
         ("machine", m.name, "mttr [min]", float(repairs.downtime.mean() / 60) if len(repairs) else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
-    return rows, (worked_planned, worked, whole, n_good + n_scrap, n_good,
+    return rows, (worked_planned, worked, ideal_time, n_good + n_scrap, n_good,
                   d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP])
 
 
-def _station_oee(ideal: float, planned: float, span: float,
-                 tallies: list[tuple[float, float, float, float, float, float]]
+def _station_oee(planned: float, span: float, tallies: list[tuple[float, float, float, float, float, float]]
                  ) -> tuple[float, float, float, float, float]:
     """A station's OEE, availability, performance, quality and active share from its machines' tallies (ISO
     22400: A = actual production time / planned busy time, P = ideal cycle x parts / production time, Q = good /
     made); every factor lies within 0-1 when the ideal cycle is the fastest one."""
-    tot_planned = apt = worked = whole = count = good_n = active = 0.0
-    for w_planned, w, n_whole, made, good, busy in tallies:  # summed in machine order, as always
+    tot_planned = apt = worked = ideal_time = count = good_n = active = 0.0
+    for w_planned, w, ideal_w, made, good, busy in tallies:  # summed in machine order, as always
         tot_planned += planned
         apt += w_planned
         worked += w
-        whole += n_whole
+        ideal_time += ideal_w
         count += made
         good_n += good
         active += busy
     avail = apt / tot_planned if tot_planned > 0 else 0.0
-    perf = ideal * whole / worked if worked > 0 else 0.0
+    perf = ideal_time / worked if worked > 0 else 0.0
     qual = good_n / count if count else 1.0
     return avail * perf * qual, avail, perf, qual, active / (span * len(tallies))
 

@@ -35,6 +35,8 @@ _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
 STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLICY, STREAM_ROUTE = 0, 1, 2, 3, 4, 5, 6
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
+STREAM_PRODUCT_CYCLE, STREAM_PRODUCT_SETUP = 300, 100_000  # + product index (setups: + 1000 x from + to)
+STREAM_RELEASE = 50  # with machine slot -1: the product mix released
 STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
 STREAM_SOURCE = 0  # with machine slot -1 (+ k for the k-th further entry station of a graph)
 #: a part's fate in `Line.scrapped_at`: still inside or left good (-1), consumed by an assembly (-2), else the
@@ -57,6 +59,7 @@ class MachineLog:
     finished: array = field(default_factory=lambda: array("d"))  # times a part left this machine good
     scrapped: array = field(default_factory=lambda: array("d"))  # times a part was scrapped here
     begun: array = field(default_factory=lambda: array("d"))  # times work on a part began (for OEE performance)
+    begun_product: array = field(default_factory=lambda: array("b"))  # and its product (lines with products)
     #: per state change, the fault mode (index into `modes`) a down machine is being repaired for; -1 otherwise
     reason: array = field(default_factory=lambda: array("b"))
     #: per fault mode: (time, clock at renewal, drawn life) each time that mode's life starts
@@ -132,6 +135,39 @@ class ShiftCalendar:
                    self.ends[j] if j < len(self.ends) else float("inf"))
 
 
+class _ProductWork:
+    """What a machine does differently per product: its cycle time, scrap rate and the sequence-dependent setup
+    when the product changes."""
+
+    def __init__(self, m: Machine, sc: Scenario, station: Station) -> None:
+        names = [p.name for p in sc.products]
+        self.m = m
+        self.cycles = [Sampler(station.cycle_times.get(n, station.cycle_time),
+                               rng_for(sc.seed, m.line.replication, m.slot, STREAM_PRODUCT_CYCLE + k))
+                       for k, n in enumerate(names)]
+        self.scrap = [station.scrap_by_product.get(n, station.scrap) for n in names]
+        rep = m.line.replication
+        self.setups = {(names.index(a), names.index(b)): Sampler(
+            d, rng_for(sc.seed, rep, m.slot, STREAM_PRODUCT_SETUP + 1000 * names.index(a) + names.index(b)))
+            for a, row in station.setup_matrix.items() for b, d in row.items()}
+        self.last = -1
+
+    def start(self, product: int) -> Generator[simpy.Event, Any, float]:
+        """Set up for the product if it differs from the last one, then draw its cycle time."""
+        m = self.m
+        setup = self.setups.get((self.last, product)) if self.last >= 0 and product != self.last else None
+        if setup is not None:
+            names = m.line.product_names
+            detail = f"{names[self.last]} -> {names[product]}"
+            m.line.record(m, "changeover_start", detail=detail)
+            yield from m._busy(setup(), SETUP)
+            m.line.record(m, "changeover_end", detail=detail)
+        self.last = product
+        m.scrap_base = self.scrap[product]
+        m.log.begun_product.append(product)
+        return self.cycles[product]()
+
+
 class Machine:
     """One machine: takes a part, works it (maybe failing mid-cycle), hands it on, asks its policy."""
 
@@ -141,6 +177,7 @@ class Machine:
         self.station, self.station_idx, self.mtype = station, station_idx, mtype
         sc, rep = line.scenario, line.replication
         self.cycle = Sampler(station.cycle_time, rng_for(sc.seed, rep, slot, STREAM_CYCLE))
+        self.products: _ProductWork | None = _ProductWork(self, sc, station) if sc.products else None
         self._scrap_u = Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP))
         self.setup = (Sampler(station.changeover.duration, rng_for(sc.seed, rep, slot, STREAM_SETUP))
                       if station.changeover else None)
@@ -151,7 +188,8 @@ class Machine:
                        for i, f in enumerate(self.modes)]
         self.wear_modes = [i for i, f in enumerate(self.modes) if f.kind == "wear"]
         self.scrap_base = station.scrap
-        self.scrap_max = self.scrap_base + sum(f.scrap_increase for f in self.modes)  # at full wear
+        self.scrap_max = max([self.scrap_base, *station.scrap_by_product.values()]) + \
+            sum(f.scrap_increase for f in self.modes)  # at full wear
         self._u = 0.0
         self.policy: MaintenancePolicy = line.policy_for(self)
         self.calendar_clock = mtype.clock == "calendar"
@@ -342,7 +380,10 @@ class Machine:
                 self._set_state(OFF_SHIFT)  # the part came after the shift ended: it waits for the next one
                 yield env.timeout(min(cal.next_start(env.now) or env.now, line.horizon + 1) - env.now)
             # work it
-            d = cycle()
+            if self.products is not None:
+                d = yield from self.products.start(line.product[pid])
+            else:
+                d = cycle()
             begun(env.now)
             if self.state != WORKING:
                 self._set_state(WORKING)
@@ -582,6 +623,29 @@ def constraint_station(scenario: Scenario) -> int:
     return int(np.argmin(rates))
 
 
+class _Release:
+    """Which product each new part is: the next of a cyclic sequence, or a random draw by the products' shares."""
+
+    def __init__(self, sc: Scenario, replication: int) -> None:
+        names = [p.name for p in sc.products]
+        self.sequence = [(names.index(n), 1) if isinstance(n, str) else (names.index(n.product), n.parts)
+                         for n in sc.release] if sc.release and names else None
+        self.shares = np.cumsum([p.share for p in sc.products]) if names else None
+        self.u = Sampler(_UNIT, rng_for(sc.seed, replication, -1, STREAM_RELEASE)) if names else None
+        self.i, self.left = -1, 0
+
+    def __call__(self) -> int:
+        if self.sequence is not None:
+            if self.left == 0:
+                self.i = (self.i + 1) % len(self.sequence)
+                self.left = self.sequence[self.i][1]
+            self.left -= 1
+            return self.sequence[self.i][0]
+        if self.shares is None or self.u is None:
+            return 0
+        return min(int(np.searchsorted(self.shares, self.u() * self.shares[-1], side="right")), len(self.shares) - 1)
+
+
 class Line:
     """A whole serial line for one replication; `run(until)` can be called in steps for live streaming."""
 
@@ -603,6 +667,9 @@ class Line:
         self.scrapped_at = array("h")
         self.passed = array("d")  # when the part left the constraint station's work (nan before)
         self.into = array("q")  # the assembly a consumed part went into (-1: none)
+        self.product = array("b")  # each part's product (index into product_names)
+        self.product_names = [p.name for p in scenario.products] or ["part"]
+        self._release = _Release(scenario, replication)
         self.arrivals = 0
         self.lost = 0
         self.machines: list[Machine] = []
@@ -737,6 +804,7 @@ class Line:
         self.exit.append(float("nan"))
         self.passed.append(float("nan"))
         self.into.append(-1)
+        self.product.append(self._release())
         self.scrapped_at.append(-1)
         return len(self.entry) - 1
 

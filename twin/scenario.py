@@ -204,6 +204,20 @@ class Changeover(_Strict):
 EXIT = "exit"  # where a route sends a part out of the line
 
 
+class Batch(_Strict):
+    """A run of one product in a release sequence (a campaign)."""
+
+    product: Name
+    parts: int = Field(ge=1, le=1_000_000)
+
+
+class Product(_Strict):
+    """A part type the line makes; `share` is its weight in a random release mix."""
+
+    name: Name
+    share: float = Field(1.0, gt=0, allow_inf_nan=False, description="relative share of releases (random mix)")
+
+
 class Route(_Strict):
     """One way out of a station: the station a part goes to next ('exit' = leaves the line), and for probability
     routing its probability."""
@@ -231,6 +245,15 @@ class Station(_Strict):
                           "(the last one: exit)")
     route: Literal["probability", "round-robin", "shortest-queue"] = Field(
         "probability", description="how a part picks among several routes")
+    cycle_times: dict[Name, Distribution] = Field(
+        default_factory=dict, description="per product: its cycle time here (else cycle_time)")
+    ideal_cycle_times: dict[Name, PositiveDuration] = Field(
+        default_factory=dict, description="per product: its design cycle here (else from its cycle time)")
+    setup_matrix: dict[Name, dict[Name, Distribution]] = Field(
+        default_factory=dict, description="sequence-dependent setups: from product -> to product -> setup time "
+                                          "(a pair not listed needs none)")
+    scrap_by_product: dict[Name, Probability] = Field(
+        default_factory=dict, description="per product: probability a finished part is scrap (else scrap)")
     assemble: dict[Name, int] | None = Field(
         None, description="an assembly station: parts taken from each feeding station per assembly, e.g. "
                           "{body: 1, doors: 4}; the first one listed carries on as the assembly")
@@ -286,6 +309,15 @@ class Station(_Strict):
                 raise ValueError("needs at least one machine name")
             _unique(v, "machines")
         return v
+
+    def ideal_cycle_of(self, product: str | None) -> float:
+        """The design cycle of one product here (None or a product without its own: the station's)."""
+        if product is not None and product in self.ideal_cycle_times:
+            return self.ideal_cycle_times[product]
+        if product is not None and product in self.cycle_times:
+            dist = self.cycle_times[product]
+            return dist.lower_bound if dist.lower_bound is not None else dist.mean
+        return self.ideal_cycle()[0]
 
     def ideal_cycle(self) -> tuple[float, str]:
         """The design cycle time OEE performance is measured against, and where it comes from (for the output).
@@ -373,6 +405,12 @@ class Scenario(_Strict):
     stations: list[Station] = Field(min_length=1, max_length=200)
     calendar: Calendar | None = None
     costs: Costs = Field(default_factory=Costs)
+    products: list[Product] = Field(default_factory=list, max_length=100,
+                                    description="part types; none = one kind of part")
+    release: list[Name | Batch] | None = Field(
+        None, min_length=1, max_length=10_000,
+        description="a cyclic release sequence: product names or campaigns {product, parts}; default: a random mix "
+                    "by share")
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
@@ -543,10 +581,44 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"stations[{i}].initial", f"starts with {initial} parts in a buffer of capacity "
                                                        f"{buffer}"))
     problems += _graph_problems(data, stations)
+    problems += _product_problems(data, stations)
     first: dict[str, str] = {}
     for loc, msg in problems:  # one problem per field (a station's name is also its machine's name)
         first.setdefault(loc, msg)
     return list(first.items())
+
+
+def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str, str]]:
+    """Product names used by stations and the release sequence must be products."""
+    products = data.get("products")
+    names = [n for _, n in _names(products)]
+    problems = _twice([(f"products[{i}].name", n) for i, n in _names(products)], "product")
+    known = set(names)
+    hint = f"products: {sorted(known)}" if known else "define them under products:"
+
+    def check(loc: str, name: Any) -> None:
+        if isinstance(name, str) and name not in known:
+            problems.append((loc, f"no product named '{name}'; {hint}"))
+
+    release = data.get("release")
+    if isinstance(release, list):
+        for i, n in enumerate(release):
+            if isinstance(n, dict):
+                check(f"release[{i}].product", n.get("product"))
+            else:
+                check(f"release[{i}]", n)
+    for i, st in enumerate(stations):
+        if not isinstance(st, dict):
+            continue
+        for key in ("cycle_times", "ideal_cycle_times", "scrap_by_product", "setup_matrix"):
+            value = st.get(key)
+            if isinstance(value, dict):
+                for name, inner in value.items():
+                    check(f"stations[{i}].{key}.{name}", name)
+                    if key == "setup_matrix" and isinstance(inner, dict):
+                        for to in inner:
+                            check(f"stations[{i}].setup_matrix.{name}.{to}", to)
+    return problems
 
 
 def _entries(stations: list[Any]) -> set[int]:

@@ -1,0 +1,78 @@
+"""Several products on one line: release mix or sequence, cycle times and scrap per product, sequence-dependent
+setups from a changeover matrix, and KPIs per product (Little's law per product)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import const, exp, kpi, replicate, scenario
+from twin.model import Line
+
+REPS = 8
+
+
+def test_setup_matrix_with_deterministic_times_gives_the_cycle_of_setups() -> None:
+    """Release A, A, B over and over; A takes 10 s, B 20 s; setups A->B 30 s, B->A 40 s: one cycle of three parts
+    every 10 + 10 + 20 + 30 + 40 = 110 s."""
+    sc = scenario([{"name": "m1", "cycle_time": const(10), "cycle_times": {"B": const(20)},
+                    "setup_matrix": {"A": {"B": const(30)}, "B": {"A": const(40)}}}],
+                  products=[{"name": "A"}, {"name": "B"}], release=["A", "A", "B"], duration="1 d")
+    k = replicate(sc, 1)
+    assert kpi(k, "throughput [parts/h]", "line")[0] == pytest.approx(3 * 3600 / 110, rel=0.002)
+    assert kpi(k, "throughput [parts/h]", "A")[0] == pytest.approx(2 * 3600 / 110, rel=0.002)
+    assert kpi(k, "throughput [parts/h]", "B")[0] == pytest.approx(3600 / 110, rel=0.002)
+    assert kpi(k, "setup share", "m1")[0] == pytest.approx(70 / 110, rel=0.002)
+    assert kpi(k, "oee performance", "m1")[0] == pytest.approx(1.0, abs=1e-3)  # each product at its own ideal
+    line = Line(sc, 0)
+    line.run(3600)
+    details = {e.detail for e in line.events if e.kind == "changeover_start"}
+    assert details == {"A -> B", "B -> A"}
+
+
+def test_littles_law_holds_per_product() -> None:
+    sc = scenario([{"name": "s1", "cycle_time": exp(40), "cycle_times": {"big": exp(70)}, "buffer": 5},
+                   {"name": "s2", "cycle_time": {"dist": "uniform", "low": 20, "high": 60}, "buffer": 3,
+                    "setup_matrix": {"small": {"big": const(120)}, "big": {"small": const(60)}}}],
+                  products=[{"name": "small", "share": 3}, {"name": "big", "share": 1}],
+                  source={"kind": "arrivals", "interarrival": exp(90)}, duration="20 d", warmup="1 d")
+    k = replicate(sc, REPS)
+    for p in ("small", "big"):
+        diff = kpi(k, "wip [parts]", p).to_numpy() - kpi(k, "departures [parts/h]", p).to_numpy() / 60 * \
+            kpi(k, "time in system [min]", p).to_numpy()
+        half = 2.365 * diff.std(ddof=1) / np.sqrt(REPS)
+        assert abs(diff.mean()) <= max(half, 1e-3), f"{p}: L - lambda W = {diff.mean():.4f} +- {half:.4f}"
+    share = kpi(k, "departures [parts/h]", "big").sum() / kpi(k, "departures [parts/h]", "line").sum()
+    assert share == pytest.approx(0.25, abs=0.02)
+
+
+def test_scrap_by_product() -> None:
+    sc = scenario([{"name": "m1", "cycle_time": const(10), "scrap": 0.01, "scrap_by_product": {"B": 0.3}}],
+                  products=[{"name": "A"}, {"name": "B"}], duration="2 d")
+    k = replicate(sc, 1)
+    good_b = kpi(k, "throughput [parts/h]", "B")[0] / kpi(k, "departures [parts/h]", "B")[0]
+    good_a = kpi(k, "throughput [parts/h]", "A")[0] / kpi(k, "departures [parts/h]", "A")[0]
+    assert good_b == pytest.approx(0.7, abs=0.02) and good_a == pytest.approx(0.99, abs=0.005)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"release": ["A", "C"]}, r"release\[1\]: no product named 'C'"),
+    ({"stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "cycle_times": {"Z": 3}}]},
+     r"stations\[0\]\.cycle_times\.Z: no product named 'Z'"),
+    ({"stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "setup_matrix": {"A": {"Q": 3}}}]},
+     r"stations\[0\]\.setup_matrix\.A\.Q: no product named 'Q'"),
+])
+def test_product_mistakes_are_named(change: dict[str, Any], message: str, tmp_path: Any) -> None:
+    import yaml
+
+    from twin.scenario import ScenarioError, load_scenario
+
+    data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": 100,
+            "machine_types": {"m": {}}, "products": [{"name": "A"}, {"name": "B"}],
+            "stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5}], **change}
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(f)
