@@ -14,22 +14,32 @@ UNKNOWN = "#e0e0e0"
 
 def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
              buffers: dict[str, float] | None = None) -> str:
-    """Graphviz DOT of the line in flow order: each machine coloured by its state (a red ring if an alert is
-    active), each buffer with its capacity and, when known, its fill level."""
+    """Graphviz DOT of the line as its graph: each machine coloured by its state (a red ring if an alert is
+    active), each buffer with its capacity and, when known, its fill level (an assembly: one per feeder), routes
+    with their shares (splits, merges, rework loops) and, for a graph line, where parts leave it."""
     alerts = alerts or {}
     lines = ['digraph line {', 'rankdir=LR; node [fontname="Helvetica", fontsize=10, style=filled];',
-             'edge [color="#757575"];']
-    prev: list[str] = []
+             'edge [color="#757575", fontname="Helvetica", fontsize=9];']
+    graph = sc.is_graph
+    entries = set(sc.entries()) if graph else {0}
+    saturated = sc.source.kind == "saturated"
+
+    def buffer_node(st_name: str, key: str, buffer: int | None) -> str:
+        level = (buffers or {}).get(key)
+        cap = "∞" if buffer is None else f"{int(buffer)}"
+        fill = f"{level:.0f}/{cap}" if level is not None else f"cap {cap}"
+        lines.append(f'"buf:{key}" [shape=cylinder, fillcolor="#fafafa", label="{fill}"];')
+        return f"buf:{key}"
+
+    inputs: dict[int, dict[str, str]] = {}  # station -> feeder (or "") -> node parts enter by
     for i, st in enumerate(sc.stations):
         names = st.machine_names
-        if i > 0 or sc.source.kind == "arrivals":
-            level = (buffers or {}).get(st.name)
-            cap = "∞" if st.buffer is None else f"{int(st.buffer)}"
-            fill = f"{level:.0f}/{cap}" if level is not None else f"cap {cap}"
-            lines.append(f'"buf:{st.name}" [shape=cylinder, fillcolor="#fafafa", label="{fill}"];')
-            for p in prev:
-                lines.append(f'"{p}" -> "buf:{st.name}";')
-            prev = [f"buf:{st.name}"]
+        if st.assemble:
+            inputs[i] = {f: buffer_node(st.name, f"{st.name}<{f}", st.buffer) for f in st.assemble}
+        elif i in entries and saturated:
+            inputs[i] = {"": ""}
+        else:
+            inputs[i] = {"": buffer_node(st.name, st.name, st.buffer)}
         lines.append(f'subgraph "cluster_{st.name}" {{ label="{st.name}"; color="#bdbdbd";')
         for m in names:
             state = states.get(m, "")
@@ -39,10 +49,25 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
             lines.append(f'"{m}" [shape=box, fillcolor="{colour}", fontcolor="{font}", '
                          f'label="{m}\\n{state or "no data"}"{ring}];')
         lines.append("}")
-        for p in prev:
-            for m in names:
-                lines.append(f'"{p}" -> "{m}";')
-        prev = list(names)
+        for node in inputs[i].values():
+            if node:
+                lines += [f'"{node}" -> "{m}";' for m in names]
+    if graph:
+        lines.append('"exit" [shape=doublecircle, fillcolor="#eeeeee", label="out"];')
+    for i, st in enumerate(sc.stations):
+        routes = sc.successors(i)
+        for k, p in routes:
+            if k < 0 and not graph:
+                continue
+            if k < 0:
+                target = "exit"
+            else:
+                target = inputs[k].get(st.name) or inputs[k].get("", "") or sc.stations[k].machine_names[0]
+            label = (f' [label="{p:.0%}"]' if st.route == "probability" else f' [label="{st.route}"]') \
+                if len(routes) > 1 and p is not None else ""
+            back = ', constraint=false' if 0 <= k <= i else ""  # a rework loop runs back upstream
+            label = label[:-1] + back + "]" if label and back else label or (f" [{back[2:]}]" if back else "")
+            lines += [f'"{m}" -> "{target}"{label};' for m in st.machine_names]
     lines.append("}")
     return "\n".join(lines)
 

@@ -118,3 +118,21 @@ def test_before_service_blocking_needs_a_serial_line() -> None:
     with pytest.raises(ValidationError, match="before-service blocking needs a serial line"):
         scenario([{"name": "a", "cycle_time": const(5), "next": "b"}, {"name": "b", "cycle_time": const(5)}],
                  blocking="before-service")
+
+
+def test_a_saturated_first_station_cannot_take_parts_back() -> None:
+    with pytest.raises(ValidationError, match="no station can send parts back to it"):
+        scenario([{"name": "a", "cycle_time": const(5)},
+                  {"name": "b", "cycle_time": const(5), "next": [{"to": "exit", "p": 0.9}, {"to": "a", "p": 0.1}]}])
+
+
+def test_schematic_draws_merges_assembly_buffers_and_rework_loops() -> None:
+    from dashboard.charts import line_dot
+    from twin.scenario import load_scenario
+
+    dot = line_dot(load_scenario("scenarios/body_shop_merge.yaml"), {"vision": "working"})
+    assert '"buf:framing<underbody" -> "framing";' in dot and '"buf:framing<side-frames" -> "framing";' in dot
+    assert '"side-frame-left" -> "buf:framing<side-frames";' in dot  # both side-frame cells merge into one buffer
+    assert '"side-frame-right" -> "buf:framing<side-frames";' in dot
+    assert '"vision" -> "exit" [label="94%"];' in dot and '"vision" -> "buf:rework" [label="6%"];' in dot
+    assert '"rework" -> "buf:vision" [constraint=false];' in dot  # the loop runs back upstream

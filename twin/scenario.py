@@ -687,6 +687,11 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         if strays:
             problems.append((f"stations[{i}].assemble", f"stations {strays} send parts here but the assembly does not "
                                                         "take them; add them to assemble or route them elsewhere"))
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    if source.get("kind", "saturated") == "saturated" and any(0 in ks for ks in succ.values()):
+        problems.append(("stations[0]", "the first station takes parts from a saturated source (always available, "
+                                        "no buffer), so no station can send parts back to it; use source kind "
+                                        "'arrivals' or route to another station"))
     reach = {-1}  # stations from which a part can leave the line
     changed = True
     while changed:
