@@ -110,6 +110,7 @@ def replication_kpis(line: Line) -> pd.DataFrame:
         ("line", sc.line.name, "bottleneck station", float([s.name for s in sc.stations].index(bottleneck))),
         ("line", sc.line.name, "constraint station", float(line.constraint)),
     ]
+    rows += [("operators", name, "utilisation", pool.utilisation(a, b)) for name, pool in line.pools.items()]
     df = pd.DataFrame(rows, columns=KPI_COLUMNS[1:])
     df.insert(0, "replication", line.replication)
     df["value"] = df["value"].astype(float)

@@ -25,10 +25,10 @@ from twin.distributions import Sampler
 from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
 from twin.scenario import DAYS, Calendar, FaultMode, MachineType, Scenario, Station
 
-STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift")
-WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT = range(len(STATES))
+STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator")
+WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT, WAITING_OPERATOR = range(len(STATES))
 #: states in which a machine is powered but not working, and in which it is stopped
-IDLE_STATES = (STARVED, BLOCKED, SETUP)
+IDLE_STATES = (STARVED, BLOCKED, SETUP, WAITING_OPERATOR)
 STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
 _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays of codes
 
@@ -160,7 +160,7 @@ class _ProductWork:
             names = m.line.product_names
             detail = f"{names[self.last]} -> {names[product]}"
             m.line.record(m, "changeover_start", detail=detail)
-            yield from m._busy(setup(), SETUP)
+            yield from m.set_up(setup())
             m.line.record(m, "changeover_end", detail=detail)
         self.last = product
         m.scrap_base = self.scrap[product]
@@ -196,7 +196,7 @@ class Machine:
         self.work_rate = 1.0 if self.calendar_clock else (station.load / mtype.reference_load) ** mtype.load_exponent
         # clock speed per state: how fast the reliability clock runs in each state
         up = 1.0 if self.calendar_clock else 0.0
-        self.rates = (self.work_rate, up, up, 0.0, 0.0, up, 0.0)
+        self.rates = (self.work_rate, up, up, 0.0, 0.0, up, 0.0, up)
         self.log = MachineLog(lives=[[] for _ in self.modes], modes=tuple(m.name for m in self.modes))
         self.state = -1
         self.t_last = 0.0
@@ -344,6 +344,7 @@ class Machine:
         begun = self.log.begun.append
         is_last, is_constraint = self.is_last, self.is_constraint
         router, inputs = self.router, self.inputs
+        run_pool = self.pool_for("run")
         while True:
             # decision point: shift, maintenance, changeover
             if cal is not None:
@@ -358,7 +359,7 @@ class Machine:
                     and self.setup is not None and self.parts_done != self._setup_at:
                 self._setup_at = self.parts_done
                 line.record(self, "changeover_start")
-                yield from self._busy(self.setup(), SETUP)
+                yield from self.set_up(self.setup())
                 line.record(self, "changeover_end")
             # take a part
             if inputs is not None:
@@ -384,6 +385,7 @@ class Machine:
                 d = yield from self.products.start(line.product[pid])
             else:
                 d = cycle()
+            operator = (yield from run_pool.acquire(self)) if run_pool is not None else None
             begun(env.now)
             if self.state != WORKING:
                 self._set_state(WORKING)
@@ -391,6 +393,8 @@ class Machine:
                 yield env.timeout(d)
             else:
                 yield from self._work_failing(d)
+            if operator is not None:
+                run_pool.release(operator)  # type: ignore[union-attr]
             self.parts_done += 1
             self.parts_since_service += 1
             if inslots is not None:
@@ -470,6 +474,19 @@ class Machine:
             yield from self._fail()
             self._set_state(waiting_state)
             ev = request()
+
+    def pool_for(self, task: str) -> OperatorPool | None:
+        """The operator pool this machine needs for a task ('run', 'setup'), if any."""
+        need = self.station.operators
+        return self.line.pools[need.pool] if need is not None and task in need.tasks else None
+
+    def set_up(self, d: float) -> Generator[simpy.Event, Any, None]:
+        """A setup of d seconds, with an operator if the station needs one for setups."""
+        pool = self.pool_for("setup")
+        req = (yield from pool.acquire(self)) if pool is not None else None
+        yield from self._busy(d, SETUP)
+        if req is not None and pool is not None:
+            pool.release(req)
 
     def _busy(self, d: float, state: int) -> Generator[simpy.Event, Any, None]:
         self._set_state(state)
@@ -623,6 +640,64 @@ def constraint_station(scenario: Scenario) -> int:
     return int(np.argmin(rates))
 
 
+class OperatorPool:
+    """A pool of operators: machines queue for one (first come, first served); off their shift the pool's people
+    finish the task in hand and leave (a blocker takes every free operator until the next shift)."""
+
+    def __init__(self, line: Line, size: int, calendar: Calendar | None) -> None:
+        self.env, self.size = line.env, size
+        self.res = simpy.PriorityResource(line.env, capacity=size)
+        self.calendar = ShiftCalendar(calendar, line.scenario.start, line.horizon) if calendar is not None else None
+        self.t, self.busy = array("d", [0.0]), array("i", [0])  # operators busy from each time on
+        if self.calendar is not None:
+            line.env.process(self._shifts(line.horizon))
+
+    def acquire(self, m: Machine) -> Generator[simpy.Event, Any, Any]:
+        req = self.res.request(priority=1)
+        if not req.triggered:
+            m._set_state(WAITING_OPERATOR)
+        yield req
+        self._log(+1)
+        return req
+
+    def release(self, req: Any) -> None:
+        self.res.release(req)
+        self._log(-1)
+
+    def _log(self, delta: int) -> None:
+        self.t.append(self.env.now)
+        self.busy.append(self.busy[-1] + delta)
+
+    def _shifts(self, horizon: float) -> Generator[simpy.Event, Any, None]:
+        cal, env = self.calendar, self.env
+        assert cal is not None
+        while True:
+            if cal.next_start(env.now) is None:  # on shift: wait for its end
+                end = cal.next_change(env.now)
+                if end > horizon:
+                    return
+                yield env.timeout(end - env.now)
+            start = cal.next_start(env.now)
+            if start is None or start > horizon:
+                return
+            holds = [self.res.request(priority=-1) for _ in range(self.size)]
+            yield env.timeout(start - env.now)
+            for h in holds:
+                if h.triggered:
+                    self.res.release(h)
+                else:
+                    h.cancel()
+
+    def utilisation(self, a: float, b: float) -> float:
+        """Busy operator time over the operators' time on shift inside [a, b]."""
+        t = np.frombuffer(self.t, dtype=np.float64)
+        n = np.frombuffer(self.busy, dtype=np.int32).astype(float)
+        ends = np.append(t[1:], max(b, t[-1]))
+        busy = float(np.sum(n * np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)))
+        there = self.calendar.planned(a, b) if self.calendar is not None else b - a
+        return busy / (self.size * there) if there > 0 else 0.0
+
+
 class _Release:
     """Which product each new part is: the next of a cyclic sequence, or a random draw by the products' shares."""
 
@@ -660,6 +735,7 @@ class Line:
         self.calendar = ShiftCalendar(scenario.calendar, scenario.start, scenario.duration) \
             if scenario.calendar else None
         self.crews = {c.name: simpy.PriorityResource(self.env, capacity=c.size) for c in scenario.repair_crews}
+        self.pools = {p.name: OperatorPool(self, p.size, p.calendar) for p in scenario.operators}
         self.events: list[Event] = []
         # parts: entry time, exit time (nan while inside), station index where scrapped (-1 if not)
         self.entry = array("d")

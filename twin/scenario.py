@@ -254,6 +254,7 @@ class Station(_Strict):
                                           "(a pair not listed needs none)")
     scrap_by_product: dict[Name, Probability] = Field(
         default_factory=dict, description="per product: probability a finished part is scrap (else scrap)")
+    operators: OperatorNeed | None = Field(None, description="an operator the machines wait for (run, setup)")
     assemble: dict[Name, int] | None = Field(
         None, description="an assembly station: parts taken from each feeding station per assembly, e.g. "
                           "{body: 1, doors: 4}; the first one listed carries on as the assembly")
@@ -374,6 +375,21 @@ class Calendar(_Strict):
         return sorted(out)
 
 
+class OperatorPool(_Strict):
+    """People who run machines or set them up: `size` of them, on their own shifts (default: always there)."""
+
+    name: Name
+    size: int = Field(ge=1, le=1000)
+    calendar: Calendar | None = Field(None, description="when they work; none = around the clock")
+
+
+class OperatorNeed(_Strict):
+    """A station's machines need an operator from a pool while working (run) and/or while setting up (setup)."""
+
+    pool: Name
+    tasks: list[Literal["run", "setup"]] = Field(["run", "setup"], min_length=1, alias="for")
+
+
 class Costs(_Strict):
     """Money, for comparing maintenance policies: per action, per failure, and the margin of each good part."""
 
@@ -405,6 +421,7 @@ class Scenario(_Strict):
     stations: list[Station] = Field(min_length=1, max_length=200)
     calendar: Calendar | None = None
     costs: Costs = Field(default_factory=Costs)
+    operators: list[OperatorPool] = Field(default_factory=list, description="operator pools stations draw on")
     products: list[Product] = Field(default_factory=list, max_length=100,
                                     description="part types; none = one kind of part")
     release: list[Name | Batch] | None = Field(
@@ -582,6 +599,13 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                                                        f"{buffer}"))
     problems += _graph_problems(data, stations)
     problems += _product_problems(data, stations)
+    pools = [n for _, n in _names(data.get("operators"))]
+    problems += _twice([(f"operators[{i}].name", n) for i, n in _names(data.get("operators"))], "operator pool")
+    for i, st in enumerate(stations):
+        need = st.get("operators") if isinstance(st, dict) else None
+        if isinstance(need, dict) and isinstance(need.get("pool"), str) and need["pool"] not in pools:
+            problems.append((f"stations[{i}].operators.pool", f"no operator pool named '{need['pool']}'; "
+                                                              f"operators: {pools or 'none defined'}"))
     first: dict[str, str] = {}
     for loc, msg in problems:  # one problem per field (a station's name is also its machine's name)
         first.setdefault(loc, msg)
