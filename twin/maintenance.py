@@ -56,12 +56,21 @@ class RunToFailure:
     def due(self, machine: Machine) -> str | None:
         return None
 
+    def progress(self, machine: Machine) -> float:
+        """How far the machine is on the way to this policy's trigger (0 = just serviced, 1 = due)."""
+        return 0.0
+
 
 class Preventive:
     """Maintain every T hours of operation and/or every N parts since the last service."""
 
     def __init__(self, every: float | None, every_parts: int | None) -> None:
         self.every, self.every_parts = every, every_parts
+
+    def progress(self, machine: Machine) -> float:
+        time = machine.work_time_since_service() / self.every if self.every is not None else 0.0
+        parts = machine.parts_since_service / self.every_parts if self.every_parts is not None else 0.0
+        return max(time, parts)
 
     def due(self, machine: Machine) -> str | None:
         if self.every is not None and machine.work_time_since_service() >= self.every:
@@ -111,6 +120,13 @@ class ConditionBased:
         self.t = now
         return self.value
 
+    def progress(self, machine: Machine) -> float:
+        """The last filtered reading's way from the new machine's level to the threshold (no new measurement)."""
+        if machine.renewals != self.renewals:
+            return 0.0
+        span = self.threshold - self.level
+        return (self.value - self.level) / span if span else 1.0
+
     def due(self, machine: Machine) -> str | None:
         v = self.reading(machine)
         return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
@@ -124,13 +140,19 @@ class Inspection:
         self.every, self.limit, self.error = every, limit, error
         self.normal = _Normals(rng)
         self.next = every
+        self.measured, self.renewals = 0.0, -1
+
+    def progress(self, machine: Machine) -> float:
+        """The last inspection's measured wear over the limit (what the plant knows)."""
+        return self.measured / self.limit if machine.renewals == self.renewals else 0.0
 
     def due(self, machine: Machine) -> str | None:
         t = machine.operating_time()
         if t < self.next:
             return None
         self.next = t + self.every
-        return "inspection" if machine.health() + self.error * self.normal() >= self.limit else None
+        self.measured, self.renewals = machine.health() + self.error * self.normal(), machine.renewals
+        return "inspection" if self.measured >= self.limit else None
 
 
 class PerfectMonitoring:
@@ -139,6 +161,9 @@ class PerfectMonitoring:
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
+
+    def progress(self, machine: Machine) -> float:
+        return machine.health() / self.limit
 
     def due(self, machine: Machine) -> str | None:
         # same as machine.health() >= limit, without computing every wear at every cycle

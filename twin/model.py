@@ -232,6 +232,8 @@ class Machine:
         self.inputs: list[tuple[Buffer, int]] | None = None  # an assembly: (feeder's buffer, parts per assembly)
         self.is_constraint = False  # at the station whose design rate limits the line (line OEE counts parts here)
         self.off_shift_wait = -1  # the waiting state (starved, blocked) shown as off_shift while the line is off
+        self.opportunistic = mtype.maintenance.opportunistic  # share of the way to due that takes an opportunity
+        self.wake: simpy.Event | None = None  # while waiting for a part or space: fired by an opportunity
 
     def _waiting(self, state: int) -> None:
         """Start waiting for a part or for space (off shift, the machine shows off_shift meanwhile)."""
@@ -369,7 +371,12 @@ class Machine:
             else:
                 if inbuf.starving():
                     self._waiting(STARVED)
-                pid = (yield from self._wait(inbuf.get, inbuf.cancel)) if calendar_clock else (yield inbuf.get())
+                if calendar_clock:
+                    pid = yield from self._wait(inbuf.get, inbuf.cancel)
+                elif self.opportunistic is not None:
+                    pid = yield from self._idle(inbuf.get())
+                else:
+                    pid = yield inbuf.get()
             if bbs and outslots is not None:
                 if outslots.level < 1 or outslots.get_queue:
                     self._waiting(BLOCKED)
@@ -422,6 +429,8 @@ class Machine:
                 self._waiting(BLOCKED)
             if calendar_clock:
                 yield from self._wait(partial(dest.put, pid), dest.cancel)
+            elif self.opportunistic is not None:
+                yield from self._idle(dest.put(pid))
             else:
                 yield dest.put(pid)
             finished(env.now)
@@ -492,11 +501,37 @@ class Machine:
         self._set_state(state)
         yield self.env.timeout(d)
 
+    def _idle(self, ev: simpy.Event) -> Generator[simpy.Event, Any, Any]:
+        """Wait for a part or for space; if the line is stopped by a failure meanwhile and this machine is close
+        enough to due, maintain now (the part or the space waits; opportunistic maintenance)."""
+        while not ev.triggered:
+            if self.line.down and self.opportunity():
+                waiting = self.state
+                yield from self._maintain("opportunistic")
+                if not ev.triggered:
+                    self._set_state(waiting)
+                continue
+            self.wake = self.env.event()
+            yield ev | self.wake
+            self.wake = None
+        return (yield ev)
+
+    def opportunity(self) -> bool:
+        """Whether this machine would take a stop of the line for maintenance now."""
+        share = self.opportunistic
+        progress = getattr(self.policy, "progress", None)
+        return share is not None and progress is not None and self.pending_order is None and \
+            self.state in (STARVED, BLOCKED) and progress(self) >= share
+
     def _fail(self) -> Generator[simpy.Event, Any, None]:
         i = self.fail_mode
         mode = self.modes[i]
         self._set_state(DOWN, i)
         self.line.record(self, "failure", mode.name)
+        self.line.down += 1
+        for m in self.line.waiting_for_opportunity:  # machines already waiting take the stop if they are close
+            if m.wake is not None and not m.wake.triggered and m.opportunity():
+                m.wake.succeed()
         crew = self.line.crew_for(self)
         if crew is not None:
             with crew.request(priority=0) as req:
@@ -508,6 +543,7 @@ class Machine:
             yield self.env.timeout(self.repair[i]())
         self._set_state(DOWN)
         self._renew(i)
+        self.line.down -= 1
         self.line.record(self, "repair_end", mode.name)
 
     def _maintain(self, reason: str) -> Generator[simpy.Event, Any, None]:
@@ -759,6 +795,8 @@ class Line:
             self.stations.append(group)
             self.machines.extend(group)
         self._wire()
+        self.down = 0  # machines down now (the line is stopped somewhere)
+        self.waiting_for_opportunity = [m for m in self.machines if m.opportunistic is not None]
         self.constraint = constraint_station(scenario)
         for m in self.stations[self.constraint]:
             m.is_constraint = True

@@ -135,6 +135,9 @@ class Maintenance(_Strict):
     measurement_error: float = Field(0.05, ge=0, le=1, description="inspection: sd of the measured wear")
     wear_limit: float | None = Field(
         None, gt=0, lt=1, description="inspection, perfect-monitoring: wear level (0 new, 1 failed) to maintain at")
+    opportunistic: float | None = Field(
+        None, gt=0, le=1, description="also maintain when another machine's failure stops the line anyway, once this "
+                                      "share of the way to the policy's trigger (e.g. 0.7)")
     duration: Distribution = Field(default_factory=lambda: Constant(dist="constant", value=1800.0))
     crew: Name | None = None
 
