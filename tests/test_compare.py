@@ -153,3 +153,14 @@ def test_a_predictive_order_can_wait_until_the_buffer_covers_the_stop(defer: str
     line.run(sc.duration)
     order = [e for e in line.events if e.kind == "maintenance_order" and e.machine == "a"]
     assert len(order) == 1 and served[0] <= order[0].t <= served[1], order
+
+
+def test_sensor_based_monitoring_sits_between_run_to_failure_and_perfect_monitoring() -> None:
+    """The issue's bar: condition-based maintenance on a measured (noisy, partial) sensor is worth something, and
+    less than perfect knowledge of the wear, which it once equalled because it read the true wear."""
+    sc = load_scenario("scenarios/body_shop_merge.yaml", {"duration": "4 d", "replications": 3})
+    cmp = compare(sc, ["run-to-failure", "condition-based", "perfect-monitoring"], PolicyParams(), jobs=2)
+    cost = cmp.summary().query("kpi == 'total cost'").set_index("policy")["mean"]
+    assert cost["run-to-failure"] > cost["condition-based"] > cost["perfect-monitoring"]
+    wear = cmp.summary().query("kpi == 'wear at maintenance'").set_index("policy")["mean"]
+    assert wear["condition-based"] < wear["perfect-monitoring"]  # noise makes it act early: life thrown away
