@@ -276,6 +276,7 @@ def _opportunity_line(share: float | None):  # type: ignore[no-untyped-def]
                     duration="20 d", seed=5)
 
 
+@pytest.mark.slow  # 9 runs of 20 days
 def test_opportunistic_maintenance_uses_the_stops_of_the_line() -> None:
     """a and c are serviced every 4 h of work; with opportunistic: 0.6 they are serviced while b is down once they
     are 60 % of the way there, so their services stop the line less and the line makes more (here about 1 %: the

@@ -30,6 +30,7 @@ def jackson() -> Any:
     ], source={"kind": "arrivals", "interarrival": exp(120)}, duration="60 d", warmup="1 d", seed=11)
 
 
+@pytest.mark.slow  # statistical: 8 replications of 60 days
 def test_open_jackson_network_with_split_and_rework_matches_the_traffic_equations() -> None:
     k = replicate(jackson(), REPS)
     for station, rho, L in (("A", 0.452899, 0.827815), ("B", 0.652174, 1.875), ("C", 0.434783, 0.769231)):

@@ -32,6 +32,7 @@ def test_setup_matrix_with_deterministic_times_gives_the_cycle_of_setups() -> No
     assert details == {"A -> B", "B -> A"}
 
 
+@pytest.mark.slow  # statistical: 8 replications of 20 days
 def test_littles_law_holds_per_product() -> None:
     sc = scenario([{"name": "s1", "cycle_time": exp(40), "cycle_times": {"big": exp(70)}, "buffer": 5},
                    {"name": "s2", "cycle_time": {"dist": "uniform", "low": 20, "high": 60}, "buffer": 3,
