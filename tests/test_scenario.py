@@ -130,9 +130,13 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+FUZZ_BASES = {name: yaml.safe_load(Path(f"scenarios/{name}").read_text())
+              for name in ("bottling.yaml", "body_shop_merge.yaml", "packaging.yaml")}  # serial, graph, products
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> dict[str, Any]:
-    data = copy.deepcopy(valid())
+    data = copy.deepcopy(FUZZ_BASES[draw(st.sampled_from(sorted(FUZZ_BASES)))])
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)
         path = draw(st.sampled_from(paths))
@@ -152,7 +156,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated())
 def test_any_mutation_is_valid_or_a_clear_error(tmp_path: Path, data: dict[str, Any]) -> None:
     path = tmp_path / "mutant.yaml"

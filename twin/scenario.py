@@ -710,7 +710,7 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
                 problems.append((f"stations[{i}].assemble.{feeder}",
                                  f"station '{feeder}' does not send its parts here; give it next: {st.get('name')}"))
         feeders = {named[f] for f in asm if f in named}
-        strays = [stations[j]["name"] for j, ks in succ.items() if i in ks and j not in feeders]
+        strays = [stations[j].get("name") for j, ks in succ.items() if i in ks and j not in feeders]
         if strays:
             problems.append((f"stations[{i}].assemble", f"stations {strays} send parts here but the assembly does not "
                                                         "take them; add them to assemble or route them elsewhere"))
