@@ -28,6 +28,8 @@ class Machine(Protocol):
     wear_modes: list[int]  # indices of the wear fault modes
     work_rate: float
     renewals: int  # counts every renewal of a fault mode's life (repair or maintenance)
+    born: list[float]  # per fault mode: the reliability-clock reading at which its current life began
+    life: list[float]  # per fault mode: the length of its current life on that clock
 
     def now(self) -> float: ...
 
@@ -99,9 +101,11 @@ class ConditionBased:
     are left out), so the policy sees wear only as well as the sensor shows it."""
 
     def __init__(self, level: float, effects: list[tuple[int, float]], noise: float, threshold: float,
-                 time_constant: float, rng: np.random.Generator) -> None:
+                 time_constant: float, rng: np.random.Generator, interval: float = 0.0) -> None:
         self.level, self.effects, self.noise, self.threshold, self.tau = level, effects, noise, threshold, time_constant
+        self.interval = interval  # the monitor's update interval: decisions in between reuse the last value
         self.rising = sum(e for _, e in effects) >= 0  # wear moves the reading up (or down)
+        self.progressions: list[float] = []  # per effect: its mode's progression (set by policy_from_spec)
         self.normal = _Normals(rng)
         self.value = level
         self.t = -1.0
@@ -109,7 +113,14 @@ class ConditionBased:
 
     def reading(self, machine: Machine) -> float:
         """Measure now and update the filtered value (restarting it after a renewal: a new part, a new baseline)."""
-        x = self.level + sum(e * machine.wear(i) for i, e in self.effects) + self.noise * self.normal()
+        clock = machine.clock_now()
+        born, life = machine.born, machine.life
+        x = self.level
+        for (i, e), k in zip(self.effects, self.progressions):  # the machine's wear, inline: this runs per cycle
+            age = (clock - born[i]) / life[i]
+            x += e * (1.0 if age >= 1.0 else age**k if age > 0.0 else 0.0)
+        if self.noise:
+            x += self.noise * self.normal()
         now = machine.now()
         if machine.renewals != self.renewals or self.t < 0:
             self.value, self.renewals = x, machine.renewals
@@ -128,7 +139,10 @@ class ConditionBased:
         return (self.value - self.level) / span if span else 1.0
 
     def due(self, machine: Machine) -> str | None:
-        v = self.reading(machine)
+        if machine.now() - self.t < self.interval and machine.renewals == self.renewals:
+            v = self.value  # between updates of the monitor
+        else:
+            v = self.reading(machine)
         return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
 
 
@@ -196,7 +210,11 @@ def policy_from_spec(mtype: MachineType, load: float, rng: np.random.Generator) 
         effects = [(i, fm.signature.get(sensor.name, 0.0)) for i, fm in enumerate(mtype.fault_modes)
                    if fm.kind == "wear" and fm.signature.get(sensor.name)]
         level = sensor.working + sensor.load_gain * (load - mtype.reference_load)
-        return ConditionBased(level, effects, sensor.noise, spec.threshold, spec.filter, rng)
+        # the monitor updates its filtered value at the sensor's period, at least 20 times per time constant
+        interval = max(sensor.period, spec.filter / 20)
+        policy = ConditionBased(level, effects, sensor.noise, spec.threshold, spec.filter, rng, interval)
+        policy.progressions = [mtype.fault_modes[i].progression for i, _ in effects]
+        return policy
     if spec.policy == "inspection":
         assert spec.inspect_every is not None and spec.wear_limit is not None
         return Inspection(spec.inspect_every, spec.wear_limit, spec.measurement_error, rng)

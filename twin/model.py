@@ -345,7 +345,7 @@ class Machine:
         finished = self.log.finished.append
         begun = self.log.begun.append
         is_last, is_constraint = self.is_last, self.is_constraint
-        router, inputs = self.router, self.inputs
+        router, inputs, products, opportunistic = self.router, self.inputs, self.products, self.opportunistic
         run_pool = self.pool_for("run")
         while True:
             # decision point: shift, maintenance, changeover
@@ -373,7 +373,7 @@ class Machine:
                     self._waiting(STARVED)
                 if calendar_clock:
                     pid = yield from self._wait(inbuf.get, inbuf.cancel)
-                elif self.opportunistic is not None:
+                elif opportunistic is not None:
                     pid = yield from self._idle(inbuf.get())
                 else:
                     pid = yield inbuf.get()
@@ -388,20 +388,23 @@ class Machine:
                 self._set_state(OFF_SHIFT)  # the part came after the shift ended: it waits for the next one
                 yield env.timeout(min(cal.next_start(env.now) or env.now, line.horizon + 1) - env.now)
             # work it
-            if self.products is not None:
-                d = yield from self.products.start(line.product[pid])
+            if products is not None:
+                d = yield from products.start(line.product[pid])
             else:
                 d = cycle()
-            operator = (yield from run_pool.acquire(self)) if run_pool is not None else None
-            begun(env.now)
+            now = env.now
+            if run_pool is not None:
+                operator = yield from run_pool.acquire(self)
+                now = env.now
+            begun(now)
             if self.state != WORKING:
                 self._set_state(WORKING)
             if self.fail_clock - self.clock - (env.now - self.t_last) * work_rate >= d * work_rate:
                 yield env.timeout(d)
             else:
                 yield from self._work_failing(d)
-            if operator is not None:
-                run_pool.release(operator)  # type: ignore[union-attr]
+            if run_pool is not None:
+                run_pool.release(operator)
             self.parts_done += 1
             self.parts_since_service += 1
             if inslots is not None:
@@ -429,7 +432,7 @@ class Machine:
                 self._waiting(BLOCKED)
             if calendar_clock:
                 yield from self._wait(partial(dest.put, pid), dest.cancel)
-            elif self.opportunistic is not None:
+            elif opportunistic is not None:
                 yield from self._idle(dest.put(pid))
             else:
                 yield dest.put(pid)
@@ -781,7 +784,7 @@ class Line:
         self.into = array("q")  # the assembly a consumed part went into (-1: none)
         self.product = array("b")  # each part's product (index into product_names)
         self.product_names = [p.name for p in scenario.products] or ["part"]
-        self._release = _Release(scenario, replication)
+        self._release = _Release(scenario, replication) if scenario.products else None
         self.arrivals = 0
         self.lost = 0
         self.machines: list[Machine] = []
@@ -918,7 +921,7 @@ class Line:
         self.exit.append(float("nan"))
         self.passed.append(float("nan"))
         self.into.append(-1)
-        self.product.append(self._release())
+        self.product.append(self._release() if self._release is not None else 0)
         self.scrapped_at.append(-1)
         return len(self.entry) - 1
 
