@@ -92,6 +92,13 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
     (lambda d: d["line"].update(name="line/1"), r"line\.name: String should match pattern"),
     (lambda d: d["stations"][1].update(cycle_time={"dist": "triangular", "low": 3, "mode": 1, "high": 2}),
      r"need low <= mode <= high"),
+    # issue 20's input bounds: these once gave an OverflowError traceback, a zero-time loop, unbounded memory
+    (lambda d: d["stations"][1].update(cycle_time={"dist": "weibull", "shape": 0.001, "scale": 10}),
+     r"stations\[1\]\.cycle_time\.shape: must be greater than or equal to 0\.05"),
+    (lambda d: d["machine_types"]["filler"]["fault_modes"][2].update(ttf=0, repair=0),
+     r"fault_modes\[2\]\.ttf: the mean time to failure must be at least 1 s"),
+    (lambda d: d["stations"][1].update(initial=10**12), r"stations\[1\]\.initial: must be less than or equal"),
+    (lambda d: d.update(start="1500-01-01T00:00:00"), r"start: must be between 1970 and 2200"),
 ])
 def test_user_mistakes_are_explained(tmp_path: Path, mutate: Any, expected: str) -> None:
     data = valid()

@@ -221,7 +221,8 @@ class Weibull(_Dist):
     """Wear-out lifetimes: shape > 1 gives a rising failure hazard."""
 
     dist: Literal["weibull"]
-    shape: float = Field(gt=0, allow_inf_nan=False, description="beta; > 1 means wear-out")
+    shape: float = Field(ge=0.05, le=100, allow_inf_nan=False,
+                         description="beta, 0.05 to 100; > 1 means wear-out (below 0.05 the mean overflows)")
     scale: PositiveDuration = Field(description="eta, the characteristic life")
 
     @property

@@ -83,12 +83,20 @@ class FaultMode(_Strict):
 
     name: Name
     kind: Literal["wear", "sudden"] = "wear"
-    ttf: Distribution = Field(description="time to failure, on the machine's reliability clock")
+    ttf: Distribution = Field(description="time to failure, on the machine's reliability clock (mean >= 1 s)")
     repair: Distribution = Field(description="repair time once a technician is there (MTTR)")
     progression: float = Field(2.0, gt=0, le=20, description="wear = (age/life) ** progression")
     scrap_increase: Probability = Field(0.0, description="scrap probability added at full wear")
     signature: dict[Name, float] = Field(
         default_factory=dict, description="sensor -> offset added at full wear (in the sensor's unit)")
+
+    @field_validator("ttf")
+    @classmethod
+    def _takes_time(cls, v: Any) -> Any:
+        if v.mean < 1.0:
+            raise ValueError(f"the mean time to failure must be at least 1 s, got {v.mean:g} s (a machine that fails "
+                             "at once would loop through failures and repairs without simulated time passing)")
+        return v
 
 
 class SensorFaults(_Strict):
@@ -241,7 +249,7 @@ class Station(_Strict):
         None, description="design (fastest) cycle, for OEE performance; default: the cycle time's lower bound")
     load: float = Field(0.8, gt=0, le=2, description="load as a fraction of rating while working")
     buffer: int | None = Field(None, ge=0, description="capacity of the buffer in front; null = unlimited")
-    initial: int = Field(0, ge=0, description="parts in that buffer at the start")
+    initial: int = Field(0, ge=0, le=100_000, description="parts in that buffer at the start (at most 100,000)")
     scrap: Probability = Field(0.0, description="probability a finished part is scrap")
     next: Name | list[Route] | None = Field(
         None, description="where parts go next: a station, 'exit', or routes; default: the next station listed "
@@ -410,7 +418,7 @@ class Scenario(_Strict):
     line: LineId
     description: str = ""
     seed: int = Field(ge=0, le=2**63 - 1, description="every random draw derives from it")
-    start: dt.datetime = Field(dt.datetime(2026, 1, 5, 6, 0), description="simulated clock at t = 0")
+    start: dt.datetime = Field(dt.datetime(2026, 1, 5, 6, 0), description="simulated clock at t = 0 (1970-2200)")
     duration: Horizon = Field(description="simulated time per replication (at most 10 years)")
     warmup: NonNegDuration = Field(0.0, description="time discarded from KPIs at the start")
     replications: int = Field(1, ge=1, le=10_000)
@@ -431,6 +439,13 @@ class Scenario(_Strict):
         None, min_length=1, max_length=10_000,
         description="a cyclic release sequence: product names or campaigns {product, parts}; default: a random mix "
                     "by share")
+
+    @field_validator("start")
+    @classmethod
+    def _sane_start(cls, v: dt.datetime) -> dt.datetime:
+        if not dt.datetime(1970, 1, 1) <= v.replace(tzinfo=None) <= dt.datetime(2200, 1, 1):
+            raise ValueError(f"must be between 1970 and 2200, got {v.isoformat()} (readings carry epoch times)")
+        return v
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
