@@ -297,3 +297,41 @@ def test_cross_reference_errors_come_with_field_errors_and_lines(tmp_path: Path)
                      message)
     assert re.search(r"line\.yaml:11[0-9] stations\[3\]\.name: station 'rinser' is used twice \(first at "
                      r"stations\[1\]\.name\)", message)
+
+
+@pytest.mark.slow  # 1,000 files through the validator
+def test_validate_fuzz_of_a_thousand_files_no_traceback_within_time_and_memory(tmp_path: Path) -> None:
+    """Issue 20: 1,000 mutants of the bundled scenarios through the validator `twin validate` calls, in a fresh
+    process: no traceback, every refusal naming its file, no file over 5 s, and the process under 300 MB."""
+    import subprocess
+    import sys
+
+    files: list[Path] = []
+
+    @settings(max_examples=1000, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(data=mutated())
+    def write_one(data: dict[str, Any]) -> None:
+        f = tmp_path / f"m{len(files):04d}.yaml"
+        f.write_text(yaml.safe_dump(data, allow_unicode=True))
+        files.append(f)
+
+    write_one()
+    assert len(files) >= 1000
+    script = ("import resource, sys, time\n"
+              "from twin.scenario import ScenarioError, load_scenario\n"
+              "worst = 0.0\n"
+              "for f in sys.argv[1:]:\n"
+              "    t = time.perf_counter()\n"
+              "    try:\n"
+              "        load_scenario(f)\n"
+              "    except ScenarioError as e:\n"
+              "        name = f.rsplit('/', 1)[-1]\n"
+              "        assert str(e).startswith(name), (f, str(e)[:200])\n"
+              "    worst = max(worst, time.perf_counter() - t)\n"
+              "print(worst, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    r = subprocess.run([sys.executable, "-c", script, *map(str, files)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    worst, rss_kb = r.stdout.split()
+    assert float(worst) < 5.0, f"slowest file took {float(worst):.2f} s"
+    assert int(rss_kb) < 300 * 1024, f"peak memory {int(rss_kb) / 1024:.0f} MB"
