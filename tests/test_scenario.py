@@ -333,5 +333,6 @@ def test_validate_fuzz_of_a_thousand_files_no_traceback_within_time_and_memory(t
     r = subprocess.run([sys.executable, "-c", script, *map(str, files)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
     worst, rss_kb = r.stdout.split()
+    print(f"validate fuzz: {len(files)} files, slowest {float(worst):.3f} s, peak {int(rss_kb) / 1024:.0f} MB")
     assert float(worst) < 5.0, f"slowest file took {float(worst):.2f} s"
     assert int(rss_kb) < 300 * 1024, f"peak memory {int(rss_kb) / 1024:.0f} MB"
