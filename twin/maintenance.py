@@ -111,8 +111,9 @@ class ConditionBased:
         self.t = -1.0
         self.renewals = -1
 
-    def reading(self, machine: Machine) -> float:
-        """Measure now and update the filtered value (restarting it after a renewal: a new part, a new baseline)."""
+    def reading(self, machine: Machine, now: float) -> float:
+        """Measure at `now` and update the filtered value (restarting it after a renewal: a new part, a new
+        baseline)."""
         clock = machine.clock_now()
         born, life = machine.born, machine.life
         x = self.level
@@ -120,8 +121,8 @@ class ConditionBased:
             age = (clock - born[i]) / life[i]
             x += e * (1.0 if age >= 1.0 else age**k if age > 0.0 else 0.0)
         if self.noise:
-            x += self.noise * self.normal()
-        now = machine.now()
+            buf = self.normal.buf
+            x += self.noise * (buf.pop() if buf else self.normal())
         if machine.renewals != self.renewals or self.t < 0:
             self.value, self.renewals = x, machine.renewals
         elif self.tau > 0:
@@ -139,10 +140,11 @@ class ConditionBased:
         return (self.value - self.level) / span if span else 1.0
 
     def due(self, machine: Machine) -> str | None:
-        if machine.now() - self.t < self.interval and machine.renewals == self.renewals:
+        now = machine.now()
+        if now - self.t < self.interval and machine.renewals == self.renewals:
             v = self.value  # between updates of the monitor
         else:
-            v = self.reading(machine)
+            v = self.reading(machine, now)
         return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
 
 
