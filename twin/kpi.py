@@ -160,7 +160,7 @@ def _station_flow(line: Line, name: str, group: list[Machine], a: float, b: floa
                                                                          for m in group]) / (b - a)))]
     si = group[0].station_idx
     buf = line.buffers[si] if si < len(line.buffers) else None
-    inputs = getattr(line, "station_inputs", {}).get(si)
+    inputs = line.station_inputs.get(si)
     if inputs:
         buf = next(iter(inputs.values()))
     out = np.concatenate([np.frombuffer(m.log.finished, dtype=np.float64) for m in group]

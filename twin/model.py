@@ -789,6 +789,7 @@ class Line:
         self.lost = 0
         self.machines: list[Machine] = []
         self.stations: list[list[Machine]] = []
+        self.station_inputs: dict[int, dict[str, Buffer]] = {}  # an assembly station's buffer per feeder
         slot = 0
         for si, st in enumerate(scenario.stations):
             group = []
@@ -880,7 +881,7 @@ class Line:
                 m.router = router
                 if si in inputs:
                     m.inputs = [(inputs[si][f], q) for f, q in (st.assemble or {}).items()]
-        self.station_inputs = inputs
+        self.station_inputs.update(inputs)
 
     def entry_buffers(self) -> list[Buffer]:
         """The buffers the source fills (arrivals): the first station's, or every entry station's in a graph."""

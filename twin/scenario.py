@@ -74,6 +74,13 @@ class RepairCrew(_Strict):
     size: int = Field(ge=1, le=1000)
 
 
+def _at_least(dist: Any, minimum: float, rule: str, why: str) -> Any:
+    """A distribution whose mean is at least `minimum` seconds, else a ValueError stating the rule and why."""
+    if dist.mean < minimum:
+        raise ValueError(f"{rule}, got {dist.mean:g} s ({why})")
+    return dist
+
+
 class FaultMode(_Strict):
     """One way a machine fails: a wear mode (degrades, shows on sensors) or a sudden one (no warning).
 
@@ -93,10 +100,8 @@ class FaultMode(_Strict):
     @field_validator("ttf")
     @classmethod
     def _takes_time(cls, v: Any) -> Any:
-        if v.mean < 1.0:
-            raise ValueError(f"the mean time to failure must be at least 1 s, got {v.mean:g} s (a machine that fails "
-                             "at once would loop through failures and repairs without simulated time passing)")
-        return v
+        return _at_least(v, 1.0, "the mean time to failure must be at least 1 s", "a machine that fails at once would "
+                         "loop through failures and repairs without simulated time passing")
 
 
 class SensorFaults(_Strict):
@@ -306,10 +311,8 @@ class Station(_Strict):
     @field_validator("cycle_time")
     @classmethod
     def _takes_time(cls, v: Any) -> Any:
-        if v.mean < 0.001:
-            raise ValueError(f"the mean cycle time must be at least 1 ms, got {v.mean:g} s "
-                             "(a machine cannot make parts in no time)")
-        return v
+        return _at_least(v, 0.001, "the mean cycle time must be at least 1 ms",
+                         "a machine cannot make parts in no time")
 
     @field_validator("machines")
     @classmethod
@@ -487,8 +490,7 @@ class Scenario(_Strict):
                 for feeder, q in st.assemble.items():
                     j = [s.name for s in self.stations].index(feeder)
                     r = np.zeros(cols)
-                    r[j] = next((p or 0.0) if self.stations[j].route == "probability" else 1.0 / len(
-                        self.successors(j)) for t, p in self.successors(j) if t == k)
+                    r[j] = next(self._share(j, p) for t, p in self.successors(j) if t == k)
                     r[k] = -q
                     rows.append(r)
                     rhs.append(0.0)
@@ -663,15 +665,20 @@ def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[s
     return problems
 
 
+def _targets(stations: list[Any], i: int) -> list[Any]:
+    """The raw `next` targets of station i: names, or None for the default (the next station listed)."""
+    nxt = stations[i].get("next") if isinstance(stations[i], dict) else None
+    if isinstance(nxt, str):
+        return [nxt]
+    return [r.get("to") for r in nxt if isinstance(r, dict)] if isinstance(nxt, list) else [None]
+
+
 def _entries(stations: list[Any]) -> set[int]:
     """Indices of the stations no station sends parts to (raw data; the serial short form: the first)."""
     named = {st["name"]: i for i, st in enumerate(stations) if isinstance(st, dict) and isinstance(st.get("name"), str)}
     fed: set[int] = set()
-    for i, st in enumerate(stations):
-        nxt = st.get("next") if isinstance(st, dict) else None
-        targets = [nxt] if isinstance(nxt, str) else [r.get("to") for r in nxt if isinstance(r, dict)] \
-            if isinstance(nxt, list) else [None]
-        for to in targets:
+    for i in range(len(stations)):
+        for to in _targets(stations, i):
             fed.add(i + 1 if to is None else named.get(to, -1) if isinstance(to, str) else -1)
     return {i for i in range(len(stations)) if i == 0 or i not in fed}
 
@@ -694,10 +701,8 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         if not isinstance(st, dict):
             continue
         nxt = st.get("next")
-        targets = [nxt] if isinstance(nxt, str) else [r.get("to") for r in nxt if isinstance(r, dict)] \
-            if isinstance(nxt, list) else [None]
         succ[i] = []
-        for j, to in enumerate(targets):
+        for j, to in enumerate(_targets(stations, i)):
             if to is None:
                 succ[i].append(i + 1 if i + 1 < len(stations) else -1)
             elif to == EXIT:
