@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import altair as alt
 import pandas as pd
 
@@ -11,13 +13,16 @@ STATE_COLOURS = {"working": "#2e7d32", "starved": "#f9a825", "blocked": "#ef6c00
                  "maintenance": "#1565c0", "setup": "#6a1b9a", "off_shift": "#9e9e9e",
                  "waiting_operator": "#00838f"}
 UNKNOWN = "#e0e0e0"
+# sensor_chart adds one hover selection to every panel on purpose (one crosshair across them): Altair merges it
+warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
 
 
 def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
-             buffers: dict[str, float] | None = None) -> str:
+             buffers: dict[str, float] | None = None, link: str | None = None) -> str:
     """Graphviz DOT of the line as its graph: each machine coloured by its state (a red ring if an alert is
     active), each buffer with its capacity and, when known, its fill level (an assembly: one per feeder), routes
-    with their shares (splits, merges, rework loops) and, for a graph line, where parts leave it."""
+    with their shares (splits, merges, rework loops) and, for a graph line, where parts leave it. With `link`, each
+    machine links to that page with ?machine=NAME."""
     alerts = alerts or {}
     lines = ['digraph line {', 'rankdir=LR; node [fontname="Helvetica", fontsize=10, style=filled];',
              'edge [color="#757575", fontname="Helvetica", fontsize=9];']
@@ -47,8 +52,9 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
             colour = STATE_COLOURS.get(state, UNKNOWN)
             ring = ', penwidth=3, color="#d50000"' if alerts.get(m, {}).get("state") in ("raised", "updated") else ""
             font = "white" if state in ("down", "maintenance", "working", "setup") else "black"
+            url = f', URL="{link}?machine={m}", target="_top"' if link else ""
             lines.append(f'"{m}" [shape=box, fillcolor="{colour}", fontcolor="{font}", '
-                         f'label="{m}\\n{state or "no data"}"{ring}];')
+                         f'label="{m}\\n{state or "no data"}"{ring}{url}];')
         lines.append("}")
         for node in inputs[i].values():
             if node:
@@ -73,30 +79,44 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     return "\n".join(lines)
 
 
-def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None, width: int = 760) -> alt.VConcatChart:
-    """One panel per sensor over time (own y scale); failures (red), maintenance (blue) and alerts (amber) as
-    vertical rules."""
+def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None, units: dict[str, str] | None = None,
+                 domain: tuple[pd.Timestamp, pd.Timestamp] | None = None, width: int = 640) -> alt.VConcatChart:
+    """One panel per sensor over time (own y scale, its unit on the axis), one series per replication if more
+    than one; failures (red), maintenance (blue) and alerts (amber) as vertical rules clipped to the window; one
+    crosshair shared by every panel. Sized to fit a 1280 px screen's column (legend on top, not beside)."""
+    units = units or {}
+    lo, hi = domain or (readings.ts.min(), readings.ts.max())
+    x = time_x("ts", (lo, hi))
+    hover = alt.selection_point(name="hover", fields=["ts"], nearest=True, on="pointerover", empty=False,
+                                clear="pointerout")
+    reps = "replication" in readings and readings.replication.nunique() > 1
     panels = []
-    x = alt.X("ts:T", title=None, scale=alt.Scale(domain=[readings.ts.min().isoformat(),
-                                                          readings.ts.max().isoformat()]))
     for sensor, g in readings.groupby("sensor", sort=True):
-        line = alt.Chart(g).mark_line(strokeWidth=1).encode(
-            x=x, y=alt.Y("value:Q", title=str(sensor), scale=alt.Scale(zero=False)))
-        layers: list[alt.Chart] = [line]
+        unit = units.get(str(sensor), "")
+        base = alt.Chart(g).encode(x=x)
+        line = base.mark_line(strokeWidth=1, clip=True).encode(
+            y=alt.Y("value:Q", title=f"{sensor} [{unit}]" if unit else str(sensor), scale=alt.Scale(zero=False)),
+            **({"color": alt.Color("replication:N", title="replication", legend=alt.Legend(orient="top"))}
+               if reps else {}))
+        points = base.mark_point(opacity=0, size=30).encode(y="value:Q").add_params(hover)
+        cross = base.mark_rule(color="#616161").encode(
+            tooltip=[alt.Tooltip("ts:T", format="%Y-%m-%d %H:%M", formatType="utc", title="time"),
+                     alt.Tooltip("value:Q", format=".3g", title=f"{sensor} [{unit}]")]).transform_filter(hover)
+        layers: list[alt.Chart] = [line, points, cross]
         if events is not None and len(events):
-            layers.append(alt.Chart(events).mark_rule(strokeWidth=1.5).encode(
-                x=x, color=alt.Color("event:N", title=None, scale=alt.Scale(
+            layers.append(alt.Chart(events).mark_rule(strokeWidth=1.5, clip=True).encode(
+                x=x, color=alt.Color("event:N", title=None, legend=alt.Legend(orient="top"), scale=alt.Scale(
                     domain=["failure", "maintenance_start", "alert raised", "alert updated", "alert cleared"],
                     range=["#c62828", "#1565c0", "#ff8f00", "#ffb300", "#9e9e9e"])),
                 tooltip=["event", "fault_mode", "detail"]))
         panels.append(alt.layer(*layers).properties(height=90, width=width))
-    return alt.vconcat(*panels).resolve_scale(y="independent")
+    return alt.vconcat(*panels).resolve_scale(y="independent", color="independent")
 
 
 def health_chart(frame: pd.DataFrame, value: str, title: str) -> alt.Chart:
     """A time series per fault mode (true wear, or forecast probability / RUL)."""
-    return alt.Chart(frame).mark_line().encode(
-        x=alt.X("ts:T", title=None), y=alt.Y(f"{value}:Q", title=title),
+    return alt.Chart(frame).mark_line(clip=True).encode(
+        x=time_x("ts"), y=alt.Y(f"{value}:Q", title=title),
         color=alt.Color("fault_mode:N", title=None)).properties(height=160, width="container")
 
 
@@ -107,3 +127,60 @@ def kpi_ci_table(summary: pd.DataFrame, kpis: list[str]) -> pd.DataFrame:
     text = [f"{m:.4g}" if pd.isna(h) else f"{m:.4g} ± {h:.2g}" for m, h in zip(s["mean"], half)]
     return s.assign(value=text).pivot(index="kpi", columns="run", values="value").reindex(
         [k for k in kpis if k in set(s.kpi)])
+
+
+# --- time charts: line-local times drawn as they are (UTC scale: the browser's zone never shifts them), 24 h ----
+
+AXIS_TIME = alt.Axis(labelExpr="utcFormat(datum.value, '%d.%m %H:%M')", labelOverlap=True, title=None)
+LOSSES = ("down", "maintenance", "setup", "starved", "blocked", "waiting_operator", "off_shift")
+
+
+def time_x(field: str = "ts", domain: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> alt.X:
+    scale = alt.Scale(type="utc", domain=[d.isoformat() for d in domain]) if domain else alt.Scale(type="utc")
+    return alt.X(f"{field}:T", axis=AXIS_TIME, scale=scale)
+
+
+def intervals(states: pd.DataFrame, origin: pd.Timestamp, a: float, b: float) -> pd.DataFrame:
+    """State intervals (machine, state, start, end in seconds since the start) clipped to [a, b], with times."""
+    iv = states[(states.end > a) & (states.start < b)].copy()
+    iv["start"], iv["end"] = iv.start.clip(lower=a), iv.end.clip(upper=b)
+    iv["hours"] = (iv.end - iv.start) / 3600
+    iv["from"] = origin + pd.to_timedelta(iv.start, unit="s")
+    iv["to"] = origin + pd.to_timedelta(iv.end, unit="s")
+    iv["state"] = iv.state.astype(str)
+    return iv
+
+
+def state_timeline(iv: pd.DataFrame, order: list[str], domain: tuple[pd.Timestamp, pd.Timestamp]) -> alt.Chart:
+    """A Gantt band per machine: what it was doing when (working, starved, blocked, down, ...)."""
+    return alt.Chart(iv).mark_bar(height=14).encode(
+        x=time_x("from", domain), x2="to:T",
+        y=alt.Y("machine:N", sort=order, title=None),
+        color=alt.Color("state:N", title="state", scale=alt.Scale(domain=list(STATE_COLOURS),
+                                                                  range=list(STATE_COLOURS.values()))),
+        tooltip=["machine", "state", alt.Tooltip("from:T", format="%H:%M:%S", formatType="utc"),
+                 alt.Tooltip("to:T", format="%H:%M:%S", formatType="utc"), alt.Tooltip("hours:Q", format=".2f")],
+    ).properties(height=24 * len(order) + 30, width="container")
+
+
+def downtime_pareto(iv: pd.DataFrame) -> alt.Chart:
+    """Hours lost per machine and reason (state; a stop's downtime reason when known), largest first."""
+    lost = iv[iv.state.isin(LOSSES)].copy()
+    reason = lost["reason"].fillna("").astype(str) if "reason" in lost else pd.Series("", index=lost.index)
+    lost["reason"] = lost.state + reason.map(lambda r: f": {r}" if r else "")
+    table = lost.groupby(["machine", "reason"], as_index=False).hours.sum()
+    order = table.groupby("machine").hours.sum().sort_values(ascending=False).index.tolist()
+    return alt.Chart(table).mark_bar().encode(
+        x=alt.X("hours:Q", title="time lost [h]"), y=alt.Y("machine:N", sort=order, title=None),
+        color=alt.Color("reason:N", title="reason"),
+        tooltip=["machine", "reason", alt.Tooltip("hours:Q", format=".2f")],
+    ).properties(height=24 * max(len(order), 1) + 30, width="container")
+
+
+def per_period(frame: pd.DataFrame, value: str, title: str, fmt: str = ".0f") -> alt.Chart:
+    """Bars per hour (or shift) of one measure, its unit in the axis title."""
+    return alt.Chart(frame).mark_bar().encode(
+        x=time_x("period"), y=alt.Y(f"{value}:Q", title=title),
+        tooltip=[alt.Tooltip("period:T", format="%Y-%m-%d %H:%M", formatType="utc"),
+                 alt.Tooltip(f"{value}:Q", format=fmt)],
+    ).properties(height=180, width="container")

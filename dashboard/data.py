@@ -2,8 +2,10 @@
 line's retained MQTT state (machine states, alerts, KPIs) for the live view.
 
 Configuration comes from the environment that `twin dashboard` sets: LINETWIN_RUNS (folder of run
-folders, default runs/), LINETWIN_STORE (a store URL overriding the runs' own), LINETWIN_BROKER (MQTT URL
-for live state and alerts), LINETWIN_REPORTS (folder of model and policy reports, default reports/).
+folders, default runs/; runs written anywhere else are found through the ledger's runs index), LINETWIN_STORE (a
+store URL overriding the runs' own), LINETWIN_BROKER (MQTT URL for live state and alerts), LINETWIN_REPORTS (folder
+of model and policy reports, default reports/), LINETWIN_SCENARIOS (scenario files, default the bundled ones).
+Alarms, acknowledgements and the audit log live in the ledger (sensors/store/ledger.py), so they survive restarts.
 An embedded DuckDB store is locked by the run writing it: the dashboard then shows the live MQTT view and
 says so, and reads the store again as soon as the run has finished.
 """
@@ -26,13 +28,38 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from predictors.alarms import AlarmDesk, NotifyError
 from sensors.store import StoreError, open_store
 from sensors.store.base import Store
+from sensors.store.ledger import Ledger, LedgerError
 from twin.scenario import Scenario
 
 
 def runs_dir() -> Path:
     return Path(os.environ.get("LINETWIN_RUNS", "runs"))
+
+
+def scenarios_dir() -> Path:
+    """LINETWIN_SCENARIOS, else the scenarios bundled with the installed package (found from any working folder)."""
+    if os.environ.get("LINETWIN_SCENARIOS"):
+        return Path(os.environ["LINETWIN_SCENARIOS"])
+    return Path(__file__).resolve().parents[1] / "scenarios"
+
+
+@st.cache_resource(show_spinner=False)
+def ledger() -> Ledger:
+    """The ledger (runs index, alarm book, audit log), one connection per dashboard process."""
+    return Ledger()
+
+
+@st.cache_resource(show_spinner=False)
+def desk() -> AlarmDesk:
+    """Files alerts in the alarm book and sends the notifications LINETWIN_NOTIFY asks for."""
+    try:
+        return AlarmDesk(ledger())
+    except NotifyError as e:
+        st.error(str(e))
+        return AlarmDesk(ledger(), [])
 
 
 MAX_UPLOAD = 1 << 20  # bytes of an uploaded scenario file
@@ -105,9 +132,12 @@ def _read_parquet(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
 @st.cache_data(ttl=2.0, show_spinner=False)
 def list_runs(root: str) -> list[Run]:
-    """Run folders under root (newest first), finished or still running (run.json says which)."""
+    """Run folders under root and in the ledger's runs index (newest first), finished or still running (run.json
+    says which)."""
     out = []
-    for meta in sorted(Path(root).glob("*/*/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+    found = {p.resolve() for p in Path(root).glob("*/*/run.json")}
+    found |= {p.resolve() / "run.json" for p in ledger().run_folders()}
+    for meta in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             doc = json.loads(meta.read_text(encoding="utf-8"))
             sc = Scenario.model_validate_json(json.dumps(doc["scenario"]))
@@ -176,7 +206,12 @@ def last_states(url: str, run: str, replication: int) -> dict[str, str]:
 class LiveState:
     """What the line's retained and live MQTT messages say: machine states, alerts, KPIs, run status."""
 
+    run: str = ""  # the run the states, history and KPIs below belong to (the newest one heard of)
+    replication: int = 0
     states: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)  # machine → (ts ms, state, reason)
+    kpis_at: float = 0.0  # simulated time (s since start) of the live KPIs
+    previous_kpis: dict[str, float] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine → its current alert
     feed: list[dict[str, Any]] = field(default_factory=list)  # every alert message, newest last
     kpis: dict[str, float] = field(default_factory=dict)
@@ -186,14 +221,25 @@ class LiveState:
     problem: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def follow(self, run: str, replication: int) -> None:
+        """A message of another run or replication: what was kept of the previous one is dropped (hold the lock)."""
+        if run and (run, replication) != (self.run, self.replication):
+            self.run, self.replication = run, replication
+            self.states, self.history, self.kpis, self.previous_kpis = {}, {}, {}, {}
+
+    def of(self, run: str) -> bool:
+        """Whether the live view is of this run."""
+        return self.run == run
+
 
 @st.cache_resource(show_spinner=False)
 def live(broker: str, prefix: str) -> LiveState:
     """A background MQTT subscriber for one line, shared by every session of the dashboard."""
     from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client
-    from sensors.bus.payloads import ParseError, parse, parse_alert
+    from sensors.bus.payloads import ParseError, StateChange, parse, parse_alert
 
     state = LiveState()
+    board = desk()
     try:
         url = BrokerURL.parse(broker)
         client = make_client(url, f"linetwin-dashboard-{uuid.uuid4().hex[:8]}")
@@ -206,27 +252,41 @@ def live(broker: str, prefix: str) -> LiveState:
         try:
             if topic.endswith("/alerts"):
                 a = parse_alert(msg.payload)
+                board.receive(a)
                 with state.lock:
                     state.alerts[a["machine"]] = a
                     state.feed.append(a)
                     del state.feed[:-2000]
             elif topic.endswith("/state"):
                 item = parse(topic, msg.payload)
+                assert isinstance(item, StateChange)
                 with state.lock:
-                    state.states[item.machine] = item.changes[-1][0]  # type: ignore[union-attr]
+                    state.follow(item.run, item.replication)
+                    state.states[item.machine] = item.changes[-1][0]
+                    hist = state.history.setdefault(item.machine, [])
+                    hist.extend(item.changes)
+                    del hist[:-5000]
             elif topic.endswith("/kpi"):
                 doc = json.loads(msg.payload)
                 with state.lock:
+                    state.follow(str(doc.get("run", "")), int(doc.get("replication", 0)))
+                    state.previous_kpis = state.kpis
                     state.kpis = {k: v for k, v in doc.get("kpis", {}).items() if isinstance(v, int | float)}
+                    state.kpis_at = float(doc.get("t", 0.0))
             elif topic.endswith("/buffers"):
                 doc = json.loads(msg.payload)
                 with state.lock:
                     state.buffers = {k: float(v) for k, v in doc.get("levels", {}).items()}
             elif topic.endswith("/run"):
+                doc = json.loads(msg.payload)
+                if doc.get("status") == "finished" and doc.get("run"):
+                    board.ledger.end_run(str(doc["run"]))  # its alarms are history now
                 with state.lock:
-                    state.status = json.loads(msg.payload)
-        except (ParseError, ValueError, AttributeError):
-            pass
+                    state.status = doc
+        except (ParseError, ValueError, AttributeError, KeyError, TypeError):
+            pass  # a malformed message changes nothing on screen (the ingest dead-letters it)
+        except LedgerError as e:
+            state.problem = str(e)
 
     def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
         state.connected = not getattr(rc, "is_failure", False)
@@ -234,7 +294,11 @@ def live(broker: str, prefix: str) -> LiveState:
             c.subscribe([(f"{prefix}/+/+/state", 1), (f"{prefix}/+/+/alerts", 1), (f"{prefix}/kpi", 1),
                          (f"{prefix}/run", 1), (f"{prefix}/buffers", 1)])
 
-    client.on_message, client.on_connect = on_message, on_connect
+    def on_disconnect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+        state.connected = False
+        state.problem = f"the broker {broker} went away ({rc}); reconnecting"
+
+    client.on_message, client.on_connect, client.on_disconnect = on_message, on_connect, on_disconnect
 
     def keep_trying() -> None:  # the broker may come later than the dashboard, or go away for a while
         while True:
@@ -256,6 +320,7 @@ class LiveSeries:
     """Per-minute means of one machine's telemetry as it arrives over MQTT (the last three hours)."""
 
     sums: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    of: tuple[str, int] = ("", 0)  # the run and replication shown
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def frame(self) -> pd.DataFrame:
@@ -282,6 +347,9 @@ def live_machine(broker: str, topic: str) -> LiveSeries:
         except ParseError:
             return
         with series.lock:
+            key = (getattr(tel, "run", ""), getattr(tel, "replication", 0))
+            if key != series.of:  # a new replication (or run): its own chart, never mixed with the last one
+                series.of, series.sums = key, {}
             for sensor, ts, value in zip(getattr(tel, "sensors", []), getattr(tel, "ts_ms", []),
                                          getattr(tel, "values", [])):
                 cell = series.sums.setdefault((sensor, ts // 60_000), [0.0, 0])
@@ -320,9 +388,19 @@ def pick_run() -> Run | None:
                 "(or `twin run scenarios/bottling.yaml --dashboard` to watch it here), or pick a scenario on the "
                 "Scenarios page.")
         return None
+    line, wanted = st.query_params.get("line"), st.query_params.get("run")
+    if line:  # a deep link to one line: its runs only
+        runs = [r for r in runs if prefix_of(r.scenario) == line or r.scenario.line.name == line] or runs
     labels = [r.label for r in runs]
+    if "run" not in st.session_state and wanted:
+        st.session_state["run"] = next((r.label for r in runs if r.run_id == wanted), labels[0])
+    if st.session_state.get("run") not in labels:
+        st.session_state.pop("run", None)
     choice = st.sidebar.selectbox("run", labels, index=0, key="run")
-    return runs[labels.index(choice)]
+    run = runs[labels.index(choice)]
+    st.query_params["run"] = run.run_id
+    st.query_params["line"] = prefix_of(run.scenario)
+    return run
 
 
 # --- forecasts on the machine page ---------------------------------------------------------------
@@ -359,3 +437,140 @@ def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, f
     fc = model.predict(ds).frame()
     fc["ts"] = start + pd.to_timedelta(frame.t.to_numpy(), unit="s")
     return fc
+
+
+# --- one time range for every page ---------------------------------------------------------------------------
+
+QUICK = ("whole run", "last 15 min", "last 1 h", "last 8 h", "this shift", "custom")
+_SPANS = {"last 15 min": 900, "last 1 h": 3600, "last 8 h": 8 * 3600}
+TIME_FORMAT = "%Y-%m-%d %H:%M"  # 24-hour clock everywhere
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time range on screen, in the line's local time (as every stored timestamp is), with its zone."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    zone: str
+    origin: pd.Timestamp  # the run's t = 0
+
+    def seconds(self) -> tuple[float, float]:
+        """The range in seconds since the run's start (the truth tables' clock)."""
+        return ((self.start - self.origin).total_seconds(), (self.end - self.origin).total_seconds())
+
+    @property
+    def caption(self) -> str:
+        return f"{self.start:{TIME_FORMAT}} – {self.end:{TIME_FORMAT}} ({self.zone}, 24-hour clock)"
+
+
+def _shift_of(sc: Scenario, t: float) -> tuple[float, float]:
+    """The shift around simulated second t (the last one before it when off shift); the day when no calendar."""
+    if sc.calendar is None:
+        return max(0.0, t - 86400), t
+    from twin.model import ShiftCalendar
+
+    cal = ShiftCalendar(sc.calendar, sc.start, sc.duration)
+    spans = [(a, b) for a, b in zip(cal.starts, cal.ends) if a < t]
+    return spans[-1] if spans else (0.0, t)
+
+
+def _param_time(name: str) -> pd.Timestamp | None:
+    raw = st.query_params.get(name)
+    try:
+        return pd.Timestamp(raw).tz_localize(None) if raw else None
+    except (ValueError, TypeError):
+        st.warning(f"The link's {name}={raw!r} is not a time: write it as 2026-01-05T06:00 (line's local time).")
+        return None
+
+
+def time_range(run: Run) -> Window:
+    """The sidebar's time-range picker (quick ranges or absolute from/to in the line's zone), shared by every page
+    of the session and written to the address bar (?from=...&to=...) so a link opens the same view."""
+    sc = run.scenario
+    origin = pd.Timestamp(sc.start).tz_localize(None)
+    end_of_run = origin + pd.Timedelta(seconds=sc.duration)
+    first, last = _param_time("from"), _param_time("to")
+    if (first or last) and "range" not in st.session_state:
+        st.session_state["range"] = "custom"
+    quick = st.sidebar.selectbox("time range", QUICK, key="range")
+    if quick == "custom":
+        first = max(first or origin, origin)
+        last = min(last or end_of_run, end_of_run)
+        c1, c2 = st.sidebar.columns(2)
+        d0 = c1.date_input("from", first.date(), origin.date(), end_of_run.date(), key="from_day", format="YYYY-MM-DD")
+        t0 = c2.time_input("at", first.time(), key="from_time", step=900)
+        d1 = c1.date_input("to", last.date(), origin.date(), end_of_run.date(), key="to_day", format="YYYY-MM-DD")
+        t1 = c2.time_input("at ", last.time(), key="to_time", step=900)
+        start, end = pd.Timestamp.combine(d0, t0), pd.Timestamp.combine(d1, t1)
+        if end <= start:
+            st.sidebar.warning("'to' is before 'from': showing the whole run.")
+            start, end = origin, end_of_run
+    elif quick == "this shift":
+        a, b = _shift_of(sc, sc.duration)
+        start, end = origin + pd.Timedelta(seconds=a), origin + pd.Timedelta(seconds=b)
+    elif quick in _SPANS:
+        start, end = max(origin, end_of_run - pd.Timedelta(seconds=_SPANS[quick])), end_of_run
+    else:
+        start, end = origin, end_of_run
+    st.query_params["from"] = f"{start:%Y-%m-%dT%H:%M}"
+    st.query_params["to"] = f"{end:%Y-%m-%dT%H:%M}"
+    window = Window(start, end, sc.line.timezone, origin)
+    st.sidebar.caption(window.caption)
+    return window
+
+
+def replication_pick(run: Run) -> int:
+    """The replication on screen (sidebar), shared by the pages; the live one while a run is going."""
+    n = run.scenario.replications
+    return int(st.sidebar.number_input("replication", 0, max(n - 1, 0), 0, key="rep")) if n > 1 else 0
+
+
+# --- output and OEE per hour and per shift -------------------------------------------------------------------
+
+def _calendar(sc: Scenario) -> Any:
+    from twin.model import ShiftCalendar
+
+    return ShiftCalendar(sc.calendar, sc.start, sc.duration) if sc.calendar is not None else None
+
+
+def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """Per hour of the window: good parts out of the line, planned time and OEE (good × the constraint's ideal time
+    per part ÷ planned time: ISO 22400's fully productive over planned busy time)."""
+    if parts.empty or kpis.empty:
+        return pd.DataFrame()
+    a, b = window.seconds()
+    good = parts[parts.exit.notna() & parts.scrapped_at.isna() & (parts.exit >= a) & (parts.exit < b)]
+    c = int(kpis[(kpis.scope == "line") & (kpis.kpi == "constraint station")].value.iloc[0])
+    ideal = kpis[(kpis.scope == "station") & (kpis.entity == sc.stations[c].name) & (kpis.kpi == "ideal cycle [s]")]
+    per_part = float(ideal.value.iloc[0]) * float(sc.visits()[c]) / len(sc.stations[c].machine_names)
+    first = np.floor(a / 3600) * 3600
+    edges = np.arange(first, b + 3600, 3600.0)
+    lo, hi = np.maximum(edges[:-1], a), np.minimum(edges[1:], b)
+    cal = _calendar(sc)
+    planned = cal.planned_between(lo, hi) if cal is not None else hi - lo
+    counts = np.histogram(good.exit.to_numpy(), bins=edges)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        oee = np.where(planned > 0, counts * per_part / planned, np.nan)
+    return pd.DataFrame({"period": window.origin + pd.to_timedelta(edges[:-1], unit="s"), "good": counts,
+                         "planned_h": planned / 3600, "oee": oee, "t": edges[:-1]})
+
+
+def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
+    """The hourly figures summed per shift of the calendar (per day without one)."""
+    cal = _calendar(sc)
+    spans = list(zip(cal.starts, cal.ends)) if cal is not None else [
+        (d, d + 86400.0) for d in np.arange(0.0, sc.duration, 86400.0)]
+    rows = []
+    origin = pd.Timestamp(sc.start).tz_localize(None)
+    for s, e in spans:
+        h = hourly[(hourly.t + 3600 > s) & (hourly.t < e)]
+        if h.empty or h.planned_h.sum() <= 0:
+            continue
+        fully = float((h.oee.fillna(0) * h.planned_h).sum())
+        rows.append({"shift": f"{origin + pd.Timedelta(seconds=s):{TIME_FORMAT}} – "
+                              f"{origin + pd.Timedelta(seconds=e):%H:%M}",
+                     "good parts": int(h.good.sum()), "planned [h]": round(float(h.planned_h.sum()), 2),
+                     "throughput [parts/h]": round(float(h.good.sum() / h.planned_h.sum()), 1),
+                     "OEE [%]": round(100 * fully / float(h.planned_h.sum()), 1)})
+    return pd.DataFrame(rows)

@@ -71,6 +71,21 @@ class Mosquitto:
         self.proc = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def linetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own linetwin home (runs index, alarm book, audit log), never the user's; children inherit it."""
+    import os
+
+    home = tmp_path_factory.mktemp("linetwin-home")
+    before = os.environ.get("LINETWIN_HOME")
+    os.environ["LINETWIN_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("LINETWIN_HOME", None)
+    else:
+        os.environ["LINETWIN_HOME"] = before
+
+
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path / "mosquitto")

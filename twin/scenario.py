@@ -47,6 +47,19 @@ class LineId(_Strict):
     site: Name
     area: Name
     name: Name
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone of the line's clock (`start` and every "
+                          "timestamp are its local time), e.g. Europe/Berlin; shown on the dashboard")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise ValueError(f"unknown time zone {v!r}: write an IANA name such as Europe/Berlin or UTC") from None
+        return v
 
 
 class Source(_Strict):

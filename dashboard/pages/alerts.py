@@ -1,39 +1,91 @@
-"""Alerts: the live feed from MQTT (retained current alerts first), filtered, acknowledged per session."""
+"""Alarms: the alarm book of the line (kept in the ledger, so it survives restarts), with each alarm's lifecycle
+(active/cleared × unacknowledged/acknowledged); operators acknowledge, clear and comment, recorded with who and when.
+"""
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from dashboard import access, data
 from sensors.bus.payloads import SEVERITIES
 
-st.title("Alerts")
+st.title("Alarms")
 run = data.pick_run()
-broker = data.broker_url()
 if run is not None:
-    if broker is None:
-        st.info("Alerts arrive over MQTT: start the dashboard with `--broker mqtt://host:port` (the broker the "
-                "forecaster publishes to, e.g. `twin run FILE --models DIR --dashboard`).")
-    floor = st.sidebar.selectbox("minimum severity", SEVERITIES, index=0, key="min_severity")
-    acked: set[str] = st.session_state.setdefault("acked", set())
+    sc = run.scenario
+    line = data.prefix_of(sc)
+    broker = data.broker_url()
+    me = access.user()
+    book = data.ledger()
+    left, mid, right = st.columns([1, 1, 2])
+    scope = left.selectbox("show", ["active", "all (history)"], key="alarm_scope")
+    floor = mid.selectbox("minimum severity", SEVERITIES, index=0, key="min_severity")
+    search = right.text_input("search (machine, fault mode, run, who acknowledged)", key="alarm_search")
 
-    @st.fragment(run_every="1s")
-    def feed() -> None:
-        live = data.live(broker, data.prefix_of(run.scenario)) if broker else None
-        rows = list(live.feed) if live is not None else []
-        frame = pd.DataFrame(rows)
+    def zone(ts: pd.Series, unit: str) -> pd.Series:
+        """Wall-clock instants (acknowledgements) in the line's time zone, as naive local times."""
+        return pd.to_datetime(ts, unit=unit, utc=True).dt.tz_convert(sc.line.timezone).dt.tz_localize(None)
+
+    @st.fragment(run_every="2s")
+    def book_view() -> None:
+        live = data.live(broker, line) if broker else None
+        if live is None:
+            st.warning("Not connected: no alert source. Alarms arrive over MQTT: start the dashboard with "
+                       "`--broker mqtt://host:port` (the broker the forecaster publishes to). The book below is "
+                       "the history kept so far.")
+        elif not live.connected:
+            st.warning(f"Not connected to the alert source {broker}: {live.problem or 'connecting'}. The book below "
+                       "may be missing alarms raised meanwhile.")
+        frame = book.alarms(line, search=search, active=True if scope == "active" else None)
+        frame = frame[frame.severity.map(SEVERITIES.index) >= SEVERITIES.index(floor)] if len(frame) else frame
         if frame.empty:
-            st.success("No alerts.")
+            if live is not None and live.connected:
+                st.success(f"Connected to {broker}: no {'active ' if scope == 'active' else ''}alarms"
+                           f"{' matching the filter' if search or floor != 'info' else ''}.")
             return
-        frame["key"] = frame.machine + "@" + frame.ts.astype(str)
-        frame = frame[frame.severity.map(SEVERITIES.index) >= SEVERITIES.index(floor)]
-        frame["time"] = pd.to_datetime(frame.ts, unit="ms")
-        frame["RUL [h]"] = [r["estimate_s"] / 3600 for r in frame.rul]
-        frame["acknowledged"] = frame.key.isin(acked)
-        st.dataframe(frame.iloc[::-1][["time", "station", "machine", "state", "severity", "fault_mode",
-                                       "probability", "RUL [h]", "acknowledged"]], hide_index=True)
-        open_ = frame[(frame.state != "cleared") & ~frame.acknowledged]
-        if len(open_):
-            st.selectbox("acknowledge", open_.key.tolist(), key="ack_pick")
-            st.button("acknowledge", key="ack", on_click=lambda: acked.add(st.session_state.ack_pick))
+        start = pd.to_datetime(frame.raised_ms, unit="ms")
+        end = pd.to_datetime(frame.cleared_ms, unit="ms")
+        table = pd.DataFrame({
+            "alarm": frame.id,
+            "status": [("active" if a else "cleared") + (", acknowledged" if by else ", unacknowledged")
+                       for a, by in zip(frame.active, frame.acked_by)],
+            "severity": frame.severity, "station": frame.station, "machine": frame.machine,
+            "fault mode": frame.fault_mode, "start": start.dt.strftime(data.TIME_FORMAT),
+            "end": end.dt.strftime(data.TIME_FORMAT).fillna("–"),
+            "duration [h]": ((end - start).dt.total_seconds() / 3600).round(2),
+            "P at raise": frame.probability.round(2), "RUL at raise [h]": (frame.rul_s / 3600).round(1),
+            "acknowledged by": frame.acked_by.fillna("–"),
+            "acknowledged at": zone(frame.acked_at, "s").dt.strftime(data.TIME_FORMAT).fillna("–"),
+            "comment": frame.ack_comment.fillna(""), "run": frame.run})
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(f"start/end in the line's clock ({sc.line.timezone}, 24-hour); acknowledged at in wall-clock "
+                   f"time, same zone; cleared by the forecast, by hand, or when the run finished")
 
-    feed()
+    book_view()
+    frame = book.alarms(line, search=search, active=True if scope == "active" else None)
+    if len(frame):
+        st.subheader("act on an alarm")
+        labels = {int(i): f"#{i} {m} {f} ({s}) since {pd.to_datetime(r, unit='ms'):{data.TIME_FORMAT}}"
+                  for i, m, f, s, r in zip(frame.id, frame.machine, frame.fault_mode, frame.severity,
+                                           frame.raised_ms)}
+        pick = st.selectbox("alarm", list(labels), format_func=labels.__getitem__, key="alarm_pick")
+        note = st.text_input("comment", key="alarm_comment", max_chars=500,
+                             disabled=not me.can("acknowledge"))
+        b1, b2, b3 = st.columns(3)
+        if not me.can("acknowledge"):
+            st.caption(f"{me.name} is a {me.role}: only operators and engineers acknowledge, clear or comment.")
+        elif b1.button("acknowledge", key="ack"):
+            book.acknowledge(pick, me.name, note)
+            book.audit(me.name, me.role, "acknowledge", f"alarm {pick}: {note}")
+            st.rerun()
+        elif b2.button("clear", key="clear"):
+            book.clear(pick, me.name, note)
+            book.audit(me.name, me.role, "clear", f"alarm {pick}: {note}")
+            st.rerun()
+        elif b3.button("comment", key="comment", disabled=not note):
+            book.comment(pick, me.name, note)
+            book.audit(me.name, me.role, "comment", f"alarm {pick}: {note}")
+            st.rerun()
+        log = book.alarm_log(pick)
+        if len(log):
+            log["at"] = zone(log["at"], "s").dt.strftime("%Y-%m-%d %H:%M:%S")
+            st.dataframe(log[["at", "user", "action", "comment"]], hide_index=True, width="stretch")

@@ -1,15 +1,17 @@
-"""History: any time range, machines and sensors from the store, raw or aggregated, to download."""
+"""History: any machines and sensors from the store over the chosen time range, raw or aggregated, one chart per
+unit (its axis labelled with it), one series per machine, sensor and replication; to download as CSV or Parquet."""
 
 import io
 
-import pandas as pd
+import altair as alt
 import streamlit as st
 
-from dashboard import data
+from dashboard import charts, data
 
 st.title("History")
 run = data.pick_run()
 if run is not None:
+    window = data.time_range(run)
     handle = data.store_for(run.store_url)
     if handle.problem:
         st.warning(handle.problem)
@@ -18,17 +20,30 @@ if run is not None:
     machines = st.multiselect("machines", sorted(cat.machine.unique()), default=sorted(cat.machine.unique())[:1])
     sensors = st.multiselect("sensors", sorted(cat[cat.machine.isin(machines)].sensor.unique()),
                              default=sorted(cat[cat.machine.isin(machines)].sensor.unique())[:3])
-    sc = run.scenario
-    start = pd.Timestamp(sc.start)
-    hours = st.slider("time since start [h]", 0.0, sc.duration / 3600, (0.0, min(sc.duration / 3600, 8.0)), 0.25)
-    every = st.selectbox("resolution", ["raw", "10s", "60s", "600s", "3600s"], index=2)
-    agg = st.selectbox("aggregate", ["mean", "min", "max", "last", "count"], disabled=every == "raw")
-    frame = data.query(run.store_url, run.run_id, tuple(machines), tuple(sensors),
-                       start + pd.Timedelta(hours=hours[0]), start + pd.Timedelta(hours=hours[1]),
+    c1, c2, c3 = st.columns(3)
+    every = c1.selectbox("resolution", ["raw", "10s", "60s", "600s", "3600s"], index=2)
+    agg = c2.selectbox("aggregate", ["mean", "min", "max", "last", "count"], disabled=every == "raw")
+    reps = sorted(range(run.scenario.replications))
+    shown_reps = c3.multiselect("replications", reps, default=reps[:2], key="hist_reps")
+    frame = data.query(run.store_url, run.run_id, tuple(machines), tuple(sensors), window.start, window.end,
                        None if every == "raw" else every, agg)
-    st.caption(f"{len(frame):,} rows")
+    frame = frame[frame.replication.isin(shown_reps)]
+    st.caption(f"{len(frame):,} rows · {window.caption}")
     if len(frame):
-        st.line_chart(frame.assign(series=frame.machine + "/" + frame.sensor), x="ts", y="value", color="series")
+        units = cat.drop_duplicates(["machine", "sensor"]).set_index(["machine", "sensor"]).unit
+        frame = frame.assign(unit=[units.get((m, s), "") for m, s in zip(frame.machine, frame.sensor)],
+                             series=frame.machine + "/" + frame.sensor + " rep " + frame.replication.astype(str))
+        for unit, g in frame.groupby("unit", sort=True):
+            label = f"{agg if every != 'raw' and agg != 'count' else ''} value [{unit or 'no unit'}]".strip()
+            if agg == "count" and every != "raw":
+                label = "readings per interval [count]"
+            chart = alt.Chart(g).mark_line(strokeWidth=1, clip=True).encode(
+                x=charts.time_x("ts", (window.start, window.end)), y=alt.Y("value:Q", title=label,
+                                                                           scale=alt.Scale(zero=False)),
+                color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", columns=3)),
+                tooltip=["series", alt.Tooltip("ts:T", format="%Y-%m-%d %H:%M:%S", formatType="utc"), "value"],
+            ).properties(height=220, width="container")
+            st.altair_chart(chart, width="stretch")
     st.dataframe(frame.head(5000), hide_index=True)
     left, right = st.columns(2)
     left.download_button("CSV", frame.to_csv(index=False).encode(), f"{run.run_id}.csv", "text/csv")

@@ -1,5 +1,6 @@
-"""Machine detail: live sensor charts, the forecast RUL and fault probability over time, alerts and
-maintenance marked, and the simulation's ground truth (true wear) beside them."""
+"""Machine detail: sensor charts over the chosen time range (live from MQTT while the run holds the store), the
+forecast RUL and fault probability, alerts and maintenance marked, and the simulation's ground truth (true wear).
+`?machine=NAME` opens a machine directly (the overview's schematic links here)."""
 
 import os
 
@@ -14,61 +15,65 @@ st.title("Machine detail")
 run = data.pick_run()
 if run is not None:
     sc = run.scenario
-    rep = int(st.sidebar.number_input("replication", 0, max(sc.replications - 1, 0), 0, key="rep"))
+    window = data.time_range(run)
+    rep = data.replication_pick(run)
     names = [m for s in sc.stations for m in s.machine_names]
+    wanted = st.query_params.get("machine")
+    if wanted in names and "machine" not in st.session_state:
+        st.session_state["machine"] = wanted
     machine = st.selectbox("machine", names, key="machine")
+    st.query_params["machine"] = machine
     station = next(s for s in sc.stations if machine in s.machine_names)
-    start = pd.Timestamp(sc.start)
-    hours = st.slider("window [h since start]", 0.0, sc.duration / 3600, (0.0, min(sc.duration / 3600, 8.0)), 0.25)
+    start = window.origin
+    a, b = window.seconds()
     handle = data.store_for(run.store_url)
-    if handle.problem:
-        st.warning(handle.problem)
-    readings = data.query(run.store_url, run.run_id, (machine,), None, start + pd.Timedelta(hours=hours[0]),
-                          start + pd.Timedelta(hours=hours[1]))
-    readings = readings[readings.replication == rep]
-    live_source = False
     broker = data.broker_url()
-    if readings.empty and broker and not run.finished:  # the store is busy with the run: per-minute means from MQTT
-        topic = f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry"
-        readings = data.live_machine(broker, topic).frame()
-        live_source = True
+    live_source = bool(handle.problem) and broker is not None and not run.finished
+    if handle.problem and not live_source:
+        st.warning(handle.problem)
+    catalog = data.series(run.store_url, run.run_id)
+    units = dict(zip(catalog[catalog.machine == machine].sensor, catalog[catalog.machine == machine].unit)) \
+        if len(catalog) else {}
     ev = run.truth("events")
     if len(ev):
         ev = ev[(ev.machine == machine) & (ev.replication == rep) & ev.event.isin(["failure", "maintenance_start"])]
-        ev = ev.assign(ts=start + pd.to_timedelta(ev.t, unit="s"))
-        ev = ev[(ev.t >= hours[0] * 3600) & (ev.t <= hours[1] * 3600)]
-    alerts = pd.DataFrame()
-    if broker:
-        feed = [a for a in data.live(broker, data.prefix_of(sc)).feed if a.get("machine") == machine]
-        if feed:
-            alerts = pd.DataFrame({"ts": pd.to_datetime([a["ts"] for a in feed], unit="ms"),
-                                   "event": [f"alert {a['state']}" for a in feed],
-                                   "fault_mode": [a.get("fault_mode", "") for a in feed],
-                                   "detail": [f"P={a['probability']:.2f}" for a in feed]})
-    marks = pd.concat([x for x in (ev, alerts) if len(x)], ignore_index=True) if len(ev) or len(alerts) else None
+        ev = ev[(ev.t >= a) & (ev.t <= b)].assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
+    alarms = data.ledger().alarms(data.prefix_of(sc), search=machine)
+    alarms = alarms[(alarms.machine == machine) & (alarms.run == run.run_id) & (alarms.replication == rep)]
+    marks = pd.DataFrame({"ts": pd.to_datetime(alarms.raised_ms, unit="ms"), "event": "alert raised",
+                          "fault_mode": alarms.fault_mode, "detail": [f"P={p:.2f}" for p in alarms.probability]})
+    marks = marks[(marks.ts >= window.start) & (marks.ts <= window.end)]
+    shown_marks = pd.concat([x for x in (ev, marks) if len(x)], ignore_index=True) if len(ev) or len(marks) else None
 
     @st.fragment(run_every="2s" if live_source else None)
     def sensors() -> None:
-        shown = data.live_machine(broker, f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry").frame() \
-            if live_source and broker else readings
-        st.subheader(f"{station.name} / {machine}: sensors (per-minute means"
+        if live_source and broker:
+            topic = f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry"
+            shown = data.live_machine(broker, topic).frame()
+            domain = (shown.ts.min(), shown.ts.max()) if len(shown) else None
+        else:
+            shown = data.query(run.store_url, run.run_id, (machine,), None, window.start, window.end)
+            shown = shown[shown.replication == rep]
+            domain = (window.start, window.end)
+        st.subheader(f"{station.name} / {machine}: sensors, per-minute means (replication {rep}"
                      f"{', live from MQTT while the run writes the store' if live_source else ''})")
         if shown.empty:
-            st.info("No readings of this machine for this window yet.")
+            st.info("No readings of this machine in this time range yet.")
         else:
-            st.altair_chart(charts.sensor_chart(shown[["ts", "sensor", "value"]], marks), width="stretch")
+            st.altair_chart(charts.sensor_chart(shown[["ts", "sensor", "value"]], shown_marks, units, domain))
+            st.caption(window.caption + "; hover a panel for the values at that minute")
 
     sensors()
     folder = os.environ.get("LINETWIN_MODELS")
     if folder:
         fc = data.forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)
         if len(fc):
-            fc = fc[(fc.ts >= start + pd.Timedelta(hours=hours[0])) & (fc.ts <= start + pd.Timedelta(hours=hours[1]))]
+            fc = fc[(fc.ts >= window.start) & (fc.ts <= window.end)]
             p = fc.melt(id_vars="ts", value_vars=[c for c in fc if c.startswith("p_") and c != "p_any"],
                         var_name="fault_mode", value_name="p")
             p["fault_mode"] = p.fault_mode.str[2:]
             left, right = st.columns(2)
-            left.altair_chart(charts.health_chart(p, "p", "P(failure within horizon)"), width="stretch")
+            left.altair_chart(charts.health_chart(p, "p", "P(failure within horizon) [0–1]"), width="stretch")
             right.altair_chart(charts.health_chart(fc.assign(fault_mode="RUL", rul_h=fc.rul / 3600), "rul_h",
                                                    "forecast RUL [h]"), width="stretch")
     else:
@@ -76,10 +81,10 @@ if run is not None:
     health = run.truth("health")
     if len(health):
         h = health[(health.machine == machine) & (health.replication == rep)]
-        h = h[(h.t >= hours[0] * 3600) & (h.t <= hours[1] * 3600)].assign(ts=lambda d: start + pd.to_timedelta(d.t,
-                                                                                                              unit="s"))
+        h = h[(h.t >= a) & (h.t <= b)].assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
         if len(h):
             st.subheader("ground truth (simulation only): true wear per fault mode")
-            st.altair_chart(charts.health_chart(h, "wear", "wear (1 = fails)"), width="stretch")
+            st.altair_chart(charts.health_chart(h, "wear", "wear [fraction of failure]"), width="stretch")
     if len(ev):
-        st.dataframe(ev[["ts", "event", "fault_mode", "detail"]], hide_index=True)
+        st.dataframe(ev.assign(ts=ev.ts.dt.strftime("%Y-%m-%d %H:%M:%S"))[["ts", "event", "fault_mode", "detail"]],
+                     hide_index=True)

@@ -1,46 +1,121 @@
-"""Line overview: the line in flow order coloured by live machine state, KPI tiles, active alerts."""
+"""Line overview: KPI tiles of the replication on screen (the running one, live), the line coloured by machine
+state (click a machine to open it), the bottleneck and why, a state timeline, the downtime Pareto and output and OEE
+per hour and per shift over the chosen time range."""
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
 
 st.title("Line overview")
+TILES = [("throughput [parts/h]", "throughput [parts/h]", "{:,.0f}", 1.0),
+         ("WIP [parts]", "wip [parts]", "{:,.1f}", 1.0), ("lead time [min]", "lead time [min]", "{:,.1f}", 1.0),
+         ("OEE [%]", "oee", "{:.1f}", 100.0), ("availability [%]", "oee availability", "{:.1f}", 100.0),
+         ("performance [%]", "oee performance", "{:.1f}", 100.0), ("quality [%]", "oee quality", "{:.1f}", 100.0)]
+
 run = data.pick_run()
 if run is not None:
     sc = run.scenario
-    rep = int(st.sidebar.number_input("replication", 0, max(sc.replications - 1, 0), 0, key="rep"))
+    window = data.time_range(run)
+    rep = data.replication_pick(run)
     broker = data.broker_url()
+    names = [m for s in sc.stations for m in s.machine_names]
+
+    def tiles(values: dict[str, float], reference: dict[str, float], note: str, alarms: int) -> None:
+        rows = [st.columns(4), st.columns(4)]
+        cols = [c for r in rows for c in r]
+        for col, (label, key, fmt, scale) in zip(cols, TILES):
+            v, ref = values.get(key), reference.get(key)
+            delta = None if v is None or ref is None or pd.isna(ref) else f"{(v - ref) * scale:+.1f}"
+            col.metric(label, fmt.format(v * scale) if v is not None and not pd.isna(v) else "–", delta=delta,
+                       delta_color="off" if key in ("wip [parts]", "lead time [min]") else "normal")
+        cols[7].metric("active alarms", alarms)
+        st.caption(note)
 
     @st.fragment(run_every="1s")
     def live_view() -> None:
-        handle = data.store_for(run.store_url)
         live = data.live(broker, data.prefix_of(sc)) if broker else None
-        if handle.problem:
+        is_live = live is not None and live.of(run.run_id) and not run.finished
+        handle = data.store_for(run.store_url)
+        if handle.problem and not is_live:
             st.warning(handle.problem)
         if live is not None and live.problem and not live.connected:
             st.warning(f"MQTT: {live.problem}; retrying")
-        states = dict(live.states) if live is not None and live.states else data.last_states(
-            run.store_url, run.run_id, rep)
         kpis = run.kpis()
-        line_kpis = (kpis[(kpis.scope == "line") & (kpis.replication == rep)].set_index("kpi")["value"].to_dict()
-                     if len(kpis) else dict(live.kpis) if live is not None else {})
-        alerts = dict(live.alerts) if live is not None else {}
-        active = [a for a in alerts.values() if a.get("state") in ("raised", "updated")]
-        cols = st.columns(7)
-        for col, (name, key, fmt) in zip(cols, [
-                ("throughput", "throughput [parts/h]", "{:,.0f}/h"), ("WIP", "wip [parts]", "{:,.1f}"),
-                ("OEE", "oee", "{:.1%}"), ("availability", "oee availability", "{:.1%}"),
-                ("performance", "oee performance", "{:.1%}"), ("quality", "oee quality", "{:.1%}")]):
-            v = line_kpis.get(key)
-            col.metric(name, fmt.format(v) if v is not None else "–")
-        cols[6].metric("active alerts", len(active))
-        st.caption(f"{sc.line.site}/{sc.line.area}/{sc.line.name} · run {run.run_id} · "
-                   f"{'finished' if run.finished else 'running'} · states from "
-                   f"{'MQTT (live)' if live is not None and live.states else 'the store'}")
-        buffers = dict(live.buffers) if live is not None else {}
-        st.graphviz_chart(charts.line_dot(sc, states, alerts, buffers), width="stretch")
-        if active:
-            st.dataframe([{k: a.get(k) for k in ("station", "machine", "severity", "fault_mode", "probability")}
-                          for a in active], hide_index=True)
+        line_kpis = kpis[kpis.scope == "line"] if len(kpis) else kpis
+        if is_live and live is not None and live.kpis:
+            with live.lock:
+                values, before, at = dict(live.kpis), dict(live.previous_kpis), live.kpis_at
+            clock = window.origin + pd.Timedelta(seconds=at)
+            note = (f"live: replication {live.replication} so far, at {clock:%H:%M} ({sc.line.timezone}); the "
+                    "change is since the last update")
+        elif len(line_kpis) and rep in set(line_kpis.replication):
+            table = line_kpis.pivot_table(index="replication", columns="kpi", values="value")
+            values, before = table.loc[rep].to_dict(), table.mean().to_dict()
+            note = (f"replication {rep} of {len(table)} finished; the change is against the mean of the finished "
+                    "replications" if len(table) > 1 else f"replication {rep}, finished")
+        else:
+            values, before, note = {}, {}, "no KPIs yet: the first replication is still running"
+        alarms = data.ledger().alarms(data.prefix_of(sc), active=True, search=run.run_id) if not run.finished \
+            else pd.DataFrame()
+        tiles(values, before, note, len(alarms))
+        states = dict(live.states) if is_live and live is not None else data.last_states(run.store_url, run.run_id,
+                                                                                          rep)
+        ringed = {m: {"state": "raised"} for m in (alarms.machine if len(alarms) else [])}
+        buffers = dict(live.buffers) if is_live and live is not None else {}
+        st.caption(f"{data.prefix_of(sc)} · run {run.run_id} · {'finished' if run.finished else 'running'} · "
+                   f"states from {'MQTT (live)' if is_live else 'the store'} · click a machine to open it")
+        st.graphviz_chart(charts.line_dot(sc, states, ringed, buffers, link="machine"), width="stretch")
+        if len(values):
+            explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
+
+    def explain(values: dict[str, float], stations: pd.DataFrame) -> None:
+        b, c = values.get("bottleneck station"), values.get("constraint station")
+        if b is None or pd.isna(b) or stations.empty:
+            return
+        active = stations[stations.kpi == "active share"].set_index("entity")["value"]
+        name = sc.stations[int(b)].name
+        rest = active.drop(name, errors="ignore")
+        runner_up = f"; next: {rest.idxmax()} at {rest.max():.0%}" if len(rest) else ""
+        st.info(f"**Bottleneck: {name}**: active (working or setting up) {active.get(name, np.nan):.0%} of the time, "
+                f"the most of any station{runner_up}. Stations upstream of it block, downstream ones starve; an hour "
+                f"gained there is an hour gained by the line. Constraint by design (lowest rate per visit): "
+                f"{sc.stations[int(c)].name if c is not None and not pd.isna(c) else '–'}.")
 
     live_view()
+    st.caption(window.caption)
+    a, b = window.seconds()
+    truth_states = run.truth("states")
+    iv = pd.DataFrame()
+    if len(truth_states) and rep in set(truth_states.replication):
+        iv = charts.intervals(truth_states[truth_states.replication == rep], window.origin, a, b)
+        ev = run.truth("events")
+        if len(ev):  # a stop's fault mode is its downtime reason
+            fails = ev[(ev.replication == rep) & (ev.event == "failure")][["machine", "t", "fault_mode"]]
+            iv = iv.merge(fails.rename(columns={"t": "start", "fault_mode": "reason"}), on=["machine", "start"],
+                          how="left")
+    if iv.empty:
+        st.info("The state timeline, downtime Pareto and hourly figures appear when the replication has finished "
+                "(the live tiles and line above follow the running one).")
+    else:
+        t1, t2, t3 = st.tabs(["state timeline", "downtime Pareto", "per hour and shift"])
+        t1.altair_chart(charts.state_timeline(iv, names, (window.start, window.end)), width="stretch")
+        t2.altair_chart(charts.downtime_pareto(iv), width="stretch")
+        parts = run.truth("parts")
+        kpis = run.kpis()
+        with t3:
+            hourly = data.per_period(sc, parts[parts.replication == rep] if len(parts) else parts,
+                                     kpis[kpis.replication == rep] if len(kpis) else kpis, window)
+            if hourly.empty:
+                st.info("No parts left the line in this time range.")
+            else:
+                left, right = st.columns(2)
+                left.altair_chart(charts.per_period(hourly, "good", "good parts per hour [parts/h]"),
+                                  width="stretch")
+                right.altair_chart(charts.per_period(hourly.assign(oee=hourly.oee * 100), "oee",
+                                                     "OEE per hour [%]", ".1f"), width="stretch")
+                st.dataframe(data.per_shift(sc, hourly), hide_index=True)
+                st.caption("OEE per hour = good parts × the constraint station's ideal cycle per part ÷ planned "
+                           "time in the hour (ISO 22400's fully productive ÷ planned busy time); good parts = parts "
+                           "leaving the line in that hour, not scrapped")

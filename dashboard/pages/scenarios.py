@@ -2,7 +2,6 @@
 and compare KPIs of runs (and of maintenance policies) side by side with confidence intervals."""
 
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,24 +9,35 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import access, charts, data
 from twin.scenario import ScenarioError, load_scenario
 
 st.title("Scenarios")
-folder = Path(os.environ.get("LINETWIN_SCENARIOS", "scenarios"))
+me = access.user()
+folder = data.scenarios_dir()
 bundled = sorted(folder.glob("*.yaml"))
+if not bundled:
+    st.warning(f"No scenario files in {folder}: set LINETWIN_SCENARIOS to a folder of scenario files.")
 left, right = st.columns(2)
 choice = left.selectbox("bundled scenario", [p.name for p in bundled], key="scenario")
-upload = right.file_uploader("or upload a scenario file", type=["yaml", "yml"], key="upload")
+upload = right.file_uploader("or upload a scenario file", type=["yaml", "yml"], key="upload",
+                             disabled=not me.can("upload"), help=None if me.can("upload") else "engineers only")
 sc = None
+path: Path | None = None
 try:
-    path = data.save_upload(upload.name, upload.getvalue()) if upload is not None else folder / str(choice)
-    sc = load_scenario(path)
+    if upload is not None:
+        path = data.save_upload(upload.name, upload.getvalue())
+        if st.session_state.get("uploaded") != str(path):
+            data.ledger().audit(me.name, me.role, "upload", f"{upload.name} → {path}")
+            st.session_state["uploaded"] = str(path)
+    elif choice is not None:
+        path = folder / str(choice)
+    sc = load_scenario(path) if path is not None else None
 except ScenarioError as e:
     st.error(str(e))
 except ValueError as e:
     st.error(f"upload {upload.name if upload is not None else ''}: {e}")
-if sc is not None:
+if sc is not None and path is not None:
     st.success(f"{path.name}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, {len(sc.stations)} stations, "
                f"{sum(len(s.machine_names) for s in sc.stations)} machines, {sc.duration / 3600:g} h × "
                f"{sc.replications} replications")
@@ -35,22 +45,34 @@ if sc is not None:
     duration = c1.text_input("duration", f"{sc.duration / 3600:g} h")
     reps = c2.number_input("replications", 1, 100, sc.replications)
     proc = st.session_state.get("proc")
-    if c3.button("start run", disabled=proc is not None and proc.poll() is None, key="start"):
+    if c3.button("start run", disabled=(proc is not None and proc.poll() is None) or not me.can("start_run"),
+                 key="start", help=None if me.can("start_run") else "engineers only"):
         out = data.runs_dir() / path.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         cmd = [sys.executable, "-m", "twin.app.cli", "run", str(path), "--duration", duration, "--replications",
                str(reps), "--no-stream", "--out", str(out)]
         st.session_state.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         st.session_state.proc_out = str(out)
-    proc = st.session_state.get("proc")
-    if proc is not None:
+        st.session_state.pop("proc_err", None)
+        data.ledger().audit(me.name, me.role, "start run", f"{path.name} for {duration} × {reps} → {out}")
+
+    @st.fragment(run_every="2s")
+    def run_status() -> None:
+        """The started run's status, refreshed until it ends (no page reload needed)."""
+        proc = st.session_state.get("proc")
+        if proc is None:
+            return
         if proc.poll() is None:
             st.info(f"running → {st.session_state.proc_out}")
             if st.button("stop run", key="stop"):
                 proc.terminate()
+                data.ledger().audit(me.name, me.role, "stop run", st.session_state.proc_out)
         elif proc.returncode:
-            st.error(f"the run ended with exit code {proc.returncode}: {(proc.stderr.read() or '')[-800:]}")
+            err = st.session_state.setdefault("proc_err", (proc.stderr.read() or "")[-800:])
+            st.error(f"the run ended with exit code {proc.returncode}: {err}")
         else:
             st.success(f"finished: {st.session_state.proc_out}")
+
+    run_status()
 
 st.header("Compare runs")
 runs = data.list_runs(str(data.runs_dir()))

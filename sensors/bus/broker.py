@@ -183,11 +183,13 @@ def free_port(preferred: int | None = None) -> int:
     raise BrokerError("no free TCP port on 127.0.0.1")
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Wait until something listens on host:port; BrokerError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+        with socket.socket(family) as s:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
     raise BrokerError(f"the broker did not open port {port} within {timeout:g} s")

@@ -299,11 +299,13 @@ class Publisher:
     def new_replication(self) -> None:
         self._states = StateFollower()  # the last replication's cursors are not needed any more
 
-    def publish_kpis(self, replication: int, kpis: pd.DataFrame) -> None:
+    def publish_kpis(self, replication: int, kpis: pd.DataFrame, t: float | None = None) -> None:
+        """The line's KPIs of a replication: when it has finished (t None), or so far, at simulated second t."""
         line = kpis[kpis.scope == "line"]
         values = {k: (None if pd.isna(v) else float(v)) for k, v in zip(line.kpi, line.value)}
-        self.outbox.put_many([(self.topics.kpi, encode({"schema": SCHEMA_KPI, "run": self.run_id,
-                                                        "replication": replication, "kpis": values}), True)])
+        doc = {"schema": SCHEMA_KPI, "run": self.run_id, "replication": replication, "kpis": values,
+               "final": t is None, **({} if t is None else {"t": round(t, 3)})}
+        self.outbox.put_many([(self.topics.kpi, encode(doc), True)])
 
     def publish_status(self, status: str, **extra: Any) -> None:
         self.outbox.put_many([(self.topics.run, encode({"schema": SCHEMA_RUN, "run": self.run_id,

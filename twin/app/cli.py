@@ -32,6 +32,7 @@ app.command()(cmd_policies.compare)
 app.command()(cmd_policies.tune)
 # the live view
 app.command()(cmd_dashboard.dashboard)
+app.command()(cmd_dashboard.passwd)
 # synthetic anomaly data
 synth_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
                         help="Synthetic sensor windows: `twin synth train`, `twin synth --fault ... --out FILE`, "

@@ -1,4 +1,5 @@
-"""`twin dashboard`: the Streamlit dashboard started on 127.0.0.1, and kept up until Ctrl-C."""
+"""`twin dashboard`: the Streamlit dashboard (127.0.0.1 unless told otherwise, then only with sign-in), kept up until
+Ctrl-C; `twin passwd`: a bcrypt hash for the dashboard's users file."""
 
 from __future__ import annotations
 
@@ -11,38 +12,58 @@ import typer
 from twin.app.cmd_models import load_models
 from twin.app.options import broker_url, fail, out_console, stop_signals
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def start_dashboard(runs: Path, port: int | None = None, store: str | None = None, broker: str | None = None,
-                    models: Path | None = None, reports: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the Streamlit dashboard on 127.0.0.1 (a free port unless given); returns the process and its URL."""
+                    models: Path | None = None, reports: Path | None = None, *, address: str = "127.0.0.1",
+                    auth: Path | None = None, auth_header: str | None = None, theme: str = "light",
+                    cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the Streamlit dashboard (a free port unless given); returns the process and its URL. Anything but
+    loopback needs sign-in (`auth`); a proxy's user header is trusted only on loopback."""
     import os
     import sys
     import tempfile
 
     from sensors.bus.broker import free_port, wait_port
 
+    if address not in LOOPBACK and auth is None:
+        fail(f"--address {address}: the dashboard would be reachable by anyone on the network without signing in. "
+             "Give --auth USERS.yaml (users with hashed passwords and roles, see docs/security.md), or keep the "
+             "default 127.0.0.1 for a single user.")
+    if auth_header and address not in LOOPBACK:
+        fail(f"--auth-header {auth_header}: a user header is trusted only from a reverse proxy on the same host; "
+             "bind the dashboard to 127.0.0.1 (the default) and let the proxy listen on the network.")
+    if auth is not None:
+        from dashboard.access import AccessError, load_users
+
+        try:
+            load_users(auth)
+        except AccessError as e:
+            fail(str(e))
     port = port or free_port()
     env = {**os.environ, "LINETWIN_RUNS": str(runs.resolve())}
     for key, value in (("LINETWIN_STORE", store), ("LINETWIN_BROKER", broker), ("LINETWIN_MODELS", models),
-                       ("LINETWIN_REPORTS", reports)):
+                       ("LINETWIN_REPORTS", reports), ("LINETWIN_AUTH", auth), ("LINETWIN_AUTH_HEADER", auth_header)):
         if value is not None:
             env[key] = str(Path(value).resolve()) if isinstance(value, Path) else value
     app_file = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     # Streamlit's log goes to an unnamed file: a pipe nobody reads fills up and stalls the dashboard
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address",
-                                 "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=log)
+                                 address, "--server.port", str(port), "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+                                 "--theme.base", theme, "--server.maxUploadSize", "1"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log, cwd=cwd)
         try:
-            wait_port(port, timeout=60)
+            wait_port(port, host="127.0.0.1" if address in ("0.0.0.0", "::") else address, timeout=60)
         except Exception:
             proc.kill()
             proc.wait()
             log.seek(0)
             err = log.read().decode(errors="replace")[-1500:]
-            fail(f"the dashboard did not start on 127.0.0.1:{port}: {err or 'no output'}", code=3)
-    return proc, f"http://127.0.0.1:{port}"
+            fail(f"the dashboard did not start on {address}:{port}: {err or 'no output'}", code=3)
+    return proc, f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
 
 
 def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
@@ -63,7 +84,8 @@ def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
 
 
 def dashboard(
-    runs: Annotated[Path, typer.Option(help="folder of run folders (as `twin run` writes them)")] = Path("runs"),
+    runs: Annotated[Path, typer.Option(help="folder of run folders (runs written elsewhere are found through the "
+                                            "runs index)")] = Path("runs"),
     store: Annotated[Optional[str], typer.Option(help="read readings from this store instead of each run's own")]
     = None,
     broker: Annotated[Optional[str], typer.Option(help="MQTT broker for live machine states, KPIs and alerts")]
@@ -72,11 +94,42 @@ def dashboard(
     = None,
     reports: Annotated[Path, typer.Option(help="folder of evaluation and comparison reports")] = Path("reports"),
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="default: a free port")] = None,
+    address: Annotated[str, typer.Option(help="address to listen on; anything but 127.0.0.1 needs --auth")]
+    = "127.0.0.1",
+    auth: Annotated[Optional[Path], typer.Option(help="users file: sign-in with hashed passwords and roles "
+                                                      "(docs/security.md)")] = None,
+    auth_header: Annotated[Optional[str], typer.Option(help="trust this header of a reverse proxy on the same "
+                                                             "host for the user name (e.g. X-Forwarded-User)")]
+    = None,
+    theme: Annotated[str, typer.Option(help="light, or dark for shop-floor screens (kiosk: add ?kiosk=1 to the "
+                                             "address)")] = "light",
 ) -> None:
-    """Start the live twin dashboard on 127.0.0.1 (prints its URL); Ctrl-C stops it."""
+    """Start the live twin dashboard (prints its URL); Ctrl-C stops it."""
+    if theme not in ("light", "dark"):
+        fail(f"--theme {theme}: write light or dark.")
     if broker is not None:
         broker_url(broker, None, None, None)  # a clear error now for a malformed URL
     if models is not None:
         load_models(models)
-    proc, url = start_dashboard(runs, port, store, broker, models, reports)
+    proc, url = start_dashboard(runs, port, store, broker, models, reports, address=address, auth=auth,
+                                auth_header=auth_header, theme=theme)
     serve_until_stopped(proc, f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop")
+
+
+def passwd(
+    user: Annotated[str, typer.Argument(help="user name, as in the users file")],
+    role: Annotated[str, typer.Option(help="viewer, operator or engineer")] = "viewer",
+) -> None:
+    """Ask for a password (twice, not echoed) and print the users-file entry with its bcrypt hash."""
+    import bcrypt
+
+    from dashboard.access import ROLES
+
+    if role not in ROLES:
+        fail(f"--role {role}: write one of {', '.join(ROLES)}.")
+    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        fail("the password is shorter than 8 characters; choose a longer one.")
+    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(12)).decode()
+    out_console.print(f'  {user}: {{name: {user}, role: {role}, password: "{digest}"}}', highlight=False,
+                      soft_wrap=True)

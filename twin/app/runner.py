@@ -284,6 +284,26 @@ class RunWriter:
                 "scenario": self.scenario.model_dump(mode="json", by_alias=True),
                 "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(extra or {})}
         (self.out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if not self.part:
+            self._index(meta)
+
+    def _index(self, meta: dict[str, Any]) -> None:
+        """List the run in the ledger's runs index, so a dashboard finds it wherever --out put it (a ledger that
+        cannot be written costs the index entry, never the run: a warning says so, once)."""
+        from sensors.store.ledger import Ledger, LedgerError
+
+        sc = self.scenario
+        try:
+            ledger = Ledger()
+            ledger.register_run(self.out, str(meta.get("run_id", "")), f"{sc.line.site}/{sc.line.area}/{sc.line.name}",
+                                sc.line.name, str(meta["status"]))
+            ledger.close()
+        except LedgerError as e:
+            if not getattr(self, "_index_warned", False):
+                self._index_warned = True
+                import sys
+
+                print(f"warning: {e}; the dashboard finds this run only under its runs folder", file=sys.stderr)
 
     def open(self, extra: dict[str, Any] | None = None) -> None:
         """Announce the run (run.json with status 'running'), so a dashboard can find it while it runs."""

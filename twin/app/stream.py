@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from sensors.bank import sensor_catalog
+from sensors.bank import Readings, sensor_catalog
 from sensors.bus.broker import BrokerURL, EmbeddedBroker, negotiate
 from sensors.bus.payloads import LineTopics
 from sensors.bus.publisher import Publisher
@@ -24,12 +25,14 @@ from sensors.inject import Injection
 from sensors.store import Store, open_store
 from twin.app.direct import StreamStats, now_ms, run_id_for
 from twin.app.runner import STREAM_CHUNK, ProgressFn, Replication, run_scenario
+from twin.kpi import replication_kpis
 from twin.maintenance import MaintenancePolicy
 from twin.model import Line, Machine
 from twin.scenario import Scenario
 
 # another subscriber on the run's broker (e.g. the live forecaster): attach(broker, protocol) → a context
 Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]
+LIVE_KPI_EVERY = 2.0  # wall seconds between the running replication's KPIs on MQTT (the dashboard's live tiles)
 PolicyFactory = Callable[[Machine], MaintenancePolicy]  # a maintenance policy per machine (e.g. alert-driven)
 
 
@@ -71,10 +74,19 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
             pub.publish_kpis(rep.line.replication, rep.kpis)
             pub.new_replication()
 
+        next_kpis = [time.monotonic() + LIVE_KPI_EVERY]
+
+        def on_readings(line: Line, batch: Readings) -> None:
+            """Publish the readings; and, every few wall seconds, the running replication's KPIs so far."""
+            pub.on_readings(line, batch)
+            if time.monotonic() >= next_kpis[0] and line.env.now > scenario.warmup:
+                next_kpis[0] = time.monotonic() + LIVE_KPI_EVERY
+                pub.publish_kpis(line.replication, replication_kpis(line), t=float(line.env.now))
+
         if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected
             scenario = scenario.model_copy(update={"start": now_ms()})
             start_ms = pub.start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
-        summary, kpis = run_scenario(scenario, out, progress, on_readings=pub.on_readings,
+        summary, kpis = run_scenario(scenario, out, progress, on_readings=on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
                                                                              "store": store_url},
                                      wall_start=start_ms / 1000 if live else None, policy=policy, inject=inject,
