@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from predictors.alarms import AlarmDesk, NotifyError
+from predictors.alarms import AlarmDesk, NotifyError, load_rules, notify_file
 from sensors.store import StoreError, open_store
 from sensors.store.base import Store
-from sensors.store.ledger import Ledger, LedgerError
+from sensors.store.ledger import Ledger, LedgerError, home
 from twin.scenario import Scenario
 
 
@@ -46,20 +46,28 @@ def scenarios_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "scenarios"
 
 
-@st.cache_resource(show_spinner=False)
 def ledger() -> Ledger:
-    """The ledger (runs index, alarm book, audit log), one connection per dashboard process."""
-    return Ledger()
+    """The ledger (runs index, alarm book, audit log) of the linetwin home, one connection per process."""
+    return _ledger(str(home() / "linetwin.sqlite"))
 
 
 @st.cache_resource(show_spinner=False)
+def _ledger(path: str) -> Ledger:
+    return Ledger(Path(path))
+
+
 def desk() -> AlarmDesk:
-    """Files alerts in the alarm book and sends the notifications LINETWIN_NOTIFY asks for."""
+    """Files alerts in the alarm book and sends the notifications LINETWIN_NOTIFY (or notify.yaml) asks for."""
+    return _desk(str(ledger().path), str(notify_file()))
+
+
+@st.cache_resource(show_spinner=False)
+def _desk(ledger_path: str, rules_path: str) -> AlarmDesk:
     try:
-        return AlarmDesk(ledger())
+        return AlarmDesk(_ledger(ledger_path), load_rules(Path(rules_path)))
     except NotifyError as e:
         st.error(str(e))
-        return AlarmDesk(ledger(), [])
+        return AlarmDesk(_ledger(ledger_path), [])
 
 
 MAX_UPLOAD = 1 << 20  # bytes of an uploaded scenario file
@@ -130,13 +138,17 @@ def _read_parquet(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-@st.cache_data(ttl=2.0, show_spinner=False)
 def list_runs(root: str) -> list[Run]:
     """Run folders under root and in the ledger's runs index (newest first), finished or still running (run.json
     says which)."""
+    return _list_runs(root, str(ledger().path))
+
+
+@st.cache_data(ttl=2.0, show_spinner=False)
+def _list_runs(root: str, ledger_path: str) -> list[Run]:
     out = []
     found = {p.resolve() for p in Path(root).glob("*/*/run.json")}
-    found |= {p.resolve() / "run.json" for p in ledger().run_folders()}
+    found |= {p.resolve() / "run.json" for p in _ledger(ledger_path).run_folders()}
     for meta in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             doc = json.loads(meta.read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -24,7 +25,7 @@ from tests.conftest import ROOT, Mosquitto, run_all, twin_cmd
 
 pytestmark = pytest.mark.slow  # end to end: simulated runs shown in AppTest and in chromium
 
-PAGES = ROOT / "dashboard" / "pages"
+PAGES = ROOT / "dashboard" / "views"
 LINE = "plant-hamburg/hall-2/bottling-1"
 
 
@@ -61,12 +62,40 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     tiles = {m.label: m.value for m in at.metric}
     kpis = pd.read_parquet(run_dir(env) / "kpis.parquet")
     line = kpis[(kpis.scope == "line") & (kpis.replication == 0)].set_index("kpi")["value"]
-    assert tiles["throughput"] == f"{line['throughput [parts/h]']:,.0f}/h"
-    assert tiles["OEE"] == f"{line['oee']:.1%}" and tiles["active alerts"] == "0"
+    assert tiles["throughput [parts/h]"] == f"{line['throughput [parts/h]']:,.0f}"
+    assert tiles["OEE [%]"] == f"{100 * line['oee']:.1f}" and tiles["active alarms"] == "0"
+    for factor in ("OEE [%]", "availability [%]", "performance [%]", "quality [%]"):
+        assert 0 <= float(tiles[factor]) <= 100
     dot = at.get("graphviz_chart")[0].proto.spec
     for machine in ("depalletizer", "filler-a", "filler-b", "case-packer"):
-        assert f'"{machine}"' in dot
-    assert "states from the store" in at.caption[0].value
+        assert f'"{machine}"' in dot and f'URL="machine?machine={machine}"' in dot
+    assert "states from the store" in at.caption[1].value
+    assert any(s.value.startswith("**Bottleneck: ") for s in at.info)
+    assert len(at.get("vega_lite_chart")) >= 4  # state timeline, Pareto, output and OEE per hour
+    shifts = at.dataframe[0].value
+    assert list(shifts.columns) == ["shift", "good parts", "planned [h]", "throughput [parts/h]", "OEE [%]"]
+    assert shifts["OEE [%]"].between(0, 100).all()
+
+
+def test_output_and_oee_per_hour_add_up_to_the_run(env: Path) -> None:
+    """The hourly OEE (good parts × the constraint's ideal time ÷ planned time) over the whole run after warm-up is
+    the run's OEE when every part that left was also made in the window (within one part per hour)."""
+    from dashboard import data
+    from twin.scenario import Scenario
+
+    meta = json.loads((run_dir(env) / "run.json").read_text())
+    sc = Scenario.model_validate(meta["scenario"])
+    parts = pd.read_parquet(run_dir(env) / "truth" / "parts.parquet")
+    kpis = pd.read_parquet(run_dir(env) / "kpis.parquet")
+    origin = pd.Timestamp(sc.start)
+    window = data.Window(origin + pd.Timedelta(seconds=sc.warmup), origin + pd.Timedelta(seconds=sc.duration),
+                         sc.line.timezone, origin)
+    hourly = data.per_period(sc, parts[parts.replication == 0], kpis[kpis.replication == 0], window)
+    line = kpis[(kpis.scope == "line") & (kpis.replication == 0)].set_index("kpi")["value"]
+    hours = (sc.duration - sc.warmup) / 3600
+    assert hourly.good.sum() / hours == pytest.approx(line["throughput [parts/h]"], rel=0.01)
+    fully = (hourly.oee * hourly.planned_h).sum() / hourly.planned_h.sum()
+    assert fully == pytest.approx(line["oee"], abs=0.02)
 
 
 def test_machine_page_charts_sensors_truth_and_events(env: Path) -> None:
@@ -82,37 +111,50 @@ def test_history_rows_are_the_stores(env: Path) -> None:
     start = pd.Timestamp(meta["scenario"]["start"])
     expected = store.query(start, start + pd.Timedelta(hours=2), machines=["capper"],
                            sensors=["bearing_temp", "motor_current", "power"], run=meta["run_id"], every="60s")
-    assert at.caption[0].value == f"{len(expected):,} rows"
-    at.selectbox[0].set_value("raw").run()
+    assert at.caption[0].value.startswith(f"{len(expected):,} rows · 2026-01-05 06:00 – 2026-01-05 08:00 "
+                                          "(Europe/Berlin")
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    assert specs and all(s["encoding"]["y"]["title"].endswith("]") for s in specs)  # one chart per unit, named
+    assert all(s["encoding"]["color"]["field"] == "series" for s in specs)  # a series per replication, legend
+    shown = at.dataframe[0].value
+    assert set(shown.replication) == {0, 1} and "capper/motor_current rep 1" in set(shown.series)
+    at.selectbox(key="resolution").set_value("raw").run()
     raw = store.query(start, start + pd.Timedelta(hours=2), machines=["capper"],
                       sensors=["bearing_temp", "motor_current", "power"], run=meta["run_id"])
-    assert at.caption[0].value == f"{len(raw):,} rows"
+    assert at.caption[0].value.startswith(f"{len(raw):,} rows")
     assert len(at.get("download_button")) == 2
 
 
-def test_alerts_page_shows_the_retained_alerts(env: Path, mosquitto: Mosquitto,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    at = page("alerts")
-    assert "start the dashboard with `--broker" in at.info[0].value
-    alert = {"run": "r", "replication": 0, "line": LINE, "station": "filler", "machine": "filler-a",
+def test_alarms_page_keeps_the_alarm_book_and_acknowledges(env: Path, mosquitto: Mosquitto,
+                                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    at = page("alarms")
+    assert "Not connected: no alert source" in at.warning[0].value  # never "no alerts" when nobody could say
+    run_id = json.loads((run_dir(env) / "run.json").read_text())["run_id"]
+    alert = {"run": run_id, "replication": 0, "line": LINE, "station": "filler", "machine": "filler-a",
              "state": "raised", "severity": "critical", "fault_mode": "valve_clogging", "probability": 0.93,
              "rul": {"estimate_s": 2400.0, "low_s": 1200.0, "high_s": 3600.0},
              "model": {"kind": "lstm", "version": "x"}, "evidence": {"from": 1, "to": 2, "rows": 60},
-             "ts": 1767600000000}
+             "since": 1767596400000, "ts": 1767600000000}
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect("127.0.0.1", mosquitto.port)
     pub.loop_start()
     pub.publish(f"{LINE}/filler/filler-a/alerts", alert_payload(alert), qos=1, retain=True).wait_for_publish(5)
     monkeypatch.setenv("LINETWIN_BROKER", str(mosquitto.url))
-    at = page("alerts")
+    at = page("alarms")
     deadline = time.monotonic() + 10
     while not at.dataframe and time.monotonic() < deadline:
         time.sleep(0.3)
         at.run()
     table = at.dataframe[0].value
     assert list(table.machine) == ["filler-a"] and table.severity.iloc[0] == "critical"
+    assert table.status.iloc[0] == "active, unacknowledged" and table["RUL at raise [h]"].iloc[0] == 0.7
+    assert table.start.iloc[0] == "2026-01-05 07:00"  # the line's clock, 24-hour
+    at.text_input(key="alarm_comment").input("seal kit on the way").run()
     at.button("ack").click().run()
-    assert bool(at.dataframe[0].value.acknowledged.iloc[0])
+    row = at.dataframe[0].value.iloc[0]
+    assert (row.status, row["acknowledged by"], row.comment) == ("active, acknowledged", "local", "seal kit on the way")
+    assert list(at.dataframe[1].value.action) == ["acknowledged"]
     pub.publish(f"{LINE}/filler/filler-a/alerts", b"", qos=1, retain=True).wait_for_publish(5)
     pub.loop_stop()
     pub.disconnect()
@@ -152,6 +194,7 @@ def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None
 def test_an_empty_folder_gives_guidance_and_a_locked_store_a_banner(env: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LINETWIN_RUNS", str(tmp_path / "none"))
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # a home whose runs index is empty
     at = page("overview")
     assert "No runs in" in at.info[0].value and "twin run scenarios/bottling.yaml" in at.info[0].value
     monkeypatch.setenv("LINETWIN_RUNS", str(env))
@@ -183,39 +226,193 @@ def served(dash_runs: Path, tmp_path: Path) -> Iterator[str]:
         proc.wait(15)
 
 
-def test_the_app_in_a_real_browser(served: str, tmp_path: Path) -> None:
+CHROMIUM = {"executable_path": "/usr/bin/chromium", "headless": True,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]}
+# every chart, drawing, tile and table must fit inside its column; a tile's value must not be cut off
+OVERFLOW_JS = """() => {
+  const bad = [];
+  const sel = '[data-testid="stVegaLiteChart"], [data-testid="stGraphVizChart"], [data-testid="stMetric"], ' +
+              '[data-testid="stDataFrame"]';
+  for (const el of document.querySelectorAll(sel)) {
+    const col = el.closest('[data-testid="stColumn"]') || el.closest('[data-testid="stMainBlockContainer"]');
+    if (!col) continue;
+    const c = col.getBoundingClientRect();
+    for (const inner of [el, ...el.querySelectorAll('svg, canvas')]) {
+      const r = inner.getBoundingClientRect();
+      if (r.width > 0 && (r.right > c.right + 2 || r.left < c.left - 2))
+        bad.push(el.dataset.testid + ' ' + Math.round(r.width) + ' px in ' + Math.round(c.width));
+    }
+  }
+  for (const v of document.querySelectorAll('[data-testid="stMetricValue"] div'))
+    if (v.scrollWidth > v.clientWidth + 1) bad.push('tile value cut off: ' + v.textContent);
+  return bad;
+}"""
+PAGES_SEEN = [("overview", "", '[data-testid="stGraphVizChart"] svg'),
+              ("machine", "/machine", '[data-testid="stVegaLiteChart"]'),
+              ("alarms", "/alarms", '[data-testid="stAlert"]'),
+              ("history", "/history", '[data-testid="stVegaLiteChart"]'),
+              ("scenarios", "/scenarios", '[data-testid="stDataFrame"]'),
+              ("models", "/models", '[data-testid="stAlert"]'),
+              ("audit", "/audit", "text=Audit log")]
+
+
+def test_every_page_fits_1280_and_1920_screens_in_chromium(served: str, tmp_path: Path) -> None:
+    """A screenshot of every page at 1280 × 800 and 1920 × 1080 (kept in the test's folder): no exception, nothing
+    wider than its column, no tile cut off, OEE factors at most 100 %, and no Deploy button."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(**CHROMIUM)
         try:
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            pg.goto(served, wait_until="domcontentloaded")
-            pg.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
-            pg.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=60_000)
-            assert pg.locator('[data-testid="stException"]').count() == 0
-            pg.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
-            pg.goto(served + "/machine", wait_until="domcontentloaded")
-            pg.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=60_000)
-            pg.wait_for_timeout(1500)  # let the charts draw
-            assert pg.locator('[data-testid="stException"]').count() == 0
-            pg.screenshot(path=str(tmp_path / "machine.png"), full_page=True)
+            for width, height in ((1280, 800), (1920, 1080)):
+                pg = browser.new_page(viewport={"width": width, "height": height})
+                for name, path, ready in PAGES_SEEN:
+                    pg.goto(served + path, wait_until="domcontentloaded")
+                    pg.wait_for_selector(ready, timeout=60_000)
+                    pg.wait_for_timeout(1500)  # let the charts draw
+                    assert pg.locator('[data-testid="stException"]').count() == 0, name
+                    assert pg.evaluate(OVERFLOW_JS) == [], (name, width)
+                    assert pg.get_by_text("Deploy", exact=True).count() == 0
+                    if name == "overview":
+                        tiles = dict(zip(pg.locator('[data-testid="stMetricLabel"]').all_inner_texts(),
+                                         pg.locator('[data-testid="stMetricValue"]').all_inner_texts()))
+                        for factor in ("OEE [%]", "availability [%]", "performance [%]", "quality [%]"):
+                            assert 0 <= float(tiles[factor]) <= 100, tiles
+                    pg.screenshot(path=str(tmp_path / f"{name}-{width}.png"), full_page=True)
+                pg.close()
         finally:
             browser.close()
-    for shot in ("overview.png", "machine.png"):
-        assert (tmp_path / shot).stat().st_size > 20_000
+    assert all((tmp_path / f"{n}-{w}.png").stat().st_size > 15_000 for n, _, _ in PAGES_SEEN for w in (1280, 1920))
 
 
-def test_overview_live_from_mqtt_states_buffer_levels_and_alert_rings(env: Path, mosquitto: Mosquitto,
+def _sign_in(browser: Any, url: str, user: str, password: str) -> Any:
+    pg = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    pg.goto(url + "/alarms", wait_until="domcontentloaded")
+    pg.locator('input[aria-label="Username"]').fill(user)
+    pg.locator('input[aria-label="Password"]').fill(password)
+    pg.get_by_role("button", name="Login").click()
+    pg.wait_for_selector(f"text=signed in as {user}", timeout=30_000)
+    return pg
+
+
+def test_sign_in_roles_and_an_acknowledgement_that_survives_a_restart(dash_runs: Path, mosquitto: Mosquitto,
+                                                                      tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from sensors.bus.payloads import buffers_payload, state_payload
+    """An operator acknowledges an alarm with a comment; after the dashboard process is restarted it is still
+    acknowledged, with user and time; a viewer cannot acknowledge; the webhook got one notification."""
+    import bcrypt
+    from playwright.sync_api import sync_playwright
 
+    from tests.test_alarms import Receiver
+    from twin.app.cmd_dashboard import start_dashboard
+
+    users = tmp_path / "users.yaml"
+    hashed = {u: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode()
+              for u, pw in (("alice", "alice-pass-1"), ("victor", "victor-pass-1"))}
+    users.write_text(f"cookie_key: {'c' * 40}\nusers:\n"
+                     f"  alice: {{name: Alice, role: operator, password: '{hashed['alice']}'}}\n"
+                     f"  victor: {{name: Victor, role: viewer, password: '{hashed['victor']}'}}\n")
+    receiver = Receiver()
+    (tmp_path / "notify.yaml").write_text(f"- {{line: 'plant-hamburg/*', severity: critical, "
+                                          f"urls: ['{receiver.url}']}}\n")
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LINETWIN_NOTIFY", str(tmp_path / "notify.yaml"))
+    run_id = json.loads((run_dir(dash_runs) / "run.json").read_text())["run_id"]
+    alert = {"run": run_id, "replication": 0, "line": LINE, "station": "capper", "machine": "capper",
+             "state": "raised", "severity": "critical", "fault_mode": "bearing_wear", "probability": 0.91,
+             "rul": {"estimate_s": 5400.0}, "since": 1767596400000, "ts": 1767596400000}
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect("127.0.0.1", mosquitto.port)
     pub.loop_start()
-    msgs = [(f"{LINE}/rinser/rinser/state", state_payload("r", 0, "rinser", "rinser", [("down", 5)])),
-            (f"{LINE}/buffers", buffers_payload("r", 0, 5, {"rinser": 37, "filler": 200, "capper": 0}))]
+    pub.publish(f"{LINE}/capper/capper/alerts", alert_payload(alert), qos=1, retain=True).wait_for_publish(5)
+    proc, url = start_dashboard(dash_runs, broker=str(mosquitto.url), auth=users)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(**CHROMIUM)
+            pg = _sign_in(browser, url, "alice", "alice-pass-1")
+            pg.wait_for_selector("text=unacknowledged", timeout=30_000)
+            pg.get_by_label("comment").fill("spare bearing fitted at 14:00")
+            pg.get_by_label("comment").press("Enter")
+            pg.get_by_role("button", name="acknowledge").click()
+            pg.wait_for_selector("text=acknowledged by alice", timeout=30_000)
+            proc.terminate()
+            proc.wait(15)
+            proc, url = start_dashboard(dash_runs, broker=str(mosquitto.url), auth=users)  # a restart
+            pg = _sign_in(browser, url, "alice", "alice-pass-1")
+            shown = pg.wait_for_selector("text=acknowledged by alice", timeout=30_000).inner_text()
+            assert "spare bearing fitted at 14:00" in shown and "(Europe/Berlin)" in shown
+            pg.screenshot(path=str(tmp_path / "alarm-acknowledged.png"), full_page=True)
+            viewer = _sign_in(browser, url, "victor", "victor-pass-1")
+            viewer.wait_for_selector("text=victor is a viewer", timeout=30_000)
+            assert viewer.get_by_role("button", name="acknowledge").count() == 0
+            assert viewer.get_by_text("Audit log", exact=True).count() == 0  # engineers only
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        pub.publish(f"{LINE}/capper/capper/alerts", b"", qos=1, retain=True).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+        receiver.stop()
+    assert len(receiver.posts) == 1 and "capper" in receiver.posts[0]["title"]
+    from sensors.store.ledger import Ledger
+
+    audit = Ledger(tmp_path / "home" / "linetwin.sqlite").audit_log()
+    assert list(audit.action) == ["acknowledge"] and audit.user.iloc[0] == "alice"
+
+
+def test_a_dashboard_started_outside_the_repository_finds_scenarios_and_runs(dash_runs: Path,
+                                                                           tmp_path: Path) -> None:
+    """Started from an empty folder with an empty runs folder: the bundled scenarios come from the installed
+    package, and the run written with --out elsewhere comes from the runs index."""
+    from playwright.sync_api import sync_playwright
+
+    from twin.app.cmd_dashboard import start_dashboard
+
+    elsewhere = tmp_path / "somewhere"
+    (elsewhere / "runs").mkdir(parents=True)
+    run_id = json.loads((run_dir(dash_runs) / "run.json").read_text())["run_id"]
+    proc, url = start_dashboard(elsewhere / "runs", cwd=elsewhere)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(**CHROMIUM)
+            pg = browser.new_page(viewport={"width": 1280, "height": 800})
+            pg.goto(url, wait_until="domcontentloaded")
+            pg.wait_for_selector(f"text=run {run_id}", timeout=60_000)
+            pg.goto(url + "/scenarios", wait_until="domcontentloaded")
+            pg.wait_for_selector("text=line plant-zwickau/body-shop/biw-line-1", timeout=60_000)
+            assert pg.locator('[data-testid="stException"]').count() == 0
+            pg.goto(f"{url}/machine?run={run_id}&machine=capper&from=2026-01-05T06:30&to=2026-01-05T07:30",
+                    wait_until="domcontentloaded")  # a deep link on a fresh session
+            pg.wait_for_selector("text=capper / capper: sensors", timeout=60_000)
+            pg.wait_for_selector("text=2026-01-05 06:30 – 2026-01-05 07:30", timeout=30_000)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_overview_live_from_mqtt_states_buffer_levels_and_kpis(env: Path, mosquitto: Mosquitto, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running run (its store held by the ingest): states, buffer levels and the running replication's KPIs come
+    over MQTT; messages of another run are not mixed in."""
+    from sensors.bus.payloads import SCHEMA_KPI, buffers_payload, encode, state_payload
+
+    running = tmp_path / "runs" / "bottling" / "live"
+    running.mkdir(parents=True)
+    meta = json.loads((run_dir(env) / "run.json").read_text())
+    meta.update(status="running", run_id="live-run", store=f"duckdb:///{tmp_path / 'absent.duckdb'}")
+    (running / "run.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("LINETWIN_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    msgs = [(f"{LINE}/capper/capper/state", state_payload("old-run", 0, "capper", "capper", [("down", 5)])),
+            (f"{LINE}/rinser/rinser/state", state_payload("live-run", 0, "rinser", "rinser", [("down", 5)])),
+            (f"{LINE}/buffers", buffers_payload("live-run", 0, 5, {"rinser": 37, "filler": 200, "capper": 0})),
+            (f"{LINE}/kpi", encode({"schema": SCHEMA_KPI, "run": "live-run", "replication": 0, "final": False,
+                                    "t": 1800.0, "kpis": {"throughput [parts/h]": 3000.0, "oee": 0.5}}))]
     for topic, payload in msgs:
         pub.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
     monkeypatch.setenv("LINETWIN_BROKER", str(mosquitto.url))
@@ -226,7 +423,11 @@ def test_overview_live_from_mqtt_states_buffer_levels_and_alert_rings(env: Path,
         at.run()
     dot = at.get("graphviz_chart")[0].proto.spec
     assert "37/120" in dot and "200/200" in dot and '"rinser" [shape=box, fillcolor="#c62828"' in dot
-    assert "states from MQTT (live)" in at.caption[0].value
+    assert '"capper" [shape=box, fillcolor="#e0e0e0"' in dot  # the old run's state is not this run's
+    assert any("states from MQTT (live)" in c.value for c in at.caption)
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["throughput [parts/h]"] == "3,000" and tiles["OEE [%]"] == "50.0"
+    assert any("live: replication 0 so far, at 06:30 (Europe/Berlin)" in c.value for c in at.caption)
     for topic, _ in msgs:
         pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     pub.loop_stop()

@@ -161,7 +161,7 @@ def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: 
             assert (tmp_path / "rep" / png).stat().st_size > 10_000
     # the dashboard's Models page shows the scores and real vs synthetic windows
     monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path))
-    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "models.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "models.py"), default_timeout=60).run()
     assert not at.exception
     assert [s.value for s in at.subheader] == ["conveyor_machine: synthetic vs real windows",
                                                "filler: synthetic vs real windows",

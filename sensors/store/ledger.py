@@ -72,8 +72,10 @@ class Ledger:
         self.path = Path(path) if path is not None else home() / "linetwin.sqlite"
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
+            if self.path.stat().st_uid == os.getuid():
+                self.path.chmod(0o600)  # acknowledgements, audit trail: the owner's only
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as e:

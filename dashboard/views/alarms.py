@@ -68,12 +68,17 @@ if run is not None:
                   for i, m, f, s, r in zip(frame.id, frame.machine, frame.fault_mode, frame.severity,
                                            frame.raised_ms)}
         pick = st.selectbox("alarm", list(labels), format_func=labels.__getitem__, key="alarm_pick")
+        chosen = frame[frame.id == pick].iloc[0]
+        ack = (f"acknowledged by {chosen.acked_by} at "
+               f"{zone(pd.Series([chosen.acked_at]), 's').iloc[0]:%Y-%m-%d %H:%M} ({sc.line.timezone})"
+               + (f": {chosen.ack_comment}" if chosen.ack_comment else "")) if chosen.acked_by else "unacknowledged"
+        st.markdown(f"**#{pick}** {'active' if chosen.active else 'cleared'}, {ack}")
         note = st.text_input("comment", key="alarm_comment", max_chars=500,
                              disabled=not me.can("acknowledge"))
         b1, b2, b3 = st.columns(3)
         if not me.can("acknowledge"):
             st.caption(f"{me.name} is a {me.role}: only operators and engineers acknowledge, clear or comment.")
-        elif b1.button("acknowledge", key="ack"):
+        elif b1.button("acknowledge", key="ack", disabled=bool(chosen.acked_by)):
             book.acknowledge(pick, me.name, note)
             book.audit(me.name, me.role, "acknowledge", f"alarm {pick}: {note}")
             st.rerun()

@@ -21,7 +21,7 @@ if run is not None:
     sensors = st.multiselect("sensors", sorted(cat[cat.machine.isin(machines)].sensor.unique()),
                              default=sorted(cat[cat.machine.isin(machines)].sensor.unique())[:3])
     c1, c2, c3 = st.columns(3)
-    every = c1.selectbox("resolution", ["raw", "10s", "60s", "600s", "3600s"], index=2)
+    every = c1.selectbox("resolution", ["raw", "10s", "60s", "600s", "3600s"], index=2, key="resolution")
     agg = c2.selectbox("aggregate", ["mean", "min", "max", "last", "count"], disabled=every == "raw")
     reps = sorted(range(run.scenario.replications))
     shown_reps = c3.multiselect("replications", reps, default=reps[:2], key="hist_reps")
