@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
+from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from twin.scenario import Scenario
@@ -13,8 +14,6 @@ STATE_COLOURS = {"working": "#2e7d32", "starved": "#f9a825", "blocked": "#ef6c00
                  "maintenance": "#1565c0", "setup": "#6a1b9a", "off_shift": "#9e9e9e",
                  "waiting_operator": "#00838f"}
 UNKNOWN = "#e0e0e0"
-# sensor_chart adds one hover selection to every panel on purpose (one crosshair across them): Altair merges it
-warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
 
 
 def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
@@ -79,38 +78,54 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     return "\n".join(lines)
 
 
-def sensor_chart(readings: pd.DataFrame, events: pd.DataFrame | None = None, units: dict[str, str] | None = None,
-                 domain: tuple[pd.Timestamp, pd.Timestamp] | None = None, width: int = 640) -> alt.VConcatChart:
-    """One panel per sensor over time (own y scale, its unit on the axis), one series per replication if more
-    than one; failures (red), maintenance (blue) and alerts (amber) as vertical rules clipped to the window; one
-    crosshair shared by every panel. Sized to fit a 1280 px screen's column (legend on top, not beside)."""
+EVENT_COLOURS = {"failure": "#c62828", "maintenance_start": "#1565c0", "alert raised": "#ff8f00",
+                 "alert updated": "#ffb300", "alert cleared": "#9e9e9e"}
+
+
+def sensor_spec(sensors: list[str], events: pd.DataFrame | None = None, units: dict[str, str] | None = None,
+                domain: tuple[pd.Timestamp, pd.Timestamp] | None = None, width: int = 640) -> dict[str, Any]:
+    """Vega-Lite spec for readings (ts, sensor, value; passed beside it as the chart's data): one panel per sensor
+    (own y scale, its unit on the axis), failures (red), maintenance (blue) and alarms (amber) as rules clipped to
+    the window, one crosshair shared by every panel. Written as a plain spec, not Altair objects: building and
+    validating those took most of a refresh. Sized to fit a 1280 px screen's column (legend on top)."""
     units = units or {}
-    lo, hi = domain or (readings.ts.min(), readings.ts.max())
-    x = time_x("ts", (lo, hi))
-    hover = alt.selection_point(name="hover", fields=["ts"], nearest=True, on="pointerover", empty=False,
-                                clear="pointerout")
-    reps = "replication" in readings and readings.replication.nunique() > 1
+    x: dict[str, Any] = {"field": "ts", "type": "temporal", "axis": AXIS_TIME.to_dict(), "scale": {"type": "utc"}}
+    if domain is not None:
+        x["scale"]["domain"] = [pd.Timestamp(d).isoformat() for d in domain]
+    marks = None
+    if events is not None and len(events):
+        marks = {"values": [{"ts": pd.Timestamp(t).isoformat(), "event": e, "fault_mode": str(f),
+                             "detail": str(d)} for t, e, f, d in zip(events.ts, events.event, events.fault_mode,
+                                                                     events.detail)]}
     panels = []
-    for sensor, g in readings.groupby("sensor", sort=True):
-        unit = units.get(str(sensor), "")
-        base = alt.Chart(g).encode(x=x)
-        line = base.mark_line(strokeWidth=1, clip=True).encode(
-            y=alt.Y("value:Q", title=f"{sensor} [{unit}]" if unit else str(sensor), scale=alt.Scale(zero=False)),
-            **({"color": alt.Color("replication:N", title="replication", legend=alt.Legend(orient="top"))}
-               if reps else {}))
-        points = base.mark_point(opacity=0, size=30).encode(y="value:Q").add_params(hover)
-        cross = base.mark_rule(color="#616161").encode(
-            tooltip=[alt.Tooltip("ts:T", format="%Y-%m-%d %H:%M", formatType="utc", title="time"),
-                     alt.Tooltip("value:Q", format=".3g", title=f"{sensor} [{unit}]")]).transform_filter(hover)
-        layers: list[alt.Chart] = [line, points, cross]
-        if events is not None and len(events):
-            layers.append(alt.Chart(events).mark_rule(strokeWidth=1.5, clip=True).encode(
-                x=x, color=alt.Color("event:N", title=None, legend=alt.Legend(orient="top"), scale=alt.Scale(
-                    domain=["failure", "maintenance_start", "alert raised", "alert updated", "alert cleared"],
-                    range=["#c62828", "#1565c0", "#ff8f00", "#ffb300", "#9e9e9e"])),
-                tooltip=["event", "fault_mode", "detail"]))
-        panels.append(alt.layer(*layers).properties(height=90, width=width))
-    return alt.vconcat(*panels).resolve_scale(y="independent", color="independent")
+    for i, sensor in enumerate(sensors):
+        unit = units.get(sensor, "")
+        title = f"{sensor} [{unit}]" if unit else sensor
+        keep = {"filter": {"field": "sensor", "equal": sensor}}
+        layers: list[dict[str, Any]] = [
+            {"mark": {"type": "line", "strokeWidth": 1, "clip": True},
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": title,
+                                        "scale": {"zero": False}}}},
+            {"mark": {"type": "point", "opacity": 0, "size": 30},
+             "params": [{"name": f"hover{i}", "select": {"type": "point", "fields": ["ts"], "nearest": True,
+                                                         "on": "pointerover", "clear": "pointerout"}}],
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative"}, "tooltip": [
+                 {"field": "ts", "type": "temporal", "title": "time", "format": "%Y-%m-%d %H:%M", "formatType": "utc"},
+                 {"field": "value", "type": "quantitative", "title": title, "format": ".4g"}]}},
+            {"mark": {"type": "rule", "color": "#616161"},
+             "transform": [{"filter": {"or": [{"param": f"hover{j}", "empty": False} for j in range(len(sensors))]}}],
+             "encoding": {"x": x}},
+        ]
+        if marks is not None:
+            layers.append({"data": marks, "mark": {"type": "rule", "strokeWidth": 1.5, "clip": True},
+                           "encoding": {"x": x, "color": {"field": "event", "type": "nominal", "title": None,
+                                                          "legend": {"orient": "top"},
+                                                          "scale": {"domain": list(EVENT_COLOURS),
+                                                                    "range": list(EVENT_COLOURS.values())}},
+                                        "tooltip": [{"field": "event"}, {"field": "fault_mode"},
+                                                    {"field": "detail"}]}})
+        panels.append({"transform": [keep], "layer": layers, "width": width, "height": 90})
+    return {"vconcat": panels, "resolve": {"scale": {"y": "independent"}}}
 
 
 def health_chart(frame: pd.DataFrame, value: str, title: str) -> alt.Chart:
@@ -149,6 +164,26 @@ def intervals(states: pd.DataFrame, origin: pd.Timestamp, a: float, b: float) ->
     iv["to"] = origin + pd.to_timedelta(iv.end, unit="s")
     iv["state"] = iv.state.astype(str)
     return iv
+
+
+def coarse_bands(iv: pd.DataFrame, origin: pd.Timestamp, a: float, b: float, steps: int = 1200) -> pd.DataFrame:
+    """At most `steps` bands per machine: each machine's state sampled at `steps` evenly spaced instants of [a, b]
+    and runs of one state joined (intervals shorter than a step are narrower than a pixel at 1920 px anyway)."""
+    t = a + (np.arange(steps) + 0.5) * (b - a) / steps
+    edges = a + np.arange(steps + 1) * (b - a) / steps
+    rows = []
+    for machine, g in iv.sort_values("start").groupby("machine", sort=False):
+        k = np.clip(np.searchsorted(g.start.to_numpy(), t, side="right") - 1, 0, len(g) - 1)
+        state = g.state.to_numpy()[k]
+        change = np.flatnonzero(np.r_[True, state[1:] != state[:-1]])
+        stop = np.r_[change[1:], steps]
+        rows.append(pd.DataFrame({"machine": machine, "state": state[change], "start": edges[change],
+                                  "end": edges[stop]}))
+    out = pd.concat(rows, ignore_index=True)
+    out["hours"] = (out.end - out.start) / 3600
+    out["from"] = origin + pd.to_timedelta(out.start, unit="s")
+    out["to"] = origin + pd.to_timedelta(out.end, unit="s")
+    return out
 
 
 def state_timeline(iv: pd.DataFrame, order: list[str], domain: tuple[pd.Timestamp, pd.Timestamp]) -> alt.Chart:

@@ -35,9 +35,22 @@ def register(cls: T) -> T:
     return cls
 
 
+MODEL_MODULES = ("predictors.regression", "predictors.lstm", "predictors.synth")  # each registers its models
+
+
+def _load_models() -> dict[str, type[Trained]]:
+    """The registry, with every model module imported (on first use: torch and scikit-learn load only when a model
+    is asked for, so the dashboard and the alarm desk start without them)."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    return REGISTRY
+
+
 def registered(family: str) -> dict[str, type[Trained]]:
     """The registered kinds of one family, by kind."""
-    return {k: c for k, c in REGISTRY.items() if c.family == family}
+    return {k: c for k, c in _load_models().items() if c.family == family}
 
 
 class Trained:
@@ -93,7 +106,7 @@ def load(path: Path, family: str) -> Trained:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format", FORMAT) not in (FORMAT, *OLDER_FORMATS):
             raise ValueError(f"format {doc.get('format')!r} is not {FORMAT}")
-        cls = REGISTRY[doc["kind"]]
+        cls = _load_models()[doc["kind"]]
         if cls.family != family:
             raise ValueError(f"it holds a {cls.family} ({doc['kind']})")
         model = cls(**doc["params"])

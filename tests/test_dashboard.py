@@ -285,13 +285,24 @@ def test_every_page_fits_1280_and_1920_screens_in_chromium(served: str, tmp_path
     assert all((tmp_path / f"{n}-{w}.png").stat().st_size > 15_000 for n, _, _ in PAGES_SEEN for w in (1280, 1920))
 
 
+def _expect(pg: Any, text: str, timeout: float = 45_000) -> Any:
+    """The element showing `text`; on time-out, a failure that quotes what the page shows instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return pg.wait_for_selector(f"text={text}", timeout=timeout)
+    except PlaywrightTimeout:
+        pytest.fail(f"{text!r} not shown within {timeout / 1000:g} s; the page shows:\n"
+                    f"{pg.locator('body').inner_text()[:2000]}")
+
+
 def _sign_in(browser: Any, url: str, user: str, password: str) -> Any:
     pg = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
     pg.goto(url + "/alarms", wait_until="domcontentloaded")
     pg.locator('input[aria-label="Username"]').fill(user)
     pg.locator('input[aria-label="Password"]').fill(password)
     pg.get_by_role("button", name="Login").click()
-    pg.wait_for_selector(f"text=signed in as {user}", timeout=30_000)
+    _expect(pg, f"signed in as {user}")
     return pg
 
 
@@ -330,20 +341,20 @@ def test_sign_in_roles_and_an_acknowledgement_that_survives_a_restart(dash_runs:
         with sync_playwright() as p:
             browser = p.chromium.launch(**CHROMIUM)
             pg = _sign_in(browser, url, "alice", "alice-pass-1")
-            pg.wait_for_selector("text=unacknowledged", timeout=30_000)
+            _expect(pg, "unacknowledged")
             pg.get_by_label("comment").fill("spare bearing fitted at 14:00")
             pg.get_by_label("comment").press("Enter")
             pg.get_by_role("button", name="acknowledge").click()
-            pg.wait_for_selector("text=acknowledged by alice", timeout=30_000)
+            _expect(pg, "acknowledged by alice")
             proc.terminate()
             proc.wait(15)
             proc, url = start_dashboard(dash_runs, broker=str(mosquitto.url), auth=users)  # a restart
             pg = _sign_in(browser, url, "alice", "alice-pass-1")
-            shown = pg.wait_for_selector("text=acknowledged by alice", timeout=30_000).inner_text()
+            shown = _expect(pg, "acknowledged by alice").inner_text()
             assert "spare bearing fitted at 14:00" in shown and "(Europe/Berlin)" in shown
             pg.screenshot(path=str(tmp_path / "alarm-acknowledged.png"), full_page=True)
             viewer = _sign_in(browser, url, "victor", "victor-pass-1")
-            viewer.wait_for_selector("text=victor is a viewer", timeout=30_000)
+            _expect(viewer, "victor is a viewer")
             assert viewer.get_by_role("button", name="acknowledge").count() == 0
             assert viewer.get_by_text("Audit log", exact=True).count() == 0  # engineers only
             browser.close()

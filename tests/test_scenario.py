@@ -163,7 +163,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated())
 def test_any_mutation_is_valid_or_a_clear_error(tmp_path: Path, data: dict[str, Any]) -> None:
     path = tmp_path / "mutant.yaml"
@@ -264,7 +264,7 @@ _DURATION_TEXT = st.from_regex(r"\A[ \t]?[-+]?[0-9]{0,3}(\.[0-9]{0,2})?([eE][-+]
                                r"(ms|s|sec|min|h|hr|d|day|MIN|H|hours|x)?[ \t\n]?\Z")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_DURATION_TEXT | st.text(max_size=8))
 def test_duration_strings_schema_and_validator_agree(text: str) -> None:
     """A time written as text: the schema's pattern matches exactly when the validator takes it (times >= 0 and

@@ -3,7 +3,6 @@ unit (its axis labelled with it), one series per machine, sensor and replication
 
 import io
 
-import altair as alt
 import streamlit as st
 
 from dashboard import charts, data
@@ -37,13 +36,17 @@ if run is not None:
             label = f"{agg if every != 'raw' and agg != 'count' else ''} value [{unit or 'no unit'}]".strip()
             if agg == "count" and every != "raw":
                 label = "readings per interval [count]"
-            chart = alt.Chart(g).mark_line(strokeWidth=1, clip=True).encode(
-                x=charts.time_x("ts", (window.start, window.end)), y=alt.Y("value:Q", title=label,
-                                                                           scale=alt.Scale(zero=False)),
-                color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", columns=3)),
-                tooltip=["series", alt.Tooltip("ts:T", format="%Y-%m-%d %H:%M:%S", formatType="utc"), "value"],
-            ).properties(height=220, width="container")
-            st.altair_chart(chart, width="stretch")
+            spec = {"mark": {"type": "line", "strokeWidth": 1, "clip": True}, "width": "container", "height": 220,
+                    "encoding": {
+                        "x": {"field": "ts", "type": "temporal", "axis": charts.AXIS_TIME.to_dict(),
+                              "scale": {"type": "utc", "domain": [window.start.isoformat(), window.end.isoformat()]}},
+                        "y": {"field": "value", "type": "quantitative", "title": label, "scale": {"zero": False}},
+                        "color": {"field": "series", "type": "nominal", "title": None,
+                                  "legend": {"orient": "top", "columns": 3, "labelLimit": 400}},
+                        "tooltip": [{"field": "series"},
+                                    {"field": "ts", "type": "temporal", "format": "%Y-%m-%d %H:%M:%S",
+                                     "formatType": "utc"}, {"field": "value", "type": "quantitative"}]}}
+            st.vega_lite_chart(g[["ts", "value", "series"]], spec, width="stretch")
     st.dataframe(frame.head(5000), hide_index=True)
     left, right = st.columns(2)
     left.download_button("CSV", frame.to_csv(index=False).encode(), f"{run.run_id}.csv", "text/csv")

@@ -60,7 +60,8 @@ if run is not None:
         if shown.empty:
             st.info("No readings of this machine in this time range yet.")
         else:
-            st.altair_chart(charts.sensor_chart(shown[["ts", "sensor", "value"]], shown_marks, units, domain))
+            shown = shown[["ts", "sensor", "value"]]
+            st.vega_lite_chart(shown, charts.sensor_spec(sorted(shown.sensor.unique()), shown_marks, units, domain))
             st.caption(window.caption + "; hover a panel for the values at that minute")
 
     sensors()

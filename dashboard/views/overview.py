@@ -100,7 +100,11 @@ if run is not None:
                 "(the live tiles and line above follow the running one).")
     else:
         t1, t2, t3 = st.tabs(["state timeline", "downtime Pareto", "per hour and shift"])
-        t1.altair_chart(charts.state_timeline(iv, names, (window.start, window.end)), width="stretch")
+        bands = iv if len(iv) <= 3 * 1200 else charts.coarse_bands(iv, window.origin, a, b)
+        t1.altair_chart(charts.state_timeline(bands, names, (window.start, window.end)), width="stretch")
+        if len(bands) < len(iv):
+            t1.caption(f"{len(iv):,} state changes drawn as each machine's state every {(b - a) / 1200:.0f} s; "
+                       "narrow the time range for every change (the Pareto counts them all)")
         t2.altair_chart(charts.downtime_pareto(iv), width="stretch")
         parts = run.truth("parts")
         kpis = run.kpis()
