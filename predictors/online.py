@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from predictors.alarms import AlarmDesk
 from predictors.alerts import AlertRule, AlertState, MachineStatus
 from predictors.base import Bundle, Estimator, Forecast
 from predictors.prep import clean
 from sensors.bus.broker import BrokerURL, connect, make_client, negotiate
 from sensors.bus.payloads import ParseError, StateChange, Telemetry, alert_payload, line_filters, parse
+from sensors.store.ledger import LedgerError
 
 if TYPE_CHECKING:
     from predictors.synth import ConditionalVAE
@@ -200,8 +202,11 @@ class LiveForecaster:
 
     def __init__(self, url: BrokerURL, bundle: Bundle, *, prefix: str = "+/+/+", interval: int = 1,
                  rule: AlertRule | None = None, protocol: int | None = None, client_id: str | None = None,
-                 record: bool = False, detectors: dict[str, ConditionalVAE] | None = None) -> None:
+                 record: bool = False, detectors: dict[str, ConditionalVAE] | None = None,
+                 desk: AlarmDesk | None = None) -> None:
         self.url, self.bundle, self.prefix, self.interval = url, bundle, prefix, interval
+        self.desk = desk  # files each alert in the alarm book and notifies, with or without a dashboard open
+        self.desk_problem = ""
         self.detectors = detectors or {}
         self.rule = rule or AlertRule()
         self.protocol = protocol if protocol is not None else negotiate(url)
@@ -330,6 +335,11 @@ class LiveForecaster:
                  "since": int(m.state.since), "ts": int(t + step_ms)}
         self.alerts.append({**alert, "received": time.time()})
         self._sent.append(self.client.publish(m.topic, alert_payload(alert), qos=1, retain=True))
+        if self.desk is not None:
+            try:
+                self.desk.receive(alert)
+            except LedgerError as e:  # the alert is out on MQTT all the same; say why the book misses it
+                self.desk_problem = str(e)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every telemetry message received so far has been forecast from."""

@@ -141,9 +141,11 @@ def _failures(run: Path) -> pd.DataFrame:
     return ev[(ev.event == "failure") & ev.fault_mode.isin(WEAR)]
 
 
-def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
+def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: Mosquitto, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     listener = AlertListener(mosquitto)
     factor = 600.0  # 2.5 simulated hours in 15 s of wall time
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # the run's forecaster files its alarms here
     r = subprocess.run(twin_cmd("run", "scenarios/bottling.yaml", "--policy", "run-to-failure", "--seed", 24,
                                 "--duration", "2.5 h", "--warmup", 0, "--replications", 1, "--realtime-factor",
                                 factor, "--broker", mosquitto.url, "--models", work / "lstm", "--out",
@@ -174,6 +176,12 @@ def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: M
     sub = subprocess.run([_need("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(mosquitto.port), "-t",
                           f"{LINE}/+/+/alerts", "-C", "1", "-W", "5"], capture_output=True, text=True, timeout=30)
     assert json.loads(sub.stdout)["machine"] == "case-packer"
+    # the forecaster filed the alarm in the alarm book itself (no dashboard was open); the finished run ended it
+    from sensors.store.ledger import Ledger
+
+    book = Ledger(tmp_path / "home" / "linetwin.sqlite").alarms(LINE)
+    assert list(book.machine) == ["case-packer"] and book.fault_mode.iloc[0] == "bearing_wear"
+    assert book.active.iloc[0] == 0 and book.cleared_by.iloc[0] in ("run finished", "forecast")
 
 
 def test_a_healthy_line_raises_no_alert(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -417,6 +417,13 @@ class OperatorNeed(_Strict):
     tasks: list[Literal["run", "setup"]] = Field(["run", "setup"], min_length=1, alias="for")
 
 
+class Targets(_Strict):
+    """What the line should achieve in a shift: shown beside the dashboard's tiles."""
+
+    throughput: float | None = Field(None, gt=0, description="good parts per hour [parts/h]")
+    oee: float | None = Field(None, gt=0, le=1, description="OEE as a fraction (0.65 = 65 %)")
+
+
 class Costs(_Strict):
     """Money, for comparing maintenance policies: per action, per failure, and the margin of each good part."""
 
@@ -448,6 +455,7 @@ class Scenario(_Strict):
     stations: list[Station] = Field(min_length=1, max_length=200)
     calendar: Calendar | None = None
     costs: Costs = Field(default_factory=Costs)
+    targets: Targets = Field(default_factory=Targets, description="shift targets shown on the dashboard")
     operators: list[OperatorPool] = Field(default_factory=list, description="operator pools stations draw on")
     products: list[Product] = Field(default_factory=list, max_length=100,
                                     description="part types; none = one kind of part")

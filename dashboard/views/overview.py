@@ -31,7 +31,14 @@ if run is not None:
             col.metric(label, fmt.format(v * scale) if v is not None and not pd.isna(v) else "–", delta=delta,
                        delta_color="off" if key in ("wip [parts]", "lead time [min]") else "normal")
         cols[7].metric("active alarms", alarms)
-        st.caption(note)
+        goals = []
+        for key, goal, fmt, scale in (("throughput [parts/h]", sc.targets.throughput, "{:,.0f} parts/h", 1.0),
+                                      ("oee", sc.targets.oee, "{:.1f} %", 100.0)):
+            v = values.get(key)
+            if goal is not None:
+                reached = f" ({v / goal:.0%} of it reached)" if v is not None and not pd.isna(v) else ""
+                goals.append(f"{'throughput' if key != 'oee' else 'OEE'} {fmt.format(goal * scale)}{reached}")
+        st.caption(note + (f" · shift target: {', '.join(goals)}" if goals else ""))
 
     @st.fragment(run_every="1s")
     def live_view() -> None:

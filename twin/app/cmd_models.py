@@ -31,9 +31,11 @@ from twin.app.options import (
 )
 
 if TYPE_CHECKING:
+    from predictors.alarms import AlarmDesk
     from predictors.alerts import AlertRule
     from predictors.base import Bundle
     from predictors.data import RunToFailure, TableFormat
+    from predictors.online import LiveForecaster
     from predictors.policy import AlertOrders
     from predictors.synth import ConditionalVAE
     from sensors.bus.broker import BrokerURL
@@ -309,7 +311,8 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
 
         if orders is not None:
             orders.start(url, protocol)
-        fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule, detectors=detectors).start()
+        fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule, detectors=detectors,
+                            desk=alarm_desk()).start()
         console.print(f"forecasting faults with {models} ({', '.join(bundle)})"
                       + (f", anomaly scores from {anomaly} ({', '.join(detectors)})" if detectors else "")
                       + f"; alerts on {prefix}/+/+/alerts", highlight=False)
@@ -318,6 +321,7 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
         finally:
             fc.wait_idle(120)
             fc.stop()
+            _desk_done(fc)
             raised = [a for a in fc.alerts if a["state"] == "raised"]
             console.print(f"forecaster: {fc.received:,} messages, {fc.forecasts:,} forecasts, "
                           f"{len(raised)} alerts raised", highlight=False)
@@ -362,12 +366,14 @@ def predict(
     with stop_signals() as stop:  # from the start on, and before saying so: a Ctrl-C stops cleanly below
         try:
             fc = LiveForecaster(url, bundle, prefix=line, interval=interval,
-                                rule=_rule(on, off, confirm, clear_after), detectors=detectors).start()
+                                rule=_rule(on, off, confirm, clear_after), detectors=detectors,
+                                desk=alarm_desk()).start()
         except BrokerError as e:
             fail(str(e), code=3)
         err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)
         stop.wait(duration)
     fc.stop()
+    _desk_done(fc)
     raised = sum(a["state"] == "raised" for a in fc.alerts)
     err_console.print(f"stopped: {fc.forecasts:,} forecasts, {raised} alerts raised", highlight=False)
 
@@ -449,3 +455,23 @@ def alerts(
                 shown += 1
     client.disconnect()
     client.loop_stop()
+
+
+def alarm_desk() -> AlarmDesk:
+    """The alarm book and notifications for a live forecaster; a clear error for wrong notification settings."""
+    from predictors.alarms import AlarmDesk, NotifyError
+    from sensors.store.ledger import Ledger, LedgerError
+
+    try:
+        return AlarmDesk(Ledger())
+    except (NotifyError, LedgerError) as e:
+        fail(str(e))
+
+
+def _desk_done(fc: LiveForecaster) -> None:
+    """Let notifications in flight go out, and say if the alarm book could not be written."""
+    if fc.desk is not None:
+        fc.desk.wait(10)
+    if fc.desk_problem:
+        err_console.print(f"warning: alerts were published but not filed in the alarm book: {fc.desk_problem}",
+                          highlight=False)

@@ -295,8 +295,11 @@ class RunWriter:
         sc = self.scenario
         try:
             ledger = Ledger()
-            ledger.register_run(self.out, str(meta.get("run_id", "")), f"{sc.line.site}/{sc.line.area}/{sc.line.name}",
-                                sc.line.name, str(meta["status"]))
+            run_id = str(meta.get("run_id", ""))
+            ledger.register_run(self.out, run_id, f"{sc.line.site}/{sc.line.area}/{sc.line.name}", sc.line.name,
+                                str(meta["status"]))
+            if meta["status"] != "running" and run_id:
+                ledger.end_run(run_id)  # its alarms are history now, whether or not a dashboard saw the end
             ledger.close()
         except LedgerError as e:
             if not getattr(self, "_index_warned", False):
