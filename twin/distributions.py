@@ -233,6 +233,21 @@ class Weibull(_Dist):
         return self.scale * rng.weibull(self.shape, n)
 
 
+class Gamma(_Dist):
+    """Positive times between exponential (shape 1) and near-normal (large shape): repair and cycle times."""
+
+    dist: Literal["gamma"]
+    shape: float = Field(ge=0.05, le=1000, allow_inf_nan=False, description="k, 0.05 to 1000")
+    scale: PositiveDuration = Field(description="theta; the mean is shape × scale")
+
+    @property
+    def mean(self) -> float:
+        return self.shape * self.scale
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.gamma(self.shape, self.scale, n)
+
+
 class Empirical(_Dist):
     """Resample measured times (e.g. from a time study) with equal weight."""
 
@@ -251,7 +266,7 @@ class Empirical(_Dist):
         return rng.choice(np.asarray(self.values, dtype=float), n)
 
 
-DIST_TAGS = ("constant", "exponential", "normal", "lognormal", "triangular", "uniform", "weibull", "empirical")
+DIST_TAGS = ("constant", "exponential", "normal", "lognormal", "triangular", "uniform", "weibull", "gamma", "empirical")
 
 
 def _shorthand(value: Any) -> Any:
@@ -262,7 +277,7 @@ def _shorthand(value: Any) -> Any:
 
 
 _Tagged = Annotated[
-    Union[Constant, Exponential, Normal, LogNormal, Triangular, Uniform, Weibull, Empirical],
+    Union[Constant, Exponential, Normal, LogNormal, Triangular, Uniform, Weibull, Gamma, Empirical],
     Field(discriminator="dist"),
 ]
 #: a distribution, or a bare time meaning a constant one (the JSON Schema offers both, as the validator takes both)

@@ -1,0 +1,104 @@
+"""`twin fit` against a known truth: a status log the twin itself wrote from a scenario kept here, fitted back;
+and every way a status log can be wrong gives a clear error."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT, run_all, twin_cmd
+from twin.fit import LogError, fit_times, log_from_run, read_log
+from twin.scenario import load_scenario
+
+TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
+
+
+@pytest.mark.slow
+def test_fit_recovers_the_truth_and_the_fitted_line_makes_as_many_parts(tmp_path: Path) -> None:
+    sc = load_scenario(TRUTH)
+    run_all(twin_cmd("run", TRUTH, "--no-stream", "--replications", 1, "--out", tmp_path / "plant"))
+    log = log_from_run(pd.read_parquet(tmp_path / "plant" / "truth" / "states.parquet"),
+                       pd.read_parquet(tmp_path / "plant" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    log.to_csv(tmp_path / "status.csv", index=False)
+    (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--base", TRUTH, "--out", tmp_path / "fitted.yaml"))
+    assert "machine figures of the log inside the simulated 95 % CI" in r.stdout
+    fitted = pd.read_csv(tmp_path / "fitted-report" / "fitted.csv")
+    truth = {("die_wear", "ttf"): 3 * 3600 * 0.893, ("die_wear", "repair"): 1200, ("trip", "ttf"): 8 * 3600,
+             ("trip", "repair"): 360}  # Weibull mean = scale × Γ(1 + 1/3)
+    for _, row in fitted.iterrows():
+        if row.events >= 200:
+            assert row["mean [h]"] * 3600 == pytest.approx(truth[(row["fault mode"], row.time)], rel=0.10), row
+    wear = fitted[(fitted["fault mode"] == "die_wear") & (fitted.time == "ttf")].iloc[0]
+    assert wear.family == "weibull" and float(wear.parameters.split("shape=")[1].split(",")[0]) >= 2
+    assert wear.censored > 0  # lives cut short by the planned maintenance were used, censored
+    check = pd.read_csv(tmp_path / "fitted-report" / "validation.csv")
+    assert (check.verdict == "inside the CI").mean() >= 0.8, check
+    # the fitted line simulated beside the original one: the same throughput, within the original's CI
+    from twin.app.runner import simulate
+    from twin.kpi import summarize
+
+    def throughput(scenario_file: Path) -> pd.Series:
+        s = load_scenario(scenario_file).model_copy(update={"duration": 20 * 86400.0, "replications": 6})
+        k = summarize([simulate(s, rep, sensors=False).kpis for rep in range(6)])
+        return k[(k.scope == "line") & (k.kpi == "throughput [parts/h]")].iloc[0]
+
+    original, refit = throughput(TRUTH), throughput(tmp_path / "fitted.yaml")
+    assert original.ci_low <= refit["mean"] <= original.ci_high, (original, refit)
+    layout = load_scenario(tmp_path / "fitted.yaml")
+    assert [s.name for s in layout.stations] == [s.name for s in sc.stations]  # the layout is the base's
+    assert yaml.safe_load((tmp_path / "fitted.yaml").read_text())["machine_types"]["press"]["fault_modes"][0][
+        "ttf"]["dist"] == "weibull"
+
+
+def test_censored_weibull_fit_and_aic_choice() -> None:
+    rng = np.random.default_rng(3)
+    life = 1000 * rng.weibull(3.0, 600)
+    cut = rng.uniform(300, 2000, 600)  # planned services stop some lives early
+    f = fit_times(life[life <= cut], cut[life > cut])
+    assert f.family == "weibull" and f.spec["shape"] == pytest.approx(3.0, rel=0.15)
+    assert f.mean == pytest.approx(1000 * 0.893, rel=0.05) and f.censored == int((life > cut).sum())
+    assert f.ks < 0.06 and set(f.aic) == {"exponential", "weibull", "lognormal", "gamma"}
+    g = fit_times(rng.exponential(50.0, 400), np.array([]))
+    assert g.family in ("exponential", "gamma", "weibull") and g.mean == pytest.approx(50, rel=0.12)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("time,machine,state\n2026-01-05T06:00,press-1,working\n", "column timestamp missing"),
+    ("timestamp,machine,state\n2026-01-05T06:00,press-1,working\nyesterday,press-1,down\n",
+     "row 3 (line 3 of a CSV), column timestamp: 'yesterday' is not a time"),
+    ("timestamp,machine,state\n2026-01-05T06:00,press-1,RUN\n", "row 2, column state: 'RUN' is not a machine state"),
+    ("\x00\x01binary", "column"),
+])
+def test_a_bad_status_log_names_the_row_column_and_fix(tmp_path: Path, text: str, expected: str) -> None:
+    f = tmp_path / "log.csv"
+    f.write_text(text)
+    with pytest.raises(LogError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        read_log(f)
+    r = subprocess.run(twin_cmd("fit", f, "--base", TRUTH, "--out", tmp_path / "x.yaml"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "log.csv" in r.stderr and "Traceback" not in r.stderr
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.one_of(st.datetimes(), st.text(max_size=12)), st.sampled_from(["press-1", "x", ""]),
+                          st.sampled_from(["working", "down", "maintenance", "idle", ""]),
+                          st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30))
+def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
+    """Plant data is untrusted input: whatever the rows, a LogError or a fit, never another exception."""
+    from twin.fit import fit_scenario
+
+    f = tmp_path / "fuzz.csv"
+    pd.DataFrame(rows, columns=["timestamp", "machine", "state", "reason"]).to_csv(f, index=False)
+    try:
+        log = read_log(f)
+    except LogError as e:
+        assert "fuzz.csv" in str(e)
+        return
+    fit_scenario(log, load_scenario(TRUTH))
