@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -27,6 +27,7 @@ from twin.distributions import (
     parse_duration,
 )
 
+M = TypeVar("M", bound=BaseModel)
 Name = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64,
@@ -787,42 +788,61 @@ class ScenarioError(Exception):
     """A scenario file the user must fix; the message is ready to print."""
 
 
-def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Read and validate a scenario file; raise ScenarioError naming file, line and field on any mistake."""
+def read_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A YAML mapping from a file and the line of each key path, or `error` naming the file (and line) and the fix:
+    the same checks for every configuration file (size, structure, duplicate keys, aliases, nesting)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"{path}: cannot read the scenario file ({e.__class__.__name__}: {e}); "
-                            "check the path and that it is a UTF-8 YAML file") from None
+        raise error(f"{path}: cannot read the {kind} file ({e.__class__.__name__}: {e}); "
+                    "check the path and that it is a UTF-8 YAML file") from None
     if len(text) > MAX_FILE:
-        raise ScenarioError(f"{path.name}: {len(text):,} characters is more than a scenario file may hold "
-                            f"({MAX_FILE:,}); is this the right file?")
+        raise error(f"{path.name}: {len(text):,} characters is more than a {kind} file may hold "
+                    f"({MAX_FILE:,}); is this the right file?")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         _check_structure(path.name, node)
         data = yaml.safe_load(text)
+    except ScenarioError as e:
+        raise error(str(e)) from None
     except RecursionError:
-        raise ScenarioError(f"{path.name}: nested too deeply to be a scenario file (more than {MAX_DEPTH} "
-                            "levels); check the brackets and indentation") from None
+        raise error(f"{path.name}: nested too deeply to be a {kind} file (more than {MAX_DEPTH} "
+                    "levels); check the brackets and indentation") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f":{where.line + 1}" if where is not None else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise ScenarioError(f"{path.name}{line}: not valid YAML ({problem}); check indentation, colons and quotes") \
+        raise error(f"{path.name}{line}: not valid YAML ({problem}); check indentation, colons and quotes") \
             from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path.name}: the file must hold a mapping (keys like line:, seed:, stations:), "
-                            f"got {type(data).__name__}; see scenarios/ for examples")
+        raise error(f"{path.name}: the file must hold a mapping of keys, got {type(data).__name__}; see the "
+                    f"documented examples of a {kind} file")
+    return data, _line_index(node)
+
+
+def load_model(path: str | Path, model: type[M], kind: str, error: type[ValueError]) -> M:
+    """A configuration file validated by `model`, or `error` listing every problem with its line and field."""
+    data, lines = read_yaml(path, kind, error)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise error(_format_errors(Path(path).name, e, lines, kind=kind)) from None
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read and validate a scenario file; raise ScenarioError naming file, line and field on any mistake."""
+    data, lines = read_yaml(path, "scenario", ScenarioError)
     if overrides:
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     references = reference_problems(data)
+    name = Path(path).name
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(_format_errors(path.name, e, _line_index(node), references)) from None
+        raise ScenarioError(_format_errors(name, e, lines, references)) from None
     if references:  # cannot happen (the model checks the same), but a scenario must never pass with one
-        raise ScenarioError(_format_errors(path.name, None, _line_index(node), references))
+        raise ScenarioError(_format_errors(name, None, lines, references))
     return scenario
 
 
@@ -861,7 +881,7 @@ def format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int],
-                   references: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
+                   references: list[tuple[str, str]] = (), kind: str = "scenario") -> str:  # type: ignore[assignment]
     """Every problem of a file in one paragraph: field errors, then cross-references, each with its line."""
     parts = []
     for e in err.errors(include_url=False) if err is not None else []:
@@ -871,7 +891,8 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
         line = _nearest_line(loc, lines)
         msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling (see docs/scenario.md for the allowed keys)"
+            doc = "scenario" if kind == "scenario" else "connect"
+            msg = f"unknown key; remove it or check its spelling (see docs/{doc}.md for the allowed keys)"
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
@@ -881,7 +902,7 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
     for loc, msg in references:
         line = _nearest_line(loc, lines)
         parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
-    head = f"{fname}: {len(parts)} problem{'s' if len(parts) > 1 else ''} in the scenario; fix and run again. "
+    head = f"{fname}: {len(parts)} problem{'s' if len(parts) > 1 else ''} in the {kind}; fix and run again. "
     return head + "; ".join(parts) if len(parts) > 1 else parts[0]
 
 

@@ -1,6 +1,6 @@
 """The `twin` command: the Typer app, built here with every command declared in one place.
 
-Each command group lives in its own module (`cmd_run`, `cmd_fit`, `cmd_models`, `cmd_policies`, `cmd_dashboard`,
+Each command group lives in its own module (`cmd_run`, `cmd_plant`, `cmd_models`, `cmd_policies`, `cmd_dashboard`,
 `cmd_synth`) as plain functions; the options several of them share are in `options`.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from twin.app import cmd_dashboard, cmd_fit, cmd_models, cmd_policies, cmd_run, cmd_synth
+from twin.app import cmd_dashboard, cmd_models, cmd_plant, cmd_policies, cmd_run, cmd_synth
 from twin.app.options import err_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,7 +23,8 @@ app.command()(cmd_run.run)
 app.command("ingest")(cmd_run.ingest)
 app.command()(cmd_run.schema)
 # the twin of a real line: calibrated from the plant's records
-app.command()(cmd_fit.fit)
+app.command()(cmd_plant.fit)
+app.command()(cmd_plant.connect)
 # fault forecasting
 app.command()(cmd_models.train)
 app.command()(cmd_models.evaluate)

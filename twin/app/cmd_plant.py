@@ -1,10 +1,12 @@
-"""`twin fit LOG --base FILE --out FILE`: a scenario calibrated from a plant's machine-status log, and a validation
-report (the fitted scenario simulated over the log's span, its machines' state shares and failures beside the
-log's, each with a 95 % CI and a verdict)."""
+"""The twin of a real line: `twin fit LOG --base FILE --out FILE` calibrates a scenario from a plant's machine-status
+log and validates it (the fitted scenario simulated over the log's span, its machines' state shares and failures beside
+the log's, each with a 95 % CI and a verdict); `twin connect CONFIG` brings a plant's own MQTT JSON into the twin's
+topic tree and store."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -125,3 +127,47 @@ def fit(
     outside = int((~check.verdict.str.startswith("inside")).sum())
     out_console.print(f"wrote {out} and {folder / 'report.md'}: {len(check) - outside} of {len(check)} machine "
                       f"figures of the log inside the simulated 95 % CI", highlight=False)
+
+
+def connect(
+    config: Annotated[Path, typer.Argument(help="connector config (YAML; docs/connect.md)")],
+    store: Annotated[Optional[str], typer.Option(help="also store what arrives here (duckdb:///file or "
+                                                      "influxdb://...); else a `twin ingest` elsewhere does")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="stop after this long (e.g. '8 h'); default: Ctrl-C")]
+    = None,
+) -> None:
+    """Bring a plant's own MQTT JSON messages onto the line's topic tree (and into a store): forecasters, alerts and
+    the dashboard then work on the real machines."""
+    from sensors.bus.broker import BrokerError
+    from sensors.connect import ConnectError, Connector, load_config
+    from sensors.ingest import Ingest
+    from sensors.store import StoreError, open_store
+    from twin.app.options import stop_signals, time_option
+
+    seconds = time_option(duration, "--duration")
+    try:
+        cfg = load_config(config)
+        conn = Connector(cfg)
+    except (ConnectError, BrokerError) as e:
+        fail(str(e))
+    sink, db = None, None
+    with stop_signals() as stop:
+        try:
+            if store is not None:
+                db = open_store(store)
+                sink = Ingest(conn.target, db, prefix=conn.topics.prefix, group=f"linetwin-connect-{cfg.run}",
+                              durable=False).start()
+            conn.start()
+        except (BrokerError, StoreError) as e:
+            fail(str(e), code=3)
+        err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
+                          + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
+        stop.wait(seconds)
+    conn.stop()
+    if sink is not None:
+        time.sleep(0.5)  # the last forwarded messages reach the ingest; stopping it writes what it holds
+        sink.stop()
+    if db is not None:
+        db.close()
+    err_console.print(f"stopped: {conn.forwarded:,} plant messages forwarded, {conn.dead:,} dead-lettered",
+                      highlight=False)

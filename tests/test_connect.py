@@ -1,0 +1,133 @@
+"""Plant data in: a gateway's own JSON on its own topic tree, mapped by a connector config, stored by the twin's
+ingest under the line's names, units and the gateway's timestamps; a message no mapping matches goes to the
+dead-letter topic with the reason. With a real mosquitto and a real DuckDB store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensors.connect import ConnectError, Unmapped, load_config, translate
+from sensors.store import open_store
+from tests.conftest import ROOT, Mosquitto, twin_cmd
+
+LINE = "plant-hamburg/hall-2/bottling-1"
+
+
+def config(tmp_path: Path, broker: str) -> Path:
+    f = tmp_path / "connect.yaml"
+    f.write_text(f"""line: {{site: plant-hamburg, area: hall-2, name: bottling-1}}
+source: {broker}
+run: plant
+subscribe: ["gw7/#", "gw9/#"]
+json:
+  - topic: "gw7/{{station}}/{{machine}}/data"
+    timestamp: {{field: ts, unit: ms}}
+    values:
+      vibration: {{field: vib, unit: mm/s}}
+      bearing_temp: {{field: temps.bearing, unit: degC}}
+    state: {{field: status, map: {{1: working, 2: down}}, reason: fault}}
+""")
+    return f
+
+
+@pytest.mark.slow
+def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_lettered(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    db = tmp_path / "plant.duckdb"
+    proc = subprocess.Popen(twin_cmd("connect", config(tmp_path, str(mosquitto.url)), "--store", f"duckdb:///{db}",
+                                     "--duration", "12 s"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    dead: list[dict[str, object]] = []
+    got = threading.Event()
+    watch = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watch.on_message = lambda c, u, m: (dead.append(json.loads(m.payload)), got.set())
+    watch.connect("127.0.0.1", mosquitto.port)
+    watch.subscribe(f"{LINE}/deadletter", 1)
+    watch.loop_start()
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    gw.connect("127.0.0.1", mosquitto.port)
+    gw.loop_start()
+    try:
+        time.sleep(3)  # the connector subscribes
+        t0 = 1767592800000  # 2026-01-05 06:00 UTC
+        for k in range(10):
+            msg = {"ts": t0 + 1000 * k, "vib": 2.0 + k / 10, "temps": {"bearing": 41.5}, "status": 1}
+            gw.publish("gw7/filler/filler-a/data", json.dumps(msg), qos=1).wait_for_publish(5)
+        gw.publish("gw7/filler/filler-a/data", json.dumps({"ts": t0 + 20_000, "status": 2, "fault": "valve"}),
+                   qos=1).wait_for_publish(5)
+        gw.publish("gw9/other/topic", b'{"vib": 1}', qos=1).wait_for_publish(5)
+        assert got.wait(10), "no dead letter for the unmapped message"
+        _, err = proc.communicate(timeout=60)
+    finally:
+        gw.loop_stop()
+        watch.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "11 plant messages forwarded, 1 dead-lettered" in err
+    assert dead[0]["topic"] == "gw9/other/topic" and "no mapping matches topic" in str(dead[0]["reason"])
+    store = open_store(f"duckdb:///{db}", read_only=True)
+    rows = store.query(run="plant")
+    assert len(rows) == 20 and set(rows.machine) == {"filler-a"} and set(rows.sensor) == {"vibration", "bearing_temp"}
+    vib = rows[rows.sensor == "vibration"].sort_values("ts")
+    assert vib.ts.iloc[0] == pd.Timestamp("2026-01-05 06:00:00") and vib.value.iloc[-1] == pytest.approx(2.9)
+    series = store.series("plant").set_index("sensor")
+    assert series.unit.to_dict() == {"vibration": "mm/s", "bearing_temp": "degC"}
+    assert set(series.station) == {"filler"}
+    states = store.states("plant")
+    assert list(states.state) == ["working", "down"] and states.reason.iloc[-1] == "valve"
+    store.close()
+
+
+def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    cfg = load_config(f)
+    with pytest.raises(Unmapped, match="not a finite number"):
+        translate(cfg, "gw7/a/b/data", b'{"vib": "high"}', 0)
+    with pytest.raises(Unmapped, match="state value 7 of field 'status' is not in the mapping"):
+        translate(cfg, "gw7/a/b/data", b'{"status": 7}', 0)
+    with pytest.raises(Unmapped, match="not JSON"):
+        translate(cfg, "gw7/a/b/data", b"\xff", 0)
+    with pytest.raises(Unmapped, match="not between 1970 and 2200"):
+        translate(cfg, "gw7/a/b/data", b'{"vib": 1, "ts": -5}', 0)
+    f.write_text(f.read_text().replace('topic: "gw7/{station}/{machine}/data"', 'topic: "gw7/+/data"'))
+    with pytest.raises(ConnectError, match=r"connect.yaml:6 json\[0\].topic: write \{name\}"):
+        load_config(f)
+    f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
+    with pytest.raises(ConnectError, match=r"connect.yaml: 2 problems in the connector config"):
+        load_config(f)
+    r = subprocess.run(twin_cmd("connect", f), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "connect.yaml" in r.stderr and "Traceback" not in r.stderr
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["gw7/filler/filler-a/data", "gw7/x/y/data", "gw7/data", "other"]),
+       st.one_of(st.binary(max_size=200), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+               st.sampled_from(["ts", "vib", "temps", "bearing", "status", "fault", "x"]), kids, max_size=6),
+           max_leaves=20).map(lambda o: json.dumps(o, allow_nan=True).encode())))
+def test_any_plant_message_is_translated_or_dead_lettered_with_a_reason(tmp_path: Path, topic: str,
+                                                                       payload: bytes) -> None:
+    """Plant messages are untrusted: each becomes the twin's messages (which its own parser accepts) or an Unmapped
+    reason for the dead-letter topic; never another exception."""
+    from sensors.bus.payloads import parse
+
+    cfg = load_config(config(tmp_path, "mqtt://127.0.0.1:1883"))
+    try:
+        out = translate(cfg, topic, payload, 1767592800000, {})
+    except Unmapped as e:
+        assert str(e)
+        return
+    for t in out:
+        parse(t.topic, t.payload)  # a ParseError here would be a connector bug
