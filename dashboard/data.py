@@ -108,6 +108,7 @@ class Run:
     scenario: Scenario
     store_url: str
     finished: bool
+    plant: bool = False  # a real line's data (`twin connect`): no ground truth, no simulated KPIs
 
     @property
     def label(self) -> str:
@@ -157,7 +158,7 @@ def _list_runs(root: str, ledger_path: str) -> list[Run]:
             continue
         if "run_id" in doc and doc.get("store"):
             out.append(Run(meta.parent, doc["run_id"], sc, os.environ.get("LINETWIN_STORE") or doc["store"],
-                           doc.get("status", "finished") == "finished"))
+                           doc.get("status", "finished") in ("finished", "stopped"), doc.get("source") == "plant"))
     return out
 
 
@@ -586,3 +587,24 @@ def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
                      "throughput [parts/h]": round(float(h.good.sum() / h.planned_h.sum()), 1),
                      "OEE [%]": round(100 * fully / float(h.planned_h.sum()), 1)})
     return pd.DataFrame(rows)
+
+
+def states_intervals(run: Run, window: Window) -> pd.DataFrame:
+    """State intervals from the store's state records (a plant's, which has no ground-truth tables), clipped to the
+    window, in the form charts.intervals gives; empty while the store cannot be read."""
+    from dashboard.charts import intervals
+
+    h = store_for(run.store_url)
+    if h.store is None:
+        return pd.DataFrame()
+    df = h.store.states(run.run_id)
+    if df.empty:
+        return pd.DataFrame()
+    df = df.sort_values(["machine", "ts"])
+    start = (df.ts - window.origin).dt.total_seconds()
+    end = start.groupby(df.machine).shift(-1).fillna((window.end - window.origin).total_seconds())
+    frame = pd.DataFrame({"machine": df.machine.to_numpy(), "state": df.state.to_numpy(),
+                          "reason": df.reason.replace("", None).to_numpy(), "start": start.to_numpy(),
+                          "end": end.to_numpy()})
+    a, b = window.seconds()
+    return intervals(frame[frame.end > frame.start], window.origin, a, b)

@@ -120,6 +120,8 @@ class ConnectorConfig(_Strict):
     source: str = Field(min_length=1, description="the plant's MQTT broker URL")
     target: str | None = Field(None, description="the twin's broker (default: the source)")
     run: Name = Field("plant", description="the run id the plant's data is stored under")
+    scenario: str | None = Field(None, max_length=500, description="the line as engineered (a scenario file, relative "
+                                 "to this config): the dashboard draws the plant's line from it")
     subscribe: list[str] = Field(default_factory=list, max_length=100, description="topic filters to listen on "
                                  "(default: the mappings' own); a message there no mapping matches is dead-lettered")
     json_: list[JsonMapping] = Field(alias="json", min_length=1)

@@ -28,6 +28,7 @@ def config(tmp_path: Path, broker: str) -> Path:
     f.write_text(f"""line: {{site: plant-hamburg, area: hall-2, name: bottling-1}}
 source: {broker}
 run: plant
+scenario: {ROOT / "scenarios" / "bottling.yaml"}
 subscribe: ["gw7/#", "gw9/#"]
 json:
   - topic: "gw7/{{station}}/{{machine}}/data"
@@ -42,10 +43,11 @@ json:
 
 @pytest.mark.slow
 def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_lettered(
-        tmp_path: Path, mosquitto: Mosquitto) -> None:
+        tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "plant.duckdb"
     proc = subprocess.Popen(twin_cmd("connect", config(tmp_path, str(mosquitto.url)), "--store", f"duckdb:///{db}",
-                                     "--duration", "12 s"), cwd=ROOT, stdout=subprocess.PIPE,
+                                     "--duration", "12 s", "--out", tmp_path / "runs" / "bottling-1" / "plant"),
+                            cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     dead: list[dict[str, object]] = []
     got = threading.Event()
@@ -87,6 +89,15 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     states = store.states("plant")
     assert list(states.state) == ["working", "down"] and states.reason.iloc[-1] == "valve"
     store.close()
+    # the dashboard shows the real line like a simulated one: its run is announced, its states drawn
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LINETWIN_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "overview.py"), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Plant data (`twin connect`)" in i.value for i in at.info)
+    assert "run plant" in " ".join(c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) >= 2  # the state timeline and the downtime Pareto from the store
 
 
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
@@ -101,7 +112,7 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     with pytest.raises(Unmapped, match="not between 1970 and 2200"):
         translate(cfg, "gw7/a/b/data", b'{"vib": 1, "ts": -5}', 0)
     f.write_text(f.read_text().replace('topic: "gw7/{station}/{machine}/data"', 'topic: "gw7/+/data"'))
-    with pytest.raises(ConnectError, match=r"connect.yaml:6 json\[0\].topic: write \{name\}"):
+    with pytest.raises(ConnectError, match=r"connect.yaml:7 json\[0\].topic: write \{name\}"):
         load_config(f)
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
     with pytest.raises(ConnectError, match=r"connect.yaml: 2 problems in the connector config"):

@@ -102,10 +102,17 @@ if run is not None:
             fails = ev[(ev.replication == rep) & (ev.event == "failure")][["machine", "t", "fault_mode"]]
             iv = iv.merge(fails.rename(columns={"t": "start", "fault_mode": "reason"}), on=["machine", "start"],
                           how="left")
-    if iv.empty:
+    if run.plant:
+        st.info("Plant data (`twin connect`): the machines' states and readings are the real line's; there is no "
+                "ground truth (true wear) and no simulated KPIs. The state timeline and Pareto below come from "
+                "the store's state records.")
+        stored = data.states_intervals(run, window)
+        if len(stored):
+            iv = stored
+    if iv.empty and not run.plant:
         st.info("The state timeline, downtime Pareto and hourly figures appear when the replication has finished "
                 "(the live tiles and line above follow the running one).")
-    else:
+    if len(iv):
         t1, t2, t3 = st.tabs(["state timeline", "downtime Pareto", "per hour and shift"])
         bands = iv if len(iv) <= 3 * 1200 else charts.coarse_bands(iv, window.origin, a, b)
         t1.altair_chart(charts.state_timeline(bands, names, (window.start, window.end)), width="stretch")

@@ -18,6 +18,7 @@ from twin.app.options import err_console, fail, open_scenario, out_console
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sensors.connect import ConnectorConfig
     from twin.scenario import Scenario
 
 CHECKED = ("working share", "down share", "maintenance share", "availability", "failures")
@@ -135,6 +136,9 @@ def connect(
                                                       "influxdb://...); else a `twin ingest` elsewhere does")] = None,
     duration: Annotated[Optional[str], typer.Option(help="stop after this long (e.g. '8 h'); default: Ctrl-C")]
     = None,
+    out: Annotated[Optional[Path], typer.Option(help="run folder announcing the plant to the dashboard (needs "
+                                                     "scenario: in the config and --store); default "
+                                                     "runs/<line>/plant")] = None,
 ) -> None:
     """Bring a plant's own MQTT JSON messages onto the line's topic tree (and into a store): forecasters, alerts and
     the dashboard then work on the real machines."""
@@ -150,7 +154,7 @@ def connect(
         conn = Connector(cfg)
     except (ConnectError, BrokerError) as e:
         fail(str(e))
-    sink, db = None, None
+    sink, db, folder = None, None, None
     with stop_signals() as stop:
         try:
             if store is not None:
@@ -160,6 +164,7 @@ def connect(
             conn.start()
         except (BrokerError, StoreError) as e:
             fail(str(e), code=3)
+        folder = _announce(cfg, config, store, out) if store is not None and cfg.scenario else None
         err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
                           + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
         stop.wait(seconds)
@@ -169,5 +174,32 @@ def connect(
         sink.stop()
     if db is not None:
         db.close()
+    if folder is not None:
+        _write_run(folder, cfg, config, store, "stopped")
     err_console.print(f"stopped: {conn.forwarded:,} plant messages forwarded, {conn.dead:,} dead-lettered",
                       highlight=False)
+
+
+def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | None, status: str) -> None:
+    """run.json of the plant's 'run' (its line from the config's scenario, its store, no ground truth), listed in
+    the runs index so the dashboard shows the real line like a simulated one."""
+    import json
+
+    from sensors.store.ledger import Ledger, LedgerError
+
+    sc = open_scenario((config.parent / str(cfg.scenario)).resolve())
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"run_id": cfg.run, "store": store, "status": status, "source": "plant", "connector": str(config.resolve()),
+           "scenario": sc.model_dump(mode="json", by_alias=True),
+           "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    (folder / "run.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    try:
+        Ledger().register_run(folder, cfg.run, f"{sc.line.site}/{sc.line.area}/{sc.line.name}", sc.line.name, status)
+    except LedgerError as e:
+        err_console.print(f"warning: {e}", highlight=False)
+
+
+def _announce(cfg: ConnectorConfig, config: Path, store: str | None, out: Path | None) -> Path:
+    folder = out or Path("runs") / cfg.line.name / "plant"
+    _write_run(folder, cfg, config, store, "running")
+    return folder
