@@ -85,7 +85,8 @@ if run is not None:
         name = sc.stations[int(b)].name
         rest = active.drop(name, errors="ignore")
         runner_up = f"; next: {rest.idxmax()} at {rest.max():.0%}" if len(rest) else ""
-        st.info(f"**Bottleneck: {name}**: active (working or setting up) {active.get(name, np.nan):.0%} of the time, "
+        st.info(f"**Bottleneck: {name}**: active (working, setting up, down or in maintenance: anything but "
+                f"waiting for parts, space or people) {active.get(name, np.nan):.0%} of the time, "
                 f"the most of any station{runner_up}. Stations upstream of it block, downstream ones starve; an hour "
                 f"gained there is an hour gained by the line. Constraint by design (lowest rate per visit): "
                 f"{sc.stations[int(c)].name if c is not None and not pd.isna(c) else '–'}.")
