@@ -510,3 +510,43 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
         with contextlib.suppress(ProcessLookupError):  # its dashboard too, if the run could not stop it
             os.killpg(proc.pid, signal.SIGKILL)
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+def test_proxy_user_header_kiosk_and_dark_theme_in_chromium(dash_runs: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a reverse proxy: the user is the proxy's header (role from the users file; none: not signed in);
+    `?kiosk=1` hides the sidebar and enlarges the tiles; `--theme dark` paints the page dark."""
+    from playwright.sync_api import sync_playwright
+
+    from twin.app.cmd_dashboard import start_dashboard
+
+    users = tmp_path / "users.yaml"
+    users.write_text(f"cookie_key: {'k' * 40}\nusers:\n  olga: {{role: operator}}\n")
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    proc, url = start_dashboard(dash_runs, auth=users, auth_header="X-Forwarded-User", theme="dark")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(**CHROMIUM)
+            anonymous = browser.new_page(viewport={"width": 1280, "height": 800})
+            anonymous.goto(url, wait_until="domcontentloaded")
+            _expect(anonymous, "Not signed in: the reverse proxy did not send the X-Forwarded-User header")
+            ctx = browser.new_context(viewport={"width": 1920, "height": 1080},
+                                      extra_http_headers={"X-Forwarded-User": "olga"})
+            pg = ctx.new_page()
+            pg.goto(url, wait_until="domcontentloaded")
+            _expect(pg, "signed in as olga (operator)")
+            background = pg.evaluate("() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]'))"
+                                     ".backgroundColor")
+            assert sum(int(c) for c in background[background.index("(") + 1:-1].split(",")[:3]) < 150, background
+            pg.goto(url + "/?kiosk=1", wait_until="domcontentloaded")
+            pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
+            pg.wait_for_timeout(1000)
+            assert not pg.locator('[data-testid="stSidebar"]').is_visible()
+            size = pg.evaluate("() => parseFloat(getComputedStyle(document.querySelector("
+                               "'[data-testid=\"stMetricValue\"]')).fontSize)")
+            assert size >= 40, size
+            pg.screenshot(path=str(tmp_path / "kiosk-dark.png"))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
