@@ -121,7 +121,7 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     assert r.returncode == 2 and "connect.yaml" in r.stderr and "Traceback" not in r.stderr
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from(["gw7/filler/filler-a/data", "gw7/x/y/data", "gw7/data", "other"]),
        st.one_of(st.binary(max_size=200), st.recursive(
            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -81,9 +81,15 @@ def test_a_bad_status_log_names_the_row_column_and_fix(tmp_path: Path, text: str
     f.write_text(text)
     with pytest.raises(LogError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         read_log(f)
+
+
+def test_twin_fit_refuses_a_bad_log_in_one_paragraph(tmp_path: Path) -> None:
+    f = tmp_path / "log.csv"
+    f.write_text("timestamp,machine,state\n2026-01-05T06:00,press-1,RUN\n")
     r = subprocess.run(twin_cmd("fit", f, "--base", TRUTH, "--out", tmp_path / "x.yaml"), cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "log.csv" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "log.csv" in r.stderr and "'RUN' is not a machine state" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x.yaml").exists()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
