@@ -129,7 +129,7 @@ def test_notification_settings_errors_name_the_file_rule_and_field(tmp_path: Pat
         load_rules()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(["run", "replication", "line", "station", "fault_mode", "since", "rul",
                                         "probabilities", "model"]),
                        st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=300),
@@ -148,6 +148,7 @@ def test_any_alert_message_that_parses_is_filed_without_error(tmp_path: Path, ex
     assert len(desk.ledger.alarms()) >= 1
 
 
+@pytest.mark.slow
 def test_runs_are_indexed_wherever_they_are_written(tmp_path: Path, linetwin_home: Path) -> None:
     out = tmp_path / "far" / "away"
     subprocess.run(twin_cmd("run", "scenarios/cnc_cell.yaml", "--no-stream", "--duration", "20 min", "--warmup", "0",
