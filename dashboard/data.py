@@ -479,11 +479,9 @@ class Window:
 
 def _shift_of(sc: Scenario, t: float) -> tuple[float, float]:
     """The shift around simulated second t (the last one before it when off shift); the day when no calendar."""
-    if sc.calendar is None:
+    cal = _calendar(sc)
+    if cal is None:
         return max(0.0, t - 86400), t
-    from twin.model import ShiftCalendar
-
-    cal = ShiftCalendar(sc.calendar, sc.start, sc.duration)
     spans = [(a, b) for a, b in zip(cal.starts, cal.ends) if a < t]
     return spans[-1] if spans else (0.0, t)
 

@@ -119,6 +119,12 @@ def _spec(name: str, params: tuple[float, ...]) -> dict[str, Any]:
     return {"dist": "lognormal", "mean": round(mean, 3), "sd": round(mean * math.sqrt(math.expm1(s * s)), 3)}
 
 
+def durations(times: pd.Series, end: pd.Timestamp) -> np.ndarray:
+    """Seconds each state of one machine lasted: until its next change, the last one until the log's end."""
+    t = times.to_numpy()
+    return np.diff(np.append(t, np.datetime64(end))).astype("timedelta64[ms]").astype(float) / 1000
+
+
 def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], tuple[list[float], list[float]]]:
     """(machine type, fault mode, 'ttf' or 'repair') → (times observed, times censored), pooled over the type's
     machines."""
@@ -138,8 +144,7 @@ def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], 
         modes = [f.name for f in spec.fault_modes]
         wear = {f.name for f in spec.fault_modes if f.kind == "wear"}
         running = {WORKING} if spec.clock == "operating" else set(STATES) - {"down", "maintenance"}
-        t = g.timestamp.to_numpy()
-        dur = np.diff(np.append(t, np.datetime64(end))).astype("timedelta64[ms]").astype(float) / 1000
+        dur = durations(g.timestamp, end)
         age: dict[str, float | None] = dict.fromkeys(modes)  # None: the age is unknown until the first renewal
         for state, reason, d, last in zip(g.state, g.reason, dur, np.arange(len(g)) == len(g) - 1):
             if state in running:

@@ -38,8 +38,8 @@ if run is not None:
     if len(ev):
         ev = ev[(ev.machine == machine) & (ev.replication == rep) & ev.event.isin(["failure", "maintenance_start"])]
         ev = ev[(ev.t >= a) & (ev.t <= b)].assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
-    alarms = data.ledger().alarms(data.prefix_of(sc), search=machine)
-    alarms = alarms[(alarms.machine == machine) & (alarms.run == run.run_id) & (alarms.replication == rep)]
+    alarms = data.ledger().alarms(data.prefix_of(sc), run=run.run_id, machine=machine)
+    alarms = alarms[alarms.replication == rep]
     marks = pd.DataFrame({"ts": pd.to_datetime(alarms.raised_ms, unit="ms"), "event": "alert raised",
                           "fault_mode": alarms.fault_mode, "detail": [f"P={p:.2f}" for p in alarms.probability]})
     marks = marks[(marks.ts >= window.start) & (marks.ts <= window.end)]

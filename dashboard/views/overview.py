@@ -64,7 +64,7 @@ if run is not None:
                     "replications" if len(table) > 1 else f"replication {rep}, finished")
         else:
             values, before, note = {}, {}, "no KPIs yet: the first replication is still running"
-        alarms = data.ledger().alarms(data.prefix_of(sc), active=True, search=run.run_id) if not run.finished \
+        alarms = data.ledger().alarms(data.prefix_of(sc), active=True, run=run.run_id) if not run.finished \
             else pd.DataFrame()
         tiles(values, before, note, len(alarms))
         states = dict(live.states) if is_live and live is not None else data.last_states(run.store_url, run.run_id,

@@ -185,7 +185,7 @@ class Ledger:
                               "run=? AND active=1", (run,)).rowcount
 
     def alarms(self, line: str | None = None, *, search: str = "", active: bool | None = None,
-               limit: int = 5000) -> pd.DataFrame:
+               run: str | None = None, machine: str | None = None, limit: int = 5000) -> pd.DataFrame:
         """The alarm book, newest first: a line's, matching `search` (machine, fault mode, severity, run, who
         acknowledged), active or cleared or both."""
         where, args = ["1=1"], []
@@ -195,6 +195,10 @@ class Ledger:
         if active is not None:
             where.append("active=?")
             args.append(int(active))
+        for column, value in (("run", run), ("machine", machine)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
         if search:
             where.append("(machine LIKE ? OR fault_mode LIKE ? OR severity LIKE ? OR run LIKE ? OR acked_by LIKE ? "
                          "OR station LIKE ?)")

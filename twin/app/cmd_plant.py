@@ -26,15 +26,15 @@ CHECKED = ("working share", "down share", "maintenance share", "availability", "
 
 def log_kpis(log: pd.DataFrame) -> pd.DataFrame:
     """Per machine: share of the log's span in each state, availability and failures (the log's own figures)."""
-    import numpy as np
     import pandas as pd
+
+    from twin.fit import durations
 
     end = log.timestamp.max()
     span = (end - log.timestamp.min()).total_seconds()
     rows = []
     for machine, g in log.groupby("machine"):
-        dur = np.diff(np.append(g.timestamp.to_numpy(), np.datetime64(end))).astype("timedelta64[ms]").astype(float)
-        share = pd.Series(dur / 1000, index=g.state.to_numpy()).groupby(level=0).sum() / span
+        share = pd.Series(durations(g.timestamp, end), index=g.state.to_numpy()).groupby(level=0).sum() / span
         rows += [(machine, f"{s} share", float(share.get(s, 0.0))) for s in ("working", "down", "maintenance")]
         rows.append((machine, "availability", 1 - float(share.get("down", 0.0) + share.get("maintenance", 0.0))))
         rows.append((machine, "failures", float(((g.state == "down") & (g.reason != "")).sum())))

@@ -271,6 +271,7 @@ class RunWriter:
     out: Path
     scenario: Scenario
     part: bool = False  # one replication's part (merged by `merge`): readings keep the series id, no compression
+    index_warned: bool = field(default=False, init=False)  # the runs index could not be written (said once)
     _files: dict[str, TableStream] = field(default_factory=dict)
     _kpis: list[pd.DataFrame] = field(default_factory=list)
     _catalog: pd.DataFrame | None = None
@@ -302,8 +303,8 @@ class RunWriter:
                 ledger.end_run(run_id)  # its alarms are history now, whether or not a dashboard saw the end
             ledger.close()
         except LedgerError as e:
-            if not getattr(self, "_index_warned", False):
-                self._index_warned = True
+            if not self.index_warned:
+                self.index_warned = True
                 import sys
 
                 print(f"warning: {e}; the dashboard finds this run only under its runs folder", file=sys.stderr)
