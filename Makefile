@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SCENARIO ?= scenarios/bottling.yaml
 TORCH ?= 2.13.0
+PYSPARKPLUG ?= 0.6.1
 
 .PHONY: demo test check lint bench clean
 
@@ -14,6 +15,8 @@ $(STAMP): pyproject.toml
 	# the CPU build of PyTorch first: left to the resolver, torch would come as a multi-GB CUDA build
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==$(TORCH)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# Sparkplug B: pysparkplug declares paho-mqtt<2 but runs on paho 2 (its v1 callbacks), so no resolver pass
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps pysparkplug==$(PYSPARKPLUG)
 	touch $(STAMP)
 
 demo: $(STAMP)

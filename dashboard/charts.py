@@ -12,7 +12,7 @@ from twin.scenario import Scenario
 
 STATE_COLOURS = {"working": "#2e7d32", "starved": "#f9a825", "blocked": "#ef6c00", "down": "#c62828",
                  "maintenance": "#1565c0", "setup": "#6a1b9a", "off_shift": "#9e9e9e",
-                 "waiting_operator": "#00838f"}
+                 "waiting_operator": "#00838f", "offline": "#424242"}
 UNKNOWN = "#e0e0e0"
 
 

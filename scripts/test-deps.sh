@@ -3,6 +3,12 @@
 # and victoria-metrics (an InfluxDB line-protocol server), and chromium for the dashboard's browser test.
 # Idempotent; needs root or sudo.
 set -euo pipefail
+# A Sparkplug B edge node for the tests: pysparkplug's own publisher needs paho-mqtt 1.x, so it lives in a virtual
+# environment of its own (the project's runs on paho 2); the test starts it as a separate process, like a gateway.
+if [ ! -x .venv-edge/bin/python ] || ! .venv-edge/bin/python -c "import pysparkplug" 2>/dev/null; then
+    python3 -m venv .venv-edge
+    .venv-edge/bin/python -m pip install --quiet --disable-pip-version-check "pysparkplug==${PYSPARKPLUG:-0.6.1}"
+fi
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)

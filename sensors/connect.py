@@ -1,11 +1,11 @@
-"""Plant data in, with no code: a connector config maps a plant's own MQTT JSON messages (any topic tree, any field
-names) onto the line's stations, machines and sensors, and republishes them as the twin's telemetry and state
-messages on the line's topic tree, so the ingest, the forecasters, alerts and the dashboard work unchanged on real
-machines. A message no mapping matches, or one that is not what its mapping says, goes to the line's dead-letter
-topic with the reason: nothing is dropped silently. (OPC UA and Sparkplug B sources are issue 23's next steps.)
+"""Plant data in, with no code: a connector config maps a plant's own data (OPC UA nodes, Sparkplug B metrics, or
+MQTT JSON on any topic tree with any field names) onto the line's stations, machines and sensors, and republishes it
+as the twin's telemetry and state messages on the line's topic tree, so the ingest, the forecasters, alerts and the
+dashboard work unchanged on real machines. A message no mapping matches, or one that is not what its mapping says,
+goes to the line's dead-letter topic with the reason: nothing is dropped silently.
 
     line: {site: plant-hamburg, area: hall-2, name: bottling-1}
-    source: mqtt://gateway.plant:1883          # the plant's broker (credentials as for --broker)
+    source: mqtt://gateway.plant:1883          # the plant's broker or OPC UA server (opc.tcp://…)
     run: plant                                 # the run id the data is stored under
     subscribe: ["factory/#"]                   # what to listen on (default: the mappings' topics)
     json:
@@ -15,25 +15,23 @@ topic with the reason: nothing is dropped silently. (OPC UA and Sparkplug B sour
           vibration: {field: vib, unit: mm/s}
           bearing_temp: {field: temps.bearing, unit: degC}   # a dotted path into nested objects
         state: {field: status, map: {1: working, 2: down, 3: starved}, reason: fault}
+
+OPC UA (`opcua:`, sensors/opcua.py) and Sparkplug B (`sparkplug:`, sensors/sparkplug.py) map nodes and metrics the
+same way (docs/connect.md).
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import (
     LineTopics,
-    deadletter_payload,
     state_payload,
     telemetry_payload,
 )
@@ -50,6 +48,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+StateName = Literal["working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator",
+                    "offline"]
+
+
 class Signal(_Strict):
     """One sensor's value in the message, and its unit."""
 
@@ -64,8 +66,7 @@ class Stamp(_Strict):
 
 class StateField(_Strict):
     field: str = Field(min_length=1, max_length=200)
-    map: dict[str, Literal["working", "starved", "blocked", "down", "maintenance", "setup", "off_shift",
-                           "waiting_operator"]] = Field(min_length=1, description="plant value → machine state")
+    map: dict[str, StateName] = Field(min_length=1, description="plant value → machine state")
     reason: str | None = Field(None, max_length=200, description="field with the downtime reason (fault mode)")
 
     @field_validator("map", mode="before")
@@ -113,22 +114,104 @@ class JsonMapping(_Strict):
                                         for p in parts) + "$")
 
 
+class OpcValue(_Strict):
+    """One OPC UA variable: a node id (`ns=2;s=Press1.Vib`) or a browse path below Objects (`2:Press1/2:Vib`)."""
+
+    node: str = Field(min_length=1, max_length=300)
+    unit: str = Field("", max_length=16)
+
+
+class OpcState(_Strict):
+    node: str = Field(min_length=1, max_length=300)
+    map: dict[str, StateName] = Field(min_length=1, description="plant value → machine state")
+    reason: str | None = Field(None, max_length=300, description="node with the downtime reason (fault mode)")
+
+    _keys_as_text = field_validator("map", mode="before")(StateField._keys_as_text.__func__)  # type: ignore[attr-defined]
+
+
+class OpcMachine(_Strict):
+    station: Name
+    machine: Name
+    values: dict[Name, OpcValue] = Field(default_factory=dict)
+    state: OpcState | None = None
+
+
+class OpcUaSource(_Strict):
+    """OPC UA: one subscription on the mapped nodes; source timestamps; bad-quality values dropped (dead-lettered
+    with the status) or kept (stored, with the status code beside them as `<sensor>.status`)."""
+
+    interval: float = Field(0.5, gt=0.0, le=3600, description="publishing interval, seconds")
+    bad_quality: Literal["drop", "keep"] = "drop"
+    machines: list[OpcMachine] = Field(min_length=1)
+
+
+class SpbMetric(_Strict):
+    metric: str = Field(min_length=1, max_length=200)
+    unit: str = Field("", max_length=16)
+
+
+class SpbState(_Strict):
+    metric: str = Field(min_length=1, max_length=200)
+    map: dict[str, StateName] = Field(min_length=1, description="plant value → machine state")
+    reason: str | None = Field(None, max_length=200, description="metric with the downtime reason (fault mode)")
+
+    _keys_as_text = field_validator("map", mode="before")(StateField._keys_as_text.__func__)  # type: ignore[attr-defined]
+
+
+class SpbDevice(_Strict):
+    """One edge node's device (or the node itself, without `device:`) → one machine."""
+
+    node: str = Field(min_length=1, max_length=100, description="edge node id")
+    device: str | None = Field(None, min_length=1, max_length=100, description="device id (none: node metrics)")
+    station: Name
+    machine: Name
+    values: dict[Name, SpbMetric] = Field(default_factory=dict)
+    state: SpbState | None = None
+
+
+class SparkplugSource(_Strict):
+    """Sparkplug B on the source broker: births define metrics and aliases, deaths make machines offline, a gap in
+    sequence numbers asks the edge node for a rebirth."""
+
+    group: str = Field(min_length=1, max_length=100, description="the Sparkplug group id")
+    devices: list[SpbDevice] = Field(min_length=1)
+
+
 class ConnectorConfig(_Strict):
     """Where plant data comes from and how it maps onto the line."""
 
     line: LineId
-    source: str = Field(min_length=1, description="the plant's MQTT broker URL")
-    target: str | None = Field(None, description="the twin's broker (default: the source)")
+    source: str = Field(min_length=1, description="the plant's MQTT broker URL, or its OPC UA server (opc.tcp://…)")
+    target: str | None = Field(None, description="the twin's broker (default: the source; needed for OPC UA)")
     run: Name = Field("plant", description="the run id the plant's data is stored under")
     scenario: str | None = Field(None, max_length=500, description="the line as engineered (a scenario file, relative "
                                  "to this config): the dashboard draws the plant's line from it")
     subscribe: list[str] = Field(default_factory=list, max_length=100, description="topic filters to listen on "
                                  "(default: the mappings' own); a message there no mapping matches is dead-lettered")
-    json_: list[JsonMapping] = Field(alias="json", min_length=1)
+    json_: list[JsonMapping] = Field(default_factory=list, alias="json")
+    opcua: OpcUaSource | None = None
+    sparkplug: SparkplugSource | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ConnectorConfig:
+        opc = self.source.startswith("opc.tcp://")
+        if not (self.json_ or self.opcua or self.sparkplug):
+            raise ValueError("map the plant's data: json:, opcua: or sparkplug:")
+        if opc and (self.json_ or self.sparkplug or not self.opcua):
+            raise ValueError("an opc.tcp:// source takes opcua: mappings (json: and sparkplug: need an MQTT source)")
+        if not opc and self.opcua:
+            raise ValueError("opcua: mappings need an opc.tcp:// source")
+        if opc and not self.target:
+            raise ValueError("give target: the twin's MQTT broker (the OPC UA source is not one)")
+        return self
 
     @property
     def filters(self) -> list[str]:
         return self.subscribe or [m.filter for m in self.json_]
+
+    @property
+    def topics(self) -> LineTopics:
+        return LineTopics(self.line.site, self.line.area, self.line.name)
 
 
 def load_config(path: Path) -> ConnectorConfig:
@@ -154,12 +237,19 @@ class Translated:
     payload: bytes
 
 
+class Sink(Protocol):
+    """Where a protocol reader hands what it read (the running connector, sensors/connector.py)."""
+
+    def send(self, out: list[Translated]) -> None: ...
+
+    def reject(self, where: str, payload: bytes, reason: str, now_ms: int) -> None: ...
+
+
 def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int,
               states: dict[tuple[str, str], tuple[str, str]] | None = None) -> list[Translated]:
     """The twin's messages for one plant message (telemetry and/or state); Unmapped with the reason if none.
     `states` (machine → last state and reason, kept by the caller) turns a state repeated in every message into
     one state change."""
-    lt = LineTopics(cfg.line.site, cfg.line.area, cfg.line.name)
     for m in cfg.json_:
         hit = m.regex.match(topic)
         if hit is None:
@@ -173,38 +263,58 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
         if not isinstance(obj, dict):
             raise Unmapped(f"a JSON object was expected, got {type(obj).__name__}")
         ts = _stamp(m.timestamp, obj, received_ms)
-        out = []
-        readings, units = [], {}
+        readings = []
         for sensor, f in m.values.items():
             v = _path(obj, f.field)
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
-                raise Unmapped(f"field {f.field!r} ({sensor}) is {v!r}, not a finite number")
-            readings.append([sensor, ts, float(v)])
-            units[sensor] = f.unit
-        if readings:
-            out.append(Translated(lt.telemetry(str(station), str(machine)),
-                                  telemetry_payload(cfg.run, 0, str(station), str(machine), units, readings)))
+            if v is not None:
+                readings.append((sensor, number(v, f"field {f.field!r} ({sensor})"), f.unit))
+        state = None
         if m.state is not None:
             raw = _path(obj, m.state.field)
             if raw is not None:
-                state = m.state.map.get(str(raw))
-                if state is None:
-                    raise Unmapped(f"state value {raw!r} of field {m.state.field!r} is not in the mapping "
-                                   f"({', '.join(m.state.map)})")
                 reason = str(_path(obj, m.state.reason) or "")[:200] if m.state.reason else ""
-                key = (str(station), str(machine))
-                if states is not None and states.get(key) == (state, reason):
-                    return out  # the same state again: nothing changed
-                if states is not None:
-                    states[key] = (state, reason)
-                out.append(Translated(lt.state(str(station), str(machine)),
-                                      state_payload(cfg.run, 0, str(station), str(machine), [(state, ts, reason)])))
-        if not out:
+                state = (map_state(m.state.map, raw, f"field {m.state.field!r}"), reason)
+        out = machine_messages(cfg, str(station), str(machine), ts, readings, state, states)
+        if not out and not readings and state is None:
             raise Unmapped(f"none of the mapped fields ({', '.join(f.field for f in m.values.values())}) is in it")
         return out
     raise Unmapped(f"no mapping matches topic {topic!r}")
+
+
+def number(v: Any, what: str) -> float:
+    """A plant value as a finite float; Unmapped naming `what` if it is not one."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
+        raise Unmapped(f"{what} is {v!r}, not a finite number")
+    return float(v)
+
+
+def map_state(mapping: dict[str, str], raw: Any, what: str) -> str:
+    """The machine state a plant value stands for; Unmapped naming `what` if the mapping has no such value."""
+    key = str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw)
+    state = mapping.get(key)
+    if state is None:
+        raise Unmapped(f"state value {raw!r} of {what} is not in the mapping ({', '.join(mapping)})")
+    return state
+
+
+def machine_messages(cfg: ConnectorConfig, station: str, machine: str, ts: int,
+                     readings: list[tuple[str, float, str]], state: tuple[str, str] | None,
+                     states: dict[tuple[str, str], tuple[str, str]] | None) -> list[Translated]:
+    """The twin's telemetry and state messages for one machine at one time, whichever the protocol: readings as
+    (sensor, value, unit), state as (state, reason). `states` (machine → last state and reason, kept by the caller)
+    turns a state repeated in every message into one state change."""
+    out = []
+    if readings:
+        out.append(Translated(cfg.topics.telemetry(station, machine), telemetry_payload(
+            cfg.run, 0, station, machine, {s: u for s, _, u in readings}, [[s, ts, v] for s, v, _ in readings])))
+    if state is not None:
+        key = (station, machine)
+        if states is None or states.get(key) != state:
+            if states is not None:
+                states[key] = state
+            out.append(Translated(cfg.topics.state(station, machine),
+                                  state_payload(cfg.run, 0, station, machine, [(state[0], ts, state[1])])))
+    return out
 
 
 def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
@@ -226,53 +336,3 @@ def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
     if not 0 <= ms < 7.3e12:  # 1970 to 2200
         raise Unmapped(f"timestamp {raw!r} ({spec.unit}) is not between 1970 and 2200")
     return int(ms)
-
-
-class Connector:
-    """Subscribes to the plant's broker, republishes translated messages on the twin's, dead-letters the rest."""
-
-    def __init__(self, cfg: ConnectorConfig) -> None:
-        self.cfg = cfg
-        self.source = BrokerURL.parse(cfg.source)
-        self.target = BrokerURL.parse(cfg.target) if cfg.target else self.source
-        self.topics = LineTopics(cfg.line.site, cfg.line.area, cfg.line.name)
-        tag = uuid.uuid4().hex[:8]
-        self.sub = make_client(self.source, f"linetwin-connect-in-{tag}")
-        self.pub = self.sub if self.target == self.source else make_client(self.target, f"linetwin-connect-{tag}")
-        self.forwarded = self.dead = 0
-        self._states: dict[tuple[str, str], tuple[str, str]] = {}
-        self._lock = threading.Lock()
-
-    def start(self) -> Connector:
-        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
-            c.subscribe([(f, 1) for f in self.cfg.filters])
-
-        self.sub.on_message = self._on_message
-        if self.pub is not self.sub:
-            connect(self.pub, self.target)
-        connect(self.sub, self.source)
-        self.sub.on_connect = on_connect
-        on_connect(self.sub, None, None, None, None)
-        return self
-
-    def _on_message(self, c: Any, u: Any, msg: Any) -> None:
-        if msg.topic.startswith(self.topics.prefix + "/"):
-            return  # the twin's own topic tree (a wide subscription on a shared broker): ours, not the plant's
-        now = int(time.time() * 1000)
-        try:
-            out = translate(self.cfg, msg.topic, msg.payload, now, self._states)
-        except Unmapped as e:
-            self.pub.publish(f"{self.topics.prefix}/deadletter", deadletter_payload(msg.topic, msg.payload, str(e),
-                                                                                    now), qos=1)
-            with self._lock:
-                self.dead += 1
-            return
-        for t in out:
-            self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state"))
-        with self._lock:
-            self.forwarded += 1
-
-    def stop(self) -> None:
-        for client in {id(self.sub): self.sub, id(self.pub): self.pub}.values():
-            client.loop_stop()
-            client.disconnect()

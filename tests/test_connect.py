@@ -115,7 +115,10 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConnectError, match=r"connect.yaml:7 json\[0\].topic: write \{name\}"):
         load_config(f)
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
-    with pytest.raises(ConnectError, match=r"connect.yaml: 2 problems in the connector config"):
+    with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key"):
+        load_config(f)
+    f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\n")
+    with pytest.raises(ConnectError, match=r"map the plant's data: json:, opcua: or sparkplug:"):
         load_config(f)
     r = subprocess.run(twin_cmd("connect", f), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "connect.yaml" in r.stderr and "Traceback" not in r.stderr

@@ -30,7 +30,9 @@ SCHEMA_ALERT = "linetwin/alert/1"
 SCHEMA_BUFFERS = "linetwin/buffers/1"
 ALERT_STATES = ("raised", "updated", "cleared")
 SEVERITIES = ("info", "warning", "critical")
-STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator")
+# offline: a plant machine whose data source is gone (a Sparkplug B death certificate); the simulator never writes it
+STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator",
+               "offline")
 _NON_FINITE = re.compile(rb"(?<![A-Za-z\"])(-?Infinity|NaN)(?![A-Za-z\"])")
 MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)
 MAX_READINGS = 10_000  # per message

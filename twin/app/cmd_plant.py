@@ -1,7 +1,7 @@
 """The twin of a real line: `twin fit LOG --base FILE --out FILE` calibrates a scenario from a plant's machine-status
 log and validates it (the fitted scenario simulated over the log's span, its machines' state shares and failures beside
 the log's, each with a 95 % CI and a verdict); `twin connect CONFIG` brings a plant's own MQTT JSON into the twin's
-topic tree and store."""
+topic tree and store, from its OPC UA server, Sparkplug B edge nodes or MQTT JSON."""
 
 from __future__ import annotations
 
@@ -140,11 +140,13 @@ def connect(
                                                      "scenario: in the config and --store); default "
                                                      "runs/<line>/plant")] = None,
 ) -> None:
-    """Bring a plant's own MQTT JSON messages onto the line's topic tree (and into a store): forecasters, alerts and
-    the dashboard then work on the real machines."""
+    """Bring a plant's data (OPC UA, Sparkplug B, or MQTT JSON of its own shape) onto the line's topic tree (and into
+    a store): forecasters, alerts and the dashboard then work on the real machines."""
     from sensors.bus.broker import BrokerError
-    from sensors.connect import ConnectError, Connector, load_config
+    from sensors.connect import ConnectError, load_config
+    from sensors.connector import Connector
     from sensors.ingest import Ingest
+    from sensors.opcua import OpcUaError
     from sensors.store import StoreError, open_store
     from twin.app.options import stop_signals, time_option
 
@@ -162,7 +164,7 @@ def connect(
                 sink = Ingest(conn.target, db, prefix=conn.topics.prefix, group=f"linetwin-connect-{cfg.run}",
                               durable=False).start()
             conn.start()
-        except (BrokerError, StoreError) as e:
+        except (BrokerError, StoreError, OpcUaError) as e:
             fail(str(e), code=3)
         folder = _announce(cfg, config, store, out) if store is not None and cfg.scenario else None
         err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"

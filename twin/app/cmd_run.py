@@ -101,13 +101,16 @@ def run(
                                                 "many local processes (default: one per core once the replications "
                                                 "simulate a week or more together, else one)")] = None,
     cluster: ClusterOpt = None,
+    opcua: Annotated[Optional[str], typer.Option(help="serve the running twin's machines (states, sensor values, "
+                                                 "alerts, KPIs) over OPC UA on 127.0.0.1: a port or "
+                                                 "opc.tcp://127.0.0.1:PORT/PATH")] = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = open_scenario(file, duration=time_option(duration, "--duration"), replications=replications, seed=seed,
                        warmup=time_option(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
     opts = RunOptions(broker=broker_url(broker, ca, cert, key), store=store, stream=stream, ingest=ingest,
                       models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard,
-                      jobs=jobs, cluster=cluster)
+                      jobs=jobs, cluster=cluster, opcua=_opcua_url(opcua, stream))
     sc = _checked_policy(sc, policy, opts)
     opts.injection = _injection(sc, inject, into, at)
     live = _live(sc, opts) if opts.stream else (None, None)
@@ -132,6 +135,7 @@ class RunOptions:
     injection: Injection | None = None  # synthetic readings replayed into one machine
     jobs: int | None = None  # --no-stream: local worker processes for the replications (None: one per core)
     cluster: str | None = None  # --no-stream: a running Dask scheduler for the replications
+    opcua: str | None = None  # serve the running twin over OPC UA at this opc.tcp:// URL
 
 
 def _checked_policy(sc: Scenario, policy: Optional[str], opts: RunOptions) -> Scenario:
@@ -310,12 +314,55 @@ def _stream(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOptions, att
 
     if board is not None:
         attach = board.attach(attach)
+    if opts.opcua is not None:
+        attach = _serve_opcua(opts.opcua, sc, attach)
     try:
         return stream_scenario(sc, out, broker=opts.broker, store_url=opts.store, ingest=opts.ingest,
                                progress=progress, on_note=lambda note: err_console.print(note, highlight=False),
                                attach=attach, policy=policy, inject=opts.injection)
     except (BrokerError, StoreError) as e:
         fail(str(e), code=3)
+
+
+def _opcua_url(value: Optional[str], stream: bool) -> str | None:
+    """--opcua checked before anything runs: a loopback URL, and a streamed run (the server mirrors its messages)."""
+    if value is None:
+        return None
+    from sensors.opcua import OpcUaError, server_url
+
+    if not stream:
+        fail("--opcua serves the twin while it streams; leave out --no-stream")
+    try:
+        return server_url(value)
+    except OpcUaError as e:
+        fail(str(e))
+
+
+def _serve_opcua(url: str, sc: Scenario, inner: Attach | None) -> Attach:
+    """The twin's OPC UA server, started on the run's broker when the run attaches, then the inner subscriber."""
+
+    @contextlib.contextmanager
+    def both(broker: BrokerURL, protocol: int) -> Iterator[object]:
+        from sensors.opcua import OpcUaError, TwinServer
+
+        machines = [(st.name, m) for st in sc.stations for m in st.machine_names]
+        server = TwinServer(url, broker, (sc.line.site, sc.line.area, sc.line.name), machines)
+        try:
+            server.start()
+        except OpcUaError as e:
+            fail(str(e), code=3)
+        err_console.print(f"OPC UA: the twin's machines at [bold]{url}[/] (Objects/{sc.line.name}/<station>/"
+                          "<machine>)", highlight=False)
+        try:
+            if inner is None:
+                yield None
+            else:
+                with inner(broker, protocol) as x:
+                    yield x
+        finally:
+            server.stop()
+
+    return both
 
 
 def ingest(

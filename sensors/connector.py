@@ -1,0 +1,99 @@
+"""The running connector of `twin connect`: the plant's data in (its MQTT broker with JSON mappings and Sparkplug B,
+or its OPC UA server), the twin's messages out on the twin's broker, the rest dead-lettered with the reason. The
+mapping itself is sensors/connect.py; the protocols sensors/sparkplug.py and sensors/opcua.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.payloads import deadletter_payload
+from sensors.connect import ConnectorConfig, Translated, Unmapped, translate
+from sensors.opcua import OpcUaReader
+from sensors.sparkplug import SparkplugReader
+
+
+class Connector:
+    """Brings the plant's data onto the twin's broker: from the plant's broker (JSON mappings, Sparkplug B) or its OPC
+    UA server; translated messages are republished, the rest dead-lettered with the reason."""
+
+    def __init__(self, cfg: ConnectorConfig) -> None:
+        self.cfg = cfg
+        self.opc = cfg.source.startswith("opc.tcp://")
+        self.source = None if self.opc else BrokerURL.parse(cfg.source)
+        self.target = BrokerURL.parse(cfg.target) if cfg.target else self.source
+        assert self.target is not None
+        self.topics = cfg.topics
+        tag = uuid.uuid4().hex[:8]
+        self.pub = make_client(self.target, f"linetwin-connect-{tag}")
+        self.sub = None
+        if self.source is not None:
+            self.sub = self.pub if self.target == self.source else make_client(self.source,
+                                                                                f"linetwin-connect-in-{tag}")
+        self.forwarded = self.dead = 0
+        self._states: dict[tuple[str, str], tuple[str, str]] = {}
+        self._lock = threading.Lock()
+        self.sparkplug = None
+        if cfg.sparkplug is not None:
+            self.sparkplug = SparkplugReader(cfg)
+        self.opcua: Any = None
+        if cfg.opcua is not None:
+            self.opcua = OpcUaReader(cfg, self)
+
+    def start(self) -> Connector:
+        connect(self.pub, self.target)  # type: ignore[arg-type]
+        if self.sub is not None:
+            filters = list(self.cfg.filters) + ([self.sparkplug.filter] if self.sparkplug else [])
+
+            def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
+                c.subscribe([(f, 1) for f in filters])
+
+            self.sub.on_message = self._on_message
+            if self.sub is not self.pub:
+                connect(self.sub, self.source)  # type: ignore[arg-type]
+            self.sub.on_connect = on_connect
+            on_connect(self.sub, None, None, None, None)
+        if self.opcua is not None:
+            self.opcua.start()
+        return self
+
+    def _on_message(self, c: Any, u: Any, msg: Any) -> None:
+        if msg.topic.startswith(self.topics.prefix + "/"):
+            return  # the twin's own topic tree (a wide subscription on a shared broker): ours, not the plant's
+        now = int(time.time() * 1000)
+        try:
+            if self.sparkplug is not None and msg.topic.startswith(self.sparkplug.filter[:-1]):
+                with self._lock:
+                    out = self.sparkplug.handle(msg.topic, msg.payload, now)
+                    asks, self.sparkplug.rebirths = self.sparkplug.rebirths, []
+                for topic, payload in asks:
+                    self.sub.publish(topic, payload, qos=0)  # type: ignore[union-attr]
+            else:
+                out = translate(self.cfg, msg.topic, msg.payload, now, self._states)
+        except Unmapped as e:
+            self.reject(msg.topic, msg.payload, str(e), now)
+            return
+        self.send(out)
+
+    def send(self, out: list[Translated]) -> None:
+        """Publish the twin's messages for one plant message (state retained: the line's current state)."""
+        for t in out:
+            self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state"))
+        with self._lock:
+            self.forwarded += 1
+
+    def reject(self, where: str, payload: bytes, reason: str, now_ms: int) -> None:
+        """Dead-letter one plant message with the reason (nothing is dropped silently)."""
+        self.pub.publish(f"{self.topics.prefix}/deadletter", deadletter_payload(where, payload, reason, now_ms), qos=1)
+        with self._lock:
+            self.dead += 1
+
+    def stop(self) -> None:
+        if self.opcua is not None:
+            self.opcua.stop()
+        for client in {id(c): c for c in (self.sub, self.pub) if c is not None}.values():
+            client.loop_stop()
+            client.disconnect()

@@ -1,0 +1,180 @@
+"""OPC UA both ways, with real parts: an asyncua server started by the test as "the plant" (tests/plant_opcua.py)
+read by `twin connect` into a DuckDB store through a real mosquitto, the plant restarted mid-test; and `twin run
+--opcua` read by an asyncua client, its values compared with what the run published over MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from sensors.bus.broker import free_port, wait_port
+from sensors.connect import ConnectError, load_config
+from sensors.opcua import OpcUaError, server_url
+from sensors.store import open_store
+from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd
+
+BASE = 1767592800000  # 2026-01-05 06:00 UTC: the plant's first source timestamp
+
+
+def plant(port: int, log: Path, first: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "plant_opcua.py"), str(port), str(log), str(BASE),
+                             str(first)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc
+
+
+def config(tmp_path: Path, port: int, broker: str, bad: str = "drop") -> Path:
+    f = tmp_path / "connect.yaml"
+    f.write_text(f"""line: {{site: plant-hamburg, area: hall-2, name: pressing}}
+source: opc.tcp://127.0.0.1:{port}/plant
+target: {broker}
+run: plant
+opcua:
+  interval: 0.1
+  bad_quality: {bad}
+  machines:
+    - station: press
+      machine: press-1
+      values:
+        vibration: {{node: "ns=2;s=Press1.Vibration", unit: mm/s}}
+        temperature: {{node: "2:Press1/2:Temperature", unit: degC}}   # a browse path
+      state: {{node: "ns=2;s=Press1.Status", map: {{1: working, 2: down}}, reason: "ns=2;s=Press1.Fault"}}
+""")
+    return f
+
+
+def written(log: Path) -> list[tuple[int, int, float, str]]:
+    return [(int(k), int(ts), float(v), q) for k, ts, v, q in (line.split() for line in log.read_text().splitlines()
+                                                                if line.count(" ") == 3)]
+
+
+@pytest.mark.slow
+def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survives_a_restart(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    port, log, db = free_port(), tmp_path / "plant.log", tmp_path / "plant.duckdb"
+    server = plant(port, log, 0)
+    proc = subprocess.Popen(twin_cmd("connect", config(tmp_path, port, str(mosquitto.url)), "--store",
+                                     f"duckdb:///{db}", "--duration", "30 s"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(9)
+        stop_process(server, signal.SIGKILL)  # the plant's server dies
+        time.sleep(2)
+        restart = written(log)[-1][0] + 1
+        server = plant(port, log, restart)  # and comes back on the same port, its script going on
+        _, err = proc.communicate(timeout=90)
+    finally:
+        stop_process(server)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    sent = written(log)
+    store = open_store(f"duckdb:///{db}")
+    try:
+        series = store.series()
+        vib = store.query(sensors=["vibration"]).sort_values("ts")
+        temp = store.query(sensors=["temperature"])
+        states = store.states()
+    finally:
+        store.close()
+    assert dict(zip(series.sensor, series.unit)) == {"vibration": "mm/s", "temperature": "degC"}
+    assert set(series.station) == {"press"} and set(series.machine) == {"press-1"}
+    got = {int(t) // 1_000_000: v for t, v in zip(vib.ts.astype("datetime64[ns]").astype("int64"), vib.value)}
+    good = {ts: v for _, ts, v, q in sent if q == "good"}
+    assert got and all(good[ts] == v for ts, v in got.items()), "a stored value is not what the plant sent then"
+    assert not {ts for _, ts, _, q in sent if q == "bad"} & got.keys(), "a bad-quality value was stored"
+    first_after = min(ts for ts in got if ts >= BASE + 1000 * restart)  # the first value after the reconnect
+    after = [ts for _, ts, _, q in sent if q == "good" and first_after <= ts <= max(got)]  # no gap in between
+    missing = [ts for ts in after if ts not in got]
+    assert len(after) > 10 and not missing, f"{len(missing)} of {len(after)} values after the reconnect not stored"
+    assert len(temp) >= len(after)
+    downs = states[states.state == "down"]
+    assert len(downs) >= 2 and set(downs.reason) == {"jam"}, "the PLC's status word and fault text → state records"
+    assert "dead-lettered" in err
+
+
+def test_opcua_config_and_server_url_mistakes_are_named(tmp_path: Path) -> None:
+    f = config(tmp_path, 4840, "mqtt://127.0.0.1:1883")
+    assert load_config(f).opcua is not None
+    f.write_text(f.read_text().replace("target: mqtt://127.0.0.1:1883\n", ""))
+    with pytest.raises(ConnectError, match="give target: the twin's MQTT broker"):
+        load_config(f)
+    f.write_text(f.read_text().replace("bad_quality: drop", "bad_quality: maybe"))
+    with pytest.raises(ConnectError, match=r"connect.yaml:6 opcua.bad_quality: must be .drop. or .keep."):
+        load_config(f)
+    assert server_url("4841") == "opc.tcp://127.0.0.1:4841/linetwin"
+    with pytest.raises(OpcUaError, match=r"listens on 127\.0\.0\.1 only"):
+        server_url("opc.tcp://0.0.0.0:4840/x")
+    with pytest.raises(OpcUaError, match="give a port"):
+        server_url("http://127.0.0.1:4840")
+
+
+@pytest.mark.slow
+def test_the_twin_as_an_opcua_server_shows_what_it_publishes_over_mqtt(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """An asyncua client reads machine states and sensor values with their source timestamps (simulated time); each
+    equals what the run published over MQTT for that machine at that simulated time."""
+    published: dict[tuple[str, str, int], object] = {}
+    lock = threading.Lock()
+
+    def on_message(c: object, u: object, m: mqtt.MQTTMessage) -> None:
+        doc = json.loads(m.payload)
+        with lock:
+            if m.topic.endswith("/telemetry"):
+                for sensor, ts, v in doc["readings"]:
+                    published[(doc["machine"], sensor, ts)] = v
+            else:
+                for state, ts, *_ in doc["changes"]:
+                    published[(doc["machine"], "State", ts)] = state
+
+    watch = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watch.on_message = on_message
+    watch.connect("127.0.0.1", mosquitto.port)
+    watch.subscribe([("+/+/+/+/+/telemetry", 0), ("+/+/+/+/+/state", 0)])
+    watch.loop_start()
+    port = free_port()
+    proc = subprocess.Popen(twin_cmd("run", ROOT / "scenarios" / "bottling.yaml", "--duration", "10 min",
+                                     "--warmup", "0", "--replications", "1", "--realtime-factor", "30", "--broker",
+                                     mosquitto.url, "--opcua", port, "--out", tmp_path / "run"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[tuple[str, str, int, object]] = []
+
+    async def read() -> None:
+        from asyncua import Client
+
+        async with Client(f"opc.tcp://127.0.0.1:{port}/linetwin") as client:
+            idx = await client.get_namespace_index("urn:linetwin:twin")
+            filler = await client.nodes.objects.get_child([f"{idx}:bottling-1", f"{idx}:filler"])
+            machines = await filler.get_children()
+            for _ in range(12):
+                await asyncio.sleep(0.5)
+                for m in machines:
+                    name = (await m.read_browse_name()).Name
+                    for v in await m.get_children():
+                        var = (await v.read_browse_name()).Name
+                        dv = await v.read_data_value(raise_on_bad_status=False)
+                        if var in ("Reason", "Alert", "FailureProbability") or not dv.StatusCode.is_good():
+                            continue  # not yet written: BadWaitingForInitialData
+                        seen.append((name, var, int(dv.SourceTimestamp.timestamp() * 1000), dv.Value.Value))
+
+    try:
+        wait_port(port, timeout=60)
+        asyncio.run(read())
+        _, err = proc.communicate(timeout=120)
+    finally:
+        watch.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert {v for _, v, _, _ in seen} >= {"State", "vibration_rms", "bearing_temp"}
+    with lock:
+        unmatched = [s for s in seen if published.get(s[:3]) != s[3]]
+    assert len(seen) > 50 and not unmatched, f"{len(unmatched)} of {len(seen)} OPC UA values differ: {unmatched[:3]}"
