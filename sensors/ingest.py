@@ -28,12 +28,20 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 
 from sensors.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
-from sensors.bus.payloads import ParseError, StateChange, Telemetry, deadletter_payload, line_filters, parse
-from sensors.store import STATE_COLUMNS, Store
+from sensors.bus.payloads import (
+    Levels,
+    ParseError,
+    StateChange,
+    Telemetry,
+    deadletter_payload,
+    line_filters,
+    parse,
+)
+from sensors.store import LEVEL_COLUMNS, STATE_COLUMNS, Store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 
 log = logging.getLogger("linetwin.ingest")
-Item = tuple[int, int, "Telemetry | StateChange", str, bytes]  # mid, QoS, parsed message, topic, payload
+Item = tuple[int, int, "Telemetry | StateChange | Levels", str, bytes]  # mid, QoS, parsed message, topic, payload
 
 
 class Ingest:
@@ -74,7 +82,7 @@ class Ingest:
         return self.protocol == mqtt.MQTTv5
 
     def filters(self) -> list[str]:
-        topics = line_filters(self.prefix)
+        topics = [*line_filters(self.prefix), f"{self.prefix}/buffers"]  # buffer levels: what a what-if starts from
         return [f"$share/{self.group}/{t}" for t in topics] if self.shared else topics
 
     def start(self, timeout: float = 10.0) -> Ingest:
@@ -199,6 +207,7 @@ class Ingest:
     def _store(self, items: list[Item]) -> None:
         tel = [it for _, _, it, _, _ in items if isinstance(it, Telemetry)]
         states = [it for _, _, it, _, _ in items if isinstance(it, StateChange)]
+        levels = [it for _, _, it, _, _ in items if isinstance(it, Levels)]
         by_run: dict[str, list[Telemetry]] = {}
         for t in tel:
             by_run.setdefault(t.run, []).append(t)
@@ -210,6 +219,10 @@ class Ingest:
             self.store.write_states(pd.DataFrame(
                 [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state, reason)
                  for c in states for state, ts, reason in c.changes], columns=STATE_COLUMNS))
+        if levels:
+            self.store.write_levels(pd.DataFrame(
+                [(b.run, b.replication, station, pd.Timestamp(b.ts_ms, unit="ms"), level)
+                 for b in levels for station, level in b.levels.items()], columns=LEVEL_COLUMNS))
 
     def _ack(self, items: list[Item]) -> None:
         for mid, qos, *_ in items:

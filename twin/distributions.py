@@ -284,6 +284,20 @@ _Tagged = Annotated[
 Distribution = Annotated[_Tagged, BeforeValidator(_shorthand, json_schema_input_type=Union[NonNegDuration, _Tagged])]
 
 
+def residual(dist: _Dist, rng: np.random.Generator, elapsed: float, tries: int = 64) -> float:
+    """A draw of X - elapsed given X > elapsed: what is left of a life or a repair that has lasted `elapsed` already
+    (rejection in blocks of 1,024). 0 when the law leaves almost no chance (< 1 in 65,536) of lasting that long: the
+    thing ends now."""
+    if elapsed <= 0:
+        return float(dist.draw(rng, 1)[0])
+    for _ in range(tries):
+        xs = dist.draw(rng, 1024)
+        left = xs[xs > elapsed]
+        if left.size:
+            return float(left[0] - elapsed)
+    return 0.0
+
+
 class Sampler:
     """Draws from one distribution with its own generator, in blocks, so a draw costs a list pop."""
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from twin.distributions import Sampler
+from twin.distributions import Sampler, residual
 from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
-from twin.scenario import DAYS, Calendar, FaultMode, MachineType, Scenario, Station
+from twin.scenario import DAYS, Calendar, FaultMode, MachineNow, MachineType, Scenario, Station
 
 STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator")
 WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT, WAITING_OPERATOR = range(len(STATES))
@@ -37,6 +37,7 @@ STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLIC
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_PRODUCT_CYCLE, STREAM_PRODUCT_SETUP = 300, 100_000  # + product index (setups: + 1000 x from + to)
 STREAM_RELEASE = 50  # with machine slot -1: the product mix released
+STREAM_NOW = 60  # a line continued from a state read from the plant (`twin run --from`): lives and repairs left
 STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
 STREAM_SOURCE = 0  # with machine slot -1 (+ k for the k-th further entry station of a graph)
 #: a part's fate in `Line.scrapped_at`: still inside or left good (-1), consumed by an assembly (-2), else the
@@ -220,6 +221,10 @@ class Machine:
                 self.born[i] = -u[i] * self.life[i]
             self._renew_due()
             self.renewals += 1
+        self.resume: tuple[int, int, float] | None = None  # a stop in progress when the line's state was read
+        now = sc.now.machines.get(name) if sc.now is not None else None
+        if now is not None:
+            self._continue(now, rng_for(sc.seed, rep, slot, STREAM_NOW))
         self._set_state(STARVED)
         for i in range(len(self.modes)):
             self.log.lives[i].append((0.0, self.born[i], self.life[i]))
@@ -234,6 +239,27 @@ class Machine:
         self.off_shift_wait = -1  # the waiting state (starved, blocked) shown as off_shift while the line is off
         self.opportunistic = mtype.maintenance.opportunistic  # share of the way to due that takes an opportunity
         self.wake: simpy.Event | None = None  # while waiting for a part or space: fired by an opportunity
+
+    def _continue(self, now: MachineNow, rng: np.random.Generator) -> None:
+        """Start from a state read from the line: each fault mode's life from its forecast RUL, else drawn given
+        the age it has reached (a fresh draw when neither is known); a repair or maintenance in progress resumes
+        for what is left of it, drawn given how long it has lasted."""
+        self._now_rng = rng
+        rate = self.rates[WORKING] if not self.calendar_clock else 1.0
+        for i, f in enumerate(self.modes):
+            age = now.ages.get(f.name)
+            rul = now.rul.get(f.name)
+            if rul is not None:
+                a = (age or 0.0) * rate
+                self.born[i], self.life[i] = -a, a + rul * rate
+            elif age is not None:
+                self.born[i], self.life[i] = -age * rate, (age + residual(f.ttf, rng, age)) * rate
+        self._renew_due()
+        modes = [f.name for f in self.modes]
+        if now.state == "down" and now.mode in modes:
+            self.resume = (DOWN, modes.index(now.mode), now.since)
+        elif now.state == "maintenance":
+            self.resume = (MAINTENANCE, -1, now.since)
 
     def _waiting(self, state: int) -> None:
         """Start waiting for a part or for space (off shift, the machine shows off_shift meanwhile)."""
@@ -347,6 +373,14 @@ class Machine:
         is_last, is_constraint = self.is_last, self.is_constraint
         router, inputs, products, opportunistic = self.router, self.inputs, self.products, self.opportunistic
         run_pool = self.pool_for("run")
+        if self.resume is not None:
+            state, mode, since = self.resume
+            self.resume = None
+            if state == DOWN:
+                yield from self._fail(mode, residual(self.modes[mode].repair, self._now_rng, since))
+            else:
+                yield from self._maintain("in progress when the line's state was read",
+                                          residual(self.mtype.maintenance.duration, self._now_rng, since))
         while True:
             # decision point: shift, maintenance, changeover
             if cal is not None:
@@ -526,11 +560,14 @@ class Machine:
         return share is not None and progress is not None and self.pending_order is None and \
             self.state in (STARVED, BLOCKED) and progress(self) >= share
 
-    def _fail(self) -> Generator[simpy.Event, Any, None]:
-        i = self.fail_mode
+    def _fail(self, resumed: int = -1, left: float = 0.0) -> Generator[simpy.Event, Any, None]:
+        """A failure of the fault mode whose life ran out: down, a crew, the repair, a new life. `resumed`: a repair
+        of that mode already in progress at the start, `left` seconds of it to go (its failure was before)."""
+        i = self.fail_mode if resumed < 0 else resumed
         mode = self.modes[i]
         self._set_state(DOWN, i)
-        self.line.record(self, "failure", mode.name)
+        if resumed < 0:
+            self.line.record(self, "failure", mode.name)
         self.line.down += 1
         for m in self.line.waiting_for_opportunity:  # machines already waiting take the stop if they are close
             if m.wake is not None and not m.wake.triggered and m.opportunity():
@@ -540,16 +577,18 @@ class Machine:
             with crew.request(priority=0) as req:
                 yield req
                 self.line.record(self, "repair_start", mode.name)
-                yield self.env.timeout(self.repair[i]())
+                yield self.env.timeout(self.repair[i]() if resumed < 0 else left)
         else:
             self.line.record(self, "repair_start", mode.name)
-            yield self.env.timeout(self.repair[i]())
+            yield self.env.timeout(self.repair[i]() if resumed < 0 else left)
         self._set_state(DOWN)
         self._renew(i)
         self.line.down -= 1
         self.line.record(self, "repair_end", mode.name)
 
-    def _maintain(self, reason: str) -> Generator[simpy.Event, Any, None]:
+    def _maintain(self, reason: str, left: float | None = None) -> Generator[simpy.Event, Any, None]:
+        """Planned maintenance: a crew, the job (`left`: what remains of one in progress at the start), new lives
+        for the wear modes."""
         self.pending_order = None
         self._set_state(MAINTENANCE)
         self.line.record(self, "maintenance_order", detail=reason)
@@ -558,10 +597,10 @@ class Machine:
             with crew.request(priority=1) as req:
                 yield req
                 self.line.record(self, "maintenance_start", detail=reason)
-                yield self.env.timeout(self.maint_time())
+                yield self.env.timeout(self.maint_time() if left is None else left)
         else:
             self.line.record(self, "maintenance_start", detail=reason)
-            yield self.env.timeout(self.maint_time())
+            yield self.env.timeout(self.maint_time() if left is None else left)
         self._set_state(MAINTENANCE)
         for i in self.wear_modes:
             self._renew(i)

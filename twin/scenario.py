@@ -436,6 +436,30 @@ class Costs(_Strict):
     part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
 
 
+class MachineNow(_Strict):
+    """One machine when the line's state was read (`twin run --from`): its state and how long it has been in it,
+    the fault mode of a stop, and what is known of each fault mode's life."""
+
+    state: Literal["working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator",
+                   "offline"]
+    since: float = Field(0.0, ge=0, description="seconds already spent in that state")
+    mode: str = Field("", max_length=200, description="a down machine's fault mode")
+    ages: dict[Name, float] = Field(default_factory=dict, description="per fault mode: seconds of its reliability "
+                                    "clock (working time; up time for calendar-clock types) since its last renewal")
+    rul: dict[Name, float] = Field(default_factory=dict, description="per fault mode: forecast remaining life, "
+                                   "seconds of its reliability clock")
+
+
+class LineNow(_Strict):
+    """The line's state at one moment, from which a what-if run continues instead of starting empty."""
+
+    taken: dt.datetime = Field(description="when (the line's clock); the run starts here")
+    source: str = Field("", max_length=500, description="where it was read from")
+    machines: dict[Name, MachineNow] = Field(default_factory=dict)
+    buffers: dict[Name, int] | None = Field(None, description="parts waiting in front of each station; None: not "
+                                            "known (the scenario's initial levels)")
+
+
 class Scenario(_Strict):
     """A production line and how to run it."""
 
@@ -464,6 +488,8 @@ class Scenario(_Strict):
         None, min_length=1, max_length=10_000,
         description="a cyclic release sequence: product names or campaigns {product, parts}; default: a random mix "
                     "by share")
+    now: LineNow | None = Field(None, description="continue from this state of the line (`twin run --from`) "
+                                "instead of an empty, new line")
 
     @field_validator("start")
     @classmethod
@@ -865,6 +891,34 @@ def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults
             raise ScenarioError(f"policy {policy!r}: machine type {name!r} cannot use it ({msg}); add the parameter "
                                 f"under machine_types.{name}.maintenance or choose another policy") from None
     return scenario.model_copy(update={"machine_types": types})
+
+
+def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]]:
+    """The scenario started from `now` (its clock, the machines' states and lives, the buffers' levels; no warm-up:
+    the line is already running) and the notes worth telling the user (machines or stations it does not know,
+    levels above a buffer's capacity)."""
+    notes = []
+    machines = {m for st in scenario.stations for m in st.machine_names}
+    unknown = sorted(set(now.machines) - machines)
+    if unknown:
+        notes.append(f"machines not in the scenario, left out: {', '.join(unknown)}")
+    missing = sorted(machines - set(now.machines))
+    if missing:
+        notes.append(f"no state read for {', '.join(missing)}: they start as in a new line")
+    stations = list(scenario.stations)
+    if now.buffers is not None:
+        entries = set(scenario.entries()) if scenario.source.kind == "saturated" else set()
+        for i, st in enumerate(stations):
+            level = now.buffers.get(st.name)
+            if level is None or i in entries:
+                continue
+            cap = st.buffer if st.buffer is not None else level
+            if level > cap:
+                notes.append(f"{st.name}: {level} parts read, more than its buffer holds ({cap}); starts with {cap}")
+            stations[i] = st.model_copy(update={"initial": max(0, min(level, cap))})
+    keep = now.model_copy(update={"machines": {k: v for k, v in now.machines.items() if k in machines}})
+    return scenario.model_copy(update={"start": now.taken.replace(tzinfo=None), "warmup": 0.0, "now": keep,
+                                       "stations": stations}), notes
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:

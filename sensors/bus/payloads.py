@@ -179,7 +179,31 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
+@dataclass
+class Levels:
+    """Buffer levels of one message: parts waiting in front of each station (by name) at ts."""
+
+    run: str
+    replication: int
+    ts_ms: int
+    levels: dict[str, int]
+
+
+def _levels(topic: str, obj: dict[str, Any]) -> Levels:
+    if not topic.endswith("/buffers") or topic.count("/") != 3:
+        raise ParseError("buffers payload on a topic other than site/area/line/buffers")
+    run, replication, ts = _field(obj, "run", str), _field(obj, "replication", int), _field(obj, "ts", int)
+    levels = _field(obj, "levels", dict)
+    if not (0 < len(run) <= MAX_NAME and 0 <= replication <= MAX_REPLICATION and len(levels) <= 10_000):
+        raise ParseError("buffers payload: run, replication or the number of levels out of range")
+    if not all(isinstance(k, str) and 0 < len(k) <= MAX_NAME and type(v) is int and 0 <= v < 2**31
+               for k, v in levels.items()):
+        raise ParseError("buffers payload: levels must map station names to part counts")
+    _check_times([ts])
+    return Levels(run, replication, ts, levels)
+
+
+def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange | Levels:
     """Decode one message; raise ParseError with the reason if it is malformed. Pure: no I/O."""
     if len(payload) > MAX_PAYLOAD:
         raise ParseError(f"oversized payload ({len(payload)} bytes > {MAX_PAYLOAD})")
@@ -192,8 +216,11 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange:
         raise ParseError("payload is not a JSON object")
     levels = topic.split("/")
     schema = obj.get("schema")
+    if schema == SCHEMA_BUFFERS:
+        return _levels(topic, obj)
     if schema not in (SCHEMA_TELEMETRY, SCHEMA_STATE):
-        raise ParseError(f"unsupported schema {schema!r}; expected {SCHEMA_TELEMETRY} or {SCHEMA_STATE}")
+        raise ParseError(f"unsupported schema {schema!r}; expected {SCHEMA_TELEMETRY}, {SCHEMA_STATE} or "
+                         f"{SCHEMA_BUFFERS}")
     run = _field(obj, "run", str)
     replication = _field(obj, "replication", int)
     station = _field(obj, "station", str)

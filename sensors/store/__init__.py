@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from sensors.store.base import READING_COLUMNS, STATE_COLUMNS, Store, StoreError
+from sensors.store.base import LEVEL_COLUMNS, READING_COLUMNS, STATE_COLUMNS, Store, StoreError
 
-__all__ = ["READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "open_store"]
+__all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "open_store"]
 
 
 def open_store(url: str, read_only: bool = False) -> Store:

@@ -20,6 +20,7 @@ import pandas as pd
 READING_COLUMNS = ["run", "replication", "machine", "sensor", "ts", "value"]
 STATE_COLUMNS = ["run", "replication", "machine", "ts", "state", "reason"]  # reason: a stop's downtime reason
 SERIES_COLUMNS = ["run", "machine", "station", "sensor", "unit"]
+LEVEL_COLUMNS = ["run", "replication", "station", "ts", "level"]  # parts waiting in front of a station
 AGGREGATES = ("mean", "min", "max", "last", "count")
 
 
@@ -74,6 +75,10 @@ class Store(Protocol):
         """Store machine state changes (STATE_COLUMNS; without a reason column, none is known)."""
         ...
 
+    def write_levels(self, levels: pd.DataFrame) -> None:
+        """Store buffer levels (LEVEL_COLUMNS): the parts waiting in front of each station, over time."""
+        ...
+
     def write_series(self, series: pd.DataFrame) -> None:
         """Store the sensor catalogue (SERIES_COLUMNS): which machine has which sensor, in which unit."""
         ...
@@ -95,6 +100,10 @@ class Store(Protocol):
 
     def states(self, run: str | None = None) -> pd.DataFrame:
         """Machine state changes (STATE_COLUMNS), in time order per run, replication and machine."""
+        ...
+
+    def levels(self, run: str | None = None) -> pd.DataFrame:
+        """Buffer levels (LEVEL_COLUMNS) in time order per run, replication and station."""
         ...
 
     def count(self, run: str | None = None) -> int:

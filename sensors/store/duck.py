@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sensors.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, ReadingBatch, StoreError, check_agg
+from sensors.store.base import (
+    LEVEL_COLUMNS,
+    READING_COLUMNS,
+    SERIES_COLUMNS,
+    STATE_COLUMNS,
+    ReadingBatch,
+    StoreError,
+    check_agg,
+)
 
 # readings refer to their series by a small integer (the file stays small); no key on readings: a
 # store file written by an older linetwin keeps its key, which only slows its inserts
@@ -36,6 +44,9 @@ CREATE TABLE IF NOT EXISTS states (
     run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR,
     PRIMARY KEY (run, replication, machine, ts));
 ALTER TABLE states ADD COLUMN IF NOT EXISTS reason VARCHAR DEFAULT '';
+CREATE TABLE IF NOT EXISTS levels (
+    run VARCHAR, replication INTEGER, station VARCHAR, ts TIMESTAMP, level INTEGER,
+    PRIMARY KEY (run, replication, station, ts));
 """
 _READINGS = "readings r JOIN series s ON r.series = s.id"
 _COLUMNS = "s.run, r.replication, s.machine, s.sensor, r.ts, r.value"
@@ -143,6 +154,11 @@ class DuckStore:
             states["reason"] = states["reason"].fillna("")
             self._run(f"INSERT OR IGNORE INTO states SELECT {', '.join(STATE_COLUMNS)} FROM batch", batch=states)
 
+    def write_levels(self, levels: pd.DataFrame) -> None:
+        if len(levels):
+            levels = levels.drop_duplicates(subset=LEVEL_COLUMNS[:4]).reindex(columns=LEVEL_COLUMNS)
+            self._run(f"INSERT OR IGNORE INTO levels SELECT {', '.join(LEVEL_COLUMNS)} FROM batch", batch=levels)
+
     def write_series(self, series: pd.DataFrame) -> None:
         if len(series):
             self._run(f"INSERT INTO series ({', '.join(SERIES_COLUMNS)}) SELECT {', '.join(SERIES_COLUMNS)} FROM batch "
@@ -195,6 +211,14 @@ class DuckStore:
         return self._run(f"SELECT {self._state_select} FROM states WHERE {where} "
                          "ORDER BY run, replication, machine, ts",
                          [run] if run is not None else []).df()
+
+    def levels(self, run: str | None = None) -> pd.DataFrame:
+        where = "run = ?" if run is not None else "TRUE"
+        try:
+            return self._run(f"SELECT {', '.join(LEVEL_COLUMNS)} FROM levels WHERE {where} "
+                             "ORDER BY run, replication, station, ts", [run] if run is not None else []).df()
+        except duckdb.CatalogException:  # a file from before buffer levels were stored, opened read-only
+            return pd.DataFrame(columns=LEVEL_COLUMNS)
 
     def count(self, run: str | None = None) -> int:
         where = "series IN (SELECT id FROM series WHERE run = ?)" if run is not None else "TRUE"

@@ -19,7 +19,15 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from urllib3 import Retry
 
-from sensors.store.base import READING_COLUMNS, SERIES_COLUMNS, STATE_COLUMNS, ReadingBatch, StoreError, check_agg
+from sensors.store.base import (
+    LEVEL_COLUMNS,
+    READING_COLUMNS,
+    SERIES_COLUMNS,
+    STATE_COLUMNS,
+    ReadingBatch,
+    StoreError,
+    check_agg,
+)
 
 ENV_TOKEN = "LINETWIN_INFLUXDB_TOKEN"
 _FLUX_AGG = {"mean": "mean", "min": "min", "max": "max", "last": "last", "count": "count"}
@@ -80,6 +88,17 @@ class InfluxStore:
         self._write.write(bucket=self.bucket, org=self.org, record=df[STATE_COLUMNS[:3] + STATE_COLUMNS[4:]],
                           data_frame_measurement_name="machine_state",
                           data_frame_tag_columns=["run", "replication", "machine"], write_precision=WritePrecision.MS)
+
+    def write_levels(self, levels: pd.DataFrame) -> None:
+        if not len(levels):
+            return
+        df = levels.reindex(columns=LEVEL_COLUMNS)
+        df["replication"] = df["replication"].astype(str)
+        df["level"] = df["level"].astype(float)
+        df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
+        self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "station", "level"]],
+                          data_frame_measurement_name="buffer_level",
+                          data_frame_tag_columns=["run", "replication", "station"], write_precision=WritePrecision.MS)
 
     def write_series(self, series: pd.DataFrame) -> None:
         for row in series[SERIES_COLUMNS].itertuples(index=False):
@@ -150,6 +169,19 @@ class InfluxStore:
                             "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None), "state": df["state"].astype(str),
                             "reason": reason})
         return out.sort_values(["run", "replication", "machine", "ts"]).reset_index(drop=True)
+
+    def levels(self, run: str | None = None) -> pd.DataFrame:
+        flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: 0) ' \
+               '|> filter(fn: (r) => r._measurement == "buffer_level")'
+        if run is not None:
+            flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
+        df = self._tables(flux)
+        if df is None or df.empty:
+            return pd.DataFrame(columns=LEVEL_COLUMNS)
+        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "station": df["station"],
+                            "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
+                            "level": df["_value"].astype(int)})
+        return out.sort_values(["run", "replication", "station", "ts"]).reset_index(drop=True)
 
     def count(self, run: str | None = None) -> int:
         flux = self._flux(None, None, None, None, run) + ' |> group() |> count()'

@@ -25,6 +25,7 @@ app.command()(cmd_run.schema)
 # the twin of a real line: calibrated from the plant's records
 app.command()(cmd_plant.fit)
 app.command()(cmd_plant.connect)
+app.command()(cmd_plant.whatif)
 # fault forecasting
 app.command()(cmd_models.train)
 app.command()(cmd_models.evaluate)

@@ -104,10 +104,22 @@ def run(
     opcua: Annotated[Optional[str], typer.Option(help="serve the running twin's machines (states, sensor values, "
                                                  "alerts, KPIs) over OPC UA on 127.0.0.1: a port or "
                                                  "opc.tcp://127.0.0.1:PORT/PATH")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="start from the line's state now, read from a store "
+                                                 "(duckdb:///file) or the line's broker (mqtt://...), not an empty "
+                                                 "line (`twin whatif` compares alternatives from there)")] = None,
+    from_time: Annotated[Optional[str], typer.Option(help="with --from and a store: the moment to start from "
+                                                     "(line's clock, e.g. 2026-01-05T14:00); default: the latest "
+                                                     "record")] = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
     sc = open_scenario(file, duration=time_option(duration, "--duration"), replications=replications, seed=seed,
                        warmup=time_option(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
+    if from_ is not None:
+        from twin.app.cmd_plant import continued
+
+        sc = continued(sc, from_, from_time, option="--from-time")
+    elif from_time is not None:
+        fail("--from-time picks the moment of --from; give --from too")
     opts = RunOptions(broker=broker_url(broker, ca, cert, key), store=store, stream=stream, ingest=ingest,
                       models=models, anomaly=anomaly, predictive=policy == "predictive", dashboard=dashboard,
                       jobs=jobs, cluster=cluster, opcua=_opcua_url(opcua, stream))

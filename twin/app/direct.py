@@ -67,6 +67,7 @@ class StoreSink:
         self.written = 0
         self._parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # replication, series, ts, value
         self._states: list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._levels: list[tuple[int, str, int, int]] = []  # replication, station, epoch ms, parts waiting
         self._pending_rows = 0
         self._catalog: pd.DataFrame | None = None
         self._follower = StateFollower()
@@ -80,6 +81,9 @@ class StoreSink:
             self._pending_rows += len(batch)
         for m, t, states, reasons in self._follower.new(line):
             self._states.append((line.replication, m.name, self._ms(t), states, reasons))
+        now = self.start_ms + round(line.env.now * 1000)
+        self._levels += [(line.replication, st.name, now, len(buf.items))
+                         for st, buf in zip(line.scenario.stations, line.buffers) if buf is not None]
         if self._pending_rows >= self.batch:
             self.flush()
 
@@ -121,14 +125,19 @@ class StoreSink:
                 "machine": np.repeat(np.asarray(machines, dtype=object), sizes),
                 "ts": pd.to_datetime(np.concatenate(ts), unit="ms"), "state": np.concatenate(names),
                 "reason": np.concatenate(reasons)})
-        self._parts, self._states, self._pending_rows = [], [], 0
-        if readings is not None or states is not None:
-            self.written += self._background.submit(self._write, readings, states) or 0
+        levels = pd.DataFrame(self._levels, columns=["replication", "station", "ts", "level"]).assign(
+            run=self.run_id, ts=lambda d: pd.to_datetime(d.ts, unit="ms")) if self._levels else None
+        self._parts, self._states, self._levels, self._pending_rows = [], [], [], 0
+        if readings is not None or states is not None or levels is not None:
+            self.written += self._background.submit(self._write, readings, states, levels) or 0
 
-    def _write(self, readings: ReadingBatch | None, states: pd.DataFrame | None) -> int:
+    def _write(self, readings: ReadingBatch | None, states: pd.DataFrame | None,
+               levels: pd.DataFrame | None = None) -> int:
         stored = self.store.append(readings) if readings is not None else 0
         if states is not None:
             self.store.write_states(states)
+        if levels is not None:
+            self.store.write_levels(levels)
         return stored
 
     def close(self) -> None:

@@ -1,0 +1,122 @@
+"""The line's state now, for a what-if run (`twin run --from`, `twin whatif`): read from a store's state records (each
+machine's state, how long it has been in it, the fault mode of a stop, and each fault mode's age since its last
+repair or maintenance) or from the retained messages on the line's broker (states, buffer levels, and the
+forecasters' RUL of active alerts). Pure reading: what is not there is left out and said so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.payloads import LineTopics, ParseError, parse, parse_alert
+from sensors.store.base import Store
+from twin.scenario import LineNow, MachineNow, Scenario
+
+UP_STATES = ("working", "starved", "blocked", "setup", "waiting_operator")  # the calendar clock runs in these
+
+
+class SnapshotError(ValueError):
+    """Nothing to continue from: the message says what was looked for where."""
+
+
+def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = None, run: str | None = None,
+               replication: int = 0) -> LineNow:
+    """The line's state at `at` (default: its latest state record) from the store's state records of `run`
+    (default: the run with the latest record)."""
+    states = db.states(run)
+    if states.empty:
+        raise SnapshotError(f"{source}: no machine state records{f' for run {run!r}' if run else ''}; a what-if "
+                            "needs a store a run or `twin connect` wrote states into")
+    if run is None:
+        run = str(states.loc[states.ts.idxmax(), "run"])
+        states = states[states.run == run]
+    states = states[states.replication == replication]
+    stamp = pd.Timestamp(at.replace(tzinfo=None)) if at is not None else states.ts.max()
+    states = states[states.ts <= stamp].sort_values(["machine", "ts"])
+    if states.empty:
+        raise SnapshotError(f"{source}: run {run!r} has no state record before {stamp}")
+    types = {m: sc.machine_type_of(st) for st in sc.stations for m in st.machine_names}
+    machines = {}
+    for machine, g in states.groupby("machine", sort=False):
+        mt = types.get(str(machine))
+        if mt is None:
+            continue
+        ts = g.ts.to_numpy()
+        spans = (np.append(ts[1:], np.datetime64(stamp)) - ts) / np.timedelta64(1, "s")
+        kinds = g.state.to_numpy()
+        reasons = g.reason.fillna("").to_numpy()
+        running = np.isin(kinds, ["working"] if mt.clock == "operating" else list(UP_STATES))
+        ages = {}
+        for f in mt.fault_modes:
+            renewed = (kinds == "down") & (reasons == f.name)
+            if f.kind == "wear":
+                renewed |= kinds == "maintenance"
+            last = np.flatnonzero(renewed)
+            after = last[-1] + 1 if last.size else 0  # intervals since its last renewal (or the first record)
+            ages[f.name] = float(spans[after:][running[after:]].sum())
+        machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
+                                            mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages)
+    levels = db.levels(run)
+    levels = levels[(levels.replication == replication) & (levels.ts <= stamp)]
+    buffers = ({str(k): int(v) for k, v in levels.sort_values("ts").groupby("station")["level"].last().items()}
+               if len(levels) else None)
+    return LineNow(taken=stamp.to_pydatetime(), source=f"{source} (run {run}, state records)", machines=machines,
+                   buffers=buffers)
+
+
+def from_broker(url: BrokerURL, sc: Scenario, wait: float = 3.0) -> LineNow:
+    """The line's state from the retained messages on its broker: each machine's last state change, the buffers'
+    levels, and the RUL of each active alert; taken at the newest of their times."""
+    topics = LineTopics(sc.line.site, sc.line.area, sc.line.name)
+    got: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        if msg.retain:
+            with lock:
+                got[msg.topic] = bytes(msg.payload)
+
+    client = make_client(url, f"linetwin-snapshot-{uuid.uuid4().hex[:8]}")
+    client.on_message = on_message
+    connect(client, url)
+    client.subscribe([(f"{topics.prefix}/+/+/state", 1), (f"{topics.prefix}/+/+/alerts", 1), (topics.buffers, 1)])
+    time.sleep(wait)  # retained messages come at once; the wait covers a busy broker
+    client.loop_stop()
+    client.disconnect()
+    last: dict[str, tuple[str, int, str]] = {}
+    rul: dict[str, dict[str, float]] = {}
+    buffers, stamps = None, []
+    for topic, payload in got.items():
+        try:
+            if topic == topics.buffers:
+                doc = orjson.loads(payload)
+                buffers = {str(k): int(v) for k, v in doc.get("levels", {}).items()}
+                stamps.append(int(doc["ts"]))
+            elif topic.endswith("/alerts"):
+                a = parse_alert(payload)
+                if a["state"] != "cleared" and isinstance(a["rul"].get("estimate_s"), int | float):
+                    rul.setdefault(a["machine"], {})[str(a.get("fault_mode", ""))] = float(a["rul"]["estimate_s"])
+            else:
+                m = parse(topic, payload)
+                state, ts, reason = m.changes[-1]  # type: ignore[union-attr]
+                last[m.machine] = (state, ts, reason)
+                stamps.append(ts)
+        except (ParseError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            continue  # a malformed retained message: not part of the state
+    if not last:
+        raise SnapshotError(f"{url}: no retained machine states under {topics.prefix}/; is the line running and "
+                            "publishing there (a twin run, or `twin connect`)?")
+    at = max(stamps)
+    machines = {name: MachineNow(state=state, since=max(0.0, (at - ts) / 1000), mode=reason if state == "down" else "",
+                                 rul=rul.get(name, {}))
+                for name, (state, ts, reason) in last.items()}
+    taken = dt.datetime.fromtimestamp(at / 1000, dt.UTC).replace(tzinfo=None)
+    return LineNow(taken=taken, source=f"{url} (retained messages)", machines=machines, buffers=buffers)

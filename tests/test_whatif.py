@@ -1,0 +1,119 @@
+"""What-if from the line's state now: a twin run's state records and buffer levels read back from its store at
+mid-run, the remainder simulated from there (as is, and with a second technician), and the original run's own
+remainder inside the range the what-if gives; the retained state on a real broker as the other source; resumed
+repairs and lives drawn given the time already spent."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT, Mosquitto, twin_cmd
+from twin.distributions import Exponential, Weibull, residual
+from twin.scenario import LineNow, MachineNow, continue_from, load_scenario
+
+SCENARIO = ROOT / "tests" / "scenarios" / "whatif.yaml"
+
+
+@pytest.mark.slow
+def test_continuing_a_run_from_its_mid_run_state_brackets_what_it_really_made(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", SCENARIO, "--no-stream", "--out", run), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    at = pd.Timestamp("2026-01-05 14:00")  # 8 h into the 16 h run
+    out = tmp_path / "whatif.csv"
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at",
+                                at.isoformat(), "--duration", "8 h", "--replications", "40", "--extra-crew",
+                                "maintenance", "--seed", "100", "--out", out),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "buffer levels cell-2" in " ".join(r.stderr.split()), "the buffers' levels at 14:00 came from the store"
+    parts = pd.read_parquet(run / "truth" / "parts.parquet")
+    made = int(((parts.exit_time >= at) & (parts.exit_time < at + pd.Timedelta("8 h")) & parts.scrapped_at.isna())
+               .sum())
+    table = pd.read_csv(out).set_index("alternative")
+    reps = pd.read_csv(out.with_name("whatif-replications.csv"))
+    assert table.loc["as is", "5 %"] <= made <= table.loc["as is", "95 %"], (made, table)
+    assert len(reps) == 40 and table.loc["as is", "good parts"] == pytest.approx(reps["as is"].mean())
+    crew = table.loc["+1 technician, maintenance"]
+    assert crew["vs as is"] - crew["vs ± (95 % CI)"] > 0, "one technician for four cells: a second one helps"
+    assert "as is" in r.stdout and "+1 technician," in r.stdout
+
+
+@pytest.mark.slow
+def test_the_state_now_from_a_brokers_retained_messages(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A streamed run leaves each machine's state and the buffer levels retained on the broker (and the levels in
+    its store, through the ingest); a what-if reads them from there."""
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", SCENARIO, "--duration", "2 h", "--broker", mosquitto.url, "--out", run),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    from sensors.store import open_store
+
+    store = open_store(f"duckdb:///{run / 'twin.duckdb'}")
+    try:
+        levels = store.levels()
+    finally:
+        store.close()
+    assert set(levels.station) == {"cell-2", "cell-3", "cell-4"} and levels.ts.max() > levels.ts.min()
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", mosquitto.url, "--duration", "1 h", "--replications",
+                                "3"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    told = " ".join(r.stderr.split())
+    assert "continuing from 2026-01-05 07:59" in told or "continuing from 2026-01-05 08:00" in told, told
+    assert "(retained messages)" in told and "buffer levels cell-2" in told
+
+
+def test_a_repair_under_way_resumes_for_what_is_left_of_it() -> None:
+    rng = np.random.default_rng(1)
+    exp = Exponential(dist="exponential", mean=100.0)
+    left = np.array([residual(exp, rng, 300.0) for _ in range(4000)])
+    assert left.mean() == pytest.approx(100.0, rel=0.06), "memoryless: what is left has the same mean"
+    wb = Weibull(dist="weibull", shape=3.0, scale=100.0)
+    old, new = (np.mean([residual(wb, rng, a) for _ in range(3000)]) for a in (120.0, 0.0))
+    assert old < 0.5 * new, "wear-out: an old part has less life left"
+    assert residual(Exponential(dist="exponential", mean=1.0), rng, 1e6) == 0.0, "beyond any chance: it ends now"
+
+
+def test_a_state_read_from_the_line_starts_the_scenario_there() -> None:
+    sc = load_scenario(SCENARIO)
+    now = LineNow(taken="2026-01-05T14:00:00", machines={
+        "cell-1": MachineNow(state="down", since=600, mode="jam", ages={"spindle_wear": 3600.0}),
+        "ghost": MachineNow(state="working")}, buffers={"cell-2": 99, "cell-3": 5})
+    out, notes = continue_from(sc, now)
+    assert out.start.hour == 14 and out.warmup == 0 and out.now is not None and set(out.now.machines) == {"cell-1"}
+    assert [s.initial for s in out.stations] == [0, 30, 5, 0]
+    assert any("ghost" in n for n in notes) and any("more than its buffer holds" in n for n in notes)
+    from twin.app.runner import simulate
+
+    line = simulate(out, 0, sensors=False).line
+    cell1 = line.machines[0]
+    changes = [(t, s) for t, s in zip(cell1.log.t, cell1.log.state) if t > 0 or s == 3][:2]
+    assert changes[0] == (0.0, 3), "cell-1 starts down, its repair resumed"
+    assert 0 < changes[1][0] < 3600 and changes[1][1] != 3, "and up once what was left of the repair is done"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(st.sampled_from(["cell-1", "cell-2", "cell-3", "cell-4", "other"]), st.builds(
+    MachineNow, state=st.sampled_from(["working", "down", "maintenance", "starved", "offline"]),
+    since=st.floats(0, 1e7), mode=st.sampled_from(["", "jam", "spindle_wear", "unknown"]),
+    ages=st.dictionaries(st.sampled_from(["jam", "spindle_wear", "x"]), st.floats(0, 1e7), max_size=2),
+    rul=st.dictionaries(st.sampled_from(["jam", "spindle_wear"]), st.floats(0, 1e6), max_size=2)), max_size=5),
+    st.one_of(st.none(), st.dictionaries(st.sampled_from(["cell-1", "cell-2", "cell-4", "x"]),
+                                         st.integers(0, 10_000), max_size=4)))
+def test_any_state_read_from_a_line_runs(machines: dict[str, MachineNow], buffers: dict[str, int] | None) -> None:
+    """Whatever a plant's records say (states, ages and RUL of any size, unknown machines and modes, buffer levels
+    beyond capacity), the line continues from it and runs."""
+    from twin.app.runner import simulate
+
+    sc = load_scenario(SCENARIO).model_copy(update={"duration": 3600.0})
+    out, _ = continue_from(sc, LineNow(taken="2026-01-05T14:00:00", machines=machines, buffers=buffers))
+    kpis = simulate(out, 0, sensors=False).kpis
+    assert (kpis[kpis.kpi == "throughput [parts/h]"].value >= 0).all()
