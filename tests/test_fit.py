@@ -108,3 +108,32 @@ def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
         assert "fuzz.csv" in str(e)
         return
     fit_scenario(log, load_scenario(TRUTH))
+
+
+def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
+    """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
+    worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity."""
+    from twin.app.runner import simulate
+    from twin.fit import fit_scenario
+
+    sc = load_scenario(TRUTH).model_copy(update={"duration": 1.5 * 86400.0})
+    line = simulate(sc, 0, sensors=False).line
+    start = pd.Timestamp(sc.start)
+    status, parts = [], []
+    for m in line.machines:
+        t, states, reasons = m.log.states_from(0)
+        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                    "state": states.astype(str), "reason": reasons.astype(str)}))
+        done = np.frombuffer(m.log.finished) if not m.is_last else np.frombuffer(line.exit)
+        done = done[np.isfinite(done)]
+        parts.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(np.sort(done), unit="s"), "machine": m.name}))
+    log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
+                                                                                   keep="last")
+    levels = pd.DataFrame({"timestamp": [start] * 3, "station": ["press-2", "press-2", "nowhere"], "level": [3, 17, 9]})
+    fitted, table = fit_scenario(log, sc, parts=pd.concat(parts), levels=levels)
+    cycles = table[table.time == "cycle"].set_index("machine type")
+    assert cycles.loc["station press-1", "events"] > 500 and cycles.loc["station press-2", "events"] > 50
+    assert cycles.loc["station press-1", "mean [h]"] * 3600 == pytest.approx(50, rel=0.02)
+    assert cycles.loc["station press-2", "mean [h]"] * 3600 == pytest.approx(45, rel=0.02)
+    assert fitted.stations[0].cycle_time.mean == pytest.approx(50, rel=0.02)
+    assert fitted.stations[1].buffer == 17  # the most parts seen waiting in front of press-2

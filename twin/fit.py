@@ -30,6 +30,8 @@ from twin.scenario import Scenario
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
+CYCLE_FAMILIES: dict[str, Any] = {"normal": stats.norm, "lognormal": stats.lognorm, "gamma": stats.gamma}
+MIN_CYCLES = 30  # fewer clean cycles than this at a station: the base scenario's cycle time is kept
 MIN_EVENTS = 5  # fewer failures (or repairs) than this: the base scenario's distribution is kept
 WORKING = STATES[0]
 
@@ -51,31 +53,98 @@ class Fitted:
     aic: dict[str, float] = field(default_factory=dict)
 
 
-def read_log(path: Path) -> pd.DataFrame:
-    """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted; LogError when unusable."""
+def _table(path: Path, need: tuple[str, ...], what: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A CSV or Parquet log with the columns `need` (the first a timestamp), and its times; LogError naming the
+    file, row and column when not."""
     try:
         df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise LogError(f"{path}: not a readable CSV or Parquet file ({e}).") from None
-    missing = [c for c in ("timestamp", "machine", "state") if c not in df.columns]
+    missing = [c for c in need if c not in df.columns]
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
-                       f"{', '.join(map(str, df.columns)) or 'none'}). A status log has timestamp, machine, state "
-                       "and, for stops, reason.")
+                       f"{', '.join(map(str, df.columns)) or 'none'}). {what}")
     ts = pd.to_datetime(df["timestamp"], errors="coerce", utc=False, format="mixed")
     if ts.isna().any():
         row = int(np.flatnonzero(ts.isna().to_numpy())[0])
         raise LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column timestamp: "
                        f"{df['timestamp'].iloc[row]!r} is not a time; write ISO 8601 (2026-01-05T06:00:00).")
+    return df, ts.dt.tz_localize(None) if ts.dt.tz is not None else ts
+
+
+def read_parts(path: Path) -> pd.DataFrame:
+    """A part-completion log (timestamp, machine: one row per part a machine finished) as timestamp, machine."""
+    df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine.")
+    out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
+    return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def read_levels(path: Path) -> pd.DataFrame:
+    """A buffer-level log (timestamp, station, level: parts waiting in front of the station)."""
+    df, ts = _table(path, ("timestamp", "station", "level"), "A buffer log has timestamp, station, level.")
+    level = pd.to_numeric(df["level"], errors="coerce")
+    if level.isna().any() or (level < 0).any():
+        row = int(np.flatnonzero((level.isna() | (level < 0)).to_numpy())[0])
+        raise LogError(f"{path}: row {row + 2}, column level: {df['level'].iloc[row]!r} is not a part count (a "
+                       "whole number, 0 or more).")
+    return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
+
+
+def read_log(path: Path) -> pd.DataFrame:
+    """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted; LogError when unusable."""
+    df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
+                    "stops, reason.")
     bad = ~df["state"].astype(str).isin(STATES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise LogError(f"{path}: row {row + 2}, column state: {df['state'].iloc[row]!r} is not a machine state; use "
                        f"{', '.join(STATES)} (map the plant's own state names to these first).")
     reason = df["reason"].fillna("").astype(str) if "reason" in df else pd.Series("", index=df.index)
-    out = pd.DataFrame({"timestamp": ts.dt.tz_localize(None) if ts.dt.tz is not None else ts,
-                        "machine": df["machine"].astype(str), "state": df["state"].astype(str), "reason": reason})
+    out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str), "state": df["state"].astype(str),
+                        "reason": reason})
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per machine: the seconds between two parts it finished while it stayed working the whole time (no wait for a
+    part or for space, no stop in between): its cycle times, free of the line's losses."""
+    out: dict[str, np.ndarray] = {}
+    for machine, p in parts.groupby("machine", sort=False):
+        g = log[log.machine == machine]
+        if g.empty or len(p) < 2:
+            continue
+        t = p.timestamp.to_numpy()
+        change = g.timestamp.to_numpy()
+        k = np.searchsorted(change, t, side="right") - 1  # the state each completion fell in
+        state = np.where(k >= 0, g.state.to_numpy()[np.maximum(k, 0)], "")
+        same = (k[1:] == k[:-1]) & (state[1:] == WORKING) & (k[:-1] >= 0)  # no state change between the two
+        gaps = (t[1:] - t[:-1]).astype("timedelta64[ms]").astype(float) / 1000
+        out[str(machine)] = gaps[same & (gaps > 0)]
+    return out
+
+
+def fit_cycle(samples: np.ndarray) -> Fitted:
+    """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
+    best: tuple[float, str, tuple[float, ...]] | None = None
+    aic = {}
+    for name, dist in CYCLE_FAMILIES.items():
+        try:
+            params = dist.fit(samples) if name == "normal" else dist.fit(samples, floc=0)
+        except (ValueError, RuntimeError, FloatingPointError):
+            continue
+        ll = float(np.sum(dist.logpdf(samples, *params)))
+        if math.isfinite(ll):
+            aic[name] = 4 - 2 * ll
+            if best is None or aic[name] < best[0]:
+                best = (aic[name], name, params)
+    if best is None:
+        raise LogError("no distribution family fits these cycle times")
+    _, name, params = best
+    law = CYCLE_FAMILIES[name](*params)
+    spec = ({"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
+            else _spec(name, params))
+    return Fitted(name, spec, float(law.mean()), len(samples), 0, float(stats.kstest(samples, law.cdf).statistic),
+                  aic)
 
 
 def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
@@ -167,11 +236,42 @@ def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], 
     return out
 
 
-def fit_scenario(log: pd.DataFrame, base: Scenario) -> tuple[Scenario, pd.DataFrame]:
+def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
+                 levels: pd.DataFrame | None = None) -> tuple[Scenario, pd.DataFrame]:
     """The base scenario with every fault mode's time to failure and repair time fitted from the log (where it has
-    at least MIN_EVENTS of them), and a table of what was fitted and how well."""
+    at least MIN_EVENTS of them), each station's cycle time from a part log (at least MIN_CYCLES clean cycles),
+    each buffer's capacity from a buffer-level log (the most parts seen waiting), and a table of what was fitted and
+    how well."""
     obs = observations(log, base)
     rows = []
+    stations = list(base.stations)
+    if parts is not None:
+        cycles = clean_cycles(parts, log)
+        for i, st in enumerate(stations):
+            samples = np.concatenate([cycles.get(m, np.empty(0)) for m in st.machine_names])
+            before = st.cycle_time.mean
+            row = {"machine type": f"station {st.name}", "fault mode": "", "time": "cycle", "censored": 0,
+                   "events": len(samples), "base mean [h]": before / 3600}
+            if len(samples) < MIN_CYCLES or st.cycle_times:
+                rows.append({**row, "family": "kept (too few clean cycles)" if len(samples) < MIN_CYCLES else
+                             "kept (per-product cycle times)", "mean [h]": before / 3600, "KS": np.nan,
+                             "parameters": ""})
+                continue
+            f = fit_cycle(samples)
+            stations[i] = st.model_validate({**st.model_dump(by_alias=True), "cycle_time": f.spec})
+            rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
+                         "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+    if levels is not None:
+        most = levels.groupby("station")["level"].max()
+        for i, st in enumerate(stations):
+            if st.name in most.index and st.buffer is not None:
+                seen = int(most[st.name])
+                stations[i] = stations[i].model_copy(update={"buffer": max(seen, 1),
+                                                             "initial": min(stations[i].initial, max(seen, 1))})
+                rows.append({"machine type": f"station {st.name}", "fault mode": "", "time": "buffer",
+                             "events": int((levels.station == st.name).sum()), "censored": 0,
+                             "family": "most parts seen waiting", "mean [h]": np.nan, "base mean [h]": np.nan,
+                             "KS": np.nan, "parameters": f"buffer={max(seen, 1)} (was {st.buffer})"})
     types = {k: v.model_copy(deep=True) for k, v in base.machine_types.items()}
     for (mtype, mode, what), (seen, cut) in sorted(obs.items()):
         base_mode = next(f for f in base.machine_types[mtype].fault_modes if f.name == mode)
@@ -190,7 +290,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario) -> tuple[Scenario, pd.DataFr
                      "censored": f.censored, "family": f.family, "mean [h]": f.mean / 3600,
                      "base mean [h]": before / 3600, "KS": f.ks,
                      "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
-    fitted = base.model_copy(update={"machine_types": types})
+    fitted = base.model_copy(update={"machine_types": types, "stations": stations})
     return Scenario.model_validate(fitted.model_dump(by_alias=True)), pd.DataFrame(rows)
 
 

@@ -74,17 +74,23 @@ def fit(
     report: Annotated[Optional[Path], typer.Option(help="folder for report.md and the tables (default: next to "
                                                         "--out)")] = None,
     replications: Annotated[int, typer.Option(min=2, max=100, help="simulated replications of the validation")] = 5,
+    parts: Annotated[Optional[Path], typer.Option(help="part-completion log (timestamp, machine: one row per part "
+                                                       "a machine finished): fits each station's cycle time")] = None,
+    levels: Annotated[Optional[Path], typer.Option(help="buffer-level log (timestamp, station, level): sets each "
+                                                        "buffer's capacity to the most parts seen waiting")] = None,
 ) -> None:
     """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
     write the fitted scenario, and validate it against the log."""
     import yaml
 
-    from twin.fit import LogError, fit_scenario, read_log
+    from twin.fit import LogError, fit_scenario, read_levels, read_log, read_parts
     from twin.scenario import load_scenario
 
     sc = open_scenario(base)
     try:
         frame = read_log(log)
+        part_log = read_parts(parts) if parts is not None else None
+        level_log = read_levels(levels) if levels is not None else None
     except LogError as e:
         fail(str(e))
     known = {m for s in sc.stations for m in s.machine_names}
@@ -94,7 +100,7 @@ def fit(
              "name the machines in the log as the scenario does.")
     if unknown:
         err_console.print(f"warning: machines not in {base.name}, left out: {', '.join(unknown)}", highlight=False)
-    fitted, table = fit_scenario(frame, sc)
+    fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {log.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
@@ -108,8 +114,9 @@ def fit(
         shown.add_column(col, justify="right" if col in ("events", "censored", "mean [h]", "base mean [h]", "KS")
                          else "left")
     for _, r in table.iterrows():
-        shown.add_row(r["machine type"], r["fault mode"], r["time"], f"{r.events:,}", f"{r.censored:,}", r.family,
-                      f"{r['mean [h]']:.3f}", f"{r['base mean [h]']:.3f}", f"{r.KS:.3f}" if r.KS == r.KS else "–")
+        shown.add_row(r["machine type"], r["fault mode"], r["time"], f"{r.events:,}", f"{r.censored:,}",
+                      r.family if r["time"] != "buffer" else r.parameters,
+                      *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     out_console.print(shown)
     check = validate_fit(fitted, frame, replications)
     folder = report or out.with_name(out.stem + "-report")
