@@ -83,6 +83,7 @@ def test_a_bad_status_log_names_the_row_column_and_fix(tmp_path: Path, text: str
         read_log(f)
 
 
+@pytest.mark.slow  # the command line's way of saying it (the reader's messages are checked above, in the fast loop)
 def test_twin_fit_refuses_a_bad_log_in_one_paragraph(tmp_path: Path) -> None:
     f = tmp_path / "log.csv"
     f.write_text("timestamp,machine,state\n2026-01-05T06:00,press-1,RUN\n")
