@@ -176,6 +176,24 @@ def test_scenarios_page_validates_like_the_cli_and_compares_runs(env: Path, tmp_
     assert at.error[0].value.startswith("bad.yaml:") and "cycle_time" in at.error[0].value
 
 
+def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
+    """The what-if on the Scenarios page: the line's state read from a run's store, the next hour as it is and with
+    one more mechanic, the table shown once the simulation is done."""
+    at = page("scenarios")
+    at.selectbox(key="scenario").set_value("bottling.yaml").run()
+    label = next(o for o in at.selectbox(key="wi_src").options if "r1" in o)
+    at.selectbox(key="wi_src").set_value(label)
+    at.text_input(key="wi_dur").set_value("1 h")
+    at.number_input(key="wi_reps").set_value(3)
+    at.multiselect(key="wi_crew").set_value(["mechanics"])
+    at.button(key="wi_go").click().run()
+    proc = at.session_state["wi_proc"]
+    assert proc.wait(120) == 0, proc.stderr.read()
+    at.run()
+    shown = next(d.value for d in at.dataframe if "alternative" in d.value.columns)
+    assert list(shown.alternative) == ["as is", "+1 technician, mechanics"] and "±" in shown["good parts"][0]
+
+
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:
     from predictors import TableFormat, forecasters, from_table
     from predictors.evaluate import evaluate, write_report
