@@ -138,3 +138,20 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
     assert cycles.loc["station press-2", "mean [h]"] * 3600 == pytest.approx(45, rel=0.02)
     assert fitted.stations[0].cycle_time.mean == pytest.approx(50, rel=0.02)
     assert fitted.stations[1].buffer == 17  # the most parts seen waiting in front of press-2
+
+
+def test_the_shift_calendar_is_read_from_the_planned_stops() -> None:
+    """A week of a two-shift line (06:00-22:00, Monday to Friday) as a status log: its off-shift records give the
+    calendar back (adjacent shifts as one window)."""
+    from twin.app.runner import simulate
+    from twin.fit import calendar_from
+
+    sc = load_scenario(ROOT / "scenarios" / "cnc_cell.yaml").model_copy(update={"duration": 7 * 86400.0})
+    line = simulate(sc, 0, sensors=False).line
+    start = pd.Timestamp(sc.start)
+    log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                   "state": s.astype(str), "reason": r.astype(str)})
+                     for m in line.machines for t, s, r in [m.log.states_from(0)]])
+    assert calendar_from(log.sort_values(["machine", "timestamp"])) == {
+        "shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]}
+    assert calendar_from(log[log.state != "off_shift"]) is None  # no planned stops: no calendar to read

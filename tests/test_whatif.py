@@ -45,6 +45,9 @@ def test_continuing_a_run_from_its_mid_run_state_brackets_what_it_really_made(tm
     crew = table.loc["+1 technician, maintenance"]
     assert crew["vs as is"] - crew["vs ± (95 % CI)"] > 0, "one technician for four cells: a second one helps"
     assert "as is" in r.stdout and "+1 technician," in r.stdout
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--add-shift",
+                                "22:00-24:00"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "has no shift calendar" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow

@@ -236,6 +236,51 @@ def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], 
     return out
 
 
+SLOT = 15  # minutes: the grid on which a shift calendar is read from the log
+
+
+def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
+    """The shift calendar the log's planned stops show (None if it has none): on a 15-minute grid, a slot of a
+    weekday is planned downtime when the line (most of its machines) was off shift there on most such days; working
+    days are those with a slot on shift, the shifts the runs of on-shift slots of those days (the most common
+    pattern)."""
+    if not (log.state == "off_shift").any():
+        return None
+    start, end = log.timestamp.min().floor("D"), log.timestamp.max()
+    grid = pd.date_range(start, end, freq=f"{SLOT}min")
+    if len(grid) < 2 * 24 * 60 // SLOT:
+        return None  # less than two days: no pattern to read
+    off = np.zeros(len(grid))
+    machines = log.machine.unique()
+    for _, g in log.groupby("machine", sort=False):
+        middle = (grid + pd.Timedelta(minutes=SLOT / 2)).to_numpy()  # a machine ends its part after the shift
+        k = np.searchsorted(g.timestamp.to_numpy(), middle, side="right") - 1
+        off += np.where(k >= 0, g.state.to_numpy()[np.maximum(k, 0)] == "off_shift", False)
+    frame = pd.DataFrame({"day": grid.day_of_week, "slot": grid.hour * 60 + grid.minute,
+                          "off": off > len(machines) / 2})
+    frame = frame[(grid >= log.timestamp.min()) & (grid < end)]
+    typical = frame.groupby(["day", "slot"]).off.mean() > 0.5  # off on most such days
+    names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    days = [d for d in range(7) if d in typical.index.get_level_values(0) and not typical.loc[d].all()]
+    if not days or (len(days) == 7 and not typical.any()):
+        return None  # never off shift in a pattern: the line runs around the clock
+    patterns = pd.Series([tuple(~typical.loc[d].reindex(range(0, 1440, SLOT), fill_value=True).to_numpy())
+                          for d in days]).value_counts()
+    on = np.array(patterns.index[0])
+    windows, i = [], 0
+    while i < len(on):
+        if on[i]:
+            j = i
+            while j < len(on) and on[j]:
+                j += 1
+            a, b = i * SLOT, j * SLOT
+            windows.append(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}")
+            i = j
+        else:
+            i += 1
+    return {"shifts": windows, "days": [names[d] for d in days]}
+
+
 def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
                  levels: pd.DataFrame | None = None) -> tuple[Scenario, pd.DataFrame]:
     """The base scenario with every fault mode's time to failure and repair time fitted from the log (where it has
@@ -290,7 +335,16 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                      "censored": f.censored, "family": f.family, "mean [h]": f.mean / 3600,
                      "base mean [h]": before / 3600, "KS": f.ks,
                      "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
-    fitted = base.model_copy(update={"machine_types": types, "stations": stations})
+    update: dict[str, Any] = {"machine_types": types, "stations": stations}
+    cal = calendar_from(log)
+    if cal is not None:
+        update["calendar"] = cal
+        rows.append({"machine type": "line", "fault mode": "", "time": "calendar", "events":
+                     int((log.state == "off_shift").sum()), "censored": 0, "family": "planned stops in the log",
+                     "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan,
+                     "parameters": f"shifts {', '.join(cal['shifts'])} on {', '.join(cal['days'])} (was "
+                                   f"{'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
+    fitted = base.model_copy(update=update)
     return Scenario.model_validate(fitted.model_dump(by_alias=True)), pd.DataFrame(rows)
 
 

@@ -255,8 +255,8 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     return out
 
 
-def _alternatives(sc: Scenario, crews: list[str], policies: list[str],
-                  buffers: list[str]) -> list[tuple[str, Scenario]]:
+def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
+                  shifts: list[str] | None = None) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each)."""
     from twin.scenario import ScenarioError, with_policy
 
@@ -281,6 +281,23 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str],
         stations = [s.model_copy(update={"buffer": int(size), "initial": min(s.initial, int(size))})
                     if s.name == station else s for s in sc.stations]
         out.append((f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})))
+    for window in shifts or []:
+        if sc.calendar is None:
+            fail(f"--add-shift {window!r}: the scenario has no shift calendar (its line runs around the clock); "
+                 "give it a calendar: to add a shift to")
+        from pydantic import ValidationError
+
+        from twin.scenario import Calendar
+
+        try:
+            cal = Calendar.model_validate({**sc.calendar.model_dump(), "shifts": [*sc.calendar.shifts, window]})
+        except ValidationError as e:
+            fail(f"--add-shift {window!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')}")
+        w = cal.windows()
+        if any(a < d and c < b for i, (a, b) in enumerate(w) for c, d in w[i + 1:]):
+            fail(f"--add-shift {window!r} overlaps the scenario's shifts ({', '.join(sc.calendar.shifts)}); give a "
+                 "window outside them")
+        out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
     return out
 
 
@@ -298,6 +315,9 @@ def whatif(
                                                              "policy (repeatable)")] = None,
     buffer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=PARTS buffer capacity "
                                                              "(repeatable)")] = None,
+    add_shift: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more shift window on the "
+                                                                "working days, e.g. '22:00-24:00' (repeatable)")]
+    = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="override the scenario's seed")] = None,
@@ -314,7 +334,7 @@ def whatif(
     assert seconds is not None
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed)
     sc = continued(base, from_, at)
-    options = _alternatives(sc, extra_crew or [], policy or [], buffer or [])
+    options = _alternatives(sc, extra_crew or [], policy or [], buffer or [], add_shift or [])
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
     for label, alt in options:
