@@ -117,7 +117,7 @@ def score(name: str, train: dict[str, RunToFailure], held: dict[str, RunToFailur
                  if (quiet := [m for m in ds.modes if m not in ds.modes_to_alert()]) else ""))
         print(f"{'machine type':18} {'model':10} {'train s':>8} {'1 window ms':>11} {'batched ms':>10} "
               f"{'RUL RMSE h':>10} {'failures':>8} {'alerts':>6} {'P':>5} {'R':>5} {'F1':>5} "
-              f"{'lead h':>7} {'min lead h':>10} {'maint h':>7}")
+              f"{'lead h':>7} {'min lead h':>10} {'maint h':>7} {'in alert':>8} {'FA h/1000h':>10}")
         params = {k: int(v) if k == "window" else v for k, v in DEFAULTS["s"].items()}
         models = {"baseline": forecasters()["baseline"](**params).fit(ds)}
         fit_s = {}
@@ -135,15 +135,18 @@ def score(name: str, train: dict[str, RunToFailure], held: dict[str, RunToFailur
             print(f"{group:18} {kind:10} {fit_s[kind]:8.1f} {one:11.2f} {batched:10.3f} "
                   f"{s.rmse / 3600:10.2f} {int(s.alert_failures):8d} {int(s.alert_alerts):6d} "
                   f"{s.alert_precision:5.2f} {s.alert_recall:5.2f} {s.alert_f1:5.2f} "
-                  f"{s.alert_lead_mean / 3600:7.2f} {s.alert_lead_min / 3600:10.2f} {maint / 3600:7.2f}")
+                  f"{s.alert_lead_mean / 3600:7.2f} {s.alert_lead_min / 3600:10.2f} {maint / 3600:7.2f} "
+                  f"{s.alert_time_in_alert:8.1%} {s.alert_false_alarm_per_1000:10.1f}")
         print(f"{group:18} {'baseline':10} {'':8} {'':11} {'':10} {ev.loc['baseline', 'rmse'] / 3600:10.2f}")
     for kind, events in pooled.items():
         if events:
             p = AlertEvents(pd.concat([e.alerts for e in events], ignore_index=True),
-                            pd.concat([e.failures for e in events], ignore_index=True)).scores()
+                            pd.concat([e.failures for e in events], ignore_index=True),
+                            sum(e.watched for e in events)).scores()
             print(f"{name + ' (pooled)':18} {kind:10} {'':8} {'':11} {'':10} {'':10} {p['failures']:8d} "
                   f"{p['alerts']:6d} {p['precision']:5.2f} {p['recall']:5.2f} {p['f1']:5.2f} "
-                  f"{p['lead_mean'] / 3600:7.2f} {p['lead_min'] / 3600:10.2f} {maint / 3600:7.2f}")
+                  f"{p['lead_mean'] / 3600:7.2f} {p['lead_min'] / 3600:10.2f} {maint / 3600:7.2f} "
+                  f"{p['time_in_alert']:8.1%} {p['false_alarm_per_1000']:10.1f}")
 
 if __name__ == "__main__":
     main()

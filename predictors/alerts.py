@@ -3,7 +3,10 @@
 An alert is raised when P(failure within the horizon) stays at or above `on` for `confirm` evaluations
 in a row, and cleared only when it stays below `off` for `clear_after` evaluations (a machine heading
 for failure gives noisy forecasts; a repaired one gives low ones for good); in between it is only updated
-when its severity or fault mode changes. So noisy forecasts neither raise nor clear an alert (no flapping).
+when its severity or fault mode changes, and those changes have hysteresis too: a new likeliest mode or a new
+severity must hold for `dwell` forecasts in a row (critical falls back to warning only below `critical_off`), and
+an alert changes at most once per `dwell` forecasts. So noisy forecasts neither raise nor clear an alert, nor
+flip its mode or severity (no flapping).
 While the machine is stopped (down, in maintenance, off shift) the alert holds: its sensors say nothing about
 wear then, and wear counted in operating time waits for the next shift, so an alert raised just before the
 shift ends is still right when the failure comes in the morning. A failure's repair or a maintenance ends the
@@ -38,6 +41,8 @@ class AlertRule:
     confirm: int = 3
     clear_after: int = 60  # an hour of low forecasts: degradation does not heal, a dip is not a repair
     critical: float = 0.85  # probability at which a raised alert is critical
+    critical_off: float = 0.7  # a critical alert falls back to warning only below this
+    dwell: int = 15  # forecasts a new mode or severity must hold, and the least between two updates
 
     def severity(self, p: float) -> str:
         return "critical" if p >= self.critical else "warning"
@@ -122,6 +127,9 @@ class AlertState:
     _above: int = 0
     _below: int = 0
     _serviced: bool = False  # repaired or maintained since the forecasts last said the risk remains
+    _quiet: int = 0  # forecasts since the alert last changed (raised or updated)
+    _next: tuple[str, str] = ("", "")  # the (severity, mode) the forecasts point to, and for how long
+    _held: int = 0
 
     def update(self, t: float, p: float, mode: str, status: str = RUNNING) -> Transition | None:
         """Feed one forecast (time, P(any failure within horizon), likeliest mode, the machine's status);
@@ -137,6 +145,7 @@ class AlertState:
         if not self.active:
             if self._above >= r.confirm:
                 self.active, self.since, self.severity, self.mode = True, t, r.severity(p), mode
+                self._quiet, self._next, self._held = 0, (self.severity, mode), 0
                 return "raised"
             return None
         if self._serviced and self._above >= r.confirm:
@@ -144,9 +153,17 @@ class AlertState:
         if self._below >= (r.confirm if self._serviced else r.clear_after):
             self.active, self.severity, self._serviced = False, "info", False
             return "cleared"
-        sev = r.severity(p) if p >= r.off else self.severity
-        if sev != self.severity or (mode != self.mode and p >= r.on):
-            self.severity, self.mode = sev, mode
+        self._quiet += 1
+        if self.severity == "critical":
+            sev = "warning" if p < r.critical_off else "critical"
+        else:
+            sev = "critical" if p >= r.critical else self.severity
+        want = (sev, mode if p >= r.on else self.mode)
+        self._held = self._held + 1 if want == self._next else 1
+        self._next = want
+        if want != (self.severity, self.mode) and self._held >= r.dwell and self._quiet >= r.dwell:
+            self.severity, self.mode = want
+            self._quiet = 0
             return "updated"
         return None
 

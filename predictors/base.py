@@ -136,6 +136,7 @@ class Estimator(Trained):
             alert_modes=ds.modes_to_alert(), validation=validation,
             extra_windows=0 if extra is None else len(extra[0]),
             train_units=sorted(train.frame["unit"].unique().tolist()),
+            unit_fingerprints=sorted(set(ds.unit_fingerprints().values())),
             valid_units=sorted(valid.frame["unit"].unique().tolist()))
         return self
 

@@ -96,6 +96,16 @@ class RunToFailure:
                             self.failures[self.failures.unit.isin(units)].reset_index(drop=True), self.sources,
                             self.cut_off)
 
+    def unit_fingerprints(self) -> dict[str, str]:
+        """Per unit: a short hash of its rows (every column but the unit's id), so the same records under another
+        unit number are still recognised (an evaluation on training data)."""
+        cols = [c for c in self.frame.columns if c != "unit"]
+        out = {}
+        for unit, g in self.frame.groupby("unit", sort=False):
+            h = hashlib.sha256(pd.util.hash_pandas_object(g[cols], index=False).to_numpy().tobytes())
+            out[str(unit)] = h.hexdigest()[:16]
+        return out
+
     def fingerprint(self) -> str:
         """A short hash of the data, stored with every model trained on it."""
         h = hashlib.sha256()

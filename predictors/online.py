@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import paho.mqtt.client as mqtt
 
 from predictors.alarms import AlarmDesk
@@ -197,6 +198,16 @@ def anomaly_detectors(folder: Path, bundle: Bundle) -> dict[str, ConditionalVAE]
     return out
 
 
+ENDED = ("finished", "stopped", "failed")  # run statuses after which a run's alerts are over
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """A run's status said it has ended."""
+
+    run: str
+
+
 class LiveForecaster:
     """Subscribes to a line's telemetry, forecasts every machine a model knows, publishes alerts."""
 
@@ -214,7 +225,7 @@ class LiveForecaster:
                                   protocol=self.protocol)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self._queue: queue.Queue[tuple[str, Telemetry | StateChange]] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Telemetry | StateChange | RunEnded]] = queue.Queue()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._worker = threading.Thread(target=self._loop, name="forecaster", daemon=True)
@@ -238,13 +249,22 @@ class LiveForecaster:
         return self
 
     def _subscribe(self, client: mqtt.Client) -> None:
-        client.subscribe([(f, 1) for f in line_filters(self.prefix)])
+        client.subscribe([(f, 1) for f in [*line_filters(self.prefix), f"{self.prefix}/run"]])
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
             self._subscribe(client)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/run"):  # a run's status: when it ends, its alerts end with it
+            try:
+                doc = orjson.loads(msg.payload)
+            except orjson.JSONDecodeError:
+                return
+            if isinstance(doc, dict) and doc.get("status") in ENDED and isinstance(doc.get("run"), str):
+                self._idle.clear()
+                self._queue.put((msg.topic, RunEnded(doc["run"])))
+            return
         try:
             item = parse(msg.topic, msg.payload)
         except (ParseError, Exception):  # the ingest dead-letters it; here it is only skipped
@@ -292,9 +312,13 @@ class LiveForecaster:
             except Exception:  # keep forecasting the other machines
                 log.exception("forecasting failed for a batch of telemetry")
 
-    def _handle(self, items: list[tuple[str, Telemetry | StateChange]]) -> None:
+    def _handle(self, items: list[tuple[str, Telemetry | StateChange | RunEnded]]) -> None:
         touched: dict[tuple[str, int, str], MachineFeed] = {}
         for topic, tel in items:
+            if isinstance(tel, RunEnded):
+                for m in [m for m in self.machines.values() if m.key[0] == tel.run and m.state.active]:
+                    self._end(m)
+                continue
             if isinstance(tel, StateChange):
                 status = self._status.setdefault((tel.run, tel.replication, tel.machine), MachineStatus())
                 for state, ts, reason in tel.changes:
@@ -339,6 +363,26 @@ class LiveForecaster:
             try:
                 self.desk.receive(alert)
             except LedgerError as e:  # the alert is out on MQTT all the same; say why the book misses it
+                self.desk_problem = str(e)
+
+    def _end(self, m: MachineFeed) -> None:
+        """Clear a machine's active alert because its run has ended (the retained alert is replaced: a finished run
+        shows no active alerts)."""
+        last = self.latest.get(m.key, {})
+        m.state.active, m.state.severity = False, "info"
+        run, rep, machine = m.key
+        ts = int(last.get("ts", m.state.since)) + m.step_ms
+        alert = {"run": run, "replication": rep, "line": "/".join(m.topic.split("/")[:3]),
+                 "station": m.topic.split("/")[3], "machine": machine, "state": "cleared", "severity": "info",
+                 "fault_mode": m.state.mode, "probability": round(float(last.get("p", 0.0)), 4),
+                 "rul": {"estimate_s": round(float(last.get("rul", 0.0)), 1)}, "reason": "run ended",
+                 "since": int(m.state.since), "ts": ts}
+        self.alerts.append({**alert, "received": time.time()})
+        self._sent.append(self.client.publish(m.topic, alert_payload(alert), qos=1, retain=True))
+        if self.desk is not None:
+            try:
+                self.desk.receive(alert)
+            except LedgerError as e:
                 self.desk_problem = str(e)
 
     def wait_idle(self, timeout: float) -> bool:

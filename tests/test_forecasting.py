@@ -176,6 +176,7 @@ def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: M
     sub = subprocess.run([_need("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(mosquitto.port), "-t",
                           f"{LINE}/+/+/alerts", "-C", "1", "-W", "5"], capture_output=True, text=True, timeout=30)
     assert json.loads(sub.stdout)["machine"] == "case-packer"
+    assert json.loads(sub.stdout)["state"] == "cleared", "a finished run leaves no active alert retained"
     # the forecaster filed the alarm in the alarm book itself (no dashboard was open); the finished run ended it
     from sensors.store.ledger import Ledger
 

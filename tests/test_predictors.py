@@ -3,6 +3,7 @@ test run over every registered model (fit, shapes, determinism, save â†’ load â†
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -139,13 +140,35 @@ def test_asymmetric_score_punishes_late_more_than_early() -> None:
 
 
 def test_hysteresis_neither_raises_nor_clears_on_one_forecast() -> None:
-    rule = AlertRule(on=0.5, off=0.2, confirm=3, clear_after=5)
+    rule = AlertRule(on=0.5, off=0.2, confirm=3, clear_after=5, dwell=1)
     noisy = [0.1, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.3, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
     eps = episodes(list(range(len(noisy))), noisy, ["m"] * len(noisy), rule)
     assert eps == [(8, 17, "m")]  # raised after 3 in a row, cleared only after 5 low in a row
     state = AlertState(rule)
     transitions = [state.update(i, p, "m") for i, p in enumerate([0.6, 0.6, 0.6, 0.9, 0.9])]
     assert transitions == [None, None, "raised", "updated", None] and state.severity == "critical"
+
+
+def test_a_flapping_forecast_gives_one_alert_whose_mode_and_severity_change_no_faster_than_the_dwell() -> None:
+    """Probabilities jumping across the critical threshold and a likeliest mode that flips at every forecast (what
+    a reliability engineer saw: 70 updates for 7 alerts): one alert, its mode and severity changed only when a new
+    one held for `dwell` forecasts, and never twice within `dwell`."""
+    rule = AlertRule(on=0.5, off=0.2, confirm=3, clear_after=5, dwell=10)
+    rng = np.random.default_rng(4)
+    p = np.clip(0.75 + rng.normal(0, 0.08, 400), 0.55, 0.99)  # now and then above critical (0.85)
+    modes = [("bearing" if i < 3 or rng.random() < 0.5 else "valve") if i < 200 else "valve" for i in range(400)]
+    p[:3], p[300:] = 0.7, 0.95  # raised as a warning; later the risk truly becomes critical, and stays
+    state, changes = AlertState(rule), []
+    for i, (pi, m) in enumerate(zip(p, modes)):
+        tr = state.update(i, float(pi), m)
+        if tr is not None:
+            changes.append((i, tr, state.severity, state.mode))
+    assert [c[1] for c in changes].count("raised") == 1 and "cleared" not in [c[1] for c in changes]
+    updates = [c[0] for c in changes if c[1] == "updated"]
+    assert all(b - a >= rule.dwell for a, b in itertools.pairwise(updates)), changes
+    assert 1 <= len(updates) <= 4, changes  # without the dwell: over a hundred
+    assert changes[0][2:] == ("warning", "bearing") and state.severity == "critical" and state.mode == "valve"
+    assert len(episodes(list(range(400)), p.tolist(), modes, rule)) == 1
 
 
 def test_an_alert_holds_while_the_machine_is_stopped_and_ends_with_its_repair() -> None:
@@ -340,3 +363,59 @@ def test_cli_table_mistakes_are_one_clear_paragraph(tables: dict[str, Path], arg
     r = twin("train", tables["train"], *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert str(tables["train"].name) in r.stderr or message.startswith("--")
+
+
+def test_evaluation_scores_the_true_rul_uncapped_and_knows_its_training_units(tables: dict[str, Path]) -> None:
+    """The benchmark's truth is never capped: the report's RMSE is against it, and the figure against the capped
+    truth (the training target) is a separately labelled extra; evaluating on training units is recognised by the
+    records' fingerprints, whatever their unit numbers."""
+    from predictors.evaluate import evaluate, overlap, table
+
+    ds = from_table(tables["train"], FMT)
+    model = forecasters()["regression"](horizon=30.0, cap=60.0, window=20, seed=0).fit(ds)
+    test = from_table(tables["test"], FMT, tables["rul"])
+    ev = evaluate({"regression": model}, test)
+    s = ev.scores.set_index("model").loc["regression"]
+    fc = ev.forecasts["regression"]
+    assert (fc.rul_true > 60).any() and (fc.rul_true_capped <= 60).all()  # some true RUL beyond the cap
+    assert s.rmse == pytest.approx(np.sqrt(np.mean((fc.rul - fc.rul_true) ** 2)))
+    assert s.rmse > s.rmse_capped and s.n == s.n_capped == 20
+    assert "RMSE, truth capped at 60.0 cycles" in table(ev).columns and "NASA score" in table(ev).columns
+    assert overlap({"regression": model}, test) == ""
+    renumbered = ds.frame.assign(unit=ds.frame.unit.map(lambda u: f"x{u}"))
+    again = from_table(write_nasa(renumbered[renumbered.unit.isin(["x1", "x2"])], tables["train"].with_name("re.txt")),
+                       FMT)
+    assert overlap({"regression": model}, again).startswith("2 of 2 evaluation units are training units")
+
+
+@pytest.mark.slow
+def test_twin_evaluate_keeps_each_report_and_says_when_it_scores_training_data(tables: dict[str, Path],
+                                                                              tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import twin_cmd
+
+    def twin(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(twin_cmd(*args), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    r = twin("train", tables["train"], "--unit-column", 0, "--time-column", 1, "--model", "regression", "--window",
+             20, "--threads", 1, "--out", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    assert "table:" in r.stderr, "progress as plain lines when the output is not a terminal"
+    args = ("--unit-column", 0, "--time-column", 1, "--models", tmp_path / "m")
+    first, second = twin("evaluate", tables["train"], *args), twin("evaluate", tables["train"], *args)
+    assert first.returncode == second.returncode == 0, first.stderr
+    reports = sorted((tmp_path / "reports").iterdir())
+    assert len(reports) == 2, "a second evaluation does not overwrite the first"
+    assert "are training units of these models" in " ".join(first.stderr.split())
+    assert "NASA" in first.stdout and "scores on TRAINING units" in first.stdout
+    report = (reports[0] / "report.md").read_text()
+    assert "NASA score" in report and "are training units of these models" in report
+    predictions = pd.read_csv(reports[0] / "predictions-table.csv")
+    assert {"unit", "model", "rul", "rul_true", "rul_true_capped"} <= set(predictions.columns)
+    out = twin("evaluate", tables["test"], "--rul", tables["rul"], *args, "--out", reports[0])
+    assert out.returncode == 2 and "holds an earlier report" in out.stderr and "--force" in out.stderr
+    forced = twin("evaluate", tables["test"], "--rul", tables["rul"], *args, "--out", reports[0], "--force")
+    assert forced.returncode == 0 and "held-out scores" in forced.stdout and "training units" not in forced.stderr
+    bad = twin("train", tables["train"], "--unit-column", 0, "--time-column", 1, "--features", "s[9]")
+    assert bad.returncode == 2 and "s[9]" in bad.stderr, "names are printed verbatim, not read as markup"

@@ -109,9 +109,51 @@ def _time(value: Optional[str], option: str, default: float, tables: bool) -> fl
     return v
 
 
-def progress_bar() -> Progress:
+class LineProgress:
+    """Progress as plain lines (one per task at most every 10 s, and when it is done) for output that is not a
+    terminal: a log file or CI sees training advance, where a live bar would show nothing."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, list] = {}  # type: ignore[type-arg]
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, note: str = "") -> int:
+        self.tasks[len(self.tasks)] = [description, 0.0]
+        return len(self.tasks) - 1
+
+    def update(self, task: int, completed: float | None = None, total: float | None = None, note: str = "") -> None:
+        import time
+
+        desc, last = self.tasks[task]
+        now = time.monotonic()
+        if note == "done" or now - last >= 10 or (completed is not None and completed == total):
+            self.tasks[task][1] = now
+            done = f"{completed:g}/{total:g}" if completed is not None and total else ""
+            err_console.print(f"{desc}: {done} {note}".rstrip(), highlight=False, markup=False)
+
+
+def progress_bar() -> Progress | LineProgress:
+    """A live bar on a terminal, plain progress lines otherwise."""
+    if not err_console.is_terminal:
+        return LineProgress()
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console)
+
+
+def set_threads(threads: int | None) -> None:
+    """--threads: the CPU threads torch computes with (default: torch's own choice, one per core)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+Threads = Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for torch (default: all cores)")]
 
 
 def train(
@@ -130,11 +172,13 @@ def train(
     store: StoreOpt = None,
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
+    threads: Threads = None,
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
     from predictors import forecasters
     from predictors.base import DEFAULTS, MeanBaseline, save_bundle
 
+    set_threads(threads)
     if model not in forecasters() or model == "baseline":
         fail(f"--model {model!r}: choose one of {', '.join(k for k in forecasters() if k != 'baseline')}")
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store)
@@ -187,21 +231,29 @@ def train(
 def evaluate(
     sources: Sources,
     models: Annotated[list[Path], typer.Option(help="model folder from `twin train` (repeat to compare)")],
-    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/<first model folder>)")]
-    = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new reports/<first model "
+                                                     "folder>-<time>)")] = None,
     rul: Annotated[Optional[Path], typer.Option(help="test protocol: true RUL of each unit of a test table cut "
                                                 "off before failure")] = None,
+    force: Annotated[bool, typer.Option(help="write into --out even if it holds an earlier report")] = False,
+    threads: Threads = None,
     store: StoreOpt = None,
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
 ) -> None:
     """Score models on held-out data beside the naive baseline; write report.md with plots."""
-    from predictors.evaluate import evaluate as run_evaluation
-    from predictors.evaluate import table, write_report
+    import datetime as dt
 
+    from predictors.evaluate import evaluate as run_evaluation
+    from predictors.evaluate import overlap, table, write_report
+
+    set_threads(threads)
+    if out is not None and out.exists() and any(out.iterdir()) and not force:
+        fail(f"--out {out}: holds an earlier report; choose another folder, leave --out out (a new folder each "
+             "time), or add --force to replace it")
     bundles = {folder: load_models(folder) for folder in models}
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store, rul)
-    evals = []
+    evals, warned = [], []
     for group, ds in data.items():
         chosen = {}
         for folder, bundle in bundles.items():
@@ -216,13 +268,20 @@ def evaluate(
         if ds.failures.empty and not ds.cut_off:
             err_console.print(f"{group}: no failures in this data, alerts are judged on false alarms only",
                               highlight=False)
+        seen = overlap(chosen, ds)
+        if seen:
+            err_console.print(f"warning: {group}: {seen}", highlight=False, markup=False)
+            warned.append(f"**Warning, {group}:** {seen}.")
         try:
             ev = run_evaluation(chosen, ds)
         except ValueError as e:
             fail(f"{group}: {e}")
         evals.append(ev)
-        t = Table(title=f"{group}: held-out scores (all of them in the report)")
-        tab = table(ev).drop(columns=["score", "row F1", "alerts", "min lead"], errors="ignore")
+        t = Table(title=f"{group}: {'scores on TRAINING units' if seen else 'held-out scores'} (all of them in the "
+                        "report)")
+        tab = table(ev).drop(columns=["row F1", "alerts", "min lead", "alert precision", "alert recall",
+                                      "mean lead"], errors="ignore")
+        tab.columns = [c.replace("RMSE, truth capped at", "RMSE capped") for c in tab.columns]
         for col in tab.columns:
             t.add_column(escape(col), justify="left" if col == "model" else "right")
         for row in tab.itertuples(index=False):
@@ -230,9 +289,12 @@ def evaluate(
         out_console.print(t)
     if not evals:
         fail("none of the models matches this data's machine types; train on data from the same line")
-    out = out or Path("reports") / models[0].name
+    if out is None:  # a new folder for each evaluation: an earlier report is never overwritten
+        stem = Path("reports") / f"{models[0].name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        out = next(p for k in range(1, 1000) if not (p := stem.with_name(stem.name + (f"-{k}" if k > 1 else "")))
+                   .exists())
     path = write_report(evals, out, f"Fault forecasting: {', '.join(m.name for m in models)}",
-                        [f"Held-out data: {', '.join(map(str, sources))}."])
+                        [f"Evaluation data: {', '.join(map(str, sources))}.", *warned])
     out_console.print(f"report: [bold]{path}[/]", highlight=False)
 
 

@@ -33,7 +33,10 @@ StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store,
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a user-facing error (no traceback) and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.text import Text
+
+    # the message verbatim: names such as a column "s[2]" are not read as markup
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
