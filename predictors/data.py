@@ -304,7 +304,12 @@ class TableFormat:
     columns: list[str] | None = None
     features: list[str] | None = None
     sep: str | None = None
+    end: str | int | None = None  # a column whose value at a unit's last row says how it ended (see from_table)
 
+
+#: values of the end column for a unit that did not fail: removed while still working, or still running
+NOT_FAILED = frozenset({"", "censored", "running", "replaced", "preventive", "suspended", "removed", "none", "ok",
+                        "nan"})
 
 def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     """A table as (unit, time, numeric features...) sorted by unit and time; any mistake is a DataError."""
@@ -326,13 +331,13 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text") \
             from None
-    unit, time = (f"c{c}" if isinstance(c, int) and f"c{c}" in df else c for c in (fmt.unit, fmt.time))
-    for role, col in (("unit id", unit), ("time", time)):
+    unit, time, end = (f"c{c}" if isinstance(c, int) and f"c{c}" in df else c for c in (fmt.unit, fmt.time, fmt.end))
+    for role, col in (("unit id", unit), ("time", time), *((("end", end),) if end is not None else ())):
         if col not in df:
             raise DataError(f"{path}: no {role} column {col!r}; the columns are {list(map(str, df.columns))}. "
-                            f"Name it with --{'unit' if role == 'unit id' else 'time'}-column (a name, or a "
+                            f"Name it with --{'unit' if role == 'unit id' else role}-column (a name, or a "
                             "0-based position for a file without a header)")
-    feats = fmt.features or [c for c in df.columns if c not in (unit, time)]
+    feats = fmt.features or [c for c in df.columns if c not in (unit, time, end)]
     missing = [c for c in feats if c not in df]
     if missing:
         raise DataError(f"{path}: feature columns {missing} are not in the file; the columns are {list(df.columns)}")
@@ -342,6 +347,8 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     out = df[[unit, time, *feats]].rename(columns={unit: "unit", time: "time"})
     out["unit"] = out["unit"].astype(str)
     out.columns = ["unit", "time", *map(str, feats)]
+    if end is not None:
+        out["_end"] = df[end].astype(str).str.strip().to_numpy()
     # units keep the order they first appear in (a RUL file lists them so), rows go by time within each
     first = pd.Categorical(out["unit"], categories=pd.unique(out["unit"]), ordered=True)
     return out.assign(_u=first).sort_values(["_u", "time"], kind="stable").drop(columns="_u").reset_index(drop=True)
@@ -350,10 +357,23 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
 def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str = "all") -> RunToFailure:
     """A run-to-failure table (each unit's last row its failure), or, with `rul`, a test table whose units
     were cut off early and whose true RUL at the cut is in that file (one per unit, in unit order, or a
-    two-column table unit,rul)."""
+    two-column table unit,rul). With an end column (`fmt.end`), a unit's value there at its last row says how it
+    ended: a fault mode's name (it failed so), or censored/running/replaced/preventive/... (it did not fail: its
+    rows are used, right-censored, and it counts as no failure)."""
     df = read_table(path, fmt)
     if df.empty:
         raise DataError(f"{path}: the table has no rows")
+    rows_per_unit = df.groupby("unit", sort=False).size()
+    if len(rows_per_unit) > 1 and rows_per_unit.median() < 3:
+        raise DataError(f"{path}: {int((rows_per_unit == 1).sum())} of {len(rows_per_unit)} units have a single row "
+                        "(median rows per unit: {:g}). That is a table of independent labelled rows (e.g. one row per "
+                        "product with a failure flag), not run-to-failure histories: a unit's last row would be "
+                        "taken as its failure and every score would be meaningless. Give histories (many rows per "
+                        "unit, the unit column naming the machine), or score such a table with a classifier "
+                        "outside linetwin; `--unit-column` must name the machine, not the row.".format(
+                            float(rows_per_unit.median())))
+    if "_end" in df:
+        return _with_ends(df, path, group)
     last = df.groupby("unit", sort=False)["time"].transform("max").to_numpy()
     ttf = last - df["time"].to_numpy()
     if rul is not None:
@@ -368,6 +388,31 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
     feats = [c for c in df.columns if c not in UNIT_COLUMNS]
     return RunToFailure(df, feats, ["failure"], ttf[:, None].astype(float), ttf[:, None].astype(float), step,
                         "cycles", group, failures, [str(path)], cut_off=rul is not None)
+
+
+def _with_ends(df: pd.DataFrame, path: Path, group: str) -> RunToFailure:
+    """A run-to-failure table whose end column names each unit's fault mode, or says it did not fail."""
+    ends = df.groupby("unit", sort=False)["_end"].last()
+    failed = ends[~ends.str.lower().isin(NOT_FAILED)]
+    if failed.empty:
+        raise DataError(f"{path}: no unit in the end column failed (all are {', '.join(sorted(set(ends))[:5])}); "
+                        "a fault mode's name marks a failure, censored/running/replaced a unit that did not fail")
+    modes = sorted(set(failed))
+    frame = df.drop(columns="_end")
+    last = frame.groupby("unit", sort=False)["time"].transform("max").to_numpy()
+    left = last - frame["time"].to_numpy()
+    end_of = frame["unit"].map(ends).to_numpy()
+    ttf = np.full((len(frame), len(modes)), np.inf)
+    for j, m in enumerate(modes):
+        ttf[end_of == m, j] = left[end_of == m]
+    observed = np.repeat(left[:, None], len(modes), axis=1)
+    steps = frame.groupby("unit")["time"].diff().dropna()
+    step = float(steps.median()) if len(steps) else 1.0
+    last_time = frame.groupby("unit", sort=False)["time"].max()
+    failures = pd.DataFrame({"unit": failed.index, "time": last_time[failed.index].to_numpy(),
+                             "fault_mode": failed.to_numpy()})
+    feats = [c for c in frame.columns if c not in UNIT_COLUMNS]
+    return RunToFailure(frame, feats, modes, ttf, observed, step, "cycles", group, failures, [str(path)])
 
 
 def _read_rul(path: Path, units: list[str]) -> dict[str, float]:

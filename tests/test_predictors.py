@@ -419,3 +419,36 @@ def test_twin_evaluate_keeps_each_report_and_says_when_it_scores_training_data(t
     assert forced.returncode == 0 and "held-out scores" in forced.stdout and "training units" not in forced.stderr
     bad = twin("train", tables["train"], "--unit-column", 0, "--time-column", 1, "--features", "s[9]")
     assert bad.returncode == 2 and "s[9]" in bad.stderr, "names are printed verbatim, not read as markup"
+
+
+def test_censored_units_and_fault_modes_of_a_maintenance_record(tmp_path: Path) -> None:
+    """Real records: units replaced before failing or still running (censored, used but not counted as failures)
+    and several fault modes, named in an end column at each unit's last row."""
+    train, _ = degradation_table(12, seed=5)
+    ends = {u: ("bearing" if u % 3 == 0 else "seal" if u % 3 == 1 else "replaced") for u in train.unit.unique()}
+    ends[2] = "running"
+    train["end"] = train.unit.map(ends)
+    path = tmp_path / "records.csv"
+    train.to_csv(path, index=False)
+    ds = from_table(path, TableFormat(unit="unit", time="cycle", end="end"))
+    assert ds.modes == ["bearing", "seal"] and "end" not in ds.features
+    assert sorted(ds.failures.fault_mode) == ["bearing"] * 4 + ["seal"] * 4  # 4 censored units: no failure
+    censored = ds.frame.unit == "2"
+    assert np.isinf(ds.ttf[censored.to_numpy()]).all() and (ds.observed[censored.to_numpy()] >= 0).all()
+    bearing = (ds.frame.unit == "3").to_numpy()
+    assert np.isfinite(ds.ttf[bearing, 0]).all() and np.isinf(ds.ttf[bearing, 1]).all()
+    model = forecasters()["regression"](horizon=30.0, cap=125.0, window=20, seed=0).fit(ds)
+    assert model.meta_["data"]["failures"] == 8 and set(model.modes_) == {"bearing", "seal"}
+
+
+def test_a_table_of_independent_labelled_rows_is_refused_not_scored(tmp_path: Path) -> None:
+    """One row per product with a failure flag (the AI4I milling data's shape), given with the product id as the
+    unit: refused with the reason, never trained to a meaningless perfect score."""
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"Product ID": [f"M{i}" for i in range(300)], "step": 1, "torque": rng.normal(40, 10, 300),
+                         "wear": rng.uniform(0, 250, 300), "Machine failure": rng.random(300) < 0.03})
+    rows["Machine failure"] = rows["Machine failure"].astype(int)
+    path = tmp_path / "ai4i.csv"
+    rows.to_csv(path, index=False)
+    with pytest.raises(DataError, match="300 of 300 units have a single row"):
+        from_table(path, TableFormat(unit="Product ID", time="step"))

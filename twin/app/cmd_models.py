@@ -52,6 +52,10 @@ Columns = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP} without a he
                                                      "of all columns")]
 Features = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: comma-separated feature columns (default: "
                                                       "every other numeric column)")]
+EndCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column saying how each unit ended, at its last "
+                                                    "row: a fault mode's name (it failed so) or censored / running / "
+                                                    "replaced / preventive (it did not fail; its rows are used, "
+                                                    "censored). Default: every unit's last row is a failure")]
 Sep = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column separator (default: ',' for .csv, "
                                                  "whitespace otherwise)")]
 
@@ -63,11 +67,12 @@ def _col(value: Optional[str], default: str) -> str | int:
 
 
 def _table_format(unit_column: Optional[str], time_column: Optional[str], columns: Optional[str],
-                  features: Optional[str], sep: Optional[str]) -> TableFormat:
+                  features: Optional[str], sep: Optional[str], end_column: Optional[str] = None) -> TableFormat:
     from predictors.data import TableFormat
 
     split = (lambda v: [c.strip() for c in v.split(",") if c.strip()] if v else None)  # noqa: E731
-    return TableFormat(_col(unit_column, "unit"), _col(time_column, "time"), split(columns), split(features), sep)
+    return TableFormat(_col(unit_column, "unit"), _col(time_column, "time"), split(columns), split(features), sep,
+                       _col(end_column, "end") if end_column is not None else None)
 
 
 def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
@@ -172,6 +177,7 @@ def train(
     store: StoreOpt = None,
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
+    end_column: EndCol = None,
     threads: Threads = None,
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
@@ -181,7 +187,7 @@ def train(
     set_threads(threads)
     if model not in forecasters() or model == "baseline":
         fail(f"--model {model!r}: choose one of {', '.join(k for k in forecasters() if k != 'baseline')}")
-    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store)
+    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
     tables = "table" in data
     defaults = DEFAULTS["cycles" if tables else "s"]
     h = _time(horizon, "--horizon", defaults["horizon"], tables)
@@ -240,6 +246,7 @@ def evaluate(
     store: StoreOpt = None,
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
+    end_column: EndCol = None,
 ) -> None:
     """Score models on held-out data beside the naive baseline; write report.md with plots."""
     import datetime as dt
@@ -252,7 +259,8 @@ def evaluate(
         fail(f"--out {out}: holds an earlier report; choose another folder, leave --out out (a new folder each "
              "time), or add --force to replace it")
     bundles = {folder: load_models(folder) for folder in models}
-    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep), store, rul)
+    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store,
+                     rul)
     evals, warned = [], []
     for group, ds in data.items():
         chosen = {}
