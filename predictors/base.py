@@ -165,8 +165,11 @@ class Estimator(Trained):
         edges = np.unique(np.quantile(pred, [0.2, 0.4, 0.6, 0.8]))
         self.bins_ = np.concatenate([[-np.inf], edges])
         which = np.searchsorted(self.bins_, pred, side="right") - 1
-        self.q_ = np.array([np.quantile(resid[which == b], INTERVAL) if (which == b).sum() >= 5
-                            else np.quantile(resid, INTERVAL) for b in range(len(self.bins_))])
+        q = np.array([np.quantile(resid[which == b], INTERVAL) if (which == b).sum() >= 5
+                      else np.quantile(resid, INTERVAL) for b in range(len(self.bins_))])
+        # the interval holds the estimate itself, even where the validation errors all have one sign (a biased
+        # model): the low end at most, the high end at least the estimate
+        self.q_ = np.column_stack([np.minimum(q[:, 0], 0.0), np.maximum(q[:, 1], 0.0)])
 
     @property
     def alert_modes(self) -> list[str]:

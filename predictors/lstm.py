@@ -120,3 +120,44 @@ class LSTMForecaster(Estimator):
         assert self.prep_ is not None and self.prep_.kept is not None
         self.net_ = self._build(len(self.prep_.kept)).eval()
         self.net_.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+
+
+class _ConvNet(nn.Module):
+    """1-D convolutions along the window (Li et al. 2018's deep CNN for RUL: stacked same-length convolutions,
+    then a dense layer over the flattened window)."""
+
+    def __init__(self, n_in: int, window: int, channels: int, kernel: int, depth: int, n_modes: int,
+                 dropout: float) -> None:
+        super().__init__()
+        convs: list[nn.Module] = []
+        for i in range(depth):
+            convs += [nn.Conv1d(n_in if i == 0 else channels, channels, kernel, padding="same"), nn.Tanh()]
+        convs += [nn.Conv1d(channels, 1, 3, padding="same"), nn.Tanh()]
+        self.convs = nn.Sequential(*convs)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(window, 100), nn.Tanh(),
+                                  nn.Linear(100, 1 + n_modes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(x.transpose(1, 2)))
+
+
+@register
+class CNNForecaster(LSTMForecaster):
+    """The same targets, loss and training as the LSTM; a convolutional network over the window."""
+
+    kind = "cnn"
+
+    def __init__(self, *, channels: int = 10, kernel: int = 10, depth: int = 4, **rest: Any) -> None:
+        rest.setdefault("lr", 1e-3)
+        rest.setdefault("epochs", 60)
+        rest.setdefault("patience", 10)
+        rest.setdefault("batch", 512)
+        super().__init__(**rest)
+        self.channels, self.kernel, self.depth = channels, kernel, depth
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "channels": self.channels, "kernel": self.kernel, "depth": self.depth}
+
+    def _build(self, n_in: int) -> _ConvNet:  # type: ignore[override]
+        torch.manual_seed(self.seed)
+        return _ConvNet(n_in, self.window, self.channels, self.kernel, self.depth, len(self.modes_), self.dropout)

@@ -17,7 +17,7 @@ from predictors.synth import HEALTHY, Windows
 from tests.test_predictors import FMT, degradation_table, write_nasa
 
 FAST: dict[str, dict[str, Any]] = {  # small enough for the fast loop; the quality floors live in each model's tests
-    "baseline": {}, "regression": {}, "lstm": {"epochs": 2, "hidden": 8},
+    "baseline": {}, "regression": {}, "lstm": {"epochs": 2, "hidden": 8}, "cnn": {"epochs": 2, "channels": 4},
     "vae": {"epochs": 2, "updates": 0}, "gan": {"steps": 5}}
 
 

@@ -163,7 +163,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated())
 def test_any_mutation_is_valid_or_a_clear_error(tmp_path: Path, data: dict[str, Any]) -> None:
     path = tmp_path / "mutant.yaml"

@@ -163,7 +163,7 @@ Threads = Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU thread
 
 def train(
     sources: Sources,
-    model: Annotated[str, typer.Option(help="lstm or regression")] = "lstm",
+    model: Annotated[str, typer.Option(help="lstm, cnn (1-D convolutions) or regression")] = "lstm",
     out: Annotated[Optional[Path], typer.Option(help="model folder (default: models/<source>-<model>)")] = None,
     horizon: Annotated[Optional[str], typer.Option(help="forecast horizon H: '2 h' for twin runs, cycles for "
                                                    "tables (default 2 h / 30)")] = None,
@@ -196,7 +196,7 @@ def train(
     if c < h:
         fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
     out = out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}"
-    extra = {"epochs": epochs} if epochs and model == "lstm" else {}
+    extra = {"epochs": epochs} if epochs and model in ("lstm", "cnn") else {}
     bundle: Bundle = {}
     warnings: list[str] = []
     summary = Table(title=f"trained {model} models → {out}")
