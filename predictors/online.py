@@ -314,10 +314,10 @@ class LiveForecaster:
 
     def _handle(self, items: list[tuple[str, Telemetry | StateChange | RunEnded]]) -> None:
         touched: dict[tuple[str, int, str], MachineFeed] = {}
+        ended: list[str] = []
         for topic, tel in items:
             if isinstance(tel, RunEnded):
-                for m in [m for m in self.machines.values() if m.key[0] == tel.run and m.state.active]:
-                    self._end(m)
+                ended.append(tel.run)  # after this batch's forecasts, which came before the run's end
                 continue
             if isinstance(tel, StateChange):
                 status = self._status.setdefault((tel.run, tel.replication, tel.machine), MachineStatus())
@@ -332,10 +332,14 @@ class LiveForecaster:
         for m, fc, i, t, n in forecast_due(list(touched.values())):
             self.forecasts += 1
             self._decide(m, fc, i, t, n)
+        for run in ended:
+            for m in [m for m in self.machines.values() if m.key[0] == run and m.state.active]:
+                self._end(m)
 
     def _decide(self, m: MachineFeed, fc: Forecast, i: int, t: int, n: int) -> None:
         p, mode = float(fc.p_alert[i]), str(fc.alert_mode[i])
-        self.latest[m.key] = {"ts": t, "rul": float(fc.rul[i]), "p": p, "mode": mode}
+        self.latest[m.key] = {"ts": t, "rul": float(fc.rul[i]), "low": float(fc.low[i]), "high": float(fc.high[i]),
+                              "p": p, "mode": mode}
         if self.trace is not None:
             self.trace.append((*m.key, t, float(fc.rul[i]), p))
         transition = m.state.update(t, p, mode, m.status.at(t + m.step_ms))  # the forecast's minute has ended
@@ -375,7 +379,13 @@ class LiveForecaster:
         alert = {"run": run, "replication": rep, "line": "/".join(m.topic.split("/")[:3]),
                  "station": m.topic.split("/")[3], "machine": machine, "state": "cleared", "severity": "info",
                  "fault_mode": m.state.mode, "probability": round(float(last.get("p", 0.0)), 4),
-                 "rul": {"estimate_s": round(float(last.get("rul", 0.0)), 1)}, "reason": "run ended",
+                 "rul": {k: round(float(last.get(v, 0.0)), 1) for k, v in (("estimate_s", "rul"), ("low_s", "low"),
+                                                                            ("high_s", "high"))},
+                 "reason": "run ended", "probabilities": {}, "horizon_s": m.model.horizon,
+                 "model": {"kind": m.model.kind, "version": f"linetwin {m.model.meta_.get('linetwin', '?')}",
+                           "trained": m.model.meta_.get("trained", ""),
+                           "data": m.model.meta_.get("data", {}).get("fingerprint", "")},
+                 "evidence": {"from": ts, "to": ts, "rows": 0, "sensors": list(m.index)},
                  "since": int(m.state.since), "ts": ts}
         self.alerts.append({**alert, "received": time.time()})
         self._sent.append(self.client.publish(m.topic, alert_payload(alert), qos=1, retain=True))

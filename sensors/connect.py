@@ -136,12 +136,25 @@ class OpcMachine(_Strict):
     state: OpcState | None = None
 
 
+class OpcSecurity(_Strict):
+    """A signed (and encrypted) OPC UA channel: the connector's application certificate and key (files relative to
+    the config), and optionally the server's certificate to pin."""
+
+    policy: Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "Basic256Sha256"
+    mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    certificate: str = Field(min_length=1, max_length=500, description="the connector's certificate (.der or .pem)")
+    private_key: str = Field(min_length=1, max_length=500, description="its private key (.pem or .der)")
+    server_certificate: str | None = Field(None, max_length=500, description="the server's certificate to trust")
+
+
 class OpcUaSource(_Strict):
     """OPC UA: one subscription on the mapped nodes; source timestamps; bad-quality values dropped (dead-lettered
     with the status) or kept (stored, with the status code beside them as `<sensor>.status`)."""
 
     interval: float = Field(0.5, gt=0.0, le=3600, description="publishing interval, seconds")
     bad_quality: Literal["drop", "keep"] = "drop"
+    security: OpcSecurity | None = Field(None, description="sign and encrypt the channel (default: SecurityPolicy "
+                                         "None, for servers on a trusted network)")
     machines: list[OpcMachine] = Field(min_length=1)
 
 
@@ -215,8 +228,23 @@ class ConnectorConfig(_Strict):
 
 
 def load_config(path: Path) -> ConnectorConfig:
-    """Read and check a connector config; ConnectError naming the file, line and field."""
-    return load_model(path, ConnectorConfig, "connector config", ConnectError)
+    """Read and check a connector config; ConnectError naming the file, line and field. Files it names (OPC UA
+    certificates) are relative to it, and must exist."""
+    cfg = load_model(path, ConnectorConfig, "connector config", ConnectError)
+    sec = cfg.opcua.security if cfg.opcua is not None else None
+    if sec is not None:
+        files = {}
+        for key in ("certificate", "private_key", "server_certificate"):
+            value = getattr(sec, key)
+            if value is None:
+                continue
+            f = (path.parent / value).resolve()
+            if not f.is_file():
+                raise ConnectError(f"{path}: opcua.security.{key}: no file {value!r} (looked for {f}); give the path "
+                                   "of the file, relative to this config")
+            files[key] = str(f)
+        cfg.opcua.security = sec.model_copy(update=files)  # type: ignore[union-attr]
+    return cfg
 
 
 def _path(obj: Any, dotted: str) -> Any:

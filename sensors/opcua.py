@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -115,7 +116,13 @@ class OpcUaReader:
             lost.set()
 
         client.connection_lost_callback = on_lost
+        sec = self.spec.security
         try:
+            if sec is not None:
+                client.application_uri = _certificate_uri(sec.certificate) or client.application_uri
+                await client.set_security_string(",".join(
+                    [sec.policy, sec.mode, sec.certificate, sec.private_key,
+                     *([sec.server_certificate] if sec.server_certificate else [])]))
             await client.connect()
             watched = await self._resolve(client)
             sub = await client.create_subscription(self.spec.interval * 1000, self)
@@ -126,6 +133,11 @@ class OpcUaReader:
             log.warning("OPC UA server %s: connection lost; reconnecting", self.url)
             return None
         except (TimeoutError, OSError, ConnectionError, ua.UaError) as e:
+            if _refused(e):
+                raise OpcUaError(f"{self.url}: the server refuses this connection ({type(e).__name__}: {e}). "
+                                 "Check opcua.security (policy, mode, certificates; the server must trust the "
+                                 "connector's certificate) and LINETWIN_OPCUA_USERNAME / LINETWIN_OPCUA_PASSWORD"
+                                 ) from None
             return f"not reachable ({type(e).__name__}: {e})"
         finally:
             with contextlib.suppress(Exception):  # a server already gone: nothing more to close
@@ -206,6 +218,30 @@ class OpcUaReader:
         if self._thread is not None:
             self._thread.join(5)
         self._loop = None
+
+
+def _refused(e: Exception) -> bool:
+    """A refusal that retrying cannot fix: security or identity rejected, or no endpoint with our security."""
+    name = type(e).__name__
+    return name.startswith(("BadSecurity", "BadCertificate", "BadUser", "BadIdentity")) or \
+        "matching endpoint" in str(e).lower() or "no endpoint" in str(e).lower()
+
+
+def _certificate_uri(path: str) -> str | None:
+    """The application URI in a certificate's subject alternative names (a server checks it against ours)."""
+    from cryptography import x509
+
+    raw = Path(path).read_bytes()
+    try:
+        cert = x509.load_der_x509_certificate(raw)
+    except ValueError:
+        cert = x509.load_pem_x509_certificate(raw)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
 
 
 def server_url(value: str) -> str:

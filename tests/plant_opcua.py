@@ -3,7 +3,9 @@
 tenth step and 1 otherwise, and on every fifteenth step a vibration of bad quality (BadSensorFailure). Each write is
 logged as a line `K ts_ms value quality` so the test knows what the plant sent.
 
-    python tests/plant_opcua.py PORT LOG BASE_MS FIRST_STEP
+    python tests/plant_opcua.py PORT LOG BASE_MS FIRST_STEP [CERT_DIR]
+
+With CERT_DIR (server.der, server.pem in it) the server offers Basic256Sha256 SignAndEncrypt only.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ import sys
 from asyncua import Server, ua
 
 
-async def main(port: int, log: str, base_ms: int, k: int) -> None:
+async def main(port: int, log: str, base_ms: int, k: int, certs: str | None = None) -> None:
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/plant")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if certs:
+        await server.load_certificate(f"{certs}/server.der")
+        await server.load_private_key(f"{certs}/server.pem")
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     idx = await server.register_namespace("urn:plant:hamburg")  # ns=2
     press = await server.nodes.objects.add_object(ua.NodeId("Press1", idx), ua.QualifiedName("Press1", idx))
     vib = await press.add_variable(ua.NodeId("Press1.Vibration", idx), ua.QualifiedName("Vibration", idx), 0.0)
@@ -48,4 +55,5 @@ async def main(port: int, log: str, base_ms: int, k: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                     sys.argv[5] if len(sys.argv) > 5 else None))

@@ -45,7 +45,11 @@ def test_both_predictors_beat_the_baseline_and_the_lstm_beats_regression(work: P
         assert (work / "report" / f"alerts-{group}.png").stat().st_size > 10_000
         assert f"## {group}" in report
         s = pd.read_csv(work / "report" / f"scores-{group}.csv").set_index("model")
-        assert s.loc["lstm", "rmse"] < s.loc["regression", "rmse"] < 0.8 * s.loc["baseline", "rmse"], s.rmse
+        # within the training target's cap (the twin's runs: lives far beyond it are not what the models learn);
+        # the uncapped figures are in the report beside these
+        assert s.loc["lstm", "rmse_capped"] < s.loc["regression", "rmse_capped"] \
+            < 0.8 * s.loc["baseline", "rmse_capped"], s.rmse_capped
+        assert (s.rmse >= s.rmse_capped - 1e-9).all()
         assert s.loc["baseline", "alert_caught"] == 0
         for model in ("lstm", "regression"):
             assert s.loc[model, "alert_failures"] >= 3  # enough real failures to mean something
@@ -112,9 +116,14 @@ def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp
             offline_alerts += [(machine, t, "cleared") for _, t, _ in eps if t is not None]
     start_ms = pd.Timestamp(sc.start).tz_localize("UTC").timestamp() * 1000
     live_alerts = [(a["machine"], (a["ts"] - 60_000 - start_ms) / 1000, a["state"]) for a in fc.alerts
-                   if a["state"] != "updated"]
+                   if a["state"] != "updated" and a.get("reason") != "run ended"]
     assert compared > 1000 and stopped > 100 and offline_alerts
     assert sorted(live_alerts) == sorted(offline_alerts)
+    # alerts still open when the run ended were cleared then, one message each
+    ended = [a["machine"] for a in fc.alerts if a.get("reason") == "run ended"]
+    kinds = [k for _, _, k in offline_alerts]
+    assert len(ended) == kinds.count("raised") - kinds.count("cleared")
+    assert set(ended) <= {m for m, _, k in offline_alerts if k == "raised"}
 
 
 class AlertListener:
@@ -176,7 +185,9 @@ def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: M
     sub = subprocess.run([_need("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(mosquitto.port), "-t",
                           f"{LINE}/+/+/alerts", "-C", "1", "-W", "5"], capture_output=True, text=True, timeout=30)
     assert json.loads(sub.stdout)["machine"] == "case-packer"
-    assert json.loads(sub.stdout)["state"] == "cleared", "a finished run leaves no active alert retained"
+    retained = json.loads(sub.stdout)
+    assert retained["state"] == "cleared", "a finished run leaves no active alert retained"
+    jsonschema.validate(retained, {**SCHEMA, "oneOf": [{"$ref": "#/$defs/alert"}]})
     # the forecaster filed the alarm in the alarm book itself (no dashboard was open); the finished run ended it
     from sensors.store.ledger import Ledger
 

@@ -25,9 +25,10 @@ from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd
 BASE = 1767592800000  # 2026-01-05 06:00 UTC: the plant's first source timestamp
 
 
-def plant(port: int, log: Path, first: int) -> subprocess.Popen[bytes]:
+def plant(port: int, log: Path, first: int, certs: Path | None = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "plant_opcua.py"), str(port), str(log), str(BASE),
-                             str(first)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             str(first), *([str(certs)] if certs else [])], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc
 
@@ -178,3 +179,46 @@ def test_the_twin_as_an_opcua_server_shows_what_it_publishes_over_mqtt(tmp_path:
     with lock:
         unmatched = [s for s in seen if published.get(s[:3]) != s[3]]
     assert len(seen) > 50 and not unmatched, f"{len(unmatched)} of {len(seen)} OPC UA values differ: {unmatched[:3]}"
+
+
+def certificates(folder: Path) -> Path:
+    """Self-signed application certificates for 'the plant' (server) and the connector (client)."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    folder.mkdir(exist_ok=True)
+    for name, use in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+        asyncio.run(setup_self_signed_certificate(folder / f"{name}.pem", folder / f"{name}.der",
+                                                  f"urn:linetwin:test:{name}", "127.0.0.1", [use],
+                                                  {"commonName": f"linetwin test {name}"}))
+    return folder
+
+
+@pytest.mark.slow
+def test_a_signed_and_encrypted_plant_server(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A plant server that offers Basic256Sha256 SignAndEncrypt only: read with the connector's certificate; without
+    it, `twin connect` stops at once with the reason (no silent retrying)."""
+    certs = certificates(tmp_path / "pki")
+    port, log, db = free_port(), tmp_path / "plant.log", tmp_path / "plant.duckdb"
+    server = plant(port, log, 0, certs)
+    f = config(tmp_path, port, str(mosquitto.url))
+    try:
+        r = subprocess.run(twin_cmd("connect", f, "--duration", "5 s"), cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 3 and "refuses this connection" in r.stderr and "opcua.security" in r.stderr, r.stderr
+        f.write_text(f.read_text().replace("  bad_quality: drop\n", "  bad_quality: drop\n  security: {policy: "
+                                           "Basic256Sha256, mode: SignAndEncrypt, certificate: pki/client.der, "
+                                           "private_key: pki/client.pem}\n"))
+        r = subprocess.run(twin_cmd("connect", f, "--store", f"duckdb:///{db}", "--duration", "6 s"), cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        stop_process(server)
+    assert r.returncode == 0, r.stderr
+    store = open_store(f"duckdb:///{db}")
+    try:
+        assert len(store.query(sensors=["vibration"])) >= 5
+    finally:
+        store.close()
+    f.write_text(f.read_text().replace("pki/client.pem", "pki/missing.pem"))
+    with pytest.raises(ConnectError, match=r"opcua.security.private_key: no file 'pki/missing.pem'"):
+        load_config(f)

@@ -235,7 +235,7 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
                      f"{option} out)")
             now = from_broker(BrokerURL.parse(source), sc)
         else:
-            db = open_store(source)
+            db = open_store(source, read_only=True)  # beside a running ingest or an open dashboard
             try:
                 now = from_store(db, sc, source, at=when)
             finally:
