@@ -64,15 +64,20 @@ class Stamp(_Strict):
     unit: Literal["ms", "s", "iso"] = "ms"
 
 
-class StateField(_Strict):
-    field: str = Field(min_length=1, max_length=200)
+class _StateMap(_Strict):
+    """Where a machine's state comes from (a field, node or metric, in the subclass) and what its values mean."""
+
     map: dict[str, StateName] = Field(min_length=1, description="plant value → machine state")
-    reason: str | None = Field(None, max_length=200, description="field with the downtime reason (fault mode)")
 
     @field_validator("map", mode="before")
     @classmethod
     def _keys_as_text(cls, v: Any) -> Any:
         return {str(k): s for k, s in v.items()} if isinstance(v, dict) else v
+
+
+class StateField(_StateMap):
+    field: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(None, max_length=200, description="field with the downtime reason (fault mode)")
 
 
 class JsonMapping(_Strict):
@@ -121,12 +126,9 @@ class OpcValue(_Strict):
     unit: str = Field("", max_length=16)
 
 
-class OpcState(_Strict):
+class OpcState(_StateMap):
     node: str = Field(min_length=1, max_length=300)
-    map: dict[str, StateName] = Field(min_length=1, description="plant value → machine state")
     reason: str | None = Field(None, max_length=300, description="node with the downtime reason (fault mode)")
-
-    _keys_as_text = field_validator("map", mode="before")(StateField._keys_as_text.__func__)  # type: ignore[attr-defined]
 
 
 class OpcMachine(_Strict):
@@ -163,12 +165,9 @@ class SpbMetric(_Strict):
     unit: str = Field("", max_length=16)
 
 
-class SpbState(_Strict):
+class SpbState(_StateMap):
     metric: str = Field(min_length=1, max_length=200)
-    map: dict[str, StateName] = Field(min_length=1, description="plant value → machine state")
     reason: str | None = Field(None, max_length=200, description="metric with the downtime reason (fault mode)")
-
-    _keys_as_text = field_validator("map", mode="before")(StateField._keys_as_text.__func__)  # type: ignore[attr-defined]
 
 
 class SpbDevice(_Strict):

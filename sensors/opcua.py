@@ -58,6 +58,7 @@ class OpcUaReader:
         self.reasons: dict[tuple[str, str], str] = {}
         self.states: dict[tuple[str, str], tuple[str, str]] = {}
         self.connected = threading.Event()
+        self._settled = threading.Event()  # connected, or stopped with an error
         self._done = threading.Event()
         self.error: str | None = None
         self.changes = 0
@@ -71,9 +72,7 @@ class OpcUaReader:
         reachable yet is retried, with a warning, until it is."""
         self._loop, self._thread = _loop_thread("opcua-reader")
         self._task = asyncio.run_coroutine_threadsafe(self._main(), self._loop)
-        deadline = time.monotonic() + timeout
-        while not self.connected.wait(0.2) and self.error is None and time.monotonic() < deadline:
-            pass
+        self._settled.wait(timeout)  # subscribed, or refused for good
         if self.error is not None:
             self.stop()
             raise OpcUaError(self.error)
@@ -93,12 +92,13 @@ class OpcUaReader:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 30.0)
         except asyncio.CancelledError:
-            pass
+            return  # stop(): the session is closed in _session's finally
         except OpcUaError as e:  # the address space does not have the mapped nodes (at start, or after a restart)
             self.error = str(e)
             if self.connected.is_set():
                 log.error("%s; no more data from this server until `twin connect` is restarted", e)
         finally:
+            self._settled.set()
             self._done.set()
 
     async def _session(self) -> str | None:
@@ -128,6 +128,7 @@ class OpcUaReader:
             sub = await client.create_subscription(self.spec.interval * 1000, self)
             await sub.subscribe_data_change(watched)
             self.connected.set()
+            self._settled.set()
             self.sessions += 1
             await lost.wait()
             log.warning("OPC UA server %s: connection lost; reconnecting", self.url)

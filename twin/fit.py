@@ -123,23 +123,32 @@ def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray
     return out
 
 
-def fit_cycle(samples: np.ndarray) -> Fitted:
-    """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
+def _by_aic(families: dict[str, Any], events: np.ndarray, censored: np.ndarray,
+            what: str) -> tuple[str, tuple[float, ...], dict[str, float]]:
+    """Every family fitted by maximum likelihood (right-censored where `censored` holds times; location 0 but for
+    the normal law), the lowest AIC chosen: (family, parameters, AIC of each)."""
+    data = stats.CensoredData(uncensored=events, right=censored) if len(censored) else events
     best: tuple[float, str, tuple[float, ...]] | None = None
     aic = {}
-    for name, dist in CYCLE_FAMILIES.items():
+    for name, dist in families.items():
         try:
-            params = dist.fit(samples) if name == "normal" else dist.fit(samples, floc=0)
+            params = dist.fit(data) if name == "normal" else dist.fit(data, floc=0)
         except (ValueError, RuntimeError, FloatingPointError):
             continue
-        ll = float(np.sum(dist.logpdf(samples, *params)))
-        if math.isfinite(ll):
-            aic[name] = 4 - 2 * ll
-            if best is None or aic[name] < best[0]:
-                best = (aic[name], name, params)
+        ll = float(np.sum(dist.logpdf(events, *params)) + np.sum(dist.logsf(censored, *params)))
+        if not math.isfinite(ll):
+            continue
+        aic[name] = 2 * (1 if name == "exponential" else 2) - 2 * ll
+        if best is None or aic[name] < best[0]:
+            best = (aic[name], name, params)
     if best is None:
-        raise LogError("no distribution family fits these cycle times")
-    _, name, params = best
+        raise LogError(f"no distribution family fits these {what}")
+    return best[1], best[2], aic
+
+
+def fit_cycle(samples: np.ndarray) -> Fitted:
+    """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
+    name, params, aic = _by_aic(CYCLE_FAMILIES, samples, np.empty(0), "cycle times")
     law = CYCLE_FAMILIES[name](*params)
     spec = ({"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
             else _spec(name, params))
@@ -149,24 +158,7 @@ def fit_cycle(samples: np.ndarray) -> Fitted:
 
 def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
     """Fit every family (location 0) to the times by maximum likelihood with right-censoring; the lowest AIC wins."""
-    data = stats.CensoredData(uncensored=events, right=censored) if len(censored) else events
-    best: tuple[float, str, tuple[float, ...]] | None = None
-    aic = {}
-    for name, dist in FAMILIES.items():
-        try:
-            params = dist.fit(data, floc=0)
-        except (ValueError, RuntimeError, FloatingPointError):
-            continue
-        ll = float(np.sum(dist.logpdf(events, *params)) + np.sum(dist.logsf(censored, *params)))
-        if not math.isfinite(ll):
-            continue
-        k = 1 if name == "exponential" else 2
-        aic[name] = 2 * k - 2 * ll
-        if best is None or aic[name] < best[0]:
-            best = (aic[name], name, params)
-    if best is None:
-        raise LogError("no distribution family fits these times")
-    _, name, params = best
+    name, params, aic = _by_aic(FAMILIES, events, censored, "times")
     dist = FAMILIES[name](*params)
     if len(censored):  # the largest gap between the Kaplan-Meier curve (censoring-aware) and the fitted law
         km = stats.ecdf(stats.CensoredData(uncensored=events, right=censored)).cdf

@@ -12,6 +12,28 @@ import streamlit as st
 from dashboard import access, charts, data
 from twin.scenario import ScenarioError, load_scenario
 
+
+def start_job(key: str, cmd: list[str]) -> None:
+    """Start a `twin` command in the background (its process kept in the session under `key`)."""
+    st.session_state[key] = subprocess.Popen([sys.executable, "-m", "twin.app.cli", *cmd], stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True)
+    st.session_state.pop(f"{key}_err", None)
+
+
+def job_state(key: str, what: str) -> str | None:
+    """None (none started), 'running', 'failed' (its error shown here, read once) or 'done'."""
+    proc = st.session_state.get(key)
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        return "running"
+    if proc.returncode:
+        err = st.session_state.setdefault(f"{key}_err", (proc.stderr.read() or "")[-800:])
+        st.error(f"{what} ended with exit code {proc.returncode}: {err}")
+        return "failed"
+    return "done"
+
+
 st.title("Scenarios")
 me = access.user()
 folder = data.scenarios_dir()
@@ -44,32 +66,25 @@ if sc is not None and path is not None:
     c1, c2, c3 = st.columns(3)
     duration = c1.text_input("duration", f"{sc.duration / 3600:g} h")
     reps = c2.number_input("replications", 1, 100, sc.replications)
-    proc = st.session_state.get("proc")
-    if c3.button("start run", disabled=(proc is not None and proc.poll() is None) or not me.can("start_run"),
+    busy = st.session_state.get("proc") is not None and st.session_state.proc.poll() is None
+    if c3.button("start run", disabled=busy or not me.can("start_run"),
                  key="start", help=None if me.can("start_run") else "engineers only"):
         out = data.runs_dir() / path.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        cmd = [sys.executable, "-m", "twin.app.cli", "run", str(path), "--duration", duration, "--replications",
-               str(reps), "--no-stream", "--out", str(out)]
-        st.session_state.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        start_job("proc", ["run", str(path), "--duration", duration, "--replications", str(reps), "--no-stream",
+                           "--out", str(out)])
         st.session_state.proc_out = str(out)
-        st.session_state.pop("proc_err", None)
         data.ledger().audit(me.name, me.role, "start run", f"{path.name} for {duration} × {reps} → {out}")
 
     @st.fragment(run_every="2s")
     def run_status() -> None:
         """The started run's status, refreshed until it ends (no page reload needed)."""
-        proc = st.session_state.get("proc")
-        if proc is None:
-            return
-        if proc.poll() is None:
+        state = job_state("proc", "the run")
+        if state == "running":
             st.info(f"running → {st.session_state.proc_out}")
             if st.button("stop run", key="stop"):
-                proc.terminate()
+                st.session_state.proc.terminate()
                 data.ledger().audit(me.name, me.role, "stop run", st.session_state.proc_out)
-        elif proc.returncode:
-            err = st.session_state.setdefault("proc_err", (proc.stderr.read() or "")[-800:])
-            st.error(f"the run ended with exit code {proc.returncode}: {err}")
-        else:
+        elif state == "done":
             st.success(f"finished: {st.session_state.proc_out}")
 
     run_status()
@@ -89,34 +104,23 @@ if sc is not None and path is not None:
     from twin.maintenance import SCENARIO_POLICIES
 
     pols = st.multiselect("every machine on the policy", list(SCENARIO_POLICIES), key="wi_pol")
-    wi = st.session_state.get("wi_proc")
-    if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or
-                 (wi is not None and wi.poll() is None), help=None if me.can("start_run") else "engineers only"):
+    wi_busy = st.session_state.get("wi_proc") is not None and st.session_state.wi_proc.poll() is None
+    if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
+                 help=None if me.can("start_run") else "engineers only"):
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
-        cmd = [sys.executable, "-m", "twin.app.cli", "whatif", str(path), "--from", str(url), "--duration",
-               wi_duration, "--replications", str(wi_reps), "--out", str(table)]
-        for c in crews:
-            cmd += ["--extra-crew", c]
-        for p in pols:
-            cmd += ["--policy", p]
-        st.session_state.wi_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                    text=True)
+        start_job("wi_proc", ["whatif", str(path), "--from", str(url), "--duration", wi_duration, "--replications",
+                              str(wi_reps), "--out", str(table), *[a for c in crews for a in ("--extra-crew", c)],
+                              *[a for p in pols for a in ("--policy", p)]])
         st.session_state.wi_table = str(table)
-        st.session_state.pop("wi_err", None)
         data.ledger().audit(me.name, me.role, "what-if", f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
     @st.fragment(run_every="2s")
     def whatif_status() -> None:
         """The what-if's progress, then its table."""
-        proc = st.session_state.get("wi_proc")
-        if proc is None:
-            return
-        if proc.poll() is None:
+        state = job_state("wi_proc", "the what-if")
+        if state == "running":
             st.info("simulating the alternatives…")
-        elif proc.returncode:
-            err = st.session_state.setdefault("wi_err", (proc.stderr.read() or "")[-800:])
-            st.error(f"the what-if ended with exit code {proc.returncode}: {err}")
-        else:
+        elif state == "done":
             table = pd.read_csv(st.session_state.wi_table)
             shown = pd.DataFrame({
                 "alternative": table["alternative"],
