@@ -8,6 +8,7 @@ Registry, metadata and the file format are every trained model's (`predictors.li
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,7 +21,7 @@ import pandas as pd
 from predictors.data import RunToFailure
 from predictors.lifecycle import Trained, load_folder, register, registered
 from predictors.lifecycle import load as load_trained
-from predictors.prep import Preprocessor, split_units
+from predictors.prep import Preprocessor, split_units, unit_folds
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
 INTERVAL = (0.05, 0.95)  # the RUL interval: 90 % of validation errors fall inside
@@ -76,8 +77,10 @@ class Estimator(Trained):
     uses_windows: ClassVar[bool] = True  # capability flag: the model reads whole windows (else it ignores them)
 
     def __init__(self, *, window: int = 30, horizon: float = 7200.0, cap: float = 28800.0, seed: int = 0,
-                 valid_fraction: float = 0.2) -> None:
+                 valid_fraction: float = 0.2, members: int = 1) -> None:
         self.window, self.horizon, self.cap, self.seed, self.valid_fraction = window, horizon, cap, seed, valid_fraction
+        self.members = members  # > 1: an ensemble of that many models, each validated on its own 1/members of the units
+        self.members_: list[Estimator] = []
         self.prep_: Preprocessor | None = None
         self.modes_: list[str] = []
         self.meta_: dict[str, Any] = {}
@@ -96,7 +99,7 @@ class Estimator(Trained):
     def params(self) -> dict[str, Any]:
         """Hyperparameters, as saved and as given back to __init__."""
         return {"window": self.window, "horizon": self.horizon, "cap": self.cap, "seed": self.seed,
-                "valid_fraction": self.valid_fraction}
+                "valid_fraction": self.valid_fraction, "members": self.members}
 
     # --- shared ------------------------------------------------------------------------------------
     def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,26 +111,49 @@ class Estimator(Trained):
     def fit(self, ds: RunToFailure, progress: ProgressFn | None = None,
             extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Estimator:
         """Fit on the training units; a unit split off for validation sets early stopping and the RUL interval.
+        With `members` > 1, an ensemble instead: the units in that many folds, one model validated on each fold
+        and trained on the others (each with its own seed), forecasts averaged; every unit is used for training, and
+        the interval and validation scores come from each unit's out-of-fold forecasts.
 
         `extra` adds windows from elsewhere (synthetic ones): raw windows (n, window, features) with a
         failure-within-horizon label and whether it is known, per mode; their RUL counts as unknown."""
-        train, valid = split_units(ds, self.valid_fraction, self.seed) if self.valid_fraction else (ds, ds.subset([]))
-        self.prep_ = Preprocessor(self.window).fit(train)
+        if self.members > 1:
+            folds = unit_folds(ds, self.members, self.seed)
+            if len(folds) < 2:
+                raise ValueError(f"an ensemble of {self.members} members needs at least 2 units; there is 1")
+            splits = [(ds.subset([u for f in folds if f is not held for u in f]), ds.subset(held)) for held in folds]
+            self.prep_ = Preprocessor(self.window).fit(ds)
+        else:
+            splits = [split_units(ds, self.valid_fraction, self.seed) if self.valid_fraction else (ds, ds.subset([]))]
+            self.prep_ = Preprocessor(self.window).fit(splits[0][0])
         self.modes_ = list(ds.modes)
-        tr = self._xy(train)
-        if extra is not None and len(extra[0]):
-            x, lab, known = extra
-            if x.shape[1:] != (self.window, len(ds.features)):
-                raise ValueError(f"extra windows are {x.shape[1:]}, the model takes ({self.window}, "
-                                 f"{len(ds.features)}) (window, features)")
-            xs = self.prep_.scaled(x.reshape(-1, x.shape[2])).reshape(len(x), self.window, -1)
-            tr = (np.concatenate([tr[0], xs]), np.concatenate([tr[1], np.zeros(len(x))]),
-                  np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
-                  np.concatenate([tr[4], known]))
-        va = self._xy(valid) if len(valid) else None
-        self._fit(tr[0], tr[1], tr[2], tr[3], tr[4], valid=va, progress=progress)
-        self._fit_interval(*(va or tr)[:3])
-        validation = self._validation_scores(va) if va is not None else {}
+        extra_x = self._extra(extra, ds)
+        self.members_, oof = [], []
+        for i, (train, valid) in enumerate(splits):
+            member = self if self.members <= 1 else copy.copy(self)
+            member.seed, member.members, member.members_ = self.seed + i, 1, []
+            tr = self._xy(train)
+            if extra_x is not None:  # extra windows: labels known, RUL not
+                x, lab, lab_known = extra_x
+                tr = (np.concatenate([tr[0], x]), np.concatenate([tr[1], np.zeros(len(x))]),
+                      np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
+                      np.concatenate([tr[4], lab_known]))
+            va = self._xy(valid) if len(valid) else None
+            note = progress if progress is None or len(splits) == 1 else (
+                lambda done, total, text, i=i: progress(done, total, f"member {i + 1}/{len(splits)}, {text}"))
+            member._fit(tr[0], tr[1], tr[2], tr[3], tr[4], valid=va, progress=note)
+            oof.append(va or tr)
+            if member is not self:
+                self.members_.append(member)
+                oof[-1] = (member.predict_windows(oof[-1][0]), *oof[-1][1:])
+        if not self.members_:
+            oof = [(self.predict_windows(oof[0][0]), *oof[0][1:])]
+        fc = Forecast(*(np.concatenate([getattr(o[0], a) for o in oof]) for a in ("rul", "low", "high", "proba")),
+                      self.modes_)
+        rul, known, label, label_known = (np.concatenate([o[k] for o in oof]) for k in range(1, 5))
+        self._fit_interval(fc.rul[known], rul[known])
+        validated = self.members > 1 or splits[0][1].frame.size > 0
+        validation = self._validation_scores(fc, rul, known, label, label_known) if validated else {}
         data = {"rows": len(ds), "units": int(ds.frame["unit"].nunique()), "sources": ds.sources,
                 "failures": len(ds.failures),
                 "failures_per_mode": {m: int(n) for m, n in ds.failures_per_mode().items()}}
@@ -135,18 +161,31 @@ class Estimator(Trained):
             ds.group, ds.fingerprint(), data, modes=self.modes_, time_unit=ds.time_unit, step=ds.step,
             alert_modes=ds.modes_to_alert(), validation=validation,
             extra_windows=0 if extra is None else len(extra[0]),
-            train_units=sorted(train.frame["unit"].unique().tolist()),
+            train_units=sorted(ds.frame["unit"].unique().tolist()) if self.members > 1
+            else sorted(splits[0][0].frame["unit"].unique().tolist()),
             unit_fingerprints=sorted(set(ds.unit_fingerprints().values())),
-            valid_units=sorted(valid.frame["unit"].unique().tolist()))
+            valid_units=[] if self.members > 1 else sorted(splits[0][1].frame["unit"].unique().tolist()),
+            member_valid_units=[sorted(v.frame["unit"].unique().tolist()) for _, v in splits] if self.members > 1
+            else [])
         return self
 
-    def _validation_scores(self, va: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-                           ) -> dict[str, float]:
-        """RUL RMSE/MAE and per-row F1 on the validation units: the metrics saved with the model."""
+    def _extra(self, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, ds: RunToFailure
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Extra windows scaled as the data's, checked for shape; None when there are none."""
+        if extra is None or not len(extra[0]):
+            return None
+        assert self.prep_ is not None
+        x, lab, known = extra
+        if x.shape[1:] != (self.window, len(ds.features)):
+            raise ValueError(f"extra windows are {x.shape[1:]}, the model takes ({self.window}, "
+                             f"{len(ds.features)}) (window, features)")
+        return self.prep_.scaled(x.reshape(-1, x.shape[2])).reshape(len(x), self.window, -1), lab, known
+
+    def _validation_scores(self, fc: Forecast, rul: np.ndarray, known: np.ndarray, label: np.ndarray,
+                           label_known: np.ndarray) -> dict[str, float]:
+        """RUL RMSE/MAE and per-row F1 of forecasts on validation windows: the metrics saved with the model."""
         from predictors.metrics import classification_scores
 
-        x, rul, known, label, label_known = va
-        fc = self.predict_windows(x)
         err = fc.rul[known] - rul[known]
         out = {"rul_rmse": float(np.sqrt(np.mean(err ** 2))) if known.any() else float("nan"),
                "rul_mae": float(np.mean(np.abs(err))) if known.any() else float("nan")}
@@ -155,10 +194,9 @@ class Estimator(Trained):
             out["row_f1"] = classification_scores(fc.p_any[k], label[k].max(axis=1), 0.5)["f1"]
         return out
 
-    def _fit_interval(self, x: np.ndarray, rul: np.ndarray, known: np.ndarray) -> None:
-        """Residual quantiles on validation windows, in 5 bins of predicted RUL (errors grow with RUL)."""
-        pred, _ = self._predict(x[known])
-        resid = rul[known] - pred
+    def _fit_interval(self, pred: np.ndarray, true: np.ndarray) -> None:
+        """Residual quantiles of validation forecasts, in 5 bins of predicted RUL (errors grow with RUL)."""
+        resid = true - pred
         if len(pred) < 20:
             self.bins_, self.q_ = np.array([0.0]), np.zeros((1, 2))
             return
@@ -177,8 +215,12 @@ class Estimator(Trained):
         return list(self.meta_.get("alert_modes", self.modes_))
 
     def predict_windows(self, x: np.ndarray) -> Forecast:
-        """Forecasts for preprocessed windows (n, window, features)."""
-        rul, proba = self._predict(x)
+        """Forecasts for preprocessed windows (n, window, features); an ensemble's are its members' means."""
+        if self.members_:
+            outs = [m._predict(x) for m in self.members_]
+            rul, proba = np.mean([o[0] for o in outs], axis=0), np.mean([o[1] for o in outs], axis=0)
+        else:
+            rul, proba = self._predict(x)
         rul = np.clip(rul, 0.0, self.cap)
         q = self.q_[np.searchsorted(self.bins_, rul, side="right") - 1]
         return Forecast(rul, np.clip(rul + q[:, 0], 0.0, None), np.clip(rul + q[:, 1], 0.0, None), proba,
@@ -193,6 +235,23 @@ class Estimator(Trained):
     def save(self, folder: Path, name: str | None = "model") -> Path:
         """Write `name`.json (metadata, preprocessing, hyperparameters) and `name`.npz (arrays) into folder."""
         return super().save(folder, name)
+
+    def _saved_arrays(self) -> dict[str, np.ndarray]:
+        """An ensemble's arrays are its members', each under its own prefix."""
+        if not self.members_:
+            return self._arrays()
+        return {f"member{i}:{k}": v for i, m in enumerate(self.members_) for k, v in m._arrays().items()}
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.members <= 1:
+            self._restore(arrays)
+            return
+        self.members_ = []
+        for i in range(self.members):
+            member = copy.copy(self)
+            member.members, member.members_ = 1, []
+            member._restore({k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith(f"member{i}:")})
+            self.members_.append(member)
 
     def _state(self) -> dict[str, Any]:
         assert self.prep_ is not None

@@ -81,6 +81,14 @@ class Trained:
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `_arrays` wrote."""
 
+    def _saved_arrays(self) -> dict[str, np.ndarray]:
+        """What goes into the .npz: the model's arrays (an ensemble adds its members')."""
+        return self._arrays()
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what `_saved_arrays` wrote."""
+        self._restore(arrays)
+
     def trained_meta(self, group: str, fingerprint: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
         """The metadata every model records when it is fitted: what it is, when, and what data it saw."""
         return {"kind": self.kind, "family": self.family, "linetwin": twin.__version__, "group": group,
@@ -94,7 +102,7 @@ class Trained:
         doc = {"format": FORMAT, "family": self.family, "kind": self.kind, "params": self.params(),
                "meta": self.meta_, **self._state()}
         (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
-        np.savez(folder / f"{name}.npz", **self._arrays())
+        np.savez(folder / f"{name}.npz", **self._saved_arrays())
         return folder / f"{name}.json"
 
 
@@ -113,7 +121,7 @@ def load(path: Path, family: str) -> Trained:
         model.meta_ = doc["meta"]
         model._set_state(doc)
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
-            model._restore(dict(arrays))
+            model._load_arrays(dict(arrays))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a linetwin {noun} ({e}); give {hint}") from None
     return model

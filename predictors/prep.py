@@ -111,3 +111,10 @@ def split_units(ds: RunToFailure, fraction: float, seed: int) -> tuple[RunToFail
     n_valid = max(1, round(len(units) * fraction))
     valid = set(rng.choice(units, n_valid, replace=False).tolist())
     return ds.subset([u for u in units if u not in valid]), ds.subset(sorted(valid))
+
+
+def unit_folds(ds: RunToFailure, k: int, seed: int) -> list[list[str]]:
+    """The units in (at most) k folds of nearly equal size, shuffled by the seed (never split within a unit)."""
+    units = np.array(sorted(ds.frame["unit"].unique()))
+    order = np.random.default_rng(seed).permutation(units)
+    return [f.tolist() for f in np.array_split(order, min(k, len(units))) if len(f)]

@@ -265,6 +265,27 @@ def test_model_contract(kind: str, tables: dict[str, Path], tmp_path: Path) -> N
     np.load(path.with_suffix(".npz"), allow_pickle=False).close()
 
 
+def test_an_ensemble_trains_on_every_unit_and_averages_its_members(tables: dict[str, Path], tmp_path: Path) -> None:
+    """members=3: three models, each validated on its own third of the units (the folds partition them), forecasts
+    the members' mean, the interval from out-of-fold errors; saved and loaded whole."""
+    ds = from_table(tables["train"], FMT)
+    test = from_table(tables["test"], FMT, tables["rul"])
+    model = forecasters()["cnn"](horizon=30.0, cap=125.0, window=20, seed=3, members=3, **FAST["cnn"]).fit(ds)
+    folds = model.meta_["member_valid_units"]
+    assert len(model.members_) == 3 and sorted(u for f in folds for u in f) == sorted(ds.frame.unit.unique())
+    assert model.meta_["train_units"] == sorted(ds.frame.unit.unique()) and model.meta_["valid_units"] == []
+    assert [m.seed for m in model.members_] == [3, 4, 5] and model.seed == 3
+    fc = model.predict(test)
+    x = model.prep_.windows(test)
+    mean = np.clip(np.mean([m._predict(x)[0] for m in model.members_], axis=0), 0, 125.0)
+    np.testing.assert_allclose(fc.rul, mean, rtol=1e-6)
+    assert not np.allclose(model.members_[0]._predict(x)[0], model.members_[1]._predict(x)[0])
+    assert (fc.low <= fc.rul + 1e-9).all() and (fc.high >= fc.rul - 1e-9).all() and (fc.high > fc.low).any()
+    again = load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(again.predict(test).rul, fc.rul)
+    np.testing.assert_array_equal(again.predict(test).proba, fc.proba)
+
+
 def test_a_forecast_alerts_only_on_the_modes_it_may() -> None:
     from predictors.base import Forecast
 

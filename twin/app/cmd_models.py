@@ -178,6 +178,9 @@ def train(
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
     end_column: EndCol = None,
+    members: Annotated[int, typer.Option(min=1, max=20, help="an ensemble of this many models, each validated on its "
+                                         "own 1/N of the units (N-fold) and trained on the rest, forecasts "
+                                         "averaged: every unit trains, N times the time")] = 1,
     threads: Threads = None,
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
@@ -213,15 +216,19 @@ def train(
                 bar.update(task, completed=done, total=total, note=note)
 
             try:
-                est = forecasters()[model](horizon=h, cap=c, window=window, seed=seed, **extra).fit(ds, progress)
+                est = forecasters()[model](horizon=h, cap=c, window=window, seed=seed, members=members,
+                                           **extra).fit(ds, progress)
                 base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
             except ValueError as e:
                 fail(f"{group}: cannot train on this data ({e})")
             bundle[group] = {"model": est, "baseline": base}
             bar.update(task, note="done")
-            epochs_run = f"{len(est.history_)} epochs" if getattr(est, "history_", None) else ""
+            runs = [getattr(m, "history_", None) for m in (est.members_ or [est])]
+            epochs_run = "/".join(str(len(h)) for h in runs if h) + " epochs" if any(runs) else ""
+            valid = (f"{members} × {len(est.meta_['member_valid_units'][0])}" if est.members_
+                     else str(len(est.meta_["valid_units"])))
             summary.add_row(escape(group), f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
-                            str(len(est.meta_["valid_units"])), epochs_run)
+                            valid, epochs_run)
             if few := few_failures(ds):
                 warnings.append(f"{group}: {few}")
     if not bundle:
