@@ -214,8 +214,9 @@ class LiveForecaster:
     def __init__(self, url: BrokerURL, bundle: Bundle, *, prefix: str = "+/+/+", interval: int = 1,
                  rule: AlertRule | None = None, protocol: int | None = None, client_id: str | None = None,
                  record: bool = False, detectors: dict[str, ConditionalVAE] | None = None,
-                 desk: AlarmDesk | None = None) -> None:
+                 desk: AlarmDesk | None = None, key: bytes | None = None) -> None:
         self.url, self.bundle, self.prefix, self.interval = url, bundle, prefix, interval
+        self.key = key  # signs each alert (the run's predictive policy acts only on signed ones)
         self.desk = desk  # files each alert in the alarm book and notifies, with or without a dashboard open
         self.desk_problem = ""
         self.detectors = detectors or {}
@@ -361,13 +362,7 @@ class LiveForecaster:
                  "evidence": {"from": int(t - (n - 1) * step_ms), "to": int(t + step_ms), "rows": n,
                               "sensors": list(m.index)},
                  "since": int(m.state.since), "ts": int(t + step_ms)}
-        self.alerts.append({**alert, "received": time.time()})
-        self._sent.append(self.client.publish(m.topic, alert_payload(alert), qos=1, retain=True))
-        if self.desk is not None:
-            try:
-                self.desk.receive(alert)
-            except LedgerError as e:  # the alert is out on MQTT all the same; say why the book misses it
-                self.desk_problem = str(e)
+        self._publish(m, alert)
 
     def _end(self, m: MachineFeed) -> None:
         """Clear a machine's active alert because its run has ended (the retained alert is replaced: a finished run
@@ -387,12 +382,16 @@ class LiveForecaster:
                            "data": m.model.meta_.get("data", {}).get("fingerprint", "")},
                  "evidence": {"from": ts, "to": ts, "rows": 0, "sensors": list(m.index)},
                  "since": int(m.state.since), "ts": ts}
+        self._publish(m, alert)
+
+    def _publish(self, m: MachineFeed, alert: dict[str, Any]) -> None:
+        """Publish an alert (retained, signed with the run's key if there is one) and file it in the alarm book."""
         self.alerts.append({**alert, "received": time.time()})
-        self._sent.append(self.client.publish(m.topic, alert_payload(alert), qos=1, retain=True))
+        self._sent.append(self.client.publish(m.topic, alert_payload(alert, self.key), qos=1, retain=True))
         if self.desk is not None:
             try:
                 self.desk.receive(alert)
-            except LedgerError as e:
+            except LedgerError as e:  # the alert is out on MQTT all the same; say why the book misses it
                 self.desk_problem = str(e)
 
     def wait_idle(self, timeout: float) -> bool:

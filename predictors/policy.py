@@ -10,6 +10,7 @@ One order per alert episode: a machine is ordered again only after its alert has
 
 from __future__ import annotations
 
+import secrets
 import threading
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from predictors.alerts import AlertRule
 from predictors.base import Bundle
 from predictors.online import MachineFeed, forecast_due
 from sensors.bus.broker import BrokerURL, connect, make_client
-from sensors.bus.payloads import ParseError, alert_filter, parse_alert
+from sensors.bus.payloads import ParseError, alert_filter, parse_alert, signed_by
 
 if TYPE_CHECKING:
     from sensors.bank import Readings
@@ -169,14 +170,18 @@ class AlertOrders:
     """Live: subscribes to a line's alerts over MQTT and turns each newly raised alert into an order.
 
     Retained alerts (the state before this subscriber came) are not orders: only alerts raised while it
-    listens are; with `run_id`, only those of that run.
+    listens are; with `run_id`, only those of that run; and only alerts signed with `key` (a fresh random key
+    per run unless given: the run's forecaster signs with it, any other client of the broker cannot). The rest are
+    counted in `ignored`.
     """
 
-    def __init__(self, prefix: str, run_id: str | None = None) -> None:
+    def __init__(self, prefix: str, run_id: str | None = None, key: bytes | None = None) -> None:
         self.prefix, self.run_id = prefix, run_id
+        self.key = key or secrets.token_bytes(32)
         self.orders = Orders()
         self.client: Any = None
         self.received = 0
+        self.ignored = 0
 
     def policy_for(self, machine: Machine) -> Predictive:
         return Predictive(self.orders)
@@ -189,7 +194,10 @@ class AlertOrders:
         except ParseError:
             return
         self.received += 1
-        if alert["state"] == "raised" and (self.run_id is None or alert.get("run") == self.run_id):
+        if not signed_by(alert, self.key) or (self.run_id is not None and alert.get("run") != self.run_id):
+            self.ignored += 1
+            return
+        if alert["state"] == "raised":
             self.orders.place(alert["machine"], f"predictive (MQTT alert): P={alert['probability']:.2f} "
                               f"{alert.get('fault_mode', '')}")  # live: served at once
 

@@ -20,6 +20,7 @@ from sensors.bus.payloads import (
     encode,
     parse,
     parse_alert,
+    signed_by,
     state_payload,
     telemetry_payload,
 )
@@ -86,6 +87,10 @@ def test_alert_round_trip_schema_and_rejects() -> None:
         parse_alert(b'{"schema": "linetwin/state/1"}')
     with pytest.raises(jsonschema.ValidationError):
         valid({**json.loads(payload), "probability": 1.5}, "alert")
+    signed = json.loads(alert_payload(alert, b"k" * 32))
+    valid(signed, "alert")
+    assert signed_by(signed, b"k" * 32) and not signed_by(signed, b"K" * 32)
+    assert not signed_by({**signed, "probability": 0.71}, b"k" * 32) and not signed_by(json.loads(payload), b"k" * 32)
 
 
 def test_buffers_payload_matches_the_schema() -> None:

@@ -167,3 +167,37 @@ def test_a_publish_the_acl_denies_ends_the_run_with_a_clear_error(secure_mosquit
     assert "viewer-secret" not in r.stderr + r.stdout
     assert took < 20, took  # start-up included; the refusal itself is seen within a second
     assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "failed"
+
+
+def test_the_predictive_policy_orders_maintenance_only_for_its_own_forecasters_alerts(mosquitto: Mosquitto) -> None:
+    """Any local client can publish on the line's alert topics; the policy acts only on alerts signed with its run's
+    key (the run's forecaster has it, no one else): unsigned, wrongly signed and altered alerts are ignored."""
+    from predictors.policy import AlertOrders
+    from sensors.bus.payloads import alert_payload
+
+    line = "plant/hall/line"
+    alert = {"run": "r", "replication": 0, "line": line, "station": "filler", "machine": "filler-a", "state": "raised",
+             "severity": "warning", "fault_mode": "valve_clogging", "probability": 0.7, "horizon_s": 7200.0,
+             "rul": {"estimate_s": 3600.0, "low_s": 1800.0, "high_s": 5400.0}, "model": {"kind": "lstm"},
+             "evidence": {"from": 1, "to": 2, "rows": 30, "sensors": ["p"]}, "since": 1, "ts": 2}
+    orders = AlertOrders(line).start(mosquitto.url)
+    other = make_client(mosquitto.url, "someone-else")
+    connect(other, mosquitto.url)
+    try:
+        altered = json.loads(alert_payload({**alert, "machine": "capper"}, orders.key))
+        altered["machine"] = "labeler"  # signed for the capper, sent for the labeler
+        for payload in (alert_payload({**alert, "machine": "a"}),  # forged: no signature
+                        alert_payload({**alert, "machine": "b"}, b"x" * 32),  # signed with another key
+                        json.dumps(altered).encode(),
+                        alert_payload(alert, orders.key)):  # the run's own forecaster
+            other.publish(f"{line}/filler/{json.loads(payload)['machine']}/alerts", payload, qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while orders.received < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert orders.received == 4 and orders.ignored == 3 and orders.orders.placed == 1
+        assert orders.orders.peek("filler-a") is not None
+        assert all(orders.orders.peek(m) is None for m in ("a", "b", "capper", "labeler"))
+    finally:
+        other.disconnect()
+        other.loop_stop()
+        orders.stop()

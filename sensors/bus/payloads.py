@@ -13,6 +13,7 @@ Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mq
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 from collections.abc import Sequence
@@ -149,9 +150,26 @@ def buffers_payload(run: str, replication: int, ts_ms: int, levels: dict[str, in
     return encode({"schema": SCHEMA_BUFFERS, "run": run, "replication": replication, "ts": ts_ms, "levels": levels})
 
 
-def alert_payload(alert: dict[str, Any]) -> bytes:
-    """A fault alert (fields in docs/mqtt.md: state, severity, fault mode, probability, RUL, model, evidence)."""
-    return encode({"schema": SCHEMA_ALERT, **alert})
+def alert_payload(alert: dict[str, Any], key: bytes | None = None) -> bytes:
+    """A fault alert (fields in docs/mqtt.md: state, severity, fault mode, probability, RUL, model, evidence); with
+    `key`, signed (see `signed_by`)."""
+    doc = {"schema": SCHEMA_ALERT, **alert}
+    if key is not None:
+        doc["signature"] = _mac(doc, key)
+    return encode(doc)
+
+
+def signed_by(alert: dict[str, Any], key: bytes) -> bool:
+    """Whether a parsed alert carries a valid `signature`: HMAC-SHA256 under `key` of its other fields as canonical
+    JSON (keys sorted). A run's key never leaves its process, so only the run's own forecaster can sign: what acts on
+    alerts (the predictive policy) tells it from any other client of the broker."""
+    sig = alert.get("signature")
+    body = {k: v for k, v in alert.items() if k != "signature"}
+    return isinstance(sig, str) and hmac.compare_digest(sig, _mac(body, key))
+
+
+def _mac(doc: dict[str, Any], key: bytes) -> str:
+    return hmac.new(key, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()
 
 
 def parse_alert(payload: bytes | bytearray) -> dict[str, Any]:

@@ -389,7 +389,7 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
         if orders is not None:
             orders.start(url, protocol)
         fc = LiveForecaster(url, bundle, prefix=prefix, protocol=protocol, rule=rule, detectors=detectors,
-                            desk=alarm_desk()).start()
+                            desk=alarm_desk(), key=orders.key if orders is not None else None).start()
         console.print(f"forecasting faults with {models} ({', '.join(bundle)})"
                       + (f", anomaly scores from {anomaly} ({', '.join(detectors)})" if detectors else "")
                       + f"; alerts on {prefix}/+/+/alerts", highlight=False)
@@ -407,8 +407,9 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
             if orders is not None:
                 time.sleep(0.5)  # the last alerts' way back
                 orders.stop()
-                console.print(f"predictive policy: {orders.orders.placed} maintenance orders from alerts",
-                              highlight=False)
+                console.print(f"predictive policy: {orders.orders.placed} maintenance orders from alerts"
+                              + (f"; {orders.ignored} alerts ignored (not signed by this run's forecaster)"
+                                 if orders.ignored else ""), highlight=False)
 
     return attach
 
