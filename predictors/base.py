@@ -74,6 +74,9 @@ class Estimator(Trained):
     """Base class: hyperparameters in __init__, fitted state in trailing-underscore attributes."""
 
     family: ClassVar[str] = "forecaster"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "window": (2, 500), "horizon": (1e-6, 1e9), "cap": (1e-6, 1e9), "seed": (0, 2 ** 32 - 1),
+        "valid_fraction": (0, 0.9), "members": (1, 20)}
     uses_windows: ClassVar[bool] = True  # capability flag: the model reads whole windows (else it ignores them)
 
     def __init__(self, *, window: int = 30, horizon: float = 7200.0, cap: float = 28800.0, seed: int = 0,

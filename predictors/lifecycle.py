@@ -61,7 +61,23 @@ class Trained:
 
     kind: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    # every hyperparameter a class adds, with its allowed range: a model file is checked against them (a subclass
+    # adds its own; together they are all the parameters a file may name) before anything is built
+    limits: ClassVar[dict[str, tuple[float, float]]] = {}
     meta_: dict[str, Any]
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Refuse names the class does not know and values outside their range (ValueError naming the first)."""
+        allowed: dict[str, tuple[float, float]] = {}
+        for k in reversed(cls.__mro__):
+            allowed.update(vars(k).get("limits", {}))
+        for name, value in params.items():
+            if name not in allowed:
+                raise ValueError(f"unknown parameter {name!r} (a {cls.kind} model has {', '.join(sorted(allowed))})")
+            lo, hi = allowed[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+                raise ValueError(f"parameter {name} = {value!r} is outside {lo:g} to {hi:g}")
 
     def params(self) -> dict[str, Any]:
         """Hyperparameters, as saved and as given back to __init__."""
@@ -99,10 +115,10 @@ class Trained:
         """Write `name`.json and `name`.npz (name: the kind by default) into folder; returns the .json."""
         folder.mkdir(parents=True, exist_ok=True)
         name = name or self.kind
-        doc = {"format": FORMAT, "family": self.family, "kind": self.kind, "params": self.params(),
-               "meta": self.meta_, **self._state()}
-        (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
         np.savez(folder / f"{name}.npz", **self._saved_arrays())
+        doc = {"format": FORMAT, "family": self.family, "kind": self.kind, "params": self.params(),
+               "meta": self.meta_, "arrays_sha256": _sha256(folder / f"{name}.npz"), **self._state()}
+        (folder / f"{name}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
         return folder / f"{name}.json"
 
 
@@ -114,9 +130,17 @@ def load(path: Path, family: str) -> Trained:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format", FORMAT) not in (FORMAT, *OLDER_FORMATS):
             raise ValueError(f"format {doc.get('format')!r} is not {FORMAT}")
-        cls = _load_models()[doc["kind"]]
+        cls = _load_models().get(doc["kind"])
+        if cls is None:
+            raise ValueError(f"unknown kind {doc['kind']!r}")
         if cls.family != family:
             raise ValueError(f"it holds a {cls.family} ({doc['kind']})")
+        if not isinstance(doc["params"], dict):
+            raise ValueError("params is not a mapping")
+        cls.check_params(doc["params"])
+        if "arrays_sha256" in doc and _sha256(path.with_suffix(".npz")) != doc["arrays_sha256"]:
+            raise ValueError(f"{path.with_suffix('.npz').name} does not match the checksum in {path.name}: it was "
+                             "changed or damaged after training")
         model = cls(**doc["params"])
         model.meta_ = doc["meta"]
         model._set_state(doc)
@@ -125,6 +149,13 @@ def load(path: Path, family: str) -> Trained:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a linetwin {noun} ({e}); give {hint}") from None
     return model
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_folder(folder: Path, family: str, skip_others: bool = False) -> dict[str, dict[str, Trained]]:

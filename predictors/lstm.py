@@ -6,7 +6,7 @@ units, seeded so that the same data and seed give the same weights.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ class LSTMForecaster(Estimator):
     """Multivariate windows → capped RUL (as a fraction of the cap) and per-mode failure logits."""
 
     kind = "lstm"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "hidden": (1, 1024), "layers": (1, 8), "dropout": (0, 0.9), "epochs": (1, 10_000), "batch": (1, 65_536),
+        "lr": (1e-8, 1), "patience": (1, 1000)}
 
     def __init__(self, *, hidden: int = 48, layers: int = 1, dropout: float = 0.1, epochs: int = 40,
                  batch: int = 256, lr: float = 2e-3, patience: int = 6, **common: Any) -> None:
@@ -146,6 +149,8 @@ class CNNForecaster(LSTMForecaster):
     """The same targets, loss and training as the LSTM; a convolutional network over the window."""
 
     kind = "cnn"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "channels": (1, 512), "kernel": (1, 64), "depth": (1, 16)}
 
     def __init__(self, *, channels: int = 10, kernel: int = 10, depth: int = 4, **rest: Any) -> None:
         rest.setdefault("lr", 1e-3)

@@ -7,7 +7,7 @@ fault mode to the probability of that failure within the horizon. Coefficients a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -30,6 +30,8 @@ class RidgeForecaster(Estimator):
     """Ridge regression for RUL and logistic regression per fault mode, on window summaries."""
 
     kind = "regression"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "c": (1e-8, 1e8)}
 
     def __init__(self, *, c: float = 1.0, **common: Any) -> None:
         super().__init__(**common)

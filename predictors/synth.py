@@ -203,6 +203,9 @@ class Generator(Trained):
     """
 
     family: ClassVar[str] = "generator"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "latent": (1, 1024), "hidden": (1, 1024), "epochs": (1, 10_000), "batch": (1, 65_536), "lr": (1e-8, 1),
+        "seed": (0, 2 ** 32 - 1)}
 
     def __init__(self, *, latent: int = 16, hidden: int = 64, epochs: int = 60, batch: int = 256, lr: float = 2e-3,
                  seed: int = 0) -> None:
@@ -442,6 +445,8 @@ class ConditionalVAE(Generator):
     """
 
     kind = "vae"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "beta": (0, 1e3), "components": (1, 1000), "updates": (0, 1_000_000)}
 
     def __init__(self, *, beta: float = 0.1, components: int = 20, updates: int = 5000, **common: Any) -> None:
         super().__init__(**common)
@@ -546,6 +551,8 @@ class ConditionalWGAN(Generator):
     """A conditional Wasserstein GAN with gradient penalty (WGAN-GP): convolutional generator and critic."""
 
     kind = "gan"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        "steps": (1, 1_000_000), "critic_steps": (1, 100), "penalty": (0, 1e4)}
 
     def __init__(self, *, steps: int = 2000, critic_steps: int = 5, penalty: float = 10.0, **common: Any) -> None:
         common.setdefault("lr", 1e-4)

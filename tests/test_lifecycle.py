@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from predictors import REGISTRY, from_table
 from predictors.lifecycle import FAMILIES, load
@@ -75,3 +77,39 @@ def test_a_file_that_is_no_model_is_refused_with_where_models_come_from(tmp_path
         load(bad, "forecaster")
     with pytest.raises(ValueError, match=r"not a linetwin generator .*`twin synth train`"):
         load(bad, "generator")
+
+
+def test_a_model_file_with_unknown_or_out_of_range_parameters_or_changed_arrays_is_refused(tmp_path: Path) -> None:
+    """Checked before anything is built: every parameter known to the kind and within its range, and the arrays
+    those the file's checksum names (a damaged or swapped .npz)."""
+    model = REGISTRY["lstm"](**PARAMS["forecaster"], **FAST["lstm"]).fit(forecaster_data(tmp_path))
+    path = model.save(tmp_path / "saved", "m")
+    doc = json.loads(path.read_text())
+    for params, error in (({**doc["params"], "hiden": 8}, r"unknown parameter 'hiden' \(a lstm model has .*hidden"),
+                          ({**doc["params"], "hidden": 10 ** 9}, "parameter hidden = 1000000000 is outside 1 to 1024"),
+                          ({**doc["params"], "window": "30"}, "parameter window = '30' is outside 2 to 500"),
+                          ({**doc["params"], "members": True}, "parameter members = True")):
+        path.write_text(json.dumps({**doc, "params": params}))
+        with pytest.raises(ValueError, match=rf"m\.json: not a linetwin model file \({error}"):
+            load(path, "forecaster")
+    path.write_text(json.dumps(doc))
+    npz = path.with_suffix(".npz")
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"m\.npz does not match the checksum in m\.json: it was changed or damaged"):
+        load(path, "forecaster")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["window", "hidden", "epochs", "lr", "cap", "members", "x", "seed"]),
+                       st.one_of(st.integers(-10 ** 12, 10 ** 12), st.floats(allow_nan=True), st.text(max_size=3),
+                                 st.booleans(), st.none(), st.lists(st.integers(), max_size=2)), max_size=5))
+def test_any_parameters_in_a_model_file_load_or_give_a_clear_error(tmp_path: Path, params: dict[str, Any]) -> None:
+    path = tmp_path / "fuzz.json"
+    path.write_text(json.dumps({"format": "linetwin-model/1", "family": "forecaster", "kind": "lstm",
+                                "params": params, "meta": {}}))
+    try:
+        load(path, "forecaster")
+    except ValueError as e:
+        assert str(e).startswith(f"{path}: not a linetwin model file (")
