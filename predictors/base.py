@@ -9,7 +9,7 @@ Registry, metadata and the file format are every trained model's (`predictors.li
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +24,8 @@ from predictors.lifecycle import load as load_trained
 from predictors.prep import Preprocessor, split_units, unit_folds
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
+# runs fn(*args) for each args tuple, results in order (e.g. twin.app.cluster.Tasks.map: worker processes or a cluster)
+MapFn = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], Iterable[Any]]
 INTERVAL = (0.05, 0.95)  # the RUL interval: 90 % of validation errors fall inside
 # defaults by the data's time unit: a twin run's rows are minutes (an hour of history, 2 h horizon, RUL capped at
 # 8 h); tables count cycles (the NASA protocol's 30-cycle windows and 125-cycle cap)
@@ -112,14 +114,16 @@ class Estimator(Trained):
         return self.prep_.windows(ds), rul, rul_known, label, label_known
 
     def fit(self, ds: RunToFailure, progress: ProgressFn | None = None,
-            extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Estimator:
+            extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, run: MapFn | None = None) -> Estimator:
         """Fit on the training units; a unit split off for validation sets early stopping and the RUL interval.
         With `members` > 1, an ensemble instead: the units in that many folds, one model validated on each fold
         and trained on the others (each with its own seed), forecasts averaged; every unit is used for training, and
         the interval and validation scores come from each unit's out-of-fold forecasts.
 
         `extra` adds windows from elsewhere (synthetic ones): raw windows (n, window, features) with a
-        failure-within-horizon label and whether it is known, per mode; their RUL counts as unknown."""
+        failure-within-horizon label and whether it is known, per mode; their RUL counts as unknown. `run` trains an
+        ensemble's members side by side (each task carries its member, seed and torch's thread count, so the
+        weights are the same wherever it runs); without it they train here, one after another."""
         if self.members > 1:
             folds = unit_folds(ds, self.members, self.seed)
             if len(folds) < 2:
@@ -131,26 +135,24 @@ class Estimator(Trained):
             self.prep_ = Preprocessor(self.window).fit(splits[0][0])
         self.modes_ = list(ds.modes)
         extra_x = self._extra(extra, ds)
-        self.members_, oof = [], []
+        self.members_ = []
+        tasks = []
         for i, (train, valid) in enumerate(splits):
             member = self if self.members <= 1 else copy.copy(self)
             member.seed, member.members, member.members_ = self.seed + i, 1, []
-            tr = self._xy(train)
-            if extra_x is not None:  # extra windows: labels known, RUL not
-                x, lab, lab_known = extra_x
-                tr = (np.concatenate([tr[0], x]), np.concatenate([tr[1], np.zeros(len(x))]),
-                      np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
-                      np.concatenate([tr[4], lab_known]))
-            va = self._xy(valid) if len(valid) else None
-            note = progress if progress is None or len(splits) == 1 else (
-                lambda done, total, text, i=i: progress(done, total, f"member {i + 1}/{len(splits)}, {text}"))
-            member._fit(tr[0], tr[1], tr[2], tr[3], tr[4], valid=va, progress=note)
-            oof.append(va or tr)
-            if member is not self:
+            tasks.append((member, train, valid, extra_x, _threads()))
+        if self.members <= 1:
+            _fit_member(*tasks[0], progress=progress)
+            self.members_ = []
+        else:
+            for done, member in enumerate((run or _here)(_fit_member, tasks), start=1):
                 self.members_.append(member)
-                oof[-1] = (member.predict_windows(oof[-1][0]), *oof[-1][1:])
-        if not self.members_:
-            oof = [(self.predict_windows(oof[0][0]), *oof[0][1:])]
+                if progress is not None:
+                    progress(done, len(tasks), f"{done} of {len(tasks)} members trained")
+        oof = []  # each model's forecasts on the units it did not train on (its own if there are none)
+        for (_, train, valid, _, _), fitted in zip(tasks, self.members_ or [self], strict=True):
+            x, *targets = self._xy(valid if len(valid) else train)
+            oof.append((fitted.predict_windows(x), *targets))
         fc = Forecast(*(np.concatenate([getattr(o[0], a) for o in oof]) for a in ("rul", "low", "high", "proba")),
                       self.modes_)
         rul, known, label, label_known = (np.concatenate([o[k] for o in oof]) for k in range(1, 5))
@@ -266,6 +268,37 @@ class Estimator(Trained):
         self.modes_ = doc["modes"]
         self.bins_, self.q_ = (np.asarray(doc["interval"]["bins"], dtype=float),
                                np.asarray(doc["interval"]["q"], dtype=float))
+
+
+def _threads() -> int:
+    """Torch's CPU threads here (0 when torch is not loaded: a model without it)."""
+    import sys
+
+    return int(sys.modules["torch"].get_num_threads()) if "torch" in sys.modules else 0
+
+
+def _fit_member(member: Estimator, train: RunToFailure, valid: RunToFailure,
+                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, threads: int,
+                progress: ProgressFn | None = None) -> Estimator:
+    """Train one model (an ensemble member, or the model itself) on its units, early stopping on `valid`; a task that
+    may run in another process, with the caller's torch thread count so that its arithmetic, and so its weights, are
+    the same. Windows are made here, one member's at a time (they are the bulk of the memory)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    tr = member._xy(train)
+    if extra is not None:  # extra windows (already scaled): labels known, RUL not
+        x, lab, lab_known = extra
+        tr = (np.concatenate([tr[0], x]), np.concatenate([tr[1], np.zeros(len(x))]),
+              np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
+              np.concatenate([tr[4], lab_known]))
+    member._fit(*tr, valid=member._xy(valid) if len(valid) else None, progress=progress)
+    return member
+
+
+def _here(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Any]:
+    return (fn(*a) for a in args)
 
 
 def load(path: Path) -> Estimator:

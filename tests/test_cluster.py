@@ -145,3 +145,29 @@ def test_run_replications_on_workers_equal_one_after_another(cluster: DaskCluste
         assert store.count(meta["run_id"]) == len(seq["readings.parquet"]) == meta["readings"]
         assert len(store.states(meta["run_id"])) > 0  # type: ignore[attr-defined]
         store.close()
+
+
+def test_an_ensembles_members_trained_on_the_cluster_equal_those_trained_here(cluster: DaskCluster,
+                                                                               tmp_path: Path) -> None:
+    """`twin train --members 2` here, one after another, and with the members on the cluster's workers: the same
+    weights, so the same forecasts."""
+    import numpy as np
+
+    from predictors import TableFormat, from_table
+    from predictors.base import load
+    from tests.test_predictors import degradation_table, write_nasa
+
+    df, _ = degradation_table(12, seed=5)
+    table = write_nasa(df, tmp_path / "train.txt")
+    base = ("train", table, "--unit-column", 0, "--time-column", 1, "--model", "cnn", "--epochs", 3, "--window", 20,
+            "--members", 2, "--threads", 1)
+    for name, extra in {"here": (), "cluster": ("--cluster", cluster.address)}.items():
+        r = subprocess.run(twin_cmd(*base, *extra, "--out", tmp_path / name), capture_output=True, text=True,
+                           timeout=600, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "2 × 6" in r.stdout  # two members, each validated on 6 of the 12 units
+    ds = from_table(table, TableFormat(unit=0, time=1))
+    here, there = (load(tmp_path / name / "table" / "model.json") for name in ("here", "cluster"))
+    assert len(here.members_) == len(there.members_) == 2
+    np.testing.assert_array_equal(here.predict(ds).rul, there.predict(ds).rul)
+    np.testing.assert_array_equal(here.predict(ds).proba, there.predict(ds).proba)

@@ -19,6 +19,8 @@ from twin.app.options import (
     BrokerOpt,
     CaOpt,
     CertOpt,
+    ClusterOpt,
+    Jobs,
     KeyOpt,
     LineOpt,
     StoreOpt,
@@ -181,11 +183,14 @@ def train(
     members: Annotated[int, typer.Option(min=1, max=20, help="an ensemble of this many models, each validated on its "
                                          "own 1/N of the units (N-fold) and trained on the rest, forecasts "
                                          "averaged: every unit trains, N times the time")] = 1,
+    jobs: Jobs = None, cluster: ClusterOpt = None,
     threads: Threads = None,
 ) -> None:
-    """Train a fault forecaster (one per machine type) and the naive baseline beside it."""
+    """Train a fault forecaster (one per machine type) and the naive baseline beside it; an ensemble's members on
+    --jobs local processes or a Dask --cluster (here, one after another, by default: torch uses every core)."""
     from predictors import forecasters
     from predictors.base import DEFAULTS, MeanBaseline, save_bundle
+    from twin.app.cluster import ClusterError, tasks
 
     set_threads(threads)
     if model not in forecasters() or model == "baseline":
@@ -205,32 +210,36 @@ def train(
     summary = Table(title=f"trained {model} models → {out}")
     for col in ("machine type", "rows", "units", "failures", "valid units", "note"):
         summary.add_column(col)
-    with progress_bar() as bar:
-        for group, ds in data.items():
-            if not ds.modes or ds.failures.empty:
-                summary.add_row(escape(group), f"{len(ds):,}", "", "0", "", "no wear-out failures: skipped")
-                continue
-            task = bar.add_task(f"{group}", total=None, note="")
+    try:
+        with progress_bar() as bar, tasks(cluster, jobs or 1, members) as where:
+            run = where.map if where.client is not None else None
+            for group, ds in data.items():
+                if not ds.modes or ds.failures.empty:
+                    summary.add_row(escape(group), f"{len(ds):,}", "", "0", "", "no wear-out failures: skipped")
+                    continue
+                task = bar.add_task(f"{group}", total=None, note="")
 
-            def progress(done: int, total: int, note: str, task: int = task) -> None:
-                bar.update(task, completed=done, total=total, note=note)
+                def progress(done: int, total: int, note: str, task: int = task) -> None:
+                    bar.update(task, completed=done, total=total, note=note)
 
-            try:
-                est = forecasters()[model](horizon=h, cap=c, window=window, seed=seed, members=members,
-                                           **extra).fit(ds, progress)
-                base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
-            except ValueError as e:
-                fail(f"{group}: cannot train on this data ({e})")
-            bundle[group] = {"model": est, "baseline": base}
-            bar.update(task, note="done")
-            runs = [getattr(m, "history_", None) for m in (est.members_ or [est])]
-            epochs_run = "/".join(str(len(h)) for h in runs if h) + " epochs" if any(runs) else ""
-            valid = (f"{members} × {len(est.meta_['member_valid_units'][0])}" if est.members_
-                     else str(len(est.meta_["valid_units"])))
-            summary.add_row(escape(group), f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
-                            valid, epochs_run)
-            if few := few_failures(ds):
-                warnings.append(f"{group}: {few}")
+                try:
+                    est = forecasters()[model](horizon=h, cap=c, window=window, seed=seed, members=members,
+                                               **extra).fit(ds, progress, run=run)
+                    base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
+                except ValueError as e:
+                    fail(f"{group}: cannot train on this data ({e})")
+                bundle[group] = {"model": est, "baseline": base}
+                bar.update(task, note="done")
+                runs = [getattr(m, "history_", None) for m in (est.members_ or [est])]
+                epochs_run = "/".join(str(len(h)) for h in runs if h) + " epochs" if any(runs) else ""
+                valid = (f"{members} × {len(est.meta_['member_valid_units'][0])}" if est.members_
+                         else str(len(est.meta_["valid_units"])))
+                summary.add_row(escape(group), f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
+                                valid, epochs_run)
+                if few := few_failures(ds):
+                    warnings.append(f"{group}: {few}")
+    except ClusterError as e:
+        fail(str(e), code=3)
     if not bundle:
         fail("no machine type had wear-out failures to learn from; run longer or with --policy run-to-failure")
     save_bundle(bundle, out)

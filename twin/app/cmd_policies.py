@@ -12,7 +12,7 @@ from rich.table import Table
 
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import load_models, progress_bar
-from twin.app.options import ClusterOpt, fail, open_scenario, out_console, time_option
+from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, time_option
 
 if TYPE_CHECKING:
     from twin.app.compare import PolicyParams
@@ -64,7 +64,6 @@ Threshold = Annotated[Optional[float], typer.Option(
 WearLimit = Annotated[Optional[float], typer.Option(
     help="inspection, perfect-monitoring: wear level (0-1) that orders maintenance, where the file gives none")]
 ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folder from `twin train`")]
-Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes (default: one per core)")]
 
 
 def compare(

@@ -28,6 +28,7 @@ KeyOpt = Annotated[Optional[Path], typer.Option(help="client key (PEM) for mqtts
 LineOpt = Annotated[str, typer.Option(help="site/area/line, or +/+/+ for every line")]
 ClusterOpt = Annotated[Optional[str], typer.Option(help="a running Dask scheduler, tcp://HOST:8786 (default: "
                                                     "$LINETWIN_CLUSTER, else --jobs local processes)")]
+Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes (default: one per core)")]
 StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
 
 
