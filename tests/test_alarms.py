@@ -113,6 +113,42 @@ def test_one_notification_per_new_critical_alarm_through_apprise(tmp_path: Path,
     assert [s for _, s, ok in desk.sent + other.sent if ok] == ["critical", "critical"]
 
 
+def test_a_new_critical_alarm_is_mailed_through_a_real_smtp_server(tmp_path: Path) -> None:
+    """E-mail through Apprise's mailto:// to an SMTP server on 127.0.0.1 (aiosmtpd): one message per new critical
+    alarm, with the machine, fault mode and RUL; a later update of the same alarm sends nothing."""
+    from aiosmtpd.controller import Controller
+
+    from sensors.bus.broker import free_port
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.mails: list[tuple[str, list[str], str]] = []
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook
+            content = envelope.content.decode("utf-8", "replace")
+            self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), content))
+            return "250 OK"
+
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        url = (f"mailto://127.0.0.1:{smtp.port}?mode=insecure&from=twin@plant.example"
+               "&to=maintenance@plant.example")
+        desk = AlarmDesk(Ledger(tmp_path / "l.sqlite"), [NotifyRule(line="plant-hamburg/*", severity="critical",
+                                                                    urls=[url])])
+        for a in (alert(), alert(state="updated", ts=2000, p=0.95)):
+            desk.receive(a)
+        desk.wait()
+    finally:
+        smtp.stop()
+    assert [ok for _, _, ok in desk.sent] == [True]
+    assert len(inbox.mails) == 1, inbox.mails
+    sender, to, content = inbox.mails[0]
+    assert sender == "twin@plant.example" and to == ["maintenance@plant.example"]
+    assert "[critical]" in content and "filler-a" in content and "bearing" in content and "RUL 2.0 h" in content
+
+
 def test_notification_settings_errors_name_the_file_rule_and_field(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "notify.yaml"
