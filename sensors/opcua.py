@@ -150,10 +150,11 @@ class OpcUaReader:
         missing, out = [], []
         for m in self.spec.machines:
             refs = [(ref.node, "value", sensor) for sensor, ref in m.values.items()]
-            if m.state is not None:
-                refs.append((m.state.node, "state", None))
+            if m.state is not None:  # the reason first: a new subscription's first values come in this order, and a
+                # state must find its fault text already there (a PLC writes the text before the status word)
                 if m.state.reason:
                     refs.append((m.state.reason, "reason", None))
+                refs.append((m.state.node, "state", None))
             for ref, kind, sensor in refs:
                 try:
                     if ref.startswith(("ns=", "i=", "s=", "g=", "b=")):
