@@ -135,24 +135,17 @@ class Estimator(Trained):
             self.prep_ = Preprocessor(self.window).fit(splits[0][0])
         self.modes_ = list(ds.modes)
         extra_x = self._extra(extra, ds)
-        self.members_ = []
-        tasks = []
-        for i, (train, valid) in enumerate(splits):
-            member = self if self.members <= 1 else copy.copy(self)
-            member.seed, member.members, member.members_ = self.seed + i, 1, []
-            tasks.append((member, train, valid, extra_x, _threads()))
+        tasks = [(self if self.members <= 1 else self._member(i), train, valid, extra_x, _threads())
+                 for i, (train, valid) in enumerate(splits)]
+        self.members_, oof = [], []
         if self.members <= 1:
-            _fit_member(*tasks[0], progress=progress)
-            self.members_ = []
+            oof.append(_fit_member(*tasks[0], progress=progress)[1])
         else:
-            for done, member in enumerate((run or _here)(_fit_member, tasks), start=1):
+            for done, (member, member_oof) in enumerate((run or _here)(_fit_member, tasks), start=1):
                 self.members_.append(member)
+                oof.append(member_oof)
                 if progress is not None:
                     progress(done, len(tasks), f"{done} of {len(tasks)} members trained")
-        oof = []  # each model's forecasts on the units it did not train on (its own if there are none)
-        for (_, train, valid, _, _), fitted in zip(tasks, self.members_ or [self], strict=True):
-            x, *targets = self._xy(valid if len(valid) else train)
-            oof.append((fitted.predict_windows(x), *targets))
         fc = Forecast(*(np.concatenate([getattr(o[0], a) for o in oof]) for a in ("rul", "low", "high", "proba")),
                       self.modes_)
         rul, known, label, label_known = (np.concatenate([o[k] for o in oof]) for k in range(1, 5))
@@ -166,12 +159,11 @@ class Estimator(Trained):
             ds.group, ds.fingerprint(), data, modes=self.modes_, time_unit=ds.time_unit, step=ds.step,
             alert_modes=ds.modes_to_alert(), validation=validation,
             extra_windows=0 if extra is None else len(extra[0]),
-            train_units=sorted(ds.frame["unit"].unique().tolist()) if self.members > 1
-            else sorted(splits[0][0].frame["unit"].unique().tolist()),
+            # units some model trained on; units no model trained on (none in an ensemble); each member's validation
+            train_units=sorted(set().union(*(t.units.tolist() for t, _ in splits))),
             unit_fingerprints=sorted(set(ds.unit_fingerprints().values())),
-            valid_units=[] if self.members > 1 else sorted(splits[0][1].frame["unit"].unique().tolist()),
-            member_valid_units=[sorted(v.frame["unit"].unique().tolist()) for _, v in splits] if self.members > 1
-            else [])
+            valid_units=[] if self.members > 1 else sorted(set(splits[0][1].units.tolist())),
+            member_valid_units=[sorted(set(v.units.tolist())) for _, v in splits] if self.members > 1 else [])
         return self
 
     def _extra(self, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, ds: RunToFailure
@@ -253,10 +245,15 @@ class Estimator(Trained):
             return
         self.members_ = []
         for i in range(self.members):
-            member = copy.copy(self)
-            member.members, member.members_ = 1, []
+            member = self._member(i)
             member._restore({k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith(f"member{i}:")})
             self.members_.append(member)
+
+    def _member(self, i: int) -> Estimator:
+        """Ensemble member i: this model's settings and preprocessing, seed + i, a single model itself."""
+        member = copy.copy(self)
+        member.seed, member.members, member.members_ = self.seed + i, 1, []
+        return member
 
     def _state(self) -> dict[str, Any]:
         assert self.prep_ is not None
@@ -279,10 +276,12 @@ def _threads() -> int:
 
 def _fit_member(member: Estimator, train: RunToFailure, valid: RunToFailure,
                 extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, threads: int,
-                progress: ProgressFn | None = None) -> Estimator:
+                progress: ProgressFn | None = None) -> tuple[Estimator, tuple[Any, ...]]:
     """Train one model (an ensemble member, or the model itself) on its units, early stopping on `valid`; a task that
     may run in another process, with the caller's torch thread count so that its arithmetic, and so its weights, are
-    the same. Windows are made here, one member's at a time (they are the bulk of the memory)."""
+    the same. Windows are made here, one member's at a time (they are the bulk of the memory). Returns the model and
+    its forecasts on its validation units (its training units if there are none) with their targets: what the
+    interval and the validation scores are fitted on, small beside the windows."""
     if threads:
         import torch
 
@@ -293,8 +292,10 @@ def _fit_member(member: Estimator, train: RunToFailure, valid: RunToFailure,
         tr = (np.concatenate([tr[0], x]), np.concatenate([tr[1], np.zeros(len(x))]),
               np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
               np.concatenate([tr[4], lab_known]))
-    member._fit(*tr, valid=member._xy(valid) if len(valid) else None, progress=progress)
-    return member
+    va = member._xy(valid) if len(valid) else None
+    member._fit(*tr, valid=va, progress=progress)
+    x, *targets = va or member._xy(train)
+    return member, (member.predict_windows(x), *targets)
 
 
 def _here(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Any]:

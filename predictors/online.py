@@ -347,7 +347,6 @@ class LiveForecaster:
         if transition is None:
             return
         run, rep, machine = m.key
-        meta = m.model.meta_
         step_ms = m.step_ms
         alert = {"run": run, "replication": rep, "line": "/".join(m.topic.split("/")[:3]),
                  "station": m.topic.split("/")[3], "machine": machine, "state": transition,
@@ -357,8 +356,7 @@ class LiveForecaster:
                  "horizon_s": m.model.horizon,
                  "rul": {"estimate_s": round(float(fc.rul[i]), 1), "low_s": round(float(fc.low[i]), 1),
                          "high_s": round(float(fc.high[i]), 1)},
-                 "model": {"kind": m.model.kind, "version": f"linetwin {meta.get('linetwin', '?')}",
-                           "trained": meta.get("trained", ""), "data": meta.get("data", {}).get("fingerprint", "")},
+                 "model": _model_info(m.model),
                  "evidence": {"from": int(t - (n - 1) * step_ms), "to": int(t + step_ms), "rows": n,
                               "sensors": list(m.index)},
                  "since": int(m.state.since), "ts": int(t + step_ms)}
@@ -377,9 +375,7 @@ class LiveForecaster:
                  "rul": {k: round(float(last.get(v, 0.0)), 1) for k, v in (("estimate_s", "rul"), ("low_s", "low"),
                                                                             ("high_s", "high"))},
                  "reason": "run ended", "probabilities": {}, "horizon_s": m.model.horizon,
-                 "model": {"kind": m.model.kind, "version": f"linetwin {m.model.meta_.get('linetwin', '?')}",
-                           "trained": m.model.meta_.get("trained", ""),
-                           "data": m.model.meta_.get("data", {}).get("fingerprint", "")},
+                 "model": _model_info(m.model),
                  "evidence": {"from": ts, "to": ts, "rows": 0, "sensors": list(m.index)},
                  "since": int(m.state.since), "ts": ts}
         self._publish(m, alert)
@@ -410,6 +406,13 @@ class LiveForecaster:
                 info.wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _model_info(model: Estimator) -> dict[str, str]:
+    """Which model an alert comes from: kind, linetwin version, training time and its data's fingerprint."""
+    meta = model.meta_
+    return {"kind": model.kind, "version": f"linetwin {meta.get('linetwin', '?')}", "trained": meta.get("trained", ""),
+            "data": meta.get("data", {}).get("fingerprint", "")}
 
 
 def _trained_machines(model: Estimator) -> set[str]:
