@@ -78,6 +78,22 @@ class MachineStatus:
         if i + 1 < len(self.times) and (self.status[i + 1], self.reason[i + 1]) == (status, reason):
             del self.times[i + 1], self.status[i + 1], self.reason[i + 1]  # a later change is no change now
 
+    @classmethod
+    def of_changes(cls, t: np.ndarray, state: np.ndarray, reason: np.ndarray,
+                   modes: frozenset[str] | None = None) -> MachineStatus:
+        """The status from many state changes at once, as `add`-ing them in time order would make it: a store's
+        day of a busy line holds hundreds of thousands of changes (idle, starved, blocked) and a few statuses."""
+        order = np.argsort(np.asarray(t, dtype=float), kind="stable")
+        t = np.asarray(t, dtype=float)[order]
+        state = np.asarray(state, dtype=object)[order]
+        status = np.where(np.isin(state, list(_SERVICE)), SERVICE, np.where(np.isin(state, list(_OFF)), OFF, RUNNING))
+        service = status == SERVICE
+        why = np.full(len(t), "", dtype=object)
+        why[service] = [r if isinstance(r, str) else "" for r in np.asarray(reason, dtype=object)[order][service]]
+        keep = np.ones(len(t), dtype=bool)
+        keep[1:] = (status[1:] != status[:-1]) | (why[1:] != why[:-1])
+        return cls(modes, t[keep].tolist(), status[keep].tolist(), why[keep].tolist())
+
     def _resolved(self, k: int) -> str:
         if k < 0:
             return RUNNING

@@ -252,9 +252,8 @@ def _status(frame: pd.DataFrame, states: pd.DataFrame, start: pd.Timestamp, step
         g = changes.get(key)
         if g is None:
             continue
-        status = MachineStatus(frozenset(modes))
-        for ts, state, reason in zip((g.ts - start).dt.total_seconds(), g.state, g.reason):
-            status.add(float(ts), state, reason)
+        status = MachineStatus.of_changes((g.ts - start).dt.total_seconds().to_numpy(), g.state.astype(str).to_numpy(),
+                                          g.reason.to_numpy(dtype=object), frozenset(modes))
         out[idx] = status.many(t[idx] + step)
         ran[idx] = status.ran_many(t[idx], t[idx] + step)
     return out, ran

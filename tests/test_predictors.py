@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from predictors import TableFormat, forecasters, from_table, load
 from predictors.alerts import AlertRule, AlertState, MachineStatus, episodes
@@ -225,6 +227,20 @@ def test_many_intervals_at_once_agree_with_one_at_a_time() -> None:
     a, b = np.concatenate([a, [0, 12, 25, 40, 9]]), np.concatenate([b, [10, 20, 30, 50, 10]])  # edges too
     assert status.ran_many(a, b).tolist() == [status.ran_throughout(x, y) for x, y in zip(a, b)]
     assert MachineStatus().ran_many(np.array([1.0]), np.array([2.0])).tolist() == [True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["working", "idle", "down", "maintenance", "off_shift"]),
+                          st.sampled_from(["", "wear", "jam", None])), max_size=40))
+def test_many_changes_at_once_equal_adding_them_in_time_order(changes: list[tuple[int, str, str | None]]) -> None:
+    """`of_changes` (a store's day at once) keeps the same change points as `add`-ing the changes in time order."""
+    changes = sorted(changes, key=lambda c: c[0])
+    one = MachineStatus(frozenset({"wear"}))
+    for t, state, reason in changes:
+        one.add(t, state, reason or "")
+    t, state, reason = (np.array([c[i] for c in changes], dtype=float if i == 0 else object) for i in range(3))
+    many = MachineStatus.of_changes(t, state, reason, frozenset({"wear"}))
+    assert (many.times, many.status, many.reason) == (one.times, one.status, one.reason)
 
 
 def test_alert_events_match_failures_and_measure_lead_time() -> None:
