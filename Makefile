@@ -27,15 +27,15 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 
-# the inner loop before each commit (< 90 s): lint and the tests not marked slow
+# the inner loop before each commit (< 90 s): lint and the tests not marked slow, on two processes (pytest-xdist)
 check: lint
 	bash scripts/test-deps.sh
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" -q
 
 # everything CI runs: lint and the whole suite, slow statistical and end-to-end runs included
 test: lint
 	bash scripts/test-deps.sh
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) bench/sim_speed.py

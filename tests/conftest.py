@@ -71,6 +71,19 @@ class Mosquitto:
         self.proc = None
 
 
+# `make check` and `make test` run the tests on two processes (pytest-xdist, `--dist loadgroup`): the tests that
+# share an expensive fixture form one group, which runs on one worker, so the fixture is made once.
+_SHARED = {"work": "forecasting", "gen": "forecasting", "held": "forecasting", "dash_runs": "dashboard",
+           "cluster": "cluster", "tables": "tables"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = next((g for f, g in _SHARED.items() if f in getattr(item, "fixturenames", ())), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def linetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The tests' own linetwin home (runs index, alarm book, audit log), never the user's; children inherit it."""
