@@ -30,12 +30,12 @@ lint: $(STAMP)
 # the inner loop before each commit (< 90 s): lint and the tests not marked slow, on two processes (pytest-xdist)
 check: lint
 	bash scripts/test-deps.sh
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" -q
+	$(PY) -m pytest -n 2 -m "not slow" -q
 
 # everything CI runs: lint and the whole suite, slow statistical and end-to-end runs included
 test: lint
 	bash scripts/test-deps.sh
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2
 
 bench: $(STAMP)
 	$(PY) bench/sim_speed.py

@@ -71,17 +71,24 @@ class Mosquitto:
         self.proc = None
 
 
-# `make check` and `make test` run the tests on two processes (pytest-xdist, `--dist loadgroup`): the tests that
-# share an expensive fixture form one group, which runs on one worker, so the fixture is made once.
-_SHARED = {"work": "forecasting", "gen": "forecasting", "held": "forecasting", "dash_runs": "dashboard",
-           "cluster": "cluster", "tables": "tables"}
+# `make check` and `make test` run the tests on two processes (pytest-xdist). The test files that share an expensive
+# fixture form one group, which runs on one worker, so the fixture is made once: the forecasting runs and models
+# (`work`) and the generators (`gen`), the dashboard's run, the Dask cluster, the predictors' tables. (xdist's own
+# `--dist loadgroup` does not group under pytest 9: it renames items through an attribute pytest no longer reads.)
+_GROUPS = {"test_compare.py": "forecasting", "test_forecasting.py": "forecasting", "test_synth.py": "forecasting",
+           "test_dashboard.py": "dashboard", "test_cluster.py": "cluster", "test_predictors.py": "tables"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = next((g for f, g in _SHARED.items() if f in getattr(item, "fixturenames", ())), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtures(LoadScopeScheduling):
+        """Every other test is its own unit of work, sent to whichever worker is free."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _GROUPS.get(nodeid.split("::")[0].rsplit("/", 1)[-1], nodeid)
+
+    return SharedFixtures(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,39 +117,53 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @dataclass
 class VictoriaMetrics:
-    port: int
-    proc: subprocess.Popen[bytes]
+    """A victoria-metrics process on 127.0.0.1 that a test can stop and start again (same port and data)."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def start(self) -> VictoriaMetrics:
+        # -dedup.minScrapeInterval=1ms: keep one point per series and millisecond, as InfluxDB does
+        args = [_need("victoria-metrics"), f"-httpListenAddr=127.0.0.1:{self.port}",
+                f"-storageDataPath={self.workdir / 'vm'}", "-retentionPeriod=100y", "-loggerLevel=ERROR",
+                "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, 30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.http}/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, sig, timeout=15)
+        self.proc = None
+
     def export(self, match: str = '{__name__!=""}') -> list[dict]:  # type: ignore[type-arg]
         requests.get(f"{self.http}/internal/force_flush", timeout=10)
-        r = requests.get(f"{self.http}/api/v1/export", params={"match[]": match, "start": "0"}, timeout=30)
+        # to 2100: a live run's readings are stamped ahead of the wall clock, and export ends at now by default
+        r = requests.get(f"{self.http}/api/v1/export", params={"match[]": match, "start": "0", "end": "4102444800"},
+                         timeout=30)
         r.raise_for_status()
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 
 
 @pytest.fixture
 def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
-    port = free_port()
-    # -dedup.minScrapeInterval=1ms: keep one point per series and millisecond, as InfluxDB does
-    args = [_need("victoria-metrics"), f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={tmp_path / 'vm'}",
-            "-retentionPeriod=100y", "-loggerLevel=ERROR", "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    vm = VictoriaMetrics(tmp_path)
     try:
-        wait_port(port, 30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        yield VictoriaMetrics(port, proc)
+        yield vm.start()
     finally:
-        stop_process(proc, timeout=15)
+        vm.stop()
 
 
 ROOT = Path(__file__).resolve().parent.parent

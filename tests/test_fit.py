@@ -28,7 +28,7 @@ def test_fit_recovers_the_truth_and_the_fitted_line_makes_as_many_parts(tmp_path
                        pd.read_parquet(tmp_path / "plant" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
     log.to_csv(tmp_path / "status.csv", index=False)
     (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--base", TRUTH, "--out", tmp_path / "fitted.yaml"))
-    assert "machine figures of the log inside the simulated 95 % CI" in r.stdout
+    assert "machine figures of the log inside the simulated 95 % CI" in " ".join(r.stdout.split())
     fitted = pd.read_csv(tmp_path / "fitted-report" / "fitted.csv")
     truth = {("die_wear", "ttf"): 3 * 3600 * 0.893, ("die_wear", "repair"): 1200, ("trip", "ttf"): 8 * 3600,
              ("trip", "repair"): 360}  # Weibull mean = scale × Γ(1 + 1/3)
