@@ -27,7 +27,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 
-from sensors.bus.broker import ENV_PASSWORD, ENV_USER, BrokerError, BrokerURL, connect, make_client, negotiate
+from sensors.bus.broker import BrokerError, BrokerURL, connect, credentials_env, make_client, negotiate
 from sensors.bus.payloads import (
     Levels,
     ParseError,
@@ -233,36 +233,26 @@ class Ingest:
         """A batch the store refused, message by message: each one stored is acknowledged; one the store refuses
         while it answers otherwise is poison, dead-lettered with the store's reason and acknowledged; while the
         store does not answer at all (an outage) the rest wait, unacknowledged, and are tried again with growing
-        pauses: the broker holds back further messages meanwhile, and nothing is lost."""
+        pauses (at most 10 s): the broker holds back further messages meanwhile, and nothing is lost."""
         pending, pause = list(items), 0.5
         while pending:
-            waiting = []
-            for it in pending:
+            for k, it in enumerate(pending):
                 try:
                     self._store([it])
                 except Exception as e:
-                    if self._store_answers():
-                        self.rejected += 1
-                        self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
-                        self._ack([it])
-                    else:
-                        waiting.append(it)
-                    continue
+                    if not (self.store.refused(e) and self.store.ping()):
+                        pending = pending[k:]  # an outage: this one and the rest wait for the store
+                        break
+                    self.rejected += 1
+                    self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
                 self._ack([it])
-            pending = waiting
-            if pending:
-                if self._closing:  # stopping: leave them unacknowledged; the session keeps them for the next start
-                    return
-                log.warning("the store does not answer; %d messages wait (next try in %.1f s)", len(pending), pause)
-                time.sleep(pause)
-                pause = min(2 * pause, 30.0)
-
-    def _store_answers(self) -> bool:
-        try:
-            self.store.count("linetwin-probe")
-            return True
-        except Exception:
-            return False
+            else:
+                return
+            if self._closing:  # stopping: leave them unacknowledged; the session keeps them for the next start
+                return
+            log.warning("the store does not answer; %d messages wait (next try in %.1f s)", len(pending), pause)
+            time.sleep(pause)
+            pause = min(2 * pause, 10.0)
 
     def _series_of(self, t: Telemetry) -> dict[str, int]:
         """Sensor name -> row of this worker's catalogue for one message's machine, adding unseen series."""
@@ -326,11 +316,7 @@ class IngestProcess:
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):
             if path:
                 args += [flag, path]
-        env = {**os.environ, "COLUMNS": "200"}
-        if self.url.username:
-            env[ENV_USER] = self.url.username
-        if self.url.password:
-            env[ENV_PASSWORD] = self.url.password
+        env = {**os.environ, "COLUMNS": "200", **credentials_env(self.url)}
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(timeout) or self.proc.poll() is not None:

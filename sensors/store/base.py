@@ -110,6 +110,15 @@ class Store(Protocol):
         """How many readings are stored."""
         ...
 
+    def refused(self, error: Exception) -> bool:
+        """Whether a failed write was refused for what it holds (the message is poison: dead-letter it), not because
+        the store is away, busy or full (the message waits)."""
+        ...
+
+    def ping(self) -> bool:
+        """Whether the store answers now (told apart from refusing a write: an outage waits, a refusal does not)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -225,6 +225,16 @@ class DuckStore:
         row = self._run(f"SELECT count(*) FROM readings WHERE {where}", [run] if run is not None else []).fetchone()
         return int(row[0]) if row else 0
 
+    def refused(self, error: Exception) -> bool:
+        return not isinstance(error, (OSError, MemoryError, duckdb.OperationalError))  # I/O, disk full, closed
+
+    def ping(self) -> bool:
+        try:
+            self._run("SELECT 1")
+            return True
+        except Exception:
+            return False
+
     def close(self) -> None:
         with self._lock:
             self._con.close()

@@ -17,7 +17,9 @@ import pandas as pd
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
 from urllib3 import Retry
+from urllib3.exceptions import HTTPError
 
 from sensors.store.base import (
     LEVEL_COLUMNS,
@@ -187,6 +189,18 @@ class InfluxStore:
         flux = self._flux(None, None, None, None, run) + ' |> group() |> count()'
         df = self._tables(flux)
         return int(df["_value"].sum()) if len(df) else 0
+
+    def refused(self, error: Exception) -> bool:
+        """A 400, 413 or 422 answer, or data that could not be made into points; not a server that is away, shutting
+        down (5xx), throttling (429) or refusing the token (401, 403)."""
+        cause = error.__cause__ if isinstance(error, StoreError) and error.__cause__ is not None else error
+        if isinstance(cause, ApiException):
+            return cause.status in (400, 413, 422)
+        return not isinstance(cause, (OSError, MemoryError, HTTPError))
+
+    def ping(self) -> bool:
+        """The server's /ping (InfluxDB and VictoriaMetrics answer it; a Flux query would fail on the latter)."""
+        return bool(self._client.ping())
 
     def close(self) -> None:
         self._client.close()
