@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sensors.bus.broker import BrokerError, BrokerURL, connect, free_port, make_client
+from sensors.bus.broker import BrokerError, BrokerURL, EmbeddedBroker, connect, free_port, make_client, negotiate
 from sensors.ingest import Ingest
 from sensors.store import open_store
 from tests.conftest import Mosquitto, _need
@@ -201,3 +202,39 @@ def test_the_predictive_policy_orders_maintenance_only_for_its_own_forecasters_a
         other.disconnect()
         other.loop_stop()
         orders.stop()
+
+
+@pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
+def test_the_embedded_broker_admits_no_anonymous_client_and_only_the_run_publishes(kind: str, tmp_path: Path) -> None:
+    """`twin run`'s own broker: anonymous and wrong-password clients are refused; the viewer account (its password
+    in a file only its owner reads) sees everything and publishes nothing; the run's account publishes."""
+    with EmbeddedBroker(kind=kind, data_dir=tmp_path / "broker") as broker:
+        protocol = negotiate(broker.url)
+        for user, password in ((None, None), ("twin", "guess"), ("viewer", None)):
+            bad = dataclasses.replace(broker.url, username=user, password=password)
+            with pytest.raises(BrokerError, match="refused the connection"):
+                connect(make_client(bad, f"intruder-{user}", protocol=protocol), bad)
+        secret = tmp_path / "broker" / "viewer-password"
+        assert secret.read_text().strip() == broker.viewer_url.password and secret.stat().st_mode & 0o077 == 0
+        seen: list[tuple[str, bytes]] = []
+        watch = make_client(broker.viewer_url, "watch", protocol=protocol)
+        watch.on_message = lambda c, u, m: seen.append((m.topic, m.payload))
+        connect(watch, broker.viewer_url)
+        watch.subscribe("#", 1)
+        time.sleep(0.5)
+        clients = [watch]
+        for n, url in enumerate((broker.viewer_url, broker.url)):
+            c = make_client(url, f"publisher-{n}", protocol=protocol)
+            connect(c, url)
+            clients.append(c)
+            info = c.publish(f"{LINE}/st/m/alerts", f"from {url.username}".encode(), qos=1)
+            with contextlib.suppress(RuntimeError, ValueError):  # refused: the broker may drop the connection
+                info.wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        for c in clients:
+            c.disconnect()
+            c.loop_stop()
+    assert seen == [(f"{LINE}/st/m/alerts", b"from twin")]

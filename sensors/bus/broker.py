@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import getpass
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 ENV_USER, ENV_PASSWORD = "LINETWIN_MQTT_USERNAME", "LINETWIN_MQTT_PASSWORD"
+TWIN_USER, VIEWER_USER = "twin", "viewer"  # the embedded broker's accounts: the run's own, and read-only
 SESSION_EXPIRY = 24 * 3600  # seconds a durable consumer's session outlives it
 
 
@@ -88,6 +90,14 @@ class BrokerURL:
     def __str__(self) -> str:
         user = f"{self.username}@" if self.username else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+def credentials_env(url: BrokerURL) -> dict[str, str]:
+    """The URL's credentials as the environment a child process reads them from (never on its command line)."""
+    env = {ENV_USER: url.username} if url.username else {}
+    if url.password:
+        env[ENV_PASSWORD] = url.password
+    return env
 
 
 def make_client(url: BrokerURL, client_id: str, *, protocol: int = mqtt.MQTTv5, manual_ack: bool = False,
@@ -196,7 +206,11 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 
 
 class EmbeddedBroker:
-    """A broker on 127.0.0.1 for the life of a run: mosquitto if installed, else amqtt in-process."""
+    """A broker on 127.0.0.1 for the life of a run: mosquitto if installed, else amqtt in-process.
+
+    No anonymous client: two accounts with random passwords drawn at start, `twin` (the run, its ingest,
+    forecaster, policy and dashboard; the only one that may publish) and `viewer` (reads everything; its password
+    is written, readable by its owner only, to `viewer-password` in the broker's data folder)."""
 
     def __init__(self, port: int | None = None, kind: str | None = None, data_dir: Path | None = None) -> None:
         kind = kind or os.environ.get("LINETWIN_EMBEDDED_BROKER", "auto")
@@ -209,38 +223,63 @@ class EmbeddedBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.passwords = {TWIN_USER: secrets.token_urlsafe(24), VIEWER_USER: secrets.token_urlsafe(24)}
 
     @property
     def url(self) -> BrokerURL:
-        return BrokerURL("mqtt", "127.0.0.1", self.port)
+        """The run's own account, the only one that may publish."""
+        return BrokerURL("mqtt", "127.0.0.1", self.port, TWIN_USER, self.passwords[TWIN_USER])
+
+    @property
+    def viewer_url(self) -> BrokerURL:
+        """A read-only account for other clients (dashboards, `mosquitto_sub`)."""
+        return BrokerURL("mqtt", "127.0.0.1", self.port, VIEWER_USER, self.passwords[VIEWER_USER])
 
     def start(self) -> EmbeddedBroker:
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"linetwin-{self.kind}-")  # mode 0700: the password files
         if self.kind == "mosquitto":
-            self._start_mosquitto()
+            self._start_mosquitto(Path(self._tmp.name))
         else:
-            self._start_amqtt()
+            self._start_amqtt(Path(self._tmp.name))
         wait_port(self.port)
+        if self._data is not None:
+            self._data.mkdir(parents=True, exist_ok=True)
+            secret = self._data / "viewer-password"
+            secret.touch(0o600)
+            secret.write_text(self.passwords[VIEWER_USER] + "\n", encoding="utf-8")
         return self
 
-    def _start_mosquitto(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="linetwin-mosquitto-")
-        data = self._data or Path(self._tmp.name)
-        conf = Path(self._tmp.name) / "mosquitto.conf"
-        conf.write_text(mosquitto_config(self.port, data))
-        exe = shutil.which("mosquitto")
-        if exe is None:
+    def _password_file(self, tmp: Path, hashed: Any = None) -> Path:
+        path = tmp / "passwords"
+        path.touch(0o600)
+        path.write_text("".join(f"{u}:{hashed(p) if hashed else p}\n" for u, p in self.passwords.items()))
+        return path
+
+    def _start_mosquitto(self, tmp: Path) -> None:
+        exe, hasher = shutil.which("mosquitto"), shutil.which("mosquitto_passwd")
+        if exe is None or hasher is None:
             raise BrokerError("mosquitto is not installed; install it (apt-get install mosquitto) or use amqtt")
+        passwords = self._password_file(tmp)
+        subprocess.run([hasher, "-U", str(passwords)], check=True, capture_output=True, timeout=30)  # hashed in place
+        acl = tmp / "acl"
+        acl.write_text(f"user {TWIN_USER}\ntopic readwrite #\nuser {VIEWER_USER}\ntopic read #\n")
+        conf = tmp / "mosquitto.conf"
+        conf.write_text(mosquitto_config(self.port, self._data or tmp, f"password_file {passwords}\nacl_file {acl}"))
         self._proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def _start_amqtt(self) -> None:
+    def _start_amqtt(self, tmp: Path) -> None:
         import logging
 
         from amqtt.broker import Broker
+        from pwdlib.hashers.argon2 import Argon2Hasher
 
         logging.getLogger("amqtt").setLevel(logging.CRITICAL)  # it logs every probe of the protocol version
 
+        passwords = self._password_file(tmp, Argon2Hasher().hash)
         config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+                  "plugins": {"amqtt.plugins.authentication.FileAuthPlugin": {"password_file": str(passwords)},
+                              "amqtt.plugins.topic_checking.TopicAccessControlListPlugin": {
+                                  "publish_acl": {TWIN_USER: ["#"]}, "acl": {TWIN_USER: ["#"], VIEWER_USER: ["#"]}}}}
         ready = threading.Event()
         errors: list[BaseException] = []
 
@@ -296,7 +335,7 @@ def mosquitto_config(port: int, data_dir: Path, extra: str = "") -> str:
     return "\n".join([
         f"user {getpass.getuser()}",  # started as root, mosquitto would drop to 'mosquitto' and lose the data dir
         f"listener {port} 127.0.0.1",
-        "allow_anonymous true" if "password_file" not in extra else "",
+        "allow_anonymous false" if "password_file" in extra else "allow_anonymous true",
         "persistence true",
         f"persistence_location {data_dir}/",
         "autosave_interval 60",

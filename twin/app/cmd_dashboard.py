@@ -5,27 +5,32 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from twin.app.cmd_models import load_models
 from twin.app.options import broker_url, fail, out_console, stop_signals
 
+if TYPE_CHECKING:
+    from sensors.bus.broker import BrokerURL
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def start_dashboard(runs: Path, port: int | None = None, store: str | None = None, broker: str | None = None,
+def start_dashboard(runs: Path, port: int | None = None, store: str | None = None,
+                    broker: str | BrokerURL | None = None,
                     models: Path | None = None, reports: Path | None = None, *, address: str = "127.0.0.1",
                     auth: Path | None = None, auth_header: str | None = None, theme: str = "light",
                     cwd: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start the Streamlit dashboard (a free port unless given); returns the process and its URL. Anything but
-    loopback needs sign-in (`auth`); a proxy's user header is trusted only on loopback."""
+    loopback needs sign-in (`auth`); a proxy's user header is trusted only on loopback. A BrokerURL's credentials
+    reach the dashboard in its environment."""
     import os
     import sys
     import tempfile
 
-    from sensors.bus.broker import free_port, wait_port
+    from sensors.bus.broker import BrokerURL, credentials_env, free_port, wait_port
 
     if address not in LOOPBACK and auth is None:
         fail(f"--address {address}: the dashboard would be reachable by anyone on the network without signing in. "
@@ -43,6 +48,9 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
             fail(str(e))
     port = port or free_port()
     env = {**os.environ, "LINETWIN_RUNS": str(runs.resolve())}
+    if isinstance(broker, BrokerURL):
+        env |= credentials_env(broker)
+        broker = str(broker)
     for key, value in (("LINETWIN_STORE", store), ("LINETWIN_BROKER", broker), ("LINETWIN_MODELS", models),
                        ("LINETWIN_REPORTS", reports), ("LINETWIN_AUTH", auth), ("LINETWIN_AUTH_HEADER", auth_header)):
         if value is not None:

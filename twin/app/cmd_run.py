@@ -223,7 +223,7 @@ class _Dashboard:
         self.out, self.models = out, models
         self.proc: object = None
 
-    def start(self, broker: Optional[str]) -> None:
+    def start(self, broker: BrokerURL) -> None:
         from twin.app.cmd_dashboard import start_dashboard
 
         runs = self.out.parent.parent if self.out.parent.parent != self.out.parent else self.out.parent
@@ -235,7 +235,7 @@ class _Dashboard:
         """Start the dashboard on the run's broker when the run attaches, then the inner subscriber if any."""
         @contextlib.contextmanager
         def both(url: BrokerURL, protocol: int) -> Iterator[object]:
-            self.start(str(url))
+            self.start(url)
             if inner is None:
                 yield None
             else:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from sensors.bank import Readings, sensor_catalog
-from sensors.bus.broker import BrokerURL, EmbeddedBroker, negotiate
+from sensors.bus.broker import VIEWER_USER, BrokerURL, EmbeddedBroker, negotiate
 from sensors.bus.payloads import LineTopics
 from sensors.bus.publisher import Publisher
 from sensors.ingest import Ingest, IngestProcess
@@ -102,7 +102,8 @@ def _broker(stack: contextlib.ExitStack, broker: BrokerURL | None, out: Path) ->
     if broker is not None:
         return broker, f"broker {broker}"
     embedded = stack.enter_context(EmbeddedBroker(data_dir=out / "broker"))
-    return embedded.url, f"embedded {embedded.kind} broker on {embedded.url}"
+    return embedded.url, (f"embedded {embedded.kind} broker on {embedded.url} (read-only for other clients: user "
+                          f"{VIEWER_USER}, password in {out / 'broker' / 'viewer-password'})")
 
 
 def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, store_url: str, topics: LineTopics,
