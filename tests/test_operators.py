@@ -59,3 +59,23 @@ def test_unknown_pool_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def
                                       "operators": {"pool": "ghosts"}}]}, sort_keys=False))
     with pytest.raises(ScenarioError, match=r"stations\[0\]\.operators\.pool: no operator pool named 'ghosts'"):
         load_scenario(f)
+
+
+def test_repairs_wait_for_a_fitter_on_shift() -> None:
+    """A machine that fails every 50 operating minutes, its 10-minute repairs done by the one fitter of a pool that
+    works 06:00-14:00: eight repairs on the shift, then the 14:50 failure waits, down, until the next morning."""
+    fault = {"fault_modes": [{"name": "jam", "kind": "sudden", "ttf": const(3000), "repair": const(600)}]}
+    sc = scenario([{"name": "a", "cycle_time": const(60), "operators": {"pool": "fitters", "for": ["repair"]}}],
+                  machine_types={"m": fault}, operators=[{"name": "fitters", "size": 1,
+                                                          "calendar": {"shifts": ["06:00-14:00"]}}],
+                  start="2026-01-05T06:00:00", duration="1 d")
+    k = replicate(sc, 1)
+    down = 8 * 600 + (86400 - (14 * 3600 + 50 * 60 - 6 * 3600))  # the repairs, and 14:50 to 06:00
+    assert kpi(k, "down share", "a")[0] == pytest.approx(down / 86400, abs=1e-3)
+    assert kpi(k, "waiting_operator share", "a")[0] == 0  # waiting for the fitter is downtime
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx((86400 - down) / 60 / 24, rel=1e-3)
+    assert kpi(k, "utilisation", "fitters")[0] == pytest.approx(8 * 600 / (8 * 3600), abs=1e-3)
+    # the machine's own operator repairs it: no second operator from a pool of one
+    own = scenario([{"name": "a", "cycle_time": const(60), "operators": {"pool": "crew", "for": ["run", "repair"]}}],
+                   machine_types={"m": fault}, operators=[{"name": "crew", "size": 1}], duration="1 d")
+    assert kpi(replicate(own, 1), "down share", "a")[0] == pytest.approx(600 / 3600, abs=1e-3)

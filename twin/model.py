@@ -200,6 +200,7 @@ class Machine:
         self.rates = (self.work_rate, up, up, 0.0, 0.0, up, 0.0, up)
         self.log = MachineLog(lives=[[] for _ in self.modes], modes=tuple(m.name for m in self.modes))
         self.state = -1
+        self.operator: Any = None  # the run operator's request while the machine works a part
         self.t_last = 0.0
         self.clock = 0.0
         self.work_time = 0.0
@@ -428,7 +429,7 @@ class Machine:
                 d = cycle()
             now = env.now
             if run_pool is not None:
-                operator = yield from run_pool.acquire(self)
+                operator = self.operator = yield from run_pool.acquire(self)
                 now = env.now
             begun(now)
             if self.state != WORKING:
@@ -439,6 +440,7 @@ class Machine:
                 yield from self._work_failing(d)
             if run_pool is not None:
                 run_pool.release(operator)
+                self.operator = None
             self.parts_done += 1
             self.parts_since_service += 1
             if inslots is not None:
@@ -572,6 +574,10 @@ class Machine:
         for m in self.line.waiting_for_opportunity:  # machines already waiting take the stop if they are close
             if m.wake is not None and not m.wake.triggered and m.opportunity():
                 m.wake.succeed()
+        # an operator of the station's pool takes part in the repair: the one running the machine if it has one
+        pool = self.pool_for("repair")
+        fitter = (yield from pool.acquire(self, waiting=DOWN)) \
+            if pool is not None and not (self.operator is not None and pool is self.pool_for("run")) else None
         crew = self.line.crew_for(self)
         if crew is not None:
             with crew.request(priority=0) as req:
@@ -581,6 +587,8 @@ class Machine:
         else:
             self.line.record(self, "repair_start", mode.name)
             yield self.env.timeout(self.repair[i]() if resumed < 0 else left)
+        if fitter is not None and pool is not None:
+            pool.release(fitter)
         self._set_state(DOWN)
         self._renew(i)
         self.line.down -= 1
@@ -730,10 +738,11 @@ class OperatorPool:
         if self.calendar is not None:
             line.env.process(self._shifts(line.horizon))
 
-    def acquire(self, m: Machine) -> Generator[simpy.Event, Any, Any]:
+    def acquire(self, m: Machine, waiting: int = WAITING_OPERATOR) -> Generator[simpy.Event, Any, Any]:
+        """An operator for machine m, which shows state `waiting` until one is free (a down machine stays down)."""
         req = self.res.request(priority=1)
-        if not req.triggered:
-            m._set_state(WAITING_OPERATOR)
+        if not req.triggered and m.state != waiting:
+            m._set_state(waiting)
         yield req
         self._log(+1)
         return req

@@ -412,10 +412,11 @@ class OperatorPool(_Strict):
 
 
 class OperatorNeed(_Strict):
-    """A station's machines need an operator from a pool while working (run) and/or while setting up (setup)."""
+    """A station's machines need an operator from a pool while working (run), setting up (setup) and/or during their
+    repairs (repair: besides the machine type's repair crew, if it has one)."""
 
     pool: Name
-    tasks: list[Literal["run", "setup"]] = Field(["run", "setup"], min_length=1, alias="for")
+    tasks: list[Literal["run", "setup", "repair"]] = Field(["run", "setup"], min_length=1, alias="for")
 
 
 class Targets(_Strict):
