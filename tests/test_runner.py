@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -47,3 +48,44 @@ def test_result_folder_holds_every_replication(tmp_path: Path) -> None:
     assert row["n"] == 3 and row["mean"] == pytest.approx(720.0, rel=0.01)  # one part per 5 s
     health = tmp_path / "truth" / "health.parquet"
     assert not health.exists()  # no wear modes, no health table
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB file system (tmpfs) that a run fills up; unmounted afterwards."""
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the suite runs as root in CI)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True, capture_output=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_full_disk_ends_the_run_with_a_message_and_no_half_files(small_disk: Path, stream: bool) -> None:
+    """The result folder's disk fills up mid-run: one paragraph and exit 4, no traceback; run.json says `failed`
+    with the reason; no file with a result's name is half written (unfinished ones keep a hidden name)."""
+    import json
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    from tests.conftest import ROOT, twin_cmd
+
+    out = small_disk / "run"
+    r = subprocess.run(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "2 h", "--replications", 1,
+                                *([] if stream else ["--no-stream"]), "--out", out),
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 4, r.stderr[-3000:]
+    assert "no space left on the disk" in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and "No space left on device" in meta["reason"]
+    for f in out.rglob("*.parquet"):
+        assert pq.ParquetFile(f).metadata.num_rows >= 0  # every file under a result's name is whole

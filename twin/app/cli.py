@@ -59,10 +59,31 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated("SIGTERM")
 
 
+def resource_error(error: BaseException) -> str | None:
+    """A full disk or exhausted memory anywhere in the error's chain, said in one paragraph with what to do; None
+    for any other error."""
+    import errno
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, MemoryError):
+            return ("out of memory: the command stopped (a run's files written so far are closed and its run.json "
+                    "says `failed`); run fewer replications side by side (--jobs), a shorter --duration, or on a "
+                    "machine with more memory")
+        if (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)) \
+                or "No space left on device" in str(seen):
+            where = f" ({seen.filename})" if isinstance(seen, OSError) and seen.filename else ""
+            return (f"no space left on the disk{where}: the command stopped (a run's run.json says `failed` with the "
+                    "reason; result files it could not finish are left as hidden .*.writing files); free space or "
+                    "write to another disk (--out, --store), then run it again")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main() -> None:
     """The `twin` entry point: Ctrl-C and SIGTERM stop a command cleanly (its children, the embedded broker and
     the files it writes closed; a run's run.json says `interrupted`), exit 130 and 143; `kill -USR1 PID` dumps
-    every thread's stack (for a hang)."""
+    every thread's stack (for a hang). A full disk or exhausted memory ends with one paragraph and exit 4."""
     import faulthandler
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -77,6 +98,12 @@ def main() -> None:
             raise
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as e:
+        reason = resource_error(e)
+        if reason is None:
+            raise
+        err_console.print(f"error: {reason}", highlight=False, markup=False)
+        sys.exit(4)
 
 
 if __name__ == "__main__":

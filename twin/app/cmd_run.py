@@ -223,7 +223,7 @@ class _Dashboard:
         self.out, self.models = out, models
         self.proc: object = None
 
-    def start(self, broker: BrokerURL) -> None:
+    def start(self, broker: Optional[BrokerURL]) -> None:
         from twin.app.cmd_dashboard import start_dashboard
 
         runs = self.out.parent.parent if self.out.parent.parent != self.out.parent else self.out.parent

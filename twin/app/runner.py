@@ -7,6 +7,7 @@ replications and writes an open-format result folder (see `RunWriter`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import platform
@@ -123,6 +124,7 @@ class TableStream:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._background = Background(f"parquet-{path.stem}")
+        self._closed = False
 
     def write(self, table: pa.Table) -> None:
         """Queue `table`'s rows (cast to the file's schema, set by the first table written)."""
@@ -148,14 +150,21 @@ class TableStream:
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
-        """Write what is left and give the file its name (left under the hidden one if a write failed)."""
-        self.flush()
+        """Write what is left and give the file its name; a file whose writing failed (a full disk) keeps its hidden
+        name, so no half file ever has the real one. Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
+            self.flush()
             self._background.close()
-        finally:
+        except BaseException:
             if self._writer is not None:
-                self._writer.close()
+                with contextlib.suppress(Exception):
+                    self._writer.close()
+            raise
         if self._writer is not None:
+            self._writer.close()  # writes the footer: may fail too, and then the file keeps its hidden name
             self._partial.replace(self.path)
 
 
@@ -284,7 +293,10 @@ class RunWriter:
         meta = {"linetwin": twin.__version__, "python": platform.python_version(), "status": status,
                 "scenario": self.scenario.model_dump(mode="json", by_alias=True),
                 "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(extra or {})}
-        (self.out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        try:
+            (self.out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        except OSError:  # a full disk: the file was emptied first, and without indentation it needs a third less
+            (self.out / "run.json").write_text(json.dumps(meta, separators=(",", ":")) + "\n", encoding="utf-8")
         if not self.part:
             self._index(meta)
 
@@ -363,11 +375,20 @@ class RunWriter:
         return pd.concat(self._kpis, ignore_index=True)
 
     def close_files(self) -> None:
-        """Finish every Parquet file and write the sensor catalogue."""
+        """Finish every Parquet file (each one, even after another failed; then the first error) and write the
+        sensor catalogue."""
+        errors = []
         for stream in self._files.values():
-            stream.close()
+            try:
+                stream.close()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
         if self._catalog is not None:
-            self._catalog.to_parquet(self.out / "sensors.parquet", index=False)
+            partial = self.out / ".sensors.parquet.writing"
+            self._catalog.to_parquet(partial, index=False)
+            partial.replace(self.out / "sensors.parquet")
 
     def close(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
         """Finish every file; returns the KPI summary over replications."""
@@ -467,12 +488,12 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
         else:
             readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start,
                                           policy, inject, chunk)
-    except BaseException as e:
+        kpis = writer.kpis()
+        summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
+                                **(extra or {})})
+    except BaseException as e:  # closing the files counts too: a full disk shows there first
         writer.abort(e, extra)
         raise
-    kpis = writer.kpis()
-    summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
-                            **(extra or {})})
     return summary, kpis
 
 
