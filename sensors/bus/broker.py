@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,8 @@ class EmbeddedBroker:
             secret.write_text(self.passwords[VIEWER_USER] + "\n", encoding="utf-8")
         return self
 
-    def _password_file(self, tmp: Path, hashed: Any = None) -> Path:
+    def _password_file(self, tmp: Path, hashed: Callable[[str], str] | None = None) -> Path:
+        """The accounts as `user:password` lines (`hashed` if given), readable by their owner only."""
         path = tmp / "passwords"
         path.touch(0o600)
         path.write_text("".join(f"{u}:{hashed(p) if hashed else p}\n" for u, p in self.passwords.items()))
