@@ -75,8 +75,15 @@ class Mosquitto:
 # fixture form one group, which runs on one worker, so the fixture is made once: the forecasting runs and models
 # (`work`) and the generators (`gen`), the dashboard's run, the Dask cluster, the predictors' tables. (xdist's own
 # `--dist loadgroup` does not group under pytest 9: it renames items through an attribute pytest no longer reads.)
-_GROUPS = {"test_compare.py": "forecasting", "test_forecasting.py": "forecasting", "test_synth.py": "forecasting",
-           "test_dashboard.py": "dashboard", "test_cluster.py": "cluster", "test_predictors.py": "tables"}
+_GROUPS = {"test_compare.py::test_predictive_policy": "forecasting", "test_forecasting.py": "forecasting",
+           "test_synth.py": "forecasting", "test_dashboard.py": "dashboard", "test_cluster.py": "cluster",
+           "test_predictors.py": "tables"}  # a test file, or a file and the start of a test's name
+
+
+def _group(nodeid: str) -> str:
+    """The test's group (tests/FILE::TEST[params]), or the test itself."""
+    name = nodeid.rsplit("/", 1)[-1]
+    return next((g for key, g in _GROUPS.items() if name.startswith(key if "::" in key else key + "::")), nodeid)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -86,7 +93,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         """Every other test is its own unit of work, sent to whichever worker is free."""
 
         def _split_scope(self, nodeid: str) -> str:
-            return _GROUPS.get(nodeid.split("::")[0].rsplit("/", 1)[-1], nodeid)
+            return _group(nodeid)
 
     return SharedFixtures(config, log)
 
