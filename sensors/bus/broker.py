@@ -237,18 +237,34 @@ class EmbeddedBroker:
         return BrokerURL("mqtt", "127.0.0.1", self.port, VIEWER_USER, self.passwords[VIEWER_USER])
 
     def start(self) -> EmbeddedBroker:
-        self._tmp = tempfile.TemporaryDirectory(prefix=f"linetwin-{self.kind}-")  # mode 0700: the password files
-        if self.kind == "mosquitto":
-            self._start_mosquitto(Path(self._tmp.name))
-        else:
-            self._start_amqtt(Path(self._tmp.name))
-        wait_port(self.port)
+        """Start on the chosen port; if another process takes it first (two runs starting at once), on another."""
+        for attempt in range(5):
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"linetwin-{self.kind}-")  # 0700: the password files
+            try:
+                if self.kind == "mosquitto":
+                    self._start_mosquitto(Path(self._tmp.name))
+                else:
+                    self._start_amqtt(Path(self._tmp.name))
+                wait_port(self.port)
+                self._probe()  # whoever listens there knows this run's password: it is ours
+                break
+            except BrokerError:
+                self.stop()
+                if attempt == 4:
+                    raise
+                self.port = free_port()
         if self._data is not None:
             self._data.mkdir(parents=True, exist_ok=True)
             secret = self._data / "viewer-password"
             secret.touch(0o600)
             secret.write_text(self.passwords[VIEWER_USER] + "\n", encoding="utf-8")
         return self
+
+    def _probe(self) -> None:
+        probe = make_client(self.url, f"linetwin-probe-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
+        connect(probe, self.url, timeout=10)
+        probe.disconnect()
+        probe.loop_stop()
 
     def _password_file(self, tmp: Path, hashed: Callable[[str], str] | None = None) -> Path:
         """The accounts as `user:password` lines (`hashed` if given), readable by their owner only."""
