@@ -308,7 +308,8 @@ def _expect(pg: Any, text: str, timeout: float = 45_000) -> Any:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        return pg.wait_for_selector(f"text={text}", timeout=timeout)
+        # visible ones only: a data grid keeps a hidden copy of its cells' text, which would match first and never show
+        return pg.wait_for_selector(f"text={text} >> visible=true", timeout=timeout)
     except PlaywrightTimeout:
         pytest.fail(f"{text!r} not shown within {timeout / 1000:g} s; the page shows:\n"
                     f"{pg.locator('body').inner_text()[:2000]}")
