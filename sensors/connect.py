@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sensors.bus.payloads import (
     LineTopics,
+    epoch_ms,
     state_payload,
     telemetry_payload,
 )
@@ -352,10 +353,10 @@ def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
         return received_ms
     try:
         if spec.unit == "iso":
-            from datetime import UTC, datetime
+            from datetime import datetime
 
             d = datetime.fromisoformat(str(raw))
-            return int((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp() * 1000)
+            return epoch_ms(d)
         value = float(raw)
     except (TypeError, ValueError):
         raise Unmapped(f"timestamp field {spec.field!r} is {raw!r}, not a time in {spec.unit}") from None

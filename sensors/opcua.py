@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import orjson
 
 from sensors.bus.broker import BrokerURL, connect, make_client
-from sensors.bus.payloads import LineTopics, ParseError, parse, parse_alert
+from sensors.bus.payloads import LineTopics, ParseError, epoch_ms, parse, parse_alert
 from sensors.connect import ConnectorConfig, OpcMachine, Sink, Unmapped, machine_messages, map_state, number
 
 log = logging.getLogger("linetwin.opcua")
@@ -44,7 +44,7 @@ def _loop_thread(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread
 def _ms(t: dt.datetime | None) -> int | None:
     if t is None:
         return None
-    return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp() * 1000)
+    return epoch_ms(t)
 
 
 class OpcUaReader:

@@ -12,6 +12,7 @@ Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mq
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import math
@@ -41,6 +42,13 @@ MAX_REASON = 200  # characters of a downtime reason
 MAX_NAME = 200  # characters of a run, station, machine or sensor name
 MAX_REPLICATION = 2**31 - 1  # a 32-bit integer, as the stores keep it
 TS_RANGE = (-9_223_372_036_854, 9_223_372_036_854)  # epoch ms the stores can hold (1677-09-21 to 2262-04-11)
+
+
+def epoch_ms(t: dt.datetime) -> int:
+    """Milliseconds since 1970 of `t` (naive: UTC), exactly: float seconds × 1000 can land 1 ms low."""
+    aware = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
 
 
 @dataclass(frozen=True)

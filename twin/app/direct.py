@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from sensors.bank import Readings, sensor_catalog
+from sensors.bus.payloads import epoch_ms
 from sensors.inject import Injection
 from sensors.store import Store, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
@@ -154,7 +155,7 @@ def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = Non
     """Run a scenario flat out, writing readings straight into the store; returns KPI summary, KPIs, stats.
     With `tasks` (worker processes or a cluster), replications run side by side."""
     run_id = run_id_for(scenario, now_ms())
-    start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    start_ms = epoch_ms(scenario.start)
     store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
     store = open_store(store_url)
     try:

@@ -9,7 +9,6 @@ no bus at all.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 
 from sensors.bank import Readings, sensor_catalog
 from sensors.bus.broker import VIEWER_USER, BrokerURL, EmbeddedBroker, negotiate
-from sensors.bus.payloads import LineTopics
+from sensors.bus.payloads import LineTopics, epoch_ms
 from sensors.bus.publisher import Publisher
 from sensors.ingest import Ingest, IngestProcess
 from sensors.inject import Injection
@@ -51,7 +50,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
     """
     live = scenario.realtime_factor > 0
     run_id = run_id_for(scenario, now_ms())
-    start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    start_ms = epoch_ms(scenario.start)
     topics = LineTopics(scenario.line.site, scenario.line.area, scenario.line.name)
     store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
     with contextlib.ExitStack() as stack:
@@ -85,7 +84,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
 
         if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected
             scenario = scenario.model_copy(update={"start": now_ms()})
-            start_ms = pub.start_ms = int(scenario.start.replace(tzinfo=dt.UTC).timestamp() * 1000)
+            start_ms = pub.start_ms = epoch_ms(scenario.start)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
                                                                              "store": store_url},
