@@ -50,7 +50,6 @@ def epoch_ms(t: dt.datetime) -> int:
     return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
 
 
-
 @dataclass(frozen=True)
 class LineTopics:
     """The topic tree of one line."""

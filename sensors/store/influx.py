@@ -35,6 +35,11 @@ ENV_TOKEN = "LINETWIN_INFLUXDB_TOKEN"
 _FLUX_AGG = {"mean": "mean", "min": "min", "max": "max", "last": "last", "count": "count"}
 
 
+# nanoseconds on the wire: the client turns times into milliseconds as int(ns / 1e6), a float division that lands
+# 1 ms early for some times (seen on live runs); nanoseconds go out as the exact integers
+PRECISION = WritePrecision.NS
+
+
 def _flux_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -70,7 +75,7 @@ class InfluxStore:
                 tags = ["run", "replication", "machine", "station"]
                 self._write.write(bucket=self.bucket, org=self.org, record=part[[*tags, "value"]],
                                   data_frame_measurement_name=str(sensor), data_frame_tag_columns=tags,
-                                  write_precision=WritePrecision.MS)
+                                  write_precision=PRECISION)
         except Exception as e:
             raise StoreError(f"InfluxDB write to {self.http} failed: {e}") from e
         return len(readings)
@@ -89,7 +94,7 @@ class InfluxStore:
         df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
         self._write.write(bucket=self.bucket, org=self.org, record=df[STATE_COLUMNS[:3] + STATE_COLUMNS[4:]],
                           data_frame_measurement_name="machine_state",
-                          data_frame_tag_columns=["run", "replication", "machine"], write_precision=WritePrecision.MS)
+                          data_frame_tag_columns=["run", "replication", "machine"], write_precision=PRECISION)
 
     def write_levels(self, levels: pd.DataFrame) -> None:
         if not len(levels):
@@ -100,7 +105,7 @@ class InfluxStore:
         df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
         self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "station", "level"]],
                           data_frame_measurement_name="buffer_level",
-                          data_frame_tag_columns=["run", "replication", "station"], write_precision=WritePrecision.MS)
+                          data_frame_tag_columns=["run", "replication", "station"], write_precision=PRECISION)
 
     def write_series(self, series: pd.DataFrame) -> None:
         for row in series[SERIES_COLUMNS].itertuples(index=False):
