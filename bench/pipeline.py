@@ -31,6 +31,7 @@ from sensors.bus.broker import (  # noqa: E402
     BrokerURL,
     EmbeddedBroker,
     connect,
+    find_program,
     free_port,
     make_client,
     mosquitto_config,
@@ -47,7 +48,7 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], BrokerURL]:
     port = free_port()
     conf = work / "mosquitto.conf"
     conf.write_text(mosquitto_config(port, work / "data"))
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    exe = find_program("mosquitto") or "mosquitto"
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc, BrokerURL("mqtt", "127.0.0.1", port)

@@ -27,7 +27,15 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 
-from sensors.bus.broker import BrokerError, BrokerURL, connect, credentials_env, make_client, negotiate
+from sensors.bus.broker import (
+    MQTT_VERSIONS,
+    BrokerError,
+    BrokerURL,
+    connect,
+    credentials_env,
+    make_client,
+    negotiate,
+)
 from sensors.bus.payloads import (
     Levels,
     ParseError,
@@ -301,8 +309,9 @@ class IngestProcess:
     """`twin ingest` as a child process, so parsing and writing use the second core; it ends itself
     once the given run is complete. Credentials travel in its environment, never on its command line."""
 
-    def __init__(self, url: BrokerURL, store_url: str, prefix: str, run_id: str) -> None:
+    def __init__(self, url: BrokerURL, store_url: str, prefix: str, run_id: str, protocol: int | None = None) -> None:
         self.url, self.store_url, self.prefix, self.run_id = url, store_url, prefix, run_id
+        self.protocol = protocol  # the MQTT version, where the run knows it (else the child probes the broker)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -313,6 +322,8 @@ class IngestProcess:
         args = [sys.executable, "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
                 "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id,
                 "--group", f"linetwin-run-{self.run_id}", "--ephemeral"]
+        if self.protocol is not None:
+            args += ["--mqtt-version", MQTT_VERSIONS[self.protocol]]
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):
             if path:
                 args += [flag, path]

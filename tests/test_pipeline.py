@@ -391,6 +391,10 @@ def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
             "mqtt://127.0.0.1:1", "--out", str(tmp_path / "o")]
     r = subprocess.run([sys.executable, "-m", "twin.app.cli", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3 and "cannot reach the MQTT broker" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "ingest", "--broker", "mqtt://127.0.0.1:1", "--store",
+                        f"duckdb:///{tmp_path / 'x.duckdb'}", "--mqtt-version", "4"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "--mqtt-version '4': choose 5, 3.1.1 or auto" in r.stderr, r.stderr
 
 
 def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ class BrokerError(Exception):
         self.kind, self.reason = kind, reason
 
 
+MQTT_VERSIONS = {mqtt.MQTTv5: "5", mqtt.MQTTv311: "3.1.1"}  # paho's protocol constants, as the CLI names them
 UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes for "unacceptable protocol version" (3.1.1, 5)
 
 
@@ -181,6 +182,12 @@ def negotiate(url: BrokerURL, timeout: float = 5.0) -> int:
     return mqtt.MQTTv5
 
 
+def find_program(name: str) -> str | None:
+    """The path of a server program: on PATH, or in the sbin folders where Debian installs mosquitto and which
+    a normal user's PATH does not hold."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
 def free_port(preferred: int | None = None) -> int:
     """`preferred` if it is free on 127.0.0.1, else any free port."""
     for port in ([preferred] if preferred else []) + [0]:
@@ -218,7 +225,7 @@ class EmbeddedBroker:
         if kind not in ("auto", "mosquitto", "amqtt"):
             raise BrokerError(f"LINETWIN_EMBEDDED_BROKER={kind!r}: use auto, mosquitto or amqtt")
         self.port = free_port(port or 1883)
-        self.kind = ("mosquitto" if shutil.which("mosquitto") else "amqtt") if kind == "auto" else kind
+        self.kind = ("mosquitto" if find_program("mosquitto") else "amqtt") if kind == "auto" else kind
         self._data = data_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -230,6 +237,12 @@ class EmbeddedBroker:
     def url(self) -> BrokerURL:
         """The run's own account, the only one that may publish."""
         return BrokerURL("mqtt", "127.0.0.1", self.port, TWIN_USER, self.passwords[TWIN_USER])
+
+    @property
+    def protocol(self) -> int:
+        """The MQTT version its clients use: 5 on mosquitto; 3.1.1 on amqtt, which answers an MQTT 5 CONNECT with
+        silence (so probing it would cost the probe's whole time-out)."""
+        return mqtt.MQTTv5 if self.kind == "mosquitto" else mqtt.MQTTv311
 
     @property
     def viewer_url(self) -> BrokerURL:
@@ -274,7 +287,7 @@ class EmbeddedBroker:
         return path
 
     def _start_mosquitto(self, tmp: Path) -> None:
-        exe, hasher = shutil.which("mosquitto"), shutil.which("mosquitto_passwd")
+        exe, hasher = find_program("mosquitto"), find_program("mosquitto_passwd")
         if exe is None or hasher is None:
             raise BrokerError("mosquitto is not installed; install it (apt-get install mosquitto) or use amqtt")
         passwords = self._password_file(tmp)

@@ -394,13 +394,18 @@ def ingest(
     = None,
     durable: Annotated[bool, typer.Option("--durable/--ephemeral", help="keep the session (and the messages "
                                           "queued for it) while this worker is down")] = True,
+    mqtt_version: Annotated[str, typer.Option(help="5, 3.1.1, or auto: ask the broker (a broker that ignores MQTT "
+                                              "5 costs a few seconds of waiting)")] = "auto",
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
-    from sensors.bus.broker import BrokerError
+    from sensors.bus.broker import MQTT_VERSIONS, BrokerError
     from sensors.ingest import Ingest
     from sensors.store import StoreError, open_store
 
     line_prefix(line)
+    versions = {name: protocol for protocol, name in MQTT_VERSIONS.items()}
+    if mqtt_version not in (*versions, "auto"):
+        fail(f"--mqtt-version {mqtt_version!r}: choose 5, 3.1.1 or auto")
     url = broker_url(broker, ca, cert, key)
     ticks = 0
     with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
@@ -408,7 +413,7 @@ def ingest(
             db = open_store(store)
             assert url is not None  # --broker is required
             worker = Ingest(url, db, prefix=line, group=group, durable=durable,
-                            client_id=client_id or f"linetwin-ingest-{group}")
+                            client_id=client_id or f"linetwin-ingest-{group}", protocol=versions.get(mqtt_version))
             worker.start()
         except (BrokerError, StoreError) as e:
             fail(str(e), code=3)

@@ -54,11 +54,11 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
     topics = LineTopics(scenario.line.site, scenario.line.area, scenario.line.name)
     store_url = store_url or f"duckdb:///{(out / 'twin.duckdb').resolve()}"
     with contextlib.ExitStack() as stack:
-        url, note = _broker(stack, broker, out)
+        url, note, known = _broker(stack, broker, out)
         stats = StreamStats(run_id, str(url), store_url, notes=[note])
         if on_note is not None:
             on_note(f"streaming to the {note}; readings stored in {store_url}")
-        protocol = negotiate(url)
+        protocol = known or negotiate(url)
         if attach is not None:
             stack.enter_context(attach(url, protocol))
         sink = _ingest(stack, ingest, url, store_url, topics, run_id, protocol)
@@ -96,13 +96,15 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         return summary, kpis, stats
 
 
-def _broker(stack: contextlib.ExitStack, broker: BrokerURL | None, out: Path) -> tuple[BrokerURL, str]:
-    """The run's broker (an embedded one, started on the stack, when none is given) and a note naming it."""
+def _broker(stack: contextlib.ExitStack, broker: BrokerURL | None,
+            out: Path) -> tuple[BrokerURL, str, int | None]:
+    """The run's broker (an embedded one, started on the stack, when none is given), a note naming it, and its MQTT
+    version where known without a probe (the embedded one's)."""
     if broker is not None:
-        return broker, f"broker {broker}"
+        return broker, f"broker {broker}", None
     embedded = stack.enter_context(EmbeddedBroker(data_dir=out / "broker"))
     return embedded.url, (f"embedded {embedded.kind} broker on {embedded.url} (read-only for other clients: user "
-                          f"{VIEWER_USER}, password in {out / 'broker' / 'viewer-password'})")
+                          f"{VIEWER_USER}, password in {out / 'broker' / 'viewer-password'})"), embedded.protocol
 
 
 def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, store_url: str, topics: LineTopics,
@@ -116,7 +118,7 @@ def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, sto
         stack.callback(sink.stop)
         return sink
     if ingest:  # a child process: the second core parses and writes while this one simulates
-        proc = IngestProcess(url, store_url, topics.prefix, run_id).start()
+        proc = IngestProcess(url, store_url, topics.prefix, run_id, protocol).start()
         stack.callback(proc.stop)
         return proc
     return None
