@@ -7,7 +7,7 @@ mosquitto and victoria-metrics come from Debian's packages; `make test` installs
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import subprocess
 import sys
@@ -20,11 +20,20 @@ from typing import Any
 import pytest
 import requests
 
-from sensors.bus.broker import BrokerURL, free_port, mosquitto_config, wait_port
+from sensors.bus.broker import BrokerURL, find_program, free_port, mosquitto_config, wait_port
+
+# On several test processes (pytest-xdist), torch's default of one compute thread per core makes each worker's
+# threads spin against the other worker's: measured on 2 cores, `twin synth train` took 63 s of CPU with two
+# threads against 41 s with one, and a 2-second `twin run` took 13 s beside it. One thread per worker, for the
+# workers and every process they start; set before anything imports torch. (Numerics: a model is always compared
+# with one made in the same environment.)
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 
 def _need(binary: str) -> str:
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    path = find_program(binary)
     if path is None:
         pytest.fail(f"{binary} is not installed: run `make test` (it installs Debian's {binary}) or apt-get install it")
     return path

@@ -148,13 +148,20 @@ def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple
     log = tmp_path / "stderr.txt"
     proc = subprocess.Popen([sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration",
                              "30 d", "--replications", "1", "--out", str(out), *args], stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"), env={**os.environ, "COLUMNS": "120"}, start_new_session=True)
+                            stderr=log.open("w"), env={**os.environ, "COLUMNS": "120"}, start_new_session=True,
+                            preexec_fn=_as_from_a_shell)
     try:
         _stop_mid_run(proc, sig, code, out, log)
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever it left, if the test failed
             os.killpg(proc.pid, signal.SIGKILL)
     assert set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*")) <= before
+
+
+def _as_from_a_shell() -> None:
+    """SIGINT as a terminal's foreground job gets it, whatever the test process does with it (an ignored signal is
+    inherited across exec; a shell's background jobs ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stop_mid_run(proc: subprocess.Popen[bytes], sig: int, code: int, out: Path, log: Path) -> None:
@@ -169,8 +176,13 @@ def _stop_mid_run(proc: subprocess.Popen[bytes], sig: int, code: int, out: Path,
         time.sleep(0.2)
     time.sleep(1.0)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    status = Path(f"/proc/{proc.pid}/status").read_text()
     proc.send_signal(sig)
-    proc.wait(60)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        masks = [line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+        pytest.fail(f"still running 60 s after signal {sig} ({masks}):\n{log.read_text()[-2000:]}")
     err = log.read_text()
     assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err

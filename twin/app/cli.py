@@ -88,6 +88,8 @@ def main() -> None:
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, _terminate)
+    # a parent may start us with these blocked (a mask is inherited across exec): they must reach us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         app()
     except (KeyboardInterrupt, SystemExit) as e:
