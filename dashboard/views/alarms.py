@@ -25,8 +25,21 @@ if run is not None:
         """Wall-clock instants (acknowledgements) in the line's time zone, as naive local times."""
         return pd.to_datetime(ts, unit=unit, utc=True).dt.tz_convert(sc.line.timezone).dt.tz_localize(None)
 
+    def acted_on() -> pd.DataFrame:
+        """The alarms the page offers to act on: scope and search (the severity floor filters the table only)."""
+        return book.alarms(line, search=search, active=True if scope == "active" else None)
+
+    def signature(alarms: pd.DataFrame) -> tuple[tuple[int, bool, str], ...]:
+        return tuple(zip(alarms.id.astype(int), alarms.active.astype(bool), alarms.acked_by.fillna("")))
+
+    shown = acted_on()
+    st.session_state["alarm_signature"] = signature(shown)
+
     @st.fragment(run_every="2s")
     def book_view() -> None:
+        frame = acted_on()
+        if signature(frame) != st.session_state.get("alarm_signature"):
+            st.rerun()  # an alarm came, went or was acknowledged elsewhere: the whole page, so the controls offer it
         live = data.live(broker, line) if broker else None
         if live is None:
             st.warning("Not connected: no alert source. Alarms arrive over MQTT: start the dashboard with "
@@ -35,7 +48,6 @@ if run is not None:
         elif not live.connected:
             st.warning(f"Not connected to the alert source {broker}: {live.problem or 'connecting'}. The book below "
                        "may be missing alarms raised meanwhile.")
-        frame = book.alarms(line, search=search, active=True if scope == "active" else None)
         frame = frame[frame.severity.map(SEVERITIES.index) >= SEVERITIES.index(floor)] if len(frame) else frame
         if frame.empty:
             if live is not None and live.connected:
@@ -61,7 +73,7 @@ if run is not None:
                    f"time, same zone; cleared by the forecast, by hand, or when the run finished")
 
     book_view()
-    frame = book.alarms(line, search=search, active=True if scope == "active" else None)
+    frame = shown
     if len(frame):
         st.subheader("act on an alarm")
         labels = {int(i): f"#{i} {m} {f} ({s}) since {pd.to_datetime(r, unit='ms'):{data.TIME_FORMAT}}"
