@@ -146,10 +146,10 @@ def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple
     before = set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*"))
     out = tmp_path / "run"
     log = tmp_path / "stderr.txt"
-    proc = subprocess.Popen([sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration",
-                             "30 d", "--replications", "1", "--out", str(out), *args], stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"), env={**os.environ, "COLUMNS": "120"}, start_new_session=True,
-                            preexec_fn=_as_from_a_shell)
+    command = [sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration", "30 d",
+               "--replications", "1", "--out", str(out), *args]
+    proc = subprocess.Popen(_as_a_foreground_job(command), stdout=subprocess.DEVNULL, stderr=log.open("w"),
+                            env={**os.environ, "COLUMNS": "120"}, start_new_session=True)
     try:
         _stop_mid_run(proc, sig, code, out, log)
     finally:
@@ -158,10 +158,11 @@ def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple
     assert set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*")) <= before
 
 
-def _as_from_a_shell() -> None:
-    """SIGINT as a terminal's foreground job gets it, whatever the test process does with it (an ignored signal is
-    inherited across exec; a shell's background jobs ignore it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _as_a_foreground_job(command: list[str]) -> list[str]:
+    """`command` with SIGINT handled as a terminal's foreground job has it, whatever the test process does with it
+    (an ignored signal is inherited across exec; a shell's background jobs ignore it). The same process id: exec."""
+    return [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "os.execv(sys.argv[1], sys.argv[1:])", *command]
 
 
 def _stop_mid_run(proc: subprocess.Popen[bytes], sig: int, code: int, out: Path, log: Path) -> None:

@@ -30,6 +30,7 @@ if run is not None:
         return book.alarms(line, search=search, active=True if scope == "active" else None)
 
     def signature(alarms: pd.DataFrame) -> tuple[tuple[int, bool, str], ...]:
+        """What the controls below depend on: which alarms, active or not, acknowledged by whom."""
         return tuple(zip(alarms.id.astype(int), alarms.active.astype(bool), alarms.acked_by.fillna("")))
 
     shown = acted_on()
