@@ -54,8 +54,9 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], BrokerURL]:
     return proc, BrokerURL("mqtt", "127.0.0.1", port)
 
 
-def limit(url: BrokerURL, readings: int = 1_000_000, batch: int = 200) -> float:
-    """Readings per second a bare paho publisher and subscriber move through the broker at QoS 1."""
+def limit(url: BrokerURL, readings: int = 1_000_000, batch: int = 200, protocol: int | None = None) -> float:
+    """Readings per second a bare paho publisher and subscriber move through the broker at QoS 1 (MQTT `protocol`,
+    else the broker's own, asked)."""
     payloads = [telemetry_payload("bench", 0, "st", f"m{i % 10}", {"x": "u"},
                                   [["x", 1767592800000 + 1000 * k, 1.2345 + k] for k in range(batch)])
                 for i in range(200)]
@@ -68,7 +69,7 @@ def limit(url: BrokerURL, readings: int = 1_000_000, batch: int = 200) -> float:
         if count[0] >= n:
             got.set()
 
-    protocol = negotiate(url)
+    protocol = protocol or negotiate(url)
     sub = make_client(url, "bench-sub", protocol=protocol)
     sub.on_message = on_message
     connect(sub, url)
@@ -137,7 +138,7 @@ def main() -> None:
             rate = limit(url, readings=100_000 if batch == 1 else 1_000_000, batch=batch)
             print(f"  bare paho -> mosquitto -> paho, QoS 1, {batch:>3} readings/message: {rate:>10,.0f} readings/s")
         with EmbeddedBroker(kind="amqtt") as embedded:
-            rate = limit(embedded.url, readings=500_000)
+            rate = limit(embedded.url, readings=500_000, protocol=embedded.protocol)
             print(f"  bare paho -> amqtt (in-process) -> paho, QoS 1, 200 readings/message: {rate:>10,.0f} readings/s")
         lim = limit(url)
         print(f"limit: bare paho -> mosquitto -> paho, QoS 1, 200 readings/message: {lim:,.0f} readings/s")
