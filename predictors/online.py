@@ -31,7 +31,7 @@ from predictors.alarms import AlarmDesk
 from predictors.alerts import AlertRule, AlertState, MachineStatus
 from predictors.base import Bundle, Estimator, Forecast
 from predictors.prep import clean
-from sensors.bus.broker import BrokerURL, connect, make_client, negotiate
+from sensors.bus.broker import BrokerURL, connect, make_client, negotiate, subscribe_confirmed
 from sensors.bus.payloads import ParseError, StateChange, Telemetry, alert_payload, line_filters, parse
 from sensors.store.ledger import LedgerError
 
@@ -246,15 +246,15 @@ class LiveForecaster:
     def start(self) -> LiveForecaster:
         self._worker.start()
         connect(self.client, self.url)
-        self._subscribe(self.client)
+        subscribe_confirmed(self.client, self.url, self._topics())  # no reading published after is missed
         return self
 
-    def _subscribe(self, client: mqtt.Client) -> None:
-        client.subscribe([(f, 1) for f in [*line_filters(self.prefix), f"{self.prefix}/run"]])
+    def _topics(self) -> list[tuple[str, int]]:
+        return [(f, 1) for f in [*line_filters(self.prefix), f"{self.prefix}/run"]]
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
-            self._subscribe(client)
+            client.subscribe(self._topics())  # a reconnect renews the subscriptions
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/run"):  # a run's status: when it ends, its alerts end with it

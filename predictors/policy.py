@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from predictors.alerts import AlertRule
 from predictors.base import Bundle
 from predictors.online import MachineFeed, forecast_due
-from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.broker import BrokerURL, connect, make_client, subscribe_confirmed
 from sensors.bus.payloads import ParseError, alert_filter, parse_alert, signed_by
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class AlertOrders:
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(self.prefix), 1)
         connect(self.client, url)
-        self.client.subscribe(alert_filter(self.prefix), 1)
+        subscribe_confirmed(self.client, url, [(alert_filter(self.prefix), 1)])  # no alert published after is missed
         return self
 
     def stop(self) -> None:

@@ -161,6 +161,36 @@ def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, timeo
                           getattr(rc, "value", None))
 
 
+def subscribe_confirmed(client: mqtt.Client, url: BrokerURL, topics: list[tuple[str, int]],
+                        timeout: float = 10.0) -> None:
+    """Subscribe a connected client to `topics` (filter, QoS) and return once the broker has confirmed it, so
+    that nothing published afterwards is missed; BrokerError if it does not within `timeout` seconds."""
+    confirmed, acked, lock = threading.Event(), set(), threading.Lock()
+    mine: list[int] = []
+    previous = client.on_subscribe
+
+    def on_subscribe(c: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        with lock:  # the SUBACK may come back before subscribe() has returned its message id
+            acked.add(mid)
+            if mid in mine:
+                confirmed.set()
+        if previous is not None:
+            previous(c, userdata, mid, codes, props)
+
+    client.on_subscribe = on_subscribe
+    try:
+        mid = client.subscribe(topics)[1]
+        with lock:
+            mine.append(mid)
+            if mid in acked:
+                confirmed.set()
+        if not confirmed.wait(timeout):
+            raise BrokerError(f"the MQTT broker at {url} did not confirm a subscription to {topics[0][0]} within "
+                              f"{timeout:g} s", "silent")
+    finally:
+        client.on_subscribe = previous
+
+
 def negotiate(url: BrokerURL, timeout: float = 5.0) -> int:
     """The MQTT version to use with this broker: 5 where it speaks it, else 3.1.1."""
     probe = make_client(url, f"linetwin-probe-{uuid.uuid4().hex[:8]}")
