@@ -83,14 +83,9 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
     from predictors.data import DataError, concat, from_table, from_twin_runs
     from sensors.store import StoreError
 
-    missing = [p for p in sources if not p.exists()]
-    if missing:
-        fail(f"{missing[0]}: no such file or folder; give twin run folders or run-to-failure tables")
-    dirs = [p.is_dir() for p in sources]
-    if any(dirs) and not all(dirs):
-        fail("give either twin run folders or tables, not both (their features differ)")
+    tables = _are_tables(sources)
     try:
-        if all(dirs):
+        if not tables:
             if rul is not None:
                 fail("--rul belongs to a test table cut off before failure; twin runs carry their own truth")
             return from_twin_runs(sources, store)
@@ -99,6 +94,18 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
         return {"table": concat([from_table(p, fmt, rul, group="table") for p in sources])}
     except (DataError, StoreError) as e:
         fail(str(e))
+
+
+def _are_tables(sources: list[Path]) -> bool:
+    """Whether the sources are run-to-failure tables (files) rather than twin run folders; a clear error for a
+    missing source or a mix, before any data is read."""
+    missing = [p for p in sources if not p.exists()]
+    if missing:
+        fail(f"{missing[0]}: no such file or folder; give twin run folders or run-to-failure tables")
+    dirs = [p.is_dir() for p in sources]
+    if any(dirs) and not all(dirs):
+        fail("give either twin run folders or tables, not both (their features differ)")
+    return not all(dirs)
 
 
 def _time(value: Optional[str], option: str, default: float, tables: bool) -> float:
@@ -195,14 +202,14 @@ def train(
     set_threads(threads)
     if model not in forecasters() or model == "baseline":
         fail(f"--model {model!r}: choose one of {', '.join(k for k in forecasters() if k != 'baseline')}")
-    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
-    tables = "table" in data
+    tables = _are_tables(sources)  # what --horizon and --cap count in; options checked before any data is read
     defaults = DEFAULTS["cycles" if tables else "s"]
     h = _time(horizon, "--horizon", defaults["horizon"], tables)
     c = _time(cap, "--cap", defaults["cap"], tables)
     window = window or int(defaults["window"])
     if c < h:
         fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
+    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
     out = out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}"
     extra = {"epochs": epochs} if epochs and model in ("lstm", "cnn") else {}
     bundle: Bundle = {}
