@@ -35,6 +35,7 @@ from sensors.bus.broker import (
     credentials_env,
     make_client,
     negotiate,
+    subscribe_confirmed,
 )
 from sensors.bus.payloads import (
     Levels,
@@ -73,10 +74,6 @@ class Ingest:
         self._catalog: list[tuple[str, str, str, str, str]] = []  # SERIES_COLUMNS rows this worker has seen
         self._catalog_frame: pd.DataFrame | None = None
         self._closing = False
-        self._subscribed = threading.Event()
-        self._sub_lock = threading.Lock()
-        self._pending_subs: set[int] | None = None
-        self._acked_subs: set[int] = set()
         self.expected: dict[str, int] = {}
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
         self._last_count = 0.0
@@ -96,33 +93,17 @@ class Ingest:
     def start(self, timeout: float = 10.0) -> Ingest:
         """Connect and return once the broker has confirmed the subscriptions (nothing published after is missed)."""
         self._writer.start()
-        self.client.on_subscribe = self._on_subscribe
         connect(self.client, self.url, durable=self.durable)
-        self._subscribe(self.client)
-        if not self._subscribed.wait(timeout):
-            raise BrokerError(f"the MQTT broker at {self.url} did not confirm the ingest's subscriptions")
+        subscribe_confirmed(self.client, self.url, self._topics(), timeout)
         return self
 
-    def _subscribe(self, client: mqtt.Client) -> None:
-        # telemetry and states, and the run status (how many readings a run sent)
-        mids = {mid for mid in (client.subscribe([(f, 1) for f in self.filters()])[1],
-                                client.subscribe(f"{self.prefix}/run", 1)[1]) if mid is not None}
-        with self._sub_lock:  # a SUBACK may already have come back
-            self._pending_subs = mids - self._acked_subs
-            if not self._pending_subs:
-                self._subscribed.set()
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        with self._sub_lock:
-            self._acked_subs.add(mid)
-            if self._pending_subs is not None:
-                self._pending_subs.discard(mid)
-                if not self._pending_subs:
-                    self._subscribed.set()
+    def _topics(self) -> list[tuple[str, int]]:
+        """Telemetry and states, and the run status (how many readings a run sent), at QoS 1."""
+        return [(f, 1) for f in [*self.filters(), f"{self.prefix}/run"]]
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
-            self._subscribe(client)  # a reconnect renews the subscriptions
+            client.subscribe(self._topics())  # a reconnect renews the subscriptions
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._closing:
