@@ -145,6 +145,30 @@ def test_bad_urls() -> None:
         open_store("influxdb://localhost:8086?org=x")
 
 
+def test_a_writer_caps_its_block_cache_and_the_url_can_raise_it(tmp_path: Path) -> None:
+    """A writer's DuckDB keeps written blocks in memory up to its limit (80 % of RAM by default: a month of
+    body_shop held 1.6 GB); the store caps it, `?memory_limit=` changes it, a bad value is a clear error."""
+    def limit(url: str) -> str:
+        s = open_store(url)
+        try:
+            return s._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[attr-defined]
+        finally:
+            s.close()
+
+    file = tmp_path / "x.duckdb"
+    assert limit(f"duckdb:///{file}") == "61.0 MiB"  # DuckDB's rendering of 64MB
+    assert limit(f"duckdb:///{file}?memory_limit=1GB") == "953.6 MiB"
+    with pytest.raises(StoreError, match=r"memory_limit='lots' is not a size.*64MB or 1GB"):
+        open_store(f"duckdb:///{file}?memory_limit=lots")
+    with pytest.raises(StoreError, match="unknown option 'threads'"):
+        open_store(f"duckdb:///{file}?threads=8")
+    reader = open_store(f"duckdb:///{file}", read_only=True)  # a reader's queries keep DuckDB's default
+    try:
+        assert reader._con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != "61.0 MiB"  # type: ignore[attr-defined]
+    finally:
+        reader.close()
+
+
 def test_bad_aggregate(tmp_path: Path) -> None:
     s = open_store(f"duckdb:///{tmp_path / 'x.duckdb'}")
     with pytest.raises(StoreError, match="aggregate"):
