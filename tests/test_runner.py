@@ -89,3 +89,22 @@ def test_a_full_disk_ends_the_run_with_a_message_and_no_half_files(small_disk: P
     assert meta["status"] == "failed" and "No space left on device" in meta["reason"]
     for f in out.rglob("*.parquet"):
         assert pq.ParquetFile(f).metadata.num_rows >= 0  # every file under a result's name is whole
+
+
+def test_a_store_out_of_its_memory_limit_fails_the_run_with_a_message(tmp_path: Path) -> None:
+    """The store's memory limit reached (here a tiny one given in its URL): one paragraph naming the fix and exit 4,
+    no traceback; run.json says `failed`, never `finished` for a run the store did not take."""
+    import json
+    import subprocess
+
+    from tests.conftest import ROOT, twin_cmd
+
+    out = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", "scenarios/bottling.yaml", "--duration", "1 h", "--replications", 1,
+                                "--no-stream", "--store", f"duckdb:///{tmp_path / 'x.duckdb'}?memory_limit=1MB",
+                                "--out", out), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 4, r.stderr[-3000:]
+    said = " ".join(r.stderr.split())
+    assert "ran out of its memory limit" in said and "memory_limit=1GB" in said and "Traceback" not in r.stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and "Out of Memory" in meta["reason"]

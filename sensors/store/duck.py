@@ -41,13 +41,18 @@ CREATE TABLE IF NOT EXISTS readings (
     series INTEGER, replication INTEGER, ts TIMESTAMP, value DOUBLE);
 CREATE TABLE IF NOT EXISTS messages (key BIGINT);
 CREATE TABLE IF NOT EXISTS states (
-    run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR,
-    PRIMARY KEY (run, replication, machine, ts));
+    run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR);
 ALTER TABLE states ADD COLUMN IF NOT EXISTS reason VARCHAR DEFAULT '';
 CREATE TABLE IF NOT EXISTS levels (
-    run VARCHAR, replication INTEGER, station VARCHAR, ts TIMESTAMP, level INTEGER,
-    PRIMARY KEY (run, replication, station, ts));
+    run VARCHAR, replication INTEGER, station VARCHAR, ts TIMESTAMP, level INTEGER);
 """
+# States and levels carry no key either: a key's index lives in memory and grew with the run (12 million state
+# changes of a sensor-less line, 40 replications, ran the writer out of memory). A row already stored is found by
+# an anti-join over the rows of the batch's runs, replications and time span: DuckDB skips, by their min/max, the
+# row groups that cannot hold one. (Files written by an older linetwin keep their keys; the insert is the same.)
+_NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM batch b ANTI JOIN (SELECT {key} FROM {table} "
+             "WHERE run IN (SELECT DISTINCT run FROM batch) AND replication BETWEEN ? AND ? AND ts BETWEEN ? AND ?) "
+             "USING ({key})")
 _READINGS = "readings r JOIN series s ON r.series = s.id"
 _COLUMNS = "s.run, r.replication, s.machine, s.sensor, r.ts, r.value"
 _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "last": "arg_max(value, ts)",
@@ -174,14 +179,21 @@ class DuckStore:
 
     def write_states(self, states: pd.DataFrame) -> None:
         if len(states):
-            states = states.drop_duplicates(subset=STATE_COLUMNS[:4]).reindex(columns=STATE_COLUMNS)
+            states = states.reindex(columns=STATE_COLUMNS)
             states["reason"] = states["reason"].fillna("")
-            self._run(f"INSERT OR IGNORE INTO states SELECT {', '.join(STATE_COLUMNS)} FROM batch", batch=states)
+            self._insert_new("states", states, STATE_COLUMNS)
 
     def write_levels(self, levels: pd.DataFrame) -> None:
         if len(levels):
-            levels = levels.drop_duplicates(subset=LEVEL_COLUMNS[:4]).reindex(columns=LEVEL_COLUMNS)
-            self._run(f"INSERT OR IGNORE INTO levels SELECT {', '.join(LEVEL_COLUMNS)} FROM batch", batch=levels)
+            self._insert_new("levels", levels.reindex(columns=LEVEL_COLUMNS), LEVEL_COLUMNS)
+
+    def _insert_new(self, table: str, rows: pd.DataFrame, columns: Sequence[str]) -> None:
+        """Insert the rows not stored yet, by their key (the first four columns: run, replication, name, ts)."""
+        rows = rows.drop_duplicates(subset=list(columns[:4]))
+        ts = pd.to_datetime(rows["ts"])
+        sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns), key=", ".join(columns[:4]))
+        self._run(sql, [int(rows.replication.min()), int(rows.replication.max()), ts.min().to_pydatetime(),
+                        ts.max().to_pydatetime()], batch=rows)
 
     def write_series(self, series: pd.DataFrame) -> None:
         if len(series):

@@ -161,8 +161,8 @@ def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = Non
     try:
         sink = StoreSink(store, run_id, start_ms)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings, on_part=sink.merge_part,
-                                     extra={"run_id": run_id, "store": store_url}, inject=inject, tasks=tasks)
-        sink.close()
+                                     finish=sink.close, extra={"run_id": run_id, "store": store_url}, inject=inject,
+                                     tasks=tasks)
         stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
     finally:
         store.close()

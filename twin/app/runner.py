@@ -465,6 +465,7 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
                  inject: Injection | None = None,
                  tasks: Tasks | None = None,
                  on_part: Callable[[Path], None] | None = None,
+                 finish: Callable[[], None] | None = None,
                  chunk: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replication of a scenario into the folder `out`; return the KPI summary and all KPIs.
 
@@ -474,6 +475,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
     processes or a cluster, replications run there side by side, each into a part folder that is merged in
     replication order and handed to `on_part` (e.g. the store: it then takes whole replications instead of
     `on_readings`' chunks) before it goes; see `_can_distribute` for when.
+    `finish` completes the sinks once every replication is simulated (e.g. the store's last batch): its error
+    fails the run like any other, so run.json never says `finished` for a run the store did not take.
     `chunk`: simulated seconds per step (default: sized by the work, see `default_chunk`).
     """
     writer = RunWriter(out, scenario)
@@ -488,6 +491,8 @@ def run_scenario(scenario: Scenario, out: Path, progress: ProgressFn | None = No
         else:
             readings = _replications_here(scenario, writer, progress, on_readings, on_replication, wall_start,
                                           policy, inject, chunk)
+        if finish is not None:
+            finish()
         kpis = writer.kpis()
         summary = writer.close({"wall_seconds": round(time.perf_counter() - wall, 3), "readings": readings,
                                 **(extra or {})})
