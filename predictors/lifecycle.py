@@ -35,22 +35,39 @@ def register(cls: T) -> T:
     return cls
 
 
-MODEL_MODULES = ("predictors.regression", "predictors.lstm", "predictors.synth")  # each registers its models
+# Where each kind registers itself, and its family: a model's module loads when that kind is asked for, so
+# loading a regression model costs no torch import (1.1 s) and the dashboard and the alarm desk start without
+# torch or scikit-learn. tests/test_lifecycle.py checks this index against the registry.
+KINDS = {"baseline": ("forecaster", "predictors.base"), "regression": ("forecaster", "predictors.regression"),
+         "lstm": ("forecaster", "predictors.lstm"), "cnn": ("forecaster", "predictors.lstm"),
+         "vae": ("generator", "predictors.synth"), "gan": ("generator", "predictors.synth")}
+
+
+def kinds(family: str) -> list[str]:
+    """The kinds of one family, without loading their modules (e.g. to check a --model option)."""
+    return [k for k, (f, _) in KINDS.items() if f == family]
+
+
+def model_class(kind: str) -> type[Trained] | None:
+    """The class of one kind, its module loaded; None for a kind nobody registers."""
+    import importlib
+
+    if kind not in KINDS:
+        return None
+    importlib.import_module(KINDS[kind][1])
+    return REGISTRY.get(kind)
 
 
 def _load_models() -> dict[str, type[Trained]]:
-    """The registry, with every model module imported (on first use: torch and scikit-learn load only when a model
-    is asked for, so the dashboard and the alarm desk start without them)."""
-    import importlib
-
-    for name in MODEL_MODULES:
-        importlib.import_module(name)
+    """The registry, with every model module imported."""
+    for kind in KINDS:
+        model_class(kind)
     return REGISTRY
 
 
 def registered(family: str) -> dict[str, type[Trained]]:
-    """The registered kinds of one family, by kind."""
-    return {k: c for k, c in _load_models().items() if c.family == family}
+    """The registered kinds of one family, by kind (their modules loaded)."""
+    return {k: c for k in kinds(family) if (c := model_class(k)) is not None}
 
 
 class Trained:
@@ -130,7 +147,7 @@ def load(path: Path, family: str) -> Trained:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format", FORMAT) not in (FORMAT, *OLDER_FORMATS):
             raise ValueError(f"format {doc.get('format')!r} is not {FORMAT}")
-        cls = _load_models().get(doc["kind"])
+        cls = model_class(doc["kind"])
         if cls is None:
             raise ValueError(f"unknown kind {doc['kind']!r}")
         if cls.family != family:

@@ -5,6 +5,8 @@ of another family is refused with a clear error."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from predictors import REGISTRY, from_table
-from predictors.lifecycle import FAMILIES, load
+from predictors.lifecycle import FAMILIES, KINDS, load
 from predictors.synth import HEALTHY, Windows
+from tests.conftest import ROOT
 from tests.test_predictors import FMT, degradation_table, write_nasa
 
 FAST: dict[str, dict[str, Any]] = {  # small enough for the fast loop; the quality floors live in each model's tests
@@ -46,6 +49,17 @@ PARAMS = {"forecaster": {"horizon": 30.0, "cap": 125.0, "window": 20, "seed": 3}
 
 def test_every_family_has_data_and_every_kind_a_setting() -> None:
     assert set(DATA) == set(FAMILIES) and set(FAST) == set(REGISTRY)
+
+
+def test_the_lazy_index_of_kinds_matches_the_registry() -> None:
+    """KINDS says where each kind registers and its family, so one kind loads without the others' modules."""
+    assert set(KINDS) == set(REGISTRY)
+    for kind, (family, module) in KINDS.items():
+        assert REGISTRY[kind].family == family and REGISTRY[kind].__module__ == module, kind
+    code = ("import sys; from predictors.lifecycle import model_class; model_class('regression'); "
+            "print('torch' in sys.modules)")
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert alone.stdout.strip() == "False", "loading a regression model imports torch"
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
 from rich.console import Console
@@ -160,11 +162,14 @@ def progress_bar() -> Progress | LineProgress:
 
 
 def set_threads(threads: int | None) -> None:
-    """--threads: the CPU threads torch computes with (default: torch's own choice, one per core)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    """--threads: the CPU threads torch computes with (default: torch's own choice, one per core). Torch not yet
+    loaded (a regression model needs none) reads them from the environment when it loads."""
+    if threads is None:
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 Threads = Annotated[Optional[int], typer.Option(min=1, max=256, help="CPU threads for torch (default: all cores)")]
@@ -195,13 +200,17 @@ def train(
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it; an ensemble's members on
     --jobs local processes or a Dask --cluster (here, one after another, by default: torch uses every core)."""
-    from predictors import forecasters
-    from predictors.base import DEFAULTS, MeanBaseline, save_bundle
-    from twin.app.cluster import ClusterError, tasks
+    from predictors.lifecycle import kinds, model_class
 
     set_threads(threads)
-    if model not in forecasters() or model == "baseline":
-        fail(f"--model {model!r}: choose one of {', '.join(k for k in forecasters() if k != 'baseline')}")
+    choices = [k for k in kinds("forecaster") if k != "baseline"]
+    if model not in choices:
+        fail(f"--model {model!r}: choose one of {', '.join(choices)}")
+    from predictors.base import DEFAULTS, Estimator, MeanBaseline, save_bundle
+    from twin.app.cluster import ClusterError, tasks
+
+    kind = cast(type[Estimator], model_class(model))
+
     tables = _are_tables(sources)  # what --horizon and --cap count in; options checked before any data is read
     defaults = DEFAULTS["cycles" if tables else "s"]
     h = _time(horizon, "--horizon", defaults["horizon"], tables)
@@ -230,8 +239,8 @@ def train(
                     bar.update(task, completed=done, total=total, note=note)
 
                 try:
-                    est = forecasters()[model](horizon=h, cap=c, window=window, seed=seed, members=members,
-                                               **extra).fit(ds, progress, run=run)
+                    est = kind(horizon=h, cap=c, window=window, seed=seed, members=members,
+                               **extra).fit(ds, progress, run=run)
                     base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
                 except ValueError as e:
                     fail(f"{group}: cannot train on this data ({e})")
