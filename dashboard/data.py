@@ -215,6 +215,9 @@ def last_states(url: str, run: str, replication: int) -> dict[str, str]:
 
 # --- live MQTT state ---------------------------------------------------------------------------------
 
+KPI_TREND_STEP, KPI_TREND_KEEP = 60.0, 24 * 60  # the live KPIs kept for the trend: one a minute, a day of them
+
+
 @dataclass
 class LiveState:
     """What the line's retained and live MQTT messages say: machine states, alerts, KPIs, run status."""
@@ -224,7 +227,7 @@ class LiveState:
     states: dict[str, str] = field(default_factory=dict)
     history: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)  # machine → (ts ms, state, reason)
     kpis_at: float = 0.0  # simulated time (s since start) of the live KPIs
-    previous_kpis: dict[str, float] = field(default_factory=dict)
+    kpi_history: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # (t, KPIs), one a minute
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine → its current alert
     feed: list[dict[str, Any]] = field(default_factory=list)  # every alert message, newest last
     kpis: dict[str, float] = field(default_factory=dict)
@@ -238,11 +241,28 @@ class LiveState:
         """A message of another run or replication: what was kept of the previous one is dropped (hold the lock)."""
         if run and (run, replication) != (self.run, self.replication):
             self.run, self.replication = run, replication
-            self.states, self.history, self.kpis, self.previous_kpis = {}, {}, {}, {}
+            self.states, self.history, self.kpis, self.kpi_history = {}, {}, {}, []
 
     def of(self, run: str) -> bool:
         """Whether the live view is of this run."""
         return self.run == run
+
+    def record_kpis(self, kpis: dict[str, float], t: float) -> None:
+        """The replication's KPIs so far at simulated time `t`, kept one a minute of line time for the tiles' trend
+        (a day of them at most; hold the lock)."""
+        self.kpis, self.kpis_at = kpis, t
+        if not self.kpi_history or t - self.kpi_history[-1][0] >= KPI_TREND_STEP:
+            self.kpi_history.append((t, kpis))
+            del self.kpi_history[:-KPI_TREND_KEEP]
+
+    def trend_reference(self, span: float = 3600.0) -> tuple[dict[str, float], float]:
+        """What the tiles' change is measured against: the KPIs `span` seconds of line time before the latest, or the
+        earliest kept when the replication is younger; with their time (hold the lock)."""
+        if not self.kpi_history:
+            return {}, self.kpis_at
+        before = [(t, k) for t, k in self.kpi_history if t <= self.kpis_at - span]
+        t, kpis = before[-1] if before else self.kpi_history[0]
+        return (kpis, t) if t < self.kpis_at else ({}, t)
 
 
 @st.cache_resource(show_spinner=False)
@@ -283,9 +303,8 @@ def live(broker: str, prefix: str) -> LiveState:
                 doc = json.loads(msg.payload)
                 with state.lock:
                     state.follow(str(doc.get("run", "")), int(doc.get("replication", 0)))
-                    state.previous_kpis = state.kpis
-                    state.kpis = {k: v for k, v in doc.get("kpis", {}).items() if isinstance(v, int | float)}
-                    state.kpis_at = float(doc.get("t", 0.0))
+                    state.record_kpis({k: v for k, v in doc.get("kpis", {}).items() if isinstance(v, int | float)},
+                                      float(doc.get("t", 0.0)))
             elif topic.endswith("/buffers"):
                 doc = json.loads(msg.payload)
                 with state.lock:

@@ -505,6 +505,7 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
             pg.goto(url, wait_until="domcontentloaded")
             pg.wait_for_selector("text=states from MQTT (live)", timeout=30_000)
             pg.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=30_000)
+            pg.wait_for_selector("text=of line time", timeout=30_000)  # the tiles' change: over line time, not per tick
             assert pg.locator("text=running").count() >= 1
             assert pg.locator('[data-testid="stException"]').count() == 0
             pg.screenshot(path=str(tmp_path / "live.png"), full_page=True)

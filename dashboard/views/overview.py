@@ -53,10 +53,13 @@ if run is not None:
         line_kpis = kpis[kpis.scope == "line"] if len(kpis) else kpis
         if is_live and live is not None and live.kpis:
             with live.lock:
-                values, before, at = dict(live.kpis), dict(live.previous_kpis), live.kpis_at
+                values, at = dict(live.kpis), live.kpis_at
+                before, since = live.trend_reference()
             clock = window.origin + pd.Timedelta(seconds=at)
+            span = ("over the last hour" if at - since >= 3600 else
+                    f"since {window.origin + pd.Timedelta(seconds=since):%H:%M}")
             note = (f"live: replication {live.replication} so far, at {clock:%H:%M} ({sc.line.timezone}); the "
-                    "change is since the last update")
+                    f"change is {span} of line time")
         elif len(line_kpis) and rep in set(line_kpis.replication):
             table = line_kpis.pivot_table(index="replication", columns="kpi", values="value")
             values, before = table.loc[rep].to_dict(), table.mean().to_dict()
