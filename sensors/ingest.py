@@ -5,11 +5,15 @@ MQTT 5 shared subscription ($share/GROUP/...) so several workers split the load;
 returns; QoS 1 with manual acknowledgement only after the rows are in the store, and writes that know each
 message's identity (a hash of its bytes), so a redelivered message is stored once. `on_message` only
 parses (a pure function) and queues; a writer thread does all I/O. Malformed messages are counted and
-sent to the dead-letter topic with the reason; the ingest keeps running.
+sent to the dead-letter topic with the reason; the ingest keeps running. While the store is away, what arrives
+goes into a spool on disk (`sensors.bus.spool`) and is acknowledged there, so the broker need not queue it (a
+broker's queue limit drops QoS 1 messages: mosquitto's default keeps 1,000 a client); the spool is written into
+the store, oldest first, as soon as the store answers again, also by the next worker of the group to start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,6 +25,7 @@ import threading
 import time
 import uuid
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,11 +51,20 @@ from sensors.bus.payloads import (
     line_filters,
     parse,
 )
+from sensors.bus.spool import Spool
 from sensors.store import LEVEL_COLUMNS, STATE_COLUMNS, Store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
+from sensors.store.ledger import home
 
 log = logging.getLogger("linetwin.ingest")
 Item = tuple[int, int, "Telemetry | StateChange | Levels", str, bytes]  # mid, QoS, parsed message, topic, payload
+
+
+def default_spool(group: str, store_url: str) -> Path:
+    """Where a group's messages wait while its store is away: one file per group and store, in linetwin's home, so
+    the next worker of the group finds what an earlier one left."""
+    digest = hashlib.sha256(store_url.encode()).hexdigest()[:12]
+    return home() / "spool" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', group)}-{digest}.sqlite"
 
 
 class Ingest:
@@ -58,7 +72,7 @@ class Ingest:
 
     def __init__(self, url: BrokerURL, store: Store, *, prefix: str = "+/+/+", group: str = "linetwin-ingest",
                  client_id: str | None = None, protocol: int | None = None, flush_interval: float = 0.1,
-                 max_rows: int = 50_000, durable: bool = True) -> None:
+                 max_rows: int = 50_000, durable: bool = True, spool: Path | None = None) -> None:
         self.url, self.store, self.prefix, self.group = url, store, prefix, group
         self.protocol = protocol if protocol is not None else negotiate(url)
         self.client = make_client(url, client_id or f"linetwin-ingest-{uuid.uuid4().hex[:12]}",
@@ -81,6 +95,9 @@ class Ingest:
         self.stored = 0
         self.rejected = 0
         self.write_errors = 0
+        self.spool = Spool(spool or default_spool(group, store.url))
+        self.spooled = 0  # messages that waited in the spool for the store
+        self._retry_at, self._pause = 0.0, 0.5  # when to try the store again while the spool holds messages
 
     @property
     def shared(self) -> bool:
@@ -182,8 +199,13 @@ class Ingest:
                 rows += len(item[2].values) if isinstance(item[2], Telemetry) else 1
             if items:
                 self._write(items)
+            elif len(self.spool):
+                self._drain()
 
     def _write(self, items: list[Item]) -> None:
+        if len(self.spool) and not self._drain():  # the store is still away: these wait in the spool too
+            self._to_spool(items)
+            return
         try:
             self._store(items)
         except Exception as e:
@@ -218,30 +240,69 @@ class Ingest:
             if qos:
                 self.client.ack(mid, qos)
 
-    def _isolate(self, items: list[Item]) -> None:
+    def _isolate(self, items: list[Item]) -> bool:
         """A batch the store refused, message by message: each one stored is acknowledged; one the store refuses
-        while it answers otherwise is poison, dead-lettered with the store's reason and acknowledged; while the
-        store does not answer at all (an outage) the rest wait, unacknowledged, and are tried again with growing
-        pauses (at most 10 s): the broker holds back further messages meanwhile, and nothing is lost."""
-        pending, pause = list(items), 0.5
-        while pending:
-            for k, it in enumerate(pending):
+        while it answers otherwise is poison, dead-lettered with the store's reason and acknowledged; when the
+        store does not answer at all (an outage) the rest go into the spool and are acknowledged there. False
+        then (the store is away)."""
+        for k, it in enumerate(items):
+            try:
+                self._store([it])
+            except Exception as e:
+                if not (self.store.refused(e) and self.store.ping()):
+                    self._to_spool(items[k:])  # an outage: this one and the rest wait on disk for the store
+                    return False
+                self.rejected += 1
+                self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
+            self._ack([it])
+        return True
+
+    def _to_spool(self, items: list[Item]) -> None:
+        """Keep messages on disk while the store is away, then acknowledge them: the broker holds nothing back."""
+        if not len(self.spool):
+            log.warning("the store does not answer; messages wait in %s until it does", self.spool.path)
+            self._retry_at, self._pause = time.monotonic() + 0.5, 0.5
+        self.spool.put_many([(topic, payload, 0) for _, _, _, topic, payload in items])
+        self.spooled += len(items)
+        self._ack(items)
+
+    def _drain(self, force: bool = False) -> bool:
+        """Write the spool into the store, oldest first, while the store answers (not before the next try is due
+        unless `force`); True once the spool is empty."""
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        while rows := self.spool.peek(500):
+            items: list[Item] = []
+            for _, topic, payload, _ in rows:
                 try:
-                    self._store([it])
-                except Exception as e:
-                    if not (self.store.refused(e) and self.store.ping()):
-                        pending = pending[k:]  # an outage: this one and the rest wait for the store
-                        break
+                    items.append((0, 0, parse(topic, payload), topic, payload))
+                except ParseError as e:  # parsed when it arrived; a newer version may read it differently
                     self.rejected += 1
-                    self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
-                self._ack([it])
-            else:
-                return
-            if self._closing:  # stopping: leave them unacknowledged; the session keeps them for the next start
-                return
-            log.warning("the store does not answer; %d messages wait (next try in %.1f s)", len(pending), pause)
-            time.sleep(pause)
-            pause = min(2 * pause, 10.0)
+                    self._dead_letter(topic, payload, str(e))
+            try:
+                self._store(items)
+            except Exception:
+                if not self.store.ping():
+                    return self._later()
+                for it in items:  # the store answers but refuses one of them: find it, dead-letter it
+                    try:
+                        self._store([it])
+                    except Exception as e:
+                        if not (self.store.refused(e) and self.store.ping()):
+                            return self._later()
+                        self.rejected += 1
+                        self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
+            self.spool.delete_through(rows[-1][0])
+        log.warning("the store answers again: the spool is written")
+        return True
+
+    def _later(self) -> bool:
+        """The store is still away: try the spool again after a growing pause (at most 10 s)."""
+        self._retry_at = time.monotonic() + self._pause
+        log.warning("the store does not answer; %d messages wait in the spool (next try in %.1f s)", len(self.spool),
+                    self._pause)
+        self._pause = min(2 * self._pause, 10.0)
+        return False
 
     def _series_of(self, t: Telemetry) -> dict[str, int]:
         """Sensor name -> row of this worker's catalogue for one message's machine, adding unseen series."""
@@ -284,6 +345,9 @@ class Ingest:
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
+        if len(self.spool):
+            self._drain(force=True)
+        self.spool.close()  # one that still holds messages stays: the group's next worker writes them
 
 
 class IngestProcess:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +99,23 @@ def test_mosquitto_restarted_mid_run_loses_and_duplicates_nothing(mosquitto: Mos
     assert_exactly_once(tmp_path, stats)
 
 
-def test_the_store_down_for_30_s_mid_run_loses_and_duplicates_nothing(mosquitto: Mosquitto, tmp_path: Path,
+@pytest.fixture
+def small_queue_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto that queues at most 20 QoS 1 messages for a client and drops the rest, as a broker with a queue
+    limit does (mosquitto's default is 1,000): what a subscriber does not acknowledge in time is lost."""
+    broker = Mosquitto(tmp_path / "small-queue", extra="max_queued_messages 20")
+    broker.workdir.mkdir()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_the_store_down_for_30_s_mid_run_loses_and_duplicates_nothing(small_queue_broker: Mosquitto, tmp_path: Path,
                                                                      victoria_metrics: VictoriaMetrics) -> None:
     """A line-protocol store (VictoriaMetrics through influxdb-client) stopped for 30 s mid-run, then started again
-    on its data: the ingest stops acknowledging (the broker holds the rest), retries, and stores every reading."""
-    vm = victoria_metrics
+    on its data, behind a broker that would drop what it queues past 20 messages: the ingest keeps what arrives in
+    its spool on disk and acknowledges it, writes the spool once the store is back, and stores every reading."""
+    vm, mosquitto = victoria_metrics, small_queue_broker
     sc = body_shop(duration=240.0, realtime_factor=30.0)  # 8 s of wall time: the store is away when it ends
     down = threading.Event()
 

@@ -7,7 +7,6 @@ to a bound, then spilled to a SQLite file next to the run, so an outage loses no
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from sensors.bus.payloads import (
     state_payload,
     telemetry_payload,
 )
+from sensors.bus.spool import Spool
 from twin.model import Line
 from twin.truth import StateFollower
 
@@ -46,32 +46,23 @@ class Outbox:
         self._mem: deque[Message] = deque()
         self._bytes = 0
         self._path = spill_path
-        self._db: sqlite3.Connection | None = None
+        self._disk = Spool(spill_path)
         self._spilled = 0
         self._cv = threading.Condition()
         self.spilled_total = 0
 
-    def _disk(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self._path, check_same_thread=False)
-            self._db.execute("CREATE TABLE IF NOT EXISTS m (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB, "
-                             "retain INTEGER)")
-        return self._db
-
     def put_many(self, messages: list[Message]) -> None:
         with self._cv:
+            spill = []
             for msg in messages:
-                if self._spilled or self._bytes + len(msg[1]) > self.max_bytes:
-                    self._disk().execute("INSERT INTO m (topic, payload, retain) VALUES (?, ?, ?)",
-                                         (msg[0], msg[1], int(msg[2])))
-                    self._spilled += 1
-                    self.spilled_total += 1
+                if self._spilled or spill or self._bytes + len(msg[1]) > self.max_bytes:
+                    spill.append((msg[0], msg[1], int(msg[2])))
                 else:
                     self._mem.append(msg)
                     self._bytes += len(msg[1])
-            if self._db is not None:
-                self._db.commit()
+            self._disk.put_many(spill)
+            self._spilled += len(spill)
+            self.spilled_total += len(spill)
             self._cv.notify_all()
 
     def put_front(self, messages: list[Message]) -> None:
@@ -100,14 +91,12 @@ class Outbox:
             self._cv.notify_all()
 
     def _refill(self) -> None:
-        db = self._disk()
-        rows = db.execute("SELECT id, topic, payload, retain FROM m ORDER BY id LIMIT 5000").fetchall()
+        rows = self._disk.peek(5000)
         for _, topic, payload, retain in rows:
-            self._mem.append((topic, bytes(payload), bool(retain)))
+            self._mem.append((topic, payload, bool(retain)))
             self._bytes += len(payload)
         if rows:
-            db.execute("DELETE FROM m WHERE id <= ?", (rows[-1][0],))
-            db.commit()
+            self._disk.delete_through(rows[-1][0])
         self._spilled -= len(rows)
 
     def __len__(self) -> int:
@@ -120,21 +109,12 @@ class Outbox:
         Messages still waiting in memory are written to the spill file first, so stopping before the
         broker took everything leaves them on disk instead of losing them."""
         with self._cv:
-            if self._mem:
-                db = self._disk()
-                first = db.execute("SELECT coalesce(min(id), 1) FROM m").fetchone()[0]
-                start = first - len(self._mem)  # ahead of what spilled earlier: they are older
-                db.executemany("INSERT INTO m (id, topic, payload, retain) VALUES (?, ?, ?, ?)",
-                               [(start + i, t, p, int(r)) for i, (t, p, r) in enumerate(self._mem)])
-                db.commit()
+            if self._mem:  # ahead of what spilled earlier: they are older
+                self._disk.put_many([(t, p, int(r)) for t, p, r in self._mem], front=True)
                 self._spilled += len(self._mem)
                 self._mem.clear()
                 self._bytes = 0
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-                if not self._spilled:
-                    self._path.unlink(missing_ok=True)
+            self._disk.close()
 
     def wait_empty(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -9,10 +9,11 @@ from sensors.store.base import LEVEL_COLUMNS, READING_COLUMNS, STATE_COLUMNS, St
 __all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "open_store"]
 
 
-def open_store(url: str, read_only: bool = False) -> Store:
+def open_store(url: str, read_only: bool = False, patient: bool = True) -> Store:
     """A store from its URL: duckdb:///path/twin.duckdb (embedded) or influxdb://host:8086?org=..&bucket=..
 
-    `read_only` lets several readers (training, evaluation, dashboards) share an embedded store file.
+    `read_only` lets several readers (training, evaluation, dashboards) share an embedded store file. `patient`:
+    a server store retries a write for a while before it fails (an ingest, which spools instead, is not).
     """
     scheme = urlsplit(url).scheme
     if scheme == "duckdb":
@@ -20,6 +21,6 @@ def open_store(url: str, read_only: bool = False) -> Store:
         return DuckStore(url, read_only=read_only)
     if scheme in ("influxdb", "influxdbs"):
         from sensors.store.influx import InfluxStore
-        return InfluxStore(url)
+        return InfluxStore(url, patient=patient)
     raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
                      "influxdb://host:8086?org=ORG&bucket=BUCKET (token in LINETWIN_INFLUXDB_TOKEN)")

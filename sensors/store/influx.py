@@ -47,7 +47,7 @@ def _flux_str(value: str) -> str:
 class InfluxStore:
     """Readings in an InfluxDB 2.x bucket: synchronous batched writes with retries, Flux queries."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, patient: bool = True) -> None:
         self.url = url
         u = urlsplit(url)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
@@ -57,7 +57,10 @@ class InfluxStore:
                              f"(and the token in {ENV_TOKEN})")
         scheme = "https" if u.scheme == "influxdbs" or q.get("tls") in ("1", "true") else "http"
         self.http = f"{scheme}://{u.hostname}:{u.port or 8086}"
-        retries = Retry(total=5, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
+        # patient: a server that is away or unwell gets ~15 s of retries per write; impatient (an ingest, which
+        # spools instead): one quick retry, so its broker is not kept waiting for acknowledgements meanwhile
+        retries = Retry(total=5 if patient else 1, backoff_factor=0.5 if patient else 0.2,
+                        status_forcelist=[429, 500, 502, 503, 504], allowed_methods=None)
         self._client = InfluxDBClient(url=self.http, token=os.environ.get(ENV_TOKEN, ""), org=self.org,
                                       retries=retries, timeout=30_000)
         self._write = self._client.write_api(write_options=SYNCHRONOUS)

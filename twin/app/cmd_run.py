@@ -396,6 +396,9 @@ def ingest(
                                           "queued for it) while this worker is down")] = True,
     mqtt_version: Annotated[str, typer.Option(help="5, 3.1.1, or auto: ask the broker (a broker that ignores MQTT "
                                               "5 costs a few seconds of waiting)")] = "auto",
+    spool: Annotated[Optional[Path], typer.Option(help="where messages wait on disk while the store is away "
+                                                  "(default: one file per group and store in linetwin's home)")]
+    = None,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
     from sensors.bus.broker import MQTT_VERSIONS, BrokerError
@@ -410,10 +413,11 @@ def ingest(
     ticks = 0
     with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
         try:
-            db = open_store(store)
+            db = open_store(store, patient=False)  # a store away: messages go to the spool at once
             assert url is not None  # --broker is required
             worker = Ingest(url, db, prefix=line, group=group, durable=durable,
-                            client_id=client_id or f"linetwin-ingest-{group}", protocol=versions.get(mqtt_version))
+                            client_id=client_id or f"linetwin-ingest-{group}", protocol=versions.get(mqtt_version),
+                            spool=spool)
             worker.start()
         except (BrokerError, StoreError) as e:
             fail(str(e), code=3)
@@ -425,11 +429,17 @@ def ingest(
                     until_run is not None and worker.run_complete(until_run)):
                 break
             if ticks % 10 == 0:
+                waiting = len(worker.spool)
                 err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
-                                  f"rejected {worker.rejected:,}", highlight=False)
+                                  f"rejected {worker.rejected:,}" + (f", {waiting:,} messages waiting in the spool "
+                                                                     "for the store" if waiting else ""),
+                                  highlight=False)
     worker.stop()
     db.close()
-    err_console.print(f"stopped: stored {worker.stored:,} readings, rejected {worker.rejected:,}", highlight=False)
+    left = len(worker.spool)
+    err_console.print(f"stopped: stored {worker.stored:,} readings, rejected {worker.rejected:,}"
+                      + (f"; {left:,} messages still wait in {worker.spool.path} for the store (the group's next "
+                         "ingest writes them)" if left else ""), highlight=False, markup=False)
 
 
 def _fmt(row: pd.Series) -> str:

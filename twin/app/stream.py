@@ -111,7 +111,7 @@ def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, sto
             run_id: str, protocol: int) -> Ingest | IngestProcess | None:
     """The run's own ingest, started on the stack: a child process, a thread ("thread"), or none (False)."""
     if ingest == "thread":
-        store = open_store(store_url)
+        store = open_store(store_url, patient=False)
         stack.callback(store.close)
         sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=f"linetwin-run-{run_id}",
                       client_id=f"linetwin-ingest-{run_id}", durable=False).start()

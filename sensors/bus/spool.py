@@ -1,0 +1,81 @@
+"""A durable FIFO of MQTT messages on disk (SQLite): what is put is on disk when `put_many` returns, and leaves only
+when `delete_through` says it was handled, so a crash in between loses nothing (it is handled again: every consumer
+here is idempotent). The publisher's outbox spills into one when the broker lags; the ingest spools into one while
+the store is away, so it can acknowledge the broker instead of making it queue (and maybe drop) the messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+SpooledMessage = tuple[int, str, bytes, int]  # id (FIFO order), topic, payload, flag (the publisher's retain)
+
+
+class Spool:
+    """Messages in a SQLite file, oldest first; safe to share between threads, and between the processes of one
+    ingest group (SQLite's own locking)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _disk(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # on disk when the transaction returns: the ack follows it
+            self._db.execute("CREATE TABLE IF NOT EXISTS m (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB, "
+                             "retain INTEGER)")
+            self._db.commit()
+        return self._db
+
+    def put_many(self, messages: list[tuple[str, bytes, int]], *, front: bool = False) -> None:
+        """Append messages (topic, payload, flag) in order, durably; `front`: ahead of every message held."""
+        if not messages:
+            return
+        with self._lock:
+            db = self._disk()
+            if front:
+                first = db.execute("SELECT coalesce(min(id), 1) FROM m").fetchone()[0]
+                db.executemany("INSERT INTO m (id, topic, payload, retain) VALUES (?, ?, ?, ?)",
+                               [(first - len(messages) + i, t, p, f) for i, (t, p, f) in enumerate(messages)])
+            else:
+                db.executemany("INSERT INTO m (topic, payload, retain) VALUES (?, ?, ?)", messages)
+            db.commit()
+
+    def peek(self, n: int) -> list[SpooledMessage]:
+        """The `n` oldest messages, left in place."""
+        with self._lock:
+            if not self._exists():
+                return []
+            rows = self._disk().execute("SELECT id, topic, payload, retain FROM m ORDER BY id LIMIT ?", (n,))
+            return [(i, t, bytes(p), f) for i, t, p, f in rows.fetchall()]
+
+    def delete_through(self, last_id: int) -> None:
+        """Forget every message up to and including `last_id` (they were handled)."""
+        with self._lock:
+            self._disk().execute("DELETE FROM m WHERE id <= ?", (last_id,))
+            self._disk().commit()
+
+    def _exists(self) -> bool:
+        return self._db is not None or self.path.exists()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._disk().execute("SELECT count(*) FROM m").fetchone()[0] if self._exists() else 0
+
+    def close(self) -> None:
+        """Close the file, and remove it when nothing is left in it (one that holds messages stays for next time)."""
+        with self._lock:
+            if self._db is None:
+                return
+            empty = self._db.execute("SELECT count(*) FROM m").fetchone()[0] == 0
+            self._db.close()
+            self._db = None
+            if empty:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
