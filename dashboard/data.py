@@ -31,7 +31,7 @@ import streamlit as st
 from predictors.alarms import AlarmDesk, NotifyError, load_rules, notify_file
 from sensors.store import StoreError, open_store
 from sensors.store.base import Store
-from sensors.store.ledger import Ledger, LedgerError, home
+from sensors.store.ledger import Ledger, LedgerError, home, run_status
 from twin.scenario import Scenario
 
 
@@ -109,6 +109,7 @@ class Run:
     store_url: str
     finished: bool
     plant: bool = False  # a real line's data (`twin connect`): no ground truth, no simulated KPIs
+    status: str = "finished"  # run.json's (`sensors.store.ledger.run_status`): running, finished, failed, lost, ...
 
     @property
     def label(self) -> str:
@@ -157,8 +158,9 @@ def _list_runs(root: str, ledger_path: str) -> list[Run]:
         except (OSError, ValueError, KeyError):
             continue
         if "run_id" in doc and doc.get("store"):
+            status = run_status(doc)
             out.append(Run(meta.parent, doc["run_id"], sc, os.environ.get("LINETWIN_STORE") or doc["store"],
-                           doc.get("status", "finished") in ("finished", "stopped"), doc.get("source") == "plant"))
+                           status != "running", doc.get("source") == "plant", status))
     return out
 
 

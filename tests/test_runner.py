@@ -108,3 +108,64 @@ def test_a_store_out_of_its_memory_limit_fails_the_run_with_a_message(tmp_path: 
     assert "ran out of its memory limit" in said and "memory_limit=1GB" in said and "Traceback" not in r.stderr
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and "Out of Memory" in meta["reason"]
+
+
+@pytest.mark.slow
+def test_out_of_memory_mid_run_never_leaves_a_traceback_or_a_run_said_to_be_running(tmp_path: Path) -> None:
+    """Real allocations failing: `twin run` under a shrinking address-space limit (RLIMIT_AS) until one run fails
+    mid-simulation. Every run ends with one paragraph (exit 4: out of memory, run.json `failed`; exit 3: the store
+    could not be opened) or, where a native library aborts the process (OpenBLAS, glibc), with a run.json that
+    readers see as `lost`; never a traceback, never a run still said to be running."""
+    import json
+    import resource
+    import subprocess
+
+    from sensors.store.ledger import run_status
+    from tests.conftest import ROOT, twin_cmd
+
+    seen: dict[int, str] = {}
+    for mb in range(2000, 900, -100):
+        out = tmp_path / f"as-{mb}"
+
+        def limit(mb: int = mb) -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+
+        r = subprocess.run(twin_cmd("run", "scenarios/body_shop.yaml", "--no-stream", "--duration", "1 d",
+                                    "--replications", 1, "--out", out), capture_output=True, text=True, timeout=300,
+                           cwd=ROOT, preexec_fn=limit)
+        assert "Traceback" not in r.stderr, (mb, r.stderr[-3000:])
+        status = run_status(json.loads((out / "run.json").read_text())) if (out / "run.json").exists() else "none"
+        seen[mb] = f"exit {r.returncode}, {status}"
+        assert status != "running", seen
+        if r.returncode == 4:
+            assert "out of memory" in " ".join(r.stderr.split()) and status == "failed", (mb, r.stderr[-2000:])
+            break
+        assert (r.returncode == 0 and status == "finished") or r.returncode == 3 or status == "lost", seen
+    assert any(v.startswith("exit 4") for v in seen.values()), f"no limit made the run fail mid-way: {seen}"
+
+
+def test_a_run_whose_process_was_killed_is_seen_as_lost(tmp_path: Path) -> None:
+    """SIGKILL mid-run: nothing can write run.json's end, so readers (the dashboard) tell from its pid that the run
+    is gone instead of showing it running forever."""
+    import json
+    import signal
+    import subprocess
+
+    from sensors.store.ledger import run_status
+    from tests.conftest import ROOT, twin_cmd
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(twin_cmd("run", "scenarios/bottling.yaml", "--no-stream", "--duration", "1 h",
+                                     "--realtime-factor", 60, "--replications", 1, "--out", out), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "run.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        doc = json.loads((out / "run.json").read_text())
+        assert run_status(doc) == "running" and doc["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["status"] == "running" and run_status(doc) == "lost"

@@ -14,6 +14,7 @@ TILES = [("throughput [parts/h]", "throughput [parts/h]", "{:,.0f}", 1.0),
          ("OEE [%]", "oee", "{:.1f}", 100.0), ("availability [%]", "oee availability", "{:.1f}", 100.0),
          ("performance [%]", "oee performance", "{:.1f}", 100.0), ("quality [%]", "oee quality", "{:.1f}", 100.0)]
 
+STATUS = {"lost": "lost: its process ended without writing its end (killed, or out of memory)"}
 run = data.pick_run()
 if run is not None:
     sc = run.scenario
@@ -74,7 +75,7 @@ if run is not None:
                                                                                           rep)
         ringed = {m: {"state": "raised"} for m in (alarms.machine if len(alarms) else [])}
         buffers = dict(live.buffers) if is_live and live is not None else {}
-        st.caption(f"{data.prefix_of(sc)} · run {run.run_id} · {'finished' if run.finished else 'running'} · "
+        st.caption(f"{data.prefix_of(sc)} · run {run.run_id} · {STATUS.get(run.status, run.status)} · "
                    f"states from {'MQTT (live)' if is_live else 'the store'} · click a machine to open it")
         st.graphviz_chart(charts.line_dot(sc, states, ringed, buffers, link="machine"), width="stretch")
         if len(values):

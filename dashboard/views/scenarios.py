@@ -137,7 +137,7 @@ if sc is not None and path is not None:
 
 st.header("Compare runs")
 runs = data.list_runs(str(data.runs_dir()))
-finished = [r for r in runs if r.finished]
+finished = [r for r in runs if r.status in ("finished", "stopped")]  # complete: not running, failed or lost
 picked = st.multiselect("runs", [r.label for r in finished], default=[r.label for r in finished[:2]], key="cmp")
 if picked:
     summaries = [r.summary().assign(run=r.label) for r in finished if r.label in picked]

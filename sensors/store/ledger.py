@@ -53,6 +53,23 @@ def _text(v: Any) -> str:
     return "" if v is None else str(v)[:200]
 
 
+def run_status(doc: dict[str, Any]) -> str:
+    """A run's status from its run.json: `lost` for one that says `running` although its process (on this host) is
+    gone, killed where nothing could write its end (SIGKILL, a native library aborting out of memory)."""
+    import socket
+
+    status = str(doc.get("status", "finished"))
+    pid = doc.get("pid")
+    if status == "running" and isinstance(pid, int) and doc.get("host") == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "lost"
+        except PermissionError:  # alive, another user's
+            pass
+    return status
+
+
 def home() -> Path:
     """linetwin's own folder (the ledger, notification settings): $LINETWIN_HOME, else the XDG data folder."""
     if os.environ.get("LINETWIN_HOME"):

@@ -67,10 +67,11 @@ def resource_error(error: BaseException) -> str | None:
 
     seen: BaseException | None = error
     while seen is not None:
-        if type(seen).__name__ == "OutOfMemoryException":  # duckdb's, at the store's memory_limit
+        if type(seen).__name__ == "OutOfMemoryException" and "Allocation failure" not in str(seen):  # at the
+            # store's own memory_limit (an allocation the system refused is the machine's memory: below)
             return ("the DuckDB store ran out of its memory limit: the command stopped (a run's run.json says "
                     "`failed`); give the store more, e.g. --store 'duckdb:///path/twin.duckdb?memory_limit=1GB'")
-        if isinstance(seen, MemoryError):
+        if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryException":
             return ("out of memory: the command stopped (a run's files written so far are closed and its run.json "
                     "says `failed`); run fewer replications side by side (--jobs), a shorter --duration, or on a "
                     "machine with more memory")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import platform
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -291,6 +293,7 @@ class RunWriter:
 
     def _meta(self, status: str, extra: dict[str, Any] | None) -> None:
         meta = {"linetwin": twin.__version__, "python": platform.python_version(), "status": status,
+                "host": socket.gethostname(), "pid": os.getpid(),  # a reader tells a run whose process died
                 "scenario": self.scenario.model_dump(mode="json", by_alias=True),
                 "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(extra or {})}
         try:
