@@ -141,21 +141,21 @@ def test_a_run_stopped_by_a_signal_ends_cleanly(sig: int, code: int, args: tuple
     """SIGTERM (systemd, docker, kill) or Ctrl-C mid-run: exit at once but cleanly; readings.parquet valid up to the
     stop, run.json `interrupted`, no child process (ingest, embedded broker) or broker temp folder left behind."""
     import os
-    import tempfile
 
-    before = set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*"))
+    temp = tmp_path / "tmp"  # the run's own temp folder: other tests' brokers come and go in the shared one
+    temp.mkdir()
     out = tmp_path / "run"
     log = tmp_path / "stderr.txt"
     command = [sys.executable, "-m", "twin.app.cli", "run", "scenarios/body_shop.yaml", "--duration", "30 d",
                "--replications", "1", "--out", str(out), *args]
     proc = subprocess.Popen(_as_a_foreground_job(command), stdout=subprocess.DEVNULL, stderr=log.open("w"),
-                            env={**os.environ, "COLUMNS": "120"}, start_new_session=True)
+                            env={**os.environ, "COLUMNS": "120", "TMPDIR": str(temp)}, start_new_session=True)
     try:
         _stop_mid_run(proc, sig, code, out, log)
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever it left, if the test failed
             os.killpg(proc.pid, signal.SIGKILL)
-    assert set(Path(tempfile.gettempdir()).glob("linetwin-mosquitto-*")) <= before
+    assert not list(temp.iterdir()), list(temp.iterdir())  # no broker temp folder (nor anything else) left
 
 
 def _as_a_foreground_job(command: list[str]) -> list[str]:

@@ -433,7 +433,8 @@ def test_overview_live_from_mqtt_states_buffer_levels_and_kpis(env: Path, mosqui
     running = tmp_path / "runs" / "bottling" / "live"
     running.mkdir(parents=True)
     meta = json.loads((run_dir(env) / "run.json").read_text())
-    meta.update(status="running", run_id="live-run", store=f"duckdb:///{tmp_path / 'absent.duckdb'}")
+    meta.update(status="running", run_id="live-run", store=f"duckdb:///{tmp_path / 'absent.duckdb'}",
+                pid=os.getpid())  # a running run's process is alive (a dead one reads as lost)
     (running / "run.json").write_text(json.dumps(meta))
     monkeypatch.setenv("LINETWIN_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
