@@ -173,7 +173,7 @@ def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Pat
     holder: list[subprocess.Popen[str]] = []
     t = threading.Thread(target=crash_and_restart)
     t.start()
-    *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, ingest=False, drain_timeout=120)
+    *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, ingest="none", drain_timeout=120)
     t.join()
     second = holder[0]
     try:
@@ -193,7 +193,7 @@ def test_two_ingest_workers_share_one_line(mosquitto: Mosquitto, tmp_path: Path)
     store = open_store(f"duckdb:///{tmp_path / 'shared.duckdb'}")
     prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
     workers = [Ingest(mosquitto.url, store, prefix=prefix, client_id=f"worker-{i}").start() for i in range(2)]
-    *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, ingest=False, drain_timeout=120)
+    *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, ingest="none", drain_timeout=120)
     assert workers[0].wait_for(stats.run_id, stats.readings, 60)
     for w in workers:
         w.stop()
@@ -238,7 +238,7 @@ def test_poison_messages_are_dead_lettered_and_the_next_run_is_stored_whole(mosq
     for i in range(21):
         topic = topics.state("st", "m1") if i % 3 == 2 else topics.telemetry("st", "m1")
         pub.publish(topic, POISON[i % 3], qos=1).wait_for_publish(5)
-    *_, stats = stream_scenario(sc, tmp_path / "run", broker=mosquitto.url, ingest=False, drain_timeout=60,
+    *_, stats = stream_scenario(sc, tmp_path / "run", broker=mosquitto.url, ingest="none", drain_timeout=60,
                                 store_url=f"duckdb:///{tmp_path / 'unused.duckdb'}")
     assert ingest.wait_for(stats.run_id, stats.readings, 60), f"stored {store.count(stats.run_id)} of {stats.readings}"
     deadline = time.monotonic() + 10

@@ -94,7 +94,7 @@ def test_twin_and_ingest_over_tls_with_their_own_credentials(secure_mosquitto: M
     store = open_store(store_url)
     ingest = Ingest(url(secure_mosquitto, "ingest", "ingest-secret"), store, prefix=LINE,
                     client_id="secure-ingest").start()
-    *_, stats = stream_scenario(body_shop(duration=900.0), tmp_path, ingest=False,
+    *_, stats = stream_scenario(body_shop(duration=900.0), tmp_path, ingest="none",
                                 broker=url(secure_mosquitto, "twin", "twin-secret"), drain_timeout=60)
     assert ingest.wait_for(stats.run_id, stats.readings, 60)
     ingest.stop()

@@ -329,7 +329,8 @@ def _stream(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOptions, att
     if opts.opcua is not None:
         attach = _serve_opcua(opts.opcua, sc, attach)
     try:
-        return stream_scenario(sc, out, broker=opts.broker, store_url=opts.store, ingest=opts.ingest,
+        return stream_scenario(sc, out, broker=opts.broker, store_url=opts.store,
+                               ingest="process" if opts.ingest else "none",
                                progress=progress, on_note=lambda note: err_console.print(note, highlight=False),
                                attach=attach, policy=policy, inject=opts.injection)
     except (BrokerError, StoreError) as e:

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -29,6 +30,8 @@ from twin.maintenance import MaintenancePolicy
 from twin.model import Line, Machine
 from twin.scenario import Scenario
 
+IngestMode = Literal["process", "thread", "none"]  # where a streamed run's own ingest runs
+
 # another subscriber on the run's broker (e.g. the live forecaster): attach(broker, protocol) → a context
 Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]
 LIVE_KPI_EVERY = 2.0  # wall seconds between the running replication's KPIs on MQTT (the dashboard's live tiles)
@@ -36,14 +39,14 @@ PolicyFactory = Callable[[Machine], MaintenancePolicy]  # a maintenance policy p
 
 
 def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None = None, store_url: str | None = None,
-                    ingest: bool | str = True, progress: ProgressFn | None = None, drain_timeout: float = 300.0,
+                    ingest: IngestMode = "process", progress: ProgressFn | None = None, drain_timeout: float = 300.0,
                     on_note: Callable[[str], None] | None = None,
                     attach: Attach | None = None, policy: PolicyFactory | None = None,
                     inject: Injection | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     """Run a scenario while streaming it over MQTT into the store; returns KPI summary, KPIs, stats.
 
-    `ingest`: True runs the ingest as a child process (default), "thread" inside this process,
-    False not at all (a `twin ingest` elsewhere does it). `attach(broker, protocol)` gives a context
+    `ingest`: where the run's own ingest runs: "process" (a child, on the second core; default), "thread" (in this
+    process), or "none" (a `twin ingest` elsewhere does it). `attach(broker, protocol)` gives a context
     for another subscriber (e.g. the live forecaster), entered before the first reading is published
     and left after the last one is stored. `policy` overrides the machines' maintenance policies.
     `inject` replays synthetic readings into a machine.
@@ -64,7 +67,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         sink = _ingest(stack, ingest, url, store_url, topics, run_id, protocol)
         # with our own ingest subscribed, "no matching subscribers" can only mean it is re-subscribing: resend
         pub = Publisher(url, topics, run_id, start_ms, spill_dir=out, protocol=protocol,
-                        require_subscriber=bool(ingest)).start()
+                        require_subscriber=ingest != "none").start()
         stack.callback(pub.stop)
         pub.set_catalog(sensor_catalog(Line(scenario)))
         pub.publish_status("started", start=scenario.start.isoformat())
@@ -107,9 +110,9 @@ def _broker(stack: contextlib.ExitStack, broker: BrokerURL | None,
                           f"{VIEWER_USER}, password in {out / 'broker' / 'viewer-password'})"), embedded.protocol
 
 
-def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, store_url: str, topics: LineTopics,
+def _ingest(stack: contextlib.ExitStack, ingest: IngestMode, url: BrokerURL, store_url: str, topics: LineTopics,
             run_id: str, protocol: int) -> Ingest | IngestProcess | None:
-    """The run's own ingest, started on the stack: a child process, a thread ("thread"), or none (False)."""
+    """The run's own ingest, started on the stack: a child process, a thread, or none."""
     if ingest == "thread":
         store = open_store(store_url, patient=False)
         stack.callback(store.close)
@@ -117,7 +120,7 @@ def _ingest(stack: contextlib.ExitStack, ingest: bool | str, url: BrokerURL, sto
                       client_id=f"linetwin-ingest-{run_id}", durable=False).start()
         stack.callback(sink.stop)
         return sink
-    if ingest:  # a child process: the second core parses and writes while this one simulates
+    if ingest == "process":  # a child: the second core parses and writes while this one simulates
         proc = IngestProcess(url, store_url, topics.prefix, run_id, protocol).start()
         stack.callback(proc.stop)
         return proc
