@@ -66,6 +66,11 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     assert tiles["OEE [%]"] == f"{100 * line['oee']:.1f}" and tiles["active alarms"] == "0"
     for factor in ("OEE [%]", "availability [%]", "performance [%]", "quality [%]"):
         assert 0 <= float(tiles[factor]) <= 100
+    target = {m.label: m for m in at.metric}  # bottling's shift targets: 2,800 parts/h, OEE 65 %, as tiles
+    assert target["shift target [parts/h]"].value == "2,800"
+    assert target["shift target [parts/h]"].delta.startswith(
+        f"{line['throughput [parts/h]'] - 2800:+,.0f} ({line['throughput [parts/h]'] / 2800:.0%} of it)")
+    assert target["shift target OEE [%]"].value == "65.0"
     dot = at.get("graphviz_chart")[0].proto.spec
     for machine in ("depalletizer", "filler-a", "filler-b", "case-packer"):
         assert f'"{machine}"' in dot and f'URL="machine?machine={machine}"' in dot

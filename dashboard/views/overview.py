@@ -32,14 +32,18 @@ if run is not None:
             col.metric(label, fmt.format(v * scale) if v is not None and not pd.isna(v) else "–", delta=delta,
                        delta_color="off" if key in ("wip [parts]", "lead time [min]") else "normal")
         cols[7].metric("active alarms", alarms)
-        goals = []
-        for key, goal, fmt, scale in (("throughput [parts/h]", sc.targets.throughput, "{:,.0f} parts/h", 1.0),
-                                      ("oee", sc.targets.oee, "{:.1f} %", 100.0)):
-            v = values.get(key)
-            if goal is not None:
-                reached = f" ({v / goal:.0%} of it reached)" if v is not None and not pd.isna(v) else ""
-                goals.append(f"{'throughput' if key != 'oee' else 'OEE'} {fmt.format(goal * scale)}{reached}")
-        st.caption(note + (f" · shift target: {', '.join(goals)}" if goals else ""))
+        targets = [(label, key, goal, fmt, scale) for label, key, goal, fmt, scale in (
+            ("shift target [parts/h]", "throughput [parts/h]", sc.targets.throughput, "{:,.0f}", 1.0),
+            ("shift target OEE [%]", "oee", sc.targets.oee, "{:.1f}", 100.0)) if goal is not None]
+        if targets:  # a tile per target: the target, and how far the line is above or below it
+            for col, (label, key, goal, fmt, scale) in zip(st.columns(4), targets):
+                v = values.get(key)
+                known = v is not None and not pd.isna(v)
+                gap = fmt.replace("{:", "{:+").format((v - goal) * scale) if known else ""
+                col.metric(label, fmt.format(goal * scale), delta=f"{gap} ({v / goal:.0%} of it)" if known else None,
+                           help="the scenario's `targets`; the change is the line's figure above (green) or below "
+                           "(red) it")
+        st.caption(note)
 
     @st.fragment(run_every="1s")
     def live_view() -> None:
