@@ -240,22 +240,20 @@ class Ingest:
             if qos:
                 self.client.ack(mid, qos)
 
-    def _isolate(self, items: list[Item]) -> bool:
+    def _isolate(self, items: list[Item]) -> None:
         """A batch the store refused, message by message: each one stored is acknowledged; one the store refuses
         while it answers otherwise is poison, dead-lettered with the store's reason and acknowledged; when the
-        store does not answer at all (an outage) the rest go into the spool and are acknowledged there. False
-        then (the store is away)."""
+        store does not answer at all (an outage) the rest go into the spool and are acknowledged there."""
         for k, it in enumerate(items):
             try:
                 self._store([it])
             except Exception as e:
                 if not (self.store.refused(e) and self.store.ping()):
                     self._to_spool(items[k:])  # an outage: this one and the rest wait on disk for the store
-                    return False
+                    return
                 self.rejected += 1
                 self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
             self._ack([it])
-        return True
 
     def _to_spool(self, items: list[Item]) -> None:
         """Keep messages on disk while the store is away, then acknowledge them: the broker holds nothing back."""
