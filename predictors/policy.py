@@ -90,7 +90,7 @@ class Predictive:
 
 def _buffer_covers(machine: Machine) -> bool:
     """Whether the parts waiting after this machine keep the next station working through a maintenance stop."""
-    buf = machine.outbuf
+    buf = machine.wiring.outbuf
     if buf is None:
         return True  # the last station: nothing downstream to starve
     line = machine.line

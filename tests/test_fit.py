@@ -125,7 +125,7 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
         t, states, reasons = m.log.states_from(0)
         status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
                                     "state": states.astype(str), "reason": reasons.astype(str)}))
-        done = np.frombuffer(m.log.finished) if not m.is_last else np.frombuffer(line.exit)
+        done = np.frombuffer(m.log.finished) if not m.wiring.is_last else np.frombuffer(line.exit)
         done = done[np.isfinite(done)]
         parts.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(np.sort(done), unit="s"), "machine": m.name}))
     log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],

@@ -169,6 +169,33 @@ class _ProductWork:
         return self.cycles[product]()
 
 
+@dataclass
+class Draws:
+    """A machine's random streams, one per purpose, each from the scenario's seed, the replication and the machine's
+    slot (common random numbers: a policy that changes when lives end does not change what is drawn)."""
+
+    cycle: Sampler  # cycle times
+    scrap: Sampler  # uniforms deciding scrap
+    setup: Sampler | None  # changeover times (a station with changeovers)
+    maintenance: Sampler  # maintenance durations
+    ttf: list[Sampler]  # per fault mode: lives
+    repair: list[Sampler]  # per fault mode: repair times
+
+
+@dataclass
+class Wiring:
+    """Where a machine takes its parts from and hands them to: set once when the line is built (`Line`)."""
+
+    inbuf: Buffer | None = None
+    outbuf: Buffer | None = None
+    inslots: simpy.Container | None = None  # before-service blocking: space up to here
+    outslots: simpy.Container | None = None
+    is_last: bool = False
+    router: Router | None = None  # a graph line: where each finished part goes
+    inputs: list[tuple[Buffer, int]] | None = None  # an assembly: (feeder's buffer, parts per assembly)
+    is_constraint: bool = False  # at the station whose design rate limits the line (line OEE counts parts here)
+
+
 class Machine:
     """One machine: takes a part, works it (maybe failing mid-cycle), hands it on, asks its policy."""
 
@@ -177,16 +204,17 @@ class Machine:
         self.line, self.env, self.name, self.slot = line, line.env, name, slot
         self.station, self.station_idx, self.mtype = station, station_idx, mtype
         sc, rep = line.scenario, line.replication
-        self.cycle = Sampler(station.cycle_time, rng_for(sc.seed, rep, slot, STREAM_CYCLE))
-        self.products: _ProductWork | None = _ProductWork(self, sc, station) if sc.products else None
-        self._scrap_u = Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP))
-        self.setup = (Sampler(station.changeover.duration, rng_for(sc.seed, rep, slot, STREAM_SETUP))
-                      if station.changeover else None)
-        self.maint_time = Sampler(mtype.maintenance.duration, rng_for(sc.seed, rep, slot, STREAM_MAINT))
         self.modes: list[FaultMode] = list(mtype.fault_modes)
-        self.ttf = [Sampler(f.ttf, rng_for(sc.seed, rep, slot, STREAM_TTF + i)) for i, f in enumerate(self.modes)]
-        self.repair = [Sampler(f.repair, rng_for(sc.seed, rep, slot, STREAM_REPAIR + i))
-                       for i, f in enumerate(self.modes)]
+        self.draws = Draws(
+            cycle=Sampler(station.cycle_time, rng_for(sc.seed, rep, slot, STREAM_CYCLE)),
+            scrap=Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP)),
+            setup=(Sampler(station.changeover.duration, rng_for(sc.seed, rep, slot, STREAM_SETUP))
+                   if station.changeover else None),
+            maintenance=Sampler(mtype.maintenance.duration, rng_for(sc.seed, rep, slot, STREAM_MAINT)),
+            ttf=[Sampler(f.ttf, rng_for(sc.seed, rep, slot, STREAM_TTF + i)) for i, f in enumerate(self.modes)],
+            repair=[Sampler(f.repair, rng_for(sc.seed, rep, slot, STREAM_REPAIR + i))
+                    for i, f in enumerate(self.modes)])
+        self.products: _ProductWork | None = _ProductWork(self, sc, station) if sc.products else None
         self.wear_modes = [i for i, f in enumerate(self.modes) if f.kind == "wear"]
         self.scrap_base = station.scrap
         self.scrap_max = max([self.scrap_base, *station.scrap_by_product.values()]) + \
@@ -229,14 +257,7 @@ class Machine:
         self._set_state(STARVED)
         for i in range(len(self.modes)):
             self.log.lives[i].append((0.0, self.born[i], self.life[i]))
-        self.inbuf: Buffer | None = None
-        self.outbuf: Buffer | None = None
-        self.inslots: simpy.Container | None = None
-        self.outslots: simpy.Container | None = None
-        self.is_last = False
-        self.router: Router | None = None  # a graph line: where each finished part goes
-        self.inputs: list[tuple[Buffer, int]] | None = None  # an assembly: (feeder's buffer, parts per assembly)
-        self.is_constraint = False  # at the station whose design rate limits the line (line OEE counts parts here)
+        self.wiring = Wiring()
         self.off_shift_wait = -1  # the waiting state (starved, blocked) shown as off_shift while the line is off
         self.opportunistic = mtype.maintenance.opportunistic  # share of the way to due that takes an opportunity
         self.wake: simpy.Event | None = None  # while waiting for a part or space: fired by an opportunity
@@ -325,7 +346,7 @@ class Machine:
         return min(1.0, max(0.0, age)) ** self.modes[i].progression
 
     def scrap_u(self) -> float:
-        self._u = self._scrap_u()
+        self._u = self.draws.scrap()
         return self._u
 
     def _scrap_draw_hits(self) -> bool:
@@ -348,7 +369,7 @@ class Machine:
     def _renew(self, i: int, record: bool = True) -> None:
         self.renewals += 1
         self.born[i] = self.clock_now()
-        self.life[i] = self.ttf[i]()
+        self.life[i] = self.draws.ttf[i]()
         if record:
             self.log.lives[i].append((self.env.now, self.born[i], self.life[i]))
         self._renew_due()
@@ -367,12 +388,14 @@ class Machine:
         cal = line.calendar
         policy = None if isinstance(self.policy, RunToFailure) else self.policy
         # the wiring is fixed once the line is built: keep the hot loop on local names
-        inbuf, outbuf, inslots, outslots = self.inbuf, self.outbuf, self.inslots, self.outslots
-        cycle, work_rate, scrap_max, calendar_clock = self.cycle, self.work_rate, self.scrap_max, self.calendar_clock
+        w = self.wiring
+        inbuf, outbuf, inslots, outslots = w.inbuf, w.outbuf, w.inslots, w.outslots
+        cycle, setup = self.draws.cycle, self.draws.setup
+        work_rate, scrap_max, calendar_clock = self.work_rate, self.scrap_max, self.calendar_clock
         finished = self.log.finished.append
         begun = self.log.begun.append
-        is_last, is_constraint = self.is_last, self.is_constraint
-        router, inputs, products, opportunistic = self.router, self.inputs, self.products, self.opportunistic
+        is_last, is_constraint, router, inputs = w.is_last, w.is_constraint, w.router, w.inputs
+        products, opportunistic = self.products, self.opportunistic
         run_pool = self.pool_for("run")
         if self.resume is not None:
             state, mode, since = self.resume
@@ -393,10 +416,10 @@ class Machine:
             if reason:
                 yield from self._maintain(reason)
             if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
-                    and self.setup is not None and self.parts_done != self._setup_at:
+                    and setup is not None and self.parts_done != self._setup_at:
                 self._setup_at = self.parts_done
                 line.record(self, "changeover_start")
-                yield from self.set_up(self.setup())
+                yield from self.set_up(setup())
                 line.record(self, "changeover_end")
             # take a part
             if inputs is not None:
@@ -583,10 +606,10 @@ class Machine:
             with crew.request(priority=0) as req:
                 yield req
                 self.line.record(self, "repair_start", mode.name)
-                yield self.env.timeout(self.repair[i]() if resumed < 0 else left)
+                yield self.env.timeout(self.draws.repair[i]() if resumed < 0 else left)
         else:
             self.line.record(self, "repair_start", mode.name)
-            yield self.env.timeout(self.repair[i]() if resumed < 0 else left)
+            yield self.env.timeout(self.draws.repair[i]() if resumed < 0 else left)
         if fitter is not None and pool is not None:
             pool.release(fitter)
         self._set_state(DOWN)
@@ -605,10 +628,10 @@ class Machine:
             with crew.request(priority=1) as req:
                 yield req
                 self.line.record(self, "maintenance_start", detail=reason)
-                yield self.env.timeout(self.maint_time() if left is None else left)
+                yield self.env.timeout(self.draws.maintenance() if left is None else left)
         else:
             self.line.record(self, "maintenance_start", detail=reason)
-            yield self.env.timeout(self.maint_time() if left is None else left)
+            yield self.env.timeout(self.draws.maintenance() if left is None else left)
         self._set_state(MAINTENANCE)
         for i in self.wear_modes:
             self._renew(i)
@@ -851,7 +874,7 @@ class Line:
         self.waiting_for_opportunity = [m for m in self.machines if m.opportunistic is not None]
         self.constraint = constraint_station(scenario)
         for m in self.stations[self.constraint]:
-            m.is_constraint = True
+            m.wiring.is_constraint = True
         for m in self.machines:
             self.env.process(m.run())
         if self.calendar is not None:
@@ -889,13 +912,13 @@ class Line:
                 size = inf if nxt.buffer is None else nxt.buffer + len(self.stations[si + 1])
                 slots = simpy.Container(env, capacity=size, init=size - nxt.initial)
             for m in group:
-                m.inbuf = self.buffers[si]
-                m.outbuf = self.buffers[si + 1] if nxt is not None else None
-                m.outslots = slots
-                m.is_last = nxt is None
+                m.wiring.inbuf = self.buffers[si]
+                m.wiring.outbuf = self.buffers[si + 1] if nxt is not None else None
+                m.wiring.outslots = slots
+                m.wiring.is_last = nxt is None
             if slots is not None:
                 for m in self.stations[si + 1]:
-                    m.inslots = slots
+                    m.wiring.inslots = slots
 
     def _wire_graph(self) -> None:
         """Buffers in front of each station (an assembly: one per feeder) and a router per station."""
@@ -925,10 +948,10 @@ class Line:
                 probs.append(p if p is not None else 1.0)
             router = Router(dests, st.route, probs, rng_for(sc.seed, self.replication, group[0].slot, STREAM_ROUTE))
             for m in group:
-                m.inbuf = self.buffers[si]
-                m.router = router
+                m.wiring.inbuf = self.buffers[si]
+                m.wiring.router = router
                 if si in inputs:
-                    m.inputs = [(inputs[si][f], q) for f, q in (st.assemble or {}).items()]
+                    m.wiring.inputs = [(inputs[si][f], q) for f, q in (st.assemble or {}).items()]
         self.station_inputs.update(inputs)
 
     def entry_buffers(self) -> list[Buffer]:
