@@ -149,8 +149,8 @@ def test_twin_synth_mistakes_fail_clearly(gen: Path, tmp_path: Path, args: list[
 
 def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    r = subprocess.run(twin_cmd("synth", "evaluate", work / "heldout", "--model", gen, "--iterations", 50,
-                                "--stride", 10, "--train", work / "train", "--out", tmp_path / "rep"),
+    r = subprocess.run(twin_cmd("synth", "evaluate", work / "heldout", "--model", gen, "--iterations", 20,
+                                "--stride", 20, "--train", work / "train", "--out", tmp_path / "rep"),
                        capture_output=True, text=True,
                        timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
