@@ -241,19 +241,26 @@ class Ingest:
                 self.client.ack(mid, qos)
 
     def _isolate(self, items: list[Item]) -> None:
-        """A batch the store refused, message by message: each one stored is acknowledged; one the store refuses
-        while it answers otherwise is poison, dead-lettered with the store's reason and acknowledged; when the
-        store does not answer at all (an outage) the rest go into the spool and are acknowledged there."""
+        """A batch the store refused, message by message (`_one_by_one`); when the store does not answer at all (an
+        outage) the rest go into the spool and are acknowledged there."""
+        outage = self._one_by_one(items)
+        if outage is not None:
+            self._to_spool(items[outage:])
+
+    def _one_by_one(self, items: list[Item]) -> int | None:
+        """Store messages one at a time: each one stored is acknowledged; one the store refuses while it answers
+        otherwise is poison, dead-lettered with the store's reason and acknowledged. Returns where an outage began
+        (the store does not answer), None when every message was handled."""
         for k, it in enumerate(items):
             try:
                 self._store([it])
             except Exception as e:
                 if not (self.store.refused(e) and self.store.ping()):
-                    self._to_spool(items[k:])  # an outage: this one and the rest wait on disk for the store
-                    return
+                    return k
                 self.rejected += 1
                 self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
             self._ack([it])
+        return None
 
     def _to_spool(self, items: list[Item]) -> None:
         """Keep messages on disk while the store is away, then acknowledge them: the broker holds nothing back."""
@@ -280,16 +287,8 @@ class Ingest:
             try:
                 self._store(items)
             except Exception:
-                if not self.store.ping():
+                if self._one_by_one(items) is not None:  # still away (the ones stored meanwhile are stored once)
                     return self._later()
-                for it in items:  # the store answers but refuses one of them: find it, dead-letter it
-                    try:
-                        self._store([it])
-                    except Exception as e:
-                        if not (self.store.refused(e) and self.store.ping()):
-                            return self._later()
-                        self.rejected += 1
-                        self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
             self.spool.delete_through(rows[-1][0])
         log.warning("the store answers again: the spool is written")
         return True
