@@ -107,9 +107,13 @@ class Run:
     run_id: str
     scenario: Scenario
     store_url: str
-    finished: bool
-    plant: bool = False  # a real line's data (`twin connect`): no ground truth, no simulated KPIs
     status: str = "finished"  # run.json's (`sensors.store.ledger.run_status`): running, finished, failed, lost, ...
+    plant: bool = False  # a real line's data (`twin connect`): no ground truth, no simulated KPIs
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will come: it ended, however (finished, stopped, interrupted, failed or lost)."""
+        return self.status != "running"
 
     @property
     def label(self) -> str:
@@ -158,9 +162,8 @@ def _list_runs(root: str, ledger_path: str) -> list[Run]:
         except (OSError, ValueError, KeyError):
             continue
         if "run_id" in doc and doc.get("store"):
-            status = run_status(doc)
             out.append(Run(meta.parent, doc["run_id"], sc, os.environ.get("LINETWIN_STORE") or doc["store"],
-                           status != "running", doc.get("source") == "plant", status))
+                           run_status(doc), doc.get("source") == "plant"))
     return out
 
 

@@ -66,7 +66,7 @@ def run_status(doc: dict[str, Any]) -> str:
         except ProcessLookupError:
             return "lost"
         except PermissionError:  # alive, another user's
-            pass
+            return status
     return status
 
 
