@@ -110,6 +110,27 @@ def test_a_store_out_of_its_memory_limit_fails_the_run_with_a_message(tmp_path: 
     assert meta["status"] == "failed" and "Out of Memory" in meta["reason"]
 
 
+@pytest.mark.parametrize(("error", "said"), [
+    ("could not allocate block of size 256.0 KiB (63.9 MiB/64.0 MiB used)", "ran out of its memory limit"),
+    ("failed to allocate data of size 16.0 MiB (1.5 GiB/1.5 GiB used)", "ran out of its memory limit"),
+    ("failed to allocate data of size 16.0 MiB (20.1 MiB/64.0 MiB used)", "out of memory: the command stopped"),
+    ("Allocation failure", "out of memory: the command stopped"),
+    ("failed to allocate data of size 64.0 MiB", "out of memory: the command stopped"),
+])
+def test_the_store_s_own_memory_limit_is_told_apart_from_the_machine_s_memory(error: str, said: str) -> None:
+    """Only DuckDB's own limit nearly used up (its message gives used/limit) advises a larger memory_limit; an
+    allocation the system refused is the machine's memory, whatever DuckDB's wording."""
+    import duckdb
+
+    from twin.app.cli import resource_error
+
+    wrapped = RuntimeError("store failed")
+    wrapped.__cause__ = duckdb.OutOfMemoryException(error)
+    assert said in (resource_error(wrapped) or "")
+    assert "out of memory" in (resource_error(RuntimeError("can't start new thread")) or "")
+    assert resource_error(RuntimeError("something else")) is None
+
+
 @pytest.mark.slow
 def test_out_of_memory_mid_run_never_leaves_a_traceback_or_a_run_said_to_be_running(tmp_path: Path) -> None:
     """Real allocations failing: `twin run` under a shrinking address-space limit (RLIMIT_AS) until one run fails

@@ -7,6 +7,7 @@ Each command group lives in its own module (`cmd_run`, `cmd_plant`, `cmd_models`
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 
@@ -60,6 +61,23 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated("SIGTERM")
 
 
+_UNITS = {"B": 1, "bytes": 1, "KB": 1e3, "KiB": 2**10, "MB": 1e6, "MiB": 2**20, "GB": 1e9, "GiB": 2**30, "TB": 1e12,
+          "TiB": 2**40}
+
+
+def _at_own_limit(said: str) -> bool:
+    """Whether a DuckDB out-of-memory message says the allocation would pass its own memory_limit: "failed to
+    allocate data of size 2.0 MiB (216.0 KiB/976.5 KiB used)"."""
+    def size(number: str, unit: str) -> float:
+        return float(number) * _UNITS.get(unit, float("nan"))
+
+    m = re.search(r"\(([\d.]+) ?(\w+)/([\d.]+) ?(\w+) used\)", said)
+    if m is None:
+        return False
+    asked = re.search(r"of size ([\d.]+) ?(\w+)", said)
+    return size(m[1], m[2]) + (size(asked[1], asked[2]) if asked else 0.0) >= 0.9 * size(m[3], m[4])
+
+
 def resource_error(error: BaseException) -> str | None:
     """A full disk or exhausted memory anywhere in the error's chain, said in one paragraph with what to do; None
     for any other error."""
@@ -67,11 +85,14 @@ def resource_error(error: BaseException) -> str | None:
 
     seen: BaseException | None = error
     while seen is not None:
-        if type(seen).__name__ == "OutOfMemoryException" and "Allocation failure" not in str(seen):  # at the
-            # store's own memory_limit (an allocation the system refused is the machine's memory: below)
+        said = str(seen)
+        # DuckDB at the store's own memory_limit: "(63.9 MiB/64.0 MiB used)"; any other OutOfMemoryException
+        # ("Allocation failure", an allocation refused under an address-space limit) is the machine's memory
+        if type(seen).__name__ == "OutOfMemoryException" and _at_own_limit(said):
             return ("the DuckDB store ran out of its memory limit: the command stopped (a run's run.json says "
                     "`failed`); give the store more, e.g. --store 'duckdb:///path/twin.duckdb?memory_limit=1GB'")
-        if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryException":
+        if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryException" \
+                or (isinstance(seen, RuntimeError) and "can't start new thread" in said):
             return ("out of memory: the command stopped (a run's files written so far are closed and its run.json "
                     "says `failed`); run fewer replications side by side (--jobs), a shorter --duration, or on a "
                     "machine with more memory")
