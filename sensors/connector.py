@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from sensors.bus.broker import BrokerURL, connect, make_client
-from sensors.bus.payloads import deadletter_payload
+from sensors.bus.payloads import deadletter_payload, status_payload
 from sensors.connect import ConnectorConfig, Translated, Unmapped, translate
 from sensors.opcua import OpcUaReader
 from sensors.sparkplug import SparkplugReader
@@ -44,12 +44,19 @@ class Connector:
             self.opcua = OpcUaReader(cfg, self)
 
     def start(self) -> Connector:
+        def announce(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
+            c.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant"), qos=1, retain=True)
+
+        self.pub.on_connect = announce
         connect(self.pub, self.target)  # type: ignore[arg-type]
+        announce(self.pub, None, None, None, None)  # the ingest takes the plant's messages after it
         if self.sub is not None:
             filters = list(self.cfg.filters) + ([self.sparkplug.filter] if self.sparkplug else [])
 
             def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
                 c.subscribe([(f, 1) for f in filters])
+                if c is self.pub:
+                    announce(c, u, f, rc, p)
 
             self.sub.on_message = self._on_message
             if self.sub is not self.pub:

@@ -67,6 +67,35 @@ def default_spool(group: str, store_url: str) -> Path:
     return home() / "spool" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', group)}-{digest}.sqlite"
 
 
+class KnownRuns:
+    """The runs whose start (any status message of the run on the line's run topic) the ingest has seen, kept in a
+    file beside its spool: a restarted worker still takes the readings of a run it saw start, and readings of a run
+    no one announced (a stray or forged publisher) are refused."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._runs: set[str] = set()
+        if path.exists():
+            self._runs = {json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+    def add(self, run: str) -> None:
+        """Remember `run`, on disk before this returns (the status message is acknowledged after it)."""
+        if run in self._runs:
+            return
+        self._runs.add(run)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(run) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # known to this worker all the same; a restart learns it from the retained status
+            log.warning("could not note run %r in %s: %s", run, self.path, e)
+
+    def __contains__(self, run: object) -> bool:
+        return run in self._runs
+
+
 class Ingest:
     """One ingest worker: MQTT in, store out."""
 
@@ -96,6 +125,7 @@ class Ingest:
         self.rejected = 0
         self.write_errors = 0
         self.spool = Spool(spool or default_spool(group, store.url))
+        self.runs = KnownRuns(self.spool.path.with_suffix(".runs"))
         self.spooled = 0  # messages that waited in the spool for the store
         self._retry_at, self._pause = 0.0, 0.5  # when to try the store again while the spool holds messages
 
@@ -115,8 +145,9 @@ class Ingest:
         return self
 
     def _topics(self) -> list[tuple[str, int]]:
-        """Telemetry and states, and the run status (how many readings a run sent), at QoS 1."""
-        return [(f, 1) for f in [*self.filters(), f"{self.prefix}/run"]]
+        """The run status (a run's start, and how many readings it sent), then telemetry and states, at QoS 1: the
+        retained status of a run under way arrives before its readings."""
+        return [(f, 1) for f in [f"{self.prefix}/run", *self.filters()]]
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not getattr(rc, "is_failure", False):
@@ -134,22 +165,27 @@ class Ingest:
         try:
             item = parse(msg.topic, msg.payload)
         except ParseError as e:
-            self.rejected += 1
-            self._dead_letter(msg.topic, msg.payload, str(e))
-            if msg.qos:
-                client.ack(msg.mid, msg.qos)
-            return
+            return self._refuse(client, msg, str(e))
         except Exception as e:  # never raise on the network thread
-            self.rejected += 1
-            self._dead_letter(msg.topic, msg.payload, f"unexpected: {e!r}")
-            if msg.qos:
-                client.ack(msg.mid, msg.qos)
-            return
+            return self._refuse(client, msg, f"unexpected: {e!r}")
+        if item.run not in self.runs:
+            return self._refuse(client, msg, f"run {item.run!r} has not announced its start on "
+                                f"{'/'.join(msg.topic.split('/')[:3])}/run: a run's readings, states and levels "
+                                "are taken only after its `started` status")
         self._queue.put((msg.mid, msg.qos, item, msg.topic, bytes(msg.payload)))
+
+    def _refuse(self, client: mqtt.Client, msg: mqtt.MQTTMessage, reason: str) -> None:
+        """A message that cannot be stored goes to the dead-letter topic with the reason, and is acknowledged."""
+        self.rejected += 1
+        self._dead_letter(msg.topic, msg.payload, reason)
+        if msg.qos:
+            client.ack(msg.mid, msg.qos)
 
     def _run_status(self, payload: bytes | bytearray) -> None:
         try:
             status = json.loads(payload)
+            if isinstance(status.get("run"), str) and status["run"]:
+                self.runs.add(status["run"])
             if status.get("status") == "finished" and isinstance(status.get("readings"), int):
                 self.expected[str(status["run"])] = status["readings"]
         except (ValueError, AttributeError):

@@ -258,7 +258,7 @@ def test_a_message_the_store_refuses_is_isolated_and_dead_lettered(mosquitto: Mo
     """A write error holds no batch: the batch is retried message by message, the refused one dead-lettered with
     the store's reason, every other one stored; while the store does not answer at all, messages wait unacknowledged
     and are stored once it is back."""
-    from sensors.bus.payloads import telemetry_payload
+    from sensors.bus.payloads import status_payload, telemetry_payload
     from sensors.ingest import Ingest
     from sensors.store.duck import DuckStore
 
@@ -281,6 +281,7 @@ def test_a_message_the_store_refuses_is_isolated_and_dead_lettered(mosquitto: Mo
     dead, watcher = _dead_letters(mosquitto.url, topics.deadletter)
     pub = make_client(mosquitto.url, "mixer")
     connect(pub, mosquitto.url)
+    pub.publish(topics.run, status_payload("r", "started"), qos=1).wait_for_publish(5)
 
     def send(machine: str, first: int) -> None:
         payload = telemetry_payload("r", 0, "st", machine, {"x": "u"},
@@ -314,7 +315,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(mosquitto: Mosquitto, tm
     """A fuzzed stream of bad messages between good ones: ingest keeps running, all bad ones dead-lettered."""
     import random
 
-    from sensors.bus.payloads import telemetry_payload
+    from sensors.bus.payloads import status_payload, telemetry_payload
     from sensors.ingest import Ingest
 
     store = open_store(f"duckdb:///{tmp_path / 'dl.duckdb'}")
@@ -327,6 +328,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(mosquitto: Mosquitto, tm
     watcher.subscribe(topics.deadletter, 1)
     pub = make_client(mosquitto.url, "fuzzer")
     connect(pub, mosquitto.url)
+    pub.publish(topics.run, status_payload("r", "started"), qos=1).wait_for_publish(5)
     rng = random.Random(1)
     topic = topics.telemetry("st", "m1")
     good = 0
@@ -376,6 +378,8 @@ def test_publisher_spills_to_disk_while_the_broker_is_away(mosquitto: Mosquitto,
     topics = LineTopics("s", "a", "spill")
     ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, client_id="spill-ingest").start()
     pub = Publisher(mosquitto.url, topics, "spill-run", 0, spill_dir=tmp_path, max_memory=20_000, window=10).start()
+    pub.publish_status("started")
+    assert pub.flush(10)
     mosquitto.stop()
     from sensors.bus.payloads import telemetry_payload
     msgs = [(topics.telemetry("st", "m1"), telemetry_payload("spill-run", 0, "st", "m1", {"x": "u"},

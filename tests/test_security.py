@@ -204,6 +204,54 @@ def test_the_predictive_policy_orders_maintenance_only_for_its_own_forecasters_a
         orders.stop()
 
 
+def test_readings_of_a_run_before_its_start_are_refused_and_a_restarted_ingest_remembers_started_runs(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Readings for a run no one announced (a forger racing the twin, a stray publisher) are dead-lettered with the
+    reason, never stored in place of the real ones; once the run's `started` status is seen they are taken, also by
+    a worker restarted after the status was acknowledged (it notes started runs beside its spool)."""
+    from sensors.bus.payloads import LineTopics, status_payload, telemetry_payload
+    from tests.test_pipeline import _dead_letters
+
+    topics = LineTopics("s", "a", "early")
+    store = open_store(f"duckdb:///{tmp_path / 'early.duckdb'}")
+    spool = tmp_path / "spool.sqlite"
+    ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, spool=spool, client_id="early-ingest").start()
+    dead, watcher = _dead_letters(mosquitto.url, topics.deadletter)
+    pub = make_client(mosquitto.url, "early-bird")
+    connect(pub, mosquitto.url)
+
+    def send(first: int) -> None:
+        payload = telemetry_payload("real", 0, "st", "m1", {"x": "u"}, [["x", 1000 * (first + k), 9.9] for k in
+                                                                          range(10)])
+        pub.publish(topics.telemetry("st", "m1"), payload, qos=1).wait_for_publish(5)
+
+    def settle(stored: int, refused: int) -> None:
+        deadline = time.monotonic() + 20
+        while (store.count("real") < stored or len(dead) < refused) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    try:
+        send(0)  # before the run's start: refused
+        settle(0, 1)
+        assert store.count("real") == 0 and len(dead) == 1
+        assert "has not announced its start on s/a/early/run" in dead[0]["reason"]
+        pub.publish(topics.run, status_payload("real", "started"), qos=1).wait_for_publish(5)
+        send(10)
+        settle(10, 1)
+        assert store.count("real") == 10
+        ingest.stop()
+        ingest = Ingest(mosquitto.url, store, prefix=topics.prefix, spool=spool, client_id="early-ingest").start()
+        send(20)
+        settle(20, 1)
+        assert store.count("real") == 20 and len(dead) == 1
+    finally:
+        ingest.stop()
+        for c in (pub, watcher):
+            c.disconnect()  # type: ignore[attr-defined]
+            c.loop_stop()  # type: ignore[attr-defined]
+        store.close()
+
+
 @pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
 def test_the_embedded_broker_admits_no_anonymous_client_and_only_the_run_publishes(kind: str, tmp_path: Path) -> None:
     """`twin run`'s own broker: anonymous and wrong-password clients are refused; the viewer account (its password

@@ -157,6 +157,12 @@ def buffers_payload(run: str, replication: int, ts_ms: int, levels: dict[str, in
     return encode({"schema": SCHEMA_BUFFERS, "run": run, "replication": replication, "ts": ts_ms, "levels": levels})
 
 
+def status_payload(run: str, status: str, **extra: Any) -> bytes:
+    """A run's status on the line's run topic (retained): `started` first (the ingest takes a run's messages only
+    after it), `finished` with how many readings were sent."""
+    return encode({"schema": SCHEMA_RUN, "run": run, "status": status, **extra})
+
+
 def alert_payload(alert: dict[str, Any], key: bytes | None = None) -> bytes:
     """A fault alert (fields in docs/mqtt.md: state, severity, fault mode, probability, RUL, model, evidence); with
     `key`, signed (see `signed_by`)."""

@@ -22,11 +22,11 @@ from sensors.bank import Readings
 from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client
 from sensors.bus.payloads import (
     SCHEMA_KPI,
-    SCHEMA_RUN,
     LineTopics,
     buffers_payload,
     encode,
     state_payload,
+    status_payload,
     telemetry_payload,
 )
 from sensors.bus.spool import Spool
@@ -288,8 +288,7 @@ class Publisher:
         self.outbox.put_many([(self.topics.kpi, encode(doc), True)])
 
     def publish_status(self, status: str, **extra: Any) -> None:
-        self.outbox.put_many([(self.topics.run, encode({"schema": SCHEMA_RUN, "run": self.run_id,
-                                                        "status": status, **extra}), True)])
+        self.outbox.put_many([(self.topics.run, status_payload(self.run_id, status, **extra), True)])
 
     def flush(self, timeout: float = 600.0) -> bool:
         """Wait until every queued message has been acknowledged by the broker."""
