@@ -99,6 +99,9 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
      r"fault_modes\[2\]\.ttf: the mean time to failure must be at least 1 s"),
     (lambda d: d["stations"][1].update(initial=10**12), r"stations\[1\]\.initial: must be less than or equal"),
     (lambda d: d.update(start="1500-01-01T00:00:00"), r"start: must be between 1970 and 2200"),
+    (lambda d: d["machine_types"]["filler"]["fault_modes"][0].update(repair={"dist": "lognormal", "mean": "35 min",
+                                                                             "sd": 1e200}),
+     r"fault_modes\[0\]\.repair: sd 1e\+200 s is more than 1000 times the mean"),
 ])
 def test_user_mistakes_are_explained(tmp_path: Path, mutate: Any, expected: str) -> None:
     data = valid()

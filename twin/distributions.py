@@ -127,11 +127,28 @@ class Exponential(_ByMean):
 TAIL = 0.00135
 
 
-class Normal(_ByMean):
+#: the largest spread a time's sd may have relative to its mean (a repair of 40 min ± 3 days is already 110)
+MAX_CV = 1000.0
+
+
+class _BySpread(_ByMean):
+    """A distribution given by the mean and sd of the time itself, the sd within MAX_CV times the mean (a larger
+    spread is a typo, and its log-variance overflows)."""
+
+    sd: NonNegDuration
+
+    @model_validator(mode="after")
+    def _spread(self) -> _BySpread:
+        if self.sd > MAX_CV * self.mean_:
+            raise ValueError(f"sd {self.sd:g} s is more than {MAX_CV:g} times the mean ({self.mean_:g} s); check the "
+                             "units (e.g. '15 min', not 15 h)")
+        return self
+
+
+class Normal(_BySpread):
     """Normal times truncated at 0 (negative draws are redrawn)."""
 
     dist: Literal["normal"]
-    sd: NonNegDuration
 
     @property
     def lower_bound(self) -> float | None:
@@ -148,11 +165,10 @@ class Normal(_ByMean):
         return x
 
 
-class LogNormal(_ByMean):
+class LogNormal(_BySpread):
     """Right-skewed positive times (repairs), given by the mean and sd of the time itself."""
 
     dist: Literal["lognormal"]
-    sd: NonNegDuration
 
     @property
     def lower_bound(self) -> float | None:

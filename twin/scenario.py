@@ -951,7 +951,7 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
-                and repr(e["input"]) not in msg:
+                and repr(e["input"]) not in msg and ", got " not in msg:  # a validator that said it already
             msg = f"{msg}, got {e['input']!r}"
         parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
     for loc, msg in references:
