@@ -92,7 +92,10 @@ def resource_error(error: BaseException) -> str | None:
             return ("the DuckDB store ran out of its memory limit: the command stopped (a run's run.json says "
                     "`failed`); give the store more, e.g. --store 'duckdb:///path/twin.duckdb?memory_limit=1GB'")
         if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryException" \
-                or (isinstance(seen, RuntimeError) and "can't start new thread" in said):
+                or (isinstance(seen, RuntimeError) and "can't start new thread" in said) \
+                or (isinstance(seen, OSError) and seen.errno == errno.ENOMEM) \
+                or (isinstance(seen, ImportError) and ("cannot allocate memory" in said.lower()
+                                                       or "failed to map segment" in said)):  # a library's load
             return ("out of memory: the command stopped (a run's files written so far are closed and its run.json "
                     "says `failed`); run fewer replications side by side (--jobs), a shorter --duration, or on a "
                     "machine with more memory")
