@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,13 @@ class Mosquitto:
 
 
 # `make check` and `make test` run the tests on two processes (pytest-xdist). The test files that share an expensive
-# fixture form one group, which runs on one worker, so the fixture is made once: the forecasting runs and models
-# (`work`) and the generators (`gen`), the dashboard's run, the Dask cluster, the predictors' tables. (xdist's own
-# `--dist loadgroup` does not group under pytest 9: it renames items through an attribute pytest no longer reads.)
+# fixture form one group, which runs on one worker, so the fixture is made once: the forecasters' tests and the
+# generators' (`gen`), the dashboard's run, the Dask cluster, the predictors' tables. The forecasting runs and models
+# (`work`) both of the first two need are made once per session by whichever worker comes first (`shared_once`), so
+# those two groups run side by side. (xdist's own `--dist loadgroup` does not group under pytest 9: it renames items
+# through an attribute pytest no longer reads.)
 _GROUPS = {"test_compare.py::test_predictive_policy": "forecasting", "test_forecasting.py": "forecasting",
-           "test_synth.py": "forecasting", "test_dashboard.py": "dashboard", "test_cluster.py": "cluster",
+           "test_synth.py": "synth", "test_dashboard.py": "dashboard", "test_cluster.py": "cluster",
            "test_predictors.py": "tables"}  # a test file, or a file and the start of a test's name
 
 
@@ -201,11 +204,31 @@ def run_all(*commands: list[str], timeout: float = 600) -> list[subprocess.Compl
     return done
 
 
+def shared_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder `make` fills once per test session, whichever worker asks first (the others wait for it): the
+    session's base folder is shared by its xdist workers, so groups on different workers share the fixture."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base  # under xdist: the session's shared folder
+    d = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (d / ".made").exists():
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+            make(d)
+            (d / ".made").touch()
+    return d
+
+
 @pytest.fixture(scope="session")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Bottling: training runs (2 × 2 days, run to failure), a held-out run (another seed), LSTM and regression
-    models, made through the CLI once for every test that needs them."""
-    d = tmp_path_factory.mktemp("forecasting")
+    models, made through the CLI once for every test that needs them (once per session, shared by the workers)."""
+    return shared_once(tmp_path_factory, "forecasting", _make_work)
+
+
+def _make_work(d: Path) -> None:
     common = ("run", "scenarios/bottling.yaml", "--no-stream", "--policy", "run-to-failure", "--duration", "2 d")
     run_all(twin_cmd(*common, "--replications", 2, "--out", d / "train"),
             twin_cmd(*common, "--replications", 1, "--seed", 7, "--out", d / "heldout"))
@@ -214,4 +237,3 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       twin_cmd("train", d / "train", "--model", "regression", "--window", 30, "--out",
                                d / "regression"))
     (d / "train-lstm.txt").write_text(trained[0].stdout + trained[0].stderr, encoding="utf-8")
-    return d
