@@ -269,6 +269,16 @@ ALWAYS_WRITTEN = {"truth/states.parquet", "truth/events.parquet", "truth/parts.p
 PART_FILES = ("readings.parquet", "truth/health.parquet", *sorted(ALWAYS_WRITTEN))  # what `merge` takes from a part
 
 
+def _coded(values: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """Values → (int32 code of each, the distinct values in first-seen order): a dictionary without repeats, so the
+    Parquet writer encodes it the same way every run (a dictionary holding repeats came out in varying bytes)."""
+    distinct, first, codes = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # first-seen order, as the catalogue lists them
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[codes].astype(np.int32), pa.array(distinct[order])
+
+
 @dataclass
 class RunWriter:
     """Writes a run folder: readings.parquet, sensors.parquet, truth/*.parquet, kpis, summary.
@@ -286,6 +296,7 @@ class RunWriter:
     _files: dict[str, TableStream] = field(default_factory=dict)
     _kpis: list[pd.DataFrame] = field(default_factory=list)
     _catalog: pd.DataFrame | None = None
+    _names: tuple[tuple[np.ndarray, pa.Array], ...] | None = None
 
     def __post_init__(self) -> None:
         (self.out / "truth").mkdir(parents=True, exist_ok=True)
@@ -341,14 +352,16 @@ class RunWriter:
     def readings(self, line: Line, batch: Readings) -> None:
         if self._catalog is None:
             self._catalog = sensor_catalog(line)
-        cat = self._catalog
+        if self._names is None:  # each series' machine and sensor, as codes into dictionaries of distinct names
+            self._names = tuple(_coded(self._catalog[c].to_numpy()) for c in ("machine", "sensor"))
+        (machine_of, machines), (sensor_of, sensors) = self._names
         series = pa.array(batch.series)
         table = pa.table({
             "replication": pa.array(np.full(len(batch), line.replication, dtype=np.int32)),
             "t": pa.array(batch.t),
             "timestamp": pa.array(self._stamp(batch.t)),
-            "machine": pa.DictionaryArray.from_arrays(series, pa.array(cat.machine.to_numpy())),
-            "sensor": pa.DictionaryArray.from_arrays(series, pa.array(cat.sensor.to_numpy())),
+            "machine": pa.DictionaryArray.from_arrays(pa.array(machine_of[batch.series]), machines),
+            "sensor": pa.DictionaryArray.from_arrays(pa.array(sensor_of[batch.series]), sensors),
             "value": pa.array(batch.value),
         })
         self._file("readings.parquet").write(table.append_column("series", series) if self.part else table)
