@@ -75,8 +75,17 @@ class KnownRuns:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._runs: set[str] = set()
-        if path.exists():
-            self._runs = {json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        except OSError as e:
+            log.warning("could not read the started runs in %s: %s", path, e)
+            text = ""
+        self._cut = bool(text) and not text.endswith("\n")  # the next note starts on a line of its own
+        for line in filter(str.strip, text.splitlines()):
+            try:
+                self._runs.add(str(json.loads(line)))
+            except ValueError:  # a line cut short by a crash: that run's retained status tells it again
+                log.warning("skipped an unreadable line in %s", path)
 
     def add(self, run: str) -> None:
         """Remember `run`, on disk before this returns (the status message is acknowledged after it)."""
@@ -86,7 +95,8 @@ class KnownRuns:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(run) + "\n")
+                f.write(("\n" if self._cut else "") + json.dumps(run) + "\n")
+                self._cut = False
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:  # known to this worker all the same; a restart learns it from the retained status

@@ -28,3 +28,23 @@ def test_messages_stay_in_order_on_disk_until_handled_and_an_empty_spool_leaves_
     last.delete_through(last.peek(10)[-1][0])
     last.close()
     assert not path.exists() and not Path(f"{path}-wal").exists()
+
+
+def test_the_started_runs_beside_the_spool_survive_a_restart_and_a_line_cut_short(tmp_path: Path) -> None:
+    """The ingest's note of started runs: on disk when `add` returns, read back by the next worker; a last line cut
+    short by a crash is skipped (that run's retained status tells it again), never an error at start."""
+    from sensors.ingest import KnownRuns
+
+    path = tmp_path / "spool" / "ingest.runs"
+    runs = KnownRuns(path)
+    runs.add("line-1-run-a")
+    runs.add("line-1-run-a")  # once
+    runs.add('odd "name"')
+    assert "line-1-run-a" in runs and "other" not in runs
+    assert path.read_text().count("run-a") == 1
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('"line-1-run-b')  # the crash came mid-line
+    again = KnownRuns(path)
+    assert "line-1-run-a" in again and 'odd "name"' in again and "line-1-run-b" not in again
+    again.add("line-1-run-c")  # on a line of its own after the cut one
+    assert "line-1-run-c" in KnownRuns(path)
