@@ -144,12 +144,19 @@ class TableStream:
         self._buffer.append(table)
         self._buffered += table.num_rows
         if self._buffered >= self.rows:
-            self.flush()
+            self.flush(whole=True)
 
-    def flush(self) -> None:
-        if self._buffer and self._writer is not None:
-            self._background.submit(self._writer.write_table, pa.concat_tables(self._buffer), row_group_size=self.rows)
-        self._buffer, self._buffered = [], 0
+    def flush(self, whole: bool = False) -> None:
+        """Write what is buffered; `whole`: only whole row groups, the rest kept for the next, so the file's row
+        groups fall at the same rows however the tables came (a run on workers gives the same bytes as one here)."""
+        if not self._buffer or self._writer is None:
+            return
+        table = pa.concat_tables(self._buffer)
+        cut = table.num_rows - table.num_rows % self.rows if whole else table.num_rows
+        if cut:
+            self._background.submit(self._writer.write_table, table.slice(0, cut), row_group_size=self.rows)
+        rest = table.slice(cut)
+        self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> None:
         """Write what is left and give the file its name; a file whose writing failed (a full disk) keeps its hidden
@@ -171,12 +178,15 @@ class TableStream:
 
 
 def arrow_table(df: pd.DataFrame) -> pa.Table:
-    """A frame as Arrow with text columns typed as strings even when empty or all null, so every
-    replication's table has the same schema."""
+    """A frame as Arrow with text columns typed as strings even when empty or all null, and categories as
+    dictionaries of strings (what a Parquet file reads back as), so every replication's table, and a run merged from
+    workers' parts, has the same schema, byte for byte."""
     schema = pa.Schema.from_pandas(df, preserve_index=False)
     for i, name in enumerate(df.columns):
         if df[name].dtype == object:
             schema = schema.set(i, pa.field(name, pa.string()))
+        elif pa.types.is_dictionary(schema.field(i).type) and pa.types.is_large_string(schema.field(i).type.value_type):
+            schema = schema.set(i, pa.field(name, pa.dictionary(schema.field(i).type.index_type, pa.string())))
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
