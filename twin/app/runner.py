@@ -279,16 +279,6 @@ ALWAYS_WRITTEN = {"truth/states.parquet", "truth/events.parquet", "truth/parts.p
 PART_FILES = ("readings.parquet", "truth/health.parquet", *sorted(ALWAYS_WRITTEN))  # what `merge` takes from a part
 
 
-def _coded(values: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-    """Values → (int32 code of each, the distinct values in first-seen order): a dictionary without repeats, so the
-    Parquet writer encodes it the same way every run (a dictionary holding repeats came out in varying bytes)."""
-    distinct, first, codes = np.unique(values, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # first-seen order, as the catalogue lists them
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank[codes].astype(np.int32), pa.array(distinct[order])
-
-
 @dataclass
 class RunWriter:
     """Writes a run folder: readings.parquet, sensors.parquet, truth/*.parquet, kpis, summary.
@@ -362,8 +352,11 @@ class RunWriter:
     def readings(self, line: Line, batch: Readings) -> None:
         if self._catalog is None:
             self._catalog = sensor_catalog(line)
-        if self._names is None:  # each series' machine and sensor, as codes into dictionaries of distinct names
-            self._names = tuple(_coded(self._catalog[c].to_numpy()) for c in ("machine", "sensor"))
+        if self._names is None:  # each series' machine and sensor as codes into distinct names, first seen first: a
+            # dictionary holding a name once per series came out of the Parquet writer in varying bytes
+            self._names = tuple((codes.astype(np.int32), pa.array(names))
+                                for codes, names in (pd.factorize(self._catalog[c].to_numpy())
+                                                     for c in ("machine", "sensor")))
         (machine_of, machines), (sensor_of, sensors) = self._names
         series = pa.array(batch.series)
         table = pa.table({
