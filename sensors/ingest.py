@@ -186,7 +186,6 @@ class Ingest:
 
     def _refuse(self, client: mqtt.Client, msg: mqtt.MQTTMessage, reason: str) -> None:
         """A message that cannot be stored goes to the dead-letter topic with the reason, and is acknowledged."""
-        self.rejected += 1
         self._dead_letter(msg.topic, msg.payload, reason)
         if msg.qos:
             client.ack(msg.mid, msg.qos)
@@ -225,6 +224,8 @@ class Ingest:
         return bool(self.expected) and all(self._holds(r, n) for r, n in self.expected.items())
 
     def _dead_letter(self, topic: str, payload: bytes | bytearray, reason: str) -> None:
+        """Count a message as rejected and publish it on its line's dead-letter topic with the reason."""
+        self.rejected += 1
         levels = topic.split("/")
         prefix = "/".join(levels[:3]) if len(levels) >= 3 and "" not in levels[:3] else "linetwin"
         log.warning("rejected a message on %s: %s", topic, reason)
@@ -303,7 +304,6 @@ class Ingest:
             except Exception as e:
                 if not (self.store.refused(e) and self.store.ping()):
                     return k
-                self.rejected += 1
                 self._dead_letter(it[3], it[4], f"the store refused it: {str(e)[:300]}")
             self._ack([it])
         return None
@@ -328,7 +328,6 @@ class Ingest:
                 try:
                     items.append((0, 0, parse(topic, payload), topic, payload))
                 except ParseError as e:  # parsed when it arrived; a newer version may read it differently
-                    self.rejected += 1
                     self._dead_letter(topic, payload, str(e))
             try:
                 self._store(items)

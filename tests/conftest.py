@@ -210,7 +210,7 @@ def shared_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Calla
     from filelock import FileLock
 
     base = tmp_path_factory.getbasetemp()
-    root = base.parent if base.name.startswith("popen-gw") else base  # under xdist: the session's shared folder
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # under xdist: the session's own folder
     d = root / name
     with FileLock(str(root / f"{name}.lock")):
         if not (d / ".made").exists():
