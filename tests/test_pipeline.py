@@ -161,7 +161,9 @@ def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Pat
     args = ("ingest", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--store", db, "--line", line,
             "--client-id", "ingest-under-test", "--exit-when-complete")
     first = twin_cli(*args)
-    time.sleep(1.5)  # subscribed before the run starts
+    assert first.stderr is not None
+    while not first.stderr.readline().startswith("ingesting"):  # said once subscribed: before the run starts
+        assert first.poll() is None, first.stderr.read()
 
     def crash_and_restart() -> None:
         time.sleep(3.0)
@@ -178,9 +180,9 @@ def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Pat
     second = holder[0]
     try:
         second.wait(120)
-    finally:
-        if second.poll() is None:
-            second.kill()
+    except subprocess.TimeoutExpired:
+        second.kill()
+        pytest.fail(f"the restarted ingest did not complete the run:\n{second.communicate()[1][-3000:]}")
     assert first.returncode == -9 and second.returncode == 0, second.stderr.read() if second.stderr else ""
     assert_exactly_once(tmp_path, stats, db)
 
