@@ -108,11 +108,15 @@ class ShiftCalendar:
                 starts.append(max(s, 0.0))
                 ends.append(e)
         self.starts, self.ends = starts, ends
+        self._on = (0.0, 0.0)  # the shift of the last look-up that fell inside one: machines ask at every part
 
     def next_start(self, t: float) -> float | None:
         """None when t is inside a shift, else when the next shift starts (inf if none)."""
+        if self._on[0] <= t < self._on[1]:
+            return None
         i = bisect.bisect_right(self.ends, t)
         if i < len(self.starts) and self.starts[i] <= t:
+            self._on = (self.starts[i], self.ends[i])
             return None
         return self.starts[i] if i < len(self.starts) else float("inf")
 
@@ -153,17 +157,23 @@ class _ProductWork:
             for a, row in station.setup_matrix.items() for b, d in row.items()}
         self.last = -1
 
-    def start(self, product: int) -> Generator[simpy.Event, Any, float]:
-        """Set up for the product if it differs from the last one, then draw its cycle time."""
+    def needs_setup(self, product: int) -> bool:
+        """Whether starting this product takes a setup first (it differs from the last one and has one)."""
+        return self.last >= 0 and product != self.last and (self.last, product) in self.setups
+
+    def set_up(self, product: int) -> Generator[simpy.Event, Any, None]:
+        """The sequence-dependent setup from the last product to this one."""
         m = self.m
-        setup = self.setups.get((self.last, product)) if self.last >= 0 and product != self.last else None
-        if setup is not None:
-            names = m.line.product_names
-            detail = f"{names[self.last]} -> {names[product]}"
-            m.line.record(m, "changeover_start", detail=detail)
-            yield from m.set_up(setup())
-            m.line.record(m, "changeover_end", detail=detail)
+        names = m.line.product_names
+        detail = f"{names[self.last]} -> {names[product]}"
+        m.line.record(m, "changeover_start", detail=detail)
+        yield from m.set_up(self.setups[self.last, product]())
+        m.line.record(m, "changeover_end", detail=detail)
+
+    def start(self, product: int) -> float:
+        """Start the product (after its setup, `set_up`): its scrap rate, and its cycle time drawn."""
         self.last = product
+        m = self.m
         m.scrap_base = self.scrap[product]
         m.log.begun_product.append(product)
         return self.cycles[product]()
@@ -219,7 +229,6 @@ class Machine:
         self.scrap_base = station.scrap
         self.scrap_max = max([self.scrap_base, *station.scrap_by_product.values()]) + \
             sum(f.scrap_increase for f in self.modes)  # at full wear
-        self._u = 0.0
         self.policy: MaintenancePolicy = line.policy_for(self)
         self.calendar_clock = mtype.clock == "calendar"
         self.work_rate = 1.0 if self.calendar_clock else (station.load / mtype.reference_load) ** mtype.load_exponent
@@ -309,13 +318,14 @@ class Machine:
         """Log a change of state (down: with the failed fault mode as its reason); the clocks are brought up to now
         only at changes (they run linearly between)."""
         self.off_shift_wait = -1
-        if s == self.state:
+        old = self.state
+        if s == old:
             return
-        now = self.env.now
-        if self.state >= 0:
+        now = self.env._now
+        if old >= 0:
             dt_ = now - self.t_last
-            self.clock += dt_ * self.rates[self.state]
-            if self.state == WORKING:
+            self.clock += dt_ * self.rates[old]
+            if old == WORKING:
                 self.work_time += dt_
         self.t_last = now
         self.state = s
@@ -326,18 +336,18 @@ class Machine:
         log.clock.append(self.clock)
 
     def clock_now(self) -> float:
-        return self.clock + (self.env.now - self.t_last) * self.rates[self.state]
+        return self.clock + (self.env._now - self.t_last) * self.rates[self.state]
 
     def now(self) -> float:
         """Simulation time (seconds since the start)."""
-        return float(self.env.now)
+        return float(self.env._now)
 
     def operating_time(self) -> float:
         """Seconds this machine has worked since the start."""
-        return self.work_time + (self.env.now - self.t_last if self.state == WORKING else 0.0)
+        return self.work_time + (self.env._now - self.t_last if self.state == WORKING else 0.0)
 
     def work_time_since_service(self) -> float:
-        extra = self.env.now - self.t_last if self.state == WORKING else 0.0
+        extra = self.env._now - self.t_last if self.state == WORKING else 0.0
         return self.work_time + extra - self.work_at_service
 
     def wear(self, i: int) -> float:
@@ -345,14 +355,11 @@ class Machine:
         age = (self.clock_now() - self.born[i]) / self.life[i]
         return min(1.0, max(0.0, age)) ** self.modes[i].progression
 
-    def scrap_u(self) -> float:
-        self._u = self.draws.scrap()
-        return self._u
-
-    def _scrap_draw_hits(self) -> bool:
-        """Whether the last draw scraps the part; wear is only evaluated when the draw could scrap it."""
+    def _scrap_draw_hits(self, u: float) -> bool:
+        """Whether the uniform draw u scraps the part (the caller checked that it could: u < scrap_max); wear is
+        only evaluated then."""
         p = self.scrap_base + sum(self.modes[i].scrap_increase * self.wear(i) for i in self.wear_modes)
-        return self._u < p
+        return u < p
 
     def clock_at_wear(self, level: float) -> float:
         """The reliability-clock reading at which the first wear mode reaches `level` (cached per life)."""
@@ -390,7 +397,7 @@ class Machine:
         # the wiring is fixed once the line is built: keep the hot loop on local names
         w = self.wiring
         inbuf, outbuf, inslots, outslots = w.inbuf, w.outbuf, w.inslots, w.outslots
-        cycle, setup = self.draws.cycle, self.draws.setup
+        cycle, setup, scrap_u = self.draws.cycle, self.draws.setup, self.draws.scrap
         work_rate, scrap_max, calendar_clock = self.work_rate, self.scrap_max, self.calendar_clock
         finished = self.log.finished.append
         begun = self.log.begun.append
@@ -429,10 +436,14 @@ class Machine:
             else:
                 if inbuf.starving():
                     self._waiting(STARVED)
-                if calendar_clock:
-                    pid = yield from self._wait(inbuf.get, inbuf.cancel)
-                elif opportunistic is not None:
-                    pid = yield from self._idle(inbuf.get())
+                if calendar_clock or opportunistic is not None:  # the waits: only a part not there yet needs one
+                    ev = inbuf.get()
+                    if ev.triggered:
+                        pid = yield ev
+                    elif calendar_clock:
+                        pid = yield from self._wait(inbuf.get, inbuf.cancel, ev)
+                    else:
+                        pid = yield from self._idle(ev)
                 else:
                     pid = yield inbuf.get()
             if bbs and outslots is not None:
@@ -447,17 +458,20 @@ class Machine:
                 yield env.timeout(min(cal.next_start(env.now) or env.now, line.horizon + 1) - env.now)
             # work it
             if products is not None:
-                d = yield from products.start(line.product[pid])
+                product = line.product[pid]
+                if products.needs_setup(product):
+                    yield from products.set_up(product)
+                d = products.start(product)
             else:
                 d = cycle()
-            now = env.now
+            now = env._now
             if run_pool is not None:
                 operator = self.operator = yield from run_pool.acquire(self)
-                now = env.now
+                now = env._now
             begun(now)
             if self.state != WORKING:
                 self._set_state(WORKING)
-            if self.fail_clock - self.clock - (env.now - self.t_last) * work_rate >= d * work_rate:
+            if self.fail_clock - self.clock - (env._now - self.t_last) * work_rate >= d * work_rate:
                 yield env.timeout(d)
             else:
                 yield from self._work_failing(d)
@@ -469,9 +483,9 @@ class Machine:
             if inslots is not None:
                 inslots.put(1)  # before-service: the part no longer holds space up to here
             if is_constraint:
-                line.passed[pid] = env.now
+                line.passed[pid] = env._now
             # hand it on
-            if scrap_max and self.scrap_u() < scrap_max and self._scrap_draw_hits():
+            if scrap_max and (u := scrap_u()) < scrap_max and self._scrap_draw_hits(u):
                 line.scrap(pid, self)
                 if outslots is not None and bbs:
                     outslots.put(1)
@@ -489,13 +503,17 @@ class Machine:
             assert dest is not None
             if not bbs and dest.full():
                 self._waiting(BLOCKED)
-            if calendar_clock:
-                yield from self._wait(partial(dest.put, pid), dest.cancel)
-            elif opportunistic is not None:
-                yield from self._idle(dest.put(pid))
+            if calendar_clock or opportunistic is not None:
+                ev = dest.put(pid)
+                if ev.triggered:
+                    yield ev
+                elif calendar_clock:
+                    yield from self._wait(partial(dest.put, pid), dest.cancel, ev)
+                else:
+                    yield from self._idle(ev)
             else:
                 yield dest.put(pid)
-            finished(env.now)
+            finished(env._now)
 
     def _assemble(self, inputs: list[tuple[Buffer, int]]) -> Generator[simpy.Event, Any, int]:
         """Take the parts of one assembly from the feeders' buffers, in order, holding those already taken; the
@@ -523,11 +541,12 @@ class Machine:
             d -= ttf
             yield from self._fail()
 
-    def _wait(self, request: Callable[[], simpy.Event],
-              cancel: Callable[[simpy.Event], None]) -> Generator[simpy.Event, Any, Any]:
-        """Wait for a part or for space while the calendar clock runs: a failure may come first."""
+    def _wait(self, request: Callable[[], simpy.Event], cancel: Callable[[simpy.Event], None],
+              ev: simpy.Event | None = None) -> Generator[simpy.Event, Any, Any]:
+        """Wait for a part or for space while the calendar clock runs: a failure may come first (`ev`: the
+        request already made)."""
         env, cal = self.env, self.line.calendar
-        ev = request()
+        ev = request() if ev is None else ev
         while True:
             rate = self.rates[self.state]
             ttf = max(0.0, (self.fail_clock - self.clock_now()) / rate) if rate else float("inf")
@@ -536,7 +555,7 @@ class Machine:
             if ev.triggered or ttf == float("inf"):
                 return (yield ev)
             waiting_state = self.state
-            yield ev | env.timeout(ttf)
+            yield first_of(env, ev, env.timeout(ttf))
             if ev.triggered:
                 return ev.value
             if self.clock_now() < self.fail_clock - 1e-9:
@@ -574,7 +593,7 @@ class Machine:
                     self._set_state(waiting)
                 continue
             self.wake = self.env.event()
-            yield ev | self.wake
+            yield first_of(self.env, ev, self.wake)
             self.wake = None
         return (yield ev)
 
@@ -640,6 +659,21 @@ class Machine:
         self.line.record(self, "maintenance_end", detail=reason)
 
 
+def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event) -> simpy.Event:
+    """An event that fires when the first of a and b has fired, in the same step of the queue as `a | b` would
+    (so the order of simultaneous events stays the same), without building a condition's value: the machines
+    wait on one of these at gets and puts, where building and evaluating a `simpy.AnyOf` costs several plain events."""
+    relay = simpy.Event(env)
+
+    def fire(_: simpy.Event) -> None:
+        if not relay.triggered:  # the later of the two, or one left over from a wait that ended, does nothing
+            relay.succeed()
+
+    a.callbacks.append(fire)  # type: ignore[union-attr]  # both are pending: a processed event has no callbacks
+    b.callbacks.append(fire)  # type: ignore[union-attr]
+    return relay
+
+
 def _cancel_request(ev: simpy.Event) -> None:
     ev.cancel()  # type: ignore[attr-defined]  # a simpy resource request
 
@@ -666,11 +700,11 @@ class Buffer:
             if self.putters:  # room now: the longest-blocked machine hands its part over
                 put, item = self.putters.popleft()
                 self.items.append(item)
-                self.arrived.append(self.env.now)
+                self.arrived.append(self.env._now)
                 put.succeed()
         elif self.putters:  # capacity 0: take the part straight from a blocked machine
             put, item = self.putters.popleft()
-            self.arrived.append(self.env.now)
+            self.arrived.append(self.env._now)
             ev.succeed(item)
             put.succeed()
         else:
@@ -681,11 +715,11 @@ class Buffer:
         """An event that fires once the part is in the buffer (or in a machine that was waiting)."""
         ev = simpy.Event(self.env)
         if self.getters:
-            self.arrived.append(self.env.now)
+            self.arrived.append(self.env._now)
             self.getters.popleft().succeed(item)
             ev.succeed()
         elif len(self.items) < self.capacity:
-            self.arrived.append(self.env.now)
+            self.arrived.append(self.env._now)
             self.items.append(item)
             ev.succeed()
         else:
@@ -989,7 +1023,7 @@ class Line:
 
     # --- parts and events ------------------------------------------------------------------------
     def new_part(self) -> int:
-        self.entry.append(self.env.now)
+        self.entry.append(self.env._now)
         self.exit.append(float("nan"))
         self.passed.append(float("nan"))
         self.into.append(-1)
@@ -998,12 +1032,12 @@ class Line:
         return len(self.entry) - 1
 
     def finish(self, pid: int, m: Machine) -> None:
-        self.exit[pid] = self.env.now
-        m.log.finished.append(self.env.now)
+        self.exit[pid] = self.env._now
+        m.log.finished.append(self.env._now)
 
     def consume(self, pid: int, into: int) -> None:
         """A part went into an assembly (carried on as part `into`): it leaves the line as a part of its own."""
-        self.exit[pid] = self.env.now
+        self.exit[pid] = self.env._now
         self.scrapped_at[pid] = CONSUMED
         self.into[pid] = into
 
@@ -1022,9 +1056,9 @@ class Line:
         return exit_, code
 
     def scrap(self, pid: int, m: Machine) -> None:
-        self.exit[pid] = self.env.now
+        self.exit[pid] = self.env._now
         self.scrapped_at[pid] = m.station_idx
-        m.log.scrapped.append(self.env.now)
+        m.log.scrapped.append(self.env._now)
 
     def record(self, m: Machine, kind: str, fault_mode: str = "", detail: str = "") -> None:
         self.events.append(Event(self.env.now, m.name, kind, fault_mode, detail))
