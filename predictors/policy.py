@@ -92,9 +92,10 @@ def _buffer_covers(machine: Machine) -> bool:
     """Whether the parts waiting after this machine keep the next station working through a maintenance stop."""
     buf = machine.wiring.outbuf
     if buf is None:
-        return True  # the last station: nothing downstream to starve
-    line = machine.line
-    nxt = line.scenario.stations[machine.station_idx + 1]
+        return True  # the last station, or one whose router spreads the parts: nothing one buffer can tell
+    sc = machine.line.scenario
+    # the station after it: in a graph line its one successor (a station with several has a router, no outbuf)
+    nxt = sc.stations[sc.successors(machine.station_idx)[0][0] if sc.is_graph else machine.station_idx + 1]
     need = machine.mtype.maintenance.duration.mean / (nxt.cycle_time.mean / len(nxt.machine_names))
     return len(buf.items) >= min(need, buf.capacity * 0.8)
 

@@ -100,12 +100,12 @@ class ConditionBased:
     each wear mode's signature times its wear plus the sensor's white noise (its own draws: drift, spikes and lag
     are left out), so the policy sees wear only as well as the sensor shows it."""
 
-    def __init__(self, level: float, effects: list[tuple[int, float]], noise: float, threshold: float,
+    def __init__(self, level: float, effects: list[tuple[int, float, float]], noise: float, threshold: float,
                  time_constant: float, rng: np.random.Generator, interval: float = 0.0) -> None:
+        # effects: per wear mode the sensor shows, (mode index, signature, the mode's progression)
         self.level, self.effects, self.noise, self.threshold, self.tau = level, effects, noise, threshold, time_constant
         self.interval = interval  # the monitor's update interval: decisions in between reuse the last value
-        self.rising = sum(e for _, e in effects) >= 0  # wear moves the reading up (or down)
-        self.progressions: list[float] = []  # per effect: its mode's progression (set by policy_from_spec)
+        self.rising = sum(e for _, e, _ in effects) >= 0  # wear moves the reading up (or down)
         self.normal = _Normals(rng)
         self.value = level
         self.t = -1.0
@@ -117,9 +117,10 @@ class ConditionBased:
         clock = machine.clock_now()
         born, life = machine.born, machine.life
         x = self.level
-        for (i, e), k in zip(self.effects, self.progressions):  # the machine's wear, inline: this runs per cycle
+        for i, e, k in self.effects:  # the machine's wear, inline: this runs per cycle
             age = (clock - born[i]) / life[i]
-            x += e * (1.0 if age >= 1.0 else age**k if age > 0.0 else 0.0)
+            if age > 0.0:
+                x += e if age >= 1.0 else e * age**k
         if self.noise:
             buf = self.normal.buf
             x += self.noise * (buf.pop() if buf else self.normal())
@@ -209,14 +210,12 @@ def policy_from_spec(mtype: MachineType, load: float, rng: np.random.Generator) 
     if spec.policy == "condition-based":
         assert spec.sensor is not None and spec.threshold is not None  # the schema requires them
         sensor = next(s for s in mtype.sensors if s.name == spec.sensor)
-        effects = [(i, fm.signature.get(sensor.name, 0.0)) for i, fm in enumerate(mtype.fault_modes)
+        effects = [(i, fm.signature[sensor.name], fm.progression) for i, fm in enumerate(mtype.fault_modes)
                    if fm.kind == "wear" and fm.signature.get(sensor.name)]
         level = sensor.working + sensor.load_gain * (load - mtype.reference_load)
         # the monitor updates its filtered value at the sensor's period, at least 20 times per time constant
         interval = max(sensor.period, spec.filter / 20)
-        policy = ConditionBased(level, effects, sensor.noise, spec.threshold, spec.filter, rng, interval)
-        policy.progressions = [mtype.fault_modes[i].progression for i, _ in effects]
-        return policy
+        return ConditionBased(level, effects, sensor.noise, spec.threshold, spec.filter, rng, interval)
     if spec.policy == "inspection":
         assert spec.inspect_every is not None and spec.wear_limit is not None
         return Inspection(spec.inspect_every, spec.wear_limit, spec.measurement_error, rng)

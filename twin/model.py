@@ -404,6 +404,7 @@ class Machine:
         is_last, is_constraint, router, inputs = w.is_last, w.is_constraint, w.router, w.inputs
         products, opportunistic = self.products, self.opportunistic
         run_pool = self.pool_for("run")
+        waiting = self._waiting if cal is not None else self._set_state  # without a calendar no wait is off shift
         if self.resume is not None:
             state, mode, since = self.resume
             self.resume = None
@@ -435,7 +436,7 @@ class Machine:
                 pid = line.new_part()
             else:
                 if inbuf.starving():
-                    self._waiting(STARVED)
+                    waiting(STARVED)
                 if calendar_clock or opportunistic is not None:  # the waits: only a part not there yet needs one
                     ev = inbuf.get()
                     if ev.triggered:
@@ -448,7 +449,7 @@ class Machine:
                     pid = yield inbuf.get()
             if bbs and outslots is not None:
                 if outslots.level < 1 or outslots.get_queue:
-                    self._waiting(BLOCKED)
+                    waiting(BLOCKED)
                 if calendar_clock:
                     yield from self._wait(partial(outslots.get, 1), _cancel_request)
                 else:
@@ -502,7 +503,7 @@ class Machine:
                 dest = outbuf
             assert dest is not None
             if not bbs and dest.full():
-                self._waiting(BLOCKED)
+                waiting(BLOCKED)
             if calendar_clock or opportunistic is not None:
                 ev = dest.put(pid)
                 if ev.triggered:
@@ -746,8 +747,8 @@ class Buffer:
 
 
 class Router:
-    """Where a station's finished parts go in a graph line: by probability, round robin or to the shortest queue
-    (None: out of the line). One per station, shared by its parallel machines."""
+    """Where a station's finished parts go in a graph line where it has more than one way on: by probability, round
+    robin or to the shortest queue (None: out of the line). One per station, shared by its parallel machines."""
 
     def __init__(self, dests: list[Buffer | None], mode: str, probs: list[float], rng: np.random.Generator) -> None:
         self.dests, self.mode = dests, mode
@@ -757,8 +758,6 @@ class Router:
 
     def pick(self) -> Buffer | None:
         dests = self.dests
-        if len(dests) == 1:
-            return dests[0]
         if self.mode == "probability":
             return dests[min(bisect.bisect_right(self.cum, self.u() * self.cum[-1]), len(dests) - 1)]
         if self.mode == "round-robin":
@@ -980,10 +979,14 @@ class Line:
             for k, p in sc.successors(si):
                 dests.append(None if k < 0 else inputs[k][st.name] if k in inputs else self.buffers[k])
                 probs.append(p if p is not None else 1.0)
-            router = Router(dests, st.route, probs, rng_for(sc.seed, self.replication, group[0].slot, STREAM_ROUTE))
+            # one way on: wired like a serial line (no choice, so no draw is skipped); else a router chooses
+            router = Router(dests, st.route, probs, rng_for(sc.seed, self.replication, group[0].slot, STREAM_ROUTE)) \
+                if len(dests) > 1 else None
             for m in group:
                 m.wiring.inbuf = self.buffers[si]
                 m.wiring.router = router
+                if router is None:
+                    m.wiring.outbuf, m.wiring.is_last = dests[0], dests[0] is None
                 if si in inputs:
                     m.wiring.inputs = [(inputs[si][f], q) for f, q in (st.assemble or {}).items()]
         self.station_inputs.update(inputs)
