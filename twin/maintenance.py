@@ -111,27 +111,32 @@ class ConditionBased:
         self.t = -1.0
         self.renewals = -1
 
-    def reading(self, machine: Machine, now: float) -> float:
-        """Measure at `now` and update the filtered value (restarting it after a renewal: a new part, a new
-        baseline)."""
-        clock = machine.clock_now()
-        born, life = machine.born, machine.life
-        x = self.level
-        for i, e, k in self.effects:  # the machine's wear, inline: this runs per cycle
-            age = (clock - born[i]) / life[i]
-            if age > 0.0:
-                x += e if age >= 1.0 else e * age**k
-        if self.noise:
-            buf = self.normal.buf
-            x += self.noise * (buf.pop() if buf else self.normal())
-        if machine.renewals != self.renewals or self.t < 0:
-            self.value, self.renewals = x, machine.renewals
-        elif self.tau > 0:
-            self.value += (1.0 - math.exp(-(now - self.t) / self.tau)) * (x - self.value)
-        else:
-            self.value = x
-        self.t = now
-        return self.value
+    def due(self, machine: Machine) -> str | None:
+        """Maintain when the filtered reading has passed the threshold. The monitor measures when its interval has
+        passed since the last measurement (or the machine was renewed: a new part, a new baseline, the filter
+        restarts); decisions in between see the last filtered value. One function: this runs at every cycle."""
+        now = machine.now()
+        renewals = machine.renewals
+        if now - self.t >= self.interval or renewals != self.renewals:
+            clock = machine.clock_now()
+            born, life = machine.born, machine.life
+            x = self.level
+            for i, e, k in self.effects:  # the machine's wear, inline
+                age = (clock - born[i]) / life[i]
+                if age > 0.0:
+                    x += e if age >= 1.0 else e * age**k
+            if self.noise:
+                buf = self.normal.buf
+                x += self.noise * (buf.pop() if buf else self.normal())
+            if renewals != self.renewals or self.t < 0:
+                self.value, self.renewals = x, renewals
+            elif self.tau > 0:
+                self.value += (1.0 - math.exp(-(now - self.t) / self.tau)) * (x - self.value)
+            else:
+                self.value = x
+            self.t = now
+        v = self.value
+        return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
 
     def progress(self, machine: Machine) -> float:
         """The last filtered reading's way from the new machine's level to the threshold (no new measurement)."""
@@ -139,14 +144,6 @@ class ConditionBased:
             return 0.0
         span = self.threshold - self.level
         return (self.value - self.level) / span if span else 1.0
-
-    def due(self, machine: Machine) -> str | None:
-        now = machine.now()
-        if now - self.t < self.interval and machine.renewals == self.renewals:
-            v = self.value  # between updates of the monitor
-        else:
-            v = self.reading(machine, now)
-        return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
 
 
 class Inspection:
