@@ -136,17 +136,21 @@ def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:
         load_scenario(tmp_path / "b.yaml")
 
 
+@pytest.mark.parametrize("graph", [False, True])
 @pytest.mark.parametrize(("defer", "latest", "served"), [("none", 1e9, (0.0, 1.0)), ("buffer", 1e9, (12.0, 20.0)),
                                                           ("buffer", 5.0, (5.0, 6.5))])
 def test_a_predictive_order_can_wait_until_the_buffer_covers_the_stop(defer: str, latest: float,
-                                                                      served: tuple[float, float]) -> None:
+                                                                      served: tuple[float, float], graph: bool) -> None:
     """Station a (1 s a part) feeds b (2 s) through a buffer of 10; a's service takes 60 s = 30 parts of b, so
-    deferring waits for 8 parts (80 % of the buffer), about 16 s, unless the forecast says it cannot wait."""
+    deferring waits for 8 parts (80 % of the buffer), about 16 s, unless the forecast says it cannot wait. The same
+    written as a graph (`next:`): deferring once never waited there."""
     from predictors.policy import Orders, Predictive
     from tests.helpers import const, scenario
 
-    sc = scenario([{"name": "a", "cycle_time": const(1.0)}, {"name": "b", "cycle_time": const(2.0), "buffer": 10}],
+    a = {"name": "a", "cycle_time": const(1.0), **({"next": "b"} if graph else {})}
+    sc = scenario([a, {"name": "b", "cycle_time": const(2.0), "buffer": 10}],
                   {"m": {"maintenance": {"duration": const(60.0)}}}, duration=200.0)
+    assert sc.is_graph == graph
     orders = Orders()
     orders.place("a", "test", 0.0, latest)
     line = Line(sc, 0, policy=lambda m: Predictive(orders, defer) if m.name == "a" else Predictive(Orders()))
