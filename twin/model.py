@@ -321,6 +321,7 @@ class Machine:
         old = self.state
         if s == old:
             return
+        # here and in the other per-event paths: SimPy's clock attribute, not its `now` property (a call per read)
         now = self.env._now
         if old >= 0:
             dt_ = now - self.t_last
