@@ -100,7 +100,7 @@ def bench_scenario(name: str, raw_per_event: float) -> dict[str, float]:
 
 def main() -> None:
     # the limit is measured again right before each scenario (this machine's speed drifts: shared cores)
-    raw = best_of(3, raw_simpy)
+    raw = best_of(5, raw_simpy)
     print(f"limit: raw SimPy timeouts  {1 / raw:12,.0f} events/s  ({raw * 1e9:.0f} ns/event; measured again before "
           f"each scenario, column 'raw ns')")
     print()
@@ -109,7 +109,7 @@ def main() -> None:
     print(header)
     results = {}
     for name in ("body_shop.yaml", "bottling.yaml", "cnc_cell.yaml", "body_shop_merge.yaml", "packaging.yaml"):
-        raw = best_of(3, raw_simpy)
+        raw = best_of(5, raw_simpy)
         r = bench_scenario(name, raw)
         r["raw_ns"] = raw * 1e9
         results[name] = r
