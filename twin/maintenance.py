@@ -116,8 +116,8 @@ class ConditionBased:
         passed since the last measurement (or the machine was renewed: a new part, a new baseline, the filter
         restarts); decisions in between see the last filtered value. One function: this runs at every cycle."""
         now = machine.now()
-        renewals = machine.renewals
-        if now - self.t >= self.interval or renewals != self.renewals:
+        renewals, t = machine.renewals, self.t
+        if now - t >= self.interval or renewals != self.renewals:
             clock = machine.clock_now()
             born, life = machine.born, machine.life
             x = self.level
@@ -128,10 +128,10 @@ class ConditionBased:
             if self.noise:
                 buf = self.normal.buf
                 x += self.noise * (buf.pop() if buf else self.normal())
-            if renewals != self.renewals or self.t < 0:
+            if renewals != self.renewals or t < 0:
                 self.value, self.renewals = x, renewals
             elif self.tau > 0:
-                self.value += (1.0 - math.exp(-(now - self.t) / self.tau)) * (x - self.value)
+                self.value += (1.0 - math.exp((t - now) / self.tau)) * (x - self.value)
             else:
                 self.value = x
             self.t = now
