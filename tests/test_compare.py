@@ -168,3 +168,25 @@ def test_sensor_based_monitoring_sits_between_run_to_failure_and_perfect_monitor
     assert cost["run-to-failure"] > cost["condition-based"] > cost["perfect-monitoring"]
     wear = cmp.summary().query("kpi == 'wear at maintenance'").set_index("policy")["mean"]
     assert wear["condition-based"] < wear["perfect-monitoring"]  # noise makes it act early: life thrown away
+
+
+@pytest.mark.parametrize(("take", "served"), [(1, (17.0, 24.0)), (2, (56.0, 66.0))])
+def test_a_deferred_order_in_front_of_an_assembly_counts_the_parts_it_takes(take: int,
+                                                                             served: tuple[float, float]) -> None:
+    """Feeders a and b (1 s a part) feed an assembly c (4 s) taking one a and `take` b's, through buffers of 100.
+    b's service takes 60 s = 15 cycles of c: the order waits for 15 × `take` b's in the buffer. c draws
+    `take` / 4 of them a second, so they pile up at 1 - take/4 a second: about 20 s for one (15 ÷ 0.75), about
+    60 s for two (30 ÷ 0.5)."""
+    from predictors.policy import Orders, Predictive
+    from tests.helpers import const, scenario
+
+    sc = scenario([{"name": "a", "cycle_time": const(1.0), "next": "c"},
+                   {"name": "b", "cycle_time": const(1.0), "next": "c"},
+                   {"name": "c", "cycle_time": const(4.0), "buffer": 100, "assemble": {"a": 1, "b": take}}],
+                  {"m": {"maintenance": {"duration": const(60.0)}}}, duration=300.0)
+    orders = Orders()
+    orders.place("b", "test", 0.0, 1e9)
+    line = Line(sc, 0, policy=lambda m: Predictive(orders, "buffer") if m.name == "b" else Predictive(Orders()))
+    line.run(sc.duration)
+    order = [e for e in line.events if e.kind == "maintenance_order" and e.machine == "b"]
+    assert len(order) == 1 and served[0] <= order[0].t <= served[1], order
