@@ -291,3 +291,29 @@ def test_opportunistic_maintenance_uses_the_stops_of_the_line() -> None:
     with_opp = kpi(replicate(_opportunity_line(0.6), 4), "throughput [parts/h]").mean()
     without = kpi(replicate(_opportunity_line(None), 4), "throughput [parts/h]").mean()
     assert with_opp > without
+
+
+@pytest.mark.parametrize("relay_first", [True, False])
+def test_first_of_resumes_in_the_same_step_as_a_condition(relay_first: bool) -> None:
+    """A machine waiting on `first_of(ev, other)` resumes exactly where one waiting on `ev | other` would: two
+    waiters set up in either order resume in that order when ev fires, at the same time; the event that fires
+    second does nothing."""
+    import simpy
+
+    from twin.model import first_of
+
+    env = simpy.Environment()
+    ev, order = env.event(), []
+
+    def waiter(name: str) -> object:
+        other = env.timeout(5.0)
+        yield first_of(env, ev, other) if name == "relay" else ev | other
+        order.append((name, env.now))
+
+    names = ["relay", "condition"] if relay_first else ["condition", "relay"]
+    for name in names:
+        env.process(waiter(name))
+    env.run(until=1.0)
+    ev.succeed()
+    env.run(until=10.0)  # the timeouts fire at 5 s, after both have resumed: nothing more happens
+    assert order == [(name, 1.0) for name in names]
