@@ -403,9 +403,10 @@ class Machine:
         finished = self.log.finished.append
         begun = self.log.begun.append
         is_last, is_constraint, router, inputs = w.is_last, w.is_constraint, w.router, w.inputs
-        products, opportunistic = self.products, self.opportunistic
+        products = self.products
         run_pool = self.pool_for("run")
         waiting = self._waiting if cal is not None else self._set_state  # without a calendar no wait is off shift
+        waits = calendar_clock or self.opportunistic is not None  # a request not met at once: waited for in _waiter
         if self.resume is not None:
             state, mode, since = self.resume
             self.resume = None
@@ -438,16 +439,11 @@ class Machine:
             else:
                 if inbuf.starving():
                     waiting(STARVED)
-                if calendar_clock or opportunistic is not None:  # the waits: only a part not there yet needs one
-                    ev = inbuf.get()
-                    if ev.triggered:
-                        pid = yield ev
-                    elif calendar_clock:
-                        pid = yield from self._wait(inbuf.get, inbuf.cancel, ev)
-                    else:
-                        pid = yield from self._idle(ev)
+                ev = inbuf.get()
+                if ev.triggered or not waits:
+                    pid = yield ev
                 else:
-                    pid = yield inbuf.get()
+                    pid = yield from self._waiter(ev, inbuf.get, inbuf.cancel)
             if bbs and outslots is not None:
                 if outslots.level < 1 or outslots.get_queue:
                     waiting(BLOCKED)
@@ -505,27 +501,27 @@ class Machine:
             assert dest is not None
             if not bbs and dest.full():
                 waiting(BLOCKED)
-            if calendar_clock or opportunistic is not None:
-                ev = dest.put(pid)
-                if ev.triggered:
-                    yield ev
-                elif calendar_clock:
-                    yield from self._wait(partial(dest.put, pid), dest.cancel, ev)
-                else:
-                    yield from self._idle(ev)
+            ev = dest.put(pid)
+            if ev.triggered or not waits:
+                yield ev
             else:
-                yield dest.put(pid)
+                yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
             finished(env._now)
 
     def _assemble(self, inputs: list[tuple[Buffer, int]]) -> Generator[simpy.Event, Any, int]:
         """Take the parts of one assembly from the feeders' buffers, in order, holding those already taken; the
         first carries on as the assembly, the others are consumed into it."""
         pids = []
+        waits = self.calendar_clock or self.opportunistic is not None
         for buf, quantity in inputs:
             for _ in range(quantity):
                 if buf.starving():
                     self._waiting(STARVED)
-                pids.append((yield from self._wait(buf.get, buf.cancel)) if self.calendar_clock else (yield buf.get()))
+                ev = buf.get()
+                if ev.triggered or not waits:
+                    pids.append((yield ev))
+                else:
+                    pids.append((yield from self._waiter(ev, buf.get, buf.cancel)))
         for p in pids[1:]:
             self.line.consume(p, pids[0])
         return pids[0]
@@ -542,6 +538,13 @@ class Machine:
             yield env.timeout(ttf)
             d -= ttf
             yield from self._fail()
+
+    def _waiter(self, ev: simpy.Event, request: Callable[[], simpy.Event],
+                cancel: Callable[[simpy.Event], None]) -> Generator[simpy.Event, Any, Any]:
+        """How this machine waits for a request not met at once (a part, space), `ev`: while its calendar clock runs
+        (a failure may come first), or ready to take the line's stop for maintenance (opportunistic). A plain
+        function handing back the generator: no extra frame on every resume."""
+        return self._wait(request, cancel, ev) if self.calendar_clock else self._idle(ev)
 
     def _wait(self, request: Callable[[], simpy.Event], cancel: Callable[[simpy.Event], None],
               ev: simpy.Event | None = None) -> Generator[simpy.Event, Any, Any]:
