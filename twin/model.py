@@ -108,15 +108,17 @@ class ShiftCalendar:
                 starts.append(max(s, 0.0))
                 ends.append(e)
         self.starts, self.ends = starts, ends
-        self._on = (0.0, 0.0)  # the shift of the last look-up that fell inside one: machines ask at every part
+        # the shift of the last look-up that fell inside one: machines ask at every part, and their hot loop tests
+        # `on_from <= t < on_until` itself before calling `next_start`
+        self.on_from = self.on_until = 0.0
 
     def next_start(self, t: float) -> float | None:
         """None when t is inside a shift, else when the next shift starts (inf if none)."""
-        if self._on[0] <= t < self._on[1]:
+        if self.on_from <= t < self.on_until:
             return None
         i = bisect.bisect_right(self.ends, t)
         if i < len(self.starts) and self.starts[i] <= t:
-            self._on = (self.starts[i], self.ends[i])
+            self.on_from, self.on_until = self.starts[i], self.ends[i]
             return None
         return self.starts[i] if i < len(self.starts) else float("inf")
 
@@ -295,7 +297,7 @@ class Machine:
     def _waiting(self, state: int) -> None:
         """Start waiting for a part or for space (off shift, the machine shows off_shift meanwhile)."""
         cal = self.line.calendar
-        if cal is not None and cal.next_start(self.env.now) is not None:
+        if cal is not None and cal.next_start(self.env._now) is not None:
             self._set_state(OFF_SHIFT)
             self.off_shift_wait = state
         else:
@@ -417,8 +419,8 @@ class Machine:
                                           residual(self.mtype.maintenance.duration, self._now_rng, since))
         while True:
             # decision point: shift, maintenance, changeover
-            if cal is not None:
-                nxt = cal.next_start(env.now)
+            if cal is not None and not cal.on_from <= env._now < cal.on_until:
+                nxt = cal.next_start(env._now)
                 if nxt is not None:
                     self._set_state(OFF_SHIFT)
                     yield env.timeout(min(nxt, line.horizon + 1) - env.now)
@@ -451,7 +453,7 @@ class Machine:
                     yield from self._wait(partial(outslots.get, 1), _cancel_request)
                 else:
                     yield outslots.get(1)
-            if cal is not None and cal.next_start(env.now) is not None:
+            if cal is not None and not cal.on_from <= env._now < cal.on_until and cal.next_start(env._now) is not None:
                 self._set_state(OFF_SHIFT)  # the part came after the shift ended: it waits for the next one
                 yield env.timeout(min(cal.next_start(env.now) or env.now, line.horizon + 1) - env.now)
             # work it
