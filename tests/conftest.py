@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import requests
@@ -186,6 +188,30 @@ def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for_line(stream: IO[str] | None, match: Callable[[str], object], timeout: float, what: str) -> str:
+    """Read a child's output line by line until `match` accepts a line, and return it; fail the test when the output
+    ends first or `timeout` seconds pass without one (a plain `readline` would hang the suite on a silent, hung child).
+    The reader stops at the match, so later lines stay for the caller."""
+    assert stream is not None
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in iter(stream.readline, ""):
+            if match(line):
+                found.put(line)
+                return
+        found.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        line = found.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no line {what} within {timeout:g} s")
+    if line is None:
+        pytest.fail(f"the output ended before a line {what}")
+    return line
 
 
 def twin_cmd(*args: object) -> list[str]:

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from sensors.bus.payloads import alert_payload
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, run_all, twin_cmd
+from tests.conftest import ROOT, Mosquitto, run_all, twin_cmd, wait_for_line
 
 pytestmark = pytest.mark.slow  # end to end: simulated runs shown in AppTest and in chromium
 
@@ -228,7 +228,7 @@ def test_an_empty_folder_gives_guidance_and_a_locked_store_a_banner(env: Path, t
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({db!r}); "
                                "print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        wait_for_line(holder.stdout, lambda s: s.strip() == "ok", 60, "'ok' from the process holding the store")
         at = page("overview")
         assert any("being written by a run in progress" in w.value for w in at.warning)
     finally:
@@ -497,13 +497,10 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
                                      "--dashboard", "--out", out), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        assert proc.stdout is not None
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
-            url = m.group(1) if m else None
-        assert url, "the run printed no dashboard URL"
+        said = r"dashboard: (http://127\.0\.0\.1:\d+)"
+        m = re.search(said, wait_for_line(proc.stdout, lambda s: re.search(said, s), 60, "with the dashboard's URL"))
+        assert m is not None
+        url = m.group(1)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
@@ -521,8 +518,7 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
             assert pg.locator('[data-testid="stException"]').count() == 0
             pg.screenshot(path=str(tmp_path / "live-machine.png"), full_page=True)
             browser.close()
-        while "stays up" not in proc.stdout.readline():
-            assert proc.poll() is None
+        wait_for_line(proc.stdout, lambda s: "stays up" in s, 120, "saying the dashboard stays up")
         proc.send_signal(signal.SIGINT)
         try:
             assert proc.wait(30) == 0

@@ -18,7 +18,7 @@ import pytest
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics
 from sensors.store import open_store
-from tests.conftest import Mosquitto, VictoriaMetrics
+from tests.conftest import Mosquitto, VictoriaMetrics, wait_for_line
 from twin.app.direct import StreamStats
 from twin.app.stream import stream_scenario
 from twin.scenario import Scenario, load_scenario
@@ -161,9 +161,8 @@ def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Pat
     args = ("ingest", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--store", db, "--line", line,
             "--client-id", "ingest-under-test", "--exit-when-complete")
     first = twin_cli(*args)
-    assert first.stderr is not None
-    while not first.stderr.readline().startswith("ingesting"):  # said once subscribed: before the run starts
-        assert first.poll() is None, first.stderr.read()
+    # said once subscribed: before the run starts
+    wait_for_line(first.stderr, lambda s: s.startswith("ingesting"), 60, "'ingesting' from the ingest")
 
     def crash_and_restart() -> None:
         time.sleep(3.0)
