@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from predictors.data import RunToFailure
@@ -28,7 +27,18 @@ def clean(values: np.ndarray, stuck_rows: int = STUCK_ROWS) -> np.ndarray:
         stuck = np.zeros_like(x, dtype=bool)
         stuck[stuck_rows - 1:] = same  # flagged from the row that completes the run on
         x[stuck] = np.nan
-    return pd.DataFrame(x).ffill().to_numpy()
+    return ffill(x)
+
+
+def ffill(x: np.ndarray) -> np.ndarray:
+    """Each NaN of a (time × feature) array replaced by the last value before it in its column (NaN if none): what
+    pandas' `ffill` does, without building a DataFrame for every live window."""
+    missing = np.isnan(x)
+    if not missing.any():
+        return x
+    rows = np.where(missing, 0, np.arange(len(x))[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return x[rows, np.arange(x.shape[1])]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from predictors import TableFormat, forecasters, from_table, load
 from predictors.alerts import AlertRule, AlertState, MachineStatus, episodes
 from predictors.data import DataError, targets
 from predictors.metrics import alert_events, rul_scores
-from predictors.prep import Preprocessor, clean
+from predictors.prep import Preprocessor, clean, ffill
 
 
 def degradation_table(n_units: int, seed: int, cut: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
@@ -119,6 +119,14 @@ def test_clean_fills_dropouts_and_stuck_runs_causally() -> None:
     # the dropout takes the last good value; a value repeated 3 times is stuck from its third row on
     np.testing.assert_array_equal(out, [1, 1, 3, 5, 5, 5, 5, 6])
     assert np.isnan(clean(np.array([[np.nan], [2.0]]))[0, 0])  # nothing before it: no value invented from the future
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6)), min_size=3, max_size=3), max_size=12))
+def test_ffill_is_pandas_ffill(rows: list[list[float | None]]) -> None:
+    """The numpy forward fill the live windows use gives exactly pandas' ffill (NaN where nothing came before)."""
+    x = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64).reshape(len(rows), 3)
+    np.testing.assert_array_equal(ffill(x.copy()), pd.DataFrame(x).ffill().to_numpy())
 
 
 def test_preprocessor_drops_constant_features_and_pads_windows(tables: dict[str, Path]) -> None:
