@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--members", type=int, default=1, help="as twin train --members: an ensemble of N models")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a hyperparameter other than `twin train`'s default for tables, e.g. valid_cuts=10 (probes)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     import torch
@@ -47,12 +49,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"C-MAPSS FD001 cross-validation ({args.folds} folds, seeds {args.seeds}, {args.members} member(s) per "
-          f"model) on {torch.get_num_threads()} "
+          f"model{', ' + ', '.join(args.param) if args.param else ''}) on {torch.get_num_threads()} "
           f"CPU threads, {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
     raw = pd.read_csv(args.data, sep=r"\s+", header=None)
     units = raw[0].unique()
     params = {k: (int(v) if k == "window" else v) for k, v in DEFAULTS["cycles"].items()}
     params["members"] = args.members
+    for item in args.param:
+        name, _, value = item.partition("=")
+        params[name] = float(value) if "." in value or "e" in value else int(value)
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in args.models.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in map(int, args.seeds.split(",")):
