@@ -161,8 +161,12 @@ def test_ingest_killed_and_restarted_mid_run(mosquitto: Mosquitto, tmp_path: Pat
     args = ("ingest", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--store", db, "--line", line,
             "--client-id", "ingest-under-test", "--exit-when-complete")
     first = twin_cli(*args)
-    # said once subscribed: before the run starts
-    wait_for_line(first.stderr, lambda s: s.startswith("ingesting"), 60, "'ingesting' from the ingest")
+    try:  # said once subscribed: before the run starts
+        wait_for_line(first.stderr, lambda s: s.startswith("ingesting"), 60, "'ingesting' from the ingest")
+    except BaseException:  # the test stops what it started
+        first.kill()
+        first.wait()
+        raise
 
     def crash_and_restart() -> None:
         time.sleep(3.0)
