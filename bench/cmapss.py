@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1, help="as twin train --members: an ensemble of N models")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="a hyperparameter other than `twin train`'s default for tables, e.g. valid_cuts=10 (probes)")
+                    help="a hyperparameter other than `twin train`'s default for tables, e.g. epochs=100 (probes)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     import torch

@@ -115,10 +115,10 @@ class ConditionBased:
         """Maintain when the filtered reading has passed the threshold. The monitor measures when its interval has
         passed since the last measurement (or the machine was renewed: a new part, a new baseline, the filter
         restarts); decisions in between see the last filtered value. One function: this runs at every cycle."""
-        now = float(machine.env._now)  # machine.now() and machine.clock_now(), inline
+        now = float(machine.env._now)  # machine.now() and machine.clock_now(), inline: this runs at every cycle
         renewals, t = machine.renewals, self.t
         if now - t >= self.interval or renewals != self.renewals:
-            clock = machine.clock + (machine.env._now - machine.t_last) * machine.rates[machine.state]
+            clock = machine.clock + (now - machine.t_last) * machine.rates[machine.state]
             born, life = machine.born, machine.life
             x = self.level
             for i, e, k in self.effects:  # the machine's wear, inline

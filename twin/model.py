@@ -419,11 +419,8 @@ class Machine:
                                           residual(self.mtype.maintenance.duration, self._now_rng, since))
         while True:
             # decision point: shift, maintenance, changeover
-            if cal is not None and not cal.on_from <= env._now < cal.on_until:
-                nxt = cal.next_start(env._now)
-                if nxt is not None:
-                    self._set_state(OFF_SHIFT)
-                    yield env.timeout(min(nxt, line.horizon + 1) - env.now)
+            if cal is not None and not cal.on_from <= env._now < cal.on_until:  # the shift's bounds, inline
+                yield from self._off_shift(cal)
             reason = self.pending_order or (policy.due(self) if policy is not None else None)
             if reason:
                 yield from self._maintain(reason)
@@ -453,9 +450,8 @@ class Machine:
                     yield from self._wait(partial(outslots.get, 1), _cancel_request)
                 else:
                     yield outslots.get(1)
-            if cal is not None and not cal.on_from <= env._now < cal.on_until and cal.next_start(env._now) is not None:
-                self._set_state(OFF_SHIFT)  # the part came after the shift ended: it waits for the next one
-                yield env.timeout(min(cal.next_start(env.now) or env.now, line.horizon + 1) - env.now)
+            if cal is not None and not cal.on_from <= env._now < cal.on_until:
+                yield from self._off_shift(cal)  # the part came after the shift ended: it waits for the next one
             # work it
             if products is not None:
                 product = line.product[pid]
@@ -509,6 +505,14 @@ class Machine:
             else:
                 yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
             finished(env._now)
+
+    def _off_shift(self, cal: ShiftCalendar) -> Generator[simpy.Event, Any, None]:
+        """Outside the shift the calendar last found: if the line is off shift now, wait off shift for the next one
+        (or past the horizon if none comes)."""
+        nxt = cal.next_start(self.env._now)
+        if nxt is not None:
+            self._set_state(OFF_SHIFT)
+            yield self.env.timeout(min(nxt, self.line.horizon + 1) - self.env._now)
 
     def _assemble(self, inputs: list[tuple[Buffer, int]]) -> Generator[simpy.Event, Any, int]:
         """Take the parts of one assembly from the feeders' buffers, in order, holding those already taken; the
