@@ -33,7 +33,7 @@ def gen(work: Path) -> Path:
     check the VAE's quality and only the GAN's mechanics (its quality is bench/synth.py's), so the GAN
     takes 20 steps."""
     out = work / "gen"
-    r = subprocess.run(twin_cmd("synth", "train", work / "train", "--epochs", 20, "--updates", 0, "--steps", 20,
+    r = subprocess.run(twin_cmd("synth", "train", work / "train", "--epochs", 10, "--updates", 0, "--steps", 20,
                                 "--stride", 2,
                                 "--out", out), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
