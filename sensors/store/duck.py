@@ -119,6 +119,13 @@ class DuckStore:
                 cur.register(name, df)
             return cur.execute(sql, params or [])
 
+    def _frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """A query's rows as a DataFrame, through Arrow: strings come over as Arrow strings, not one Python object
+        each (a 12-million-reading query took 16 s through `.df()`, 6 s this way)."""
+        with self._lock:
+            cur = self._con.cursor()
+        return cur.sql(sql, params=params or []).to_arrow_table().to_pandas()  # its own cursor: writes go on
+
     def write(self, readings: pd.DataFrame) -> int:
         if len(readings):
             # a redelivered message may sit in the same batch as its original: one row per key
@@ -221,38 +228,37 @@ class DuckStore:
         where, params = self._where(start, end, machines, sensors, run)
         if every is None:
             sql = f"SELECT {_COLUMNS} FROM {_READINGS} WHERE {where} ORDER BY run, replication, machine, sensor, ts"
-            return self._run(sql, params).df()
+            return self._frame(sql, params)
         seconds = pd.Timedelta(every).total_seconds()
         if seconds <= 0:
             raise StoreError(f"interval {every!r} must be positive, e.g. '10s' or '1min'")
         sql = (f"SELECT s.run, r.replication, s.machine, s.sensor, time_bucket(to_microseconds(?), r.ts) AS ts, "
                f"{_AGG_SQL[check_agg(agg)]} AS value FROM {_READINGS} WHERE {where} "
                "GROUP BY ALL ORDER BY run, replication, machine, sensor, ts")
-        return self._run(sql, [int(seconds * 1e6), *params]).df()
+        return self._frame(sql, [int(seconds * 1e6), *params])
 
     def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
                run: str | None = None) -> pd.DataFrame:
         where, params = self._where(None, None, machines, sensors, run)
         sql = (f"SELECT s.run, r.replication, s.machine, s.sensor, max(r.ts) AS ts, arg_max(r.value, r.ts) AS value "
                f"FROM {_READINGS} WHERE {where} GROUP BY ALL ORDER BY run, replication, machine, sensor")
-        return self._run(sql, params).df()
+        return self._frame(sql, params)
 
     def series(self, run: str | None = None) -> pd.DataFrame:
         where = "run = ?" if run is not None else "TRUE"
-        return self._run(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series WHERE {where} ORDER BY run, machine, sensor",
-                         [run] if run is not None else []).df()
+        return self._frame(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series WHERE {where} "
+                           "ORDER BY run, machine, sensor", [run] if run is not None else [])
 
     def states(self, run: str | None = None) -> pd.DataFrame:
         where = "run = ?" if run is not None else "TRUE"
-        return self._run(f"SELECT {self._state_select} FROM states WHERE {where} "
-                         "ORDER BY run, replication, machine, ts",
-                         [run] if run is not None else []).df()
+        return self._frame(f"SELECT {self._state_select} FROM states WHERE {where} "
+                           "ORDER BY run, replication, machine, ts", [run] if run is not None else [])
 
     def levels(self, run: str | None = None) -> pd.DataFrame:
         where = "run = ?" if run is not None else "TRUE"
         try:
-            return self._run(f"SELECT {', '.join(LEVEL_COLUMNS)} FROM levels WHERE {where} "
-                             "ORDER BY run, replication, station, ts", [run] if run is not None else []).df()
+            return self._frame(f"SELECT {', '.join(LEVEL_COLUMNS)} FROM levels WHERE {where} "
+                               "ORDER BY run, replication, station, ts", [run] if run is not None else [])
         except duckdb.CatalogException:  # a file from before buffer levels were stored, opened read-only
             return pd.DataFrame(columns=LEVEL_COLUMNS)
 
