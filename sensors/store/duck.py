@@ -186,8 +186,8 @@ class DuckStore:
 
     def write_states(self, states: pd.DataFrame) -> None:
         if len(states):
-            states = states.reindex(columns=STATE_COLUMNS)
-            states["reason"] = states["reason"].fillna("")
+            reason = states["reason"].fillna("") if "reason" in states else ""  # no reason known: empty, not NaN
+            states = states.assign(reason=reason).reindex(columns=STATE_COLUMNS)
             self._insert_new("states", states, STATE_COLUMNS)
 
     def write_levels(self, levels: pd.DataFrame) -> None:
