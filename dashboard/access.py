@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 import streamlit as st
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twin.scenario import parse_yaml
 
 ROLES = ("viewer", "operator", "engineer")
 NEEDS = {"acknowledge": "operator", "comment": "operator", "clear": "operator", "start_run": "engineer",
@@ -52,11 +53,9 @@ class AccessError(ValueError):
 
 def load_users(path: Path) -> UsersFile:
     """Read and check a users file; AccessError naming the file, field and fix."""
+    doc, _ = parse_yaml(path, "users", AccessError)  # size, aliases, nesting: the checks of every config file
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         return UsersFile.model_validate(doc)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise AccessError(f"{path}: the users file cannot be read ({e}).") from None
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"

@@ -17,11 +17,11 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sensors.bus.payloads import SEVERITIES
 from sensors.store.ledger import ACTIVE_STATES, Ledger, home
+from twin.scenario import parse_yaml
 
 
 class NotifyRule(BaseModel):
@@ -46,11 +46,7 @@ def load_rules(path: Path | None = None) -> list[NotifyRule]:
     path = path or notify_file()
     if not path.exists():
         return []
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise NotifyError(f"{path}: not a readable YAML file ({e}). Write a list of rules with line, severity and "
-                          "urls (docs/security.md).") from None
+    doc, _ = parse_yaml(path, "notification rules", NotifyError)  # size, aliases, nesting: as every config file
     if not isinstance(doc, list):
         raise NotifyError(f"{path}: expected a list of rules (- line: ..., severity: ..., urls: [...]), got "
                           f"{type(doc).__name__}.")

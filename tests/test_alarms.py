@@ -219,3 +219,22 @@ def test_the_dashboard_refuses_the_network_without_sign_in(tmp_path: Path) -> No
     r = subprocess.run(twin_cmd("dashboard", "--address", "0.0.0.0", "--auth-header", "X-User", "--auth",
                                 ROOT / "tests" / "nope.yaml"), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "reverse proxy on the same host" in r.stderr
+
+
+def test_notification_and_users_files_get_the_checks_of_every_configuration_file(tmp_path: Path) -> None:
+    """Both were read with a bare `yaml.safe_load`: an alias bomb expanded without bound, a duplicate key was
+    silently dropped. Now they are parsed like a scenario: refused at once, naming the file and line."""
+    from dashboard.access import AccessError, load_users
+    from tests.test_scenario import _laughs
+
+    for load, error, name in ((load_rules, NotifyError, "notify.yaml"), (load_users, AccessError, "users.yaml")):
+        f = tmp_path / name
+        f.write_text(_laughs())
+        with pytest.raises(error, match=rf"^{name}:\d+: the document expands to more than 200,000 values"):
+            load(f)
+        f.write_text("cookie_key: a\ncookie_key: b\n")
+        with pytest.raises(error, match=rf"^{name}:2: key 'cookie_key' appears twice"):
+            load(f)
+        f.write_text("- a: [1\n")
+        with pytest.raises(error, match=rf"^{name}:\d: not valid YAML"):
+            load(f)

@@ -815,9 +815,9 @@ class ScenarioError(Exception):
     """A scenario file the user must fix; the message is ready to print."""
 
 
-def read_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[dict[str, Any], dict[str, int]]:
-    """A YAML mapping from a file and the line of each key path, or `error` naming the file (and line) and the fix:
-    the same checks for every configuration file (size, structure, duplicate keys, aliases, nesting)."""
+def parse_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[Any, yaml.Node | None]:
+    """A YAML document from a file, and its node tree (with lines), or `error` naming the file (and line) and the
+    fix: the checks every configuration file gets (size, structure, duplicate keys, aliases, nesting)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -850,6 +850,13 @@ def read_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[dic
             from None
     finally:
         loader.dispose()
+    return data, node
+
+
+def read_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A YAML mapping from a file (`parse_yaml`'s checks) and the line of each key path."""
+    data, node = parse_yaml(path, kind, error)
+    path = Path(path)
     if not isinstance(data, dict):
         raise error(f"{path.name}: the file must hold a mapping of keys, got {type(data).__name__}; see the "
                     f"documented examples of a {kind} file")
