@@ -34,7 +34,8 @@ check: lint
 
 # everything CI runs: lint and the whole suite, slow statistical and end-to-end runs included. Three processes on
 # two cores: a third of the suite's time is tests waiting (live runs, servers starting, a store down for 30 s), and a
-# third worker fills it (2 cores: 9 min 18 s on two workers, 7 min 46 s on three)
+# third worker fills it (2 cores, earlier: 9 min 18 s on two workers, 7 min 46 s on three). A fourth does not help:
+# back to back on 2026-12-03, three workers 10 min 33 s, four 11 min 42 s (16.9 and 19.4 min of user CPU)
 test: lint
 	bash scripts/test-deps.sh
 	$(PY) -m pytest -n 3
