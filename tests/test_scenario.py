@@ -340,3 +340,10 @@ def test_validate_fuzz_of_a_thousand_files_no_traceback_within_time_and_memory(t
     print(f"validate fuzz: {len(files)} files, slowest {float(worst):.3f} s, peak {int(rss_kb) / 1024:.0f} MB")
     assert float(worst) < 5.0, f"slowest file took {float(worst):.2f} s"
     assert int(rss_kb) < 300 * 1024, f"peak memory {int(rss_kb) / 1024:.0f} MB"
+
+
+def test_a_control_character_is_named_with_its_line_in_one_paragraph(tmp_path: Path) -> None:
+    """libyaml's reader error spans lines and names "<unicode string>": the message gives the file's line instead."""
+    message = error_of(tmp_path, "seed: 1\nline: {name: Zürich Süd}\nduration: 8 h\x07\n")
+    assert message.startswith("line.yaml:3: not valid YAML (control characters are not allowed, U+0007)")
+    assert "\n" not in message and "unicode string" not in message

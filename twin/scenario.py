@@ -841,6 +841,11 @@ def parse_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[An
     except RecursionError:
         raise too_deep from None
     except yaml.YAMLError as e:
+        if isinstance(e, yaml.reader.ReaderError):  # a control character (binary data?): its line, in one line
+            code = ord(e.character) if isinstance(e.character, str) else int(e.character)
+            at = text.find(chr(code))  # the first one stopped the reader (libyaml counts bytes, not characters)
+            raise error(f"{path.name}:{text.count(chr(10), 0, max(at, 0)) + 1}: not valid YAML ({e.reason}, "
+                        f"U+{code:04X}); is this a text file? Remove the character") from None
         problem = getattr(e, "problem", None) or str(e)
         if "maximum nesting depth" in problem:  # libyaml's own limit on brackets
             raise too_deep from None
