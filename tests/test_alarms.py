@@ -227,14 +227,11 @@ def test_notification_and_users_files_get_the_checks_of_every_configuration_file
     from dashboard.access import AccessError, load_users
     from tests.test_scenario import _laughs
 
+    cases = [(_laughs(), r":\d+: the document expands to more than 200,000 values"),
+             ("cookie_key: a\ncookie_key: b\n", ":2: key 'cookie_key' appears twice"),
+             ("- a: [1\n", r":\d: not valid YAML")]
     for load, error, name in ((load_rules, NotifyError, "notify.yaml"), (load_users, AccessError, "users.yaml")):
-        f = tmp_path / name
-        f.write_text(_laughs())
-        with pytest.raises(error, match=rf"^{name}:\d+: the document expands to more than 200,000 values"):
-            load(f)
-        f.write_text("cookie_key: a\ncookie_key: b\n")
-        with pytest.raises(error, match=rf"^{name}:2: key 'cookie_key' appears twice"):
-            load(f)
-        f.write_text("- a: [1\n")
-        with pytest.raises(error, match=rf"^{name}:\d: not valid YAML"):
-            load(f)
+        for text, message in cases:
+            (tmp_path / name).write_text(text)
+            with pytest.raises(error, match=f"^{name}{message}"):
+                load(tmp_path / name)
