@@ -29,6 +29,16 @@ DATA = ROOT.parent / "shared" / "data" / "cmapss" / "train_FD001.txt"
 TARGET_RMSE, TARGET_SCORE = 12.5, 300.0
 
 
+def _number(text: str) -> int | float | str:
+    """A --param value as an int, else a float, else the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="cnn")
@@ -57,7 +67,7 @@ def main() -> None:
     params["members"] = args.members
     for item in args.param:
         name, _, value = item.partition("=")
-        params[name] = float(value) if "." in value or "e" in value else int(value)
+        params[name] = _number(value)
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in args.models.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in map(int, args.seeds.split(",")):

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pytest
 import requests
@@ -196,28 +196,31 @@ def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for_line(stream: IO[str] | None, match: Callable[[str], object], timeout: float, what: str) -> str:
-    """Read a child's output line by line until `match` accepts a line, and return it; fail the test when the output
-    ends first or `timeout` seconds pass without one (a plain `readline` would hang the suite on a silent, hung child).
-    The reader stops at the match, so later lines stay for the caller."""
+T = TypeVar("T")
+
+
+def wait_for_line(stream: IO[str] | None, match: Callable[[str], T], timeout: float, what: str) -> T:
+    """Read a child's output line by line until `match` accepts a line, and return what `match` gave for it (e.g. a
+    regex match); fail the test when the output ends first or `timeout` seconds pass without one (a plain `readline`
+    would hang the suite on a silent, hung child). The reader stops at the match, so later lines stay for the caller."""
     assert stream is not None
-    found: queue.Queue[str | None] = queue.Queue()
+    found: queue.Queue[T | None] = queue.Queue()
 
     def read() -> None:
         for line in iter(stream.readline, ""):
-            if match(line):
-                found.put(line)
+            if got := match(line):
+                found.put(got)
                 return
         found.put(None)
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        line = found.get(timeout=timeout)
+        got = found.get(timeout=timeout)
     except queue.Empty:
         pytest.fail(f"no line {what} within {timeout:g} s")
-    if line is None:
+    if got is None:
         pytest.fail(f"the output ended before a line {what}")
-    return line
+    return got
 
 
 def twin_cmd(*args: object) -> list[str]:

@@ -497,10 +497,8 @@ def test_twin_run_with_dashboard_shows_the_run_live(mosquitto: Mosquitto, tmp_pa
                                      "--dashboard", "--out", out), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        said = r"dashboard: (http://127\.0\.0\.1:\d+)"
-        m = re.search(said, wait_for_line(proc.stdout, lambda s: re.search(said, s), 60, "with the dashboard's URL"))
-        assert m is not None
-        url = m.group(1)
+        url = wait_for_line(proc.stdout, lambda s: re.search(r"dashboard: (http://127\.0\.0\.1:\d+)", s), 60,
+                            "with the dashboard's URL").group(1)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])

@@ -830,8 +830,8 @@ def parse_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[An
     # parsed once (by libyaml where PyYAML has it: a fuzzed 1,000-file validation went from 41 s to a few), the
     # structure checked on the nodes before anything is built from them
     loader = _Loader(text)
-    too_deep = error(f"{path.name}: nested too deeply to be a {kind} file (more than {MAX_DEPTH} levels); check "
-                     "the brackets and indentation")
+    too_deep = (f"{path.name}: nested too deeply to be a {kind} file (more than {MAX_DEPTH} levels); check the "
+                "brackets and indentation")
     try:
         node = loader.get_single_node()
         _check_structure(path.name, node)
@@ -839,7 +839,7 @@ def parse_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[An
     except ScenarioError as e:
         raise error(str(e)) from None
     except RecursionError:
-        raise too_deep from None
+        raise error(too_deep) from None
     except yaml.YAMLError as e:
         if isinstance(e, yaml.reader.ReaderError):  # a control character (binary data?): its line, in one line
             code = ord(e.character) if isinstance(e.character, str) else int(e.character)
@@ -848,7 +848,7 @@ def parse_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[An
                         f"U+{code:04X}); is this a text file? Remove the character") from None
         problem = getattr(e, "problem", None) or str(e)
         if "maximum nesting depth" in problem:  # libyaml's own limit on brackets
-            raise too_deep from None
+            raise error(too_deep) from None
         where = getattr(e, "problem_mark", None)
         line = f":{where.line + 1}" if where is not None else ""
         raise error(f"{path.name}{line}: not valid YAML ({problem}); check indentation, colons and quotes") \
