@@ -110,33 +110,37 @@ class ConditionBased:
         self.value = level
         self.t = -1.0
         self.renewals = -1
+        self.verdict: str | None = None
 
     def due(self, machine: Machine) -> str | None:
         """Maintain when the filtered reading has passed the threshold. The monitor measures when its interval has
         passed since the last measurement (or the machine was renewed: a new part, a new baseline, the filter
-        restarts); decisions in between see the last filtered value. One function: this runs at every cycle."""
-        now = float(machine.env._now)  # machine.now() and machine.clock_now(), inline: this runs at every cycle
+        restarts); decisions in between see the last verdict. One function: this runs at every cycle."""
+        now = machine.env._now  # machine.now() and machine.clock_now(), inline: this runs at every cycle
         renewals, t = machine.renewals, self.t
-        if now - t >= self.interval or renewals != self.renewals:
-            clock = machine.clock + (now - machine.t_last) * machine.rates[machine.state]
-            born, life = machine.born, machine.life
-            x = self.level
-            for i, e, k in self.effects:  # the machine's wear, inline
-                age = (clock - born[i]) / life[i]
-                if age > 0.0:
-                    x += e if age >= 1.0 else e * age**k
-            if self.noise:
-                buf = self.normal.buf
-                x += self.noise * (buf.pop() if buf else self.normal())
-            if renewals != self.renewals or t < 0:
-                self.value, self.renewals = x, renewals
-            elif self.tau > 0:
-                self.value += (1.0 - math.exp((t - now) / self.tau)) * (x - self.value)
-            else:
-                self.value = x
-            self.t = now
-        v = self.value
-        return "condition-based" if (v >= self.threshold if self.rising else v <= self.threshold) else None
+        if renewals == self.renewals and now - t < self.interval:
+            return self.verdict
+        clock = machine.clock + (now - machine.t_last) * machine.rates[machine.state]
+        born, life = machine.born, machine.life
+        x = self.level
+        for i, e, k in self.effects:  # the machine's wear, inline
+            age = (clock - born[i]) / life[i]
+            if age > 0.0:
+                x += e if age >= 1.0 else e * age**k
+        if self.noise:
+            buf = self.normal.buf
+            x += self.noise * (buf.pop() if buf else self.normal())
+        if renewals != self.renewals or t < 0:
+            value = x
+            self.renewals = renewals
+        elif self.tau > 0:
+            value = self.value + (1.0 - math.exp((t - now) / self.tau)) * (x - self.value)
+        else:
+            value = x
+        self.value, self.t = value, now
+        passed = value >= self.threshold if self.rising else value <= self.threshold
+        self.verdict = "condition-based" if passed else None
+        return self.verdict
 
     def progress(self, machine: Machine) -> float:
         """The last filtered reading's way from the new machine's level to the threshold (no new measurement)."""

@@ -603,10 +603,20 @@ class Machine:
                 if not ev.triggered:
                     self._set_state(waiting)
                 continue
-            self.wake = self.env.event()
-            yield first_of(self.env, ev, self.wake)
+            self.wake = first_of(self.env, ev)  # the line's stop may end the wait first: `wake_up`
+            yield self.wake
             self.wake = None
         return (yield ev)
+
+    def wake_up(self) -> None:
+        """End this machine's wait for a part or space now (the line stopped: an opportunity). Through an event of its
+        own, scheduled now, as if the wait were `first_of(ev, wake)`: the queue's order stays the same. The wake event
+        is made only here, when the line stops, not at every wait."""
+        relay, self.wake = self.wake, None
+        assert relay is not None
+        nudge = simpy.Event(self.env)
+        nudge.callbacks.append(lambda _: relay.triggered or relay.succeed())  # type: ignore[union-attr]
+        nudge.succeed()
 
     def opportunity(self) -> bool:
         """Whether this machine would take a stop of the line for maintenance now."""
@@ -625,8 +635,8 @@ class Machine:
             self.line.record(self, "failure", mode.name)
         self.line.down += 1
         for m in self.line.waiting_for_opportunity:  # machines already waiting take the stop if they are close
-            if m.wake is not None and not m.wake.triggered and m.opportunity():
-                m.wake.succeed()
+            if m.wake is not None and m.opportunity():
+                m.wake_up()
         # an operator of the station's pool takes part in the repair: the one running the machine if it has one
         pool = self.pool_for("repair")
         fitter = (yield from pool.acquire(self, waiting=DOWN)) \
@@ -670,10 +680,11 @@ class Machine:
         self.line.record(self, "maintenance_end", detail=reason)
 
 
-def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event) -> simpy.Event:
+def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event | None = None) -> simpy.Event:
     """An event that fires when the first of a and b has fired, in the same step of the queue as `a | b` would
     (so the order of simultaneous events stays the same), without building a condition's value: the machines
-    wait on one of these at gets and puts, where building and evaluating a `simpy.AnyOf` costs several plain events."""
+    wait on one of these at gets and puts, where building and evaluating a `simpy.AnyOf` costs several plain events.
+    Without b, a relay of a alone, for a wait that something else may end (`Machine.wake_up`)."""
     relay = simpy.Event(env)
 
     def fire(_: simpy.Event) -> None:
@@ -681,7 +692,8 @@ def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event) -> simpy.Ev
             relay.succeed()
 
     a.callbacks.append(fire)  # type: ignore[union-attr]  # both are pending: a processed event has no callbacks
-    b.callbacks.append(fire)  # type: ignore[union-attr]
+    if b is not None:
+        b.callbacks.append(fire)  # type: ignore[union-attr]
     return relay
 
 
