@@ -53,8 +53,11 @@ class Connector:
         if self.sub is not None:
             filters = list(self.cfg.filters) + ([self.sparkplug.filter] if self.sparkplug else [])
 
-            def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
+            def subscribe(c: Any) -> None:
                 c.subscribe([(f, 1) for f in filters])
+
+            def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
+                subscribe(c)
                 if c is self.pub:
                     announce(c, u, f, rc, p)
 
@@ -62,7 +65,7 @@ class Connector:
             if self.sub is not self.pub:
                 connect(self.sub, self.source)  # type: ignore[arg-type]
             self.sub.on_connect = on_connect
-            on_connect(self.sub, None, None, None, None)
+            subscribe(self.sub)  # announced above already: once per connection
         if self.opcua is not None:
             self.opcua.start()
         return self
