@@ -246,11 +246,11 @@ class Ingest:
                 rows += len(item[2].values) if isinstance(item[2], Telemetry) else 1
             if items:
                 self._write(items)
-            elif len(self.spool):
+            elif self.spool:
                 self._drain()
 
     def _write(self, items: list[Item]) -> None:
-        if len(self.spool) and not self._drain():  # the store is still away: these wait in the spool too
+        if self.spool and not self._drain():  # the store is still away: these wait in the spool too
             self._to_spool(items)
             return
         try:
@@ -310,7 +310,7 @@ class Ingest:
 
     def _to_spool(self, items: list[Item]) -> None:
         """Keep messages on disk while the store is away, then acknowledge them: the broker holds nothing back."""
-        if not len(self.spool):
+        if not self.spool:
             log.warning("the store does not answer; messages wait in %s until it does", self.spool.path)
             self._retry_at, self._pause = time.monotonic() + 0.5, 0.5
         self.spool.put_many([(topic, payload, 0) for _, _, _, topic, payload in items])
@@ -387,7 +387,7 @@ class Ingest:
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
-        if len(self.spool):
+        if self.spool:
             self._drain(force=True)
         self.spool.close()  # one that still holds messages stays: the group's next worker writes them
 

@@ -10,7 +10,7 @@ from sensors.bus.spool import Spool
 def test_messages_stay_in_order_on_disk_until_handled_and_an_empty_spool_leaves_no_file(tmp_path: Path) -> None:
     path = tmp_path / "spool" / "ingest.sqlite"
     spool = Spool(path)
-    assert len(spool) == 0 and spool.peek(10) == [] and not path.exists()  # nothing spooled: no file
+    assert len(spool) == 0 and not spool and spool.peek(10) == [] and not path.exists()  # nothing spooled: no file
     spool.put_many([("a/telemetry", b"1", 0), ("a/telemetry", b"2", 0)])
     spool.put_many([("a/state", b"3", 1)])
     spool.put_many([("a/telemetry", b"0", 0)], front=True)  # ahead of everything held
@@ -19,13 +19,14 @@ def test_messages_stay_in_order_on_disk_until_handled_and_an_empty_spool_leaves_
     spool.close()  # a crash before they are handled: they are still there for the next worker
     again = Spool(path)
     first_two = again.peek(2)
-    assert [p for *_, p, _ in first_two] == [b"0", b"1"] and len(again) == 4
+    assert [p for *_, p, _ in first_two] == [b"0", b"1"] and len(again) == 4 and again  # holds some: true
     again.delete_through(first_two[-1][0])  # handled: gone
     assert [p for *_, p, _ in again.peek(10)] == [b"2", b"3"]
     again.close()
     assert path.exists()  # still holds two
     last = Spool(path)
     last.delete_through(last.peek(10)[-1][0])
+    assert not last  # handled, all of them: empty, though its file is open
     last.close()
     assert not path.exists() and not Path(f"{path}-wal").exists()
 

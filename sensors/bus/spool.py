@@ -68,6 +68,12 @@ class Spool:
         with self._lock:
             return self._disk().execute("SELECT count(*) FROM m").fetchone()[0] if self._exists() else 0
 
+    def __bool__(self) -> bool:
+        """Whether any message waits, without counting them (a count reads the whole table; the ingest asks at every
+        batch, and after a long outage millions may wait)."""
+        with self._lock:
+            return self._exists() and self._disk().execute("SELECT 1 FROM m LIMIT 1").fetchone() is not None
+
     def close(self) -> None:
         """Close the file, and remove it when nothing is left in it (one that holds messages stays for next time)."""
         with self._lock:
