@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,25 @@ def _number(text: str) -> int | float | str:
         except ValueError:
             pass
     return text
+
+
+def cv_splits(raw: pd.DataFrame, seed: int, folds: int,
+              window: int) -> Iterator[tuple[int, pd.DataFrame, list[pd.DataFrame], list[int]]]:
+    """The protocol's folds for one seed: (fold, training rows, each held-out unit's rows up to its cut, the true
+    RUL at each cut). Each held-out unit is cut at a random cycle, its RUL there drawn from 5 to 150 cycles (the
+    range the benchmark's test set spans, as issue 24 and NASA's description give it), with at least a window of
+    rows before the cut; the truth is not capped."""
+    rng = np.random.default_rng(seed)
+    units = raw[0].unique()
+    for k, held in enumerate(np.array_split(rng.permutation(units), folds)):
+        test_rows, ruls = [], []
+        for u in held:
+            g = raw[raw[0] == u]
+            rul = int(rng.integers(5, 151))
+            cut = int(np.clip(len(g) - rul, min(window, len(g) - 1), len(g) - 1))
+            test_rows.append(g.iloc[:cut])
+            ruls.append(len(g) - cut)
+        yield k, raw[~raw[0].isin(held)], test_rows, ruls
 
 
 def main() -> None:
@@ -71,19 +91,7 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in args.models.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in map(int, args.seeds.split(",")):
-            rng = np.random.default_rng(seed)
-            folds = np.array_split(rng.permutation(units), args.folds)
-            for k, held in enumerate(folds):
-                train = raw[~raw[0].isin(held)]
-                test_rows, ruls = [], []
-                for u in held:  # cut each held-out unit at a random cycle: its true RUL there, uncapped
-                    g = raw[raw[0] == u]
-                    # the RUL at the cut drawn from 5 to 150 cycles (the range the benchmark's test set spans, as
-                    # issue 24 and NASA's description give it), at least a window of rows before the cut
-                    rul = int(rng.integers(5, 151))
-                    cut = int(np.clip(len(g) - rul, min(params["window"], len(g) - 1), len(g) - 1))
-                    test_rows.append(g.iloc[:cut])
-                    ruls.append(len(g) - cut)
+            for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, int(params["window"])):
                 paths = Path(tmp) / f"s{seed}f{k}"
                 paths.mkdir()
                 train.to_csv(paths / "train.txt", sep=" ", header=False, index=False)
@@ -97,7 +105,7 @@ def main() -> None:
                     s = evaluate({kind: model}, test).scores.set_index("model").loc[kind]
                     results[kind].append((float(s.rmse), float(s.score)))
                     print(f"seed {seed} fold {k + 1}/{args.folds} {kind:10} RMSE {s.rmse:6.2f}  NASA score "
-                          f"{s.score:8.1f}  (capped truth RMSE {s.rmse_capped:5.2f}; {len(held)} units, "
+                          f"{s.score:8.1f}  (capped truth RMSE {s.rmse_capped:5.2f}; {len(ruls)} units, "
                           f"{time.perf_counter() - t:5.1f} s)", flush=True)
     print()
     print(f"{'model':10} {'RMSE mean ± sd of seeds':>24} {'NASA score mean ± sd':>22}   target RMSE < {TARGET_RMSE}, "
