@@ -20,7 +20,7 @@ from sensors.bus.broker import free_port, wait_port
 from sensors.connect import ConnectError, load_config
 from sensors.opcua import OpcUaError, server_url
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd
+from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd, wait_for_line
 
 BASE = 1767592800000  # 2026-01-05 06:00 UTC: the plant's first source timestamp
 
@@ -67,7 +67,10 @@ def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survi
                                      f"duckdb:///{db}", "--duration", "30 s"), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(9)
+        # the connector has subscribed to the plant's nodes when it says it is connecting (not a fixed wait: on a busy
+        # machine its start-up alone took most of one); values then flow for a few seconds before the plant dies
+        wait_for_line(proc.stderr, lambda line: "connecting" in line, 60, "saying the connector is connecting")
+        time.sleep(4)
         stop_process(server, signal.SIGKILL)  # the plant's server dies
         time.sleep(2)
         restart = written(log)[-1][0] + 1
@@ -93,6 +96,7 @@ def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survi
     good = {ts: v for _, ts, v, q in sent if q == "good"}
     assert got and all(good[ts] == v for ts, v in got.items()), "a stored value is not what the plant sent then"
     assert not {ts for _, ts, _, q in sent if q == "bad"} & got.keys(), "a bad-quality value was stored"
+    assert any(ts < BASE + 1000 * restart for ts in got), "nothing stored before the plant died"
     first_after = min(ts for ts in got if ts >= BASE + 1000 * restart)  # the first value after the reconnect
     after = [ts for _, ts, _, q in sent if q == "good" and first_after <= ts <= max(got)]  # no gap in between
     missing = [ts for ts in after if ts not in got]
