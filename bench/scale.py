@@ -75,6 +75,34 @@ def workload_speedup(scenario: str, duration: str, n: int = 6) -> float:
     return 2 * one / max(times(2))
 
 
+def part_costs(scenario: str, duration: str, n: int = 2) -> tuple[float, float, float]:
+    """Where a replication's time goes on workers, in this process (best of `n`): the simulation alone, the
+    simulation with its part files (what a worker does), and merging those parts into the run's files (what the
+    main process then does, beside the workers)."""
+    import shutil
+
+    from twin.app.runner import RunWriter, replication_part, simulate
+    from twin.scenario import load_scenario
+
+    sc = load_scenario(ROOT / scenario, overrides={"replications": 1, "duration": duration, "warmup": 0})
+    spec = sc.model_dump_json(by_alias=True)
+    best = [float("inf")] * 3
+    for r in range(n):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            simulate(sc, r)
+            t1 = time.perf_counter()
+            replication_part(spec, r, f"{tmp}/rep")
+            t2 = time.perf_counter()
+            writer = RunWriter(Path(tmp) / "out", sc)
+            writer.merge(Path(tmp) / "rep")
+            writer.close_files()
+            t3 = time.perf_counter()
+            shutil.rmtree(Path(tmp) / "rep")
+        best = [min(b, x) for b, x in zip(best, (t1 - t0, t2 - t1, t3 - t2))]
+    return best[0], best[1], best[2]
+
+
 def main() -> None:
     print(load_line("before"))
     print(f"the machine's own ceiling: two processes of pure Python do {machine_speedup():.2f}x the work of one\n")
@@ -93,6 +121,12 @@ def main() -> None:
         print(f"{name:<40}{one:>9.1f}s{two:>10.1f}s{one / two:>9.2f}x{ceiling:>8.2f}x  {'PASS' if ok else 'FAIL'} "
               f"(limit {LIMIT}x; KPIs {'equal' if same else 'DIFFERENT'})")
     print("\nceiling: the same replications in two bare processes (no Dask) against one, on this machine now")
+    print("\nper replication on workers (best of 2, in one process): the simulation alone; with its part files (a "
+          "worker's task); merging the parts into the run's files (the main process, beside the workers; its "
+          "store append comes on top)")
+    for name, scenario, duration in CASES:
+        sim, part, merge = part_costs(scenario, duration)
+        print(f"{name:<40}{sim:>8.2f}s{part:>8.2f}s{merge:>8.2f}s")
     print("\n" + load_line("after"))
     sys.exit(1 if failed else 0)
 
