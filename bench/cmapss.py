@@ -13,6 +13,7 @@ figures (LSTM 16.1, Zheng 2017; DCNN 12.6, Li 2018; attention models about 11).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -33,10 +34,8 @@ TARGET_RMSE, TARGET_SCORE = 12.5, 300.0
 def _number(text: str) -> int | float | str:
     """A --param value as an int, else a float, else the text itself."""
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text
 
 

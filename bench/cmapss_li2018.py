@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from cmapss import DATA, TARGET_RMSE, TARGET_SCORE, cv_splits
 
+from predictors.metrics import rul_scores
+
 SENSORS = [4 + k for k in (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)]  # columns: unit, cycle, 3 settings
 WINDOW, CAP = 30, 125
 
@@ -70,7 +72,7 @@ def main() -> None:
           f"{args.epochs} epochs, {args.threads} thread(s)", flush=True)
     per_seed = []
     for seed in map(int, args.seeds.split(",")):
-        errors, score = [], 0.0
+        preds, truths = [], []
         for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, WINDOW):
             t = time.perf_counter()
             lo, hi = train[SENSORS].min().to_numpy(np.float32), train[SENSORS].max().to_numpy(np.float32)
@@ -93,14 +95,13 @@ def main() -> None:
             model.eval()
             with torch.no_grad():
                 pred = model(torch.tensor(np.concatenate([windows(g, lo, hi, True) for g in test_rows]))).numpy()
-            d = pred - np.asarray(ruls, float)
-            fold_score = float(np.where(d < 0, np.exp(-d / 13) - 1, np.exp(d / 10) - 1).sum())
-            errors.append(d)
-            score += fold_score
-            capped = np.sqrt(((pred - np.minimum(ruls, CAP)) ** 2).mean())
-            print(f"seed {seed} fold {k + 1}/{args.folds} RMSE {np.sqrt((d ** 2).mean()):6.2f}  NASA score "
-                  f"{fold_score:7.1f}  (capped truth RMSE {capped:5.2f}; {time.perf_counter() - t:4.0f} s)", flush=True)
-        per_seed.append((float(np.sqrt((np.concatenate(errors) ** 2).mean())), score))
+            preds.append(pred)
+            truths.append(np.asarray(ruls, float))
+            fold, capped = rul_scores(pred, truths[-1], 1.0), rul_scores(pred, np.minimum(truths[-1], CAP), 1.0)
+            print(f"seed {seed} fold {k + 1}/{args.folds} RMSE {fold['rmse']:6.2f}  NASA score {fold['score']:7.1f}  "
+                  f"(capped truth RMSE {capped['rmse']:5.2f}; {time.perf_counter() - t:4.0f} s)", flush=True)
+        pooled = rul_scores(np.concatenate(preds), np.concatenate(truths), 1.0)  # the score sums over all units
+        per_seed.append((pooled["rmse"], pooled["score"]))
     rmse, score = np.array(per_seed).T
     print(f"\nLi 2018 DCNN: RMSE {rmse.mean():.2f} ± {rmse.std(ddof=1) if len(rmse) > 1 else 0:.2f}, NASA score "
           f"{score.mean():.0f} ± {score.std(ddof=1) if len(score) > 1 else 0:.0f} (mean ± sd of {len(rmse)} seed(s); "

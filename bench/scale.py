@@ -16,6 +16,9 @@ from pathlib import Path
 import pandas as pd
 from machine import load_line
 
+from twin.app.runner import RunWriter, replication_part, simulate
+from twin.scenario import load_scenario
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [("serial-5, no sensors, 40 x 20,000 min", "bench/scenarios/serial5.yaml", "20000 min"),
          ("cnc_cell with sensors, 40 x 8 h", "scenarios/cnc_cell.yaml", "8 h")]
@@ -79,11 +82,6 @@ def part_costs(scenario: str, duration: str, n: int = 2) -> tuple[float, float, 
     """Where a replication's time goes on workers, in this process (best of `n`): the simulation alone, the
     simulation with its part files (what a worker does), and merging those parts into the run's files (what the
     main process then does, beside the workers)."""
-    import shutil
-
-    from twin.app.runner import RunWriter, replication_part, simulate
-    from twin.scenario import load_scenario
-
     sc = load_scenario(ROOT / scenario, overrides={"replications": 1, "duration": duration, "warmup": 0})
     spec = sc.model_dump_json(by_alias=True)
     best = [float("inf")] * 3
@@ -98,7 +96,6 @@ def part_costs(scenario: str, duration: str, n: int = 2) -> tuple[float, float, 
             writer.merge(Path(tmp) / "rep")
             writer.close_files()
             t3 = time.perf_counter()
-            shutil.rmtree(Path(tmp) / "rep")
         best = [min(b, x) for b, x in zip(best, (t1 - t0, t2 - t1, t3 - t2))]
     return best[0], best[1], best[2]
 
