@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sensors.connect import ConnectError, Unmapped, load_config, translate
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_for_line
+from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_connected
 
 LINE = "plant-hamburg/hall-2/bottling-1"
 
@@ -60,9 +60,7 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     gw.connect("127.0.0.1", mosquitto.port)
     gw.loop_start()
     try:
-        # the connector has subscribed when it says it is connecting (a fixed 3 s once ran out on a busy machine
-        # while it was still importing: the messages went by unheard); its 12 s run from there
-        wait_for_line(proc.stderr, lambda line: "connecting" in line, 60, "saying the connector is connecting")
+        wait_connected(proc)
         time.sleep(0.5)
         t0 = 1767592800000  # 2026-01-05 06:00 UTC
         for k in range(10):

@@ -20,7 +20,7 @@ from sensors.bus.broker import free_port, wait_port
 from sensors.connect import ConnectError, load_config
 from sensors.opcua import OpcUaError, server_url
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd, wait_for_line
+from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd, wait_connected
 
 BASE = 1767592800000  # 2026-01-05 06:00 UTC: the plant's first source timestamp
 
@@ -67,10 +67,8 @@ def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survi
                                      f"duckdb:///{db}", "--duration", "30 s"), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        # the connector has subscribed to the plant's nodes when it says it is connecting (not a fixed wait: on a busy
-        # machine its start-up alone took most of one); values then flow for a few seconds before the plant dies
-        wait_for_line(proc.stderr, lambda line: "connecting" in line, 60, "saying the connector is connecting")
-        time.sleep(4)
+        wait_connected(proc)
+        time.sleep(4)  # values flow for a few seconds before the plant dies
         stop_process(server, signal.SIGKILL)  # the plant's server dies
         time.sleep(2)
         restart = written(log)[-1][0] + 1

@@ -17,7 +17,7 @@ from sensors.bus.payloads import parse
 from sensors.connect import ConnectorConfig, Unmapped, load_config
 from sensors.sparkplug import REBIRTH, SparkplugReader
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_for_line
+from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_connected
 
 T0 = 1767592800000  # 2026-01-05 06:00 UTC
 EDGE = ROOT / ".venv-edge" / "bin" / "python"  # pysparkplug's publisher needs paho 1.x: scripts/test-deps.sh
@@ -57,8 +57,7 @@ def test_an_edge_nodes_data_is_stored_and_its_death_makes_the_machine_offline(tm
                                      "--duration", "14 s"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        # subscribed when it says it is connecting (a fixed wait can run out on a busy machine while it imports)
-        wait_for_line(proc.stderr, lambda line: "connecting" in line, 60, "saying the connector is connecting")
+        wait_connected(proc)
         time.sleep(0.5)
         edge = subprocess.run([str(EDGE), str(ROOT / "tests" / "edge_node.py"), str(mosquitto.port), str(T0)],
                               capture_output=True, text=True, timeout=60)  # births, 10 DDATA, a death certificate
