@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 import simpy
+from machine import load_line
 
 from sensors.bank import SensorBank
 from twin.model import Line
 from twin.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+PAIRS = 5  # raw and twin runs, one right after the other
 
 
 class CountingEnvironment(simpy.Environment):
@@ -76,8 +78,9 @@ def bench_scenario(name: str) -> dict[str, float]:
         line.run(long.duration)
         return time.perf_counter() - t
 
-    pairs = [(raw_simpy(), sim_only()) for _ in range(5)]
-    ratio = float(np.median([(sim / events) / raw for raw, sim in pairs]))
+    pairs = [(raw_simpy(), sim_only()) for _ in range(PAIRS)]
+    ratios = [(sim / events) / raw for raw, sim in pairs]
+    ratio = float(np.median(ratios))
     raw_per_event = float(np.median([raw for raw, _ in pairs]))
     sim_long = min(sim for _, sim in pairs)
     sim_s = sim_long / shifts
@@ -100,13 +103,15 @@ def bench_scenario(name: str) -> dict[str, float]:
     return {"stations": len(sc.stations), "machines": len(Line(sc, 0).machines), "events": events / shifts,
             "sim_s": sim_s, "total_s": total_s, "readings": readings,
             "events_per_s": events / sim_long, "cost_ratio": ratio, "raw_ns": raw_per_event * 1e9,
+            "ratio_low": min(ratios), "ratio_high": max(ratios),
             "readings_per_s": readings / (total_s - sim_s) if total_s > sim_s else float("inf"),
             "sim_h_per_s": 8.0 / total_s}
 
 
 def main() -> None:
-    print("limit: raw SimPy timeouts from four processes; 'x raw' is the median of 5 paired ratios, each raw run right "
-          "before a twin run (column 'raw ns': the raw runs' median)")
+    print(load_line("before"))
+    print(f"limit: raw SimPy timeouts from four processes; 'x raw' is the median of {PAIRS} paired ratios, each raw "
+          "run right before a twin run (column 'raw ns': the raw runs' median)")
     print()
     header = (f"{'scenario':<18}{'st':>3}{'mach':>5}{'events':>9}{'events/s':>11}{'x raw':>7}"
               f"{'readings':>11}{'readings/s':>12}{'sim only':>9}{'total':>8}{'sim h/s':>9}{'raw ns':>8}")
@@ -126,6 +131,9 @@ def main() -> None:
     print(f"target 1: 8-h shift of the 10-station line with {body['readings']:,.0f} readings in "
           f"{body['total_s']:.2f} s (limit 10 s): {'PASS' if ok1 else 'FAIL'}")
     print(f"target 2: twin's cost per event {worst:.2f}x raw SimPy's (limit 3x): {'PASS' if ok2 else 'FAIL'}")
+    print("the pairs' ratios, lowest to highest (how much the machine's speed moved during the run): " + "; ".join(
+        f"{name.removesuffix('.yaml')} {r['ratio_low']:.2f}-{r['ratio_high']:.2f}" for name, r in results.items()))
+    print(load_line("after"))
 
 
 if __name__ == "__main__":
