@@ -1,7 +1,7 @@
 """Replications side by side (a benchmark, not a test; issue 19): `twin run --no-stream` with 40 replications as one
 job (one after another in the `twin run` process: `--jobs 1`) against two local Dask worker processes, on this
-machine's cores. The limit (speed-up ≥ 1.7x on 2 cores) is
-compared against the one-worker run measured in the same session; results are checked equal as well.
+machine's cores. The limit (speed-up ≥ 1.7x on 2 cores) is compared against the one-job run measured in the same
+session; results are checked equal as well.
 
     .venv/bin/python bench/scale.py
 """
