@@ -615,7 +615,7 @@ class Machine:
         relay, self.wake = self.wake, None
         assert relay is not None
         nudge = simpy.Event(self.env)
-        nudge.callbacks.append(lambda _: relay.triggered or relay.succeed())  # type: ignore[union-attr]
+        first_of(self.env, nudge, into=relay)
         nudge.succeed()
 
     def opportunity(self) -> bool:
@@ -680,12 +680,14 @@ class Machine:
         self.line.record(self, "maintenance_end", detail=reason)
 
 
-def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event | None = None) -> simpy.Event:
+def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event | None = None,
+             into: simpy.Event | None = None) -> simpy.Event:
     """An event that fires when the first of a and b has fired, in the same step of the queue as `a | b` would
     (so the order of simultaneous events stays the same), without building a condition's value: the machines
     wait on one of these at gets and puts, where building and evaluating a `simpy.AnyOf` costs several plain events.
-    Without b, a relay of a alone, for a wait that something else may end (`Machine.wake_up`)."""
-    relay = simpy.Event(env)
+    Without b, a relay of a alone, for a wait that something else may end (`Machine.wake_up`); `into`: relay to
+    that event (a wait's relay made before) instead of a new one."""
+    relay = simpy.Event(env) if into is None else into
 
     def fire(_: simpy.Event) -> None:
         if not relay.triggered:  # the later of the two, or one left over from a wait that ended, does nothing
