@@ -60,10 +60,10 @@ _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "las
 
 
 # A writer's cache of the file's blocks: DuckDB keeps every block it has written in memory up to its limit (by
-# default 80 % of RAM), so a month of body_shop held 1.6 GB; at 64 MB, ~10 % slower, a month's peak was 363-374 MB
-# against a day's 296 MB (bench/run_overhead.py --memory, 2026-12-03). DuckDB's memory outside this cache still grows
-# with the table (about 94 MB at a day's peak, 140 MB at a month's, by memray); 32 MB here gave 355 MB. Readers keep
-# DuckDB's default: their queries may need it.
+# default 80 % of RAM), so a month of body_shop held 1.6 GB; at 64 MB, ~10 % slower, a month's peak was 363-379 MB
+# against a day's 285-302 MB (bench/run_overhead.py --memory, 2026-12-03). DuckDB's memory outside this cache still
+# grows with the table (about 94 MB at a day's peak, 140 MB at a month's, by memray); 32 MB here gave 355 MB. Readers
+# keep DuckDB's default: their queries may need it.
 WRITER_MEMORY = "64MB"
 
 
