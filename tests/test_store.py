@@ -156,7 +156,7 @@ def test_a_writer_caps_its_block_cache_and_the_url_can_raise_it(tmp_path: Path) 
             s.close()
 
     file = tmp_path / "x.duckdb"
-    assert limit(f"duckdb:///{file}") == "61.0 MiB"  # DuckDB's rendering of 64MB
+    assert limit(f"duckdb:///{file}") == "30.5 MiB"  # DuckDB's rendering of 32MB
     assert limit(f"duckdb:///{file}?memory_limit=1GB") == "953.6 MiB"
     with pytest.raises(StoreError, match=r"memory_limit='lots' is not a size.*64MB or 1GB"):
         open_store(f"duckdb:///{file}?memory_limit=lots")

@@ -60,11 +60,12 @@ _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "las
 
 
 # A writer's cache of the file's blocks: DuckDB keeps every block it has written in memory up to its limit (by
-# default 80 % of RAM), so a month of body_shop held 1.6 GB; at 64 MB, ~10 % slower, a month's peak was 363-379 MB
-# against a day's 285-302 MB (bench/run_overhead.py --memory, 2026-12-03). DuckDB's memory outside this cache still
-# grows with the table (about 94 MB at a day's peak, 140 MB at a month's, by memray); 32 MB here gave 355 MB. Readers
-# keep DuckDB's default: their queries may need it.
-WRITER_MEMORY = "64MB"
+# default 80 % of RAM), so a month of body_shop held 1.6 GB. A day's run never fills a large cache and a month's
+# does, so the cache's size is most of what a long run adds: twin run body_shop (with truth row groups of 2^16 rows),
+# peak RSS of a day against a month, 2026-12-03: 64 MB 294-302 against 366-372 MB (+24 %), 32 MB 280-289 against
+# 331-335 MB (+17 %), in the same wall time (51-55 s a month). Readers keep DuckDB's default: their queries may
+# need it.
+WRITER_MEMORY = "32MB"
 
 
 class DuckStore:

@@ -112,6 +112,13 @@ class Background:
                 self._pool.shutdown()
 
 
+# Rows per row group. Readings come a chunk (~CHUNK_READINGS) at a time. The health samples come a few thousand a
+# chunk, so a file's buffer holds up to a row group of them for many chunks: at 2^18 rows (16 MB of health) that
+# made a month's run peak higher than a day's, whose health never fills a row group.
+READINGS_ROWS = 1 << 18
+TRUTH_ROWS = 1 << 16
+
+
 class TableStream:
     """One Parquet file written as it grows: tables in, row groups of `rows` out, one writer for the file.
 
@@ -119,7 +126,8 @@ class TableStream:
     meanwhile. The file is written under a hidden name and renamed when closed: a reader (the dashboard) never
     sees half a file. `keep_empty`: the file is written even if no row ever comes (from the first table's schema)."""
 
-    def __init__(self, path: Path, rows: int = 1 << 18, compression: str = "zstd", keep_empty: bool = False) -> None:
+    def __init__(self, path: Path, rows: int = READINGS_ROWS, compression: str = "zstd",
+                 keep_empty: bool = False) -> None:
         self.path, self.rows, self.compression, self.keep_empty = path, rows, compression, keep_empty
         self._partial = path.with_name(f".{path.name}.writing")
         self._writer: pq.ParquetWriter | None = None
@@ -345,7 +353,8 @@ class RunWriter:
 
     def _file(self, name: str) -> TableStream:
         if name not in self._files:
-            self._files[name] = TableStream(self.out / name, compression="none" if self.part else "zstd",
+            self._files[name] = TableStream(self.out / name, rows=READINGS_ROWS if name == "readings.parquet" else
+                                            TRUTH_ROWS, compression="none" if self.part else "zstd",
                                             keep_empty=name in ALWAYS_WRITTEN)
         return self._files[name]
 
