@@ -8,7 +8,7 @@ core (the machine's speed moves between runs), with the highest of the three pea
 kernel (wait4's ru_maxrss).
 
     .venv/bin/python bench/run_overhead.py          # body_shop 8 h, the sensor-less 5-station line
-    .venv/bin/python bench/run_overhead.py --memory # also body_shop 1 day against 30 days (minutes)
+    .venv/bin/python bench/run_overhead.py --memory # also body_shop 1 day against 30 days, 3 runs each (4 min)
 """
 
 from __future__ import annotations
@@ -80,11 +80,15 @@ def main() -> None:
         print(f"{name:<36}{core_s:>7.2f}s{limit:>7.2f}s{wall:>9.2f}s{wall / core_s:>6.2f}x{rss:>8.0f}MB  "
               f"{'PASS' if ok else 'FAIL'} (limit {factor}x core + start-up, {RSS_LIMIT_MB:.0f} MB)")
     if "--memory" in sys.argv:
-        day = run(ROOT / "scenarios/body_shop.yaml", "1 d")[1]
-        month = run(ROOT / "scenarios/body_shop.yaml", "30 d")[1]
+        # the highest peak of 3 runs each, as above: one run's peak moves by 5 % with how the writer threads overlap
+        days = [run(ROOT / "scenarios/body_shop.yaml", "1 d")[1] for _ in range(3)]
+        months = [run(ROOT / "scenarios/body_shop.yaml", "30 d")[1] for _ in range(3)]
+        day, month = max(days), max(months)
         growth = month / day - 1
+        print(f"\nbody_shop peak RSS of 3 runs each: 1 day {', '.join(f'{d:.0f}' for d in days)} MB; "
+              f"30 days {', '.join(f'{m:.0f}' for m in months)} MB")
         failed |= growth >= GROWTH_LIMIT
-        print(f"\nbody_shop peak RSS: 1 day {day:.0f} MB, 30 days {month:.0f} MB: growth {growth:+.0%} "
+        print(f"body_shop peak RSS, highest of 3: 1 day {day:.0f} MB, 30 days {month:.0f} MB: growth {growth:+.0%} "
               f"(limit {GROWTH_LIMIT:+.0%}): {'PASS' if growth < GROWTH_LIMIT else 'FAIL'}")
     print("\n" + load_line("after"))
     sys.exit(1 if failed else 0)
