@@ -67,6 +67,37 @@ def default_spool(group: str, store_url: str) -> Path:
     return home() / "spool" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', group)}-{digest}.sqlite"
 
 
+def _repeat(values: list[Any], sizes: list[int], dtype: Any = object) -> np.ndarray:
+    return np.repeat(np.array(values, dtype=dtype), sizes)
+
+
+def _ms(ts: Any) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(ts, dtype=np.int64), unit="ms")
+
+
+def state_rows(states: list[StateChange]) -> pd.DataFrame:
+    """The state changes of many messages as the store's rows (STATE_COLUMNS), built column by column: a
+    `pd.Timestamp` per change took a tenth of an ingest's time on the bottling line."""
+    sizes = [len(c.changes) for c in states]
+    state, ts, reason = zip(*(ch for c in states for ch in c.changes))
+    return pd.DataFrame({"run": _repeat([c.run for c in states], sizes),
+                         "replication": _repeat([c.replication for c in states], sizes, np.int64),
+                         "machine": _repeat([c.machine for c in states], sizes), "ts": _ms(ts),
+                         "state": np.array(state, dtype=object), "reason": np.array(reason, dtype=object)},
+                        columns=STATE_COLUMNS)
+
+
+def level_rows(levels: list[Levels]) -> pd.DataFrame:
+    """The buffer levels of many messages as the store's rows (LEVEL_COLUMNS), column by column."""
+    sizes = [len(b.levels) for b in levels]
+    return pd.DataFrame({"run": _repeat([b.run for b in levels], sizes),
+                         "replication": _repeat([b.replication for b in levels], sizes, np.int64),
+                         "station": np.array([st for b in levels for st in b.levels], dtype=object),
+                         "ts": _ms(_repeat([b.ts_ms for b in levels], sizes, np.int64)),
+                         "level": np.array([n for b in levels for n in b.levels.values()], dtype=np.int64)},
+                        columns=LEVEL_COLUMNS)
+
+
 class KnownRuns:
     """The runs whose start (any status message of the run on the line's run topic) the ingest has seen, kept in a
     file beside its spool: a restarted worker still takes the readings of a run it saw start, and readings of a run
@@ -274,13 +305,9 @@ class Ingest:
             self.stored += stored
             self.stored_by_run[run] = self.stored_by_run.get(run, 0) + stored
         if states:
-            self.store.write_states(pd.DataFrame(
-                [(c.run, c.replication, c.machine, pd.Timestamp(ts, unit="ms"), state, reason)
-                 for c in states for state, ts, reason in c.changes], columns=STATE_COLUMNS))
+            self.store.write_states(state_rows(states))
         if levels:
-            self.store.write_levels(pd.DataFrame(
-                [(b.run, b.replication, station, pd.Timestamp(b.ts_ms, unit="ms"), level)
-                 for b in levels for station, level in b.levels.items()], columns=LEVEL_COLUMNS))
+            self.store.write_levels(level_rows(levels))
 
     def _ack(self, items: list[Item]) -> None:
         for mid, qos, *_ in items:

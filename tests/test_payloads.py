@@ -93,6 +93,33 @@ def test_alert_round_trip_schema_and_rejects() -> None:
     assert not signed_by({**signed, "probability": 0.71}, b"k" * 32) and not signed_by(json.loads(payload), b"k" * 32)
 
 
+def test_parsed_states_and_levels_become_the_stores_rows() -> None:
+    """The ingest turns many messages' state changes and buffer levels into store rows column by column: each
+    message's run, replication and machine repeated over its rows, times as timestamps, a message without levels
+    adding none."""
+    import pandas as pd
+
+    from sensors.ingest import level_rows, state_rows
+
+    filler = [("working", 1767592800000), ("down", 1767592805000, "valve")]
+    capper = [("starved", 1767592801000)]
+    states = [parse(T.state("filler", "filler-a"), state_payload("r1", 2, "filler", "filler-a", filler)),
+              parse(T.state("capper", "capper"), state_payload("r2", 0, "capper", "capper", capper))]
+    rows = state_rows(states)  # type: ignore[arg-type]
+    assert rows.columns.tolist() == ["run", "replication", "machine", "ts", "state", "reason"]
+    assert rows.values.tolist() == [
+        ["r1", 2, "filler-a", pd.Timestamp("2026-01-05 06:00:00"), "working", ""],
+        ["r1", 2, "filler-a", pd.Timestamp("2026-01-05 06:00:05"), "down", "valve"],
+        ["r2", 0, "capper", pd.Timestamp("2026-01-05 06:00:01"), "starved", ""]]
+    levels = [parse(T.buffers, buffers_payload("r1", 1, 1767592800000, {"filler": 12, "capper": 0})),
+              parse(T.buffers, buffers_payload("r1", 1, 1767592860000, {}))]
+    rows = level_rows(levels)  # type: ignore[arg-type]
+    assert rows.columns.tolist() == ["run", "replication", "station", "ts", "level"]
+    assert rows.values.tolist() == [["r1", 1, "filler", pd.Timestamp("2026-01-05 06:00:00"), 12],
+                                    ["r1", 1, "capper", pd.Timestamp("2026-01-05 06:00:00"), 0]]
+    assert len(level_rows(levels[1:])) == 0  # type: ignore[arg-type]
+
+
 def test_buffers_payload_matches_the_schema() -> None:
     valid(json.loads(buffers_payload("r", 1, 1767592800000, {"filler": 12, "capper": 0})), "buffers")
     assert T.buffers == "plant/hall/line/buffers"
