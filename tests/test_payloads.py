@@ -118,6 +118,8 @@ def test_parsed_states_and_levels_become_the_stores_rows() -> None:
     assert rows.values.tolist() == [["r1", 1, "filler", pd.Timestamp("2026-01-05 06:00:00"), 12],
                                     ["r1", 1, "capper", pd.Timestamp("2026-01-05 06:00:00"), 0]]
     assert len(level_rows(levels[1:])) == 0  # type: ignore[arg-type]
+    empty = state_rows([StateChange("r1", 0, "capper", "capper", [])])
+    assert empty.columns.tolist() == ["run", "replication", "machine", "ts", "state", "reason"] and len(empty) == 0
 
 
 def test_buffers_payload_matches_the_schema() -> None:

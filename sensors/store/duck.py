@@ -60,9 +60,9 @@ _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "las
 
 
 # A writer's cache of the file's blocks: DuckDB keeps every block it has written in memory up to its limit (by
-# default 80 % of RAM), so a month of body_shop held 1.6 GB. A day's run never fills a large cache and a month's
-# does, so the cache's size is most of what a long run adds: twin run body_shop (with truth row groups of 2^16 rows),
-# peak RSS of a day against a month, 2026-12-03: 64 MB 294-302 against 366-372 MB (+24 %), 32 MB 280-289 against
+# default 80 % of RAM), so a month of body_shop held 1.6 GB. A month's run fills the cache and a day's does not, so
+# what the cache may hold is part of what a long run adds: twin run body_shop (truth row groups of 2^16 rows), peak
+# RSS of a day against a month, 2026-12-03: at 64 MB 294-302 against 366-372 MB (+24 %), at 32 MB 280-289 against
 # 331-335 MB (+17 %), in the same wall time (51-55 s a month). Readers keep DuckDB's default: their queries may
 # need it.
 WRITER_MEMORY = "32MB"
