@@ -424,12 +424,12 @@ def ingest(
             fail(str(e), code=3)
         err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
                           highlight=False)
-        while not stop.wait(0.5):
+        while not stop.wait(0.1):  # a run's end is seen within a tenth of a second (its `twin run` waits for it)
             ticks += 1
             if (exit_when_complete and worker.finished_runs_complete()) or (
                     until_run is not None and worker.run_complete(until_run)):
                 break
-            if ticks % 10 == 0:
+            if ticks % 50 == 0:  # progress every 5 s
                 waiting = len(worker.spool)
                 err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
                                   f"rejected {worker.rejected:,}" + (f", {waiting:,} messages waiting in the spool "
