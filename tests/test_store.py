@@ -65,6 +65,24 @@ def test_append_stores_each_message_once(store: Store) -> None:
     assert store.series(run).unit.tolist() == ["degC"]
 
 
+def test_duckdb_checks_a_message_against_its_run_and_time_and_old_identities_by_key(tmp_path: Path) -> None:
+    """Identities carry the message's run and time, so a batch is checked against the stored messages of its run and
+    time span only (not every message ever stored); identities a linetwin stored before that (no run, no time) are
+    still checked by key, so a redelivery across an upgrade is not stored twice."""
+    url = f"duckdb:///{tmp_path / 'x.duckdb'}"
+    store = open_store(url)
+    store.append(batch_of("r1", [(11, 0, 50)]))
+    assert store._con.execute("SELECT run, ts FROM messages").fetchall() == [  # type: ignore[attr-defined]
+        ("r1", T0.to_pydatetime())]
+    store._con.execute("UPDATE messages SET run = NULL, ts = NULL")  # type: ignore[attr-defined]  # as stored before
+    store.close()
+    store = open_store(url)
+    store.append(batch_of("r1", [(11, 0, 50), (12, 50, 50)]))  # 11 again, after the upgrade
+    store.append(batch_of("r1", [(12, 50, 50)]))  # 12 again, stored with its run and time
+    assert store.count("r1") == 100
+    store.close()
+
+
 def test_query_raw_filters_and_order(store: Store) -> None:
     run = f"r-{np.random.default_rng().integers(1 << 30)}"
     store.write(readings(run))

@@ -2,8 +2,9 @@
 
 Readings are appended as Arrow batches with no key on the table: the hot path (`append`) is a bulk
 insert. A redelivered MQTT message is recognised by its identity (a hash of its bytes, kept in
-`messages`) and dropped whole in the same transaction that stores a new one, so each message is stored
-exactly once; `write(frame)` checks its rows against what is stored (an anti-join) instead.
+`messages` with the message's run and time) and dropped whole in the same transaction that stores a
+new one, so each message is stored exactly once; `write(frame)` checks its rows against what is stored
+(an anti-join) instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS readings (
     series INTEGER, replication INTEGER, ts TIMESTAMP, value DOUBLE);
 CREATE TABLE IF NOT EXISTS messages (key BIGINT);
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS run VARCHAR;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS ts TIMESTAMP;
 CREATE TABLE IF NOT EXISTS states (
     run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, state VARCHAR);
 ALTER TABLE states ADD COLUMN IF NOT EXISTS reason VARCHAR DEFAULT '';
@@ -86,6 +89,7 @@ class DuckStore:
             raise StoreError(f"store URL {url!r}: unknown option {sorted(unknown)[0]!r}; a DuckDB store takes only "
                              "memory_limit (e.g. duckdb:///twin.duckdb?memory_limit=1GB)")
         memory = options.get("memory_limit", [WRITER_MEMORY])[-1]
+        self._keys_only = False  # set below for a writer whose file holds message identities without run and time
         try:
             if read_only:
                 if not self.path.exists():
@@ -96,6 +100,9 @@ class DuckStore:
                 self._con = duckdb.connect(str(self.path))
                 self._limit_memory(memory)
                 self._con.execute(_SCHEMA)
+                # identities stored by a linetwin before messages had a run and a time: checked by key alone
+                self._keys_only = bool(self._con.execute(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE ts IS NULL)").fetchone()[0])  # type: ignore[index]
         except (OSError, duckdb.Error) as e:
             raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
         self._lock = threading.Lock()
@@ -164,7 +171,7 @@ class DuckStore:
             cur.begin()
             try:
                 if batch.message_keys is not None and batch.message_sizes is not None:
-                    table = self._new_messages(cur, table, batch.message_keys, batch.message_sizes)
+                    table = self._new_messages(cur, table, batch)
                 cur.register("batch", table)
                 cur.execute("INSERT INTO readings SELECT * FROM batch")
                 cur.commit()
@@ -173,18 +180,36 @@ class DuckStore:
                 raise
         return table.num_rows
 
-    @staticmethod
-    def _new_messages(cur: duckdb.DuckDBPyConnection, table: pa.Table, keys: np.ndarray,
-                      sizes: np.ndarray) -> pa.Table:
-        """The rows of messages not stored before (the first copy of each), recording their keys."""
-        keys = np.asarray(keys, dtype=np.int64)
+    def _new_messages(self, cur: duckdb.DuckDBPyConnection, table: pa.Table, batch: ReadingBatch) -> pa.Table:
+        """The rows of messages not stored before (the first copy of each), recording their identities.
+
+        A copy has the same bytes, so the same run and time as its original: only stored messages of the batch's
+        run and time span are compared, and DuckDB skips the rest by their min/max (comparing against every key
+        ever stored made each batch's check grow with the store: 35 ms a batch against 8 million messages)."""
+        assert batch.message_keys is not None and batch.message_sizes is not None
+        keys = np.asarray(batch.message_keys, dtype=np.int64)
+        sizes = np.asarray(batch.message_sizes, dtype=np.int64)
         first = np.zeros(len(keys), dtype=bool)
         first[np.unique(keys, return_index=True)[1]] = True  # a redelivery inside this very batch
-        cur.register("keys", pa.table({"key": keys[first]}))
-        seen = cur.execute("SELECT key FROM keys SEMI JOIN messages USING (key)").fetchnumpy()["key"]
+        # each message's run and time: those of its first reading (a message without readings stores no row)
+        at = np.minimum(np.cumsum(sizes) - sizes, len(batch) - 1)
+        ts = np.where(sizes > 0, np.asarray(batch.ts_ms, dtype=np.int64)[at], 0)
+        run = np.where(sizes > 0, batch.catalog["run"].to_numpy(dtype=object)[np.asarray(batch.series)[at]], "")
+        cur.register("keys", pa.table({"key": keys[first], "run": pa.array(run[first], pa.string()),
+                                       "ts": pa.array(ts[first], pa.timestamp("ms"))}))
+        runs = sorted(set(run[first]))  # one in practice: the ingest appends a run at a time
+        seen = cur.execute(
+            "SELECT key FROM keys SEMI JOIN (SELECT key, run, ts FROM messages WHERE ts BETWEEN epoch_ms(?) AND "
+            f"epoch_ms(?) AND run IN ({', '.join('?' * len(runs))})) USING (key, run, ts)",
+            [int(ts[first].min()), int(ts[first].max()), *runs]).fetchnumpy()["key"]
+        if self._keys_only:
+            old = cur.execute("SELECT key FROM keys SEMI JOIN (SELECT key FROM messages WHERE ts IS NULL) "
+                              "USING (key)").fetchnumpy()["key"]
+            seen = np.concatenate([seen, old])
         fresh = first & ~np.isin(keys, seen)
-        cur.register("fresh", pa.table({"key": keys[fresh]}))
-        cur.execute("INSERT INTO messages SELECT key FROM fresh")
+        cur.register("fresh", pa.table({"key": keys[fresh], "run": pa.array(run[fresh], pa.string()),
+                                        "ts": pa.array(ts[fresh], pa.timestamp("ms"))}))
+        cur.execute("INSERT INTO messages SELECT key, run, ts FROM fresh")
         return table if fresh.all() else table.filter(pa.array(np.repeat(fresh, sizes)))
 
     def write_states(self, states: pd.DataFrame) -> None:
