@@ -353,8 +353,8 @@ class RunWriter:
 
     def _file(self, name: str) -> TableStream:
         if name not in self._files:
-            self._files[name] = TableStream(self.out / name, rows=READINGS_ROWS if name == "readings.parquet" else
-                                            TRUTH_ROWS, compression="none" if self.part else "zstd",
+            rows = READINGS_ROWS if name == "readings.parquet" else TRUTH_ROWS
+            self._files[name] = TableStream(self.out / name, rows=rows, compression="none" if self.part else "zstd",
                                             keep_empty=name in ALWAYS_WRITTEN)
         return self._files[name]
 
