@@ -34,9 +34,9 @@ from pathlib import Path
 from twin.model import Line
 from twin.scenario import load_scenario
 sc = load_scenario(Path(sys.argv[1]))
-sc = sc.model_copy(update={"duration": int(sys.argv[2]) * 8 * 3600.0})
+sc = sc.model_copy(update={"duration": float(sys.argv[2])})
 Line(sc, 0).run(sc.duration)
-"""
+"""  # argv: scenario file, simulated seconds
 RAW = """
 import sys
 sys.path.insert(0, "bench")
@@ -77,7 +77,8 @@ def main() -> None:
         path = ROOT / "scenarios" / f"{name}.yaml"
         shifts = max(1, round(150_000 / (events(path, 2) / 2)))  # about 150,000 events between the two runs
         counted = events(path, 2 * shifts) - events(path, shifts)
-        twin = instructions(TWIN, str(path), str(2 * shifts)) - instructions(TWIN, str(path), str(shifts))
+        twin = (instructions(TWIN, str(path), str(2 * shifts * SHIFT))
+                - instructions(TWIN, str(path), str(shifts * SHIFT)))
         per_event = twin / counted
         print(f"{name:<18}{shifts:>7}{counted / shifts:>14,.0f}{per_event:>20,.0f}{per_event / raw:>7.2f}")
 
