@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sensors.bus.payloads import (
     MAX_PAYLOAD,
+    MAX_REASON,
+    STATE_NAMES,
+    TS_RANGE,
     LineTopics,
     ParseError,
     StateChange,
@@ -165,3 +171,51 @@ def test_parser_rejects_raw(payload: bytes, reason: str) -> None:
 def test_telemetry_on_a_state_topic_is_rejected() -> None:
     with pytest.raises(ParseError, match="non-telemetry topic"):
         parse(T.state("st", "m"), encode(GOOD))
+
+
+# fuzzing the parser column-wise: whatever the items, a message is refused (ParseError) exactly when one item breaks
+# the per-item rule written out here, and otherwise parsed into exactly its items
+_ITEM = st.one_of(st.sampled_from([*STATE_NAMES, "x", "bogus"]), st.integers(-2**63, 2**63 - 1), st.booleans(),
+                  st.floats(allow_nan=False, allow_infinity=False), st.none(), st.text(max_size=3),
+                  st.just("r" * (MAX_REASON + 1)), st.lists(st.integers(-5, 5), max_size=2))
+
+
+def _in_range(t: object) -> bool:
+    return TS_RANGE[0] <= t <= TS_RANGE[1]  # type: ignore[operator]
+
+
+@given(st.lists(st.one_of(st.lists(_ITEM, min_size=0, max_size=4), _ITEM), min_size=1, max_size=6))
+def test_state_changes_fuzzed_are_parsed_or_refused_item_by_item(changes: list[object]) -> None:
+    def good(c: object) -> bool:  # a time is an integer, not a boolean
+        return isinstance(c, list) and len(c) in (2, 3) and isinstance(c[0], str) and c[0] in STATE_NAMES \
+            and type(c[1]) is int and _in_range(c[1]) \
+            and (len(c) == 2 or (isinstance(c[2], str) and len(c[2]) <= MAX_REASON))
+
+    payload = encode({"schema": "linetwin/state/1", "run": "r", "replication": 0, "station": "st", "machine": "m",
+                      "changes": changes})
+    if all(map(good, changes)):
+        msg = parse(T.state("st", "m"), payload)
+        assert isinstance(msg, StateChange)
+        assert msg.changes == [(c[0], c[1], c[2] if len(c) == 3 else "") for c in changes]  # type: ignore[index]
+    else:
+        with pytest.raises(ParseError):
+            parse(T.state("st", "m"), payload)
+
+
+@given(st.lists(st.one_of(st.lists(st.one_of(st.sampled_from(["x", "y"]), _ITEM), min_size=0, max_size=4), _ITEM),
+                min_size=1, max_size=6))
+def test_readings_fuzzed_are_parsed_or_refused_item_by_item(readings: list[object]) -> None:
+    def good(r: object) -> bool:
+        return type(r) is list and len(r) == 3 and r[0] == "x" and type(r[1]) is int and _in_range(r[1]) \
+            and type(r[2]) in (int, float) and math.isfinite(r[2])
+
+    payload = encode({**GOOD, "readings": readings})
+    if all(map(good, readings)):
+        msg = parse(T.telemetry("st", "m"), payload)
+        assert isinstance(msg, Telemetry)
+        assert (msg.sensors, msg.ts_ms, msg.values) == ([r[0] for r in readings], [r[1] for r in readings],  # type: ignore[index]
+                                                        [float(r[2]) for r in readings])  # type: ignore[index]
+        assert all(type(v) is float for v in msg.values)
+    else:
+        with pytest.raises(ParseError):
+            parse(T.telemetry("st", "m"), payload)

@@ -35,6 +35,7 @@ SEVERITIES = ("info", "warning", "critical")
 # offline: a plant machine whose data source is gone (a Sparkplug B death certificate); the simulator never writes it
 STATE_NAMES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator",
                "offline")
+_STATES = frozenset(STATE_NAMES)
 _NON_FINITE = re.compile(rb"(?<![A-Za-z\"])(-?Infinity|NaN)(?![A-Za-z\"])")
 MAX_PAYLOAD = 1 << 20  # bytes; larger messages are rejected (dead-lettered)
 MAX_READINGS = 10_000  # per message
@@ -267,16 +268,26 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange | L
         if levels[5] != "state":
             raise ParseError("state payload on a non-state topic")
         changes = _field(obj, "changes", list)
-        for c in changes:
-            if not (isinstance(c, list) and len(c) in (2, 3) and c[0] in STATE_NAMES and isinstance(c[1], int)
-                    and (len(c) == 2 or (isinstance(c[2], str) and len(c[2]) <= MAX_REASON))):
-                raise ParseError(f"state change {str(c)[:80]} is not [state, epoch_ms] or [state, epoch_ms, reason] "
-                                 f"with a known state (reason: text up to {MAX_REASON} characters)")
         if not changes:
             raise ParseError("no state changes")
-        _check_times([c[1] for c in changes])
-        return StateChange(run, replication, station, machine,
-                           [(c[0], c[1], c[2] if len(c) == 3 else "") for c in changes])
+        # column-wise, as for readings below; a change without a reason gets an empty one
+        if set(map(type, changes)) == {list} and (sizes := set(map(len, changes))) <= {2, 3}:
+            if sizes == {2}:  # the usual message: no stop with a reason
+                (states, ts), reasons = zip(*changes), ("",) * len(changes)
+            else:
+                states, ts, reasons = zip(*(c if len(c) == 3 else [*c, ""] for c in changes))
+            ok = set(map(type, states)) == {str} and set(states) <= _STATES and set(map(type, ts)) == {int} \
+                and set(map(type, reasons)) == {str} and max(map(len, reasons)) <= MAX_REASON
+        else:
+            ok = False
+        if not ok:
+            bad = next(c for c in changes if not (
+                isinstance(c, list) and len(c) in (2, 3) and c[0] in STATE_NAMES and type(c[1]) is int
+                and (len(c) == 2 or (isinstance(c[2], str) and len(c[2]) <= MAX_REASON))))
+            raise ParseError(f"state change {str(bad)[:80]} is not [state, epoch_ms] or [state, epoch_ms, reason] "
+                             f"with a known state (reason: text up to {MAX_REASON} characters)")
+        _check_times(ts)
+        return StateChange(run, replication, station, machine, list(zip(states, ts, reasons)))
     if levels[5] != "telemetry":
         raise ParseError("telemetry payload on a non-telemetry topic")
     units = _field(obj, "units", dict)
@@ -287,12 +298,12 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange | L
     if not readings:
         return out
     # column-wise checks: each is one pass in C, not a Python loop per reading
-    if not all(type(r) is list and len(r) == 3 for r in readings):
+    if set(map(type, readings)) != {list} or set(map(len, readings)) != {3}:
         bad = next(r for r in readings if type(r) is not list or len(r) != 3)
         raise ParseError(f"reading {str(bad)[:80]} is not [sensor, epoch_ms, value]")
     sensors, ts, values = (list(c) for c in zip(*readings))
-    if not ({type(x) for x in sensors} <= {str} and {type(x) for x in ts} <= {int}
-            and {type(x) for x in values} <= {int, float}):
+    if not (set(map(type, sensors)) == {str} and set(map(type, ts)) == {int}
+            and set(map(type, values)) <= {int, float}):
         bad = next(r for r in readings if not (type(r[0]) is str and type(r[1]) is int
                                                 and type(r[2]) in (int, float)))
         raise ParseError(f"reading {str(bad)[:80]} is not [sensor, epoch_ms, value]")
@@ -304,7 +315,7 @@ def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange | L
     unknown = set(sensors) - units.keys()
     if unknown:
         raise ParseError(f"sensor {sorted(unknown)[0]!r} has no unit in 'units'")
-    out.sensors, out.ts_ms, out.values = sensors, ts, [float(v) for v in values]
+    out.sensors, out.ts_ms, out.values = sensors, ts, list(map(float, values))
     return out
 
 
