@@ -54,8 +54,7 @@ CREATE TABLE IF NOT EXISTS levels (
 # an anti-join over the rows of the batch's runs, replications and time span: DuckDB skips, by their min/max, the
 # row groups that cannot hold one. (Files written by an older linetwin keep their keys; the insert is the same.)
 _NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM batch b ANTI JOIN (SELECT {key} FROM {table} "
-             "WHERE run IN (SELECT DISTINCT run FROM batch) AND replication BETWEEN ? AND ? AND ts BETWEEN ? AND ?) "
-             "USING ({key})")
+             "WHERE run IN ({runs}) AND replication BETWEEN ? AND ? AND ts BETWEEN ? AND ?) USING ({key})")
 _READINGS = "readings r JOIN series s ON r.series = s.id"
 _COLUMNS = "s.run, r.replication, s.machine, s.sensor, r.ts, r.value"
 _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "last": "arg_max(value, ts)",
@@ -226,8 +225,10 @@ class DuckStore:
         """Insert the rows not stored yet, by their key (the first four columns: run, replication, name, ts)."""
         rows = rows.drop_duplicates(subset=list(columns[:4]))
         ts = pd.to_datetime(rows["ts"])
-        sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns), key=", ".join(columns[:4]))
-        self._run(sql, [int(rows.replication.min()), int(rows.replication.max()), ts.min().to_pydatetime(),
+        runs = rows["run"].unique().tolist()
+        sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns), key=", ".join(columns[:4]),
+                               runs=", ".join("?" * len(runs)))
+        self._run(sql, [*runs, int(rows.replication.min()), int(rows.replication.max()), ts.min().to_pydatetime(),
                         ts.max().to_pydatetime()], batch=rows)
 
     def write_series(self, series: pd.DataFrame) -> None:
