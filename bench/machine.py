@@ -1,11 +1,30 @@
-"""How busy this machine is, for every benchmark's report: figures mean little without it."""
+"""How busy this machine is, for every benchmark's report: figures mean little without it.
+
+The load average counts this machine's own processes only. On a shared host the same code also runs slower when
+the neighbours are busy (bottling's `twin run` took 8.3 s and 14.8 s on one idle machine an hour apart), so each
+line also times a fixed piece of pure Python: compare figures taken at about the same probe.
+"""
 
 from __future__ import annotations
 
 import os
+import time
+
+
+def probe_ns() -> float:
+    """Nanoseconds per iteration of a fixed pure-Python loop, best of 5 runs of about 0.05 s each."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        x = 0
+        for i in range(1_000_000):
+            x += i
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
 
 
 def load_line(when: str) -> str:
-    """'N cores, load average 1m 5m 15m (when)'."""
+    """'N cores, load average 1m 5m 15m, speed probe P ns (when)'."""
     one, five, fifteen = os.getloadavg()
-    return f"machine: {os.cpu_count()} cores, load average {one:.2f} {five:.2f} {fifteen:.2f} ({when})"
+    return (f"machine: {os.cpu_count()} cores, load average {one:.2f} {five:.2f} {fifteen:.2f}, speed probe "
+            f"{probe_ns():.1f} ns a loop step (lower is faster) ({when})")
