@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -315,15 +317,19 @@ def residual(dist: _Dist, rng: np.random.Generator, elapsed: float, tries: int =
 
 
 class Sampler:
-    """Draws from one distribution with its own generator, in blocks, so a draw costs a list pop."""
+    """Draws from one distribution with its own generator, in blocks of `block` drawn when the last one is used
+    up. `take` is the draw as a C-level callable (the next item of a chain over the blocks): a per-event loop
+    calls it without a Python frame; calling the sampler does the same."""
 
-    __slots__ = ("_block", "_buf", "_dist", "_rng")
+    __slots__ = ("_block", "_dist", "_rng", "take")
 
     def __init__(self, dist: _Dist, rng: np.random.Generator, block: int = 512) -> None:
         self._dist, self._rng, self._block = dist, rng, block
-        self._buf: list[float] = []
+        self.take: Callable[[], float] = chain.from_iterable(self._blocks()).__next__
+
+    def _blocks(self) -> Iterator[list[float]]:
+        while True:
+            yield self._dist.draw(self._rng, self._block).tolist()
 
     def __call__(self) -> float:
-        if not self._buf:
-            self._buf = self._dist.draw(self._rng, self._block)[::-1].tolist()
-        return self._buf.pop()
+        return self.take()

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import PENDING
 
 from twin.distributions import Sampler, residual
 from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
@@ -150,8 +151,8 @@ class _ProductWork:
         names = [p.name for p in sc.products]
         self.m = m
         self.cycles = [Sampler(station.cycle_times.get(n, station.cycle_time),
-                               rng_for(sc.seed, m.line.replication, m.slot, STREAM_PRODUCT_CYCLE + k))
-                       for k, n in enumerate(names)]
+                               rng_for(sc.seed, m.line.replication, m.slot, STREAM_PRODUCT_CYCLE + k)).take
+                       for k, n in enumerate(names)]  # per product, its cycle time's draw
         self.scrap = [station.scrap_by_product.get(n, station.scrap) for n in names]
         rep = m.line.replication
         self.setups = {(names.index(a), names.index(b)): Sampler(
@@ -396,12 +397,12 @@ class Machine:
         changeover = self.station.changeover
         bbs = line.before_service
         cal = line.calendar
-        policy = None if isinstance(self.policy, RunToFailure) else self.policy
+        due = None if isinstance(self.policy, RunToFailure) else self.policy.due
         # the wiring is fixed once the line is built: keep the hot loop on local names
         w = self.wiring
         inbuf, outbuf, inslots, outslots = w.inbuf, w.outbuf, w.inslots, w.outslots
-        cycle, setup, scrap_u = self.draws.cycle, self.draws.setup, self.draws.scrap
-        work_rate, scrap_max, calendar_clock = self.work_rate, self.scrap_max, self.calendar_clock
+        cycle, setup, scrap_u = self.draws.cycle.take, self.draws.setup, self.draws.scrap.take  # draws, C-level
+        work_rate, scrap_max, calendar_clock, timeout = self.work_rate, self.scrap_max, self.calendar_clock, env.timeout
         finished = self.log.finished.append
         begun = self.log.begun.append
         is_last, is_constraint, router, inputs = w.is_last, w.is_constraint, w.router, w.inputs
@@ -421,7 +422,7 @@ class Machine:
             # decision point: shift, maintenance, changeover
             if cal is not None and not cal.on_from <= env._now < cal.on_until:  # the shift's bounds, inline
                 yield from self._off_shift(cal)
-            reason = self.pending_order or (policy.due(self) if policy is not None else None)
+            reason = self.pending_order or (due(self) if due is not None else None)
             if reason:
                 yield from self._maintain(reason)
             if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
@@ -439,7 +440,7 @@ class Machine:
                 if inbuf.starving():
                     waiting(STARVED)
                 ev = inbuf.get()
-                if ev.triggered or not waits:
+                if not waits or ev._value is not PENDING:  # met at once (`triggered`, inline)
                     pid = yield ev
                 else:
                     pid = yield from self._waiter(ev, inbuf.get, inbuf.cancel)
@@ -468,7 +469,7 @@ class Machine:
             if self.state != WORKING:
                 self._set_state(WORKING)
             if self.fail_clock - self.clock - (env._now - self.t_last) * work_rate >= d * work_rate:
-                yield env.timeout(d)
+                yield timeout(d)
             else:
                 yield from self._work_failing(d)
             if run_pool is not None:
@@ -500,7 +501,7 @@ class Machine:
             if not bbs and dest.full():
                 waiting(BLOCKED)
             ev = dest.put(pid)
-            if ev.triggered or not waits:
+            if not waits or ev._value is not PENDING:  # met at once (`triggered`, inline)
                 yield ev
             else:
                 yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
@@ -524,7 +525,7 @@ class Machine:
                 if buf.starving():
                     self._waiting(STARVED)
                 ev = buf.get()
-                if ev.triggered or not waits:
+                if not waits or ev._value is not PENDING:  # met at once (`triggered`, inline)
                     pids.append((yield ev))
                 else:
                     pids.append((yield from self._waiter(ev, buf.get, buf.cancel)))
