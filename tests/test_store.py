@@ -220,3 +220,34 @@ def test_a_batch_holding_the_same_reading_twice(store: Store) -> None:
     df = readings(run, n=50)
     store.write(pd.concat([df, df.iloc[:20]], ignore_index=True))
     assert store.count(run) == len(df)
+
+
+def state_changes(run: str, replication: int, start: int, n: int) -> pd.DataFrame:
+    """n state changes of 40 machines, one a second from `start` on, in a replication of a run."""
+    i = np.arange(start, start + n)
+    return pd.DataFrame({"run": run, "replication": replication, "machine": [f"station-{k % 40:02d}" for k in i],
+                         "ts": T0 + pd.to_timedelta(i, unit="s"), "state": np.where(i % 3, "working", "starved"),
+                         "reason": np.where(i % 7, "", "tool wear")})
+
+
+def test_large_state_batches_fit_a_writers_memory_and_are_stored_once(tmp_path: Path) -> None:
+    """A chunk of a long run brings ~100,000 state changes at once. Compared whole with what is stored, such a
+    batch ran a writer's default 32 MB out of memory once a few were stored (a 2-day packaging run failed); each
+    change is still stored once when a batch comes again."""
+    url = f"duckdb:///{tmp_path / 'twin.duckdb'}"
+    store = open_store(url)
+    run = "packaging-1-20261203T141349-20261201"
+    try:
+        for replication in range(2):
+            for chunk in range(3):
+                store.write_states(state_changes(run, replication, chunk * 110_000, 110_000))
+        store.write_states(state_changes(run, 1, 50_000, 110_000))  # a redelivery spanning two chunks
+    finally:
+        store.close()
+    reader = open_store(url, read_only=True)  # as every reader opens a store
+    try:
+        states = reader.states(run)
+    finally:
+        reader.close()
+    assert len(states) == 2 * 3 * 110_000
+    assert not states.duplicated(["replication", "machine", "ts"]).any()

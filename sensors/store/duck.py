@@ -53,8 +53,13 @@ CREATE TABLE IF NOT EXISTS levels (
 # changes of a sensor-less line, 40 replications, ran the writer out of memory). A row already stored is found by
 # an anti-join over the rows of the batch's runs, replications and time span: DuckDB skips, by their min/max, the
 # row groups that cannot hold one. (Files written by an older linetwin keep their keys; the insert is the same.)
-_NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM batch b ANTI JOIN (SELECT {key} FROM {table} "
-             "WHERE run IN ({runs}) AND replication BETWEEN ? AND ? AND ts BETWEEN ? AND ?) USING ({key})")
+# The join hashes the batch's rows, so a batch is compared in slices of _SLICE rows, and not at all when nothing is
+# stored in its span (the usual case: a run's next chunk): a 2-day packaging run's 107,000 state changes at once
+# ran a writer's 32 MB out of memory.
+_SPAN = "run IN ({runs}) AND replication BETWEEN ? AND ? AND ts BETWEEN ? AND ?"
+_NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM batch b "
+             "ANTI JOIN (SELECT {key} FROM {table} WHERE {span}) USING ({key})")
+_SLICE = 20_000
 _READINGS = "readings r JOIN series s ON r.series = s.id"
 _COLUMNS = "s.run, r.replication, s.machine, s.sensor, r.ts, r.value"
 _AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "last": "arg_max(value, ts)",
@@ -226,10 +231,20 @@ class DuckStore:
         rows = rows.drop_duplicates(subset=list(columns[:4]))
         ts = pd.to_datetime(rows["ts"])
         runs = rows["run"].unique().tolist()
-        sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns), key=", ".join(columns[:4]),
-                               runs=", ".join("?" * len(runs)))
-        self._run(sql, [*runs, int(rows.replication.min()), int(rows.replication.max()), ts.min().to_pydatetime(),
-                        ts.max().to_pydatetime()], batch=rows)
+        span = _SPAN.format(runs=", ".join("?" * len(runs)))
+        params = [*runs, int(rows.replication.min()), int(rows.replication.max()), ts.min().to_pydatetime(),
+                  ts.max().to_pydatetime()]
+        with self._lock:  # the check and the insert as one step: no other write of this store comes between
+            cur = self._con.cursor()
+            if not cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {span})", params).fetchall()[0][0]:
+                cur.register("batch", rows)
+                cur.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM batch")
+                return
+            sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns),
+                                   key=", ".join(columns[:4]), span=span)
+            for start in range(0, len(rows), _SLICE):  # each slice compared with what is stored, earlier slices too
+                cur.register("batch", rows.iloc[start:start + _SLICE])
+                cur.execute(sql, params)
 
     def write_series(self, series: pd.DataFrame) -> None:
         if len(series):
