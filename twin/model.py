@@ -31,6 +31,7 @@ WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT, WAITING_OPERATOR
 #: states in which a machine is powered but not working, and in which it is stopped
 IDLE_STATES = (STARVED, BLOCKED, SETUP, WAITING_OPERATOR)
 STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
+_NAN = float("nan")
 _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays of codes
 
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
@@ -326,9 +327,10 @@ class Machine:
             return
         # here and in the other per-event paths: SimPy's clock attribute, not its `now` property (a call per read)
         now = self.env._now
+        clock = self.clock
         if old >= 0:
             dt_ = now - self.t_last
-            self.clock += dt_ * self.rates[old]
+            clock = self.clock = clock + dt_ * self.rates[old]
             if old == WORKING:
                 self.work_time += dt_
         self.t_last = now
@@ -337,7 +339,7 @@ class Machine:
         log.t.append(now)
         log.state.append(s)
         log.reason.append(reason)
-        log.clock.append(self.clock)
+        log.clock.append(clock)
 
     def clock_now(self) -> float:
         return self.clock + (self.env._now - self.t_last) * self.rates[self.state]
@@ -1057,8 +1059,8 @@ class Line:
     # --- parts and events ------------------------------------------------------------------------
     def new_part(self) -> int:
         self.entry.append(self.env._now)
-        self.exit.append(float("nan"))
-        self.passed.append(float("nan"))
+        self.exit.append(_NAN)
+        self.passed.append(_NAN)
         self.into.append(-1)
         self.product.append(self._release() if self._release is not None else 0)
         self.scrapped_at.append(-1)
