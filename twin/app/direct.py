@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from sensors.bank import Readings, sensor_catalog
 from sensors.bus.payloads import epoch_ms
 from sensors.inject import Injection
 from sensors.store import Store, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
-from twin.app.runner import Background, ProgressFn, run_scenario
+from twin.app.runner import Background, ProgressFn, part_file, run_scenario
 from twin.model import Line
 from twin.scenario import Scenario
 from twin.truth import StateFollower
@@ -93,7 +92,7 @@ class StoreSink:
         if self._catalog is None and (part / "sensors.parquet").exists():
             self._catalog = pd.read_parquet(part / "sensors.parquet").assign(run=self.run_id)
         if (part / "readings.parquet").exists():
-            source = pq.ParquetFile(part / "readings.parquet")
+            source = part_file(part / "readings.parquet")
             for b in source.iter_batches(batch_size=1 << 19, columns=["replication", "series", "t", "value"]):
                 rep, series, t, value = (b.column(i).to_numpy() for i in range(4))
                 self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
