@@ -215,15 +215,17 @@ store = open_store(f"duckdb:///{out / 'twin.duckdb'}")
 sink = StoreSink(store, "r1", 0)
 sink.merge_part(part)
 sink.close()
-print(store.count("r1"), peak() - before)
+grew = peak() - before
+print(store.count("r1"), len(store.states("r1")), grew)
 store.close()
 """
 
 
-@pytest.mark.slow  # 10 s: an 8-million-reading part, merged in a process of its own
+@pytest.mark.slow  # 20 s: an 8-million-reading part, merged in a process of its own
 def test_merging_a_worker_s_part_reads_it_in_batches_not_whole(tmp_path: Path) -> None:
     """The main process merges each replication a worker wrote (a 3-day body_shop replication: 300 MB of
-    readings); pyarrow's pre-buffering once read every part file whole (a 7-day run peaked at 1 GB)."""
+    readings) a batch at a time: pyarrow's pre-buffering once read every part file whole (a 7-day body_shop run
+    peaked at 1 GB), and the state changes were read as one frame (a 7-day bottling run: 1.1 GB)."""
     import subprocess
     import sys
 
@@ -246,13 +248,16 @@ def test_merging_a_worker_s_part_reads_it_in_batches_not_whole(tmp_path: Path) -
         "value": np.random.default_rng(0).normal(size=n), "series": codes % 4}),
         part / "readings.parquet", compression="none", row_group_size=READINGS_ROWS)
     pd.DataFrame({"replication": [0], "kpi": ["throughput"], "value": [1.0]}).to_parquet(part / "kpis.parquet")
-    pd.DataFrame({"replication": np.int32([0]), "machine": ["m1"], "t": [0.0], "state": ["working"],
-                  "reason": [""]}).to_parquet(part / "state-changes.parquet")
+    k = 3_000_000  # state changes, in time order (a 7-day bottling replication has 2.8 million)
+    pq.write_table(pa.table({"replication": np.zeros(k, np.int32), "machine": np.where(np.arange(k) % 2, "m1", "m2"),
+                             "t": np.arange(k) * 0.1, "state": np.where(np.arange(k) % 3, "working", "starved"),
+                             "reason": np.full(k, "")}), part / "state-changes.parquet")
     pd.DataFrame({"machine": ["m1", "m1", "m2", "m2"], "station": "s", "sensor": ["temp", "vib"] * 2,
                   "unit": "u"}).to_parquet(part / "sensors.parquet")
     r = subprocess.run([sys.executable, "-c", MERGE_A_PART, str(part), str(tmp_path / "run")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    stored, grew = map(int, r.stdout.split())
-    assert stored == n
-    assert grew < 300 * 2**20, f"merging a {n:,}-reading part grew the process by {grew / 2**20:.0f} MB"
+    stored, states, grew = map(int, r.stdout.split())
+    assert (stored, states) == (n, k)
+    assert grew < 400 * 2**20, f"merging a part of {n:,} readings and {k:,} state changes grew the process by " \
+                               f"{grew / 2**20:.0f} MB"

@@ -464,11 +464,12 @@ class RunWriter:
 
 
 def state_changes(line: Line) -> pd.DataFrame:
-    """Every machine's logged state changes (replication, machine, t, state, reason): what a store keeps."""
+    """Every machine's logged state changes (replication, machine, t, state, reason) in time order: what a store
+    keeps. In time order, a batch of them spans a stretch of the run, so the store checks it against that stretch."""
     frames = [pd.DataFrame({"replication": np.int32(line.replication), "machine": m.name, "t": t, "state": states,
                             "reason": reasons}) for m, t, states, reasons in StateFollower().new(line)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["replication", "machine", "t", "state", "reason"])
+    return pd.concat(frames, ignore_index=True).sort_values("t", kind="stable", ignore_index=True) if frames \
+        else pd.DataFrame(columns=["replication", "machine", "t", "state", "reason"])
 
 
 def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int]:
