@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import const, scenario
-from twin.app.runner import run_scenario, simulate
+from twin.app.runner import READINGS_ROWS, run_scenario, simulate
 
 
 def sensing_line(**top: object):  # type: ignore[no-untyped-def]
@@ -54,7 +59,6 @@ def test_result_folder_holds_every_replication(tmp_path: Path) -> None:
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB file system (tmpfs) that a run fills up; unmounted afterwards."""
     import os
-    import subprocess
 
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -73,9 +77,6 @@ def test_a_full_disk_ends_the_run_with_a_message_and_no_half_files(small_disk: P
     """The result folder's disk fills up mid-run: one paragraph and exit 4, no traceback; run.json says `failed`
     with the reason; no file with a result's name is half written (unfinished ones keep a hidden name)."""
     import json
-    import subprocess
-
-    import pyarrow.parquet as pq
 
     from tests.conftest import ROOT, twin_cmd
 
@@ -95,7 +96,6 @@ def test_a_store_out_of_its_memory_limit_fails_the_run_with_a_message(tmp_path: 
     """The store's memory limit reached (here a tiny one given in its URL): one paragraph naming the fix and exit 4,
     no traceback; run.json says `failed`, never `finished` for a run the store did not take."""
     import json
-    import subprocess
 
     from tests.conftest import ROOT, twin_cmd
 
@@ -141,7 +141,6 @@ def test_out_of_memory_mid_run_never_leaves_a_traceback_or_a_run_said_to_be_runn
     readers see as `lost`; never a traceback, never a run still said to be running."""
     import json
     import resource
-    import subprocess
 
     from sensors.store.ledger import run_status
     from tests.conftest import ROOT, twin_cmd
@@ -172,7 +171,6 @@ def test_a_run_whose_process_was_killed_is_seen_as_lost(tmp_path: Path) -> None:
     is gone instead of showing it running forever."""
     import json
     import signal
-    import subprocess
 
     from sensors.store.ledger import run_status
     from tests.conftest import ROOT, twin_cmd
@@ -226,15 +224,6 @@ def test_merging_a_worker_s_part_reads_it_in_batches_not_whole(tmp_path: Path) -
     """The main process merges each replication a worker wrote (a 3-day body_shop replication: 300 MB of
     readings) a batch at a time: pyarrow's pre-buffering once read every part file whole (a 7-day body_shop run
     peaked at 1 GB), and the state changes were read as one frame (a 7-day bottling run: 1.1 GB)."""
-    import subprocess
-    import sys
-
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from twin.app.runner import READINGS_ROWS
-
     part = tmp_path / "part"
     part.mkdir()
     n = 8_000_000  # 280 MB uncompressed, as a worker writes a part
