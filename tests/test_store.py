@@ -187,6 +187,26 @@ def test_a_writer_caps_its_block_cache_and_the_url_can_raise_it(tmp_path: Path) 
         reader.close()
 
 
+def test_a_writer_queries_a_run_larger_than_its_block_cache(tmp_path: Path) -> None:
+    """Sorting 600,000 readings of a run needs more than a writer's 32 MB: its query lifts the limit while it runs
+    and puts it back, so the writes after it are capped again."""
+    s = open_store(f"duckdb:///{tmp_path / 'big.duckdb'}")
+    catalog = pd.DataFrame([("big", f"machine-{m}", "st", f"sensor-{k}", "u") for m in range(10) for k in range(5)],
+                           columns=SERIES_COLUMNS)
+    n = 600_000
+    ts = T0.value // 1_000_000 + 1000 * np.arange(n, dtype=np.int64)
+    sizes = np.full(600, 1000, np.int64)
+    try:
+        assert s.append(ReadingBatch(catalog, (np.arange(n) % 50).astype(np.int32), np.zeros(n, np.int32), ts,
+                                     ts.astype(np.float64), np.arange(600, dtype=np.int64), sizes)) == n
+        got = s.query(run="big")
+        assert len(got) == n and got.sort_values(["machine", "sensor", "ts"]).index.equals(got.index)
+        assert s._con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "30.5 MiB"  # type: ignore[attr-defined]
+        assert s.append(batch_of("big", [(600, n, 10)])) == 10
+    finally:
+        s.close()
+
+
 def test_bad_aggregate(tmp_path: Path) -> None:
     s = open_store(f"duckdb:///{tmp_path / 'x.duckdb'}")
     with pytest.raises(StoreError, match="aggregate"):
