@@ -163,6 +163,7 @@ class Ingest:
         self._closing = False
         self.expected: dict[str, int] = {}
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
+        self.taken_by_run: dict[str, int] = {}  # readings of messages acknowledged to the broker (stored or spooled)
         self._last_count = 0.0
         self.received = 0
         self.stored = 0
@@ -313,9 +314,13 @@ class Ingest:
             self.store.write_levels(level_rows(levels))
 
     def _ack(self, items: list[Item]) -> None:
-        for mid, qos, *_ in items:
+        """Acknowledge messages from the broker (stored, spooled or dead-lettered: the broker may forget them) and
+        count their readings as taken, the position a streamed run's publisher keeps its lead over."""
+        for mid, qos, item, *_ in items:
             if qos:
                 self.client.ack(mid, qos)
+                if isinstance(item, Telemetry):
+                    self.taken_by_run[item.run] = self.taken_by_run.get(item.run, 0) + len(item.values)
 
     def _isolate(self, items: list[Item]) -> None:
         """A batch the store refused, message by message (`_one_by_one`); when the store does not answer at all (an
@@ -431,6 +436,7 @@ class IngestProcess:
         self.protocol = protocol  # the MQTT version, where the run knows it (else the child probes the broker)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        self.taken = 0  # readings of the run the process has taken off the broker (its `position` lines)
         self._ready = threading.Event()
 
     def start(self, timeout: float = 60.0) -> IngestProcess:
@@ -438,15 +444,16 @@ class IngestProcess:
         # ingest may take a share of this run's messages
         args = [sys.executable, "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
                 "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id,
-                "--group", f"linetwin-run-{self.run_id}", "--ephemeral"]
+                "--group", f"linetwin-run-{self.run_id}", "--ephemeral", "--position"]
         if self.protocol is not None:
             args += ["--mqtt-version", MQTT_VERSIONS[self.protocol]]
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):
             if path:
                 args += [flag, path]
         env = {**os.environ, "COLUMNS": "200", **credentials_env(self.url)}
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_position, daemon=True).start()
         if not self._ready.wait(timeout) or self.proc.poll() is not None:
             self.stop()
             raise BrokerError("the ingest process did not start: " + " ".join(self.lines[-3:]))
@@ -459,6 +466,17 @@ class IngestProcess:
             if line.startswith("ingesting"):
                 self._ready.set()
         self._ready.set()
+
+    def _read_position(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("position "):
+                self.taken = int(line.split()[1])
+
+    def position(self) -> int | None:
+        """Readings of the run taken off the broker so far; None once the process has ended (nothing more will be)."""
+        assert self.proc is not None
+        return None if self.proc.poll() is not None else self.taken
 
     def wait(self, timeout: float) -> bool:
         """Wait for the process to finish the run; True if it ended cleanly."""

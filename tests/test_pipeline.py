@@ -99,6 +99,37 @@ def test_mosquitto_restarted_mid_run_loses_and_duplicates_nothing(mosquitto: Mos
     assert_exactly_once(tmp_path, stats)
 
 
+def test_a_flat_out_run_is_held_to_its_ingest_through_a_broker_restart(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A run not paced by the wall clock publishes at most `max_lead` readings (plus one chunk) ahead of what its
+    ingest has taken off the broker, so the broker's queue stays bounded; while the broker is away the simulation
+    waits for it, and every reading arrives once."""
+    sc = body_shop(duration=3 * 3600.0)  # about 540,000 readings, at most 30,000 per 600-second chunk
+    lead = 30_000
+    flowing = threading.Event()
+    watcher = make_client(mosquitto.url, f"telemetry-watcher-{os.getpid()}")
+    watcher.on_message = lambda c, u, m: flowing.set()
+    connect(watcher, mosquitto.url)
+    watcher.subscribe(f"{sc.line.site}/{sc.line.area}/{sc.line.name}/+/+/telemetry", 0)
+
+    def outage() -> None:
+        flowing.wait(60)  # the run is publishing: its ingest is subscribed and the first chunks are out
+        watcher.disconnect()
+        watcher.loop_stop()
+        time.sleep(0.3)
+        mosquitto.stop()
+        time.sleep(2.0)
+        mosquitto.start()
+
+    t = threading.Thread(target=outage)
+    t.start()
+    *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120, max_lead=lead)
+    t.join()
+    assert stats.complete and stats.readings > 500_000
+    assert lead < stats.max_lead <= lead + 30_000  # it was ahead, and held
+    assert stats.held_s > 2.0  # at least the broker's absence
+    assert_exactly_once(tmp_path, stats)
+
+
 @pytest.fixture
 def small_queue_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A mosquitto that queues at most 20 QoS 1 messages for a client and drops the rest, as a broker with a queue

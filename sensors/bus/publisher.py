@@ -175,7 +175,7 @@ class Publisher:
                 topics = sorted({m[0] for m in self._inflight.values()})
             self._refuse(topics[0] if topics else self.topics.prefix, str(rc))
 
-    def _check(self) -> None:
+    def check(self) -> None:
         """Raise the broker's refusal, once one came: the run stops with it instead of waiting for nothing."""
         if self.refused is not None:
             raise self.refused
@@ -241,7 +241,7 @@ class Publisher:
         """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
         if self._catalog is None:
             raise RuntimeError("Publisher.set_catalog() must be called before readings are published")
-        self._check()
+        self.check()
         # states first: a state change reaches subscribers before the readings it explains (the forecaster
         # holds alerts of stopped machines by it)
         messages: list[Message] = self._state_messages(line)
@@ -294,11 +294,11 @@ class Publisher:
         """Wait until every queued message has been acknowledged by the broker."""
         deadline = time.monotonic() + timeout
         while not self.outbox.wait_empty(min(1.0, max(0.0, deadline - time.monotonic()))):
-            self._check()
+            self.check()
             if time.monotonic() >= deadline:
                 return False
         while True:
-            self._check()
+            self.check()
             with self._lock:
                 if self.acked >= self.messages_sent and not len(self.outbox):
                     return True

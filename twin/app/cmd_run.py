@@ -400,6 +400,9 @@ def ingest(
     spool: Annotated[Optional[Path], typer.Option(help="where messages wait on disk while the store is away "
                                                   "(default: one file per group and store in linetwin's home)")]
     = None,
+    position: Annotated[bool, typer.Option(hidden=True, help="print the readings of --until-run taken off the "
+                                           "broker, on stdout every tenth of a second (for the run's publisher)")]
+    = False,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
     from sensors.bus.broker import MQTT_VERSIONS, BrokerError
@@ -411,7 +414,7 @@ def ingest(
     if mqtt_version not in (*versions, "auto"):
         fail(f"--mqtt-version {mqtt_version!r}: choose 5, 3.1.1 or auto")
     url = broker_url(broker, ca, cert, key)
-    ticks = 0
+    ticks, reported = 0, -1
     with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
         try:
             db = open_store(store, patient=False)  # a store away: messages go to the spool at once
@@ -426,6 +429,9 @@ def ingest(
                           highlight=False)
         while not stop.wait(0.1):  # a run's end is seen within a tenth of a second (its `twin run` waits for it)
             ticks += 1
+            if position and until_run is not None and (taken := worker.taken_by_run.get(until_run, 0)) != reported:
+                print(f"position {taken}", flush=True)  # the run's publisher holds its lead over this
+                reported = taken
             if (exit_when_complete and worker.finished_runs_complete()) or (
                     until_run is not None and worker.run_complete(until_run)):
                 break

@@ -42,6 +42,8 @@ class StreamStats:
     spilled: int = 0
     rejected: int = 0
     complete: bool = False
+    held_s: float = 0.0  # wall seconds the simulation waited for the run's ingest (flow control)
+    max_lead: int = 0  # the most readings published and not yet taken by the ingest, seen after a chunk
     notes: list[str] = field(default_factory=list)
 
 
