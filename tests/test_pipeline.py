@@ -130,6 +130,37 @@ def test_a_flat_out_run_is_held_to_its_ingest_through_a_broker_restart(mosquitto
     assert_exactly_once(tmp_path, stats)
 
 
+def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An ingest that takes none of the run's readings (here: one subscribed to another line) holds the run only for
+    `patience` seconds; then the run goes on and says why, as before flow control, instead of waiting without end."""
+    from sensors.bus.payloads import telemetry_payload
+    from sensors.bus.publisher import Publisher
+    from sensors.ingest import Ingest
+    from twin.app.stream import FlowControl
+
+    store = open_store(f"duckdb:///{tmp_path / 'other.duckdb'}")
+    topics = LineTopics("s", "a", "held")
+    ingest = Ingest(mosquitto.url, store, prefix="s/a/other", client_id="other-line-ingest", durable=False).start()
+    pub = Publisher(mosquitto.url, topics, "held-run", 0, spill_dir=tmp_path, require_subscriber=False).start()
+    try:
+        pub.outbox.put_many([(topics.telemetry("st", "m1"), telemetry_payload(
+            "held-run", 0, "st", "m1", {"x": "u"}, [["x", 1000 * i, 1.0] for i in range(100)]), False)])
+        pub.readings_published = 100  # what on_readings counts for the message above
+        stats, notes = StreamStats("held-run", str(mosquitto.url), store.url), []
+        flow = FlowControl(pub, lambda: ingest.taken_by_run.get("held-run", 0), 10, stats, notes.append, patience=1.0)
+        t = time.monotonic()
+        flow.hold()
+        assert 1.0 <= time.monotonic() - t < 10 and flow.gave_up and stats.max_lead == 100
+        assert notes == stats.notes and "took no reading for 1 s" in notes[0]
+        t = time.monotonic()
+        flow.hold()  # not again
+        assert time.monotonic() - t < 0.5
+    finally:
+        pub.stop()
+        ingest.stop()
+        store.close()
+
+
 @pytest.fixture
 def small_queue_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A mosquitto that queues at most 20 QoS 1 messages for a client and drops the rest, as a broker with a queue

@@ -48,29 +48,46 @@ class FlowControl:
     """Holds the publishing simulation while the run's ingest lags by more than `max_lead` readings.
 
     `position()` gives the readings of the run the ingest has taken off the broker, or None once it is gone
-    (then nothing is held: the run's end says what did not arrive)."""
+    (then nothing is held: the run's end says what did not arrive). An ingest that takes nothing for `patience`
+    seconds is not waited for any more either: the run goes on, and its drain at the end says what is missing,
+    as it did before flow control (never a wait without end for a broker or a store that does not come back)."""
 
     def __init__(self, pub: Publisher, position: Callable[[], int | None], max_lead: int, stats: StreamStats,
-                 on_note: Callable[[str], None] | None) -> None:
+                 on_note: Callable[[str], None] | None, patience: float) -> None:
         self.pub, self.position, self.max_lead, self.stats, self.on_note = pub, position, max_lead, stats, on_note
+        self.patience = patience
+        self.gave_up = False
+
+    def _note(self, text: str) -> None:
+        self.stats.notes.append(text)
+        if self.on_note is not None:
+            self.on_note(text)
 
     def hold(self) -> None:
-        """Return once the ingest is within `max_lead` readings of what was published (or gone)."""
+        """Return once the ingest is within `max_lead` readings of what was published (or gone, or stuck)."""
         taken = self.position()
-        if taken is None:
+        if taken is None or self.gave_up:
             return
         lead = self.pub.readings_published - taken
         self.stats.max_lead = max(self.stats.max_lead, lead)
         if lead <= self.max_lead:
             return
-        start = time.monotonic()
+        start = moved = time.monotonic()
         noted = False
         while taken is not None and self.pub.readings_published - taken > self.max_lead:
             self.pub.check()  # the broker's refusal ends the run instead of a wait for nothing
             time.sleep(0.02)
+            now, last = time.monotonic(), taken
             taken = self.position()
-            if not noted and self.on_note is not None and time.monotonic() - start > HOLD_NOTE_AFTER:
-                noted = True
+            if taken != last:
+                moved = now
+            elif now - moved > self.patience:
+                self.gave_up = True
+                self._note(f"the run's ingest took no reading for {self.patience:g} s; the simulation goes on without "
+                           "waiting for it (the broker queues what it publishes)")
+                break
+            if not noted and now - start > HOLD_NOTE_AFTER and self.on_note is not None:
+                noted = True  # said while it waits, not kept for the run's report
                 behind = self.pub.readings_published - (taken or 0)
                 self.on_note(f"the simulation waits for the run's ingest, {behind:,} readings behind (is the broker "
                              "or the store away?); nothing is lost meanwhile")
@@ -111,7 +128,8 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
                         require_subscriber=ingest != "none").start()
         stack.callback(pub.stop)
         # a run paced by the wall clock is never held: its readings carry wall-clock times
-        flow = None if live or sink is None else FlowControl(pub, _position(sink, run_id), max_lead, stats, on_note)
+        flow = None if live or sink is None else FlowControl(pub, _position(sink, run_id), max_lead, stats, on_note,
+                                                                 drain_timeout)
         pub.set_catalog(sensor_catalog(Line(scenario)))
         pub.publish_status("started", start=scenario.start.isoformat())
 
