@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -116,8 +117,12 @@ def tasks(address: str | None = None, jobs: int | None = None, n_tasks: int = 1)
         return
     import dask
 
-    # Dask's statistical profiler samples every worker thread each 10 ms: a third of a simulation's time here
-    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+    # Dask's statistical profiler samples every worker thread each 10 ms: a third of a simulation's time here.
+    # Workers are forked from this process, its modules already loaded: the cluster is up in 0.25 s instead of 2.0 s
+    # (and closed in 0.06 s, not 0.7 s), on 2 cores. Not once torch is loaded: its thread pools do not survive a fork.
+    method = "spawn" if "torch" in sys.modules else "fork"
+    with dask.config.set({"distributed.worker.profile.enabled": False,
+                          "distributed.worker.multiprocessing-method": method}), \
             LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
             Client(cluster, set_as_default=False) as client:
