@@ -139,7 +139,8 @@ def main() -> None:
             print(f"  bare paho -> mosquitto -> paho, QoS 1, {batch:>3} readings/message: {rate:>10,.0f} readings/s")
         with EmbeddedBroker(kind="amqtt") as embedded:
             rate = limit(embedded.url, readings=500_000, protocol=embedded.protocol)
-            print(f"  bare paho -> amqtt (in-process) -> paho, QoS 1, 200 readings/message: {rate:>10,.0f} readings/s")
+            print(f"  bare paho -> amqtt (embedded, own process) -> paho, QoS 1, 200 readings/message: "
+                  f"{rate:>10,.0f} readings/s")
         lim = limit(url)
         print(f"limit: bare paho -> mosquitto -> paho, QoS 1, 200 readings/message: {lim:,.0f} readings/s")
         rate, generated, stored = flat_out(url, work)

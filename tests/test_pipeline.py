@@ -57,6 +57,21 @@ def test_stream_through_the_embedded_broker(kind: str, tmp_path: Path, monkeypat
     assert_exactly_once(tmp_path, stats)
 
 
+def test_the_embedded_amqtt_broker_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """amqtt runs in a process of its own; a run killed with SIGKILL (no clean-up) leaves no broker behind."""
+    code = ("import os\nfrom sensors.bus.broker import EmbeddedBroker\nb = EmbeddedBroker(kind='amqtt').start()\n"
+            "print(b._proc.pid, flush=True)\nos.kill(os.getpid(), 9)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    broker = int(run.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{broker}").exists():
+        time.sleep(0.1)
+    alive = Path(f"/proc/{broker}").exists()
+    if alive:  # the test stops what it started
+        os.kill(broker, 9)
+    assert not alive and run.returncode == -9
+
+
 def test_stream_through_mosquitto_with_states_and_kpis_retained(mosquitto: Mosquitto, tmp_path: Path) -> None:
     sc = body_shop()
     *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120)
@@ -122,8 +137,11 @@ def test_a_flat_out_run_is_held_to_its_ingest_through_a_broker_restart(mosquitto
 
     t = threading.Thread(target=outage)
     t.start()
-    *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120, max_lead=lead)
-    t.join()
+    try:
+        *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120, max_lead=lead)
+    finally:
+        flowing.set()
+        t.join()  # before the fixture stops the broker: the outage must not start it again after that
     assert stats.complete and stats.readings > 500_000
     assert lead < stats.max_lead <= lead + 30_000  # it was ahead, and held
     assert stats.held_s > 2.0  # at least the broker's absence

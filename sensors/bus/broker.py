@@ -3,19 +3,20 @@ and the embedded default broker that `twin run` starts when no broker is given.
 
 Embedded broker choice (measured, see docs/mqtt.md): a `mosquitto` child process when mosquitto is
 installed (about 4x the throughput of an in-process Python broker, MQTT 5, shared subscriptions,
-persistent sessions on disk); otherwise amqtt in-process, so the quick start needs no server.
+persistent sessions on disk); otherwise amqtt in a process of its own, so the quick start needs no server.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -244,7 +245,7 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 
 
 class EmbeddedBroker:
-    """A broker on 127.0.0.1 for the life of a run: mosquitto if installed, else amqtt in-process.
+    """A broker on 127.0.0.1 for the life of a run: mosquitto if installed, else amqtt, each a process of its own.
 
     No anonymous client: two accounts with random passwords drawn at start, `twin` (the run, its ingest,
     forecaster, policy and dashboard; the only one that may publish) and `viewer` (reads everything; its password
@@ -258,8 +259,6 @@ class EmbeddedBroker:
         self.kind = ("mosquitto" if find_program("mosquitto") else "amqtt") if kind == "auto" else kind
         self._data = data_dir
         self._proc: subprocess.Popen[bytes] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.passwords = {TWIN_USER: secrets.token_urlsafe(24), VIEWER_USER: secrets.token_urlsafe(24)}
 
@@ -329,42 +328,29 @@ class EmbeddedBroker:
         self._proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def _start_amqtt(self, tmp: Path) -> None:
-        import logging
-
-        from amqtt.broker import Broker
+        """amqtt in a process of its own (`sensors.bus.amqtt_server`), so that it does not share the run's GIL."""
         from pwdlib.hashers.argon2 import Argon2Hasher
-
-        logging.getLogger("amqtt").setLevel(logging.CRITICAL)  # it logs every probe of the protocol version
 
         passwords = self._password_file(tmp, Argon2Hasher().hash)
         config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
                   "plugins": {"amqtt.plugins.authentication.FileAuthPlugin": {"password_file": str(passwords)},
                               "amqtt.plugins.topic_checking.TopicAccessControlListPlugin": {
                                   "publish_acl": {TWIN_USER: ["#"]}, "acl": {TWIN_USER: ["#"], VIEWER_USER: ["#"]}}}}
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            broker = Broker(config, loop=loop)
+        path = tmp / "amqtt.json"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        with open(tmp / "amqtt.log", "wb") as log:  # not a pipe: nobody reads it while the run goes on
+            self._proc = subprocess.Popen([sys.executable, "-m", "sensors.bus.amqtt_server", str(path)],
+                                          stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 30.0  # a cold start imports amqtt and its plugins
+        while True:
+            if self._proc.poll() is not None:
+                said = (tmp / "amqtt.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+                raise BrokerError(f"the embedded amqtt broker did not start: {said[-1] if said else 'no message'}")
             try:
-                loop.run_until_complete(broker.start())
-            except BaseException as e:  # reported to the starting thread
-                errors.append(e)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(broker.shutdown())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="amqtt-broker", daemon=True)
-        self._thread.start()
-        ready.wait(15)
-        if errors:
-            raise BrokerError(f"the embedded amqtt broker did not start: {errors[0]}")
+                return wait_port(self.port, timeout=0.2)
+            except BrokerError:
+                if time.monotonic() > deadline:
+                    raise
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -375,10 +361,6 @@ class EmbeddedBroker:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
