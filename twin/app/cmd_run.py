@@ -414,7 +414,7 @@ def ingest(
     # every message parses into ~800 objects, so the collector's youngest generation (700 allocations) ran on every
     # message, and its older ones scanned what waits in the write queue: a fifth of a message's parse (207 against
     # 170 us). Collected every 100,000 allocations, with the modules loaded so far left out, body_shop 8 h streamed
-    # flat out went 168-179k -> 191-204k readings/s (cycles are rare here; reference counting frees the rest)
+    # flat out went 168-179k -> 174-204k readings/s (cycles are rare here; reference counting frees the rest)
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     versions = {name: protocol for protocol, name in MQTT_VERSIONS.items()}
