@@ -8,6 +8,7 @@ the long one, and none peaks above 400 MB: memory is bounded by the batches in f
 
     .venv/bin/python bench/stream_memory.py                    # 2 h against 12 h (under a minute)
     .venv/bin/python bench/stream_memory.py --long '1 d'
+    LINETWIN_EMBEDDED_BROKER=amqtt .venv/bin/python bench/stream_memory.py   # amqtt, as without mosquitto
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _role(pid: int) -> str | None:
     except OSError:
         return None
     words = [w.decode(errors="replace") for w in cmd if w]
-    if any(w.endswith("mosquitto") for w in words[:1]):
+    if any(w.endswith("mosquitto") for w in words[:1]) or "sensors.bus.amqtt_server" in words:
         return "broker"
     if "ingest" in words:
         return "ingest"
