@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,13 +52,13 @@ def _role(pid: int) -> str | None:
 
 
 def _hwm(pid: int) -> float | None:
+    """A live process's peak RSS in MB (None once it is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        pass
-    return None
+        return None
+    found = re.search(r"VmHWM:\s+(\d+)", status)
+    return int(found[1]) / 1024 if found else None
 
 
 def streamed_run(duration: str) -> tuple[float, dict[str, float]]:

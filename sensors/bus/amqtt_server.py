@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+
+from sensors.bus.payloads import collect_less_often
 
 
 async def serve(config: dict[str, object], parent: int) -> None:
@@ -42,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     logging.getLogger("amqtt").setLevel(logging.CRITICAL)  # it logs every probe of the protocol version
-    # every packet is a handful of Python objects: collect garbage every 100,000 allocations, not every 700
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    collect_less_often()
     asyncio.run(serve(config, os.getppid()))
     return 0
 

@@ -283,11 +283,11 @@ class EmbeddedBroker:
         for attempt in range(5):
             self._tmp = tempfile.TemporaryDirectory(prefix=f"linetwin-{self.kind}-")  # 0700: the password files
             try:
-                if self.kind == "mosquitto":
-                    self._start_mosquitto(Path(self._tmp.name))
-                else:
-                    self._start_amqtt(Path(self._tmp.name))
-                wait_port(self.port)
+                tmp = Path(self._tmp.name)
+                args = self._mosquitto(tmp) if self.kind == "mosquitto" else self._amqtt(tmp)
+                with open(tmp / "broker.log", "wb") as log:  # not a pipe: nobody reads it while the run goes on
+                    self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+                self._wait_ready(tmp / "broker.log")
                 self._probe()  # whoever listens there knows this run's password: it is ours
                 break
             except BrokerError:
@@ -315,7 +315,23 @@ class EmbeddedBroker:
         path.write_text("".join(f"{u}:{hashed(p) if hashed else p}\n" for u, p in self.passwords.items()))
         return path
 
-    def _start_mosquitto(self, tmp: Path) -> None:
+    def _wait_ready(self, log: Path, timeout: float = 30.0) -> None:
+        """Until the broker listens (a cold amqtt imports itself and its plugins first); a broker that exits first is
+        a BrokerError with the last line it wrote."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                said = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or ["no message"]
+                raise BrokerError(f"the embedded {self.kind} broker did not start: {said[-1]}")
+            try:
+                return wait_port(self.port, timeout=0.2)
+            except BrokerError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def _mosquitto(self, tmp: Path) -> list[str]:
+        """The command line of a mosquitto with this run's accounts and ACL (its files in `tmp`)."""
         exe, hasher = find_program("mosquitto"), find_program("mosquitto_passwd")
         if exe is None or hasher is None:
             raise BrokerError("mosquitto is not installed; install it (apt-get install mosquitto) or use amqtt")
@@ -325,10 +341,11 @@ class EmbeddedBroker:
         acl.write_text(f"user {TWIN_USER}\ntopic readwrite #\nuser {VIEWER_USER}\ntopic read #\n")
         conf = tmp / "mosquitto.conf"
         conf.write_text(mosquitto_config(self.port, self._data or tmp, f"password_file {passwords}\nacl_file {acl}"))
-        self._proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return [exe, "-c", str(conf)]
 
-    def _start_amqtt(self, tmp: Path) -> None:
-        """amqtt in a process of its own (`sensors.bus.amqtt_server`), so that it does not share the run's GIL."""
+    def _amqtt(self, tmp: Path) -> list[str]:
+        """The command line of amqtt in a process of its own (`sensors.bus.amqtt_server`), so that it does not share
+        the run's GIL."""
         from pwdlib.hashers.argon2 import Argon2Hasher
 
         passwords = self._password_file(tmp, Argon2Hasher().hash)
@@ -338,19 +355,7 @@ class EmbeddedBroker:
                                   "publish_acl": {TWIN_USER: ["#"]}, "acl": {TWIN_USER: ["#"], VIEWER_USER: ["#"]}}}}
         path = tmp / "amqtt.json"
         path.write_text(json.dumps(config), encoding="utf-8")
-        with open(tmp / "amqtt.log", "wb") as log:  # not a pipe: nobody reads it while the run goes on
-            self._proc = subprocess.Popen([sys.executable, "-m", "sensors.bus.amqtt_server", str(path)],
-                                          stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 30.0  # a cold start imports amqtt and its plugins
-        while True:
-            if self._proc.poll() is not None:
-                said = (tmp / "amqtt.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
-                raise BrokerError(f"the embedded amqtt broker did not start: {said[-1] if said else 'no message'}")
-            try:
-                return wait_port(self.port, timeout=0.2)
-            except BrokerError:
-                if time.monotonic() > deadline:
-                    raise
+        return [sys.executable, "-m", "sensors.bus.amqtt_server", str(path)]
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -407,16 +406,12 @@ def ingest(
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
     from sensors.bus.broker import MQTT_VERSIONS, BrokerError
+    from sensors.bus.payloads import collect_less_often
     from sensors.ingest import Ingest
     from sensors.store import StoreError, open_store
 
     line_prefix(line)
-    # every message parses into ~800 objects, so the collector's youngest generation (700 allocations) ran on every
-    # message, and its older ones scanned what waits in the write queue: a fifth of a message's parse (207 against
-    # 170 us). Collected every 100,000 allocations, with the modules loaded so far left out, body_shop 8 h streamed
-    # flat out went 168-179k -> 174-204k readings/s (cycles are rare here; reference counting frees the rest)
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    collect_less_often()
     versions = {name: protocol for protocol, name in MQTT_VERSIONS.items()}
     if mqtt_version not in (*versions, "auto"):
         fail(f"--mqtt-version {mqtt_version!r}: choose 5, 3.1.1 or auto")
