@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 READING_COLUMNS = ["run", "replication", "machine", "sensor", "ts", "value"]
 STATE_COLUMNS = ["run", "replication", "machine", "ts", "state", "reason"]  # reason: a stop's downtime reason
@@ -71,11 +73,12 @@ class Store(Protocol):
         Returns the rows stored."""
         ...
 
-    def write_states(self, states: pd.DataFrame) -> None:
-        """Store machine state changes (STATE_COLUMNS; without a reason column, none is known)."""
+    def write_states(self, states: pd.DataFrame | pa.Table) -> None:
+        """Store machine state changes (STATE_COLUMNS; without a reason column, none is known); a run's own
+        writer hands them over as Arrow (`state_table`), with no Python object per change."""
         ...
 
-    def write_levels(self, levels: pd.DataFrame) -> None:
+    def write_levels(self, levels: pd.DataFrame | pa.Table) -> None:
         """Store buffer levels (LEVEL_COLUMNS): the parts waiting in front of each station, over time."""
         ...
 
@@ -126,3 +129,21 @@ def check_agg(agg: str) -> str:
     if agg not in AGGREGATES:
         raise StoreError(f"aggregate {agg!r} is not one of {', '.join(AGGREGATES)}")
     return agg
+
+
+def rows_table(rows: pd.DataFrame | pa.Table, columns: Sequence[str]) -> pa.Table:
+    """State changes or levels (given as a frame or as Arrow) as an Arrow table of exactly `columns`, in order; a
+    missing or null `reason` is '' (no downtime reason known), times are timestamps."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+    n = table.num_rows
+    out = {}
+    for name in columns:
+        col = table.column(name) if name in table.column_names else pa.nulls(n, pa.string())
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if name == "reason":
+            col = pc.fill_null(col.cast(pa.string()), "")
+        elif name == "ts" and not pa.types.is_timestamp(col.type):
+            col = pa.array(pd.to_datetime(col.to_numpy(zero_copy_only=False)))
+        out[name] = col
+    return pa.table(out)

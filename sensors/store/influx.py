@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
+import pyarrow as pa
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
@@ -29,6 +30,7 @@ from sensors.store.base import (
     ReadingBatch,
     StoreError,
     check_agg,
+    rows_table,
 )
 
 ENV_TOKEN = "LINETWIN_INFLUXDB_TOKEN"
@@ -88,21 +90,20 @@ class InfluxStore:
         redelivered message needs no identity check here."""
         return self.write(batch.frame())
 
-    def write_states(self, states: pd.DataFrame) -> None:
+    def write_states(self, states: pd.DataFrame | pa.Table) -> None:
         if not len(states):
             return
-        df = states.reindex(columns=STATE_COLUMNS)
-        df["reason"] = df["reason"].fillna("")
+        df = rows_table(states, STATE_COLUMNS).to_pandas()
         df["replication"] = df["replication"].astype(str)
         df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
         self._write.write(bucket=self.bucket, org=self.org, record=df[STATE_COLUMNS[:3] + STATE_COLUMNS[4:]],
                           data_frame_measurement_name="machine_state",
                           data_frame_tag_columns=["run", "replication", "machine"], write_precision=PRECISION)
 
-    def write_levels(self, levels: pd.DataFrame) -> None:
+    def write_levels(self, levels: pd.DataFrame | pa.Table) -> None:
         if not len(levels):
             return
-        df = levels.reindex(columns=LEVEL_COLUMNS)
+        df = rows_table(levels, LEVEL_COLUMNS).to_pandas()
         df["replication"] = df["replication"].astype(str)
         df["level"] = df["level"].astype(float)
         df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
