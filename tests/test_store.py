@@ -213,6 +213,36 @@ def test_bad_aggregate(tmp_path: Path) -> None:
         s.query(every="1min", agg="median")
 
 
+def test_a_run_without_streaming_into_a_line_protocol_server_completes(victoria_metrics: VictoriaMetrics,
+                                                                        tmp_path: Path) -> None:
+    """`twin run --no-stream --store influxdb://…` on VictoriaMetrics (no Flux to count with): once ended with exit 3
+    at its last step, after storing everything, because it asked the store for a count. The writer's own count
+    stands; every reading and state change is on the server once."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "run", "scenarios/cnc_cell.yaml", "--no-stream",
+                        "--duration", "1 h", "--warmup", "0", "--replications", "1", "--out", str(out), "--store",
+                        f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "LINETWIN_INFLUXDB_TOKEN": "t"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Warning" not in r.stderr, r.stderr[-2000:]  # no client advice about pivots on the console
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    generated = pd.read_parquet(out / "readings.parquet")
+    assert f"{len(generated):,} readings in the store" in r.stdout
+    series = victoria_metrics.export(f'{{run="{run_id}"}}')
+    points = sum(len(s["values"]) for s in series if s["metric"]["__name__"].endswith("_value"))
+    assert points == len(generated) > 0
+    # the state changes: one point per machine at the start of each of its state intervals (the ground truth's)
+    truth = pd.read_parquet(out / "truth" / "states.parquet")
+    stored = {s["metric"]["machine"]: s["timestamps"] for s in series
+              if s["metric"]["__name__"] == "machine_state_state"}
+    expected = {m: g.start_time.astype("datetime64[ms]").astype("int64").tolist() for m, g in truth.groupby("machine")}
+    assert stored == expected
+
+
 def test_influxdb_backend_writes_to_a_real_line_protocol_server(victoria_metrics: VictoriaMetrics) -> None:
     """influxdb-client -> VictoriaMetrics' InfluxDB v2 write API; read back through VictoriaMetrics' own API."""
     store = open_store(f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin")

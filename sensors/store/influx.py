@@ -9,6 +9,7 @@ other, so a redelivered reading is stored once. The token comes from LINETWIN_IN
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 import pyarrow as pa
 from influxdb_client import InfluxDBClient
+from influxdb_client.client.warnings import MissingPivotFunction
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
@@ -131,7 +133,9 @@ class InfluxStore:
 
     def _tables(self, flux: str) -> pd.DataFrame:
         try:
-            tables = self._client.query_api().query_data_frame(flux, org=self.org)
+            with warnings.catch_warnings():  # the queries shape their own tables: the client's pivot advice is noise
+                warnings.simplefilter("ignore", MissingPivotFunction)
+                tables = self._client.query_api().query_data_frame(flux, org=self.org)
         except Exception as e:
             raise StoreError(f"InfluxDB query on {self.http} failed: {e}") from e
         return pd.concat(tables, ignore_index=True) if isinstance(tables, list) else tables

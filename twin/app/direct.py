@@ -164,6 +164,15 @@ class StoreSink:
             self.written += self._background.close() or 0
 
 
+def count_stored(store: Store, run: str) -> int | None:
+    """The store's count of a run's readings, or None where the store cannot count (a line-protocol server without
+    Flux, such as VictoriaMetrics): then the writer's own count of what it wrote stands."""
+    try:
+        return store.count(run)
+    except Exception:
+        return None
+
+
 def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
                    progress: ProgressFn | None = None, inject: Injection | None = None,
                    tasks: Tasks | None = None) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
@@ -178,7 +187,9 @@ def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = Non
         summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings, on_part=sink.merge_part,
                                      finish=sink.close, extra={"run_id": run_id, "store": store_url}, inject=inject,
                                      tasks=tasks)
-        stats = StreamStats(run_id, "", store_url, readings=sink.written, stored=store.count(run_id), complete=True)
+        counted = count_stored(store, run_id)
+        stats = StreamStats(run_id, "", store_url, readings=sink.written,
+                            stored=sink.written if counted is None else counted, complete=True)
     finally:
         store.close()
     return summary, kpis, stats

@@ -23,8 +23,8 @@ from sensors.bus.payloads import LineTopics, epoch_ms
 from sensors.bus.publisher import Publisher
 from sensors.ingest import Ingest, IngestProcess
 from sensors.inject import Injection
-from sensors.store import Store, open_store
-from twin.app.direct import StreamStats, now_ms, run_id_for
+from sensors.store import open_store
+from twin.app.direct import StreamStats, count_stored, now_ms, run_id_for
 from twin.app.runner import STREAM_CHUNK, ProgressFn, Replication, run_scenario
 from twin.kpi import replication_kpis
 from twin.maintenance import MaintenancePolicy
@@ -207,24 +207,15 @@ def _drain(pub: Publisher, sink: Ingest | IngestProcess | None, stats: StreamSta
     stats.messages, stats.spilled = pub.messages_sent, pub.outbox.spilled_total
     if isinstance(sink, Ingest):
         stats.complete = sink.wait_for(stats.run_id, stats.readings, timeout)
-        counted = _count(sink.store, stats.run_id)
+        counted = count_stored(sink.store, stats.run_id)
         stats.stored = counted if counted is not None else sink.stored_by_run.get(stats.run_id, 0)
         stats.rejected = sink.rejected
     elif sink is not None:
         finished = sink.wait(timeout)
         sink.stop()
         store = open_store(store_url)
-        counted = _count(store, stats.run_id)
+        counted = count_stored(store, stats.run_id)
         store.close()
         stats.stored = counted if counted is not None else (sink.stored or 0)
         stats.complete = finished and stats.stored >= stats.readings
         stats.rejected = sink.rejected
-
-
-def _count(store: Store, run: str) -> int | None:
-    """The store's count of a run's readings, or None where the store cannot count (a line-protocol server without
-    Flux, such as VictoriaMetrics): then the ingest's own count of what it wrote stands."""
-    try:
-        return store.count(run)
-    except Exception:
-        return None
