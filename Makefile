@@ -8,7 +8,7 @@ SCENARIO ?= scenarios/bottling.yaml
 TORCH ?= 2.13.0
 PYSPARKPLUG ?= 0.6.1
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint compiled bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,8 +27,13 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 
+# the project's bytecode, written once: where PYTHONDONTWRITEBYTECODE is set (as on CI images), every `twin` process a
+# test starts would otherwise compile the modules it imports again (`twin run` of cnc_cell 1 h: 0.54 s against 0.46 s)
+compiled: $(STAMP)
+	$(PY) -m compileall -q twin sensors predictors dashboard
+
 # the inner loop before each commit (< 90 s): lint and the tests not marked slow, on two processes (pytest-xdist)
-check: lint
+check: lint compiled
 	bash scripts/test-deps.sh
 	$(PY) -m pytest -n 2 -m "not slow" -q
 
@@ -36,7 +41,7 @@ check: lint
 # two cores: a third of the suite's time is tests waiting (live runs, servers starting, a store down for 30 s), and a
 # third worker fills it (2 cores, earlier: 9 min 18 s on two workers, 7 min 46 s on three). A fourth does not help:
 # back to back on 2026-12-03, three workers 10 min 33 s, four 11 min 42 s (16.9 and 19.4 min of user CPU)
-test: lint
+test: lint compiled
 	bash scripts/test-deps.sh
 	$(PY) -m pytest -n 3
 
