@@ -75,7 +75,7 @@ class Store(Protocol):
 
     def write_states(self, states: pd.DataFrame | pa.Table) -> None:
         """Store machine state changes (STATE_COLUMNS; without a reason column, none is known); a run's own
-        writer hands them over as Arrow (`state_table`), with no Python object per change."""
+        writer hands them over as an Arrow table, with no Python object per change."""
         ...
 
     def write_levels(self, levels: pd.DataFrame | pa.Table) -> None:
