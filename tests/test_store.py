@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
@@ -130,6 +132,35 @@ def test_states_round_trip_in_time_order(store: Store) -> None:
     assert got.state.tolist() == ["working", "down", "off_shift", "working", "down"]
     assert got.reason.tolist() == ["", "bearing_wear", "", "", ""]
     assert (got[got.replication == 0].ts.diff().dropna() > pd.Timedelta(0)).all() and set(got.run) == {run}
+
+
+_STATE_ROW = st.tuples(st.sampled_from(["r1", "r2"]), st.integers(0, 2), st.sampled_from(["m1", "m2"]),
+                       st.integers(0, 5), st.sampled_from(["working", "down", "blocked"]), st.sampled_from(["", "jam"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(_STATE_ROW, max_size=12), min_size=1, max_size=4), st.booleans())
+def test_state_changes_are_stored_once_the_first_of_each_key_frames_or_arrow_alike(
+        tmp_path_factory: pytest.TempPathFactory, batches: list[list[tuple[object, ...]]], arrow: bool) -> None:
+    """Batches of state changes (as an ingest's frames, or as a run's Arrow tables), with keys repeated inside a
+    batch and across batches (redeliveries): the store keeps, per (run, replication, machine, time), the first row
+    it was given, whatever came later."""
+    import pyarrow as pa
+
+    store = open_store(f"duckdb:///{tmp_path_factory.mktemp('states') / 'twin.duckdb'}")
+    given = []
+    for batch in batches:
+        frame = pd.DataFrame([(run, rep, m, T0 + pd.Timedelta(seconds=sec), state, reason)
+                              for run, rep, m, sec, state, reason in batch], columns=STATE_COLUMNS)
+        frame["replication"] = frame["replication"].astype("int32")
+        store.write_states(pa.Table.from_pandas(frame, preserve_index=False) if arrow else frame)
+        given.append(frame)
+    expected = pd.concat(given).drop_duplicates(STATE_COLUMNS[:4]).sort_values(STATE_COLUMNS[:4])
+    got = pd.concat([store.states(run) for run in ("r1", "r2")]).sort_values(STATE_COLUMNS[:4])
+    store.close()
+    assert got[["state", "reason"]].astype(str).values.tolist() == expected[["state", "reason"]].values.tolist()
+    assert got[STATE_COLUMNS[:3]].astype(str).values.tolist() == expected[STATE_COLUMNS[:3]].astype(str).values.tolist()
+    assert (got.ts.astype("datetime64[ms]").to_numpy() == expected.ts.astype("datetime64[ms]").to_numpy()).all()
 
 
 def test_a_store_written_before_downtime_reasons_opens_and_reads(tmp_path: Path) -> None:
