@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
-from tests.conftest import VictoriaMetrics
+from tests.conftest import ROOT, VictoriaMetrics, twin_cmd
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
 
@@ -251,13 +251,13 @@ def test_a_run_without_streaming_into_a_line_protocol_server_completes(victoria_
     stands; every reading and state change is on the server once."""
     import json
     import subprocess
-    import sys
 
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "run", "scenarios/cnc_cell.yaml", "--no-stream",
-                        "--duration", "1 h", "--warmup", "0", "--replications", "1", "--out", str(out), "--store",
-                        f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "LINETWIN_INFLUXDB_TOKEN": "t"})
+    r = subprocess.run(twin_cmd("run", "scenarios/cnc_cell.yaml", "--no-stream", "--duration", "1 h", "--warmup", 0,
+                                "--replications", 1, "--out", out, "--store",
+                                f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin"),
+                       capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env={**os.environ, "LINETWIN_INFLUXDB_TOKEN": "t"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Warning" not in r.stderr, r.stderr[-2000:]  # no client advice about pivots on the console
     run_id = json.loads((out / "run.json").read_text())["run_id"]

@@ -133,7 +133,7 @@ def check_agg(agg: str) -> str:
 
 def rows_table(rows: pd.DataFrame | pa.Table, columns: Sequence[str]) -> pa.Table:
     """State changes or levels (given as a frame or as Arrow) as an Arrow table of exactly `columns`, in order; a
-    missing or null `reason` is '' (no downtime reason known), times are timestamps."""
+    missing or null `reason` is '' (no downtime reason known)."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
     n = table.num_rows
     out = {}
@@ -143,7 +143,5 @@ def rows_table(rows: pd.DataFrame | pa.Table, columns: Sequence[str]) -> pa.Tabl
             col = col.cast(col.type.value_type)
         if name == "reason":
             col = pc.fill_null(col.cast(pa.string()), "")
-        elif name == "ts" and not pa.types.is_timestamp(col.type):
-            col = pa.array(pd.to_datetime(col.to_numpy(zero_copy_only=False)))
         out[name] = col
     return pa.table(out)

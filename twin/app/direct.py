@@ -90,8 +90,8 @@ class StoreSink:
             self._parts.append((line.replication, batch.series, self._ms(batch.t), batch.value))
             self._pending_rows += len(batch)
         for m, t, states, reasons in self._follower.new(line):
-            self._add_states(line.replication, pa.array(np.full(len(t), m.name, dtype=object), pa.string()),
-                             t, pa.array(states, pa.string()), pa.array(reasons, pa.string()))
+            self._add_states(line.replication, pa.repeat(m.name, len(t)), t, pa.array(states, pa.string()),
+                             pa.array(reasons, pa.string()))
         now = self.start_ms + round(line.env.now * 1000)
         self._levels += [(line.replication, st.name, now, len(buf.items))
                          for st, buf in zip(line.scenario.stations, line.buffers) if buf is not None]
@@ -118,11 +118,10 @@ class StoreSink:
     def _add_states(self, replication: int | pa.Array, machine: pa.Array, t: np.ndarray, state: pa.Array,
                     reason: pa.Array) -> None:
         n = len(t)
-        reps = pa.array(np.full(n, replication, dtype=np.int32)) if isinstance(replication, int) \
+        reps = pa.repeat(pa.scalar(replication, pa.int32()), n) if isinstance(replication, int) \
             else replication.cast(pa.int32())
         self._states.append(pa.table({
-            "run": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), [self.run_id]),
-            "replication": reps, "machine": machine.cast(pa.string()),
+            "run": pa.repeat(self.run_id, n), "replication": reps, "machine": machine.cast(pa.string()),
             "ts": pa.array(self._ms(t), pa.timestamp("ms")), "state": state.cast(pa.string()),
             "reason": reason.cast(pa.string())}))
         self._state_rows += n
