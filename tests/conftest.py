@@ -183,6 +183,17 @@ class VictoriaMetrics:
         r.raise_for_status()
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 
+    def export_points(self, match: str, points: Callable[[list[dict]], int], expected: int,  # type: ignore[type-arg]
+                      timeout: float = 30.0) -> list[dict]:  # type: ignore[type-arg]
+        """`export`, again until `points(series)` reaches `expected` (or `timeout` passes): the server acknowledges a
+        write before its rows are searchable, and on a busy machine a flush right after can miss the last ones."""
+        deadline = time.monotonic() + timeout
+        while True:
+            series = self.export(match)
+            if points(series) >= expected or time.monotonic() > deadline:
+                return series
+            time.sleep(0.5)
+
 
 @pytest.fixture
 def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
