@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,23 @@ def test_help_and_validate_load_no_heavy_modules() -> None:
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_training_mistakes_fail_before_torch_loads(tmp_path: Path) -> None:
+    """A missing source or model folder is named at once: `twin train`, `twin evaluate` and `twin synth` check their
+    inputs before the models' modules load (torch alone took 2 s; a mistyped path cost 3 s)."""
+    missing = str(tmp_path / "nothing")
+    probe = ("import sys\nfrom twin.app.cli import app\n"
+             f"for args in (['train', {missing!r}], ['evaluate', {missing!r}, '--models', {missing!r}], "
+             f"['synth', 'train', {missing!r}], ['synth', '--model', {missing!r}, '--fault', 'x', '--out', "
+             f"{missing + '.parquet'!r}]):\n"
+             "    try:\n        app(args)\n    except SystemExit as e:\n        assert e.code == 2, (args, e.code)\n"
+             "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
+    assert r.stderr.count("nothing") >= 4 and "Traceback" not in r.stderr
 
 
 def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:

@@ -206,12 +206,10 @@ def train(
     choices = [k for k in kinds("forecaster") if k != "baseline"]
     if model not in choices:
         fail(f"--model {model!r}: choose one of {', '.join(choices)}")
+    tables = _are_tables(sources)  # what --horizon and --cap count in; options checked before any data is read
     from predictors.base import DEFAULTS, Estimator, MeanBaseline, save_bundle
     from twin.app.cluster import ClusterError, tasks
 
-    kind = cast(type[Estimator], model_class(model))
-
-    tables = _are_tables(sources)  # what --horizon and --cap count in; options checked before any data is read
     defaults = DEFAULTS["cycles" if tables else "s"]
     h = _time(horizon, "--horizon", defaults["horizon"], tables)
     c = _time(cap, "--cap", defaults["cap"], tables)
@@ -219,6 +217,7 @@ def train(
     if c < h:
         fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
+    kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good
     out = out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}"
     extra = {"epochs": epochs} if epochs and model in ("lstm", "cnn") else {}
     bundle: Bundle = {}
@@ -283,13 +282,14 @@ def evaluate(
     """Score models on held-out data beside the naive baseline; write report.md with plots."""
     import datetime as dt
 
-    from predictors.evaluate import evaluate as run_evaluation
-    from predictors.evaluate import overlap, table, write_report
-
     set_threads(threads)
     if out is not None and out.exists() and any(out.iterdir()) and not force:
         fail(f"--out {out}: holds an earlier report; choose another folder, leave --out out (a new folder each "
              "time), or add --force to replace it")
+    _are_tables(sources)  # a missing source named before the models (and torch) load
+    from predictors.evaluate import evaluate as run_evaluation
+    from predictors.evaluate import overlap, table, write_report
+
     bundles = {folder: load_models(folder) for folder in models}
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store,
                      rul)

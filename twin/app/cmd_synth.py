@@ -21,13 +21,13 @@ KINDS = ("vae", "gan")
 
 
 def _windows(runs: list[Path], window: int, stride: int, store: Optional[str]) -> dict[str, Windows]:
+    for p in runs:  # before the generators' module (torch, 2 s) loads
+        if not p.is_dir():
+            fail(f"{p}: not a folder; give twin run folders written by `twin run`")
     from predictors.data import DataError
     from predictors.synth import twin_windows
     from sensors.store import StoreError
 
-    for p in runs:
-        if not p.is_dir():
-            fail(f"{p}: not a folder; give twin run folders written by `twin run`")
     try:
         return twin_windows(runs, window, stride, store)
     except (DataError, StoreError) as e:
@@ -35,10 +35,10 @@ def _windows(runs: list[Path], window: int, stride: int, store: Optional[str]) -
 
 
 def _generators(model: Path) -> dict[str, dict[str, Generator]]:
-    from predictors.synth import load_generator, load_generators
-
     if not model.exists():
         fail(f"--model {model}: no such folder; give one written by `twin synth train --out`")
+    from predictors.synth import load_generator, load_generators
+
     try:
         if model.is_file():
             g = load_generator(model)
@@ -119,13 +119,15 @@ def train(
     store: StoreOpt = None,
 ) -> None:
     """Train generators (one per machine type and kind) on the labelled windows of twin runs."""
-    from predictors.synth import generators
+    from predictors.lifecycle import kinds
 
     kind = kind or list(KINDS)
-    bad = [k for k in kind if k not in generators()]
+    bad = [k for k in kind if k not in kinds("generator")]
     if bad:
-        fail(f"--kind {bad[0]!r}: choose {' or '.join(generators())}")
+        fail(f"--kind {bad[0]!r}: choose {' or '.join(kinds('generator'))}")
     data = _windows(runs, window, stride, store)
+    from predictors.synth import generators
+
     out = out or Path("models") / f"{runs[0].parent.name}-synth"
     summary = Table(title=f"trained generators → {out}")
     for col in ("machine type", "kind", "windows", "per fault mode"):
