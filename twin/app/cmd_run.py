@@ -126,6 +126,10 @@ def run(
     sc = _checked_policy(sc, policy, opts)
     opts.injection = _injection(sc, inject, into, at)
     live = _live(sc, opts) if opts.stream else (None, None)
+    if opts.models is not None and not opts.stream:  # for the dashboard: a bad folder fails before the run
+        from twin.app.cmd_models import load_models
+
+        load_models(opts.models)
     run_pipeline(sc, _result_folder(out, file), opts, live)  # every check above fails before anything is written
 
 
@@ -157,6 +161,10 @@ def _checked_policy(sc: Scenario, policy: Optional[str], opts: RunOptions) -> Sc
     if opts.stream and ((opts.jobs or 1) > 1 or opts.cluster):
         fail("--jobs and --cluster run replications side by side, which only --no-stream does (a streamed run "
              "publishes them one after another); add --no-stream or leave them out")
+    if opts.models is not None and not opts.stream and not opts.dashboard:
+        fail("--models forecasts live and publishes alerts over MQTT, which a --no-stream run does not do (its "
+             "readings go straight into the store): leave out --no-stream, add --dashboard to see the models' "
+             "forecasts on the stored run, or score the run afterwards with `twin evaluate RUN --models FOLDER`")
     if opts.anomaly is not None and (opts.models is None or not opts.stream):
         fail("--anomaly: give --models too (the anomaly score joins their forecasts) and stream (alerts travel "
              "over MQTT)")
