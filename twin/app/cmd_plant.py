@@ -324,15 +324,15 @@ def whatif(
 ) -> None:
     """What happens next if we...: from the line's state now, the next hours simulated as they are and under each
     alternative (common random numbers), good parts with a 95 % CI of the mean and a 90 % range for this one run."""
+    seconds = time_option(duration, "--duration")
+    assert seconds is not None
+    base = open_scenario(file, duration=seconds, replications=replications, seed=seed)  # named before scipy loads
     import numpy as np
     import pandas as pd
     from scipy import stats
 
     from twin.app.runner import simulate
 
-    seconds = time_option(duration, "--duration")
-    assert seconds is not None
-    base = open_scenario(file, duration=seconds, replications=replications, seed=seed)
     sc = continued(base, from_, at)
     options = _alternatives(sc, extra_crew or [], policy or [], buffer or [], add_shift or [])
     parts: dict[str, np.ndarray] = {}

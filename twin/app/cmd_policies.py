@@ -85,10 +85,10 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/compare-<scenario>)")] = None,
 ) -> None:
     """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
+    sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     from twin.app.compare import KPIS, write_report
     from twin.app.compare import compare as run_compare
 
-    sc = _scenario_for_compare(file, duration, replications, seed, warmup)
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -141,6 +141,7 @@ def tune(
     = None,
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
+    sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     from twin.app.compare import KPIS, fmt_ci, write_report
     from twin.app.compare import tune as run_tune
 
@@ -159,7 +160,6 @@ def tune(
         fail(f"--values {values!r}: {e}")
     if len(nums) < 2:
         fail("--values: give at least two settings to compare")
-    sc = _scenario_for_compare(file, duration, replications, seed, warmup)
     if sc.replications < 2:
         fail("--replications: at least 2, so that each setting gets a confidence interval")
     params = _policy_params(None, None, models, 0.5)
