@@ -56,16 +56,21 @@ def test_training_mistakes_fail_before_torch_loads(tmp_path: Path) -> None:
     assert r.stderr.count("nothing") >= 4 and "Traceback" not in r.stderr
 
 
-def test_models_on_a_run_that_does_not_stream_are_refused_before_it_starts(tmp_path: Path) -> None:
+def test_stream_options_on_a_run_that_does_not_stream_are_refused_before_it_starts(tmp_path: Path) -> None:
     """`twin run --no-stream --models M` simulated the whole run and forecast nothing, without a word (forecasts and
-    alerts travel over MQTT); now it is refused before anything is written. With --dashboard the models are for its
-    machine pages, and a bad folder is named before the run."""
+    alerts travel over MQTT); now it is refused before anything is written, like --broker and --no-ingest, which a
+    --no-stream run ignored too. With --dashboard the models are for its machine pages, and a bad folder is named
+    before the run."""
     out = tmp_path / "run"
     r = twin("run", "scenarios/cnc_cell.yaml", "--no-stream", "--models", str(tmp_path), "--out", str(out))
     assert r.returncode == 2 and "--models forecasts live" in r.stderr and "twin evaluate" in r.stderr, r.stderr
     r = twin("run", "scenarios/cnc_cell.yaml", "--no-stream", "--dashboard", "--models", str(tmp_path / "none"),
              "--out", str(out))
     assert r.returncode == 2 and "no models here" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    for args, message in ((("--broker", "mqtt://127.0.0.1:1"), "publishes nothing"),
+                          (("--no-ingest",), "stores its readings itself")):
+        r = twin("run", "scenarios/cnc_cell.yaml", "--no-stream", *args, "--out", str(out))
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
     assert not out.exists()
 
 

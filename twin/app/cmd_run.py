@@ -155,7 +155,14 @@ class RunOptions:
 
 
 def _checked_policy(sc: Scenario, policy: Optional[str], opts: RunOptions) -> Scenario:
-    """The scenario with --policy applied, once the options that policy and --anomaly need are checked."""
+    """The scenario with --policy applied, once the options are checked together (what --policy, --anomaly and
+    --models need; options that only a streamed run uses are refused with --no-stream, not silently ignored)."""
+    if not opts.stream and opts.broker is not None:
+        fail("--broker: a --no-stream run publishes nothing (its readings go straight into the store); leave out "
+             "--no-stream to stream through that broker, or leave out --broker")
+    if not opts.stream and not opts.ingest:
+        fail("--no-ingest leaves storing a streamed run to `twin ingest`, but a --no-stream run stores its readings "
+             "itself; leave out one of the two")
     if opts.predictive and (opts.models is None or not opts.stream):
         fail("--policy predictive: give --models (from `twin train`) and stream (the alerts travel over MQTT)")
     if opts.stream and ((opts.jobs or 1) > 1 or opts.cluster):
