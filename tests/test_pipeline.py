@@ -504,6 +504,24 @@ def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--mqtt-version '4': choose 5, 3.1.1 or auto" in r.stderr, r.stderr
 
 
+def test_tls_files_that_cannot_be_used_fail_clearly(tmp_path: Path) -> None:
+    """A --cert that is not PEM ended in an ssl.SSLError traceback at the first connection; TLS files with a plain
+    mqtt:// broker, or with no broker at all, were silently ignored (no TLS)."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    run = ["run", "scenarios/cnc_cell.yaml", "--duration", "5 min", "--warmup", "0", "--out", str(tmp_path / "o")]
+    cases = [(("--broker", "mqtts://127.0.0.1:8883", "--cert", junk), "not a PEM client certificate"),
+             (("--broker", "mqtts://127.0.0.1:8883", "--ca", junk), "not a PEM CA certificate"),
+             (("--broker", "mqtts://127.0.0.1:8883", "--key", junk), "give the client certificate with --cert"),
+             (("--broker", "mqtt://127.0.0.1:1883", "--ca", junk), "write mqtts://host:8883"),
+             (("--ca", junk), "give them with --broker mqtts://")]
+    for extra, message in cases:
+        r = subprocess.run([sys.executable, "-m", "twin.app.cli", *run, *map(str, extra)], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
+    assert not (tmp_path / "o").exists()
+
+
 def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """The ingest of an earlier run leaves no session behind that would take a share of the next run."""
     for i in range(2):

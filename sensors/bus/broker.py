@@ -79,6 +79,12 @@ class BrokerURL:
         for label, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
             if path and not Path(path).is_file():
                 raise BrokerError(f"{label} {path}: no such file; give the PEM file's path")
+        if (ca or cert or key) and u.scheme != "mqtts":
+            raise BrokerError(f"--ca, --cert and --key set up TLS, which {cls._redact(url)!r} does not use; write "
+                              "mqtts://host:8883, or leave the TLS files out")
+        if key and not cert:
+            raise BrokerError("--key is the private key of --cert: give the client certificate with --cert too")
+        _check_tls_files(ca, cert, key)
         return cls(u.scheme, u.hostname, port, user, password, ca, cert, key)
 
     @staticmethod
@@ -93,6 +99,28 @@ class BrokerURL:
     def __str__(self) -> str:
         user = f"{self.username}@" if self.username else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+def _check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """Load the TLS files as the client will, so that a file that is not PEM (or a key that does not match its
+    certificate) is named now, not as an ssl traceback at the first connection."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca:
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise BrokerError(f"--ca {ca}: not a PEM CA certificate ({getattr(e, 'reason', None) or e}); give the "
+                              "broker's CA certificate in PEM form") from None
+    if cert:
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            what = "--cert " + cert + (f" with --key {key}" if key else "")
+            raise BrokerError(f"{what}: not a PEM client certificate with its private key "
+                              f"({getattr(e, 'reason', None) or e}); give the certificate and its key in PEM form "
+                              "(--key when the key is in a file of its own)") from None
 
 
 def credentials_env(url: BrokerURL) -> dict[str, str]:

@@ -90,6 +90,9 @@ def broker_url(broker: Optional[str], ca: Optional[Path] = None, cert: Optional[
                key: Optional[Path] = None) -> BrokerURL | None:
     """--broker with its TLS files as a BrokerURL (None when no broker is given), or a clear error."""
     if broker is None:  # before the import: a run without a broker does not load the MQTT client (70 ms)
+        if ca or cert or key:
+            fail("--ca, --cert and --key set up TLS to a broker: give them with --broker mqtts://HOST:8883 (without "
+                 "--broker the run's own broker listens on 127.0.0.1 without TLS)")
         return None
     from sensors.bus.broker import BrokerError, BrokerURL
 
