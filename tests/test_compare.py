@@ -190,3 +190,19 @@ def test_a_deferred_order_in_front_of_an_assembly_counts_the_parts_it_takes(take
     line.run(sc.duration)
     order = [e for e in line.events if e.kind == "maintenance_order" and e.machine == "b"]
     assert len(order) == 1 and served[0] <= order[0].t <= served[1], order
+
+
+def test_a_replication_that_makes_nothing_good_has_a_cost_and_tune_says_when_its_objective_is_undefined() -> None:
+    """Maintaining at half the wear limit stops bottling's constraint for the whole of a 10-minute run: line OEE 0. The
+    lost production cost was 1/OEE - 1 times the good output, NaN there, so the total cost was NaN and `twin tune`
+    ended in a pandas traceback ('Encountered all NA values'). Now the loss is all the constraint could have made in
+    its planned time; an objective that is undefined everywhere is named."""
+    sc = load_scenario("scenarios/bottling.yaml", {"duration": "10 min", "warmup": 0, "replications": 2})
+    result = tune(sc, "perfect-monitoring", "wear_limit", [0.5, 0.6], PolicyParams(), jobs=1)
+    k = result.comparison.kpis.set_index(["policy", "replication", "kpi"])["value"]
+    assert (k.xs("oee", level="kpi") == 0).any()  # the case this test is about
+    lost, total = k.xs("lost production cost", level="kpi"), k.xs("total cost", level="kpi")
+    assert np.isfinite(total).all() and (lost[k.xs("oee", level="kpi") == 0] > 0).all()
+    with pytest.raises(ValueError, match="undefined in every replication"):
+        tune(sc.model_copy(update={"duration": 60.0}), "preventive", "every", [3.6e6, 7.2e6], PolicyParams(),
+             objective="wear at maintenance", jobs=1)

@@ -174,6 +174,8 @@ def tune(
         try:
             result = run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
                               progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t}"))
+        except ValueError as e:
+            fail(str(e))
         except ClusterError as e:
             fail(str(e), code=3)
     summ = result.comparison.summary()

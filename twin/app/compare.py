@@ -22,7 +22,7 @@ from scipy import stats
 from twin.app.cluster import tasks
 from twin.kpi import replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
-from twin.model import DOWN, MAINTENANCE, Line
+from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
 
 POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (a forecaster; perfect foresight)
@@ -63,7 +63,13 @@ def policy_kpis(line: Line) -> dict[str, float]:
     maintenance_cost = c.maintenance * len(maint) + sum(c.repair_by_mode.get(e.fault_mode, c.repair) for e in failures)
     good = lk["throughput [parts/h]"] * (b - a) / 3600
     oee = lk["oee"]
-    lost = c.part_margin * good * (1 / oee - 1) if oee > 0 else np.nan
+    if oee > 0:
+        lost = c.part_margin * good * (1 / oee - 1)  # the good parts an OEE of 100 % would have added
+    else:  # nothing good made (it was NaN, and so was the total cost): all the constraint could make in its shifts
+        st = sc.stations[line.constraint]
+        planned = sum(b - a - float(state_durations(m, a, b)[OFF_SHIFT]) for m in line.machines
+                      if m.station_idx == line.constraint)
+        lost = c.part_margin * planned / st.ideal_cycle()[0]
     return {**{k: float(lk[k]) for k in KPIS[:5]}, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
             "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
@@ -290,6 +296,10 @@ def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float
                             else s).reset_index(drop=True)
     cmp = Comparison(scenario, kpis, labels[0], time.perf_counter() - t0, run.workers, run.where)
     means = cmp.summary().query("kpi == @objective").set_index("policy")["mean"].reindex(labels)
+    if means.isna().all():
+        raise ValueError(f"--objective {objective!r} is undefined in every replication of every setting (e.g. "
+                         "'wear at maintenance' when nothing was maintained); choose another objective or a longer "
+                         "duration")
     pick = means.idxmin() if objective in LOWER_IS_BETTER else means.idxmax()
     ties = [v for v, label in zip(values, labels) if label != pick and not cmp.paired(label, pick, objective)[4]]
     return Tuning(parameter, list(values), cmp, objective, values[labels.index(pick)], ties)
