@@ -520,5 +520,8 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
     """Write the JSON Schema of scenario files (generated from the validating model)."""
     from twin.scenario import write_json_schema
 
-    write_json_schema(out)
+    try:
+        write_json_schema(out)
+    except OSError as e:
+        fail(f"{out}: cannot write the schema there ({e.strerror}); give a path in an existing, writable folder")
     out_console.print(f"wrote {out}")
