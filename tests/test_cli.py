@@ -74,6 +74,23 @@ def test_stream_options_on_a_run_that_does_not_stream_are_refused_before_it_star
     assert not out.exists()
 
 
+def test_an_output_path_that_cannot_be_written_fails_before_the_work(tmp_path: Path) -> None:
+    """twin compare, tune and train wrote their --out only at the end: an unwritable path cost the whole comparison
+    or training and then a FileNotFoundError traceback. Every command now checks it first."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = [("run", "scenarios/cnc_cell.yaml", "--no-stream", "--out", blocker / "run"),
+             ("compare", "scenarios/bottling.yaml", "--policies", "run-to-failure,oracle", "--out", blocker / "c"),
+             ("tune", "scenarios/bottling.yaml", "--policy", "preventive", "--values", "1 h,2 h", "--out", blocker),
+             ("train", "tests/data/fd001_slice.txt", "--unit-column", "0", "--time-column", "1", "--model",
+              "regression", "--out", blocker / "m"),
+             ("schema", blocker / "s.json")]
+    for args in cases:
+        r = twin(*map(str, args))
+        assert r.returncode == 2 and "a-file is a file, not a folder" in r.stderr.replace("\n", ""), (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
 def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("scenarios/bottling.yaml").read_text().replace("seed: 20261123", "seed: -4"))

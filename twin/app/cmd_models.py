@@ -32,6 +32,7 @@ from twin.app.options import (
     line_prefix,
     out_console,
     stop_signals,
+    writable,
 )
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def train(
         fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
     kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good
-    out = out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}"
+    out = writable(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}")
     extra = {"epochs": epochs} if epochs and model in ("lstm", "cnn") else {}
     bundle: Bundle = {}
     warnings: list[str] = []

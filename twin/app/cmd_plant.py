@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from twin.app.options import err_console, fail, open_scenario, out_console, time_option
+from twin.app.options import err_console, fail, open_scenario, out_console, time_option, writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,6 +87,9 @@ def fit(
     from twin.scenario import load_scenario
 
     sc = open_scenario(base)
+    writable(out, folder=False)
+    if report is not None:
+        writable(report, "--report")
     try:
         frame = read_log(log)
         part_log = read_parts(parts) if parts is not None else None
@@ -105,7 +108,6 @@ def fit(
     header = (f"# Fitted by `twin fit` from {log.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
               "# Failure and repair times are maximum-likelihood fits with right-censoring; see the report.\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     load_scenario(out)  # what was written reads back as a valid scenario
     shown = Table(title=f"fitted from {log.name}")
@@ -326,6 +328,8 @@ def whatif(
     alternative (common random numbers), good parts with a 95 % CI of the mean and a 90 % range for this one run."""
     seconds = time_option(duration, "--duration")
     assert seconds is not None
+    if out is not None:
+        writable(out, folder=False)
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed)  # named before scipy loads
     import numpy as np
     import pandas as pd
@@ -373,7 +377,6 @@ def whatif(
                       "difference (same random numbers)",
                       highlight=False)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
         pd.DataFrame(parts).to_csv(out.with_name(out.stem + "-replications.csv"), index_label="replication")
         out_console.print(f"wrote {out}", highlight=False)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import load_models, progress_bar
-from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, time_option
+from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, time_option, writable
 
 if TYPE_CHECKING:
     from twin.app.compare import PolicyParams
@@ -86,6 +86,7 @@ def compare(
 ) -> None:
     """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
+    out = writable(out or Path("reports") / f"compare-{file.stem}")
     from twin.app.compare import KPIS, write_report
     from twin.app.compare import compare as run_compare
 
@@ -120,7 +121,7 @@ def compare(
         t.add_row(escape(kpi), *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
                                  (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
     out_console.print(t)
-    path = write_report(cmp, out or Path("reports") / f"compare-{file.stem}")
+    path = write_report(cmp, out)
     out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
                       f"report: [bold]{path}[/]", highlight=False)
 
@@ -142,6 +143,7 @@ def tune(
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
+    out = writable(out or Path("reports") / f"tune-{file.stem}-{policy}")
     from twin.app.compare import KPIS, fmt_ci, write_report
     from twin.app.compare import tune as run_tune
 
@@ -195,7 +197,7 @@ def tune(
     def show(v: float) -> str:
         return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
 
-    path = write_report(result.comparison, out or Path("reports") / f"tune-{file.stem}-{policy}")
+    path = write_report(result.comparison, out)
     if result.clear:
         out_console.print(f"best {parameter} by {objective}: [bold]{show(result.best)}[/], significantly better than "
                           f"every other setting (paired 95 % CI); report: {path}", highlight=False)

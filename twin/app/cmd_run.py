@@ -29,6 +29,7 @@ from twin.app.options import (
     out_console,
     stop_signals,
     time_option,
+    writable,
 )
 
 if TYPE_CHECKING:  # pandas, the scenario model and the streaming modules load only when a command needs them
@@ -183,11 +184,7 @@ def _result_folder(out: Optional[Path], file: Path) -> Path:
     out = out or Path("runs") / file.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out}: folder exists and is not empty; choose another folder so no earlier run is overwritten")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"--out {out}: cannot create the result folder ({e.strerror}); choose a writable path")
-    return out
+    return writable(out)
 
 
 def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
@@ -520,8 +517,5 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
     """Write the JSON Schema of scenario files (generated from the validating model)."""
     from twin.scenario import write_json_schema
 
-    try:
-        write_json_schema(out)
-    except OSError as e:
-        fail(f"{out}: cannot write the schema there ({e.strerror}); give a path in an existing, writable folder")
+    write_json_schema(writable(out, "schema", folder=False))
     out_console.print(f"wrote {out}")

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin.app.cmd_models import progress_bar
-from twin.app.options import StoreOpt, err_console, fail, out_console
+from twin.app.options import StoreOpt, err_console, fail, out_console, writable
 
 if TYPE_CHECKING:
     from predictors.synth import Generator, Windows
@@ -96,8 +96,7 @@ def synth(
         fail(f"--fault/--severity: {e}")
     frame = windows.to_frame(t0, run=f"synthetic-{kind}-{seed}", machine=machine or machine_type)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(out, index=False)
+        frame.to_parquet(writable(out, folder=False), index=False)
     except OSError as e:
         fail(f"--out {out}: cannot write ({e.strerror}); choose a writable path")
     out_console.print(f"{n} synthetic windows of {escape(fault)} at severity {severity:g} on {escape(machine_type)} "
@@ -128,7 +127,7 @@ def train(
     data = _windows(runs, window, stride, store)
     from predictors.synth import generators
 
-    out = out or Path("models") / f"{runs[0].parent.name}-synth"
+    out = writable(out or Path("models") / f"{runs[0].parent.name}-synth")
     summary = Table(title=f"trained generators → {out}")
     for col in ("machine type", "kind", "windows", "per fault mode"):
         summary.add_column(col)
@@ -186,8 +185,7 @@ def evaluate(
     window = next(iter(next(iter(gens.values())).values())).window_
     data = _windows(runs, window, stride, store)
     train_windows = _windows(train, window, stride, store) if train else {}
-    out = out or Path("reports") / f"{model.name}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable(out or Path("reports") / f"{model.name}")
     reports, augment, anomaly, vaes = [], None, {}, {}
     with progress_bar() as bar:
         task = bar.add_task("scoring", total=None, note="")

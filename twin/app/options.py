@@ -4,6 +4,7 @@ several commands take (broker and TLS, store, line, durations), each defined onc
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -61,6 +62,22 @@ def open_scenario(path: Path, **overrides: object) -> Scenario:
         return load_scenario(path, overrides={k: v for k, v in overrides.items() if v is not None})
     except ScenarioError as e:
         fail(str(e))
+
+
+def writable(path: Path, option: str = "--out", folder: bool = True) -> Path:
+    """`path`, a folder (or with folder=False, a file's folder) created now if missing, or a clear error before any
+    work is done: a training or a comparison no longer ends in a traceback at its very last step."""
+    target = path if folder else path.parent
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        fail(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{option} {path}: cannot create {target} ({e.strerror or e}); choose a writable path")
+    if not os.access(target, os.W_OK | os.X_OK):
+        fail(f"{option} {path}: no permission to write in {target}; choose a writable path")
+    return path
 
 
 def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
