@@ -84,6 +84,8 @@ def test_an_output_path_that_cannot_be_written_fails_before_the_work(tmp_path: P
              ("tune", "scenarios/bottling.yaml", "--policy", "preventive", "--values", "1 h,2 h", "--out", blocker),
              ("train", "tests/data/fd001_slice.txt", "--unit-column", "0", "--time-column", "1", "--model",
               "regression", "--out", blocker / "m"),
+             ("evaluate", "tests/data/fd001_slice.txt", "--unit-column", "0", "--time-column", "1", "--models",
+              tmp_path, "--out", blocker / "e"),
              ("schema", blocker / "s.json")]
     for args in cases:
         r = twin(*map(str, args))

@@ -284,9 +284,11 @@ def evaluate(
     import datetime as dt
 
     set_threads(threads)
-    if out is not None and out.exists() and any(out.iterdir()) and not force:
+    if out is not None and out.is_dir() and any(out.iterdir()) and not force:
         fail(f"--out {out}: holds an earlier report; choose another folder, leave --out out (a new folder each "
              "time), or add --force to replace it")
+    if out is not None:
+        writable(out)
     _are_tables(sources)  # a missing source named before the models (and torch) load
     from predictors.evaluate import evaluate as run_evaluation
     from predictors.evaluate import overlap, table, write_report
