@@ -75,6 +75,8 @@ def test_censored_weibull_fit_and_aic_choice() -> None:
      "row 3 (line 3 of a CSV), column timestamp: 'yesterday' is not a time"),
     ("timestamp,machine,state\n2026-01-05T06:00,press-1,RUN\n", "row 2, column state: 'RUN' is not a machine state"),
     ("\x00\x01binary", "column"),
+    ("timestamp,machine,state\n2026-01-05T06:00,press-1,working\n2026-01-05T06:00,press-2,down\n",
+     "the log covers no time"),  # was fitted, and its validation divided by a span of 0 (runtime warnings)
 ])
 def test_a_bad_status_log_names_the_row_column_and_fix(tmp_path: Path, text: str, expected: str) -> None:
     f = tmp_path / "log.csv"

@@ -99,6 +99,10 @@ def read_log(path: Path) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise LogError(f"{path}: row {row + 2}, column state: {df['state'].iloc[row]!r} is not a machine state; use "
                        f"{', '.join(STATES)} (map the plant's own state names to these first).")
+    if len(ts) and ts.max() <= ts.min():
+        raise LogError(f"{path}: every row has the same timestamp ({ts.min()}): the log covers no time, so there is "
+                       "nothing to fit failure and repair times from; give the state changes of a period (weeks or "
+                       "months of them).")
     reason = df["reason"].fillna("").astype(str) if "reason" in df else pd.Series("", index=df.index)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str), "state": df["state"].astype(str),
                         "reason": reason})
