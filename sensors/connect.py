@@ -205,6 +205,21 @@ class ConnectorConfig(_Strict):
     opcua: OpcUaSource | None = None
     sparkplug: SparkplugSource | None = None
 
+    @field_validator("source", "target")
+    @classmethod
+    def _url(cls, v: str | None, info: Any) -> str | None:
+        """A broker URL is checked as the connector will read it, so a mistake is named with its line here."""
+        if v is None or (info.field_name == "source" and v.startswith("opc.tcp://")):
+            return v
+        from sensors.bus.broker import BrokerError, BrokerURL
+
+        try:
+            BrokerURL.parse(v)
+        except BrokerError as e:
+            extra = " (or opc.tcp://host:4840 for an OPC UA server)" if info.field_name == "source" else ""
+            raise ValueError(f"{e}{extra}") from None
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> ConnectorConfig:
         opc = self.source.startswith("opc.tcp://")

@@ -118,6 +118,10 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
     with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key"):
         load_config(f)
+    f.write_text("line: {site: a, area: b, name: c}\nsource: http://x\ntarget: mqtt://x:99999\njson: []\n")
+    with pytest.raises(ConnectError, match=r"connect.yaml:2 source: broker URL 'http://x': write mqtt://host:1883.*"
+                                           r"connect.yaml:3 target: .*the port is not a number"):
+        load_config(f)  # named with their lines (they came from the connector, without file or line)
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\n")
     with pytest.raises(ConnectError, match=r"map the plant's data: json:, opcua: or sparkplug:"):
         load_config(f)
