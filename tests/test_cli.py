@@ -93,6 +93,21 @@ def test_an_output_path_that_cannot_be_written_fails_before_the_work(tmp_path: P
         assert "Traceback" not in r.stderr
 
 
+def test_dashboard_refuses_a_store_url_it_cannot_open_and_a_port_in_use() -> None:
+    """`twin dashboard --store sqlite:///x` started and printed its address; the store failed only on the pages.
+    With --port taken by another program it printed that program's address as the dashboard's and exited 0."""
+    import socket
+
+    r = twin("dashboard", "--store", "sqlite:///x")
+    assert r.returncode == 2 and "unknown scheme 'sqlite'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = twin("dashboard", "--port", str(port))
+    assert r.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "dashboard:" not in r.stdout
+
+
 def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("scenarios/bottling.yaml").read_text().replace("seed: 20261123", "seed: -4"))

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from sensors.store.base import LEVEL_COLUMNS, READING_COLUMNS, STATE_COLUMNS, Store, StoreError
 
-__all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "open_store"]
+__all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "check_store_url", "open_store"]
 
 
 def open_store(url: str, read_only: bool = False, patient: bool = True) -> Store:
@@ -15,12 +15,21 @@ def open_store(url: str, read_only: bool = False, patient: bool = True) -> Store
     `read_only` lets several readers (training, evaluation, dashboards) share an embedded store file. `patient`:
     a server store retries a write for a while before it fails (an ingest, which spools instead, is not).
     """
-    scheme = urlsplit(url).scheme
+    scheme = urlsplit(check_store_url(url)).scheme
     if scheme == "duckdb":
         from sensors.store.duck import DuckStore
         return DuckStore(url, read_only=read_only)
     if scheme in ("influxdb", "influxdbs"):
         from sensors.store.influx import InfluxStore
         return InfluxStore(url, patient=patient)
-    raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
-                     "influxdb://host:8086?org=ORG&bucket=BUCKET (token in LINETWIN_INFLUXDB_TOKEN)")
+    raise AssertionError(scheme)  # check_store_url let only these schemes through
+
+
+def check_store_url(url: str) -> str:
+    """The URL, if it names a kind of store linetwin can open (by its scheme); StoreError otherwise. Opens nothing:
+    for a process that hands the URL on (the dashboard) or opens the store later."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("duckdb", "influxdb", "influxdbs"):
+        raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
+                         "influxdb://host:8086?org=ORG&bucket=BUCKET (token in LINETWIN_INFLUXDB_TOKEN)")
+    return url

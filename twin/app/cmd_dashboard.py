@@ -46,6 +46,8 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
             load_users(auth)
         except AccessError as e:
             fail(str(e))
+    if port is not None:
+        _check_port_free(address, port)
     port = port or free_port()
     env = {**os.environ, "LINETWIN_RUNS": str(runs.resolve())}
     if isinstance(broker, BrokerURL):
@@ -74,6 +76,20 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
     return proc, f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
 
 
+def _check_port_free(address: str, port: int) -> None:
+    """--port taken by another program: named now. (The wait for the dashboard's port would have found that
+    program listening, printed its address as the dashboard's, and the dashboard would have exited unseen.)"""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard's server binds
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            fail(f"--port {port}: cannot listen on {address}:{port} ({e.strerror}); another program may hold it. "
+                 "Choose another port, or leave --port out for a free one.", code=3)
+
+
 def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
     """Print `notice` once Ctrl-C and SIGTERM are handled (a signal sent on reading it stops cleanly), keep a started
     server process up until one arrives (or until it exits), then stop it."""
@@ -82,6 +98,8 @@ def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
         try:
             while proc.poll() is None and not stop.wait(0.2):
                 pass
+            if not stop.is_set() and proc.returncode:
+                fail(f"the server stopped by itself (exit code {proc.returncode})", code=3)
         finally:
             proc.terminate()
             try:
@@ -117,6 +135,13 @@ def dashboard(
         fail(f"--theme {theme}: write light or dark.")
     if broker is not None:
         broker_url(broker, None, None, None)  # a clear error now for a malformed URL
+    if store is not None:  # and for a store URL (the dashboard's pages open it later, in their own process)
+        from sensors.store import StoreError, check_store_url
+
+        try:
+            check_store_url(store)
+        except StoreError as e:
+            fail(str(e))
     if models is not None:
         load_models(models)
     proc, url = start_dashboard(runs, port, store, broker, models, reports, address=address, auth=auth,
