@@ -281,16 +281,22 @@ class TwinServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
+        self._started = False
         self._client = make_client(broker, f"linetwin-opcua-{uuid.uuid4().hex[:8]}")
 
     def start(self) -> TwinServer:
         """Serve the address space, then follow the run's messages; OpcUaError if the port is taken."""
         self._loop, self._thread = _loop_thread("opcua-server")
+        said = logging.getLogger("asyncua.server.server")  # it logs a failed start with a traceback; we say it once
+        level = said.level
+        said.setLevel(logging.CRITICAL)
         try:
             asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(30)
         except OSError as e:
             self.stop()
             raise OpcUaError(f"--opcua {self.url}: cannot listen ({e.strerror or e}); choose a free port") from None
+        finally:
+            said.setLevel(level)
         self._client.on_message = self._on_message
         connect(self._client, self.broker)
         self._client.subscribe([(f"{self.topics.prefix}/+/+/{k}", 0) for k in ("telemetry", "state", "alerts")]
@@ -313,6 +319,7 @@ class TwinServer:
         for station, machine in self.machines:
             await self._machine(station, machine)
         await server.start()
+        self._started = True  # only a started server is stopped (`stop` after a failed start: nothing to undo)
         self._queue: asyncio.Queue[list[Any]] = asyncio.Queue()
         self._writer = asyncio.ensure_future(self._drain())
 
@@ -400,7 +407,7 @@ class TwinServer:
         self._client.disconnect()
         if self._loop is None:
             return
-        if self._server is not None:
+        if self._started:
             self._loop.call_soon_threadsafe(self._writer.cancel)
             asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

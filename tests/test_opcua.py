@@ -122,6 +122,23 @@ def test_opcua_config_and_server_url_mistakes_are_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_twin_as_an_opcua_server_on_a_port_in_use_fails_clearly(tmp_path: Path) -> None:
+    """`twin run --opcua PORT` with PORT taken ended in an AttributeError traceback (stopping a server that had not
+    started), after asyncua's own traceback; now one line naming the address, exit 3."""
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = subprocess.run(twin_cmd("run", "scenarios/cnc_cell.yaml", "--duration", "5 min", "--warmup", 0,
+                                    "--replications", 1, "--opcua", port, "--out", tmp_path / "run"),
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 3 and f"127.0.0.1:{port}/linetwin: cannot listen" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
 def test_the_twin_as_an_opcua_server_shows_what_it_publishes_over_mqtt(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """An asyncua client reads machine states and sensor values with their source timestamps (simulated time); each
     equals what the run published over MQTT for that machine at that simulated time."""
