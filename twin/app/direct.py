@@ -19,7 +19,7 @@ import pyarrow as pa
 from sensors.bank import Readings, sensor_catalog
 from sensors.bus.payloads import epoch_ms
 from sensors.inject import Injection
-from sensors.store import Store, open_store
+from sensors.store import Store, StoreError, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 from twin.app.runner import Background, ProgressFn, part_file, run_scenario
 from twin.model import Line
@@ -168,13 +168,13 @@ class StoreSink:
             self.written += self._background.close() or 0
 
 
-def count_stored(store: Store, run: str) -> int | None:
-    """The store's count of a run's readings, or None where the store cannot count (a line-protocol server without
-    Flux, such as VictoriaMetrics): then the writer's own count of what it wrote stands."""
+def count_stored(store: Store, run: str, written: int) -> int:
+    """The store's count of a run's readings; where the store cannot count (a line-protocol server without Flux,
+    such as VictoriaMetrics, answers the query with an error), `written`, the writer's own count, stands."""
     try:
         return store.count(run)
-    except Exception:
-        return None
+    except StoreError:
+        return written
 
 
 def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = None,
@@ -191,9 +191,8 @@ def store_scenario(scenario: Scenario, out: Path, *, store_url: str | None = Non
         summary, kpis = run_scenario(scenario, out, progress, on_readings=sink.on_readings, on_part=sink.merge_part,
                                      finish=sink.close, extra={"run_id": run_id, "store": store_url}, inject=inject,
                                      tasks=tasks)
-        counted = count_stored(store, run_id)
         stats = StreamStats(run_id, "", store_url, readings=sink.written,
-                            stored=sink.written if counted is None else counted, complete=True)
+                            stored=count_stored(store, run_id, sink.written), complete=True)
     finally:
         store.close()
     return summary, kpis, stats

@@ -207,15 +207,13 @@ def _drain(pub: Publisher, sink: Ingest | IngestProcess | None, stats: StreamSta
     stats.messages, stats.spilled = pub.messages_sent, pub.outbox.spilled_total
     if isinstance(sink, Ingest):
         stats.complete = sink.wait_for(stats.run_id, stats.readings, timeout)
-        counted = count_stored(sink.store, stats.run_id)
-        stats.stored = counted if counted is not None else sink.stored_by_run.get(stats.run_id, 0)
+        stats.stored = count_stored(sink.store, stats.run_id, sink.stored_by_run.get(stats.run_id, 0))
         stats.rejected = sink.rejected
     elif sink is not None:
         finished = sink.wait(timeout)
         sink.stop()
         store = open_store(store_url)
-        counted = count_stored(store, stats.run_id)
+        stats.stored = count_stored(store, stats.run_id, sink.stored or 0)
         store.close()
-        stats.stored = counted if counted is not None else (sink.stored or 0)
         stats.complete = finished and stats.stored >= stats.readings
         stats.rejected = sink.rejected
