@@ -126,11 +126,7 @@ def run(
                       jobs=jobs, cluster=cluster, opcua=_opcua_url(opcua, stream))
     sc = _checked_policy(sc, policy, opts)
     opts.injection = _injection(sc, inject, into, at)
-    live = _live(sc, opts) if opts.stream else (None, None)
-    if opts.models is not None and not opts.stream:  # for the dashboard: a bad folder fails before the run
-        from twin.app.cmd_models import load_models
-
-        load_models(opts.models)
+    live = _live(sc, opts)
     run_pipeline(sc, _result_folder(out, file), opts, live)  # every check above fails before anything is written
 
 
@@ -315,8 +311,14 @@ def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOption
 
 def _live(sc: Scenario, opts: RunOptions) -> tuple[Attach | None, PolicyFactory | None]:
     """With --models: the live forecaster to attach to the run's broker and, for the predictive policy, the
-    policy its alerts drive; loaded before the run starts, so a bad model folder fails before anything is written."""
+    policy its alerts drive; loaded before the run starts, so a bad model folder fails before anything is written
+    (without streaming, they are only checked: they are for the dashboard's machine pages)."""
     if opts.models is None:
+        return None, None
+    if not opts.stream:
+        from twin.app.cmd_models import load_models
+
+        load_models(opts.models)
         return None, None
     from twin.app.cmd_models import forecasting
 
