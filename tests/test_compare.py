@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,13 @@ def test_a_replication_that_makes_nothing_good_has_a_cost_and_tune_says_when_its
     with pytest.raises(ValueError, match="undefined in every replication"):
         tune(sc.model_copy(update={"duration": 60.0}), "preventive", "every", [3.6e6, 7.2e6], PolicyParams(),
              objective="wear at maintenance", jobs=1)
+
+
+def test_policies_without_forecasts_never_load_torch() -> None:
+    """Only the predictive policy forecasts: comparing the others loaded torch in every task (1.7 s a process)."""
+    probe = ("import sys\nfrom tests.test_compare import bottling\nfrom twin.app.compare import PolicyParams, compare\n"
+             "compare(bottling(600.0, replications=1), ['run-to-failure', 'oracle'], PolicyParams(), jobs=1)\n"
+             "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "False"

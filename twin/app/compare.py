@@ -118,6 +118,9 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
 
         if params.models is None:
             raise ValueError("the predictive policy needs models (--models, from `twin train`)")
+        import torch  # only this policy forecasts: the others never load torch (1.7 s of start-up per worker)
+
+        torch.set_num_threads(1)  # one simulation per core
         ctl = SimulatedForecasts(_bundle(params.models), AlertRule(on=params.on, off=min(AlertRule.off, params.on / 2)),
                                  params.defer)
         line = simulate(scenario, replication, on_readings=ctl.on_readings, policy=ctl.policy_for, chunk=300.0).line
@@ -127,12 +130,6 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
 
 def policy_task(sc_json: str, policy: str, rep: int, params: PolicyParams) -> tuple[str, int, dict[str, float]]:
     """One (policy, replication) simulation as a task for any worker: everything it needs travels with it."""
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # one simulation per core
-    except ImportError:
-        pass
     return policy, rep, run_policy(Scenario.model_validate_json(sc_json), policy, rep, params)
 
 
