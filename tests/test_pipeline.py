@@ -504,6 +504,31 @@ def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--mqtt-version '4': choose 5, 3.1.1 or auto" in r.stderr, r.stderr
 
 
+def test_ingest_options_that_would_subscribe_to_nothing_are_refused(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """`--line a/b/#` ended in paho's ValueError traceback; `--line a//b/c`, `--group a/b` and an empty group
+    subscribed to other topics (or none) without a word; a --spool that cannot be written was found only once the
+    store was away and messages were already received. All are named before a message is taken."""
+    (tmp_path / "afile").write_text("")
+    cases = [(["--line", "a/b/#"], "--line 'a/b/#': write site/area/line"),
+             (["--line", "a//b/c"], "--line 'a//b/c': write site/area/line"),
+             (["--line", "+/+/+/"], "--line '+/+/+/': write site/area/line"),
+             (["--group", "a/b"], "--group 'a/b': a shared-subscription group is one MQTT topic level"),
+             (["--group", ""], "--group '': a shared-subscription group is one MQTT topic level"),
+             (["--until-run", " "], "--until-run: give the run's id"),
+             (["--spool", str(tmp_path / "afile" / "spool.sqlite")], "cannot write the spool there")]
+    base = ["ingest", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--store", f"duckdb:///{tmp_path / 'x.duckdb'}"]
+    probe = ("from twin.app.cli import app\n"  # one process for every case: each one exits before it connects
+             f"for args in {[base + args for args, _ in cases]!r}:\n"
+             "    try:\n        app(args)\n    except SystemExit as e:\n        print(e.code, flush=True)\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "COLUMNS": "250"})
+    assert r.stdout.split() == ["2"] * len(cases), (r.stdout, r.stderr[-3000:])
+    err = " ".join(r.stderr.split())
+    for _, message in cases:
+        assert message in err, (message, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
 def test_tls_files_that_cannot_be_used_fail_clearly(tmp_path: Path) -> None:
     """A --cert that is not PEM ended in an ssl.SSLError traceback at the first connection; TLS files with a plain
     mqtt:// broker, or with no broker at all, were silently ignored (no TLS)."""

@@ -28,9 +28,10 @@ from twin.distributions import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a name that is one MQTT topic level (no '/', '+' or '#')
 Name = Annotated[
     str,
-    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64,
+    Field(pattern=NAME_PATTERN, max_length=64,
           description="letters, digits, '_', '.', '-' (it becomes an MQTT topic level)"),
 ]
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]

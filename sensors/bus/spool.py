@@ -33,6 +33,12 @@ class Spool:
             self._db.commit()
         return self._db
 
+    def open(self) -> None:
+        """Create the spool file now (OSError or sqlite3.Error if it cannot be written), not when the store is
+        first away and messages have already been received."""
+        with self._lock:
+            self._disk()
+
     def put_many(self, messages: list[tuple[str, bytes, int]], *, front: bool = False) -> None:
         """Append messages (topic, payload, flag) in order, durably; `front`: ahead of every message held."""
         if not messages:

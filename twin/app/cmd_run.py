@@ -419,12 +419,19 @@ def ingest(
     = False,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
+    import sqlite3
+
     from sensors.bus.broker import MQTT_VERSIONS, BrokerError
     from sensors.bus.payloads import collect_less_often
     from sensors.ingest import Ingest
     from sensors.store import StoreError, open_store
 
     line_prefix(line)
+    if not group or any(c in group for c in "/+#"):
+        fail(f"--group {group!r}: a shared-subscription group is one MQTT topic level: not empty and without '/', "
+             "'+' or '#' (e.g. linetwin-ingest); workers given the same group split the load")
+    if until_run is not None and not until_run.strip():
+        fail("--until-run: give the run's id (the name of its result folder, as `twin run` prints it)")
     collect_less_often()
     versions = {name: protocol for protocol, name in MQTT_VERSIONS.items()}
     if mqtt_version not in (*versions, "auto"):
@@ -438,6 +445,11 @@ def ingest(
             worker = Ingest(url, db, prefix=line, group=group, durable=durable,
                             client_id=client_id or f"linetwin-ingest-{group}", protocol=versions.get(mqtt_version),
                             spool=spool)
+            try:  # the spool: checked before any message is acknowledged into it
+                worker.spool.open()
+            except (OSError, sqlite3.Error) as e:
+                fail(f"--spool {worker.spool.path}: cannot write the spool there ({e}); choose a writable file "
+                     "(messages wait in it while the store is away)")
             worker.start()
         except (BrokerError, StoreError) as e:
             fail(str(e), code=3)

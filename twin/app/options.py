@@ -97,9 +97,16 @@ def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> 
 
 
 def line_prefix(line: str) -> str:
-    """--line as given, once checked to be site/area/line (MQTT wildcards allowed)."""
-    if len([p for p in line.split("/") if p]) != 3:
-        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1 (or +/+/+)")
+    """--line as given, once checked to be site/area/line, each level a scenario name or the wildcard +: an empty
+    level, a '#' or a fourth level would subscribe to other topics (or none) without a word."""
+    import re
+
+    from twin.scenario import NAME_PATTERN
+
+    levels = line.split("/")
+    if len(levels) != 3 or not all(p == "+" or (re.match(NAME_PATTERN, p) and len(p) <= 64) for p in levels):
+        fail(f"--line {line!r}: write site/area/line, e.g. plant-hamburg/hall-2/bottling-1, each level letters, "
+             "digits, '_', '.' or '-' as in the scenario's `line:`, or + for any (+/+/+: every line)")
     return line
 
 
