@@ -221,6 +221,11 @@ def test_bad_model_folder_and_options_fail_clearly(work: Path, tmp_path: Path) -
         (("train", tmp_path / "nothing"), "no such file or folder"),
         (("train", tmp_path), "not a finished twin run folder"),
         (("predict", "--models", work / "lstm", "--broker", "mqtt://127.0.0.1:1", "--line", "a/b"), "--line"),
+        # --duration inf ended in an OverflowError traceback, nan never stopped; -5 and 0 stopped at once
+        (("predict", "--models", work / "lstm", "--broker", "mqtt://127.0.0.1:1", "--duration", "inf"),
+         "--duration: not a duration"),
+        (("alerts", "--broker", "mqtt://127.0.0.1:1", "--duration", "nan"), "--duration: not a duration"),
+        (("alerts", "--broker", "mqtt://127.0.0.1:1", "--duration", "-1"), "--duration: a time cannot be negative"),
     ]
     for args, message in cases:
         r = subprocess.run(twin_cmd(*args), capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -32,6 +32,7 @@ from twin.app.options import (
     line_prefix,
     out_console,
     stop_signals,
+    time_option,
     writable,
 )
 
@@ -451,8 +452,8 @@ def predict(
     off: Annotated[float, typer.Option(help="clear it below this probability")] = 0.1,
     confirm: Annotated[int, typer.Option(min=1, help="forecasts in a row above --on to raise")] = 3,
     clear_after: Annotated[int, typer.Option(min=1, help="forecasts in a row below --off to clear")] = 60,
-    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: Ctrl-C)")]
-    = None,
+    duration: Annotated[Optional[str], typer.Option(help="stop after this long (e.g. '8 h'; a number is seconds); "
+                                                    "default: Ctrl-C")] = None,
     anomaly: Annotated[Optional[Path], typer.Option(help="also alert on the anomaly score of these VAEs (a folder "
                                                     "from `twin synth train`): fault mode 'anomaly'")] = None,
     ca: CaOpt = None,
@@ -465,6 +466,7 @@ def predict(
     from sensors.bus.broker import BrokerError
 
     line_prefix(line)
+    seconds = time_option(duration, "--duration")
     bundle = load_models(models)
     detectors = _load_detectors(anomaly, bundle)
     url = broker_url(broker, ca, cert, key)
@@ -477,7 +479,7 @@ def predict(
         except BrokerError as e:
             fail(str(e), code=3)
         err_console.print(f"forecasting {line} with {models} ({', '.join(bundle)}); Ctrl-C to stop", highlight=False)
-        stop.wait(duration)
+        stop.wait(seconds)
     fc.stop()
     _desk_done(fc)
     raised = sum(a["state"] == "raised" for a in fc.alerts)
@@ -509,7 +511,8 @@ def alerts(
     line: LineOpt = "+/+/+",
     min_severity: Annotated[str, typer.Option(help="info, warning or critical")] = "warning",
     count: Annotated[Optional[int], typer.Option(min=1, help="exit after this many alerts")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="exit after this many seconds")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="exit after this long (e.g. '30 min'; a number is "
+                                                    "seconds)")] = None,
     ca: CaOpt = None,
     cert: CertOpt = None,
     key: KeyOpt = None,
@@ -524,6 +527,7 @@ def alerts(
     if min_severity not in SEVERITIES:
         fail(f"--min-severity {min_severity!r}: choose one of {', '.join(SEVERITIES)}")
     line_prefix(line)
+    seconds = time_option(duration, "--duration")
     url = broker_url(broker, ca, cert, key)
     assert url is not None
     inbox: queue.Queue[dict[str, object]] = queue.Queue()
@@ -543,7 +547,7 @@ def alerts(
     out_console.print(ALERT_HEADER, highlight=False, soft_wrap=True)
     floor = SEVERITIES.index(min_severity)
     shown, seen = 0, set()
-    deadline = None if duration is None else time.monotonic() + duration
+    deadline = None if seconds is None else time.monotonic() + seconds
     with stop_signals() as stop:
         while not stop.is_set() and (count is None or shown < count):
             left = None if deadline is None else deadline - time.monotonic()
