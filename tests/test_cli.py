@@ -93,10 +93,18 @@ def test_an_output_path_that_cannot_be_written_fails_before_the_work(tmp_path: P
         assert "Traceback" not in r.stderr
 
 
-def test_dashboard_refuses_a_store_url_it_cannot_open_and_a_port_in_use() -> None:
+def test_dashboard_refuses_a_store_url_it_cannot_open_and_a_port_in_use(tmp_path: Path) -> None:
     """`twin dashboard --store sqlite:///x` started and printed its address; the store failed only on the pages.
-    With --port taken by another program it printed that program's address as the dashboard's and exited 0."""
+    With --port taken by another program it printed that program's address as the dashboard's and exited 0. An
+    --address that is not this host's failed only after a minute's wait for Streamlit's port."""
     import socket
+
+    users = tmp_path / "users.yaml"
+    users.write_text(f"cookie_key: {'k' * 40}\nusers:\n  olga: {{role: operator}}\n")
+    for address, why in (("not-an-ip", ""), ("192.0.2.1", "Cannot assign requested")):  # the resolver words the 1st
+        r = twin("dashboard", "--address", address, "--auth", str(users))
+        err = " ".join(r.stderr.split())
+        assert r.returncode == 2 and f"--address {address}: cannot listen there ({why}" in err, r.stderr
 
     r = twin("dashboard", "--store", "sqlite:///x")
     assert r.returncode == 2 and "unknown scheme 'sqlite'" in r.stderr and "Traceback" not in r.stderr, r.stderr

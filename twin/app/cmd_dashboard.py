@@ -46,8 +46,7 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
             load_users(auth)
         except AccessError as e:
             fail(str(e))
-    if port is not None:
-        _check_port_free(address, port)
+    _check_listen(address, port)
     port = port or free_port()
     env = {**os.environ, "LINETWIN_RUNS": str(runs.resolve())}
     if isinstance(broker, BrokerURL):
@@ -73,21 +72,27 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
             log.seek(0)
             err = log.read().decode(errors="replace")[-1500:]
             fail(f"the dashboard did not start on {address}:{port}: {err or 'no output'}", code=3)
-    return proc, f"http://{'127.0.0.1' if address in ('0.0.0.0', '::') else address}:{port}"
+    host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
+    return proc, f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def _check_port_free(address: str, port: int) -> None:
-    """--port taken by another program: named now. (The wait for the dashboard's port would have found that
-    program listening, printed its address as the dashboard's, and the dashboard would have exited unseen.)"""
+def _check_listen(address: str, port: int | None) -> None:
+    """--address that is not one of this host's, or --port taken by another program: named now. (Streamlit would
+    have failed after the minute's wait for its port; a taken port would have shown the other program's address as
+    the dashboard's, and the dashboard would have exited unseen.)"""
+    import errno
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard's server binds
         try:
-            s.bind((address, port))
+            s.bind((address, port or 0))
         except OSError as e:
-            fail(f"--port {port}: cannot listen on {address}:{port} ({e.strerror}); another program may hold it. "
-                 "Choose another port, or leave --port out for a free one.", code=3)
+            if port and e.errno == errno.EADDRINUSE:
+                fail(f"--port {port}: cannot listen on {address}:{port} ({e.strerror}); another program may hold it. "
+                     "Choose another port, or leave --port out for a free one.", code=3)
+            fail(f"--address {address}: cannot listen there ({e.strerror}); give an address of this host: 127.0.0.1 "
+                 "(the default), ::1, one of its network addresses, or 0.0.0.0 for every interface (with --auth)")
 
 
 def serve_until_stopped(proc: subprocess.Popen[bytes], notice: str) -> None:
