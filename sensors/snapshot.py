@@ -17,7 +17,7 @@ import pandas as pd
 
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics, ParseError, parse, parse_alert
-from sensors.store.base import Store
+from sensors.store.base import Store, StoreError
 from twin.scenario import LineNow, MachineNow, Scenario
 
 UP_STATES = ("working", "starved", "blocked", "setup", "waiting_operator")  # the calendar clock runs in these
@@ -39,7 +39,14 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
         run = str(states.loc[states.ts.idxmax(), "run"])
         states = states[states.run == run]
     states = states[states.replication == replication]
-    stamp = pd.Timestamp(at.replace(tzinfo=None)) if at is not None else states.ts.max()
+    all_levels = db.levels(run)
+    all_levels = all_levels[all_levels.replication == replication]
+    end = _data_end(db, run, replication, states, all_levels)
+    stamp = pd.Timestamp(at.replace(tzinfo=None)) if at is not None else end
+    if stamp > end:  # every machine would sit in its last state for the gap, and every wear grow through it
+        raise SnapshotError(f"{source}: {stamp} is after the last record of run {run!r} ({end}); the state there is "
+                            "not known: ask for a time at or before it, or leave the time out to continue from the "
+                            "last record")
     states = states[states.ts <= stamp].sort_values(["machine", "ts"])
     if states.empty:
         raise SnapshotError(f"{source}: run {run!r} has no state record before {stamp}")
@@ -64,12 +71,26 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
             ages[f.name] = float(spans[after:][running[after:]].sum())
         machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
                                             mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages)
-    levels = db.levels(run)
-    levels = levels[(levels.replication == replication) & (levels.ts <= stamp)]
+    levels = all_levels[all_levels.ts <= stamp]
     buffers = ({str(k): int(v) for k, v in levels.sort_values("ts").groupby("station")["level"].last().items()}
                if len(levels) else None)
     return LineNow(taken=stamp.to_pydatetime(), source=f"{source} (run {run}, state records)", machines=machines,
                    buffers=buffers)
+
+
+def _data_end(db: Store, run: str, replication: int, states: pd.DataFrame, levels: pd.DataFrame) -> pd.Timestamp:
+    """The time of the run's last record of any kind: machines stay in their last state between state records, so
+    the line's state is known up to its newest reading or buffer level, not only up to its last change of state."""
+    ends = [states.ts.max()]
+    if len(levels):
+        ends.append(levels.ts.max())
+    try:
+        latest = db.latest(run=run)
+    except StoreError:  # a store that cannot answer this (a line-protocol server without Flux): the state records
+        latest = None
+    if latest is not None and len(latest := latest[latest.replication == replication]):
+        ends.append(pd.Timestamp(latest.ts.max()).tz_localize(None))
+    return max(pd.Timestamp(t) for t in ends)
 
 
 def from_broker(url: BrokerURL, sc: Scenario, wait: float = 3.0) -> LineNow:

@@ -48,6 +48,13 @@ def test_continuing_a_run_from_its_mid_run_state_brackets_what_it_really_made(tm
     r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--add-shift",
                                 "22:00-24:00"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "has no shift calendar" in r.stderr and "Traceback" not in r.stderr
+    # a time after the data's end: every machine sat in its last state for the gap and every wear grew through it
+    # (0 good parts 'as is' from a year later); now refused, naming the last record
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at",
+                                "2027-01-05T14:00"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    told = " ".join(r.stderr.split())
+    assert r.returncode == 3 and "2027-01-05 14:00:00 is after the last record of run" in told, r.stderr
+    assert "(2026-01-05 22:00:00)" in told and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow

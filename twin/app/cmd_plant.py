@@ -308,7 +308,7 @@ def whatif(
     from_: Annotated[str, typer.Option("--from", help="where the line's state is read: a store (duckdb:///file, "
                                                       "influxdb://...) or the line's broker (mqtt://...)")],
     at: Annotated[Optional[str], typer.Option(help="with a store: the moment to continue from (line's clock, e.g. "
-                                                   "2026-01-05T14:00); default: the latest record")] = None,
+                                                   "2026-01-05T14:00); default: the last record")] = None,
     duration: Annotated[str, typer.Option(help="how far ahead, e.g. '8 h'")] = "8 h",
     replications: Annotated[int, typer.Option(min=2, max=1000, help="replications per alternative")] = 30,
     extra_crew: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more technician in this "
