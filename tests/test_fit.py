@@ -3,6 +3,7 @@ and every way a status log can be wrong gives a clear error."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -93,6 +94,21 @@ def test_twin_fit_refuses_a_bad_log_in_one_paragraph(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "log.csv" in r.stderr and "'RUN' is not a machine state" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "x.yaml").exists()
+    # a part or buffer log whose names are none of the scenario's changed nothing, without a word; a negative
+    # level was shown as np.int64(-3)
+    f.write_text("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,working,\n2026-01-05T08:00,press-1,down,"
+                 "trip\n2026-01-05T08:10,press-1,working,\n")
+    (tmp_path / "parts.csv").write_text("timestamp,machine\n2026-01-05T06:00,Press 1\n2026-01-05T06:01,Press 1\n")
+    (tmp_path / "levels.csv").write_text("timestamp,station,level\n2026-01-05T06:00,press-1,3\n")
+    (tmp_path / "negative.csv").write_text("timestamp,station,level\n2026-01-05T06:00,press-2,-3\n")
+    cases = [("--parts", "parts.csv", "none of its machines (Press 1) is in fit_truth.yaml (press-1, press-2)"),
+             ("--levels", "levels.csv", "none of its stations with a buffer (press-1) is in fit_truth.yaml (press-2)"),
+             ("--levels", "negative.csv", "column level: '-3' is not a part count")]
+    for option, name, message in cases:
+        r = subprocess.run(twin_cmd("fit", f, "--base", TRUTH, "--out", tmp_path / "x.yaml", option, tmp_path / name),
+                           cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "x.yaml").exists()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -85,7 +85,7 @@ def read_levels(path: Path) -> pd.DataFrame:
     level = pd.to_numeric(df["level"], errors="coerce")
     if level.isna().any() or (level < 0).any():
         row = int(np.flatnonzero((level.isna() | (level < 0)).to_numpy())[0])
-        raise LogError(f"{path}: row {row + 2}, column level: {df['level'].iloc[row]!r} is not a part count (a "
+        raise LogError(f"{path}: row {row + 2}, column level: {str(df['level'].iloc[row])!r} is not a part count (a "
                        "whole number, 0 or more).")
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
 

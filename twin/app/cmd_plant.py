@@ -96,13 +96,13 @@ def fit(
         level_log = read_levels(levels) if levels is not None else None
     except LogError as e:
         fail(str(e))
-    known = {m for s in sc.stations for m in s.machine_names}
-    unknown = sorted(set(frame.machine) - known)
-    if len(unknown) == frame.machine.nunique():
-        fail(f"{log}: none of its machines ({', '.join(unknown[:5])}) is in {base.name} ({', '.join(sorted(known))}); "
-             "name the machines in the log as the scenario does.")
-    if unknown:
-        err_console.print(f"warning: machines not in {base.name}, left out: {', '.join(unknown)}", highlight=False)
+    machines = {m for s in sc.stations for m in s.machine_names}
+    _known_names(log, frame.machine, machines, "machines", base)
+    if parts is not None and part_log is not None:
+        _known_names(parts, part_log.machine, machines, "machines", base)
+    if levels is not None and level_log is not None:
+        buffered = {s.name for s in sc.stations if s.buffer is not None}
+        _known_names(levels, level_log.station, buffered, "stations with a buffer", base)
     fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {log.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
@@ -301,6 +301,18 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
                  "window outside them")
         out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
     return out
+
+
+def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> None:
+    """A plant log's machine or station names against the scenario's: none of them known is an error (the log would
+    change nothing, without a word), some unknown a warning naming those left out."""
+    unknown = sorted(set(names) - known)
+    if unknown and len(unknown) == names.nunique():
+        fail(f"{path}: none of its {what} ({', '.join(unknown[:5])}) is in {base.name} ({', '.join(sorted(known))}); "
+             f"name the {what.split()[0]} in the log as the scenario does.")
+    if unknown:
+        err_console.print(f"warning: {path.name}: {what} not in {base.name}, left out: {', '.join(unknown)}",
+                          highlight=False)
 
 
 def whatif(
