@@ -96,6 +96,10 @@ class JsonMapping(_Strict):
     def _pattern(cls, v: str) -> str:
         if "#" in v or "+" in v:
             raise ValueError("write {name} for a topic level that varies, not MQTT's + or #")
+        names = _LEVEL.findall(v)
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"{{{twice[0]}}} names two topic levels: name each level that varies once (another "
+                             "name, e.g. {area}, for a level whose value does not matter)")
         return v
 
     @model_validator(mode="after")
@@ -204,6 +208,19 @@ class ConnectorConfig(_Strict):
     json_: list[JsonMapping] = Field(default_factory=list, alias="json")
     opcua: OpcUaSource | None = None
     sparkplug: SparkplugSource | None = None
+
+    @field_validator("subscribe")
+    @classmethod
+    def _filters(cls, v: list[str]) -> list[str]:
+        """MQTT topic filters: paho refuses a bad one only when it subscribes, with a traceback."""
+        for f in v:
+            levels = f.split("/")
+            if not f or "\0" in f or len(f.encode()) > 65535 or any(
+                    ("+" in lv and lv != "+") or ("#" in lv and (lv != "#" or i != len(levels) - 1))
+                    for i, lv in enumerate(levels)):
+                raise ValueError(f"{f!r} is not an MQTT topic filter: + stands for one whole level, # for the "
+                                 "rest and only at the end (e.g. gw7/# or gw7/+/+/data)")
+        return v
 
     @field_validator("source", "target")
     @classmethod

@@ -115,6 +115,18 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f.write_text(f.read_text().replace('topic: "gw7/{station}/{machine}/data"', 'topic: "gw7/+/data"'))
     with pytest.raises(ConnectError, match=r"connect.yaml:7 json\[0\].topic: write \{name\}"):
         load_config(f)
+    # filters paho refuses only when it subscribes (a traceback), and a level name used twice (a regex error at the
+    # first message): named with their lines
+    ok = config(tmp_path, "mqtt://127.0.0.1:1883").read_text()
+    for bad, message in (('["gw7/#/x"]', r":5 subscribe: 'gw7/#/x' is not an MQTT topic filter"),
+                         ('["gw7/+", ""]', r":5 subscribe: '' is not an MQTT topic filter"),
+                         ('["a/b+"]', r":5 subscribe: 'a/b\+' is not an MQTT topic filter")):
+        f.write_text(ok.replace('subscribe: ["gw7/#", "gw9/#"]', f"subscribe: {bad}"))
+        with pytest.raises(ConnectError, match="connect.yaml" + message):
+            load_config(f)
+    f.write_text(ok.replace('topic: "gw7/{station}/{machine}/data"', 'topic: "gw7/{station}/{station}/{machine}"'))
+    with pytest.raises(ConnectError, match=r"json\[0\].topic: \{station\} names two topic levels"):
+        load_config(f)
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
     with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key"):
         load_config(f)
