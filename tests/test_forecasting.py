@@ -226,6 +226,13 @@ def test_bad_model_folder_and_options_fail_clearly(work: Path, tmp_path: Path) -
          "--duration: not a duration"),
         (("alerts", "--broker", "mqtt://127.0.0.1:1", "--duration", "nan"), "--duration: not a duration"),
         (("alerts", "--broker", "mqtt://127.0.0.1:1", "--duration", "-1"), "--duration: a time cannot be negative"),
+        # options that did nothing, without a word: a table's columns for twin runs, --store for tables, --epochs
+        # for the regression model
+        (("train", work / "heldout", "--model", "regression", "--features", "vibration"), "describe run-to-failure"),
+        (("evaluate", work / "heldout", "--models", work / "regression", "--unit-column", 0), "describe run-to-"),
+        (("train", ROOT / "tests" / "data" / "fd001_slice.txt", "--unit-column", 0, "--time-column", 1, "--store",
+          f"duckdb:///{tmp_path / 'x.duckdb'}"), "--store reads twin runs from a store"),
+        (("train", work / "heldout", "--model", "regression", "--epochs", 5), "--epochs: the regression model"),
     ]
     for args, message in cases:
         r = subprocess.run(twin_cmd(*args), capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -84,10 +84,16 @@ def _table_format(unit_column: Optional[str], time_column: Optional[str], column
 def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
               rul: Optional[Path] = None) -> dict[str, RunToFailure]:
     """Datasets per machine type from twin run folders, or one ("table") from run-to-failure tables."""
-    from predictors.data import DataError, concat, from_table, from_twin_runs
+    from predictors.data import DataError, TableFormat, concat, from_table, from_twin_runs
     from sensors.store import StoreError
 
+
     tables = _are_tables(sources)
+    if not tables and fmt != TableFormat():
+        fail("--unit-column, --time-column, --columns, --features, --sep and --end-column describe run-to-failure "
+             "tables; twin run folders carry their own machines, sensors and failures: leave them out")
+    if tables and store is not None:
+        fail("--store reads twin runs from a store; tables are read from their own files: leave --store out")
     try:
         if not tables:
             if rul is not None:
@@ -188,8 +194,8 @@ def train(
     window: Annotated[Optional[int], typer.Option(min=2, max=500, help="rows per input window (default: 60 minutes "
                                                   "for twin runs, 30 cycles for tables)")] = None,
     seed: Annotated[int, typer.Option(min=0, help="seed of the split, initial weights and batches")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="LSTM: most epochs (early stopping may end sooner)")]
-    = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="lstm and cnn: most epochs (early stopping may end "
+                                                  "sooner)")] = None,
     store: StoreOpt = None,
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
@@ -208,6 +214,8 @@ def train(
     choices = [k for k in kinds("forecaster") if k != "baseline"]
     if model not in choices:
         fail(f"--model {model!r}: choose one of {', '.join(choices)}")
+    if epochs is not None and model == "regression":
+        fail("--epochs: the regression model is fitted in one pass; --epochs belongs to lstm and cnn")
     tables = _are_tables(sources)  # what --horizon and --cap count in; options checked before any data is read
     from predictors.base import DEFAULTS, Estimator, MeanBaseline, save_bundle
     from twin.app.cluster import ClusterError, tasks
