@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,26 @@ def test_compare_mistakes_are_clear(args: tuple[object, ...], message: str) -> N
     r = subprocess.run(twin_cmd("compare", "scenarios/bottling.yaml", *args), capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_tune_mistakes_are_named_before_any_simulation() -> None:
+    """`--values 1,1` compared a setting with itself and called it 'significantly better than every other'; a value
+    the policy cannot take (0 s, nan) ended in a ScenarioError traceback from the first task."""
+    cases = [(["--policy", "preventive", "--values", "1,1"], "--values: 1 is given twice"),
+             (["--policy", "condition-based", "--values", "0.5,0.50000001"], "--values: 0.5 is given twice"),
+             (["--policy", "condition-based", "--values", "0.5,nan"], "--values: nan: policy 'condition-based'"),
+             (["--policy", "preventive", "--values", "0,1 h"], "--values: 0: policy 'preventive'")]
+    base = ["tune", "scenarios/bottling.yaml", "--replications", "2", "--duration", "1 h", "--warmup", "0"]
+    probe = ("from twin.app.cli import app\n"  # one process for every case: each one exits before it simulates
+             f"for args in {[base + args for args, _ in cases]!r}:\n"
+             "    try:\n        app(args)\n    except SystemExit as e:\n        print(e.code, flush=True)\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "COLUMNS": "250"})
+    assert r.stdout.split() == ["2"] * len(cases), (r.stdout, r.stderr[-3000:])
+    err = " ".join(r.stderr.split())
+    for _, message in cases:
+        assert message in err, (message, r.stderr)
+    assert "Traceback" not in r.stderr
 
 
 def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:

@@ -167,9 +167,20 @@ def tune(
     params = _policy_params(None, None, models, 0.5)
     if policy == "predictive" and models is None:
         fail("--policy predictive needs --models (a folder from `twin train` for this line)")
+    from twin.app.compare import SCENARIO_POLICIES
+    from twin.scenario import ScenarioError, with_policy
+
+    labels = [f"{v:g}" for v in nums]  # a setting's name in the tables: two that print alike would be pooled
+    if twice := next((label for label in labels if labels.count(label) > 1), None):
+        fail(f"--values: {twice} is given twice; give each setting once (the comparison pairs different settings)")
     for v in nums:
         if parameter in ("wear_limit", "on") and not 0 < v < 1:
             fail(f"--values: {v:g} is not between 0 and 1")
+        if policy in SCENARIO_POLICIES:  # as each task will set it: a bad value named now, not in a worker
+            try:
+                with_policy(sc, policy, True, **{parameter: v})
+            except ScenarioError as e:
+                fail(f"--values: {v:g}: {e}")
     with progress_bar() as bar:
         task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                             total=len(nums) * sc.replications, note="")

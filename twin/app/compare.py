@@ -276,6 +276,9 @@ def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float
     `on` (predictive) with common random numbers."""
     import time
 
+    if len({f"{v:g}" for v in values}) < len(values):
+        raise ValueError(f"{parameter}: a setting is given twice ({', '.join(f'{v:g}' for v in values)}); give each "
+                         "once")
     args, labels = [], []
     spec = scenario.model_dump_json(by_alias=True)
     for v in values:
