@@ -86,7 +86,6 @@ def compare(
 ) -> None:
     """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
-    out = writable(out or Path("reports") / f"compare-{file.stem}")
     from twin.app.compare import KPIS, write_report
     from twin.app.compare import compare as run_compare
 
@@ -97,6 +96,7 @@ def compare(
         fail(f"--defer {defer!r}: choose none or buffer")
     params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit), defer=defer)
     _check_policies(names, params, sc)
+    out = writable(out or Path("reports") / f"compare-{file.stem}")  # once the options are good
     with progress_bar() as bar:
         task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
                             sc.replications, note="")
@@ -143,7 +143,6 @@ def tune(
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
-    out = writable(out or Path("reports") / f"tune-{file.stem}-{policy}")
     from twin.app.compare import KPIS, fmt_ci, write_report
     from twin.app.compare import tune as run_tune
 
@@ -181,6 +180,7 @@ def tune(
                 with_policy(sc, policy, True, **{parameter: v})
             except ScenarioError as e:
                 fail(f"--values: {v:g}: {e}")
+    out = writable(out or Path("reports") / f"tune-{file.stem}-{policy}")  # once the options are good
     with progress_bar() as bar:
         task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                             total=len(nums) * sc.replications, note="")
