@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -80,17 +80,21 @@ class Windows:
         mask = np.isin(self.unit, list(held))
         return self.subset(~mask), self.subset(mask)
 
-    def to_frame(self, start: pd.Timestamp, run: str = "synthetic", machine: str | None = None) -> pd.DataFrame:
+    def to_frame(self, start: pd.Timestamp, run: str = "synthetic", machine: str | None = None,
+                 first: int = 0) -> pd.DataFrame:
         """Long readings (the store's schema: run, replication, machine, sensor, ts, value) plus the window,
-        its condition and `synthetic`; window k's rows follow window k-1's in time."""
+        its condition and `synthetic`; window k's rows follow window k-1's in time. `first`: the number of the
+        first window (a batch of a longer series, whose time goes on from `start`)."""
         n, t, d = self.x.shape
-        k = np.repeat(np.arange(n), t * d)
+        local = np.repeat(np.arange(n), t * d)
+        k = local + first
         row = np.tile(np.repeat(np.arange(t), d), n)
         ts = start + pd.to_timedelta((k * t + row) * self.step, unit="s")
         return pd.DataFrame({"run": run, "replication": 0, "machine": machine or self.group,
                              "sensor": np.tile(self.features, n * t), "ts": ts,
                              "value": self.x.reshape(-1).astype(np.float64), "window": k,
-                             "fault_mode": self.mode[k], "severity": self.severity[k], "synthetic": self.synthetic})
+                             "fault_mode": self.mode[local], "severity": self.severity[local],
+                             "synthetic": self.synthetic})
 
 
 def _wear(path: Path) -> pd.DataFrame:
@@ -283,17 +287,33 @@ class Generator(Trained):
     def sample(self, mode: Sequence[str] | str, severity: Sequence[float] | float, n: int,
                seed: int = 0) -> Windows:
         """n synthetic windows (sensor units) of a fault mode at a severity; the same seed gives the same windows."""
+        parts = list(self.sample_batches(mode, severity, n, seed))
+        if len(parts) == 1:
+            return parts[0]
+        x = np.concatenate([w.x for w in parts]) if parts else np.zeros((0, self.window_, len(self.features_)))
+        cat = (lambda name: np.concatenate([getattr(w, name) for w in parts]) if parts  # noqa: E731
+               else np.empty(0, object if name in ("mode", "unit") else np.float64))
+        return Windows(x, cat("mode"), cat("severity"), cat("unit"), cat("end"), self.features_, self.group_,
+                       self.labels_[1:], self.step_, synthetic=True)
+
+    def sample_batches(self, mode: Sequence[str] | str, severity: Sequence[float] | float, n: int, seed: int = 0,
+                       batch: int = 4096) -> Iterator[Windows]:
+        """`sample`'s windows in consecutive batches of `batch` (a multiple of 4096), each drawn as `sample` draws
+        it: a large n is written out batch by batch in bounded memory, with the very same values."""
+        if batch % 4096:
+            raise ValueError(f"batch {batch}: give a multiple of 4096 (the draws come in blocks of 4096)")
         c = self.condition(mode, severity, n)
         gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            parts = []
-            for i in range(0, n, 4096):
-                parts.append(self._decode(torch.from_numpy(c[i:i + 4096]), gen).numpy())
-        x = self.unscale(np.concatenate(parts) if parts else np.zeros((0, self.window_, len(self.features_))))
-        labels = np.asarray(self.labels_, dtype=object)[c[:, :-1].argmax(axis=1)] if n else np.empty(0, object)
-        return Windows(x, labels, c[:, -1].astype(np.float64), np.full(n, f"synthetic/{self.kind}", dtype=object),
-                       np.arange(n, dtype=np.float64) * self.window_ * self.step_, self.features_, self.group_,
-                       self.labels_[1:], self.step_, synthetic=True)
+        labels = np.asarray(self.labels_, dtype=object)
+        for start in range(0, n, batch):
+            cb = c[start:start + batch]
+            with torch.no_grad():
+                x = np.concatenate([self._decode(torch.from_numpy(cb[i:i + 4096]), gen).numpy()
+                                    for i in range(0, len(cb), 4096)])
+            yield Windows(self.unscale(x), labels[cb[:, :-1].argmax(axis=1)], cb[:, -1].astype(np.float64),
+                          np.full(len(cb), f"synthetic/{self.kind}", dtype=object),
+                          np.arange(start, start + len(cb), dtype=np.float64) * self.window_ * self.step_,
+                          self.features_, self.group_, self.labels_[1:], self.step_, synthetic=True)
 
     def _state(self) -> dict[str, Any]:
         return {"features": self.features_, "labels": self.labels_, "group": self.group_, "window": self.window_,

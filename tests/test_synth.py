@@ -130,6 +130,16 @@ def test_twin_synth_writes_readings_marked_synthetic(gen: Path, tmp_path: Path) 
     assert len(df) == 4 * 30 * 5 and df.window.nunique() == 4 and df.ts.nunique() == 4 * 30
     vib = df[df.sensor == "vibration_rms"].value
     assert 0 <= vib.median() < 15  # mm/s: a machine's vibration, not noise around zero
+    # more windows than one batch: written batch by batch (a million as one frame took 40 GB), the same readings
+    # as one frame of every window, times running on across the batches
+    r = subprocess.run(twin_cmd("synth", "--model", gen, "--machine-type", "conveyor_machine", "--fault",
+                                "bearing_wear", "--n", 4100, "--seed", 5, "--out", out, "--start", "2026-01-01 06:00"),
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and "615,000 readings" in r.stdout, r.stderr
+    whole = load_generators(gen)["conveyor_machine"]["vae"].sample("bearing_wear", 0.8, 4100, seed=5).to_frame(
+        pd.Timestamp("2026-01-01 06:00"), run="synthetic-vae-5", machine="conveyor_machine")
+    pd.testing.assert_frame_equal(pd.read_parquet(out), whole)
+    assert not list(tmp_path.glob("*.part"))
 
 
 @pytest.mark.parametrize(("args", "message"), [

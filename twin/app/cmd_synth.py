@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -13,6 +15,8 @@ from twin.app.cmd_models import progress_bar
 from twin.app.options import StoreOpt, err_console, fail, out_console, writable
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from predictors.synth import Generator, Windows
 
 
@@ -91,17 +95,45 @@ def synth(
     if out.suffix.lower() not in (".parquet", ".pq"):
         fail(f"--out {out}: give a .parquet file")
     try:
-        windows = g.sample(fault, severity, n, seed)
+        batches = g.sample_batches(fault, severity, n, seed, batch=4096)
+        first = next(batches)
     except ValueError as e:
         fail(f"--fault/--severity: {e}")
-    frame = windows.to_frame(t0, run=f"synthetic-{kind}-{seed}", machine=machine or machine_type)
-    try:
-        frame.to_parquet(writable(out, folder=False), index=False)
-    except OSError as e:
-        fail(f"--out {out}: cannot write ({e.strerror}); choose a writable path")
+    readings = _write_windows(itertools.chain([first], batches), writable(out, folder=False), t0,
+                              f"synthetic-{kind}-{seed}", machine or machine_type)
     out_console.print(f"{n} synthetic windows of {escape(fault)} at severity {severity:g} on {escape(machine_type)} "
                       f"({g.window_} minutes × {len(g.features_)} sensors, {kind}) → [bold]{escape(str(out))}[/] "
-                      f"({len(frame):,} readings)", highlight=False)
+                      f"({readings:,} readings)", highlight=False)
+
+
+def _write_windows(batches: Iterable[Windows], out: Path, start: pd.Timestamp, run: str, machine: str) -> int:
+    """Windows as long readings into one Parquet file, a batch at a time (memory bounded by a batch, not by --n:
+    a million windows as one frame took 40 GB); written beside it and renamed, so no half file is left. Returns
+    the readings written."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    part = out.with_name(out.name + ".part")
+    writer, readings, k = None, 0, 0
+    try:
+        for w in batches:
+            table = pa.Table.from_pandas(w.to_frame(start, run=run, machine=machine, first=k), preserve_index=False)
+            writer = writer or pq.ParquetWriter(part, table.schema)
+            writer.write_table(table)
+            readings, k = readings + table.num_rows, k + len(w)
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(part, out)
+    except OSError as e:
+        fail(f"--out {out}: cannot write ({e.strerror or e}); choose a writable path")
+    finally:
+        if writer is not None:
+            writer.close()
+        part.unlink(missing_ok=True)
+    return readings
 
 
 def train(
