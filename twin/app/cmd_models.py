@@ -87,7 +87,6 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
     from predictors.data import DataError, TableFormat, concat, from_table, from_twin_runs
     from sensors.store import StoreError
 
-
     tables = _are_tables(sources)
     if not tables and fmt != TableFormat():
         fail("--unit-column, --time-column, --columns, --features, --sep and --end-column describe run-to-failure "
