@@ -245,6 +245,21 @@ def twin_cmd(*args: object) -> list[str]:
     return [sys.executable, "-m", "twin.app.cli", *map(str, args)]
 
 
+def assert_mistakes(base: list[str], cases: list[tuple[list[str], str]]) -> None:
+    """`twin` with `base` plus each case's arguments, all in one process (each case exits before its work, so the
+    start-up is paid once): every case exits 2, its message is on stderr, and there is no traceback."""
+    probe = ("from twin.app.cli import app\n"
+             f"for args in {[base + args for args, _ in cases]!r}:\n"
+             "    try:\n        app(args)\n    except SystemExit as e:\n        print(e.code, flush=True)\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "COLUMNS": "250"})
+    assert r.stdout.split() == ["2"] * len(cases), (r.stdout, r.stderr[-3000:])
+    err = " ".join(r.stderr.split())
+    for _, message in cases:
+        assert message in err, (message, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
 def run_all(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
     """Run commands side by side (two cores), each must succeed."""
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, twin_cmd
+from tests.conftest import ROOT, assert_mistakes, twin_cmd
 from twin.app.compare import PolicyParams, compare, policy_kpis, tune
 from twin.maintenance import Oracle, Preventive
 from twin.model import Line
@@ -138,16 +137,7 @@ def test_tune_mistakes_are_named_before_any_simulation() -> None:
              (["--policy", "condition-based", "--values", "0.5,nan"], "--values: nan: policy 'condition-based'"),
              (["--policy", "preventive", "--values", "0,1 h"], "--values: 0: policy 'preventive'")]
     base = ["tune", "scenarios/bottling.yaml", "--replications", "2", "--duration", "1 h", "--warmup", "0"]
-    probe = ("from twin.app.cli import app\n"  # one process for every case: each one exits before it simulates
-             f"for args in {[base + args for args, _ in cases]!r}:\n"
-             "    try:\n        app(args)\n    except SystemExit as e:\n        print(e.code, flush=True)\n")
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                       env={**os.environ, "COLUMNS": "250"})
-    assert r.stdout.split() == ["2"] * len(cases), (r.stdout, r.stderr[-3000:])
-    err = " ".join(r.stderr.split())
-    for _, message in cases:
-        assert message in err, (message, r.stderr)
-    assert "Traceback" not in r.stderr
+    assert_mistakes(base, cases)  # each one exits before it simulates
 
 
 def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:
