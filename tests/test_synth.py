@@ -19,7 +19,7 @@ from predictors import genmetrics as gm
 from predictors.data import from_twin_run
 from predictors.synth import HEALTHY, ConditionalVAE, ConditionalWGAN, load_generator, load_generators, twin_windows
 from predictors.synth_eval import anomaly_auroc, augmentation, make_rare, trivial
-from tests.conftest import Mosquitto, twin_cmd
+from tests.conftest import Mosquitto, assert_mistakes, twin_cmd
 from tests.test_forecasting import AlertListener
 
 pytestmark = pytest.mark.slow  # end to end: trains generators on simulated runs, replays them live
@@ -184,6 +184,16 @@ def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: 
     vs_training = table.set_index("generator")["discriminative vs training"]
     assert vs_training.drop("trivial (noise around the mean)").astype(float).between(0, 0.5).all()
     assert len(at.get("image")) == 4
+
+
+def test_twin_synth_evaluate_mistakes_are_named_before_the_scoring(gen: Path, work: Path, tmp_path: Path) -> None:
+    """`--rare` with a mode the runs do not have ended in a DataError traceback after minutes of scoring; `--keep`
+    without `--rare` did nothing, without a word."""
+    base = ["synth", "evaluate", str(work / "heldout"), "--model", str(gen), "--out", str(tmp_path / "rep")]
+    assert_mistakes(base, [(["--rare", "nosuch", "--train", str(work / "train")],
+                            "--rare 'nosuch': no machine type of the --train runs has that wear-out mode"),
+                           (["--keep", "3"], "--keep belongs to --rare MODE")])
+    assert not (tmp_path / "rep").exists()
 
 
 def test_a_rare_fault_mode_keeps_one_failure(work: Path) -> None:

@@ -194,12 +194,13 @@ def evaluate(
                                                         "synthetic against them (the TimeGAN protocol), the "
                                                         "conditioning classifier learns from them (needed by "
                                                         "--rare)")] = None,
-    keep: Annotated[int, typer.Option(min=0, help="with --rare: failures of that mode left in the training data")]
-    = 1,
+    keep: Annotated[Optional[int], typer.Option(min=0, help="with --rare: failures of that mode left in the training "
+                                                "data (default 1)")] = None,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     store: StoreOpt = None,
 ) -> None:
     """Score generators on held-out runs (discriminative, predictive, distances, conditioning, pictures)."""
+    from predictors.data import DataError
     from predictors.synth import ConditionalVAE
     from predictors.synth_eval import (
         anomaly_alerts,
@@ -214,9 +215,15 @@ def evaluate(
     gens = _generators(model)
     if rare is not None and not train:
         fail("--rare: give the training runs with --train RUN (the experiment trains its own models on them)")
+    if keep is not None and rare is None:
+        fail("--keep belongs to --rare MODE (the failures of that mode left in the training data)")
     window = next(iter(next(iter(gens.values())).values())).window_
     data = _windows(runs, window, stride, store)
     train_windows = _windows(train, window, stride, store) if train else {}
+    modes = sorted({m for w in train_windows.values() for m in w.modes})
+    if rare is not None and rare not in modes:  # named now, not after the scoring (minutes) as a traceback
+        fail(f"--rare {rare!r}: no machine type of the --train runs has that wear-out mode; choose one of "
+             f"{', '.join(modes) or 'none (these runs have no wear-out modes)'}")
     out = writable(out or Path("reports") / f"{model.name}")
     reports, augment, anomaly, vaes = [], None, {}, {}
     with progress_bar() as bar:
@@ -247,8 +254,11 @@ def evaluate(
         if rare is not None and train:
             from predictors.synth_eval import augmentation
 
-            augment = augmentation(train, runs, rare, keep=keep, window=window, seed=seed, store_url=store,
-                                   note=lambda s: bar.update(task, note=s))
+            try:
+                augment = augmentation(train, runs, rare, keep=1 if keep is None else keep, window=window, seed=seed,
+                                       store_url=store, note=lambda s: bar.update(task, note=s))
+            except DataError as e:
+                fail(str(e))
             out_console.print(augment.table().to_string(index=False))
     if not reports:
         fail("no generator matches this data's machine types; evaluate on runs of the line it was trained on")
