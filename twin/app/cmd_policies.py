@@ -166,12 +166,13 @@ def tune(
     params = _policy_params(None, None, models, 0.5)
     if policy == "predictive" and models is None:
         fail("--policy predictive needs --models (a folder from `twin train` for this line)")
-    from twin.app.compare import SCENARIO_POLICIES
+    from twin.app.compare import SCENARIO_POLICIES, setting_labels
     from twin.scenario import ScenarioError, with_policy
 
-    labels = [f"{v:g}" for v in nums]  # a setting's name in the tables: two that print alike would be pooled
-    if twice := next((label for label in labels if labels.count(label) > 1), None):
-        fail(f"--values: {twice} is given twice; give each setting once (the comparison pairs different settings)")
+    try:
+        labels = setting_labels(parameter, nums)  # before the report folder is made; the sweep checks it again
+    except ValueError as e:
+        fail(str(e))
     for v in nums:
         if parameter in ("wear_limit", "on") and not 0 < v < 1:
             fail(f"--values: {v:g} is not between 0 and 1")
@@ -191,23 +192,22 @@ def tune(
             fail(str(e))
         except ClusterError as e:
             fail(str(e), code=3)
+    def show(v: float) -> str:
+        return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
+
     summ = result.comparison.summary()
     t = Table(title=f"{policy}: {parameter} swept over {sc.replications} replications (mean ± 95 % CI)")
     t.add_column(parameter)
     for k in (objective, "unplanned failures", "oee", "maintenance actions"):
         t.add_column(escape(k), justify="right")
-    for v in nums:
-        s = summ[summ.policy == f"{parameter}={v:g}"].set_index("kpi")
-        label = f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
+    for v, name in zip(nums, labels):
+        s = summ[summ.policy == name].set_index("kpi")
         mark = (" ← best" if result.clear else " ← best mean") if v == result.best else \
             (" (not significantly worse)" if v in result.ties else "")
-        t.add_row(label + mark,
+        t.add_row(show(v) + mark,
                   *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
                     for k in (objective, "unplanned failures", "oee", "maintenance actions")))
     out_console.print(t)
-    def show(v: float) -> str:
-        return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
-
     path = write_report(result.comparison, out)
     if result.clear:
         out_console.print(f"best {parameter} by {objective}: [bold]{show(result.best)}[/], significantly better than "

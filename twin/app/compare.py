@@ -269,6 +269,16 @@ class Tuning:
         return not self.ties
 
 
+def setting_labels(parameter: str, values: Sequence[float]) -> list[str]:
+    """Each swept setting's name in the tables ('every=7200'); ValueError when two print alike: their replications
+    would be pooled, and a setting compared with itself."""
+    labels = [f"{parameter}={v:g}" for v in values]
+    if twice := next((label for label in labels if labels.count(label) > 1), None):
+        raise ValueError(f"--values: {twice.split('=', 1)[1]} is given twice; give each setting once (the comparison "
+                         "pairs different settings)")
+    return labels
+
+
 def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float], params: PolicyParams,
          objective: str = "total cost", jobs: int | None = None, cluster: str | None = None,
          progress: Callable[[int, int], None] | None = None) -> Tuning:
@@ -276,22 +286,18 @@ def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float
     `on` (predictive) with common random numbers."""
     import time
 
-    if len({f"{v:g}" for v in values}) < len(values):
-        raise ValueError(f"{parameter}: a setting is given twice ({', '.join(f'{v:g}' for v in values)}); give each "
-                         "once")
-    args, labels = [], []
+    labels = setting_labels(parameter, values)
+    args = []
     spec = scenario.model_dump_json(by_alias=True)
     for v in values:
         p = PolicyParams(**{**params.__dict__, parameter: v, "force": True})
         args += [(spec, policy, r, p) for r in range(scenario.replications)]
-        labels += [f"{parameter}={v:g}"] * scenario.replications
     rows = []
     t0 = time.perf_counter()
     with tasks(cluster, jobs, len(args)) as run:
-        for label, (_, rep, k) in zip(labels, run.map(policy_task, args, progress)):
-            rows += [(label, rep, name, val) for name, val in k.items()]
+        for i, (_, rep, k) in enumerate(run.map(policy_task, args, progress)):  # in task order
+            rows += [(labels[i // scenario.replications], rep, name, val) for name, val in k.items()]
     kpis = pd.DataFrame(rows, columns=["policy", "replication", "kpi", "value"])
-    labels = [f"{parameter}={v:g}" for v in values]
     kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(labels.index) if s.name == "policy"
                             else s).reset_index(drop=True)
     cmp = Comparison(scenario, kpis, labels[0], time.perf_counter() - t0, run.workers, run.where)
