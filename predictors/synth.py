@@ -287,14 +287,7 @@ class Generator(Trained):
     def sample(self, mode: Sequence[str] | str, severity: Sequence[float] | float, n: int,
                seed: int = 0) -> Windows:
         """n synthetic windows (sensor units) of a fault mode at a severity; the same seed gives the same windows."""
-        parts = list(self.sample_batches(mode, severity, n, seed))
-        if len(parts) == 1:
-            return parts[0]
-        x = np.concatenate([w.x for w in parts]) if parts else np.zeros((0, self.window_, len(self.features_)))
-        cat = (lambda name: np.concatenate([getattr(w, name) for w in parts]) if parts  # noqa: E731
-               else np.empty(0, object if name in ("mode", "unit") else np.float64))
-        return Windows(x, cat("mode"), cat("severity"), cat("unit"), cat("end"), self.features_, self.group_,
-                       self.labels_[1:], self.step_, synthetic=True)
+        return concat_windows(list(self.sample_batches(mode, severity, n, seed)))
 
     def sample_batches(self, mode: Sequence[str] | str, severity: Sequence[float] | float, n: int, seed: int = 0,
                        batch: int = 4096) -> Iterator[Windows]:
@@ -305,11 +298,11 @@ class Generator(Trained):
         c = self.condition(mode, severity, n)
         gen = torch.Generator().manual_seed(seed)
         labels = np.asarray(self.labels_, dtype=object)
-        for start in range(0, n, batch):
+        for start in range(0, max(n, 1), batch):  # one batch at least: n = 0 gives no windows, with their shape
             cb = c[start:start + batch]
             with torch.no_grad():
-                x = np.concatenate([self._decode(torch.from_numpy(cb[i:i + 4096]), gen).numpy()
-                                    for i in range(0, len(cb), 4096)])
+                blocks = [self._decode(torch.from_numpy(cb[i:i + 4096]), gen).numpy() for i in range(0, len(cb), 4096)]
+            x = np.concatenate(blocks) if blocks else np.zeros((0, self.window_, len(self.features_)), np.float32)
             yield Windows(self.unscale(x), labels[cb[:, :-1].argmax(axis=1)], cb[:, -1].astype(np.float64),
                           np.full(len(cb), f"synthetic/{self.kind}", dtype=object),
                           np.arange(start, start + len(cb), dtype=np.float64) * self.window_ * self.step_,
