@@ -62,6 +62,13 @@ def test_durations_with_units(text: Any, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
+def test_a_time_too_large_for_a_number_is_refused_where_times_are_read() -> None:
+    """'1e400' was read as an infinite time, which each reader of times had to refuse on its own."""
+    for text in ("1e400", "1e308 d"):
+        with pytest.raises(ValueError, match="is beyond any time a line runs"):
+            parse_duration(text)
+
+
 def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
     text = Path("scenarios/bottling.yaml").read_text().replace("{dist: normal, mean: 0.88 s, sd: 0.05 s}",
                                                                  "{dist: normal, mean: -3, sd: 0.05 s}")

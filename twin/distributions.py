@@ -38,7 +38,10 @@ def parse_duration(value: Any) -> Any:
         unit = m.group(2) or "s"
         if unit not in _UNITS:
             raise ValueError(f"unknown time unit {unit!r} in {value!r}; allowed: {', '.join(_UNITS)}")
-        return float(m.group(1)) * _UNITS[unit]
+        seconds = float(m.group(1)) * _UNITS[unit]
+        if not math.isfinite(seconds):  # '1e400' reads as inf
+            raise ValueError(f"not a duration: {value!r} is beyond any time a line runs; write e.g. '30 d'")
+        return seconds
     return value
 
 

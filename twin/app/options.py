@@ -90,7 +90,7 @@ def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> 
         seconds = parse_duration(value)
     except ValueError as e:
         fail(f"{option}: {e}")
-    if not isinstance(seconds, float) or not seconds < float("inf") or seconds < 0 or (seconds == 0 and not allow_zero):
+    if not isinstance(seconds, float) or seconds < 0 or (seconds == 0 and not allow_zero):
         fail(f"{option}: must be a {'non-negative' if allow_zero else 'positive'} time such as '8 h' or "
              f"'30 min', got {value!r}")
     return seconds
