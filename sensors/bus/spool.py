@@ -34,10 +34,13 @@ class Spool:
         return self._db
 
     def open(self) -> None:
-        """Create the spool file now (OSError or sqlite3.Error if it cannot be written), not when the store is
-        first away and messages have already been received."""
+        """Create the spool file now, not when the store is first away and messages have already been received;
+        OSError if it cannot be written there."""
         with self._lock:
-            self._disk()
+            try:
+                self._disk()
+            except sqlite3.Error as e:  # SQLite says "unable to open database file" for a folder it cannot write
+                raise OSError(f"{e}") from None
 
     def put_many(self, messages: list[tuple[str, bytes, int]], *, front: bool = False) -> None:
         """Append messages (topic, payload, flag) in order, durably; `front`: ahead of every message held."""

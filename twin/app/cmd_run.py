@@ -419,8 +419,6 @@ def ingest(
     = False,
 ) -> None:
     """Subscribe to lines' telemetry and write it into the store, until interrupted (Ctrl-C)."""
-    import sqlite3
-
     from sensors.bus.broker import MQTT_VERSIONS, BrokerError
     from sensors.bus.payloads import collect_less_often
     from sensors.ingest import Ingest
@@ -447,7 +445,7 @@ def ingest(
                             spool=spool)
             try:  # the spool: checked before any message is acknowledged into it
                 worker.spool.open()
-            except (OSError, sqlite3.Error) as e:
+            except OSError as e:
                 fail(f"--spool {worker.spool.path}: cannot write the spool there ({e}); choose a writable file "
                      "(messages wait in it while the store is away)")
             worker.start()
