@@ -125,6 +125,21 @@ def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr + r.stdout
 
 
+def test_paths_names_and_values_print_verbatim_not_as_markup(tmp_path: Path) -> None:
+    """A folder 'plant[x]' printed as 'plant', a value ':b:' as an emoji: the consoles print text as it is."""
+    folder = tmp_path / "plant[x]"
+    folder.mkdir()
+    good, bad = folder / "ok[2].yaml", folder / "s[1].yaml"
+    text = Path("scenarios/bottling.yaml").read_text()
+    good.write_text(text)
+    bad.write_text(text.replace("duration: 8 h", 'duration: "[bold]8 hours :b: [/]"'))
+    r = twin("validate", str(good), str(bad))
+    assert r.returncode == 2 and f"ok {good}:" in " ".join(r.stdout.split()), r.stdout
+    assert "'[bold]8 hours :b: [/]'" in r.stderr, r.stderr
+    r = twin("schema", str(folder / "schema[1].json"))
+    assert r.returncode == 0 and f"wrote {folder / 'schema[1].json'}" in r.stdout, r.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
 def test_run_bundled_scenario_end_to_end(path: Path, tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def dashboard(
         load_models(models)
     proc, url = start_dashboard(runs, port, store, broker, models, reports, address=address, auth=auth,
                                 auth_header=auth_header, theme=theme)
-    serve_until_stopped(proc, f"dashboard: [bold]{url}[/] (runs in {runs}); Ctrl-C to stop")
+    serve_until_stopped(proc, f"dashboard: {url} (runs in {runs}); Ctrl-C to stop")
 
 
 def passwd(

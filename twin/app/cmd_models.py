@@ -164,8 +164,8 @@ def progress_bar() -> Progress | LineProgress:
     """A live bar on a terminal, plain progress lines otherwise."""
     if not err_console.is_terminal:
         return LineProgress()
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console)
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(), console=err_console)
 
 
 def set_threads(threads: int | None) -> None:
@@ -239,7 +239,7 @@ def train(
             run = where.map if where.client is not None else None
             for group, ds in data.items():
                 if not ds.modes or ds.failures.empty:
-                    summary.add_row(escape(group), f"{len(ds):,}", "", "0", "", "no wear-out failures: skipped")
+                    summary.add_row(group, f"{len(ds):,}", "", "0", "", "no wear-out failures: skipped")
                     continue
                 task = bar.add_task(f"{group}", total=None, note="")
 
@@ -258,7 +258,7 @@ def train(
                 epochs_run = "/".join(str(len(h)) for h in runs if h) + " epochs" if any(runs) else ""
                 valid = (f"{members} × {len(est.meta_['member_valid_units'][0])}" if est.members_
                          else str(len(est.meta_["valid_units"])))
-                summary.add_row(escape(group), f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
+                summary.add_row(group, f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
                                 valid, epochs_run)
                 if few := few_failures(ds):
                     warnings.append(f"{group}: {few}")
@@ -269,9 +269,9 @@ def train(
     save_bundle(bundle, out)
     out_console.print(summary)
     for w in warnings:
-        err_console.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
-    out_console.print(f"models: [bold]{out}[/] (use with `twin evaluate --models {out}` or `twin predict`)",
-                      highlight=False)
+        err_console.print(f"[yellow]warning[/]: {escape(w)}", markup=True, highlight=False)
+    out_console.print(f"models: [bold]{escape(str(out))}[/] (use with `twin evaluate --models {escape(str(out))}` or "
+                      "`twin predict`)", markup=True, highlight=False)
 
 
 def evaluate(
@@ -334,9 +334,9 @@ def evaluate(
                                       "mean lead"], errors="ignore")
         tab.columns = [c.replace("RMSE, truth capped at", "RMSE capped") for c in tab.columns]
         for col in tab.columns:
-            t.add_column(escape(col), justify="left" if col == "model" else "right")
+            t.add_column(col, justify="left" if col == "model" else "right")
         for row in tab.itertuples(index=False):
-            t.add_row(*(escape(str(v)) for v in row))
+            t.add_row(*(str(v) for v in row))
         out_console.print(t)
     if not evals:
         fail("none of the models matches this data's machine types; train on data from the same line")
@@ -346,7 +346,7 @@ def evaluate(
                    .exists())
     path = write_report(evals, out, f"Fault forecasting: {', '.join(m.name for m in models)}",
                         [f"Evaluation data: {', '.join(map(str, sources))}.", *warned])
-    out_console.print(f"report: [bold]{path}[/]", highlight=False)
+    out_console.print(f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
 
 
 def few_failures(ds: RunToFailure) -> str:
@@ -385,7 +385,7 @@ def load_models(folder: Path) -> Bundle:
             err_console.print(f"[yellow]warning[/]: {escape(group)}: no alerts for "
                               f"{escape(', '.join(f'{m} (trained on {seen.get(m, 0)} failures)' for m in quiet))}: "
                               "too few to learn from, so these forecasts are shown but raise no alerts; retrain on "
-                              "more history to alert on them", highlight=False)
+                              "more history to alert on them", markup=True, highlight=False)
     return bundle
 
 

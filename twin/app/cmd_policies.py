@@ -112,18 +112,18 @@ def compare(
               f"(mean ± 95 % CI; * differs from {cmp.reference})")
     t.add_column("KPI")
     for p in names:
-        t.add_column(escape(p), justify="right")
+        t.add_column(p, justify="right")
     sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
     from twin.app.compare import fmt_ci
 
     for kpi in KPIS:
         s = summ[summ.kpi == kpi].set_index("policy")
-        t.add_row(escape(kpi), *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
+        t.add_row(kpi, *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
                                  (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
     out_console.print(t)
     path = write_report(cmp, out)
     out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
-                      f"report: [bold]{path}[/]", highlight=False)
+                      f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
 
 
 def tune(
@@ -199,7 +199,7 @@ def tune(
     t = Table(title=f"{policy}: {parameter} swept over {sc.replications} replications (mean ± 95 % CI)")
     t.add_column(parameter)
     for k in (objective, "unplanned failures", "oee", "maintenance actions"):
-        t.add_column(escape(k), justify="right")
+        t.add_column(k, justify="right")
     for v, name in zip(nums, labels):
         s = summ[summ.policy == name].set_index("kpi")
         mark = (" ← best" if result.clear else " ← best mean") if v == result.best else \
@@ -211,7 +211,8 @@ def tune(
     path = write_report(result.comparison, out)
     if result.clear:
         out_console.print(f"best {parameter} by {objective}: [bold]{show(result.best)}[/], significantly better than "
-                          f"every other setting (paired 95 % CI); report: {path}", highlight=False)
+                          f"every other setting (paired 95 % CI); report: {escape(str(path))}", markup=True,
+                          highlight=False)
     else:
         out_console.print(f"no setting is significantly better by {objective}: {show(result.best)} has the best mean, "
                           f"but its paired difference to {', '.join(show(v) for v in result.ties)} has a 95 % CI "

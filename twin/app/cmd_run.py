@@ -52,12 +52,12 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         try:
             sc = load_scenario(f)
         except ScenarioError as e:
-            err_console.print(f"[bold red]invalid:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]invalid:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             bad += 1
             continue
         n_m = sum(len(s.machine_names) for s in sc.stations)
-        out_console.print(f"[green]ok[/] {f}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
-                          f"{len(sc.stations)} stations, {n_m} machines", highlight=False)
+        out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
+                          f"{len(sc.stations)} stations, {n_m} machines", markup=True, highlight=False)
         for note in sc.ideal_cycle_notes():
             out_console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     if bad:
@@ -187,7 +187,8 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
                  live: tuple[Attach | None, PolicyFactory | None] = (None, None)) -> None:
     """Simulate `sc` into `out` as `opts` say (with `live` forecasting and its policy, from `_live`), with a progress
     bar, then print the KPIs and where everything went."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[sim]}"),
+    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                  TextColumn("{task.fields[sim]}", markup=False),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False) as bar:
         task = bar.add_task(f"{sc.line.name}", total=sc.duration * sc.replications, sim="")
 
@@ -212,8 +213,8 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
     """The KPI tables, the result folder and the store's count; exit 1 if streamed readings are still queued."""
     out_console.print(kpi_table(summary, kpis, sc))
     out_console.print(station_table(summary, sc))
-    out_console.print(f"results: [bold]{out}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
-                      "summary.csv)", highlight=False)
+    out_console.print(f"results: [bold]{escape(str(out))}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
+                      "summary.csv)", markup=True, highlight=False)
     if not opts.stream:
         out_console.print(f"run {stats.run_id}: {stats.stored:,} readings in the store {stats.store}", highlight=False)
         return
@@ -236,7 +237,7 @@ class _Dashboard:
 
         runs = self.out.parent.parent if self.out.parent.parent != self.out.parent else self.out.parent
         self.proc, url = start_dashboard(runs, broker=broker, models=self.models)
-        err_console.print(f"dashboard: [bold]{url}[/]", highlight=False)
+        err_console.print(f"dashboard: [bold]{escape(url)}[/]", markup=True, highlight=False)
         self.url = url
 
     def attach(self, inner: Attach | None) -> Attach:
@@ -378,8 +379,8 @@ def _serve_opcua(url: str, sc: Scenario, inner: Attach | None) -> Attach:
             server.start()
         except OpcUaError as e:
             fail(str(e), code=3)
-        err_console.print(f"OPC UA: the twin's machines at [bold]{url}[/] (Objects/{sc.line.name}/<station>/"
-                          "<machine>)", highlight=False)
+        err_console.print(f"OPC UA: the twin's machines at [bold]{escape(url)}[/] (Objects/{sc.line.name}/<station>/"
+                          "<machine>)", markup=True, highlight=False)
         try:
             if inner is None:
                 yield None
@@ -497,7 +498,7 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
             t.add_row("bottleneck station", ", ".join(
                 f"{sc.stations[i].name} ({c}/{n})" if n > 1 else sc.stations[i].name for i, c in idx.items()))
             continue
-        t.add_row(escape(row.kpi), _fmt(row))
+        t.add_row(row.kpi, _fmt(row))
     return t
 
 
@@ -510,7 +511,7 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
               caption="note: " + "; ".join(notes) if notes else None)
     for col in ("station", "OEE", "availability", "performance", "quality", "ideal cycle", "active", "MTBF [h]",
                 "MTTR [min]"):
-        t.add_column(escape(col), justify="left" if col == "station" else "right")
+        t.add_column(col, justify="left" if col == "station" else "right")
     st = summary[summary.scope == "station"].set_index(["entity", "kpi"])["mean"]
     mach = summary[summary.scope == "machine"].set_index(["entity", "kpi"])["mean"]
     for s in sc.stations:

@@ -103,7 +103,7 @@ def synth(
                               f"synthetic-{kind}-{seed}", machine or machine_type)
     out_console.print(f"{n} synthetic windows of {escape(fault)} at severity {severity:g} on {escape(machine_type)} "
                       f"({g.window_} minutes × {len(g.features_)} sensors, {kind}) → [bold]{escape(str(out))}[/] "
-                      f"({readings:,} readings)", highlight=False)
+                      f"({readings:,} readings)", markup=True, highlight=False)
 
 
 def _write_windows(batches: Iterable[Windows], out: Path, start: pd.Timestamp, run: str, machine: str) -> int:
@@ -175,10 +175,10 @@ def train(
                 g = generators()[k](seed=seed, **params).fit(w, progress)
                 g.save(out / group)
                 per = ", ".join(f"{m} {c:,}" for m, c in g.meta_["data"]["per_mode"].items())
-                summary.add_row(escape(group), k, f"{len(w):,}", escape(per))
+                summary.add_row(group, k, f"{len(w):,}", per)
     out_console.print(summary)
     out_console.print(f"generators: [bold]{escape(str(out))}[/] (`twin synth --model {escape(str(out))} --fault "
-                      "... --out FILE.parquet`, `twin synth evaluate`)", highlight=False)
+                      "... --out FILE.parquet`, `twin synth evaluate`)", markup=True, highlight=False)
 
 
 def evaluate(
@@ -240,9 +240,9 @@ def evaluate(
             t = Table(title=f"{group}: synthetic vs held-out real windows (lower is better but for the last two)")
             tab = quality_table(rep)
             for col in tab.columns:
-                t.add_column(escape(col), justify="left" if col == "generator" else "right")
+                t.add_column(col, justify="left" if col == "generator" else "right")
             for row in tab.itertuples(index=False):
-                t.add_row(*(escape(str(v)) for v in row))
+                t.add_row(*(str(v) for v in row))
             out_console.print(t)
             vae = gens[group].get("vae")
             if isinstance(vae, ConditionalVAE) and "anomaly" in vae.meta_:
@@ -263,4 +263,4 @@ def evaluate(
     if not reports:
         fail("no generator matches this data's machine types; evaluate on runs of the line it was trained on")
     path = write_report(reports, augment, out, model, runs, anomaly)
-    out_console.print(f"report: [bold]{escape(str(path))}[/]", highlight=False)
+    out_console.print(f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)

@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # the scenario model and the bus load only when a command nee
     from sensors.bus.broker import BrokerURL
     from twin.scenario import Scenario
 
-out_console = Console()
-err_console = Console(stderr=True)
+# plain text by default: paths, names, values and messages from the bus print as they are (a folder 'plant[x]' is
+# not markup, ':b:' no emoji); the few styled words say markup=True and escape every value beside them
+out_console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 # options several commands take, written once
 BrokerOpt = Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")]
