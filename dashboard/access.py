@@ -19,16 +19,26 @@ scenarios, reads the audit log). The users file:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import streamlit as st
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from twin.scenario import parse_yaml
 
 ROLES = ("viewer", "operator", "engineer")
+# user names as the sign-in form matches them: it lower-cases what is typed and the users file's names alike
+USER_NAME = r"^[a-z0-9][a-z0-9._@-]{0,63}$"
+USER_NAME_FIX = "user names are letters, digits, '.', '_', '@' and '-', at most 64, matched in lower case"
+
+
+def user_key(name: str) -> str | None:
+    """The users-file key of a user name (lower case, as the sign-in form matches it), None if it is not one."""
+    key = name.lower()
+    return key if re.fullmatch(USER_NAME, key) else None
 NEEDS = {"acknowledge": "operator", "comment": "operator", "clear": "operator", "start_run": "engineer",
          "upload": "engineer", "audit": "engineer"}
 
@@ -44,7 +54,22 @@ class UserEntry(BaseModel):
 class UsersFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cookie_key: str = Field(min_length=32, description="random secret signing the login cookie")
-    users: dict[str, UserEntry] = Field(min_length=1)
+    users: dict[Annotated[str, Field(pattern=USER_NAME)], UserEntry] = Field(min_length=1)
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _lower_case_names(cls, users: Any) -> Any:
+        """Names in lower case (the sign-in form's): 'Alice' and 'alice' are one user, written once."""
+        if not isinstance(users, dict):
+            return users
+        seen: dict[str, Any] = {}
+        for name in users:
+            key = name.lower() if isinstance(name, str) else name
+            if key in seen:
+                raise ValueError(f"users {seen[key]!r} and {name!r} are the same user (names are matched in lower "
+                                 "case); keep one")
+            seen[key] = name
+        return {(k.lower() if isinstance(k, str) else k): v for k, v in users.items()}
 
 
 class AccessError(ValueError):
@@ -58,9 +83,12 @@ def load_users(path: Path) -> UsersFile:
         return UsersFile.model_validate(doc)
     except ValidationError as e:
         err = e.errors()[0]
+        if err["type"] == "value_error":  # the same user twice: the message says it all
+            raise AccessError(f"{path}: {str(err['msg']).removeprefix('Value error, ')}.") from None
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         fix = ("store a bcrypt hash printed by `twin passwd`, never the password" if where.endswith("password")
                else f"roles are {', '.join(ROLES)}" if where.endswith("role")
+               else USER_NAME_FIX if where.endswith("[key]")
                else "see the users file format in docs/security.md")
         raise AccessError(f"{path}: field '{where}': {err['msg']}; {fix}.") from None
 
@@ -80,7 +108,8 @@ def _from_header(header: str, users: UsersFile | None) -> User | None:
     name = st.context.headers.get(header)
     if not name:
         return None
-    entry = users.users.get(name) if users else None
+    key = user_key(name)
+    entry = users.users.get(key) if users and key else None
     return User(name, entry.role if entry else "viewer")
 
 

@@ -212,6 +212,45 @@ def test_users_file_errors_name_the_file_field_and_fix(tmp_path: Path) -> None:
     assert User("e", "engineer").can("audit")
 
 
+def test_user_names_are_matched_in_lower_case_as_the_sign_in_form_does(tmp_path: Path) -> None:
+    """The sign-in form (streamlit-authenticator) lower-cases the name typed and the file's names: a user 'Alice'
+    signed in as 'alice' and was then looked up as 'alice' in a file that says 'Alice' (a KeyError on the page)."""
+    from dashboard.access import AccessError, load_users
+
+    f = tmp_path / "users.yaml"
+    head = f"cookie_key: {'k' * 40}\nusers:\n"
+    f.write_text(head + "  Alice: {role: operator}\n  bob.smith@plant: {role: viewer}\n")
+    assert set(load_users(f).users) == {"alice", "bob.smith@plant"}
+    f.write_text(head + "  alice: {role: operator}\n  ALICE: {role: engineer}\n")
+    with pytest.raises(AccessError, match=r"users.yaml: users 'alice' and 'ALICE' are the same user"):
+        load_users(f)
+    for bad in ("'bad user'", "'a:b'", "''", "x" * 65):
+        f.write_text(head + f"  {bad}: {{role: viewer}}\n")
+        with pytest.raises(AccessError, match=r"users.yaml: field 'users\..*user names are letters, digits"):
+            load_users(f)
+
+
+def test_passwd_prints_an_entry_the_users_file_reads_back(tmp_path: Path) -> None:
+    from dashboard.access import load_users
+
+    def passwd(user: str, typed: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(twin_cmd("passwd", user, "--role", "operator"), input=f"{typed}\n{typed}\n",
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    r = passwd("Alice.M", "correct horse")
+    assert r.returncode == 0, r.stderr
+    [entry] = r.stdout.splitlines()  # the entry only (the prompts go to stderr): `twin passwd u >> users.yaml` works
+    f = tmp_path / "users.yaml"
+    f.write_text(f"cookie_key: {'k' * 40}\nusers:\n{entry}\n")
+    users = load_users(f)
+    assert users.users["alice.m"].role == "operator" and users.users["alice.m"].name == "Alice.M"
+    for user, typed, message in [("a:b", "correct horse", "user name 'a:b'"),
+                                 ("bad user", "correct horse", "user name 'bad user'"),
+                                 ("olga", " correct horse", "spaces at either end")]:
+        r = passwd(user, typed)
+        assert r.returncode == 2 and message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, r.stderr
+
+
 def test_the_dashboard_refuses_the_network_without_sign_in(tmp_path: Path) -> None:
     r = subprocess.run(twin_cmd("dashboard", "--address", "0.0.0.0", "--runs", tmp_path), cwd=ROOT,
                        capture_output=True, text=True, timeout=60)

@@ -161,13 +161,19 @@ def passwd(
     """Ask for a password (twice, not echoed) and print the users-file entry with its bcrypt hash."""
     import bcrypt
 
-    from dashboard.access import ROLES
+    from dashboard.access import ROLES, USER_NAME_FIX, user_key
 
     if role not in ROLES:
         fail(f"--role {role}: write one of {', '.join(ROLES)}.")
-    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    key = user_key(user)
+    if key is None:
+        fail(f"user name {user!r}: {USER_NAME_FIX}; choose another.")
+    password = typer.prompt("password", hide_input=True, confirmation_prompt=True, err=True)  # stdout: the entry only
     if len(password) < 8:
         fail("the password is shorter than 8 characters; choose a longer one.")
+    if password != password.strip():
+        fail("the password has spaces at either end, which the sign-in form drops (it could never match); "
+             "leave them out.")
     digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(12)).decode()
-    out_console.print(f'  {user}: {{name: {user}, role: {role}, password: "{digest}"}}', highlight=False,
+    out_console.print(f'  {key}: {{name: "{user}", role: {role}, password: "{digest}"}}', highlight=False,
                       soft_wrap=True)
