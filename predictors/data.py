@@ -434,4 +434,8 @@ def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
     missing = [u for u in units if u not in values or not np.isfinite(values[u])]
     if missing:
         raise DataError(f"{path}: no numeric RUL for test units {missing[:5]}; give one per unit")
+    negative = [u for u in units if values[u] < 0]
+    if negative:
+        raise DataError(f"{path}: RUL below 0 for test units {negative[:5]}; a remaining useful life is the time "
+                        "left before failure (0 or more): check the file and its order")
     return {u: float(values[u]) for u in units}

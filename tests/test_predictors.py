@@ -102,6 +102,8 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
     (TableFormat(unit=0, time=1, columns=["a", "b"]), None, "names 2 columns but the file has 9"),
     (TableFormat(unit=0, time=1, features=["c9"]), None, r"feature columns \['c9'\] are not in the file"),
     (FMT, "12\n13\n", "2 RUL values for 20 test units"),
+    (FMT, "12\n" * 19 + "x\n", "no numeric RUL for test units"),
+    (FMT, "12\n" * 18 + "-5\n12\n", r"RUL below 0 for test units \['19'\]"),  # was scored as if it were true
 ])
 def test_bad_tables_say_what_to_fix(tables: dict[str, Path], tmp_path: Path, fmt: TableFormat,
                                     rul_lines: str | None, message: str) -> None:
