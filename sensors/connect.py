@@ -124,6 +124,14 @@ class JsonMapping(_Strict):
                                         for p in parts) + "$")
 
 
+def _covers(first: str, later: str) -> bool:
+    """Whether topic pattern `first` matches every topic `later` does, level by level: a level that is one {name}
+    matches any, other levels must be the same text (their {names} aside)."""
+    a, b = first.split("/"), later.split("/")
+    return len(a) == len(b) and all(_LEVEL.fullmatch(x) or _LEVEL.sub("{}", x) == _LEVEL.sub("{}", y)
+                                    for x, y in zip(a, b))
+
+
 class OpcValue(_Strict):
     """One OPC UA variable: a node id (`ns=2;s=Press1.Vib`) or a browse path below Objects (`2:Press1/2:Vib`)."""
 
@@ -193,6 +201,20 @@ class SparkplugSource(_Strict):
     group: str = Field(min_length=1, max_length=100, description="the Sparkplug group id")
     devices: list[SpbDevice] = Field(min_length=1)
 
+    @field_validator("devices")
+    @classmethod
+    def _once(cls, v: list[SpbDevice]) -> list[SpbDevice]:
+        """Each node's device mapped once: the reader keeps one mapping per device, so a second would replace the
+        first without a word."""
+        seen: dict[tuple[str, str | None], int] = {}
+        for i, d in enumerate(v):
+            if (d.node, d.device) in seen:
+                what = f"device {d.device!r}" if d.device is not None else "its own metrics (no device:)"
+                raise ValueError(f"devices[{i}] maps node {d.node!r} {what} again (devices[{seen[d.node, d.device]}]); "
+                                 "map each device once, with all its values")
+            seen[d.node, d.device] = i
+        return v
+
 
 class ConnectorConfig(_Strict):
     """Where plant data comes from and how it maps onto the line."""
@@ -220,6 +242,19 @@ class ConnectorConfig(_Strict):
                     for i, lv in enumerate(levels)):
                 raise ValueError(f"{f!r} is not an MQTT topic filter: + stands for one whole level, # for the "
                                  "rest and only at the end (e.g. gw7/# or gw7/+/+/data)")
+        return v
+
+    @field_validator("json_")
+    @classmethod
+    def _reachable(cls, v: list[JsonMapping]) -> list[JsonMapping]:
+        """Every mapping can be used: the first mapping whose topic matches takes a message, so one after a mapping
+        that matches everything it does would never apply."""
+        for j, later in enumerate(v):
+            for i, first in enumerate(v[:j]):
+                if _covers(first.topic, later.topic):
+                    raise ValueError(f"json[{j}] (topic {later.topic!r}) is never used: json[{i}] ({first.topic!r}) "
+                                     "matches every message it would, and the first mapping that matches takes a "
+                                     "message; put the more specific mapping first, or merge the two")
         return v
 
     @field_validator("source", "target")

@@ -127,6 +127,14 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f.write_text(ok.replace('topic: "gw7/{station}/{machine}/data"', 'topic: "gw7/{station}/{station}/{machine}"'))
     with pytest.raises(ConnectError, match=r"json\[0\].topic: \{station\} names two topic levels"):
         load_config(f)
+    # a mapping no message can reach (the first matching mapping takes a message) was silently never used
+    second = ('  - topic: "gw7/{area}/{machine}/data"\n    station: press\n    values: {temp: {field: t}}\n')
+    f.write_text(ok + second)
+    with pytest.raises(ConnectError, match=r"json\[1\] \(topic 'gw7/\{area\}/\{machine\}/data'\) is never used: "
+                                           r"json\[0\] \('gw7/\{station\}/\{machine\}/data'\) matches"):
+        load_config(f)
+    f.write_text(ok.replace("json:\n", "json:\n" + second.replace("{area}", "press")))  # the specific one first: fine
+    assert [m.topic for m in load_config(f).json_] == ["gw7/press/{machine}/data", "gw7/{station}/{machine}/data"]
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
     with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key"):
         load_config(f)

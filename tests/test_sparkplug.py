@@ -85,6 +85,18 @@ def reader(tmp_path: Path) -> SparkplugReader:
     return SparkplugReader(load_config(config(tmp_path, "mqtt://127.0.0.1:1883")))
 
 
+def test_a_device_mapped_twice_is_refused_with_both_entries_named(tmp_path: Path) -> None:
+    """Two entries for one node's device: the second silently replaced the first (its machine never got data)."""
+    from sensors.connect import ConnectError
+
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    entry = f.read_text().split("  devices:\n")[1]
+    f.write_text(f.read_text() + entry.replace("machine: filler-a", "machine: filler-b"))
+    with pytest.raises(ConnectError, match=r"connect.yaml:\d+ sparkplug.devices: devices\[1\] maps node 'edge-7' "
+                                           r"device 'filler-a' again \(devices\[0\]\)"):
+        load_config(f)
+
+
 def test_births_aliases_gaps_and_deaths(tmp_path: Path) -> None:
     r = reader(tmp_path)
     nb = spb.NBirth(timestamp=T0, seq=0, metrics=(metric("bdSeq", spb.DataType.INT64, 0),))
