@@ -297,7 +297,8 @@ class ConnectorConfig(_Strict):
 def load_config(path: Path) -> ConnectorConfig:
     """Read and check a connector config; ConnectError naming the file, line and field. Files it names (OPC UA
     certificates) are relative to it, and must exist."""
-    cfg = load_model(path, ConnectorConfig, "connector config", ConnectError)
+    cfg = load_model(path, ConnectorConfig, "connector config", ConnectError,
+                     lambda c: scenario_problems(c, path.parent))
     sec = cfg.opcua.security if cfg.opcua is not None else None
     if sec is not None:
         files = {}
@@ -312,6 +313,41 @@ def load_config(path: Path) -> ConnectorConfig:
             files[key] = str(f)
         cfg.opcua.security = sec.model_copy(update=files)  # type: ignore[union-attr]
     return cfg
+
+
+def scenario_problems(cfg: ConnectorConfig, base: Path) -> list[tuple[str, str]]:
+    """Where the config disagrees with its `scenario:` (relative to `base`), as (field, message): the dashboard draws
+    that line with the plant's data, so it must be the config's line, and every station and machine the mappings
+    name must be in it (one that is not would be stored but never shown)."""
+    if cfg.scenario is None:
+        return []
+    from twin.scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario((base / cfg.scenario).resolve())
+    except ScenarioError as e:
+        return [("scenario", str(e))]
+    problems = []
+    have, want = (sc.line.site, sc.line.area, sc.line.name), (cfg.line.site, cfg.line.area, cfg.line.name)
+    if have != want:
+        problems.append(("scenario", f"{cfg.scenario} is the line {'/'.join(have)}, not this config's "
+                                     f"{'/'.join(want)}; give the scenario of this line"))
+    machines = {s.name: s.machine_names for s in sc.stations}
+    named = ([(f"json[{i}]", m.station, m.machine) for i, m in enumerate(cfg.json_)]
+             + [(f"opcua.machines[{i}]", m.station, m.machine)
+                for i, m in enumerate(cfg.opcua.machines if cfg.opcua is not None else [])]
+             + [(f"sparkplug.devices[{i}]", d.station, d.machine)
+                for i, d in enumerate(cfg.sparkplug.devices if cfg.sparkplug is not None else [])])
+    for loc, station, machine in named:
+        if station is not None and station not in machines:
+            problems.append((f"{loc}.station", f"no station {station!r} in {cfg.scenario} (its stations: "
+                                               f"{', '.join(machines)}); use the line's names"))
+        elif station is not None and machine is not None and machine not in machines[station]:
+            problems.append((f"{loc}.machine", f"station {station!r} has no machine {machine!r} in {cfg.scenario} "
+                                               f"(its machines: {', '.join(machines[station])}); use the line's names"))
+        elif station is None and machine is not None and not any(machine in m for m in machines.values()):
+            problems.append((f"{loc}.machine", f"no machine {machine!r} in {cfg.scenario}; use the line's names"))
+    return problems
 
 
 def _path(obj: Any, dotted: str) -> Any:

@@ -128,13 +128,13 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConnectError, match=r"json\[0\].topic: \{station\} names two topic levels"):
         load_config(f)
     # a mapping no message can reach (the first matching mapping takes a message) was silently never used
-    second = ('  - topic: "gw7/{area}/{machine}/data"\n    station: press\n    values: {temp: {field: t}}\n')
+    second = ('  - topic: "gw7/{area}/{machine}/data"\n    station: filler\n    values: {temp: {field: t}}\n')
     f.write_text(ok + second)
     with pytest.raises(ConnectError, match=r"json\[1\] \(topic 'gw7/\{area\}/\{machine\}/data'\) is never used: "
                                            r"json\[0\] \('gw7/\{station\}/\{machine\}/data'\) matches"):
         load_config(f)
-    f.write_text(ok.replace("json:\n", "json:\n" + second.replace("{area}", "press")))  # the specific one first: fine
-    assert [m.topic for m in load_config(f).json_] == ["gw7/press/{machine}/data", "gw7/{station}/{machine}/data"]
+    f.write_text(ok.replace("json:\n", "json:\n" + second.replace("{area}", "filler")))  # the specific one first: fine
+    assert [m.topic for m in load_config(f).json_] == ["gw7/filler/{machine}/data", "gw7/{station}/{machine}/data"]
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
     with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key"):
         load_config(f)
@@ -147,6 +147,33 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
         load_config(f)
     r = subprocess.run(twin_cmd("connect", f), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "connect.yaml" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_configs_line_and_machines_are_checked_against_its_scenario(tmp_path: Path) -> None:
+    """With scenario:, the dashboard draws that line with the plant's data: a station not in it ('filer') was stored
+    but never shown, another line's scenario drew the wrong line, and a missing file was found only after
+    connecting (or never, without --store)."""
+    ok = config(tmp_path, "mqtt://127.0.0.1:1883").read_text()
+    f = tmp_path / "connect.yaml"
+    fixed = '  - topic: "gw9/{machine}"\n    station: filer\n    values: {temp: {field: t}}\n'
+    f.write_text(ok + fixed)
+    with pytest.raises(ConnectError, match=r"connect.yaml:\d+ json\[1\].station: no station 'filer' in .*bottling"
+                                           r".yaml \(its stations: .*filler"):
+        load_config(f)
+    f.write_text(ok + fixed.replace('"gw9/{machine}"', '"gw9/x"').replace("station: filer",
+                                                                          "station: filler\n    machine: filler-z"))
+    with pytest.raises(ConnectError, match=r"json\[1\].machine: station 'filler' has no machine 'filler-z'"):
+        load_config(f)
+    f.write_text(ok.replace("bottling.yaml", "packaging.yaml"))
+    with pytest.raises(ConnectError, match=r"connect.yaml:4 scenario: .*packaging.yaml is the line "
+                                           r"plant-hamburg/hall-3/packaging-1, not this config's plant-hamburg/hall-2/"
+                                           r"bottling-1"):
+        load_config(f)
+    f.write_text(ok.replace(str(ROOT / "scenarios" / "bottling.yaml"), "nowhere.yaml"))
+    with pytest.raises(ConnectError, match=r"connect.yaml:4 scenario: .*nowhere.yaml: cannot read the scenario file"):
+        load_config(f)
+    f.write_text(ok + fixed.replace("filer", "filler"))  # a fixed station of the line: fine
+    assert load_config(f).json_[1].station == "filler"
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

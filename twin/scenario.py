@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -869,13 +870,18 @@ def read_yaml(path: str | Path, kind: str, error: type[ValueError]) -> tuple[dic
     return data, _line_index(node)
 
 
-def load_model(path: str | Path, model: type[M], kind: str, error: type[ValueError]) -> M:
-    """A configuration file validated by `model`, or `error` listing every problem with its line and field."""
+def load_model(path: str | Path, model: type[M], kind: str, error: type[ValueError],
+               cross_check: Callable[[M], list[tuple[str, str]]] | None = None) -> M:
+    """A configuration file validated by `model`, or `error` listing every problem with its line and field;
+    `cross_check` finds problems of a valid file (as (field path, message)), e.g. against another file it names."""
     data, lines = read_yaml(path, kind, error)
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as e:
         raise error(_format_errors(Path(path).name, e, lines, kind=kind)) from None
+    if cross_check is not None and (problems := cross_check(obj)):
+        raise error(_format_errors(Path(path).name, None, lines, problems, kind=kind))
+    return obj
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
