@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import assert_mistakes
+
 BUNDLED = sorted(Path("scenarios").glob("*.yaml"))
 
 
@@ -54,6 +56,18 @@ def test_training_mistakes_fail_before_torch_loads(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
     assert r.stderr.count("nothing") >= 4 and "Traceback" not in r.stderr
+
+
+def test_a_seed_beyond_64_bits_is_refused_by_every_command_that_takes_one(tmp_path: Path) -> None:
+    """torch takes seeds below 2**63: `twin train --seed 99999999999999999999` ended in an OverflowError traceback."""
+    big, folder = "99999999999999999999", str(tmp_path)
+    assert_mistakes([], [([*args, "--seed", big], "less than or equal to 9223372036854775807")
+                         for args in (["train", folder], ["synth", "train", folder],
+                                      ["synth", "--model", folder, "--fault", "x", "--out", folder + "/w.parquet"],
+                                      ["synth", "evaluate", folder, "--model", folder],
+                                      ["run", "scenarios/bottling.yaml"], ["whatif", "scenarios/bottling.yaml"],
+                                      ["compare", "scenarios/bottling.yaml"],
+                                      ["tune", "scenarios/bottling.yaml", "--policy", "preventive"])])
 
 
 def test_stream_options_on_a_run_that_does_not_stream_are_refused_before_it_starts(tmp_path: Path) -> None:

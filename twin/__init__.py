@@ -2,3 +2,4 @@
 truth. It knows nothing of sensors, MQTT, stores or models; the application on top of everything is `twin.app`."""
 
 __version__ = "0.1.0"
+MAX_SEED = 2**63 - 1  # the largest seed: every generator takes it (torch refuses more than 64 bits)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from twin import MAX_SEED
 from twin.distributions import (
     DIST_TAGS,
     Constant,
@@ -468,7 +469,7 @@ class Scenario(_Strict):
 
     line: LineId
     description: str = ""
-    seed: int = Field(ge=0, le=2**63 - 1, description="every random draw derives from it")
+    seed: int = Field(ge=0, le=MAX_SEED, description="every random draw derives from it")
     start: dt.datetime = Field(dt.datetime(2026, 1, 5, 6, 0), description="simulated clock at t = 0 (1970-2200)")
     duration: Horizon = Field(description="simulated time per replication (at most 10 years)")
     warmup: NonNegDuration = Field(0.0, description="time discarded from KPIs at the start")

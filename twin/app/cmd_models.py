@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from twin import MAX_SEED
 from twin.app.options import (
     BrokerOpt,
     CaOpt,
@@ -192,7 +193,7 @@ def train(
     = None,
     window: Annotated[Optional[int], typer.Option(min=2, max=500, help="rows per input window (default: 60 minutes "
                                                   "for twin runs, 30 cycles for tables)")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="seed of the split, initial weights and batches")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the split, initial weights and batches")] = 0,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="lstm and cnn: most epochs (early stopping may end "
                                                   "sooner)")] = None,
     store: StoreOpt = None,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
+from twin import MAX_SEED
 from twin.app.options import err_console, fail, open_scenario, out_console, time_option, writable
 
 if TYPE_CHECKING:
@@ -334,7 +335,7 @@ def whatif(
     = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, help="override the scenario's seed")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
 ) -> None:
     """What happens next if we...: from the line's state now, the next hours simulated as they are and under each
     alternative (common random numbers), good parts with a 95 % CI of the mean and a 90 % range for this one run."""

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from twin import MAX_SEED
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import load_models, progress_bar
 from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, time_option, writable
@@ -75,7 +76,7 @@ def compare(
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
     duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
     models: ModelsOpt = None, every: Every = None, threshold: Threshold = None, wear_limit: WearLimit = None,
     on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
     defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
@@ -136,7 +137,7 @@ def tune(
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per setting (at least 2)")] = None,
     duration: Annotated[Optional[str], typer.Option()] = None,
     warmup: Annotated[Optional[str], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
     models: ModelsOpt = None, jobs: Jobs = None, cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/tune-<scenario>-<policy>)")]
     = None,

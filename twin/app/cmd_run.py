@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from twin import MAX_SEED
 from twin.app.options import (
     BrokerOpt,
     CaOpt,
@@ -68,7 +69,7 @@ def run(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
     duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '8 h'")] = None,
     replications: Annotated[Optional[int], typer.Option(min=1, help="number of replications")] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, help="override the scenario's seed")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs, e.g. '30 min'")] = None,
     realtime_factor: Annotated[Optional[float], typer.Option(min=0, help="0 = flat out, 1 = wall clock")] = None,
     out: Annotated[Optional[Path], typer.Option(help="result folder (default: runs/<scenario>/<time>)")] = None,

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from twin import MAX_SEED
 from twin.app.cmd_models import progress_bar
 from twin.app.options import StoreOpt, err_console, fail, out_console, writable
 
@@ -63,7 +64,7 @@ def synth(
     severity: Annotated[float, typer.Option(min=0.0, max=1.0, help="wear of that mode at the window's end: "
                                             "0 new .. 1 failed")] = 0.8,
     n: Annotated[int, typer.Option(min=1, max=1_000_000, help="number of windows")] = 100,
-    seed: Annotated[int, typer.Option(min=0, help="same seed, same windows")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="same seed, same windows")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Parquet file of the readings (the store's schema, marked "
                                                 "synthetic)")] = None,
     machine: Annotated[Optional[str], typer.Option(help="machine name written into the file (default: the "
@@ -146,7 +147,7 @@ def train(
     updates: Annotated[int, typer.Option(min=0, help="VAE: gradient steps at least (more epochs on small data)")]
     = 5000,
     steps: Annotated[int, typer.Option(min=1, help="GAN: generator steps (5 critic steps each)")] = 2000,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
     store: StoreOpt = None,
 ) -> None:
     """Train generators (one per machine type and kind) on the labelled windows of twin runs."""
@@ -196,7 +197,7 @@ def evaluate(
                                                         "--rare)")] = None,
     keep: Annotated[Optional[int], typer.Option(min=0, help="with --rare: failures of that mode left in the training "
                                                 "data (default 1)")] = None,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
     store: StoreOpt = None,
 ) -> None:
     """Score generators on held-out runs (discriminative, predictive, distances, conditioning, pictures)."""
