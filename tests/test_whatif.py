@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, Mosquitto, twin_cmd
+from tests.conftest import ROOT, Mosquitto, assert_mistakes, twin_cmd
 from twin.distributions import Exponential, Weibull, residual
 from twin.scenario import LineNow, MachineNow, continue_from, load_scenario
 
@@ -79,6 +79,20 @@ def test_the_state_now_from_a_brokers_retained_messages(tmp_path: Path, mosquitt
     told = " ".join(r.stderr.split())
     assert "continuing from 2026-01-05 07:59" in told or "continuing from 2026-01-05 08:00" in told, told
     assert "(retained messages)" in told and "buffer levels cell-2" in told
+
+
+def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path) -> None:
+    """A buffer for the first station of a saturated line (it has none) was simulated as an alternative identical to
+    'as is' (+0 ± 0), the same alternative twice ran twice, and every mistake was found only after the state was read
+    (here the store does not exist: the alternatives' mistakes are named first)."""
+    nowhere = f"duckdb:///{tmp_path / 'nothing.duckdb'}"
+    assert_mistakes(["whatif", str(SCENARIO), "--from", nowhere], [
+        (["--buffer", "cell-1=5"], "--buffer 'cell-1=5': station cell-1 takes parts from the line's saturated source "
+                                   "and has no buffer; give one of cell-2, cell-3, cell-4"),
+        (["--buffer", "cell-2=5", "--buffer", "cell-2=5"], "--buffer 'cell-2=5' is given twice"),
+        (["--extra-crew", "maintenance", "--extra-crew", "maintenance"], "--extra-crew 'maintenance' is given twice"),
+        (["--buffer", "cell-9=5"], "--buffer 'cell-9=5': write STATION=PARTS"),
+    ])
 
 
 def test_a_repair_under_way_resumes_for_what_is_left_of_it() -> None:

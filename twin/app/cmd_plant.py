@@ -260,10 +260,14 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
 
 def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
                   shifts: list[str] | None = None) -> list[tuple[str, Scenario]]:
-    """The scenario as it is, then one alternative per option given (a named, changed copy each)."""
+    """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once."""
     from twin.scenario import ScenarioError, with_policy
 
     out = [("as is", sc)]
+    for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
+                          ("--add-shift", shifts or [])):
+        if twice := sorted({v for v in given if given.count(v) > 1}):
+            fail(f"{option} {twice[0]!r} is given twice; give each alternative once")
     for name in crews:
         known = {c.name: c for c in sc.repair_crews}
         if name not in known:
@@ -281,6 +285,10 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
         names = [s.name for s in sc.stations]
         if station not in names or not size.isdigit():
             fail(f"--buffer {spec!r}: write STATION=PARTS with a station of the scenario ({', '.join(names)})")
+        fed = set(sc.entries()) if sc.source.kind == "saturated" else set()  # entries of a saturated source: no buffer
+        if names.index(station) in fed:
+            fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
+                 f"buffer; give one of {', '.join(n for i, n in enumerate(names) if i not in fed)}")
         stations = [s.model_copy(update={"buffer": int(size), "initial": min(s.initial, int(size))})
                     if s.name == station else s for s in sc.stations]
         out.append((f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})))
@@ -344,6 +352,8 @@ def whatif(
     if out is not None:
         writable(out, folder=False)
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed)  # named before scipy loads
+    asked = (extra_crew or [], policy or [], buffer or [], add_shift or [])
+    _alternatives(base, *asked)  # every mistake named before the line's state is read
     import numpy as np
     import pandas as pd
     from scipy import stats
@@ -351,7 +361,7 @@ def whatif(
     from twin.app.runner import simulate
 
     sc = continued(base, from_, at)
-    options = _alternatives(sc, extra_crew or [], policy or [], buffer or [], add_shift or [])
+    options = _alternatives(sc, *asked)  # built on the state now (the buffers' levels)
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
     for label, alt in options:
