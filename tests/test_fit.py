@@ -78,12 +78,29 @@ def test_censored_weibull_fit_and_aic_choice() -> None:
     ("\x00\x01binary", "column"),
     ("timestamp,machine,state\n2026-01-05T06:00,press-1,working\n2026-01-05T06:00,press-2,down\n",
      "the log covers no time"),  # was fitted, and its validation divided by a span of 0 (runtime warnings)
+    ("timestamp,machine,state\n1767600000,press-1,working\n1767603600,press-1,down\n",  # read as ns after 1970
+     "row 2 (line 2 of a CSV), column timestamp: 1767600000 is a number, not a time"),
 ])
 def test_a_bad_status_log_names_the_row_column_and_fix(tmp_path: Path, text: str, expected: str) -> None:
     f = tmp_path / "log.csv"
     f.write_text(text)
     with pytest.raises(LogError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         read_log(f)
+
+
+def test_times_with_utc_offsets_are_read_on_the_lines_clock(tmp_path: Path) -> None:
+    """A log across a daylight-saving change has two UTC offsets (a pandas 'Mixed timezones' traceback); an offset
+    kept only its wall time, so '06:00Z' read as 06:00 on a Berlin line's clock, an hour early in winter."""
+    f = tmp_path / "log.csv"
+    f.write_text("timestamp,machine,state\n2026-03-29T00:30:00+01:00,press-1,working\n"
+                 "2026-03-29T03:30:00+02:00,press-1,down\n2026-03-29T05:00:00Z,press-1,working\n")
+    log = read_log(f, "Europe/Berlin")
+    assert [str(t) for t in log.timestamp] == ["2026-03-29 00:30:00", "2026-03-29 03:30:00", "2026-03-29 07:00:00"]
+    f.write_text("timestamp,machine,state\n2026-03-29T00:30:00,press-1,working\n"
+                 "2026-03-29T03:30:00+02:00,press-1,down\n")
+    with pytest.raises(LogError, match=r"row 2 \(line 2 of a CSV\), column timestamp: '2026-03-29T00:30:00' has no UTC "
+                                       r"offset, row 3's has one"):
+        read_log(f, "Europe/Berlin")
 
 
 @pytest.mark.slow  # the command line's way of saying it (the reader's messages are checked above, in the fast loop)

@@ -53,9 +53,9 @@ class Fitted:
     aic: dict[str, float] = field(default_factory=dict)
 
 
-def _table(path: Path, need: tuple[str, ...], what: str) -> tuple[pd.DataFrame, pd.Series]:
-    """A CSV or Parquet log with the columns `need` (the first a timestamp), and its times; LogError naming the
-    file, row and column when not."""
+def _table(path: Path, need: tuple[str, ...], what: str, tz: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A CSV or Parquet log with the columns `need` (the first a timestamp), and its times on the line's clock (time
+    zone `tz`); LogError naming the file, row and column when not."""
     try:
         df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -64,24 +64,50 @@ def _table(path: Path, need: tuple[str, ...], what: str) -> tuple[pd.DataFrame, 
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what}")
-    ts = pd.to_datetime(df["timestamp"], errors="coerce", utc=False, format="mixed")
+    return df, _times(path, df["timestamp"], tz)
+
+
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
+
+
+def _times(path: Path, raw: pd.Series, tz: str) -> pd.Series:
+    """ISO 8601 times as naive times on the line's clock: times with a UTC offset (a log across a daylight-saving
+    change carries two) are converted to the line's zone `tz`, times without one are taken as its clock already."""
+    def bad(row: int, why: str) -> LogError:
+        value = raw.iloc[row]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        return LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column timestamp: {shown} {why}")
+
+    if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times
+        ts = raw
+    else:
+        numeric = pd.to_numeric(raw, errors="coerce").notna().to_numpy()
+        if numeric.any():  # pandas reads a number as nanoseconds after 1970
+            raise bad(int(np.flatnonzero(numeric)[0]), "is a number, not a time; write ISO 8601 "
+                      "(2026-01-05T06:00:00), e.g. epoch seconds converted with pandas.to_datetime(x, unit='s').")
+        offset = raw.astype(str).str.strip().str.contains(_OFFSET, regex=True).to_numpy()
+        if offset.any() and not offset.all():
+            row = int(np.flatnonzero(~offset)[0])
+            raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + 2}'s has one; write every time "
+                      "with its offset, or none (then they are read on the line's clock).")
+        ts = pd.to_datetime(raw, errors="coerce", utc=bool(offset.any()), format="mixed")
     if ts.isna().any():
-        row = int(np.flatnonzero(ts.isna().to_numpy())[0])
-        raise LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column timestamp: "
-                       f"{df['timestamp'].iloc[row]!r} is not a time; write ISO 8601 (2026-01-05T06:00:00).")
-    return df, ts.dt.tz_localize(None) if ts.dt.tz is not None else ts
+        raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")
+    return ts.dt.tz_convert(tz).dt.tz_localize(None) if ts.dt.tz is not None else ts
 
 
-def read_parts(path: Path) -> pd.DataFrame:
-    """A part-completion log (timestamp, machine: one row per part a machine finished) as timestamp, machine."""
-    df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine.")
+def read_parts(path: Path, tz: str = "UTC") -> pd.DataFrame:
+    """A part-completion log (timestamp, machine: one row per part a machine finished) as timestamp, machine; times
+    on the clock of a line in time zone `tz`."""
+    df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine.",
+                    tz)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
 
 
-def read_levels(path: Path) -> pd.DataFrame:
-    """A buffer-level log (timestamp, station, level: parts waiting in front of the station)."""
-    df, ts = _table(path, ("timestamp", "station", "level"), "A buffer log has timestamp, station, level.")
+def read_levels(path: Path, tz: str = "UTC") -> pd.DataFrame:
+    """A buffer-level log (timestamp, station, level: parts waiting in front of the station); times as `read_parts`."""
+    df, ts = _table(path, ("timestamp", "station", "level"), "A buffer log has timestamp, station, level.", tz)
     level = pd.to_numeric(df["level"], errors="coerce")
     if level.isna().any() or (level < 0).any():
         row = int(np.flatnonzero((level.isna() | (level < 0)).to_numpy())[0])
@@ -90,10 +116,11 @@ def read_levels(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
 
 
-def read_log(path: Path) -> pd.DataFrame:
-    """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted; LogError when unusable."""
+def read_log(path: Path, tz: str = "UTC") -> pd.DataFrame:
+    """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of a line
+    in time zone `tz` (times with a UTC offset are converted to it); LogError when unusable."""
     df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
-                    "stops, reason.")
+                    "stops, reason.", tz)
     bad = ~df["state"].astype(str).isin(STATES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])

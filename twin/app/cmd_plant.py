@@ -92,9 +92,10 @@ def fit(
     if report is not None:
         writable(report, "--report")
     try:
-        frame = read_log(log)
-        part_log = read_parts(parts) if parts is not None else None
-        level_log = read_levels(levels) if levels is not None else None
+        tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
+        frame = read_log(log, tz)
+        part_log = read_parts(parts, tz) if parts is not None else None
+        level_log = read_levels(levels, tz) if levels is not None else None
     except LogError as e:
         fail(str(e))
     machines = {m for s in sc.stations for m in s.machine_names}
