@@ -194,6 +194,17 @@ def test_bad_urls() -> None:
         open_store("influxdb://localhost:8086?org=x")
 
 
+def test_an_influxdb_store_nobody_serves_is_named_when_it_is_opened() -> None:
+    """`twin run --no-stream --store influxdb://…` with no server there simulated the whole run and failed at its
+    first write, at the end; an ingest (impatient: it spools while the store is away) still opens it."""
+    from sensors.bus.broker import free_port
+
+    url = f"influxdb://127.0.0.1:{free_port()}?org=plant&bucket=linetwin"
+    with pytest.raises(StoreError, match=r"cannot reach InfluxDB at http://127.0.0.1:\d+ \(store URL"):
+        open_store(url)
+    open_store(url, patient=False).close()
+
+
 def test_a_writer_caps_its_block_cache_and_the_url_can_raise_it(tmp_path: Path) -> None:
     """A writer's DuckDB keeps written blocks in memory up to its limit (80 % of RAM by default: a month of
     body_shop held 1.6 GB); the store caps it, `?memory_limit=` changes it, a bad value is a clear error."""

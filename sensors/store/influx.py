@@ -69,6 +69,16 @@ class InfluxStore:
                                       retries=retries, timeout=30_000)
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
         self._stations: dict[tuple[str, str], str] = {}
+        if patient and not self._reachable():  # named now, not at the first write (after a whole simulation)
+            self._client.close()
+            raise StoreError(f"cannot reach InfluxDB at {self.http} (store URL {url}); is it running, and is the "
+                             "address right?")
+
+    def _reachable(self) -> bool:
+        """One quick /ping (the writes' retries would take 15 s to say no)."""
+        with InfluxDBClient(url=self.http, token=os.environ.get(ENV_TOKEN, ""), org=self.org, retries=False,
+                            timeout=5_000) as probe:
+            return bool(probe.ping())
 
     def write(self, readings: pd.DataFrame) -> int:
         if not len(readings):
