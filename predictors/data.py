@@ -336,6 +336,11 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
             raise DataError(f"{path}: no {role} column {col!r}; the columns are {list(map(str, df.columns))}. "
                             f"Name it with --{'unit' if role == 'unit id' else role}-column (a name, or a "
                             "0-based position for a file without a header)")
+    roles = [("the unit id column", unit), ("the time column", time), *((("the end column", end),) if end else ())]
+    roles += [("a feature column", c) for c in fmt.features or []]
+    for i, (role, col) in enumerate(roles):
+        if twice := [r for r, c in roles[i + 1:] if c == col and not (role == r == "a feature column")]:
+            raise DataError(f"{path}: column {col} is both {role} and {twice[0]}; give each role its own column")
     feats = fmt.features or [c for c in df.columns if c not in (unit, time, end)]
     missing = [c for c in feats if c not in df]
     if missing:

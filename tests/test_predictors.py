@@ -19,6 +19,7 @@ from predictors.alerts import AlertRule, AlertState, MachineStatus, episodes
 from predictors.data import DataError, targets
 from predictors.metrics import alert_events, rul_scores
 from predictors.prep import Preprocessor, clean, ffill
+from tests.conftest import assert_mistakes
 
 
 def degradation_table(n_units: int, seed: int, cut: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
@@ -402,7 +403,7 @@ def test_the_cli_says_which_modes_raise_no_alerts(tables: dict[str, Path], tmp_p
 @pytest.mark.parametrize(("args", "message"), [
     (("--unit-column", "engine"), "no unit id column 'engine'"),
     (("--unit-column", 0, "--time-column", 1, "--features", "c3,bogus"), "feature columns ['bogus']"),
-    (("--unit-column", 0, "--time-column", 1, "--horizon", "-3"), "--horizon: must be positive"),
+    (("--unit-column", 0, "--time-column", 1, "--horizon", "-3"), "--horizon: must be a positive number"),
     (("--unit-column", 0, "--time-column", 1, "--horizon", "50", "--cap", "20"), "--cap"),
 ])
 def test_cli_table_mistakes_are_one_clear_paragraph(tables: dict[str, Path], args: tuple[object, ...],
@@ -410,6 +411,21 @@ def test_cli_table_mistakes_are_one_clear_paragraph(tables: dict[str, Path], arg
     r = twin("train", tables["train"], *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert str(tables["train"].name) in r.stderr or message.startswith("--")
+
+
+def test_a_column_in_two_roles_and_a_horizon_that_is_no_number_are_refused(tables: dict[str, Path]) -> None:
+    """--unit-column 1 --time-column 1 ended in a KeyError traceback; --horizon nan passed every check, 1e400 was
+    told as '--cap (None) must be at least the horizon (1e400)'."""
+    base = ["train", str(tables["train"]), "--model", "regression"]
+    assert_mistakes(base, [
+        (["--unit-column", "1", "--time-column", "1"], "column c1 is both the unit id column and the time column"),
+        (["--unit-column", "0", "--time-column", "1", "--features", "c1,c3"], "column c1 is both the time column and "
+                                                                             "a feature column"),
+        (["--unit-column", "0", "--time-column", "1", "--horizon", "nan"], "--horizon: must be a positive number"),
+        (["--unit-column", "0", "--time-column", "1", "--horizon", "1e400"], "--horizon: must be a positive number"),
+        (["--unit-column", "0", "--time-column", "1", "--horizon", "200"], "--cap (125) must be at least the "
+                                                                          "horizon (200)"),
+    ])
 
 
 def test_evaluation_scores_the_true_rul_uncapped_and_knows_its_training_units(tables: dict[str, Path]) -> None:

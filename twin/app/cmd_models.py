@@ -128,8 +128,8 @@ def _time(value: Optional[str], option: str, default: float, tables: bool) -> fl
         v = float(value) if tables else float(parse_duration(value))
     except ValueError as e:
         fail(f"{option}: {e}" if not tables else f"{option}: give a number of cycles, got {value!r}")
-    if v <= 0:
-        fail(f"{option}: must be positive, got {value!r}")
+    if not 0 < v < float("inf"):  # nan too
+        fail(f"{option}: must be a positive number, got {value!r}")
     return v
 
 
@@ -225,7 +225,7 @@ def train(
     c = _time(cap, "--cap", defaults["cap"], tables)
     window = window or int(defaults["window"])
     if c < h:
-        fail(f"--cap ({cap}) must be at least the horizon ({horizon or h})")
+        fail(f"--cap ({cap or f'{c:g}'}) must be at least the horizon ({horizon or f'{h:g}'})")
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
     kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good
     out = writable(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}")
