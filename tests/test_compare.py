@@ -140,6 +140,26 @@ def test_tune_mistakes_are_named_before_any_simulation() -> None:
     assert_mistakes(base, cases)  # each one exits before it simulates
 
 
+def test_compare_options_that_would_change_nothing_are_refused() -> None:
+    """A policy twice was compared with itself; --every without preventive, --on or --models without predictive, and
+    --threshold where every machine type gives its own (it only fills in) were accepted and changed nothing."""
+    cases = [(["--policies", "run-to-failure,oracle,run-to-failure"], "--policies: 'run-to-failure' is given twice"),
+             (["--policies", "run-to-failure,oracle", "--every", "5 h"], "--every is for preventive, which "
+                                                                         "--policies does not include"),
+             (["--policies", "run-to-failure,oracle", "--on", "0.7"], "--on is for predictive"),
+             (["--policies", "run-to-failure,oracle", "--defer", "buffer"], "--defer is for predictive"),
+             (["--policies", "run-to-failure,oracle", "--wear-limit", "0.5"], "--wear-limit is for inspection and "
+                                                                              "perfect-monitoring"),
+             (["--policies", "run-to-failure,condition-based", "--threshold", "4"],
+              "--threshold fills in where the file gives none, and every machine type here gives its own"),
+             (["--policies", "run-to-failure,condition-based", "--threshold", "nan"], "--threshold nan: give a "
+                                                                                      "finite number")]
+    base = ["compare", "scenarios/bottling.yaml", "--replications", "2", "--duration", "1 h", "--warmup", "0"]
+    assert_mistakes(base, cases)  # each one exits before it simulates
+    assert_mistakes(["tune", "scenarios/bottling.yaml", "--policy", "preventive", "--values", "20 h,40 h"],
+                    [(["--models", "models"], "--models is for predictive, not preventive")])
+
+
 def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:
     text = (ROOT / "scenarios" / "bottling.yaml").read_text().replace("jam: 15", "jamm: 15")
     (tmp_path / "b.yaml").write_text(text)

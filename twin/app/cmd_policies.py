@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -26,10 +27,11 @@ def _policy_params(every: Optional[str], threshold: Optional[float], models: Opt
 
     if wear_limit is not None and not 0 < wear_limit < 1:
         fail(f"--wear-limit {wear_limit}: a wear level between 0 and 1, e.g. 0.7")
+    if threshold is not None and not math.isfinite(threshold):
+        fail(f"--threshold {threshold}: give a finite number, the filtered reading (in the sensor's unit) that orders "
+             "maintenance")
     if not 0 < on < 1:
         fail(f"--on {on}: a probability between 0 and 1, e.g. 0.5")
-    if models is not None:
-        load_models(models)  # a clear error now rather than in a worker process
     return PolicyParams(every=time_option(every, "--every"), threshold=threshold, wear_limit=wear_limit,
                         models=str(models) if models else None, on=on)
 
@@ -41,10 +43,37 @@ def _scenario_for_compare(file: Path, duration: Optional[str], replications: Opt
                          warmup=time_option(warmup, "--warmup", allow_zero=True))
 
 
+# the options each policy reads (the scenario's parameter it fills in, if any)
+FOR_POLICY = {"--every": (("preventive",), "every"), "--threshold": (("condition-based",), "threshold"),
+              "--wear-limit": (("inspection", "perfect-monitoring"), "wear_limit"), "--models": (("predictive",), None),
+              "--on": (("predictive",), None), "--defer": (("predictive",), None)}
+
+
+def _unused_options(policies: list[str], given: dict[str, bool], sc: Scenario) -> None:
+    """Refuse an option no chosen policy reads, or one that fills in a parameter every machine type gives itself:
+    either would change nothing, without a word."""
+    for option, (readers, field) in FOR_POLICY.items():
+        if not given.get(option):
+            continue
+        if not set(readers) & set(policies):
+            chosen = "which --policies does not include" if len(policies) > 1 else f"not {policies[0]}"
+            fail(f"{option} is for {' and '.join(readers)}, {chosen}; leave it out or choose that policy")
+        if field is not None and all(getattr(mt.maintenance, field) is not None for mt in sc.machine_types.values()):
+            values = {name: getattr(mt.maintenance, field) for name, mt in sc.machine_types.items()}
+            own = ", ".join(f"{name}: {v / 3600:g} h" if field == "every" else f"{name}: {v:g}"
+                            for name, v in values.items())
+            fail(f"{option} fills in where the file gives none, and every machine type here gives its own ({own}); "
+                 "change the file, or sweep it with `twin tune`")
+
+
 def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> None:
     from twin.app.compare import POLICIES, SCENARIO_POLICIES
     from twin.scenario import ScenarioError, with_policy
 
+    if twice := sorted({p for p in policies if policies.count(p) > 1}):
+        fail(f"--policies: {twice[0]!r} is given twice; compare each policy once")
+    if params.models is not None:
+        load_models(Path(params.models))  # a clear error now rather than in a worker process
     for p in policies:
         if p not in POLICIES:
             fail(f"--policies: unknown policy {p!r}; choose from {', '.join(POLICIES)}")
@@ -96,6 +125,9 @@ def compare(
     if defer not in ("none", "buffer"):
         fail(f"--defer {defer!r}: choose none or buffer")
     params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit), defer=defer)
+    _unused_options(names, {"--every": every is not None, "--threshold": threshold is not None,
+                            "--wear-limit": wear_limit is not None, "--models": models is not None,
+                            "--on": on != 0.5, "--defer": defer != "none"}, sc)
     _check_policies(names, params, sc)
     out = writable(out or Path("reports") / f"compare-{file.stem}")  # once the options are good
     with progress_bar() as bar:
@@ -164,7 +196,10 @@ def tune(
         fail("--values: give at least two settings to compare")
     if sc.replications < 2:
         fail("--replications: at least 2, so that each setting gets a confidence interval")
+    _unused_options([policy], {"--models": models is not None}, sc)
     params = _policy_params(None, None, models, 0.5)
+    if models is not None:
+        load_models(models)  # a clear error now rather than in a worker process
     if policy == "predictive" and models is None:
         fail("--policy predictive needs --models (a folder from `twin train` for this line)")
     from twin.app.compare import SCENARIO_POLICIES, setting_labels
