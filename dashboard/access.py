@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from twin.scenario import parse_yaml
 
 ROLES = ("viewer", "operator", "engineer")
+NEEDS = {"acknowledge": "operator", "comment": "operator", "clear": "operator", "start_run": "engineer",
+         "upload": "engineer", "audit": "engineer"}
 # user names as the sign-in form matches them: it lower-cases what is typed and the users file's names alike
 USER_NAME = r"^[a-z0-9][a-z0-9._@-]{0,63}$"
 USER_NAME_FIX = "user names are letters, digits, '.', '_', '@' and '-', at most 64, matched in lower case"
@@ -39,8 +41,6 @@ def user_key(name: str) -> str | None:
     """The users-file key of a user name (lower case, as the sign-in form matches it), None if it is not one."""
     key = name.lower()
     return key if re.fullmatch(USER_NAME, key) else None
-NEEDS = {"acknowledge": "operator", "comment": "operator", "clear": "operator", "start_run": "engineer",
-         "upload": "engineer", "audit": "engineer"}
 
 
 class UserEntry(BaseModel):

@@ -101,6 +101,9 @@ def test_times_with_utc_offsets_are_read_on_the_lines_clock(tmp_path: Path) -> N
     with pytest.raises(LogError, match=r"row 2 \(line 2 of a CSV\), column timestamp: '2026-03-29T00:30:00' has no UTC "
                                        r"offset, row 3's has one"):
         read_log(f, "Europe/Berlin")
+    f.write_text("timestamp,machine,state\n2026-03-29T00:30:00+01:00,press-1,working\nyesterday,press-1,down\n")
+    with pytest.raises(LogError, match=r"row 3 \(line 3 of a CSV\), column timestamp: 'yesterday' is not a time"):
+        read_log(f, "Europe/Berlin")
 
 
 @pytest.mark.slow  # the command line's way of saying it (the reader's messages are checked above, in the fast loop)
