@@ -23,7 +23,7 @@ from predictors.base import load_bundle
 from predictors.data import from_twin_run, from_twin_runs
 from predictors.evaluate import forecast_frame
 from predictors.online import LiveForecaster
-from tests.conftest import Mosquitto, _need, run_all, twin_cmd
+from tests.conftest import Mosquitto, _need, assert_mistakes, run_all, twin_cmd
 from twin.app.stream import stream_scenario
 from twin.scenario import load_scenario, with_policy
 
@@ -237,6 +237,27 @@ def test_bad_model_folder_and_options_fail_clearly(work: Path, tmp_path: Path) -
     for args, message in cases:
         r = subprocess.run(twin_cmd(*args), capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_models_for_another_line_are_refused_where_a_line_is_given(work: Path, tmp_path: Path) -> None:
+    """The bottling models with the CNC cell: `twin compare --policies run-to-failure,predictive` ran a 'predictive'
+    policy that never forecast (no model for any of its machine types), the same as run-to-failure, without a word;
+    a model reading a sensor its machine type does not have was fed nothing but training means."""
+    renamed = tmp_path / "bottling.yaml"
+    text = (ROOT / "scenarios" / "bottling.yaml").read_text()
+    renamed.write_text(text.replace("product_temp", "product_temperature"))
+    lstm = str(work / "lstm")
+    compare = ["compare", "--replications", "2", "--duration", "1 h", "--warmup", "0", "--policies",
+               "run-to-failure,predictive", "--models", lstm]
+    assert_mistakes([], [
+        ([*compare, "scenarios/cnc_cell.yaml"], f"{lstm}: its models are for the machine types conveyor_machine, "
+                                                "filler; the line plant-linz/machining/cnc-cell-2 has none of them"),
+        (["run", "scenarios/cnc_cell.yaml", "--models", lstm, "--duration", "10 min", "--warmup", "0", "--out",
+          str(tmp_path / "run")], "has none of them"),
+        ([*compare, str(renamed)], "the filler model reads sensors product_temp, which the machine type filler of "
+                                   "the line plant-hamburg/hall-2/bottling-1 does not have"),
+    ])
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_closed_loop_over_mqtt_alerts_order_maintenance_in_time(work: Path, mosquitto: Mosquitto,

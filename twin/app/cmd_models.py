@@ -390,6 +390,28 @@ def load_models(folder: Path) -> Bundle:
     return bundle
 
 
+def models_for(folder: Path, sc: Scenario) -> Bundle:
+    """The models of `folder` for the line of `sc`: refused when none of its machine types has one, or when a model
+    reads sensors its machine type lacks (it would forecast from nothing but training means); the types without a
+    model are named (they are not forecast)."""
+    bundle = load_models(folder)
+    types = {st.machine_type for st in sc.stations}
+    name = f"the line {sc.line.site}/{sc.line.area}/{sc.line.name}"
+    if not types & set(bundle):
+        fail(f"{folder}: its models are for the machine types {', '.join(sorted(bundle))}; {name} has none of them "
+             f"(its types: {', '.join(sorted(types))}); train models on runs of this line (`twin train`)")
+    for group in sorted(types & set(bundle)):
+        model = bundle[group].get("model")
+        features = set(getattr(getattr(model, "prep_", None), "features", None) or [])
+        if missing := sorted(features - {s.name for s in sc.machine_types[group].sensors}):
+            fail(f"{folder}: the {group} model reads sensors {', '.join(missing)}, which the machine type {group} of "
+                 f"{name} does not have; train it on runs of this line")
+    if rest := sorted(types - set(bundle)):
+        err_console.print(f"note: {folder} has no model for the machine types {', '.join(rest)}: they are not "
+                          "forecast", highlight=False)
+    return bundle
+
+
 def _rule(on: float, off: float, confirm: int, clear_after: int) -> AlertRule:
     from predictors.alerts import AlertRule
 
@@ -415,7 +437,7 @@ def forecasting(models: Path, sc: Scenario, console: Console, rule: AlertRule | 
     """For `twin run --models`: a live forecaster on the run's broker for the run's line, drained at the end;
     with `orders` (the predictive policy), its alerts come back over MQTT as maintenance orders; with
     `anomaly` (a `twin synth train` folder), its VAEs' anomaly scores alert too."""
-    bundle = load_models(models)
+    bundle = models_for(models, sc)
     detectors = _load_detectors(anomaly, bundle)
     prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from twin import MAX_SEED
 from twin.app.cluster import ClusterError
-from twin.app.cmd_models import load_models, progress_bar
+from twin.app.cmd_models import models_for, progress_bar
 from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, time_option, writable
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> 
     if twice := sorted({p for p in policies if policies.count(p) > 1}):
         fail(f"--policies: {twice[0]!r} is given twice; compare each policy once")
     if params.models is not None:
-        load_models(Path(params.models))  # a clear error now rather than in a worker process
+        models_for(Path(params.models), sc)  # a clear error now rather than in a worker process
     for p in policies:
         if p not in POLICIES:
             fail(f"--policies: unknown policy {p!r}; choose from {', '.join(POLICIES)}")
@@ -199,7 +199,7 @@ def tune(
     _unused_options([policy], {"--models": models is not None}, sc)
     params = _policy_params(None, None, models, 0.5)
     if models is not None:
-        load_models(models)  # a clear error now rather than in a worker process
+        models_for(models, sc)  # a clear error now rather than in a worker process
     if policy == "predictive" and models is None:
         fail("--policy predictive needs --models (a folder from `twin train` for this line)")
     from twin.app.compare import SCENARIO_POLICIES, setting_labels

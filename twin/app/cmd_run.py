@@ -318,9 +318,9 @@ def _live(sc: Scenario, opts: RunOptions) -> tuple[Attach | None, PolicyFactory 
     if opts.models is None:
         return None, None
     if not opts.stream:
-        from twin.app.cmd_models import load_models
+        from twin.app.cmd_models import models_for
 
-        load_models(opts.models)
+        models_for(opts.models, sc)
         return None, None
     from twin.app.cmd_models import forecasting
 
