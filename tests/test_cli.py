@@ -130,6 +130,15 @@ def test_dashboard_refuses_a_store_url_it_cannot_open_and_a_port_in_use(tmp_path
     assert r.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "dashboard:" not in r.stdout
 
 
+def test_dashboard_folders_that_are_files_are_refused(tmp_path: Path) -> None:
+    """--runs or --reports naming a file started a dashboard that showed 'no runs yet', without a word."""
+    (tmp_path / "a.txt").write_text("")
+    assert_mistakes(["dashboard"], [(["--runs", str(tmp_path / "a.txt")], "--runs: " + str(tmp_path / "a.txt") +
+                                     " is a file, not a folder"),
+                                    (["--reports", str(tmp_path / "a.txt")], "--reports: " + str(tmp_path / "a.txt") +
+                                     " is a file, not a folder")])
+
+
 def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("scenarios/bottling.yaml").read_text().replace("seed: 20261123", "seed: -4"))

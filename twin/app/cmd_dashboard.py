@@ -138,6 +138,9 @@ def dashboard(
     """Start the live twin dashboard (prints its URL); Ctrl-C stops it."""
     if theme not in ("light", "dark"):
         fail(f"--theme {theme}: write light or dark.")
+    for option, folder in (("--runs", runs), ("--reports", reports)):  # a folder not there yet is fine: runs come
+        if folder.exists() and not folder.is_dir():
+            fail(f"{option}: {folder} is a file, not a folder; give the folder that holds them")
     if broker is not None:
         broker_url(broker, None, None, None)  # a clear error now for a malformed URL
     if store is not None:  # and for a store URL (the dashboard's pages open it later, in their own process)
