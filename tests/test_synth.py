@@ -147,6 +147,8 @@ def test_twin_synth_writes_readings_marked_synthetic(gen: Path, tmp_path: Path) 
     (["--fault", "bearing_wear", "--machine-type", "press"], "--machine-type 'press': no generator for it"),
     (["--fault", "bearing_wear", "--kind", "flow"], "--kind 'flow'"),
     (["--fault", "bearing_wear", "--out-missing"], "No such option"),
+    (["--fault", "bearing_wear", "--machine", "a/b"], "--machine 'a/b': a machine name is letters, digits"),
+    (["--fault", "bearing_wear", "--start", "1600-01-01"], "--start '1600-01-01': give a time between 1970 and 2200"),
 ])
 def test_twin_synth_mistakes_fail_clearly(gen: Path, tmp_path: Path, args: list[str], message: str) -> None:
     cmd = ["synth", "--model", gen, "--machine-type", "conveyor_machine", "--out", tmp_path / "x.parquet"]
@@ -155,6 +157,17 @@ def test_twin_synth_mistakes_fail_clearly(gen: Path, tmp_path: Path, args: list[
     r = subprocess.run(twin_cmd(*cmd, *args), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 2 and message in " ".join(r.stderr.split()), r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "x.parquet").exists()
+
+
+def test_a_start_with_a_utc_offset_is_written_as_the_stores_utc(gen: Path, tmp_path: Path) -> None:
+    """--start '2026-01-01T06:00+01:00' wrote a column with a +01:00 zone, unlike the store's (UTC) readings."""
+    out = tmp_path / "w.parquet"
+    r = subprocess.run(twin_cmd("synth", "--model", gen, "--machine-type", "conveyor_machine", "--fault", "healthy",
+                                "--n", 1, "--start", "2026-01-01T06:00+01:00", "--out", out),
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    ts = pd.read_parquet(out).ts
+    assert ts.dt.tz is None and ts.min() == pd.Timestamp("2026-01-01 05:00")
 
 
 def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: Path,

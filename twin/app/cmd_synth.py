@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -93,6 +94,15 @@ def synth(
         t0 = pd.Timestamp(start)
     except ValueError:
         fail(f"--start {start!r}: give a timestamp such as '2026-01-01 06:00'")
+    if t0.tzinfo is not None:  # the store's times are UTC, without a zone
+        t0 = t0.tz_convert("UTC").tz_localize(None)
+    if not pd.Timestamp("1970-01-01") <= t0 < pd.Timestamp("2200-01-01"):
+        fail(f"--start {start!r}: give a time between 1970 and 2200 (the store's and the bus's range)")
+    from twin.scenario import NAME_PATTERN
+
+    if machine is not None and not re.fullmatch(NAME_PATTERN, machine):
+        fail(f"--machine {machine!r}: a machine name is letters, digits, '_', '.' and '-' (one MQTT topic level, "
+             "as in a scenario)")
     if out.suffix.lower() not in (".parquet", ".pq"):
         fail(f"--out {out}: give a .parquet file")
     try:
