@@ -70,6 +70,24 @@ def test_a_seed_beyond_64_bits_is_refused_by_every_command_that_takes_one(tmp_pa
                                       ["tune", "scenarios/bottling.yaml", "--policy", "preventive"])])
 
 
+def test_training_into_a_folder_of_earlier_models_needs_force(tmp_path: Path) -> None:
+    """A second `twin train --out M` replaced the models in M (hours of training, perhaps) without a word, as did
+    `twin synth train` its generators; `twin evaluate` already refused an earlier report's folder without --force."""
+    args = ["train", "tests/data/fd001_slice.txt", "--unit-column", "0", "--time-column", "1", "--model",
+            "regression", "--out", str(tmp_path / "m")]
+    assert twin(*args).returncode == 0
+    before = (tmp_path / "m" / "table" / "model.json").read_bytes()
+    held = tmp_path / "g" / "filler"
+    held.mkdir(parents=True)
+    (held / "vae.json").write_text("{}")
+    assert_mistakes([], [(args, f"--out {tmp_path / 'm'} already holds trained models (table); give another folder, "
+                                "or add --force"),
+                         (["synth", "train", str(tmp_path), "--kind", "vae", "--out", str(tmp_path / "g")],
+                          "already holds trained models (filler)")])
+    assert (tmp_path / "m" / "table" / "model.json").read_bytes() == before
+    assert twin(*args, "--force", "--seed", "1").returncode == 0
+
+
 def test_stream_options_on_a_run_that_does_not_stream_are_refused_before_it_starts(tmp_path: Path) -> None:
     """`twin run --no-stream --models M` simulated the whole run and forecast nothing, without a word (forecasts and
     alerts travel over MQTT); now it is refused before anything is written, like --broker and --no-ingest, which a

@@ -118,6 +118,16 @@ def _are_tables(sources: list[Path]) -> bool:
     return not all(dirs)
 
 
+def unused(out: Path, marker: str, force: bool) -> Path:
+    """`out` for newly trained models: refused when it already holds some (a folder per machine type with `marker`),
+    which training would replace without a word, unless `force`."""
+    held = sorted({p.parent.name for p in out.glob(f"*/{marker}")}) if out.is_dir() else []
+    if held and not force:
+        fail(f"--out {out} already holds trained models ({', '.join(held)}); give another folder, or add --force to "
+             "replace them")
+    return out
+
+
 def _time(value: Optional[str], option: str, default: float, tables: bool) -> float:
     """A time option: a duration for twin runs ('2 h'), a number of cycles for tables."""
     if value is None:
@@ -205,6 +215,8 @@ def train(
                                          "averaged: every unit trains, N times the time")] = 1,
     jobs: Jobs = None, cluster: ClusterOpt = None,
     threads: Threads = None,
+    force: Annotated[bool, typer.Option(help="write into --out even if it holds earlier models (replacing them)")]
+    = False,
 ) -> None:
     """Train a fault forecaster (one per machine type) and the naive baseline beside it; an ensemble's members on
     --jobs local processes or a Dask --cluster (here, one after another, by default: torch uses every core)."""
@@ -226,9 +238,11 @@ def train(
     window = window or int(defaults["window"])
     if c < h:
         fail(f"--cap ({cap or f'{c:g}'}) must be at least the horizon ({horizon or f'{h:g}'})")
+    out = unused(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}",
+                 "model.json", force)
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
     kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good
-    out = writable(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}")
+    out = writable(out)
     extra = {"epochs": epochs} if epochs and model in ("lstm", "cnn") else {}
     bundle: Bundle = {}
     warnings: list[str] = []

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin import MAX_SEED
-from twin.app.cmd_models import progress_bar
+from twin.app.cmd_models import progress_bar, unused
 from twin.app.options import StoreOpt, err_console, fail, out_console, writable
 
 if TYPE_CHECKING:
@@ -159,6 +159,8 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="GAN: generator steps (5 critic steps each)")] = 2000,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
     store: StoreOpt = None,
+    force: Annotated[bool, typer.Option(help="write into --out even if it holds earlier generators (replacing them)")]
+    = False,
 ) -> None:
     """Train generators (one per machine type and kind) on the labelled windows of twin runs."""
     from predictors.lifecycle import kinds
@@ -167,10 +169,13 @@ def train(
     bad = [k for k in kind if k not in kinds("generator")]
     if bad:
         fail(f"--kind {bad[0]!r}: choose {' or '.join(kinds('generator'))}")
+    out = out or Path("models") / f"{runs[0].parent.name}-synth"
+    for k in kind:
+        unused(out, f"{k}.json", force)
     data = _windows(runs, window, stride, store)
     from predictors.synth import generators
 
-    out = writable(out or Path("models") / f"{runs[0].parent.name}-synth")
+    out = writable(out)
     summary = Table(title=f"trained generators → {out}")
     for col in ("machine type", "kind", "windows", "per fault mode"):
         summary.add_column(col)
