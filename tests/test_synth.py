@@ -19,7 +19,7 @@ from predictors import genmetrics as gm
 from predictors.data import from_twin_run
 from predictors.synth import HEALTHY, ConditionalVAE, ConditionalWGAN, load_generator, load_generators, twin_windows
 from predictors.synth_eval import anomaly_auroc, augmentation, make_rare, trivial
-from tests.conftest import Mosquitto, assert_mistakes, twin_cmd
+from tests.conftest import Mosquitto, assert_mistakes, shared_once, twin_cmd
 from tests.test_forecasting import AlertListener
 
 pytestmark = pytest.mark.slow  # end to end: trains generators on simulated runs, replays them live
@@ -28,17 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def gen(work: Path) -> Path:
-    """A VAE and a GAN per bottling machine type, trained briefly through the CLI on the training runs. The tests
-    check the VAE's quality and only the GAN's mechanics (its quality is bench/synth.py's), so the GAN
-    takes 20 steps."""
-    out = work / "gen"
-    r = subprocess.run(twin_cmd("synth", "train", work / "train", "--epochs", 10, "--updates", 0, "--steps", 20,
-                                "--stride", 2,
-                                "--out", out), capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "filler" in r.stdout and "conveyor_machine" in r.stdout
-    return out
+def gen(work: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VAE and a GAN per bottling machine type, trained briefly through the CLI on the training runs, once per
+    session for every worker (each worker trained its own into one folder, at the same time). The tests check the
+    VAE's quality and only the GAN's mechanics (its quality is bench/synth.py's), so the GAN takes 20 steps."""
+    def make(out: Path) -> None:
+        r = subprocess.run(twin_cmd("synth", "train", work / "train", "--epochs", 10, "--updates", 0, "--steps", 20,
+                                    "--stride", 2, "--out", out), capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "filler" in r.stdout and "conveyor_machine" in r.stdout
+
+    return shared_once(tmp_path_factory, "generators", make)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +100,7 @@ def test_training_is_reproducible_under_a_seed(work: Path) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_vae_beats_noise_around_the_mean_and_honours_its_conditions(gen: Path, held: dict) -> None:
+def test_the_vae_beats_noise_around_the_mean_and_honours_its_conditions(gen: Path, work: Path, held: dict) -> None:
     vae = load_generators(gen)["conveyor_machine"]["vae"]
     real = held["conveyor_machine"]
     synth = vae.sample(real.mode, real.severity, len(real), seed=1)
@@ -109,7 +109,7 @@ def test_the_vae_beats_noise_around_the_mean_and_honours_its_conditions(gen: Pat
     assert ours < noise - 0.15, (ours, noise)
     assert gm.marginal_distance(real.x, synth.x) < gm.marginal_distance(real.x, trivial(real))
     # conditioning: a classifier trained on real windows recognises the requested fault mode
-    train = twin_windows([Path(gen).parent / "train"], 30, 5)["conveyor_machine"]
+    train = twin_windows([work / "train"], 30, 5)["conveyor_machine"]
     m = gm.classifiable(train.mode, train.severity)
     clf = gm.ModeClassifier.fit(train.x[m], train.mode[m])
     s = gm.classifiable(synth.mode, synth.severity)

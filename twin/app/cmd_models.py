@@ -118,7 +118,7 @@ def _are_tables(sources: list[Path]) -> bool:
     return not all(dirs)
 
 
-def unused(out: Path, marker: str, force: bool) -> Path:
+def fresh_out(out: Path, marker: str, force: bool) -> Path:
     """`out` for newly trained models: refused when it already holds some (a folder per machine type with `marker`),
     which training would replace without a word, unless `force`."""
     held = sorted({p.parent.name for p in out.glob(f"*/{marker}")}) if out.is_dir() else []
@@ -238,7 +238,7 @@ def train(
     window = window or int(defaults["window"])
     if c < h:
         fail(f"--cap ({cap or f'{c:g}'}) must be at least the horizon ({horizon or f'{h:g}'})")
-    out = unused(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}",
+    out = fresh_out(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}",
                  "model.json", force)
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
     kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin import MAX_SEED
-from twin.app.cmd_models import progress_bar, unused
+from twin.app.cmd_models import fresh_out, progress_bar
 from twin.app.options import StoreOpt, err_console, fail, out_console, writable
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def train(
         fail(f"--kind {bad[0]!r}: choose {' or '.join(kinds('generator'))}")
     out = out or Path("models") / f"{runs[0].parent.name}-synth"
     for k in kind:
-        unused(out, f"{k}.json", force)
+        fresh_out(out, f"{k}.json", force)
     data = _windows(runs, window, stride, store)
     from predictors.synth import generators
 
