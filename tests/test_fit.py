@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, run_all, twin_cmd
+from tests.conftest import ROOT, assert_mistakes, run_all, twin_cmd
 from twin.fit import LogError, fit_times, log_from_run, read_log
 from twin.scenario import load_scenario
 
@@ -104,6 +104,19 @@ def test_times_with_utc_offsets_are_read_on_the_lines_clock(tmp_path: Path) -> N
     f.write_text("timestamp,machine,state\n2026-03-29T00:30:00+01:00,press-1,working\nyesterday,press-1,down\n")
     with pytest.raises(LogError, match=r"row 3 \(line 3 of a CSV\), column timestamp: 'yesterday' is not a time"):
         read_log(f, "Europe/Berlin")
+
+
+def test_fit_never_writes_over_a_file_it_reads(tmp_path: Path) -> None:
+    """`--out` the same file as `--base` (the line as engineered, with its comments) or the plant's log replaced it
+    with the fitted scenario."""
+    base, log = tmp_path / "line.yaml", tmp_path / "log.csv"
+    base.write_text(TRUTH.read_text())
+    log.write_text("timestamp,machine,state\n2026-01-05T06:00,press-1,working\n")
+    assert_mistakes(["fit", str(log), "--base", str(base)], [
+        (["--out", str(base)], f"--out {base} is the --base file it reads"),
+        (["--out", str(log)], f"--out {log} is the status log it reads"),
+    ])
+    assert base.read_text() == TRUTH.read_text() and log.read_text().startswith("timestamp,machine,state")
 
 
 @pytest.mark.slow  # the command line's way of saying it (the reader's messages are checked above, in the fast loop)

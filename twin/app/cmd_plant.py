@@ -88,6 +88,9 @@ def fit(
     from twin.scenario import load_scenario
 
     sc = open_scenario(base)
+    for what, read in (("--base file", base), ("status log", log), ("--parts log", parts), ("--levels log", levels)):
+        if read is not None and out.exists() and out.resolve() == read.resolve():
+            fail(f"--out {out} is the {what} it reads; write the fitted scenario to another file")
     writable(out, folder=False)
     if report is not None:
         writable(report, "--report")
