@@ -157,6 +157,14 @@ def test_dashboard_folders_that_are_files_are_refused(tmp_path: Path) -> None:
                                      " is a file, not a folder")])
 
 
+def test_schema_is_written_only_to_a_json_file(tmp_path: Path) -> None:
+    """`twin schema line.yaml` (meaning `twin validate`) replaced the scenario file by the JSON Schema."""
+    line = tmp_path / "line.yaml"
+    line.write_text(Path("scenarios/cnc_cell.yaml").read_text())
+    assert_mistakes(["schema"], [([str(line)], f"{line}: the JSON Schema goes to a .json file")])
+    assert line.read_text() == Path("scenarios/cnc_cell.yaml").read_text()
+
+
 def test_validate_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("scenarios/bottling.yaml").read_text().replace("seed: 20261123", "seed: -4"))

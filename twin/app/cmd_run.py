@@ -531,5 +531,8 @@ def schema(out: Annotated[Path, typer.Argument(help="where to write the JSON Sch
     """Write the JSON Schema of scenario files (generated from the validating model)."""
     from twin.scenario import write_json_schema
 
+    if out.suffix.lower() != ".json":  # `twin schema line.yaml` replaced a scenario file by the schema
+        fail(f"{out}: the JSON Schema goes to a .json file (to check a scenario file, `twin validate {out}`)")
+
     write_json_schema(writable(out, "schema", folder=False))
     out_console.print(f"wrote {out}")
