@@ -85,14 +85,14 @@ def _times(path: Path, raw: pd.Series, tz: str) -> pd.Series:
         if numeric.any():  # pandas reads a number as nanoseconds after 1970
             raise bad(int(np.flatnonzero(numeric)[0]), "is a number, not a time; write ISO 8601 "
                       "(2026-01-05T06:00:00), e.g. epoch seconds converted with pandas.to_datetime(x, unit='s').")
-        ts = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")  # any mix of offsets parses so
+        ts = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")  # any mix of offsets parses so, once
         offset = raw.astype(str).str.strip().str.contains(_OFFSET, regex=True).to_numpy()
         if offset.any() and not offset.all() and not ts.isna().any():
             row = int(np.flatnonzero(~offset)[0])
             raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + 2}'s has one; write every time "
                       "with its offset, or none (then they are read on the line's clock).")
-        if not offset.any():  # the line's clock already
-            ts = pd.to_datetime(raw, errors="coerce", utc=False, format="mixed")
+        if not offset.any():  # the line's clock already: a time without an offset was parsed as UTC, its wall time
+            ts = ts.dt.tz_localize(None)
     if ts.isna().any():
         raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")
     return ts.dt.tz_convert(tz).dt.tz_localize(None) if ts.dt.tz is not None else ts
