@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from twin import MAX_SEED
-from twin.app.options import err_console, fail, open_scenario, out_console, time_option, writable
+from twin.app.options import err_console, fail, open_scenario, out_console, repeated, time_option, writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -270,8 +270,8 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
     out = [("as is", sc)]
     for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
                           ("--add-shift", shifts or [])):
-        if twice := sorted({v for v in given if given.count(v) > 1}):
-            fail(f"{option} {twice[0]!r} is given twice; give each alternative once")
+        if (twice := repeated(given)) is not None:
+            fail(f"{option} {twice!r} is given twice; give each alternative once")
     for name in crews:
         known = {c.name: c for c in sc.repair_crews}
         if name not in known:

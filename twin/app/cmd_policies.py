@@ -14,7 +14,7 @@ from rich.table import Table
 from twin import MAX_SEED
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import models_for, progress_bar
-from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, time_option, writable
+from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, repeated, time_option, writable
 
 if TYPE_CHECKING:
     from twin.app.compare import PolicyParams
@@ -70,8 +70,8 @@ def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> 
     from twin.app.compare import POLICIES, SCENARIO_POLICIES
     from twin.scenario import ScenarioError, with_policy
 
-    if twice := sorted({p for p in policies if policies.count(p) > 1}):
-        fail(f"--policies: {twice[0]!r} is given twice; compare each policy once")
+    if (twice := repeated(policies)) is not None:
+        fail(f"--policies: {twice!r} is given twice; compare each policy once")
     if params.models is not None:
         models_for(Path(params.models), sc)  # a clear error now rather than in a worker process
     for p in policies:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
@@ -33,6 +33,11 @@ ClusterOpt = Annotated[Optional[str], typer.Option(help="a running Dask schedule
                                                     "$LINETWIN_CLUSTER, else --jobs local processes)")]
 Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes (default: one per core)")]
 StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
+
+
+def repeated(values: Sequence[str]) -> str | None:
+    """The first value given more than once (an alternative, a policy), None if each is given once."""
+    return next((v for v in values if values.count(v) > 1), None)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
