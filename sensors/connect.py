@@ -36,8 +36,10 @@ from sensors.bus.payloads import (
     state_payload,
     telemetry_payload,
 )
+from twin import TIME_RANGE
 from twin.scenario import LineId, Name, load_model
 
+_LAST_MS = epoch_ms(TIME_RANGE[1])  # a plant time must fall in the line's range, 1970 to 2200
 _LEVEL = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -464,6 +466,6 @@ def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
     except (TypeError, ValueError):
         raise Unmapped(f"timestamp field {spec.field!r} is {raw!r}, not a time in {spec.unit}") from None
     ms = value * 1000 if spec.unit == "s" else value
-    if not 0 <= ms < 7.3e12:  # 1970 to 2200
+    if not 0 <= ms < _LAST_MS:
         raise Unmapped(f"timestamp {raw!r} ({spec.unit}) is not between 1970 and 2200")
     return int(ms)

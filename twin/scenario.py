@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from twin import MAX_SEED
+from twin import MAX_SEED, TIME_RANGE
 from twin.distributions import (
     DIST_TAGS,
     Constant,
@@ -498,7 +498,7 @@ class Scenario(_Strict):
     @field_validator("start")
     @classmethod
     def _sane_start(cls, v: dt.datetime) -> dt.datetime:
-        if not dt.datetime(1970, 1, 1) <= v.replace(tzinfo=None) <= dt.datetime(2200, 1, 1):
+        if not TIME_RANGE[0] <= v.replace(tzinfo=None) <= TIME_RANGE[1]:
             raise ValueError(f"must be between 1970 and 2200, got {v.isoformat()} (readings carry epoch times)")
         return v
 

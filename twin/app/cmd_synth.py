@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from twin import MAX_SEED
+from twin import MAX_SEED, TIME_RANGE
 from twin.app.cmd_models import fresh_out, progress_bar
 from twin.app.options import StoreOpt, err_console, fail, out_console, writable
 
@@ -96,7 +96,7 @@ def synth(
         fail(f"--start {start!r}: give a timestamp such as '2026-01-01 06:00'")
     if t0.tzinfo is not None:  # the store's times are UTC, without a zone
         t0 = t0.tz_convert("UTC").tz_localize(None)
-    if not pd.Timestamp("1970-01-01") <= t0 < pd.Timestamp("2200-01-01"):
+    if not TIME_RANGE[0] <= t0 < TIME_RANGE[1]:
         fail(f"--start {start!r}: give a time between 1970 and 2200 (the store's and the bus's range)")
     from twin.scenario import NAME_PATTERN
 
