@@ -26,7 +26,7 @@ import time
 import uuid
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -34,10 +34,13 @@ import pandas as pd
 
 from sensors.bus.broker import (
     MQTT_VERSIONS,
+    RUN_SESSION_EXPIRY,
+    SESSION_EXPIRY,
     BrokerError,
     BrokerURL,
     connect,
     credentials_env,
+    end_session,
     make_client,
     negotiate,
     subscribe_confirmed,
@@ -57,6 +60,9 @@ from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 from sensors.store.ledger import home
 
 log = logging.getLogger("linetwin.ingest")
+# durable: the session outlives the worker (24 h), for the group's next worker; run: it survives a broker restart
+# and ends with the worker (a run's own ingest); ephemeral: it ends with the connection
+Session = Literal["durable", "run", "ephemeral"]
 Item = tuple[int, int, "Telemetry | StateChange | Levels", str, bytes]  # mid, QoS, parsed message, topic, payload
 
 
@@ -145,12 +151,13 @@ class Ingest:
 
     def __init__(self, url: BrokerURL, store: Store, *, prefix: str = "+/+/+", group: str = "linetwin-ingest",
                  client_id: str | None = None, protocol: int | None = None, flush_interval: float = 0.1,
-                 max_rows: int = 50_000, durable: bool = True, spool: Path | None = None) -> None:
+                 max_rows: int = 50_000, session: Session = "durable", spool: Path | None = None) -> None:
         self.url, self.store, self.prefix, self.group = url, store, prefix, group
         self.protocol = protocol if protocol is not None else negotiate(url)
-        self.client = make_client(url, client_id or f"linetwin-ingest-{uuid.uuid4().hex[:12]}",
-                                  protocol=self.protocol, manual_ack=True, durable=durable)
-        self.durable = durable
+        self.client_id = client_id or f"linetwin-ingest-{uuid.uuid4().hex[:12]}"
+        self.session = session
+        self.client = make_client(url, self.client_id, protocol=self.protocol, manual_ack=True,
+                                  durable=session != "ephemeral")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.flush_interval, self.max_rows = flush_interval, max_rows
@@ -185,7 +192,8 @@ class Ingest:
     def start(self, timeout: float = 10.0) -> Ingest:
         """Connect and return once the broker has confirmed the subscriptions (nothing published after is missed)."""
         self._writer.start()
-        connect(self.client, self.url, durable=self.durable)
+        connect(self.client, self.url, durable=self.session != "ephemeral",
+                expiry=RUN_SESSION_EXPIRY if self.session == "run" else SESSION_EXPIRY)
         subscribe_confirmed(self.client, self.url, self._topics(), timeout)
         return self
 
@@ -416,12 +424,19 @@ class Ingest:
         return self._holds(run, readings)
 
     def stop(self) -> None:
-        """Write and acknowledge what was received, then disconnect (the session stays for the next start)."""
+        """Write and acknowledge what was received, then disconnect (a durable session stays for the next start; a
+        run's session ends here)."""
         self._closing = True
         self._stop.set()
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.session == "run":
+            try:
+                end_session(self.url, self.client_id, self.protocol)
+            except BrokerError as e:
+                log.warning("the run's ingest session stays in the broker (it expires in %d s): %s",
+                            RUN_SESSION_EXPIRY, e)
         if self.spool:
             self._drain(force=True)
         self.spool.close()  # one that still holds messages stays: the group's next worker writes them
@@ -444,7 +459,7 @@ class IngestProcess:
         # ingest may take a share of this run's messages
         args = [sys.executable, "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
                 "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id,
-                "--group", f"linetwin-run-{self.run_id}", "--ephemeral", "--position"]
+                "--group", f"linetwin-run-{self.run_id}", "--run-session", "--position"]
         if self.protocol is not None:
             args += ["--mqtt-version", MQTT_VERSIONS[self.protocol]]
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):

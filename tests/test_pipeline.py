@@ -151,6 +151,22 @@ def test_a_flat_out_run_is_held_to_its_ingest_through_a_broker_restart(mosquitto
     assert lead < stats.max_lead <= lead + 30_000  # it was ahead, and held
     assert stats.held_s > 2.0  # at least the broker's absence
     assert_exactly_once(tmp_path, stats)
+    assert not session_left(mosquitto.url, f"linetwin-ingest-{stats.run_id}")  # it kept its session, then ended it
+
+
+def session_left(url: BrokerURL, client_id: str) -> bool:
+    """Whether the broker still holds a session for `client_id` (a clean start would remove it: this one resumes)."""
+    answered: list[bool] = []
+    probe = make_client(url, client_id, durable=True)
+    probe.on_connect = lambda c, u, flags, rc, p: answered.append(flags.session_present)
+    probe.connect(url.host, url.port, clean_start=False)  # MQTT 5; the session expires when the probe leaves
+    probe.loop_start()
+    deadline = time.monotonic() + 10
+    while not answered and time.monotonic() < deadline:
+        time.sleep(0.02)
+    probe.disconnect()
+    probe.loop_stop()
+    return answered[0]
 
 
 def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
@@ -163,7 +179,8 @@ def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: 
 
     store = open_store(f"duckdb:///{tmp_path / 'other.duckdb'}")
     topics = LineTopics("s", "a", "held")
-    ingest = Ingest(mosquitto.url, store, prefix="s/a/other", client_id="other-line-ingest", durable=False).start()
+    ingest = Ingest(mosquitto.url, store, prefix="s/a/other", client_id="other-line-ingest",
+                    session="ephemeral").start()
     pub = Publisher(mosquitto.url, topics, "held-run", 0, spill_dir=tmp_path, require_subscriber=False).start()
     try:
         pub.outbox.put_many([(topics.telemetry("st", "m1"), telemetry_payload(

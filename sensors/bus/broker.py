@@ -34,6 +34,9 @@ from paho.mqtt.properties import Properties
 ENV_USER, ENV_PASSWORD = "LINETWIN_MQTT_USERNAME", "LINETWIN_MQTT_PASSWORD"
 TWIN_USER, VIEWER_USER = "twin", "viewer"  # the embedded broker's accounts: the run's own, and read-only
 SESSION_EXPIRY = 24 * 3600  # seconds a durable consumer's session outlives it
+# a run's own ingest keeps its session through a broker restart (the messages queued for it survive) and ends it when
+# it stops; one killed before that leaves a session that queues the line's messages for at most this long
+RUN_SESSION_EXPIRY = 3600
 
 
 class BrokerError(Exception):
@@ -146,8 +149,10 @@ def make_client(url: BrokerURL, client_id: str, *, protocol: int = mqtt.MQTTv5, 
     return client
 
 
-def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, timeout: float = 10.0) -> None:
-    """Connect and wait for the broker's answer; raise BrokerError on refusal (no retry storm)."""
+def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, expiry: int = SESSION_EXPIRY,
+            timeout: float = 10.0) -> None:
+    """Connect and wait for the broker's answer; raise BrokerError on refusal (no retry storm). A durable session
+    outlives the connection by `expiry` seconds (MQTT 5)."""
     done = threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -165,7 +170,7 @@ def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, timeo
     if client.protocol == mqtt.MQTTv5:
         props = Properties(PacketTypes.CONNECT)
         if durable:
-            props.SessionExpiryInterval = SESSION_EXPIRY
+            props.SessionExpiryInterval = expiry
         kwargs = {"clean_start": not durable, "properties": props}
     try:
         client.connect(url.host, url.port, keepalive=30, **kwargs)
@@ -188,6 +193,15 @@ def connect(client: mqtt.Client, url: BrokerURL, *, durable: bool = False, timeo
                 if "authori" in name.lower() or "password" in name.lower() else "check the broker's settings")
         raise BrokerError(f"the MQTT broker at {url} refused the connection ({name}); {hint}", "refused",
                           getattr(rc, "value", None))
+
+
+def end_session(url: BrokerURL, client_id: str, protocol: int) -> None:
+    """Remove the broker's session of `client_id` (its subscriptions and what is queued for it): connect once with a
+    clean start and leave. For a consumer whose durable session must not outlive it (MQTT 3.1.1 has no expiry)."""
+    client = make_client(url, client_id, protocol=protocol)
+    connect(client, url)
+    client.disconnect()
+    client.loop_stop()
 
 
 def subscribe_confirmed(client: mqtt.Client, url: BrokerURL, topics: list[tuple[str, int]],

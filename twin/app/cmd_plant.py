@@ -176,7 +176,7 @@ def connect(
             if store is not None:
                 db = open_store(store)
                 sink = Ingest(conn.target, db, prefix=conn.topics.prefix, group=f"linetwin-connect-{cfg.run}",
-                              durable=False).start()
+                              session="run").start()
             conn.start()
         except (BrokerError, StoreError, OpcUaError) as e:
             fail(str(e), code=3)

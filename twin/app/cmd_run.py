@@ -411,6 +411,8 @@ def ingest(
     = None,
     durable: Annotated[bool, typer.Option("--durable/--ephemeral", help="keep the session (and the messages "
                                           "queued for it) while this worker is down")] = True,
+    run_session: Annotated[bool, typer.Option(hidden=True, help="keep the session through a broker restart and end "
+                                              "it when this worker stops (a run's own ingest)")] = False,
     mqtt_version: Annotated[str, typer.Option(help="5, 3.1.1, or auto: ask the broker (a broker that ignores MQTT "
                                               "5 costs a few seconds of waiting)")] = "auto",
     spool: Annotated[Optional[Path], typer.Option(help="where messages wait on disk while the store is away "
@@ -442,7 +444,8 @@ def ingest(
         try:
             db = open_store(store, patient=False)  # a store away: messages go to the spool at once
             assert url is not None  # --broker is required
-            worker = Ingest(url, db, prefix=line, group=group, durable=durable,
+            worker = Ingest(url, db, prefix=line, group=group,
+                            session="run" if run_session else "durable" if durable else "ephemeral",
                             client_id=client_id or f"linetwin-ingest-{group}", protocol=versions.get(mqtt_version),
                             spool=spool)
             try:  # the spool: checked before any message is acknowledged into it

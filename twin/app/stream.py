@@ -180,7 +180,7 @@ def _ingest(stack: contextlib.ExitStack, ingest: IngestMode, url: BrokerURL, sto
         store = open_store(store_url, patient=False)
         stack.callback(store.close)
         sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=f"linetwin-run-{run_id}",
-                      client_id=f"linetwin-ingest-{run_id}", durable=False).start()
+                      client_id=f"linetwin-ingest-{run_id}", session="run").start()
         stack.callback(sink.stop)
         return sink
     if ingest == "process":  # a child: the second core parses and writes while this one simulates
