@@ -107,6 +107,28 @@ def test_tune_finds_a_setting_and_says_why(tmp_path: Path) -> None:
     assert set(summary.policy) == {"wear_limit=0.3", "wear_limit=0.7", "wear_limit=0.95"}
 
 
+def test_a_second_comparison_keeps_the_first_report(tmp_path: Path) -> None:
+    """`twin compare` and `twin tune` wrote every run into reports/compare-<scenario> (or --out) over the report
+    before, without a word; like `twin evaluate`, each now gets a new folder, and an --out that holds a report needs
+    --force."""
+    args = ["compare", str(ROOT / "scenarios/bottling.yaml"), "--policies", "run-to-failure,oracle",
+            "--replications", "2", "--duration", "1 h", "--warmup", "0", "--jobs", "1"]
+    for _ in range(2):
+        r = subprocess.run(twin_cmd(*args), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+    first, second = sorted((tmp_path / "reports").iterdir())
+    assert first.name.startswith("compare-bottling-") and (first / "report.md").exists()
+    assert (second / "report.md").exists()
+    before = (first / "report.md").read_text()
+    tune = ["tune", "scenarios/bottling.yaml", "--policy", "preventive", "--values", "1 h,2 h"]
+    assert_mistakes([], [([*args[:2], "--out", str(first)], f"--out {first}: holds an earlier report"),
+                         ([*tune, "--out", str(first)], "or add --force to replace it")])
+    assert (first / "report.md").read_text() == before
+    r = subprocess.run(twin_cmd(*args, "--out", first, "--force"), capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_tune_says_when_no_setting_is_significantly_better() -> None:
     """2 h vs 4 h once came out 'best' at 3,820 ± 16,990: settings this close are reported as a tie."""
     sc = with_policy(load_scenario("scenarios/bottling.yaml"), "perfect-monitoring").model_copy(

@@ -131,10 +131,14 @@ def test_twin_synth_writes_readings_marked_synthetic(gen: Path, tmp_path: Path) 
     vib = df[df.sensor == "vibration_rms"].value
     assert 0 <= vib.median() < 15  # mm/s: a machine's vibration, not noise around zero
     # more windows than one batch: written batch by batch (a million as one frame took 40 GB), the same readings
-    # as one frame of every window, times running on across the batches
-    r = subprocess.run(twin_cmd("synth", "--model", gen, "--machine-type", "conveyor_machine", "--fault",
-                                "bearing_wear", "--n", 4100, "--seed", 5, "--out", out, "--start", "2026-01-01 06:00"),
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    # as one frame of every window, times running on across the batches; an existing file is replaced only with
+    # --force (it was replaced without a word)
+    again = ("synth", "--model", gen, "--machine-type", "conveyor_machine", "--fault", "bearing_wear", "--n", 4100,
+             "--seed", 5, "--out", out, "--start", "2026-01-01 06:00")
+    before = out.read_bytes()
+    r = subprocess.run(twin_cmd(*again), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and "the file exists" in r.stderr and "--force" in r.stderr and out.read_bytes() == before
+    r = subprocess.run(twin_cmd(*again, "--force"), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0 and "615,000 readings" in r.stdout, r.stderr
     whole = load_generators(gen)["conveyor_machine"]["vae"].sample("bearing_wear", 0.8, 4100, seed=5).to_frame(
         pd.Timestamp("2026-01-01 06:00"), run="synthetic-vae-5", machine="conveyor_machine")
@@ -201,12 +205,16 @@ def test_twin_synth_evaluate_writes_the_report(gen: Path, work: Path, tmp_path: 
 
 def test_twin_synth_evaluate_mistakes_are_named_before_the_scoring(gen: Path, work: Path, tmp_path: Path) -> None:
     """`--rare` with a mode the runs do not have ended in a DataError traceback after minutes of scoring; `--keep`
-    without `--rare` did nothing, without a word."""
+    without `--rare` did nothing, without a word; a second evaluation wrote over the first one's report."""
     base = ["synth", "evaluate", str(work / "heldout"), "--model", str(gen), "--out", str(tmp_path / "rep")]
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "report.md").write_text("an earlier report")
     assert_mistakes(base, [(["--rare", "nosuch", "--train", str(work / "train")],
                             "--rare 'nosuch': no machine type of the --train runs has that wear-out mode"),
-                           (["--keep", "3"], "--keep belongs to --rare MODE")])
-    assert not (tmp_path / "rep").exists()
+                           (["--keep", "3"], "--keep belongs to --rare MODE"),
+                           (["--out", str(earlier)], f"--out {earlier}: holds an earlier report")])
+    assert not (tmp_path / "rep").exists() and (earlier / "report.md").read_text() == "an earlier report"
 
 
 def test_a_rare_fault_mode_keeps_one_failure(work: Path) -> None:

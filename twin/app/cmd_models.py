@@ -23,6 +23,7 @@ from twin.app.options import (
     CaOpt,
     CertOpt,
     ClusterOpt,
+    ForceOpt,
     Jobs,
     KeyOpt,
     LineOpt,
@@ -32,6 +33,7 @@ from twin.app.options import (
     fail,
     line_prefix,
     out_console,
+    report_folder,
     stop_signals,
     time_option,
     writable,
@@ -296,7 +298,7 @@ def evaluate(
                                                      "folder>-<time>)")] = None,
     rul: Annotated[Optional[Path], typer.Option(help="test protocol: true RUL of each unit of a test table cut "
                                                 "off before failure")] = None,
-    force: Annotated[bool, typer.Option(help="write into --out even if it holds an earlier report")] = False,
+    force: ForceOpt = False,
     threads: Threads = None,
     store: StoreOpt = None,
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
@@ -304,14 +306,9 @@ def evaluate(
     end_column: EndCol = None,
 ) -> None:
     """Score models on held-out data beside the naive baseline; write report.md with plots."""
-    import datetime as dt
-
     set_threads(threads)
-    if out is not None and out.is_dir() and any(out.iterdir()) and not force:
-        fail(f"--out {out}: holds an earlier report; choose another folder, leave --out out (a new folder each "
-             "time), or add --force to replace it")
     if out is not None:
-        writable(out)
+        report_folder(out, "", force)
     _are_tables(sources)  # a missing source named before the models (and torch) load
     from predictors.evaluate import evaluate as run_evaluation
     from predictors.evaluate import overlap, table, write_report
@@ -355,10 +352,7 @@ def evaluate(
         out_console.print(t)
     if not evals:
         fail("none of the models matches this data's machine types; train on data from the same line")
-    if out is None:  # a new folder for each evaluation: an earlier report is never overwritten
-        stem = Path("reports") / f"{models[0].name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-        out = next(p for k in range(1, 1000) if not (p := stem.with_name(stem.name + (f"-{k}" if k > 1 else "")))
-                   .exists())
+    out = out or report_folder(None, models[0].name)  # made once there is something to report
     path = write_report(evals, out, f"Fault forecasting: {', '.join(m.name for m in models)}",
                         [f"Evaluation data: {', '.join(map(str, sources))}.", *warned])
     out_console.print(f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)

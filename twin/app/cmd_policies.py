@@ -14,7 +14,17 @@ from rich.table import Table
 from twin import MAX_SEED
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import models_for, progress_bar
-from twin.app.options import ClusterOpt, Jobs, fail, open_scenario, out_console, repeated, time_option, writable
+from twin.app.options import (
+    ClusterOpt,
+    ForceOpt,
+    Jobs,
+    fail,
+    open_scenario,
+    out_console,
+    repeated,
+    report_folder,
+    time_option,
+)
 
 if TYPE_CHECKING:
     from twin.app.compare import PolicyParams
@@ -112,7 +122,9 @@ def compare(
                                        "forecast, until the next buffer covers the stop)")] = "none",
     jobs: Jobs = None,
     cluster: ClusterOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/compare-<scenario>)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
+                                                     "reports/compare-<scenario>-<time>)")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
@@ -129,7 +141,7 @@ def compare(
                             "--wear-limit": wear_limit is not None, "--models": models is not None,
                             "--on": on != 0.5, "--defer": defer != "none"}, sc)
     _check_policies(names, params, sc)
-    out = writable(out or Path("reports") / f"compare-{file.stem}")  # once the options are good
+    out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
     with progress_bar() as bar:
         task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
                             sc.replications, note="")
@@ -171,8 +183,9 @@ def tune(
     warmup: Annotated[Optional[str], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
     models: ModelsOpt = None, jobs: Jobs = None, cluster: ClusterOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/tune-<scenario>-<policy>)")]
-    = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
+                                                     "reports/tune-<scenario>-<policy>-<time>)")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
@@ -217,7 +230,7 @@ def tune(
                 with_policy(sc, policy, True, **{parameter: v})
             except ScenarioError as e:
                 fail(f"--values: {v:g}: {e}")
-    out = writable(out or Path("reports") / f"tune-{file.stem}-{policy}")  # once the options are good
+    out = report_folder(out, f"tune-{file.stem}-{policy}", force)  # once the options are good
     with progress_bar() as bar:
         task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                             total=len(nums) * sc.replications, note="")

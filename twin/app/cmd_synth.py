@@ -14,7 +14,7 @@ from rich.table import Table
 
 from twin import MAX_SEED, TIME_RANGE
 from twin.app.cmd_models import fresh_out, progress_bar
-from twin.app.options import StoreOpt, err_console, fail, out_console, writable
+from twin.app.options import ForceOpt, StoreOpt, err_console, fail, out_console, report_folder, writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +71,7 @@ def synth(
     machine: Annotated[Optional[str], typer.Option(help="machine name written into the file (default: the "
                                                    "machine type)")] = None,
     start: Annotated[str, typer.Option(help="timestamp of the first reading")] = "2026-01-01 00:00",
+    force: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Generate n synthetic windows of a fault mode at a severity into a Parquet file of readings."""
     if ctx.invoked_subcommand is not None:
@@ -105,6 +106,9 @@ def synth(
              "as in a scenario)")
     if out.suffix.lower() not in (".parquet", ".pq"):
         fail(f"--out {out}: give a .parquet file")
+    if out.exists() and not force:
+        fail(f"--out {out}: the file exists (earlier windows, or other data); give another file, or add --force to "
+             "replace it")
     try:
         batches = g.sample_batches(fault, severity, n, seed, batch=4096)
         first = next(batches)
@@ -200,7 +204,9 @@ def train(
 def evaluate(
     runs: Annotated[list[Path], typer.Argument(help="held-out twin run folders (not used in training)")],
     model: Annotated[Path, typer.Option(help="generator folder from `twin synth train`")],
-    out: Annotated[Optional[Path], typer.Option(help="report folder (default: reports/<model folder>)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new reports/<model folder>-<time>)")]
+    = None,
+    force: ForceOpt = False,
     iterations: Annotated[int, typer.Option(min=10, help="training iterations of the post-hoc GRUs")] = 2000,
     stride: Annotated[int, typer.Option(min=1, help="minutes between held-out windows")] = 5,
     rare: Annotated[Optional[str], typer.Option(help="usefulness experiment: make this fault mode rare in --train "
@@ -240,7 +246,7 @@ def evaluate(
     if rare is not None and rare not in modes:  # named now, not after the scoring (minutes) as a traceback
         fail(f"--rare {rare!r}: no machine type of the --train runs has that wear-out mode; choose one of "
              f"{', '.join(modes) or 'none (these runs have no wear-out modes)'}")
-    out = writable(out or Path("reports") / f"{model.name}")
+    out = report_folder(out, model.name, force)
     reports, augment, anomaly, vaes = [], None, {}, {}
     with progress_bar() as bar:
         task = bar.add_task("scoring", total=None, note="")

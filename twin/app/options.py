@@ -87,6 +87,28 @@ def writable(path: Path, option: str = "--out", folder: bool = True) -> Path:
     return path
 
 
+ForceOpt = Annotated[bool, typer.Option(help="write into --out even if it holds an earlier report")]
+
+
+def report_folder(out: Optional[Path], name: str, force: bool = False) -> Path:
+    """Where a report goes, made now: `out`, refused while it holds an earlier report unless `force`; else a new
+    folder reports/<name>-<time> (-2, -3 … if taken), so that an earlier report is never replaced without a word."""
+    import datetime as dt
+
+    if out is not None:
+        if out.is_dir() and any(out.iterdir()) and not force:
+            fail(f"--out {out}: holds an earlier report; choose another folder, leave --out out (a new folder each "
+                 "time), or add --force to replace it")
+        return writable(out)
+    stem = writable(Path("reports")) / f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    for k in range(1, 1000):
+        folder = stem.with_name(stem.name + (f"-{k}" if k > 1 else ""))
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            return folder
+    fail(f"{stem.parent}: no free report folder named {stem.name}-N; remove old reports or give --out")
+
+
 def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
     """A time option such as '8 h' in seconds (None if not given), or a clear error naming the option."""
     from twin.distributions import parse_duration
