@@ -170,7 +170,7 @@ class Ingest:
         self._closing = False
         self.expected: dict[str, int] = {}
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
-        self.taken_by_run: dict[str, int] = {}  # readings of messages acknowledged to the broker (stored or spooled)
+        self.taken_by_run: dict[str, int] = {}  # messages (readings, states, levels) acknowledged: stored or spooled
         self._last_count = 0.0
         self.received = 0
         self.stored = 0
@@ -323,12 +323,12 @@ class Ingest:
 
     def _ack(self, items: list[Item]) -> None:
         """Acknowledge messages from the broker (stored, spooled or dead-lettered: the broker may forget them) and
-        count their readings as taken, the position a streamed run's publisher keeps its lead over."""
+        count them as taken per run: the position a streamed run's publisher keeps its lead over (in messages, what a
+        broker's queue limit counts)."""
         for mid, qos, item, *_ in items:
             if qos:
                 self.client.ack(mid, qos)
-                if isinstance(item, Telemetry):
-                    self.taken_by_run[item.run] = self.taken_by_run.get(item.run, 0) + len(item.values)
+                self.taken_by_run[item.run] = self.taken_by_run.get(item.run, 0) + 1
 
     def _isolate(self, items: list[Item]) -> None:
         """A batch the store refused, message by message (`_one_by_one`); when the store does not answer at all (an
@@ -451,7 +451,7 @@ class IngestProcess:
         self.protocol = protocol  # the MQTT version, where the run knows it (else the child probes the broker)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
-        self.taken = 0  # readings of the run the process has taken off the broker (its `position` lines)
+        self.taken = 0  # messages of the run the process has taken off the broker (its `position` lines)
         self._ready = threading.Event()
 
     def start(self, timeout: float = 60.0) -> IngestProcess:
@@ -489,7 +489,7 @@ class IngestProcess:
                 self.taken = int(line.split()[1])
 
     def position(self) -> int | None:
-        """Readings of the run taken off the broker so far; None once the process has ended (nothing more will be)."""
+        """Messages of the run taken off the broker so far; None once the process has ended (nothing more will be)."""
         assert self.proc is not None
         return None if self.proc.poll() is not None else self.taken
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from twin.truth import StateFollower
 Message = tuple[str, bytes, bool]  # topic, payload, retain
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
 NOT_AUTHORIZED = 135  # MQTT 5 reason code of a PUBACK or DISCONNECT for a publish the ACL denies
+HOLD_EVERY = 100  # messages queued between two calls of a flat-out run's flow control
 
 
 class Outbox:
@@ -139,6 +141,7 @@ class Publisher:
         self.client.max_queued_messages_set(window)
         self.client.on_publish = self._on_publish
         self.readings_published = 0
+        self.data_messages = 0  # messages of readings, states and levels: what the run's ingest takes off the broker
         self.messages_sent = 0
         self.acked = 0
         self.unheard = 0
@@ -237,8 +240,10 @@ class Publisher:
         self._sensor_of = self._catalog.sensor.to_numpy(dtype=object)
         self._station_of = dict(zip(self._catalog.machine, self._catalog.station))
 
-    def on_readings(self, line: Line, batch: Readings) -> None:
-        """Encode one chunk of readings (per machine, `batch` readings a message) and queue them."""
+    def on_readings(self, line: Line, batch: Readings, hold: Callable[[], None] | None = None) -> None:
+        """Encode one chunk of readings (per machine, `batch` readings a message) and queue them; `hold()` is called
+        before each HOLD_EVERY messages go into the queue (a flat-out run's flow control: however large a chunk,
+        what the ingest has not taken yet stays bounded)."""
         if self._catalog is None:
             raise RuntimeError("Publisher.set_catalog() must be called before readings are published")
         self.check()
@@ -265,7 +270,12 @@ class Publisher:
         if levels:
             now_ms = self.start_ms + round(line.env.now * 1000)
             messages.append((self.topics.buffers, buffers_payload(self.run_id, line.replication, now_ms, levels), True))
-        self.outbox.put_many(messages)
+        for i in range(0, len(messages), HOLD_EVERY):
+            if hold is not None:
+                hold()
+            part = messages[i:i + HOLD_EVERY]
+            self.data_messages += len(part)
+            self.outbox.put_many(part)
 
     def _state_messages(self, line: Line) -> list[Message]:
         out = []

@@ -418,7 +418,7 @@ def ingest(
     spool: Annotated[Optional[Path], typer.Option(help="where messages wait on disk while the store is away "
                                                   "(default: one file per group and store in linetwin's home)")]
     = None,
-    position: Annotated[bool, typer.Option(hidden=True, help="print the readings of --until-run taken off the "
+    position: Annotated[bool, typer.Option(hidden=True, help="print the messages of --until-run taken off the "
                                            "broker, on stdout every tenth of a second (for the run's publisher)")]
     = False,
 ) -> None:

@@ -50,7 +50,7 @@ class StreamStats:
     rejected: int = 0
     complete: bool = False
     held_s: float = 0.0  # wall seconds the simulation waited for the run's ingest (flow control)
-    max_lead: int = 0  # the most readings published and not yet taken by the ingest, seen after a chunk
+    max_lead: int = 0  # the most messages published and not yet taken by the ingest, seen after a chunk
     notes: list[str] = field(default_factory=list)
 
 

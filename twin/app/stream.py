@@ -37,17 +37,19 @@ IngestMode = Literal["process", "thread", "none"]  # where a streamed run's own 
 Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]
 LIVE_KPI_EVERY = 2.0  # wall seconds between the running replication's KPIs on MQTT (the dashboard's live tiles)
 PolicyFactory = Callable[[Machine], MaintenancePolicy]  # a maintenance policy per machine (e.g. alert-driven)
-# readings a flat-out run may publish ahead of what its ingest has taken off the broker (stored or spooled): about
-# 15 MB of JSON in the broker, and five of the ingest's 50,000-row writes, so it never runs dry (body_shop 8 h
-# streamed took 10.7-12.4 s with this bound, 11.1-12.6 s with none; the broker peaked at 27 MB, not 74-90 MB)
-MAX_LEAD = 250_000
+# messages (of readings, states, levels) a flat-out run may publish ahead of what its ingest has taken off the broker
+# (stored or spooled), counted as a broker's queue limit counts them: with the HOLD_EVERY put in after a check, under
+# the 1,000 that mosquitto queues for a client by default and drops past (a bound of 250,000 readings, 1,250
+# messages, checked after each chunk, lost 20,200 of body_shop's readings behind such a broker); still about 100,000
+# readings, two of the ingest's writes, so it does not run dry
+MAX_LEAD = 500
 HOLD_NOTE_AFTER = 10.0  # wall seconds of holding before the run says why it waits
 
 
 class FlowControl:
-    """Holds the publishing simulation while the run's ingest lags by more than `max_lead` readings.
+    """Holds the publishing simulation while the run's ingest lags by more than `max_lead` messages.
 
-    `position()` gives the readings of the run the ingest has taken off the broker, or None once it is gone
+    `position()` gives the messages of the run the ingest has taken off the broker, or None once it is gone
     (then nothing is held: the run's end says what did not arrive). An ingest that takes nothing for `patience`
     seconds is not waited for any more either: the run goes on, and its drain at the end says what is missing,
     as it did before flow control (never a wait without end for a broker or a store that does not come back)."""
@@ -64,17 +66,17 @@ class FlowControl:
             self.on_note(text)
 
     def hold(self) -> None:
-        """Return once the ingest is within `max_lead` readings of what was published (or gone, or stuck)."""
+        """Return once the ingest is within `max_lead` messages of what was published (or gone, or stuck)."""
         taken = self.position()
         if taken is None or self.gave_up:
             return
-        lead = self.pub.readings_published - taken
+        lead = self.pub.data_messages - taken
         self.stats.max_lead = max(self.stats.max_lead, lead)
         if lead <= self.max_lead:
             return
         start = moved = time.monotonic()
         noted = False
-        while taken is not None and self.pub.readings_published - taken > self.max_lead:
+        while taken is not None and self.pub.data_messages - taken > self.max_lead:
             self.pub.check()  # the broker's refusal ends the run instead of a wait for nothing
             time.sleep(0.02)
             now, last = time.monotonic(), taken
@@ -83,13 +85,13 @@ class FlowControl:
                 moved = now
             elif now - moved > self.patience:
                 self.gave_up = True
-                self._note(f"the run's ingest took no reading for {self.patience:g} s; the simulation goes on without "
+                self._note(f"the run's ingest took no message for {self.patience:g} s; the simulation goes on without "
                            "waiting for it (the broker queues what it publishes)")
                 break
             if not noted and now - start > HOLD_NOTE_AFTER and self.on_note is not None:
                 noted = True  # said while it waits, not kept for the run's report
-                behind = self.pub.readings_published - (taken or 0)
-                self.on_note(f"the simulation waits for the run's ingest, {behind:,} readings behind (is the broker "
+                behind = self.pub.data_messages - (taken or 0)
+                self.on_note(f"the simulation waits for the run's ingest, {behind:,} messages behind (is the broker "
                              "or the store away?); nothing is lost meanwhile")
         self.stats.held_s += time.monotonic() - start
 
@@ -141,9 +143,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
 
         def on_readings(line: Line, batch: Readings) -> None:
             """Publish the readings; and, every few wall seconds, the running replication's KPIs so far."""
-            pub.on_readings(line, batch)
-            if flow is not None:
-                flow.hold()
+            pub.on_readings(line, batch, hold=None if flow is None else flow.hold)
             if time.monotonic() >= next_kpis[0] and line.env.now > scenario.warmup:
                 next_kpis[0] = time.monotonic() + LIVE_KPI_EVERY
                 pub.publish_kpis(line.replication, replication_kpis(line), t=float(line.env.now))
@@ -191,7 +191,7 @@ def _ingest(stack: contextlib.ExitStack, ingest: IngestMode, url: BrokerURL, sto
 
 
 def _position(sink: Ingest | IngestProcess, run_id: str) -> Callable[[], int | None]:
-    """How far the run's own ingest has got: readings of the run it has taken off the broker (None once gone)."""
+    """How far the run's own ingest has got: messages of the run it has taken off the broker (None once gone)."""
     if isinstance(sink, IngestProcess):
         return sink.position
     return lambda: sink.taken_by_run.get(run_id, 0)
