@@ -172,6 +172,7 @@ class Ingest:
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
         self.taken_by_run: dict[str, int] = {}  # messages (readings, states, levels) acknowledged: stored or spooled
         self._last_count = 0.0
+        self._counted: dict[str, int] = {}  # the store's last count of a run's readings
         self.received = 0
         self.stored = 0
         self.rejected = 0
@@ -251,16 +252,17 @@ class Ingest:
         """What this worker stored of `run` (new messages only) is the count; the store is asked only every few
         seconds, for rows an earlier worker wrote, and only where it can count (a line-protocol server without
         Flux, such as VictoriaMetrics, cannot: then this worker's own count decides)."""
-        if self.stored_by_run.get(run, 0) >= readings:
+        if max(self.stored_by_run.get(run, 0), self._counted.get(run, 0)) >= readings:
             return True
         now = time.monotonic()
         if now - self._last_count < 3.0:
             return False
         self._last_count = now
         try:
-            return self.store.count(run) >= readings
+            self._counted[run] = self.store.count(run)  # kept: a run once held stays held between the store's counts
         except Exception:
             return False
+        return self._counted[run] >= readings
 
     def finished_runs_complete(self) -> bool:
         """True once every run announced as finished has all its readings in the store."""
@@ -425,13 +427,14 @@ class Ingest:
 
     def stop(self) -> None:
         """Write and acknowledge what was received, then disconnect (a durable session stays for the next start; a
-        run's session ends here)."""
+        run's session ends here, unless a run it was told of is still owed readings: they wait in it for the next
+        worker with this client id, for RUN_SESSION_EXPIRY seconds)."""
         self._closing = True
         self._stop.set()
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
-        if self.session == "run":
+        if self.session == "run" and not any(not self._holds(r, n) for r, n in self.expected.items()):
             try:
                 end_session(self.url, self.client_id, self.protocol)
             except BrokerError as e:

@@ -156,11 +156,17 @@ def test_a_flat_out_run_is_held_to_its_ingest_through_a_broker_restart(mosquitto
 
 
 def session_left(url: BrokerURL, client_id: str) -> bool:
-    """Whether the broker still holds a session for `client_id` (a clean start would remove it: this one resumes)."""
+    """Whether the broker still holds a session for `client_id`: resumed, kept (for an hour) and left as it was (what
+    it queues is delivered to the probe but never acknowledged, so it is delivered again to the next one)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     answered: list[bool] = []
-    probe = make_client(url, client_id, durable=True)
+    probe = make_client(url, client_id, durable=True, manual_ack=True)
     probe.on_connect = lambda c, u, flags, rc, p: answered.append(flags.session_present)
-    probe.connect(url.host, url.port, clean_start=False)  # MQTT 5; the session expires when the probe leaves
+    keep = Properties(PacketTypes.CONNECT)
+    keep.SessionExpiryInterval = 3600
+    probe.connect(url.host, url.port, clean_start=False, properties=keep)
     probe.loop_start()
     deadline = time.monotonic() + 10
     while not answered and time.monotonic() < deadline:
@@ -168,6 +174,46 @@ def session_left(url: BrokerURL, client_id: str) -> bool:
     probe.disconnect()
     probe.loop_stop()
     return answered[0]
+
+
+def test_a_runs_ingest_stopped_before_the_run_is_stored_leaves_the_rest_in_its_session(mosquitto: Mosquitto,
+                                                                                    tmp_path: Path) -> None:
+    """The run's own ingest ends its session when it stops, but not while the run is owed readings: they wait in
+    the session for a worker with the same client id (`twin run` names the command), which stores them and ends it."""
+    from sensors.bus.payloads import status_payload, telemetry_payload
+    from sensors.ingest import Ingest
+
+    topics = LineTopics("s", "a", "owed")
+    store = open_store(f"duckdb:///{tmp_path / 'owed.duckdb'}")
+    pub = make_client(mosquitto.url, "owed-run")
+    connect(pub, mosquitto.url)
+
+    def readings(first: int) -> None:
+        for k in range(first, first + 5):
+            payload = telemetry_payload("r", 0, "st", "m1", {"x": "u"}, [["x", 1000 * k, 1.0]])
+            pub.publish(topics.telemetry("st", "m1"), payload, qos=1).wait_for_publish(5)
+
+    def worker() -> Ingest:
+        return Ingest(mosquitto.url, store, prefix=topics.prefix, client_id="linetwin-ingest-r", group="linetwin-run-r",
+                      session="run").start()
+
+    first = worker()
+    pub.publish(topics.run, status_payload("r", "started"), qos=1).wait_for_publish(5)
+    readings(0)
+    pub.publish(topics.run, status_payload("r", "finished", readings=10), qos=1, retain=True).wait_for_publish(5)
+    assert first.wait_for("r", 5, 10) and not first.run_complete("r")
+    first.stop()
+    assert session_left(mosquitto.url, "linetwin-ingest-r")
+    readings(5)  # while no worker is connected: queued in the session
+    second = worker()
+    deadline = time.monotonic() + 20
+    while not second.run_complete("r") and time.monotonic() < deadline:  # as `twin ingest --until-run` waits
+        time.sleep(0.1)
+    assert second.run_complete("r") and store.count("r") == 10
+    second.stop()
+    pub.disconnect()
+    store.close()
+    assert not session_left(mosquitto.url, "linetwin-ingest-r")
 
 
 def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:

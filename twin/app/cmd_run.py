@@ -222,8 +222,15 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
     out_console.print(f"run {stats.run_id}: {stats.readings:,} readings published in {stats.messages:,} MQTT "
                       f"messages; {stats.stored:,} in the store {stats.store}", highlight=False)
     if opts.ingest and not stats.complete:
-        fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest are still "
-             "queued in the broker's session for the ingest: run `twin ingest` with the same store", code=1)
+        if opts.broker is None:  # the embedded broker stopped with the run, and the messages queued in it
+            fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store {stats.store}; every "
+                 f"reading is in {out / 'readings.parquet'}", code=1)
+        prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
+        fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest wait in the broker "
+             f"for the run's ingest session (for an hour): `twin ingest --broker {opts.broker} --store {stats.store} "
+             f"--line {prefix} --client-id linetwin-ingest-{stats.run_id} --group linetwin-run-{stats.run_id} "
+             f"--until-run {stats.run_id} --run-session` stores them (every reading is also in "
+             f"{out / 'readings.parquet'})", code=1)
 
 
 class _Dashboard:
@@ -411,8 +418,9 @@ def ingest(
     = None,
     durable: Annotated[bool, typer.Option("--durable/--ephemeral", help="keep the session (and the messages "
                                           "queued for it) while this worker is down")] = True,
-    run_session: Annotated[bool, typer.Option(hidden=True, help="keep the session through a broker restart and end "
-                                              "it when this worker stops (a run's own ingest)")] = False,
+    run_session: Annotated[bool, typer.Option(help="keep the session through a broker restart and end it when this "
+                                              "worker stops, unless a finished run is still owed readings (a run's "
+                                              "own ingest, and the worker that takes over from it)")] = False,
     mqtt_version: Annotated[str, typer.Option(help="5, 3.1.1, or auto: ask the broker (a broker that ignores MQTT "
                                               "5 costs a few seconds of waiting)")] = "auto",
     spool: Annotated[Optional[Path], typer.Option(help="where messages wait on disk while the store is away "
