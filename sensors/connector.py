@@ -27,12 +27,15 @@ class Connector:
         self.target = BrokerURL.parse(cfg.target) if cfg.target else self.source
         assert self.target is not None
         self.topics = cfg.topics
-        tag = uuid.uuid4().hex[:8]
-        self.pub = make_client(self.target, f"linetwin-connect-{tag}")
+        # the plant's broker keeps a durable session for the connector, one per run: what the plant publishes at QoS 1
+        # while the connector restarts (or the broker does) reaches it when it is back, within 24 h
+        same = self.target == self.source
+        self.pub = make_client(self.target, f"linetwin-connect-{cfg.run}" if same else
+                               f"linetwin-connect-out-{uuid.uuid4().hex[:8]}", durable=same)
         self.sub = None
         if self.source is not None:
-            self.sub = self.pub if self.target == self.source else make_client(self.source,
-                                                                                f"linetwin-connect-in-{tag}")
+            self.sub = self.pub if same else make_client(self.source, f"linetwin-connect-{cfg.run}", durable=True)
+        self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -48,8 +51,11 @@ class Connector:
             c.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant"), qos=1, retain=True)
 
         self.pub.on_connect = announce
-        connect(self.pub, self.target)  # type: ignore[arg-type]
+        if self.sub is not None:
+            self.sub.on_message = self._on_message  # before connecting: a resumed session delivers at once
+        connect(self.pub, self.target, durable=self.sub is self.pub)  # type: ignore[arg-type]
         announce(self.pub, None, None, None, None)  # the ingest takes the plant's messages after it
+        self._announced.set()
         if self.sub is not None:
             filters = list(self.cfg.filters) + ([self.sparkplug.filter] if self.sparkplug else [])
 
@@ -61,9 +67,8 @@ class Connector:
                 if c is self.pub:
                     announce(c, u, f, rc, p)
 
-            self.sub.on_message = self._on_message
             if self.sub is not self.pub:
-                connect(self.sub, self.source)  # type: ignore[arg-type]
+                connect(self.sub, self.source, durable=True)  # type: ignore[arg-type]
             self.sub.on_connect = on_connect
             subscribe(self.sub)  # announced above already: once per connection
         if self.opcua is not None:
@@ -71,6 +76,7 @@ class Connector:
         return self
 
     def _on_message(self, c: Any, u: Any, msg: Any) -> None:
+        self._announced.wait(30)
         if msg.topic.startswith(self.topics.prefix + "/"):
             return  # the twin's own topic tree (a wide subscription on a shared broker): ours, not the plant's
         now = int(time.time() * 1000)

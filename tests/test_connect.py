@@ -101,6 +101,49 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     assert len(at.get("vega_lite_chart")) >= 2  # the state timeline and the downtime Pareto from the store
 
 
+@pytest.mark.slow
+def test_what_the_plant_publishes_while_the_connector_restarts_is_stored(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The connector's session on the plant's broker was a clean one under a new client id each start: what a gateway
+    published at QoS 1 while the connector was down (an update, a reboot) was lost. Its session is now durable, one
+    per run, so the broker keeps those messages for it."""
+    db = tmp_path / "plant.duckdb"
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    gw.connect("127.0.0.1", mosquitto.port)
+    gw.loop_start()
+    t0 = 1767592800000
+
+    def publish(ks: range) -> None:
+        for k in ks:
+            msg = {"ts": t0 + 1000 * k, "vib": 2.0, "temps": {"bearing": 41.5}, "status": 1}
+            gw.publish("gw7/filler/filler-a/data", json.dumps(msg), qos=1).wait_for_publish(5)
+
+    def connector(seconds: int, ks: range) -> str:
+        proc = subprocess.Popen(twin_cmd("connect", config(tmp_path, str(mosquitto.url)), "--store",
+                                         f"duckdb:///{db}", "--duration", f"{seconds} s"),
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_connected(proc)
+            publish(ks)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        return err
+
+    try:
+        connector(3, range(3))
+        publish(range(3, 7))  # no connector
+        err = connector(3, range(0))
+    finally:
+        gw.loop_stop()
+    assert "4 plant messages forwarded" in err
+    store = open_store(f"duckdb:///{db}", read_only=True)
+    rows = store.query(run="plant")
+    store.close()
+    assert len(rows) == 14 and rows[rows.sensor == "vibration"].ts.nunique() == 7
+
+
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f = config(tmp_path, "mqtt://127.0.0.1:1883")
     cfg = load_config(f)
