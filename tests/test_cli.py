@@ -106,6 +106,15 @@ def test_stream_options_on_a_run_that_does_not_stream_are_refused_before_it_star
     assert not out.exists()
 
 
+def test_a_flat_out_run_left_to_another_ingest_says_what_its_broker_must_allow(tmp_path: Path) -> None:
+    """Nothing holds a flat-out --no-ingest run to the worker that stores it: the run says what its broker needs."""
+    r = twin("run", "scenarios/cnc_cell.yaml", "--no-ingest", "--broker", "mqtt://127.0.0.1:1", "--duration",
+             "1 min", "--warmup", "0", "--out", str(tmp_path / "run"))
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 3 and "cannot reach the MQTT broker" in err, r.stderr
+    assert "nothing holds a flat-out run to the `twin ingest` that stores it" in err and "max_queued_messages 0" in err
+
+
 def test_an_output_path_that_cannot_be_written_fails_before_the_work(tmp_path: Path) -> None:
     """twin compare, tune and train wrote their --out only at the end: an unwritable path cost the whole comparison
     or training and then a FileNotFoundError traceback. Every command now checks it first."""

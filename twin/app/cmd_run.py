@@ -351,6 +351,11 @@ def _stream(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOptions, att
         attach = board.attach(attach)
     if opts.opcua is not None:
         attach = _serve_opcua(opts.opcua, sc, attach)
+    if not opts.ingest and sc.realtime_factor == 0:
+        err_console.print("note: with --no-ingest nothing holds a flat-out run to the `twin ingest` that stores it, "
+                          "so the broker queues what that ingest has not taken yet; a broker with a queue limit "
+                          "(mosquitto's default: 1,000 messages a client) drops past it: give it max_queued_messages "
+                          "0, or pace the run with --realtime-factor (docs/mqtt.md)", highlight=False)
     try:
         return stream_scenario(sc, out, broker=opts.broker, store_url=opts.store,
                                ingest="process" if opts.ingest else "none",
