@@ -588,7 +588,8 @@ def test_bad_broker_url_and_unreachable_broker(tmp_path: Path) -> None:
 def test_ingest_options_that_would_subscribe_to_nothing_are_refused(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """`--line a/b/#` ended in paho's ValueError traceback; `--line a//b/c`, `--group a/b` and an empty group
     subscribed to other topics (or none) without a word; a --spool that cannot be written was found only once the
-    store was away and messages were already received. All are named before a message is taken."""
+    store was away and messages were already received; a client id or group no broker takes ended in a traceback.
+    All are named before a message is taken."""
     (tmp_path / "afile").write_text("")
     cases = [(["--line", "a/b/#"], "--line 'a/b/#': write site/area/line"),
              (["--line", "a//b/c"], "--line 'a//b/c': write site/area/line"),
@@ -596,7 +597,12 @@ def test_ingest_options_that_would_subscribe_to_nothing_are_refused(mosquitto: M
              (["--group", "a/b"], "--group 'a/b': a shared-subscription group is one MQTT topic level"),
              (["--group", ""], "--group '': a shared-subscription group is one MQTT topic level"),
              (["--until-run", " "], "--until-run: give the run's id"),
-             (["--spool", str(tmp_path / "afile" / "spool.sqlite")], "cannot write the spool there")]
+             (["--spool", str(tmp_path / "afile" / "spool.sqlite")], "cannot write the spool there"),
+             # these ended in tracebacks from paho (struct.error, UnicodeEncodeError), or a default id without a word
+             (["--client-id", "x" * 70_000], "--client-id: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… cannot be sent"),
+             (["--client-id", "a\udcff"], "--client-id: 'a\\udcff' cannot be sent to a broker: give 1 to 200"),
+             (["--client-id", ""], "--client-id: '' cannot be sent"),
+             (["--group", "g" * 300], "--group: 'gggggggggggggggggggggggggggggggggggggggg'… cannot be sent")]
     base = ["ingest", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--store", f"duckdb:///{tmp_path / 'x.duckdb'}"]
     assert_mistakes(base, cases)  # each one exits before it connects
 

@@ -442,6 +442,10 @@ def ingest(
     from sensors.store import StoreError, open_store
 
     line_prefix(line)
+    for option, value in (("--group", group or "-"), ("--client-id", client_id)):  # an empty group: named below
+        if value is not None and not _mqtt_text(value):
+            fail(f"{option}: {value[:40]!r}{'…' if len(value) > 40 else ''} cannot be sent to a broker: give 1 to 200 "
+                 "printable characters (e.g. letters, digits, '-' and '_')")
     if not group or any(c in group for c in "/+#"):
         fail(f"--group {group!r}: a shared-subscription group is one MQTT topic level: not empty and without '/', "
              "'+' or '#' (e.g. linetwin-ingest); workers given the same group split the load")
@@ -491,6 +495,12 @@ def ingest(
     err_console.print(f"stopped: stored {worker.stored:,} readings, rejected {worker.rejected:,}"
                       + (f"; {left:,} messages still wait in {worker.spool.path} for the store (the group's next "
                          "ingest writes them)" if left else ""), highlight=False, markup=False)
+
+
+def _mqtt_text(value: str) -> bool:
+    """A client id or group a broker takes: 1 to 200 printable characters that UTF-8 can encode (an id of 70,000
+    characters, or one with bytes that are not UTF-8 on the command line, ended in a traceback from paho)."""
+    return 0 < len(value) <= 200 and value.isprintable()  # a surrogate (bytes not UTF-8) is not printable
 
 
 def _fmt(row: pd.Series) -> str:
