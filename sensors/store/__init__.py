@@ -28,6 +28,11 @@ def open_store(url: str, read_only: bool = False, patient: bool = True) -> Store
 def check_store_url(url: str) -> str:
     """The URL, if it names a kind of store linetwin can open (by its scheme); StoreError otherwise. Opens nothing:
     for a process that hands the URL on (the dashboard) or opens the store later."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:  # bytes on the command line that are not UTF-8: DuckDB ended in std::bad_cast
+        raise StoreError(f"store URL {url!r}: a name in it is not UTF-8 text (the \\udc.. above); rename that "
+                         "folder or file, or choose another path") from None
     scheme = urlsplit(url).scheme
     if scheme not in ("duckdb", "influxdb", "influxdbs"):
         raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
