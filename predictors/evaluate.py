@@ -161,7 +161,7 @@ def write_report(evals: list[Evaluation], out: Path, title: str, notes: list[str
             _timeline(ev, out / f"alerts-{ev.group}.png", scale, unit)
             lines += [f"![alert timeline](alerts-{ev.group}.png)", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")  # a name not UTF-8
     return path
 
 

@@ -410,5 +410,5 @@ def write_report(reports: list[QualityReport], augment: Augmentation | None, out
                   augment.table().to_markdown(index=False), "",
                   f"F1 lift from the synthetic windows: {augment.lift:+.1f} points.", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")  # a name not UTF-8
     return path

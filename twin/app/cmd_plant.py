@@ -113,7 +113,8 @@ def fit(
     header = (f"# Fitted by `twin fit` from {log.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
               "# Failure and repair times are maximum-likelihood fits with right-censoring; see the report.\n")
-    out.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    out.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8",
+                   errors="backslashreplace")  # a file name that is not UTF-8, in the header
     load_scenario(out)  # what was written reads back as a valid scenario
     shown = Table(title=f"fitted from {log.name}")
     for col in ("machine type", "fault mode", "time", "events", "censored", "family", "mean [h]", "base mean [h]",
@@ -138,7 +139,7 @@ def fit(
         + table.to_markdown(index=False, floatfmt=".4g") + "\n\n"
         f"## Validation: the fitted scenario over the log's span, {replications} replications\n\n"
         "The log's figure beside the simulated mean and its 95 % confidence interval.\n\n"
-        + check.to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8")
+        + check.to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8", errors="backslashreplace")
     outside = int((~check.verdict.str.startswith("inside")).sum())
     out_console.print(f"wrote {out} and {folder / 'report.md'}: {len(check) - outside} of {len(check)} machine "
                       f"figures of the log inside the simulated 95 % CI", highlight=False)

@@ -237,7 +237,7 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     fig.savefig(out / "policies.png", dpi=90)
     plt.close(fig)
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")  # a name not UTF-8
     return path
 
 

@@ -75,6 +75,11 @@ def writable(path: Path, option: str = "--out", folder: bool = True) -> Path:
     """`path`, a folder (or with folder=False, a file's folder) created now if missing, or a clear error before any
     work is done: a training or a comparison no longer ends in a traceback at its very last step."""
     target = path if folder else path.parent
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes on the command line that are not UTF-8: the store and the broker's files fail
+        fail(f"{option} {str(path)!r}: a name in it is not UTF-8 text (the \\udc.. above); choose a path of UTF-8 "
+             "names")
     existing = next((p for p in (target, *target.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         fail(f"{option} {path}: {existing} is a file, not a folder; choose another path")
