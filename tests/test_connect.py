@@ -119,7 +119,7 @@ def test_what_the_plant_publishes_while_the_connector_restarts_is_stored(tmp_pat
 
     def connector(seconds: int, ks: range) -> str:
         proc = subprocess.Popen(twin_cmd("connect", config(tmp_path, str(mosquitto.url)), "--store",
-                                         f"duckdb:///{db}", "--duration", f"{seconds} s"),
+                                         f"duckdb:///{db}", "--duration", f"{seconds} s", "--out", tmp_path / "run"),
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_connected(proc)
