@@ -66,6 +66,12 @@ Session = Literal["durable", "run", "ephemeral"]
 Item = tuple[int, int, "Telemetry | StateChange | Levels", str, bytes]  # mid, QoS, parsed message, topic, payload
 
 
+def run_session(run_id: str) -> tuple[str, str]:
+    """The client id and group of a run's own ingest: one session and group per run, which `twin run` starts and a
+    `twin ingest --run-session` resumes to store what that run is still owed."""
+    return f"linetwin-ingest-{run_id}", f"linetwin-run-{run_id}"
+
+
 def default_spool(group: str, store_url: str) -> Path:
     """Where a group's messages wait while its store is away: one file per group and store, in linetwin's home, so
     the next worker of the group finds what an earlier one left."""
@@ -434,7 +440,7 @@ class Ingest:
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
-        if self.session == "run" and not any(not self._holds(r, n) for r, n in self.expected.items()):
+        if self.session == "run" and all(self._holds(r, n) for r, n in self.expected.items()):
             try:
                 end_session(self.url, self.client_id, self.protocol)
             except BrokerError as e:
@@ -460,9 +466,10 @@ class IngestProcess:
     def start(self, timeout: float = 60.0) -> IngestProcess:
         # a group and a session of its own that end with the run: no stale session of an earlier run's
         # ingest may take a share of this run's messages
+        client_id, group = run_session(self.run_id)
         args = [sys.executable, "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
-                "--line", self.prefix, "--client-id", f"linetwin-ingest-{self.run_id}", "--until-run", self.run_id,
-                "--group", f"linetwin-run-{self.run_id}", "--run-session", "--position"]
+                "--line", self.prefix, "--client-id", client_id, "--until-run", self.run_id, "--group", group,
+                "--run-session", "--position"]
         if self.protocol is not None:
             args += ["--mqtt-version", MQTT_VERSIONS[self.protocol]]
         for flag, path in (("--ca", self.url.ca), ("--cert", self.url.cert), ("--key", self.url.key)):

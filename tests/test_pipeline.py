@@ -18,6 +18,7 @@ import pytest
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics
 from sensors.bus.publisher import HOLD_EVERY
+from sensors.ingest import run_session
 from sensors.store import open_store
 from tests.conftest import Mosquitto, VictoriaMetrics, assert_mistakes, wait_for_line
 from twin.app.direct import StreamStats
@@ -152,7 +153,7 @@ def test_a_flat_out_run_is_held_to_its_ingest_through_a_broker_restart(mosquitto
     assert lead < stats.max_lead <= lead + HOLD_EVERY  # it was ahead, and held
     assert stats.held_s > 2.0  # at least the broker's absence
     assert_exactly_once(tmp_path, stats)
-    assert not session_left(mosquitto.url, f"linetwin-ingest-{stats.run_id}")  # it kept its session, then ended it
+    assert not session_left(mosquitto.url, run_session(stats.run_id)[0])  # it kept its session, then ended it
 
 
 def session_left(url: BrokerURL, client_id: str) -> bool:

@@ -225,10 +225,13 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
         if opts.broker is None:  # the embedded broker stopped with the run, and the messages queued in it
             fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store {stats.store}; every "
                  f"reading is in {out / 'readings.parquet'}", code=1)
+        from sensors.ingest import run_session
+
         prefix = f"{sc.line.site}/{sc.line.area}/{sc.line.name}"
+        client_id, group = run_session(stats.run_id)
         fail(f"only {stats.stored:,} of {stats.readings:,} readings reached the store; the rest wait in the broker "
              f"for the run's ingest session (for an hour): `twin ingest --broker {opts.broker} --store {stats.store} "
-             f"--line {prefix} --client-id linetwin-ingest-{stats.run_id} --group linetwin-run-{stats.run_id} "
+             f"--line {prefix} --client-id {client_id} --group {group} "
              f"--until-run {stats.run_id} --run-session` stores them (every reading is also in "
              f"{out / 'readings.parquet'})", code=1)
 

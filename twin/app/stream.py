@@ -21,7 +21,7 @@ from sensors.bank import Readings, sensor_catalog
 from sensors.bus.broker import VIEWER_USER, BrokerURL, EmbeddedBroker, negotiate
 from sensors.bus.payloads import LineTopics, epoch_ms
 from sensors.bus.publisher import Publisher
-from sensors.ingest import Ingest, IngestProcess
+from sensors.ingest import Ingest, IngestProcess, run_session
 from sensors.inject import Injection
 from sensors.store import open_store
 from twin.app.direct import StreamStats, count_stored, now_ms, run_id_for
@@ -179,8 +179,9 @@ def _ingest(stack: contextlib.ExitStack, ingest: IngestMode, url: BrokerURL, sto
     if ingest == "thread":
         store = open_store(store_url, patient=False)
         stack.callback(store.close)
-        sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=f"linetwin-run-{run_id}",
-                      client_id=f"linetwin-ingest-{run_id}", session="run").start()
+        client_id, group = run_session(run_id)
+        sink = Ingest(url, store, prefix=topics.prefix, protocol=protocol, group=group, client_id=client_id,
+                      session="run").start()
         stack.callback(sink.stop)
         return sink
     if ingest == "process":  # a child: the second core parses and writes while this one simulates
