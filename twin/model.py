@@ -260,7 +260,7 @@ class Machine:
         if mtype.start_age == "random" and self.wear_modes:
             u = rng_for(sc.seed, rep, slot, STREAM_AGE).random(len(self.modes))
             for i in self.wear_modes:  # already part-way through the first life
-                self.born[i] = -u[i] * self.life[i]
+                self.born[i] = -float(u[i]) * self.life[i]
             self._renew_due()
             self.renewals += 1
         self.resume: tuple[int, int, float] | None = None  # a stop in progress when the line's state was read
