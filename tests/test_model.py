@@ -317,3 +317,16 @@ def test_first_of_resumes_in_the_same_step_as_a_condition(relay_first: bool) -> 
     ev.succeed()
     env.run(until=10.0)  # the timeouts fire at 5 s, after both have resumed: nothing more happens
     assert order == [(name, 1.0) for name in names]
+
+
+@pytest.mark.parametrize("name", ["body_shop_merge", "bottling", "cnc_cell", "packaging"])
+def test_per_event_state_holds_python_floats(name: str) -> None:
+    """The clocks and lives that every cycle's checks read are Python floats: a NumPy scalar there (a random start
+    age once was one) makes each cycle's arithmetic several times slower without changing any result."""
+    sc = load_scenario(f"scenarios/{name}.yaml").model_copy(update={"duration": 1800.0})
+    line = run(sc)
+    for m in line.machines:
+        values = [m.clock, m.t_last, m.fail_clock, m.work_time, *m.born, *m.life]
+        assert all(type(v) in (float, int) for v in values), (m.name, [type(v).__name__ for v in values])
+        policy_value = getattr(m.policy, "value", 0.0)
+        assert type(policy_value) in (float, int), (m.name, type(policy_value).__name__)
