@@ -9,11 +9,13 @@ import time
 import uuid
 from typing import Any
 
-from sensors.bus.broker import BrokerURL, connect, make_client
+from sensors.bus.broker import BrokerURL, connect, make_client, subscribe_confirmed
 from sensors.bus.payloads import deadletter_payload, status_payload
 from sensors.connect import ConnectorConfig, Translated, Unmapped, translate
+from sensors.ingest import Ingest
 from sensors.opcua import OpcUaReader
 from sensors.sparkplug import SparkplugReader
+from sensors.store.base import Store
 
 
 class Connector:
@@ -37,6 +39,8 @@ class Connector:
             self.sub = self.pub if same else make_client(self.source, f"linetwin-connect-{cfg.run}", durable=True)
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
+        self.published = 0  # messages on the run's topic tree (readings, states): what a store's ingest takes
+        self._last: Any = None  # the last of them (paho's MessageInfo): stopping waits until the broker has it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.sparkplug = None
@@ -70,7 +74,9 @@ class Connector:
             if self.sub is not self.pub:
                 connect(self.sub, self.source, durable=True)  # type: ignore[arg-type]
             self.sub.on_connect = on_connect
-            subscribe(self.sub)  # announced above already: once per connection
+            # announced above already: once per connection; confirmed, so nothing the plant publishes from now on is
+            # missed (a new session subscribes only now)
+            subscribe_confirmed(self.sub, self.source, [(f, 1) for f in filters])  # type: ignore[arg-type]
         if self.opcua is not None:
             self.opcua.start()
         return self
@@ -97,9 +103,10 @@ class Connector:
     def send(self, out: list[Translated]) -> None:
         """Publish the twin's messages for one plant message (state retained: the line's current state)."""
         for t in out:
-            self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state"))
+            self._last = self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state"))
         with self._lock:
             self.forwarded += 1
+            self.published += len(out)
 
     def reject(self, where: str, payload: bytes, reason: str, now_ms: int) -> None:
         """Dead-letter one plant message with the reason (nothing is dropped silently)."""
@@ -107,9 +114,38 @@ class Connector:
         with self._lock:
             self.dead += 1
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading the plant, let the broker acknowledge what was published (up to `timeout` s: paho holds
+        unsent messages in memory only), then disconnect."""
         if self.opcua is not None:
             self.opcua.stop()
+        if self.sub is not None and self.sub is not self.pub:
+            self.sub.disconnect()  # nothing more comes in while the last messages go out
+        deadline = time.monotonic() + timeout
+        while self._last is not None and not self._last.is_published() and time.monotonic() < deadline:
+            time.sleep(0.05)
         for client in {id(c): c for c in (self.sub, self.pub) if c is not None}.values():
             client.loop_stop()
             client.disconnect()
+
+
+STORE_WAIT = 30.0  # seconds a stopping connector waits for its store's ingest to take what it published
+
+
+def store_ingest(conn: Connector, store: Store) -> Ingest:
+    """The ingest that stores what a connector forwards (`twin connect --store`): one session per run, under a
+    fixed client id, so what a stop could not wait for is taken by the run's next connector."""
+    run = conn.cfg.run
+    return Ingest(conn.target, store, prefix=conn.topics.prefix, group=f"linetwin-connect-{run}",
+                  client_id=f"linetwin-connect-store-{run}", session="run")
+
+
+def stop_stored(conn: Connector, sink: Ingest, timeout: float = STORE_WAIT) -> int:
+    """Stop the connector, then its store's ingest once that has taken every message the connector published
+    (readings, states) off the broker, so that a stop loses nothing. Returns how many it had not taken within
+    `timeout` s: those stay queued in the ingest's session (kept then, not ended) for the run's next connector."""
+    conn.stop()
+    run = conn.cfg.run
+    taken = sink.wait_taken(run, conn.published, timeout)
+    sink.stop(keep_session=not taken)
+    return max(0, conn.published - sink.taken_by_run.get(run, 0))

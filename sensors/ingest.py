@@ -431,16 +431,26 @@ class Ingest:
         self._last_count = 0.0
         return self._holds(run, readings)
 
-    def stop(self) -> None:
+    def wait_taken(self, run: str, messages: int, timeout: float) -> bool:
+        """Wait until this worker has taken `messages` messages of `run` off the broker (stored or spooled)."""
+        deadline = time.monotonic() + timeout
+        while self.taken_by_run.get(run, 0) < messages:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self, keep_session: bool = False) -> None:
         """Write and acknowledge what was received, then disconnect (a durable session stays for the next start; a
-        run's session ends here, unless a run it was told of is still owed readings: they wait in it for the next
-        worker with this client id, for RUN_SESSION_EXPIRY seconds)."""
+        run's session ends here, unless a run it was told of is still owed readings, or the caller knows of messages
+        still owed (`keep_session`): they wait in it for the next worker with this client id, for RUN_SESSION_EXPIRY
+        seconds)."""
         self._closing = True
         self._stop.set()
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
-        if self.session == "run" and all(self._holds(r, n) for r, n in self.expected.items()):
+        if self.session == "run" and not keep_session and all(self._holds(r, n) for r, n in self.expected.items()):
             try:
                 end_session(self.url, self.client_id, self.protocol)
             except BrokerError as e:

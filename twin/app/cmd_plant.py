@@ -6,7 +6,6 @@ topic tree and store, from its OPC UA server, Sparkplug B edge nodes or MQTT JSO
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -157,10 +156,9 @@ def connect(
 ) -> None:
     """Bring a plant's data (OPC UA, Sparkplug B, or MQTT JSON of its own shape) onto the line's topic tree (and into
     a store): forecasters, alerts and the dashboard then work on the real machines."""
-    from sensors.bus.broker import BrokerError
+    from sensors.bus.broker import RUN_SESSION_EXPIRY, BrokerError
     from sensors.connect import ConnectError, load_config
-    from sensors.connector import Connector
-    from sensors.ingest import Ingest
+    from sensors.connector import STORE_WAIT, Connector, stop_stored, store_ingest
     from sensors.opcua import OpcUaError
     from sensors.store import StoreError, open_store
     from twin.app.options import stop_signals, time_option
@@ -176,8 +174,7 @@ def connect(
         try:
             if store is not None:
                 db = open_store(store)
-                sink = Ingest(conn.target, db, prefix=conn.topics.prefix, group=f"linetwin-connect-{cfg.run}",
-                              session="run").start()
+                sink = store_ingest(conn, db).start()
             conn.start()
         except (BrokerError, StoreError, OpcUaError) as e:
             fail(str(e), code=3)
@@ -185,10 +182,16 @@ def connect(
         err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
                           + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
         stop.wait(seconds)
-    conn.stop()
+    owed = 0
     if sink is not None:
-        time.sleep(0.5)  # the last forwarded messages reach the ingest; stopping it writes what it holds
-        sink.stop()
+        owed = stop_stored(conn, sink)  # the store's ingest takes what the connector forwarded before it stops
+    else:
+        conn.stop()
+    if owed:
+        err_console.print(f"{owed:,} of the {conn.published:,} messages forwarded were not stored within "
+                          f"{STORE_WAIT:g} s of the stop: they wait in the broker's session for this run's store "
+                          f"(`linetwin-connect-store-{cfg.run}`, kept for {RUN_SESSION_EXPIRY // 60} min); the next "
+                          "`twin connect` of this config with --store stores them", highlight=False)
     if db is not None:
         db.close()
     if folder is not None:
