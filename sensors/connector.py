@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from sensors.bus.broker import BrokerURL, connect, make_client, subscribe_confirmed
@@ -31,16 +32,24 @@ class Connector:
         self.topics = cfg.topics
         # the plant's broker keeps a durable session for the connector, one per run: what the plant publishes at QoS 1
         # while the connector restarts (or the broker does) reaches it when it is back, within 24 h
+        # A plant message is acknowledged to its broker only once the twin's broker has what it became (`_settle`):
+        # while the twin's broker is away the plant's keeps the messages (memory here stays bounded by what that
+        # broker lets in flight), and a connector stopped meanwhile loses none.
         same = self.target == self.source
         self.pub = make_client(self.target, f"linetwin-connect-{cfg.run}" if same else
-                               f"linetwin-connect-out-{uuid.uuid4().hex[:8]}", durable=same)
+                               f"linetwin-connect-out-{uuid.uuid4().hex[:8]}", durable=same, manual_ack=same)
         self.sub = None
         if self.source is not None:
-            self.sub = self.pub if same else make_client(self.source, f"linetwin-connect-{cfg.run}", durable=True)
+            self.sub = self.pub if same else make_client(self.source, f"linetwin-connect-{cfg.run}", durable=True,
+                                                         manual_ack=True)
+        self.pub.on_publish = self._on_publish
+        # in arrival order: the plant message's (mid, QoS) to acknowledge, and the mids of ours not yet acknowledged
+        self._owed: deque[tuple[tuple[int, int] | None, set[int]]] = deque()
+        self._waiting: dict[int, set[int]] = {}  # a mid we published -> the set it is in
+        self._early: set[int] = set()  # mids the twin's broker acknowledged before they were filed
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
         self.published = 0  # messages on the run's topic tree (readings, states): what a store's ingest takes
-        self._last: Any = None  # the last of them (paho's MessageInfo): stopping waits until the broker has it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.sparkplug = None
@@ -52,7 +61,8 @@ class Connector:
 
     def start(self) -> Connector:
         def announce(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
-            c.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant"), qos=1, retain=True)
+            self._file(None, [c.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant"), qos=1,
+                                        retain=True)])
 
         self.pub.on_connect = announce
         if self.sub is not None:
@@ -92,27 +102,62 @@ class Connector:
                     out = self.sparkplug.handle(msg.topic, msg.payload, now)
                     asks, self.sparkplug.rebirths = self.sparkplug.rebirths, []
                 for topic, payload in asks:
-                    self.sub.publish(topic, payload, qos=0)  # type: ignore[union-attr]
+                    ask = self.sub.publish(topic, payload, qos=0)  # type: ignore[union-attr]
+                    if self.sub is self.pub:
+                        self._file(None, [ask])
             else:
                 out = translate(self.cfg, msg.topic, msg.payload, now, self._states)
         except Unmapped as e:
-            self.reject(msg.topic, msg.payload, str(e), now)
+            self.reject(msg.topic, msg.payload, str(e), now, (msg.mid, msg.qos) if msg.qos else None)
             return
-        self.send(out)
+        self.send(out, (msg.mid, msg.qos) if msg.qos else None)
 
-    def send(self, out: list[Translated]) -> None:
-        """Publish the twin's messages for one plant message (state retained: the line's current state)."""
-        for t in out:
-            self._last = self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state"))
+    def send(self, out: list[Translated], ack: tuple[int, int] | None = None) -> None:
+        """Publish the twin's messages for one plant message (state retained: the line's current state); `ack`: the
+        plant message's (mid, QoS), acknowledged to its broker once the twin's broker has them all."""
+        infos = [self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state")) for t in out]
         with self._lock:
             self.forwarded += 1
             self.published += len(out)
+        self._file(ack, infos)
 
-    def reject(self, where: str, payload: bytes, reason: str, now_ms: int) -> None:
-        """Dead-letter one plant message with the reason (nothing is dropped silently)."""
-        self.pub.publish(f"{self.topics.prefix}/deadletter", deadletter_payload(where, payload, reason, now_ms), qos=1)
+    def reject(self, where: str, payload: bytes, reason: str, now_ms: int, ack: tuple[int, int] | None = None) -> None:
+        """Dead-letter one plant message with the reason (nothing is dropped silently); `ack` as for `send`."""
+        info = self.pub.publish(f"{self.topics.prefix}/deadletter", deadletter_payload(where, payload, reason, now_ms),
+                                qos=1)
         with self._lock:
             self.dead += 1
+        self._file(ack, [info])
+
+    def _file(self, ack: tuple[int, int] | None, infos: list[Any]) -> None:
+        """Owe the plant's broker the acknowledgement `ack` (mid, QoS; None: nothing to acknowledge) until the twin's
+        broker has `infos`. Everything this connector publishes is filed, so that the acknowledgement of a mid that
+        came back before its filing (`_early`) is always claimed by that very publish."""
+        mids = {i.mid for i in infos}
+        with self._lock:
+            out = mids - self._early
+            self._early -= mids
+            self._owed.append((ack, out))
+            for m in out:
+                self._waiting[m] = out
+            self._settle()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._lock:
+            waiting = self._waiting.pop(mid, None)
+            if waiting is None:
+                self._early.add(mid)  # filed a moment later (another thread), or not a plant message's
+            else:
+                waiting.discard(mid)
+                self._settle()
+
+    def _settle(self) -> None:
+        """Acknowledge to the plant's broker, in the order they came (MQTT's rule), the messages the twin's broker
+        has all of (called with the lock held)."""
+        while self._owed and not self._owed[0][1]:
+            ack, _ = self._owed.popleft()
+            if ack is not None:
+                self.sub.ack(*ack)  # type: ignore[union-attr]
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading the plant, let the broker acknowledge what was published (up to `timeout` s: paho holds
@@ -122,7 +167,7 @@ class Connector:
         if self.sub is not None and self.sub is not self.pub:
             self.sub.disconnect()  # nothing more comes in while the last messages go out
         deadline = time.monotonic() + timeout
-        while self._last is not None and not self._last.is_published() and time.monotonic() < deadline:
+        while self._owed and time.monotonic() < deadline:  # until the twin's broker has all we published
             time.sleep(0.05)
         for client in {id(c): c for c in (self.sub, self.pub) if c is not None}.values():
             client.loop_stop()

@@ -194,6 +194,57 @@ def test_a_stop_stores_everything_forwarded_or_keeps_it_for_the_next_connector(t
     assert len(rows) == 2 * 3 * n and rows[rows.sensor == "vibration"].ts.nunique() == 3 * n
 
 
+def test_while_the_twins_broker_is_away_the_plants_broker_keeps_the_messages(tmp_path: Path,
+                                                                             mosquitto: Mosquitto) -> None:
+    """The connector acknowledged each plant message as it came and held what it made of it in paho's memory while the
+    twin's broker was away: memory grew with the outage, and a connector stopped meanwhile lost all of it. A plant
+    message is now acknowledged only once the twin's broker has its translation: the plant's broker keeps the rest
+    (at most its in-flight limit, 100 here, comes in), and a stop loses nothing."""
+    from sensors.connector import Connector, stop_stored, store_ingest
+
+    twin = Mosquitto(tmp_path / "twin-broker")
+    twin.workdir.mkdir()
+    twin.start()
+    f = config(tmp_path, str(mosquitto.url))
+    f.write_text(f.read_text() + f"target: {twin.url}\n")
+    cfg = load_config(f)
+    db = f"duckdb:///{tmp_path / 'plant.duckdb'}"
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    gw.connect("127.0.0.1", mosquitto.port)
+    gw.loop_start()
+    t0, n = 1767592800000, 400
+    try:
+        store = open_store(db)
+        conn = Connector(cfg)
+        sink = store_ingest(conn, store).start()
+        conn.start()
+        twin.stop()  # the twin's broker goes away (with its sessions persisted)
+        for k in range(n):
+            msg = {"ts": t0 + 1000 * k, "vib": 2.0, "temps": {"bearing": 41.5}, "status": 1}
+            info = gw.publish("gw7/filler/filler-a/data", json.dumps(msg), qos=1)
+        info.wait_for_publish(10)
+        time.sleep(2)
+        assert 0 < conn.forwarded <= 100, conn.forwarded  # held back by the plant's broker, not piled up here
+        conn.stop(timeout=1)  # stopped during the outage
+        sink.stop(keep_session=True)
+        store.close()
+        twin.start()
+        store = open_store(db)
+        conn = Connector(cfg)
+        sink = store_ingest(conn, store).start()
+        conn.start()
+        assert sink.wait_for("plant", 2 * n, 60), sink.stored_by_run
+        assert stop_stored(conn, sink) == 0
+        store.close()
+    finally:
+        gw.loop_stop()
+        twin.stop()
+    store = open_store(db, read_only=True)
+    rows = store.query(run="plant")
+    store.close()
+    assert len(rows) == 2 * n and rows[rows.sensor == "vibration"].ts.nunique() == n
+
+
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f = config(tmp_path, "mqtt://127.0.0.1:1883")
     cfg = load_config(f)
