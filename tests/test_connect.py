@@ -144,6 +144,7 @@ def test_what_the_plant_publishes_while_the_connector_restarts_is_stored(tmp_pat
     assert len(rows) == 14 and rows[rows.sensor == "vibration"].ts.nunique() == 7
 
 
+@pytest.mark.slow
 def test_a_stop_stores_everything_forwarded_or_keeps_it_for_the_next_connector(tmp_path: Path,
                                                                                 mosquitto: Mosquitto) -> None:
     """`twin connect --store` stopped half a second after the connector and then ended its ingest's session, under a
@@ -194,6 +195,7 @@ def test_a_stop_stores_everything_forwarded_or_keeps_it_for_the_next_connector(t
     assert len(rows) == 2 * 3 * n and rows[rows.sensor == "vibration"].ts.nunique() == 3 * n
 
 
+@pytest.mark.slow
 def test_while_the_twins_broker_is_away_the_plants_broker_keeps_the_messages(tmp_path: Path,
                                                                              mosquitto: Mosquitto) -> None:
     """The connector acknowledged each plant message as it came and held what it made of it in paho's memory while the
