@@ -50,6 +50,9 @@ class Connector:
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
         self.published = 0  # messages on the run's topic tree (readings, states): what a store's ingest takes
+        self.delivered = 0  # of those, the ones the twin's broker has acknowledged
+        self._data: set[int] = set()  # mids of such messages not acknowledged yet
+        self.held = self.lost = 0  # at the stop: plant messages left with the plant's broker; messages lost
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.sparkplug = None
@@ -119,7 +122,7 @@ class Connector:
         with self._lock:
             self.forwarded += 1
             self.published += len(out)
-        self._file(ack, infos)
+        self._file(ack, infos, data=True)
 
     def reject(self, where: str, payload: bytes, reason: str, now_ms: int, ack: tuple[int, int] | None = None) -> None:
         """Dead-letter one plant message with the reason (nothing is dropped silently); `ack` as for `send`."""
@@ -129,14 +132,17 @@ class Connector:
             self.dead += 1
         self._file(ack, [info])
 
-    def _file(self, ack: tuple[int, int] | None, infos: list[Any]) -> None:
+    def _file(self, ack: tuple[int, int] | None, infos: list[Any], data: bool = False) -> None:
         """Owe the plant's broker the acknowledgement `ack` (mid, QoS; None: nothing to acknowledge) until the twin's
         broker has `infos`. Everything this connector publishes is filed, so that the acknowledgement of a mid that
-        came back before its filing (`_early`) is always claimed by that very publish."""
+        came back before its filing (`_early`) is always claimed by that very publish. `data`: readings or states."""
         mids = {i.mid for i in infos}
         with self._lock:
             out = mids - self._early
             self._early -= mids
+            if data:
+                self.delivered += len(mids) - len(out)
+                self._data |= out
             self._owed.append((ack, out))
             for m in out:
                 self._waiting[m] = out
@@ -145,6 +151,9 @@ class Connector:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._lock:
             waiting = self._waiting.pop(mid, None)
+            if mid in self._data:
+                self._data.discard(mid)
+                self.delivered += 1
             if waiting is None:
                 self._early.add(mid)  # filed a moment later (another thread), or not a plant message's
             else:
@@ -160,8 +169,10 @@ class Connector:
                 self.sub.ack(*ack)  # type: ignore[union-attr]
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop reading the plant, let the broker acknowledge what was published (up to `timeout` s: paho holds
-        unsent messages in memory only), then disconnect."""
+        """Stop reading the plant, let the twin's broker acknowledge what was published (up to `timeout` s: paho
+        holds unsent messages in memory only), then disconnect. What it did not acknowledge is counted: plant messages
+        left with the plant's broker (`held`: it sends them again at the next start), and messages of sources that
+        cannot be held back, OPC UA values and QoS 0 Sparkplug data (`lost`)."""
         if self.opcua is not None:
             self.opcua.stop()
         if self.sub is not None and self.sub is not self.pub:
@@ -169,6 +180,9 @@ class Connector:
         deadline = time.monotonic() + timeout
         while self._owed and time.monotonic() < deadline:  # until the twin's broker has all we published
             time.sleep(0.05)
+        with self._lock:
+            self.held = sum(ack is not None for ack, _ in self._owed)
+            self.lost = sum(len(out & self._data) for ack, out in self._owed if ack is None)
         for client in {id(c): c for c in (self.sub, self.pub) if c is not None}.values():
             client.loop_stop()
             client.disconnect()
@@ -187,10 +201,11 @@ def store_ingest(conn: Connector, store: Store) -> Ingest:
 
 def stop_stored(conn: Connector, sink: Ingest, timeout: float = STORE_WAIT) -> int:
     """Stop the connector, then its store's ingest once that has taken every message the connector published
-    (readings, states) off the broker, so that a stop loses nothing. Returns how many it had not taken within
-    `timeout` s: those stay queued in the ingest's session (kept then, not ended) for the run's next connector."""
+    (readings, states) and the twin's broker acknowledged, so that a stop loses nothing. Returns how many it had not
+    taken within `timeout` s: those stay queued in the ingest's session (kept then, not ended) for the run's next
+    connector."""
     conn.stop()
     run = conn.cfg.run
-    taken = sink.wait_taken(run, conn.published, timeout)
+    taken = sink.wait_taken(run, conn.delivered, timeout)  # what the twin's broker has, the ingest can take
     sink.stop(keep_session=not taken)
-    return max(0, conn.published - sink.taken_by_run.get(run, 0))
+    return max(0, conn.delivered - sink.taken_by_run.get(run, 0))

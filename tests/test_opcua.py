@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,33 @@ def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survi
     downs = states[states.state == "down"]
     assert len(downs) >= 2 and set(downs.reason) == {"jam"}, "the PLC's status word and fault text → state records"
     assert "dead-lettered" in err
+
+
+@pytest.mark.slow
+def test_opcua_values_that_never_reached_the_twins_broker_are_counted_at_the_stop(tmp_path: Path) -> None:
+    """An OPC UA server cannot be held back the way a plant's MQTT broker can: values read while the twin's broker
+    is away wait in the connector's memory, and a stop then loses them. The stop says how many, instead of nothing."""
+    port, log = free_port(), tmp_path / "plant.log"
+    twin = Mosquitto(tmp_path / "twin-broker")
+    twin.workdir.mkdir()
+    twin.start()
+    server = plant(port, log, 0)
+    proc = subprocess.Popen(twin_cmd("connect", config(tmp_path, port, str(twin.url)), "--duration", "8 s"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_connected(proc)
+        time.sleep(2)
+        twin.stop()  # the twin's broker goes away while values keep coming
+        _, err = proc.communicate(timeout=90)
+    finally:
+        stop_process(server)
+        twin.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    lost = re.search(r"([\d,]+) messages of OPC UA values or QoS 0 Sparkplug data never reached the twin's broker",
+                     " ".join(err.split()))  # as the console wrapped it
+    assert lost and int(lost.group(1).replace(",", "")) > 0, err
 
 
 def test_opcua_config_and_server_url_mistakes_are_named(tmp_path: Path) -> None:

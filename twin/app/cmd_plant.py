@@ -187,8 +187,16 @@ def connect(
         owed = stop_stored(conn, sink)  # the store's ingest takes what the connector forwarded before it stops
     else:
         conn.stop()
+    if conn.held:
+        err_console.print(f"{conn.held:,} plant messages were not yet on the twin's broker at the stop (is it "
+                          "away?): the plant's broker keeps them for this config's next `twin connect`",
+                          highlight=False)
+    if conn.lost:
+        err_console.print(f"{conn.lost:,} messages of OPC UA values or QoS 0 Sparkplug data never reached the twin's "
+                          "broker before the stop (is it away?): such sources cannot be held back, and they are lost",
+                          highlight=False)
     if owed:
-        err_console.print(f"{owed:,} of the {conn.published:,} messages forwarded were not stored within "
+        err_console.print(f"{owed:,} of the {conn.delivered:,} messages forwarded were not stored within "
                           f"{STORE_WAIT:g} s of the stop: they wait in the broker's session for this run's store "
                           f"(`linetwin-connect-store-{cfg.run}`, kept for {RUN_SESSION_EXPIRY // 60} min); the next "
                           "`twin connect` of this config with --store stores them", highlight=False)
