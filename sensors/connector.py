@@ -50,9 +50,9 @@ class Connector:
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
         self.published = 0  # messages on the run's topic tree (readings, states): what a store's ingest takes
-        self.delivered = 0  # of those, the ones the twin's broker has acknowledged
         self._data: set[int] = set()  # mids of such messages not acknowledged yet
         self.held = self.lost = 0  # at the stop: plant messages left with the plant's broker; messages lost
+        self.stopped_mark: str | None = None  # the mark published last at the stop (`mark`), once the broker had it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.sparkplug = None
@@ -141,7 +141,6 @@ class Connector:
             out = mids - self._early
             self._early -= mids
             if data:
-                self.delivered += len(mids) - len(out)
                 self._data |= out
             self._owed.append((ack, out))
             for m in out:
@@ -151,9 +150,7 @@ class Connector:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._lock:
             waiting = self._waiting.pop(mid, None)
-            if mid in self._data:
-                self._data.discard(mid)
-                self.delivered += 1
+            self._data.discard(mid)
             if waiting is None:
                 self._early.add(mid)  # filed a moment later (another thread), or not a plant message's
             else:
@@ -168,6 +165,17 @@ class Connector:
             if ack is not None:
                 self.sub.ack(*ack)  # type: ignore[union-attr]
 
+    def mark(self, timeout: float = 10.0) -> str | None:
+        """Announce the run again with a new mark, after everything published so far (a store's ingest that has
+        seen it has received all of that); the mark once the twin's broker has it, else None."""
+        token = uuid.uuid4().hex
+        self._file(None, [self.pub.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant",
+                                                                           mark=token), qos=1, retain=True)])
+        deadline = time.monotonic() + timeout
+        while self._owed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return None if self._owed else token
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading the plant, let the twin's broker acknowledge what was published (up to `timeout` s: paho
         holds unsent messages in memory only), then disconnect. What it did not acknowledge is counted: plant messages
@@ -180,6 +188,7 @@ class Connector:
         deadline = time.monotonic() + timeout
         while self._owed and time.monotonic() < deadline:  # until the twin's broker has all we published
             time.sleep(0.05)
+        self.stopped_mark = self.mark(max(0.0, deadline - time.monotonic())) if not self._owed else None
         with self._lock:
             self.held = sum(ack is not None for ack, _ in self._owed)
             self.lost = sum(len(out & self._data) for ack, out in self._owed if ack is None)
@@ -199,13 +208,12 @@ def store_ingest(conn: Connector, store: Store) -> Ingest:
                   client_id=f"linetwin-connect-store-{run}", session="run")
 
 
-def stop_stored(conn: Connector, sink: Ingest, timeout: float = STORE_WAIT) -> int:
-    """Stop the connector, then its store's ingest once that has taken every message the connector published
-    (readings, states) and the twin's broker acknowledged, so that a stop loses nothing. Returns how many it had not
-    taken within `timeout` s: those stay queued in the ingest's session (kept then, not ended) for the run's next
-    connector."""
+def stop_stored(conn: Connector, sink: Ingest, timeout: float = STORE_WAIT) -> bool:
+    """Stop the connector, then its store's ingest once that has received everything the twin's broker had
+    queued for it before the connector's last message, its stop mark (what an earlier stop left in the session
+    included), so that a stop loses nothing. False when it had not within `timeout` s: the rest then stays queued in
+    the ingest's session (kept, not ended) for the run's next connector."""
     conn.stop()
-    run = conn.cfg.run
-    taken = sink.wait_taken(run, conn.delivered, timeout)  # what the twin's broker has, the ingest can take
-    sink.stop(keep_session=not taken)
-    return max(0, conn.delivered - sink.taken_by_run.get(run, 0))
+    whole = conn.stopped_mark is not None and sink.wait_mark(conn.stopped_mark, timeout)
+    sink.stop(keep_session=not whole)
+    return whole

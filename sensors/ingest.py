@@ -175,6 +175,7 @@ class Ingest:
         self._catalog_frame: pd.DataFrame | None = None
         self._closing = False
         self.expected: dict[str, int] = {}
+        self.marks: set[str] = set()  # marks seen on run topics: everything queued before each was received
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
         self.taken_by_run: dict[str, int] = {}  # messages (readings, states, levels) acknowledged: stored or spooled
         self._last_count = 0.0
@@ -247,6 +248,8 @@ class Ingest:
                 self.runs.add(status["run"])
             if status.get("status") == "finished" and isinstance(status.get("readings"), int):
                 self.expected[str(status["run"])] = status["readings"]
+            if isinstance(status.get("mark"), str):
+                self.marks.add(status["mark"])
         except (ValueError, AttributeError):
             log.warning("ignored a malformed run status message")
 
@@ -431,10 +434,12 @@ class Ingest:
         self._last_count = 0.0
         return self._holds(run, readings)
 
-    def wait_taken(self, run: str, messages: int, timeout: float) -> bool:
-        """Wait until this worker has taken `messages` messages of `run` off the broker (stored or spooled)."""
+    def wait_mark(self, mark: str, timeout: float) -> bool:
+        """Wait until this worker has received the run status carrying `mark`: the broker delivers a session's
+        messages in order, so everything published to it before the mark has been received too (`stop` then stores
+        it)."""
         deadline = time.monotonic() + timeout
-        while self.taken_by_run.get(run, 0) < messages:
+        while mark not in self.marks:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)

@@ -182,9 +182,9 @@ def connect(
         err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
                           + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
         stop.wait(seconds)
-    owed = 0
+    whole = True
     if sink is not None:
-        owed = stop_stored(conn, sink)  # the store's ingest takes what the connector forwarded before it stops
+        whole = stop_stored(conn, sink)  # the store's ingest takes what the connector forwarded before it stops
     else:
         conn.stop()
     if conn.held:
@@ -195,11 +195,12 @@ def connect(
         err_console.print(f"{conn.lost:,} messages of OPC UA values or QoS 0 Sparkplug data never reached the twin's "
                           "broker before the stop (is it away?): such sources cannot be held back, and they are lost",
                           highlight=False)
-    if owed:
-        err_console.print(f"{owed:,} of the {conn.delivered:,} messages forwarded were not stored within "
-                          f"{STORE_WAIT:g} s of the stop: they wait in the broker's session for this run's store "
-                          f"(`linetwin-connect-store-{cfg.run}`, kept for {RUN_SESSION_EXPIRY // 60} min); the next "
-                          "`twin connect` of this config with --store stores them", highlight=False)
+    if not whole:
+        err_console.print(f"not everything forwarded was stored within {STORE_WAIT:g} s of the stop (the store took "
+                          f"{sink.taken_by_run.get(cfg.run, 0) if sink else 0:,} messages): the rest waits in the "
+                          f"broker's session for this run's store (`linetwin-connect-store-{cfg.run}`, kept for "
+                          f"{RUN_SESSION_EXPIRY // 60} min); the next `twin connect` of this config with --store "
+                          "stores it", highlight=False)
     if db is not None:
         db.close()
     if folder is not None:
