@@ -196,11 +196,12 @@ def connect(
                           "broker before the stop (is it away?): such sources cannot be held back, and they are lost",
                           highlight=False)
     if not whole:
-        err_console.print(f"not everything forwarded was stored within {STORE_WAIT:g} s of the stop (the store took "
-                          f"{sink.taken_by_run.get(cfg.run, 0) if sink else 0:,} messages): the rest waits in the "
-                          f"broker's session for this run's store (`linetwin-connect-store-{cfg.run}`, kept for "
-                          f"{RUN_SESSION_EXPIRY // 60} min); the next `twin connect` of this config with --store "
-                          "stores it", highlight=False)
+        err_console.print(f"the store could not be shown to hold everything forwarded (its ingest took "
+                          f"{sink.taken_by_run.get(cfg.run, 0) if sink else 0:,} messages, and had not received the "
+                          f"stop's mark within {STORE_WAIT:g} s, or the twin's broker never took it): what is left "
+                          f"waits in the broker's session for this run's store (`linetwin-connect-store-{cfg.run}`, "
+                          f"kept for {RUN_SESSION_EXPIRY // 60} min); the next `twin connect` of this config with "
+                          "--store stores it", highlight=False)
     if db is not None:
         db.close()
     if folder is not None:
