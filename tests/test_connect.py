@@ -225,7 +225,10 @@ def test_while_the_twins_broker_is_away_the_plants_broker_keeps_the_messages(tmp
             msg = {"ts": t0 + 1000 * k, "vib": 2.0, "temps": {"bearing": 41.5}, "status": 1}
             info = gw.publish("gw7/filler/filler-a/data", json.dumps(msg), qos=1)
         info.wait_for_publish(10)
-        time.sleep(2)
+        deadline = time.monotonic() + 30  # a busy machine may take a while to hand the connector its first ones
+        while not conn.forwarded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)
         assert 0 < conn.forwarded <= 100, conn.forwarded  # held back by the plant's broker, not piled up here
         conn.stop(timeout=1)  # stopped during the outage
         assert conn.held == conn.forwarded and conn.lost == 0  # each left with the plant's broker, none lost
