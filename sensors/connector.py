@@ -49,10 +49,9 @@ class Connector:
         self._early: set[int] = set()  # mids the twin's broker acknowledged before they were filed
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
-        self.published = 0  # messages on the run's topic tree (readings, states): what a store's ingest takes
-        self._data: set[int] = set()  # mids of such messages not acknowledged yet
+        self._data: set[int] = set()  # mids of our readings and states messages not acknowledged yet
         self.held = self.lost = 0  # at the stop: plant messages left with the plant's broker; messages lost
-        self.stopped_mark: str | None = None  # the mark published last at the stop (`mark`), once the broker had it
+        self.stopped_mark: str | None = None  # the mark announced last at the stop, once the twin's broker had it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self.sparkplug = None
@@ -64,8 +63,7 @@ class Connector:
 
     def start(self) -> Connector:
         def announce(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
-            self._file(None, [c.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant"), qos=1,
-                                        retain=True)])
+            self._announce()
 
         self.pub.on_connect = announce
         if self.sub is not None:
@@ -121,7 +119,6 @@ class Connector:
         infos = [self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state")) for t in out]
         with self._lock:
             self.forwarded += 1
-            self.published += len(out)
         self._file(ack, infos, data=True)
 
     def reject(self, where: str, payload: bytes, reason: str, now_ms: int, ack: tuple[int, int] | None = None) -> None:
@@ -165,16 +162,18 @@ class Connector:
             if ack is not None:
                 self.sub.ack(*ack)  # type: ignore[union-attr]
 
-    def mark(self, timeout: float = 10.0) -> str | None:
-        """Announce the run again with a new mark, after everything published so far (a store's ingest that has
-        seen it has received all of that); the mark once the twin's broker has it, else None."""
-        token = uuid.uuid4().hex
+    def _announce(self, mark: str | None = None) -> None:
+        """The run's `started` status (retained); with a `mark`, after everything published so far: a store's
+        ingest that has received the mark has received all of that."""
+        extra = {"mark": mark} if mark else {}
         self._file(None, [self.pub.publish(self.topics.run, status_payload(self.cfg.run, "started", source="plant",
-                                                                           mark=token), qos=1, retain=True)])
-        deadline = time.monotonic() + timeout
+                                                                           **extra), qos=1, retain=True)])
+
+    def _drained(self, deadline: float) -> bool:
+        """Wait until the twin's broker has acknowledged everything published (or `deadline`, monotonic)."""
         while self._owed and time.monotonic() < deadline:
             time.sleep(0.05)
-        return None if self._owed else token
+        return not self._owed
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading the plant, let the twin's broker acknowledge what was published (up to `timeout` s: paho
@@ -186,9 +185,10 @@ class Connector:
         if self.sub is not None and self.sub is not self.pub:
             self.sub.disconnect()  # nothing more comes in while the last messages go out
         deadline = time.monotonic() + timeout
-        while self._owed and time.monotonic() < deadline:  # until the twin's broker has all we published
-            time.sleep(0.05)
-        self.stopped_mark = self.mark(max(0.0, deadline - time.monotonic())) if not self._owed else None
+        if self._drained(deadline):
+            mark = uuid.uuid4().hex
+            self._announce(mark)
+            self.stopped_mark = mark if self._drained(deadline) else None
         with self._lock:
             self.held = sum(ack is not None for ack, _ in self._owed)
             self.lost = sum(len(out & self._data) for ack, out in self._owed if ack is None)
