@@ -640,7 +640,7 @@ def test_consecutive_runs_on_one_broker_each_get_everything(mosquitto: Mosquitto
 def test_outbox_keeps_unsent_messages_on_disk_when_stopped(tmp_path: Path) -> None:
     import sqlite3
 
-    from sensors.bus.publisher import Outbox
+    from sensors.bus.spool import Outbox
 
     box = Outbox(tmp_path / "outbox.sqlite", max_bytes=100)
     box.put_many([("t/a", b"x" * 60, False), ("t/b", b"y" * 60, True), ("t/c", b"z", False)])

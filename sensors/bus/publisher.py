@@ -1,8 +1,8 @@
 """The twin's publisher: readings and states to MQTT without ever blocking the simulation.
 
-The simulation thread encodes messages into an `Outbox`; a publisher thread hands them to paho
-(QoS 1) as fast as the broker acknowledges. While the broker is away, messages wait: in memory up
-to a bound, then spilled to a SQLite file next to the run, so an outage loses nothing.
+The simulation thread encodes messages into an `Outbox` (sensors/bus/spool.py); a publisher thread hands them to
+paho (QoS 1) as fast as the broker acknowledges. While the broker is away, messages wait: in memory up to a bound,
+then spilled to a SQLite file next to the run, so an outage loses nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,103 +29,13 @@ from sensors.bus.payloads import (
     status_payload,
     telemetry_payload,
 )
-from sensors.bus.spool import Spool
+from sensors.bus.spool import Message, Outbox
 from twin.model import Line
 from twin.truth import StateFollower
 
-Message = tuple[str, bytes, bool]  # topic, payload, retain
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
 NOT_AUTHORIZED = 135  # MQTT 5 reason code of a PUBACK or DISCONNECT for a publish the ACL denies
 HOLD_EVERY = 100  # messages queued between two calls of a flat-out run's flow control
-
-
-class Outbox:
-    """A FIFO of messages bounded in memory; past `max_bytes` new messages spill to disk, in order."""
-
-    def __init__(self, spill_path: Path, max_bytes: int = 64 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._mem: deque[Message] = deque()
-        self._bytes = 0
-        self._path = spill_path
-        self._disk = Spool(spill_path)
-        self._spilled = 0
-        self._cv = threading.Condition()
-        self.spilled_total = 0
-
-    def put_many(self, messages: list[Message]) -> None:
-        with self._cv:
-            spill = []
-            for msg in messages:
-                if self._spilled or spill or self._bytes + len(msg[1]) > self.max_bytes:
-                    spill.append((msg[0], msg[1], int(msg[2])))
-                else:
-                    self._mem.append(msg)
-                    self._bytes += len(msg[1])
-            self._disk.put_many(spill)
-            self._spilled += len(spill)
-            self.spilled_total += len(spill)
-            self._cv.notify_all()
-
-    def put_front(self, messages: list[Message]) -> None:
-        """Put messages back at the head of the queue (to be sent again first)."""
-        with self._cv:
-            for msg in reversed(messages):
-                self._mem.appendleft(msg)
-                self._bytes += len(msg[1])
-            self._cv.notify_all()
-
-    def peek(self, timeout: float) -> Message | None:
-        """The oldest message (left in place), waiting up to `timeout` for one."""
-        with self._cv:
-            if not self._mem and self._spilled:
-                self._refill()
-            if not self._mem:
-                self._cv.wait(timeout)
-                if not self._mem and self._spilled:
-                    self._refill()
-            return self._mem[0] if self._mem else None
-
-    def pop(self) -> None:
-        with self._cv:
-            msg = self._mem.popleft()
-            self._bytes -= len(msg[1])
-            self._cv.notify_all()
-
-    def _refill(self) -> None:
-        rows = self._disk.peek(5000)
-        for _, topic, payload, retain in rows:
-            self._mem.append((topic, payload, bool(retain)))
-            self._bytes += len(payload)
-        if rows:
-            self._disk.delete_through(rows[-1][0])
-        self._spilled -= len(rows)
-
-    def __len__(self) -> int:
-        with self._cv:
-            return len(self._mem) + self._spilled
-
-    def close(self) -> None:
-        """Close the spill file, and remove it when nothing is left in it.
-
-        Messages still waiting in memory are written to the spill file first, so stopping before the
-        broker took everything leaves them on disk instead of losing them."""
-        with self._cv:
-            if self._mem:  # ahead of what spilled earlier: they are older
-                self._disk.put_many([(t, p, int(r)) for t, p, r in self._mem], front=True)
-                self._spilled += len(self._mem)
-                self._mem.clear()
-                self._bytes = 0
-            self._disk.close()
-
-    def wait_empty(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while self._mem or self._spilled:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cv.wait(left)
-            return True
 
 
 class Publisher:

@@ -1,15 +1,19 @@
 """A durable FIFO of MQTT messages on disk (SQLite): what is put is on disk when `put_many` returns, and leaves only
 when `delete_through` says it was handled, so a crash in between loses nothing (it is handled again: every consumer
-here is idempotent). The publisher's outbox spills into one when the broker lags; the ingest spools into one while
-the store is away, so it can acknowledge the broker instead of making it queue (and maybe drop) the messages.
+here is idempotent). An `Outbox` (the twin's publisher's, the connector's) spills into one when its broker lags or is
+away; the ingest spools into one while the store is away, so it can acknowledge the broker instead of making it queue
+(and maybe drop) the messages.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from collections import deque
 from pathlib import Path
 
+Message = tuple[str, bytes, bool]  # topic, payload, retain
 SpooledMessage = tuple[int, str, bytes, int]  # id (FIFO order), topic, payload, flag (the publisher's retain)
 
 
@@ -94,3 +98,98 @@ class Spool:
             if empty:
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+
+class Outbox:
+    """A FIFO of messages bounded in memory; past `max_bytes` new messages spill to disk, in order. What a spill file
+    already holds (an outbox closed with messages left) comes first."""
+
+    def __init__(self, spill_path: Path, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._mem: deque[Message] = deque()
+        self._bytes = 0
+        self.path = spill_path
+        self._disk = Spool(spill_path)
+        self._spilled = len(self._disk)
+        self._cv = threading.Condition()
+        self.spilled_total = 0
+
+    def open(self) -> None:
+        """Create the spill file now, so that one that cannot be written fails before any message is taken
+        (OSError)."""
+        self._disk.open()
+
+    def put_many(self, messages: list[Message]) -> None:
+        with self._cv:
+            spill = []
+            for msg in messages:
+                if self._spilled or spill or self._bytes + len(msg[1]) > self.max_bytes:
+                    spill.append((msg[0], msg[1], int(msg[2])))
+                else:
+                    self._mem.append(msg)
+                    self._bytes += len(msg[1])
+            self._disk.put_many(spill)
+            self._spilled += len(spill)
+            self.spilled_total += len(spill)
+            self._cv.notify_all()
+
+    def put_front(self, messages: list[Message]) -> None:
+        """Put messages back at the head of the queue (to be sent again first)."""
+        with self._cv:
+            for msg in reversed(messages):
+                self._mem.appendleft(msg)
+                self._bytes += len(msg[1])
+            self._cv.notify_all()
+
+    def peek(self, timeout: float) -> Message | None:
+        """The oldest message (left in place), waiting up to `timeout` for one."""
+        with self._cv:
+            if not self._mem and self._spilled:
+                self._refill()
+            if not self._mem:
+                self._cv.wait(timeout)
+                if not self._mem and self._spilled:
+                    self._refill()
+            return self._mem[0] if self._mem else None
+
+    def pop(self) -> None:
+        with self._cv:
+            msg = self._mem.popleft()
+            self._bytes -= len(msg[1])
+            self._cv.notify_all()
+
+    def _refill(self) -> None:
+        rows = self._disk.peek(5000)
+        for _, topic, payload, retain in rows:
+            self._mem.append((topic, payload, bool(retain)))
+            self._bytes += len(payload)
+        if rows:
+            self._disk.delete_through(rows[-1][0])
+        self._spilled -= len(rows)
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self._mem) + self._spilled
+
+    def close(self) -> None:
+        """Close the spill file, and remove it when nothing is left in it.
+
+        Messages still waiting in memory are written to the spill file first, so stopping before the
+        broker took everything leaves them on disk instead of losing them."""
+        with self._cv:
+            if self._mem:  # ahead of what spilled earlier: they are older
+                self._disk.put_many([(t, p, int(r)) for t, p, r in self._mem], front=True)
+                self._spilled += len(self._mem)
+                self._mem.clear()
+                self._bytes = 0
+            self._disk.close()
+
+    def wait_empty(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._mem or self._spilled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
