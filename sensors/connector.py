@@ -4,19 +4,32 @@ mapping itself is sensors/connect.py; the protocols sensors/sparkplug.py and sen
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any
 
-from sensors.bus.broker import BrokerURL, connect, make_client, subscribe_confirmed
+from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client, subscribe_confirmed
 from sensors.bus.payloads import deadletter_payload, status_payload
+from sensors.bus.spool import Message, Outbox
 from sensors.connect import ConnectorConfig, Translated, Unmapped, translate
 from sensors.ingest import Ingest
 from sensors.opcua import OpcUaReader
 from sensors.sparkplug import SparkplugReader
 from sensors.store.base import Store
+from sensors.store.ledger import home
+
+OUTBOX_MEMORY = 16 << 20  # bytes of unheld sources' messages kept in memory while the twin's broker is away; then disk
+OUTBOX_WINDOW = 1000  # of those, messages handed to paho and not yet acknowledged by the twin's broker
+
+
+def outbox_path(cfg: ConnectorConfig) -> Path:
+    """Where a connector keeps, for the run's next start, the messages the twin's broker had not taken at its stop."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{cfg.topics.prefix}--{cfg.run}")
+    return home() / "connect" / f"{name}.outbox.sqlite"
 
 
 class Connector:
@@ -49,8 +62,15 @@ class Connector:
         self._early: set[int] = set()  # mids the twin's broker acknowledged before they were filed
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
-        self._data: set[int] = set()  # mids of our readings and states messages not acknowledged yet
-        self.held = self.lost = 0  # at the stop: plant messages left with the plant's broker; messages lost
+        # Sources that cannot be held back (OPC UA values, QoS 0 messages: nothing to acknowledge) go through an outbox
+        # instead: while the twin's broker is away their messages wait in memory up to a bound, then on disk, and what
+        # is still there at a stop stays on disk for the run's next start (`kept`), sent before anything new.
+        self.outbox = Outbox(outbox_path(cfg), OUTBOX_MEMORY)
+        self._pending: dict[int, Message] = {}  # mid -> outbox message handed to paho, not acknowledged yet
+        self._pumping = threading.Lock()  # held while a message moves from the outbox to paho
+        self._quit = threading.Event()
+        self._pump_thread = threading.Thread(target=self._pump, name="connector-outbox", daemon=True)
+        self.held = self.kept = 0  # at the stop: plant messages left with the plant's broker; messages kept on disk
         self.stopped_mark: str | None = None  # the mark announced last at the stop, once the twin's broker had it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -62,6 +82,12 @@ class Connector:
             self.opcua = OpcUaReader(cfg, self)
 
     def start(self) -> Connector:
+        try:
+            self.outbox.open()
+        except OSError as e:
+            raise BrokerError(f"{self.outbox.path}: the connector's outbox cannot be written there ({e}); set "
+                              "LINETWIN_HOME to a writable folder", "outbox") from None
+
         def announce(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
             self._announce()
 
@@ -71,6 +97,7 @@ class Connector:
         connect(self.pub, self.target, durable=self.sub is self.pub)  # type: ignore[arg-type]
         announce(self.pub, None, None, None, None)  # the ingest takes the plant's messages after it
         self._announced.set()
+        self._pump_thread.start()  # what an earlier stop kept goes first
         if self.sub is not None:
             filters = list(self.cfg.filters) + ([self.sparkplug.filter] if self.sparkplug else [])
 
@@ -115,30 +142,53 @@ class Connector:
 
     def send(self, out: list[Translated], ack: tuple[int, int] | None = None) -> None:
         """Publish the twin's messages for one plant message (state retained: the line's current state); `ack`: the
-        plant message's (mid, QoS), acknowledged to its broker once the twin's broker has them all."""
-        infos = [self.pub.publish(t.topic, t.payload, qos=1, retain=t.topic.endswith("/state")) for t in out]
+        plant message's (mid, QoS), acknowledged to its broker once the twin's broker has them all; without one (OPC
+        UA, QoS 0) they go through the outbox."""
         with self._lock:
             self.forwarded += 1
-        self._file(ack, infos, data=True)
+        self._publish([(t.topic, t.payload, t.topic.endswith("/state")) for t in out], ack)
 
     def reject(self, where: str, payload: bytes, reason: str, now_ms: int, ack: tuple[int, int] | None = None) -> None:
         """Dead-letter one plant message with the reason (nothing is dropped silently); `ack` as for `send`."""
-        info = self.pub.publish(f"{self.topics.prefix}/deadletter", deadletter_payload(where, payload, reason, now_ms),
-                                qos=1)
         with self._lock:
             self.dead += 1
-        self._file(ack, [info])
+        self._publish([(f"{self.topics.prefix}/deadletter", deadletter_payload(where, payload, reason, now_ms),
+                        False)], ack)
 
-    def _file(self, ack: tuple[int, int] | None, infos: list[Any], data: bool = False) -> None:
+    def _publish(self, messages: list[Message], ack: tuple[int, int] | None) -> None:
+        if ack is None:
+            self.outbox.put_many(messages)
+        else:
+            self._file(ack, [self.pub.publish(topic, payload, qos=1, retain=retain)
+                             for topic, payload, retain in messages])
+
+    def _pump(self) -> None:
+        """Hand the outbox's messages to paho in order, at most OUTBOX_WINDOW unacknowledged: while the twin's broker
+        is away the rest wait in the outbox, bounded in memory."""
+        while not self._quit.is_set():
+            with self._lock:
+                full = len(self._pending) >= OUTBOX_WINDOW
+            msg = None if full else self.outbox.peek(0.05)
+            if msg is None:
+                if full:
+                    self._quit.wait(0.05)
+                continue
+            with self._pumping:
+                info = self.pub.publish(msg[0], msg[1], qos=1, retain=msg[2])
+                self.outbox.pop()
+                with self._lock:
+                    if info.mid not in self._early:  # not acknowledged already
+                        self._pending[info.mid] = msg
+                self._file(None, [info])
+
+    def _file(self, ack: tuple[int, int] | None, infos: list[Any]) -> None:
         """Owe the plant's broker the acknowledgement `ack` (mid, QoS; None: nothing to acknowledge) until the twin's
         broker has `infos`. Everything this connector publishes is filed, so that the acknowledgement of a mid that
-        came back before its filing (`_early`) is always claimed by that very publish. `data`: readings or states."""
+        came back before its filing (`_early`) is always claimed by that very publish."""
         mids = {i.mid for i in infos}
         with self._lock:
             out = mids - self._early
             self._early -= mids
-            if data:
-                self._data |= out
             self._owed.append((ack, out))
             for m in out:
                 self._waiting[m] = out
@@ -147,7 +197,7 @@ class Connector:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._lock:
             waiting = self._waiting.pop(mid, None)
-            self._data.discard(mid)
+            self._pending.pop(mid, None)
             if waiting is None:
                 self._early.add(mid)  # filed a moment later (another thread), or not a plant message's
             else:
@@ -170,16 +220,20 @@ class Connector:
                                                                            **extra), qos=1, retain=True)])
 
     def _drained(self, deadline: float) -> bool:
-        """Wait until the twin's broker has acknowledged everything published (or `deadline`, monotonic)."""
-        while self._owed and time.monotonic() < deadline:
+        """Wait until the twin's broker has acknowledged everything published and everything in the outbox (or
+        `deadline`, monotonic)."""
+        while time.monotonic() < deadline:
+            with self._pumping:
+                if not self._owed and not len(self.outbox):
+                    return True
             time.sleep(0.05)
-        return not self._owed
+        return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop reading the plant, let the twin's broker acknowledge what was published (up to `timeout` s: paho
-        holds unsent messages in memory only), then disconnect. What it did not acknowledge is counted: plant messages
-        left with the plant's broker (`held`: it sends them again at the next start), and messages of sources that
-        cannot be held back, OPC UA values and QoS 0 Sparkplug data (`lost`)."""
+        """Stop reading the plant, let the twin's broker acknowledge what was published (up to `timeout` s), then
+        disconnect. What it did not acknowledge is counted: plant messages left with the plant's broker (`held`: it
+        sends them again at the next start), and messages of sources that cannot be held back, OPC UA values and QoS 0
+        data, kept in the outbox's file (`kept`: this run's next connector sends them first)."""
         if self.opcua is not None:
             self.opcua.stop()
         if self.sub is not None and self.sub is not self.pub:
@@ -189,9 +243,15 @@ class Connector:
             mark = uuid.uuid4().hex
             self._announce(mark)
             self.stopped_mark = mark if self._drained(deadline) else None
+        self._quit.set()
+        if self._pump_thread.is_alive():
+            self._pump_thread.join()
         with self._lock:
             self.held = sum(ack is not None for ack, _ in self._owed)
-            self.lost = sum(len(out & self._data) for ack, out in self._owed if ack is None)
+            unsure, self._pending = list(self._pending.values()), {}
+        self.outbox.put_front(unsure)  # sent again next time: stored once all the same (a message's identity)
+        self.kept = len(self.outbox)
+        self.outbox.close()
         for client in {id(c): c for c in (self.sub, self.pub) if c is not None}.values():
             client.loop_stop()
             client.disconnect()

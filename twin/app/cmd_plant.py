@@ -191,10 +191,10 @@ def connect(
         err_console.print(f"{conn.held:,} plant messages were not yet on the twin's broker at the stop (is it "
                           "away?): the plant's broker keeps them for this config's next `twin connect`",
                           highlight=False)
-    if conn.lost:
-        err_console.print(f"{conn.lost:,} messages of OPC UA values or QoS 0 Sparkplug data never reached the twin's "
-                          "broker before the stop (is it away?): such sources cannot be held back, and they are lost",
-                          highlight=False)
+    if conn.kept:
+        err_console.print(f"{conn.kept:,} messages of OPC UA values or QoS 0 data were not yet on the twin's broker at "
+                          f"the stop (is it away?): kept in {conn.outbox.path}, sent first by this config's next "
+                          "`twin connect`", highlight=False)
     if not whole:
         err_console.print(f"the store could not be shown to hold everything forwarded (its ingest took "
                           f"{sink.taken_by_run.get(cfg.run, 0) if sink else 0:,} messages, and had not received the "
