@@ -4,6 +4,8 @@ mapping itself is sensors/connect.py; the protocols sensors/sparkplug.py and sen
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client, subscribe_confirmed
-from sensors.bus.payloads import deadletter_payload, status_payload
+from sensors.bus.payloads import deadletter_payload, message_key, status_payload
 from sensors.bus.spool import Message, Outbox
 from sensors.connect import ConnectorConfig, Translated, Unmapped, translate
 from sensors.ingest import Ingest
@@ -24,12 +26,27 @@ from sensors.store.ledger import home
 
 OUTBOX_MEMORY = 16 << 20  # bytes of unheld sources' messages kept in memory while the twin's broker is away; then disk
 OUTBOX_WINDOW = 1000  # of those, messages handed to paho and not yet acknowledged by the twin's broker
+log = logging.getLogger(__name__)
+Arrival = tuple[str, int, int]  # a plant message's topic, identity (`message_key`) and the time it was received (ms)
 
 
-def outbox_path(cfg: ConnectorConfig) -> Path:
-    """Where a connector keeps, for the run's next start, the messages the twin's broker had not taken at its stop."""
+def kept_path(cfg: ConnectorConfig, kind: str) -> Path:
+    """Where a connector keeps what its config's next start needs: `outbox.sqlite`, the messages the twin's broker had
+    not taken at its stop; `stamps.json`, when the plant messages it left with the plant's broker were received."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{cfg.topics.prefix}--{cfg.run}")
-    return home() / "connect" / f"{name}.outbox.sqlite"
+    return home() / "connect" / f"{name}.{kind}"
+
+
+def _read_stamps(path: Path) -> dict[tuple[str, int], deque[int]]:
+    """The receive times a stopped connector left (`Connector.stop`), per plant message, oldest first."""
+    out: dict[tuple[str, int], deque[int]] = {}
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        for topic, key, received in rows:
+            out.setdefault((str(topic), int(key)), deque()).append(int(received))
+    except (OSError, ValueError, TypeError) as e:  # our own file, damaged: redelivered messages are stamped anew
+        log.warning("%s cannot be read (%s): plant messages sent again without a timestamp get a new one", path, e)
+    return out
 
 
 class Connector:
@@ -65,12 +82,19 @@ class Connector:
         # Sources that cannot be held back (OPC UA values, QoS 0 messages: nothing to acknowledge) go through an outbox
         # instead: while the twin's broker is away their messages wait in memory up to a bound, then on disk, and what
         # is still there at a stop stays on disk for the run's next start (`kept`), sent before anything new.
-        self.outbox = Outbox(outbox_path(cfg), OUTBOX_MEMORY)
+        self.outbox = Outbox(kept_path(cfg, "outbox.sqlite"), OUTBOX_MEMORY)
         self._pending: dict[int, Message] = {}  # mid -> outbox message handed to paho, not acknowledged yet
         self._pumping = threading.Lock()  # held while a message moves from the outbox to paho
         self._quit = threading.Event()
         self._pump_thread = threading.Thread(target=self._pump, name="connector-outbox", daemon=True)
         self.held = self.kept = 0  # at the stop: plant messages left with the plant's broker; messages kept on disk
+        # A plant message without a timestamp field is stamped with the time it is received. One the plant's broker
+        # sends again (the connector stopped or lost it before acknowledging: MQTT's DUP flag) gets the time it was
+        # first received, so it becomes the same twin messages and is stored once: the times of the plant messages not
+        # acknowledged yet are kept (`_arrivals`), at a stop in a file for the next start (`_restamps`).
+        self._stamps_path = kept_path(cfg, "stamps.json")
+        self._restamps = _read_stamps(self._stamps_path)
+        self._arrivals: dict[int, Arrival] = {}  # mid of a plant message not acknowledged yet -> its arrival
         self.stopped_mark: str | None = None  # the mark announced last at the stop, once the twin's broker had it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -106,6 +130,10 @@ class Connector:
 
             def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
                 subscribe(c)
+                with self._lock:  # what was not acknowledged comes again: with the times it first came
+                    for topic, key, received in self._arrivals.values():
+                        self._restamps.setdefault((topic, key), deque()).append(received)
+                    self._arrivals.clear()
                 if c is self.pub:
                     announce(c, u, f, rc, p)
 
@@ -124,6 +152,13 @@ class Connector:
         if msg.topic.startswith(self.topics.prefix + "/"):
             return  # the twin's own topic tree (a wide subscription on a shared broker): ours, not the plant's
         now = int(time.time() * 1000)
+        if msg.qos:
+            key = message_key(msg.payload)
+            if msg.dup:  # sent again: the time it was first received, if it was
+                first = self._restamps.get((msg.topic, key))
+                now = first.popleft() if first else now
+            with self._lock:
+                self._arrivals[msg.mid] = (msg.topic, key, now)
         try:
             if self.sparkplug is not None and msg.topic.startswith(self.sparkplug.filter[:-1]):
                 with self._lock:
@@ -211,6 +246,22 @@ class Connector:
             ack, _ = self._owed.popleft()
             if ack is not None:
                 self.sub.ack(*ack)  # type: ignore[union-attr]
+                self._arrivals.pop(ack[0], None)
+
+    def _keep_stamps(self, stamps: list[Arrival]) -> None:
+        """Keep the receive times of the plant messages left with the plant's broker for the next start (a file
+        written aside and renamed; none when there are none)."""
+        try:
+            if stamps:
+                partial = self._stamps_path.with_name(self._stamps_path.name + ".writing")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(stamps), encoding="utf-8")
+                partial.replace(self._stamps_path)
+            else:
+                self._stamps_path.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("%s cannot be written (%s): plant messages sent again without a timestamp get a new one",
+                        self._stamps_path, e)
 
     def _announce(self, mark: str | None = None) -> None:
         """The run's `started` status (retained); with a `mark`, after everything published so far: a store's
@@ -247,8 +298,11 @@ class Connector:
         if self._pump_thread.is_alive():
             self._pump_thread.join()
         with self._lock:
-            self.held = sum(ack is not None for ack, _ in self._owed)
+            held = [ack for ack, _ in self._owed if ack is not None]
+            self.held = len(held)
+            stamps = [self._arrivals[mid] for mid, _ in held if mid in self._arrivals]
             unsure, self._pending = list(self._pending.values()), {}
+        self._keep_stamps(stamps)
         self.outbox.put_front(unsure)  # sent again next time: stored once all the same (a message's identity)
         self.kept = len(self.outbox)
         self.outbox.close()

@@ -251,6 +251,54 @@ def test_while_the_twins_broker_is_away_the_plants_broker_keeps_the_messages(tmp
     assert len(rows) == 2 * n and rows[rows.sensor == "vibration"].ts.nunique() == n
 
 
+@pytest.mark.slow
+def test_a_plant_message_without_a_timestamp_sent_again_keeps_the_time_it_first_came(tmp_path: Path,
+                                                                                    mosquitto: Mosquitto) -> None:
+    """A plant message without a timestamp field is stamped with the time it is received. The twin's broker took
+    what 50 of them became, but its acknowledgements were lost (a connection that dropped), so the connector stopped
+    with the 50 not acknowledged to the plant's broker, which sends them again to the next connector (MQTT's DUP).
+    Stamped anew, each was stored twice, at two times; now it keeps the time it first came and is stored once."""
+    from sensors.connector import Connector, stop_stored, store_ingest
+
+    f = config(tmp_path, str(mosquitto.url))
+    f.write_text(f.read_text().replace("    timestamp: {field: ts, unit: ms}\n", ""))
+    cfg = load_config(f)
+    db = f"duckdb:///{tmp_path / 'plant.duckdb'}"
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    gw.connect("127.0.0.1", mosquitto.port)
+    gw.loop_start()
+    n = 50
+    try:
+        store = open_store(db)
+        conn = Connector(cfg)
+        sink = store_ingest(conn, store).start()
+        conn.start()
+        conn.pub.on_publish = lambda *a: None  # the twin's broker's acknowledgements are lost
+        for k in range(n):
+            gw.publish("gw7/filler/filler-a/data", json.dumps({"vib": k / 10, "status": 1}), qos=1).wait_for_publish(5)
+        assert sink.wait_for("plant", n, 30), sink.stored_by_run  # the twin's broker had them all
+        conn.stop(timeout=1)
+        assert conn.held == n
+        sink.stop(keep_session=True)
+        store.close()
+        store = open_store(db)
+        conn = Connector(cfg)
+        sink = store_ingest(conn, store).start()
+        conn.start()  # the plant's broker sends the 50 again
+        deadline = time.monotonic() + 30
+        while conn.forwarded < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert conn.forwarded == n
+        assert stop_stored(conn, sink) and conn.held == 0
+        store.close()
+    finally:
+        gw.loop_stop()
+    store = open_store(db, read_only=True)
+    vib = store.query(run="plant", sensors=["vibration"])
+    store.close()
+    assert sorted(vib.value) == [k / 10 for k in range(n)]  # each once, at the time it first came
+
+
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f = config(tmp_path, "mqtt://127.0.0.1:1883")
     cfg = load_config(f)
