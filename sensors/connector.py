@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client, subscribe_confirmed
 from sensors.bus.payloads import deadletter_payload, message_key, status_payload
 from sensors.bus.spool import Message, Outbox
-from sensors.connect import ConnectorConfig, Translated, Unmapped, translate
+from sensors.connect import ConnectError, ConnectorConfig, Translated, Unmapped, translate
 from sensors.ingest import Ingest
 from sensors.opcua import OpcUaReader
 from sensors.sparkplug import SparkplugReader
@@ -82,7 +83,13 @@ class Connector:
         # Sources that cannot be held back (OPC UA values, QoS 0 messages: nothing to acknowledge) go through an outbox
         # instead: while the twin's broker is away their messages wait in memory up to a bound, then on disk, and what
         # is still there at a stop stays on disk for the run's next start (`kept`), sent before anything new.
-        self.outbox = Outbox(kept_path(cfg, "outbox.sqlite"), OUTBOX_MEMORY)
+        path = kept_path(cfg, "outbox.sqlite")
+        try:
+            self.outbox = Outbox(path, OUTBOX_MEMORY)
+        except sqlite3.Error as e:
+            raise ConnectError(f"{path}: not a connector's outbox ({e}); it may hold messages an earlier "
+                               "`twin connect` of this config kept for this one: move it aside and start "
+                               "again") from None
         self._pending: dict[int, Message] = {}  # mid -> outbox message handed to paho, not acknowledged yet
         self._pumping = threading.Lock()  # held while a message moves from the outbox to paho
         self._quit = threading.Event()

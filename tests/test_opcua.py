@@ -22,7 +22,7 @@ from sensors.bus.broker import free_port, wait_port
 from sensors.connect import ConnectError, load_config
 from sensors.opcua import OpcUaError, server_url
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, stop_process, twin_cmd, wait_connected
+from tests.conftest import ROOT, Mosquitto, assert_mistakes, stop_process, twin_cmd, wait_connected
 
 BASE = 1767592800000  # 2026-01-05 06:00 UTC: the plant's first source timestamp
 
@@ -164,6 +164,29 @@ def test_opcua_values_read_while_the_twins_broker_is_away_are_kept_and_stored_by
     missing = [ts for ts in outage if ts not in got]
     assert len(outage) > 10 and not missing, f"{len(missing)} of {len(outage)} values read during the outage not stored"
     assert len(vib) == len(got)  # each once, though a message may have been sent twice
+
+
+def test_a_damaged_outbox_or_stamps_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """What a stopped connector keeps for its config's next start lives in files of the linetwin home; one that is not
+    what it should be is named, never a traceback: the outbox (it may hold messages) refuses the start, the stamps (a
+    convenience) are set aside with a warning."""
+    from sensors.connector import Connector, kept_path
+
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    f = config(tmp_path, free_port(), "mqtt://127.0.0.1:1883")
+    cfg = load_config(f)
+    stamps = kept_path(cfg, "stamps.json")
+    stamps.parent.mkdir(parents=True)
+    stamps.write_text('[["a", 1]]')
+    with caplog.at_level("WARNING"):
+        Connector(cfg)
+    assert f"{stamps} cannot be read" in caplog.text
+    outbox = kept_path(cfg, "outbox.sqlite")
+    outbox.write_bytes(b"not SQLite at all" * 100)
+    assert_mistakes(["connect", str(f)], [([], f"{outbox}: not a connector's outbox (file is not a database); it may "
+                                              "hold messages an earlier `twin connect` of this config kept for this "
+                                              "one: move it aside and start again")])
 
 
 def test_opcua_config_and_server_url_mistakes_are_named(tmp_path: Path) -> None:
