@@ -118,7 +118,14 @@ class Connector:
         except OSError as e:
             raise BrokerError(f"{self.outbox.path}: the connector's outbox cannot be written there ({e}); set "
                               "LINETWIN_HOME to a writable folder", "outbox") from None
+        try:
+            return self._start()
+        except BaseException:  # a broker or OPC UA server refused: what the outbox took from its file goes back
+            self._keep()
+            self._disconnect()
+            raise
 
+    def _start(self) -> Connector:
         def announce(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
             self._announce()
 
@@ -255,6 +262,22 @@ class Connector:
                 self.sub.ack(*ack)  # type: ignore[union-attr]
                 self._arrivals.pop(ack[0], None)
 
+    def _keep(self) -> None:
+        """Stop the outbox's pump and keep for the next start what the twin's broker has not acknowledged: the
+        outbox's messages (in its file) and the receive times of the plant messages left with the plant's broker."""
+        self._quit.set()
+        if self._pump_thread.is_alive():
+            self._pump_thread.join()
+        with self._lock:
+            held = [ack for ack, _ in self._owed if ack is not None]
+            self.held = len(held)
+            stamps = [self._arrivals[mid] for mid, _ in held if mid in self._arrivals]
+            unsure, self._pending = list(self._pending.values()), {}
+        self._keep_stamps(stamps)
+        self.outbox.put_front(unsure)  # sent again next time: stored once all the same (a message's identity)
+        self.kept = len(self.outbox)
+        self.outbox.close()
+
     def _keep_stamps(self, stamps: list[Arrival]) -> None:
         """Keep the receive times of the plant messages left with the plant's broker for the next start (a file
         written aside and renamed; none when there are none)."""
@@ -301,18 +324,10 @@ class Connector:
             mark = uuid.uuid4().hex
             self._announce(mark)
             self.stopped_mark = mark if self._drained(deadline) else None
-        self._quit.set()
-        if self._pump_thread.is_alive():
-            self._pump_thread.join()
-        with self._lock:
-            held = [ack for ack, _ in self._owed if ack is not None]
-            self.held = len(held)
-            stamps = [self._arrivals[mid] for mid, _ in held if mid in self._arrivals]
-            unsure, self._pending = list(self._pending.values()), {}
-        self._keep_stamps(stamps)
-        self.outbox.put_front(unsure)  # sent again next time: stored once all the same (a message's identity)
-        self.kept = len(self.outbox)
-        self.outbox.close()
+        self._keep()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
         for client in {id(c): c for c in (self.sub, self.pub) if c is not None}.values():
             client.loop_stop()
             client.disconnect()
