@@ -15,7 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from sensors.bus.broker import BrokerError, BrokerURL, connect, make_client, subscribe_confirmed
+from sensors.bus.broker import SESSION_EXPIRY, BrokerError, BrokerURL, connect, make_client, subscribe_confirmed
 from sensors.bus.payloads import deadletter_payload, message_key, status_payload
 from sensors.bus.spool import Message, Outbox
 from sensors.connect import ConnectError, ConnectorConfig, Translated, Unmapped, translate
@@ -168,10 +168,9 @@ class Connector:
         now = int(time.time() * 1000)
         if msg.qos:
             key = message_key(msg.payload)
-            if msg.dup:  # sent again: the time it was first received, if it was
-                first = self._restamps.get((msg.topic, key))
-                now = first.popleft() if first else now
             with self._lock:
+                first = self._restamps.get((msg.topic, key)) if msg.dup else None  # sent again: when it first came
+                now = first.popleft() if first else now
                 self._arrivals[msg.mid] = (msg.topic, key, now)
         try:
             if self.sparkplug is not None and msg.topic.startswith(self.sparkplug.filter[:-1]):
@@ -271,7 +270,11 @@ class Connector:
         with self._lock:
             held = [ack for ack, _ in self._owed if ack is not None]
             self.held = len(held)
-            stamps = [self._arrivals[mid] for mid, _ in held if mid in self._arrivals]
+            # the times still waiting for their message (a stop before the plant's broker sent it again), while that
+            # broker may still have it in the session, then those of the messages left with it now
+            oldest = int(time.time() * 1000) - 1000 * SESSION_EXPIRY
+            stamps = [(topic, key, t) for (topic, key), times in self._restamps.items() for t in times if t > oldest]
+            stamps += [self._arrivals[mid] for mid, _ in held if mid in self._arrivals]
             unsure, self._pending = list(self._pending.values()), {}
         self._keep_stamps(stamps)
         self.outbox.put_front(unsure)  # sent again next time: stored once all the same (a message's identity)
