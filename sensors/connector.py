@@ -91,7 +91,6 @@ class Connector:
                                "`twin connect` of this config kept for this one: move it aside and start "
                                "again") from None
         self._pending: dict[int, Message] = {}  # mid -> outbox message handed to paho, not acknowledged yet
-        self._pumping = threading.Lock()  # held while a message moves from the outbox to paho
         self._quit = threading.Event()
         self._pump_thread = threading.Thread(target=self._pump, name="connector-outbox", daemon=True)
         self.held = self.kept = 0  # at the stop: plant messages left with the plant's broker; messages kept on disk
@@ -221,13 +220,12 @@ class Connector:
                 if full:
                     self._quit.wait(0.05)
                 continue
-            with self._pumping:
-                info = self.pub.publish(msg[0], msg[1], qos=1, retain=msg[2])
-                self.outbox.pop()
-                with self._lock:
-                    if info.mid not in self._early:  # not acknowledged already
-                        self._pending[info.mid] = msg
-                self._file(None, [info])
+            info = self.pub.publish(msg[0], msg[1], qos=1, retain=msg[2])
+            with self._lock:
+                if info.mid not in self._early:  # not acknowledged already
+                    self._pending[info.mid] = msg
+            self._file(None, [info])  # owed before it leaves the outbox, so `_drained` always sees it in one
+            self.outbox.pop()
 
     def _file(self, ack: tuple[int, int] | None, infos: list[Any]) -> None:
         """Owe the plant's broker the acknowledgement `ack` (mid, QoS; None: nothing to acknowledge) until the twin's
@@ -306,12 +304,12 @@ class Connector:
     def _drained(self, deadline: float) -> bool:
         """Wait until the twin's broker has acknowledged everything published and everything in the outbox (or
         `deadline`, monotonic)."""
-        while time.monotonic() < deadline:
-            with self._pumping:
-                if not self._owed and not len(self.outbox):
-                    return True
+        def drained() -> bool:  # the outbox first: a message leaves it only once it is owed (`_pump`)
+            return not len(self.outbox) and not self._owed
+
+        while not drained() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return False
+        return drained()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading the plant, let the twin's broker acknowledge what was published (up to `timeout` s), then
