@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	# the CPU build of PyTorch first: left to the resolver, torch would come as a multi-GB CUDA build
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==$(TORCH)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# the rest through uv (from PyPI): it fetches and installs the ~110 packages side by side, 19 s where pip took 48 s
+	# on 2 cores (the same versions; torch, already there, is kept); with pip where uv cannot be had
+	$(PY) -m pip install --quiet --disable-pip-version-check uv \
+	  && $(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -e '.[test]' \
+	  || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	# Sparkplug B: pysparkplug declares paho-mqtt<2 but runs on paho 2 (its v1 callbacks), so no resolver pass
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps pysparkplug==$(PYSPARKPLUG)
 	touch $(STAMP)
