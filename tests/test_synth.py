@@ -34,7 +34,7 @@ def gen(work: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     VAE's quality and only the GAN's mechanics (its quality is bench/synth.py's), so the GAN takes 20 steps."""
     def make(out: Path) -> None:
         r = subprocess.run(twin_cmd("synth", "train", work / "train", "--epochs", 10, "--updates", 0, "--steps", 20,
-                                    "--stride", 2, "--out", out), capture_output=True, text=True, timeout=600, cwd=ROOT)
+                                    "--stride", 3, "--out", out), capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert r.returncode == 0, r.stderr[-3000:]
         assert "filler" in r.stdout and "conveyor_machine" in r.stdout
 
