@@ -38,16 +38,63 @@ def kept_path(cfg: ConnectorConfig, kind: str) -> Path:
     return home() / "connect" / f"{name}.{kind}"
 
 
-def _read_stamps(path: Path) -> dict[tuple[str, int], deque[int]]:
-    """The receive times a stopped connector left (`Connector.stop`), per plant message, oldest first."""
-    out: dict[tuple[str, int], deque[int]] = {}
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-        for topic, key, received in rows:
-            out.setdefault((str(topic), int(key)), deque()).append(int(received))
-    except (OSError, ValueError, TypeError) as e:  # our own file, damaged: redelivered messages are stamped anew
-        log.warning("%s cannot be read (%s): plant messages sent again without a timestamp get a new one", path, e)
-    return out
+class ReceiveTimes:
+    """When the plant messages not acknowledged yet were received, so that one the plant's broker sends again (MQTT's
+    DUP flag) gets the time it first came and becomes the same twin messages, stored once. What a stop leaves with the
+    plant's broker is kept in a file for the next start. Not locked: the connector calls it under its lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._unacked: dict[int, Arrival] = {}  # the mid of a plant message not acknowledged yet -> its arrival
+        self._again = self._read()  # (topic, identity) -> the times of messages to come again, oldest first
+
+    def _read(self) -> dict[tuple[str, int], deque[int]]:
+        out: dict[tuple[str, int], deque[int]] = {}
+        try:
+            rows = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else []
+            for topic, key, received in rows:
+                out.setdefault((str(topic), int(key)), deque()).append(int(received))
+        except (OSError, ValueError, TypeError) as e:  # our own file, damaged: redelivered messages are stamped anew
+            log.warning("%s cannot be read (%s): plant messages sent again without a timestamp get a new one",
+                        self.path, e)
+        return out
+
+    def stamp(self, mid: int, topic: str, key: int, dup: bool, now: int) -> int:
+        """The time of a plant message received `now` (ms): the time it first came if it is one sent again."""
+        first = self._again.get((topic, key)) if dup else None
+        received = first.popleft() if first else now
+        self._unacked[mid] = (topic, key, received)
+        return received
+
+    def acknowledged(self, mid: int) -> None:
+        self._unacked.pop(mid, None)
+
+    def reconnected(self) -> None:
+        """After a reconnect to the plant's broker what was not acknowledged comes again: with its first times."""
+        for topic, key, received in self._unacked.values():
+            self._again.setdefault((topic, key), deque()).append(received)
+        self._unacked.clear()
+
+    def left(self, held: list[int], oldest: int) -> list[Arrival]:
+        """What the next start needs: the times still waiting for their message (a stop before the plant's broker sent
+        it again) received after `oldest` (ms; while that broker may still have it), then those of the messages held
+        (their mids) that are left with it now."""
+        kept = [(topic, key, t) for (topic, key), times in self._again.items() for t in times if t > oldest]
+        return kept + [self._unacked[mid] for mid in held if mid in self._unacked]
+
+    def keep(self, arrivals: list[Arrival]) -> None:
+        """Write `left`'s arrivals for the next start (aside, then renamed; no file when there are none)."""
+        try:
+            if arrivals:
+                partial = self.path.with_name(self.path.name + ".writing")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(arrivals), encoding="utf-8")
+                partial.replace(self.path)
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("%s cannot be written (%s): plant messages sent again without a timestamp get a new one",
+                        self.path, e)
 
 
 class Connector:
@@ -94,13 +141,9 @@ class Connector:
         self._quit = threading.Event()
         self._pump_thread = threading.Thread(target=self._pump, name="connector-outbox", daemon=True)
         self.held = self.kept = 0  # at the stop: plant messages left with the plant's broker; messages kept on disk
-        # A plant message without a timestamp field is stamped with the time it is received. One the plant's broker
-        # sends again (the connector stopped or lost it before acknowledging: MQTT's DUP flag) gets the time it was
-        # first received, so it becomes the same twin messages and is stored once: the times of the plant messages not
-        # acknowledged yet are kept (`_arrivals`), at a stop in a file for the next start (`_restamps`).
-        self._stamps_path = kept_path(cfg, "stamps.json")
-        self._restamps = _read_stamps(self._stamps_path)
-        self._arrivals: dict[int, Arrival] = {}  # mid of a plant message not acknowledged yet -> its arrival
+        # A plant message without a timestamp field is stamped with the time it is received; one the plant's broker
+        # sends again (the connector stopped or lost it before acknowledging) with the time it first came.
+        self.received = ReceiveTimes(kept_path(cfg, "stamps.json"))
         self.stopped_mark: str | None = None  # the mark announced last at the stop, once the twin's broker had it
         self._states: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -143,10 +186,8 @@ class Connector:
 
             def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
                 subscribe(c)
-                with self._lock:  # what was not acknowledged comes again: with the times it first came
-                    for topic, key, received in self._arrivals.values():
-                        self._restamps.setdefault((topic, key), deque()).append(received)
-                    self._arrivals.clear()
+                with self._lock:
+                    self.received.reconnected()
                 if c is self.pub:
                     announce(c, u, f, rc, p)
 
@@ -168,9 +209,7 @@ class Connector:
         if msg.qos:
             key = message_key(msg.payload)
             with self._lock:
-                first = self._restamps.get((msg.topic, key)) if msg.dup else None  # sent again: when it first came
-                now = first.popleft() if first else now
-                self._arrivals[msg.mid] = (msg.topic, key, now)
+                now = self.received.stamp(msg.mid, msg.topic, key, msg.dup, now)
         try:
             if self.sparkplug is not None and msg.topic.startswith(self.sparkplug.filter[:-1]):
                 with self._lock:
@@ -257,7 +296,7 @@ class Connector:
             ack, _ = self._owed.popleft()
             if ack is not None:
                 self.sub.ack(*ack)  # type: ignore[union-attr]
-                self._arrivals.pop(ack[0], None)
+                self.received.acknowledged(ack[0])
 
     def _keep(self) -> None:
         """Stop the outbox's pump and keep for the next start what the twin's broker has not acknowledged: the
@@ -268,31 +307,12 @@ class Connector:
         with self._lock:
             held = [ack for ack, _ in self._owed if ack is not None]
             self.held = len(held)
-            # the times still waiting for their message (a stop before the plant's broker sent it again), while that
-            # broker may still have it in the session, then those of the messages left with it now
-            oldest = int(time.time() * 1000) - 1000 * SESSION_EXPIRY
-            stamps = [(topic, key, t) for (topic, key), times in self._restamps.items() for t in times if t > oldest]
-            stamps += [self._arrivals[mid] for mid, _ in held if mid in self._arrivals]
+            arrivals = self.received.left([mid for mid, _ in held], int(time.time() * 1000) - 1000 * SESSION_EXPIRY)
             unsure, self._pending = list(self._pending.values()), {}
-        self._keep_stamps(stamps)
+        self.received.keep(arrivals)
         self.outbox.put_front(unsure)  # sent again next time: stored once all the same (a message's identity)
         self.kept = len(self.outbox)
         self.outbox.close()
-
-    def _keep_stamps(self, stamps: list[Arrival]) -> None:
-        """Keep the receive times of the plant messages left with the plant's broker for the next start (a file
-        written aside and renamed; none when there are none)."""
-        try:
-            if stamps:
-                partial = self._stamps_path.with_name(self._stamps_path.name + ".writing")
-                partial.parent.mkdir(parents=True, exist_ok=True)
-                partial.write_text(json.dumps(stamps), encoding="utf-8")
-                partial.replace(self._stamps_path)
-            else:
-                self._stamps_path.unlink(missing_ok=True)
-        except OSError as e:
-            log.warning("%s cannot be written (%s): plant messages sent again without a timestamp get a new one",
-                        self._stamps_path, e)
 
     def _announce(self, mark: str | None = None) -> None:
         """The run's `started` status (retained); with a `mark`, after everything published so far: a store's
