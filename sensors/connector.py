@@ -67,6 +67,7 @@ class ReceiveTimes:
         return received
 
     def acknowledged(self, mid: int) -> None:
+        """The plant message `mid` is acknowledged to its broker: it will not come again."""
         self._unacked.pop(mid, None)
 
     def reconnected(self) -> None:
