@@ -46,7 +46,7 @@ class ReceiveTimes:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._unacked: dict[int, Arrival] = {}  # the mid of a plant message not acknowledged yet -> its arrival
-        self._again = self._read()  # (topic, identity) -> the times of messages to come again, oldest first
+        self._again = self._read()  # (topic, identity) -> the times of messages to come again
 
     def _read(self) -> dict[tuple[str, int], deque[int]]:
         out: dict[tuple[str, int], deque[int]] = {}

@@ -395,3 +395,38 @@ def test_any_plant_message_is_translated_or_dead_lettered_with_a_reason(tmp_path
         return
     for t in out:
         parse(t.topic, t.payload)  # a ParseError here would be a connector bug
+
+
+def test_receive_times_give_a_message_sent_again_its_first_time_across_a_reconnect_and_a_restart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The bookkeeping behind the end-to-end redelivery test above, fast: a DUP message takes the oldest time of an
+    unacknowledged one with the same topic and identity; a new message (no DUP) never does; acknowledged ones are
+    forgotten; what a stop leaves goes through the file to the next start; a damaged file is named, not fatal."""
+    from sensors.connector import ReceiveTimes
+
+    path = tmp_path / "kept" / "x.stamps.json"
+    r = ReceiveTimes(path)
+    assert r.stamp(1, "a", 7, dup=False, now=1000) == 1000
+    assert r.stamp(2, "a", 7, dup=False, now=2000) == 2000  # the same bytes again, but new: its own time
+    assert r.stamp(3, "b", 8, dup=False, now=3000) == 3000
+    r.acknowledged(3)
+    r.reconnected()  # 1 and 2 come again, with the times they first came, oldest first
+    assert r.stamp(11, "a", 7, dup=True, now=9000) == 1000
+    assert r.stamp(12, "b", 8, dup=True, now=9001) == 9001  # 3 was acknowledged: nothing to restore
+    assert r.stamp(13, "a", 7, dup=False, now=9002) == 9002  # not a redelivery: never an old time
+    # a stop with 11 and 13 left with the plant's broker; the time of 2 still waits for its message
+    left = r.left([11, 13], oldest=1500)
+    assert left == [("a", 7, 2000), ("a", 7, 1000), ("a", 7, 9002)]
+    assert r.left([11], oldest=2500) == [("a", 7, 1000)]  # older than the broker keeps a session: dropped
+    r.keep(left)
+    again = ReceiveTimes(path)
+    # messages of the same topic and identity are the same bytes: which of their times each takes does not matter
+    times = [again.stamp(m, "a", 7, dup=True, now=10_000) for m in (21, 22, 23, 24)]
+    assert sorted(times[:3]) == [1000, 2000, 9002] and times[3] == 10_000
+    again.keep([])
+    assert not path.exists()  # nothing to keep: no file
+    path.write_text("{not json", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        damaged = ReceiveTimes(path)
+    assert str(path) in caplog.text and "get a new one" in caplog.text
+    assert damaged.stamp(31, "a", 7, dup=True, now=5) == 5
