@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -562,6 +563,10 @@ def _replications_here(scenario: Scenario, writer: RunWriter, progress: Progress
         if on_readings is not None:
             on_readings(line, batch)
 
+    # everything loaded so far (modules, the scenario, the open store) lives as long as the run: out of the garbage
+    # collector's sight, its full collections during the simulation scan only what the simulation makes (serial-5's
+    # 100,000 min in `twin run`: 2.27 s -> 2.12 s)
+    gc.freeze()
     readings = 0
     for rep in range(scenario.replications):
         result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress,
