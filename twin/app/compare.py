@@ -103,9 +103,7 @@ def _bundle(models: str) -> Any:
 
 def run_policy(scenario: Scenario, policy: str, replication: int, params: PolicyParams) -> dict[str, float]:
     """One replication of the line under one policy; its policy KPIs."""
-    from twin.app.runner import freeze_loaded, simulate
-
-    freeze_loaded()
+    from twin.app.runner import simulate
 
     if policy in SCENARIO_POLICIES:
         sc = with_policy(scenario, policy, params.force, every=params.every, threshold=params.threshold,

@@ -223,6 +223,21 @@ def default_chunk(realtime_factor: float, duration: float = 0.0, readings_per_s:
     return longest if readings_per_s <= 0 else float(np.clip(CHUNK_READINGS / readings_per_s, 1.0, longest))
 
 
+_frozen = False
+
+
+def _freeze_loaded() -> None:
+    """At a process's first simulation: what it has loaded by then (modules, the scenario, an open store, models)
+    lives as long as the process, so it is moved out of the garbage collector's sight (`gc.freeze`), and the full
+    collections during the simulations scan only what they make (serial-5's 100,000 min in `twin run`: 2.27 s ->
+    2.12 s). Once per process, before the line is built: a later call would also keep whatever garbage the
+    simulations had left uncollected (a line's objects refer to each other)."""
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
+
+
 def simulate(scenario: Scenario, replication: int = 0, *,
              on_readings: Callable[[Line, Readings], None] | None = None,
              on_health: Callable[[Line, pa.Table], None] | None = None,
@@ -232,6 +247,7 @@ def simulate(scenario: Scenario, replication: int = 0, *,
              sensors: bool = True,
              wall_start: float | None = None) -> Replication:
     """Run one replication to the scenario's end, streaming readings chunk by chunk, paced if asked."""
+    _freeze_loaded()
     line = Line(scenario, replication, policy=policy)
     bank = SensorBank(line) if sensors else None
     health = HealthSampler(line) if on_health else None
@@ -473,20 +489,6 @@ def state_changes(line: Line) -> pd.DataFrame:
         else pd.DataFrame(columns=["replication", "machine", "t", "state", "reason"])
 
 
-_frozen = False
-
-
-def freeze_loaded() -> None:
-    """Before a process's first simulation: what it has loaded (modules, the scenario, an open store) lives as long as
-    the process, so it is moved out of the garbage collector's sight (`gc.freeze`), and the full collections during
-    the simulations scan only what they make (serial-5's 100,000 min in `twin run`: 2.27 s -> 2.12 s). Once per
-    process: a later call would also keep whatever garbage the earlier simulations had left uncollected."""
-    global _frozen
-    if not _frozen:
-        gc.freeze()
-        _frozen = True
-
-
 def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int]:
     """Simulate one replication into its own part folder: a task for any worker, everything it needs travels with
     it. The folder appears whole (written aside, then renamed), so a task run twice (its worker died) leaves one
@@ -495,7 +497,6 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
     final = Path(folder)
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     writer = RunWriter(tmp, sc, part=True)
-    freeze_loaded()
     result = simulate(sc, replication, on_readings=writer.readings, on_health=writer.health)
     writer.replication(result)
     writer.close_files()
@@ -578,7 +579,6 @@ def _replications_here(scenario: Scenario, writer: RunWriter, progress: Progress
         if on_readings is not None:
             on_readings(line, batch)
 
-    freeze_loaded()
     readings = 0
     for rep in range(scenario.replications):
         result = simulate(scenario, rep, on_readings=readings_to, on_health=writer.health, progress=progress,
