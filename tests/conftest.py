@@ -118,6 +118,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SharedFixtures(config, log)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist, hand the tests out one from each file in turn: a file's tests tend to be alike (all waiting on
+    servers and live runs, or all simulating), and mixing them keeps both cores busy while some tests wait (the suite
+    on 3 workers, 2026-12-04: 443 and 447 s in file order, 433 s mixed). The groups above still run whole, in order."""
+    import itertools
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    items[:] = [item for turn in itertools.zip_longest(*files.values()) for item in turn if item is not None]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def linetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The tests' own linetwin home (runs index, alarm book, audit log), never the user's; children inherit it."""
