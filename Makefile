@@ -41,13 +41,13 @@ check: lint compiled
 	bash scripts/test-deps.sh
 	$(PY) -m pytest -n 2 -m "not slow" -q
 
-# everything CI runs: lint and the whole suite, slow statistical and end-to-end runs included. Three processes on
-# two cores: a third of the suite's time is tests waiting (live runs, servers starting, a store down for 30 s), and a
-# third worker fills it (2 cores, earlier: 9 min 18 s on two workers, 7 min 46 s on three). A fourth does not help:
-# back to back on 2026-12-03, three workers 10 min 33 s, four 11 min 42 s (16.9 and 19.4 min of user CPU)
+# everything CI runs: lint and the whole suite, slow statistical and end-to-end runs included. Four processes on
+# two cores: a third of the suite's time is tests waiting (live runs, servers starting, a store down for 30 s), and
+# the extra workers fill it. Measured back to back on 2026-12-04 (2 cores, tests handed out mixed, see
+# tests/conftest.py): three workers 433 s, four 407 s, five 418 s (10.8, 11.3 and 11.9 min of user CPU)
 test: lint compiled
 	bash scripts/test-deps.sh
-	$(PY) -m pytest -n 3
+	$(PY) -m pytest -n 4
 
 bench: $(STAMP)
 	$(PY) bench/sim_speed.py

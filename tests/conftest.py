@@ -89,12 +89,12 @@ class Mosquitto:
         self.proc = None
 
 
-# `make check` and `make test` run the tests on two processes (pytest-xdist). The test files that share an expensive
-# fixture form one group, which runs on one worker, so the fixture is made once: the forecasters' tests and the
-# generators' (`gen`), the dashboard's run, the Dask cluster, the predictors' tables. The forecasting runs and models
-# (`work`) both of the first two need are made once per session by whichever worker comes first (`shared_once`), so
-# those two groups run side by side. (xdist's own `--dist loadgroup` does not group under pytest 9: it renames items
-# through an attribute pytest no longer reads.)
+# `make check` and `make test` run the tests on 2 and 4 processes (pytest-xdist). The test files that share an
+# expensive fixture form one group, which runs on one worker, so the fixture is made once: the forecasters' tests and
+# the generators' (`gen`), the dashboard's run, the Dask cluster, the predictors' tables. The forecasting runs and
+# models (`work`) both of the first two need are made once per session by whichever worker comes first
+# (`shared_once`), so those two groups run side by side. (xdist's own `--dist loadgroup` does not group under
+# pytest 9: it renames items through an attribute pytest no longer reads.)
 _GROUPS = {"test_compare.py::test_predictive_policy": "forecasting", "test_forecasting.py": "forecasting",
            "test_synth.py": "synth", "test_dashboard.py": "dashboard", "test_cluster.py": "cluster",
            "test_predictors.py": "tables"}  # a test file, or a file and the start of a test's name
