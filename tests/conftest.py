@@ -6,6 +6,7 @@ mosquitto and victoria-metrics come from Debian's packages; `make test` installs
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -122,8 +123,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist, hand the tests out one from each file in turn: a file's tests tend to be alike (all waiting on
     servers and live runs, or all simulating), and mixing them keeps both cores busy while some tests wait (the suite
     on 3 workers, 2026-12-04: 443 and 447 s in file order, 433 s mixed). The groups above still run whole, in order."""
-    import itertools
-
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     files: dict[str, list[pytest.Item]] = {}
