@@ -178,6 +178,7 @@ class Ingest:
         self.marks: set[str] = set()  # marks seen on run topics: everything queued before each was received
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
         self.taken_by_run: dict[str, int] = {}  # messages (readings, states, levels) acknowledged: stored or spooled
+        self.moved = threading.Event()  # set at each acknowledgement: `twin ingest --position` reports it at once
         self._last_count = 0.0
         self._counted: dict[str, int] = {}  # the store's last count of a run's readings
         self.received = 0
@@ -340,6 +341,7 @@ class Ingest:
             if qos:
                 self.client.ack(mid, qos)
                 self.taken_by_run[item.run] = self.taken_by_run.get(item.run, 0) + 1
+        self.moved.set()
 
     def _isolate(self, items: list[Item]) -> None:
         """A batch the store refused, message by message (`_one_by_one`); when the store does not answer at all (an

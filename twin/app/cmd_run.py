@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -459,7 +460,7 @@ def ingest(
     if mqtt_version not in (*versions, "auto"):
         fail(f"--mqtt-version {mqtt_version!r}: choose 5, 3.1.1 or auto")
     url = broker_url(broker, ca, cert, key)
-    ticks, reported = 0, -1
+    reported = -1
     with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
         try:
             db = open_store(store, patient=False)  # a store away: messages go to the spool at once
@@ -478,15 +479,21 @@ def ingest(
             fail(str(e), code=3)
         err_console.print(f"ingesting {line} from {url} into {store} (shared group {group!r}); Ctrl-C to stop",
                           highlight=False)
-        while not stop.wait(0.1):  # a run's end is seen within a tenth of a second (its `twin run` waits for it)
-            ticks += 1
+        next_note = time.monotonic() + 5.0
+        while not stop.is_set():
+            # a run's end is seen within a tenth of a second (its `twin run` waits for it); the position as soon as
+            # messages are acknowledged: reported a tenth of a second late, it held the run's publisher idle for a
+            # third of a flat-out run (its lead used up, the ingest waiting for what the publisher had not yet sent)
+            worker.moved.wait(0.1)
+            worker.moved.clear()
             if position and until_run is not None and (taken := worker.taken_by_run.get(until_run, 0)) != reported:
                 print(f"position {taken}", flush=True)  # the run's publisher holds its lead over this
                 reported = taken
             if (exit_when_complete and worker.finished_runs_complete()) or (
                     until_run is not None and worker.run_complete(until_run)):
                 break
-            if ticks % 50 == 0:  # progress every 5 s
+            if time.monotonic() >= next_note:  # progress every 5 s
+                next_note += 5.0
                 waiting = len(worker.spool)
                 err_console.print(f"received {worker.received:,} messages, stored {worker.stored:,} readings, "
                                   f"rejected {worker.rejected:,}" + (f", {waiting:,} messages waiting in the spool "

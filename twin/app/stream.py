@@ -78,7 +78,7 @@ class FlowControl:
         noted = False
         while taken is not None and self.pub.data_messages - taken > self.max_lead:
             self.pub.check()  # the broker's refusal ends the run instead of a wait for nothing
-            time.sleep(0.02)
+            time.sleep(0.005)
             now, last = time.monotonic(), taken
             taken = self.position()
             if taken != last:
