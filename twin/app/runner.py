@@ -600,8 +600,10 @@ def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWri
 
     readings = 0
     try:
-        # a few parts in flight beyond the workers: the next is ready when one is merged, disk use stays bounded
-        for rep, n in tasks.map(replication_part, args, done, window=tasks.workers + 1):
+        # parts in flight: twice the workers, so that disk use stays bounded and yet a worker that finishes ahead of
+        # the oldest replication (merged first, the window counts from it) finds the next one waiting. With one spare
+        # a worker sat idle: 40 replications of serial-5 on 2 workers took 10.1 s, now 9.1 s
+        for rep, n in tasks.map(replication_part, args, done, window=2 * tasks.workers):
             part = parts / f"rep-{rep}"
             if not part.is_dir():
                 from twin.app.cluster import ClusterError
