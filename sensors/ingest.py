@@ -167,7 +167,7 @@ class Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.flush_interval, self.max_rows = flush_interval, max_rows
-        self._queue: queue.Queue[Item] = queue.Queue()
+        self._queue: queue.Queue[Item | None] = queue.Queue()  # None: `stop` wakes the writer from its wait
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._series: dict[tuple[str, str], dict[str, int]] = {}  # (run, machine) -> sensor -> catalogue row
@@ -296,6 +296,8 @@ class Ingest:
                 try:
                     item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
+                    break
+                if item is None:  # stopping: what came is written now, not after the rest of the flush interval
                     break
                 items.append(item)
                 rows += len(item[2].values) if isinstance(item[2], Telemetry) else 1
@@ -454,6 +456,7 @@ class Ingest:
         seconds)."""
         self._closing = True
         self._stop.set()
+        self._queue.put(None)
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
