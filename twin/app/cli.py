@@ -113,8 +113,15 @@ def main() -> None:
     """The `twin` entry point: Ctrl-C and SIGTERM stop a command cleanly (its children, the embedded broker and
     the files it writes closed; a run's run.json says `interrupted`), exit 130 and 143; `kill -USR1 PID` dumps
     every thread's stack (for a hang). A full disk or exhausted memory ends with one paragraph and exit 4."""
+    import atexit
     import faulthandler
+    import gc
 
+    # registered first, so it runs last: at the interpreter's exit its final collection scanned every object the
+    # command left (0.24 s after a run on local Dask workers, whose process never froze them: `runner._freeze_loaded`);
+    # frozen, they are freed as the modules go (0.06 s). Nothing of ours waits for that collection: every file is
+    # closed by the command itself
+    atexit.register(gc.freeze)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, _terminate)
     # a parent may start us with these blocked (a mask is inherited across exec): they must reach us
