@@ -8,7 +8,7 @@ the bottleneck (the station whose machines are active the largest share of the t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -256,6 +256,14 @@ def _station_oee(planned: float, span: float, tallies: list[tuple[float, float, 
     return avail * perf * qual, avail, perf, qual, active / (span * len(tallies))
 
 
+def t_quantile() -> Callable[[np.ndarray, float], np.ndarray]:
+    """scipy's Student-t quantile (`stdtrit`, what scipy.stats.t.ppf uses, without its start-up), imported on first use:
+    0.2 s that a single replication never pays, and that a run on workers pays while they simulate (`runner`)."""
+    from scipy.special import stdtrit
+
+    return stdtrit
+
+
 def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
     """Mean, standard deviation and Student-t confidence interval of every KPI over replications."""
     df = kpis if isinstance(kpis, pd.DataFrame) else pd.concat(list(kpis), ignore_index=True)
@@ -264,10 +272,8 @@ def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0
     half = np.full(len(out), np.nan)
     several = (out["n"] > 1).to_numpy()
     if several.any():  # one replication has no interval (and needs no scipy)
-        from scipy.special import stdtrit  # the Student-t quantile scipy.stats.t.ppf uses, without its start-up
-
         n = out["n"].to_numpy()[several]
-        half[several] = stdtrit(n - 1, 0.5 + confidence / 2) * out["sd"].to_numpy()[several] / np.sqrt(n)
+        half[several] = t_quantile()(n - 1, 0.5 + confidence / 2) * out["sd"].to_numpy()[several] / np.sqrt(n)
     out["ci_low"] = out["mean"] - half
     out["ci_high"] = out["mean"] + half
     return out

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import twin
 from sensors.bank import Readings, SensorBank, sensor_catalog
 from sensors.inject import Injection
-from twin.kpi import replication_kpis, summarize
+from twin.kpi import replication_kpis, summarize, t_quantile
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
 from twin.scenario import Scenario
@@ -615,6 +615,8 @@ def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWri
                 on_part(part)
             shutil.rmtree(part)
             readings += n
+            if rep == 0 and scenario.replications > 1:
+                t_quantile()  # the summary's scipy loads now, while the workers simulate, not after the last one
     finally:
         shutil.rmtree(parts, ignore_errors=True)
     return readings
