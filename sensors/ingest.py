@@ -178,7 +178,8 @@ class Ingest:
         self.marks: set[str] = set()  # marks seen on run topics: everything queued before each was received
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
         self.taken_by_run: dict[str, int] = {}  # messages (readings, states, levels) acknowledged: stored or spooled
-        self.moved = threading.Event()  # set at each acknowledgement: `twin ingest --position` reports it at once
+        self.acks = 0  # acknowledgement rounds so far: `acked` is notified at each (`wait_acked`)
+        self.acked = threading.Condition()
         self._last_count = 0.0
         self._counted: dict[str, int] = {}  # the store's last count of a run's readings
         self.received = 0
@@ -343,7 +344,17 @@ class Ingest:
             if qos:
                 self.client.ack(mid, qos)
                 self.taken_by_run[item.run] = self.taken_by_run.get(item.run, 0) + 1
-        self.moved.set()
+        with self.acked:
+            self.acks += 1
+            self.acked.notify_all()
+
+    def wait_acked(self, seen: int, timeout: float) -> int:
+        """Wait up to `timeout` s for an acknowledgement round after the first `seen` (`acks`); return the rounds so
+        far. Whoever waits on the ingest's progress (the run's flow control, `twin ingest --position`, `wait_for`)
+        wakes as messages are acknowledged, not on a polling tick."""
+        with self.acked:
+            self.acked.wait_for(lambda: self.acks != seen, timeout)
+            return self.acks
 
     def _isolate(self, items: list[Item]) -> None:
         """A batch the store refused, message by message (`_one_by_one`); when the store does not answer at all (an
@@ -431,10 +442,11 @@ class Ingest:
     def wait_for(self, run: str, readings: int, timeout: float) -> bool:
         """Wait until the store holds `readings` readings of `run`."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            seen = self.acks
             if self._holds(run, readings):
                 return True
-            time.sleep(0.1)
+            self.wait_acked(seen, min(left, 0.5))  # at the latest every 0.5 s: the store may count an earlier worker's
         self._last_count = 0.0
         return self._holds(run, readings)
 
@@ -481,6 +493,8 @@ class IngestProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.taken = 0  # messages of the run the process has taken off the broker (its `position` lines)
+        self._moved = threading.Condition()  # notified at each position line and when the process's output ends
+        self._ended = False
         self._ready = threading.Event()
 
     def start(self, timeout: float = 60.0) -> IngestProcess:
@@ -516,11 +530,21 @@ class IngestProcess:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
             if line.startswith("position "):
-                self.taken = int(line.split()[1])
+                with self._moved:
+                    self.taken = int(line.split()[1])
+                    self._moved.notify_all()
+        with self._moved:
+            self._ended = True
+            self._moved.notify_all()
 
-    def position(self) -> int | None:
-        """Messages of the run taken off the broker so far; None once the process has ended (nothing more will be)."""
+    def position(self, seen: int | None = None, timeout: float = 0.0) -> int | None:
+        """Messages of the run taken off the broker so far; None once the process has ended (nothing more will be).
+        With a `timeout`, first wait up to that long for the position to move on from `seen` (woken by the process's
+        report, not a polling tick)."""
         assert self.proc is not None
+        if timeout > 0:
+            with self._moved:
+                self._moved.wait_for(lambda: self.taken != seen or self._ended, timeout)
         return None if self.proc.poll() is not None else self.taken
 
     def wait(self, timeout: float) -> bool:

@@ -223,7 +223,7 @@ def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: 
     from sensors.bus.payloads import telemetry_payload
     from sensors.bus.publisher import Publisher
     from sensors.ingest import Ingest
-    from twin.app.stream import FlowControl
+    from twin.app.stream import FlowControl, _position
 
     store = open_store(f"duckdb:///{tmp_path / 'other.duckdb'}")
     topics = LineTopics("s", "a", "held")
@@ -236,7 +236,7 @@ def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: 
             for k in range(20)])
         pub.data_messages = 20  # what on_readings counts for the messages above
         stats, notes = StreamStats("held-run", str(mosquitto.url), store.url), []
-        flow = FlowControl(pub, lambda: ingest.taken_by_run.get("held-run", 0), 10, stats, notes.append, patience=1.0)
+        flow = FlowControl(pub, _position(ingest, "held-run"), 10, stats, notes.append, patience=1.0)
         t = time.monotonic()
         flow.hold()
         assert 1.0 <= time.monotonic() - t < 10 and flow.gave_up and stats.max_lead == 20

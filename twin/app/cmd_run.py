@@ -460,7 +460,7 @@ def ingest(
     if mqtt_version not in (*versions, "auto"):
         fail(f"--mqtt-version {mqtt_version!r}: choose 5, 3.1.1 or auto")
     url = broker_url(broker, ca, cert, key)
-    reported = -1
+    reported, acks = -1, 0
     with stop_signals() as stop:  # Ctrl-C from the worker's start on: stop cleanly below; handled before saying so
         try:
             db = open_store(store, patient=False)  # a store away: messages go to the spool at once
@@ -484,8 +484,7 @@ def ingest(
             # a run's end is seen within a tenth of a second (its `twin run` waits for it); the position as soon as
             # messages are acknowledged: reported a tenth of a second late, it held the run's publisher idle for a
             # third of a flat-out run (its lead used up, the ingest waiting for what the publisher had not yet sent)
-            worker.moved.wait(0.1)
-            worker.moved.clear()
+            acks = worker.wait_acked(acks, 0.1)
             if position and until_run is not None and (taken := worker.taken_by_run.get(until_run, 0)) != reported:
                 print(f"position {taken}", flush=True)  # the run's publisher holds its lead over this
                 reported = taken

@@ -37,6 +37,9 @@ IngestMode = Literal["process", "thread", "none"]  # where a streamed run's own 
 Attach = Callable[[BrokerURL, int], contextlib.AbstractContextManager[object]]
 LIVE_KPI_EVERY = 2.0  # wall seconds between the running replication's KPIs on MQTT (the dashboard's live tiles)
 PolicyFactory = Callable[[Machine], MaintenancePolicy]  # a maintenance policy per machine (e.g. alert-driven)
+# position(seen, timeout): the messages of the run its ingest has taken (None once it is gone), after waiting up to
+# `timeout` s for that to move on from `seen`
+Position = Callable[[int | None, float], int | None]
 # messages (of readings, states, levels) a flat-out run may publish ahead of what its ingest has taken off the broker
 # (stored or spooled), counted as a broker's queue limit counts them: with the HOLD_EVERY put in after a check, under
 # the 1,000 that mosquitto queues for a client by default and drops past (a bound of 250,000 readings, 1,250
@@ -49,12 +52,14 @@ HOLD_NOTE_AFTER = 10.0  # wall seconds of holding before the run says why it wai
 class FlowControl:
     """Holds the publishing simulation while the run's ingest lags by more than `max_lead` messages.
 
-    `position()` gives the messages of the run the ingest has taken off the broker, or None once it is gone
-    (then nothing is held: the run's end says what did not arrive). An ingest that takes nothing for `patience`
-    seconds is not waited for any more either: the run goes on, and its drain at the end says what is missing,
-    as it did before flow control (never a wait without end for a broker or a store that does not come back)."""
+    `position(seen, timeout)` gives the messages of the run the ingest has taken off the broker, or None once it is
+    gone (then nothing is held: the run's end says what did not arrive), having first waited up to `timeout` s for it
+    to move on from `seen`: the hold ends as the ingest acknowledges, not on a polling tick. An ingest that takes
+    nothing for `patience` seconds is not waited for any more either: the run goes on, and its drain at the end says
+    what is missing, as it did before flow control (never a wait without end for a broker or a store that does not
+    come back)."""
 
-    def __init__(self, pub: Publisher, position: Callable[[], int | None], max_lead: int, stats: StreamStats,
+    def __init__(self, pub: Publisher, position: Position, max_lead: int, stats: StreamStats,
                  on_note: Callable[[str], None] | None, patience: float) -> None:
         self.pub, self.position, self.max_lead, self.stats, self.on_note = pub, position, max_lead, stats, on_note
         self.patience = patience
@@ -67,7 +72,7 @@ class FlowControl:
 
     def hold(self) -> None:
         """Return once the ingest is within `max_lead` messages of what was published (or gone, or stuck)."""
-        taken = self.position()
+        taken = self.position(None, 0.0)
         if taken is None or self.gave_up:
             return
         lead = self.pub.data_messages - taken
@@ -78,9 +83,9 @@ class FlowControl:
         noted = False
         while taken is not None and self.pub.data_messages - taken > self.max_lead:
             self.pub.check()  # the broker's refusal ends the run instead of a wait for nothing
-            time.sleep(0.005)
-            now, last = time.monotonic(), taken
-            taken = self.position()
+            last = taken
+            taken = self.position(last, 0.05)
+            now = time.monotonic()
             if taken != last:
                 moved = now
             elif now - moved > self.patience:
@@ -191,11 +196,18 @@ def _ingest(stack: contextlib.ExitStack, ingest: IngestMode, url: BrokerURL, sto
     return None
 
 
-def _position(sink: Ingest | IngestProcess, run_id: str) -> Callable[[], int | None]:
-    """How far the run's own ingest has got: messages of the run it has taken off the broker (None once gone)."""
+def _position(sink: Ingest | IngestProcess, run_id: str) -> Position:
+    """How far the run's own ingest has got: messages of the run it has taken off the broker (None once gone), after
+    waiting up to a timeout for it to move on from what was seen."""
     if isinstance(sink, IngestProcess):
         return sink.position
-    return lambda: sink.taken_by_run.get(run_id, 0)
+
+    def taken(seen: int | None, timeout: float) -> int:
+        rounds = sink.acks  # read before the position: an acknowledgement in between ends the wait at once
+        if timeout > 0 and sink.taken_by_run.get(run_id, 0) == seen:
+            sink.wait_acked(rounds, timeout)
+        return sink.taken_by_run.get(run_id, 0)
+    return taken
 
 
 def _drain(pub: Publisher, sink: Ingest | IngestProcess | None, stats: StreamStats, store_url: str,
