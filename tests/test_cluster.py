@@ -105,14 +105,20 @@ def test_a_worker_killed_mid_sweep_costs_only_its_tasks(cluster: DaskCluster, tm
     cluster.workers[0] = _worker(cluster.address, tmp_path / "respawned.log")  # for any later test
 
 
-def test_a_cluster_that_cannot_be_reached_is_a_clear_error() -> None:
+def test_a_cluster_that_cannot_be_reached_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match="tcp://HOST:8786"):
         cluster_address("127.0.0.1:8786")
-    r = subprocess.run(twin_cmd("compare", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h",
-                                "--policies", "run-to-failure,oracle", "--cluster", f"tcp://127.0.0.1:{free_port()}"),
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert r.returncode == 3 and "cannot reach the Dask scheduler" in r.stderr and "Traceback" not in r.stderr, \
-        r.stderr[-2000:]
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen(twin_cmd(*args, "--cluster", nowhere), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT)  # side by side: each waits out the connection's timeout
+             for args in (("compare", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h",
+                           "--policies", "run-to-failure,oracle"),
+                          ("run", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h", "--no-stream",
+                           "--out", tmp_path / "run"))]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3 and "cannot reach the Dask scheduler" in err and "Traceback" not in err, err[-2000:]
+        assert err.rstrip().endswith("or leave --cluster out for a local one"), err[-2000:]  # not a progress bar
 
 
 def _tables(folder: Path) -> dict[str, pd.DataFrame]:

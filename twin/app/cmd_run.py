@@ -199,12 +199,16 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
                        sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
         board = _Dashboard(out, opts.models) if opts.dashboard else None
-        if opts.stream:
-            summary, kpis, stats = _stream(sc, out, progress, opts, *live, board=board)
-        else:
-            if board is not None:
-                board.start(None)
-            summary, kpis, stats = _store_direct(sc, out, progress, opts)
+        try:
+            if opts.stream:
+                summary, kpis, stats = _stream(sc, out, progress, opts, *live, board=board)
+            else:
+                if board is not None:
+                    board.start(None)
+                summary, kpis, stats = _store_direct(sc, out, progress, opts)
+        except typer.Exit:
+            bar.live.transient = True  # a run that failed ends with its error, not with its progress bar after it
+            raise
     _report(sc, out, summary, kpis, stats, opts)
     if board is not None:
         board.wait()
