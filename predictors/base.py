@@ -21,7 +21,7 @@ import pandas as pd
 from predictors.data import RunToFailure
 from predictors.lifecycle import Trained, load_folder, register, registered
 from predictors.lifecycle import load as load_trained
-from predictors.prep import Preprocessor, split_units, unit_folds
+from predictors.prep import MAX_REGIMES, Preprocessor, split_units, unit_folds
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
 # runs fn(*args) for each args tuple, results in order (e.g. twin.app.cluster.Tasks.map: worker processes or a cluster)
@@ -78,12 +78,16 @@ class Estimator(Trained):
     family: ClassVar[str] = "forecaster"
     limits: ClassVar[dict[str, tuple[float, float]]] = {
         "window": (2, 500), "horizon": (1e-6, 1e9), "cap": (1e-6, 1e9), "seed": (0, 2 ** 32 - 1),
-        "valid_fraction": (0, 0.9), "members": (1, 20)}
+        "valid_fraction": (0, 0.9), "members": (1, 20), "regimes": (0, MAX_REGIMES)}
+    name_lists: ClassVar[frozenset[str]] = frozenset({"conditions"})
     uses_windows: ClassVar[bool] = True  # capability flag: the model reads whole windows (else it ignores them)
 
     def __init__(self, *, window: int = 30, horizon: float = 7200.0, cap: float = 28800.0, seed: int = 0,
-                 valid_fraction: float = 0.2, members: int = 1) -> None:
+                 valid_fraction: float = 0.2, members: int = 1, conditions: Sequence[str] = (),
+                 regimes: int = 0) -> None:
         self.window, self.horizon, self.cap, self.seed, self.valid_fraction = window, horizon, cap, seed, valid_fraction
+        # operating-condition features and how many regimes they form (0: as found; see prep.Preprocessor)
+        self.conditions, self.regimes = list(conditions), regimes
         self.members = members  # > 1: an ensemble of that many models, each validated on its own 1/members of the units
         self.members_: list[Estimator] = []
         self.prep_: Preprocessor | None = None
@@ -104,7 +108,8 @@ class Estimator(Trained):
     def params(self) -> dict[str, Any]:
         """Hyperparameters, as saved and as given back to __init__."""
         return {"window": self.window, "horizon": self.horizon, "cap": self.cap, "seed": self.seed,
-                "valid_fraction": self.valid_fraction, "members": self.members}
+                "valid_fraction": self.valid_fraction, "members": self.members, "conditions": self.conditions,
+                "regimes": self.regimes}
 
     # --- shared ------------------------------------------------------------------------------------
     def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -129,10 +134,10 @@ class Estimator(Trained):
             if len(folds) < 2:
                 raise ValueError(f"an ensemble of {self.members} members needs at least 2 units; there is 1")
             splits = [(ds.subset([u for f in folds if f is not held for u in f]), ds.subset(held)) for held in folds]
-            self.prep_ = Preprocessor(self.window).fit(ds)
+            self.prep_ = self._preprocessor().fit(ds)
         else:
             splits = [split_units(ds, self.valid_fraction, self.seed) if self.valid_fraction else (ds, ds.subset([]))]
-            self.prep_ = Preprocessor(self.window).fit(splits[0][0])
+            self.prep_ = self._preprocessor().fit(splits[0][0])
         self.modes_ = list(ds.modes)
         extra_x = self._extra(extra, ds)
         tasks = [(self if self.members <= 1 else self._member(i), train, valid, extra_x, _threads())
@@ -165,6 +170,9 @@ class Estimator(Trained):
             valid_units=[] if self.members > 1 else sorted(set(splits[0][1].units.tolist())),
             member_valid_units=[sorted(set(v.units.tolist())) for _, v in splits] if self.members > 1 else [])
         return self
+
+    def _preprocessor(self) -> Preprocessor:
+        return Preprocessor(self.window, conditions=self.conditions, regimes=self.regimes)
 
     def _extra(self, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, ds: RunToFailure
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

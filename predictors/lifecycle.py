@@ -81,6 +81,7 @@ class Trained:
     # every hyperparameter a class adds, with its allowed range: a model file is checked against them (a subclass
     # adds its own; together they are all the parameters a file may name) before anything is built
     limits: ClassVar[dict[str, tuple[float, float]]] = {}
+    name_lists: ClassVar[frozenset[str]] = frozenset()  # hyperparameters that are lists of feature names
     meta_: dict[str, Any]
 
     @classmethod
@@ -90,8 +91,14 @@ class Trained:
         for k in reversed(cls.__mro__):
             allowed.update(vars(k).get("limits", {}))
         for name, value in params.items():
+            if name in cls.name_lists:
+                if not (isinstance(value, list) and len(value) <= 100
+                        and all(isinstance(v, str) and 0 < len(v) <= 200 for v in value)):
+                    raise ValueError(f"parameter {name} must be a list of feature names (up to 100)")
+                continue
             if name not in allowed:
-                raise ValueError(f"unknown parameter {name!r} (a {cls.kind} model has {', '.join(sorted(allowed))})")
+                known = sorted([*allowed, *cls.name_lists])
+                raise ValueError(f"unknown parameter {name!r} (a {cls.kind} model has {', '.join(known)})")
             lo, hi = allowed[name]
             if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
                 raise ValueError(f"parameter {name} = {value!r} is outside {lo:g} to {hi:g}")

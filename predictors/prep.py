@@ -1,12 +1,15 @@
 """Preprocessing every model shares: clean dropouts and stuck sensors, drop constant features, scale, window.
 
 Cleaning is causal (it looks only backwards), so a live sliding window is cleaned exactly as the same
-rows were in training. Scaling statistics come from training units only.
+rows were in training. Scaling statistics come from training units only. With operating-condition features (a
+machine run at several loads, speeds or altitudes), each row's regime is found from them and the other features
+are standardised per regime, so that a change of regime does not read as wear.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from predictors.data import RunToFailure
 
 STUCK_ROWS = 3  # a value repeated exactly this many rows in a row is a stuck sensor, not a reading
+MAX_REGIMES = 12
+# regimes found automatically: more than one only when the conditions' clusters stand this clearly apart (mean
+# silhouette: well-separated regimes such as C-MAPSS's six flight conditions score near 1, noise far lower)
+CLEAR_REGIMES = 0.7
 
 
 def clean(values: np.ndarray, stuck_rows: int = STUCK_ROWS) -> np.ndarray:
@@ -43,24 +50,72 @@ def ffill(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Preprocessor:
-    """Cleaning, feature selection and scaling fitted on training units; windows of the last `window` rows."""
+    """Cleaning, feature selection and scaling fitted on training units; windows of the last `window` rows.
+
+    `conditions`: features that are operating conditions, not health: each row's regime is the nearest of the
+    regimes found in them (k-means; `regimes` of them, or with 0 as many as stand clearly apart, see
+    CLEAR_REGIMES), and every other feature is standardised with its own regime's mean and deviation. The condition
+    features themselves are not model inputs."""
 
     window: int = 30
     features: list[str] | None = None  # inputs expected, in order
     kept: list[int] | None = None  # indices of the features that vary in training
-    mean: np.ndarray | None = None
-    scale: np.ndarray | None = None
+    mean: np.ndarray | None = None  # (regimes, kept)
+    scale: np.ndarray | None = None  # (regimes, kept)
+    conditions: list[str] = field(default_factory=list)
+    regimes: int = 0  # wanted; 0: found from the training rows
+    centers: np.ndarray | None = None  # (regimes, conditions), in the conditions' standardised units
+    cond_mean: np.ndarray | None = None
+    cond_scale: np.ndarray | None = None
 
     def fit(self, ds: RunToFailure) -> Preprocessor:
         self.features = list(ds.features)
+        missing = [c for c in self.conditions if c not in self.features]
+        if missing:
+            raise ValueError(f"operating-condition feature(s) {', '.join(map(repr, missing))} not among the features "
+                             f"({', '.join(self.features)})")
         x = self._clean(ds)
-        sd = np.nanstd(x, axis=0)
-        self.kept = [i for i, s in enumerate(sd) if np.isfinite(s) and s > 1e-9]
+        cond = [self.features.index(c) for c in self.conditions]
+        self.centers = None
+        if cond:
+            c = x[:, cond]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a condition all missing: mean 0, scale 1
+                self.cond_mean = np.nan_to_num(np.nanmean(c, axis=0))
+                sd = np.nan_to_num(np.nanstd(c, axis=0))
+            self.cond_scale = np.where(sd > 1e-9, sd, 1.0)
+            self.centers = find_regimes(self._cond_z(x), self.regimes)
+        regime = self.regime(x)
+        inputs = [i for i in range(len(self.features)) if i not in cond]
+        k = 1 if self.centers is None else len(self.centers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a feature all missing in a regime: NaN, handled below
+            sd = np.stack([np.nanstd(x[regime == r][:, inputs], axis=0) for r in range(k)])
+            mean = np.stack([np.nanmean(x[regime == r][:, inputs], axis=0) for r in range(k)])
+        varies = (np.isfinite(sd) & (sd > 1e-9)).any(axis=0)
+        self.kept = [i for i, v in zip(inputs, varies) if v]
         if not self.kept:
-            raise ValueError("every feature is constant in the training data; nothing to learn from")
-        self.mean = np.nanmean(x[:, self.kept], axis=0)
-        self.scale = sd[self.kept]
+            within = " within each operating regime" if cond else ""
+            raise ValueError(f"every feature is constant in the training data{within}; nothing to learn from")
+        sd, mean = sd[:, varies], mean[:, varies]
+        self.scale = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)  # constant within a regime: there, 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            overall = np.nan_to_num(np.nanmean(mean, axis=0))
+        self.mean = np.where(np.isfinite(mean), mean, overall)
         return self
+
+    def _cond_z(self, x: np.ndarray) -> np.ndarray:
+        assert self.features is not None and self.cond_mean is not None and self.cond_scale is not None
+        cond = [self.features.index(c) for c in self.conditions]
+        return np.nan_to_num((x[:, cond] - self.cond_mean) / self.cond_scale)
+
+    def regime(self, x: np.ndarray) -> np.ndarray:
+        """Each cleaned row's operating regime (0 for all without condition features)."""
+        if self.centers is None:
+            return np.zeros(len(x), dtype=np.int64)
+        z = self._cond_z(x)
+        return np.argmin(((z[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2), axis=1)
 
     def _clean(self, ds: RunToFailure) -> np.ndarray:
         x = ds.frame[ds.features].to_numpy(dtype=np.float64)
@@ -70,9 +125,11 @@ class Preprocessor:
         return out
 
     def scaled(self, x: np.ndarray) -> np.ndarray:
-        """Cleaned rows → the kept features standardised; what is still missing becomes the training mean (0)."""
+        """Cleaned rows → the kept features standardised (per regime); what is still missing becomes the regime's
+        training mean (0)."""
         assert self.kept is not None and self.mean is not None and self.scale is not None
-        z = (x[:, self.kept] - self.mean) / self.scale
+        r = self.regime(x)
+        z = (x[:, self.kept] - self.mean[r]) / self.scale[r]
         return np.nan_to_num(z, nan=0.0).astype(np.float32)
 
     def windows(self, ds: RunToFailure, rows: np.ndarray | None = None) -> np.ndarray:
@@ -104,12 +161,50 @@ class Preprocessor:
         return z[-self.window:]
 
     def state(self) -> dict[str, Any]:
-        return {"window": self.window, "features": self.features, "kept": self.kept,
-                "mean": np.asarray(self.mean).tolist(), "scale": np.asarray(self.scale).tolist()}
+        out: dict[str, Any] = {"window": self.window, "features": self.features, "kept": self.kept,
+                               "mean": np.asarray(self.mean).tolist(), "scale": np.asarray(self.scale).tolist()}
+        if self.centers is not None:
+            out["conditions"] = {"names": self.conditions, "centers": self.centers.tolist(),
+                                 "mean": np.asarray(self.cond_mean).tolist(),
+                                 "scale": np.asarray(self.cond_scale).tolist()}
+        return out
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> Preprocessor:
-        return cls(s["window"], s["features"], s["kept"], np.asarray(s["mean"]), np.asarray(s["scale"]))
+        """What `state` wrote; a model saved before operating regimes has one regime (1-D mean and scale)."""
+        prep = cls(s["window"], s["features"], s["kept"], np.atleast_2d(np.asarray(s["mean"], dtype=float)),
+                   np.atleast_2d(np.asarray(s["scale"], dtype=float)))
+        if cond := s.get("conditions"):
+            prep.conditions, prep.centers = list(cond["names"]), np.asarray(cond["centers"], dtype=float)
+            prep.cond_mean, prep.cond_scale = (np.asarray(cond[k], dtype=float) for k in ("mean", "scale"))
+            prep.regimes = len(prep.centers)
+        return prep
+
+
+def find_regimes(z: np.ndarray, wanted: int = 0, seed: int = 0) -> np.ndarray:
+    """Centres of the operating regimes in standardised condition values (rows × conditions): k-means with `wanted`
+    clusters, or (0) the number from 2 to MAX_REGIMES whose clusters stand apart best, judged on a sample of 5,000
+    rows, if they do so clearly (CLEAR_REGIMES); else one regime. Seeded: the same rows give the same regimes."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    sample = z[rng.choice(len(z), min(len(z), 5000), replace=False)]
+    distinct = len(np.unique(np.round(sample, 6), axis=0))
+    if wanted == 0:
+        best, best_score = 1, CLEAR_REGIMES
+        for k in range(2, min(MAX_REGIMES, distinct - 1) + 1):
+            labels = KMeans(k, n_init=4, random_state=seed).fit_predict(sample)
+            score = silhouette_score(sample, labels, sample_size=min(len(sample), 2000), random_state=seed)
+            if score > best_score:
+                best, best_score = k, score
+        wanted = best
+    elif wanted > distinct:
+        raise ValueError(f"{wanted} operating regimes asked for, but the conditions take only {distinct} distinct "
+                         "values; ask for fewer")
+    if wanted <= 1:
+        return z.mean(axis=0, keepdims=True)
+    return KMeans(wanted, n_init=10, random_state=seed).fit(z).cluster_centers_
 
 
 def split_units(ds: RunToFailure, fraction: float, seed: int) -> tuple[RunToFailure, RunToFailure]:

@@ -84,6 +84,22 @@ def _table_format(unit_column: Optional[str], time_column: Optional[str], column
                        _col(end_column, "end") if end_column is not None else None)
 
 
+def _conditions(names: Optional[str], data: dict[str, RunToFailure]) -> list[str]:
+    """--conditions as feature names every dataset has (a position N of a table without a header is its cN)."""
+    if not names:
+        return []
+    out = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name.isdigit() and all(f"c{name}" in ds.features for ds in data.values()):
+            name = f"c{name}"
+        for group, ds in data.items():
+            if name not in ds.features:
+                fail(f"--conditions: {name!r} is not a feature of {group} (its features: {', '.join(ds.features)}); "
+                     "name operating-condition columns that are features")
+        out.append(name)
+    return out
+
+
 def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
               rul: Optional[Path] = None) -> dict[str, RunToFailure]:
     """Datasets per machine type from twin run folders, or one ("table") from run-to-failure tables."""
@@ -215,6 +231,12 @@ def train(
     members: Annotated[int, typer.Option(min=1, max=20, help="an ensemble of this many models, each validated on its "
                                          "own 1/N of the units (N-fold) and trained on the rest, forecasts "
                                          "averaged: every unit trains, N times the time")] = 1,
+    conditions: Annotated[Optional[str], typer.Option(
+        help="comma-separated features that are operating conditions (load, speed, altitude, a setting), not "
+             "health: every other feature is standardised within the operating regime found from them (a table "
+             "without a header: positions or cN names)")] = None,
+    regimes: Annotated[int, typer.Option(min=0, max=12, help="with --conditions: how many operating regimes (0: as "
+                                         "many as stand clearly apart, else one)")] = 0,
     jobs: Jobs = None, cluster: ClusterOpt = None,
     threads: Threads = None,
     force: Annotated[bool, typer.Option(help="write into --out even if it holds earlier models (replacing them)")]
@@ -240,9 +262,12 @@ def train(
     window = window or int(defaults["window"])
     if c < h:
         fail(f"--cap ({cap or f'{c:g}'}) must be at least the horizon ({horizon or f'{h:g}'})")
+    if regimes and not conditions:
+        fail("--regimes counts the operating regimes of the --conditions features: give --conditions too")
     out = fresh_out(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}",
                  "model.json", force)
     data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
+    cond = _conditions(conditions, data)
     kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good
     out = writable(out)
     extra = {"epochs": epochs} if epochs and model in ("lstm", "cnn") else {}
@@ -264,8 +289,8 @@ def train(
                     bar.update(task, completed=done, total=total, note=note)
 
                 try:
-                    est = kind(horizon=h, cap=c, window=window, seed=seed, members=members,
-                               **extra).fit(ds, progress, run=run)
+                    est = kind(horizon=h, cap=c, window=window, seed=seed, members=members, conditions=cond,
+                               regimes=regimes, **extra).fit(ds, progress, run=run)
                     base = MeanBaseline(horizon=h, cap=c, window=window, seed=seed).fit(ds)
                 except ValueError as e:
                     fail(f"{group}: cannot train on this data ({e})")
@@ -275,8 +300,10 @@ def train(
                 epochs_run = "/".join(str(len(h)) for h in runs if h) + " epochs" if any(runs) else ""
                 valid = (f"{members} × {len(est.meta_['member_valid_units'][0])}" if est.members_
                          else str(len(est.meta_["valid_units"])))
+                found = "" if est.prep_ is None or est.prep_.centers is None else \
+                    f"; {len(est.prep_.centers)} operating regime{'s' if len(est.prep_.centers) > 1 else ''}"
                 summary.add_row(group, f"{len(ds):,}", str(ds.frame['unit'].nunique()), str(len(ds.failures)),
-                                valid, epochs_run)
+                                valid, epochs_run + found)
                 if few := few_failures(ds):
                     warnings.append(f"{group}: {few}")
     except ClusterError as e:
