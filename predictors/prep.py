@@ -193,7 +193,7 @@ def find_regimes(z: np.ndarray, wanted: int = 0, seed: int = 0) -> np.ndarray:
     distinct = len(np.unique(np.round(sample, 6), axis=0))
     if wanted == 0:
         best, best_score = 1, CLEAR_REGIMES
-        for k in range(2, min(MAX_REGIMES, distinct - 1) + 1):
+        for k in range(2, min(MAX_REGIMES, distinct) + 1):
             labels = KMeans(k, n_init=4, random_state=seed).fit_predict(sample)
             score = silhouette_score(sample, labels, sample_size=min(len(sample), 2000), random_state=seed)
             if score > best_score:

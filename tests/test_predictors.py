@@ -18,7 +18,7 @@ from predictors import TableFormat, forecasters, from_table, load
 from predictors.alerts import AlertRule, AlertState, MachineStatus, episodes
 from predictors.data import DataError, targets
 from predictors.metrics import alert_events, rul_scores
-from predictors.prep import Preprocessor, clean, ffill
+from predictors.prep import Preprocessor, clean, ffill, find_regimes
 from tests.conftest import assert_mistakes
 
 
@@ -197,6 +197,8 @@ def test_operating_regimes_are_found_and_standardised_away(tmp_path: Path) -> No
     np.testing.assert_array_equal(Preprocessor.from_state(old).scaled(x), Preprocessor(window=30).fit(noise).scaled(x))
     with pytest.raises(ValueError, match="'op9' not among the features"):
         Preprocessor(window=30, conditions=["op9"]).fit(noise)
+    two = np.repeat([[0.0, 0.0], [3.0, 1.0]], 500, axis=0)  # a setting with two exact values: two regimes
+    assert len(find_regimes(two)) == 2 and len(find_regimes(np.zeros((100, 1)))) == 1
 
 
 @pytest.mark.slow
