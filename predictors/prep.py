@@ -178,6 +178,14 @@ class Preprocessor:
             prep.conditions, prep.centers = list(cond["names"]), np.asarray(cond["centers"], dtype=float)
             prep.cond_mean, prep.cond_scale = (np.asarray(cond[k], dtype=float) for k in ("mean", "scale"))
             prep.regimes = len(prep.centers)
+        # a damaged file fails here, where its loader names it, not at its first forecast
+        shape = (1 if prep.centers is None else len(prep.centers), len(prep.kept or []))
+        if prep.mean.shape != shape or prep.scale.shape != shape:
+            raise ValueError(f"prep: mean and scale are not {shape[0]} regime(s) × {shape[1]} kept features")
+        if prep.centers is not None and not (
+                prep.centers.shape == (shape[0], len(prep.conditions)) == (shape[0], len(prep.cond_mean))
+                and prep.cond_scale.shape == prep.cond_mean.shape and set(prep.conditions) <= set(prep.features or [])):
+            raise ValueError("prep: the operating regimes do not match their condition features")
         return prep
 
 

@@ -186,6 +186,10 @@ def test_operating_regimes_are_found_and_standardised_away(tmp_path: Path) -> No
         np.testing.assert_allclose(z[regime == r].std(axis=0), 1, atol=1e-3)
     again = Preprocessor.from_state(json.loads(json.dumps(prep.state())))
     np.testing.assert_array_equal(again.scaled(x), z)
+    damaged = prep.state()
+    damaged["conditions"]["centers"] = damaged["conditions"]["centers"][:5]
+    with pytest.raises(ValueError, match="regime"):
+        Preprocessor.from_state(damaged)
     assert Preprocessor(window=30, conditions=["c2", "c3"], regimes=2).fit(ds).centers.shape == (2, 2)
 
     noise = from_table(write_nasa(plain, tmp_path / "plain.txt"), FMT)
