@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS levels (
 # stored in its span (the usual case: a run's next chunk): a 2-day packaging run's 107,000 state changes at once
 # ran a writer's 32 MB out of memory.
 _SPAN = "run IN ({runs}) AND replication BETWEEN ? AND ? AND ts BETWEEN ? AND ?"
-_NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM {source} b "
+_NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM batch b "
              "ANTI JOIN (SELECT {key} FROM {table} WHERE {span}) USING ({key})")
 _SLICE = 20_000
 _READINGS = "readings r JOIN series s ON r.series = s.id"
@@ -241,30 +241,20 @@ class DuckStore:
 
     def _insert_new(self, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
         """Insert the rows not stored yet, by their key (the first four columns: run, replication, name, ts); of rows
-        repeated within `rows`, the first. Repeats are found by DuckDB, which holds no GIL meanwhile: done in Python
-        on a store writer's thread, beside the simulation, it took 5-18 times as long as alone and slowed the run."""
-        key = ", ".join(columns[:4])
+        repeated within `rows`, the first."""
+        rows = _first_of_each(rows, list(columns[:4]))
         runs = pc.unique(rows.column("run")).to_pylist()
         replication, ts = pc.min_max(rows.column("replication")), pc.min_max(rows.column("ts"))
         span = _SPAN.format(runs=", ".join("?" * len(runs)))
         params = [*runs, replication["min"].as_py(), replication["max"].as_py(), ts["min"].as_py(), ts["max"].as_py()]
         with self._lock:  # the check and the insert as one step: no other write of this store comes between
             cur = self._con.cursor()
-            cur.register("batch", rows)
-            source = "batch"
-            # one query for both checks: under a busy thread's GIL contention each call into DuckDB costs ~20 ms
-            unique, stored = cur.execute(f"SELECT count(*) = count(DISTINCT ({key})), EXISTS (SELECT 1 FROM {table} "
-                                         f"WHERE {span}) FROM batch", params).fetchall()[0]
-            if not unique:  # the first of each key in the rows' order (a redelivered message's rows are the later ones)
-                rows = rows.append_column("_i", pa.array(np.arange(rows.num_rows)))
+            if not cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {span})", params).fetchall()[0][0]:
                 cur.register("batch", rows)
-                source = f"(SELECT * FROM batch QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _i) = 1 " \
-                         "ORDER BY _i)"
-            if not stored:
-                cur.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM {source}")
+                cur.execute(f"INSERT INTO {table} SELECT {', '.join(columns)} FROM batch")
                 return
-            sql = _NEW_ROWS.format(table=table, source=source, columns=", ".join(f"b.{c}" for c in columns), key=key,
-                                   span=span)
+            sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns),
+                                   key=", ".join(columns[:4]), span=span)
             for start in range(0, rows.num_rows, _SLICE):  # each slice compared with what is stored, earlier ones too
                 cur.register("batch", rows.slice(start, _SLICE))
                 cur.execute(sql, params)
@@ -348,3 +338,17 @@ class DuckStore:
         with self._lock:
             self._con.close()
 
+
+def _first_of_each(rows: pa.Table, key: list[str]) -> pa.Table:
+    """`rows` without the later repeats of a key (a redelivered message's rows), in their order. Compared as integer
+    codes (text by its dictionary index): hashing Python strings, or Arrow's group-by, cost 5-10 times as much."""
+    codes = {}
+    for name in key:
+        col = rows.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.int64())
+        elif not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):  # text: its dictionary index
+            col = pc.dictionary_encode(col.cast(pa.string()).combine_chunks()).indices
+        codes[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+    repeated = pd.DataFrame(codes).duplicated().to_numpy()
+    return rows.filter(pa.array(~repeated)) if repeated.any() else rows
