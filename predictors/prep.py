@@ -115,7 +115,11 @@ class Preprocessor:
         if self.centers is None:
             return np.zeros(len(x), dtype=np.int64)
         z = self._cond_z(x)
-        return np.argmin(((z[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2), axis=1)
+        out = np.empty(len(z), dtype=np.int64)
+        for i in range(0, len(z), 1 << 16):  # in slices: rows × regimes × conditions stays a few MB however long
+            part = z[i:i + (1 << 16)]
+            out[i:i + len(part)] = ((part[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        return out
 
     def _clean(self, ds: RunToFailure) -> np.ndarray:
         x = ds.frame[ds.features].to_numpy(dtype=np.float64)
