@@ -74,6 +74,9 @@ class Preprocessor:
         if missing:
             raise ValueError(f"operating-condition feature(s) {', '.join(map(repr, missing))} not among the features "
                              f"({', '.join(self.features)})")
+        if self.conditions and set(self.features) <= set(self.conditions):
+            raise ValueError("every feature is named an operating condition; leave the health signals (sensors) out "
+                             "of the conditions")
         x = self._clean(ds)
         cond = [self.features.index(c) for c in self.conditions]
         self.centers = None
@@ -205,7 +208,7 @@ def find_regimes(z: np.ndarray, wanted: int = 0, seed: int = 0) -> np.ndarray:
     distinct = len(np.unique(np.round(sample, 6), axis=0))
     if wanted == 0:
         best, best_score = 1, CLEAR_REGIMES
-        for k in range(2, min(MAX_REGIMES, distinct) + 1):
+        for k in range(2, min(MAX_REGIMES, distinct, len(sample) - 1) + 1):  # silhouettes need k < rows
             labels = KMeans(k, n_init=4, random_state=seed).fit_predict(sample)
             score = silhouette_score(sample, labels, sample_size=min(len(sample), 2000), random_state=seed)
             if score > best_score:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from predictors import TableFormat, forecasters, from_table, load
@@ -203,8 +203,37 @@ def test_operating_regimes_are_found_and_standardised_away(tmp_path: Path) -> No
     np.testing.assert_array_equal(Preprocessor.from_state(old).scaled(x), Preprocessor(window=30).fit(noise).scaled(x))
     with pytest.raises(ValueError, match="'op9' not among the features"):
         Preprocessor(window=30, conditions=["op9"]).fit(noise)
+    with pytest.raises(ValueError, match="every feature is named an operating condition"):
+        Preprocessor(window=30, conditions=noise.features).fit(noise)
     two = np.repeat([[0.0, 0.0], [3.0, 1.0]], 500, axis=0)  # a setting with two exact values: two regimes
     assert len(find_regimes(two)) == 2 and len(find_regimes(np.zeros((100, 1)))) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3),
+                          st.one_of(st.none(), st.sampled_from([0.0, 1.0, 5.0]), st.floats(-1e3, 1e3)),
+                          st.one_of(st.none(), st.floats(-1e3, 1e3)), st.floats(-1e3, 1e3)), min_size=1, max_size=40),
+       st.integers(0, 4))
+@example([(1, 0.0, 0.0, 1.0), (1, 1.0, 2.0, 2.0), (1, 5.0, 1.0, 4.0)], 0)  # as many distinct regimes as rows
+def test_any_small_table_with_conditions_fits_or_says_why(rows: list[tuple[int, float | None, float | None, float]],
+                                                          regimes: int) -> None:
+    """Whatever the rows (missing or constant conditions, a handful of rows, repeats), fitting regimes either works,
+    with finite inputs for the model, or raises a ValueError that says why: never another exception."""
+    import warnings
+
+    from predictors.data import RunToFailure
+
+    frame = pd.DataFrame([(str(u), t, c, c2, x) for t, (u, c, c2, x) in enumerate(rows)],
+                         columns=["unit", "time", "load", "speed", "vib"]).astype({"load": float, "speed": float})
+    ds = RunToFailure(frame, ["load", "speed", "vib"], [], np.zeros((len(frame), 0)), np.zeros((len(frame), 0)), 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # k-means on a handful of points warns that it found fewer clusters
+        try:
+            prep = Preprocessor(window=3, conditions=["load", "speed"], regimes=regimes).fit(ds)
+        except ValueError as e:
+            assert "constant" in str(e) or "regimes asked for" in str(e), e
+            return
+        assert np.isfinite(prep.scaled(prep._clean(ds))).all()
 
 
 @pytest.mark.slow

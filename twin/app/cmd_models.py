@@ -96,7 +96,8 @@ def _conditions(names: Optional[str], data: dict[str, RunToFailure]) -> list[str
             if name not in ds.features:
                 fail(f"--conditions: {name!r} is not a feature of {group} (its features: {', '.join(ds.features)}); "
                      "name operating-condition columns that are features")
-        out.append(name)
+        if name not in out:
+            out.append(name)
     return out
 
 
