@@ -81,20 +81,16 @@ class Preprocessor:
         cond = [self.features.index(c) for c in self.conditions]
         self.centers = None
         if cond:
-            c = x[:, cond]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a condition all missing: mean 0, scale 1
-                self.cond_mean = np.nan_to_num(np.nanmean(c, axis=0))
-                sd = np.nan_to_num(np.nanstd(c, axis=0))
+            self.cond_mean, sd = (np.nan_to_num(v) for v in _mean_sd(x[:, cond]))  # a condition all missing: 0, 1
             self.cond_scale = np.where(sd > 1e-9, sd, 1.0)
             self.centers = find_regimes(self._cond_z(x), self.regimes)
-        regime = self.regime(x)
         inputs = [i for i in range(len(self.features)) if i not in cond]
-        k = 1 if self.centers is None else len(self.centers)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a feature all missing in a regime: NaN, handled below
-            sd = np.stack([np.nanstd(x[regime == r][:, inputs], axis=0) for r in range(k)])
-            mean = np.stack([np.nanmean(x[regime == r][:, inputs], axis=0) for r in range(k)])
+        if self.centers is None or len(self.centers) == 1:
+            stats = [_mean_sd(x[:, inputs])]
+        else:
+            regime = self.regime(x)
+            stats = [_mean_sd(x[regime == r][:, inputs]) for r in range(len(self.centers))]
+        mean, sd = np.stack([m for m, _ in stats]), np.stack([d for _, d in stats])  # (regimes, inputs)
         varies = (np.isfinite(sd) & (sd > 1e-9)).any(axis=0)
         self.kept = [i for i, v in zip(inputs, varies) if v]
         if not self.kept:
@@ -102,10 +98,7 @@ class Preprocessor:
             raise ValueError(f"every feature is constant in the training data{within}; nothing to learn from")
         sd, mean = sd[:, varies], mean[:, varies]
         self.scale = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)  # constant within a regime: there, 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            overall = np.nan_to_num(np.nanmean(mean, axis=0))
-        self.mean = np.where(np.isfinite(mean), mean, overall)
+        self.mean = np.where(np.isfinite(mean), mean, np.nan_to_num(_mean_sd(mean)[0]))  # all missing in a regime
         return self
 
     def _cond_z(self, x: np.ndarray) -> np.ndarray:
@@ -194,6 +187,13 @@ class Preprocessor:
                 and prep.cond_scale.shape == prep.cond_mean.shape and set(prep.conditions) <= set(prep.features or [])):
             raise ValueError("prep: the operating regimes do not match their condition features")
         return prep
+
+
+def _mean_sd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and deviations ignoring missing values; NaN (not a warning) for a column with none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=0), np.nanstd(x, axis=0)
 
 
 def find_regimes(z: np.ndarray, wanted: int = 0, seed: int = 0) -> np.ndarray:
