@@ -439,6 +439,14 @@ class Ingest:
             np.fromiter(chain.from_iterable(t.values for t in tel), dtype=np.float64, count=len(series)),
             np.fromiter((t.key for t in tel), dtype=np.int64, count=len(tel)), sizes)
 
+    def position(self, run: str, seen: int | None = None, timeout: float = 0.0) -> int:
+        """Messages of `run` taken off the broker so far (stored, spooled or dead-lettered); with a `timeout`, first
+        wait up to that long for the count to move on from `seen` (as `IngestProcess.position` does)."""
+        rounds = self.acks  # read before the count: an acknowledgement in between ends the wait at once
+        if timeout > 0 and self.taken_by_run.get(run, 0) == seen:
+            self.wait_acked(rounds, timeout)
+        return self.taken_by_run.get(run, 0)
+
     def wait_for(self, run: str, readings: int, timeout: float) -> bool:
         """Wait until the store holds `readings` readings of `run`."""
         deadline = time.monotonic() + timeout

@@ -197,7 +197,7 @@ def connect(
                           "`twin connect`", highlight=False)
     if not whole:
         err_console.print(f"the store could not be shown to hold everything forwarded (its ingest took "
-                          f"{sink.taken_by_run.get(cfg.run, 0) if sink else 0:,} messages, and had not received the "
+                          f"{sink.position(cfg.run) if sink else 0:,} messages, and had not received the "
                           f"stop's mark within {STORE_WAIT:g} s, or the twin's broker never took it): what is left "
                           f"waits in the broker's session for this run's store (`linetwin-connect-store-{cfg.run}`, "
                           f"kept for {RUN_SESSION_EXPIRY // 60} min); the next `twin connect` of this config with "

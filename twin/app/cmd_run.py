@@ -489,7 +489,7 @@ def ingest(
             # messages are acknowledged: reported a tenth of a second late, it held the run's publisher idle for a
             # third of a flat-out run (its lead used up, the ingest waiting for what the publisher had not yet sent)
             acks = worker.wait_acked(acks, 0.1)
-            if position and until_run is not None and (taken := worker.taken_by_run.get(until_run, 0)) != reported:
+            if position and until_run is not None and (taken := worker.position(until_run)) != reported:
                 print(f"position {taken}", flush=True)  # the run's publisher holds its lead over this
                 reported = taken
             if (exit_when_complete and worker.finished_runs_complete()) or (

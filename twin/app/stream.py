@@ -10,6 +10,7 @@ bounded however long the run. `direct.store_scenario` is the batch path with no 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,15 +200,7 @@ def _ingest(stack: contextlib.ExitStack, ingest: IngestMode, url: BrokerURL, sto
 def _position(sink: Ingest | IngestProcess, run_id: str) -> Position:
     """How far the run's own ingest has got: messages of the run it has taken off the broker (None once gone), after
     waiting up to a timeout for it to move on from what was seen."""
-    if isinstance(sink, IngestProcess):
-        return sink.position
-
-    def taken(seen: int | None, timeout: float) -> int:
-        rounds = sink.acks  # read before the position: an acknowledgement in between ends the wait at once
-        if timeout > 0 and sink.taken_by_run.get(run_id, 0) == seen:
-            sink.wait_acked(rounds, timeout)
-        return sink.taken_by_run.get(run_id, 0)
-    return taken
+    return sink.position if isinstance(sink, IngestProcess) else functools.partial(sink.position, run_id)
 
 
 def _drain(pub: Publisher, sink: Ingest | IngestProcess | None, stats: StreamStats, store_url: str,
