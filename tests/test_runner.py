@@ -133,6 +133,33 @@ def test_the_store_s_own_memory_limit_is_told_apart_from_the_machine_s_memory(er
     assert resource_error(RuntimeError("something else")) is None
 
 
+def test_a_background_thread_that_dies_unstarted_is_an_error_not_a_hang() -> None:
+    """Out of memory as a thread starts, Python prints "Exception ignored in thread started by" and the thread ends
+    without running its work: the caller waiting for that work gets a MemoryError (the run's exit 4), not a wait
+    without end (a `twin run` under a 1,400 MB address-space limit once hung so for the test below's 300 s)."""
+    import concurrent.futures.thread as pool
+
+    from twin.app.runner import Background
+
+    bg = Background("dies-unstarted")
+    real = pool._worker
+    pool._worker = lambda *args: None  # type: ignore[assignment]  # the pool's thread ends at once, its work not taken
+    try:
+        bg.submit(sum, [1, 2])
+    finally:
+        pool._worker = real
+    t = time.monotonic()
+    with pytest.raises(MemoryError, match="dies-unstarted thread ended without doing its work"):
+        bg.close()
+    assert time.monotonic() - t < 10
+    ok = Background("works")
+    assert ok.submit(sum, [1, 2]) is None and ok.submit(sum, [3]) == 3 and ok.close() == 3
+    failing = Background("fails")
+    failing.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # the work's own error reaches the caller
+        failing.close()
+
+
 @pytest.mark.slow
 def test_out_of_memory_mid_run_never_leaves_a_traceback_or_a_run_said_to_be_running(tmp_path: Path) -> None:
     """Real allocations failing: `twin run` under a shrinking address-space limit (RLIMIT_AS) until one run fails

@@ -85,7 +85,9 @@ class HealthSampler:
 class Background:
     """Work handed to one thread of its own, at most one piece in flight: the caller (the simulation) goes on
     meanwhile, memory holds at most the piece being done and the next, and an error surfaces in the caller's
-    thread at its next `submit`, `wait` or `close`."""
+    thread at its next `submit`, `wait` or `close`. A thread that dies without doing its work (out of memory as it
+    starts: Python then only prints "Exception ignored in thread started by") is a MemoryError in the caller, not a
+    wait without end."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -103,7 +105,15 @@ class Background:
     def wait(self) -> Any:
         """The result of the piece in flight, once done (None if there is none)."""
         fut, self._inflight = self._inflight, None
-        return fut.result() if fut is not None else None
+        while fut is not None:
+            try:
+                return fut.result(timeout=1.0)
+            except TimeoutError:
+                # the pool's own thread (the executor keeps it in `_threads`; it has no public way to ask)
+                if self._pool is not None and not any(t.is_alive() for t in self._pool._threads) and not fut.done():
+                    raise MemoryError(f"the {self.name} thread ended without doing its work (it could not start: "
+                                      "out of memory)") from None
+        return None
 
     def close(self) -> Any:
         """Wait for the last piece and end the thread; returns that piece's result."""
