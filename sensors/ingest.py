@@ -176,6 +176,7 @@ class Ingest:
         self._closing = False
         self.expected: dict[str, int] = {}
         self.marks: set[str] = set()  # marks seen on run topics: everything queued before each was received
+        self.marked = threading.Condition()  # notified as each mark arrives (`wait_mark`)
         self.stored_by_run: dict[str, int] = {}  # rows of new messages this worker stored, per run
         self.taken_by_run: dict[str, int] = {}  # messages (readings, states, levels) acknowledged: stored or spooled
         self.acks = 0  # acknowledgement rounds so far: `acked` is notified at each (`wait_acked`)
@@ -251,7 +252,9 @@ class Ingest:
             if status.get("status") == "finished" and isinstance(status.get("readings"), int):
                 self.expected[str(status["run"])] = status["readings"]
             if isinstance(status.get("mark"), str):
-                self.marks.add(status["mark"])
+                with self.marked:
+                    self.marks.add(status["mark"])
+                    self.marked.notify_all()
         except (ValueError, AttributeError):
             log.warning("ignored a malformed run status message")
 
@@ -462,12 +465,8 @@ class Ingest:
         """Wait until this worker has received the run status carrying `mark`: the broker delivers a session's
         messages in order, so everything published to it before the mark has been received too (`stop` then stores
         it)."""
-        deadline = time.monotonic() + timeout
-        while mark not in self.marks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        with self.marked:
+            return self.marked.wait_for(lambda: mark in self.marks, timeout)
 
     def stop(self, keep_session: bool = False) -> None:
         """Write and acknowledge what was received, then disconnect (a durable session stays for the next start; a
