@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import const, scenario
-from twin.app.runner import READINGS_ROWS, run_scenario, simulate
+from twin.app.runner import TRUTH_ROWS, run_scenario, simulate, write_part
 
 
 def sensing_line(**top: object):  # type: ignore[no-untyped-def]
@@ -253,21 +253,21 @@ def test_merging_a_worker_s_part_reads_it_in_batches_not_whole(tmp_path: Path) -
     peaked at 1 GB), and the state changes were read as one frame (a 7-day bottling run: 1.1 GB)."""
     part = tmp_path / "part"
     part.mkdir()
-    n = 8_000_000  # 280 MB uncompressed, as a worker writes a part
+    n = 8_000_000  # 280 MB, as a worker writes a part
     t = np.arange(n) * 0.01
     codes = np.arange(n, dtype=np.int32)
-    pq.write_table(pa.table({
+    write_part(pa.table({
         "replication": np.zeros(n, np.int32), "t": t,
         "timestamp": pa.array(np.datetime64("2026-01-05T06:00") + (t * 1000).astype("timedelta64[ms]")),
         "machine": pa.DictionaryArray.from_arrays(pa.array(codes % 2), pa.array(["m1", "m2"])),
         "sensor": pa.DictionaryArray.from_arrays(pa.array(codes // 2 % 2), pa.array(["temp", "vib"])),
-        "value": np.random.default_rng(0).normal(size=n), "series": codes % 4}),
-        part / "readings.parquet", compression="none", row_group_size=READINGS_ROWS)
-    pd.DataFrame({"replication": [0], "kpi": ["throughput"], "value": [1.0]}).to_parquet(part / "kpis.parquet")
+        "value": np.random.default_rng(0).normal(size=n), "series": codes % 4}), part / "readings.arrow")
+    write_part(pa.Table.from_pandas(pd.DataFrame({"replication": [0], "kpi": ["throughput"], "value": [1.0]})),
+               part / "kpis.arrow")
     k = 3_000_000  # state changes, in time order (a 7-day bottling replication has 2.8 million)
-    pq.write_table(pa.table({"replication": np.zeros(k, np.int32), "machine": np.where(np.arange(k) % 2, "m1", "m2"),
-                             "t": np.arange(k) * 0.1, "state": np.where(np.arange(k) % 3, "working", "starved"),
-                             "reason": np.full(k, "")}), part / "state-changes.parquet")
+    write_part(pa.table({"replication": np.zeros(k, np.int32), "machine": np.where(np.arange(k) % 2, "m1", "m2"),
+                         "t": np.arange(k) * 0.1, "state": np.where(np.arange(k) % 3, "working", "starved"),
+                         "reason": np.full(k, "")}), part / "state-changes.arrow", TRUTH_ROWS)
     pd.DataFrame({"machine": ["m1", "m1", "m2", "m2"], "station": "s", "sensor": ["temp", "vib"] * 2,
                   "unit": "u"}).to_parquet(part / "sensors.parquet")
     r = subprocess.run([sys.executable, "-c", MERGE_A_PART, str(part), str(tmp_path / "run")],

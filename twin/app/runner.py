@@ -18,7 +18,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,13 +136,15 @@ class TableStream:
 
     Encoding and compression run in the `Background` (pyarrow releases the GIL), so the simulation goes on
     meanwhile. The file is written under a hidden name and renamed when closed: a reader (the dashboard) never
-    sees half a file. `keep_empty`: the file is written even if no row ever comes (from the first table's schema)."""
+    sees half a file. `keep_empty`: the file is written even if no row ever comes (from the first table's schema).
+    `ipc`: an Arrow IPC file instead, record batches of `rows` (a worker's part, `part_file`)."""
 
     def __init__(self, path: Path, rows: int = READINGS_ROWS, compression: str = "zstd",
-                 keep_empty: bool = False) -> None:
-        self.path, self.rows, self.compression, self.keep_empty = path, rows, compression, keep_empty
+                 keep_empty: bool = False, ipc: bool = False) -> None:
+        self.path, self.rows, self.compression, self.keep_empty, self.ipc = path, rows, compression, keep_empty, ipc
         self._partial = path.with_name(f".{path.name}.writing")
-        self._writer: pq.ParquetWriter | None = None
+        self._writer: pq.ParquetWriter | pa.ipc.RecordBatchFileWriter | None = None
+        self._schema: pa.Schema | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._background = Background(f"parquet-{path.stem}")
@@ -154,13 +156,14 @@ class TableStream:
             # dictionary encoding where it pays (text, small integers); plain for times and values
             dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)
                           and not pa.types.is_timestamp(f.type)]
-            self._writer = pq.ParquetWriter(self._partial, table.schema, compression=self.compression,
-                                            use_dictionary=dictionary)
+            self._schema = table.schema
+            self._writer = pa.ipc.new_file(str(self._partial), table.schema) if self.ipc else \
+                pq.ParquetWriter(self._partial, table.schema, compression=self.compression, use_dictionary=dictionary)
         if not table.num_rows:
             return
-        assert self._writer is not None
-        if table.schema != self._writer.schema:
-            table = table.cast(self._writer.schema)
+        assert self._writer is not None and self._schema is not None
+        if table.schema != self._schema:
+            table = table.cast(self._schema)
         self._buffer.append(table)
         self._buffered += table.num_rows
         if self._buffered >= self.rows:
@@ -174,7 +177,10 @@ class TableStream:
         table = pa.concat_tables(self._buffer)
         cut = table.num_rows - table.num_rows % self.rows if whole else table.num_rows
         if cut:
-            self._background.submit(self._writer.write_table, table.slice(0, cut), row_group_size=self.rows)
+            if isinstance(self._writer, pq.ParquetWriter):
+                self._background.submit(self._writer.write_table, table.slice(0, cut), row_group_size=self.rows)
+            else:
+                self._background.submit(self._writer.write_table, table.slice(0, cut), max_chunksize=self.rows)
         rest = table.slice(cut)
         self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
 
@@ -197,10 +203,46 @@ class TableStream:
             self._partial.replace(self.path)
 
 
-def part_file(path: Path) -> pq.ParquetFile:
-    """A part file opened to be read in batches. pyarrow's default pre-buffering reads every batch's bytes at
-    once: merging a 3-day body_shop replication's readings held the whole file (300 MB) in the main process."""
-    return pq.ParquetFile(path, pre_buffer=False)
+class PartFile:
+    """A file of a worker's part (Arrow IPC), read a record batch at a time. Parts were Parquet: encoded by the worker
+    and decoded again by the main process, twice (the run's files, the store), 20 % of a sensor-rich replication's
+    cost on workers. Read from the disk, not memory-mapped: every page read would count in the main process's
+    memory until the file is closed (a 3-day body_shop replication's readings are 300 MB)."""
+
+    def __init__(self, path: Path) -> None:
+        self._reader = pa.ipc.open_file(pa.OSFile(str(path)))
+
+    @property
+    def schema_arrow(self) -> pa.Schema:
+        return self._reader.schema
+
+    def iter_batches(self, batch_size: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The file's rows in batches of at most `batch_size` (the `columns` named, else all), in order."""
+        for i in range(self._reader.num_record_batches):
+            batch = self._reader.get_batch(i)
+            if columns is not None:
+                batch = batch.select(list(columns))
+            for start in range(0, batch.num_rows, batch_size):
+                yield batch.slice(start, batch_size)
+
+    def read_all(self) -> pa.Table:
+        return self._reader.read_all()
+
+
+def part_name(name: str) -> str:
+    """A run file's name in a worker's part folder: `truth/states.parquet` -> `truth/states.arrow`."""
+    return name.removesuffix(".parquet") + ".arrow"
+
+
+def part_file(path: Path) -> PartFile:
+    """A part file opened to be read in batches."""
+    return PartFile(path)
+
+
+def write_part(table: pa.Table, path: Path, rows: int = READINGS_ROWS) -> None:
+    """One table as a part file (Arrow IPC, record batches of at most `rows`)."""
+    with pa.ipc.new_file(str(path), table.schema) as writer:
+        writer.write_table(table, max_chunksize=rows)
 
 
 def arrow_table(df: pd.DataFrame) -> pa.Table:
@@ -314,6 +356,7 @@ def parts_frame(line: Line) -> pd.DataFrame:
 # files of a run folder written even when empty (readings and health exist only when there are some)
 ALWAYS_WRITTEN = {"truth/states.parquet", "truth/events.parquet", "truth/parts.parquet", "kpis.parquet"}
 PART_FILES = ("readings.parquet", "truth/health.parquet", *sorted(ALWAYS_WRITTEN))  # what `merge` takes from a part
+# (under their `part_name`)
 
 
 @dataclass
@@ -328,7 +371,7 @@ class RunWriter:
 
     out: Path
     scenario: Scenario
-    part: bool = False  # one replication's part (merged by `merge`): readings keep the series id, no compression
+    part: bool = False  # one replication's part (merged by `merge`): Arrow IPC files; readings keep the series id
     index_warned: bool = field(default=False, init=False)  # the runs index could not be written (said once)
     _files: dict[str, TableStream] = field(default_factory=dict)
     _kpis: list[pd.DataFrame] = field(default_factory=list)
@@ -383,8 +426,8 @@ class RunWriter:
     def _file(self, name: str) -> TableStream:
         if name not in self._files:
             rows = READINGS_ROWS if name == "readings.parquet" else TRUTH_ROWS
-            self._files[name] = TableStream(self.out / name, rows=rows, compression="none" if self.part else "zstd",
-                                            keep_empty=name in ALWAYS_WRITTEN)
+            self._files[name] = TableStream(self.out / (part_name(name) if self.part else name), rows=rows,
+                                            keep_empty=name in ALWAYS_WRITTEN, ipc=self.part)
         return self._files[name]
 
     def readings(self, line: Line, batch: Readings) -> None:
@@ -474,16 +517,16 @@ class RunWriter:
         if self._catalog is None and (part / "sensors.parquet").exists():
             self._catalog = pd.read_parquet(part / "sensors.parquet")
         for name in PART_FILES:
-            if not (part / name).exists():
+            if not (part / part_name(name)).exists():
                 continue
-            source = part_file(part / name)
+            source = part_file(part / part_name(name))
             schema = source.schema_arrow
             keep = [n for n in schema.names if n != "series"]
             stream = self._file(name)
             stream.write(schema.empty_table().select(keep))  # the file's schema, even if the part has no rows
             for batch in source.iter_batches(batch_size=stream.rows, columns=keep):
                 stream.write(pa.Table.from_batches([batch]))
-        self._kpis.append(pd.read_parquet(part / "kpis.parquet"))
+        self._kpis.append(part_file(part / part_name("kpis.parquet")).read_all().to_pandas())
 
 
 def state_changes(line: Line) -> pd.DataFrame:
@@ -506,7 +549,8 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
     result = simulate(sc, replication, on_readings=writer.readings, on_health=writer.health)
     writer.replication(result)
     writer.close_files()
-    state_changes(result.line).to_parquet(tmp / "state-changes.parquet", index=False)
+    write_part(pa.Table.from_pandas(state_changes(result.line), preserve_index=False), tmp / "state-changes.arrow",
+               TRUTH_ROWS)
     try:
         tmp.rename(final)
     except OSError:  # a copy is there already
