@@ -330,14 +330,17 @@ class Ingest:
         by_run: dict[str, list[Telemetry]] = {}
         for t in tel:
             by_run.setdefault(t.run, []).append(t)
-        for run, group in by_run.items():  # one append per run: what is new of each run is counted exactly
-            stored = self.store.append(self._batch(group))
-            self.stored += stored
-            self.stored_by_run[run] = self.stored_by_run.get(run, 0) + stored
-        if states:
-            self.store.write_states(state_rows(states))
-        if levels:
-            self.store.write_levels(level_rows(levels))
+        stored = {}
+        with self.store.together():  # the batch is stored whole or not at all, then acknowledged
+            for run, group in by_run.items():  # one append per run: what is new of each run is counted exactly
+                stored[run] = self.store.append(self._batch(group))
+            if states:
+                self.store.write_states(state_rows(states))
+            if levels:
+                self.store.write_levels(level_rows(levels))
+        for run, n in stored.items():  # counted once committed: a batch that failed is stored again, whole
+            self.stored += n
+            self.stored_by_run[run] = self.stored_by_run.get(run, 0) + n
 
     def _ack(self, items: list[Item]) -> None:
         """Acknowledge messages from the broker (stored, spooled or dead-lettered: the broker may forget them) and

@@ -11,6 +11,7 @@ writing the same reading twice stores it once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,6 +81,11 @@ class Store(Protocol):
 
     def write_levels(self, levels: pd.DataFrame | pa.Table) -> None:
         """Store buffer levels (LEVEL_COLUMNS): the parts waiting in front of each station, over time."""
+        ...
+
+    def together(self) -> AbstractContextManager[None]:
+        """The writes made inside it (readings, states, levels) are kept together: all or none, and with one commit
+        where the store commits (DuckDB: one transaction, so one sync of its log for a batch's three kinds of rows)."""
         ...
 
     def write_series(self, series: pd.DataFrame) -> None:

@@ -153,11 +153,12 @@ class StoreSink:
 
     def _write(self, readings: ReadingBatch | None, states: pa.Table | None,
                levels: pd.DataFrame | None = None) -> int:
-        stored = self.store.append(readings) if readings is not None else 0
-        if states is not None:
-            self.store.write_states(states)
-        if levels is not None:
-            self.store.write_levels(levels)
+        with self.store.together():
+            stored = self.store.append(readings) if readings is not None else 0
+            if states is not None:
+                self.store.write_states(states)
+            if levels is not None:
+                self.store.write_levels(levels)
         return stored
 
     def close(self) -> None:
