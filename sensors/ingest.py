@@ -330,7 +330,7 @@ class Ingest:
         by_run: dict[str, list[Telemetry]] = {}
         for t in tel:
             by_run.setdefault(t.run, []).append(t)
-        stored = {}
+        stored: dict[str, int] = {}
         with self.store.together():  # the batch is stored whole or not at all, then acknowledged
             for run, group in by_run.items():  # one append per run: what is new of each run is counted exactly
                 stored[run] = self.store.append(self._batch(group))

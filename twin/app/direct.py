@@ -21,7 +21,7 @@ from sensors.bus.payloads import epoch_ms
 from sensors.inject import Injection
 from sensors.store import Store, StoreError, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
-from twin.app.runner import Background, ProgressFn, part_file, run_scenario
+from twin.app.runner import Background, PartFile, ProgressFn, run_scenario
 from twin.model import Line
 from twin.scenario import Scenario
 from twin.truth import StateFollower
@@ -102,7 +102,7 @@ class StoreSink:
         if self._catalog is None and (part / "sensors.parquet").exists():
             self._catalog = pd.read_parquet(part / "sensors.parquet").assign(run=self.run_id)
         if (part / "readings.arrow").exists():
-            source = part_file(part / "readings.arrow")
+            source = PartFile(part / "readings.arrow")
             for b in source.iter_batches(batch_size=1 << 19, columns=["replication", "series", "t", "value"]):
                 rep, series, t, value = (b.column(i).to_numpy() for i in range(4))
                 self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
@@ -110,7 +110,7 @@ class StoreSink:
                 self.flush()
         # state changes in time order (`runner.state_changes`), a batch at a time: a 7-day bottling replication
         # has 2.8 million, which as one frame of Python strings held 0.5 GB
-        for b in part_file(part / "state-changes.arrow").iter_batches(batch_size=1 << 18):
+        for b in PartFile(part / "state-changes.arrow").iter_batches(batch_size=1 << 18):
             self._add_states(b.column("replication"), b.column("machine"), b.column("t").to_numpy(),
                              b.column("state"), b.column("reason"))
             self.flush()
