@@ -121,6 +121,20 @@ def test_a_cluster_that_cannot_be_reached_is_a_clear_error(tmp_path: Path) -> No
         assert err.rstrip().endswith("or leave --cluster out for a local one"), err[-2000:]  # not a progress bar
 
 
+def test_a_part_a_worker_could_not_write_or_wrote_in_another_format_is_a_clear_error(tmp_path: Path) -> None:
+    """A worker that cannot reach the result folder, or runs another linetwin (its parts in Parquet, as before
+    2026-12-05), stops the run with what to do, not with a missing file deep in the merge."""
+    from twin.app.runner import _check_part
+
+    with pytest.raises(ClusterError, match="file system every worker shares"):
+        _check_part(tmp_path / "rep-3", 3, tmp_path)
+    part = tmp_path / "rep-4"
+    (part / "truth").mkdir(parents=True)
+    pd.DataFrame({"kpi": ["oee"], "value": [0.8]}).to_parquet(part / "kpis.parquet")
+    with pytest.raises(ClusterError, match=r"replication 4 .* install linetwin .* on every worker"):
+        _check_part(part, 4, tmp_path)
+
+
 def _tables(folder: Path) -> dict[str, pd.DataFrame]:
     return {p.relative_to(folder).as_posix(): pd.read_parquet(p) for p in sorted(folder.rglob("*.parquet"))}
 

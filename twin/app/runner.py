@@ -642,6 +642,19 @@ def _replications_here(scenario: Scenario, writer: RunWriter, progress: Progress
     return readings
 
 
+def _check_part(part: Path, rep: int, out: Path) -> None:
+    """A replication's part folder as this linetwin writes it, or a ClusterError that says why not."""
+    from twin.app.cluster import ClusterError
+
+    if not part.is_dir():
+        raise ClusterError(f"replication {rep} ran on a worker that cannot write {out}: with --cluster, put the result "
+                           "folder (--out) on a file system every worker shares")
+    if not (part / part_name("kpis.parquet")).exists():  # every part has its KPIs
+        raise ClusterError(f"replication {rep} ran on a worker whose linetwin writes its results differently (no "
+                           f"{part_name('kpis.parquet')} in its part): install linetwin {twin.__version__}, the "
+                           "version of this `twin`, on every worker")
+
+
 def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWriter, progress: ProgressFn | None,
                      on_part: Callable[[Path], None] | None) -> int:
     """Replications as tasks on workers, each into out/.parts/rep-N, merged in order as they arrive."""
@@ -661,11 +674,7 @@ def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWri
         # a worker sat idle: 40 replications of serial-5 on 2 workers took 10.1 s, now 9.1 s
         for rep, n in tasks.map(replication_part, args, done, window=2 * tasks.workers):
             part = parts / f"rep-{rep}"
-            if not part.is_dir():
-                from twin.app.cluster import ClusterError
-
-                raise ClusterError(f"replication {rep} ran on a worker that cannot write {out}: with --cluster, put "
-                                   "the result folder (--out) on a file system every worker shares")
+            _check_part(part, rep, out)
             writer.merge(part)
             if on_part is not None:
                 on_part(part)
