@@ -6,6 +6,7 @@ Models as `twin train` builds them (same defaults), so the figures are what the 
 
     python bench/cmapss.py [--models cnn,lstm,regression] [--seeds 0,1,2] [--folds 5] [--members N] [--threads N]
     python bench/cmapss.py --six-regimes [--conditions c2,c3,c4]   # operating regimes: without and with normalisation
+    python bench/cmapss.py --features c6,c7,c8,c11,c12,c13,c15,c16,c17,c18,c19,c21,c24,c25   # as twin train --features
 
 Compared against the targets of issue 24 (RMSE < 12.5, NASA score < 300, mean of the seeds) and the published
 figures (LSTM 16.1, Zheng 2017; DCNN 12.6, Li 2018; attention models about 11).
@@ -91,6 +92,9 @@ def main() -> None:
     ap.add_argument("--six-regimes", action="store_true",
                     help="impose six operating regimes on FD001 (a stand-in for FD002/FD004, not in ../shared)")
     ap.add_argument("--conditions", default="", help="as twin train --conditions, e.g. c2,c3,c4 (the settings)")
+    ap.add_argument("--features", default="", help="as twin train --features: the columns the models see (default: "
+                    "every numeric one), e.g. Li et al.'s 14 sensors "
+                    "c6,c7,c8,c11,c12,c13,c15,c16,c17,c18,c19,c21,c24,c25")
     args = ap.parse_args()
     import torch
 
@@ -103,6 +107,7 @@ def main() -> None:
     print(f"C-MAPSS FD001{' with six operating regimes imposed' if args.six_regimes else ''} cross-validation "
           f"({args.folds} folds, seeds {args.seeds}, {args.members} member(s) per model"
           f"{', conditions ' + args.conditions if args.conditions else ''}"
+          f"{', features ' + args.features if args.features else ''}"
           f"{', ' + ', '.join(args.param) if args.param else ''}) on {torch.get_num_threads()} "
           f"CPU threads, {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
     raw = pd.read_csv(args.data, sep=r"\s+", header=None)
@@ -124,7 +129,7 @@ def main() -> None:
                 train.to_csv(paths / "train.txt", sep=" ", header=False, index=False)
                 pd.concat(test_rows).to_csv(paths / "test.txt", sep=" ", header=False, index=False)
                 np.savetxt(paths / "rul.txt", ruls, fmt="%d")
-                fmt = TableFormat(unit=0, time=1)
+                fmt = TableFormat(unit=0, time=1, features=[f for f in args.features.split(",") if f] or None)
                 ds, test = from_table(paths / "train.txt", fmt), from_table(paths / "test.txt", fmt, paths / "rul.txt")
                 for kind in results:
                     t = time.perf_counter()
