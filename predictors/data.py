@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -293,6 +294,11 @@ def from_twin_runs(paths: Sequence[Path], store_url: str | None = None) -> dict[
 
 # --- external tables -------------------------------------------------------------------------------
 
+def column_name(col: Any, columns: Iterable[Any]) -> Any:
+    """A column as named; a position N (an int or its digits) of a table read without a header: its name cN."""
+    return f"c{col}" if str(col).isdigit() and f"c{col}" in columns else col
+
+
 @dataclass
 class TableFormat:
     """How to read a run-to-failure table: which columns are the unit id and the time, and their names if
@@ -330,18 +336,19 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text") \
             from None
-    unit, time, end = (f"c{c}" if isinstance(c, int) and f"c{c}" in df else c for c in (fmt.unit, fmt.time, fmt.end))
+    unit, time, end = (column_name(c, df.columns) for c in (fmt.unit, fmt.time, fmt.end))
+    features = [column_name(c, df.columns) for c in fmt.features] if fmt.features else None
     for role, col in (("unit id", unit), ("time", time), *((("end", end),) if end is not None else ())):
         if col not in df:
             raise DataError(f"{path}: no {role} column {col!r}; the columns are {list(map(str, df.columns))}. "
                             f"Name it with --{'unit' if role == 'unit id' else role}-column (a name, or a "
                             "0-based position for a file without a header)")
     roles = [("the unit id column", unit), ("the time column", time), *((("the end column", end),) if end else ())]
-    roles += [("a feature column", c) for c in fmt.features or []]
+    roles += [("a feature column", c) for c in features or []]
     for i, (role, col) in enumerate(roles):
         if twice := [r for r, c in roles[i + 1:] if c == col and not (role == r == "a feature column")]:
             raise DataError(f"{path}: column {col} is both {role} and {twice[0]}; give each role its own column")
-    feats = fmt.features or [c for c in df.columns if c not in (unit, time, end)]
+    feats = features or [c for c in df.columns if c not in (unit, time, end)]
     missing = [c for c in feats if c not in df]
     if missing:
         raise DataError(f"{path}: feature columns {missing} are not in the file; the columns are {list(df.columns)}")

@@ -96,6 +96,8 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
                                                                                                         index=False)
     again = from_table(csv, TableFormat(unit="engine", time="cycle"))
     np.testing.assert_allclose(again.ttf, ds.ttf)
+    # features by position in a table without a header, as the unit and time columns (column_name: one rule)
+    assert from_table(tables["train"], TableFormat(unit=0, time=1, features=["2", "c3"])).features == ["c2", "c3"]
 
 
 @pytest.mark.parametrize(("fmt", "rul_lines", "message"), [

@@ -59,8 +59,9 @@ UnitCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: unit id col
 TimeCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: time/cycle column (name or position)")]
 Columns = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP} without a header row: comma-separated names "
                                                      "of all columns")]
-Features = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: comma-separated feature columns (default: "
-                                                      "every other numeric column)")]
+Features = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: comma-separated feature columns, names or "
+                                                      "positions without a header (default: every other numeric "
+                                                      "column)")]
 EndCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column saying how each unit ended, at its last "
                                                     "row: a fault mode's name (it failed so) or censored / running / "
                                                     "replaced / preventive (it did not fail; its rows are used, "
@@ -88,10 +89,11 @@ def _conditions(names: Optional[str], data: dict[str, RunToFailure]) -> list[str
     """--conditions as feature names every dataset has (a position N of a table without a header is its cN)."""
     if not names:
         return []
+    from predictors.data import column_name
+
+    common = set.intersection(*(set(ds.features) for ds in data.values()))
     out = []
-    for name in (n.strip() for n in names.split(",") if n.strip()):
-        if name.isdigit() and all(f"c{name}" in ds.features for ds in data.values()):
-            name = f"c{name}"
+    for name in (column_name(n.strip(), common) for n in names.split(",") if n.strip()):
         for group, ds in data.items():
             if name not in ds.features:
                 fail(f"--conditions: {name!r} is not a feature of {group} (its features: {', '.join(ds.features)}); "
