@@ -265,10 +265,12 @@ class DuckStore:
         """Insert the rows not stored yet, by their key (the first four columns: run, replication, name, ts); of rows
         repeated within `rows`, the first."""
         rows, spans = _first_of_each(rows, list(columns[:4]))
-        runs = pc.unique(rows.column("run")).to_pylist()
-        replication, ts = pc.min_max(rows.column("replication")), pc.min_max(rows.column("ts"))
+        # the coarse span (for DuckDB to skip row groups by their min/max) from the series' spans: a row or so each
+        runs = pc.unique(spans.column("run")).to_pylist()
+        replication = pc.min_max(spans.column("replication"))
+        params = [*runs, replication["min"].as_py(), replication["max"].as_py(), pc.min(spans.column("first")).as_py(),
+                  pc.max(spans.column("last")).as_py()]
         span = _SPAN.format(runs=", ".join("?" * len(runs)))
-        params = [*runs, replication["min"].as_py(), replication["max"].as_py(), ts["min"].as_py(), ts["max"].as_py()]
         with self.together():  # the check and the insert as one step: no other write of this store comes between
             cur = self._tx
             assert cur is not None
