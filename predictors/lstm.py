@@ -6,6 +6,7 @@ units, seeded so that the same data and seed give the same weights.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -130,6 +131,11 @@ class LSTMForecaster(Estimator):
         assert self.prep_ is not None and self.prep_.kept is not None
         self.net_ = self._build(len(self.prep_.kept)).eval()
         self.net_.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+
+
+# torch notes once per process that a "same" convolution with an even kernel (Li et al.'s 10) pads through a copy of its
+# input: a remark on speed, not a fault, that `twin train` and `twin evaluate` printed as a warning to the user
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
 
 
 class _ConvNet(nn.Module):

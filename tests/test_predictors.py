@@ -686,9 +686,11 @@ def test_the_whole_path_on_a_slice_of_nasa_fd001_beats_the_constant_baseline(tmp
                                 "cnn", "--epochs", 12, "--out", tmp_path / "m"), cwd=ROOT, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr  # torch's remarks are not the user's business (the CNN's even kernel)
     r = subprocess.run(twin_cmd("evaluate", tmp_path / "test.txt", "--rul", tmp_path / "rul.txt", "--unit-column", 0,
                                 "--time-column", 1, "--models", tmp_path / "m", "--out", tmp_path / "report"),
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr
     s = pd.read_csv(tmp_path / "report" / "scores-table.csv").set_index("model")
     assert s.loc["cnn", "n"] == 4 and s.loc["cnn", "rmse"] < s.loc["baseline", "rmse"], s[["rmse", "score"]]
