@@ -7,6 +7,7 @@ Models as `twin train` builds them (same defaults), so the figures are what the 
     python bench/cmapss.py [--models cnn,lstm,regression] [--seeds 0,1,2] [--folds 5] [--members N] [--threads N]
     python bench/cmapss.py --six-regimes [--conditions c2,c3,c4]   # operating regimes: without and with normalisation
     python bench/cmapss.py --features c6,c7,c8,c11,c12,c13,c15,c16,c17,c18,c19,c21,c24,c25   # as twin train --features
+    python bench/cmapss.py --seeds 0 --write folds   # the folds as files, and the twin commands that score each
 
 Compared against the targets of issue 24 (RMSE < 12.5, NASA score < 300, mean of the seeds) and the published
 figures (LSTM 16.1, Zheng 2017; DCNN 12.6, Li 2018; attention models about 11).
@@ -60,6 +61,15 @@ def cv_splits(raw: pd.DataFrame, seed: int, folds: int,
         yield k, raw[~raw[0].isin(held)], test_rows, ruls
 
 
+def write_fold(folder: Path, train: pd.DataFrame, test_rows: list[pd.DataFrame], ruls: list[int]) -> None:
+    """One fold as NASA's files are laid out: train.txt (whole lives), test.txt (each held-out unit up to its cut),
+    rul.txt (the true RUL at each cut, in the units' order)."""
+    folder.mkdir(parents=True)
+    train.to_csv(folder / "train.txt", sep=" ", header=False, index=False)
+    pd.concat(test_rows).to_csv(folder / "test.txt", sep=" ", header=False, index=False)
+    np.savetxt(folder / "rul.txt", ruls, fmt="%d")
+
+
 def six_regimes(raw: pd.DataFrame, seed: int = 24) -> pd.DataFrame:
     """FD001 as if flown in six operating regimes, as FD002 and FD004 are: each cycle's regime drawn at random, the
     three settings (columns 2-4) set to FD002's six regimes' values, and each sensor (columns 5-25) shifted by 5 of its
@@ -95,7 +105,22 @@ def main() -> None:
     ap.add_argument("--features", default="", help="as twin train --features: the columns the models see (default: "
                     "every numeric one), e.g. Li et al.'s 14 sensors "
                     "c6,c7,c8,c11,c12,c13,c15,c16,c17,c18,c19,c21,c24,c25")
+    ap.add_argument("--write", type=Path, default=None, metavar="DIR",
+                    help="write each seed's folds to DIR/s<seed>f<fold>/ and print the `twin train` and `twin "
+                         "evaluate` commands that score them, instead of training here")
     args = ap.parse_args()
+    if args.write is not None:
+        raw = pd.read_csv(args.data, sep=r"\s+", header=None)
+        from predictors.base import DEFAULTS
+
+        for seed in map(int, args.seeds.split(",")):
+            for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, int(DEFAULTS["cycles"]["window"])):
+                fold = args.write / f"s{seed}f{k}"
+                write_fold(fold, train, test_rows, ruls)
+                cols, models = "--unit-column 0 --time-column 1", f"models/{fold.name}"
+                print(f"twin train {fold}/train.txt {cols} --model cnn --seed {seed} --threads 2 --out {models}\n"
+                      f"twin evaluate {fold}/test.txt --rul {fold}/rul.txt {cols} --models {models}")
+        return
     import torch
 
     from predictors import TableFormat, forecasters, from_table
@@ -125,10 +150,7 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, int(params["window"])):
                 paths = Path(tmp) / f"s{seed}f{k}"
-                paths.mkdir()
-                train.to_csv(paths / "train.txt", sep=" ", header=False, index=False)
-                pd.concat(test_rows).to_csv(paths / "test.txt", sep=" ", header=False, index=False)
-                np.savetxt(paths / "rul.txt", ruls, fmt="%d")
+                write_fold(paths, train, test_rows, ruls)
                 fmt = TableFormat(unit=0, time=1, features=[f for f in args.features.split(",") if f] or None)
                 ds, test = from_table(paths / "train.txt", fmt), from_table(paths / "test.txt", fmt, paths / "rul.txt")
                 for kind in results:
