@@ -6,7 +6,6 @@ units, seeded so that the same data and seed give the same weights.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -133,9 +132,14 @@ class LSTMForecaster(Estimator):
         self.net_.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
 
 
-# torch notes once per process that a "same" convolution with an even kernel (Li et al.'s 10) pads through a copy of its
-# input: a remark on speed, not a fault, that `twin train` and `twin evaluate` printed as a warning to the user
-warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
+class _SameConv1d(nn.Conv1d):
+    """A convolution whose output is as long as its input, for any kernel: padded here as torch pads `padding="same"`
+    (the odd one out on the right), which for an even kernel (Li et al.'s 10) made torch print a UserWarning about
+    that very copy to users of `twin train` and `twin evaluate`. The same weights, names and results."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.dilation[0] * (self.kernel_size[0] - 1)
+        return super().forward(nn.functional.pad(x, (total // 2, total - total // 2)))
 
 
 class _ConvNet(nn.Module):
@@ -147,8 +151,8 @@ class _ConvNet(nn.Module):
         super().__init__()
         convs: list[nn.Module] = []
         for i in range(depth):
-            convs += [nn.Conv1d(n_in if i == 0 else channels, channels, kernel, padding="same"), nn.Tanh()]
-        convs += [nn.Conv1d(channels, 1, 3, padding="same"), nn.Tanh()]
+            convs += [_SameConv1d(n_in if i == 0 else channels, channels, kernel), nn.Tanh()]
+        convs += [_SameConv1d(channels, 1, 3), nn.Tanh()]
         self.convs = nn.Sequential(*convs)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(window, 100), nn.Tanh(),
                                   nn.Linear(100, 1 + n_modes))
