@@ -110,16 +110,26 @@ def main() -> None:
                          "evaluate` commands that score them, instead of training here")
     args = ap.parse_args()
     if args.write is not None:
+        if args.param:
+            ap.error("--param has no `twin train` option to print: leave it out with --write")
         raw = pd.read_csv(args.data, sep=r"\s+", header=None)
+        if args.six_regimes:
+            raw = six_regimes(raw)
         from predictors.base import DEFAULTS
 
+        # the options of this run that `twin train` has too, so that the printed commands score what it would
+        options = "".join(f" --{name} {value}" for name, value in (
+            ("features", args.features), ("conditions", args.conditions),
+            ("members", args.members if args.members > 1 else "")) if value)
         for seed in map(int, args.seeds.split(",")):
             for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, int(DEFAULTS["cycles"]["window"])):
                 fold = args.write / f"s{seed}f{k}"
                 write_fold(fold, train, test_rows, ruls)
                 cols, models = "--unit-column 0 --time-column 1", f"models/{fold.name}"
-                print(f"twin train {fold}/train.txt {cols} --model cnn --seed {seed} --threads 2 --out {models}\n"
-                      f"twin evaluate {fold}/test.txt --rul {fold}/rul.txt {cols} --models {models}")
+                for kind in args.models.split(","):
+                    print(f"twin train {fold}/train.txt {cols} --model {kind} --seed {seed}{options} --threads 2 "
+                          f"--out {models}-{kind}\ntwin evaluate {fold}/test.txt --rul {fold}/rul.txt {cols} "
+                          f"--models {models}-{kind}")
         return
     import torch
 
