@@ -384,7 +384,7 @@ def _first_of_each(rows: pa.Table, key: list[str]) -> tuple[pa.Table, pa.Table]:
     repeated = np.zeros(len(order), dtype=bool)
     repeated[order[1:][~(new_series[1:] | changed[-1])]] = True
     first = np.flatnonzero(new_series)
-    last = np.append(first[1:], len(order))[:len(first)] - 1
+    last = np.append(first[1:], len(order))[:len(first)] - 1  # each series ends where the next begins (none: none)
     ts = rows.column(key[-1])
     spans = rows.select(key[:-1]).take(order[first]).append_column("first", ts.take(order[first])).append_column(
         "last", ts.take(order[last]))

@@ -105,18 +105,19 @@ class StoreSink:
         if self._catalog is None and (part / "sensors.parquet").exists():
             self._catalog = pd.read_parquet(part / "sensors.parquet").assign(run=self.run_id)
         if (part / "readings.arrow").exists():
-            source = PartFile(part / "readings.arrow")
-            for b in source.iter_batches(batch_size=1 << 19, columns=["replication", "series", "t", "value"]):
-                rep, series, t, value = (b.column(i).to_numpy() for i in range(4))
-                self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
-                self._pending_rows += len(t)
-                self.flush()
+            with PartFile(part / "readings.arrow") as source:
+                for b in source.iter_batches(batch_size=1 << 19, columns=["replication", "series", "t", "value"]):
+                    rep, series, t, value = (b.column(i).to_numpy() for i in range(4))
+                    self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
+                    self._pending_rows += len(t)
+                    self.flush()
         # state changes in time order (`runner.state_changes`), a batch at a time: a 7-day bottling replication
         # has 2.8 million, which as one frame of Python strings held 0.5 GB
-        for b in PartFile(part / "state-changes.arrow").iter_batches(batch_size=1 << 18):
-            self._add_states(b.column("replication"), b.column("machine"), b.column("t").to_numpy(),
-                             b.column("state"), b.column("reason"))
-            self.flush()
+        with PartFile(part / "state-changes.arrow") as source:
+            for b in source.iter_batches(batch_size=1 << 18):
+                self._add_states(b.column("replication"), b.column("machine"), b.column("t").to_numpy(),
+                                 b.column("state"), b.column("reason"))
+                self.flush()
 
     def _add_states(self, replication: int | pa.Array, machine: pa.Array, t: np.ndarray, state: pa.Array,
                     reason: pa.Array) -> None:

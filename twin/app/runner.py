@@ -209,10 +209,17 @@ class PartFile:
     in the main process's memory until the file is closed (a 3-day body_shop replication's readings are 300 MB)."""
 
     def __init__(self, path: Path) -> None:
-        self._reader = pa.ipc.open_file(pa.OSFile(str(path)))
+        self._file = pa.OSFile(str(path))
+        self._reader = pa.ipc.open_file(self._file)
+
+    def __enter__(self) -> PartFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()  # now, not when collected: the part folder is removed right after its merge
 
     @property
-    def schema_arrow(self) -> pa.Schema:
+    def schema(self) -> pa.Schema:
         return self._reader.schema
 
     def iter_batches(self, batch_size: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -520,14 +527,14 @@ class RunWriter:
         for name in PART_FILES:
             if not (part / part_name(name)).exists():
                 continue
-            source = PartFile(part / part_name(name))
-            schema = source.schema_arrow
-            keep = [n for n in schema.names if n != "series"]
-            stream = self._file(name)
-            stream.write(schema.empty_table().select(keep))  # the file's schema, even if the part has no rows
-            for batch in source.iter_batches(batch_size=stream.rows, columns=keep):
-                stream.write(pa.Table.from_batches([batch]))
-        self._kpis.append(PartFile(part / part_name("kpis.parquet")).read_all().to_pandas())
+            with PartFile(part / part_name(name)) as source:
+                keep = [n for n in source.schema.names if n != "series"]
+                stream = self._file(name)
+                stream.write(source.schema.empty_table().select(keep))  # the file's schema, even with no rows
+                for batch in source.iter_batches(batch_size=stream.rows, columns=keep):
+                    stream.write(pa.Table.from_batches([batch]))
+        with PartFile(part / part_name("kpis.parquet")) as kpis:
+            self._kpis.append(kpis.read_all().to_pandas())
 
 
 def state_changes(line: Line) -> pd.DataFrame:
