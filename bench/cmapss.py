@@ -89,6 +89,23 @@ def six_regimes(raw: pd.DataFrame, seed: int = 24) -> pd.DataFrame:
     return out
 
 
+def write_folds(args: argparse.Namespace, raw: pd.DataFrame, window: int) -> None:
+    """--write: every seed's folds as files, and the `twin train` / `twin evaluate` commands that score each with the
+    options of this run that `twin train` has too, so that they score what the benchmark would."""
+    options = "".join(f" --{name} {value}" for name, value in (
+        ("features", args.features), ("conditions", args.conditions),
+        ("members", args.members if args.members > 1 else "")) if value)
+    for seed in map(int, args.seeds.split(",")):
+        for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, window):
+            fold = args.write / f"s{seed}f{k}"
+            write_fold(fold, train, test_rows, ruls)
+            cols, models = "--unit-column 0 --time-column 1", f"models/{fold.name}"
+            for kind in args.models.split(","):
+                print(f"twin train {fold}/train.txt {cols} --model {kind} --seed {seed}{options} --threads 2 "
+                      f"--out {models}-{kind}\ntwin evaluate {fold}/test.txt --rul {fold}/rul.txt {cols} "
+                      f"--models {models}-{kind}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="cnn")
@@ -109,32 +126,19 @@ def main() -> None:
                     help="write each seed's folds to DIR/s<seed>f<fold>/ and print the `twin train` and `twin "
                          "evaluate` commands that score them, instead of training here")
     args = ap.parse_args()
-    if args.write is not None:
-        if args.param:
-            ap.error("--param has no `twin train` option to print: leave it out with --write")
-        raw = pd.read_csv(args.data, sep=r"\s+", header=None)
-        if args.six_regimes:
-            raw = six_regimes(raw)
-        from predictors.base import DEFAULTS
+    if args.write is not None and args.param:
+        ap.error("--param has no `twin train` option to print: leave it out with --write")
+    from predictors.base import DEFAULTS
 
-        # the options of this run that `twin train` has too, so that the printed commands score what it would
-        options = "".join(f" --{name} {value}" for name, value in (
-            ("features", args.features), ("conditions", args.conditions),
-            ("members", args.members if args.members > 1 else "")) if value)
-        for seed in map(int, args.seeds.split(",")):
-            for k, train, test_rows, ruls in cv_splits(raw, seed, args.folds, int(DEFAULTS["cycles"]["window"])):
-                fold = args.write / f"s{seed}f{k}"
-                write_fold(fold, train, test_rows, ruls)
-                cols, models = "--unit-column 0 --time-column 1", f"models/{fold.name}"
-                for kind in args.models.split(","):
-                    print(f"twin train {fold}/train.txt {cols} --model {kind} --seed {seed}{options} --threads 2 "
-                          f"--out {models}-{kind}\ntwin evaluate {fold}/test.txt --rul {fold}/rul.txt {cols} "
-                          f"--models {models}-{kind}")
+    raw = pd.read_csv(args.data, sep=r"\s+", header=None)
+    if args.six_regimes:
+        raw = six_regimes(raw)
+    if args.write is not None:
+        write_folds(args, raw, int(DEFAULTS["cycles"]["window"]))
         return
     import torch
 
     from predictors import TableFormat, forecasters, from_table
-    from predictors.base import DEFAULTS
     from predictors.evaluate import evaluate
 
     if args.threads:
@@ -145,9 +149,6 @@ def main() -> None:
           f"{', features ' + args.features if args.features else ''}"
           f"{', ' + ', '.join(args.param) if args.param else ''}) on {torch.get_num_threads()} "
           f"CPU threads, {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
-    raw = pd.read_csv(args.data, sep=r"\s+", header=None)
-    if args.six_regimes:
-        raw = six_regimes(raw)
     units = raw[0].unique()
     params = {k: (int(v) if k == "window" else v) for k, v in DEFAULTS["cycles"].items()}
     params["members"] = args.members
