@@ -316,6 +316,20 @@ class TableFormat:
 NOT_FAILED = frozenset({"", "censored", "running", "replaced", "preventive", "suspended", "removed", "none", "ok",
                         "nan"})
 
+def _refuse_short_rows(path: Path, width: int) -> None:
+    """A row of whitespace-separated text with fewer values than the table has columns is a DataError naming its
+    line: pandas pads it with missing values at the end, but which value is missing cannot be known (the values
+    after the gap would land in the wrong columns), and a file cut off mid-write ends so. Only called when the
+    last column has a missing value, so a well-formed file is read once."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if 0 < (n := len(line.split())) < width:
+                raise DataError(f"{path}, line {number}: {n} values where the table has {width} columns. "
+                                "Whitespace-separated text cannot say which value is missing (a truncated or shifted "
+                                "row): complete or remove the row, or give the table as CSV with an empty field for "
+                                "each missing value")
+
+
 def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     """A table as (unit, time, numeric features...) sorted by unit and time; any mistake is a DataError."""
     suffix = path.suffix.lower()
@@ -326,6 +340,8 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
             header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
             sep = fmt.sep or ("," if suffix == ".csv" else r"\s+")
             df = pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c")
+            if sep == r"\s+" and df.shape[1] and df.iloc[:, -1].isna().any():
+                _refuse_short_rows(path, df.shape[1])
             if fmt.columns is not None:
                 if len(fmt.columns) != df.shape[1]:
                     raise DataError(f"{path}: --columns names {len(fmt.columns)} columns but the file has "

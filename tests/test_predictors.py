@@ -118,6 +118,24 @@ def test_bad_tables_say_what_to_fix(tables: dict[str, Path], tmp_path: Path, fmt
         from_table(tables["test"] if rul else tables["train"], fmt, rul)
 
 
+def test_a_short_row_of_whitespace_text_is_refused_with_its_line(tables: dict[str, Path], tmp_path: Path) -> None:
+    """A file cut off mid-write (or a row with a value left out) was padded with missing values at its end and
+    trained on: in whitespace-separated text the values after a gap land in the wrong columns."""
+    lines = tables["train"].read_text().splitlines()
+    cut = tmp_path / "cut.txt"
+    cut.write_text("\n".join([*lines[:-1], lines[-1].rsplit(" ", 2)[0]]))  # the last row loses two values
+    with pytest.raises(DataError, match=rf"cut\.txt, line {len(lines)}: 7 values where the table has 9 columns"):
+        from_table(cut, FMT)
+    gap = tmp_path / "gap.txt"
+    values = lines[4].split()
+    gap.write_text("\n".join([*lines[:4], " ".join(values[:3] + values[4:]), *lines[5:]]))  # one left out
+    with pytest.raises(DataError, match=r"gap\.txt, line 5: 8 values"):
+        from_table(gap, FMT)
+    r = twin("train", cut, "--unit-column", 0, "--time-column", 1)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"cut.txt, line {len(lines)}" in r.stderr, r.stderr
+
+
 def test_clean_fills_dropouts_and_stuck_runs_causally() -> None:
     x = np.array([[1.0], [np.nan], [3.0], [5.0], [5.0], [5.0], [5.0], [6.0]])
     out = clean(x)[:, 0]
