@@ -76,6 +76,7 @@ def test_censored_weibull_fit_and_aic_choice() -> None:
      "row 3 (line 3 of a CSV), column timestamp: 'yesterday' is not a time"),
     ("timestamp,machine,state\n2026-01-05T06:00,press-1,RUN\n", "row 2, column state: 'RUN' is not a machine state"),
     ("\x00\x01binary", "column"),
+    ("timestamp,machine,state\n", "log.csv: no rows under the header. A status log has timestamp"),  # a traceback
     ("timestamp,machine,state\n2026-01-05T06:00,press-1,working\n2026-01-05T06:00,press-2,down\n",
      "the log covers no time"),  # was fitted, and its validation divided by a span of 0 (runtime warnings)
     ("timestamp,machine,state\n1767600000,press-1,working\n1767603600,press-1,down\n",  # read as ns after 1970

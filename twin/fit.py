@@ -64,6 +64,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str) -> tuple[pd.Da
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what}")
+    if df.empty:  # fitted to nothing, then its validation ended in a traceback
+        raise LogError(f"{path}: no rows under the header. {what}")
     return df, _times(path, df["timestamp"], tz)
 
 
