@@ -310,6 +310,20 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     store.close()
 
 
+def test_a_run_into_a_log_file_shows_progress_lines_and_whole_tables(tmp_path: Path) -> None:
+    """Output to a file or pipe (a log, CI): the live bar printed once, at the end, and every table was cut to 80
+    columns, so that a column read 'avail…' and a figure wider than its cell ended in '…'."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "run", "scenarios/cnc_cell.yaml", "--duration", "2 h",
+                        "--warmup", "0", "--replications", "2", "--no-stream", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "% replication" in x]
+    assert lines and lines[-1].endswith(": 100% replication 2/2, 2.0 h simulated"), r.stderr
+    assert "━" not in r.stderr and "…" not in r.stdout, r.stdout
+    assert "availability" in r.stdout and "MTTR [min]" in r.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code", "args"), [(signal.SIGTERM, 143, ("--no-stream", "--jobs", "1")),
                                                    (signal.SIGINT, 130, ())])

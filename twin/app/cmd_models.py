@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Optional, cast
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin import MAX_SEED
@@ -33,6 +32,7 @@ from twin.app.options import (
     fail,
     line_prefix,
     out_console,
+    progress_bar,
     report_folder,
     stop_signals,
     time_option,
@@ -162,42 +162,6 @@ def _time(value: Optional[str], option: str, default: float, tables: bool) -> fl
     if not 0 < v < float("inf"):  # nan too
         fail(f"{option}: must be a positive number, got {value!r}")
     return v
-
-
-class LineProgress:
-    """Progress as plain lines (one per task at most every 10 s, and when it is done) for output that is not a
-    terminal: a log file or CI sees training advance, where a live bar would show nothing."""
-
-    def __init__(self) -> None:
-        self.tasks: dict[int, list] = {}  # type: ignore[type-arg]
-
-    def __enter__(self) -> LineProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, description: str, total: float | None = None, note: str = "") -> int:
-        self.tasks[len(self.tasks)] = [description, 0.0]
-        return len(self.tasks) - 1
-
-    def update(self, task: int, completed: float | None = None, total: float | None = None, note: str = "") -> None:
-        import time
-
-        desc, last = self.tasks[task]
-        now = time.monotonic()
-        if note == "done" or now - last >= 10 or (completed is not None and completed == total):
-            self.tasks[task][1] = now
-            done = f"{completed:g}/{total:g}" if completed is not None and total else ""
-            err_console.print(f"{desc}: {done} {note}".rstrip(), highlight=False, markup=False)
-
-
-def progress_bar() -> Progress | LineProgress:
-    """A live bar on a terminal, plain progress lines otherwise."""
-    if not err_console.is_terminal:
-        return LineProgress()
-    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(), console=err_console)
 
 
 def set_threads(threads: int | None) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from twin import MAX_SEED
 from twin.app.cluster import ClusterError
-from twin.app.cmd_models import models_for, progress_bar
+from twin.app.cmd_models import models_for
 from twin.app.options import (
     ClusterOpt,
     ForceOpt,
@@ -21,6 +21,7 @@ from twin.app.options import (
     fail,
     open_scenario,
     out_console,
+    progress_bar,
     repeated,
     report_folder,
     time_option,

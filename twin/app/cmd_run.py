@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from twin import MAX_SEED
@@ -29,6 +29,7 @@ from twin.app.options import (
     line_prefix,
     open_scenario,
     out_console,
+    progress_bar,
     stop_signals,
     time_option,
     writable,
@@ -189,14 +190,12 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
                  live: tuple[Attach | None, PolicyFactory | None] = (None, None)) -> None:
     """Simulate `sc` into `out` as `opts` say (with `live` forecasting and its policy, from `_live`), with a progress
     bar, then print the KPIs and where everything went."""
-    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                  TextColumn("{task.fields[sim]}", markup=False),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False) as bar:
-        task = bar.add_task(f"{sc.line.name}", total=sc.duration * sc.replications, sim="")
+    with progress_bar(percent=True) as bar:
+        task = bar.add_task(f"{sc.line.name}", total=sc.duration * sc.replications, note="")
 
         def progress(rep: int, t: float) -> None:
             bar.update(task, completed=rep * sc.duration + t,
-                       sim=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
+                       note=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
 
         board = _Dashboard(out, opts.models) if opts.dashboard else None
         try:
@@ -207,7 +206,8 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
                     board.start(None)
                 summary, kpis, stats = _store_direct(sc, out, progress, opts)
         except typer.Exit:
-            bar.live.transient = True  # a run that failed ends with its error, not with its progress bar after it
+            if isinstance(bar, Progress):  # a run that failed ends with its error, not with its progress bar after it
+                bar.live.transient = True
             raise
     _report(sc, out, summary, kpis, stats, opts)
     if board is not None:

@@ -13,8 +13,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin import MAX_SEED, TIME_RANGE
-from twin.app.cmd_models import fresh_out, progress_bar
-from twin.app.options import ForceOpt, StoreOpt, err_console, fail, out_console, report_folder, writable
+from twin.app.cmd_models import fresh_out
+from twin.app.options import (
+    ForceOpt,
+    StoreOpt,
+    err_console,
+    fail,
+    out_console,
+    progress_bar,
+    report_folder,
+    writable,
+)
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -6,22 +6,37 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:  # the scenario model and the bus load only when a command needs them (`twin --help` stays fast)
+    from rich.progress import Progress
+
     from sensors.bus.broker import BrokerURL
     from twin.scenario import Scenario
 
 # plain text by default: paths, names, values and messages from the bus print as they are (a folder 'plant[x]' is
-# not markup, ':b:' no emoji); the few styled words say markup=True and escape every value beside them
-out_console = Console(markup=False, emoji=False)
-err_console = Console(stderr=True, markup=False, emoji=False)
+# not markup, ':b:' no emoji); the few styled words say markup=True and escape every value beside them.
+# Where the output is no terminal (a file, a pipe, CI's log) and COLUMNS is unset, lines as wide as a table
+# needs: rich would cut them at 80 columns, and a score of 1,084 would print as '1.08…'
+
+
+def _console(stderr: bool) -> Console:
+    """A plain-text console on stdout or stderr, 250 columns wide where that is no terminal and COLUMNS unset."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = "COLUMNS" not in os.environ and not (hasattr(stream, "isatty") and stream.isatty())
+    return Console(stderr=stderr, markup=False, emoji=False, width=250 if wide else None)
+
+
+out_console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 # options several commands take, written once
 BrokerOpt = Annotated[str, typer.Option(help="mqtt://[user:pass@]host:port or mqtts://...")]
@@ -47,6 +62,57 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # the message verbatim: names such as a column "s[2]" are not read as markup
     err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+class LineProgress:
+    """Progress as plain lines (one per task at most every 10 s, and when it is done) for output that is not a
+    terminal: a log file or CI sees training or a run advance, where a live bar would show nothing."""
+
+    def __init__(self, percent: bool = False) -> None:
+        self.percent = percent
+        self.tasks: dict[int, list[Any]] = {}  # description, total, when last printed
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, **fields: str) -> int:
+        self.tasks[len(self.tasks)] = [description, total, 0.0]
+        return len(self.tasks) - 1
+
+    def update(self, task: int, completed: float | None = None, total: float | None = None, note: str = "") -> None:
+        if total is not None:
+            self.tasks[task][1] = total
+        desc, total, last = self.tasks[task]
+        now = time.monotonic()
+        if note == "done" or now - last >= 10 or (completed is not None and completed == total):
+            self.tasks[task][2] = now
+            done = ("" if completed is None or not total else f"{completed / total:.0%}" if self.percent
+                    else f"{completed:g}/{total:g}")
+            err_console.print(f"{desc}: {done} {note}".rstrip(), highlight=False, markup=False)
+
+
+def progress_bar(percent: bool = False) -> Progress | LineProgress:
+    """A live bar on a terminal, plain progress lines otherwise; `percent`: the share done and the time left (a run's
+    simulated time), else tasks done of all."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if not err_console.is_terminal:
+        return LineProgress(percent)
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                    TaskProgressColumn() if percent else MofNCompleteColumn(),
+                    TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+                    *([TimeRemainingColumn()] if percent else []), console=err_console)
 
 
 @contextlib.contextmanager
