@@ -324,6 +324,28 @@ def test_a_run_into_a_log_file_shows_progress_lines_and_whole_tables(tmp_path: P
     assert "availability" in r.stdout and "MTTR [min]" in r.stdout
 
 
+def test_a_narrow_terminal_wraps_a_table_value_rather_than_cutting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an 80-column terminal `twin evaluate`'s scores table showed a NASA score of 1.085e+05 as '1.08…'."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from twin.app import options
+
+    screen = io.StringIO()
+    monkeypatch.setattr(options, "out_console", Console(file=screen, width=40, markup=False))
+    table = Table()
+    for name in ("model", "RMSE", "MAE", "NASA score", "F1"):
+        table.add_column(name)
+    table.add_row("baseline", "20.96 h", "15.57 h", "1.085e+05", "0.000")
+    options.print_table(table)
+    shown = screen.getvalue()
+    rows = [line.split("│")[1:-1] for line in shown.splitlines() if line.startswith("│")]  # the one row's lines
+    column = ["".join(cells[i].strip() for cells in rows) for i in range(5)]
+    assert "…" not in shown and column == ["baseline", "20.96h", "15.57h", "1.085e+05", "0.000"], shown
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code", "args"), [(signal.SIGTERM, 143, ("--no-stream", "--jobs", "1")),
                                                    (signal.SIGINT, 130, ())])

@@ -32,6 +32,7 @@ from twin.app.options import (
     fail,
     line_prefix,
     out_console,
+    print_table,
     progress_bar,
     report_folder,
     stop_signals,
@@ -278,7 +279,7 @@ def train(
     if not bundle:
         fail("no machine type had wear-out failures to learn from; run longer or with --policy run-to-failure")
     save_bundle(bundle, out)
-    out_console.print(summary)
+    print_table(summary)
     for w in warnings:
         err_console.print(f"[yellow]warning[/]: {escape(w)}", markup=True, highlight=False)
     out_console.print(f"models: [bold]{escape(str(out))}[/] (use with `twin evaluate --models {escape(str(out))}` or "
@@ -343,7 +344,7 @@ def evaluate(
             t.add_column(col, justify="left" if col == "model" else "right")
         for row in tab.itertuples(index=False):
             t.add_row(*(str(v) for v in row))
-        out_console.print(t)
+        print_table(t)
     if not evals:
         fail("none of the models matches this data's machine types; train on data from the same line")
     out = out or report_folder(None, models[0].name)  # made once there is something to report

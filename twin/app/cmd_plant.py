@@ -13,7 +13,16 @@ import typer
 from rich.table import Table
 
 from twin import MAX_SEED
-from twin.app.options import err_console, fail, open_scenario, out_console, repeated, time_option, writable
+from twin.app.options import (
+    err_console,
+    fail,
+    open_scenario,
+    out_console,
+    print_table,
+    repeated,
+    time_option,
+    writable,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,7 +133,7 @@ def fit(
         shown.add_row(r["machine type"], r["fault mode"], r["time"], f"{r.events:,}", f"{r.censored:,}",
                       r.family if r["time"] != "buffer" else r.parameters,
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
-    out_console.print(shown)
+    print_table(shown)
     check = validate_fit(fitted, frame, replications)
     folder = report or out.with_name(out.stem + "-report")
     folder.mkdir(parents=True, exist_ok=True)
@@ -412,7 +421,7 @@ def whatif(
         shown.add_row(r["alternative"], f"{r['good parts']:,.0f} ± {r['± (95 % CI)']:,.0f}",
                       f"{r['5 %']:,.0f} – {r['95 %']:,.0f}", f"{r['availability']:.1%}",
                       "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}")
-    out_console.print(shown)
+    print_table(shown)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
                       "run falls in (5th to 95th percentile); availability: mean over the machines; vs as is: paired "
                       "difference (same random numbers)",

@@ -21,6 +21,7 @@ from twin.app.options import (
     fail,
     open_scenario,
     out_console,
+    print_table,
     progress_bar,
     repeated,
     report_folder,
@@ -166,7 +167,7 @@ def compare(
         s = summ[summ.kpi == kpi].set_index("policy")
         t.add_row(kpi, *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
                                  (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
-    out_console.print(t)
+    print_table(t)
     path = write_report(cmp, out)
     out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
                       f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
@@ -257,7 +258,7 @@ def tune(
         t.add_row(show(v) + mark,
                   *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
                     for k in (objective, "unplanned failures", "oee", "maintenance actions")))
-    out_console.print(t)
+    print_table(t)
     path = write_report(result.comparison, out)
     if result.clear:
         out_console.print(f"best {parameter} by {objective}: [bold]{show(result.best)}[/], significantly better than "

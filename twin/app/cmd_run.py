@@ -29,6 +29,7 @@ from twin.app.options import (
     line_prefix,
     open_scenario,
     out_console,
+    print_table,
     progress_bar,
     stop_signals,
     time_option,
@@ -217,8 +218,8 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
 def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, stats: StreamStats,
             opts: RunOptions) -> None:
     """The KPI tables, the result folder and the store's count; exit 1 if streamed readings are still queued."""
-    out_console.print(kpi_table(summary, kpis, sc))
-    out_console.print(station_table(summary, sc))
+    print_table(kpi_table(summary, kpis, sc))
+    print_table(station_table(summary, sc))
     out_console.print(f"results: [bold]{escape(str(out))}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", markup=True, highlight=False)
     if not opts.stream:

@@ -20,6 +20,7 @@ from twin.app.options import (
     err_console,
     fail,
     out_console,
+    print_table,
     progress_bar,
     report_folder,
     writable,
@@ -205,7 +206,7 @@ def train(
                 g.save(out / group)
                 per = ", ".join(f"{m} {c:,}" for m, c in g.meta_["data"]["per_mode"].items())
                 summary.add_row(group, k, f"{len(w):,}", per)
-    out_console.print(summary)
+    print_table(summary)
     out_console.print(f"generators: [bold]{escape(str(out))}[/] (`twin synth --model {escape(str(out))} --fault "
                       "... --out FILE.parquet`, `twin synth evaluate`)", markup=True, highlight=False)
 
@@ -274,7 +275,7 @@ def evaluate(
                 t.add_column(col, justify="left" if col == "generator" else "right")
             for row in tab.itertuples(index=False):
                 t.add_row(*(str(v) for v in row))
-            out_console.print(t)
+            print_table(t)
             vae = gens[group].get("vae")
             if isinstance(vae, ConditionalVAE) and "anomaly" in vae.meta_:
                 vaes[group] = vae

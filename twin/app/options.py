@@ -18,6 +18,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:  # the scenario model and the bus load only when a command needs them (`twin --help` stays fast)
     from rich.progress import Progress
+    from rich.table import Table
 
     from sensors.bus.broker import BrokerURL
     from twin.scenario import Scenario
@@ -48,6 +49,14 @@ ClusterOpt = Annotated[Optional[str], typer.Option(help="a running Dask schedule
                                                     "$LINETWIN_CLUSTER, else --jobs local processes)")]
 Jobs = Annotated[Optional[int], typer.Option(min=1, help="local worker processes (default: one per core)")]
 StoreOpt = Annotated[Optional[str], typer.Option(help="for twin runs: the store, if not the one the run wrote")]
+
+
+def print_table(table: Table) -> None:
+    """A result table on stdout; a value wider than its column on a narrow terminal wraps within its cell (rich would
+    cut it: a NASA score of 1.08e+05 printed as '1.08…')."""
+    for column in table.columns:
+        column.overflow = "fold"
+    out_console.print(table)
 
 
 def repeated(values: Sequence[str]) -> str | None:
