@@ -19,8 +19,10 @@ BUNDLED = sorted(Path("scenarios").glob("*.yaml"))
 
 
 def twin(*args: str) -> subprocess.CompletedProcess[str]:
+    """`twin` in a bare environment (no user settings), but with the tests' linetwin home: without it every run a
+    test made was listed in the user's own runs index, which their dashboard reads."""
     return subprocess.run([sys.executable, "-m", "twin.app.cli", *args], capture_output=True, text=True, timeout=300,
-                          env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"})
+                          env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", "LINETWIN_HOME": os.environ["LINETWIN_HOME"]})
 
 
 def test_validate_bundled() -> None:
@@ -296,6 +298,7 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     import pandas as pd
 
     from sensors.store import open_store
+    from sensors.store.ledger import Ledger
 
     out = tmp_path / "plain"
     r = twin("run", "scenarios/cnc_cell.yaml", "--duration", "2 h", "--warmup", "0", "--replications", "1",
@@ -308,6 +311,9 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     assert store.count(meta["run_id"]) == len(generated) > 0
     assert len(store.states(meta["run_id"])) > 0  # type: ignore[attr-defined]
     store.close()
+    ledger = Ledger()  # the tests' home (conftest), not the user's
+    assert out.resolve() in [p.resolve() for p in ledger.run_folders()]
+    ledger.close()
 
 
 def test_a_run_into_a_log_file_shows_progress_lines_and_whole_tables(tmp_path: Path) -> None:
