@@ -482,7 +482,8 @@ class Ingest:
         self._writer.join(60)
         self.client.disconnect()
         self.client.loop_stop()
-        if self.session == "run" and not keep_session and all(self._holds(r, n) for r, n in self.expected.items()):
+        done = self.session == "run" and not keep_session and all(self._holds(r, n) for r, n in self.expected.items())
+        if done:
             try:
                 end_session(self.url, self.client_id, self.protocol)
             except BrokerError as e:
@@ -491,6 +492,8 @@ class Ingest:
         if self.spool:
             self._drain(force=True)
         self.spool.close()  # one that still holds messages stays: the group's next worker writes them
+        if done and not self.spool.path.exists():  # the run's group is over: no worker resumes it (every streamed
+            self.runs.path.unlink(missing_ok=True)  # run left its note of started runs in linetwin's home for good)
 
 
 class IngestProcess:

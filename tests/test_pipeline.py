@@ -20,6 +20,7 @@ from sensors.bus.payloads import LineTopics
 from sensors.bus.publisher import HOLD_EVERY
 from sensors.ingest import run_session
 from sensors.store import open_store
+from sensors.store.ledger import home
 from tests.conftest import Mosquitto, VictoriaMetrics, assert_mistakes, wait_for_line
 from twin.app.direct import StreamStats
 from twin.app.stream import MAX_LEAD, stream_scenario
@@ -83,6 +84,7 @@ def test_stream_through_mosquitto_with_states_and_kpis_retained(mosquitto: Mosqu
     sc = body_shop()
     *_, stats = stream_scenario(sc, tmp_path, broker=mosquitto.url, drain_timeout=120)
     assert_exactly_once(tmp_path, stats)
+    assert not list((home() / "spool").glob(f"*{stats.run_id}*"))  # the run's ingest group left nothing in the home
     # a subscriber arriving after the run sees each machine's state, the KPIs and the run status at once
     topics = LineTopics(sc.line.site, sc.line.area, sc.line.name)
     seen: dict[str, dict] = {}  # type: ignore[type-arg]
@@ -205,6 +207,7 @@ def test_a_runs_ingest_stopped_before_the_run_is_stored_leaves_the_rest_in_its_s
     assert first.wait_for("r", 5, 10) and not first.run_complete("r")
     first.stop()
     assert session_left(mosquitto.url, "linetwin-ingest-r")
+    assert first.runs.path.exists()  # the runs the group saw start, for its next worker
     readings(5)  # while no worker is connected: queued in the session
     second = worker()
     deadline = time.monotonic() + 20
@@ -215,6 +218,7 @@ def test_a_runs_ingest_stopped_before_the_run_is_stored_leaves_the_rest_in_its_s
     pub.disconnect()
     store.close()
     assert not session_left(mosquitto.url, "linetwin-ingest-r")
+    assert not second.runs.path.exists() and not second.spool.path.exists()  # nothing of the run's group left behind
 
 
 def test_flow_control_stops_waiting_for_an_ingest_that_takes_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
