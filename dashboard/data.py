@@ -153,7 +153,8 @@ def list_runs(root: str) -> list[Run]:
 @st.cache_data(ttl=2.0, show_spinner=False)
 def _list_runs(root: str, ledger_path: str) -> list[Run]:
     out = []
-    found = {p.resolve() for p in Path(root).glob("*/*/run.json")}
+    # runs/<scenario>/<time> as `twin run` names them, runs/<name> as `--out runs/train` does, or a run folder itself
+    found = {p.resolve() for pattern in ("run.json", "*/run.json", "*/*/run.json") for p in Path(root).glob(pattern)}
     found |= {p.resolve() / "run.json" for p in _ledger(ledger_path).run_folders()}
     for meta in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -235,6 +236,19 @@ def test_an_empty_folder_gives_guidance_and_a_locked_store_a_banner(env: Path, t
         holder.kill()
         holder.wait()
         store_for.clear()
+
+
+def test_runs_written_with_out_one_level_down_are_found_without_the_index(env: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`twin run --out runs/train` (as the README trains) puts run.json one level below runs/; the dashboard looked
+    two levels down only, so with another linetwin home (another user, a copied folder) it said "No runs in runs"."""
+    shutil.copytree(run_dir(env), tmp_path / "runs" / "train")
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # a home whose runs index is empty
+    for root in (tmp_path / "runs", tmp_path / "runs" / "train"):  # the folder of runs, or the run folder itself
+        monkeypatch.setenv("LINETWIN_RUNS", str(root))
+        at = page("overview")
+        assert not at.info or "No runs in" not in at.info[0].value
+        assert {m.label for m in at.metric} >= {"throughput [parts/h]", "OEE [%]"}
 
 
 @pytest.fixture
