@@ -104,7 +104,12 @@ def _fmt_time(v: float, unit: str) -> str:
 
 def table(ev: Evaluation) -> pd.DataFrame:
     """The scores as a readable table (one row per model)."""
-    s, u = ev.scores, ev.time_unit
+    return readable(ev.scores, ev.time_unit)
+
+
+def readable(s: pd.DataFrame, u: str) -> pd.DataFrame:
+    """Scores (an Evaluation's, or a report's scores-*.csv) as the console, report.md and the dashboard show them:
+    times in hours or minutes for twin data (`u` "s"), in the table's own unit (cycles) otherwise."""
     cap = _fmt_time(float(s.cap.iloc[0]), u) if "cap" in s else "the cap"
     out = pd.DataFrame({"model": s.model, "RUL RMSE": [_fmt_time(v, u) for v in s.rmse],
                         "RUL MAE": [_fmt_time(v, u) for v in s.mae], "NASA score": [f"{v:.4g}" for v in s.score],
@@ -121,7 +126,8 @@ def table(ev: Evaluation) -> pd.DataFrame:
         out["lead 10-90 %"] = [f"{_fmt_time(a, u)} – {_fmt_time(b, u)}" for a, b in zip(s.alert_lead_p10,
                                                                                        s.alert_lead_p90)]
         out["time in alert"] = [f"{v:.1%}" for v in s.alert_time_in_alert]
-        out["false-alarm h / 1000 h"] = [f"{v:.1f}" for v in s.alert_false_alarm_per_1000]
+        per = "h / 1000 h" if u == "s" else f"{u} / 1000 {u}"  # a table's alerts are timed in its cycles
+        out[f"false-alarm {per}"] = [f"{v:.1f}" for v in s.alert_false_alarm_per_1000]
     return out
 
 
@@ -143,7 +149,7 @@ def write_report(evals: list[Evaluation], out: Path, title: str, notes: list[str
                   f"d = predicted − true in {'hours' if ev.time_unit == 's' else ev.time_unit} (late costs more). "
                   f"Per-unit predictions: predictions-{ev.group}.csv.", "",
                   table(ev).to_markdown(index=False), ""]
-        ev.scores.to_csv(out / f"scores-{ev.group}.csv", index=False)
+        ev.scores.assign(time_unit=ev.time_unit).to_csv(out / f"scores-{ev.group}.csv", index=False)  # s or cycles
         pd.concat([fc.assign(model=name) for name, fc in ev.forecasts.items()], ignore_index=True).to_csv(
             out / f"predictions-{ev.group}.csv", index=False)
         fig, axes = plt.subplots(1, len(ev.forecasts), figsize=(4.2 * len(ev.forecasts), 4), squeeze=False)

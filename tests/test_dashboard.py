@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
@@ -202,16 +201,19 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
 
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:
     from predictors import TableFormat, forecasters, from_table
-    from predictors.evaluate import evaluate, write_report
+    from predictors.evaluate import evaluate, table, write_report
     from tests.test_predictors import degradation_table, write_nasa
 
     train, _ = degradation_table(20, seed=3)
     ds = from_table(write_nasa(train, tmp_path / "t.txt"), TableFormat(unit=0, time=1))
     models = {k: forecasters()[k](horizon=30.0, cap=125.0, window=20).fit(ds) for k in ("baseline", "regression")}
-    write_report([evaluate(models, ds)], tmp_path / "reports" / "fd-test", "test")
+    ev = evaluate(models, ds)
+    write_report([ev], tmp_path / "reports" / "fd-test", "test")
     at = page("models")
     shown = at.dataframe[0].value
-    assert list(shown.model) == ["baseline", "regression"] and np.isfinite(shown.rmse).all()
+    # the table `twin evaluate` prints, in the data's unit (it showed raw figures without one: seconds for twin runs)
+    assert list(shown.model) == ["baseline", "regression"] and shown.equals(table(ev))
+    assert shown["RUL RMSE"].str.endswith(" cycles").all() and "false-alarm cycles / 1000 cycles" in shown
     assert len(at.get("image")) == 2  # predicted vs true RUL, alert timeline
 
 

@@ -5,10 +5,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from predictors.evaluate import readable
 
 st.title("Models")
 folder = data.reports_dir()
-reports = sorted(p.parent for p in folder.glob("*/report.md") if not p.parent.name.startswith(("compare-", "tune-")))
+reports = sorted((p.parent for p in folder.glob("*/report.md") if not p.parent.name.startswith(("compare-", "tune-"))),
+                 key=lambda p: (p / "report.md").stat().st_mtime, reverse=True)  # the latest evaluation first
 if not reports:
     st.info(f"No model reports in {folder} yet: `twin evaluate RUNS --models DIR --out {folder}/NAME` writes one.")
 else:
@@ -18,9 +20,13 @@ else:
         group = scores.stem.removeprefix("scores-")
         st.subheader(group)
         df = pd.read_csv(scores)
-        cols = [c for c in ("model", "rmse", "mae", "score", "row_f1", "alert_precision", "alert_recall", "alert_f1",
-                            "alert_lead_mean") if c in df]
-        st.dataframe(df[cols], hide_index=True)
+        if "time_unit" in df:  # as `twin evaluate` printed it: times in hours (twin data) or cycles (tables)
+            st.dataframe(readable(df, str(df.time_unit.iloc[0])), hide_index=True)
+        else:  # a report written before its scores named their time unit: the figures as stored
+            cols = [c for c in ("model", "rmse", "mae", "score", "row_f1", "alert_precision", "alert_recall",
+                                "alert_f1", "alert_lead_mean") if c in df]
+            st.dataframe(df[cols], hide_index=True)
+            st.caption("Times in the data's own unit (seconds for twin runs, cycles for tables).")
         images = [p for p in (report / f"rul-{group}.png", report / f"alerts-{group}.png") if p.exists()]
         for col, img in zip(st.columns(len(images) or 1), images):
             col.image(str(img))
