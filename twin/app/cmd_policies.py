@@ -149,7 +149,7 @@ def compare(
                             sc.replications, note="")
         try:
             cmp = run_compare(sc, names, params, jobs=jobs, cluster=cluster,
-                              progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t} simulations"))
+                              progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
         except ValueError as e:
             fail(str(e))
         except ClusterError as e:
@@ -238,7 +238,7 @@ def tune(
                             total=len(nums) * sc.replications, note="")
         try:
             result = run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
-                              progress=lambda d, t: bar.update(task, completed=d, note=f"{d}/{t}"))
+                              progress=lambda d, t: bar.update(task, completed=d))
         except ValueError as e:
             fail(str(e))
         except ClusterError as e:
