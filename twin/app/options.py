@@ -100,7 +100,7 @@ class LineProgress:
             self.tasks[task][2] = now
             done = ("" if completed is None or not total else f"{completed / total:.0%}" if self.percent
                     else f"{completed:g}/{total:g}")
-            err_console.print(f"{desc}: {done} {note}".rstrip(), highlight=False, markup=False)
+            err_console.print(f"{desc}: {' '.join(filter(None, (done, note)))}", highlight=False, markup=False)
 
 
 def progress_bar(percent: bool = False) -> Progress | LineProgress:
