@@ -316,6 +316,7 @@ class TableFormat:
 NOT_FAILED = frozenset({"", "censored", "running", "replaced", "preventive", "suspended", "removed", "none", "ok",
                         "nan"})
 
+
 def _refuse_short_rows(path: Path, width: int) -> None:
     """A row of whitespace-separated text with fewer values than the table has columns is a DataError naming its
     line: pandas pads it with missing values at the end, but which value is missing cannot be known (the values

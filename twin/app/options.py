@@ -23,14 +23,11 @@ if TYPE_CHECKING:  # the scenario model and the bus load only when a command nee
     from sensors.bus.broker import BrokerURL
     from twin.scenario import Scenario
 
-# plain text by default: paths, names, values and messages from the bus print as they are (a folder 'plant[x]' is
-# not markup, ':b:' no emoji); the few styled words say markup=True and escape every value beside them.
-# Where the output is no terminal (a file, a pipe, CI's log) and COLUMNS is unset, lines as wide as a table
-# needs: rich would cut them at 80 columns, and a score of 1,084 would print as '1.08…'
-
-
 def _console(stderr: bool) -> Console:
-    """A plain-text console on stdout or stderr, 250 columns wide where that is no terminal and COLUMNS unset."""
+    """A console on stdout or stderr. Plain text by default: paths, names, values and messages from the bus print as
+    they are (a folder 'plant[x]' is not markup, ':b:' no emoji); the few styled words say markup=True and escape
+    every value beside them. Where the output is no terminal (a file, a pipe, CI's log) and COLUMNS is unset, lines
+    as wide as a table needs (250 columns): rich would cut them at 80, a score of 1.085e+05 printed as '1.08…'."""
     stream = sys.stderr if stderr else sys.stdout
     wide = "COLUMNS" not in os.environ and not (hasattr(stream, "isatty") and stream.isatty())
     return Console(stderr=stderr, markup=False, emoji=False, width=250 if wide else None)
