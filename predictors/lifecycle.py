@@ -170,7 +170,9 @@ def load(path: Path, family: str) -> Trained:
         model._set_state(doc)
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
             model._load_arrays(dict(arrays))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except KeyError as e:  # said as ('window') before
+        raise ValueError(f"{path}: not a linetwin {noun} (its field {e} is missing); give {hint}") from None
+    except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"{path}: not a linetwin {noun} ({e}); give {hint}") from None
     return model
 

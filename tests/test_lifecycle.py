@@ -106,6 +106,9 @@ def test_a_model_file_with_unknown_or_out_of_range_parameters_or_changed_arrays_
         path.write_text(json.dumps({**doc, "params": params}))
         with pytest.raises(ValueError, match=rf"m\.json: not a linetwin model file \({error}"):
             load(path, "forecaster")
+    path.write_text(json.dumps({**doc, "prep": {k: v for k, v in doc["prep"].items() if k != "window"}}))
+    with pytest.raises(ValueError, match=r"m\.json: not a linetwin model file \(its field 'window' is missing\)"):
+        load(path, "forecaster")
     path.write_text(json.dumps(doc))
     npz = path.with_suffix(".npz")
     data = bytearray(npz.read_bytes())
