@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import own_home  # noqa: E402
+
 from twin.app.compare import PolicyParams, compare, write_report  # noqa: E402
 from twin.scenario import load_scenario  # noqa: E402
 
@@ -35,6 +37,7 @@ def twin(*args: object) -> None:
 
 
 def main() -> None:
+    own_home()
     ap = argparse.ArgumentParser()
     ap.add_argument("--replications", type=int, default=10)
     ap.add_argument("--speedup-reps", type=int, default=4)

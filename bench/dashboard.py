@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import own_home  # noqa: E402
+
 from twin.app.direct import store_scenario  # noqa: E402
 from twin.scenario import Scenario, load_scenario  # noqa: E402
 
@@ -96,6 +98,7 @@ def query_day(out: Path, sc: Scenario) -> None:
 
 
 def main() -> None:
+    own_home()
     sc = twelve_stations()
     machines = sum(len(s.machine_names) for s in sc.stations)
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from machine import load_line
+from machine import load_line, own_home
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"mosquitto": 15.0, "amqtt": 30.0}
@@ -36,6 +36,7 @@ def demo(broker: str, out: Path) -> float:
 
 
 def main() -> None:
+    own_home()
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     brokers = [b for b in LIMITS if b != "mosquitto" or shutil.which("mosquitto")]
     print(load_line("before"))

@@ -7,7 +7,10 @@ line also times a fixed piece of pure Python: compare figures taken at about the
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 
 
@@ -28,3 +31,12 @@ def load_line(when: str) -> str:
     one, five, fifteen = os.getloadavg()
     return (f"machine: {os.cpu_count()} cores, load average {one:.2f} {five:.2f} {fifteen:.2f}, speed probe "
             f"{probe_ns():.1f} ns a loop step (lower is faster) ({when})")
+
+
+def own_home() -> None:
+    """Index the runs a benchmark writes into its temporary folders in a linetwin home of its own, removed at exit
+    (its `twin` children inherit it): in the user's home they stayed listed, for their dashboard, long after the
+    folders were gone."""
+    home = tempfile.mkdtemp(prefix="linetwin-bench-home-")
+    os.environ["LINETWIN_HOME"] = home
+    atexit.register(shutil.rmtree, home, ignore_errors=True)

@@ -27,6 +27,8 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import own_home  # noqa: E402
+
 from sensors.bus.broker import (  # noqa: E402
     BrokerURL,
     EmbeddedBroker,
@@ -131,6 +133,7 @@ def realtime_delay(url: BrokerURL, work: Path, seconds: float = 30.0) -> tuple[f
 
 
 def main() -> None:
+    own_home()
     work = Path(tempfile.mkdtemp(prefix="linetwin-bench-"))
     proc, url = start_mosquitto(work)
     try:

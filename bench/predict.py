@@ -29,6 +29,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import own_home  # noqa: E402
+
 from predictors import forecasters  # noqa: E402
 from predictors.base import DEFAULTS  # noqa: E402
 from predictors.data import FEW_FAILURES, MIN_ALERT_FAILURES, RunToFailure, from_twin_runs  # noqa: E402
@@ -82,6 +84,7 @@ def inference_ms(model: object, x: np.ndarray) -> tuple[float, float]:
 
 
 def main() -> None:
+    own_home()
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="half the simulated time, 2 replications")
     ap.add_argument("--scenarios", default=",".join(PLAN))

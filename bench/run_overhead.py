@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import load_line
+from machine import load_line, own_home
 
 from twin.app.runner import simulate
 from twin.scenario import load_scenario
@@ -62,6 +62,7 @@ def run(path: Path, duration: str | None) -> tuple[float, float]:
 
 
 def main() -> None:
+    own_home()
     print(load_line("before"))
     startup = statistics.median(process([*TWIN, "--help"])[0] for _ in range(3))
     verdict = "PASS" if startup <= 0.5 else "FAIL"

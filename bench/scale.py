@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from machine import load_line
+from machine import load_line, own_home
 
 from twin.app.runner import RunWriter, replication_part, simulate
 from twin.scenario import load_scenario
@@ -109,6 +109,7 @@ def part_costs(scenario: str, duration: str, n: int = 2) -> tuple[float, float, 
 
 
 def main() -> None:
+    own_home()
     print(load_line("before"))
     print(f"the machine's own ceiling: two processes of pure Python do {machine_speedup():.2f}x the work of one\n")
     print(f"{'case':<40}{'1 job':>10}{'2 workers':>11}{'speed-up':>10}{'ceiling':>9}{'cores 1 / 2':>13}{'bound':>7}"

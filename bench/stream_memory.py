@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from machine import load_line
+from machine import load_line, own_home
 
 ROOT = Path(__file__).resolve().parent.parent
 TWIN = [sys.executable, "-m", "twin.app.cli"]
@@ -95,6 +95,7 @@ def streamed_run(duration: str) -> tuple[float, dict[str, float]]:
 
 
 def main() -> None:
+    own_home()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", default="2 h")
     ap.add_argument("--long", default="12 h")

@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import own_home  # noqa: E402
+
 from predictors.synth import generators, twin_windows  # noqa: E402
 from predictors.synth_eval import anomaly_alerts, anomaly_table, augmentation, quality, quality_table  # noqa: E402
 from twin.app.direct import store_scenario  # noqa: E402
@@ -36,6 +38,7 @@ TARGETS = {"discriminative": 0.15, "conditional accuracy": 0.8, "lift": 5.0}
 
 
 def main() -> None:
+    own_home()
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", action="append", choices=sorted(PLAN), help="repeatable (default: all three)")
     ap.add_argument("--quick", action="store_true", help="fewer epochs and iterations (a smoke run)")
