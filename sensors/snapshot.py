@@ -27,16 +27,30 @@ class SnapshotError(ValueError):
     """Nothing to continue from: the message says what was looked for where."""
 
 
+def _names(names: Any) -> str:
+    """At most six names, sorted, for a message."""
+    shown = sorted(map(str, names))
+    return ", ".join(shown[:6]) + (", ..." if len(shown) > 6 else "")
+
+
 def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = None, run: str | None = None,
                replication: int = 0) -> LineNow:
     """The line's state at `at` (default: its latest state record) from the store's state records of `run`
-    (default: the run with the latest record)."""
+    (default: the run of this line's machines with the latest record: a plant's store may hold several lines)."""
     states = db.states(run)
     if states.empty:
         raise SnapshotError(f"{source}: no machine state records{f' for run {run!r}' if run else ''}; a what-if "
                             "needs a store a run or `twin connect` wrote states into")
+    known = {m for st in sc.stations for m in st.machine_names}
+    ours = states[states.machine.astype(str).isin(known)]
+    if ours.empty:  # another line's run was continued as if it were this one: every machine started new, silently
+        latest = str(states.loc[states.ts.idxmax(), "run"])
+        what = f"run {run!r}" if run else f"its latest run {latest!r}"
+        raise SnapshotError(f"{source}: no state records of {sc.line.name}'s machines ({_names(known)}); {what} holds "
+                            f"other machines ({_names(states[states.run == latest].machine.unique())}). Give the store "
+                            "of this line's runs, or the scenario of the line that store holds")
     if run is None:
-        run = str(states.loc[states.ts.idxmax(), "run"])
+        run = str(ours.loc[ours.ts.idxmax(), "run"])
         states = states[states.run == run]
     states = states[states.replication == replication]
     all_levels = db.levels(run)

@@ -183,11 +183,14 @@ def test_scenarios_page_validates_like_the_cli_and_compares_runs(env: Path, tmp_
 
 def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     """The what-if on the Scenarios page: the line's state read from a run's store, the next hour as it is and with
-    one more mechanic, the table shown once the simulation is done."""
+    one more mechanic, the table shown once the simulation is done. Only this line's runs are offered: another
+    line's store holds none of its machines."""
     at = page("scenarios")
+    at.selectbox(key="scenario").set_value("body_shop.yaml").run()
+    assert not any("r1" in o for o in at.selectbox(key="wi_src").options)  # r1 is a bottling run
     at.selectbox(key="scenario").set_value("bottling.yaml").run()
     label = next(o for o in at.selectbox(key="wi_src").options if "r1" in o)
-    at.selectbox(key="wi_src").set_value(label)
+    at.selectbox(key="wi_src").set_value(label).run()
     at.text_input(key="wi_dur").set_value("1 h")
     at.number_input(key="wi_reps").set_value(3)
     at.multiselect(key="wi_crew").set_value(["mechanics"])

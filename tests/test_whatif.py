@@ -95,6 +95,34 @@ def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path)
     ])
 
 
+def test_a_store_of_several_lines_gives_each_scenario_its_own_lines_state(tmp_path: Path) -> None:
+    """A plant's store holds several lines: the state came from the run with the latest record whatever its line, so
+    `twin whatif body_shop.yaml --from` a bottling run's store continued with no machine of the body shop known (each
+    started new) and printed a forecast all the same. Now this line's latest run is read, and a store with none of
+    its machines is refused, naming what it holds."""
+    from sensors.snapshot import SnapshotError, from_store
+    from sensors.store import open_store
+
+    db = open_store(f"duckdb:///{tmp_path / 'plant.duckdb'}")
+    t0 = pd.Timestamp("2026-01-05 06:00")
+
+    def states(run: str, machines: list[str], start: pd.Timestamp) -> pd.DataFrame:
+        return pd.DataFrame({"run": run, "replication": 0, "machine": machines, "ts": start, "state": "working",
+                             "reason": ""})
+
+    db.write_states(states("cells-1", ["cell-1", "cell-2", "cell-3", "cell-4"], t0))
+    db.write_states(states("bottling-1", ["filler-a", "capper"], t0 + pd.Timedelta("2 h")))  # the latest record
+    now = from_store(db, load_scenario(SCENARIO), "plant")
+    assert set(now.machines) == {"cell-1", "cell-2", "cell-3", "cell-4"} and "run cells-1" in now.source
+    other = load_scenario(ROOT / "scenarios" / "body_shop.yaml")
+    with pytest.raises(SnapshotError, match=r"plant: no state records of biw-line-1's machines \(closures, .*\); its "
+                                            r"latest run 'bottling-1' holds other machines \(capper, filler-a\)"):
+        from_store(db, other, "plant")
+    with pytest.raises(SnapshotError, match=r"run 'bottling-1' holds other machines"):
+        from_store(db, load_scenario(SCENARIO), "plant", run="bottling-1")
+    db.close()
+
+
 def test_a_repair_under_way_resumes_for_what_is_left_of_it() -> None:
     rng = np.random.default_rng(1)
     exp = Exponential(dist="exponential", mean=100.0)
