@@ -271,6 +271,8 @@ def test_same_seed_gives_identical_files_and_seed_option_changes_them(tmp_path: 
     (("--duration", "banana"), "--duration: not a duration: 'banana'"),
     (("--duration", "-5 min"), "--duration: a time cannot be negative"),
     (("--warmup", "9 h"), "warmup (32400 s) must be shorter than duration"),
+    (("--duration", "8"), "--duration 8: give its unit, e.g. '8 h', '8 min' or '8 s'"),  # ran 8 seconds
+    (("--duration", "8 h", "--warmup", "1.5"), "--warmup 1.5: give its unit"),
 ])
 def test_run_rejects_bad_options(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     r = twin("run", "scenarios/bottling.yaml", *args, "--out", str(tmp_path / "x"))

@@ -31,6 +31,7 @@ from twin.app.options import (
     err_console,
     fail,
     line_prefix,
+    needs_unit,
     out_console,
     print_table,
     progress_bar,
@@ -156,6 +157,8 @@ def _time(value: Optional[str], option: str, default: float, tables: bool) -> fl
         return default
     from twin.distributions import parse_duration
 
+    if not tables:
+        needs_unit(value, option)
     try:
         v = float(value) if tables else float(parse_duration(value))
     except ValueError as e:

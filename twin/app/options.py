@@ -186,12 +186,23 @@ def report_folder(out: Optional[Path], name: str, force: bool = False) -> Path:
     fail(f"{stem.parent}: no free report folder named {stem.name}-N; remove old reports or give --out")
 
 
+def needs_unit(value: str, option: str) -> None:
+    """A time on the command line with no unit ('--duration 8') is refused unless it is 0: read as seconds, it ran an
+    8-second line where 8 hours were meant, without a word (scenario files, where a number is seconds by their
+    schema, keep it)."""
+    import re
+
+    if re.fullmatch(r"\s*\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*", value) and float(value) != 0:
+        fail(f"{option} {value}: give its unit, e.g. '{value.strip()} h', '{value.strip()} min' or '{value.strip()} s'")
+
+
 def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> Optional[float]:
     """A time option such as '8 h' in seconds (None if not given), or a clear error naming the option."""
     from twin.distributions import parse_duration
 
     if value is None:
         return None
+    needs_unit(value, option)
     try:
         seconds = parse_duration(value)
     except ValueError as e:
