@@ -154,7 +154,8 @@ def test_compare_mistakes_are_clear(args: tuple[object, ...], message: str) -> N
 def test_tune_mistakes_are_named_before_any_simulation() -> None:
     """`--values 1,1` compared a setting with itself and called it 'significantly better than every other'; a value
     the policy cannot take (0 s, nan) ended in a ScenarioError traceback from the first task."""
-    cases = [(["--policy", "preventive", "--values", "1,1"], "--values: 1 is given twice"),
+    cases = [(["--policy", "preventive", "--values", "1 h,60 min"], "--values: 3600 s is given twice"),
+             (["--policy", "preventive", "--values", "20,40"], "--values 20: give its unit"),  # swept 20 s and 40 s
              (["--policy", "condition-based", "--values", "0.5,0.50000001"], "--values: 0.5 is given twice"),
              (["--policy", "condition-based", "--values", "0.5,nan"], "--values: nan: policy 'condition-based'"),
              (["--policy", "preventive", "--values", "0,1 h"], "--values: 0: policy 'preventive'")]

@@ -19,6 +19,7 @@ from twin.app.options import (
     ForceOpt,
     Jobs,
     fail,
+    needs_unit,
     open_scenario,
     out_console,
     print_table,
@@ -203,6 +204,9 @@ def tune(
     from twin.distributions import parse_duration
 
     raw = [v.strip() for v in values.split(",") if v.strip()]
+    if parameter == "every":
+        for v in raw:
+            needs_unit(v, "--values")  # '20,40,60' swept maintenance every 20, 40 and 60 seconds
     try:
         nums = [float(parse_duration(v)) if parameter == "every" else float(v) for v in raw]
     except ValueError as e:

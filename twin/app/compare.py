@@ -274,8 +274,9 @@ def setting_labels(parameter: str, values: Sequence[float]) -> list[str]:
     would be pooled, and a setting compared with itself."""
     labels = [f"{parameter}={v:g}" for v in values]
     if twice := next((label for label in labels if labels.count(label) > 1), None):
-        raise ValueError(f"--values: {twice.split('=', 1)[1]} is given twice; give each setting once (the comparison "
-                         "pairs different settings)")
+        unit = " s" if parameter == "every" else ""  # '1 h,60 min' are one setting: 3600 s
+        raise ValueError(f"--values: {twice.split('=', 1)[1]}{unit} is given twice; give each setting once (the "
+                         "comparison pairs different settings)")
     return labels
 
 
