@@ -178,7 +178,7 @@ def test_a_degrading_machine_is_alerted_before_it_fails(work: Path, mosquitto: M
     assert "alerts raised" in r.stderr
     # a subscriber arriving later sees the machine's current alert at once (retained), with our CLI ...
     shown = subprocess.run(twin_cmd("alerts", "--broker", mosquitto.url, "--line", LINE, "--min-severity", "info",
-                                    "--count", 1, "--duration", 10), capture_output=True, text=True, timeout=60,
+                                    "--count", 1, "--duration", "10 s"), capture_output=True, text=True, timeout=60,
                            cwd=ROOT)
     assert shown.returncode == 0 and "case-packer" in shown.stdout and "bearing_wear" in shown.stdout, shown
     # ... or with mosquitto_sub, as the README shows
