@@ -40,6 +40,7 @@ from twin import TIME_RANGE
 from twin.scenario import LineId, Name, load_model
 
 _LAST_MS = epoch_ms(TIME_RANGE[1])  # a plant time must fall in the line's range, 1970 to 2200
+_FIRST_YEAR_MS = 365 * 86400 * 1000  # no plant's data is from 1970: a time there is a unit mix-up or a counter
 _LEVEL = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -460,12 +461,18 @@ def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
         if spec.unit == "iso":
             from datetime import datetime
 
-            d = datetime.fromisoformat(str(raw))
-            return epoch_ms(d)
-        value = float(raw)
-    except (TypeError, ValueError):
+            value = ms = float(epoch_ms(datetime.fromisoformat(str(raw))))
+        else:
+            value = float(raw)
+            ms = value * 1000 if spec.unit == "s" else value
+    except (TypeError, ValueError, OverflowError):
         raise Unmapped(f"timestamp field {spec.field!r} is {raw!r}, not a time in {spec.unit}") from None
-    ms = value * 1000 if spec.unit == "s" else value
-    if not 0 <= ms < _LAST_MS:
-        raise Unmapped(f"timestamp {raw!r} ({spec.unit}) is not between 1970 and 2200")
+    if not 0 <= ms < _LAST_MS:  # an ISO time too: one from 1800 was stored before 1970
+        hint = "; if the gateway sends milliseconds, write unit: ms" if spec.unit == "s" and ms > 0 else ""
+        raise Unmapped(f"timestamp {raw!r} ({spec.unit}) is not between 1970 and 2200{hint}")
+    if ms < _FIRST_YEAR_MS:  # epoch seconds read as milliseconds, or a gateway's uptime: stored in 1970, silently
+        hint = ("if the gateway sends seconds, write unit: s" if spec.unit == "ms" and value >= 1e8 else
+                "no plant's data is from then" if spec.unit == "iso" else
+                "the field holds no epoch time (a counter since the gateway started?)")
+        raise Unmapped(f"timestamp {raw!r} ({spec.unit}) is in 1970: {hint}")
     return int(ms)

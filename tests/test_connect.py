@@ -310,6 +310,18 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
         translate(cfg, "gw7/a/b/data", b"\xff", 0)
     with pytest.raises(Unmapped, match="not between 1970 and 2200"):
         translate(cfg, "gw7/a/b/data", b'{"vib": 1, "ts": -5}', 0)
+    # epoch seconds under unit: ms were stored in January 1970 without a word; a counter (uptime) likewise
+    with pytest.raises(Unmapped, match=r"timestamp 1767592800 \(ms\) is in 1970: if the gateway sends seconds, write "
+                                       "unit: s"):
+        translate(cfg, "gw7/a/b/data", b'{"vib": 1, "ts": 1767592800}', 0)
+    with pytest.raises(Unmapped, match=r"timestamp 86400000 \(ms\) is in 1970: the field holds no epoch time"):
+        translate(cfg, "gw7/a/b/data", b'{"vib": 1, "ts": 86400000}', 0)
+    assert translate(cfg, "gw7/a/b/data", b'{"vib": 1, "ts": 1767592800000}', 0)  # the same time in ms: stored
+    iso = tmp_path / "iso.yaml"  # ISO times were not checked at all: 1800 and 9999 were stored
+    iso.write_text(f.read_text().replace("{field: ts, unit: ms}", "{field: ts, unit: iso}"))
+    for when in ("1800-01-01T00:00:00", "9999-01-01T00:00:00"):
+        with pytest.raises(Unmapped, match=rf"timestamp '{when}' \(iso\) is not between 1970 and 2200"):
+            translate(load_config(iso), "gw7/a/b/data", f'{{"vib": 1, "ts": "{when}"}}'.encode(), 0)
     f.write_text(f.read_text().replace('topic: "gw7/{station}/{machine}/data"', 'topic: "gw7/+/data"'))
     with pytest.raises(ConnectError, match=r"connect.yaml:7 json\[0\].topic: write \{name\}"):
         load_config(f)
