@@ -168,8 +168,17 @@ class Estimator(Trained):
             train_units=sorted(set().union(*(t.units.tolist() for t, _ in splits))),
             unit_fingerprints=sorted(set(ds.unit_fingerprints().values())),
             valid_units=[] if self.members > 1 else sorted(set(splits[0][1].units.tolist())),
-            member_valid_units=[sorted(set(v.units.tolist())) for _, v in splits] if self.members > 1 else [])
+            member_valid_units=[sorted(set(v.units.tolist())) for _, v in splits] if self.members > 1 else [],
+            sensor_units=dict(ds.sensor_units))
         return self
+
+    def unit_mismatch(self, units: dict[str, str]) -> str:
+        """'' when the data's sensor units are the ones this model was trained on (or either side does not say),
+        else what differs, e.g. "bearing_temp in degF (trained in degC)": a plant feed in other units would be
+        forecast as if it were in the model's, without a word."""
+        trained = self.meta_.get("sensor_units") or {}
+        return ", ".join(f"{s} in {units[s]} (trained in {u})" for s, u in sorted(trained.items())
+                         if units.get(s, u) != u)
 
     def _preprocessor(self) -> Preprocessor:
         return Preprocessor(self.window, conditions=self.conditions, regimes=self.regimes)

@@ -54,6 +54,7 @@ class RunToFailure:
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["unit", "time", "fault_mode"]))
     sources: list[str] = field(default_factory=list)
     cut_off: bool = False  # test protocol: units end before failure; score only each unit's last row
+    sensor_units: dict[str, str] = field(default_factory=dict)  # feature -> its unit, where the data says (twin runs)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -95,7 +96,7 @@ class RunToFailure:
         return RunToFailure(self.frame[mask].reset_index(drop=True), self.features, self.modes, self.ttf[mask],
                             self.observed[mask], self.step, self.time_unit, self.group,
                             self.failures[self.failures.unit.isin(units)].reset_index(drop=True), self.sources,
-                            self.cut_off)
+                            self.cut_off, self.sensor_units)
 
     def unit_fingerprints(self) -> dict[str, str]:
         """Per unit: a short hash of its rows (every column but the unit's id), so the same records under another
@@ -122,11 +123,17 @@ def concat(datasets: Sequence[RunToFailure]) -> RunToFailure:
         if d.features != first.features or d.modes != first.modes:
             raise DataError(f"cannot pool data with features {d.features} / modes {d.modes} with "
                             f"{first.features} / {first.modes}; train one model per machine type")
+    units: dict[str, str] = {}
+    for d in datasets:
+        for sensor, unit in d.sensor_units.items():
+            if units.setdefault(sensor, unit) != unit:
+                raise DataError(f"cannot pool data whose sensor {sensor!r} is in {units[sensor]} in one source and in "
+                                f"{unit} in another ({', '.join(d.sources)}); convert it to one unit first")
     return RunToFailure(pd.concat([d.frame for d in datasets], ignore_index=True), first.features, first.modes,
                         np.concatenate([d.ttf for d in datasets]), np.concatenate([d.observed for d in datasets]),
                         first.step, first.time_unit, first.group,
                         pd.concat([d.failures for d in datasets], ignore_index=True),
-                        [s for d in datasets for s in d.sources], first.cut_off)
+                        [s for d in datasets for s in d.sources], first.cut_off, units)
 
 
 # --- twin runs -------------------------------------------------------------------------------------
@@ -236,6 +243,8 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
                                 "was the run's ingest finished? (`twin ingest --until-run ...`)")
             frame["status"], frame["ran"] = _status(frame, states, run.start, step, run.modes.get(mtype, []))
             out[mtype] = _with_targets(frame, sensors, run, mtype, step, path)
+            series = catalog[catalog.machine.isin(machines)]
+            out[mtype].sensor_units = {str(k): str(v) for k, v in series.groupby("sensor").unit.first().items()}
     finally:
         store.close()
     return out

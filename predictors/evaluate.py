@@ -54,6 +54,9 @@ def evaluate(models: dict[str, Estimator], ds: RunToFailure, rule: AlertRule | N
     rows, forecasts, events = [], {}, {}
     ends = ds.frame.groupby("unit")["time"].max() + ds.step
     for name, model in models.items():
+        if wrong := model.unit_mismatch(ds.sensor_units):
+            raise ValueError(f"the data's units differ from the {name} model's: {wrong}; convert them (a connector's "
+                             "unit mapping) or train on data in these units")
         fc = forecast_frame(model, ds)
         forecasts[name] = fc
         k, kc = fc.rul_known.to_numpy(), fc.rul_known_capped.to_numpy()

@@ -240,6 +240,7 @@ class LiveForecaster:
         self.received = 0
         self.rejected = 0
         self.unknown: set[str] = set()
+        self.mismatched: dict[str, str] = {}  # machine -> its sensors whose units differ from its model's
         self._sent: deque[mqtt.MQTTMessageInfo] = deque(maxlen=10_000)
 
     # --- network thread ----------------------------------------------------------------------------
@@ -288,6 +289,13 @@ class LiveForecaster:
                           if set(models["model"].prep_.features or []) == set(tel.units)), None)  # type: ignore[union-attr]
         if group is None:
             self.unknown.add(tel.machine)
+            return None
+        if tel.machine in self.mismatched:
+            return None
+        if wrong := self.bundle[group]["model"].unit_mismatch(tel.units):  # type: ignore[union-attr]
+            self.mismatched[tel.machine] = wrong  # forecast as if in the model's units, it would alert wrongly
+            log.warning("%s: not forecast, its units differ from its model's: %s; convert them (the connector's unit "
+                        "mapping) or train on data in these units", tel.machine, wrong)
             return None
         m = MachineFeed.for_model(key, group, self.bundle[group]["model"], topic.rsplit("/", 1)[0] + "/alerts",
                                   self.rule, self.interval, self.detectors.get(group))

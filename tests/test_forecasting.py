@@ -81,6 +81,30 @@ def test_saved_models_record_what_they_were_trained_on(work: Path) -> None:
     assert model.prep_ is not None and model.prep_.features == sorted(model.prep_.features)
 
 
+def test_data_in_other_units_than_the_models_is_neither_forecast_nor_scored(work: Path) -> None:
+    """A model recorded its sensors' names only: a plant feed whose bearing temperature came in degF (a connector
+    mapping without conversion) was forecast, and scored, as if it were in the model's degC, without a word."""
+    from predictors.evaluate import evaluate
+    from sensors.bus.broker import BrokerURL
+    from sensors.bus.payloads import Telemetry
+
+    bundle = load_bundle(work / "regression")
+    model = bundle["filler"]["model"]
+    units = model.meta_["sensor_units"]  # from the run's sensor catalogue, saved with the model
+    assert units["bearing_temp"] == "degC" and units["vibration_rms"] == "mm/s"
+    fc = LiveForecaster(BrokerURL("mqtt", "127.0.0.1", 1), bundle, protocol=mqtt.MQTTv5)  # not started: matching
+    assert fc._machine("s/a/l/filler/filler-a/telemetry", Telemetry("r", 0, "filler", "filler-a", dict(units)))
+    fahrenheit = Telemetry("r", 0, "filler", "filler-b", {**units, "bearing_temp": "degF"})
+    assert fc._machine("s/a/l/filler/filler-b/telemetry", fahrenheit) is None
+    assert fc.mismatched == {"filler-b": "bearing_temp in degF (trained in degC)"}
+    held = from_twin_runs([work / "heldout"])["filler"]
+    assert held.sensor_units == units
+    held.sensor_units = {**units, "bearing_temp": "degF"}
+    with pytest.raises(ValueError, match=r"units differ from the regression model's: bearing_temp in degF \(trained "
+                                         r"in degC\)"):
+        evaluate({"regression": model}, held)
+
+
 def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
     """Minute bins built from MQTT telemetry give exactly the windows the store gives."""
     bundle = load_bundle(work / "lstm")
