@@ -234,7 +234,8 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
         out = {}
         for mtype in sorted(set(run.machine_types.values())):
             machines = [m for m, t in run.machine_types.items() if t == mtype]
-            sensors = sorted(catalog[catalog.machine.isin(machines)].sensor.unique())
+            series = catalog[catalog.machine.isin(machines)]
+            sensors = sorted(series.sensor.unique())
             if not sensors:
                 continue
             frame = twin_frame(store, run.run_id, run.start, machines, sensors, step)
@@ -243,7 +244,6 @@ def from_twin_run(path: Path, store_url: str | None = None, step: float = STEP) 
                                 "was the run's ingest finished? (`twin ingest --until-run ...`)")
             frame["status"], frame["ran"] = _status(frame, states, run.start, step, run.modes.get(mtype, []))
             out[mtype] = _with_targets(frame, sensors, run, mtype, step, path)
-            series = catalog[catalog.machine.isin(machines)]
             out[mtype].sensor_units = {str(k): str(v) for k, v in series.groupby("sensor").unit.first().items()}
     finally:
         store.close()

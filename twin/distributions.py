@@ -23,6 +23,13 @@ _DURATION_RE = re.compile(
     r"[ \t\n\r]*([-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+)[ \t\n\r]*([a-z]*)[ \t\n\r]*")
 
 
+def bare_number(value: str) -> bool:
+    """Whether a duration is written without its unit (and is not 0): seconds in a scenario file, a likely mistake on
+    the command line ('--duration 8' meant hours)."""
+    m = _DURATION_RE.fullmatch(value.lower())
+    return m is not None and not m.group(2) and float(m.group(1)) != 0
+
+
 def parse_duration(value: Any) -> Any:
     """Turn "8 h" / "90s" / 12 into seconds; leave anything else for pydantic to reject clearly."""
     if isinstance(value, bool):

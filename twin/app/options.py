@@ -190,9 +190,9 @@ def needs_unit(value: str, option: str) -> None:
     """A time on the command line with no unit ('--duration 8') is refused unless it is 0: read as seconds, it ran an
     8-second line where 8 hours were meant, without a word (scenario files, where a number is seconds by their
     schema, keep it)."""
-    import re
+    from twin.distributions import bare_number
 
-    if re.fullmatch(r"\s*\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*", value) and float(value) != 0:
+    if bare_number(value):
         fail(f"{option} {value}: give its unit, e.g. '{value.strip()} h', '{value.strip()} min' or '{value.strip()} s'")
 
 
