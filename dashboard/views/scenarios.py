@@ -93,9 +93,8 @@ if sc is not None and path is not None:
     st.caption("Continues this scenario from a line's latest state (machine states, stops under way, fault-mode "
                "ages, buffer levels) read from a run's or a plant's store of this line, and compares alternatives "
                "over the next hours with the same random numbers (`twin whatif`).")
-    line = (sc.line.site, sc.line.area, sc.line.name)  # another line's run has none of this line's machines
-    stores = {r.label: r.store_url for r in data.list_runs(str(data.runs_dir()))
-              if r.store_url and (r.scenario.line.site, r.scenario.line.area, r.scenario.line.name) == line}
+    stores = {r.label: r.store_url for r in data.list_runs(str(data.runs_dir()))  # another line's run has none of
+              if r.store_url and data.prefix_of(r.scenario) == data.prefix_of(sc)}  # this line's machines
     w1, w2 = st.columns([2, 1])
     src = w1.selectbox("state from", [*stores, "a store or broker URL…"], key="wi_src")
     url = stores.get(str(src)) or w2.text_input("URL", "", key="wi_url", placeholder="duckdb:///plant.duckdb")
