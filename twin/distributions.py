@@ -24,10 +24,10 @@ _DURATION_RE = re.compile(
 
 
 def bare_number(value: str) -> bool:
-    """Whether a duration is written without its unit (and is not 0): seconds in a scenario file, a likely mistake on
-    the command line ('--duration 8' meant hours)."""
+    """Whether a positive duration is written without its unit: seconds in a scenario file, a likely mistake on the
+    command line ('--duration 8' meant hours). 0 needs none; a negative one is refused as negative."""
     m = _DURATION_RE.fullmatch(value.lower())
-    return m is not None and not m.group(2) and float(m.group(1)) != 0
+    return m is not None and not m.group(2) and float(m.group(1)) > 0
 
 
 def parse_duration(value: Any) -> Any:
