@@ -23,7 +23,7 @@ import orjson
 
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics, ParseError, epoch_ms, parse, parse_alert
-from sensors.connect import ConnectorConfig, OpcMachine, Sink, Unmapped, machine_messages, map_state, number
+from sensors.connect import ConnectorConfig, OpcMachine, Sink, Translated, Unmapped, machine_messages, map_state, number
 
 log = logging.getLogger("linetwin.opcua")
 for noisy in ("asyncua", "asyncua.client.ua_client", "asyncua.server"):
@@ -54,7 +54,9 @@ class OpcUaReader:
         assert cfg.opcua is not None
         self.cfg, self.conn, self.spec = cfg, conn, cfg.opcua
         self.url = cfg.source
-        self.nodes: dict[Any, tuple[OpcMachine, str, str | None]] = {}  # node id → (machine, kind, sensor)
+        # node id → every (machine, kind, sensor) it feeds: a PLC's cell status word, or one temperature, may serve
+        # several machines, and a status word may be a machine's state and its reason both
+        self.nodes: dict[Any, list[tuple[OpcMachine, str, str | None]]] = {}
         self.reasons: dict[tuple[str, str], str] = {}
         self.states: dict[tuple[str, str], tuple[str, str]] = {}
         self.connected = threading.Event()
@@ -148,6 +150,7 @@ class OpcUaReader:
         from asyncua import ua
 
         missing, out = [], []
+        self.nodes = {}
         for m in self.spec.machines:
             refs = [(ref.node, "value", sensor) for sensor, ref in m.values.items()]
             if m.state is not None:  # the reason first: a new subscription's first values come in this order, and a
@@ -166,8 +169,10 @@ class OpcUaReader:
                     missing.append(f"{ref!r} ({m.machine}{'.' + sensor if sensor else ' ' + kind}: "
                                    f"{type(e).__name__})")
                     continue
-                self.nodes[node.nodeid] = (m, kind, sensor)
-                out.append(node)
+                if node.nodeid not in self.nodes:  # one monitored item a node, however many it feeds
+                    self.nodes[node.nodeid] = []
+                    out.append(node)
+                self.nodes[node.nodeid].append((m, kind, sensor))
         if missing:
             raise OpcUaError(f"{self.url}: {len(missing)} mapped node(s) not found on the server: "
                              f"{'; '.join(missing[:5])}. Give a node id (ns=2;s=...) or a browse path below Objects "
@@ -175,8 +180,7 @@ class OpcUaReader:
         return out
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
-        """asyncua's callback: one data change of one mapped node."""
-        m, kind, sensor = self.nodes[node.nodeid]
+        """asyncua's callback: one data change of one mapped node, for every machine it feeds."""
         dv = data.monitored_item.Value
         now = int(time.time() * 1000)
         ts = _ms(dv.SourceTimestamp) or _ms(dv.ServerTimestamp) or now
@@ -184,28 +188,34 @@ class OpcUaReader:
         where = f"{self.url} {node.nodeid.to_string()}"
         raw = orjson.dumps({"value": val, "status": status.name}, default=str)
         self.changes += 1
-        try:
-            if not status.is_good() and self.spec.bad_quality == "drop":
-                raise Unmapped(f"value of quality {status.name} (bad_quality: drop)")
-            key = (m.station, m.machine)
-            if kind == "reason":
-                self.reasons[key] = "" if val is None else str(val)[:200]
-                return
-            if kind == "state":
-                state = map_state(m.state.map, val, f"node {m.state.node!r}")  # type: ignore[union-attr]
-                out = machine_messages(self.cfg, m.station, m.machine, ts, [],
-                                       (state, self.reasons.get(key, "") if state != "working" else ""), self.states)
-            else:
-                unit = m.values[str(sensor)].unit
-                readings = [(str(sensor), number(val, f"node {m.values[str(sensor)].node!r} ({sensor})"), unit)]
-                if not status.is_good():  # bad_quality: keep: the status beside the value
-                    readings.append((f"{sensor}.status", float(status.value), ""))
-                out = machine_messages(self.cfg, m.station, m.machine, ts, readings, None, None)
-        except Unmapped as e:
-            self.conn.reject(where, raw, str(e), now)
-            return
-        if out:
-            self.conn.send(out)
+        for m, kind, sensor in self.nodes[node.nodeid]:
+            try:
+                out = self._translate(m, kind, sensor, val, ts, status)
+            except Unmapped as e:
+                self.conn.reject(where, raw, f"{m.machine}: {e}" if len(self.nodes[node.nodeid]) > 1 else str(e), now)
+                continue
+            if out:
+                self.conn.send(out)
+
+    def _translate(self, m: OpcMachine, kind: str, sensor: str | None, val: Any, ts: int,
+                   status: Any) -> list[Translated]:
+        """One data change as what it means to one machine: its fault text kept (no message), its state, or a
+        reading; Unmapped if it means nothing."""
+        if not status.is_good() and self.spec.bad_quality == "drop":
+            raise Unmapped(f"value of quality {status.name} (bad_quality: drop)")
+        key = (m.station, m.machine)
+        if kind == "reason":
+            self.reasons[key] = "" if val is None else str(val)[:200]
+            return []
+        if kind == "state":
+            state = map_state(m.state.map, val, f"node {m.state.node!r}")  # type: ignore[union-attr]
+            return machine_messages(self.cfg, m.station, m.machine, ts, [],
+                                    (state, self.reasons.get(key, "") if state != "working" else ""), self.states)
+        unit = m.values[str(sensor)].unit
+        readings = [(str(sensor), number(val, f"node {m.values[str(sensor)].node!r} ({sensor})"), unit)]
+        if not status.is_good():  # bad_quality: keep: the status beside the value
+            readings.append((f"{sensor}.status", float(status.value), ""))
+        return machine_messages(self.cfg, m.station, m.machine, ts, readings, None, None)
 
     def status_change_notification(self, status: Any) -> None:
         log.warning("OPC UA subscription status: %s", status)

@@ -35,7 +35,7 @@ def plant(port: int, log: Path, first: int, certs: Path | None = None) -> subpro
     return proc
 
 
-def config(tmp_path: Path, port: int, broker: str, bad: str = "drop") -> Path:
+def config(tmp_path: Path, port: int, broker: str, bad: str = "drop", more: str = "") -> Path:
     f = tmp_path / "connect.yaml"
     f.write_text(f"""line: {{site: plant-hamburg, area: hall-2, name: pressing}}
 source: opc.tcp://127.0.0.1:{port}/plant
@@ -51,7 +51,7 @@ opcua:
         vibration: {{node: "ns=2;s=Press1.Vibration", unit: mm/s}}
         temperature: {{node: "2:Press1/2:Temperature", unit: degC}}   # a browse path
       state: {{node: "ns=2;s=Press1.Status", map: {{1: working, 2: down}}, reason: "ns=2;s=Press1.Fault"}}
-""")
+{more}""")
     return f
 
 
@@ -105,6 +105,40 @@ def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survi
     downs = states[states.state == "down"]
     assert len(downs) >= 2 and set(downs.reason) == {"jam"}, "the PLC's status word and fault text → state records"
     assert "dead-lettered" in err
+
+
+@pytest.mark.slow
+def test_a_node_that_feeds_several_machines_reaches_each(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A cell's temperature and status word read for two machines, the status word also the second one's reason:
+    each machine gets each value (the second mapping of a node replaced the first, and press-1's temperature was
+    never stored)."""
+    port, log, db = free_port(), tmp_path / "plant.log", tmp_path / "plant.duckdb"
+    server = plant(port, log, 0)
+    press2 = """    - station: press
+      machine: press-2
+      values: {temperature: {node: "ns=2;s=Press1.Temperature", unit: degC}}
+      state: {node: "ns=2;s=Press1.Status", map: {1: working, 2: down}, reason: "ns=2;s=Press1.Status"}"""
+    try:
+        out = subprocess.run(twin_cmd("connect", config(tmp_path, port, str(mosquitto.url), more=press2), "--store",
+                                      f"duckdb:///{db}", "--duration", "5 s"), cwd=ROOT, capture_output=True,
+                             text=True, timeout=90)
+    finally:
+        stop_process(server)
+    assert out.returncode == 0, out.stderr
+    store = open_store(f"duckdb:///{db}")
+    try:
+        temp = store.query(sensors=["temperature"])
+        states = store.states()
+    finally:
+        store.close()
+    sent = {40 + k / 100 for k, _, _, _ in written(log)}
+    for machine in ("press-1", "press-2"):
+        values = temp[temp.machine == machine].value
+        assert len(values) >= 10 and set(values) <= sent, f"{machine}'s temperature is not the plant's"
+    downs = states[states.state == "down"]
+    assert set(downs.machine) == {"press-1", "press-2"}, "the status word reached one machine only"
+    assert set(downs[downs.machine == "press-1"].reason) == {"jam"}
+    assert set(downs[downs.machine == "press-2"].reason) == {"2"}, "the status word as its own reason"
 
 
 @pytest.mark.slow
