@@ -155,20 +155,22 @@ class Connector:
         if cfg.opcua is not None:
             self.opcua = OpcUaReader(cfg, self)
 
-    def start(self) -> Connector:
+    def start(self, stop: threading.Event | None = None) -> Connector:
+        """Connect to both brokers (and the OPC UA server) and begin forwarding; `stop` set (Ctrl-C) ends the wait
+        for an OPC UA server that is not up yet."""
         try:
             self.outbox.open()
         except OSError as e:
             raise BrokerError(f"{self.outbox.path}: the connector's outbox cannot be written there ({e}); set "
                               "LINETWIN_HOME to a writable folder", "outbox") from None
         try:
-            return self._start()
+            return self._start(stop)
         except BaseException:  # a broker or OPC UA server refused: what the outbox took from its file goes back
             self._keep()
             self._disconnect()
             raise
 
-    def _start(self) -> Connector:
+    def _start(self, stop: threading.Event | None) -> Connector:
         def announce(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:  # again after every reconnect
             self._announce()
 
@@ -199,7 +201,7 @@ class Connector:
             # missed (a new session subscribes only now)
             subscribe_confirmed(self.sub, self.source, [(f, 1) for f in filters])  # type: ignore[arg-type]
         if self.opcua is not None:
-            self.opcua.start()
+            self.opcua.start(stop=stop)
         return self
 
     def _on_message(self, c: Any, u: Any, msg: Any) -> None:

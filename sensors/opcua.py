@@ -69,12 +69,15 @@ class OpcUaReader:
         self._thread: threading.Thread | None = None
         self._task: Any = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, stop: threading.Event | None = None) -> None:
         """Connect and subscribe (in a thread of its own); OpcUaError if a mapped node does not exist. A server not
-        reachable yet is retried, with a warning, until it is."""
+        reachable yet is retried, with a warning, until it is: waited for up to `timeout` here, or until `stop` is set
+        (Ctrl-C), and then in the background."""
         self._loop, self._thread = _loop_thread("opcua-reader")
         self._task = asyncio.run_coroutine_threadsafe(self._main(), self._loop)
-        self._settled.wait(timeout)  # subscribed, or refused for good
+        deadline = time.monotonic() + timeout
+        while not self._settled.wait(0.1) and time.monotonic() < deadline and not (stop and stop.is_set()):
+            pass  # subscribed, refused for good, or no longer waited for
         if self.error is not None:
             self.stop()
             raise OpcUaError(self.error)

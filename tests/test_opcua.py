@@ -142,6 +142,19 @@ def test_a_node_that_feeds_several_machines_reaches_each(tmp_path: Path, mosquit
 
 
 @pytest.mark.slow
+def test_a_plant_server_down_at_the_start_does_not_lengthen_the_duration(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`--duration` counts from the start: the connector waited up to 30 s for a server that was down before its
+    duration began, so `--duration "3 s"` took 33 s."""
+    t = time.monotonic()
+    out = subprocess.run(twin_cmd("connect", config(tmp_path, free_port(), str(mosquitto.url)), "--duration", "3 s"),
+                         cwd=ROOT, capture_output=True, text=True, timeout=90)
+    took = time.monotonic() - t
+    assert out.returncode == 0, out.stderr
+    assert "not reachable" in out.stderr and "retrying" in out.stderr
+    assert took < 20, f"--duration 3 s took {took:.0f} s"
+
+
+@pytest.mark.slow
 def test_opcua_values_read_while_the_twins_broker_is_away_are_kept_and_stored_by_the_next_connector(
         tmp_path: Path) -> None:
     """An OPC UA server cannot be held back the way a plant's MQTT broker can. Values read while the twin's broker

@@ -6,6 +6,7 @@ topic tree and store, from its OPC UA server, Sparkplug B edge nodes or MQTT JSO
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -179,18 +180,25 @@ def connect(
     except (ConnectError, BrokerError) as e:
         fail(str(e))
     sink, db, folder = None, None, None
+    err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
+                      + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
     with stop_signals() as stop:
+        # --duration counts from now: a plant server still down at the start takes from it, not adds to it
+        timer = threading.Timer(seconds, stop.set) if seconds is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             if store is not None:
                 db = open_store(store)
                 sink = store_ingest(conn, db).start()
-            conn.start()
+            conn.start(stop)
         except (BrokerError, StoreError, OpcUaError) as e:
             fail(str(e), code=3)
         folder = _announce(cfg, config, store, out) if store is not None and cfg.scenario else None
-        err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
-                          + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
-        stop.wait(seconds)
+        stop.wait()
+        if timer is not None:
+            timer.cancel()
     whole = True
     if sink is not None:
         whole = stop_stored(conn, sink)  # the store's ingest takes what the connector forwarded before it stops
