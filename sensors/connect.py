@@ -22,6 +22,7 @@ same way (docs/connect.md).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,8 +407,12 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
         if m.state is not None:
             raw = _path(obj, m.state.field)
             if raw is not None:
-                reason = str(_path(obj, m.state.reason) or "")[:200] if m.state.reason else ""
-                state = (map_state(m.state.map, raw, f"field {m.state.field!r}"), reason)
+                name = map_state(m.state.map, raw, f"field {m.state.field!r}")
+                given = _path(obj, m.state.reason) if m.state.reason else None
+                last = (states or {}).get((str(station), str(machine)))
+                # a gateway that sends its fault text only when it changes: the stop goes on, for the same reason
+                same_stop = given is None and last is not None and last[0] == name
+                state = (name, last[1] if same_stop and last is not None else str(given or "")[:200])
         out = machine_messages(cfg, str(station), str(machine), ts, readings, state, states)
         if not out and not readings and state is None:
             raise Unmapped(f"none of the mapped fields ({', '.join(f.field for f in m.values.values())}) is in it")
@@ -416,7 +421,11 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
 
 
 def number(v: Any, what: str) -> float:
-    """A plant value as a finite float; Unmapped naming `what` if it is not one."""
+    """A plant value as a finite float; Unmapped naming `what` if it is not one. A number written as text ("41.5", as
+    many gateways send their tags) counts: every message of such a gateway was dead-lettered."""
+    if isinstance(v, str) and len(v) <= 64:
+        with contextlib.suppress(ValueError):
+            v = float(v.strip())
     if isinstance(v, bool) or not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
         raise Unmapped(f"{what} is {v!r}, not a finite number")
     return float(v)

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pandas as pd
@@ -297,6 +298,32 @@ def test_a_plant_message_without_a_timestamp_sent_again_keeps_the_time_it_first_
     vib = store.query(run="plant", sensors=["vibration"])
     store.close()
     assert sorted(vib.value) == [k / 10 for k in range(n)]  # each once, at the time it first came
+
+
+def test_a_gateways_numbers_as_text_and_fault_text_sent_once_are_read_as_meant(tmp_path: Path) -> None:
+    """A tag sent as text ("2.2") is its number (such a gateway's every message was dead-lettered); a gateway that sends
+    the fault text only when it changes keeps the stop's reason in its later messages (each started a new stop with
+    no reason, splitting the downtime in the Pareto)."""
+    cfg = load_config(config(tmp_path, "mqtt://127.0.0.1:1883"))
+    states: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def read(message: bytes) -> list[dict[str, Any]]:
+        return [json.loads(t.payload) for t in translate(cfg, "gw7/filler/filler-a/data", message, 0, states)]
+
+    telemetry, working = read(b'{"ts": 1767592800000, "vib": " 2.2", "status": "1"}')
+    assert telemetry["readings"][0][2] == 2.2 and working["state"] == "working"
+    (down,) = read(b'{"ts": 1767592801000, "status": 2, "fault": "valve"}')
+    assert (down["state"], down.get("reason")) == ("down", "valve")
+    assert read(b'{"ts": 1767592802000, "status": 2}') == []  # the same stop: no new state record
+    assert read(b'{"ts": 1767592803000, "status": 2.0}') == []
+    (cleared,) = read(b'{"ts": 1767592804000, "status": 2, "fault": ""}')  # an empty text given: said so
+    assert "reason" not in cleared
+    read(b'{"ts": 1767592805000, "status": 1}')
+    (again,) = read(b'{"ts": 1767592806000, "status": 2}')  # a new stop without its text: no reason, not the old one
+    assert again["state"] == "down" and "reason" not in again
+    for text in ("high", "nan", "1e400", "2,5"):
+        with pytest.raises(Unmapped, match="not a finite number"):
+            read(f'{{"vib": "{text}"}}'.encode())
 
 
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
