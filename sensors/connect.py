@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sensors.bus.payloads import (
     LineTopics,
+    deadletter_payload,
     epoch_ms,
     state_payload,
     telemetry_payload,
@@ -85,12 +88,29 @@ class StateField(_StateMap):
     reason: str | None = Field(None, max_length=200, description="field with the downtime reason (fault mode)")
 
 
+class Records(_Strict):
+    """A message that carries several samples: the list at `field`, each item read as a message of its own (its
+    fields first, then the message's: a time or status given once for the batch). With `tag`, each item is one tag
+    (a Kepware or Node-RED tag list): its name in the field `tag`, its value in `value`, and the mapping's `field:`s
+    name tags; items of the same time make one sample. With `quality`, an item whose quality is not one of `good` is
+    dead-lettered on its own, the message's good items stored."""
+
+    field: str = Field(min_length=1, max_length=200, description="dotted path to the list of samples or tags")
+    tag: str | None = Field(None, min_length=1, max_length=200, description="each item's tag name (a tag list)")
+    value: str = Field("value", min_length=1, max_length=200, description="each tag's value (with tag:)")
+    quality: str | None = Field(None, min_length=1, max_length=200, description="each item's quality (Kepware: q)")
+    good: list[bool | int | str] = Field([True, "good", "Good", "GOOD"], min_length=1, max_length=50,
+                                         description="the quality values that mean good")
+    max_items: int = Field(10_000, ge=1, le=1_000_000, description="longer lists are refused (dead-lettered)")
+
+
 class JsonMapping(_Strict):
     """Messages on `topic` (with {station} and {machine} levels, or fixed names) → one machine's readings."""
 
     topic: str = Field(min_length=1, max_length=300)
     station: Name | None = None
     machine: Name | None = None
+    records: Records | None = None
     timestamp: Stamp | None = None
     values: dict[Name, Signal] = Field(default_factory=dict)
     state: StateField | None = None
@@ -397,27 +417,98 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
             raise Unmapped(f"not JSON ({e})") from None
         if not isinstance(obj, dict):
             raise Unmapped(f"a JSON object was expected, got {type(obj).__name__}")
-        ts = _stamp(m.timestamp, obj, received_ms)
-        readings = []
-        for sensor, f in m.values.items():
-            v = _path(obj, f.field)
-            if v is not None:
-                readings.append((sensor, number(v, f"field {f.field!r} ({sensor})"), f.unit))
-        state = None
-        if m.state is not None:
-            raw = _path(obj, m.state.field)
-            if raw is not None:
-                name = map_state(m.state.map, raw, f"field {m.state.field!r}")
-                given = _path(obj, m.state.reason) if m.state.reason else None
-                last = (states or {}).get((str(station), str(machine)))
-                # a gateway that sends its fault text only when it changes: the stop goes on, for the same reason
-                same_stop = given is None and last is not None and last[0] == name
-                state = (name, last[1] if same_stop and last is not None else str(given or "")[:200])
-        out = machine_messages(cfg, str(station), str(machine), ts, readings, state, states)
-        if not out and not readings and state is None:
-            raise Unmapped(f"none of the mapped fields ({', '.join(f.field for f in m.values.values())}) is in it")
+        if m.records is None:
+            samples: Iterable[tuple[int, Callable[[str], Any], int]] = \
+                [(0, partial(_path, obj), _stamp(m.timestamp, obj, received_ms))]
+        else:
+            bad: list[tuple[int, dict[str, Any]]] = []
+            samples = _samples(m, m.records, obj, received_ms, bad)
+        out, seen = [], False
+        for i, get, ts in samples:
+            try:
+                more, found = _sample(cfg, m, str(station), str(machine), get, ts, states)
+            except Unmapped as e:
+                raise Unmapped(f"{m.records.field}[{i}]: {e}" if m.records else str(e)) from None
+            out += more
+            seen |= found
+        if m.records and bad:  # a bad-quality item goes to the dead-letter topic by itself, the good ones on
+            spec = m.records
+            out.append(Translated(cfg.topics.deadletter, deadletter_payload(
+                topic, orjson.dumps([item for _, item in bad]), f"{len(bad)} item(s) of {spec.field!r} of bad quality "
+                f"({spec.field}[{', '.join(str(i) for i, _ in bad[:10])}]: {spec.quality} not in records: good)",
+                received_ms)))
+            seen = True
+        if not seen:
+            fields = ", ".join(f.field for f in m.values.values()) or (m.state.field if m.state else "")
+            raise Unmapped(f"none of the mapped {'tags' if m.records and m.records.tag else 'fields'} ({fields}) is in "
+                           + (f"its list {m.records.field!r}" if m.records else "it"))
         return out
     raise Unmapped(f"no mapping matches topic {topic!r}")
+
+
+def _sample(cfg: ConnectorConfig, m: JsonMapping, station: str, machine: str, get: Callable[[str], Any], ts: int,
+            states: dict[tuple[str, str], tuple[str, str]] | None) -> tuple[list[Translated], bool]:
+    """One sample's messages, from the mapping's values and state as `get` finds them (by field path or tag name) at
+    `ts`; and whether any mapped field was there (a state repeated gives no message, yet the sample was read)."""
+    readings = []
+    for sensor, f in m.values.items():
+        v = get(f.field)
+        if v is not None:
+            readings.append((sensor, number(v, f"field {f.field!r} ({sensor})"), f.unit))
+    state = None
+    if m.state is not None:
+        raw = get(m.state.field)
+        if raw is not None:
+            name = map_state(m.state.map, raw, f"field {m.state.field!r}")
+            given = get(m.state.reason) if m.state.reason else None
+            last = (states or {}).get((station, machine))
+            # a gateway that sends its fault text only when it changes: the stop goes on, for the same reason
+            same_stop = given is None and last is not None and last[0] == name
+            state = (name, last[1] if same_stop and last is not None else str(given or "")[:200])
+    return machine_messages(cfg, station, machine, ts, readings, state, states), bool(readings) or state is not None
+
+
+def _samples(m: JsonMapping, spec: Records, obj: dict[str, Any], received_ms: int,
+             bad: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, Callable[[str], Any], int]]:
+    """The samples of a batched message, in time order: (item index, lookup, time). An item's own time (the
+    mapping's timestamp field in it) comes first, then the message's, then the time it was received. Items of bad
+    quality are left out, into `bad` (index, item)."""
+    items = _path(obj, spec.field)
+    if not isinstance(items, list):
+        raise Unmapped(f"field {spec.field!r} is {'missing' if items is None else type(items).__name__}, not a list "
+                       "of samples (records: field)")
+    if len(items) > spec.max_items:
+        raise Unmapped(f"field {spec.field!r} holds {len(items):,} items, more than records: max_items "
+                       f"({spec.max_items:,})")
+    default = _stamp(m.timestamp, obj, received_ms)
+    found: list[tuple[int, int, Callable[[str], Any]]] = []
+    tags: dict[int, tuple[int, dict[str, Any]]] = {}  # with tag: time -> (first item, tag name -> value)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise Unmapped(f"{spec.field}[{i}] is {type(item).__name__}, not a JSON object")
+        if spec.quality is not None and _path(item, spec.quality) not in spec.good:
+            bad.append((i, item))
+            continue
+        try:
+            ts = _stamp(m.timestamp, item, default)
+        except Unmapped as e:
+            raise Unmapped(f"{spec.field}[{i}]: {e}") from None
+        if spec.tag is None:
+            found.append((ts, i, partial(_in_item, item, obj)))
+            continue
+        name = item.get(spec.tag)
+        if not isinstance(name, str | int) or isinstance(name, bool):
+            raise Unmapped(f"{spec.field}[{i}]: its tag field {spec.tag!r} is {name!r}, not a name")
+        tags.setdefault(ts, (i, {}))[1][str(name)] = item.get(spec.value)
+    for ts, (i, values) in tags.items():
+        found.append((ts, i, values.get))
+    return [(i, get, ts) for ts, i, get in sorted(found, key=lambda x: (x[0], x[1]))]
+
+
+def _in_item(item: dict[str, Any], message: dict[str, Any], field: str) -> Any:
+    """A field of a batch's item, else of the message that holds it."""
+    v = _path(item, field)
+    return _path(message, field) if v is None else v
 
 
 def number(v: Any, what: str) -> float:

@@ -235,6 +235,7 @@ class Connector:
         UA, QoS 0) they go through the outbox."""
         with self._lock:
             self.forwarded += 1
+            self.dead += sum(t.topic == self.topics.deadletter for t in out)  # a batch's items of bad quality
         self._publish([(t.topic, t.payload, t.topic.endswith("/state")) for t in out], ack)
 
     def reject(self, where: str, payload: bytes, reason: str, now_ms: int, ack: tuple[int, int] | None = None) -> None:

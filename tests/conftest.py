@@ -250,7 +250,7 @@ def wait_for_line(stream: IO[str] | None, match: Callable[[str], T], timeout: fl
 def wait_connected(proc: subprocess.Popen[str]) -> None:
     """Wait for `twin connect` to say it is connecting, which it says once it has subscribed to its sources (a fixed
     wait once ran out on a busy machine while it was still importing: the plant's first messages went unheard). Its
-    `--duration` counts from there."""
+    `--duration` counts from just before it connected."""
     wait_for_line(proc.stderr, lambda line: "connecting" in line, 60, "saying the connector is connecting")
 
 

@@ -326,6 +326,103 @@ def test_a_gateways_numbers_as_text_and_fault_text_sent_once_are_read_as_meant(t
             read(f'{{"vib": "{text}"}}'.encode())
 
 
+BATCHES = """
+  - topic: "gw8/{station}/{machine}/batch"     # several samples a message, the status given once for the batch
+    records: {field: samples}
+    timestamp: {field: ts, unit: ms}
+    values: {vibration: {field: vib, unit: mm/s}}
+    state: {field: status, map: {1: working, 2: down}, reason: fault}
+  - topic: "kep/{station}/{machine}"           # a tag list: one item a tag, its name in id, its value in v
+    records: {field: values, tag: id, value: v, quality: q}
+    timestamp: {field: t, unit: ms}
+    values: {vibration: {field: Channel1.Filler.Vib, unit: mm/s}}
+    state: {field: Channel1.Filler.Status, map: {1: working, 2: down}, reason: Channel1.Filler.Fault}
+"""
+
+
+def batch(t0: int) -> dict[str, Any]:
+    return {"ts": t0, "status": 1, "samples": [{"ts": t0 + 100 * k, "vib": k / 10} for k in range(5)]
+            + [{"ts": t0 + 500, "status": 2, "fault": "valve"}]}
+
+
+def tags(t0: int) -> dict[str, Any]:
+    return {"timestamp": t0 + 2000, "values": [
+        {"id": "Channel1.Filler.Vib", "v": 2.5, "q": True, "t": t0 + 1000},
+        {"id": "Channel1.Filler.Status", "v": 2, "q": True, "t": t0 + 1000},
+        {"id": "Channel1.Filler.Fault", "v": "jam", "q": True, "t": t0 + 1000},
+        {"id": "Channel1.Filler.Other", "v": 7, "q": True, "t": t0 + 1000},
+        {"id": "Channel1.Filler.Vib", "v": "2.6", "q": True, "t": t0 + 1100},
+        {"id": "Channel1.Filler.Vib", "v": 0, "q": False, "t": t0 + 1200}]}  # a failed sensor's value
+
+
+def test_batched_samples_and_tag_lists_are_read_sample_by_sample(tmp_path: Path) -> None:
+    """A gateway that sends several samples a message, or a tag list (Kepware's IoT gateway, Node-RED): each sample
+    is stored at its own time; the mapping could read only one object a message, and such a gateway's data not at
+    all."""
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    f.write_text(f.read_text() + BATCHES)
+    cfg = load_config(f)
+    states: dict[tuple[str, str], tuple[str, str]] = {}
+    t0 = 1767592800000
+    out = [json.loads(t.payload) for t in translate(cfg, "gw8/filler/filler-a/batch", json.dumps(batch(t0)).encode(),
+                                                    0, states)]
+    vib = [r for o in out for r in o.get("readings", [])]
+    assert vib == [["vibration", t0 + 100 * k, k / 10] for k in range(5)]
+    assert [(o["state"], o["ts"], o.get("reason")) for o in out if "state" in o] == [
+        ("working", t0, None), ("down", t0 + 500, "valve")]  # the batch's status for each sample until its own
+    states.clear()
+    out = [json.loads(t.payload) for t in translate(cfg, "kep/filler/filler-b", json.dumps(tags(t0)).encode(), 0,
+                                                    states)]
+    assert [r for o in out for r in o.get("readings", [])] == [["vibration", t0 + 1000, 2.5],
+                                                               ["vibration", t0 + 1100, 2.6]]
+    assert [(o["machine"], o["state"], o.get("reason")) for o in out if "state" in o] == [("filler-b", "down", "jam")]
+    (dead,) = [o for o in out if o["schema"] == "linetwin/deadletter/1"]  # the bad-quality item alone, not stored
+    assert json.loads(dead["payload"]) == [tags(t0)["values"][-1]] and "values[5]: q not in records: good" in \
+        dead["reason"]
+    for message, reason in [({"samples": 3}, "field 'samples' is int, not a list of samples"),
+                            ({"other": []}, "field 'samples' is missing"),
+                            ({"samples": [1]}, r"samples\[0\] is int, not a JSON object"),
+                            ({"samples": [{"vib": 1}, {"vib": "x"}]},
+                             r"samples\[1\]: field 'vib' \(vibration\) is 'x'"),
+                            ({"samples": [{"ts": 5, "vib": 1}]}, r"samples\[0\]: timestamp 5 \(ms\) is in 1970"),
+                            ({"samples": [{"x": 1}]}, r"none of the mapped fields \(vib\) is in its list 'samples'"),
+                            ({"samples": [{}] * 10_001}, "10,001 items, more than records: max_items")]:
+        with pytest.raises(Unmapped, match=reason):
+            translate(cfg, "gw8/filler/filler-a/batch", json.dumps(message).encode(), 0, {})
+    with pytest.raises(Unmapped, match=r"values\[0\]: its tag field 'id' is None, not a name"):
+        translate(cfg, "kep/filler/filler-b", b'{"values": [{"v": 1, "q": true}]}', 0, {})
+
+
+@pytest.mark.slow
+def test_a_batching_gateway_is_stored_through_the_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    f, db = config(tmp_path, str(mosquitto.url)), tmp_path / "plant.duckdb"
+    f.write_text(f.read_text().replace('"gw7/#", "gw9/#"', '"gw7/#", "gw8/#", "kep/#"') + BATCHES)
+    proc = subprocess.Popen(twin_cmd("connect", f, "--store", f"duckdb:///{db}", "--duration", "6 s"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    gw.connect("127.0.0.1", mosquitto.port)
+    gw.loop_start()
+    try:
+        wait_connected(proc)
+        t0 = 1767592800000
+        gw.publish("gw8/filler/filler-a/batch", json.dumps(batch(t0)), qos=1).wait_for_publish(5)
+        gw.publish("kep/filler/filler-b", json.dumps(tags(t0)), qos=1).wait_for_publish(5)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        gw.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "2 plant messages forwarded, 1 dead-lettered" in err  # the bad-quality item
+    store = open_store(f"duckdb:///{db}", read_only=True)
+    vib, states = store.query(run="plant", sensors=["vibration"]), store.states("plant")
+    store.close()
+    assert sorted(zip(vib.machine, vib.value)) == [("filler-a", k / 10) for k in range(5)] + [("filler-b", 2.5),
+                                                                                                ("filler-b", 2.6)]
+    assert sorted(zip(states.machine, states.state, states.reason)) == [
+        ("filler-a", "down", "valve"), ("filler-a", "working", ""), ("filler-b", "down", "jam")]
+
+
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f = config(tmp_path, "mqtt://127.0.0.1:1883")
     cfg = load_config(f)
@@ -414,11 +511,13 @@ def test_the_configs_line_and_machines_are_checked_against_its_scenario(tmp_path
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["gw7/filler/filler-a/data", "gw7/x/y/data", "gw7/data", "other"]),
+@given(st.sampled_from(["gw7/filler/filler-a/data", "gw7/x/y/data", "gw7/data", "other", "gw8/filler/filler-a/batch",
+                        "kep/filler/filler-b"]),
        st.one_of(st.binary(max_size=200), st.recursive(
            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
            lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
-               st.sampled_from(["ts", "vib", "temps", "bearing", "status", "fault", "x"]), kids, max_size=6),
+               st.sampled_from(["ts", "vib", "temps", "bearing", "status", "fault", "x", "samples", "values", "id",
+                                "v", "t", "q"]), kids, max_size=6),
            max_leaves=20).map(lambda o: json.dumps(o, allow_nan=True).encode())))
 def test_any_plant_message_is_translated_or_dead_lettered_with_a_reason(tmp_path: Path, topic: str,
                                                                        payload: bytes) -> None:
@@ -426,7 +525,9 @@ def test_any_plant_message_is_translated_or_dead_lettered_with_a_reason(tmp_path
     reason for the dead-letter topic; never another exception."""
     from sensors.bus.payloads import parse
 
-    cfg = load_config(config(tmp_path, "mqtt://127.0.0.1:1883"))
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    f.write_text(f.read_text() + BATCHES)
+    cfg = load_config(f)
     try:
         out = translate(cfg, topic, payload, 1767592800000, {})
     except Unmapped as e:

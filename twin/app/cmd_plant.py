@@ -180,8 +180,6 @@ def connect(
     except (ConnectError, BrokerError) as e:
         fail(str(e))
     sink, db, folder = None, None, None
-    err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
-                      + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
     with stop_signals() as stop:
         # --duration counts from now: a plant server still down at the start takes from it, not adds to it
         timer = threading.Timer(seconds, stop.set) if seconds is not None else None
@@ -196,6 +194,9 @@ def connect(
         except (BrokerError, StoreError, OpcUaError) as e:
             fail(str(e), code=3)
         folder = _announce(cfg, config, store, out) if store is not None and cfg.scenario else None
+        # said once subscribed to the plant (scripts and the tests wait for it before the plant's first message)
+        err_console.print(f"connecting {cfg.source} → {conn.topics.prefix} (run {cfg.run})"
+                          + (f", stored in {store}" if store else "") + "; Ctrl-C to stop", highlight=False)
         stop.wait()
         if timer is not None:
             timer.cancel()
