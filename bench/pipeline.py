@@ -40,7 +40,7 @@ from sensors.bus.broker import (  # noqa: E402
     negotiate,
     wait_port,
 )
-from sensors.bus.payloads import telemetry_payload  # noqa: E402
+from sensors.bus.payloads import line_clock_ms, telemetry_payload  # noqa: E402
 from sensors.store import open_store  # noqa: E402
 from twin.app.stream import stream_scenario  # noqa: E402
 from twin.scenario import load_scenario  # noqa: E402
@@ -116,12 +116,16 @@ def realtime_delay(url: BrokerURL, work: Path, seconds: float = 30.0) -> tuple[f
 
     def timed_append(self: DuckStore, batch):  # type: ignore[no-untyped-def]
         n = original(self, batch)
-        delays.append((time.time() * 1000 - batch.ts_ms) / 1000)
+        now = int(time.time() * 1000)
+        # the readings' times are on the line's clock (Europe/Berlin): as real instants to compare with the wall clock
+        real = np.asarray(batch.ts_ms) - (line_clock_ms(now, zone) - now)
+        delays.append((now - real) / 1000)
         return n
 
     DuckStore.append = timed_append  # type: ignore[method-assign]
     sc = load_scenario(ROOT / "scenarios" / "body_shop.yaml").model_copy(
         update={"duration": seconds, "warmup": 0.0, "replications": 1, "realtime_factor": 1.0})
+    zone = sc.line.timezone
     out = work / "live"
     out.mkdir()
     try:

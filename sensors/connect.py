@@ -37,8 +37,10 @@ from sensors.bus.payloads import (
     LineTopics,
     deadletter_payload,
     epoch_ms,
+    line_clock_ms,
     state_payload,
     telemetry_payload,
+    utc_ms,
 )
 from twin import TIME_RANGE
 from twin.scenario import LineId, Name, load_model
@@ -352,6 +354,12 @@ def scenario_problems(cfg: ConnectorConfig, base: Path) -> list[tuple[str, str]]
     except ScenarioError as e:
         return [("scenario", str(e))]
     problems = []
+    if "timezone" not in cfg.line.model_fields_set:  # the line's clock is the scenario's
+        cfg.line = cfg.line.model_copy(update={"timezone": sc.line.timezone})
+    elif cfg.line.timezone != sc.line.timezone:
+        problems.append(("line.timezone", f"{cfg.line.timezone}, but {cfg.scenario} runs the line in "
+                                          f"{sc.line.timezone}: leave timezone out (the scenario's is used) or give "
+                                          "the same"))
     have, want = (sc.line.site, sc.line.area, sc.line.name), (cfg.line.site, cfg.line.area, cfg.line.name)
     if have != want:
         problems.append(("scenario", f"{cfg.scenario} is the line {'/'.join(have)}, not this config's "
@@ -419,10 +427,10 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
             raise Unmapped(f"a JSON object was expected, got {type(obj).__name__}")
         if m.records is None:
             samples: Iterable[tuple[int, Callable[[str], Any], int]] = \
-                [(0, partial(_path, obj), _stamp(m.timestamp, obj, received_ms))]
+                [(0, partial(_path, obj), _stamp(m.timestamp, obj, received_ms, cfg.line.timezone))]
         else:
             bad: list[tuple[int, dict[str, Any]]] = []
-            samples = _samples(m, m.records, obj, received_ms, bad)
+            samples = _samples(m, m.records, obj, received_ms, bad, cfg.line.timezone)
         out, seen = [], False
         for i, get, ts in samples:
             try:
@@ -469,7 +477,7 @@ def _sample(cfg: ConnectorConfig, m: JsonMapping, station: str, machine: str, ge
 
 
 def _samples(m: JsonMapping, spec: Records, obj: dict[str, Any], received_ms: int,
-             bad: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, Callable[[str], Any], int]]:
+             bad: list[tuple[int, dict[str, Any]]], zone: str) -> list[tuple[int, Callable[[str], Any], int]]:
     """The samples of a batched message, in time order: (item index, lookup, time). An item's own time (the
     mapping's timestamp field in it) comes first, then the message's, then the time it was received. Items of bad
     quality are left out, into `bad` (index, item)."""
@@ -480,7 +488,7 @@ def _samples(m: JsonMapping, spec: Records, obj: dict[str, Any], received_ms: in
     if len(items) > spec.max_items:
         raise Unmapped(f"field {spec.field!r} holds {len(items):,} items, more than records: max_items "
                        f"({spec.max_items:,})")
-    default = _stamp(m.timestamp, obj, received_ms)
+    default = _stamp(m.timestamp, obj, received_ms, zone)
     found: list[tuple[int, int, Callable[[str], Any]]] = []
     tags: dict[int, tuple[int, dict[str, Any]]] = {}  # with tag: time -> (first item, tag name -> value)
     for i, item in enumerate(items):
@@ -490,7 +498,7 @@ def _samples(m: JsonMapping, spec: Records, obj: dict[str, Any], received_ms: in
             bad.append((i, item))
             continue
         try:
-            ts = _stamp(m.timestamp, item, default)
+            ts = _stamp(m.timestamp, item, default, zone)
         except Unmapped as e:
             raise Unmapped(f"{spec.field}[{i}]: {e}") from None
         if spec.tag is None:
@@ -535,8 +543,11 @@ def machine_messages(cfg: ConnectorConfig, station: str, machine: str, ts: int,
                      readings: list[tuple[str, float, str]], state: tuple[str, str] | None,
                      states: dict[tuple[str, str], tuple[str, str]] | None) -> list[Translated]:
     """The twin's telemetry and state messages for one machine at one time, whichever the protocol: readings as
-    (sensor, value, unit), state as (state, reason). `states` (machine → last state and reason, kept by the caller)
-    turns a state repeated in every message into one state change."""
+    (sensor, value, unit), state as (state, reason). `ts` is the real instant (epoch ms, UTC), as every protocol gives
+    it: the messages carry it on the line's clock, as the twin's own runs do (a Berlin plant's data was stored an hour
+    early, its shifts and what-ifs an hour off). `states` (machine → last state and reason, kept by the caller) turns
+    a state repeated in every message into one state change."""
+    ts = line_clock_ms(ts, cfg.line.timezone)
     out = []
     if readings:
         out.append(Translated(cfg.topics.telemetry(station, machine), telemetry_payload(
@@ -551,7 +562,9 @@ def machine_messages(cfg: ConnectorConfig, station: str, machine: str, ts: int,
     return out
 
 
-def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
+def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int, zone: str = "UTC") -> int:
+    """The message's time as a real instant (epoch ms, UTC): its timestamp field in the unit given (an ISO time
+    without a UTC offset read on the line's clock, in `zone`), else `received_ms`; Unmapped if not a plausible time."""
     if spec is None:
         return received_ms
     raw = _path(obj, spec.field)
@@ -561,7 +574,8 @@ def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int) -> int:
         if spec.unit == "iso":
             from datetime import datetime
 
-            value = ms = float(epoch_ms(datetime.fromisoformat(str(raw))))
+            when = datetime.fromisoformat(str(raw))  # without a UTC offset: on the line's clock
+            value = ms = float(epoch_ms(when) if when.tzinfo else utc_ms(epoch_ms(when), zone))
         else:
             value = float(raw)
             ms = value * 1000 if spec.unit == "s" else value

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import orjson
 
 from sensors.bus.broker import BrokerURL, connect, make_client
-from sensors.bus.payloads import LineTopics, ParseError, epoch_ms, parse, parse_alert
+from sensors.bus.payloads import LineTopics, ParseError, epoch_ms, parse, parse_alert, utc_ms
 from sensors.connect import ConnectorConfig, OpcMachine, Sink, Translated, Unmapped, machine_messages, map_state, number
 
 log = logging.getLogger("linetwin.opcua")
@@ -284,8 +284,8 @@ class TwinServer:
     NAMESPACE = "urn:linetwin:twin"
 
     def __init__(self, url: str, broker: BrokerURL, line: tuple[str, str, str],
-                 machines: list[tuple[str, str]]) -> None:
-        self.url, self.broker = url, broker
+                 machines: list[tuple[str, str]], zone: str = "UTC") -> None:
+        self.url, self.broker, self.zone = url, broker, zone  # the line's clock: source timestamps are UTC
         self.topics = LineTopics(*line)
         self.line, self.machines = line, machines
         self.vars: dict[tuple[str, ...], Any] = {}
@@ -376,7 +376,8 @@ class TwinServer:
                 text = ua.Variant(ua.LocalizedText(unit), ua.VariantType.LocalizedText)
                 await var.write_attribute(ua.AttributeIds.Description, ua.DataValue(text))
             self.vars[key] = var
-        stamp = dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC) if ts_ms is not None else None
+        # the run's times are on the line's clock; OPC UA's are real instants in UTC (a client shows them in its zone)
+        stamp = dt.datetime.fromtimestamp(utc_ms(ts_ms, self.zone) / 1000, dt.UTC) if ts_ms is not None else None
         await self._server.write_attribute_value(var.nodeid, ua.DataValue(ua.Variant(value, kind),
                                                                           SourceTimestamp=stamp,
                                                                           ServerTimestamp=dt.datetime.now(dt.UTC)))

@@ -84,7 +84,8 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     rows = store.query(run="plant")
     assert len(rows) == 20 and set(rows.machine) == {"filler-a"} and set(rows.sensor) == {"vibration", "bearing_temp"}
     vib = rows[rows.sensor == "vibration"].sort_values("ts")
-    assert vib.ts.iloc[0] == pd.Timestamp("2026-01-05 06:00:00") and vib.value.iloc[-1] == pytest.approx(2.9)
+    # 06:00 UTC is 07:00 on the line's clock (the scenario's Europe/Berlin), as the twin's own runs keep their times
+    assert vib.ts.iloc[0] == pd.Timestamp("2026-01-05 07:00:00") and vib.value.iloc[-1] == pytest.approx(2.9)
     series = store.series("plant").set_index("sensor")
     assert series.unit.to_dict() == {"vibration": "mm/s", "bearing_temp": "degC"}
     assert set(series.station) == {"filler"}
@@ -364,17 +365,18 @@ def test_batched_samples_and_tag_lists_are_read_sample_by_sample(tmp_path: Path)
     cfg = load_config(f)
     states: dict[tuple[str, str], tuple[str, str]] = {}
     t0 = 1767592800000
+    h = 3_600_000  # the line's clock (the scenario's Europe/Berlin) is an hour ahead of UTC in January
     out = [json.loads(t.payload) for t in translate(cfg, "gw8/filler/filler-a/batch", json.dumps(batch(t0)).encode(),
                                                     0, states)]
     vib = [r for o in out for r in o.get("readings", [])]
-    assert vib == [["vibration", t0 + 100 * k, k / 10] for k in range(5)]
+    assert vib == [["vibration", t0 + h + 100 * k, k / 10] for k in range(5)]
     assert [(o["state"], o["ts"], o.get("reason")) for o in out if "state" in o] == [
-        ("working", t0, None), ("down", t0 + 500, "valve")]  # the batch's status for each sample until its own
+        ("working", t0 + h, None), ("down", t0 + h + 500, "valve")]  # the batch's status for each sample until its own
     states.clear()
     out = [json.loads(t.payload) for t in translate(cfg, "kep/filler/filler-b", json.dumps(tags(t0)).encode(), 0,
                                                     states)]
-    assert [r for o in out for r in o.get("readings", [])] == [["vibration", t0 + 1000, 2.5],
-                                                               ["vibration", t0 + 1100, 2.6]]
+    assert [r for o in out for r in o.get("readings", [])] == [["vibration", t0 + h + 1000, 2.5],
+                                                               ["vibration", t0 + h + 1100, 2.6]]
     assert [(o["machine"], o["state"], o.get("reason")) for o in out if "state" in o] == [("filler-b", "down", "jam")]
     (dead,) = [o for o in out if o["schema"] == "linetwin/deadletter/1"]  # the bad-quality item alone, not stored
     assert json.loads(dead["payload"]) == [tags(t0)["values"][-1]] and "values[5]: q not in records: good" in \
@@ -421,6 +423,37 @@ def test_a_batching_gateway_is_stored_through_the_broker(tmp_path: Path, mosquit
                                                                                                 ("filler-b", 2.6)]
     assert sorted(zip(states.machine, states.state, states.reason)) == [
         ("filler-a", "down", "valve"), ("filler-a", "working", ""), ("filler-b", "down", "jam")]
+
+
+def test_plant_times_are_kept_on_the_lines_clock(tmp_path: Path) -> None:
+    """A plant's times are real instants (epoch, OPC UA and Sparkplug in UTC); the twin keeps every time on the line's
+    clock (docs/mqtt.md), so a Berlin plant's data was stored an hour early (two in summer): its dashboard, shifts
+    and what-ifs an hour off. The zone is the config's line's, or its scenario's."""
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    text = f.read_text()
+
+    def ts_of(cfg: Any, message: dict[str, Any], received: int = 0) -> int:
+        out = translate(cfg, "gw7/filler/filler-a/data", json.dumps(message).encode(), received, {})
+        return int(json.loads(out[0].payload)["readings"][0][1])
+
+    berlin = load_config(f)  # the scenario's zone, bottling's Europe/Berlin
+    assert berlin.line.timezone == "Europe/Berlin"
+    winter, summer = 1767592800000, 1783058400000  # 2026-01-05 06:00 and 2026-07-03 06:00 UTC
+    assert ts_of(berlin, {"ts": winter, "vib": 1}) == winter + 3_600_000
+    assert ts_of(berlin, {"ts": summer, "vib": 1}) == summer + 7_200_000
+    assert ts_of(berlin, {"vib": 1}, received=winter) == winter + 3_600_000  # the time it came, likewise
+    iso = tmp_path / "iso.yaml"
+    iso.write_text(text.replace("{field: ts, unit: ms}", "{field: ts, unit: iso}"))
+    for when in ("2026-01-05T06:00:00Z", "2026-01-05T07:00:00+01:00", "2026-01-05T07:00:00"):  # the last: line clock
+        assert ts_of(load_config(iso), {"ts": when, "vib": 1}) == winter + 3_600_000, when
+    utc = tmp_path / "utc.yaml"
+    utc.write_text(text.replace("name: bottling-1}", "name: bottling-1, timezone: UTC}")
+                   .replace(f"scenario: {ROOT / 'scenarios' / 'bottling.yaml'}\n", ""))
+    assert ts_of(load_config(utc), {"ts": winter, "vib": 1}) == winter
+    utc.write_text(text.replace("name: bottling-1}", "name: bottling-1, timezone: America/Chicago}"))
+    with pytest.raises(ConnectError, match=r"line\.timezone: America/Chicago, but .*bottling\.yaml runs the line in "
+                                           "Europe/Berlin: leave timezone out"):
+        load_config(utc)
 
 
 def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:

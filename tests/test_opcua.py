@@ -5,6 +5,7 @@ read by `twin connect` into a DuckDB store through a real mosquitto, the plant r
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from sensors.bus.broker import free_port, wait_port
+from sensors.bus.payloads import epoch_ms, line_clock_ms
 from sensors.connect import ConnectError, load_config
 from sensors.opcua import OpcUaError, server_url
 from sensors.store import open_store
@@ -292,6 +294,7 @@ def test_the_twin_as_an_opcua_server_shows_what_it_publishes_over_mqtt(tmp_path:
     watch.subscribe([("+/+/+/+/+/telemetry", 0), ("+/+/+/+/+/state", 0)])
     watch.loop_start()
     port = free_port()
+    began = int(time.time() * 1000)
     proc = subprocess.Popen(twin_cmd("run", ROOT / "scenarios" / "bottling.yaml", "--duration", "10 min",
                                      "--warmup", "0", "--replications", "1", "--realtime-factor", "30", "--broker",
                                      mosquitto.url, "--opcua", port, "--out", tmp_path / "run"),
@@ -314,7 +317,10 @@ def test_the_twin_as_an_opcua_server_shows_what_it_publishes_over_mqtt(tmp_path:
                         dv = await v.read_data_value(raise_on_bad_status=False)
                         if var in ("Reason", "Alert", "FailureProbability") or not dv.StatusCode.is_good():
                             continue  # not yet written: BadWaitingForInitialData
-                        seen.append((name, var, int(dv.SourceTimestamp.timestamp() * 1000), dv.Value.Value))
+                        # OPC UA's times are real instants (UTC); the run's, on the line's clock (Europe/Berlin)
+                        stamp = dv.SourceTimestamp if dv.SourceTimestamp.tzinfo else \
+                            dv.SourceTimestamp.replace(tzinfo=dt.UTC)
+                        seen.append((name, var, line_clock_ms(epoch_ms(stamp), "Europe/Berlin"), dv.Value.Value))
 
     try:
         wait_port(port, timeout=60)
@@ -329,6 +335,9 @@ def test_the_twin_as_an_opcua_server_shows_what_it_publishes_over_mqtt(tmp_path:
     with lock:
         unmatched = [s for s in seen if published.get(s[:3]) != s[3]]
     assert len(seen) > 50 and not unmatched, f"{len(unmatched)} of {len(seen)} OPC UA values differ: {unmatched[:3]}"
+    # a live run starts now on the line's clock, Berlin's (it started at UTC's now: its shifts an hour off)
+    first = min(ts for _, _, ts in published)
+    assert 0 <= first - line_clock_ms(began, "Europe/Berlin") < 60_000, (first, began)
 
 
 def certificates(folder: Path) -> Path:

@@ -13,6 +13,7 @@ Topics follow the Unified Namespace habit (ISA-95 levels), documented in docs/mq
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import hashlib
 import hmac
@@ -50,6 +51,31 @@ def epoch_ms(t: dt.datetime) -> int:
     """Milliseconds since 1970 of `t` (naive: UTC), exactly: float seconds × 1000 can land 1 ms low."""
     aware = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
     return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
+def line_clock_ms(utc_ms: int, zone: str) -> int:
+    """A real instant (epoch ms, UTC) as the line's clock reads it, in the twin's convention for every time it stores
+    and publishes: the local time in `zone`, counted as epoch ms as if it were UTC (for a line in UTC, the same)."""
+    if zone == "UTC":
+        return utc_ms
+    local = dt.datetime.fromtimestamp(utc_ms / 1000, _zone(zone))
+    return utc_ms + int(local.utcoffset().total_seconds() * 1000)  # type: ignore[union-attr]
+
+
+def utc_ms(line_ms: int, zone: str) -> int:
+    """The inverse of `line_clock_ms`: a time on the line's clock (epoch ms, the twin's convention) as the real
+    instant, for what speaks UTC by its standard (an OPC UA source timestamp). In a DST gap or fold, the first."""
+    if zone == "UTC":
+        return line_ms
+    naive = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=line_ms)
+    return epoch_ms(naive.replace(tzinfo=_zone(zone)))
+
+
+@functools.lru_cache(maxsize=16)
+def _zone(name: str) -> dt.tzinfo:
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(name)
 
 
 @dataclass(frozen=True)

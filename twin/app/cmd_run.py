@@ -396,7 +396,7 @@ def _serve_opcua(url: str, sc: Scenario, inner: Attach | None) -> Attach:
         from sensors.opcua import OpcUaError, TwinServer
 
         machines = [(st.name, m) for st in sc.stations for m in st.machine_names]
-        server = TwinServer(url, broker, (sc.line.site, sc.line.area, sc.line.name), machines)
+        server = TwinServer(url, broker, (sc.line.site, sc.line.area, sc.line.name), machines, sc.line.timezone)
         try:
             server.start()
         except OpcUaError as e:

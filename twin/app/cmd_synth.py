@@ -105,7 +105,7 @@ def synth(
         t0 = pd.Timestamp(start)
     except ValueError:
         fail(f"--start {start!r}: give a timestamp such as '2026-01-01 06:00'")
-    if t0.tzinfo is not None:  # the store's times are UTC, without a zone
+    if t0.tzinfo is not None:  # no line here to read its clock from (docs/mqtt.md): a time with an offset as UTC
         t0 = t0.tz_convert("UTC").tz_localize(None)
     if not TIME_RANGE[0] <= t0 < TIME_RANGE[1]:
         fail(f"--start {start!r}: give a time between 1970 and 2200 (the store's and the bus's range)")

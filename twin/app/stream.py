@@ -10,6 +10,7 @@ bounded however long the run. `direct.store_scenario` is the batch path with no 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import pandas as pd
 
 from sensors.bank import Readings, sensor_catalog
 from sensors.bus.broker import VIEWER_USER, BrokerURL, EmbeddedBroker, negotiate
-from sensors.bus.payloads import LineTopics, epoch_ms
+from sensors.bus.payloads import LineTopics, epoch_ms, line_clock_ms
 from sensors.bus.publisher import Publisher
 from sensors.ingest import Ingest, IngestProcess, run_session
 from sensors.inject import Injection
@@ -154,13 +155,17 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
                 next_kpis[0] = time.monotonic() + LIVE_KPI_EVERY
                 pub.publish_kpis(line.replication, replication_kpis(line), t=float(line.env.now))
 
-        if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected
-            scenario = scenario.model_copy(update={"start": now_ms()})
+        wall_ms = start_ms
+        if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected; on the line's
+            # clock, as every time the twin keeps (a Berlin line ran its shifts on UTC: an hour off, two in summer)
+            wall_ms = epoch_ms(now_ms())
+            clock = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=line_clock_ms(wall_ms, scenario.line.timezone))
+            scenario = scenario.model_copy(update={"start": clock})
             start_ms = pub.start_ms = epoch_ms(scenario.start)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
                                                                              "store": store_url},
-                                     wall_start=start_ms / 1000 if live else None, policy=policy, inject=inject,
+                                     wall_start=wall_ms / 1000 if live else None, policy=policy, inject=inject,
                                      chunk=None if live else STREAM_CHUNK)
         stats.readings = pub.readings_published
         pub.publish_status("finished", readings=stats.readings)
