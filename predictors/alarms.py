@@ -12,7 +12,9 @@ it reaches (an alarm escalating from warning to critical is notified again), how
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sensors.bus.payloads import SEVERITIES
 from sensors.store.ledger import ACTIVE_STATES, Ledger, home
 from twin.scenario import parse_yaml
+
+log = logging.getLogger("linetwin.alarms")
 
 
 class NotifyRule(BaseModel):
@@ -59,7 +63,25 @@ def load_rules(path: Path | None = None) -> list[NotifyRule]:
             where = ".".join(str(p) for p in err["loc"]) or "entry"
             raise NotifyError(f"{path}: rule {i + 1}, field '{where}': {err['msg']}. Each rule has line (a glob), "
                               f"severity ({', '.join(SEVERITIES)}) and urls (a list of Apprise URLs).") from None
+    if rules:
+        import apprise
+
+        for i, rule in enumerate(rules):
+            for j, url in enumerate(rule.urls):  # one Apprise cannot read was dropped at the first alarm, silently
+                if not apprise.Apprise().add(url):
+                    raise NotifyError(f"{path}: rule {i + 1}, field 'urls.{j}': {_private(url)!r} is not a URL Apprise "
+                                      "can send to (a typo in the scheme, e.g. mailtos:// or json://, or a missing "
+                                      "part); see https://github.com/caronc/apprise/wiki for each service's form.")
     return rules
+
+
+def _private(url: str) -> str:
+    """A URL as it may be printed or logged: Apprise's own form with passwords and tokens hidden (notify.yaml holds
+    mail and chat credentials); for one it cannot read, the password of user:password@ hidden."""
+    import apprise
+
+    server = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    return server.url(privacy=True).split("?")[0] if server else re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 class AlarmDesk:
@@ -98,7 +120,12 @@ class AlarmDesk:
                 f"mode {alert.get('fault_mode', '')}, P(failure within horizon) {alert['probability']:.0%}, "
                 f"RUL {rul_h:.1f} h, run {alert.get('run', '')} replication {alert.get('replication', '')}.")
         kind = apprise.NotifyType.FAILURE if alert["severity"] == "critical" else apprise.NotifyType.WARNING
-        self.sent.append((alarm, alert["severity"], bool(box.notify(title=title, body=body, notify_type=kind))))
+        delivered = bool(box.notify(title=title, body=body, notify_type=kind))
+        if not delivered:  # a mail server or webhook that is down: said where the alarms are filed, not only lost
+            log.warning("alarm %d (%s): its %s notification could not be delivered to %s (see the lines above from "
+                        "apprise)", alarm, alert["machine"], alert["severity"],
+                        ", ".join(_private(u) for u in urls))
+        self.sent.append((alarm, alert["severity"], delivered))
 
     def wait(self, timeout: float = 10.0) -> None:
         """Wait for notifications in flight (tests, and before a process exits)."""

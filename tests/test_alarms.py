@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from predictors.alarms import AlarmDesk, NotifyError, NotifyRule, load_rules
+from sensors.bus.broker import free_port
 from sensors.bus.payloads import ParseError, alert_payload, parse_alert
 from sensors.store.ledger import Ledger
 from tests.conftest import ROOT, twin_cmd
@@ -118,7 +119,6 @@ def test_a_new_critical_alarm_is_mailed_through_a_real_smtp_server(tmp_path: Pat
     alarm, with the machine, fault mode and RUL; a later update of the same alarm sends nothing."""
     from aiosmtpd.controller import Controller
 
-    from sensors.bus.broker import free_port
 
     class Inbox:
         def __init__(self) -> None:
@@ -163,6 +163,25 @@ def test_notification_settings_errors_name_the_file_rule_and_field(tmp_path: Pat
     f.write_text("- {line: '*', urls: []}\n")
     with pytest.raises(NotifyError, match="field 'urls'"):
         load_rules()
+    # a URL Apprise cannot send to was taken, and the first alarm's notification went nowhere without a word
+    f.write_text("- {line: '*', urls: ['json://ops.example/alarms', 'mailtos//shift:secret@mail.example']}\n")
+    with pytest.raises(NotifyError, match=r"rule 1, field 'urls.1': 'mailtos//shift:\*\*\*@mail.example' is not a "
+                                          "URL Apprise can send to"):
+        load_rules()
+
+
+def test_a_notification_that_cannot_be_delivered_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A webhook or mail server that is down: the alarm is filed, and the failed notification said in the log (it
+    was only a False in memory), without the URL's secrets."""
+    url = f"json://ops:hunter2@127.0.0.1:{free_port()}/alarms"  # nothing listens there
+    desk = AlarmDesk(Ledger(tmp_path / "l.sqlite"), [NotifyRule(line="*", severity="warning", urls=[url])])
+    with caplog.at_level("WARNING", logger="linetwin.alarms"):
+        desk.receive(alert())
+        desk.wait()
+    assert [ok for _, _, ok in desk.sent] == [False]
+    said = [r.getMessage() for r in caplog.records if r.name == "linetwin.alarms"]
+    assert len(said) == 1 and "critical notification could not be delivered to json://ops:" in said[0], said
+    assert "hunter2" not in said[0]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
