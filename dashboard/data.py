@@ -12,6 +12,8 @@ says so, and reads the store again as soon as the run has finished.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,31 +165,63 @@ def _list_runs(root: str, ledger_path: str) -> list[Run]:
             sc = Scenario.model_validate_json(json.dumps(doc["scenario"]))
         except (OSError, ValueError, KeyError):
             continue
+        plant = doc.get("source") == "plant"
+        if plant:
+            sc = _plant_span(sc, doc)
         if "run_id" in doc and doc.get("store"):
             out.append(Run(meta.parent, doc["run_id"], sc, os.environ.get("LINETWIN_STORE") or doc["store"],
-                           run_status(doc), doc.get("source") == "plant"))
+                           run_status(doc), plant))
     return out
 
 
-@dataclass
-class StoreHandle:
-    """The store, or why it cannot be read now (locked by a running ingest, unreachable)."""
+def _plant_span(sc: Scenario, doc: dict[str, Any]) -> Scenario:
+    """A plant's 'run' spans its data, from the first connection to the last stop (or now, on the line's clock,
+    while connected), not the scenario's nominal start and duration: its time range showed the scenario's date, and
+    none of the plant's data."""
+    from sensors.bus.payloads import line_now
 
-    store: Store | None
-    problem: str = ""
-
-
-@st.cache_resource(ttl=5.0, show_spinner=False)
-def store_for(url: str) -> StoreHandle:
-    """Open a store read-only (an embedded store is shared with other readers); retried every few seconds."""
     try:
-        return StoreHandle(open_store(url, read_only=True))
+        since = dt.datetime.fromisoformat(str(doc["since"]))
+        until = dt.datetime.fromisoformat(str(doc["until"])) if doc.get("until") else line_now(sc.line.timezone)
+    except (KeyError, ValueError):
+        return sc  # a run.json written before the span was kept
+    return sc.model_copy(update={"start": since, "duration": max(60.0, (until - since).total_seconds()),
+                                 "warmup": 0.0, "replications": 1})
+
+
+def _store_text(e: StoreError) -> str:
+    text = str(e)
+    if "lock" in text.lower():
+        text = ("the store is being written by a run in progress (DuckDB allows one writer); the live view "
+                "below comes from MQTT, history returns when the run has finished")
+    return text
+
+
+@st.cache_data(ttl=5.0, show_spinner=False)
+def store_problem(url: str) -> str:
+    """Why the store cannot be read now (locked by a running ingest, unreachable), or ""; asked again every few
+    seconds."""
+    try:
+        open_store(url, read_only=True).close()
     except StoreError as e:
-        text = str(e)
-        if "lock" in text.lower():
-            text = ("the store is being written by a run in progress (DuckDB allows one writer); the live view "
-                    "below comes from MQTT, history returns when the run has finished")
-        return StoreHandle(None, text)
+        return _store_text(e)
+    return ""
+
+
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[Store | None]:
+    """The store, open read-only for one query and closed after it (None if it cannot be read now). Held open
+    between queries, an embedded store's file stayed locked as long as the dashboard ran, open page or not, and a
+    plant's `twin connect --store` could not start beside it."""
+    try:
+        store = open_store(url, read_only=True)
+    except StoreError:
+        yield None
+        return
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
@@ -194,27 +229,27 @@ def query(url: str, run: str, machines: tuple[str, ...] | None, sensors: tuple[s
           start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, every: str | None = "60s",
           agg: str = "mean") -> pd.DataFrame:
     """Readings through the store's query API (cached for a second: one query serves every widget)."""
-    h = store_for(url)
-    if h.store is None:
-        return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value"])
-    return h.store.query(start, end, machines=list(machines) if machines else None,
-                         sensors=list(sensors) if sensors else None, run=run, every=every, agg=agg)
+    with reading(url) as store:
+        if store is None:
+            return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value"])
+        return store.query(start, end, machines=list(machines) if machines else None,
+                           sensors=list(sensors) if sensors else None, run=run, every=every, agg=agg)
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
 def series(url: str, run: str) -> pd.DataFrame:
-    h = store_for(url)
-    return h.store.series(run) if h.store is not None else pd.DataFrame(columns=["run", "machine", "station",
-                                                                                  "sensor", "unit"])
+    with reading(url) as store:
+        return store.series(run) if store is not None else pd.DataFrame(columns=["run", "machine", "station",
+                                                                                 "sensor", "unit"])
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
 def last_states(url: str, run: str, replication: int) -> dict[str, str]:
     """Each machine's last stored state in one replication."""
-    h = store_for(url)
-    if h.store is None:
-        return {}
-    df = h.store.states(run)
+    with reading(url) as store:
+        if store is None:
+            return {}
+        df = store.states(run)
     df = df[df.replication == replication]
     return df.sort_values("ts").groupby("machine").state.last().to_dict() if len(df) else {}
 
@@ -458,11 +493,13 @@ def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, f
     from predictors.data import RunToFailure, twin_frame
 
     model = models(folder).get(group, {}).get("model")
-    handle = store_for(url)
-    if model is None or handle.store is None:
+    if model is None:
         return pd.DataFrame()
     feats = model.prep_.features
-    frame = twin_frame(handle.store, run, start, [machine], feats)
+    with reading(url) as store:
+        if store is None:
+            return pd.DataFrame()
+        frame = twin_frame(store, run, start, [machine], feats)
     frame = frame[frame.replication == rep]
     if frame.empty:
         return pd.DataFrame()
@@ -617,10 +654,10 @@ def states_intervals(run: Run, window: Window) -> pd.DataFrame:
     window, in the form charts.intervals gives; empty while the store cannot be read."""
     from dashboard.charts import intervals
 
-    h = store_for(run.store_url)
-    if h.store is None:
-        return pd.DataFrame()
-    df = h.store.states(run.run_id)
+    with reading(run.store_url) as store:
+        if store is None:
+            return pd.DataFrame()
+        df = store.states(run.run_id)
     if df.empty:
         return pd.DataFrame()
     df = df.sort_values(["machine", "ts"])

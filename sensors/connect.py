@@ -398,6 +398,7 @@ class Unmapped(ValueError):
 class Translated:
     topic: str
     payload: bytes
+    ts: int | None = None  # the time it carries, on the line's clock (epoch ms): the span of a plant's data
 
 
 class Sink(Protocol):
@@ -551,14 +552,14 @@ def machine_messages(cfg: ConnectorConfig, station: str, machine: str, ts: int,
     out = []
     if readings:
         out.append(Translated(cfg.topics.telemetry(station, machine), telemetry_payload(
-            cfg.run, 0, station, machine, {s: u for s, _, u in readings}, [[s, ts, v] for s, v, _ in readings])))
+            cfg.run, 0, station, machine, {s: u for s, _, u in readings}, [[s, ts, v] for s, v, _ in readings]), ts))
     if state is not None:
         key = (station, machine)
         if states is None or states.get(key) != state:
             if states is not None:
                 states[key] = state
             out.append(Translated(cfg.topics.state(station, machine),
-                                  state_payload(cfg.run, 0, station, machine, [(state[0], ts, state[1])])))
+                                  state_payload(cfg.run, 0, station, machine, [(state[0], ts, state[1])]), ts))
     return out
 
 

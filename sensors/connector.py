@@ -128,6 +128,7 @@ class Connector:
         self._early: set[int] = set()  # mids the twin's broker acknowledged before they were filed
         self._announced = threading.Event()  # the run's `started` status goes out before any of its messages
         self.forwarded = self.dead = 0
+        self.span: tuple[int, int] | None = None  # first and last time forwarded (line's clock, epoch ms)
         # Sources that cannot be held back (OPC UA values, QoS 0 messages: nothing to acknowledge) go through an outbox
         # instead: while the twin's broker is away their messages wait in memory up to a bound, then on disk, and what
         # is still there at a stop stays on disk for the run's next start (`kept`), sent before anything new.
@@ -233,9 +234,13 @@ class Connector:
         """Publish the twin's messages for one plant message (state retained: the line's current state); `ack`: the
         plant message's (mid, QoS), acknowledged to its broker once the twin's broker has them all; without one (OPC
         UA, QoS 0) they go through the outbox."""
+        stamps = [t.ts for t in out if t.ts is not None]
         with self._lock:
             self.forwarded += 1
             self.dead += sum(t.topic == self.topics.deadletter for t in out)  # a batch's items of bad quality
+            if stamps:  # the span of the data forwarded (line's clock): the plant 'run's time range on the dashboard
+                first, last = min(stamps), max(stamps)
+                self.span = (min(first, self.span[0]), max(last, self.span[1])) if self.span else (first, last)
         self._publish([(t.topic, t.payload, t.topic.endswith("/state")) for t in out], ack)
 
     def reject(self, where: str, payload: bytes, reason: str, now_ms: int, ack: tuple[int, int] | None = None) -> None:

@@ -100,6 +100,11 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     assert not at.exception, [e.value for e in at.exception]
     assert any("Plant data (`twin connect`)" in i.value for i in at.info)
     assert "run plant" in " ".join(c.value for c in at.caption)
+    # the time range spans the plant's data (the gateway's 07:00 Berlin) to the stop, not the scenario's nominal day:
+    # it showed 2026-01-05 06:00 – 14:00 whatever the data, and a plant connected today showed nothing
+    span = json.loads((tmp_path / "runs" / "bottling-1" / "plant" / "run.json").read_text())
+    assert span["since"] == "2026-01-05T07:00:00" and span["until"] >= span["since"]
+    assert f"2026-01-05 07:00 – {span['until'][:10]}" in " ".join(c.value for c in at.sidebar.caption)
     assert len(at.get("vega_lite_chart")) >= 2  # the state timeline and the downtime Pareto from the store
 
 

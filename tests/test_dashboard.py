@@ -228,9 +228,9 @@ def test_an_empty_folder_gives_guidance_and_a_locked_store_a_banner(env: Path, t
     assert "No runs in" in at.info[0].value and "twin run scenarios/bottling.yaml" in at.info[0].value
     monkeypatch.setenv("LINETWIN_RUNS", str(env))
     db = json.loads((run_dir(env) / "run.json").read_text())["store"].removeprefix("duckdb://")
-    from dashboard.data import store_for
+    from dashboard.data import store_problem
 
-    store_for.clear()
+    store_problem.clear()
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({db!r}); "
                                "print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -240,7 +240,21 @@ def test_an_empty_folder_gives_guidance_and_a_locked_store_a_banner(env: Path, t
     finally:
         holder.kill()
         holder.wait()
-        store_for.clear()
+        store_problem.clear()
+
+
+def test_the_dashboard_does_not_hold_the_store_between_queries(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page read the store through a handle kept open (and its embedded file locked) for as long as the dashboard
+    ran, page open or not: a plant's `twin connect --store` could not start beside it. Now each query opens and
+    closes it, so a writer can take the store right after the pages were drawn."""
+    monkeypatch.setenv("LINETWIN_RUNS", str(env))
+    for name in ("overview", "machine", "history"):
+        at = page(name)
+        assert not at.exception, [e.value for e in at.exception]
+    db = json.loads((run_dir(env) / "run.json").read_text())["store"].removeprefix("duckdb://")
+    writer = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({db!r}).close(); print('ok')"],
+                            capture_output=True, text=True, timeout=60)
+    assert writer.stdout.strip() == "ok", writer.stderr[-1000:]
 
 
 def test_runs_written_with_out_one_level_down_are_found_without_the_index(env: Path, tmp_path: Path,

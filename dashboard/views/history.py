@@ -11,9 +11,9 @@ st.title("History")
 run = data.pick_run()
 if run is not None:
     window = data.time_range(run)
-    handle = data.store_for(run.store_url)
-    if handle.problem:
-        st.warning(handle.problem)
+    problem = data.store_problem(run.store_url)
+    if problem:
+        st.warning(problem)
         st.stop()
     cat = data.series(run.store_url, run.run_id)
     machines = st.multiselect("machines", sorted(cat.machine.unique()), default=sorted(cat.machine.unique())[:1])

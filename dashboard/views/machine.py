@@ -26,11 +26,11 @@ if run is not None:
     station = next(s for s in sc.stations if machine in s.machine_names)
     start = window.origin
     a, b = window.seconds()
-    handle = data.store_for(run.store_url)
+    problem = data.store_problem(run.store_url)
     broker = data.broker_url()
-    live_source = bool(handle.problem) and broker is not None and not run.finished
-    if handle.problem and not live_source:
-        st.warning(handle.problem)
+    live_source = bool(problem) and broker is not None and not run.finished
+    if problem and not live_source:
+        st.warning(problem)
     catalog = data.series(run.store_url, run.run_id)
     units = dict(zip(catalog[catalog.machine == machine].sensor, catalog[catalog.machine == machine].unit)) \
         if len(catalog) else {}

@@ -49,9 +49,9 @@ if run is not None:
     def live_view() -> None:
         live = data.live(broker, data.prefix_of(sc)) if broker else None
         is_live = live is not None and live.of(run.run_id) and not run.finished
-        handle = data.store_for(run.store_url)
-        if handle.problem and not is_live:
-            st.warning(handle.problem)
+        problem = data.store_problem(run.store_url)
+        if problem and not is_live:
+            st.warning(problem)
         if live is not None and live.problem and not live.connected:
             st.warning(f"MQTT: {live.problem}; retrying")
         kpis = run.kpis()
@@ -70,6 +70,10 @@ if run is not None:
             values, before = table.loc[rep].to_dict(), table.mean().to_dict()
             note = (f"replication {rep} of {len(table)} finished; the change is against the mean of the finished "
                     "replications" if len(table) > 1 else f"replication {rep}, finished")
+        elif run.plant:  # a real line's data: no simulated KPIs (said beside the line below)
+            values, before, note = {}, {}, "no KPIs: plant data"
+        elif run.finished:
+            values, before, note = {}, {}, "no KPIs: the run ended before its first replication did"
         else:
             values, before, note = {}, {}, "no KPIs yet: the first replication is still running"
         alarms = data.ledger().alarms(data.prefix_of(sc), active=True, run=run.run_id) if not run.finished \

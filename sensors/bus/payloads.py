@@ -62,6 +62,15 @@ def line_clock_ms(utc_ms: int, zone: str) -> int:
     return utc_ms + int(local.utcoffset().total_seconds() * 1000)  # type: ignore[union-attr]
 
 
+def line_now(zone: str, now_ms: int | None = None) -> dt.datetime:
+    """The line's clock now (or at the real instant `now_ms`), naive, to the millisecond: a live run's start, a plant
+    connection's."""
+    import time
+
+    real = int(time.time() * 1000) if now_ms is None else now_ms
+    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=line_clock_ms(real, zone))
+
+
 def utc_ms(line_ms: int, zone: str) -> int:
     """The inverse of `line_clock_ms`: a time on the line's clock (epoch ms, the twin's convention) as the real
     instant, for what speaks UTC by its standard (an OPC UA source timestamp). In a DST gap or fold, the first."""

@@ -223,22 +223,34 @@ def connect(
     if db is not None:
         db.close()
     if folder is not None:
-        _write_run(folder, cfg, config, store, "stopped")
+        _write_run(folder, cfg, config, store, "stopped", conn.span)
     err_console.print(f"stopped: {conn.forwarded:,} plant messages forwarded, {conn.dead:,} dead-lettered",
                       highlight=False)
 
 
-def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | None, status: str) -> None:
+def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | None, status: str,
+               span: tuple[int, int] | None = None) -> None:
     """run.json of the plant's 'run' (its line from the config's scenario, its store, no ground truth), listed in
     the runs index so the dashboard shows the real line like a simulated one."""
     import json
 
+    from sensors.bus.payloads import line_now
     from sensors.store.ledger import Ledger, LedgerError
 
     sc = open_scenario((config.parent / str(cfg.scenario)).resolve())
     folder.mkdir(parents=True, exist_ok=True)
+    # the plant's data span (the dashboard's time range): from the first connection of this run, or the earliest
+    # data it forwarded (a gateway's backlog), to the last stop or the latest data
+    when = [line_now(sc.line.timezone)] + [dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=t) for t in span or ()]
+    try:
+        before = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        if before.get("run_id") == cfg.run and before.get("store") == store:
+            when.append(dt.datetime.fromisoformat(str(before["since"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     doc = {"run_id": cfg.run, "store": store, "status": status, "source": "plant", "connector": str(config.resolve()),
-           "scenario": sc.model_dump(mode="json", by_alias=True),
+           "scenario": sc.model_dump(mode="json", by_alias=True), "since": min(when).isoformat(timespec="seconds"),
+           **({"until": max(when).isoformat(timespec="seconds")} if status != "running" else {}),
            "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     (folder / "run.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     try:

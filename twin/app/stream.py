@@ -10,7 +10,6 @@ bounded however long the run. `direct.store_scenario` is the batch path with no 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import pandas as pd
 
 from sensors.bank import Readings, sensor_catalog
 from sensors.bus.broker import VIEWER_USER, BrokerURL, EmbeddedBroker, negotiate
-from sensors.bus.payloads import LineTopics, epoch_ms, line_clock_ms
+from sensors.bus.payloads import LineTopics, epoch_ms, line_now
 from sensors.bus.publisher import Publisher
 from sensors.ingest import Ingest, IngestProcess, run_session
 from sensors.inject import Injection
@@ -159,8 +158,7 @@ def stream_scenario(scenario: Scenario, out: Path, *, broker: BrokerURL | None =
         if live:  # readings carry wall-clock timestamps: t = 0 is now, once everything is connected; on the line's
             # clock, as every time the twin keeps (a Berlin line ran its shifts on UTC: an hour off, two in summer)
             wall_ms = epoch_ms(now_ms())
-            clock = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=line_clock_ms(wall_ms, scenario.line.timezone))
-            scenario = scenario.model_copy(update={"start": clock})
+            scenario = scenario.model_copy(update={"start": line_now(scenario.line.timezone, wall_ms)})
             start_ms = pub.start_ms = epoch_ms(scenario.start)
         summary, kpis = run_scenario(scenario, out, progress, on_readings=on_readings,
                                      on_replication=replication_done, extra={"run_id": run_id, "mqtt": str(url),
