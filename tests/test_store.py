@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
-from tests.conftest import ROOT, VictoriaMetrics, twin_cmd
+from tests.conftest import ROOT, VictoriaMetrics, twin_cmd, wait_for_line
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
 
@@ -367,3 +369,21 @@ def test_large_state_batches_fit_a_writers_memory_and_are_stored_once(tmp_path: 
         reader.close()
     assert len(states) == 2 * 3 * 110_000
     assert not states.duplicated(["replication", "machine", "ts"]).any()
+
+
+def test_a_store_another_process_holds_is_named_with_that_process(tmp_path: Path) -> None:
+    """DuckDB's own words ('Conflicting lock is held in .../python3.11 (PID N). However, you would be able to open
+    this database in read-only mode ...') told a plant engineer neither what holds the store nor what to do."""
+    db = tmp_path / "plant.duckdb"
+    open_store(f"duckdb:///{db}").close()
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}, "
+                               "read_only=True); print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for_line(holder.stdout, lambda s: s.strip() == "ok", 60, "'ok' from the process holding the store")
+        with pytest.raises(StoreError, match=rf"another process has it open and locked \(PID {holder.pid}, python.*"
+                                             r"stop that process, or give each run its own store file"):
+            open_store(f"duckdb:///{db}")
+    finally:
+        holder.kill()
+        holder.wait()

@@ -10,6 +10,7 @@ new one, so each message is stored exactly once; `write(frame)` checks its rows 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -117,6 +118,13 @@ class DuckStore:
                 self._keys_only = bool(self._con.execute(
                     "SELECT EXISTS (SELECT 1 FROM messages WHERE ts IS NULL)").fetchone()[0])  # type: ignore[index]
         except (OSError, duckdb.Error) as e:
+            held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", str(e))
+            if held:  # DuckDB admits one writer, and no writer beside another process that has the file open
+                raise StoreError(
+                    f"cannot open the DuckDB store {self.path}: another process has it open and locked (PID {held[2]}, "
+                    f"{Path(held[1]).name}: a `twin connect`, `twin ingest`, `twin run`, or a reader such as `twin "
+                    "whatif`), and an embedded DuckDB store admits one writer and nothing beside it; stop that "
+                    "process, or give each run its own store file, or use a store server (influxdb://...)") from None
             raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
         self._lock = threading.RLock()
         self._tx: duckdb.DuckDBPyConnection | None = None  # the cursor of `together`'s transaction, while one is open
