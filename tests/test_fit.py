@@ -41,6 +41,12 @@ def test_fit_recovers_the_truth_and_the_fitted_line_makes_as_many_parts(tmp_path
     assert wear.censored > 0  # lives cut short by the planned maintenance were used, censored
     check = pd.read_csv(tmp_path / "fitted-report" / "validation.csv")
     assert (check.verdict == "inside the CI").mean() >= 0.8, check
+    # the same fit from the store's state records (as `twin connect` writes a plant's): no export to a file first
+    run_all(twin_cmd("fit", f"duckdb:///{tmp_path / 'plant' / 'twin.duckdb'}", "--base", TRUTH, "--out",
+                     tmp_path / "from-store.yaml", "--replications", 2))
+    # the store keeps times to the millisecond, the run's files to the nanosecond: the same fit to 4 digits
+    store_fit = pd.read_csv(tmp_path / "from-store-report" / "fitted.csv")
+    pd.testing.assert_frame_equal(store_fit.drop(columns="parameters"), fitted.drop(columns="parameters"), rtol=1e-4)
     # the fitted line simulated beside the original one: the same throughput, within the original's CI
     from twin.app.runner import simulate
     from twin.kpi import summarize
@@ -118,6 +124,26 @@ def test_fit_never_writes_over_a_file_it_reads(tmp_path: Path) -> None:
         (["--out", str(log)], f"--out {log} is the status log it reads"),
     ])
     assert base.read_text() == TRUTH.read_text() and log.read_text().startswith("timestamp,machine,state")
+
+
+def test_a_store_to_fit_from_names_its_runs(tmp_path: Path) -> None:
+    from sensors.store import open_store
+
+    db = tmp_path / "plant.duckdb"
+    store = open_store(f"duckdb:///{db}")
+    for run in ("plant", "plant-2"):
+        store.write_states(pd.DataFrame({"run": run, "replication": 0, "machine": "press-1",
+                                         "ts": pd.to_datetime(["2026-01-05 06:00", "2026-01-05 07:00"]),
+                                         "state": ["working", "down"], "reason": ["", "trip"]}))
+    store.close()
+    url = f"duckdb:///{db}"
+    assert_mistakes(["fit", url, "--base", str(TRUTH), "--out", str(tmp_path / "x.yaml")], [
+        ([], "holds the state records of 2 runs (plant, plant-2); name one with --run"),
+        (["--run", "other"], "no state records of run 'other' (its runs: plant, plant-2)"),
+    ])
+    assert_mistakes(["fit", str(tmp_path / "log.csv"), "--base", str(TRUTH), "--out", str(tmp_path / "x.yaml")], [
+        (["--run", "plant"], "--run plant: a status log file holds one line's history; --run picks a run in a store"),
+    ])
 
 
 @pytest.mark.slow  # the command line's way of saying it (the reader's messages are checked above, in the fast loop)

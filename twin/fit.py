@@ -17,6 +17,7 @@ log measures replaces its failure and repair times:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,12 @@ def read_log(path: Path, tz: str = "UTC") -> pd.DataFrame:
     in time zone `tz` (times with a UTC offset are converted to it); LogError when unusable."""
     df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
                     "stops, reason.", tz)
+    return status_log(df, ts, str(path))
+
+
+def status_log(df: pd.DataFrame, ts: pd.Series, path: str) -> pd.DataFrame:
+    """A status log's rows (machine, state, reason; their times `ts` on the line's clock) checked and sorted, whether
+    from a file or a store's state records (`path` names it in errors); LogError when unusable."""
     bad = ~df["state"].astype(str).isin(STATES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -166,11 +173,15 @@ def _by_aic(families: dict[str, Any], events: np.ndarray, censored: np.ndarray,
     best: tuple[float, str, tuple[float, ...]] | None = None
     aic = {}
     for name, dist in families.items():
-        try:
-            params = dist.fit(data) if name == "normal" else dist.fit(data, floc=0)
-        except (ValueError, RuntimeError, FloatingPointError):
-            continue
-        ll = float(np.sum(dist.logpdf(events, *params)) + np.sum(dist.logsf(censored, *params)))
+        # a family that cannot fit (times all alike, as a log at a coarse resolution gives) is passed over, silently:
+        # scipy's warnings from inside its optimiser, with their file paths, only alarmed the user
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                params = dist.fit(data) if name == "normal" else dist.fit(data, floc=0)
+            except (ValueError, RuntimeError, FloatingPointError):
+                continue
+            ll = float(np.sum(dist.logpdf(events, *params)) + np.sum(dist.logsf(censored, *params)))
         if not math.isfinite(ll):
             continue
         aic[name] = 2 * (1 if name == "exponential" else 2) - 2 * ll

@@ -20,6 +20,7 @@ from twin.app.options import (
     open_scenario,
     out_console,
     print_table,
+    progress_bar,
     repeated,
     time_option,
     writable,
@@ -62,9 +63,16 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int) -> pd.D
     sc = fitted.model_copy(update={"start": start.to_pydatetime(), "duration": (end - start).total_seconds(),
                                    "warmup": 0.0, "replications": replications})
     kpis = []
-    for rep in range(replications):
-        err_console.print(f"validating: replication {rep + 1} of {replications}", highlight=False)
-        kpis.append(simulate(sc, rep, sensors=False).kpis)
+    with progress_bar(percent=True) as bar:  # a year's log of a fast line simulates for minutes: shown as it goes
+        task = bar.add_task("validating", total=sc.duration * replications, note="")
+        for rep in range(replications):
+            def progress(r: int, t: float, rep: int = rep) -> None:
+                bar.update(task, completed=rep * sc.duration + t,
+                           note=f"replication {rep + 1}/{replications}, {t / 86400:.1f} of {sc.duration / 86400:.1f} "
+                                "days simulated")
+
+            kpis.append(simulate(sc, rep, sensors=False, progress=progress).kpis)
+        bar.update(task, completed=sc.duration * replications, note="done")
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(CHECKED)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
@@ -77,8 +85,9 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int) -> pd.D
 
 
 def fit(
-    log: Annotated[Path, typer.Argument(help="machine-status log (CSV or Parquet: timestamp, machine, state, "
-                                             "reason)")],
+    log: Annotated[str, typer.Argument(help="machine-status log (CSV or Parquet: timestamp, machine, state, "
+                                            "reason), or a store (duckdb:///plant.duckdb, influxdb://...) whose "
+                                            "state records `twin connect` wrote")],
     base: Annotated[Path, typer.Option(help="the line as engineered: stations, machines, cycle times, calendar")],
     out: Annotated[Path, typer.Option(help="where to write the fitted scenario (YAML)")],
     report: Annotated[Optional[Path], typer.Option(help="folder for report.md and the tables (default: next to "
@@ -88,6 +97,8 @@ def fit(
                                                        "a machine finished): fits each station's cycle time")] = None,
     levels: Annotated[Optional[Path], typer.Option(help="buffer-level log (timestamp, station, level): sets each "
                                                         "buffer's capacity to the most parts seen waiting")] = None,
+    run: Annotated[Optional[str], typer.Option(help="with a store: the run whose state records to fit (default: "
+                                                    "its only run)")] = None,
 ) -> None:
     """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
     write the fitted scenario, and validate it against the log."""
@@ -97,7 +108,13 @@ def fit(
     from twin.scenario import load_scenario
 
     sc = open_scenario(base)
-    for what, read in (("--base file", base), ("status log", log), ("--parts log", parts), ("--levels log", levels)):
+    url = log if "://" in log else None
+    source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
+    if url is None and run is not None:
+        fail(f"--run {run}: a status log file holds one line's history; --run picks a run in a store "
+             "(duckdb:///plant.duckdb)")
+    for what, read in (("--base file", base), ("status log", None if url else source), ("--parts log", parts),
+                       ("--levels log", levels)):
         if read is not None and out.exists() and out.resolve() == read.resolve():
             fail(f"--out {out} is the {what} it reads; write the fitted scenario to another file")
     writable(out, folder=False)
@@ -105,13 +122,13 @@ def fit(
         writable(report, "--report")
     try:
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
-        frame = read_log(log, tz)
+        frame = read_log(source, tz) if url is None else _store_log(url, run, sc)
         part_log = read_parts(parts, tz) if parts is not None else None
         level_log = read_levels(levels, tz) if levels is not None else None
     except LogError as e:
         fail(str(e))
     machines = {m for s in sc.stations for m in s.machine_names}
-    _known_names(log, frame.machine, machines, "machines", base)
+    _known_names(source, frame.machine, machines, "machines", base)
     if parts is not None and part_log is not None:
         _known_names(parts, part_log.machine, machines, "machines", base)
     if levels is not None and level_log is not None:
@@ -119,13 +136,13 @@ def fit(
         _known_names(levels, level_log.station, buffered, "stations with a buffer", base)
     fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    header = (f"# Fitted by `twin fit` from {log.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
+    header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
               "# Failure and repair times are maximum-likelihood fits with right-censoring; see the report.\n")
     out.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8",
                    errors="backslashreplace")  # a file name that is not UTF-8, in the header
     load_scenario(out)  # what was written reads back as a valid scenario
-    shown = Table(title=f"fitted from {log.name}")
+    shown = Table(title=f"fitted from {source.name}")
     for col in ("machine type", "fault mode", "time", "events", "censored", "family", "mean [h]", "base mean [h]",
                 "KS"):
         shown.add_column(col, justify="right" if col in ("events", "censored", "mean [h]", "base mean [h]", "KS")
@@ -141,7 +158,7 @@ def fit(
     table.to_csv(folder / "fitted.csv", index=False)
     check.to_csv(folder / "validation.csv", index=False)
     (folder / "report.md").write_text(
-        f"# `twin fit` {log.name} → {out.name}\n\n"
+        f"# `twin fit` {source.name} → {out.name}\n\n"
         "## Fitted times\n\nEach family (exponential, Weibull, lognormal, gamma) fitted by maximum likelihood with "
         "right-censoring (scipy.stats); the lowest AIC chosen. KS: the largest gap between the data (Kaplan-Meier "
         "when censored) and the fitted law. Fewer than 5 events: the base scenario's time is kept.\n\n"
@@ -358,6 +375,40 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
                  "window outside them")
         out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
     return out
+
+
+def _store_log(url: str, run: str | None, sc: Scenario) -> pd.DataFrame:
+    """The status log of a plant's run from a store's state records (what `twin connect` wrote); its only run, or
+    `run`. A plant's run has one replication; of a simulated run's several, the first (each is a history of its own).
+    Sparkplug's `offline` records (a node's death) are left out: the state before one goes on through it."""
+    from sensors.store import StoreError, open_store
+    from twin.fit import status_log
+
+    try:
+        db = open_store(url, read_only=True)
+        try:
+            states = db.states(run)
+            runs = sorted(db.states().run.unique()) if run is None or states.empty else [run]
+        finally:
+            db.close()
+    except StoreError as e:
+        fail(str(e), code=3)
+    if run is None and len(runs) > 1:
+        fail(f"{url} holds the state records of {len(runs)} runs ({', '.join(runs[:10])}); name one with --run")
+    if states.empty:
+        fail(f"{url}: no state records{f' of run {run!r}' if run else ''} (its runs: {', '.join(runs) or 'none'}); "
+             "`twin connect --store` writes a plant's, with a state: mapping")
+    if states.replication.nunique() > 1:
+        err_console.print(f"note: run {states.run.iloc[0]} has {states.replication.nunique()} replications; fitting "
+                          "the first", highlight=False)
+        states = states[states.replication == states.replication.min()]
+    offline = states.state == "offline"
+    if offline.any():
+        err_console.print(f"note: {int(offline.sum()):,} offline records (a Sparkplug node's death) left out: the "
+                          "state before each goes on through it", highlight=False)
+        states = states[~offline]
+    return status_log(states.reset_index(drop=True), states.ts.reset_index(drop=True),
+                      f"{url} (run {states.run.iloc[0]})")
 
 
 def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> None:
