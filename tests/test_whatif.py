@@ -55,6 +55,10 @@ def test_continuing_a_run_from_its_mid_run_state_brackets_what_it_really_made(tm
     told = " ".join(r.stderr.split())
     assert r.returncode == 3 and "2027-01-05 14:00:00 is after the last record of run" in told, r.stderr
     assert "(2026-01-05 22:00:00)" in told and "Traceback" not in r.stderr
+    # a time with a UTC offset is the line's clock's (this line's is UTC): its offset was dropped, 15:00 read as 15:00
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at",
+                                "2027-01-05T15:00+01:00"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3 and "2027-01-05 14:00:00 is after the last record" in " ".join(r.stderr.split())
 
 
 @pytest.mark.slow

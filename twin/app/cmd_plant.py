@@ -296,6 +296,10 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
             when = dt.datetime.fromisoformat(at)
         except ValueError:
             fail(f"{option} {at!r}: give a time on the line's clock such as 2026-01-05T14:00")
+        if when.tzinfo is not None:  # a time with a UTC offset, on the line's clock (its offset was dropped: an
+            import zoneinfo  # hour or two off for a line in Europe)
+
+            when = when.astimezone(zoneinfo.ZoneInfo(sc.line.timezone)).replace(tzinfo=None)
     try:
         if source.startswith(("mqtt://", "mqtts://")):
             if when is not None:
