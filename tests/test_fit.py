@@ -126,6 +126,26 @@ def test_fit_never_writes_over_a_file_it_reads(tmp_path: Path) -> None:
     assert base.read_text() == TRUTH.read_text() and log.read_text().startswith("timestamp,machine,state")
 
 
+def test_the_plants_own_state_names_are_mapped_with_states(tmp_path: Path) -> None:
+    """An MES export names its states its own way; they had to be rewritten outside the twin before `twin fit`."""
+    from twin.fit import parse_states
+
+    f = tmp_path / "mes.csv"
+    f.write_text("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,Production,\n"
+                 "2026-01-05T07:00,press-1,Breakdown,trip\n2026-01-05T07:10,press-1,working,\n")
+    names = parse_states(" Production = working, Breakdown=down ")
+    assert names == {"Production": "working", "Breakdown": "down"}
+    assert list(read_log(f, states=names).state) == ["working", "down", "working"]  # the twin's own names stay
+    with pytest.raises(LogError, match=r"'Production' is not a machine state; .* with --states 'Production=STATE"):
+        read_log(f)
+    for text, why in [("Production", "is not PLANT_NAME=STATE"), ("A=running", "'running' is not a machine state"),
+                      ("A=down,A=setup", "'A' is mapped twice"), (" , ", "give PLANT_NAME=STATE pairs")]:
+        with pytest.raises(ValueError, match=why):
+            parse_states(text)
+    assert_mistakes(["fit", str(f), "--base", str(TRUTH), "--out", str(tmp_path / "x.yaml")], [
+        (["--states", "Production=running"], "--states: 'Production=running': 'running' is not a machine state")])
+
+
 def test_a_store_to_fit_from_names_its_runs(tmp_path: Path) -> None:
     from sensors.store import open_store
 

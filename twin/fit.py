@@ -121,22 +121,45 @@ def read_levels(path: Path, tz: str = "UTC") -> pd.DataFrame:
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
 
 
-def read_log(path: Path, tz: str = "UTC") -> pd.DataFrame:
+def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None) -> pd.DataFrame:
     """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of a line
-    in time zone `tz` (times with a UTC offset are converted to it); LogError when unusable."""
+    in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by `states`;
+    LogError when unusable."""
     df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
                     "stops, reason.", tz)
-    return status_log(df, ts, str(path))
+    return status_log(df, ts, str(path), states)
 
 
-def status_log(df: pd.DataFrame, ts: pd.Series, path: str) -> pd.DataFrame:
+def parse_states(text: str) -> dict[str, str]:
+    """'Production=working, Breakdown=down' as the plant's state names → the twin's; ValueError saying what is
+    wrong."""
+    out: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, state = (x.strip() for x in pair.rpartition("="))
+        if not sep or not name:
+            raise ValueError(f"{pair!r} is not PLANT_NAME=STATE (e.g. Breakdown=down)")
+        if state not in STATES:
+            raise ValueError(f"{pair!r}: {state!r} is not a machine state; use {', '.join(STATES)}")
+        if name in out:
+            raise ValueError(f"{name!r} is mapped twice")
+        out[name] = state
+    if not out:
+        raise ValueError("give PLANT_NAME=STATE pairs, e.g. 'Production=working, Breakdown=down'")
+    return out
+
+
+def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str] | None = None) -> pd.DataFrame:
     """A status log's rows (machine, state, reason; their times `ts` on the line's clock) checked and sorted, whether
-    from a file or a store's state records (`path` names it in errors); LogError when unusable."""
+    from a file or a store's state records (`path` names it in errors), the plant's state names translated by
+    `states` (the twin's own names stay valid); LogError when unusable."""
+    if states:
+        df = df.assign(state=df["state"].astype(str).map(lambda s: states.get(s, s)))
     bad = ~df["state"].astype(str).isin(STATES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise LogError(f"{path}: row {row + 2}, column state: {df['state'].iloc[row]!r} is not a machine state; use "
-                       f"{', '.join(STATES)} (map the plant's own state names to these first).")
+                       f"{', '.join(STATES)}, or map the plant's own names to them with --states "
+                       f"'{df['state'].iloc[row]}=STATE, ...' (e.g. Breakdown=down).")
     if len(ts) and ts.max() <= ts.min():
         raise LogError(f"{path}: every row has the same timestamp ({ts.min()}): the log covers no time, so there is "
                        "nothing to fit failure and repair times from; give the state changes of a period (weeks or "

@@ -99,14 +99,21 @@ def fit(
                                                         "buffer's capacity to the most parts seen waiting")] = None,
     run: Annotated[Optional[str], typer.Option(help="with a store: the run whose state records to fit (default: "
                                                     "its only run)")] = None,
+    states: Annotated[Optional[str], typer.Option(help="the plant's state names as the twin's, e.g. "
+                                                       "'Production=working, Breakdown=down, Changeover=setup'")]
+    = None,
 ) -> None:
     """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
     write the fitted scenario, and validate it against the log."""
     import yaml
 
-    from twin.fit import LogError, fit_scenario, read_levels, read_log, read_parts
+    from twin.fit import LogError, fit_scenario, parse_states, read_levels, read_log, read_parts
     from twin.scenario import load_scenario
 
+    try:
+        names = parse_states(states) if states is not None else None
+    except ValueError as e:
+        fail(f"--states: {e}")
     sc = open_scenario(base)
     url = log if "://" in log else None
     source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
@@ -122,7 +129,7 @@ def fit(
         writable(report, "--report")
     try:
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
-        frame = read_log(source, tz) if url is None else _store_log(url, run, sc)
+        frame = read_log(source, tz, names) if url is None else _store_log(url, run, names)
         part_log = read_parts(parts, tz) if parts is not None else None
         level_log = read_levels(levels, tz) if levels is not None else None
     except LogError as e:
@@ -381,7 +388,7 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
     return out
 
 
-def _store_log(url: str, run: str | None, sc: Scenario) -> pd.DataFrame:
+def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.DataFrame:
     """The status log of a plant's run from a store's state records (what `twin connect` wrote); its only run, or
     `run`. A plant's run has one replication; of a simulated run's several, the first (each is a history of its own).
     Sparkplug's `offline` records (a node's death) are left out: the state before one goes on through it."""
@@ -412,7 +419,7 @@ def _store_log(url: str, run: str | None, sc: Scenario) -> pd.DataFrame:
                           "state before each goes on through it", highlight=False)
         states = states[~offline]
     return status_log(states.reset_index(drop=True), states.ts.reset_index(drop=True),
-                      f"{url} (run {states.run.iloc[0]})")
+                      f"{url} (run {states.run.iloc[0]})", names)
 
 
 def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> None:
