@@ -258,6 +258,7 @@ def test_passwd_prints_an_entry_the_users_file_reads_back(tmp_path: Path) -> Non
 
     r = passwd("Alice.M", "correct horse")
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr  # piped in: no getpass warnings about echo (with their file paths)
     [entry] = r.stdout.splitlines()  # the entry only (the prompts go to stderr): `twin passwd u >> users.yaml` works
     f = tmp_path / "users.yaml"
     f.write_text(f"cookie_key: {'k' * 40}\nusers:\n{entry}\n")
@@ -268,6 +269,9 @@ def test_passwd_prints_an_entry_the_users_file_reads_back(tmp_path: Path) -> Non
                                  ("olga", " correct horse", "spaces at either end")]:
         r = passwd(user, typed)
         assert r.returncode == 2 and message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run(twin_cmd("passwd", "olga"), input="correct horse\ncorrect hose\n", capture_output=True,
+                       text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "a second line, if any, the same" in r.stderr and not r.stdout
 
 
 def test_the_dashboard_refuses_the_network_without_sign_in(tmp_path: Path) -> None:

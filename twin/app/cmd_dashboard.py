@@ -4,6 +4,7 @@ Ctrl-C; `twin passwd`: a bcrypt hash for the dashboard's users file."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -171,7 +172,14 @@ def passwd(
     key = user_key(user)
     if key is None:
         fail(f"user name {user!r}: {USER_NAME_FIX}; choose another.")
-    password = typer.prompt("password", hide_input=True, confirmation_prompt=True, err=True)  # stdout: the entry only
+    if sys.stdin.isatty():
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True, err=True)  # stdout: the entry
+    else:  # piped in by a provisioning script: the first line (and the second, if given, must match), without the
+        # terminal prompts and getpass's warnings about echo that a pipe gave, with their file paths
+        lines = sys.stdin.read().splitlines()
+        if not lines or (len(lines) > 1 and lines[1] != lines[0]):
+            fail("give the password on the first line of the input (a second line, if any, the same)")
+        password = lines[0]
     if len(password) < 8:
         fail("the password is shorter than 8 characters; choose a longer one.")
     if password != password.strip():
