@@ -426,11 +426,11 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
             raise Unmapped(f"not JSON ({e})") from None
         if not isinstance(obj, dict):
             raise Unmapped(f"a JSON object was expected, got {type(obj).__name__}")
+        bad: list[tuple[int, dict[str, Any]]] = []  # a batch's items of bad quality
         if m.records is None:
             samples: Iterable[tuple[int, Callable[[str], Any], int]] = \
                 [(0, partial(_path, obj), _stamp(m.timestamp, obj, received_ms, cfg.line.timezone))]
         else:
-            bad: list[tuple[int, dict[str, Any]]] = []
             samples = _samples(m, m.records, obj, received_ms, bad, cfg.line.timezone)
         out, seen = [], False
         for i, get, ts in samples:
