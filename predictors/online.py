@@ -73,6 +73,7 @@ class MachineFeed:
     columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # the detector's features
     raw: list[np.ndarray] = field(default_factory=list)  # the detector's window for each due forecast
     status: MachineStatus = field(default_factory=MachineStatus)  # running, off shift or in service, over time
+    unheard_said: bool = False  # the warning about sensors the model reads that never came, once
 
     @classmethod
     def for_model(cls, key: tuple[str, int, str], group: str, model: Estimator, topic: str, rule: AlertRule,
@@ -133,6 +134,16 @@ class MachineFeed:
             self.fresh += 1
             if self.fresh >= self.every:
                 self.fresh = 0
+                if not self.unheard_said and (self.newest < 0).any():
+                    self.unheard_said = True  # a plant feed without a sensor the model reads (none at the real
+                    # machine, or not mapped): it counts as normal, and what only it shows can never alert
+                    unheard = [s for s, i in self.index.items() if self.newest[i] < 0]
+                    log.warning("%s: no readings of %s, which its %s model reads: forecast as if %s normal (at the "
+                                "training mean), so a fault only %s show%s cannot raise an alert; map %s in the "
+                                "connector, or train a model on the sensors this machine has", self.key[2],
+                                ", ".join(unheard), self.group, "they were" if len(unheard) > 1 else "it were",
+                                "they" if len(unheard) > 1 else "it", "" if len(unheard) > 1 else "s",
+                                "them" if len(unheard) > 1 else "it")
                 rows = np.stack(list(self.rows))
                 self.due.append((self.model.prep_.live_window(rows),  # type: ignore[union-attr]
                                  self.times[-1], min(len(self.rows), self.model.window)))

@@ -105,6 +105,25 @@ def test_data_in_other_units_than_the_models_is_neither_forecast_nor_scored(work
         evaluate({"regression": model}, held)
 
 
+def test_a_feed_without_a_sensor_its_model_reads_is_said(work: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A plant filler with no fill-pressure sensor (or one the connector does not map) was forecast as if its fill
+    pressure were normal, every minute, without a word: valve clogging, which only that sensor shows, could never
+    raise an alert."""
+    from predictors.alerts import AlertRule
+    from predictors.online import MachineFeed
+
+    model = load_bundle(work / "regression")["filler"]["model"]
+    feed = MachineFeed.for_model(("plant", 0, "filler-a"), "filler", model, "t", AlertRule())
+    have = [f for f in model.prep_.features if f != "fill_pressure"]
+    with caplog.at_level("WARNING", logger="predictors.online"):
+        for minute in range(40):
+            feed.add(have, [minute * 60_000 + 1] * len(have), [1.0] * len(have), feed.step_ms)
+    said = [r.getMessage() for r in caplog.records if r.name == "predictors.online"]
+    assert feed.due and len(said) == 1, said  # forecast all the same, and said once
+    assert said[0].startswith("filler-a: no readings of fill_pressure, which its filler model reads") and \
+        "cannot raise an alert" in said[0]
+
+
 def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
     """Minute bins built from MQTT telemetry give exactly the windows the store gives."""
     bundle = load_bundle(work / "lstm")
