@@ -522,11 +522,13 @@ def _in_item(item: dict[str, Any], message: dict[str, Any], field: str) -> Any:
 
 def number(v: Any, what: str) -> float:
     """A plant value as a finite float; Unmapped naming `what` if it is not one. A number written as text ("41.5", as
-    many gateways send their tags) counts: every message of such a gateway was dead-lettered."""
+    many gateways send their tags) counts: every message of such a gateway was dead-lettered; a boolean is 1 or 0."""
+    if isinstance(v, bool):  # a digital signal (a door open, a motor running): 1 or 0, as plant historians keep it
+        return float(v)
     if isinstance(v, str) and len(v) <= 64:
         with contextlib.suppress(ValueError):
             v = float(v.strip())
-    if isinstance(v, bool) or not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
+    if not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
         raise Unmapped(f"{what} is {v!r}, not a finite number")
     return float(v)
 

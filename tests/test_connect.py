@@ -318,6 +318,8 @@ def test_a_gateways_numbers_as_text_and_fault_text_sent_once_are_read_as_meant(t
 
     telemetry, working = read(b'{"ts": 1767592800000, "vib": " 2.2", "status": "1"}')
     assert telemetry["readings"][0][2] == 2.2 and working["state"] == "working"
+    (digital,) = read(b'{"ts": 1767592800500, "vib": true}')  # a digital signal, as a historian keeps it: 1 or 0
+    assert digital["readings"][0][2] == 1.0
     (down,) = read(b'{"ts": 1767592801000, "status": 2, "fault": "valve"}')
     assert (down["state"], down.get("reason")) == ("down", "valve")
     assert read(b'{"ts": 1767592802000, "status": 2}') == []  # the same stop: no new state record
