@@ -299,6 +299,10 @@ class LiveForecaster:
             group = next((g for g, models in self.bundle.items()
                           if set(models["model"].prep_.features or []) == set(tel.units)), None)  # type: ignore[union-attr]
         if group is None:
+            if tel.machine not in self.unknown:  # said as it happens: `twin predict` on a plant runs for weeks
+                log.warning("%s: not forecast: no model was trained on a machine of that name, and none reads exactly "
+                            "its sensors (%s); name it as in the training runs, or train on its data",
+                            tel.machine, ", ".join(sorted(tel.units)) or "none yet")
             self.unknown.add(tel.machine)
             return None
         if tel.machine in self.mismatched:

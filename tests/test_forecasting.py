@@ -81,7 +81,8 @@ def test_saved_models_record_what_they_were_trained_on(work: Path) -> None:
     assert model.prep_ is not None and model.prep_.features == sorted(model.prep_.features)
 
 
-def test_data_in_other_units_than_the_models_is_neither_forecast_nor_scored(work: Path) -> None:
+def test_data_in_other_units_than_the_models_is_neither_forecast_nor_scored(work: Path,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
     """A model recorded its sensors' names only: a plant feed whose bearing temperature came in degF (a connector
     mapping without conversion) was forecast, and scored, as if it were in the model's degC, without a word."""
     from predictors.evaluate import evaluate
@@ -97,6 +98,15 @@ def test_data_in_other_units_than_the_models_is_neither_forecast_nor_scored(work
     fahrenheit = Telemetry("r", 0, "filler", "filler-b", {**units, "bearing_temp": "degF"})
     assert fc._machine("s/a/l/filler/filler-b/telemetry", fahrenheit) is None
     assert fc.mismatched == {"filler-b": "bearing_temp in degF (trained in degC)"}
+    # a machine no model knows (another name, other sensors) was listed only when a run ended: `twin predict` on a
+    # plant, which runs for weeks, never said it
+    with caplog.at_level("WARNING", logger="predictors.online"):
+        press = Telemetry("r", 0, "press", "press-9", {"force": "kN"})
+        for _ in range(2):
+            assert fc._machine("s/a/l/press/press-9/telemetry", press) is None
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("press-9")]
+    assert said == ["press-9: not forecast: no model was trained on a machine of that name, and none reads exactly its "
+                    "sensors (force); name it as in the training runs, or train on its data"]
     held = from_twin_runs([work / "heldout"])["filler"]
     assert held.sensor_units == units
     held.sensor_units = {**units, "bearing_temp": "degF"}
