@@ -32,6 +32,7 @@ import pandas as pd
 import streamlit as st
 
 from predictors.alarms import AlarmDesk, NotifyError, load_rules, notify_file
+from sensors.bus.payloads import line_now
 from sensors.store import StoreError, open_store
 from sensors.store.base import Store
 from sensors.store.ledger import Ledger, LedgerError, home, run_status
@@ -178,8 +179,6 @@ def _plant_span(sc: Scenario, doc: dict[str, Any]) -> Scenario:
     """A plant's 'run' spans its data, from the first connection to the last stop (or now, on the line's clock,
     while connected), not the scenario's nominal start and duration: its time range showed the scenario's date, and
     none of the plant's data."""
-    from sensors.bus.payloads import line_now
-
     try:
         since = dt.datetime.fromisoformat(str(doc["since"]))
         until = dt.datetime.fromisoformat(str(doc["until"])) if doc.get("until") else line_now(sc.line.timezone)

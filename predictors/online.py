@@ -138,12 +138,10 @@ class MachineFeed:
                     self.unheard_said = True  # a plant feed without a sensor the model reads (none at the real
                     # machine, or not mapped): it counts as normal, and what only it shows can never alert
                     unheard = [s for s, i in self.index.items() if self.newest[i] < 0]
-                    log.warning("%s: no readings of %s, which its %s model reads: forecast as if %s normal (at the "
-                                "training mean), so a fault only %s show%s cannot raise an alert; map %s in the "
-                                "connector, or train a model on the sensors this machine has", self.key[2],
-                                ", ".join(unheard), self.group, "they were" if len(unheard) > 1 else "it were",
-                                "they" if len(unheard) > 1 else "it", "" if len(unheard) > 1 else "s",
-                                "them" if len(unheard) > 1 else "it")
+                    log.warning("%s: no readings of %s, which its %s model reads: forecast with each at its training "
+                                "mean, as if normal, so a fault only these sensors show cannot raise an alert; map "
+                                "them in the connector, or train a model on the sensors this machine has",
+                                self.key[2], ", ".join(unheard), self.group)
                 rows = np.stack(list(self.rows))
                 self.due.append((self.model.prep_.live_window(rows),  # type: ignore[union-attr]
                                  self.times[-1], min(len(self.rows), self.model.window)))

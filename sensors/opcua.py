@@ -76,8 +76,9 @@ class OpcUaReader:
         self._loop, self._thread = _loop_thread("opcua-reader")
         self._task = asyncio.run_coroutine_threadsafe(self._main(), self._loop)
         deadline = time.monotonic() + timeout
-        while not self._settled.wait(0.1) and time.monotonic() < deadline and not (stop and stop.is_set()):
-            pass  # subscribed, refused for good, or no longer waited for
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            if self._settled.wait(0.1):  # subscribed, or refused for good
+                break
         if self.error is not None:
             self.stop()
             raise OpcUaError(self.error)

@@ -16,7 +16,7 @@ import orjson
 import pandas as pd
 
 from sensors.bus.broker import BrokerURL, connect, make_client
-from sensors.bus.payloads import LineTopics, ParseError, parse, parse_alert
+from sensors.bus.payloads import LineTopics, ParseError, clock_time, parse, parse_alert
 from sensors.store.base import Store, StoreError
 from twin.scenario import LineNow, MachineNow, Scenario
 
@@ -153,5 +153,5 @@ def from_broker(url: BrokerURL, sc: Scenario, wait: float = 3.0) -> LineNow:
     machines = {name: MachineNow(state=state, since=max(0.0, (at - ts) / 1000), mode=reason if state == "down" else "",
                                  rul=rul.get(name, {}))
                 for name, (state, ts, reason) in last.items()}
-    taken = dt.datetime.fromtimestamp(at / 1000, dt.UTC).replace(tzinfo=None)
+    taken = clock_time(at)
     return LineNow(taken=taken, source=f"{url} (retained messages)", machines=machines, buffers=buffers)

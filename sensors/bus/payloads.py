@@ -53,6 +53,12 @@ def epoch_ms(t: dt.datetime) -> int:
     return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
 
 
+def clock_time(ms: int) -> dt.datetime:
+    """The naive time that epoch milliseconds count (the inverse of `epoch_ms` for a naive time): on the line's clock
+    for the twin's times, in UTC for a real instant."""
+    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
+
+
 def line_clock_ms(utc_ms: int, zone: str) -> int:
     """A real instant (epoch ms, UTC) as the line's clock reads it, in the twin's convention for every time it stores
     and publishes: the local time in `zone`, counted as epoch ms as if it were UTC (for a line in UTC, the same)."""
@@ -68,7 +74,7 @@ def line_now(zone: str, now_ms: int | None = None) -> dt.datetime:
     import time
 
     real = int(time.time() * 1000) if now_ms is None else now_ms
-    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=line_clock_ms(real, zone))
+    return clock_time(line_clock_ms(real, zone))
 
 
 def utc_ms(line_ms: int, zone: str) -> int:
@@ -76,8 +82,7 @@ def utc_ms(line_ms: int, zone: str) -> int:
     instant, for what speaks UTC by its standard (an OPC UA source timestamp). In a DST gap or fold, the first."""
     if zone == "UTC":
         return line_ms
-    naive = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=line_ms)
-    return epoch_ms(naive.replace(tzinfo=_zone(zone)))
+    return epoch_ms(clock_time(line_ms).replace(tzinfo=_zone(zone)))
 
 
 @functools.lru_cache(maxsize=16)

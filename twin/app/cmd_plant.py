@@ -5,6 +5,7 @@ topic tree and store, from its OPC UA server, Sparkplug B edge nodes or MQTT JSO
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from pathlib import Path
@@ -258,20 +259,18 @@ def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | No
     the runs index so the dashboard shows the real line like a simulated one."""
     import json
 
-    from sensors.bus.payloads import line_now
+    from sensors.bus.payloads import clock_time, line_now
     from sensors.store.ledger import Ledger, LedgerError
 
     sc = open_scenario((config.parent / str(cfg.scenario)).resolve())
     folder.mkdir(parents=True, exist_ok=True)
     # the plant's data span (the dashboard's time range): from the first connection of this run, or the earliest
     # data it forwarded (a gateway's backlog), to the last stop or the latest data
-    when = [line_now(sc.line.timezone)] + [dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=t) for t in span or ()]
-    try:
+    when = [line_now(sc.line.timezone), *(clock_time(t) for t in span or ())]
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no earlier run.json, or one without a span
         before = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         if before.get("run_id") == cfg.run and before.get("store") == store:
             when.append(dt.datetime.fromisoformat(str(before["since"])))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
     doc = {"run_id": cfg.run, "store": store, "status": status, "source": "plant", "connector": str(config.resolve()),
            "scenario": sc.model_dump(mode="json", by_alias=True), "since": min(when).isoformat(timespec="seconds"),
            **({"until": max(when).isoformat(timespec="seconds")} if status != "running" else {}),
@@ -398,8 +397,13 @@ def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.Da
     try:
         db = open_store(url, read_only=True)
         try:
-            states = db.states(run)
-            runs = sorted(db.states().run.unique()) if run is None or states.empty else [run]
+            states = db.states(run)  # every run's when none is named: read once, its runs told from it
+            if run is None:
+                runs = sorted(states.run.unique())
+            elif states.empty:  # a run it does not hold: its runs, to name them
+                runs = sorted(db.states().run.unique())
+            else:
+                runs = [run]
         finally:
             db.close()
     except StoreError as e:
