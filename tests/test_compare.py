@@ -139,6 +139,25 @@ def test_tune_says_when_no_setting_is_significantly_better() -> None:
     assert far.clear and far.best == 0.6  # maintaining at 5 % wear is clearly worse
 
 
+def test_compare_without_policies_runs_those_the_file_can(tmp_path: Path) -> None:
+    """`twin compare FILE` on any bundled scenario stopped at its default policies (preventive without a schedule,
+    predictive without models); now it compares those the file can run and names the others with what they lack."""
+    r = subprocess.run(twin_cmd("compare", ROOT / "scenarios/cnc_cell.yaml", "--replications", 2, "--duration", "4 h",
+                                "--warmup", "0", "--jobs", 1, "--out", tmp_path / "r"),
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "preventive (saw has no every or every_parts; --every fills it in)" in r.stderr
+    assert "predictive (needs --models" in r.stderr
+    header = next(line for line in r.stdout.splitlines() if "KPI" in line)
+    assert header.split()[2:] == ["┃", "run-to-failure", "┃", "oracle", "┃"]  # the bound, so that it still compares
+    r = subprocess.run(twin_cmd("compare", ROOT / "scenarios/cnc_cell.yaml", "--replications", 2, "--duration", "4 h",
+                                "--warmup", "0", "--jobs", 1, "--every", "20 h", "--out", tmp_path / "s"),
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    header = next(line for line in r.stdout.splitlines() if "KPI" in line)
+    assert header.split()[2:] == ["┃", "run-to-failure", "┃", "preventive", "┃"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--policies", "run-to-failure,magic"), "unknown policy 'magic'"),
     (("--policies", "run-to-failure,predictive"), "needs --models"),

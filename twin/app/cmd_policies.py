@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -18,6 +19,7 @@ from twin.app.options import (
     ClusterOpt,
     ForceOpt,
     Jobs,
+    err_console,
     fail,
     needs_unit,
     open_scenario,
@@ -79,6 +81,43 @@ def _unused_options(policies: list[str], given: dict[str, bool], sc: Scenario) -
                  "change the file, or sweep it with `twin tune`")
 
 
+# what `twin compare` runs when --policies is not given: those of these the file (and the options) can run
+DEFAULT_POLICIES = ("run-to-failure", "preventive", "condition-based", "inspection", "predictive")
+
+
+# what each scenario policy needs under a machine type's maintenance (or the option that fills it in)
+NEEDS = {"preventive": "no every or every_parts; --every fills it in", "condition-based": "no sensor and threshold",
+         "inspection": "no inspect_every and wear_limit"}
+
+
+def _default_policies(params: PolicyParams, sc: Scenario) -> list[str]:
+    """The default policies this line can run as its file and the options give them, each left out said with what
+    it needs; the oracle bound beside run-to-failure where no other can run, so that a comparison is still made."""
+    from twin.scenario import ScenarioError, with_policy
+
+    chosen, left = [], []
+    for p in DEFAULT_POLICIES:
+        if p == "predictive":
+            if params.models is None:
+                left.append("predictive (needs --models, a folder from `twin train`)")
+                continue
+        elif p != "run-to-failure":
+            try:
+                with_policy(sc, p, every=params.every, threshold=params.threshold, wear_limit=params.wear_limit)
+            except ScenarioError as e:
+                who = re.search(r"machine type '(.*?)'", str(e))
+                left.append(f"{p} ({who.group(1) if who else 'a machine type'} has {NEEDS[p]})")
+                continue
+        chosen.append(p)
+    if len(chosen) < 2:
+        chosen.append("oracle")
+    if left:
+        err_console.print(f"policies left out: {'; '.join(left)}; name them with --policies once "
+                          "the machine types' maintenance gives what they need", markup=False, highlight=False,
+                          soft_wrap=True)
+    return chosen
+
+
 def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> None:
     from twin.app.compare import POLICIES, SCENARIO_POLICIES
     from twin.scenario import ScenarioError, with_policy
@@ -111,10 +150,11 @@ ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folde
 
 def compare(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
-    policies: Annotated[str, typer.Option(help="comma-separated, the first is the reference: run-to-failure, "
-                                          "preventive, condition-based (a measured sensor), inspection, "
-                                          "perfect-monitoring (true wear: a bound), predictive, oracle (a bound)")]
-    = "run-to-failure,preventive,condition-based,predictive",
+    policies: Annotated[Optional[str], typer.Option(
+        help="comma-separated, the first is the reference: run-to-failure, preventive, condition-based (a measured "
+             "sensor), inspection, perfect-monitoring (true wear: a bound), predictive, oracle (a bound) [default: "
+             "run-to-failure and those of preventive, condition-based, inspection and predictive the file and options "
+             "can run]")] = None,
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
     duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
@@ -136,10 +176,11 @@ def compare(
 
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
-    names = [p.strip() for p in policies.split(",") if p.strip()]
     if defer not in ("none", "buffer"):
         fail(f"--defer {defer!r}: choose none or buffer")
     params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit), defer=defer)
+    names = [p.strip() for p in policies.split(",") if p.strip()] if policies is not None else \
+        _default_policies(params, sc)
     _unused_options(names, {"--every": every is not None, "--threshold": threshold is not None,
                             "--wear-limit": wear_limit is not None, "--models": models is not None,
                             "--on": on != 0.5, "--defer": defer != "none"}, sc)
