@@ -307,6 +307,8 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
              "--no-stream", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "MQTT" not in r.stdout and "streaming" not in r.stderr
+    constraint = next(x for x in r.stdout.splitlines() if "constraint station" in x)
+    assert constraint.split("│")[2].strip() == "mill", constraint  # its name; it printed '1 ± 0', the station's index
     meta = json.loads((out / "run.json").read_text())
     store = open_store(meta["store"], read_only=True)
     generated = pd.read_parquet(out / "readings.parquet")

@@ -534,9 +534,9 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
     t.add_column("value", justify="right")
     line = summary[summary.scope == "line"]
     for _, row in line.iterrows():
-        if row.kpi == "bottleneck station":  # a station index per replication: show how often each was it
-            idx = kpis.loc[kpis.kpi == "bottleneck station", "value"].astype(int).value_counts()
-            t.add_row("bottleneck station", ", ".join(
+        if row.kpi in ("bottleneck station", "constraint station"):  # a station index per replication: the names,
+            idx = kpis.loc[kpis.kpi == row.kpi, "value"].astype(int).value_counts()  # how often each was it
+            t.add_row(row.kpi, ", ".join(
                 f"{sc.stations[i].name} ({c}/{n})" if n > 1 else sc.stations[i].name for i, c in idx.items()))
             continue
         t.add_row(row.kpi, _fmt(row))
