@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
 from twin.app.runner import events_frame, simulate, states_frame
 from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, SETUP, Line
-from twin.scenario import load_scenario
+from twin.scenario import load_scenario, with_policy
 from twin.truth import TruthReader
 
 
@@ -65,6 +65,18 @@ def test_observed_mtbf_and_mttr_match_configured(clock: str) -> None:
     assert kpi(k, "mtbf [h]").mean() == pytest.approx(1.0, rel=0.06)
     assert kpi(k, "mttr [min]").mean() == pytest.approx(10.0, rel=0.06)
     assert kpi(k, "failures").sum() > 1000
+
+
+def test_mtbf_and_mttr_of_a_machine_type_are_a_sudden_breakdown() -> None:
+    """What a plant's records give (MTBF, MTTR) written as such: the same fault mode, draws and KPIs as the
+    exponential 'breakdown' written out, and written out so wherever the type is (a policy swapped, a file saved)."""
+    stations = [{"name": "a", "cycle_time": exp(60)}, {"name": "b", "cycle_time": exp(50), "buffer": 3}]
+    short = scenario(stations, machine_types={"m": {"mtbf": "2 h", "mttr": "10 min"}}, duration=200 * 3600)
+    long = scenario(stations, machine_types={"m": unreliable(7200, 600)}, duration=200 * 3600)
+    assert short.model_dump() == long.model_dump()
+    assert replicate(short, 2).equals(replicate(long, 2))
+    swapped = with_policy(short, "preventive", every=3600.0)
+    assert [fm.name for fm in swapped.machine_types["m"].fault_modes] == ["breakdown"]
 
 
 def test_wear_rises_to_one_at_failure_and_resets_at_repair() -> None:

@@ -110,6 +110,12 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
     (lambda d: d["machine_types"]["filler"]["fault_modes"][0].update(repair={"dist": "lognormal", "mean": "35 min",
                                                                              "sd": 1e200}),
      r"fault_modes\[0\]\.repair: sd 1e\+200 s is more than 1000 times the mean"),
+    (lambda d: d["machine_types"]["filler"].update(mtbf="30 h"),
+     r"machine_types\.filler: mtbf without mttr: give both"),
+    (lambda d: d["machine_types"]["filler"].update(mtbf="30 h", mttr=0),
+     r"machine_types\.filler\.mttr: .*greater than 0"),
+    (lambda d: d["machine_types"]["filler"].update(mtbf="30 h", mttr="1 h", fault_modes=[
+        {"name": "breakdown", "kind": "sudden", "ttf": "5 h", "repair": "5 min"}]), r"has one of that name already"),
 ])
 def test_user_mistakes_are_explained(tmp_path: Path, mutate: Any, expected: str) -> None:
     data = valid()

@@ -188,6 +188,9 @@ class Maintenance(_Strict):
         return self
 
 
+BREAKDOWN = "breakdown"  # the fault mode a machine type's mtbf and mttr stand for
+
+
 class MachineType(_Strict):
     """What machines of one kind share: how they age, fail, are sensed and maintained."""
 
@@ -201,6 +204,27 @@ class MachineType(_Strict):
     repair_crew: Name | None = Field(None, description="crew that repairs and maintains; none = always available")
     start_age: Literal["new", "random"] = Field(
         "random", description="wear at t = 0: new, or a random point of the first life (a line already in service)")
+    mtbf: PositiveDuration | None = Field(
+        None, exclude=True, description="mean time between failures on the machine's clock, with mttr: a sudden fault "
+        "mode 'breakdown' with exponential times to failure and repair (what a plant's records give)")
+    mttr: PositiveDuration | None = Field(
+        None, exclude=True, description="mean time to repair once a crew member is there, with mtbf")
+
+    @model_validator(mode="after")
+    def _breakdown(self) -> MachineType:
+        """`mtbf` and `mttr` are the fault mode they stand for (written as such wherever the type is written out)."""
+        if (self.mtbf is None) != (self.mttr is None):
+            given, missing = ("mtbf", "mttr") if self.mttr is None else ("mttr", "mtbf")
+            raise ValueError(f"{given} without {missing}: give both (a sudden fault mode 'breakdown' with exponential "
+                             "times), or list the type's fault_modes instead")
+        if self.mtbf is not None and self.mttr is not None:
+            if any(fm.name == BREAKDOWN for fm in self.fault_modes):
+                raise ValueError(f"mtbf and mttr make a fault mode '{BREAKDOWN}', and fault_modes has one of that "
+                                 "name already; rename it or list every mode under fault_modes")
+            mode = FaultMode(name=BREAKDOWN, kind="sudden", ttf={"dist": "exponential", "mean": self.mtbf},
+                             repair={"dist": "exponential", "mean": self.mttr})
+            object.__setattr__(self, "fault_modes", [*self.fault_modes, mode])  # the model is frozen once made
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> MachineType:
