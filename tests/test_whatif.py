@@ -96,7 +96,35 @@ def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path)
         (["--buffer", "cell-2=5", "--buffer", "cell-2=5"], "--buffer 'cell-2=5' is given twice"),
         (["--extra-crew", "maintenance", "--extra-crew", "maintenance"], "--extra-crew 'maintenance' is given twice"),
         (["--buffer", "cell-9=5"], "--buffer 'cell-9=5': write STATION=PARTS"),
+        (["--machines", "cell-2=1"], "--machines 'cell-2=1': station cell-2 has 1 machine already"),
+        (["--machines", "cell-2=two"], "give the number of machines in parallel, 1 to 1000"),
+        (["--machines", "cell-9=2"], "--machines 'cell-9=2': write STATION=VALUE with a station of the scenario"),
+        (["--cycle-time", "cell-2=50"], "--cycle-time 50: give its unit"),
+        (["--cycle-time", "cell-2=0 s"], "a mean cycle time from 1 ms to a year"),
     ])
+
+
+def test_more_machines_or_another_cycle_at_a_station_as_alternatives() -> None:
+    """The two questions a line's capacity raises (one more machine at a station, a faster or slower cycle) as
+    what-if alternatives: the machines it has keep their names and the states read from the line, the cycle's law
+    keeps its shape, and a station slowed to half its speed costs parts."""
+    from twin.app.cmd_plant import _alternatives
+    from twin.app.runner import simulate
+
+    sc, _ = continue_from(load_scenario(SCENARIO).model_copy(update={"duration": 4 * 3600.0}), LineNow(
+        taken="2026-01-05T14:00:00", machines={"cell-2": MachineNow(state="down", since=600, mode="jam")}))
+    options = dict(_alternatives(sc, [], [], [], [], ["cell-2=2"], ["cell-3=124 s"]))
+    assert list(options) == ["as is", "cell-2: 2 machines", "cell-3: cycle 124 s"]
+    two = options["cell-2: 2 machines"]
+    assert two.stations[1].machine_names == ["cell-2", "cell-2-2"] and two.now is not None
+    assert two.now.machines["cell-2"].state == "down"
+    slow = options["cell-3: cycle 124 s"].stations[2].cycle_time
+    assert (slow.mean, slow.sd) == pytest.approx((124.0, 12.0))  # type: ignore[union-attr]
+    line = simulate(two, 0, sensors=False).line
+    assert [m.name for m in line.machines] == ["cell-1", "cell-2", "cell-2-2", "cell-3", "cell-4"]
+    made = {k: np.mean([len(simulate(v, rep, sensors=False).line.stations[-1][0].log.finished) for rep in range(4)])
+            for k, v in options.items() if k != "cell-2: 2 machines"}
+    assert made["cell-3: cycle 124 s"] < 0.8 * made["as is"], made  # failures elsewhere take their share too
 
 
 def test_a_store_of_several_lines_gives_each_scenario_its_own_lines_state(tmp_path: Path) -> None:

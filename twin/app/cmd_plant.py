@@ -18,6 +18,7 @@ from twin import MAX_SEED
 from twin.app.options import (
     err_console,
     fail,
+    needs_unit,
     open_scenario,
     out_console,
     print_table,
@@ -333,14 +334,76 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     return out
 
 
+def _station_setting(option: str, spec: str, sc: Scenario) -> tuple[int, str]:
+    """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""
+    station, _, value = spec.partition("=")
+    names = [s.name for s in sc.stations]
+    if station.strip() not in names or not value.strip():
+        fail(f"{option} {spec!r}: write STATION=VALUE with a station of the scenario ({', '.join(names)})")
+    return names.index(station.strip()), value.strip()
+
+
+def _with_machines(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--machines STATION=N: the station with N machines in parallel; those it has keep their names and states, new
+    ones start new, and removed ones (the last named) leave the line."""
+    i, value = _station_setting("--machines", spec, sc)
+    st = sc.stations[i]
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        fail(f"--machines {spec!r}: give the number of machines in parallel, 1 to 1000, e.g. {st.name}=2")
+    n, names = int(value), st.machine_names
+    if n == len(names):
+        fail(f"--machines {spec!r}: station {st.name} has {n} machine{'s' * (n > 1)} already; give another number")
+    taken = {m for s in sc.stations for m in s.machine_names}
+    new = names[:n]
+    k = 1
+    while len(new) < n:
+        k += 1
+        if (name := f"{st.name}-{k}") not in taken:
+            new.append(name)
+    stations = [s.model_copy(update={"machines": new}) if j == i else s for j, s in enumerate(sc.stations)]
+    update: dict[str, object] = {"stations": stations}
+    if sc.now is not None:  # a removed machine's state read from the plant goes with it
+        gone = set(names) - set(new)
+        update["now"] = sc.now.model_copy(update={"machines": {m: v for m, v in sc.now.machines.items()
+                                                               if m not in gone}})
+    return f"{st.name}: {n} machine{'s' * (n > 1)}", sc.model_copy(update=update)
+
+
+def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--cycle-time STATION=TIME: the station's mean cycle time set, its law's shape kept (every product's cycle and
+    the design cycles scaled alike)."""
+    from twin.distributions import parse_duration, scaled
+
+    i, value = _station_setting("--cycle-time", spec, sc)
+    st = sc.stations[i]
+    needs_unit(value, "--cycle-time")
+    try:
+        mean = float(parse_duration(value))
+    except ValueError as e:
+        fail(f"--cycle-time {spec!r}: {e}")
+    if not 0.001 <= mean <= 365 * 86400:
+        fail(f"--cycle-time {spec!r}: a mean cycle time from 1 ms to a year")
+    if st.cycle_time.mean <= 0:
+        fail(f"--cycle-time {spec!r}: station {st.name}'s cycle time is 0; give it one in the scenario")
+    f = mean / st.cycle_time.mean
+    update = {"cycle_time": scaled(st.cycle_time, f),
+              "cycle_times": {p: scaled(d, f) for p, d in st.cycle_times.items()},
+              "ideal_cycle_time": st.ideal_cycle_time * f if st.ideal_cycle_time is not None else None,
+              "ideal_cycle_times": {p: t * f for p, t in st.ideal_cycle_times.items()}}
+    stations = [s.model_copy(update=update) if j == i else s for j, s in enumerate(sc.stations)]
+    return f"{st.name}: cycle {value}", sc.model_copy(update={"stations": stations})
+
+
 def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
-                  shifts: list[str] | None = None) -> list[tuple[str, Scenario]]:
+                  shifts: list[str] | None = None, machines: list[str] | None = None,
+                  cycles: list[str] | None = None) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once."""
     from twin.scenario import ScenarioError, with_policy
 
     out = [("as is", sc)]
     for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
-                          ("--add-shift", shifts or [])):
+                          ("--add-shift", shifts or []), ("--machines", machines or []),
+                          ("--cycle-time", cycles or [])):
         if (twice := repeated(given)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")
     for name in crews:
@@ -384,6 +447,8 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
             fail(f"--add-shift {window!r} overlaps the scenario's shifts ({', '.join(sc.calendar.shifts)}); give a "
                  "window outside them")
         out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
+    out += [_with_machines(sc, spec) for spec in machines or []]
+    out += [_with_cycle(sc, spec) for spec in cycles or []]
     return out
 
 
@@ -455,6 +520,10 @@ def whatif(
     add_shift: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more shift window on the "
                                                                 "working days, e.g. '22:00-24:00' (repeatable)")]
     = None,
+    machines: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N machines in parallel at "
+                                                               "the station (repeatable)")] = None,
+    cycle_time: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME, the station's mean "
+                                                                 "cycle time, e.g. filler=1.6 s (repeatable)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -466,7 +535,7 @@ def whatif(
     if out is not None:
         writable(out, folder=False)
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed)  # named before scipy loads
-    asked = (extra_crew or [], policy or [], buffer or [], add_shift or [])
+    asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [])
     _alternatives(base, *asked)  # every mistake named before the line's state is read
     import numpy as np
     import pandas as pd
