@@ -195,7 +195,7 @@ def state_timeline(iv: pd.DataFrame, order: list[str], domain: tuple[pd.Timestam
                                                                   range=list(STATE_COLOURS.values()))),
         tooltip=["machine", "state", alt.Tooltip("from:T", format="%H:%M:%S", formatType="utc"),
                  alt.Tooltip("to:T", format="%H:%M:%S", formatType="utc"), alt.Tooltip("hours:Q", format=".2f")],
-    ).properties(height=24 * len(order) + 30, width="container")
+    ).properties(height=max(24 * len(order) + 30, 20 * len(STATE_COLOURS) + 30), width="container")  # its legend
 
 
 def downtime_pareto(iv: pd.DataFrame) -> alt.Chart:
@@ -205,11 +205,11 @@ def downtime_pareto(iv: pd.DataFrame) -> alt.Chart:
     lost["reason"] = lost.state + reason.map(lambda r: f": {r}" if r else "")
     table = lost.groupby(["machine", "reason"], as_index=False).hours.sum()
     order = table.groupby("machine").hours.sum().sort_values(ascending=False).index.tolist()
-    return alt.Chart(table).mark_bar().encode(
+    return alt.Chart(table).mark_bar(size=14).encode(
         x=alt.X("hours:Q", title="time lost [h]"), y=alt.Y("machine:N", sort=order, title=None),
         color=alt.Color("reason:N", title="reason"),
         tooltip=["machine", "reason", alt.Tooltip("hours:Q", format=".2f")],
-    ).properties(height=24 * max(len(order), 1) + 30, width="container")
+    ).properties(height=max(24 * max(len(order), 1) + 30, 18 * table.reason.nunique() + 40), width="container")
 
 
 def per_period(frame: pd.DataFrame, value: str, title: str, fmt: str = ".0f") -> alt.Chart:

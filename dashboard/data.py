@@ -648,6 +648,26 @@ def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def machine_intervals(run: Run, window: Window, rep: int) -> pd.DataFrame:
+    """Every machine's state intervals in the window, each stop with its reason (fault mode): a simulated run's
+    ground truth of replication `rep`, a plant's state records; empty until the replication has finished."""
+    from dashboard.charts import intervals
+
+    if run.plant:
+        return states_intervals(run, window)
+    a, b = window.seconds()
+    truth = run.truth("states")
+    if truth.empty or rep not in set(truth.replication):
+        return pd.DataFrame()
+    iv = intervals(truth[truth.replication == rep], window.origin, a, b)
+    ev = run.truth("events")
+    if len(ev):  # a stop's fault mode is its downtime reason
+        fails = ev[(ev.replication == rep) & (ev.event == "failure")][["machine", "t", "fault_mode"]]
+        iv = iv.merge(fails.rename(columns={"t": "start", "fault_mode": "reason"}), on=["machine", "start"],
+                      how="left")
+    return iv
+
+
 def states_intervals(run: Run, window: Window) -> pd.DataFrame:
     """State intervals from the store's state records (a plant's, which has no ground-truth tables), clipped to the
     window, in the form charts.intervals gives; empty while the store cannot be read."""

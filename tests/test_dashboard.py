@@ -105,8 +105,30 @@ def test_output_and_oee_per_hour_add_up_to_the_run(env: Path) -> None:
 
 def test_machine_page_charts_sensors_truth_and_events(env: Path) -> None:
     at = page("machine")
-    assert len(at.get("vega_lite_chart")) >= 2  # sensors and the true wear
+    assert len(at.get("vega_lite_chart")) >= 4  # sensors, the true wear, its state timeline and downtime Pareto
     assert any("ground truth" in s.value for s in at.subheader)
+    machine = at.selectbox[0].value
+    kpis = pd.read_parquet(run_dir(env) / "kpis.parquet")
+    mine = kpis[(kpis.scope == "machine") & (kpis.entity == machine) & (kpis.replication == 0)].set_index("kpi").value
+    tiles = {m.label: m.value for m in at.metric}  # the machine's own reliability, as the run's KPIs give it
+    assert tiles["availability [%]"] == f"{100 * mine['availability']:.1f}"
+    assert tiles["failures"] == f"{mine['failures']:.0f}"
+
+
+def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line modelled without sensors (MTBF and MTTR only): the machine page said 'no readings yet' and showed
+    nothing else; it now says why and shows the machine's states, stops and reliability figures."""
+    runs = tmp_path / "runs"
+    run_all(twin_cmd("run", "bench/scenarios/serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
+                     "--replications", 1, "--out", runs / "serial5" / "r1"))
+    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    at = page("machine")
+    assert any("has no sensors in the scenario" in i.value for i in at.info)
+    assert {"availability [%]", "failures", "MTBF [h]", "MTTR [min]"} <= {m.label for m in at.metric}
+    assert len(at.get("vega_lite_chart")) == 2  # the state timeline and the downtime Pareto
 
 
 def test_history_rows_are_the_stores(env: Path) -> None:

@@ -24,6 +24,7 @@ if run is not None:
     machine = st.selectbox("machine", names, key="machine")
     st.query_params["machine"] = machine
     station = next(s for s in sc.stations if machine in s.machine_names)
+    mtype = sc.machine_type_of(station)
     start = window.origin
     a, b = window.seconds()
     problem = data.store_problem(run.store_url)
@@ -58,13 +59,37 @@ if run is not None:
         st.subheader(f"{station.name} / {machine}: sensors, per-minute means (replication {rep}"
                      f"{', live from MQTT while the run writes the store' if live_source else ''})")
         if shown.empty:
-            st.info("No readings of this machine in this time range yet.")
+            st.info("No readings of this machine in this time range yet." if mtype.sensors else
+                    f"Machine type {station.machine_type} has no sensors in the scenario: its states and failures "
+                    "below are all there is to show.")
         else:
             shown = shown[["ts", "sensor", "value"]]
             st.vega_lite_chart(shown, charts.sensor_spec(sorted(shown.sensor.unique()), shown_marks, units, domain))
             st.caption(window.caption + "; hover a panel for the values at that minute")
 
     sensors()
+    kpis = run.kpis()
+    mine = kpis[(kpis.scope == "machine") & (kpis.entity == machine) & (kpis.replication == rep)] \
+        if len(kpis) else kpis
+    iv = data.machine_intervals(run, window, rep)
+    iv = iv[iv.machine == machine] if len(iv) else iv
+    if len(mine) or len(iv):
+        st.subheader(f"{machine}: states and stops (replication {rep})")
+    if len(mine):  # over the whole replication after its warm-up, as the run's KPIs are
+        k = mine.set_index("kpi").value
+        cols = st.columns(5)
+        shown_kpis = (("availability [%]", "availability", "{:.1%}"), ("utilisation [%]", "utilisation", "{:.1%}"),
+                      ("failures", "failures", "{:.0f}"), ("MTBF [h]", "mtbf [h]", "{:.1f}"),
+                      ("MTTR [min]", "mttr [min]", "{:.1f}"))
+        for col, (label, name, fmt) in zip(cols, shown_kpis):
+            v = k.get(name)
+            col.metric(label, "–" if v is None or v != v else fmt.format(v).rstrip("%"))
+        st.caption("over the whole replication after its warm-up (the run's KPIs), not the time range")
+    if len(iv):
+        left, right = st.columns([3, 2])
+        bands = iv if len(iv) <= 1200 else charts.coarse_bands(iv, window.origin, a, b)
+        left.altair_chart(charts.state_timeline(bands, [machine], (window.start, window.end)), width="stretch")
+        right.altair_chart(charts.downtime_pareto(iv), width="stretch")
     folder = os.environ.get("LINETWIN_MODELS")
     if folder:
         fc = data.forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)

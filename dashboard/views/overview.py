@@ -68,8 +68,8 @@ if run is not None:
         elif len(line_kpis) and rep in set(line_kpis.replication):
             table = line_kpis.pivot_table(index="replication", columns="kpi", values="value")
             values, before = table.loc[rep].to_dict(), table.mean().to_dict()
-            note = (f"replication {rep} of {len(table)} finished; the change is against the mean of the finished "
-                    "replications" if len(table) > 1 else f"replication {rep}, finished")
+            note = (f"replication {rep}, one of {len(table)} finished; the change is against their mean"
+                    if len(table) > 1 else f"replication {rep}, finished")
         elif run.plant:  # a real line's data: no simulated KPIs (said beside the line below)
             values, before, note = {}, {}, "no KPIs: plant data"
         elif run.finished:
@@ -106,22 +106,11 @@ if run is not None:
     live_view()
     st.caption(window.caption)
     a, b = window.seconds()
-    truth_states = run.truth("states")
-    iv = pd.DataFrame()
-    if len(truth_states) and rep in set(truth_states.replication):
-        iv = charts.intervals(truth_states[truth_states.replication == rep], window.origin, a, b)
-        ev = run.truth("events")
-        if len(ev):  # a stop's fault mode is its downtime reason
-            fails = ev[(ev.replication == rep) & (ev.event == "failure")][["machine", "t", "fault_mode"]]
-            iv = iv.merge(fails.rename(columns={"t": "start", "fault_mode": "reason"}), on=["machine", "start"],
-                          how="left")
+    iv = data.machine_intervals(run, window, rep)
     if run.plant:
         st.info("Plant data (`twin connect`): the machines' states and readings are the real line's; there is no "
                 "ground truth (true wear) and no simulated KPIs. The state timeline and Pareto below come from "
                 "the store's state records.")
-        stored = data.states_intervals(run, window)
-        if len(stored):
-            iv = stored
     if iv.empty and not run.plant:
         st.info("The state timeline, downtime Pareto and hourly figures appear when the replication has finished "
                 "(the live tiles and line above follow the running one).")
