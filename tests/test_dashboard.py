@@ -216,12 +216,18 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     at.text_input(key="wi_dur").set_value("1 h")
     at.number_input(key="wi_reps").set_value(3)
     at.multiselect(key="wi_crew").set_value(["mechanics"])
+    at.multiselect(key="wi_more").set_value(["labeller"])  # the CLI's other alternatives, offered here too
+    at.text_input(key="wi_cycle").set_value("filler=1.7 s")
+    at.text_input(key="wi_buffer").set_value("capper=400")
+    assert at.text_input(key="wi_shift").disabled  # bottling runs around the clock: no shift to add
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]
     assert proc.wait(120) == 0, proc.stderr.read()
     at.run()
     shown = next(d.value for d in at.dataframe if "alternative" in d.value.columns)
-    assert list(shown.alternative) == ["as is", "+1 technician, mechanics"] and "±" in shown["good parts"][0]
+    assert list(shown.alternative) == ["as is", "+1 technician, mechanics", "buffer capper = 400",
+                                       "labeller: 2 machines", "filler: cycle 1.7 s"]
+    assert "±" in shown["good parts"][0]
 
 
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:

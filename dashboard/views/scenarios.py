@@ -105,13 +105,27 @@ if sc is not None and path is not None:
     from twin.maintenance import SCENARIO_POLICIES
 
     pols = st.multiselect("every machine on the policy", list(SCENARIO_POLICIES), key="wi_pol")
+    w5, w6 = st.columns(2)
+    counts = {s.name: len(s.machine_names) for s in sc.stations}
+    more = w5.multiselect("one more machine at", list(counts), key="wi_more")
+    faster = w6.text_input("another cycle time", "", key="wi_cycle", placeholder="STATION=TIME, e.g. "
+                           f"{sc.stations[0].name}=45 s; several separated by ;")
+    w7, w8 = st.columns(2)
+    sizes = w7.text_input("another buffer size", "", key="wi_buffer", placeholder="STATION=PARTS; …")
+    shift = w8.text_input("one more shift", "", key="wi_shift", placeholder="22:00-24:00",
+                          disabled=sc.calendar is None, help="the line runs around the clock" if sc.calendar is None
+                          else None)
+    alternatives = [*[a for c in crews for a in ("--extra-crew", c)], *[a for p in pols for a in ("--policy", p)],
+                    *[a for name in more for a in ("--machines", f"{name}={counts[name] + 1}")],
+                    *[a for x in faster.split(";") if x.strip() for a in ("--cycle-time", x.strip())],
+                    *[a for x in sizes.split(";") if x.strip() for a in ("--buffer", x.strip())],
+                    *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else [])]
     wi_busy = st.session_state.get("wi_proc") is not None and st.session_state.wi_proc.poll() is None
     if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
                  help=None if me.can("start_run") else "engineers only"):
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
         start_job("wi_proc", ["whatif", str(path), "--from", str(url), "--duration", wi_duration, "--replications",
-                              str(wi_reps), "--out", str(table), *[a for c in crews for a in ("--extra-crew", c)],
-                              *[a for p in pols for a in ("--policy", p)]])
+                              str(wi_reps), "--out", str(table), *alternatives])
         st.session_state.wi_table = str(table)
         data.ledger().audit(me.name, me.role, "what-if", f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
