@@ -43,10 +43,15 @@ class TruthReader:
 
 class StateFollower:
     """Follows the state logs of a line's machines as it runs: `new(line)` gives, per machine, the changes logged
-    since the last call (times, state names, downtime reasons); a new replication is followed from its start."""
+    since the last call (times, state names, downtime reasons); a new replication is followed from its start.
+
+    What it gives is a state record per change as a store or a subscriber keeps it (on the millisecond: each
+    record holds from its time to the next): of several changes in one millisecond (a machine blocked and freed
+    at one instant) only the last, the state it is in after it, and no record that repeats the one before."""
 
     def __init__(self) -> None:
         self._cursor: dict[tuple[int, str], int] = {}
+        self._last: dict[tuple[int, str], tuple[str, str]] = {}  # the last record given: (state, reason)
 
     def new(self, line: Line) -> list[tuple[Machine, np.ndarray, np.ndarray, np.ndarray]]:
         out = []
@@ -55,6 +60,16 @@ class StateFollower:
             start = self._cursor.get(key, 0)
             t, states, reasons = m.log.states_from(start)
             self._cursor[key] = start + len(t)
-            if len(t):
-                out.append((m, t, states, reasons))
+            if not len(t):
+                continue
+            ms = np.rint(t * 1000)
+            keep = np.append(ms[1:] != ms[:-1], True)  # the last change of each millisecond
+            t, states, reasons = t[keep], states[keep], reasons[keep]
+            before = self._last.get(key)
+            prev_s = np.concatenate([[before[0] if before else None], states[:-1]])
+            prev_r = np.concatenate([[before[1] if before else None], reasons[:-1]])
+            keep = (states != prev_s) | (reasons != prev_r)  # a record that repeats the one before says nothing
+            self._last[key] = (states[-1], reasons[-1])
+            if keep.any():
+                out.append((m, t[keep], states[keep], reasons[keep]))
         return out

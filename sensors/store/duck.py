@@ -262,17 +262,18 @@ class DuckStore:
         return table if fresh.all() else table.filter(pa.array(np.repeat(fresh, sizes)))
 
     def write_states(self, states: pd.DataFrame | pa.Table) -> None:
-        if len(states):
-            self._insert_new("states", rows_table(states, STATE_COLUMNS), STATE_COLUMNS)
+        if len(states):  # of two changes of a machine in one millisecond, the state it is in after them: the last
+            self._insert_new("states", rows_table(states, STATE_COLUMNS), STATE_COLUMNS, keep="last")
 
     def write_levels(self, levels: pd.DataFrame | pa.Table) -> None:
         if len(levels):
             self._insert_new("levels", rows_table(levels, LEVEL_COLUMNS), LEVEL_COLUMNS)
 
-    def _insert_new(self, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
+    def _insert_new(self, table: str, rows: pa.Table, columns: Sequence[str], keep: str = "first") -> None:
         """Insert the rows not stored yet, by their key (the first four columns: run, replication, name, ts); of rows
-        repeated within `rows`, the first."""
-        rows, spans = _first_of_each(rows, list(columns[:4]))
+        repeated within `rows`, the first, and a key stored already kept as it is. With `keep="last"` the last row
+        given for a key wins, here and against what is stored (a state record: the state after its time)."""
+        rows, spans = _first_of_each(rows, list(columns[:4]), keep)
         # the coarse span (for DuckDB to skip row groups by their min/max) from the series' spans: a row or so each
         runs = pc.unique(spans.column("run")).to_pylist()
         replication = pc.min_max(spans.column("replication"))
@@ -289,8 +290,15 @@ class DuckStore:
                 return
             sql = _NEW_ROWS.format(table=table, columns=", ".join(f"b.{c}" for c in columns),
                                    key=", ".join(columns[:4]), span=span)
+            on_key = " AND ".join(f"{table}.{c} = b.{c}" for c in columns[:4])
+            where = f"{table}.run IN ({', '.join('?' * len(runs))}) AND {table}.replication BETWEEN ? AND ? AND " \
+                f"{table}.ts BETWEEN ? AND ?"  # the span, for DuckDB to skip row groups
+            update = (f"UPDATE {table} SET {', '.join(f'{c} = b.{c}' for c in columns[4:])} FROM batch b "
+                      f"WHERE {on_key} AND {where}" if keep == "last" else None)
             for start in range(0, rows.num_rows, _SLICE):  # each slice compared with what is stored, earlier ones too
                 cur.register("batch", rows.slice(start, _SLICE))
+                if update is not None:  # a key stored already takes the later row's values
+                    cur.execute(update, params)
                 cur.execute(sql, params)
 
     def write_series(self, series: pd.DataFrame) -> None:
@@ -373,8 +381,9 @@ class DuckStore:
             self._con.close()
 
 
-def _first_of_each(rows: pa.Table, key: list[str]) -> tuple[pa.Table, pa.Table]:
-    """`rows` without the later repeats of a key (a redelivered message's rows), in their order; and the span of each
+def _first_of_each(rows: pa.Table, key: list[str], keep: str = "first") -> tuple[pa.Table, pa.Table]:
+    """`rows` without the later repeats of a key (a redelivered message's rows; with `keep="last"`, without the
+    earlier ones), in their order; and the span of each
     series among them: the key's columns but its last (the time), with the series' `first` and `last` time. Compared
     as integer codes (text by its dictionary index) sorted once: hashing Python strings, pandas' `duplicated` or
     Arrow's group-by cost two to ten times as much."""
@@ -390,7 +399,8 @@ def _first_of_each(rows: pa.Table, key: list[str]) -> tuple[pa.Table, pa.Table]:
     changed = [c[order[1:]] != c[order[:-1]] for c in codes]  # between neighbours in that order
     new_series = np.concatenate([[True], np.logical_or.reduce(changed[:-1])]) if len(order) else order.astype(bool)
     repeated = np.zeros(len(order), dtype=bool)
-    repeated[order[1:][~(new_series[1:] | changed[-1])]] = True
+    same = ~(new_series[1:] | changed[-1])  # a row whose key is its predecessor's in that order
+    repeated[(order[1:] if keep == "first" else order[:-1])[same]] = True
     first = np.flatnonzero(new_series)
     last = np.append(first[1:], len(order))[:len(first)] - 1  # each series ends where the next begins (none: none)
     ts = rows.column(key[-1])
