@@ -120,6 +120,7 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     """A line modelled without sensors (MTBF and MTTR only): the machine page said 'no readings yet' and showed
     nothing else; it now says why and shows the machine's states, stops and reliability figures."""
     runs = tmp_path / "runs"
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
     run_all(twin_cmd("run", "bench/scenarios/serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
                      "--replications", 1, "--out", runs / "serial5" / "r1"))
     monkeypatch.setenv("LINETWIN_RUNS", str(runs))

@@ -98,7 +98,7 @@ def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path)
         (["--buffer", "cell-9=5"], "--buffer 'cell-9=5': write STATION=PARTS"),
         (["--machines", "cell-2=1"], "--machines 'cell-2=1': station cell-2 has 1 machine already"),
         (["--machines", "cell-2=two"], "give the number of machines in parallel, 1 to 1000"),
-        (["--machines", "cell-9=2"], "--machines 'cell-9=2': write STATION=VALUE with a station of the scenario"),
+        (["--machines", "cell-9=2"], "--machines 'cell-9=2': write STATION=N with a station of the scenario"),
         (["--cycle-time", "cell-2=50"], "--cycle-time 50: give its unit"),
         (["--cycle-time", "cell-2=0 s"], "a mean cycle time from 1 ms to a year"),
     ])

@@ -334,19 +334,19 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     return out
 
 
-def _station_setting(option: str, spec: str, sc: Scenario) -> tuple[int, str]:
+def _station_setting(option: str, spec: str, sc: Scenario, what: str) -> tuple[int, str]:
     """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""
     station, _, value = spec.partition("=")
     names = [s.name for s in sc.stations]
-    if station.strip() not in names or not value.strip():
-        fail(f"{option} {spec!r}: write STATION=VALUE with a station of the scenario ({', '.join(names)})")
+    if station.strip() not in names or not value.strip() or (what == "PARTS" and not value.strip().isdigit()):
+        fail(f"{option} {spec!r}: write STATION={what} with a station of the scenario ({', '.join(names)})")
     return names.index(station.strip()), value.strip()
 
 
 def _with_machines(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--machines STATION=N: the station with N machines in parallel; those it has keep their names and states, new
     ones start new, and removed ones (the last named) leave the line."""
-    i, value = _station_setting("--machines", spec, sc)
+    i, value = _station_setting("--machines", spec, sc, "N")
     st = sc.stations[i]
     if not value.isdigit() or not 1 <= int(value) <= 1000:
         fail(f"--machines {spec!r}: give the number of machines in parallel, 1 to 1000, e.g. {st.name}=2")
@@ -374,7 +374,7 @@ def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     the design cycles scaled alike)."""
     from twin.distributions import parse_duration, scaled
 
-    i, value = _station_setting("--cycle-time", spec, sc)
+    i, value = _station_setting("--cycle-time", spec, sc, "TIME")
     st = sc.stations[i]
     needs_unit(value, "--cycle-time")
     try:
@@ -383,8 +383,6 @@ def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
         fail(f"--cycle-time {spec!r}: {e}")
     if not 0.001 <= mean <= 365 * 86400:
         fail(f"--cycle-time {spec!r}: a mean cycle time from 1 ms to a year")
-    if st.cycle_time.mean <= 0:
-        fail(f"--cycle-time {spec!r}: station {st.name}'s cycle time is 0; give it one in the scenario")
     f = mean / st.cycle_time.mean
     update = {"cycle_time": scaled(st.cycle_time, f),
               "cycle_times": {p: scaled(d, f) for p, d in st.cycle_times.items()},
@@ -419,14 +417,12 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
         except ScenarioError as e:
             fail(f"--policy: {e}")
     for spec in buffers:
-        station, _, size = spec.partition("=")
-        names = [s.name for s in sc.stations]
-        if station not in names or not size.isdigit():
-            fail(f"--buffer {spec!r}: write STATION=PARTS with a station of the scenario ({', '.join(names)})")
+        i, size = _station_setting("--buffer", spec, sc, "PARTS")
+        station, names = sc.stations[i].name, [s.name for s in sc.stations]
         fed = set(sc.entries()) if sc.source.kind == "saturated" else set()  # entries of a saturated source: no buffer
-        if names.index(station) in fed:
+        if i in fed:
             fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
-                 f"buffer; give one of {', '.join(n for i, n in enumerate(names) if i not in fed)}")
+                 f"buffer; give one of {', '.join(n for j, n in enumerate(names) if j not in fed)}")
         stations = [s.model_copy(update={"buffer": int(size), "initial": min(s.initial, int(size))})
                     if s.name == station else s for s in sc.stations]
         out.append((f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})))
