@@ -57,7 +57,10 @@ def test_bundled_scenarios_are_valid_and_commented(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90 s", 90.0), ("1.5min", 90.0), ("8 h", 28800.0),
-                                                ("2 d", 172800.0), ("250 ms", 0.25), (12, 12.0)])
+                                                ("2 d", 172800.0), ("250 ms", 0.25), (12, 12.0),
+                                                # written out, as plant records and engineers write them
+                                                ("30 hours", 108000.0), ("1 Minute", 60.0), ("2 weeks", 1209600.0),
+                                                ("1 w", 604800.0), ("3 days", 259200.0), ("45 secs", 45.0)])
 def test_durations_with_units(text: Any, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -272,7 +275,7 @@ def test_schema_refuses_what_the_validator_refuses() -> None:
     import jsonschema
 
     checker = jsonschema.Draft202012Validator(json_schema())
-    for change in ({"duration": "-8 h"}, {"duration": "8 hours"}, {"duration": 0}, {"warmup": "-1 s"},
+    for change in ({"duration": "-8 h"}, {"duration": "8 hourz"}, {"duration": 0}, {"warmup": "-1 s"},
                    {"seed": -1}, {"blocking": "sometimes"}, {"frobnicate": 1}):
         assert not checker.is_valid(_as_json({**valid(), **change})), change
 

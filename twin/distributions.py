@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-_UNITS = {
+_UNITS = {  # the short units, and as people write them out ('30 hours', '2 weeks')
     "ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0, "day": 86400.0,
+    "w": 604800.0, "wk": 604800.0, "week": 604800.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "mins": 60.0,
+    "minute": 60.0, "minutes": 60.0, "hrs": 3600.0, "hour": 3600.0, "hours": 3600.0, "days": 86400.0,
+    "weeks": 604800.0,
 }
 _DURATION_RE = re.compile(
     r"[ \t\n\r]*([-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+)[ \t\n\r]*([a-z]*)[ \t\n\r]*")
@@ -44,7 +47,8 @@ def parse_duration(value: Any) -> Any:
             raise ValueError(f"not a duration: {value!r}; write a number of seconds or e.g. '90 s', '5 min', '8 h'")
         unit = m.group(2) or "s"
         if unit not in _UNITS:
-            raise ValueError(f"unknown time unit {unit!r} in {value!r}; allowed: {', '.join(_UNITS)}")
+            raise ValueError(f"unknown time unit {unit!r} in {value!r}; allowed: ms, s, min, h, d, w (or written "
+                             "out: seconds, minutes, hours, days, weeks)")
         seconds = float(m.group(1)) * _UNITS[unit]
         if not math.isfinite(seconds):  # '1e400' reads as inf
             raise ValueError(f"not a duration: {value!r} is beyond any time a line runs; write e.g. '30 d'")
