@@ -364,3 +364,15 @@ def test_a_control_character_is_named_with_its_line_in_one_paragraph(tmp_path: P
     message = error_of(tmp_path, "seed: 1\nline: {name: Zürich Süd}\nduration: 8 h\x07\n")
     assert message.startswith("line.yaml:3: not valid YAML (control characters are not allowed, U+0007)")
     assert "\n" not in message and "unicode string" not in message
+
+
+def test_a_typo_in_a_route_is_named_with_the_name_meant_and_nothing_it_implies(tmp_path: Path) -> None:
+    """A route to 'filer' made the filler a station no one feeds, and the error listed that as its own problem (the
+    filler 'takes parts from the source ... has no buffer'), beside the typo itself."""
+    data = valid()
+    data["stations"][1]["next"] = "filer"
+    data["stations"][3]["machine_type"] = "conveyor_machin"
+    msg = error_of(tmp_path, data)
+    assert "stations[1].next: no station named 'filer', did you mean 'filler'?" in msg, msg
+    assert "machine type 'conveyor_machin' is not defined, did you mean 'conveyor_machine'?" in msg, msg
+    assert "2 problems" in msg and "saturated" not in msg, msg

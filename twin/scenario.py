@@ -8,6 +8,7 @@ message names the file, line, field path, what was wrong and what is allowed, e.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import re
 from collections.abc import Callable
@@ -678,15 +679,20 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                                                             f"fault modes: {sorted(modes)}"))
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
     entries = _entries(stations)
+    named = {st.get("name") for st in stations if isinstance(st, dict)}
+    misrouted = any(isinstance(to, str) and to not in named and to != EXIT  # a typo in a route: what the graph
+                    for i in range(len(stations)) for to in _targets(stations, i))  # implies beyond it is unsaid
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue
         mt = st.get("machine_type")
         if isinstance(mt, str) and mt not in types:
-            problems.append((f"stations[{i}].machine_type", f"machine type '{mt}' is not defined; "
-                                                           f"machine_types: {sorted(types)}"))
+            problems.append((f"stations[{i}].machine_type", f"machine type '{mt}' is not defined"
+                                                           f"{_did_you_mean(mt, list(types))}; machine_types: "
+                                                           f"{sorted(types)}"))
         buffer, initial = st.get("buffer"), st.get("initial", 0)
-        if i in entries and source.get("kind", "saturated") == "saturated" and (buffer is not None or initial):
+        if i in entries and source.get("kind", "saturated") == "saturated" and (buffer is not None or initial) \
+                and not misrouted:
             problems.append((f"stations[{i}].buffer", f"station {st.get('name')} takes parts from the source, which "
                                                       "is saturated (parts always available): it has no buffer; "
                                                       "remove 'buffer'/'initial' or use source kind 'arrivals'"))
@@ -741,6 +747,12 @@ def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[s
     return problems
 
 
+def _did_you_mean(name: str, known: list[str]) -> str:
+    """', did you mean 'assy'?' for a name one typo away from a known one, else ''."""
+    close = difflib.get_close_matches(name, [k for k in known if isinstance(k, str)], n=1, cutoff=0.75)
+    return f", did you mean '{close[0]}'?" if close else ""
+
+
 def _targets(stations: list[Any], i: int) -> list[Any]:
     """The raw `next` targets of station i: names, or None for the default (the next station listed)."""
     nxt = stations[i].get("next") if isinstance(stations[i], dict) else None
@@ -773,6 +785,7 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         problems.append((f"stations[{named[EXIT]}].name", f"'{EXIT}' is where routes leave the line; rename the "
                                                           "station"))
     succ: dict[int, list[int]] = {}
+    misrouted = False
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue
@@ -790,7 +803,11 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
                                                             "goes through a rework station"))
             elif isinstance(to, str):
                 loc = f"stations[{i}].next" + (f"[{j}].to" if isinstance(nxt, list) else "")
-                problems.append((loc, f"no station named '{to}'; stations: {sorted(named)} (or '{EXIT}')"))
+                problems.append((loc, f"no station named '{to}'{_did_you_mean(to, [*named, EXIT])}; stations: "
+                                      f"{sorted(named)} (or '{EXIT}')"))
+                misrouted = True
+    if misrouted:  # a route to no station: the checks below would blame its stations for what the typo does
+        return problems
     for i, st in enumerate(stations):
         asm = st.get("assemble") if isinstance(st, dict) else None
         if not isinstance(asm, dict):
