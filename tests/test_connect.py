@@ -510,7 +510,7 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
     f.write_text(ok.replace("json:\n", "json:\n" + second.replace("{area}", "filler")))  # the specific one first: fine
     assert [m.topic for m in load_config(f).json_] == ["gw7/filler/{machine}/data", "gw7/{station}/{machine}/data"]
     f.write_text("line: {site: a, area: b, name: c}\nsource: mqtt://x\njsn: []\n")
-    with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key"):
+    with pytest.raises(ConnectError, match=r"connect.yaml:3 jsn: unknown key, did you mean 'json'\?"):
         load_config(f)
     f.write_text("line: {site: a, area: b, name: c}\nsource: http://x\ntarget: mqtt://x:99999\njson: []\n")
     with pytest.raises(ConnectError, match=r"connect.yaml:2 source: broker URL 'http://x': write mqtt://host:1883.*"

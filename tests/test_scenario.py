@@ -376,3 +376,20 @@ def test_a_typo_in_a_route_is_named_with_the_name_meant_and_nothing_it_implies(t
     assert "stations[1].next: no station named 'filer', did you mean 'filler'?" in msg, msg
     assert "machine type 'conveyor_machin' is not defined, did you mean 'conveyor_machine'?" in msg, msg
     assert "2 problems" in msg and "saturated" not in msg, msg
+
+
+def test_a_misspelt_key_is_named_with_the_key_meant_there(tmp_path: Path) -> None:
+    """'unknown key' alone left the user to find the spelling in the docs; a union's other member ('next' given as a
+    list of routes: 'must be a valid string') and its tag ('next.list[Route][0]') were noise around the real error,
+    and a route without its station made every station one that 'can never leave the line'."""
+    data = valid()
+    data["stations"][1]["cycletime"] = data["stations"][1].pop("cycle_time")
+    data["stations"][2]["buffers"] = data["stations"][2].pop("buffer")  # 'buffers' is a key elsewhere (now:)
+    data["stations"][0]["next"] = [{"too": "rinser", "p": 1.0}]
+    data["stations"][3]["cycle_time"] = {"dist": "normal", "meen": "0.85 s", "sd": "0.04 s"}
+    msg = error_of(tmp_path, data)
+    assert "stations[1].cycletime: unknown key, did you mean 'cycle_time'?" in msg, msg
+    assert "stations[2].buffers: unknown key, did you mean 'buffer'?" in msg, msg
+    assert "stations[0].next[0].too: unknown key, did you mean 'to'?" in msg, msg
+    assert "stations[3].cycle_time.meen: unknown key, did you mean 'mean'?" in msg, msg
+    assert "valid string" not in msg and "list[Route]" not in msg and "never leave the line" not in msg, msg

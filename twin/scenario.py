@@ -11,6 +11,8 @@ import datetime as dt
 import difflib
 import json
 import re
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -679,7 +681,7 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                                                             f"fault modes: {sorted(modes)}"))
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
     entries = _entries(stations)
-    named = {st.get("name") for st in stations if isinstance(st, dict)}
+    named = {st["name"] for st in stations if isinstance(st, dict) and isinstance(st.get("name"), str)}
     misrouted = any(isinstance(to, str) and to not in named and to != EXIT  # a typo in a route: what the graph
                     for i in range(len(stations)) for to in _targets(stations, i))  # implies beyond it is unsaid
     for i, st in enumerate(stations):
@@ -790,6 +792,8 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         if not isinstance(st, dict):
             continue
         nxt = st.get("next")
+        if isinstance(nxt, list) and not all(isinstance(r, dict) and isinstance(r.get("to"), str) for r in nxt):
+            misrouted = True  # a route without its station: the field error names it, its graph is unknown
         succ[i] = []
         for j, to in enumerate(_targets(stations, i)):
             if to is None:
@@ -920,7 +924,7 @@ def load_model(path: str | Path, model: type[M], kind: str, error: type[ValueErr
     try:
         obj = model.model_validate(data)
     except ValidationError as e:
-        raise error(_format_errors(Path(path).name, e, lines, kind=kind)) from None
+        raise error(_format_errors(Path(path).name, e, lines, kind=kind, root=model)) from None
     if cross_check is not None and (problems := cross_check(obj)):
         raise error(_format_errors(Path(path).name, None, lines, problems, kind=kind))
     return obj
@@ -997,26 +1001,39 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in DIST_TAGS or str(part).startswith(("function-", "constrained-")):
+        elif part in DIST_TAGS or str(part).startswith(("function-", "constrained-")) or "[" in str(part) \
+                or part in ("str", "int", "float", "bool", "none"):  # a union member's tag, not a user's key
             continue
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
 
 
+# a value of a union field that is not this member's type: noise where the member it is has errors of its own
+_UNION_MISS = {"string_type", "int_type", "float_type", "bool_type", "none_required", "list_type", "dict_type",
+               "model_type", "int_parsing", "float_parsing"}
+
+
 def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int],
-                   references: list[tuple[str, str]] = (), kind: str = "scenario") -> str:  # type: ignore[assignment]
+                   references: list[tuple[str, str]] = (), kind: str = "scenario",  # type: ignore[assignment]
+                   root: type[BaseModel] | None = None) -> str:
     """Every problem of a file in one paragraph: field errors, then cross-references, each with its line."""
     parts = []
-    for e in err.errors(include_url=False) if err is not None else []:
+    root = root or Scenario  # the model the file is read by: the keys a misspelt one likely meant
+    errors = err.errors(include_url=False) if err is not None else []
+    deeper = [format_loc(tuple(e["loc"])) for e in errors]
+    for e in errors:
         if not e["loc"] and references:
             continue  # the model's own cross-reference check: listed below with lines
         loc = format_loc(tuple(e["loc"]))
+        if e["type"] in _UNION_MISS and any(d.startswith((f"{loc}.", f"{loc}[")) for d in deeper):
+            continue  # 'must be a valid string' of a union's other member, beside the errors inside the one given
         line = _nearest_line(loc, lines)
         msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
         if e["type"] == "extra_forbidden":
             doc = "scenario" if kind == "scenario" else "connect"
-            msg = f"unknown key; remove it or check its spelling (see docs/{doc}.md for the allowed keys)"
+            meant = _did_you_mean(str(e["loc"][-1]), _keys_at(tuple(e["loc"]), root))
+            msg = f"unknown key{meant}; remove it or check its spelling (see docs/{doc}.md for the allowed keys)"
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
@@ -1093,6 +1110,33 @@ def _nearest_line(loc: str, lines: dict[str, int]) -> int | None:
         cut = max(loc.rfind("."), loc.rfind("["))
         loc = loc[:cut] if cut > 0 else ""
     return None
+
+
+def _keys_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """The keys a scenario file may hold where `loc` (an error's location, its last part the key) points: the fields
+    of the model there, as a file writes them (by alias); what a misspelt key there likely meant."""
+    def members(ann: Any) -> list[Any]:
+        while typing.get_origin(ann) is Annotated:
+            ann = typing.get_args(ann)[0]
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):
+            return [m for a in typing.get_args(ann) for m in members(a)]
+        return [ann]
+
+    anns: list[Any] = [root]
+    for part in loc[:-1]:
+        if part in DIST_TAGS or "[" in str(part) or part in ("str", "int", "float", "bool", "none"):
+            continue  # a union member's tag (a distribution's, 'list[Route]'): the same union goes on
+        found = []
+        for m in (m for a in anns for m in members(a)):
+            if isinstance(m, type) and issubclass(m, BaseModel):
+                field = next((f for n, f in m.model_fields.items() if part in (n, f.alias)), None)
+                if field is not None:
+                    found.append(field.annotation)
+            elif typing.get_origin(m) in (list, dict, tuple) and typing.get_args(m):
+                found.append(typing.get_args(m)[-1])  # an item of a list, a value of a map
+        anns = found
+    return sorted({k for m in (m for a in anns for m in members(a)) if isinstance(m, type) and issubclass(m, BaseModel)
+                   for k in (f.alias or n for n, f in m.model_fields.items())})
 
 
 def json_schema() -> dict[str, Any]:
