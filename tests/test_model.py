@@ -223,6 +223,31 @@ def test_shift_calendar_stops_the_line_outside_shifts() -> None:
     assert line.machines[0].state == OFF_SHIFT
 
 
+def test_a_night_shift_crosses_midnight_and_overlapping_shifts_count_once() -> None:
+    """'22:00-06:00' was refused ('ends before it starts'; the split form's 00:00-06:00 belongs to the next day, so a
+    Monday-to-Friday night shift worked Monday morning and not Saturday morning); two shifts that overlap at a
+    hand-over counted their overlap twice as planned time (06:00-14:00 and 10:00-18:00 planned 16 h a day)."""
+    from twin.model import ShiftCalendar
+    from twin.scenario import Calendar
+
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    monday = __import__("datetime").datetime(2026, 1, 5, 0, 0)
+    three = ShiftCalendar(Calendar(shifts=["06:00-14:00", "14:00-22:00", "22:00-06:00"], days=days), monday,
+                          7 * 86400)
+    assert three.planned(0, 7 * 86400) == pytest.approx(5 * 24 * 3600)  # Monday 06:00 to Saturday 06:00
+    assert three.next_start(3600.0) == 6 * 3600  # Monday 01:00: no Sunday night shift
+    assert three.next_start(5 * 86400 + 5 * 3600) is None  # Saturday 05:00: Friday's night shift
+    assert three.next_start(5 * 86400 + 7 * 3600) == 7 * 86400 + 6 * 3600  # Saturday 07:00: Monday 06:00
+    overlap = ShiftCalendar(Calendar(shifts=["06:00-14:00", "10:00-18:00"]), monday, 2 * 86400)
+    assert overlap.planned(0, 86400) == pytest.approx(12 * 3600)
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], calendar={"shifts": ["22:00-06:00"], "days": days},
+                  start="2026-01-05T00:00:00", duration="7 d")
+    line = run(sc)
+    made = np.frombuffer(line.exit)
+    assert len(made) == pytest.approx(5 * 8 * 60, abs=5)  # five night shifts of 8 h, a part a minute
+    assert made.min() >= 22 * 3600 and made.max() <= 5 * 86400 + 6 * 3600 + 60
+
+
 def test_changeover_every_n_parts() -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
                   duration=1500)

@@ -98,7 +98,7 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
     (lambda d: d["machine_types"]["filler"]["maintenance"].pop("threshold"), r"watches a measured sensor"),
     (lambda d: d["stations"][3].update(name="filler"), r"stations\[3\]\.name: station 'filler' is used twice"),
     (lambda d: d["stations"][1].update(cycle_time=0), r"mean cycle time must be at least 1 ms"),
-    (lambda d: d.update(calendar={"shifts": ["22:00-06:00"]}), r"ends before it starts"),
+    (lambda d: d.update(calendar={"shifts": ["06:00-06:00"]}), r"starts when it ends"),
     (lambda d: d["stations"][0].update(buffer=5), r"stations\[0\]\.buffer: .*the source, which is saturated"),
     (lambda d: d["line"].update(name="line/1"), r"line\.name: String should match pattern"),
     (lambda d: d["stations"][1].update(cycle_time={"dist": "triangular", "low": 3, "mode": 1, "high": 2}),

@@ -104,8 +104,8 @@ class ShiftCalendar:
                 s, e = day * 86400 + a - offset, day * 86400 + b - offset
                 if e <= 0:
                     continue
-                if (starts and abs(starts[-1] - max(s, 0.0)) < 1e-9) or (ends and abs(ends[-1] - s) < 1e-9):
-                    ends[-1] = e  # windows that touch merge into one
+                if ends and max(s, 0.0) <= ends[-1] + 1e-9:  # windows that touch or overlap (a night shift into
+                    ends[-1] = max(ends[-1], e)  # the next day's first) merge into one
                     continue
                 starts.append(max(s, 0.0))
                 ends.append(e)

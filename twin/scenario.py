@@ -405,7 +405,8 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 class Calendar(_Strict):
     """Planned production time: shift windows on working days; everything else is planned downtime."""
 
-    shifts: list[str] = Field(min_length=1, description="daily windows 'HH:MM-HH:MM', e.g. '06:00-14:00'")
+    shifts: list[str] = Field(min_length=1, description="daily windows 'HH:MM-HH:MM', e.g. '06:00-14:00'; a night "
+                                                          "shift crosses midnight, '22:00-06:00', from its day on")
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=lambda: list(DAYS), min_length=1,
         description="working days; at least one (a line that never works has no availability to measure)")
@@ -417,20 +418,43 @@ class Calendar(_Strict):
             m = _HHMM.match(w)
             if not m:
                 raise ValueError(f"shift {w!r} is not 'HH:MM-HH:MM' (24 h clock, e.g. '22:00-24:00')")
-            if int(m.group(1)) * 60 + int(m.group(2)) >= int(m.group(3)) * 60 + int(m.group(4)):
-                raise ValueError(f"shift {w!r} ends before it starts; "
-                                 "split a night shift as '22:00-24:00', '00:00-06:00'")
+            if int(m.group(1)) * 60 + int(m.group(2)) == int(m.group(3)) * 60 + int(m.group(4)):
+                raise ValueError(f"shift {w!r} starts when it ends; a whole day is '00:00-24:00'")
         return v
 
-    def windows(self) -> list[tuple[float, float]]:
-        """Shift windows in seconds after midnight."""
+    def spans(self) -> list[tuple[float, float]]:
+        """Each shift as (start, end) in seconds after its day's midnight, as given; a night shift crossing
+        midnight ends after 86,400 s (it belongs to the day it starts on)."""
         out = []
         for w in self.shifts:
             m = _HHMM.match(w)
             assert m is not None  # validated above
             a, b, c, d = (int(x) for x in m.groups())
-            out.append((a * 3600.0 + b * 60.0, c * 3600.0 + d * 60.0))
+            start, end = a * 3600.0 + b * 60.0, c * 3600.0 + d * 60.0
+            out.append((start, end if end > start else end + 86400.0))
         return sorted(out)
+
+    def windows(self) -> list[tuple[float, float]]:
+        """The production windows of a working day, in seconds after its midnight: the shifts' union (shifts that
+        overlap, as at a hand-over, count once), in time order; a window crossing midnight ends after 86,400 s."""
+        out: list[tuple[float, float]] = []
+        for a, b in self.spans():
+            if out and a <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            else:
+                out.append((a, b))
+        return out
+
+    def day_length(self, extra: tuple[float, float] | None = None) -> float:
+        """Planned seconds in a working day (with `extra`, one more shift's span): the union over the day's clock,
+        a night shift's part after midnight counted at the start of the day."""
+        pieces = [p for a, b in [*self.spans(), *([extra] if extra else [])]
+                  for p in ([(a, b)] if b <= 86400 else [(a, 86400.0), (0.0, b - 86400)])]
+        total, reach = 0.0, 0.0
+        for a, b in sorted(pieces):
+            total += max(0.0, b - max(a, reach))
+            reach = max(reach, b)
+        return total
 
 
 class OperatorPool(_Strict):

@@ -438,8 +438,8 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
             cal = Calendar.model_validate({**sc.calendar.model_dump(), "shifts": [*sc.calendar.shifts, window]})
         except ValidationError as e:
             fail(f"--add-shift {window!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')}")
-        w = cal.windows()
-        if any(a < d and c < b for i, (a, b) in enumerate(w) for c, d in w[i + 1:]):
+        a, b = Calendar(shifts=[window]).spans()[0]
+        if sc.calendar.day_length((a, b)) < sc.calendar.day_length() + (b - a) - 1e-6:
             fail(f"--add-shift {window!r} overlaps the scenario's shifts ({', '.join(sc.calendar.shifts)}); give a "
                  "window outside them")
         out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
