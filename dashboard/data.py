@@ -543,7 +543,7 @@ def _shift_of(sc: Scenario, t: float) -> tuple[float, float]:
     cal = _calendar(sc)
     if cal is None:
         return max(0.0, t - 86400), t
-    spans = [(a, b) for a, b in zip(cal.starts, cal.ends) if a < t]
+    spans = [(max(a, 0.0), b) for a, b in cal.shifts if a < t]
     return spans[-1] if spans else (0.0, t)
 
 
@@ -631,7 +631,7 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
 def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
     """The hourly figures summed per shift of the calendar (per day without one)."""
     cal = _calendar(sc)
-    spans = list(zip(cal.starts, cal.ends)) if cal is not None else [
+    spans = [(max(a, 0.0), b) for a, b in cal.shifts] if cal is not None else [
         (d, d + 86400.0) for d in np.arange(0.0, sc.duration, 86400.0)]
     rows = []
     origin = pd.Timestamp(sc.start).tz_localize(None)

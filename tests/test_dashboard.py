@@ -634,3 +634,18 @@ def test_proxy_user_header_kiosk_and_dark_theme_in_chromium(dash_runs: Path, tmp
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_figures_per_shift_are_per_shift_not_per_day() -> None:
+    """The overview's table 'per shift' summed each day's touching shifts into one row (06:00 – 22:00 for an early
+    and a late shift): the early and the late shift are compared there."""
+    from dashboard import data
+    from tests.helpers import const, scenario
+
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], start="2026-01-05T06:00:00", duration="1 d",
+                  calendar={"shifts": ["06:00-14:00", "14:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
+    hourly = pd.DataFrame({"t": [3600.0 * h for h in range(16)], "good": [60] * 8 + [30] * 8, "planned_h": 1.0,
+                           "oee": [1.0] * 8 + [0.5] * 8})
+    table = data.per_shift(sc, hourly)
+    assert [s[-13:] for s in table["shift"]] == ["06:00 – 14:00", "14:00 – 22:00"], table
+    assert table["good parts"].tolist() == [480, 240] and table["OEE [%]"].tolist() == [100.0, 50.0]

@@ -110,6 +110,12 @@ class ShiftCalendar:
                 starts.append(max(s, 0.0))
                 ends.append(e)
         self.starts, self.ends = starts, ends
+        #: each shift as the calendar names it, (start, end) in simulation seconds, in time order (the windows above
+        #: merge shifts that touch or overlap): what a per-shift report counts
+        self.shifts = sorted((day * 86400 + a - offset, day * 86400 + b - offset)
+                             for day in range(int(horizon // 86400) + 3)
+                             if DAYS[(day0 + dt.timedelta(days=day)).weekday()] in cal.days
+                             for a, b in cal.spans() if day * 86400 + b - offset > 0)
         # the shift of the last look-up that fell inside one: machines ask at every part, and their hot loop tests
         # `on_from <= t < on_until` itself before calling `next_start`
         self.on_from = self.on_until = 0.0
