@@ -238,18 +238,29 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
     assert fitted.stations[1].buffer == 17  # the most parts seen waiting in front of press-2
 
 
-def test_the_shift_calendar_is_read_from_the_planned_stops() -> None:
-    """A week of a two-shift line (06:00-22:00, Monday to Friday) as a status log: its off-shift records give the
-    calendar back (adjacent shifts as one window)."""
+@pytest.mark.parametrize(("shifts", "expected"), [
+    (None, ["06:00-22:00"]),  # cnc_cell's own: two shifts, adjacent ones read as one window
+    (["22:00-06:00"], ["22:00-06:00"]),  # a night shift: one shift of the day it starts on
+    (["06:00-14:00", "14:00-22:00", "22:00-06:00"], ["06:00-18:00", "18:00-06:00"]),  # Monday 06:00 to Saturday 06:00
+])
+def test_the_shift_calendar_is_read_from_the_planned_stops(shifts: list[str] | None, expected: list[str]) -> None:
+    """A week of a line working Monday to Friday as a status log: its off-shift records give the calendar back. A
+    night or a three-shift line was read by the calendar day: its shift's hours after midnight made Saturday a
+    working day and Monday morning one too (three shifts: 00:00-24:00 Monday to Saturday, 144 h a week for 120)."""
     from twin.app.runner import simulate
     from twin.fit import calendar_from
+    from twin.scenario import Calendar
 
     sc = load_scenario(ROOT / "scenarios" / "cnc_cell.yaml").model_copy(update={"duration": 7 * 86400.0})
+    if shifts is not None:
+        sc = sc.model_copy(update={"calendar": Calendar(shifts=shifts, days=sc.calendar.days)})  # type: ignore[union-attr]
     line = simulate(sc, 0, sensors=False).line
     start = pd.Timestamp(sc.start)
     log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
                                    "state": s.astype(str), "reason": r.astype(str)})
                      for m in line.machines for t, s, r in [m.log.states_from(0)]])
-    assert calendar_from(log.sort_values(["machine", "timestamp"])) == {
-        "shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]}
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    found = calendar_from(log.sort_values(["machine", "timestamp"]))
+    assert found == {"shifts": expected, "days": days}
+    assert Calendar(**found).day_length() == (sc.calendar or Calendar(shifts=["00:00-24:00"])).day_length()
     assert calendar_from(log[log.state != "off_shift"]) is None  # no planned stops: no calendar to read

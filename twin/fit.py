@@ -302,9 +302,10 @@ SLOT = 15  # minutes: the grid on which a shift calendar is read from the log
 
 def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     """The shift calendar the log's planned stops show (None if it has none): on a 15-minute grid, a slot of a
-    weekday is planned downtime when the line (most of its machines) was off shift there on most such days; working
-    days are those with a slot on shift, the shifts the runs of on-shift slots of those days (the most common
-    pattern)."""
+    weekday is planned downtime when the line (most of its machines) was off shift there on most such days. The
+    week is read as one timeline, so a night shift that crosses midnight stays one shift of the day it starts on:
+    each day is read from the hour its production most often starts, the shifts are the runs of on-shift slots of
+    the most common day, and working days those with at least half as many slots on shift."""
     if not (log.state == "off_shift").any():
         return None
     start, end = log.timestamp.min().floor("D"), log.timestamp.max()
@@ -321,25 +322,41 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
                           "off": off > len(machines) / 2})
     frame = frame[(grid >= log.timestamp.min()) & (grid < end)]
     typical = frame.groupby(["day", "slot"]).off.mean() > 0.5  # off on most such days
+    per_day = 24 * 60 // SLOT
+    week = np.zeros(7 * per_day, dtype=bool)  # on shift, Monday 00:00 to Sunday 24:00; a day not seen is off
+    for (d, slot), is_off in typical.items():
+        week[d * per_day + slot // SLOT] = not is_off
+    if week.all() or not week.any():
+        return None  # never off shift in a pattern: the line runs around the clock (or never)
+    starts = np.flatnonzero(week & ~np.roll(week, 1))  # where production begins, the week read round
+    anchor = int(pd.Series(starts % per_day).mode().min()) if len(starts) else 0
     names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-    days = [d for d in range(7) if d in typical.index.get_level_values(0) and not typical.loc[d].all()]
-    if not days or (len(days) == 7 and not typical.any()):
-        return None  # never off shift in a pattern: the line runs around the clock
-    patterns = pd.Series([tuple(~typical.loc[d].reindex(range(0, 1440, SLOT), fill_value=True).to_numpy())
-                          for d in days]).value_counts()
-    on = np.array(patterns.index[0])
+    days = {d: tuple(np.roll(week, -(d * per_day + anchor))[:per_day]) for d in range(7)}  # each day from the anchor
+    on = np.array(pd.Series([p for p in days.values() if any(p)]).value_counts().index[0])
+    days = {d: p for d, p in days.items() if sum(p) >= on.sum() / 2}  # not a part finished after the last shift
     windows, i = [], 0
-    while i < len(on):
+    while i < per_day:
         if on[i]:
             j = i
-            while j < len(on) and on[j]:
+            while j < per_day and on[j]:
                 j += 1
-            a, b = i * SLOT, j * SLOT
-            windows.append(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}")
+            windows += _shift_texts((anchor + i) * SLOT, (anchor + j) * SLOT)
             i = j
         else:
             i += 1
-    return {"shifts": windows, "days": [names[d] for d in days]}
+    return {"shifts": windows, "days": [names[d] for d in sorted(days)]}
+
+
+def _shift_texts(a: int, b: int) -> list[str]:
+    """Minutes after a day's midnight (b up to a day later) as calendar shifts: one 'HH:MM-HH:MM', crossing
+    midnight where it does; a whole day from a time other than midnight as two halves (a shift cannot start when it
+    ends)."""
+    def hhmm(m: int) -> str:
+        return f"{m // 60:02d}:{m % 60:02d}"
+
+    if b - a == 1440 and a % 1440:
+        return _shift_texts(a, a + 720) + _shift_texts(a + 720, b)
+    return [f"{hhmm(a % 1440)}-{hhmm(b % 1440 or 1440)}"]  # an end at midnight is 24:00
 
 
 def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
