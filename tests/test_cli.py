@@ -31,6 +31,21 @@ def test_validate_bundled() -> None:
     assert r.stdout.count("ok ") == len(BUNDLED)
 
 
+def test_validate_a_folder_of_scenarios(tmp_path: Path) -> None:
+    """`twin validate scenarios/` (a repository's CI check of its lines) said the folder could not be read as a file;
+    it checks every .yaml and .yml file in it and its subfolders, and an empty folder is an error, not 'all ok'."""
+    (tmp_path / "lines" / "hall-3").mkdir(parents=True)
+    (tmp_path / "lines" / "hall-3" / "pumps.yml").write_text(Path("tests/scenarios/pumps.yaml").read_text())
+    (tmp_path / "lines" / "notes.txt").write_text("not a scenario")
+    (tmp_path / "empty").mkdir()
+    r = twin("validate", "scenarios", str(tmp_path / "lines"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok ") == len(BUNDLED) + 1 and "pumps.yml: line plant1/assembly/pump-line" in " ".join(
+        r.stdout.split())  # a long path wraps
+    r = twin("validate", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "a folder without scenario files" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_help_and_validate_load_no_heavy_modules() -> None:
     """`twin --help` and `twin validate` start fast: no scipy, torch, streamlit, pandas or store client is imported."""
     probe = ("import sys\nfrom twin.app.cli import app\n"

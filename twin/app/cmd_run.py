@@ -47,12 +47,26 @@ if TYPE_CHECKING:  # pandas, the scenario model and the streaming modules load o
     from twin.scenario import Scenario
 
 
-def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to check")]) -> None:
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to check, or folders of them "
+                                                                 "(their .yaml and .yml files, in subfolders too)")]
+             ) -> None:
     """Check scenario files; print what is wrong with each (exit 2 if any is invalid)."""
     from twin.scenario import ScenarioError, load_scenario
 
     bad = 0
+    expanded = []
     for f in files:
+        if f.is_dir():
+            found = sorted(p for p in f.rglob("*") if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
+            if not found:
+                err_console.print(f"[bold red]invalid:[/] {escape(str(f))}: a folder without scenario files "
+                                  "(.yaml, .yml); give the files or the folder that holds them", markup=True,
+                                  highlight=False, soft_wrap=True)
+                bad += 1
+            expanded += found
+        else:
+            expanded.append(f)
+    for f in expanded:
         try:
             sc = load_scenario(f)
         except ScenarioError as e:
@@ -61,7 +75,8 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
             continue
         n_m = sum(len(s.machine_names) for s in sc.stations)
         out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
-                          f"{len(sc.stations)} stations, {n_m} machines", markup=True, highlight=False)
+                          f"{len(sc.stations)} station{'s' * (len(sc.stations) != 1)}, {n_m} "
+                          f"machine{'s' * (n_m != 1)}", markup=True, highlight=False)
         for note in sc.ideal_cycle_notes():
             out_console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     if bad:
