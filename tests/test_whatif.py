@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -201,3 +202,49 @@ def test_any_state_read_from_a_line_runs(machines: dict[str, MachineNow], buffer
     out, _ = continue_from(sc, LineNow(taken="2026-01-05T14:00:00", machines=machines, buffers=buffers))
     kpis = simulate(out, 0, sensors=False).kpis
     assert (kpis[kpis.kpi == "throughput [parts/h]"].value >= 0).all()
+
+
+def test_an_assemblys_feeder_buffers_are_stored_and_continued_from(tmp_path: Path) -> None:
+    """An assembly has a buffer per feeder; their levels were neither published nor stored, and a what-if started
+    them empty (and `initial` on an assembly was ignored without a word). Now each is a level of its own
+    ('assy<shaft'), and the line continues from them."""
+    from sensors.store import open_store
+    from twin.model import Line
+    from twin.scenario import ScenarioError
+
+    pumps = ROOT / "tests" / "scenarios" / "pumps.yaml"
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", pumps, "--no-stream", "--duration", "4 h", "--warmup", "0", "--out", run),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    store = open_store(f"duckdb:///{run / 'twin.duckdb'}", read_only=True)
+    try:
+        levels = store.levels()
+    finally:
+        store.close()
+    assert {"assy<housing", "assy<shaft", "test", "rework"} <= set(levels.station)
+    assert levels[levels.station == "assy<shaft"].level.max() > 0  # the shafts wait for housings, two at a time
+    sc, _ = continue_from(load_scenario(pumps), LineNow(taken="2026-01-05T10:00:00",
+                                                        buffers={"assy<shaft": 3, "assy<housing": 9, "test": 2}))
+    assy = sc.stations[2]
+    assert assy.feeder_initial == {"shaft": 3, "housing": 4}  # 9 housings read: the buffer holds 4
+    line = Line(sc)
+    assert {f: len(b.items) for f, b in line.station_inputs[2].items()} == {"housing": 4, "shaft": 3}
+    assert line.buffer_levels()["assy<shaft"] == 3 and line.buffer_levels()["test"] == 2
+    r = subprocess.run(twin_cmd("whatif", pumps, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--replications", "2",
+                                "--duration", "1 h"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "assy<shaft" in " ".join(r.stderr.split()), r.stderr  # 1 h ahead of a line whose
+    # file warms up for 2 h: refused ('warmup must be shorter than duration') though a what-if has no warm-up
+    r = subprocess.run(twin_cmd("run", pumps, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--no-stream",
+                                "--duration", "1 h", "--out", tmp_path / "on"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(twin_cmd("run", pumps, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--warmup", "1 h"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)  # was accepted and ignored
+    assert r.returncode == 2 and "--warmup with --from" in r.stderr, r.stderr
+    data = yaml.safe_load(pumps.read_text())
+    data["stations"][2]["initial"] = 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError, match=r"a buffer per feeder, so initial does not say which; give "
+                                            r"feeder_initial: \{housing: 2\}"):
+        load_scenario(tmp_path / "bad.yaml")

@@ -24,7 +24,7 @@ from simpy.events import PENDING
 
 from twin.distributions import Sampler, residual
 from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
-from twin.scenario import DAYS, Calendar, FaultMode, MachineNow, MachineType, Scenario, Station
+from twin.scenario import DAYS, Calendar, FaultMode, MachineNow, MachineType, Scenario, Station, feeder_key
 
 STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator")
 WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT, WAITING_OPERATOR = range(len(STATES))
@@ -991,6 +991,13 @@ class Line:
                 for m in self.stations[si + 1]:
                     m.wiring.inslots = slots
 
+    def buffer_levels(self) -> dict[str, int]:
+        """Parts waiting in front of each station now, by station name (an assembly's per feeder: `feeder_key`)."""
+        levels = {st.name: len(buf.items) for st, buf in zip(self.scenario.stations, self.buffers) if buf is not None}
+        for si, inputs in self.station_inputs.items():
+            levels.update({feeder_key(self.scenario.stations[si].name, f): len(b.items) for f, b in inputs.items()})
+        return levels
+
     def _wire_graph(self) -> None:
         """Buffers in front of each station (an assembly: one per feeder) and a router per station."""
         env, sc = self.env, self.scenario
@@ -1002,6 +1009,8 @@ class Line:
             cap = float("inf") if st.buffer is None else st.buffer
             if st.assemble:
                 inputs[si] = {f: Buffer(env, capacity=cap) for f in st.assemble}
+                for f, n in st.feeder_initial.items():
+                    inputs[si][f].items.extend(self.new_part() for _ in range(n))
                 self.buffers.append(None)
                 continue
             if si in entries and saturated:

@@ -318,6 +318,9 @@ class Station(_Strict):
     assemble: dict[Name, int] | None = Field(
         None, description="an assembly station: parts taken from each feeding station per assembly, e.g. "
                           "{body: 1, doors: 4}; the first one listed carries on as the assembly")
+    feeder_initial: dict[Name, int] = Field(
+        default_factory=dict, description="an assembly station: parts in each feeder's buffer at the start, e.g. "
+                                          "{doors: 8} (its buffers are one per feeder, so 'initial' does not apply)")
 
     @field_validator("assemble")
     @classmethod
@@ -329,6 +332,23 @@ class Station(_Strict):
             if bad:
                 raise ValueError(f"quantities must be 1 to 1000 parts, got {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _feeders(self) -> Station:
+        if self.assemble is None:
+            if self.feeder_initial:
+                raise ValueError("feeder_initial is for an assembly station (assemble:); this one has one buffer: "
+                                 "give its parts as initial")
+            return self
+        if self.initial:
+            raise ValueError(f"an assembly has a buffer per feeder, so initial does not say which; give "
+                             f"feeder_initial: {{{next(iter(self.assemble))}: {self.initial}}}")
+        for feeder, n in self.feeder_initial.items():
+            if feeder not in self.assemble:
+                raise ValueError(f"feeder_initial.{feeder}: not a feeder of this assembly ({', '.join(self.assemble)})")
+            if not 0 <= n <= (self.buffer if self.buffer is not None else 100_000):
+                raise ValueError(f"feeder_initial.{feeder}: {n} parts, in a buffer of capacity {self.buffer}")
+        return self
 
     @model_validator(mode="after")
     def _routes(self) -> Station:
@@ -505,14 +525,20 @@ class MachineNow(_Strict):
                                    "seconds of its reliability clock")
 
 
+#: a buffer among buffer levels: its station's name, an assembly's buffer from one feeder 'station<feeder'
+BufferName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(<[A-Za-z0-9][A-Za-z0-9_.-]*)?$",
+                                  max_length=130)]
+
+
 class LineNow(_Strict):
     """The line's state at one moment, from which a what-if run continues instead of starting empty."""
 
     taken: dt.datetime = Field(description="when (the line's clock); the run starts here")
     source: str = Field("", max_length=500, description="where it was read from")
     machines: dict[Name, MachineNow] = Field(default_factory=dict)
-    buffers: dict[Name, int] | None = Field(None, description="parts waiting in front of each station; None: not "
-                                            "known (the scenario's initial levels)")
+    buffers: dict[BufferName, int] | None = Field(
+        None, description="parts waiting in front of each station (an assembly's per feeder, 'station<feeder'); "
+                          "None: not known (the scenario's initial levels)")
 
 
 class Scenario(_Strict):
@@ -991,6 +1017,11 @@ def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults
     return scenario.model_copy(update={"machine_types": types})
 
 
+def feeder_key(station: str, feeder: str) -> str:
+    """The name an assembly's buffer from one feeder goes by among buffer levels (MQTT, the store): 'assy<shaft'."""
+    return f"{station}<{feeder}"
+
+
 def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]]:
     """The scenario started from `now` (its clock, the machines' states and lives, the buffers' levels; no warm-up:
     the line is already running) and the notes worth telling the user (machines or stations it does not know,
@@ -1007,6 +1038,17 @@ def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]
     if now.buffers is not None:
         entries = set(scenario.entries()) if scenario.source.kind == "saturated" else set()
         for i, st in enumerate(stations):
+            if st.assemble:  # a buffer per feeder, each its own level ('station<feeder')
+                cap = st.buffer if st.buffer is not None else 100_000
+                levels = {f: now.buffers[feeder_key(st.name, f)] for f in st.assemble
+                          if feeder_key(st.name, f) in now.buffers}
+                for f, level in levels.items():
+                    if level > cap:
+                        notes.append(f"{st.name} (from {f}): {level} parts read, more than its buffer holds ({cap}); "
+                                     f"starts with {cap}")
+                stations[i] = st.model_copy(update={"feeder_initial": {f: max(0, min(v, cap))
+                                                                       for f, v in levels.items()}})
+                continue
             level = now.buffers.get(st.name)
             if level is None or i in entries:
                 continue

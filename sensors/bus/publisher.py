@@ -175,7 +175,7 @@ class Publisher:
                     messages.append((topic, telemetry_payload(self.run_id, line.replication, station, machine,
                                                               self._units[machine], rows[i:i + self.batch]), False))
             self.readings_published += len(batch)
-        levels = {st.name: len(buf.items) for st, buf in zip(line.scenario.stations, line.buffers) if buf is not None}
+        levels = line.buffer_levels()
         if levels:
             now_ms = self.start_ms + round(line.env.now * 1000)
             messages.append((self.topics.buffers, buffers_payload(self.run_id, line.replication, now_ms, levels), True))

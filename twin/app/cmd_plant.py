@@ -530,7 +530,8 @@ def whatif(
     assert seconds is not None
     if out is not None:
         writable(out, folder=False)
-    base = open_scenario(file, duration=seconds, replications=replications, seed=seed)  # named before scipy loads
+    base = open_scenario(file, duration=seconds, replications=replications, seed=seed,  # named before scipy loads
+                         warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [])
     _alternatives(base, *asked)  # every mistake named before the line's state is read
     import numpy as np

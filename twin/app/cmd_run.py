@@ -132,8 +132,12 @@ def run(
                                                      "record")] = None,
 ) -> None:
     """Simulate a scenario: stream readings over MQTT into the store, and write Parquet results and KPIs."""
+    if from_ is not None and warmup is not None:
+        fail("--warmup with --from: a line continued from its state now is running already and has no warm-up; "
+             "leave --warmup out")
     sc = open_scenario(file, duration=time_option(duration, "--duration"), replications=replications, seed=seed,
-                       warmup=time_option(warmup, "--warmup", allow_zero=True), realtime_factor=realtime_factor)
+                       warmup=0.0 if from_ is not None else time_option(warmup, "--warmup", allow_zero=True),
+                       realtime_factor=realtime_factor)  # continued from the state now: no warm-up, whatever the file
     if from_ is not None:
         from twin.app.cmd_plant import continued
 

@@ -96,8 +96,7 @@ class StoreSink:
             self._add_states(line.replication, pa.repeat(m.name, len(t)), t, pa.array(states, pa.string()),
                              pa.array(reasons, pa.string()))
         now = self.start_ms + round(line.env.now * 1000)
-        self._levels += [(line.replication, st.name, now, len(buf.items))
-                         for st, buf in zip(line.scenario.stations, line.buffers) if buf is not None]
+        self._levels += [(line.replication, name, now, level) for name, level in line.buffer_levels().items()]
         self.flush()
 
     def merge_part(self, part: Path) -> None:
