@@ -150,6 +150,7 @@ def test_compare_without_policies_runs_those_the_file_can(tmp_path: Path) -> Non
     assert "predictive (needs --models" in r.stderr
     header = next(line for line in r.stdout.splitlines() if "KPI" in line)
     assert header.split()[2:] == ["┃", "run-to-failure", "┃", "oracle", "┃"]  # the bound, so that it still compares
+    assert "Policies left out: preventive (saw has no every" in (tmp_path / "r" / "report.md").read_text()
     r = subprocess.run(twin_cmd("compare", ROOT / "scenarios/cnc_cell.yaml", "--replications", 2, "--duration", "4 h",
                                 "--warmup", "0", "--jobs", 1, "--every", "20 h", "--out", tmp_path / "s"),
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)

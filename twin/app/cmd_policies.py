@@ -90,7 +90,7 @@ NEEDS = {"preventive": "no every or every_parts; --every fills it in", "conditio
          "inspection": "no inspect_every and wear_limit"}
 
 
-def _default_policies(params: PolicyParams, sc: Scenario) -> list[str]:
+def _default_policies(params: PolicyParams, sc: Scenario) -> tuple[list[str], str]:
     """The default policies this line can run as its file and the options give them, each left out said with what
     it needs; the oracle bound beside run-to-failure where no other can run, so that a comparison is still made."""
     from twin.scenario import ScenarioError, with_policy
@@ -111,11 +111,11 @@ def _default_policies(params: PolicyParams, sc: Scenario) -> list[str]:
         chosen.append(p)
     if len(chosen) < 2:
         chosen.append("oracle")
-    if left:
-        err_console.print(f"policies left out: {'; '.join(left)}; name them with --policies once "
-                          "the machine types' maintenance gives what they need", markup=False, highlight=False,
-                          soft_wrap=True)
-    return chosen
+    note = f"policies left out: {'; '.join(left)}; name them with --policies once the machine types' maintenance " \
+        "gives what they need" if left else ""
+    if note:
+        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+    return chosen, note
 
 
 def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> None:
@@ -179,7 +179,7 @@ def compare(
     if defer not in ("none", "buffer"):
         fail(f"--defer {defer!r}: choose none or buffer")
     params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit), defer=defer)
-    names = [p.strip() for p in policies.split(",") if p.strip()] if policies is not None else \
+    names, left = ([p.strip() for p in policies.split(",") if p.strip()], "") if policies is not None else \
         _default_policies(params, sc)
     _unused_options(names, {"--every": every is not None, "--threshold": threshold is not None,
                             "--wear-limit": wear_limit is not None, "--models": models is not None,
@@ -196,6 +196,8 @@ def compare(
             fail(str(e))
         except ClusterError as e:
             fail(str(e), code=3)
+    if left:  # the report says what the default comparison could not run, as the console did
+        cmp.notes.append(left[0].upper() + left[1:] + ".")
     summ, diff = cmp.summary(), cmp.differences()
     t = Table(title=f"{sc.line.name}: policies over {sc.replications} replications of {sc.duration / 3600:g} h "
               f"(mean ± 95 % CI; * differs from {cmp.reference})")
