@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -367,3 +369,27 @@ def test_per_event_state_holds_python_floats(name: str) -> None:
         assert all(type(v) in (float, int) for v in values), (m.name, [type(v).__name__ for v in values])
         policy_value = getattr(m.policy, "value", 0.0)
         assert type(policy_value) in (float, int), (m.name, type(policy_value).__name__)
+
+
+def test_each_entry_station_of_a_graph_line_can_have_its_own_arrivals(tmp_path: Path) -> None:
+    """An assembly fed by arrivals took the same time between arrivals at every entry station, so an assembly of one
+    housing and two shafts starved for shafts with no way to say that shafts come twice as often."""
+    import yaml
+
+    from twin.scenario import ScenarioError
+
+    data = yaml.safe_load(Path("tests/scenarios/pumps.yaml").read_text())
+    data["source"] = {"kind": "arrivals", "interarrival": {"dist": "exponential", "mean": "3 min"},
+                      "by_station": {"shaft": {"dist": "exponential", "mean": "90 s"}}}
+    for st in data["stations"][:2]:
+        st["buffer"] = 50
+    data["duration"], data["warmup"] = "20 d", 0
+    (tmp_path / "fed.yaml").write_text(yaml.safe_dump(data))
+    line = run(load_scenario(tmp_path / "fed.yaml"))
+    made = {name: line.stations[i][0].log.finished for i, name in ((0, "housing"), (1, "shaft"))}
+    assert len(made["shaft"]) / len(made["housing"]) == pytest.approx(2.0, rel=0.05)  # as the assembly needs
+    data["source"]["by_station"] = {"assy": {"dist": "exponential", "mean": "90 s"}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError, match=r"source.by_station.assy: 'assy' is not a station the source feeds; "
+                                            r"those are: housing, shaft"):
+        load_scenario(tmp_path / "bad.yaml")

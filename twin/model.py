@@ -1046,8 +1046,10 @@ class Line:
 
     def _arrivals(self, k: int = 0) -> Generator[simpy.Event, Any, None]:
         src = self.scenario.source
-        assert src.interarrival is not None
-        gap = Sampler(src.interarrival, rng_for(self.scenario.seed, self.replication, -1, STREAM_SOURCE + k))
+        station = self.scenario.stations[self.scenario.entries()[k] if self.scenario.is_graph else 0].name
+        law = src.by_station.get(station, src.interarrival)  # an entry station's own, else the source's
+        assert law is not None
+        gap = Sampler(law, rng_for(self.scenario.seed, self.replication, -1, STREAM_SOURCE + k))
         buf = self.entry_buffers()[k]
         drop = src.when_full == "drop"
         while True:

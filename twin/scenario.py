@@ -76,9 +76,18 @@ class Source(_Strict):
     interarrival: Distribution | None = Field(None, description="time between arrivals (kind: arrivals)")
     when_full: Literal["block", "drop"] = Field(
         "block", description="an arrival finding the first buffer full waits (block) or is lost (drop)")
+    by_station: dict[Name, Distribution] = Field(
+        default_factory=dict, description="a line fed at several stations: an entry station's own time between "
+                                          "arrivals, e.g. {shafts: {dist: exponential, mean: 30 s}}; the others "
+                                          "take interarrival")
 
     @model_validator(mode="after")
     def _needs_interarrival(self) -> Source:
+        for name, d in self.by_station.items():
+            if d.mean < 0.001:
+                raise ValueError(f"by_station.{name}: the mean time between arrivals must be at least 1 ms")
+        if self.by_station and self.kind != "arrivals":
+            raise ValueError("by_station gives times between arrivals: it needs kind 'arrivals'")
         if self.interarrival is not None and self.interarrival.mean < 0.001:
             raise ValueError("interarrival: the mean time between arrivals must be at least 1 ms")
         if self.kind == "arrivals" and self.interarrival is None:
@@ -731,6 +740,13 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                                                             f"fault modes: {sorted(modes)}"))
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
     entries = _entries(stations)
+    by_station = source.get("by_station")
+    if isinstance(by_station, dict):
+        fed_names = [stations[i].get("name") for i in sorted(entries) if isinstance(stations[i], dict)]
+        for name in by_station:
+            if name not in fed_names:
+                problems.append((f"source.by_station.{name}", f"'{name}' is not a station the source feeds; "
+                                                             f"those are: {', '.join(map(str, fed_names))}"))
     named = {st["name"] for st in stations if isinstance(st, dict) and isinstance(st.get("name"), str)}
     misrouted = any(isinstance(to, str) and to not in named and to != EXIT  # a typo in a route: what the graph
                     for i in range(len(stations)) for to in _targets(stations, i))  # implies beyond it is unsaid
