@@ -243,14 +243,16 @@ def series(url: str, run: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
-def last_states(url: str, run: str, replication: int) -> dict[str, str]:
-    """Each machine's last stored state in one replication."""
+def last_states(url: str, run: str, replication: int) -> tuple[dict[str, str], dict[str, float]]:
+    """Each machine's last stored state in one replication, and each buffer's last stored level (by station; an
+    assembly's per feeder, 'station<feeder')."""
     with reading(url) as store:
         if store is None:
-            return {}
-        df = store.states(run)
-    df = df[df.replication == replication]
-    return df.sort_values("ts").groupby("machine").state.last().to_dict() if len(df) else {}
+            return {}, {}
+        df, lv = store.states(run), store.levels(run)
+    df, lv = df[df.replication == replication], lv[lv.replication == replication]
+    return (df.sort_values("ts").groupby("machine").state.last().to_dict() if len(df) else {},
+            lv.sort_values("ts").groupby("station")["level"].last().astype(float).to_dict() if len(lv) else {})
 
 
 # --- live MQTT state ---------------------------------------------------------------------------------

@@ -75,6 +75,13 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     for machine in ("depalletizer", "filler-a", "filler-b", "case-packer"):
         assert f'"{machine}"' in dot and f'URL="machine?machine={machine}"' in dot
     assert "states from the store" in at.caption[1].value
+    store = open_store(json.loads((run_dir(env) / "run.json").read_text())["store"], read_only=True)
+    try:
+        levels = store.levels()
+    finally:
+        store.close()
+    rinser = levels[(levels.replication == 0) & (levels.station == "rinser")].sort_values("ts").level.iloc[-1]
+    assert f"{rinser}/120" in dot, dot  # each buffer's last level as the run left it, not only its capacity
     assert any(s.value.startswith("**Bottleneck: ") for s in at.info)
     assert len(at.get("vega_lite_chart")) >= 4  # state timeline, Pareto, output and OEE per hour
     shifts = at.dataframe[0].value

@@ -79,10 +79,11 @@ if run is not None:
         alarms = data.ledger().alarms(data.prefix_of(sc), active=True, run=run.run_id) if not run.finished \
             else pd.DataFrame()
         tiles(values, before, note, len(alarms))
-        states = dict(live.states) if is_live and live is not None else data.last_states(run.store_url, run.run_id,
-                                                                                          rep)
+        if is_live and live is not None:
+            states, buffers = dict(live.states), dict(live.buffers)
+        else:  # the last stored: the line as the run (or the plant's data) left it
+            states, buffers = data.last_states(run.store_url, run.run_id, rep)
         ringed = {m: {"state": "raised"} for m in (alarms.machine if len(alarms) else [])}
-        buffers = dict(live.buffers) if is_live and live is not None else {}
         st.caption(f"{data.prefix_of(sc)} · run {run.run_id} · {STATUS.get(run.status, run.status)} · "
                    f"states from {'MQTT (live)' if is_live else 'the store'} · click a machine to open it")
         st.graphviz_chart(charts.line_dot(sc, states, ringed, buffers, link="machine"), width="stretch")
