@@ -264,3 +264,32 @@ def test_the_shift_calendar_is_read_from_the_planned_stops(shifts: list[str] | N
     assert found == {"shifts": expected, "days": days}
     assert Calendar(**found).day_length() == (sc.calendar or Calendar(shifts=["00:00-24:00"])).day_length()
     assert calendar_from(log[log.state != "off_shift"]) is None  # no planned stops: no calendar to read
+
+
+def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(tmp_path: Path) -> None:
+    """A plant logs its own reason codes ('E-17'), not the scenario's fault mode names: every stop was left out of
+    the fit without a word (an empty table, the base's times kept, and a validation that called them good). Now the
+    stops of a machine type with one fault mode are that mode, the others are said with their counts, and
+    --reasons maps the codes."""
+    sc = load_scenario(TRUTH)
+    run_all(twin_cmd("run", TRUTH, "--no-stream", "--replications", 1, "--duration", "4 d", "--out", tmp_path / "p"))
+    log = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
+                       pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    log["reason"] = log.reason.replace({"die_wear": "E-17", "trip": "T-3"})
+    log.to_csv(tmp_path / "codes.csv", index=False)
+    stops = int((log.state == "down").sum())
+    r = subprocess.run(twin_cmd("fit", tmp_path / "codes.csv", "--base", TRUTH, "--out", tmp_path / "a.yaml",
+                                "--replications", 2), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    told = " ".join(r.stderr.split())
+    assert r.returncode == 0 and f"warning: {stops:,} stops name no fault mode of their machine's type" in told, told
+    assert "'E-17' ×" in told and "--reasons 'CODE=MODE, …' (modes: die_wear, trip)" in told, told
+    r = subprocess.run(twin_cmd("fit", tmp_path / "codes.csv", "--base", TRUTH, "--out", tmp_path / "b.yaml",
+                                "--replications", 2, "--reasons", "E-17=die_wear, T-3=trip"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    fitted = pd.read_csv(tmp_path / "b-report" / "fitted.csv")
+    assert set(fitted["fault mode"]) == {"die_wear", "trip"} and (fitted.events > 0).all()
+    assert_mistakes(["fit", str(tmp_path / "codes.csv"), "--base", str(TRUTH), "--out", str(tmp_path / "c.yaml")], [
+        (["--reasons", "E-17=dye_wear"], "--reasons: 'E-17=dye_wear': 'dye_wear' is not a fault mode; use die_wear, "
+                                         "trip"),
+        (["--reasons", "E-17"], "--reasons: 'E-17' is not PLANT_NAME=FAULT_MODE (e.g. E-07=jam)")])

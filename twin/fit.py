@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,22 +131,37 @@ def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None) 
     return status_log(df, ts, str(path), states)
 
 
-def parse_states(text: str) -> dict[str, str]:
-    """'Production=working, Breakdown=down' as the plant's state names → the twin's; ValueError saying what is
-    wrong."""
+def parse_pairs(text: str, allowed: Collection[str], what: str, placeholder: str, example: str) -> dict[str, str]:
+    """'Production=working, Breakdown=down' as the plant's names → the twin's (a `what`, one of `allowed`);
+    ValueError saying what is wrong."""
     out: dict[str, str] = {}
     for pair in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, state = (x.strip() for x in pair.rpartition("="))
+        name, sep, value = (x.strip() for x in pair.rpartition("="))
         if not sep or not name:
-            raise ValueError(f"{pair!r} is not PLANT_NAME=STATE (e.g. Breakdown=down)")
-        if state not in STATES:
-            raise ValueError(f"{pair!r}: {state!r} is not a machine state; use {', '.join(STATES)}")
+            raise ValueError(f"{pair!r} is not PLANT_NAME={placeholder} (e.g. {example.split(', ')[-1]})")
+        if value not in allowed:
+            raise ValueError(f"{pair!r}: {value!r} is not a {what}; use "
+                             f"{', '.join(allowed if isinstance(allowed, (list, tuple)) else sorted(allowed))}")
         if name in out:
             raise ValueError(f"{name!r} is mapped twice")
-        out[name] = state
+        out[name] = value
     if not out:
-        raise ValueError("give PLANT_NAME=STATE pairs, e.g. 'Production=working, Breakdown=down'")
+        raise ValueError(f"give PLANT_NAME={placeholder} pairs, e.g. '{example}'")
     return out
+
+
+def parse_states(text: str) -> dict[str, str]:
+    """'Production=working, Breakdown=down' as the plant's state names → the twin's."""
+    return parse_pairs(text, STATES, "machine state", "STATE", "Production=working, Breakdown=down")
+
+
+def unfitted_reasons(log: pd.DataFrame, sc: Scenario) -> pd.Series:
+    """Stops ('down') whose reason names no fault mode of their machine's type, counted by reason, most first: not
+    fitted (a type with one fault mode takes every stop as it, whatever the reason says)."""
+    modes = {m: {f.name for f in sc.machine_type_of(s).fault_modes} for s in sc.stations for m in s.machine_names}
+    down = log[(log.state == "down") & log.machine.isin(list(modes))]
+    lost = [r for m, r in zip(down.machine, down.reason.fillna("")) if len(modes[m]) > 1 and r not in modes[m]]
+    return pd.Series(lost, dtype=object).value_counts()
 
 
 def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str] | None = None) -> pd.DataFrame:
@@ -281,11 +297,12 @@ def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], 
                 for m in modes:
                     if age[m] is not None:
                         age[m] = age[m] + d  # type: ignore[operator]
-            elif state == "down" and reason in modes:
-                add((mtype, reason, "repair"), d, not last)
-                if age[reason] is not None:
-                    add((mtype, reason, "ttf"), age[reason], True)  # type: ignore[arg-type]
-                age[reason] = 0.0
+            elif state == "down" and (reason in modes or len(modes) == 1):
+                mode = reason if reason in modes else modes[0]  # one fault mode: every stop is it
+                add((mtype, mode, "repair"), d, not last)
+                if age[mode] is not None:
+                    add((mtype, mode, "ttf"), age[mode], True)  # type: ignore[arg-type]
+                age[mode] = 0.0
             elif state == "maintenance":
                 for m in wear:
                     if age[m] is not None:

@@ -104,12 +104,24 @@ def fit(
     states: Annotated[Optional[str], typer.Option(help="the plant's state names as the twin's, e.g. "
                                                        "'Production=working, Breakdown=down, Changeover=setup'")]
     = None,
+    reasons: Annotated[Optional[str], typer.Option(help="the plant's stop reasons as the base scenario's fault "
+                                                        "modes, e.g. 'E-042 spindle=bearing_wear, E-07=jam'")]
+    = None,
 ) -> None:
     """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
     write the fitted scenario, and validate it against the log."""
     import yaml
 
-    from twin.fit import LogError, fit_scenario, parse_states, read_levels, read_log, read_parts
+    from twin.fit import (
+        LogError,
+        fit_scenario,
+        parse_pairs,
+        parse_states,
+        read_levels,
+        read_log,
+        read_parts,
+        unfitted_reasons,
+    )
     from twin.scenario import load_scenario
 
     try:
@@ -117,6 +129,12 @@ def fit(
     except ValueError as e:
         fail(f"--states: {e}")
     sc = open_scenario(base)
+    try:
+        modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
+        codes = parse_pairs(reasons, modes, "fault mode", "FAULT_MODE", "E-042=bearing_wear, E-07=jam") \
+            if reasons is not None else {}
+    except ValueError as e:
+        fail(f"--reasons: {e}")
     url = log if "://" in log else None
     source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
     if url is None and run is not None:
@@ -138,6 +156,15 @@ def fit(
         fail(str(e))
     machines = {m for s in sc.stations for m in s.machine_names}
     _known_names(source, frame.machine, machines, "machines", base)
+    if codes:
+        frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
+    lost = unfitted_reasons(frame, sc)
+    if len(lost):  # stops the fit cannot tell apart: said, not silently left out
+        shown = ", ".join(f"{r or '(none)'!r} ×{n}" for r, n in lost.head(5).items())
+        err_console.print(f"warning: {int(lost.sum()):,} stops name no fault mode of their machine's type ({shown}"
+                          f"{', …' if len(lost) > 5 else ''}) and are not fitted; map the plant's reasons with "
+                          f"--reasons 'CODE=MODE, …' (modes: {', '.join(sorted(modes))})", markup=False,
+                          highlight=False, soft_wrap=True)
     if parts is not None and part_log is not None:
         _known_names(parts, part_log.machine, machines, "machines", base)
     if levels is not None and level_log is not None:
