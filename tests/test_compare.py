@@ -157,6 +157,10 @@ def test_compare_without_policies_runs_those_the_file_can(tmp_path: Path) -> Non
     assert r.returncode == 0, r.stderr[-3000:]
     header = next(line for line in r.stdout.splitlines() if "KPI" in line)
     assert header.split()[2:] == ["┃", "run-to-failure", "┃", "preventive", "┃"]
+    r = subprocess.run(twin_cmd("compare", ROOT / "tests/scenarios/pumps.yaml", "--replications", 2, "--out",
+                                tmp_path / "t"), capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "nothing to compare: every fault mode of this line is sudden" in " ".join(
+        r.stderr.split()), r.stderr  # it compared run-to-failure with an oracle that could do nothing: the same
 
 
 @pytest.mark.parametrize(("args", "message"), [

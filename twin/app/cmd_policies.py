@@ -110,6 +110,10 @@ def _default_policies(params: PolicyParams, sc: Scenario) -> tuple[list[str], st
                 continue
         chosen.append(p)
     if len(chosen) < 2:
+        if not any(f.kind == "wear" for mt in sc.machine_types.values() for f in mt.fault_modes):
+            fail("nothing to compare: every fault mode of this line is sudden (no wear), and maintenance renews only "
+                 "wear, so no policy could prevent a failure here (and the oracle bound equals run-to-failure); give "
+                 "the machine types wear modes (fault_modes with kind: wear) to compare maintenance policies")
         chosen.append("oracle")
     note = f"policies left out: {'; '.join(left)}; name them with --policies once the machine types' maintenance " \
         "gives what they need" if left else ""
