@@ -132,7 +132,7 @@ if run is not None:
                 st.info("No parts left the line in this time range.")
             else:
                 left, right = st.columns(2)
-                left.altair_chart(charts.per_period(hourly, "good", "good parts per hour [parts/h]"),
+                left.altair_chart(charts.per_period(hourly, "good", "good parts per hour"),
                                   width="stretch")
                 right.altair_chart(charts.per_period(hourly.assign(oee=hourly.oee * 100), "oee",
                                                      "OEE per hour [%]", ".1f"), width="stretch")
