@@ -749,7 +749,9 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                                                              f"those are: {', '.join(map(str, fed_names))}"))
     named = {st["name"] for st in stations if isinstance(st, dict) and isinstance(st.get("name"), str)}
     misrouted = any(isinstance(to, str) and to not in named and to != EXIT  # a typo in a route: what the graph
-                    for i in range(len(stations)) for to in _targets(stations, i))  # implies beyond it is unsaid
+                    for i in range(len(stations)) for to in _targets(stations, i)) or any(  # implies beyond it,
+        isinstance(st, dict) and isinstance(st.get("next"), list)  # or a route without its station, is unsaid
+        and not all(isinstance(r, dict) and isinstance(r.get("to"), str) for r in st["next"]) for st in stations)
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue
