@@ -231,6 +231,10 @@ def test_an_assemblys_feeder_buffers_are_stored_and_continued_from(tmp_path: Pat
     line = Line(sc)
     assert {f: len(b.items) for f, b in line.station_inputs[2].items()} == {"housing": 4, "shaft": 3}
     assert line.buffer_levels()["assy<shaft"] == 3 and line.buffer_levels()["test"] == 2
+    from twin.app.cmd_plant import _alternatives
+
+    smaller = dict(_alternatives(sc, [], [], ["assy=2"]))["buffer assy = 2"]
+    assert smaller.stations[2].feeder_initial == {"shaft": 2, "housing": 2}  # what the smaller buffer holds
     r = subprocess.run(twin_cmd("whatif", pumps, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--replications", "2",
                                 "--duration", "1 h"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "assy<shaft" in " ".join(r.stderr.split()), r.stderr  # 1 h ahead of a line whose

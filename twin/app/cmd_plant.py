@@ -450,7 +450,9 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
         if i in fed:
             fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
                  f"buffer; give one of {', '.join(n for j, n in enumerate(names) if j not in fed)}")
-        stations = [s.model_copy(update={"buffer": int(size), "initial": min(s.initial, int(size))})
+        n = int(size)  # what waits there now stays, up to the new capacity (an assembly's per feeder)
+        stations = [s.model_copy(update={"buffer": n, "initial": min(s.initial, n),
+                                         "feeder_initial": {f: min(v, n) for f, v in s.feeder_initial.items()}})
                     if s.name == station else s for s in sc.stations]
         out.append((f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})))
     for window in shifts or []:
