@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sensors.bus.payloads import (
     LineTopics,
+    buffers_payload,
     deadletter_payload,
     epoch_ms,
     line_clock_ms,
@@ -67,6 +68,12 @@ class Signal(_Strict):
 
     field: str = Field(min_length=1, max_length=200, description="dotted path into the JSON object")
     unit: str = Field("", max_length=16)
+
+
+class Counter(_Strict):
+    """A station's buffer level in the message: the field with the number of parts waiting in front of it."""
+
+    field: str = Field(min_length=1, max_length=200, description="dotted path into the JSON object")
 
 
 class Stamp(_Strict):
@@ -116,6 +123,8 @@ class JsonMapping(_Strict):
     timestamp: Stamp | None = None
     values: dict[Name, Signal] = Field(default_factory=dict)
     state: StateField | None = None
+    buffer: Counter | None = Field(None, description="parts waiting in front of the station (a PLC's counter): what a "
+                                                     "what-if from the line's state starts from")
 
     @field_validator("topic")
     @classmethod
@@ -134,8 +143,8 @@ class JsonMapping(_Strict):
         for need in ("station", "machine"):
             if need not in names and getattr(self, need) is None:
                 raise ValueError(f"topic {self.topic!r} has no {{{need}}} level: give {need}: NAME")
-        if not self.values and self.state is None:
-            raise ValueError("map at least one value (values:) or the machine state (state:)")
+        if not self.values and self.state is None and self.buffer is None:
+            raise ValueError("map at least one value (values:), the machine state (state:) or its buffer (buffer:)")
         return self
 
     @property
@@ -175,6 +184,7 @@ class OpcMachine(_Strict):
     machine: Name
     values: dict[Name, OpcValue] = Field(default_factory=dict)
     state: OpcState | None = None
+    buffer: OpcValue | None = Field(None, description="the node counting the parts waiting in front of the station")
 
 
 class OpcSecurity(_Strict):
@@ -218,6 +228,7 @@ class SpbDevice(_Strict):
     machine: Name
     values: dict[Name, SpbMetric] = Field(default_factory=dict)
     state: SpbState | None = None
+    buffer: SpbMetric | None = Field(None, description="the metric counting the parts waiting in front of the station")
 
 
 class SparkplugSource(_Strict):
@@ -474,7 +485,11 @@ def _sample(cfg: ConnectorConfig, m: JsonMapping, station: str, machine: str, ge
             # a gateway that sends its fault text only when it changes: the stop goes on, for the same reason
             same_stop = given is None and last is not None and last[0] == name
             state = (name, last[1] if same_stop and last is not None else str(given or "")[:200])
-    return machine_messages(cfg, station, machine, ts, readings, state, states), bool(readings) or state is not None
+    out = machine_messages(cfg, station, machine, ts, readings, state, states)
+    level = get(m.buffer.field) if m.buffer is not None else None
+    if level is not None and m.buffer is not None:
+        out.append(buffer_message(cfg, station, ts, level, f"field {m.buffer.field!r} (buffer)"))
+    return out, bool(readings) or state is not None or level is not None
 
 
 def _samples(m: JsonMapping, spec: Records, obj: dict[str, Any], received_ms: int,
@@ -563,6 +578,16 @@ def machine_messages(cfg: ConnectorConfig, station: str, machine: str, ts: int,
             out.append(Translated(cfg.topics.state(station, machine),
                                   state_payload(cfg.run, 0, station, machine, [(state[0], ts, state[1])]), ts))
     return out
+
+
+def buffer_message(cfg: ConnectorConfig, station: str, ts: int, value: Any, what: str) -> Translated:
+    """The twin's buffer-level message for one station's counter at real instant `ts` (epoch ms, UTC), on the line's
+    clock as every message; Unmapped naming `what` unless the value is a count of parts."""
+    level = number(value, what)
+    if level < 0 or level != int(level) or level >= 2**31:
+        raise Unmapped(f"{what} is {value!r}, not a number of parts waiting")
+    ts = line_clock_ms(ts, cfg.line.timezone)
+    return Translated(cfg.topics.buffers, buffers_payload(cfg.run, 0, ts, {station: int(level)}), ts)
 
 
 def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int, zone: str = "UTC") -> int:

@@ -23,7 +23,17 @@ import orjson
 
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics, ParseError, epoch_ms, parse, parse_alert, utc_ms
-from sensors.connect import ConnectorConfig, OpcMachine, Sink, Translated, Unmapped, machine_messages, map_state, number
+from sensors.connect import (
+    ConnectorConfig,
+    OpcMachine,
+    Sink,
+    Translated,
+    Unmapped,
+    buffer_message,
+    machine_messages,
+    map_state,
+    number,
+)
 
 log = logging.getLogger("linetwin.opcua")
 for noisy in ("asyncua", "asyncua.client.ua_client", "asyncua.server"):
@@ -162,6 +172,8 @@ class OpcUaReader:
                 if m.state.reason:
                     refs.append((m.state.reason, "reason", None))
                 refs.append((m.state.node, "state", None))
+            if m.buffer is not None:
+                refs.append((m.buffer.node, "buffer", None))
             for ref, kind, sensor in refs:
                 try:
                     if ref.startswith(("ns=", "i=", "s=", "g=", "b=")):
@@ -211,6 +223,8 @@ class OpcUaReader:
         if kind == "reason":
             self.reasons[key] = "" if val is None else str(val)[:200]
             return []
+        if kind == "buffer":
+            return [buffer_message(self.cfg, m.station, ts, val, f"node {m.buffer.node!r} (buffer)")]  # type: ignore[union-attr]
         if kind == "state":
             state = map_state(m.state.map, val, f"node {m.state.node!r}")  # type: ignore[union-attr]
             return machine_messages(self.cfg, m.station, m.machine, ts, [],

@@ -24,6 +24,7 @@ from sensors.connect import (
     SpbDevice,
     Translated,
     Unmapped,
+    buffer_message,
     machine_messages,
     map_state,
     number,
@@ -124,6 +125,10 @@ class SparkplugReader:
             out += machine_messages(self.cfg, d.station, d.machine, state[0], [],
                                     (state[1], self.reasons[(d.node, d.device)] if state[1] != "working" else ""),
                                     self.states)
+        counter = by_name.get(d.buffer.metric) if d.buffer is not None else None
+        if counter is not None and not counter.is_null and counter.value is not None and d.buffer is not None:
+            out.append(buffer_message(self.cfg, d.station, int(counter.timestamp or msg.timestamp or received_ms),
+                                      counter.value, f"metric {d.buffer.metric!r} (buffer)"))
         return out
 
     def _offline(self, devices: list[SpbDevice], received_ms: int) -> list[Translated]:

@@ -1,6 +1,7 @@
 """'The plant' for the OPC UA tests: an asyncua server on 127.0.0.1 whose press follows a script, one step every
 0.25 s from step K: vibration = K / 10 (source time BASE + K s), temperature 40 + K / 100, status 2 ("jam") on every
-tenth step and 1 otherwise, and on every fifteenth step a vibration of bad quality (BadSensorFailure). Each write is
+tenth step and 1 otherwise, the infeed counter (parts waiting in front of the press) K mod 7, and on every fifteenth
+step a vibration of bad quality (BadSensorFailure). Each write is
 logged as a line `K ts_ms value quality` so the test knows what the plant sent.
 
     python tests/plant_opcua.py PORT LOG BASE_MS FIRST_STEP [CERT_DIR]
@@ -34,6 +35,8 @@ async def main(port: int, log: str, base_ms: int, k: int, certs: str | None = No
     status = await press.add_variable(ua.NodeId("Press1.Status", idx), ua.QualifiedName("Status", idx), 1,
                                       ua.VariantType.Int32)
     fault = await press.add_variable(ua.NodeId("Press1.Fault", idx), ua.QualifiedName("Fault", idx), "")
+    infeed = await press.add_variable(ua.NodeId("Press1.Infeed", idx), ua.QualifiedName("Infeed", idx), 0,
+                                      ua.VariantType.UInt16)  # parts waiting in front of the press: K mod 7
     async with server:
         with open(log, "a", buffering=1) as out:
             while True:
@@ -49,6 +52,8 @@ async def main(port: int, log: str, base_ms: int, k: int, certs: str | None = No
                     ua.Variant("jam" if jam else "", ua.VariantType.String), SourceTimestamp=stamp))
                 await server.write_attribute_value(status.nodeid, ua.DataValue(
                     ua.Variant(2 if jam else 1, ua.VariantType.Int32), SourceTimestamp=stamp))
+                await server.write_attribute_value(infeed.nodeid, ua.DataValue(
+                    ua.Variant(k % 7, ua.VariantType.UInt16), SourceTimestamp=stamp))
                 out.write(f"{k} {base_ms + 1000 * k} {k / 10} {'bad' if bad else 'good'}\n")
                 k += 1
                 await asyncio.sleep(0.25)

@@ -610,3 +610,20 @@ def test_receive_times_give_a_message_sent_again_its_first_time_across_a_reconne
         damaged = ReceiveTimes(path)
     assert str(path) in caplog.text and "get a new one" in caplog.text
     assert damaged.stamp(31, "a", 7, dup=True, now=5) == 5
+
+
+def test_a_stations_buffer_counter_is_its_buffer_level(tmp_path: Path) -> None:
+    """A PLC counts the parts waiting in front of a station (an infeed conveyor's counter); a connector could not map
+    it, so a what-if from the plant's state started every buffer at the scenario's initial level."""
+    f = tmp_path / "connect.yaml"
+    f.write_text("line: {site: plant-hamburg, area: hall-2, name: bottling-1}\nsource: mqtt://127.0.0.1:1883\n"
+                 "run: plant\njson:\n  - topic: \"gw7/{station}/{machine}/data\"\n"
+                 "    timestamp: {field: ts, unit: ms}\n    buffer: {field: infeed.count}\n")
+    cfg = load_config(f)
+    (level,) = translate(cfg, "gw7/filler/filler-a/data", b'{"ts": 1767592800000, "infeed": {"count": "17"}}', 0, {})
+    assert level.topic == "plant-hamburg/hall-2/bottling-1/buffers"
+    doc = json.loads(level.payload)
+    assert doc["levels"] == {"filler": 17} and doc["run"] == "plant" and doc["ts"] == 1767592800000
+    for bad in (b'{"infeed": {"count": 7.5}}', b'{"infeed": {"count": -1}}'):
+        with pytest.raises(Unmapped, match=r"field 'infeed.count' \(buffer\) is .*not a number of parts waiting"):
+            translate(cfg, "gw7/filler/filler-a/data", bad, 0, {})

@@ -119,7 +119,8 @@ def test_a_node_that_feeds_several_machines_reaches_each(tmp_path: Path, mosquit
     press2 = """    - station: press
       machine: press-2
       values: {temperature: {node: "ns=2;s=Press1.Temperature", unit: degC}}
-      state: {node: "ns=2;s=Press1.Status", map: {1: working, 2: down}, reason: "ns=2;s=Press1.Status"}"""
+      state: {node: "ns=2;s=Press1.Status", map: {1: working, 2: down}, reason: "ns=2;s=Press1.Status"}
+      buffer: {node: "ns=2;s=Press1.Infeed"}"""
     try:
         out = subprocess.run(twin_cmd("connect", config(tmp_path, port, str(mosquitto.url), more=press2), "--store",
                                       f"duckdb:///{db}", "--duration", "5 s"), cwd=ROOT, capture_output=True,
@@ -131,8 +132,11 @@ def test_a_node_that_feeds_several_machines_reaches_each(tmp_path: Path, mosquit
     try:
         temp = store.query(sensors=["temperature"])
         states = store.states()
+        levels = store.levels()
     finally:
         store.close()
+    # the PLC's infeed counter is the press's buffer level (what a what-if starts from); it was not mapped at all
+    assert set(levels.station) == {"press"} and set(levels.level) <= set(range(7)) and levels.level.nunique() > 2
     sent = {40 + k / 100 for k, _, _, _ in written(log)}
     for machine in ("press-1", "press-2"):
         values = temp[temp.machine == machine].value
