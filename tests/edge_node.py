@@ -21,14 +21,16 @@ def main(port: int, t0: int) -> None:
     node = spb.EdgeNode("plant1", "edge-7", metrics=[])
     node.register(spb.Device("filler-a", metrics=[metric("Vib", spb.DataType.DOUBLE, 2.0, t0),
                                                   metric("Status", spb.DataType.INT32, 1, t0),
-                                                  metric("Fault", spb.DataType.STRING, "", t0)]))
+                                                  metric("Fault", spb.DataType.STRING, "", t0),
+                                                  metric("Infeed", spb.DataType.UINT16, 0, t0)]))
     node.connect("127.0.0.1", port=port)
     time.sleep(1)
     for k in range(1, 11):
         t = t0 + 1000 * k
         node.update_device("filler-a", [metric("Vib", spb.DataType.DOUBLE, 2.0 + k / 10, t),
                                         metric("Fault", spb.DataType.STRING, "jam" if k == 5 else "", t),
-                                        metric("Status", spb.DataType.INT32, 2 if k == 5 else 1, t)])
+                                        metric("Status", spb.DataType.INT32, 2 if k == 5 else 1, t),
+                                        metric("Infeed", spb.DataType.UINT16, 3 * k, t)])  # parts waiting
         time.sleep(0.1)
     time.sleep(1)
     node.disconnect()

@@ -37,6 +37,7 @@ sparkplug:
       machine: filler-a
       values: {{vibration: {{metric: Vib, unit: mm/s}}}}
       state: {{metric: Status, map: {{1: working, 2: down}}, reason: Fault}}
+      buffer: {{metric: Infeed}}
 """)
     return f
 
@@ -70,8 +71,11 @@ def test_an_edge_nodes_data_is_stored_and_its_death_makes_the_machine_offline(tm
     store = open_store(f"duckdb:///{db}")
     try:
         vib, states, series = store.query(sensors=["vibration"]), store.states(), store.series()
+        levels = store.levels()
     finally:
         store.close()
+    got_levels = dict(zip(levels.ts.astype("datetime64[ms]").astype("int64"), levels.level))
+    assert set(levels.station) == {"filler"} and got_levels[T0 + 4000] == 12, "the infeed counter: the buffer level"
     assert list(series.unit) == ["mm/s"] and list(series.machine) == ["filler-a"]
     stamps = set(vib.ts.astype("datetime64[ms]").astype("int64"))
     assert {T0 + 1000 * k for k in range(1, 11)} <= stamps, "every DDATA value, at the edge node's metric time"
