@@ -293,3 +293,21 @@ def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(
         (["--reasons", "E-17=dye_wear"], "--reasons: 'E-17=dye_wear': 'dye_wear' is not a fault mode; use die_wear, "
                                          "trip"),
         (["--reasons", "E-17"], "--reasons: 'E-17' is not PLANT_NAME=FAULT_MODE (e.g. E-07=jam)")])
+
+
+def test_an_assemblys_feeder_levels_size_its_buffers() -> None:
+    """An assembly's buffer levels come per feeder ('assy<shaft', as the twin and its store keep them): its capacity
+    is the most parts seen waiting in any of them (they were 'not in the scenario' and left out)."""
+    from twin.app.runner import simulate
+    from twin.fit import fit_scenario
+
+    sc = load_scenario(ROOT / "tests" / "scenarios" / "pumps.yaml").model_copy(update={"duration": 86400.0})
+    line = simulate(sc, 0, sensors=False).line
+    start = pd.Timestamp(sc.start)
+    log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                   "state": s.astype(str), "reason": r.astype(str)})
+                     for m in line.machines for t, s, r in [m.log.states_from(0)]])
+    levels = pd.DataFrame({"timestamp": [start] * 3, "station": ["assy<shaft", "assy<housing", "test"],
+                           "level": [3, 6, 2]})
+    fitted, _ = fit_scenario(log.sort_values(["machine", "timestamp"]), sc, levels=levels)
+    assert [s.buffer for s in fitted.stations] == [None, None, 6, 2, 3]

@@ -401,7 +401,8 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
             stations[i] = st.model_validate({**st.model_dump(by_alias=True), "cycle_time": f.spec})
             rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
                          "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
-    if levels is not None:
+    if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
+        levels = levels.assign(station=levels.station.astype(str).str.split("<").str[0])
         most = levels.groupby("station")["level"].max()
         for i, st in enumerate(stations):
             if st.name in most.index and st.buffer is not None:

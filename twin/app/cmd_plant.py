@@ -169,7 +169,8 @@ def fit(
         _known_names(parts, part_log.machine, machines, "machines", base)
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
-        _known_names(levels, level_log.station, buffered, "stations with a buffer", base)
+        _known_names(levels, level_log.station.astype(str).str.split("<").str[0], buffered, "stations with a buffer",
+                     base)  # an assembly's per feeder, 'assy<shaft
     fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
