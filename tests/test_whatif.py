@@ -102,6 +102,7 @@ def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path)
         (["--machines", "cell-9=2"], "--machines 'cell-9=2': write STATION=N with a station of the scenario"),
         (["--cycle-time", "cell-2=50"], "--cycle-time 50: give its unit"),
         (["--cycle-time", "cell-2=0 s"], "a mean cycle time from 1 ms to a year"),
+        (["--cycle-time", "cell-2=58 s"], "station cell-2's mean cycle is 58 s already; give another"),
     ])
 
 

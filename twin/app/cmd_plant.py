@@ -411,6 +411,8 @@ def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
         fail(f"--cycle-time {spec!r}: {e}")
     if not 0.001 <= mean <= 365 * 86400:
         fail(f"--cycle-time {spec!r}: a mean cycle time from 1 ms to a year")
+    if abs(mean - st.cycle_time.mean) < 1e-9 * mean:  # an alternative the same as 'as is' (+0 ± 0)
+        fail(f"--cycle-time {spec!r}: station {st.name}'s mean cycle is {st.cycle_time.mean:g} s already; give another")
     f = mean / st.cycle_time.mean
     update = {"cycle_time": scaled(st.cycle_time, f),
               "cycle_times": {p: scaled(d, f) for p, d in st.cycle_times.items()},
