@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT, Mosquitto, assert_mistakes, twin_cmd
 from twin.distributions import Exponential, Weibull, residual
-from twin.scenario import LineNow, MachineNow, continue_from, load_scenario
+from twin.scenario import LineNow, MachineNow, Scenario, continue_from, load_scenario
 
 SCENARIO = ROOT / "tests" / "scenarios" / "whatif.yaml"
 
@@ -124,6 +124,11 @@ def test_more_machines_or_another_cycle_at_a_station_as_alternatives() -> None:
     assert (slow.mean, slow.sd) == pytest.approx((124.0, 12.0))  # type: ignore[union-attr]
     line = simulate(two, 0, sensors=False).line
     assert [m.name for m in line.machines] == ["cell-1", "cell-2", "cell-2-2", "cell-3", "cell-4"]
+    # common random numbers: the machines it has draw from their own slots as 'as is', the new one from one after
+    assert [m.slot for m in line.machines] == [0, 1, 4, 2, 3]
+    assert two.machine_order() == ["cell-1", "cell-2", "cell-3", "cell-4"]  # the line's, kept for the what-if only:
+    copy = Scenario.model_validate_json(two.model_dump_json(by_alias=True))  # not in a file or a worker's copy
+    assert copy.machine_order() == ["cell-1", "cell-2", "cell-2-2", "cell-3", "cell-4"]
     made = {k: np.mean([len(simulate(v, rep, sensors=False).line.stations[-1][0].log.finished) for rep in range(4)])
             for k, v in options.items() if k != "cell-2: 2 machines"}
     assert made["cell-3: cycle 124 s"] < 0.8 * made["as is"], made  # failures elsewhere take their share too

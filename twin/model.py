@@ -932,12 +932,16 @@ class Line:
         self.machines: list[Machine] = []
         self.stations: list[list[Machine]] = []
         self.station_inputs: dict[int, dict[str, Buffer]] = {}  # an assembly station's buffer per feeder
-        slot = 0
+        order = scenario.machine_order()
+        extra = len(order)  # machines not in that order (added by a what-if) draw from the slots after it
         for si, st in enumerate(scenario.stations):
             group = []
             for name in st.machine_names:
+                if name in order:
+                    slot = order.index(name)
+                else:
+                    slot, extra = extra, extra + 1
                 group.append(Machine(self, st, si, slot, name, scenario.machine_type_of(st)))
-                slot += 1
             self.stations.append(group)
             self.machines.extend(group)
         self._wire()

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from twin import MAX_SEED, TIME_RANGE
 from twin.distributions import (
@@ -553,6 +553,11 @@ class LineNow(_Strict):
 class Scenario(_Strict):
     """A production line and how to run it."""
 
+    #: the machines in the order of the line they draw their random numbers for (None: this line's own order). A
+    #: what-if that adds machines keeps the line's: the machines it has draw what they drew, the new ones others
+    #: (common random numbers); not part of the file, the schema or a copy sent to a worker
+    _slots: list[str] | None = PrivateAttr(default=None)
+
     line: LineId
     description: str = ""
     seed: int = Field(ge=0, le=MAX_SEED, description="every random draw derives from it")
@@ -608,6 +613,11 @@ class Scenario(_Strict):
         if not routes:
             return [(i + 1 if i + 1 < len(self.stations) else -1, 1.0)]
         return [(-1 if r.to == EXIT else index[r.to], r.p if len(routes) > 1 else 1.0) for r in routes]
+
+    def machine_order(self) -> list[str]:
+        """The machines in the order they draw their random numbers (a machine's slot is its place here): the
+        line's, station after station, or the one a what-if kept (`_slots`)."""
+        return list(self._slots) if self._slots else [m for st in self.stations for m in st.machine_names]
 
     def entries(self) -> list[int]:
         """The stations the source feeds: the first one listed, and any other no station sends parts to."""

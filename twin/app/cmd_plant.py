@@ -394,7 +394,9 @@ def _with_machines(sc: Scenario, spec: str) -> tuple[str, Scenario]:
         gone = set(names) - set(new)
         update["now"] = sc.now.model_copy(update={"machines": {m: v for m, v in sc.now.machines.items()
                                                                if m not in gone}})
-    return f"{st.name}: {n} machine{'s' * (n > 1)}", sc.model_copy(update=update)
+    out = sc.model_copy(update=update)
+    out._slots = sc.machine_order()  # the machines it has draw what they drew 'as is'
+    return f"{st.name}: {n} machine{'s' * (n > 1)}", out
 
 
 def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
