@@ -296,8 +296,13 @@ def test_the_store_s_state_records_hold_the_state_after_each_instant(tmp_path: P
     store = open_store(meta["store"], read_only=True)
     try:
         records = store.states(meta["run_id"])
+        levels = store.levels(meta["run_id"])
     finally:
         store.close()
+    # and the buffers' levels, each replication's (replications on workers stored none: a what-if from such a run's
+    # store started every buffer at its initial level)
+    assert set(levels.replication) == {0, 1, 2, 3}
+    assert set(levels.station) == {"assy<housing", "assy<shaft", "test", "rework"}
     truth = pd.read_parquet(out / "truth" / "states.parquet")
     end = pd.Timestamp("2026-01-07 06:00")  # the scenario's start (2026-01-05 06:00) and 2 d
     records = records.sort_values(["replication", "machine", "ts"], kind="stable")

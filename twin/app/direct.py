@@ -110,6 +110,13 @@ class StoreSink:
                     self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
                     self._pending_rows += len(t)
                     self.flush()
+        if (part / "levels.arrow").exists():  # the buffers' levels at each step of the worker's simulation
+            with PartFile(part / "levels.arrow") as source:
+                for b in source.iter_batches(batch_size=1 << 18):
+                    ms = self.start_ms + b.column("ms").to_numpy()
+                    self._levels += zip(b.column("replication").to_pylist(), b.column("station").to_pylist(),
+                                        ms.tolist(), b.column("level").to_pylist())
+                    self.flush()
         # state changes in time order (`runner.state_changes`), a batch at a time: a 7-day bottling replication
         # has 2.8 million, which as one frame of Python strings held 0.5 GB
         with PartFile(part / "state-changes.arrow") as source:

@@ -554,11 +554,22 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
     final = Path(folder)
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     writer = RunWriter(tmp, sc, part=True)
-    result = simulate(sc, replication, on_readings=writer.readings, on_health=writer.health)
+    levels: list[tuple[str, int, int]] = []  # station, ms since the start, parts waiting: at each step, as in-process
+
+    def readings(line: Line, batch: Readings) -> None:
+        writer.readings(line, batch)
+        now = round(line.env.now * 1000)
+        levels.extend((name, now, level) for name, level in line.buffer_levels().items())
+
+    result = simulate(sc, replication, on_readings=readings, on_health=writer.health)
     writer.replication(result)
     writer.close_files()
     write_part(pa.Table.from_pandas(state_changes(result.line), preserve_index=False), tmp / "state-changes.arrow",
                TRUTH_ROWS)
+    write_part(pa.table({"replication": pa.array([replication] * len(levels), pa.int32()),
+                         "station": pa.array([s for s, _, _ in levels], pa.string()),
+                         "ms": pa.array([t for _, t, _ in levels], pa.int64()),
+                         "level": pa.array([v for _, _, v in levels], pa.int64())}), tmp / "levels.arrow", TRUTH_ROWS)
     try:
         tmp.rename(final)
     except OSError:  # a copy is there already
