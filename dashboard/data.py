@@ -631,14 +631,18 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
 
 
 def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
-    """The hourly figures summed per shift of the calendar (per day without one)."""
+    """The hourly figures summed per shift of the calendar (per day without one), each hour in the shift that started
+    last before it."""
     cal = _calendar(sc)
     spans = [(max(a, 0.0), b) for a, b in cal.shifts] if cal is not None else [
         (d, d + 86400.0) for d in np.arange(0.0, sc.duration, 86400.0)]
     rows = []
     origin = pd.Timestamp(sc.start).tz_localize(None)
-    for s, e in spans:
-        h = hourly[(hourly.t + 3600 > s) & (hourly.t < e)]
+    # each hour to the shift that started last before it: a part finished after the shift's end (the part in hand)
+    # counts in its shift, not in none
+    owner = np.searchsorted(np.array([s for s, _ in spans]), hourly.t.to_numpy(), side="right") - 1
+    for i, (s, e) in enumerate(spans):
+        h = hourly[owner == i]
         if h.empty or h.planned_h.sum() <= 0:
             continue
         fully = float((h.oee.fillna(0) * h.planned_h).sum())

@@ -651,8 +651,9 @@ def test_figures_per_shift_are_per_shift_not_per_day() -> None:
 
     sc = scenario([{"name": "m1", "cycle_time": const(60)}], start="2026-01-05T06:00:00", duration="1 d",
                   calendar={"shifts": ["06:00-14:00", "14:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
-    hourly = pd.DataFrame({"t": [3600.0 * h for h in range(16)], "good": [60] * 8 + [30] * 8, "planned_h": 1.0,
-                           "oee": [1.0] * 8 + [0.5] * 8})
+    hourly = pd.DataFrame({"t": [3600.0 * h for h in range(17)], "good": [60] * 8 + [30] * 8 + [1],
+                           "planned_h": [1.0] * 16 + [0.0], "oee": [1.0] * 8 + [0.5] * 8 + [None]})
     table = data.per_shift(sc, hourly)
     assert [s[-13:] for s in table["shift"]] == ["06:00 – 14:00", "14:00 – 22:00"], table
-    assert table["good parts"].tolist() == [480, 240] and table["OEE [%]"].tolist() == [100.0, 50.0]
+    assert table["good parts"].tolist() == [480, 241]  # the part in hand, finished after 22:00, in the late shift
+    assert table["OEE [%]"].tolist() == [100.0, 50.0]
