@@ -459,7 +459,8 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
                 received_ms)))
             seen = True
         if not seen:
-            fields = ", ".join(f.field for f in m.values.values()) or (m.state.field if m.state else "")
+            fields = ", ".join(f.field for f in m.values.values()) or next(
+                (x.field for x in (m.state, m.buffer) if x is not None), "")
             raise Unmapped(f"none of the mapped {'tags' if m.records and m.records.tag else 'fields'} ({fields}) is in "
                            + (f"its list {m.records.field!r}" if m.records else "it"))
         return out

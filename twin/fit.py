@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from twin.model import STATES
-from twin.scenario import Scenario
+from twin.scenario import Scenario, buffer_station
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -402,7 +402,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
             rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
                          "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
     if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
-        levels = levels.assign(station=levels.station.astype(str).str.split("<").str[0])
+        levels = levels.assign(station=levels.station.astype(str).map(buffer_station))
         most = levels.groupby("station")["level"].max()
         for i, st in enumerate(stations):
             if st.name in most.index and st.buffer is not None:

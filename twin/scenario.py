@@ -1050,6 +1050,11 @@ def feeder_key(station: str, feeder: str) -> str:
     return f"{station}<{feeder}"
 
 
+def buffer_station(key: str) -> str:
+    """The station a buffer level's name belongs to (the inverse of `feeder_key`: 'assy<shaft' → 'assy')."""
+    return key.split("<", 1)[0]
+
+
 def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]]:
     """The scenario started from `now` (its clock, the machines' states and lives, the buffers' levels; no warm-up:
     the line is already running) and the notes worth telling the user (machines or stations it does not know,
@@ -1089,14 +1094,20 @@ def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]
                                        "stations": stations}), notes
 
 
+def _union_tag(part: Any) -> bool:
+    """Whether a part of an error's location is pydantic's tag of a union member (a distribution's, 'list[Route]',
+    'str', 'function-after[...]'), not a key the user wrote."""
+    return part in DIST_TAGS or str(part).startswith(("function-", "constrained-")) or "[" in str(part) \
+        or part in ("str", "int", "float", "bool", "none")
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     """('stations', 1, 'normal', 'mean') -> 'stations[1].mean' (union tags are not user fields)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in DIST_TAGS or str(part).startswith(("function-", "constrained-")) or "[" in str(part) \
-                or part in ("str", "int", "float", "bool", "none"):  # a union member's tag, not a user's key
+        elif _union_tag(part):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -1218,8 +1229,8 @@ def _keys_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
 
     anns: list[Any] = [root]
     for part in loc[:-1]:
-        if part in DIST_TAGS or "[" in str(part) or part in ("str", "int", "float", "bool", "none"):
-            continue  # a union member's tag (a distribution's, 'list[Route]'): the same union goes on
+        if _union_tag(part):
+            continue  # the same union goes on
         found = []
         for m in (m for a in anns for m in members(a)):
             if isinstance(m, type) and issubclass(m, BaseModel):

@@ -18,7 +18,6 @@ from twin import MAX_SEED
 from twin.app.options import (
     err_console,
     fail,
-    needs_unit,
     open_scenario,
     out_console,
     print_table,
@@ -122,7 +121,7 @@ def fit(
         read_parts,
         unfitted_reasons,
     )
-    from twin.scenario import load_scenario
+    from twin.scenario import buffer_station, load_scenario
 
     try:
         names = parse_states(states) if states is not None else None
@@ -169,8 +168,8 @@ def fit(
         _known_names(parts, part_log.machine, machines, "machines", base)
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
-        _known_names(levels, level_log.station.astype(str).str.split("<").str[0], buffered, "stations with a buffer",
-                     base)  # an assembly's per feeder, 'assy<shaft
+        _known_names(levels, level_log.station.astype(str).map(buffer_station), buffered, "stations with a buffer",
+                     base)  # an assembly's per feeder, 'assy<shaft'
     fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
@@ -332,9 +331,9 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
         except ValueError:
             fail(f"{option} {at!r}: give a time on the line's clock such as 2026-01-05T14:00")
         if when.tzinfo is not None:  # a time with a UTC offset, on the line's clock (its offset was dropped: an
-            import zoneinfo  # hour or two off for a line in Europe)
+            from sensors.bus.payloads import epoch_ms, line_now  # hour or two off for a line in Europe)
 
-            when = when.astimezone(zoneinfo.ZoneInfo(sc.line.timezone)).replace(tzinfo=None)
+            when = line_now(sc.line.timezone, epoch_ms(when))
     try:
         if source.startswith(("mqtt://", "mqtts://")):
             if when is not None:
@@ -389,12 +388,7 @@ def _with_machines(sc: Scenario, spec: str) -> tuple[str, Scenario]:
         if (name := f"{st.name}-{k}") not in taken:
             new.append(name)
     stations = [s.model_copy(update={"machines": new}) if j == i else s for j, s in enumerate(sc.stations)]
-    update: dict[str, object] = {"stations": stations}
-    if sc.now is not None:  # a removed machine's state read from the plant goes with it
-        gone = set(names) - set(new)
-        update["now"] = sc.now.model_copy(update={"machines": {m: v for m, v in sc.now.machines.items()
-                                                               if m not in gone}})
-    out = sc.model_copy(update=update)
+    out = sc.model_copy(update={"stations": stations})  # a removed machine's state read from the line: unread
     out._slots = sc.machine_order()  # the machines it has draw what they drew 'as is'
     return f"{st.name}: {n} machine{'s' * (n > 1)}", out
 
@@ -402,15 +396,12 @@ def _with_machines(sc: Scenario, spec: str) -> tuple[str, Scenario]:
 def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--cycle-time STATION=TIME: the station's mean cycle time set, its law's shape kept (every product's cycle and
     the design cycles scaled alike)."""
-    from twin.distributions import parse_duration, scaled
+    from twin.distributions import scaled
 
     i, value = _station_setting("--cycle-time", spec, sc, "TIME")
     st = sc.stations[i]
-    needs_unit(value, "--cycle-time")
-    try:
-        mean = float(parse_duration(value))
-    except ValueError as e:
-        fail(f"--cycle-time {spec!r}: {e}")
+    mean = time_option(value, "--cycle-time", allow_zero=True)
+    assert mean is not None
     if not 0.001 <= mean <= 365 * 86400:
         fail(f"--cycle-time {spec!r}: a mean cycle time from 1 ms to a year")
     if abs(mean - st.cycle_time.mean) < 1e-9 * mean:  # an alternative the same as 'as is' (+0 ± 0)
