@@ -249,10 +249,10 @@ def last_states(url: str, run: str, replication: int) -> tuple[dict[str, str], d
     with reading(url) as store:
         if store is None:
             return {}, {}
-        df, lv = store.states(run), store.levels(run)
-    df, lv = df[df.replication == replication], lv[lv.replication == replication]
-    return (df.sort_values("ts").groupby("machine").state.last().to_dict() if len(df) else {},
-            lv.sort_values("ts").groupby("station")["level"].last().astype(float).to_dict() if len(lv) else {})
+        df = store.states(run, replication=replication, last=True)
+        lv = store.levels(run, replication=replication, last=True)
+    return dict(zip(df.machine.astype(str), df.state.astype(str))), dict(zip(lv.station.astype(str),
+                                                                                lv["level"].astype(float)))
 
 
 # --- live MQTT state ---------------------------------------------------------------------------------
@@ -682,10 +682,12 @@ def states_intervals(run: Run, window: Window) -> pd.DataFrame:
     with reading(run.store_url) as store:
         if store is None:
             return pd.DataFrame()
-        df = store.states(run.run_id)
+        # each machine's state as the window opens, then its changes within it: not a year of a plant's history
+        df = pd.concat([store.states(run.run_id, end=window.start, last=True),
+                        store.states(run.run_id, start=window.start, end=window.end)])
     if df.empty:
         return pd.DataFrame()
-    df = df.sort_values(["machine", "ts"])
+    df = df.sort_values(["machine", "ts"], kind="stable")
     start = (df.ts - window.origin).dt.total_seconds()
     end = start.groupby(df.machine).shift(-1).fillna((window.end - window.origin).total_seconds())
     frame = pd.DataFrame({"machine": df.machine.to_numpy(), "state": df.state.to_numpy(),

@@ -53,9 +53,8 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
         run = str(ours.loc[ours.ts.idxmax(), "run"])
         states = states[states.run == run]
     states = states[states.replication == replication]
-    all_levels = db.levels(run)
-    all_levels = all_levels[all_levels.replication == replication]
-    end = _data_end(db, run, replication, states, all_levels)
+    newest = db.levels(run, replication=replication, last=True)  # each buffer's last level, not all of them
+    end = _data_end(db, run, replication, states, newest)
     stamp = pd.Timestamp(at.replace(tzinfo=None)) if at is not None else end
     if stamp > end:  # every machine would sit in its last state for the gap, and every wear grow through it
         raise SnapshotError(f"{source}: {stamp} is after the last record of run {run!r} ({end}); the state there is "
@@ -85,9 +84,9 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
             ages[f.name] = float(spans[after:][running[after:]].sum())
         machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
                                             mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages)
-    levels = all_levels[all_levels.ts <= stamp]
-    buffers = ({str(k): int(v) for k, v in levels.sort_values("ts").groupby("station")["level"].last().items()}
-               if len(levels) else None)
+    levels = newest if stamp >= end else db.levels(run, replication=replication, end=stamp + pd.Timedelta(1, "us"),
+                                                     last=True)
+    buffers = dict(zip(levels.station.astype(str), levels["level"].astype(int))) if len(levels) else None
     return LineNow(taken=stamp.to_pydatetime(), source=f"{source} (run {run}, state records)", machines=machines,
                    buffers=buffers)
 

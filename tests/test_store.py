@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
-from sensors.store.base import SERIES_COLUMNS, ReadingBatch
+from sensors.store.base import LEVEL_COLUMNS, SERIES_COLUMNS, ReadingBatch
 from tests.conftest import ROOT, VictoriaMetrics, twin_cmd, wait_for_line
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
@@ -190,6 +190,51 @@ def test_state_changes_are_stored_once_the_last_of_each_key_frames_or_arrow_alik
     assert (got.ts.astype("datetime64[ms]").to_numpy() == expected.ts.astype("datetime64[ms]").to_numpy()).all()
 
 
+def test_states_and_levels_of_a_time_range_and_the_last_of_each(store: Store) -> None:
+    """What a dashboard and a what-if read of a long history: the records of a range, and each machine's (station's)
+    last one before a time, its state (level) then; a replication on its own."""
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    at = [T0 + pd.Timedelta(minutes=k) for k in range(6)]
+    store.write_states(pd.DataFrame([(run, 0, "m1", at[0], "working", ""), (run, 0, "m1", at[2], "down", "jam"),
+                                     (run, 0, "m1", at[4], "working", ""), (run, 0, "m2", at[1], "blocked", ""),
+                                     (run, 1, "m1", at[3], "setup", "")], columns=STATE_COLUMNS))
+    store.write_levels(pd.DataFrame([(run, 0, "s2", at[k], k) for k in range(6)], columns=LEVEL_COLUMNS))
+    window = store.states(run, replication=0, start=at[1], end=at[4])
+    assert list(zip(window.machine, window.state)) == [("m1", "down"), ("m2", "blocked")]
+    then = store.states(run, replication=0, end=at[2], last=True)
+    assert list(zip(then.machine, then.state, then.ts)) == [("m1", "working", at[0]), ("m2", "blocked", at[1])]
+    now = store.states(run, last=True)
+    assert list(zip(now.replication, now.machine, now.state, now.reason)) == [
+        (0, "m1", "working", ""), (0, "m2", "blocked", ""), (1, "m1", "setup", "")]
+    assert store.states(run, replication=0, start=at[2], last=True).state.tolist() == ["working"]
+    assert store.levels(run, end=at[3], last=True)["level"].tolist() == [2]
+    assert store.levels(run, start=at[4])["level"].tolist() == [4, 5]
+    assert list(store.states(run, end=at[0], last=True).columns) == STATE_COLUMNS
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_STATE_ROW, min_size=1, max_size=20), st.integers(0, 6), st.integers(0, 6), st.booleans(),
+       st.one_of(st.none(), st.integers(0, 2)))
+def test_a_range_or_its_last_records_are_the_history_filtered(
+        tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[object, ...]], a: int, b: int, last: bool,
+        replication: int | None) -> None:
+    """`states(start, end, last, replication)` gives what filtering every record would."""
+    store = open_store(f"duckdb:///{tmp_path_factory.mktemp('range') / 'twin.duckdb'}")
+    frame = pd.DataFrame([(run, rep, m, T0 + pd.Timedelta(seconds=sec), state, reason)
+                          for run, rep, m, sec, state, reason in rows], columns=STATE_COLUMNS)
+    store.write_states(frame)
+    every = store.states("r1")
+    start, end = T0 + pd.Timedelta(seconds=a), T0 + pd.Timedelta(seconds=b)
+    got = store.states("r1", replication=replication, start=start, end=end, last=last)
+    store.close()
+    want = every[(every.ts >= start) & (every.ts < end)]
+    if replication is not None:
+        want = want[want.replication == replication]
+    if last:
+        want = want.groupby(["replication", "machine"]).tail(1)
+    assert got[STATE_COLUMNS].astype(str).values.tolist() == want[STATE_COLUMNS].astype(str).values.tolist()
+
+
 def test_a_store_written_before_downtime_reasons_opens_and_reads(tmp_path: Path) -> None:
     """A DuckDB file whose states table has no reason column reads with empty reasons, and gains the column
     when opened for writing."""
@@ -203,6 +248,8 @@ def test_a_store_written_before_downtime_reasons_opens_and_reads(tmp_path: Path)
     con.close()
     old = open_store(f"duckdb:///{path}", read_only=True)
     assert old.states("r").reason.tolist() == [""]
+    assert old.states("r", last=True)[["state", "reason"]].values.tolist() == [["down", ""]]
+    assert old.levels("r", last=True).empty
     old.close()
     store = open_store(f"duckdb:///{path}")
     store.write_states(pd.DataFrame([("r", 0, "m1", T0 + pd.Timedelta(hours=1), "down", "jam")],

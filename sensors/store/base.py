@@ -107,12 +107,17 @@ class Store(Protocol):
         """Every series (run, machine, station, sensor, unit) known to the store."""
         ...
 
-    def states(self, run: str | None = None) -> pd.DataFrame:
-        """Machine state changes (STATE_COLUMNS), in time order per run, replication and machine."""
+    def states(self, run: str | None = None, *, replication: int | None = None, start: pd.Timestamp | None = None,
+               end: pd.Timestamp | None = None, last: bool = False) -> pd.DataFrame:
+        """Machine state changes (STATE_COLUMNS) in [start, end), in time order per run, replication and machine;
+        `last`: only each machine's last one there (its state at `end`), so that a dashboard or a what-if reads a
+        line's state without reading its history."""
         ...
 
-    def levels(self, run: str | None = None) -> pd.DataFrame:
-        """Buffer levels (LEVEL_COLUMNS) in time order per run, replication and station."""
+    def levels(self, run: str | None = None, *, replication: int | None = None, start: pd.Timestamp | None = None,
+               end: pd.Timestamp | None = None, last: bool = False) -> pd.DataFrame:
+        """Buffer levels (LEVEL_COLUMNS) in [start, end), in time order per run, replication and station; `last`:
+        only each station's last one there."""
         ...
 
     def count(self, run: str | None = None) -> int:

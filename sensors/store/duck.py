@@ -348,18 +348,33 @@ class DuckStore:
         return self._frame(f"SELECT {', '.join(SERIES_COLUMNS)} FROM series WHERE {where} "
                            "ORDER BY run, machine, sensor", [run] if run is not None else [])
 
-    def states(self, run: str | None = None) -> pd.DataFrame:
-        where = "run = ?" if run is not None else "TRUE"
-        return self._frame(f"SELECT {self._state_select} FROM states WHERE {where} "
-                           "ORDER BY run, replication, machine, ts", [run] if run is not None else [])
+    def states(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
+               last: bool = False) -> pd.DataFrame:
+        return self._history("states", "machine", self._state_select.split(", "), run, replication, start, end, last)
 
-    def levels(self, run: str | None = None) -> pd.DataFrame:
-        where = "run = ?" if run is not None else "TRUE"
+    def levels(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
+               last: bool = False) -> pd.DataFrame:
         try:
-            return self._frame(f"SELECT {', '.join(LEVEL_COLUMNS)} FROM levels WHERE {where} "
-                               "ORDER BY run, replication, station, ts", [run] if run is not None else [])
+            return self._history("levels", "station", LEVEL_COLUMNS, run, replication, start, end, last)
         except duckdb.CatalogException:  # a file from before buffer levels were stored, opened read-only
             return pd.DataFrame(columns=LEVEL_COLUMNS)
+
+    def _history(self, table: str, key: str, select: list[str], run: str | None, replication: int | None,
+                 start: Any, end: Any, last: bool) -> pd.DataFrame:
+        """A states or levels table's rows of a run, replication and time range; with `last`, each key's last one
+        (by arg_max over the range: a year of a plant's state changes is not read to tell its state now)."""
+        clauses, params = ["TRUE"], []
+        for cond, value in (("run = ?", run), ("replication = ?", replication), ("ts >= ?", start), ("ts < ?", end)):
+            if value is not None:
+                clauses.append(cond)
+                params.append(pd.Timestamp(value).to_pydatetime() if cond.startswith("ts") else value)
+        groups = ("run", "replication", key)
+        if last:  # every other column as it is in the key's latest row
+            select = [c if c in groups else "max(ts) AS ts" if c == "ts" else
+                      f"arg_max({c.split(' AS ')[0]}, ts) AS {c.split(' AS ')[-1]}" for c in select]
+        sql = (f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(clauses)}"
+               f"{' GROUP BY ALL' if last else ''} ORDER BY run, replication, {key}, ts")
+        return self._frame(sql, params)
 
     def count(self, run: str | None = None) -> int:
         where = "series IN (SELECT id FROM series WHERE run = ?)" if run is not None else "TRUE"

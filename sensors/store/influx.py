@@ -133,12 +133,16 @@ class InfluxStore:
         for row in series[SERIES_COLUMNS].itertuples(index=False):
             self._stations[(row.run, row.machine)] = row.station
 
-    def _flux(self, start: Any, end: Any, machines: Sequence[str] | None, sensors: Sequence[str] | None,
-              run: str | None) -> str:
+    def _range(self, start: Any, end: Any) -> str:
+        """The bucket's points in [start, end) (naive times, sent as UTC as they were written)."""
         start_s = pd.Timestamp(start).isoformat() + "Z" if start is not None else "0"
         stop = f", stop: {pd.Timestamp(end).isoformat()}Z" if end is not None else ""
-        flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: {start_s}{stop}) ' \
-               '|> filter(fn: (r) => r._field == "value" and r._measurement != "machine_state")'
+        return f"from(bucket: {_flux_str(self.bucket)}) |> range(start: {start_s}{stop})"
+
+    def _flux(self, start: Any, end: Any, machines: Sequence[str] | None, sensors: Sequence[str] | None,
+              run: str | None) -> str:
+        flux = self._range(start, end) + \
+            ' |> filter(fn: (r) => r._field == "value" and r._measurement != "machine_state")'
         for column, values in (("_measurement", sensors), ("machine", machines)):
             if values is not None:
                 members = ", ".join(map(_flux_str, values))
@@ -186,13 +190,11 @@ class InfluxStore:
         out["unit"] = ""
         return out[SERIES_COLUMNS].reset_index(drop=True)
 
-    def states(self, run: str | None = None) -> pd.DataFrame:
-        flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: 0) ' \
-               '|> filter(fn: (r) => r._measurement == "machine_state")'
-        if run is not None:
-            flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
-        flux += ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'  # state, reason: a row
-        df = self._tables(flux)
+    def states(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
+               last: bool = False) -> pd.DataFrame:
+        # state and reason are two fields of one point: a row once pivoted
+        df = self._tables(self._history("machine_state", run, replication, start, end, last)
+                          + ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")')
         if df is None or df.empty:
             return pd.DataFrame(columns=STATE_COLUMNS)
         reason = df["reason"].fillna("").astype(str) if "reason" in df else ""
@@ -201,18 +203,26 @@ class InfluxStore:
                             "reason": reason})
         return out.sort_values(["run", "replication", "machine", "ts"]).reset_index(drop=True)
 
-    def levels(self, run: str | None = None) -> pd.DataFrame:
-        flux = f'from(bucket: {_flux_str(self.bucket)}) |> range(start: 0) ' \
-               '|> filter(fn: (r) => r._measurement == "buffer_level")'
-        if run is not None:
-            flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
-        df = self._tables(flux)
+    def levels(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
+               last: bool = False) -> pd.DataFrame:
+        df = self._tables(self._history("buffer_level", run, replication, start, end, last))
         if df is None or df.empty:
             return pd.DataFrame(columns=LEVEL_COLUMNS)
         out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "station": df["station"],
                             "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
                             "level": df["_value"].astype(int)})
         return out.sort_values(["run", "replication", "station", "ts"]).reset_index(drop=True)
+
+    def _history(self, measurement: str, run: str | None, replication: int | None, start: Any, end: Any,
+                 last: bool) -> str:
+        """The Flux query of a states or levels measurement's points in a run, replication and time range; `last`:
+        each series' last one there (a series is one machine's or station's, tagged with run and replication)."""
+        flux = self._range(start, end) + f' |> filter(fn: (r) => r._measurement == "{measurement}")'
+        if run is not None:
+            flux += f" |> filter(fn: (r) => r.run == {_flux_str(run)})"
+        if replication is not None:
+            flux += f' |> filter(fn: (r) => r.replication == "{int(replication)}")'
+        return flux + (" |> last()" if last else "")
 
     def count(self, run: str | None = None) -> int:
         flux = self._flux(None, None, None, None, run) + ' |> group() |> count()'
