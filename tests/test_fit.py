@@ -4,6 +4,7 @@ and every way a status log can be wrong gives a clear error."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, assert_mistakes, run_all, twin_cmd
-from twin.fit import LogError, fit_times, log_from_run, read_log
+from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log
 from twin.scenario import load_scenario
 
 TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
@@ -111,6 +112,44 @@ def test_times_with_utc_offsets_are_read_on_the_lines_clock(tmp_path: Path) -> N
     f.write_text("timestamp,machine,state\n2026-03-29T00:30:00+01:00,press-1,working\nyesterday,press-1,down\n")
     with pytest.raises(LogError, match=r"row 3 \(line 3 of a CSV\), column timestamp: 'yesterday' is not a time"):
         read_log(f, "Europe/Berlin")
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    ("05.01.2026 06:00", "--time-format '%d.%m.%Y %H:%M' (day first)"),
+    ("13/01/26 06:00:00", "--time-format '%d/%m/%y %H:%M:%S' (day first)"),
+    ("01/13/2026", "--time-format '%m/%d/%Y' (month first)"),
+    ("01/02/2026 06:00", "--time-format '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"),
+    ("Jan 5 2026 6:00", "give the log's own format with --time-format (strftime codes"),
+])
+def test_times_not_in_iso_8601_are_refused_with_the_format_they_ask_for(tmp_path: Path, value: str, hint: str) -> None:
+    """pandas read any text it could: '05.01.2026' (5 January in Germany) as 1 May, and '13.01.2026' as 13 January,
+    so a day-first export became a garbled timeline and a fit of nonsense, without a word."""
+    f = tmp_path / "log.csv"
+    f.write_text(f"timestamp,machine,state\n2026-01-05T05:00,press-1,working\n{value},press-1,down\n")
+    with pytest.raises(LogError, match=re.escape(f"row 3 (line 3 of a CSV), column timestamp: {value!r} is not a time "
+                                                 f"in ISO 8601 (2026-01-05T06:00:00); ") + ".*" + re.escape(hint)):
+        read_log(f)
+
+
+def test_a_plants_export_is_read_with_its_delimiter_column_names_and_time_format(tmp_path: Path) -> None:
+    f = tmp_path / "mes.csv"
+    f.write_text("Zeit;Maschine;Status;Grund\n05.01.2026 06:00;press-1;working;\n13.01.2026 07:30;press-1;down;trip\n")
+    fmt = LogFormat(columns={"Zeit": "timestamp", "Maschine": "machine", "Status": "state", "Grund": "reason"},
+                    time_format="%d.%m.%Y %H:%M")
+    log = read_log(f, fmt=fmt)
+    assert [str(t) for t in log.timestamp] == ["2026-01-05 06:00:00", "2026-01-13 07:30:00"]
+    assert log.state.tolist() == ["working", "down"] and log.reason.fillna("").tolist() == ["", "trip"]
+    assert read_log(f, fmt=LogFormat(**{**fmt.__dict__, "sep": ";"})).equals(log)
+    with pytest.raises(LogError, match=r"row 3 \(line 3 of a CSV\), column timestamp: '13.01.2026 07:30' does not "
+                                       r"match --time-format '%m.%d.%Y %H:%M'"):
+        read_log(f, fmt=LogFormat(columns=fmt.columns, time_format="%m.%d.%Y %H:%M"))
+    f.write_text("Zeit;Maschine;Status;state\n2026-01-05T06:00;press-1;working;x\n")
+    with pytest.raises(LogError, match="--columns maps 'Status' to state, a column the file has already"):
+        read_log(f, fmt=fmt)
+    f.write_text("Zeit\tMaschine\tStatus\n2026-01-05T06:00+01:00\tpress-1\tworking\n"
+                 "2026-01-05T07:00+01:00\tpress-1\tdown\n")
+    assert [str(t) for t in read_log(f, "Europe/Berlin", fmt=LogFormat(columns=fmt.columns)).timestamp] == [
+        "2026-01-05 06:00:00", "2026-01-05 07:00:00"]
 
 
 def test_fit_never_writes_over_a_file_it_reads(tmp_path: Path) -> None:
@@ -283,16 +322,35 @@ def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(
     told = " ".join(r.stderr.split())
     assert r.returncode == 0 and f"warning: {stops:,} stops name no fault mode of their machine's type" in told, told
     assert "'E-17' ×" in told and "--reasons 'CODE=MODE, …' (modes: die_wear, trip)" in told, told
-    r = subprocess.run(twin_cmd("fit", tmp_path / "codes.csv", "--base", TRUTH, "--out", tmp_path / "b.yaml",
-                                "--replications", 2, "--reasons", "E-17=die_wear, T-3=trip"), cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    # the same log as a German MES exports it: its own column names, semicolons, day-first times
+    mes = log.rename(columns={"timestamp": "Zeitstempel", "machine": "Maschine", "state": "Status",
+                              "reason": "Grund"}).assign(Zeitstempel=log.timestamp.dt.strftime("%d.%m.%Y %H:%M:%S"))
+    mes.to_csv(tmp_path / "mes.csv", index=False, sep=";")
+    r, german = run_all(twin_cmd("fit", tmp_path / "codes.csv", "--base", TRUTH, "--out", tmp_path / "b.yaml",
+                                 "--replications", 2, "--reasons", "E-17=die_wear, T-3=trip"),
+                        twin_cmd("fit", tmp_path / "mes.csv", "--base", TRUTH, "--out", tmp_path / "de.yaml",
+                                 "--replications", 2, "--reasons", "E-17=die_wear, T-3=trip", "--columns",
+                                 "Zeitstempel=timestamp, Maschine=machine, Status=state, Grund=reason",
+                                 "--time-format", "%d.%m.%Y %H:%M:%S"))
+    assert "warning" not in r.stderr + german.stderr, r.stderr + german.stderr
     fitted = pd.read_csv(tmp_path / "b-report" / "fitted.csv")
     assert set(fitted["fault mode"]) == {"die_wear", "trip"} and (fitted.events > 0).all()
+    # the export's times are to the second, the run's to the nanosecond: the same laws, means to 3 digits
+    same = ["fault mode", "time", "family", "events", "censored", "mean [h]"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "de-report" / "fitted.csv")[same], fitted[same], rtol=1e-3)
     assert_mistakes(["fit", str(tmp_path / "codes.csv"), "--base", str(TRUTH), "--out", str(tmp_path / "c.yaml")], [
         (["--reasons", "E-17=dye_wear"], "--reasons: 'E-17=dye_wear': 'dye_wear' is not a fault mode; use die_wear, "
                                          "trip"),
         (["--reasons", "E-17"], "--reasons: 'E-17' is not PLANT_NAME=FAULT_MODE (e.g. E-07=jam)")])
+    assert_mistakes(["fit", str(tmp_path / "mes.csv"), "--base", str(TRUTH), "--out", str(tmp_path / "c.yaml")], [
+        ([], "columns timestamp, machine, state missing (found: Zeitstempel, Maschine, Status, Grund)"),
+        ([], "Columns the file names its own way are mapped with --columns 'ITS_NAME=timestamp, …'"),
+        (["--columns", "Zeitstempel=timestamp, Maschine=machine, Status=state"],
+         "column timestamp: '05.01.2026 06:00:00' is not a time in ISO 8601 (2026-01-05T06:00:00); give its format "
+         "with --time-format '%d.%m.%Y %H:%M:%S' (day first)"),
+        (["--columns", "Zeitstempel=time"], "--columns: 'Zeitstempel=time': 'time' is not a log column; use "
+                                            "timestamp, machine, state, reason, station, level"),
+        (["--sep", ";;"], "--sep ';;': give one character")])
 
 
 def test_an_assemblys_feeder_levels_size_its_buffers() -> None:

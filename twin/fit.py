@@ -16,9 +16,11 @@ log measures replaces its failure and repair times:
 
 from __future__ import annotations
 
+import csv
 import math
+import re
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,65 +57,127 @@ class Fitted:
     aic: dict[str, float] = field(default_factory=dict)
 
 
-def _table(path: Path, need: tuple[str, ...], what: str, tz: str) -> tuple[pd.DataFrame, pd.Series]:
-    """A CSV or Parquet log with the columns `need` (the first a timestamp), and its times on the line's clock (time
-    zone `tz`); LogError naming the file, row and column when not."""
+LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level")  # every column a plant log may have
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """How a plant's export is written: its CSV delimiter (None: found from the file), its own column names as the
+    twin's ('Zeitstempel' → timestamp), and its time format (strftime codes; None: ISO 8601)."""
+
+    sep: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    time_format: str | None = None
+
+
+def _delimiter(path: Path) -> str:
+    """A CSV file's delimiter (',', ';', tab or '|') from its first lines; ',' when they do not tell."""
     try:
-        df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            sample = f.read(65536)
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except (OSError, csv.Error):
+        return ","
+
+
+def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat) -> tuple[pd.DataFrame, pd.Series]:
+    """A CSV or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
+    `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
+    when not."""
+    try:
+        df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else \
+            pd.read_csv(path, sep=fmt.sep or _delimiter(path))
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise LogError(f"{path}: not a readable CSV or Parquet file ({e}).") from None
+    for theirs, ours in fmt.columns.items():
+        if theirs in df.columns and ours in df.columns and theirs != ours:
+            raise LogError(f"{path}: --columns maps {theirs!r} to {ours}, a column the file has already; map only "
+                           "the columns the file names its own way.")
+    df = df.rename(columns={k: v for k, v in fmt.columns.items() if k in df.columns})
+    if twice := sorted({str(c) for c in df.columns[df.columns.duplicated()]}):
+        raise LogError(f"{path}: two columns are named {twice[0]} (check --columns); give each of the twin's columns "
+                       "one of the file's.")
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
-                       f"{', '.join(map(str, df.columns)) or 'none'}). {what}")
+                       f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
+                       f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.")
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
-    return df, _times(path, df["timestamp"], tz)
+    return df, _times(path, df["timestamp"], tz, fmt.time_format)
 
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
+_LOCAL_DATE = re.compile(r"\s*(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})(?:([ T,]+)\d{1,2}:\d{2}(:\d{2})?)?.*")
 
 
-def _times(path: Path, raw: pd.Series, tz: str) -> pd.Series:
-    """ISO 8601 times as naive times on the line's clock: times with a UTC offset (a log across a daylight-saving
-    change carries two) are converted to the line's zone `tz`, times without one are taken as its clock already."""
+def _format_hint(value: str) -> str:
+    """The --time-format a plant's non-ISO time asks for ('05.01.2026 06:00' → '%d.%m.%Y %H:%M'; with slashes,
+    day or month first when the numbers tell, else both)."""
+    m = _LOCAL_DATE.fullmatch(value)
+    if m is None:
+        return "give the log's own format with --time-format (strftime codes, e.g. '%d.%m.%Y %H:%M:%S')"
+    sep, year = m[2], "%Y" if len(m[4]) == 4 else "%y"
+    clock = "" if m[5] is None else f"{m[5]}%H:%M{':%S' if m[6] else ''}"
+    day, month = f"%d{sep}%m{sep}{year}{clock}", f"%m{sep}%d{sep}{year}{clock}"
+    if sep == "." or int(m[1]) > 12:
+        return f"give its format with --time-format '{day}' (day first)"
+    if int(m[3]) > 12:
+        return f"give its format with --time-format '{month}' (month first)"
+    return f"give its format with --time-format '{day}' (day first) or '{month}' (month first)"
+
+
+def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None) -> pd.Series:
+    """Times as naive times on the line's clock: ISO 8601, or `time_format`'s (strftime codes); times with a UTC
+    offset (a log across a daylight-saving change carries two) are converted to the line's zone `tz`, times without
+    one are taken as its clock already. Any other text is refused, never guessed: '05.01.2026' read as May 1st."""
     def bad(row: int, why: str) -> LogError:
         value = raw.iloc[row]
-        shown = repr(value) if isinstance(value, str) else str(value)
+        shown = repr(value) if isinstance(value, str) else "(empty)" if pd.isna(value) else str(value)
         return LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column timestamp: {shown} {why}")
 
     if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times
         ts = raw
     else:
         numeric = pd.to_numeric(raw, errors="coerce").notna().to_numpy()
-        if numeric.any():  # pandas reads a number as nanoseconds after 1970
+        if numeric.any() and time_format is None:  # pandas reads a number as ns after 1970
             raise bad(int(np.flatnonzero(numeric)[0]), "is a number, not a time; write ISO 8601 "
                       "(2026-01-05T06:00:00), e.g. epoch seconds converted with pandas.to_datetime(x, unit='s').")
-        ts = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")  # any mix of offsets parses so, once
-        offset = raw.astype(str).str.strip().str.contains(_OFFSET, regex=True).to_numpy()
+        text = raw.astype(str).str.strip()
+        ts = pd.to_datetime(text, errors="coerce", utc=True, format=time_format or "ISO8601")  # offsets mixed too
+        offset = text.str.contains(_OFFSET, regex=True).to_numpy() if time_format is None else \
+            np.full(len(text), "%z" in time_format)
         if offset.any() and not offset.all() and not ts.isna().any():
             row = int(np.flatnonzero(~offset)[0])
             raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + 2}'s has one; write every time "
                       "with its offset, or none (then they are read on the line's clock).")
         if not offset.any():  # the line's clock already: a time without an offset was parsed as UTC, its wall time
             ts = ts.dt.tz_localize(None)
+        if ts.isna().any():
+            row = int(np.flatnonzero(ts.isna().to_numpy())[0])
+            if pd.isna(raw.iloc[row]) or not str(raw.iloc[row]).strip():
+                raise bad(row, "has no time; every row needs one (ISO 8601: 2026-01-05T06:00:00).")
+            if time_format is not None:
+                raise bad(row, f"does not match --time-format {time_format!r} (strftime codes: %d day, %m month, "
+                          "%Y year, %H:%M:%S clock, %z UTC offset).")
+            raise bad(row, f"is not a time in ISO 8601 (2026-01-05T06:00:00); {_format_hint(text.iloc[row])}.")
     if ts.isna().any():
         raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")
     return ts.dt.tz_convert(tz).dt.tz_localize(None) if ts.dt.tz is not None else ts
 
 
-def read_parts(path: Path, tz: str = "UTC") -> pd.DataFrame:
+def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """A part-completion log (timestamp, machine: one row per part a machine finished) as timestamp, machine; times
     on the clock of a line in time zone `tz`."""
     df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine.",
-                    tz)
+                    tz, fmt)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
 
 
-def read_levels(path: Path, tz: str = "UTC") -> pd.DataFrame:
+def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """A buffer-level log (timestamp, station, level: parts waiting in front of the station); times as `read_parts`."""
-    df, ts = _table(path, ("timestamp", "station", "level"), "A buffer log has timestamp, station, level.", tz)
+    df, ts = _table(path, ("timestamp", "station", "level"), "A buffer log has timestamp, station, level.", tz, fmt)
     level = pd.to_numeric(df["level"], errors="coerce")
     if level.isna().any() or (level < 0).any():
         row = int(np.flatnonzero((level.isna() | (level < 0)).to_numpy())[0])
@@ -122,12 +186,13 @@ def read_levels(path: Path, tz: str = "UTC") -> pd.DataFrame:
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
 
 
-def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None) -> pd.DataFrame:
+def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
+             fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of a line
     in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by `states`;
     LogError when unusable."""
     df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
-                    "stops, reason.", tz)
+                    "stops, reason.", tz, fmt)
     return status_log(df, ts, str(path), states)
 
 

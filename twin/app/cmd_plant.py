@@ -106,13 +106,23 @@ def fit(
     reasons: Annotated[Optional[str], typer.Option(help="the plant's stop reasons as the base scenario's fault "
                                                         "modes, e.g. 'E-042 spindle=bearing_wear, E-07=jam'")]
     = None,
+    columns: Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
+                                                        "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
+                                                        "Grund=reason'")] = None,
+    sep: Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter (default: found from each file: "
+                                                    "',', ';', tab or '|')")] = None,
+    time_format: Annotated[Optional[str], typer.Option(help="the logs' time format in strftime codes, e.g. "
+                                                            "'%d.%m.%Y %H:%M:%S' (default: ISO 8601; a UTC offset "
+                                                            "with %z)")] = None,
 ) -> None:
     """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
     write the fitted scenario, and validate it against the log."""
     import yaml
 
     from twin.fit import (
+        LOG_COLUMNS,
         LogError,
+        LogFormat,
         fit_scenario,
         parse_pairs,
         parse_states,
@@ -134,6 +144,14 @@ def fit(
             if reasons is not None else {}
     except ValueError as e:
         fail(f"--reasons: {e}")
+    try:
+        mapped = parse_pairs(columns, LOG_COLUMNS, "log column", "COLUMN", "Zeitstempel=timestamp, Maschine=machine") \
+            if columns is not None else {}
+    except ValueError as e:
+        fail(f"--columns: {e}")
+    if sep is not None and len(sep.encode().decode("unicode_escape")) != 1:
+        fail(f"--sep {sep!r}: give one character, e.g. ';' or '\\t' for a tab")
+    fmt = LogFormat(sep.encode().decode("unicode_escape") if sep is not None else None, mapped, time_format)
     url = log if "://" in log else None
     source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
     if url is None and run is not None:
@@ -148,9 +166,9 @@ def fit(
         writable(report, "--report")
     try:
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
-        frame = read_log(source, tz, names) if url is None else _store_log(url, run, names)
-        part_log = read_parts(parts, tz) if parts is not None else None
-        level_log = read_levels(levels, tz) if levels is not None else None
+        frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
+        part_log = read_parts(parts, tz, fmt) if parts is not None else None
+        level_log = read_levels(levels, tz, fmt) if levels is not None else None
     except LogError as e:
         fail(str(e))
     machines = {m for s in sc.stations for m in s.machine_names}
