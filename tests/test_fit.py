@@ -146,6 +146,11 @@ def test_a_plants_export_is_read_with_its_delimiter_column_names_and_time_format
     f.write_text("Zeit;Maschine;Status;state\n2026-01-05T06:00;press-1;working;x\n")
     with pytest.raises(LogError, match="--columns maps 'Status' to state, a column the file has already"):
         read_log(f, fmt=fmt)
+    f.write_text("timestamp, machine, state, reason\n2026-01-05T06:00, press-1, working,\n"
+                 "2026-01-05T07:00 , press-1 , down , trip \n")  # spaces around the fields: the export's layout
+    spaced = read_log(f)
+    assert spaced.machine.tolist() == ["press-1"] * 2 and spaced.state.tolist() == ["working", "down"]
+    assert spaced.reason.tolist()[1] == "trip"
     f.write_text("Zeit\tMaschine\tStatus\n2026-01-05T06:00+01:00\tpress-1\tworking\n"
                  "2026-01-05T07:00+01:00\tpress-1\tdown\n")
     assert [str(t) for t in read_log(f, "Europe/Berlin", fmt=LogFormat(columns=fmt.columns)).timestamp] == [

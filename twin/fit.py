@@ -89,6 +89,11 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
             pd.read_csv(path, sep=fmt.sep or _delimiter(path))
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise LogError(f"{path}: not a readable CSV or Parquet file ({e}).") from None
+    # 'timestamp, machine, state' and ' press-1 ': spaces around a field are the export's layout, not its names
+    df.columns = [c.strip() if isinstance(c, str) else c for c in df.columns]
+    for c in df.columns:
+        if pd.api.types.is_string_dtype(df[c]):  # text (or missing) throughout
+            df[c] = df[c].str.strip()
     for theirs, ours in fmt.columns.items():
         if theirs in df.columns and ours in df.columns and theirs != ours:
             raise LogError(f"{path}: --columns maps {theirs!r} to {ours}, a column the file has already; map only "
