@@ -280,6 +280,17 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
     assert cycles.loc["station press-2", "mean [h]"] * 3600 == pytest.approx(45, rel=0.02)
     assert fitted.stations[0].cycle_time.mean == pytest.approx(50, rel=0.02)
     assert fitted.stations[1].buffer == 17  # the most parts seen waiting in front of press-2
+    # a log coarser than the cycle (to the minute: 0, 1 or 2 parts of a 50 s cycle at each time), and a two-cavity
+    # logger (press-1's parts in pairs, both at the second's time): still 50 s a part. The gaps between distinct times
+    # alone gave 60 s and 100 s
+    whole = pd.concat(parts)
+    coarse = whole.assign(timestamp=whole.timestamp.dt.floor("min"))
+    p1 = whole[whole.machine == "press-1"].timestamp.to_numpy()
+    pairs = pd.DataFrame({"timestamp": np.repeat(p1[1::2], 2), "machine": "press-1"})
+    for log_parts in (coarse, pairs):
+        table = fit_scenario(log, sc, parts=log_parts)[1]
+        mean = table[table.time == "cycle"].set_index("machine type").loc["station press-1", "mean [h]"] * 3600
+        assert mean == pytest.approx(50, rel=0.03)
 
 
 @pytest.mark.parametrize(("shifts", "expected"), [
