@@ -208,6 +208,16 @@ def test_a_store_to_fit_from_names_its_runs(tmp_path: Path) -> None:
     assert_mistakes(["fit", str(tmp_path / "log.csv"), "--base", str(TRUTH), "--out", str(tmp_path / "x.yaml")], [
         (["--run", "plant"], "--run plant: a status log file holds one line's history; --run picks a run in a store"),
     ])
+    # the plant's WIP counters, as `twin connect` stores them, size the buffers: no export to a --levels file first
+    store = open_store(f"duckdb:///{db}")
+    store.write_levels(pd.DataFrame({"run": "plant", "replication": 0, "station": "press-2",
+                                     "ts": pd.to_datetime(["2026-01-05 06:10", "2026-01-05 06:20"]), "level": [4, 7]}))
+    store.close()
+    assert_mistakes(["fit", url, "--base", str(TRUTH), "--out", str(tmp_path / "x.yaml"), "--run", "plant-2"], [
+        (["--levels", url], f"--levels {url}: no buffer levels of run 'plant-2'; `twin connect --store` writes")])
+    subprocess.run(twin_cmd("fit", url, "--run", "plant", "--levels", url, "--base", TRUTH, "--out",
+                            tmp_path / "x.yaml", "--replications", 2), cwd=ROOT, check=True, capture_output=True)
+    assert load_scenario(tmp_path / "x.yaml").stations[1].buffer == 7
 
 
 @pytest.mark.slow  # the command line's way of saying it (the reader's messages are checked above, in the fast loop)

@@ -96,8 +96,10 @@ def fit(
     replications: Annotated[int, typer.Option(min=2, max=100, help="simulated replications of the validation")] = 5,
     parts: Annotated[Optional[Path], typer.Option(help="part-completion log (timestamp, machine: one row per part "
                                                        "a machine finished): fits each station's cycle time")] = None,
-    levels: Annotated[Optional[Path], typer.Option(help="buffer-level log (timestamp, station, level): sets each "
-                                                        "buffer's capacity to the most parts seen waiting")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="buffer-level log (timestamp, station, level), or a store "
+                                                       "whose buffer levels `twin connect` wrote (duckdb:///...): "
+                                                       "sets each buffer's capacity to the most parts seen "
+                                                       "waiting")] = None,
     run: Annotated[Optional[str], typer.Option(help="with a store: the run whose state records to fit (default: "
                                                     "its only run)")] = None,
     states: Annotated[Optional[str], typer.Option(help="the plant's state names as the twin's, e.g. "
@@ -154,11 +156,13 @@ def fit(
     fmt = LogFormat(sep.encode().decode("unicode_escape") if sep is not None else None, mapped, time_format)
     url = log if "://" in log else None
     source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
-    if url is None and run is not None:
+    level_url = levels if levels is not None and "://" in levels else None
+    level_path = Path(levels) if levels is not None and level_url is None else None
+    if url is None and level_url is None and run is not None:
         fail(f"--run {run}: a status log file holds one line's history; --run picks a run in a store "
              "(duckdb:///plant.duckdb)")
     for what, read in (("--base file", base), ("status log", None if url else source), ("--parts log", parts),
-                       ("--levels log", levels)):
+                       ("--levels log", level_path)):
         if read is not None and out.exists() and out.resolve() == read.resolve():
             fail(f"--out {out} is the {what} it reads; write the fitted scenario to another file")
     writable(out, folder=False)
@@ -168,7 +172,8 @@ def fit(
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
         frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
         part_log = read_parts(parts, tz, fmt) if parts is not None else None
-        level_log = read_levels(levels, tz, fmt) if levels is not None else None
+        level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
+            _store_levels(level_url, run) if level_url is not None else None
     except LogError as e:
         fail(str(e))
     machines = {m for s in sc.stations for m in s.machine_names}
@@ -186,7 +191,8 @@ def fit(
         _known_names(parts, part_log.machine, machines, "machines", base)
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
-        _known_names(levels, level_log.station.astype(str).map(buffer_station), buffered, "stations with a buffer",
+        _known_names(level_path or Path(levels.split("?")[0].rsplit("/", 1)[-1]),
+                     level_log.station.astype(str).map(buffer_station), buffered, "stations with a buffer",
                      base)  # an assembly's per feeder, 'assy<shaft'
     fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -528,6 +534,33 @@ def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.Da
         states = states[~offline]
     return status_log(states.reset_index(drop=True), states.ts.reset_index(drop=True),
                       f"{url} (run {states.run.iloc[0]})", names)
+
+
+def _store_levels(url: str, run: str | None) -> pd.DataFrame:
+    """A buffer-level log (timestamp, station, level) from a store's level records (a plant's WIP counters, as
+    `twin connect` writes them): its only run's, or `run`'s; of a simulated run's replications, the first."""
+    import pandas as pd
+
+    from sensors.store import StoreError, open_store
+
+    try:
+        db = open_store(url, read_only=True)
+        try:
+            levels = db.levels(run)
+        finally:
+            db.close()
+    except StoreError as e:
+        fail(str(e), code=3)
+    runs = sorted(levels.run.unique())
+    if len(runs) > 1:
+        fail(f"--levels {url} holds the buffer levels of {len(runs)} runs ({', '.join(runs[:10])}); name one with "
+             "--run")
+    if levels.empty:
+        fail(f"--levels {url}: no buffer levels{f' of run {run!r}' if run else ''}; `twin connect --store` writes a "
+             "plant's with a buffer: mapping (docs/connect.md)")
+    levels = levels[levels.replication == levels.replication.min()]
+    return pd.DataFrame({"timestamp": levels.ts.to_numpy(), "station": levels.station.astype(str).to_numpy(),
+                         "level": levels["level"].astype(int).to_numpy()})
 
 
 def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> None:
