@@ -340,8 +340,22 @@ def _refuse_short_rows(path: Path, width: int) -> None:
                                 "each missing value")
 
 
-def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
-    """A table as (unit, time, numeric features...) sorted by unit and time; any mistake is a DataError."""
+def _hours(path: Path, column: str, values: pd.Series) -> pd.Series:
+    """A time column of ISO 8601 times (a plant's records) as hours since the table's first time; a DataError naming
+    the first value that is neither a number nor such a time."""
+    text = values.astype(str).str.strip()
+    stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise DataError(f"{path}: time column {column!r}, row {row + 1} (after any header): {values.iloc[row]!r} is "
+                        "neither a number (cycles, hours) nor an ISO 8601 time (2026-01-05T06:00:00); give every row's "
+                        "time one way")
+    return (stamps - stamps.min()).dt.total_seconds() / 3600
+
+
+def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
+    """A table as (unit, time, numeric features...) sorted by unit and time, and the time's unit: 'cycles' (numbers
+    as they are) or 'h' (ISO 8601 times, as hours since the table's first); any mistake is a DataError."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -378,7 +392,10 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     missing = [c for c in feats if c not in df]
     if missing:
         raise DataError(f"{path}: feature columns {missing} are not in the file; the columns are {list(df.columns)}")
-    bad = [c for c in [time, *feats] if not pd.api.types.is_numeric_dtype(df[c])]
+    time_unit = "cycles"
+    if not pd.api.types.is_numeric_dtype(df[time]):  # a plant's records carry times, not cycle counts
+        df[time], time_unit = _hours(path, str(time), df[time]), "h"
+    bad = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise DataError(f"{path}: columns {bad} are not numeric; leave them out with --features or fix the file")
     out = df[[unit, time, *feats]].rename(columns={unit: "unit", time: "time"})
@@ -388,7 +405,8 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
         out["_end"] = df[end].astype(str).str.strip().to_numpy()
     # units keep the order they first appear in (a RUL file lists them so), rows go by time within each
     first = pd.Categorical(out["unit"], categories=pd.unique(out["unit"]), ordered=True)
-    return out.assign(_u=first).sort_values(["_u", "time"], kind="stable").drop(columns="_u").reset_index(drop=True)
+    return (out.assign(_u=first).sort_values(["_u", "time"], kind="stable").drop(columns="_u").reset_index(drop=True),
+            time_unit)
 
 
 def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str = "all") -> RunToFailure:
@@ -397,7 +415,7 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
     two-column table unit,rul). With an end column (`fmt.end`), a unit's value there at its last row says how it
     ended: a fault mode's name (it failed so), or censored/running/replaced/preventive/... (it did not fail: its
     rows are used, right-censored, and it counts as no failure)."""
-    df = read_table(path, fmt)
+    df, time_unit = read_table(path, fmt)
     if df.empty:
         raise DataError(f"{path}: the table has no rows")
     rows_per_unit = df.groupby("unit", sort=False).size()
@@ -410,7 +428,7 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
                         "outside linetwin; `--unit-column` must name the machine, not the row.".format(
                             float(rows_per_unit.median())))
     if "_end" in df:
-        return _with_ends(df, path, group)
+        return _with_ends(df, path, group, time_unit)
     last = df.groupby("unit", sort=False)["time"].transform("max").to_numpy()
     ttf = last - df["time"].to_numpy()
     if rul is not None:
@@ -424,10 +442,10 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
                              "fault_mode": "failure"})
     feats = [c for c in df.columns if c not in UNIT_COLUMNS]
     return RunToFailure(df, feats, ["failure"], ttf[:, None].astype(float), ttf[:, None].astype(float), step,
-                        "cycles", group, failures, [str(path)], cut_off=rul is not None)
+                        time_unit, group, failures, [str(path)], cut_off=rul is not None)
 
 
-def _with_ends(df: pd.DataFrame, path: Path, group: str) -> RunToFailure:
+def _with_ends(df: pd.DataFrame, path: Path, group: str, time_unit: str) -> RunToFailure:
     """A run-to-failure table whose end column names each unit's fault mode, or says it did not fail."""
     ends = df.groupby("unit", sort=False)["_end"].last()
     failed = ends[~ends.str.lower().isin(NOT_FAILED)]
@@ -449,7 +467,7 @@ def _with_ends(df: pd.DataFrame, path: Path, group: str) -> RunToFailure:
     failures = pd.DataFrame({"unit": failed.index, "time": last_time[failed.index].to_numpy(),
                              "fault_mode": failed.to_numpy()})
     feats = [c for c in frame.columns if c not in UNIT_COLUMNS]
-    return RunToFailure(frame, feats, modes, ttf, observed, step, "cycles", group, failures, [str(path)])
+    return RunToFailure(frame, feats, modes, ttf, observed, step, time_unit, group, failures, [str(path)])
 
 
 def _read_rul(path: Path, units: list[str]) -> dict[str, float]:

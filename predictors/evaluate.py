@@ -47,6 +47,9 @@ def forecast_frame(model: Estimator, ds: RunToFailure) -> pd.DataFrame:
     return out
 
 
+_UNIT_NAMES = {"s": "seconds (a twin run's)", "h": "hours (ISO 8601 times)", "cycles": "cycles (numbers)"}
+
+
 def evaluate(models: dict[str, Estimator], ds: RunToFailure, rule: AlertRule | None = None) -> Evaluation:
     """RUL scores (known targets) and alert scores (events; rows for cut-off test units) of every model."""
     rule = rule or AlertRule()
@@ -54,6 +57,11 @@ def evaluate(models: dict[str, Estimator], ds: RunToFailure, rule: AlertRule | N
     rows, forecasts, events = [], {}, {}
     ends = ds.frame.groupby("unit")["time"].max() + ds.step
     for name, model in models.items():
+        trained_in = model.meta_.get("time_unit", ds.time_unit)
+        if trained_in != ds.time_unit:  # a RUL in cycles scored against hours, or the reverse, without a word
+            raise ValueError(f"the data's time is in {_UNIT_NAMES.get(ds.time_unit, ds.time_unit)}, the {name} model "
+                             f"learnt its RUL in {_UNIT_NAMES.get(trained_in, trained_in)}; evaluate it on data whose "
+                             "time is given as its training data's was")
         if wrong := model.unit_mismatch(ds.sensor_units):
             raise ValueError(f"the data's units differ from the {name} model's: {wrong}; convert them (a connector's "
                              "unit mapping) or train on data in these units")

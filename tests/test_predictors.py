@@ -670,6 +670,44 @@ def test_censored_units_and_fault_modes_of_a_maintenance_record(tmp_path: Path) 
     assert model.meta_["data"]["failures"] == 8 and set(model.modes_) == {"bearing", "seal"}
 
 
+@pytest.mark.slow  # three commands
+def test_a_record_with_times_not_cycles_trains_and_scores_in_hours(tables: dict[str, Path], tmp_path: Path) -> None:
+    """A plant's records carry times (ISO 8601), not cycle counts: the time column was refused as 'not numeric'. Now
+    the time is read as hours since the table's first, every RUL in hours; a model learnt in cycles is refused on
+    it, not scored in the wrong unit."""
+    train, _ = degradation_table(24, seed=7)
+    start = pd.Timestamp("2026-01-05 06:00")  # one row an hour, two hours for the odd units: the step is the time's
+    hours = train.cycle * np.where(train.unit % 2, 2, 1)
+    stamped = train.assign(cycle=(start + pd.to_timedelta(hours, unit="h")).dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    stamped = stamped.rename(columns={"cycle": "time", "unit": "machine"})
+    stamped.to_csv(tmp_path / "records.csv", index=False)
+    ds = from_table(tmp_path / "records.csv", TableFormat(unit="machine", time="time"))
+    assert ds.time_unit == "h"
+    first = (ds.frame.groupby("unit", sort=False).cumcount() == 0).to_numpy()
+    life = train.groupby("unit").cycle.max()
+    expected = [(2 * life[int(u)] - 2) if int(u) % 2 else (life[int(u)] - 1) for u in ds.frame.unit[first]]
+    assert ds.ttf[first, 0] == pytest.approx(expected)  # each unit's first row (hour 1 or 2) to its end, in hours
+    r = twin("train", tmp_path / "records.csv", "--unit-column", "machine", "--time-column", "time", "--model",
+             "regression", "--window", 10, "--out", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    r = twin("evaluate", tmp_path / "records.csv", "--unit-column", "machine", "--time-column", "time", "--models",
+             tmp_path / "m", "--out", tmp_path / "report")
+    assert r.returncode == 0, r.stderr
+    assert set(pd.read_csv(tmp_path / "report" / "scores-table.csv").time_unit) == {"h"}
+    r = twin("train", tables["train"], "--unit-column", 0, "--time-column", 1, "--model", "regression", "--window",
+             10, "--out", tmp_path / "cycles")
+    assert r.returncode == 0, r.stderr
+    assert_mistakes(["evaluate", str(tmp_path / "records.csv"), "--unit-column", "machine", "--time-column", "time",
+                     "--out", str(tmp_path / "r2")], [
+        (["--models", str(tmp_path / "cycles")], "the data's time is in hours (ISO 8601 times), the baseline model "
+                                                 "learnt its RUL in cycles (numbers)")])
+    stamped.loc[5, "time"] = "05.01.2026 11:00"
+    stamped.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match=r"time column 'time', row 6 \(after any header\): '05.01.2026 11:00' is "
+                                        "neither a number"):
+        from_table(tmp_path / "bad.csv", TableFormat(unit="machine", time="time"))
+
+
 def test_a_table_of_independent_labelled_rows_is_refused_not_scored(tmp_path: Path) -> None:
     """One row per product with a failure flag (the AI4I milling data's shape), given with the product id as the
     unit: refused with the reason, never trained to a meaningless perfect score."""

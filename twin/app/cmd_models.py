@@ -58,7 +58,8 @@ Sources = Annotated[list[Path], typer.Argument(help="twin run folders (from `twi
                                                     "(CSV, Parquet, whitespace-separated text)")]
 UnitCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: unit id column (name, or 0-based position "
                                                      "without a header)")]
-TimeCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: time/cycle column (name or position)")]
+TimeCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: time/cycle column (name or position): "
+                                                     "numbers (cycles, hours), or ISO 8601 times, read as hours")]
 Columns = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP} without a header row: comma-separated names "
                                                      "of all columns")]
 Features = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: comma-separated feature columns, names or "
