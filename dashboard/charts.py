@@ -45,7 +45,8 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
             inputs[i] = {"": ""}
         else:
             inputs[i] = {"": buffer_node(st.name, st.name, st.buffer)}
-        lines.append(f'subgraph "cluster_{st.name}" {{ label="{st.name}"; color="#bdbdbd";')
+        name = f"{st.name} (batch of {st.batch.size})" if st.batch is not None else st.name
+        lines.append(f'subgraph "cluster_{st.name}" {{ label="{name}"; color="#bdbdbd";')
         for m in names:
             state = states.get(m, "")
             colour = STATE_COLOURS.get(state, UNKNOWN)

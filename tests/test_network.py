@@ -137,3 +137,101 @@ def test_schematic_draws_merges_assembly_buffers_and_rework_loops() -> None:
     assert '"side-frame-right" -> "buf:framing<side-frames";' in dot
     assert '"vision" -> "exit" [label="94%"];' in dot and '"vision" -> "buf:rework" [label="6%"];' in dot
     assert '"rework" -> "buf:vision" [constraint=false];' in dot  # the loop runs back upstream
+
+
+# --- batch processes (ovens, washers, furnaces) -----------------------------------------------------------------
+
+def _batches(line: Line, station: int = 0, machine: int = 0) -> list[tuple[float, int]]:
+    """(start in minutes, parts) of each batch a machine of the station worked."""
+    begun = np.frombuffer(line.stations[station][machine].log.begun) / 60
+    start, parts = np.unique(begun, return_counts=True)
+    return [(float(t), int(n)) for t, n in zip(start, parts)]
+
+
+def test_a_batch_waits_to_fill_or_starts_once_its_wait_has_passed() -> None:
+    """Parts every 10 min into an oven of 8 that waits 24 min once it holds a first part, 47 min a batch: the first
+    batch starts at 34 with the parts of 10, 20 and 30; at 81 the five queued since come at once and wait for 90 and
+    100 until 105 (81 + 24); and so on, 7 a batch."""
+    sc = scenario([{"name": "oven", "cycle_time": const(47 * 60), "batch": {"size": 8, "wait": "24 min"}}],
+                  source={"kind": "arrivals", "interarrival": const(600)}, duration="10 h")
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    assert _batches(line)[:4] == [(34.0, 3), (105.0, 7), (176.0, 7), (247.0, 7)]
+    full = scenario([{"name": "oven", "cycle_time": const(47 * 60), "batch": {"size": 8}}],
+                    source={"kind": "arrivals", "interarrival": const(600)}, duration="10 h")
+    line = Line(full, 0)
+    line.run(full.duration)
+    assert _batches(line)[:2] == [(80.0, 8), (160.0, 8)]  # without a wait, only full batches: the 8th part at 80
+
+
+def test_a_batch_line_runs_at_the_batch_rate_and_partial_batches_cost_performance() -> None:
+    """A saturated lathe (1 min) feeding an oven of 60 parts (90 min) and a grinder: 40 parts an hour, the oven the
+    constraint, its performance whole; Little's law holds. The same oven fed every 10 min with a 24-minute wait works
+    7 or 8 a batch: its performance is its mean batch over 8 (a part short is a speed loss), and it makes what
+    arrives."""
+    sc = scenario([{"name": "turn", "cycle_time": const(60)},
+                   {"name": "harden", "cycle_time": const(5400), "buffer": 200, "batch": {"size": 60}},
+                   {"name": "grind", "cycle_time": const(60), "buffer": 100}], duration="40 d", warmup="1 d")
+    from dashboard.charts import line_dot
+
+    assert 'label="harden (batch of 60)"' in line_dot(sc, {})
+    k = replicate(sc, 1)
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx(40, rel=0.002)
+    assert kpi(k, "constraint station")[0] == 1 and kpi(k, "bottleneck station")[0] == 1
+    assert 0.998 <= kpi(k, "oee performance", "harden")[0] <= 1.0
+    assert kpi(k, "wip [parts]")[0] == pytest.approx(kpi(k, "throughput [parts/h]")[0] / 60 *
+                                                     kpi(k, "time in system [min]")[0], rel=0.01)
+    fed = scenario([{"name": "oven", "cycle_time": const(47 * 60), "batch": {"size": 8, "wait": "24 min"}}],
+                   source={"kind": "arrivals", "interarrival": const(600)}, duration="20 d", warmup="1 d")
+    k = replicate(fed, 1)
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx(6, rel=0.002)
+    line = Line(fed, 0)
+    line.run(fed.duration)
+    sizes = [n for t, n in _batches(line) if t >= 24 * 60]
+    assert 7 <= np.mean(sizes) < 8  # a batch every 47 + 24 min at 6 parts an hour
+    assert kpi(k, "oee performance", "oven")[0] == pytest.approx(np.mean(sizes) / 8, rel=0.005)
+
+
+def test_a_batch_station_with_failures_scrap_routes_operators_and_shifts_keeps_every_part() -> None:
+    """Random times, failures mid-batch, scrap per part, a split after the oven, an operator to load it and a shift
+    calendar: every part that came in is inside, scrapped or out, once; batches never exceed their size nor start
+    short of `min`."""
+    sc = scenario([{"name": "wash", "cycle_time": exp(50), "next": "oven"},
+                   {"name": "oven", "machine_type": "oven", "machines": 2, "buffer": 40,
+                    "cycle_time": {"dist": "uniform", "low": 1500, "high": 2100},
+                    "scrap": 0.05, "batch": {"size": 30, "min": 10, "wait": "20 min"}, "operators": {"pool": "crew"},
+                    "next": [{"to": "a", "p": 0.5}, {"to": "b", "p": 0.5}]},
+                   {"name": "a", "cycle_time": exp(90), "buffer": 20, "next": "exit"},
+                   {"name": "b", "cycle_time": exp(90), "buffer": 20, "next": "exit"}],
+                  machine_types={"m": {}, "oven": {"fault_modes": [
+                      {"name": "burner", "kind": "sudden", "ttf": exp(8 * 3600), "repair": exp(1800)}]}},
+                  operators=[{"name": "crew", "size": 1}], duration="5 d",
+                  calendar={"shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    exit_, fate = line.fates()
+    assert len(exit_) == len(np.frombuffer(line.entry))
+    for k, m in enumerate(line.stations[1]):
+        sizes = [n for _, n in _batches(line, 1, k)]
+        assert len(sizes) > 20 and max(sizes) == 30 and min(sizes) >= 10 and min(sizes) < 30
+        assert len(m.log.finished) + len(m.log.scrapped) <= m.parts_done
+    assert (fate >= -2).all()
+    k = replicate(sc, 1)
+    assert 0 < kpi(k, "oee performance", "oven")[0] <= 1 and kpi(k, "failures").sum() > 0
+
+
+@pytest.mark.parametrize(("batch", "extra", "message"), [
+    ({"size": 8, "min": 9, "wait": "1 h"}, {}, r"min \(9\) is more than the batch size \(8\)"),
+    ({"size": 8, "min": 4}, {}, "starts a batch short of its size only after a wait; give wait:"),
+    ({"size": 1}, {}, "greater than or equal to 2"),
+    ({"size": 8}, {"changeover": {"every_parts": 10, "duration": 60}}, "changeover is not for one"),
+])
+def test_batch_mistakes_are_named(batch: dict[str, Any], extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        scenario([{"name": "oven", "cycle_time": const(60), "batch": batch, **extra}])
+
+
+def test_a_batch_cannot_reserve_space_before_service() -> None:
+    with pytest.raises(ValidationError, match=r"stations\[1\]\.batch: a batch station holds the parts of its batch"):
+        scenario([{"name": "a", "cycle_time": const(5)}, {"name": "b", "cycle_time": const(50), "buffer": 5,
+                                                          "batch": {"size": 10}}], blocking="before-service")

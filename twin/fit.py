@@ -465,10 +465,10 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
             before = st.cycle_time.mean
             row = {"machine type": f"station {st.name}", "fault mode": "", "time": "cycle", "censored": 0,
                    "events": len(samples), "base mean [h]": before / 3600}
-            if len(samples) < MIN_CYCLES or st.cycle_times:
-                rows.append({**row, "family": "kept (too few clean cycles)" if len(samples) < MIN_CYCLES else
-                             "kept (per-product cycle times)", "mean [h]": before / 3600, "KS": np.nan,
-                             "parameters": ""})
+            if len(samples) < MIN_CYCLES or st.cycle_times or st.batch is not None:
+                why = ("kept (too few clean cycles)" if len(samples) < MIN_CYCLES else "kept (per-product cycle times)"
+                       if st.cycle_times else "kept (a batch's cycle: its parts come out together)")
+                rows.append({**row, "family": why, "mean [h]": before / 3600, "KS": np.nan, "parameters": ""})
                 continue
             f = fit_cycle(samples)
             stations[i] = st.model_validate({**st.model_dump(by_alias=True), "cycle_time": f.spec})

@@ -426,6 +426,9 @@ class Machine:
             else:
                 yield from self._maintain("in progress when the line's state was read",
                                           residual(self.mtype.maintenance.duration, self._now_rng, since))
+        if self.station.batch is not None:
+            yield from self._run_batches()
+            return
         while True:
             # decision point: shift, maintenance, changeover
             if cal is not None and not cal.on_from <= env._now < cal.on_until:  # the shift's bounds, inline
@@ -514,6 +517,88 @@ class Machine:
             else:
                 yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
             finished(env._now)
+
+    def _run_batches(self) -> Generator[simpy.Event, Any, None]:
+        """A batch machine's loop (an oven): collect parts up to the batch's size (or at least its `min` once its
+        `wait` has passed since the first came in), work them all in one cycle, hand each on in turn (scrapped, or
+        blocked while there is no room, each on its own). Its own loop: the one-part loop above stays as lean."""
+        env, line, batch = self.env, self.line, self.station.batch
+        assert batch is not None
+        cal = line.calendar
+        due = None if isinstance(self.policy, RunToFailure) else self.policy.due
+        w = self.wiring
+        inbuf, outbuf, router, is_last, is_constraint = w.inbuf, w.outbuf, w.router, w.is_last, w.is_constraint
+        cycle, scrap_u = self.draws.cycle.take, self.draws.scrap.take
+        run_pool = self.pool_for("run")
+        waiting = self._waiting if cal is not None else self._set_state
+        waits = self.calendar_clock or self.opportunistic is not None
+        size, least, patience = batch.size, batch.least, batch.wait
+        products = self.products
+        while True:
+            if cal is not None and not cal.on_from <= env._now < cal.on_until:
+                yield from self._off_shift(cal)
+            reason = self.pending_order or (due(self) if due is not None else None)
+            if reason:
+                yield from self._maintain(reason)
+            pids: list[int] = []
+            deadline = float("inf")
+            while len(pids) < size:
+                if inbuf is None:  # the line's first station: the source has a part whenever asked
+                    pids.append(line.new_part())
+                    continue
+                if len(pids) >= least and env._now >= deadline:
+                    break
+                if inbuf.starving():
+                    waiting(STARVED)
+                ev = inbuf.get()
+                if ev._value is not PENDING:  # met at once
+                    pids.append((yield ev))
+                elif len(pids) >= least and deadline < float("inf"):  # enough to start: wait for more until then
+                    # (a calendar-clock failure due meanwhile comes as the batch starts: `_work_failing`)
+                    yield first_of(env, ev, env.timeout(deadline - env._now))
+                    if not ev.triggered:
+                        inbuf.cancel(ev)
+                        break
+                    pids.append((yield ev))
+                else:
+                    pids.append((yield ev) if not waits else (yield from self._waiter(ev, inbuf.get, inbuf.cancel)))
+                if len(pids) == 1 and patience is not None:
+                    deadline = env._now + patience
+            if cal is not None and not cal.on_from <= env._now < cal.on_until:
+                yield from self._off_shift(cal)  # the batch filled after the shift ended: it waits for the next one
+            if run_pool is not None:
+                operator = self.operator = yield from run_pool.acquire(self)
+            now = env._now
+            for pid in pids:
+                self.log.begun.append(now)
+                if products is not None:
+                    self.log.begun_product.append(line.product[pid])
+            if self.state != WORKING:
+                self._set_state(WORKING)
+            yield from self._work_failing(cycle())
+            if run_pool is not None:
+                run_pool.release(operator)
+                self.operator = None
+            self.parts_done += len(pids)
+            self.parts_since_service += len(pids)
+            for pid in pids:
+                if is_constraint:
+                    line.passed[pid] = env._now
+                if self.scrap_max and (u := scrap_u()) < self.scrap_max and self._scrap_draw_hits(u):
+                    line.scrap(pid, self)
+                    continue
+                dest = router.pick() if router is not None else None if is_last else outbuf
+                if dest is None:
+                    line.finish(pid, self)
+                    continue
+                if dest.full():
+                    waiting(BLOCKED)
+                ev = dest.put(pid)
+                if not waits or ev._value is not PENDING:
+                    yield ev
+                else:
+                    yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
+                self.log.finished.append(env._now)
 
     def _off_shift(self, cal: ShiftCalendar) -> Generator[simpy.Event, Any, None]:
         """Outside the shift the calendar last found: if the line is off shift now, wait off shift for the next one

@@ -270,6 +270,32 @@ class Changeover(_Strict):
     duration: Distribution
 
 
+class BatchProcess(_Strict):
+    """A batch process (an oven, a washer, a heat-treatment furnace): a machine works up to `size` parts at once, in
+    one cycle for all; it waits for a full batch, or starts with at least `min` once `wait` has passed since the
+    first part of the batch came in."""
+
+    size: int = Field(ge=2, le=10_000, description="parts worked at once")
+    min: int | None = Field(None, ge=1, description="parts enough to start once `wait` has passed (default: 1 "
+                                                    "with a wait, else a full batch)")
+    wait: PositiveDuration | None = Field(None, description="how long the first part waits for the batch to fill "
+                                                            "(default: until it is full)")
+
+    @model_validator(mode="after")
+    def _fill(self) -> BatchProcess:
+        if self.min is not None and self.min > self.size:
+            raise ValueError(f"min ({self.min}) is more than the batch size ({self.size})")
+        if self.wait is None and self.min is not None and self.min != self.size:
+            raise ValueError(f"min: {self.min} starts a batch short of its size only after a wait; give wait: (how "
+                             "long the first part waits for the batch to fill), or leave min out")
+        return self
+
+    @property
+    def least(self) -> int:
+        """The fewest parts a batch starts with (once the wait has passed)."""
+        return self.min if self.min is not None else 1 if self.wait is not None else self.size
+
+
 EXIT = "exit"  # where a route sends a part out of the line
 
 
@@ -330,6 +356,19 @@ class Station(_Strict):
     feeder_initial: dict[Name, int] = Field(
         default_factory=dict, description="an assembly station: parts in each feeder's buffer at the start, e.g. "
                                           "{doors: 8} (its buffers are one per feeder, so 'initial' does not apply)")
+    batch: BatchProcess | None = Field(
+        None, description="a batch process (an oven): each machine works up to `size` parts at once, cycle_time "
+                          "per batch, e.g. {size: 40, wait: 30 min}")
+
+    @model_validator(mode="after")
+    def _batch(self) -> Station:
+        if self.batch is not None:
+            other = [k for k in ("assemble", "cycle_times", "ideal_cycle_times", "setup_matrix", "scrap_by_product",
+                                 "changeover") if getattr(self, k)]
+            if other:
+                raise ValueError(f"a batch station works every part of a batch alike: {other[0]} is not for one "
+                                 "(not yet); give the batch its own station, or leave batch: out")
+        return self
 
     @field_validator("assemble")
     @classmethod
@@ -412,13 +451,15 @@ class Station(_Strict):
 
         ISO 22400's planned runtime per item is the fastest feasible cycle, so performance stays <= 100 %; a
         distribution without a lower bound above 0 falls back to its mean, and the note says so."""
+        per, of = (self.batch.size, f", per part of a batch of {self.batch.size}") if self.batch else (1, "")
         if self.ideal_cycle_time is not None:
-            return self.ideal_cycle_time, "given (ideal_cycle_time)"
+            return self.ideal_cycle_time / per, f"given (ideal_cycle_time){of}"
         low = self.cycle_time.lower_bound
         if low is not None:
-            return low, f"lower bound of the {self.cycle_time.dist} cycle time"
-        return self.cycle_time.mean, (f"mean of the {self.cycle_time.dist} cycle time, which has no lower bound: "
-                                      "performance can exceed 100 %; give ideal_cycle_time (the design cycle)")
+            return low / per, f"lower bound of the {self.cycle_time.dist} cycle time{of}"
+        return self.cycle_time.mean / per, (f"mean of the {self.cycle_time.dist} cycle time{of}, which has no lower "
+                                            "bound: performance can exceed 100 %; give ideal_cycle_time (the design "
+                                            "cycle)")
 
     @property
     def machine_names(self) -> list[str]:
@@ -730,6 +771,10 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             machines += [(f"stations[{i}].name", n) for n in
                          ([st["name"]] if m == 1 else [f"{st['name']}-{k + 1}" for k in range(max(0, min(m, 100)))])]
     problems += _twice(machines, "machine name (over all stations)")
+    if data.get("blocking") == "before-service":
+        problems += [(f"stations[{i}].batch", "a batch station holds the parts of its batch, which before-service "
+                                              "blocking cannot reserve space for; use blocking: after-service")
+                     for i, st in enumerate(stations) if isinstance(st, dict) and st.get("batch") is not None]
     types = data.get("machine_types") if isinstance(data.get("machine_types"), dict) else {}
     modes: set[str] = set()
     for tname, mt in types.items():
