@@ -5,6 +5,7 @@ repairs and lives drawn given the time already spent."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -258,3 +259,28 @@ def test_an_assemblys_feeder_buffers_are_stored_and_continued_from(tmp_path: Pat
     with pytest.raises(ScenarioError, match=r"a buffer per feeder, so initial does not say which; give "
                                             r"feeder_initial: \{housing: 2\}"):
         load_scenario(tmp_path / "bad.yaml")
+
+
+def test_a_what_if_whose_horizon_is_off_shift_throughout_is_refused_unless_a_shift_is_added(tmp_path: Path) -> None:
+    """From 22:30 on a Tuesday, the next 4 h of a two-shift line are off shift: every alternative made 0 parts, its
+    availability printed as 'nan%' under a RuntimeWarning. Now that is said, with the next shift's start; an extra
+    shift in the gap is what such a question asks, and runs."""
+    from sensors.store import open_store
+
+    cell = ROOT / "scenarios" / "cnc_cell.yaml"
+    machines = [m for s in load_scenario(cell).stations for m in s.machine_names]
+    url = f"duckdb:///{tmp_path / 'cell.duckdb'}"
+    db = open_store(url)
+    db.write_states(pd.DataFrame({"run": "cell", "replication": 0, "machine": machines,
+                                  "ts": pd.Timestamp("2026-01-06 22:30"), "state": "off_shift", "reason": ""}))
+    db.close()
+    assert_mistakes(["whatif", str(cell), "--from", url, "--duration", "4 h", "--replications", "2"], [
+        ([], "error: the next 4 h from Tue 2026-01-06 22:30 are off shift (shifts 06:00-14:00, 14:00-22:00 on mon, "
+             "tue, wed, thu, fri); the next shift starts at Wed 2026-01-07 06:00: nothing would be made"),
+        (["--buffer", "saw=4"], "are off shift")])
+    r = subprocess.run(twin_cmd("whatif", cell, "--from", url, "--duration", "4 h", "--replications", 2,
+                                "--add-shift", "22:00-24:00"), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "│ as is │ 0 ± 0 │ 0 – 0 │ off shift │" in out and "extra shift 22:00-24:00" in out, out

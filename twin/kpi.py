@@ -226,7 +226,7 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
     rows: list[Row] = [("machine", m.name, f"{name} share", d[k] / span) for k, name in enumerate(STATES)]
     rows += [
         ("machine", m.name, "utilisation", d[WORKING] / span),
-        ("machine", m.name, "availability", 1 - (d[DOWN] + d[MAINTENANCE]) / planned),
+        ("machine", m.name, "availability", 1 - (d[DOWN] + d[MAINTENANCE]) / planned if planned > 0 else np.nan),
         ("machine", m.name, "failures", float(len(repairs))),
         ("machine", m.name, "mtbf [h]", clock_time / len(repairs) / 3600 if len(repairs) else np.nan),
         ("machine", m.name, "mttr [min]", float(repairs.downtime.mean() / 60) if len(repairs) else np.nan),

@@ -575,6 +575,26 @@ def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base:
                           highlight=False)
 
 
+def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duration: str) -> None:
+    """Refuse a what-if whose every alternative lies off shift throughout (each would make 0 parts, its availability
+    undefined): say when the next shift starts."""
+    from twin.model import ShiftCalendar
+
+    spans = [ShiftCalendar(alt.calendar, alt.start, alt.duration) if alt.calendar is not None else None
+             for _, alt in options]
+    if all(c is not None and c.planned(0.0, sc.duration) <= 0 for c in spans):
+        first = spans[0]
+        assert first is not None
+        nxt = first.next_start(sc.duration)
+        when = f"; the next shift starts at {sc.start + dt.timedelta(seconds=nxt):%a %Y-%m-%d %H:%M}" \
+            if nxt is not None else ""
+        cal = sc.calendar
+        shifts = f" (shifts {', '.join(cal.shifts)} on {', '.join(cal.days)})" if cal is not None else ""
+        fail(f"the next {duration} from {sc.start:%a %Y-%m-%d %H:%M} are off shift{shifts}{when}: nothing would be "
+             "made as is or under any alternative. Look further ahead (--duration), continue from a time on shift "
+             "(--at), or ask what another shift would make (--add-shift)")
+
+
 def whatif(
     file: Annotated[Path, typer.Argument(help="the line's scenario (fitted by `twin fit`, or as engineered)")],
     from_: Annotated[str, typer.Option("--from", help="where the line's state is read: a store (duckdb:///file, "
@@ -618,6 +638,7 @@ def whatif(
 
     sc = continued(base, from_, at)
     options = _alternatives(sc, *asked)  # built on the state now (the buffers' levels)
+    _some_shift_ahead(sc, options, duration)
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
     for label, alt in options:
@@ -630,7 +651,8 @@ def whatif(
             av.append(float(machines.mean()) if len(machines) else float("nan"))
             if (rep + 1) % 10 == 0 or rep + 1 == replications:
                 err_console.print(f"{label}: {rep + 1} of {replications} replications", highlight=False)
-        parts[label], avail[label] = np.array(counts), float(np.nanmean(av))
+        known = [a for a in av if not np.isnan(a)]  # none: off shift throughout (no planned time to be available in)
+        parts[label], avail[label] = np.array(counts), float(np.mean(known)) if known else float("nan")
     tq = stats.t.ppf(0.975, replications - 1)
     base_parts = parts["as is"]
     rows = []
@@ -648,7 +670,8 @@ def whatif(
         shown.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         shown.add_row(r["alternative"], f"{r['good parts']:,.0f} ± {r['± (95 % CI)']:,.0f}",
-                      f"{r['5 %']:,.0f} – {r['95 %']:,.0f}", f"{r['availability']:.1%}",
+                      f"{r['5 %']:,.0f} – {r['95 %']:,.0f}",
+                      f"{r['availability']:.1%}" if not np.isnan(r["availability"]) else "off shift",
                       "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}")
     print_table(shown)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
