@@ -284,3 +284,31 @@ def test_a_what_if_whose_horizon_is_off_shift_throughout_is_refused_unless_a_shi
     assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr
     out = " ".join(r.stdout.split())
     assert "│ as is │ 0 ± 0 │ 0 – 0 │ off shift │" in out and "extra shift 22:00-24:00" in out, out
+
+
+def test_another_batch_size_at_an_oven_as_an_alternative(tmp_path: Path) -> None:
+    """The question a batch process raises: what if the oven took more parts at once? Its cycle per batch stays, so
+    it makes more; a station that works one part at a time, or the size it has, is refused."""
+    from twin.app.cmd_plant import _alternatives
+
+    doc = {"line": {"site": "s", "area": "a", "name": "heat-treat"}, "seed": 5, "duration": "2 d",
+           "machine_types": {"m": {}},
+           "stations": [{"name": "turn", "machine_type": "m", "cycle_time": {"dist": "uniform", "low": 50, "high": 70}},
+                        {"name": "oven", "machine_type": "m", "cycle_time": "90 min", "buffer": 200,
+                         "batch": {"size": 60, "min": 50, "wait": "30 min"}}]}
+    f = tmp_path / "oven.yaml"
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    sc = load_scenario(f)
+    options = dict(_alternatives(sc, [], [], [], [], [], [], ["oven=40", "oven=80"]))
+    assert options["oven: batch of 40"].stations[1].batch.model_dump() == {"size": 40, "min": 40, "wait": 1800.0}
+    assert options["oven: batch of 80"].stations[1].batch.size == 80
+    from twin.app.runner import simulate
+
+    made = {label: simulate(alt, 0, sensors=False).kpis.set_index("kpi").loc["throughput [parts/h]", "value"]
+            for label, alt in options.items()}
+    assert made["oven: batch of 40"] < made["as is"] < made["oven: batch of 80"]
+    assert_mistakes(["whatif", str(f), "--from", "duckdb:///nowhere.duckdb"], [
+        (["--batch", "turn=80"], "--batch 'turn=80': station turn works one part at a time; the batch stations are "
+                                 "oven"),
+        (["--batch", "oven=60"], "station oven's batch holds 60 parts already"),
+        (["--batch", "oven=1"], "give the parts a batch holds, 2 to 10,000, e.g. oven=120")])

@@ -439,16 +439,36 @@ def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     return f"{st.name}: cycle {value}", sc.model_copy(update={"stations": stations})
 
 
+def _with_batch(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--batch STATION=N: a batch station (an oven) that takes up to N parts at once, in the same cycle per batch
+    (its `min` kept within N); the design cycle per batch stays, so per part it scales with N."""
+    i, value = _station_setting("--batch", spec, sc, "N")
+    st = sc.stations[i]
+    if st.batch is None:
+        ovens = [s.name for s in sc.stations if s.batch is not None]
+        fail(f"--batch {spec!r}: station {st.name} works one part at a time; "
+             + (f"the batch stations are {', '.join(ovens)}" if ovens else "the scenario has no batch station "
+                "(batch: in a station)"))
+    if not value.isdigit() or not 2 <= int(value) <= 10_000:
+        fail(f"--batch {spec!r}: give the parts a batch holds, 2 to 10,000, e.g. {st.name}={st.batch.size * 2}")
+    n = int(value)
+    if n == st.batch.size:
+        fail(f"--batch {spec!r}: station {st.name}'s batch holds {n} parts already; give another number")
+    batch = st.batch.model_copy(update={"size": n, "min": min(st.batch.min, n) if st.batch.min is not None else None})
+    stations = [s.model_copy(update={"batch": batch}) if j == i else s for j, s in enumerate(sc.stations)]
+    return f"{st.name}: batch of {n}", sc.model_copy(update={"stations": stations})
+
+
 def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
                   shifts: list[str] | None = None, machines: list[str] | None = None,
-                  cycles: list[str] | None = None) -> list[tuple[str, Scenario]]:
+                  cycles: list[str] | None = None, batches: list[str] | None = None) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once."""
     from twin.scenario import ScenarioError, with_policy
 
     out = [("as is", sc)]
     for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
                           ("--add-shift", shifts or []), ("--machines", machines or []),
-                          ("--cycle-time", cycles or [])):
+                          ("--cycle-time", cycles or []), ("--batch", batches or [])):
         if (twice := repeated(given)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")
     for name in crews:
@@ -494,6 +514,7 @@ def _alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: 
         out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
     out += [_with_machines(sc, spec) for spec in machines or []]
     out += [_with_cycle(sc, spec) for spec in cycles or []]
+    out += [_with_batch(sc, spec) for spec in batches or []]
     return out
 
 
@@ -616,6 +637,8 @@ def whatif(
                                                                "the station (repeatable)")] = None,
     cycle_time: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME, the station's mean "
                                                                  "cycle time, e.g. filler=1.6 s (repeatable)")] = None,
+    batch: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station (an "
+                                                           "oven) takes at once, e.g. oven=80 (repeatable)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -628,7 +651,8 @@ def whatif(
         writable(out, folder=False)
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed,  # named before scipy loads
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
-    asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [])
+    asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
+             batch or [])
     _alternatives(base, *asked)  # every mistake named before the line's state is read
     import numpy as np
     import pandas as pd
