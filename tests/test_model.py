@@ -250,6 +250,34 @@ def test_a_night_shift_crosses_midnight_and_overlapping_shifts_count_once() -> N
     assert made.min() >= 22 * 3600 and made.max() <= 5 * 86400 + 6 * 3600 + 60
 
 
+def test_holidays_take_their_shifts_off_the_calendar() -> None:
+    """A plant's holidays and shutdowns (a date, or a span of dates) were not expressible: a what-if over Christmas
+    planned every weekday's shifts. A shift belongs to the day it starts on, so Tuesday's night shift before a
+    Wednesday holiday runs into Wednesday morning, and Wednesday's does not start."""
+    from pydantic import ValidationError
+
+    from twin.model import ShiftCalendar
+    from twin.scenario import Calendar
+
+    monday = __import__("datetime").datetime(2026, 12, 21, 0, 0)
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    cal = Calendar.model_validate({"shifts": ["06:00-14:00", "22:00-06:00"], "days": days,
+                                   "holidays": ["2026-12-23", {"from": "2026-12-25", "to": "2026-12-26"}]})
+    week = ShiftCalendar(cal, monday, 7 * 86400)
+    assert week.planned(0, 7 * 86400) == pytest.approx(3 * 16 * 3600)  # Mon, Tue, Thu: 8 h + a night shift each
+    assert week.next_start(2 * 86400 + 5 * 3600) is None  # Wednesday 05:00: Tuesday's night shift
+    assert week.next_start(2 * 86400 + 7 * 3600) == 3 * 86400 + 6 * 3600  # Wednesday 07:00: Thursday 06:00
+    assert week.next_start(4 * 86400 + 5 * 3600) is None  # Friday 05:00: Thursday's night shift
+    assert week.next_start(4 * 86400 + 7 * 3600) == 7 * 86400 + 6 * 3600  # then Monday
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], calendar=cal.model_dump(by_alias=True),
+                  start="2026-12-21T00:00:00", duration="7 d")
+    assert len(np.frombuffer(run(sc).exit)) == pytest.approx(3 * 16 * 60, abs=5)  # a part a minute, 48 h
+    for wrong, message in [({"from": "2026-12-26", "to": "2026-12-25"}, r"to \(2026-12-25\) is before from"),
+                           ("24.12.2026", "valid date")]:
+        with pytest.raises(ValidationError, match=message):
+            Calendar.model_validate({"shifts": ["06:00-14:00"], "holidays": [wrong]})
+
+
 def test_changeover_every_n_parts() -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
                   duration=1500)

@@ -97,8 +97,10 @@ class ShiftCalendar:
         offset = (start - day0).total_seconds()
         starts: list[float] = []
         ends: list[float] = []
-        for day in range(int(horizon // 86400) + 3):
-            if DAYS[(day0 + dt.timedelta(days=day)).weekday()] not in cal.days:
+        working = [DAYS[(d := day0 + dt.timedelta(days=day)).weekday()] in cal.days and not cal.is_holiday(d.date())
+                   for day in range(int(horizon // 86400) + 3)]
+        for day in range(len(working)):
+            if not working[day]:
                 continue
             for a, b in cal.windows():
                 s, e = day * 86400 + a - offset, day * 86400 + b - offset
@@ -113,8 +115,7 @@ class ShiftCalendar:
         #: each shift as the calendar names it, (start, end) in simulation seconds, in time order (the windows above
         #: merge shifts that touch or overlap): what a per-shift report counts
         self.shifts = sorted((day * 86400 + a - offset, day * 86400 + b - offset)
-                             for day in range(int(horizon // 86400) + 3)
-                             if DAYS[(day0 + dt.timedelta(days=day)).weekday()] in cal.days
+                             for day in range(len(working)) if working[day]
                              for a, b in cal.spans() if day * 86400 + b - offset > 0)
         # the shift of the last look-up that fell inside one: machines ask at every part, and their hot loop tests
         # `on_from <= t < on_until` itself before calling `next_start`

@@ -472,6 +472,19 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+class Holidays(_Strict):
+    """A span of days off (plant holidays, a shutdown), both days included."""
+
+    first: dt.date = Field(alias="from")
+    last: dt.date = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _order(self) -> Holidays:
+        if self.last < self.first:
+            raise ValueError(f"to ({self.last}) is before from ({self.first})")
+        return self
+
+
 class Calendar(_Strict):
     """Planned production time: shift windows on working days; everything else is planned downtime."""
 
@@ -480,6 +493,15 @@ class Calendar(_Strict):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=lambda: list(DAYS), min_length=1,
         description="working days; at least one (a line that never works has no availability to measure)")
+    holidays: list[dt.date | Holidays] = Field(
+        default_factory=list, max_length=10_000,
+        description="dates the line does not work though their weekday is a working day: a date (2026-12-24) or a "
+                    "span {from: 2026-12-24, to: 2027-01-01}, both days included; a shift belongs to the day it "
+                    "starts on")
+
+    def is_holiday(self, day: dt.date) -> bool:
+        """Whether the line does not work on this date (its shifts that start on it are off)."""
+        return any(h == day if isinstance(h, dt.date) else h.first <= day <= h.last for h in self.holidays)
 
     @field_validator("shifts")
     @classmethod
