@@ -143,3 +143,17 @@ def test_empty_calendar_is_refused_with_the_field(tmp_path: Path) -> None:
     f.write_text(text)
     with pytest.raises(ScenarioError, match=r"cal.yaml:1[0-9] calendar.days: .*at least 1"):
         load_scenario(f)
+
+
+def test_a_repair_that_runs_past_the_shift_costs_availability_only_inside_it() -> None:
+    """ISO 22400: availability is the planned time not lost. A machine failing at 13:00 of a 06:00-14:00 shift, 10 h
+    to repair, loses 1 h of that day's 8; its availability counted the whole 10 h against the 16 h planned in two
+    days: -0.25. Now 1 - 2/16, equal to its station's OEE availability."""
+    mt = {"m": {"fault_modes": [{"name": "crash", "kind": "sudden", "ttf": const(7 * 3600),
+                                 "repair": const(10 * 3600)}]}}
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], machine_types=mt, calendar={"shifts": ["06:00-14:00"]},
+                  start="2026-01-05T06:00:00", duration="2 d")
+    k = replicate(sc, 1)
+    assert kpi(k, "failures", "m1")[0] == 2
+    assert kpi(k, "availability", "m1")[0] == pytest.approx(1 - 2 / 16, abs=0.002)
+    assert kpi(k, "availability", "m1")[0] == pytest.approx(kpi(k, "oee availability", "m1")[0])

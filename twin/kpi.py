@@ -184,12 +184,13 @@ def _line_quality(line: Line, a: float, b: float) -> float:
     return int(np.count_nonzero(good)) / n if n else 1.0
 
 
-def _working_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None) -> tuple[float, float]:
-    """Seconds m worked inside [a, b]: in all, and inside planned (shift) time."""
+def _working_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None,
+                  states: tuple[int, ...] = (WORKING,)) -> tuple[float, float]:
+    """Seconds m spent in `states` (default: working) inside [a, b]: in all, and inside planned (shift) time."""
     t = np.frombuffer(m.log.t, dtype=np.float64)
     s = np.frombuffer(m.log.state, dtype=np.int8)
     ends = np.append(t[1:], max(b, t[-1]))
-    work = s == WORKING
+    work = np.isin(s, states)
     lo, hi = np.maximum(t[work], a), np.minimum(ends[work], b)
     total = float(np.clip(hi - lo, 0.0, None).sum())
     return total, (float(calendar.planned_between(lo, hi).sum()) if calendar is not None else total)
@@ -226,7 +227,10 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
     rows: list[Row] = [("machine", m.name, f"{name} share", d[k] / span) for k, name in enumerate(STATES)]
     rows += [
         ("machine", m.name, "utilisation", d[WORKING] / span),
-        ("machine", m.name, "availability", 1 - (d[DOWN] + d[MAINTENANCE]) / planned if planned > 0 else np.nan),
+        # ISO 22400: downtime counts against availability only inside planned time (a repair that runs on after the
+        # shift's end took off-shift time, which is no one's to lose; counted whole, a long one made it negative)
+        ("machine", m.name, "availability", 1 - _working_time(m, a, b, calendar, (DOWN, MAINTENANCE))[1] / planned
+         if planned > 0 else np.nan),
         ("machine", m.name, "failures", float(len(repairs))),
         ("machine", m.name, "mtbf [h]", clock_time / len(repairs) / 3600 if len(repairs) else np.nan),
         ("machine", m.name, "mttr [min]", float(repairs.downtime.mean() / 60) if len(repairs) else np.nan),

@@ -31,24 +31,34 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from sensors.connect import ConnectorConfig
-    from twin.scenario import Scenario
+    from twin.scenario import Calendar, Scenario
 
 CHECKED = ("working share", "down share", "maintenance share", "availability", "failures")
 
 
-def log_kpis(log: pd.DataFrame) -> pd.DataFrame:
-    """Per machine: share of the log's span in each state, availability and failures (the log's own figures)."""
+def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None) -> pd.DataFrame:
+    """Per machine: share of the log's span in each state, availability (ISO 22400, as the twin's: the share of the
+    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures)."""
+    import numpy as np
     import pandas as pd
 
     from twin.fit import durations
+    from twin.model import ShiftCalendar
 
-    end = log.timestamp.max()
-    span = (end - log.timestamp.min()).total_seconds()
+    start, end = log.timestamp.min(), log.timestamp.max()
+    span = (end - start).total_seconds()
+    plan = ShiftCalendar(calendar, start.to_pydatetime(), span) if calendar is not None else None
+    planned = plan.planned(0.0, span) if plan is not None else span
     rows = []
     for machine, g in log.groupby("machine"):
-        share = pd.Series(durations(g.timestamp, end), index=g.state.to_numpy()).groupby(level=0).sum() / span
+        lasted = durations(g.timestamp, end)
+        share = pd.Series(lasted, index=g.state.to_numpy()).groupby(level=0).sum() / span
         rows += [(machine, f"{s} share", float(share.get(s, 0.0))) for s in ("working", "down", "maintenance")]
-        rows.append((machine, "availability", 1 - float(share.get("down", 0.0) + share.get("maintenance", 0.0))))
+        stopped = g.state.isin(["down", "maintenance"]).to_numpy()
+        lo = (g.timestamp - start).dt.total_seconds().to_numpy()[stopped]
+        lost = float(plan.planned_between(lo, lo + lasted[stopped]).sum()) if plan is not None else \
+            float(lasted[stopped].sum())
+        rows.append((machine, "availability", 1 - lost / planned if planned > 0 else np.nan))
         rows.append((machine, "failures", float(((g.state == "down") & (g.reason != "")).sum())))
     return pd.DataFrame(rows, columns=["machine", "kpi", "log"])
 
@@ -77,7 +87,7 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int) -> pd.D
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(CHECKED)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
-    table = table.merge(log_kpis(log), on=["machine", "kpi"], how="inner")
+    table = table.merge(log_kpis(log, sc.calendar), on=["machine", "kpi"], how="inner")
     inside = (table.log >= table.ci_low) & (table.log <= table.ci_high)
     rel = (table["mean"] - table.log).abs() / table.log.abs().where(table.log != 0)
     table["verdict"] = ["inside the CI" if i else f"outside ({r:.0%} off)" if r == r else "outside"
