@@ -331,6 +331,25 @@ def test_the_shift_calendar_is_read_from_the_planned_stops(shifts: list[str] | N
     assert calendar_from(log[log.state != "off_shift"]) is None  # no planned stops: no calendar to read
 
 
+def test_holidays_are_read_from_the_planned_stops() -> None:
+    """Three weeks of a two-shift line, with a Wednesday holiday in the second: the fitted calendar works on
+    Wednesdays and has that day off (it planned its shifts, and the validation's availability counted them)."""
+    from twin.app.runner import simulate
+    from twin.fit import calendar_from
+    from twin.scenario import Calendar
+
+    sc = load_scenario(ROOT / "scenarios" / "cnc_cell.yaml")
+    cal = Calendar.model_validate({**sc.calendar.model_dump(), "holidays": ["2026-01-14"]})  # type: ignore[union-attr]
+    sc = sc.model_copy(update={"duration": 21 * 86400.0, "calendar": cal})
+    line = simulate(sc, 0, sensors=False).line
+    start = pd.Timestamp(sc.start)
+    log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                   "state": s.astype(str), "reason": r.astype(str)})
+                     for m in line.machines for t, s, r in [m.log.states_from(0)]])
+    assert calendar_from(log.sort_values(["machine", "timestamp"])) == {
+        "shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"], "holidays": ["2026-01-14"]}
+
+
 def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(tmp_path: Path) -> None:
     """A plant logs its own reason codes ('E-17'), not the scenario's fault mode names: every stop was left out of
     the fit without a word (an empty table, the base's times kept, and a validation that called them good). Now the

@@ -395,7 +395,8 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     weekday is planned downtime when the line (most of its machines) was off shift there on most such days. The
     week is read as one timeline, so a night shift that crosses midnight stays one shift of the day it starts on:
     each day is read from the hour its production most often starts, the shifts are the runs of on-shift slots of
-    the most common day, and working days those with at least half as many slots on shift."""
+    the most common day, working days those with at least half as many slots on shift, and holidays the working days
+    spent off shift throughout."""
     if not (log.state == "off_shift").any():
         return None
     start, end = log.timestamp.min().floor("D"), log.timestamp.max()
@@ -434,7 +435,19 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
             i = j
         else:
             i += 1
-    return {"shifts": windows, "days": [names[d] for d in sorted(days)]}
+    out: dict[str, Any] = {"shifts": windows, "days": [names[d] for d in sorted(days)]}
+    # a working day whose shifts the line spent off shift throughout is a holiday (the shifts counted from the
+    # anchor, as above; only days the log covers whole)
+    off_at = pd.Series(frame.off.to_numpy(), index=grid[frame.index])
+    holidays = []
+    for day in pd.date_range(start, end.floor("D"), freq="D"):
+        first = day + pd.Timedelta(minutes=anchor * SLOT)
+        slots = off_at[(off_at.index >= first) & (off_at.index < first + pd.Timedelta(days=1))].to_numpy()
+        if day.day_of_week in days and len(slots) == per_day and slots[on].all():
+            holidays.append(day.date().isoformat())
+    if holidays:
+        out["holidays"] = holidays
+    return out
 
 
 def _shift_texts(a: int, b: int) -> list[str]:
@@ -511,8 +524,9 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
         rows.append({"machine type": "line", "fault mode": "", "time": "calendar", "events":
                      int((log.state == "off_shift").sum()), "censored": 0, "family": "planned stops in the log",
                      "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan,
-                     "parameters": f"shifts {', '.join(cal['shifts'])} on {', '.join(cal['days'])} (was "
-                                   f"{'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
+                     "parameters": f"shifts {', '.join(cal['shifts'])} on {', '.join(cal['days'])}"
+                                   + (f", holidays {', '.join(cal['holidays'])}" if cal.get("holidays") else "")
+                                   + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
     fitted = base.model_copy(update=update)
     return Scenario.model_validate(fitted.model_dump(by_alias=True)), pd.DataFrame(rows)
 
