@@ -674,6 +674,30 @@ def machine_intervals(run: Run, window: Window, rep: int) -> pd.DataFrame:
     return iv
 
 
+def interval_kpis(iv: pd.DataFrame, sc: Scenario, window: Window) -> pd.DataFrame:
+    """Per machine, from its state intervals in the window (a plant's state records, which no simulation summed up):
+    availability by ISO 22400 (the planned time in the window, by the calendar, not lost down or in maintenance),
+    utilisation (working share of the window), failures (stops that began in it), MTBF (working time per failure)
+    and MTTR (the mean length of those stops, as far as the window shows them); indexed by machine, named as a run's
+    KPIs are."""
+    a, b = window.seconds()
+    cal = _calendar(sc)
+    planned = cal.planned(a, b) if cal is not None else b - a
+    rows = {}
+    for machine, g in iv.groupby("machine", sort=False):
+        lo, hi, state = g.start.to_numpy(float), g.end.to_numpy(float), g.state.to_numpy(str)
+        stop = np.isin(state, ["down", "maintenance"])
+        lost = float(cal.planned_between(lo[stop], hi[stop]).sum()) if cal is not None else float((hi - lo)[stop].sum())
+        worked = float((hi - lo)[state == "working"].sum())
+        began = (state == "down") & (lo > a)  # a stop under way as the window opens began before it
+        n = int(began.sum())
+        rows[str(machine)] = {"availability": 1 - lost / planned if planned > 0 else np.nan,
+                              "utilisation": worked / (b - a) if b > a else np.nan, "failures": float(n),
+                              "mtbf [h]": worked / n / 3600 if n else np.nan,
+                              "mttr [min]": float((hi - lo)[began].mean() / 60) if n else np.nan}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def states_intervals(run: Run, window: Window) -> pd.DataFrame:
     """State intervals from the store's state records (a plant's, which has no ground-truth tables), clipped to the
     window, in the form charts.intervals gives; empty while the store cannot be read."""

@@ -99,6 +99,14 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "overview.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Plant data (`twin connect`)" in i.value for i in at.info)
+    # its availability from its state records: the filler down since 07:00:20, to the end of the range
+    tile = next(m for m in at.metric if m.label == "availability [%]")
+    assert float(tile.value) < 1 and any("plant data: availability" in c.value for c in at.caption)
+    page = AppTest.from_file(str(ROOT / "dashboard" / "views" / "machine.py"), default_timeout=60).run()
+    page.selectbox[0].set_value("filler-a").run()
+    assert not page.exception, [e.value for e in page.exception]
+    tiles = {m.label: m.value for m in page.metric}  # the machine's figures from its state records
+    assert tiles["failures"] == "1" and float(tiles["availability [%]"]) < 1, tiles
     assert "run plant" in " ".join(c.value for c in at.caption)
     # the time range spans the plant's data (the gateway's 07:00 Berlin) to the stop, not the scenario's nominal day:
     # it showed 2026-01-05 06:00 – 14:00 whatever the data, and a plant connected today showed nothing

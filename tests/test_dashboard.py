@@ -658,3 +658,28 @@ def test_figures_per_shift_are_per_shift_not_per_day() -> None:
     assert [s[-13:] for s in table["shift"]] == ["06:00 – 14:00", "14:00 – 22:00"], table
     assert table["good parts"].tolist() == [480, 241]  # the part in hand, finished after 22:00, in the late shift
     assert table["OEE [%]"].tolist() == [100.0, 50.0]
+
+
+def test_a_plants_machine_figures_come_from_its_state_records_in_the_time_range() -> None:
+    """A plant has no simulated KPIs: its machine page showed no availability, failures, MTBF or MTTR, and its
+    overview none of its tiles. From the state intervals in the range: a 06:00-14:00 line over two days (16 h
+    planned) whose machine stopped at 13:00 for 10 h (1 h of it on shift) and the next day at 07:00 for 2 h."""
+    from dashboard import data
+    from tests.helpers import const, scenario
+
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], calendar={"shifts": ["06:00-14:00"]},
+                  start="2026-01-05T06:00:00", duration="2 d")
+    origin = pd.Timestamp("2026-01-05 06:00")
+    h = 3600.0
+    iv = pd.DataFrame({"machine": "m1", "state": ["working", "down", "off_shift", "working", "down", "working",
+                                                  "off_shift"],
+                       "reason": None, "start": [0, 7 * h, 17 * h, 24 * h, 25 * h, 27 * h, 32 * h],
+                       "end": [7 * h, 17 * h, 24 * h, 25 * h, 27 * h, 32 * h, 48 * h]})
+    window = data.Window(origin, origin + pd.Timedelta(days=2), "UTC", origin)
+    k = data.interval_kpis(iv, sc, window).loc["m1"]
+    assert k["availability"] == pytest.approx(1 - 3 / 16) and k["failures"] == 2
+    assert k["mttr [min]"] == pytest.approx(6 * 60) and k["mtbf [h]"] == pytest.approx(13 / 2)
+    assert k["utilisation"] == pytest.approx(13 / 48)
+    later = data.Window(origin + pd.Timedelta(hours=8), origin + pd.Timedelta(days=2), "UTC", origin)
+    k = data.interval_kpis(iv[iv.end > 8 * h].assign(start=lambda d: d.start.clip(lower=8 * h)), sc, later).loc["m1"]
+    assert k["failures"] == 1 and k["availability"] == pytest.approx(1 - 2 / 8)  # the first stop began before it

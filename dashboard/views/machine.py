@@ -75,8 +75,9 @@ if run is not None:
     iv = iv[iv.machine == machine] if len(iv) else iv
     if len(mine) or len(iv):
         st.subheader(f"{machine}: states and stops (replication {rep})")
-    if len(mine):  # over the whole replication after its warm-up, as the run's KPIs are
-        k = mine.set_index("kpi").value
+    if len(mine) or (run.plant and len(iv)):
+        # a run's: over the whole replication after its warm-up; a plant's: from its state records in the time range
+        k = mine.set_index("kpi").value if len(mine) else data.interval_kpis(iv, run.scenario, window).loc[machine]
         cols = st.columns(5)
         shown_kpis = (("availability [%]", "availability", "{:.1%}"), ("utilisation [%]", "utilisation", "{:.1%}"),
                       ("failures", "failures", "{:.0f}"), ("MTBF [h]", "mtbf [h]", "{:.1f}"),
@@ -84,7 +85,9 @@ if run is not None:
         for col, (label, name, fmt) in zip(cols, shown_kpis):
             v = k.get(name)
             col.metric(label, "–" if v is None or v != v else fmt.format(v).rstrip("%"))
-        st.caption("over the whole replication after its warm-up (the run's KPIs), not the time range")
+        st.caption("over the whole replication after its warm-up (the run's KPIs), not the time range" if len(mine)
+                   else "from the plant's state records in the time range (availability over its planned time; a "
+                        "stop under way as the range opens counts in its downtime, not as a failure)")
     if len(iv):
         left, right = st.columns([3, 2])
         bands = iv if len(iv) <= 1200 else charts.coarse_bands(iv, window.origin, a, b)

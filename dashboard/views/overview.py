@@ -45,6 +45,18 @@ if run is not None:
                            "(red) it")
         st.caption(note)
 
+    def _plant_availability() -> dict[str, float]:
+        """A plant's line availability over the time range: its constraint station's machines' (ISO 22400: the line
+        runs at its constraint), from their state records."""
+        from twin.model import constraint_station
+
+        iv = data.machine_intervals(run, window, rep)
+        if iv.empty:
+            return {}
+        k = data.interval_kpis(iv, sc, window)
+        mine = [m for m in sc.stations[constraint_station(sc)].machine_names if m in k.index]
+        return {"oee availability": float(k.loc[mine, "availability"].mean())} if mine else {}
+
     @st.fragment(run_every="1s")
     def live_view() -> None:
         live = data.live(broker, data.prefix_of(sc)) if broker else None
@@ -70,8 +82,10 @@ if run is not None:
             values, before = table.loc[rep].to_dict(), table.mean().to_dict()
             note = (f"replication {rep}, one of {len(table)} finished; the change is against their mean"
                     if len(table) > 1 else f"replication {rep}, finished")
-        elif run.plant:  # a real line's data: no simulated KPIs (said beside the line below)
-            values, before, note = {}, {}, "no KPIs: plant data"
+        elif run.plant:  # a real line's data: its availability from its state records; no part counts for the rest
+            values, before, note = _plant_availability(), {}, (
+                "plant data: availability (its constraint station's, by ISO 22400) from the state records in the time "
+                "range; throughput, performance and quality need part counts, which the plant's data does not give")
         elif run.finished:
             values, before, note = {}, {}, "no KPIs: the run ended before its first replication did"
         else:
