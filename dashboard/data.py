@@ -698,6 +698,60 @@ def interval_kpis(iv: pd.DataFrame, sc: Scenario, window: Window) -> pd.DataFram
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+COUNTERS = ("good_parts", "scrap_parts")  # a plant's part counters, mapped as these sensors (docs/connect.md)
+
+
+def counted(readings: pd.DataFrame) -> pd.Series:
+    """Parts each counter counted in its readings (a cumulative PLC counter: the sum of its increases; a drop is a
+    reset, after which it counts from 0), by (machine, sensor)."""
+    if readings.empty:
+        return pd.Series(dtype=float)
+    df = readings.sort_values(["machine", "sensor", "ts"])
+    step = df.groupby(["machine", "sensor"]).value.diff()
+    step = step.where(step.isna() | (step >= 0), df.value)  # after a reset, its reading is what it counted since
+    return step.fillna(0.0).groupby([df.machine, df.sensor]).sum()
+
+
+def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window) -> dict[str, float]:
+    """A plant's line figures over the window by ISO 22400, from its state records (`iv`) and part counters
+    (`counts`, from `counted`): availability (the constraint station's), and with good-part counters at the line's
+    last stations throughput and OEE (design cycle × good parts out ÷ planned time), with counters at the
+    constraint its performance, and the quality that is left (OEE ÷ availability ÷ performance)."""
+    from twin.model import constraint_station
+
+    out: dict[str, float] = {}
+    if iv.empty:
+        return out
+    k = interval_kpis(iv, sc, window)
+    c = constraint_station(sc)
+    machines = [m for m in sc.stations[c].machine_names if m in k.index]
+    if not machines:
+        return out
+    out["oee availability"] = float(k.loc[machines, "availability"].mean())
+    a, b = window.seconds()
+    cal = _calendar(sc)
+    planned = cal.planned(a, b) if cal is not None else b - a
+
+    def total(names: list[str], sensor: str) -> float | None:
+        got = [float(counts[(m, sensor)]) for m in names if (m, sensor) in counts.index]
+        return sum(got) if got else None
+
+    last = [m for i, st in enumerate(sc.stations) if any(to < 0 for to, _ in sc.successors(i))
+            for m in st.machine_names]  # the stations parts leave the line from
+    good = total(last, "good_parts")
+    ideal = sc.stations[c].ideal_cycle()[0]
+    if good is not None and planned > 0:
+        out["throughput [parts/h]"] = good / (b - a) * 3600
+        out["oee"] = ideal * float(sc.visits()[c]) / len(sc.stations[c].machine_names) * good / planned
+    made = total(machines, "good_parts")
+    worked = float((k.loc[machines, "utilisation"] * (b - a)).sum())
+    if made is not None and worked > 0:
+        out["oee performance"] = ideal * (made + (total(machines, "scrap_parts") or 0.0)) / worked
+        if "oee" in out and out["oee availability"] > 0 and out["oee performance"] > 0:
+            out["oee quality"] = out["oee"] / out["oee availability"] / out["oee performance"]
+    return out
+
+
 def states_intervals(run: Run, window: Window) -> pd.DataFrame:
     """State intervals from the store's state records (a plant's, which has no ground-truth tables), clipped to the
     window, in the form charts.intervals gives; empty while the store cannot be read."""

@@ -101,7 +101,7 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     assert any("Plant data (`twin connect`)" in i.value for i in at.info)
     # its availability from its state records: the filler down since 07:00:20, to the end of the range
     tile = next(m for m in at.metric if m.label == "availability [%]")
-    assert float(tile.value) < 1 and any("plant data: availability" in c.value for c in at.caption)
+    assert float(tile.value) < 1 and any("plant data, over the time range" in c.value for c in at.caption)
     page = AppTest.from_file(str(ROOT / "dashboard" / "views" / "machine.py"), default_timeout=60).run()
     page.selectbox[0].set_value("filler-a").run()
     assert not page.exception, [e.value for e in page.exception]

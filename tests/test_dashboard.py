@@ -683,3 +683,29 @@ def test_a_plants_machine_figures_come_from_its_state_records_in_the_time_range(
     later = data.Window(origin + pd.Timedelta(hours=8), origin + pd.Timedelta(days=2), "UTC", origin)
     k = data.interval_kpis(iv[iv.end > 8 * h].assign(start=lambda d: d.start.clip(lower=8 * h)), sc, later).loc["m1"]
     assert k["failures"] == 1 and k["availability"] == pytest.approx(1 - 2 / 8)  # the first stop began before it
+
+
+def test_a_plants_line_figures_from_its_state_records_and_part_counters() -> None:
+    """A plant maps its PLCs' good-part (and scrap) counters as sensors good_parts and scrap_parts: the overview's
+    tiles then give its throughput and OEE by ISO 22400 (design cycle × good parts out ÷ planned time), the
+    constraint's availability and performance, and the quality left; a counter's reset (a PLC restart) is no loss."""
+    from dashboard import data
+    from tests.helpers import const, scenario
+
+    counters = pd.DataFrame({"machine": "a", "sensor": "good_parts", "ts": pd.date_range("2026-01-05", periods=5,
+                                                                                         freq="h"),
+                             "value": [100.0, 150, 170, 20, 50]})  # reset to 0 after 170: 50 + 20 + 20 + 30
+    assert data.counted(counters)[("a", "good_parts")] == 120
+    sc = scenario([{"name": "a", "cycle_time": const(60)}, {"name": "b", "cycle_time": const(30)}],
+                  start="2026-01-05T00:00:00", duration="10 h")
+    origin, h = pd.Timestamp("2026-01-05"), 3600.0
+    iv = pd.DataFrame({"machine": ["a", "a", "b"], "state": ["working", "down", "working"], "reason": None,
+                       "start": [0, 8 * h, 0], "end": [8 * h, 10 * h, 10 * h]})
+    counts = pd.Series({("a", "good_parts"): 470.0, ("a", "scrap_parts"): 10.0, ("b", "good_parts"): 450.0})
+    k = data.plant_kpis(sc, iv, counts, data.Window(origin, origin + pd.Timedelta(hours=10), "UTC", origin))
+    assert k["oee availability"] == pytest.approx(0.8) and k["throughput [parts/h]"] == pytest.approx(45)
+    assert k["oee"] == pytest.approx(60 * 450 / (10 * h)) and k["oee performance"] == pytest.approx(60 * 480 / (8 * h))
+    assert k["oee quality"] == pytest.approx(450 / 480)  # what is left of OEE: the good share of what was made
+    only_states = data.plant_kpis(sc, iv, pd.Series(dtype=float), data.Window(origin, origin + pd.Timedelta(hours=10),
+                                                                               "UTC", origin))
+    assert only_states == {"oee availability": pytest.approx(0.8)}

@@ -45,17 +45,11 @@ if run is not None:
                            "(red) it")
         st.caption(note)
 
-    def _plant_availability() -> dict[str, float]:
-        """A plant's line availability over the time range: its constraint station's machines' (ISO 22400: the line
-        runs at its constraint), from their state records."""
-        from twin.model import constraint_station
-
+    def _plant_kpis() -> dict[str, float]:
+        """A plant's line figures over the time range (ISO 22400), from its state records and part counters."""
         iv = data.machine_intervals(run, window, rep)
-        if iv.empty:
-            return {}
-        k = data.interval_kpis(iv, sc, window)
-        mine = [m for m in sc.stations[constraint_station(sc)].machine_names if m in k.index]
-        return {"oee availability": float(k.loc[mine, "availability"].mean())} if mine else {}
+        readings = data.query(run.store_url, run.run_id, None, data.COUNTERS, window.start, window.end, None)
+        return data.plant_kpis(sc, iv, data.counted(readings), window)
 
     @st.fragment(run_every="1s")
     def live_view() -> None:
@@ -83,9 +77,13 @@ if run is not None:
             note = (f"replication {rep}, one of {len(table)} finished; the change is against their mean"
                     if len(table) > 1 else f"replication {rep}, finished")
         elif run.plant:  # a real line's data: its availability from its state records; no part counts for the rest
-            values, before, note = _plant_availability(), {}, (
-                "plant data: availability (its constraint station's, by ISO 22400) from the state records in the time "
-                "range; throughput, performance and quality need part counts, which the plant's data does not give")
+            values, before = _plant_kpis(), {}
+            note = ("plant data, over the time range (ISO 22400): availability (the constraint station's) from the "
+                    "state records" + ("; throughput and OEE from the good-part counters of the line's last stations"
+                                       if "oee" in values else "; throughput and OEE need good-part counters "
+                                       "(docs/connect.md)") +
+                    ("; performance from the constraint's counters, quality what is left" if "oee performance" in
+                     values else ""))
         elif run.finished:
             values, before, note = {}, {}, "no KPIs: the run ended before its first replication did"
         else:
