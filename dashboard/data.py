@@ -702,14 +702,12 @@ COUNTERS = ("good_parts", "scrap_parts")  # a plant's part counters, mapped as t
 
 
 def counted(readings: pd.DataFrame) -> pd.Series:
-    """Parts each counter counted in its readings (a cumulative PLC counter: the sum of its increases; a drop is a
-    reset, after which it counts from 0), by (machine, sensor)."""
+    """Parts each counter counted in its readings (`counter_steps`: a reset counts on from 0), by (machine, sensor)."""
+    from sensors.store.base import counter_steps
+
     if readings.empty:
         return pd.Series(dtype=float)
-    df = readings.sort_values(["machine", "sensor", "ts"])
-    step = df.groupby(["machine", "sensor"]).value.diff()
-    step = step.where(step.isna() | (step >= 0), df.value)  # after a reset, its reading is what it counted since
-    return step.fillna(0.0).groupby([df.machine, df.sensor]).sum()
+    return counter_steps(readings).groupby(["machine", "sensor"]).value.sum()
 
 
 def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window) -> dict[str, float]:

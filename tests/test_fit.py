@@ -414,3 +414,31 @@ def test_an_assemblys_feeder_levels_size_its_buffers() -> None:
                            "level": [3, 6, 2]})
     fitted, _ = fit_scenario(log.sort_values(["machine", "timestamp"]), sc, levels=levels)
     assert [s.buffer for s in fitted.stations] == [None, None, 6, 2, 3]
+
+
+def test_cycle_times_from_a_plants_part_counters_in_the_store(tmp_path: Path) -> None:
+    """A plant's good-part counter, as `twin connect` stores it (the sensor good_parts, read every 5 minutes: 6 parts
+    of a 50 s cycle between two readings, and a PLC restart that set it back to 0), fits the station's cycle
+    without exporting a part log first."""
+    from sensors.store import open_store
+
+    url = f"duckdb:///{tmp_path / 'plant.duckdb'}"
+    db = open_store(url)
+    t0 = pd.Timestamp("2026-01-05 06:00")
+    db.write_states(pd.DataFrame({"run": "plant", "replication": 0, "machine": ["press-1", "press-1"],
+                                  "ts": [t0, t0 + pd.Timedelta(hours=3)], "state": ["working", "down"],
+                                  "reason": ["", "trip"]}))
+    times = t0 + pd.to_timedelta(np.arange(1, 30) * 300, unit="s")
+    count = np.arange(1, 30) * 6.0
+    count[15:] -= count[14]  # the restart: counts from 0 again
+    db.write(pd.DataFrame({"run": "plant", "replication": 0, "machine": "press-1", "sensor": "good_parts",
+                           "ts": times, "value": count}))
+    db.close()
+    r = subprocess.run(twin_cmd("fit", url, "--parts", url, "--base", TRUTH, "--out", tmp_path / "x.yaml",
+                                "--replications", 2), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert load_scenario(tmp_path / "x.yaml").stations[0].cycle_time.mean == pytest.approx(50, rel=1e-6)
+    bare = f"duckdb:///{tmp_path / 'bare.duckdb'}"
+    open_store(bare).close()
+    assert_mistakes(["fit", url, "--base", str(TRUTH), "--out", str(tmp_path / "y.yaml")], [
+        (["--parts", bare], f"--parts {bare}: no good_parts counter; map a machine's part counter")])

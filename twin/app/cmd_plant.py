@@ -104,8 +104,9 @@ def fit(
     report: Annotated[Optional[Path], typer.Option(help="folder for report.md and the tables (default: next to "
                                                         "--out)")] = None,
     replications: Annotated[int, typer.Option(min=2, max=100, help="simulated replications of the validation")] = 5,
-    parts: Annotated[Optional[Path], typer.Option(help="part-completion log (timestamp, machine: one row per part "
-                                                       "a machine finished): fits each station's cycle time")] = None,
+    parts: Annotated[Optional[str], typer.Option(help="part-completion log (timestamp, machine: one row per part "
+                                                      "a machine finished), or a store whose good_parts counters "
+                                                      "`twin connect` wrote: fits each station's cycle time")] = None,
     levels: Annotated[Optional[str], typer.Option(help="buffer-level log (timestamp, station, level), or a store "
                                                        "whose buffer levels `twin connect` wrote (duckdb:///...): "
                                                        "sets each buffer's capacity to the most parts seen "
@@ -168,10 +169,12 @@ def fit(
     source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
     level_url = levels if levels is not None and "://" in levels else None
     level_path = Path(levels) if levels is not None and level_url is None else None
-    if url is None and level_url is None and run is not None:
+    part_url = parts if parts is not None and "://" in parts else None
+    part_path = Path(parts) if parts is not None and part_url is None else None
+    if url is None and level_url is None and part_url is None and run is not None:
         fail(f"--run {run}: a status log file holds one line's history; --run picks a run in a store "
              "(duckdb:///plant.duckdb)")
-    for what, read in (("--base file", base), ("status log", None if url else source), ("--parts log", parts),
+    for what, read in (("--base file", base), ("status log", None if url else source), ("--parts log", part_path),
                        ("--levels log", level_path)):
         if read is not None and out.exists() and out.resolve() == read.resolve():
             fail(f"--out {out} is the {what} it reads; write the fitted scenario to another file")
@@ -181,7 +184,8 @@ def fit(
     try:
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
         frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
-        part_log = read_parts(parts, tz, fmt) if parts is not None else None
+        part_log = read_parts(part_path, tz, fmt) if part_path is not None else \
+            _store_parts(part_url, run) if part_url is not None else None
         level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
             _store_levels(level_url, run) if level_url is not None else None
     except LogError as e:
@@ -198,7 +202,8 @@ def fit(
                           f"--reasons 'CODE=MODE, …' (modes: {', '.join(sorted(modes))})", markup=False,
                           highlight=False, soft_wrap=True)
     if parts is not None and part_log is not None:
-        _known_names(parts, part_log.machine, machines, "machines", base)
+        _known_names(part_path or Path(parts.split("?")[0].rsplit("/", 1)[-1]), part_log.machine, machines,
+                     "machines", base)
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
         _known_names(level_path or Path(levels.split("?")[0].rsplit("/", 1)[-1]),
@@ -565,6 +570,37 @@ def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.Da
         states = states[~offline]
     return status_log(states.reset_index(drop=True), states.ts.reset_index(drop=True),
                       f"{url} (run {states.run.iloc[0]})", names)
+
+
+def _store_parts(url: str, run: str | None) -> pd.DataFrame:
+    """A part-completion log (timestamp, machine) from a store's good_parts counters (a plant's PLC counts, as
+    `twin connect` writes them): each reading's increase is that many parts finished then (a reset counts on from
+    0); its only run's, or `run`'s."""
+    import numpy as np
+    import pandas as pd
+
+    from sensors.store import StoreError, open_store
+    from sensors.store.base import counter_steps
+
+    try:
+        db = open_store(url, read_only=True)
+        try:
+            readings = db.query(run=run, sensors=["good_parts"])
+        finally:
+            db.close()
+    except StoreError as e:
+        fail(str(e), code=3)
+    runs = sorted(readings.run.unique())
+    if len(runs) > 1:
+        fail(f"--parts {url} holds the good_parts counters of {len(runs)} runs ({', '.join(runs[:10])}); name one "
+             "with --run")
+    if readings.empty:
+        fail(f"--parts {url}: no good_parts counter{f' of run {run!r}' if run else ''}; map a machine's part counter "
+             "as the sensor good_parts in `twin connect` (docs/connect.md), or give a part log file")
+    steps = counter_steps(readings[readings.replication == readings.replication.min()])
+    n = steps.value.round().astype(int).clip(lower=0).to_numpy()
+    return pd.DataFrame({"timestamp": np.repeat(steps.ts.to_numpy(), n),
+                         "machine": np.repeat(steps.machine.astype(str).to_numpy(), n)})
 
 
 def _store_levels(url: str, run: str | None) -> pd.DataFrame:
