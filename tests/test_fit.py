@@ -395,7 +395,8 @@ def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(
          "with --time-format '%d.%m.%Y %H:%M:%S' (day first)"),
         (["--columns", "Zeitstempel=time"], "--columns: 'Zeitstempel=time': 'time' is not a log column; use "
                                             "timestamp, machine, state, reason, station, level"),
-        (["--sep", ";;"], "--sep ';;': give one character")])
+        (["--sep", ";;"], "--sep ';;': give one character"),
+        (["--sep", "tab", "--columns", "Zeitstempel=timestamp"], "(found: Zeitstempel;Maschine;Status;Grund)")])
 
 
 def test_an_assemblys_feeder_levels_size_its_buffers() -> None:

@@ -122,8 +122,8 @@ def fit(
     columns: Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
                                                         "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
                                                         "Grund=reason'")] = None,
-    sep: Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter (default: found from each file: "
-                                                    "',', ';', tab or '|')")] = None,
+    sep: Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter, a tab as 'tab' (default: found from "
+                                                    "each file: ',', ';', tab or '|')")] = None,
     time_format: Annotated[Optional[str], typer.Option(help="the logs' time format in strftime codes, e.g. "
                                                             "'%d.%m.%Y %H:%M:%S' (default: ISO 8601; a UTC offset "
                                                             "with %z)")] = None,
@@ -162,9 +162,10 @@ def fit(
             if columns is not None else {}
     except ValueError as e:
         fail(f"--columns: {e}")
-    if sep is not None and len(sep.encode().decode("unicode_escape")) != 1:
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(sep, sep) if sep is not None else None  # a tab as the shell gives it
+    if delimiter is not None and len(delimiter) != 1:
         fail(f"--sep {sep!r}: give one character, e.g. ';' or '\\t' for a tab")
-    fmt = LogFormat(sep.encode().decode("unicode_escape") if sep is not None else None, mapped, time_format)
+    fmt = LogFormat(delimiter, mapped, time_format)
     url = log if "://" in log else None
     source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
     level_url = levels if levels is not None and "://" in levels else None
