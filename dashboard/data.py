@@ -610,14 +610,22 @@ def _calendar(sc: Scenario) -> Any:
 
 def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Per hour of the window: good parts out of the line, planned time and OEE (good × the constraint's ideal time
-    per part ÷ planned time: ISO 22400's fully productive over planned busy time)."""
-    if parts.empty or kpis.empty:
+    per part ÷ planned time: ISO 22400's fully productive over planned busy time); the constraint and its design cycle
+    from the run's KPIs, or from the scenario where there are none (a plant's parts: `plant_exits`)."""
+    if parts.empty:
         return pd.DataFrame()
     a, b = window.seconds()
     good = parts[parts.exit.notna() & parts.scrapped_at.isna() & (parts.exit >= a) & (parts.exit < b)]
-    c = int(kpis[(kpis.scope == "line") & (kpis.kpi == "constraint station")].value.iloc[0])
-    ideal = kpis[(kpis.scope == "station") & (kpis.entity == sc.stations[c].name) & (kpis.kpi == "ideal cycle [s]")]
-    per_part = float(ideal.value.iloc[0]) * float(sc.visits()[c]) / len(sc.stations[c].machine_names)
+    if len(kpis):
+        c = int(kpis[(kpis.scope == "line") & (kpis.kpi == "constraint station")].value.iloc[0])
+        ideal = float(kpis[(kpis.scope == "station") & (kpis.entity == sc.stations[c].name)
+                           & (kpis.kpi == "ideal cycle [s]")].value.iloc[0])
+    else:
+        from twin.model import constraint_station
+
+        c = constraint_station(sc)
+        ideal = sc.stations[c].ideal_cycle()[0]
+    per_part = ideal * float(sc.visits()[c]) / len(sc.stations[c].machine_names)
     first = np.floor(a / 3600) * 3600
     edges = np.arange(first, b + 3600, 3600.0)
     lo, hi = np.maximum(edges[:-1], a), np.minimum(edges[1:], b)
@@ -710,6 +718,28 @@ def counted(readings: pd.DataFrame) -> pd.Series:
     return counter_steps(readings).groupby(["machine", "sensor"]).value.sum()
 
 
+def _exit_machines(sc: Scenario) -> list[str]:
+    """The machines of the stations parts leave the line from: where a plant's good parts out are counted."""
+    return [m for i, st in enumerate(sc.stations) if any(to < 0 for to, _ in sc.successors(i))
+            for m in st.machine_names]
+
+
+def plant_exits(sc: Scenario, readings: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """A plant's good parts out of the line as a parts table (`exit` in seconds since the window's origin, one row
+    per part, none scrapped) from the good_parts counters of the stations parts leave the line from: what
+    `per_period` counts per hour for a simulated run."""
+    from sensors.store.base import counter_steps
+
+    got = readings[(readings.sensor == "good_parts") & readings.machine.isin(_exit_machines(sc))] if len(readings) \
+        else readings
+    if got.empty:
+        return pd.DataFrame(columns=["exit", "scrapped_at"])
+    steps = counter_steps(got)
+    n = steps.value.round().astype(int).clip(lower=0).to_numpy()
+    t = ((pd.to_datetime(steps.ts) - window.origin).dt.total_seconds()).to_numpy()
+    return pd.DataFrame({"exit": np.repeat(t, n), "scrapped_at": np.nan})
+
+
 def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window) -> dict[str, float]:
     """A plant's line figures over the window by ISO 22400, from its state records (`iv`) and part counters
     (`counts`, from `counted`): availability (the constraint station's), and with good-part counters at the line's
@@ -734,9 +764,7 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
         got = [float(counts[(m, sensor)]) for m in names if (m, sensor) in counts.index]
         return sum(got) if got else None
 
-    last = [m for i, st in enumerate(sc.stations) if any(to < 0 for to, _ in sc.successors(i))
-            for m in st.machine_names]  # the stations parts leave the line from
-    good = total(last, "good_parts")
+    good = total(_exit_machines(sc), "good_parts")
     ideal = sc.stations[c].ideal_cycle()[0]
     if good is not None and planned > 0:
         out["throughput [parts/h]"] = good / (b - a) * 3600

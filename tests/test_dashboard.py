@@ -706,6 +706,12 @@ def test_a_plants_line_figures_from_its_state_records_and_part_counters() -> Non
     assert k["oee availability"] == pytest.approx(0.8) and k["throughput [parts/h]"] == pytest.approx(45)
     assert k["oee"] == pytest.approx(60 * 450 / (10 * h)) and k["oee performance"] == pytest.approx(60 * 480 / (8 * h))
     assert k["oee quality"] == pytest.approx(450 / 480)  # what is left of OEE: the good share of what was made
+    readings = pd.DataFrame({"machine": "b", "sensor": "good_parts", "value": [1000.0, 1030, 1075, 1120],
+                             "ts": origin + pd.to_timedelta([0.5, 1.5, 2.25, 2.75], unit="h")})
+    hours = data.Window(origin, origin + pd.Timedelta(hours=3), "UTC", origin)
+    hourly = data.per_period(sc, data.plant_exits(sc, readings, hours), pd.DataFrame(), hours)
+    assert hourly.good.tolist() == [0, 30, 90]  # the counter's increases, in the hour each reading came
+    assert hourly.oee.tolist() == pytest.approx([0, 30 * 60 / 3600, 90 * 60 / 3600])  # a's design cycle: 60 s
     only_states = data.plant_kpis(sc, iv, pd.Series(dtype=float), data.Window(origin, origin + pd.Timedelta(hours=10),
                                                                                "UTC", origin))
     assert only_states == {"oee availability": pytest.approx(0.8)}

@@ -135,13 +135,17 @@ if run is not None:
             t1.caption(f"{len(iv):,} state changes drawn as each machine's state every {(b - a) / 1200:.0f} s; "
                        "narrow the time range for every change (the Pareto counts them all)")
         t2.altair_chart(charts.downtime_pareto(iv), width="stretch")
-        parts = run.truth("parts")
-        kpis = run.kpis()
+        parts, kpis = run.truth("parts"), run.kpis()
+        if run.plant:  # its good parts out of the line from its part counters (docs/connect.md), when it has them
+            readings = data.query(run.store_url, run.run_id, None, data.COUNTERS, window.start, window.end, None)
+            parts = data.plant_exits(sc, readings, window).assign(replication=rep)
         with t3:
             hourly = data.per_period(sc, parts[parts.replication == rep] if len(parts) else parts,
                                      kpis[kpis.replication == rep] if len(kpis) else kpis, window)
             if hourly.empty:
-                st.info("No parts left the line in this time range.")
+                st.info("No parts left the line in this time range." if not run.plant else "No good parts counted "
+                        "at the line's last stations in this time range: map their part counters as the sensor "
+                        "good_parts (docs/connect.md).")
             else:
                 left, right = st.columns(2)
                 left.altair_chart(charts.per_period(hourly, "good", "good parts per hour"),
