@@ -332,14 +332,17 @@ def test_the_shift_calendar_is_read_from_the_planned_stops(shifts: list[str] | N
 
 
 def test_holidays_are_read_from_the_planned_stops() -> None:
-    """Three weeks of a two-shift line, with a Wednesday holiday in the second: the fitted calendar works on
-    Wednesdays and has that day off (it planned its shifts, and the validation's availability counted them)."""
+    """Three weeks of a two-shift line with a short Saturday shift and a Wednesday holiday in the second week: the
+    fitted calendar works Wednesdays and has that day off (it planned its shifts, and the validation's availability
+    counted them), and works Saturdays their own shift (a day of fewer than half the weekdays' hours was no working
+    day, its production unplanned)."""
     from twin.app.runner import simulate
     from twin.fit import calendar_from
     from twin.scenario import Calendar
 
     sc = load_scenario(ROOT / "scenarios" / "cnc_cell.yaml")
-    cal = Calendar.model_validate({**sc.calendar.model_dump(), "holidays": ["2026-01-14"]})  # type: ignore[union-attr]
+    cal = Calendar.model_validate({**sc.calendar.model_dump(), "holidays": ["2026-01-14"],  # type: ignore[union-attr]
+                                   "by_day": {"sat": ["06:00-11:00"]}})
     sc = sc.model_copy(update={"duration": 21 * 86400.0, "calendar": cal})
     line = simulate(sc, 0, sensors=False).line
     start = pd.Timestamp(sc.start)
@@ -347,7 +350,8 @@ def test_holidays_are_read_from_the_planned_stops() -> None:
                                    "state": s.astype(str), "reason": r.astype(str)})
                      for m in line.machines for t, s, r in [m.log.states_from(0)]])
     assert calendar_from(log.sort_values(["machine", "timestamp"])) == {
-        "shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"], "holidays": ["2026-01-14"]}
+        "shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"], "by_day": {"sat": ["06:00-11:00"]},
+        "holidays": ["2026-01-14"]}
 
 
 def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(tmp_path: Path) -> None:

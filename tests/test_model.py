@@ -278,6 +278,34 @@ def test_holidays_take_their_shifts_off_the_calendar() -> None:
             Calendar.model_validate({"shifts": ["06:00-14:00"], "holidays": [wrong]})
 
 
+def test_a_weekday_works_its_own_shifts() -> None:
+    """Two shifts Monday to Friday and a short Saturday shift, the commonest plant week, could not be written: one
+    list of shifts held for every working day. A Friday night shift into Saturday and Saturday's own shift from 06:00
+    join."""
+    from pydantic import ValidationError
+
+    from twin.model import ShiftCalendar
+    from twin.scenario import Calendar
+
+    monday = __import__("datetime").datetime(2026, 1, 5, 0, 0)
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    week = ShiftCalendar(Calendar.model_validate({"shifts": ["06:00-22:00"], "days": days,
+                                                  "by_day": {"sat": ["06:00-12:00"]}}), monday, 7 * 86400)
+    assert week.planned(0, 7 * 86400) == pytest.approx((5 * 16 + 6) * 3600)
+    assert week.next_start(5 * 86400 + 5 * 3600) == 5 * 86400 + 6 * 3600  # Saturday 05:00: its shift at 06:00
+    assert week.next_start(5 * 86400 + 13 * 3600) == 7 * 86400 + 6 * 3600  # Saturday 13:00: Monday
+    assert (5 * 86400 + 6 * 3600, 5 * 86400 + 12 * 3600) in week.shifts  # the per-shift table's Saturday
+    nights = ShiftCalendar(Calendar.model_validate({"shifts": ["22:00-06:00"], "days": days,
+                                                    "by_day": {"fri": ["22:00-06:00"], "sat": ["06:00-10:00"]}}),
+                           monday, 7 * 86400)
+    assert nights.planned(5 * 86400, 6 * 86400) == pytest.approx(10 * 3600)  # Friday night's 6 h, then Saturday's 4
+    assert nights.next_start(5 * 86400 + 7 * 3600) is None  # one window from Friday 22:00 to Saturday 10:00
+    with pytest.raises(ValidationError, match="sat: give its shifts"):
+        Calendar.model_validate({"shifts": ["06:00-14:00"], "by_day": {"sat": []}})
+    with pytest.raises(ValidationError, match="shift '6-12' is not 'HH:MM-HH:MM'"):
+        Calendar.model_validate({"shifts": ["06:00-14:00"], "by_day": {"sat": ["6-12"]}})
+
+
 def test_changeover_every_n_parts() -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
                   duration=1500)

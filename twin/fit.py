@@ -395,8 +395,8 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     weekday is planned downtime when the line (most of its machines) was off shift there on most such days. The
     week is read as one timeline, so a night shift that crosses midnight stays one shift of the day it starts on:
     each day is read from the hour its production most often starts, the shifts are the runs of on-shift slots of
-    the most common day, working days those with at least half as many slots on shift, and holidays the working days
-    spent off shift throughout."""
+    the most common day, working days those with at least half as many slots on shift (a day with fewer, an hour or
+    more, its own shifts: `by_day`), and holidays the working days spent off shift throughout."""
     if not (log.state == "off_shift").any():
         return None
     start, end = log.timestamp.min().floor("D"), log.timestamp.max()
@@ -424,18 +424,28 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     days = {d: tuple(np.roll(week, -(d * per_day + anchor))[:per_day]) for d in range(7)}  # each day from the anchor
     on = np.array(pd.Series([p for p in days.values() if any(p)]).value_counts().index[0])
-    days = {d: p for d, p in days.items() if sum(p) >= on.sum() / 2}  # not a part finished after the last shift
-    windows, i = [], 0
-    while i < per_day:
-        if on[i]:
-            j = i
-            while j < per_day and on[j]:
-                j += 1
-            windows += _shift_texts((anchor + i) * SLOT, (anchor + j) * SLOT)
-            i = j
-        else:
-            i += 1
-    out: dict[str, Any] = {"shifts": windows, "days": [names[d] for d in sorted(days)]}
+
+    def shifts_of(pattern: np.ndarray) -> list[str]:
+        """A day's on-shift slots (from the anchor) as its shifts."""
+        texts, i = [], 0
+        while i < per_day:
+            if pattern[i]:
+                j = i
+                while j < per_day and pattern[j]:
+                    j += 1
+                texts += _shift_texts((anchor + i) * SLOT, (anchor + j) * SLOT)
+                i = j
+            else:
+                i += 1
+        return texts
+
+    # a day with fewer than half the common day's slots on shift works shifts of its own (a short Saturday), when it
+    # has an hour of them (less: a part finished after the last shift)
+    own = {names[d]: shifts_of(np.array(p)) for d, p in days.items() if 4 <= sum(p) < on.sum() / 2}
+    days = {d: p for d, p in days.items() if sum(p) >= on.sum() / 2}
+    out: dict[str, Any] = {"shifts": shifts_of(on), "days": [names[d] for d in sorted(days)]}
+    if own:
+        out["by_day"] = own
     # a working day whose shifts the line spent off shift throughout is a holiday (the shifts counted from the
     # anchor, as above; only days the log covers whole)
     off_at = pd.Series(frame.off.to_numpy(), index=grid[frame.index])
@@ -443,7 +453,7 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     for day in pd.date_range(start, end.floor("D"), freq="D"):
         first = day + pd.Timedelta(minutes=anchor * SLOT)
         slots = off_at[(off_at.index >= first) & (off_at.index < first + pd.Timedelta(days=1))].to_numpy()
-        if day.day_of_week in days and len(slots) == per_day and slots[on].all():
+        if day.day_of_week in days and len(slots) == per_day and slots[on].all():  # a common working day
             holidays.append(day.date().isoformat())
     if holidays:
         out["holidays"] = holidays
@@ -525,6 +535,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                      int((log.state == "off_shift").sum()), "censored": 0, "family": "planned stops in the log",
                      "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan,
                      "parameters": f"shifts {', '.join(cal['shifts'])} on {', '.join(cal['days'])}"
+                                   + "".join(f", {d} {', '.join(w)}" for d, w in cal.get("by_day", {}).items())
                                    + (f", holidays {', '.join(cal['holidays'])}" if cal.get("holidays") else "")
                                    + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
     fitted = base.model_copy(update=update)

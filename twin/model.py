@@ -97,12 +97,13 @@ class ShiftCalendar:
         offset = (start - day0).total_seconds()
         starts: list[float] = []
         ends: list[float] = []
-        working = [DAYS[(d := day0 + dt.timedelta(days=day)).weekday()] in cal.days and not cal.is_holiday(d.date())
-                   for day in range(int(horizon // 86400) + 3)]
+        names = [DAYS[(day0 + dt.timedelta(days=day)).weekday()] for day in range(int(horizon // 86400) + 3)]
+        working = [cal.works_on(name) and not cal.is_holiday((day0 + dt.timedelta(days=day)).date())
+                   for day, name in enumerate(names)]
         for day in range(len(working)):
             if not working[day]:
                 continue
-            for a, b in cal.windows():
+            for a, b in cal.windows(names[day]):
                 s, e = day * 86400 + a - offset, day * 86400 + b - offset
                 if e <= 0:
                     continue
@@ -116,7 +117,7 @@ class ShiftCalendar:
         #: merge shifts that touch or overlap): what a per-shift report counts
         self.shifts = sorted((day * 86400 + a - offset, day * 86400 + b - offset)
                              for day in range(len(working)) if working[day]
-                             for a, b in cal.spans() if day * 86400 + b - offset > 0)
+                             for a, b in cal.spans(names[day]) if day * 86400 + b - offset > 0)
         # the shift of the last look-up that fell inside one: machines ask at every part, and their hot loop tests
         # `on_from <= t < on_until` itself before calling `next_start`
         self.on_from = self.on_until = 0.0

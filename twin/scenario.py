@@ -493,6 +493,9 @@ class Calendar(_Strict):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=lambda: list(DAYS), min_length=1,
         description="working days; at least one (a line that never works has no availability to measure)")
+    by_day: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(
+        default_factory=dict, description="a weekday's own shifts instead of `shifts`, e.g. {sat: ['06:00-12:00']}: "
+                                          "it works those (a day not in `days` too)")
     holidays: list[dt.date | Holidays] = Field(
         default_factory=list, max_length=10_000,
         description="dates the line does not work though their weekday is a working day: a date (2026-12-24) or a "
@@ -514,11 +517,24 @@ class Calendar(_Strict):
                 raise ValueError(f"shift {w!r} starts when it ends; a whole day is '00:00-24:00'")
         return v
 
-    def spans(self) -> list[tuple[float, float]]:
-        """Each shift as (start, end) in seconds after its day's midnight, as given; a night shift crossing
-        midnight ends after 86,400 s (it belongs to the day it starts on)."""
+    @field_validator("by_day")
+    @classmethod
+    def _day_windows(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, shifts in v.items():
+            if not shifts:
+                raise ValueError(f"{day}: give its shifts, e.g. ['06:00-12:00'] (a day off is left out of days)")
+            cls._windows(shifts)
+        return v
+
+    def works_on(self, day: str) -> bool:
+        """Whether the line works on this weekday ('mon' ... 'sun'), holidays aside."""
+        return day in self.days or day in self.by_day
+
+    def spans(self, day: str | None = None) -> list[tuple[float, float]]:
+        """Each shift of a weekday (default: the days' common `shifts`) as (start, end) in seconds after its day's
+        midnight, as given; a night shift crossing midnight ends after 86,400 s (it belongs to the day it starts on)."""
         out = []
-        for w in self.shifts:
+        for w in self.by_day.get(day, self.shifts) if day is not None else self.shifts:
             m = _HHMM.match(w)
             assert m is not None  # validated above
             a, b, c, d = (int(x) for x in m.groups())
@@ -526,11 +542,12 @@ class Calendar(_Strict):
             out.append((start, end if end > start else end + 86400.0))
         return sorted(out)
 
-    def windows(self) -> list[tuple[float, float]]:
-        """The production windows of a working day, in seconds after its midnight: the shifts' union (shifts that
-        overlap, as at a hand-over, count once), in time order; a window crossing midnight ends after 86,400 s."""
+    def windows(self, day: str | None = None) -> list[tuple[float, float]]:
+        """The production windows of a working day (a weekday's own, with `by_day`), in seconds after its midnight: the
+        shifts' union (shifts that overlap, as at a hand-over, count once), in time order; a window crossing midnight
+        ends after 86,400 s."""
         out: list[tuple[float, float]] = []
-        for a, b in self.spans():
+        for a, b in self.spans(day):
             if out and a <= out[-1][1]:
                 out[-1] = (out[-1][0], max(out[-1][1], b))
             else:
