@@ -178,7 +178,8 @@ class Connector:
         self.pub.on_connect = announce
         if self.sub is not None:
             self.sub.on_message = self._on_message  # before connecting: a resumed session delivers at once
-        connect(self.pub, self.target, durable=self.sub is self.pub)  # type: ignore[arg-type]
+        if not self._reach(self.pub, self.target, self.sub is self.pub, stop):  # type: ignore[arg-type]
+            return self  # stopped before the broker came up: nothing to forward
         announce(self.pub, None, None, None, None)  # the ingest takes the plant's messages after it
         self._announced.set()
         self._pump_thread.start()  # what an earlier stop kept goes first
@@ -195,8 +196,8 @@ class Connector:
                 if c is self.pub:
                     announce(c, u, f, rc, p)
 
-            if self.sub is not self.pub:
-                connect(self.sub, self.source, durable=True)  # type: ignore[arg-type]
+            if self.sub is not self.pub and not self._reach(self.sub, self.source, True, stop):  # type: ignore[arg-type]
+                return self
             self.sub.on_connect = on_connect
             # announced above already: once per connection; confirmed, so nothing the plant publishes from now on is
             # missed (a new session subscribes only now)
@@ -204,6 +205,25 @@ class Connector:
         if self.opcua is not None:
             self.opcua.start(stop=stop)
         return self
+
+    @staticmethod
+    def _reach(client: Any, url: BrokerURL, durable: bool, stop: threading.Event | None) -> bool:
+        """Connect to a broker; one not up yet (unreachable, or silent) is tried again with a warning, backing off to
+        30 s, until it answers or `stop` is set (False then), as an OPC UA server is: a connector started before the
+        plant's broker (at boot) waits for it instead of exiting. A refusal (credentials, settings) is raised at once:
+        trying again cannot mend it; so is any failure without a `stop` to end the wait."""
+        wait = 1.0
+        while True:
+            try:
+                connect(client, url, durable=durable)
+                return True
+            except BrokerError as e:
+                if e.kind == "refused" or stop is None:
+                    raise
+                log.warning("%s; trying again in %.0f s (Ctrl-C to give up)", e, wait)
+            if stop.wait(wait):
+                return False
+            wait = min(wait * 2, 30.0)
 
     def _on_message(self, c: Any, u: Any, msg: Any) -> None:
         self._announced.wait(30)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sensors.connect import ConnectError, Unmapped, load_config, translate
 from sensors.store import open_store
-from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_connected
+from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_connected, wait_for_line
 
 LINE = "plant-hamburg/hall-2/bottling-1"
 
@@ -635,3 +635,39 @@ def test_a_stations_buffer_counter_is_its_buffer_level(tmp_path: Path) -> None:
     for bad in (b'{"infeed": {"count": 7.5}}', b'{"infeed": {"count": -1}}'):
         with pytest.raises(Unmapped, match=r"field 'infeed.count' \(buffer\) is .*not a number of parts waiting"):
             translate(cfg, "gw7/filler/filler-a/data", bad, 0, {})
+
+
+def test_a_plants_broker_down_at_the_start_is_waited_for(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`twin connect` started before the plant's broker (a host's boot) exited with 'cannot reach the MQTT broker',
+    while an OPC UA server not up yet is waited for. Now the plant's broker is too: tried again with a warning until
+    it answers; what the plant then sends is stored. A broker that refuses the credentials is still an error at once."""
+    plant = Mosquitto(tmp_path / "plant-broker")
+    plant.workdir.mkdir()
+    f = config(tmp_path, str(plant.url))
+    f.write_text(f.read_text() + f"target: {mosquitto.url}\n")
+    db = tmp_path / "plant.duckdb"
+    proc = subprocess.Popen(twin_cmd("connect", f, "--store", f"duckdb:///{db}", "--duration", "15 s"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        said = wait_for_line(proc.stderr, lambda line: line if "trying again in" in line else None, 60,
+                             "saying it tries the plant's broker again")
+        assert "cannot reach the MQTT broker at mqtt://127.0.0.1" in said, said
+        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()
+        plant.start()
+        wait_connected(proc)
+        gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        gw.connect("127.0.0.1", plant.port)
+        gw.loop_start()
+        gw.publish("gw7/filler/filler-a/data", json.dumps({"ts": 1767592800000, "vib": 2.0, "status": 1}),
+                   qos=1).wait_for_publish(5)
+        gw.loop_stop()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        plant.stop()
+    assert proc.returncode == 0, err
+    store = open_store(f"duckdb:///{db}", read_only=True)
+    assert len(store.query(run="plant", sensors=["vibration"])) == 1
+    store.close()
