@@ -787,10 +787,11 @@ def states_intervals(run: Run, window: Window) -> pd.DataFrame:
         if store is None:
             return pd.DataFrame()
         # each machine's state as the window opens, then its changes within it: not a year of a plant's history
-        df = pd.concat([store.states(run.run_id, end=window.start, last=True),
-                        store.states(run.run_id, start=window.start, end=window.end)])
-    if df.empty:
+        parts = [f for f in (store.states(run.run_id, end=window.start, last=True),
+                             store.states(run.run_id, start=window.start, end=window.end)) if len(f)]
+    if not parts:
         return pd.DataFrame()
+    df = pd.concat(parts, ignore_index=True)
     df = df.sort_values(["machine", "ts"], kind="stable")
     start = (df.ts - window.origin).dt.total_seconds()
     end = start.groupby(df.machine).shift(-1).fillna((window.end - window.origin).total_seconds())

@@ -715,3 +715,24 @@ def test_a_plants_line_figures_from_its_state_records_and_part_counters() -> Non
     only_states = data.plant_kpis(sc, iv, pd.Series(dtype=float), data.Window(origin, origin + pd.Timedelta(hours=10),
                                                                                "UTC", origin))
     assert only_states == {"oee availability": pytest.approx(0.8)}
+
+
+def test_a_plants_timeline_reads_the_state_in_force_as_the_range_opens_and_its_changes_in_it(tmp_path: Path) -> None:
+    """A plant's timeline read every state record it had (a year of them) to draw one range; now the state each
+    machine was in as the range opens, then the changes inside it, and nothing later."""
+    from types import SimpleNamespace
+
+    from dashboard import data
+
+    url = f"duckdb:///{tmp_path / 'plant.duckdb'}"
+    store = open_store(url)
+    t = pd.Timestamp("2026-01-05 06:00")
+    store.write_states(pd.DataFrame({"run": "plant", "replication": 0, "machine": ["m1", "m2", "m1", "m1", "m1"],
+                                     "ts": [t, t + pd.Timedelta("1 h"), t + pd.Timedelta("3 h"),
+                                            t + pd.Timedelta("4 h"), t + pd.Timedelta("9 h")],
+                                     "state": ["working", "down", "down", "working", "down"], "reason": ""}))
+    store.close()
+    window = data.Window(t + pd.Timedelta("2 h"), t + pd.Timedelta("6 h"), "UTC", t)
+    iv = data.states_intervals(SimpleNamespace(store_url=url, run_id="plant"), window)  # type: ignore[arg-type]
+    got = [(m, s, a / 3600, b / 3600) for m, s, a, b in zip(iv.machine, iv.state, iv.start, iv.end)]
+    assert got == [("m1", "working", 2, 3), ("m1", "down", 3, 4), ("m1", "working", 4, 6), ("m2", "down", 2, 6)]
