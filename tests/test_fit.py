@@ -446,4 +446,4 @@ def test_cycle_times_from_a_plants_part_counters_in_the_store(tmp_path: Path) ->
     bare = f"duckdb:///{tmp_path / 'bare.duckdb'}"
     open_store(bare).close()
     assert_mistakes(["fit", url, "--base", str(TRUTH), "--out", str(tmp_path / "y.yaml")], [
-        (["--parts", bare], f"--parts {bare}: no good_parts counter; map a machine's part counter")])
+        (["--parts", bare], f"--parts {bare}: no good_parts counters; map a machine's part counter")])

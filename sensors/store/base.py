@@ -146,6 +146,14 @@ def counter_steps(readings: pd.DataFrame) -> pd.DataFrame:
     return df.assign(value=step.where(step.isna() | (step >= 0), df.value).fillna(0.0))
 
 
+def part_times(readings: pd.DataFrame) -> pd.DataFrame:
+    """Part counters' readings (`counter_steps`) as one row per part counted (machine, sensor, ts: the reading that
+    counted it), in the counters' order."""
+    steps = counter_steps(readings)
+    n = steps.value.round().astype(int).clip(lower=0).to_numpy()
+    return pd.DataFrame({col: np.repeat(steps[col].to_numpy(), n) for col in ("machine", "sensor", "ts")})
+
+
 def check_agg(agg: str) -> str:
     if agg not in AGGREGATES:
         raise StoreError(f"aggregate {agg!r} is not one of {', '.join(AGGREGATES)}")

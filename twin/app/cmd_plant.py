@@ -28,9 +28,12 @@ from twin.app.options import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from sensors.connect import ConnectorConfig
+    from sensors.store.base import Store
     from twin.scenario import Calendar, Scenario
 
 CHECKED = ("working share", "down share", "maintenance share", "availability", "failures")
@@ -167,7 +170,7 @@ def fit(
         fail(f"--sep {sep!r}: give one character, e.g. ';' or '\\t' for a tab")
     fmt = LogFormat(delimiter, mapped, time_format)
     url = log if "://" in log else None
-    source = Path(log) if url is None else Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")  # named in reports
+    source = Path(log) if url is None else _url_name(url)  # named in reports
     level_url = levels if levels is not None and "://" in levels else None
     level_path = Path(levels) if levels is not None and level_url is None else None
     part_url = parts if parts is not None and "://" in parts else None
@@ -203,12 +206,11 @@ def fit(
                           f"--reasons 'CODE=MODE, …' (modes: {', '.join(sorted(modes))})", markup=False,
                           highlight=False, soft_wrap=True)
     if parts is not None and part_log is not None:
-        _known_names(part_path or Path(parts.split("?")[0].rsplit("/", 1)[-1]), part_log.machine, machines,
-                     "machines", base)
+        _known_names(part_path or _url_name(parts), part_log.machine, machines, "machines", base)
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
-        _known_names(level_path or Path(levels.split("?")[0].rsplit("/", 1)[-1]),
-                     level_log.station.astype(str).map(buffer_station), buffered, "stations with a buffer",
+        _known_names(level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station), buffered,
+                     "stations with a buffer",
                      base)  # an assembly's per feeder, 'assy<shaft'
     fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -573,60 +575,51 @@ def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.Da
                       f"{url} (run {states.run.iloc[0]})", names)
 
 
-def _store_parts(url: str, run: str | None) -> pd.DataFrame:
-    """A part-completion log (timestamp, machine) from a store's good_parts counters (a plant's PLC counts, as
-    `twin connect` writes them): each reading's increase is that many parts finished then (a reset counts on from
-    0); its only run's, or `run`'s."""
-    import numpy as np
-    import pandas as pd
+def _url_name(url: str) -> Path:
+    """A store URL as the file it names (duckdb:///data/plant.duckdb → plant.duckdb), for reports and messages."""
+    return Path(url.split("?")[0].rsplit("/", 1)[-1] or "store")
 
+
+def _one_run(url: str, run: str | None, option: str, what: str, fix: str,
+             read: Callable[[Store], pd.DataFrame]) -> pd.DataFrame:
+    """`read`'s records of a store (`--parts`, `--levels` given a store URL): its only run's, or `run`'s; of a
+    simulated run's replications, the first; refused naming the option when there are several runs or none."""
     from sensors.store import StoreError, open_store
-    from sensors.store.base import counter_steps
 
     try:
         db = open_store(url, read_only=True)
         try:
-            readings = db.query(run=run, sensors=["good_parts"])
+            got = read(db)
         finally:
             db.close()
     except StoreError as e:
         fail(str(e), code=3)
-    runs = sorted(readings.run.unique())
+    runs = sorted(got.run.unique())
     if len(runs) > 1:
-        fail(f"--parts {url} holds the good_parts counters of {len(runs)} runs ({', '.join(runs[:10])}); name one "
-             "with --run")
-    if readings.empty:
-        fail(f"--parts {url}: no good_parts counter{f' of run {run!r}' if run else ''}; map a machine's part counter "
-             "as the sensor good_parts in `twin connect` (docs/connect.md), or give a part log file")
-    steps = counter_steps(readings[readings.replication == readings.replication.min()])
-    n = steps.value.round().astype(int).clip(lower=0).to_numpy()
-    return pd.DataFrame({"timestamp": np.repeat(steps.ts.to_numpy(), n),
-                         "machine": np.repeat(steps.machine.astype(str).to_numpy(), n)})
+        fail(f"{option} {url} holds the {what} of {len(runs)} runs ({', '.join(runs[:10])}); name one with --run")
+    if got.empty:
+        fail(f"{option} {url}: no {what}{f' of run {run!r}' if run else ''}; {fix}")
+    return got[got.replication == got.replication.min()]
+
+
+def _store_parts(url: str, run: str | None) -> pd.DataFrame:
+    """A part-completion log (timestamp, machine) from a store's good_parts counters (a plant's PLC counts, as
+    `twin connect` writes them; `store.base.part_times`)."""
+    from sensors.store.base import part_times
+
+    readings = _one_run(url, run, "--parts", "good_parts counters", "map a machine's part counter as the sensor "
+                        "good_parts in `twin connect` (docs/connect.md), or give a part log file",
+                        lambda db: db.query(run=run, sensors=["good_parts"]))
+    return part_times(readings).rename(columns={"ts": "timestamp"})
 
 
 def _store_levels(url: str, run: str | None) -> pd.DataFrame:
     """A buffer-level log (timestamp, station, level) from a store's level records (a plant's WIP counters, as
-    `twin connect` writes them): its only run's, or `run`'s; of a simulated run's replications, the first."""
+    `twin connect` writes them)."""
     import pandas as pd
 
-    from sensors.store import StoreError, open_store
-
-    try:
-        db = open_store(url, read_only=True)
-        try:
-            levels = db.levels(run)
-        finally:
-            db.close()
-    except StoreError as e:
-        fail(str(e), code=3)
-    runs = sorted(levels.run.unique())
-    if len(runs) > 1:
-        fail(f"--levels {url} holds the buffer levels of {len(runs)} runs ({', '.join(runs[:10])}); name one with "
-             "--run")
-    if levels.empty:
-        fail(f"--levels {url}: no buffer levels{f' of run {run!r}' if run else ''}; `twin connect --store` writes a "
-             "plant's with a buffer: mapping (docs/connect.md)")
-    levels = levels[levels.replication == levels.replication.min()]
+    levels = _one_run(url, run, "--levels", "buffer levels", "`twin connect --store` writes a plant's with a "
+                      "buffer: mapping (docs/connect.md)", lambda db: db.levels(run))
     return pd.DataFrame({"timestamp": levels.ts.to_numpy(), "station": levels.station.astype(str).to_numpy(),
                          "level": levels["level"].astype(int).to_numpy()})
 
