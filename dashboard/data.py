@@ -709,6 +709,20 @@ def interval_kpis(iv: pd.DataFrame, sc: Scenario, window: Window) -> pd.DataFram
 COUNTERS = ("good_parts", "scrap_parts")  # a plant's part counters, mapped as these sensors (docs/connect.md)
 
 
+@st.cache_data(ttl=2.0, show_spinner=False)
+def counter_readings(url: str, run: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """A plant's part counters' readings in [start, end), each led by its last reading before `start` (what it stood
+    at as the range opened: the parts up to the first reading inside count too)."""
+    with reading(url) as store:
+        if store is None:
+            return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value"])
+        frames = [store.latest(run=run, sensors=list(COUNTERS), end=start),
+                  store.query(start, end, sensors=list(COUNTERS), run=run)]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["run", "replication", "machine", "sensor", "ts", "value"])
+
+
 def counted(readings: pd.DataFrame) -> pd.Series:
     """Parts each counter counted in its readings (`counter_steps`: a reset counts on from 0), by (machine, sensor)."""
     from sensors.store.base import counter_steps

@@ -736,3 +736,20 @@ def test_a_plants_timeline_reads_the_state_in_force_as_the_range_opens_and_its_c
     iv = data.states_intervals(SimpleNamespace(store_url=url, run_id="plant"), window)  # type: ignore[arg-type]
     got = [(m, s, a / 3600, b / 3600) for m, s, a, b in zip(iv.machine, iv.state, iv.start, iv.end)]
     assert got == [("m1", "working", 2, 3), ("m1", "down", 3, 4), ("m1", "working", 4, 6), ("m2", "down", 2, 6)]
+
+
+def test_a_plants_counters_count_from_where_they_stood_as_the_range_opened(tmp_path: Path) -> None:
+    """A range's parts were counted from its first counter reading: the parts between the range's start and that
+    reading went uncounted (a reading every 30 min lost up to half an hour of output). The reading before the range
+    now leads."""
+    from dashboard import data
+
+    url = f"duckdb:///{tmp_path / 'plant.duckdb'}"
+    store = open_store(url)
+    t = pd.Timestamp("2026-01-05 06:00")
+    store.write(pd.DataFrame({"run": "plant", "replication": 0, "machine": "press-1", "sensor": "good_parts",
+                              "ts": t + pd.to_timedelta([-30, 30, 90, 150], unit="min"),
+                              "value": [100.0, 130, 175, 200]}))
+    store.close()
+    readings = data.counter_readings(url, "plant", t, t + pd.Timedelta("2 h"))
+    assert data.counted(readings)[("press-1", "good_parts")] == 75  # 100 → 130 → 175; 200 comes after the range

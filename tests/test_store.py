@@ -139,6 +139,8 @@ def test_latest_and_series(store: Store) -> None:
     last = store.latest(run=run)
     assert len(last) == 4
     assert (last.ts == T0 + pd.Timedelta(seconds=599)).all()
+    before = store.latest(run=run, sensors=["temp"], end=T0 + pd.Timedelta(seconds=300))  # as a range opens
+    assert list(before.ts) == [T0 + pd.Timedelta(seconds=299)] * 2 and list(before.value) == [299.0, 1299.0]
     assert set(zip(store.series(run).machine, store.series(run).sensor)) == {
         (m, s) for m in ("m1", "m2") for s in ("temp", "vib")}
 

@@ -48,7 +48,7 @@ if run is not None:
     def _plant_kpis() -> dict[str, float]:
         """A plant's line figures over the time range (ISO 22400), from its state records and part counters."""
         iv = data.machine_intervals(run, window, rep)
-        readings = data.query(run.store_url, run.run_id, None, data.COUNTERS, window.start, window.end, None)
+        readings = data.counter_readings(run.store_url, run.run_id, window.start, window.end)
         return data.plant_kpis(sc, iv, data.counted(readings), window)
 
     @st.fragment(run_every="1s")
@@ -137,7 +137,7 @@ if run is not None:
         t2.altair_chart(charts.downtime_pareto(iv), width="stretch")
         parts, kpis = run.truth("parts"), run.kpis()
         if run.plant:  # its good parts out of the line from its part counters (docs/connect.md), when it has them
-            readings = data.query(run.store_url, run.run_id, None, data.COUNTERS, window.start, window.end, None)
+            readings = data.counter_readings(run.store_url, run.run_id, window.start, window.end)
             parts = data.plant_exits(sc, readings, window).assign(replication=rep)
         with t3:
             hourly = data.per_period(sc, parts[parts.replication == rep] if len(parts) else parts,

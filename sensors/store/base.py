@@ -99,8 +99,8 @@ class Store(Protocol):
         ...
 
     def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
-               run: str | None = None) -> pd.DataFrame:
-        """The newest reading of every series."""
+               run: str | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The newest reading of every series (before `end`: a counter's value as a time range opens)."""
         ...
 
     def series(self, run: str | None = None) -> pd.DataFrame:

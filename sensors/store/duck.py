@@ -337,8 +337,8 @@ class DuckStore:
         return self._frame(sql, [int(seconds * 1e6), *params])
 
     def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
-               run: str | None = None) -> pd.DataFrame:
-        where, params = self._where(None, None, machines, sensors, run)
+               run: str | None = None, end: Any = None) -> pd.DataFrame:
+        where, params = self._where(None, end, machines, sensors, run)
         sql = (f"SELECT s.run, r.replication, s.machine, s.sensor, max(r.ts) AS ts, arg_max(r.value, r.ts) AS value "
                f"FROM {_READINGS} WHERE {where} GROUP BY ALL ORDER BY run, replication, machine, sensor")
         return self._frame(sql, params)

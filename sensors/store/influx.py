@@ -180,8 +180,8 @@ class InfluxStore:
         return self._frame(flux)
 
     def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
-               run: str | None = None) -> pd.DataFrame:
-        return self._frame(self._flux(None, None, machines, sensors, run) + " |> last()")
+               run: str | None = None, end: Any = None) -> pd.DataFrame:
+        return self._frame(self._flux(None, end, machines, sensors, run) + " |> last()")
 
     def series(self, run: str | None = None) -> pd.DataFrame:
         last = self.latest(run=run)
