@@ -790,20 +790,26 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     return out
 
 
+@st.cache_data(ttl=2.0, show_spinner=False)
+def _state_records(url: str, run: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Each machine's state as [start, end) opens, then its changes within it (not a year of a plant's history);
+    cached for two seconds: the overview's tiles (each second) and its timeline read the same."""
+    with reading(url) as store:
+        if store is None:
+            return pd.DataFrame()
+        parts = [f for f in (store.states(run, end=start, last=True), store.states(run, start=start, end=end))
+                 if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def states_intervals(run: Run, window: Window) -> pd.DataFrame:
     """State intervals from the store's state records (a plant's, which has no ground-truth tables), clipped to the
     window, in the form charts.intervals gives; empty while the store cannot be read."""
     from dashboard.charts import intervals
 
-    with reading(run.store_url) as store:
-        if store is None:
-            return pd.DataFrame()
-        # each machine's state as the window opens, then its changes within it: not a year of a plant's history
-        parts = [f for f in (store.states(run.run_id, end=window.start, last=True),
-                             store.states(run.run_id, start=window.start, end=window.end)) if len(f)]
-    if not parts:
+    df = _state_records(run.store_url, run.run_id, window.start, window.end)
+    if df.empty:
         return pd.DataFrame()
-    df = pd.concat(parts, ignore_index=True)
     df = df.sort_values(["machine", "ts"], kind="stable")
     start = (df.ts - window.origin).dt.total_seconds()
     end = start.groupby(df.machine).shift(-1).fillna((window.end - window.origin).total_seconds())
