@@ -688,20 +688,25 @@ def interval_kpis(iv: pd.DataFrame, sc: Scenario, window: Window) -> pd.DataFram
     utilisation (working share of the window), failures (stops that began in it), MTBF (working time per failure)
     and MTTR (the mean length of those stops, as far as the window shows them); indexed by machine, named as a run's
     KPIs are."""
+    from sensors.snapshot import UP_STATES
+
     a, b = window.seconds()
     cal = _calendar(sc)
     planned = cal.planned(a, b) if cal is not None else b - a
+    clocks = {m: sc.machine_type_of(st).clock for st in sc.stations for m in st.machine_names}
     rows = {}
     for machine, g in iv.groupby("machine", sort=False):
         lo, hi, state = g.start.to_numpy(float), g.end.to_numpy(float), g.state.to_numpy(str)
         stop = np.isin(state, ["down", "maintenance"])
         lost = float(cal.planned_between(lo[stop], hi[stop]).sum()) if cal is not None else float((hi - lo)[stop].sum())
         worked = float((hi - lo)[state == "working"].sum())
+        # MTBF on the machine's reliability clock, as the twin's: its working time, or its up time for a calendar clock
+        clock = worked if clocks.get(str(machine)) != "calendar" else float((hi - lo)[np.isin(state, UP_STATES)].sum())
         began = (state == "down") & (lo > a)  # a stop under way as the window opens began before it
         n = int(began.sum())
         rows[str(machine)] = {"availability": 1 - lost / planned if planned > 0 else np.nan,
                               "utilisation": worked / (b - a) if b > a else np.nan, "failures": float(n),
-                              "mtbf [h]": worked / n / 3600 if n else np.nan,
+                              "mtbf [h]": clock / n / 3600 if n else np.nan,
                               "mttr [min]": float((hi - lo)[began].mean() / 60) if n else np.nan}
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -680,6 +680,11 @@ def test_a_plants_machine_figures_come_from_its_state_records_in_the_time_range(
     assert k["availability"] == pytest.approx(1 - 3 / 16) and k["failures"] == 2
     assert k["mttr [min]"] == pytest.approx(6 * 60) and k["mtbf [h]"] == pytest.approx(13 / 2)
     assert k["utilisation"] == pytest.approx(13 / 48)
+    waited = iv.assign(state=iv.state.where(iv.start != 27 * h, "starved"))  # 5 h waiting for parts
+    assert data.interval_kpis(waited, sc, window).loc["m1", "mtbf [h]"] == pytest.approx(8 / 2)  # working time
+    calendar_clock = sc.model_copy(update={"machine_types": {"m": sc.machine_types["m"].model_copy(
+        update={"clock": "calendar"})}})  # its wear runs whenever it is up: MTBF over its up time
+    assert data.interval_kpis(waited, calendar_clock, window).loc["m1", "mtbf [h]"] == pytest.approx(13 / 2)
     later = data.Window(origin + pd.Timedelta(hours=8), origin + pd.Timedelta(days=2), "UTC", origin)
     k = data.interval_kpis(iv[iv.end > 8 * h].assign(start=lambda d: d.start.clip(lower=8 * h)), sc, later).loc["m1"]
     assert k["failures"] == 1 and k["availability"] == pytest.approx(1 - 2 / 8)  # the first stop began before it
