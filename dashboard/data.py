@@ -745,16 +745,16 @@ def _exit_machines(sc: Scenario) -> list[str]:
 
 def plant_exits(sc: Scenario, readings: pd.DataFrame, window: Window) -> pd.DataFrame:
     """A plant's good parts out of the line as a parts table (`exit` in seconds since the window's origin, one row
-    per part, none scrapped) from the good_parts counters of the stations parts leave the line from: what
-    `per_period` counts per hour for a simulated run."""
+    per part, none scrapped) from the good_parts counters of the stations parts leave the line from, each reading's
+    parts spread over the time since the one before: what `per_period` counts per hour for a simulated run."""
     from sensors.store.base import part_times
 
     got = readings[(readings.sensor == "good_parts") & readings.machine.isin(_exit_machines(sc))] if len(readings) \
         else readings
     if got.empty:
         return pd.DataFrame(columns=["exit", "scrapped_at"])
-    return pd.DataFrame({"exit": (pd.to_datetime(part_times(got).ts) - window.origin).dt.total_seconds().to_numpy(),
-                         "scrapped_at": np.nan})
+    ts = pd.to_datetime(part_times(got, spread=True).ts)  # spread over the time since the reading before
+    return pd.DataFrame({"exit": (ts - window.origin).dt.total_seconds().to_numpy(), "scrapped_at": np.nan})
 
 
 def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window) -> dict[str, float]:

@@ -715,8 +715,10 @@ def test_a_plants_line_figures_from_its_state_records_and_part_counters() -> Non
                              "ts": origin + pd.to_timedelta([0.5, 1.5, 2.25, 2.75], unit="h")})
     hours = data.Window(origin, origin + pd.Timedelta(hours=3), "UTC", origin)
     hourly = data.per_period(sc, data.plant_exits(sc, readings, hours), pd.DataFrame(), hours)
-    assert hourly.good.tolist() == [0, 30, 90]  # the counter's increases, in the hour each reading came
-    assert hourly.oee.tolist() == pytest.approx([0, 30 * 60 / 3600, 90 * 60 / 3600])  # a's design cycle: 60 s
+    # each reading's parts spread over the time since the one before: 30 over 0:30-1:30, 45 over 1:30-2:15 and
+    # 45 over 2:15-2:45 (they all came in hours 1 and 2 when counted at their readings)
+    assert hourly.good.sum() == 120 and hourly.good.tolist() == pytest.approx([15, 45, 60], abs=1)
+    assert hourly.oee.to_numpy() == pytest.approx(hourly.good.to_numpy() * 60 / 3600)  # a's design cycle: 60 s
     only_states = data.plant_kpis(sc, iv, pd.Series(dtype=float), data.Window(origin, origin + pd.Timedelta(hours=10),
                                                                                "UTC", origin))
     assert only_states == {"oee availability": pytest.approx(0.8)}

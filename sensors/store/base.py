@@ -146,12 +146,20 @@ def counter_steps(readings: pd.DataFrame) -> pd.DataFrame:
     return df.assign(value=step.where(step.isna() | (step >= 0), df.value).fillna(0.0))
 
 
-def part_times(readings: pd.DataFrame) -> pd.DataFrame:
+def part_times(readings: pd.DataFrame, spread: bool = False) -> pd.DataFrame:
     """Part counters' readings (`counter_steps`) as one row per part counted (machine, sensor, ts: the reading that
-    counted it), in the counters' order."""
+    counted it), in the counters' order; `spread`: the parts of a reading evenly over the time since the one before
+    it (an output per hour from a counter read every half hour), the last at the reading."""
     steps = counter_steps(readings)
     n = steps.value.round().astype(int).clip(lower=0).to_numpy()
-    return pd.DataFrame({col: np.repeat(steps[col].to_numpy(), n) for col in ("machine", "sensor", "ts")})
+    out = pd.DataFrame({col: np.repeat(steps[col].to_numpy(), n) for col in ("machine", "sensor", "ts")})
+    if spread and len(out):
+        prev = steps.groupby(["machine", "sensor"], sort=False).ts.shift(1).fillna(steps.ts).to_numpy()
+        k = np.arange(len(out)) - np.repeat(np.cumsum(n) - n, n)  # a part's place among its reading's
+        share = (k + 1) / np.repeat(np.maximum(n, 1), n)
+        gap = np.repeat(steps.ts.to_numpy() - prev, n)
+        out["ts"] = np.repeat(prev, n) + (gap * share).astype(gap.dtype)
+    return out
 
 
 def check_agg(agg: str) -> str:
