@@ -688,7 +688,7 @@ def interval_kpis(iv: pd.DataFrame, sc: Scenario, window: Window) -> pd.DataFram
     utilisation (working share of the window), failures (stops that began in it), MTBF (working time per failure)
     and MTTR (the mean length of those stops, as far as the window shows them); indexed by machine, named as a run's
     KPIs are."""
-    from sensors.snapshot import UP_STATES
+    from twin.model import UP_STATES
 
     a, b = window.seconds()
     cal = _calendar(sc)

@@ -18,9 +18,8 @@ import pandas as pd
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics, ParseError, clock_time, parse, parse_alert
 from sensors.store.base import Store, StoreError
+from twin.model import UP_STATES
 from twin.scenario import LineNow, MachineNow, Scenario
-
-UP_STATES = ("working", "starved", "blocked", "setup", "waiting_operator")  # the calendar clock runs in these
 
 
 class SnapshotError(ValueError):

@@ -447,3 +447,18 @@ def test_cycle_times_from_a_plants_part_counters_in_the_store(tmp_path: Path) ->
     open_store(bare).close()
     assert_mistakes(["fit", url, "--base", str(TRUTH), "--out", str(tmp_path / "y.yaml")], [
         (["--parts", bare], f"--parts {bare}: no good_parts counters; map a machine's part counter")])
+
+
+def test_a_calendar_clocks_lives_stand_still_off_shift_as_the_model_runs_them() -> None:
+    """A 'calendar' reliability clock runs while the machine is up on shift (the model's clock stands off shift):
+    the fit counted off-shift time into its lives as well, 26 h for a life of 10 h on shift."""
+    from tests.helpers import const, scenario
+    from twin.fit import observations
+
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], machine_types={"m": {"clock": "calendar", "fault_modes": [
+        {"name": "wear", "ttf": const(36000), "repair": const(3600)}]}})
+    t0 = pd.Timestamp("2026-01-05 05:00")
+    log = pd.DataFrame({"timestamp": t0 + pd.to_timedelta([0, 1, 7, 9, 25, 27, 28], unit="h"), "machine": "m1",
+                        "state": ["down", "working", "starved", "off_shift", "working", "down", "working"],
+                        "reason": ["wear", "", "", "", "", "wear", ""]})
+    assert observations(log, sc)[("m", "wear", "ttf")][0] == [10 * 3600.0]  # 6 h working, 2 starved, 2 working

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from twin.model import STATES
+from twin.model import STATES, UP_STATES
 from twin.scenario import Scenario, buffer_station
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
@@ -362,7 +362,7 @@ def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], 
         spec = sc.machine_types[mtype]
         modes = [f.name for f in spec.fault_modes]
         wear = {f.name for f in spec.fault_modes if f.kind == "wear"}
-        running = {WORKING} if spec.clock == "operating" else set(STATES) - {"down", "maintenance"}
+        running = {WORKING} if spec.clock == "operating" else set(UP_STATES)  # off shift the clock stands, as modelled
         dur = durations(g.timestamp, end)
         age: dict[str, float | None] = dict.fromkeys(modes)  # None: the age is unknown until the first renewal
         for state, reason, d, last in zip(g.state, g.reason, dur, np.arange(len(g)) == len(g) - 1):

@@ -28,6 +28,9 @@ from twin.scenario import DAYS, Calendar, FaultMode, MachineNow, MachineType, Sc
 
 STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator")
 WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT, WAITING_OPERATOR = range(len(STATES))
+#: the states a 'calendar' reliability clock runs in (an 'operating' one runs while working only): the model's, and
+#: what a fit, a what-if's ages and a plant's MTBF count as its running time
+UP_STATES = ("working", "starved", "blocked", "setup", "waiting_operator")
 #: states in which a machine is powered but not working, and in which it is stopped
 IDLE_STATES = (STARVED, BLOCKED, SETUP, WAITING_OPERATOR)
 STOPPED_STATES = (DOWN, MAINTENANCE, OFF_SHIFT)
@@ -246,7 +249,7 @@ class Machine:
         self.work_rate = 1.0 if self.calendar_clock else (station.load / mtype.reference_load) ** mtype.load_exponent
         # clock speed per state: how fast the reliability clock runs in each state
         up = 1.0 if self.calendar_clock else 0.0
-        self.rates = (self.work_rate, up, up, 0.0, 0.0, up, 0.0, up)
+        self.rates = tuple(self.work_rate if s == "working" else up if s in UP_STATES else 0.0 for s in STATES)
         self.log = MachineLog(lives=[[] for _ in self.modes], modes=tuple(m.name for m in self.modes))
         self.state = -1
         self.operator: Any = None  # the run operator's request while the machine works a part
