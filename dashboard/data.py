@@ -625,7 +625,7 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
 
         c = constraint_station(sc)
         ideal = sc.stations[c].ideal_cycle()[0]
-    per_part = ideal * float(sc.visits()[c]) / len(sc.stations[c].machine_names)
+    per_part = sc.line_cycle(c, ideal)
     first = np.floor(a / 3600) * 3600
     edges = np.arange(first, b + 3600, 3600.0)
     lo, hi = np.maximum(edges[:-1], a), np.minimum(edges[1:], b)
@@ -739,8 +739,7 @@ def counted(readings: pd.DataFrame) -> pd.Series:
 
 def _exit_machines(sc: Scenario) -> list[str]:
     """The machines of the stations parts leave the line from: where a plant's good parts out are counted."""
-    return [m for i, st in enumerate(sc.stations) if any(to < 0 for to, _ in sc.successors(i))
-            for m in st.machine_names]
+    return [m for i in sc.exits() for m in sc.stations[i].machine_names]
 
 
 def plant_exits(sc: Scenario, readings: pd.DataFrame, window: Window) -> pd.DataFrame:
@@ -785,7 +784,7 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     ideal = sc.stations[c].ideal_cycle()[0]
     if good is not None and planned > 0:
         out["throughput [parts/h]"] = good / (b - a) * 3600
-        out["oee"] = ideal * float(sc.visits()[c]) / len(sc.stations[c].machine_names) * good / planned
+        out["oee"] = sc.line_cycle(c, ideal) * good / planned
     made = total(machines, "good_parts")
     worked = float((k.loc[machines, "utilisation"] * (b - a)).sum())
     if made is not None and worked > 0:

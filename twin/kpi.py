@@ -184,7 +184,7 @@ def _line_quality(line: Line, a: float, b: float) -> float:
     return int(np.count_nonzero(good)) / n if n else 1.0
 
 
-def _working_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None,
+def _time_in(m: Machine, a: float, b: float, calendar: ShiftCalendar | None,
                   states: tuple[int, ...] = (WORKING,)) -> tuple[float, float]:
     """Seconds m spent in `states` (default: working) inside [a, b]: in all, and inside planned (shift) time."""
     t = np.frombuffer(m.log.t, dtype=np.float64)
@@ -215,7 +215,7 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
     scr = np.frombuffer(m.log.scrapped, dtype=np.float64)
     n_good = int(np.count_nonzero((fin >= a) & (fin <= b)))
     n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
-    worked, worked_planned = _working_time(m, a, b, calendar)
+    worked, worked_planned = _time_in(m, a, b, calendar)
     # parts whose whole work lies inside [a, b]: each took at least the ideal cycle, so performance <= 100 %
     before = int(np.count_nonzero(np.frombuffer(m.log.begun, dtype=np.float64) < a))
     if len(ideal) > 1:  # each part at its product's ideal cycle
@@ -229,7 +229,7 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
         ("machine", m.name, "utilisation", d[WORKING] / span),
         # ISO 22400: downtime counts against availability only inside planned time (a repair that runs on after the
         # shift's end took off-shift time, which is no one's to lose; counted whole, a long one made it negative)
-        ("machine", m.name, "availability", 1 - _working_time(m, a, b, calendar, (DOWN, MAINTENANCE))[1] / planned
+        ("machine", m.name, "availability", 1 - _time_in(m, a, b, calendar, (DOWN, MAINTENANCE))[1] / planned
          if planned > 0 else np.nan),
         ("machine", m.name, "failures", float(len(repairs))),
         ("machine", m.name, "mtbf [h]", clock_time / len(repairs) / 3600 if len(repairs) else np.nan),

@@ -704,6 +704,15 @@ class Scenario(_Strict):
         fed = {k for i in range(len(self.stations)) for k, _ in self.successors(i) if k >= 0}
         return [i for i in range(len(self.stations)) if i == 0 or i not in fed]
 
+    def exits(self) -> list[int]:
+        """The stations parts leave the line from (the last one listed, and any routed to 'exit')."""
+        return [i for i in range(len(self.stations)) if any(k < 0 for k, _ in self.successors(i))]
+
+    def line_cycle(self, station: int, ideal: float) -> float:
+        """The line's design time per part leaving it when `station` is its constraint with design cycle `ideal`
+        per part (ISO 22400's planned runtime per item of the line): its visits per part over its machines."""
+        return ideal * float(self.visits()[station]) / len(self.stations[station].machine_names)
+
     def visits(self) -> np.ndarray:
         """Expected visits of each station per part leaving the line (traffic equations, with an assembly's
         quantities: a feeder making q parts per assembly is visited q times as often)."""
