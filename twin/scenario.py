@@ -534,7 +534,7 @@ class Calendar(_Strict):
         """Each shift of a weekday (default: the days' common `shifts`) as (start, end) in seconds after its day's
         midnight, as given; a night shift crossing midnight ends after 86,400 s (it belongs to the day it starts on)."""
         out = []
-        for w in self.by_day.get(day, self.shifts) if day is not None else self.shifts:
+        for w in self.by_day.get(day, self.shifts):  # type: ignore[arg-type]  # None, no weekday: the common shifts
             m = _HHMM.match(w)
             assert m is not None  # validated above
             a, b, c, d = (int(x) for x in m.groups())
