@@ -157,6 +157,19 @@ def test_a_plants_export_is_read_with_its_delimiter_column_names_and_time_format
         "2026-01-05 06:00:00", "2026-01-05 07:00:00"]
 
 
+def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
+    """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
+    is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""
+    import warnings
+
+    f = tmp_path / "log.csv"
+    f.write_text("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,working,\n2026-01-05T07:00,press-1,down,\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log = read_log(f)
+    assert log.reason.tolist() == ["", ""] and log.state.tolist() == ["working", "down"]
+
+
 def test_fit_never_writes_over_a_file_it_reads(tmp_path: Path) -> None:
     """`--out` the same file as `--base` (the line as engineered, with its comments) or the plant's log replaced it
     with the fitted scenario."""

@@ -250,7 +250,9 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
         raise LogError(f"{path}: every row has the same timestamp ({ts.min()}): the log covers no time, so there is "
                        "nothing to fit failure and repair times from; give the state changes of a period (weeks or "
                        "months of them).")
-    reason = df["reason"].fillna("").astype(str) if "reason" in df else pd.Series("", index=df.index)
+    # a reason column empty throughout reads as numbers (NaN): text where given, "" where not, whatever its dtype
+    reason = df["reason"].astype(str).where(df["reason"].notna(), "") if "reason" in df else \
+        pd.Series("", index=df.index)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str), "state": df["state"].astype(str),
                         "reason": reason})
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
