@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from twin.scenario import Scenario
+from twin.scenario import Scenario, Station
 
 STATE_COLOURS = {"working": "#2e7d32", "starved": "#f9a825", "blocked": "#ef6c00", "down": "#c62828",
                  "maintenance": "#1565c0", "setup": "#6a1b9a", "off_shift": "#9e9e9e",
@@ -29,10 +29,12 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     entries = set(sc.entries()) if graph else {0}
     saturated = sc.source.kind == "saturated"
 
-    def buffer_node(st_name: str, key: str, buffer: int | None) -> str:
+    def buffer_node(st: Station, key: str) -> str:
         level = (buffers or {}).get(key)
-        cap = "∞" if buffer is None else f"{int(buffer)}"
+        cap = "∞" if st.buffer is None else f"{int(st.buffer)}"
         fill = f"{level:.0f}/{cap}" if level is not None else f"cap {cap}"
+        if st.transfer is not None:  # a conveyor: its parts on the way count in its level
+            fill += f"\\nconveyor {st.transfer / 60:g} min" if st.transfer >= 60 else f"\\nconveyor {st.transfer:g} s"
         lines.append(f'"buf:{key}" [shape=cylinder, fillcolor="#fafafa", label="{fill}"];')
         return f"buf:{key}"
 
@@ -40,11 +42,11 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     for i, st in enumerate(sc.stations):
         names = st.machine_names
         if st.assemble:
-            inputs[i] = {f: buffer_node(st.name, f"{st.name}<{f}", st.buffer) for f in st.assemble}
+            inputs[i] = {f: buffer_node(st, f"{st.name}<{f}") for f in st.assemble}
         elif i in entries and saturated:
             inputs[i] = {"": ""}
         else:
-            inputs[i] = {"": buffer_node(st.name, st.name, st.buffer)}
+            inputs[i] = {"": buffer_node(st, st.name)}
         name = f"{st.name} (batch of {st.batch.size})" if st.batch is not None else st.name
         lines.append(f'subgraph "cluster_{st.name}" {{ label="{name}"; color="#bdbdbd";')
         for m in names:

@@ -235,3 +235,77 @@ def test_a_batch_cannot_reserve_space_before_service() -> None:
     with pytest.raises(ValidationError, match=r"stations\[1\]\.batch: a batch station holds the parts of its batch"):
         scenario([{"name": "a", "cycle_time": const(5)}, {"name": "b", "cycle_time": const(50), "buffer": 5,
                                                           "batch": {"size": 10}}], blocking="before-service")
+
+
+def _conveyor_line(places: int | None, **top: Any) -> Any:
+    """A saturated 1-min station feeding a 1-min one over a conveyor of 5 min with `places` places (None: any)."""
+    return scenario([{"name": "A", "cycle_time": const(60)},
+                     {"name": "B", "cycle_time": const(60), "transfer": "5 min", "buffer": places}], **top)
+
+
+def test_a_conveyor_delays_each_part_and_its_places_limit_the_flow() -> None:
+    """With room for any number, every part takes 1 + 5 + 1 min and the line makes 60 an hour. With 2 places the
+    conveyor is the constraint, 2 parts per 5 min: A blocks while both are on it; parts leave at 7, 8, 12, 13, ...,
+    taking 7 and 10 min in turn (the second of each pair waited at A for a place)."""
+    line = Line(free := _conveyor_line(None, duration="2 h"), 0)
+    line.run(free.duration)
+    b = line.stations[1][0]
+    assert np.frombuffer(b.log.finished)[:4].tolist() == [420.0, 480.0, 540.0, 600.0]
+    k = replicate(_conveyor_line(None, duration="1 d", warmup="1 h"), 1)
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx(60, rel=1e-3)
+    assert kpi(k, "time in system [min]")[0] == pytest.approx(7, rel=1e-3)
+    line = Line(short := _conveyor_line(2, duration="2 h"), 0)
+    line.run(short.duration)
+    assert np.frombuffer(line.stations[1][0].log.finished)[:6].tolist() == [m * 60.0 for m in (7, 8, 12, 13, 17, 18)]
+    k = replicate(_conveyor_line(2, duration="1 d", warmup="1 h"), 1)
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx(24, rel=1e-3)
+    assert kpi(k, "time in system [min]")[0] == pytest.approx(8.5, rel=1e-3)
+    assert kpi(k, "wip at station [parts]", "B")[0] == pytest.approx(2 + 24 / 60 * 1, abs=0.01)  # on it, or in B
+    assert kpi(k, "wip [parts]")[0] == pytest.approx(24 / 60 * 8.5, rel=1e-3)  # Little's law
+    assert kpi(k, "blocked share", "A")[0] == pytest.approx(0.6, abs=0.01)
+    assert short.conveyor_notes() == ["the conveyor into B (2 places, 300 s) carries at most 24 parts/h out of the "
+                                      "line, below its stations' design rate of 60: it limits the line; give it more "
+                                      "places (buffer) or a shorter transfer if it should not"]
+    assert not _conveyor_line(5).conveyor_notes() and not free.conveyor_notes()
+    from dashboard.charts import line_dot
+
+    assert 'label="cap 2\\nconveyor 5 min"' in line_dot(short, {})
+
+
+def test_parts_on_conveyors_keep_their_order_and_time_through_failures_merges_assembly_and_shifts() -> None:
+    """Random cycles, two feeders merging over one conveyor, an assembly fed over conveyors, failures on a calendar
+    clock (a machine waiting at a conveyor's end can fail there), shifts: no part reaches a station before its
+    transfer time has passed since it left, and every part is inside or out once."""
+    sc = scenario([{"name": "a1", "cycle_time": exp(70), "next": "join"},
+                   {"name": "a2", "cycle_time": exp(70), "next": "join"},
+                   {"name": "join", "cycle_time": exp(30), "transfer": "3 min", "buffer": 6, "next": "fit"},
+                   {"name": "door", "cycle_time": exp(20), "next": "fit"},
+                   {"name": "fit", "machine_type": "f", "cycle_time": exp(40), "transfer": "90 s", "buffer": 4,
+                    "assemble": {"join": 1, "door": 2}, "next": "exit"}],
+                  machine_types={"m": {}, "f": {"clock": "calendar", "fault_modes": [
+                      {"name": "jam", "kind": "sudden", "ttf": exp(3 * 3600), "repair": exp(600)}]}},
+                  duration="6 d", warmup="1 d",
+                  calendar={"shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    join, fit = line.stations[2][0], line.stations[4][0]
+    came = np.sort(np.concatenate([np.frombuffer(m.log.finished) for g in line.stations[:2] for m in g]))
+    took = np.frombuffer(join.log.begun)
+    assert len(took) > 1000 and (took >= came[:len(took)] + 180 - 1e-6).all()  # FIFO: the k-th in, the k-th out
+    assert (np.frombuffer(fit.log.begun) >= np.frombuffer(join.log.finished)[:len(fit.log.begun)] + 90 - 1e-6).all()
+    exit_, fate = line.fates()
+    assert len(exit_) == len(np.frombuffer(line.entry)) and (fate >= -2).all()
+    assert sum(len(m.log.t) for m in line.stations[4]) > 0 and replicate(sc, 1).pipe(kpi, "failures").sum() > 0
+
+
+@pytest.mark.parametrize(("stations", "message"), [
+    ([{"name": "a", "cycle_time": const(5), "transfer": "1 min"}],
+     r"stations\[0\]\.transfer: station a takes parts from the source, which is saturated"),
+    ([{"name": "a", "cycle_time": const(5)}, {"name": "b", "cycle_time": const(5), "transfer": "1 min", "buffer": 0}],
+     r"stations\[1\]\.buffer: station b has a transfer, whose parts are in its buffer while on the way"),
+    ([{"name": "a", "cycle_time": const(5)}, {"name": "b", "cycle_time": const(5), "transfer": 0}],
+     "greater than 0"),
+])
+def test_conveyor_mistakes_are_named(stations: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        scenario(stations)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 from array import array
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -855,6 +856,10 @@ class Buffer:
         self.putters.append((ev, item))
         return ev
 
+    def stock(self, pids: Iterable[int]) -> None:
+        """Parts in the buffer when the line starts."""
+        self.items.extend(pids)
+
     def cancel(self, ev: simpy.Event) -> None:
         """Withdraw a get or put still waiting (the machine failed meanwhile)."""
         if ev in self.getters:
@@ -872,6 +877,84 @@ class Buffer:
     def queue(self) -> int:
         """Parts waiting here or blocked upstream for room here, less machines waiting (for shortest-queue)."""
         return len(self.items) + len(self.putters) - len(self.getters)
+
+
+class Conveyor(Buffer):
+    """A buffer that parts reach `travel` seconds after they are put in (a conveyor, a transfer line): they arrive in
+    the order they left and count against the capacity on the way. A part put in while a machine waits at the end
+    travels first; the machine gets it when it arrives."""
+
+    def __init__(self, env: simpy.Environment, capacity: float, travel: float) -> None:
+        super().__init__(env, capacity)
+        self.travel = travel
+        self.ready: deque[float] = deque()  # when each part in `items` reaches the end
+        self._timed = False  # a delivery to a waiting machine is scheduled
+
+    def stock(self, pids: Iterable[int]) -> None:
+        for pid in pids:  # parts the line starts with wait at the end already
+            self.items.append(pid)
+            self.ready.append(-math.inf)
+
+    def _at_end(self) -> bool:
+        return bool(self.items) and self.ready[0] <= self.env._now + 1e-9  # a float's rounding of now + travel
+
+    def get(self) -> simpy.Event:
+        if not self.getters and self._at_end():
+            self.ready.popleft()
+            ev = self.env.timeout(0, self.items.popleft())
+            self._admit()
+            return ev
+        ev = simpy.Event(self.env)
+        self.getters.append(ev)
+        self._schedule()
+        return ev
+
+    def put(self, item: int) -> simpy.Event:
+        if len(self.items) < self.capacity:
+            self._enter(item)
+            return self.env.timeout(0)
+        ev = simpy.Event(self.env)
+        self.putters.append((ev, item))
+        return ev
+
+    def _enter(self, item: int) -> None:
+        now = self.env._now
+        self.arrived.append(now)
+        self.items.append(item)
+        self.ready.append(now + self.travel)
+        self._schedule()
+
+    def _admit(self) -> None:
+        """Room now: the longest-blocked machine puts its part on."""
+        if self.putters and len(self.items) < self.capacity:
+            put, item = self.putters.popleft()
+            self._enter(item)
+            put.succeed()
+
+    def _schedule(self) -> None:
+        if self.getters and self.items and not self._timed:
+            self._timed = True
+            self.env.timeout(max(self.ready[0] - self.env._now, 0.0)).callbacks.append(self._deliver)
+
+    def _deliver(self, _: simpy.Event) -> None:
+        """Hand the parts that have arrived to the machines waiting, longest first."""
+        self._timed = False
+        while self.getters and self._at_end():
+            self.ready.popleft()
+            self.getters.popleft().succeed(self.items.popleft())
+            self._admit()
+        self._schedule()
+
+    def full(self) -> bool:
+        return len(self.items) >= self.capacity
+
+    def starving(self) -> bool:
+        return bool(self.getters) or not self._at_end()
+
+
+def make_buffer(env: simpy.Environment, capacity: float, transfer: float | None) -> Buffer:
+    """The buffer in front of a station: a conveyor when parts take time to reach it."""
+    return Buffer(env, capacity) if transfer is None else Conveyor(env, capacity, transfer)
 
 
 class Router:
@@ -1066,9 +1149,8 @@ class Line:
                 self.buffers.append(None)
                 continue
             cap = inf if st.buffer is None or (self.before_service and si > 0) else st.buffer
-            store = Buffer(env, capacity=cap)
-            for _ in range(st.initial):
-                store.items.append(self.new_part())
+            store = make_buffer(env, cap, st.transfer)
+            store.stock(self.new_part() for _ in range(st.initial))
             self.buffers.append(store)
         for si, group in enumerate(self.stations):
             nxt = sc.stations[si + 1] if si + 1 < len(sc.stations) else None
@@ -1102,17 +1184,16 @@ class Line:
         for si, st in enumerate(sc.stations):
             cap = float("inf") if st.buffer is None else st.buffer
             if st.assemble:
-                inputs[si] = {f: Buffer(env, capacity=cap) for f in st.assemble}
+                inputs[si] = {f: make_buffer(env, cap, st.transfer) for f in st.assemble}
                 for f, n in st.feeder_initial.items():
-                    inputs[si][f].items.extend(self.new_part() for _ in range(n))
+                    inputs[si][f].stock(self.new_part() for _ in range(n))
                 self.buffers.append(None)
                 continue
             if si in entries and saturated:
                 self.buffers.append(None)
                 continue
-            store = Buffer(env, capacity=cap)
-            for _ in range(st.initial):
-                store.items.append(self.new_part())
+            store = make_buffer(env, cap, st.transfer)
+            store.stock(self.new_part() for _ in range(st.initial))
             self.buffers.append(store)
         for si, (st, group) in enumerate(zip(sc.stations, self.stations)):
             dests: list[Buffer | None] = []

@@ -359,6 +359,10 @@ class Station(_Strict):
     batch: BatchProcess | None = Field(
         None, description="a batch process (an oven): each machine works up to `size` parts at once, cycle_time "
                           "per batch, e.g. {size: 40, wait: 30 min}")
+    transfer: PositiveDuration | None = Field(
+        None, description="time a part takes to reach this station's buffer once handed on (a conveyor, a transfer "
+                          "line): parts arrive in the order they left, and count against the buffer's capacity on "
+                          "the way, so `buffer` is the conveyor's places, e.g. transfer: 40 s with buffer: 8")
 
     @model_validator(mode="after")
     def _batch(self) -> Station:
@@ -763,6 +767,30 @@ class Scenario(_Strict):
                 notes.append(f"station {st.name}: OEE ideal cycle {value:g} s is the {source}")
         return notes
 
+    def conveyor_notes(self) -> list[str]:
+        """One line per conveyor (a transfer with limited places) that carries fewer parts than the stations' design
+        rate: places / transfer time is the most it moves, and the bottleneck KPI names stations only."""
+        conveyors = [(k, st) for k, st in enumerate(self.stations) if st.transfer is not None and st.buffer]
+        if not conveyors:
+            return []
+        v = self.visits()
+        design = min(len(st.machine_names) / (st.ideal_cycle()[0] * v[k]) for k, st in enumerate(self.stations)
+                     if v[k] > 0)  # parts out of the line per second
+        notes = []
+        for k, st in conveyors:
+            assert st.transfer is not None and st.buffer is not None
+            carry = st.buffer / st.transfer / (v[k] * max((st.assemble or {"": 1}).values()))
+            if carry < design * (1 - 1e-9):
+                notes.append(f"the conveyor into {st.name} ({st.buffer} places, {st.transfer:g} s) carries at most "
+                             f"{carry * 3600:.3g} parts/h out of the line, below its stations' design rate of "
+                             f"{design * 3600:.3g}: it limits the line; give it more places (buffer) or a shorter "
+                             "transfer if it should not")
+        return notes
+
+    def notes(self) -> list[str]:
+        """What a plant engineer should know of the scenario before reading its KPIs (printed with them)."""
+        return self.ideal_cycle_notes() + self.conveyor_notes()
+
     def machine_type_of(self, station: Station) -> MachineType:
         return self.machine_types[station.machine_type]
 
@@ -869,6 +897,17 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"stations[{i}].buffer", f"station {st.get('name')} takes parts from the source, which "
                                                       "is saturated (parts always available): it has no buffer; "
                                                       "remove 'buffer'/'initial' or use source kind 'arrivals'"))
+        if st.get("transfer") is not None:
+            if i in entries and source.get("kind", "saturated") == "saturated" and not misrouted:
+                problems.append((f"stations[{i}].transfer", f"station {st.get('name')} takes parts from the source, "
+                                                            "which is saturated (parts always at hand): nothing "
+                                                            "travels to it; remove 'transfer' or use source kind "
+                                                            "'arrivals'"))
+            elif buffer == 0:
+                problems.append((f"stations[{i}].buffer", f"station {st.get('name')} has a transfer, whose parts "
+                                                          "are in its buffer while on the way: a buffer of 0 holds "
+                                                          "none; give the places on the conveyor (buffer: 8), or "
+                                                          "leave buffer out (unlimited)"))
         if isinstance(buffer, int) and isinstance(initial, int) and initial > buffer:
             problems.append((f"stations[{i}].initial", f"starts with {initial} parts in a buffer of capacity "
                                                        f"{buffer}"))

@@ -77,7 +77,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
                           f"{len(sc.stations)} station{'s' * (len(sc.stations) != 1)}, {n_m} "
                           f"machine{'s' * (n_m != 1)}", markup=True, highlight=False)
-        for note in sc.ideal_cycle_notes():
+        for note in sc.notes():
             out_console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(2)
@@ -566,7 +566,7 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
     """Per-station OEE and its factors, with the machines' availability and MTBF/MTTR."""
     import pandas as pd
 
-    notes = sc.ideal_cycle_notes()
+    notes = sc.notes()
     t = Table(title="stations (mean over replications; OEE by ISO 22400, docs/kpis.md)",
               caption="note: " + "; ".join(notes) if notes else None)
     for col in ("station", "OEE", "availability", "performance", "quality", "ideal cycle", "active", "MTBF [h]",
