@@ -193,3 +193,21 @@ def test_an_ensembles_members_trained_on_the_cluster_equal_those_trained_here(cl
     assert len(here.members_) == len(there.members_) == 2
     np.testing.assert_array_equal(here.predict(ds).rul, there.predict(ds).rul)
     np.testing.assert_array_equal(here.predict(ds).proba, there.predict(ds).proba)
+
+
+def test_two_local_clusters_at_once_start_without_a_word() -> None:
+    """The scheduler serves a health page even without a dashboard, and took port 8787 for it: a second run at the
+    same time (another `twin compare`, a test beside it) printed Dask's 'Port 8787 is already in use' warning."""
+    import contextlib
+    import socket
+    import warnings
+
+    from twin.app.cluster import tasks
+
+    with socket.socket() as held, warnings.catch_warnings():
+        with contextlib.suppress(OSError):  # taken already: the same case
+            held.bind(("127.0.0.1", 8787))
+            held.listen()
+        warnings.simplefilter("error")
+        with tasks(None, 2, 4) as run:
+            assert list(run.map(abs, [(-1,), (-2,), (-3,), (-4,)], None)) == [1, 2, 3, 4]
