@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, assert_mistakes, twin_cmd
+from tests.helpers import const, exp
+from tests.helpers import scenario as helper_scenario
 from twin.app.compare import PolicyParams, compare, policy_kpis, tune
 from twin.maintenance import Oracle, Preventive
 from twin.model import Line
@@ -295,3 +299,72 @@ def test_policies_without_forecasts_never_load_torch() -> None:
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "False"
+
+
+def _three_stations(**top: object) -> Any:
+    """cut (50 s) -> 5 places -> weld (100 s, the constraint) -> pack (40 s), constant times: exact figures."""
+    return helper_scenario([{"name": "cut", "cycle_time": const(50)},
+                            {"name": "weld", "cycle_time": const(100), "buffer": 5},
+                            {"name": "pack", "cycle_time": const(40)}], duration="1 d", warmup="1 h",
+                           replications=2, **top)
+
+
+def test_alternatives_of_the_line_are_compared_over_the_long_run() -> None:
+    """A second weld machine doubles the constraint and the line runs at cut's 72 an hour; a bigger buffer in front
+    of weld only holds more parts (WIP 7.4 -> 12.4: cut blocked with one, the buffer full, weld's one, pack's 0.4),
+    and the lead time follows by Little's law; the table's rows are the report's."""
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    sc = _three_stations()
+    cmp = compare_designs(alternatives(sc, [], [], ["weld=10"], [], ["weld=2"]), jobs=1)
+    s = cmp.summary().set_index(["policy", "kpi"])["mean"]
+    assert s["as is", "throughput [parts/h]"] == pytest.approx(36, rel=1e-3)
+    assert s["weld: 2 machines", "throughput [parts/h]"] == pytest.approx(72, rel=1e-3)
+    assert s["buffer weld = 10", "throughput [parts/h]"] == pytest.approx(36, rel=1e-3)
+    assert s["as is", "wip [parts]"] == pytest.approx(7.4, abs=0.01)
+    assert s["buffer weld = 10", "wip [parts]"] == pytest.approx(12.4, abs=0.01)
+    assert s["buffer weld = 10", "lead time [min]"] == pytest.approx(12.4 / 36 * 60, rel=1e-3)
+    d = cmp.differences().set_index(["policy", "kpi"])
+    assert d.loc[("weld: 2 machines", "throughput [parts/h]"), "diff"] == pytest.approx(36, rel=1e-3)
+
+
+def test_a_machine_added_keeps_the_others_random_numbers_on_any_worker(tmp_path: Path) -> None:
+    """An alternative with a machine added draws, for the machines the line had, what they drew as is (common random
+    numbers), on workers too: the order the machines draw in travels with the task. The CLI's local cluster gives
+    what one process gives."""
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs, design_task
+    from twin.app.runner import simulate
+
+    sc = helper_scenario([{"name": "cut", "cycle_time": exp(50)}, {"name": "weld", "cycle_time": exp(100), "buffer": 5},
+                          {"name": "pack", "cycle_time": exp(40)}], duration="1 d", warmup="1 h", replications=2)
+    _, more = alternatives(sc, [], [], [], [], ["cut=2"])[1]
+    _, _, k = design_task(more.model_dump_json(by_alias=True), more._slots, "cut: 2 machines", 1)
+    assert pd.Series(k).equals(pd.Series(policy_kpis(simulate(more, 1, sensors=False).line)))  # NaN as NaN
+    shuffled = design_task(more.model_dump_json(by_alias=True), None, "cut: 2 machines", 1)[2]
+    assert shuffled["wip [parts]"] != k["wip [parts]"]  # without the order, cut-2 drew what weld drew as is, ...
+    one = compare_designs(alternatives(sc, [], [], ["weld=10"], [], ["cut=2"]), jobs=1).kpis
+    spec = tmp_path / "line.json"
+    spec.write_text(sc.model_dump_json(by_alias=True))
+    r = subprocess.run(twin_cmd("compare", spec, "--buffer", "weld=10", "--machines", "cut=2", "--out",
+                                tmp_path / "cmp"), capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "alternatives over 2 replications" in r.stdout and "on 2 processes" in r.stdout
+    assert "lead time [min]" in r.stdout and "cut: 2 machines" in r.stdout and "│ total cost" not in r.stdout
+    assert "note: OEE and its factors are each alternative's own constraint station's" in " ".join(r.stdout.split())
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert report.startswith("# Alternatives of line") and "Differences to as is" in report
+    assert "lost production and total cost are left out" in report and "| total cost" not in report
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cmp" / "kpis.csv"), one, check_dtype=False)
+
+
+def test_design_and_policy_options_are_not_mixed() -> None:
+    base = ["compare", "scenarios/bottling.yaml", "--replications", "2", "--duration", "1 h", "--warmup", "0",
+            "--buffer", "filler=10"]
+    assert_mistakes(base, [(["--policies", "run-to-failure,oracle"], "--policies is for comparing maintenance "
+                                                                     "policies, and alternatives of the line"),
+                           (["--every", "5 h"], "--every is for comparing maintenance policies"),
+                           (["--buffer", "nowhere=3"], "--buffer 'nowhere=3': write STATION=PARTS"),
+                           (["--buffer", "filler=10"], "--buffer 'filler=10' is given twice")])

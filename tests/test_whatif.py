@@ -107,16 +107,16 @@ def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path)
     ])
 
 
-def test_more_machines_or_another_cycle_at_a_station_as_alternatives() -> None:
+def test_more_machines_or_another_cycle_at_a_station_asalternatives() -> None:
     """The two questions a line's capacity raises (one more machine at a station, a faster or slower cycle) as
     what-if alternatives: the machines it has keep their names and the states read from the line, the cycle's law
     keeps its shape, and a station slowed to half its speed costs parts."""
-    from twin.app.cmd_plant import _alternatives
+    from twin.app.alternatives import alternatives
     from twin.app.runner import simulate
 
     sc, _ = continue_from(load_scenario(SCENARIO).model_copy(update={"duration": 4 * 3600.0}), LineNow(
         taken="2026-01-05T14:00:00", machines={"cell-2": MachineNow(state="down", since=600, mode="jam")}))
-    options = dict(_alternatives(sc, [], [], [], [], ["cell-2=2"], ["cell-3=124 s"]))
+    options = dict(alternatives(sc, [], [], [], [], ["cell-2=2"], ["cell-3=124 s"]))
     assert list(options) == ["as is", "cell-2: 2 machines", "cell-3: cycle 124 s"]
     two = options["cell-2: 2 machines"]
     assert two.stations[1].machine_names == ["cell-2", "cell-2-2"] and two.now is not None
@@ -238,9 +238,9 @@ def test_an_assemblys_feeder_buffers_are_stored_and_continued_from(tmp_path: Pat
     line = Line(sc)
     assert {f: len(b.items) for f, b in line.station_inputs[2].items()} == {"housing": 4, "shaft": 3}
     assert line.buffer_levels()["assy<shaft"] == 3 and line.buffer_levels()["test"] == 2
-    from twin.app.cmd_plant import _alternatives
+    from twin.app.alternatives import alternatives
 
-    smaller = dict(_alternatives(sc, [], [], ["assy=2"]))["buffer assy = 2"]
+    smaller = dict(alternatives(sc, [], [], ["assy=2"]))["buffer assy = 2"]
     assert smaller.stations[2].feeder_initial == {"shaft": 2, "housing": 2}  # what the smaller buffer holds
     r = subprocess.run(twin_cmd("whatif", pumps, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--replications", "2",
                                 "--duration", "1 h"), cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -289,7 +289,7 @@ def test_a_what_if_whose_horizon_is_off_shift_throughout_is_refused_unless_a_shi
 def test_another_batch_size_at_an_oven_as_an_alternative(tmp_path: Path) -> None:
     """The question a batch process raises: what if the oven took more parts at once? Its cycle per batch stays, so
     it makes more; a station that works one part at a time, or the size it has, is refused."""
-    from twin.app.cmd_plant import _alternatives
+    from twin.app.alternatives import alternatives
 
     doc = {"line": {"site": "s", "area": "a", "name": "heat-treat"}, "seed": 5, "duration": "2 d",
            "machine_types": {"m": {}},
@@ -299,7 +299,7 @@ def test_another_batch_size_at_an_oven_as_an_alternative(tmp_path: Path) -> None
     f = tmp_path / "oven.yaml"
     f.write_text(yaml.safe_dump(doc, sort_keys=False))
     sc = load_scenario(f)
-    options = dict(_alternatives(sc, [], [], [], [], [], [], ["oven=40", "oven=80"]))
+    options = dict(alternatives(sc, [], [], [], [], [], [], ["oven=40", "oven=80"]))
     assert options["oven: batch of 40"].stations[1].batch.model_dump() == {"size": 40, "min": 40, "wait": 1800.0}
     assert options["oven: batch of 80"].stations[1].batch.size == 80
     from twin.app.runner import simulate

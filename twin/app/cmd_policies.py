@@ -169,12 +169,38 @@ def compare(
                                        "forecast, until the next buffer covers the stop)")] = "none",
     jobs: Jobs = None,
     cluster: ClusterOpt = None,
+    extra_crew: Annotated[Optional[list[str]], typer.Option(help="an alternative of the line: one more technician "
+                                                                 "in this repair crew (repeatable)")] = None,
+    buffer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=PARTS buffer capacity "
+                                                             "(repeatable)")] = None,
+    add_shift: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more shift window on the "
+                                                                "working days, e.g. '22:00-24:00' (repeatable)")]
+    = None,
+    machines: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N machines in parallel "
+                                                               "(repeatable)")] = None,
+    cycle_time: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME, the station's mean "
+                                                                 "cycle time (repeatable)")] = None,
+    batch: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station takes "
+                                                           "at once (repeatable)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Compare maintenance policies on one line (common random numbers): OEE, failures, downtime, cost, with CIs."""
+    """Compare maintenance policies on one line, or alternatives of the line (a buffer, a machine, a shift...), over
+    the long run (common random numbers): throughput, OEE, WIP, lead time, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
+    design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [])
+    if any(design):
+        policy_given = [o for o, given in (
+            ("--policies", policies is not None), ("--every", every is not None),
+            ("--threshold", threshold is not None), ("--wear-limit", wear_limit is not None),
+            ("--models", models is not None), ("--on", on != 0.5), ("--defer", defer != "none")) if given]
+        if policy_given:
+            fail(f"{policy_given[0]} is for comparing maintenance policies, and alternatives of the line (--buffer, "
+                 "--machines, ...) are given too: compare one kind at a time (alternatives run under the file's own "
+                 "policies; to try a policy, give it in the file)")
+        _compare_designs(file, sc, design, jobs, cluster, out, force)
+        return
     from twin.app.compare import KPIS, write_report
     from twin.app.compare import compare as run_compare
 
@@ -218,6 +244,43 @@ def compare(
     print_table(t)
     path = write_report(cmp, out)
     out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
+                      f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
+
+
+def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jobs: int | None, cluster: str | None,
+                     out: Path | None, force: bool) -> None:
+    """`twin compare FILE --buffer ... --machines ...`: the line as it is and each alternative, from its start."""
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import DESIGN_KPIS, DESIGN_NOTE, compare_designs, fmt_ci, write_report
+
+    if sc.replications < 2:
+        fail("--replications: at least 2, so that differences get a confidence interval")
+    options = alternatives(sc, *design)
+    out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
+    labels = [label for label, _ in options]
+    with progress_bar() as bar:
+        task = bar.add_task(f"{len(options)} alternatives × {sc.replications} replications",
+                            total=len(options) * sc.replications, note="")
+        try:
+            cmp = compare_designs(options, jobs=jobs, cluster=cluster,
+                                  progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
+        except ClusterError as e:
+            fail(str(e), code=3)
+    summ, diff = cmp.summary(), cmp.differences()
+    t = Table(title=f"{sc.line.name}: alternatives over {sc.replications} replications of {sc.duration / 3600:g} h "
+              f"from the line's start, warm-up {sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)")
+    t.add_column("KPI")
+    for label in labels:
+        t.add_column(label, justify="right")
+    sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
+    for kpi in DESIGN_KPIS:
+        s = summ[summ.kpi == kpi].set_index("policy")
+        t.add_row(kpi, *(fmt_ci(s.loc[a, "mean"], s.loc[a, "ci_low"], s.loc[a, "ci_high"]) +
+                         (" *" if (a, kpi) in sig else "") if a in s.index else "-" for a in labels))
+    print_table(t)
+    out_console.print(f"note: {DESIGN_NOTE}", highlight=False)
+    path = write_report(cmp, out)
+    out_console.print(f"{len(labels) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
                       f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
 
 

@@ -27,11 +27,18 @@ from twin.scenario import Scenario, with_policy
 
 POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (a forecaster; perfect foresight)
 #: the policy KPIs of a comparison, in report order (line scope)
-KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "unplanned failures",
-        "wear-out failures", "downtime [h]", "maintenance actions", "wear at maintenance", "maintenance cost",
-        "lost production cost", "total cost")
-LOWER_IS_BETTER = {"unplanned failures", "wear-out failures", "downtime [h]", "maintenance actions",
-                   "maintenance cost", "lost production cost", "total cost"}
+KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "wip [parts]",
+        "lead time [min]", "unplanned failures", "wear-out failures", "downtime [h]", "maintenance actions",
+        "wear at maintenance", "maintenance cost", "lost production cost", "total cost")
+#: a design comparison's: lost production is counted against each alternative's own design rate (its constraint's),
+#: so an alternative that makes the line faster could show more of it; it does not compare across designs
+DESIGN_KPIS = tuple(k for k in KPIS if k not in ("lost production cost", "total cost"))
+#: said beside a design comparison's table
+DESIGN_NOTE = ("OEE and its factors are each alternative's own constraint station's (relieving the constraint moves "
+               "it); lost production and total cost are left out: they count against each alternative's own design "
+               "rate (in kpis.csv)")
+LOWER_IS_BETTER = {"wip [parts]", "lead time [min]", "unplanned failures", "wear-out failures", "downtime [h]",
+                   "maintenance actions", "maintenance cost", "lost production cost", "total cost"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ def policy_kpis(line: Line) -> dict[str, float]:
         planned = sum(b - a - float(state_durations(m, a, b)[OFF_SHIFT]) for m in line.machines
                       if m.station_idx == line.constraint)
         lost = c.part_margin * planned / st.ideal_cycle()[0]
-    return {**{k: float(lk[k]) for k in KPIS[:5]}, "unplanned failures": float(len(failures)),
+    return {**{k: float(lk[k]) for k in KPIS[:7]}, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
             "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
             "lost production cost": lost, "total cost": maintenance_cost + lost}
@@ -133,6 +140,16 @@ def policy_task(sc_json: str, policy: str, rep: int, params: PolicyParams) -> tu
     return policy, rep, run_policy(Scenario.model_validate_json(sc_json), policy, rep, params)
 
 
+def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
+    """One (alternative, replication) simulation of a design comparison as a task for any worker: the alternative's
+    scenario and the order its machines draw in (a machine added keeps the others' random numbers)."""
+    from twin.app.runner import simulate
+
+    sc = Scenario.model_validate_json(sc_json)
+    sc._slots = slots
+    return label, rep, policy_kpis(simulate(sc, rep, sensors=False).line)
+
+
 @dataclass
 class Comparison:
     """Per-replication KPIs of every policy, their summaries and the paired differences to a reference."""
@@ -144,6 +161,7 @@ class Comparison:
     jobs: int = 1
     where: str = "this process"
     notes: list[str] = field(default_factory=list)
+    design: bool = False  # alternatives of the line (twin.app.alternatives) in the `policy` column, not policies
 
     def summary(self) -> pd.DataFrame:
         """Mean and 95 % CI of each KPI per policy."""
@@ -199,6 +217,27 @@ def compare(scenario: Scenario, policies: Sequence[str], params: PolicyParams, *
                       run.where)
 
 
+def compare_designs(options: Sequence[tuple[str, Scenario]], *, jobs: int | None = None, cluster: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Comparison:
+    """Run the line as it is and each alternative (`twin.app.alternatives`) for the scenario's replications, from its
+    start, under the file's own policies (common random numbers: replication r draws the same under every one), as
+    tasks on `jobs` local processes or the Dask cluster at `cluster`; the first option is the reference."""
+    import time
+
+    args = [(sc.model_dump_json(by_alias=True), sc._slots, label, r)
+            for r in range(options[0][1].replications) for label, sc in options]
+    rows: list[tuple[str, int, str, float]] = []
+    t0 = time.perf_counter()
+    with tasks(cluster, jobs, len(args)) as run:
+        for label, rep, k in run.map(design_task, args, progress):
+            rows += [(label, rep, name, v) for name, v in k.items()]
+    kpis = pd.DataFrame(rows, columns=["policy", "replication", "kpi", "value"])
+    order = {label: i for i, (label, _) in enumerate(options)}
+    kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(order) if s.name == "policy" else s)
+    return Comparison(options[0][1], kpis.reset_index(drop=True), options[0][0], time.perf_counter() - t0,
+                      run.workers, run.where, design=True)
+
+
 def write_report(cmp: Comparison, out: Path) -> Path:
     """report.md (KPIs per policy with CIs, differences to the reference) and policies.png."""
     import matplotlib
@@ -212,20 +251,24 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     summ.to_csv(out / "summary.csv", index=False)
     diff.to_csv(out / "differences.csv", index=False)
     policies = list(dict.fromkeys(cmp.kpis.policy))
-    table = summ[summ.kpi.isin(KPIS)].assign(v=lambda d: [fmt_ci(m, lo, hi) for m, lo, hi in
+    rows = DESIGN_KPIS if cmp.design else KPIS
+    table = summ[summ.kpi.isin(rows)].assign(v=lambda d: [fmt_ci(m, lo, hi) for m, lo, hi in
                                                           zip(d["mean"], d.ci_low, d.ci_high)])
-    wide = table.pivot(index="kpi", columns="policy", values="v").reindex([k for k in KPIS if k in set(table.kpi)])
-    dwide = diff[diff.kpi.isin(KPIS)].assign(v=lambda d: [fmt_ci(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in
+    wide = table.pivot(index="kpi", columns="policy", values="v").reindex([k for k in rows if k in set(table.kpi)])
+    dwide = diff[diff.kpi.isin(rows)].assign(v=lambda d: [fmt_ci(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in
                                                           zip(d["diff"], d.ci_low, d.ci_high, d.significant)])
     dwide = dwide.pivot(index="kpi", columns="policy", values="v").reindex(wide.index)
-    lines = [f"# Maintenance policies on {sc.line.name}", "",
+    what = "alternative" if cmp.design else "policy"
+    lines = [f"# {'Alternatives of' if cmp.design else 'Maintenance policies on'} {sc.line.name}", "",
              f"{sc.replications} replications of {sc.duration / 3600:g} h (warm-up {sc.warmup / 3600:g} h) per "
-             f"policy, common random numbers; mean ± 95 % CI half-width. Costs in {sc.costs.currency}. "
-             f"Wall time {cmp.wall:.1f} s on {cmp.where}.", *cmp.notes, "",
+             f"{what}, common random numbers; mean ± 95 % CI half-width. Costs in {sc.costs.currency}. "
+             f"Wall time {cmp.wall:.1f} s on {cmp.where}.", *cmp.notes,
+             *([DESIGN_NOTE[0].upper() + DESIGN_NOTE[1:] + "."] if cmp.design else []), "",
              wide[[p for p in policies if p in wide.columns]].to_markdown(), "",
              f"## Differences to {cmp.reference} (paired per replication; * = 95 % CI excludes 0)", "",
              dwide[[p for p in policies if p in dwide.columns]].to_markdown(), "", "![policies](policies.png)", ""]
-    shown = ["oee", "unplanned failures", "downtime [h]", "total cost"]
+    shown = ["throughput [parts/h]", "oee", "wip [parts]", "lead time [min]"] if cmp.design else \
+        ["oee", "unplanned failures", "downtime [h]", "total cost"]
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.6))
     for ax, kpi in zip(axes, shown):
         s = summ[summ.kpi == kpi].set_index("policy").reindex(policies)

@@ -1,0 +1,145 @@
+"""Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
+policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size. `twin whatif` runs them
+from the line's state now, `twin compare` over the long run from the scenario's start."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twin.app.options import fail, repeated, time_option
+
+if TYPE_CHECKING:
+    from twin.scenario import Scenario
+
+def _station_setting(option: str, spec: str, sc: Scenario, what: str) -> tuple[int, str]:
+    """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""
+    station, _, value = spec.partition("=")
+    names = [s.name for s in sc.stations]
+    if station.strip() not in names or not value.strip() or (what == "PARTS" and not value.strip().isdigit()):
+        fail(f"{option} {spec!r}: write STATION={what} with a station of the scenario ({', '.join(names)})")
+    return names.index(station.strip()), value.strip()
+
+
+def _with_machines(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--machines STATION=N: the station with N machines in parallel; those it has keep their names and states, new
+    ones start new, and removed ones (the last named) leave the line."""
+    i, value = _station_setting("--machines", spec, sc, "N")
+    st = sc.stations[i]
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        fail(f"--machines {spec!r}: give the number of machines in parallel, 1 to 1000, e.g. {st.name}=2")
+    n, names = int(value), st.machine_names
+    if n == len(names):
+        fail(f"--machines {spec!r}: station {st.name} has {n} machine{'s' * (n > 1)} already; give another number")
+    taken = {m for s in sc.stations for m in s.machine_names}
+    new = names[:n]
+    k = 1
+    while len(new) < n:
+        k += 1
+        if (name := f"{st.name}-{k}") not in taken:
+            new.append(name)
+    stations = [s.model_copy(update={"machines": new}) if j == i else s for j, s in enumerate(sc.stations)]
+    out = sc.model_copy(update={"stations": stations})  # a removed machine's state read from the line: unread
+    out._slots = sc.machine_order()  # the machines it has draw what they drew 'as is'
+    return f"{st.name}: {n} machine{'s' * (n > 1)}", out
+
+
+def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--cycle-time STATION=TIME: the station's mean cycle time set, its law's shape kept (every product's cycle and
+    the design cycles scaled alike)."""
+    from twin.distributions import scaled
+
+    i, value = _station_setting("--cycle-time", spec, sc, "TIME")
+    st = sc.stations[i]
+    mean = time_option(value, "--cycle-time", allow_zero=True)
+    assert mean is not None
+    if not 0.001 <= mean <= 365 * 86400:
+        fail(f"--cycle-time {spec!r}: a mean cycle time from 1 ms to a year")
+    if abs(mean - st.cycle_time.mean) < 1e-9 * mean:  # an alternative the same as 'as is' (+0 ± 0)
+        fail(f"--cycle-time {spec!r}: station {st.name}'s mean cycle is {st.cycle_time.mean:g} s already; give another")
+    f = mean / st.cycle_time.mean
+    update = {"cycle_time": scaled(st.cycle_time, f),
+              "cycle_times": {p: scaled(d, f) for p, d in st.cycle_times.items()},
+              "ideal_cycle_time": st.ideal_cycle_time * f if st.ideal_cycle_time is not None else None,
+              "ideal_cycle_times": {p: t * f for p, t in st.ideal_cycle_times.items()}}
+    stations = [s.model_copy(update=update) if j == i else s for j, s in enumerate(sc.stations)]
+    return f"{st.name}: cycle {value}", sc.model_copy(update={"stations": stations})
+
+
+def _with_batch(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--batch STATION=N: a batch station (an oven) that takes up to N parts at once, in the same cycle per batch
+    (its `min` kept within N); the design cycle per batch stays, so per part it scales with N."""
+    i, value = _station_setting("--batch", spec, sc, "N")
+    st = sc.stations[i]
+    if st.batch is None:
+        ovens = [s.name for s in sc.stations if s.batch is not None]
+        fail(f"--batch {spec!r}: station {st.name} works one part at a time; "
+             + (f"the batch stations are {', '.join(ovens)}" if ovens else "the scenario has no batch station "
+                "(batch: in a station)"))
+    if not value.isdigit() or not 2 <= int(value) <= 10_000:
+        fail(f"--batch {spec!r}: give the parts a batch holds, 2 to 10,000, e.g. {st.name}={st.batch.size * 2}")
+    n = int(value)
+    if n == st.batch.size:
+        fail(f"--batch {spec!r}: station {st.name}'s batch holds {n} parts already; give another number")
+    batch = st.batch.model_copy(update={"size": n, "min": min(st.batch.min, n) if st.batch.min is not None else None})
+    stations = [s.model_copy(update={"batch": batch}) if j == i else s for j, s in enumerate(sc.stations)]
+    return f"{st.name}: batch of {n}", sc.model_copy(update={"stations": stations})
+
+
+def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
+                  shifts: list[str] | None = None, machines: list[str] | None = None,
+                  cycles: list[str] | None = None, batches: list[str] | None = None) -> list[tuple[str, Scenario]]:
+    """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once. A
+    mistake in an option ends the command with a clear message."""
+    from twin.scenario import ScenarioError, with_policy
+
+    out = [("as is", sc)]
+    for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
+                          ("--add-shift", shifts or []), ("--machines", machines or []),
+                          ("--cycle-time", cycles or []), ("--batch", batches or [])):
+        if (twice := repeated(given)) is not None:
+            fail(f"{option} {twice!r} is given twice; give each alternative once")
+    for name in crews:
+        known = {c.name: c for c in sc.repair_crews}
+        if name not in known:
+            have = ", ".join(known) or "none (repairs never wait for a technician, so another one changes nothing)"
+            fail(f"--extra-crew {name!r}: the scenario's repair crews are {have}")
+        crews_ = [c.model_copy(update={"size": c.size + 1}) if c.name == name else c for c in sc.repair_crews]
+        out.append((f"+1 technician, {name}", sc.model_copy(update={"repair_crews": crews_})))
+    for policy in policies:
+        try:
+            out.append((f"policy {policy}", with_policy(sc, policy)))
+        except ScenarioError as e:
+            fail(f"--policy: {e}")
+    for spec in buffers:
+        i, size = _station_setting("--buffer", spec, sc, "PARTS")
+        station, names = sc.stations[i].name, [s.name for s in sc.stations]
+        fed = set(sc.entries()) if sc.source.kind == "saturated" else set()  # entries of a saturated source: no buffer
+        if i in fed:
+            fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
+                 f"buffer; give one of {', '.join(n for j, n in enumerate(names) if j not in fed)}")
+        n = int(size)  # what waits there now stays, up to the new capacity (an assembly's per feeder)
+        stations = [s.model_copy(update={"buffer": n, "initial": min(s.initial, n),
+                                         "feeder_initial": {f: min(v, n) for f, v in s.feeder_initial.items()}})
+                    if s.name == station else s for s in sc.stations]
+        out.append((f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})))
+    for window in shifts or []:
+        if sc.calendar is None:
+            fail(f"--add-shift {window!r}: the scenario has no shift calendar (its line runs around the clock); "
+                 "give it a calendar: to add a shift to")
+        from pydantic import ValidationError
+
+        from twin.scenario import Calendar
+
+        try:
+            cal = Calendar.model_validate({**sc.calendar.model_dump(), "shifts": [*sc.calendar.shifts, window]})
+        except ValidationError as e:
+            fail(f"--add-shift {window!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')}")
+        a, b = Calendar(shifts=[window]).spans()[0]
+        if sc.calendar.day_length((a, b)) < sc.calendar.day_length() + (b - a) - 1e-6:
+            fail(f"--add-shift {window!r} overlaps the scenario's shifts ({', '.join(sc.calendar.shifts)}); give a "
+                 "window outside them")
+        out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
+    out += [_with_machines(sc, spec) for spec in machines or []]
+    out += [_with_cycle(sc, spec) for spec in cycles or []]
+    out += [_with_batch(sc, spec) for spec in batches or []]
+    return out
