@@ -368,3 +368,32 @@ def test_design_and_policy_options_are_not_mixed() -> None:
                            (["--every", "5 h"], "--every is for comparing maintenance policies"),
                            (["--buffer", "nowhere=3"], "--buffer 'nowhere=3': write STATION=PARTS"),
                            (["--buffer", "filler=10"], "--buffer 'filler=10' is given twice")])
+
+
+def test_a_faster_conveyor_as_an_alternative(tmp_path: Path) -> None:
+    """A conveyor of 2 places and 5 min limits the line to 24 parts an hour; at 2.5 min it carries 48, and the lead
+    time falls with it (1 + 2.5 + 1 min for the first of each pair). A station no conveyor leads into, or the time it
+    has, is refused, for compare and whatif alike."""
+    import yaml
+
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    doc = {"line": {"site": "s", "area": "a", "name": "conveyor"}, "seed": 5, "duration": "1 d", "warmup": "1 h",
+           "replications": 2, "machine_types": {"m": {}},
+           "stations": [{"name": "A", "machine_type": "m", "cycle_time": "60 s"},
+                        {"name": "B", "machine_type": "m", "cycle_time": "60 s", "transfer": "5 min", "buffer": 2}]}
+    f = tmp_path / "conveyor.yaml"
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    sc = load_scenario(f)
+    s = compare_designs(alternatives(sc, [], [], [], [], [], [], [], ["B=150 s"]), jobs=1).summary()
+    s = s.set_index(["policy", "kpi"])["mean"]
+    assert s["as is", "throughput [parts/h]"] == pytest.approx(24, rel=1e-3)
+    assert s["B: transfer 150 s", "throughput [parts/h]"] == pytest.approx(48, rel=1e-3)
+    assert s["B: transfer 150 s", "lead time [min]"] < s["as is", "lead time [min]"]
+    for command in (["compare", str(f)], ["whatif", str(f), "--from", "duckdb:///nowhere.duckdb"]):
+        assert_mistakes(command, [
+            (["--transfer", "A=1 min"], "--transfer 'A=1 min': no conveyor leads into station A; the stations fed "
+                                        "by conveyors are B"),
+            (["--transfer", "B=5 min"], "the conveyor into B takes 300 s already; give another time"),
+            (["--transfer", "B=5"], "--transfer 5: give its unit")])

@@ -229,6 +229,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     at.text_input(key="wi_buffer").set_value("capper=400")
     assert at.text_input(key="wi_shift").disabled  # bottling runs around the clock: no shift to add
     assert at.text_input(key="wi_batch").disabled  # and has no batch station
+    assert at.text_input(key="wi_transfer").disabled  # nor a conveyor
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]
     assert proc.wait(120) == 0, proc.stderr.read()

@@ -116,15 +116,21 @@ if sc is not None and path is not None:
                           disabled=sc.calendar is None, help="the line runs around the clock" if sc.calendar is None
                           else None)
     ovens = [s for s in sc.stations if s.batch is not None]
-    batches = st.text_input("another batch size", "", key="wi_batch", placeholder=f"STATION=PARTS, e.g. "
+    w9, w10 = st.columns(2)
+    batches = w9.text_input("another batch size", "", key="wi_batch", placeholder=f"STATION=PARTS, e.g. "
                             f"{ovens[0].name}={ovens[0].batch.size * 2}; …" if ovens and ovens[0].batch else "",
                             disabled=not ovens, help=None if ovens else "the line has no batch station")
+    belts = [s for s in sc.stations if s.transfer is not None]
+    transfers = w10.text_input("another conveyor time", "", key="wi_transfer", placeholder=f"STATION=TIME, e.g. "
+                               f"{belts[0].name}=30 s; …" if belts else "", disabled=not belts,
+                               help=None if belts else "no conveyor leads into a station of this line")
     alternatives = [*[a for c in crews for a in ("--extra-crew", c)], *[a for p in pols for a in ("--policy", p)],
                     *[a for name in more for a in ("--machines", f"{name}={counts[name] + 1}")],
                     *[a for x in faster.split(";") if x.strip() for a in ("--cycle-time", x.strip())],
                     *[a for x in sizes.split(";") if x.strip() for a in ("--buffer", x.strip())],
                     *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else []),
-                    *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())]]
+                    *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
+                    *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())]]
     wi_busy = st.session_state.get("wi_proc") is not None and st.session_state.wi_proc.poll() is None
     if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
                  help=None if me.can("start_run") else "engineers only"):

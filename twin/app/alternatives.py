@@ -1,6 +1,6 @@
 """Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
-policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size. `twin whatif` runs them
-from the line's state now, `twin compare` over the long run from the scenario's start."""
+policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time.
+`twin whatif` runs them from the line's state now, `twin compare` over the long run from the scenario's start."""
 
 from __future__ import annotations
 
@@ -85,9 +85,27 @@ def _with_batch(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     return f"{st.name}: batch of {n}", sc.model_copy(update={"stations": stations})
 
 
+def _with_transfer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--transfer STATION=TIME: the conveyor into the station takes that long (its places, `buffer`, kept)."""
+    i, value = _station_setting("--transfer", spec, sc, "TIME")
+    st = sc.stations[i]
+    if st.transfer is None:
+        conveyors = [s.name for s in sc.stations if s.transfer is not None]
+        fail(f"--transfer {spec!r}: no conveyor leads into station {st.name}; "
+             + (f"the stations fed by conveyors are {', '.join(conveyors)}" if conveyors else
+                "the scenario has none (transfer: in a station)"))
+    seconds = time_option(value, "--transfer")
+    assert seconds is not None
+    if abs(seconds - st.transfer) < 1e-9 * seconds:
+        fail(f"--transfer {spec!r}: the conveyor into {st.name} takes {st.transfer:g} s already; give another time")
+    stations = [s.model_copy(update={"transfer": seconds}) if j == i else s for j, s in enumerate(sc.stations)]
+    return f"{st.name}: transfer {value}", sc.model_copy(update={"stations": stations})
+
+
 def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
                   shifts: list[str] | None = None, machines: list[str] | None = None,
-                  cycles: list[str] | None = None, batches: list[str] | None = None) -> list[tuple[str, Scenario]]:
+                  cycles: list[str] | None = None, batches: list[str] | None = None,
+                  transfers: list[str] | None = None) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once. A
     mistake in an option ends the command with a clear message."""
     from twin.scenario import ScenarioError, with_policy
@@ -95,7 +113,7 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
     out = [("as is", sc)]
     for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
                           ("--add-shift", shifts or []), ("--machines", machines or []),
-                          ("--cycle-time", cycles or []), ("--batch", batches or [])):
+                          ("--cycle-time", cycles or []), ("--batch", batches or []), ("--transfer", transfers or [])):
         if (twice := repeated(given)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")
     for name in crews:
@@ -142,4 +160,5 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
     out += [_with_machines(sc, spec) for spec in machines or []]
     out += [_with_cycle(sc, spec) for spec in cycles or []]
     out += [_with_batch(sc, spec) for spec in batches or []]
+    out += [_with_transfer(sc, spec) for spec in transfers or []]
     return out

@@ -546,6 +546,8 @@ def whatif(
                                                                  "cycle time, e.g. filler=1.6 s (repeatable)")] = None,
     batch: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station (an "
                                                            "oven) takes at once, e.g. oven=80 (repeatable)")] = None,
+    transfer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
+                                                               "conveyor into the station (repeatable)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -559,7 +561,7 @@ def whatif(
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed,  # named before scipy loads
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
-             batch or [])
+             batch or [], transfer or [])
     alternatives(base, *asked)  # every mistake named before the line's state is read
     import numpy as np
     import pandas as pd

@@ -182,6 +182,8 @@ def compare(
                                                                  "cycle time (repeatable)")] = None,
     batch: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station takes "
                                                            "at once (repeatable)")] = None,
+    transfer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
+                                                               "conveyor into the station (repeatable)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
     force: ForceOpt = False,
@@ -189,7 +191,8 @@ def compare(
     """Compare maintenance policies on one line, or alternatives of the line (a buffer, a machine, a shift...), over
     the long run (common random numbers): throughput, OEE, WIP, lead time, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
-    design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [])
+    design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [],
+              transfer or [])
     if any(design):
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),
