@@ -397,3 +397,22 @@ def test_a_faster_conveyor_as_an_alternative(tmp_path: Path) -> None:
                                         "by conveyors are B"),
             (["--transfer", "B=5 min"], "the conveyor into B takes 300 s already; give another time"),
             (["--transfer", "B=5"], "--transfer 5: give its unit")])
+
+
+def test_energy_per_good_part_and_its_cost_are_compared() -> None:
+    """A second A (60 s) feeding B (30 s) doubles the parts and lowers the energy per part, B no longer idle half the
+    time (808 kWh for 2,399 parts, 1,392 for 4,799); the energy's cost counts in the total cost."""
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+    from twin.app.runner import simulate
+
+    sc = helper_scenario([{"name": "A", "cycle_time": const(60)}, {"name": "B", "cycle_time": const(30)}],
+                         machine_types={"m": {"power": {"working": 10, "idle": 4, "stopped": 2, "off_shift": 0.5}}},
+                         duration="7 d", replications=2, costs={"energy": 0.2},
+                         calendar={"shifts": ["06:00-14:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
+    s = compare_designs(alternatives(sc, [], [], [], [], ["A=2"]), jobs=1).summary().set_index(["policy", "kpi"])
+    assert s.loc[("as is", "energy per good part [kWh]"), "mean"] == pytest.approx(808 / 2399, rel=1e-3)
+    assert s.loc[("A: 2 machines", "energy per good part [kWh]"), "mean"] == pytest.approx(1392 / 4799, rel=1e-3)
+    assert s.loc[("as is", "energy cost"), "mean"] == pytest.approx(0.2 * 808, rel=1e-3)
+    k = policy_kpis(simulate(sc, 0, sensors=False).line)
+    assert k["total cost"] == k["energy cost"] + k["maintenance cost"] + k["lost production cost"] > 0

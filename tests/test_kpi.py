@@ -157,3 +157,19 @@ def test_a_repair_that_runs_past_the_shift_costs_availability_only_inside_it() -
     assert kpi(k, "failures", "m1")[0] == 2
     assert kpi(k, "availability", "m1")[0] == pytest.approx(1 - 2 / 16, abs=0.002)
     assert kpi(k, "availability", "m1")[0] == pytest.approx(kpi(k, "oee availability", "m1")[0])
+
+
+def test_energy_follows_each_machine_s_states_and_its_type_s_power() -> None:
+    """A week of one 8-hour shift on weekdays: A (60 s) works all 40 h at 10 kW and is off shift the other 128 h at
+    0.5 kW; B (30 s) works half of each shift (10 kW) and waits for A the other half (idle, 4 kW): 464 + 344 = 808
+    kWh for 2,399 good parts; a line without power has no energy figures at all (no zeros)."""
+    sc = scenario([{"name": "A", "cycle_time": const(60)}, {"name": "B", "cycle_time": const(30)}],
+                  machine_types={"m": {"power": {"working": 10, "idle": 4, "stopped": 2, "off_shift": 0.5}}},
+                  duration="7 d", calendar={"shifts": ["06:00-14:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
+    k = replicate(sc, 1)
+    assert kpi(k, "energy [kWh]", "A")[0] == pytest.approx(464, rel=1e-6)
+    assert kpi(k, "energy [kWh]", "B")[0] == pytest.approx(344, rel=1e-3)  # its shifts' first and last minutes
+    assert kpi(k, "energy [kWh]", "line")[0] == pytest.approx(808, rel=1e-3)
+    assert kpi(k, "energy per good part [kWh]")[0] == pytest.approx(808 / 2399, rel=1e-3)
+    plain = replicate(scenario([{"name": "A", "cycle_time": const(60)}]), 1)
+    assert not plain.kpi.str.startswith("energy").any()

@@ -16,11 +16,13 @@ import pandas as pd
 from twin.model import (
     CONSUMED,
     DOWN,
+    IDLE_STATES,
     INSIDE_OR_GOOD,
     MAINTENANCE,
     OFF_SHIFT,
     SETUP,
     STATES,
+    STOPPED_STATES,
     WORKING,
     Line,
     Machine,
@@ -111,10 +113,33 @@ def replication_kpis(line: Line) -> pd.DataFrame:
         ("line", sc.line.name, "constraint station", float(line.constraint)),
     ]
     rows += [("operators", name, "utilisation", pool.utilisation(a, b)) for name, pool in line.pools.items()]
+    per_hour = next(v for scope, _, k, v in rows if scope == "line" and k == "throughput [parts/h]")
+    rows += _energy_kpis(line, a, b, per_hour * (b - a) / 3600)
     df = pd.DataFrame(rows, columns=KPI_COLUMNS[1:])
     df.insert(0, "replication", line.replication)
     df["value"] = df["value"].astype(float)
     return df
+
+
+def _energy_kpis(line: Line, a: float, b: float, good: float) -> list[Row]:
+    """Each machine's electrical energy in [a, b] from its time in each state and its type's power, and the line's in
+    all and per good part out (none without a power anywhere: no figures rather than zeros)."""
+    sc = line.scenario
+    if not any(mt.power is not None for mt in sc.machine_types.values()):
+        return []
+    rows: list[Row] = []
+    total = 0.0
+    for m in line.machines:
+        p = m.mtype.power
+        kw = np.zeros(len(STATES))
+        if p is not None:
+            kw[WORKING], kw[list(IDLE_STATES)], kw[list(STOPPED_STATES)] = p.working, p.idle, p.stopped
+            kw[OFF_SHIFT] = p.stopped if p.off_shift is None else p.off_shift
+        kwh = float(state_durations(m, a, b) @ kw) / 3600
+        total += kwh
+        rows.append(("machine", m.name, "energy [kWh]", kwh))
+    return [*rows, ("line", sc.line.name, "energy [kWh]", total),
+            ("line", sc.line.name, "energy per good part [kWh]", total / good if good > 0 else np.nan)]
 
 
 def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:

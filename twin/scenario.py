@@ -203,6 +203,16 @@ class Maintenance(_Strict):
 BREAKDOWN = "breakdown"  # the fault mode a machine type's mtbf and mttr stand for
 
 
+class Power(_Strict):
+    """Electrical power a machine draws by what it is doing [kW]: the line's energy per good part and its cost."""
+
+    working: float = Field(ge=0, le=100_000, description="while working [kW]")
+    idle: float = Field(ge=0, le=100_000, description="powered but not working: starved, blocked, in setup, waiting "
+                                                      "for an operator [kW]")
+    stopped: float = Field(0.0, ge=0, le=100_000, description="down or in maintenance (standby) [kW]")
+    off_shift: float | None = Field(None, ge=0, le=100_000, description="off shift [kW] (default: as stopped)")
+
+
 class MachineType(_Strict):
     """What machines of one kind share: how they age, fail, are sensed and maintained."""
 
@@ -216,6 +226,8 @@ class MachineType(_Strict):
     repair_crew: Name | None = Field(None, description="crew that repairs and maintains; none = always available")
     start_age: Literal["new", "random"] = Field(
         "random", description="wear at t = 0: new, or a random point of the first life (a line already in service)")
+    power: Power | None = Field(None, description="electrical power by state, e.g. {working: 22, idle: 6, stopped: "
+                                                  "1.5, off_shift: 0} [kW]; none = no energy figures")
     mtbf: PositiveDuration | None = Field(
         None, exclude=True, description="mean time between failures on the machine's clock, with mttr: a sudden fault "
         "mode 'breakdown' with exponential times to failure and repair (what a plant's records give)")
@@ -602,6 +614,7 @@ class Costs(_Strict):
     repair_by_mode: dict[Name, float] = Field(default_factory=dict,
                                               description="repair cost of particular fault modes (else 'repair')")
     part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
+    energy: float = Field(0.0, ge=0, description="price of a kWh of electricity (with machine types' power)")
 
 
 class MachineNow(_Strict):

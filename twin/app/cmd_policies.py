@@ -32,7 +32,9 @@ from twin.app.options import (
 )
 
 if TYPE_CHECKING:
-    from twin.app.compare import PolicyParams
+    from collections.abc import Sequence
+
+    from twin.app.compare import Comparison, PolicyParams
     from twin.scenario import Scenario
 
 
@@ -231,30 +233,38 @@ def compare(
             fail(str(e), code=3)
     if left:  # the report says what the default comparison could not run, as the console did
         cmp.notes.append(left[0].upper() + left[1:] + ".")
-    summ, diff = cmp.summary(), cmp.differences()
-    t = Table(title=f"{sc.line.name}: policies over {sc.replications} replications of {sc.duration / 3600:g} h "
-              f"(mean ± 95 % CI; * differs from {cmp.reference})")
-    t.add_column("KPI")
-    for p in names:
-        t.add_column(p, justify="right")
-    sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
-    from twin.app.compare import fmt_ci
-
-    for kpi in KPIS:
-        s = summ[summ.kpi == kpi].set_index("policy")
-        t.add_row(kpi, *(fmt_ci(s.loc[p, "mean"], s.loc[p, "ci_low"], s.loc[p, "ci_high"]) +
-                                 (" *" if (p, kpi) in sig else "") if p in s.index else "-" for p in names))
-    print_table(t)
+    print_table(_kpi_table(cmp, KPIS, f"{sc.line.name}: policies over {sc.replications} replications of "
+                                      f"{sc.duration / 3600:g} h (mean ± 95 % CI; * differs from {cmp.reference})"))
     path = write_report(cmp, out)
     out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
                       f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
+
+
+def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
+    """A comparison's KPIs (rows; those it has: energy only with power) by policy or alternative (columns), each mean
+    ± 95 % CI half-width, marked * where it differs significantly from the reference."""
+    from twin.app.compare import fmt_ci
+
+    summ, diff = cmp.summary(), cmp.differences()
+    columns = list(dict.fromkeys(cmp.kpis.policy))
+    t = Table(title=title)
+    t.add_column("KPI")
+    for c in columns:
+        t.add_column(c, justify="right")
+    sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
+    for kpi in kpis:
+        s = summ[summ.kpi == kpi].set_index("policy")
+        if len(s):
+            t.add_row(kpi, *(fmt_ci(s.loc[c, "mean"], s.loc[c, "ci_low"], s.loc[c, "ci_high"]) +
+                             (" *" if (c, kpi) in sig else "") if c in s.index else "-" for c in columns))
+    return t
 
 
 def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jobs: int | None, cluster: str | None,
                      out: Path | None, force: bool) -> None:
     """`twin compare FILE --buffer ... --machines ...`: the line as it is and each alternative, from its start."""
     from twin.app.alternatives import alternatives
-    from twin.app.compare import DESIGN_KPIS, DESIGN_NOTE, compare_designs, fmt_ci, write_report
+    from twin.app.compare import DESIGN_KPIS, DESIGN_NOTE, compare_designs, write_report
 
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
@@ -269,18 +279,9 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jo
                                   progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
         except ClusterError as e:
             fail(str(e), code=3)
-    summ, diff = cmp.summary(), cmp.differences()
-    t = Table(title=f"{sc.line.name}: alternatives over {sc.replications} replications of {sc.duration / 3600:g} h "
-              f"from the line's start, warm-up {sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)")
-    t.add_column("KPI")
-    for label in labels:
-        t.add_column(label, justify="right")
-    sig = {(r.policy, r.kpi) for r in diff.itertuples() if r.significant}
-    for kpi in DESIGN_KPIS:
-        s = summ[summ.kpi == kpi].set_index("policy")
-        t.add_row(kpi, *(fmt_ci(s.loc[a, "mean"], s.loc[a, "ci_low"], s.loc[a, "ci_high"]) +
-                         (" *" if (a, kpi) in sig else "") if a in s.index else "-" for a in labels))
-    print_table(t)
+    print_table(_kpi_table(cmp, DESIGN_KPIS, f"{sc.line.name}: alternatives over {sc.replications} replications of "
+                                             f"{sc.duration / 3600:g} h from the line's start, warm-up "
+                                             f"{sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)"))
     out_console.print(f"note: {DESIGN_NOTE}", highlight=False)
     path = write_report(cmp, out)
     out_console.print(f"{len(labels) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
@@ -305,7 +306,7 @@ def tune(
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
-    from twin.app.compare import KPIS, fmt_ci, write_report
+    from twin.app.compare import ENERGY_KPIS, KPIS, fmt_ci, write_report
     from twin.app.compare import tune as run_tune
 
     parameter = {"preventive": "every", "condition-based": "threshold", "inspection": "wear_limit",
@@ -314,6 +315,9 @@ def tune(
         fail(f"--policy {policy!r}: choose preventive, condition-based, inspection, perfect-monitoring or predictive")
     if objective not in KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(KPIS)}")
+    if objective in ENERGY_KPIS and all(mt.power is None for mt in sc.machine_types.values()):
+        fail(f"--objective {objective!r}: no machine type of {file.name} gives its power (power: {{working: KW, "
+             "idle: KW}}), so the line has no energy figures; give it, or choose another objective")
     from twin.distributions import parse_duration
 
     raw = [v.strip() for v in values.split(",") if v.strip()]

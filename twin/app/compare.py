@@ -28,8 +28,11 @@ from twin.scenario import Scenario, with_policy
 POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (a forecaster; perfect foresight)
 #: the policy KPIs of a comparison, in report order (line scope)
 KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "wip [parts]",
-        "lead time [min]", "unplanned failures", "wear-out failures", "downtime [h]", "maintenance actions",
-        "wear at maintenance", "maintenance cost", "lost production cost", "total cost")
+        "lead time [min]", "energy per good part [kWh]", "unplanned failures", "wear-out failures", "downtime [h]",
+        "maintenance actions", "wear at maintenance", "maintenance cost", "energy cost", "lost production cost",
+        "total cost")
+#: only for a line whose machine types give their power
+ENERGY_KPIS = ("energy per good part [kWh]", "energy cost")
 #: a design comparison's: lost production is counted against each alternative's own design rate (its constraint's),
 #: so an alternative that makes the line faster could show more of it; it does not compare across designs
 DESIGN_KPIS = tuple(k for k in KPIS if k not in ("lost production cost", "total cost"))
@@ -37,8 +40,8 @@ DESIGN_KPIS = tuple(k for k in KPIS if k not in ("lost production cost", "total 
 DESIGN_NOTE = ("OEE and its factors are each alternative's own constraint station's (relieving the constraint moves "
                "it); lost production and total cost are left out: they count against each alternative's own design "
                "rate (in kpis.csv)")
-LOWER_IS_BETTER = {"wip [parts]", "lead time [min]", "unplanned failures", "wear-out failures", "downtime [h]",
-                   "maintenance actions", "maintenance cost", "lost production cost", "total cost"}
+LOWER_IS_BETTER = {"wip [parts]", "lead time [min]", *ENERGY_KPIS, "unplanned failures", "wear-out failures",
+                   "downtime [h]", "maintenance actions", "maintenance cost", "lost production cost", "total cost"}
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,12 @@ def policy_kpis(line: Line) -> dict[str, float]:
         planned = sum(b - a - float(state_durations(m, a, b)[OFF_SHIFT]) for m in line.machines
                       if m.station_idx == line.constraint)
         lost = c.part_margin * planned / st.ideal_cycle()[0]
-    return {**{k: float(lk[k]) for k in KPIS[:7]}, "unplanned failures": float(len(failures)),
+    energy = {"energy per good part [kWh]": float(lk["energy per good part [kWh]"]),
+              "energy cost": c.energy * float(lk["energy [kWh]"])} if "energy [kWh]" in lk else {}
+    return {**{k: float(lk[k]) for k in KPIS[:7]}, **energy, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
             "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
-            "lost production cost": lost, "total cost": maintenance_cost + lost}
+            "lost production cost": lost, "total cost": maintenance_cost + energy.get("energy cost", 0.0) + lost}
 
 
 def _wear_at_maintenance(line: Line, starts: list[Any]) -> float:
