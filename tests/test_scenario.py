@@ -157,8 +157,9 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-FUZZ_BASES = {name: yaml.safe_load(Path(f"scenarios/{name}").read_text())
-              for name in ("bottling.yaml", "body_shop_merge.yaml", "packaging.yaml")}  # serial, graph, products
+FUZZ_BASES = {path: yaml.safe_load(Path(path).read_text())  # serial, graph, products, conveyors, an oven, power
+              for path in ("scenarios/bottling.yaml", "scenarios/body_shop_merge.yaml", "scenarios/packaging.yaml",
+                           "tests/scenarios/heat_treat.yaml")}
 
 
 @st.composite

@@ -169,13 +169,13 @@ if picked:
     summaries = [r.summary().assign(run=r.label) for r in finished if r.label in picked]
     table = charts.kpi_ci_table(pd.concat(summaries, ignore_index=True),
                                 ["throughput [parts/h]", "wip [parts]", "lead time [min]", "oee", "oee availability",
-                                 "oee performance", "oee quality", "scrap rate"])
+                                 "oee performance", "oee quality", "scrap rate", "energy per good part [kWh]"])
     st.dataframe(table)
     st.caption("mean ± half-width of the 95 % confidence interval over each run's replications")
 
 reports = sorted(data.reports_dir().glob("compare-*/summary.csv"))
 if reports:
-    st.header("Maintenance policies (`twin compare`)")
+    st.header("Policies and alternatives compared (`twin compare`)")
     pick = st.selectbox("comparison", [p.parent.name for p in reports], key="policy_report")
     folder = data.reports_dir() / pick
     st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![policies]")[0])
