@@ -238,6 +238,17 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert list(shown.alternative) == ["as is", "+1 technician, mechanics", "buffer capper = 400",
                                        "labeller: 2 machines", "filler: cycle 1.7 s"]
     assert "±" in shown["good parts"][0]
+    # the same alternatives over the long run, from the line's start (`twin compare`): its report shown below
+    at.text_input(key="lr_dur").set_value("4 h")
+    at.button(key="lr_go").click().run()
+    proc = at.session_state["lr_proc"]
+    assert proc.wait(180) == 0, proc.stderr.read()
+    at.run()
+    assert any("compared: compare-bottling-" in s.value for s in at.success)
+    assert at.selectbox(key="policy_report").value.startswith("compare-bottling-")
+    report = next(m.value for m in at.markdown if m.value.startswith("# Alternatives of bottling-1"))
+    for alternative in ("as is", "+1 technician, mechanics", "buffer capper = 400", "labeller: 2 machines"):
+        assert f"| {alternative}" in report or f" {alternative} |" in report, report
 
 
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:

@@ -124,13 +124,14 @@ if sc is not None and path is not None:
     transfers = w10.text_input("another conveyor time", "", key="wi_transfer", placeholder=f"STATION=TIME, e.g. "
                                f"{belts[0].name}=30 s; …" if belts else "", disabled=not belts,
                                help=None if belts else "no conveyor leads into a station of this line")
-    alternatives = [*[a for c in crews for a in ("--extra-crew", c)], *[a for p in pols for a in ("--policy", p)],
-                    *[a for name in more for a in ("--machines", f"{name}={counts[name] + 1}")],
-                    *[a for x in faster.split(";") if x.strip() for a in ("--cycle-time", x.strip())],
-                    *[a for x in sizes.split(";") if x.strip() for a in ("--buffer", x.strip())],
-                    *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else []),
-                    *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
-                    *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())]]
+    design = [*[a for c in crews for a in ("--extra-crew", c)],
+              *[a for name in more for a in ("--machines", f"{name}={counts[name] + 1}")],
+              *[a for x in faster.split(";") if x.strip() for a in ("--cycle-time", x.strip())],
+              *[a for x in sizes.split(";") if x.strip() for a in ("--buffer", x.strip())],
+              *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else []),
+              *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
+              *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())]]
+    alternatives = [*design, *[a for p in pols for a in ("--policy", p)]]
     wi_busy = st.session_state.get("wi_proc") is not None and st.session_state.wi_proc.poll() is None
     if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
                  help=None if me.can("start_run") else "engineers only"):
@@ -160,6 +161,30 @@ if sc is not None and path is not None:
                        "percentile); vs as is: paired difference with its 95 % CI")
 
     whatif_status()
+
+    st.caption("The same alternatives (all but the policies: `twin compare` compares those on their own) over the "
+               "long run instead: from the line's start, empty, with the file's warm-up, for as many replications "
+               "(`twin compare`); the report appears under 'Policies and alternatives compared' below.")
+    l1, l2 = st.columns([1, 2])
+    long_run = l1.text_input("long run: duration", f"{sc.duration / 3600:g} h", key="lr_dur")
+    lr_busy = st.session_state.get("lr_proc") is not None and st.session_state.lr_proc.poll() is None
+    if l2.button("compare over the long run", key="lr_go", disabled=not design or not me.can("start_run") or lr_busy,
+                 help="engineers only" if not me.can("start_run") else None if design else "give an alternative"):
+        report = data.reports_dir() / f"compare-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        start_job("lr_proc", ["compare", str(path), "--duration", long_run, "--replications", str(max(wi_reps, 2)),
+                              "--out", str(report), *design])
+        st.session_state.lr_report = str(report)
+        data.ledger().audit(me.name, me.role, "compare", f"{path.name} for {long_run} × {wi_reps} → {report}")
+
+    @st.fragment(run_every="2s")
+    def long_run_status() -> None:
+        state = job_state("lr_proc", "the comparison")
+        if state == "running":
+            st.info(f"simulating the alternatives over {long_run}… → {st.session_state.lr_report}")
+        elif state == "done":
+            st.success(f"compared: {Path(st.session_state.lr_report).name} (below)")
+
+    long_run_status()
 
 st.header("Compare runs")
 runs = data.list_runs(str(data.runs_dir()))
