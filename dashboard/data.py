@@ -711,7 +711,8 @@ def interval_kpis(iv: pd.DataFrame, sc: Scenario, window: Window) -> pd.DataFram
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-COUNTERS = ("good_parts", "scrap_parts")  # a plant's part counters, mapped as these sensors (docs/connect.md)
+COUNTERS = ("good_parts", "scrap_parts", "energy")  # a plant's part counters and energy meters' kWh registers,
+# mapped as these sensors (docs/connect.md)
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)
@@ -760,7 +761,8 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     """A plant's line figures over the window by ISO 22400, from its state records (`iv`) and part counters
     (`counts`, from `counted`): availability (the constraint station's), and with good-part counters at the line's
     last stations throughput and OEE (design cycle × good parts out ÷ planned time), with counters at the
-    constraint its performance, and the quality that is left (OEE ÷ availability ÷ performance)."""
+    constraint its performance, and the quality that is left (OEE ÷ availability ÷ performance); with energy meters
+    (kWh registers as the sensor `energy`) the energy of the machines metered, and per good part out."""
     from twin.model import constraint_station
 
     out: dict[str, float] = {}
@@ -785,6 +787,11 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     if good is not None and planned > 0:
         out["throughput [parts/h]"] = good / (b - a) * 3600
         out["oee"] = sc.line_cycle(c, ideal) * good / planned
+    kwh = total([m for st in sc.stations for m in st.machine_names], "energy")
+    if kwh is not None:
+        out["energy [kWh]"] = kwh
+        if good:
+            out["energy per good part [kWh]"] = kwh / good
     made = total(machines, "good_parts")
     worked = float((k.loc[machines, "utilisation"] * (b - a)).sum())
     if made is not None and worked > 0:

@@ -718,8 +718,10 @@ def test_a_plants_line_figures_from_its_state_records_and_part_counters() -> Non
     origin, h = pd.Timestamp("2026-01-05"), 3600.0
     iv = pd.DataFrame({"machine": ["a", "a", "b"], "state": ["working", "down", "working"], "reason": None,
                        "start": [0, 8 * h, 0], "end": [8 * h, 10 * h, 10 * h]})
-    counts = pd.Series({("a", "good_parts"): 470.0, ("a", "scrap_parts"): 10.0, ("b", "good_parts"): 450.0})
+    counts = pd.Series({("a", "good_parts"): 470.0, ("a", "scrap_parts"): 10.0, ("b", "good_parts"): 450.0,
+                        ("a", "energy"): 120.0, ("b", "energy"): 60.0})  # energy meters' kWh registers
     k = data.plant_kpis(sc, iv, counts, data.Window(origin, origin + pd.Timedelta(hours=10), "UTC", origin))
+    assert k["energy [kWh]"] == 180 and k["energy per good part [kWh]"] == pytest.approx(180 / 450)
     assert k["oee availability"] == pytest.approx(0.8) and k["throughput [parts/h]"] == pytest.approx(45)
     assert k["oee"] == pytest.approx(60 * 450 / (10 * h)) and k["oee performance"] == pytest.approx(60 * 480 / (8 * h))
     assert k["oee quality"] == pytest.approx(450 / 480)  # what is left of OEE: the good share of what was made
@@ -769,6 +771,26 @@ def test_a_plants_counters_count_from_where_they_stood_as_the_range_opened(tmp_p
     store.write(pd.DataFrame({"run": "plant", "replication": 0, "machine": "press-1", "sensor": "good_parts",
                               "ts": t + pd.to_timedelta([-30, 30, 90, 150], unit="min"),
                               "value": [100.0, 130, 175, 200]}))
+    store.write(pd.DataFrame({"run": "plant", "replication": 0, "machine": "press-1", "sensor": "energy",
+                              "ts": t + pd.to_timedelta([-15, 45, 150], unit="min"), "value": [5000.0, 5012.5, 5020]}))
     store.close()
     readings = data.counter_readings(url, "plant", t, t + pd.Timedelta("2 h"))
     assert data.counted(readings)[("press-1", "good_parts")] == 75  # 100 → 130 → 175; 200 comes after the range
+    assert data.counted(readings)[("press-1", "energy")] == pytest.approx(12.5)  # a kWh register, counted alike
+
+
+def test_a_line_with_power_shows_its_energy_per_good_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machine types that give their power: the overview's tiles add the line's energy and its energy per good part,
+    the figures of the run's KPIs."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    run_all(twin_cmd("run", "tests/scenarios/heat_treat.yaml", "--no-stream", "--duration", "1 d",
+                     "--replications", 1, "--out", root / "heat_treat" / "r1"))
+    monkeypatch.setenv("LINETWIN_RUNS", str(root))
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    tiles = {m.label: m.value for m in page("overview").metric}
+    kpis = pd.read_parquet(root / "heat_treat" / "r1" / "kpis.parquet")
+    line = kpis[kpis.scope == "line"].set_index("kpi")["value"]
+    assert tiles["energy per good part [kWh]"] == f"{line['energy per good part [kWh]']:,.3g}"
+    assert tiles["energy [kWh]"] == f"{line['energy [kWh]']:,.0f}" and line["energy [kWh]"] > 0

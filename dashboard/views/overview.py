@@ -32,6 +32,13 @@ if run is not None:
             col.metric(label, fmt.format(v * scale) if v is not None and not pd.isna(v) else "–", delta=delta,
                        delta_color="off" if key in ("wip [parts]", "lead time [min]") else "normal")
         cols[7].metric("active alarms", alarms)
+        if (per := values.get("energy per good part [kWh]")) is not None or values.get("energy [kWh]") is not None:
+            e1, e2, _, _ = st.columns(4)  # machine types' power (a run) or energy meters (a plant)
+            ref = reference.get("energy per good part [kWh]")
+            e1.metric("energy per good part [kWh]", "–" if per is None or pd.isna(per) else f"{per:,.3g}",
+                      delta=None if per is None or ref is None or pd.isna(ref) or pd.isna(per) else f"{per - ref:+.3g}",
+                      delta_color="inverse")
+            e2.metric("energy [kWh]", f"{values.get('energy [kWh]', float('nan')):,.0f}")
         targets = [(label, key, goal, fmt, scale) for label, key, goal, fmt, scale in (
             ("shift target [parts/h]", "throughput [parts/h]", sc.targets.throughput, "{:,.0f}", 1.0),
             ("shift target OEE [%]", "oee", sc.targets.oee, "{:.1f}", 100.0)) if goal is not None]
