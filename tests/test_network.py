@@ -309,3 +309,28 @@ def test_parts_on_conveyors_keep_their_order_and_time_through_failures_merges_as
 def test_conveyor_mistakes_are_named(stations: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         scenario(stations)
+
+
+@pytest.mark.parametrize("blocking", ["after-service", "before-service"])
+def test_conveyors_hold_their_time_under_either_blocking_with_parallel_machines(blocking: str) -> None:
+    """Two conveyors, the first into two machines in parallel, failures and shifts, blocking after or before
+    service: the k-th part a station starts left the station before at least the transfer time earlier, and every
+    part is inside or out once."""
+    sc = scenario([{"name": "a", "cycle_time": exp(60)},
+                   {"name": "b", "cycle_time": exp(50), "transfer": "4 min", "buffer": 3, "machines": 2},
+                   {"name": "c", "cycle_time": exp(55), "transfer": "1 min", "buffer": 2}],
+                  machine_types={"m": {"fault_modes": [{"name": "jam", "kind": "sudden", "ttf": exp(3600),
+                                                        "repair": exp(300)}]}},
+                  duration="3 d", blocking=blocking,
+                  calendar={"shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]})
+    line = Line(sc, 0)
+    line.run(sc.duration)
+
+    def times(k: int, log: str) -> np.ndarray:
+        return np.sort(np.concatenate([np.frombuffer(getattr(m.log, log)) for m in line.stations[k]]))
+
+    for k, transfer in ((1, 240), (2, 60)):
+        took, came = times(k, "begun"), times(k - 1, "finished")
+        assert len(took) > 1000 and (took >= came[:len(took)] + transfer - 1e-6).all()
+    exit_, fate = line.fates()
+    assert len(exit_) == len(np.frombuffer(line.entry)) and (fate >= -2).all()
