@@ -121,7 +121,8 @@ if run is not None:
                 f"waiting for parts, space or people) {active.get(name, np.nan):.0%} of the time, "
                 f"the most of any station{runner_up}. Stations upstream of it block, downstream ones starve; an hour "
                 f"gained there is an hour gained by the line. Constraint by design (lowest rate per visit): "
-                f"{sc.stations[int(c)].name if c is not None and not pd.isna(c) else '–'}.")
+                f"{sc.stations[int(c)].name if c is not None and not pd.isna(c) else '–'}."
+                + "".join(f" Note: {n}." for n in sc.conveyor_notes()))  # a conveyor limits flow: no station does
 
     live_view()
     st.caption(window.caption)
