@@ -312,3 +312,23 @@ def test_another_batch_size_at_an_oven_as_an_alternative(tmp_path: Path) -> None
                                  "oven"),
         (["--batch", "oven=60"], "station oven's batch holds 60 parts already"),
         (["--batch", "oven=1"], "give the parts a batch holds, 2 to 10,000, e.g. oven=120")])
+
+
+def test_a_what_if_of_a_line_with_power_gives_each_alternative_s_energy_per_good_part(tmp_path: Path) -> None:
+    """The heat-treatment line's machine types give their power: each alternative's kWh per good part beside its
+    parts; a third lathe feeds the oven fuller batches (more parts for the oven's energy)."""
+    scenario = ROOT / "tests" / "scenarios" / "heat_treat.yaml"
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", scenario, "--no-stream", "--duration", "1 d", "--out", run), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "whatif.csv"
+    r = subprocess.run(twin_cmd("whatif", scenario, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at",
+                                "2026-01-05T12:00", "--duration", "8 h", "--replications", "5", "--machines",
+                                "turn=3", "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "kWh per good part" in r.stdout
+    table = pd.read_csv(out).set_index("alternative")
+    kwh = table["energy per good part [kWh]"]
+    assert (kwh > 0).all() and kwh["turn: 3 machines"] != kwh["as is"]

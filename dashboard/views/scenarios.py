@@ -154,6 +154,8 @@ if sc is not None and path is not None:
                 "good parts": [f"{m:,.0f} ± {h:,.0f}" for m, h in zip(table["good parts"], table["± (95 % CI)"])],
                 "90 % of runs": [f"{a:,.0f} – {b:,.0f}" for a, b in zip(table["5 %"], table["95 %"])],
                 "availability": [f"{a:.1%}" if a == a else "off shift" for a in table["availability"]],
+                **({"kWh per good part": [f"{e:,.3g}" if e == e else "–" for e in table["energy per good part [kWh]"]]}
+                   if table.get("energy per good part [kWh]", pd.Series(dtype=float)).notna().any() else {}),
                 "vs as is": ["" if d != d else f"{d:+,.0f} ± {h:,.0f}"
                              for d, h in zip(table["vs as is"], table["vs ± (95 % CI)"])]})
             st.dataframe(shown, hide_index=True)

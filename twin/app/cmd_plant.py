@@ -574,18 +574,21 @@ def whatif(
     _some_shift_ahead(sc, options, duration)
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
+    energy: dict[str, float] = {}  # kWh per good part, where machine types give their power
     for label, alt in options:
-        counts, av = [], []
+        counts, av, kwh = [], [], []
         for rep in range(replications):
             k = simulate(alt, rep, sensors=False).kpis
             line = k[(k.scope == "line")].set_index("kpi").value
             counts.append(float(line["throughput [parts/h]"]) * seconds / 3600)
             machines = k[(k.scope == "machine") & (k.kpi == "availability")].value
             av.append(float(machines.mean()) if len(machines) else float("nan"))
+            kwh.append(float(line.get("energy [kWh]", float("nan"))))
             if (rep + 1) % 10 == 0 or rep + 1 == replications:
                 err_console.print(f"{label}: {rep + 1} of {replications} replications", highlight=False)
         known = [a for a in av if not np.isnan(a)]  # none: off shift throughout (no planned time to be available in)
         parts[label], avail[label] = np.array(counts), float(np.mean(known)) if known else float("nan")
+        energy[label] = float(np.sum(kwh) / parts[label].sum()) if parts[label].sum() > 0 else float("nan")
     tq = stats.t.ppf(0.975, replications - 1)
     base_parts = parts["as is"]
     rows = []
@@ -594,22 +597,28 @@ def whatif(
         d = p - base_parts
         rows.append({"alternative": label, "good parts": p.mean(), "± (95 % CI)": tq * p.std(ddof=1) / np.sqrt(len(p)),
                      "5 %": np.percentile(p, 5), "95 %": np.percentile(p, 95), "availability": avail[label],
+                     "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
                      "vs ± (95 % CI)": tq * d.std(ddof=1) / np.sqrt(len(d)) if label != "as is" else np.nan})
     table = pd.DataFrame(rows)
     shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each")
+    powered = any(mt.power is not None for mt in sc.machine_types.values())
     shown.add_column("alternative", ratio=1)
-    for col in ("good parts", "90 % of runs", "availability", "vs as is"):
+    for col in ("good parts", "90 % of runs", "availability", *(["kWh per good part"] if powered else []),
+                "vs as is"):
         shown.add_column(col, justify="right", no_wrap=True)
     for r in rows:
+        kwh = r["energy per good part [kWh]"]
         shown.add_row(r["alternative"], f"{r['good parts']:,.0f} ± {r['± (95 % CI)']:,.0f}",
                       f"{r['5 %']:,.0f} – {r['95 %']:,.0f}",
                       f"{r['availability']:.1%}" if not np.isnan(r["availability"]) else "off shift",
+                      *([f"{kwh:,.3g}" if not np.isnan(kwh) else "–"] if powered else []),
                       "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}")
     print_table(shown)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
-                      "run falls in (5th to 95th percentile); availability: mean over the machines; vs as is: paired "
-                      "difference (same random numbers)",
+                      "run falls in (5th to 95th percentile); availability: mean over the machines; "
+                      + ("kWh per good part: the machines' energy over the good parts of all replications; "
+                         if powered else "") + "vs as is: paired difference (same random numbers)",
                       highlight=False)
     if out is not None:
         table.to_csv(out, index=False)
