@@ -731,7 +731,7 @@ def counter_readings(url: str, run: str, start: pd.Timestamp, end: pd.Timestamp)
 
 def counted(readings: pd.DataFrame) -> pd.Series:
     """Parts each counter counted in its readings (`counter_steps`: a reset counts on from 0), by (machine, sensor)."""
-    from sensors.store.base import counter_steps
+    from twin.counters import counter_steps
 
     if readings.empty:
         return pd.Series(dtype=float)

@@ -3,6 +3,7 @@ and every way a status log can be wrong gives a clear error."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -475,3 +476,125 @@ def test_a_calendar_clocks_lives_stand_still_off_shift_as_the_model_runs_them() 
                         "state": ["down", "working", "starved", "off_shift", "working", "down", "working"],
                         "reason": ["wear", "", "", "", "", "wear", ""]})
     assert observations(log, sc)[("m", "wear", "ttf")][0] == [10 * 3600.0]  # 6 h working, 2 starved, 2 working
+
+
+HEAT = ROOT / "tests" / "scenarios" / "heat_treat.yaml"
+_STATUS = ROOT / "tests" / "data" / "heat_treat_status.csv"  # a day of the line's status log
+GROUP = {"working": "working", "starved": "idle", "blocked": "idle", "setup": "idle", "waiting_operator": "idle",
+         "down": "stopped", "maintenance": "stopped", "off_shift": "off_shift"}
+
+
+def _meters(log: pd.DataFrame, sc: object, every: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each machine's true kWh since the log's start at times `every` seconds apart, and its true kW then: from its
+    states and its type's power, worked out here apart from the fit's own bookkeeping."""
+    kind = {m: st.machine_type for st in sc.stations for m in st.machine_names}  # type: ignore[attr-defined]
+    t0, end = log.timestamp.min(), (log.timestamp.max() - log.timestamp.min()).total_seconds()
+    out = {}
+    for m, g in log.groupby("machine"):
+        p = sc.machine_types[kind[m]].power.model_dump()  # type: ignore[attr-defined]
+        p["off_shift"] = p["stopped"] if p["off_shift"] is None else p["off_shift"]
+        t = (g.timestamp - t0).dt.total_seconds().to_numpy()
+        t_end = np.append(t[1:], end)
+        kw = np.array([p[GROUP[s]] for s in g.state])
+        x = np.arange(t[0], end, every)
+        kwh = (np.clip(np.minimum(x[:, None], t_end[None, :]) - t[None, :], 0, None) * kw[None, :]).sum(axis=1) / 3600
+        out[m] = (x, kwh, kw[np.searchsorted(t, x, side="right") - 1])
+    return out
+
+
+@pytest.mark.slow
+def test_each_machine_types_power_by_state_is_fitted_from_its_meters(tmp_path: Path) -> None:
+    """Energy meters beside the status log: a kWh register read every 15 min (one machine's reset mid-week, a PLC
+    restart) gives each machine type's power in each state by least squares on the hours spent in each, kW readings
+    every 5 min (noisy, from a store as `twin connect` writes them) by their mean in each state; both recover the
+    scenario's power, and the fitted line's energy matches the meters' within its 95 % CI."""
+    from sensors.store import open_store
+
+    sc = load_scenario(HEAT)
+    run_all(twin_cmd("run", HEAT, "--no-stream", "--duration", "5 d", "--replications", 1, "--out", tmp_path / "p"))
+    log = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
+                       pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    log.to_csv(tmp_path / "status.csv", index=False)
+    t0 = log.timestamp.min()
+    registers = []
+    for m, (x, kwh, _) in _meters(log, sc, 900.0).items():
+        reading = 5000 + kwh
+        if m == "turn-1":
+            reading[len(x) // 2:] -= reading[len(x) // 2] - 3  # reset mid-week: it counts on from 3 kWh
+        registers.append(pd.DataFrame({"Zeit": t0 + pd.to_timedelta(x, unit="s"), "machine": m, "kWh": reading}))
+    pd.concat(registers).to_csv(tmp_path / "meters.csv", index=False)
+    rng = np.random.default_rng(1)
+    store = open_store(f"duckdb:///{tmp_path / 'meters.duckdb'}")
+    for m, (x, _, kw) in _meters(log, sc, 300.0).items():
+        store.write(pd.DataFrame({"run": "plant", "replication": 0, "machine": m, "sensor": "power",
+                                  "ts": t0 + pd.to_timedelta(x, unit="s"), "value": kw + rng.normal(0, 0.3, len(x))}))
+    store.close()
+    r1, r2 = run_all(twin_cmd("fit", tmp_path / "status.csv", "--base", HEAT, "--out", tmp_path / "a.yaml",
+                              "--energy", tmp_path / "meters.csv", "--columns", "Zeit=timestamp, kWh=energy",
+                              "--replications", 3),
+                     twin_cmd("fit", tmp_path / "status.csv", "--base", HEAT, "--out", tmp_path / "b.yaml",
+                              "--energy", f"duckdb:///{tmp_path / 'meters.duckdb'}", "--replications", 2))
+    assert "Pydantic" not in r1.stderr + r2.stderr  # the fitted calendar written as a calendar, without a warning
+    for out, rel in (("a", 0.01), ("b", 0.03)):
+        fitted = load_scenario(tmp_path / f"{out}.yaml")
+        for name, mt in sc.machine_types.items():
+            want, got = mt.power, fitted.machine_types[name].power
+            assert got is not None and want is not None
+            for group in ("working", "idle"):
+                assert getattr(got, group) == pytest.approx(getattr(want, group), rel=rel), (out, name, group)
+        assert fitted.machine_types["lathe"].power.stopped == pytest.approx(1.0, rel=0.1)  # down 4 times: little
+    table = pd.read_csv(tmp_path / "a-report" / "fitted.csv")
+    assert table[table.time == "power"].family.str.startswith("kWh register, least squares").all()
+    assert "mean kW by state" in pd.read_csv(tmp_path / "b-report" / "fitted.csv").family.tolist()
+    check = pd.read_csv(tmp_path / "a-report" / "validation.csv")
+    energy = check[check.kpi == "energy [kWh]"]
+    assert len(energy) == 4 and (energy.verdict == "inside the CI").sum() >= 3, energy
+
+
+def test_energy_log_mistakes_are_named(tmp_path: Path) -> None:
+    status = tmp_path / "status.csv"
+    status.write_text("timestamp,machine,state,reason\n2026-01-05T06:00:00,turn-1,working,\n"
+                      "2026-01-05T08:00:00,turn-1,down,insert_wear\n2026-01-05T08:20:00,turn-1,working,\n")
+    (tmp_path / "none.csv").write_text("timestamp,machine,kwh\n2026-01-05T06:00:00,turn-1,12\n")
+    (tmp_path / "bad.csv").write_text("timestamp,machine,power\n2026-01-05T06:00:00,turn-1,12\n"
+                                      "2026-01-05T06:05:00,turn-1,-3\n")
+    (tmp_path / "who.csv").write_text("timestamp,machine,power\n2026-01-05T06:00:00,press-9,12\n")
+    from sensors.store import open_store
+
+    store = open_store(f"duckdb:///{tmp_path / 'parts.duckdb'}")  # a plant's store with part counters, no meters
+    store.write(pd.DataFrame({"run": "plant", "replication": 0, "machine": "turn-1", "sensor": "good_parts",
+                              "ts": [pd.Timestamp("2026-01-05 07:00")], "value": [10.0]}))
+    store.close()
+    base = ["fit", str(status), "--base", str(HEAT), "--out", str(tmp_path / "f.yaml")]
+    assert_mistakes(base, [
+        (["--energy", str(tmp_path / "none.csv")], "none.csv: no column energy (a meter's kWh register) or power (kW "
+                                                   "readings) (found: timestamp, machine, kwh); map the meter's column "
+                                                   "with --columns 'ITS_NAME=energy'"),
+        (["--energy", str(tmp_path / "bad.csv")], "bad.csv: row 3, column power: '-3' is not a power in kW (a number, "
+                                                  "0 or more)"),
+        (["--energy", str(tmp_path / "who.csv")], "press-9"),
+        (["--energy", f"duckdb:///{tmp_path / 'parts.duckdb'}"], "no energy or power readings; map a machine's "
+                                                                   "meter as the sensor energy")])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.one_of(st.datetimes(min_value=dt.datetime(2026, 1, 5, 6),
+                                                 max_value=dt.datetime(2026, 1, 6, 6)), st.text(max_size=12)),
+                          st.sampled_from(["turn-1", "harden", "x", ""]),
+                          st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6))),
+                max_size=30), st.sampled_from(["energy", "power"]))
+def test_any_energy_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]],
+                                                     column: str) -> None:
+    """Meter data is untrusted input too: whatever the rows, a LogError or a fit, never another exception."""
+    from twin.fit import fit_scenario, read_energy
+
+    log = read_log(_STATUS)
+    f = tmp_path / "fuzz.csv"
+    pd.DataFrame(rows, columns=["timestamp", "machine", column]).to_csv(f, index=False)
+    try:
+        energy = read_energy(f)
+    except LogError as e:
+        assert "fuzz.csv" in str(e)
+        return
+    fitted, _ = fit_scenario(log, load_scenario(HEAT), energy=energy)
+    assert all(mt.power is None or mt.power.working >= 0 for mt in fitted.machine_types.values())

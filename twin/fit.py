@@ -20,7 +20,7 @@ import csv
 import math
 import re
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from twin.model import STATES, UP_STATES
-from twin.scenario import Scenario, buffer_station
+from twin.scenario import Calendar, Scenario, buffer_station
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -57,7 +57,7 @@ class Fitted:
     aic: dict[str, float] = field(default_factory=dict)
 
 
-LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level")  # every column a plant log may have
+LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power")  # any plant log's
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,124 @@ def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         raise LogError(f"{path}: row {row + 2}, column level: {str(df['level'].iloc[row])!r} is not a part count (a "
                        "whole number, 0 or more).")
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
+
+
+def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
+    """An energy log (timestamp, machine, and energy: a meter's kWh register, or power: kW readings) as timestamp,
+    machine, sensor ('energy' or 'power'), value; times as `read_parts`."""
+    df, ts = _table(path, ("timestamp", "machine"), "An energy log has timestamp, machine and energy (a meter's kWh "
+                    "register) or power (kW readings).", tz, fmt)
+    have = [c for c in ("energy", "power") if c in df.columns]
+    if not have:
+        raise LogError(f"{path}: no column energy (a meter's kWh register) or power (kW readings) (found: "
+                       f"{', '.join(map(str, df.columns))}); map the meter's column with --columns 'ITS_NAME=energy'.")
+    frames = []
+    for c in have:
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = (v.isna() & df[c].notna()) | (v < 0) | np.isinf(v)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise LogError(f"{path}: row {row + 2}, column {c}: {str(df[c].iloc[row])!r} is not "
+                           f"{'a kWh reading' if c == 'energy' else 'a power in kW'} (a number, 0 or more).")
+        keep = v.notna().to_numpy()
+        frames.append(pd.DataFrame({"timestamp": ts[keep].to_numpy(), "machine": df["machine"][keep].astype(str),
+                                    "sensor": c, "value": v[keep].astype(float)}))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["machine", "sensor", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+#: the power a machine draws in each state, as `Power` groups the twin's states
+POWER_OF = {"working": "working", "starved": "idle", "blocked": "idle", "setup": "idle", "waiting_operator": "idle",
+            "down": "stopped", "maintenance": "stopped", "off_shift": "off_shift"}
+POWER_GROUPS = ("working", "idle", "stopped", "off_shift")
+MIN_POWER_HOURS = 0.25  # a state's power is fitted from at least this much metered time in it
+
+
+def _group_hours(g: pd.DataFrame, origin: pd.Timestamp, end: float) -> Callable[[np.ndarray], np.ndarray]:
+    """For one machine's state changes `g` (timestamp, state), a function giving, for times t (seconds since
+    `origin`), the hours it had spent in each power group up to t (columns as POWER_GROUPS) since its first record."""
+    t = (g.timestamp - origin).dt.total_seconds().to_numpy()
+    group = np.array([POWER_GROUPS.index(POWER_OF.get(s, "idle")) for s in g.state])
+    knots = np.append(t, max(end, t[-1]))
+    spent = np.zeros((len(knots), len(POWER_GROUPS)))
+    np.add.at(spent, (np.arange(1, len(knots)), group), np.diff(knots))
+    spent = np.cumsum(spent, axis=0) / 3600
+
+    def at(x: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.interp(x, knots, spent[:, k]) for k in range(len(POWER_GROUPS))])
+
+    return at
+
+
+def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[dict[str, dict[str, float]],
+                                                                            list[dict[str, Any]]]:
+    """Each machine type's power by state from its machines' meters and their state log: kW readings averaged by the
+    state each was taken in, or else a kWh register's increases fitted by non-negative least squares to the hours
+    spent in each state between readings (`counter_steps`: a reset counts on from 0). A state with less than
+    MIN_POWER_HOURS metered keeps the base's figure. Returns the fitted `power` entries and the table's rows."""
+    from scipy.optimize import nnls
+
+    from twin.counters import counter_steps
+
+    origin, end = log.timestamp.min(), (log.timestamp.max() - log.timestamp.min()).total_seconds()
+    kind_of = {m: st.machine_type for st in sc.stations for m in st.machine_names}
+    per_type: dict[str, dict[str, list[np.ndarray]]] = {}
+    for machine, g in log.groupby("machine", sort=False):
+        mine = energy[energy.machine == machine]
+        if mine.empty or machine not in kind_of:
+            continue
+        hours = _group_hours(g, origin, end)
+        first = (g.timestamp.min() - origin).total_seconds()
+        acc = per_type.setdefault(kind_of[str(machine)], {"X": [], "y": [], "kw": [], "at": []})
+        kw = mine[mine.sensor == "power"]
+        t = (kw.timestamp - origin).dt.total_seconds().to_numpy()
+        inside = (t >= first) & (t <= end)
+        if inside.any():  # the state in force at each reading: the group whose hours grow there
+            k = np.searchsorted((g.timestamp - origin).dt.total_seconds().to_numpy(), t[inside], side="right") - 1
+            acc["kw"].append(kw.value.to_numpy()[inside])
+            acc["at"].append(np.array([POWER_GROUPS.index(POWER_OF.get(s, "idle")) for s in g.state.to_numpy()[k]]))
+        reg = mine[mine.sensor == "energy"]
+        if len(reg) > 1:
+            steps = counter_steps(reg.rename(columns={"timestamp": "ts"}).assign(sensor="energy"))
+            t = (steps.ts - origin).dt.total_seconds().to_numpy()
+            a, b = t[:-1], t[1:]
+            ok = (a >= first) & (b <= end)
+            acc["X"].append(hours(b[ok]) - hours(a[ok]))
+            acc["y"].append(steps.value.to_numpy()[1:][ok])
+    fitted: dict[str, dict[str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    for mtype, acc in sorted(per_type.items()):
+        base = sc.machine_types[mtype].power
+        known = base.model_dump() if base is not None else {}
+        if acc["kw"]:
+            values, groups = np.concatenate(acc["kw"]), np.concatenate(acc["at"])
+            got = {g: max(0.0, float(values[groups == k].mean())) for k, g in enumerate(POWER_GROUPS)
+                   if (groups == k).sum() >= 3}  # a meter's noise around 0 kW off shift is no negative power
+            how, n = "mean kW by state", len(values)
+        elif acc["X"]:
+            X, y = np.vstack(acc["X"]), np.concatenate(acc["y"])
+            use = [k for k in range(len(POWER_GROUPS)) if X[:, k].sum() >= MIN_POWER_HOURS]
+            coef = nnls(X[:, use], y)[0] if use else np.empty(0)
+            got = {POWER_GROUPS[k]: float(c) for k, c in zip(use, coef)}
+            fit = X[:, use] @ coef if use else np.zeros(len(y))
+            share = 1 - float(((y - fit) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
+            how, n = f"kWh register, least squares (R² {share:.2f})", len(y)
+        else:
+            continue
+        power = {**known, **got}
+        if "working" not in power or "idle" not in power:
+            rows.append({"machine type": mtype, "fault mode": "", "time": "power", "events": n, "censored": 0,
+                         "family": "kept (no metered time working or waiting)", "mean [h]": np.nan,
+                         "base mean [h]": np.nan, "KS": np.nan, "parameters": ""})
+            continue
+        fitted[mtype] = {k: round(v, 4) for k, v in power.items() if v is not None}
+        shown = ", ".join(f"{g.replace('_', ' ')} {fitted[mtype][g]:g} kW" + ("" if g in got else " (kept)")
+                          for g in POWER_GROUPS if g in fitted[mtype])
+        was = ", ".join(f"{g.replace('_', ' ')} {v:g}" for g, v in known.items() if v is not None)
+        rows.append({"machine type": mtype, "fault mode": "", "time": "power", "events": n, "censored": 0,
+                     "family": how, "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan,
+                     "parameters": shown + (f" (was {was})" if known else "")})
+    return fitted, rows
 
 
 def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
@@ -475,11 +593,12 @@ def _shift_texts(a: int, b: int) -> list[str]:
 
 
 def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
-                 levels: pd.DataFrame | None = None) -> tuple[Scenario, pd.DataFrame]:
+                 levels: pd.DataFrame | None = None, energy: pd.DataFrame | None = None
+                 ) -> tuple[Scenario, pd.DataFrame]:
     """The base scenario with every fault mode's time to failure and repair time fitted from the log (where it has
     at least MIN_EVENTS of them), each station's cycle time from a part log (at least MIN_CYCLES clean cycles),
-    each buffer's capacity from a buffer-level log (the most parts seen waiting), and a table of what was fitted and
-    how well."""
+    each buffer's capacity from a buffer-level log (the most parts seen waiting), each machine type's power by state
+    from its meters (`fit_power`), and a table of what was fitted and how well."""
     obs = observations(log, base)
     rows = []
     stations = list(base.stations)
@@ -529,10 +648,15 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                      "censored": f.censored, "family": f.family, "mean [h]": f.mean / 3600,
                      "base mean [h]": before / 3600, "KS": f.ks,
                      "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+    if energy is not None:
+        power, power_rows = fit_power(log, energy, base)
+        rows += power_rows
+        for mtype, p in power.items():
+            types[mtype] = types[mtype].model_validate({**types[mtype].model_dump(by_alias=True), "power": p})
     update: dict[str, Any] = {"machine_types": types, "stations": stations}
     cal = calendar_from(log)
     if cal is not None:
-        update["calendar"] = cal
+        update["calendar"] = Calendar.model_validate(cal)  # a dict here made pydantic warn as the scenario is written
         rows.append({"machine type": "line", "fault mode": "", "time": "calendar", "events":
                      int((log.state == "off_shift").sum()), "censored": 0, "family": "planned stops in the log",
                      "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan,

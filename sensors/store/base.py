@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from twin.counters import counter_steps
+
 READING_COLUMNS = ["run", "replication", "machine", "sensor", "ts", "value"]
 STATE_COLUMNS = ["run", "replication", "machine", "ts", "state", "reason"]  # reason: a stop's downtime reason
 SERIES_COLUMNS = ["run", "machine", "station", "sensor", "unit"]
@@ -134,16 +136,6 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def counter_steps(readings: pd.DataFrame) -> pd.DataFrame:
-    """A cumulative counter's readings (a PLC's part count: READING_COLUMNS) as what it counted at each one, sorted by
-    machine, sensor and time: its increase since the reading before; a drop is a reset, after which it counts from
-    0 (the reading is what it counted since); the first reading of each counts nothing (where it started is not
-    known)."""
-    df = readings.sort_values(["machine", "sensor", "ts"], kind="stable").reset_index(drop=True)
-    step = df.groupby(["machine", "sensor"], sort=False).value.diff()
-    return df.assign(value=step.where(step.isna() | (step >= 0), df.value).fillna(0.0))
 
 
 def part_times(readings: pd.DataFrame, spread: bool = False) -> pd.DataFrame:

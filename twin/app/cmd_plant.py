@@ -36,12 +36,15 @@ if TYPE_CHECKING:
     from sensors.store.base import Store
     from twin.scenario import Calendar, Scenario
 
-CHECKED = ("working share", "down share", "maintenance share", "availability", "failures")
+CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "energy [kWh]")
 
 
-def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None) -> pd.DataFrame:
+def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None
+             ) -> pd.DataFrame:
     """Per machine: share of the log's span in each state, availability (ISO 22400, as the twin's: the share of the
-    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures)."""
+    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures), and with an
+    energy log (`twin.fit.read_energy`) the energy its meter measured, where its readings span at least 95 % of the
+    log's (a kWh register's increases; kW readings, each held until the next)."""
     import numpy as np
     import pandas as pd
 
@@ -63,11 +66,26 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None) -> pd.DataFram
             float(lasted[stopped].sum())
         rows.append((machine, "availability", 1 - lost / planned if planned > 0 else np.nan))
         rows.append((machine, "failures", float(((g.state == "down") & (g.reason != "")).sum())))
-    return pd.DataFrame(rows, columns=["machine", "kpi", "log"])
+    if energy is not None:
+        from twin.counters import counter_steps
+
+        inside = energy[(energy.timestamp >= start) & (energy.timestamp <= end)]
+        for (machine, sensor), g in inside.groupby(["machine", "sensor"]):
+            if len(g) < 2 or (g.timestamp.max() - g.timestamp.min()).total_seconds() < 0.95 * span:
+                continue
+            if sensor == "energy":
+                kwh = float(counter_steps(g.rename(columns={"timestamp": "ts"})).value.sum())
+            else:  # each kW reading held until the next
+                gaps = np.diff(g.timestamp.to_numpy()) / np.timedelta64(1, "s")
+                kwh = float((g.value.to_numpy()[:-1] * gaps).sum() / 3600)
+            rows.append((machine, "energy [kWh]", kwh * span / (g.timestamp.max() - g.timestamp.min()).total_seconds()))
+    return pd.DataFrame(rows, columns=["machine", "kpi", "log"]).drop_duplicates(["machine", "kpi"])
 
 
-def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int) -> pd.DataFrame:
-    """The fitted scenario run over the log's span (`replications` times, sensors off) beside the log's figures."""
+def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
+    """The fitted scenario run over the log's span (`replications` times, sensors off) beside the log's figures (and
+    its meters' energy)."""
     import pandas as pd
 
     from twin.app.runner import simulate
@@ -90,7 +108,7 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int) -> pd.D
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(CHECKED)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
-    table = table.merge(log_kpis(log, sc.calendar), on=["machine", "kpi"], how="inner")
+    table = table.merge(log_kpis(log, sc.calendar, energy), on=["machine", "kpi"], how="inner")
     inside = (table.log >= table.ci_low) & (table.log <= table.ci_high)
     rel = (table["mean"] - table.log).abs() / table.log.abs().where(table.log != 0)
     table["verdict"] = ["inside the CI" if i else f"outside ({r:.0%} off)" if r == r else "outside"
@@ -114,6 +132,10 @@ def fit(
                                                        "whose buffer levels `twin connect` wrote (duckdb:///...): "
                                                        "sets each buffer's capacity to the most parts seen "
                                                        "waiting")] = None,
+    energy: Annotated[Optional[str], typer.Option(help="energy log (timestamp, machine, and energy: a meter's kWh "
+                                                       "register, or power: kW readings), or a store whose energy or "
+                                                       "power sensors `twin connect` wrote: fits each machine type's "
+                                                       "power by state")] = None,
     run: Annotated[Optional[str], typer.Option(help="with a store: the run whose state records to fit (default: "
                                                     "its only run)")] = None,
     states: Annotated[Optional[str], typer.Option(help="the plant's state names as the twin's, e.g. "
@@ -142,6 +164,7 @@ def fit(
         fit_scenario,
         parse_pairs,
         parse_states,
+        read_energy,
         read_levels,
         read_log,
         read_parts,
@@ -175,11 +198,13 @@ def fit(
     level_path = Path(levels) if levels is not None and level_url is None else None
     part_url = parts if parts is not None and "://" in parts else None
     part_path = Path(parts) if parts is not None and part_url is None else None
-    if url is None and level_url is None and part_url is None and run is not None:
+    energy_url = energy if energy is not None and "://" in energy else None
+    energy_path = Path(energy) if energy is not None and energy_url is None else None
+    if url is None and level_url is None and part_url is None and energy_url is None and run is not None:
         fail(f"--run {run}: a status log file holds one line's history; --run picks a run in a store "
              "(duckdb:///plant.duckdb)")
     for what, read in (("--base file", base), ("status log", None if url else source), ("--parts log", part_path),
-                       ("--levels log", level_path)):
+                       ("--levels log", level_path), ("--energy log", energy_path)):
         if read is not None and out.exists() and out.resolve() == read.resolve():
             fail(f"--out {out} is the {what} it reads; write the fitted scenario to another file")
     writable(out, folder=False)
@@ -192,6 +217,8 @@ def fit(
             _store_parts(part_url, run) if part_url is not None else None
         level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
             _store_levels(level_url, run) if level_url is not None else None
+        energy_log = read_energy(energy_path, tz, fmt) if energy_path is not None else \
+            _store_energy(energy_url, run) if energy_url is not None else None
     except LogError as e:
         fail(str(e))
     machines = {m for s in sc.stations for m in s.machine_names}
@@ -212,7 +239,9 @@ def fit(
         _known_names(level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station), buffered,
                      "stations with a buffer",
                      base)  # an assembly's per feeder, 'assy<shaft'
-    fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log)
+    if energy is not None and energy_log is not None:
+        _known_names(energy_path or _url_name(energy), energy_log.machine, machines, "machines", base)
+    fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
@@ -227,10 +256,11 @@ def fit(
                          else "left")
     for _, r in table.iterrows():
         shown.add_row(r["machine type"], r["fault mode"], r["time"], f"{r.events:,}", f"{r.censored:,}",
-                      r.family if r["time"] != "buffer" else r.parameters,
+                      r.family if r["time"] not in ("buffer", "power") else r.parameters if r["time"] == "buffer"
+                      else f"{r.family}: {r.parameters}",
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     print_table(shown)
-    check = validate_fit(fitted, frame, replications)
+    check = validate_fit(fitted, frame, replications, energy_log)
     folder = report or out.with_name(out.stem + "-report")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "fitted.csv", index=False)
@@ -478,6 +508,15 @@ def _store_parts(url: str, run: str | None) -> pd.DataFrame:
                         "good_parts in `twin connect` (docs/connect.md), or give a part log file",
                         lambda db: db.query(run=run, sensors=["good_parts"]))
     return part_times(readings).rename(columns={"ts": "timestamp"})
+
+
+def _store_energy(url: str, run: str | None) -> pd.DataFrame:
+    """An energy log (timestamp, machine, sensor, value) from a store's energy meters (kWh registers as the sensor
+    energy, kW as power, as `twin connect` writes them)."""
+    readings = _one_run(url, run, "--energy", "energy or power readings", "map a machine's meter as the sensor energy "
+                        "(its kWh register) or power (kW) in `twin connect` (docs/connect.md), or give an energy log "
+                        "file", lambda db: db.query(run=run, sensors=["energy", "power"]))
+    return readings.rename(columns={"ts": "timestamp"})[["timestamp", "machine", "sensor", "value"]]
 
 
 def _store_levels(url: str, run: str | None) -> pd.DataFrame:
