@@ -4,12 +4,32 @@ policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
 
 from twin.app.options import fail, repeated, time_option
 
 if TYPE_CHECKING:
     from twin.scenario import Scenario
+
+# the options that make alternatives, as `twin whatif` and `twin compare` take them (each repeatable)
+ExtraCrew = Annotated[Optional[list[str]], typer.Option(help="an alternative: one more technician in this repair "
+                                                             "crew (repeatable)")]
+PolicyAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: every machine on this maintenance "
+                                                             "policy (repeatable)")]
+BufferAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=PARTS buffer capacity (a "
+                                                             "conveyor's places too; repeatable)")]
+AddShift = Annotated[Optional[list[str]], typer.Option(help="an alternative: one more shift window on the working "
+                                                            "days, e.g. '22:00-24:00' (repeatable)")]
+MachinesAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N machines in parallel at the "
+                                                               "station (repeatable)")]
+CycleAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME, the station's mean cycle "
+                                                            "time, e.g. filler=1.6 s (repeatable)")]
+BatchAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station (an "
+                                                            "oven) takes at once, e.g. oven=80 (repeatable)")]
+TransferAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
+                                                               "conveyor into the station (repeatable)")]
 
 def _station_setting(option: str, spec: str, sc: Scenario, what: str) -> tuple[int, str]:
     """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""

@@ -15,7 +15,17 @@ import typer
 from rich.table import Table
 
 from twin import MAX_SEED
-from twin.app.alternatives import alternatives
+from twin.app.alternatives import (
+    AddShift,
+    BatchAlt,
+    BufferAlt,
+    CycleAlt,
+    ExtraCrew,
+    MachinesAlt,
+    PolicyAlt,
+    TransferAlt,
+    alternatives,
+)
 from twin.app.options import (
     err_console,
     fail,
@@ -570,23 +580,14 @@ def whatif(
                                                    "2026-01-05T14:00); default: the last record")] = None,
     duration: Annotated[str, typer.Option(help="how far ahead, e.g. '8 h'")] = "8 h",
     replications: Annotated[int, typer.Option(min=2, max=1000, help="replications per alternative")] = 30,
-    extra_crew: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more technician in this "
-                                                                 "repair crew (repeatable)")] = None,
-    policy: Annotated[Optional[list[str]], typer.Option(help="an alternative: every machine on this maintenance "
-                                                             "policy (repeatable)")] = None,
-    buffer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=PARTS buffer capacity "
-                                                             "(repeatable)")] = None,
-    add_shift: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more shift window on the "
-                                                                "working days, e.g. '22:00-24:00' (repeatable)")]
-    = None,
-    machines: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N machines in parallel at "
-                                                               "the station (repeatable)")] = None,
-    cycle_time: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME, the station's mean "
-                                                                 "cycle time, e.g. filler=1.6 s (repeatable)")] = None,
-    batch: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station (an "
-                                                           "oven) takes at once, e.g. oven=80 (repeatable)")] = None,
-    transfer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
-                                                               "conveyor into the station (repeatable)")] = None,
+    extra_crew: ExtraCrew = None,
+    policy: PolicyAlt = None,
+    buffer: BufferAlt = None,
+    add_shift: AddShift = None,
+    machines: MachinesAlt = None,
+    cycle_time: CycleAlt = None,
+    batch: BatchAlt = None,
+    transfer: TransferAlt = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin import MAX_SEED
+from twin.app.alternatives import AddShift, BatchAlt, BufferAlt, CycleAlt, ExtraCrew, MachinesAlt, TransferAlt
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import models_for
 from twin.app.options import (
@@ -171,21 +172,13 @@ def compare(
                                        "forecast, until the next buffer covers the stop)")] = "none",
     jobs: Jobs = None,
     cluster: ClusterOpt = None,
-    extra_crew: Annotated[Optional[list[str]], typer.Option(help="an alternative of the line: one more technician "
-                                                                 "in this repair crew (repeatable)")] = None,
-    buffer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=PARTS buffer capacity "
-                                                             "(repeatable)")] = None,
-    add_shift: Annotated[Optional[list[str]], typer.Option(help="an alternative: one more shift window on the "
-                                                                "working days, e.g. '22:00-24:00' (repeatable)")]
-    = None,
-    machines: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N machines in parallel "
-                                                               "(repeatable)")] = None,
-    cycle_time: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME, the station's mean "
-                                                                 "cycle time (repeatable)")] = None,
-    batch: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=N parts a batch station takes "
-                                                           "at once (repeatable)")] = None,
-    transfer: Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
-                                                               "conveyor into the station (repeatable)")] = None,
+    extra_crew: ExtraCrew = None,
+    buffer: BufferAlt = None,
+    add_shift: AddShift = None,
+    machines: MachinesAlt = None,
+    cycle_time: CycleAlt = None,
+    batch: BatchAlt = None,
+    transfer: TransferAlt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
     force: ForceOpt = False,

@@ -206,20 +206,28 @@ def compare(scenario: Scenario, policies: Sequence[str], params: PolicyParams, *
             cluster: str | None = None, progress: Callable[[int, int], None] | None = None) -> Comparison:
     """Run every policy for the scenario's replications (common random numbers) as tasks on `jobs` local
     processes or the Dask cluster at `cluster`."""
-    import time
-
     spec = scenario.model_dump_json(by_alias=True)
     args = [(spec, p, r, params) for r in range(scenario.replications) for p in policies]
+    return _compared(scenario, policy_task, args, list(policies), jobs, cluster, progress)
+
+
+def _compared(scenario: Scenario, task: Callable[..., tuple[str, int, dict[str, float]]], args: list[tuple[Any, ...]],
+              labels: list[str], jobs: int | None, cluster: str | None,
+              progress: Callable[[int, int], None] | None, design: bool = False) -> Comparison:
+    """The (label, replication) tasks run where `tasks` puts them, their KPIs in the labels' order, compared to the
+    first label."""
+    import time
+
     rows: list[tuple[str, int, str, float]] = []
     t0 = time.perf_counter()
     with tasks(cluster, jobs, len(args)) as run:
-        for policy, rep, k in run.map(policy_task, args, progress):
-            rows += [(policy, rep, name, v) for name, v in k.items()]
+        for label, rep, k in run.map(task, args, progress):
+            rows += [(label, rep, name, v) for name, v in k.items()]
     kpis = pd.DataFrame(rows, columns=["policy", "replication", "kpi", "value"])
-    order = {p: i for i, p in enumerate(policies)}
+    order = {label: i for i, label in enumerate(labels)}
     kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(order) if s.name == "policy" else s)
-    return Comparison(scenario, kpis.reset_index(drop=True), policies[0], time.perf_counter() - t0, run.workers,
-                      run.where)
+    return Comparison(scenario, kpis.reset_index(drop=True), labels[0], time.perf_counter() - t0, run.workers,
+                      run.where, design=design)
 
 
 def compare_designs(options: Sequence[tuple[str, Scenario]], *, jobs: int | None = None, cluster: str | None = None,
@@ -227,20 +235,10 @@ def compare_designs(options: Sequence[tuple[str, Scenario]], *, jobs: int | None
     """Run the line as it is and each alternative (`twin.app.alternatives`) for the scenario's replications, from its
     start, under the file's own policies (common random numbers: replication r draws the same under every one), as
     tasks on `jobs` local processes or the Dask cluster at `cluster`; the first option is the reference."""
-    import time
-
     args = [(sc.model_dump_json(by_alias=True), sc._slots, label, r)
             for r in range(options[0][1].replications) for label, sc in options]
-    rows: list[tuple[str, int, str, float]] = []
-    t0 = time.perf_counter()
-    with tasks(cluster, jobs, len(args)) as run:
-        for label, rep, k in run.map(design_task, args, progress):
-            rows += [(label, rep, name, v) for name, v in k.items()]
-    kpis = pd.DataFrame(rows, columns=["policy", "replication", "kpi", "value"])
-    order = {label: i for i, (label, _) in enumerate(options)}
-    kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(order) if s.name == "policy" else s)
-    return Comparison(options[0][1], kpis.reset_index(drop=True), options[0][0], time.perf_counter() - t0,
-                      run.workers, run.where, design=True)
+    return _compared(options[0][1], design_task, args, [label for label, _ in options], jobs, cluster, progress,
+                     design=True)
 
 
 def write_report(cmp: Comparison, out: Path) -> Path:
