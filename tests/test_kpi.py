@@ -173,3 +173,9 @@ def test_energy_follows_each_machine_s_states_and_its_type_s_power() -> None:
     assert kpi(k, "energy per good part [kWh]")[0] == pytest.approx(808 / 2399, rel=1e-3)
     plain = replicate(scenario([{"name": "A", "cycle_time": const(60)}]), 1)
     assert not plain.kpi.str.startswith("energy").any()
+
+
+def test_an_energy_price_without_any_power_is_refused() -> None:
+    """costs.energy alone counted nothing, without a word."""
+    with pytest.raises(ValueError, match=r"costs\.energy: a price per kWh, but no machine type gives its power"):
+        scenario([{"name": "A", "cycle_time": const(60)}], costs={"energy": 0.2})

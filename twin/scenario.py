@@ -882,6 +882,12 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         if types and mode not in modes:
             problems.append((f"costs.repair_by_mode.{mode}", f"no machine type has fault mode '{mode}'; "
                                                             f"fault modes: {sorted(modes)}"))
+    price = costs.get("energy")
+    if isinstance(price, int | float) and price > 0 and types and not any(
+            isinstance(mt, dict) and mt.get("power") is not None for mt in types.values()):
+        problems.append(("costs.energy", "a price per kWh, but no machine type gives its power, so no energy is "
+                                         "counted; give the machine types power: {working: KW, idle: KW}, or leave "
+                                         "energy out"))
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
     entries = _entries(stations)
     by_station = source.get("by_station")
