@@ -332,3 +332,27 @@ def test_a_what_if_of_a_line_with_power_gives_each_alternative_s_energy_per_good
     table = pd.read_csv(out).set_index("alternative")
     kwh = table["energy per good part [kWh]"]
     assert (kwh > 0).all() and kwh["turn: 3 machines"] != kwh["as is"]
+
+
+def test_an_oven_working_as_the_state_is_read_finishes_its_batch_first() -> None:
+    """An oven mid-cycle holds a batch, which a what-if dropped: it started empty, and the parts inside never came
+    out. It now finishes a full batch (the parts inside are not read) for what is left of its cycle: 40 parts out of
+    a 90-minute cycle begun 30 minutes ago, an hour from now; an oven standing idle starts empty as before."""
+    doc = {"line": {"site": "s", "area": "a", "name": "heat-treat"}, "seed": 5, "duration": "4 h",
+           "machine_types": {"m": {}},
+           "stations": [{"name": "turn", "machine_type": "m", "cycle_time": "2 min"},
+                        {"name": "oven", "machine_type": "m", "cycle_time": "90 min", "buffer": 200,
+                         "batch": {"size": 40, "min": 10, "wait": "30 min"}}]}
+    sc = Scenario.model_validate(doc)
+    from twin.app.runner import simulate
+
+    for state, first in (("working", [3600.0] * 40), ("starved", None)):
+        now = LineNow(taken="2026-01-05T14:00:00", machines={"oven": MachineNow(state=state, since=1800)},
+                      buffers={"oven": 0})
+        out, _ = continue_from(sc, now)
+        oven = simulate(out, 0, sensors=False).line.stations[1][0]
+        done = np.frombuffer(oven.log.finished).tolist()
+        if first is not None:
+            assert done[:40] == first and oven.parts_done >= 40
+        else:  # 10 parts (2 min each) after a 30-minute wait, 90 minutes later: none an hour from now
+            assert done and min(done) > 3600

@@ -307,6 +307,8 @@ class Machine:
             self.resume = (DOWN, modes.index(now.mode), now.since)
         elif now.state == "maintenance":
             self.resume = (MAINTENANCE, -1, now.since)
+        elif now.state == "working" and self.station.batch is not None:  # an oven's load: its parts are not read
+            self.resume = (WORKING, -1, now.since)
 
     def _waiting(self, state: int) -> None:
         """Start waiting for a part or for space (off shift, the machine shows off_shift meanwhile)."""
@@ -424,16 +426,19 @@ class Machine:
         run_pool = self.pool_for("run")
         waiting = self._waiting if cal is not None else self._set_state  # without a calendar no wait is off shift
         waits = calendar_clock or self.opportunistic is not None  # a request not met at once: waited for in _waiter
+        loaded = None  # a batch machine working as the line's state was read: for how long
         if self.resume is not None:
             state, mode, since = self.resume
             self.resume = None
             if state == DOWN:
                 yield from self._fail(mode, residual(self.modes[mode].repair, self._now_rng, since))
-            else:
+            elif state == MAINTENANCE:
                 yield from self._maintain("in progress when the line's state was read",
                                           residual(self.mtype.maintenance.duration, self._now_rng, since))
+            else:
+                loaded = since
         if self.station.batch is not None:
-            yield from self._run_batches()
+            yield from self._run_batches(loaded)
             return
         while True:
             # decision point: shift, maintenance, changeover
@@ -524,54 +529,28 @@ class Machine:
                 yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
             finished(env._now)
 
-    def _run_batches(self) -> Generator[simpy.Event, Any, None]:
+    def _run_batches(self, loaded: float | None = None) -> Generator[simpy.Event, Any, None]:
         """A batch machine's loop (an oven): collect parts up to the batch's size (or at least its `min` once its
         `wait` has passed since the first came in), work them all in one cycle, hand each on in turn (scrapped, or
-        blocked while there is no room, each on its own). Its own loop: the one-part loop above stays as lean."""
+        blocked while there is no room, each on its own). Its own loop: the one-part loop above stays as lean.
+        `loaded`: it was working for that long when the line's state was read: a full batch (the parts inside are
+        not read) finishes what is left of its cycle first."""
         env, line, batch = self.env, self.line, self.station.batch
         assert batch is not None
-        cal = line.calendar
-        due = None if isinstance(self.policy, RunToFailure) else self.policy.due
         w = self.wiring
-        inbuf, outbuf, router, is_last, is_constraint = w.inbuf, w.outbuf, w.router, w.is_last, w.is_constraint
+        outbuf, router, is_last, is_constraint = w.outbuf, w.router, w.is_last, w.is_constraint
         cycle, scrap_u = self.draws.cycle.take, self.draws.scrap.take
         run_pool = self.pool_for("run")
-        waiting = self._waiting if cal is not None else self._set_state
+        waiting = self._waiting if line.calendar is not None else self._set_state
         waits = self.calendar_clock or self.opportunistic is not None
-        size, least, patience = batch.size, batch.least, batch.wait
         products = self.products
         while True:
-            if cal is not None and not cal.on_from <= env._now < cal.on_until:
-                yield from self._off_shift(cal)
-            reason = self.pending_order or (due(self) if due is not None else None)
-            if reason:
-                yield from self._maintain(reason)
-            pids: list[int] = []
-            deadline = float("inf")
-            while len(pids) < size:
-                if inbuf is None:  # the line's first station: the source has a part whenever asked
-                    pids.append(line.new_part())
-                    continue
-                if len(pids) >= least and env._now >= deadline:
-                    break
-                if inbuf.starving():
-                    waiting(STARVED)
-                ev = inbuf.get()
-                if ev._value is not PENDING:  # met at once
-                    pids.append((yield ev))
-                elif len(pids) >= least and deadline < float("inf"):  # enough to start: wait for more until then
-                    # (a calendar-clock failure due meanwhile comes as the batch starts: `_work_failing`)
-                    yield first_of(env, ev, env.timeout(deadline - env._now))
-                    if not ev.triggered:
-                        inbuf.cancel(ev)
-                        break
-                    pids.append((yield ev))
-                else:
-                    pids.append((yield ev) if not waits else (yield from self._waiter(ev, inbuf.get, inbuf.cancel)))
-                if len(pids) == 1 and patience is not None:
-                    deadline = env._now + patience
-            if cal is not None and not cal.on_from <= env._now < cal.on_until:
-                yield from self._off_shift(cal)  # the batch filled after the shift ended: it waits for the next one
+            if loaded is not None:  # the batch in the machine as the line's state was read
+                pids = [line.new_part() for _ in range(batch.size)]
+                d, loaded = residual(self.station.cycle_time, self._now_rng, loaded), None
+            else:
+                pids = yield from self._load_batch()
+                d = -1.0
             if run_pool is not None:
                 operator = self.operator = yield from run_pool.acquire(self)
             now = env._now
@@ -581,7 +560,7 @@ class Machine:
                     self.log.begun_product.append(line.product[pid])
             if self.state != WORKING:
                 self._set_state(WORKING)
-            yield from self._work_failing(cycle())
+            yield from self._work_failing(cycle() if d < 0 else d)
             if run_pool is not None:
                 run_pool.release(operator)
                 self.operator = None
@@ -605,6 +584,49 @@ class Machine:
                 else:
                     yield from self._waiter(ev, partial(dest.put, pid), dest.cancel)
                 self.log.finished.append(env._now)
+
+    def _load_batch(self) -> Generator[simpy.Event, Any, list[int]]:
+        """A batch machine's decision point (shift, maintenance), then its next batch's parts: up to its size, or at
+        least its `min` once its `wait` has passed since the first came in."""
+        env, line, batch = self.env, self.line, self.station.batch
+        assert batch is not None
+        cal = line.calendar
+        if cal is not None and not cal.on_from <= env._now < cal.on_until:
+            yield from self._off_shift(cal)
+        due = None if isinstance(self.policy, RunToFailure) else self.policy.due
+        reason = self.pending_order or (due(self) if due is not None else None)
+        if reason:
+            yield from self._maintain(reason)
+        inbuf, size, least, patience = self.wiring.inbuf, batch.size, batch.least, batch.wait
+        waiting = self._waiting if cal is not None else self._set_state
+        waits = self.calendar_clock or self.opportunistic is not None
+        pids: list[int] = []
+        deadline = float("inf")
+        while len(pids) < size:
+            if inbuf is None:  # the line's first station: the source has a part whenever asked
+                pids.append(line.new_part())
+                continue
+            if len(pids) >= least and env._now >= deadline:
+                break
+            if inbuf.starving():
+                waiting(STARVED)
+            ev = inbuf.get()
+            if ev._value is not PENDING:  # met at once
+                pids.append((yield ev))
+            elif len(pids) >= least and deadline < float("inf"):  # enough to start: wait for more until then
+                # (a calendar-clock failure due meanwhile comes as the batch starts: `_work_failing`)
+                yield first_of(env, ev, env.timeout(deadline - env._now))
+                if not ev.triggered:
+                    inbuf.cancel(ev)
+                    break
+                pids.append((yield ev))
+            else:
+                pids.append((yield ev) if not waits else (yield from self._waiter(ev, inbuf.get, inbuf.cancel)))
+            if len(pids) == 1 and patience is not None:
+                deadline = env._now + patience
+        if cal is not None and not cal.on_from <= env._now < cal.on_until:
+            yield from self._off_shift(cal)  # the batch filled after the shift ended: it waits for the next one
+        return pids
 
     def _off_shift(self, cal: ShiftCalendar) -> Generator[simpy.Event, Any, None]:
         """Outside the shift the calendar last found: if the line is off shift now, wait off shift for the next one
