@@ -63,11 +63,41 @@ StateName = Literal["working", "starved", "blocked", "down", "maintenance", "set
                     "offline"]
 
 
-class Signal(_Strict):
+#: the units the twin counts these sensors in (the dashboard's and the fit's energy figures)
+SENSOR_UNITS = {"energy": "kWh", "power": "kW"}
+
+
+class _Value(_Strict):
+    """A sensor's value as the plant sends it: its unit once scaled, and the factor its raw number is scaled by."""
+
+    unit: str = Field("", max_length=16)
+    scale: float = Field(1.0, allow_inf_nan=False, description="multiplies the raw value, e.g. 0.001 for a meter's "
+                                                               "Wh register counted in kWh, 0.1 for tenths of a degree")
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("a scale of 0 makes every value 0; give the factor the raw value is multiplied by")
+        return v
+
+
+def _in_twin_units(values: dict[str, _Value]) -> dict[str, _Value]:
+    """The sensors the twin counts in a unit of its own (an energy meter's register in kWh, power in kW) are given
+    in it: a Wh register stored as kWh made every energy figure a thousand times too high, without a word."""
+    for sensor, spec in values.items():
+        want = SENSOR_UNITS.get(sensor)
+        if want is not None and spec.unit not in ("", want):
+            raise ValueError(f"{sensor}: unit {spec.unit!r}, but the twin counts {sensor} in {want}; give unit: {want} "
+                             f"with the scale that makes the raw value {want} (e.g. scale: 0.001 for a meter's "
+                             f"W{'h' if sensor == 'energy' else ''} reading)")
+    return values
+
+
+class Signal(_Value):
     """One sensor's value in the message, and its unit."""
 
     field: str = Field(min_length=1, max_length=200, description="dotted path into the JSON object")
-    unit: str = Field("", max_length=16)
 
 
 class Counter(_Strict):
@@ -122,6 +152,7 @@ class JsonMapping(_Strict):
     records: Records | None = None
     timestamp: Stamp | None = None
     values: dict[Name, Signal] = Field(default_factory=dict)
+    _units = field_validator("values")(_in_twin_units)
     state: StateField | None = None
     buffer: Counter | None = Field(None, description="parts waiting in front of the station (a PLC's counter): what a "
                                                      "what-if from the line's state starts from")
@@ -167,11 +198,10 @@ def _covers(first: str, later: str) -> bool:
                                     for x, y in zip(a, b))
 
 
-class OpcValue(_Strict):
+class OpcValue(_Value):
     """One OPC UA variable: a node id (`ns=2;s=Press1.Vib`) or a browse path below Objects (`2:Press1/2:Vib`)."""
 
     node: str = Field(min_length=1, max_length=300)
-    unit: str = Field("", max_length=16)
 
 
 class OpcState(_StateMap):
@@ -183,6 +213,7 @@ class OpcMachine(_Strict):
     station: Name
     machine: Name
     values: dict[Name, OpcValue] = Field(default_factory=dict)
+    _units = field_validator("values")(_in_twin_units)
     state: OpcState | None = None
     buffer: OpcValue | None = Field(None, description="the node counting the parts waiting in front of the station")
 
@@ -209,9 +240,8 @@ class OpcUaSource(_Strict):
     machines: list[OpcMachine] = Field(min_length=1)
 
 
-class SpbMetric(_Strict):
+class SpbMetric(_Value):
     metric: str = Field(min_length=1, max_length=200)
-    unit: str = Field("", max_length=16)
 
 
 class SpbState(_StateMap):
@@ -227,6 +257,7 @@ class SpbDevice(_Strict):
     station: Name
     machine: Name
     values: dict[Name, SpbMetric] = Field(default_factory=dict)
+    _units = field_validator("values")(_in_twin_units)
     state: SpbState | None = None
     buffer: SpbMetric | None = Field(None, description="the metric counting the parts waiting in front of the station")
 
@@ -475,7 +506,7 @@ def _sample(cfg: ConnectorConfig, m: JsonMapping, station: str, machine: str, ge
     for sensor, f in m.values.items():
         v = get(f.field)
         if v is not None:
-            readings.append((sensor, number(v, f"field {f.field!r} ({sensor})"), f.unit))
+            readings.append((sensor, number(v, f"field {f.field!r} ({sensor})") * f.scale, f.unit))
     state = None
     if m.state is not None:
         raw = get(m.state.field)

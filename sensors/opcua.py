@@ -229,8 +229,8 @@ class OpcUaReader:
             state = map_state(m.state.map, val, f"node {m.state.node!r}")  # type: ignore[union-attr]
             return machine_messages(self.cfg, m.station, m.machine, ts, [],
                                     (state, self.reasons.get(key, "") if state != "working" else ""), self.states)
-        unit = m.values[str(sensor)].unit
-        readings = [(str(sensor), number(val, f"node {m.values[str(sensor)].node!r} ({sensor})"), unit)]
+        spec = m.values[str(sensor)]
+        readings = [(str(sensor), number(val, f"node {spec.node!r} ({sensor})") * spec.scale, spec.unit)]
         if not status.is_good():  # bad_quality: keep: the status beside the value
             readings.append((f"{sensor}.status", float(status.value), ""))
         return machine_messages(self.cfg, m.station, m.machine, ts, readings, None, None)

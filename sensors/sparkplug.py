@@ -112,7 +112,7 @@ class SparkplugReader:
             if m is None or m.is_null or m.value is None:
                 continue
             ts = int(m.timestamp or msg.timestamp or received_ms)
-            stamps[ts].append((sensor, number(m.value, f"metric {spec.metric!r} ({sensor})"), spec.unit))
+            stamps[ts].append((sensor, number(m.value, f"metric {spec.metric!r} ({sensor})") * spec.scale, spec.unit))
         state = None
         if d.state is not None and d.state.metric in by_name and by_name[d.state.metric].value is not None:
             m = by_name[d.state.metric]

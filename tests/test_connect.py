@@ -671,3 +671,29 @@ def test_a_plants_broker_down_at_the_start_is_waited_for(tmp_path: Path, mosquit
     store = open_store(f"duckdb:///{db}", read_only=True)
     assert len(store.query(run="plant", sensors=["vibration"])) == 1
     store.close()
+
+
+def test_a_meters_raw_register_is_scaled_and_the_energy_units_are_the_twins(tmp_path: Path) -> None:
+    """A PLC sends an energy meter's Wh register and its power in W: `scale` makes them the kWh and kW the dashboard
+    and `twin fit` count in (a Wh register stored as kWh made every energy figure a thousand times too high); any
+    other unit for energy or power, or a scale of 0, is named with its line."""
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    ok = f.read_text()
+    f.write_text(ok.replace("      vibration: {field: vib, unit: mm/s}",
+                            "      vibration: {field: vib, unit: mm/s}\n"
+                            "      energy: {field: wh, unit: kWh, scale: 0.001}\n"
+                            "      power: {field: w, unit: kW, scale: 0.001}"))
+    cfg = load_config(f)
+    (telemetry,) = [json.loads(t.payload) for t in translate(cfg, "gw7/filler/filler-a/data",
+                                                             b'{"ts": 1767592800000, "wh": 12345678, "w": 5600}', 0,
+                                                             {})]
+    assert {r[0]: r[2] for r in telemetry["readings"]} == {"energy": pytest.approx(12345.678),
+                                                           "power": pytest.approx(5.6)}
+    for line, message in (("      energy: {field: wh, unit: Wh}", r"connect.yaml:\d+ json\[0\].values: energy: unit "
+                                                                  r"'Wh', but the twin counts energy in kWh; give "
+                                                                  r"unit: kWh with the scale"),
+                          ("      power: {field: w, unit: kW, scale: 0}", r"scale.*a scale of 0 makes every value 0")):
+        f.write_text(ok.replace("      vibration: {field: vib, unit: mm/s}",
+                                f"      vibration: {{field: vib, unit: mm/s}}\n{line}"))
+        with pytest.raises(ConnectError, match=message):
+            load_config(f)

@@ -50,7 +50,7 @@ opcua:
     - station: press
       machine: press-1
       values:
-        vibration: {{node: "ns=2;s=Press1.Vibration", unit: mm/s}}
+        vibration: {{node: "ns=2;s=Press1.Vibration", unit: mm/s, scale: 0.5}}   # raw value, halved
         temperature: {{node: "2:Press1/2:Temperature", unit: degC}}   # a browse path
       state: {{node: "ns=2;s=Press1.Status", map: {{1: working, 2: down}}, reason: "ns=2;s=Press1.Fault"}}
 {more}""")
@@ -96,7 +96,8 @@ def test_a_plant_opcua_server_is_stored_with_its_names_units_and_times_and_survi
     assert set(series.station) == {"press"} and set(series.machine) == {"press-1"}
     got = {int(t) // 1_000_000: v for t, v in zip(vib.ts.astype("datetime64[ns]").astype("int64"), vib.value)}
     good = {ts: v for _, ts, v, q in sent if q == "good"}
-    assert got and all(good[ts] == v for ts, v in got.items()), "a stored value is not what the plant sent then"
+    assert got and all(good[ts] * 0.5 == v for ts, v in got.items()), "a stored value is not what the plant sent " \
+        "then (scaled)"
     assert not {ts for _, ts, _, q in sent if q == "bad"} & got.keys(), "a bad-quality value was stored"
     assert any(ts < BASE + 1000 * restart for ts in got), "nothing stored before the plant died"
     first_after = min(ts for ts in got if ts >= BASE + 1000 * restart)  # the first value after the reconnect

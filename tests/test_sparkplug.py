@@ -156,3 +156,15 @@ def test_any_bytes_on_a_sparkplug_topic_are_used_or_dead_lettered_with_a_reason(
         return
     for t in out:
         parse(t.topic, t.payload)  # what it forwards, the twin's own parser accepts
+
+
+def test_a_metrics_raw_value_is_scaled(tmp_path: Path) -> None:
+    """`scale` multiplies a metric's raw value (a PLC's integer in tenths, a meter's Wh register in kWh)."""
+    f = config(tmp_path, "mqtt://127.0.0.1:1883")
+    f.write_text(f.read_text().replace("{metric: Vib, unit: mm/s}", "{metric: Vib, unit: mm/s, scale: 0.5}"))
+    r = SparkplugReader(load_config(f))
+    r.handle("spBv1.0/plant1/NBIRTH/edge-7", spb.NBirth(timestamp=T0, seq=0, metrics=(
+        metric("bdSeq", spb.DataType.INT64, 0),)).encode(), T0)
+    db = spb.DBirth(timestamp=T0, seq=1, metrics=BIRTH_METRICS)
+    out = [parse(t.topic, t.payload) for t in r.handle("spBv1.0/plant1/DBIRTH/edge-7/filler-a", db.encode(), T0)]
+    assert out[0].values == [1.0]  # 2.0 as sent, times 0.5
