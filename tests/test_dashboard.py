@@ -794,3 +794,7 @@ def test_a_line_with_power_shows_its_energy_per_good_part(tmp_path: Path, monkey
     line = kpis[kpis.scope == "line"].set_index("kpi")["value"]
     assert tiles["energy per good part [kWh]"] == f"{line['energy per good part [kWh]']:,.3g}"
     assert tiles["energy [kWh]"] == f"{line['energy [kWh]']:,.0f}" and line["energy [kWh]"] > 0
+    at = page("machine")  # and each machine's own
+    machine = at.selectbox[0].value
+    mine = kpis[(kpis.scope == "machine") & (kpis.entity == machine)].set_index("kpi")["value"]
+    assert {m.label: m.value for m in at.metric}["energy [kWh]"] == f"{mine['energy [kWh]']:,.0f}"

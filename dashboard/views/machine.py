@@ -78,11 +78,15 @@ if run is not None:
     if len(mine) or (run.plant and len(iv)):
         # a run's: over the whole replication after its warm-up; a plant's: from its state records in the time range
         k = mine.set_index("kpi").value if len(mine) else data.interval_kpis(iv, run.scenario, window).loc[machine]
-        cols = st.columns(5)
+        if "energy [kWh]" not in k and run.plant:  # a plant's energy meter (its kWh register) over the range
+            metered = data.counted(data.counter_readings(run.store_url, run.run_id, window.start, window.end))
+            if (machine, "energy") in metered.index:
+                k = pd.concat([k, pd.Series({"energy [kWh]": float(metered[(machine, "energy")])})])
         shown_kpis = (("availability [%]", "availability", "{:.1%}"), ("utilisation [%]", "utilisation", "{:.1%}"),
                       ("failures", "failures", "{:.0f}"), ("MTBF [h]", "mtbf [h]", "{:.1f}"),
                       ("MTTR [min]", "mttr [min]", "{:.1f}"))
-        for col, (label, name, fmt) in zip(cols, shown_kpis):
+        shown_kpis += (("energy [kWh]", "energy [kWh]", "{:,.0f}"),) if "energy [kWh]" in k else ()
+        for col, (label, name, fmt) in zip(st.columns(len(shown_kpis)), shown_kpis):
             v = k.get(name)
             col.metric(label, "–" if v is None or v != v else fmt.format(v).rstrip("%"))
         st.caption("over the whole replication after its warm-up (the run's KPIs), not the time range" if len(mine)
