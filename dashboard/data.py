@@ -638,6 +638,25 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
                          "planned_h": planned / 3600, "oee": oee, "t": edges[:-1]})
 
 
+def energy_per_period(sc: Scenario, iv: pd.DataFrame, hourly: pd.DataFrame) -> pd.DataFrame:
+    """`hourly` (`per_period`) with each hour's energy [kWh]: every machine's state intervals `iv` at its type's power
+    in each state (the scenario's: a run's, or a plant's fitted by `twin fit --energy`); unchanged without power."""
+    if iv.empty or hourly.empty or not any(mt.power is not None for mt in sc.machine_types.values()):
+        return hourly
+    power = {m: sc.machine_type_of(st_).power for st_ in sc.stations for m in st_.machine_names}
+    kw = np.array([p.kw(str(s)) if (p := power.get(str(m))) is not None else 0.0
+                   for m, s in zip(iv.machine, iv.state)]) / 3600  # kWh a second
+    lo, hi = iv.start.to_numpy(float), iv.end.to_numpy(float)
+    times = np.concatenate([lo, hi])  # the machines' total draw, piecewise constant: integrated at the hours' edges
+    rate = np.concatenate([kw, -kw])
+    order = np.argsort(times, kind="stable")
+    times, rate = times[order], np.cumsum(rate[order])
+    energy = np.concatenate([[0.0], np.cumsum(rate[:-1] * np.diff(times))])
+    edges = np.append(hourly.t.to_numpy(float), hourly.t.to_numpy(float)[-1] + 3600.0)
+    at = np.interp(edges, times, energy)
+    return hourly.assign(energy=np.diff(at))
+
+
 def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
     """The hourly figures summed per shift of the calendar (per day without one), each hour in the shift that started
     last before it."""
@@ -658,7 +677,10 @@ def per_shift(sc: Scenario, hourly: pd.DataFrame) -> pd.DataFrame:
                               f"{origin + pd.Timedelta(seconds=e):%H:%M}",
                      "good parts": int(h.good.sum()), "planned [h]": round(float(h.planned_h.sum()), 2),
                      "throughput [parts/h]": round(float(h.good.sum() / h.planned_h.sum()), 1),
-                     "OEE [%]": round(100 * fully / float(h.planned_h.sum()), 1)})
+                     "OEE [%]": round(100 * fully / float(h.planned_h.sum()), 1),
+                     **({"energy [kWh]": round(float(h.energy.sum()), 1),
+                         "kWh per good part": round(float(h.energy.sum() / h.good.sum()), 3) if h.good.sum() else None}
+                        if "energy" in h else {})})
     return pd.DataFrame(rows)
 
 

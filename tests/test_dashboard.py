@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
@@ -789,7 +790,10 @@ def test_a_line_with_power_shows_its_energy_per_good_part(tmp_path: Path, monkey
     monkeypatch.setenv("LINETWIN_RUNS", str(root))
     monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
     monkeypatch.delenv("LINETWIN_BROKER", raising=False)
-    tiles = {m.label: m.value for m in page("overview").metric}
+    overview = page("overview")
+    tiles = {m.label: m.value for m in overview.metric}
+    shifts = next(d.value for d in overview.dataframe if "energy [kWh]" in d.value.columns)  # per shift too
+    assert (shifts["energy [kWh]"] > 0).all() and "kWh per good part" in shifts
     kpis = pd.read_parquet(root / "heat_treat" / "r1" / "kpis.parquet")
     line = kpis[kpis.scope == "line"].set_index("kpi")["value"]
     assert tiles["energy per good part [kWh]"] == f"{line['energy per good part [kWh]']:,.3g}"
@@ -798,3 +802,26 @@ def test_a_line_with_power_shows_its_energy_per_good_part(tmp_path: Path, monkey
     machine = at.selectbox[0].value
     mine = kpis[(kpis.scope == "machine") & (kpis.entity == machine)].set_index("kpi")["value"]
     assert {m.label: m.value for m in at.metric}["energy [kWh]"] == f"{mine['energy [kWh]']:,.0f}"
+
+
+def test_energy_per_hour_and_shift_from_the_machines_states_and_power() -> None:
+    """A machine at 10 kW working for 1.5 h, then 1.5 h starved at 4 kW: 10, 5 + 2 and 4 kWh in its three hours; the
+    shift's figures sum them, per good part too."""
+    from dashboard import data
+    from tests.helpers import const, scenario
+
+    sc = scenario([{"name": "a", "cycle_time": const(60)}], start="2026-01-05T06:00:00", duration="3 h",
+                  machine_types={"m": {"power": {"working": 10, "idle": 4}}},
+                  calendar={"shifts": ["06:00-09:00"]})
+    origin, h = pd.Timestamp("2026-01-05 06:00"), 3600.0
+    window = data.Window(origin, origin + pd.Timedelta(hours=3), "UTC", origin)
+    parts = pd.DataFrame({"exit": np.arange(60.0, 1.5 * h + 1, 60.0), "scrapped_at": np.nan})
+    hourly = data.per_period(sc, parts, pd.DataFrame(), window)
+    iv = pd.DataFrame({"machine": ["a", "a"], "state": ["working", "starved"], "reason": None,
+                       "start": [0.0, 1.5 * h], "end": [1.5 * h, 3 * h]})
+    energy = data.energy_per_period(sc, iv, hourly)
+    assert energy.energy.tolist() == pytest.approx([10, 7, 4])
+    (shift,) = data.per_shift(sc, energy).to_dict("records")
+    assert shift["energy [kWh]"] == 21 and shift["kWh per good part"] == pytest.approx(21 / 90, abs=1e-3)
+    unpowered = scenario([{"name": "a", "cycle_time": const(60)}], start="2026-01-05T06:00:00", duration="3 h")
+    assert "energy" not in data.energy_per_period(unpowered, iv, hourly)

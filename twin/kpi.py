@@ -16,13 +16,11 @@ import pandas as pd
 from twin.model import (
     CONSUMED,
     DOWN,
-    IDLE_STATES,
     INSIDE_OR_GOOD,
     MAINTENANCE,
     OFF_SHIFT,
     SETUP,
     STATES,
-    STOPPED_STATES,
     WORKING,
     Line,
     Machine,
@@ -131,10 +129,7 @@ def _energy_kpis(line: Line, a: float, b: float, good: float) -> list[Row]:
     total = 0.0
     for m in line.machines:
         p = m.mtype.power
-        kw = np.zeros(len(STATES))
-        if p is not None:
-            kw[WORKING], kw[list(IDLE_STATES)], kw[list(STOPPED_STATES)] = p.working, p.idle, p.stopped
-            kw[OFF_SHIFT] = p.stopped if p.off_shift is None else p.off_shift
+        kw = np.array([p.kw(s) if p is not None else 0.0 for s in STATES])
         kwh = float(state_durations(m, a, b) @ kw) / 3600
         total += kwh
         rows.append(("machine", m.name, "energy [kWh]", kwh))

@@ -212,6 +212,16 @@ class Power(_Strict):
     stopped: float = Field(0.0, ge=0, le=100_000, description="down or in maintenance (standby) [kW]")
     off_shift: float | None = Field(None, ge=0, le=100_000, description="off shift [kW] (default: as stopped)")
 
+    def kw(self, state: str) -> float:
+        """The power drawn in one of the twin's states (the state names of `MachineNow`)."""
+        if state == "working":
+            return self.working
+        if state == "off_shift":
+            return self.stopped if self.off_shift is None else self.off_shift
+        if state in ("down", "maintenance"):
+            return self.stopped
+        return self.idle  # starved, blocked, in setup, waiting for an operator
+
 
 class MachineType(_Strict):
     """What machines of one kind share: how they age, fail, are sensed and maintained."""

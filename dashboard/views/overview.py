@@ -148,8 +148,9 @@ if run is not None:
             readings = data.counter_readings(run.store_url, run.run_id, window.start, window.end)
             parts = data.plant_exits(sc, readings, window).assign(replication=rep)
         with t3:
-            hourly = data.per_period(sc, parts[parts.replication == rep] if len(parts) else parts,
-                                     kpis[kpis.replication == rep] if len(kpis) else kpis, window)
+            hourly = data.energy_per_period(sc, iv, data.per_period(
+                sc, parts[parts.replication == rep] if len(parts) else parts,
+                kpis[kpis.replication == rep] if len(kpis) else kpis, window))
             if hourly.empty:
                 st.info("No parts left the line in this time range." if not run.plant else "No good parts counted "
                         "at the line's last stations in this time range: map their part counters as the sensor "
@@ -163,4 +164,6 @@ if run is not None:
                 st.dataframe(data.per_shift(sc, hourly), hide_index=True)
                 st.caption("OEE per hour = good parts × the constraint station's ideal cycle per part ÷ planned "
                            "time in the hour (ISO 22400's fully productive ÷ planned busy time); good parts = parts "
-                           "leaving the line in that hour, not scrapped")
+                           "leaving the line in that hour, not scrapped"
+                           + ("; energy = each machine's time in each state × its type's power in the scenario"
+                              if "energy" in hourly else ""))
