@@ -577,6 +577,7 @@ def test_energy_log_mistakes_are_named(tmp_path: Path) -> None:
                                                                    "meter as the sensor energy")])
 
 
+@pytest.mark.filterwarnings("error")  # a log of one increase, or none inside the status log's span, warned
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.one_of(st.datetimes(min_value=dt.datetime(2026, 1, 5, 6),
                                                  max_value=dt.datetime(2026, 1, 6, 6)), st.text(max_size=12)),

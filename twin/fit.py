@@ -283,14 +283,15 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
             got = {g: max(0.0, float(values[groups == k].mean())) for k, g in enumerate(POWER_GROUPS)
                    if (groups == k).sum() >= 3}  # a meter's noise around 0 kW off shift is no negative power
             how, n = "mean kW by state", len(values)
-        elif acc["X"]:
+        elif sum(len(y) for y in acc["y"]):  # readings between two of the log's times
             X, y = np.vstack(acc["X"]), np.concatenate(acc["y"])
             use = [k for k in range(len(POWER_GROUPS)) if X[:, k].sum() >= MIN_POWER_HOURS]
             coef = nnls(X[:, use], y)[0] if use else np.empty(0)
             got = {POWER_GROUPS[k]: float(c) for k, c in zip(use, coef)}
             fit = X[:, use] @ coef if use else np.zeros(len(y))
-            share = 1 - float(((y - fit) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
-            how, n = f"kWh register, least squares (R² {share:.2f})", len(y)
+            spread = float(((y - y.mean()) ** 2).sum())
+            share = f"R² {1 - float(((y - fit) ** 2).sum()) / spread:.2f}" if spread > 0 else "one increase"
+            how, n = f"kWh register, least squares ({share})", len(y)
         else:
             continue
         power = {**known, **got}
