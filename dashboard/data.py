@@ -621,9 +621,7 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
         ideal = float(kpis[(kpis.scope == "station") & (kpis.entity == sc.stations[c].name)
                            & (kpis.kpi == "ideal cycle [s]")].value.iloc[0])
     else:
-        from twin.model import constraint_station
-
-        c = constraint_station(sc)
+        c = sc.constraint()
         ideal = sc.stations[c].ideal_cycle()[0]
     per_part = sc.line_cycle(c, ideal)
     first = np.floor(a / 3600) * 3600
@@ -785,13 +783,11 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     last stations throughput and OEE (design cycle × good parts out ÷ planned time), with counters at the
     constraint its performance, and the quality that is left (OEE ÷ availability ÷ performance); with energy meters
     (kWh registers as the sensor `energy`) the energy of the machines metered, and per good part out."""
-    from twin.model import constraint_station
-
     out: dict[str, float] = {}
     if iv.empty:
         return out
     k = interval_kpis(iv, sc, window)
-    c = constraint_station(sc)
+    c = sc.constraint()
     machines = [m for m in sc.stations[c].machine_names if m in k.index]
     if not machines:
         return out

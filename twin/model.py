@@ -1007,14 +1007,6 @@ class _UnitUniform:
 _UNIT: Any = _UnitUniform()
 
 
-def constraint_station(scenario: Scenario) -> int:
-    """The station whose design rate (machines / ideal cycle), per visit a finished part needs, is lowest: the
-    line's ideal rate is its rate."""
-    visits = scenario.visits() if scenario.is_graph else np.ones(len(scenario.stations))
-    rates = [len(st.machine_names) / st.ideal_cycle()[0] / max(v, 1e-12) for st, v in zip(scenario.stations, visits)]
-    return int(np.argmin(rates))
-
-
 class OperatorPool:
     """A pool of operators: machines queue for one (first come, first served); off their shift the pool's people
     finish the task in hand and leave (a blocker takes every free operator until the next shift)."""
@@ -1142,7 +1134,7 @@ class Line:
         self._wire()
         self.down = 0  # machines down now (the line is stopped somewhere)
         self.waiting_for_opportunity = [m for m in self.machines if m.opportunistic is not None]
-        self.constraint = constraint_station(scenario)
+        self.constraint = scenario.constraint()
         for m in self.stations[self.constraint]:
             m.wiring.is_constraint = True
         for m in self.machines:

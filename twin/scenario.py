@@ -735,6 +735,13 @@ class Scenario(_Strict):
         """The stations parts leave the line from (the last one listed, and any routed to 'exit')."""
         return [i for i in range(len(self.stations)) if any(k < 0 for k, _ in self.successors(i))]
 
+    def constraint(self) -> int:
+        """The station whose design rate (machines / ideal cycle), per visit a finished part needs, is lowest: the
+        line's design rate is its rate."""
+        visits = self.visits() if self.is_graph else np.ones(len(self.stations))
+        rates = [len(st.machine_names) / st.ideal_cycle()[0] / max(v, 1e-12) for st, v in zip(self.stations, visits)]
+        return int(np.argmin(rates))
+
     def line_cycle(self, station: int, ideal: float) -> float:
         """The line's design time per part leaving it when `station` is its constraint with design cycle `ideal`
         per part (ISO 22400's planned runtime per item of the line): its visits per part over its machines."""
@@ -796,9 +803,8 @@ class Scenario(_Strict):
         conveyors = [(k, st) for k, st in enumerate(self.stations) if st.transfer is not None and st.buffer]
         if not conveyors:
             return []
-        v = self.visits()
-        design = min(len(st.machine_names) / (st.ideal_cycle()[0] * v[k]) for k, st in enumerate(self.stations)
-                     if v[k] > 0)  # parts out of the line per second
+        v, c = self.visits(), self.constraint()
+        design = 1 / self.line_cycle(c, self.stations[c].ideal_cycle()[0])  # parts out of the line per second
         notes = []
         for k, st in conveyors:
             assert st.transfer is not None and st.buffer is not None
