@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from twin.model import STATES, UP_STATES
-from twin.scenario import Calendar, Scenario, buffer_station
+from twin.scenario import Calendar, Power, Scenario, buffer_station
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -215,18 +215,20 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
     return out.sort_values(["machine", "sensor", "timestamp"], kind="stable").reset_index(drop=True)
 
 
-#: the power a machine draws in each state, as `Power` groups the twin's states
-POWER_OF = {"working": "working", "starved": "idle", "blocked": "idle", "setup": "idle", "waiting_operator": "idle",
-            "down": "stopped", "maintenance": "stopped", "off_shift": "off_shift"}
-POWER_GROUPS = ("working", "idle", "stopped", "off_shift")
+POWER_GROUPS = Power.GROUPS
 MIN_POWER_HOURS = 0.25  # a state's power is fitted from at least this much metered time in it
+
+
+def _groups(states: np.ndarray) -> np.ndarray:
+    """Each state's power group, as its index in POWER_GROUPS."""
+    return np.array([POWER_GROUPS.index(Power.group(str(s))) for s in states], dtype=int)
 
 
 def _group_hours(g: pd.DataFrame, origin: pd.Timestamp, end: float) -> Callable[[np.ndarray], np.ndarray]:
     """For one machine's state changes `g` (timestamp, state), a function giving, for times t (seconds since
     `origin`), the hours it had spent in each power group up to t (columns as POWER_GROUPS) since its first record."""
     t = (g.timestamp - origin).dt.total_seconds().to_numpy()
-    group = np.array([POWER_GROUPS.index(POWER_OF.get(s, "idle")) for s in g.state])
+    group = _groups(g.state.to_numpy())
     knots = np.append(t, max(end, t[-1]))
     spent = np.zeros((len(knots), len(POWER_GROUPS)))
     np.add.at(spent, (np.arange(1, len(knots)), group), np.diff(knots))
@@ -251,9 +253,10 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
     origin, end = log.timestamp.min(), (log.timestamp.max() - log.timestamp.min()).total_seconds()
     kind_of = {m: st.machine_type for st in sc.stations for m in st.machine_names}
     per_type: dict[str, dict[str, list[np.ndarray]]] = {}
+    metered = dict(tuple(energy.groupby("machine", sort=False)))
     for machine, g in log.groupby("machine", sort=False):
-        mine = energy[energy.machine == machine]
-        if mine.empty or machine not in kind_of:
+        mine = metered.get(machine)
+        if mine is None or machine not in kind_of:
             continue
         hours = _group_hours(g, origin, end)
         first = (g.timestamp.min() - origin).total_seconds()
@@ -264,7 +267,7 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
         if inside.any():  # the state in force at each reading: the group whose hours grow there
             k = np.searchsorted((g.timestamp - origin).dt.total_seconds().to_numpy(), t[inside], side="right") - 1
             acc["kw"].append(kw.value.to_numpy()[inside])
-            acc["at"].append(np.array([POWER_GROUPS.index(POWER_OF.get(s, "idle")) for s in g.state.to_numpy()[k]]))
+            acc["at"].append(_groups(g.state.to_numpy()[k]))
         reg = mine[mine.sensor == "energy"]
         if len(reg) > 1:
             steps = counter_steps(reg.rename(columns={"timestamp": "ts"}).assign(sensor="energy"))

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -212,15 +212,22 @@ class Power(_Strict):
     stopped: float = Field(0.0, ge=0, le=100_000, description="down or in maintenance (standby) [kW]")
     off_shift: float | None = Field(None, ge=0, le=100_000, description="off shift [kW] (default: as stopped)")
 
+    #: the groups a machine's power is given for, in this order (the fit's columns too)
+    GROUPS: ClassVar[tuple[str, ...]] = ("working", "idle", "stopped", "off_shift")
+
+    @staticmethod
+    def group(state: str) -> str:
+        """Which of the power's groups one of the twin's states (the state names of `MachineNow`) draws."""
+        if state in ("working", "off_shift"):
+            return state
+        return "stopped" if state in ("down", "maintenance") else "idle"  # idle: starved, blocked, setup, waiting
+
     def kw(self, state: str) -> float:
-        """The power drawn in one of the twin's states (the state names of `MachineNow`)."""
-        if state == "working":
-            return self.working
-        if state == "off_shift":
-            return self.stopped if self.off_shift is None else self.off_shift
-        if state in ("down", "maintenance"):
+        """The power drawn in one of the twin's states."""
+        group = self.group(state)
+        if group == "off_shift" and self.off_shift is None:
             return self.stopped
-        return self.idle  # starved, blocked, in setup, waiting for an operator
+        return float(getattr(self, group))
 
 
 class MachineType(_Strict):
