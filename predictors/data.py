@@ -353,6 +353,41 @@ def _hours(path: Path, column: str, values: pd.Series) -> pd.Series:
     return (stamps - stamps.min()).dt.total_seconds() / 3600
 
 
+def _refuse_unusable_rows(path: Path, df: pd.DataFrame, unit: Any, time: Any, feats: list[Any],
+                          written: pd.Series) -> None:
+    """A DataError naming the first row (counted after any header) that cannot be placed in a unit's history: no unit
+    id, no finite time, or a time its unit already has (a row recorded twice, or two machines under one id: the
+    history's order, and so which row is the failure, would be a guess); or an infinite feature value (an overflow
+    or an error code; a missing value is an empty field, filled from the last good one). `written`: the times as the
+    file gives them, for the message."""
+    def first(mask: np.ndarray) -> int:
+        return int(np.flatnonzero(mask)[0])
+
+    where = f"{path}: row {{}} (after any header)"
+    if (no_unit := df[unit].isna().to_numpy()).any():
+        raise DataError(f"{where.format(first(no_unit) + 1)} has no unit id (column {unit!r}); every row belongs to a "
+                        "unit: fill in its machine or engine, or remove the row")
+    times = df[time].to_numpy(dtype=float)
+    if (bad := ~np.isfinite(times)).any():
+        row = first(bad)
+        given = "empty" if pd.isna(written.iloc[row]) else written.iloc[row]
+        raise DataError(f"{where.format(row + 1)}: time column {time!r} is {given}; every row needs a "
+                        "finite time (cycles, hours or an ISO 8601 time): fill it in or remove the row")
+    repeated = pd.DataFrame({"u": df[unit].astype(str).to_numpy(), "t": times}).duplicated().to_numpy()
+    if repeated.any():
+        row = first(repeated)
+        u, t = df[unit].iloc[row], written.iloc[row]
+        earlier = first((df[unit].astype(str).to_numpy() == str(u)) & (times == times[row]))
+        raise DataError(f"{where.format(row + 1)}: unit {str(u)!r} already has a row at time {t} (row {earlier + 1}); "
+                        "a unit's rows need distinct times. A row recorded twice: remove it; two machines under one "
+                        "id: give each its own unit id")
+    values = df[feats].to_numpy(dtype=float)
+    if (inf := np.isinf(values)).any():
+        row, col = np.argwhere(inf)[0]
+        raise DataError(f"{where.format(row + 1)}: column {feats[col]!r} is {values[row, col]:g}; give a finite "
+                        "number, or leave the field empty for a missing value (it is filled from the last good one)")
+
+
 def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     """A table as (unit, time, numeric features...) sorted by unit and time, and the time's unit: 'cycles' (numbers
     as they are) or 'h' (ISO 8601 times, as hours since the table's first); any mistake is a DataError."""
@@ -392,12 +427,13 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     missing = [c for c in feats if c not in df]
     if missing:
         raise DataError(f"{path}: feature columns {missing} are not in the file; the columns are {list(df.columns)}")
-    time_unit = "cycles"
+    time_unit, written = "cycles", df[time]
     if not pd.api.types.is_numeric_dtype(df[time]):  # a plant's records carry times, not cycle counts
         df[time], time_unit = _hours(path, str(time), df[time]), "h"
     bad = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise DataError(f"{path}: columns {bad} are not numeric; leave them out with --features or fix the file")
+    _refuse_unusable_rows(path, df, unit, time, feats, written)
     out = df[[unit, time, *feats]].rename(columns={unit: "unit", time: "time"})
     out["unit"] = out["unit"].astype(str)
     out.columns = ["unit", "time", *map(str, feats)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from predictors import TableFormat, forecasters, from_table, load
@@ -134,6 +134,57 @@ def test_a_short_row_of_whitespace_text_is_refused_with_its_line(tables: dict[st
     r = twin("train", cut, "--unit-column", 0, "--time-column", 1)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert f"cut.txt, line {len(lines)}" in r.stderr, r.stderr
+
+
+ROWS = pd.DataFrame({"unit": ["a"] * 4 + ["b"] * 4, "cycle": [1, 2, 3, 4] * 2, "temp": np.arange(8.0)})
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # each was trained on without a word (or, for the unit id, a traceback)
+    ({"unit": None}, r"row 3 \(after any header\) has no unit id \(column 'unit'\)"),
+    ({"cycle": None}, r"row 3 \(after any header\): time column 'cycle' is empty; every row needs a finite time"),
+    ({"cycle": 2}, r"row 3 \(after any header\): unit 'a' already has a row at time 2 \(row 2\); .*two machines "
+                   "under one id: give each its own unit id"),
+    ({"temp": np.inf}, r"row 3 \(after any header\): column 'temp' is inf; give a finite number, or leave the "
+                       "field empty"),
+])
+def test_rows_that_fit_no_history_are_refused_with_their_row(tmp_path: Path, change: dict[str, object],
+                                                             message: str) -> None:
+    """A row without a unit or a time, a unit's time given twice (a row recorded twice, or two machines under one
+    id: which row is the failure would be a guess) and an infinite value are named, never trained on."""
+    bad = ROWS.astype(object)
+    for col, value in change.items():
+        bad.loc[2, col] = value
+    bad.to_csv(f := tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match=r"bad\.csv: " + message):
+        from_table(f, TableFormat(unit="unit", time="cycle"))
+    iso = ROWS.assign(cycle=[f"2026-01-05T0{c}:00:00" for c in ROWS.cycle]).astype(object)
+    iso.loc[2, "cycle"] = iso.loc[1, "cycle"]
+    iso.to_csv(f, index=False)  # the time as the file writes it, not as hours
+    with pytest.raises(DataError, match="already has a row at time 2026-01-05T02:00:00 "):
+        from_table(f, TableFormat(unit="unit", time="cycle"))
+
+
+CELL = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3),
+                 st.sampled_from(["", "x", "1,5", "2026-01-05T06:00:00", "2026-01-05 07:00", "nan", "inf"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["a", "b", "c", ""])), CELL, CELL, CELL),
+                min_size=0, max_size=25))
+def test_any_small_table_is_read_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
+    """Plant tables are untrusted input: whatever the cells, a DataError naming the file, or run-to-failure data
+    whose times and targets are finite and whose features are finite or missing, that a preprocessor takes."""
+    f = tmp_path / "fuzz.csv"
+    pd.DataFrame(rows, columns=["unit", "time", "temp", "vib"]).to_csv(f, index=False)
+    try:
+        ds = from_table(f, TableFormat(unit="unit", time="time"))
+    except DataError as e:
+        assert "fuzz.csv" in str(e), e
+        return
+    assert np.isfinite(ds.frame["time"]).all() and np.isfinite(ds.ttf).all()
+    assert not np.isinf(ds.frame[ds.features].to_numpy(dtype=float)).any()
+    assert not ds.frame.duplicated(["unit", "time"]).any()
 
 
 def test_clean_fills_dropouts_and_stuck_runs_causally() -> None:
