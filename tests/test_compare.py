@@ -372,8 +372,8 @@ def test_design_and_policy_options_are_not_mixed() -> None:
 
 def test_a_faster_conveyor_as_an_alternative(tmp_path: Path) -> None:
     """A conveyor of 2 places and 5 min limits the line to 24 parts an hour; at 2.5 min it carries 48, and the lead
-    time falls with it (1 + 2.5 + 1 min for the first of each pair). A station no conveyor leads into, or the time it
-    has, is refused, for compare and whatif alike."""
+    time falls with it (1 + 2.5 + 1 min for the first of each pair). A station no conveyor leads into, the time it
+    has, or a conveyor with no places, is refused, for compare and whatif alike."""
     import yaml
 
     from twin.app.alternatives import alternatives
@@ -396,7 +396,11 @@ def test_a_faster_conveyor_as_an_alternative(tmp_path: Path) -> None:
             (["--transfer", "A=1 min"], "--transfer 'A=1 min': no conveyor leads into station A; the stations fed "
                                         "by conveyors are B"),
             (["--transfer", "B=5 min"], "the conveyor into B takes 300 s already; give another time"),
-            (["--transfer", "B=5"], "--transfer 5: give its unit")])
+            (["--transfer", "B=5"], "--transfer 5: give its unit"),
+            # a conveyor with no places: refused in a file, and was a pydantic traceback as an alternative
+            (["--buffer", "B=0"], "the alternative 'buffer B = 0' breaks a rule of scenarios: stations[1].buffer: "
+                                  "station B has a transfer"),
+            (["--buffer", "B=-1"], "--buffer 'B=-1': write STATION=PARTS, PARTS a whole number, 0 or more")])
 
 
 def test_energy_per_good_part_and_its_cost_are_compared() -> None:

@@ -35,8 +35,11 @@ def _station_setting(option: str, spec: str, sc: Scenario, what: str) -> tuple[i
     """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""
     station, _, value = spec.partition("=")
     names = [s.name for s in sc.stations]
-    if station.strip() not in names or not value.strip() or (what == "PARTS" and not value.strip().isdigit()):
+    if station.strip() not in names:
         fail(f"{option} {spec!r}: write STATION={what} with a station of the scenario ({', '.join(names)})")
+    if not value.strip() or (what == "PARTS" and not value.strip().isdigit()):
+        fail(f"{option} {spec!r}: write STATION={what}" + (", PARTS a whole number, 0 or more" if what == "PARTS" else
+                                                           ""))
     return names.index(station.strip()), value.strip()
 
 
@@ -181,4 +184,18 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
     out += [_with_cycle(sc, spec) for spec in cycles or []]
     out += [_with_batch(sc, spec) for spec in batches or []]
     out += [_with_transfer(sc, spec) for spec in transfers or []]
+    for label, alt in out[1:]:
+        _check(label, alt)
     return out
+
+
+def _check(label: str, alt: Scenario) -> None:
+    """An alternative must keep the rules a scenario file is held to (a conveyor needs places: a buffer of 0 on one
+    is refused in a file, and would be in an alternative); its copy was changed without them, so check it whole."""
+    from pydantic import ValidationError
+
+    try:
+        type(alt).model_validate(alt.model_dump(by_alias=True))
+    except ValidationError as e:
+        why = e.errors()[0]["msg"].removeprefix("Value error, ")
+        fail(f"the alternative {label!r} breaks a rule of scenarios: {why}")
