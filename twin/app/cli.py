@@ -36,6 +36,7 @@ app.command()(cmd_models.alerts)
 # maintenance policies
 app.command()(cmd_policies.compare)
 app.command()(cmd_policies.tune)
+app.command()(cmd_policies.plan)
 # the live view
 app.command()(cmd_dashboard.dashboard)
 app.command()(cmd_dashboard.passwd)

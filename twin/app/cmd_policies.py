@@ -1,4 +1,5 @@
-"""`twin compare` and `twin tune`: maintenance policies compared over common random numbers."""
+"""`twin compare` and `twin tune`: maintenance policies (or alternatives of a line) compared over common random
+numbers; `twin plan`: the warm-up and replications such comparisons need."""
 
 from __future__ import annotations
 
@@ -383,3 +384,65 @@ def tune(
                           f"but its paired difference to {', '.join(show(v) for v in result.ties)} has a 95 % CI "
                           f"that includes 0; run more replications (--replications) to separate them, or choose "
                           f"among them on other grounds. Report: {path}", highlight=False)
+
+
+def plan(
+    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
+    replications: Annotated[Optional[int], typer.Option(min=3, max=1000, help="pilot replications [default: the "
+                                                        "scenario's, at least 5]")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="simulated time per pilot replication, e.g. '30 d' "
+                                                         "[default: the scenario's]")] = None,
+    period: Annotated[Optional[str], typer.Option(help="output counted per period [default: a day or a week on a "
+                                                       "shift calendar (its cycle), else a round time, 1/100 of the "
+                                                       "run or less]")] = None,
+    precision: Annotated[float, typer.Option(help="the 95 % CI's half-width wanted, relative to the mean")] = 0.05,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
+    jobs: Jobs = None,
+    cluster: ClusterOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
+                                                     "reports/plan-<scenario>-<time>)")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """How long the warm-up must be (MSER on pilot replications) and how many replications give throughput, WIP
+    and lead time a 95 % CI within --precision: what `twin run` and `twin compare` need to be trusted."""
+    from twin.app.plan import default_period, duration_text, periods_needed, replications_text, verdict, write_report
+    from twin.app.plan import plan as run_plan
+
+    sc = open_scenario(file, duration=time_option(duration, "--duration"), seed=seed)
+    sc = sc.model_copy(update={"replications": replications or max(5, sc.replications)})
+    if not (0 < precision < 1):
+        fail(f"--precision {precision}: a share of the mean between 0 and 1, e.g. 0.05 for ± 5 %")
+    every = time_option(period, "--period") or default_period(sc)
+    if sc.duration / every < (needed := periods_needed(sc, every)) - 1e-9:
+        fail(f"--duration: {duration_text(sc.duration)} holds {int(sc.duration // every)} periods of "
+             f"{duration_text(every)}; the warm-up analysis needs at least {needed}: give --duration "
+             f"{duration_text(needed * every)} or more" + ("" if period else
+             (" (on a shift calendar a period is its cycle, a day or a week, so that shifts and weekends do not "
+              "read as a transient)" if sc.calendar else "")) + (", or a shorter --period" if period else ""))
+    out = report_folder(out, f"plan-{file.stem}", force)
+    with progress_bar() as bar:
+        task = bar.add_task(f"{sc.replications} pilot replications", total=sc.replications, note="")
+        try:
+            p = run_plan(sc, every, precision, jobs=jobs, cluster=cluster,
+                         progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
+        except ClusterError as e:
+            fail(str(e), code=3)
+    for line in verdict(p):
+        out_console.print(line, highlight=False)
+    table = p.table()
+    t = Table(title=f"{sc.line.name}: replications for a 95 % CI within ± {precision:.0%} of the mean, after a "
+                    f"warm-up of {duration_text(p.recommended) if p.recommended else '0'} (pilot: "
+                    f"{sc.replications} × {duration_text(sc.duration)})")
+    for c in ("KPI", "mean", "sd", "± now", "replications needed"):
+        t.add_column(c, justify="left" if c == "KPI" else "right")
+    for r in table.itertuples(index=False):
+        t.add_row(r.kpi, f"{r.mean:.4g}", f"{r.sd:.3g}", f"{r[3]:.3g}", replications_text(r[4]))
+    print_table(t)
+    n = p.replications
+    if math.isfinite(n):
+        out_console.print(f"run: twin run {escape(str(file))} --warmup '{duration_text(p.recommended) or 0}' "
+                          f"--replications {max(int(n), 2)}" + (f" --duration '{duration_text(sc.duration)}'"
+                                                                 if duration else ""), markup=False, highlight=False)
+    path = write_report(p, out)
+    out_console.print(f"{sc.replications} simulations in {p.wall:.1f} s on {p.where}; report: [bold]"
+                      f"{escape(str(path))}[/]", markup=True, highlight=False)
