@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pandas as pd
+from hypothesis import strategies as st
 
 from twin.kpi import replication_kpis, summarize
 from twin.model import Line
@@ -63,3 +65,45 @@ def interval(kpis: pd.DataFrame, name: str, entity: str | None = None) -> tuple[
         sel &= s.entity == entity
     row = s[sel].iloc[0]
     return float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
+
+
+# --- fuzzing a YAML input by mutation: a valid file with a few of its values replaced, deleted, added or renamed ---
+
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                 st.text(max_size=12), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5),
+                                                                                           st.integers(), max_size=2),
+                 st.sampled_from(["-5 s", "3 fortnights", "1e400", "exponential", "nan", "inf", "0"]))
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated(draw: st.DrawFn, bases: dict[str, Any]) -> dict[str, Any]:
+    """One of `bases` (parsed YAML documents by name) with 1 to 3 random mutations."""
+    data = copy.deepcopy(bases[draw(st.sampled_from(sorted(bases)))])
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(data)
+        path = draw(st.sampled_from(paths))
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["replace", "delete", "add", "rename"]))
+        last = path[-1]
+        if action == "replace":
+            parent[last] = draw(JUNK)
+        elif action == "delete":
+            del parent[last]
+        elif action == "add" and isinstance(parent, dict):
+            parent[draw(st.text(min_size=1, max_size=8))] = draw(JUNK)
+        elif action == "rename" and isinstance(parent, dict):
+            parent[str(last) + draw(st.sampled_from(["_", "s", "x"]))] = parent.pop(last)
+    return data

@@ -4,6 +4,7 @@ dead-letter topic with the reason. With a real mosquitto and a real DuckDB store
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -14,12 +15,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensors.connect import ConnectError, Unmapped, load_config, translate
 from sensors.store import open_store
 from tests.conftest import ROOT, Mosquitto, twin_cmd, wait_connected, wait_for_line
+from tests.helpers import mutated
 
 LINE = "plant-hamburg/hall-2/bottling-1"
 
@@ -529,6 +532,48 @@ def test_mapping_mistakes_and_bad_messages_are_named(tmp_path: Path) -> None:
         load_config(f)
     r = subprocess.run(twin_cmd("connect", f), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "connect.yaml" in r.stderr and "Traceback" not in r.stderr
+
+
+CONNECT_BASES = {  # a gateway's JSON, an OPC UA server, Sparkplug B devices
+    "json": {"line": {"site": "plant-hamburg", "area": "hall-2", "name": "bottling-1"}, "source": "mqtt://127.0.0.1:1",
+             "run": "plant", "scenario": str(ROOT / "scenarios" / "bottling.yaml"), "subscribe": ["gw7/#"],
+             "json": [{"topic": "gw7/{station}/{machine}/data", "timestamp": {"field": "ts", "unit": "ms"},
+                       "values": {"vibration": {"field": "vib", "unit": "mm/s", "scale": 0.1},
+                                  "bearing_temp": {"field": "temps.bearing", "unit": "degC"}},
+                       "state": {"field": "status", "map": {1: "working", 2: "down"}, "reason": "fault"}}]},
+    "opcua": {"line": {"site": "plant-hamburg", "area": "hall-2", "name": "pressing"},
+              "source": "opc.tcp://127.0.0.1:4840/plant", "target": "mqtt://127.0.0.1:1", "run": "plant",
+              "opcua": {"interval": 0.1, "bad_quality": "drop", "machines": [
+                  {"station": "press", "machine": "press-1",
+                   "values": {"vibration": {"node": "ns=2;s=Press1.Vibration", "unit": "mm/s", "scale": 0.5}},
+                   "state": {"node": "ns=2;s=Press1.Status", "map": {1: "working", 2: "down"},
+                             "reason": "ns=2;s=Press1.Fault"}}]}},
+    "sparkplug": {"line": {"site": "plant-hamburg", "area": "hall-2", "name": "bottling-1"},
+                  "source": "mqtt://127.0.0.1:1", "run": "plant",
+                  "sparkplug": {"group": "plant1", "devices": [
+                      {"node": "edge-7", "device": "filler-a", "station": "filler", "machine": "filler-a",
+                       "values": {"vibration": {"metric": "Vib", "unit": "mm/s"}},
+                       "state": {"metric": "Status", "map": {1: "working", 2: "down"}, "reason": "Fault"},
+                       "buffer": {"metric": "Infeed"}}]}},
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=mutated(CONNECT_BASES))
+def test_any_mutation_of_a_connect_config_is_loaded_or_refused_clearly(tmp_path: Path, data: dict[str, Any]) -> None:
+    """A connector config is user input like a scenario: whatever a few edits do to one, `twin connect` loads it or
+    refuses it naming the file and field, never with another exception; one that loads translates a gateway's
+    message or says why it does not."""
+    f = tmp_path / "mutant.yaml"
+    f.write_text(yaml.safe_dump(data, allow_unicode=True))
+    try:
+        cfg = load_config(f)
+    except ConnectError as e:
+        assert "mutant.yaml" in str(e).split(":")[0] and "Traceback" not in str(e), e
+        return
+    with contextlib.suppress(Unmapped):
+        translate(cfg, "gw7/filler/filler-a/data", b'{"ts": 1767592800000, "vib": 25, "status": 2, "fault": "x"}',
+                  1767592800000)
 
 
 def test_the_configs_line_and_machines_are_checked_against_its_scenario(tmp_path: Path) -> None:

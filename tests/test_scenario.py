@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensors.bank import SensorBank
+from tests.helpers import mutated
 from twin.distributions import parse_duration
 from twin.model import Line
 from twin.scenario import Scenario, ScenarioError, json_schema, load_scenario
@@ -140,52 +140,13 @@ def test_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
         load_scenario(tmp_path / "nope.yaml")
 
 
-JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                 st.text(max_size=12), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5),
-                                                                                           st.integers(), max_size=2),
-                 st.sampled_from(["-5 s", "3 fortnights", "1e400", "exponential", "nan", "inf", "0"]))
-
-
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 FUZZ_BASES = {path: yaml.safe_load(Path(path).read_text())  # serial, graph, products, conveyors, an oven, power
               for path in ("scenarios/bottling.yaml", "scenarios/body_shop_merge.yaml", "scenarios/packaging.yaml",
                            "tests/scenarios/heat_treat.yaml")}
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> dict[str, Any]:
-    data = copy.deepcopy(FUZZ_BASES[draw(st.sampled_from(sorted(FUZZ_BASES)))])
-    for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(data)
-        path = draw(st.sampled_from(paths))
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
-        action = draw(st.sampled_from(["replace", "delete", "add", "rename"]))
-        last = path[-1]
-        if action == "replace":
-            parent[last] = draw(JUNK)
-        elif action == "delete":
-            del parent[last]
-        elif action == "add" and isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=8))] = draw(JUNK)
-        elif action == "rename" and isinstance(parent, dict):
-            parent[str(last) + draw(st.sampled_from(["_", "s", "x"]))] = parent.pop(last)
-    return data
-
-
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=mutated())
+@given(data=mutated(FUZZ_BASES))
 def test_any_mutation_is_valid_or_a_clear_error(tmp_path: Path, data: dict[str, Any]) -> None:
     path = tmp_path / "mutant.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
@@ -331,7 +292,7 @@ def test_validate_fuzz_of_a_thousand_files_no_traceback_within_time_and_memory(t
 
     @settings(max_examples=1000, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(data=mutated())
+    @given(data=mutated(FUZZ_BASES))
     def write_one(data: dict[str, Any]) -> None:
         f = tmp_path / f"m{len(files):04d}.yaml"
         f.write_text(yaml.dump(data, Dumper=DUMPER, allow_unicode=True))  # 1,000 big files
