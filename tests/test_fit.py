@@ -599,3 +599,45 @@ def test_any_energy_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
         return
     fitted, _ = fit_scenario(log, load_scenario(HEAT), energy=energy)
     assert all(mt.power is None or mt.power.working >= 0 for mt in fitted.machine_types.values())
+
+
+_DAY = st.datetimes(min_value=dt.datetime(2026, 1, 5, 6), max_value=dt.datetime(2026, 1, 6, 6))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.one_of(_DAY, st.text(max_size=12)), st.sampled_from(["turn-1", "grind", "x", ""])),
+                min_size=1, max_size=40),
+       st.lists(st.tuples(_DAY, st.sampled_from(["harden", "grind", "nowhere", ""]),
+                          st.one_of(st.integers(-3, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+                                    st.text(max_size=5))), min_size=1, max_size=20),
+       st.booleans())
+def test_any_part_or_buffer_log_is_fitted_or_refused_clearly(tmp_path: Path, parts: list[tuple[object, ...]],
+                                                             levels: list[tuple[object, ...]], which: bool) -> None:
+    """Part counts and buffer levels are untrusted input too: whatever the rows, a LogError naming the file or a fit
+    (a level of inf was a traceback, 2.5 was cut to 2, 1e30 overflowed to a negative buffer, and a row without a
+    station a traceback in the fit). Times are fuzzed by the status log's test: here mostly or only valid ones."""
+    from twin.fit import fit_scenario, read_levels, read_parts
+
+    f = tmp_path / ("parts.csv" if which else "levels.csv")
+    if which:
+        pd.DataFrame(parts, columns=["timestamp", "machine"]).to_csv(f, index=False)
+    else:
+        pd.DataFrame(levels, columns=["timestamp", "station", "level"]).to_csv(f, index=False)
+    try:
+        log = read_parts(f) if which else read_levels(f)
+    except LogError as e:
+        assert f.name in str(e), e
+        return
+    fitted, _ = fit_scenario(read_log(_STATUS), load_scenario(HEAT), **{"parts" if which else "levels": log})
+    assert all(s.buffer is None or 0 <= s.buffer <= 10**9 for s in fitted.stations)
+
+
+@pytest.mark.parametrize(("level", "shown"), [("inf", "'inf'"), ("2.5", "'2.5'"), ("1e30", "'1e+30'"), ("", "(empty)")])
+def test_a_buffer_level_that_is_no_part_count_is_named(tmp_path: Path, level: str, shown: str) -> None:
+    from twin.fit import read_levels
+
+    f = tmp_path / "levels.csv"
+    f.write_text(f"timestamp,station,level\n2026-01-05T06:00:00,harden,3\n2026-01-05T07:00:00,harden,{level}\n")
+    with pytest.raises(LogError, match=re.escape(f"levels.csv: row 3, column level: {shown} is not a part count (a "
+                                                 "whole number, 0 to 1,000,000,000).")):
+        read_levels(f)

@@ -109,6 +109,11 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.")
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
+    for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
+        empty = (df[c].isna() | (df[c].astype(str).str.strip() == "")).to_numpy()
+        if empty.any():
+            raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
+                           f"its {c}: fill it in or remove the row.")
     return df, _times(path, df["timestamp"], tz, fmt.time_format)
 
 
@@ -180,15 +185,22 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
 
 
+MAX_LEVEL = 10**9  # parts in one buffer: more is a unit mistake or a corrupt export
+
+
 def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """A buffer-level log (timestamp, station, level: parts waiting in front of the station); times as `read_parts`."""
     df, ts = _table(path, ("timestamp", "station", "level"), "A buffer log has timestamp, station, level.", tz, fmt)
-    level = pd.to_numeric(df["level"], errors="coerce")
-    if level.isna().any() or (level < 0).any():
-        row = int(np.flatnonzero((level.isna() | (level < 0)).to_numpy())[0])
-        raise LogError(f"{path}: row {row + 2}, column level: {str(df['level'].iloc[row])!r} is not a part count (a "
-                       "whole number, 0 or more).")
-    return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(int)})
+    level = pd.to_numeric(df["level"], errors="coerce").to_numpy(dtype=float)
+    # a count: finite, whole (2.5 was cut to 2), and below what a buffer holds (1e30 overflowed to a negative size)
+    bad = ~np.isfinite(level) | (level < 0) | (level != np.round(level)) | (level > MAX_LEVEL)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        given = df["level"].iloc[row]
+        shown = "(empty)" if pd.isna(given) or not str(given).strip() else repr(str(given))
+        raise LogError(f"{path}: row {row + 2}, column level: {shown} is not a part count (a whole number, 0 to "
+                       f"{MAX_LEVEL:,}).")
+    return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(np.int64)})
 
 
 def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
