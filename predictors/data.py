@@ -438,7 +438,7 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     out["unit"] = out["unit"].astype(str)
     out.columns = ["unit", "time", *map(str, feats)]
     if end is not None:
-        out["_end"] = df[end].astype(str).str.strip().to_numpy()
+        out["_end"] = df[end].astype(object).where(df[end].notna(), "").astype(str).str.strip().to_numpy()  # empty: ''
     # units keep the order they first appear in (a RUL file lists them so), rows go by time within each
     first = pd.Categorical(out["unit"], categories=pd.unique(out["unit"]), ordered=True)
     return (out.assign(_u=first).sort_values(["_u", "time"], kind="stable").drop(columns="_u").reset_index(drop=True),

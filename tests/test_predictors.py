@@ -170,19 +170,24 @@ CELL = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.i
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["a", "b", "c", ""])), CELL, CELL, CELL),
-                min_size=0, max_size=25))
-def test_any_small_table_is_read_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
-    """Plant tables are untrusted input: whatever the cells, a DataError naming the file, or run-to-failure data
-    whose times and targets are finite and whose features are finite or missing, that a preprocessor takes."""
+@given(st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["a", "b", "c", ""])), CELL, CELL, CELL,
+                          st.one_of(st.none(), st.integers(0, 2), st.sampled_from(["", "bearing", "running", "seal"]))),
+                min_size=0, max_size=25), st.booleans())
+def test_any_small_table_is_read_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]],
+                                                    ends: bool) -> None:
+    """Plant tables are untrusted input: whatever the cells (and how each unit ended, with an end column), a
+    DataError naming the file, or run-to-failure data whose times and failures' targets are finite and whose
+    features are finite or missing, that a preprocessor takes."""
     f = tmp_path / "fuzz.csv"
-    pd.DataFrame(rows, columns=["unit", "time", "temp", "vib"]).to_csv(f, index=False)
+    pd.DataFrame(rows, columns=["unit", "time", "temp", "vib", "end"]).to_csv(f, index=False)
     try:
-        ds = from_table(f, TableFormat(unit="unit", time="time"))
+        ds = from_table(f, TableFormat(unit="unit", time="time", features=["temp", "vib"],
+                                       end="end" if ends else None))
     except DataError as e:
         assert "fuzz.csv" in str(e), e
         return
-    assert np.isfinite(ds.frame["time"]).all() and np.isfinite(ds.ttf).all()
+    assert np.isfinite(ds.frame["time"]).all() and not np.isnan(ds.ttf).any()
+    assert all(isinstance(m, str) and m for m in ds.modes)
     assert not np.isinf(ds.frame[ds.features].to_numpy(dtype=float)).any()
     assert not ds.frame.duplicated(["unit", "time"]).any()
 
@@ -719,6 +724,12 @@ def test_censored_units_and_fault_modes_of_a_maintenance_record(tmp_path: Path) 
     assert np.isfinite(ds.ttf[bearing, 0]).all() and np.isinf(ds.ttf[bearing, 1]).all()
     model = forecasters()["regression"](horizon=30.0, cap=125.0, window=20, seed=0).fit(ds)
     assert model.meta_["data"]["failures"] == 8 and set(model.modes_) == {"bearing", "seal"}
+    # an end left empty is a unit that did not fail, as 'running' is (it was a traceback: an empty cell read as NaN)
+    train["end"] = train.unit.map({**ends, 2: ""})
+    train.to_csv(path, index=False)
+    again = from_table(path, TableFormat(unit="unit", time="cycle", end="end"))
+    assert sorted(again.failures.fault_mode) == sorted(ds.failures.fault_mode) and again.modes == ds.modes
+    np.testing.assert_array_equal(again.ttf, ds.ttf)
 
 
 @pytest.mark.slow  # three commands
