@@ -66,11 +66,3 @@ def replications_needed(values: np.ndarray, precision: float, confidence: float 
     ok = t_quantile()(n - 1, 0.5 + confidence / 2) * sd / np.sqrt(n) <= precision * abs(float(np.mean(x)))
     return float(n[np.argmax(ok)]) if ok.any() else np.inf
 
-
-def half_width(values: np.ndarray, confidence: float = 0.95) -> float:
-    """The Student-t interval's half-width of the mean of `values` (nan for fewer than two)."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) < 2:
-        return np.nan
-    return float(t_quantile()(np.array(len(x) - 1.0), 0.5 + confidence / 2) * np.std(x, ddof=1) / np.sqrt(len(x)))

@@ -66,7 +66,7 @@ def period_flow(line: Line, period: float) -> dict[str, np.ndarray]:
     included): good parts out, part-seconds in the line, and the lead time summed over those good parts. Over any
     run of periods they give the throughput, WIP and lead time the KPIs give over the same span (twin.experiment)."""
     end = min(line.env.now, line.scenario.duration)
-    n = int(end // period + 1e-9)
+    n = int(end / period + 1e-9)  # whole periods (an end a rounding below a period's edge still ends it)
     edges = np.arange(n + 1) * period
     entry = np.frombuffer(line.entry, dtype=np.float64).copy()
     exit_ = np.frombuffer(line.exit, dtype=np.float64).copy()
@@ -309,6 +309,16 @@ def t_quantile() -> Callable[[np.ndarray, float], np.ndarray]:
     from scipy.special import stdtrit
 
     return stdtrit
+
+
+def half_width(values: np.ndarray, confidence: float = 0.95) -> float:
+    """The Student-t interval's half-width of the mean of `values` (their missing ones left out; nan for fewer than
+    two): one replication-to-replication spread, as `summarize` gives it per KPI."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return np.nan
+    return float(t_quantile()(np.array(len(x) - 1.0), 0.5 + confidence / 2) * np.std(x, ddof=1) / np.sqrt(len(x)))
 
 
 def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:

@@ -605,9 +605,9 @@ def whatif(
     alternatives(base, *asked)  # every mistake named before the line's state is read
     import numpy as np
     import pandas as pd
-    from scipy import stats
 
     from twin.app.runner import simulate
+    from twin.kpi import half_width
 
     sc = continued(base, from_, at)
     options = alternatives(sc, *asked)  # built on the state now (the buffers' levels)
@@ -629,17 +629,16 @@ def whatif(
         known = [a for a in av if not np.isnan(a)]  # none: off shift throughout (no planned time to be available in)
         parts[label], avail[label] = np.array(counts), float(np.mean(known)) if known else float("nan")
         energy[label] = float(np.sum(kwh) / parts[label].sum()) if parts[label].sum() > 0 else float("nan")
-    tq = stats.t.ppf(0.975, replications - 1)
     base_parts = parts["as is"]
     rows = []
     for label, _ in options:
         p = parts[label]
         d = p - base_parts
-        rows.append({"alternative": label, "good parts": p.mean(), "± (95 % CI)": tq * p.std(ddof=1) / np.sqrt(len(p)),
+        rows.append({"alternative": label, "good parts": p.mean(), "± (95 % CI)": half_width(p),
                      "5 %": np.percentile(p, 5), "95 %": np.percentile(p, 95), "availability": avail[label],
                      "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
-                     "vs ± (95 % CI)": tq * d.std(ddof=1) / np.sqrt(len(d)) if label != "as is" else np.nan})
+                     "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan})
     table = pd.DataFrame(rows)
     shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each")
     powered = any(mt.power is not None for mt in sc.machine_types.values())

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from twin.app.cluster import tasks
-from twin.kpi import replication_kpis, state_durations
+from twin.kpi import half_width, replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
 from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
@@ -198,7 +197,7 @@ def _ci(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, i
     mean = float(np.mean(x))
     if n < 2:
         return mean, np.nan, np.nan, n
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(x, ddof=1) / np.sqrt(n))
+    half = half_width(x, confidence)
     return mean, mean - half, mean + half, n
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from twin.app.cluster import tasks
-from twin.experiment import BATCH, MIN_BATCHES, Truncation, half_width, mser, replications_needed
-from twin.kpi import period_flow
+from twin.experiment import BATCH, MIN_BATCHES, Truncation, mser, replications_needed
+from twin.kpi import half_width, period_flow
 from twin.scenario import Scenario
 
 #: the series whose transient sets the warm-up, as period_flow names them, and how the report calls them
