@@ -12,7 +12,7 @@ import yaml
 from scipy import stats
 
 from tests.conftest import assert_mistakes, run_all, twin_cmd
-from tests.helpers import exp, kpi, scenario
+from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
 from twin.app.runner import simulate
 from twin.experiment import mser, replications_needed
 from twin.kpi import period_flow
@@ -111,3 +111,20 @@ def test_plan_mistakes_are_named() -> None:
     assert_mistakes(["plan", "scenarios/cnc_cell.yaml"], [
         ([], "--duration: 3 d holds 0 periods of 7 d; the warm-up analysis needs at least 20: give --duration 140 d "
              "or more (on a shift calendar a period is its cycle, a day or a week")])
+
+
+def test_a_run_whose_throughput_is_uncertain_points_to_twin_plan() -> None:
+    """Three hour-long runs of a line stopped for hours at a time leave its throughput's CI wider than a tenth of
+    its mean: the KPI table says so and points to `twin plan`; a line of constant times has none to say."""
+    from twin.app.cmd_run import _precision_note
+    from twin.kpi import summarize
+
+    rough = scenario([{"name": "A", "cycle_time": exp(60)}], machine_types={"m": unreliable(3600, 3600)},
+                     duration=3600, replications=3)
+    note = _precision_note(summarize(replicate(rough, 3)))
+    assert note is not None and note.startswith("note: the throughput's 95 % CI is ± ") and "`twin plan`" in note
+    share = float(note.split("± ")[1].split("%")[0]) / 100
+    s = summarize(replicate(rough, 3)).set_index(["scope", "kpi"]).loc[("line", "throughput [parts/h]")]
+    assert share == pytest.approx((s.ci_high - s.ci_low) / 2 / s["mean"], abs=0.005) and share > 0.10
+    smooth = scenario([{"name": "A", "cycle_time": const(60)}], duration=3600, replications=3)
+    assert _precision_note(summarize(replicate(smooth, 3))) is None

@@ -548,7 +548,8 @@ def _fmt(row: pd.Series) -> str:
 def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
     """The line's KPIs as mean ± 95 % CI half-width over replications."""
     n = int(summary["n"].max())
-    t = Table(title=f"{sc.line.name}: line KPIs over {n} replication{'s' * (n > 1)} (mean ± 95 % CI)")
+    t = Table(title=f"{sc.line.name}: line KPIs over {n} replication{'s' * (n > 1)} (mean ± 95 % CI)",
+              caption=_precision_note(summary))
     t.add_column("KPI")
     t.add_column("value", justify="right")
     line = summary[summary.scope == "line"]
@@ -560,6 +561,23 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
             continue
         t.add_row(row.kpi, _fmt(row))
     return t
+
+
+#: a line throughput's 95 % CI wider than this share of its mean gets a note pointing to `twin plan`
+WIDE_CI = 0.10
+
+
+def _precision_note(summary: pd.DataFrame) -> str | None:
+    """A note when the replications leave the line's throughput uncertain by more than WIDE_CI of its mean: the
+    figures are then a few runs' luck as much as the line's, and `twin plan` says how many runs (or how long) tell."""
+    row = summary[(summary.scope == "line") & (summary.kpi == "throughput [parts/h]")]
+    if row.empty or row["n"].iloc[0] < 2 or not row["mean"].iloc[0] > 0:
+        return None
+    share = (row["ci_high"].iloc[0] - row["ci_low"].iloc[0]) / 2 / row["mean"].iloc[0]
+    if not share > WIDE_CI:
+        return None
+    return (f"note: the throughput's 95 % CI is ± {share:.0%} of its mean; `twin plan` says how many replications "
+            "(or how long a run) give ± 5 %, and how long the warm-up must be")
 
 
 def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
