@@ -514,7 +514,14 @@ def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
     raw = raw.dropna(axis=1, how="all")
     if raw.shape[1] == 2:  # unit, rul (a header row is skipped when its RUL is not a number)
         raw = raw[pd.to_numeric(raw[1], errors="coerce").notna()]
-        values = dict(zip(raw[0].astype(str), pd.to_numeric(raw[1])))
+        ids = raw[0].astype(object).where(raw[0].notna(), "").astype(str).str.strip()
+        if (twice := ids[ids.duplicated()]).size:  # the last one silently won
+            raise DataError(f"{path}: unit {twice.iloc[0]!r} is given {int((ids == twice.iloc[0]).sum())} RULs; give "
+                            "one per test unit")
+        if stray := sorted(set(ids) - set(units)):  # a RUL file of another test table, or a unit misnamed
+            raise DataError(f"{path}: units {stray[:5]} are not in the test table (its units: {units[:5]}"
+                            f"{'…' if len(units) > 5 else ''}); give the RUL file of this table")
+        values = dict(zip(ids, pd.to_numeric(raw[1])))
     elif raw.shape[1] == 1:
         if len(raw) != len(units):
             raise DataError(f"{path}: {len(raw)} RUL values for {len(units)} test units; give one per unit, "

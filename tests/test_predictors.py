@@ -107,6 +107,10 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
     (FMT, "12\n13\n", "2 RUL values for 20 test units"),
     (FMT, "12\n" * 19 + "x\n", "no numeric RUL for test units"),
     (FMT, "12\n" * 18 + "-5\n12\n", r"RUL below 0 for test units \['19'\]"),  # was scored as if it were true
+    # unit,RUL rows: a unit given twice (the last one won) or one the table lacks (left out without a word)
+    (FMT, "".join(f"{u},12\n" for u in range(1, 21)) + "3,40\n", "unit '3' is given 2 RULs; give one per test unit"),
+    (FMT, "".join(f"{u},12\n" for u in range(1, 21)) + "engine-9,40\n", r"units \['engine-9'\] are not in the "
+                                                                       "test table"),
 ])
 def test_bad_tables_say_what_to_fix(tables: dict[str, Path], tmp_path: Path, fmt: TableFormat,
                                     rul_lines: str | None, message: str) -> None:
