@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import ROOT, assert_mistakes, twin_cmd
 from tests.helpers import const, exp
@@ -327,6 +328,33 @@ def test_alternatives_of_the_line_are_compared_over_the_long_run() -> None:
     assert s["buffer weld = 10", "lead time [min]"] == pytest.approx(12.4 / 36 * 60, rel=1e-3)
     d = cmp.differences().set_index(["policy", "kpi"])
     assert d.loc[("weld: 2 machines", "throughput [parts/h]"), "diff"] == pytest.approx(36, rel=1e-3)
+
+
+def test_alternatives_combined_show_their_interplay(tmp_path: Path) -> None:
+    """A third weld machine alone lets cut (72 an hour) limit the line; a faster cut alone leaves weld (36) the limit;
+    together pack's 90 an hour is: the combination is no sum of its parts. Combining two settings of one thing, or
+    a single alternative, is refused, for compare and whatif alike."""
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    sc = _three_stations()
+    options = alternatives(sc, [], [], [], [], ["weld=3"], ["cut=25 s"], combined=True)
+    assert [label for label, _ in options] == ["as is", "weld: 3 machines", "cut: cycle 25 s",
+                                               "weld: 3 machines + cut: cycle 25 s"]
+    s = compare_designs(options, jobs=1).summary().set_index(["policy", "kpi"])["mean"]
+    assert [s[label, "throughput [parts/h]"] for label, _ in options] == pytest.approx([36, 72, 36, 90], rel=1e-3)
+    f = tmp_path / "three.yaml"
+    f.write_text(yaml.safe_dump({"line": {"site": "s", "area": "a", "name": "three"}, "seed": 7, "duration": "1 d",
+                                 "replications": 2, "machine_types": {"m": {}},
+                                 "stations": [{"name": "cut", "machine_type": "m", "cycle_time": "50 s"},
+                                              {"name": "weld", "machine_type": "m", "cycle_time": "100 s",
+                                               "buffer": 5}]}))
+    for command in (["compare", str(f)], ["whatif", str(f), "--from", "duckdb:///nowhere.duckdb"]):
+        assert_mistakes(command, [
+            (["--buffer", "weld=8", "--combined"], "--combined runs the alternatives given together as one more: give "
+                                                   "two or more"),
+            (["--buffer", "weld=8", "--buffer", "weld=9", "--combined"], "--combined: --buffer 'weld=8' and 'weld=9' "
+                                                                         "set the same thing")])
 
 
 def test_a_machine_added_keeps_the_others_random_numbers_on_any_worker(tmp_path: Path) -> None:

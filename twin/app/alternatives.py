@@ -4,7 +4,7 @@ policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -30,6 +30,8 @@ BatchAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STA
                                                             "oven) takes at once, e.g. oven=80 (repeatable)")]
 TransferAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
                                                                "conveyor into the station (repeatable)")]
+Combined = Annotated[bool, typer.Option("--combined", help="one more alternative: every change given, together "
+                                                            "(a machine and a buffer at once: their interplay)")]
 
 def _station_setting(option: str, spec: str, sc: Scenario, what: str) -> tuple[int, str]:
     """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""
@@ -125,68 +127,103 @@ def _with_transfer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     return f"{st.name}: transfer {value}", sc.model_copy(update={"stations": stations})
 
 
+def _with_crew(sc: Scenario, name: str) -> tuple[str, Scenario]:
+    """--extra-crew CREW: one more technician in the crew."""
+    known = {c.name: c for c in sc.repair_crews}
+    if name not in known:
+        have = ", ".join(known) or "none (repairs never wait for a technician, so another one changes nothing)"
+        fail(f"--extra-crew {name!r}: the scenario's repair crews are {have}")
+    crews = [c.model_copy(update={"size": c.size + 1}) if c.name == name else c for c in sc.repair_crews]
+    return f"+1 technician, {name}", sc.model_copy(update={"repair_crews": crews})
+
+
+def _with_policy(sc: Scenario, policy: str) -> tuple[str, Scenario]:
+    """--policy NAME: every machine on that maintenance policy."""
+    from twin.scenario import ScenarioError, with_policy
+
+    try:
+        return f"policy {policy}", with_policy(sc, policy)
+    except ScenarioError as e:
+        fail(f"--policy: {e}")
+
+
+def _with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--buffer STATION=PARTS: the buffer's capacity; what waits there now stays, up to it (an assembly's per
+    feeder)."""
+    i, size = _station_setting("--buffer", spec, sc, "PARTS")
+    station, names = sc.stations[i].name, [s.name for s in sc.stations]
+    fed = set(sc.entries()) if sc.source.kind == "saturated" else set()  # entries of a saturated source: no buffer
+    if i in fed:
+        fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
+             f"buffer; give one of {', '.join(n for j, n in enumerate(names) if j not in fed)}")
+    n = int(size)
+    stations = [s.model_copy(update={"buffer": n, "initial": min(s.initial, n),
+                                     "feeder_initial": {f: min(v, n) for f, v in s.feeder_initial.items()}})
+                if s.name == station else s for s in sc.stations]
+    return f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})
+
+
+def _with_shift(sc: Scenario, window: str) -> tuple[str, Scenario]:
+    """--add-shift WINDOW: one more shift on the calendar's working days."""
+    if sc.calendar is None:
+        fail(f"--add-shift {window!r}: the scenario has no shift calendar (its line runs around the clock); "
+             "give it a calendar: to add a shift to")
+    from pydantic import ValidationError
+
+    from twin.scenario import Calendar
+
+    try:
+        cal = Calendar.model_validate({**sc.calendar.model_dump(), "shifts": [*sc.calendar.shifts, window]})
+    except ValidationError as e:
+        fail(f"--add-shift {window!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')}")
+    a, b = Calendar(shifts=[window]).spans()[0]
+    if sc.calendar.day_length((a, b)) < sc.calendar.day_length() + (b - a) - 1e-6:
+        fail(f"--add-shift {window!r} overlaps the scenario's shifts ({', '.join(sc.calendar.shifts)}); give a "
+             "window outside them")
+    return f"extra shift {window}", sc.model_copy(update={"calendar": cal})
+
+
 def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
                   shifts: list[str] | None = None, machines: list[str] | None = None,
                   cycles: list[str] | None = None, batches: list[str] | None = None,
-                  transfers: list[str] | None = None) -> list[tuple[str, Scenario]]:
-    """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once. A
+                  transfers: list[str] | None = None, combined: bool = False) -> list[tuple[str, Scenario]]:
+    """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
+    `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
-    from twin.scenario import ScenarioError, with_policy
-
-    out = [("as is", sc)]
-    for option, given in (("--extra-crew", crews), ("--policy", policies), ("--buffer", buffers),
-                          ("--add-shift", shifts or []), ("--machines", machines or []),
-                          ("--cycle-time", cycles or []), ("--batch", batches or []), ("--transfer", transfers or [])):
-        if (twice := repeated(given)) is not None:
+    given = (("--extra-crew", crews, _with_crew), ("--policy", policies, _with_policy),
+             ("--buffer", buffers, _with_buffer), ("--add-shift", shifts or [], _with_shift),
+             ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
+             ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer))
+    for option, specs, _ in given:
+        if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")
-    for name in crews:
-        known = {c.name: c for c in sc.repair_crews}
-        if name not in known:
-            have = ", ".join(known) or "none (repairs never wait for a technician, so another one changes nothing)"
-            fail(f"--extra-crew {name!r}: the scenario's repair crews are {have}")
-        crews_ = [c.model_copy(update={"size": c.size + 1}) if c.name == name else c for c in sc.repair_crews]
-        out.append((f"+1 technician, {name}", sc.model_copy(update={"repair_crews": crews_})))
-    for policy in policies:
-        try:
-            out.append((f"policy {policy}", with_policy(sc, policy)))
-        except ScenarioError as e:
-            fail(f"--policy: {e}")
-    for spec in buffers:
-        i, size = _station_setting("--buffer", spec, sc, "PARTS")
-        station, names = sc.stations[i].name, [s.name for s in sc.stations]
-        fed = set(sc.entries()) if sc.source.kind == "saturated" else set()  # entries of a saturated source: no buffer
-        if i in fed:
-            fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
-                 f"buffer; give one of {', '.join(n for j, n in enumerate(names) if j not in fed)}")
-        n = int(size)  # what waits there now stays, up to the new capacity (an assembly's per feeder)
-        stations = [s.model_copy(update={"buffer": n, "initial": min(s.initial, n),
-                                         "feeder_initial": {f: min(v, n) for f, v in s.feeder_initial.items()}})
-                    if s.name == station else s for s in sc.stations]
-        out.append((f"buffer {station} = {size}", sc.model_copy(update={"stations": stations})))
-    for window in shifts or []:
-        if sc.calendar is None:
-            fail(f"--add-shift {window!r}: the scenario has no shift calendar (its line runs around the clock); "
-                 "give it a calendar: to add a shift to")
-        from pydantic import ValidationError
-
-        from twin.scenario import Calendar
-
-        try:
-            cal = Calendar.model_validate({**sc.calendar.model_dump(), "shifts": [*sc.calendar.shifts, window]})
-        except ValidationError as e:
-            fail(f"--add-shift {window!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')}")
-        a, b = Calendar(shifts=[window]).spans()[0]
-        if sc.calendar.day_length((a, b)) < sc.calendar.day_length() + (b - a) - 1e-6:
-            fail(f"--add-shift {window!r} overlaps the scenario's shifts ({', '.join(sc.calendar.shifts)}); give a "
-                 "window outside them")
-        out.append((f"extra shift {window}", sc.model_copy(update={"calendar": cal})))
-    out += [_with_machines(sc, spec) for spec in machines or []]
-    out += [_with_cycle(sc, spec) for spec in cycles or []]
-    out += [_with_batch(sc, spec) for spec in batches or []]
-    out += [_with_transfer(sc, spec) for spec in transfers or []]
+    changes = [(option, spec, change) for option, specs, change in given for spec in specs]
+    out = [("as is", sc), *(change(sc, spec) for _, spec, change in changes)]
+    if combined:
+        if len(changes) < 2:
+            fail("--combined runs the alternatives given together as one more: give two or more")
+        _one_each(changes)
+        together, labels = sc, []
+        for _, spec, change in changes:
+            label, together = change(together, spec)
+            labels.append(label)
+        out.append((" + ".join(labels), together))
     for label, alt in out[1:]:
         _check(label, alt)
     return out
+
+
+def _one_each(changes: list[tuple[str, str, Any]]) -> None:
+    """Combined changes set each setting once: two policies, or two sizes of one station's buffer, contradict (crews
+    and shifts add up)."""
+    seen: dict[tuple[str, str], str] = {}
+    for option, spec, _ in changes:
+        if option in ("--extra-crew", "--add-shift"):
+            continue
+        key = (option, "" if option == "--policy" else spec.partition("=")[0].strip())
+        if key in seen:
+            fail(f"--combined: {option} {seen[key]!r} and {spec!r} set the same thing; combine each setting once")
+        seen[key] = spec
 
 
 def _check(label: str, alt: Scenario) -> None:

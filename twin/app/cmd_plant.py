@@ -19,6 +19,7 @@ from twin.app.alternatives import (
     AddShift,
     BatchAlt,
     BufferAlt,
+    Combined,
     CycleAlt,
     ExtraCrew,
     MachinesAlt,
@@ -588,6 +589,7 @@ def whatif(
     cycle_time: CycleAlt = None,
     batch: BatchAlt = None,
     transfer: TransferAlt = None,
+    combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -602,7 +604,7 @@ def whatif(
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [])
-    alternatives(base, *asked)  # every mistake named before the line's state is read
+    alternatives(base, *asked, combined=combined)  # every mistake named before the line's state is read
     import numpy as np
     import pandas as pd
 
@@ -610,7 +612,7 @@ def whatif(
     from twin.kpi import half_width
 
     sc = continued(base, from_, at)
-    options = alternatives(sc, *asked)  # built on the state now (the buffers' levels)
+    options = alternatives(sc, *asked, combined=combined)  # built on the state now (the buffers' levels)
     _some_shift_ahead(sc, options, duration)
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}

@@ -14,7 +14,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin import MAX_SEED
-from twin.app.alternatives import AddShift, BatchAlt, BufferAlt, CycleAlt, ExtraCrew, MachinesAlt, TransferAlt
+from twin.app.alternatives import (
+    AddShift,
+    BatchAlt,
+    BufferAlt,
+    Combined,
+    CycleAlt,
+    ExtraCrew,
+    MachinesAlt,
+    TransferAlt,
+)
 from twin.app.cluster import ClusterError
 from twin.app.cmd_models import models_for
 from twin.app.options import (
@@ -180,6 +189,7 @@ def compare(
     cycle_time: CycleAlt = None,
     batch: BatchAlt = None,
     transfer: TransferAlt = None,
+    combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
     force: ForceOpt = False,
@@ -189,7 +199,7 @@ def compare(
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [],
               transfer or [])
-    if any(design):
+    if any(design) or combined:
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),
             ("--threshold", threshold is not None), ("--wear-limit", wear_limit is not None),
@@ -198,7 +208,7 @@ def compare(
             fail(f"{policy_given[0]} is for comparing maintenance policies, and alternatives of the line (--buffer, "
                  "--machines, ...) are given too: compare one kind at a time (alternatives run under the file's own "
                  "policies; to try a policy, give it in the file)")
-        _compare_designs(file, sc, design, jobs, cluster, out, force)
+        _compare_designs(file, sc, design, jobs, cluster, out, force, combined)
         return
     from twin.app.compare import KPIS, write_report
     from twin.app.compare import compare as run_compare
@@ -255,14 +265,14 @@ def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
 
 
 def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jobs: int | None, cluster: str | None,
-                     out: Path | None, force: bool) -> None:
+                     out: Path | None, force: bool, combined: bool = False) -> None:
     """`twin compare FILE --buffer ... --machines ...`: the line as it is and each alternative, from its start."""
     from twin.app.alternatives import alternatives
     from twin.app.compare import DESIGN_KPIS, DESIGN_NOTE, compare_designs, write_report
 
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
-    options = alternatives(sc, *design)
+    options = alternatives(sc, *design, combined=combined)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
     labels = [label for label, _ in options]
     with progress_bar() as bar:
