@@ -231,13 +231,15 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert at.text_input(key="wi_shift").disabled  # bottling runs around the clock: no shift to add
     assert at.text_input(key="wi_batch").disabled  # and has no batch station
     assert at.text_input(key="wi_transfer").disabled  # nor a conveyor
+    at.checkbox(key="wi_combined").check()  # and all of them together (`--combined`)
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]
     assert proc.wait(120) == 0, proc.stderr.read()
     at.run()
     shown = next(d.value for d in at.dataframe if "alternative" in d.value.columns)
+    together = "+1 technician, mechanics + buffer capper = 400 + labeller: 2 machines + filler: cycle 1.7 s"
     assert list(shown.alternative) == ["as is", "+1 technician, mechanics", "buffer capper = 400",
-                                       "labeller: 2 machines", "filler: cycle 1.7 s"]
+                                       "labeller: 2 machines", "filler: cycle 1.7 s", together]
     assert "±" in shown["good parts"][0]
     # the same alternatives over the long run, from the line's start (`twin compare`): its report shown below
     at.text_input(key="lr_dur").set_value("4 h")
@@ -248,7 +250,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert any("compared: compare-bottling-" in s.value for s in at.success)
     assert at.selectbox(key="policy_report").value.startswith("compare-bottling-")
     report = next(m.value for m in at.markdown if m.value.startswith("# Alternatives of bottling-1"))
-    for alternative in ("as is", "+1 technician, mechanics", "buffer capper = 400", "labeller: 2 machines"):
+    for alternative in ("as is", "+1 technician, mechanics", "buffer capper = 400", "labeller: 2 machines", together):
         assert f"| {alternative}" in report or f" {alternative} |" in report, report
 
 

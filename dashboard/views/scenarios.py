@@ -131,7 +131,14 @@ if sc is not None and path is not None:
               *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else []),
               *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
               *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())]]
+    changes = [a for a in design if a.startswith("--")]
+    together = st.checkbox("and all of them together", key="wi_combined",
+                           help="one more alternative with every change at once: changes interact (`--combined`)")
     alternatives = [*design, *[a for p in pols for a in ("--policy", p)]]
+    if together and len(changes) + len(pols) > 1:
+        alternatives.append("--combined")
+    if together and len(changes) > 1:
+        design = [*design, "--combined"]
     wi_busy = st.session_state.get("wi_proc") is not None and st.session_state.wi_proc.poll() is None
     if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
                  help=None if me.can("start_run") else "engineers only"):
