@@ -212,6 +212,23 @@ def test_scenarios_page_validates_like_the_cli_and_compares_runs(env: Path, tmp_
     assert at.error[0].value.startswith("bad.yaml:") and "cycle_time" in at.error[0].value
 
 
+def test_scenarios_page_plans_the_warm_up_and_replications(env: Path) -> None:
+    """`twin plan` from the Scenarios page: the pilot runs as a job, then its report (the warm-up found, Welch's
+    plot) and the replications each KPI needs are shown."""
+    at = page("scenarios")
+    at.selectbox(key="scenario").set_value("bottling.yaml").run()
+    at.text_input(key="plan_dur").set_value("2 h")
+    at.button(key="plan_go").click().run()
+    proc = at.session_state["plan_proc"]
+    assert proc.wait(120) == 0, proc.stderr.read()
+    at.run()
+    assert any(m.value.startswith("# Warm-up and replications for bottling-1") and "Recommended warm-up:" in m.value
+               for m in at.markdown)
+    table = next(d.value for d in at.dataframe if "replications needed" in d.value.columns)
+    assert list(table.kpi) == ["throughput [parts/h]", "wip [parts]", "lead time [min]"]
+    assert len(at.get("image")) == 1  # Welch's plot
+
+
 def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     """The what-if on the Scenarios page: the line's state read from a run's store, the next hour as it is and with
     one more mechanic, the table shown once the simulation is done. Only this line's runs are offered: another

@@ -89,6 +89,36 @@ if sc is not None and path is not None:
 
     run_status()
 
+    st.header("How long a warm-up, how many replications")
+    st.caption("Pilot replications from the line's start with no warm-up (`twin plan`): where the start-up ends "
+               "(MSER-5 on the replications' mean throughput and WIP per period) and how many replications give "
+               "throughput, WIP and lead time a 95 % confidence interval within the precision asked.")
+    p1, p2, p3 = st.columns(3)
+    plan_duration = p1.text_input("pilot duration", f"{sc.duration / 3600:g} h", key="plan_dur")
+    plan_precision = p2.number_input("precision (± share of the mean)", 0.005, 0.5, 0.05, step=0.01, key="plan_prec")
+    plan_busy = st.session_state.get("plan_proc") is not None and st.session_state.plan_proc.poll() is None
+    if p3.button("plan", key="plan_go", disabled=not me.can("start_run") or plan_busy,
+                 help=None if me.can("start_run") else "engineers only"):
+        report = data.reports_dir() / f"plan-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        start_job("plan_proc", ["plan", str(path), "--duration", plan_duration, "--precision", str(plan_precision),
+                                "--out", str(report)])
+        st.session_state.plan_report = str(report)
+        data.ledger().audit(me.name, me.role, "plan", f"{path.name} for {plan_duration} → {report}")
+
+    @st.fragment(run_every="2s")
+    def plan_status() -> None:
+        """The pilot's progress, then its report: the warm-up, Welch's plot, the replications per KPI."""
+        state = job_state("plan_proc", "the pilot replications")
+        if state == "running":
+            st.info(f"simulating the pilot replications… → {st.session_state.plan_report}")
+        elif state == "done":
+            folder = Path(st.session_state.plan_report)
+            st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![Welch's average]")[0])
+            st.image(str(folder / "welch.png"))
+            st.dataframe(pd.read_csv(folder / "replications.csv"), hide_index=True)
+
+    plan_status()
+
     st.header("What if, from the line's state now")
     st.caption("Continues this scenario from a line's latest state (machine states, stops under way, fault-mode "
                "ages, buffer levels) read from a run's or a plant's store of this line, and compares alternatives "
