@@ -128,3 +128,15 @@ def test_a_run_whose_throughput_is_uncertain_points_to_twin_plan() -> None:
     assert share == pytest.approx((s.ci_high - s.ci_low) / 2 / s["mean"], abs=0.005) and share > 0.10
     smooth = scenario([{"name": "A", "cycle_time": const(60)}], duration=3600, replications=3)
     assert _precision_note(summarize(replicate(smooth, 3))) is None
+
+
+def test_a_period_shorter_than_the_shift_calendars_cycle_is_said() -> None:
+    """On a line working weekday shifts, output per hour drops to 0 each night and weekend, which MSER can take for
+    a start-up: a period shorter than the calendar's week is said next to the warm-up it gives."""
+    from twin.app.plan import default_period, plan, verdict
+    from twin.scenario import load_scenario
+
+    sc = load_scenario("scenarios/cnc_cell.yaml").model_copy(update={"duration": 100 * 3600.0, "replications": 3})
+    assert default_period(sc) == 7 * 86400.0
+    said = " ".join(verdict(plan(sc, 3600.0, 0.05, jobs=1)))
+    assert "A period of 1 h is shorter than the shift calendar's cycle (7 d)" in said

@@ -38,9 +38,9 @@ def default_period(sc: Scenario) -> float:
 
 
 def batch_for(sc: Scenario, period: float) -> int:
-    """Periods per batch mean: 5 (MSER-5), or 1 where a period is a whole cycle of the shift calendar (a day or a
-    week of output is a mean of much already, and 50 weeks of pilot would be needed otherwise)."""
-    return 1 if sc.calendar is not None and period in (DAY, WEEK) else BATCH
+    """Periods per batch mean: 5 (MSER-5), or 1 where a period is the shift calendar's whole cycle (a day or a week
+    of output is a mean of much already, and MIN_BATCHES × 5 weeks of pilot would be needed otherwise)."""
+    return 1 if sc.calendar is not None and period == default_period(sc) else BATCH
 
 
 def periods_needed(sc: Scenario, period: float) -> int:
@@ -116,7 +116,7 @@ class Plan:
 
     @property
     def replications(self) -> float:
-        """The most any KPI needs (at least the pilot's own)."""
+        """The most any KPI needs (nan when none can be said)."""
         needed = self.table()["replications needed"].to_numpy()
         return np.nan if np.isnan(needed).all() else float(np.nanmax(needed))
 
@@ -206,6 +206,10 @@ def verdict(p: Plan) -> list[str]:
     rec = duration_text(p.recommended) if p.recommended else "none"
     out = [f"Recommended warm-up: {rec} (MSER on the mean of the replications' throughput and WIP per "
            f"{duration_text(p.period)})."]
+    if p.scenario.calendar is not None and p.period < default_period(p.scenario):
+        out.append(f"A period of {duration_text(p.period)} is shorter than the shift calendar's cycle "
+                   f"({duration_text(default_period(p.scenario))}): shifts, nights and weekends vary the output per "
+                   "period as much as a start-up does, so the warm-up found may be one of them.")
     if not p.settled:
         late = [TRANSIENT[k] for k, c in p.cuts.items() if not c.settled]
         out.append(f"MSER found no end of the {' and '.join(late)}'s transient within the first half of the run: "
