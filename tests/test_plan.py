@@ -89,7 +89,7 @@ def test_a_line_filling_its_buffer_needs_the_warm_up_it_takes_to_fill(tmp_path: 
     table = pd.read_csv(out / "replications.csv").set_index("kpi")
     assert table.loc["throughput [parts/h]", "mean"] == pytest.approx(60, rel=0.05)  # B's rate
     assert (table["replications needed"] >= 2).all()
-    assert f"--warmup '{rec} min' --replications" in text
+    assert f"--warmup '{rec} min' --replications" in text and "Many replications" not in text
     assert (out / "welch.png").stat().st_size > 0 and "![Welch's average](welch.png)" in (out / "report.md").read_text()
     from twin.scenario import load_scenario
 
@@ -140,3 +140,12 @@ def test_a_period_shorter_than_the_shift_calendars_cycle_is_said() -> None:
     assert default_period(sc) == 7 * 86400.0
     said = " ".join(verdict(plan(sc, 3600.0, 0.05, jobs=1)))
     assert "A period of 1 h is shorter than the shift calendar's cycle (7 d)" in said
+
+
+def test_short_runs_of_a_line_with_long_stops_are_said_to_need_many_replications(tmp_path: Path) -> None:
+    """Eight-hour runs of the body shop, whose stops last hours, vary so much that hundreds of them would be needed
+    for ± 5 % of throughput: said, with longer runs as the way out."""
+    r, = run_all(twin_cmd("plan", "scenarios/body_shop.yaml", "--jobs", 1, "--out", tmp_path / "plan"))
+    needed = pd.read_csv(tmp_path / "plan" / "replications.csv").set_index("kpi")["replications needed"]
+    assert needed["throughput [parts/h]"] > 100, needed
+    assert "Many replications: runs of 8 h vary much from one to the next" in " ".join(r.stdout.split())

@@ -449,6 +449,10 @@ def plan(
         t.add_row(r.kpi, f"{r.mean:.4g}", f"{r.sd:.3g}", f"{r[3]:.3g}", replications_text(r[4]))
     print_table(t)
     n = p.replications
+    if n > 30:  # runs short against the line's stops: each one's luck dominates
+        out_console.print(f"Many replications: runs of {duration_text(sc.duration)} vary much from one to the next "
+                          "(a long stop in one, none in the next); longer runs (--duration) average more of the line's "
+                          "stops each and need fewer.", highlight=False)
     if math.isfinite(n):
         out_console.print(f"run: twin run {escape(str(file))} --warmup '{duration_text(p.recommended) or 0}' "
                           f"--replications {max(int(n), 2)}" + (f" --duration '{duration_text(sc.duration)}'"
