@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 from rich.markup import escape
@@ -41,6 +42,8 @@ from twin.app.options import (
     report_folder,
     time_option,
 )
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -225,23 +228,35 @@ def compare(
                             "--on": on != 0.5, "--defer": defer != "none"}, sc)
     _check_policies(names, params, sc)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
-    with progress_bar() as bar:
-        task = bar.add_task(f"{len(names)} policies × {sc.replications} replications", total=len(names) *
-                            sc.replications, note="")
-        try:
-            cmp = run_compare(sc, names, params, jobs=jobs, cluster=cluster,
-                              progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
-        except ValueError as e:
-            fail(str(e))
-        except ClusterError as e:
-            fail(str(e), code=3)
+    cmp = _simulated(f"{len(names)} policies × {sc.replications} replications", len(names) * sc.replications,
+                     lambda progress: run_compare(sc, names, params, jobs=jobs, cluster=cluster, progress=progress),
+                     refused=ValueError)
     if left:  # the report says what the default comparison could not run, as the console did
         cmp.notes.append(left[0].upper() + left[1:] + ".")
     print_table(_kpi_table(cmp, KPIS, f"{sc.line.name}: policies over {sc.replications} replications of "
                                       f"{sc.duration / 3600:g} h (mean ± 95 % CI; * differs from {cmp.reference})"))
-    path = write_report(cmp, out)
-    out_console.print(f"{len(names) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
-                      f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
+    _done(len(names) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))
+
+
+def _simulated(title: str, total: int, run: Callable[[Callable[[int, int], None]], T],
+               refused: type[Exception] | tuple[type[Exception], ...] = ()) -> T:
+    """`run(progress)` (a batch of simulations on local processes or a cluster) behind a progress bar of `total`
+    tasks; a cluster that cannot be used ends the command (exit 3), and so does a `refused` error (exit 2: what the
+    batch found wrong with the options, e.g. a policy a machine type cannot run)."""
+    with progress_bar() as bar:
+        task = bar.add_task(title, total=total, note="")
+        try:
+            return run(lambda done, _: bar.update(task, completed=done, note="simulations"))
+        except ClusterError as e:
+            fail(str(e), code=3)
+        except refused as e:
+            fail(str(e))
+
+
+def _done(simulations: int, wall: float, where: str, report: Path) -> None:
+    """The closing line of a batch command: how many simulations, how long, where, and the report."""
+    out_console.print(f"{simulations} simulations in {wall:.1f} s on {where}; report: [bold]{escape(str(report))}[/]",
+                      markup=True, highlight=False)
 
 
 def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
@@ -274,22 +289,13 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jo
         fail("--replications: at least 2, so that differences get a confidence interval")
     options = alternatives(sc, *design, combined=combined)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
-    labels = [label for label, _ in options]
-    with progress_bar() as bar:
-        task = bar.add_task(f"{len(options)} alternatives × {sc.replications} replications",
-                            total=len(options) * sc.replications, note="")
-        try:
-            cmp = compare_designs(options, jobs=jobs, cluster=cluster,
-                                  progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
-        except ClusterError as e:
-            fail(str(e), code=3)
+    cmp = _simulated(f"{len(options)} alternatives × {sc.replications} replications", len(options) * sc.replications,
+                     lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress))
     print_table(_kpi_table(cmp, DESIGN_KPIS, f"{sc.line.name}: alternatives over {sc.replications} replications of "
                                              f"{sc.duration / 3600:g} h from the line's start, warm-up "
                                              f"{sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)"))
     out_console.print(f"note: {DESIGN_NOTE}", highlight=False)
-    path = write_report(cmp, out)
-    out_console.print(f"{len(labels) * sc.replications} simulations in {cmp.wall:.1f} s on {cmp.where}; "
-                      f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
+    _done(len(options) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))
 
 
 def tune(
@@ -358,16 +364,10 @@ def tune(
             except ScenarioError as e:
                 fail(f"--values: {v:g}: {e}")
     out = report_folder(out, f"tune-{file.stem}-{policy}", force)  # once the options are good
-    with progress_bar() as bar:
-        task = bar.add_task(f"{policy}: {len(nums)} settings × {sc.replications} replications",
-                            total=len(nums) * sc.replications, note="")
-        try:
-            result = run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
-                              progress=lambda d, t: bar.update(task, completed=d))
-        except ValueError as e:
-            fail(str(e))
-        except ClusterError as e:
-            fail(str(e), code=3)
+    result = _simulated(f"{policy}: {len(nums)} settings × {sc.replications} replications",
+                        len(nums) * sc.replications,
+                        lambda progress: run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
+                                                  progress=progress), refused=ValueError)
     def show(v: float) -> str:
         return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
 
@@ -430,16 +430,11 @@ def plan(
              (" (on a shift calendar a period is its cycle, a day or a week, so that shifts and weekends do not "
               "read as a transient)" if sc.calendar else "")) + (", or a shorter --period" if period else ""))
     out = report_folder(out, f"plan-{file.stem}", force)
-    with progress_bar() as bar:
-        task = bar.add_task(f"{sc.replications} pilot replications", total=sc.replications, note="")
-        try:
-            p = run_plan(sc, every, precision, jobs=jobs, cluster=cluster,
-                         progress=lambda d, t: bar.update(task, completed=d, note="simulations"))
-        except ClusterError as e:
-            fail(str(e), code=3)
+    p = _simulated(f"{sc.replications} pilot replications", sc.replications,
+                   lambda progress: run_plan(sc, every, precision, jobs=jobs, cluster=cluster, progress=progress))
     for line in verdict(p):
         out_console.print(line, highlight=False)
-    table = p.table()
+    table = p.table
     t = Table(title=f"{sc.line.name}: replications for a 95 % CI within ± {precision:.0%} of the mean, after a "
                     f"warm-up of {duration_text(p.recommended) if p.recommended else '0'} (pilot: "
                     f"{sc.replications} × {duration_text(sc.duration)})")
@@ -457,6 +452,4 @@ def plan(
         out_console.print(f"run: twin run {escape(str(file))} --warmup '{duration_text(p.recommended) or 0}' "
                           f"--replications {max(int(n), 2)}" + (f" --duration '{duration_text(sc.duration)}'"
                                                                  if duration else ""), markup=False, highlight=False)
-    path = write_report(p, out)
-    out_console.print(f"{sc.replications} simulations in {p.wall:.1f} s on {p.where}; report: [bold]"
-                      f"{escape(str(path))}[/]", markup=True, highlight=False)
+    _done(sc.replications, p.wall, p.where, write_report(p, out))
