@@ -13,11 +13,19 @@ from dashboard import access, charts, data
 from twin.scenario import ScenarioError, load_scenario
 
 
-def start_job(key: str, cmd: list[str]) -> None:
-    """Start a `twin` command in the background (its process kept in the session under `key`)."""
+def start_job(key: str, cmd: list[str], out: Path, action: str, detail: str) -> None:
+    """Start a `twin` command in the background (its process kept in the session under `key`, what it writes, `out`,
+    under `key`_out) and write who started it into the audit log."""
     st.session_state[key] = subprocess.Popen([sys.executable, "-m", "twin.app.cli", *cmd], stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, text=True)
     st.session_state.pop(f"{key}_err", None)
+    st.session_state[f"{key}_out"] = str(out)
+    data.ledger().audit(me.name, me.role, action, detail)
+
+
+def running(key: str) -> bool:
+    """Whether the session's job `key` is still running (its button waits until it ends)."""
+    return st.session_state.get(key) is not None and st.session_state[key].poll() is None
 
 
 def job_state(key: str, what: str) -> str | None:
@@ -66,14 +74,12 @@ if sc is not None and path is not None:
     c1, c2, c3 = st.columns(3)
     duration = c1.text_input("duration", f"{sc.duration / 3600:g} h")
     reps = c2.number_input("replications", 1, 100, sc.replications)
-    busy = st.session_state.get("proc") is not None and st.session_state.proc.poll() is None
+    busy = running("proc")
     if c3.button("start run", disabled=busy or not me.can("start_run"),
                  key="start", help=None if me.can("start_run") else "engineers only"):
         out = data.runs_dir() / path.stem / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         start_job("proc", ["run", str(path), "--duration", duration, "--replications", str(reps), "--no-stream",
-                           "--out", str(out)])
-        st.session_state.proc_out = str(out)
-        data.ledger().audit(me.name, me.role, "start run", f"{path.name} for {duration} × {reps} → {out}")
+                           "--out", str(out)], out, "start run", f"{path.name} for {duration} × {reps} → {out}")
 
     @st.fragment(run_every="2s")
     def run_status() -> None:
@@ -96,23 +102,21 @@ if sc is not None and path is not None:
     p1, p2, p3 = st.columns(3)
     plan_duration = p1.text_input("pilot duration", f"{sc.duration / 3600:g} h", key="plan_dur")
     plan_precision = p2.number_input("precision (± share of the mean)", 0.005, 0.5, 0.05, step=0.01, key="plan_prec")
-    plan_busy = st.session_state.get("plan_proc") is not None and st.session_state.plan_proc.poll() is None
+    plan_busy = running("plan_proc")
     if p3.button("plan", key="plan_go", disabled=not me.can("start_run") or plan_busy,
                  help=None if me.can("start_run") else "engineers only"):
         report = data.reports_dir() / f"plan-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         start_job("plan_proc", ["plan", str(path), "--duration", plan_duration, "--precision", str(plan_precision),
-                                "--out", str(report)])
-        st.session_state.plan_report = str(report)
-        data.ledger().audit(me.name, me.role, "plan", f"{path.name} for {plan_duration} → {report}")
+                                "--out", str(report)], report, "plan", f"{path.name} for {plan_duration} → {report}")
 
     @st.fragment(run_every="2s")
     def plan_status() -> None:
         """The pilot's progress, then its report: the warm-up, Welch's plot, the replications per KPI."""
         state = job_state("plan_proc", "the pilot replications")
         if state == "running":
-            st.info(f"simulating the pilot replications… → {st.session_state.plan_report}")
+            st.info(f"simulating the pilot replications… → {st.session_state.plan_proc_out}")
         elif state == "done":
-            folder = Path(st.session_state.plan_report)
+            folder = Path(st.session_state.plan_proc_out)
             st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![Welch's average]")[0])
             st.image(str(folder / "welch.png"))
             st.dataframe(pd.read_csv(folder / "replications.csv"), hide_index=True)
@@ -169,14 +173,13 @@ if sc is not None and path is not None:
         alternatives.append("--combined")
     if together and len(changes) > 1:
         design = [*design, "--combined"]
-    wi_busy = st.session_state.get("wi_proc") is not None and st.session_state.wi_proc.poll() is None
+    wi_busy = running("wi_proc")
     if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
                  help=None if me.can("start_run") else "engineers only"):
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
         start_job("wi_proc", ["whatif", str(path), "--from", str(url), "--duration", wi_duration, "--replications",
-                              str(wi_reps), "--out", str(table), *alternatives])
-        st.session_state.wi_table = str(table)
-        data.ledger().audit(me.name, me.role, "what-if", f"{path.name} from {url} for {wi_duration} × {wi_reps}")
+                              str(wi_reps), "--out", str(table), *alternatives], table, "what-if",
+                  f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
     @st.fragment(run_every="2s")
     def whatif_status() -> None:
@@ -185,7 +188,7 @@ if sc is not None and path is not None:
         if state == "running":
             st.info("simulating the alternatives…")
         elif state == "done":
-            table = pd.read_csv(st.session_state.wi_table)
+            table = pd.read_csv(st.session_state.wi_proc_out)
             shown = pd.DataFrame({
                 "alternative": table["alternative"],
                 "good parts": [f"{m:,.0f} ± {h:,.0f}" for m, h in zip(table["good parts"], table["± (95 % CI)"])],
@@ -206,22 +209,21 @@ if sc is not None and path is not None:
                "(`twin compare`); the report appears under 'Policies and alternatives compared' below.")
     l1, l2 = st.columns([1, 2])
     long_run = l1.text_input("long run: duration", f"{sc.duration / 3600:g} h", key="lr_dur")
-    lr_busy = st.session_state.get("lr_proc") is not None and st.session_state.lr_proc.poll() is None
+    lr_busy = running("lr_proc")
     if l2.button("compare over the long run", key="lr_go", disabled=not design or not me.can("start_run") or lr_busy,
                  help="engineers only" if not me.can("start_run") else None if design else "give an alternative"):
         report = data.reports_dir() / f"compare-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
         start_job("lr_proc", ["compare", str(path), "--duration", long_run, "--replications", str(max(wi_reps, 2)),
-                              "--out", str(report), *design])
-        st.session_state.lr_report = str(report)
-        data.ledger().audit(me.name, me.role, "compare", f"{path.name} for {long_run} × {wi_reps} → {report}")
+                              "--out", str(report), *design], report, "compare",
+                  f"{path.name} for {long_run} × {wi_reps} → {report}")
 
     @st.fragment(run_every="2s")
     def long_run_status() -> None:
         state = job_state("lr_proc", "the comparison")
         if state == "running":
-            st.info(f"simulating the alternatives over {long_run}… → {st.session_state.lr_report}")
+            st.info(f"simulating the alternatives over {long_run}… → {st.session_state.lr_proc_out}")
         elif state == "done":
-            st.success(f"compared: {Path(st.session_state.lr_report).name} (below)")
+            st.success(f"compared: {Path(st.session_state.lr_proc_out).name} (below)")
 
     long_run_status()
 
