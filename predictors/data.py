@@ -353,6 +353,11 @@ def _hours(path: Path, column: str, values: pd.Series) -> pd.Series:
     return (stamps - stamps.min()).dt.total_seconds() / 3600
 
 
+def _text(values: pd.Series) -> pd.Series:
+    """A column as stripped text, an empty cell as '' (pandas reads it as NaN, and keeps NaN through astype(str))."""
+    return values.astype(object).where(values.notna(), "").astype(str).str.strip()
+
+
 def _refuse_unusable_rows(path: Path, df: pd.DataFrame, unit: Any, time: Any, feats: list[Any],
                           written: pd.Series) -> None:
     """A DataError naming the first row (counted after any header) that cannot be placed in a unit's history: no unit
@@ -438,7 +443,7 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     out["unit"] = out["unit"].astype(str)
     out.columns = ["unit", "time", *map(str, feats)]
     if end is not None:
-        out["_end"] = df[end].astype(object).where(df[end].notna(), "").astype(str).str.strip().to_numpy()  # empty: ''
+        out["_end"] = _text(df[end]).to_numpy()
     # units keep the order they first appear in (a RUL file lists them so), rows go by time within each
     first = pd.Categorical(out["unit"], categories=pd.unique(out["unit"]), ordered=True)
     return (out.assign(_u=first).sort_values(["_u", "time"], kind="stable").drop(columns="_u").reset_index(drop=True),
@@ -514,7 +519,7 @@ def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
     raw = raw.dropna(axis=1, how="all")
     if raw.shape[1] == 2:  # unit, rul (a header row is skipped when its RUL is not a number)
         raw = raw[pd.to_numeric(raw[1], errors="coerce").notna()]
-        ids = raw[0].astype(object).where(raw[0].notna(), "").astype(str).str.strip()
+        ids = _text(raw[0])
         if (twice := ids[ids.duplicated()]).size:  # the last one silently won
             raise DataError(f"{path}: unit {twice.iloc[0]!r} is given {int((ids == twice.iloc[0]).sum())} RULs; give "
                             "one per test unit")

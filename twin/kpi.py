@@ -48,11 +48,13 @@ def wip_integral(entry: np.ndarray, exit_: np.ndarray, at: np.ndarray) -> np.nda
     delta = np.concatenate([np.ones(len(entry)), -np.ones(int(done.sum()))])
     order = np.argsort(times, kind="stable")
     times, level = times[order], np.cumsum(delta[order])
-    # level holds after each event time: the area up to each event, then on to each time asked
-    area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(times))]) if len(times) else np.zeros(0)
+    if not len(times):
+        return np.zeros(len(at))
+    # level holds after each event time: the area up to each event, then on to each time asked (0 before the first)
+    area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(times))])
     last = np.searchsorted(times, at, side="right") - 1
     k = np.maximum(last, 0)
-    return np.where(last >= 0, area[k] + level[k] * (at - times[k]) if len(times) else 0.0, 0.0)
+    return np.where(last >= 0, area[k] + level[k] * (at - times[k]), 0.0)
 
 
 def time_average_wip(entry: np.ndarray, exit_: np.ndarray, a: float, b: float) -> float:

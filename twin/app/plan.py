@@ -5,7 +5,8 @@ the line's output per period) and how many replications give its KPIs a confiden
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,12 @@ class Plan:
     flows: dict[str, np.ndarray]  # series -> replications × periods
     where: str = "this process"
     wall: float = 0.0
-    cuts: dict[str, Truncation] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def cuts(self) -> dict[str, Truncation]:
+        """Where each series' start-up ends (MSER on Welch's average)."""
         welch = self.welch()
-        self.cuts = {name: mser(welch[name].to_numpy(), batch_for(self.scenario, self.period)) for name in TRANSIENT}
+        return {name: mser(welch[name].to_numpy(), batch_for(self.scenario, self.period)) for name in TRANSIENT}
 
     @property
     def periods(self) -> int:
@@ -103,9 +105,10 @@ class Plan:
         wip = self.flows["part-seconds"][:, d:].sum(axis=1) / span
         return pd.DataFrame({KPIS[0]: parts / span * 3600, KPIS[1]: wip, KPIS[2]: lead})
 
+    @cached_property
     def table(self) -> pd.DataFrame:
         """Per KPI: mean and sd over the pilot, its interval's half-width now, and the replications for the
-        precision asked."""
+        precision asked (after the recommended warm-up)."""
         k = self.kpis()
         rows = []
         for name in KPIS:
@@ -117,7 +120,7 @@ class Plan:
     @property
     def replications(self) -> float:
         """The most any KPI needs (nan when none can be said)."""
-        needed = self.table()["replications needed"].to_numpy()
+        needed = self.table["replications needed"].to_numpy()
         return np.nan if np.isnan(needed).all() else float(np.nanmax(needed))
 
 
@@ -158,7 +161,7 @@ def write_report(p: Plan, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     welch = p.welch().rename(columns={"parts": "throughput [parts/h]", "part-seconds": "wip [parts]"})
     welch.to_csv(out / "welch.csv", index=False)
-    table = p.table()
+    table = p.table
     table.to_csv(out / "replications.csv", index=False)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, (name, label) in zip(axes, (("throughput [parts/h]", "throughput"), ("wip [parts]", "WIP"))):
