@@ -13,17 +13,37 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, TypeAdapter
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from predictors.data import RunToFailure
-from predictors.lifecycle import Trained, load_folder, register, registered
+from predictors.lifecycle import Finite, Name, Trained, checked, load_folder, register, registered
 from predictors.lifecycle import load as load_trained
 from predictors.prep import MAX_REGIMES, Preprocessor, split_units, unit_folds
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
+
+
+class _Interval(TypedDict):
+    """The RUL interval: validation errors' low and high quantiles in bins of predicted RUL (from the lowest bin's
+    edge, -inf for the first)."""
+
+    bins: list[Annotated[float, Field(allow_inf_nan=True)]]
+    q: list[tuple[Finite, Finite]]
+
+
+class _State(TypedDict):
+    """A forecaster file's fitted state besides its preprocessing and arrays."""
+
+    modes: list[Name]
+    interval: _Interval
+
+
+_STATE = TypeAdapter(_State)
 # runs fn(*args) for each args tuple, results in order (e.g. twin.app.cluster.Tasks.map: worker processes or a cluster)
 MapFn = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], Iterable[Any]]
 INTERVAL = (0.05, 0.95)  # the RUL interval: 90 % of validation errors fall inside
@@ -279,9 +299,27 @@ class Estimator(Trained):
 
     def _set_state(self, doc: dict[str, Any]) -> None:
         self.prep_ = Preprocessor.from_state(doc["prep"])
-        self.modes_ = doc["modes"]
-        self.bins_, self.q_ = (np.asarray(doc["interval"]["bins"], dtype=float),
-                               np.asarray(doc["interval"]["q"], dtype=float))
+        if self.prep_.window != self.window:
+            raise ValueError(f"prep: window {self.prep_.window!r} is not the parameters' window {self.window}")
+        state = checked(_STATE, doc)
+        self.modes_ = state["modes"]
+        if len(set(self.modes_)) < len(self.modes_):
+            raise ValueError("modes: a fault mode is named twice")
+        self.bins_, self.q_ = (np.asarray(state["interval"]["bins"], dtype=float),
+                               np.asarray(state["interval"]["q"], dtype=float))
+        if not (len(self.bins_) and (np.diff(self.bins_) > 0).all() and len(self.q_) == len(self.bins_)):
+            raise ValueError("interval: the bins must rise, with a low and a high quantile each")
+
+    def _loaded(self) -> None:
+        """One forecast of a blank window: the network's outputs must match the fault modes and the RUL be a number
+        (a file whose parts were edited apart fails here, where it is loaded, not at its first forecast)."""
+        assert self.prep_ is not None
+        fc = self.predict_windows(np.zeros((1, self.window, len(self.prep_.kept or [])), dtype=np.float32))
+        if fc.proba.shape != (1, len(self.modes_)):
+            raise ValueError(f"its network gives {fc.proba.shape[1:]} fault probabilities for {len(self.modes_)} "
+                             "fault modes")
+        if not np.isfinite(fc.rul).all():
+            raise ValueError("its network forecasts no number")
 
 
 def _threads() -> int:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 import twin
 
@@ -25,6 +27,69 @@ FAMILIES = {"forecaster": ("model file", "a model.json written by `twin train`")
             "generator": ("generator", "a file written by `twin synth train`")}  # noun in errors, where files come from
 REGISTRY: dict[str, type[Trained]] = {}
 T = TypeVar("T", bound="type[Trained]")
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class _Data(TypedDict, total=False):
+    """What a model's metadata says of the data it was trained on."""
+
+    fingerprint: str
+    rows: int
+    units: int
+    windows: int
+    sources: list[str]
+    failures: int
+    failures_per_mode: dict[str, int]
+    per_mode: dict[str, int]
+
+
+class _Anomaly(TypedDict):
+    """The VAE's anomaly calibration."""
+
+    threshold: Finite
+    quantile: float
+    healthy_windows: int
+
+
+class _Meta(TypedDict, total=False):
+    """A model file's `meta`: every key is optional (older files lack some), but one that is there has its type, so
+    that a damaged or hand-edited file is refused where it is loaded, not at its first forecast."""
+
+    kind: str
+    family: str
+    linetwin: str
+    group: str
+    trained: str
+    data: _Data
+    modes: list[str]
+    time_unit: str
+    step: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    alert_modes: list[str]
+    validation: dict[str, float | None]
+    extra_windows: int
+    train_units: list[str]
+    valid_units: list[str]
+    member_valid_units: list[list[str]]
+    unit_fingerprints: list[str]
+    sensor_units: dict[str, str]
+    anomaly: _Anomaly
+
+
+_META = TypeAdapter(_Meta)
+
+
+def checked(schema: TypeAdapter[Any], value: Any, where: str = "") -> Any:
+    """A part of a model file checked against its schema: the value, or a ValueError naming the first wrong field
+    (`where` prefixes its path, e.g. meta.step)."""
+    try:
+        return schema.validate_python(value)
+    except ValidationError as e:
+        err = e.errors()[0]
+        path = ".".join(str(k) for k in (*([where] if where else []), *err["loc"]))
+        raise ValueError(f"{path or 'the file'}: {err['msg'].lower()}") from None
 
 
 def register(cls: T) -> T:
@@ -121,6 +186,9 @@ class Trained:
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what `_arrays` wrote."""
 
+    def _loaded(self) -> None:
+        """Check that a loaded model's parts fit together (ValueError saying what does not); by default nothing."""
+
     def _saved_arrays(self) -> dict[str, np.ndarray]:
         """What goes into the .npz: the model's arrays (an ensemble adds its members')."""
         return self._arrays()
@@ -152,6 +220,8 @@ def load(path: Path, family: str) -> Trained:
     noun, hint = FAMILIES[family]
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
         if doc.get("format", FORMAT) not in (FORMAT, *OLDER_FORMATS):
             raise ValueError(f"format {doc.get('format')!r} is not {FORMAT}")
         cls = model_class(doc["kind"])
@@ -166,10 +236,15 @@ def load(path: Path, family: str) -> Trained:
             raise ValueError(f"{path.with_suffix('.npz').name} does not match the checksum in {path.name}: it was "
                              "changed or damaged after training")
         model = cls(**doc["params"])
-        model.meta_ = doc["meta"]
+        model.meta_ = dict(checked(_META, doc["meta"], "meta"))
         model._set_state(doc)
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
-            model._load_arrays(dict(arrays))
+            try:
+                model._load_arrays(dict(arrays))
+            except RuntimeError as e:  # torch: a layer's weights of another shape than the parameters build
+                raise ValueError(f"its arrays do not fit its parameters: {str(e).strip().splitlines()[-1].strip()}"
+                                 ) from None
+        model._loaded()
     except KeyError as e:  # said as ('window') before
         raise ValueError(f"{path}: not a linetwin {noun} (its field {e} is missing); give {hint}") from None
     except (OSError, ValueError, TypeError) as e:

@@ -17,22 +17,38 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import Field, TypeAdapter
 from torch import nn
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from predictors.base import ProgressFn
 from predictors.data import STEP, DataError, RunToFailure, TwinRun, from_twin_run
-from predictors.lifecycle import Trained, load_folder, register, registered
+from predictors.lifecycle import Finite, Name, Trained, checked, load_folder, register, registered
 from predictors.lifecycle import load as load_trained
 from predictors.prep import clean
 from twin.model import STATES, STOPPED_STATES
 
 HEALTHY = "healthy"
+
+class _State(TypedDict):
+    """A generator file's fitted state (besides its arrays)."""
+
+    features: Annotated[list[Name], Field(min_length=1)]
+    labels: Annotated[list[Name], Field(min_length=1)]
+    group: str
+    window: Annotated[int, Field(ge=1, le=100_000)]
+    step: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    lo: list[Finite]
+    hi: list[Finite]
+
+
+_STATE = TypeAdapter(_State)
 HEALTHY_BELOW = 0.2  # a window whose highest wear is below this is labelled healthy
 ANOMALY_QUANTILE = 0.999  # the anomaly threshold: this quantile of healthy training windows' scores
 ANOMALY_SLOPE = 4.0  # anomaly probability = 1 / (1 + (threshold / score) ** slope): 0.5 at the threshold
@@ -313,10 +329,23 @@ class Generator(Trained):
                 "step": self.step_, "lo": self.lo_.tolist(), "hi": self.hi_.tolist()}
 
     def _set_state(self, doc: dict[str, Any]) -> None:
-        self.features_, self.labels_, self.group_ = doc["features"], doc["labels"], doc["group"]
-        self.window_, self.step_ = doc["window"], doc["step"]
-        self.lo_, self.hi_ = np.asarray(doc["lo"], dtype=np.float64), np.asarray(doc["hi"], dtype=np.float64)
+        state = checked(_STATE, doc)
+        self.features_, self.labels_, self.group_ = state["features"], state["labels"], state["group"]
+        self.window_, self.step_ = state["window"], state["step"]
+        self.lo_, self.hi_ = np.asarray(state["lo"], dtype=np.float64), np.asarray(state["hi"], dtype=np.float64)
+        if len(set(self.features_)) < len(self.features_) or len(set(self.labels_)) < len(self.labels_) \
+                or self.labels_[0] != HEALTHY:
+            raise ValueError(f"features and labels must be distinct names, the labels {HEALTHY!r} first")
+        if not self.lo_.shape == self.hi_.shape == (len(self.features_),) or not (self.hi_ > self.lo_).all():
+            raise ValueError("lo and hi are not a low and a higher value for each feature")
         self._build(len(self.features_), len(self.labels_) + 1)
+
+    def _loaded(self) -> None:
+        """One window sampled: the networks must give a window of the generator's length and features."""
+        x = self.sample(self.labels_[-1], 0.5, 1).x
+        if x.shape != (1, self.window_, len(self.features_)) or not np.isfinite(x).all():
+            raise ValueError(f"its network gives windows of shape {x.shape[1:]}, not ({self.window_}, "
+                             f"{len(self.features_)}) (window, features) of numbers")
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {f"{m}.{k}": v.numpy() for m, mod in self._modules().items() for k, v in mod.state_dict().items()}
