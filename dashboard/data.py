@@ -35,7 +35,7 @@ from predictors.alarms import AlarmDesk, NotifyError, load_rules, notify_file
 from sensors.bus.payloads import line_now
 from sensors.store import StoreError, open_store
 from sensors.store.base import Store
-from sensors.store.ledger import Ledger, LedgerError, home, run_status
+from sensors.store.ledger import Ledger, LedgerError, RunFolderError, home, read_run, run_status
 from twin.scenario import Scenario
 
 
@@ -162,15 +162,15 @@ def _list_runs(root: str, ledger_path: str) -> list[Run]:
     found |= {p.resolve() / "run.json" for p in _ledger(ledger_path).run_folders()}
     for meta in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
-            doc = json.loads(meta.read_text(encoding="utf-8"))
-            sc = Scenario.model_validate_json(json.dumps(doc["scenario"]))
-        except (OSError, ValueError, KeyError):
-            continue
+            run = read_run(meta.parent)
+        except RunFolderError:
+            continue  # a damaged run.json is not a run to show (`twin train` on that folder says what is wrong)
+        sc, doc = run.scenario, run.doc
         plant = doc.get("source") == "plant"
         if plant:
             sc = _plant_span(sc, doc)
-        if "run_id" in doc and doc.get("store"):
-            out.append(Run(meta.parent, doc["run_id"], sc, os.environ.get("LINETWIN_STORE") or doc["store"],
+        if run.run_id and run.store:
+            out.append(Run(meta.parent, run.run_id, sc, os.environ.get("LINETWIN_STORE") or run.store,
                            run_status(doc), plant))
     return out
 

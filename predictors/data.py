@@ -9,7 +9,6 @@ its true RUL in a separate file). Everything downstream (preprocessing, models, 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
-from twin.scenario import Scenario
+from sensors.store.ledger import RunFolderError, read_run
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -152,20 +151,22 @@ class TwinRun:
 
     @classmethod
     def open(cls, path: Path, store_url: str | None = None) -> TwinRun:
-        meta_path = path / "run.json"
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            run = read_run(path)
+        except RunFolderError as e:
+            raise DataError(str(e)) from None
+        try:
             events = pd.read_parquet(path / "truth" / "events.parquet")
         except (OSError, ValueError) as e:
             raise DataError(f"{path}: not a finished twin run folder ({e}); give a folder written by "
                             "`twin run` (it holds run.json and truth/events.parquet)") from None
-        if "run_id" not in meta or not (store_url or meta.get("store")):
-            raise DataError(f"{meta_path}: the run has no store (it was run before readings were stored); "
+        if not run.run_id or not (store_url or run.store):
+            raise DataError(f"{path / 'run.json'}: the run has no store (it was run before readings were stored); "
                             "run the scenario again with `twin run` (streamed or --no-stream)")
-        sc = Scenario.model_validate_json(json.dumps(meta["scenario"]))
+        sc = run.scenario
         types = {m: st.machine_type for st in sc.stations for m in st.machine_names}
         modes = {name: [f.name for f in mt.fault_modes if f.kind == "wear"] for name, mt in sc.machine_types.items()}
-        return cls(path, meta["run_id"], store_url or meta["store"], pd.Timestamp(sc.start).tz_localize(None),
+        return cls(path, run.run_id, store_url or run.store, pd.Timestamp(sc.start).tz_localize(None),
                    types, modes, events)
 
 

@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import const, scenario
 from twin.app.runner import TRUTH_ROWS, run_scenario, simulate, write_part
@@ -315,3 +317,49 @@ def test_the_store_s_state_records_hold_the_state_after_each_instant(tmp_path: P
     assert np.allclose(stored.sort_index(), true.sort_index(), atol=1.0), (stored - true).abs().max()
     same_ms = records.duplicated(["replication", "machine", "ts"])
     assert not same_ms.any()
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run's folder (a sensing line with a wear mode, 10 min), its run.json naming a store."""
+    import json
+
+    out = tmp_path_factory.mktemp("run")
+    wear = {"fault_modes": [{"name": "wear", "ttf": const(3000), "repair": const(60), "signature": {"x": 1.0}}]}
+    sc = sensing_line(duration=600)
+    sc = sc.model_copy(update={"machine_types": {"m": sc.machine_types["m"].model_validate(
+        {**sc.machine_types["m"].model_dump(by_alias=True), **wear})}})
+    run_scenario(sc, out)
+    doc = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({"run_id": "r-1", "store": f"duckdb:///{out}/twin.duckdb", **doc}))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_edit_of_a_run_json_is_read_or_refused_clearly_and_the_dashboard_skips_it(
+        run_folder: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    """A run folder's run.json damaged or edited by hand (1-3 random edits): `twin train` on the folder reads it or
+    says what is wrong with it (naming the file and the field), and the dashboard's list of runs skips it; never a
+    traceback (its scenario was not checked: a pydantic traceback in `twin train`)."""
+    import json
+    import shutil
+
+    from dashboard.data import _list_runs
+    from predictors.data import DataError, TwinRun
+    from sensors.store.ledger import RunFolderError, read_run
+    from tests.helpers import mutated
+
+    doc = data.draw(mutated({"run": json.loads((run_folder / "run.json").read_text())}))
+    folder = tmp_path_factory.mktemp("edited") / "run"
+    shutil.copytree(run_folder, folder)
+    (folder / "run.json").write_text(json.dumps(doc))
+    try:
+        read_run(folder)
+    except RunFolderError as e:
+        assert str(e).startswith(str(folder)), e
+    try:
+        TwinRun.open(folder)
+    except DataError as e:
+        assert str(e).startswith(str(folder)), e
+    assert [r.path for r in _list_runs(str(folder.parent), str(folder.parent / "ledger.sqlite"))] in ([], [folder])

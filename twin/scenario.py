@@ -1198,6 +1198,15 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     return scenario
 
 
+def scenario_in(data: Any, name: str) -> Scenario:
+    """A scenario kept inside another file (a run's run.json), validated as a scenario file is; a ScenarioError
+    names `name` and every wrong field."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(_format_errors(name, e, {})) from None
+
+
 def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults: Any) -> Scenario:
     """The scenario with every machine type's maintenance policy replaced (e.g. run-to-failure for training data).
 

@@ -16,10 +16,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from twin.scenario import Scenario, ScenarioError, scenario_in
 
 ACTIVE_STATES = ("raised", "updated")
 _SCHEMA = """
@@ -51,6 +54,51 @@ def _since(v: Any, ts: int) -> int:
 def _text(v: Any) -> str:
     """A field of a message as text, bounded (a message is untrusted input)."""
     return "" if v is None else str(v)[:200]
+
+
+RUN_FILE_LIMIT = 16 << 20  # bytes of a run.json: a scenario and a few fields, far below this
+
+
+class RunFolderError(ValueError):
+    """A run folder whose run.json cannot be read; the message names the file, the field and what to do."""
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A run folder's run.json, checked: the whole document, and what readers of a run take from it."""
+
+    doc: dict[str, Any]
+    run_id: str  # '' for a run written before runs had ids
+    store: str  # '' for a run that kept no store
+    scenario: Scenario
+
+
+def read_run(folder: Path) -> RunFile:
+    """The run.json of a run folder (`twin run`'s, or `twin connect`'s for a plant), or a RunFolderError naming the
+    file and the field: a damaged or hand-edited file is refused where it is read, not at its first use."""
+    path = folder / "run.json"
+    hint = "give a folder written by `twin run` (or `twin connect`), or run the scenario again"
+    try:
+        if path.stat().st_size > RUN_FILE_LIMIT:
+            raise RunFolderError(f"{path}: over {RUN_FILE_LIMIT >> 20} MB, not a run.json; {hint}")
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunFolderError(f"{path}: cannot be read ({e}); {hint}") from None
+    if not isinstance(doc, dict):
+        raise RunFolderError(f"{path}: a JSON {type(doc).__name__}, not a run's record; {hint}")
+    for key in ("run_id", "store", "status", "host", "source", "since", "until"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise RunFolderError(f"{path}: {key} is {doc[key]!r}, not text; {hint}")
+    pid = doc.get("pid")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2 ** 31):
+        raise RunFolderError(f"{path}: pid is {pid!r}, not a process id; {hint}")
+    if "scenario" not in doc:
+        raise RunFolderError(f"{path}: it holds no scenario; {hint}")
+    try:
+        sc = scenario_in(doc["scenario"], "run.json's scenario")
+    except ScenarioError as e:
+        raise RunFolderError(f"{folder}: {e}; {hint}") from None
+    return RunFile(doc, doc.get("run_id") or "", doc.get("store") or "", sc)
 
 
 def run_status(doc: dict[str, Any]) -> str:

@@ -371,17 +371,19 @@ def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | No
     import json
 
     from sensors.bus.payloads import clock_time, line_now
-    from sensors.store.ledger import Ledger, LedgerError
+    from sensors.store.ledger import Ledger, LedgerError, read_run
 
     sc = open_scenario((config.parent / str(cfg.scenario)).resolve())
     folder.mkdir(parents=True, exist_ok=True)
     # the plant's data span (the dashboard's time range): from the first connection of this run, or the earliest
     # data it forwarded (a gateway's backlog), to the last stop or the latest data
     when = [line_now(sc.line.timezone), *(clock_time(t) for t in span or ())]
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no earlier run.json, or one without a span
-        before = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        if before.get("run_id") == cfg.run and before.get("store") == store:
-            when.append(dt.datetime.fromisoformat(str(before["since"])))
+    with contextlib.suppress(ValueError, KeyError):  # no earlier run.json (or a damaged one), or one without a span
+        before = read_run(folder)
+        if before.run_id == cfg.run and before.store == store:
+            since = dt.datetime.fromisoformat(str(before.doc["since"]))
+            if since.tzinfo is None:  # the line's clock, as written here (an offset: edited by hand, left out)
+                when.append(since)
     doc = {"run_id": cfg.run, "store": store, "status": status, "source": "plant", "connector": str(config.resolve()),
            "scenario": sc.model_dump(mode="json", by_alias=True), "since": min(when).isoformat(timespec="seconds"),
            **({"until": max(when).isoformat(timespec="seconds")} if status != "running" else {}),
