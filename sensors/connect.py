@@ -622,6 +622,14 @@ def buffer_message(cfg: ConnectorConfig, station: str, ts: int, value: Any, what
     return Translated(cfg.topics.buffers, buffers_payload(cfg.run, 0, ts, {station: int(level)}), ts)
 
 
+def instant(ms: int, what: str) -> int:
+    """A protocol's own timestamp (epoch ms, UTC) checked to be a plant's time, from 1971 to 2200; Unmapped naming
+    `what` otherwise (a reading stamped in 2500 was forwarded, and the twin's ingest refused its whole message)."""
+    if not _FIRST_YEAR_MS <= ms < _LAST_MS:
+        raise Unmapped(f"{what}: timestamp {ms} (epoch ms) is not a plant's time, between 1971 and 2200")
+    return ms
+
+
 def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int, zone: str = "UTC") -> int:
     """The message's time as a real instant (epoch ms, UTC): its timestamp field in the unit given (an ISO time
     without a UTC offset read on the line's clock, in `zone`), else `received_ms`; Unmapped if not a plausible time."""

@@ -30,6 +30,7 @@ from sensors.connect import (
     Translated,
     Unmapped,
     buffer_message,
+    instant,
     machine_messages,
     map_state,
     number,
@@ -219,6 +220,7 @@ class OpcUaReader:
         reading; Unmapped if it means nothing."""
         if not status.is_good() and self.spec.bad_quality == "drop":
             raise Unmapped(f"value of quality {status.name} (bad_quality: drop)")
+        ts = instant(ts, "the value's source timestamp")
         key = (m.station, m.machine)
         if kind == "reason":
             self.reasons[key] = "" if val is None else str(val)[:200]

@@ -25,6 +25,7 @@ from sensors.connect import (
     Translated,
     Unmapped,
     buffer_message,
+    instant,
     machine_messages,
     map_state,
     number,
@@ -111,12 +112,12 @@ class SparkplugReader:
             m = by_name.get(spec.metric)
             if m is None or m.is_null or m.value is None:
                 continue
-            ts = int(m.timestamp or msg.timestamp or received_ms)
+            ts = instant(int(m.timestamp or msg.timestamp or received_ms), f"metric {spec.metric!r}")
             stamps[ts].append((sensor, number(m.value, f"metric {spec.metric!r} ({sensor})") * spec.scale, spec.unit))
         state = None
         if d.state is not None and d.state.metric in by_name and by_name[d.state.metric].value is not None:
             m = by_name[d.state.metric]
-            state = (int(m.timestamp or msg.timestamp or received_ms),
+            state = (instant(int(m.timestamp or msg.timestamp or received_ms), f"metric {d.state.metric!r}"),
                      map_state(d.state.map, m.value, f"metric {d.state.metric!r}"))
         out = []
         for ts, readings in sorted(stamps.items()):
@@ -127,8 +128,10 @@ class SparkplugReader:
                                     self.states)
         counter = by_name.get(d.buffer.metric) if d.buffer is not None else None
         if counter is not None and not counter.is_null and counter.value is not None and d.buffer is not None:
-            out.append(buffer_message(self.cfg, d.station, int(counter.timestamp or msg.timestamp or received_ms),
-                                      counter.value, f"metric {d.buffer.metric!r} (buffer)"))
+            what = f"metric {d.buffer.metric!r} (buffer)"
+            out.append(buffer_message(self.cfg, d.station,
+                                      instant(int(counter.timestamp or msg.timestamp or received_ms), what),
+                                      counter.value, what))
         return out
 
     def _offline(self, devices: list[SpbDevice], received_ms: int) -> list[Translated]:

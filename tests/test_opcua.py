@@ -386,3 +386,22 @@ def test_a_signed_and_encrypted_plant_server(tmp_path: Path, mosquitto: Mosquitt
     f.write_text(f.read_text().replace("pki/client.pem", "pki/missing.pem"))
     with pytest.raises(ConnectError, match=r"opcua.security.private_key: no file 'pki/missing.pem'"):
         load_config(f)
+
+
+def test_a_value_stamped_outside_a_plants_times_is_dead_lettered_not_forwarded(tmp_path: Path) -> None:
+    """A server's source timestamp in 2500 (or 1601, OPC UA's null time) was forwarded, and the twin's ingest
+    refused the message it landed in; now the change is dead-lettered with the reason, and a good one still goes."""
+    from asyncua import ua
+
+    from sensors.bus.payloads import parse
+    from sensors.connect import Unmapped
+    from sensors.opcua import OpcUaReader
+
+    cfg = load_config(config(tmp_path, free_port(), "mqtt://127.0.0.1:1883"))
+    assert cfg.opcua is not None
+    reader, press = OpcUaReader(cfg, None), cfg.opcua.machines[0]  # type: ignore[arg-type]  # no sink: nothing sent
+    out = reader._translate(press, "value", "vibration", 4.0, BASE, ua.StatusCode())
+    assert parse(out[0].topic, out[0].payload).values == [2.0]
+    for ts in (16737700553441, epoch_ms(dt.datetime(1601, 1, 1)), 0):
+        with pytest.raises(Unmapped, match=r"source timestamp: timestamp -?\d+ \(epoch ms\) is not a plant's time"):
+            reader._translate(press, "value", "vibration", 4.0, ts, ua.StatusCode())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pysparkplug as spb
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from sensors.bus.payloads import parse
@@ -156,6 +156,46 @@ def test_any_bytes_on_a_sparkplug_topic_are_used_or_dead_lettered_with_a_reason(
         return
     for t in out:
         parse(t.topic, t.payload)  # what it forwards, the twin's own parser accepts
+
+
+_TYPES = {spb.DataType.INT8: st.integers(-128, 127), spb.DataType.INT64: st.integers(-2 ** 63, 2 ** 63 - 1),
+          spb.DataType.UINT64: st.integers(0, 2 ** 64 - 1), spb.DataType.FLOAT: st.floats(width=32),
+          spb.DataType.DOUBLE: st.floats(), spb.DataType.BOOLEAN: st.booleans(),
+          spb.DataType.STRING: st.text(max_size=20)}
+_METRIC = st.sampled_from(sorted(_TYPES, key=int)).flatmap(lambda kind: st.builds(
+    metric, st.sampled_from(["Vib", "Status", "Fault", "Other", None]), st.just(kind), _TYPES[kind],
+    st.one_of(st.just(T0), st.integers(0, 2 ** 64 - 1)), st.one_of(st.none(), st.integers(0, 4))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_METRIC, max_size=3), st.lists(_METRIC, max_size=5), st.integers(0, 2 ** 64 - 1),
+       st.sampled_from([spb.DData, spb.DBirth]))
+def test_any_metrics_in_well_formed_payloads_are_used_or_dead_lettered_with_a_reason(
+        birth: list[spb.Metric], data: list[spb.Metric], ts: int, kind: type) -> None:
+    """Random bytes seldom decode as Sparkplug: here the payloads are valid, their metrics not (any type, value,
+    alias or time). A metric stamped in 2500 was forwarded, and the twin's ingest refused the message it landed in."""
+    cfg = ConnectorConfig.model_validate({
+        "line": {"site": "s", "area": "a", "name": "l"}, "source": "mqtt://127.0.0.1:1883",
+        "sparkplug": {"group": "plant1", "devices": [{
+            "node": "edge-7", "device": "filler-a", "station": "filler", "machine": "filler-a",
+            "values": {"vibration": {"metric": "Vib", "unit": "mm/s"}}, "buffer": {"metric": "Other"},
+            "state": {"metric": "Status", "map": {"1": "working", "2": "down"}, "reason": "Fault"}}]}})
+    r = SparkplugReader(cfg)
+    r.handle("spBv1.0/plant1/NBIRTH/edge-7", spb.NBirth(timestamp=T0, seq=0, metrics=(
+        metric("bdSeq", spb.DataType.INT64, 0),)).encode(), T0)
+    try:  # what pysparkplug itself refuses to encode (a birth metric without a name) no edge node can send
+        sent = [("DBIRTH", spb.DBirth(timestamp=T0, seq=1, metrics=(*BIRTH_METRICS, *birth)).encode()),
+                ("DDATA" if kind is spb.DData else "DBIRTH", kind(timestamp=ts, seq=2, metrics=tuple(data)).encode())]
+    except ValueError:
+        reject()
+    for topic, payload in sent:
+        try:
+            out = r.handle(f"spBv1.0/plant1/{topic}/edge-7/filler-a", payload, T0)
+        except Unmapped as e:
+            assert str(e)
+            continue
+        for t in out:
+            parse(t.topic, t.payload)  # what it forwards, the twin's own parser accepts
 
 
 def test_a_metrics_raw_value_is_scaled(tmp_path: Path) -> None:
