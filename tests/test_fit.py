@@ -180,6 +180,8 @@ def test_fit_never_writes_over_a_file_it_reads(tmp_path: Path) -> None:
     assert_mistakes(["fit", str(log), "--base", str(base)], [
         (["--out", str(base)], f"--out {base} is the --base file it reads"),
         (["--out", str(log)], f"--out {log} is the status log it reads"),
+        (["--out", str(tmp_path)], f"--out {tmp_path}: a folder, not a file"),  # was a traceback after the fit
+        (["--out", ""], "--out .: a folder, not a file"),
     ])
     assert base.read_text() == TRUTH.read_text() and log.read_text().startswith("timestamp,machine,state")
 

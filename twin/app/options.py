@@ -152,6 +152,8 @@ def writable(path: Path, option: str = "--out", folder: bool = True) -> Path:
     except UnicodeEncodeError:  # bytes on the command line that are not UTF-8: the store and the broker's files fail
         fail(f"{option} {str(path)!r}: a name in it is not UTF-8 text (the \\udc.. above); choose a path of UTF-8 "
              "names")
+    if not folder and path.is_dir():  # '' or '.' too: the file would be written over a folder, at the very end
+        fail(f"{option} {path or '.'}: a folder, not a file; give the file's name (a new one, or one to replace)")
     existing = next((p for p in (target, *target.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         fail(f"{option} {path}: {existing} is a file, not a folder; choose another path")
