@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from twin.model import STATES, UP_STATES
-from twin.scenario import Calendar, Power, Scenario, buffer_station
+from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -220,6 +220,10 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise LogError(f"{path}: row {row + 2}, column {c}: {str(df[c].iloc[row])!r} is not "
                            f"{'a kWh reading' if c == 'energy' else 'a power in kW'} (a number, 0 or more).")
+        if c == "power" and (v > MAX_POWER).any():
+            row = int(np.flatnonzero((v > MAX_POWER).to_numpy())[0])
+            raise LogError(f"{path}: row {row + 2}, column power: {str(df[c].iloc[row])!r} kW is more than any machine "
+                           f"draws ({MAX_POWER:,} kW); are the readings in W? Give kW.")
         keep = v.notna().to_numpy()
         frames.append(pd.DataFrame({"timestamp": ts[keep].to_numpy(), "machine": df["machine"][keep].astype(str),
                                     "sensor": c, "value": v[keep].astype(float)}))
@@ -316,6 +320,11 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
                          "base mean [h]": np.nan, "KS": np.nan, "parameters": ""})
             continue
         fitted[mtype] = {k: round(v, 4) for k, v in power.items() if v is not None}
+        if too := {g: v for g, v in fitted[mtype].items() if v > MAX_POWER}:
+            g, v = next(iter(too.items()))
+            raise LogError(f"the energy log's meters give machine type {mtype} {v:,.0f} kW {g.replace('_', ' ')}, more "
+                           f"than any machine draws ({MAX_POWER:,} kW): is the register in Wh, or are the readings in "
+                           "W? Give kWh and kW.")
         shown = ", ".join(f"{g.replace('_', ' ')} {fitted[mtype][g]:g} kW" + ("" if g in got else " (kept)")
                           for g in POWER_GROUPS if g in fitted[mtype])
         was = ", ".join(f"{g.replace('_', ' ')} {v:g}" for g, v in known.items() if v is not None)

@@ -203,14 +203,17 @@ class Maintenance(_Strict):
 BREAKDOWN = "breakdown"  # the fault mode a machine type's mtbf and mttr stand for
 
 
+MAX_POWER = 100_000  # kW: more than any one machine draws (the largest presses and furnaces draw a few MW)
+
+
 class Power(_Strict):
     """Electrical power a machine draws by what it is doing [kW]: the line's energy per good part and its cost."""
 
-    working: float = Field(ge=0, le=100_000, description="while working [kW]")
-    idle: float = Field(ge=0, le=100_000, description="powered but not working: starved, blocked, in setup, waiting "
-                                                      "for an operator [kW]")
-    stopped: float = Field(0.0, ge=0, le=100_000, description="down or in maintenance (standby) [kW]")
-    off_shift: float | None = Field(None, ge=0, le=100_000, description="off shift [kW] (default: as stopped)")
+    working: float = Field(ge=0, le=MAX_POWER, description="while working [kW]")
+    idle: float = Field(ge=0, le=MAX_POWER, description="powered but not working: starved, blocked, in setup, waiting "
+                                                        "for an operator [kW]")
+    stopped: float = Field(0.0, ge=0, le=MAX_POWER, description="down or in maintenance (standby) [kW]")
+    off_shift: float | None = Field(None, ge=0, le=MAX_POWER, description="off shift [kW] (default: as stopped)")
 
     #: the groups a machine's power is given for, in this order (the fit's columns too)
     GROUPS: ClassVar[tuple[str, ...]] = ("working", "idle", "stopped", "off_shift")

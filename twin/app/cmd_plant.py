@@ -252,7 +252,10 @@ def fit(
                      base)  # an assembly's per feeder, 'assy<shaft'
     if energy is not None and energy_log is not None:
         _known_names(energy_path or _url_name(energy), energy_log.machine, machines, "machines", base)
-    fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
+    try:
+        fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
+    except LogError as e:  # what only the fit can see, e.g. a meter in Wh that makes a machine draw megawatts
+        fail(f"{energy_path or energy}: {e}" if "energy log" in str(e) else str(e))
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
