@@ -151,20 +151,26 @@ def _read_parquet(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 def list_runs(root: str) -> list[Run]:
     """Run folders under root and in the ledger's runs index (newest first), finished or still running (run.json
     says which)."""
-    return _list_runs(root, str(ledger().path))
+    return _list_runs(root, str(ledger().path))[0]
+
+
+def unreadable_runs(root: str) -> list[str]:
+    """The run folders `list_runs` leaves out, each as 'folder: why' (a damaged or hand-edited run.json)."""
+    return _list_runs(root, str(ledger().path))[1]
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)
-def _list_runs(root: str, ledger_path: str) -> list[Run]:
-    out = []
+def _list_runs(root: str, ledger_path: str) -> tuple[list[Run], list[str]]:
+    out, unreadable = [], []
     # runs/<scenario>/<time> as `twin run` names them, runs/<name> as `--out runs/train` does, or a run folder itself
     found = {p.resolve() for pattern in ("run.json", "*/run.json", "*/*/run.json") for p in Path(root).glob(pattern)}
     found |= {p.resolve() / "run.json" for p in _ledger(ledger_path).run_folders()}
     for meta in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             run = read_run(meta.parent)
-        except RunFolderError:
-            continue  # a damaged run.json is not a run to show (`twin train` on that folder says what is wrong)
+        except RunFolderError as e:  # not a run to show; said in the sidebar, so that it is not simply missing
+            unreadable.append(str(e))
+            continue
         sc, doc = run.scenario, run.doc
         plant = doc.get("source") == "plant"
         if plant:
@@ -172,7 +178,7 @@ def _list_runs(root: str, ledger_path: str) -> list[Run]:
         if run.run_id and run.store:
             out.append(Run(meta.parent, run.run_id, sc, os.environ.get("LINETWIN_STORE") or run.store,
                            run_status(doc), plant))
-    return out
+    return out, unreadable
 
 
 def _plant_span(sc: Scenario, doc: dict[str, Any]) -> Scenario:
@@ -457,6 +463,9 @@ def prefix_of(sc: Scenario) -> str:
 def pick_run() -> Run | None:
     """The run chosen in the sidebar (the newest by default); None with guidance when there is none."""
     runs = list_runs(str(runs_dir()))
+    if unreadable := unreadable_runs(str(runs_dir())):
+        st.sidebar.warning(f"{len(unreadable)} run folder{'s' if len(unreadable) > 1 else ''} left out, its run.json "
+                           f"unreadable: {unreadable[0][:400]}")
     if not runs:
         st.info(f"No runs in {runs_dir()} yet. Start one: `twin run scenarios/bottling.yaml` "
                 "(or `twin run scenarios/bottling.yaml --dashboard` to watch it here), or pick a scenario on the "

@@ -339,6 +339,24 @@ def test_runs_written_with_out_one_level_down_are_found_without_the_index(env: P
         assert {m.label for m in at.metric} >= {"throughput [parts/h]", "OEE [%]"}
 
 
+def test_a_run_folder_with_a_damaged_run_json_is_left_out_and_said(env: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run.json edited by hand (its scenario no longer valid) made the run vanish from the dashboard without a word
+    (before that, some edits were a traceback in the run list); the other runs are shown as before."""
+    shutil.copytree(run_dir(env), tmp_path / "runs" / "good")
+    shutil.copytree(run_dir(env), tmp_path / "runs" / "edited")
+    doc = json.loads((tmp_path / "runs" / "edited" / "run.json").read_text())
+    doc["scenario"]["stations"][0]["cycle_time"] = "fast"
+    (tmp_path / "runs" / "edited" / "run.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LINETWIN_RUNS", str(tmp_path / "runs"))
+    at = page("overview")
+    said = " ".join(w.value for w in at.sidebar.warning)
+    assert "1 run folder left out, its run.json unreadable" in said and str(tmp_path / "runs" / "edited") in said
+    assert "stations[0].cycle_time" in said
+    assert {m.label for m in at.metric} >= {"throughput [parts/h]", "OEE [%]"}  # the good run, shown
+
+
 @pytest.fixture
 def served(dash_runs: Path, tmp_path: Path) -> Iterator[str]:
     from twin.app.cmd_dashboard import start_dashboard
