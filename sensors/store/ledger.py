@@ -78,6 +78,8 @@ def read_run(folder: Path) -> RunFile:
     file and the field: a damaged or hand-edited file is refused where it is read, not at its first use."""
     path = folder / "run.json"
     hint = "give a folder written by `twin run` (or `twin connect`), or run the scenario again"
+    if not path.is_file():
+        raise RunFolderError(f"{folder}: not a finished twin run folder (it holds no run.json); {hint}")
     try:
         if path.stat().st_size > RUN_FILE_LIMIT:
             raise RunFolderError(f"{path}: over {RUN_FILE_LIMIT >> 20} MB, not a run.json; {hint}")
