@@ -439,3 +439,22 @@ def test_a_store_another_process_holds_is_named_with_that_process(tmp_path: Path
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("name", ["readings.parquet", "log.csv"])
+def test_a_data_file_given_as_the_duckdb_store_is_refused_not_written_to_memory(tmp_path: Path, name: str) -> None:
+    """DuckDB opens an existing CSV or Parquet file as a table in an in-memory database: a run given
+    `--store duckdb:///runs/x/readings.parquet` said "N readings in the store" and kept none. Refused, for writing
+    and for reading, and the file is left as it was."""
+    f = tmp_path / name
+    if f.suffix == ".parquet":
+        pd.DataFrame({"ts": [1, 2], "value": [0.5, 1.5]}).to_parquet(f)
+    else:
+        f.write_text("ts,value\n1,0.5\n2,1.5\n")
+    before = f.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match=rf"{name} is not a DuckDB database file: .* would be lost"):
+            open_store(f"duckdb:///{f}", read_only=read_only)
+    assert f.read_bytes() == before
+    store = open_store(f"duckdb:///{tmp_path / 'new.parquet'}")  # a new file of any name becomes a database
+    store.close()

@@ -109,9 +109,11 @@ class DuckStore:
                 if not self.path.exists():
                     raise StoreError(f"no DuckDB store at {self.path}; check the path or run a scenario first")
                 self._con = duckdb.connect(str(self.path), read_only=True)
+                self._file_backed()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._con = duckdb.connect(str(self.path))
+                self._file_backed()
                 self._limit_memory(memory)
                 self._con.execute(_SCHEMA)
                 # identities stored by a linetwin before messages had a run and a time: checked by key alone
@@ -125,6 +127,8 @@ class DuckStore:
                     f"{Path(held[1]).name}: a `twin connect`, `twin ingest`, `twin run`, or a reader such as `twin "
                     "whatif`), and an embedded DuckDB store admits one writer and nothing beside it; stop that "
                     "process, or give each run its own store file, or use a store server (influxdb://...)") from None
+            if "in-memory database in read-only mode" in str(e):  # a data file (CSV, Parquet) opened read-only
+                raise StoreError(self._not_a_database()) from None
             raise StoreError(f"cannot open the DuckDB store {self.path}: {e}") from None
         self._lock = threading.RLock()
         self._tx: duckdb.DuckDBPyConnection | None = None  # the cursor of `together`'s transaction, while one is open
@@ -135,6 +139,20 @@ class DuckStore:
         except duckdb.Error:  # no states table: states() says so when asked
             have = set(STATE_COLUMNS)
         self._state_select = ", ".join(c if c in have else f"'' AS {c}" for c in STATE_COLUMNS)
+
+    def _not_a_database(self) -> str:
+        return (f"{self.path} is not a DuckDB database file: DuckDB opens a CSV, Parquet or JSON file as a table in "
+                "memory, where whatever is stored would be lost when the command ends; give the store its own file, "
+                "e.g. duckdb:///twin.duckdb")
+
+    def _file_backed(self) -> None:
+        """Refuse a connection DuckDB made in memory: given an existing data file (a run's readings.parquet, a CSV), it
+        opens one with the file as a view, and a run stored there said "N readings in the store" and kept none."""
+        (path,) = self._con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                                    ).fetchone()  # type: ignore[misc]
+        if path is None:
+            self._con.close()
+            raise StoreError(self._not_a_database())
 
     def _limit_memory(self, memory: str) -> None:
         try:
