@@ -458,3 +458,21 @@ def test_a_data_file_given_as_the_duckdb_store_is_refused_not_written_to_memory(
     assert f.read_bytes() == before
     store = open_store(f"duckdb:///{tmp_path / 'new.parquet'}")  # a new file of any name becomes a database
     store.close()
+
+
+def test_a_duckdb_file_of_another_layout_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """Another application's DuckDB file with a table of our names: a run into it simulated, then ended in a DuckDB
+    binder error (after adding our other tables to that file)."""
+    import duckdb
+
+    f = tmp_path / "mes.duckdb"
+    con = duckdb.connect(str(f))
+    con.execute("CREATE TABLE readings (tag VARCHAR, v DOUBLE)")
+    con.close()
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match=r"mes\.duckdb is a DuckDB database of another layout: its table readings "
+                                             r"has the columns tag, v, not replication, series, ts, value"):
+            open_store(f"duckdb:///{f}", read_only=read_only)
+    con = duckdb.connect(str(f), read_only=True)
+    assert con.execute("SHOW TABLES").fetchall() == [("readings",)]
+    con.close()

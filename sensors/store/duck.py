@@ -53,6 +53,11 @@ ALTER TABLE states ADD COLUMN IF NOT EXISTS reason VARCHAR DEFAULT '';
 CREATE TABLE IF NOT EXISTS levels (
     run VARCHAR, replication INTEGER, station VARCHAR, ts TIMESTAMP, level INTEGER);
 """
+# the columns each table has had in every linetwin store (newer ones add some, e.g. states.reason)
+_LAYOUT = {"series": {"id", "run", "machine", "station", "sensor", "unit"},
+           "readings": {"series", "replication", "ts", "value"}, "messages": {"key"},
+           "states": {"run", "replication", "machine", "ts", "state"},
+           "levels": {"run", "replication", "station", "ts", "level"}}
 # States and levels carry no key either: a key's index lives in memory and grew with the run (12 million state
 # changes of a sensor-less line, 40 replications, ran the writer out of memory). A row already stored is found by
 # an anti-join over the rows of the batch's runs, replications and time span: DuckDB skips, by their min/max, the
@@ -113,7 +118,7 @@ class DuckStore:
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._con = duckdb.connect(str(self.path))
-                self._file_backed()
+                self._file_backed()  # both before the schema below adds a table to anything
                 self._limit_memory(memory)
                 self._con.execute(_SCHEMA)
                 # identities stored by a linetwin before messages had a run and a time: checked by key alone
@@ -147,12 +152,24 @@ class DuckStore:
 
     def _file_backed(self) -> None:
         """Refuse a connection DuckDB made in memory: given an existing data file (a run's readings.parquet, a CSV), it
-        opens one with the file as a view, and a run stored there said "N readings in the store" and kept none."""
+        opens one with the file as a view, and a run stored there said "N readings in the store" and kept none. And
+        refuse a database whose tables of our names have other columns (another application's DuckDB file): a run
+        into it ended in a DuckDB binder error after simulating."""
         (path,) = self._con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
                                     ).fetchone()  # type: ignore[misc]
         if path is None:
             self._con.close()
             raise StoreError(self._not_a_database())
+        have: dict[str, set[str]] = {}
+        for table, column in self._con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE "
+                                               "database_name = current_database()").fetchall():
+            have.setdefault(table, set()).add(column)
+        for table, needed in _LAYOUT.items():
+            if table in have and not needed <= have[table]:
+                self._con.close()
+                raise StoreError(f"{self.path} is a DuckDB database of another layout: its table {table} has the "
+                                 f"columns {', '.join(sorted(have[table]))}, not {', '.join(sorted(needed))}; give "
+                                 "linetwin a store file of its own, e.g. duckdb:///twin.duckdb")
 
     def _limit_memory(self, memory: str) -> None:
         try:
