@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from twin.scenario import Scenario, ScenarioError, scenario_in
+if TYPE_CHECKING:  # the scenario model loads where a run folder is read: the alarm desk and `twin alerts` need none
+    from twin.scenario import Scenario
 
 ACTIVE_STATES = ("raised", "updated")
 _SCHEMA = """
@@ -76,6 +77,8 @@ class RunFile:
 def read_run(folder: Path) -> RunFile:
     """The run.json of a run folder (`twin run`'s, or `twin connect`'s for a plant), or a RunFolderError naming the
     file and the field: a damaged or hand-edited file is refused where it is read, not at its first use."""
+    from twin.scenario import ScenarioError, scenario_in
+
     path = folder / "run.json"
     hint = "give a folder written by `twin run` (or `twin connect`), or run the scenario again"
     if not path.is_file():
