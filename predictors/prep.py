@@ -19,6 +19,7 @@ from predictors.data import RunToFailure
 
 STUCK_ROWS = 3  # a value repeated exactly this many rows in a row is a stuck sensor, not a reading
 MAX_REGIMES = 12
+MAX_Z = 1e6  # standardised values are bounded here: far beyond any sensor's real deviation
 # regimes found automatically: more than one only when the conditions' clusters stand this clearly apart (mean
 # silhouette: well-separated regimes such as C-MAPSS's six flight conditions score near 1, noise far lower)
 CLEAR_REGIMES = 0.7
@@ -126,11 +127,13 @@ class Preprocessor:
 
     def scaled(self, x: np.ndarray) -> np.ndarray:
         """Cleaned rows → the kept features standardised (per regime); what is still missing becomes the regime's
-        training mean (0)."""
+        training mean (0). Bounded at ±MAX_Z deviations: a value absurdly far out (a sensor's 1e38, a damaged model
+        file's scale) stays a number in float32, where it became inf and the forecast NaN."""
         assert self.kept is not None and self.mean is not None and self.scale is not None
         r = self.regime(x)
-        z = (x[:, self.kept] - self.mean[r]) / self.scale[r]
-        return np.nan_to_num(z, nan=0.0).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, 1e308 / 1e-9: NaN and inf, bounded below
+            z = (x[:, self.kept] - self.mean[r]) / self.scale[r]
+        return np.clip(np.nan_to_num(z, nan=0.0), -MAX_Z, MAX_Z).astype(np.float32)
 
     def windows(self, ds: RunToFailure, rows: np.ndarray | None = None) -> np.ndarray:
         """(rows, window, kept features): for each row, the window of rows ending at it within its unit,
