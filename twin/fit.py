@@ -44,6 +44,10 @@ class LogError(ValueError):
     """The status log cannot be used: the message names the file, the row or column, and the fix."""
 
 
+class MeterError(LogError):
+    """The energy log's meters, read whole, give a machine type an impossible power; the caller names the file."""
+
+
 @dataclass
 class Fitted:
     """One fitted time distribution: the chosen family, its scenario entry, and how it was chosen."""
@@ -322,9 +326,9 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
         fitted[mtype] = {k: round(v, 4) for k, v in power.items() if v is not None}
         if too := {g: v for g, v in fitted[mtype].items() if v > MAX_POWER}:
             g, v = next(iter(too.items()))
-            raise LogError(f"the energy log's meters give machine type {mtype} {v:,.0f} kW {g.replace('_', ' ')}, more "
-                           f"than any machine draws ({MAX_POWER:,} kW): is the register in Wh, or are the readings in "
-                           "W? Give kWh and kW.")
+            raise MeterError(f"the energy log's meters give machine type {mtype} {v:,.0f} kW {g.replace('_', ' ')}, "
+                             f"more than any machine draws ({MAX_POWER:,} kW): is the register in Wh, or are the "
+                             "readings in W? Give kWh and kW.")
         shown = ", ".join(f"{g.replace('_', ' ')} {fitted[mtype][g]:g} kW" + ("" if g in got else " (kept)")
                           for g in POWER_GROUPS if g in fitted[mtype])
         was = ", ".join(f"{g.replace('_', ' ')} {v:g}" for g, v in known.items() if v is not None)

@@ -172,6 +172,7 @@ def fit(
         LOG_COLUMNS,
         LogError,
         LogFormat,
+        MeterError,
         fit_scenario,
         parse_pairs,
         parse_states,
@@ -254,8 +255,9 @@ def fit(
         _known_names(energy_path or _url_name(energy), energy_log.machine, machines, "machines", base)
     try:
         fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
-    except LogError as e:  # what only the fit can see, e.g. a meter in Wh that makes a machine draw megawatts
-        fail(f"{energy_path or energy}: {e}" if "energy log" in str(e) else str(e))
+    except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
+        # distribution family fits; named with the file they come from
+        fail(f"{energy_path or _url_name(str(energy)) if isinstance(e, MeterError) else source}: {e}")
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
               f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
