@@ -31,6 +31,7 @@ T = TypeVar("T", bound="type[Trained]")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1)]
+Whole = Annotated[int, Field(strict=True)]  # a count or a position: not a bool, a float or a text read as one
 
 
 class _Data(TypedDict, total=False):
@@ -88,6 +89,8 @@ def checked(schema: TypeAdapter[Any], value: Any, where: str = "") -> Any:
         return schema.validate_python(value)
     except ValidationError as e:
         err = e.errors()[0]
+        if err["type"] == "missing":  # said as every missing field of a model file is ("its field 'window' is missing")
+            raise KeyError(str(err["loc"][-1])) from None
         path = ".".join(str(k) for k in (*([where] if where else []), *err["loc"]))
         raise ValueError(f"{path or 'the file'}: {err['msg'].lower()}") from None
 

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import (
+    Annotated,
+    Any,
+    NotRequired,  # pydantic reads typing's only from Python 3.12
+)
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from predictors.data import RunToFailure
+from predictors.lifecycle import Finite, Name, Whole, checked
 
 STUCK_ROWS = 3  # a value repeated exactly this many rows in a row is a stuck sensor, not a reading
 MAX_REGIMES = 12
@@ -174,48 +181,55 @@ class Preprocessor:
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> Preprocessor:
-        """What `state` wrote; a model saved before operating regimes has one regime (1-D mean and scale)."""
-        if not isinstance(s, dict):
-            raise ValueError("prep: not a mapping")
-        window, features, kept = s["window"], s["features"], s["kept"]
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"prep: window {window!r} is not a whole number of rows")
-        if not (isinstance(features, list) and all(isinstance(f, str) for f in features)
-                and len(set(features)) == len(features)):
-            raise ValueError("prep: features is not a list of distinct column names")
-        if not (isinstance(kept, list) and kept and all(type(k) is int and 0 <= k < len(features) for k in kept)
-                and len(set(kept)) == len(kept)):
-            raise ValueError(f"prep: kept is not a list of distinct positions among the {len(features)} features")
-        prep = cls(window, features, kept, np.atleast_2d(_numbers(s["mean"], "prep.mean")),
-                   np.atleast_2d(_numbers(s["scale"], "prep.scale")))
+        """What `state` wrote, checked whole (a damaged file fails here, where its loader names it, not at its first
+        forecast); a model saved before operating regimes has one regime (1-D mean and scale)."""
+        s = checked(_STATE, s, "prep")
+        features, kept = s["features"], s["kept"]
+        if len(set(features)) < len(features) or len(set(kept)) < len(kept) or not 0 <= min(kept) <= max(kept) \
+                < len(features):
+            raise ValueError(f"prep: features must be distinct names, kept distinct positions among the "
+                             f"{len(features)} of them")
+        prep = cls(s["window"], features, kept, np.atleast_2d(np.asarray(s["mean"], dtype=float)),
+                   np.atleast_2d(np.asarray(s["scale"], dtype=float)))
         if cond := s.get("conditions"):
-            if not (isinstance(cond, dict) and isinstance(cond["names"], list)):
-                raise ValueError("prep.conditions: not a mapping with a list of names")
-            prep.conditions, prep.centers = list(cond["names"]), _numbers(cond["centers"], "prep.conditions.centers")
-            prep.cond_mean, prep.cond_scale = (_numbers(cond[k], f"prep.conditions.{k}") for k in ("mean", "scale"))
+            prep.conditions, prep.centers = list(cond["names"]), np.asarray(cond["centers"], dtype=float)
+            prep.cond_mean, prep.cond_scale = (np.asarray(cond[k], dtype=float) for k in ("mean", "scale"))
             prep.regimes = len(prep.centers)
-        # a damaged file fails here, where its loader names it, not at its first forecast
         shape = (1 if prep.centers is None else len(prep.centers), len(prep.kept or []))
         if prep.mean.shape != shape or prep.scale.shape != shape:
             raise ValueError(f"prep: mean and scale are not {shape[0]} regime(s) × {shape[1]} kept features")
-        if not (np.isfinite(prep.mean).all() and np.isfinite(prep.scale).all() and (prep.scale > 0).all()):
-            raise ValueError("prep: mean and scale must be numbers, every scale above 0")
+        if not (prep.scale > 0).all():
+            raise ValueError("prep: every scale must be above 0")
         if prep.centers is not None and not (
                 prep.centers.shape == (shape[0], len(prep.conditions)) == (shape[0], len(prep.cond_mean))
                 and prep.cond_scale.shape == prep.cond_mean.shape and set(prep.conditions) <= set(prep.features or [])):
             raise ValueError("prep: the operating regimes do not match their condition features")
-        if prep.centers is not None and not (np.isfinite(prep.centers).all() and np.isfinite(prep.cond_mean).all()
-                                             and np.isfinite(prep.cond_scale).all() and (prep.cond_scale > 0).all()):
-            raise ValueError("prep: the operating regimes' centres, means and scales must be numbers, scales above 0")
+        if prep.centers is not None and not (prep.cond_scale > 0).all():
+            raise ValueError("prep: the operating regimes' scales must be above 0")
         return prep
 
 
-def _numbers(value: Any, field: str) -> np.ndarray:
-    """A saved array of numbers (nested lists) as floats, or a ValueError naming the field."""
-    try:
-        return np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field}: not an array of numbers") from None
+class _Regimes(TypedDict):
+    """The operating regimes a model file keeps: condition features, centres, their standardisation."""
+
+    names: list[Name]
+    centers: list[list[Finite]]
+    mean: list[Finite]
+    scale: list[Finite]
+
+
+class _State(TypedDict):
+    """What `Preprocessor.state` writes (a file saved before operating regimes: 1-D mean and scale, no conditions)."""
+
+    window: Annotated[Whole, Field(ge=1)]
+    features: list[Name]
+    kept: Annotated[list[Whole], Field(min_length=1)]
+    mean: list[Finite] | list[list[Finite]]
+    scale: list[Finite] | list[list[Finite]]
+    conditions: NotRequired[_Regimes | None]
+
+
+_STATE = TypeAdapter(_State)
 
 
 def _mean_sd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
