@@ -334,6 +334,36 @@ def test_a_what_if_of_a_line_with_power_gives_each_alternative_s_energy_per_good
     assert (kwh > 0).all() and kwh["turn: 3 machines"] != kwh["as is"]
 
 
+def test_the_parts_in_the_machines_hands_as_the_state_is_read_are_carried() -> None:
+    """A what-if carried the parts waiting in buffers but not the ones in the machines: every machine working as the
+    state was read started its next part, and the line forecast one part less per working machine. Now each part in
+    hand (a machine working, blocked, or down mid-part) waits at the head of its station's buffer and is worked
+    again: three stations of one minute a part, all working, buffers empty, give their first parts at 1, 2 and 3
+    minutes, not 3, 4 and 5, under either blocking; an assembly's unit in hand goes back to its feeders."""
+    from twin.app.runner import simulate
+    from twin.model import Line
+
+    doc = {"line": {"site": "s", "area": "a", "name": "cells"}, "seed": 5, "duration": "1 h",
+           "machine_types": {"m": {}},
+           "stations": [{"name": name, "machine_type": "m", "cycle_time": "60 s", "buffer": 2} for name in "abc"]}
+    doc["stations"][0].pop("buffer")
+
+    def first(sc: Scenario, states: dict[str, str]) -> list[float]:
+        out, _ = continue_from(sc, LineNow(taken="2026-01-05T14:00:00", buffers={"b": 0, "c": 0},
+                                           machines={k: MachineNow(state=v, since=30) for k, v in states.items()}))
+        return np.frombuffer(simulate(out, 0, sensors=False).line.stations[-1][0].log.finished).tolist()[:3]
+
+    for blocking in ("after-service", "before-service"):
+        sc = Scenario.model_validate({**doc, "blocking": blocking})
+        assert first(sc, dict.fromkeys("abc", "working")) == [60.0, 120.0, 180.0], blocking
+        assert first(sc, dict.fromkeys("abc", "starved")) == [180.0, 240.0, 300.0], blocking
+        assert first(sc, {"a": "working", "b": "blocked", "c": "starved"}) == [120.0, 180.0, 240.0], blocking
+    pumps = load_scenario(ROOT / "tests" / "scenarios" / "pumps.yaml")
+    out, _ = continue_from(pumps, LineNow(taken="2026-01-05T10:00:00", machines={"assy": MachineNow(state="working")},
+                                          buffers={"assy<shaft": 0, "assy<housing": 0}))
+    assert {f: len(b.items) for f, b in Line(out).station_inputs[2].items()} == pumps.stations[2].assemble
+
+
 def test_an_oven_working_as_the_state_is_read_finishes_its_batch_first() -> None:
     """An oven mid-cycle holds a batch, which a what-if dropped: it started empty, and the parts inside never came
     out. It now finishes a full batch (the parts inside are not read) for what is left of its cycle: 40 parts out of

@@ -1131,6 +1131,7 @@ class Line:
                 group.append(Machine(self, st, si, slot, name, scenario.machine_type_of(st)))
             self.stations.append(group)
             self.machines.extend(group)
+        self.carried = self._parts_in_hand()
         self._wire()
         self.down = 0  # machines down now (the line is stopped somewhere)
         self.waiting_for_opportunity = [m for m in self.machines if m.opportunistic is not None]
@@ -1151,6 +1152,22 @@ class Line:
         rng = rng_for(self.scenario.seed, self.replication, machine.slot, STREAM_POLICY)
         return policy_from_spec(machine.mtype, machine.station.load, rng)
 
+    def _parts_in_hand(self) -> list[int]:
+        """Per station: the parts its machines held as the line's state was read (`twin run --from`): a machine
+        working, blocked with its part, or down in the middle of one (a type whose clock runs only while it works
+        fails only then). Each is put back at the head of its station's buffer and worked again from the start of
+        a cycle, so the line's work in progress is carried whole. A batch machine keeps its load (`Machine.resume`);
+        a station the saturated source feeds takes a new part instead."""
+        held = [0] * len(self.stations)
+        now = self.scenario.now
+        if now is None:
+            return held
+        for si, group in enumerate(self.stations):
+            if self.scenario.stations[si].batch is None:
+                held[si] = sum(1 for m in group if (read := now.machines.get(m.name)) is not None and (
+                    read.state in ("working", "blocked") or (read.state == "down" and not m.calendar_clock)))
+        return held
+
     def _wire(self) -> None:
         if self.scenario.is_graph:
             self._wire_graph()
@@ -1164,14 +1181,14 @@ class Line:
                 continue
             cap = inf if st.buffer is None or (self.before_service and si > 0) else st.buffer
             store = make_buffer(env, cap, st.transfer)
-            store.stock(self.new_part() for _ in range(st.initial))
+            store.stock(self.new_part() for _ in range(self.carried[si] + st.initial))
             self.buffers.append(store)
         for si, group in enumerate(self.stations):
             nxt = sc.stations[si + 1] if si + 1 < len(sc.stations) else None
             slots = None
-            if self.before_service and nxt is not None:
+            if self.before_service and nxt is not None:  # the next station's buffer and machines: its parts hold
                 size = inf if nxt.buffer is None else nxt.buffer + len(self.stations[si + 1])
-                slots = simpy.Container(env, capacity=size, init=size - nxt.initial)
+                slots = simpy.Container(env, capacity=size, init=size - nxt.initial - self.carried[si + 1])
             for m in group:
                 m.wiring.inbuf = self.buffers[si]
                 m.wiring.outbuf = self.buffers[si + 1] if nxt is not None else None
@@ -1199,6 +1216,8 @@ class Line:
             cap = float("inf") if st.buffer is None else st.buffer
             if st.assemble:
                 inputs[si] = {f: make_buffer(env, cap, st.transfer) for f in st.assemble}
+                for f, q in st.assemble.items():  # an assembly in hand: its parts back in their feeders' buffers
+                    inputs[si][f].stock(self.new_part() for _ in range(self.carried[si] * q))
                 for f, n in st.feeder_initial.items():
                     inputs[si][f].stock(self.new_part() for _ in range(n))
                 self.buffers.append(None)
@@ -1207,7 +1226,7 @@ class Line:
                 self.buffers.append(None)
                 continue
             store = make_buffer(env, cap, st.transfer)
-            store.stock(self.new_part() for _ in range(st.initial))
+            store.stock(self.new_part() for _ in range(self.carried[si] + st.initial))
             self.buffers.append(store)
         for si, (st, group) in enumerate(zip(sc.stations, self.stations)):
             dests: list[Buffer | None] = []
