@@ -4,8 +4,11 @@ moment mid-run, against what that run really made in the hours after it.
 For each seed, `twin run tests/scenarios/whatif.yaml --no-stream` (16 h: four cells, one technician, failures every
 few hours) writes its store and ground truth; `twin whatif --from` that store at 10:00 and at 14:00 forecasts the
 next 8 h in 30 replications (seeds of their own). A forecast is calibrated when the run's real good parts fall inside
-its 90 % range (5th to 95th percentile of the replications) in about 90 % of the cases, at a mean percentile near 0.5
-(below: the forecast runs high; above: low). Every case is printed, then the count and the mean over all of them.
+its 90 % range (5th to 95th percentile of the replications) as often as a new replication would, at a mean percentile
+near 0.5 (below: the forecast runs high; above: low). A range read from n replications holds a new draw less often
+than 90 %: its ends are the sample's order statistics at 1 + 0.05 (n - 1) and 1 + 0.95 (n - 1), which a new draw
+falls between with probability (0.9 (n - 1)) / (n + 1), 84 % for 30. Every case is printed, then the count and
+the mean over all of them.
 
     .venv/bin/python bench/whatif.py                 # 8 seeds x 2 moments, about 1 min on 2 cores
     .venv/bin/python bench/whatif.py --seeds 16
@@ -71,8 +74,10 @@ def main() -> None:
                 print(f"{seed:>5}{moment[-5:]:>8}{made:>7}{mean:>10.1f}{pct:>12.2f}{'yes' if inside else 'NO':>13}",
                       flush=True)
     pct, inside = np.array(rows).T
-    print(f"\n{int(inside.sum())} of {len(rows)} cases inside the forecast's 90 % range (about 90 % expected); mean "
-          f"percentile {pct.mean():.2f} (0.5: unbiased; below: the forecast runs high)")
+    expected = 0.9 * (args.replications - 1) / (args.replications + 1)
+    print(f"\n{int(inside.sum())} of {len(rows)} cases inside the forecast's 90 % range ({expected:.0%} expected of a "
+          f"range read from {args.replications} replications); mean percentile {pct.mean():.2f} (0.5: unbiased; below: "
+          "the forecast runs high)")
     print(load_line("after"))
 
 
