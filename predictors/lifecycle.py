@@ -92,7 +92,7 @@ def checked(schema: TypeAdapter[Any], value: Any, where: str = "") -> Any:
         if err["type"] == "missing":  # said as every missing field of a model file is ("its field 'window' is missing")
             raise KeyError(str(err["loc"][-1])) from None
         path = ".".join(str(k) for k in (*([where] if where else []), *err["loc"]))
-        raise ValueError(f"{path or 'the file'}: {err['msg'].lower()}") from None
+        raise ValueError(f"{path or 'the file'}: {err['msg'].removeprefix('Value error, ').lower()}") from None
 
 
 def register(cls: T) -> T:

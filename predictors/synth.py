@@ -23,18 +23,31 @@ import numpy as np
 import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from pydantic import Field, TypeAdapter
+from pydantic import AfterValidator, Field, TypeAdapter
 from torch import nn
 from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from predictors.base import ProgressFn
 from predictors.data import STEP, DataError, RunToFailure, TwinRun, from_twin_run
-from predictors.lifecycle import Finite, Name, Trained, checked, load_folder, register, registered
+from predictors.lifecycle import Name, Trained, checked, load_folder, register, registered
 from predictors.lifecycle import load as load_trained
 from predictors.prep import clean
 from twin.model import STATES, STOPPED_STATES
 
 HEALTHY = "healthy"
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _in_float32(v: float) -> float:
+    if not abs(v) <= FLOAT32_MAX:
+        raise ValueError(f"{v} is beyond the ±3.4e38 of the float32 values a generator gives")
+    return v
+
+
+#: a value a generator's windows may span: its samples are float32, so a range beyond float32's overflowed to inf
+Sensor = Annotated[float, AfterValidator(_in_float32)]
+
 
 class _State(TypedDict):
     """A generator file's fitted state (besides its arrays)."""
@@ -44,8 +57,8 @@ class _State(TypedDict):
     group: str
     window: Annotated[int, Field(ge=1, le=100_000)]
     step: Annotated[float, Field(gt=0, allow_inf_nan=False)]
-    lo: list[Finite]
-    hi: list[Finite]
+    lo: list[Sensor]
+    hi: list[Sensor]
 
 
 _STATE = TypeAdapter(_State)
@@ -262,7 +275,8 @@ class Generator(Trained):
         return ((x - self.lo_) / (self.hi_ - self.lo_)).astype(np.float32)
 
     def unscale(self, z: np.ndarray) -> np.ndarray:
-        return (z * (self.hi_ - self.lo_) + self.lo_).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, which loading refuses (`_loaded`)
+            return (z * (self.hi_ - self.lo_) + self.lo_).astype(np.float32)
 
     def condition(self, mode: Sequence[str] | str, severity: Sequence[float] | float, n: int) -> np.ndarray:
         """One-hot fault mode (healthy first) and severity, per window."""
