@@ -194,7 +194,7 @@ def test_a_state_read_from_the_line_starts_the_scenario_there() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(st.dictionaries(st.sampled_from(["cell-1", "cell-2", "cell-3", "cell-4", "other"]), st.builds(
-    MachineNow, state=st.sampled_from(["working", "down", "maintenance", "starved", "offline"]),
+    MachineNow, state=st.sampled_from(["working", "blocked", "down", "maintenance", "starved", "offline"]),
     since=st.floats(0, 1e7), mode=st.sampled_from(["", "jam", "spindle_wear", "unknown"]),
     ages=st.dictionaries(st.sampled_from(["jam", "spindle_wear", "x"]), st.floats(0, 1e7), max_size=2),
     rul=st.dictionaries(st.sampled_from(["jam", "spindle_wear"]), st.floats(0, 1e6), max_size=2)), max_size=5),
