@@ -73,7 +73,7 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
         kinds = g.state.to_numpy()
         reasons = g.reason.fillna("").to_numpy()
         running = np.isin(kinds, ["working"] if mt.clock == "operating" else list(UP_STATES))
-        ages = {}
+        ages, unrenewed = {}, []
         for f in mt.fault_modes:
             renewed = (kinds == "down") & (reasons == f.name)
             if f.kind == "wear":
@@ -81,8 +81,11 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
             last = np.flatnonzero(renewed)
             after = last[-1] + 1 if last.size else 0  # intervals since its last renewal (or the first record)
             ages[f.name] = float(spans[after:][running[after:]].sum())
+            if not last.size:  # its age before the first record is not known: what it reached since is a floor
+                unrenewed.append(f.name)
         machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
-                                            mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages)
+                                            mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages,
+                                            unrenewed=unrenewed)
     levels = newest if stamp >= end else db.levels(run, replication=replication, end=stamp + pd.Timedelta(1, "us"),
                                                      last=True)
     buffers = dict(zip(levels.station.astype(str), levels["level"].astype(int))) if len(levels) else None

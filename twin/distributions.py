@@ -330,6 +330,20 @@ def residual(dist: _Dist, rng: np.random.Generator, elapsed: float, tries: int =
     return 0.0
 
 
+def residual_in_service(dist: _Dist, rng: np.random.Generator, elapsed: float, tries: int = 64) -> tuple[float, float]:
+    """(age, what is left) of a life watched for `elapsed` without ending, that was already under way when the
+    watching began, at a uniform point of its length (a line in service, as `start_age: random` starts one): the
+    life drawn, and where it stood then, given that it lasted the `elapsed` since (rejection in blocks of 1,024).
+    (elapsed, 0) when that leaves almost no chance: the thing ends now."""
+    for _ in range(tries):
+        life, u = dist.draw(rng, 1024), rng.random(1024)
+        ok = np.flatnonzero(life * (1.0 - u) > elapsed)
+        if ok.size:
+            k = ok[0]
+            return float(u[k] * life[k] + elapsed), float(life[k] * (1.0 - u[k]) - elapsed)
+    return elapsed, 0.0
+
+
 def scaled(dist: _Dist, factor: float) -> _Dist:
     """The same law with every time multiplied by `factor` (shapes kept): its mean times `factor` (a faster or slower
     machine in a what-if)."""

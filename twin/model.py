@@ -23,7 +23,7 @@ import numpy as np
 import simpy
 from simpy.events import PENDING
 
-from twin.distributions import Sampler, residual
+from twin.distributions import Sampler, residual, residual_in_service
 from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
 from twin.scenario import DAYS, Calendar, FaultMode, MachineNow, MachineType, Scenario, Station, feeder_key
 
@@ -290,15 +290,21 @@ class Machine:
     def _continue(self, now: MachineNow, rng: np.random.Generator) -> None:
         """Start from a state read from the line: each fault mode's life from its forecast RUL, else drawn given
         the age it has reached (a fresh draw when neither is known); a repair or maintenance in progress resumes
-        for what is left of it, drawn given how long it has lasted."""
+        for what is left of it, drawn given how long it has lasted. A wear mode never renewed in the records of a
+        line in service (`start_age: random`) was already part-way through its life at the first record: how far
+        is drawn as the line's start draws it, given that it has lasted since."""
         self._now_rng = rng
         rate = self.rates[WORKING] if not self.calendar_clock else 1.0
+        in_service = self.mtype.start_age == "random"
         for i, f in enumerate(self.modes):
             age = now.ages.get(f.name)
             rul = now.rul.get(f.name)
             if rul is not None:
                 a = (age or 0.0) * rate
                 self.born[i], self.life[i] = -a, a + rul * rate
+            elif age is not None and in_service and f.kind == "wear" and f.name in now.unrenewed:
+                age, left = residual_in_service(f.ttf, rng, age)
+                self.born[i], self.life[i] = -age * rate, (age + left) * rate
             elif age is not None:
                 self.born[i], self.life[i] = -age * rate, (age + residual(f.ttf, rng, age)) * rate
         self._renew_due()

@@ -649,6 +649,9 @@ class MachineNow(_Strict):
                                     "clock (working time; up time for calendar-clock types) since its last renewal")
     rul: dict[Name, float] = Field(default_factory=dict, description="per fault mode: forecast remaining life, "
                                    "seconds of its reliability clock")
+    unrenewed: list[Name] = Field(default_factory=list, max_length=1000, description="fault modes with no "
+                                  "renewal in the records (a repair of that mode; maintenance, for a wear mode): their "
+                                  "age counts from the first record, so is only a lower bound")
 
 
 #: a buffer among buffer levels: its station's name, an assembly's buffer from one feeder 'station<feeder'
