@@ -382,7 +382,8 @@ def test_the_parts_in_the_machines_hands_as_the_state_is_read_are_carried() -> N
         sc = Scenario.model_validate({**doc, "blocking": blocking})
         assert first(sc, dict.fromkeys("abc", "working")) == [60.0, 120.0, 180.0], blocking
         assert first(sc, dict.fromkeys("abc", "starved")) == [180.0, 240.0, 300.0], blocking
-        assert first(sc, {"a": "working", "b": "blocked", "c": "starved"}) == [120.0, 180.0, 240.0], blocking
+        for held in ("blocked", "down"):
+            assert first(sc, {"a": "working", "b": held, "c": "starved"}) == [120.0, 180.0, 240.0], (blocking, held)
     pumps = load_scenario(ROOT / "tests" / "scenarios" / "pumps.yaml")
     out, _ = continue_from(pumps, LineNow(taken="2026-01-05T10:00:00", machines={"assy": MachineNow(state="working")},
                                           buffers={"assy<shaft": 0, "assy<housing": 0}))

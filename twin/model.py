@@ -1160,18 +1160,19 @@ class Line:
 
     def _parts_in_hand(self) -> list[int]:
         """Per station: the parts its machines held as the line's state was read (`twin run --from`): a machine
-        working, blocked with its part, or down in the middle of one (a type whose clock runs only while it works
-        fails only then). Each is put back at the head of its station's buffer and worked again from the start of
-        a cycle, so the line's work in progress is carried whole. A batch machine keeps its load (`Machine.resume`);
-        a station the saturated source feeds takes a new part instead."""
+        working, blocked with its part, or down (in the middle of a part: a type whose clock runs only while it
+        works fails only then, and one on the calendar's clock mostly). Each is put back at the head of its
+        station's buffer and worked again from the start of a cycle, so the line's work in progress is carried
+        whole. A batch machine keeps its load (`Machine.resume`); a station the saturated source feeds takes a new
+        part instead."""
         held = [0] * len(self.stations)
         now = self.scenario.now
         if now is None:
             return held
         for si, group in enumerate(self.stations):
             if self.scenario.stations[si].batch is None:
-                held[si] = sum(1 for m in group if (read := now.machines.get(m.name)) is not None and (
-                    read.state in ("working", "blocked") or (read.state == "down" and not m.calendar_clock)))
+                held[si] = sum(1 for m in group if (read := now.machines.get(m.name)) is not None
+                               and read.state in ("working", "blocked", "down"))
         return held
 
     def _wire(self) -> None:
