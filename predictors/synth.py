@@ -46,7 +46,7 @@ def _in_float32(v: float) -> float:
 
 
 #: a value a generator's windows may span: its samples are float32, so a range beyond float32's overflowed to inf
-Sensor = Annotated[float, AfterValidator(_in_float32)]
+Float32 = Annotated[float, AfterValidator(_in_float32)]
 
 
 class _State(TypedDict):
@@ -57,8 +57,8 @@ class _State(TypedDict):
     group: str
     window: Annotated[int, Field(ge=1, le=100_000)]
     step: Annotated[float, Field(gt=0, allow_inf_nan=False)]
-    lo: list[Sensor]
-    hi: list[Sensor]
+    lo: list[Float32]
+    hi: list[Float32]
 
 
 _STATE = TypeAdapter(_State)

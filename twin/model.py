@@ -1193,7 +1193,7 @@ class Line:
         for si, group in enumerate(self.stations):
             nxt = sc.stations[si + 1] if si + 1 < len(sc.stations) else None
             slots = None
-            if self.before_service and nxt is not None:  # the next station's buffer and machines: its parts hold
+            if self.before_service and nxt is not None:  # the next station's places (buffer, machines) left free
                 size = inf if nxt.buffer is None else nxt.buffer + len(self.stations[si + 1])
                 slots = simpy.Container(env, capacity=size, init=size - nxt.initial - self.carried[si + 1])
             for m in group:
