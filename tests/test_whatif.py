@@ -175,6 +175,34 @@ def test_a_repair_under_way_resumes_for_what_is_left_of_it() -> None:
     assert residual(Exponential(dist="exponential", mean=1.0), rng, 1e6) == 0.0, "beyond any chance: it ends now"
 
 
+def test_machines_down_beyond_their_crew_wait_for_it_and_then_take_a_whole_repair() -> None:
+    """Three machines down as the state is read, one technician: a state record does not say whose repair has begun.
+    Each resumed mid-repair, as if the technician worked on all three at once (all up within 10 minutes). Now the one
+    down longest is under way, the others wait in the order they stopped and then take a whole repair of 20 minutes:
+    up at 0, 20 and 40 minutes."""
+    from twin.app.runner import simulate
+    from twin.model import Machine
+
+    doc = {"line": {"site": "s", "area": "a", "name": "cells"}, "seed": 5, "duration": "2 h",
+           "repair_crews": [{"name": "fix", "size": 1}],
+           "machine_types": {"m": {"repair_crew": "fix", "fault_modes": [{
+               "name": "jam", "kind": "sudden", "ttf": {"dist": "exponential", "mean": "1000 h"},
+               "repair": "20 min"}]}},
+           "stations": [{"name": name, "machine_type": "m", "cycle_time": "60 s", "buffer": 5} for name in "abc"]}
+    doc["stations"][0].pop("buffer")
+    since = {"a": 600.0, "b": 3600.0, "c": 1800.0}
+    out, _ = continue_from(Scenario.model_validate(doc), LineNow(taken="2026-01-05T14:00:00", machines={
+        k: MachineNow(state="down", since=v, mode="jam") for k, v in since.items()}))
+    line = simulate(out, 0, sensors=False).line
+    def up_at(m: Machine) -> float:  # the end of its first stop
+        changes = list(zip(m.log.t, m.log.state))
+        first = next(k for k, (_, s) in enumerate(changes) if s == 3)
+        return next(t for t, s in changes[first:] if s != 3)
+
+    up = {m.name: up_at(m) for m in line.machines}
+    assert up == {"a": 2400.0, "b": 0.0, "c": 1200.0}, up
+
+
 def test_a_wear_never_renewed_in_the_records_is_drawn_older_than_they_show() -> None:
     """A wear mode with no repair or maintenance in the store's records has lasted at least since the first record,
     but was already under way then in a line in service (`start_age: random`): its life was drawn given that floor,

@@ -276,6 +276,7 @@ class Machine:
             self._renew_due()
             self.renewals += 1
         self.resume: tuple[int, int, float] | None = None  # a stop in progress when the line's state was read
+        self.queued: float | None = None  # that stop waiting for its crew: its priority in the crew's queue
         now = sc.now.machines.get(name) if sc.now is not None else None
         if now is not None:
             self._continue(now, rng_for(sc.seed, rep, slot, STREAM_NOW))
@@ -771,7 +772,8 @@ class Machine:
             if pool is not None and not (self.operator is not None and pool is self.pool_for("run")) else None
         crew = self.line.crew_for(self)
         if crew is not None:
-            with crew.request(priority=0) as req:
+            priority = yield from self._crew_priority(0.0)
+            with crew.request(priority=priority) as req:
                 yield req
                 self.line.record(self, "repair_start", mode.name)
                 yield self.env.timeout(self.draws.repair[i]() if resumed < 0 else left)
@@ -785,6 +787,16 @@ class Machine:
         self.line.down -= 1
         self.line.record(self, "repair_end", mode.name)
 
+    def _crew_priority(self, usual: float) -> Generator[simpy.Event, Any, float]:
+        """The priority of a request to the crew: `usual` (repairs before maintenance), or, for a stop that was
+        waiting for its crew as the line's state was read, its place in the queue, asked for once the stops under
+        way then have their crew (`Line._queue_stops`)."""
+        if self.queued is None:
+            return usual
+        queued, self.queued = self.queued, None
+        yield self.env.timeout(0)
+        return queued
+
     def _maintain(self, reason: str, left: float | None = None) -> Generator[simpy.Event, Any, None]:
         """Planned maintenance: a crew, the job (`left`: what remains of one in progress at the start), new lives
         for the wear modes."""
@@ -793,7 +805,8 @@ class Machine:
         self.line.record(self, "maintenance_order", detail=reason)
         crew = self.line.crew_for(self, maintenance=True)
         if crew is not None:
-            with crew.request(priority=1) as req:
+            priority = yield from self._crew_priority(1.0)
+            with crew.request(priority=priority) as req:
                 yield req
                 self.line.record(self, "maintenance_start", detail=reason)
                 yield self.env.timeout(self.draws.maintenance() if left is None else left)
@@ -1138,6 +1151,7 @@ class Line:
             self.stations.append(group)
             self.machines.extend(group)
         self.carried = self._parts_in_hand()
+        self._queue_stops()
         self._wire()
         self.down = 0  # machines down now (the line is stopped somewhere)
         self.waiting_for_opportunity = [m for m in self.machines if m.opportunistic is not None]
@@ -1157,6 +1171,25 @@ class Line:
             return self._policy(machine)
         rng = rng_for(self.scenario.seed, self.replication, machine.slot, STREAM_POLICY)
         return policy_from_spec(machine.mtype, machine.station.load, rng)
+
+    def _queue_stops(self) -> None:
+        """Machines stopped as the line's state was read (down, or in maintenance) that share a crew: a state
+        record does not say whether the crew has begun. As many as the crew has people, the longest stopped, are
+        taken to be under way (what is left drawn given how long they have been stopped); the others wait for it in
+        the order they stopped, repairs before maintenance, and then take a whole job. (Each had resumed mid-job,
+        as if the crew worked on all at once.)"""
+        stops: dict[simpy.PriorityResource, list[Machine]] = {}
+        for m in self.machines:
+            if m.resume is not None and m.resume[0] in (DOWN, MAINTENANCE) and (
+                    crew := self.crew_for(m, maintenance=m.resume[0] == MAINTENANCE)) is not None:
+                stops.setdefault(crew, []).append(m)
+        for crew, group in stops.items():
+            group.sort(key=lambda m: -m.resume[2] if m.resume is not None else 0.0)
+            for rank, m in enumerate(group):
+                if rank >= crew.capacity and m.resume is not None:
+                    state, mode, _ = m.resume
+                    m.resume = (state, mode, 0.0)
+                    m.queued = (0.0 if state == DOWN else 1.0) - 1.0 + rank / (len(group) + 1)
 
     def _parts_in_hand(self) -> list[int]:
         """Per station: the parts its machines held as the line's state was read (`twin run --from`): a machine
