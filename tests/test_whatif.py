@@ -412,6 +412,9 @@ def test_the_parts_in_the_machines_hands_as_the_state_is_read_are_carried() -> N
         assert first(sc, dict.fromkeys("abc", "starved")) == [180.0, 240.0, 300.0], blocking
         for held in ("blocked", "down"):
             assert first(sc, {"a": "working", "b": held, "c": "starved"}) == [120.0, 180.0, 240.0], (blocking, held)
+    _, notes = continue_from(sc, LineNow(taken="2026-01-05T14:00:00", machines=dict.fromkeys("abc", MachineNow(
+        state="working"))))  # the user is told; a's part is not counted: the source gives it a new one
+    assert "parts in the machines' hands (working, blocked or down): 2, put back" in " ".join(notes), notes
     pumps = load_scenario(ROOT / "tests" / "scenarios" / "pumps.yaml")
     out, _ = continue_from(pumps, LineNow(taken="2026-01-05T10:00:00", machines={"assy": MachineNow(state="working")},
                                           buffers={"assy<shaft": 0, "assy<housing": 0}))

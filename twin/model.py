@@ -25,7 +25,17 @@ from simpy.events import PENDING
 
 from twin.distributions import Sampler, residual, residual_in_service
 from twin.maintenance import MaintenancePolicy, RunToFailure, policy_from_spec
-from twin.scenario import DAYS, Calendar, FaultMode, MachineNow, MachineType, Scenario, Station, feeder_key
+from twin.scenario import (
+    DAYS,
+    Calendar,
+    FaultMode,
+    MachineNow,
+    MachineType,
+    Scenario,
+    Station,
+    feeder_key,
+    parts_in_hand,
+)
 
 STATES = ("working", "starved", "blocked", "down", "maintenance", "setup", "off_shift", "waiting_operator")
 WORKING, STARVED, BLOCKED, DOWN, MAINTENANCE, SETUP, OFF_SHIFT, WAITING_OPERATOR = range(len(STATES))
@@ -1150,7 +1160,8 @@ class Line:
                 group.append(Machine(self, st, si, slot, name, scenario.machine_type_of(st)))
             self.stations.append(group)
             self.machines.extend(group)
-        self.carried = self._parts_in_hand()
+        # the parts in the machines' hands as the line's state was read, per station: back at the head of its buffer
+        self.carried = parts_in_hand(scenario, scenario.now) if scenario.now is not None else [0] * len(self.stations)
         self._queue_stops()
         self._wire()
         self.down = 0  # machines down now (the line is stopped somewhere)
@@ -1190,23 +1201,6 @@ class Line:
                     state, mode, _ = m.resume
                     m.resume = (state, mode, 0.0)
                     m.queued = (0.0 if state == DOWN else 1.0) - 1.0 + rank / (len(group) + 1)
-
-    def _parts_in_hand(self) -> list[int]:
-        """Per station: the parts its machines held as the line's state was read (`twin run --from`): a machine
-        working, blocked with its part, or down (in the middle of a part: a type whose clock runs only while it
-        works fails only then, and one on the calendar's clock mostly). Each is put back at the head of its
-        station's buffer and worked again from the start of a cycle, so the line's work in progress is carried
-        whole. A batch machine keeps its load (`Machine.resume`); a station the saturated source feeds takes a new
-        part instead."""
-        held = [0] * len(self.stations)
-        now = self.scenario.now
-        if now is None:
-            return held
-        for si, group in enumerate(self.stations):
-            if self.scenario.stations[si].batch is None:
-                held[si] = sum(1 for m in group if (read := now.machines.get(m.name)) is not None
-                               and read.state in ("working", "blocked", "down"))
-        return held
 
     def _wire(self) -> None:
         if self.scenario.is_graph:

@@ -1244,6 +1244,22 @@ def buffer_station(key: str) -> str:
     return key.split("<", 1)[0]
 
 
+#: the states in which a machine read from the line holds a part: working, blocked with it, or down mid-part (a type
+#: whose clock runs only while it works fails only then, one on the calendar's clock mostly)
+HOLDS_A_PART = ("working", "blocked", "down")
+
+
+def parts_in_hand(scenario: Scenario, now: LineNow) -> list[int]:
+    """Per station: the parts its machines held as the line's state was read, which a run continued from it puts
+    back at the head of the station's buffer (an assembly's: its feeders') to be worked again from the start of a
+    cycle, so the line's work in progress is carried whole. Not a batch station's (its machine keeps its load) nor
+    one the saturated source feeds (it takes a new part instead)."""
+    fed = set(scenario.entries()) if scenario.source.kind == "saturated" else set()
+    return [0 if st.batch is not None or i in fed else
+            sum(1 for m in st.machine_names if (read := now.machines.get(m)) is not None and read.state in HOLDS_A_PART)
+            for i, st in enumerate(scenario.stations)]
+
+
 def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]]:
     """The scenario started from `now` (its clock, the machines' states and lives, the buffers' levels; no warm-up:
     the line is already running) and the notes worth telling the user (machines or stations it does not know,
@@ -1278,6 +1294,9 @@ def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]
             if level > cap:
                 notes.append(f"{st.name}: {level} parts read, more than its buffer holds ({cap}); starts with {cap}")
             stations[i] = st.model_copy(update={"initial": max(0, min(level, cap))})
+    if held := sum(parts_in_hand(scenario, now)):
+        notes.append(f"parts in the machines' hands (working, blocked or down): {held}, put back at the head of their "
+                     "stations' buffers to be worked again from the start of a cycle")
     keep = now.model_copy(update={"machines": {k: v for k, v in now.machines.items() if k in machines}})
     return scenario.model_copy(update={"start": now.taken.replace(tzinfo=None), "warmup": 0.0, "now": keep,
                                        "stations": stations}), notes
