@@ -12,6 +12,7 @@ the mean over all of them.
 
     .venv/bin/python bench/whatif.py                 # 8 seeds x 2 moments, about 1 min on 2 cores
     .venv/bin/python bench/whatif.py --seeds 16
+    .venv/bin/python bench/whatif.py --scenario bench/scenarios/whatif_crew.yaml    # a technician in demand
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ def twin(*args: object) -> None:
         raise SystemExit(f"twin {' '.join(map(str, args))} failed:\n{r.stderr[-2000:]}")
 
 
-def case(tmp: Path, seed: int, moment: str, replications: int) -> tuple[int, float, float, float]:
+def case(tmp: Path, scenario: Path, seed: int, moment: str, replications: int) -> tuple[int, float, float, float]:
     """The run's real good parts in the 8 h after `moment`, the forecast's mean, and where the real figure falls
     among the replications (the share below it, ties counted half) and whether inside the 5-95 % range (1 or 0)."""
     run = tmp / f"run-{seed}"
     if not run.exists():
-        twin("run", SCENARIO, "--no-stream", "--seed", seed, "--out", run)
+        twin("run", scenario, "--no-stream", "--seed", seed, "--out", run)
     at = pd.Timestamp(moment)
     out = tmp / f"whatif-{seed}-{at.hour}.csv"
-    twin("whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at", at.isoformat(), "--duration",
+    twin("whatif", scenario, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at", at.isoformat(), "--duration",
          "8 h", "--replications", replications, "--seed", 1000 + seed, "--out", out)
     parts = pd.read_parquet(run / "truth" / "parts.parquet")
     made = int(((parts.exit_time >= at) & (parts.exit_time < at + AHEAD) & parts.scrapped_at.isna()).sum())
@@ -61,6 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="runs to continue (seeds 1..N)")
     parser.add_argument("--replications", type=int, default=30)
+    parser.add_argument("--scenario", type=Path, default=SCENARIO, help="a 16 h line from 06:00 (default: %(default)s; "
+                        "bench/scenarios/whatif_crew.yaml: six cells, one technician in demand)")
     args = parser.parse_args()
     own_home()
     print(load_line("before"))
@@ -69,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(1, args.seeds + 1):
             for moment in MOMENTS:
-                made, mean, pct, inside = case(Path(tmp), seed, moment, args.replications)
+                made, mean, pct, inside = case(Path(tmp), args.scenario.resolve(), seed, moment, args.replications)
                 rows.append((pct, inside))
                 print(f"{seed:>5}{moment[-5:]:>8}{made:>7}{mean:>10.1f}{pct:>12.2f}{'yes' if inside else 'NO':>13}",
                       flush=True)
