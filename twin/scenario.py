@@ -1193,24 +1193,20 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     data, lines = read_yaml(path, "scenario", ScenarioError)
     if overrides:
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    references = reference_problems(data)
-    name = Path(path).name
+    return scenario_in(data, Path(path).name, lines)
+
+
+def scenario_in(data: Any, name: str, lines: dict[str, int] | None = None) -> Scenario:
+    """A scenario's mapping validated (a file's, or one kept inside another file: a run's run.json); a ScenarioError
+    names `name`, and every wrong field with its line where `lines` has it."""
+    references = reference_problems(data) if isinstance(data, dict) else []
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(_format_errors(name, e, lines, references)) from None
+        raise ScenarioError(_format_errors(name, e, lines or {}, references)) from None
     if references:  # cannot happen (the model checks the same), but a scenario must never pass with one
-        raise ScenarioError(_format_errors(name, None, lines, references))
+        raise ScenarioError(_format_errors(name, None, lines or {}, references))
     return scenario
-
-
-def scenario_in(data: Any, name: str) -> Scenario:
-    """A scenario kept inside another file (a run's run.json), validated as a scenario file is; a ScenarioError
-    names `name` and every wrong field."""
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as e:
-        raise ScenarioError(_format_errors(name, e, {})) from None
 
 
 def with_policy(scenario: Scenario, policy: str, force: bool = False, **defaults: Any) -> Scenario:
