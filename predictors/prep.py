@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import (
-    Annotated,
-    Any,
-    NotRequired,  # pydantic reads typing's only from Python 3.12
-)
+from typing import Annotated, Any, NotRequired
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, TypeAdapter
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from predictors.data import RunToFailure
 from predictors.lifecycle import Finite, Name, Whole, checked

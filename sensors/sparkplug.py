@@ -105,6 +105,10 @@ class SparkplugReader:
 
     def _messages(self, d: SpbDevice, msg: Any, received_ms: int) -> list[Translated]:
         by_name = {m.name: m for m in msg.metrics if m.name}
+
+        def stamp(m: Any, what: str) -> int:  # a metric's own time, else its payload's, else when it came
+            return instant(int(m.timestamp or msg.timestamp or received_ms), what)
+
         if d.state is not None and d.state.reason and d.state.reason in by_name:
             self.reasons[(d.node, d.device)] = str(by_name[d.state.reason].value or "")[:200]
         stamps: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
@@ -112,12 +116,12 @@ class SparkplugReader:
             m = by_name.get(spec.metric)
             if m is None or m.is_null or m.value is None:
                 continue
-            ts = instant(int(m.timestamp or msg.timestamp or received_ms), f"metric {spec.metric!r}")
+            ts = stamp(m, f"metric {spec.metric!r}")
             stamps[ts].append((sensor, number(m.value, f"metric {spec.metric!r} ({sensor})") * spec.scale, spec.unit))
         state = None
         if d.state is not None and d.state.metric in by_name and by_name[d.state.metric].value is not None:
             m = by_name[d.state.metric]
-            state = (instant(int(m.timestamp or msg.timestamp or received_ms), f"metric {d.state.metric!r}"),
+            state = (stamp(m, f"metric {d.state.metric!r}"),
                      map_state(d.state.map, m.value, f"metric {d.state.metric!r}"))
         out = []
         for ts, readings in sorted(stamps.items()):
@@ -129,9 +133,7 @@ class SparkplugReader:
         counter = by_name.get(d.buffer.metric) if d.buffer is not None else None
         if counter is not None and not counter.is_null and counter.value is not None and d.buffer is not None:
             what = f"metric {d.buffer.metric!r} (buffer)"
-            out.append(buffer_message(self.cfg, d.station,
-                                      instant(int(counter.timestamp or msg.timestamp or received_ms), what),
-                                      counter.value, what))
+            out.append(buffer_message(self.cfg, d.station, stamp(counter, what), counter.value, what))
         return out
 
     def _offline(self, devices: list[SpbDevice], received_ms: int) -> list[Translated]:

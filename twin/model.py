@@ -1189,18 +1189,17 @@ class Line:
         taken to be under way (what is left drawn given how long they have been stopped); the others wait for it in
         the order they stopped, repairs before maintenance, and then take a whole job. (Each had resumed mid-job,
         as if the crew worked on all at once.)"""
-        stops: dict[simpy.PriorityResource, list[Machine]] = {}
+        stops: dict[simpy.PriorityResource, list[tuple[float, int, int, Machine]]] = {}
         for m in self.machines:
             if m.resume is not None and m.resume[0] in (DOWN, MAINTENANCE) and (
                     crew := self.crew_for(m, maintenance=m.resume[0] == MAINTENANCE)) is not None:
-                stops.setdefault(crew, []).append(m)
+                state, mode, since = m.resume
+                stops.setdefault(crew, []).append((-since, state, mode, m))  # the longest stopped first
         for crew, group in stops.items():
-            group.sort(key=lambda m: -m.resume[2] if m.resume is not None else 0.0)
-            for rank, m in enumerate(group):
-                if rank >= crew.capacity and m.resume is not None:
-                    state, mode, _ = m.resume
-                    m.resume = (state, mode, 0.0)
-                    m.queued = (0.0 if state == DOWN else 1.0) - 1.0 + rank / (len(group) + 1)
+            group.sort(key=lambda stop: stop[0])  # stable: machines stopped as long keep the line's order
+            for rank, (_, state, mode, m) in enumerate(group[crew.capacity:], start=crew.capacity):
+                m.resume = (state, mode, 0.0)  # a whole job, once the crew comes
+                m.queued = (0.0 if state == DOWN else 1.0) - 1.0 + rank / (len(group) + 1)
 
     def _wire(self) -> None:
         if self.scenario.is_graph:

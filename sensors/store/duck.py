@@ -114,11 +114,11 @@ class DuckStore:
                 if not self.path.exists():
                     raise StoreError(f"no DuckDB store at {self.path}; check the path or run a scenario first")
                 self._con = duckdb.connect(str(self.path), read_only=True)
-                self._file_backed()
+                self._refuse_foreign()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._con = duckdb.connect(str(self.path))
-                self._file_backed()  # both before the schema below adds a table to anything
+                self._refuse_foreign()  # both before the schema below adds a table to anything
                 self._limit_memory(memory)
                 self._con.execute(_SCHEMA)
                 # identities stored by a linetwin before messages had a run and a time: checked by key alone
@@ -150,7 +150,7 @@ class DuckStore:
                 "memory, where whatever is stored would be lost when the command ends; give the store its own file, "
                 "e.g. duckdb:///twin.duckdb")
 
-    def _file_backed(self) -> None:
+    def _refuse_foreign(self) -> None:
         """Refuse a connection DuckDB made in memory: given an existing data file (a run's readings.parquet, a CSV), it
         opens one with the file as a view, and a run stored there said "N readings in the store" and kept none. And
         refuse a database whose tables of our names have other columns (another application's DuckDB file): a run
