@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,133 @@ def test_a_full_disk_ends_the_run_with_a_message_and_no_half_files(small_disk: P
     assert meta["status"] == "failed" and "No space left on device" in meta["reason"]
     for f in out.rglob("*.parquet"):
         assert pq.ParquetFile(f).metadata.num_rows >= 0  # every file under a result's name is whole
+
+
+@pytest.fixture
+def disk_of(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Small file systems (tmpfs) of a given size, unmounted afterwards."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the suite runs as root in CI)")
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], check=True,
+                       capture_output=True)
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_too_big_for_its_disk_stops_before_filling_it(disk_of: Callable[[str], Path], jobs: int) -> None:
+    """A month of the body shop (about 3 GB of files) into a 256 MB disk: before, it ran until the disk was full (a
+    year of it filled this machine's 74 GB in 3 minutes, and the Dask cluster, whose scratch files were on that disk,
+    then ended in a TimeoutError's traceback). Now it is projected from what the run has written and stopped
+    while the disk still has room, on one process and on workers (each watches its replication's part): exit 4,
+    one paragraph, run.json `failed` with it, every file whole. Two days of it (about 170 MB) still run there."""
+    import json
+    import shutil
+
+    from tests.conftest import ROOT, twin_cmd
+
+    disk = disk_of("256m")
+    out = disk / "run"
+    r = subprocess.run(twin_cmd("run", "scenarios/body_shop.yaml", "--duration", "30 d", "--replications", jobs,
+                                "--jobs", jobs, "--no-stream", "--out", out),
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 4, r.stderr[-3000:]
+    whose = "the run's files" if jobs == 1 else "'s files alone (of 2)"
+    assert whose in said and "would not fit on their disk" in said and "Traceback" not in r.stderr, said
+    assert re.search(r"they come to about \d[\d.]* GB, and the disk has \d+ MB free; stopped before filling it", said)
+    assert "--duration" in said and "period:" in said
+    assert shutil.disk_usage(disk).free > 64 * 2**20  # stopped with room to spare
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and "would not fit on their disk" in meta["reason"]
+    for f in out.rglob("*.parquet"):
+        assert pq.ParquetFile(f).metadata.num_rows >= 0
+    fits = disk_of("256m") / "run"
+    r = subprocess.run(twin_cmd("run", "scenarios/body_shop.yaml", "--duration", "2 d", "--replications", 1,
+                                "--no-stream", "--out", fits), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pq.ParquetFile(fits / "readings.parquet").metadata.num_rows > 8_000_000
+    assert sum(f.stat().st_size for f in fits.rglob("*")) > 128 * 2**20  # half the disk, twice the threshold
+
+
+def test_the_disk_watch_projects_what_the_run_adds_and_stops_or_warns(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The projection counts only what the run adds (a store's earlier runs, a folder of parts and DuckDB's
+    write-ahead log left out), waits for 64 MB before it projects (a run's fixed files would otherwise weigh as if
+    they grew with it), stops a flat-out run and warns a paced one once."""
+    import shutil
+
+    from twin.app.disk import MIN_WRITTEN, DiskWatch, DiskWouldFill, gigabytes
+
+    free = shutil.disk_usage(tmp_path).free
+    out, store = tmp_path / "run", tmp_path / "store.duckdb"
+    out.mkdir()
+    with open(store, "wb") as f:
+        f.truncate(10 * MIN_WRITTEN)  # earlier runs in the store (sparse files: sizes, not blocks, are counted)
+
+    def grow(path: Path, size: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            f.truncate(size)
+
+    watch = DiskWatch([out, store], skip=(".parts",))
+    grow(out / "readings.parquet", MIN_WRITTEN // 2)
+    grow(out / ".parts" / "rep-0" / "readings.arrow", 4 * MIN_WRITTEN)
+    grow(out / "twin.duckdb.wal", 4 * MIN_WRITTEN)
+    watch.check(1e-12)  # half the threshold written: no projection yet, whatever the fraction
+    grow(out / "readings.parquet", MIN_WRITTEN)
+    watch.check(0.5)
+    assert watch.projected == pytest.approx(2 * MIN_WRITTEN)  # neither the store's earlier runs nor parts nor WAL
+    assert watch.note() == ""  # under a gigabyte: the progress line says nothing
+    grow(store, 11 * MIN_WRITTEN)
+    assert 0.95 * free > MIN_WRITTEN * (2 / 0.01 - 2)  # the test's own premise: this much fits here
+    watch.check(0.01)
+    assert watch.projected == pytest.approx(2 * MIN_WRITTEN / 0.01) and watch.note().startswith(", about ")
+    fraction = 2 * MIN_WRITTEN / (free * 2)  # the run would take twice the free space
+    with pytest.raises(DiskWouldFill, match=r"the run's files would not fit on their disk: at the pace of the first "
+                                            rf"[\d.e-]+ % \(134 MB written into {re.escape(str(out))} and "
+                                            rf"{re.escape(str(store))}\) they come to about "):
+        watch.check(fraction)
+    paced = DiskWatch([out], paced=True)
+    grow(out / "readings.parquet", 3 * MIN_WRITTEN)
+    paced.check(fraction)
+    paced.check(fraction / 2)
+    warned = capsys.readouterr().err
+    assert warned.count("warning: the run's files would not fit") == 1 and "unless space is freed" in warned
+    assert [gigabytes(n) for n in (6.4e8, 1.234e9, 6.2e11, 3.5e12, 2e15)] == [
+        "640 MB", "1.23 GB", "620 GB", "3.5 TB", "2,000 TB"]
+
+
+def test_a_full_disk_behind_a_cluster_that_timed_out_closing_is_still_said_as_one() -> None:
+    """The error a command ends with may come from closing something after the disk filled (Dask raised a
+    TimeoutError from its CancelledError): the full disk is found behind either link, and named."""
+    import asyncio
+    import errno
+
+    from twin.app.cli import resource_error
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            try:
+                raise asyncio.CancelledError
+            except asyncio.CancelledError as e:
+                raise TimeoutError from e
+    except TimeoutError as closing:
+        assert "no space left on the disk" in (resource_error(closing) or "")
 
 
 def test_a_store_out_of_its_memory_limit_fails_the_run_with_a_message(tmp_path: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from sensors.store.base import LEVEL_COLUMNS, READING_COLUMNS, STATE_COLUMNS, Store, StoreError
 
-__all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "check_store_url", "open_store"]
+__all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "check_store_url", "open_store",
+           "store_file"]
 
 
 def open_store(url: str, read_only: bool = False, patient: bool = True) -> Store:
@@ -38,3 +40,11 @@ def check_store_url(url: str) -> str:
         raise StoreError(f"store URL {url!r}: unknown scheme {scheme!r}; use duckdb:///path/twin.duckdb or "
                          "influxdb://host:8086?org=ORG&bucket=BUCKET (token in LINETWIN_INFLUXDB_TOKEN)")
     return url
+
+
+def store_file(url: str) -> Path | None:
+    """The file an embedded store's URL names (duckdb:///path/twin.duckdb), None for a server's: what a command
+    writes on this machine's disks."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    return Path(path) if parts.scheme == "duckdb" and path not in ("", "/") else None

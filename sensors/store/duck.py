@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import numpy as np
@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sensors.store import store_file
 from sensors.store.base import (
     LEVEL_COLUMNS,
     READING_COLUMNS,
@@ -97,10 +98,10 @@ class DuckStore:
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
         parts = urlsplit(url)
-        path = unquote(parts.path)
-        if not path or path == "/":
+        path = store_file(url)
+        if path is None:
             raise StoreError(f"store URL {url!r} names no file; write duckdb:///path/to/twin.duckdb")
-        self.path = Path(path)
+        self.path = path
         options = parse_qs(parts.query)
         unknown = set(options) - {"memory_limit"}
         if unknown:

@@ -10,10 +10,12 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
 
 import typer
 
 from twin.app import cmd_dashboard, cmd_models, cmd_plant, cmd_policies, cmd_run, cmd_synth
+from twin.app.disk import DiskWouldFill
 from twin.app.options import err_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -84,9 +86,10 @@ def resource_error(error: BaseException) -> str | None:
     for any other error."""
     import errno
 
-    seen: BaseException | None = error
-    while seen is not None:
+    for seen in _chain(error):
         said = str(seen)
+        if isinstance(seen, DiskWouldFill):
+            return said
         # DuckDB at the store's own memory_limit: "(63.9 MiB/64.0 MiB used)"; any other OutOfMemoryException
         # ("Allocation failure", an allocation refused under an address-space limit) is the machine's memory
         if type(seen).__name__ == "OutOfMemoryException" and _at_own_limit(said):
@@ -106,8 +109,20 @@ def resource_error(error: BaseException) -> str | None:
             return (f"no space left on the disk{where}: the command stopped (a run's run.json says `failed` with the "
                     "reason; result files it could not finish are left as hidden .*.writing files); free space or "
                     "write to another disk (--out, --store), then run it again")
-        seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and every error behind it, through both `raise ... from` and the error being handled when it was
+    raised: a Dask cluster that timed out closing, after a worker had filled the disk, raised a TimeoutError from
+    its own CancelledError, which a walk through `__cause__` alone followed away from the full disk (a traceback)."""
+    todo, seen = [error], set()
+    while todo:
+        e = todo.pop(0)
+        if id(e) not in seen:
+            seen.add(id(e))
+            yield e
+            todo += [x for x in (e.__cause__, e.__context__) if x is not None]
 
 
 def main() -> None:

@@ -130,8 +130,10 @@ def tasks(address: str | None = None, jobs: int | None = None, n_tasks: int = 1)
                           "distributed.admin.system-monitor.interval": "2s",
                           "distributed.worker.multiprocessing-method": method}), \
             LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, silence_logs=logging.ERROR,  # no dashboard, and the health page
-                         # the scheduler serves anyway on a free port, not on 8787 (a second run at once warned)
+                         dashboard_address=None, silence_logs=logging.CRITICAL,  # no dashboard, and the health page
+                         # the scheduler serves anyway on a free port, not on 8787 (a second run at once warned).
+                         # A task's error is raised here, said once: its worker's "Compute Failed" log with the
+                         # traceback as text was printed before it, a full disk's or a bad model folder's too
                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield Tasks(client, jobs or 1, f"{jobs} processes (a local Dask cluster)")

@@ -210,12 +210,21 @@ def run_pipeline(sc: Scenario, out: Path, opts: RunOptions,
                  live: tuple[Attach | None, PolicyFactory | None] = (None, None)) -> None:
     """Simulate `sc` into `out` as `opts` say (with `live` forecasting and its policy, from `_live`), with a progress
     bar, then print the KPIs and where everything went."""
+    from sensors.store import store_file
+    from twin.app.disk import DiskWatch
+    from twin.app.runner import PARTS
+
+    store = None if opts.store is None else store_file(opts.store)
+    disk = DiskWatch([out, *([store] if store is not None and out.resolve() not in store.resolve().parents else [])],
+                     paced=sc.realtime_factor > 0, skip=(PARTS,))
     with progress_bar(percent=True) as bar:
-        task = bar.add_task(f"{sc.line.name}", total=sc.duration * sc.replications, note="")
+        total = sc.duration * sc.replications
+        task = bar.add_task(f"{sc.line.name}", total=total, note="")
 
         def progress(rep: int, t: float) -> None:
+            disk.check((rep * sc.duration + t) / total)
             bar.update(task, completed=rep * sc.duration + t,
-                       note=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated")
+                       note=f"replication {rep + 1}/{sc.replications}, {t / 3600:.1f} h simulated{disk.note()}")
 
         board = _Dashboard(out, opts.models) if opts.dashboard else None
         try:

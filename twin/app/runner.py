@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import twin
 from sensors.bank import Readings, SensorBank, sensor_catalog
 from sensors.inject import Injection
+from twin.app.disk import DiskWatch
 from twin.kpi import replication_kpis, summarize, t_quantile
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
@@ -356,6 +357,7 @@ def parts_frame(line: Line) -> pd.DataFrame:
 
 # files of a run folder written even when empty (readings and health exist only when there are some)
 ALWAYS_WRITTEN = {"truth/states.parquet", "truth/events.parquet", "truth/parts.parquet", "kpis.parquet"}
+PARTS = ".parts"  # the result folder's folder of the replications' parts (`replication_part`), while they run
 PART_FILES = ("readings.parquet", "truth/health.parquet", *sorted(ALWAYS_WRITTEN))  # what `merge` takes from a part
 # (under their `part_name`)
 
@@ -561,7 +563,13 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
         now = round(line.env.now * 1000)
         levels.extend((name, now, level) for name, level in line.buffer_levels().items())
 
-    result = simulate(sc, replication, on_readings=readings, on_health=writer.health)
+    # a replication too big for the disk stops here, before it fills the disk
+    disk = DiskWatch([tmp], what=f"replication {replication + 1}'s files alone (of {sc.replications})")
+
+    def progress(_: int, t: float) -> None:
+        disk.check(t / sc.duration)
+
+    result = simulate(sc, replication, on_readings=readings, on_health=writer.health, progress=progress)
     writer.replication(result)
     writer.close_files()
     write_part(pa.Table.from_pandas(state_changes(result.line), preserve_index=False), tmp / "state-changes.arrow",
@@ -676,7 +684,7 @@ def _check_part(part: Path, rep: int, out: Path) -> None:
 def _replications_on(tasks: Tasks, scenario: Scenario, out: Path, writer: RunWriter, progress: ProgressFn | None,
                      on_part: Callable[[Path], None] | None) -> int:
     """Replications as tasks on workers, each into out/.parts/rep-N, merged in order as they arrive."""
-    parts = out / ".parts"
+    parts = out / PARTS
     parts.mkdir(exist_ok=True)
     spec = scenario.model_dump_json(by_alias=True)
     args = [(spec, r, str((parts / f"rep-{r}").resolve())) for r in range(scenario.replications)]
