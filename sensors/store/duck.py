@@ -77,23 +77,31 @@ _NEW_ROWS = ("INSERT INTO {table} SELECT {columns} FROM batch b "
 _SLICE = 20_000
 _READINGS = "readings r JOIN series s ON r.series = s.id"
 _COLUMNS = "s.run, r.replication, s.machine, s.sensor, r.ts, r.value"
-_AGG_SQL = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)", "last": "arg_max(value, ts)",
-            "count": "count(value)"}
+# The mean by a compensated sum (Kahan-Babuska): avg's plain sum depends on the order DuckDB's threads add partial sums
+# in, so the per-minute means of a week of body_shop differed in their last bits between two reads of the same run
+# (60 of 60,480 minutes): training data, and its fingerprints that tell an evaluation on training data, not the same
+# twice. As fast (0.30 s against 0.35 s a machine-month); an ordered avg was exact too, in 1.3 s.
+_AGG_SQL = {"mean": "fsum(value) / count(value)", "min": "min(value)", "max": "max(value)",
+            "last": "arg_max(value, ts)", "count": "count(value)"}
 
 
 # A writer's cache of the file's blocks: DuckDB keeps every block it has written in memory up to its limit (by
 # default 80 % of RAM), so a month of body_shop held 1.6 GB. A month's run fills the cache and a day's does not, so
 # what the cache may hold is part of what a long run adds: twin run body_shop (truth row groups of 2^16 rows), peak
 # RSS of a day against a month, 2026-12-03: at 64 MB 294-302 against 366-372 MB (+24 %), at 32 MB 280-289 against
-# 331-335 MB (+17 %), in the same wall time (51-55 s a month). Readers keep DuckDB's default: their queries may
-# need it.
+# 331-335 MB (+17 %), in the same wall time (51-55 s a month).
 WRITER_MEMORY = "32MB"
+# A reader's likewise: at DuckDB's default the per-minute means of a month of body_shop's six weld cells (78 million
+# readings, `twin train`'s query) held 1.8 GB and ran in 3.7 s, at 128 MB 0.4 GB in 3.9 s, so a year's training would
+# have held most of the machine's memory. What a query needs beyond it (a sort, a large aggregate) spills to disk.
+READER_MEMORY = "512MB"
 
 
 class DuckStore:
     """Readings in a DuckDB file; a redelivered message is dropped by its identity (see the module's docstring).
 
-    `duckdb:///file?memory_limit=1GB` raises a writer's block cache (default `WRITER_MEMORY`)."""
+    `duckdb:///file?memory_limit=1GB` raises a writer's block cache (default `WRITER_MEMORY`), or a reader's
+    (`READER_MEMORY`)."""
 
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
@@ -107,7 +115,7 @@ class DuckStore:
         if unknown:
             raise StoreError(f"store URL {url!r}: unknown option {sorted(unknown)[0]!r}; a DuckDB store takes only "
                              "memory_limit (e.g. duckdb:///twin.duckdb?memory_limit=1GB)")
-        memory = options.get("memory_limit", [WRITER_MEMORY])[-1]
+        memory = options.get("memory_limit", [READER_MEMORY if read_only else WRITER_MEMORY])[-1]
         self._keys_only = False  # set below for a writer whose file holds message identities without run and time
         self._writer_memory: str | None = None if read_only else memory
         try:
@@ -116,6 +124,7 @@ class DuckStore:
                     raise StoreError(f"no DuckDB store at {self.path}; check the path or run a scenario first")
                 self._con = duckdb.connect(str(self.path), read_only=True)
                 self._refuse_foreign()
+                self._limit_memory(memory)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._con = duckdb.connect(str(self.path))
