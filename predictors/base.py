@@ -23,7 +23,7 @@ from typing_extensions import TypedDict  # pydantic reads typing's only from Pyt
 from predictors.data import RunToFailure
 from predictors.lifecycle import Finite, Name, Trained, checked, load_folder, register, registered
 from predictors.lifecycle import load as load_trained
-from predictors.prep import MAX_REGIMES, Preprocessor, split_units, unit_folds
+from predictors.prep import MAX_REGIMES, Preprocessor, Windows, split_units, unit_folds
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, note)
 
@@ -117,11 +117,11 @@ class Estimator(Trained):
         self.q_: np.ndarray = np.zeros((1, 2))
 
     # --- what a model implements ---------------------------------------------------------------------
-    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
-             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+    def _fit(self, x: np.ndarray | Windows, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray,
+             label_known: np.ndarray, valid: tuple[Any, ...] | None, progress: ProgressFn | None) -> None:
         raise NotImplementedError
 
-    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, x: np.ndarray | Windows) -> tuple[np.ndarray, np.ndarray]:
         """Windows (n, window, features) → (capped RUL, P(failure within horizon) per mode)."""
         raise NotImplementedError
 
@@ -132,7 +132,7 @@ class Estimator(Trained):
                 "regimes": self.regimes}
 
     # --- shared ------------------------------------------------------------------------------------
-    def _xy(self, ds: RunToFailure) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _xy(self, ds: RunToFailure) -> tuple[Windows, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         assert self.prep_ is not None
         rul, rul_known = ds.rul(self.cap)
         label, label_known = ds.within(self.horizon)
@@ -248,7 +248,7 @@ class Estimator(Trained):
         """The fault modes whose forecasts may raise alerts (every mode for a model saved before this was kept)."""
         return list(self.meta_.get("alert_modes", self.modes_))
 
-    def predict_windows(self, x: np.ndarray) -> Forecast:
+    def predict_windows(self, x: np.ndarray | Windows) -> Forecast:
         """Forecasts for preprocessed windows (n, window, features); an ensemble's are its members' means."""
         if self.members_:
             outs = [m._predict(x) for m in self.members_]
@@ -344,7 +344,7 @@ def _fit_member(member: Estimator, train: RunToFailure, valid: RunToFailure,
     tr = member._xy(train)
     if extra is not None:  # extra windows (already scaled): labels known, RUL not
         x, lab, lab_known = extra
-        tr = (np.concatenate([tr[0], x]), np.concatenate([tr[1], np.zeros(len(x))]),
+        tr = (tr[0].with_extra(x), np.concatenate([tr[1], np.zeros(len(x))]),
               np.concatenate([tr[2], np.zeros(len(x), dtype=bool)]), np.concatenate([tr[3], lab]),
               np.concatenate([tr[4], lab_known]))
     va = member._xy(valid) if len(valid) else None
@@ -369,13 +369,13 @@ class MeanBaseline(Estimator):
     kind = "baseline"
     uses_windows = False
 
-    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
-             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+    def _fit(self, x: np.ndarray | Windows, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray,
+             label_known: np.ndarray, valid: tuple[Any, ...] | None, progress: ProgressFn | None) -> None:
         self.mean_ = np.array([rul[rul_known].mean() if rul_known.any() else self.cap])
         self.rate_ = np.array([label[label_known[:, j], j].mean() if label_known[:, j].any() else 0.0
                                for j in range(label.shape[1])])
 
-    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, x: np.ndarray | Windows) -> tuple[np.ndarray, np.ndarray]:
         return np.full(len(x), self.mean_[0]), np.tile(self.rate_, (len(x), 1))
 
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -13,6 +13,10 @@ import torch
 from torch import nn
 
 from predictors.base import Estimator, ProgressFn, register
+from predictors.prep import Windows
+
+# validation windows the network sees at once (as it did every validation window before there could be millions)
+VALID_AT_ONCE = 1 << 13
 
 
 class _Net(nn.Module):
@@ -66,39 +70,59 @@ class LSTMForecaster(Estimator):
         bce = nn.functional.binary_cross_entropy_with_logits(out[:, 1:], lab, reduction="none")
         return mse + (bce * lk).sum() / lk.sum().clamp(min=1)
 
-    def _tensors(self, x: np.ndarray, rul: np.ndarray, rk: np.ndarray, lab: np.ndarray,
-                 lk: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-                torch.from_numpy((np.nan_to_num(rul) / self.cap).astype(np.float32)),
+    def _targets(self, rul: np.ndarray, rk: np.ndarray, lab: np.ndarray, lk: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return (torch.from_numpy((np.nan_to_num(rul) / self.cap).astype(np.float32)),
                 torch.from_numpy(rk.astype(np.float32)), torch.from_numpy(lab.astype(np.float32)),
                 torch.from_numpy(lk.astype(np.float32)))
 
-    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
-             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+    def _valid_loss(self, net: nn.Module, x: np.ndarray | Windows, targets: tuple[torch.Tensor, ...]) -> float:
+        """The loss over the validation windows: at once, as it always was, up to VALID_AT_ONCE of them; beyond, its
+        sums a chunk at a time (the network's activations over every window at once took gigabytes)."""
+        with torch.no_grad():
+            return self._summed_loss(net, x, targets)
+
+    def _summed_loss(self, net: nn.Module, x: np.ndarray | Windows, targets: tuple[torch.Tensor, ...]) -> float:
+        if len(x) <= VALID_AT_ONCE:
+            return float(self._loss(net(torch.from_numpy(np.ascontiguousarray(x[:], dtype=np.float32))), *targets))
+        rul, rk, lab, lk = targets
+        sums = np.zeros(4)
+        for i in range(0, len(x), VALID_AT_ONCE):
+            out = net(torch.from_numpy(np.ascontiguousarray(x[i:i + VALID_AT_ONCE], dtype=np.float32)))
+            part = slice(i, i + VALID_AT_ONCE)
+            sums[:2] += (float(((out[:, 0] - rul[part]) ** 2 * rk[part]).sum()), float(rk[part].sum()))
+            if lab.shape[1]:
+                bce = nn.functional.binary_cross_entropy_with_logits(out[:, 1:], lab[part], reduction="none")
+                sums[2:] += (float((bce * lk[part]).sum()), float(lk[part].sum()))
+        loss = sums[0] / max(sums[1], 1.0) / self._rul_var
+        return loss + (sums[2] / max(sums[3], 1.0) if lab.shape[1] else 0.0)
+
+    def _fit(self, x: np.ndarray | Windows, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray,
+             label_known: np.ndarray, valid: tuple[Any, ...] | None, progress: ProgressFn | None) -> None:
         gen = torch.Generator().manual_seed(self.seed)
         net = self._build(x.shape[2])
         known = (np.nan_to_num(rul) / self.cap)[rul_known.astype(bool)]
         self._rul_var = max(float(known.var()), 1e-3) if len(known) > 1 else 1.0  # a training choice, not saved
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-        train = self._tensors(x, rul, rul_known, label, label_known)
-        val = self._tensors(*valid) if valid is not None else None
+        train = self._targets(rul, rul_known, label, label_known)  # the windows are made a batch at a time
+        val = (valid[0], self._targets(*valid[1:])) if valid is not None else None
         best, best_state, stale = float("inf"), None, 0
         self.history_ = []
         for epoch in range(self.epochs):
             net.train()
-            order = torch.randperm(len(train[0]), generator=gen)
+            order = torch.randperm(len(x), generator=gen)
             total = 0.0
             for i in range(0, len(order), self.batch):
                 idx = order[i:i + self.batch]
                 opt.zero_grad()
-                loss = self._loss(net(train[0][idx]), *(t[idx] for t in train[1:]))
+                loss = self._loss(net(torch.from_numpy(np.ascontiguousarray(x[idx.numpy()], dtype=np.float32))),
+                                  *(t[idx] for t in train))
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 opt.step()
                 total += loss.item() * len(idx)
             net.eval()
             with torch.no_grad():
-                v = float(self._loss(net(val[0]), *val[1:])) if val is not None else total / len(order)
+                v = self._valid_loss(net, *val) if val is not None else total / len(order)
             self.history_.append({"epoch": epoch + 1, "train_loss": total / len(order), "valid_loss": v})
             if progress is not None:
                 progress(epoch + 1, self.epochs, f"epoch {epoch + 1}: train {total / len(order):.4f}, valid {v:.4f}")
@@ -113,7 +137,7 @@ class LSTMForecaster(Estimator):
             net.load_state_dict(best_state)
         self.net_ = net.eval()
 
-    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, x: np.ndarray | Windows) -> tuple[np.ndarray, np.ndarray]:
         assert self.net_ is not None
         if len(x) == 0:
             return np.empty(0), np.empty((0, len(self.modes_)))

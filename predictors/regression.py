@@ -13,12 +13,16 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
 
 from predictors.base import Estimator, ProgressFn, register
+from predictors.prep import Windows
 
 SUMMARIES = ("last", "mean", "sd", "slope", "min", "max")
 
 
-def summarise(x: np.ndarray) -> np.ndarray:
-    """(n, window, features) → (n, features × summaries)."""
+def summarise(x: np.ndarray | Windows) -> np.ndarray:
+    """(n, window, features) → (n, features × summaries); lazy windows a chunk at a time."""
+    if isinstance(x, Windows):
+        parts = [summarise(chunk) for chunk in x.chunks()]
+        return np.concatenate(parts) if parts else summarise(np.empty(x.shape, np.float32))
     w = x.shape[1]
     t = np.arange(w, dtype=np.float32) - (w - 1) / 2
     slope = np.einsum("nwf,w->nf", x, t) / max(float((t ** 2).sum()), 1.0)
@@ -40,8 +44,8 @@ class RidgeForecaster(Estimator):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "c": self.c}
 
-    def _fit(self, x: np.ndarray, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray, label_known: np.ndarray,
-             valid: tuple[np.ndarray, ...] | None, progress: ProgressFn | None) -> None:
+    def _fit(self, x: np.ndarray | Windows, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray,
+             label_known: np.ndarray, valid: tuple[Any, ...] | None, progress: ProgressFn | None) -> None:
         s = summarise(x)
         self.mu_, self.sd_ = s.mean(0), s.std(0) + 1e-6
         z = (s - self.mu_) / self.sd_
@@ -61,7 +65,7 @@ class RidgeForecaster(Estimator):
             lr = LogisticRegression(C=self.c, max_iter=2000).fit(z[k], y)
             self.lcoef_[j], self.lint_[j] = lr.coef_[0], lr.intercept_[0]
 
-    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, x: np.ndarray | Windows) -> tuple[np.ndarray, np.ndarray]:
         z = (summarise(x) - self.mu_) / self.sd_
         logits = z @ self.lcoef_.T + self.lint_
         return z @ self.coef_ + self.intercept_[0], 1 / (1 + np.exp(-logits))

@@ -212,6 +212,74 @@ def test_ffill_is_pandas_ffill(rows: list[list[float | None]]) -> None:
     np.testing.assert_array_equal(ffill(x.copy()), pd.DataFrame(x).ffill().to_numpy())
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lengths=st.lists(st.integers(1, 40), min_size=2, max_size=5), window=st.integers(1, 12),
+       shuffle=st.booleans(), seed=st.integers(0, 2**16))
+def test_lazy_windows_are_the_windows_each_row_ends(lengths: list[int], window: int, shuffle: bool,
+                                                    seed: int) -> None:
+    """Training and evaluation held every row's window at once, `window` times the data (a year of a weld cell's
+    minutes: 3.8 GB of hour-long windows); the windows are now made as they are indexed, from the rows held once.
+    Whatever the units' lengths (shorter than the window too) and order of rows, each one is the window of its
+    unit's rows ending at it, padded with the unit's first row, as `sliding_window_view` makes it; any indexing
+    (a row, a slice, an array of rows, a torch index, the extra windows after the rows') gives the same."""
+    import torch
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from predictors.data import RunToFailure
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"unit": np.repeat([f"u{i}" for i in range(len(lengths))], lengths),
+                          "t": np.concatenate([np.arange(n) for n in lengths]).astype(float)})
+    frame["a"], frame["b"] = rng.normal(size=len(frame)), rng.normal(size=len(frame)) * 10 + 5
+    if shuffle:  # a unit's rows need not be together
+        frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    n = len(frame)
+    ds = RunToFailure(frame=frame, features=["a", "b"], modes=[], ttf=np.full((n, 0), np.inf),
+                      observed=np.zeros((n, 0)), step=1.0, time_unit="cycles")
+    prep = Preprocessor(window=window).fit(ds)
+    z = prep.scaled(prep._clean(ds))
+    expected = np.empty((n, window, z.shape[1]), np.float32)
+    for idx in frame.groupby("unit", sort=False).indices.values():  # the windows as they were made before
+        padded = np.concatenate([np.repeat(z[idx[:1]], window - 1, axis=0), z[idx]])
+        expected[idx] = sliding_window_view(padded, window, axis=0).transpose(0, 2, 1)
+    w = prep.windows(ds)
+    assert w.shape == expected.shape and len(w) == n
+    np.testing.assert_array_equal(np.asarray(w), expected)
+    np.testing.assert_array_equal(w[n - 1], expected[n - 1])
+    np.testing.assert_array_equal(w[1:n:2], expected[1:n:2])
+    rows = rng.permutation(n)[: max(1, n // 2)]
+    np.testing.assert_array_equal(w[rows], expected[rows])
+    np.testing.assert_array_equal(w[torch.from_numpy(rows)], expected[rows])
+    np.testing.assert_array_equal(prep.windows(ds, rows)[:], expected[rows])
+    extra = rng.normal(size=(3, window, z.shape[1])).astype(np.float32)
+    both = w.with_extra(extra)
+    np.testing.assert_array_equal(both[np.array([0, n, n + 2])], np.stack([expected[0], extra[0], extra[2]]))
+    np.testing.assert_array_equal(np.concatenate(list(both.chunks(7))), np.concatenate([expected, extra]))
+    assert w._rows.nbytes <= z.nbytes + len(lengths) * (window - 1) * z.shape[1] * 4  # each row once
+
+
+def test_the_validation_loss_of_many_windows_is_summed_a_chunk_at_a_time(tables: dict[str, Path]) -> None:
+    """The network's loss over every validation window at once took gigabytes for long histories (a month of
+    body_shop: 1.6 GB in `twin train --model lstm`, 0.9 GB now): beyond VALID_AT_ONCE windows it is summed a chunk
+    at a time, and is the same loss."""
+    import torch
+
+    import predictors.lstm as lstm
+
+    ds = from_table(tables["train"], FMT)
+    model = forecasters()["lstm"](window=30, horizon=20, cap=125, epochs=1, seed=0).fit(ds)
+    x, *targets = model._xy(ds)
+    assert len(x) > 500
+    whole = model._valid_loss(model.net_, x, model._targets(*targets))
+    at_once = lstm.VALID_AT_ONCE
+    try:
+        lstm.VALID_AT_ONCE = 97  # chunks of 97 windows, the last one short
+        chunked = model._valid_loss(model.net_, x, model._targets(*targets))
+    finally:
+        lstm.VALID_AT_ONCE = at_once
+    assert chunked == pytest.approx(whole, rel=1e-5) and torch.get_num_threads() >= 1
+
+
 def test_preprocessor_drops_constant_features_and_pads_windows(tables: dict[str, Path]) -> None:
     ds = from_table(tables["train"], FMT)
     prep = Preprocessor(window=30).fit(ds)

@@ -324,7 +324,7 @@ def test_a_store_caps_its_block_cache_and_the_url_can_raise_it(tmp_path: Path) -
     assert limit(f"duckdb:///{file}?memory_limit=1GB") == "953.6 MiB"
     # a reader's too (it kept DuckDB's 80 % of RAM: `twin train` on a month of body_shop held 1.8 GB for its query)
     reader = open_store(f"duckdb:///{file}", read_only=True)
-    assert reader._con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "488.2 MiB"  # type: ignore[attr-defined]
+    assert reader._con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "122.0 MiB"  # type: ignore[attr-defined]
     reader.close()
     with pytest.raises(StoreError, match=r"memory_limit='lots' is not a size.*64MB or 1GB"):
         open_store(f"duckdb:///{file}?memory_limit=lots")

@@ -93,8 +93,10 @@ _AGG_SQL = {"mean": "fsum(value) / count(value)", "min": "min(value)", "max": "m
 WRITER_MEMORY = "32MB"
 # A reader's likewise: at DuckDB's default the per-minute means of a month of body_shop's six weld cells (78 million
 # readings, `twin train`'s query) held 1.8 GB and ran in 3.7 s, at 128 MB 0.4 GB in 3.9 s, so a year's training would
-# have held most of the machine's memory. What a query needs beyond it (a sort, a large aggregate) spills to disk.
-READER_MEMORY = "512MB"
+# have held most of the machine's memory. Asked a machine at a time (`predictors.data.twin_frame`): 0.36, 0.43, 0.55
+# and 0.79 GB at 64, 128, 256 and 512 MB, in 3.5-3.9 s alike. What a query needs beyond it (a sort, a large
+# aggregate) spills to disk.
+READER_MEMORY = "128MB"
 
 
 class DuckStore:
