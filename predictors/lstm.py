@@ -64,11 +64,22 @@ class LSTMForecaster(Estimator):
         heads' cross-entropy is) plus that cross-entropy. Unscaled, the RUL as a fraction of the cap erred by 0.01-0.05
         against a cross-entropy ten times that: the heads drove training and early stopping, and the RUL underfit
         (C-MAPSS FD001 cross-validated, 3 seeds: CNN 19.65 -> 18.23, LSTM 19.50 -> 17.92; docs/forecasting.md)."""
-        mse = ((out[:, 0] - rul) ** 2 * rk).sum() / rk.sum().clamp(min=1) / self._rul_var
+        return self._loss_of(self._loss_sums(out, rul, rk, lab, lk))
+
+    @staticmethod
+    def _loss_sums(out: torch.Tensor, rul: torch.Tensor, rk: torch.Tensor, lab: torch.Tensor,
+                   lk: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The loss's sums over some windows (the RUL's squared errors and how many count; the heads' cross-entropy
+        and how many count), which add up over chunks of windows."""
+        sums = (((out[:, 0] - rul) ** 2 * rk).sum(), rk.sum())
         if lab.shape[1] == 0:
-            return mse
+            return sums
         bce = nn.functional.binary_cross_entropy_with_logits(out[:, 1:], lab, reduction="none")
-        return mse + (bce * lk).sum() / lk.sum().clamp(min=1)
+        return (*sums, (bce * lk).sum(), lk.sum())
+
+    def _loss_of(self, sums: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        mse = sums[0] / sums[1].clamp(min=1) / self._rul_var
+        return mse if len(sums) == 2 else mse + sums[2] / sums[3].clamp(min=1)
 
     def _targets(self, rul: np.ndarray, rk: np.ndarray, lab: np.ndarray, lk: np.ndarray) -> tuple[torch.Tensor, ...]:
         return (torch.from_numpy((np.nan_to_num(rul) / self.cap).astype(np.float32)),
@@ -84,17 +95,12 @@ class LSTMForecaster(Estimator):
     def _summed_loss(self, net: nn.Module, x: np.ndarray | Windows, targets: tuple[torch.Tensor, ...]) -> float:
         if len(x) <= VALID_AT_ONCE:
             return float(self._loss(net(torch.from_numpy(np.ascontiguousarray(x[:], dtype=np.float32))), *targets))
-        rul, rk, lab, lk = targets
-        sums = np.zeros(4)
+        total: list[torch.Tensor] = []
         for i in range(0, len(x), VALID_AT_ONCE):
             out = net(torch.from_numpy(np.ascontiguousarray(x[i:i + VALID_AT_ONCE], dtype=np.float32)))
-            part = slice(i, i + VALID_AT_ONCE)
-            sums[:2] += (float(((out[:, 0] - rul[part]) ** 2 * rk[part]).sum()), float(rk[part].sum()))
-            if lab.shape[1]:
-                bce = nn.functional.binary_cross_entropy_with_logits(out[:, 1:], lab[part], reduction="none")
-                sums[2:] += (float((bce * lk[part]).sum()), float(lk[part].sum()))
-        loss = sums[0] / max(sums[1], 1.0) / self._rul_var
-        return loss + (sums[2] / max(sums[3], 1.0) if lab.shape[1] else 0.0)
+            sums = [s.double() for s in self._loss_sums(out, *(t[i:i + VALID_AT_ONCE] for t in targets))]
+            total = sums if not total else [a + b for a, b in zip(total, sums)]
+        return float(self._loss_of(tuple(total)))
 
     def _fit(self, x: np.ndarray | Windows, rul: np.ndarray, rul_known: np.ndarray, label: np.ndarray,
              label_known: np.ndarray, valid: tuple[Any, ...] | None, progress: ProgressFn | None) -> None:
