@@ -120,11 +120,12 @@ def disk_of(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_run_too_big_for_its_disk_stops_before_filling_it(disk_of: Callable[[str], Path], jobs: int) -> None:
-    """A month of the body shop (about 3 GB of files) into a 256 MB disk: before, it ran until the disk was full (a
-    year of it filled this machine's 74 GB in 3 minutes, and the Dask cluster, whose scratch files were on that disk,
-    then ended in a TimeoutError's traceback). Now it is projected from what the run has written and stopped
-    while the disk still has room, on one process and on workers (each watches its replication's part): exit 4,
-    one paragraph, run.json `failed` with it, every file whole. Two days of it (about 170 MB) still run there."""
+    """A month of the body shop (about 3 GB of files) into a 256 MB disk: before, it ran until the disk was full
+    (fifty ten-year replications of it filled this machine's 74 GB in 3 minutes, and the command, whose Dask cluster
+    kept its scratch files on that disk, then ended in a TimeoutError's traceback). Now it is projected from what
+    the run has written and stopped while the disk still has room, on one process and on workers (each watches its
+    replication's part): exit 4, one paragraph, run.json `failed` with it, every file whole. Two days of it (about
+    170 MB) still run there."""
     import json
     import shutil
 
