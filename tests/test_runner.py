@@ -147,7 +147,9 @@ def test_a_run_too_big_for_its_disk_stops_before_filling_it(disk_of: Callable[[s
     assert meta["status"] == "failed" and "would not fit on their disk" in meta["reason"]
     for f in out.rglob("*.parquet"):
         assert pq.ParquetFile(f).metadata.num_rows >= 0
-    fits = disk_of("256m") / "run"
+    if jobs > 1:
+        return
+    fits = disk_of("256m") / "run"  # a run that fits is not stopped (once: the projection is the same code)
     r = subprocess.run(twin_cmd("run", "scenarios/body_shop.yaml", "--duration", "2 d", "--replications", 1,
                                 "--no-stream", "--out", fits), capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
