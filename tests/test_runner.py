@@ -213,15 +213,14 @@ def test_a_full_disk_behind_a_cluster_that_timed_out_closing_is_still_said_as_on
 
     from twin.app.cli import resource_error
 
+    cancelled = asyncio.CancelledError()  # on the cluster's event loop thread: nothing behind it
     try:
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError:
-            try:
-                raise asyncio.CancelledError
-            except asyncio.CancelledError as e:
-                raise TimeoutError from e
+            raise TimeoutError from cancelled  # closing the cluster, while the full disk is being handled
     except TimeoutError as closing:
+        assert closing.__cause__ is cancelled and isinstance(closing.__context__, OSError)
         assert "no space left on the disk" in (resource_error(closing) or "")
 
 
