@@ -10,8 +10,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 
 def probe_ns() -> float:
@@ -40,3 +42,16 @@ def own_home() -> None:
     home = tempfile.mkdtemp(prefix="linetwin-bench-home-")
     os.environ["LINETWIN_HOME"] = home
     atexit.register(shutil.rmtree, home, ignore_errors=True)
+
+
+def process(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MB, the kernel's wait4 ru_maxrss) of one child process, its tables
+    printed 120 columns wide; fails loudly with the end of its stderr if it fails."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "COLUMNS": "120"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    return wall, usage.ru_maxrss / 1024

@@ -13,15 +13,13 @@ kernel (wait4's ru_maxrss).
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import load_line, own_home
+from machine import load_line, own_home, process
 
 from twin.app.runner import simulate
 from twin.scenario import load_scenario
@@ -30,18 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TWIN = [sys.executable, "-m", "twin.app.cli"]
 RSS_LIMIT_MB = 300.0
 GROWTH_LIMIT = 0.20
-
-
-def process(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process; fails loudly if it fails."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "COLUMNS": "120"})
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def core(path: Path, duration: float | None) -> float:
@@ -58,13 +44,14 @@ def core(path: Path, duration: float | None) -> float:
 def run(path: Path, duration: str | None) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         extra = ["--duration", duration] if duration else []
-        return process([*TWIN, "run", str(path), "--no-stream", "--replications", "1", "--out", f"{tmp}/run", *extra])
+        return process([*TWIN, "run", str(path), "--no-stream", "--replications", "1", "--out", f"{tmp}/run", *extra],
+                       ROOT)
 
 
 def main() -> None:
     own_home()
     print(load_line("before"))
-    startup = statistics.median(process([*TWIN, "--help"])[0] for _ in range(3))
+    startup = statistics.median(process([*TWIN, "--help"], ROOT)[0] for _ in range(3))
     verdict = "PASS" if startup <= 0.5 else "FAIL"
     print(f"start-up of a process (`twin --help`): {startup:.2f} s (limit 0.5 s): {verdict}")
     cases = [("body_shop 8 h", ROOT / "scenarios/body_shop.yaml", "8 h", 2.0),

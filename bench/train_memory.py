@@ -13,29 +13,15 @@ GB for the week and 2.06 GB for the month (+1.4 GB), the LSTM at 2.04 GB for the
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from machine import load_line, own_home
+from machine import load_line, own_home, process
 
 ROOT = Path(__file__).resolve().parent.parent
 TWIN = [sys.executable, "-m", "twin.app.cli"]
 GROWTH_LIMIT_MB = 1024.0
-
-
-def process(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process; fails loudly if it fails."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -47,10 +33,10 @@ def main() -> None:
         for days in ("7 d", "30 d"):
             run = Path(tmp) / days.replace(" ", "")
             process([*TWIN, "run", "scenarios/body_shop.yaml", "--no-stream", "--policy", "run-to-failure",
-                     "--duration", days, "--replications", "1", "--out", str(run)])
+                     "--duration", days, "--replications", "1", "--out", str(run)], ROOT)
             for model, extra in (("regression", []), ("lstm", ["--epochs", "1"])):
                 wall, rss = process([*TWIN, "train", str(run), "--model", model, *extra,
-                                     "--out", str(Path(tmp) / f"m-{model}-{run.name}")])
+                                     "--out", str(Path(tmp) / f"m-{model}-{run.name}")], ROOT)
                 peaks[(days, model)] = rss
                 print(f"{days:<10}{model + (' (one epoch)' if extra else ''):<22}{wall:>7.1f}s{rss:>8.0f} MB",
                       flush=True)
