@@ -58,8 +58,6 @@ class Windows:
     made 3.8 GB of hour-long windows, and training and evaluation held them all. `extra` windows (synthetic ones,
     already made) follow the rows' own."""
 
-    dtype = np.dtype(np.float32)
-
     def __init__(self, rows: np.ndarray, starts: np.ndarray, window: int, extra: np.ndarray | None = None) -> None:
         self._rows, self._starts, self.window = rows, starts, window
         self._extra = extra if extra is not None else np.empty((0, window, rows.shape[1]), np.float32)
@@ -70,15 +68,19 @@ class Windows:
 
     def __getitem__(self, idx: Any) -> np.ndarray:
         if isinstance(idx, (int, np.integer)):
-            return self[np.array([idx])][0]
-        picked = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, dtype=np.int64)
+            return self[[range(len(self))[idx]]][0]  # a negative index counts from the end, as an array's
+        picked = np.asarray(range(len(self))[idx] if isinstance(idx, slice) else idx, dtype=np.int64)
         own = picked < len(self._starts)
         if own.all():
-            return self._rows[self._starts[picked][:, None] + np.arange(self.window)]
+            return self._made(picked)
         out = np.empty((len(picked), *self.shape[1:]), np.float32)
-        out[own] = self._rows[self._starts[picked[own]][:, None] + np.arange(self.window)]
+        out[own] = self._made(picked[own])
         out[~own] = self._extra[picked[~own] - len(self._starts)]
         return out
+
+    def _made(self, picked: np.ndarray) -> np.ndarray:
+        """The windows of rows `picked` (all among the rows', not the extra ones)."""
+        return self._rows[self._starts[picked][:, None] + np.arange(self.window)]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self[np.arange(len(self))]
