@@ -145,14 +145,9 @@ def test_latest_and_series(store: Store) -> None:
         (m, s) for m in ("m1", "m2") for s in ("temp", "vib")}
 
 
-def test_means_per_interval_are_the_same_on_every_read_and_correctly_rounded(tmp_path: Path) -> None:
-    """DuckDB's avg added its threads' partial sums in whatever order they finished: a minute's mean of a month of
-    body_shop differed in its last bits between two reads of the same run (60 of 60,480 minutes a week), so the
-    forecasters' training data (and its fingerprints, which tell an evaluation on training data) was not the same
-    twice. Here 1.2 million readings of wide-ranging values, in many row groups: every minute's mean is the
-    correctly rounded one (`math.fsum`), on every read; the plain avg missed it in 1,824 of 2,001 minutes."""
-    import math
-
+def _wide_ranging_store(tmp_path: Path) -> tuple[str, np.ndarray]:
+    """A DuckDB store of 3 series × 400,000 readings, ten a second, of values from 1e-5 to 1e5 either sign, written
+    in many row groups; its URL and the values (series × readings)."""
     url = f"duckdb:///{tmp_path / 'twin.duckdb'}"
     rng = np.random.default_rng(1)
     catalog = pd.DataFrame([("r", "m1", "st", f"s{k}", "u") for k in range(3)], columns=SERIES_COLUMNS)
@@ -165,6 +160,41 @@ def test_means_per_interval_are_the_same_on_every_read_and_correctly_rounded(tmp
             s.append(ReadingBatch(catalog, np.full(len(ts), k, np.int32), np.zeros(len(ts), np.int32), ts,
                                   values[k, i:i + 50_000], np.array([k * 100 + i // 50_000]), np.array([len(ts)])))
     s.close()
+    return url, values
+
+
+def test_a_readers_cap_holds_its_aggregates_and_lets_a_whole_raw_result_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's DuckDB cache is capped (`READER_MEMORY`), but a raw query's sorted result is held whole before it
+    is handed over: under the cap a week of body_shop's 30 million readings ran out of memory (they read before the
+    cap came). Here the cap is made tiny: the raw readings still come, and the cap is back for what follows."""
+    import sensors.store.duck as duck
+
+    url, values = _wide_ranging_store(tmp_path)
+    monkeypatch.setattr(duck, "READER_MEMORY", "16MB")
+    s = open_store(url, read_only=True)
+    try:
+        def cap() -> str:
+            return s._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[attr-defined]
+
+        assert cap() == "15.2 MiB"
+        raw = s.query(run="r")
+        assert len(raw) == values.size and raw.value.to_numpy()[:5].tolist() == values[0, :5].tolist()
+        assert cap() == "15.2 MiB" and len(s.query(run="r", every="60s")) == 3 * -(-values.shape[1] // 600)
+    finally:
+        s.close()
+
+
+def test_means_per_interval_are_the_same_on_every_read_and_correctly_rounded(tmp_path: Path) -> None:
+    """DuckDB's avg added its threads' partial sums in whatever order they finished: a minute's mean of a month of
+    body_shop differed in its last bits between two reads of the same run (60 of 60,480 minutes a week), so the
+    forecasters' training data (and its fingerprints, which tell an evaluation on training data) was not the same
+    twice. Here 1.2 million readings of wide-ranging values, in many row groups: every minute's mean is the
+    correctly rounded one (`math.fsum`), on every read; the plain avg missed it in 1,824 of 2,001 minutes."""
+    import math
+
+    url, values = _wide_ranging_store(tmp_path)
+    n = values.shape[1]
     exact = [math.fsum(v[i:i + 600]) / len(v[i:i + 600]) for v in values for i in range(0, n, 600)]
     for _ in range(3):
         s = open_store(url, read_only=True)

@@ -120,6 +120,8 @@ class DuckStore:
         memory = options.get("memory_limit", [READER_MEMORY if read_only else WRITER_MEMORY])[-1]
         self._keys_only = False  # set below for a writer whose file holds message identities without run and time
         self._writer_memory: str | None = None if read_only else memory
+        # a reader's cap, lifted for a query whose result DuckDB holds whole (`_frame`) unless the URL set it
+        self._reader_memory: str | None = None if not read_only or "memory_limit" in options else memory
         try:
             if read_only:
                 if not self.path.exists():
@@ -198,14 +200,17 @@ class DuckStore:
                 cur.register(name, df)
             return cur.execute(sql, params or [])
 
-    def _frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+    def _frame(self, sql: str, params: list[Any] | None = None, whole: bool = False) -> pd.DataFrame:
         """A query's rows as a DataFrame, through Arrow: strings come over as Arrow strings, not one Python object
         each (a 12-million-reading query took 16 s through `.df()`, 6 s this way).
 
         A writer's block cache is kept small (`WRITER_MEMORY`), too small to sort a run's readings (540,000 of them
         ran out of 32 MB): a query on a writer lifts the limit to DuckDB's default while it runs, and holds this
-        store's writes meanwhile. A reader's query runs on its own cursor."""
-        if self._writer_memory is None:
+        store's writes meanwhile. So does a reader's query whose sorted result DuckDB holds `whole` before handing
+        it over (a week of body_shop's raw readings, 30 million, ran out of `READER_MEMORY`); any other query of a
+        reader runs under its cap, on its own cursor."""
+        lifted = self._writer_memory or (self._reader_memory if whole else None)
+        if lifted is None:
             with self._lock:
                 cur = self._con.cursor()
             return cur.sql(sql, params=params or []).to_arrow_table().to_pandas()
@@ -214,7 +219,7 @@ class DuckStore:
             try:
                 table = self._con.cursor().sql(sql, params=params or []).to_arrow_table()
             finally:
-                self._con.execute("SET memory_limit = ?", [self._writer_memory])
+                self._con.execute("SET memory_limit = ?", [lifted])
         return table.to_pandas()
 
     def write(self, readings: pd.DataFrame) -> int:
@@ -374,7 +379,7 @@ class DuckStore:
         where, params = self._where(start, end, machines, sensors, run)
         if every is None:
             sql = f"SELECT {_COLUMNS} FROM {_READINGS} WHERE {where} ORDER BY run, replication, machine, sensor, ts"
-            return self._frame(sql, params)
+            return self._frame(sql, params, whole=True)
         seconds = pd.Timedelta(every).total_seconds()
         if seconds <= 0:
             raise StoreError(f"interval {every!r} must be positive, e.g. '10s' or '1min'")
