@@ -86,11 +86,13 @@ EVENT_COLOURS = {"failure": "#c62828", "maintenance_start": "#1565c0", "alert ra
 
 
 def sensor_spec(sensors: list[str], events: pd.DataFrame | None = None, units: dict[str, str] | None = None,
-                domain: tuple[pd.Timestamp, pd.Timestamp] | None = None, width: int = 640) -> dict[str, Any]:
-    """Vega-Lite spec for readings (ts, sensor, value; passed beside it as the chart's data): one panel per sensor
-    (own y scale, its unit on the axis), failures (red), maintenance (blue) and alarms (amber) as rules clipped to
-    the window, one crosshair shared by every panel. Written as a plain spec, not Altair objects: building and
-    validating those took most of a refresh. Sized to fit a 1280 px screen's column (legend on top)."""
+                domain: tuple[pd.Timestamp, pd.Timestamp] | None = None, width: int = 640,
+                band: bool = False) -> dict[str, Any]:
+    """Vega-Lite spec for readings (ts, sensor, value; with `band` also low and high, each interval's range, shaded
+    behind its mean; passed beside it as the chart's data): one panel per sensor (own y scale, its unit on the axis),
+    failures (red), maintenance (blue) and alarms (amber) as rules clipped to the window, one crosshair shared by
+    every panel. Written as a plain spec, not Altair objects: building and validating those took most of a refresh.
+    Sized to fit a 1280 px screen's column (legend on top)."""
     units = units or {}
     x: dict[str, Any] = {"field": "ts", "type": "temporal", "axis": AXIS_TIME.to_dict(), "scale": {"type": "utc"}}
     if domain is not None:
@@ -105,16 +107,21 @@ def sensor_spec(sensors: list[str], events: pd.DataFrame | None = None, units: d
         unit = units.get(sensor, "")
         title = f"{sensor} [{unit}]" if unit else sensor
         keep = {"filter": {"field": "sensor", "equal": sensor}}
+        y = {"field": "value", "type": "quantitative", "title": title, "scale": {"zero": False}}
+        shaded = [{"mark": {"type": "area", "opacity": 0.25, "clip": True},
+                   "encoding": {"x": x, "y": {**y, "field": "low"}, "y2": {"field": "high"}}}] if band else []
+        ranged = [{"field": "low", "type": "quantitative", "title": "lowest", "format": ".4g"},
+                  {"field": "high", "type": "quantitative", "title": "highest", "format": ".4g"}] if band else []
         layers: list[dict[str, Any]] = [
+            *shaded,
             {"mark": {"type": "line", "strokeWidth": 1, "clip": True},
-             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": title,
-                                        "scale": {"zero": False}}}},
+             "encoding": {"x": x, "y": y}},
             {"mark": {"type": "point", "opacity": 0, "size": 30},
              "params": [{"name": f"hover{i}", "select": {"type": "point", "fields": ["ts"], "nearest": True,
                                                          "on": "pointerover", "clear": "pointerout"}}],
              "encoding": {"x": x, "y": {"field": "value", "type": "quantitative"}, "tooltip": [
                  {"field": "ts", "type": "temporal", "title": "time", "format": "%Y-%m-%d %H:%M", "formatType": "utc"},
-                 {"field": "value", "type": "quantitative", "title": title, "format": ".4g"}]}},
+                 {"field": "value", "type": "quantitative", "title": title, "format": ".4g"}, *ranged]}},
             {"mark": {"type": "rule", "color": "#616161"},
              "transform": [{"filter": {"or": [{"param": f"hover{j}", "empty": False} for j in range(len(sensors))]}}],
              "encoding": {"x": x}},

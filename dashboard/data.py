@@ -123,8 +123,12 @@ class Run:
     def label(self) -> str:
         return f"{self.path.parent.name}/{self.path.name} ({self.run_id})"
 
-    def truth(self, name: str) -> pd.DataFrame:
-        return result_table(self.path / "truth" / f"{name}.parquet")
+    def truth(self, name: str, replication: int | None = None, machine: str | None = None) -> pd.DataFrame:
+        """A ground-truth table, of one replication and machine when given: only those rows are read and kept (a
+        month of body_shop's true wear is 3.4 million rows, 230 MB in memory; one machine's of one replication, a
+        fiftieth of it)."""
+        keep = tuple((col, "==", v) for col, v in (("replication", replication), ("machine", machine)) if v is not None)
+        return result_table(self.path / "truth" / f"{name}.parquet", keep)
 
     def kpis(self) -> pd.DataFrame:
         return result_table(self.path / "kpis.parquet")
@@ -133,19 +137,19 @@ class Run:
         return result_table(self.path / "summary.parquet")
 
 
-def result_table(path: Path) -> pd.DataFrame:
-    """A run's Parquet result (empty until written), read again only when the file changes: the live views ask
-    for it every second."""
+def result_table(path: Path, keep: tuple[tuple[str, str, Any], ...] = ()) -> pd.DataFrame:
+    """A run's Parquet result (empty until written), its rows that `keep` (pyarrow filters) when given; read again
+    only when the file changes: the live views ask for it every second."""
     try:
         stat = path.stat()
     except OSError:
         return pd.DataFrame()
-    return _read_parquet(str(path), stat.st_mtime_ns, stat.st_size)
+    return _read_parquet(str(path), stat.st_mtime_ns, stat.st_size, keep)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _read_parquet(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    return pd.read_parquet(path)
+def _read_parquet(path: str, mtime_ns: int, size: int, keep: tuple[tuple[str, str, Any], ...] = ()) -> pd.DataFrame:
+    return pd.read_parquet(path, filters=list(keep) or None)
 
 
 def list_runs(root: str) -> list[Run]:
@@ -232,13 +236,14 @@ def reading(url: str) -> Iterator[Store | None]:
 @st.cache_data(ttl=1.0, show_spinner=False)
 def query(url: str, run: str, machines: tuple[str, ...] | None, sensors: tuple[str, ...] | None,
           start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, every: str | None = "60s",
-          agg: str = "mean") -> pd.DataFrame:
+          agg: str = "mean", replications: tuple[int, ...] | None = None) -> pd.DataFrame:
     """Readings through the store's query API (cached for a second: one query serves every widget)."""
     with reading(url) as store:
         if store is None:
             return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value"])
         return store.query(start, end, machines=list(machines) if machines else None,
-                           sensors=list(sensors) if sensors else None, run=run, every=every, agg=agg)
+                           sensors=list(sensors) if sensors else None, run=run, every=every, agg=agg,
+                           replications=list(replications) if replications is not None else None)
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
@@ -497,20 +502,25 @@ def models(folder: str) -> dict:  # type: ignore[type-arg]
 
 
 @st.cache_data(ttl=5.0, show_spinner="forecasting")
-def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, folder: str,
-              group: str) -> pd.DataFrame:
-    """The machine's forecast at every minute, from the store's per-minute means (as live)."""
+def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, folder: str, group: str,
+              window: tuple[pd.Timestamp, pd.Timestamp] | None = None, every: int = 60) -> pd.DataFrame:
+    """The machine's forecast at every minute of the `window` (default: the whole run), from the store's per-minute
+    means (as live), of replication `rep` only and from the rows the model's first window needs before it; beyond
+    per-minute (`every` seconds), each interval's highest probabilities and lowest RUL (a month at every minute
+    was 43,200 forecasts sent to the browser)."""
     from predictors.data import RunToFailure, twin_frame
 
     model = models(folder).get(group, {}).get("model")
     if model is None:
         return pd.DataFrame()
     feats = model.prep_.features
+    since, until = window if window is not None else (None, None)
+    lookback = pd.Timedelta(minutes=2 * model.prep_.window)  # the first window, and cleaning's look before it
     with reading(url) as store:
         if store is None:
             return pd.DataFrame()
-        frame = twin_frame(store, run, start, [machine], feats)
-    frame = frame[frame.replication == rep]
+        frame = twin_frame(store, run, start, [machine], feats, replications=[rep],
+                           since=None if since is None else since - lookback, until=until)
     if frame.empty:
         return pd.DataFrame()
     for f in feats:
@@ -520,8 +530,14 @@ def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, f
                       model.modes_, np.full((len(frame), len(model.modes_)), np.inf),
                       np.zeros((len(frame), len(model.modes_))), 60.0)
     fc = model.predict(ds).frame()
-    fc["ts"] = start + pd.to_timedelta(frame.t.to_numpy(), unit="s")
-    return fc
+    t = frame.t.to_numpy()
+    fc["ts"] = start + pd.to_timedelta(t, unit="s")
+    if since is not None:
+        fc = fc[fc.ts >= since]
+    if every > 60:
+        worst = {c: "max" if c.startswith("p_") else "min" for c in fc if c != "ts"}
+        fc = fc.groupby(fc.ts.dt.floor(f"{every}s"), sort=True).agg(worst).rename_axis("ts").reset_index()
+    return fc.reset_index(drop=True)
 
 
 # --- one time range for every page ---------------------------------------------------------------------------
@@ -607,6 +623,38 @@ def replication_pick(run: Run) -> int:
     """The replication on screen (sidebar), shared by the pages; the live one while a run is going."""
     n = run.scenario.replications
     return int(st.sidebar.number_input("replication", 0, max(n - 1, 0), 0, key="rep")) if n > 1 else 0
+
+
+# --- how finely a time range is drawn -------------------------------------------------------------------------
+
+STEPS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+POINTS = 1440  # points a series gets on a chart at most: a day of minutes (a chart is 640-1,200 px wide)
+DRAWN = 200_000  # rows the history page draws and offers for download at most
+
+
+def resolution(window: Window, finest: int = 60) -> int:
+    """The interval [s] over which a chart of the window aggregates its readings: the finest usual step from
+    `finest` up that gives a series at most POINTS points (per minute up to a day, 10 minutes over a week, 30 over a
+    month). Per minute over a month was 43,200 points a sensor, which the browser took half a minute to draw."""
+    span = (window.end - window.start).total_seconds()
+    return next((s for s in STEPS if s >= finest and span / s <= POINTS), STEPS[-1])
+
+
+def step_name(seconds: int) -> str:
+    """'per-minute', '10-minute', '6-hour', '1-day': an interval as the charts' titles name it."""
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"per-{unit}" if seconds == size and unit in ("minute", "second") else f"{seconds // size}-{unit}"
+    return f"{seconds}-second"
+
+
+def rows_in(url: str, run: str, machines: tuple[str, ...], sensors: tuple[str, ...], replications: tuple[int, ...],
+            window: Window) -> int:
+    """How many raw readings the series hold in the window, counted by the store (one count per series), so that a
+    page asks for them only when it can draw them."""
+    span = int((window.end - window.start).total_seconds()) + 1
+    counts = query(url, run, machines, sensors, window.start, window.end, f"{span}s", "count", replications)
+    return int(counts.value.sum()) if len(counts) else 0
 
 
 # --- output and OEE per hour and per shift -------------------------------------------------------------------
@@ -699,10 +747,10 @@ def machine_intervals(run: Run, window: Window, rep: int) -> pd.DataFrame:
     if run.plant:
         return states_intervals(run, window)
     a, b = window.seconds()
-    truth = run.truth("states")
-    if truth.empty or rep not in set(truth.replication):
+    truth = run.truth("states", rep)
+    if truth.empty:
         return pd.DataFrame()
-    iv = intervals(truth[truth.replication == rep], window.origin, a, b)
+    iv = intervals(truth, window.origin, a, b)
     ev = run.truth("events")
     if len(ev):  # a stop's fault mode is its downtime reason
         fails = ev[(ev.replication == rep) & (ev.event == "failure")][["machine", "t", "fault_mode"]]

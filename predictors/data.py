@@ -171,8 +171,10 @@ class TwinRun:
 
 
 def twin_frame(store: Store, run_id: str, start: pd.Timestamp, machines: Sequence[str],
-               sensors: Sequence[str] | None = None, step: float = STEP) -> pd.DataFrame:
-    """Per-minute means of the machines' sensors from the store: rows (replication, machine, t), a column a sensor.
+               sensors: Sequence[str] | None = None, step: float = STEP, replications: Sequence[int] | None = None,
+               since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per-minute means of the machines' sensors from the store: rows (replication, machine, t), a column a sensor;
+    of some `replications` and the time range [since, until) only, when given (a dashboard's forecasts).
 
     Every minute of each machine's span gets a row; minutes without readings (dropouts) hold NaN. Asked one machine at
     a time, so that memory holds one machine's means a row per sensor and minute at most, beside the wide rows made
@@ -180,8 +182,8 @@ def twin_frame(store: Store, run_id: str, start: pd.Timestamp, machines: Sequenc
     """
     parts = []
     for one in sorted(set(machines)):
-        raw = store.query(machines=[one], sensors=list(sensors) if sensors else None, run=run_id,
-                          every=f"{int(step)}s", agg="mean")
+        raw = store.query(since, until, machines=[one], sensors=list(sensors) if sensors else None, run=run_id,
+                          every=f"{int(step)}s", agg="mean", replications=replications)
         if raw.empty:
             continue
         raw["t"] = (pd.to_datetime(raw["ts"]) - start).dt.total_seconds()

@@ -161,6 +161,73 @@ def test_history_rows_are_the_stores(env: Path) -> None:
     assert len(at.get("download_button")) == 2
 
 
+def chart_rows(chart: Any) -> pd.DataFrame:
+    """The rows a Vega-Lite chart of the page was given (Arrow, as Streamlit sends them to the browser)."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(chart.proto.data.data).read_all().to_pandas()
+
+
+def test_a_long_time_range_is_drawn_as_finely_as_a_chart_shows_and_no_more(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A month of body shop on the machine page sent 43,200 per-minute means a sensor (of every replication, the
+    others dropped after reading) to the browser, which took 38 s to draw them; History's raw readings over it were
+    tens of millions of rows, built into CSV on every rerun. Now a chart gets at most a day of minutes a series (two
+    days here: 2-minute means, with each interval's range), of the replication shown only, and History refuses what
+    it could not draw, saying what to pick instead."""
+    from dashboard import data
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    run_all(twin_cmd("run", "scenarios/cnc_cell.yaml", "--no-stream", "--duration", "2 d", "--warmup", "0",
+                     "--replications", 2, "--out", runs / "cnc" / "r1"))
+    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    meta = json.loads((runs / "cnc" / "r1" / "run.json").read_text())
+    start = pd.Timestamp(meta["scenario"]["start"])
+    at = page("machine")
+    at.number_input(key="rep").set_value(1).run()
+    machine = at.selectbox(key="machine").value
+    assert at.subheader[0].value == f"saw / {machine}: sensors, 2-minute means and their range (replication 1)"
+    shown = chart_rows(at.get("vega_lite_chart")[0])
+    assert shown.groupby("sensor").size().max() == 1440 == 2 * 86400 / 120
+    store = open_store(meta["store"], read_only=True)
+    try:
+        for agg, col in (("mean", "value"), ("min", "low"), ("max", "high")):
+            want = store.query(start, start + pd.Timedelta(days=2), machines=[machine], run=meta["run_id"],
+                               every="120s", agg=agg)
+            want = want[want.replication == 1]
+            assert np.allclose(shown[col].to_numpy(), want.value.to_numpy())  # replication 1's, sensor by sensor
+        assert (shown.low <= shown.value + 1e-9).all() and (shown.value <= shown.high + 1e-9).all()
+        at = page("history")
+        at.multiselect[0].set_value([machine]).run()
+        assert len(at.multiselect[1].value) == 3  # the saw's first three sensors
+        assert at.caption[0].value.endswith(" · auto: 2-minute intervals")
+        assert at.caption[0].value.startswith(f"{3 * 2 * 1440:,} rows · ")  # 3 sensors, 2 replications, each 2 min
+        at.selectbox(key="resolution").set_value("raw").run()
+        raw = sum(len(store.query(start, start + pd.Timedelta(days=2), machines=[machine], sensors=[s],
+                                  run=meta["run_id"])) for s in at.multiselect[1].value)
+        store_series = store.series(meta["run_id"])
+    finally:
+        store.close()
+    assert raw > data.DRAWN
+    assert at.warning[0].value.startswith(f"Raw readings of 1 machine, 3 sensors and 2 replications over this time "
+                                          f"range come to {raw:,} rows, more than this page draws (200,000)")
+    assert "Pick a coarser resolution ('auto' takes 2-minute here)" in at.warning[0].value
+    assert not at.get("vega_lite_chart") and not at.get("download_button")
+    at.selectbox(key="resolution").set_value("10s").run()  # 3 sensors × 2 replications × 17,280 intervals
+    assert not at.warning and at.caption[0].value.startswith("103,680 rows · ")
+    at.multiselect[0].set_value(at.multiselect[0].options).run()  # every machine, then every sensor they have
+    at.multiselect[1].set_value(at.multiselect[1].options).run()
+    machines, sensors = len(at.multiselect[0].value), len(at.multiselect[1].value)
+    pairs = len(store_series.drop_duplicates(["machine", "sensor"]))
+    assert at.warning[0].value.startswith(f"Intervals of 10s of {machines} machines, {sensors} sensors and 2 "
+                                          f"replications over this time range come to up to {pairs * 2 * 17280:,} "
+                                          "rows"), at.warning[0].value  # counted before asking the store
+    assert not at.get("vega_lite_chart")
+
+
 def test_alarms_page_keeps_the_alarm_book_and_acknowledges(env: Path, mosquitto: Mosquitto,
                                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))

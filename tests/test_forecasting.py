@@ -134,6 +134,30 @@ def test_a_feed_without_a_sensor_its_model_reads_is_said(work: Path, caplog: pyt
         "cannot raise an alert" in said[0]
 
 
+def test_the_dashboards_forecasts_of_a_time_range_are_the_whole_runs_there(work: Path) -> None:
+    """The machine page forecast every minute of the whole run, of every replication, on every refresh (a month of
+    body shop: 5 s, 43,200 points to draw) and then showed the time range. Now only the range is forecast, from the
+    rows its first window needs before it, and the same figures come out; beyond a day they are drawn as each
+    interval's highest probability and lowest RUL."""
+    from dashboard import data
+
+    (run,) = [r for r in data.list_runs(str(work)) if r.path.name == "heldout"]
+    origin = pd.Timestamp(run.scenario.start)
+    machine, group = "filler-a", "filler"
+    whole = data.forecasts(run.store_url, run.run_id, origin, machine, 0, str(work / "lstm"), group)
+    assert len(whole) == 2 * 1440 and whole.p_any.max() > 0.5  # every minute of two days; it sees failures coming
+    a, b = origin + pd.Timedelta(hours=20), origin + pd.Timedelta(hours=26)
+    part = data.forecasts(run.store_url, run.run_id, origin, machine, 0, str(work / "lstm"), group, (a, b))
+    there = whole[(whole.ts >= a) & (whole.ts < b)].reset_index(drop=True)
+    assert len(part) == len(there) == 360
+    pd.testing.assert_frame_equal(part, there, check_exact=False, rtol=1e-6)
+    coarse = data.forecasts(run.store_url, run.run_id, origin, machine, 0, str(work / "lstm"), group,
+                            (origin, origin + pd.Timedelta(days=2)), 600)
+    assert len(coarse) == 2 * 144
+    hours = whole.groupby(whole.ts.dt.floor("600s"))
+    assert np.allclose(coarse.p_any, hours.p_any.max()) and np.allclose(coarse.rul, hours.rul.min())
+
+
 def test_live_forecasts_equal_offline_ones(work: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
     """Minute bins built from MQTT telemetry give exactly the windows the store gives."""
     bundle = load_bundle(work / "lstm")

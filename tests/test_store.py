@@ -119,6 +119,20 @@ def test_query_raw_filters_and_order(store: Store) -> None:
     assert q.value.tolist() == [1100.0 + i for i in range(10, 20)]
 
 
+def test_a_query_of_some_replications_reads_only_theirs(store: Store) -> None:
+    """The dashboard shows one replication of a run (or the few picked): the others are not read."""
+    run = f"r-{np.random.default_rng().integers(1 << 30)}"
+    one = readings(run, n=120, machines=("m1",), sensors=("temp",))
+    store.write(pd.concat([one.assign(replication=r, value=one.value + 10_000 * r) for r in range(3)]))
+    for every in (None, "1min"):
+        q = store.query(run=run, every=every, replications=[2, 0])
+        assert sorted(set(q.replication)) == [0, 2] and len(q) == (240 if every is None else 4)
+        q = store.query(run=run, every=every, replications=[1])
+        assert set(q.replication) == {1} and (q.value >= 10_000).all() and (q.value < 20_000).all()
+    assert store.query(run=run, replications=[]).empty
+    assert len(store.query(run=run)) == 360
+
+
 @pytest.mark.parametrize(("agg", "first"), [("mean", 29.5), ("min", 0.0), ("max", 59.0), ("last", 59.0),
                                             ("count", 60.0)])
 def test_query_aggregated_per_interval(store: Store, agg: str, first: float) -> None:

@@ -48,24 +48,34 @@ if run is not None:
 
     @st.fragment(run_every="2s" if live_source else None)
     def sensors() -> None:
+        every = 60
         if live_source and broker:
             topic = f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry"
             shown = data.live_machine(broker, topic).frame()
             domain = (shown.ts.min(), shown.ts.max()) if len(shown) else None
-        else:
-            shown = data.query(run.store_url, run.run_id, (machine,), None, window.start, window.end)
-            shown = shown[shown.replication == rep]
+        else:  # as many points as the chart shows: per minute up to a day, coarser beyond, with each interval's range
+            every = data.resolution(window)
+            ask = (run.store_url, run.run_id, (machine,), None, window.start, window.end, f"{every}s")
+            shown = data.query(*ask, "mean", (rep,))
+            if every > 60 and len(shown):
+                ranges = [data.query(*ask, agg, (rep,)).set_index(["sensor", "ts"]).value.rename(col)
+                          for agg, col in (("min", "low"), ("max", "high"))]
+                shown = shown.join(pd.concat(ranges, axis=1), on=["sensor", "ts"])
             domain = (window.start, window.end)
-        st.subheader(f"{station.name} / {machine}: sensors, per-minute means (replication {rep}"
+        band = "low" in shown
+        st.subheader(f"{station.name} / {machine}: sensors, {data.step_name(every)} means"
+                     f"{' and their range' if band else ''} (replication {rep}"
                      f"{', live from MQTT while the run writes the store' if live_source else ''})")
         if shown.empty:
             st.info("No readings of this machine in this time range yet." if mtype.sensors else
                     f"Machine type {station.machine_type} has no sensors in the scenario: its states and failures "
                     "below are all there is to show.")
         else:
-            shown = shown[["ts", "sensor", "value"]]
-            st.vega_lite_chart(shown, charts.sensor_spec(sorted(shown.sensor.unique()), shown_marks, units, domain))
-            st.caption(window.caption + "; hover a panel for the values at that minute")
+            shown = shown[["ts", "sensor", "value", *(["low", "high"] if band else [])]]
+            st.vega_lite_chart(shown, charts.sensor_spec(sorted(shown.sensor.unique()), shown_marks, units, domain,
+                                                          band=band))
+            st.caption(window.caption + ("; shaded: each interval's lowest to highest reading" if band else "")
+                       + f"; hover a panel for the values at that {'minute' if every == 60 else 'time'}")
 
     sensors()
     kpis = run.kpis()
@@ -99,7 +109,9 @@ if run is not None:
         right.altair_chart(charts.downtime_pareto(iv), width="stretch")
     folder = os.environ.get("LINETWIN_MODELS")
     if folder:
-        fc = data.forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type)
+        every = data.resolution(window)
+        fc = data.forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type,
+                            (window.start, window.end), every)
         if len(fc):
             fc = fc[(fc.ts >= window.start) & (fc.ts <= window.end)]
             p = fc.melt(id_vars="ts", value_vars=[c for c in fc if c.startswith("p_") and c != "p_any"],
@@ -109,14 +121,21 @@ if run is not None:
             left.altair_chart(charts.health_chart(p, "p", "P(failure within horizon) [0–1]"), width="stretch")
             right.altair_chart(charts.health_chart(fc.assign(fault_mode="RUL", rul_h=fc.rul / 3600), "rul_h",
                                                    "forecast RUL [h]"), width="stretch")
+            if every > 60:
+                st.caption(f"forecasts of every minute, drawn as each {data.step_name(every)} interval's highest "
+                           "probability and lowest RUL")
     else:
         st.caption("Forecasts: start the dashboard with `--models DIR` (from `twin train`).")
-    health = run.truth("health")
-    if len(health):
-        h = health[(health.machine == machine) & (health.replication == rep)]
-        h = h[(h.t >= a) & (h.t <= b)].assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
+    h = run.truth("health", rep, machine)
+    if len(h):
+        h = h[(h.t >= a) & (h.t <= b)]
+        every = data.resolution(window)
+        if every > 60:  # as finely as the sensors above: each interval's highest wear (a failure's reach of 1 kept)
+            h = h.assign(t=h.t // every * every).groupby(["fault_mode", "t"], as_index=False, observed=True).wear.max()
+        h = h.assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
         if len(h):
-            st.subheader("ground truth (simulation only): true wear per fault mode")
+            st.subheader("ground truth (simulation only): true wear per fault mode"
+                         + (f", the highest of each {data.step_name(every)} interval" if every > 60 else ""))
             st.altair_chart(charts.health_chart(h, "wear", "wear [fraction of failure]"), width="stretch")
     if len(ev):
         st.dataframe(ev.assign(ts=ev.ts.dt.strftime("%Y-%m-%d %H:%M:%S"))[["ts", "event", "fault_mode", "detail"]],

@@ -96,8 +96,10 @@ class Store(Protocol):
 
     def query(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, *,
               machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
-              run: str | None = None, every: str | None = None, agg: str = "mean") -> pd.DataFrame:
-        """Readings in [start, end): raw, or one row per interval `every` (e.g. '1min') with `agg`."""
+              run: str | None = None, every: str | None = None, agg: str = "mean",
+              replications: Sequence[int] | None = None) -> pd.DataFrame:
+        """Readings in [start, end): raw, or one row per interval `every` (e.g. '1min') with `agg`; of the given
+        `replications` only (a dashboard showing one of a run's replications does not read the others)."""
         ...
 
     def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,

@@ -361,7 +361,7 @@ class DuckStore:
 
     @staticmethod
     def _where(start: Any, end: Any, machines: Sequence[str] | None, sensors: Sequence[str] | None,
-               run: str | None) -> tuple[str, list[Any]]:
+               run: str | None, replications: Sequence[int] | None = None) -> tuple[str, list[Any]]:
         clauses, params = ["TRUE"], []
         for cond, value in (("r.ts >= ?", start), ("r.ts < ?", end), ("s.run = ?", run)):
             if value is not None:
@@ -371,12 +371,15 @@ class DuckStore:
             if values is not None:
                 clauses.append(f"{col} IN (SELECT unnest(?::VARCHAR[]))")
                 params.append(list(values))
+        if replications is not None:
+            clauses.append("r.replication IN (SELECT unnest(?::INTEGER[]))")
+            params.append([int(r) for r in replications])
         return " AND ".join(clauses), params
 
     def query(self, start: Any = None, end: Any = None, *, machines: Sequence[str] | None = None,
               sensors: Sequence[str] | None = None, run: str | None = None, every: str | None = None,
-              agg: str = "mean") -> pd.DataFrame:
-        where, params = self._where(start, end, machines, sensors, run)
+              agg: str = "mean", replications: Sequence[int] | None = None) -> pd.DataFrame:
+        where, params = self._where(start, end, machines, sensors, run, replications)
         if every is None:
             sql = f"SELECT {_COLUMNS} FROM {_READINGS} WHERE {where} ORDER BY run, replication, machine, sensor, ts"
             return self._frame(sql, params, whole=True)

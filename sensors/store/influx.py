@@ -140,10 +140,11 @@ class InfluxStore:
         return f"from(bucket: {_flux_str(self.bucket)}) |> range(start: {start_s}{stop})"
 
     def _flux(self, start: Any, end: Any, machines: Sequence[str] | None, sensors: Sequence[str] | None,
-              run: str | None) -> str:
+              run: str | None, replications: Sequence[int] | None = None) -> str:
         flux = self._range(start, end) + \
             ' |> filter(fn: (r) => r._field == "value" and r._measurement != "machine_state")'
-        for column, values in (("_measurement", sensors), ("machine", machines)):
+        reps = None if replications is None else [str(int(r)) for r in replications]  # a tag: its text
+        for column, values in (("_measurement", sensors), ("machine", machines), ("replication", reps)):
             if values is not None:
                 members = ", ".join(map(_flux_str, values))
                 flux += f" |> filter(fn: (r) => contains(value: r.{column}, set: [{members}]))"
@@ -171,8 +172,8 @@ class InfluxStore:
 
     def query(self, start: Any = None, end: Any = None, *, machines: Sequence[str] | None = None,
               sensors: Sequence[str] | None = None, run: str | None = None, every: str | None = None,
-              agg: str = "mean") -> pd.DataFrame:
-        flux = self._flux(start, end, machines, sensors, run)
+              agg: str = "mean", replications: Sequence[int] | None = None) -> pd.DataFrame:
+        flux = self._flux(start, end, machines, sensors, run, replications)
         if every is not None:
             seconds = int(pd.Timedelta(every).total_seconds())
             flux += f" |> aggregateWindow(every: {seconds}s, fn: {_FLUX_AGG[check_agg(agg)]}, createEmpty: false, " \
