@@ -530,8 +530,7 @@ def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, f
                       model.modes_, np.full((len(frame), len(model.modes_)), np.inf),
                       np.zeros((len(frame), len(model.modes_))), 60.0)
     fc = model.predict(ds).frame()
-    t = frame.t.to_numpy()
-    fc["ts"] = start + pd.to_timedelta(t, unit="s")
+    fc["ts"] = start + pd.to_timedelta(frame.t.to_numpy(), unit="s")
     if since is not None:
         fc = fc[fc.ts >= since]
     if every > 60:

@@ -130,9 +130,9 @@ if run is not None:
     if len(h):
         h = h[(h.t >= a) & (h.t <= b)]
         every = data.resolution(window)
-        if every > 60:  # as finely as the sensors above: each interval's highest wear (a failure's reach of 1 kept)
-            h = h.assign(t=h.t // every * every).groupby(["fault_mode", "t"], as_index=False, observed=True).wear.max()
         h = h.assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
+        if every > 60:  # the sensors' intervals above: each one's highest wear (a failure's reach of 1 is kept)
+            h = h.groupby(["fault_mode", h.ts.dt.floor(f"{every}s")], observed=True).wear.max().reset_index()
         if len(h):
             st.subheader("ground truth (simulation only): true wear per fault mode"
                          + (f", the highest of each {data.step_name(every)} interval" if every > 60 else ""))
