@@ -514,7 +514,9 @@ class IngestProcess:
         # a group and a session of its own that end with the run: no stale session of an earlier run's
         # ingest may take a share of this run's messages
         client_id, group = run_session(self.run_id)
-        args = [sys.executable, "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store", self.store_url,
+        # -P: not the user's folder on the path (their own twin.py or sensors.py there would be imported for ours)
+        args = [sys.executable, "-P", "-m", "twin.app.cli", "ingest", "--broker", str(self.url), "--store",
+                self.store_url,
                 "--line", self.prefix, "--client-id", client_id, "--until-run", self.run_id, "--group", group,
                 "--run-session", "--position"]
         if self.protocol is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_mistakes
+from tests.conftest import ROOT, assert_mistakes
 
 BUNDLED = sorted(Path("scenarios").glob("*.yaml"))
 
@@ -333,6 +333,36 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     ledger = Ledger()  # the tests' home (conftest), not the user's
     assert out.resolve() in [p.resolve() for p in ledger.run_folders()]
     ledger.close()
+
+
+@pytest.mark.parametrize("broker", ["amqtt", "mosquitto"])
+def test_a_run_from_a_folder_of_the_users_own_scripts_uses_ours(tmp_path: Path, broker: str) -> None:
+    """A plant engineer's folder holds their own twin.py, sensors.py (...): the processes `twin run` starts with
+    `python -m` (the run's ingest, the embedded amqtt broker) put that folder first on their path and imported those
+    in place of ours, and the run failed. The installed `twin` is run there, streaming through each embedded broker,
+    and on two local workers."""
+    from sensors.store import open_store
+
+    for name in ("twin.py", "sensors.py", "predictors.py", "dashboard.py", "amqtt.py", "duckdb.py"):
+        (tmp_path / name).write_text(f"raise ImportError('the user\\'s own {name} was imported')\n")
+    env = {"COLUMNS": "120", "PATH": "/usr/bin:/bin", "LINETWIN_HOME": os.environ["LINETWIN_HOME"],
+           "LINETWIN_EMBEDDED_BROKER": broker}
+    installed = str(Path(sys.executable).parent / "twin")
+    runs = [[installed, "run", str(ROOT / "scenarios" / "cnc_cell.yaml"), "--duration", "20 min", "--warmup", "0",
+             "--replications", "1", "--out", str(tmp_path / "streamed")]]
+    if broker == "mosquitto":
+        runs.append([installed, "run", str(ROOT / "scenarios" / "cnc_cell.yaml"), "--duration", "20 min",
+                     "--warmup", "0", "--replications", "2", "--jobs", "2", "--no-stream", "--out",
+                     str(tmp_path / "workers")])
+    for cmd in runs:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert r.returncode == 0 and "was imported" not in r.stderr, r.stderr[-3000:]
+    meta = json.loads((tmp_path / "streamed" / "run.json").read_text())
+    store = open_store(meta["store"], read_only=True)
+    try:
+        assert store.count(meta["run_id"]) == len(pd.read_parquet(tmp_path / "streamed" / "readings.parquet")) > 0
+    finally:
+        store.close()
 
 
 def test_a_run_into_a_log_file_shows_progress_lines_and_whole_tables(tmp_path: Path) -> None:

@@ -585,16 +585,22 @@ def test_sign_in_roles_and_an_acknowledgement_that_survives_a_restart(dash_runs:
     assert list(audit.action) == ["acknowledge"] and audit.user.iloc[0] == "alice"
 
 
+SHADOWS = ("dashboard.py", "twin.py", "sensors.py", "predictors.py", "streamlit.py")  # a user's scripts
+
+
 def test_a_dashboard_started_outside_the_repository_finds_scenarios_and_runs(dash_runs: Path,
                                                                            tmp_path: Path) -> None:
     """Started from an empty folder with an empty runs folder: the bundled scenarios come from the installed
-    package, and the run written with --out elsewhere comes from the runs index."""
+    package, and the run written with --out elsewhere comes from the runs index. The folder holds the user's own
+    dashboard.py, twin.py and sensors.py: the server imported those in place of ours (its folder was on the path)."""
     from playwright.sync_api import sync_playwright
 
     from twin.app.cmd_dashboard import start_dashboard
 
     elsewhere = tmp_path / "somewhere"
     (elsewhere / "runs").mkdir(parents=True)
+    for name in SHADOWS:
+        (elsewhere / name).write_text(f"raise ImportError('the user\'s own {name} was imported')\n")
     run_id = json.loads((run_dir(dash_runs) / "run.json").read_text())["run_id"]
     proc, url = start_dashboard(elsewhere / "runs", cwd=elsewhere)
     try:

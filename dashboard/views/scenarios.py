@@ -16,8 +16,9 @@ from twin.scenario import ScenarioError, load_scenario
 def start_job(key: str, cmd: list[str], out: Path, action: str, detail: str) -> None:
     """Start a `twin` command in the background (its process kept in the session under `key`, what it writes, `out`,
     under `key`_out) and write who started it into the audit log."""
-    st.session_state[key] = subprocess.Popen([sys.executable, "-m", "twin.app.cli", *cmd], stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, text=True)
+    # -P: the dashboard's folder (the user's) not on the path, where a twin.py of theirs would be imported for ours
+    st.session_state[key] = subprocess.Popen([sys.executable, "-P", "-m", "twin.app.cli", *cmd],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     st.session_state.pop(f"{key}_err", None)
     st.session_state[f"{key}_out"] = str(out)
     data.ledger().audit(me.name, me.role, action, detail)

@@ -397,7 +397,7 @@ class EmbeddedBroker:
                                   "publish_acl": {TWIN_USER: ["#"]}, "acl": {TWIN_USER: ["#"], VIEWER_USER: ["#"]}}}}
         path = tmp / "amqtt.json"
         path.write_text(json.dumps(config), encoding="utf-8")
-        return [sys.executable, "-m", "sensors.bus.amqtt_server", str(path)]
+        return [sys.executable, "-P", "-m", "sensors.bus.amqtt_server", str(path)]  # -P: not the user's folder
 
     def stop(self) -> None:
         if self._proc is not None:

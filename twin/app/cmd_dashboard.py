@@ -58,9 +58,10 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
         if value is not None:
             env[key] = str(Path(value).resolve()) if isinstance(value, Path) else value
     app_file = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-    # Streamlit's log goes to an unnamed file: a pipe nobody reads fills up and stalls the dashboard
+    # Streamlit's log goes to an unnamed file: a pipe nobody reads fills up and stalls the dashboard. -P: the user's
+    # folder is not put on the path (a dashboard.py or twin.py of theirs there was imported in place of ours)
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address",
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "streamlit", "run", str(app_file), "--server.address",
                                  address, "--server.port", str(port), "--server.headless", "true",
                                  "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
                                  "--theme.base", theme, "--server.maxUploadSize", "1"], env=env,
