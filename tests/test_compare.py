@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, assert_mistakes, twin_cmd
+from tests.conftest import ROOT, assert_mistakes, run_all, twin_cmd
 from tests.helpers import const, exp
 from tests.helpers import scenario as helper_scenario
 from twin.app.compare import PolicyParams, compare, policy_kpis, tune
@@ -210,6 +210,23 @@ def test_compare_options_that_would_change_nothing_are_refused() -> None:
     assert_mistakes(base, cases)  # each one exits before it simulates
     assert_mistakes(["tune", "scenarios/bottling.yaml", "--policy", "preventive", "--values", "20 h,40 h"],
                     [(["--models", "models"], "--models is for predictive, not preventive")])
+
+
+def test_inspection_is_compared_with_the_interval_given_on_the_command_line(tmp_path: Path) -> None:
+    """The body shop's handling cells give no inspection interval: `twin compare --policies ...,inspection` said
+    "give --every / --threshold / --wear-limit", and none of those fills it in (only the file could). Now
+    --inspect-every does, and the message names exactly the options that fill in what is missing."""
+    base = ["compare", "scenarios/body_shop.yaml", "--policies", "run-to-failure,inspection", "--replications", "2",
+            "--duration", "1 d", "--warmup", "0", "--out", str(tmp_path / "report")]
+    assert_mistakes(base, [([], "machine type 'handling_cell' cannot use it (policy 'inspection' needs "
+                                "'inspect_every'"),
+                           ([], "(or give --wear-limit and --inspect-every for the comparison: they fill in where the "
+                                "file gives none)"),
+                           (["--inspect-every", "8"], "--inspect-every 8: give its unit")])
+    (r,) = run_all(twin_cmd(*base, "--inspect-every", "8 h", "--wear-limit", "0.7"))
+    kpis = pd.read_csv(tmp_path / "report" / "kpis.csv")
+    actions = kpis[(kpis.policy == "inspection") & (kpis.kpi == "maintenance actions")].value
+    assert len(actions) == 2 and (actions > 0).all(), r.stdout  # inspections found wear and ordered maintenance
 
 
 def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:

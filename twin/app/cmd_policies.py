@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 
 def _policy_params(every: Optional[str], threshold: Optional[float], models: Optional[Path],
-                   on: float, wear_limit: Optional[float] = None) -> PolicyParams:
+                   on: float, wear_limit: Optional[float] = None, inspect_every: Optional[str] = None) -> PolicyParams:
     from twin.app.compare import PolicyParams
 
     if wear_limit is not None and not 0 < wear_limit < 1:
@@ -64,6 +64,7 @@ def _policy_params(every: Optional[str], threshold: Optional[float], models: Opt
     if not 0 < on < 1:
         fail(f"--on {on}: a probability between 0 and 1, e.g. 0.5")
     return PolicyParams(every=time_option(every, "--every"), threshold=threshold, wear_limit=wear_limit,
+                        inspect_every=time_option(inspect_every, "--inspect-every"),
                         models=str(models) if models else None, on=on)
 
 
@@ -76,7 +77,8 @@ def _scenario_for_compare(file: Path, duration: Optional[str], replications: Opt
 
 # the options each policy reads (the scenario's parameter it fills in, if any)
 FOR_POLICY = {"--every": (("preventive",), "every"), "--threshold": (("condition-based",), "threshold"),
-              "--wear-limit": (("inspection", "perfect-monitoring"), "wear_limit"), "--models": (("predictive",), None),
+              "--wear-limit": (("inspection", "perfect-monitoring"), "wear_limit"),
+              "--inspect-every": (("inspection",), "inspect_every"), "--models": (("predictive",), None),
               "--on": (("predictive",), None), "--defer": (("predictive",), None)}
 
 
@@ -91,7 +93,7 @@ def _unused_options(policies: list[str], given: dict[str, bool], sc: Scenario) -
             fail(f"{option} is for {' and '.join(readers)}, {chosen}; leave it out or choose that policy")
         if field is not None and all(getattr(mt.maintenance, field) is not None for mt in sc.machine_types.values()):
             values = {name: getattr(mt.maintenance, field) for name, mt in sc.machine_types.items()}
-            own = ", ".join(f"{name}: {v / 3600:g} h" if field == "every" else f"{name}: {v:g}"
+            own = ", ".join(f"{name}: {v / 3600:g} h" if field.endswith("every") else f"{name}: {v:g}"
                             for name, v in values.items())
             fail(f"{option} fills in where the file gives none, and every machine type here gives its own ({own}); "
                  "change the file, or sweep it with `twin tune`")
@@ -103,7 +105,7 @@ DEFAULT_POLICIES = ("run-to-failure", "preventive", "condition-based", "inspecti
 
 # what each scenario policy needs under a machine type's maintenance (or the option that fills it in)
 NEEDS = {"preventive": "no every or every_parts; --every fills it in", "condition-based": "no sensor and threshold",
-         "inspection": "no inspect_every and wear_limit"}
+         "inspection": "no inspect_every and wear_limit; --inspect-every and --wear-limit fill them in"}
 
 
 def _default_policies(params: PolicyParams, sc: Scenario) -> tuple[list[str], str]:
@@ -119,7 +121,7 @@ def _default_policies(params: PolicyParams, sc: Scenario) -> tuple[list[str], st
                 continue
         elif p != "run-to-failure":
             try:
-                with_policy(sc, p, every=params.every, threshold=params.threshold, wear_limit=params.wear_limit)
+                with_policy(sc, p, **params.fills())
             except ScenarioError as e:
                 who = re.search(r"machine type '(.*?)'", str(e))
                 left.append(f"{p} ({who.group(1) if who else 'a machine type'} has {NEEDS[p]})")
@@ -153,9 +155,11 @@ def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> 
             fail("--policies predictive needs --models (a folder from `twin train` for this line)")
         if p in SCENARIO_POLICIES:
             try:
-                with_policy(sc, p, every=params.every, threshold=params.threshold, wear_limit=params.wear_limit)
+                with_policy(sc, p, **params.fills())
             except ScenarioError as e:
-                fail(f"{e} (or give --every / --threshold / --wear-limit for the comparison)")
+                options = " and ".join(o for o, (readers, field) in FOR_POLICY.items() if p in readers and field)
+                fail(f"{e} (or give {options} for the comparison: {'they fill' if ' and ' in options else 'it fills'} "
+                     "in where the file gives none)")
 
 
 Every = Annotated[Optional[str], typer.Option(help="preventive: operating time between services where the file "
@@ -165,6 +169,8 @@ Threshold = Annotated[Optional[float], typer.Option(
          "the file gives none")]
 WearLimit = Annotated[Optional[float], typer.Option(
     help="inspection, perfect-monitoring: wear level (0-1) that orders maintenance, where the file gives none")]
+InspectEvery = Annotated[Optional[str], typer.Option(
+    help="inspection: operating time between inspections where the file gives none, e.g. '8 h'")]
 ModelsOpt = Annotated[Optional[Path], typer.Option(help="predictive: model folder from `twin train`")]
 
 
@@ -180,6 +186,7 @@ def compare(
     warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
     models: ModelsOpt = None, every: Every = None, threshold: Threshold = None, wear_limit: WearLimit = None,
+    inspect_every: InspectEvery = None,
     on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
     defer: Annotated[str, typer.Option(help="predictive: none (serve orders at once) or buffer (wait, within the "
                                        "forecast, until the next buffer covers the stop)")] = "none",
@@ -206,7 +213,8 @@ def compare(
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),
             ("--threshold", threshold is not None), ("--wear-limit", wear_limit is not None),
-            ("--models", models is not None), ("--on", on != 0.5), ("--defer", defer != "none")) if given]
+            ("--inspect-every", inspect_every is not None), ("--models", models is not None), ("--on", on != 0.5),
+            ("--defer", defer != "none")) if given]
         if policy_given:
             fail(f"{policy_given[0]} is for comparing maintenance policies, and alternatives of the line (--buffer, "
                  "--machines, ...) are given too: compare one kind at a time (alternatives run under the file's own "
@@ -220,11 +228,12 @@ def compare(
         fail("--replications: at least 2, so that differences get a confidence interval")
     if defer not in ("none", "buffer"):
         fail(f"--defer {defer!r}: choose none or buffer")
-    params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit), defer=defer)
+    params = dataclasses.replace(_policy_params(every, threshold, models, on, wear_limit, inspect_every), defer=defer)
     names, left = ([p.strip() for p in policies.split(",") if p.strip()], "") if policies is not None else \
         _default_policies(params, sc)
     _unused_options(names, {"--every": every is not None, "--threshold": threshold is not None,
-                            "--wear-limit": wear_limit is not None, "--models": models is not None,
+                            "--wear-limit": wear_limit is not None, "--inspect-every": inspect_every is not None,
+                            "--models": models is not None,
                             "--on": on != 0.5, "--defer": defer != "none"}, sc)
     _check_policies(names, params, sc)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good

@@ -50,11 +50,17 @@ class PolicyParams:
     every: float | None = None  # preventive: operating time between services
     threshold: float | None = None  # condition-based: filtered sensor reading (in its unit) that orders maintenance
     wear_limit: float | None = None  # inspection, perfect-monitoring: wear level (0-1) that orders maintenance
+    inspect_every: float | None = None  # inspection: operating time between inspections
     models: str | None = None  # predictive: model folder from `twin train`
     on: float = 0.5  # predictive: alert probability that orders maintenance
     defer: str = "none"  # predictive: "buffer" waits (within the forecast) until the next buffer can cover the stop
     lead: float = 600.0  # oracle: running time before the true failure at which it maintains
     force: bool = False  # every / threshold / wear_limit replace the file's own (a sweep), not only fill in
+
+    def fills(self) -> dict[str, float | None]:
+        """The scenario's maintenance parameters these settings fill in (`with_policy`'s defaults)."""
+        return {"every": self.every, "threshold": self.threshold, "wear_limit": self.wear_limit,
+                "inspect_every": self.inspect_every}
 
 
 def policy_kpis(line: Line) -> dict[str, float]:
@@ -117,8 +123,7 @@ def run_policy(scenario: Scenario, policy: str, replication: int, params: Policy
     from twin.app.runner import simulate
 
     if policy in SCENARIO_POLICIES:
-        sc = with_policy(scenario, policy, params.force, every=params.every, threshold=params.threshold,
-                         wear_limit=params.wear_limit)
+        sc = with_policy(scenario, policy, params.force, **params.fills())
         return policy_kpis(simulate(sc, replication, sensors=False).line)
     if policy == "oracle":
         return policy_kpis(simulate(scenario, replication, sensors=False,
