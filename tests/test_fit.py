@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -551,6 +552,37 @@ def test_each_machine_types_power_by_state_is_fitted_from_its_meters(tmp_path: P
     check = pd.read_csv(tmp_path / "a-report" / "validation.csv")
     energy = check[check.kpi == "energy [kWh]"]
     assert len(energy) == 4 and (energy.verdict == "inside the CI").sum() >= 3, energy
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.decimals(min_value=0, max_value=10**5, places=3, allow_nan=False, allow_infinity=False),
+                min_size=1, max_size=20), st.sampled_from([";", "\t", "|"]))
+def test_a_european_export_with_decimal_commas_reads_as_the_same_numbers(tmp_path: Path, values: list[Any],
+                                                                          sep: str) -> None:
+    """Excel in a German (most European) locale writes ';' files with decimal commas: '12,5' kW was refused as "not a
+    power". Any such column reads as the numbers written with a decimal point; a file mixing both, or a ',' file
+    (where '1,250' may mean a thousand and a quarter), is still refused by row."""
+    from twin.fit import read_energy, read_levels
+
+    times = [f"2026-01-05T06:{i:02d}:00" for i in range(len(values))]
+    plain, comma = tmp_path / "plain.csv", tmp_path / "comma.csv"
+    plain.write_text("timestamp,machine,power,energy\n" + "".join(f"{t},turn-1,{v},{v}\n"
+                                                                  for t, v in zip(times, values)))
+    written = [str(v).replace(".", ",") for v in values]
+    comma.write_text(f"timestamp{sep}machine{sep}power{sep}energy\n" + "".join(
+        f"{t}{sep}turn-1{sep}{v}{sep}{v}\n" for t, v in zip(times, written)))
+    pd.testing.assert_frame_equal(read_energy(comma), read_energy(plain))
+    levels = tmp_path / "levels.csv"
+    levels.write_text(f"timestamp{sep}station{sep}level\n" + "".join(f"{t}{sep}oven{sep}{int(v)},0\n"
+                                                                     for t, v in zip(times, values)))
+    assert read_levels(levels).level.tolist() == [int(v) for v in values]
+    comma.write_text(f"timestamp{sep}machine{sep}power\n{times[0]}{sep}turn-1{sep}12,5\n"
+                     f"2026-01-05T07:00:00{sep}turn-1{sep}12.5\n")
+    with pytest.raises(LogError, match=r"row 2, column power: '12,5' is not a power in kW"):
+        read_energy(comma)
+    plain.write_text(f'timestamp,machine,power\n{times[0]},turn-1,"1,250"\n')
+    with pytest.raises(LogError, match=r"row 2, column power: '1,250' is not a power in kW"):
+        read_energy(plain)
 
 
 def test_energy_log_mistakes_are_named(tmp_path: Path) -> None:

@@ -88,9 +88,9 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     """A CSV or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
     `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
     when not."""
+    sep = None if path.suffix.lower() in (".parquet", ".pq") else fmt.sep or _delimiter(path)
     try:
-        df = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else \
-            pd.read_csv(path, sep=fmt.sep or _delimiter(path))
+        df = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise LogError(f"{path}: not a readable CSV or Parquet file ({e}).") from None
     # 'timestamp, machine, state' and ' press-1 ': spaces around a field are the export's layout, not its names
@@ -111,6 +111,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.")
+    if sep not in (None, ","):
+        _decimal_commas(df)
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
     for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
@@ -119,6 +121,19 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
             raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
                            f"its {c}: fill it in or remove the row.")
     return df, _times(path, df["timestamp"], tz, fmt.time_format)
+
+
+def _decimal_commas(df: pd.DataFrame) -> None:
+    """The numbers of a ';' (or tab) export written with a decimal comma, as Excel writes them in German and most
+    European locales ('12,5' kW), read as numbers: a column each of whose values is digits with one comma at most,
+    some with it. Mixed or other text is left for the column's own check to name."""
+    for c in ("level", "energy", "power"):
+        if c not in df.columns or not pd.api.types.is_string_dtype(df[c]):
+            continue
+        text = df[c].dropna().astype(str).str.strip()
+        text = text[text != ""]
+        if len(text) and text.str.fullmatch(r"[+-]?\d+(?:,\d+)?").all() and text.str.contains(",").any():
+            df[c] = pd.to_numeric(df[c].astype(str).str.strip().str.replace(",", ".", regex=False), errors="coerce")
 
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
