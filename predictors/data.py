@@ -20,6 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
+from twin.tables import decimal_commas, delimiter
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -409,12 +410,14 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     """A table as (unit, time, numeric features...) sorted by unit and time, and the time's unit: 'cycles' (numbers
     as they are) or 'h' (ISO 8601 times, as hours since the table's first); any mistake is a DataError."""
     suffix = path.suffix.lower()
+    sep = None
     try:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
             header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
-            sep = fmt.sep or ("," if suffix == ".csv" else r"\s+")
+            # a .csv's delimiter found from the file (a ';' export read as one column named 'unit;cycle;...')
+            sep = fmt.sep or (delimiter(path) if suffix == ".csv" else r"\s+")
             df = pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c")
             if sep == r"\s+" and df.shape[1] and df.iloc[:, -1].isna().any():
                 _refuse_short_rows(path, df.shape[1])
@@ -429,6 +432,8 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text") \
             from None
     unit, time, end = (column_name(c, df.columns) for c in (fmt.unit, fmt.time, fmt.end))
+    if sep not in (None, ","):  # '0,0007' as Excel writes it in most European locales
+        decimal_commas(df, [c for c in df.columns if c not in (unit, end)])
     features = [column_name(c, df.columns) for c in fmt.features] if fmt.features else None
     for role, col in (("unit id", unit), ("time", time), *((("end", end),) if end is not None else ())):
         if col not in df:

@@ -96,6 +96,15 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
                                                                                                         index=False)
     again = from_table(csv, TableFormat(unit="engine", time="cycle"))
     np.testing.assert_allclose(again.ttf, ds.ttf)
+    # as Excel writes it in a German locale: ';' and decimal commas (read as one column 'engine;cycle;a;...', and
+    # with --sep ';' every sensor "not numeric"); the same numbers, in a .csv and in whitespace-separated text
+    frame = pd.read_csv(csv)
+    for name, sep in (("eu.csv", ";"), ("eu.txt", " ")):
+        frame.to_csv(tmp_path / name, sep=sep, decimal=",", index=False)
+        assert "," in (tmp_path / name).read_text()
+        eu = from_table(tmp_path / name, TableFormat(unit="engine", time="cycle"))
+        np.testing.assert_allclose(eu.ttf, ds.ttf)
+        pd.testing.assert_frame_equal(eu.frame, again.frame)
     # features by position in a table without a header, as the unit and time columns (column_name: one rule)
     assert from_table(tables["train"], TableFormat(unit=0, time=1, features=["2", "c3"])).features == ["c2", "c3"]
 

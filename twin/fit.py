@@ -16,7 +16,6 @@ log measures replaces its failure and repair times:
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 import warnings
@@ -31,6 +30,7 @@ from scipy import stats
 
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
+from twin.tables import decimal_commas, delimiter
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -74,21 +74,11 @@ class LogFormat:
     time_format: str | None = None
 
 
-def _delimiter(path: Path) -> str:
-    """A CSV file's delimiter (',', ';', tab or '|') from its first lines; ',' when they do not tell."""
-    try:
-        with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            sample = f.read(65536)
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except (OSError, csv.Error):
-        return ","
-
-
 def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat) -> tuple[pd.DataFrame, pd.Series]:
     """A CSV or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
     `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
     when not."""
-    sep = None if path.suffix.lower() in (".parquet", ".pq") else fmt.sep or _delimiter(path)
+    sep = None if path.suffix.lower() in (".parquet", ".pq") else fmt.sep or delimiter(path)
     try:
         df = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -111,8 +101,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.")
-    if sep not in (None, ","):
-        _decimal_commas(df)
+    if sep not in (None, ","):  # a ';' export's '12,5' kW
+        decimal_commas(df, ("level", "energy", "power"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
     for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
@@ -121,19 +111,6 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
             raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
                            f"its {c}: fill it in or remove the row.")
     return df, _times(path, df["timestamp"], tz, fmt.time_format)
-
-
-def _decimal_commas(df: pd.DataFrame) -> None:
-    """The numbers of a ';' (or tab) export written with a decimal comma, as Excel writes them in German and most
-    European locales ('12,5' kW), read as numbers: a column each of whose values is digits with one comma at most,
-    some with it. Mixed or other text is left for the column's own check to name."""
-    for c in ("level", "energy", "power"):
-        if c not in df.columns or not pd.api.types.is_string_dtype(df[c]):
-            continue
-        text = df[c].dropna().astype(str).str.strip()
-        text = text[text != ""]
-        if len(text) and text.str.fullmatch(r"[+-]?\d+(?:,\d+)?").all() and text.str.contains(",").any():
-            df[c] = pd.to_numeric(df[c].astype(str).str.strip().str.replace(",", ".", regex=False), errors="coerce")
 
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
