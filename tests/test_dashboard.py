@@ -218,6 +218,8 @@ def test_a_long_time_range_is_drawn_as_finely_as_a_chart_shows_and_no_more(tmp_p
     assert not at.get("vega_lite_chart") and not at.get("download_button")
     at.selectbox(key="resolution").set_value("10s").run()  # 3 sensors × 2 replications × 17,280 intervals
     assert not at.warning and at.caption[0].value.startswith("103,680 rows · ")
+    at.multiselect[0].set_value([]).run()  # no machine: the store read every machine's every sensor
+    assert at.info[0].value.startswith("Pick one or more machines and sensors") and not at.get("vega_lite_chart")
     at.multiselect[0].set_value(at.multiselect[0].options).run()  # every machine, then every sensor they have
     at.multiselect[1].set_value(at.multiselect[1].options).run()
     machines, sensors = len(at.multiselect[0].value), len(at.multiselect[1].value)

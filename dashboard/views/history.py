@@ -28,6 +28,9 @@ if run is not None:
     machines = st.multiselect("machines", sorted(cat.machine.unique()), default=sorted(cat.machine.unique())[:1])
     sensors = st.multiselect("sensors", sorted(cat[cat.machine.isin(machines)].sensor.unique()),
                              default=sorted(cat[cat.machine.isin(machines)].sensor.unique())[:3])
+    if not machines or not sensors:  # the store's query reads every machine (or sensor) when given none
+        st.info("Pick one or more machines and sensors to see their history.")
+        st.stop()
     c1, c2, c3 = st.columns(3)
     auto = data.resolution(window)
     picked = c1.selectbox("resolution", ["auto", "raw", "10s", "60s", "600s", "3600s"], key="resolution",
