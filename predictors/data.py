@@ -20,7 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import decimal_commas, delimiter
+from twin.tables import decimal_comma_hint, decimal_commas, delimiter
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -432,7 +432,7 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text") \
             from None
     unit, time, end = (column_name(c, df.columns) for c in (fmt.unit, fmt.time, fmt.end))
-    if sep not in (None, ","):  # '0,0007' as Excel writes it in most European locales
+    if sep == ";":  # '0,0007' as Excel writes it in most European locales
         decimal_commas(df, [c for c in df.columns if c not in (unit, end)])
     features = [column_name(c, df.columns) for c in fmt.features] if fmt.features else None
     for role, col in (("unit id", unit), ("time", time), *((("end", end),) if end is not None else ())):
@@ -454,7 +454,8 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         df[time], time_unit = _hours(path, str(time), df[time]), "h"
     bad = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
-        raise DataError(f"{path}: columns {bad} are not numeric; leave them out with --features or fix the file")
+        raise DataError(f"{path}: columns {bad} are not numeric; leave them out with --features or fix the file"
+                        + decimal_comma_hint(v for c in bad for v in df[c].head(1000)))
     _refuse_unusable_rows(path, df, unit, time, feats, written)
     out = df[[unit, time, *feats]].rename(columns={unit: "unit", time: "time"})
     out["unit"] = out["unit"].astype(str)

@@ -30,7 +30,7 @@ from scipy import stats
 
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
-from twin.tables import decimal_commas, delimiter
+from twin.tables import decimal_comma_hint, decimal_commas, delimiter
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -101,7 +101,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.")
-    if sep not in (None, ","):  # a ';' export's '12,5' kW
+    if sep == ";":  # a ';' export's '12,5' kW
         decimal_commas(df, ("level", "energy", "power"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
@@ -195,7 +195,7 @@ def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         given = df["level"].iloc[row]
         shown = "(empty)" if pd.isna(given) or not str(given).strip() else repr(str(given))
         raise LogError(f"{path}: row {row + 2}, column level: {shown} is not a part count (a whole number, 0 to "
-                       f"{MAX_LEVEL:,}).")
+                       f"{MAX_LEVEL:,}){decimal_comma_hint([given])}.")
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(np.int64)})
 
 
@@ -215,7 +215,8 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise LogError(f"{path}: row {row + 2}, column {c}: {str(df[c].iloc[row])!r} is not "
-                           f"{'a kWh reading' if c == 'energy' else 'a power in kW'} (a number, 0 or more).")
+                           f"{'a kWh reading' if c == 'energy' else 'a power in kW'} (a number, 0 or more)"
+                           f"{decimal_comma_hint([df[c].iloc[row]])}.")
         if c == "power" and (v > MAX_POWER).any():
             row = int(np.flatnonzero((v > MAX_POWER).to_numpy())[0])
             raise LogError(f"{path}: row {row + 2}, column power: {str(df[c].iloc[row])!r} kW is more than any machine "

@@ -5,8 +5,10 @@ numbers written with a decimal comma (Excel's way in most European locales) read
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,10 +23,23 @@ def delimiter(path: Path) -> str:
         return ","
 
 
+_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d+,\d+\s*")
+
+
+def decimal_comma_hint(values: Iterable[Any]) -> str:
+    """What to do, as ' (...)' to end a refusal with, when one of `values` is a number written with a decimal comma
+    ('12,5'); '' when none is."""
+    if not any(isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v) for v in values):
+        return ""
+    return (" (numbers with a decimal comma are read in a ';'-separated file, Excel's CSV in most European locales; "
+            "elsewhere '1,250' may mean 1250: write them with a decimal point, or the file with ';')")
+
+
 def decimal_commas(df: pd.DataFrame, columns: Iterable[str]) -> None:
-    """The `columns` of a table whose delimiter is not ',' that are written with a decimal comma ('12,5'), as
-    numbers, in place: a column each of whose values is digits with one comma at most, some with it. Mixed or other
-    text is left as it is, for the column's own check to name (a ',' file's '1,250' may mean 1250: never read here)."""
+    """The `columns` of a ';' file (Excel's CSV where the decimal mark is a comma, most European locales) that are
+    written with a decimal comma ('12,5'), as numbers, in place: a column each of whose values is digits with one
+    comma at most, some with it. Mixed or other text is left as it is, for the column's own check to name. Only for
+    ';' files: in a ',' or a tab-separated file '1,250' may be a thousand two hundred and fifty (English grouping)."""
     for c in columns:
         if c not in df.columns or not pd.api.types.is_string_dtype(df[c]):
             continue

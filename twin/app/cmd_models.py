@@ -36,6 +36,7 @@ from twin.app.options import (
     print_table,
     progress_bar,
     report_folder,
+    separator_option,
     stop_signals,
     time_option,
     writable,
@@ -69,8 +70,8 @@ EndCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column sayin
                                                     "row: a fault mode's name (it failed so) or censored / running / "
                                                     "replaced / preventive (it did not fail; its rows are used, "
                                                     "censored). Default: every unit's last row is a failure")]
-Sep = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column separator (default: ',' for .csv, "
-                                                 "whitespace otherwise)")]
+Sep = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column separator, one character or 'tab' "
+                                                 "(default: found from a .csv, whitespace otherwise)")]
 
 
 def _col(value: Optional[str], default: str) -> str | int:
@@ -84,8 +85,8 @@ def _table_format(unit_column: Optional[str], time_column: Optional[str], column
     from predictors.data import TableFormat
 
     split = (lambda v: [c.strip() for c in v.split(",") if c.strip()] if v else None)  # noqa: E731
-    return TableFormat(_col(unit_column, "unit"), _col(time_column, "time"), split(columns), split(features), sep,
-                       _col(end_column, "end") if end_column is not None else None)
+    return TableFormat(_col(unit_column, "unit"), _col(time_column, "time"), split(columns), split(features),
+                       separator_option(sep), _col(end_column, "end") if end_column is not None else None)
 
 
 def _conditions(names: Optional[str], data: dict[str, RunToFailure]) -> list[str]:

@@ -34,6 +34,7 @@ from twin.app.options import (
     out_console,
     print_table,
     progress_bar,
+    separator_option,
     time_option,
     writable,
 )
@@ -200,10 +201,7 @@ def fit(
             if columns is not None else {}
     except ValueError as e:
         fail(f"--columns: {e}")
-    delimiter = {"\\t": "\t", "tab": "\t"}.get(sep, sep) if sep is not None else None  # a tab as the shell gives it
-    if delimiter is not None and len(delimiter) != 1:
-        fail(f"--sep {sep!r}: give one character, e.g. ';' or '\\t' for a tab")
-    fmt = LogFormat(delimiter, mapped, time_format)
+    fmt = LogFormat(separator_option(sep), mapped, time_format)
     url = log if "://" in log else None
     source = Path(log) if url is None else _url_name(url)  # named in reports
     level_url = levels if levels is not None and "://" in levels else None

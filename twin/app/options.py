@@ -215,6 +215,17 @@ def time_option(value: Optional[str], option: str, allow_zero: bool = False) -> 
     return seconds
 
 
+def separator_option(sep: Optional[str]) -> Optional[str]:
+    """--sep as the one character that separates a table's columns: 'tab' or '\\t' (as the shell gives it) for a tab;
+    anything longer is refused (pandas took a longer one as a regular expression, or refused it with its own words)."""
+    if sep is None:
+        return None
+    char = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
+    if len(char) != 1:
+        fail(f"--sep {sep!r}: give one character, e.g. ';' or 'tab' for a tab")
+    return char
+
+
 def line_prefix(line: str) -> str:
     """--line as given, once checked to be site/area/line, each level a scenario name or the wildcard +: an empty
     level, a '#' or a fourth level would subscribe to other topics (or none) without a word."""
