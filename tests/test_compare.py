@@ -227,6 +227,16 @@ def test_inspection_is_compared_with_the_interval_given_on_the_command_line(tmp_
     kpis = pd.read_csv(tmp_path / "report" / "kpis.csv")
     actions = kpis[(kpis.policy == "inspection") & (kpis.kpi == "maintenance actions")].value
     assert len(actions) == 2 and (actions > 0).all(), r.stdout  # inspections found wear and ordered maintenance
+    # `twin tune` sweeps the wear limit with the interval given the same way
+    tune = ["tune", "scenarios/body_shop.yaml", "--policy", "inspection", "--values", "0.5,0.8", "--replications",
+            "2", "--duration", "1 d", "--warmup", "0", "--out", str(tmp_path / "tuned")]
+    assert_mistakes(tune, [([], "(or give --inspect-every: it fills in where the file gives none)"),
+                           (["--values", "0.5,1.5", "--inspect-every", "8 h"], "--values: 1.5 is not between 0 and 1"),
+                           (["--policy", "preventive", "--values", "20 h,40 h", "--inspect-every", "8 h"],
+                            "--inspect-every is for inspection, not preventive")])
+    run_all(twin_cmd(*tune, "--inspect-every", "8 h"))
+    swept = pd.read_csv(tmp_path / "tuned" / "kpis.csv")
+    assert (swept[swept.kpi == "maintenance actions"].groupby("policy").value.sum() > 0).all()
 
 
 def test_costs_must_name_real_fault_modes(tmp_path: Path) -> None:

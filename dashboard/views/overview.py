@@ -143,7 +143,7 @@ if run is not None:
             t1.caption(f"{len(iv):,} state changes drawn as each machine's state every {(b - a) / 1200:.0f} s; "
                        "narrow the time range for every change (the Pareto counts them all)")
         t2.altair_chart(charts.downtime_pareto(iv), width="stretch")
-        parts, kpis = run.truth("parts"), run.kpis()
+        parts, kpis = run.truth("parts", rep), run.kpis()
         if run.plant:  # its good parts out of the line from its part counters (docs/connect.md), when it has them
             readings = data.counter_readings(run.store_url, run.run_id, window.start, window.end)
             parts = data.plant_exits(sc, readings, window).assign(replication=rep)

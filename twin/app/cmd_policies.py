@@ -318,7 +318,7 @@ def tune(
     duration: Annotated[Optional[str], typer.Option()] = None,
     warmup: Annotated[Optional[str], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
-    models: ModelsOpt = None, jobs: Jobs = None, cluster: ClusterOpt = None,
+    models: ModelsOpt = None, inspect_every: InspectEvery = None, jobs: Jobs = None, cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/tune-<scenario>-<policy>-<time>)")] = None,
     force: ForceOpt = False,
@@ -327,6 +327,7 @@ def tune(
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     from twin.app.compare import ENERGY_KPIS, KPIS, fmt_ci, write_report
     from twin.app.compare import tune as run_tune
+    from twin.scenario import ScenarioError, with_policy
 
     parameter = {"preventive": "every", "condition-based": "threshold", "inspection": "wear_limit",
                  "perfect-monitoring": "wear_limit", "predictive": "on"}.get(policy)
@@ -351,14 +352,18 @@ def tune(
         fail("--values: give at least two settings to compare")
     if sc.replications < 2:
         fail("--replications: at least 2, so that each setting gets a confidence interval")
-    _unused_options([policy], {"--models": models is not None}, sc)
+    _unused_options([policy], {"--models": models is not None, "--inspect-every": inspect_every is not None}, sc)
     params = _policy_params(None, None, models, 0.5)
+    if inspect_every is not None:  # filled in where the file gives none (the wear limit too: each task sets its own)
+        try:
+            sc = with_policy(sc, policy, inspect_every=time_option(inspect_every, "--inspect-every"), wear_limit=0.5)
+        except ScenarioError as e:
+            fail(str(e))
     if models is not None:
         models_for(models, sc)  # a clear error now rather than in a worker process
     if policy == "predictive" and models is None:
         fail("--policy predictive needs --models (a folder from `twin train` for this line)")
     from twin.app.compare import SCENARIO_POLICIES, setting_labels
-    from twin.scenario import ScenarioError, with_policy
 
     try:
         labels = setting_labels(parameter, nums)  # before the report folder is made; the sweep checks it again
@@ -371,7 +376,8 @@ def tune(
             try:
                 with_policy(sc, policy, True, **{parameter: v})
             except ScenarioError as e:
-                fail(f"--values: {v:g}: {e}")
+                fail(f"--values: {v:g}: {e}" + (" (or give --inspect-every: it fills in where the file gives none)"
+                                                if policy == "inspection" and "inspect_every" in str(e) else ""))
     out = report_folder(out, f"tune-{file.stem}-{policy}", force)  # once the options are good
     result = _simulated(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                         len(nums) * sc.replications,
