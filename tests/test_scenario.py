@@ -340,6 +340,23 @@ def test_a_typo_in_a_route_is_named_with_the_name_meant_and_nothing_it_implies(t
     assert "2 problems" in msg and "saturated" not in msg, msg
 
 
+def test_a_decimal_comma_is_named_as_such(tmp_path: Path) -> None:
+    """A German engineer writes 0,85 s: in a YAML {...} mapping the comma splits it, and the file was refused as
+    'mean: must be greater than 0; 85 s: unknown key'; on the command line '1,5 h' was 'not a duration' with no word
+    of the comma. Both now say to write a decimal point."""
+    text = (ROOT / "scenarios" / "bottling.yaml").read_text()
+    assert "mean: 0.85 s, sd: 0.05 s" in text
+    f = tmp_path / "comma.yaml"
+    f.write_text(text.replace("mean: 0.85 s, sd: 0.05 s", "mean: 0,85 s, sd: 0.05 s"))
+    with pytest.raises(ScenarioError, match=r"comma.yaml:\d+ stations\[0\]\.cycle_time\.85 s: unknown key '85 s': the "
+                                            r"rest of a number written with a decimal comma\? .* write numbers with "
+                                            r"a decimal point \(0\.85 s\)"):
+        load_scenario(f)
+    for written, meant in (("1,5 h", "1.5 h"), ("90,25", "90.25"), (" 2,0 min ", "2.0 min")):
+        with pytest.raises(ValueError, match=f"not a duration: '{written}'; write it with a decimal point, {meant}$"):
+            parse_duration(written)
+
+
 def test_a_misspelt_key_is_named_with_the_key_meant_there(tmp_path: Path) -> None:
     """'unknown key' alone left the user to find the spelling in the docs; a union's other member ('next' given as a
     list of routes: 'must be a valid string') and its tag ('next.list[Route][0]') were noise around the real error,

@@ -44,7 +44,10 @@ def parse_duration(value: Any) -> Any:
             raise ValueError(f"a time cannot be negative, got {value!r}")
         m = _DURATION_RE.fullmatch(value.lower())
         if not m:
-            raise ValueError(f"not a duration: {value!r}; write a number of seconds or e.g. '90 s', '5 min', '8 h'")
+            comma = re.fullmatch(r"\s*(\d+),(\d+)\s*([a-z]*)\s*", value.lower())
+            raise ValueError(f"not a duration: {value!r}; " + (
+                f"write it with a decimal point, {comma[1]}.{comma[2]}{f' {comma[3]}' if comma[3] else ''}" if comma
+                else "write a number of seconds or e.g. '90 s', '5 min', '8 h'"))
         unit = m.group(2) or "s"
         if unit not in _UNITS:
             raise ValueError(f"unknown time unit {unit!r} in {value!r}; allowed: ms, s, min, h, d, w (or written "

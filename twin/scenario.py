@@ -1341,8 +1341,12 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
         msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
         if e["type"] == "extra_forbidden":
             doc = "scenario" if kind == "scenario" else "connect"
-            meant = _did_you_mean(str(e["loc"][-1]), _keys_at(tuple(e["loc"]), root))
+            key = str(e["loc"][-1])
+            meant = _did_you_mean(key, _keys_at(tuple(e["loc"]), root))
             msg = f"unknown key{meant}; remove it or check its spelling (see docs/{doc}.md for the allowed keys)"
+            if re.fullmatch(r"\d+(\s*[a-zA-Z]+)?", key):  # '{mean: 0,85 s}': YAML splits a flow mapping at the comma
+                msg = (f"unknown key {key!r}: the rest of a number written with a decimal comma? In {{...}} YAML "
+                       "splits '0,85 s' at its comma; write numbers with a decimal point (0.85 s)")
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
