@@ -352,6 +352,10 @@ def test_a_decimal_comma_is_named_as_such(tmp_path: Path) -> None:
                                             r"rest of a number written with a decimal comma\? .* write numbers with "
                                             r"a decimal point \(0\.85 s\)"):
         load_scenario(f)
+    f.write_text(text.replace("progression: 2.5", "progression: 2,5"))  # a plain number, outside {...}
+    with pytest.raises(ScenarioError, match=r"progression: must be a valid number, .* got '2,5'; write it with a "
+                                            r"decimal point, 2\.5$"):
+        load_scenario(f)
     for written, meant in (("1,5 h", "1.5 h"), ("90,25", "90.25"), (" 2,0 min ", "2.0 min")):
         with pytest.raises(ValueError, match=f"not a duration: '{written}'; write it with a decimal point, {meant}$"):
             parse_duration(written)
