@@ -576,7 +576,10 @@ def number(v: Any, what: str) -> float:
         with contextlib.suppress(ValueError):
             v = float(v.strip())
     if not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
-        raise Unmapped(f"{what} is {v!r}, not a finite number")
+        comma = isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+,\d+\s*", v) is not None
+        raise Unmapped(f"{what} is {v!r}, not a finite number" + (
+            " (a decimal comma: have the gateway send numbers with a decimal point, or as JSON numbers; '1,250' may "
+            "also mean 1250, so it is not guessed)" if comma else ""))
     return float(v)
 
 

@@ -341,8 +341,10 @@ def test_a_gateways_numbers_as_text_and_fault_text_sent_once_are_read_as_meant(t
     (again,) = read(b'{"ts": 1767592806000, "status": 2}')  # a new stop without its text: no reason, not the old one
     assert again["state"] == "down" and "reason" not in again
     for text in ("high", "nan", "1e400", "2,5"):
-        with pytest.raises(Unmapped, match="not a finite number"):
+        with pytest.raises(Unmapped, match="not a finite number") as refused:
             read(f'{{"vib": "{text}"}}'.encode())
+        assert ("a decimal comma: have the gateway send numbers with a decimal point" in str(refused.value)) \
+            == (text == "2,5"), refused.value  # what to do, where it is one
 
 
 BATCHES = """
