@@ -190,7 +190,24 @@ def test_dashboard_refuses_a_store_url_it_cannot_open_and_a_port_in_use(tmp_path
     assert r.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "dashboard:" not in r.stdout
 
 
-def test_dashboard_folders_that_are_files_are_refused(tmp_path: Path) -> None:
+def test_a_dashboard_server_that_fails_at_start_is_said_at_once(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A Streamlit server that ended at start (here: a theme it cannot find; the CLI lets only light and dark
+    through) was waited for a whole minute before its words were shown; now as soon as it has ended."""
+    import time
+
+    import typer
+
+    from twin.app.cmd_dashboard import start_dashboard
+
+    (tmp_path / "runs").mkdir()
+    t = time.monotonic()
+    with pytest.raises(typer.Exit) as ended:
+        start_dashboard(tmp_path / "runs", theme="purple", cwd=tmp_path)
+    took = time.monotonic() - t
+    said = " ".join(capsys.readouterr().err.split())
+    assert ended.value.exit_code == 3 and "the dashboard did not start on 127.0.0.1" in said, said
+    assert "Theme file not found" in said and took < 30, (took, said)  # Streamlit's start: a few seconds
     """--runs or --reports naming a file started a dashboard that showed 'no runs yet', without a word."""
     (tmp_path / "a.txt").write_text("")
     assert_mistakes(["dashboard"], [(["--runs", str(tmp_path / "a.txt")], "--runs: " + str(tmp_path / "a.txt") +

@@ -66,6 +66,21 @@ def test_stream_through_the_embedded_broker(kind: str, tmp_path: Path, monkeypat
     assert_exactly_once(tmp_path, stats)
 
 
+def test_an_embedded_broker_that_ends_at_start_is_named_with_its_last_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker process that ends at start (a bad configuration, a missing module) is said with the last line it
+    wrote, as soon as it has ended, on each of the five ports tried: not after each port's 30 s wait."""
+    from sensors.bus.broker import BrokerError, EmbeddedBroker
+
+    dies = [sys.executable, "-c", "import sys; print('Error: bad line 3 in the configuration', file=sys.stderr); "
+                                  "sys.exit(3)"]
+    monkeypatch.setattr(EmbeddedBroker, "_amqtt", lambda self, tmp: dies)
+    t = time.monotonic()
+    with pytest.raises(BrokerError, match=r"^the embedded amqtt broker did not start: Error: bad line 3 in the "
+                                          r"configuration$"):
+        EmbeddedBroker(kind="amqtt").start()
+    assert time.monotonic() - t < 20
+
+
 def test_the_embedded_amqtt_broker_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
     """amqtt runs in a process of its own; a run killed with SIGKILL (no clean-up) leaves no broker behind."""
     code = ("import os\nfrom sensors.bus.broker import EmbeddedBroker\nb = EmbeddedBroker(kind='amqtt').start()\n"

@@ -274,11 +274,15 @@ def free_port(preferred: int | None = None) -> int:
     raise BrokerError("no free TCP port on 127.0.0.1")
 
 
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    """Wait until something listens on host:port; BrokerError after `timeout` seconds."""
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
+              process: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until something listens on host:port; BrokerError after `timeout` seconds, or as soon as `process` (the
+    one meant to listen) has ended: a dashboard whose server failed at start was waited for a whole minute."""
     deadline = time.monotonic() + timeout
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"the process meant to listen on port {port} ended (exit status {process.returncode})")
         with socket.socket(family) as s:
             if s.connect_ex((host, port)) == 0:
                 return
@@ -361,16 +365,13 @@ class EmbeddedBroker:
         """Until the broker listens (a cold amqtt imports itself and its plugins first); a broker that exits first is
         a BrokerError with the last line it wrote."""
         assert self._proc is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                said = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or ["no message"]
-                raise BrokerError(f"the embedded {self.kind} broker did not start: {said[-1]}")
-            try:
-                return wait_port(self.port, timeout=0.2)
-            except BrokerError:
-                if time.monotonic() > deadline:
-                    raise
+        try:
+            wait_port(self.port, timeout=timeout, process=self._proc)
+        except BrokerError:
+            if self._proc.poll() is None:
+                raise
+            said = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or ["no message"]
+            raise BrokerError(f"the embedded {self.kind} broker did not start: {said[-1]}") from None
 
     def _mosquitto(self, tmp: Path) -> list[str]:
         """The command line of a mosquitto with this run's accounts and ACL (its files in `tmp`)."""

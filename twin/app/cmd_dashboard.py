@@ -67,7 +67,7 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
                                  "--theme.base", theme, "--server.maxUploadSize", "1"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=log, cwd=cwd)
         try:
-            wait_port(port, host="127.0.0.1" if address in ("0.0.0.0", "::") else address, timeout=60)
+            wait_port(port, host="127.0.0.1" if address in ("0.0.0.0", "::") else address, timeout=60, process=proc)
         except Exception:
             proc.kill()
             proc.wait()
