@@ -208,6 +208,9 @@ def test_a_dashboard_server_that_fails_at_start_is_said_at_once(tmp_path: Path,
     said = " ".join(capsys.readouterr().err.split())
     assert ended.value.exit_code == 3 and "the dashboard did not start on 127.0.0.1" in said, said
     assert "Theme file not found" in said and took < 30, (took, said)  # Streamlit's start: a few seconds
+
+
+def test_dashboard_folders_that_are_files_are_refused(tmp_path: Path) -> None:
     """--runs or --reports naming a file started a dashboard that showed 'no runs yet', without a word."""
     (tmp_path / "a.txt").write_text("")
     assert_mistakes(["dashboard"], [(["--runs", str(tmp_path / "a.txt")], "--runs: " + str(tmp_path / "a.txt") +
