@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -534,8 +534,7 @@ def forecasts(url: str, run: str, start: pd.Timestamp, machine: str, rep: int, f
     if since is not None:
         fc = fc[fc.ts >= since]
     if every > 60:
-        worst = {c: "max" if c.startswith("p_") else "min" for c in fc if c != "ts"}
-        fc = fc.groupby(fc.ts.dt.floor(f"{every}s"), sort=True).agg(worst).rename_axis("ts").reset_index()
+        return per_interval(fc, every, {c: "max" if c.startswith("p_") else "min" for c in fc if c != "ts"})
     return fc.reset_index(drop=True)
 
 
@@ -637,6 +636,12 @@ def resolution(window: Window, finest: int = 60) -> int:
     month). Per minute over a month was 43,200 points a sensor, which the browser took half a minute to draw."""
     span = (window.end - window.start).total_seconds()
     return next((s for s in STEPS if s >= finest and span / s <= POINTS), STEPS[-1])
+
+
+def per_interval(frame: pd.DataFrame, every: int, how: dict[str, str], by: Sequence[str] = ()) -> pd.DataFrame:
+    """`frame` (with a ts column) as one row per `every`-second interval of the clock (per `by` too), each column of
+    `how` reduced as it says ('max', 'min'): a chart's points beyond per-minute, aligned as the store's intervals."""
+    return frame.groupby([*by, frame.ts.dt.floor(f"{every}s")], sort=True, observed=True).agg(how).reset_index()
 
 
 def step_name(seconds: int) -> str:

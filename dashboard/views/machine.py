@@ -27,6 +27,7 @@ if run is not None:
     mtype = sc.machine_type_of(station)
     start = window.origin
     a, b = window.seconds()
+    every = data.resolution(window)  # the interval every chart of the range is drawn at: per minute up to a day
     problem = data.store_problem(run.store_url)
     broker = data.broker_url()
     live_source = bool(problem) and broker is not None and not run.finished
@@ -48,22 +49,21 @@ if run is not None:
 
     @st.fragment(run_every="2s" if live_source else None)
     def sensors() -> None:
-        every = 60
+        step = 60 if live_source and broker else every  # live: the last minutes, per minute
         if live_source and broker:
             topic = f"{data.prefix_of(sc)}/{station.name}/{machine}/telemetry"
             shown = data.live_machine(broker, topic).frame()
             domain = (shown.ts.min(), shown.ts.max()) if len(shown) else None
-        else:  # as many points as the chart shows: per minute up to a day, coarser beyond, with each interval's range
-            every = data.resolution(window)
-            ask = (run.store_url, run.run_id, (machine,), None, window.start, window.end, f"{every}s")
+        else:  # as many points as the chart shows, with each interval's range beyond per-minute
+            ask = (run.store_url, run.run_id, (machine,), None, window.start, window.end, f"{step}s")
             shown = data.query(*ask, "mean", (rep,))
-            if every > 60 and len(shown):
+            if step > 60 and len(shown):
                 ranges = [data.query(*ask, agg, (rep,)).set_index(["sensor", "ts"]).value.rename(col)
                           for agg, col in (("min", "low"), ("max", "high"))]
                 shown = shown.join(pd.concat(ranges, axis=1), on=["sensor", "ts"])
             domain = (window.start, window.end)
         band = "low" in shown
-        st.subheader(f"{station.name} / {machine}: sensors, {data.step_name(every)} means"
+        st.subheader(f"{station.name} / {machine}: sensors, {data.step_name(step)} means"
                      f"{' and their range' if band else ''} (replication {rep}"
                      f"{', live from MQTT while the run writes the store' if live_source else ''})")
         if shown.empty:
@@ -75,7 +75,7 @@ if run is not None:
             st.vega_lite_chart(shown, charts.sensor_spec(sorted(shown.sensor.unique()), shown_marks, units, domain,
                                                           band=band))
             st.caption(window.caption + ("; shaded: each interval's lowest to highest reading" if band else "")
-                       + f"; hover a panel for the values at that {'minute' if every == 60 else 'time'}")
+                       + f"; hover a panel for the values at that {'minute' if step == 60 else 'time'}")
 
     sensors()
     kpis = run.kpis()
@@ -109,11 +109,9 @@ if run is not None:
         right.altair_chart(charts.downtime_pareto(iv), width="stretch")
     folder = os.environ.get("LINETWIN_MODELS")
     if folder:
-        every = data.resolution(window)
         fc = data.forecasts(run.store_url, run.run_id, start, machine, rep, folder, station.machine_type,
                             (window.start, window.end), every)
-        if len(fc):
-            fc = fc[(fc.ts >= window.start) & (fc.ts <= window.end)]
+        if len(fc):  # of the time range only (beyond per-minute its first interval may open a little before it)
             p = fc.melt(id_vars="ts", value_vars=[c for c in fc if c.startswith("p_") and c != "p_any"],
                         var_name="fault_mode", value_name="p")
             p["fault_mode"] = p.fault_mode.str[2:]
@@ -128,11 +126,9 @@ if run is not None:
         st.caption("Forecasts: start the dashboard with `--models DIR` (from `twin train`).")
     h = run.truth("health", rep, machine)
     if len(h):
-        h = h[(h.t >= a) & (h.t <= b)]
-        every = data.resolution(window)
-        h = h.assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
+        h = h[(h.t >= a) & (h.t <= b)].assign(ts=lambda d: start + pd.to_timedelta(d.t, unit="s"))
         if every > 60:  # the sensors' intervals above: each one's highest wear (a failure's reach of 1 is kept)
-            h = h.groupby(["fault_mode", h.ts.dt.floor(f"{every}s")], observed=True).wear.max().reset_index()
+            h = data.per_interval(h, every, {"wear": "max"}, by=["fault_mode"])
         if len(h):
             st.subheader("ground truth (simulation only): true wear per fault mode"
                          + (f", the highest of each {data.step_name(every)} interval" if every > 60 else ""))
