@@ -45,6 +45,7 @@ from sensors.bus.payloads import (
 )
 from twin import TIME_RANGE
 from twin.scenario import LineId, Name, load_model
+from twin.tables import with_decimal_point
 
 _LAST_MS = epoch_ms(TIME_RANGE[1])  # a plant time must fall in the line's range, 1970 to 2200
 _FIRST_YEAR_MS = 365 * 86400 * 1000  # no plant's data is from 1970: a time there is a unit mix-up or a counter
@@ -576,10 +577,9 @@ def number(v: Any, what: str) -> float:
         with contextlib.suppress(ValueError):
             v = float(v.strip())
     if not isinstance(v, int | float) or v != v or abs(v) == float("inf"):
-        comma = isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+,\d+\s*", v) is not None
         raise Unmapped(f"{what} is {v!r}, not a finite number" + (
             " (a decimal comma: have the gateway send numbers with a decimal point, or as JSON numbers; '1,250' may "
-            "also mean 1250, so it is not guessed)" if comma else ""))
+            "also mean 1250, so it is not guessed)" if with_decimal_point(v) else ""))
     return float(v)
 
 

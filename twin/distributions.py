@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from twin.tables import with_decimal_point
+
 _UNITS = {  # the short units, and as people write them out ('30 hours', '2 weeks')
     "ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0, "day": 86400.0,
     "w": 604800.0, "wk": 604800.0, "week": 604800.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "mins": 60.0,
@@ -44,9 +46,10 @@ def parse_duration(value: Any) -> Any:
             raise ValueError(f"a time cannot be negative, got {value!r}")
         m = _DURATION_RE.fullmatch(value.lower())
         if not m:
-            comma = re.fullmatch(r"\s*(\d+),(\d+)\s*([a-z]*)\s*", value.lower())
+            parts = re.fullmatch(r"\s*(\S*?)\s*([a-z]*)\s*", value.lower())  # '1,5 h': a number, its unit
+            point = with_decimal_point(parts[1]) if parts else None
             raise ValueError(f"not a duration: {value!r}; " + (
-                f"write it with a decimal point, {comma[1]}.{comma[2]}{f' {comma[3]}' if comma[3] else ''}" if comma
+                f"write it with a decimal point, {point}{f' {parts[2]}' if parts and parts[2] else ''}" if point
                 else "write a number of seconds or e.g. '90 s', '5 min', '8 h'"))
         unit = m.group(2) or "s"
         if unit not in _UNITS:

@@ -31,6 +31,7 @@ from twin.distributions import (
     duration,
     parse_duration,
 )
+from twin.tables import with_decimal_point
 
 M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a name that is one MQTT topic level (no '/', '+' or '#')
@@ -1352,9 +1353,8 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
                 and repr(e["input"]) not in msg and ", got " not in msg:  # a validator that said it already
             msg = f"{msg}, got {e['input']!r}"
-        if e["type"] in ("float_parsing", "int_parsing") and isinstance(e.get("input"), str) \
-                and re.fullmatch(r"\s*[+-]?\d+,\d+\s*", e["input"]):
-            msg += f"; write it with a decimal point, {e['input'].strip().replace(',', '.')}"
+        if e["type"] in ("float_parsing", "int_parsing") and (point := with_decimal_point(e.get("input"))):
+            msg += f"; write it with a decimal point, {point}"
         parts.append(f"{fname}{f':{line}' if line else ''} {loc}: {msg}")
     for loc, msg in references:
         line = _nearest_line(loc, lines)

@@ -1,6 +1,7 @@
 """A plant's exported tables as MES and spreadsheet programs write them: the CSV delimiter found from the file, and
 numbers written with a decimal comma (Excel's way in most European locales) read as numbers. Shared by the logs
-`twin fit` reads and the run-to-failure tables `twin train` reads."""
+`twin fit` reads and the run-to-failure tables `twin train` reads; `with_decimal_point` also by the scenario's,
+the command line's and a gateway's refusals. Light to import (pandas is loaded where a table is read)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import csv
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def delimiter(path: Path) -> str:
@@ -23,13 +25,20 @@ def delimiter(path: Path) -> str:
         return ","
 
 
-_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d+,\d+\s*")
+_DECIMAL_COMMA = re.compile(r"\s*([+-]?\d+),(\d+)\s*")
+
+
+def with_decimal_point(value: Any) -> str | None:
+    """A number written with a decimal comma ('12,5', spaces around it allowed) as it is written with a point
+    ('12.5'); None for anything else. Never read as the number itself: outside a ';' file '1,250' may mean 1250."""
+    m = _DECIMAL_COMMA.fullmatch(value) if isinstance(value, str) else None
+    return f"{m[1]}.{m[2]}" if m else None
 
 
 def decimal_comma_hint(values: Iterable[Any]) -> str:
     """What to do, as ' (...)' to end a refusal with, when one of `values` is a number written with a decimal comma
     ('12,5'); '' when none is."""
-    if not any(isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v) for v in values):
+    if not any(with_decimal_point(v) for v in values):
         return ""
     return (" (numbers with a decimal comma are read in a ';'-separated file, Excel's CSV in most European locales; "
             "elsewhere '1,250' may mean 1250: write them with a decimal point, or the file with ';')")
@@ -40,6 +49,8 @@ def decimal_commas(df: pd.DataFrame, columns: Iterable[str]) -> None:
     written with a decimal comma ('12,5'), as numbers, in place: a column each of whose values is digits with one
     comma at most, some with it. Mixed or other text is left as it is, for the column's own check to name. Only for
     ';' files: in a ',' or a tab-separated file '1,250' may be a thousand two hundred and fifty (English grouping)."""
+    import pandas as pd
+
     for c in columns:
         if c not in df.columns or not pd.api.types.is_string_dtype(df[c]):
             continue
