@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
+from twin.kpi import mean_ci_text
 from twin.model import BLOCKED, OFF_SHIFT, STARVED, Line, ShiftCalendar
 from twin.scenario import ScenarioError, load_scenario
 
@@ -179,3 +180,13 @@ def test_an_energy_price_without_any_power_is_refused() -> None:
     """costs.energy alone counted nothing, without a word."""
     with pytest.raises(ValueError, match=r"costs\.energy: a price per kWh, but no machine type gives its power"):
         scenario([{"name": "A", "cycle_time": const(60)}], costs={"energy": 0.2})
+
+
+@pytest.mark.parametrize(("mean", "half", "text"), [
+    (3055.3, 260.4, "3,055 ± 260"), (0.01784, 0.002, "0.0178 ± 0.0020"), (6.472, 0.61, "6.47 ± 0.61"),
+    (0.9473, 0.00019, "0.94730 ± 0.00019"), (-12.3, 4.56, "-12.3 ± 4.6"), (0.75, 0.0, "0.75 ± 0"),
+    (123456.7, np.nan, "123,457"), (0.5, np.nan, "0.5"), (np.nan, 1.0, "-")])
+def test_a_kpi_and_its_interval_read_as_plain_numbers(mean: float, half: float, text: str) -> None:
+    """The half-width to two significant digits, the mean to as many decimals, never in e-notation: a throughput
+    was printed '3055 ± 2.6e+02'."""
+    assert mean_ci_text(mean, mean - half, mean + half) == text

@@ -323,6 +323,28 @@ def half_width(values: np.ndarray, confidence: float = 0.95) -> float:
     return float(t_quantile()(np.array(len(x) - 1.0), 0.5 + confidence / 2) * np.std(x, ddof=1) / np.sqrt(len(x)))
 
 
+def mean_ci_text(mean: float, lo: float, hi: float) -> str:
+    """'mean ± half-width' of an interval, the half-width to two significant digits and the mean to as many decimals,
+    never in e-notation (a throughput's '3055 ± 2.6e+02' read as nonsense to a plant engineer); '-' for no mean."""
+    if not np.isfinite(mean):
+        return "-"
+    half = (hi - lo) / 2
+    if not np.isfinite(half):
+        return _plain(mean)
+    if half == 0:
+        return f"{_plain(mean)} ± 0"
+    decimals = max(0, 1 - int(np.floor(np.log10(abs(half)))))
+    return f"{mean:,.{decimals}f} ± {half:,.{decimals}f}"
+
+
+def _plain(value: float, digits: int = 4) -> str:
+    """`value` to `digits` significant digits (the integer part whole, no trailing zeros), with no exponent."""
+    if value == 0:
+        return "0"
+    text = f"{value:,.{max(0, digits - 1 - int(np.floor(np.log10(abs(value)))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def summarize(kpis: pd.DataFrame | Iterable[pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
     """Mean, standard deviation and Student-t confidence interval of every KPI over replications."""
     df = kpis if isinstance(kpis, pd.DataFrame) else pd.concat(list(kpis), ignore_index=True)

@@ -271,7 +271,7 @@ def _done(simulations: int, wall: float, where: str, report: Path) -> None:
 def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
     """A comparison's KPIs (rows; those it has: energy only with power) by policy or alternative (columns), each mean
     ± 95 % CI half-width, marked * where it differs significantly from the reference."""
-    from twin.app.compare import fmt_ci
+    from twin.kpi import mean_ci_text
 
     summ, diff = cmp.summary(), cmp.differences()
     columns = list(dict.fromkeys(cmp.kpis.policy))
@@ -283,7 +283,7 @@ def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
     for kpi in kpis:
         s = summ[summ.kpi == kpi].set_index("policy")
         if len(s):
-            t.add_row(kpi, *(fmt_ci(s.loc[c, "mean"], s.loc[c, "ci_low"], s.loc[c, "ci_high"]) +
+            t.add_row(kpi, *(mean_ci_text(s.loc[c, "mean"], s.loc[c, "ci_low"], s.loc[c, "ci_high"]) +
                              (" *" if (c, kpi) in sig else "") if c in s.index else "-" for c in columns))
     return t
 
@@ -325,8 +325,9 @@ def tune(
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
-    from twin.app.compare import ENERGY_KPIS, KPIS, fmt_ci, write_report
+    from twin.app.compare import ENERGY_KPIS, KPIS, write_report
     from twin.app.compare import tune as run_tune
+    from twin.kpi import mean_ci_text
     from twin.scenario import ScenarioError, with_policy
 
     parameter = {"preventive": "every", "condition-based": "threshold", "inspection": "wear_limit",
@@ -396,7 +397,7 @@ def tune(
         mark = (" ← best" if result.clear else " ← best mean") if v == result.best else \
             (" (not significantly worse)" if v in result.ties else "")
         t.add_row(show(v) + mark,
-                  *(fmt_ci(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
+                  *(mean_ci_text(s.loc[k, "mean"], s.loc[k, "ci_low"], s.loc[k, "ci_high"])
                     for k in (objective, "unplanned failures", "oee", "maintenance actions")))
     print_table(t)
     path = write_report(result.comparison, out)

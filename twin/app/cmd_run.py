@@ -545,17 +545,12 @@ def _mqtt_text(value: str) -> bool:
     return 0 < len(value) <= 200 and value.isprintable()  # a surrogate (bytes not UTF-8) is not printable
 
 
-def _fmt(row: pd.Series) -> str:
-    import pandas as pd
-
-    v = row["mean"]
-    if pd.isna(row["ci_low"]):
-        return f"{v:.4g}"
-    return f"{v:.4g} ± {(row['ci_high'] - row['ci_low']) / 2:.2g}"
 
 
 def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
     """The line's KPIs as mean ± 95 % CI half-width over replications."""
+    from twin.kpi import mean_ci_text
+
     n = int(summary["n"].max())
     t = Table(title=f"{sc.line.name}: line KPIs over {n} replication{'s' * (n > 1)} (mean ± 95 % CI)",
               caption=_precision_note(summary))
@@ -568,7 +563,7 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
             t.add_row(row.kpi, ", ".join(
                 f"{sc.stations[i].name} ({c}/{n})" if n > 1 else sc.stations[i].name for i, c in idx.items()))
             continue
-        t.add_row(row.kpi, _fmt(row))
+        t.add_row(row.kpi, mean_ci_text(row["mean"], row["ci_low"], row["ci_high"]))
     return t
 
 

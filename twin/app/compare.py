@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from twin.app.cluster import tasks
-from twin.kpi import half_width, replication_kpis, state_durations
+from twin.kpi import half_width, mean_ci_text, replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
 from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
@@ -259,11 +259,12 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     diff.to_csv(out / "differences.csv", index=False)
     policies = list(dict.fromkeys(cmp.kpis.policy))
     rows = DESIGN_KPIS if cmp.design else KPIS
-    table = summ[summ.kpi.isin(rows)].assign(v=lambda d: [fmt_ci(m, lo, hi) for m, lo, hi in
+    table = summ[summ.kpi.isin(rows)].assign(v=lambda d: [mean_ci_text(m, lo, hi) for m, lo, hi in
                                                           zip(d["mean"], d.ci_low, d.ci_high)])
     wide = table.pivot(index="kpi", columns="policy", values="v").reindex([k for k in rows if k in set(table.kpi)])
-    dwide = diff[diff.kpi.isin(rows)].assign(v=lambda d: [fmt_ci(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in
-                                                          zip(d["diff"], d.ci_low, d.ci_high, d.significant)])
+    dwide = diff[diff.kpi.isin(rows)].assign(v=lambda d: [
+        mean_ci_text(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in zip(d["diff"], d.ci_low, d.ci_high,
+                                                                            d.significant)])
     dwide = dwide.pivot(index="kpi", columns="policy", values="v").reindex(wide.index)
     what = "alternative" if cmp.design else "policy"
     lines = [f"# {'Alternatives of' if cmp.design else 'Maintenance policies on'} {sc.line.name}", "",
@@ -289,16 +290,6 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")  # a name not UTF-8
     return path
-
-
-def fmt_ci(mean: float, lo: float, hi: float) -> str:
-    """'mean ± half-width' of a 95 % interval, with digits for the size of the number."""
-    if not np.isfinite(mean):
-        return "-"
-    digits = 3 if abs(mean) < 10 else 1
-    if not np.isfinite(lo):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
 
 
 @dataclass
