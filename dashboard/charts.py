@@ -16,13 +16,32 @@ STATE_COLOURS = {"working": "#2e7d32", "starved": "#f9a825", "blocked": "#ef6c00
 UNKNOWN = "#e0e0e0"
 
 
+#: a line of more stations than this is drawn as rows of about ROW_STATIONS each (80 cells in one row were specks)
+MAX_ROW, ROW_STATIONS = 8, 6
+
+
+def line_dots(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
+              buffers: dict[str, float] | None = None, link: str | None = None) -> list[str]:
+    """The line as `line_dot` draws it, one graph for a line of up to MAX_ROW stations, else one per row of about
+    ROW_STATIONS consecutive stations (each chart is scaled to the page's width: a long line in one chart was too
+    small to read or click), parts leaving a row for another shown as '→ station' and arriving as 'station →'."""
+    n = len(sc.stations)
+    if n <= MAX_ROW:
+        return [line_dot(sc, states, alerts, buffers, link)]
+    rows = -(-n // ROW_STATIONS)
+    size = -(-n // rows)
+    return [line_dot(sc, states, alerts, buffers, link, range(a, min(a + size, n))) for a in range(0, n, size)]
+
+
 def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
-             buffers: dict[str, float] | None = None, link: str | None = None) -> str:
+             buffers: dict[str, float] | None = None, link: str | None = None, part: range | None = None) -> str:
     """Graphviz DOT of the line as its graph: each machine coloured by its state (a red ring if an alert is
     active), each buffer with its capacity and, when known, its fill level (an assembly: one per feeder), routes
     with their shares (splits, merges, rework loops) and, for a graph line, where parts leave it. With `link`, each
-    machine links to that page with ?machine=NAME."""
+    machine links to that page with ?machine=NAME. With `part`, only those stations (by index), routes to and from
+    the others as labelled stubs."""
     alerts = alerts or {}
+    part = part if part is not None else range(len(sc.stations))
     lines = ['digraph line {', 'rankdir=LR; node [fontname="Helvetica", fontsize=10, style=filled];',
              'edge [color="#757575", fontname="Helvetica", fontsize=9];']
     graph = sc.is_graph
@@ -38,8 +57,13 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
         lines.append(f'"buf:{key}" [shape=cylinder, fillcolor="#fafafa", label="{fill}"];')
         return f"buf:{key}"
 
+    def stub(key: str, label: str) -> str:
+        lines.append(f'"{key}" [shape=plaintext, style="", label="{label}"];')
+        return key
+
     inputs: dict[int, dict[str, str]] = {}  # station -> feeder (or "") -> node parts enter by
-    for i, st in enumerate(sc.stations):
+    for i in part:
+        st = sc.stations[i]
         names = st.machine_names
         if st.assemble:
             inputs[i] = {f: buffer_node(st, f"{st.name}<{f}") for f in st.assemble}
@@ -61,22 +85,26 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
         for node in inputs[i].values():
             if node:
                 lines += [f'"{node}" -> "{m}";' for m in names]
-    if graph:
-        lines.append('"exit" [shape=doublecircle, fillcolor="#eeeeee", label="out"];')
+    exits = False
     for i, st in enumerate(sc.stations):
         routes = sc.successors(i)
         for k, p in routes:
-            if k < 0 and not graph:
+            if (k < 0 and not graph) or (i not in part and k not in part):
                 continue
             if k < 0:
-                target = "exit"
+                target, exits = "exit", True
+            elif k not in part:
+                target = stub(f"to:{sc.stations[k].name}", f"→ {sc.stations[k].name}")
             else:
                 target = inputs[k].get(st.name) or inputs[k].get("", "") or sc.stations[k].machine_names[0]
             label = (f' [label="{p:.0%}"]' if st.route == "probability" else f' [label="{st.route}"]') \
                 if len(routes) > 1 and p is not None else ""
-            back = ', constraint=false' if 0 <= k <= i else ""  # a rework loop runs back upstream
+            back = ', constraint=false' if 0 <= k <= i and i in part and k in part else ""  # a rework loop upstream
             label = label[:-1] + back + "]" if label and back else label or (f" [{back[2:]}]" if back else "")
-            lines += [f'"{m}" -> "{target}"{label};' for m in st.machine_names]
+            sources = st.machine_names if i in part else [stub(f"from:{st.name}", f"{st.name} →")]
+            lines += [f'"{m}" -> "{target}"{label};' for m in sources]
+    if exits:
+        lines.append('"exit" [shape=doublecircle, fillcolor="#eeeeee", label="out"];')
     lines.append("}")
     return "\n".join(lines)
 

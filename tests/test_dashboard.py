@@ -497,6 +497,47 @@ def test_every_page_fits_1280_and_1920_screens_in_chromium(served: str, tmp_path
     assert all((tmp_path / f"{n}-{w}.png").stat().st_size > 15_000 for n, _, _ in PAGES_SEEN for w in (1280, 1920))
 
 
+# the on-screen width of every machine's box in the line's drawings (buffers and row stubs left out)
+MACHINE_BOXES = """() => [...document.querySelectorAll('[data-testid="stGraphVizChart"] svg g.node')]
+  .filter(g => !/^(buf|to|from):/.test(g.querySelector('title').textContent))
+  .map(g => [g.querySelector('title').textContent, g.getBoundingClientRect().width])"""
+
+
+def test_a_long_line_is_drawn_in_rows_a_plant_engineer_can_read(tmp_path: Path) -> None:
+    """A 36-station line on a 1280 px screen: its machines were 10 px specks in one chart (25 px in rows of 10); now
+    rows of 6, every machine's box wide enough to read and click (36-40 px), nothing wider than the page."""
+    from playwright.sync_api import sync_playwright
+
+    from twin.app.cmd_dashboard import start_dashboard
+
+    stations = "\n".join(f"  - {{name: cell-{i:02d}, machine_type: robot, cycle_time: {{dist: constant, value: 50 s}}"
+                         f"{', buffer: 3' if i else ''}}}" for i in range(36))
+    (tmp_path / "long.yaml").write_text(
+        "line: {site: test, area: a, name: long-line}\nseed: 3\nduration: 1 h\nwarmup: 0 s\nreplications: 1\n"
+        "machine_types:\n  robot:\n    fault_modes:\n      - {name: stop, kind: sudden, ttf: {dist: exponential, "
+        "mean: 30 min}, repair: {dist: constant, value: 3 min}}\nstations:\n" + stations + "\n")
+    run_all(twin_cmd("run", tmp_path / "long.yaml", "--no-stream", "--out", tmp_path / "runs" / "long" / "r1"))
+    proc, url = start_dashboard(tmp_path / "runs")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(**CHROMIUM)
+            pg = browser.new_page(viewport={"width": 1280, "height": 800})
+            pg.goto(url, wait_until="domcontentloaded")
+            pg.wait_for_selector('[data-testid="stGraphVizChart"] svg g.node', timeout=60_000)
+            pg.wait_for_timeout(1500)  # every row drawn
+            assert pg.locator('[data-testid="stException"]').count() == 0
+            assert pg.locator('[data-testid="stGraphVizChart"]').count() == 6
+            boxes = dict(pg.evaluate(MACHINE_BOXES))
+            assert sorted(boxes) == [f"cell-{i:02d}" for i in range(36)]
+            assert min(boxes.values()) >= 32, boxes
+            assert pg.evaluate(OVERFLOW_JS) == []
+            pg.screenshot(path=str(tmp_path / "long-line.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def _expect(pg: Any, text: str, timeout: float = 45_000) -> Any:
     """The element showing `text`; on time-out, a failure that quotes what the page shows instead."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout

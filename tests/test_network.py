@@ -127,6 +127,31 @@ def test_a_saturated_first_station_cannot_take_parts_back() -> None:
                   {"name": "b", "cycle_time": const(5), "next": [{"to": "exit", "p": 0.9}, {"to": "a", "p": 0.1}]}])
 
 
+def test_a_long_line_is_drawn_in_rows_with_its_routes_between_them() -> None:
+    """80 cells in one chart were specks on the overview: a line of more than MAX_ROW stations is drawn as rows of
+    about ROW_STATIONS, every machine once, a part's way to another row as '→ station' there and 'station →' here,
+    a rework loop from the last row back to the first as well."""
+    from dashboard.charts import MAX_ROW, ROW_STATIONS, line_dot, line_dots
+
+    short = scenario([{"name": f"s{i:02d}", "cycle_time": const(5)} for i in range(MAX_ROW)])
+    assert line_dots(short, {}) == [line_dot(short, {})]
+    assert (MAX_ROW, ROW_STATIONS) == (8, 6)  # the rows below: 25 stations in 5 rows of 5
+    stations = [{"name": f"s{i:02d}", "cycle_time": const(5), **({"machines": 2} if i == 5 else {})}
+                for i in range(25)]
+    stations[-1]["next"] = [{"to": "exit", "p": 0.9}, {"to": "s02", "p": 0.1}]
+    rows = line_dots(scenario(stations), {"s07": "down"}, link="machine")
+    drawn = [[line.split('"')[1] for line in dot.splitlines() if "shape=box" in line] for dot in rows]
+    assert drawn == [[f"s{i:02d}" for i in range(5)], ["s05-1", "s05-2", "s06", "s07", "s08", "s09"],
+                     *([f"s{i}" for i in range(a, a + 5)] for a in (10, 15, 20))]
+    first, second, *_, last = rows
+    assert '"s04" -> "to:s05";' in first and '"to:s05" [shape=plaintext, style="", label="→ s05"];' in first
+    assert '"from:s04" -> "buf:s05";' in second and '"s09" -> "to:s10";' in second
+    assert '"s24" -> "to:s02" [label="10%"];' in last and '"s24" -> "exit" [label="90%"];' in last
+    assert '"from:s24" -> "buf:s02" [label="10%"];' in first  # the loop arrives in the first row
+    assert all('"exit"' not in dot for dot in rows[:-1])
+    assert 'label="s07\\ndown"' in second and 'URL="machine?machine=s07"' in second
+
+
 def test_schematic_draws_merges_assembly_buffers_and_rework_loops() -> None:
     from dashboard.charts import line_dot
     from twin.scenario import load_scenario

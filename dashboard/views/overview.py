@@ -105,7 +105,8 @@ if run is not None:
         ringed = {m: {"state": "raised"} for m in (alarms.machine if len(alarms) else [])}
         st.caption(f"{data.prefix_of(sc)} · run {run.run_id} · {STATUS.get(run.status, run.status)} · "
                    f"states from {'MQTT (live)' if is_live else 'the store'} · click a machine to open it")
-        st.graphviz_chart(charts.line_dot(sc, states, ringed, buffers, link="machine"), width="stretch")
+        for dot in charts.line_dots(sc, states, ringed, buffers, link="machine"):  # a long line: a row each
+            st.graphviz_chart(dot, width="stretch")
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
 
