@@ -236,14 +236,15 @@ def reading(url: str) -> Iterator[Store | None]:
 @st.cache_data(ttl=1.0, show_spinner=False)
 def query(url: str, run: str, machines: tuple[str, ...] | None, sensors: tuple[str, ...] | None,
           start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, every: str | None = "60s",
-          agg: str = "mean", replications: tuple[int, ...] | None = None) -> pd.DataFrame:
-    """Readings through the store's query API (cached for a second: one query serves every widget)."""
+          agg: str = "mean", replications: tuple[int, ...] | None = None, also: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Readings through the store's query API (cached for a second: one query serves every widget); `also`: more
+    aggregates of each interval, a column each."""
     with reading(url) as store:
         if store is None:
-            return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value"])
+            return pd.DataFrame(columns=["run", "replication", "machine", "sensor", "ts", "value", *also])
         return store.query(start, end, machines=list(machines) if machines else None,
                            sensors=list(sensors) if sensors else None, run=run, every=every, agg=agg,
-                           replications=list(replications) if replications is not None else None)
+                           replications=list(replications) if replications is not None else None, also=also)
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)

@@ -56,11 +56,8 @@ if run is not None:
             domain = (shown.ts.min(), shown.ts.max()) if len(shown) else None
         else:  # as many points as the chart shows, with each interval's range beyond per-minute
             ask = (run.store_url, run.run_id, (machine,), None, window.start, window.end, f"{step}s")
-            shown = data.query(*ask, "mean", (rep,))
-            if step > 60 and len(shown):
-                ranges = [data.query(*ask, agg, (rep,)).set_index(["sensor", "ts"]).value.rename(col)
-                          for agg, col in (("min", "low"), ("max", "high"))]
-                shown = shown.join(pd.concat(ranges, axis=1), on=["sensor", "ts"])
+            shown = data.query(*ask, "mean", (rep,), ("min", "max") if step > 60 else ())
+            shown = shown.rename(columns={"min": "low", "max": "high"})
             domain = (window.start, window.end)
         band = "low" in shown
         st.subheader(f"{station.name} / {machine}: sensors, {data.step_name(step)} means"

@@ -32,6 +32,7 @@ from sensors.store.base import (
     ReadingBatch,
     StoreError,
     check_agg,
+    check_also,
     rows_table,
 )
 
@@ -378,7 +379,8 @@ class DuckStore:
 
     def query(self, start: Any = None, end: Any = None, *, machines: Sequence[str] | None = None,
               sensors: Sequence[str] | None = None, run: str | None = None, every: str | None = None,
-              agg: str = "mean", replications: Sequence[int] | None = None) -> pd.DataFrame:
+              agg: str = "mean", replications: Sequence[int] | None = None, also: Sequence[str] = ()) -> pd.DataFrame:
+        more = "".join(f", {_AGG_SQL[a]} AS \"{a}\"" for a in check_also(every, also))
         where, params = self._where(start, end, machines, sensors, run, replications)
         if every is None:
             sql = f"SELECT {_COLUMNS} FROM {_READINGS} WHERE {where} ORDER BY run, replication, machine, sensor, ts"
@@ -387,7 +389,7 @@ class DuckStore:
         if seconds <= 0:
             raise StoreError(f"interval {every!r} must be positive, e.g. '10s' or '1min'")
         sql = (f"SELECT s.run, r.replication, s.machine, s.sensor, time_bucket(to_microseconds(?), r.ts) AS ts, "
-               f"{_AGG_SQL[check_agg(agg)]} AS value FROM {_READINGS} WHERE {where} "
+               f"{_AGG_SQL[check_agg(agg)]} AS value{more} FROM {_READINGS} WHERE {where} "
                "GROUP BY ALL ORDER BY run, replication, machine, sensor, ts")
         return self._frame(sql, [int(seconds * 1e6), *params])
 

@@ -33,6 +33,7 @@ from sensors.store.base import (
     ReadingBatch,
     StoreError,
     check_agg,
+    check_also,
     rows_table,
 )
 
@@ -172,13 +173,19 @@ class InfluxStore:
 
     def query(self, start: Any = None, end: Any = None, *, machines: Sequence[str] | None = None,
               sensors: Sequence[str] | None = None, run: str | None = None, every: str | None = None,
-              agg: str = "mean", replications: Sequence[int] | None = None) -> pd.DataFrame:
+              agg: str = "mean", replications: Sequence[int] | None = None, also: Sequence[str] = ()) -> pd.DataFrame:
         flux = self._flux(start, end, machines, sensors, run, replications)
         if every is not None:
             seconds = int(pd.Timedelta(every).total_seconds())
             flux += f" |> aggregateWindow(every: {seconds}s, fn: {_FLUX_AGG[check_agg(agg)]}, createEmpty: false, " \
                     "timeSrc: \"_start\")"
-        return self._frame(flux)
+        out = self._frame(flux)
+        keys = ["run", "replication", "machine", "sensor", "ts"]
+        for a in check_also(every, also):  # Flux aggregates a window once per function: a query each
+            more = self.query(start, end, machines=machines, sensors=sensors, run=run, every=every, agg=a,
+                              replications=replications).rename(columns={"value": a})
+            out = out.merge(more, on=keys, how="left")
+        return out
 
     def latest(self, *, machines: Sequence[str] | None = None, sensors: Sequence[str] | None = None,
                run: str | None = None, end: Any = None) -> pd.DataFrame:
