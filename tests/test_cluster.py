@@ -211,3 +211,27 @@ def test_two_local_clusters_at_once_start_without_a_word() -> None:
         warnings.simplefilter("error")
         with tasks(None, 2, 4) as run:
             assert list(run.map(abs, [(-1,), (-2,), (-3,), (-4,)], None)) == [1, 2, 3, 4]
+
+
+def test_a_what_if_on_a_running_cluster_equals_one_job(cluster: DaskCluster, tmp_path: Path) -> None:
+    """`twin whatif` ran its replications one after another in its own process (15 s for an 88-machine line on one of
+    two cores): now on the local processes or a cluster, with the same figures."""
+    whatif = ROOT / "tests" / "scenarios" / "whatif.yaml"
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", whatif, "--no-stream", "--duration", "6 h", "--out", run), capture_output=True,
+                       text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    args = ("whatif", whatif, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--duration", "4 h", "--replications", 6,
+            "--extra-crew", "maintenance")
+    remote = subprocess.run(twin_cmd(*args, "--cluster", cluster.address, "--out", tmp_path / "remote.csv"),
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert "12 simulations in" in remote.stdout and cluster.address in remote.stdout, remote.stdout
+    local = subprocess.run(twin_cmd(*args, "--jobs", 1, "--out", tmp_path / "local.csv"), capture_output=True,
+                           text=True, timeout=600, cwd=ROOT)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert "12 simulations in" in local.stdout and "this process" in local.stdout, local.stdout
+    for name in ("{}.csv", "{}-replications.csv"):
+        a, b = (pd.read_csv(tmp_path / name.format(d)) for d in ("local", "remote"))
+        assert len(a) == (2 if name == "{}.csv" else 6)
+        pd.testing.assert_frame_equal(a, b)

@@ -28,6 +28,8 @@ from twin.app.alternatives import (
     alternatives,
 )
 from twin.app.options import (
+    ClusterOpt,
+    Jobs,
     err_console,
     fail,
     open_scenario,
@@ -35,6 +37,7 @@ from twin.app.options import (
     print_table,
     progress_bar,
     separator_option,
+    simulated,
     time_option,
     writable,
 )
@@ -598,6 +601,8 @@ def whatif(
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
+    jobs: Jobs = None,
+    cluster: ClusterOpt = None,
 ) -> None:
     """What happens next if we...: from the line's state now, the next hours simulated as they are and under each
     alternative (common random numbers), good parts with a 95 % CI of the mean and a 90 % range for this one run."""
@@ -613,29 +618,24 @@ def whatif(
     import numpy as np
     import pandas as pd
 
-    from twin.app.runner import simulate
+    from twin.app.compare import compare_designs, whatif_task
     from twin.kpi import half_width
 
     sc = continued(base, from_, at)
     options = alternatives(sc, *asked, combined=combined)  # built on the state now (the buffers' levels)
     _some_shift_ahead(sc, options, duration)
+    runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
+                     lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress,
+                                                      task=whatif_task))
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
     energy: dict[str, float] = {}  # kWh per good part, where machine types give their power
-    for label, alt in options:
-        counts, av, kwh = [], [], []
-        for rep in range(replications):
-            k = simulate(alt, rep, sensors=False).kpis
-            line = k[(k.scope == "line")].set_index("kpi").value
-            counts.append(float(line["throughput [parts/h]"]) * seconds / 3600)
-            machines = k[(k.scope == "machine") & (k.kpi == "availability")].value
-            av.append(float(machines.mean()) if len(machines) else float("nan"))
-            kwh.append(float(line.get("energy [kWh]", float("nan"))))
-            if (rep + 1) % 10 == 0 or rep + 1 == replications:
-                err_console.print(f"{label}: {rep + 1} of {replications} replications", highlight=False)
-        known = [a for a in av if not np.isnan(a)]  # none: off shift throughout (no planned time to be available in)
-        parts[label], avail[label] = np.array(counts), float(np.mean(known)) if known else float("nan")
-        energy[label] = float(np.sum(kwh) / parts[label].sum()) if parts[label].sum() > 0 else float("nan")
+    for label, _ in options:
+        got = runs.kpis[runs.kpis.policy == label].pivot(index="replication", columns="kpi", values="value")
+        av = got["availability"].dropna()  # none: off shift throughout (no planned time to be available in)
+        parts[label], avail[label] = got["good parts"].to_numpy(), float(av.mean()) if len(av) else float("nan")
+        energy[label] = float(got["energy [kWh]"].to_numpy().sum() / parts[label].sum()) if parts[label].sum() > 0 \
+            else float("nan")  # nan where machine types give no power
     base_parts = parts["as is"]
     rows = []
     for label, _ in options:
@@ -665,6 +665,8 @@ def whatif(
                       "run falls in (5th to 95th percentile); availability: mean over the machines; "
                       + ("kWh per good part: the machines' energy over the good parts of all replications; "
                          if powered else "") + "vs as is: paired difference (same random numbers)",
+                      highlight=False)
+    out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",
                       highlight=False)
     if out is not None:
         table.to_csv(out, index=False)

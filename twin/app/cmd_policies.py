@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -25,7 +24,6 @@ from twin.app.alternatives import (
     MachinesAlt,
     TransferAlt,
 )
-from twin.app.cluster import ClusterError
 from twin.app.cmd_models import models_for
 from twin.app.options import (
     ClusterOpt,
@@ -37,13 +35,11 @@ from twin.app.options import (
     open_scenario,
     out_console,
     print_table,
-    progress_bar,
     repeated,
     report_folder,
+    simulated,
     time_option,
 )
-
-T = TypeVar("T")
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -237,29 +233,14 @@ def compare(
                             "--on": on != 0.5, "--defer": defer != "none"}, sc)
     _check_policies(names, params, sc)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
-    cmp = _simulated(f"{len(names)} policies × {sc.replications} replications", len(names) * sc.replications,
-                     lambda progress: run_compare(sc, names, params, jobs=jobs, cluster=cluster, progress=progress),
-                     refused=ValueError)
+    cmp = simulated(f"{len(names)} policies × {sc.replications} replications", len(names) * sc.replications,
+                    lambda progress: run_compare(sc, names, params, jobs=jobs, cluster=cluster, progress=progress),
+                    refused=ValueError)
     if left:  # the report says what the default comparison could not run, as the console did
         cmp.notes.append(left[0].upper() + left[1:] + ".")
     print_table(_kpi_table(cmp, KPIS, f"{sc.line.name}: policies over {sc.replications} replications of "
                                       f"{sc.duration / 3600:g} h (mean ± 95 % CI; * differs from {cmp.reference})"))
     _done(len(names) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))
-
-
-def _simulated(title: str, total: int, run: Callable[[Callable[[int, int], None]], T],
-               refused: type[Exception] | tuple[type[Exception], ...] = ()) -> T:
-    """`run(progress)` (a batch of simulations on local processes or a cluster) behind a progress bar of `total`
-    tasks; a cluster that cannot be used ends the command (exit 3), and so does a `refused` error (exit 2: what the
-    batch found wrong with the options, e.g. a policy a machine type cannot run)."""
-    with progress_bar() as bar:
-        task = bar.add_task(title, total=total, note="")
-        try:
-            return run(lambda done, _: bar.update(task, completed=done, note="simulations"))
-        except ClusterError as e:
-            fail(str(e), code=3)
-        except refused as e:
-            fail(str(e))
 
 
 def _done(simulations: int, wall: float, where: str, report: Path) -> None:
@@ -298,8 +279,8 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jo
         fail("--replications: at least 2, so that differences get a confidence interval")
     options = alternatives(sc, *design, combined=combined)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
-    cmp = _simulated(f"{len(options)} alternatives × {sc.replications} replications", len(options) * sc.replications,
-                     lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress))
+    cmp = simulated(f"{len(options)} alternatives × {sc.replications} replications", len(options) * sc.replications,
+                    lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress))
     print_table(_kpi_table(cmp, DESIGN_KPIS, f"{sc.line.name}: alternatives over {sc.replications} replications of "
                                              f"{sc.duration / 3600:g} h from the line's start, warm-up "
                                              f"{sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)"))
@@ -380,9 +361,9 @@ def tune(
                 fail(f"--values: {v:g}: {e}" + (" (or give --inspect-every: it fills in where the file gives none)"
                                                 if policy == "inspection" and "inspect_every" in str(e) else ""))
     out = report_folder(out, f"tune-{file.stem}-{policy}", force)  # once the options are good
-    result = _simulated(f"{policy}: {len(nums)} settings × {sc.replications} replications",
-                        len(nums) * sc.replications,
-                        lambda progress: run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
+    result = simulated(f"{policy}: {len(nums)} settings × {sc.replications} replications",
+                       len(nums) * sc.replications,
+                       lambda progress: run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
                                                   progress=progress), refused=ValueError)
     def show(v: float) -> str:
         return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
@@ -446,8 +427,8 @@ def plan(
              (" (on a shift calendar a period is its cycle, a day or a week, so that shifts and weekends do not "
               "read as a transient)" if sc.calendar else "")) + (", or a shorter --period" if period else ""))
     out = report_folder(out, f"plan-{file.stem}", force)
-    p = _simulated(f"{sc.replications} pilot replications", sc.replications,
-                   lambda progress: run_plan(sc, every, precision, jobs=jobs, cluster=cluster, progress=progress))
+    p = simulated(f"{sc.replications} pilot replications", sc.replications,
+                  lambda progress: run_plan(sc, every, precision, jobs=jobs, cluster=cluster, progress=progress))
     for line in verdict(p):
         out_console.print(line, highlight=False)
     table = p.table

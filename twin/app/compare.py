@@ -152,11 +152,29 @@ def policy_task(sc_json: str, policy: str, rep: int, params: PolicyParams) -> tu
 def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) simulation of a design comparison as a task for any worker: the alternative's
     scenario and the order its machines draw in (a machine added keeps the others' random numbers)."""
+    return label, rep, policy_kpis(_design_run(sc_json, slots, rep).line)
+
+
+def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
+    """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
+    parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given)."""
+    sc = Scenario.model_validate_json(sc_json)
+    k = _design_run(sc_json, slots, rep).kpis
+    line = k[k.scope == "line"].set_index("kpi").value
+    machines = k[(k.scope == "machine") & (k.kpi == "availability")].value
+    return label, rep, {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,
+                        "availability": float(machines.mean()) if len(machines) else float("nan"),
+                        "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
+
+
+def _design_run(sc_json: str, slots: list[str] | None, rep: int) -> Any:
+    """A design's or a what-if's replication, sensors off: the scenario (as JSON, for any worker) and the order its
+    machines draw in (a machine added keeps the others' random numbers)."""
     from twin.app.runner import simulate
 
     sc = Scenario.model_validate_json(sc_json)
     sc._slots = slots
-    return label, rep, policy_kpis(simulate(sc, rep, sensors=False).line)
+    return simulate(sc, rep, sensors=False)
 
 
 @dataclass
@@ -235,13 +253,15 @@ def _compared(scenario: Scenario, task: Callable[..., tuple[str, int, dict[str, 
 
 
 def compare_designs(options: Sequence[tuple[str, Scenario]], *, jobs: int | None = None, cluster: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Comparison:
+                    progress: Callable[[int, int], None] | None = None, task: Callable[..., Any] = design_task
+                    ) -> Comparison:
     """Run the line as it is and each alternative (`twin.app.alternatives`) for the scenario's replications, from its
     start, under the file's own policies (common random numbers: replication r draws the same under every one), as
-    tasks on `jobs` local processes or the Dask cluster at `cluster`; the first option is the reference."""
+    tasks on `jobs` local processes or the Dask cluster at `cluster`; the first option is the reference. `task`:
+    `whatif_task` for a what-if's figures instead of the long run's KPIs."""
     args = [(sc.model_dump_json(by_alias=True), sc._slots, label, r)
             for r in range(options[0][1].replications) for label, sc in options]
-    return _compared(options[0][1], design_task, args, [label for label, _ in options], jobs, cluster, progress,
+    return _compared(options[0][1], task, args, [label for label, _ in options], jobs, cluster, progress,
                      design=True)
 
 

@@ -9,9 +9,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # the scenario model and the bus load only when a command nee
 
     from sensors.bus.broker import BrokerURL
     from twin.scenario import Scenario
+
+T = TypeVar("T")
+
 
 def _console(stderr: bool) -> Console:
     """A console on stdout or stderr. Plain text by default: paths, names, values and messages from the bus print as
@@ -119,6 +122,23 @@ def progress_bar(percent: bool = False) -> Progress | LineProgress:
                     TaskProgressColumn() if percent else MofNCompleteColumn(),
                     TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
                     *([TimeRemainingColumn()] if percent else []), console=err_console)
+
+
+def simulated(title: str, total: int, run: Callable[[Callable[[int, int], None]], T],
+               refused: type[Exception] | tuple[type[Exception], ...] = ()) -> T:
+    """`run(progress)` (a batch of simulations on local processes or a cluster) behind a progress bar of `total`
+    tasks; a cluster that cannot be used ends the command (exit 3), and so does a `refused` error (exit 2: what the
+    batch found wrong with the options, e.g. a policy a machine type cannot run)."""
+    from twin.app.cluster import ClusterError
+
+    with progress_bar() as bar:
+        task = bar.add_task(title, total=total, note="")
+        try:
+            return run(lambda done, _: bar.update(task, completed=done, note="simulations"))
+        except ClusterError as e:
+            fail(str(e), code=3)
+        except refused as e:
+            fail(str(e))
 
 
 @contextlib.contextmanager
