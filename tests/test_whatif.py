@@ -443,3 +443,14 @@ def test_an_oven_working_as_the_state_is_read_finishes_its_batch_first() -> None
             assert done[:40] == first and oven.parts_done >= 40
         else:  # 10 parts (2 min each) after a 30-minute wait, 90 minutes later: none an hour from now
             assert done and min(done) > 3600
+
+
+def test_a_long_lines_buffer_levels_are_told_by_the_ones_holding_parts() -> None:
+    """An 80-station line's 79 levels, mostly 0, filled the screen: beyond 12 buffers only those holding parts are
+    named, the empty ones counted."""
+    from twin.app.cmd_plant import _levels_read
+
+    assert _levels_read({"a": 0, "b": 2}) == "; buffer levels a 0, b 2"
+    many = {f"s{i:02d}": (3 if i in (4, 11) else 0) for i in range(20)}
+    assert _levels_read(many) == "; buffer levels of 20 buffers, 18 empty: s04 3, s11 3"
+    assert _levels_read(dict.fromkeys(many, 0)) == "; buffer levels of 20 buffers, 20 empty"

@@ -407,6 +407,16 @@ def _announce(cfg: ConnectorConfig, config: Path, store: str | None, out: Path |
     return folder
 
 
+def _levels_read(levels: dict[str, int], many: int = 12) -> str:
+    """The buffer levels read, as told: each one, or for more than `many` buffers the ones holding parts and how many
+    are empty (an 80-station line's 79 levels, mostly 0, were a screenful)."""
+    if len(levels) <= many:
+        return "; buffer levels " + ", ".join(f"{k} {v}" for k, v in levels.items())
+    held = {k: v for k, v in levels.items() if v}
+    return (f"; buffer levels of {len(levels)} buffers, {len(levels) - len(held)} empty"
+            + (": " + ", ".join(f"{k} {v}" for k, v in held.items()) if held else ""))
+
+
 def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at") -> Scenario:
     """`sc` continued from the line's state read from `source` (a store URL, or the line's MQTT broker for its
     retained messages), at `at` (ISO time on the line's clock; default: the latest known), with what was read told."""
@@ -443,9 +453,10 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     stopped = {k: v for k, v in now.machines.items() if v.state in ("down", "maintenance")}
     err_console.print(f"continuing from {now.taken:%Y-%m-%d %H:%M:%S} ({now.source}): {len(now.machines)} machines"
                       + (", " + ", ".join(f"{k} {v.state}{' (' + v.mode + ')' if v.mode else ''} for "
-                                          f"{v.since / 60:.0f} min" for k, v in stopped.items()) if stopped else "")
-                      + ("; buffer levels " + ", ".join(f"{k} {v}" for k, v in now.buffers.items())
-                         if now.buffers else "; buffer levels not known: the scenario's initial levels"),
+                                          + (f"{v.since / 60:.0f} min" if v.since >= 30 else "under a minute")
+                                          for k, v in stopped.items()) if stopped else "")
+                      + (_levels_read(now.buffers) if now.buffers
+                         else "; buffer levels not known: the scenario's initial levels"),
                       highlight=False)
     for note in notes:
         err_console.print(f"note: {note}", highlight=False)
