@@ -235,6 +235,8 @@ def test_alarms_page_keeps_the_alarm_book_and_acknowledges(env: Path, mosquitto:
     monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
     at = page("alarms")
     assert "Not connected: no alert source" in at.warning[0].value  # never "no alerts" when nobody could say
+    assert at.info[0].value.startswith("The book kept so far holds no active alarms of this line; with no alert "
+                                       "source it cannot tell")  # what the book holds: the page ended without a word
     run_id = json.loads((run_dir(env) / "run.json").read_text())["run_id"]
     alert = {"run": run_id, "replication": 0, "line": LINE, "station": "filler", "machine": "filler-a",
              "state": "raised", "severity": "critical", "fault_mode": "valve_clogging", "probability": 0.93,

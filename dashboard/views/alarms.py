@@ -51,9 +51,13 @@ if run is not None:
                        "may be missing alarms raised meanwhile.")
         frame = frame[frame.severity.map(SEVERITIES.index) >= SEVERITIES.index(floor)] if len(frame) else frame
         if frame.empty:
+            which = f"{'active ' if scope == 'active' else ''}alarms" + \
+                (" matching the filter" if search or floor != "info" else "")
             if live is not None and live.connected:
-                st.success(f"Connected to {broker}: no {'active ' if scope == 'active' else ''}alarms"
-                           f"{' matching the filter' if search or floor != 'info' else ''}.")
+                st.success(f"Connected to {broker}: no {which}.")
+            elif live is None:  # the page ended under the warning, the book's emptiness unsaid
+                st.info(f"The book kept so far holds no {which} of this line; with no alert source it cannot tell "
+                        "what is raised now.")
             return
         start = pd.to_datetime(frame.raised_ms, unit="ms")
         end = pd.to_datetime(frame.cleared_ms, unit="ms")
