@@ -3,6 +3,8 @@ checked against exact results (`../shared/reference/simulator-validation.md`) an
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,6 +152,41 @@ def test_a_long_line_is_drawn_in_rows_with_its_routes_between_them() -> None:
     assert '"from:s24" -> "buf:s02" [label="10%"];' in first  # the loop arrives in the first row
     assert all('"exit"' not in dot for dot in rows[:-1])
     assert 'label="s07\\ndown"' in second and 'URL="machine?machine=s07"' in second
+
+
+_EDGE = re.compile(r'^"([^"]+)" -> "([^"]+)"(.*);$')
+
+
+def _edges(dot: str) -> set[tuple[str, str, str]]:
+    """A drawing's edges, their labels without the layout hint a rework loop gets inside one row."""
+    return {(a, b, re.sub(r",? ?constraint=false", "", c).replace(" []", ""))
+            for a, b, c in (m.groups() for m in map(_EDGE.match, dot.splitlines()) if m)}
+
+
+@pytest.mark.parametrize("path", [*sorted(Path("scenarios").glob("*.yaml")),
+                                  *sorted(Path("tests/scenarios").glob("*.yaml"))], ids=lambda p: p.stem)
+def test_rows_of_any_line_draw_every_machine_once_and_every_route(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every bundled line cut into rows of two stations (merges, assembly feeders, rework loops, ovens and conveyors
+    across rows): each machine drawn once, and each route of the whole drawing drawn in a row or as a pair of stubs,
+    '→ station' in its row and 'station →' into the same buffer or machine in the other."""
+    from dashboard import charts
+    from twin.scenario import load_scenario
+
+    sc = load_scenario(path)
+    whole = _edges(charts.line_dot(sc, {}))
+    monkeypatch.setattr(charts, "MAX_ROW", 1)
+    monkeypatch.setattr(charts, "ROW_STATIONS", 2)
+    rows = charts.line_dots(sc, {})
+    assert len(rows) == -(-len(sc.stations) // 2)
+    drawn = [line.split('"')[1] for dot in rows for line in dot.splitlines() if "shape=box" in line]
+    assert sorted(drawn) == sorted(m for st in sc.stations for m in st.machine_names)
+    got = set().union(*map(_edges, rows))
+    inside = {e for e in got if not e[0].startswith("from:") and not e[1].startswith("to:")}
+    assert inside <= whole
+    station_of = {m: st.name for st in sc.stations for m in st.machine_names}
+    for a, b, label in whole - inside:  # a route between rows
+        target = b[4:].split("<")[0] if b.startswith("buf:") else station_of[b]
+        assert (a, f"to:{target}", label) in got and (f"from:{station_of[a]}", b, label) in got, (a, b)
 
 
 def test_schematic_draws_merges_assembly_buffers_and_rework_loops() -> None:
