@@ -142,6 +142,15 @@ def readable(s: pd.DataFrame, u: str) -> pd.DataFrame:
     return out
 
 
+def _rounded(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The per-unit predictions as written, rounded in place a column at a time: probabilities to 6 decimals, times
+    and RULs to 3 (a millisecond, a thousandth of a cycle); their 17-digit floats made a month of body_shop's CSVs
+    230 MB. Scores are computed from the unrounded values."""
+    for c in predictions.select_dtypes("float").columns:
+        predictions[c] = predictions[c].round(6 if c.startswith("p_") else 3)
+    return predictions
+
+
 def write_report(evals: list[Evaluation], out: Path, title: str, notes: list[str] | None = None) -> Path:
     """report.md with a table per machine type, predicted-vs-true RUL and alert-timeline PNGs beside it."""
     import matplotlib
@@ -161,8 +170,8 @@ def write_report(evals: list[Evaluation], out: Path, title: str, notes: list[str
                   f"Per-unit predictions: predictions-{ev.group}.csv.", "",
                   table(ev).to_markdown(index=False), ""]
         ev.scores.assign(time_unit=ev.time_unit).to_csv(out / f"scores-{ev.group}.csv", index=False)  # s or cycles
-        pd.concat([fc.assign(model=name) for name, fc in ev.forecasts.items()], ignore_index=True).to_csv(
-            out / f"predictions-{ev.group}.csv", index=False)
+        predictions = pd.concat([fc.assign(model=name) for name, fc in ev.forecasts.items()], ignore_index=True)
+        _rounded(predictions).to_csv(out / f"predictions-{ev.group}.csv", index=False)
         fig, axes = plt.subplots(1, len(ev.forecasts), figsize=(4.2 * len(ev.forecasts), 4), squeeze=False)
         for ax, (name, fc) in zip(axes[0], ev.forecasts.items()):
             k = fc.rul_known

@@ -759,6 +759,9 @@ def test_twin_evaluate_keeps_each_report_and_says_when_it_scores_training_data(t
     assert "NASA score" in report and "are training units of these models" in report
     predictions = pd.read_csv(reports[0] / "predictions-table.csv")
     assert {"unit", "model", "rul", "rul_true", "rul_true_capped"} <= set(predictions.columns)
+    probabilities = [c for c in predictions.columns if c.startswith("p_")]
+    assert (predictions[["rul", "rul_true"]].round(3) == predictions[["rul", "rul_true"]]).all().all()
+    assert probabilities and (predictions[probabilities].round(6) == predictions[probabilities]).all().all()  # not 17
     out = twin("evaluate", tables["test"], "--rul", tables["rul"], *args, "--out", reports[0])
     assert out.returncode == 2 and "holds an earlier report" in out.stderr and "--force" in out.stderr
     forced = twin("evaluate", tables["test"], "--rul", tables["rul"], *args, "--out", reports[0], "--force")
