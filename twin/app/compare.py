@@ -158,8 +158,8 @@ def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> 
 def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
     parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given)."""
-    sc = Scenario.model_validate_json(sc_json)
-    k = _design_run(sc_json, slots, rep).kpis
+    run = _design_run(sc_json, slots, rep)
+    sc, k = run.line.scenario, run.kpis
     line = k[k.scope == "line"].set_index("kpi").value
     machines = k[(k.scope == "machine") & (k.kpi == "availability")].value
     return label, rep, {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,

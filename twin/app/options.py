@@ -125,7 +125,7 @@ def progress_bar(percent: bool = False) -> Progress | LineProgress:
 
 
 def simulated(title: str, total: int, run: Callable[[Callable[[int, int], None]], T],
-               refused: type[Exception] | tuple[type[Exception], ...] = ()) -> T:
+              refused: type[Exception] | tuple[type[Exception], ...] = ()) -> T:
     """`run(progress)` (a batch of simulations on local processes or a cluster) behind a progress bar of `total`
     tasks; a cluster that cannot be used ends the command (exit 3), and so does a `refused` error (exit 2: what the
     batch found wrong with the options, e.g. a policy a machine type cannot run)."""
