@@ -684,3 +684,25 @@ def test_a_buffer_level_that_is_no_part_count_is_named(tmp_path: Path, level: st
     with pytest.raises(LogError, match=re.escape(f"levels.csv: row 3, column level: {shown} is not a part count (a "
                                                  "whole number, 0 to 1,000,000,000).")):
         read_levels(f)
+
+
+@pytest.mark.slow
+def test_the_validation_runs_side_by_side_with_the_same_figures(tmp_path: Path) -> None:
+    """The fitted line's validation replications ran one after another (a year's log of a fast line for minutes):
+    with --jobs 2 they run on two local processes, the same validation as one job's."""
+    run_all(twin_cmd("run", TRUTH, "--no-stream", "--replications", 1, "--duration", "4 d", "--out", tmp_path / "p"))
+    sc = load_scenario(TRUTH)
+    log = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
+                       pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    log.to_csv(tmp_path / "status.csv", index=False)
+    for jobs in (1, 2):
+        (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--base", TRUTH, "--out", tmp_path / f"j{jobs}.yaml",
+                                "--jobs", jobs))
+        assert ("validating: 5 replications of 4.0 days" in r.stderr) == (jobs == 2), r.stderr
+    one, two = (pd.read_csv(tmp_path / f"j{j}-report" / "validation.csv") for j in (1, 2))
+    assert len(one) >= 6
+    pd.testing.assert_frame_equal(one, two)
+    r = subprocess.run(twin_cmd("fit", tmp_path / "status.csv", "--base", TRUTH, "--out", tmp_path / "bad.yaml",
+                                "--cluster", "localhost:8786"), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 3 and "write tcp://HOST:8786" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "bad.yaml").exists(), "refused before the fit, nothing written"

@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 ENV_CLUSTER = "LINETWIN_CLUSTER"
+# simulated seconds over all replications from which a batch uses every core by default (`twin run --no-stream`,
+# `twin fit`'s validation): below it, starting worker processes costs more than they gain
+PARALLEL_FROM = 7 * 86400.0
 ProgressFn = Callable[[int, int], None]  # (tasks done, tasks in all)
 
 

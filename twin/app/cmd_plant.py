@@ -97,29 +97,46 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
     return pd.DataFrame(rows, columns=["machine", "kpi", "log"]).drop_duplicates(["machine", "kpi"])
 
 
-def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy: pd.DataFrame | None = None
-                 ) -> pd.DataFrame:
+def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy: pd.DataFrame | None = None,
+                 jobs: int | None = None, cluster: str | None = None) -> pd.DataFrame:
     """The fitted scenario run over the log's span (`replications` times, sensors off) beside the log's figures (and
-    its meters' energy)."""
+    its meters' energy): side by side on `jobs` local processes or the Dask cluster at `cluster` (by default once
+    they simulate a week or more together), else here, its progress shown day by day."""
     import pandas as pd
 
-    from twin.app.runner import simulate
+    from twin.app.cluster import PARALLEL_FROM, ClusterError, cluster_address, tasks
+    from twin.app.runner import kpis_task, simulate
     from twin.kpi import summarize
 
     start, end = log.timestamp.min(), log.timestamp.max()
     sc = fitted.model_copy(update={"start": start.to_pydatetime(), "duration": (end - start).total_seconds(),
                                    "warmup": 0.0, "replications": replications})
-    kpis = []
-    with progress_bar(percent=True) as bar:  # a year's log of a fast line simulates for minutes: shown as it goes
-        task = bar.add_task("validating", total=sc.duration * replications, note="")
-        for rep in range(replications):
-            def progress(r: int, t: float, rep: int = rep) -> None:
-                bar.update(task, completed=rep * sc.duration + t,
-                           note=f"replication {rep + 1}/{replications}, {t / 86400:.1f} of {sc.duration / 86400:.1f} "
-                                "days simulated")
+    jobs = jobs if jobs or sc.duration * replications >= PARALLEL_FROM else 1  # None: one per core
+    try:
+        remote = cluster_address(cluster) is not None
+    except ClusterError as e:
+        fail(str(e), code=3)
+    if jobs != 1 or remote:  # a year's log of a fast line simulates for minutes
+        spec = sc.model_dump_json(by_alias=True)
 
-            kpis.append(simulate(sc, rep, sensors=False, progress=progress).kpis)
-        bar.update(task, completed=sc.duration * replications, note="done")
+        def batch(progress: Callable[[int, int], None]) -> list[pd.DataFrame]:
+            with tasks(cluster, jobs, replications) as run:
+                return list(run.map(kpis_task, [(spec, rep) for rep in range(replications)], progress))
+
+        kpis = simulated(f"validating: {replications} replications of {sc.duration / 86400:.1f} days", replications,
+                         batch)
+    else:
+        kpis = []
+        with progress_bar(percent=True) as bar:  # in this process: shown as it goes, day by day
+            task = bar.add_task("validating", total=sc.duration * replications, note="")
+            for rep in range(replications):
+                def progress(r: int, t: float, rep: int = rep) -> None:
+                    bar.update(task, completed=rep * sc.duration + t,
+                               note=f"replication {rep + 1}/{replications}, {t / 86400:.1f} of "
+                                    f"{sc.duration / 86400:.1f} days simulated")
+
+                kpis.append(simulate(sc, rep, sensors=False, progress=progress).kpis)
+            bar.update(task, completed=sc.duration * replications, note="done")
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(CHECKED)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
@@ -140,6 +157,10 @@ def fit(
     report: Annotated[Optional[Path], typer.Option(help="folder for report.md and the tables (default: next to "
                                                         "--out)")] = None,
     replications: Annotated[int, typer.Option(min=2, max=100, help="simulated replications of the validation")] = 5,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="local worker processes for the validation (default: one "
+                                                            "per core once it simulates a week or more, else one)")]
+    = None,
+    cluster: ClusterOpt = None,
     parts: Annotated[Optional[str], typer.Option(help="part-completion log (timestamp, machine: one row per part "
                                                       "a machine finished), or a store whose good_parts counters "
                                                       "`twin connect` wrote: fits each station's cycle time")] = None,
@@ -172,6 +193,7 @@ def fit(
     write the fitted scenario, and validate it against the log."""
     import yaml
 
+    from twin.app.cluster import ClusterError, cluster_address
     from twin.fit import (
         LOG_COLUMNS,
         LogError,
@@ -188,6 +210,10 @@ def fit(
     )
     from twin.scenario import buffer_station, load_scenario
 
+    try:
+        cluster_address(cluster)  # a malformed address named before the fit, not after it
+    except ClusterError as e:
+        fail(str(e), code=3)
     try:
         names = parse_states(states) if states is not None else None
     except ValueError as e:
@@ -277,7 +303,7 @@ def fit(
                       else f"{r.family}: {r.parameters}",
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     print_table(shown)
-    check = validate_fit(fitted, frame, replications, energy_log)
+    check = validate_fit(fitted, frame, replications, energy_log, jobs, cluster)
     folder = report or out.with_name(out.stem + "-report")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "fitted.csv", index=False)

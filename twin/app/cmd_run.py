@@ -153,9 +153,6 @@ def run(
     run_pipeline(sc, _result_folder(out, file), opts, live)  # every check above fails before anything is written
 
 
-PARALLEL_FROM = 7 * 86400.0  # simulated seconds over all replications from which --no-stream uses every core
-
-
 @dataclasses.dataclass
 class RunOptions:
     """How `twin run` moves a scenario's readings: over which broker into which store, with which live extras."""
@@ -342,7 +339,7 @@ def _injection(sc: Scenario, inject: Optional[Path], into: Optional[str], at: Op
 def _store_direct(sc: Scenario, out: Path, progress: ProgressFn, opts: RunOptions
                   ) -> tuple[pd.DataFrame, pd.DataFrame, StreamStats]:
     from sensors.store import StoreError
-    from twin.app.cluster import ClusterError, tasks
+    from twin.app.cluster import PARALLEL_FROM, ClusterError, tasks
     from twin.app.direct import store_scenario
 
     try:

@@ -548,6 +548,12 @@ def state_changes(line: Line) -> pd.DataFrame:
         else pd.DataFrame(columns=["replication", "machine", "t", "state", "reason"])
 
 
+def kpis_task(spec: str, replication: int) -> pd.DataFrame:
+    """One replication's KPIs, sensors off, as a task for any worker (`twin fit`'s validation): the scenario travels
+    as JSON with it."""
+    return simulate(Scenario.model_validate_json(spec), replication, sensors=False).kpis
+
+
 def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int]:
     """Simulate one replication into its own part folder: a task for any worker, everything it needs travels with
     it. The folder appears whole (written aside, then renamed), so a task run twice (its worker died) leaves one
