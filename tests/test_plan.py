@@ -128,6 +128,9 @@ def test_a_run_whose_throughput_is_uncertain_points_to_twin_plan() -> None:
     assert share == pytest.approx((s.ci_high - s.ci_low) / 2 / s["mean"], abs=0.005) and share > 0.10
     smooth = scenario([{"name": "A", "cycle_time": const(60)}], duration=3600, replications=3)
     assert _precision_note(summarize(replicate(smooth, 3))) is None
+    # a run continued from a line's state (`twin run --from`) has no warm-up to plan: more replications narrow it
+    ahead = _precision_note(summarize(replicate(rough, 3)), continued=True)
+    assert ahead is not None and "twin plan" not in ahead and "warm-up" not in ahead and "12 instead of 3" in ahead
 
 
 def test_a_period_shorter_than_the_shift_calendars_cycle_is_said() -> None:

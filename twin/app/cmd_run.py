@@ -550,7 +550,7 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
 
     n = int(summary["n"].max())
     t = Table(title=f"{sc.line.name}: line KPIs over {n} replication{'s' * (n > 1)} (mean ± 95 % CI)",
-              caption=_precision_note(summary))
+              caption=_precision_note(summary, continued=sc.now is not None))
     t.add_column("KPI")
     t.add_column("value", justify="right")
     line = summary[summary.scope == "line"]
@@ -568,15 +568,20 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
 WIDE_CI = 0.10
 
 
-def _precision_note(summary: pd.DataFrame) -> str | None:
+def _precision_note(summary: pd.DataFrame, continued: bool = False) -> str | None:
     """A note when the replications leave the line's throughput uncertain by more than WIDE_CI of its mean: the
-    figures are then a few runs' luck as much as the line's, and `twin plan` says how many runs (or how long) tell."""
+    figures are then a few runs' luck as much as the line's, and `twin plan` says how many runs (or how long) tell;
+    for a run `continued` from a line's state (no warm-up, the hours ahead, not the long run), more replications."""
     row = summary[(summary.scope == "line") & (summary.kpi == "throughput [parts/h]")]
     if row.empty or row["n"].iloc[0] < 2 or not row["mean"].iloc[0] > 0:
         return None
     share = (row["ci_high"].iloc[0] - row["ci_low"].iloc[0]) / 2 / row["mean"].iloc[0]
     if not share > WIDE_CI:
         return None
+    if continued:  # `twin plan` pilots the line from its start: not this run's question
+        n = int(row["n"].iloc[0])
+        return (f"note: the throughput's 95 % CI is ± {share:.0%} of its mean; the interval narrows with the square "
+                f"root of the replications: {n * 4} instead of {n} halve it")
     return (f"note: the throughput's 95 % CI is ± {share:.0%} of its mean; `twin plan` says how many replications "
             "(or how long a run) give ± 5 %, and how long the warm-up must be")
 
