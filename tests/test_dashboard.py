@@ -505,7 +505,8 @@ MACHINE_BOXES = """() => [...document.querySelectorAll('[data-testid="stGraphViz
   .map(g => [g.querySelector('title').textContent, g.getBoundingClientRect().width])"""
 
 
-def test_a_long_line_is_drawn_in_rows_a_plant_engineer_can_read(tmp_path: Path) -> None:
+def test_a_long_line_is_drawn_in_rows_a_plant_engineer_can_read(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A 36-station line on a 1280 px screen: its machines were 10 px specks in one chart (25 px in rows of 10); now
     rows of 6, every machine's box wide enough to read and click (36-40 px), nothing wider than the page."""
     from playwright.sync_api import sync_playwright
@@ -518,6 +519,7 @@ def test_a_long_line_is_drawn_in_rows_a_plant_engineer_can_read(tmp_path: Path) 
         "line: {site: test, area: a, name: long-line}\nseed: 3\nduration: 1 h\nwarmup: 0 s\nreplications: 1\n"
         "machine_types:\n  robot:\n    fault_modes:\n      - {name: stop, kind: sudden, ttf: {dist: exponential, "
         "mean: 30 min}, repair: {dist: constant, value: 3 min}}\nstations:\n" + stations + "\n")
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
     run_all(twin_cmd("run", tmp_path / "long.yaml", "--no-stream", "--out", tmp_path / "runs" / "long" / "r1"))
     proc, url = start_dashboard(tmp_path / "runs")
     try:
@@ -652,7 +654,7 @@ def test_a_dashboard_started_outside_the_repository_finds_scenarios_and_runs(das
         with sync_playwright() as p:
             browser = p.chromium.launch(**CHROMIUM)
             pg = browser.new_page(viewport={"width": 1280, "height": 800})
-            pg.goto(url, wait_until="domcontentloaded")
+            pg.goto(f"{url}?run={run_id}", wait_until="domcontentloaded")  # not another test's run in the index
             pg.wait_for_selector(f"text=run {run_id}", timeout=60_000)
             pg.goto(url + "/scenarios", wait_until="domcontentloaded")
             pg.wait_for_selector("text=line plant-zwickau/body-shop/biw-line-1", timeout=60_000)
