@@ -213,9 +213,11 @@ def test_two_local_clusters_at_once_start_without_a_word() -> None:
             assert list(run.map(abs, [(-1,), (-2,), (-3,), (-4,)], None)) == [1, 2, 3, 4]
 
 
-def test_a_what_if_on_a_running_cluster_equals_one_job(cluster: DaskCluster, tmp_path: Path) -> None:
+def test_a_what_if_on_a_running_cluster_equals_one_job(cluster: DaskCluster, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`twin whatif` ran its replications one after another in its own process (15 s for an 88-machine line on one of
     two cores): now on the local processes or a cluster, with the same figures."""
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
     whatif = ROOT / "tests" / "scenarios" / "whatif.yaml"
     run = tmp_path / "run"
     r = subprocess.run(twin_cmd("run", whatif, "--no-stream", "--duration", "6 h", "--out", run), capture_output=True,

@@ -687,9 +687,11 @@ def test_a_buffer_level_that_is_no_part_count_is_named(tmp_path: Path, level: st
 
 
 @pytest.mark.slow
-def test_the_validation_runs_side_by_side_with_the_same_figures(tmp_path: Path) -> None:
+def test_the_validation_runs_side_by_side_with_the_same_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
     """The fitted line's validation replications ran one after another (a year's log of a fast line for minutes):
     with --jobs 2 they run on two local processes, the same validation as one job's."""
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
     run_all(twin_cmd("run", TRUTH, "--no-stream", "--replications", 1, "--duration", "4 d", "--out", tmp_path / "p"))
     sc = load_scenario(TRUTH)
     log = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
