@@ -18,6 +18,8 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -101,6 +103,27 @@ def save_upload(name: str, content: bytes) -> Path:
 
 def reports_dir() -> Path:
     return Path(os.environ.get("LINETWIN_REPORTS", "reports"))
+
+
+def start_command(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A `twin` command in the background, what it says (progress, warnings, errors) written to `log`: a pipe that no
+    one read while it ran filled after 64 KB (a long run's progress lines, 300 refusals) and the command stopped
+    there for good. -P: the dashboard's folder (the user's) not on the path, where a twin.py of theirs would be
+    imported for ours."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as said:
+        return subprocess.Popen([sys.executable, "-P", "-m", "twin.app.cli", *args], stdout=subprocess.DEVNULL,
+                                stderr=said)
+
+
+def command_said(log: Path, chars: int = 800) -> str:
+    """The last `chars` characters a background command wrote to its `log` (its error, or its progress so far)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4 * chars))
+            return f.read().decode("utf-8", "replace")[-chars:]
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)

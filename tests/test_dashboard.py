@@ -283,6 +283,25 @@ def test_scenarios_page_validates_like_the_cli_and_compares_runs(env: Path, tmp_
     assert at.error[0].value.startswith("bad.yaml:") and "cycle_time" in at.error[0].value
 
 
+def test_a_background_command_that_says_a_lot_never_stops_on_a_full_pipe(tmp_path: Path) -> None:
+    """The Scenarios page's jobs wrote their words into a pipe read only once they ended: past 64 KB (a long run's
+    progress lines; here 300 refusals) the command stopped there for good. Now into a log file, whose tail the page
+    shows while the job runs and when it fails."""
+    from dashboard.data import command_said, start_command
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"bad-{i:03d}.yaml").write_text(f"line: {{site: s, area: a, name: l{i}}}\nduration: soon\n")
+    proc = start_command(["validate", str(folder)], tmp_path / "jobs" / "validate.log")
+    assert proc.wait(120) == 2  # it blocked for good on the pipe before
+    said = (tmp_path / "jobs" / "validate.log").read_text()
+    assert len(said) > 65_536 and said.count("bad-") >= 300
+    tail = command_said(tmp_path / "jobs" / "validate.log")
+    assert len(tail) == 800 and "bad-299.yaml" in tail
+    assert command_said(tmp_path / "jobs" / "none.log") == ""
+
+
 def test_scenarios_page_plans_the_warm_up_and_replications(env: Path) -> None:
     """`twin plan` from the Scenarios page: the pilot runs as a job, then its report (the warm-up found, Welch's
     plot) and the replications each KPI needs are shown."""
@@ -291,7 +310,7 @@ def test_scenarios_page_plans_the_warm_up_and_replications(env: Path) -> None:
     at.text_input(key="plan_dur").set_value("2 h")
     at.button(key="plan_go").click().run()
     proc = at.session_state["plan_proc"]
-    assert proc.wait(120) == 0, proc.stderr.read()
+    assert proc.wait(120) == 0, Path(at.session_state["plan_proc_log"]).read_text()
     at.run()
     assert any(m.value.startswith("# Warm-up and replications for bottling-1") and "Recommended warm-up:" in m.value
                for m in at.markdown)
@@ -322,7 +341,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     at.checkbox(key="wi_combined").check()  # and all of them together (`--combined`)
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]
-    assert proc.wait(120) == 0, proc.stderr.read()
+    assert proc.wait(120) == 0, Path(at.session_state["wi_proc_log"]).read_text()
     at.run()
     shown = next(d.value for d in at.dataframe if "alternative" in d.value.columns)
     together = "+1 technician, mechanics + buffer capper = 400 + labeller: 2 machines + filler: cycle 1.7 s"
@@ -333,7 +352,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     at.text_input(key="lr_dur").set_value("4 h")
     at.button(key="lr_go").click().run()
     proc = at.session_state["lr_proc"]
-    assert proc.wait(180) == 0, proc.stderr.read()
+    assert proc.wait(180) == 0, Path(at.session_state["lr_proc_log"]).read_text()
     at.run()
     assert any("compared: compare-bottling-" in s.value for s in at.success)
     assert at.selectbox(key="policy_report").value.startswith("compare-bottling-")

@@ -2,8 +2,6 @@
 and compare KPIs of runs (and of maintenance policies) side by side with confidence intervals."""
 
 import datetime as dt
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +13,19 @@ from twin.scenario import ScenarioError, load_scenario
 
 def start_job(key: str, cmd: list[str], out: Path, action: str, detail: str) -> None:
     """Start a `twin` command in the background (its process kept in the session under `key`, what it writes, `out`,
-    under `key`_out) and write who started it into the audit log."""
-    # -P: the dashboard's folder (the user's) not on the path, where a twin.py of theirs would be imported for ours
-    st.session_state[key] = subprocess.Popen([sys.executable, "-P", "-m", "twin.app.cli", *cmd],
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    under `key`_out, what it says in a log file, `key`_log) and write who started it into the audit log."""
+    log = data.reports_dir() / "jobs" / f"{key}-{dt.datetime.now():%Y%m%d-%H%M%S-%f}.log"
+    st.session_state[key] = data.start_command(cmd, log)
     st.session_state.pop(f"{key}_err", None)
     st.session_state[f"{key}_out"] = str(out)
+    st.session_state[f"{key}_log"] = str(log)
     data.ledger().audit(me.name, me.role, action, detail)
+
+
+def job_progress(key: str) -> str:
+    """The running job's last line (its progress: '3 alternatives × 30 replications: 40/90 simulations'), if any."""
+    lines = data.command_said(Path(st.session_state[f"{key}_log"]), 400).strip().splitlines()
+    return f" · {lines[-1].strip()}" if lines else ""
 
 
 def running(key: str) -> bool:
@@ -37,7 +41,7 @@ def job_state(key: str, what: str) -> str | None:
     if proc.poll() is None:
         return "running"
     if proc.returncode:
-        err = st.session_state.setdefault(f"{key}_err", (proc.stderr.read() or "")[-800:])
+        err = st.session_state.setdefault(f"{key}_err", data.command_said(Path(st.session_state[f"{key}_log"])))
         st.error(f"{what} ended with exit code {proc.returncode}: {err}")
         return "failed"
     return "done"
@@ -87,7 +91,7 @@ if sc is not None and path is not None:
         """The started run's status, refreshed until it ends (no page reload needed)."""
         state = job_state("proc", "the run")
         if state == "running":
-            st.info(f"running → {st.session_state.proc_out}")
+            st.info(f"running → {st.session_state.proc_out}{job_progress('proc')}")
             if st.button("stop run", key="stop"):
                 st.session_state.proc.terminate()
                 data.ledger().audit(me.name, me.role, "stop run", st.session_state.proc_out)
@@ -115,7 +119,7 @@ if sc is not None and path is not None:
         """The pilot's progress, then its report: the warm-up, Welch's plot, the replications per KPI."""
         state = job_state("plan_proc", "the pilot replications")
         if state == "running":
-            st.info(f"simulating the pilot replications… → {st.session_state.plan_proc_out}")
+            st.info(f"simulating the pilot replications… → {st.session_state.plan_proc_out}{job_progress('plan_proc')}")
         elif state == "done":
             folder = Path(st.session_state.plan_proc_out)
             st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![Welch's average]")[0])
@@ -187,7 +191,7 @@ if sc is not None and path is not None:
         """The what-if's progress, then its table."""
         state = job_state("wi_proc", "the what-if")
         if state == "running":
-            st.info("simulating the alternatives…")
+            st.info(f"simulating the alternatives…{job_progress('wi_proc')}")
         elif state == "done":
             table = pd.read_csv(st.session_state.wi_proc_out)
             shown = pd.DataFrame({
@@ -222,7 +226,8 @@ if sc is not None and path is not None:
     def long_run_status() -> None:
         state = job_state("lr_proc", "the comparison")
         if state == "running":
-            st.info(f"simulating the alternatives over {long_run}… → {st.session_state.lr_proc_out}")
+            st.info(f"simulating the alternatives over {long_run}… → {st.session_state.lr_proc_out}"
+                    f"{job_progress('lr_proc')}")
         elif state == "done":
             st.success(f"compared: {Path(st.session_state.lr_proc_out).name} (below)")
 
