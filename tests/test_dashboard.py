@@ -134,6 +134,8 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     monkeypatch.setenv("LINETWIN_RUNS", str(runs))
     monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
     monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    overview = page("overview")
+    assert overview.metric and all(not m.delta for m in overview.metric), "one replication: no change to show"
     at = page("machine")
     assert any("has no sensors in the scenario" in i.value for i in at.info)
     assert {"availability [%]", "failures", "MTBF [h]", "MTTR [min]"} <= {m.label for m in at.metric}

@@ -80,7 +80,8 @@ if run is not None:
                     f"change is {span} of line time")
         elif len(line_kpis) and rep in set(line_kpis.replication):
             table = line_kpis.pivot_table(index="replication", columns="kpi", values="value")
-            values, before = table.loc[rep].to_dict(), table.mean().to_dict()
+            # against the replications' mean; one alone has nothing to be compared with (every tile read '+0.0')
+            values, before = table.loc[rep].to_dict(), table.mean().to_dict() if len(table) > 1 else {}
             note = (f"replication {rep}, one of {len(table)} finished; the change is against their mean"
                     if len(table) > 1 else f"replication {rep}, finished")
         elif run.plant:  # a real line's data: its availability from its state records; no part counts for the rest
