@@ -364,7 +364,7 @@ def tune(
     result = simulated(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                        len(nums) * sc.replications,
                        lambda progress: run_tune(sc, policy, parameter, nums, params, objective, jobs, cluster,
-                                                  progress=progress), refused=ValueError)
+                                                 progress=progress), refused=ValueError)
     def show(v: float) -> str:
         return f"{v / 3600:g} h" if parameter == "every" else f"{v:g}"
 

@@ -542,8 +542,6 @@ def _mqtt_text(value: str) -> bool:
     return 0 < len(value) <= 200 and value.isprintable()  # a surrogate (bytes not UTF-8) is not printable
 
 
-
-
 def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
     """The line's KPIs as mean ± 95 % CI half-width over replications."""
     from twin.kpi import mean_ci_text

@@ -152,29 +152,23 @@ def policy_task(sc_json: str, policy: str, rep: int, params: PolicyParams) -> tu
 def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) simulation of a design comparison as a task for any worker: the alternative's
     scenario and the order its machines draw in (a machine added keeps the others' random numbers)."""
-    return label, rep, policy_kpis(_design_run(sc_json, slots, rep).line)
+    from twin.app.runner import replication_of
+
+    return label, rep, policy_kpis(replication_of(sc_json, rep, slots).line)
 
 
 def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
     parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given)."""
-    run = _design_run(sc_json, slots, rep)
+    from twin.app.runner import replication_of
+
+    run = replication_of(sc_json, rep, slots)
     sc, k = run.line.scenario, run.kpis
     line = k[k.scope == "line"].set_index("kpi").value
     machines = k[(k.scope == "machine") & (k.kpi == "availability")].value
     return label, rep, {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,
                         "availability": float(machines.mean()) if len(machines) else float("nan"),
                         "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
-
-
-def _design_run(sc_json: str, slots: list[str] | None, rep: int) -> Any:
-    """A design's or a what-if's replication, sensors off: the scenario (as JSON, for any worker) and the order its
-    machines draw in (a machine added keeps the others' random numbers)."""
-    from twin.app.runner import simulate
-
-    sc = Scenario.model_validate_json(sc_json)
-    sc._slots = slots
-    return simulate(sc, rep, sensors=False)
 
 
 @dataclass

@@ -548,10 +548,17 @@ def state_changes(line: Line) -> pd.DataFrame:
         else pd.DataFrame(columns=["replication", "machine", "t", "state", "reason"])
 
 
+def replication_of(spec: str, replication: int, slots: list[str] | None = None) -> Replication:
+    """A replication, sensors off, of a scenario that travelled as JSON to a worker (with `slots`: the order its
+    machines draw in, which JSON does not carry: a machine an alternative adds keeps the others' random numbers)."""
+    sc = Scenario.model_validate_json(spec)
+    sc._slots = slots
+    return simulate(sc, replication, sensors=False)
+
+
 def kpis_task(spec: str, replication: int) -> pd.DataFrame:
-    """One replication's KPIs, sensors off, as a task for any worker (`twin fit`'s validation): the scenario travels
-    as JSON with it."""
-    return simulate(Scenario.model_validate_json(spec), replication, sensors=False).kpis
+    """One replication's KPIs as a task for any worker (`twin fit`'s validation)."""
+    return replication_of(spec, replication).kpis
 
 
 def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int]:
