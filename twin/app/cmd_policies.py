@@ -153,9 +153,19 @@ def _check_policies(policies: list[str], params: PolicyParams, sc: Scenario) -> 
             try:
                 with_policy(sc, p, **params.fills())
             except ScenarioError as e:
-                options = " and ".join(o for o, (readers, field) in FOR_POLICY.items() if p in readers and field)
-                fail(f"{e} (or give {options} for the comparison: {'they fill' if ' and ' in options else 'it fills'} "
-                     "in where the file gives none)")
+                fail(f"{e}{_fill_hint(p, ' for the comparison')}")
+
+
+def _fill_hint(policy: str, purpose: str = "", leave: str | None = None, refusal: str | None = None) -> str:
+    """' (or give --X and --Y…: they fill in where the file gives none)': the options that fill in `policy`'s
+    parameters (FOR_POLICY), but `leave` (a parameter the command sets itself) and, with a `refusal`, those of
+    parameters it does not name; '' when none is left."""
+    options = [o for o, (readers, field) in FOR_POLICY.items() if policy in readers and field and field != leave
+               and (refusal is None or re.search(rf"\b{field}\b", refusal))]
+    if not options:
+        return ""
+    return (f" (or give {' and '.join(options)}{purpose}: {'they fill' if len(options) > 1 else 'it fills'} in where "
+            "the file gives none)")
 
 
 Every = Annotated[Optional[str], typer.Option(help="preventive: operating time between services where the file "
@@ -358,8 +368,7 @@ def tune(
             try:
                 with_policy(sc, policy, True, **{parameter: v})
             except ScenarioError as e:
-                fail(f"--values: {v:g}: {e}" + (" (or give --inspect-every: it fills in where the file gives none)"
-                                                if policy == "inspection" and "inspect_every" in str(e) else ""))
+                fail(f"--values: {v:g}: {e}{_fill_hint(policy, leave=parameter, refusal=str(e))}")
     out = report_folder(out, f"tune-{file.stem}-{policy}", force)  # once the options are good
     result = simulated(f"{policy}: {len(nums)} settings × {sc.replications} replications",
                        len(nums) * sc.replications,
