@@ -47,6 +47,21 @@ def test_validate_a_folder_of_scenarios(tmp_path: Path) -> None:
     assert r.returncode == 2 and "a folder without scenario files" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_help_lists_each_command_in_words_that_wrap_as_one_paragraph() -> None:
+    """`twin --help` listed a command whose docstring's first paragraph spans two source lines with a break in the
+    middle of its sentence ('family by AIC),' then ' write the fitted scenario'); each command's summary now wraps
+    as one paragraph."""
+    r = subprocess.run([sys.executable, "-m", "twin.app.cli", "--help"], capture_output=True, text=True, timeout=60,
+                       env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[1]: line for line in r.stdout.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 2}
+    assert "fit" in listed and "write the fitted scenario" in listed["fit"], r.stdout
+    assert "members on --jobs local processes" in listed["train"], r.stdout
+    continuation = [line for line in r.stdout.splitlines() if re.match(r"│ {5,}\S", line)]
+    assert not continuation, continuation  # at 250 columns every summary fits on its own line
+
+
 def test_help_and_validate_load_no_heavy_modules() -> None:
     """`twin --help` and `twin validate` start fast: no scipy, torch, streamlit, pandas or store client is imported."""
     probe = ("import sys\nfrom twin.app.cli import app\n"

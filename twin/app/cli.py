@@ -6,11 +6,12 @@ Each command group lives in its own module (`cmd_run`, `cmd_plant`, `cmd_models`
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import typer
 
@@ -21,34 +22,42 @@ from twin.app.options import err_console
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="linetwin: a digital twin of a production line.")
 
+
+def _command(group: typer.Typer, fn: Callable[..., None]) -> None:
+    """Register `fn` as a command of `group`, listed by the first paragraph of its docstring on one line: Typer keeps
+    a docstring's line breaks in the list of commands (`twin --help` broke 'fit' mid-sentence)."""
+    summary = " ".join(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].split())
+    group.command(fn.__name__, short_help=summary)(fn)
+
+
 # scenarios in, runs out
-app.command()(cmd_run.validate)
-app.command()(cmd_run.run)
-app.command("ingest")(cmd_run.ingest)
-app.command()(cmd_run.schema)
+_command(app, cmd_run.validate)
+_command(app, cmd_run.run)
+_command(app, cmd_run.ingest)
+_command(app, cmd_run.schema)
 # the twin of a real line: calibrated from the plant's records
-app.command()(cmd_plant.fit)
-app.command()(cmd_plant.connect)
-app.command()(cmd_plant.whatif)
+_command(app, cmd_plant.fit)
+_command(app, cmd_plant.connect)
+_command(app, cmd_plant.whatif)
 # fault forecasting
-app.command()(cmd_models.train)
-app.command()(cmd_models.evaluate)
-app.command()(cmd_models.predict)
-app.command()(cmd_models.alerts)
+_command(app, cmd_models.train)
+_command(app, cmd_models.evaluate)
+_command(app, cmd_models.predict)
+_command(app, cmd_models.alerts)
 # maintenance policies
-app.command()(cmd_policies.compare)
-app.command()(cmd_policies.tune)
-app.command()(cmd_policies.plan)
+_command(app, cmd_policies.compare)
+_command(app, cmd_policies.tune)
+_command(app, cmd_policies.plan)
 # the live view
-app.command()(cmd_dashboard.dashboard)
-app.command()(cmd_dashboard.passwd)
+_command(app, cmd_dashboard.dashboard)
+_command(app, cmd_dashboard.passwd)
 # synthetic anomaly data
 synth_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
                         help="Synthetic sensor windows: `twin synth train`, `twin synth --fault ... --out FILE`, "
                              "`twin synth evaluate`.")
 synth_app.callback()(cmd_synth.synth)
-synth_app.command("train")(cmd_synth.train)
-synth_app.command("evaluate")(cmd_synth.evaluate)
+_command(synth_app, cmd_synth.train)
+_command(synth_app, cmd_synth.evaluate)
 app.add_typer(synth_app, name="synth")
 
 
