@@ -20,7 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import decimal_comma_hint, decimal_commas, delimiter
+from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, delimiter, encoding
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -417,8 +417,9 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         else:
             header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
             # a .csv's delimiter found from the file (a ';' export read as one column named 'unit;cycle;...')
-            sep = fmt.sep or (delimiter(path) if suffix == ".csv" else r"\s+")
-            df = pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c")
+            text = encoding(path)
+            sep = fmt.sep or (delimiter(path, text) if suffix == ".csv" else r"\s+")
+            df = pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text)
             if sep == r"\s+" and df.shape[1] and df.iloc[:, -1].isna().any():
                 _refuse_short_rows(path, df.shape[1])
             if fmt.columns is not None:
@@ -429,8 +430,8 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
             elif header is None:
                 df.columns = [f"c{i}" for i in range(df.shape[1])]
     except (OSError, ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text") \
-            from None
+        raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text "
+                        f"({ENCODINGS})") from None
     unit, time, end = (column_name(c, df.columns) for c in (fmt.unit, fmt.time, fmt.end))
     if sep == ";":  # '0,0007' as Excel writes it in most European locales
         decimal_commas(df, [c for c in df.columns if c not in (unit, end)])
@@ -531,7 +532,7 @@ def _with_ends(df: pd.DataFrame, path: Path, group: str, time_unit: str) -> RunT
 
 def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
     try:
-        raw = pd.read_csv(path, sep=r"[,;\s]+", engine="python", header=None)
+        raw = pd.read_csv(path, sep=r"[,;\s]+", engine="python", header=None, encoding=encoding(path))
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: cannot read the RUL file ({e}); give one number per test unit") from None
     raw = raw.dropna(axis=1, how="all")

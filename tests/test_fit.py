@@ -159,6 +159,26 @@ def test_a_plants_export_is_read_with_its_delimiter_column_names_and_time_format
         "2026-01-05 06:00:00", "2026-01-05 07:00:00"]
 
 
+def test_a_log_is_read_in_the_encoding_excel_wrote_it_in(tmp_path: Path) -> None:
+    """Excel's 'CSV' in a German locale writes 'Störung' in Windows-1252, its 'Unicode text' in UTF-16 with tabs,
+    its 'CSV UTF-8' with a byte-order mark: each was refused ('utf-8' codec can't decode byte 0xf6) or read with
+    '\ufefftimestamp' for a column name; each now reads as the UTF-8 file does. Bytes no encoding reads are refused
+    with the encodings a CSV may be written in."""
+    text = ("timestamp;machine;state;reason\n2026-01-05T06:00;press-1;working;\n2026-01-05T07:00;press-1;down;Störung\n"
+            "2026-01-05T07:20;press-1;working;\n")
+    (tmp_path / "utf8.csv").write_text(text, encoding="utf-8")
+    log = read_log(tmp_path / "utf8.csv")
+    assert log.reason.tolist()[1] == "Störung"
+    for name, encoding, sep in (("excel.csv", "cp1252", ";"), ("unicode.txt", "utf-16", "\t"),
+                                ("bom.csv", "utf-8-sig", ";")):
+        (tmp_path / name).write_text(text.replace(";", sep), encoding=encoding)
+        pd.testing.assert_frame_equal(read_log(tmp_path / name), log)
+    (tmp_path / "bad.csv").write_bytes(text.encode("cp1252").replace("ö".encode("cp1252"), b"\x81"))
+    with pytest.raises(LogError, match=r"bad.csv: not a readable CSV or Parquet file \(.*\); a CSV is read as UTF-8, "
+                                       "UTF-16 with its byte-order mark, or Windows-1252"):
+        read_log(tmp_path / "bad.csv")
+
+
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
     """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
     is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""

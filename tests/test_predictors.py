@@ -109,6 +109,14 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
     with pytest.raises(DataError, match=r"columns \['a', 'b', .*\] are not numeric; .* \(numbers with a decimal "
                                         r"comma are read in a ';'-separated file"):
         from_table(tmp_path / "eu.txt", TableFormat(unit="engine", time="cycle"))
+    # Excel's CSV in Windows-1252 (a column 'Temperatur Öl'), its 'Unicode text' (UTF-16, tabs): read as UTF-8 is
+    # (decimal commas are read in ';' files only, as above)
+    for name, encoding, sep, mark in (("latin.csv", "cp1252", ";", ","), ("unicode.csv", "utf-16", "\t", ".")):
+        frame.rename(columns={"a": "Temperatur Öl"}).to_csv(tmp_path / name, sep=sep, decimal=mark, index=False,
+                                                             encoding=encoding)
+        other = from_table(tmp_path / name, TableFormat(unit="engine", time="cycle"))
+        assert other.features[0] == "Temperatur Öl"
+        np.testing.assert_allclose(other.frame[other.features].to_numpy(), eu.frame[eu.features].to_numpy())
     # a tab-separated export, named as the shell lets one: --sep tab (pandas refused 'tab' with its own words)
     frame.to_csv(tmp_path / "tabs.tsv", sep="\t", index=False)
     base = ["train", str(tmp_path / "tabs.tsv"), "--unit-column", "engine", "--time-column", "cycle", "--model",

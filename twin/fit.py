@@ -30,7 +30,7 @@ from scipy import stats
 
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
-from twin.tables import decimal_comma_hint, decimal_commas, delimiter
+from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, delimiter, encoding
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -78,11 +78,13 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     """A CSV or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
     `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
     when not."""
-    sep = None if path.suffix.lower() in (".parquet", ".pq") else fmt.sep or delimiter(path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    text = "utf-8" if parquet else encoding(path)
+    sep = None if parquet else fmt.sep or delimiter(path, text)
     try:
-        df = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
+        df = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep, encoding=text)
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise LogError(f"{path}: not a readable CSV or Parquet file ({e}).") from None
+        raise LogError(f"{path}: not a readable CSV or Parquet file ({e}); a CSV is read as {ENCODINGS}.") from None
     # 'timestamp, machine, state' and ' press-1 ': spaces around a field are the export's layout, not its names
     df.columns = [c.strip() if isinstance(c, str) else c for c in df.columns]
     for c in df.columns:

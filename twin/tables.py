@@ -1,10 +1,11 @@
-"""A plant's exported tables as MES and spreadsheet programs write them: the CSV delimiter found from the file, and
-numbers written with a decimal comma (Excel's way in most European locales) read as numbers. Shared by the logs
-`twin fit` reads and the run-to-failure tables `twin train` reads; `with_decimal_point` also by the scenario's,
-the command line's and a gateway's refusals. Light to import (pandas is loaded where a table is read)."""
+"""A plant's exported tables as MES and spreadsheet programs write them: the CSV delimiter and text encoding found
+from the file, and numbers written with a decimal comma (Excel's way in most European locales) read as numbers. Shared
+by the logs `twin fit` reads and the run-to-failure tables `twin train` reads; `with_decimal_point` also by the
+scenario's, the command line's and a gateway's refusals. Light to import (pandas is loaded where a table is read)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections.abc import Iterable
@@ -15,10 +16,37 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def delimiter(path: Path) -> str:
+def encoding(path: Path) -> str:
+    """A text export's encoding: by its byte-order mark (UTF-8's; UTF-16's, as Excel's 'Unicode text' writes it),
+    else UTF-8 when the whole file reads as UTF-8, else Windows-1252: Excel's 'CSV' in Western European locales
+    writes 'Störung' with one byte for the 'ö', which UTF-8 refused. The file is read once through, a MB at a time."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+            if head.startswith(codecs.BOM_UTF8):
+                return "utf-8-sig"
+            if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                return "utf-16"
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            chunk = head
+            while chunk:
+                decoder.decode(chunk)
+                chunk = f.read(1 << 20)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "cp1252"
+    except OSError:  # the reader that opens it next names the problem
+        pass
+    return "utf-8"
+
+
+ENCODINGS = "UTF-8, UTF-16 with its byte-order mark, or Windows-1252 (Excel's CSV in Western Europe)"
+
+
+def delimiter(path: Path, encoding: str = "utf-8") -> str:
     """A CSV file's delimiter (',', ';', tab or '|') from its first lines; ',' when they do not tell."""
     try:
-        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        with path.open(encoding=encoding, errors="replace", newline="") as f:
             sample = f.read(65536)
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except (OSError, csv.Error):
