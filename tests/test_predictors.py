@@ -669,6 +669,11 @@ def test_external_tables_train_and_evaluate_through_the_cli(tables: dict[str, Pa
     r = twin("evaluate", test, "--rul", rul, "--unit-column", 0, "--time-column", 1, "--models", tmp_path / "m",
              "--out", tmp_path / "report")
     assert r.returncode == 0, r.stderr
+    # what it does, said as it starts each step (output not a terminal: plain lines), where it was silent until the
+    # first table (a month of a twin run: 8 s) and again until the report's path (11 s)
+    steps = [line for line in r.stderr.splitlines() if line.endswith("…")]
+    assert steps == ["reading 1 table…", f"table: forecasting {len(pd.read_csv(test, sep=' ', header=None)):,} rows "
+                     "with 2 models…", f"writing the report to {tmp_path / 'report'}…"]
     s = pd.read_csv(tmp_path / "report" / "scores-table.csv").set_index("model")
     assert s.loc["lstm", "n"] == 20 and s.loc["lstm", "rmse"] < 0.6 * s.loc["baseline", "rmse"]
     assert "## table" in (tmp_path / "report" / "report.md").read_text()

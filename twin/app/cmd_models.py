@@ -37,6 +37,7 @@ from twin.app.options import (
     progress_bar,
     report_folder,
     separator_option,
+    stage,
     stop_signals,
     time_option,
     writable,
@@ -119,14 +120,16 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
              "tables; twin run folders carry their own machines, sensors and failures: leave them out")
     if tables and store is not None:
         fail("--store reads twin runs from a store; tables are read from their own files: leave --store out")
+    if tables and rul is not None and len(sources) != 1:
+        fail("--rul gives the true RUL of one test table: give exactly one table with it")
+    if not tables and rul is not None:
+        fail("--rul belongs to a test table cut off before failure; twin runs carry their own truth")
+    what = f"{len(sources)} {'table' if tables else 'twin run'}{'s' if len(sources) > 1 else ''}"
     try:
-        if not tables:
-            if rul is not None:
-                fail("--rul belongs to a test table cut off before failure; twin runs carry their own truth")
-            return from_twin_runs(sources, store)
-        if rul is not None and len(sources) != 1:
-            fail("--rul gives the true RUL of one test table: give exactly one table with it")
-        return {"table": concat([from_table(p, fmt, rul, group="table") for p in sources])}
+        with stage(f"reading {what}"):
+            if not tables:
+                return from_twin_runs(sources, store)
+            return {"table": concat([from_table(p, fmt, rul, group="table") for p in sources])}
     except (DataError, StoreError) as e:
         fail(str(e))
 
@@ -336,7 +339,8 @@ def evaluate(
             err_console.print(f"warning: {group}: {seen}", highlight=False, markup=False)
             warned.append(f"**Warning, {group}:** {seen}.")
         try:
-            ev = run_evaluation(chosen, ds)
+            with stage(f"{group}: forecasting {len(ds):,} rows with {len(chosen)} models"):
+                ev = run_evaluation(chosen, ds)
         except ValueError as e:
             fail(f"{group}: {e}")
         evals.append(ev)
@@ -353,8 +357,9 @@ def evaluate(
     if not evals:
         fail("none of the models matches this data's machine types; train on data from the same line")
     out = out or report_folder(None, models[0].name)  # made once there is something to report
-    path = write_report(evals, out, f"Fault forecasting: {', '.join(m.name for m in models)}",
-                        [f"Evaluation data: {', '.join(map(str, sources))}.", *warned])
+    with stage(f"writing the report to {out}"):
+        path = write_report(evals, out, f"Fault forecasting: {', '.join(m.name for m in models)}",
+                            [f"Evaluation data: {', '.join(map(str, sources))}.", *warned])
     out_console.print(f"report: [bold]{escape(str(path))}[/]", markup=True, highlight=False)
 
 

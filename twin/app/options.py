@@ -124,6 +124,18 @@ def progress_bar(percent: bool = False) -> Progress | LineProgress:
                     *([TimeRemainingColumn()] if percent else []), console=err_console)
 
 
+@contextlib.contextmanager
+def stage(what: str) -> Iterator[None]:
+    """A step of unknown length, said as it starts: a spinner beside `what` on a terminal, a plain line otherwise
+    (a month's data read for `twin evaluate` took 8 s before its first word)."""
+    if err_console.is_terminal:
+        with err_console.status(what):
+            yield
+    else:
+        err_console.print(f"{what}…", highlight=False, markup=False, soft_wrap=True)  # one line in a log
+        yield
+
+
 def simulated(title: str, total: int, run: Callable[[Callable[[int, int], None]], T],
               refused: type[Exception] | tuple[type[Exception], ...] = ()) -> T:
     """`run(progress)` (a batch of simulations on local processes or a cluster) behind a progress bar of `total`
