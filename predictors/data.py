@@ -20,7 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, delimiter, encoding
+from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, delimiter, encoding, is_text, read_frame
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -412,14 +412,14 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     sep = None
     try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+        if suffix in PARQUET:
+            df = read_frame(path, None)
         else:
             header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
             # a .csv's delimiter found from the file (a ';' export read as one column named 'unit;cycle;...')
-            text = encoding(path)
-            sep = fmt.sep or (delimiter(path, text) if suffix == ".csv" else r"\s+")
-            df = pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text)
+            if is_text(path):
+                sep = fmt.sep or (delimiter(path, encoding(path)) if suffix == ".csv" else r"\s+")
+            df = read_frame(path, sep, header, engine="python" if sep == r"\s+" else "c")
             if sep == r"\s+" and df.shape[1] and df.iloc[:, -1].isna().any():
                 _refuse_short_rows(path, df.shape[1])
             if fmt.columns is not None:
@@ -430,8 +430,8 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
             elif header is None:
                 df.columns = [f"c{i}" for i in range(df.shape[1])]
     except (OSError, ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: cannot read the table ({e}); give CSV, Parquet or whitespace-separated text "
-                        f"({ENCODINGS})") from None
+        raise DataError(f"{path}: cannot read the table ({e}); give CSV or whitespace-separated text"
+                        f"{f' ({ENCODINGS})' if is_text(path) else ''}, an Excel workbook (.xlsx) or Parquet") from None
     unit, time, end = (column_name(c, df.columns) for c in (fmt.unit, fmt.time, fmt.end))
     if sep == ";":  # '0,0007' as Excel writes it in most European locales
         decimal_commas(df, [c for c in df.columns if c not in (unit, end)])

@@ -174,9 +174,32 @@ def test_a_log_is_read_in_the_encoding_excel_wrote_it_in(tmp_path: Path) -> None
         (tmp_path / name).write_text(text.replace(";", sep), encoding=encoding)
         pd.testing.assert_frame_equal(read_log(tmp_path / name), log)
     (tmp_path / "bad.csv").write_bytes(text.encode("cp1252").replace("ö".encode("cp1252"), b"\x81"))
-    with pytest.raises(LogError, match=r"bad.csv: not a readable CSV or Parquet file \(.*\); a CSV is read as UTF-8, "
-                                       "UTF-16 with its byte-order mark, or Windows-1252"):
+    with pytest.raises(LogError, match=r"bad.csv: not a readable CSV, Excel or Parquet file \(.*\); a CSV is read as "
+                                       "UTF-8, UTF-16 with its byte-order mark, or Windows-1252"):
         read_log(tmp_path / "bad.csv")
+
+
+def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> None:
+    """An MES export saved as .xlsx (times as Excel dates, a machine named as a number) was read as CSV text and
+    refused with its zip bytes for column names; its first sheet is read now. An old .xls, a workbook named .csv and
+    a damaged one are named as such."""
+    text = ("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,working,\n2026-01-05T07:00,press-1,down,trip\n"
+            "2026-01-05T07:20,press-1,working,\n2026-01-05T08:00,4711,working,\n")
+    (tmp_path / "log.csv").write_text(text)
+    log = read_log(tmp_path / "log.csv")
+    frame = pd.read_csv(tmp_path / "log.csv")
+    frame.assign(timestamp=pd.to_datetime(frame.timestamp)).to_excel(tmp_path / "log.xlsx", index=False)
+    pd.testing.assert_frame_equal(read_log(tmp_path / "log.xlsx"), log)
+    (tmp_path / "log-as.csv").write_bytes((tmp_path / "log.xlsx").read_bytes())
+    (tmp_path / "cut.xlsx").write_bytes((tmp_path / "log.xlsx").read_bytes()[:2000])
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500))
+    for name, said in (("log-as.csv", "a zip archive, not text: an Excel workbook is read when its name ends in "
+                                      ".xlsx"),
+                       ("cut.xlsx", "not a readable Excel workbook (BadZipFile"),
+                       ("old.xls", "an Excel 97-2003 workbook (.xls); save it as .xlsx or CSV")):
+        with pytest.raises(LogError, match=re.escape(f"{tmp_path / name}: not a readable CSV, Excel or Parquet file "
+                                                     f"({said}")):
+            read_log(tmp_path / name)
 
 
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:

@@ -117,6 +117,12 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
         other = from_table(tmp_path / name, TableFormat(unit="engine", time="cycle"))
         assert other.features[0] == "Temperatur Öl"
         np.testing.assert_allclose(other.frame[other.features].to_numpy(), eu.frame[eu.features].to_numpy())
+    # an Excel workbook's first sheet, with and without a header row (columns then by position, as in a text file)
+    frame.to_excel(tmp_path / "book.xlsx", index=False)
+    pd.testing.assert_frame_equal(from_table(tmp_path / "book.xlsx", TableFormat(unit="engine", time="cycle")).frame,
+                                  again.frame, check_dtype=False)  # a whole number stored as a float reads as an int
+    frame.to_excel(tmp_path / "bare.xlsx", index=False, header=False)
+    np.testing.assert_allclose(from_table(tmp_path / "bare.xlsx", TableFormat(unit=0, time=1)).ttf, ds.ttf)
     # a tab-separated export, named as the shell lets one: --sep tab (pandas refused 'tab' with its own words)
     frame.to_csv(tmp_path / "tabs.tsv", sep="\t", index=False)
     base = ["train", str(tmp_path / "tabs.tsv"), "--unit-column", "engine", "--time-column", "cycle", "--model",

@@ -30,7 +30,7 @@ from scipy import stats
 
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
-from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, delimiter, encoding
+from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, delimiter, encoding, is_text, read_frame
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -75,16 +75,15 @@ class LogFormat:
 
 
 def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat) -> tuple[pd.DataFrame, pd.Series]:
-    """A CSV or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
+    """A CSV, Excel or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
     `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
     when not."""
-    parquet = path.suffix.lower() in (".parquet", ".pq")
-    text = "utf-8" if parquet else encoding(path)
-    sep = None if parquet else fmt.sep or delimiter(path, text)
+    sep = (fmt.sep or delimiter(path, encoding(path))) if is_text(path) else None
     try:
-        df = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep, encoding=text)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise LogError(f"{path}: not a readable CSV or Parquet file ({e}); a CSV is read as {ENCODINGS}.") from None
+        df = read_frame(path, sep)
+    except (OSError, ValueError) as e:
+        raise LogError(f"{path}: not a readable CSV, Excel or Parquet file ({e})"
+                       f"{f'; a CSV is read as {ENCODINGS}' if is_text(path) else ''}.") from None
     # 'timestamp, machine, state' and ' press-1 ': spaces around a field are the export's layout, not its names
     df.columns = [c.strip() if isinstance(c, str) else c for c in df.columns]
     for c in df.columns:
@@ -144,7 +143,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None) 
         shown = repr(value) if isinstance(value, str) else "(empty)" if pd.isna(value) else str(value)
         return LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column timestamp: {shown} {why}")
 
-    if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times
+    if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times, Excel dates
         ts = raw
     else:
         numeric = pd.to_numeric(raw, errors="coerce").notna().to_numpy()
@@ -335,9 +334,9 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
 
 def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
              fmt: LogFormat = LogFormat()) -> pd.DataFrame:
-    """The status log (CSV or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of a line
-    in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by `states`;
-    LogError when unusable."""
+    """The status log (CSV, Excel or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of
+    a line in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by
+    `states`; LogError when unusable."""
     df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
                     "stops, reason.", tz, fmt)
     return status_log(df, ts, str(path), states)

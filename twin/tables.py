@@ -1,7 +1,8 @@
-"""A plant's exported tables as MES and spreadsheet programs write them: the CSV delimiter and text encoding found
-from the file, and numbers written with a decimal comma (Excel's way in most European locales) read as numbers. Shared
-by the logs `twin fit` reads and the run-to-failure tables `twin train` reads; `with_decimal_point` also by the
-scenario's, the command line's and a gateway's refusals. Light to import (pandas is loaded where a table is read)."""
+"""A plant's exported tables as MES and spreadsheet programs write them (CSV, Excel workbooks, Parquet): the CSV
+delimiter and text encoding found from the file, and numbers written with a decimal comma (Excel's way in most
+European locales) read as numbers. Shared by the logs `twin fit` reads and the run-to-failure tables `twin train`
+reads; `with_decimal_point` also by the scenario's, the command line's and a gateway's refusals. Light to import
+(pandas is loaded where a table is read)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,37 @@ def encoding(path: Path) -> str:
 
 
 ENCODINGS = "UTF-8, UTF-16 with its byte-order mark, or Windows-1252 (Excel's CSV in Western Europe)"
+PARQUET, EXCEL = (".parquet", ".pq"), (".xlsx", ".xlsm")
+
+
+def is_text(path: Path) -> bool:
+    """Whether `path` is read as delimited text (by its name: Parquet files and Excel workbooks are not)."""
+    return path.suffix.lower() not in PARQUET + EXCEL
+
+
+def read_frame(path: Path, sep: str | None, header: int | str | None = "infer", engine: str = "c") -> pd.DataFrame:
+    """A plant's table as written: Parquet; an Excel workbook's first sheet (openpyxl: dates and numbers as Excel
+    typed them); or text with delimiter `sep`, read in its encoding. ValueError or OSError saying why not: a workbook
+    of Excel 97-2003, or a binary file named as text, is named as such, not read as garbled text."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix in PARQUET:
+        return pd.read_parquet(path)
+    if suffix in EXCEL:
+        try:
+            return pd.read_excel(path, sheet_name=0, header=0 if header == "infer" else header, engine="openpyxl")
+        except OSError:
+            raise
+        except Exception as e:  # a damaged workbook fails deep in zipfile or the XML parser, in any way
+            raise ValueError(f"not a readable Excel workbook ({type(e).__name__}: {e})") from None
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\xd0\xcf\x11\xe0") or suffix == ".xls":
+        raise ValueError("an Excel 97-2003 workbook (.xls); save it as .xlsx or CSV")
+    if head.startswith(b"PK\x03\x04"):
+        raise ValueError("a zip archive, not text: an Excel workbook is read when its name ends in .xlsx")
+    return pd.read_csv(path, sep=sep, header=header, engine=engine, encoding=encoding(path))
 
 
 def delimiter(path: Path, encoding: str = "utf-8") -> str:

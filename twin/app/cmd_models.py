@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 TABLE_HELP = "for tables"
 Sources = Annotated[list[Path], typer.Argument(help="twin run folders (from `twin run`), or run-to-failure tables "
-                                                    "(CSV, Parquet, whitespace-separated text)")]
+                                                    "(CSV, Excel .xlsx, Parquet, whitespace-separated text)")]
 UnitCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: unit id column (name, or 0-based position "
                                                      "without a header)")]
 TimeCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: time/cycle column (name or position): "

@@ -149,8 +149,8 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
 
 
 def fit(
-    log: Annotated[str, typer.Argument(help="machine-status log (CSV or Parquet: timestamp, machine, state, "
-                                            "reason), or a store (duckdb:///plant.duckdb, influxdb://...) whose "
+    log: Annotated[str, typer.Argument(help="machine-status log (CSV, Excel .xlsx or Parquet: timestamp, machine, "
+                                            "state, reason), or a store (duckdb:///plant.duckdb, influxdb://...) whose "
                                             "state records `twin connect` wrote")],
     base: Annotated[Path, typer.Option(help="the line as engineered: stations, machines, cycle times, calendar")],
     out: Annotated[Path, typer.Option(help="where to write the fitted scenario (YAML)")],
