@@ -202,6 +202,25 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
             read_log(tmp_path / name)
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=600), st.builds(lambda b, head: head + b, st.binary(max_size=300),
+                                                    st.sampled_from([b"PK\x03\x04", b"\xff\xfe", b"\xef\xbb\xbf",
+                                                                     b"\xd0\xcf\x11\xe0"]))),
+       st.sampled_from(["log.csv", "log.xlsx", "log.txt", "log.xls"]))
+def test_any_bytes_as_a_log_or_a_table_are_read_or_refused_clearly(tmp_path: Path, content: bytes, name: str) -> None:
+    """Whatever bytes a plant's file holds under whatever name (a workbook, UTF-16 text, garbage): a LogError or
+    DataError naming the file, never another exception."""
+    from predictors.data import DataError, TableFormat, from_table
+
+    f = tmp_path / name
+    f.write_bytes(content)
+    for read, error in ((read_log, LogError), (lambda p: from_table(p, TableFormat()), DataError)):
+        try:
+            read(f)
+        except error as e:
+            assert name in str(e)
+
+
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
     """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
     is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""
