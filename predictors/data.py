@@ -20,7 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, delimiter, encoding, is_text, read_frame
+from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, encoding, is_text, read_frame
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -413,13 +413,12 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
     sep = None
     try:
         if suffix in PARQUET:
-            df = read_frame(path, None)
+            df, _ = read_frame(path)
         else:
             header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
-            # a .csv's delimiter found from the file (a ';' export read as one column named 'unit;cycle;...')
-            if is_text(path):
-                sep = fmt.sep or (delimiter(path, encoding(path)) if suffix == ".csv" else r"\s+")
-            df = read_frame(path, sep, header, engine="python" if sep == r"\s+" else "c")
+            # a .csv's delimiter found from the file (a ';' export read as one column named 'unit;cycle;...'), other
+            # text read as whitespace-separated (the public benchmarks' .txt)
+            df, sep = read_frame(path, fmt.sep or (None if suffix == ".csv" else r"\s+"), header)
             if sep == r"\s+" and df.shape[1] and df.iloc[:, -1].isna().any():
                 _refuse_short_rows(path, df.shape[1])
             if fmt.columns is not None:

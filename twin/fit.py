@@ -30,7 +30,7 @@ from scipy import stats
 
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
-from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, delimiter, encoding, is_text, read_frame
+from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, is_text, read_frame
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -78,9 +78,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     """A CSV, Excel or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
     `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
     when not."""
-    sep = (fmt.sep or delimiter(path, encoding(path))) if is_text(path) else None
     try:
-        df = read_frame(path, sep)
+        df, sep = read_frame(path, fmt.sep)
     except (OSError, ValueError) as e:
         raise LogError(f"{path}: not a readable CSV, Excel or Parquet file ({e})"
                        f"{f'; a CSV is read as {ENCODINGS}' if is_text(path) else ''}.") from None

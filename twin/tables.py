@@ -50,18 +50,20 @@ def is_text(path: Path) -> bool:
     return path.suffix.lower() not in PARQUET + EXCEL
 
 
-def read_frame(path: Path, sep: str | None, header: int | str | None = "infer", engine: str = "c") -> pd.DataFrame:
-    """A plant's table as written: Parquet; an Excel workbook's first sheet (openpyxl: dates and numbers as Excel
-    typed them); or text with delimiter `sep`, read in its encoding. ValueError or OSError saying why not: a workbook
-    of Excel 97-2003, or a binary file named as text, is named as such, not read as garbled text."""
+def read_frame(path: Path, sep: str | None = None,
+               header: int | str | None = "infer") -> tuple[pd.DataFrame, str | None]:
+    """A plant's table as written, and the delimiter it was read with (None but for text): Parquet; an Excel
+    workbook's first sheet (openpyxl: dates and numbers as Excel typed them); or text in its encoding, with delimiter
+    `sep` (r"\\s+": whitespace), else the one found from the file. ValueError or OSError saying why not: a workbook of
+    Excel 97-2003, or a binary file named as text, is named as such, not read as garbled text."""
     import pandas as pd
 
     suffix = path.suffix.lower()
     if suffix in PARQUET:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path), None
     if suffix in EXCEL:
         try:
-            return pd.read_excel(path, sheet_name=0, header=0 if header == "infer" else header, engine="openpyxl")
+            return pd.read_excel(path, sheet_name=0, header=0 if header == "infer" else header, engine="openpyxl"), None
         except OSError:
             raise
         except Exception as e:  # a damaged workbook fails deep in zipfile or the XML parser, in any way
@@ -72,7 +74,9 @@ def read_frame(path: Path, sep: str | None, header: int | str | None = "infer", 
         raise ValueError("an Excel 97-2003 workbook (.xls); save it as .xlsx or CSV")
     if head.startswith(b"PK\x03\x04"):
         raise ValueError("a zip archive, not text: an Excel workbook is read when its name ends in .xlsx")
-    return pd.read_csv(path, sep=sep, header=header, engine=engine, encoding=encoding(path))
+    text = encoding(path)
+    sep = sep or delimiter(path, text)
+    return pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text), sep
 
 
 def delimiter(path: Path, encoding: str = "utf-8") -> str:
