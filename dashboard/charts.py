@@ -8,6 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from twin.kpi import mean_ci_text
 from twin.scenario import Scenario, Station
 
 STATE_COLOURS = {"working": "#2e7d32", "starved": "#f9a825", "blocked": "#ef6c00", "down": "#c62828",
@@ -177,7 +178,7 @@ def kpi_ci_table(summary: pd.DataFrame, kpis: list[str]) -> pd.DataFrame:
     """Line KPIs of one or more runs side by side as 'mean ± half-width of the 95 % CI'."""
     s = summary[(summary.scope == "line") & summary.kpi.isin(kpis)]
     half = (s.ci_high - s.ci_low) / 2
-    text = [f"{m:.4g}" if pd.isna(h) else f"{m:.4g} ± {h:.2g}" for m, h in zip(s["mean"], half)]
+    text = [mean_ci_text(m, m - h, m + h) for m, h in zip(s["mean"], half)]  # no half-width: the mean alone
     return s.assign(value=text).pivot(index="kpi", columns="run", values="value").reindex(
         [k for k in kpis if k in set(s.kpi)])
 

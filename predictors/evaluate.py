@@ -12,6 +12,7 @@ from predictors.alerts import AlertRule
 from predictors.base import Estimator
 from predictors.data import RunToFailure
 from predictors.metrics import AlertEvents, alert_events, classification_scores, rul_scores
+from twin.kpi import plain
 
 
 @dataclass
@@ -123,7 +124,7 @@ def readable(s: pd.DataFrame, u: str) -> pd.DataFrame:
     times in hours or minutes for twin data (`u` "s"), in the table's own unit (cycles) otherwise."""
     cap = _fmt_time(float(s.cap.iloc[0]), u) if "cap" in s else "the cap"
     out = pd.DataFrame({"model": s.model, "RUL RMSE": [_fmt_time(v, u) for v in s.rmse],
-                        "RUL MAE": [_fmt_time(v, u) for v in s.mae], "NASA score": [f"{v:.4g}" for v in s.score],
+                        "RUL MAE": [_fmt_time(v, u) for v in s.mae], "NASA score": [plain(v) for v in s.score],
                         f"RMSE, truth capped at {cap}": [_fmt_time(v, u) for v in s.rmse_capped],
                         "row F1": [f"{v:.3f}" for v in s.row_f1]})
     if "alert_f1" in s:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
-from twin.kpi import mean_ci_text
+from twin.kpi import mean_ci_text, plain
 from twin.model import BLOCKED, OFF_SHIFT, STARVED, Line, ShiftCalendar
 from twin.scenario import ScenarioError, load_scenario
 
@@ -190,3 +191,20 @@ def test_a_kpi_and_its_interval_read_as_plain_numbers(mean: float, half: float, 
     """The half-width to two significant digits, the mean to as many decimals, never in e-notation: a throughput
     was printed '3055 ± 2.6e+02'."""
     assert mean_ci_text(mean, mean - half, mean + half) == text
+
+
+def test_every_table_shows_large_figures_without_an_exponent() -> None:
+    """The dashboard's comparison of runs showed a 2-replication bottling run's throughput as '3081 ± 8.3e+03', `twin
+    evaluate` a NASA score summed over a week's rows as '1.145e+07', `twin plan` a 36,000 bottles/h line's
+    throughput as '3.612e+04'; each is a plain number now, as `twin run` prints them."""
+    from dashboard.charts import kpi_ci_table
+    from predictors.evaluate import readable
+
+    assert [plain(v) for v in (1.145e7, 36120.4, 670.23, 0.000123, np.nan)] == ["11,450,000", "36,120", "670.2",
+                                                                              "0.000123", "-"]
+    summary = pd.DataFrame({"scope": "line", "kpi": ["throughput", "wip"], "run": "r1", "mean": [3081.2, 12.0],
+                            "ci_low": [3081.2 - 8335, np.nan], "ci_high": [3081.2 + 8335, np.nan]})
+    assert kpi_ci_table(summary, ["throughput", "wip"])["r1"].tolist() == ["3,081 ± 8,335", "12"]
+    scores = pd.DataFrame({"model": ["regression"], "rmse": [3600.0], "mae": [1800.0], "score": [1.145e7],
+                           "rmse_capped": [3000.0], "row_f1": [0.5]})
+    assert readable(scores, "s")["NASA score"].tolist() == ["11,450,000"]

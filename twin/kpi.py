@@ -330,15 +330,18 @@ def mean_ci_text(mean: float, lo: float, hi: float) -> str:
         return "-"
     half = (hi - lo) / 2
     if not np.isfinite(half):
-        return _plain(mean)
+        return plain(mean)
     if half == 0:
-        return f"{_plain(mean)} ± 0"
+        return f"{plain(mean)} ± 0"
     decimals = max(0, 1 - int(np.floor(np.log10(abs(half)))))
     return f"{mean:,.{decimals}f} ± {half:,.{decimals}f}"
 
 
-def _plain(value: float, digits: int = 4) -> str:
-    """`value` to `digits` significant digits (the integer part whole, no trailing zeros), with no exponent."""
+def plain(value: float, digits: int = 4) -> str:
+    """`value` to `digits` significant digits (the integer part whole, no trailing zeros), with no exponent: what a
+    table shows a figure as ('36,120', not '3.612e+04'); '-' for no number."""
+    if not np.isfinite(value):
+        return "-"
     if value == 0:
         return "0"
     text = f"{value:,.{max(0, digits - 1 - int(np.floor(np.log10(abs(value)))))}f}"

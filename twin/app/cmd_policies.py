@@ -423,6 +423,7 @@ def plan(
     and lead time a 95 % CI within --precision: what `twin run` and `twin compare` need to be trusted."""
     from twin.app.plan import default_period, duration_text, periods_needed, replications_text, verdict, write_report
     from twin.app.plan import plan as run_plan
+    from twin.kpi import plain
 
     sc = open_scenario(file, duration=time_option(duration, "--duration"), seed=seed)
     sc = sc.model_copy(update={"replications": replications or max(5, sc.replications)})
@@ -447,7 +448,7 @@ def plan(
     for c in ("KPI", "mean", "sd", "± now", "replications needed"):
         t.add_column(c, justify="left" if c == "KPI" else "right")
     for r in table.itertuples(index=False):
-        t.add_row(r.kpi, f"{r.mean:.4g}", f"{r.sd:.3g}", f"{r[3]:.3g}", replications_text(r[4]))
+        t.add_row(r.kpi, plain(r.mean), plain(r.sd, 3), plain(r[3], 3), replications_text(r[4]))
     print_table(t)
     n = p.replications
     if n > 30:  # runs short against the line's stops: each one's luck dominates

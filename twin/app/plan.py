@@ -14,7 +14,7 @@ import pandas as pd
 
 from twin.app.cluster import tasks
 from twin.experiment import BATCH, MIN_BATCHES, Truncation, mser, replications_needed
-from twin.kpi import half_width, period_flow
+from twin.kpi import half_width, period_flow, plain
 from twin.scenario import Scenario
 
 #: the series whose transient sets the warm-up, as period_flow names them, and how the report calls them
@@ -175,7 +175,7 @@ def write_report(p: Plan, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out / "welch.png", dpi=90)
     plt.close(fig)
-    shown = table.assign(**{c: table[c].map(lambda v: f"{v:.4g}") for c in ("mean", "sd", "half-width")},
+    shown = table.assign(**{c: table[c].map(plain) for c in ("mean", "sd", "half-width")},
                          **{"replications needed": table["replications needed"].map(replications_text)})
     lines = [f"# Warm-up and replications for {p.scenario.line.name}", "",
              f"{p.scenario.replications} pilot replications of {duration_text(p.scenario.duration)} from the line's "
