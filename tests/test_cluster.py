@@ -114,11 +114,15 @@ def test_a_cluster_that_cannot_be_reached_is_a_clear_error(tmp_path: Path) -> No
              for args in (("compare", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h",
                            "--policies", "run-to-failure,oracle"),
                           ("run", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h", "--no-stream",
-                           "--out", tmp_path / "run"))]
+                           "--out", tmp_path / "run"),
+                          # the fit wrote its scenario, then found the cluster gone when it validated: now before
+                          ("fit", "tests/data/heat_treat_status.csv", "--base", "tests/scenarios/heat_treat.yaml",
+                           "--out", tmp_path / "fitted.yaml"))]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 3 and "cannot reach the Dask scheduler" in err and "Traceback" not in err, err[-2000:]
         assert err.rstrip().endswith("or leave --cluster out for a local one"), err[-2000:]  # not a progress bar
+    assert not (tmp_path / "fitted.yaml").exists() and not (tmp_path / "fitted-report").exists()
 
 
 def test_a_part_a_worker_could_not_write_or_wrote_in_another_format_is_a_clear_error(tmp_path: Path) -> None:

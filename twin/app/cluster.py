@@ -95,6 +95,15 @@ def cluster_address(address: str | None) -> str | None:
     return address
 
 
+def reachable(address: str | None) -> None:
+    """ClusterError, before any work, when the cluster named by `address` (or LINETWIN_CLUSTER) is malformed or its
+    scheduler does not answer; nothing for a local cluster. For a command that writes a result before its batch
+    (`twin fit` writes the fitted scenario, then validates it on the cluster)."""
+    if cluster_address(address) is not None:
+        with tasks(address):
+            pass
+
+
 @contextlib.contextmanager
 def tasks(address: str | None = None, jobs: int | None = None, n_tasks: int = 1) -> Iterator[Tasks]:
     """Where to run `n_tasks` tasks: the cluster at `address` (or LINETWIN_CLUSTER), else `jobs` local worker

@@ -193,7 +193,7 @@ def fit(
     write the fitted scenario, and validate it against the log."""
     import yaml
 
-    from twin.app.cluster import ClusterError, cluster_address
+    from twin.app.cluster import ClusterError, reachable
     from twin.fit import (
         LOG_COLUMNS,
         LogError,
@@ -210,10 +210,6 @@ def fit(
     )
     from twin.scenario import buffer_station, load_scenario
 
-    try:
-        cluster_address(cluster)  # a malformed address named before the fit, not after it
-    except ClusterError as e:
-        fail(str(e), code=3)
     try:
         names = parse_states(states) if states is not None else None
     except ValueError as e:
@@ -249,6 +245,10 @@ def fit(
     writable(out, folder=False)
     if report is not None:
         writable(report, "--report")
+    try:
+        reachable(cluster)  # a malformed address, or a scheduler that does not answer, named before anything is written
+    except ClusterError as e:
+        fail(str(e), code=3)
     try:
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
         frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
