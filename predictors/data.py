@@ -20,7 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, encoding, is_text, read_frame
+from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, encoding, read_frame, title_hint
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -429,8 +429,9 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
             elif header is None:
                 df.columns = [f"c{i}" for i in range(df.shape[1])]
     except (OSError, ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{path}: cannot read the table ({e}); give CSV or whitespace-separated text"
-                        f"{f' ({ENCODINGS})' if is_text(path) else ''}, an Excel workbook (.xlsx) or Parquet") from None
+        encodings = f" ({ENCODINGS})" if isinstance(e, UnicodeDecodeError) else ""
+        raise DataError(f"{path}: cannot read the table ({e}); give CSV or whitespace-separated text{encodings}, an "
+                        "Excel workbook (.xlsx) or Parquet") from None
     unit, time, end = (column_name(c, df.columns) for c in (fmt.unit, fmt.time, fmt.end))
     if sep == ";":  # '0,0007' as Excel writes it in most European locales
         decimal_commas(df, [c for c in df.columns if c not in (unit, end)])
@@ -439,7 +440,7 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         if col not in df:
             raise DataError(f"{path}: no {role} column {col!r}; the columns are {list(map(str, df.columns))}. "
                             f"Name it with --{'unit' if role == 'unit id' else role}-column (a name, or a "
-                            "0-based position for a file without a header)")
+                            f"0-based position for a file without a header).{title_hint(df.columns)}")
     roles = [("the unit id column", unit), ("the time column", time), *((("the end column", end),) if end else ())]
     roles += [("a feature column", c) for c in features or []]
     for i, (role, col) in enumerate(roles):

@@ -200,6 +200,19 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
         with pytest.raises(LogError, match=re.escape(f"{tmp_path / name}: not a readable CSV, Excel or Parquet file "
                                                      f"({said}")):
             read_log(tmp_path / name)
+    # a title above the table, as MES reports print one: pandas' 'Expected 1 fields in line 4, saw 4', or a header
+    # of 'Unnamed: 1' columns, named as what they are
+    (tmp_path / "titled.csv").write_text("Störungsbericht Linie 1\nJanuar 2026\n\n" + text)
+    with pytest.raises(LogError, match=r"\(line 4 has 4 fields, line 1 only 1: a title or notes above the table\? "
+                                       r"Remove the lines above its header row \(if line 1 is the header, give it a "
+                                       r"name for every field\)\)\.$"):
+        read_log(tmp_path / "titled.csv")
+    pd.concat([pd.DataFrame([["Störungsbericht Linie 1"]]), pd.DataFrame([frame.columns]), frame.T.reset_index(
+        drop=True).T]).to_excel(tmp_path / "titled.xlsx", index=False, header=False)
+    with pytest.raises(LogError, match=r"columns timestamp, machine, state missing .* Its first row reads "
+                                       r"'Störungsbericht Linie 1' and nothing else: a title above the table\? Remove "
+                                       "the rows above"):
+        read_log(tmp_path / "titled.xlsx")
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

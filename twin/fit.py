@@ -30,7 +30,7 @@ from scipy import stats
 
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
-from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, is_text, read_frame
+from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, read_frame, title_hint
 
 FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
                             "gamma": stats.gamma}
@@ -82,7 +82,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         df, sep = read_frame(path, fmt.sep)
     except (OSError, ValueError) as e:
         raise LogError(f"{path}: not a readable CSV, Excel or Parquet file ({e})"
-                       f"{f'; a CSV is read as {ENCODINGS}' if is_text(path) else ''}.") from None
+                       f"{f'; a CSV is read as {ENCODINGS}' if isinstance(e, UnicodeDecodeError) else ''}.") from None
     # 'timestamp, machine, state' and ' press-1 ': spaces around a field are the export's layout, not its names
     df.columns = [c.strip() if isinstance(c, str) else c for c in df.columns]
     for c in df.columns:
@@ -100,7 +100,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
-                       f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.")
+                       f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.{title_hint(df.columns)}")
     if sep == ";":  # a ';' export's '12,5' kW
         decimal_commas(df, ("level", "energy", "power"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,11 +46,6 @@ ENCODINGS = "UTF-8, UTF-16 with its byte-order mark, or Windows-1252 (Excel's CS
 PARQUET, EXCEL = (".parquet", ".pq"), (".xlsx", ".xlsm")
 
 
-def is_text(path: Path) -> bool:
-    """Whether `path` is read as delimited text (by its name: Parquet files and Excel workbooks are not)."""
-    return path.suffix.lower() not in PARQUET + EXCEL
-
-
 def read_frame(path: Path, sep: str | None = None,
                header: int | str | None = "infer") -> tuple[pd.DataFrame, str | None]:
     """A plant's table as written, and the delimiter it was read with (None but for text): Parquet; an Excel
@@ -76,15 +72,56 @@ def read_frame(path: Path, sep: str | None = None,
         raise ValueError("a zip archive, not text: an Excel workbook is read when its name ends in .xlsx")
     text = encoding(path)
     sep = sep or delimiter(path, text)
-    return pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text), sep
+    if len(sep) == 1:
+        _refuse_a_title(path, sep, text)
+    try:
+        return pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text), sep
+    except pd.errors.ParserError as e:  # 'Expected 1 fields in line 4, saw 4\n': a title above the header, mostly
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m is None:
+            raise ValueError(" ".join(str(e).split())) from None
+        raise ValueError(f"line {m[2]} has {m[3]} fields, the lines above it {m[1]}: a title or notes above the "
+                         "table? Remove the lines above its header row") from None
+
+
+def _refuse_a_title(path: Path, sep: str, encoding: str) -> None:
+    """ValueError when the first lines of a text table hold fewer fields than the table below them (a report's title
+    and notes above its header row): pandas made the surplus columns of every row an index, each value then under
+    another column's name, or failed with 'Expected 1 fields in line 4, saw 4'."""
+    try:
+        with path.open(encoding=encoding, errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=sep)
+            rows = [(reader.line_num, len(r)) for r in itertools.islice(reader, 50) if any(c.strip() for c in r)]
+    except (OSError, csv.Error):  # the read names it
+        return
+    if len(rows) < 3:
+        return
+    widest = max(n for _, n in rows)
+    header = next(line for line, n in rows if n == widest)
+    if header > rows[0][0] and 2 * sum(n == widest for _, n in rows) >= len(rows):
+        raise ValueError(f"line {header} has {widest} fields, line {rows[0][0]} only {rows[0][1]}: a title or notes "
+                         f"above the table? Remove the lines above its header row (if line {rows[0][0]} is the header, "
+                         "give it a name for every field)")
+
+
+def title_hint(columns: Iterable[Any]) -> str:
+    """' ...' to end a refusal of missing columns with, when the row read as the header is a title above the table
+    (one cell filled, the rest empty: a spreadsheet export's heading, 'Störungsbericht Linie 1'); '' otherwise."""
+    names = [str(c) for c in columns]
+    if len(names) < 2 or sum(n.startswith("Unnamed: ") for n in names) < len(names) - 1:
+        return ""
+    return (f" Its first row reads {names[0]!r} and nothing else: a title above the table? Remove the rows above its "
+            "header row.")
 
 
 def delimiter(path: Path, encoding: str = "utf-8") -> str:
-    """A CSV file's delimiter (',', ';', tab or '|') from its first lines; ',' when they do not tell."""
+    """A CSV file's delimiter (',', ';', tab or '|') from its first lines, those above the table that hold none
+    (a report's title, a blank line) left out; ',' when they do not tell."""
     try:
         with path.open(encoding=encoding, errors="replace", newline="") as f:
-            sample = f.read(65536)
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+            lines = f.read(65536).splitlines(keepends=True)
+        table = next((i for i, line in enumerate(lines) if any(d in line for d in ",;\t|")), 0)
+        return csv.Sniffer().sniff("".join(lines[table:]), delimiters=",;\t|").delimiter
     except (OSError, csv.Error):
         return ","
 
