@@ -651,6 +651,12 @@ def test_a_european_export_with_decimal_commas_reads_as_the_same_numbers(tmp_pat
     levels.write_text(f"timestamp{sep}station{sep}level\n" + "".join(f"{t}{sep}oven{sep}{int(v)},0\n"
                                                                      for t, v in zip(times, values)))
     assert read_levels(levels).level.tolist() == [int(v) for v in values]
+    # a cell formatted with thousands separators: '12.345,6' (a kWh register), beside ungrouped ones
+    grouped = [f"{float(v):,.3f}".replace(",", " ").replace(".", ",").replace(" ", ".") for v in values]
+    comma.write_text(f"timestamp{sep}machine{sep}energy\n" + "".join(f"{t}{sep}turn-1{sep}{g}\n"
+                                                                    for t, g in zip(times, grouped)))
+    np.testing.assert_allclose(read_energy(comma).value.to_numpy(),
+                               read_energy(plain).query("sensor == 'energy'").value.to_numpy())
     comma.write_text(f"timestamp{sep}machine{sep}power\n{times[0]}{sep}turn-1{sep}12,5\n"
                      f"2026-01-05T07:00:00{sep}turn-1{sep}12.5\n")
     with pytest.raises(LogError, match=r"row 2, column power: '12,5' is not a power in kW"):

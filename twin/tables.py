@@ -148,8 +148,10 @@ def decimal_comma_hint(values: Iterable[Any]) -> str:
 def decimal_commas(df: pd.DataFrame, columns: Iterable[str]) -> None:
     """The `columns` of a ';' file (Excel's CSV where the decimal mark is a comma, most European locales) that are
     written with a decimal comma ('12,5'), as numbers, in place: a column each of whose values is digits with one
-    comma at most, some with it. Mixed or other text is left as it is, for the column's own check to name. Only for
-    ';' files: in a ',' or a tab-separated file '1,250' may be a thousand two hundred and fifty (English grouping)."""
+    comma at most, some with it, the digits before it grouped by points or not ('12.345,6' kWh, as a cell formatted
+    with thousands separators is written). Mixed or other text is left as it is, for the column's own check to name.
+    Only for ';' files: in a ',' or a tab-separated file '1,250' may be a thousand two hundred and fifty (English
+    grouping)."""
     import pandas as pd
 
     for c in columns:
@@ -157,5 +159,7 @@ def decimal_commas(df: pd.DataFrame, columns: Iterable[str]) -> None:
             continue
         text = df[c].dropna().astype(str).str.strip()
         text = text[text != ""]
-        if len(text) and text.str.fullmatch(r"[+-]?\d+(?:,\d+)?").all() and text.str.contains(",").any():
-            df[c] = pd.to_numeric(df[c].astype(str).str.strip().str.replace(",", ".", regex=False), errors="coerce")
+        if len(text) and text.str.fullmatch(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?").all() \
+                and text.str.contains(",").any():
+            written = df[c].astype(str).str.strip().str.replace(".", "", regex=False)
+            df[c] = pd.to_numeric(written.str.replace(",", ".", regex=False), errors="coerce")
