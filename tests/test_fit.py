@@ -234,6 +234,28 @@ def test_any_bytes_as_a_log_or_a_table_are_read_or_refused_clearly(tmp_path: Pat
             assert name in str(e)
 
 
+def test_a_date_and_a_time_column_are_joined_into_the_timestamp(tmp_path: Path) -> None:
+    """German MES reports give the date and the time of day in two columns ('Datum', 'Uhrzeit'): no single column
+    could be mapped to the timestamp. --columns 'Datum+Uhrzeit=timestamp' joins them, in a CSV (with its
+    --time-format) as in a workbook (its date and time cells, no format needed)."""
+    import datetime as dt
+
+    f = tmp_path / "bde.csv"
+    f.write_text("Datum;Uhrzeit;Maschine;Status\n05.01.2026;06:00:00;press-1;working\n05.01.2026;23:59:30;press-1;"
+                 "down\n06.01.2026;00:10:00;press-1;working\n")
+    names = {"Datum+Uhrzeit": "timestamp", "Maschine": "machine", "Status": "state"}
+    log = read_log(f, fmt=LogFormat(None, names, "%d.%m.%Y %H:%M:%S"))
+    assert [str(t) for t in log.timestamp] == ["2026-01-05 06:00:00", "2026-01-05 23:59:30", "2026-01-06 00:10:00"]
+    pd.DataFrame({"Datum": [dt.datetime(2026, 1, 5), dt.datetime(2026, 1, 5), dt.datetime(2026, 1, 6)],
+                  "Uhrzeit": [dt.time(6), dt.time(23, 59, 30), dt.time(0, 10)], "Maschine": "press-1",
+                  "Status": ["working", "down", "working"]}).to_excel(tmp_path / "bde.xlsx", index=False)
+    pd.testing.assert_frame_equal(read_log(tmp_path / "bde.xlsx", fmt=LogFormat(None, names)), log)
+    with pytest.raises(LogError, match=r"--columns 'Datum\+Zeit=timestamp': no column 'Zeit' \(found: Datum, "):
+        read_log(f, fmt=LogFormat(None, {"Datum+Zeit": "timestamp", "Maschine": "machine", "Status": "state"}))
+    with pytest.raises(LogError, match=r"columns are joined only into the timestamp"):
+        read_log(f, fmt=LogFormat(None, {"Maschine+Status": "machine"}))
+
+
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
     """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
     is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""

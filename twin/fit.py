@@ -92,6 +92,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         if theirs in df.columns and ours in df.columns and theirs != ours:
             raise LogError(f"{path}: --columns maps {theirs!r} to {ours}, a column the file has already; map only "
                            "the columns the file names its own way.")
+        if "+" in theirs and theirs not in df.columns:  # 'Datum+Uhrzeit=timestamp': a date and a time column
+            df = _joined_time(path, df, theirs, ours)
     df = df.rename(columns={k: v for k, v in fmt.columns.items() if k in df.columns})
     if twice := sorted({str(c) for c in df.columns[df.columns.duplicated()]}):
         raise LogError(f"{path}: two columns are named {twice[0]} (check --columns); give each of the twin's columns "
@@ -111,6 +113,29 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
             raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
                            f"its {c}: fill it in or remove the row.")
     return df, _times(path, df["timestamp"], tz, fmt.time_format)
+
+
+def _joined_time(path: Path, df: pd.DataFrame, names: str, ours: str) -> pd.DataFrame:
+    """`df` with the columns 'DATE+TIME' names (an export's date and time of day, as German MES reports give them:
+    'Datum+Uhrzeit') joined into one column of that name, as text: '05.01.2026 06:00:00' for a --time-format, or
+    ISO 8601 from a workbook's date and time cells. LogError when they map to another column or are not there."""
+    parts = [p.strip() for p in names.split("+")]
+    if ours != "timestamp":
+        raise LogError(f"{path}: --columns '{names}={ours}': columns are joined only into the timestamp (a date "
+                       "and a time of day); map one column to each of the others.")
+    if absent := [p for p in parts if p not in df.columns]:
+        raise LogError(f"{path}: --columns '{names}=timestamp': no column {absent[0]!r} (found: "
+                       f"{', '.join(map(str, df.columns))}).")
+
+    def text(column: pd.Series) -> pd.Series:
+        if pd.api.types.is_datetime64_any_dtype(column):  # a workbook's date cell: its day (its time is 00:00)
+            return column.dt.strftime("%Y-%m-%d")
+        return column.astype(str).where(column.notna(), "").str.strip()
+
+    joined = text(df[parts[0]])
+    for p in parts[1:]:
+        joined = joined + " " + text(df[p])
+    return df.drop(columns=parts).assign(**{names: joined.str.strip()})
 
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset

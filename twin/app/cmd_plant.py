@@ -182,7 +182,8 @@ def fit(
     = None,
     columns: Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
                                                         "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
-                                                        "Grund=reason'")] = None,
+                                                        "Grund=reason'; a date and a time column joined: "
+                                                        "'Datum+Uhrzeit=timestamp'")] = None,
     sep: Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter, a tab as 'tab' (default: found from "
                                                     "each file: ',', ';', tab or '|')")] = None,
     time_format: Annotated[Optional[str], typer.Option(help="the logs' time format in strftime codes, e.g. "
