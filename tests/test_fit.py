@@ -207,6 +207,10 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
                                        r"Remove the lines above its header row \(if line 1 is the header, give it a "
                                        r"name for every field\)\)\.$"):
         read_log(tmp_path / "titled.csv")
+    (tmp_path / "ragged.csv").write_text(text + "2026-01-05T09:00,press-1,down,jam, hydraulics\n")  # a ',' in a field
+    with pytest.raises(LogError, match=r"\(line 6 has 5 fields, the lines above it 4: a ',' inside a field\? Put that "
+                                       r"field in double quotes, or give every line the header's fields\)\.$"):
+        read_log(tmp_path / "ragged.csv")
     pd.concat([pd.DataFrame([["Störungsbericht Linie 1"]]), pd.DataFrame([frame.columns]), frame.T.reset_index(
         drop=True).T]).to_excel(tmp_path / "titled.xlsx", index=False, header=False)
     with pytest.raises(LogError, match=r"columns timestamp, machine, state missing .* Its first row reads "

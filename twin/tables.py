@@ -76,12 +76,12 @@ def read_frame(path: Path, sep: str | None = None,
         _refuse_a_title(path, sep, text)
     try:
         return pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text), sep
-    except pd.errors.ParserError as e:  # 'Expected 1 fields in line 4, saw 4\n': a title above the header, mostly
+    except pd.errors.ParserError as e:  # 'Expected 4 fields in line 1204, saw 5\n' (a title was named above)
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m is None:
             raise ValueError(" ".join(str(e).split())) from None
-        raise ValueError(f"line {m[2]} has {m[3]} fields, the lines above it {m[1]}: a title or notes above the "
-                         "table? Remove the lines above its header row") from None
+        raise ValueError(f"line {m[2]} has {m[3]} fields, the lines above it {m[1]}: a '{sep}' inside a field? Put "
+                         "that field in double quotes, or give every line the header's fields") from None
 
 
 def _refuse_a_title(path: Path, sep: str, encoding: str) -> None:
