@@ -20,7 +20,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, encoding, read_frame, title_hint
+from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, read_frame, title_hint
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -532,8 +532,8 @@ def _with_ends(df: pd.DataFrame, path: Path, group: str, time_unit: str) -> RunT
 
 def _read_rul(path: Path, units: list[str]) -> dict[str, float]:
     try:
-        raw = pd.read_csv(path, sep=r"[,;\s]+", engine="python", header=None, encoding=encoding(path))
-    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raw, _ = read_frame(path, r"[,;\s]+", header=None)  # text, or a workbook's first sheet
+    except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the RUL file ({e}); give one number per test unit") from None
     raw = raw.dropna(axis=1, how="all")
     if raw.shape[1] == 2:  # unit, rul (a header row is skipped when its RUL is not a number)

@@ -90,6 +90,8 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
     truth = np.loadtxt(tables["rul"])
     ends = (test.frame.groupby("unit", sort=False).cumcount(ascending=False) == 0).to_numpy()
     np.testing.assert_array_equal(test.ttf[ends, 0], truth)
+    pd.DataFrame(truth).to_excel(tmp_path / "RUL.xlsx", index=False, header=False)  # the true RULs as a workbook
+    np.testing.assert_array_equal(from_table(tables["test"], FMT, tmp_path / "RUL.xlsx").ttf, test.ttf)
     # the same data as CSV with a header row
     csv = tmp_path / "train.csv"
     pd.read_csv(tables["train"], sep=" ", header=None, names=["engine", "cycle", *list("abcdefg")]).to_csv(csv,

@@ -50,8 +50,9 @@ def read_frame(path: Path, sep: str | None = None,
                header: int | str | None = "infer") -> tuple[pd.DataFrame, str | None]:
     """A plant's table as written, and the delimiter it was read with (None but for text): Parquet; an Excel
     workbook's first sheet (openpyxl: dates and numbers as Excel typed them); or text in its encoding, with delimiter
-    `sep` (r"\\s+": whitespace), else the one found from the file. ValueError or OSError saying why not: a workbook of
-    Excel 97-2003, or a binary file named as text, is named as such, not read as garbled text."""
+    `sep` (a character, or a pattern such as r"\\s+" for whitespace), else the one found from the file. ValueError or
+    OSError saying why not: a workbook of Excel 97-2003, or a binary file named as text, is named as such, not read
+    as garbled text."""
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -75,7 +76,7 @@ def read_frame(path: Path, sep: str | None = None,
     if len(sep) == 1:
         _refuse_a_title(path, sep, text)
     try:
-        return pd.read_csv(path, sep=sep, header=header, engine="python" if sep == r"\s+" else "c", encoding=text), sep
+        return pd.read_csv(path, sep=sep, header=header, engine="python" if len(sep) > 1 else "c", encoding=text), sep
     except pd.errors.ParserError as e:  # 'Expected 4 fields in line 1204, saw 5\n' (a title was named above)
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m is None:
