@@ -260,6 +260,30 @@ def test_a_date_and_a_time_column_are_joined_into_the_timestamp(tmp_path: Path) 
         read_log(f, fmt=LogFormat(None, {"Maschine+Status": "machine"}))
 
 
+def test_the_plants_machine_names_are_mapped_with_machines(tmp_path: Path) -> None:
+    """An MES names its machines its own way ('Drehen 1' for turn-1): they were left out with a warning, the fit then
+    made of the rest; the warning names the scenario's machines the log has no rows of and how to map them, and
+    --machines maps them: the same fit as a log written with the scenario's names."""
+    plant = tmp_path / "mes.csv"
+    plant.write_text(_STATUS.read_text().replace("turn-1", "Drehen 1").replace("turn-2", "Drehen 2"))
+    base = ("--base", ROOT / "tests" / "scenarios" / "heat_treat.yaml", "--replications", 2)
+    r = subprocess.run(twin_cmd("fit", plant, *base, "--out", tmp_path / "left-out.yaml"), capture_output=True,
+                       text=True, timeout=120, cwd=ROOT)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0 and "machines not in heat_treat.yaml, left out: Drehen 1, Drehen 2; the log has no rows " \
+        "of heat_treat.yaml's turn-1, turn-2 (or map the log's names to the scenario's with --machines 'Drehen " \
+        "1=turn-1, …')" in said, r.stderr
+    run_all(twin_cmd("fit", plant, *base, "--out", tmp_path / "mapped.yaml", "--machines",
+                     "Drehen 1=turn-1, Drehen 2=turn-2"),
+            twin_cmd("fit", _STATUS, *base, "--out", tmp_path / "as-named.yaml"))
+    mapped, named = (pd.read_csv(tmp_path / f"{n}-report" / "validation.csv") for n in ("mapped", "as-named"))
+    pd.testing.assert_frame_equal(mapped, named)
+    assert set(named.machine) >= {"turn-1", "turn-2"}
+    assert_mistakes(["fit", str(plant), *map(str, base), "--out", str(tmp_path / "x.yaml")],
+                    [(["--machines", "Drehen 1=turn-9"], "--machines: 'Drehen 1=turn-9': 'turn-9' is not a machine of "
+                                                         "the base scenario; use ")])
+
+
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
     """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
     is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""

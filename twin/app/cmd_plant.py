@@ -180,6 +180,8 @@ def fit(
     reasons: Annotated[Optional[str], typer.Option(help="the plant's stop reasons as the base scenario's fault "
                                                         "modes, e.g. 'E-042 spindle=bearing_wear, E-07=jam'")]
     = None,
+    machines: Annotated[Optional[str], typer.Option(help="the plant's machine names (or ids) as the base scenario's, "
+                                                         "e.g. 'Presse 1=press-1, M-4711=press-2'")] = None,
     columns: Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
                                                         "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
                                                         "Grund=reason'; a date and a time column joined: "
@@ -227,6 +229,12 @@ def fit(
             if columns is not None else {}
     except ValueError as e:
         fail(f"--columns: {e}")
+    known = sorted({m for s in sc.stations for m in s.machine_names})
+    try:
+        renamed = parse_pairs(machines, known, "machine of the base scenario", "MACHINE", "Presse 1=press-1") \
+            if machines is not None else {}
+    except ValueError as e:
+        fail(f"--machines: {e}")
     fmt = LogFormat(separator_option(sep), mapped, time_format)
     url = log if "://" in log else None
     source = Path(log) if url is None else _url_name(url)  # named in reports
@@ -261,8 +269,12 @@ def fit(
             _store_energy(energy_url, run) if energy_url is not None else None
     except LogError as e:
         fail(str(e))
-    machines = {m for s in sc.stations for m in s.machine_names}
-    _known_names(source, frame.machine, machines, "machines", base)
+    if renamed:  # the plant's names as the twin's, in every log that names machines
+        frame = frame.assign(machine=frame.machine.replace(renamed))
+        part_log = part_log.assign(machine=part_log.machine.replace(renamed)) if part_log is not None else None
+        energy_log = energy_log.assign(machine=energy_log.machine.replace(renamed)) if energy_log is not None else None
+    machine_names = set(known)
+    _known_names(source, frame.machine, machine_names, "machines", base)
     if codes:
         frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
     lost = unfitted_reasons(frame, sc)
@@ -273,14 +285,14 @@ def fit(
                           f"--reasons 'CODE=MODE, …' (modes: {', '.join(sorted(modes))})", markup=False,
                           highlight=False, soft_wrap=True)
     if parts is not None and part_log is not None:
-        _known_names(part_path or _url_name(parts), part_log.machine, machines, "machines", base)
+        _known_names(part_path or _url_name(parts), part_log.machine, machine_names, "machines", base)
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
         _known_names(level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station), buffered,
                      "stations with a buffer",
                      base)  # an assembly's per feeder, 'assy<shaft'
     if energy is not None and energy_log is not None:
-        _known_names(energy_path or _url_name(energy), energy_log.machine, machines, "machines", base)
+        _known_names(energy_path or _url_name(energy), energy_log.machine, machine_names, "machines", base)
     try:
         fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
     except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
@@ -587,16 +599,24 @@ def _store_levels(url: str, run: str | None) -> pd.DataFrame:
                          "level": levels["level"].astype(int).to_numpy()})
 
 
+def _listed(names: list[str], most: int = 5) -> str:
+    """Names as a short list: the first `most`, then how many more."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> None:
     """A plant log's machine or station names against the scenario's: none of them known is an error (the log would
     change nothing, without a word), some unknown a warning naming those left out."""
-    unknown = sorted(set(names) - known)
+    unknown, unlogged = sorted(set(names) - known), sorted(known - set(names))
+    hint = (f" (or map the log's names to the scenario's with --machines '{unknown[0]}={unlogged[0]}, …')"
+            if what == "machines" and unknown and unlogged else "")
     if unknown and len(unknown) == names.nunique():
         fail(f"{path}: none of its {what} ({', '.join(unknown[:5])}) is in {base.name} ({', '.join(sorted(known))}); "
-             f"name the {what.split()[0]} in the log as the scenario does.")
+             f"name the {what.split()[0]} in the log as the scenario does{hint}.")
     if unknown:
-        err_console.print(f"warning: {path.name}: {what} not in {base.name}, left out: {', '.join(unknown)}",
-                          highlight=False)
+        rows = f"; the log has no rows of {base.name}'s {_listed(unlogged)}{hint}" if hint else ""
+        err_console.print(f"warning: {path.name}: {what} not in {base.name}, left out: {', '.join(unknown)}{rows}",
+                          highlight=False, markup=False)
 
 
 def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duration: str) -> None:
