@@ -284,6 +284,28 @@ def test_the_plants_machine_names_are_mapped_with_machines(tmp_path: Path) -> No
                                                          "the base scenario; use ")])
 
 
+def test_a_log_sampled_each_minute_fits_as_its_changes_do(tmp_path: Path) -> None:
+    """A PLC polled each minute, or a historian's export, writes the state at every sample, not once per change:
+    each minute of a stop was a repair of its own (a fit of 1,883 one-minute repairs where there were 94 of twenty
+    minutes). Rows repeating their machine's state and reason are one state: the same log and fit as the changes'."""
+    from twin.fit import fit_scenario
+
+    changes = read_log(_STATUS)
+    rows = []
+    for _, g in changes.groupby("machine"):
+        ends = [*g.timestamp.iloc[1:], g.timestamp.iloc[-1] + pd.Timedelta(minutes=1)]
+        for (t, machine, state, reason), end in zip(g.itertuples(index=False), ends):
+            rows += [(x, machine, state, reason) for x in pd.date_range(t, end, freq="1min", inclusive="left")
+                     .union([t])]
+    pd.DataFrame(rows, columns=list(changes.columns)).sample(frac=1, random_state=1).to_csv(tmp_path / "polled.csv",
+                                                                                            index=False)
+    polled = read_log(tmp_path / "polled.csv")
+    assert polled.attrs["repeated"] == len(rows) - len(changes) > 10 * len(changes)
+    pd.testing.assert_frame_equal(polled, changes)
+    sc = load_scenario(HEAT)
+    pd.testing.assert_frame_equal(fit_scenario(polled, sc)[1], fit_scenario(changes, sc)[1])
+
+
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
     """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
     is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""

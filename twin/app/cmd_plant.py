@@ -269,6 +269,10 @@ def fit(
             _store_energy(energy_url, run) if energy_url is not None else None
     except LogError as e:
         fail(str(e))
+    if frame.attrs.get("repeated"):
+        err_console.print(f"note: {frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a "
+                          "log sampled at intervals, not one row per change): each state is read from its first row "
+                          "to the next change", highlight=False, markup=False, soft_wrap=True)
     if renamed:  # the plant's names as the twin's, in every log that names machines
         frame = frame.assign(machine=frame.machine.replace(renamed))
         part_log = part_log.assign(machine=part_log.machine.replace(renamed)) if part_log is not None else None
