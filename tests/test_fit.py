@@ -304,6 +304,14 @@ def test_a_log_sampled_each_minute_fits_as_its_changes_do(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(polled, changes)
     sc = load_scenario(HEAT)
     pd.testing.assert_frame_equal(fit_scenario(polled, sc)[1], fit_scenario(changes, sc)[1])
+    # a stop's reason given in a row of its own, minutes after the stop (as an operator enters it): one stop
+    f = tmp_path / "reasons-later.csv"
+    f.write_text("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,working,\n2026-01-05T07:00,press-1,down,\n"
+                 "2026-01-05T07:03,press-1,down,trip\n2026-01-05T07:20,press-1,working,\n2026-01-05T08:00,press-1,down,"
+                 "\n2026-01-05T08:10,press-1,working,\n")
+    later = read_log(f)
+    assert later.state.tolist() == ["working", "down", "working", "down", "working"] and later.attrs["repeated"] == 1
+    assert later.reason.tolist()[1:4] == ["trip", "", ""] and str(later.timestamp[1]) == "2026-01-05 07:00:00"
 
 
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:

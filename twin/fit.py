@@ -402,8 +402,8 @@ def unfitted_reasons(log: pd.DataFrame, sc: Scenario) -> pd.Series:
 def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str] | None = None) -> pd.DataFrame:
     """A status log's rows (machine, state, reason; their times `ts` on the line's clock) checked and sorted, whether
     from a file or a store's state records (`path` names it in errors), the plant's state names translated by
-    `states` (the twin's own names stay valid), one row per change (rows repeating the state before are dropped,
-    counted in `attrs["repeated"]`); LogError when unusable."""
+    `states` (the twin's own names stay valid), one row per change (rows repeating the state before are dropped, a
+    reason given in a row after its stop's moved to it; counted in `attrs["repeated"]`); LogError when unusable."""
     if states:
         df = df.assign(state=df["state"].astype(str).map(lambda s: states.get(s, s)))
     bad = ~df["state"].astype(str).isin(STATES)
@@ -427,7 +427,14 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
     same = ((out.machine == out.machine.shift()) & (out.state == out.state.shift())
             & (out.reason == out.reason.shift())).to_numpy()
     out = out[~same].reset_index(drop=True)
-    out.attrs["repeated"] = int(same.sum())  # said by `twin fit`
+    # a stop logged at once and its reason in a row of its own when the operator gave it (no change of state in
+    # between: the machine never ran): one stop, from the first row, for the reason given
+    later = ((out.machine == out.machine.shift()) & (out.state == out.state.shift()) & (out.reason.shift() == "")
+             & (out.reason != "")).to_numpy()
+    if later.any():
+        out.loc[np.flatnonzero(later) - 1, "reason"] = out.reason.to_numpy()[later]
+        out = out[~later].reset_index(drop=True)
+    out.attrs["repeated"] = int(same.sum() + later.sum())  # said by `twin fit`
     return out
 
 

@@ -271,8 +271,9 @@ def fit(
         fail(str(e))
     if frame.attrs.get("repeated"):
         err_console.print(f"note: {frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a "
-                          "log sampled at intervals, not one row per change): each state is read from its first row "
-                          "to the next change", highlight=False, markup=False, soft_wrap=True)
+                          "log sampled at intervals, or a stop's reason given in a row of its own): each state is read "
+                          "from its first row to the next change, for the reason given", highlight=False,
+                          markup=False, soft_wrap=True)
     if renamed:  # the plant's names as the twin's, in every log that names machines
         frame = frame.assign(machine=frame.machine.replace(renamed))
         part_log = part_log.assign(machine=part_log.machine.replace(renamed)) if part_log is not None else None
