@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, assert_mistakes, run_all, twin_cmd
-from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log
+from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log, read_parts
 from twin.scenario import load_scenario
 
 TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
@@ -435,7 +435,7 @@ def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
     fit_scenario(log, load_scenario(TRUTH))
 
 
-def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
+def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:
     """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
     worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity."""
     from twin.app.runner import simulate
@@ -473,6 +473,24 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels() -> None:
         table = fit_scenario(log, sc, parts=log_parts)[1]
         mean = table[table.time == "cycle"].set_index("machine type").loc["station press-1", "mean [h]"] * 3600
         assert mean == pytest.approx(50, rel=0.03)
+    # a PLC's good-part counter read each minute (timestamp, machine, count; reset to 0 once): each reading was taken
+    # for one part, every cycle a minute; it counts the parts since the reading before, as a store's counters
+    from twin.app.cmd_plant import _counted_parts
+
+    minutes = pd.date_range(start, start + pd.Timedelta(days=1.5), freq="1min")
+    count = np.searchsorted(np.sort(p1), minutes.to_numpy(), side="right").astype(float)
+    count[len(count) // 2:] -= count[len(count) // 2 - 1]  # reset at noon: counts on from 0
+    f = tmp_path / "counter.csv"
+    pd.DataFrame({"timestamp": minutes, "machine": "press-1", "count": count}).to_csv(f, index=False)
+    counted = _counted_parts(read_parts(f))
+    (tmp_path / "bad.csv").write_text("timestamp,machine,count\n2026-01-05T06:00,press-1,12\n2026-01-05T06:01,press-1,"
+                                      "zwölf\n")
+    with pytest.raises(LogError, match=r"row 3, column count: 'zwölf' is not a part count \(a number, 0 or more\)"):
+        read_parts(tmp_path / "bad.csv")
+    assert len(counted) == len(p1[p1 <= minutes[-1].to_datetime64()]) - (p1 <= minutes[0].to_datetime64()).sum()
+    table = fit_scenario(log, sc, parts=counted)[1]
+    mean = table[table.time == "cycle"].set_index("machine type").loc["station press-1", "mean [h]"] * 3600
+    assert mean == pytest.approx(50, rel=0.03)
 
 
 @pytest.mark.parametrize(("shifts", "expected"), [

@@ -61,7 +61,8 @@ class Fitted:
     aic: dict[str, float] = field(default_factory=dict)
 
 
-LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power")  # any plant log's
+# any plant log's columns
+LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power", "count")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.{title_hint(df.columns)}")
     if sep == ";":  # a ';' export's '12,5' kW
-        decimal_commas(df, ("level", "energy", "power"))
+        decimal_commas(df, ("level", "energy", "power", "count"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
     for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
@@ -198,11 +199,20 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None) 
 
 
 def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
-    """A part-completion log (timestamp, machine: one row per part a machine finished) as timestamp, machine; times
-    on the clock of a line in time zone `tz`."""
-    df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine.",
-                    tz, fmt)
+    """A part-completion log (timestamp, machine: one row per part a machine finished), or a part counter's readings
+    (with a column count: a PLC's good-part count, read at intervals), as timestamp, machine and, for a counter,
+    count; times on the clock of a line in time zone `tz`."""
+    df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine "
+                    "(or a counter's readings: timestamp, machine, count).", tz, fmt)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
+    if "count" in df.columns:  # each row was read as one part: a counter read every minute made 1-minute cycles
+        v = pd.to_numeric(df["count"], errors="coerce")
+        bad = (v.isna() & df["count"].notna()) | (v < 0) | np.isinf(v)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise LogError(f"{path}: row {row + 2}, column count: {str(df['count'].iloc[row])!r} is not a part "
+                           f"count (a number, 0 or more){decimal_comma_hint([df['count'].iloc[row]])}.")
+        out = out.assign(count=v.astype(float))[v.notna().to_numpy()]
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
 
 

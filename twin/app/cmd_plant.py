@@ -162,7 +162,8 @@ def fit(
     = None,
     cluster: ClusterOpt = None,
     parts: Annotated[Optional[str], typer.Option(help="part-completion log (timestamp, machine: one row per part "
-                                                      "a machine finished), or a store whose good_parts counters "
+                                                      "a machine finished; or timestamp, machine, count: a part "
+                                                      "counter's readings), or a store whose good_parts counters "
                                                       "`twin connect` wrote: fits each station's cycle time")] = None,
     levels: Annotated[Optional[str], typer.Option(help="buffer-level log (timestamp, station, level), or a store "
                                                        "whose buffer levels `twin connect` wrote (duckdb:///...): "
@@ -263,6 +264,8 @@ def fit(
         frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
         part_log = read_parts(part_path, tz, fmt) if part_path is not None else \
             _store_parts(part_url, run) if part_url is not None else None
+        if part_log is not None and "count" in part_log:
+            part_log = _counted_parts(part_log)
         level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
             _store_levels(level_url, run) if level_url is not None else None
         energy_log = read_energy(energy_path, tz, fmt) if energy_path is not None else \
@@ -582,6 +585,18 @@ def _store_parts(url: str, run: str | None) -> pd.DataFrame:
                         "good_parts in `twin connect` (docs/connect.md), or give a part log file",
                         lambda db: db.query(run=run, sensors=["good_parts"]))
     return part_times(readings).rename(columns={"ts": "timestamp"})
+
+
+def _counted_parts(log: pd.DataFrame) -> pd.DataFrame:
+    """A part log file of counter readings (timestamp, machine, count) as one row per part counted, as a store's
+    good_parts counters are read (`store.base.part_times`: a reset counts on from 0)."""
+    import pandas as pd
+
+    from sensors.store.base import part_times
+
+    readings = pd.DataFrame({"machine": log.machine, "sensor": "good_parts", "ts": log.timestamp,
+                             "value": log["count"]})
+    return part_times(readings).rename(columns={"ts": "timestamp"})[["timestamp", "machine"]]
 
 
 def _store_energy(url: str, run: str | None) -> pd.DataFrame:
