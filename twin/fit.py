@@ -206,12 +206,7 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
                     "(or a counter's readings: timestamp, machine, count).", tz, fmt)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
     if "count" in df.columns:  # each row was read as one part: a counter read every minute made 1-minute cycles
-        v = pd.to_numeric(df["count"], errors="coerce")
-        bad = (v.isna() & df["count"].notna()) | (v < 0) | np.isinf(v)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise LogError(f"{path}: row {row + 2}, column count: {str(df['count'].iloc[row])!r} is not a part "
-                           f"count (a number, 0 or more){decimal_comma_hint([df['count'].iloc[row]])}.")
+        v = _readings(path, df, "count", "a part count")
         out = out.assign(count=v.astype(float))[v.notna().to_numpy()]
     return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
 
@@ -234,6 +229,18 @@ def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(np.int64)})
 
 
+def _readings(path: Path, df: pd.DataFrame, column: str, what: str) -> pd.Series:
+    """A meter's or a counter's `column` as numbers, NaN where a row gives none; LogError naming the first row whose
+    value is no number 0 or more (`what`: 'a kWh reading')."""
+    v = pd.to_numeric(df[column], errors="coerce")
+    bad = (v.isna() & df[column].notna()) | (v < 0) | np.isinf(v)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise LogError(f"{path}: row {row + 2}, column {column}: {str(df[column].iloc[row])!r} is not {what} (a "
+                       f"number, 0 or more){decimal_comma_hint([df[column].iloc[row]])}.")
+    return v
+
+
 def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """An energy log (timestamp, machine, and energy: a meter's kWh register, or power: kW readings) as timestamp,
     machine, sensor ('energy' or 'power'), value; times as `read_parts`."""
@@ -245,13 +252,7 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
                        f"{', '.join(map(str, df.columns))}); map the meter's column with --columns 'ITS_NAME=energy'.")
     frames = []
     for c in have:
-        v = pd.to_numeric(df[c], errors="coerce")
-        bad = (v.isna() & df[c].notna()) | (v < 0) | np.isinf(v)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise LogError(f"{path}: row {row + 2}, column {c}: {str(df[c].iloc[row])!r} is not "
-                           f"{'a kWh reading' if c == 'energy' else 'a power in kW'} (a number, 0 or more)"
-                           f"{decimal_comma_hint([df[c].iloc[row]])}.")
+        v = _readings(path, df, c, "a kWh reading" if c == "energy" else "a power in kW")
         if c == "power" and (v > MAX_POWER).any():
             row = int(np.flatnonzero((v > MAX_POWER).to_numpy())[0])
             raise LogError(f"{path}: row {row + 2}, column power: {str(df[c].iloc[row])!r} kW is more than any machine "
