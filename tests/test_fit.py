@@ -475,14 +475,14 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path
         assert mean == pytest.approx(50, rel=0.03)
     # a PLC's good-part counter read each minute (timestamp, machine, count; reset to 0 once): each reading was taken
     # for one part, every cycle a minute; it counts the parts since the reading before, as a store's counters
-    from twin.app.cmd_plant import _counted_parts
+    from twin.app.cmd_plant import _file_parts
 
     minutes = pd.date_range(start, start + pd.Timedelta(days=1.5), freq="1min")
     count = np.searchsorted(np.sort(p1), minutes.to_numpy(), side="right").astype(float)
     count[len(count) // 2:] -= count[len(count) // 2 - 1]  # reset at noon: counts on from 0
     f = tmp_path / "counter.csv"
     pd.DataFrame({"timestamp": minutes, "machine": "press-1", "count": count}).to_csv(f, index=False)
-    counted = _counted_parts(read_parts(f))
+    counted = _file_parts(read_parts(f))
     (tmp_path / "bad.csv").write_text("timestamp,machine,count\n2026-01-05T06:00,press-1,12\n2026-01-05T06:01,press-1,"
                                       "zwölf\n")
     with pytest.raises(LogError, match=r"row 3, column count: 'zwölf' is not a part count \(a number, 0 or more\)"):

@@ -262,10 +262,8 @@ def fit(
     try:
         tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
         frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
-        part_log = read_parts(part_path, tz, fmt) if part_path is not None else \
+        part_log = _file_parts(read_parts(part_path, tz, fmt)) if part_path is not None else \
             _store_parts(part_url, run) if part_url is not None else None
-        if part_log is not None and "count" in part_log:
-            part_log = _counted_parts(part_log)
         level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
             _store_levels(level_url, run) if level_url is not None else None
         energy_log = read_energy(energy_path, tz, fmt) if energy_path is not None else \
@@ -579,23 +577,26 @@ def _one_run(url: str, run: str | None, option: str, what: str, fix: str,
 def _store_parts(url: str, run: str | None) -> pd.DataFrame:
     """A part-completion log (timestamp, machine) from a store's good_parts counters (a plant's PLC counts, as
     `twin connect` writes them; `store.base.part_times`)."""
-    from sensors.store.base import part_times
-
     readings = _one_run(url, run, "--parts", "good_parts counters", "map a machine's part counter as the sensor "
                         "good_parts in `twin connect` (docs/connect.md), or give a part log file",
                         lambda db: db.query(run=run, sensors=["good_parts"]))
-    return part_times(readings).rename(columns={"ts": "timestamp"})
+    return _counted_parts(readings)
 
 
-def _counted_parts(log: pd.DataFrame) -> pd.DataFrame:
-    """A part log file of counter readings (timestamp, machine, count) as one row per part counted, as a store's
-    good_parts counters are read (`store.base.part_times`: a reset counts on from 0)."""
-    import pandas as pd
+def _file_parts(log: pd.DataFrame) -> pd.DataFrame:
+    """A part log file (`fit.read_parts`) as one row per part: its rows, or for a counter's readings (its count
+    column) the parts each counted."""
+    if "count" not in log:
+        return log
+    return _counted_parts(log.rename(columns={"timestamp": "ts", "count": "value"}).assign(sensor="good_parts"))
 
+
+def _counted_parts(readings: pd.DataFrame) -> pd.DataFrame:
+    """Part counters' readings (machine, sensor, ts, value: a store's good_parts, or a part log file's count) as a
+    part-completion log (timestamp, machine: one row per part counted; `store.base.part_times`, a reset counting on
+    from 0)."""
     from sensors.store.base import part_times
 
-    readings = pd.DataFrame({"machine": log.machine, "sensor": "good_parts", "ts": log.timestamp,
-                             "value": log["count"]})
     return part_times(readings).rename(columns={"ts": "timestamp"})[["timestamp", "machine"]]
 
 
