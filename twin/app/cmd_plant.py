@@ -38,6 +38,7 @@ from twin.app.options import (
     progress_bar,
     separator_option,
     simulated,
+    stage,
     time_option,
     writable,
 )
@@ -259,15 +260,17 @@ def fit(
         reachable(cluster)  # a malformed address, or a scheduler that does not answer, named before anything is written
     except ClusterError as e:
         fail(str(e), code=3)
-    try:
-        tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
-        frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
-        part_log = _file_parts(read_parts(part_path, tz, fmt)) if part_path is not None else \
-            _store_parts(part_url, run) if part_url is not None else None
-        level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
-            _store_levels(level_url, run) if level_url is not None else None
-        energy_log = read_energy(energy_path, tz, fmt) if energy_path is not None else \
-            _store_energy(energy_url, run) if energy_url is not None else None
+    read = [str(source), *(x for x in (parts, levels, energy) if x is not None)]
+    try:  # a year's log as a workbook reads for about 15 s
+        with stage(f"reading {', '.join(read)}"):
+            tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
+            frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
+            part_log = _file_parts(read_parts(part_path, tz, fmt)) if part_path is not None else \
+                _store_parts(part_url, run) if part_url is not None else None
+            level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
+                _store_levels(level_url, run) if level_url is not None else None
+            energy_log = read_energy(energy_path, tz, fmt) if energy_path is not None else \
+                _store_energy(energy_url, run) if energy_url is not None else None
     except LogError as e:
         fail(str(e))
     if frame.attrs.get("repeated"):
