@@ -270,6 +270,7 @@ def test_the_plants_machine_names_are_mapped_with_machines(tmp_path: Path) -> No
     r = subprocess.run(twin_cmd("fit", plant, *base, "--out", tmp_path / "left-out.yaml"), capture_output=True,
                        text=True, timeout=120, cwd=ROOT)
     said = " ".join(r.stderr.split())
+    assert r.stderr.startswith(f"reading {plant}…\n"), r.stderr  # said as it starts: a workbook reads for seconds
     assert r.returncode == 0 and "machines not in heat_treat.yaml, left out: Drehen 1, Drehen 2; the log has no rows " \
         "of heat_treat.yaml's turn-1, turn-2 (or map the log's names to the scenario's with --machines 'Drehen " \
         "1=turn-1, …')" in said, r.stderr
