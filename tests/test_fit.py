@@ -279,6 +279,10 @@ def test_the_plants_machine_names_are_mapped_with_machines(tmp_path: Path) -> No
             twin_cmd("fit", _STATUS, *base, "--out", tmp_path / "as-named.yaml"))
     mapped, named = (pd.read_csv(tmp_path / f"{n}-report" / "validation.csv") for n in ("mapped", "as-named"))
     pd.testing.assert_frame_equal(mapped, named)
+    # how the logs were read, in the report beside the fit: the options given, what was left out
+    assert "- `--machines 'Drehen 1=turn-1, Drehen 2=turn-2'`" in (tmp_path / "mapped-report" / "report.md").read_text()
+    assert "- warning: mes.csv: machines not in heat_treat.yaml, left out: Drehen 1, Drehen 2" in (
+        tmp_path / "left-out-report" / "report.md").read_text()
     assert set(named.machine) >= {"turn-1", "turn-2"}
     assert_mistakes(["fit", str(plant), *map(str, base), "--out", str(tmp_path / "x.yaml")],
                     [(["--machines", "Drehen 1=turn-9"], "--machines: 'Drehen 1=turn-9': 'turn-9' is not a machine of "

@@ -273,43 +273,55 @@ def fit(
                 _store_energy(energy_url, run) if energy_url is not None else None
     except LogError as e:
         fail(str(e))
+    said = [f"`{opt} '{value}'`" for opt, value in (("--columns", columns), ("--time-format", time_format),
+                                                  ("--sep", sep), ("--states", states), ("--reasons", reasons),
+                                                  ("--machines", machines)) if value is not None]
+
+    def say(kind: str, text: str) -> None:
+        """A note or warning on how the logs were read: on the console, and in the report beside the fit."""
+        err_console.print(f"{kind}: {text}", highlight=False, markup=False, soft_wrap=True)
+        said.append(f"{kind}: {text}")
+
     if frame.attrs.get("repeated"):
-        err_console.print(f"note: {frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a "
-                          "log sampled at intervals, or a stop's reason given in a row of its own): each state is read "
-                          "from its first row to the next change, for the reason given", highlight=False,
-                          markup=False, soft_wrap=True)
+        say("note", f"{frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a log sampled "
+            "at intervals, or a stop's reason given in a row of its own): each state is read from its first row to "
+            "the next change, for the reason given")
     if renamed:  # the plant's names as the twin's, in every log that names machines
         frame = frame.assign(machine=frame.machine.replace(renamed))
         part_log = part_log.assign(machine=part_log.machine.replace(renamed)) if part_log is not None else None
         energy_log = energy_log.assign(machine=energy_log.machine.replace(renamed)) if energy_log is not None else None
     machine_names = set(known)
-    _known_names(source, frame.machine, machine_names, "machines", base)
+    if left := _known_names(source, frame.machine, machine_names, "machines", base):
+        say("warning", left)
     if codes:
         frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
     lost = unfitted_reasons(frame, sc)
     if len(lost):  # stops the fit cannot tell apart: said, not silently left out
         shown = ", ".join(f"{r or '(none)'!r} ×{n}" for r, n in lost.head(5).items())
-        err_console.print(f"warning: {int(lost.sum()):,} stops name no fault mode of their machine's type ({shown}"
-                          f"{', …' if len(lost) > 5 else ''}) and are not fitted; map the plant's reasons with "
-                          f"--reasons 'CODE=MODE, …' (modes: {', '.join(sorted(modes))})", markup=False,
-                          highlight=False, soft_wrap=True)
+        say("warning", f"{int(lost.sum()):,} stops name no fault mode of their machine's type ({shown}"
+            f"{', …' if len(lost) > 5 else ''}) and are not fitted; map the plant's reasons with --reasons "
+            f"'CODE=MODE, …' (modes: {', '.join(sorted(modes))})")
+    left = []
     if parts is not None and part_log is not None:
-        _known_names(part_path or _url_name(parts), part_log.machine, machine_names, "machines", base)
+        left.append(_known_names(part_path or _url_name(parts), part_log.machine, machine_names, "machines", base))
     if levels is not None and level_log is not None:
         buffered = {s.name for s in sc.stations if s.buffer is not None}
-        _known_names(level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station), buffered,
-                     "stations with a buffer",
-                     base)  # an assembly's per feeder, 'assy<shaft'
+        left.append(_known_names(level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station),
+                                 buffered, "stations with a buffer", base))  # an assembly's per feeder, 'assy<shaft'
     if energy is not None and energy_log is not None:
-        _known_names(energy_path or _url_name(energy), energy_log.machine, machine_names, "machines", base)
+        left.append(_known_names(energy_path or _url_name(energy), energy_log.machine, machine_names, "machines",
+                                 base))
+    for text in filter(None, left):
+        say("warning", text)
     try:
         fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
     except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
         # distribution family fits; named with the file they come from
         fail(f"{energy_path or _url_name(str(energy)) if isinstance(e, MeterError) else source}: {e}")
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, {frame.timestamp.min()} to "
-              f"{frame.timestamp.max()}) on {dt.date.today()}, base {base.name}.\n"
+    header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, "
+              f"{frame.timestamp.min():%Y-%m-%d %H:%M:%S} to {frame.timestamp.max():%Y-%m-%d %H:%M:%S}) on "
+              f"{dt.date.today()}, base {base.name}.\n"
               "# Failure and repair times are maximum-likelihood fits with right-censoring; see the report.\n")
     out.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8",
                    errors="backslashreplace")  # a file name that is not UTF-8, in the header
@@ -332,6 +344,9 @@ def fit(
     check.to_csv(folder / "validation.csv", index=False)
     (folder / "report.md").write_text(
         f"# `twin fit` {source.name} → {out.name}\n\n"
+        f"## The logs\n\n{', '.join(read)}: {len(frame):,} state changes, {frame.timestamp.min():%Y-%m-%d %H:%M:%S} "
+        f"to {frame.timestamp.max():%Y-%m-%d %H:%M:%S}.\n\n"
+        + "".join(f"- {x}\n" for x in said) + ("\n" if said else "") +
         "## Fitted times\n\nEach family (exponential, Weibull, lognormal, gamma) fitted by maximum likelihood with "
         "right-censoring (scipy.stats); the lowest AIC chosen. KS: the largest gap between the data (Kaplan-Meier "
         "when censored) and the fitted law. Fewer than 5 events: the base scenario's time is kept.\n\n"
@@ -628,19 +643,19 @@ def _listed(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> None:
+def _known_names(path: Path, names: pd.Series, known: set[str], what: str, base: Path) -> str:
     """A plant log's machine or station names against the scenario's: none of them known is an error (the log would
-    change nothing, without a word), some unknown a warning naming those left out."""
+    change nothing, without a word), some unknown a warning naming those left out (returned; '' when none is)."""
     unknown, unlogged = sorted(set(names) - known), sorted(known - set(names))
     hint = (f" (or map the log's names to the scenario's with --machines '{unknown[0]}={unlogged[0]}, …')"
             if what == "machines" and unknown and unlogged else "")
     if unknown and len(unknown) == names.nunique():
         fail(f"{path}: none of its {what} ({', '.join(unknown[:5])}) is in {base.name} ({', '.join(sorted(known))}); "
              f"name the {what.split()[0]} in the log as the scenario does{hint}.")
-    if unknown:
-        rows = f"; the log has no rows of {base.name}'s {_listed(unlogged)}{hint}" if hint else ""
-        err_console.print(f"warning: {path.name}: {what} not in {base.name}, left out: {', '.join(unknown)}{rows}",
-                          highlight=False, markup=False)
+    if not unknown:
+        return ""
+    rows = f"; the log has no rows of {base.name}'s {_listed(unlogged)}{hint}" if hint else ""
+    return f"{path.name}: {what} not in {base.name}, left out: {', '.join(unknown)}{rows}"
 
 
 def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duration: str) -> None:
