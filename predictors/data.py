@@ -440,7 +440,7 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         if col not in df:
             raise DataError(f"{path}: no {role} column {col!r}; the columns are {list(map(str, df.columns))}. "
                             f"Name it with --{'unit' if role == 'unit id' else role}-column (a name, or a "
-                            f"0-based position for a file without a header).{title_hint(df.columns)}")
+                            f"0-based position for a file without a header).{title_hint(df)}")
     roles = [("the unit id column", unit), ("the time column", time), *((("the end column", end),) if end else ())]
     roles += [("a feature column", c) for c in features or []]
     for i, (role, col) in enumerate(roles):

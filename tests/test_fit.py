@@ -217,6 +217,12 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
                                        r"'Störungsbericht Linie 1' and nothing else: a title above the table\? Remove "
                                        "the rows above"):
         read_log(tmp_path / "titled.xlsx")
+    with pd.ExcelWriter(tmp_path / "cover.xlsx") as book:  # a cover sheet before the table's
+        pd.DataFrame({"Bericht": ["Linie 1"]}).to_excel(book, sheet_name="Deckblatt", index=False)
+        frame.to_excel(book, sheet_name="Störungen", index=False)
+    with pytest.raises(LogError, match=r"Only the workbook's first sheet \('Deckblatt'\) is read; it has 1 more "
+                                       r"\('Störungen'\): move the table to the first sheet\.$"):
+        read_log(tmp_path / "cover.xlsx")
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

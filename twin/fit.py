@@ -103,7 +103,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
-                       f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.{title_hint(df.columns)}")
+                       f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.{title_hint(df)}")
     if sep == ";":  # a ';' export's '12,5' kW
         decimal_commas(df, ("level", "energy", "power", "count"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback

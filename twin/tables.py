@@ -60,7 +60,10 @@ def read_frame(path: Path, sep: str | None = None,
         return pd.read_parquet(path), None
     if suffix in EXCEL:
         try:
-            return pd.read_excel(path, sheet_name=0, header=0 if header == "infer" else header, engine="openpyxl"), None
+            with pd.ExcelFile(path, engine="openpyxl") as book:
+                df = pd.read_excel(book, sheet_name=0, header=0 if header == "infer" else header)
+                df.attrs["sheets"] = list(book.sheet_names)  # for `title_hint`: a cover sheet before the table's
+            return df, None
         except OSError:
             raise
         except Exception as e:  # a damaged workbook fails deep in zipfile or the XML parser, in any way
@@ -105,14 +108,21 @@ def _refuse_a_title(path: Path, sep: str, encoding: str) -> None:
                          "give it a name for every field)")
 
 
-def title_hint(columns: Iterable[Any]) -> str:
-    """' ...' to end a refusal of missing columns with, when the row read as the header is a title above the table
-    (one cell filled, the rest empty: a spreadsheet export's heading, 'Störungsbericht Linie 1'); '' otherwise."""
-    names = [str(c) for c in columns]
-    if len(names) < 2 or sum(n.startswith("Unnamed: ") for n in names) < len(names) - 1:
-        return ""
-    return (f" Its first row reads {names[0]!r} and nothing else: a title above the table? Remove the rows above its "
-            "header row.")
+def title_hint(df: pd.DataFrame) -> str:
+    """' ...' to end a refusal of missing columns with: when the row read as the header is a title above the table
+    (one cell filled, the rest empty: a spreadsheet export's heading, 'Störungsbericht Linie 1'), and when a
+    workbook has sheets besides the first, the one read (a cover sheet before the table's); '' otherwise."""
+    names = [str(c) for c in df.columns]
+    hint = ""
+    if len(names) >= 2 and sum(n.startswith("Unnamed: ") for n in names) >= len(names) - 1:
+        hint = (f" Its first row reads {names[0]!r} and nothing else: a title above the table? Remove the rows above "
+                "its header row.")
+    sheets = df.attrs.get("sheets", [])
+    if len(sheets) > 1:
+        hint += (f" Only the workbook's first sheet ({sheets[0]!r}) is read; it has {len(sheets) - 1} more "
+                 f"({', '.join(map(repr, sheets[1:4]))}{', …' if len(sheets) > 4 else ''}): move the table to the "
+                 "first sheet.")
+    return hint
 
 
 def delimiter(path: Path, encoding: str = "utf-8") -> str:
