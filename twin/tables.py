@@ -18,28 +18,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def encoding(path: Path) -> str:
-    """A text export's encoding: by its byte-order mark (UTF-8's; UTF-16's, as Excel's 'Unicode text' writes it),
-    else UTF-8 when the whole file reads as UTF-8, else Windows-1252: Excel's 'CSV' in Western European locales
-    writes 'Störung' with one byte for the 'ö', which UTF-8 refused. The file is read once through, a MB at a time."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(4)
-            if head.startswith(codecs.BOM_UTF8):
-                return "utf-8-sig"
-            if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                return "utf-16"
-            decoder = codecs.getincrementaldecoder("utf-8")()
-            chunk = head
-            while chunk:
-                decoder.decode(chunk)
-                chunk = f.read(1 << 20)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return "cp1252"
-    except OSError:  # the reader that opens it next names the problem
-        pass
-    return "utf-8"
+def encoding(head: bytes) -> str | None:
+    """A text export's encoding by the byte-order mark its first bytes `head` begin with (UTF-8's; UTF-16's, as
+    Excel's 'Unicode text' writes it); None without one: then it is read as UTF-8, else as Windows-1252 (Excel's 'CSV'
+    in Western European locales writes 'Störung' with one byte for the 'ö', which UTF-8 refused)."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
 
 
 ENCODINGS = "UTF-8, UTF-16 with its byte-order mark, or Windows-1252 (Excel's CSV in Western Europe)"
@@ -74,13 +61,27 @@ def read_frame(path: Path, sep: str | None = None,
         raise ValueError("an Excel 97-2003 workbook (.xls); save it as .xlsx or CSV")
     if head.startswith(b"PK\x03\x04"):
         raise ValueError("a zip archive, not text: an Excel workbook is read when its name ends in .xlsx")
-    text = encoding(path)
-    sep = sep or delimiter(path, text)
+    bom = encoding(head)
+    sep = sep or delimiter(path, bom or "utf-8")
     if len(sep) == 1:
-        _refuse_a_title(path, sep, text)
+        _refuse_a_title(path, sep, bom or "utf-8")
+    tried = [bom] if bom else ["utf-8", "cp1252"]  # the file is read once unless UTF-8 refuses one of its bytes
+    for text in tried[:-1]:
+        try:
+            return _read_text(path, sep, header, text), sep
+        except UnicodeDecodeError:
+            continue
+    return _read_text(path, sep, header, tried[-1]), sep
+
+
+def _read_text(path: Path, sep: str, header: int | str | None, text: str) -> pd.DataFrame:
+    """A text table read by pandas in encoding `text`; a row it refuses as a ValueError saying what to do (a title
+    above the table was named before the read)."""
+    import pandas as pd
+
     try:
-        return pd.read_csv(path, sep=sep, header=header, engine="python" if len(sep) > 1 else "c", encoding=text), sep
-    except pd.errors.ParserError as e:  # 'Expected 4 fields in line 1204, saw 5\n' (a title was named above)
+        return pd.read_csv(path, sep=sep, header=header, engine="python" if len(sep) > 1 else "c", encoding=text)
+    except pd.errors.ParserError as e:  # 'Expected 4 fields in line 1204, saw 5\n'
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m is None:
             raise ValueError(" ".join(str(e).split())) from None
