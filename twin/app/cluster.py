@@ -95,13 +95,23 @@ def cluster_address(address: str | None) -> str | None:
     return address
 
 
+def _connect(address: str) -> Any:
+    """A client of the running Dask scheduler at `address`; ClusterError saying what to do when it does not answer."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({e}); start one with `dask scheduler` and "
+                           "workers with `dask worker ADDRESS`, or leave --cluster out for a local one") from None
+
+
 def reachable(address: str | None) -> None:
     """ClusterError, before any work, when the cluster named by `address` (or LINETWIN_CLUSTER) is malformed or its
     scheduler does not answer; nothing for a local cluster. For a command that writes a result before its batch
     (`twin fit` writes the fitted scenario, then validates it on the cluster)."""
-    if cluster_address(address) is not None:
-        with tasks(address):
-            pass
+    if (address := cluster_address(address)) is not None:
+        _connect(address).close()
 
 
 @contextlib.contextmanager
@@ -117,13 +127,7 @@ def tasks(address: str | None = None, jobs: int | None = None, n_tasks: int = 1)
     from distributed import Client, LocalCluster
 
     if address is not None:
-        try:
-            client = Client(address, timeout="10s", set_as_default=False)
-        except (OSError, TimeoutError) as e:
-            raise ClusterError(f"cannot reach the Dask scheduler at {address} ({e}); start one with `dask "
-                               "scheduler` and workers with `dask worker ADDRESS`, or leave --cluster out for a "
-                               "local one") from None
-        with client:
+        with _connect(address) as client:
             workers = max(1, len(client.scheduler_info().get("workers", {})))
             yield Tasks(client, workers, address)
         return
