@@ -231,9 +231,9 @@ def fit(
             if columns is not None else {}
     except ValueError as e:
         fail(f"--columns: {e}")
-    known = sorted({m for s in sc.stations for m in s.machine_names})
+    known = {m for s in sc.stations for m in s.machine_names}
     try:
-        renamed = parse_pairs(machines, known, "machine of the base scenario", "MACHINE", "Presse 1=press-1") \
+        renamed = parse_pairs(machines, sorted(known), "machine of the base scenario", "MACHINE", "Presse 1=press-1") \
             if machines is not None else {}
     except ValueError as e:
         fail(f"--machines: {e}")
@@ -260,9 +260,9 @@ def fit(
         reachable(cluster)  # a malformed address, or a scheduler that does not answer, named before anything is written
     except ClusterError as e:
         fail(str(e), code=3)
-    read = [str(source), *(x for x in (parts, levels, energy) if x is not None)]
+    logs = [str(source), *(x for x in (parts, levels, energy) if x is not None)]
     try:  # a year's log as a workbook reads for about 15 s
-        with stage(f"reading {', '.join(read)}"):
+        with stage(f"reading {', '.join(logs)}"):
             tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
             frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
             part_log = _file_parts(read_parts(part_path, tz, fmt)) if part_path is not None else \
@@ -290,9 +290,17 @@ def fit(
         frame = frame.assign(machine=frame.machine.replace(renamed))
         part_log = part_log.assign(machine=part_log.machine.replace(renamed)) if part_log is not None else None
         energy_log = energy_log.assign(machine=energy_log.machine.replace(renamed)) if energy_log is not None else None
-    machine_names = set(known)
-    if left := _known_names(source, frame.machine, machine_names, "machines", base):
-        say("warning", left)
+    checked = [(source, frame.machine, known, "machines")]  # each log's names against the scenario's
+    if parts is not None and part_log is not None:
+        checked.append((part_path or _url_name(parts), part_log.machine, known, "machines"))
+    if levels is not None and level_log is not None:  # an assembly's buffers per feeder, 'assy<shaft'
+        checked.append((level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station),
+                        {s.name for s in sc.stations if s.buffer is not None}, "stations with a buffer"))
+    if energy is not None and energy_log is not None:
+        checked.append((energy_path or _url_name(energy), energy_log.machine, known, "machines"))
+    for path, named, among, what in checked:
+        if left := _known_names(path, named, among, what, base):
+            say("warning", left)
     if codes:
         frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
     lost = unfitted_reasons(frame, sc)
@@ -301,18 +309,6 @@ def fit(
         say("warning", f"{int(lost.sum()):,} stops name no fault mode of their machine's type ({shown}"
             f"{', …' if len(lost) > 5 else ''}) and are not fitted; map the plant's reasons with --reasons "
             f"'CODE=MODE, …' (modes: {', '.join(sorted(modes))})")
-    left = []
-    if parts is not None and part_log is not None:
-        left.append(_known_names(part_path or _url_name(parts), part_log.machine, machine_names, "machines", base))
-    if levels is not None and level_log is not None:
-        buffered = {s.name for s in sc.stations if s.buffer is not None}
-        left.append(_known_names(level_path or _url_name(levels), level_log.station.astype(str).map(buffer_station),
-                                 buffered, "stations with a buffer", base))  # an assembly's per feeder, 'assy<shaft'
-    if energy is not None and energy_log is not None:
-        left.append(_known_names(energy_path or _url_name(energy), energy_log.machine, machine_names, "machines",
-                                 base))
-    for text in filter(None, left):
-        say("warning", text)
     try:
         fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
     except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
@@ -344,7 +340,7 @@ def fit(
     check.to_csv(folder / "validation.csv", index=False)
     (folder / "report.md").write_text(
         f"# `twin fit` {source.name} → {out.name}\n\n"
-        f"## The logs\n\n{', '.join(read)}: {len(frame):,} state changes, {frame.timestamp.min():%Y-%m-%d %H:%M:%S} "
+        f"## The logs\n\n{', '.join(logs)}: {len(frame):,} state changes, {frame.timestamp.min():%Y-%m-%d %H:%M:%S} "
         f"to {frame.timestamp.max():%Y-%m-%d %H:%M:%S}.\n\n"
         + "".join(f"- {x}\n" for x in said) + ("\n" if said else "") +
         "## Fitted times\n\nEach family (exponential, Weibull, lognormal, gamma) fitted by maximum likelihood with "
