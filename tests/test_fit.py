@@ -22,6 +22,7 @@ from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log, rea
 from twin.scenario import load_scenario
 
 TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
+_DAY = st.datetimes(min_value=dt.datetime(2026, 1, 5, 6), max_value=dt.datetime(2026, 1, 6, 6))
 
 
 @pytest.mark.slow
@@ -323,6 +324,131 @@ def test_a_log_sampled_each_minute_fits_as_its_changes_do(tmp_path: Path) -> Non
     later = read_log(f)
     assert later.state.tolist() == ["working", "down", "working", "down", "working"] and later.attrs["repeated"] == 1
     assert later.reason.tolist()[1:4] == ["trip", "", ""] and str(later.timestamp[1]) == "2026-01-05 07:00:00"
+
+
+def _stop_list(log: pd.DataFrame) -> pd.DataFrame:
+    """A status log's stops as an MES downtime report lists them: every state but working, starved and blocked, from
+    its row to the machine's next change (start, end, machine, state, reason)."""
+    rows = []
+    for _, g in log.groupby("machine"):
+        for (t, machine, state, reason), end in zip(g.itertuples(index=False), g.timestamp.shift(-1)):
+            if state not in ("working", "starved", "blocked") and not pd.isna(end):
+                rows.append((t, end, machine, state, reason))
+    return pd.DataFrame(rows, columns=["start", "end", "machine", "state", "reason"])
+
+
+def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
+    """MES downtime reports list stops (start, end or duration, machine, reason), not every change of state: `twin
+    fit` refused them (column timestamp missing). Read as the status log they imply, each machine working between its
+    stops. Where lives run on a calendar clock (a wait for parts counts to a life as work does) the list gives the fit
+    the status log gives; the validation leaves out the working share, which a list cannot tell."""
+    doc = yaml.safe_load(TRUTH.read_text())
+    doc["machine_types"]["press"]["clock"] = "calendar"
+    base = tmp_path / "calendar.yaml"
+    base.write_text(yaml.safe_dump(doc))
+    sc = load_scenario(base)
+    run_all(twin_cmd("run", base, "--no-stream", "--replications", 1, "--duration", "10 d", "--out", tmp_path / "p"))
+    log = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
+                       pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    stops = _stop_list(log)
+    assert set(stops.state) == {"down", "maintenance"} and len(stops) > 100
+    stops.to_csv(tmp_path / "stops.csv", index=False)
+    # the status log over the list's span: from its first start to its last end
+    first, last = stops.start.min(), stops.end.max()
+    log = log[log.timestamp <= last]
+    log.to_csv(tmp_path / "status.csv", index=False)
+    listed, status = read_log(tmp_path / "stops.csv"), read_log(tmp_path / "status.csv")
+    assert listed.attrs == {"stops": len(stops), "merged": 0, "repeated": 0}
+    assert (listed.timestamp.min(), listed.timestamp.max()) == (first, last)
+    from twin.fit import fit_scenario
+
+    a, b = fit_scenario(status, sc)[1], fit_scenario(listed, sc)[1]
+    same = ["machine type", "fault mode", "time", "events", "censored", "family"]
+    pd.testing.assert_frame_equal(a[same], b[same])
+    assert (a.events >= 5).all()
+    # the censored lives before the list's first stop are shorter in the list: the means to 2 %
+    np.testing.assert_allclose(b["mean [h]"], a["mean [h]"], rtol=0.02)
+    # the same stops as a German report: durations in minutes with decimal commas, the plant's column names
+    german = pd.DataFrame({"Beginn": stops.start.dt.strftime("%d.%m.%Y %H:%M:%S"),
+                           "Dauer [min]": ((stops.end - stops.start).dt.total_seconds() / 60).map(
+                               lambda x: f"{x:.4f}".replace(".", ",")),
+                           "Maschine": stops.machine, "Art": stops.state.map({"down": "Störung",
+                                                                              "maintenance": "Wartung"}),
+                           "Grund": stops.reason})
+    german.to_csv(tmp_path / "stillstand.csv", index=False, sep=";", encoding="cp1252")
+    r, plain = run_all(twin_cmd("fit", tmp_path / "stillstand.csv", "--base", base, "--out", tmp_path / "f.yaml",
+                                "--replications", 2, "--columns", "Beginn=start, Dauer [min]=duration, "
+                                "Maschine=machine, Art=state, Grund=reason", "--states",
+                                "Störung=down, Wartung=maintenance", "--time-format", "%d.%m.%Y %H:%M:%S"),
+                       twin_cmd("fit", tmp_path / "stops.csv", "--base", TRUTH, "--out", tmp_path / "g.yaml",
+                                "--replications", 2))
+    # the list's first time to the nanosecond warned 'Discarding nonzero nanoseconds' as the validation began
+    assert "Warning" not in r.stderr + plain.stderr, plain.stderr
+    # the machines' lives on an operating clock: said to include the waits a list does not show
+    assert "machine type press counts lives in working time only (clock: operating)" in " ".join(plain.stderr.split())
+    told = " ".join(r.stderr.split())
+    assert f"note: stillstand.csv is a stop list ({len(stops):,} stops): each machine is read as working" in told, told
+    assert "leaves out the working share" in told and "clock: operating" not in told, told
+    fitted = pd.read_csv(tmp_path / "f-report" / "fitted.csv")
+    pd.testing.assert_frame_equal(fitted[same], b[same])  # minutes to 4 decimals: a stop's end to 6 ms
+    np.testing.assert_allclose(fitted["mean [h]"], b["mean [h]"], rtol=1e-4)
+    check = pd.read_csv(tmp_path / "f-report" / "validation.csv")
+    assert "working share" not in set(check.kpi) and {"down share", "availability", "failures"} <= set(check.kpi)
+    assert f"{len(stops):,} stops" in (tmp_path / "f-report" / "report.md").read_text()
+    # overlapping and touching stops: one stop each; mistakes named with the row
+    f = tmp_path / "list.csv"
+    f.write_text("start,end,machine,reason\n2026-01-05T06:00,2026-01-05T06:20,press-1,trip\n"
+                 "2026-01-05T06:10,2026-01-05T06:30,press-1,trip\n2026-01-05T06:30,2026-01-05T06:40,press-1,trip\n"
+                 "2026-01-05T08:00,2026-01-05T08:05,press-2,die_wear\n")
+    merged = read_log(f)
+    assert merged.attrs == {"stops": 4, "merged": 2, "repeated": 0}
+    assert merged[merged.machine == "press-1"].values.tolist() == [
+        [pd.Timestamp("2026-01-05 06:00"), "press-1", "down", "trip"],
+        [pd.Timestamp("2026-01-05 06:40"), "press-1", "working", ""]]
+    assert merged[merged.machine == "press-2"].state.tolist() == ["working", "down", "working"]
+    for text, message in [
+            ("start,end,machine\n2026-01-05T06:00,2026-01-05T05:50,press-1\n",
+             "row 2, column end: 2026-01-05 05:50:00 is before the stop's start 2026-01-05 06:00:00"),
+            ("start,duration,machine\n2026-01-05T06:00,ten,press-1\n",
+             "row 2, column duration: 'ten' is not a stop's length; write minutes (12.5) or h:mm:ss (0:12:30)"),
+            ("start,duration,machine\n2026-01-05T06:00,-3,press-1\n", "column duration: '-3' is not a stop's"),
+            ("start,end,machine,state\n2026-01-05T06:00,2026-01-05T06:10,press-1,working\n",
+             "row 2, column state: 'working' is not a state a machine stops in"),
+            ("start,machine,reason\n2026-01-05T06:00,press-1,trip\n",
+             "column end missing (found: start, machine, reason). A status log has timestamp, machine, state"),
+            ("start,end,machine\n2026-01-05T06:00,soon,press-1\n", "row 2 (line 2 of a CSV), column end: 'soon' is "
+             "not a time in ISO 8601")]:
+        f.write_text(text)
+        with pytest.raises(LogError, match=re.escape(message)):
+            read_log(f)
+    f.write_text("start,duration,machine\n2026-01-05T06:00,0:12:30,press-1\n2026-01-05T07:00,5,press-1\n")
+    assert read_log(f).timestamp.astype(str).tolist() == ["2026-01-05 06:00:00", "2026-01-05 06:12:30",
+                                                          "2026-01-05 07:00:00", "2026-01-05 07:05:00"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.one_of(_DAY, st.text(max_size=12)),
+                          st.one_of(_DAY, st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True)),
+                          st.sampled_from(["press-1", "x", ""]),
+                          st.sampled_from(["down", "maintenance", "off_shift", "working", "idle", ""]),
+                          st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30),
+       st.booleans())
+def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]], ends: bool
+                                                    ) -> None:
+    """A stop list is untrusted input too: whatever its starts, ends or durations, states and reasons, a LogError
+    naming the file or a fit."""
+    from twin.fit import fit_scenario
+
+    f = tmp_path / "stops.csv"
+    pd.DataFrame(rows, columns=["start", "end" if ends else "duration", "machine", "state", "reason"]).to_csv(
+        f, index=False)
+    try:
+        log = read_log(f)
+    except LogError as e:
+        assert "stops.csv" in str(e)
+        return
+    assert log.attrs["stops"] == len(rows)
+    fit_scenario(log, load_scenario(TRUTH))
 
 
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
@@ -833,8 +959,6 @@ def test_any_energy_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
         return
     assert all(mt.power is None or mt.power.working >= 0 for mt in fitted.machine_types.values())
 
-
-_DAY = st.datetimes(min_value=dt.datetime(2026, 1, 5, 6), max_value=dt.datetime(2026, 1, 6, 6))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

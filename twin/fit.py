@@ -62,7 +62,8 @@ class Fitted:
 
 
 # any plant log's columns
-LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power", "count")
+LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power", "count", "start",
+               "end", "duration")
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,9 @@ class LogFormat:
     time_format: str | None = None
 
 
-def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat) -> tuple[pd.DataFrame, pd.Series]:
-    """A CSV, Excel or Parquet log with the columns `need` (the first a timestamp; the plant's names mapped by
-    `fmt.columns`), and its times on the line's clock (time zone `tz`); LogError naming the file, row and column
-    when not."""
+def _frame(path: Path, fmt: LogFormat) -> tuple[pd.DataFrame, str | None]:
+    """A CSV, Excel or Parquet log as read, its names and text stripped and the plant's column names mapped by
+    `fmt.columns`, and the CSV delimiter it was read with; LogError naming the file when it cannot be read."""
     try:
         df, sep = read_frame(path, fmt.sep)
     except (OSError, ValueError) as e:
@@ -99,13 +99,21 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     if twice := sorted({str(c) for c in df.columns[df.columns.duplicated()]}):
         raise LogError(f"{path}: two columns are named {twice[0]} (check --columns); give each of the twin's columns "
                        "one of the file's.")
+    return df, sep
+
+
+def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat,
+           frame: tuple[pd.DataFrame, str | None] | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """A log (`frame` if read already) with the columns `need` (the first a time: timestamp, or a stop list's start),
+    and those times on the line's clock (time zone `tz`); LogError naming the file, row and column when not."""
+    df, sep = frame if frame is not None else _frame(path, fmt)
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise LogError(f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing (found: "
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.{title_hint(df)}")
     if sep == ";":  # a ';' export's '12,5' kW
-        decimal_commas(df, ("level", "energy", "power", "count"))
+        decimal_commas(df, ("level", "energy", "power", "count", "duration"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
     for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
@@ -113,7 +121,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         if empty.any():
             raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
                            f"its {c}: fill it in or remove the row.")
-    return df, _times(path, df["timestamp"], tz, fmt.time_format)
+    return df, _times(path, df[need[0]], tz, fmt.time_format)
 
 
 def _joined_time(path: Path, df: pd.DataFrame, names: str, ours: str) -> pd.DataFrame:
@@ -166,7 +174,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None) 
     def bad(row: int, why: str) -> LogError:
         value = raw.iloc[row]
         shown = repr(value) if isinstance(value, str) else "(empty)" if pd.isna(value) else str(value)
-        return LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column timestamp: {shown} {why}")
+        return LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column {raw.name}: {shown} {why}")
 
     if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times, Excel dates
         ts = raw
@@ -367,14 +375,95 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
     return fitted, rows
 
 
+_LOG_LAYOUT = ("A status log has timestamp, machine, state and, for stops, reason (a row per change of state); a stop "
+               "list has start, end (or duration), machine and reason (a row per stop).")
+
+
 def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
              fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """The status log (CSV, Excel or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of
     a line in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by
-    `states`; LogError when unusable."""
-    df, ts = _table(path, ("timestamp", "machine", "state"), "A status log has timestamp, machine, state and, for "
-                    "stops, reason.", tz, fmt)
+    `states`; a stop list (start, end or duration, machine, reason) read as the status log it implies
+    (`read_stops`); LogError when unusable."""
+    frame = _frame(path, fmt)
+    if "timestamp" not in frame[0].columns and "start" in frame[0].columns:
+        return read_stops(path, frame, tz, states, fmt)
+    df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
     return status_log(df, ts, str(path), states)
+
+
+MAX_STOP = 10 * 365 * 86400.0  # seconds: a stop's duration beyond this is a unit mistake, not a stop
+
+
+def _stop_durations(path: Path, raw: pd.Series) -> np.ndarray:
+    """A stop list's durations in seconds: numbers are minutes (as MES stop lists give them), text h:mm:ss."""
+    minutes = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float) * 60
+    clock = pd.to_timedelta(raw.astype(str).where(raw.astype(str).str.fullmatch(r"\s*\d+:\d{2}:\d{2}(\.\d+)?\s*"),
+                                                  None), errors="coerce") / pd.Timedelta(seconds=1)
+    seconds = np.where(np.isnan(minutes), clock.to_numpy(dtype=float), minutes)
+    bad = ~np.isfinite(seconds) | (seconds < 0) | (seconds > MAX_STOP)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        given = raw.iloc[row]
+        shown = "(empty)" if pd.isna(given) or not str(given).strip() else repr(str(given))
+        raise LogError(f"{path}: row {row + 2}, column duration: {shown} is not a stop's length; write minutes "
+                       f"(12.5) or h:mm:ss (0:12:30), 0 to 10 years{decimal_comma_hint([given])}.")
+    return seconds
+
+
+def read_stops(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, states: dict[str, str] | None = None,
+               fmt: LogFormat = LogFormat()) -> pd.DataFrame:
+    """A stop list (one row per stop: start, end or duration, machine, reason, and optionally a state such as
+    maintenance, default down; as MES downtime reports give them) as the status log it implies: each machine working
+    from the list's first start to its last end but for its stops. Stops overlapping the one before on their machine
+    are merged into it. `attrs["stops"]` counts the stops, `attrs["merged"]` those merged; LogError when unusable."""
+    df = frame[0]
+    length = "end" if "end" in df.columns or "duration" not in df.columns else "duration"
+    df, start = _table(path, ("start", "machine", length), _LOG_LAYOUT, tz, fmt, frame)
+    if length == "end":
+        end = _times(path, df["end"], tz, fmt.time_format)
+        early = (end < start).to_numpy()
+        if early.any():
+            row = int(np.flatnonzero(early)[0])
+            raise LogError(f"{path}: row {row + 2}, column end: {end.iloc[row]} is before the stop's start "
+                           f"{start.iloc[row]}; a stop ends after it starts (check the two columns' order, or "
+                           "--columns).")
+    else:
+        end = start + pd.to_timedelta(_stop_durations(path, df["duration"]), unit="s")
+    state = df["state"].astype(str).map(lambda x: (states or {}).get(x, x)) if "state" in df.columns else \
+        pd.Series("down", index=df.index)
+    bad = (~state.isin(STATES) | (state == WORKING)).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise LogError(f"{path}: row {row + 2}, column state: {df['state'].iloc[row]!r} is not a state a machine stops "
+                       f"in; use {', '.join(s for s in STATES if s != WORKING)} (leave the column out: every stop is "
+                       f"down), or map the plant's names with --states '{df['state'].iloc[row]}=STATE, ...'.")
+    reason = df["reason"].astype(str).where(df["reason"].notna(), "") if "reason" in df else \
+        pd.Series("", index=df.index)
+    stops = pd.DataFrame({"machine": df["machine"].astype(str), "start": start, "end": end, "state": state,
+                          "reason": reason}).sort_values(["machine", "start", "end"], kind="stable")
+    first = start.min()
+    rows: list[tuple[pd.Timestamp, str, str, str]] = []
+    merged = 0
+    for machine, g in stops.groupby("machine", sort=False):
+        m = str(machine)
+        own = [(first, m, WORKING, "")]  # working from the list's first start but for its stops
+        at = first  # where the stop before ended
+        for s, e, state_, why in zip(g.start, g.end, g.state, g.reason):
+            if s < at:  # overlapping the stop before: one stop, to the later end
+                merged += 1
+                if e > at:
+                    own[-1], at = (e, m, WORKING, ""), e
+                continue
+            if own[-1][0] == s:  # starting as the one before ends (or as the list starts): it never ran between
+                own.pop()
+            own += [(s, m, state_, why), (e, m, WORKING, "")]
+            at = e
+        rows += own
+    log = pd.DataFrame(rows, columns=["timestamp", "machine", "state", "reason"])
+    out = status_log(log, log["timestamp"], str(path))
+    out.attrs.update(stops=len(stops), merged=merged + out.attrs["repeated"], repeated=0)
+    return out
 
 
 def parse_pairs(text: str, allowed: Collection[str], what: str, placeholder: str, example: str) -> dict[str, str]:

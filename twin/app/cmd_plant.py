@@ -69,7 +69,7 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
 
     start, end = log.timestamp.min(), log.timestamp.max()
     span = (end - start).total_seconds()
-    plan = ShiftCalendar(calendar, start.to_pydatetime(), span) if calendar is not None else None
+    plan = ShiftCalendar(calendar, start.floor("us").to_pydatetime(), span) if calendar is not None else None
     planned = plan.planned(0.0, span) if plan is not None else span
     rows = []
     for machine, g in log.groupby("machine"):
@@ -99,10 +99,11 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
 
 
 def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy: pd.DataFrame | None = None,
-                 jobs: int | None = None, cluster: str | None = None) -> pd.DataFrame:
-    """The fitted scenario run over the log's span (`replications` times, sensors off) beside the log's figures (and
-    its meters' energy): side by side on `jobs` local processes or the Dask cluster at `cluster` (by default once
-    they simulate a week or more together), else here, its progress shown day by day."""
+                 jobs: int | None = None, cluster: str | None = None, checked: tuple[str, ...] = CHECKED
+                 ) -> pd.DataFrame:
+    """The fitted scenario run over the log's span (`replications` times, sensors off) beside the log's figures
+    `checked` (and its meters' energy): side by side on `jobs` local processes or the Dask cluster at `cluster` (by
+    default once they simulate a week or more together), else here, its progress shown day by day."""
     import pandas as pd
 
     from twin.app.cluster import PARALLEL_FROM, ClusterError, cluster_address, tasks
@@ -110,8 +111,9 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
     from twin.kpi import summarize
 
     start, end = log.timestamp.min(), log.timestamp.max()
-    sc = fitted.model_copy(update={"start": start.to_pydatetime(), "duration": (end - start).total_seconds(),
-                                   "warmup": 0.0, "replications": replications})
+    # a log's first time to the nanosecond (a stop list's, from a run's ground truth) warned as it lost them here
+    sc = fitted.model_copy(update={"start": start.floor("us").to_pydatetime(), "warmup": 0.0,
+                                   "duration": (end - start).total_seconds(), "replications": replications})
     jobs = jobs if jobs or sc.duration * replications >= PARALLEL_FROM else 1  # None: one per core
     try:
         remote = cluster_address(cluster) is not None
@@ -139,7 +141,7 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
                 kpis.append(simulate(sc, rep, sensors=False, progress=progress).kpis)
             bar.update(task, completed=sc.duration * replications, note="done")
     summary = summarize(kpis)
-    summary = summary[(summary.scope == "machine") & summary.kpi.isin(CHECKED)]
+    summary = summary[(summary.scope == "machine") & summary.kpi.isin(checked)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
     table = table.merge(log_kpis(log, sc.calendar, energy), on=["machine", "kpi"], how="inner")
     inside = (table.log >= table.ci_low) & (table.log <= table.ci_high)
@@ -151,8 +153,9 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
 
 def fit(
     log: Annotated[str, typer.Argument(help="machine-status log (CSV, Excel .xlsx or Parquet: timestamp, machine, "
-                                            "state, reason), or a store (duckdb:///plant.duckdb, influxdb://...) whose "
-                                            "state records `twin connect` wrote")],
+                                            "state, reason), a stop list (start, end or duration in minutes, "
+                                            "machine, reason), or a store (duckdb:///plant.duckdb, influxdb://...) "
+                                            "whose state records `twin connect` wrote")],
     base: Annotated[Path, typer.Option(help="the line as engineered: stations, machines, cycle times, calendar")],
     out: Annotated[Path, typer.Option(help="where to write the fitted scenario (YAML)")],
     report: Annotated[Optional[Path], typer.Option(help="folder for report.md and the tables (default: next to "
@@ -282,6 +285,22 @@ def fit(
         err_console.print(f"{kind}: {text}", highlight=False, markup=False, soft_wrap=True)
         said.append(f"{kind}: {text}")
 
+    stop_list = frame.attrs.get("stops")  # a stop list: working between its stops, for all it can tell
+    if stop_list is not None:
+        operating = sorted({s.machine_type for s in sc.stations
+                            if sc.machine_types[s.machine_type].clock == "operating"})
+        say("note", f"{source.name} is a stop list ({stop_list:,} stops"
+            + (f", {frame.attrs['merged']:,} of them overlapping or continuing the one before on their machine and "
+               "merged into it" if frame.attrs["merged"] else "") + f"): each machine is read as working from the "
+            f"list's first start ({frame.timestamp.min():%Y-%m-%d %H:%M:%S}) to its last end "
+            f"({frame.timestamp.max():%Y-%m-%d %H:%M:%S}) but for its stops, so the validation leaves out the "
+            "working share"
+            + (f"; machine type{'s' * (len(operating) > 1)} {', '.join(operating)} "
+               f"count{'s' * (len(operating) == 1)} lives in working time only (clock: operating), and the time a "
+               "machine waited for parts or space counts to its lives here: a status log or the store's state records "
+               "tell them apart" if operating else "")
+            + ("; --parts' clean cycles and --energy's power by state take those waits as working too"
+               if parts is not None or energy is not None else ""))
     if frame.attrs.get("repeated"):
         say("note", f"{frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a log sampled "
             "at intervals, or a stop's reason given in a row of its own): each state is read from its first row to "
@@ -315,7 +334,8 @@ def fit(
         # distribution family fits; named with the file they come from
         fail(f"{energy_path or _url_name(str(energy)) if isinstance(e, MeterError) else source}: {e}")
     doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    header = (f"# Fitted by `twin fit` from {source.name} ({len(frame):,} state changes, "
+    read = f"{stop_list:,} stops" if stop_list is not None else f"{len(frame):,} state changes"
+    header = (f"# Fitted by `twin fit` from {source.name} ({read}, "
               f"{frame.timestamp.min():%Y-%m-%d %H:%M:%S} to {frame.timestamp.max():%Y-%m-%d %H:%M:%S}) on "
               f"{dt.date.today()}, base {base.name}.\n"
               "# Failure and repair times are maximum-likelihood fits with right-censoring; see the report.\n")
@@ -333,14 +353,15 @@ def fit(
                       else f"{r.family}: {r.parameters}",
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     print_table(shown)
-    check = validate_fit(fitted, frame, replications, energy_log, jobs, cluster)
+    check = validate_fit(fitted, frame, replications, energy_log, jobs, cluster,
+                         tuple(k for k in CHECKED if k != "working share") if stop_list is not None else CHECKED)
     folder = report or out.with_name(out.stem + "-report")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "fitted.csv", index=False)
     check.to_csv(folder / "validation.csv", index=False)
     (folder / "report.md").write_text(
         f"# `twin fit` {source.name} → {out.name}\n\n"
-        f"## The logs\n\n{', '.join(logs)}: {len(frame):,} state changes, {frame.timestamp.min():%Y-%m-%d %H:%M:%S} "
+        f"## The logs\n\n{', '.join(logs)}: {read}, {frame.timestamp.min():%Y-%m-%d %H:%M:%S} "
         f"to {frame.timestamp.max():%Y-%m-%d %H:%M:%S}.\n\n"
         + "".join(f"- {x}\n" for x in said) + ("\n" if said else "") +
         "## Fitted times\n\nEach family (exponential, Weibull, lognormal, gamma) fitted by maximum likelihood with "
