@@ -324,6 +324,14 @@ def test_a_log_sampled_each_minute_fits_as_its_changes_do(tmp_path: Path) -> Non
     later = read_log(f)
     assert later.state.tolist() == ["working", "down", "working", "down", "working"] and later.attrs["repeated"] == 1
     assert later.reason.tolist()[1:4] == ["trip", "", ""] and str(later.timestamp[1]) == "2026-01-05 07:00:00"
+    # ... or on the row that ends it, as the machine restarts: the stop's reason too
+    f.write_text("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,working,\n2026-01-05T07:00,press-1,down,\n"
+                 "2026-01-05T07:20,press-1,working,trip\n2026-01-05T08:00,press-1,down,die_wear\n"
+                 "2026-01-05T08:10,press-1,starved,jam\n2026-01-05T09:00,press-1,down,\n"
+                 "2026-01-05T09:10,press-1,setup,product B\n")
+    ending = read_log(f)
+    assert ending.reason.tolist() == ["", "trip", "", "die_wear", "jam", "", "product B"]
+    assert ending.attrs == {"repeated": 0, "ending": 1}
 
 
 def _stop_list(log: pd.DataFrame) -> pd.DataFrame:
@@ -358,7 +366,7 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
     log = log[log.timestamp <= last]
     log.to_csv(tmp_path / "status.csv", index=False)
     listed, status = read_log(tmp_path / "stops.csv"), read_log(tmp_path / "status.csv")
-    assert listed.attrs == {"stops": len(stops), "merged": 0, "repeated": 0}
+    assert listed.attrs == {"stops": len(stops), "merged": 0, "repeated": 0, "ending": 0}
     assert (listed.timestamp.min(), listed.timestamp.max()) == (first, last)
     from twin.fit import fit_scenario
 
@@ -401,7 +409,7 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
                  "2026-01-05T06:10,2026-01-05T06:30,press-1,trip\n2026-01-05T06:30,2026-01-05T06:40,press-1,trip\n"
                  "2026-01-05T08:00,2026-01-05T08:05,press-2,die_wear\n")
     merged = read_log(f)
-    assert merged.attrs == {"stops": 4, "merged": 2, "repeated": 0}
+    assert merged.attrs == {"stops": 4, "merged": 2, "repeated": 0, "ending": 0}
     assert merged[merged.machine == "press-1"].values.tolist() == [
         [pd.Timestamp("2026-01-05 06:00"), "press-1", "down", "trip"],
         [pd.Timestamp("2026-01-05 06:40"), "press-1", "working", ""]]

@@ -503,7 +503,8 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
     """A status log's rows (machine, state, reason; their times `ts` on the line's clock) checked and sorted, whether
     from a file or a store's state records (`path` names it in errors), the plant's state names translated by
     `states` (the twin's own names stay valid), one row per change (rows repeating the state before are dropped, a
-    reason given in a row after its stop's moved to it; counted in `attrs["repeated"]`); LogError when unusable."""
+    reason given in a row after its stop's moved to it; counted in `attrs["repeated"]`; a reason given on the row
+    that ends a stop without one is the stop's, counted in `attrs["ending"]`); LogError when unusable."""
     if states:
         df = df.assign(state=df["state"].astype(str).map(lambda s: states.get(s, s)))
     bad = ~df["state"].astype(str).isin(STATES)
@@ -534,7 +535,14 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
     if later.any():
         out.loc[np.flatnonzero(later) - 1, "reason"] = out.reason.to_numpy()[later]
         out = out[~later].reset_index(drop=True)
-    out.attrs["repeated"] = int(same.sum() + later.sum())  # said by `twin fit`
+    # a stop's reason entered as the machine restarts (on the row that ends it, the stop's own empty): the stop's. A
+    # machine type with several fault modes left such stops out of its fit as reasonless
+    ending = ((out.machine == out.machine.shift()) & (out.state.shift() == "down") & (out.reason.shift() == "")
+              & out.state.isin(["working", "starved", "blocked"]) & (out.reason != "")).to_numpy()
+    if ending.any():
+        out.loc[np.flatnonzero(ending) - 1, "reason"] = out.reason.to_numpy()[ending]
+        out.loc[ending, "reason"] = ""
+    out.attrs.update(repeated=int(same.sum() + later.sum()), ending=int(ending.sum()))  # said by `twin fit`
     return out
 
 

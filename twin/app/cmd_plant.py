@@ -301,6 +301,9 @@ def fit(
                "tell them apart" if operating else "")
             + ("; --parts' clean cycles and --energy's power by state take those waits as working too"
                if parts is not None or energy is not None else ""))
+    if frame.attrs.get("ending"):
+        say("note", f"{frame.attrs['ending']:,} stops of {source.name} have no reason of their own and one on the row "
+            "that ends them (entered as the machine restarted): read as the stop's reason")
     if frame.attrs.get("repeated"):
         say("note", f"{frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a log sampled "
             "at intervals, or a stop's reason given in a row of its own): each state is read from its first row to "
