@@ -182,8 +182,9 @@ def test_a_log_is_read_in_the_encoding_excel_wrote_it_in(tmp_path: Path) -> None
 
 def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> None:
     """An MES export saved as .xlsx (times as Excel dates, a machine named as a number) was read as CSV text and
-    refused with its zip bytes for column names; its first sheet is read now. An old .xls, a workbook named .csv and
-    a damaged one are named as such."""
+    refused with its zip bytes for column names; its first sheet is read now, and an Excel 97-2003 .xls's as older
+    MES export them (refused before), or the tab-separated text some name .xls. A workbook named .csv, a damaged one,
+    one saved with a password and a web page named .xls are named as such."""
     text = ("timestamp,machine,state,reason\n2026-01-05T06:00,press-1,working,\n2026-01-05T07:00,press-1,down,trip\n"
             "2026-01-05T07:20,press-1,working,\n2026-01-05T08:00,4711,working,\n")
     (tmp_path / "log.csv").write_text(text)
@@ -193,11 +194,26 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(read_log(tmp_path / "log.xlsx"), log)
     (tmp_path / "log-as.csv").write_bytes((tmp_path / "log.xlsx").read_bytes())
     (tmp_path / "cut.xlsx").write_bytes((tmp_path / "log.xlsx").read_bytes()[:2000])
-    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500))
+    # tests/data/status.xls: the same log written by xlwt 1.3 as Excel 97-2003 writes it (times as dates, 4711 a number)
+    pd.testing.assert_frame_equal(read_log(ROOT / "tests" / "data" / "status.xls"), log)
+    (tmp_path / "tabs.xls").write_text(text.replace(",", "\t"), encoding="cp1252")
+    pd.testing.assert_frame_equal(read_log(tmp_path / "tabs.xls"), log)
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500)
+    (tmp_path / "damaged.xls").write_bytes(ole)
+    (tmp_path / "locked.xlsx").write_bytes(ole)  # an encrypted workbook is an Office 97-2003 container
+    (tmp_path / "xls-as.csv").write_bytes((ROOT / "tests" / "data" / "status.xls").read_bytes())
+    (tmp_path / "page.xls").write_text("<html><body><table><tr><td>timestamp</td></tr></table></body></html>")
     for name, said in (("log-as.csv", "a zip archive, not text: an Excel workbook is read when its name ends in "
                                       ".xlsx"),
-                       ("cut.xlsx", "not a readable Excel workbook (BadZipFile"),
-                       ("old.xls", "an Excel 97-2003 workbook (.xls); save it as .xlsx or CSV")):
+                       ("cut.xlsx", "not a readable Excel workbook (CalamineError"),
+                       ("damaged.xls", "not a readable Excel workbook (CalamineError: Cannot detect file format; a "
+                                       "workbook saved with a password is one: save it without)"),
+                       ("locked.xlsx", "an Office 97-2003 document, not an .xlsx workbook: a workbook saved with a "
+                                       "password is one; save it without a password"),
+                       ("xls-as.csv", "an Excel 97-2003 workbook or another Office document, not text: a workbook is "
+                                      "read when its name ends in .xls or .xlsx"),
+                       ("page.xls", "a web page (HTML) named .xls, as some MES write their Excel exports: open it in "
+                                    "Excel and save it as .xlsx or CSV")):
         with pytest.raises(LogError, match=re.escape(f"{tmp_path / name}: not a readable CSV, Excel or Parquet file "
                                                      f"({said}")):
             read_log(tmp_path / name)

@@ -264,7 +264,7 @@ def fit(
     except ClusterError as e:
         fail(str(e), code=3)
     logs = [str(source), *(x for x in (parts, levels, energy) if x is not None)]
-    try:  # a year's log as a workbook reads for about 15 s
+    try:  # a year's log of a fast line as CSV or a workbook reads for seconds
         with stage(f"reading {', '.join(logs)}"):
             tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
             frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
