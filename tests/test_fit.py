@@ -598,12 +598,15 @@ def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
 
 def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:
     """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
-    worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity."""
+    worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity. The validation
+    compares the parts each machine made (it compared none: a fitted line making too few parts went unseen)."""
+    from twin.app.cmd_plant import log_kpis, validate_fit
     from twin.app.runner import simulate
     from twin.fit import fit_scenario
 
     sc = load_scenario(TRUTH).model_copy(update={"duration": 1.5 * 86400.0})
-    line = simulate(sc, 0, sensors=False).line
+    run = simulate(sc, 0, sensors=False)
+    line = run.line
     start = pd.Timestamp(sc.start)
     status, parts = [], []
     for m in line.machines:
@@ -623,6 +626,17 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path
     assert cycles.loc["station press-2", "mean [h]"] * 3600 == pytest.approx(45, rel=0.02)
     assert fitted.stations[0].cycle_time.mean == pytest.approx(50, rel=0.02)
     assert fitted.stations[1].buffer == 17  # the most parts seen waiting in front of press-2
+    # the parts each machine made in the log's span: the twin's own count of the same run (the log up to its end)
+    ended = pd.concat([log, log.groupby("machine").tail(1).assign(timestamp=start + pd.Timedelta(seconds=sc.duration))])
+    made = log_kpis(ended, parts=pd.concat(parts)).query("kpi == 'parts'").set_index("machine").log
+    twin_made = run.kpis.query("scope == 'machine' and kpi == 'parts'").set_index("entity").value
+    assert made.to_dict() == twin_made.to_dict() and made.min() > 2000
+    check = validate_fit(fitted, log, 3, parts=pd.concat(parts)).query("kpi == 'parts'")
+    assert len(check) == 2 and (check.verdict == "inside the CI").all(), check
+    # a part log covering a third of the span is not compared (its count would be a third)
+    whole = pd.concat(parts)
+    third = whole[whole.timestamp < start + pd.Timedelta(hours=12)]
+    assert "parts" not in set(log_kpis(log, parts=third).kpi)
     # a log coarser than the cycle (to the minute: 0, 1 or 2 parts of a 50 s cycle at each time), and a two-cavity
     # logger (press-1's parts in pairs, both at the second's time): still 50 s a part. The gaps between distinct times
     # alone gave 60 s and 100 s

@@ -52,15 +52,17 @@ if TYPE_CHECKING:
     from sensors.store.base import Store
     from twin.scenario import Calendar, Scenario
 
-CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "energy [kWh]")
+CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "parts", "energy [kWh]")
+COVERS = 0.95  # a part or energy log is compared where it spans at least this share of the status log's span
 
 
-def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None
-             ) -> pd.DataFrame:
+def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None,
+             parts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per machine: share of the log's span in each state, availability (ISO 22400, as the twin's: the share of the
-    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures), and with an
-    energy log (`twin.fit.read_energy`) the energy its meter measured, where its readings span at least 95 % of the
-    log's (a kWh register's increases; kW readings, each held until the next)."""
+    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures); with a part
+    log (one row per part, `_file_parts`) the parts each of its machines finished in the span, where its parts span
+    at least COVERS of it; with an energy log (`twin.fit.read_energy`) the energy its meter measured, where its
+    readings span at least COVERS of the log's (a kWh register's increases; kW readings, each held until the next)."""
     import numpy as np
     import pandas as pd
 
@@ -82,12 +84,15 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
             float(lasted[stopped].sum())
         rows.append((machine, "availability", 1 - lost / planned if planned > 0 else np.nan))
         rows.append((machine, "failures", float(((g.state == "down") & (g.reason != "")).sum())))
+    if parts is not None and part_span(parts, log) >= COVERS:
+        made = parts[(parts.timestamp >= start) & (parts.timestamp <= end)].groupby("machine").size()
+        rows += [(machine, "parts", float(made.get(machine, 0))) for machine in parts.machine.unique()]
     if energy is not None:
         from twin.counters import counter_steps
 
         inside = energy[(energy.timestamp >= start) & (energy.timestamp <= end)]
         for (machine, sensor), g in inside.groupby(["machine", "sensor"]):
-            if len(g) < 2 or (g.timestamp.max() - g.timestamp.min()).total_seconds() < 0.95 * span:
+            if len(g) < 2 or (g.timestamp.max() - g.timestamp.min()).total_seconds() < COVERS * span:
                 continue
             if sensor == "energy":
                 kwh = float(counter_steps(g.rename(columns={"timestamp": "ts"})).value.sum())
@@ -98,12 +103,19 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
     return pd.DataFrame(rows, columns=["machine", "kpi", "log"]).drop_duplicates(["machine", "kpi"])
 
 
+def part_span(parts: pd.DataFrame, log: pd.DataFrame) -> float:
+    """The share of the status log's span between the part log's first part and its last (all machines together)."""
+    span = (log.timestamp.max() - log.timestamp.min()).total_seconds()
+    lo, hi = max(parts.timestamp.min(), log.timestamp.min()), min(parts.timestamp.max(), log.timestamp.max())
+    return max(0.0, (hi - lo).total_seconds()) / span if len(parts) and span > 0 else 0.0
+
+
 def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy: pd.DataFrame | None = None,
-                 jobs: int | None = None, cluster: str | None = None, checked: tuple[str, ...] = CHECKED
-                 ) -> pd.DataFrame:
+                 jobs: int | None = None, cluster: str | None = None, checked: tuple[str, ...] = CHECKED,
+                 parts: pd.DataFrame | None = None) -> pd.DataFrame:
     """The fitted scenario run over the log's span (`replications` times, sensors off) beside the log's figures
-    `checked` (and its meters' energy): side by side on `jobs` local processes or the Dask cluster at `cluster` (by
-    default once they simulate a week or more together), else here, its progress shown day by day."""
+    `checked` (with its parts made and its meters' energy): side by side on `jobs` local processes or the Dask cluster
+    at `cluster` (by default once they simulate a week or more together), else here, its progress shown day by day."""
     import pandas as pd
 
     from twin.app.cluster import PARALLEL_FROM, ClusterError, cluster_address, tasks
@@ -143,7 +155,7 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(checked)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
-    table = table.merge(log_kpis(log, sc.calendar, energy), on=["machine", "kpi"], how="inner")
+    table = table.merge(log_kpis(log, sc.calendar, energy, parts), on=["machine", "kpi"], how="inner")
     inside = (table.log >= table.ci_low) & (table.log <= table.ci_high)
     rel = (table["mean"] - table.log).abs() / table.log.abs().where(table.log != 0)
     table["verdict"] = ["inside the CI" if i else f"outside ({r:.0%} off)" if r == r else "outside"
@@ -356,8 +368,12 @@ def fit(
                       else f"{r.family}: {r.parameters}",
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     print_table(shown)
+    if part_log is not None and (covers := part_span(part_log, frame)) < COVERS:
+        say("note", f"the parts made are not compared in the validation: {parts}'s parts span {covers:.0%} of the "
+            f"status log's span (at least {COVERS:.0%})")
     check = validate_fit(fitted, frame, replications, energy_log, jobs, cluster,
-                         tuple(k for k in CHECKED if k != "working share") if stop_list is not None else CHECKED)
+                         tuple(k for k in CHECKED if k != "working share") if stop_list is not None else CHECKED,
+                         part_log)
     folder = report or out.with_name(out.stem + "-report")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "fitted.csv", index=False)
