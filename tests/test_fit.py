@@ -445,7 +445,7 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
         f.write_text(text)
         with pytest.raises(LogError, match=re.escape(message)):
             read_log(f)
-    f.write_text("start,duration,machine\n2026-01-05T06:00,0:12:30,press-1\n2026-01-05T07:00,5,press-1\n")
+    f.write_text("timestamp,duration,machine\n2026-01-05T06:00,0:12:30,press-1\n2026-01-05T07:00,5,press-1\n")
     assert read_log(f).timestamp.astype(str).tolist() == ["2026-01-05 06:00:00", "2026-01-05 06:12:30",
                                                           "2026-01-05 07:00:00", "2026-01-05 07:05:00"]
 

@@ -383,11 +383,15 @@ def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
              fmt: LogFormat = LogFormat()) -> pd.DataFrame:
     """The status log (CSV, Excel or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of
     a line in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by
-    `states`; a stop list (start, end or duration, machine, reason) read as the status log it implies
+    `states`; a stop list (start or timestamp, end or duration, machine, reason) read as the status log it implies
     (`read_stops`); LogError when unusable."""
     frame = _frame(path, fmt)
-    if "timestamp" not in frame[0].columns and "start" in frame[0].columns:
+    cols = set(frame[0].columns)
+    if "start" in cols and "timestamp" not in cols:
         return read_stops(path, frame, tz, states, fmt)
+    if "timestamp" in cols and "state" not in cols and cols & {"end", "duration"} and "start" not in cols:
+        # a stop list whose start is named timestamp (timestamp, duration, machine, reason)
+        return read_stops(path, (frame[0].rename(columns={"timestamp": "start"}), frame[1]), tz, states, fmt)
     df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
     return status_log(df, ts, str(path), states)
 
