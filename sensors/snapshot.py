@@ -11,14 +11,13 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
 import orjson
 import pandas as pd
 
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics, ParseError, clock_time, parse, parse_alert
 from sensors.store.base import Store, StoreError
-from twin.model import UP_STATES
+from twin.fit import state_at
 from twin.scenario import LineNow, MachineNow, Scenario
 
 
@@ -62,35 +61,11 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
     states = states[states.ts <= stamp].sort_values(["machine", "ts"])
     if states.empty:
         raise SnapshotError(f"{source}: run {run!r} has no state record before {stamp}")
-    types = {m: sc.machine_type_of(st) for st in sc.stations for m in st.machine_names}
-    machines = {}
-    for machine, g in states.groupby("machine", sort=False):
-        mt = types.get(str(machine))
-        if mt is None:
-            continue
-        ts = g.ts.to_numpy()
-        spans = (np.append(ts[1:], np.datetime64(stamp)) - ts) / np.timedelta64(1, "s")
-        kinds = g.state.to_numpy()
-        reasons = g.reason.fillna("").to_numpy()
-        running = np.isin(kinds, ["working"] if mt.clock == "operating" else list(UP_STATES))
-        ages, unrenewed = {}, []
-        for f in mt.fault_modes:
-            renewed = (kinds == "down") & (reasons == f.name)
-            if f.kind == "wear":
-                renewed |= kinds == "maintenance"
-            last = np.flatnonzero(renewed)
-            after = last[-1] + 1 if last.size else 0  # intervals since its last renewal (or the first record)
-            ages[f.name] = float(spans[after:][running[after:]].sum())
-            if not last.size:  # its age before the first record is not known: what it reached since is a floor
-                unrenewed.append(f.name)
-        machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
-                                            mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages,
-                                            unrenewed=unrenewed)
     levels = newest if stamp >= end else db.levels(run, replication=replication, end=stamp + pd.Timedelta(1, "us"),
                                                      last=True)
     buffers = dict(zip(levels.station.astype(str), levels["level"].astype(int))) if len(levels) else None
-    return LineNow(taken=stamp.to_pydatetime(), source=f"{source} (run {run}, state records)", machines=machines,
-                   buffers=buffers)
+    return state_at(states.rename(columns={"ts": "timestamp"}), sc, stamp, f"{source} (run {run}, state records)",
+                    buffers)
 
 
 def _data_end(db: Store, run: str, replication: int, states: pd.DataFrame, levels: pd.DataFrame) -> pd.Timestamp:

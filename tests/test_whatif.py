@@ -87,6 +87,63 @@ def test_the_state_now_from_a_brokers_retained_messages(tmp_path: Path, mosquitt
     assert "(retained messages)" in told and "buffer levels cell-2" in told
 
 
+def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plant without `twin connect` has its MES's status log (or stop list), the file `twin fit` read: a what-if
+    from its last row (or --at a time in it) reads each machine's state and its fault modes' ages as from a store's
+    state records (the same to the millisecond), in the plant's own names where mapped; a store was the only way."""
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    from sensors.snapshot import from_store
+    from sensors.store import open_store
+    from twin.fit import log_from_run, read_log, state_at
+
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", SCENARIO, "--no-stream", "--duration", "8 h", "--out", run), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    sc = load_scenario(SCENARIO)
+    log = log_from_run(pd.read_parquet(run / "truth" / "states.parquet"),
+                       pd.read_parquet(run / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    log.to_csv(tmp_path / "status.csv", index=False)
+    at = pd.Timestamp("2026-01-05 10:00")
+    db = open_store(f"duckdb:///{run / 'twin.duckdb'}", read_only=True)
+    try:
+        stored = from_store(db, sc, "store", at=at.to_pydatetime()).machines
+    finally:
+        db.close()
+    logged = state_at(read_log(tmp_path / "status.csv"), sc, at, "log").machines
+    assert set(logged) == set(stored) == {"cell-1", "cell-2", "cell-3", "cell-4"}
+    for m, now in stored.items():  # the store keeps times to the millisecond
+        assert (logged[m].state, logged[m].mode, logged[m].unrenewed) == (now.state, now.mode, now.unrenewed)
+        assert logged[m].since == pytest.approx(now.since, abs=2e-3)
+        assert logged[m].ages == pytest.approx(now.ages, abs=5e-3) and sum(now.ages.values()) > 0
+    # the plant's names, mapped as `twin fit` maps them
+    german = log.assign(machine=log.machine.str.replace("cell-", "Zelle "), state=log.state.replace(
+        {"working": "Produktion", "starved": "Mangel", "blocked": "Stau", "down": "Störung"}))
+    german.rename(columns={"timestamp": "Zeit"}).to_csv(tmp_path / "mes.csv", index=False, sep=";")
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", tmp_path / "mes.csv", "--at", "2026-01-05T10:00",
+                                "--duration", "1 h", "--replications", 3, "--columns", "Zeit=timestamp",
+                                "--states", "Produktion=working, Mangel=starved, Stau=blocked, Störung=down",
+                                "--machine-names", ", ".join(f"Zelle {i}=cell-{i}" for i in range(1, 5))),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    told = " ".join(r.stderr.split())
+    assert r.returncode == 0, r.stderr
+    assert "continuing from 2026-01-05 10:00:00 (mes.csv, a status log): 4 machines" in told, told
+    assert "buffer levels not known: the scenario's initial levels" in told and "as is" in r.stdout
+    end = f"{log.timestamp.max():%Y-%m-%d %H:%M:%S}"
+    assert_mistakes(["whatif", str(SCENARIO), "--duration", "1 h", "--replications", "2"], [
+        (["--from", str(tmp_path / "status.csv"), "--at", "2026-01-06T10:00"],
+         f"status.csv: 2026-01-06 10:00:00 is after its last row ({end}); the line's state is known from "
+         f"2026-01-05 06:00:00 to {end}: give --at between them"),
+        (["--from", str(tmp_path / "mes.csv"), "--columns", "Zeit=timestamp", "--states",
+          "Produktion=working, Mangel=starved, Stau=blocked, Störung=down"],
+         "mes.csv: none of its machines (Zelle 1, Zelle 2, Zelle 3, Zelle 4) is in the scenario (cell-1, cell-2, "
+         "cell-3, cell-4); name them as the scenario does, or map the log's names with --machine-names "
+         "'Zelle 1=cell-1, …'"),
+        (["--from", str(tmp_path / "mes.csv"), "--machine-names", "Zelle 1=cell-9"],
+         "--machine-names: 'Zelle 1=cell-9': 'cell-9' is not a machine of the base scenario"),
+        (["--from", str(run / "twin.duckdb")], f"--from {run / 'twin.duckdb'}: a store is given as duckdb:///")])
+
+
 def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path) -> None:
     """A buffer for the first station of a saturated line (it has none) was simulated as an alternative identical to
     'as is' (+0 ± 0), the same alternative twice ran twice, and every mistake was found only after the state was read

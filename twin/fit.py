@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from twin.model import STATES, UP_STATES
-from twin.scenario import MAX_POWER, Calendar, Power, Scenario, buffer_station
+from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
 from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, read_frame, title_hint
 
-FAMILIES: dict[str, Any] = {"exponential": stats.expon, "weibull": stats.weibull_min, "lognormal": stats.lognorm,
-                            "gamma": stats.gamma}
-CYCLE_FAMILIES: dict[str, Any] = {"normal": stats.norm, "lognormal": stats.lognorm, "gamma": stats.gamma}
+# each family's scipy.stats law, by name: scipy.stats is loaded where a fit needs it (0.4 s), not by a what-if's
+# reading of the line's state
+FAMILIES = {"exponential": "expon", "weibull": "weibull_min", "lognormal": "lognorm", "gamma": "gamma"}
+CYCLE_FAMILIES = {"normal": "norm", "lognormal": "lognorm", "gamma": "gamma"}
 MIN_CYCLES = 30  # fewer clean cycles than this at a station: the base scenario's cycle time is kept
 MIN_EVENTS = 5  # fewer failures (or repairs) than this: the base scenario's distribution is kept
 WORKING = STATES[0]
@@ -550,6 +550,40 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
     return out
 
 
+def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
+             buffers: dict[str, int] | None = None) -> LineNow:
+    """The line's state at `stamp` from a status log's rows up to it (timestamp, machine, state, reason: a store's
+    state records, or a plant's log file): each machine's state and how long it has been in it, the fault mode of a
+    stop, and each fault mode's age since its last repair (or maintenance, for wear) on its reliability clock; a mode
+    never renewed in the log has its age since the first row, a lower bound. Machines not in `sc` are left out."""
+    log = log[log.timestamp <= stamp].sort_values(["machine", "timestamp"], kind="stable")
+    types = {m: sc.machine_type_of(st) for st in sc.stations for m in st.machine_names}
+    machines = {}
+    for machine, g in log.groupby("machine", sort=False):
+        mt = types.get(str(machine))
+        if mt is None:
+            continue
+        ts = g.timestamp.to_numpy()
+        spans = (np.append(ts[1:], np.datetime64(stamp)) - ts) / np.timedelta64(1, "s")
+        kinds = g.state.to_numpy()
+        reasons = g.reason.fillna("").to_numpy()
+        running = np.isin(kinds, [WORKING] if mt.clock == "operating" else list(UP_STATES))
+        ages, unrenewed = {}, []
+        for f in mt.fault_modes:
+            renewed = (kinds == "down") & (reasons == f.name)
+            if f.kind == "wear":
+                renewed |= kinds == "maintenance"
+            last = np.flatnonzero(renewed)
+            after = last[-1] + 1 if last.size else 0  # intervals since its last renewal (or the first record)
+            ages[f.name] = float(spans[after:][running[after:]].sum())
+            if not last.size:  # its age before the first record is not known: what it reached since is a floor
+                unrenewed.append(f.name)
+        machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
+                                            mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages,
+                                            unrenewed=unrenewed)
+    return LineNow(taken=stamp.to_pydatetime(), source=source, machines=machines, buffers=buffers)
+
+
 def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per machine: its cycle times, free of the line's losses: the seconds between two instants it finished parts at
     while it stayed working the whole time (no wait for a part or for space, no stop in between), shared by the
@@ -571,14 +605,17 @@ def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray
     return out
 
 
-def _by_aic(families: dict[str, Any], events: np.ndarray, censored: np.ndarray,
+def _by_aic(families: dict[str, str], events: np.ndarray, censored: np.ndarray,
             what: str) -> tuple[str, tuple[float, ...], dict[str, float]]:
     """Every family fitted by maximum likelihood (right-censored where `censored` holds times; location 0 but for
     the normal law), the lowest AIC chosen: (family, parameters, AIC of each)."""
+    from scipy import stats
+
     data = stats.CensoredData(uncensored=events, right=censored) if len(censored) else events
     best: tuple[float, str, tuple[float, ...]] | None = None
     aic = {}
-    for name, dist in families.items():
+    for name, law in families.items():
+        dist = getattr(stats, law)
         # a family that cannot fit (times all alike, as a log at a coarse resolution gives) is passed over, silently:
         # scipy's warnings from inside its optimiser, with their file paths, only alarmed the user
         with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -600,8 +637,10 @@ def _by_aic(families: dict[str, Any], events: np.ndarray, censored: np.ndarray,
 
 def fit_cycle(samples: np.ndarray) -> Fitted:
     """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
+    from scipy import stats
+
     name, params, aic = _by_aic(CYCLE_FAMILIES, samples, np.empty(0), "cycle times")
-    law = CYCLE_FAMILIES[name](*params)
+    law = getattr(stats, CYCLE_FAMILIES[name])(*params)
     spec = ({"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
             else _spec(name, params))
     return Fitted(name, spec, float(law.mean()), len(samples), 0, float(stats.kstest(samples, law.cdf).statistic),
@@ -610,8 +649,10 @@ def fit_cycle(samples: np.ndarray) -> Fitted:
 
 def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
     """Fit every family (location 0) to the times by maximum likelihood with right-censoring; the lowest AIC wins."""
+    from scipy import stats
+
     name, params, aic = _by_aic(FAMILIES, events, censored, "times")
-    dist = FAMILIES[name](*params)
+    dist = getattr(stats, FAMILIES[name])(*params)
     if len(censored):  # the largest gap between the Kaplan-Meier curve (censoring-aware) and the fitted law
         km = stats.ecdf(stats.CensoredData(uncensored=events, right=censored)).cdf
         ks = float(np.max(np.abs(km.probabilities - dist.cdf(km.quantiles))))

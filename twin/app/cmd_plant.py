@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -50,10 +51,66 @@ if TYPE_CHECKING:
 
     from sensors.connect import ConnectorConfig
     from sensors.store.base import Store
-    from twin.scenario import Calendar, Scenario
+    from twin.fit import LogFormat
+    from twin.scenario import Calendar, LineNow, Scenario
 
 CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "parts", "energy [kWh]")
 COVERS = 0.95  # a part or energy log is compared where it spans at least this share of the status log's span
+
+# how a plant's log names things, as `twin fit` and `twin whatif --from LOG` read it
+StatesOpt = Annotated[Optional[str], typer.Option(help="the plant's state names as the twin's, e.g. "
+                                                       "'Production=working, Breakdown=down, Changeover=setup'")]
+ReasonsOpt = Annotated[Optional[str], typer.Option(help="the plant's stop reasons as the scenario's fault modes, e.g. "
+                                                        "'E-042 spindle=bearing_wear, E-07=jam'")]
+ColumnsOpt = Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
+                                                        "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
+                                                        "Grund=reason'; a date and a time column joined: "
+                                                        "'Datum+Uhrzeit=timestamp'")]
+SepOpt = Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter, a tab as 'tab' (default: found from each "
+                                                    "file: ',', ';', tab or '|')")]
+TimeFormatOpt = Annotated[Optional[str], typer.Option(help="the logs' time format in strftime codes, e.g. "
+                                                           "'%d.%m.%Y %H:%M:%S' (default: ISO 8601; a UTC offset with "
+                                                           "%z)")]
+
+
+@dataclass(frozen=True)
+class PlantNames:
+    """How a plant's logs name things, as the twin's: the file layout (delimiter, columns, time format), and the
+    state names, stop reasons (as fault modes) and machine names."""
+
+    fmt: LogFormat
+    states: dict[str, str] | None
+    reasons: dict[str, str]
+    machines: dict[str, str]
+
+
+def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format: str | None, states: str | None,
+                reasons: str | None, machines: str | None, machines_option: str = "--machines") -> PlantNames:
+    """The mapping options parsed against `sc`; each mistake named with its option (exit 2)."""
+    from twin.fit import LOG_COLUMNS, LogFormat, parse_pairs, parse_states
+
+    try:
+        names = parse_states(states) if states is not None else None
+    except ValueError as e:
+        fail(f"--states: {e}")
+    try:
+        modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
+        codes = parse_pairs(reasons, modes, "fault mode", "FAULT_MODE", "E-042=bearing_wear, E-07=jam") \
+            if reasons is not None else {}
+    except ValueError as e:
+        fail(f"--reasons: {e}")
+    try:
+        mapped = parse_pairs(columns, LOG_COLUMNS, "log column", "COLUMN", "Zeitstempel=timestamp, Maschine=machine") \
+            if columns is not None else {}
+    except ValueError as e:
+        fail(f"--columns: {e}")
+    known = sorted({m for s in sc.stations for m in s.machine_names})
+    try:
+        renamed = parse_pairs(machines, known, "machine of the base scenario", "MACHINE", "Presse 1=press-1") \
+            if machines is not None else {}
+    except ValueError as e:
+        fail(f"{machines_option}: {e}")
+    return PlantNames(LogFormat(separator_option(sep), mapped, time_format), names, codes, renamed)
 
 
 def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None,
@@ -191,23 +248,13 @@ def fit(
                                                        "power by state")] = None,
     run: Annotated[Optional[str], typer.Option(help="with a store: the run whose state records to fit (default: "
                                                     "its only run)")] = None,
-    states: Annotated[Optional[str], typer.Option(help="the plant's state names as the twin's, e.g. "
-                                                       "'Production=working, Breakdown=down, Changeover=setup'")]
-    = None,
-    reasons: Annotated[Optional[str], typer.Option(help="the plant's stop reasons as the base scenario's fault "
-                                                        "modes, e.g. 'E-042 spindle=bearing_wear, E-07=jam'")]
-    = None,
+    states: StatesOpt = None,
+    reasons: ReasonsOpt = None,
     machines: Annotated[Optional[str], typer.Option(help="the plant's machine names (or ids) as the base scenario's, "
                                                          "e.g. 'Presse 1=press-1, M-4711=press-2'")] = None,
-    columns: Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
-                                                        "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
-                                                        "Grund=reason'; a date and a time column joined: "
-                                                        "'Datum+Uhrzeit=timestamp'")] = None,
-    sep: Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter, a tab as 'tab' (default: found from "
-                                                    "each file: ',', ';', tab or '|')")] = None,
-    time_format: Annotated[Optional[str], typer.Option(help="the logs' time format in strftime codes, e.g. "
-                                                            "'%d.%m.%Y %H:%M:%S' (default: ISO 8601; a UTC offset "
-                                                            "with %z)")] = None,
+    columns: ColumnsOpt = None,
+    sep: SepOpt = None,
+    time_format: TimeFormatOpt = None,
 ) -> None:
     """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
     write the fitted scenario, and validate it against the log."""
@@ -215,13 +262,9 @@ def fit(
 
     from twin.app.cluster import ClusterError, reachable
     from twin.fit import (
-        LOG_COLUMNS,
         LogError,
-        LogFormat,
         MeterError,
         fit_scenario,
-        parse_pairs,
-        parse_states,
         read_energy,
         read_levels,
         read_log,
@@ -230,29 +273,11 @@ def fit(
     )
     from twin.scenario import buffer_station, load_scenario
 
-    try:
-        names = parse_states(states) if states is not None else None
-    except ValueError as e:
-        fail(f"--states: {e}")
     sc = open_scenario(base)
-    try:
-        modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
-        codes = parse_pairs(reasons, modes, "fault mode", "FAULT_MODE", "E-042=bearing_wear, E-07=jam") \
-            if reasons is not None else {}
-    except ValueError as e:
-        fail(f"--reasons: {e}")
-    try:
-        mapped = parse_pairs(columns, LOG_COLUMNS, "log column", "COLUMN", "Zeitstempel=timestamp, Maschine=machine") \
-            if columns is not None else {}
-    except ValueError as e:
-        fail(f"--columns: {e}")
+    plant = plant_names(sc, columns, sep, time_format, states, reasons, machines)
+    fmt, names, codes, renamed = plant.fmt, plant.states, plant.reasons, plant.machines
     known = {m for s in sc.stations for m in s.machine_names}
-    try:
-        renamed = parse_pairs(machines, sorted(known), "machine of the base scenario", "MACHINE", "Presse 1=press-1") \
-            if machines is not None else {}
-    except ValueError as e:
-        fail(f"--machines: {e}")
-    fmt = LogFormat(separator_option(sep), mapped, time_format)
+    modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
     url = log if "://" in log else None
     source = Path(log) if url is None else _url_name(url)  # named in reports
     level_url = levels if levels is not None and "://" in levels else None
@@ -516,9 +541,11 @@ def _levels_read(levels: dict[str, int], many: int = 12) -> str:
             + (": " + ", ".join(f"{k} {v}" for k, v in held.items()) if held else ""))
 
 
-def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at") -> Scenario:
-    """`sc` continued from the line's state read from `source` (a store URL, or the line's MQTT broker for its
-    retained messages), at `at` (ISO time on the line's clock; default: the latest known), with what was read told."""
+def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at", plant: PlantNames | None = None
+              ) -> Scenario:
+    """`sc` continued from the line's state read from `source` (a store URL, the line's MQTT broker for its retained
+    messages, or a plant's status log or stop list named as `plant` says), at `at` (ISO time on the line's clock;
+    default: the latest known), with what was read told."""
     from sensors.bus.broker import BrokerError, BrokerURL
     from sensors.snapshot import SnapshotError, from_broker, from_store
     from sensors.store import StoreError, open_store
@@ -540,6 +567,10 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
                 fail(f"{option} reads back in a store's records; the broker holds only the latest state (leave "
                      f"{option} out)")
             now = from_broker(BrokerURL.parse(source), sc)
+        elif "://" not in source:
+            if Path(source).suffix.lower() in (".duckdb", ".db"):  # read as a log, it was refused as text
+                fail(f"--from {source}: a store is given as duckdb:///{source}")
+            now = _from_log(sc, Path(source), when, plant)
         else:
             db = open_store(source, read_only=True)  # beside a running ingest or an open dashboard
             try:
@@ -560,6 +591,36 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     for note in notes:
         err_console.print(f"note: {note}", highlight=False)
     return out
+
+
+def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNames | None) -> LineNow:
+    """The line's state at `when` (default: the log's last row) from a plant's status log or stop list, as `twin fit`
+    reads it: each machine's state, how long in it, and its fault modes' ages since their last renewal in the log.
+    Buffer levels are not in such a log: the scenario's initial levels. Mistakes named (exit 2)."""
+    import pandas as pd
+
+    from twin.fit import LogError, LogFormat, read_log, state_at
+
+    plant = plant or PlantNames(LogFormat(), None, {}, {})
+    try:
+        log = read_log(path, sc.line.timezone, plant.states, plant.fmt)
+    except LogError as e:
+        fail(str(e))
+    log = log.assign(machine=log.machine.replace(plant.machines), reason=log.reason.replace(plant.reasons))
+    known = sorted({m for st in sc.stations for m in st.machine_names})
+    if not log.machine.isin(known).any():
+        theirs = sorted(log.machine.unique())
+        fail(f"{path}: none of its machines ({', '.join(theirs[:5])}{', …' if len(theirs) > 5 else ''}) is in the "
+             f"scenario ({', '.join(known[:6])}{', …' if len(known) > 6 else ''}); name them as the scenario does, or "
+             f"map the log's names with --machine-names '{theirs[0]}={known[0]}, …'.")
+    first, end = log.timestamp.min(), log.timestamp.max()
+    stamp = pd.Timestamp(when.replace(tzinfo=None)) if when is not None else end
+    if not first <= stamp <= end:  # after the end every machine would sit in its last state, every wear growing
+        shown = {t: f"{t:%Y-%m-%d %H:%M:%S}" for t in (stamp, first, end)}
+        fail(f"{path}: {shown[stamp]} is {'after its last' if stamp > end else 'before its first'} row "
+             f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
+             f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
+    return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if 'stops' in log.attrs else 'a status log'}")
 
 
 def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.DataFrame:
@@ -717,9 +778,10 @@ def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duratio
 def whatif(
     file: Annotated[Path, typer.Argument(help="the line's scenario (fitted by `twin fit`, or as engineered)")],
     from_: Annotated[str, typer.Option("--from", help="where the line's state is read: a store (duckdb:///file, "
-                                                      "influxdb://...) or the line's broker (mqtt://...)")],
-    at: Annotated[Optional[str], typer.Option(help="with a store: the moment to continue from (line's clock, e.g. "
-                                                   "2026-01-05T14:00); default: the last record")] = None,
+                                                      "influxdb://...), the line's broker (mqtt://...), or a plant's "
+                                                      "status log or stop list file (as `twin fit` reads it)")],
+    at: Annotated[Optional[str], typer.Option(help="with a store or a log: the moment to continue from (line's "
+                                                   "clock, e.g. 2026-01-05T14:00); default: the last record")] = None,
     duration: Annotated[str, typer.Option(help="how far ahead, e.g. '8 h'")] = "8 h",
     replications: Annotated[int, typer.Option(min=2, max=1000, help="replications per alternative")] = 30,
     extra_crew: ExtraCrew = None,
@@ -736,6 +798,14 @@ def whatif(
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
     jobs: Jobs = None,
     cluster: ClusterOpt = None,
+    states: StatesOpt = None,
+    reasons: ReasonsOpt = None,
+    machine_names: Annotated[Optional[str], typer.Option(help="with a log: the plant's machine names as the "
+                                                              "scenario's, e.g. 'Presse 1=press-1' (twin fit's "
+                                                              "--machines)")] = None,
+    columns: ColumnsOpt = None,
+    sep: SepOpt = None,
+    time_format: TimeFormatOpt = None,
 ) -> None:
     """What happens next if we...: from the line's state now, the next hours simulated as they are and under each
     alternative (common random numbers), good parts with a 95 % CI of the mean and a 90 % range for this one run."""
@@ -748,13 +818,14 @@ def whatif(
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [])
     alternatives(base, *asked, combined=combined)  # every mistake named before the line's state is read
+    plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names")
     import numpy as np
     import pandas as pd
 
     from twin.app.compare import compare_designs, whatif_task
     from twin.kpi import half_width
 
-    sc = continued(base, from_, at)
+    sc = continued(base, from_, at, plant=plant)
     options = alternatives(sc, *asked, combined=combined)  # built on the state now (the buffers' levels)
     _some_shift_ahead(sc, options, duration)
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,

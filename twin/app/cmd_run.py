@@ -125,8 +125,9 @@ def run(
                                                  "alerts, KPIs) over OPC UA on 127.0.0.1: a port or "
                                                  "opc.tcp://127.0.0.1:PORT/PATH")] = None,
     from_: Annotated[Optional[str], typer.Option("--from", help="start from the line's state now, read from a store "
-                                                 "(duckdb:///file) or the line's broker (mqtt://...), not an empty "
-                                                 "line (`twin whatif` compares alternatives from there)")] = None,
+                                                 "(duckdb:///file), the line's broker (mqtt://...) or a status log "
+                                                 "file in the twin's names, not an empty line (`twin whatif` compares "
+                                                 "alternatives from there)")] = None,
     from_time: Annotated[Optional[str], typer.Option(help="with --from and a store: the moment to start from "
                                                      "(line's clock, e.g. 2026-01-05T14:00); default: the latest "
                                                      "record")] = None,
