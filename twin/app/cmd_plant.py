@@ -256,8 +256,8 @@ def fit(
     sep: SepOpt = None,
     time_format: TimeFormatOpt = None,
 ) -> None:
-    """Calibrate failure and repair times from a plant's status log (censored maximum likelihood, family by AIC),
-    write the fitted scenario, and validate it against the log."""
+    """Calibrate failure and repair times from a plant's status log or stop list (censored maximum likelihood,
+    family by AIC), write the fitted scenario, and validate it against the log."""
     import yaml
 
     from twin.app.cluster import ClusterError, reachable
