@@ -596,28 +596,69 @@ def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
     fit_scenario(log, load_scenario(TRUTH))
 
 
+def _plant_logs(sc: Any) -> tuple[Any, pd.DataFrame, list[pd.DataFrame]]:
+    """A replication of `sc`, its status log and each machine's part log (one row per part it finished), as a plant
+    keeps them."""
+    from twin.app.runner import simulate
+
+    run = simulate(sc, 0, sensors=False)
+    start = pd.Timestamp(sc.start)
+    status, parts = [], []
+    for m in run.line.machines:
+        t, states, reasons = m.log.states_from(0)
+        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                    "state": states.astype(str), "reason": reasons.astype(str)}))
+        done = np.frombuffer(m.log.finished) if not m.wiring.is_last else np.frombuffer(run.line.exit)
+        done = done[np.isfinite(done)]
+        parts.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(np.sort(done), unit="s"), "machine": m.name}))
+    log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
+                                                                                   keep="last")
+    return run, log, parts
+
+
+def test_a_stop_lists_waits_are_read_from_the_parts_made(tmp_path: Path) -> None:
+    """A stop list shows no waits: a machine is working between its stops. On an operating clock every wait for a
+    part or for space counted to its lives (fit_truth's presses: die wear's mean life 13 % too long, the trip's 10 %).
+    The parts each machine made show the long waits: gaps of over three cycles with no part."""
+    from twin.fit import fit_scenario, waits_from_parts
+
+    sc = load_scenario(TRUTH).model_copy(update={"duration": 20 * 86400.0})
+    _, log, parts = _plant_logs(sc)
+    _stop_list(log).to_csv(tmp_path / "stops.csv", index=False)
+    log.to_csv(tmp_path / "status.csv", index=False)
+    listed = read_log(tmp_path / "stops.csv")
+    status = read_log(tmp_path / "status.csv")
+    status = status[status.timestamp <= listed.timestamp.max()]  # over the list's span
+    waited, waits = waits_from_parts(listed, pd.concat(parts))
+    assert waits > 100 and waited.attrs == listed.attrs
+    fits = [fit_scenario(x, sc, parts=pd.concat(parts))[1].set_index(["fault mode", "time"])["mean [h]"]
+            for x in (status, listed, waited)]
+    for key in [("die_wear", "ttf"), ("trip", "ttf")]:
+        truth, plain, read = (f[key] for f in fits)
+        assert plain > 1.08 * truth and abs(read - truth) < 0.5 * (plain - truth) and read < 1.05 * truth, key
+
+    def working(x: pd.DataFrame, machine: str) -> float:
+        g = x[x.machine == machine]
+        lasted = np.diff(np.append(g.timestamp.to_numpy(), x.timestamp.max().to_datetime64())) / np.timedelta64(1, "s")
+        return float(lasted[(g.state == "working").to_numpy()].sum() / lasted.sum())
+
+    # press-1's waits (blocked by press-2's stops) are long, all seen; press-2 paced by the slower press-1 waits a few
+    # seconds each cycle, which no gap between parts shows
+    assert working(waited, "press-1") == pytest.approx(working(status, "press-1"), abs=0.005)
+    assert working(listed, "press-2") - working(status, "press-2") > 0.08
+    assert working(waited, "press-2") - working(status, "press-2") < 0.05
+
+
 def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:
     """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
     worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity. The validation
     compares the parts each machine made (it compared none: a fitted line making too few parts went unseen)."""
     from twin.app.cmd_plant import log_kpis, validate_fit
-    from twin.app.runner import simulate
     from twin.fit import fit_scenario
 
     sc = load_scenario(TRUTH).model_copy(update={"duration": 1.5 * 86400.0})
-    run = simulate(sc, 0, sensors=False)
-    line = run.line
+    run, log, parts = _plant_logs(sc)
     start = pd.Timestamp(sc.start)
-    status, parts = [], []
-    for m in line.machines:
-        t, states, reasons = m.log.states_from(0)
-        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                    "state": states.astype(str), "reason": reasons.astype(str)}))
-        done = np.frombuffer(m.log.finished) if not m.wiring.is_last else np.frombuffer(line.exit)
-        done = done[np.isfinite(done)]
-        parts.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(np.sort(done), unit="s"), "machine": m.name}))
-    log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
-                                                                                   keep="last")
     levels = pd.DataFrame({"timestamp": [start] * 3, "station": ["press-2", "press-2", "nowhere"], "level": [3, 17, 9]})
     fitted, table = fit_scenario(log, sc, parts=pd.concat(parts), levels=levels)
     cycles = table[table.time == "cycle"].set_index("machine type")

@@ -584,6 +584,51 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
     return LineNow(taken=stamp.to_pydatetime(), source=source, machines=machines, buffers=buffers)
 
 
+IDLE_GAP = 3.0  # a machine working by a stop list that made no part for over this many cycles was waiting
+
+
+def waits_from_parts(log: pd.DataFrame, parts: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """A stop list's log (each machine working between its stops, `read_stops`) with the waits its part log shows, and
+    how many: in a working period, a gap between two instants parts were finished at (or from the period's start to
+    its first part) longer than IDLE_GAP of the machine's cycles (the median time per part there), beyond the log's
+    time resolution, is a wait for parts or space ('starved': a list cannot tell it from blocked) until a cycle before
+    the later parts. Machines with fewer than MIN_CYCLES such gaps stay as they are. A machine on an operating clock
+    ages only while working: without this a stop list counted every wait to its lives."""
+    out, waits = [log], 0
+    end = log.timestamp.max()
+    for machine, g in log.groupby("machine", sort=False):
+        p = parts[parts.machine == machine]
+        t, n = np.unique(p.timestamp.to_numpy(), return_counts=True)
+        starts = g.timestamp.to_numpy()
+        t, n = t[(t >= starts[0]) & (t <= np.datetime64(end))], n[(t >= starts[0]) & (t <= np.datetime64(end))]
+        if len(t) < MIN_CYCLES:
+            continue
+        k = np.searchsorted(starts, t, side="right") - 1  # the period each instant fell in
+        working = g.state.to_numpy()[k] == WORKING
+        first = np.append(True, k[1:] != k[:-1])  # the first instant of its period
+        prev = np.where(first, starts[k], np.roll(t, 1))  # the instant before it in its period, or the period's start
+        gap = (t - prev) / np.timedelta64(1, "s")
+        inner = working & ~first
+        if inner.sum() < MIN_CYCLES:
+            continue
+        cycle = float(np.median(gap[inner] / n[inner]))
+        step = float(np.min(gap[inner][gap[inner] > 0], initial=0.0))  # the log's time resolution (a minute's log)
+        idle = working & (gap > IDLE_GAP * cycle * n + step)
+        if not idle.any():
+            continue
+        back = pd.to_timedelta(cycle * n[idle], unit="s").to_numpy()
+        out.append(pd.DataFrame({"timestamp": np.concatenate([prev[idle], t[idle] - back]), "machine": machine,
+                                 "state": ["starved"] * int(idle.sum()) + [WORKING] * int(idle.sum()), "reason": ""}))
+        waits += int(idle.sum())
+    if waits == 0:
+        return log, 0
+    both = pd.concat(out, ignore_index=True).sort_values(["machine", "timestamp"], kind="stable")
+    both = both[~((both.machine == both.machine.shift(-1)) & (both.timestamp == both.timestamp.shift(-1)))]
+    result = both.reset_index(drop=True)
+    result.attrs = dict(log.attrs)
+    return result, waits
+
+
 def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per machine: its cycle times, free of the line's losses: the seconds between two instants it finished parts at
     while it stayed working the whole time (no wait for a part or for space, no stop in between), shared by the

@@ -262,6 +262,8 @@ def fit(
 
     from twin.app.cluster import ClusterError, reachable
     from twin.fit import (
+        IDLE_GAP,
+        MIN_CYCLES,
         LogError,
         MeterError,
         fit_scenario,
@@ -270,6 +272,7 @@ def fit(
         read_log,
         read_parts,
         unfitted_reasons,
+        waits_from_parts,
     )
     from twin.scenario import buffer_station, load_scenario
 
@@ -332,12 +335,13 @@ def fit(
             f"list's first start ({frame.timestamp.min():%Y-%m-%d %H:%M:%S}) to its last end "
             f"({frame.timestamp.max():%Y-%m-%d %H:%M:%S}) but for its stops, so the validation leaves out the "
             "working share"
-            + (f"; machine type{'s' * (len(operating) > 1)} {', '.join(operating)} "
+            + ("; the waits for parts or space are read from --parts (below)" if part_log is not None else
+               f"; machine type{'s' * (len(operating) > 1)} {', '.join(operating)} "
                f"count{'s' * (len(operating) == 1)} lives in working time only (clock: operating), and the time a "
-               "machine waited for parts or space counts to its lives here: a status log or the store's state records "
-               "tell them apart" if operating else "")
-            + ("; --parts' clean cycles and --energy's power by state take those waits as working too"
-               if parts is not None or energy is not None else ""))
+               "machine waited for parts or space counts to its lives here: --parts tells them apart, as a status log "
+               "or the store's state records do" if operating else "")
+            + ("; --energy's power by state takes those waits as working too"
+               if part_log is None and energy is not None else ""))
     if frame.attrs.get("ending"):
         say("note", f"{frame.attrs['ending']:,} stops of {source.name} have no reason of their own and one on the row "
             "that ends them (entered as the machine restarted): read as the stop's reason")
@@ -362,6 +366,12 @@ def fit(
             say("warning", left)
     if codes:
         frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
+    if stop_list is not None and part_log is not None:  # the waits a list does not show, from the parts made
+        frame, waits = waits_from_parts(frame, part_log)
+        say("note", f"{waits:,} waits for parts or space read from {part_path.name if part_path else parts}: a "
+            f"machine working by the stop list that made no part for over {IDLE_GAP:g} of its cycles (its median time "
+            f"per part) was waiting, until a cycle before its next part; machines with fewer than {MIN_CYCLES} cycles "
+            "between parts are read as working throughout")
     lost = unfitted_reasons(frame, sc)
     if len(lost):  # stops the fit cannot tell apart: said, not silently left out
         shown = ", ".join(f"{r or '(none)'!r} ×{n}" for r, n in lost.head(5).items())
