@@ -445,9 +445,14 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
         f.write_text(text)
         with pytest.raises(LogError, match=re.escape(message)):
             read_log(f)
+    f.write_text("start,duration,machine,state\n2026-01-05T06:00,0:12:30,press-1,\n2026-01-05T07:00,5,press-1,"
+                 "maintenance\n")  # an empty state: a stop (down)
+    stopped = read_log(f)
     f.write_text("timestamp,duration,machine\n2026-01-05T06:00,0:12:30,press-1\n2026-01-05T07:00,5,press-1\n")
-    assert read_log(f).timestamp.astype(str).tolist() == ["2026-01-05 06:00:00", "2026-01-05 06:12:30",
-                                                          "2026-01-05 07:00:00", "2026-01-05 07:05:00"]
+    pd.testing.assert_frame_equal(read_log(f).drop(columns="state"), stopped.drop(columns="state"))
+    assert stopped.timestamp.astype(str).tolist() == ["2026-01-05 06:00:00", "2026-01-05 06:12:30",
+                                                      "2026-01-05 07:00:00", "2026-01-05 07:05:00"]
+    assert stopped.state.tolist() == ["down", "working", "maintenance", "working"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

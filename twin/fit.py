@@ -434,8 +434,10 @@ def read_stops(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, stat
                            "--columns).")
     else:
         end = start + pd.to_timedelta(_stop_durations(path, df["duration"]), unit="s")
-    state = df["state"].astype(str).map(lambda x: (states or {}).get(x, x)) if "state" in df.columns else \
-        pd.Series("down", index=df.index)
+    given = df["state"].astype(object) if "state" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    unsaid = (given.isna() | (given.astype(str).str.strip() == "")).to_numpy()  # a stop: down
+    state = pd.Series(np.where(unsaid, "down", given.astype(str).map(lambda x: (states or {}).get(x, x))),
+                      index=df.index)
     bad = (~state.isin(STATES) | (state == WORKING)).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
