@@ -654,6 +654,36 @@ def test_a_stop_lists_waits_are_read_from_the_parts_made(tmp_path: Path) -> None
     assert working(waited, "press-2") - working(status, "press-2") < 0.05
 
 
+def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Path) -> None:
+    """A stop list shows stops, not the planned time: each night and weekend was read as working, and aged every
+    life (two shifts on weekdays: die wear's mean life 3.3 times what it is). Where the list has no planned stops of
+    its own, a machine working by it is off shift outside the base scenario's shifts: the status log's fit."""
+    from twin.fit import fit_scenario, off_shift_from
+
+    doc = yaml.safe_load(TRUTH.read_text())
+    doc["machine_types"]["press"]["clock"] = "calendar"
+    doc["calendar"] = {"shifts": ["06:00-14:00", "14:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"]}
+    (tmp_path / "shifts.yaml").write_text(yaml.safe_dump(doc))
+    sc = load_scenario(tmp_path / "shifts.yaml").model_copy(update={"duration": 20 * 86400.0})
+    _, log, _ = _plant_logs(sc)
+    stops = _stop_list(log)
+    stops[stops.state != "off_shift"].to_csv(tmp_path / "stops.csv", index=False)
+    log.to_csv(tmp_path / "status.csv", index=False)
+    listed, status = read_log(tmp_path / "stops.csv"), read_log(tmp_path / "status.csv")
+    status = status[status.timestamp <= listed.timestamp.max()]
+    assert sc.calendar is not None and (status.state == "off_shift").sum() > 20
+    shifted = off_shift_from(listed, sc.calendar)
+    assert shifted.attrs == listed.attrs and (shifted.state == "off_shift").sum() >= 20
+    truth, plain, read = (fit_scenario(x, sc, calendar=x is status)[1].set_index(["fault mode", "time"])
+                          for x in (status, listed, shifted))
+    for key in [("die_wear", "ttf"), ("trip", "ttf")]:
+        assert plain.loc[key, "mean [h]"] > 1.8 * truth.loc[key, "mean [h]"], key
+        assert read.loc[key, "mean [h]"] == pytest.approx(truth.loc[key, "mean [h]"], rel=0.005), key
+        assert (read.loc[key, "events"], read.loc[key, "censored"]) == (truth.loc[key, "events"],
+                                                                         truth.loc[key, "censored"])
+    assert "calendar" in set(truth.index.get_level_values("time")) - set(read.index.get_level_values("time"))
+
+
 def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:
     """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
     worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity. The validation

@@ -586,6 +586,36 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
     return LineNow(taken=stamp.to_pydatetime(), source=source, machines=machines, buffers=buffers)
 
 
+def off_shift_from(log: pd.DataFrame, calendar: Calendar) -> pd.DataFrame:
+    """A stop list's log (each machine working between its stops, `read_stops`) off shift outside `calendar`'s shift
+    windows, where the list has it working: a list shows stops, not the planned time, and a night read as working
+    aged every machine's life (on a calendar clock, the model's stands still off shift). Stops keep their states."""
+    from twin.model import ShiftCalendar
+
+    start, end = log.timestamp.min(), log.timestamp.max()
+    span = (end - start).total_seconds()
+    plan = ShiftCalendar(calendar, start.floor("us").to_pydatetime(), span)
+    on = np.ravel(np.column_stack([plan.starts, plan.ends]))  # on at even knots, off at odd ones
+    knots = start + pd.to_timedelta(on[(on > 0) & (on < span)], unit="s")
+    off_at_start = plan.next_start(0.0) is not None
+    out = []
+    for machine, g in log.groupby("machine", sort=False):
+        t = np.union1d(g.timestamp.to_numpy(), knots.to_numpy())
+        k = np.searchsorted(g.timestamp.to_numpy(), t, side="right") - 1  # the list's row in effect at each time
+        state, reason = g.state.to_numpy()[k], g.reason.to_numpy()[k]
+        s = (t - start.to_datetime64()) / np.timedelta64(1, "s")
+        i = np.searchsorted(on, s, side="right")  # an odd count of knots passed: on shift
+        off = (i % 2 == 0) if len(on) else np.full(len(t), off_at_start)
+        state = np.where(off & (state == WORKING), "off_shift", state)
+        reason = np.where(state == "off_shift", "", reason)
+        keep = np.append(True, (state[1:] != state[:-1]) | (reason[1:] != reason[:-1]))  # changes only
+        out.append(pd.DataFrame({"timestamp": t[keep], "machine": machine, "state": state[keep],
+                                 "reason": reason[keep]}))
+    result = pd.concat(out, ignore_index=True)
+    result.attrs = dict(log.attrs)
+    return result
+
+
 IDLE_GAP = 3.0  # a machine working by a stop list that made no part for over this many cycles was waiting
 
 
@@ -855,12 +885,13 @@ def _shift_texts(a: int, b: int) -> list[str]:
 
 
 def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
-                 levels: pd.DataFrame | None = None, energy: pd.DataFrame | None = None
+                 levels: pd.DataFrame | None = None, energy: pd.DataFrame | None = None, calendar: bool = True
                  ) -> tuple[Scenario, pd.DataFrame]:
     """The base scenario with every fault mode's time to failure and repair time fitted from the log (where it has
     at least MIN_EVENTS of them), each station's cycle time from a part log (at least MIN_CYCLES clean cycles),
     each buffer's capacity from a buffer-level log (the most parts seen waiting), each machine type's power by state
-    from its meters (`fit_power`), and a table of what was fitted and how well."""
+    from its meters (`fit_power`), the shift calendar from the log's planned stops unless `calendar` is False (a
+    stop list's off-shift time is the base's calendar already), and a table of what was fitted and how well."""
     obs = observations(log, base)
     rows = []
     stations = list(base.stations)
@@ -916,7 +947,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
         for mtype, p in power.items():
             types[mtype] = types[mtype].model_validate({**types[mtype].model_dump(by_alias=True), "power": p})
     update: dict[str, Any] = {"machine_types": types, "stations": stations}
-    cal = calendar_from(log)
+    cal = calendar_from(log) if calendar else None
     if cal is not None:
         update["calendar"] = Calendar.model_validate(cal)  # a dict here made pydantic warn as the scenario is written
         rows.append({"machine type": "line", "fault mode": "", "time": "calendar", "events":

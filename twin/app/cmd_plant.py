@@ -267,6 +267,7 @@ def fit(
         LogError,
         MeterError,
         fit_scenario,
+        off_shift_from,
         read_energy,
         read_levels,
         read_log,
@@ -366,6 +367,12 @@ def fit(
             say("warning", left)
     if codes:
         frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
+    planned = stop_list is None or bool((frame.state == "off_shift").any())  # planned stops in the log itself
+    if not planned and sc.calendar is not None:  # a list's nights and weekends aged every machine as working
+        frame = off_shift_from(frame, sc.calendar)
+        say("note", f"{source.name} lists no planned stops (off_shift): a machine working by the list is off shift "
+            f"outside {base.name}'s shifts ({', '.join(sc.calendar.shifts)} on {', '.join(sc.calendar.days)}), and "
+            "the fitted scenario keeps that calendar")
     if stop_list is not None and part_log is not None:  # the waits a list does not show, from the parts made
         frame, waits = waits_from_parts(frame, part_log)
         say("note", f"{waits:,} waits for parts or space read from {part_path.name if part_path else parts}: a "
@@ -379,7 +386,8 @@ def fit(
             f"{', …' if len(lost) > 5 else ''}) and are not fitted; map the plant's reasons with --reasons "
             f"'CODE=MODE, …' (modes: {', '.join(sorted(modes))})")
     try:
-        fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log)
+        fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log,
+                                     calendar=planned)
     except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
         # distribution family fits; named with the file they come from
         fail(f"{energy_path or _url_name(str(energy)) if isinstance(e, MeterError) else source}: {e}")
