@@ -682,6 +682,15 @@ def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Pa
         assert (read.loc[key, "events"], read.loc[key, "censored"]) == (truth.loc[key, "events"],
                                                                          truth.loc[key, "censored"])
     assert "calendar" in set(truth.index.get_level_values("time")) - set(read.index.get_level_values("time"))
+    # the line's state at a moment for `twin whatif --from stops.csv`: the same ages as from the status log
+    from twin.app.cmd_plant import _from_log
+    from twin.fit import state_at
+
+    at = dt.datetime(2026, 1, 19, 6, 5)  # a Monday morning: the weekend since the last repairs
+    now, then = _from_log(sc, tmp_path / "stops.csv", at, None), state_at(status, sc, pd.Timestamp(at), "status")
+    assert now.source == "stops.csv, a stop list" and set(now.machines) == set(then.machines) == {"press-1", "press-2"}
+    for m, there in then.machines.items():  # a machine finishes its cycle after a shift's end: up to 60 s later
+        assert now.machines[m].ages == pytest.approx(there.ages, abs=60) and min(there.ages.values()) > 0
 
 
 def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:

@@ -617,13 +617,16 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
     Buffer levels are not in such a log: the scenario's initial levels. Mistakes named (exit 2)."""
     import pandas as pd
 
-    from twin.fit import LogError, LogFormat, read_log, state_at
+    from twin.fit import LogError, LogFormat, off_shift_from, read_log, state_at
 
     plant = plant or PlantNames(LogFormat(), None, {}, {})
     try:
         log = read_log(path, sc.line.timezone, plant.states, plant.fmt)
     except LogError as e:
         fail(str(e))
+    listed = "stops" in log.attrs
+    if listed and sc.calendar is not None and not (log.state == "off_shift").any():  # as `twin fit` reads a list:
+        log = off_shift_from(log, sc.calendar)  # its nights were working, every age too old
     log = log.assign(machine=log.machine.replace(plant.machines), reason=log.reason.replace(plant.reasons))
     known = sorted({m for st in sc.stations for m in st.machine_names})
     if not log.machine.isin(known).any():
@@ -638,7 +641,7 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
         fail(f"{path}: {shown[stamp]} is {'after its last' if stamp > end else 'before its first'} row "
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
-    return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if 'stops' in log.attrs else 'a status log'}")
+    return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if listed else 'a status log'}")
 
 
 def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.DataFrame:
