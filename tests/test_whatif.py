@@ -129,6 +129,17 @@ def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pyt
     assert r.returncode == 0, r.stderr
     assert "continuing from 2026-01-05 10:00:00 (mes.csv, a status log): 4 machines" in told, told
     assert "buffer levels not known: the scenario's initial levels" in told and "as is" in r.stdout
+    # the same moment from the stop list the status log implies (a stop's state and reason kept; working between)
+    stops = [(t, e, m, s, why) for (t, m, s, why), e in zip(log.itertuples(index=False),
+                                                            log.groupby("machine").timestamp.shift(-1))
+             if s in ("down", "maintenance") and not pd.isna(e)]
+    pd.DataFrame(stops, columns=["start", "end", "machine", "state", "reason"]).to_csv(tmp_path / "stops.csv",
+                                                                                        index=False)
+    r = subprocess.run(twin_cmd("whatif", SCENARIO, "--from", tmp_path / "stops.csv", "--duration", "1 h",
+                                "--replications", 2), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    told = " ".join(r.stderr.split())
+    assert r.returncode == 0 and "(stops.csv, a stop list): 4 machines" in told, r.stderr
+    assert "note: stops.csv is a stop list: the lives of cell (clock: operating) count the waits" in told, told
     end = f"{log.timestamp.max():%Y-%m-%d %H:%M:%S}"
     assert_mistakes(["whatif", str(SCENARIO), "--duration", "1 h", "--replications", "2"], [
         (["--from", str(tmp_path / "status.csv"), "--at", "2026-01-06T10:00"],

@@ -566,7 +566,8 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
         if mt is None:
             continue
         ts = g.timestamp.to_numpy()
-        spans = (np.append(ts[1:], np.datetime64(stamp)) - ts) / np.timedelta64(1, "s")
+        # to the nanosecond: np.datetime64(stamp) cut a log's last time to the microsecond, 'since' then negative
+        spans = (np.append(ts[1:], pd.Timestamp(stamp).to_datetime64()) - ts) / np.timedelta64(1, "s")
         kinds = g.state.to_numpy()
         reasons = g.reason.fillna("").to_numpy()
         running = np.isin(kinds, [WORKING] if mt.clock == "operating" else list(UP_STATES))
@@ -632,7 +633,8 @@ def waits_from_parts(log: pd.DataFrame, parts: pd.DataFrame) -> tuple[pd.DataFra
         p = parts[parts.machine == machine]
         t, n = np.unique(p.timestamp.to_numpy(), return_counts=True)
         starts = g.timestamp.to_numpy()
-        t, n = t[(t >= starts[0]) & (t <= np.datetime64(end))], n[(t >= starts[0]) & (t <= np.datetime64(end))]
+        inside = (t >= starts[0]) & (t <= end.to_datetime64())
+        t, n = t[inside], n[inside]
         if len(t) < MIN_CYCLES:
             continue
         k = np.searchsorted(starts, t, side="right") - 1  # the period each instant fell in
@@ -753,7 +755,7 @@ def _spec(name: str, params: tuple[float, ...]) -> dict[str, Any]:
 def durations(times: pd.Series, end: pd.Timestamp) -> np.ndarray:
     """Seconds each state of one machine lasted: until its next change, the last one until the log's end."""
     t = times.to_numpy()
-    return np.diff(np.append(t, np.datetime64(end))).astype("timedelta64[ms]").astype(float) / 1000
+    return np.diff(np.append(t, pd.Timestamp(end).to_datetime64())).astype("timedelta64[ms]").astype(float) / 1000
 
 
 def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], tuple[list[float], list[float]]]:

@@ -641,6 +641,11 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
         fail(f"{path}: {shown[stamp]} is {'after its last' if stamp > end else 'before its first'} row "
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
+    operating = sorted({s.machine_type for s in sc.stations if sc.machine_types[s.machine_type].clock == "operating"})
+    if listed and operating:
+        err_console.print(f"note: {path.name} is a stop list: the lives of {', '.join(operating)} (clock: operating) "
+                          "count the waits for parts or space a list cannot show as working time, so their ages are "
+                          "upper bounds", highlight=False)
     return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if listed else 'a status log'}")
 
 
