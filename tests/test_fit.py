@@ -465,8 +465,8 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
 def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]], ends: bool
                                                     ) -> None:
     """A stop list is untrusted input too: whatever its starts, ends or durations, states and reasons, a LogError
-    naming the file or a fit."""
-    from twin.fit import fit_scenario
+    naming the file or a fit (and the line's state at its end)."""
+    from twin.fit import fit_scenario, state_at
 
     f = tmp_path / "stops.csv"
     pd.DataFrame(rows, columns=["start", "end" if ends else "duration", "machine", "state", "reason"]).to_csv(
@@ -477,7 +477,9 @@ def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[t
         assert "stops.csv" in str(e)
         return
     assert log.attrs["stops"] == len(rows)
-    fit_scenario(log, load_scenario(TRUTH))
+    sc = load_scenario(TRUTH)
+    fit_scenario(log, sc)
+    state_at(log, sc, log.timestamp.max(), "fuzz")
 
 
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
@@ -588,8 +590,9 @@ def test_twin_fit_refuses_a_bad_log_in_one_paragraph(tmp_path: Path) -> None:
                           st.sampled_from(["working", "down", "maintenance", "idle", ""]),
                           st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30))
 def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
-    """Plant data is untrusted input: whatever the rows, a LogError or a fit, never another exception."""
-    from twin.fit import fit_scenario
+    """Plant data is untrusted input: whatever the rows, a LogError or a fit (and the line's state at its end and
+    midway, for a what-if), never another exception."""
+    from twin.fit import fit_scenario, state_at
 
     f = tmp_path / "fuzz.csv"
     pd.DataFrame(rows, columns=["timestamp", "machine", "state", "reason"]).to_csv(f, index=False)
@@ -598,7 +601,11 @@ def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
     except LogError as e:
         assert "fuzz.csv" in str(e)
         return
-    fit_scenario(log, load_scenario(TRUTH))
+    sc = load_scenario(TRUTH)
+    fit_scenario(log, sc)
+    for at in (log.timestamp.max(), log.timestamp.min() + (log.timestamp.max() - log.timestamp.min()) / 2):
+        now = state_at(log, sc, at, "fuzz")
+        assert all(m.since >= 0 and min(m.ages.values()) >= 0 for m in now.machines.values())
 
 
 def _plant_logs(sc: Any) -> tuple[Any, pd.DataFrame, list[pd.DataFrame]]:
