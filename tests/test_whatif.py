@@ -108,6 +108,9 @@ def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pyt
     db = open_store(f"duckdb:///{run / 'twin.duckdb'}", read_only=True)
     try:
         stored = from_store(db, sc, "store", at=at.to_pydatetime()).machines
+        levels = db.levels()
+        fullest = pd.Timestamp(levels.loc[levels["level"].idxmax(), "ts"]) + pd.Timedelta(minutes=1)
+        snapshot = from_store(db, sc, "store", at=fullest.to_pydatetime())
     finally:
         db.close()
     logged = state_at(read_log(tmp_path / "status.csv"), sc, at, "log").machines
@@ -116,6 +119,15 @@ def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pyt
         assert (logged[m].state, logged[m].mode, logged[m].unrenewed) == (now.state, now.mode, now.unrenewed)
         assert logged[m].since == pytest.approx(now.since, abs=2e-3)
         assert logged[m].ages == pytest.approx(now.ages, abs=5e-3) and sum(now.ages.values()) > 0
+    # the buffers' levels then from the plant's buffer-level log (as `twin fit --levels` reads it): the store's
+    from twin.app.cmd_plant import _from_log
+
+    levels.rename(columns={"ts": "timestamp"})[["timestamp", "station", "level"]].to_csv(tmp_path / "levels.csv",
+                                                                                         index=False)
+    assert snapshot.buffers and sum(snapshot.buffers.values()) > 0
+    assert _from_log(sc, tmp_path / "status.csv", fullest.to_pydatetime(), None, tmp_path / "levels.csv").buffers == \
+        snapshot.buffers
+    (tmp_path / "elsewhere.csv").write_text("timestamp,station,level\n2026-01-05T06:00,Puffer 2,4\n")
     # the plant's names, mapped as `twin fit` maps them
     german = log.assign(machine=log.machine.str.replace("cell-", "Zelle "), state=log.state.replace(
         {"working": "Produktion", "starved": "Mangel", "blocked": "Stau", "down": "Störung"}))
@@ -152,7 +164,12 @@ def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pyt
          "'Zelle 1=cell-1, …'"),
         (["--from", str(tmp_path / "mes.csv"), "--machine-names", "Zelle 1=cell-9"],
          "--machine-names: 'Zelle 1=cell-9': 'cell-9' is not a machine of the base scenario"),
-        (["--from", str(run / "twin.duckdb")], f"--from {run / 'twin.duckdb'}: a store is given as duckdb:///")])
+        (["--from", str(run / "twin.duckdb")], f"--from {run / 'twin.duckdb'}: a store is given as duckdb:///"),
+        (["--from", f"duckdb:///{run / 'twin.duckdb'}", "--levels", str(tmp_path / "levels.csv")],
+         "levels.csv: a buffer-level log goes with --from a status log file"),
+        (["--from", str(tmp_path / "status.csv"), "--levels", str(tmp_path / "elsewhere.csv")],
+         "elsewhere.csv: none of its stations (Puffer 2) is a station with a buffer in the scenario (cell-2, cell-3, "
+         "cell-4)")])
 
 
 def test_alternatives_are_checked_before_the_lines_state_is_read(tmp_path: Path) -> None:

@@ -559,11 +559,11 @@ def _levels_read(levels: dict[str, int], many: int = 12) -> str:
             + (": " + ", ".join(f"{k} {v}" for k, v in held.items()) if held else ""))
 
 
-def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at", plant: PlantNames | None = None
-              ) -> Scenario:
+def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at", plant: PlantNames | None = None,
+              levels: Path | None = None) -> Scenario:
     """`sc` continued from the line's state read from `source` (a store URL, the line's MQTT broker for its retained
-    messages, or a plant's status log or stop list named as `plant` says), at `at` (ISO time on the line's clock;
-    default: the latest known), with what was read told."""
+    messages, or a plant's status log or stop list named as `plant` says, with its buffers' levels from `levels`), at
+    `at` (ISO time on the line's clock; default: the latest known), with what was read told."""
     from sensors.bus.broker import BrokerError, BrokerURL
     from sensors.snapshot import SnapshotError, from_broker, from_store
     from sensors.store import StoreError, open_store
@@ -579,6 +579,9 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
             from sensors.bus.payloads import epoch_ms, line_now  # hour or two off for a line in Europe)
 
             when = line_now(sc.line.timezone, epoch_ms(when))
+    if levels is not None and "://" in source:
+        fail(f"--levels {levels}: a buffer-level log goes with --from a status log file; {source} gives its own "
+             "levels")
     try:
         if source.startswith(("mqtt://", "mqtts://")):
             if when is not None:
@@ -588,7 +591,7 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
         elif "://" not in source:
             if Path(source).suffix.lower() in (".duckdb", ".db"):  # read as a log, it was refused as text
                 fail(f"--from {source}: a store is given as duckdb:///{source}")
-            now = _from_log(sc, Path(source), when, plant)
+            now = _from_log(sc, Path(source), when, plant, levels)
         else:
             db = open_store(source, read_only=True)  # beside a running ingest or an open dashboard
             try:
@@ -611,10 +614,12 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     return out
 
 
-def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNames | None) -> LineNow:
+def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNames | None,
+              levels: Path | None = None) -> LineNow:
     """The line's state at `when` (default: the log's last row) from a plant's status log or stop list, as `twin fit`
-    reads it: each machine's state, how long in it, and its fault modes' ages since their last renewal in the log.
-    Buffer levels are not in such a log: the scenario's initial levels. Mistakes named (exit 2)."""
+    reads it: each machine's state, how long in it, and its fault modes' ages since their last renewal in the log;
+    each buffer's last level before then from a buffer-level log `levels` (else the scenario's initial levels).
+    Mistakes named (exit 2)."""
     import pandas as pd
 
     from twin.fit import LogError, LogFormat, off_shift_from, read_log, state_at
@@ -641,12 +646,39 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
         fail(f"{path}: {shown[stamp]} is {'after its last' if stamp > end else 'before its first'} row "
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
+    buffers = _levels_at(sc, levels, stamp, plant) if levels is not None else None
     operating = sorted({s.machine_type for s in sc.stations if sc.machine_types[s.machine_type].clock == "operating"})
     if listed and operating:
         err_console.print(f"note: {path.name} is a stop list: the lives of {', '.join(operating)} (clock: operating) "
                           "count the waits for parts or space a list cannot show as working time, so their ages are "
                           "upper bounds", highlight=False)
-    return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if listed else 'a status log'}")
+    return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if listed else 'a status log'}", buffers)
+
+
+def _levels_at(sc: Scenario, path: Path, stamp: pd.Timestamp, plant: PlantNames) -> dict[str, int] | None:
+    """Each buffer's last level at or before `stamp` from a buffer-level log (as `twin fit --levels` reads it; an
+    assembly's per feeder, 'station<feeder'); None, said, where it has none by then. Mistakes named (exit 2)."""
+    from twin.fit import LogError, read_levels
+    from twin.scenario import buffer_station
+
+    try:
+        read = read_levels(path, sc.line.timezone, plant.fmt)
+    except LogError as e:
+        fail(str(e))
+    buffered = sorted({s.name for s in sc.stations if s.buffer is not None or s.assemble})
+    named = read.station.astype(str).map(buffer_station)
+    if not named.isin(buffered).any():
+        theirs = sorted(set(named))
+        fail(f"{path}: none of its stations ({', '.join(theirs[:5])}{', …' if len(theirs) > 5 else ''}) is a station "
+             f"with a buffer in the scenario ({', '.join(buffered[:6])}{', …' if len(buffered) > 6 else ''}); name "
+             "them as the scenario does.")
+    before = read[(read.timestamp <= stamp) & named.isin(buffered).to_numpy()]
+    if before.empty:
+        err_console.print(f"note: {path.name} has no level at or before {stamp:%Y-%m-%d %H:%M:%S}: the scenario's "
+                          "initial levels", highlight=False)
+        return None
+    last = before.sort_values("timestamp", kind="stable").groupby(before.station.astype(str)).tail(1)
+    return dict(zip(last.station.astype(str), last["level"].astype(int)))
 
 
 def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.DataFrame:
@@ -826,6 +858,10 @@ def whatif(
     cluster: ClusterOpt = None,
     states: StatesOpt = None,
     reasons: ReasonsOpt = None,
+    levels: Annotated[Optional[Path], typer.Option(help="with a log: its buffer-level log (timestamp, station, "
+                                                        "level; as `twin fit --levels` reads it): each buffer's "
+                                                        "last level then (default: the scenario's initial levels)")]
+    = None,
     machine_names: Annotated[Optional[str], typer.Option(help="with a log: the plant's machine names as the "
                                                               "scenario's, e.g. 'Presse 1=press-1' (twin fit's "
                                                               "--machines)")] = None,
@@ -851,7 +887,7 @@ def whatif(
     from twin.app.compare import compare_designs, whatif_task
     from twin.kpi import half_width
 
-    sc = continued(base, from_, at, plant=plant)
+    sc = continued(base, from_, at, plant=plant, levels=levels)
     options = alternatives(sc, *asked, combined=combined)  # built on the state now (the buffers' levels)
     _some_shift_ahead(sc, options, duration)
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
