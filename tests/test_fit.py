@@ -700,6 +700,21 @@ def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Pa
         assert now.machines[m].ages == pytest.approx(there.ages, abs=60) and min(there.ages.values()) > 0
 
 
+def test_the_parts_of_a_station_that_scraps_are_not_compared(tmp_path: Path) -> None:
+    """The twin counts every part a machine made, good or scrap; a plant's part log may count good parts only (a
+    store's good_parts counters do): a scrapping station's count is left out of the validation, said."""
+    sc = load_scenario(HEAT)
+    _, log, parts = _plant_logs(sc)
+    log.to_csv(tmp_path / "status.csv", index=False)
+    pd.concat(parts).to_csv(tmp_path / "parts.csv", index=False)
+    (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--parts", tmp_path / "parts.csv", "--base", HEAT,
+                            "--out", tmp_path / "f.yaml", "--replications", 2))
+    assert "note: the parts made by grind are not compared in the validation: their station scraps parts" in \
+        " ".join(r.stderr.split()), r.stderr
+    check = pd.read_csv(tmp_path / "f-report" / "validation.csv")
+    assert set(check[check.kpi == "parts"].machine) == {"turn-1", "turn-2", "harden"}
+
+
 def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:
     """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
     worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity. The validation

@@ -411,12 +411,20 @@ def fit(
                       else f"{r.family}: {r.parameters}",
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     print_table(shown)
+    made = part_log
     if part_log is not None and (covers := part_span(part_log, frame)) < COVERS:
         say("note", f"the parts made are not compared in the validation: {parts}'s parts span {covers:.0%} of the "
             f"status log's span (at least {COVERS:.0%})")
+    elif part_log is not None:  # the twin counts a machine's good and scrapped parts; a plant's log either, or good
+        scrapping = {m for st in fitted.stations if st.scrap or any(st.scrap_by_product.values())
+                     for m in st.machine_names} & set(part_log.machine)
+        if scrapping:
+            made = part_log[~part_log.machine.isin(scrapping)]
+            say("note", f"the parts made by {', '.join(sorted(scrapping))} are not compared in the validation: their "
+                "station scraps parts, and a part log may count good parts only where the twin counts every part "
+                "made")
     check = validate_fit(fitted, frame, replications, energy_log, jobs, cluster,
-                         tuple(k for k in CHECKED if k != "working share") if stop_list is not None else CHECKED,
-                         part_log)
+                         tuple(k for k in CHECKED if k != "working share") if stop_list is not None else CHECKED, made)
     folder = report or out.with_name(out.stem + "-report")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "fitted.csv", index=False)
