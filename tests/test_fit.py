@@ -700,6 +700,27 @@ def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Pa
         assert now.machines[m].ages == pytest.approx(there.ages, abs=60) and min(there.ages.values()) > 0
 
 
+def test_the_logs_failures_are_the_stops_the_fit_takes_as_failures() -> None:
+    """The validation counted a log's failures as its stops with a reason: a log (or a stop list) without reasons,
+    whose every stop the fit takes as the one fault mode of its machine, showed 0 failures against the twin's. Now
+    the stops the fit takes: a reason that is one of the machine's fault modes, any stop of a machine with one."""
+    from twin.app.cmd_plant import log_kpis
+
+    sc = load_scenario(HEAT)
+    modes = {m: {f.name for f in sc.machine_type_of(st).fault_modes} for st in sc.stations for m in st.machine_names}
+    log = read_log(_STATUS)
+
+    def failures(x: pd.DataFrame, **kw: Any) -> dict[str, float]:
+        k = log_kpis(x, **kw)
+        return k[k.kpi == "failures"].set_index("machine").log.to_dict()
+
+    assert sum(failures(log).values()) == 2 and failures(log) == failures(log, modes=modes)
+    unsaid = log.assign(reason="")
+    assert sum(failures(unsaid).values()) == 0 and failures(unsaid, modes=modes) == failures(log)
+    two = {m: {"die_wear", "trip"} for m in modes}  # a reason that is no fault mode of a machine with several: none
+    assert sum(failures(log, modes=two).values()) == 0
+
+
 def test_the_parts_of_a_station_that_scraps_are_not_compared(tmp_path: Path) -> None:
     """The twin counts every part a machine made, good or scrap; a plant's part log may count good parts only (a
     store's good_parts counters do): a scrapping station's count is left out of the validation, said."""

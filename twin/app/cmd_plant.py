@@ -114,9 +114,11 @@ def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format:
 
 
 def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None,
-             parts: pd.DataFrame | None = None) -> pd.DataFrame:
+             parts: pd.DataFrame | None = None, modes: dict[str, set[str]] | None = None) -> pd.DataFrame:
     """Per machine: share of the log's span in each state, availability (ISO 22400, as the twin's: the share of the
-    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures); with a part
+    planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures: its stops
+    with a reason, or with `modes`, each machine's fault modes, the stops the fit takes as failures: a reason that is
+    one of them, any stop of a machine with one); with a part
     log (one row per part, `_file_parts`) the parts each of its machines finished in the span, where its parts span
     at least COVERS of it; with an energy log (`twin.fit.read_energy`) the energy its meter measured, where its
     readings span at least COVERS of the log's (a kWh register's increases; kW readings, each held until the next)."""
@@ -140,7 +142,9 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
         lost = float(plan.planned_between(lo, lo + lasted[stopped]).sum()) if plan is not None else \
             float(lasted[stopped].sum())
         rows.append((machine, "availability", 1 - lost / planned if planned > 0 else np.nan))
-        rows.append((machine, "failures", float(((g.state == "down") & (g.reason != "")).sum())))
+        own = modes.get(str(machine)) if modes is not None else None
+        failed = g.reason != "" if own is None else g.reason.isin(own) | (len(own) == 1)
+        rows.append((machine, "failures", float(((g.state == "down") & failed).sum())))
     if parts is not None and part_span(parts, log) >= COVERS:
         made = parts[(parts.timestamp >= start) & (parts.timestamp <= end)].groupby("machine").size()
         rows += [(machine, "parts", float(made.get(machine, 0))) for machine in parts.machine.unique()]
@@ -212,7 +216,8 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(checked)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
-    table = table.merge(log_kpis(log, sc.calendar, energy, parts), on=["machine", "kpi"], how="inner")
+    modes = {m: {f.name for f in sc.machine_type_of(st).fault_modes} for st in sc.stations for m in st.machine_names}
+    table = table.merge(log_kpis(log, sc.calendar, energy, parts, modes), on=["machine", "kpi"], how="inner")
     inside = (table.log >= table.ci_low) & (table.log <= table.ci_high)
     rel = (table["mean"] - table.log).abs() / table.log.abs().where(table.log != 0)
     table["verdict"] = ["inside the CI" if i else f"outside ({r:.0%} off)" if r == r else "outside"
