@@ -482,6 +482,51 @@ def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[t
     state_at(log, sc, log.timestamp.max(), "fuzz")
 
 
+def test_a_log_exported_a_month_at_a_time_reads_as_one(tmp_path: Path) -> None:
+    """An MES exports a month at a time (Excel holds at most 1,048,576 rows): `twin fit` took one file, the months
+    had to be joined by hand. Several status logs or stop lists read as one, what overlapping exports hold twice
+    once; each file's mistakes named with it."""
+    from twin.fit import read_logs
+
+    sc = load_scenario(TRUTH).model_copy(update={"duration": 10 * 86400.0})
+    _, log, _ = _plant_logs(sc)
+    log.to_csv(tmp_path / "whole.csv", index=False)
+    stops = _stop_list(log)
+    stops.to_csv(tmp_path / "stops.csv", index=False)
+    cut = [pd.Timestamp("2026-01-08"), pd.Timestamp("2026-01-11")]
+    # the exports overlap by a day: each month's file holds the rows of its days and of the day before
+    day = pd.Timedelta(days=1)
+    parts = [log[log.timestamp < cut[0]], log[(log.timestamp >= cut[0] - day) & (log.timestamp < cut[1])],
+             log[log.timestamp >= cut[1] - day]]
+    for i, part in enumerate(parts):
+        part.to_csv(tmp_path / f"status-{i}.csv", index=False)
+        stops[(stops.start >= (cut[i - 1] - day if i else stops.start.min()))
+              & (stops.start < (cut[i] if i < 2 else stops.start.max() + pd.Timedelta(1, "s")))].to_csv(
+            tmp_path / f"stops-{i}.csv", index=False)
+    whole, listed = read_log(tmp_path / "whole.csv"), read_log(tmp_path / "stops.csv")
+    months = read_logs([tmp_path / f"status-{i}.csv" for i in range(3)])
+    pd.testing.assert_frame_equal(months, whole)
+    assert months.attrs["twice"] > 50
+    listed_months = read_logs([tmp_path / f"stops-{i}.csv" for i in range(3)])
+    pd.testing.assert_frame_equal(listed_months, listed)
+    assert listed_months.attrs["twice"] > 10 and listed_months.attrs["stops"] == len(stops)
+    with pytest.raises(LogError, match=re.escape(f"{tmp_path / 'stops-1.csv'}: a stop list (start, end), the other "
+                                                 "logs status logs (timestamp, state); give logs of one kind.")):
+        read_logs([tmp_path / "status-0.csv", tmp_path / "stops-1.csv"])
+    (tmp_path / "bad.csv").write_text("timestamp,machine,state\n2026-01-05T06:00,press-1,RUN\n")
+    with pytest.raises(LogError, match=re.escape(f"{tmp_path / 'bad.csv'}: row 2, column state: 'RUN'")):
+        read_logs([tmp_path / "status-0.csv", tmp_path / "bad.csv"])
+    (r,) = run_all(twin_cmd("fit", *(tmp_path / f"status-{i}.csv" for i in range(3)), "--base", TRUTH, "--out",
+                            tmp_path / "f.yaml", "--replications", 2))
+    told = " ".join(r.stderr.split())
+    assert f"note: {months.attrs['twice']:,} rows of status-0.csv, status-1.csv, status-2.csv are in two of its files" \
+        in told, told
+    assert "status-0.csv, status-1.csv, status-2.csv" in (tmp_path / "f-report" / "report.md").read_text()
+    assert_mistakes(["fit", str(tmp_path / "status-0.csv"), "duckdb:///plant.duckdb", "--base", str(TRUTH), "--out",
+                     str(tmp_path / "x.yaml")], [([], "duckdb:///plant.duckdb: a store holds the whole history; give "
+                                                      "it alone, or give log files only")])
+
+
 def test_a_log_whose_reason_column_is_empty_reads_with_no_reasons(tmp_path: Path) -> None:
     """An export with a reason column but no reason in it reads the column as numbers (NaN); filling those with text
     is deprecated in pandas (a warning now, an error to come): a traceback for a plain log."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,16 +384,51 @@ def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
     """The status log (CSV, Excel or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of
     a line in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by
     `states`; a stop list (start or timestamp, end or duration, machine, reason) read as the status log it implies
-    (`read_stops`); LogError when unusable."""
+    (`stops_log`); LogError when unusable."""
+    kind, read = _read_one(path, tz, states, fmt)
+    return stops_log(read, str(path)) if kind == "stops" else read
+
+
+def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat) -> tuple[str, pd.DataFrame]:
+    """('status', the status log) or ('stops', a stop list's stops: machine, start, end, state, reason)."""
     frame = _frame(path, fmt)
     cols = set(frame[0].columns)
     if "start" in cols and "timestamp" not in cols:
-        return read_stops(path, frame, tz, states, fmt)
+        return "stops", _stop_table(path, frame, tz, states, fmt)
     if "timestamp" in cols and "state" not in cols and cols & {"end", "duration"} and "start" not in cols:
         # a stop list whose start is named timestamp (timestamp, duration, machine, reason)
-        return read_stops(path, (frame[0].rename(columns={"timestamp": "start"}), frame[1]), tz, states, fmt)
+        return "stops", _stop_table(path, (frame[0].rename(columns={"timestamp": "start"}), frame[1]), tz, states,
+                                    fmt)
     df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
-    return status_log(df, ts, str(path), states)
+    return "status", status_log(df, ts, str(path), states)
+
+
+def read_logs(paths: Sequence[Path], tz: str = "UTC", states: dict[str, str] | None = None,
+              fmt: LogFormat = LogFormat()) -> pd.DataFrame:
+    """Several exports of one line's log (a month each, as an MES exports them) read as one log (`read_log`): each
+    file checked on its own, its mistakes named with it; all status logs or all stop lists. What overlapping exports
+    hold twice (a row, a stop) and the rows that only repeat the state their machine ended the log before in are
+    read once, counted in `attrs["twice"]`."""
+    if len(paths) == 1:
+        return read_log(paths[0], tz, states, fmt)
+    read = [_read_one(p, tz, states, fmt) for p in paths]
+    lists = [str(p) for p, (kind, _) in zip(paths, read) if kind == "stops"]
+    if lists and len(lists) < len(paths):
+        raise LogError(f"{', '.join(lists)}: {'a stop list' if len(lists) == 1 else 'stop lists'} (start, end), the "
+                       "other logs status logs (timestamp, state); give logs of one kind.")
+    name = ", ".join(str(p) for p in paths)
+    both = pd.concat([x for _, x in read], ignore_index=True)
+    twice = int(both.duplicated().sum())
+    both = both.drop_duplicates(ignore_index=True)
+    if lists:
+        out = stops_log(both, name)
+    else:
+        out = status_log(both, both["timestamp"], name)
+        twice += out.attrs["repeated"]
+        out.attrs.update(repeated=sum(x.attrs["repeated"] for _, x in read),
+                         ending=out.attrs["ending"] + sum(x.attrs["ending"] for _, x in read))
+    out.attrs["twice"] = twice
+    return out
 
 
 MAX_STOP = 10 * 365 * 86400.0  # seconds: a stop's duration beyond this is a unit mistake, not a stop
@@ -415,12 +450,11 @@ def _stop_durations(path: Path, raw: pd.Series) -> np.ndarray:
     return seconds
 
 
-def read_stops(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, states: dict[str, str] | None = None,
-               fmt: LogFormat = LogFormat()) -> pd.DataFrame:
+def _stop_table(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, states: dict[str, str] | None,
+                fmt: LogFormat) -> pd.DataFrame:
     """A stop list (one row per stop: start, end or duration, machine, reason, and optionally a state such as
-    maintenance, default down; as MES downtime reports give them) as the status log it implies: each machine working
-    from the list's first start to its last end but for its stops. Stops overlapping the one before on their machine
-    are merged into it. `attrs["stops"]` counts the stops, `attrs["merged"]` those merged; LogError when unusable."""
+    maintenance, default down; as MES downtime reports give them) as its stops: machine, start, end, state, reason on
+    the line's clock; LogError naming the row when unusable."""
     df = frame[0]
     length = "end" if "end" in df.columns or "duration" not in df.columns else "duration"
     df, start = _table(path, ("start", "machine", length), _LOG_LAYOUT, tz, fmt, frame)
@@ -446,9 +480,16 @@ def read_stops(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, stat
                        f"down), or map the plant's names with --states '{df['state'].iloc[row]}=STATE, ...'.")
     reason = df["reason"].astype(str).where(df["reason"].notna(), "") if "reason" in df else \
         pd.Series("", index=df.index)
-    stops = pd.DataFrame({"machine": df["machine"].astype(str), "start": start, "end": end, "state": state,
-                          "reason": reason}).sort_values(["machine", "start", "end"], kind="stable")
-    first = start.min()
+    return pd.DataFrame({"machine": df["machine"].astype(str), "start": start, "end": end, "state": state,
+                         "reason": reason})
+
+
+def stops_log(stops: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A stop list's stops (`_stop_table`) as the status log they imply: each machine working from the list's first
+    start to its last end but for its stops. Stops overlapping the one before on their machine are merged into it.
+    `attrs["stops"]` counts the stops, `attrs["merged"]` those merged."""
+    stops = stops.sort_values(["machine", "start", "end"], kind="stable")
+    first = stops.start.min()
     rows: list[tuple[pd.Timestamp, str, str, str]] = []
     merged = 0
     for machine, g in stops.groupby("machine", sort=False):
@@ -467,7 +508,7 @@ def read_stops(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, stat
             at = e
         rows += own
     log = pd.DataFrame(rows, columns=["timestamp", "machine", "state", "reason"])
-    out = status_log(log, log["timestamp"], str(path))
+    out = status_log(log, log["timestamp"], name)
     out.attrs.update(stops=len(stops), merged=merged + out.attrs["repeated"], repeated=0)
     return out
 
@@ -588,7 +629,7 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
 
 
 def off_shift_from(log: pd.DataFrame, calendar: Calendar) -> pd.DataFrame:
-    """A stop list's log (each machine working between its stops, `read_stops`) off shift outside `calendar`'s shift
+    """A stop list's log (each machine working between its stops, `stops_log`) off shift outside `calendar`'s shift
     windows, where the list has it working: a list shows stops, not the planned time, and a night read as working
     aged every machine's life (on a calendar clock, the model's stands still off shift). Stops keep their states."""
     from twin.model import ShiftCalendar
@@ -621,7 +662,7 @@ IDLE_GAP = 3.0  # a machine working by a stop list that made no part for over th
 
 
 def waits_from_parts(log: pd.DataFrame, parts: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """A stop list's log (each machine working between its stops, `read_stops`) with the waits its part log shows, and
+    """A stop list's log (each machine working between its stops, `stops_log`) with the waits its part log shows, and
     how many: in a working period, a gap between two instants parts were finished at (or from the period's start to
     its first part) longer than IDLE_GAP of the machine's cycles (the median time per part there), beyond the log's
     time resolution, is a wait for parts or space ('starved': a list cannot tell it from blocked) until a cycle before

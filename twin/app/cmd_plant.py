@@ -226,10 +226,11 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
 
 
 def fit(
-    log: Annotated[str, typer.Argument(help="machine-status log (CSV, Excel .xlsx or Parquet: timestamp, machine, "
-                                            "state, reason), a stop list (start, end or duration in minutes, "
-                                            "machine, reason), or a store (duckdb:///plant.duckdb, influxdb://...) "
-                                            "whose state records `twin connect` wrote")],
+    log: Annotated[list[str], typer.Argument(help="machine-status log (CSV, Excel .xlsx or Parquet: timestamp, "
+                                                  "machine, state, reason), a stop list (start, end or duration in "
+                                                  "minutes, machine, reason), several of either (a month each), or a "
+                                                  "store (duckdb:///plant.duckdb, influxdb://...) whose state "
+                                                  "records `twin connect` wrote")],
     base: Annotated[Path, typer.Option(help="the line as engineered: stations, machines, cycle times, calendar")],
     out: Annotated[Path, typer.Option(help="where to write the fitted scenario (YAML)")],
     report: Annotated[Optional[Path], typer.Option(help="folder for report.md and the tables (default: next to "
@@ -275,7 +276,7 @@ def fit(
         off_shift_from,
         read_energy,
         read_levels,
-        read_log,
+        read_logs,
         read_parts,
         unfitted_reasons,
         waits_from_parts,
@@ -287,8 +288,12 @@ def fit(
     fmt, names, codes, renamed = plant.fmt, plant.states, plant.reasons, plant.machines
     known = {m for s in sc.stations for m in s.machine_names}
     modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
-    url = log if "://" in log else None
-    source = Path(log) if url is None else _url_name(url)  # named in reports
+    if len(log) > 1 and (urls := [x for x in log if "://" in x]):
+        fail(f"{urls[0]}: a store holds the whole history; give it alone, or give log files only")
+    url = log[0] if "://" in log[0] else None
+    paths = [Path(x) for x in log] if url is None else []
+    # named in notes and reports: the file, or the files' names
+    source = paths[0] if len(paths) == 1 else Path(", ".join(p.name for p in paths)) if paths else _url_name(url)
     level_url = levels if levels is not None and "://" in levels else None
     level_path = Path(levels) if levels is not None and level_url is None else None
     part_url = parts if parts is not None and "://" in parts else None
@@ -298,7 +303,7 @@ def fit(
     if url is None and level_url is None and part_url is None and energy_url is None and run is not None:
         fail(f"--run {run}: a status log file holds one line's history; --run picks a run in a store "
              "(duckdb:///plant.duckdb)")
-    for what, read in (("--base file", base), ("status log", None if url else source), ("--parts log", part_path),
+    for what, read in (("--base file", base), *(("status log", p) for p in paths), ("--parts log", part_path),
                        ("--levels log", level_path), ("--energy log", energy_path)):
         if read is not None and out.exists() and out.resolve() == read.resolve():
             fail(f"--out {out} is the {what} it reads; write the fitted scenario to another file")
@@ -313,7 +318,7 @@ def fit(
     try:  # a year's log of a fast line as CSV or a workbook reads for seconds
         with stage(f"reading {', '.join(logs)}"):
             tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
-            frame = read_log(source, tz, names, fmt) if url is None else _store_log(url, run, names)
+            frame = read_logs(paths, tz, names, fmt) if url is None else _store_log(url, run, names)
             part_log = _file_parts(read_parts(part_path, tz, fmt)) if part_path is not None else \
                 _store_parts(part_url, run) if part_url is not None else None
             level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
@@ -348,6 +353,10 @@ def fit(
                "or the store's state records do" if operating else "")
             + ("; --energy's power by state takes those waits as working too"
                if part_log is None and energy is not None else ""))
+    if frame.attrs.get("twice"):
+        say("note", f"{frame.attrs['twice']:,} {'stops' if stop_list is not None else 'rows'} of {source.name} are in "
+            "two of its files, or only repeat the state their machine ended the file before in (overlapping or "
+            "continuing exports): read once")
     if frame.attrs.get("ending"):
         say("note", f"{frame.attrs['ending']:,} stops of {source.name} have no reason of their own and one on the row "
             "that ends them (entered as the machine restarted): read as the stop's reason")
