@@ -162,8 +162,9 @@ def test_a_plants_export_is_read_with_its_delimiter_column_names_and_time_format
 
 def test_a_log_is_read_in_the_encoding_excel_wrote_it_in(tmp_path: Path) -> None:
     """Excel's 'CSV' in a German locale writes 'Störung' in Windows-1252, its 'Unicode text' in UTF-16 with tabs,
-    its 'CSV UTF-8' with a byte-order mark: each was refused ('utf-8' codec can't decode byte 0xf6) or read with
-    '\ufefftimestamp' for a column name; each now reads as the UTF-8 file does. Bytes no encoding reads are refused
+    its 'CSV UTF-8' with a byte-order mark, Windows tools' 'Unicode' UTF-16 without one: each was refused ('utf-8'
+    codec can't decode byte 0xf6) or read with '\ufefftimestamp' for a column name; each now reads as the UTF-8 file
+    does. Bytes no encoding reads are refused
     with the encodings a CSV may be written in."""
     text = ("timestamp;machine;state;reason\n2026-01-05T06:00;press-1;working;\n2026-01-05T07:00;press-1;down;Störung\n"
             "2026-01-05T07:20;press-1;working;\n")
@@ -171,12 +172,13 @@ def test_a_log_is_read_in_the_encoding_excel_wrote_it_in(tmp_path: Path) -> None
     log = read_log(tmp_path / "utf8.csv")
     assert log.reason.tolist()[1] == "Störung"
     for name, encoding, sep in (("excel.csv", "cp1252", ";"), ("unicode.txt", "utf-16", "\t"),
-                                ("bom.csv", "utf-8-sig", ";")):
+                                ("bom.csv", "utf-8-sig", ";"), ("le.txt", "utf-16-le", "\t"),
+                                ("be.csv", "utf-16-be", ",")):
         (tmp_path / name).write_text(text.replace(";", sep), encoding=encoding)
         pd.testing.assert_frame_equal(read_log(tmp_path / name), log)
     (tmp_path / "bad.csv").write_bytes(text.encode("cp1252").replace("ö".encode("cp1252"), b"\x81"))
     with pytest.raises(LogError, match=r"bad.csv: not a readable CSV, Excel or Parquet file \(.*\); a CSV is read as "
-                                       "UTF-8, UTF-16 with its byte-order mark, or Windows-1252"):
+                                       "UTF-8, UTF-16, or Windows-1252"):
         read_log(tmp_path / "bad.csv")
 
 

@@ -20,16 +20,23 @@ if TYPE_CHECKING:
 
 def encoding(head: bytes) -> str | None:
     """A text export's encoding by the byte-order mark its first bytes `head` begin with (UTF-8's; UTF-16's, as
-    Excel's 'Unicode text' writes it); None without one: then it is read as UTF-8, else as Windows-1252 (Excel's 'CSV'
-    in Western European locales writes 'Störung' with one byte for the 'ö', which UTF-8 refused)."""
+    Excel's 'Unicode text' writes it), or UTF-16 without one by its zero bytes (a header's ASCII letters in UTF-16 are
+    each a letter and a zero byte: Windows tools' 'Unicode' exports); None otherwise: then it is read as UTF-8, else
+    as Windows-1252 (Excel's 'CSV' in Western European locales writes 'Störung' with one byte for the 'ö', which UTF-8
+    refused)."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    even, odd = head[0::2], head[1::2]
+    if len(head) >= 8 and all(0x20 <= b < 0x7F for b in even) and not any(odd):
+        return "utf-16-le"
+    if len(head) >= 8 and all(0x20 <= b < 0x7F for b in odd) and not any(even):
+        return "utf-16-be"
     return None
 
 
-ENCODINGS = "UTF-8, UTF-16 with its byte-order mark, or Windows-1252 (Excel's CSV in Western Europe)"
+ENCODINGS = "UTF-8, UTF-16, or Windows-1252 (Excel's CSV in Western Europe)"
 PARQUET, EXCEL = (".parquet", ".pq"), (".xlsx", ".xlsm")
 OLE = b"\xd0\xcf\x11\xe0"  # an Office 97-2003 document's first bytes: an .xls, or a workbook saved with a password
 
