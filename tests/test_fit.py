@@ -420,7 +420,18 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
     np.testing.assert_allclose(fitted["mean [h]"], b["mean [h]"], rtol=1e-4)
     check = pd.read_csv(tmp_path / "f-report" / "validation.csv")
     assert "working share" not in set(check.kpi) and {"down share", "availability", "failures"} <= set(check.kpi)
-    assert f"{len(stops):,} stops" in (tmp_path / "f-report" / "report.md").read_text()
+    report = (tmp_path / "f-report" / "report.md").read_text()
+    assert f"{len(stops):,} stops" in report
+    # each fitted law drawn against its data (a reliability engineer's first look at a fit)
+    assert "![each fitted law against its data](fitted.png)" in report
+    assert (tmp_path / "f-report" / "fitted.png").stat().st_size > 10_000
+    from twin.app.cmd_plant import MAX_PANELS, fit_plot
+    from twin.fit import fit_scenario
+
+    many = fit_scenario(listed, sc)[1]
+    assert len(many.attrs["laws"]) == (b.family != "kept (too few events)").sum() == 4
+    many.attrs["laws"] = {(f"type-{i}", m, t): law for i in range(8) for (_, m, t), law in many.attrs["laws"].items()}
+    assert fit_plot(many, tmp_path / "many.png") == MAX_PANELS < len(many.attrs["laws"])
     # overlapping and touching stops: one stop each; mistakes named with the row
     f = tmp_path / "list.csv"
     f.write_text("start,end,machine,reason\n2026-01-05T06:00,2026-01-05T06:20,press-1,trip\n"

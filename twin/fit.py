@@ -59,6 +59,7 @@ class Fitted:
     censored: int
     ks: float  # Kolmogorov-Smirnov distance of the data (Kaplan-Meier when censored) to the fitted law
     aic: dict[str, float] = field(default_factory=dict)
+    law: Any = field(default=None, repr=False)  # the fitted law (a frozen scipy.stats distribution), for plots
 
 
 # any plant log's columns
@@ -764,7 +765,7 @@ def fit_cycle(samples: np.ndarray) -> Fitted:
     spec = ({"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
             else _spec(name, params))
     return Fitted(name, spec, float(law.mean()), len(samples), 0, float(stats.kstest(samples, law.cdf).statistic),
-                  aic)
+                  aic, law)
 
 
 def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
@@ -778,7 +779,7 @@ def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
         ks = float(np.max(np.abs(km.probabilities - dist.cdf(km.quantiles))))
     else:
         ks = float(stats.kstest(events, dist.cdf).statistic)
-    return Fitted(name, _spec(name, params), float(dist.mean()), len(events), len(censored), ks, aic)
+    return Fitted(name, _spec(name, params), float(dist.mean()), len(events), len(censored), ks, aic, dist)
 
 
 def _spec(name: str, params: tuple[float, ...]) -> dict[str, Any]:
@@ -934,9 +935,11 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
     at least MIN_EVENTS of them), each station's cycle time from a part log (at least MIN_CYCLES clean cycles),
     each buffer's capacity from a buffer-level log (the most parts seen waiting), each machine type's power by state
     from its meters (`fit_power`), the shift calendar from the log's planned stops unless `calendar` is False (a
-    stop list's off-shift time is the base's calendar already), and a table of what was fitted and how well."""
+    stop list's off-shift time is the base's calendar already), and a table of what was fitted and how well (its
+    `attrs["laws"]`: each fitted law with the times it was fitted to, by machine type, fault mode and time)."""
     obs = observations(log, base)
     rows = []
+    laws: dict[tuple[str, str, str], tuple[Any, np.ndarray, np.ndarray]] = {}  # each fit's law and its data
     stations = list(base.stations)
     if parts is not None:
         cycles = clean_cycles(parts, log)
@@ -951,6 +954,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                 rows.append({**row, "family": why, "mean [h]": before / 3600, "KS": np.nan, "parameters": ""})
                 continue
             f = fit_cycle(samples)
+            laws[(row["machine type"], "", "cycle")] = (f.law, samples, np.empty(0))
             stations[i] = st.model_validate({**st.model_dump(by_alias=True), "cycle_time": f.spec})
             rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
                          "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
@@ -976,6 +980,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                          "base mean [h]": before / 3600, "KS": np.nan, "parameters": ""})
             continue
         f = fit_times(np.asarray(seen), np.asarray(cut))
+        laws[(mtype, mode, what)] = (f.law, np.asarray(seen), np.asarray(cut))
         modes = types[mtype].fault_modes
         k = next(i for i, fm in enumerate(modes) if fm.name == mode)
         modes[k] = modes[k].model_validate({**modes[k].model_dump(by_alias=True), "ttf" if what == "ttf" else "repair":
@@ -1001,7 +1006,9 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                                    + (f", holidays {', '.join(cal['holidays'])}" if cal.get("holidays") else "")
                                    + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
     fitted = base.model_copy(update=update)
-    return Scenario.model_validate(fitted.model_dump(by_alias=True)), pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["laws"] = laws  # for the report's plot (`twin fit`): (law, times observed, times censored) in seconds
+    return Scenario.model_validate(fitted.model_dump(by_alias=True)), table
 
 
 def log_from_run(states: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp, replication: int = 0

@@ -164,6 +164,50 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
     return pd.DataFrame(rows, columns=["machine", "kpi", "log"]).drop_duplicates(["machine", "kpi"])
 
 
+MAX_PANELS = 24  # fitted laws drawn in the report's plot; a long line's others are in fitted.csv
+
+
+def fit_plot(table: pd.DataFrame, path: Path) -> int:
+    """The report's plot of each fitted law (`fit_scenario`'s `attrs["laws"]`) against the times it was fitted to: the
+    law's distribution function beside the data's (Kaplan-Meier where lives were censored, else the empirical one), a
+    panel each, at most MAX_PANELS; returns how many were drawn (0: no plot written)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from scipy import stats
+
+    laws = list(table.attrs.get("laws", {}).items())[:MAX_PANELS]
+    if not laws:
+        return 0
+    cols = min(4, len(laws))
+    rows = -(-len(laws) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, ((mtype, mode, what), (law, seen, cut)) in zip(axes.flat, laws):
+        data = stats.CensoredData(uncensored=seen, right=cut) if len(cut) else seen
+        cdf = stats.ecdf(data).cdf
+        typical = float(np.median(seen))  # seconds, minutes or hours, as the times are
+        unit, scale = ("seconds", 1.0) if typical < 120 else ("minutes", 60.0) if typical < 7200 else ("hours", 3600.0)
+        top = min(float(cdf.quantiles[-1]), 1.2 * float(law.ppf(0.999)))  # a few outliers do not squeeze the rest
+        ax.step(np.append(0.0, cdf.quantiles) / scale, np.append(0.0, cdf.probabilities), where="post",
+                color="tab:gray", label="Kaplan-Meier" if len(cut) else "data")
+        grid = np.linspace(0.0, top * 1.05, 200)
+        ax.plot(grid / scale, law.cdf(grid), color="tab:blue", label="fitted")
+        ax.set_xlim(0, top * 1.05 / scale)
+        ax.set_title(f"{mtype}{' ' + mode if mode else ''}: {what}", fontsize=9)
+        ax.set_xlabel(unit, fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.flat[len(laws):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return len(laws)
+
+
 def part_span(parts: pd.DataFrame, log: pd.DataFrame) -> float:
     """The share of the status log's span between the part log's first part and its last (all machines together)."""
     span = (log.timestamp.max() - log.timestamp.min()).total_seconds()
@@ -443,6 +487,12 @@ def fit(
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "fitted.csv", index=False)
     check.to_csv(folder / "validation.csv", index=False)
+    drawn = fit_plot(table, folder / "fitted.png")
+    fitted_laws = len(table.attrs.get("laws", {}))
+    plot = ("![each fitted law against its data](fitted.png)\n\nEach fitted law's distribution function (blue) against "
+            "the times it was fitted to (grey: the Kaplan-Meier estimate where lives were censored, else the data's "
+            "own)" + (f"; the first {drawn} of {fitted_laws} fits" if drawn < fitted_laws else "") + ".\n\n"
+            if drawn else "")
     (folder / "report.md").write_text(
         f"# `twin fit` {source.name} → {out.name}\n\n"
         f"## The logs\n\n{', '.join(logs)}: {read}, {frame.timestamp.min():%Y-%m-%d %H:%M:%S} "
@@ -451,7 +501,7 @@ def fit(
         "## Fitted times\n\nEach family (exponential, Weibull, lognormal, gamma) fitted by maximum likelihood with "
         "right-censoring (scipy.stats); the lowest AIC chosen. KS: the largest gap between the data (Kaplan-Meier "
         "when censored) and the fitted law. Fewer than 5 events: the base scenario's time is kept.\n\n"
-        + table.to_markdown(index=False, floatfmt=".4g") + "\n\n"
+        + table.to_markdown(index=False, floatfmt=".4g") + "\n\n" + plot +
         f"## Validation: the fitted scenario over the log's span, {replications} replications\n\n"
         "The log's figure beside the simulated mean and its 95 % confidence interval.\n\n"
         + check.to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8", errors="backslashreplace")
