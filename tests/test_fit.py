@@ -717,6 +717,18 @@ def test_a_stop_lists_waits_are_read_from_the_parts_made(tmp_path: Path) -> None
     assert working(waited, "press-1") == pytest.approx(working(status, "press-1"), abs=0.005)
     assert working(listed, "press-2") - working(status, "press-2") > 0.08
     assert working(waited, "press-2") - working(status, "press-2") < 0.05
+    # `twin whatif --from stops.csv --parts parts.csv`: the ages the waits took from, nearer the status log's
+    from twin.app.cmd_plant import _from_log
+    from twin.fit import state_at
+
+    pd.concat(parts).to_csv(tmp_path / "parts.csv", index=False)
+    at = dt.datetime(2026, 1, 20, 12)
+    truth = state_at(status, sc, pd.Timestamp(at), "status").machines
+    plain, read = (_from_log(sc, tmp_path / "stops.csv", at, None, parts=made).machines
+                   for made in (None, tmp_path / "parts.csv"))
+    gaps = [(abs(plain[m].ages[f] - truth[m].ages[f]), abs(read[m].ages[f] - truth[m].ages[f]))
+            for m in truth for f in truth[m].ages]
+    assert sum(g for g, _ in gaps) > 2 * sum(g for _, g in gaps) > 0, gaps
 
 
 def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Path) -> None:

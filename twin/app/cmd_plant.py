@@ -632,9 +632,10 @@ def _levels_read(levels: dict[str, int], many: int = 12) -> str:
 
 
 def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at", plant: PlantNames | None = None,
-              levels: Path | None = None) -> Scenario:
+              levels: Path | None = None, parts: Path | None = None) -> Scenario:
     """`sc` continued from the line's state read from `source` (a store URL, the line's MQTT broker for its retained
-    messages, or a plant's status log or stop list named as `plant` says, with its buffers' levels from `levels`), at
+    messages, or a plant's status log or stop list named as `plant` says, with its buffers' levels from `levels` and a
+    list's waits from `parts`), at
     `at` (ISO time on the line's clock; default: the latest known), with what was read told."""
     from sensors.bus.broker import BrokerError, BrokerURL
     from sensors.snapshot import SnapshotError, from_broker, from_store
@@ -654,6 +655,8 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     if levels is not None and "://" in source:
         fail(f"--levels {levels}: a buffer-level log goes with --from a status log file; {source} gives its own "
              "levels")
+    if parts is not None and "://" in source:
+        fail(f"--parts {parts}: a part log goes with --from a stop list file")
     try:
         if source.startswith(("mqtt://", "mqtts://")):
             if when is not None:
@@ -663,7 +666,7 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
         elif "://" not in source:
             if Path(source).suffix.lower() in (".duckdb", ".db"):  # read as a log, it was refused as text
                 fail(f"--from {source}: a store is given as duckdb:///{source}")
-            now = _from_log(sc, Path(source), when, plant, levels)
+            now = _from_log(sc, Path(source), when, plant, levels, parts)
         else:
             db = open_store(source, read_only=True)  # beside a running ingest or an open dashboard
             try:
@@ -687,21 +690,25 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
 
 
 def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNames | None,
-              levels: Path | None = None) -> LineNow:
+              levels: Path | None = None, parts: Path | None = None) -> LineNow:
     """The line's state at `when` (default: the log's last row) from a plant's status log or stop list, as `twin fit`
-    reads it: each machine's state, how long in it, and its fault modes' ages since their last renewal in the log;
-    each buffer's last level before then from a buffer-level log `levels` (else the scenario's initial levels).
-    Mistakes named (exit 2)."""
+    reads it (a list's waits from its part log `parts`): each machine's state, how long in it, and its fault modes'
+    ages since their last renewal in the log; each buffer's last level before then from a buffer-level log `levels`
+    (else the scenario's initial levels). Mistakes named (exit 2)."""
     import pandas as pd
 
-    from twin.fit import LogError, LogFormat, off_shift_from, read_log, state_at
+    from twin.fit import LogError, LogFormat, off_shift_from, read_log, read_parts, state_at, waits_from_parts
 
     plant = plant or PlantNames(LogFormat(), None, {}, {})
     try:
         log = read_log(path, sc.line.timezone, plant.states, plant.fmt)
+        made = _file_parts(read_parts(parts, sc.line.timezone, plant.fmt)) if parts is not None else None
     except LogError as e:
         fail(str(e))
     listed = "stops" in log.attrs
+    if made is not None and not listed:
+        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows; {path.name} is a status log, "
+             "which has them")
     if listed and sc.calendar is not None and not (log.state == "off_shift").any():  # as `twin fit` reads a list:
         log = off_shift_from(log, sc.calendar)  # its nights were working, every age too old
     log = log.assign(machine=log.machine.replace(plant.machines), reason=log.reason.replace(plant.reasons))
@@ -719,11 +726,15 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
     buffers = _levels_at(sc, levels, stamp, plant) if levels is not None else None
+    if made is not None:  # the waits a list does not show, as `twin fit --parts` reads them
+        log, waits = waits_from_parts(log, made.assign(machine=made.machine.replace(plant.machines)))
+        err_console.print(f"note: {waits:,} waits for parts or space read from {parts.name if parts else ''}, as "
+                          "`twin fit --parts` reads them", highlight=False)
     operating = sorted({s.machine_type for s in sc.stations if sc.machine_types[s.machine_type].clock == "operating"})
-    if listed and operating:
+    if listed and operating and made is None:
         err_console.print(f"note: {path.name} is a stop list: the lives of {', '.join(operating)} (clock: operating) "
                           "count the waits for parts or space a list cannot show as working time, so their ages are "
-                          "upper bounds", highlight=False)
+                          "upper bounds (--parts reads the waits from the parts each machine made)", highlight=False)
     return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if listed else 'a status log'}", buffers)
 
 
@@ -934,6 +945,9 @@ def whatif(
                                                         "level; as `twin fit --levels` reads it): each buffer's "
                                                         "last level then (default: the scenario's initial levels)")]
     = None,
+    parts: Annotated[Optional[Path], typer.Option(help="with a stop list: its part log (as `twin fit --parts` reads "
+                                                       "it): the waits for parts or space it shows, which machines on "
+                                                       "an operating clock do not age in")] = None,
     machine_names: Annotated[Optional[str], typer.Option(help="with a log: the plant's machine names as the "
                                                               "scenario's, e.g. 'Presse 1=press-1' (twin fit's "
                                                               "--machines)")] = None,
@@ -959,7 +973,7 @@ def whatif(
     from twin.app.compare import compare_designs, whatif_task
     from twin.kpi import half_width
 
-    sc = continued(base, from_, at, plant=plant, levels=levels)
+    sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
     options = alternatives(sc, *asked, combined=combined)  # built on the state now (the buffers' levels)
     _some_shift_ahead(sc, options, duration)
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
