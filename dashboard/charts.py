@@ -177,8 +177,7 @@ def health_chart(frame: pd.DataFrame, value: str, title: str) -> alt.Chart:
 def kpi_ci_table(summary: pd.DataFrame, kpis: list[str]) -> pd.DataFrame:
     """Line KPIs of one or more runs side by side as 'mean ± half-width of the 95 % CI'."""
     s = summary[(summary.scope == "line") & summary.kpi.isin(kpis)]
-    half = (s.ci_high - s.ci_low) / 2
-    text = [mean_ci_text(m, m - h, m + h) for m, h in zip(s["mean"], half)]  # no half-width: the mean alone
+    text = [mean_ci_text(m, lo, hi) for m, lo, hi in zip(s["mean"], s.ci_low, s.ci_high)]  # no CI: the mean alone
     return s.assign(value=text).pivot(index="kpi", columns="run", values="value").reindex(
         [k for k in kpis if k in set(s.kpi)])
 

@@ -58,7 +58,7 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
         raise SnapshotError(f"{source}: {stamp} is after the last record of run {run!r} ({end}); the state there is "
                             "not known: ask for a time at or before it, or leave the time out to continue from the "
                             "last record")
-    states = states[states.ts <= stamp].sort_values(["machine", "ts"])
+    states = states[states.ts <= stamp]  # `state_at` sorts them
     if states.empty:
         raise SnapshotError(f"{source}: run {run!r} has no state record before {stamp}")
     levels = newest if stamp >= end else db.levels(run, replication=replication, end=stamp + pd.Timedelta(1, "us"),
