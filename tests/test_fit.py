@@ -773,7 +773,8 @@ def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Pa
 def test_the_logs_failures_are_the_stops_the_fit_takes_as_failures() -> None:
     """The validation counted a log's failures as its stops with a reason: a log (or a stop list) without reasons,
     whose every stop the fit takes as the one fault mode of its machine, showed 0 failures against the twin's. Now
-    the stops the fit takes: a reason that is one of the machine's fault modes, any stop of a machine with one."""
+    the stops the fit takes: a reason that is one of the machine's fault modes, any stop of a machine with one; and
+    the line's state a what-if reads from the log counts its repairs the same way."""
     from twin.app.cmd_plant import log_kpis
 
     sc = load_scenario(HEAT)
@@ -789,6 +790,15 @@ def test_the_logs_failures_are_the_stops_the_fit_takes_as_failures() -> None:
     assert sum(failures(unsaid).values()) == 0 and failures(unsaid, modes=modes) == failures(log)
     two = {m: {"die_wear", "trip"} for m in modes}  # a reason that is no fault mode of a machine with several: none
     assert sum(failures(log, modes=two).values()) == 0
+    # the line's state for a what-if the same way: a reasonless stop of a type with one mode renews it (the ages
+    # counted from the log's first row before, every mode 'unrenewed'), a machine down in it is down for its mode
+    from twin.fit import state_at
+
+    for at in (log.timestamp.max(), log[log.state == "down"].timestamp.iloc[0] + pd.Timedelta(minutes=1)):
+        said, unsaid_now = (state_at(x, sc, at, "log").machines for x in (log, unsaid))
+        assert {m: (n.mode, n.ages, n.unrenewed) for m, n in unsaid_now.items()} == \
+            {m: (n.mode, n.ages, n.unrenewed) for m, n in said.items()}
+    assert any(n.state == "down" and n.mode for n in state_at(unsaid, sc, at, "log").machines.values())
 
 
 def test_the_parts_of_a_station_that_scraps_are_not_compared(tmp_path: Path) -> None:

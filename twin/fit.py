@@ -16,6 +16,7 @@ log measures replaces its failure and repair times:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import warnings
@@ -538,12 +539,20 @@ def parse_states(text: str) -> dict[str, str]:
     return parse_pairs(text, STATES, "machine state", "STATE", "Production=working, Breakdown=down")
 
 
+def stop_modes(reasons: Any, modes: Sequence[str]) -> np.ndarray:
+    """Each stop's fault mode as the fit takes it: its reason where that is one of `modes` (its machine type's), any
+    stop the one mode of a type with one, else '' (a stop no fit or age counts). One rule for the fit, its
+    validation's failures and the line's state a what-if starts from."""
+    reasons = np.asarray(reasons, dtype=object)
+    return np.where(np.isin(reasons, list(modes)), reasons, modes[0] if len(modes) == 1 else "")
+
+
 def unfitted_reasons(log: pd.DataFrame, sc: Scenario) -> pd.Series:
     """Stops ('down') whose reason names no fault mode of their machine's type, counted by reason, most first: not
     fitted (a type with one fault mode takes every stop as it, whatever the reason says)."""
-    modes = {m: {f.name for f in sc.machine_type_of(s).fault_modes} for s in sc.stations for m in s.machine_names}
+    modes = {m: [f.name for f in sc.machine_type_of(s).fault_modes] for s in sc.stations for m in s.machine_names}
     down = log[(log.state == "down") & log.machine.isin(list(modes))]
-    lost = [r for m, r in zip(down.machine, down.reason.fillna("")) if len(modes[m]) > 1 and r not in modes[m]]
+    lost = [r for m, r in zip(down.machine, down.reason.fillna("")) if not stop_modes([r], modes[m])[0]]
     return pd.Series(lost, dtype=object).value_counts()
 
 
@@ -594,6 +603,12 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
     return out
 
 
+def wall_time(t: pd.Timestamp) -> dt.datetime:
+    """A log's time as the datetime a scenario or a calendar takes, to the microsecond: a run's ground truth and the
+    logs written from it keep nanoseconds, and pandas warned 'Discarding nonzero nanoseconds' at each conversion."""
+    return pd.Timestamp(t).floor("us").to_pydatetime()
+
+
 def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
              buffers: dict[str, int] | None = None) -> LineNow:
     """The line's state at `stamp` from a status log's rows up to it (timestamp, machine, state, reason: a store's
@@ -611,11 +626,12 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
         # to the nanosecond: np.datetime64(stamp) cut a log's last time to the microsecond, 'since' then negative
         spans = (np.append(ts[1:], pd.Timestamp(stamp).to_datetime64()) - ts) / np.timedelta64(1, "s")
         kinds = g.state.to_numpy()
-        reasons = g.reason.fillna("").to_numpy()
+        # a stop's mode as the fit takes it: a reasonless stop of a type with one mode is its repair too
+        taken = stop_modes(g.reason.fillna("").to_numpy(), [f.name for f in mt.fault_modes])
         running = np.isin(kinds, [WORKING] if mt.clock == "operating" else list(UP_STATES))
         ages, unrenewed = {}, []
         for f in mt.fault_modes:
-            renewed = (kinds == "down") & (reasons == f.name)
+            renewed = (kinds == "down") & (taken == f.name)
             if f.kind == "wear":
                 renewed |= kinds == "maintenance"
             last = np.flatnonzero(renewed)
@@ -624,9 +640,9 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
             if not last.size:  # its age before the first record is not known: what it reached since is a floor
                 unrenewed.append(f.name)
         machines[str(machine)] = MachineNow(state=str(kinds[-1]), since=float(spans[-1]),
-                                            mode=str(reasons[-1]) if kinds[-1] == "down" else "", ages=ages,
+                                            mode=str(taken[-1]) if kinds[-1] == "down" else "", ages=ages,
                                             unrenewed=unrenewed)
-    return LineNow(taken=stamp.to_pydatetime(), source=source, machines=machines, buffers=buffers)
+    return LineNow(taken=wall_time(stamp), source=source, machines=machines, buffers=buffers)
 
 
 def off_shift_from(log: pd.DataFrame, calendar: Calendar) -> pd.DataFrame:
@@ -637,10 +653,9 @@ def off_shift_from(log: pd.DataFrame, calendar: Calendar) -> pd.DataFrame:
 
     start, end = log.timestamp.min(), log.timestamp.max()
     span = (end - start).total_seconds()
-    plan = ShiftCalendar(calendar, start.floor("us").to_pydatetime(), span)
+    plan = ShiftCalendar(calendar, wall_time(start), span)
     on = np.ravel(np.column_stack([plan.starts, plan.ends]))  # on at even knots, off at odd ones
     knots = start + pd.to_timedelta(on[(on > 0) & (on < span)], unit="s")
-    off_at_start = plan.next_start(0.0) is not None
     out = []
     for machine, g in log.groupby("machine", sort=False):
         t = np.union1d(g.timestamp.to_numpy(), knots.to_numpy())
@@ -648,7 +663,7 @@ def off_shift_from(log: pd.DataFrame, calendar: Calendar) -> pd.DataFrame:
         state, reason = g.state.to_numpy()[k], g.reason.to_numpy()[k]
         s = (t - start.to_datetime64()) / np.timedelta64(1, "s")
         i = np.searchsorted(on, s, side="right")  # an odd count of knots passed: on shift
-        off = (i % 2 == 0) if len(on) else np.full(len(t), off_at_start)
+        off = i % 2 == 0  # none passed, or no shift at all: off
         state = np.where(off & (state == WORKING), "off_shift", state)
         reason = np.where(state == "off_shift", "", reason)
         keep = np.append(True, (state[1:] != state[:-1]) | (reason[1:] != reason[:-1]))  # changes only
@@ -821,13 +836,13 @@ def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], 
         running = {WORKING} if spec.clock == "operating" else set(UP_STATES)  # off shift the clock stands, as modelled
         dur = durations(g.timestamp, end)
         age: dict[str, float | None] = dict.fromkeys(modes)  # None: the age is unknown until the first renewal
-        for state, reason, d, last in zip(g.state, g.reason, dur, np.arange(len(g)) == len(g) - 1):
+        taken = stop_modes(g.reason.to_numpy(), modes)
+        for state, mode, d, last in zip(g.state, taken, dur, np.arange(len(g)) == len(g) - 1):
             if state in running:
                 for m in modes:
                     if age[m] is not None:
                         age[m] = age[m] + d  # type: ignore[operator]
-            elif state == "down" and (reason in modes or len(modes) == 1):
-                mode = reason if reason in modes else modes[0]  # one fault mode: every stop is it
+            elif state == "down" and mode:
                 add((mtype, mode, "repair"), d, not last)
                 if age[mode] is not None:
                     add((mtype, mode, "ttf"), age[mode], True)  # type: ignore[arg-type]

@@ -125,12 +125,12 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
     import numpy as np
     import pandas as pd
 
-    from twin.fit import durations
+    from twin.fit import durations, stop_modes, wall_time
     from twin.model import ShiftCalendar
 
     start, end = log.timestamp.min(), log.timestamp.max()
     span = (end - start).total_seconds()
-    plan = ShiftCalendar(calendar, start.floor("us").to_pydatetime(), span) if calendar is not None else None
+    plan = ShiftCalendar(calendar, wall_time(start), span) if calendar is not None else None
     planned = plan.planned(0.0, span) if plan is not None else span
     rows = []
     for machine, g in log.groupby("machine"):
@@ -143,7 +143,7 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
             float(lasted[stopped].sum())
         rows.append((machine, "availability", 1 - lost / planned if planned > 0 else np.nan))
         own = modes.get(str(machine)) if modes is not None else None
-        failed = g.reason != "" if own is None else g.reason.isin(own) | (len(own) == 1)
+        failed = g.reason != "" if own is None else stop_modes(g.reason.to_numpy(), sorted(own)) != ""
         rows.append((machine, "failures", float(((g.state == "down") & failed).sum())))
     if parts is not None and part_span(parts, log) >= COVERS:
         made = parts[(parts.timestamp >= start) & (parts.timestamp <= end)].groupby("machine").size()
@@ -225,11 +225,11 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
 
     from twin.app.cluster import PARALLEL_FROM, ClusterError, cluster_address, tasks
     from twin.app.runner import kpis_task, simulate
+    from twin.fit import wall_time
     from twin.kpi import summarize
 
     start, end = log.timestamp.min(), log.timestamp.max()
-    # a log's first time to the nanosecond (a stop list's, from a run's ground truth) warned as it lost them here
-    sc = fitted.model_copy(update={"start": start.floor("us").to_pydatetime(), "warmup": 0.0,
+    sc = fitted.model_copy(update={"start": wall_time(start), "warmup": 0.0,
                                    "duration": (end - start).total_seconds(), "replications": replications})
     jobs = jobs if jobs or sc.duration * replications >= PARALLEL_FROM else 1  # None: one per core
     try:
