@@ -83,6 +83,11 @@ class PlantNames:
     reasons: dict[str, str]
     machines: dict[str, str]
 
+    def named(self, log: pd.DataFrame) -> pd.DataFrame:
+        """A log with the plant's machine names (a `machine` column) and stop reasons (`reason`) as the twin's."""
+        return log.assign(**({"machine": log.machine.replace(self.machines)} if self.machines else {}),
+                          **({"reason": log.reason.replace(self.reasons)} if self.reasons and "reason" in log else {}))
+
 
 def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format: str | None, states: str | None,
                 reasons: str | None, machines: str | None, machines_option: str = "--machines") -> PlantNames:
@@ -329,7 +334,7 @@ def fit(
 
     sc = open_scenario(base)
     plant = plant_names(sc, columns, sep, time_format, states, reasons, machines)
-    fmt, names, codes, renamed = plant.fmt, plant.states, plant.reasons, plant.machines
+    fmt, names = plant.fmt, plant.states
     known = {m for s in sc.stations for m in s.machine_names}
     modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
     if len(log) > 1 and (urls := [x for x in log if "://" in x]):
@@ -408,10 +413,10 @@ def fit(
         say("note", f"{frame.attrs['repeated']:,} rows of {source.name} repeat their machine's state (a log sampled "
             "at intervals, or a stop's reason given in a row of its own): each state is read from its first row to "
             "the next change, for the reason given")
-    if renamed:  # the plant's names as the twin's, in every log that names machines
-        frame = frame.assign(machine=frame.machine.replace(renamed))
-        part_log = part_log.assign(machine=part_log.machine.replace(renamed)) if part_log is not None else None
-        energy_log = energy_log.assign(machine=energy_log.machine.replace(renamed)) if energy_log is not None else None
+    # the plant's names as the twin's, in every log that names machines (and the status log's reasons)
+    frame = plant.named(frame)
+    part_log = plant.named(part_log) if part_log is not None else None
+    energy_log = plant.named(energy_log) if energy_log is not None else None
     checked = [(source, frame.machine, known, "machines")]  # each log's names against the scenario's
     if parts is not None and part_log is not None:
         checked.append((part_path or _url_name(parts), part_log.machine, known, "machines"))
@@ -423,8 +428,6 @@ def fit(
     for path, named, among, what in checked:
         if left := _known_names(path, named, among, what, base):
             say("warning", left)
-    if codes:
-        frame = frame.assign(reason=frame.reason.map(lambda r: codes.get(r, r)))
     planned = stop_list is None or bool((frame.state == "off_shift").any())  # planned stops in the log itself
     if not planned and sc.calendar is not None:  # a list's nights and weekends aged every machine as working
         frame = off_shift_from(frame, sc.calendar)
@@ -711,7 +714,7 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
              "which has them")
     if listed and sc.calendar is not None and not (log.state == "off_shift").any():  # as `twin fit` reads a list:
         log = off_shift_from(log, sc.calendar)  # its nights were working, every age too old
-    log = log.assign(machine=log.machine.replace(plant.machines), reason=log.reason.replace(plant.reasons))
+    log = plant.named(log)
     known = sorted({m for st in sc.stations for m in st.machine_names})
     if not log.machine.isin(known).any():
         theirs = sorted(log.machine.unique())
@@ -727,7 +730,7 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
     buffers = _levels_at(sc, levels, stamp, plant) if levels is not None else None
     if made is not None:  # the waits a list does not show, as `twin fit --parts` reads them
-        log, waits = waits_from_parts(log, made.assign(machine=made.machine.replace(plant.machines)))
+        log, waits = waits_from_parts(log, plant.named(made))
         err_console.print(f"note: {waits:,} waits for parts or space read from {parts.name if parts else ''}, as "
                           "`twin fit --parts` reads them", highlight=False)
     operating = sorted({s.machine_type for s in sc.stations if sc.machine_types[s.machine_type].clock == "operating"})
