@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, assert_mistakes, run_all, twin_cmd
-from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log, read_parts
+from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log, read_parts, stops_log
 from twin.scenario import load_scenario
 
 TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
@@ -1268,3 +1268,83 @@ def test_the_validation_runs_side_by_side_with_the_same_figures(tmp_path: Path, 
                                 "--cluster", "localhost:8786"), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 3 and "write tcp://HOST:8786" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "bad.yaml").exists(), "refused before the fit, nothing written"
+
+
+def test_a_log_in_local_time_across_autumns_change_reads_every_row_at_its_real_time(tmp_path: Path) -> None:
+    """A plant's log in local time repeats an hour each autumn (02:00-03:00 twice in Berlin): read on the wall clock,
+    the second pass's rows were sorted in among the first's and merged with them (failures and repairs lost, states
+    swapped), a stop list's stop ending in the second pass was refused as ending before it starts, and times with
+    their UTC offset fared the same. The repeated hour is read at half speed (twin.clock), its passes one after the
+    other, however the export is ordered: every row kept, each state's length the real one outside that hour."""
+    doc = yaml.safe_load(TRUTH.read_text())
+    doc["start"] = "2026-10-21T00:00:00"
+    base = tmp_path / "autumn.yaml"
+    base.write_text(yaml.safe_dump(doc))
+    sc = load_scenario(base)
+    run_all(twin_cmd("run", base, "--no-stream", "--replications", 1, "--duration", "8 d", "--out", tmp_path / "p"))
+    twin = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
+                        pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    zone = "Europe/Berlin"
+    real = pd.Timestamp(sc.start).tz_localize(zone) + (twin.timestamp - pd.Timestamp(sc.start))
+    local = real.dt.tz_convert(zone)
+    fold = (real >= pd.Timestamp("2026-10-25T00:00Z")) & (real < pd.Timestamp("2026-10-25T02:00Z"))
+    first_pass = fold & (real < pd.Timestamp("2026-10-25T01:00Z"))
+    assert first_pass.sum() > 20 and (fold & ~first_pass).sum() > 20  # rows in both passes of the hour
+    exports = {"in time order": twin.assign(timestamp=local.dt.tz_localize(None)).iloc[np.argsort(real, kind="stable")],
+               "by machine": twin.assign(timestamp=local.dt.tz_localize(None)),
+               "with offsets": twin.assign(timestamp=local.map(lambda t: t.isoformat()))}
+    for name, export in exports.items():
+        export.to_csv(tmp_path / f"{name}.csv", index=False)
+        read = read_log(tmp_path / f"{name}.csv", zone).sort_values(["machine", "timestamp"], kind="stable")
+        assert len(read) == len(twin), name  # every row kept, none merged into another
+        for machine, g in read.groupby("machine"):
+            own = twin[twin.machine == machine]
+            assert g.state.tolist() == own.state.tolist() and g.reason.tolist() == own.reason.tolist(), name
+            # each state's length as it really was, but where it overlaps the repeated hour (read at half speed)
+            assert g.timestamp.is_monotonic_increasing
+            length, truth = g.timestamp.diff().to_numpy()[1:], own.timestamp.diff().to_numpy()[1:]
+            touches = (fold[own.index].to_numpy()[1:] | fold[own.index].to_numpy()[:-1])
+            np.testing.assert_array_equal(length[~touches], truth[~touches])
+            assert (length[touches] <= truth[touches]).all()
+        # the whole log an hour shorter on the line's clock (two real hours read as one), and equal to the wall clock
+        # outside the repeated hour
+        assert read.timestamp.max() - read.timestamp.min() == twin.timestamp.max() - twin.timestamp.min() - \
+            pd.Timedelta(hours=1)
+        outside = read.merge(twin.assign(wall=local.dt.tz_localize(None))[~fold.to_numpy()],
+                             left_on=["machine", "timestamp"], right_on=["machine", "wall"])
+        assert len(outside) == (~fold).sum(), name
+    from twin.fit import fit_scenario
+
+    same = ["machine type", "fault mode", "time", "events", "censored", "family"]
+    a, b = fit_scenario(twin, sc)[1], fit_scenario(read_log(tmp_path / "by machine.csv", zone), sc)[1]
+    pd.testing.assert_frame_equal(a[same], b[same])
+    np.testing.assert_allclose(b["mean [h]"], a["mean [h]"], rtol=0.01)
+    # the run's stops as a stop list with UTC offsets, with ends or durations (a stop list is too sparse to tell
+    # the passes of a local time apart): the fit of the twin's own
+    stops = _stop_list(twin.assign(timestamp=real))
+    wall = {c: stops[c].dt.tz_convert(zone).map(lambda t: t.isoformat()) for c in ("start", "end")}
+    stops.assign(**wall).to_csv(tmp_path / "stops.csv", index=False)
+    stops.assign(start=wall["start"], duration=(stops.end - stops.start).dt.total_seconds() / 60).drop(
+        columns="end").to_csv(tmp_path / "durations.csv", index=False)
+    listed, timed = read_log(tmp_path / "stops.csv", zone), read_log(tmp_path / "durations.csv", zone)
+    pd.testing.assert_frame_equal(listed.drop(columns="timestamp"), timed.drop(columns="timestamp"))
+    assert (listed.timestamp - timed.timestamp).abs().max() < pd.Timedelta(milliseconds=1)  # minutes as CSV text
+    own = _stop_list(twin)
+    pd.testing.assert_frame_equal(fit_scenario(listed, sc)[1][same],
+                                  fit_scenario(stops_log(own, "twin"), sc)[1][same])
+
+
+def test_a_stop_across_autumns_repeated_hour_ends_after_it_starts(tmp_path: Path) -> None:
+    """A stop from the first pass of the repeated hour into the second (02:40 to 02:20 on the wall clock) was refused
+    as ending before it starts; given with its duration (40 min) it ended at 03:20, an hour after the real end."""
+    f = tmp_path / "stops.csv"
+    f.write_text("start,end,machine,reason\n2026-10-25T01:50:00,2026-10-25T02:10:00,press-1,trip\n"
+                 "2026-10-25T02:40:00,2026-10-25T02:20:00,press-1,trip\n"
+                 "2026-10-25T02:30:00,2026-10-25T03:10:00,press-1,trip\n")  # the third starts in the second pass
+    expected = ["01:50", "02:05", "02:20", "02:40", "02:45", "03:10"]
+    log = read_log(f, "Europe/Berlin")
+    assert log.timestamp.dt.strftime("%H:%M").tolist() == expected and log.state.tolist() == ["down", "working"] * 3
+    f.write_text("start,duration,machine,reason\n2026-10-25T01:50:00,20,press-1,trip\n"
+                 "2026-10-25T02:40:00,40,press-1,trip\n2026-10-25T02:30:00,40,press-1,trip\n")
+    assert read_log(f, "Europe/Berlin").timestamp.dt.strftime("%H:%M").tolist() == expected
+    assert read_log(f, "UTC").timestamp.dt.strftime("%H:%M").tolist() == ["01:50", "02:10", "02:30", "03:20"]

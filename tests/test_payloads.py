@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensors.bus.payloads import (
@@ -219,3 +220,46 @@ def test_readings_fuzzed_are_parsed_or_refused_item_by_item(readings: list[objec
     else:
         with pytest.raises(ParseError):
             parse(T.telemetry("st", "m"), payload)
+
+
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Australia/Lord_Howe", "UTC"]
+
+
+@settings(deadline=None)
+@given(zone=st.sampled_from(ZONES), year=st.integers(2020, 2030),
+       offsets=st.lists(st.integers(0, 366 * 86_400_000), min_size=1, max_size=40, unique=True),
+       near=st.lists(st.integers(0, 86_400_000), max_size=60, unique=True))
+def test_the_lines_clock_never_runs_back_and_reads_a_local_export_as_it_was(zone: str, year: int, offsets: list[int],
+                                                                           near: list[int]) -> None:
+    """Across daylight-saving changes (an hour, Lord Howe's half hour, either hemisphere) the line's clock runs
+    forward for instants that do, and back to them (twin.clock.real_instants; `utc_ms` to the millisecond); a
+    plant's export of the same instants in local time, in time order, reads as their instants do wherever the export
+    shows which pass of a repeated hour a time is in (a step back into it), else at least in order. The autumn
+    hour's two passes shared their times: a live plant's records of it interleaved in the store."""
+    import pandas as pd
+
+    from sensors.bus.payloads import line_clock_ms, utc_ms
+    from twin.clock import line_clock, local_clock, real_instants
+
+    days = pd.date_range(f"{year}-01-01", periods=366, freq="D", tz="UTC")
+    offset = (days.tz_convert(zone).tz_localize(None) - days.tz_localize(None)).asi8
+    back = np.flatnonzero(np.diff(offset) < 0)  # the day the clock is set back on: its hour repeats
+    autumn = days[back[0]].value // 1_000_000 if len(back) else 0
+    ms = sorted({days[0].value // 1_000_000 + o for o in offsets} | {autumn + n for n in near})
+    instants = pd.Series(pd.to_datetime(ms, unit="ms", utc=True))
+    line = line_clock(instants, zone)
+    assert line.is_monotonic_increasing and line.is_unique
+    assert (real_instants(line, zone) == instants).all()
+    clock = [line_clock_ms(m, zone) for m in ms]  # to the millisecond: the repeated hour's halved to 1 ms
+    assert clock == [t.value // 1_000_000 for t in line]
+    assert all(0 <= m - utc_ms(c, zone) <= 1 for m, c in zip(ms, clock))
+    wall = instants.dt.tz_convert(zone).dt.tz_localize(None)
+    read = local_clock(wall, zone)
+    assert read.is_monotonic_increasing
+    # where the later pass starts at a later time than the earlier pass ended (no step back), it cannot be told
+    # from the earlier one: read as the earlier pass, so earlier than it was, by less than the repeated hour
+    wrong = (read != line).to_numpy()
+    if wrong.any():
+        assert ((line - read)[wrong] > pd.Timedelta(0)).all() and ((line - read)[wrong] <= pd.Timedelta(hours=1)).all()
+        back = wall.diff().to_numpy() < pd.Timedelta(0).to_timedelta64()
+        assert not back[np.flatnonzero(wrong)[0]]  # the first one misread did not step back

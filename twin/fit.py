@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.clock import after_real, line_clock, local_clock
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
 from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, read_frame, title_hint
@@ -123,7 +124,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         if empty.any():
             raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
                            f"its {c}: fill it in or remove the row.")
-    return df, _times(path, df[need[0]], tz, fmt.time_format)
+    owner = df[need[1]] if need[1] in ("machine", "station") else None  # whose rows tell a repeated hour's passes
+    return df, _times(path, df[need[0]], tz, fmt.time_format, owner)
 
 
 def _joined_time(path: Path, df: pd.DataFrame, names: str, ours: str) -> pd.DataFrame:
@@ -169,10 +171,13 @@ def _format_hint(value: str) -> str:
     return f"give its format with --time-format '{day}' (day first) or '{month}' (month first)"
 
 
-def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None) -> pd.Series:
+def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, groups: pd.Series | None = None,
+           after: pd.Series | None = None) -> pd.Series:
     """Times as naive times on the line's clock: ISO 8601, or `time_format`'s (strftime codes); times with a UTC
     offset (a log across a daylight-saving change carries two) are converted to the line's zone `tz`, times without
-    one are taken as its clock already. Any other text is refused, never guessed: '05.01.2026' read as May 1st."""
+    one are taken as its local time, the hour autumn's change repeats read as twin.clock reads it (by the file's
+    order, or each of `groups`'s, and `after`: times they must not precede). Any other text is refused, never
+    guessed: '05.01.2026' read as May 1st."""
     def bad(row: int, why: str) -> LogError:
         value = raw.iloc[row]
         shown = repr(value) if isinstance(value, str) else "(empty)" if pd.isna(value) else str(value)
@@ -205,7 +210,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None) 
             raise bad(row, f"is not a time in ISO 8601 (2026-01-05T06:00:00); {_format_hint(text.iloc[row])}.")
     if ts.isna().any():
         raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")
-    return ts.dt.tz_convert(tz).dt.tz_localize(None) if ts.dt.tz is not None else ts
+    return line_clock(ts, tz) if ts.dt.tz is not None else local_clock(ts, tz, groups, after)
 
 
 def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
@@ -461,7 +466,7 @@ def _stop_table(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, sta
     length = "end" if "end" in df.columns or "duration" not in df.columns else "duration"
     df, start = _table(path, ("start", "machine", length), _LOG_LAYOUT, tz, fmt, frame)
     if length == "end":
-        end = _times(path, df["end"], tz, fmt.time_format)
+        end = _times(path, df["end"], tz, fmt.time_format, df["machine"], start)
         early = (end < start).to_numpy()
         if early.any():
             row = int(np.flatnonzero(early)[0])
@@ -469,7 +474,7 @@ def _stop_table(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, sta
                            f"{start.iloc[row]}; a stop ends after it starts (check the two columns' order, or "
                            "--columns).")
     else:
-        end = start + pd.to_timedelta(_stop_durations(path, df["duration"]), unit="s")
+        end = after_real(start, _stop_durations(path, df["duration"]), tz)
     given = df["state"].astype(object) if "state" in df.columns else pd.Series(None, index=df.index, dtype=object)
     unsaid = (given.isna() | (given.astype(str).str.strip() == "")).to_numpy()  # a stop: down
     state = pd.Series(np.where(unsaid, "down", given.astype(str).map(lambda x: (states or {}).get(x, x))),

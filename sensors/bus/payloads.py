@@ -65,6 +65,12 @@ def line_clock_ms(utc_ms: int, zone: str) -> int:
     if zone == "UTC":
         return utc_ms
     local = dt.datetime.fromtimestamp(utc_ms / 1000, _zone(zone))
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():  # the hour autumn's change repeats
+        import pandas as pd
+
+        from twin.clock import line_clock
+
+        return _ms(line_clock(pd.Series([pd.Timestamp(utc_ms, unit="ms", tz="UTC")]), zone).iloc[0])
     return utc_ms + int(local.utcoffset().total_seconds() * 1000)  # type: ignore[union-attr]
 
 
@@ -79,10 +85,25 @@ def line_now(zone: str, now_ms: int | None = None) -> dt.datetime:
 
 def utc_ms(line_ms: int, zone: str) -> int:
     """The inverse of `line_clock_ms`: a time on the line's clock (epoch ms, the twin's convention) as the real
-    instant, for what speaks UTC by its standard (an OPC UA source timestamp). In a DST gap or fold, the first."""
+    instant, for what speaks UTC by its standard (an OPC UA source timestamp); a time in the hour spring's change skips
+    read with the offset before the change."""
     if zone == "UTC":
         return line_ms
-    return epoch_ms(clock_time(line_ms).replace(tzinfo=_zone(zone)))
+    naive = clock_time(line_ms)
+    local = naive.replace(tzinfo=_zone(zone))
+    if local.replace(fold=1).utcoffset() != local.utcoffset() and \
+            local.astimezone(dt.UTC).astimezone(local.tzinfo).replace(tzinfo=None) == naive:  # repeated, not skipped
+        import pandas as pd
+
+        from twin.clock import real_instants
+
+        return _ms(real_instants(pd.Series([pd.Timestamp(naive)]), zone).iloc[0])
+    return epoch_ms(local)
+
+
+def _ms(t: Any) -> int:
+    """A pandas Timestamp (naive: the line's clock; aware: a real instant) as epoch milliseconds."""
+    return int(t.value // 1_000_000) if t.tzinfo is None else int(t.tz_convert("UTC").value // 1_000_000)
 
 
 @functools.lru_cache(maxsize=16)
