@@ -123,6 +123,9 @@ def test_times_with_utc_offsets_are_read_on_the_lines_clock(tmp_path: Path) -> N
     ("01/13/2026", "--time-format '%m/%d/%Y' (month first)"),
     ("01/02/2026 06:00", "--time-format '%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"),
     ("Jan 5 2026 6:00", "give the log's own format with --time-format (strftime codes"),
+    # a 12-hour clock (US exports): '%H' and a trailing 'PM' was a hint no time matched
+    ("1/13/2026 6:30:00 PM", "--time-format '%m/%d/%Y %I:%M:%S %p' (month first)"),
+    ("13.01.2026 6:30pm", "--time-format '%d.%m.%Y %I:%M%p' (day first)"),
 ])
 def test_times_not_in_iso_8601_are_refused_with_the_format_they_ask_for(tmp_path: Path, value: str, hint: str) -> None:
     """pandas read any text it could: '05.01.2026' (5 January in Germany) as 1 May, and '13.01.2026' as 13 January,
@@ -132,6 +135,58 @@ def test_times_not_in_iso_8601_are_refused_with_the_format_they_ask_for(tmp_path
     with pytest.raises(LogError, match=re.escape(f"row 3 (line 3 of a CSV), column timestamp: {value!r} is not a time "
                                                  f"in ISO 8601 (2026-01-05T06:00:00); ") + ".*" + re.escape(hint)):
         read_log(f)
+
+
+def test_times_written_as_numbers_are_read_with_the_unit_given(tmp_path: Path) -> None:
+    """A CSV saved from Excel whose time column is not formatted as dates holds date serials (46027.25), a historian's
+    export epoch seconds or milliseconds: refused with a hint to convert them in Python. The refusal now names the
+    unit the number's size suggests and the time it would be; --time-format excel (the line's local time), epoch or
+    epoch-ms (UTC) read them as the ISO times they stand for."""
+    iso = ["2026-01-05T06:00:00", "2026-01-05T07:30:00.250", "2026-01-05T09:15:00"]
+    f = tmp_path / "log.csv"
+    f.write_text("timestamp,machine,state\n" + "".join(f"{t},press-1,{s}\n" for t, s in zip(iso, ["working", "down",
+                                                                                                "working"])))
+    expected = read_log(f, "Europe/Berlin")
+    wall = pd.to_datetime(iso, format="ISO8601")
+    serials = (wall - pd.Timestamp("1899-12-30")) / pd.Timedelta(days=1)
+    seconds = (wall.tz_localize("Europe/Berlin").tz_convert("UTC").tz_localize(None) - pd.Timestamp(0)) / pd.Timedelta(
+        seconds=1)
+    for unit, numbers, shown in [("excel", serials, "46027.25"), ("epoch", seconds, "1767589200.0"),
+                                 ("epoch-ms", seconds * 1000, "1767589200000.0")]:
+        f.write_text("timestamp,machine,state\n" + "".join(f"{n!r},press-1,{s}\n" for n, s in zip(
+            numbers, ["working", "down", "working"])))
+        with pytest.raises(LogError, match=re.escape(f"column timestamp: {shown} is a number, not a time; read as ")
+                           + ".* it is " + re.escape(f"2026-01-05 0{5 if unit != 'excel' else 6}:00:00: if so, give "
+                                                    f"--time-format {unit}")):
+            read_log(f, "Europe/Berlin")
+        read = read_log(f, "Europe/Berlin", fmt=LogFormat(time_format=unit))
+        pd.testing.assert_frame_equal(read, expected, check_dtype=False)  # times to the ns, ISO's to the µs
+    with pytest.raises(LogError, match=re.escape("row 2 (line 2 of a CSV), column timestamp: 1767589200000.0 is not a "
+                                                 "plant's time in seconds since 1970 (UTC), 1971 to 2200")):
+        read_log(f, "Europe/Berlin", fmt=LogFormat(time_format="epoch"))
+    f.write_text("timestamp,machine,state\n46027.25,press-1,working\nmonday,press-1,down\n")
+    with pytest.raises(LogError, match=re.escape("row 3 (line 3 of a CSV), column timestamp: 'monday' is not a plant's "
+                                                 "time in days since 1899-12-30")):
+        read_log(f, "Europe/Berlin", fmt=LogFormat(time_format="excel"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(unit=st.sampled_from(["excel", "epoch", "epoch-ms"]),
+       values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
+                                 st.text(max_size=12)), min_size=1, max_size=6))
+def test_any_numbers_as_times_are_read_or_refused_clearly(tmp_path: Path, unit: str, values: list[object]) -> None:
+    """Numbers of any size (or none) under --time-format excel, epoch or epoch-ms: times of 1971 to 2200, or a
+    LogError naming the row; never an overflow's traceback."""
+    rows = pd.DataFrame({"timestamp": values, "machine": "press-1",
+                         "state": ["working", "down"] * (len(values) // 2) + ["working"] * (len(values) % 2)})
+    f = tmp_path / "log.parquet"
+    rows.astype({"timestamp": str}).to_parquet(f)
+    try:
+        log = read_log(f, "Europe/Berlin", fmt=LogFormat(time_format=unit))
+    except LogError as e:
+        assert "\n" not in str(e) and str(f) in str(e)
+        return
+    assert log.timestamp.between(pd.Timestamp("1970-12-31"), pd.Timestamp("2200-01-02")).all()
 
 
 def test_a_plants_export_is_read_with_its_delimiter_column_names_and_time_format(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ log measures replaces its failure and repair times:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
@@ -152,7 +153,14 @@ def _joined_time(path: Path, df: pd.DataFrame, names: str, ours: str) -> pd.Data
 
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
-_LOCAL_DATE = re.compile(r"\s*(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})(?:([ T,]+)\d{1,2}:\d{2}(:\d{2})?)?.*")
+_LOCAL_DATE = re.compile(r"\s*(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"  # a date, day or month first
+                         r"(?:([ T,]+)\d{1,2}:\d{2}(:\d{2})?(\s*)([AaPp][Mm])?)?.*")  # a time of day, 24 or 12 hours
+# --time-format for numbers: Excel's date serials (days since 1899-12-30, the plant's local time, as a CSV saved from
+# a column not formatted as dates holds them), or epoch seconds / milliseconds (UTC)
+NUMBER_TIMES = {"excel": ("D", "days since 1899-12-30 (Excel's date serial)", False),
+                "epoch": ("s", "seconds since 1970 (UTC)", True),
+                "epoch-ms": ("ms", "milliseconds since 1970 (UTC)", True)}
+_PLANT_YEARS = (pd.Timestamp("1971-01-01"), pd.Timestamp("2200-01-01"))
 
 
 def _format_hint(value: str) -> str:
@@ -162,13 +170,26 @@ def _format_hint(value: str) -> str:
     if m is None:
         return "give the log's own format with --time-format (strftime codes, e.g. '%d.%m.%Y %H:%M:%S')"
     sep, year = m[2], "%Y" if len(m[4]) == 4 else "%y"
-    clock = "" if m[5] is None else f"{m[5]}%H:%M{':%S' if m[6] else ''}"
+    hours = "%H" if m[8] is None else "%I"  # 6:00:00 PM: a 12-hour clock
+    clock = "" if m[5] is None else f"{m[5]}{hours}:%M{':%S' if m[6] else ''}{'' if m[8] is None else m[7] + '%p'}"
     day, month = f"%d{sep}%m{sep}{year}{clock}", f"%m{sep}%d{sep}{year}{clock}"
     if sep == "." or int(m[1]) > 12:
         return f"give its format with --time-format '{day}' (day first)"
     if int(m[3]) > 12:
         return f"give its format with --time-format '{month}' (month first)"
     return f"give its format with --time-format '{day}' (day first) or '{month}' (month first)"
+
+
+def _number_hint(value: float) -> str:
+    """How to read a number found as a time: the --time-format its size suggests, with the time it would read as."""
+    for name, (unit, what, _) in NUMBER_TIMES.items():
+        with contextlib.suppress(ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+            when = pd.Timestamp(value, unit=unit) if unit != "D" else pd.Timestamp("1899-12-30") + pd.Timedelta(
+                days=value)
+            if _PLANT_YEARS[0] <= when < _PLANT_YEARS[1]:
+                return (f"read as {what} it is {when:%Y-%m-%d %H:%M:%S}: if so, give --time-format {name}"
+                        + (" (or format the column as dates before saving the CSV)" if name == "excel" else "") + ".")
+    return "write ISO 8601 (2026-01-05T06:00:00), or give --time-format excel, epoch or epoch-ms for numbers."
 
 
 def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, groups: pd.Series | None = None,
@@ -185,11 +206,22 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
 
     if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times, Excel dates
         ts = raw
+    elif time_format in NUMBER_TIMES:
+        unit, what, utc = NUMBER_TIMES[time_format]
+        number = pd.to_numeric(raw, errors="coerce")
+        beyond = {"D": 1.3e5, "s": 9e9, "ms": 9e12}[unit]  # past 2200 (and within pandas' 2262): refused below
+        ts = pd.to_datetime(number.where(number.abs() < beyond), unit=unit, utc=utc,
+                            origin="1899-12-30" if unit == "D" else "unix").dt.round("ms")
+        wall = ts.dt.tz_localize(None) if utc else ts
+        wrong = (ts.isna() | (wall < _PLANT_YEARS[0]) | (wall >= _PLANT_YEARS[1])).to_numpy()
+        if wrong.any():
+            raise bad(int(np.flatnonzero(wrong)[0]), f"is not a plant's time in {what}, 1971 to 2200, as "
+                      f"--time-format {time_format} reads times.")
     else:
         numeric = pd.to_numeric(raw, errors="coerce").notna().to_numpy()
         if numeric.any() and time_format is None:  # pandas reads a number as ns after 1970
-            raise bad(int(np.flatnonzero(numeric)[0]), "is a number, not a time; write ISO 8601 "
-                      "(2026-01-05T06:00:00), e.g. epoch seconds converted with pandas.to_datetime(x, unit='s').")
+            row = int(np.flatnonzero(numeric)[0])
+            raise bad(row, f"is a number, not a time; {_number_hint(float(pd.to_numeric(raw.iloc[row])))}")
         text = raw.astype(str).str.strip()
         ts = pd.to_datetime(text, errors="coerce", utc=True, format=time_format or "ISO8601")  # offsets mixed too
         offset = text.str.contains(_OFFSET, regex=True).to_numpy() if time_format is None else \
@@ -206,7 +238,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
                 raise bad(row, "has no time; every row needs one (ISO 8601: 2026-01-05T06:00:00).")
             if time_format is not None:
                 raise bad(row, f"does not match --time-format {time_format!r} (strftime codes: %d day, %m month, "
-                          "%Y year, %H:%M:%S clock, %z UTC offset).")
+                          "%Y year, %H:%M:%S clock, %I and %p a 12-hour clock's, %z UTC offset).")
             raise bad(row, f"is not a time in ISO 8601 (2026-01-05T06:00:00); {_format_hint(text.iloc[row])}.")
     if ts.isna().any():
         raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")

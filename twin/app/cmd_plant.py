@@ -70,7 +70,8 @@ SepOpt = Annotated[Optional[str], typer.Option(help="the CSV logs' delimiter, a 
                                                     "file: ',', ';', tab or '|')")]
 TimeFormatOpt = Annotated[Optional[str], typer.Option(help="the logs' time format in strftime codes, e.g. "
                                                            "'%d.%m.%Y %H:%M:%S' (default: ISO 8601; a UTC offset with "
-                                                           "%z)")]
+                                                           "%z; a 12-hour clock with %I and %p); numbers: excel (date "
+                                                           "serials), epoch (seconds, UTC) or epoch-ms")]
 
 
 @dataclass(frozen=True)
