@@ -23,6 +23,10 @@ from twin.scenario import load_scenario
 
 TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
 _DAY = st.datetimes(min_value=dt.datetime(2026, 1, 5, 6), max_value=dt.datetime(2026, 1, 6, 6))
+# around the hour a Berlin clock repeats (02:00-03:00 twice) and the hour it skips: read with ZONES' Berlin
+_CHANGES = st.one_of(st.datetimes(min_value=dt.datetime(2026, 10, 25, 1), max_value=dt.datetime(2026, 10, 25, 4)),
+                     st.datetimes(min_value=dt.datetime(2026, 3, 29, 1), max_value=dt.datetime(2026, 3, 29, 4)))
+ZONES = st.sampled_from(["UTC", "Europe/Berlin"])
 
 
 @pytest.mark.slow
@@ -524,23 +528,24 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.one_of(_DAY, st.text(max_size=12)),
-                          st.one_of(_DAY, st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True)),
+@given(st.lists(st.tuples(st.one_of(_DAY, _CHANGES, st.text(max_size=12)),
+                          st.one_of(_DAY, _CHANGES, st.text(max_size=8), st.floats(allow_nan=True,
+                                                                                   allow_infinity=True)),
                           st.sampled_from(["press-1", "x", ""]),
                           st.sampled_from(["down", "maintenance", "off_shift", "working", "idle", ""]),
                           st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30),
-       st.booleans())
-def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]], ends: bool
-                                                    ) -> None:
+       st.booleans(), ZONES)
+def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]], ends: bool,
+                                                    zone: str) -> None:
     """A stop list is untrusted input too: whatever its starts, ends or durations, states and reasons, a LogError
-    naming the file or a fit (and the line's state at its end)."""
+    naming the file or a fit (and the line's state at its end); local times across daylight-saving changes too."""
     from twin.fit import fit_scenario, state_at
 
     f = tmp_path / "stops.csv"
     pd.DataFrame(rows, columns=["start", "end" if ends else "duration", "machine", "state", "reason"]).to_csv(
         f, index=False)
     try:
-        log = read_log(f)
+        log = read_log(f, zone)
     except LogError as e:
         assert "stops.csv" in str(e)
         return
@@ -699,18 +704,20 @@ def test_twin_fit_refuses_a_bad_log_in_one_paragraph(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.one_of(st.datetimes(), st.text(max_size=12)), st.sampled_from(["press-1", "x", ""]),
+@given(st.lists(st.tuples(st.one_of(st.datetimes(), _CHANGES, st.text(max_size=12)),
+                          st.sampled_from(["press-1", "x", ""]),
                           st.sampled_from(["working", "down", "maintenance", "idle", ""]),
-                          st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30))
-def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
+                          st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30), ZONES)
+def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[tuple[object, ...]], zone: str
+                                                     ) -> None:
     """Plant data is untrusted input: whatever the rows, a LogError or a fit (and the line's state at its end and
-    midway, for a what-if), never another exception."""
+    midway, for a what-if), never another exception; local times across daylight-saving changes too."""
     from twin.fit import fit_scenario, state_at
 
     f = tmp_path / "fuzz.csv"
     pd.DataFrame(rows, columns=["timestamp", "machine", "state", "reason"]).to_csv(f, index=False)
     try:
-        log = read_log(f)
+        log = read_log(f, zone)
     except LogError as e:
         assert "fuzz.csv" in str(e)
         return
