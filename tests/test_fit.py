@@ -786,7 +786,7 @@ def test_a_stop_lists_waits_are_read_from_the_parts_made(tmp_path: Path) -> None
     pd.concat(parts).to_csv(tmp_path / "parts.csv", index=False)
     at = dt.datetime(2026, 1, 20, 12)
     truth = state_at(status, sc, pd.Timestamp(at), "status").machines
-    plain, read = (_from_log(sc, tmp_path / "stops.csv", at, None, parts=made).machines
+    plain, read = (_from_log(sc, [tmp_path / "stops.csv"], at, None, parts=made).machines
                    for made in (None, tmp_path / "parts.csv"))
     gaps = [(abs(plain[m].ages[f] - truth[m].ages[f]), abs(read[m].ages[f] - truth[m].ages[f]))
             for m in truth for f in truth[m].ages]
@@ -826,7 +826,7 @@ def test_a_stop_list_is_off_shift_outside_the_base_scenarios_shifts(tmp_path: Pa
     from twin.fit import state_at
 
     at = dt.datetime(2026, 1, 19, 6, 5)  # a Monday morning: the weekend since the last repairs
-    now, then = _from_log(sc, tmp_path / "stops.csv", at, None), state_at(status, sc, pd.Timestamp(at), "status")
+    now, then = _from_log(sc, [tmp_path / "stops.csv"], at, None), state_at(status, sc, pd.Timestamp(at), "status")
     assert now.source == "stops.csv, a stop list" and set(now.machines) == set(then.machines) == {"press-1", "press-2"}
     for m, there in then.machines.items():  # a machine finishes its cycle after a shift's end: up to 60 s later
         assert now.machines[m].ages == pytest.approx(there.ages, abs=60) and min(there.ages.values()) > 0

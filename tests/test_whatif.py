@@ -125,8 +125,17 @@ def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pyt
     levels.rename(columns={"ts": "timestamp"})[["timestamp", "station", "level"]].to_csv(tmp_path / "levels.csv",
                                                                                          index=False)
     assert snapshot.buffers and sum(snapshot.buffers.values()) > 0
-    assert _from_log(sc, tmp_path / "status.csv", fullest.to_pydatetime(), None, tmp_path / "levels.csv").buffers == \
-        snapshot.buffers
+    assert _from_log(sc, [tmp_path / "status.csv"], fullest.to_pydatetime(), None, tmp_path / "levels.csv"
+                     ).buffers == snapshot.buffers
+    # the log as two exports overlapping by an hour (an MES's monthly files, as `twin fit` takes them): the state the
+    # whole log gives; `--from` took one file
+    cut = pd.Timestamp("2026-01-05 08:30")
+    log[log.timestamp < cut + pd.Timedelta(hours=1)].to_csv(tmp_path / "part-1.csv", index=False)
+    log[log.timestamp >= cut].to_csv(tmp_path / "part-2.csv", index=False)
+    whole = _from_log(sc, [tmp_path / "status.csv"], at.to_pydatetime(), None)
+    assert _from_log(sc, [tmp_path / "part-1.csv", tmp_path / "part-2.csv"], at.to_pydatetime(), None
+                     ).machines == whole.machines
+    assert _from_log(sc, [tmp_path / "part-2.csv"], at.to_pydatetime(), None).machines != whole.machines
     (tmp_path / "elsewhere.csv").write_text("timestamp,station,level\n2026-01-05T06:00,Puffer 2,4\n")
     # the plant's names, mapped as `twin fit` maps them
     german = log.assign(machine=log.machine.str.replace("cell-", "Zelle "), state=log.state.replace(
@@ -165,6 +174,9 @@ def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pyt
         (["--from", str(tmp_path / "mes.csv"), "--machine-names", "Zelle 1=cell-9"],
          "--machine-names: 'Zelle 1=cell-9': 'cell-9' is not a machine of the base scenario"),
         (["--from", str(run / "twin.duckdb")], f"--from {run / 'twin.duckdb'}: a store is given as duckdb:///"),
+        (["--from", str(tmp_path / "part-1.csv"), "--from", f"duckdb:///{run / 'twin.duckdb'}"],
+         f"--from duckdb:///{run / 'twin.duckdb'}: several --from are the files of one log (monthly exports); a store "
+         "or a broker is given alone"),
         (["--from", f"duckdb:///{run / 'twin.duckdb'}", "--levels", str(tmp_path / "levels.csv")],
          "levels.csv: a buffer-level log goes with --from a status log file"),
         (["--from", str(tmp_path / "status.csv"), "--levels", str(tmp_path / "elsewhere.csv")],

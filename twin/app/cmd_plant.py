@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -635,17 +636,22 @@ def _levels_read(levels: dict[str, int], many: int = 12) -> str:
             + (": " + ", ".join(f"{k} {v}" for k, v in held.items()) if held else ""))
 
 
-def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at", plant: PlantNames | None = None,
-              levels: Path | None = None, parts: Path | None = None) -> Scenario:
+def continued(sc: Scenario, source: str | Sequence[str], at: Optional[str], option: str = "--at",
+              plant: PlantNames | None = None, levels: Path | None = None, parts: Path | None = None) -> Scenario:
     """`sc` continued from the line's state read from `source` (a store URL, the line's MQTT broker for its retained
-    messages, or a plant's status log or stop list named as `plant` says, with its buffers' levels from `levels` and a
-    list's waits from `parts`), at
+    messages, or a plant's status log or stop list, in one file or several (monthly exports, read as one as `twin fit`
+    reads them), named as `plant` says, with its buffers' levels from `levels` and a list's waits from `parts`), at
     `at` (ISO time on the line's clock; default: the latest known), with what was read told."""
     from sensors.bus.broker import BrokerError, BrokerURL
     from sensors.snapshot import SnapshotError, from_broker, from_store
     from sensors.store import StoreError, open_store
     from twin.scenario import continue_from
 
+    files = [source] if isinstance(source, str) else list(source)
+    if len(files) > 1 and (urls := [f for f in files if "://" in f]):
+        fail(f"--from {urls[0]}: several --from are the files of one log (monthly exports); a store or a broker is "
+             "given alone")
+    source = files[0]
     when = None
     if at is not None:
         try:
@@ -670,7 +676,7 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
         elif "://" not in source:
             if Path(source).suffix.lower() in (".duckdb", ".db"):  # read as a log, it was refused as text
                 fail(f"--from {source}: a store is given as duckdb:///{source}")
-            now = _from_log(sc, Path(source), when, plant, levels, parts)
+            now = _from_log(sc, [Path(f) for f in files], when, plant, levels, parts)
         else:
             db = open_store(source, read_only=True)  # beside a running ingest or an open dashboard
             try:
@@ -693,25 +699,26 @@ def continued(sc: Scenario, source: str, at: Optional[str], option: str = "--at"
     return out
 
 
-def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNames | None,
+def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: PlantNames | None,
               levels: Path | None = None, parts: Path | None = None) -> LineNow:
-    """The line's state at `when` (default: the log's last row) from a plant's status log or stop list, as `twin fit`
-    reads it (a list's waits from its part log `parts`): each machine's state, how long in it, and its fault modes'
-    ages since their last renewal in the log; each buffer's last level before then from a buffer-level log `levels`
-    (else the scenario's initial levels). Mistakes named (exit 2)."""
+    """The line's state at `when` (default: the log's last row) from a plant's status log or stop list (one file or
+    several, read as one), as `twin fit` reads it (a list's waits from its part log `parts`): each machine's state,
+    how long in it, and its fault modes' ages since their last renewal in the log; each buffer's last level before
+    then from a buffer-level log `levels` (else the scenario's initial levels). Mistakes named (exit 2)."""
     import pandas as pd
 
-    from twin.fit import LogError, LogFormat, off_shift_from, read_log, read_parts, state_at, waits_from_parts
+    from twin.fit import LogError, LogFormat, off_shift_from, read_logs, read_parts, state_at, waits_from_parts
 
     plant = plant or PlantNames(LogFormat(), None, {}, {})
+    where, short = ", ".join(map(str, paths)), ", ".join(p.name for p in paths)  # the log, as messages name it
     try:
-        log = read_log(path, sc.line.timezone, plant.states, plant.fmt)
+        log = read_logs(paths, sc.line.timezone, plant.states, plant.fmt)
         made = _file_parts(read_parts(parts, sc.line.timezone, plant.fmt)) if parts is not None else None
     except LogError as e:
         fail(str(e))
     listed = "stops" in log.attrs
     if made is not None and not listed:
-        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows; {path.name} is a status log, "
+        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows; {short} is a status log, "
              "which has them")
     if listed and sc.calendar is not None and not (log.state == "off_shift").any():  # as `twin fit` reads a list:
         log = off_shift_from(log, sc.calendar)  # its nights were working, every age too old
@@ -719,14 +726,14 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
     known = sorted({m for st in sc.stations for m in st.machine_names})
     if not log.machine.isin(known).any():
         theirs = sorted(log.machine.unique())
-        fail(f"{path}: none of its machines ({', '.join(theirs[:5])}{', …' if len(theirs) > 5 else ''}) is in the "
+        fail(f"{where}: none of its machines ({', '.join(theirs[:5])}{', …' if len(theirs) > 5 else ''}) is in the "
              f"scenario ({', '.join(known[:6])}{', …' if len(known) > 6 else ''}); name them as the scenario does, or "
              f"map the log's names with --machine-names '{theirs[0]}={known[0]}, …'.")
     first, end = log.timestamp.min(), log.timestamp.max()
     stamp = pd.Timestamp(when.replace(tzinfo=None)) if when is not None else end
     if not first <= stamp <= end:  # after the end every machine would sit in its last state, every wear growing
         shown = {t: f"{t:%Y-%m-%d %H:%M:%S}" for t in (stamp, first, end)}
-        fail(f"{path}: {shown[stamp]} is {'after its last' if stamp > end else 'before its first'} row "
+        fail(f"{where}: {shown[stamp]} is {'after its last' if stamp > end else 'before its first'} row "
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
     buffers = _levels_at(sc, levels, stamp, plant) if levels is not None else None
@@ -736,10 +743,10 @@ def _from_log(sc: Scenario, path: Path, when: dt.datetime | None, plant: PlantNa
                           "`twin fit --parts` reads them", highlight=False)
     operating = sorted({s.machine_type for s in sc.stations if sc.machine_types[s.machine_type].clock == "operating"})
     if listed and operating and made is None:
-        err_console.print(f"note: {path.name} is a stop list: the lives of {', '.join(operating)} (clock: operating) "
+        err_console.print(f"note: {short} is a stop list: the lives of {', '.join(operating)} (clock: operating) "
                           "count the waits for parts or space a list cannot show as working time, so their ages are "
                           "upper bounds (--parts reads the waits from the parts each machine made)", highlight=False)
-    return state_at(log, sc, stamp, f"{path.name}, {'a stop list' if listed else 'a status log'}", buffers)
+    return state_at(log, sc, stamp, f"{short}, {'a stop list' if listed else 'a status log'}", buffers)
 
 
 def _levels_at(sc: Scenario, path: Path, stamp: pd.Timestamp, plant: PlantNames) -> dict[str, int] | None:
@@ -922,9 +929,10 @@ def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duratio
 
 def whatif(
     file: Annotated[Path, typer.Argument(help="the line's scenario (fitted by `twin fit`, or as engineered)")],
-    from_: Annotated[str, typer.Option("--from", help="where the line's state is read: a store (duckdb:///file, "
-                                                      "influxdb://...), the line's broker (mqtt://...), or a plant's "
-                                                      "status log or stop list file (as `twin fit` reads it)")],
+    from_: Annotated[list[str], typer.Option("--from", help="where the line's state is read: a store "
+                                                            "(duckdb:///file, influxdb://...), the line's broker "
+                                                            "(mqtt://...), or a plant's status log or stop list (as "
+                                                            "`twin fit` reads it; its monthly exports: --from each)")],
     at: Annotated[Optional[str], typer.Option(help="with a store or a log: the moment to continue from (line's "
                                                    "clock, e.g. 2026-01-05T14:00); default: the last record")] = None,
     duration: Annotated[str, typer.Option(help="how far ahead, e.g. '8 h'")] = "8 h",
