@@ -68,7 +68,7 @@ class RidgeForecaster(Estimator):
     def _predict(self, x: np.ndarray | Windows) -> tuple[np.ndarray, np.ndarray]:
         z = (summarise(x) - self.mu_) / self.sd_
         logits = z @ self.lcoef_.T + self.lint_
-        return z @ self.coef_ + self.intercept_[0], 1 / (1 + np.exp(-logits))
+        return z @ self.coef_ + self.intercept_[0], 0.5 * (1 + np.tanh(logits / 2))  # the logistic, no overflow
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"mu": self.mu_, "sd": self.sd_, "coef": self.coef_, "intercept": self.intercept_,
