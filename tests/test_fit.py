@@ -279,10 +279,19 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
                                                      f"({said}")):
             read_log(tmp_path / name)
     # a title above the table, as MES reports print one: pandas' 'Expected 1 fields in line 4, saw 4', or a header
-    # of 'Unnamed: 1' columns, named as what they are
+    # of 'Unnamed: 1' columns; then refused, asking to remove the lines by hand (in a file of a million rows).
+    # Left out, said, where the row below them reads as a header; a row's mistake named with its line in the file
     (tmp_path / "titled.csv").write_text("Störungsbericht Linie 1\nJanuar 2026\n\n" + text)
-    with pytest.raises(LogError, match=r"\(line 4 has 4 fields, line 1 only 1: a title or notes above the table\? "
-                                       r"Remove the lines above its header row \(if line 1 is the header, give it a "
+    titled = read_log(tmp_path / "titled.csv")
+    pd.testing.assert_frame_equal(titled, log)
+    assert titled.attrs["titles"] == {str(tmp_path / "titled.csv"): (3, "Störungsbericht Linie 1")}
+    (tmp_path / "titled.csv").write_text(f"Störungsbericht Linie 1\nJanuar 2026\n\n{text}yesterday,press-1,down,\n")
+    with pytest.raises(LogError, match=r"row 9 \(line 9 of a CSV\), column timestamp: 'yesterday' is not a time"):
+        read_log(tmp_path / "titled.csv")
+    (tmp_path / "titled.csv").write_text("timestamp,machine,state\n" + "2026-01-05T06:00,press-1,working,\n" * 3)
+    with pytest.raises(LogError, match=r"\(line 2 has 4 fields, line 1 only 3: a title or notes above the table\? "
+                                       r"No line below it reads as its header \(a column name in every field\); "
+                                       r"remove the lines above the header row \(if line 1 is the header, give it a "
                                        r"name for every field\)\)\.$"):
         read_log(tmp_path / "titled.csv")
     (tmp_path / "ragged.csv").write_text(text + "2026-01-05T09:00,press-1,down,jam, hydraulics\n")  # a ',' in a field
@@ -291,10 +300,18 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
         read_log(tmp_path / "ragged.csv")
     pd.concat([pd.DataFrame([["Störungsbericht Linie 1"]]), pd.DataFrame([frame.columns]), frame.T.reset_index(
         drop=True).T]).to_excel(tmp_path / "titled.xlsx", index=False, header=False)
+    pd.testing.assert_frame_equal(read_log(tmp_path / "titled.xlsx"), log)
+    pd.concat([pd.DataFrame([["Störungsbericht Linie 1"]]), pd.DataFrame([frame.columns]), frame.T.reset_index(
+        drop=True).T, pd.DataFrame([["2026-01-05T09:00", "press-1", "stopped", ""]])]).to_excel(
+        tmp_path / "titled.xlsx", index=False, header=False)
+    with pytest.raises(LogError, match=r"titled.xlsx: row 7, column state: 'stopped' is not a machine state"):
+        read_log(tmp_path / "titled.xlsx")  # the workbook's row: title 1, header 2, the table's rows 3 to 7
+    pd.DataFrame([["Störungsbericht Linie 1", None], [None, "Januar"], [1, 2]]).to_excel(
+        tmp_path / "notes.xlsx", index=False, header=False)  # no row below the title reads as a header: named
     with pytest.raises(LogError, match=r"columns timestamp, machine, state missing .* Its first row reads "
                                        r"'Störungsbericht Linie 1' and nothing else: a title above the table\? Remove "
                                        "the rows above"):
-        read_log(tmp_path / "titled.xlsx")
+        read_log(tmp_path / "notes.xlsx")
     with pd.ExcelWriter(tmp_path / "cover.xlsx") as book:  # a cover sheet before the table's
         pd.DataFrame({"Bericht": ["Linie 1"]}).to_excel(book, sheet_name="Deckblatt", index=False)
         frame.to_excel(book, sheet_name="Störungen", index=False)
@@ -460,7 +477,9 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
                            "Maschine": stops.machine, "Art": stops.state.map({"down": "Störung",
                                                                               "maintenance": "Wartung"}),
                            "Grund": stops.reason})
-    german.to_csv(tmp_path / "stillstand.csv", index=False, sep=";", encoding="cp1252")
+    # under a report's title, as Excel saves it (every line as wide as the table)
+    (tmp_path / "stillstand.csv").write_bytes(("Stillstandsbericht Pressen;;;;\nZeitraum: Januar 2026;;;;\n;;;;\n" +
+                                               german.to_csv(index=False, sep=";")).encode("cp1252"))
     r, plain = run_all(twin_cmd("fit", tmp_path / "stillstand.csv", "--base", base, "--out", tmp_path / "f.yaml",
                                 "--replications", 2, "--columns", "Beginn=start, Dauer [min]=duration, "
                                 "Maschine=machine, Art=state, Grund=reason", "--states",
@@ -473,6 +492,8 @@ def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
     assert "machine type press counts lives in working time only (clock: operating)" in " ".join(plain.stderr.split())
     told = " ".join(r.stderr.split())
     assert f"note: stillstand.csv is a stop list ({len(stops):,} stops): each machine is read as working" in told, told
+    assert ("note: stillstand.csv: its first 3 lines ('Stillstandsbericht Pressen', …) lie above the table's header "
+            "row, a report's title: left out") in told, told
     assert "leaves out the working share" in told and "clock: operating" not in told, told
     fitted = pd.read_csv(tmp_path / "f-report" / "fitted.csv")
     pd.testing.assert_frame_equal(fitted[same], b[same])  # minutes to 4 decimals: a stop's end to 6 ms

@@ -32,7 +32,7 @@ import pandas as pd
 from twin.clock import after_real, line_clock, local_clock
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
-from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, read_frame, title_hint
+from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, first_row, read_frame, title_hint
 
 # each family's scipy.stats law, by name: scipy.stats is loaded where a fit needs it (0.4 s), not by a what-if's
 # reading of the line's state
@@ -123,7 +123,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
     for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
         empty = (df[c].isna() | (df[c].astype(str).str.strip() == "")).to_numpy()
         if empty.any():
-            raise LogError(f"{path}: row {int(np.flatnonzero(empty)[0]) + 2}, column {c}: (empty); every row names "
+            at = int(np.flatnonzero(empty)[0]) + first_row(df)
+            raise LogError(f"{path}: row {at}, column {c}: (empty); every row names "
                            f"its {c}: fill it in or remove the row.")
     owner = df[need[1]] if need[1] in ("machine", "station") else None  # whose rows tell a repeated hour's passes
     return df, _times(path, df[need[0]], tz, fmt.time_format, owner)
@@ -202,7 +203,8 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
     def bad(row: int, why: str) -> LogError:
         value = raw.iloc[row]
         shown = repr(value) if isinstance(value, str) else "(empty)" if pd.isna(value) else str(value)
-        return LogError(f"{path}: row {row + 2} (line {row + 2} of a CSV), column {raw.name}: {shown} {why}")
+        at = row + first_row(raw)  # the file's line (a workbook's row)
+        return LogError(f"{path}: row {at} (line {at} of a CSV), column {raw.name}: {shown} {why}")
 
     if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet times, Excel dates
         ts = raw
@@ -228,7 +230,8 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
             np.full(len(text), "%z" in time_format)
         if offset.any() and not offset.all() and not ts.isna().any():
             row = int(np.flatnonzero(~offset)[0])
-            raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + 2}'s has one; write every time "
+            raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + first_row(raw)}'s has one; write "
+                      "every time "
                       "with its offset, or none (then they are read on the line's clock).")
         if not offset.any():  # the line's clock already: a time without an offset was parsed as UTC, its wall time
             ts = ts.dt.tz_localize(None)
@@ -271,7 +274,8 @@ def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         row = int(np.flatnonzero(bad)[0])
         given = df["level"].iloc[row]
         shown = "(empty)" if pd.isna(given) or not str(given).strip() else repr(str(given))
-        raise LogError(f"{path}: row {row + 2}, column level: {shown} is not a part count (a whole number, 0 to "
+        at = row + first_row(df)  # the file's line (a workbook's row)
+        raise LogError(f"{path}: row {at}, column level: {shown} is not a part count (a whole number, 0 to "
                        f"{MAX_LEVEL:,}){decimal_comma_hint([given])}.")
     return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(np.int64)})
 
@@ -283,7 +287,8 @@ def _readings(path: Path, df: pd.DataFrame, column: str, what: str) -> pd.Series
     bad = (v.isna() & df[column].notna()) | (v < 0) | np.isinf(v)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise LogError(f"{path}: row {row + 2}, column {column}: {str(df[column].iloc[row])!r} is not {what} (a "
+        at = row + first_row(df)  # the file's line (a workbook's row)
+        raise LogError(f"{path}: row {at}, column {column}: {str(df[column].iloc[row])!r} is not {what} (a "
                        f"number, 0 or more){decimal_comma_hint([df[column].iloc[row]])}.")
     return v
 
@@ -302,7 +307,8 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         v = _readings(path, df, c, "a kWh reading" if c == "energy" else "a power in kW")
         if c == "power" and (v > MAX_POWER).any():
             row = int(np.flatnonzero((v > MAX_POWER).to_numpy())[0])
-            raise LogError(f"{path}: row {row + 2}, column power: {str(df[c].iloc[row])!r} kW is more than any machine "
+            at = row + first_row(df)  # the file's line (a workbook's row)
+            raise LogError(f"{path}: row {at}, column power: {str(df[c].iloc[row])!r} kW is more than any machine "
                            f"draws ({MAX_POWER:,} kW); are the readings in W? Give kW.")
         keep = v.notna().to_numpy()
         frames.append(pd.DataFrame({"timestamp": ts[keep].to_numpy(), "machine": df["machine"][keep].astype(str),
@@ -423,23 +429,32 @@ def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
     """The status log (CSV, Excel or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of
     a line in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by
     `states`; a stop list (start or timestamp, end or duration, machine, reason) read as the status log it implies
-    (`stops_log`); LogError when unusable."""
+    (`stops_log`); LogError when unusable. `attrs["titles"]`, where any: {file: (lines, first)} of a report's title
+    left out above the table's header."""
     kind, read = _read_one(path, tz, states, fmt)
-    return stops_log(read, str(path)) if kind == "stops" else read
+    out = stops_log(read, str(path)) if kind == "stops" else read
+    if "titles" in read.attrs:
+        out.attrs["titles"] = read.attrs["titles"]
+    return out
 
 
 def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat) -> tuple[str, pd.DataFrame]:
-    """('status', the status log) or ('stops', a stop list's stops: machine, start, end, state, reason)."""
+    """('status', the status log) or ('stops', a stop list's stops: machine, start, end, state, reason), with the
+    title above its table in `attrs["titles"]`."""
     frame = _frame(path, fmt)
     cols = set(frame[0].columns)
     if "start" in cols and "timestamp" not in cols:
-        return "stops", _stop_table(path, frame, tz, states, fmt)
-    if "timestamp" in cols and "state" not in cols and cols & {"end", "duration"} and "start" not in cols:
+        kind, read = "stops", _stop_table(path, frame, tz, states, fmt)
+    elif "timestamp" in cols and "state" not in cols and cols & {"end", "duration"} and "start" not in cols:
         # a stop list whose start is named timestamp (timestamp, duration, machine, reason)
-        return "stops", _stop_table(path, (frame[0].rename(columns={"timestamp": "start"}), frame[1]), tz, states,
-                                    fmt)
-    df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
-    return "status", status_log(df, ts, str(path), states)
+        kind, read = "stops", _stop_table(path, (frame[0].rename(columns={"timestamp": "start"}), frame[1]), tz,
+                                          states, fmt)
+    else:
+        df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
+        kind, read = "status", status_log(df, ts, str(path), states)
+    if "title" in frame[0].attrs:
+        read.attrs["titles"] = {str(path): frame[0].attrs["title"]}
+    return kind, read
 
 
 def read_logs(paths: Sequence[Path], tz: str = "UTC", states: dict[str, str] | None = None,
@@ -467,6 +482,8 @@ def read_logs(paths: Sequence[Path], tz: str = "UTC", states: dict[str, str] | N
         out.attrs.update(repeated=sum(x.attrs["repeated"] for _, x in read),
                          ending=out.attrs["ending"] + sum(x.attrs["ending"] for _, x in read))
     out.attrs["twice"] = twice
+    if titles := {f: t for _, x in read for f, t in x.attrs.get("titles", {}).items()}:
+        out.attrs["titles"] = titles
     return out
 
 
@@ -484,7 +501,8 @@ def _stop_durations(path: Path, raw: pd.Series) -> np.ndarray:
         row = int(np.flatnonzero(bad)[0])
         given = raw.iloc[row]
         shown = "(empty)" if pd.isna(given) or not str(given).strip() else repr(str(given))
-        raise LogError(f"{path}: row {row + 2}, column duration: {shown} is not a stop's length; write minutes "
+        at = row + first_row(raw)  # the file's line (a workbook's row)
+        raise LogError(f"{path}: row {at}, column duration: {shown} is not a stop's length; write minutes "
                        f"(12.5) or h:mm:ss (0:12:30), 0 to 10 years{decimal_comma_hint([given])}.")
     return seconds
 
@@ -502,7 +520,8 @@ def _stop_table(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, sta
         early = (end < start).to_numpy()
         if early.any():
             row = int(np.flatnonzero(early)[0])
-            raise LogError(f"{path}: row {row + 2}, column end: {end.iloc[row]} is before the stop's start "
+            at = row + first_row(df)  # the file's line (a workbook's row)
+            raise LogError(f"{path}: row {at}, column end: {end.iloc[row]} is before the stop's start "
                            f"{start.iloc[row]}; a stop ends after it starts (check the two columns' order, or "
                            "--columns).")
     else:
@@ -514,7 +533,8 @@ def _stop_table(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, sta
     bad = (~state.isin(STATES) | (state == WORKING)).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise LogError(f"{path}: row {row + 2}, column state: {df['state'].iloc[row]!r} is not a state a machine stops "
+        at = row + first_row(df)  # the file's line (a workbook's row)
+        raise LogError(f"{path}: row {at}, column state: {df['state'].iloc[row]!r} is not a state a machine stops "
                        f"in; use {', '.join(s for s in STATES if s != WORKING)} (leave the column out: every stop is "
                        f"down), or map the plant's names with --states '{df['state'].iloc[row]}=STATE, ...'.")
     reason = df["reason"].astype(str).where(df["reason"].notna(), "") if "reason" in df else \
@@ -604,7 +624,8 @@ def status_log(df: pd.DataFrame, ts: pd.Series, path: str, states: dict[str, str
     bad = ~df["state"].astype(str).isin(STATES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise LogError(f"{path}: row {row + 2}, column state: {df['state'].iloc[row]!r} is not a machine state; use "
+        at = row + first_row(df)  # the file's line (a workbook's row)
+        raise LogError(f"{path}: row {at}, column state: {df['state'].iloc[row]!r} is not a machine state; use "
                        f"{', '.join(STATES)}, or map the plant's own names to them with --states "
                        f"'{df['state'].iloc[row]}=STATE, ...' (e.g. Breakdown=down).")
     if len(ts) and ts.max() <= ts.min():

@@ -64,8 +64,11 @@ def read_frame(path: Path, sep: str | None = None,
             # calamine (Rust): 200,000 rows of a status log read in 1.1 s, where openpyxl took 7.3 s; .xls too
             with pd.ExcelFile(path, engine="calamine") as book:
                 df = pd.read_excel(book, sheet_name=0, header=0 if header == "infer" else header)
+                above, title = _sheet_title(book, df) if header == "infer" else (0, "")
+                if above:
+                    df = pd.read_excel(book, sheet_name=0, header=above)
                 df.attrs["sheets"] = list(book.sheet_names)  # for `title_hint`: a cover sheet before the table's
-            return df, None
+            return _titled(df, above, title), None
         except OSError:
             raise
         except Exception as e:  # a damaged workbook fails deep in the zip, XML or OLE reader, in any way
@@ -83,24 +86,56 @@ def read_frame(path: Path, sep: str | None = None,
     # text named .xls (an MES's tab-separated 'Excel export') is read as the text it is
     bom = encoding(head)
     sep = sep or delimiter(path, bom or "utf-8")
-    if len(sep) == 1:
-        _refuse_a_title(path, sep, bom or "utf-8")
+    above, title = _title_lines(path, sep, bom or "utf-8") if len(sep) == 1 and header is not None else (0, "")
     tried = [bom] if bom else ["utf-8", "cp1252"]  # the file is read once unless UTF-8 refuses one of its bytes
     for text in tried[:-1]:
         try:
-            return _read_text(path, sep, header, text), sep
+            return _titled(_read_text(path, sep, header, text, above), above, title), sep
         except UnicodeDecodeError:
             continue
-    return _read_text(path, sep, header, tried[-1]), sep
+    return _titled(_read_text(path, sep, header, tried[-1], above), above, title), sep
 
 
-def _read_text(path: Path, sep: str, header: int | str | None, text: str) -> pd.DataFrame:
-    """A text table read by pandas in encoding `text`; a row it refuses as a ValueError saying what to do (a title
-    above the table was named before the read)."""
+def _sheet_title(book: Any, df: pd.DataFrame) -> tuple[int, str]:
+    """The rows above a sheet's header row and the first of them, when the row read as its header is a title (one
+    cell filled: 'Unnamed: 1' columns) above a table whose header row (the first to fill every column) reads as
+    column names; (0, '') otherwise."""
+    import pandas as pd
+
+    names = [str(c) for c in df.columns]
+    if len(names) < 2 or sum(n.startswith("Unnamed: ") for n in names) < len(names) - 1:
+        return 0, ""
+    raw = pd.read_excel(book, sheet_name=0, header=None, nrows=50)
+    full = raw.notna().all(axis=1).to_numpy()  # a header row names every column (a row of data may leave some empty)
+    at = int(full.argmax())
+    if not full.any() or at == 0 or not _names([str(x) for x in raw.iloc[at]]):
+        return 0, ""
+    return at, str(raw.iloc[0].dropna().iloc[0]).strip()
+
+
+def _titled(df: pd.DataFrame, above: int, title: str) -> pd.DataFrame:
+    """`df` with the lines (or rows) left out above its header told: `attrs["first_row"]`, the line (row) number of
+    its first row, for the messages that name a row; `attrs["title"]`, (lines above, the first of them) if any."""
+    df.attrs["first_row"] = above + 2
+    if above:
+        df.attrs["title"] = (above, title)
+    return df
+
+
+def first_row(df: pd.DataFrame | pd.Series) -> int:
+    """The file's line (a workbook's row) number of a table's first row, as `read_frame` read it: 2 below a header
+    in the first line, more below a report's title."""
+    return int(df.attrs.get("first_row", 2))
+
+
+def _read_text(path: Path, sep: str, header: int | str | None, text: str, above: int = 0) -> pd.DataFrame:
+    """A text table read by pandas in encoding `text`, the `above` lines above its header left out; a row it refuses
+    as a ValueError saying what to do."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path, sep=sep, header=header, engine="python" if len(sep) > 1 else "c", encoding=text)
+        return pd.read_csv(path, sep=sep, header=header, engine="python" if len(sep) > 1 else "c", encoding=text,
+                           skiprows=above or None)
     except pd.errors.ParserError as e:  # 'Expected 4 fields in line 1204, saw 5\n'
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m is None:
@@ -109,24 +144,42 @@ def _read_text(path: Path, sep: str, header: int | str | None, text: str) -> pd.
                          "that field in double quotes, or give every line the header's fields") from None
 
 
-def _refuse_a_title(path: Path, sep: str, encoding: str) -> None:
-    """ValueError when the first lines of a text table hold fewer fields than the table below them (a report's title
-    and notes above its header row): pandas made the surplus columns of every row an index, each value then under
-    another column's name, or failed with 'Expected 1 fields in line 4, saw 4'."""
+def _names(cells: list[str]) -> bool:
+    """Whether a row's cells read as column names: none empty or starting as a number or a date does."""
+    return all(c.strip() and not c.strip()[0].isdigit() and c.strip()[0] not in "+-." for c in cells)
+
+
+def _title_lines(path: Path, sep: str, encoding: str) -> tuple[int, str]:
+    """The lines above a text table's header row and the first of them, when its first line is a title rather than
+    the header (fewer fields than the table below, or as many, all but a few empty, as Excel pads every line of its
+    CSV; pandas made the surplus columns of every row an index, each value then under another column's name, or
+    failed with 'Expected 1 fields in line 4, saw 4'): the header is the first line below it that fills every field
+    with a column name. (0, '') otherwise; ValueError where the first line has fewer fields than the table and no
+    line below reads as its header (then it is not clear where the table starts)."""
     try:
         with path.open(encoding=encoding, errors="replace", newline="") as f:
             reader = csv.reader(f, delimiter=sep)
-            rows = [(reader.line_num, len(r)) for r in itertools.islice(reader, 50) if any(c.strip() for c in r)]
+            rows = [(reader.line_num, r) for r in itertools.islice(reader, 50) if any(c.strip() for c in r)]
     except (OSError, csv.Error):  # the read names it
-        return
+        return 0, ""
+    widths = [len(r) for _, r in rows]
     if len(rows) < 3:
-        return
-    widest = max(n for _, n in rows)
-    header = next(line for line, n in rows if n == widest)
-    if header > rows[0][0] and 2 * sum(n == widest for _, n in rows) >= len(rows):
-        raise ValueError(f"line {header} has {widest} fields, line {rows[0][0]} only {rows[0][1]}: a title or notes "
-                         f"above the table? Remove the lines above its header row (if line {rows[0][0]} is the header, "
-                         "give it a name for every field)")
+        return 0, ""
+    wide = max(set(widths), key=lambda n: (widths.count(n), n))  # the table's: most lines have it (a ragged line
+    if 2 * widths.count(wide) < len(rows):  # with a ',' too many in a field does not make it wider)
+        return 0, ""
+    (line, first), filled = rows[0], (lambda r: sum(bool(c.strip()) for c in r))
+    if len(first) >= wide and 2 * filled(first) > wide:  # the header, in the first line
+        return 0, ""
+    header = next(((n, r) for n, r in rows[1:] if len(r) == wide and filled(r) == wide and _names(r)), None)
+    if header is not None:
+        return header[0] - 1, sep.join(c for c in first if c.strip()).strip()
+    if len(first) < wide:
+        below = next(n for n, r in rows if len(r) == wide)
+        raise ValueError(f"line {below} has {wide} fields, line {line} only {len(first)}: a title or notes above the "
+                         f"table? No line below it reads as its header (a column name in every field); remove the "
+                         f"lines above the header row (if line {line} is the header, give it a name for every field)")
+    return 0, ""
 
 
 def title_hint(df: pd.DataFrame) -> str:
