@@ -418,7 +418,8 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
             header = None if fmt.columns is not None or isinstance(fmt.unit, int) else "infer"
             # a .csv's delimiter found from the file (a ';' export read as one column named 'unit;cycle;...'), other
             # text read as whitespace-separated (the public benchmarks' .txt)
-            df, sep = read_frame(path, fmt.sep or (None if suffix == ".csv" else r"\s+"), header)
+            named = [c for c in (fmt.unit, fmt.time) if isinstance(c, str)]  # a workbook's sheet naming them
+            df, sep = read_frame(path, fmt.sep or (None if suffix == ".csv" else r"\s+"), header, named)
             if sep == r"\s+" and df.shape[1] and df.iloc[:, -1].isna().any():
                 _refuse_short_rows(path, df.shape[1])
             if fmt.columns is not None:

@@ -284,7 +284,8 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
     (tmp_path / "titled.csv").write_text("Störungsbericht Linie 1\nJanuar 2026\n\n" + text)
     titled = read_log(tmp_path / "titled.csv")
     pd.testing.assert_frame_equal(titled, log)
-    assert titled.attrs["titles"] == {str(tmp_path / "titled.csv"): (3, "Störungsbericht Linie 1")}
+    assert titled.attrs["notes"] == ["titled.csv: its first 3 lines ('Störungsbericht Linie 1', …) lie above the "
+                                     "table's header row, a report's title: left out"]
     (tmp_path / "titled.csv").write_text(f"Störungsbericht Linie 1\nJanuar 2026\n\n{text}yesterday,press-1,down,\n")
     with pytest.raises(LogError, match=r"row 9 \(line 9 of a CSV\), column timestamp: 'yesterday' is not a time"):
         read_log(tmp_path / "titled.csv")
@@ -315,9 +316,18 @@ def test_a_log_kept_as_an_excel_workbook_reads_as_its_csv(tmp_path: Path) -> Non
     with pd.ExcelWriter(tmp_path / "cover.xlsx") as book:  # a cover sheet before the table's
         pd.DataFrame({"Bericht": ["Linie 1"]}).to_excel(book, sheet_name="Deckblatt", index=False)
         frame.to_excel(book, sheet_name="Störungen", index=False)
-    with pytest.raises(LogError, match=r"Only the workbook's first sheet \('Deckblatt'\) is read; it has 1 more "
-                                       r"\('Störungen'\): move the table to the first sheet\.$"):
+    covered = read_log(tmp_path / "cover.xlsx")  # refused before, asking to move the table to the first sheet
+    pd.testing.assert_frame_equal(covered, log)
+    assert covered.attrs["notes"] == ["cover.xlsx: read from its sheet 'Störungen', the first ('Deckblatt') holding "
+                                      "no such table"]
+    with pd.ExcelWriter(tmp_path / "cover.xlsx") as book:  # no sheet with the log: named
+        pd.DataFrame({"Bericht": ["Linie 1"]}).to_excel(book, sheet_name="Deckblatt", index=False)
+        frame.rename(columns={"machine": "Maschine"}).to_excel(book, sheet_name="Störungen", index=False)
+    with pytest.raises(LogError, match=r"The workbook's first sheet \('Deckblatt'\) was read, its 1 other "
+                                       r"\('Störungen'\) naming no such column either: move the table to the first "
+                                       r"sheet\.$"):
         read_log(tmp_path / "cover.xlsx")
+    assert len(read_log(tmp_path / "cover.xlsx", fmt=LogFormat(columns={"Maschine": "machine"}))) == len(log)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -439,19 +449,28 @@ def _stop_list(log: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["start", "end", "machine", "state", "reason"])
 
 
+def _truth_log(tmp_path: Path, change: dict[str, Any], duration: str) -> tuple[Any, pd.DataFrame]:
+    """fit_truth.yaml with `change` merged into it (as tmp_path/truth.yaml), and the status log of a run of it for
+    `duration`, as a plant keeps it."""
+    def merged(doc: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+        return {**doc, **{k: merged(doc[k], v) if isinstance(v, dict) and isinstance(doc.get(k), dict) else v
+                          for k, v in more.items()}}
+
+    base = tmp_path / "truth.yaml"
+    base.write_text(yaml.safe_dump(merged(yaml.safe_load(TRUTH.read_text()), change)))
+    sc = load_scenario(base)
+    run_all(twin_cmd("run", base, "--no-stream", "--replications", 1, "--duration", duration, "--out", tmp_path / "p"))
+    return sc, log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
+                            pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+
+
 def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
     """MES downtime reports list stops (start, end or duration, machine, reason), not every change of state: `twin
     fit` refused them (column timestamp missing). Read as the status log they imply, each machine working between its
     stops. Where lives run on a calendar clock (a wait for parts counts to a life as work does) the list gives the fit
     the status log gives; the validation leaves out the working share, which a list cannot tell."""
-    doc = yaml.safe_load(TRUTH.read_text())
-    doc["machine_types"]["press"]["clock"] = "calendar"
-    base = tmp_path / "calendar.yaml"
-    base.write_text(yaml.safe_dump(doc))
-    sc = load_scenario(base)
-    run_all(twin_cmd("run", base, "--no-stream", "--replications", 1, "--duration", "10 d", "--out", tmp_path / "p"))
-    log = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
-                       pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    sc, log = _truth_log(tmp_path, {"machine_types": {"press": {"clock": "calendar"}}}, "10 d")
+    base = tmp_path / "truth.yaml"
     stops = _stop_list(log)
     assert set(stops.state) == {"down", "maintenance"} and len(stops) > 100
     stops.to_csv(tmp_path / "stops.csv", index=False)
@@ -1359,14 +1378,7 @@ def test_a_log_in_local_time_across_autumns_change_reads_every_row_at_its_real_t
     swapped), a stop list's stop ending in the second pass was refused as ending before it starts, and times with
     their UTC offset fared the same. The repeated hour is read at half speed (twin.clock), its passes one after the
     other, however the export is ordered: every row kept, each state's length the real one outside that hour."""
-    doc = yaml.safe_load(TRUTH.read_text())
-    doc["start"] = "2026-10-21T00:00:00"
-    base = tmp_path / "autumn.yaml"
-    base.write_text(yaml.safe_dump(doc))
-    sc = load_scenario(base)
-    run_all(twin_cmd("run", base, "--no-stream", "--replications", 1, "--duration", "8 d", "--out", tmp_path / "p"))
-    twin = log_from_run(pd.read_parquet(tmp_path / "p" / "truth" / "states.parquet"),
-                        pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
+    sc, twin = _truth_log(tmp_path, {"start": "2026-10-21T00:00:00"}, "8 d")
     zone = "Europe/Berlin"
     real = pd.Timestamp(sc.start).tz_localize(zone) + (twin.timestamp - pd.Timestamp(sc.start))
     local = real.dt.tz_convert(zone)

@@ -61,15 +61,21 @@ class _Folds:
         return out
 
 
+def _folded(wall: pd.Series, zone: str) -> tuple[np.ndarray, _Folds] | None:
+    """Naive wall times (as ns) and their folds (`_Folds`); None where none repeats (or `zone` has no summer time)."""
+    if zone == "UTC" or wall.empty:
+        return None
+    w = wall.to_numpy("datetime64[ns]").view(np.int64)
+    folds = _Folds(w, zone)
+    return (w, folds) if folds.ambiguous.any() else None
+
+
 def line_clock(instants: pd.Series, zone: str) -> pd.Series:
     """Real instants (times with a UTC offset) as naive times on the clock of a line in `zone`."""
     wall = instants.dt.tz_convert(zone).dt.tz_localize(None)
-    if zone == "UTC" or wall.empty:
+    if (folded := _folded(wall, zone)) is None:
         return wall
-    w = wall.to_numpy("datetime64[ns]").view(np.int64)
-    folds = _Folds(w, zone)
-    if not folds.ambiguous.any():
-        return wall
+    w, folds = folded
     real = instants.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64)
     return pd.Series(folds.line(w, real != folds.first).view("datetime64[ns]"), index=instants.index,
                      name=instants.name)
@@ -81,12 +87,9 @@ def local_clock(wall: pd.Series, zone: str, groups: pd.Series | None = None,
     in its second pass where the record says so: after a step back into the repeated hour (a clock set back), in the
     whole file's order where it steps back only there, else in each of `groups`'s (each machine's rows); or where
     its first pass lies before `after` (a stop's end before its start). Without a sign of a second pass, the first."""
-    if zone == "UTC" or wall.empty:
+    if (folded := _folded(wall, zone)) is None:
         return wall
-    w = wall.to_numpy("datetime64[ns]").view(np.int64)
-    folds = _Folds(w, zone)
-    if not folds.ambiguous.any():
-        return wall
+    w, folds = folded
     second = _stepped_back(w, folds, None)
     if second is None and groups is not None:
         keys = pd.factorize(groups)[0]

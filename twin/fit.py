@@ -83,8 +83,9 @@ class LogFormat:
 def _frame(path: Path, fmt: LogFormat) -> tuple[pd.DataFrame, str | None]:
     """A CSV, Excel or Parquet log as read, its names and text stripped and the plant's column names mapped by
     `fmt.columns`, and the CSV delimiter it was read with; LogError naming the file when it cannot be read."""
+    want = {"machine", "station", *(theirs for theirs, ours in fmt.columns.items() if ours in ("machine", "station"))}
     try:
-        df, sep = read_frame(path, fmt.sep)
+        df, sep = read_frame(path, fmt.sep, want=want)  # a workbook's sheet with the log, after a cover sheet
     except (OSError, ValueError) as e:
         raise LogError(f"{path}: not a readable CSV, Excel or Parquet file ({e})"
                        f"{f'; a CSV is read as {ENCODINGS}' if isinstance(e, UnicodeDecodeError) else ''}.") from None
@@ -429,18 +430,18 @@ def read_log(path: Path, tz: str = "UTC", states: dict[str, str] | None = None,
     """The status log (CSV, Excel or Parquet) as timestamp, machine, state, reason, sorted, its times on the clock of
     a line in time zone `tz` (times with a UTC offset are converted to it), the plant's state names translated by
     `states`; a stop list (start or timestamp, end or duration, machine, reason) read as the status log it implies
-    (`stops_log`); LogError when unusable. `attrs["titles"]`, where any: {file: (lines, first)} of a report's title
-    left out above the table's header."""
+    (`stops_log`); LogError when unusable. `attrs["notes"]`, where any: what the reading left out or chose
+    (`read_notes`)."""
     kind, read = _read_one(path, tz, states, fmt)
     out = stops_log(read, str(path)) if kind == "stops" else read
-    if "titles" in read.attrs:
-        out.attrs["titles"] = read.attrs["titles"]
+    if "notes" in read.attrs:
+        out.attrs["notes"] = read.attrs["notes"]
     return out
 
 
 def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat) -> tuple[str, pd.DataFrame]:
     """('status', the status log) or ('stops', a stop list's stops: machine, start, end, state, reason), with the
-    title above its table in `attrs["titles"]`."""
+    notes of its reading in `attrs["notes"]` (`read_notes`)."""
     frame = _frame(path, fmt)
     cols = set(frame[0].columns)
     if "start" in cols and "timestamp" not in cols:
@@ -452,9 +453,23 @@ def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat
     else:
         df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
         kind, read = "status", status_log(df, ts, str(path), states)
-    if "title" in frame[0].attrs:
-        read.attrs["titles"] = {str(path): frame[0].attrs["title"]}
+    if notes := read_notes(path, frame[0]):
+        read.attrs["notes"] = notes
     return kind, read
+
+
+def read_notes(path: Path, df: pd.DataFrame) -> list[str]:
+    """What reading a plant's table (`twin.tables.read_frame`) left out or chose, as notes: a report's title above
+    its header row, a workbook's sheet other than the first."""
+    notes = []
+    if "sheet" in df.attrs:
+        notes.append(f"{path.name}: read from its sheet {df.attrs['sheet']!r}, the first ({df.attrs['sheets'][0]!r}) "
+                     "holding no such table")
+    if "title" in df.attrs:
+        n, first = df.attrs["title"]
+        notes.append(f"{path.name}: its first {n} {'row' if 'sheets' in df.attrs else 'line'}{'s' * (n > 1)} "
+                     f"('{first}'{', …' * (n > 1)}) lie above the table's header row, a report's title: left out")
+    return notes
 
 
 def read_logs(paths: Sequence[Path], tz: str = "UTC", states: dict[str, str] | None = None,
@@ -482,8 +497,8 @@ def read_logs(paths: Sequence[Path], tz: str = "UTC", states: dict[str, str] | N
         out.attrs.update(repeated=sum(x.attrs["repeated"] for _, x in read),
                          ending=out.attrs["ending"] + sum(x.attrs["ending"] for _, x in read))
     out.attrs["twice"] = twice
-    if titles := {f: t for _, x in read for f, t in x.attrs.get("titles", {}).items()}:
-        out.attrs["titles"] = titles
+    if notes := [n for _, x in read for n in x.attrs.get("notes", [])]:
+        out.attrs["notes"] = notes
     return out
 
 

@@ -10,7 +10,7 @@ import codecs
 import csv
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +41,11 @@ PARQUET, EXCEL = (".parquet", ".pq"), (".xlsx", ".xlsm")
 OLE = b"\xd0\xcf\x11\xe0"  # an Office 97-2003 document's first bytes: an .xls, or a workbook saved with a password
 
 
-def read_frame(path: Path, sep: str | None = None,
-               header: int | str | None = "infer") -> tuple[pd.DataFrame, str | None]:
+def read_frame(path: Path, sep: str | None = None, header: int | str | None = "infer",
+               want: Collection[str] = ()) -> tuple[pd.DataFrame, str | None]:
     """A plant's table as written, and the delimiter it was read with (None but for text): Parquet; an Excel
-    workbook's first sheet (.xlsx, or Excel 97-2003's .xls; calamine: dates and numbers as Excel typed them);
+    workbook's first sheet (.xlsx, or Excel 97-2003's .xls; calamine: dates and numbers as Excel typed them), or the
+    first to name a column of `want` where the first names none (a cover sheet before the table's: `attrs["sheet"]`);
     or text in its encoding, with delimiter `sep` (a character, or a pattern such as r"\\s+" for whitespace), else the
     one found from the file. ValueError or OSError saying why not: a binary file named as text is named as such, not
     read as garbled text."""
@@ -63,11 +64,18 @@ def read_frame(path: Path, sep: str | None = None,
         try:
             # calamine (Rust): 200,000 rows of a status log read in 1.1 s, where openpyxl took 7.3 s; .xls too
             with pd.ExcelFile(path, engine="calamine") as book:
-                df = pd.read_excel(book, sheet_name=0, header=0 if header == "infer" else header)
-                above, title = _sheet_title(book, df) if header == "infer" else (0, "")
-                if above:
-                    df = pd.read_excel(book, sheet_name=0, header=above)
-                df.attrs["sheets"] = list(book.sheet_names)  # for `title_hint`: a cover sheet before the table's
+                sheets = list(book.sheet_names)
+                df, above, title = _sheet(book, 0, header)
+                def names(table: pd.DataFrame) -> bool:
+                    return bool({str(c).strip() for c in table.columns} & set(want))
+
+                if want and not names(df):  # a cover sheet first: the table's after it
+                    for name in sheets[1:]:
+                        other = _sheet(book, name, header)
+                        if names(other[0]):
+                            (df, above, title), df.attrs["sheet"] = other, name
+                            break
+                df.attrs["sheets"] = sheets  # for `title_hint`: a cover sheet before the table's
             return _titled(df, above, title), None
         except OSError:
             raise
@@ -96,7 +104,17 @@ def read_frame(path: Path, sep: str | None = None,
     return _titled(_read_text(path, sep, header, tried[-1], above), above, title), sep
 
 
-def _sheet_title(book: Any, df: pd.DataFrame) -> tuple[int, str]:
+def _sheet(book: Any, sheet: int | str, header: int | str | None) -> tuple[pd.DataFrame, int, str]:
+    """A workbook's sheet as a table, with the rows above its header row left out and the first of them
+    (`_sheet_title`) where its header row is not its first."""
+    import pandas as pd
+
+    df = pd.read_excel(book, sheet_name=sheet, header=0 if header == "infer" else header)
+    above, title = _sheet_title(book, sheet, df) if header == "infer" else (0, "")
+    return (pd.read_excel(book, sheet_name=sheet, header=above) if above else df), above, title
+
+
+def _sheet_title(book: Any, sheet: int | str, df: pd.DataFrame) -> tuple[int, str]:
     """The rows above a sheet's header row and the first of them, when the row read as its header is a title (one
     cell filled: 'Unnamed: 1' columns) above a table whose header row (the first to fill every column) reads as
     column names; (0, '') otherwise."""
@@ -105,7 +123,7 @@ def _sheet_title(book: Any, df: pd.DataFrame) -> tuple[int, str]:
     names = [str(c) for c in df.columns]
     if len(names) < 2 or sum(n.startswith("Unnamed: ") for n in names) < len(names) - 1:
         return 0, ""
-    raw = pd.read_excel(book, sheet_name=0, header=None, nrows=50)
+    raw = pd.read_excel(book, sheet_name=sheet, header=None, nrows=50)
     full = raw.notna().all(axis=1).to_numpy()  # a header row names every column (a row of data may leave some empty)
     at = int(full.argmax())
     if not full.any() or at == 0 or not _names([str(x) for x in raw.iloc[at]]):
@@ -193,9 +211,9 @@ def title_hint(df: pd.DataFrame) -> str:
                 "its header row.")
     sheets = df.attrs.get("sheets", [])
     if len(sheets) > 1:
-        hint += (f" Only the workbook's first sheet ({sheets[0]!r}) is read; it has {len(sheets) - 1} more "
-                 f"({', '.join(map(repr, sheets[1:4]))}{', …' if len(sheets) > 4 else ''}): move the table to the "
-                 "first sheet.")
+        hint += (f" The workbook's first sheet ({sheets[0]!r}) was read, its {len(sheets) - 1} other"
+                 f"{'s' * (len(sheets) > 2)} ({', '.join(map(repr, sheets[1:4]))}{', …' if len(sheets) > 4 else ''}) "
+                 "naming no such column either: move the table to the first sheet.")
     return hint
 
 

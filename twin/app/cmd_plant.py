@@ -404,7 +404,7 @@ def fit(
                "or the store's state records do" if operating else "")
             + ("; --energy's power by state takes those waits as working too"
                if part_log is None and energy is not None else ""))
-    for told in titles_left_out(frame):
+    for told in frame.attrs.get("notes", []):  # a report's title left out, a sheet after a cover sheet
         say("note", told)
     if frame.attrs.get("twice"):
         say("note", f"{frame.attrs['twice']:,} {'stops' if stop_list is not None else 'rows'} of {source.name} are in "
@@ -701,12 +701,6 @@ def continued(sc: Scenario, source: str | Sequence[str], at: Optional[str], opti
     return out
 
 
-def titles_left_out(log: pd.DataFrame) -> list[str]:
-    """What a log's reading left out above each file's table (a report's title), as notes."""
-    return [f"{Path(f).name}: its first {n} line{'s' * (n > 1)} ('{first}'{', …' * (n > 1)}) lie above the table's "
-            "header row, a report's title: left out" for f, (n, first) in log.attrs.get("titles", {}).items()]
-
-
 def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: PlantNames | None,
               levels: Path | None = None, parts: Path | None = None) -> LineNow:
     """The line's state at `when` (default: the log's last row) from a plant's status log or stop list (one file or
@@ -724,7 +718,7 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
         made = _file_parts(read_parts(parts, sc.line.timezone, plant.fmt)) if parts is not None else None
     except LogError as e:
         fail(str(e))
-    for told in titles_left_out(log):
+    for told in log.attrs.get("notes", []):
         err_console.print(f"note: {told}", highlight=False, markup=False)
     listed = "stops" in log.attrs
     if made is not None and not listed:
