@@ -1392,6 +1392,10 @@ def test_a_log_in_local_time_across_autumns_change_reads_every_row_at_its_real_t
         export.to_csv(tmp_path / f"{name}.csv", index=False)
         read = read_log(tmp_path / f"{name}.csv", zone).sort_values(["machine", "timestamp"], kind="stable")
         assert len(read) == len(twin), name  # every row kept, none merged into another
+        told = read.attrs.get("notes", [])  # said how the repeated hour was read, where the times lack offsets
+        assert (told == []) if name == "with offsets" else (len(told) == 1 and f"{name}.csv: {fold.sum()} rows lie in "
+                                                            "the hour the clock was set back (2026-10-25 02:00-03:00, "
+                                                            "twice)" in told[0] and "second pass" in told[0]), told
         for machine, g in read.groupby("machine"):
             own = twin[twin.machine == machine]
             assert g.state.tolist() == own.state.tolist() and g.reason.tolist() == own.reason.tolist(), name
@@ -1439,6 +1443,12 @@ def test_a_stop_across_autumns_repeated_hour_ends_after_it_starts(tmp_path: Path
     expected = ["01:50", "02:05", "02:20", "02:40", "02:45", "03:10"]
     log = read_log(f, "Europe/Berlin")
     assert log.timestamp.dt.strftime("%H:%M").tolist() == expected and log.state.tolist() == ["down", "working"] * 3
+    assert log.attrs["notes"] == [  # the first stop's end could be 02:10 of either pass: said
+        "stops.csv: column start: 2 rows lie in the hour the clock was set back (2026-10-25 02:00-03:00, twice): 1 "
+        "read as its second pass, as the times stepping back into it tell",
+        "stops.csv: column end: 2 rows lie in the hour the clock was set back (2026-10-25 02:00-03:00, twice): 1 read "
+        "as its second pass, as the times stepping back into it tell; 1 that could be either pass read as the first "
+        "(up to an hour early): times with their UTC offset tell them"]
     f.write_text("start,duration,machine,reason\n2026-10-25T01:50:00,20,press-1,trip\n"
                  "2026-10-25T02:40:00,40,press-1,trip\n2026-10-25T02:30:00,40,press-1,trip\n")
     assert read_log(f, "Europe/Berlin").timestamp.dt.strftime("%H:%M").tolist() == expected

@@ -90,19 +90,40 @@ def local_clock(wall: pd.Series, zone: str, groups: pd.Series | None = None,
     if (folded := _folded(wall, zone)) is None:
         return wall
     w, folds = folded
-    second = _stepped_back(w, folds, None)
-    if second is None and groups is not None:
-        keys = pd.factorize(groups)[0]
-        second = _stepped_back(w, folds, keys)
-    second = np.zeros(len(w), bool) if second is None else second
+    told = _stepped_back(w, folds, None)
+    if told is None and groups is not None:
+        told = _stepped_back(w, folds, pd.factorize(groups)[0])
+    second, sure = told if told is not None else (np.zeros(len(w), bool), np.zeros(len(w), bool))
     if after is not None:
-        second |= folds.ambiguous & (folds.line(w, second) < after.to_numpy("datetime64[ns]").view(np.int64))
-    return pd.Series(folds.line(w, second).view("datetime64[ns]"), index=wall.index, name=wall.name)
+        late = folds.ambiguous & (folds.line(w, second) < after.to_numpy("datetime64[ns]").view(np.int64))
+        second, sure = second | late, sure | late
+    out = pd.Series(folds.line(w, second).view("datetime64[ns]"), index=wall.index, name=wall.name)
+    a = folds.ambiguous
+    hours = sorted({(int(f), int(f + n)) for f, n in zip(folds.start[a], folds.length[a])})
+    out.attrs["repeated"] = (int(a.sum()), int(second.sum()), int((a & ~sure).sum()),
+                             [(pd.Timestamp(f), pd.Timestamp(t)) for f, t in hours])
+    return out
 
 
-def _stepped_back(w: np.ndarray, folds: _Folds, keys: np.ndarray | None) -> np.ndarray | None:
-    """Which repeated times are second passes, by steps back into their fold in file order (within each key's rows);
-    None where the whole file (keys None) also steps back elsewhere: its order is not time's."""
+def repeated_note(times: pd.Series) -> str:
+    """What `local_clock` made of the repeated hour(s) among a log's times, as a note ('' where none was met): the
+    rows read as a second pass, and those it could not tell (read as the first)."""
+    if "repeated" not in times.attrs:
+        return ""
+    rows, second, unsure, hours = times.attrs["repeated"]
+    when = ", ".join(f"{f:%Y-%m-%d %H:%M}-{t:%H:%M}" for f, t in hours)
+    told = [f"{second:,} read as its second pass, as the times stepping back into it tell"] if second else []
+    if unsure:
+        told.append(f"{unsure:,} that could be either pass read as the first (up to an hour early): times with their "
+                    "UTC offset tell them")
+    return f"{rows:,} rows lie in the hour the clock was set back ({when}, twice): " + \
+        "; ".join(told or ["all in its first pass"])
+
+
+def _stepped_back(w: np.ndarray, folds: _Folds, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Which repeated times are second passes, by steps back into their fold in file order (within each key's rows),
+    and which are known (their key's rows step back in that fold); None where the whole file (keys None) also steps
+    back elsewhere: its order is not time's."""
     order = np.arange(len(w)) if keys is None else np.lexsort((np.arange(len(w)), keys))
     ws, amb, start, length = w[order], folds.ambiguous[order], folds.start[order], folds.length[order]
     same = np.ones(len(w), bool) if keys is None else np.r_[False, keys[order][1:] == keys[order][:-1]]
@@ -113,9 +134,10 @@ def _stepped_back(w: np.ndarray, folds: _Folds, keys: np.ndarray | None) -> np.n
         return None
     # from the first step back on, each run of the fold's rows in a group is its second pass
     group = keys[order][amb] if keys is not None else np.zeros(int(amb.sum()), np.int64)
-    second = np.zeros(len(w), bool)
-    second[order[amb]] = pd.Series(into[amb]).groupby([group, start[amb]]).cummax().to_numpy()
-    return second
+    second, sure = np.zeros(len(w), bool), np.zeros(len(w), bool)
+    steps = pd.Series(into[amb]).groupby([group, start[amb]])
+    second[order[amb]], sure[order[amb]] = steps.cummax().to_numpy(), steps.transform("max").to_numpy()
+    return second, sure
 
 
 def real_instants(line: pd.Series, zone: str) -> pd.Series:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.clock import after_real, line_clock, local_clock
+from twin.clock import after_real, line_clock, local_clock, repeated_note
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
 from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, first_row, read_frame, title_hint
@@ -453,7 +453,9 @@ def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat
     else:
         df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
         kind, read = "status", status_log(df, ts, str(path), states)
-    if notes := read_notes(path, frame[0]):
+        read.attrs["clock"] = [repeated_note(ts)]
+    clock = [f"{path.name}: {n}" for n in read.attrs.pop("clock", []) if n]  # autumn's repeated hour, as read
+    if notes := read_notes(path, frame[0]) + clock:
         read.attrs["notes"] = notes
     return kind, read
 
@@ -554,8 +556,10 @@ def _stop_table(path: Path, frame: tuple[pd.DataFrame, str | None], tz: str, sta
                        f"down), or map the plant's names with --states '{df['state'].iloc[row]}=STATE, ...'.")
     reason = df["reason"].astype(str).where(df["reason"].notna(), "") if "reason" in df else \
         pd.Series("", index=df.index)
-    return pd.DataFrame({"machine": df["machine"].astype(str), "start": start, "end": end, "state": state,
-                         "reason": reason})
+    out = pd.DataFrame({"machine": df["machine"].astype(str), "start": start, "end": end, "state": state,
+                        "reason": reason})
+    out.attrs["clock"] = [f"column {c}: {n}" for c, t in (("start", start), ("end", end)) if (n := repeated_note(t))]
+    return out
 
 
 def stops_log(stops: pd.DataFrame, name: str) -> pd.DataFrame:
