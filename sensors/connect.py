@@ -39,9 +39,9 @@ from sensors.bus.payloads import (
     deadletter_payload,
     epoch_ms,
     line_clock_ms,
+    local_ms,
     state_payload,
     telemetry_payload,
-    utc_ms,
 )
 from twin import TIME_RANGE
 from twin.scenario import LineId, Name, load_model
@@ -645,8 +645,8 @@ def _stamp(spec: Stamp | None, obj: dict[str, Any], received_ms: int, zone: str 
         if spec.unit == "iso":
             from datetime import datetime
 
-            when = datetime.fromisoformat(str(raw))  # without a UTC offset: on the line's clock
-            value = ms = float(epoch_ms(when) if when.tzinfo else utc_ms(epoch_ms(when), zone))
+            when = datetime.fromisoformat(str(raw))  # without a UTC offset: the plant's local time
+            value = ms = float(epoch_ms(when) if when.tzinfo else local_ms(when, zone))
         else:
             value = float(raw)
             ms = value * 1000 if spec.unit == "s" else value

@@ -466,6 +466,13 @@ def test_plant_times_are_kept_on_the_lines_clock(tmp_path: Path) -> None:
     iso.write_text(text.replace("{field: ts, unit: ms}", "{field: ts, unit: iso}"))
     for when in ("2026-01-05T06:00:00Z", "2026-01-05T07:00:00+01:00", "2026-01-05T07:00:00"):  # the last: line clock
         assert ts_of(load_config(iso), {"ts": when, "vib": 1}) == winter + 3_600_000, when
+    # the hour autumn's change repeats (02:40 CEST, then 02:40 CET an hour later): both stored at 02:40, interleaved;
+    # read at half speed, one pass after the other (twin.clock); a lone local time without offset as the first pass
+    line = {t: int(pd.Timestamp(t).value // 1_000_000) for t in ("2026-10-25 02:20", "2026-10-25 02:50")}
+    first, second = (int(pd.Timestamp(t).value // 1_000_000) for t in ("2026-10-25T00:40Z", "2026-10-25T01:40Z"))
+    assert (ts_of(berlin, {"ts": first, "vib": 1}), ts_of(berlin, {"ts": second, "vib": 1})) == tuple(line.values())
+    assert ts_of(load_config(iso), {"ts": "2026-10-25T02:40:00", "vib": 1}) == line["2026-10-25 02:20"]
+    assert ts_of(load_config(iso), {"ts": "2026-10-25T02:40:00+01:00", "vib": 1}) == line["2026-10-25 02:50"]
     utc = tmp_path / "utc.yaml"
     utc.write_text(text.replace("name: bottling-1}", "name: bottling-1, timezone: UTC}")
                    .replace(f"scenario: {ROOT / 'scenarios' / 'bottling.yaml'}\n", ""))

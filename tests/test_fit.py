@@ -1372,6 +1372,7 @@ def test_the_validation_runs_side_by_side_with_the_same_figures(tmp_path: Path, 
     assert not (tmp_path / "bad.yaml").exists(), "refused before the fit, nothing written"
 
 
+@pytest.mark.slow
 def test_a_log_in_local_time_across_autumns_change_reads_every_row_at_its_real_time(tmp_path: Path) -> None:
     """A plant's log in local time repeats an hour each autumn (02:00-03:00 twice in Berlin): read on the wall clock,
     the second pass's rows were sorted in among the first's and merged with them (failures and repairs lost, states

@@ -101,6 +101,12 @@ def utc_ms(line_ms: int, zone: str) -> int:
     return epoch_ms(local)
 
 
+def local_ms(wall: dt.datetime, zone: str) -> int:
+    """A plant's local time without a UTC offset (a gateway's ISO time) as the real instant (epoch ms, UTC): in the
+    hour autumn's change repeats, its first pass (a lone time cannot tell; a log's order can: twin.clock)."""
+    return epoch_ms(wall if zone == "UTC" else wall.replace(tzinfo=_zone(zone), fold=0))
+
+
 def _ms(t: Any) -> int:
     """A pandas Timestamp (naive: the line's clock; aware: a real instant) as epoch milliseconds."""
     return int(t.value // 1_000_000) if t.tzinfo is None else int(t.tz_convert("UTC").value // 1_000_000)
