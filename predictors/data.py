@@ -9,6 +9,7 @@ its true RUL in a separate file). Everything downstream (preprocessing, models, 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,6 +333,7 @@ class TableFormat:
     features: list[str] | None = None
     sep: str | None = None
     end: str | int | None = None  # a column whose value at a unit's last row says how it ended (see from_table)
+    timezone: str | None = None  # ISO times without an offset are local times there (summer time's hours counted)
 
 
 #: values of the end column for a unit that did not fail: removed while still working, or still running
@@ -353,9 +355,12 @@ def _refuse_short_rows(path: Path, width: int) -> None:
                                 "each missing value")
 
 
-def _hours(path: Path, column: str, values: pd.Series) -> pd.Series:
-    """A time column of ISO 8601 times (a plant's records) as hours since the table's first time; a DataError naming
-    the first value that is neither a number nor such a time."""
+def _hours(path: Path, column: str, values: pd.Series, zone: str | None = None,
+           units: pd.Series | None = None) -> pd.Series:
+    """A time column of ISO 8601 times (a plant's records) as hours since the table's first time, times without a UTC
+    offset as local times in `zone` where given (the hour autumn's change repeats told apart by each of `units`'s
+    rows, twin.clock; the hour spring's skips not counted); a DataError naming the first value that is neither a
+    number nor such a time."""
     text = values.astype(str).str.strip()
     stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     if stamps.isna().any():
@@ -363,6 +368,13 @@ def _hours(path: Path, column: str, values: pd.Series) -> pd.Series:
         raise DataError(f"{path}: time column {column!r}, row {row + 1} (after any header): {values.iloc[row]!r} is "
                         "neither a number (cycles, hours) nor an ISO 8601 time (2026-01-05T06:00:00); give every row's "
                         "time one way")
+    local = ~text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
+    if zone is not None and local.any():
+        from twin.clock import local_clock, real_instants
+
+        wall = stamps[local].dt.tz_localize(None)
+        read = local_clock(wall, zone, None if units is None else units[local], ties=True)  # rows at distinct times
+        stamps = stamps.where(~local, real_instants(read, zone).reindex(stamps.index))
     return (stamps - stamps.min()).dt.total_seconds() / 3600
 
 
@@ -396,9 +408,11 @@ def _refuse_unusable_rows(path: Path, df: pd.DataFrame, unit: Any, time: Any, fe
         row = first(repeated)
         u, t = df[unit].iloc[row], written.iloc[row]
         earlier = first((df[unit].astype(str).to_numpy() == str(u)) & (times == times[row]))
+        autumn = " (local times without --timezone: autumn's change of clocks repeats an hour)" \
+            if isinstance(t, str) and re.search(r"[T ]0?[12]:\d\d(:\d\d(\.\d+)?)?$", t.strip()) else ""
         raise DataError(f"{where.format(row + 1)}: unit {str(u)!r} already has a row at time {t} (row {earlier + 1}); "
                         "a unit's rows need distinct times. A row recorded twice: remove it; two machines under one "
-                        "id: give each its own unit id")
+                        f"id: give each its own unit id{autumn}")
     values = df[feats].to_numpy(dtype=float)
     if (inf := np.isinf(values)).any():
         row, col = np.argwhere(inf)[0]
@@ -453,7 +467,7 @@ def read_table(path: Path, fmt: TableFormat) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{path}: feature columns {missing} are not in the file; the columns are {list(df.columns)}")
     time_unit, written = "cycles", df[time]
     if not pd.api.types.is_numeric_dtype(df[time]):  # a plant's records carry times, not cycle counts
-        df[time], time_unit = _hours(path, str(time), df[time]), "h"
+        df[time], time_unit = _hours(path, str(time), df[time], fmt.timezone, df[unit]), "h"
     bad = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise DataError(f"{path}: columns {bad} are not numeric; leave them out with --features or fix the file"

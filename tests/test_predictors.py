@@ -898,6 +898,33 @@ def test_a_record_with_times_not_cycles_trains_and_scores_in_hours(tables: dict[
         from_table(tmp_path / "bad.csv", TableFormat(unit="machine", time="time"))
 
 
+def test_records_in_local_time_across_autumns_change_count_the_hours_as_they_passed(tmp_path: Path) -> None:
+    """A plant's hourly records in local time show 02:00 twice on the night the clocks go back: refused as a unit
+    with two rows at one time, and nothing to do about it. With --timezone they are read as the hours that passed
+    (the repeated hour told apart by the step back in each unit's times, twin.clock), as times with their UTC
+    offsets are; the refusal without it says so."""
+    train, _ = degradation_table(4, seed=3)
+    real = pd.Timestamp("2026-10-24T12:00Z") + pd.to_timedelta(train.cycle, unit="h")  # the change at cycle 13
+    local = real.dt.tz_convert("Europe/Berlin")
+    records = train.assign(cycle=local.dt.strftime("%Y-%m-%dT%H:%M:%S")).rename(columns={"cycle": "time"})
+    records.to_csv(tmp_path / "local.csv", index=False)
+    records.assign(time=local.map(lambda t: t.isoformat())).to_csv(tmp_path / "offsets.csv", index=False)
+    with pytest.raises(DataError, match=r"unit '1' already has a row at time 2026-10-25T02:00:00 .* give each its "
+                                        r"own unit id \(local times without --timezone: autumn's change of clocks "
+                                        r"repeats an hour\)"):
+        from_table(tmp_path / "local.csv", TableFormat(time="time"))
+    zoned = from_table(tmp_path / "local.csv", TableFormat(time="time", timezone="Europe/Berlin"))
+    offsets = from_table(tmp_path / "offsets.csv", TableFormat(time="time"))
+    np.testing.assert_allclose(zoned.ttf, offsets.ttf)
+    records.sort_values(["time", "unit"], kind="stable").to_csv(tmp_path / "by-time.csv", index=False)  # interleaved
+    interleaved = from_table(tmp_path / "by-time.csv", TableFormat(time="time", timezone="Europe/Berlin"))
+    np.testing.assert_allclose(interleaved.ttf, offsets.ttf)
+    np.testing.assert_allclose(zoned.ttf[0, 0], train[train.unit == 1].cycle.max() - 1)  # hours, as they passed
+    r = twin("train", tmp_path / "local.csv", "--time-column", "time", "--timezone", "Europe/Berlim", "--model",
+             "regression", "--out", tmp_path / "m")
+    assert r.returncode == 2 and "--timezone 'Europe/Berlim': not a time zone" in r.stderr, r.stderr
+
+
 def test_a_table_of_independent_labelled_rows_is_refused_not_scored(tmp_path: Path) -> None:
     """One row per product with a failure flag (the AI4I milling data's shape), given with the product id as the
     unit: refused with the reason, never trained to a meaningless perfect score."""

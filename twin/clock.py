@@ -82,17 +82,19 @@ def line_clock(instants: pd.Series, zone: str) -> pd.Series:
 
 
 def local_clock(wall: pd.Series, zone: str, groups: pd.Series | None = None,
-                after: pd.Series | None = None) -> pd.Series:
+                after: pd.Series | None = None, ties: bool = False) -> pd.Series:
     """A plant's local times without a UTC offset (naive, in file order) on the line's clock. A repeated time is read
     in its second pass where the record says so: after a step back into the repeated hour (a clock set back), in the
-    whole file's order where it steps back only there, else in each of `groups`'s (each machine's rows); or where
-    its first pass lies before `after` (a stop's end before its start). Without a sign of a second pass, the first."""
+    whole file's order where it steps back only there, else in each of `groups`'s (each machine's rows), with
+    `ties` (and `groups`) also a time equal to the group's one before (a record whose rows have distinct times:
+    hourly readings show 02:00 twice); or where its first pass lies before `after` (a stop's end before its start).
+    Without a sign of a second pass, the first."""
     if (folded := _folded(wall, zone)) is None:
         return wall
     w, folds = folded
-    told = _stepped_back(w, folds, None)
+    told = None if ties and groups is not None else _stepped_back(w, folds, None)  # ties: only within a group's
     if told is None and groups is not None:
-        told = _stepped_back(w, folds, pd.factorize(groups)[0])
+        told = _stepped_back(w, folds, pd.factorize(groups)[0], ties)
     second, sure = told if told is not None else (np.zeros(len(w), bool), np.zeros(len(w), bool))
     if after is not None:
         late = folds.ambiguous & (folds.line(w, second) < after.to_numpy("datetime64[ns]").view(np.int64))
@@ -120,7 +122,8 @@ def repeated_note(times: pd.Series) -> str:
         "; ".join(told or ["all in its first pass"])
 
 
-def _stepped_back(w: np.ndarray, folds: _Folds, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+def _stepped_back(w: np.ndarray, folds: _Folds, keys: np.ndarray | None, ties: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """Which repeated times are second passes, by steps back into their fold in file order (within each key's rows),
     and which are known (their key's rows step back in that fold); None where the whole file (keys None) also steps
     back elsewhere: its order is not time's."""
@@ -128,7 +131,7 @@ def _stepped_back(w: np.ndarray, folds: _Folds, keys: np.ndarray | None) -> tupl
     ws, amb, start, length = w[order], folds.ambiguous[order], folds.start[order], folds.length[order]
     same = np.ones(len(w), bool) if keys is None else np.r_[False, keys[order][1:] == keys[order][:-1]]
     prev = np.r_[ws[0], ws[:-1]]
-    back = same & (ws < prev)
+    back = same & ((ws < prev) | (ties & (ws == prev)))
     into = back & amb & (prev >= start) & (prev < start + length)  # a clock set back in the repeated hour
     if keys is None and (back & ~into).any():
         return None

@@ -73,6 +73,10 @@ EndCol = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column sayin
                                                     "censored). Default: every unit's last row is a failure")]
 Sep = Annotated[Optional[str], typer.Option(help=f"{TABLE_HELP}: column separator, one character or 'tab' "
                                                  "(default: found from a .csv, whitespace otherwise)")]
+Zone = Annotated[Optional[str], typer.Option("--timezone", help=f"{TABLE_HELP}: the IANA zone its ISO times "
+                                                                "without a UTC offset are local times in, e.g. "
+                                                                "Europe/Berlin: hours across summer time's changes "
+                                                                "counted as they passed (default: as written)")]
 
 
 def _col(value: Optional[str], default: str) -> str | int:
@@ -82,12 +86,20 @@ def _col(value: Optional[str], default: str) -> str | int:
 
 
 def _table_format(unit_column: Optional[str], time_column: Optional[str], columns: Optional[str],
-                  features: Optional[str], sep: Optional[str], end_column: Optional[str] = None) -> TableFormat:
+                  features: Optional[str], sep: Optional[str], end_column: Optional[str] = None,
+                  timezone: Optional[str] = None) -> TableFormat:
     from predictors.data import TableFormat
 
+    if timezone is not None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            fail(f"--timezone {timezone!r}: not a time zone; give an IANA name such as Europe/Berlin or UTC")
     split = (lambda v: [c.strip() for c in v.split(",") if c.strip()] if v else None)  # noqa: E731
     return TableFormat(_col(unit_column, "unit"), _col(time_column, "time"), split(columns), split(features),
-                       separator_option(sep), _col(end_column, "end") if end_column is not None else None)
+                       separator_option(sep), _col(end_column, "end") if end_column is not None else None, timezone)
 
 
 def _conditions(names: Optional[str], data: dict[str, RunToFailure]) -> list[str]:
@@ -116,7 +128,8 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
 
     tables = _are_tables(sources)
     if not tables and fmt != TableFormat():
-        fail("--unit-column, --time-column, --columns, --features, --sep and --end-column describe run-to-failure "
+        fail("--unit-column, --time-column, --columns, --features, --sep, --end-column and --timezone describe "
+             "run-to-failure "
              "tables; twin run folders carry their own machines, sensors and failures: leave them out")
     if tables and store is not None:
         fail("--store reads twin runs from a store; tables are read from their own files: leave --store out")
@@ -204,6 +217,7 @@ def train(
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
     end_column: EndCol = None,
+    timezone: Zone = None,
     members: Annotated[int, typer.Option(min=1, max=20, help="an ensemble of this many models, each validated on its "
                                          "own 1/N of the units (N-fold) and trained on the rest, forecasts "
                                          "averaged: every unit trains, N times the time")] = 1,
@@ -242,7 +256,8 @@ def train(
         fail("--regimes counts the operating regimes of the --conditions features: give --conditions too")
     out = fresh_out(out or Path("models") / f"{sources[0].stem if tables else sources[0].parent.name}-{model}",
                  "model.json", force)
-    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store)
+    fmt = _table_format(unit_column, time_column, columns, features, sep, end_column, timezone)
+    data = _datasets(sources, fmt, store)
     cond = _conditions(conditions, data)
     kind = cast(type[Estimator], model_class(model))  # torch loads here (2 s), once the options and data are good
     out = writable(out)
@@ -307,6 +322,7 @@ def evaluate(
     unit_column: UnitCol = None, time_column: TimeCol = None, columns: Columns = None, features: Features = None,
     sep: Sep = None,
     end_column: EndCol = None,
+    timezone: Zone = None,
 ) -> None:
     """Score models on held-out data beside the naive baseline; write report.md with plots."""
     set_threads(threads)
@@ -317,8 +333,8 @@ def evaluate(
     from predictors.evaluate import overlap, table, write_report
 
     bundles = {folder: load_models(folder) for folder in models}
-    data = _datasets(sources, _table_format(unit_column, time_column, columns, features, sep, end_column), store,
-                     rul)
+    fmt = _table_format(unit_column, time_column, columns, features, sep, end_column, timezone)
+    data = _datasets(sources, fmt, store, rul)
     evals, warned = [], []
     for group, ds in data.items():
         chosen = {}
