@@ -86,13 +86,22 @@ def uploads_dir() -> Path:
     return folder
 
 
-def save_upload(name: str, content: bytes) -> Path:
-    """An uploaded scenario saved under a safe base name (letters, digits, '.', '_', '-'; never a path the uploader
-    chose, '../..' or absolute) in a folder per content inside `uploads_dir()`. ValueError if it is too large."""
-    if len(content) > MAX_UPLOAD:
-        raise ValueError(f"{len(content):,} bytes is larger than a scenario file may be ({MAX_UPLOAD:,} bytes)")
+LOG_KINDS = ("csv", "txt", "tsv", "xlsx", "xlsm", "xls", "parquet")  # a plant's status log or stop list, as `twin fit`
+MAX_LOG_UPLOAD = 200 << 20  # bytes of an uploaded log: what `twin dashboard` lets Streamlit take (MAX_UPLOAD_MB)
+
+
+def save_upload(name: str, content: bytes, log: bool = False) -> Path:
+    """An uploaded scenario (or, with `log`, a plant's status log or stop list) saved under a safe base name (letters,
+    digits, '.', '_', '-'; never a path the uploader chose, '../..' or absolute) in a folder per content inside
+    `uploads_dir()`, a scenario's name ending in .yaml, a log's in its kind (CSV, Excel, Parquet: what it is read
+    as). ValueError if it is too large, or a log of another kind."""
+    limit, what = (MAX_LOG_UPLOAD, "a log") if log else (MAX_UPLOAD, "a scenario file")
+    if len(content) > limit:
+        raise ValueError(f"{len(content):,} bytes is larger than {what} may be ({limit:,} bytes)")
     base = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")[:100]
-    if not base.endswith((".yaml", ".yml")):
+    if log and base.rsplit(".", 1)[-1].lower() not in LOG_KINDS:
+        raise ValueError(f"{name!r} is not a status log or stop list file ({', '.join(LOG_KINDS)})")
+    if not log and not base.endswith((".yaml", ".yml")):
         base = (base or "upload") + ".yaml"
     folder = uploads_dir() / hashlib.sha256(content).hexdigest()[:16]
     folder.mkdir(exist_ok=True)

@@ -363,6 +363,40 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
         assert f"| {alternative}" in report or f" {alternative} |" in report, report
 
 
+def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plant without `twin connect` has its MES's status log: the what-if on the Scenarios page took a store or a
+    broker only. The log uploaded is read as `twin whatif --from status.csv` reads it (tests/test_uploads.py: where
+    it is kept, and what is refused)."""
+    import tempfile
+
+    from twin.fit import log_from_run
+    from twin.scenario import load_scenario
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the uploads' folder
+    sc = load_scenario(ROOT / "scenarios" / "bottling.yaml")
+    truth = run_dir(env) / "truth"
+    log = log_from_run(pd.read_parquet(truth / "states.parquet"), pd.read_parquet(truth / "events.parquet"),
+                       pd.Timestamp(sc.start))
+    at = page("scenarios")
+    at.selectbox(key="scenario").set_value("bottling.yaml").run()
+    at.selectbox(key="wi_src").set_value("a plant's status log or stop list…").run()
+    assert at.button(key="wi_go").disabled  # nothing to read the state from yet
+    at.file_uploader(key="wi_log").set_value(("status.csv", log.to_csv(index=False).encode(), "text/csv")).run()
+    at.text_input(key="wi_dur").set_value("1 h")
+    at.number_input(key="wi_reps").set_value(2)
+    at.multiselect(key="wi_crew").set_value(["mechanics"])
+    at.button(key="wi_go").click().run()
+    proc = at.session_state["wi_proc"]
+    said = Path(at.session_state["wi_proc_log"])
+    assert proc.wait(120) == 0, said.read_text()
+    at.run()
+    shown = next(d.value for d in at.dataframe if "alternative" in d.value.columns)
+    assert list(shown.alternative) == ["as is", "+1 technician, mechanics"]
+    end = f"{log.timestamp.max():%Y-%m-%d %H:%M:%S}"
+    assert f"continuing from {end} (status.csv, a status log)" in " ".join(said.read_text().split())
+
+
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:
     from predictors import TableFormat, forecasters, from_table
     from predictors.evaluate import evaluate, table, write_report

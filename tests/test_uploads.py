@@ -45,3 +45,17 @@ def test_any_name_is_reduced_to_a_safe_base_name(name: str) -> None:
 def test_an_oversized_upload_is_refused() -> None:
     with pytest.raises(ValueError, match="larger than a scenario file may be"):
         data.save_upload("big.yaml", b"x" * (data.MAX_UPLOAD + 1))
+
+
+def test_a_plants_log_keeps_its_kind_and_other_files_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status log or stop list uploaded for a what-if (the Scenarios page) keeps the kind it is read as (CSV, Excel,
+    Parquet) under a safe name; any other file, or one larger than Streamlit lets through, is refused by name."""
+    for name in ("status.csv", "../../Störungen 2026.xlsx", "log.PARQUET", "C:\\mes\\export.xls"):
+        path = data.save_upload(name, b"timestamp,machine,state\n", log=True)
+        assert _inside(path) and path.suffix.lower() == Path(name.replace("\\", "/")).suffix.lower()
+    for name in ("status.exe", "status", "../../x.yaml"):
+        with pytest.raises(ValueError, match=f"{name!r} is not a status log or stop list file"):
+            data.save_upload(name, b"x", log=True)
+    monkeypatch.setattr(data, "MAX_LOG_UPLOAD", 1000)  # 200 MB, as Streamlit's own limit
+    with pytest.raises(ValueError, match="larger than a log may be"):
+        data.save_upload("big.csv", b"x" * 1001, log=True)

@@ -130,13 +130,28 @@ if sc is not None and path is not None:
 
     st.header("What if, from the line's state now")
     st.caption("Continues this scenario from a line's latest state (machine states, stops under way, fault-mode "
-               "ages, buffer levels) read from a run's or a plant's store of this line, and compares alternatives "
-               "over the next hours with the same random numbers (`twin whatif`).")
+               "ages, buffer levels) read from a run's or a plant's store of this line, or from the plant's status "
+               "log or stop list (an MES export, in the twin's column, state and machine names, as `twin fit` reads "
+               "it), and compares alternatives over the next hours with the same random numbers (`twin whatif`).")
     stores = {r.label: r.store_url for r in data.list_runs(str(data.runs_dir()))  # another line's run has none of
               if r.store_url and data.prefix_of(r.scenario) == data.prefix_of(sc)}  # this line's machines
     w1, w2 = st.columns([2, 1])
-    src = w1.selectbox("state from", [*stores, "a store or broker URL…"], key="wi_src")
-    url = stores.get(str(src)) or w2.text_input("URL", "", key="wi_url", placeholder="duckdb:///plant.duckdb")
+    typed, logged = "a store or broker URL…", "a plant's status log or stop list…"
+    src = w1.selectbox("state from", [*stores, typed, logged], key="wi_src")
+    url = stores.get(str(src))
+    if src == typed:
+        url = w2.text_input("URL", "", key="wi_url", placeholder="duckdb:///plant.duckdb")
+    elif src == logged:  # a plant without `twin connect`: its MES export, as `twin whatif --from status.csv`
+        log = w2.file_uploader("status log or stop list", type=list(data.LOG_KINDS), key="wi_log",
+                               disabled=not me.can("upload"), help=None if me.can("upload") else "engineers only")
+        if log is not None:
+            try:
+                url = str(data.save_upload(log.name, log.getvalue(), log=True))
+                if st.session_state.get("wi_logged") != url:
+                    data.ledger().audit(me.name, me.role, "upload", f"{log.name} → {url}")
+                    st.session_state["wi_logged"] = url
+            except ValueError as e:
+                st.error(f"upload {log.name}: {e}")
     w3, w4 = st.columns(2)
     wi_duration = w3.text_input("how far ahead", "8 h", key="wi_dur")
     wi_reps = w4.number_input("replications", 2, 200, 30, key="wi_reps")

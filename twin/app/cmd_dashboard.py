@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sensors.bus.broker import BrokerURL
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_UPLOAD_MB = 200  # what Streamlit takes in one upload (dashboard.data.MAX_LOG_UPLOAD, a plant's log for a what-if)
 
 
 def start_dashboard(runs: Path, port: int | None = None, store: str | None = None,
@@ -58,13 +59,14 @@ def start_dashboard(runs: Path, port: int | None = None, store: str | None = Non
         if value is not None:
             env[key] = str(Path(value).resolve()) if isinstance(value, Path) else value
     app_file = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+    # a plant's status log for a what-if (a month of a line: megabytes); a scenario file is held to 1 MB by the page
     # Streamlit's log goes to an unnamed file: a pipe nobody reads fills up and stalls the dashboard. -P: the user's
     # folder is not put on the path (a dashboard.py or twin.py of theirs there was imported in place of ours)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-P", "-m", "streamlit", "run", str(app_file), "--server.address",
                                  address, "--server.port", str(port), "--server.headless", "true",
                                  "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-                                 "--theme.base", theme, "--server.maxUploadSize", "1"], env=env,
+                                 "--theme.base", theme, "--server.maxUploadSize", str(MAX_UPLOAD_MB)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=log, cwd=cwd)
         try:
             wait_port(port, host="127.0.0.1" if address in ("0.0.0.0", "::") else address, timeout=60, process=proc)
