@@ -382,7 +382,13 @@ def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, t
     at.selectbox(key="scenario").set_value("bottling.yaml").run()
     at.selectbox(key="wi_src").set_value("a plant's status log or stop list…").run()
     assert at.button(key="wi_go").disabled  # nothing to read the state from yet
-    at.file_uploader(key="wi_log").set_value(("status.csv", log.to_csv(index=False).encode(), "text/csv")).run()
+    german = log.assign(machine=log.machine.str.replace("filler-", "Füller "), state=log.state.replace(
+        {"working": "Produktion", "down": "Störung"})).rename(columns={"timestamp": "Zeit", "machine": "Maschine"})
+    at.file_uploader(key="wi_log").set_value(("status.csv", german.to_csv(index=False, sep=";").encode(), "text/csv")
+                                             ).run()
+    at.text_input(key="wi_columns").set_value("Zeit=timestamp, Maschine=machine")  # its own names, mapped
+    at.text_input(key="wi_states").set_value("Produktion=working, Störung=down")
+    at.text_input(key="wi_machine-names").set_value("Füller a=filler-a, Füller b=filler-b").run()
     at.text_input(key="wi_dur").set_value("1 h")
     at.number_input(key="wi_reps").set_value(2)
     at.multiselect(key="wi_crew").set_value(["mechanics"])

@@ -131,8 +131,8 @@ if sc is not None and path is not None:
     st.header("What if, from the line's state now")
     st.caption("Continues this scenario from a line's latest state (machine states, stops under way, fault-mode "
                "ages, buffer levels) read from a run's or a plant's store of this line, or from the plant's status "
-               "log or stop list (an MES export, in the twin's column, state and machine names, as `twin fit` reads "
-               "it), and compares alternatives over the next hours with the same random numbers (`twin whatif`).")
+               "log or stop list (an MES export, its own names mapped as `twin fit` maps them), and compares "
+               "alternatives over the next hours with the same random numbers (`twin whatif`).")
     stores = {r.label: r.store_url for r in data.list_runs(str(data.runs_dir()))  # another line's run has none of
               if r.store_url and data.prefix_of(r.scenario) == data.prefix_of(sc)}  # this line's machines
     w1, w2 = st.columns([2, 1])
@@ -152,6 +152,17 @@ if sc is not None and path is not None:
                     st.session_state["wi_logged"] = url
             except ValueError as e:
                 st.error(f"upload {log.name}: {e}")
+    mapped: list[str] = []  # an MES export's own names, as `twin fit` and `twin whatif` map them
+    if src == logged:
+        with st.expander("the export's own names (as `twin fit` maps them)"):
+            for option, label, example in (
+                    ("--columns", "columns", "Zeitstempel=timestamp, Maschine=machine, Status=state, Grund=reason"),
+                    ("--states", "states", "Produktion=working, Störung=down, Wartung=maintenance"),
+                    ("--reasons", "stop reasons", "E-042=bearing_wear, E-07=jam"),
+                    ("--machine-names", "machines", "Presse 1=press-1"),
+                    ("--time-format", "time format", "%d.%m.%Y %H:%M:%S")):
+                if given := st.text_input(label, "", key=f"wi_{option[2:]}", placeholder=example).strip():
+                    mapped += [option, given]
     w3, w4 = st.columns(2)
     wi_duration = w3.text_input("how far ahead", "8 h", key="wi_dur")
     wi_reps = w4.number_input("replications", 2, 200, 30, key="wi_reps")
@@ -197,8 +208,8 @@ if sc is not None and path is not None:
     if st.button("what if?", key="wi_go", disabled=not url or not me.can("start_run") or wi_busy,
                  help=None if me.can("start_run") else "engineers only"):
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
-        start_job("wi_proc", ["whatif", str(path), "--from", str(url), "--duration", wi_duration, "--replications",
-                              str(wi_reps), "--out", str(table), *alternatives], table, "what-if",
+        start_job("wi_proc", ["whatif", str(path), "--from", str(url), *mapped, "--duration", wi_duration,
+                              "--replications", str(wi_reps), "--out", str(table), *alternatives], table, "what-if",
                   f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
     @st.fragment(run_every="2s")
