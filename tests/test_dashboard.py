@@ -388,7 +388,7 @@ def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, t
                                              ).run()
     at.text_input(key="wi_columns").set_value("Zeit=timestamp, Maschine=machine")  # its own names, mapped
     at.text_input(key="wi_states").set_value("Produktion=working, Störung=down")
-    at.text_input(key="wi_machine-names").set_value("Füller a=filler-a, Füller b=filler-b").run()
+    at.text_input(key="wi_machines").set_value("Füller a=filler-a, Füller b=filler-b").run()
     at.text_input(key="wi_dur").set_value("1 h")
     at.number_input(key="wi_reps").set_value(2)
     at.multiselect(key="wi_crew").set_value(["mechanics"])
@@ -401,6 +401,43 @@ def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, t
     assert list(shown.alternative) == ["as is", "+1 technician, mechanics"]
     end = f"{log.timestamp.max():%Y-%m-%d %H:%M:%S}"
     assert f"continuing from {end} (status.csv, a status log)" in " ".join(said.read_text().split())
+
+
+def test_scenarios_page_fits_the_line_from_uploaded_logs(env: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`twin fit` on the Scenarios page: the plant's log uploaded as two overlapping exports, its own names mapped,
+    this scenario as the base; the fitted laws, the validation and the plot shown, the fitted scenario offered for
+    download. The dashboard had no way to calibrate the twin from a plant's records."""
+    import tempfile
+
+    from twin.fit import log_from_run
+    from twin.scenario import load_scenario
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the uploads' folder
+    sc = load_scenario(ROOT / "scenarios" / "bottling.yaml")
+    truth = run_dir(env) / "truth"
+    log = log_from_run(pd.read_parquet(truth / "states.parquet"), pd.read_parquet(truth / "events.parquet"),
+                       pd.Timestamp(sc.start)).rename(columns={"machine": "Maschine"})
+    half = log.timestamp.min() + (log.timestamp.max() - log.timestamp.min()) / 2
+    at = page("scenarios")
+    at.selectbox(key="scenario").set_value("bottling.yaml").run()
+    assert at.button(key="fit_go").disabled  # nothing uploaded yet
+    at.file_uploader(key="fit_logs").set_value([
+        ("jan-1.csv", log[log.timestamp <= half].to_csv(index=False).encode(), "text/csv"),
+        ("jan-2.csv", log[log.timestamp >= half - pd.Timedelta(minutes=10)].to_csv(index=False).encode(), "text/csv")
+    ]).run()
+    at.text_input(key="fit_columns").set_value("Maschine=machine")
+    at.number_input(key="fit_reps").set_value(2)
+    at.button(key="fit_go").click().run()
+    proc = at.session_state["fit_proc"]
+    said = Path(at.session_state["fit_proc_log"])
+    assert proc.wait(180) == 0, said.read_text()
+    at.run()
+    fitted, checked = (d.value for d in at.dataframe[:2])
+    assert {"machine type", "fault mode", "time", "events", "family"} <= set(fitted.columns), fitted.columns
+    assert "verdict" in checked.columns and len(checked) > 0
+    assert at.get("download_button") and any("fitted:" in x.value for x in at.success)
+    assert "rows of jan-1.csv, jan-2.csv are in two of its files" in " ".join(said.read_text().split())
 
 
 def test_models_page_shows_evaluation_reports(env: Path, tmp_path: Path) -> None:

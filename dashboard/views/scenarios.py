@@ -3,6 +3,7 @@ and compare KPIs of runs (and of maintenance policies) side by side with confide
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -45,6 +46,37 @@ def job_state(key: str, what: str) -> str | None:
         st.error(f"{what} ended with exit code {proc.returncode}: {err}")
         return "failed"
     return "done"
+
+
+def plant_names(prefix: str, machines: str) -> list[str]:
+    """An MES export's own names (columns, states, stop reasons, machines, time format) as the options `twin fit` and
+    `twin whatif` map them with (`machines`: the command's name for the machine mapping); fields keyed `prefix`_."""
+    mapped = []
+    with st.expander("the export's own names (as `twin fit` maps them)"):
+        for option, label, example in (
+                ("--columns", "columns", "Zeitstempel=timestamp, Maschine=machine, Status=state, Grund=reason"),
+                ("--states", "states", "Produktion=working, Störung=down, Wartung=maintenance"),
+                ("--reasons", "stop reasons", "E-042=bearing_wear, E-07=jam"),
+                (machines, "machines", "Presse 1=press-1"),
+                ("--time-format", "time format", "%d.%m.%Y %H:%M:%S")):
+            if given := st.text_input(label, "", key=f"{prefix}_{label.replace(' ', '_')}", placeholder=example):
+                mapped += [option, given.strip()]
+    return mapped
+
+
+def saved_logs(files: list[Any]) -> list[Path]:
+    """Uploaded status logs or stop lists kept (`data.save_upload`), each upload audited once; a refused one said."""
+    kept = []
+    for f in files:
+        try:
+            kept.append(data.save_upload(f.name, f.getvalue(), log=True))
+        except ValueError as e:
+            st.error(f"upload {f.name}: {e}")
+            continue
+        if str(kept[-1]) not in st.session_state.setdefault("logs_audited", set()):
+            data.ledger().audit(me.name, me.role, "upload", f"{f.name} → {kept[-1]}")
+            st.session_state["logs_audited"].add(str(kept[-1]))
+    return kept
 
 
 st.title("Scenarios")
@@ -128,6 +160,42 @@ if sc is not None and path is not None:
 
     plan_status()
 
+    st.header("Calibrated from the plant's records")
+    st.caption("Fits each fault mode's time to failure and repair time (censored maximum likelihood, the family by "
+               "AIC) from the plant's status log or stop list (its monthly exports together), with this scenario as "
+               "the base, and validates the fitted line against the log (`twin fit`).")
+    fit_files = st.file_uploader("status log or stop list (one file or several)", type=list(data.LOG_KINDS),
+                                 key="fit_logs", accept_multiple_files=True, disabled=not me.can("upload"),
+                                 help=None if me.can("upload") else "engineers only")
+    fit_logs = saved_logs(list(fit_files or []))
+    fit_mapped = plant_names("fit", "--machines")
+    fit_reps = st.number_input("replications of the validation", 2, 100, 10, key="fit_reps")
+    if st.button("fit", key="fit_go", disabled=not fit_logs or not me.can("start_run") or running("fit_proc"),
+                 help=None if me.can("start_run") else "engineers only"):
+        fitted = data.reports_dir() / f"fit-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}" / "fitted.yaml"
+        start_job("fit_proc", ["fit", *map(str, fit_logs), "--base", str(path), "--out", str(fitted),
+                               "--replications", str(fit_reps), *fit_mapped], fitted, "fit",
+                  f"{path.name} from {', '.join(p.name for p in fit_logs)}")
+
+    @st.fragment(run_every="2s")
+    def fit_status() -> None:
+        """The fit's progress, then its tables, plot and the fitted scenario to download."""
+        state = job_state("fit_proc", "the fit")
+        if state == "running":
+            st.info(f"fitting and validating…{job_progress('fit_proc')}")
+        elif state == "done":
+            fitted = Path(st.session_state.fit_proc_out)
+            report = fitted.with_name(fitted.stem + "-report")
+            st.success(f"fitted: {fitted}")
+            st.dataframe(pd.read_csv(report / "fitted.csv"), hide_index=True)
+            st.dataframe(pd.read_csv(report / "validation.csv"), hide_index=True)
+            if (report / "fitted.png").exists():
+                st.image(str(report / "fitted.png"))
+            st.download_button("fitted scenario (YAML)", fitted.read_bytes(), file_name=f"{path.stem}-fitted.yaml",
+                               key="fit_download")
+
+    fit_status()
+
     st.header("What if, from the line's state now")
     st.caption("Continues this scenario from a line's latest state (machine states, stops under way, fault-mode "
                "ages, buffer levels) read from a run's or a plant's store of this line, or from the plant's status "
@@ -144,25 +212,8 @@ if sc is not None and path is not None:
     elif src == logged:  # a plant without `twin connect`: its MES export, as `twin whatif --from status.csv`
         log = w2.file_uploader("status log or stop list", type=list(data.LOG_KINDS), key="wi_log",
                                disabled=not me.can("upload"), help=None if me.can("upload") else "engineers only")
-        if log is not None:
-            try:
-                url = str(data.save_upload(log.name, log.getvalue(), log=True))
-                if st.session_state.get("wi_logged") != url:
-                    data.ledger().audit(me.name, me.role, "upload", f"{log.name} → {url}")
-                    st.session_state["wi_logged"] = url
-            except ValueError as e:
-                st.error(f"upload {log.name}: {e}")
-    mapped: list[str] = []  # an MES export's own names, as `twin fit` and `twin whatif` map them
-    if src == logged:
-        with st.expander("the export's own names (as `twin fit` maps them)"):
-            for option, label, example in (
-                    ("--columns", "columns", "Zeitstempel=timestamp, Maschine=machine, Status=state, Grund=reason"),
-                    ("--states", "states", "Produktion=working, Störung=down, Wartung=maintenance"),
-                    ("--reasons", "stop reasons", "E-042=bearing_wear, E-07=jam"),
-                    ("--machine-names", "machines", "Presse 1=press-1"),
-                    ("--time-format", "time format", "%d.%m.%Y %H:%M:%S")):
-                if given := st.text_input(label, "", key=f"wi_{option[2:]}", placeholder=example).strip():
-                    mapped += [option, given]
+        url = next((str(p) for p in saved_logs([log] if log is not None else [])), None)
+    mapped = plant_names("wi", "--machine-names") if src == logged else []
     w3, w4 = st.columns(2)
     wi_duration = w3.text_input("how far ahead", "8 h", key="wi_dur")
     wi_reps = w4.number_input("replications", 2, 200, 30, key="wi_reps")
