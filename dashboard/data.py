@@ -99,8 +99,12 @@ def save_upload(name: str, content: bytes, log: bool = False) -> Path:
     if len(content) > limit:
         raise ValueError(f"{len(content):,} bytes is larger than {what} may be ({limit:,} bytes)")
     base = re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")[:100]
-    if log and base.rsplit(".", 1)[-1].lower() not in LOG_KINDS:
-        raise ValueError(f"{name!r} is not a status log or stop list file ({', '.join(LOG_KINDS)})")
+    if log:
+        kind = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if kind not in LOG_KINDS:
+            raise ValueError(f"{name!r} is not a status log or stop list file ({', '.join(LOG_KINDS)})")
+        if not base.lower().endswith(f".{kind}"):  # '.csv' alone: a hidden name, its dot taken off
+            base = f"{base or 'upload'}.{kind}"
     if not log and not base.endswith((".yaml", ".yml")):
         base = (base or "upload") + ".yaml"
     folder = uploads_dir() / hashlib.sha256(content).hexdigest()[:16]

@@ -59,3 +59,15 @@ def test_a_plants_log_keeps_its_kind_and_other_files_are_refused(monkeypatch: py
     monkeypatch.setattr(data, "MAX_LOG_UPLOAD", 1000)  # 200 MB, as Streamlit's own limit
     with pytest.raises(ValueError, match="larger than a log may be"):
         data.save_upload("big.csv", b"x" * 1001, log=True)
+
+
+@given(name=st.text(max_size=300), kind=st.sampled_from(["", ".csv", ".XLSX", ".parquet", ".exe"]))
+@settings(max_examples=200, deadline=None)
+def test_any_log_name_is_kept_safe_or_refused(name: str, kind: str) -> None:
+    try:
+        path = data.save_upload(name + kind, b"timestamp,machine,state\n", log=True)
+    except ValueError as e:
+        assert "is not a status log or stop list file" in str(e)
+        return
+    assert _inside(path) and path.parent.parent == data.uploads_dir()
+    assert path.suffix.lower().lstrip(".") in data.LOG_KINDS and not path.name.startswith(".")
