@@ -464,6 +464,7 @@ def _truth_log(tmp_path: Path, change: dict[str, Any], duration: str) -> tuple[A
                             pd.read_parquet(tmp_path / "p" / "truth" / "events.parquet"), pd.Timestamp(sc.start))
 
 
+@pytest.mark.slow  # runs of the twin and fits (8 s): the full suite's
 def test_a_stop_list_fits_as_the_status_log_it_implies(tmp_path: Path) -> None:
     """MES downtime reports list stops (start, end or duration, machine, reason), not every change of state: `twin
     fit` refused them (column timestamp missing). Read as the status log they imply, each machine working between its
@@ -1029,6 +1030,7 @@ def test_holidays_are_read_from_the_planned_stops() -> None:
         "holidays": ["2026-01-14"]}
 
 
+@pytest.mark.slow  # runs of the twin and fits (8 s): the full suite's
 def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(tmp_path: Path) -> None:
     """A plant logs its own reason codes ('E-17'), not the scenario's fault mode names: every stop was left out of
     the fit without a word (an empty table, the base's times kept, and a validation that called them good). Now the
