@@ -38,11 +38,11 @@ class _Folds:
         if not len(near):
             return
         first, second = _localized(wall[near], zone, True), _localized(wall[near], zone, False)
-        a = near[(first != second) & (first != np.iinfo(np.int64).min)]
+        keep = (first != second) & (first != np.iinfo(np.int64).min)  # two passes; a skipped time has none
+        a, first, second = near[keep], first[keep], second[keep]
         if not len(a):
             return
         self.ambiguous[a] = True
-        first, second = _localized(wall[a], zone, True), _localized(wall[a], zone, False)
         lo, hi = first // SECOND, -(-second // SECOND)  # the change lies between the passes, at a whole second
         before = _offsets(first, zone)
         while (hi - lo > 1).any():

@@ -125,8 +125,8 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
         empty = (df[c].isna() | (df[c].astype(str).str.strip() == "")).to_numpy()
         if empty.any():
             at = int(np.flatnonzero(empty)[0]) + first_row(df)
-            raise LogError(f"{path}: row {at}, column {c}: (empty); every row names "
-                           f"its {c}: fill it in or remove the row.")
+            raise LogError(f"{path}: row {at}, column {c}: (empty); every row names its {c}: fill it in or remove "
+                           "the row.")
     owner = df[need[1]] if need[1] in ("machine", "station") else None  # whose rows tell a repeated hour's passes
     return df, _times(path, df[need[0]], tz, fmt.time_format, owner)
 
@@ -232,8 +232,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
         if offset.any() and not offset.all() and not ts.isna().any():
             row = int(np.flatnonzero(~offset)[0])
             raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + first_row(raw)}'s has one; write "
-                      "every time "
-                      "with its offset, or none (then they are read on the line's clock).")
+                      "every time with its offset, or none (then they are read as the line's local time).")
         if not offset.any():  # the line's clock already: a time without an offset was parsed as UTC, its wall time
             ts = ts.dt.tz_localize(None)
         if ts.isna().any():
@@ -242,7 +241,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
                 raise bad(row, "has no time; every row needs one (ISO 8601: 2026-01-05T06:00:00).")
             if time_format is not None:
                 raise bad(row, f"does not match --time-format {time_format!r} (strftime codes: %d day, %m month, "
-                          "%Y year, %H:%M:%S clock, %I and %p a 12-hour clock's, %z UTC offset).")
+                          "%Y year, %H:%M:%S clock, %I:%M %p a 12-hour clock, %z UTC offset).")
             raise bad(row, f"is not a time in ISO 8601 (2026-01-05T06:00:00); {_format_hint(text.iloc[row])}.")
     if ts.isna().any():
         raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")
