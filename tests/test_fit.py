@@ -27,6 +27,8 @@ _DAY = st.datetimes(min_value=dt.datetime(2026, 1, 5, 6), max_value=dt.datetime(
 _CHANGES = st.one_of(st.datetimes(min_value=dt.datetime(2026, 10, 25, 1), max_value=dt.datetime(2026, 10, 25, 4)),
                      st.datetimes(min_value=dt.datetime(2026, 3, 29, 1), max_value=dt.datetime(2026, 3, 29, 4)))
 ZONES = st.sampled_from(["UTC", "Europe/Berlin"])
+_NAMED = st.builds(lambda t, z: f"{t:%Y-%m-%d %H:%M:%S} {z}", _CHANGES,  # a zone's name after the time, or a word
+                   st.sampled_from(["CET", "CEST", "MEZ", "MESZ", "EDT", "UTC", "OCT", "ABCDE", "cest"]))
 
 
 @pytest.mark.slow
@@ -118,6 +120,32 @@ def test_times_with_utc_offsets_are_read_on_the_lines_clock(tmp_path: Path) -> N
         read_log(f, "Europe/Berlin")
     f.write_text("timestamp,machine,state\n2026-03-29T00:30:00+01:00,press-1,working\nyesterday,press-1,down\n")
     with pytest.raises(LogError, match=r"row 3 \(line 3 of a CSV\), column timestamp: 'yesterday' is not a time"):
+        read_log(f, "Europe/Berlin")
+
+
+def test_times_with_their_zones_name_are_read_as_with_its_offset(tmp_path: Path) -> None:
+    """MES and Java logs write the zone's name after the time (02:40:00 CEST, German MEZ/MESZ; Java's 'Sun Oct 25
+    02:40:00 CEST 2026'), which tells the two passes of autumn's repeated hour apart: refused as not ISO 8601 (and no
+    --time-format could read 'CEST'). Read as the offsets they name; a zone that is not the line's is named."""
+    f = tmp_path / "log.csv"
+    times = ["01:30:00+02:00", "02:40:00+02:00", "02:10:00+01:00", "02:50:00+01:00", "03:10:00+01:00"]
+    rows = "".join(f"2026-10-25T{t},press-1,{s}\n" for t, s in zip(times, ["working", "down"] * 3))
+    f.write_text("timestamp,machine,state\n" + rows)
+    expected = read_log(f, "Europe/Berlin")
+    assert expected.timestamp.dt.strftime("%H:%M").tolist() == ["01:30", "02:20", "02:35", "02:55", "03:10"]
+    named = [t[:8] + (" CEST" if t.endswith("+02:00") else " MEZ") for t in times]
+    f.write_text("timestamp,machine,state\n" + "".join(f"2026-10-25 {t},press-1,{s}\n" for t, s in zip(
+        named, ["working", "down"] * 3)))
+    pd.testing.assert_frame_equal(read_log(f, "Europe/Berlin"), expected, check_dtype=False)
+    java = [f"Sun Oct 25 {t[:8]} {'CEST' if t.endswith('+02:00') else 'CET'} 2026" for t in times]
+    f.write_text("timestamp,machine,state\n" + "".join(f"{t},press-1,{s}\n" for t, s in zip(java, ["working",
+                                                                                                "down"] * 3)))
+    pd.testing.assert_frame_equal(read_log(f, "Europe/Berlin", fmt=LogFormat(time_format="%a %b %d %H:%M:%S %Z %Y")),
+                                  expected, check_dtype=False)
+    f.write_text("timestamp,machine,state\n2026-10-25 01:30:00 EDT,press-1,working\n")
+    with pytest.raises(LogError, match=re.escape(
+            "row 2 (line 2 of a CSV), column timestamp: '2026-10-25 01:30:00 EDT' names its time zone EDT, not the "
+            "line's (Europe/Berlin: UTC, GMT, CET, CEST, MEZ, MESZ); write the time with its UTC offset")):
         read_log(f, "Europe/Berlin")
 
 
@@ -745,7 +773,7 @@ def test_twin_fit_refuses_a_bad_log_in_one_paragraph(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.one_of(st.datetimes(), _CHANGES, st.text(max_size=12)),
+@given(st.lists(st.tuples(st.one_of(st.datetimes(), _CHANGES, st.text(max_size=12), _NAMED),
                           st.sampled_from(["press-1", "x", ""]),
                           st.sampled_from(["working", "down", "maintenance", "idle", ""]),
                           st.sampled_from(["die_wear", "trip", "", "other"])), max_size=30), ZONES)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import math
 import re
 import warnings
@@ -155,6 +156,46 @@ def _joined_time(path: Path, df: pd.DataFrame, names: str, ours: str) -> pd.Data
 
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
+_ABBREVIATION = r"(?<![A-Za-z])([A-Z]{3,5})(?![A-Za-z])"  # a zone's name in a time: CET, CEST, EDT (not Oct, AM)
+_GERMAN = {"MEZ": "CET", "MESZ": "CEST", "OEZ": "EET", "OESZ": "EEST", "WEZ": "WET", "WESZ": "WEST"}
+_CALENDAR_WORDS = {*(dt.date(2026, m, 1).strftime("%b") for m in range(1, 13)),  # 25-OCT-2026: a month, no zone
+                   *(dt.date(2026, 1, d).strftime("%a") for d in range(5, 12))}
+
+
+@functools.lru_cache(maxsize=16)
+def zone_names(zone: str) -> dict[str, str]:
+    """The names a clock in `zone` writes its standard and summer time with, and their UTC offsets (+HH:MM): CET
+    +01:00 and CEST +02:00 in Berlin (and German MES's MEZ, MESZ), EST and EDT in New York; UTC and GMT."""
+    import zoneinfo
+
+    here, out = zoneinfo.ZoneInfo(zone), {"UTC": "+00:00", "GMT": "+00:00"}
+    for year in range(2000, 2041):
+        for month in (1, 7):
+            t = dt.datetime(year, month, 15, 12, tzinfo=here)
+            name, off = t.tzname() or "", int(t.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+            if name.isalpha():
+                out[name] = f"{'+' if off >= 0 else '-'}{abs(off) // 60:02d}:{abs(off) % 60:02d}"
+    return {**out, **{de: out[en] for de, en in _GERMAN.items() if en in out}}
+
+
+def _named_offsets(text: pd.Series, tz: str, time_format: str | None) -> tuple[pd.Series, str | None, str]:
+    """Times whose zone is written by name (2026-10-25 02:30:00 CEST, or with --time-format's %Z) with the name as
+    its UTC offset, which tells autumn's repeated hour's passes apart; the format with %z for %Z; and a name that is
+    not the line's zone's ('' if none)."""
+    found = text.str.extract(_ABBREVIATION, expand=False)
+    if found.isna().all():
+        return text, time_format, ""
+    names = zone_names(tz)
+    known = found.isin(list(names)).to_numpy()
+    stranger = next((str(x) for x in found[~known & found.notna().to_numpy()] if x.title() not in _CALENDAR_WORDS), "")
+    if not known.any():
+        return text, time_format, stranger
+    if time_format is None:  # ISO 8601, its offset right after the time
+        swapped = text.str.replace(r"\s*" + _ABBREVIATION, lambda m: names.get(m[1], m[0]), regex=True)
+    else:
+        swapped = text.str.replace(_ABBREVIATION, lambda m: names.get(m[1], m[1]).replace(":", ""), regex=True)
+        time_format = time_format.replace("%Z", "%z")
+    return swapped.where(known, text), time_format, stranger
 _LOCAL_DATE = re.compile(r"\s*(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"  # a date, day or month first
                          r"(?:([ T,]+)\d{1,2}:\d{2}(:\d{2})?(\s*)([AaPp][Mm])?)?.*")  # a time of day, 24 or 12 hours
 # --time-format for numbers: Excel's date serials (days since 1899-12-30, the plant's local time, as a CSV saved from
@@ -225,10 +266,10 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
         if numeric.any() and time_format is None:  # pandas reads a number as ns after 1970
             row = int(np.flatnonzero(numeric)[0])
             raise bad(row, f"is a number, not a time; {_number_hint(float(pd.to_numeric(raw.iloc[row])))}")
-        text = raw.astype(str).str.strip()
-        ts = pd.to_datetime(text, errors="coerce", utc=True, format=time_format or "ISO8601")  # offsets mixed too
-        offset = text.str.contains(_OFFSET, regex=True).to_numpy() if time_format is None else \
-            np.full(len(text), "%z" in time_format)
+        text, parsed, stranger = _named_offsets(raw.astype(str).str.strip(), tz, time_format)
+        ts = pd.to_datetime(text, errors="coerce", utc=True, format=parsed or "ISO8601")  # offsets mixed too
+        offset = text.str.contains(_OFFSET, regex=True).to_numpy() if parsed is None else \
+            np.full(len(text), "%z" in parsed)
         if offset.any() and not offset.all() and not ts.isna().any():
             row = int(np.flatnonzero(~offset)[0])
             raise bad(row, f"has no UTC offset, row {int(np.flatnonzero(offset)[0]) + first_row(raw)}'s has one; write "
@@ -239,6 +280,9 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
             row = int(np.flatnonzero(ts.isna().to_numpy())[0])
             if pd.isna(raw.iloc[row]) or not str(raw.iloc[row]).strip():
                 raise bad(row, "has no time; every row needs one (ISO 8601: 2026-01-05T06:00:00).")
+            if stranger and stranger in str(raw.iloc[row]):
+                raise bad(row, f"names its time zone {stranger}, not the line's ({tz}: "
+                          f"{', '.join(zone_names(tz))}); write the time with its UTC offset (+01:00).")
             if time_format is not None:
                 raise bad(row, f"does not match --time-format {time_format!r} (strftime codes: %d day, %m month, "
                           "%Y year, %H:%M:%S clock, %I:%M %p a 12-hour clock, %z UTC offset).")
