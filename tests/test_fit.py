@@ -1464,6 +1464,27 @@ def test_a_log_in_local_time_across_autumns_change_reads_every_row_at_its_real_t
                                   fit_scenario(stops_log(own, "twin"), sc)[1][same])
 
 
+def test_part_and_buffer_logs_say_what_their_reading_left_out_or_chose(tmp_path: Path) -> None:
+    """A part log or buffer-level log under a report's title, or in local time across autumn's repeated hour, is read
+    as the status log is, and says so as it does (the title was left out silently, the hour's passes unsaid)."""
+    from twin.fit import read_energy, read_levels
+
+    f = tmp_path / "teile.csv"
+    f.write_text("Teilezähler Linie 1\n\ntimestamp,machine\n" + "".join(
+        f"2026-10-25T0{h}:{m:02d}:00,press-1\n" for h, m in [(1, 50), (2, 10), (2, 40), (2, 5), (2, 35), (3, 5)]))
+    parts = read_parts(f, "Europe/Berlin")
+    assert parts.timestamp.is_monotonic_increasing and len(parts) == 6
+    assert parts.attrs["notes"] == [
+        "teile.csv: its first 2 lines ('Teilezähler Linie 1', …) lie above the table's header row, a report's title: "
+        "left out",
+        "teile.csv: 4 rows lie in the hour the clock was set back (2026-10-25 02:00-03:00, twice): 2 read as its "
+        "second pass, as the times stepping back into it tell"]
+    f.write_text("Puffer\n\ntimestamp,station,level\n2026-01-05T06:00,press-2,3\n2026-01-05T07:00,press-2,4\n")
+    assert read_levels(f).attrs["notes"][0].startswith("teile.csv: its first 2 lines ('Puffer', …)")
+    f.write_text("Energie\n\ntimestamp,machine,energy\n2026-01-05T06:00,press-1,3\n2026-01-05T07:00,press-1,4\n")
+    assert read_energy(f).attrs["notes"][0].startswith("teile.csv: its first 2 lines ('Energie', …)")
+
+
 def test_a_stop_across_autumns_repeated_hour_ends_after_it_starts(tmp_path: Path) -> None:
     """A stop from the first pass of the repeated hour into the second (02:40 to 02:20 on the wall clock) was refused
     as ending before it starts; given with its duration (40 min) it ended at 03:20, an hour after the real end."""

@@ -302,7 +302,7 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
     if "count" in df.columns:  # each row was read as one part: a counter read every minute made 1-minute cycles
         v = _readings(path, df, "count", "a part count")
         out = out.assign(count=v.astype(float))[v.notna().to_numpy()]
-    return out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True)
+    return _noted(out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True), path, df, ts)
 
 
 MAX_LEVEL = 10**9  # parts in one buffer: more is a unit mistake or a corrupt export
@@ -321,7 +321,8 @@ def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         at = row + first_row(df)  # the file's line (a workbook's row)
         raise LogError(f"{path}: row {at}, column level: {shown} is not a part count (a whole number, 0 to "
                        f"{MAX_LEVEL:,}){decimal_comma_hint([given])}.")
-    return pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str), "level": level.astype(np.int64)})
+    return _noted(pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str),
+                                "level": level.astype(np.int64)}), path, df, ts)
 
 
 def _readings(path: Path, df: pd.DataFrame, column: str, what: str) -> pd.Series:
@@ -358,7 +359,8 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         frames.append(pd.DataFrame({"timestamp": ts[keep].to_numpy(), "machine": df["machine"][keep].astype(str),
                                     "sensor": c, "value": v[keep].astype(float)}))
     out = pd.concat(frames, ignore_index=True)
-    return out.sort_values(["machine", "sensor", "timestamp"], kind="stable").reset_index(drop=True)
+    return _noted(out.sort_values(["machine", "sensor", "timestamp"], kind="stable").reset_index(drop=True), path, df,
+                  ts)
 
 
 POWER_GROUPS = Power.GROUPS
@@ -503,6 +505,14 @@ def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat
     return kind, read
 
 
+def _noted(out: pd.DataFrame, path: Path, df: pd.DataFrame, ts: pd.Series) -> pd.DataFrame:
+    """A part, buffer or energy log read from `df` with the notes of its reading (`read_notes`, and how its times
+    `ts` met autumn's repeated hour) in `attrs["notes"]`, where any."""
+    if notes := read_notes(path, df) + ([f"{path.name}: {n}"] if (n := repeated_note(ts)) else []):
+        out.attrs["notes"] = notes
+    return out
+
+
 def read_notes(path: Path, df: pd.DataFrame) -> list[str]:
     """What reading a plant's table (`twin.tables.read_frame`) left out or chose, as notes: a report's title above
     its header row, a workbook's sheet other than the first."""
@@ -512,8 +522,9 @@ def read_notes(path: Path, df: pd.DataFrame) -> list[str]:
                      "holding no such table")
     if "title" in df.attrs:
         n, first = df.attrs["title"]
-        notes.append(f"{path.name}: its first {n} {'row' if 'sheets' in df.attrs else 'line'}{'s' * (n > 1)} "
-                     f"('{first}'{', …' * (n > 1)}) lie above the table's header row, a report's title: left out")
+        rows = "row" if "sheets" in df.attrs else "line"
+        lines = f"first {rows} ('{first}') lies" if n == 1 else f"first {n} {rows}s ('{first}', …) lie"
+        notes.append(f"{path.name}: its {lines} above the table's header row, a report's title: left out")
     return notes
 
 

@@ -370,7 +370,8 @@ def fit(
         with stage(f"reading {', '.join(logs)}"):
             tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
             frame = read_logs(paths, tz, names, fmt) if url is None else _store_log(url, run, names)
-            part_log = _file_parts(read_parts(part_path, tz, fmt)) if part_path is not None else \
+            part_file = read_parts(part_path, tz, fmt) if part_path is not None else None
+            part_log = _file_parts(part_file) if part_file is not None else \
                 _store_parts(part_url, run) if part_url is not None else None
             level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
                 _store_levels(level_url, run) if level_url is not None else None
@@ -404,8 +405,9 @@ def fit(
                "or the store's state records do" if operating else "")
             + ("; --energy's power by state takes those waits as working too"
                if part_log is None and energy is not None else ""))
-    for told in frame.attrs.get("notes", []):  # a report's title left out, a sheet after a cover sheet
-        say("note", told)
+    for read in (frame, part_file, level_log, energy_log):  # a report's title left out, a sheet after a cover
+        for told in read.attrs.get("notes", []) if read is not None else []:  # sheet, autumn's repeated hour
+            say("note", told)
     if frame.attrs.get("twice"):
         say("note", f"{frame.attrs['twice']:,} {'stops' if stop_list is not None else 'rows'} of {source.name} are in "
             "two of its files, or only repeat the state their machine ended the file before in (overlapping or "
@@ -715,10 +717,11 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
     where, short = ", ".join(map(str, paths)), ", ".join(p.name for p in paths)  # the log, as messages name it
     try:
         log = read_logs(paths, sc.line.timezone, plant.states, plant.fmt)
-        made = _file_parts(read_parts(parts, sc.line.timezone, plant.fmt)) if parts is not None else None
+        part_file = read_parts(parts, sc.line.timezone, plant.fmt) if parts is not None else None
     except LogError as e:
         fail(str(e))
-    for told in log.attrs.get("notes", []):
+    made = _file_parts(part_file) if part_file is not None else None
+    for told in [*log.attrs.get("notes", []), *(part_file.attrs.get("notes", []) if part_file is not None else [])]:
         err_console.print(f"note: {told}", highlight=False, markup=False)
     listed = "stops" in log.attrs
     if made is not None and not listed:
@@ -763,6 +766,8 @@ def _levels_at(sc: Scenario, path: Path, stamp: pd.Timestamp, plant: PlantNames)
         read = read_levels(path, sc.line.timezone, plant.fmt)
     except LogError as e:
         fail(str(e))
+    for told in read.attrs.get("notes", []):
+        err_console.print(f"note: {told}", highlight=False, markup=False)
     buffered = sorted({s.name for s in sc.stations if s.buffer is not None or s.assemble})
     named = read.station.astype(str).map(buffer_station)
     if not named.isin(buffered).any():
