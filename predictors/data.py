@@ -21,7 +21,7 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, read_frame, title_hint
+from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, read_frame, read_notes, title_hint
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -56,6 +56,7 @@ class RunToFailure:
     sources: list[str] = field(default_factory=list)
     cut_off: bool = False  # test protocol: units end before failure; score only each unit's last row
     sensor_units: dict[str, str] = field(default_factory=dict)  # feature -> its unit, where the data says (twin runs)
+    notes: list[str] = field(default_factory=list)  # what reading a table left out or chose (a title, a sheet)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -134,7 +135,8 @@ def concat(datasets: Sequence[RunToFailure]) -> RunToFailure:
                         np.concatenate([d.ttf for d in datasets]), np.concatenate([d.observed for d in datasets]),
                         first.step, first.time_unit, first.group,
                         pd.concat([d.failures for d in datasets], ignore_index=True),
-                        [s for d in datasets for s in d.sources], first.cut_off, units)
+                        [s for d in datasets for s in d.sources], first.cut_off, units,
+                        [n for d in datasets for n in d.notes])
 
 
 # --- twin runs -------------------------------------------------------------------------------------
@@ -491,6 +493,7 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
     ended: a fault mode's name (it failed so), or censored/running/replaced/preventive/... (it did not fail: its
     rows are used, right-censored, and it counts as no failure)."""
     df, time_unit = read_table(path, fmt)
+    notes = read_notes(path, df)  # a report's title left out, a sheet after a cover sheet
     if df.empty:
         raise DataError(f"{path}: the table has no rows")
     rows_per_unit = df.groupby("unit", sort=False).size()
@@ -503,7 +506,9 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
                         "outside linetwin; `--unit-column` must name the machine, not the row.".format(
                             float(rows_per_unit.median())))
     if "_end" in df:
-        return _with_ends(df, path, group, time_unit)
+        ended = _with_ends(df, path, group, time_unit)
+        ended.notes = notes
+        return ended
     last = df.groupby("unit", sort=False)["time"].transform("max").to_numpy()
     ttf = last - df["time"].to_numpy()
     if rul is not None:
@@ -517,7 +522,7 @@ def from_table(path: Path, fmt: TableFormat, rul: Path | None = None, group: str
                              "fault_mode": "failure"})
     feats = [c for c in df.columns if c not in UNIT_COLUMNS]
     return RunToFailure(df, feats, ["failure"], ttf[:, None].astype(float), ttf[:, None].astype(float), step,
-                        time_unit, group, failures, [str(path)], cut_off=rul is not None)
+                        time_unit, group, failures, [str(path)], cut_off=rul is not None, notes=notes)
 
 
 def _with_ends(df: pd.DataFrame, path: Path, group: str, time_unit: str) -> RunToFailure:

@@ -132,8 +132,10 @@ def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: 
                                   again.frame)
     pd.concat([pd.DataFrame([["Engine report"]]), frame.T.reset_index().T]).to_excel(tmp_path / "titled.xlsx",
                                                                                     index=False, header=False)
-    pd.testing.assert_frame_equal(from_table(tmp_path / "titled.xlsx", TableFormat(unit="engine", time="cycle")).frame,
-                                  again.frame, check_dtype=False)
+    titled = from_table(tmp_path / "titled.xlsx", TableFormat(unit="engine", time="cycle"))
+    pd.testing.assert_frame_equal(titled.frame, again.frame, check_dtype=False)
+    assert titled.notes == ["titled.xlsx: its first row ('Engine report') lies above the table's header row, a "
+                            "report's title: left out"]  # said by `twin train` and `twin evaluate`
     (tmp_path / "titled.csv").write_text("Engine report\n" + csv.read_text().replace("engine,", "1,", 1))
     with pytest.raises(DataError, match=r"line 2 has 9 fields, line 1 only 1: a title or notes above the table\? "
                                         r"No line below it reads as its header"):

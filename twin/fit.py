@@ -33,7 +33,15 @@ import pandas as pd
 from twin.clock import after_real, line_clock, local_clock, repeated_note
 from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
-from twin.tables import ENCODINGS, decimal_comma_hint, decimal_commas, first_row, read_frame, title_hint
+from twin.tables import (
+    ENCODINGS,
+    decimal_comma_hint,
+    decimal_commas,
+    first_row,
+    read_frame,
+    read_notes,
+    title_hint,
+)
 
 # each family's scipy.stats law, by name: scipy.stats is loaded where a fit needs it (0.4 s), not by a what-if's
 # reading of the line's state
@@ -511,21 +519,6 @@ def _noted(out: pd.DataFrame, path: Path, df: pd.DataFrame, ts: pd.Series) -> pd
     if notes := read_notes(path, df) + ([f"{path.name}: {n}"] if (n := repeated_note(ts)) else []):
         out.attrs["notes"] = notes
     return out
-
-
-def read_notes(path: Path, df: pd.DataFrame) -> list[str]:
-    """What reading a plant's table (`twin.tables.read_frame`) left out or chose, as notes: a report's title above
-    its header row, a workbook's sheet other than the first."""
-    notes = []
-    if "sheet" in df.attrs:
-        notes.append(f"{path.name}: read from its sheet {df.attrs['sheet']!r}, the first ({df.attrs['sheets'][0]!r}) "
-                     "holding no such table")
-    if "title" in df.attrs:
-        n, first = df.attrs["title"]
-        rows = "row" if "sheets" in df.attrs else "line"
-        lines = f"first {rows} ('{first}') lies" if n == 1 else f"first {n} {rows}s ('{first}', …) lie"
-        notes.append(f"{path.name}: its {lines} above the table's header row, a report's title: left out")
-    return notes
 
 
 def read_logs(paths: Sequence[Path], tz: str = "UTC", states: dict[str, str] | None = None,

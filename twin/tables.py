@@ -140,6 +140,21 @@ def _titled(df: pd.DataFrame, above: int, title: str) -> pd.DataFrame:
     return df
 
 
+def read_notes(path: Path, df: pd.DataFrame) -> list[str]:
+    """What reading a plant's table (`read_frame`) left out or chose, as notes: a report's title above its header
+    row, a workbook's sheet other than the first."""
+    notes = []
+    if "sheet" in df.attrs:
+        notes.append(f"{path.name}: read from its sheet {df.attrs['sheet']!r}, the first ({df.attrs['sheets'][0]!r}) "
+                     "holding no such table")
+    if "title" in df.attrs:
+        n, first = df.attrs["title"]
+        rows = "row" if "sheets" in df.attrs else "line"
+        lines = f"first {rows} ('{first}') lies" if n == 1 else f"first {n} {rows}s ('{first}', …) lie"
+        notes.append(f"{path.name}: its {lines} above the table's header row, a report's title: left out")
+    return notes
+
+
 def first_row(df: pd.DataFrame | pd.Series) -> int:
     """The file's line (a workbook's row) number of a table's first row, as `read_frame` read it: 2 below a header
     in the first line, more below a report's title."""

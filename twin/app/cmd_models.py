@@ -142,7 +142,10 @@ def _datasets(sources: list[Path], fmt: TableFormat, store: Optional[str],
         with stage(f"reading {what}"):
             if not tables:
                 return from_twin_runs(sources, store)
-            return {"table": concat([from_table(p, fmt, rul, group="table") for p in sources])}
+            table = concat([from_table(p, fmt, rul, group="table") for p in sources])
+        for note in table.notes:  # a report's title left out, a sheet after a cover sheet
+            err_console.print(f"note: {note}", highlight=False, markup=False)
+        return {"table": table}
     except (DataError, StoreError) as e:
         fail(str(e))
 
