@@ -64,18 +64,7 @@ def read_frame(path: Path, sep: str | None = None, header: int | str | None = "i
         try:
             # calamine (Rust): 200,000 rows of a status log read in 1.1 s, where openpyxl took 7.3 s; .xls too
             with pd.ExcelFile(path, engine="calamine") as book:
-                sheets = list(book.sheet_names)
-                df, above, title = _sheet(book, 0, header)
-                def names(table: pd.DataFrame) -> bool:
-                    return bool({str(c).strip() for c in table.columns} & set(want))
-
-                if want and not names(df):  # a cover sheet first: the table's after it
-                    for name in sheets[1:]:
-                        other = _sheet(book, name, header)
-                        if names(other[0]):
-                            (df, above, title), df.attrs["sheet"] = other, name
-                            break
-                df.attrs["sheets"] = sheets  # for `title_hint`: a cover sheet before the table's
+                df, above, title = _sheet_with(book, header, want)
             return _titled(df, above, title), None
         except OSError:
             raise
@@ -104,31 +93,45 @@ def read_frame(path: Path, sep: str | None = None, header: int | str | None = "i
     return _titled(_read_text(path, sep, header, tried[-1], above), above, title), sep
 
 
+def _sheet_with(book: Any, header: int | str | None, want: Collection[str]) -> tuple[pd.DataFrame, int, str]:
+    """A workbook's first sheet as a table (`_sheet`), or where it names no column of `want` (a cover sheet) the first
+    sheet after it that does (`attrs["sheet"]`); `attrs["sheets"]` names them all, for `title_hint`."""
+    sheets = list(book.sheet_names)
+
+    def names(table: pd.DataFrame) -> bool:
+        return bool({str(c).strip() for c in table.columns} & set(want))
+
+    read = _sheet(book, 0, header)
+    if want and not names(read[0]):
+        found = next(((name, other) for name in sheets[1:] if names((other := _sheet(book, name, header))[0])), None)
+        if found is not None:
+            read = found[1]
+            read[0].attrs["sheet"] = found[0]
+    read[0].attrs["sheets"] = sheets
+    return read
+
+
 def _sheet(book: Any, sheet: int | str, header: int | str | None) -> tuple[pd.DataFrame, int, str]:
     """A workbook's sheet as a table, with the rows above its header row left out and the first of them
     (`_sheet_title`) where its header row is not its first."""
     import pandas as pd
 
     df = pd.read_excel(book, sheet_name=sheet, header=0 if header == "infer" else header)
-    above, title = _sheet_title(book, sheet, df) if header == "infer" else (0, "")
+    above, title = _sheet_title(df) if header == "infer" else (0, "")
     return (pd.read_excel(book, sheet_name=sheet, header=above) if above else df), above, title
 
 
-def _sheet_title(book: Any, sheet: int | str, df: pd.DataFrame) -> tuple[int, str]:
-    """The rows above a sheet's header row and the first of them, when the row read as its header is a title (one
-    cell filled: 'Unnamed: 1' columns) above a table whose header row (the first to fill every column) reads as
-    column names; (0, '') otherwise."""
-    import pandas as pd
-
+def _sheet_title(df: pd.DataFrame) -> tuple[int, str]:
+    """The rows above a sheet's header row and the first of them, when the row `df` was read with as its header is a
+    title (one cell filled: 'Unnamed: 1' columns) above a table whose header row (the first to fill every column)
+    reads as column names; (0, '') otherwise."""
     names = [str(c) for c in df.columns]
     if len(names) < 2 or sum(n.startswith("Unnamed: ") for n in names) < len(names) - 1:
         return 0, ""
-    raw = pd.read_excel(book, sheet_name=sheet, header=None, nrows=50)
-    full = raw.notna().all(axis=1).to_numpy()  # a header row names every column (a row of data may leave some empty)
-    at = int(full.argmax())
-    if not full.any() or at == 0 or not _names([str(x) for x in raw.iloc[at]]):
+    full = df.head(49).notna().all(axis=1).to_numpy()  # a header names every column (a row of data may leave some out)
+    if not full.any() or not _names([str(x) for x in df.iloc[int(full.argmax())]]):
         return 0, ""
-    return at, str(raw.iloc[0].dropna().iloc[0]).strip()
+    return int(full.argmax()) + 1, next(n for n in names if not n.startswith("Unnamed: ")).strip()
 
 
 def _titled(df: pd.DataFrame, above: int, title: str) -> pd.DataFrame:
