@@ -204,6 +204,8 @@ def _named_offsets(text: pd.Series, tz: str, time_format: str | None) -> tuple[p
         swapped = text.str.replace(_ABBREVIATION, lambda m: names.get(m[1], m[1]).replace(":", ""), regex=True)
         time_format = time_format.replace("%Z", "%z")
     return swapped.where(known, text), time_format, stranger
+
+
 _LOCAL_DATE = re.compile(r"\s*(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})"  # a date, day or month first
                          r"(?:([ T,]+)\d{1,2}:\d{2}(:\d{2})?(\s*)([AaPp][Mm])?)?.*")  # a time of day, 24 or 12 hours
 # --time-format for numbers: Excel's date serials (days since 1899-12-30, the plant's local time, as a CSV saved from
@@ -310,7 +312,8 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
     if "count" in df.columns:  # each row was read as one part: a counter read every minute made 1-minute cycles
         v = _readings(path, df, "count", "a part count")
         out = out.assign(count=v.astype(float))[v.notna().to_numpy()]
-    return _noted(out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True), path, df, ts)
+    return _noted(out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True), path, df,
+                  [repeated_note(ts)])
 
 
 MAX_LEVEL = 10**9  # parts in one buffer: more is a unit mistake or a corrupt export
@@ -330,7 +333,7 @@ def read_levels(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
         raise LogError(f"{path}: row {at}, column level: {shown} is not a part count (a whole number, 0 to "
                        f"{MAX_LEVEL:,}){decimal_comma_hint([given])}.")
     return _noted(pd.DataFrame({"timestamp": ts, "station": df["station"].astype(str),
-                                "level": level.astype(np.int64)}), path, df, ts)
+                                "level": level.astype(np.int64)}), path, df, [repeated_note(ts)])
 
 
 def _readings(path: Path, df: pd.DataFrame, column: str, what: str) -> pd.Series:
@@ -368,7 +371,7 @@ def read_energy(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd
                                     "sensor": c, "value": v[keep].astype(float)}))
     out = pd.concat(frames, ignore_index=True)
     return _noted(out.sort_values(["machine", "sensor", "timestamp"], kind="stable").reset_index(drop=True), path, df,
-                  ts)
+                  [repeated_note(ts)])
 
 
 POWER_GROUPS = Power.GROUPS
@@ -507,16 +510,13 @@ def _read_one(path: Path, tz: str, states: dict[str, str] | None, fmt: LogFormat
         df, ts = _table(path, ("timestamp", "machine", "state"), _LOG_LAYOUT, tz, fmt, frame)
         kind, read = "status", status_log(df, ts, str(path), states)
         read.attrs["clock"] = [repeated_note(ts)]
-    clock = [f"{path.name}: {n}" for n in read.attrs.pop("clock", []) if n]  # autumn's repeated hour, as read
-    if notes := read_notes(path, frame[0]) + clock:
-        read.attrs["notes"] = notes
-    return kind, read
+    return kind, _noted(read, path, frame[0], read.attrs.pop("clock"))
 
 
-def _noted(out: pd.DataFrame, path: Path, df: pd.DataFrame, ts: pd.Series) -> pd.DataFrame:
-    """A part, buffer or energy log read from `df` with the notes of its reading (`read_notes`, and how its times
-    `ts` met autumn's repeated hour) in `attrs["notes"]`, where any."""
-    if notes := read_notes(path, df) + ([f"{path.name}: {n}"] if (n := repeated_note(ts)) else []):
+def _noted(out: pd.DataFrame, path: Path, df: pd.DataFrame, clock: Sequence[str]) -> pd.DataFrame:
+    """A log read from `df` with the notes of its reading (`read_notes`, and how its times met autumn's repeated hour:
+    `clock`, `repeated_note`s) in `attrs["notes"]`, where any."""
+    if notes := read_notes(path, df) + [f"{path.name}: {n}" for n in clock if n]:
         out.attrs["notes"] = notes
     return out
 
@@ -670,10 +670,15 @@ def stop_modes(reasons: Any, modes: Sequence[str]) -> np.ndarray:
     return np.where(np.isin(reasons, list(modes)), reasons, modes[0] if len(modes) == 1 else "")
 
 
+def machine_modes(sc: Scenario) -> dict[str, list[str]]:
+    """Each machine's fault modes (its type's), by machine name: what `stop_modes` takes a machine's stops as."""
+    return {m: [f.name for f in sc.machine_type_of(s).fault_modes] for s in sc.stations for m in s.machine_names}
+
+
 def unfitted_reasons(log: pd.DataFrame, sc: Scenario) -> pd.Series:
     """Stops ('down') whose reason names no fault mode of their machine's type, counted by reason, most first: not
     fitted (a type with one fault mode takes every stop as it, whatever the reason says)."""
-    modes = {m: [f.name for f in sc.machine_type_of(s).fault_modes] for s in sc.stations for m in s.machine_names}
+    modes = machine_modes(sc)
     down = log[(log.state == "down") & log.machine.isin(list(modes))]
     lost = [r for m, r in zip(down.machine, down.reason.fillna("")) if not stop_modes([r], modes[m])[0]]
     return pd.Series(lost, dtype=object).value_counts()
@@ -842,6 +847,23 @@ def waits_from_parts(log: pd.DataFrame, parts: pd.DataFrame) -> tuple[pd.DataFra
     result = both.reset_index(drop=True)
     result.attrs = dict(log.attrs)
     return result, waits
+
+
+def as_listed(log: pd.DataFrame, calendar: Calendar | None, parts: pd.DataFrame | None = None
+              ) -> tuple[pd.DataFrame, bool, int | None]:
+    """A log as `twin fit` and `twin whatif --from` read it: a stop list's (`stops_log`) without planned stops of its
+    own off shift outside `calendar`'s shifts (`off_shift_from`), with the waits its part log `parts` shows
+    (`waits_from_parts`); a status log as it is. Returns the log, whether it has planned stops of its own (else any
+    calendar is `calendar`), and the waits read (None without a stop list and parts)."""
+    if "stops" not in log.attrs:
+        return log, True, None
+    planned = bool((log.state == "off_shift").any())
+    if not planned and calendar is not None:
+        log = off_shift_from(log, calendar)
+    if parts is None:
+        return log, planned, None
+    log, waits = waits_from_parts(log, parts)
+    return log, planned, waits
 
 
 def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -121,7 +121,7 @@ def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format:
 
 
 def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None,
-             parts: pd.DataFrame | None = None, modes: dict[str, set[str]] | None = None) -> pd.DataFrame:
+             parts: pd.DataFrame | None = None, modes: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
     """Per machine: share of the log's span in each state, availability (ISO 22400, as the twin's: the share of the
     planned time, by `calendar`, not lost down or in maintenance) and failures (the log's own figures: its stops
     with a reason, or with `modes`, each machine's fault modes, the stops the fit takes as failures: a reason that is
@@ -232,7 +232,7 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
 
     from twin.app.cluster import PARALLEL_FROM, ClusterError, cluster_address, tasks
     from twin.app.runner import kpis_task, simulate
-    from twin.fit import wall_time
+    from twin.fit import machine_modes, wall_time
     from twin.kpi import summarize
 
     start, end = log.timestamp.min(), log.timestamp.max()
@@ -267,8 +267,8 @@ def validate_fit(fitted: Scenario, log: pd.DataFrame, replications: int, energy:
     summary = summarize(kpis)
     summary = summary[(summary.scope == "machine") & summary.kpi.isin(checked)]
     table = summary.rename(columns={"entity": "machine"})[["machine", "kpi", "mean", "ci_low", "ci_high"]]
-    modes = {m: {f.name for f in sc.machine_type_of(st).fault_modes} for st in sc.stations for m in st.machine_names}
-    table = table.merge(log_kpis(log, sc.calendar, energy, parts, modes), on=["machine", "kpi"], how="inner")
+    table = table.merge(log_kpis(log, sc.calendar, energy, parts, machine_modes(sc)), on=["machine", "kpi"],
+                        how="inner")
     inside = (table.log >= table.ci_low) & (table.log <= table.ci_high)
     rel = (table["mean"] - table.log).abs() / table.log.abs().where(table.log != 0)
     table["verdict"] = ["inside the CI" if i else f"outside ({r:.0%} off)" if r == r else "outside"
@@ -323,14 +323,13 @@ def fit(
         MIN_CYCLES,
         LogError,
         MeterError,
+        as_listed,
         fit_scenario,
-        off_shift_from,
         read_energy,
         read_levels,
         read_logs,
         read_parts,
         unfitted_reasons,
-        waits_from_parts,
     )
     from twin.scenario import buffer_station, load_scenario
 
@@ -434,14 +433,13 @@ def fit(
     for path, named, among, what in checked:
         if left := _known_names(path, named, among, what, base):
             say("warning", left)
-    planned = stop_list is None or bool((frame.state == "off_shift").any())  # planned stops in the log itself
-    if not planned and sc.calendar is not None:  # a list's nights and weekends aged every machine as working
-        frame = off_shift_from(frame, sc.calendar)
+    # a list's nights and weekends aged every machine as working; its waits for parts, from the parts made
+    frame, planned, waits = as_listed(frame, sc.calendar, part_log)
+    if not planned and sc.calendar is not None:
         say("note", f"{source.name} lists no planned stops (off_shift): a machine working by the list is off shift "
             f"outside {base.name}'s shifts ({', '.join(sc.calendar.shifts)} on {', '.join(sc.calendar.days)}), and "
             "the fitted scenario keeps that calendar")
-    if stop_list is not None and part_log is not None:  # the waits a list does not show, from the parts made
-        frame, waits = waits_from_parts(frame, part_log)
+    if waits is not None:
         say("note", f"{waits:,} waits for parts or space read from {part_path.name if part_path else parts}: a "
             f"machine working by the stop list that made no part for over {IDLE_GAP:g} of its cycles (its median time "
             f"per part) was waiting, until a cycle before its next part; machines with fewer than {MIN_CYCLES} cycles "
@@ -711,7 +709,7 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
     then from a buffer-level log `levels` (else the scenario's initial levels). Mistakes named (exit 2)."""
     import pandas as pd
 
-    from twin.fit import LogError, LogFormat, off_shift_from, read_logs, read_parts, state_at, waits_from_parts
+    from twin.fit import LogError, LogFormat, as_listed, read_logs, read_parts, state_at
 
     plant = plant or PlantNames(LogFormat(), None, {}, {})
     where, short = ", ".join(map(str, paths)), ", ".join(p.name for p in paths)  # the log, as messages name it
@@ -727,8 +725,6 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
     if made is not None and not listed:
         fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows; {short} is a status log, "
              "which has them")
-    if listed and sc.calendar is not None and not (log.state == "off_shift").any():  # as `twin fit` reads a list:
-        log = off_shift_from(log, sc.calendar)  # its nights were working, every age too old
     log = plant.named(log)
     known = sorted({m for st in sc.stations for m in st.machine_names})
     if not log.machine.isin(known).any():
@@ -744,8 +740,9 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
     buffers = _levels_at(sc, levels, stamp, plant) if levels is not None else None
-    if made is not None:  # the waits a list does not show, as `twin fit --parts` reads them
-        log, waits = waits_from_parts(log, plant.named(made))
+    # as `twin fit` reads a list: its nights were working (every age too old), its waits from the parts made
+    log, _, waits = as_listed(log, sc.calendar, plant.named(made) if made is not None else None)
+    if waits is not None:
         err_console.print(f"note: {waits:,} waits for parts or space read from {parts.name if parts else ''}, as "
                           "`twin fit --parts` reads them", highlight=False)
     operating = sorted({s.machine_type for s in sc.stations if sc.machine_types[s.machine_type].clock == "operating"})
