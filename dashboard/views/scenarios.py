@@ -34,12 +34,15 @@ def running(key: str) -> bool:
     return st.session_state.get(key) is not None and st.session_state[key].poll() is None
 
 
-def job_state(key: str, what: str) -> str | None:
-    """None (none started), 'running', 'failed' (its error shown here, read once) or 'done'."""
+def job_state(key: str, what: str, busy: str = "") -> str | None:
+    """None (none started), 'running' (`busy` shown here with the job's progress), 'failed' (its error shown here,
+    read once) or 'done'."""
     proc = st.session_state.get(key)
     if proc is None:
         return None
     if proc.poll() is None:
+        if busy:
+            st.info(f"{busy}{job_progress(key)}")
         return "running"
     if proc.returncode:
         err = st.session_state.setdefault(f"{key}_err", data.command_said(Path(st.session_state[f"{key}_log"])))
@@ -121,9 +124,8 @@ if sc is not None and path is not None:
     @st.fragment(run_every="2s")
     def run_status() -> None:
         """The started run's status, refreshed until it ends (no page reload needed)."""
-        state = job_state("proc", "the run")
+        state = job_state("proc", "the run", f"running → {st.session_state.get('proc_out')}")
         if state == "running":
-            st.info(f"running → {st.session_state.proc_out}{job_progress('proc')}")
             if st.button("stop run", key="stop"):
                 st.session_state.proc.terminate()
                 data.ledger().audit(me.name, me.role, "stop run", st.session_state.proc_out)
@@ -149,10 +151,8 @@ if sc is not None and path is not None:
     @st.fragment(run_every="2s")
     def plan_status() -> None:
         """The pilot's progress, then its report: the warm-up, Welch's plot, the replications per KPI."""
-        state = job_state("plan_proc", "the pilot replications")
-        if state == "running":
-            st.info(f"simulating the pilot replications… → {st.session_state.plan_proc_out}{job_progress('plan_proc')}")
-        elif state == "done":
+        busy = f"simulating the pilot replications… → {st.session_state.get('plan_proc_out')}"
+        if job_state("plan_proc", "the pilot replications", busy) == "done":
             folder = Path(st.session_state.plan_proc_out)
             st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![Welch's average]")[0])
             st.image(str(folder / "welch.png"))
@@ -180,10 +180,7 @@ if sc is not None and path is not None:
     @st.fragment(run_every="2s")
     def fit_status() -> None:
         """The fit's progress, then its tables, plot and the fitted scenario to download."""
-        state = job_state("fit_proc", "the fit")
-        if state == "running":
-            st.info(f"fitting and validating…{job_progress('fit_proc')}")
-        elif state == "done":
+        if job_state("fit_proc", "the fit", "fitting and validating…") == "done":
             fitted = Path(st.session_state.fit_proc_out)
             report = fitted.with_name(fitted.stem + "-report")
             st.success(f"fitted: {fitted}")
@@ -266,10 +263,7 @@ if sc is not None and path is not None:
     @st.fragment(run_every="2s")
     def whatif_status() -> None:
         """The what-if's progress, then its table."""
-        state = job_state("wi_proc", "the what-if")
-        if state == "running":
-            st.info(f"simulating the alternatives…{job_progress('wi_proc')}")
-        elif state == "done":
+        if job_state("wi_proc", "the what-if", "simulating the alternatives…") == "done":
             table = pd.read_csv(st.session_state.wi_proc_out)
             shown = pd.DataFrame({
                 "alternative": table["alternative"],
@@ -301,11 +295,8 @@ if sc is not None and path is not None:
 
     @st.fragment(run_every="2s")
     def long_run_status() -> None:
-        state = job_state("lr_proc", "the comparison")
-        if state == "running":
-            st.info(f"simulating the alternatives over {long_run}… → {st.session_state.lr_proc_out}"
-                    f"{job_progress('lr_proc')}")
-        elif state == "done":
+        busy = f"simulating the alternatives over {long_run}… → {st.session_state.get('lr_proc_out')}"
+        if job_state("lr_proc", "the comparison", busy) == "done":
             st.success(f"compared: {Path(st.session_state.lr_proc_out).name} (below)")
 
     long_run_status()
