@@ -21,7 +21,16 @@ import pandas as pd
 from predictors.alerts import RUNNING, MachineStatus
 from sensors.store import Store, open_store
 from sensors.store.ledger import RunFolderError, read_run
-from twin.tables import ENCODINGS, PARQUET, decimal_comma_hint, decimal_commas, read_frame, read_notes, title_hint
+from twin.tables import (
+    ENCODINGS,
+    PARQUET,
+    UTC_OFFSET,
+    decimal_comma_hint,
+    decimal_commas,
+    read_frame,
+    read_notes,
+    title_hint,
+)
 
 STEP = 60.0  # seconds per row of a twin dataset: readings are averaged per minute
 FEW_FAILURES = 10  # failures of a fault mode below which forecasts of it are rough (`twin train` warns)
@@ -370,7 +379,7 @@ def _hours(path: Path, column: str, values: pd.Series, zone: str | None = None,
         raise DataError(f"{path}: time column {column!r}, row {row + 1} (after any header): {values.iloc[row]!r} is "
                         "neither a number (cycles, hours) nor an ISO 8601 time (2026-01-05T06:00:00); give every row's "
                         "time one way")
-    local = ~text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
+    local = ~text.str.contains(UTC_OFFSET, regex=True)
     if zone is not None and local.any():
         from twin.clock import local_clock, real_instants
 

@@ -35,6 +35,7 @@ from twin.model import STATES, UP_STATES
 from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
 from twin.tables import (
     ENCODINGS,
+    UTC_OFFSET,
     decimal_comma_hint,
     decimal_commas,
     first_row,
@@ -163,7 +164,6 @@ def _joined_time(path: Path, df: pd.DataFrame, names: str, ours: str) -> pd.Data
     return df.drop(columns=parts).assign(**{names: joined.str.strip()})
 
 
-_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset
 _ABBREVIATION = r"(?<![A-Za-z])([A-Z]{3,5})(?![A-Za-z])"  # a zone's name in a time: CET, CEST, EDT (not Oct, AM)
 _GERMAN = {"MEZ": "CET", "MESZ": "CEST", "OEZ": "EET", "OESZ": "EEST", "WEZ": "WET", "WESZ": "WEST"}
 _CALENDAR_WORDS = {*(dt.date(2026, m, 1).strftime("%b") for m in range(1, 13)),  # 25-OCT-2026: a month, no zone
@@ -278,7 +278,7 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
             raise bad(row, f"is a number, not a time; {_number_hint(float(pd.to_numeric(raw.iloc[row])))}")
         text, parsed, stranger = _named_offsets(raw.astype(str).str.strip(), tz, time_format)
         ts = pd.to_datetime(text, errors="coerce", utc=True, format=parsed or "ISO8601")  # offsets mixed too
-        offset = text.str.contains(_OFFSET, regex=True).to_numpy() if parsed is None else \
+        offset = text.str.contains(UTC_OFFSET, regex=True).to_numpy() if parsed is None else \
             np.full(len(text), "%z" in parsed)
         if offset.any() and not offset.all() and not ts.isna().any():
             row = int(np.flatnonzero(~offset)[0])

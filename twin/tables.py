@@ -38,6 +38,7 @@ def encoding(head: bytes) -> str | None:
 
 ENCODINGS = "UTF-8, UTF-16, or Windows-1252 (Excel's CSV in Western Europe)"
 PARQUET, EXCEL = (".parquet", ".pq"), (".xlsx", ".xlsm")
+UTC_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"  # an ISO 8601 time's UTC offset, at its end
 OLE = b"\xd0\xcf\x11\xe0"  # an Office 97-2003 document's first bytes: an .xls, or a workbook saved with a password
 
 
