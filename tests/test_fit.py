@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT, assert_mistakes, run_all, twin_cmd
 from twin.fit import LogError, LogFormat, fit_times, log_from_run, read_log, read_parts, stops_log
-from twin.scenario import load_scenario
+from twin.scenario import Scenario, load_scenario
 
 TRUTH = ROOT / "tests" / "scenarios" / "fit_truth.yaml"
 _DAY = st.datetimes(min_value=dt.datetime(2026, 1, 5, 6), max_value=dt.datetime(2026, 1, 6, 6))
@@ -1007,6 +1007,18 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path
     assert mean == pytest.approx(50, rel=0.03)
 
 
+def _status_log(sc: Scenario) -> pd.DataFrame:
+    """A status log of the twin's first replication of the scenario, as a plant keeps one (by machine and time)."""
+    from twin.app.runner import simulate
+
+    line = simulate(sc, 0, sensors=False).line
+    start = pd.Timestamp(sc.start)
+    return pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                    "state": s.astype(str), "reason": r.astype(str)})
+                      for m in line.machines for t, s, r in [m.log.states_from(0)]]
+                     ).sort_values(["machine", "timestamp"])
+
+
 @pytest.mark.parametrize(("shifts", "expected"), [
     (None, ["06:00-22:00"]),  # cnc_cell's own: two shifts, adjacent ones read as one window
     (["22:00-06:00"], ["22:00-06:00"]),  # a night shift: one shift of the day it starts on
@@ -1016,20 +1028,15 @@ def test_the_shift_calendar_is_read_from_the_planned_stops(shifts: list[str] | N
     """A week of a line working Monday to Friday as a status log: its off-shift records give the calendar back. A
     night or a three-shift line was read by the calendar day: its shift's hours after midnight made Saturday a
     working day and Monday morning one too (three shifts: 00:00-24:00 Monday to Saturday, 144 h a week for 120)."""
-    from twin.app.runner import simulate
     from twin.fit import calendar_from
     from twin.scenario import Calendar
 
     sc = load_scenario(ROOT / "scenarios" / "cnc_cell.yaml").model_copy(update={"duration": 7 * 86400.0})
     if shifts is not None:
         sc = sc.model_copy(update={"calendar": Calendar(shifts=shifts, days=sc.calendar.days)})  # type: ignore[union-attr]
-    line = simulate(sc, 0, sensors=False).line
-    start = pd.Timestamp(sc.start)
-    log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                   "state": s.astype(str), "reason": r.astype(str)})
-                     for m in line.machines for t, s, r in [m.log.states_from(0)]])
+    log = _status_log(sc)
     days = ["mon", "tue", "wed", "thu", "fri"]
-    found = calendar_from(log.sort_values(["machine", "timestamp"]))
+    found = calendar_from(log)
     assert found == {"shifts": expected, "days": days}
     assert Calendar(**found).day_length() == (sc.calendar or Calendar(shifts=["00:00-24:00"])).day_length()
     assert calendar_from(log[log.state != "off_shift"]) is None  # no planned stops: no calendar to read
@@ -1040,7 +1047,6 @@ def test_holidays_are_read_from_the_planned_stops() -> None:
     fitted calendar works Wednesdays and has that day off (it planned its shifts, and the validation's availability
     counted them), and works Saturdays their own shift (a day of fewer than half the weekdays' hours was no working
     day, its production unplanned)."""
-    from twin.app.runner import simulate
     from twin.fit import calendar_from
     from twin.scenario import Calendar
 
@@ -1048,14 +1054,33 @@ def test_holidays_are_read_from_the_planned_stops() -> None:
     cal = Calendar.model_validate({**sc.calendar.model_dump(), "holidays": ["2026-01-14"],  # type: ignore[union-attr]
                                    "by_day": {"sat": ["06:00-11:00"]}})
     sc = sc.model_copy(update={"duration": 21 * 86400.0, "calendar": cal})
-    line = simulate(sc, 0, sensors=False).line
-    start = pd.Timestamp(sc.start)
-    log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                   "state": s.astype(str), "reason": r.astype(str)})
-                     for m in line.machines for t, s, r in [m.log.states_from(0)]])
-    assert calendar_from(log.sort_values(["machine", "timestamp"])) == {
+    log = _status_log(sc)
+    assert calendar_from(log) == {
         "shifts": ["06:00-22:00"], "days": ["mon", "tue", "wed", "thu", "fri"], "by_day": {"sat": ["06:00-11:00"]},
         "holidays": ["2026-01-14"]}
+
+
+@pytest.mark.parametrize(("calendar", "expected"), [
+    ({"shifts": ["06:00-14:00", "14:00-22:00"], "breaks": ["12:00-12:30", "18:00-18:30"]},
+     {"shifts": ["06:00-22:00"], "breaks": ["12:00-12:30", "18:00-18:30"]}),
+    # Saturdays work through the weekdays' pause: no break the calendar could apply to every day, so two shifts
+    ({"shifts": ["06:00-12:00", "12:30-22:00"], "by_day": {"sat": ["06:00-13:00"]}},
+     {"shifts": ["06:00-12:00", "12:30-22:00"], "by_day": {"sat": ["06:00-13:00"]}}),
+])
+def test_breaks_are_read_from_the_planned_stops(calendar: dict[str, Any], expected: dict[str, Any]) -> None:
+    """A two-shift line's lunch and evening breaks were read as four shifts (06:00-12:00, 12:30-18:00, ...): the
+    fitted scenario's per-shift report then counted four shifts a day. A pause of at most 45 minutes is a break now,
+    where the calendar with it plans what the log shows on every day."""
+    from twin.fit import calendar_from
+    from twin.scenario import Calendar
+
+    sc = load_scenario(ROOT / "scenarios" / "cnc_cell.yaml")
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    sc = sc.model_copy(update={"duration": 14 * 86400.0, "calendar": Calendar.model_validate({**calendar,
+                                                                                               "days": days})})
+    found = calendar_from(_status_log(sc))
+    assert found == {**expected, "days": days}
+    assert Calendar(**found).windows("mon") == sc.calendar.windows("mon")  # type: ignore[union-attr]
 
 
 @pytest.mark.slow  # runs of the twin and fits (8 s): the full suite's
@@ -1111,18 +1136,14 @@ def test_a_plants_stop_reasons_are_mapped_to_fault_modes_or_said_to_be_left_out(
 def test_an_assemblys_feeder_levels_size_its_buffers() -> None:
     """An assembly's buffer levels come per feeder ('assy<shaft', as the twin and its store keep them): its capacity
     is the most parts seen waiting in any of them (they were 'not in the scenario' and left out)."""
-    from twin.app.runner import simulate
     from twin.fit import fit_scenario
 
     sc = load_scenario(ROOT / "tests" / "scenarios" / "pumps.yaml").model_copy(update={"duration": 86400.0})
-    line = simulate(sc, 0, sensors=False).line
+    log = _status_log(sc)
     start = pd.Timestamp(sc.start)
-    log = pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                   "state": s.astype(str), "reason": r.astype(str)})
-                     for m in line.machines for t, s, r in [m.log.states_from(0)]])
     levels = pd.DataFrame({"timestamp": [start] * 3, "station": ["assy<shaft", "assy<housing", "test"],
                            "level": [3, 6, 2]})
-    fitted, _ = fit_scenario(log.sort_values(["machine", "timestamp"]), sc, levels=levels)
+    fitted, _ = fit_scenario(log, sc, levels=levels)
     assert [s.buffer for s in fitted.stations] == [None, None, 6, 2, 3]
 
 

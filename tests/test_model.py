@@ -306,6 +306,42 @@ def test_a_weekday_works_its_own_shifts() -> None:
         Calendar.model_validate({"shifts": ["06:00-14:00"], "by_day": {"sat": ["6-12"]}})
 
 
+def test_breaks_are_planned_downtime_inside_their_shifts() -> None:
+    """A shift's lunch break could only be written as two shifts ('06:00-12:00', '12:30-14:00'), which the per-shift
+    report then counted as two. Now `breaks` leave the line off shift (machines finish the part in hand) and out of
+    planned time on every working day, a break after midnight inside the night shift, and the shifts stay whole."""
+    from pydantic import ValidationError
+
+    from twin.model import ShiftCalendar
+    from twin.scenario import Calendar
+
+    monday = __import__("datetime").datetime(2026, 1, 5, 0, 0)
+    cal = Calendar.model_validate({"shifts": ["06:00-14:00", "14:00-22:00", "22:00-06:00"],
+                                   "days": ["mon", "tue", "wed", "thu", "fri"],
+                                   "breaks": ["12:00-12:30", "18:00-18:30", "02:00-02:20"]})
+    week = ShiftCalendar(cal, monday, 7 * 86400)
+    assert week.planned(0, 7 * 86400) == pytest.approx(5 * (24 - 0.5 - 0.5 - 1 / 3) * 3600)
+    assert week.next_start(86400 + 12 * 3600 + 60) == 86400 + 12.5 * 3600  # Tuesday 12:01: back at 12:30
+    assert week.next_start(2 * 86400 + 2 * 3600 + 60) == 2 * 86400 + 2 * 3600 + 20 * 60  # Wednesday 02:01 (Tuesday's)
+    assert week.next_start(5 * 86400 + 2 * 3600 + 60) == 5 * 86400 + 2 * 3600 + 20 * 60  # Saturday 02:01 (Friday's)
+    assert week.next_start(3600) == 6 * 3600  # Monday 01:00: no Sunday night shift, and no break of it
+    assert sum(a < 7 * 86400 for a, _ in week.shifts) == 15  # three shifts a day, not six
+    sc = scenario([{"name": "m1", "cycle_time": const(60)}], calendar={"shifts": ["06:00-14:00"],
+                                                                        "breaks": ["09:00-09:15", "12:00-12:30"]},
+                  start="2026-01-05T06:00:00", duration="1 d")
+    st = states_frame(run(sc))
+    off = st[st.state == "off_shift"]
+    assert list(zip(off.start, off.end)) == [(3 * 3600.0, 3.25 * 3600), (6 * 3600.0, 6.5 * 3600), (8 * 3600.0, 86400)]
+    k = replicate(sc, 1)
+    assert kpi(k, "oee availability", "m1")[0] == pytest.approx(1.0)  # a break is no loss
+    assert kpi(k, "departures [parts/h]")[0] == pytest.approx(60 * 7.25 / 24, rel=0.01)
+    for wrong, message in [({"breaks": ["15:00-15:30"]}, r"break '15:00-15:30' falls in no shift \(06:00-14:00\)"),
+                           ({"breaks": ["12:00"]}, r"break '12:00' is not 'HH:MM-HH:MM'"),
+                           ({"breaks": ["05:00-14:30"]}, r"take the whole shift 06:00-14:00")]:
+        with pytest.raises(ValidationError, match=message):
+            Calendar.model_validate({"shifts": ["06:00-14:00"], **wrong})
+
+
 def test_changeover_every_n_parts() -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
                   duration=1500)

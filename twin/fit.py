@@ -1042,27 +1042,16 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     days = {d: tuple(np.roll(week, -(d * per_day + anchor))[:per_day]) for d in range(7)}  # each day from the anchor
     on = np.array(pd.Series([p for p in days.values() if any(p)]).value_counts().index[0])
 
-    def shifts_of(pattern: np.ndarray) -> list[str]:
-        """A day's on-shift slots (from the anchor) as its shifts."""
-        texts, i = [], 0
-        while i < per_day:
-            if pattern[i]:
-                j = i
-                while j < per_day and pattern[j]:
-                    j += 1
-                texts += _shift_texts((anchor + i) * SLOT, (anchor + j) * SLOT)
-                i = j
-            else:
-                i += 1
-        return texts
-
     # a day with fewer than half the common day's slots on shift works shifts of its own (a short Saturday), when it
     # has an hour of them (less: a part finished after the last shift)
-    own = {names[d]: shifts_of(np.array(p)) for d, p in days.items() if 4 <= sum(p) < on.sum() / 2}
+    own = {names[d]: _day_shifts(np.array(p), anchor) for d, p in days.items() if 4 <= sum(p) < on.sum() / 2}
+    days_seen = dict(days)
     days = {d: p for d, p in days.items() if sum(p) >= on.sum() / 2}
-    out: dict[str, Any] = {"shifts": shifts_of(on), "days": [names[d] for d in sorted(days)]}
+    out: dict[str, Any] = {"shifts": _day_shifts(on, anchor), "days": [names[d] for d in sorted(days)]}
     if own:
         out["by_day"] = own
+    out.update(_breaks_in(out, on, anchor, {names[d]: np.array(days_seen[d]) for d in days_seen
+                                            if names[d] in own}))
     # a working day whose shifts the line spent off shift throughout is a holiday (the shifts counted from the
     # anchor, as above; only days the log covers whole)
     off_at = pd.Series(frame.off.to_numpy(), index=grid[frame.index])
@@ -1075,6 +1064,46 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     if holidays:
         out["holidays"] = holidays
     return out
+
+
+BREAK_SLOTS = 3  # a pause of at most 45 minutes between two runs of production in a day is a break, not shifts
+
+
+def _breaks_in(cal: dict[str, Any], on: np.ndarray, anchor: int, own: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The common day's short pauses (a lunch break) as breaks within its shifts, {"shifts": ..., "breaks": ...}:
+    a shift read as '06:00-12:00' and '12:30-14:00' is one shift with a break, as the plant's reports count it. Only
+    where the calendar with them plans exactly the slots the log showed on every day type (a day of its own shifts
+    that works through the pause keeps the pause as two shifts); else nothing."""
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))  # starts and ends of the runs of slots
+    gaps = [(b, a) for b, a in zip(runs[1:-1:2], runs[2::2]) if a - b <= BREAK_SLOTS]  # a run's end, the next's start
+    if not gaps:
+        return {}
+    merged = on.copy()
+    for b, a in gaps:
+        merged[b:a] = True
+    texts = [_shift_texts((anchor + b) * SLOT, (anchor + a) * SLOT)[0] for b, a in gaps]
+    shifts = _day_shifts(merged, anchor)
+    try:
+        trial = Calendar.model_validate({**cal, "shifts": shifts, "breaks": texts})
+    except ValueError:
+        return {}
+
+    def slots(windows: list[tuple[float, float]]) -> set[int]:
+        return {m for a, b in windows for m in range(int(a // 60 // SLOT), int(b // 60 // SLOT))}
+
+    def seen(pattern: np.ndarray) -> set[int]:
+        return {anchor + int(i) for i in np.flatnonzero(pattern)}
+
+    common = next(d for d in cal["days"] if d not in cal.get("by_day", {}))
+    if slots(trial.windows(common)) != seen(on) or any(slots(trial.windows(d)) != seen(p) for d, p in own.items()):
+        return {}
+    return {"shifts": shifts, "breaks": texts}
+
+
+def _day_shifts(pattern: np.ndarray, anchor: int) -> list[str]:
+    """A day's on-shift slots (counted from the anchor slot) as its shifts, one per run of slots."""
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], pattern.astype(int), [0]])))
+    return [t for a, b in zip(runs[::2], runs[1::2]) for t in _shift_texts((anchor + a) * SLOT, (anchor + b) * SLOT)]
 
 
 def _shift_texts(a: int, b: int) -> list[str]:
@@ -1163,6 +1192,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                      int((log.state == "off_shift").sum()), "censored": 0, "family": "planned stops in the log",
                      "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan,
                      "parameters": f"shifts {', '.join(cal['shifts'])} on {', '.join(cal['days'])}"
+                                   + (f", breaks {', '.join(cal['breaks'])}" if cal.get("breaks") else "")
                                    + "".join(f", {d} {', '.join(w)}" for d, w in cal.get("by_day", {}).items())
                                    + (f", holidays {', '.join(cal['holidays'])}" if cal.get("holidays") else "")
                                    + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})

@@ -509,6 +509,21 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _span(window: str) -> tuple[float, float]:
+    """A validated 'HH:MM-HH:MM' as (start, end) in seconds after midnight, the end past 86,400 s across midnight."""
+    m = _HHMM.match(window)
+    assert m is not None  # validated before
+    a, b, c, d = (int(x) for x in m.groups())
+    start, end = a * 3600.0 + b * 60.0, c * 3600.0 + d * 60.0
+    return start, end if end > start else end + 86400.0
+
+
+def _hhmm(seconds: float) -> str:
+    """Seconds after a day's midnight as the calendar writes them, 'HH:MM' (the next day's times as themselves)."""
+    m = int(seconds // 60) % 1440
+    return f"{m // 60:02d}:{m % 60:02d}" if m or seconds < 86400 else "24:00"
+
+
 class Holidays(_Strict):
     """A span of days off (plant holidays, a shutdown), both days included."""
 
@@ -538,6 +553,10 @@ class Calendar(_Strict):
         description="dates the line does not work though their weekday is a working day: a date (2026-12-24) or a "
                     "span {from: 2026-12-24, to: 2027-01-01}, both days included; a shift belongs to the day it "
                     "starts on")
+    breaks: list[str] = Field(
+        default_factory=list, max_length=48,
+        description="daily breaks 'HH:MM-HH:MM' inside the shifts (a lunch break '12:00-12:30'; after midnight, in a "
+                    "night shift): planned downtime on every working day, the shift still one shift in reports")
 
     def is_holiday(self, day: dt.date) -> bool:
         """Whether the line does not work on this date (its shifts that start on it are off)."""
@@ -563,6 +582,33 @@ class Calendar(_Strict):
             cls._windows(shifts)
         return v
 
+    @field_validator("breaks")
+    @classmethod
+    def _break_windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            m = _HHMM.match(w)
+            if not m or m.group(1, 2) == m.group(3, 4):
+                raise ValueError(f"break {w!r} is not 'HH:MM-HH:MM' from its start to its end (24 h clock, e.g. "
+                                 "'12:00-12:30')")
+        return v
+
+    @model_validator(mode="after")
+    def _breaks_in_shifts(self) -> Calendar:
+        days = [d for d in DAYS if self.works_on(d)]
+        for w in self.breaks:
+            a, b = _span(w)
+            if not any(s < pb and pa < e for d in days for s, e in self.spans(d)
+                       for pa, pb in ((a, b), (a + 86400, b + 86400))):
+                raise ValueError(f"break {w!r} falls in no shift ({', '.join(self.shifts)}); a break is planned "
+                                 "downtime inside a shift: give its time within one, or leave it out")
+        for d in days:
+            for s, e in self.spans(d):
+                if not any(a < e and s < b for a, b in self.windows(d)):
+                    raise ValueError(f"the breaks ({', '.join(self.breaks)}) take the whole shift "
+                                     f"{_hhmm(s)}-{_hhmm(e)}{' on ' + d if d in self.by_day else ''}; shorten them, "
+                                     "or leave the shift out")
+        return self
+
     def works_on(self, day: str) -> bool:
         """Whether the line works on this weekday ('mon' ... 'sun'), holidays aside."""
         return day in self.days or day in self.by_day
@@ -570,30 +616,26 @@ class Calendar(_Strict):
     def spans(self, day: str | None = None) -> list[tuple[float, float]]:
         """Each shift of a weekday (default: the days' common `shifts`) as (start, end) in seconds after its day's
         midnight, as given; a night shift crossing midnight ends after 86,400 s (it belongs to the day it starts on)."""
-        out = []
-        for w in self.by_day.get(day, self.shifts):  # type: ignore[arg-type]  # None, no weekday: the common shifts
-            m = _HHMM.match(w)
-            assert m is not None  # validated above
-            a, b, c, d = (int(x) for x in m.groups())
-            start, end = a * 3600.0 + b * 60.0, c * 3600.0 + d * 60.0
-            out.append((start, end if end > start else end + 86400.0))
-        return sorted(out)
+        return sorted(map(_span, self.by_day.get(day, self.shifts)))  # type: ignore[arg-type]  # None: the common
 
     def windows(self, day: str | None = None) -> list[tuple[float, float]]:
         """The production windows of a working day (a weekday's own, with `by_day`), in seconds after its midnight: the
         shifts' union (shifts that overlap, as at a hand-over, count once), in time order; a window crossing midnight
-        ends after 86,400 s."""
+        ends after 86,400 s. Breaks are left out of them (a break after midnight out of a night shift's morning)."""
         out: list[tuple[float, float]] = []
         for a, b in self.spans(day):
             if out and a <= out[-1][1]:
                 out[-1] = (out[-1][0], max(out[-1][1], b))
             else:
                 out.append((a, b))
+        for a, b in map(_span, self.breaks):
+            for pa, pb in ((a, b), (a + 86400, b + 86400)):  # in the day's shifts, and in its night shift's morning
+                out = [piece for s, e in out for piece in ((s, min(e, pa)), (max(s, pb), e)) if piece[1] > piece[0]]
         return out
 
     def day_length(self, extra: tuple[float, float] | None = None) -> float:
-        """Planned seconds in a working day (with `extra`, one more shift's span): the union over the day's clock,
-        a night shift's part after midnight counted at the start of the day."""
+        """Seconds a working day's shifts span (with `extra`, one more shift's span; breaks not taken off): the union
+        over the day's clock, a night shift's part after midnight counted at the start of the day."""
         pieces = [p for a, b in [*self.spans(), *([extra] if extra else [])]
                   for p in ([(a, b)] if b <= 86400 else [(a, 86400.0), (0.0, b - 86400)])]
         total, reach = 0.0, 0.0
