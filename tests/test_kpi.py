@@ -186,7 +186,8 @@ def test_an_energy_price_without_any_power_is_refused() -> None:
 @pytest.mark.parametrize(("mean", "half", "text"), [
     (3055.3, 260.4, "3,055 ± 260"), (0.01784, 0.002, "0.0178 ± 0.0020"), (6.472, 0.61, "6.47 ± 0.61"),
     (0.9473, 0.00019, "0.94730 ± 0.00019"), (-12.3, 4.56, "-12.3 ± 4.6"), (0.75, 0.0, "0.75 ± 0"),
-    (123456.7, np.nan, "123,457"), (0.5, np.nan, "0.5"), (np.nan, 1.0, "-")])
+    (123456.7, np.nan, "123,457"), (0.5, np.nan, "0.5"), (np.nan, 1.0, "-"),
+    (1.0, 2.2e-16, "1 ± 0"), (1e-12, 1e-13, "0.00000000000100 ± 0.00000000000010")])  # rounding's spread, a tiny one
 def test_a_kpi_and_its_interval_read_as_plain_numbers(mean: float, half: float, text: str) -> None:
     """The half-width to two significant digits, the mean to as many decimals, never in e-notation: a throughput
     was printed '3055 ± 2.6e+02'."""

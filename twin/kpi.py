@@ -325,13 +325,14 @@ def half_width(values: np.ndarray, confidence: float = 0.95) -> float:
 
 def mean_ci_text(mean: float, lo: float, hi: float) -> str:
     """'mean ± half-width' of an interval, the half-width to two significant digits and the mean to as many decimals,
-    never in e-notation (a throughput's '3055 ± 2.6e+02' read as nonsense to a plant engineer); '-' for no mean."""
+    never in e-notation (a throughput's '3055 ± 2.6e+02' read as nonsense to a plant engineer), nor to the 17th
+    decimal for a spread that is only rounding's ('1.00000000000000000 ± 0.00000000000000022'); '-' for no mean."""
     if not np.isfinite(mean):
         return "-"
     half = (hi - lo) / 2
     if not np.isfinite(half):
         return plain(mean)
-    if half == 0:
+    if half <= 1e-9 * abs(mean):  # rounding's noise (replications that all scored 1 summed as 0.99999999999999989)
         return f"{plain(mean)} ± 0"
     decimals = max(0, 1 - int(np.floor(np.log10(abs(half)))))
     return f"{mean:,.{decimals}f} ± {half:,.{decimals}f}"
