@@ -458,6 +458,33 @@ def test_a_faster_conveyor_as_an_alternative(tmp_path: Path) -> None:
             (["--buffer", "B=-1"], "--buffer 'B=-1': write STATION=PARTS, PARTS a whole number, 0 or more")])
 
 
+def test_services_in_planned_stops_as_an_alternative(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whether to service the presses in the nights instead of when due, the plant's usual question, could not be
+    compared: `--service-off-shift` is the alternative (the line's own services waiting for its planned stops). The
+    1-hour services then cost no planned time; a line without a calendar or without services is refused with why."""
+    import typer
+
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    press = {"fault_modes": [{"name": "die", "kind": "sudden", "ttf": exp(400_000), "repair": const(600)}],
+             "maintenance": {"policy": "preventive", "every": "7 h", "duration": const(3600)}}
+    sc = helper_scenario([{"name": "press", "cycle_time": const(50)}], machine_types={"m": press}, duration="7 d",
+                         replications=2, calendar={"shifts": ["06:00-22:00"]})
+    options = alternatives(sc, [], [], [], [], [], [], [], [], True)
+    assert [label for label, _ in options] == ["as is", "services off shift"]
+    s = compare_designs(options, jobs=1).summary().set_index(["policy", "kpi"])["mean"]
+    assert s["as is", "oee availability"] < 0.95
+    assert s["services off shift", "oee availability"] == pytest.approx(1.0, abs=0.01)  # failures only
+    assert s["services off shift", "maintenance actions"] >= 6
+    for wrong, message in [(sc.model_copy(update={"calendar": None}), "the scenario has no shift calendar"),
+                           (with_policy(sc, "run-to-failure"), "every machine type runs to failure"),
+                           (options[1][1], "wait for planned stops already (m)")]:
+        with pytest.raises(typer.Exit):
+            alternatives(wrong, [], [], [], [], [], [], [], [], True)
+        assert message in " ".join(capsys.readouterr().err.split())
+
+
 def test_energy_per_good_part_and_its_cost_are_compared() -> None:
     """A second A (60 s) feeding B (30 s) doubles the parts and lowers the energy per part, B no longer idle half the
     time (808 kWh for 2,399 parts, 1,392 for 4,799); the energy's cost counts in the total cost."""

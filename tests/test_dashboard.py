@@ -340,6 +340,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert at.text_input(key="wi_shift").disabled  # bottling runs around the clock: no shift to add
     assert at.text_input(key="wi_batch").disabled  # and has no batch station
     assert at.text_input(key="wi_transfer").disabled  # nor a conveyor
+    assert at.checkbox(key="wi_offshift").disabled  # nor planned stops to service in
     at.checkbox(key="wi_combined").check()  # and all of them together (`--combined`)
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]

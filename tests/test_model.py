@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
@@ -340,6 +341,53 @@ def test_breaks_are_planned_downtime_inside_their_shifts() -> None:
                            ({"breaks": ["05:00-14:30"]}, r"take the whole shift 06:00-14:00")]:
         with pytest.raises(ValidationError, match=message):
             Calendar.model_validate({"shifts": ["06:00-14:00"], **wrong})
+
+
+def test_a_service_due_on_shift_waits_for_the_next_planned_stop() -> None:
+    """Plants service machines in their planned stops, not in production: every preventive service fell due and was
+    done on shift, costing planned time. With `when: off-shift` a service due on shift waits, the machine working
+    on, for the next stop as long as the job (a shift's end, not a 30-minute break); a machine starved at the
+    shift's end takes it too; a job longer than every stop takes the next one; a line without a calendar is
+    refused."""
+    from pydantic import ValidationError
+
+    def line(when: str, duration: float = 3600, shifts: tuple[str, ...] = ("06:00-22:00",)) -> Line:
+        press = {"fault_modes": [{"name": "die", "kind": "sudden", "ttf": exp(200_000), "repair": const(600)}],
+                 "maintenance": {"policy": "preventive", "every": "7 h", "duration": const(duration), "when": when}}
+        return run(scenario([{"name": "press", "cycle_time": const(50)},
+                             {"name": "trim", "cycle_time": const(30), "buffer": 20}],  # starved at the shift's end
+                            machine_types={"m": press}, start="2026-01-05T00:00:00", duration="4 d",
+                            calendar={"shifts": list(shifts), "breaks": ["12:00-12:30"]}))
+
+    def starts(ln: Line) -> pd.DataFrame:
+        ev = events_frame(ln)
+        return ev[ev.event == "maintenance_start"]
+
+    at_once, held = starts(line("at-once")), starts(line("off-shift"))
+    hour = lambda t: (t % 86400) / 3600  # noqa: E731
+    assert ((hour(at_once.t) > 6) & (hour(at_once.t) < 22)).any()  # on shift
+    assert len(held) >= 4 and set(held.machine) == {"press", "trim"}
+    assert ((hour(held.t) >= 22) | (hour(held.t) < 6)).all()  # each in a night's stop, none in the break
+    assert (hour(held.t) == 22).any()  # at the shift's end, for both machines (the crew is not limited here)
+    st = states_frame(line("off-shift"))
+    done = st[st.state == "maintenance"].end
+    assert ((hour(done) >= 22) | (hour(done) <= 6)).all()  # done before the next shift
+    k = replicate(line("off-shift").scenario, 1)
+    assert kpi(k, "oee availability", "press")[0] == pytest.approx(1.0, abs=1e-3)  # no planned time lost
+    # the press fails at about 21:30 for 3 hours: the trim station, starved since, takes its service at 22:00
+    press = {"fault_modes": [{"name": "die", "ttf": {"dist": "weibull", "shape": 50, "scale": 52200},
+                              "repair": const(3 * 3600)}], "start_age": "new"}
+    trim = {"maintenance": {"policy": "preventive", "every": "7 h", "duration": const(3600), "when": "off-shift"}}
+    starved = starts(run(scenario([{"name": "press", "cycle_time": const(50), "machine_type": "p"},
+                                   {"name": "trim", "cycle_time": const(30), "buffer": 20, "machine_type": "t"}],
+                                  machine_types={"p": press, "t": trim}, start="2026-01-05T00:00:00", duration="1 d",
+                                  calendar={"shifts": ["06:00-22:00"], "breaks": ["12:00-12:30"]})))
+    assert list(starved.t) == [22 * 3600.0]
+    long = starts(line("off-shift", duration=10 * 3600))  # longer than the 8-hour nights: the next night's stop
+    assert len(long) and ((hour(long.t) >= 22) | (hour(long.t) < 6)).all()
+    with pytest.raises(ValidationError, match="off-shift waits for the line's planned stops, but the line has no"):
+        scenario([{"name": "press", "cycle_time": const(50)}],
+                 machine_types={"m": {"maintenance": {"policy": "preventive", "every": "7 h", "when": "off-shift"}}})
 
 
 def test_changeover_every_n_parts() -> None:

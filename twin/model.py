@@ -158,6 +158,16 @@ class ShiftCalendar:
         cum = np.concatenate([[0.0], np.cumsum(np.diff(knots) * np.tile([1.0, 0.0], len(self.starts))[:-1])])
         return np.clip(np.interp(b, knots, cum) - np.interp(a, knots, cum), 0.0, None)
 
+    def stop_fits(self, t: float, length: float) -> bool:
+        """Whether the line is off shift at t for at least `length` seconds, or for as long as any stop of the
+        calendar lasts when none is that long (a job longer than every stop takes the next one)."""
+        nxt = self.next_start(t)
+        if nxt is None:
+            return False
+        if not hasattr(self, "_longest"):
+            self._longest = max((a - b for a, b in zip(self.starts[1:], self.ends)), default=float("inf"))
+        return nxt - t >= min(length, self._longest)
+
     def next_change(self, t: float) -> float:
         """When the line next goes on or off shift after t (inf if never)."""
         i = bisect.bisect_right(self.starts, t)
@@ -297,6 +307,13 @@ class Machine:
         self.off_shift_wait = -1  # the waiting state (starved, blocked) shown as off_shift while the line is off
         self.opportunistic = mtype.maintenance.opportunistic  # share of the way to due that takes an opportunity
         self.wake: simpy.Event | None = None  # while waiting for a part or space: fired by an opportunity
+        #: a service due on shift that waits for the next planned stop long enough (maintenance `when: off-shift`)
+        self.off_shift_service = mtype.maintenance.when == "off-shift" and line.calendar is not None
+        self.held: str | None = None
+        self.service_mean = mtype.maintenance.duration.mean
+        # a request not met at once is waited for in _waiter: the calendar clock runs on, an opportunity or the shift's
+        # end (a held service) may come first
+        self.interruptible = self.calendar_clock or self.opportunistic is not None or self.off_shift_service
 
     def _continue(self, now: MachineNow, rng: np.random.Generator) -> None:
         """Start from a state read from the line: each fault mode's life from its forecast RUL, else drawn given
@@ -342,6 +359,8 @@ class Machine:
             waiting = self.state
             self._set_state(OFF_SHIFT)
             self.off_shift_wait = waiting
+            if self.held is not None and self.wake is not None:  # a service held for this stop: take it now
+                self.wake_up()
 
     def shift_starts(self) -> None:
         """Back on shift: a machine still waiting shows its waiting state again."""
@@ -442,7 +461,7 @@ class Machine:
         products = self.products
         run_pool = self.pool_for("run")
         waiting = self._waiting if cal is not None else self._set_state  # without a calendar no wait is off shift
-        waits = calendar_clock or self.opportunistic is not None  # a request not met at once: waited for in _waiter
+        waits = self.interruptible
         loaded = None  # a batch machine working as the line's state was read: for how long
         if self.resume is not None:
             state, mode, since = self.resume
@@ -462,7 +481,7 @@ class Machine:
             if cal is not None and not cal.on_from <= env._now < cal.on_until:  # the shift's bounds, inline
                 yield from self._off_shift(cal)
             reason = self.pending_order or (due(self) if due is not None else None)
-            if reason:
+            if reason and not self._held(reason):
                 yield from self._maintain(reason)
             if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
                     and setup is not None and self.parts_done != self._setup_at:
@@ -559,7 +578,7 @@ class Machine:
         cycle, scrap_u = self.draws.cycle.take, self.draws.scrap.take
         run_pool = self.pool_for("run")
         waiting = self._waiting if line.calendar is not None else self._set_state
-        waits = self.calendar_clock or self.opportunistic is not None
+        waits = self.interruptible
         products = self.products
         while True:
             if loaded is not None:  # the batch in the machine as the line's state was read
@@ -612,11 +631,11 @@ class Machine:
             yield from self._off_shift(cal)
         due = None if isinstance(self.policy, RunToFailure) else self.policy.due
         reason = self.pending_order or (due(self) if due is not None else None)
-        if reason:
+        if reason and not self._held(reason):
             yield from self._maintain(reason)
         inbuf, size, least, patience = self.wiring.inbuf, batch.size, batch.least, batch.wait
         waiting = self._waiting if cal is not None else self._set_state
-        waits = self.calendar_clock or self.opportunistic is not None
+        waits = self.interruptible
         pids: list[int] = []
         deadline = float("inf")
         while len(pids) < size:
@@ -648,16 +667,35 @@ class Machine:
     def _off_shift(self, cal: ShiftCalendar) -> Generator[simpy.Event, Any, None]:
         """Outside the shift the calendar last found: if the line is off shift now, wait off shift for the next one
         (or past the horizon if none comes)."""
+        if self.held is not None and cal.stop_fits(self.env._now, self.service_mean):
+            yield from self._maintain(self.held)
         nxt = cal.next_start(self.env._now)
         if nxt is not None:
             self._set_state(OFF_SHIFT)
             yield self.env.timeout(min(nxt, self.line.horizon + 1) - self.env._now)
 
+    def _held(self, reason: str) -> bool:
+        """Whether a service due now (on shift) waits for the next planned stop (maintenance `when: off-shift`)."""
+        if self.off_shift_service:
+            self.held = reason
+        return self.off_shift_service
+
+    def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
+        """While waiting for a part or space: the held service, if the line is now off shift long enough; then the
+        wait goes on as it was (off shift, or starved or blocked). Whether it was done."""
+        cal = self.line.calendar
+        if self.held is None or cal is None or not cal.stop_fits(self.env._now, self.service_mean):
+            return False
+        waiting = self.off_shift_wait if self.state == OFF_SHIFT and self.off_shift_wait >= 0 else self.state
+        yield from self._maintain(self.held)
+        self._waiting(waiting)
+        return True
+
     def _assemble(self, inputs: list[tuple[Buffer, int]]) -> Generator[simpy.Event, Any, int]:
         """Take the parts of one assembly from the feeders' buffers, in order, holding those already taken; the
         first carries on as the assembly, the others are consumed into it."""
         pids = []
-        waits = self.calendar_clock or self.opportunistic is not None
+        waits = self.interruptible
         for buf, quantity in inputs:
             for _ in range(quantity):
                 if buf.starving():
@@ -708,6 +746,8 @@ class Machine:
             yield first_of(env, ev, env.timeout(ttf))
             if ev.triggered:
                 return ev.value
+            if self.held is not None and (yield from self._held_service_now()):
+                continue
             if self.clock_now() < self.fail_clock - 1e-9:
                 continue
             cancel(ev)
@@ -736,6 +776,8 @@ class Machine:
         """Wait for a part or for space; if the line is stopped by a failure meanwhile and this machine is close
         enough to due, maintain now (the part or the space waits; opportunistic maintenance)."""
         while not ev.triggered:
+            if self.held is not None and (yield from self._held_service_now()):
+                continue
             if self.line.down and self.opportunity():
                 waiting = self.state
                 yield from self._maintain("opportunistic")
@@ -810,7 +852,7 @@ class Machine:
     def _maintain(self, reason: str, left: float | None = None) -> Generator[simpy.Event, Any, None]:
         """Planned maintenance: a crew, the job (`left`: what remains of one in progress at the start), new lives
         for the wear modes."""
-        self.pending_order = None
+        self.pending_order = self.held = None
         self._set_state(MAINTENANCE)
         self.line.record(self, "maintenance_order", detail=reason)
         crew = self.line.crew_for(self, maintenance=True)

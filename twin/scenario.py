@@ -183,6 +183,10 @@ class Maintenance(_Strict):
                                       "share of the way to the policy's trigger (e.g. 0.7)")
     duration: Distribution = Field(default_factory=lambda: Constant(dist="constant", value=1800.0))
     crew: Name | None = None
+    when: Literal["at-once", "off-shift"] = Field(
+        "at-once", description="off-shift: a service that falls due on shift waits for the line's next planned stop "
+                               "as long as the job's mean (a shift's end, a weekend; any stop if none is that long) "
+                               "and is done then, the machine working on meanwhile; needs the line's calendar")
 
     @model_validator(mode="after")
     def _params(self) -> Maintenance:
@@ -943,6 +947,10 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         modes |= {n for _, n in _names(mt.get("fault_modes"))}
         maint = mt.get("maintenance") if isinstance(mt.get("maintenance"), dict) else {}
+        if maint.get("when") == "off-shift" and data.get("calendar") is None:
+            problems.append((f"machine_types.{tname}.maintenance.when", "off-shift waits for the line's planned "
+                             "stops, but the line has no calendar (it runs around the clock); give it a calendar: "
+                             "with its shifts, or leave when out (at-once)"))
         for loc, crew in ((f"machine_types.{tname}.repair_crew", mt.get("repair_crew")),
                           (f"machine_types.{tname}.maintenance.crew", maint.get("crew"))):
             if isinstance(crew, str) and crew not in crew_names:

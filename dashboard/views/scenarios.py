@@ -237,13 +237,20 @@ if sc is not None and path is not None:
     transfers = w10.text_input("another conveyor time", "", key="wi_transfer", placeholder=f"STATION=TIME, e.g. "
                                f"{belts[0].name}=30 s; …" if belts else "", disabled=not belts,
                                help=None if belts else "no conveyor leads into a station of this line")
+    servicing = sc.calendar is not None and any(t.maintenance.policy != "run-to-failure"
+                                                for t in sc.machine_types.values())
+    off_shift = st.checkbox("services in the planned stops", key="wi_offshift", disabled=not servicing,
+                            help="every machine type's services wait for the next planned stop (a shift's end), the "
+                                 "machines working on (`--service-off-shift`)" if servicing else
+                                 "the line has no shift calendar or no planned services")
     design = [*[a for c in crews for a in ("--extra-crew", c)],
               *[a for name in more for a in ("--machines", f"{name}={counts[name] + 1}")],
               *[a for x in faster.split(";") if x.strip() for a in ("--cycle-time", x.strip())],
               *[a for x in sizes.split(";") if x.strip() for a in ("--buffer", x.strip())],
               *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else []),
               *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
-              *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())]]
+              *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())],
+              *(["--service-off-shift"] if off_shift and servicing else [])]
     changes = [a for a in design if a.startswith("--")]
     together = st.checkbox("and all of them together", key="wi_combined",
                            help="one more alternative with every change at once: changes interact (`--combined`)")

@@ -1,5 +1,6 @@
 """Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
-policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time.
+policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time, services
+in planned stops.
 `twin whatif` runs them from the line's state now, `twin compare` over the long run from the scenario's start."""
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ BatchAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STA
                                                             "oven) takes at once, e.g. oven=80 (repeatable)")]
 TransferAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: STATION=TIME a part takes on the "
                                                                "conveyor into the station (repeatable)")]
+OffShiftService = Annotated[bool, typer.Option(
+    "--service-off-shift", help="an alternative: every machine type's planned services wait for the line's planned "
+                                "stops (maintenance when: off-shift) instead of stopping production when due")]
 Combined = Annotated[bool, typer.Option("--combined", help="one more alternative: every change given, together "
                                                             "(a machine and a buffer at once: their interplay)")]
 
@@ -147,6 +151,23 @@ def _with_policy(sc: Scenario, policy: str) -> tuple[str, Scenario]:
         fail(f"--policy: {e}")
 
 
+def _with_service_when(sc: Scenario, when: str) -> tuple[str, Scenario]:
+    """--service-off-shift: every machine type that services its machines waits for planned stops to do it."""
+    if sc.calendar is None:
+        fail("--service-off-shift: the scenario has no shift calendar (its line runs around the clock), so there is "
+             "no planned stop to service in; give it a calendar: to try it")
+    servicing = [n for n, mt in sc.machine_types.items() if mt.maintenance.policy != "run-to-failure"]
+    if not servicing:
+        fail("--service-off-shift: every machine type runs to failure (no planned service to move); give a machine "
+             "type a maintenance policy, or compare policies first")
+    if all(sc.machine_types[n].maintenance.when == when for n in servicing):
+        fail("--service-off-shift: every machine type's services wait for planned stops already "
+             f"({', '.join(servicing)}); the alternative would be the scenario as it is")
+    types = {n: mt.model_copy(update={"maintenance": mt.maintenance.model_copy(update={"when": when})})
+             if n in servicing else mt for n, mt in sc.machine_types.items()}
+    return "services off shift", sc.model_copy(update={"machine_types": types})
+
+
 def _with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--buffer STATION=PARTS: the buffer's capacity; what waits there now stays, up to it (an assembly's per
     feeder)."""
@@ -186,14 +207,16 @@ def _with_shift(sc: Scenario, window: str) -> tuple[str, Scenario]:
 def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
                   shifts: list[str] | None = None, machines: list[str] | None = None,
                   cycles: list[str] | None = None, batches: list[str] | None = None,
-                  transfers: list[str] | None = None, combined: bool = False) -> list[tuple[str, Scenario]]:
+                  transfers: list[str] | None = None, off_shift: bool = False, combined: bool = False
+                  ) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
     given = (("--extra-crew", crews, _with_crew), ("--policy", policies, _with_policy),
              ("--buffer", buffers, _with_buffer), ("--add-shift", shifts or [], _with_shift),
              ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
-             ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer))
+             ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
+             ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when))
     for option, specs, _ in given:
         if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -22,6 +22,7 @@ from twin.app.alternatives import (
     CycleAlt,
     ExtraCrew,
     MachinesAlt,
+    OffShiftService,
     TransferAlt,
 )
 from twin.app.cmd_models import models_for
@@ -205,6 +206,7 @@ def compare(
     cycle_time: CycleAlt = None,
     batch: BatchAlt = None,
     transfer: TransferAlt = None,
+    service_off_shift: OffShiftService = False,
     combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
@@ -214,7 +216,7 @@ def compare(
     the long run (common random numbers): throughput, OEE, WIP, lead time, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [],
-              transfer or [])
+              transfer or [], service_off_shift)
     if any(design) or combined:
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),
@@ -279,7 +281,7 @@ def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
     return t
 
 
-def _compare_designs(file: Path, sc: Scenario, design: tuple[list[str], ...], jobs: int | None, cluster: str | None,
+def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: int | None, cluster: str | None,
                      out: Path | None, force: bool, combined: bool = False) -> None:
     """`twin compare FILE --buffer ... --machines ...`: the line as it is and each alternative, from its start."""
     from twin.app.alternatives import alternatives
