@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
+import hypothesis.strategies as hs
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
 from twin.app.runner import events_frame, simulate, states_frame
@@ -341,6 +345,32 @@ def test_breaks_are_planned_downtime_inside_their_shifts() -> None:
                            ({"breaks": ["05:00-14:30"]}, r"take the whole shift 06:00-14:00")]:
         with pytest.raises(ValidationError, match=message):
             Calendar.model_validate({"shifts": ["06:00-14:00"], **wrong})
+
+
+_HHMM = hs.builds(lambda a, b: f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}",
+                  hs.integers(0, 95).map(lambda q: 15 * q), hs.integers(1, 96).map(lambda q: 15 * q))
+
+
+@settings(max_examples=300, deadline=None)
+@given(shifts=hs.lists(_HHMM, min_size=1, max_size=3), breaks=hs.lists(_HHMM, max_size=3))
+def test_breaks_fuzzed_leave_every_shift_minute_outside_them(shifts: list[str], breaks: list[str]) -> None:
+    """Any shifts and breaks the calendar takes: its windows are the shifts' minutes that no break (at its clock
+    time, on the day or in a night shift's morning) covers, in order and apart; what it refuses, it refuses with a
+    message naming the rule."""
+    from pydantic import ValidationError
+
+    from twin.scenario import Calendar
+
+    try:
+        cal = Calendar.model_validate({"shifts": shifts, "breaks": breaks})
+    except ValidationError as e:
+        assert re.search(r"is not 'HH:MM-HH:MM'|starts when it ends|falls in no shift|take the whole shift", str(e))
+        return
+    minute = lambda w: {m for a, b in w for m in range(int(a // 60), int(b // 60))}  # noqa: E731
+    off = {m for w in breaks for m in minute([Calendar(shifts=[w]).spans()[0]]) for m in (m % 1440, m % 1440 + 1440)}
+    windows = cal.windows()
+    assert minute(windows) == minute(cal.spans()) - off
+    assert all(a < b for a, b in windows) and all(b1 < a2 for (_, b1), (a2, _) in itertools.pairwise(windows))
 
 
 def test_a_service_due_on_shift_waits_for_the_next_planned_stop() -> None:

@@ -522,6 +522,13 @@ def _span(window: str) -> tuple[float, float]:
     return start, end if end > start else end + 86400.0
 
 
+def _each_day(span: tuple[float, float]) -> list[tuple[float, float]]:
+    """A daily time span (a break) as it falls on the clock of a day's shifts, which reach into the next day: the day
+    before's (a break across midnight into the day's first minutes), the day's, the next day's (a night shift's)."""
+    a, b = span
+    return [(a - 86400, b - 86400), (a, b), (a + 86400, b + 86400)]
+
+
 def _hhmm(seconds: float) -> str:
     """Seconds after a day's midnight as the calendar writes them, 'HH:MM' (the next day's times as themselves)."""
     m = int(seconds // 60) % 1440
@@ -600,9 +607,7 @@ class Calendar(_Strict):
     def _breaks_in_shifts(self) -> Calendar:
         days = [d for d in DAYS if self.works_on(d)]
         for w in self.breaks:
-            a, b = _span(w)
-            if not any(s < pb and pa < e for d in days for s, e in self.spans(d)
-                       for pa, pb in ((a, b), (a + 86400, b + 86400))):
+            if not any(s < pb and pa < e for d in days for s, e in self.spans(d) for pa, pb in _each_day(_span(w))):
                 raise ValueError(f"break {w!r} falls in no shift ({', '.join(self.shifts)}); a break is planned "
                                  "downtime inside a shift: give its time within one, or leave it out")
         for d in days:
@@ -632,9 +637,8 @@ class Calendar(_Strict):
                 out[-1] = (out[-1][0], max(out[-1][1], b))
             else:
                 out.append((a, b))
-        for a, b in map(_span, self.breaks):
-            for pa, pb in ((a, b), (a + 86400, b + 86400)):  # in the day's shifts, and in its night shift's morning
-                out = [piece for s, e in out for piece in ((s, min(e, pa)), (max(s, pb), e)) if piece[1] > piece[0]]
+        for pa, pb in (p for w in self.breaks for p in _each_day(_span(w))):
+            out = [piece for s, e in out for piece in ((s, min(e, pa)), (max(s, pb), e)) if piece[1] > piece[0]]
         return out
 
     def day_length(self, extra: tuple[float, float] | None = None) -> float:
