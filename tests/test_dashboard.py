@@ -72,6 +72,10 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     assert target["shift target [parts/h]"].delta.startswith(
         f"{line['throughput [parts/h]'] - 2800:+,.0f} ({line['throughput [parts/h]'] / 2800:.0%} of it)")
     assert target["shift target OEE [%]"].value == "65.0"
+    buffers = next(d.value for d in at.dataframe if "mean level" in d.value.columns)  # the replication's buffers
+    level = kpis[(kpis.scope == "buffer") & (kpis.replication == 0) & (kpis.kpi == "buffer level [parts]")]
+    assert buffers["mean level"].to_dict() == level.set_index("entity").value.round(2).to_dict()
+    assert buffers["capacity"].notna().all() and buffers["full [%]"].between(0, 100).all()
     dot = at.get("graphviz_chart")[0].proto.spec
     for machine in ("depalletizer", "filler-a", "filler-b", "case-packer"):
         assert f'"{machine}"' in dot and f'URL="machine?machine={machine}"' in dot
@@ -85,7 +89,7 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     assert f"{rinser}/120" in dot, dot  # each buffer's last level as the run left it, not only its capacity
     assert any(s.value.startswith("**Bottleneck: ") for s in at.info)
     assert len(at.get("vega_lite_chart")) >= 4  # state timeline, Pareto, output and OEE per hour
-    shifts = at.dataframe[0].value
+    shifts = next(d.value for d in at.dataframe if "shift" in d.value.columns)
     assert list(shifts.columns) == ["shift", "good parts", "planned [h]", "throughput [parts/h]", "OEE [%]"]
     assert shifts["OEE [%]"].between(0, 100).all()
 

@@ -38,9 +38,27 @@ def test_open_jackson_network_with_split_and_rework_matches_the_traffic_equation
     for station, rho, L in (("A", 0.452899, 0.827815), ("B", 0.652174, 1.875), ("C", 0.434783, 0.769231)):
         assert_contains(interval(k, "utilisation", station), rho)
         assert_contains(interval(k, "wip at station [parts]", station), L)
+        assert_contains(interval(k, "buffer level [parts]", station), L - rho)  # waiting: Lq = L - rho
     assert_contains(interval(k, "wip [parts]", "line"), 3.472045)
     assert_contains(interval(k, "time in system [min]", "line"), 6.9441)
     assert_contains(interval(k.assign(value=k.value / 60), "departures [parts/h]", "line"), 0.5)
+
+
+def test_a_finite_buffers_level_full_and_empty_time_match_the_exact_two_machine_line() -> None:
+    """A buffer's statistics, what sizing it asks (its mean level, how long it is full and the station before it
+    blocked, how long empty): none was reported. Exponential A (60 s) into a buffer of 5 in front of exponential B
+    (50 s), blocking after service, is a birth-death chain of 8 states (B's buffer and machine 0-6, then A blocked
+    holding a 7th part): P(n) = (1 - r) r^n / (1 - r^8), r = 50/60."""
+    r = 50 / 60
+    p = np.array([(1 - r) * r**n / (1 - r**8) for n in range(8)])
+    waiting = np.array([0, 0, 1, 2, 3, 4, 5, 5])  # in the buffer: all but B's part; A's blocked part is not in it
+    k = replicate(scenario([{"name": "A", "cycle_time": exp(60)}, {"name": "B", "cycle_time": exp(50), "buffer": 5}],
+                           duration="20 d", warmup="1 d", seed=5), REPS)
+    assert_contains(interval(k, "buffer level [parts]", "B"), float(waiting @ p))
+    assert_contains(interval(k, "buffer full share", "B"), float(p[6:].sum()))
+    assert_contains(interval(k, "buffer empty share", "B"), float(p[:2].sum()))
+    assert_contains(interval(k, "wip at station [parts]", "B"), float(np.minimum(np.arange(8), 6) @ p))
+    assert (kpi(k, "buffer max level [parts]", "B") == 5).all()
 
 
 def test_visit_ratios_follow_the_traffic_equations() -> None:

@@ -26,7 +26,7 @@ from twin.model import (
     Machine,
     ShiftCalendar,
 )
-from twin.scenario import Station
+from twin.scenario import Station, feeder_key
 
 KPI_COLUMNS = ["replication", "scope", "entity", "kpi", "value"]
 
@@ -123,6 +123,7 @@ def replication_kpis(line: Line) -> pd.DataFrame:
             rows.append(("station", st.name, name, float(v)))
         rows.append(("station", st.name, "ideal cycle [s]", ideal))
         rows += _station_flow(line, st.name, group, a, b)
+    rows += _buffer_kpis(line, a, b)
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
     constraint = sc.stations[line.constraint].name
     _, avail, perf, _, _ = station_oee[constraint]
@@ -215,6 +216,31 @@ def _station_flow(line: Line, name: str, group: list[Machine], a: float, b: floa
     else:
         came = np.concatenate([np.frombuffer(m.log.begun, dtype=np.float64) for m in group])
     rows.append(("station", name, "wip at station [parts]", time_average_wip(np.sort(came), np.sort(out), a, b)))
+    return rows
+
+
+def _buffer_kpis(line: Line, a: float, b: float) -> list[Row]:
+    """Each buffer's level over [a, b] (parts waiting, a conveyor's on the way too): its time average and the most
+    it held, and with a capacity the share of the time it was full (the station before it blocked, or about to be)
+    and empty (the station after it starving, unless a machine was busy with its last part): what sizing it asks."""
+    sc, rows = line.scenario, []
+    named = [(st.name, buf, st.buffer) for st, buf in zip(sc.stations, line.buffers) if buf is not None]
+    for si, inputs in line.station_inputs.items():
+        named += [(feeder_key(sc.stations[si].name, f), buf, sc.stations[si].buffer) for f, buf in inputs.items()]
+    for name, buf, capacity in named:
+        came, left = np.frombuffer(buf.arrived, dtype=np.float64), np.frombuffer(buf.left, dtype=np.float64)
+        times = np.concatenate([came, left])  # a part handed straight on comes and leaves at once: no time held
+        steps = np.concatenate([np.ones(len(came)), -np.ones(len(left))])
+        order = np.argsort(times, kind="stable")
+        starts = np.concatenate([[-np.inf], times[order]])
+        level = buf.stocked + np.concatenate([[0.0], np.cumsum(steps[order])])
+        held = np.clip(np.append(starts[1:], np.inf), a, b) - np.clip(starts, a, b)  # each level's time inside [a, b]
+        span = b - a
+        rows += [("buffer", name, "buffer level [parts]", float(level @ held / span)),
+                 ("buffer", name, "buffer max level [parts]", float(level[held > 0].max(initial=0.0)))]
+        if capacity is not None:
+            rows += [("buffer", name, "buffer full share", float(held[level >= capacity].sum() / span)),
+                     ("buffer", name, "buffer empty share", float(held[level <= 0].sum() / span))]
     return rows
 
 

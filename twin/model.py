@@ -909,6 +909,8 @@ class Buffer:
         self.getters: deque[simpy.Event] = deque()
         self.putters: deque[tuple[simpy.Event, int]] = deque()
         self.arrived = array("d")  # when each part came in (for the station's number of parts)
+        self.left = array("d")  # when each part left it for a machine (with `arrived`: the buffer's level over time)
+        self.stocked = 0  # parts it held as the line started
 
     # A request that is met at once returns `env.timeout(0, value)`: scheduled exactly as `Event().succeed(value)`
     # (now, normal priority, next in order), in one call instead of two; only a request that waits needs an Event.
@@ -918,6 +920,7 @@ class Buffer:
         env = self.env
         if self.items:
             ev = env.timeout(0, self.items.popleft())
+            self.left.append(env._now)
             if self.putters:  # room now: the longest-blocked machine hands its part over
                 put, item = self.putters.popleft()
                 self.items.append(item)
@@ -927,6 +930,7 @@ class Buffer:
         if self.putters:  # capacity 0: take the part straight from a blocked machine
             put, item = self.putters.popleft()
             self.arrived.append(env._now)
+            self.left.append(env._now)
             ev = env.timeout(0, item)
             put.succeed()
             return ev
@@ -939,6 +943,7 @@ class Buffer:
         env = self.env
         if self.getters:
             self.arrived.append(env._now)
+            self.left.append(env._now)
             self.getters.popleft().succeed(item)
             return env.timeout(0)
         if len(self.items) < self.capacity:
@@ -951,7 +956,9 @@ class Buffer:
 
     def stock(self, pids: Iterable[int]) -> None:
         """Parts in the buffer when the line starts."""
+        before = len(self.items)
         self.items.extend(pids)
+        self.stocked += len(self.items) - before
 
     def cancel(self, ev: simpy.Event) -> None:
         """Withdraw a get or put still waiting (the machine failed meanwhile)."""
@@ -987,6 +994,7 @@ class Conveyor(Buffer):
         for pid in pids:  # parts the line starts with wait at the end already
             self.items.append(pid)
             self.ready.append(-math.inf)
+            self.stocked += 1
 
     def _at_end(self) -> bool:
         return bool(self.items) and self.ready[0] <= self.env._now + 1e-9  # a float's rounding of now + travel
@@ -995,6 +1003,7 @@ class Conveyor(Buffer):
         if not self.getters and self._at_end():
             self.ready.popleft()
             ev = self.env.timeout(0, self.items.popleft())
+            self.left.append(self.env._now)
             self._admit()
             return ev
         ev = simpy.Event(self.env)
@@ -1035,6 +1044,7 @@ class Conveyor(Buffer):
         while self.getters and self._at_end():
             self.ready.popleft()
             self.getters.popleft().succeed(self.items.popleft())
+            self.left.append(self.env._now)
             self._admit()
         self._schedule()
 

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
+from twin.scenario import buffer_station
 
 st.title("Line overview")
 TILES = [("throughput [parts/h]", "throughput [parts/h]", "{:,.0f}", 1.0),
@@ -110,6 +111,21 @@ if run is not None:
             st.graphviz_chart(dot, width="stretch")
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
+            buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
+
+    def buffers_used(rows: pd.DataFrame) -> None:
+        """The replication's buffers: how full each was on average, at most, and how long full or empty."""
+        if rows.empty:
+            return
+        table = rows.pivot_table(index="entity", columns="kpi", values="value", sort=False)
+        caps = {s.name: s.buffer for s in sc.stations}
+        shown = pd.DataFrame({
+            "capacity": [caps.get(buffer_station(b)) for b in table.index],
+            "mean level": table["buffer level [parts]"].round(2), "highest": table["buffer max level [parts]"],
+            **{f"{k} [%]": (100 * table[f"buffer {k} share"]).round(1) for k in ("full", "empty")
+               if f"buffer {k} share" in table}}, index=table.index.rename("buffer"))
+        with st.expander("buffers: how full, and how long full or empty (full: the station before it blocked)"):
+            st.dataframe(shown, width="stretch")
 
     def explain(values: dict[str, float], stations: pd.DataFrame) -> None:
         b, c = values.get("bottleneck station"), values.get("constraint station")

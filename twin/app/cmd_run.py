@@ -246,6 +246,8 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
     """The KPI tables, the result folder and the store's count; exit 1 if streamed readings are still queued."""
     print_table(kpi_table(summary, kpis, sc))
     print_table(station_table(summary, sc))
+    if (buffers := buffer_table(summary, kpis, sc)) is not None:
+        print_table(buffers)
     out_console.print(f"results: [bold]{escape(str(out))}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", markup=True, highlight=False)
     if not opts.stream:
@@ -605,6 +607,31 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
                             ("oee", "oee availability", "oee performance", "oee quality")),
                   f"{s.ideal_cycle()[0]:.3g} s", f"{st[(s.name, 'active share')]:.1%}",
                   "-" if pd.isna(mtbf) else f"{mtbf:.1f}", "-" if pd.isna(mttr) else f"{mttr:.1f}")
+    return t
+
+
+def buffer_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table | None:
+    """Each buffer's mean level, the most it held in any replication, and its time full and empty (None for a line
+    without buffers): where a bigger or smaller one would change the line, and how much of it was used."""
+    from twin.kpi import plain
+    from twin.scenario import buffer_station
+
+    rows = summary[summary.scope == "buffer"]
+    if rows.empty:
+        return None
+    means = rows.set_index(["entity", "kpi"])["mean"]
+    most = kpis[(kpis.scope == "buffer") & (kpis.kpi == "buffer max level [parts]")].groupby("entity").value.max()
+    caps = {s.name: s.buffer for s in sc.stations}
+    t = Table(title="buffers (mean over replications, highest in any; full: the station before it blocked or about to "
+                    "be)")
+    for col in ("buffer", "capacity", "mean level", "highest", "full", "empty"):
+        t.add_column(col, justify="left" if col == "buffer" else "right")
+    for name in dict.fromkeys(rows.entity):
+        cap = caps.get(buffer_station(name))
+        share = {k: means.get((name, f"buffer {k} share")) for k in ("full", "empty")}
+        t.add_row(name, "unlimited" if cap is None else str(cap), f"{means[(name, 'buffer level [parts]')]:.2f}",
+                  plain(most[name]),
+                  *("-" if v is None else f"{v:.1%}" for v in share.values()))
     return t
 
 
