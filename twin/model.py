@@ -127,6 +127,7 @@ class ShiftCalendar:
                 starts.append(max(s, 0.0))
                 ends.append(e)
         self.starts, self.ends = starts, ends
+        self.longest_stop = max((a - b for a, b in zip(starts[1:], ends)), default=float("inf"))
         #: each shift as the calendar names it, (start, end) in simulation seconds, in time order (the windows above
         #: merge shifts that touch or overlap): what a per-shift report counts
         self.shifts = sorted((day * 86400 + a - offset, day * 86400 + b - offset)
@@ -162,11 +163,7 @@ class ShiftCalendar:
         """Whether the line is off shift at t for at least `length` seconds, or for as long as any stop of the
         calendar lasts when none is that long (a job longer than every stop takes the next one)."""
         nxt = self.next_start(t)
-        if nxt is None:
-            return False
-        if not hasattr(self, "_longest"):
-            self._longest = max((a - b for a, b in zip(self.starts[1:], self.ends)), default=float("inf"))
-        return nxt - t >= min(length, self._longest)
+        return nxt is not None and nxt - t >= min(length, self.longest_stop)
 
     def next_change(self, t: float) -> float:
         """When the line next goes on or off shift after t (inf if never)."""
@@ -774,7 +771,8 @@ class Machine:
 
     def _idle(self, ev: simpy.Event) -> Generator[simpy.Event, Any, Any]:
         """Wait for a part or for space; if the line is stopped by a failure meanwhile and this machine is close
-        enough to due, maintain now (the part or the space waits; opportunistic maintenance)."""
+        enough to due, maintain now (the part or the space waits; opportunistic maintenance); if the shift ends
+        meanwhile and a service waits for it (`when: off-shift`), do that now."""
         while not ev.triggered:
             if self.held is not None and (yield from self._held_service_now()):
                 continue
