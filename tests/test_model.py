@@ -420,6 +420,46 @@ def test_a_service_due_on_shift_waits_for_the_next_planned_stop() -> None:
                  machine_types={"m": {"maintenance": {"policy": "preventive", "every": "7 h", "when": "off-shift"}}})
 
 
+@settings(max_examples=25, deadline=None)
+@given(cycles=hs.lists(hs.integers(20, 120), min_size=1, max_size=3), buffer=hs.integers(0, 8),
+       every=hs.integers(2, 30), job=hs.integers(5, 600), seed=hs.integers(0, 2**16),
+       shifts=hs.sampled_from([["06:00-14:00"], ["06:00-22:00"], ["22:00-06:00"], ["06:00-14:00", "14:00-22:00"]]),
+       breaks=hs.sampled_from([[], ["12:00-12:30"], ["02:00-02:20", "10:00-10:15"]]))
+def test_fuzzed_lines_service_only_in_planned_stops(cycles: list[int], buffer: int, every: int, job: int,
+                                                    seed: int, shifts: list[str], breaks: list[str]) -> None:
+    """Any small line whose machines service `when: off-shift`: every service starts while the line is off shift
+    (the job may run on into the next shift), and the parts are conserved."""
+    from twin.model import ShiftCalendar
+    from twin.scenario import Calendar
+
+    breaks = [b for b in breaks if any(_covers(w, b) for w in shifts)]  # a break must fall in a shift
+    cal = Calendar.model_validate({"shifts": shifts, "breaks": breaks})
+    mt = {"fault_modes": [{"name": "wear", "ttf": {"dist": "weibull", "shape": 2, "scale": "40 h"},
+                           "repair": exp(900)}, {"name": "jam", "kind": "sudden", "ttf": exp(20_000),
+                                                 "repair": exp(120)}],
+          "maintenance": {"policy": "preventive", "every": f"{every} h", "duration": exp(job), "when": "off-shift"},
+          "repair_crew": "crew"}
+    sc = scenario([{"name": f"s{i}", "cycle_time": exp(c), **({"buffer": buffer} if i else {})}
+                   for i, c in enumerate(cycles)], machine_types={"m": mt}, seed=seed, duration="3 d",
+                  start="2026-01-05T00:00:00", calendar=cal.model_dump(), repair_crews=[{"name": "crew", "size": 1}])
+    line = run(sc)
+    ev = events_frame(line)
+    week = ShiftCalendar(cal, sc.start, sc.duration)
+    orders = ev[ev.event == "maintenance_order"]
+    assert all(week.next_start(t) is not None for t in orders.t), orders  # ordered (taken) off shift only
+    exit_ = np.frombuffer(line.exit)
+    scrapped = np.frombuffer(line.scrapped_at, dtype=np.int16) >= 0
+    assert len(exit_) == (~np.isnan(exit_) & ~scrapped).sum() + scrapped.sum() + line.wip
+
+
+def _covers(shift: str, brk: str) -> bool:
+    """Whether a daily break's clock time falls in a shift (both 'HH:MM-HH:MM')."""
+    from twin.scenario import Calendar
+
+    (a, b), (c, d) = Calendar(shifts=[shift]).spans()[0], Calendar(shifts=[brk]).spans()[0]
+    return any(a < d2 and c2 < b for c2, d2 in ((c, d), (c + 86400, d + 86400)))
+
+
 def test_changeover_every_n_parts() -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
                   duration=1500)
