@@ -30,6 +30,8 @@ def test_validate_bundled() -> None:
     r = twin("validate", *map(str, BUNDLED))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("ok ") == len(BUNDLED)
+    assert "cnc_cell.yaml: line plant-linz/machining/cnc-cell-2, 4 stations, 6 machines, planned 80 h a week" in \
+        " ".join(r.stdout.split())  # what its calendar means: two shifts, Monday to Friday
 
 
 def test_validate_a_folder_of_scenarios(tmp_path: Path) -> None:

@@ -331,6 +331,7 @@ def test_breaks_are_planned_downtime_inside_their_shifts() -> None:
     assert week.next_start(5 * 86400 + 2 * 3600 + 60) == 5 * 86400 + 2 * 3600 + 20 * 60  # Saturday 02:01 (Friday's)
     assert week.next_start(3600) == 6 * 3600  # Monday 01:00: no Sunday night shift, and no break of it
     assert sum(a < 7 * 86400 for a, _ in week.shifts) == 15  # three shifts a day, not six
+    assert cal.week_hours() == pytest.approx(week.planned(0, 7 * 86400) / 3600)  # what `twin validate` says
     sc = scenario([{"name": "m1", "cycle_time": const(60)}], calendar={"shifts": ["06:00-14:00"],
                                                                         "breaks": ["09:00-09:15", "12:00-12:30"]},
                   start="2026-01-05T06:00:00", duration="1 d")

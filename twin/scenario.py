@@ -641,6 +641,10 @@ class Calendar(_Strict):
             out = [piece for s, e in out for piece in ((s, min(e, pa)), (max(s, pb), e)) if piece[1] > piece[0]]
         return out
 
+    def week_hours(self) -> float:
+        """Planned hours in a week without holidays: each working day's windows, breaks taken off."""
+        return sum(b - a for d in DAYS if self.works_on(d) for a, b in self.windows(d)) / 3600
+
     def day_length(self, extra: tuple[float, float] | None = None) -> float:
         """Seconds a working day's shifts span (with `extra`, one more shift's span; breaks not taken off): the union
         over the day's clock, a night shift's part after midnight counted at the start of the day."""

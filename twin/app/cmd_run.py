@@ -74,9 +74,12 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
             bad += 1
             continue
         n_m = sum(len(s.machine_names) for s in sc.stations)
+        cal = sc.calendar
+        planned = "" if cal is None else (f", planned {cal.week_hours():.4g} h a week"  # what the calendar means
+                                          + (f" (breaks {', '.join(cal.breaks)} taken off)" if cal.breaks else ""))
         out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
                           f"{len(sc.stations)} station{'s' * (len(sc.stations) != 1)}, {n_m} "
-                          f"machine{'s' * (n_m != 1)}", markup=True, highlight=False)
+                          f"machine{'s' * (n_m != 1)}{escape(planned)}", markup=True, highlight=False)
         for note in sc.notes():
             out_console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     if bad:
