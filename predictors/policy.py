@@ -97,7 +97,8 @@ def _buffer_covers(machine: Machine) -> bool:
     # the station after it: in a graph line its one successor (a station with several has a router, no outbuf)
     nxt = sc.stations[sc.successors(machine.station_idx)[0][0] if sc.is_graph else machine.station_idx + 1]
     per_cycle = (nxt.assemble or {}).get(machine.station.name, 1)  # an assembly takes this many of these a cycle
-    need = per_cycle * machine.mtype.maintenance.duration.mean / (nxt.cycle_time.mean / len(nxt.machine_names))
+    rate = sum(1 / nxt.cycle_for(m).mean for m in nxt.machine_names)  # the next station's parts a second
+    need = per_cycle * machine.mtype.maintenance.duration.mean * rate
     return len(buf.items) >= min(need, buf.capacity * 0.8)
 
 

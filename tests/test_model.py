@@ -461,6 +461,38 @@ def _covers(shift: str, brk: str) -> bool:
     return any(a < d2 and c2 < b for c2, d2 in ((c, d), (c + 86400, d + 86400)))
 
 
+def test_parallel_machines_of_their_own_speeds(capsys: pytest.CaptureFixture[str]) -> None:
+    """An old, slower filler beside a new one could not be written: a station's parallel machines were alike. With
+    `machine_cycle_times` each works to its own cycle: 2 s and 3 s make 1,800 + 1,200 parts an hour; each machine's
+    OEE performance is measured at its own design cycle (both 100 %, not the old one's 67 %), and the station's
+    design cycle is their harmonic mean, 2.4 s (two machines: 3,000 parts an hour by design)."""
+    from pydantic import ValidationError
+
+    sc = scenario([{"name": "filler", "machines": ["filler-a", "filler-b"], "cycle_time": const(2),
+                    "machine_cycle_times": {"filler-b": const(3)}},
+                   {"name": "capper", "cycle_time": const(1), "buffer": 50}], duration="8 h", warmup="30 min")
+    k = replicate(sc, 1)
+    assert kpi(k, "throughput [parts/h]")[0] == pytest.approx(3000, rel=1e-3)
+    assert kpi(k, "parts", "filler-a")[0] / 7.5 == pytest.approx(1800, rel=1e-3)
+    assert kpi(k, "parts", "filler-b")[0] / 7.5 == pytest.approx(1200, rel=1e-3)
+    assert kpi(k, "oee performance", "filler")[0] == pytest.approx(1.0, abs=1e-3)
+    assert kpi(k, "ideal cycle [s]", "filler")[0] == pytest.approx(2.4)
+    assert sc.constraint() == 0 and sc.line_cycle(0, sc.stations[0].ideal_cycle()[0]) == pytest.approx(1.2)
+    for change, message in [({"machine_cycle_times": {"filler-c": const(3)}},
+                             "names 'filler-c', which is not one of the station's machines"),
+                            ({"ideal_cycle_time": 2}, "with ideal_cycle_time as well")]:
+        with pytest.raises(ValidationError, match=message):
+            scenario([{"name": "filler", "machines": ["filler-a", "filler-b"], "cycle_time": const(2),
+                       "machine_cycle_times": {"filler-b": const(3)}, **change}])
+    import typer
+
+    from twin.app.alternatives import alternatives
+
+    with pytest.raises(typer.Exit):  # a what-if's or comparison's station cycle: for which machine?
+        alternatives(sc, [], [], [], [], [], ["filler=1.5 s"])
+    assert "filler's machines have cycle times of their own (filler-b)" in " ".join(capsys.readouterr().err.split())
+
+
 def test_changeover_every_n_parts() -> None:
     sc = scenario([{"name": "m1", "cycle_time": const(10), "changeover": {"every_parts": 10, "duration": const(50)}}],
                   duration=1500)

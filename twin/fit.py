@@ -1138,9 +1138,10 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
             before = st.cycle_time.mean
             row = {"machine type": f"station {st.name}", "fault mode": "", "time": "cycle", "censored": 0,
                    "events": len(samples), "base mean [h]": before / 3600}
-            if len(samples) < MIN_CYCLES or st.cycle_times or st.batch is not None:
+            if len(samples) < MIN_CYCLES or st.cycle_times or st.batch is not None or st.machine_cycle_times:
                 why = ("kept (too few clean cycles)" if len(samples) < MIN_CYCLES else "kept (per-product cycle times)"
-                       if st.cycle_times else "kept (a batch's cycle: its parts come out together)")
+                       if st.cycle_times else "kept (machines with cycle times of their own)"
+                       if st.machine_cycle_times else "kept (a batch's cycle: its parts come out together)")
                 rows.append({**row, "family": why, "mean [h]": before / 3600, "KS": np.nan, "parameters": ""})
                 continue
             f = fit_cycle(samples)

@@ -112,8 +112,9 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     for st, group in zip(sc.stations, line.stations):
         tallies = []
         for m in group:
+            ideal = np.array([st.machine_ideal(m.name)]) if st.machine_cycle_times else _ideal_by_product(line, st)
             machine_rows, tally = _machine_kpis(m, a, b, planned, repairs[repairs.machine == m.name], line.calendar,
-                                                _ideal_by_product(line, st))
+                                                ideal)
             rows += machine_rows
             tallies.append(tally)
         ideal = st.ideal_cycle()[0]

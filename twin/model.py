@@ -249,7 +249,7 @@ class Machine:
         sc, rep = line.scenario, line.replication
         self.modes: list[FaultMode] = list(mtype.fault_modes)
         self.draws = Draws(
-            cycle=Sampler(station.cycle_time, rng_for(sc.seed, rep, slot, STREAM_CYCLE)),
+            cycle=Sampler(station.cycle_for(name), rng_for(sc.seed, rep, slot, STREAM_CYCLE)),
             scrap=Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_SCRAP)),
             setup=(Sampler(station.changeover.duration, rng_for(sc.seed, rep, slot, STREAM_SETUP))
                    if station.changeover else None),

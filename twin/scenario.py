@@ -359,8 +359,8 @@ class Route(_Strict):
 
 
 class Station(_Strict):
-    """A step of the line: one or more identical machines in parallel, fed by the buffer in front (an assembly
-    station: one buffer per feeding station)."""
+    """A step of the line: one or more machines in parallel (alike, or each with its own cycle time), fed by the
+    buffer in front (an assembly station: one buffer per feeding station)."""
 
     name: Name
     machine_type: Name
@@ -377,6 +377,9 @@ class Station(_Strict):
                           "(the last one: exit)")
     route: Literal["probability", "round-robin", "shortest-queue"] = Field(
         "probability", description="how a part picks among several routes")
+    machine_cycle_times: dict[Name, Distribution] = Field(
+        default_factory=dict, description="parallel machines that are not alike: a machine's own cycle time (an "
+                                          "older, slower one), e.g. {filler-b: 2.1 s}; the others keep cycle_time")
     cycle_times: dict[Name, Distribution] = Field(
         default_factory=dict, description="per product: its cycle time here (else cycle_time)")
     ideal_cycle_times: dict[Name, PositiveDuration] = Field(
@@ -409,6 +412,20 @@ class Station(_Strict):
             if other:
                 raise ValueError(f"a batch station works every part of a batch alike: {other[0]} is not for one "
                                  "(not yet); give the batch its own station, or leave batch: out")
+        return self
+
+    @model_validator(mode="after")
+    def _own_cycles(self) -> Station:
+        if self.machine_cycle_times:
+            unknown = [n for n in self.machine_cycle_times if n not in self.machine_names]
+            if unknown:
+                raise ValueError(f"machine_cycle_times names {unknown[0]!r}, which is not one of the station's "
+                                 f"machines ({', '.join(self.machine_names)}); name them with machines: [...]")
+            other = [k for k in ("batch", "cycle_times", "ideal_cycle_times", "ideal_cycle_time") if getattr(self, k)]
+            if other:
+                raise ValueError(f"machine_cycle_times gives each machine its own cycle; with {other[0]} as well, "
+                                 "which machine's design cycle it is would be a guess (not yet): leave one out "
+                                 "(a machine's design cycle is its own law's lower bound)")
         return self
 
     @field_validator("assemble")
@@ -491,14 +508,38 @@ class Station(_Strict):
         """The design cycle time OEE performance is measured against, and where it comes from (for the output).
 
         ISO 22400's planned runtime per item is the fastest feasible cycle, so performance stays <= 100 %; a
-        distribution without a lower bound above 0 falls back to its mean, and the note says so."""
+        distribution without a lower bound above 0 falls back to its mean, and the note says so. Machines with
+        cycles of their own (`machine_cycle_times`): the harmonic mean of theirs, what one machine of the station
+        makes a part in on average at design speed (the station's design rate is its machines over it)."""
+        if self.machine_cycle_times:
+            own = [self.machine_ideal(m) for m in self.machine_names]
+            means = [self.cycle_for(m) for m in self.machine_names]
+            mean = any(d.lower_bound is None for d in means)
+            return len(own) / sum(1 / c for c in own), ("harmonic mean of its machines' design cycles"
+                                                        + (" (some of them means, without a lower bound)"
+                                                           if mean else ""))
+        return self._design_cycle(self.cycle_time)
+
+    def cycle_for(self, machine: str) -> Distribution:
+        """A machine's cycle time: its own (`machine_cycle_times`), else the station's."""
+        return self.machine_cycle_times.get(machine, self.cycle_time)
+
+    def machine_ideal(self, machine: str) -> float:
+        """A machine's design cycle: the station's, or its own law's lower bound (its mean without one)."""
+        if machine not in self.machine_cycle_times:
+            return self._design_cycle(self.cycle_time)[0]
+        dist = self.machine_cycle_times[machine]
+        return dist.lower_bound if dist.lower_bound is not None else dist.mean
+
+    def _design_cycle(self, cycle_time: Distribution) -> tuple[float, str]:
+        """The design cycle of a machine working to `cycle_time` (per part of a batch), and where it comes from."""
         per, of = (self.batch.size, f", per part of a batch of {self.batch.size}") if self.batch else (1, "")
         if self.ideal_cycle_time is not None:
             return self.ideal_cycle_time / per, f"given (ideal_cycle_time){of}"
-        low = self.cycle_time.lower_bound
+        low = cycle_time.lower_bound
         if low is not None:
-            return low / per, f"lower bound of the {self.cycle_time.dist} cycle time{of}"
-        return self.cycle_time.mean / per, (f"mean of the {self.cycle_time.dist} cycle time{of}, which has no lower "
+            return low / per, f"lower bound of the {cycle_time.dist} cycle time{of}"
+        return cycle_time.mean / per, (f"mean of the {cycle_time.dist} cycle time{of}, which has no lower "
                                             "bound: performance can exceed 100 %; give ideal_cycle_time (the design "
                                             "cycle)")
 
@@ -861,7 +902,7 @@ class Scenario(_Strict):
         notes = []
         for st in self.stations:
             value, source = st.ideal_cycle()
-            if source.startswith("mean"):
+            if source.startswith("mean") or "some of them means" in source:
                 notes.append(f"station {st.name}: OEE ideal cycle {value:g} s is the {source}")
         return notes
 

@@ -79,6 +79,10 @@ def _with_cycle(sc: Scenario, spec: str) -> tuple[str, Scenario]:
 
     i, value = _station_setting("--cycle-time", spec, sc, "TIME")
     st = sc.stations[i]
+    if st.machine_cycle_times:
+        fail(f"--cycle-time {spec!r}: station {st.name}'s machines have cycle times of their own "
+             f"({', '.join(st.machine_cycle_times)}): which one the time is for would be a guess; give them in a copy "
+             "of the file and compare the two")
     mean = time_option(value, "--cycle-time", allow_zero=True)
     assert mean is not None
     if not 0.001 <= mean <= 365 * 86400:
