@@ -512,12 +512,11 @@ class Station(_Strict):
         cycles of their own (`machine_cycle_times`): the harmonic mean of theirs, what one machine of the station
         makes a part in on average at design speed (the station's design rate is its machines over it)."""
         if self.machine_cycle_times:
-            own = [self.machine_ideal(m) for m in self.machine_names]
-            means = [self.cycle_for(m) for m in self.machine_names]
-            mean = any(d.lower_bound is None for d in means)
-            return len(own) / sum(1 / c for c in own), ("harmonic mean of its machines' design cycles"
-                                                        + (" (some of them means, without a lower bound)"
-                                                           if mean else ""))
+            own = [self._design_cycle(self.cycle_for(m)) for m in self.machine_names]
+            some = any(source.startswith("mean") for _, source in own)
+            return len(own) / sum(1 / c for c, _ in own), ("harmonic mean of its machines' design cycles"
+                                                           + (" (some of them means, without a lower bound)"
+                                                              if some else ""))
         return self._design_cycle(self.cycle_time)
 
     def cycle_for(self, machine: str) -> Distribution:
@@ -526,10 +525,7 @@ class Station(_Strict):
 
     def machine_ideal(self, machine: str) -> float:
         """A machine's design cycle: the station's, or its own law's lower bound (its mean without one)."""
-        if machine not in self.machine_cycle_times:
-            return self._design_cycle(self.cycle_time)[0]
-        dist = self.machine_cycle_times[machine]
-        return dist.lower_bound if dist.lower_bound is not None else dist.mean
+        return self._design_cycle(self.cycle_for(machine))[0]
 
     def _design_cycle(self, cycle_time: Distribution) -> tuple[float, str]:
         """The design cycle of a machine working to `cycle_time` (per part of a batch), and where it comes from."""
@@ -540,8 +536,8 @@ class Station(_Strict):
         if low is not None:
             return low / per, f"lower bound of the {cycle_time.dist} cycle time{of}"
         return cycle_time.mean / per, (f"mean of the {cycle_time.dist} cycle time{of}, which has no lower "
-                                            "bound: performance can exceed 100 %; give ideal_cycle_time (the design "
-                                            "cycle)")
+                                       "bound: performance can exceed 100 %; give ideal_cycle_time (the design "
+                                       "cycle)")
 
     @property
     def machine_names(self) -> list[str]:
