@@ -1007,6 +1007,33 @@ def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path
     assert mean == pytest.approx(50, rel=0.03)
 
 
+def test_machines_of_their_own_speeds_are_read_from_the_part_log() -> None:
+    """A station's parallel machines were fitted one law for all: an old filler at 60 s beside a new one at 50 s
+    became two 54 s machines. Each machine's cycles against those of the machine with the most: one that is surely
+    more than 5 % apart gets its own law (`machine_cycle_times`); machines alike share the station's (no split)."""
+    from tests.helpers import scenario as make
+    from twin.fit import fit_scenario
+
+    def normal(mean: float) -> dict[str, Any]:
+        return {"dist": "normal", "mean": mean, "sd": 4}
+
+    def line(fill: float, **own: Any) -> Scenario:
+        return make([{"name": "fill", "machines": ["fill-a", "fill-b", "fill-c"], "cycle_time": normal(fill), **own},
+                     {"name": "cap", "cycle_time": normal(10), "buffer": 10}], duration="1 d")
+
+    _, log, parts = _plant_logs(line(50, machine_cycle_times={"fill-c": normal(60)}))
+    base = line(45)
+    fitted, table = fit_scenario(log, base, parts=pd.concat(parts))
+    fill = fitted.stations[0]
+    assert set(fill.machine_cycle_times) == {"fill-c"}
+    assert fill.machine_cycle_times["fill-c"].mean == pytest.approx(60, rel=0.02)
+    assert fill.cycle_time.mean == pytest.approx(50, rel=0.02)  # fill-a and fill-b, alike, together
+    rows = table[table.time == "cycle"]
+    assert list(rows["fault mode"]) == ["fill-c", "", ""]  # fill-c's own row, then the stations' laws
+    _, log, parts = _plant_logs(line(50))
+    assert not fit_scenario(log, base, parts=pd.concat(parts))[0].stations[0].machine_cycle_times
+
+
 def _status_log(sc: Scenario) -> pd.DataFrame:
     """A status log of the twin's first replication of the scenario, as a plant keeps one (by machine and time)."""
     from twin.app.runner import simulate

@@ -917,6 +917,23 @@ def _by_aic(families: dict[str, str], events: np.ndarray, censored: np.ndarray,
     return best[1], best[2], aic
 
 
+APART = 0.05  # a machine whose mean cycle differs from its station's others' by more than this share (and surely)
+
+
+def _apart(by_machine: dict[str, np.ndarray]) -> set[str]:
+    """The machines of a station that work at a speed of their own: each one's clean cycles against those of the
+    machine with the most (the station's law), a mean more than APART off and Welch's t-test sure of it
+    (p < 0.001); none where fewer than two machines have MIN_CYCLES."""
+    from scipy import stats
+
+    enough = {m: c for m, c in by_machine.items() if len(c) >= MIN_CYCLES}
+    if len(enough) < 2:
+        return set()
+    ref = enough[max(enough, key=lambda m: len(enough[m]))]
+    return {m for m, mine in enough.items() if abs(mine.mean() / ref.mean() - 1) > APART
+            and stats.ttest_ind(mine, ref, equal_var=False).pvalue < 1e-3}
+
+
 def fit_cycle(samples: np.ndarray) -> Fitted:
     """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
     from scipy import stats
@@ -1134,21 +1151,41 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
     if parts is not None:
         cycles = clean_cycles(parts, log)
         for i, st in enumerate(stations):
-            samples = np.concatenate([cycles.get(m, np.empty(0)) for m in st.machine_names])
+            by_machine = {m: cycles.get(m, np.empty(0)) for m in st.machine_names}
+            own = set(st.machine_cycle_times) | (set() if st.ideal_cycle_time is not None or st.cycle_times
+                                                 else _apart(by_machine))
+            samples = np.concatenate([c for m, c in by_machine.items() if m not in own] or [np.empty(0)])
             before = st.cycle_time.mean
             row = {"machine type": f"station {st.name}", "fault mode": "", "time": "cycle", "censored": 0,
                    "events": len(samples), "base mean [h]": before / 3600}
-            if len(samples) < MIN_CYCLES or st.cycle_times or st.batch is not None or st.machine_cycle_times:
+            update: dict[str, Any] = {}
+            for m in sorted(own, key=st.machine_names.index):  # a machine of its own speed: its own law
+                mine, was = by_machine[m], st.cycle_for(m).mean
+                if len(mine) < MIN_CYCLES:
+                    rows.append({**row, "fault mode": m, "events": len(mine), "base mean [h]": was / 3600,
+                                 "family": "kept (too few clean cycles)", "mean [h]": was / 3600, "KS": np.nan,
+                                 "parameters": ""})
+                    continue
+                f = fit_cycle(mine)
+                laws[(row["machine type"], m, "cycle")] = (f.law, mine, np.empty(0))
+                update.setdefault("machine_cycle_times", dict(st.machine_cycle_times))[m] = f.spec
+                rows.append({**row, "fault mode": m, "events": len(mine), "base mean [h]": was / 3600,
+                             "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
+                             "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+            if len(samples) < MIN_CYCLES or st.cycle_times or st.batch is not None:
                 why = ("kept (too few clean cycles)" if len(samples) < MIN_CYCLES else "kept (per-product cycle times)"
-                       if st.cycle_times else "kept (machines with cycle times of their own)"
-                       if st.machine_cycle_times else "kept (a batch's cycle: its parts come out together)")
+                       if st.cycle_times else "kept (a batch's cycle: its parts come out together)")
+                if own and len(own) == len(st.machine_names):
+                    why = "kept (every machine has a cycle time of its own)"
                 rows.append({**row, "family": why, "mean [h]": before / 3600, "KS": np.nan, "parameters": ""})
-                continue
-            f = fit_cycle(samples)
-            laws[(row["machine type"], "", "cycle")] = (f.law, samples, np.empty(0))
-            stations[i] = st.model_validate({**st.model_dump(by_alias=True), "cycle_time": f.spec})
-            rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
-                         "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+            else:
+                f = fit_cycle(samples)
+                laws[(row["machine type"], "", "cycle")] = (f.law, samples, np.empty(0))
+                update["cycle_time"] = f.spec
+                rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
+                             "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+            if update:
+                stations[i] = st.model_validate({**st.model_dump(by_alias=True), **update})
     if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
         levels = levels.assign(station=levels.station.astype(str).map(buffer_station))
         most = levels.groupby("station")["level"].max()
