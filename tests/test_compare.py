@@ -485,6 +485,46 @@ def test_services_in_planned_stops_as_an_alternative(tmp_path: Path, capsys: pyt
         assert message in " ".join(capsys.readouterr().err.split())
 
 
+def test_buffer_places_go_where_they_pay() -> None:
+    """Where to put more buffer places (the classic question of line design) took a comparison per guess. Greedy
+    marginal allocation with common random numbers: a cutter that stops often (MTBF 1 h, repairs of 10 min) feeds a
+    welder that never does, which feeds a packer that never does: every place goes in front of the welder, which then
+    works through more of the cutter's stops; a buffer that cannot gain is never chosen, and places that cannot pay
+    are left, said so."""
+    from twin.app.compare import allocate_buffers
+
+    cutter = {"fault_modes": [{"name": "jam", "kind": "sudden", "ttf": exp(3600), "repair": exp(600)}]}
+    sc = helper_scenario([{"name": "cut", "cycle_time": exp(50), "machine_type": "cutter"},
+                          {"name": "weld", "cycle_time": exp(55), "buffer": 1},
+                          {"name": "pack", "cycle_time": const(20), "buffer": 1}],
+                         machine_types={"m": {}, "cutter": cutter}, duration="3 d", replications=4, seed=3)
+    result = allocate_buffers(sc, 6, step=2, jobs=1)
+    assert list(result.rounds.station) == ["weld", "weld", "weld"] and result.given == 6
+    assert [s.buffer for s in result.scenario.stations] == [None, 7, 1]
+    assert (result.rounds.gain_low > 0).all() and result.rounds["mean"].is_monotonic_increasing
+    assert result.simulations == 3 * 3 * 4
+    packer = allocate_buffers(sc, 2, stations=["pack"], jobs=1)  # the packer waits for the welder anyway
+    assert packer.given == 0 and "no buffer's throughput [parts/h] gained significantly" in packer.stopped
+    assert [s.buffer for s in packer.scenario.stations] == [None, 1, 1]
+
+
+def test_allocate_says_what_is_wrong_with_its_options(tmp_path: Path) -> None:
+    """`twin allocate`'s mistakes, each named before any simulation: a buffer not of limited capacity, an objective
+    no comparison has, one replication (no CI for a gain), a line without a buffer to grow, a file to overwrite."""
+    taken = tmp_path / "taken.yaml"
+    taken.write_text("x")
+    serial = ROOT / "bench" / "scenarios" / "serial5.yaml"
+    assert_mistakes(["allocate", str(serial), "--places", "4", "--replications", "3"], [
+        (["--buffers", "s1"], "--buffers 's1': not a station with a buffer of limited capacity (those: s2, s3, s4, "
+                              "s5)"),
+        (["--objective", "speed"], "--objective 'speed': choose one of throughput [parts/h]"),
+        (["--replications", "1"], "--replications: at least 2"),
+        (["--out", str(taken)], "the file exists; give another, or --force to replace it")])
+    assert_mistakes(["allocate", str(ROOT / "scenarios" / "bottling.yaml"), "--places", "4", "--replications", "3"],
+                    [(["--buffers", "depalletizer"], "--buffers 'depalletizer': not a station with a buffer of "
+                                                     "limited capacity")])  # fed by the saturated source: none
+
+
 def test_energy_per_good_part_and_its_cost_are_compared() -> None:
     """A second A (60 s) feeding B (30 s) doubles the parts and lowers the energy per part, B no longer idle half the
     time (808 kWh for 2,399 parts, 1,392 for 4,799); the energy's cost counts in the total cost."""

@@ -1284,6 +1284,15 @@ def load_model(path: str | Path, model: type[M], kind: str, error: type[ValueErr
     return obj
 
 
+def write_scenario(scenario: Scenario, path: Path, header: str = "") -> None:
+    """The scenario as a file (its defaults left out, a comment `header` first), read back so that what was written
+    is known to be a valid scenario."""
+    doc = scenario.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8",
+                    errors="backslashreplace")  # a file name that is not UTF-8, in the header
+    load_scenario(path)
+
+
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read and validate a scenario file; raise ScenarioError naming file, line and field on any mistake."""
     data, lines = read_yaml(path, "scenario", ScenarioError)

@@ -172,7 +172,7 @@ def _with_service_when(sc: Scenario, when: str) -> tuple[str, Scenario]:
     return "services off shift", sc.model_copy(update={"machine_types": types})
 
 
-def _with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+def with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--buffer STATION=PARTS: the buffer's capacity; what waits there now stays, up to it (an assembly's per
     feeder)."""
     i, size = _station_setting("--buffer", spec, sc, "PARTS")
@@ -217,7 +217,7 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
     given = (("--extra-crew", crews, _with_crew), ("--policy", policies, _with_policy),
-             ("--buffer", buffers, _with_buffer), ("--add-shift", shifts or [], _with_shift),
+             ("--buffer", buffers, with_buffer), ("--add-shift", shifts or [], _with_shift),
              ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
              ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
              ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when))

@@ -316,8 +316,6 @@ def fit(
 ) -> None:
     """Calibrate failure and repair times from a plant's status log or stop list (censored maximum likelihood,
     family by AIC), write the fitted scenario, and validate it against the log."""
-    import yaml
-
     from twin.app.cluster import ClusterError, reachable
     from twin.fit import (
         IDLE_GAP,
@@ -332,7 +330,7 @@ def fit(
         read_parts,
         unfitted_reasons,
     )
-    from twin.scenario import buffer_station, load_scenario
+    from twin.scenario import buffer_station, write_scenario
 
     sc = open_scenario(base)
     plant = plant_names(sc, columns, sep, time_format, states, reasons, machines)
@@ -457,15 +455,12 @@ def fit(
     except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
         # distribution family fits; named with the file they come from
         fail(f"{energy_path or _url_name(str(energy)) if isinstance(e, MeterError) else source}: {e}")
-    doc = fitted.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     read = f"{stop_list:,} stops" if stop_list is not None else f"{len(frame):,} state changes"
     header = (f"# Fitted by `twin fit` from {source.name} ({read}, "
               f"{frame.timestamp.min():%Y-%m-%d %H:%M:%S} to {frame.timestamp.max():%Y-%m-%d %H:%M:%S}) on "
               f"{dt.date.today()}, base {base.name}.\n"
               "# Failure and repair times are maximum-likelihood fits with right-censoring; see the report.\n")
-    out.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8",
-                   errors="backslashreplace")  # a file name that is not UTF-8, in the header
-    load_scenario(out)  # what was written reads back as a valid scenario
+    write_scenario(fitted, out, header)
     shown = Table(title=f"fitted from {source.name}")
     for col in ("machine type", "fault mode", "time", "events", "censored", "family", "mean [h]", "base mean [h]",
                 "KS"):

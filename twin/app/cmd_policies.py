@@ -40,6 +40,7 @@ from twin.app.options import (
     report_folder,
     simulated,
     time_option,
+    writable,
 )
 
 if TYPE_CHECKING:
@@ -402,6 +403,84 @@ def tune(
                           f"but its paired difference to {', '.join(show(v) for v in result.ties)} has a 95 % CI "
                           f"that includes 0; run more replications (--replications) to separate them, or choose "
                           f"among them on other grounds. Report: {path}", highlight=False)
+
+
+def allocate(
+    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
+    places: Annotated[int, typer.Option(min=1, max=100_000, help="buffer places to add to the line, e.g. 20")],
+    step: Annotated[int, typer.Option(min=1, help="places given at a time (fewer rounds, a coarser answer)")] = 1,
+    buffers: Annotated[Optional[str], typer.Option(help="the stations whose buffers may grow, comma-separated "
+                                                   "(default: every buffer of limited capacity)")] = None,
+    objective: Annotated[str, typer.Option(help="KPI to improve: 'throughput [parts/h]', 'oee', ...")]
+    = "throughput [parts/h]",
+    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per candidate (at least 2)")] = None,
+    duration: Annotated[Optional[str], typer.Option()] = None,
+    warmup: Annotated[Optional[str], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
+    jobs: Jobs = None, cluster: ClusterOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="write the scenario with the places added to this file")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Where more buffer places pay most: greedy marginal allocation, each round giving --step places to the buffer
+    whose objective gains most (common random numbers), until all are given or none gains significantly."""
+    sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
+    from twin.app.cluster import ClusterError
+    from twin.app.compare import DESIGN_KPIS, allocate_buffers
+    from twin.app.options import progress_bar
+    from twin.kpi import mean_ci_text
+
+    if sc.replications < 2:
+        fail("--replications: at least 2, so that each gain gets a confidence interval")
+    if objective not in DESIGN_KPIS:
+        fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}")
+    limited = [s.name for s in sc.stations if s.buffer is not None and s.name not in _saturated_entries(sc)]
+    chosen = [b.strip() for b in buffers.split(",") if b.strip()] if buffers else limited
+    wrong = [b for b in chosen if b not in limited]
+    if wrong or not chosen:
+        fail(f"--buffers {wrong[0]!r}: not a station with a buffer of limited capacity (those: "
+             f"{', '.join(limited) or 'none'})" if wrong else f"{file.name}: no buffer of limited capacity to grow "
+             "(an unlimited one never blocks); give stations a buffer: size first")
+    if out is not None and out.exists() and not force:
+        fail(f"--out {out}: the file exists; give another, or --force to replace it")
+    if out is not None:
+        writable(out, folder=False)
+    rounds = -(-places // step)
+    per_round = (len(chosen) + 1) * sc.replications
+    with progress_bar() as bar:
+        task = bar.add_task(f"up to {rounds} rounds × {len(chosen) + 1} candidates × {sc.replications} replications",
+                            total=rounds * per_round, note="")
+        try:
+            result = allocate_buffers(sc, places, step, objective, chosen, jobs=jobs, cluster=cluster,
+                                      progress=lambda r, done, _: bar.update(task, completed=(r - 1) * per_round
+                                                                             + done, note="simulations"))
+        except ClusterError as e:
+            fail(str(e), code=3)
+    t = Table(title=f"{sc.line.name}: {step} place{'s' * (step > 1)} a round to the buffer gaining most "
+                    f"{objective} ({sc.replications} replications of {sc.duration / 3600:g} h, warm-up "
+                    f"{sc.warmup / 3600:g} h; mean ± 95 % CI)")
+    for col in ("round", "buffer", "size", objective, "gain"):
+        t.add_column(col, justify="left" if col == "buffer" else "right")
+    for r in result.rounds.itertuples():
+        t.add_row(str(r.round), str(r.station), str(r.size), mean_ci_text(r.mean, r.ci_low, r.ci_high),
+                  mean_ci_text(r.gain, r.gain_low, r.gain_high))
+    if len(result.rounds):
+        print_table(t)
+    before = {s.name: s.buffer for s in sc.stations}
+    changed = [f"{s.name} {before[s.name]} → {s.buffer}" for s in result.scenario.stations
+               if s.buffer != before[s.name]]
+    out_console.print(f"{result.stopped}; buffers: {', '.join(changed) or 'as they are'}", highlight=False)
+    if out is not None:
+        from twin.scenario import write_scenario
+
+        write_scenario(result.scenario, out, f"# {file.name} with {result.given} buffer places added by `twin "
+                                             f"allocate` ({', '.join(changed) or 'none'}) for {objective}.\n")
+        out_console.print(f"wrote {out}", highlight=False)
+    out_console.print(f"{result.simulations} simulations in {result.wall:.1f} s on {result.where}", highlight=False)
+
+
+def _saturated_entries(sc: Scenario) -> set[str]:
+    """The stations a saturated source feeds: no buffer in front of them."""
+    return {sc.stations[i].name for i in sc.entries()} if sc.source.kind == "saturated" else set()
 
 
 def plan(

@@ -365,3 +365,56 @@ def tune(scenario: Scenario, policy: str, parameter: str, values: Sequence[float
     pick = means.idxmin() if objective in LOWER_IS_BETTER else means.idxmax()
     ties = [v for v, label in zip(values, labels) if label != pick and not cmp.paired(label, pick, objective)[4]]
     return Tuning(parameter, list(values), cmp, objective, values[labels.index(pick)], ties)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """`allocate_buffers`' result: each round's choice and the line it left, and the allocated scenario."""
+
+    rounds: pd.DataFrame  # round, station, size, objective mean, its CI, gain over the round before and its CI
+    scenario: Scenario  # the line with the places added
+    stopped: str  # why it ended: every place given, or what no buffer gained from
+    given: int  # places added
+    simulations: int
+    wall: float
+    where: str
+
+
+def allocate_buffers(sc: Scenario, places: int, step: int = 1, objective: str = "throughput [parts/h]",
+                     stations: Sequence[str] | None = None, *, jobs: int | None = None, cluster: str | None = None,
+                     progress: Callable[[int, int, int], None] | None = None) -> Allocation:
+    """Where `places` more buffer places pay most: greedy marginal allocation, `step` places a round to the buffer
+    whose objective gains most with them (common random numbers: every candidate of a round meets the same draws),
+    until every place is given or no buffer's gain is significant (the places left would sit idle). `stations`: the
+    buffers that may grow (default: every one of limited capacity). `progress(round, done, total)`."""
+    import time
+
+    from twin.app.alternatives import with_buffer
+
+    better = -1.0 if objective in LOWER_IS_BETTER else 1.0
+    current, rows, given, wall, where, runs = sc, [], 0, 0.0, "", 0
+    names = list(stations) if stations else [s.name for s in sc.stations if s.buffer is not None]
+    stopped = f"all {places} places given"
+    while given < places:
+        size = min(step, places - given)
+        caps = {s.name: s.buffer for s in current.stations}
+        options = [("as is", current), *(with_buffer(current, f"{n}={caps[n] + size}") for n in names)]
+        t0 = time.perf_counter()
+        cmp = compare_designs(options, jobs=jobs, cluster=cluster, progress=None if progress is None else
+                              (lambda done, total, r=len(rows) + 1: progress(r, done, total)))
+        wall, where, runs = wall + time.perf_counter() - t0, cmp.where, runs + len(options) * sc.replications
+        d = cmp.differences()
+        d = d[d.kpi == objective].assign(score=lambda x: better * x["diff"])
+        best = d.loc[d.score.idxmax()] if len(d) and d.score.notna().any() else None
+        if best is None or not (best.significant and best.score > 0):
+            stopped = (f"{given} of {places} places given: no buffer's {objective} gained significantly from "
+                       f"{size} more (the places left would not pay)")
+            break
+        station = names[[label for label, _ in options[1:]].index(best.policy)]
+        current = dict(options)[best.policy]
+        given += size
+        s = cmp.summary().set_index(["policy", "kpi"]).loc[(best.policy, objective)]
+        rows.append({"round": len(rows) + 1, "station": station, "size": caps[station] + size,
+                     "mean": s["mean"], "ci_low": s.ci_low, "ci_high": s.ci_high,
+                     "gain": best["diff"], "gain_low": best.ci_low, "gain_high": best.ci_high})
+    return Allocation(pd.DataFrame(rows), current, stopped, given, runs, wall, where)
