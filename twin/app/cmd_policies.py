@@ -425,7 +425,7 @@ def allocate(
     whose objective gains most (common random numbers), until all are given or none gains significantly."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     from twin.app.cluster import ClusterError
-    from twin.app.compare import DESIGN_KPIS, allocate_buffers
+    from twin.app.compare import DESIGN_KPIS, allocate_buffers, growable
     from twin.app.options import progress_bar
     from twin.kpi import mean_ci_text
 
@@ -433,7 +433,7 @@ def allocate(
         fail("--replications: at least 2, so that each gain gets a confidence interval")
     if objective not in DESIGN_KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}")
-    limited = [s.name for s in sc.stations if s.buffer is not None and s.name not in _saturated_entries(sc)]
+    limited = growable(sc)
     chosen = [b.strip() for b in buffers.split(",") if b.strip()] if buffers else limited
     wrong = [b for b in chosen if b not in limited]
     if wrong or not chosen:
@@ -476,11 +476,6 @@ def allocate(
                                              f"allocate` ({', '.join(changed) or 'none'}) for {objective}.\n")
         out_console.print(f"wrote {out}", highlight=False)
     out_console.print(f"{result.simulations} simulations in {result.wall:.1f} s on {result.where}", highlight=False)
-
-
-def _saturated_entries(sc: Scenario) -> set[str]:
-    """The stations a saturated source feeds: no buffer in front of them."""
-    return {sc.stations[i].name for i in sc.entries()} if sc.source.kind == "saturated" else set()
 
 
 def plan(

@@ -380,39 +380,54 @@ class Allocation:
     where: str
 
 
+def growable(sc: Scenario) -> list[str]:
+    """The stations whose buffer may grow: those of limited capacity (an unlimited one never blocks), not fed by a
+    saturated source (those have none)."""
+    fed = set(sc.entries()) if sc.source.kind == "saturated" else set()
+    return [s.name for i, s in enumerate(sc.stations) if s.buffer is not None and i not in fed]
+
+
 def allocate_buffers(sc: Scenario, places: int, step: int = 1, objective: str = "throughput [parts/h]",
                      stations: Sequence[str] | None = None, *, jobs: int | None = None, cluster: str | None = None,
                      progress: Callable[[int, int, int], None] | None = None) -> Allocation:
     """Where `places` more buffer places pay most: greedy marginal allocation, `step` places a round to the buffer
     whose objective gains most with them (common random numbers: every candidate of a round meets the same draws),
     until every place is given or no buffer's gain is significant (the places left would sit idle). `stations`: the
-    buffers that may grow (default: every one of limited capacity). `progress(round, done, total)`."""
+    buffers that may grow (default: `growable`). An assembly's buffers grow together, one per feeder: its places
+    cost as many, and a gain counts per place. `progress(round, done, total)`."""
     import time
 
     from twin.app.alternatives import with_buffer
 
     better = -1.0 if objective in LOWER_IS_BETTER else 1.0
     current, rows, given, wall, where, runs = sc, [], 0, 0.0, "", 0
-    names = list(stations) if stations else [s.name for s in sc.stations if s.buffer is not None]
+    names = list(stations) if stations else growable(sc)
+    per_place = {st.name: len(st.assemble) if st.assemble else 1 for st in sc.stations}
     stopped = f"all {places} places given"
     while given < places:
         size = min(step, places - given)
         caps = {s.name: s.buffer for s in current.stations}
-        options = [("as is", current), *(with_buffer(current, f"{n}={caps[n] + size}") for n in names)]
+        fits = [n for n in names if size * per_place[n] <= places - given]
+        if not fits:
+            stopped = f"{given} of {places} places given: the rest are fewer than an assembly's feeders need"
+            break
+        options = [("as is", current), *(with_buffer(current, f"{n}={caps[n] + size}") for n in fits)]
         t0 = time.perf_counter()
         cmp = compare_designs(options, jobs=jobs, cluster=cluster, progress=None if progress is None else
                               (lambda done, total, r=len(rows) + 1: progress(r, done, total)))
         wall, where, runs = wall + time.perf_counter() - t0, cmp.where, runs + len(options) * sc.replications
         d = cmp.differences()
-        d = d[d.kpi == objective].assign(score=lambda x: better * x["diff"])
+        cost = {label: size * per_place[n] for (label, _), n in zip(options[1:], fits)}
+        d = d[d.kpi == objective]
+        d = d.assign(score=better * d["diff"] / d.policy.map(cost))
         best = d.loc[d.score.idxmax()] if len(d) and d.score.notna().any() else None
         if best is None or not (best.significant and best.score > 0):
             stopped = (f"{given} of {places} places given: no buffer's {objective} gained significantly from "
                        f"{size} more (the places left would not pay)")
             break
-        station = names[[label for label, _ in options[1:]].index(best.policy)]
+        station = fits[[label for label, _ in options[1:]].index(best.policy)]
         current = dict(options)[best.policy]
-        given += size
+        given += cost[best.policy]
         s = cmp.summary().set_index(["policy", "kpi"]).loc[(best.policy, objective)]
         rows.append({"round": len(rows) + 1, "station": station, "size": caps[station] + size,
                      "mean": s["mean"], "ci_low": s.ci_low, "ci_high": s.ci_high,
