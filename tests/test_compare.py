@@ -510,16 +510,15 @@ def test_buffer_places_go_where_they_pay() -> None:
 
 def test_allocate_says_what_is_wrong_with_its_options(tmp_path: Path) -> None:
     """`twin allocate`'s mistakes, each named before any simulation: a buffer not of limited capacity, an objective
-    no comparison has, one replication (no CI for a gain), a line without a buffer to grow, a file to overwrite."""
-    taken = tmp_path / "taken.yaml"
-    taken.write_text("x")
+    no comparison has, one replication (no CI for a gain), a saturated source's station, a report to overwrite."""
+    (tmp_path / "report.md").write_text("an earlier report")
     serial = ROOT / "bench" / "scenarios" / "serial5.yaml"
     assert_mistakes(["allocate", str(serial), "--places", "4", "--replications", "3"], [
         (["--buffers", "s1"], "--buffers 's1': not a station with a buffer of limited capacity (those: s2, s3, s4, "
                               "s5)"),
         (["--objective", "speed"], "--objective 'speed': choose one of throughput [parts/h]"),
         (["--replications", "1"], "--replications: at least 2"),
-        (["--out", str(taken)], "the file exists; give another, or --force to replace it")])
+        (["--out", str(tmp_path)], "holds an earlier report; choose another folder")])
     assert_mistakes(["allocate", str(ROOT / "scenarios" / "bottling.yaml"), "--places", "4", "--replications", "3"],
                     [(["--buffers", "depalletizer"], "--buffers 'depalletizer': not a station with a buffer of "
                                                      "limited capacity")])  # fed by the saturated source: none

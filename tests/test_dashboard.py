@@ -366,6 +366,16 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     report = next(m.value for m in at.markdown if m.value.startswith("# Alternatives of bottling-1"))
     for alternative in ("as is", "+1 technician, mechanics", "buffer capper = 400", "labeller: 2 machines", together):
         assert f"| {alternative}" in report or f" {alternative} |" in report, report
+    # where more buffer places pay (`twin allocate`): its report and the scenario with them
+    at.number_input(key="al_places").set_value(2)
+    at.text_input(key="al_dur").set_value("1 h")
+    at.button(key="al_go").click().run()
+    proc = at.session_state["al_proc"]
+    assert proc.wait(180) == 0, Path(at.session_state["al_proc_log"]).read_text()
+    at.run()
+    allocated = next(m.value for m in at.markdown if m.value.startswith("# Buffer places for bottling-1"))
+    assert "2 places to add, 2 a round" in allocated and "bottling-allocated.yaml" in allocated
+    assert at.get("download_button")
 
 
 def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, tmp_path: Path,

@@ -308,6 +308,37 @@ if sc is not None and path is not None:
 
     long_run_status()
 
+    from twin.app.compare import growable
+
+    st.subheader("Where more buffer places pay")
+    st.caption("Places added a few at a time to the buffer whose throughput gains most with them, over the long run "
+               "with the same random numbers, until all are given or none gains significantly (`twin allocate`, as "
+               "many replications as above); the report and the scenario with them appear here.")
+    limited = growable(sc)
+    a1, a2, a3 = st.columns(3)
+    places = a1.number_input("places to add", 1, 10_000, 10, key="al_places")
+    step = a2.number_input("places a round", 1, 1_000, 2, key="al_step")
+    al_dur = a3.text_input("duration", f"{sc.duration / 3600:g} h", key="al_dur")
+    al_busy = running("al_proc")
+    if st.button("allocate the places", key="al_go", disabled=not limited or not me.can("start_run") or al_busy,
+                 help="engineers only" if not me.can("start_run") else None if limited else
+                 "the line has no buffer of limited capacity"):
+        report = data.reports_dir() / f"allocate-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        start_job("al_proc", ["allocate", str(path), "--places", str(places), "--step", str(step), "--duration", al_dur,
+                              "--replications", str(max(wi_reps, 2)), "--out", str(report)], report, "allocate",
+                  f"{path.name}: {places} buffer places, {al_dur} × {wi_reps} → {report}")
+
+    @st.fragment(run_every="2s")
+    def allocate_status() -> None:
+        if job_state("al_proc", "the allocation", "simulating the candidates…") == "done":
+            folder = Path(st.session_state.al_proc_out)
+            st.markdown((folder / "report.md").read_text(encoding="utf-8"))
+            for allocated in folder.glob("*-allocated.yaml"):
+                st.download_button("the scenario with the places", allocated.read_bytes(), allocated.name,
+                                   key="al_download")
+
+    allocate_status()
+
 st.header("Compare runs")
 runs = data.list_runs(str(data.runs_dir()))
 finished = [r for r in runs if r.status in ("finished", "stopped")]  # complete: not running, failed or lost

@@ -40,7 +40,6 @@ from twin.app.options import (
     report_folder,
     simulated,
     time_option,
-    writable,
 )
 
 if TYPE_CHECKING:
@@ -418,7 +417,8 @@ def allocate(
     warmup: Annotated[Optional[str], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
     jobs: Jobs = None, cluster: ClusterOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="write the scenario with the places added to this file")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder, with the scenario the places added (default: a "
+                                                     "new reports/allocate-<scenario>-<time>)")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Where more buffer places pay most: greedy marginal allocation, each round giving --step places to the buffer
@@ -440,10 +440,7 @@ def allocate(
         fail(f"--buffers {wrong[0]!r}: not a station with a buffer of limited capacity (those: "
              f"{', '.join(limited) or 'none'})" if wrong else f"{file.name}: no buffer of limited capacity to grow "
              "(an unlimited one never blocks); give stations a buffer: size first")
-    if out is not None and out.exists() and not force:
-        fail(f"--out {out}: the file exists; give another, or --force to replace it")
-    if out is not None:
-        writable(out, folder=False)
+    out = report_folder(out, f"allocate-{file.stem}", force)  # once the options are good
     rounds = -(-places // step)
     per_round = (len(chosen) + 1) * sc.replications
     with progress_bar() as bar:
@@ -468,14 +465,29 @@ def allocate(
     before = {s.name: s.buffer for s in sc.stations}
     changed = [f"{s.name} {before[s.name]} → {s.buffer}" for s in result.scenario.stations
                if s.buffer != before[s.name]]
-    out_console.print(f"{result.stopped}; buffers: {', '.join(changed) or 'as they are'}", highlight=False)
-    if out is not None:
-        from twin.scenario import write_scenario
+    summary = f"{result.stopped}; buffers: {', '.join(changed) or 'as they are'}"
+    out_console.print(summary, highlight=False)
+    from twin.scenario import write_scenario
 
-        write_scenario(result.scenario, out, f"# {file.name} with {result.given} buffer places added by `twin "
-                                             f"allocate` ({', '.join(changed) or 'none'}) for {objective}.\n")
-        out_console.print(f"wrote {out}", highlight=False)
-    out_console.print(f"{result.simulations} simulations in {result.wall:.1f} s on {result.where}", highlight=False)
+    allocated = out / f"{file.stem}-allocated.yaml"
+    write_scenario(result.scenario, allocated, f"# {file.name} with {result.given} buffer places added by `twin "
+                                               f"allocate` ({', '.join(changed) or 'none'}) for {objective}.\n")
+    result.rounds.to_csv(out / "rounds.csv", index=False)
+    (out / "report.md").write_text("\n".join([
+        f"# Buffer places for {sc.line.name}", "",
+        f"{places} places to add, {step} a round to the buffer whose {objective} gains most per place (greedy "
+        f"marginal allocation; {sc.replications} replications of {sc.duration / 3600:g} h, warm-up "
+        f"{sc.warmup / 3600:g} h, common random numbers; mean ± 95 % CI). {result.simulations} simulations in "
+        f"{result.wall:.1f} s on {result.where}.", "",
+        (result.rounds.assign(**{objective: [mean_ci_text(m, lo, hi) for m, lo, hi in zip(
+            result.rounds["mean"], result.rounds.ci_low, result.rounds.ci_high)], "gain": [
+            mean_ci_text(m, lo, hi) for m, lo, hi in zip(result.rounds.gain, result.rounds.gain_low,
+                                                         result.rounds.gain_high)]})
+         [["round", "station", "size", objective, "gain"]].rename(columns={"station": "buffer"})
+         .to_markdown(index=False) if len(result.rounds) else "No round gave places."), "",
+        summary[0].upper() + summary[1:] + ".", "", f"The scenario with them: `{allocated.name}`.", ""]),
+        encoding="utf-8")
+    _done(result.simulations, result.wall, result.where, out)
 
 
 def plan(
