@@ -591,10 +591,9 @@ def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | No
                span: tuple[int, int] | None = None) -> None:
     """run.json of the plant's 'run' (its line from the config's scenario, its store, no ground truth), listed in
     the runs index so the dashboard shows the real line like a simulated one."""
-    import json
-
     from sensors.bus.payloads import clock_time, line_now
     from sensors.store.ledger import Ledger, LedgerError, read_run
+    from twin.app.runner import write_json
 
     sc = open_scenario((config.parent / str(cfg.scenario)).resolve())
     folder.mkdir(parents=True, exist_ok=True)
@@ -611,7 +610,7 @@ def _write_run(folder: Path, cfg: ConnectorConfig, config: Path, store: str | No
            "scenario": sc.model_dump(mode="json", by_alias=True), "since": min(when).isoformat(timespec="seconds"),
            **({"until": max(when).isoformat(timespec="seconds")} if status != "running" else {}),
            "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    (folder / "run.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_json(folder / "run.json", doc)
     try:
         Ledger().register_run(folder, cfg.run, f"{sc.line.site}/{sc.line.area}/{sc.line.name}", sc.line.name, status)
     except LedgerError as e:

@@ -50,6 +50,22 @@ HEALTH_PERIOD = 60.0  # seconds between ground-truth health samples
 ProgressFn = Callable[[int, float], None]  # (replication, simulated seconds done)
 
 
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """`doc` as JSON at `path`, for a reader whole or not at all: written to a temporary file renamed over it (the
+    dashboard and `twin train`, reading a running run's run.json, found it empty while it was being rewritten). On a
+    full disk: without indentation (a third less), and at last in place, the old file's space freed first."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    text = ""
+    for text in (json.dumps(doc, indent=2) + "\n", json.dumps(doc, separators=(",", ":")) + "\n"):
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+            return
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    path.write_text(text, encoding="utf-8")
+
 @dataclass
 class Replication:
     """What one replication produced: the finished line (ground truth) and its KPIs."""
@@ -390,10 +406,7 @@ class RunWriter:
                 "host": socket.gethostname(), "pid": os.getpid(),  # a reader tells a run whose process died
                 "scenario": self.scenario.model_dump(mode="json", by_alias=True),
                 "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(extra or {})}
-        try:
-            (self.out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        except OSError:  # a full disk: the file was emptied first, and without indentation it needs a third less
-            (self.out / "run.json").write_text(json.dumps(meta, separators=(",", ":")) + "\n", encoding="utf-8")
+        write_json(self.out / "run.json", meta)
         if not self.part:
             self._index(meta)
 
