@@ -49,6 +49,14 @@ if TYPE_CHECKING:
     from twin.scenario import Scenario
 
 
+# the long-run options every batch command here takes (their help is the scenario's: its duration, warm-up, seed)
+DurationOpt = Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '14 d' (default: the "
+                                                         "scenario's)")]
+WarmupOpt = Annotated[Optional[str], typer.Option(help="time discarded from the KPIs, e.g. '1 d' (default: the "
+                                                       "scenario's)")]
+SeedOpt = Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")]
+
+
 def _policy_params(every: Optional[str], threshold: Optional[float], models: Optional[Path],
                    on: float, wear_limit: Optional[float] = None, inspect_every: Optional[str] = None) -> PolicyParams:
     from twin.app.compare import PolicyParams
@@ -189,9 +197,7 @@ def compare(
              "run-to-failure and those of preventive, condition-based, inspection and predictive the file and options "
              "can run]")] = None,
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per policy (at least 2)")] = None,
-    duration: Annotated[Optional[str], typer.Option(help="simulated time per replication, e.g. '7 d'")] = None,
-    warmup: Annotated[Optional[str], typer.Option(help="time discarded from KPIs")] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
+    duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
     models: ModelsOpt = None, every: Every = None, threshold: Threshold = None, wear_limit: WearLimit = None,
     inspect_every: InspectEvery = None,
     on: Annotated[float, typer.Option(help="predictive: alert probability that orders maintenance")] = 0.5,
@@ -308,9 +314,7 @@ def tune(
     objective: Annotated[str, typer.Option(help="KPI to optimise, e.g. 'total cost', 'oee', 'unplanned failures'")]
     = "total cost",
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per setting (at least 2)")] = None,
-    duration: Annotated[Optional[str], typer.Option()] = None,
-    warmup: Annotated[Optional[str], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
+    duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
     models: ModelsOpt = None, inspect_every: InspectEvery = None, jobs: Jobs = None, cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/tune-<scenario>-<policy>-<time>)")] = None,
@@ -413,9 +417,7 @@ def allocate(
     objective: Annotated[str, typer.Option(help="KPI to improve: 'throughput [parts/h]', 'oee', ...")]
     = "throughput [parts/h]",
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per candidate (at least 2)")] = None,
-    duration: Annotated[Optional[str], typer.Option()] = None,
-    warmup: Annotated[Optional[str], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
+    duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
     jobs: Jobs = None, cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder, with the scenario the places added (default: a "
                                                      "new reports/allocate-<scenario>-<time>)")] = None,
@@ -500,7 +502,7 @@ def plan(
                                                        "shift calendar (its cycle), else a round time, 1/100 of the "
                                                        "run or less]")] = None,
     precision: Annotated[float, typer.Option(help="the 95 % CI's half-width wanted, relative to the mean")] = 0.05,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED)] = None,
+    seed: SeedOpt = None,
     jobs: Jobs = None,
     cluster: ClusterOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
