@@ -453,6 +453,34 @@ def test_fuzzed_lines_service_only_in_planned_stops(cycles: list[int], buffer: i
     assert len(exit_) == (~np.isnan(exit_) & ~scrapped).sum() + scrapped.sum() + line.wip
 
 
+def test_a_held_service_waits_no_longer_than_max_wait() -> None:
+    """A line on three shifts Monday to Friday stops only at the weekend: its services, due every 10 working hours,
+    all waited for it (a week's wear past due). With `max_wait: 4 h` one that finds no planned stop in 4 hours is done
+    on shift, its reason saying so; the weekend still takes the one due then."""
+    from pydantic import ValidationError
+
+    def services(**more: object) -> pd.DataFrame:
+        mt = {"maintenance": {"policy": "preventive", "every": "10 h", "duration": const(1800), "when": "off-shift",
+                              **more}}
+        sc = scenario([{"name": "press", "cycle_time": const(60)}], machine_types={"m": mt}, duration="14 d",
+                      start="2026-01-05T00:00:00", calendar={"shifts": ["06:00-14:00", "14:00-22:00", "22:00-06:00"],
+                                                             "days": ["mon", "tue", "wed", "thu", "fri"]})
+        ev = events_frame(run(sc))
+        return ev[ev.event == "maintenance_start"]
+
+    weekend = lambda t: (t // 86400) % 7 >= 5  # noqa: E731  # Saturday 06:00 on: Monday 00:00 + 5 days, and Sunday
+    held = services()
+    assert len(held) == 2 and weekend(held.t).all()  # one a weekend, all waiting for it
+    capped = services(max_wait="4 h")
+    on_shift = capped[~weekend(capped.t)]
+    assert len(on_shift) >= 10 and on_shift.detail.str.endswith("4 h without a planned stop").all()
+    gaps = np.diff(on_shift.t)
+    assert gaps[gaps < 2 * 86400].max() <= 10 * 3600 + 4 * 3600 + 1800 + 60  # due, 4 h more, the job, a part
+    with pytest.raises(ValidationError, match="max_wait is how long a service waits for a planned stop"):
+        scenario([{"name": "press", "cycle_time": const(60)}],
+                 machine_types={"m": {"maintenance": {"policy": "preventive", "every": "7 h", "max_wait": "4 h"}}})
+
+
 def _covers(shift: str, brk: str) -> bool:
     """Whether a daily break's clock time falls in a shift (both 'HH:MM-HH:MM')."""
     from twin.scenario import Calendar

@@ -307,6 +307,8 @@ class Machine:
         #: a service due on shift that waits for the next planned stop long enough (maintenance `when: off-shift`)
         self.off_shift_service = mtype.maintenance.when == "off-shift" and line.calendar is not None
         self.held: str | None = None
+        self.held_since = 0.0  # when the held service fell due
+        self.max_wait = mtype.maintenance.max_wait if mtype.maintenance.max_wait is not None else float("inf")
         self.service_mean = mtype.maintenance.duration.mean
         # a request not met at once is waited for in _waiter: the calendar clock runs on, an opportunity or the shift's
         # end (a held service) may come first
@@ -479,7 +481,7 @@ class Machine:
                 yield from self._off_shift(cal)
             reason = self.pending_order or (due(self) if due is not None else None)
             if reason and not self._held(reason):
-                yield from self._maintain(reason)
+                yield from self._maintain(self.held or reason)
             if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
                     and setup is not None and self.parts_done != self._setup_at:
                 self._setup_at = self.parts_done
@@ -629,7 +631,7 @@ class Machine:
         due = None if isinstance(self.policy, RunToFailure) else self.policy.due
         reason = self.pending_order or (due(self) if due is not None else None)
         if reason and not self._held(reason):
-            yield from self._maintain(reason)
+            yield from self._maintain(self.held or reason)
         inbuf, size, least, patience = self.wiring.inbuf, batch.size, batch.least, batch.wait
         waiting = self._waiting if cal is not None else self._set_state
         waits = self.interruptible
@@ -672,10 +674,17 @@ class Machine:
             yield self.env.timeout(min(nxt, self.line.horizon + 1) - self.env._now)
 
     def _held(self, reason: str) -> bool:
-        """Whether a service due now (on shift) waits for the next planned stop (maintenance `when: off-shift`)."""
-        if self.off_shift_service:
-            self.held = reason
-        return self.off_shift_service
+        """Whether a service due now (on shift) waits for the next planned stop (maintenance `when: off-shift`), for
+        at most its `max_wait` since it fell due."""
+        if not self.off_shift_service:
+            return False
+        if self.held is None:
+            self.held_since = self.env._now
+        self.held = reason
+        if self.env._now - self.held_since >= self.max_wait:
+            self.held = f"{reason}, {self.max_wait / 3600:g} h without a planned stop"
+            return False
+        return True
 
     def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
         """While waiting for a part or space: the held service, if the line is now off shift long enough; then the

@@ -187,6 +187,9 @@ class Maintenance(_Strict):
         "at-once", description="off-shift: a service that falls due on shift waits for the line's next planned stop "
                                "as long as the job's mean (a shift's end, a weekend; any stop if none is that long) "
                                "and is done then, the machine working on meanwhile; needs the line's calendar")
+    max_wait: PositiveDuration | None = Field(
+        None, description="off-shift: the longest a due service waits for a planned stop, e.g. 24 h; then it is done "
+                          "on shift (default: no limit; a 24/5 line's services wait for the weekend)")
 
     @model_validator(mode="after")
     def _params(self) -> Maintenance:
@@ -200,6 +203,9 @@ class Maintenance(_Strict):
         if self.policy == "inspection" and (self.inspect_every is None or self.wear_limit is None):
             raise ValueError("policy 'inspection' needs 'inspect_every' (operating time, e.g. 8 h) and 'wear_limit' "
                              "(the measured wear, 0-1, that orders maintenance)")
+        if self.max_wait is not None and self.when != "off-shift":
+            raise ValueError("max_wait is how long a service waits for a planned stop, for when: off-shift; add "
+                             "when: off-shift, or leave max_wait out")
         if self.policy == "perfect-monitoring" and self.wear_limit is None:
             raise ValueError("policy 'perfect-monitoring' needs 'wear_limit', a wear level between 0 and 1, e.g. 0.7")
         return self
