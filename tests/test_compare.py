@@ -503,6 +503,8 @@ def test_buffer_places_go_where_they_pay() -> None:
     assert [s.buffer for s in result.scenario.stations] == [None, 7, 1]
     assert (result.rounds.gain_low > 0).all() and result.rounds["mean"].is_monotonic_increasing
     assert result.simulations == 3 * 3 * 4
+    wip = allocate_buffers(sc, 2, objective="wip [parts]", jobs=1)  # lower is better: each place given lowered it
+    assert len(wip.rounds) and (wip.rounds.gain_high < 0).all()
     assert allocate_buffers(sc, 6, step=2, jobs=2).rounds.equals(result.rounds)  # the same on 2 processes
     packer = allocate_buffers(sc, 2, stations=["pack"], jobs=1)  # the packer waits for the welder anyway
     assert packer.given == 0 and "no buffer's throughput [parts/h] gained significantly" in packer.stopped

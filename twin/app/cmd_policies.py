@@ -414,7 +414,8 @@ def allocate(
     step: Annotated[int, typer.Option(min=1, help="places given at a time (fewer rounds, a coarser answer)")] = 1,
     buffers: Annotated[Optional[str], typer.Option(help="the stations whose buffers may grow, comma-separated "
                                                    "(default: every buffer of limited capacity)")] = None,
-    objective: Annotated[str, typer.Option(help="KPI to improve: 'throughput [parts/h]', 'oee', ...")]
+    objective: Annotated[str, typer.Option(help="KPI to improve, as `twin compare` names it, its unit optional: "
+                                           "throughput, oee, 'lead time', wip (lower is better), ...")]
     = "throughput [parts/h]",
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per candidate (at least 2)")] = None,
     duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
@@ -433,6 +434,8 @@ def allocate(
 
     if sc.replications < 2:
         fail("--replications: at least 2, so that each gain gets a confidence interval")
+    named = {k.split(" [")[0]: k for k in DESIGN_KPIS}  # 'wip' for 'wip [parts]': the unit need not be typed
+    objective = named.get(objective, objective)
     if objective not in DESIGN_KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}")
     limited = growable(sc)
