@@ -56,12 +56,18 @@ def test_help_lists_each_command_in_words_that_wrap_as_one_paragraph() -> None:
     r = subprocess.run([sys.executable, "-m", "twin.app.cli", "--help"], capture_output=True, text=True, timeout=60,
                        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
-    listed = {line.split()[1]: line for line in r.stdout.splitlines()
-              if line.startswith("│ ") and len(line.split()) > 2}
+    commands = r.stdout.split("Commands:")[1].splitlines()
+    listed = {line.split()[0]: line for line in commands if re.match(r"  \S", line)}
     assert "fit" in listed and "write the fitted scenario" in listed["fit"], r.stdout
     assert "members on --jobs local processes" in listed["train"], r.stdout
-    continuation = [line for line in r.stdout.splitlines() if re.match(r"│ {5,}\S", line)]
+    continuation = [line for line in commands if re.match(r" {5,}\S", line)]
     assert not continuation, continuation  # at 250 columns every summary fits on its own line
+    # help text is shown as written: Rich's markup took '[user:pass@]' and '[default: …]' for tags, and dropped them
+    for command, text in ((["run"], "mqtt://[user:pass@]host:port"),
+                          (["plan"], "pilot replications [default: the scenario's, at least 5]")):
+        r = subprocess.run([sys.executable, "-m", "twin.app.cli", *command, "--help"], capture_output=True, text=True,
+                           timeout=60, env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"})
+        assert text in r.stdout, r.stdout
 
 
 def test_help_and_validate_load_no_heavy_modules() -> None:

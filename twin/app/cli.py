@@ -19,7 +19,8 @@ from twin.app import cmd_dashboard, cmd_models, cmd_plant, cmd_policies, cmd_run
 from twin.app.disk import DiskWouldFill
 from twin.app.options import err_console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"max_content_width": 250},
                   help="linetwin: a digital twin of a production line.")
 
 
