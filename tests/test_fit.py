@@ -1034,6 +1034,27 @@ def test_machines_of_their_own_speeds_are_read_from_the_part_log() -> None:
     assert not fit_scenario(log, base, parts=pd.concat(parts))[0].stations[0].machine_cycle_times
 
 
+@pytest.mark.parametrize("when", ["off-shift", "at-once"])
+def test_services_in_the_nights_are_read_from_the_log(when: str) -> None:
+    """A plant that services its presses in the nights, fitted on a base that services when due: the fitted twin took
+    the services into its shifts (planned time lost that the plant does not lose). Where 4 of 5 services in the log
+    began in planned stops the fitted type services `when: off-shift`; where 1 of 5 or fewer, when due."""
+    from tests.helpers import scenario as make
+    from twin.fit import fit_scenario
+
+    def line(service: str) -> Scenario:
+        press = {"maintenance": {"policy": "preventive", "every": "7 h", "duration": {"dist": "constant",
+                                                                                      "value": 1800},
+                                 "when": service}}
+        return make([{"name": "press", "cycle_time": {"dist": "constant", "value": 60}}], machine_types={"m": press},
+                     duration="7 d", start="2026-01-05T00:00:00", calendar={"shifts": ["06:00-22:00"]})
+
+    fitted, table = fit_scenario(_status_log(line(when)), line("off-shift" if when == "at-once" else "at-once"))
+    assert fitted.machine_types["m"].maintenance.when == when
+    row = table[table.time == "service"].iloc[0]
+    assert row.events >= 7 and row.parameters.startswith(f"when: {when} (was ")
+
+
 def _status_log(sc: Scenario) -> pd.DataFrame:
     """A status log of the twin's first replication of the scenario, as a plant keeps one (by machine and time)."""
     from twin.app.runner import simulate

@@ -1026,7 +1026,8 @@ SLOT = 15  # minutes: the grid on which a shift calendar is read from the log
 
 def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     """The shift calendar the log's planned stops show (None if it has none): on a 15-minute grid, a slot of a
-    weekday is planned downtime when the line (most of its machines) was off shift there on most such days. The
+    weekday is planned downtime when the line (most of its machines) was off shift (or in a service) there on most
+    such days. The
     week is read as one timeline, so a night shift that crosses midnight stays one shift of the day it starts on:
     each day is read from the hour its production most often starts, the shifts are the runs of on-shift slots of
     the most common day, working days those with at least half as many slots on shift (a day with fewer, an hour or
@@ -1042,7 +1043,8 @@ def calendar_from(log: pd.DataFrame) -> dict[str, Any] | None:
     for _, g in log.groupby("machine", sort=False):
         middle = (grid + pd.Timedelta(minutes=SLOT / 2)).to_numpy()  # a machine ends its part after the shift
         k = np.searchsorted(g.timestamp.to_numpy(), middle, side="right") - 1
-        off += np.where(k >= 0, g.state.to_numpy()[np.maximum(k, 0)] == "off_shift", False)
+        # a service in the planned stop counts as the stop (a plant servicing each night at 22:00 keeps its 22:00)
+        off += np.where(k >= 0, np.isin(g.state.to_numpy()[np.maximum(k, 0)], ("off_shift", "maintenance")), False)
     frame = pd.DataFrame({"day": grid.day_of_week, "slot": grid.hour * 60 + grid.minute,
                           "off": off > len(machines) / 2})
     frame = frame[(grid >= log.timestamp.min()) & (grid < end)]
@@ -1234,10 +1236,44 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                                    + "".join(f", {d} {', '.join(w)}" for d, w in cal.get("by_day", {}).items())
                                    + (f", holidays {', '.join(cal['holidays'])}" if cal.get("holidays") else "")
                                    + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
+    rows += _service_times(log, base, update.get("calendar", base.calendar), types)  # `types` as the log serviced
     fitted = base.model_copy(update=update)
     table = pd.DataFrame(rows)
     table.attrs["laws"] = laws  # for the report's plot (`twin fit`): (law, times observed, times censored) in seconds
     return Scenario.model_validate(fitted.model_dump(by_alias=True)), table
+
+
+def _service_times(log: pd.DataFrame, base: Scenario, calendar: Calendar | None,
+                   types: dict[str, Any]) -> list[dict[str, Any]]:
+    """When each machine type's planned services came in the log: at least 4 of 5 in planned stops (the plant services
+    off shift) makes it `when: off-shift`, at most 1 of 5 `at-once`, each said as a row of the fit's table; `types`
+    updated in place. Only types on a policy that services, with 3 or more services in the log, on a calendar."""
+    from twin.model import ShiftCalendar
+
+    if calendar is None or not (log.state == "maintenance").any():
+        return []
+    start = log.timestamp.min()
+    plan = ShiftCalendar(calendar, wall_time(start), (log.timestamp.max() - start).total_seconds())
+    kind = {m: st.machine_type for st in base.stations for m in st.machine_names}
+    began = log[(log.state == "maintenance") & (log.groupby("machine").state.shift() != "maintenance")]
+    off = [(kind.get(str(m)), plan.next_start((t - start).total_seconds()) is not None)
+           for m, t in zip(began.machine, began.timestamp)]
+    rows = []
+    for name, mtype in types.items():
+        seen = [o for k, o in off if k == name]
+        was = mtype.maintenance.when
+        if mtype.maintenance.policy == "run-to-failure" or len(seen) < 3:
+            continue
+        share = sum(seen) / len(seen)
+        when = "off-shift" if share >= 0.8 else "at-once" if share <= 0.2 else was
+        if when != was:
+            types[name] = mtype.model_validate({**mtype.model_dump(by_alias=True),
+                                                "maintenance": {**mtype.maintenance.model_dump(by_alias=True),
+                                                                "when": when}})
+        rows.append({"machine type": name, "fault mode": "", "time": "service", "events": len(seen), "censored": 0,
+                     "family": f"{sum(seen)} of {len(seen)} in planned stops", "mean [h]": np.nan,
+                     "base mean [h]": np.nan, "KS": np.nan, "parameters": f"when: {when} (was {was})"})
+    return rows
 
 
 def log_from_run(states: pd.DataFrame, events: pd.DataFrame, start: pd.Timestamp, replication: int = 0
