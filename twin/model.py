@@ -480,8 +480,8 @@ class Machine:
             if cal is not None and not cal.on_from <= env._now < cal.on_until:  # the shift's bounds, inline
                 yield from self._off_shift(cal)
             reason = self.pending_order or (due(self) if due is not None else None)
-            if reason and not self._held(reason):
-                yield from self._maintain(self.held or reason)
+            if reason and (reason := self._unless_held(reason)):
+                yield from self._maintain(reason)
             if changeover is not None and self.parts_done and self.parts_done % changeover.every_parts == 0 \
                     and setup is not None and self.parts_done != self._setup_at:
                 self._setup_at = self.parts_done
@@ -630,8 +630,8 @@ class Machine:
             yield from self._off_shift(cal)
         due = None if isinstance(self.policy, RunToFailure) else self.policy.due
         reason = self.pending_order or (due(self) if due is not None else None)
-        if reason and not self._held(reason):
-            yield from self._maintain(self.held or reason)
+        if reason and (reason := self._unless_held(reason)):
+            yield from self._maintain(reason)
         inbuf, size, least, patience = self.wiring.inbuf, batch.size, batch.least, batch.wait
         waiting = self._waiting if cal is not None else self._set_state
         waits = self.interruptible
@@ -673,18 +673,17 @@ class Machine:
             self._set_state(OFF_SHIFT)
             yield self.env.timeout(min(nxt, self.line.horizon + 1) - self.env._now)
 
-    def _held(self, reason: str) -> bool:
-        """Whether a service due now (on shift) waits for the next planned stop (maintenance `when: off-shift`), for
-        at most its `max_wait` since it fell due."""
+    def _unless_held(self, reason: str) -> str | None:
+        """A service due now (on shift): the reason to do it now, or None while it waits for the next planned stop
+        (maintenance `when: off-shift`, held for at most its `max_wait` since it fell due)."""
         if not self.off_shift_service:
-            return False
+            return reason
         if self.held is None:
             self.held_since = self.env._now
-        self.held = reason
         if self.env._now - self.held_since >= self.max_wait:
-            self.held = f"{reason}, {self.max_wait / 3600:g} h without a planned stop"
-            return False
-        return True
+            return f"{reason}, {self.max_wait / 3600:g} h without a planned stop"
+        self.held = reason
+        return None
 
     def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
         """While waiting for a part or space: the held service, if the line is now off shift long enough; then the
