@@ -212,8 +212,8 @@ def _station_flow(line: Line, name: str, group: list[Machine], a: float, b: floa
         buf = next(iter(inputs.values()))
     out = np.concatenate([np.frombuffer(m.log.finished, dtype=np.float64) for m in group]
                          + [np.frombuffer(m.log.scrapped, dtype=np.float64) for m in group])
-    if buf is not None:  # the parts a buffer starts with came at 0
-        came = np.concatenate([np.zeros(group[0].station.initial), np.frombuffer(buf.arrived, dtype=np.float64)])
+    if buf is not None:  # the parts a buffer starts with (its initial, a feeder's, or a what-if's) came at 0
+        came = np.concatenate([np.zeros(buf.stocked), np.frombuffer(buf.arrived, dtype=np.float64)])
     else:
         came = np.concatenate([np.frombuffer(m.log.begun, dtype=np.float64) for m in group])
     rows.append(("station", name, "wip at station [parts]", time_average_wip(np.sort(came), np.sort(out), a, b)))
