@@ -177,7 +177,7 @@ class TwinRun:
             raise DataError(f"{path / 'run.json'}: the run has no store (it was run before readings were stored); "
                             "run the scenario again with `twin run` (streamed or --no-stream)")
         sc = run.scenario
-        types = {m: st.machine_type for st in sc.stations for m in st.machine_names}
+        types = sc.type_names()
         modes = {name: [f.name for f in mt.fault_modes if f.kind == "wear"] for name, mt in sc.machine_types.items()}
         return cls(path, run.run_id, store_url or run.store, pd.Timestamp(sc.start).tz_localize(None),
                    types, modes, events)

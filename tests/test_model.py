@@ -506,6 +506,11 @@ def test_parallel_machines_of_their_own_speeds(capsys: pytest.CaptureFixture[str
     assert kpi(k, "oee performance", "filler")[0] == pytest.approx(1.0, abs=1e-3)
     assert kpi(k, "ideal cycle [s]", "filler")[0] == pytest.approx(2.4)
     assert sc.constraint() == 0 and sc.line_cycle(0, sc.stations[0].ideal_cycle()[0]) == pytest.approx(1.2)
+    random = scenario([{"name": "filler", "machines": ["filler-a", "filler-b"], "cycle_time": const(2),
+                        "machine_cycle_times": {"filler-b": exp(3)}}])  # no lower bound: the note names the machine
+    assert random.notes() == ["station filler: OEE ideal cycle 2.4 s is the harmonic mean of its machines' design "
+                              "cycles, filler-b's the mean of a cycle time with no lower bound: performance can "
+                              "exceed 100 %"]
     for change, message in [({"machine_cycle_times": {"filler-c": const(3)}},
                              "names 'filler-c', which is not one of the station's machines"),
                             ({"ideal_cycle_time": 2}, "with ideal_cycle_time as well")]:

@@ -410,7 +410,7 @@ def fit_power(log: pd.DataFrame, energy: pd.DataFrame, sc: Scenario) -> tuple[di
     from twin.counters import counter_steps
 
     origin, end = log.timestamp.min(), (log.timestamp.max() - log.timestamp.min()).total_seconds()
-    kind_of = {m: st.machine_type for st in sc.stations for m in st.machine_names}
+    kind_of = sc.type_names()
     per_type: dict[str, dict[str, list[np.ndarray]]] = {}
     metered = dict(tuple(energy.groupby("machine", sort=False)))
     for machine, g in log.groupby("machine", sort=False):
@@ -745,7 +745,7 @@ def state_at(log: pd.DataFrame, sc: Scenario, stamp: pd.Timestamp, source: str,
     stop, and each fault mode's age since its last repair (or maintenance, for wear) on its reliability clock; a mode
     never renewed in the log has its age since the first row, a lower bound. Machines not in `sc` are left out."""
     log = log[log.timestamp <= stamp].sort_values(["machine", "timestamp"], kind="stable")
-    types = {m: sc.machine_type_of(st) for st in sc.stations for m in st.machine_names}
+    types = {m: sc.machine_types[t] for m, t in sc.type_names().items()}
     machines = {}
     for machine, g in log.groupby("machine", sort=False):
         mt = types.get(str(machine))
@@ -981,7 +981,7 @@ def durations(times: pd.Series, end: pd.Timestamp) -> np.ndarray:
 def observations(log: pd.DataFrame, sc: Scenario) -> dict[tuple[str, str, str], tuple[list[float], list[float]]]:
     """(machine type, fault mode, 'ttf' or 'repair') → (times observed, times censored), pooled over the type's
     machines."""
-    types = {m: s.machine_type for s in sc.stations for m in s.machine_names}
+    types = sc.type_names()
     end = log.timestamp.max()
     out: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
 
@@ -1254,7 +1254,7 @@ def _service_times(log: pd.DataFrame, base: Scenario, calendar: Calendar | None,
         return []
     start = log.timestamp.min()
     plan = ShiftCalendar(calendar, wall_time(start), (log.timestamp.max() - start).total_seconds())
-    kind = {m: st.machine_type for st in base.stations for m in st.machine_names}
+    kind = base.type_names()
     began = log[(log.state == "maintenance") & (log.groupby("machine").state.shift() != "maintenance")]
     off = [(kind.get(str(m)), plan.next_start((t - start).total_seconds()) is not None)
            for m, t in zip(began.machine, began.timestamp)]

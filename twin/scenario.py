@@ -518,12 +518,13 @@ class Station(_Strict):
         cycles of their own (`machine_cycle_times`): the harmonic mean of theirs, what one machine of the station
         makes a part in on average at design speed (the station's design rate is its machines over it)."""
         if self.machine_cycle_times:
-            own = [self._design_cycle(self.cycle_for(m)) for m in self.machine_names]
-            some = any(source.startswith("mean") for _, source in own)
-            return len(own) / sum(1 / c for c, _ in own), ("harmonic mean of its machines' design cycles"
-                                                           + (" (some of them means, without a lower bound)"
-                                                              if some else ""))
+            own = self.design_cycles()
+            return len(own) / sum(1 / c for c, _ in own), "harmonic mean of its machines' design cycles"
         return self._design_cycle(self.cycle_time)
+
+    def design_cycles(self) -> list[tuple[float, str]]:
+        """Each machine's design cycle (`machine_ideal`) and where it comes from, in the machines' order."""
+        return [self._design_cycle(self.cycle_for(m)) for m in self.machine_names]
 
     def cycle_for(self, machine: str) -> Distribution:
         """A machine's cycle time: its own (`machine_cycle_times`), else the station's."""
@@ -563,6 +564,19 @@ def _span(window: str) -> tuple[float, float]:
     a, b, c, d = (int(x) for x in m.groups())
     start, end = a * 3600.0 + b * 60.0, c * 3600.0 + d * 60.0
     return start, end if end > start else end + 86400.0
+
+
+def _checked_windows(windows: list[str], what: str) -> list[str]:
+    """Daily windows ('shift' or 'break') each 'HH:MM-HH:MM' from its start to another end, or a clear ValueError."""
+    for w in windows:
+        m = _HHMM.match(w)
+        if not m:
+            raise ValueError(f"{what} {w!r} is not 'HH:MM-HH:MM' (24 h clock, e.g. "
+                             f"'{'22:00-24:00' if what == 'shift' else '12:00-12:30'}')")
+        if int(m.group(1)) * 60 + int(m.group(2)) == int(m.group(3)) * 60 + int(m.group(4)):
+            raise ValueError(f"{what} {w!r} starts when it ends" + ("; a whole day is '00:00-24:00'"
+                                                                    if what == "shift" else ""))
+    return windows
 
 
 def _each_day(span: tuple[float, float]) -> list[tuple[float, float]]:
@@ -619,13 +633,7 @@ class Calendar(_Strict):
     @field_validator("shifts")
     @classmethod
     def _windows(cls, v: list[str]) -> list[str]:
-        for w in v:
-            m = _HHMM.match(w)
-            if not m:
-                raise ValueError(f"shift {w!r} is not 'HH:MM-HH:MM' (24 h clock, e.g. '22:00-24:00')")
-            if int(m.group(1)) * 60 + int(m.group(2)) == int(m.group(3)) * 60 + int(m.group(4)):
-                raise ValueError(f"shift {w!r} starts when it ends; a whole day is '00:00-24:00'")
-        return v
+        return _checked_windows(v, "shift")
 
     @field_validator("by_day")
     @classmethod
@@ -633,18 +641,13 @@ class Calendar(_Strict):
         for day, shifts in v.items():
             if not shifts:
                 raise ValueError(f"{day}: give its shifts, e.g. ['06:00-12:00'] (a day off is left out of days)")
-            cls._windows(shifts)
+            _checked_windows(shifts, "shift")
         return v
 
     @field_validator("breaks")
     @classmethod
     def _break_windows(cls, v: list[str]) -> list[str]:
-        for w in v:
-            m = _HHMM.match(w)
-            if not m or m.group(1, 2) == m.group(3, 4):
-                raise ValueError(f"break {w!r} is not 'HH:MM-HH:MM' from its start to its end (24 h clock, e.g. "
-                                 "'12:00-12:30')")
-        return v
+        return _checked_windows(v, "break")
 
     @model_validator(mode="after")
     def _breaks_in_shifts(self) -> Calendar:
@@ -904,8 +907,14 @@ class Scenario(_Strict):
         notes = []
         for st in self.stations:
             value, source = st.ideal_cycle()
-            if source.startswith("mean") or "some of them means" in source:
-                notes.append(f"station {st.name}: OEE ideal cycle {value:g} s is the {source}")
+            if not st.machine_cycle_times:
+                if source.startswith("mean"):
+                    notes.append(f"station {st.name}: OEE ideal cycle {value:g} s is the {source}")
+                continue
+            means = [m for m, (_, s) in zip(st.machine_names, st.design_cycles()) if s.startswith("mean")]
+            if means:  # a machine's own cycle without a lower bound
+                notes.append(f"station {st.name}: OEE ideal cycle {value:g} s is the {source}, {', '.join(means)}'s "
+                             "the mean of a cycle time with no lower bound: performance can exceed 100 %")
         return notes
 
     def conveyor_notes(self) -> list[str]:
@@ -933,6 +942,10 @@ class Scenario(_Strict):
 
     def machine_type_of(self, station: Station) -> MachineType:
         return self.machine_types[station.machine_type]
+
+    def type_names(self) -> dict[str, str]:
+        """Each machine's machine type's name, by machine name."""
+        return {m: st.machine_type for st in self.stations for m in st.machine_names}
 
 
 def _names(items: Any, key: str = "name") -> list[tuple[int, str]]:
