@@ -74,6 +74,11 @@ class Fitted:
     aic: dict[str, float] = field(default_factory=dict)
     law: Any = field(default=None, repr=False)  # the fitted law (a frozen scipy.stats distribution), for plots
 
+    def shown(self) -> dict[str, Any]:
+        """Its columns of the fit's table: family, mean in hours, KS distance, and the parameters as written."""
+        return {"family": self.family, "mean [h]": self.mean / 3600, "KS": self.ks,
+                "parameters": ", ".join(f"{k}={v}" for k, v in self.spec.items() if k != "dist")}
+
 
 # any plant log's columns
 LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power", "count", "start",
@@ -1137,6 +1142,11 @@ def _shift_texts(a: int, b: int) -> list[str]:
     return [f"{hhmm(a % 1440)}-{hhmm(b % 1440 or 1440)}"]  # an end at midnight is 24:00
 
 
+#: the columns of `fit_scenario`'s table of what was fitted
+FIT_COLUMNS = ["machine type", "fault mode", "time", "events", "censored", "family", "mean [h]", "base mean [h]", "KS",
+               "parameters"]
+
+
 def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
                  levels: pd.DataFrame | None = None, energy: pd.DataFrame | None = None, calendar: bool = True
                  ) -> tuple[Scenario, pd.DataFrame]:
@@ -1171,9 +1181,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                 f = fit_cycle(mine)
                 laws[(row["machine type"], m, "cycle")] = (f.law, mine, np.empty(0))
                 update.setdefault("machine_cycle_times", dict(st.machine_cycle_times))[m] = f.spec
-                rows.append({**row, "fault mode": m, "events": len(mine), "base mean [h]": was / 3600,
-                             "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
-                             "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+                rows.append({**row, "fault mode": m, "events": len(mine), "base mean [h]": was / 3600, **f.shown()})
             if len(samples) < MIN_CYCLES or st.cycle_times or st.batch is not None:
                 why = ("kept (too few clean cycles)" if len(samples) < MIN_CYCLES else "kept (per-product cycle times)"
                        if st.cycle_times else "kept (a batch's cycle: its parts come out together)")
@@ -1184,8 +1192,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                 f = fit_cycle(samples)
                 laws[(row["machine type"], "", "cycle")] = (f.law, samples, np.empty(0))
                 update["cycle_time"] = f.spec
-                rows.append({**row, "family": f.family, "mean [h]": f.mean / 3600, "KS": f.ks,
-                             "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+                rows.append({**row, **f.shown()})
             if update:
                 stations[i] = st.model_validate({**st.model_dump(by_alias=True), **update})
     if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
@@ -1216,9 +1223,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
         modes[k] = modes[k].model_validate({**modes[k].model_dump(by_alias=True), "ttf" if what == "ttf" else "repair":
                                             f.spec})
         rows.append({"machine type": mtype, "fault mode": mode, "time": what, "events": f.events,
-                     "censored": f.censored, "family": f.family, "mean [h]": f.mean / 3600,
-                     "base mean [h]": before / 3600, "KS": f.ks,
-                     "parameters": ", ".join(f"{k}={v}" for k, v in f.spec.items() if k != "dist")})
+                     "censored": f.censored, "base mean [h]": before / 3600, **f.shown()})
     if energy is not None:
         power, power_rows = fit_power(log, energy, base)
         rows += power_rows
@@ -1238,7 +1243,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                                    + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
     rows += _service_times(log, base, update.get("calendar", base.calendar), types)  # `types` as the log serviced
     fitted = base.model_copy(update=update)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=FIT_COLUMNS)  # in this order whichever row comes first
     table.attrs["laws"] = laws  # for the report's plot (`twin fit`): (law, times observed, times censored) in seconds
     return Scenario.model_validate(fitted.model_dump(by_alias=True)), table
 

@@ -427,6 +427,8 @@ def allocate(
     """Where more buffer places pay most: greedy marginal allocation, each round giving --step places to the buffer
     whose objective gains most (common random numbers), until all are given or none gains significantly."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
+    import pandas as pd
+
     from twin.app.cluster import ClusterError
     from twin.app.compare import DESIGN_KPIS, allocate_buffers, growable
     from twin.app.options import progress_bar
@@ -457,15 +459,18 @@ def allocate(
                                                                              + done, note="simulations"))
         except ClusterError as e:
             fail(str(e), code=3)
+    r = result.rounds
+    shown = pd.DataFrame({"round": r["round"], "buffer": r.station, "size": r["size"],
+                          objective: [mean_ci_text(*x) for x in zip(r["mean"], r.ci_low, r.ci_high)],
+                          "gain": [mean_ci_text(*x) for x in zip(r.gain, r.gain_low, r.gain_high)]})
     t = Table(title=f"{sc.line.name}: {step} place{'s' * (step > 1)} a round to the buffer gaining most "
                     f"{objective} ({sc.replications} replications of {sc.duration / 3600:g} h, warm-up "
                     f"{sc.warmup / 3600:g} h; mean ± 95 % CI)")
-    for col in ("round", "buffer", "size", objective, "gain"):
+    for col in shown.columns:
         t.add_column(col, justify="left" if col == "buffer" else "right")
-    for r in result.rounds.itertuples():
-        t.add_row(str(r.round), str(r.station), str(r.size), mean_ci_text(r.mean, r.ci_low, r.ci_high),
-                  mean_ci_text(r.gain, r.gain_low, r.gain_high))
-    if len(result.rounds):
+    for row in shown.itertuples(index=False):
+        t.add_row(*map(str, row))
+    if len(shown):
         print_table(t)
     before = {s.name: s.buffer for s in sc.stations}
     changed = [f"{s.name} {before[s.name]} → {s.buffer}" for s in result.scenario.stations
@@ -484,12 +489,7 @@ def allocate(
         f"marginal allocation; {sc.replications} replications of {sc.duration / 3600:g} h, warm-up "
         f"{sc.warmup / 3600:g} h, common random numbers; mean ± 95 % CI). {result.simulations} simulations in "
         f"{result.wall:.1f} s on {result.where}.", "",
-        (result.rounds.assign(**{objective: [mean_ci_text(m, lo, hi) for m, lo, hi in zip(
-            result.rounds["mean"], result.rounds.ci_low, result.rounds.ci_high)], "gain": [
-            mean_ci_text(m, lo, hi) for m, lo, hi in zip(result.rounds.gain, result.rounds.gain_low,
-                                                         result.rounds.gain_high)]})
-         [["round", "station", "size", objective, "gain"]].rename(columns={"station": "buffer"})
-         .to_markdown(index=False) if len(result.rounds) else "No round gave places."), "",
+        shown.to_markdown(index=False) if len(shown) else "No round gave places.", "",
         summary[0].upper() + summary[1:] + ".", "", f"The scenario with them: `{allocated.name}`.", ""]),
         encoding="utf-8")
     _done(result.simulations, result.wall, result.where, out)

@@ -411,13 +411,14 @@ def allocate_buffers(sc: Scenario, places: int, step: int = 1, objective: str = 
         if not fits:
             stopped = f"{given} of {places} places given: the rest are fewer than an assembly's feeders need"
             break
-        options = [("as is", current), *(with_buffer(current, f"{n}={caps[n] + size}") for n in fits)]
+        grown = {n: with_buffer(current, f"{n}={caps[n] + size}") for n in fits}  # station: (label, its scenario)
+        options = [("as is", current), *grown.values()]
         t0 = time.perf_counter()
         cmp = compare_designs(options, jobs=jobs, cluster=cluster, progress=None if progress is None else
                               (lambda done, total, r=len(rows) + 1: progress(r, done, total)))
         wall, where, runs = wall + time.perf_counter() - t0, cmp.where, runs + len(options) * sc.replications
         d = cmp.differences()
-        cost = {label: size * per_place[n] for (label, _), n in zip(options[1:], fits)}
+        cost = {label: size * per_place[n] for n, (label, _) in grown.items()}
         d = d[d.kpi == objective]
         d = d.assign(score=better * d["diff"] / d.policy.map(cost))
         best = d.loc[d.score.idxmax()] if len(d) and d.score.notna().any() else None
@@ -425,11 +426,11 @@ def allocate_buffers(sc: Scenario, places: int, step: int = 1, objective: str = 
             stopped = (f"{given} of {places} places given: no buffer's {objective} gained significantly from "
                        f"{size} more (the places left would not pay)")
             break
-        station = fits[[label for label, _ in options[1:]].index(best.policy)]
-        current = dict(options)[best.policy]
+        station, (_, current) = next((n, g) for n, g in grown.items() if g[0] == best.policy)
         given += cost[best.policy]
         s = cmp.summary().set_index(["policy", "kpi"]).loc[(best.policy, objective)]
         rows.append({"round": len(rows) + 1, "station": station, "size": caps[station] + size,
                      "mean": s["mean"], "ci_low": s.ci_low, "ci_high": s.ci_high,
                      "gain": best["diff"], "gain_low": best.ci_low, "gain_high": best.ci_high})
-    return Allocation(pd.DataFrame(rows), current, stopped, given, runs, wall, where)
+    columns = ["round", "station", "size", "mean", "ci_low", "ci_high", "gain", "gain_low", "gain_high"]
+    return Allocation(pd.DataFrame(rows, columns=columns), current, stopped, given, runs, wall, where)
