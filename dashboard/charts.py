@@ -89,7 +89,7 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
     exits = False
     for i, st in enumerate(sc.stations):
         routes = sc.successors(i)
-        for k, p in routes:
+        for w, (k, p) in enumerate(routes):
             if (k < 0 and not graph) or (i not in part and k not in part):
                 continue
             if k < 0:
@@ -98,8 +98,8 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
                 target = stub(f"to:{sc.stations[k].name}", f"→ {sc.stations[k].name}")
             else:
                 target = inputs[k].get(st.name) or inputs[k].get("", "") or sc.stations[k].machine_names[0]
-            label = (f' [label="{p:.0%}"]' if st.route == "probability" else f' [label="{st.route}"]') \
-                if len(routes) > 1 and p is not None else ""
+            label = "" if len(routes) < 2 else f' [label="{p or 0:.0%}"]' if st.route == "probability" \
+                else f' [label="{", ".join(st.routes()[w].products or ["others"])}"]' if st.route == "product" else ""
             back = ', constraint=false' if 0 <= k <= i and i in part and k in part else ""  # a rework loop upstream
             label = label[:-1] + back + "]" if label and back else label or (f" [{back[2:]}]" if back else "")
             sources = st.machine_names if i in part else [stub(f"from:{st.name}", f"{st.name} →")]

@@ -77,3 +77,74 @@ def test_product_mistakes_are_named(change: dict[str, Any], message: str, tmp_pa
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ScenarioError, match=message):
         load_scenario(f)
+
+
+def _variants(**top: Any) -> Any:
+    """A mixed-model line: premium cars go through a sunroof station, the rest straight to paint (route: product)."""
+    return scenario([
+        {"name": "body", "cycle_time": const(60), "route": "product",
+         "next": [{"to": "sunroof", "products": ["premium"]}, {"to": "paint"}]},
+        {"name": "sunroof", "cycle_time": const(300), "buffer": 4, "next": "paint"},
+        {"name": "paint", "cycle_time": const(10), "buffer": 4}],
+        **{"products": [{"name": "standard"}, {"name": "premium"}], **top})
+
+
+def test_route_by_product_sends_each_variant_its_own_way() -> None:
+    """Three standard cars, then a premium one: only premium cars reach the sunroof station, whose 300 s per
+    premium car (a quarter of the cars) is 75 s per car: it, not the body station's 60 s, limits the line to 48
+    cars an hour (the constraint weighs each station by the visits each product's route gives it)."""
+    sc = _variants(release=[{"product": "standard", "parts": 3}, "premium"], duration="1 d")
+    assert sc.visits().tolist() == pytest.approx([1.0, 0.25, 1.0])
+    assert sc.stations[sc.constraint()].name == "sunroof"
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    premium = [p.name for p in sc.products].index("premium")
+    sunroof, paint = line.stations[1][0], line.stations[2][0]
+    assert set(sunroof.log.begun_product) == {premium} and len(sunroof.log.begun_product) > 200
+    assert set(paint.log.begun_product) == {0, premium}
+    from dashboard.charts import line_dot
+
+    assert '"body" -> "buf:sunroof" [label="premium"]' in line_dot(sc, {})  # the line's picture names the routes
+    k = replicate(sc, 1)
+    assert kpi(k, "throughput [parts/h]", "line")[0] == pytest.approx(48, rel=0.01)
+    assert kpi(k, "throughput [parts/h]", "premium")[0] == pytest.approx(12, rel=0.01)
+    # a random mix by share weighs the routes the same way
+    assert _variants(products=[{"name": "standard", "share": 3}, {"name": "premium", "share": 1}]).visits() \
+        .tolist() == pytest.approx([1.0, 0.25, 1.0])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"products": []}, r"stations\[0\]\.route: route: product sends each product its own way, but the line makes one "
+                       "kind of part"),
+    ({"next": [{"to": "sunroof", "products": ["premiun"]}, {"to": "paint"}]},
+     r"stations\[0\]\.next\[0\]\.products\[0\]: no product named 'premiun'"),
+    ({"next": [{"to": "sunroof", "products": ["premium"]}, {"to": "paint", "products": ["premium", "standard"]}]},
+     "product 'premium' is sent both to sunroof and to paint; a product takes one route"),
+    ({"next": [{"to": "sunroof", "products": ["premium"]}, {"to": "paint", "products": ["standard"]}]},
+     r"stations\[0\]\.next: product 'estate' has no route here"),
+    ({"route": "probability",
+      "next": [{"to": "sunroof", "p": 0.5, "products": ["premium"]}, {"to": "paint", "p": 0.5}]},
+     "a route's products are for route: product"),
+    ({"next": [{"to": "sunroof"}, {"to": "paint"}]}, "more than one route without products"),
+    ({"sunroof_next": "body"}, r"stations\[0\]\.next: parts of product 'premium' sent here can never leave the line"),
+])
+def test_product_route_mistakes_are_named(change: dict[str, Any], message: str, tmp_path: Any) -> None:
+    """Each mistake in a route by product is named with its field (a product whose own routes loop without an exit,
+    too, where other products' routes leave)."""
+    import yaml
+
+    from twin.scenario import ScenarioError, load_scenario
+
+    body = {"name": "body", "machine_type": "m", "cycle_time": 60, "route": "product",
+            "next": [{"to": "sunroof", "products": ["premium"]}, {"to": "paint"}]}
+    body.update({k: v for k, v in change.items() if k in ("route", "next")})
+    data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": 100, "machine_types": {"m": {}},
+            "products": change.get("products", [{"name": "standard"}, {"name": "premium"}, {"name": "estate"}]),
+            "source": {"kind": "arrivals", "interarrival": 70},
+            "stations": [body, {"name": "sunroof", "machine_type": "m", "cycle_time": 200,
+                                "next": change.get("sunroof_next", "paint")},
+                         {"name": "paint", "machine_type": "m", "cycle_time": 50}]}
+    f = tmp_path / "v.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(f)

@@ -545,7 +545,7 @@ class Machine:
                     outslots.put(1)
                 continue
             if router is not None:
-                dest = router.pick()
+                dest = router.pick(pid)
                 if dest is None:
                     line.finish(pid, self)
                     continue
@@ -607,7 +607,7 @@ class Machine:
                 if self.scrap_max and (u := scrap_u()) < self.scrap_max and self._scrap_draw_hits(u):
                     line.scrap(pid, self)
                     continue
-                dest = router.pick() if router is not None else None if is_last else outbuf
+                dest = router.pick(pid) if router is not None else None if is_last else outbuf
                 if dest is None:
                     line.finish(pid, self)
                     continue
@@ -1068,16 +1068,22 @@ def make_buffer(env: simpy.Environment, capacity: float, transfer: float | None)
 
 class Router:
     """Where a station's finished parts go in a graph line where it has more than one way on: by probability, round
-    robin or to the shortest queue (None: out of the line). One per station, shared by its parallel machines."""
+    robin, to the shortest queue, or by the part's product (None: out of the line). One per station, shared by its
+    parallel machines. `by_product`: route: product: each product's destination (by product index), and `product`
+    the line's product of each part."""
 
-    def __init__(self, dests: list[Buffer | None], mode: str, probs: list[float], rng: np.random.Generator) -> None:
+    def __init__(self, dests: list[Buffer | None], mode: str, probs: list[float], rng: np.random.Generator,
+                 by_product: list[Buffer | None] | None = None, product: array | None = None) -> None:
         self.dests, self.mode = dests, mode
         self.cum = np.cumsum(probs).tolist()
         self.u = Sampler(_UNIT, rng)
         self.turn = 0
+        self.by_product, self.product = by_product, product
 
-    def pick(self) -> Buffer | None:
+    def pick(self, pid: int) -> Buffer | None:
         dests = self.dests
+        if self.by_product is not None and self.product is not None:
+            return self.by_product[self.product[pid]]
         if self.mode == "probability":
             return dests[min(bisect.bisect_right(self.cum, self.u() * self.cum[-1]), len(dests) - 1)]
         if self.mode == "round-robin":
@@ -1326,8 +1332,9 @@ class Line:
                 dests.append(None if k < 0 else inputs[k][st.name] if k in inputs else self.buffers[k])
                 probs.append(p if p is not None else 1.0)
             # one way on: wired like a serial line (no choice, so no draw is skipped); else a router chooses
-            router = Router(dests, st.route, probs, rng_for(sc.seed, self.replication, group[0].slot, STREAM_ROUTE)) \
-                if len(dests) > 1 else None
+            by_product = [dests[st.product_route(p.name)] for p in sc.products] if st.route == "product" else None
+            router = Router(dests, st.route, probs, rng_for(sc.seed, self.replication, group[0].slot, STREAM_ROUTE),
+                            by_product, self.product) if len(dests) > 1 else None
             for m in group:
                 m.wiring.inbuf = self.buffers[si]
                 m.wiring.router = router

@@ -358,10 +358,13 @@ class Product(_Strict):
 
 class Route(_Strict):
     """One way out of a station: the station a part goes to next ('exit' = leaves the line), and for probability
-    routing its probability."""
+    routing its probability, for product routing the products that take it (a mixed-model line's variants)."""
 
     to: Name
     p: Probability | None = Field(None, description="route: probability: the share of parts sent this way")
+    products: list[Name] | None = Field(None, min_length=1, max_length=100,
+                                        description="route: product: the products sent this way (a route without "
+                                                    "products takes every product no other route names)")
 
 
 class Station(_Strict):
@@ -381,8 +384,8 @@ class Station(_Strict):
     next: Name | list[Route] | None = Field(
         None, description="where parts go next: a station, 'exit', or routes; default: the next station listed "
                           "(the last one: exit)")
-    route: Literal["probability", "round-robin", "shortest-queue"] = Field(
-        "probability", description="how a part picks among several routes")
+    route: Literal["probability", "round-robin", "shortest-queue", "product"] = Field(
+        "probability", description="how a part picks among several routes (product: by the routes' products)")
     machine_cycle_times: dict[Name, Distribution] = Field(
         default_factory=dict, description="parallel machines that are not alike: a machine's own cycle time (an "
                                           "older, slower one), e.g. {filler-b: 2.1 s}; the others keep cycle_time")
@@ -475,7 +478,32 @@ class Station(_Strict):
                                  "not 1")
         elif self.route != "probability" and any(p is not None for p in given):
             raise ValueError(f"next: route '{self.route}' picks the way itself; remove the 'p' values")
+        if self.route != "product":
+            if any(r.products for r in routes):
+                raise ValueError(f"next: a route's products are for route: product (this station's route is "
+                                 f"'{self.route}'); give route: product, or remove the products")
+            return self
+        if len(routes) < 2:
+            raise ValueError("route: product chooses among several routes, but next gives one way on; list the "
+                             "routes with their products, e.g. [{to: sunroof, products: [premium]}, {to: paint}]")
+        if sum(r.products is None for r in routes) > 1:
+            raise ValueError("next: more than one route without products (the way for every other product); give "
+                             "all but one of them their products")
+        seen: dict[str, str] = {}
+        for r in routes:
+            for name in r.products or []:
+                if name in seen:
+                    raise ValueError(f"next: product '{name}' is sent both to {seen[name]} and to {r.to}; a product "
+                                     "takes one route")
+                seen[name] = r.to
         return self
+
+    def product_route(self, product: str) -> int:
+        """route: product: the number of the route a part of `product` takes (the one naming it, else the one naming
+        no products; validated: there is one)."""
+        routes = self.routes()
+        named = [k for k, r in enumerate(routes) if product in (r.products or ())]
+        return (named or [k for k, r in enumerate(routes) if r.products is None])[0]
 
     def routes(self) -> list[Route]:
         """The routes `next` gives (empty: the default, the next station listed)."""
@@ -863,7 +891,26 @@ class Scenario(_Strict):
 
     def visits(self) -> np.ndarray:
         """Expected visits of each station per part leaving the line (traffic equations, with an assembly's
-        quantities: a feeder making q parts per assembly is visited q times as often)."""
+        quantities: a feeder making q parts per assembly is visited q times as often); a line that routes by
+        product: each product's visits, weighed by its share of the parts released."""
+        if not any(st.route == "product" for st in self.stations):
+            return self._visits(None)
+        return sum((w * self._visits(name) for name, w in self.product_mix().items()), np.zeros(len(self.stations)))
+
+    def product_mix(self) -> dict[str, float]:
+        """Each product's share of the parts released: its parts in the release sequence, else its share."""
+        if self.release:
+            counts = dict.fromkeys((p.name for p in self.products), 0)
+            for item in self.release:
+                name, parts = (item, 1) if isinstance(item, str) else (item.product, item.parts)
+                counts[name] += parts
+        else:
+            counts = {p.name: p.share for p in self.products}
+        total = sum(counts.values())
+        return {name: c / total for name, c in counts.items()}
+
+    def _visits(self, product: str | None) -> np.ndarray:
+        """The traffic equations' solution for the parts of one product (None: every part alike)."""
         n = len(self.stations)
         entries = self.entries()
         rows, rhs = [], []
@@ -875,32 +922,38 @@ class Scenario(_Strict):
                 for feeder, q in st.assemble.items():
                     j = [s.name for s in self.stations].index(feeder)
                     r = np.zeros(cols)
-                    r[j] = next(self._share(j, p) for t, p in self.successors(j) if t == k)
+                    r[j] = next(self._share(j, w, product) for w, (t, _) in enumerate(self.successors(j)) if t == k)
                     r[k] = -q
                     rows.append(r)
                     rhs.append(0.0)
                 continue
             for j in range(n):
-                for t, p in self.successors(j):
+                for w, (t, _) in enumerate(self.successors(j)):
                     if t == k:
-                        row[j] -= self._share(j, p)
+                        row[j] -= self._share(j, w, product)
             if k in entries:
                 row[n + entries.index(k)] = -1.0
             rows.append(row)
             rhs.append(0.0)
         out = np.zeros(cols)
         for j in range(n):
-            for t, p in self.successors(j):
+            for w, (t, _) in enumerate(self.successors(j)):
                 if t < 0:
-                    out[j] += self._share(j, p)
+                    out[j] += self._share(j, w, product)
         rows.append(out)
         rhs.append(1.0)
         v = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0][:n]
         return np.clip(v, 0.0, None)
 
-    def _share(self, j: int, p: float | None) -> float:
-        """The share of station j's parts that one of its routes takes (round robin and shortest queue: even)."""
-        return (p or 0.0) if self.stations[j].route == "probability" else 1.0 / len(self.successors(j))
+    def _share(self, j: int, way: int, product: str | None) -> float:
+        """The share of station j's parts (of `product`) that its route number `way` takes (round robin and shortest
+        queue: even; by product: all or none)."""
+        st, ways = self.stations[j], self.successors(j)
+        if st.route == "probability":
+            return ways[way][1] or 0.0
+        if st.route != "product" or len(ways) < 2:
+            return 1.0 / len(ways)
+        return 1.0 if st.product_route(product or "") == way else 0.0
 
     def ideal_cycle_notes(self) -> list[str]:
         """One line per station whose OEE ideal cycle is a mean (no design cycle and no lower bound), for output."""
@@ -1111,6 +1164,21 @@ def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[s
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue
+        routes = st.get("next") if isinstance(st.get("next"), list) else []
+        if st.get("route") == "product":
+            for j, r in enumerate(routes):
+                for k, name in enumerate(r.get("products") or [] if isinstance(r, dict) else []):
+                    check(f"stations[{i}].next[{j}].products[{k}]", name)
+            if not known:
+                problems.append((f"stations[{i}].route", "route: product sends each product its own way, but the "
+                                                         "line makes one kind of part; declare its products: "
+                                                         "[{name: ...}], or route another way"))
+            elif all(isinstance(r, dict) and isinstance(r.get("products"), list) for r in routes):
+                listed = {n for r in routes for n in r["products"]}
+                for name in [n for n in names if n not in listed]:
+                    problems.append((f"stations[{i}].next", f"product '{name}' has no route here (each route names "
+                                                            "its products); add it to one, or leave one route's "
+                                                            "products out for every other product"))
         for key in ("cycle_times", "ideal_cycle_times", "scrap_by_product", "setup_matrix"):
             value = st.get(key)
             if isinstance(value, dict):
@@ -1209,7 +1277,32 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         problems.append(("stations[0]", "the first station takes parts from a saturated source (always available, "
                                         "no buffer), so no station can send parts back to it; use source kind "
                                         "'arrivals' or route to another station"))
-    reach = {-1}  # stations from which a part can leave the line
+    reach = _leaving(succ)
+    for i in succ:
+        if i not in reach:
+            problems.append((f"stations[{i}].next", "parts sent here can never leave the line (no route leads to "
+                                                    f"'{EXIT}'); route one way out"))
+    if problems:
+        return problems
+    for product in [n for _, n in _names(data.get("products"))]:  # each product's own ways, where routed by product
+        # a station with no way for it: said by the product checks (as its way out here, not blamed on those before)
+        own = {i: _product_ways(stations[i], ks, product) or [-1] for i, ks in succ.items()}
+        seen, todo = set(), [i for i in _entries(stations) if i in own]
+        while todo:
+            i = todo.pop()
+            if i >= 0 and i not in seen:
+                seen.add(i)
+                todo += own[i]
+        reach = _leaving(own)
+        problems += [(f"stations[{i}].next", f"parts of product '{product}' sent here can never leave the line (its "
+                                             f"routes lead to no '{EXIT}'); route it one way out")
+                     for i in sorted(seen) if i not in reach]
+    return problems
+
+
+def _leaving(succ: dict[int, list[int]]) -> set[int]:
+    """The stations from which a part can leave the line (-1: out), given each station's successors."""
+    reach = {-1}
     changed = True
     while changed:
         changed = False
@@ -1217,11 +1310,17 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
             if i not in reach and any(k in reach for k in ks):
                 reach.add(i)
                 changed = True
-    for i in succ:
-        if i not in reach:
-            problems.append((f"stations[{i}].next", "parts sent here can never leave the line (no route leads to "
-                                                    f"'{EXIT}'); route one way out"))
-    return problems
+    return reach
+
+
+def _product_ways(st: dict[str, Any], ways: list[int], product: str) -> list[int]:
+    """Of a station's successors (raw data, in the order of its routes), those a part of `product` can take: all of
+    them unless the station routes by product, then the route naming it, or else the one naming none."""
+    routes = st.get("next")
+    if st.get("route") != "product" or not isinstance(routes, list) or len(routes) != len(ways):
+        return ways
+    named = [w for r, w in zip(routes, ways) if isinstance(r.get("products"), list) and product in r["products"]]
+    return named or [w for r, w in zip(routes, ways) if r.get("products") is None]
 
 
 def _unique(names: list[str], what: str) -> None:
@@ -1473,6 +1572,9 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
                        "splits '0,85 s' at its comma; write numbers with a decimal point (0.85 s)")
         elif e["type"] == "missing":
             msg = "required field is missing"
+        elif e["type"] == "model_type" and (keys := _keys_at((*e["loc"], ""), root)):  # not pydantic's class name
+            doc = "scenario" if kind == "scenario" else "connect"
+            msg = f"must be a mapping of {', '.join(keys)} (see docs/{doc}.md), got {e.get('input')!r}"
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
                 and repr(e["input"]) not in msg and ", got " not in msg:  # a validator that said it already
             msg = f"{msg}, got {e['input']!r}"
