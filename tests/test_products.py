@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import hypothesis.strategies as hs
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from tests.helpers import const, exp, kpi, replicate, scenario
 from twin.model import Line
@@ -148,3 +150,35 @@ def test_product_route_mistakes_are_named(change: dict[str, Any], message: str, 
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ScenarioError, match=message):
         load_scenario(f)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=hs.integers(1, 4), ways=hs.integers(2, 3), data=hs.data(), seed=hs.integers(0, 2**16),
+       buffer=hs.integers(0, 4))
+def test_fuzzed_product_routes_send_each_part_its_products_way(n: int, ways: int, data: Any, seed: int,
+                                                               buffer: int) -> None:
+    """Any station routing by product to 2-3 stations that merge again: each of them works only the products routed
+    to it (those named, or every other one on the route naming none), the parts are conserved, and the share of
+    parts each one works is the visits the traffic equations give it."""
+    names = [f"p{i}" for i in range(n)]
+    owner = data.draw(hs.lists(hs.integers(-1, ways - 1), min_size=n, max_size=n), label="route of each product")
+    owner[0] = max(owner[0], 0)  # at least one route names its products (else there is one way on, no choice)
+    routes = [{"to": f"d{j}", "products": [p for p, o in zip(names, owner) if o == j]} for j in range(ways)]
+    routes = [r for r in routes if r["products"]] + [{"to": "d-rest"}]  # the products whose owner is -1, and spares
+    stations = [{"name": "s0", "cycle_time": exp(30), "route": "product", "next": routes}]
+    stations += [{"name": r["to"], "cycle_time": exp(data.draw(hs.integers(10, 50))), "buffer": buffer, "next": "m"}
+                 for r in routes]
+    stations += [{"name": "m", "cycle_time": exp(5), "buffer": buffer}]
+    sc = scenario(stations, seed=seed, duration="1 d", products=[{"name": p} for p in names], release=names)
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    begun = {st.name: list(line.stations[i][0].log.begun_product) for i, st in enumerate(sc.stations)}
+    for r in routes:
+        allowed = {names.index(p) for p in r.get("products", [p for p, o in zip(names, owner) if o < 0])}
+        assert set(begun[r["to"]]) <= allowed, (r, set(begun[r["to"]]))
+    exit_ = np.frombuffer(line.exit)
+    assert len(exit_) == (~np.isnan(exit_)).sum() + line.wip
+    visits = dict(zip([st.name for st in sc.stations], sc.visits()))
+    total = len(begun["s0"])
+    for r in routes:
+        assert len(begun[r["to"]]) / total == pytest.approx(visits[r["to"]], abs=(2 * buffer + 3) / total + 1e-9)
