@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -705,7 +706,7 @@ def test_a_plants_broker_down_at_the_start_is_waited_for(tmp_path: Path, mosquit
     f = config(tmp_path, str(plant.url))
     f.write_text(f.read_text() + f"target: {mosquitto.url}\n")
     db = tmp_path / "plant.duckdb"
-    proc = subprocess.Popen(twin_cmd("connect", f, "--store", f"duckdb:///{db}", "--duration", "15 s"), cwd=ROOT,
+    proc = subprocess.Popen(twin_cmd("connect", f, "--store", f"duckdb:///{db}", "--duration", "60 s"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         said = wait_for_line(proc.stderr, lambda line: line if "trying again in" in line else None, 60,
@@ -721,6 +722,8 @@ def test_a_plants_broker_down_at_the_start_is_waited_for(tmp_path: Path, mosquit
         gw.publish("gw7/filler/filler-a/data", json.dumps({"ts": 1767592800000, "vib": 2.0, "status": 1}),
                    qos=1).wait_for_publish(5)
         gw.loop_stop()
+        time.sleep(2)  # forwarded in milliseconds; then stopped as Ctrl-C stops it, not at --duration's end
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
