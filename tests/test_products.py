@@ -81,12 +81,12 @@ def test_product_mistakes_are_named(change: dict[str, Any], message: str, tmp_pa
         load_scenario(f)
 
 
-def _variants(**top: Any) -> Any:
+def _variants(sunroof: float = 300, **top: Any) -> Any:
     """A mixed-model line: premium cars go through a sunroof station, the rest straight to paint (route: product)."""
     return scenario([
         {"name": "body", "cycle_time": const(60), "route": "product",
          "next": [{"to": "sunroof", "products": ["premium"]}, {"to": "paint"}]},
-        {"name": "sunroof", "cycle_time": const(300), "buffer": 4, "next": "paint"},
+        {"name": "sunroof", "cycle_time": const(sunroof), "buffer": 4, "next": "paint"},
         {"name": "paint", "cycle_time": const(10), "buffer": 4}],
         **{"products": [{"name": "standard"}, {"name": "premium"}], **top})
 
@@ -182,3 +182,47 @@ def test_fuzzed_product_routes_send_each_part_its_products_way(n: int, ways: int
     total = len(begun["s0"])
     for r in routes:
         assert len(begun[r["to"]]) / total == pytest.approx(visits[r["to"]], abs=(2 * buffer + 3) / total + 1e-9)
+
+
+def test_another_product_mix_as_an_alternative(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """What if premium cars go from a quarter to 40 % of the mix? `--mix premium=0.4`: the sunroof station that a
+    quarter of the cars visit becomes the line's constraint (80 s a car against the body station's 60 s) and the
+    line's rate falls to 45 cars an hour; a release sequence's campaigns are scaled to the shares asked (their order
+    kept), and what cannot be a mix is refused with why, for compare and whatif alike."""
+    import typer
+    import yaml
+
+    from tests.conftest import assert_mistakes
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    sc = _variants(200, products=[{"name": "standard", "share": 3}, {"name": "premium", "share": 1}],
+                   duration="1 d", replications=2)
+    options = alternatives(sc, [], [], [], [], [], [], [], [], False, ["premium=0.4"])
+    assert [label for label, _ in options] == ["as is", "mix premium 40%"]
+    more = options[1][1]
+    assert more.product_mix() == pytest.approx({"standard": 0.6, "premium": 0.4})
+    assert more.stations[more.constraint()].name == "sunroof" and sc.stations[sc.constraint()].name == "body"
+    s = compare_designs(options, jobs=1).summary().set_index(["policy", "kpi"])["mean"]
+    assert s["mix premium 40%", "throughput [parts/h]"] == pytest.approx(45, rel=0.03)
+    assert s["as is", "throughput [parts/h]"] == pytest.approx(60, rel=0.02)  # premium runs block it a little
+    # campaigns: 6,000 + 4,000 + 2,000 bottles a cycle; juice to 30 %, the others in their proportions
+    seq = _variants(products=[{"name": "standard"}, {"name": "premium"}, {"name": "estate"}],
+                    release=[{"product": "standard", "parts": 6000}, {"product": "premium", "parts": 4000},
+                             {"product": "estate", "parts": 2000}])
+    scaled = alternatives(seq, [], [], [], [], [], [], [], [], False, ["estate=30%"])[1][1]
+    assert [(b.product, b.parts) for b in scaled.release] == [("standard", 5040), ("premium", 3360), ("estate", 3600)]
+    f = tmp_path / "singles.yaml"
+    f.write_text(yaml.safe_dump({**seq.model_dump(mode="json", exclude_none=True, exclude={"now"}),
+                                 "release": ["standard", "standard", "premium"], "replications": 2}, sort_keys=False))
+    for command in (["compare", str(f)], ["whatif", str(f), "--from", "duckdb:///nowhere.duckdb"]):
+        assert_mistakes(command, [
+            (["--mix", "premium=0.5"], "--mix 'premium=0.5': the release sequence has no part of estate to scale"),
+            (["--mix", "sunroof=0.5"], "--mix 'sunroof=0.5': write PRODUCT=SHARE"),
+            (["--mix", "premium=0.7,standard=0.6"], "the shares add up to 1.3")])
+    singles = seq.model_copy(update={"release": ["standard", "standard", "premium", "estate"]})
+    for line, spec, message in [(seq, "premium=1", "that leaves standard, estate no share"),
+                                (singles, "estate=0.1", "cannot give those shares in whole parts")]:
+        with pytest.raises(typer.Exit):
+            alternatives(line, [], [], [], [], [], [], [], [], False, [spec])
+        assert message in " ".join(capsys.readouterr().err.split())

@@ -239,6 +239,10 @@ if sc is not None and path is not None:
                                help=None if belts else "no conveyor leads into a station of this line")
     servicing = sc.calendar is not None and any(t.maintenance.policy != "run-to-failure"
                                                 for t in sc.machine_types.values())
+    names = [p.name for p in sc.products]
+    mixes = st.text_input("another product mix", "", key="wi_mix", placeholder=f"PRODUCT=SHARE of the parts released, "
+                          f"e.g. {names[-1]}=0.4; …" if names else "", disabled=not names,
+                          help=None if names else "the line makes one kind of part")
     off_shift = st.checkbox("services in the planned stops", key="wi_offshift", disabled=not servicing,
                             help="every machine type's services wait for the next planned stop (a shift's end), the "
                                  "machines working on (`--service-off-shift`)" if servicing else
@@ -250,7 +254,8 @@ if sc is not None and path is not None:
               *(["--add-shift", shift.strip()] if shift.strip() and sc.calendar is not None else []),
               *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
               *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())],
-              *(["--service-off-shift"] if off_shift and servicing else [])]
+              *(["--service-off-shift"] if off_shift and servicing else []),
+              *[a for x in mixes.split(";") if x.strip() and names for a in ("--mix", x.strip())]]
     changes = [a for a in design if a.startswith("--")]
     together = st.checkbox("and all of them together", key="wi_combined",
                            help="one more alternative with every change at once: changes interact (`--combined`)")

@@ -1,6 +1,6 @@
 """Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
 policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time, services
-in planned stops.
+in planned stops, another product mix.
 `twin whatif` runs them from the line's state now, `twin compare` over the long run from the scenario's start."""
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ TransferAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: 
 OffShiftService = Annotated[bool, typer.Option(
     "--service-off-shift", help="an alternative: every machine type's planned services wait for the line's planned "
                                 "stops (maintenance when: off-shift) instead of stopping production when due")]
+MixAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: PRODUCT=SHARE of the parts released, "
+                                                          "e.g. premium=0.4 (several: premium=0.4,estate=0.1; the "
+                                                          "others keep their proportions; repeatable)")]
 Combined = Annotated[bool, typer.Option("--combined", help="one more alternative: every change given, together "
                                                             "(a machine and a buffer at once: their interplay)")]
 
@@ -172,6 +175,56 @@ def _with_service_when(sc: Scenario, when: str) -> tuple[str, Scenario]:
     return "services off shift", sc.model_copy(update={"machine_types": types})
 
 
+def _with_mix(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--mix PRODUCT=SHARE[,PRODUCT=SHARE]: those products' shares of the parts released, the others' in the same
+    proportions as before: a random mix's shares, or a release sequence's campaigns scaled (its order and length
+    kept; refused where whole parts cannot give the shares within half a percentage point)."""
+    from twin.scenario import Batch
+
+    names = [p.name for p in sc.products]
+    if not names:
+        fail(f"--mix {spec!r}: the line makes one kind of part (no products: in the scenario), so it has no mix")
+    given: dict[str, float] = {}
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        name, value = name.strip(), value.strip().removesuffix("%").strip()
+        try:
+            share = float(value) / (100 if item.strip().endswith("%") else 1)
+        except ValueError:
+            share = -1.0
+        if name not in names or not 0 < share <= 1 or name in given:
+            fail(f"--mix {spec!r}: write PRODUCT=SHARE (a fraction of the parts released, above 0 and up to 1, or a "
+                 f"percentage, each product once) with products of the scenario ({', '.join(names)}), e.g. "
+                 f"{names[-1]}=0.4")
+        given[name] = share
+    mix, rest = sc.product_mix(), [n for n in names if n not in given]
+    left = 1.0 - sum(given.values())
+    if left < -1e-9 or (not rest and abs(left) > 1e-6):
+        fail(f"--mix {spec!r}: the shares add up to {sum(given.values()):g}; those given must leave the other "
+             "products their part of 1 (or, naming every product, add up to 1)")
+    if missing := [n for n in names if not mix[n]]:
+        fail(f"--mix {spec!r}: the release sequence has no part of {', '.join(missing)} to scale; write the "
+             "alternative's release sequence in a copy of the scenario")
+    want = {n: given[n] if n in given else mix[n] / sum(mix[r] for r in rest) * max(left, 0.0) for n in names}
+    if gone := [n for n in names if want[n] <= 1e-9]:
+        fail(f"--mix {spec!r}: that leaves {', '.join(gone)} no share; every product keeps one above 0 (a product not "
+             "made any more: leave it out of the products of a copy of the scenario)")
+    if all(abs(want[n] - mix[n]) < 1e-9 for n in names):
+        fail(f"--mix {spec!r}: that is the scenario's mix already; the alternative would be the line as it is")
+    label = "mix " + ", ".join(f"{n} {given[n]:.0%}" for n in given)
+    if not sc.release:
+        return label, sc.model_copy(update={"products": [p.model_copy(update={"share": want[p.name]})
+                                                         for p in sc.products]})
+    items = [(i, 1) if isinstance(i, str) else (i.product, i.parts) for i in sc.release]
+    scaled = [(name, round(parts * want[name] / mix[name])) for name, parts in items]
+    made = {n: sum(k for name, k in scaled if name == n) for n in names}
+    if not all(made.values()) or any(abs(made[n] / sum(made.values()) - want[n]) > 0.005 for n in names):
+        fail(f"--mix {spec!r}: the release sequence's campaigns ({sum(k for _, k in items):,} parts a cycle) cannot "
+             "give those shares in whole parts; write the alternative's release sequence in a copy of the scenario")
+    release = [name if k == 1 else Batch(product=name, parts=k) for name, k in scaled if k]
+    return label, sc.model_copy(update={"release": release})
+
+
 def with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--buffer STATION=PARTS: the buffer's capacity; what waits there now stays, up to it (an assembly's per
     feeder)."""
@@ -211,8 +264,8 @@ def _with_shift(sc: Scenario, window: str) -> tuple[str, Scenario]:
 def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: list[str],
                   shifts: list[str] | None = None, machines: list[str] | None = None,
                   cycles: list[str] | None = None, batches: list[str] | None = None,
-                  transfers: list[str] | None = None, off_shift: bool = False, combined: bool = False
-                  ) -> list[tuple[str, Scenario]]:
+                  transfers: list[str] | None = None, off_shift: bool = False, mixes: list[str] | None = None,
+                  combined: bool = False) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
@@ -220,7 +273,8 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
              ("--buffer", buffers, with_buffer), ("--add-shift", shifts or [], _with_shift),
              ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
              ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
-             ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when))
+             ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when),
+             ("--mix", mixes or [], _with_mix))
     for option, specs, _ in given:
         if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")
@@ -247,7 +301,7 @@ def _one_each(changes: list[tuple[str, str, Any]]) -> None:
     for option, spec, _ in changes:
         if option in ("--extra-crew", "--add-shift"):
             continue
-        key = (option, "" if option == "--policy" else spec.partition("=")[0].strip())
+        key = (option, "" if option in ("--policy", "--mix") else spec.partition("=")[0].strip())
         if key in seen:
             fail(f"--combined: {option} {seen[key]!r} and {spec!r} set the same thing; combine each setting once")
         seen[key] = spec

@@ -22,6 +22,7 @@ from twin.app.alternatives import (
     CycleAlt,
     ExtraCrew,
     MachinesAlt,
+    MixAlt,
     OffShiftService,
     TransferAlt,
 )
@@ -213,6 +214,7 @@ def compare(
     batch: BatchAlt = None,
     transfer: TransferAlt = None,
     service_off_shift: OffShiftService = False,
+    mix: MixAlt = None,
     combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
@@ -222,7 +224,7 @@ def compare(
     the long run (common random numbers): throughput, OEE, WIP, lead time, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [],
-              transfer or [], service_off_shift)
+              transfer or [], service_off_shift, mix or [])
     if any(design) or combined:
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),
@@ -303,6 +305,8 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: in
                                              f"{sc.duration / 3600:g} h from the line's start, warm-up "
                                              f"{sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)"))
     out_console.print(f"note: {DESIGN_NOTE}", highlight=False)
+    out_console.print("constraint station (lowest design rate per part out): " + "; ".join(
+        f"{label}: {alt.stations[alt.constraint()].name}" for label, alt in options), highlight=False)
     _done(len(options) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))
 
 
