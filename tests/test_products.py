@@ -115,6 +115,19 @@ def test_route_by_product_sends_each_variant_its_own_way() -> None:
         .tolist() == pytest.approx([1.0, 0.25, 1.0])
 
 
+def test_the_constraint_weighs_each_products_cycle_by_the_mix() -> None:
+    """A station of 60 s whose big parts (half the mix) take 100 s works 80 s a part on average: it, not the next
+    station's 70 s for every part, limits the line to 45 parts an hour (the constraint took the station's own
+    cycle for every product, and named the 70 s station)."""
+    sc = scenario([{"name": "a", "cycle_time": const(60), "cycle_times": {"big": const(100)}},
+                   {"name": "b", "cycle_time": const(70), "buffer": 3}],
+                  products=[{"name": "small"}, {"name": "big"}], duration="2 d")
+    assert sc.stations[sc.constraint()].name == "a"
+    k = replicate(sc, 1)
+    assert kpi(k, "throughput [parts/h]", "line")[0] == pytest.approx(45, rel=0.01)
+    assert kpi(k, "constraint station", "line")[0] == 0
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"products": []}, r"stations\[0\]\.route: route: product sends each product its own way, but the line makes one "
                        "kind of part"),

@@ -879,7 +879,17 @@ class Scenario(_Strict):
 
     def constraint(self) -> int:
         """The station whose design rate (machines / ideal cycle), per visit a finished part needs, is lowest: the
-        line's design rate is its rate."""
+        line's design rate is its rate. With products whose cycles or routes differ, each product's design time
+        there (its visits times its ideal cycle), weighed by its share of the parts released."""
+        if self.products and any(st.cycle_times or st.ideal_cycle_times or st.route == "product"
+                                 for st in self.stations):
+            mix = self.product_mix()
+            by_route = any(st.route == "product" for st in self.stations)
+            alike = None if by_route else self.visits() if self.is_graph else np.ones(len(self.stations))
+            visits = {p: self._visits(p) if alike is None else alike for p in mix}
+            work = [sum(w * visits[p][k] * st.ideal_cycle_of(p) for p, w in mix.items())
+                    for k, st in enumerate(self.stations)]
+            return int(np.argmin([len(st.machine_names) / max(t, 1e-12) for st, t in zip(self.stations, work)]))
         visits = self.visits() if self.is_graph else np.ones(len(self.stations))
         rates = [len(st.machine_names) / st.ideal_cycle()[0] / max(v, 1e-12) for st, v in zip(self.stations, visits)]
         return int(np.argmin(rates))
