@@ -32,6 +32,7 @@ from twin.scenario import (
     MachineNow,
     MachineType,
     Scenario,
+    Spare,
     Station,
     feeder_key,
     parts_in_hand,
@@ -53,6 +54,7 @@ STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLIC
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_PRODUCT_CYCLE, STREAM_PRODUCT_SETUP = 300, 100_000  # + product index (setups: + 1000 x from + to)
 STREAM_RELEASE = 50  # with machine slot -1: the product mix released
+STREAM_SPARE = 500_000  # with machine slot -1, + spare index: its lead times
 STREAM_NOW = 60  # a line continued from a state read from the plant (`twin run --from`): lives and repairs left
 STREAM_SENSOR = 1000  # + 10 * sensor index + purpose
 STREAM_SOURCE = 0  # with machine slot -1 (+ k for the k-th further entry station of a graph)
@@ -821,6 +823,11 @@ class Machine:
         if resumed < 0:
             self.line.record(self, "failure", mode.name)
         self.line.down += 1
+        stock = self.line.spares.get(mode.spare) if mode.spare is not None and resumed < 0 else None
+        if stock is not None:  # the part first: no technician is held while it is missing
+            if not stock.parts.level:
+                self.line.record(self, "spare_wait", mode.name, mode.spare or "")
+            yield from stock.take()
         for m in self.line.waiting_for_opportunity:  # machines already waiting take the stop if they are close
             if m.wake is not None and m.opportunity():
                 m.wake_up()
@@ -1159,6 +1166,67 @@ class OperatorPool:
         return busy / (self.size * there) if there > 0 else 0.0
 
 
+class SpareStock:
+    """A spare part's stock: repairs take one each (waiting, first come first served, while none is on hand), and an
+    (s, Q) reorder rule orders `order` more whenever on hand + on order - waiting falls to the reorder point,
+    delivered after a lead time drawn from the line's seed. Keeps its level over time and each repair's wait."""
+
+    def __init__(self, line: Line, spare: Spare, index: int) -> None:
+        self.env, self.spare = line.env, spare
+        self.parts = simpy.Container(line.env, init=spare.stock)
+        self.on_order = 0
+        self.lead = Sampler(spare.lead_time, rng_for(line.scenario.seed, line.replication, -1, STREAM_SPARE + index))
+        self.t, self.level = array("d", [0.0]), array("i", [spare.stock])  # on hand from each time on
+        self.waits = array("d")  # each repair's wait for the part
+        self.asked = array("d")  # when each repair asked for one
+        self.orders = 0
+        self._review()
+
+    def take(self) -> Generator[simpy.Event, Any, float]:
+        """One part for a repair, once there is one; the wait (0 if one was on hand)."""
+        asked = self.env.now
+        self.asked.append(asked)
+        ev = self.parts.get(1)
+        self._review()
+        yield ev
+        self._logged()
+        self.waits.append(self.env.now - asked)
+        return self.env.now - asked
+
+    def _review(self) -> None:
+        """Order while the stock position (on hand + on order - repairs waiting) is at or below the reorder point."""
+        while self.parts.level + self.on_order - len(self.parts.get_queue) <= self.spare.reorder_point:
+            self.on_order += self.spare.order
+            self.orders += 1
+            self.env.process(self._delivery(self.spare.order))
+
+    def _delivery(self, n: int) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(self.lead())
+        self.on_order -= n
+        yield self.parts.put(n)
+        self._logged()
+
+    def _logged(self) -> None:
+        if self.t[-1] == self.env.now:
+            self.level[-1] = int(self.parts.level)
+        else:
+            self.t.append(self.env.now)
+            self.level.append(int(self.parts.level))
+
+    def figures(self, a: float, b: float) -> dict[str, float]:
+        """Inside [a, b]: repairs that asked for a part, the share that waited, their mean wait [h], the mean stock on
+        hand, and the orders placed."""
+        t = np.frombuffer(self.t, dtype=np.float64)
+        level = np.frombuffer(self.level, dtype=np.int32).astype(float)
+        ends = np.append(t[1:], max(b, t[-1]))
+        held = float(np.sum(level * np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)))
+        asked = np.frombuffer(self.asked, dtype=np.float64)[:len(self.waits)]
+        waits = np.frombuffer(self.waits, dtype=np.float64)[(asked >= a) & (asked < b)]
+        return {"repairs": float(len(waits)), "stock-out share": float(np.mean(waits > 0)) if len(waits) else 0.0,
+                "wait for part [h]": float(waits.mean() / 3600) if len(waits) else 0.0,
+                "mean stock": held / (b - a) if b > a else float(self.spare.stock)}
+
+
 class _Release:
     """Which product each new part is: the next of a cyclic sequence, or a random draw by the products' shares."""
 
@@ -1197,6 +1265,7 @@ class Line:
             if scenario.calendar else None
         self.crews = {c.name: simpy.PriorityResource(self.env, capacity=c.size) for c in scenario.repair_crews}
         self.pools = {p.name: OperatorPool(self, p.size, p.calendar) for p in scenario.operators}
+        self.spares = {s.name: SpareStock(self, s, i) for i, s in enumerate(scenario.spares)}
         self.events: list[Event] = []
         # parts: entry time, exit time (nan while inside), station index where scrapped (-1 if not)
         self.entry = array("d")

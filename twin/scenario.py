@@ -104,6 +104,24 @@ class RepairCrew(_Strict):
     size: int = Field(ge=1, le=1000)
 
 
+class Spare(_Strict):
+    """A spare part kept in stock for repairs (a die set, a spindle, a gearbox): a repair of a fault mode that needs
+    it takes one, waiting, down, while none is on hand; stock is reordered (s, Q): when what is on hand and on order,
+    less the repairs waiting, falls to `reorder_at`, `order` more are ordered, delivered after `lead_time`."""
+
+    name: Name
+    stock: int = Field(ge=0, le=100_000, description="parts on hand at the start")
+    reorder_at: int | None = Field(None, ge=0, le=100_000, description="order when on hand + on order - waiting "
+                                   "falls to this; default: stock - 1 (one ordered for each one taken)")
+    order: int = Field(1, ge=1, le=100_000, description="parts per order")
+    lead_time: Distribution = Field(description="time from an order to its delivery, e.g. 3 d or a distribution")
+
+    @property
+    def reorder_point(self) -> int:
+        """When to order: `reorder_at`, or one for one (an order for each part taken)."""
+        return self.reorder_at if self.reorder_at is not None else max(self.stock - 1, 0)
+
+
 def _at_least(dist: Any, minimum: float, rule: str, why: str) -> Any:
     """A distribution whose mean is at least `minimum` seconds, else a ValueError stating the rule and why."""
     if dist.mean < minimum:
@@ -126,6 +144,8 @@ class FaultMode(_Strict):
     scrap_increase: Probability = Field(0.0, description="scrap probability added at full wear")
     signature: dict[Name, float] = Field(
         default_factory=dict, description="sensor -> offset added at full wear (in the sensor's unit)")
+    spare: Name | None = Field(None, description="a spare part (of the scenario's spares) each repair of this mode "
+                                                 "takes from stock, waiting while none is on hand")
 
     @field_validator("ttf")
     @classmethod
@@ -820,6 +840,8 @@ class Scenario(_Strict):
         "before-service: a machine starts only when space downstream (buffer + next machines) is reserved")
     source: Source = Field(default_factory=Source)
     repair_crews: list[RepairCrew] = Field(default_factory=list)
+    spares: list[Spare] = Field(default_factory=list, max_length=1000,
+                                description="spare parts kept in stock for repairs (fault modes' spare)")
     machine_types: dict[Name, MachineType] = Field(min_length=1)
     stations: list[Station] = Field(min_length=1, max_length=200)
     calendar: Calendar | None = None
@@ -1069,10 +1091,19 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                      for i, st in enumerate(stations) if isinstance(st, dict) and st.get("batch") is not None]
     types = data.get("machine_types") if isinstance(data.get("machine_types"), dict) else {}
     modes: set[str] = set()
+    spares = _names(data.get("spares"))
+    problems += _twice([(f"spares[{i}].name", n) for i, n in spares], "spare")
+    spare_names = sorted({n for _, n in spares})
     for tname, mt in types.items():
         if not isinstance(mt, dict):
             continue
         modes |= {n for _, n in _names(mt.get("fault_modes"))}
+        for j, fm in enumerate(mt.get("fault_modes") if isinstance(mt.get("fault_modes"), list) else []):
+            spare = fm.get("spare") if isinstance(fm, dict) else None
+            if isinstance(spare, str) and spare not in spare_names:
+                problems.append((f"machine_types.{tname}.fault_modes[{j}].spare",
+                                 f"names spare '{spare}', but spares has {spare_names or 'none'}; add it to spares: "
+                                 "[{name, stock, lead_time}] or fix the name"))
         maint = mt.get("maintenance") if isinstance(mt.get("maintenance"), dict) else {}
         if maint.get("when") == "off-shift" and data.get("calendar") is None:
             problems.append((f"machine_types.{tname}.maintenance.when", "off-shift waits for the line's planned "

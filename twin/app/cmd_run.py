@@ -251,6 +251,8 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
     print_table(station_table(summary, sc))
     if (buffers := buffer_table(summary, kpis, sc)) is not None:
         print_table(buffers)
+    if (spares := spare_table(summary, sc)) is not None:
+        print_table(spares)
     out_console.print(f"results: [bold]{escape(str(out))}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", markup=True, highlight=False)
     if not opts.stream:
@@ -635,6 +637,23 @@ def buffer_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Tab
         t.add_row(name, "unlimited" if cap is None else str(cap), f"{means[(name, 'buffer level [parts]')]:.2f}",
                   plain(most[name]),
                   *("-" if v is None else f"{v:.1%}" for v in share.values()))
+    return t
+
+
+def spare_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
+    """Each spare part's repairs, the share of them that waited for it, their mean wait and the mean stock on hand
+    (None for a line without spares): whether its stock and reorder rule keep repairs from waiting."""
+    rows = summary[summary.scope == "spare"]
+    if rows.empty:
+        return None
+    means = rows.set_index(["entity", "kpi"])["mean"]
+    t = Table(title="spare parts (mean over replications; a repair that found none on hand waited, down, for one)")
+    for col in ("spare", "stock, reorder at, order", "repairs", "waited", "mean wait [h]", "mean stock"):
+        t.add_column(col, justify="left" if col == "spare" else "right")
+    for spare in sc.spares:
+        t.add_row(spare.name, f"{spare.stock}, {spare.reorder_point}, {spare.order}",
+                  f"{means[(spare.name, 'repairs')]:.1f}", f"{means[(spare.name, 'stock-out share')]:.1%}",
+                  f"{means[(spare.name, 'wait for part [h]')]:.2f}", f"{means[(spare.name, 'mean stock')]:.2f}")
     return t
 
 

@@ -1,0 +1,84 @@
+"""Spare parts for repairs: a stock each repair of a fault mode takes from, waiting down while it is empty, reordered
+by an (s, Q) rule with a lead time; checked against the exact figures of a one-for-one stock of one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers import const, exp, kpi, replicate, scenario
+from twin.model import Line
+from twin.scenario import ScenarioError, load_scenario
+
+
+def _press(stock: int = 1, lead: float = 8 * 3600, **spare: Any) -> Any:
+    """One press whose die (mean life 10 h of work, 1 h to change) needs a die set from stock, delivered `lead`
+    after each order."""
+    die = {"name": "die", "kind": "sudden", "ttf": exp(36_000), "repair": const(3600), "spare": "die-set"}
+    return scenario([{"name": "press", "cycle_time": const(600)}], machine_types={"m": {"fault_modes": [die]}},
+                    spares=[{"name": "die-set", "stock": stock, "lead_time": const(lead), **spare}],
+                    duration="300 d", seed=11)
+
+
+def test_a_stock_of_one_reordered_one_for_one_matches_its_recursion() -> None:
+    """A stock of one, one ordered at each failure (lead L = 8 h), repairs of r = 1 h, lives T ~ Exp(m = 10 h): the
+    part a failure takes was ordered at the failure before, so its wait is W_k = max(0, L - r - W_(k-1) - T_k); the
+    part is on hand from its delivery to the next failure, (W + r + T - L)+ of each W + r + T hours. The chain's own
+    figures (200,000 steps of the recursion, apart from the simulator) against the simulated stock's."""
+    m, r, lead = 10.0, 1.0, 8.0
+    rng = np.random.default_rng(0)
+    w, waits, held, spans = 0.0, [], 0.0, 0.0
+    for t in rng.exponential(m, 200_000):
+        held += max(0.0, w + r + t - lead)
+        spans += w + r + t
+        w = max(0.0, lead - r - w - t)
+        waits.append(w)
+    p_wait, mean_wait, on_hand = float(np.mean(np.array(waits) > 0)), float(np.mean(waits)), held / spans
+    k = replicate(_press(), 2)
+    assert kpi(k, "repairs", "die-set").min() > 500
+    assert kpi(k, "stock-out share", "die-set").mean() == pytest.approx(p_wait, abs=0.04)
+    assert kpi(k, "wait for part [h]", "die-set").mean() == pytest.approx(mean_wait, abs=0.2)
+    assert kpi(k, "mean stock", "die-set").mean() == pytest.approx(on_hand, abs=0.03)
+    # the waits are downtime: the press is down through them, and each is an event naming the part
+    line = Line(_press(), 0)
+    line.run(10 * 86400)
+    waits = [e for e in line.events if e.kind == "spare_wait"]
+    assert waits and all(e.detail == "die-set" and e.fault_mode == "die" for e in waits)
+
+
+def test_more_stock_or_a_shorter_lead_time_means_fewer_waits() -> None:
+    """Three die sets on hand (reordered one for one) or a lead time of 2 h (shorter than the 1 h change plus most
+    lives): repairs rarely wait; an (s, Q) rule orders Q at a time when the stock position falls to s."""
+    base = kpi(replicate(_press(), 1), "stock-out share", "die-set")[0]
+    assert kpi(replicate(_press(stock=3), 1), "stock-out share", "die-set")[0] < base / 4
+    assert kpi(replicate(_press(lead=2 * 3600), 1), "stock-out share", "die-set")[0] < base / 4
+    line = Line(_press(stock=4, reorder_at=1, order=3), 0)
+    line.run(20 * 86400)
+    stock = line.spares["die-set"]
+    assert len(stock.asked) > 30
+    assert stock.orders == len(stock.asked) // 3  # 4 - demands + 3 x orders stays above 1
+    assert max(stock.level) == 4  # never more on hand than s + Q
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["machine_types"]["m"]["fault_modes"][0].update(spare="die-sets"),
+     r"machine_types\.m\.fault_modes\[0\]\.spare: names spare 'die-sets', but spares has \['die-set'\]"),
+    (lambda d: d["spares"].append(dict(d["spares"][0])), r"spares\[1\]\.name: spare 'die-set' is used twice"),
+    (lambda d: d["spares"][0].update(stock=-1), r"spares\[0\]\.stock: must be greater than or equal to 0"),
+    (lambda d: d["spares"][0].pop("lead_time"), r"spares\[0\]\.lead_time: required field is missing"),
+])
+def test_spare_mistakes_are_named(change: Any, message: str, tmp_path: Path) -> None:
+    data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": "1 d",
+            "spares": [{"name": "die-set", "stock": 1, "lead_time": "2 d"}],
+            "machine_types": {"m": {"fault_modes": [{"name": "die", "kind": "sudden", "ttf": "10 h", "repair": "1 h",
+                                                     "spare": "die-set"}]}},
+            "stations": [{"name": "press", "machine_type": "m", "cycle_time": 30}]}
+    change(data)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(f)
