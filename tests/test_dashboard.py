@@ -346,6 +346,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert at.text_input(key="wi_transfer").disabled  # nor a conveyor
     assert at.checkbox(key="wi_offshift").disabled  # nor planned stops to service in
     assert at.text_input(key="wi_mix").disabled  # and makes one kind of part: no product mix
+    assert at.text_input(key="wi_stock").disabled  # and keeps no spare parts
     at.checkbox(key="wi_combined").check()  # and all of them together (`--combined`)
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]

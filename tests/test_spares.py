@@ -82,3 +82,27 @@ def test_spare_mistakes_are_named(change: Any, message: str, tmp_path: Path) -> 
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ScenarioError, match=message):
         load_scenario(f)
+
+
+def test_another_stock_as_an_alternative(capsys: pytest.CaptureFixture[str]) -> None:
+    """How many die sets to keep? `--stock die-set=3`: three on hand (reordered one for one at two) against one; the
+    press waits less for parts, so it is down less and makes more. A spare the scenario lacks, or its own stock, is
+    refused with why."""
+    import typer
+
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    sc = _press().model_copy(update={"duration": 30 * 86400.0, "replications": 3})
+    options = alternatives(sc, [], [], [], [], [], [], [], [], False, [], ["die-set=3"])
+    assert [label for label, _ in options] == ["as is", "die-set: stock 3"]
+    assert options[1][1].spares[0].reorder_point == 2
+    s = compare_designs(options, jobs=1).summary().set_index(["policy", "kpi"])["mean"]
+    assert s["die-set: stock 3", "downtime [h]"] < 0.8 * s["as is", "downtime [h]"]
+    assert s["die-set: stock 3", "throughput [parts/h]"] > s["as is", "throughput [parts/h]"]
+    for spec, message in [("dies=3", "--stock 'dies=3': write SPARE=N (0 to 100000 parts) with a spare of the "
+                                     "scenario: die-set"),
+                          ("die-set=1", "die-set keeps 1 in stock already")]:
+        with pytest.raises(typer.Exit):
+            alternatives(sc, [], [], [], [], [], [], [], [], False, [], [spec])
+        assert message in " ".join(capsys.readouterr().err.split())

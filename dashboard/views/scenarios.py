@@ -239,10 +239,14 @@ if sc is not None and path is not None:
                                help=None if belts else "no conveyor leads into a station of this line")
     servicing = sc.calendar is not None and any(t.maintenance.policy != "run-to-failure"
                                                 for t in sc.machine_types.values())
-    names = [p.name for p in sc.products]
-    mixes = st.text_input("another product mix", "", key="wi_mix", placeholder=f"PRODUCT=SHARE of the parts released, "
-                          f"e.g. {names[-1]}=0.4; …" if names else "", disabled=not names,
-                          help=None if names else "the line makes one kind of part")
+    names, spares = [p.name for p in sc.products], [s.name for s in sc.spares]
+    w11, w12 = st.columns(2)
+    mixes = w11.text_input("another product mix", "", key="wi_mix", placeholder=f"PRODUCT=SHARE of the parts "
+                           f"released, e.g. {names[-1]}=0.4; …" if names else "", disabled=not names,
+                           help=None if names else "the line makes one kind of part")
+    stocks = w12.text_input("another spare stock", "", key="wi_stock", placeholder=f"SPARE=N parts kept, e.g. "
+                            f"{spares[0]}=2; …" if spares else "", disabled=not spares,
+                            help=None if spares else "no repair needs a part from stock")
     off_shift = st.checkbox("services in the planned stops", key="wi_offshift", disabled=not servicing,
                             help="every machine type's services wait for the next planned stop (a shift's end), the "
                                  "machines working on (`--service-off-shift`)" if servicing else
@@ -255,7 +259,8 @@ if sc is not None and path is not None:
               *[a for x in batches.split(";") if x.strip() and ovens for a in ("--batch", x.strip())],
               *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())],
               *(["--service-off-shift"] if off_shift and servicing else []),
-              *[a for x in mixes.split(";") if x.strip() and names for a in ("--mix", x.strip())]]
+              *[a for x in mixes.split(";") if x.strip() and names for a in ("--mix", x.strip())],
+              *[a for x in stocks.split(";") if x.strip() and spares for a in ("--stock", x.strip())]]
     changes = [a for a in design if a.startswith("--")]
     together = st.checkbox("and all of them together", key="wi_combined",
                            help="one more alternative with every change at once: changes interact (`--combined`)")

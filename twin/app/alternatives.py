@@ -1,6 +1,6 @@
 """Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
 policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time, services
-in planned stops, another product mix.
+in planned stops, another product mix, another stock of a spare part.
 `twin whatif` runs them from the line's state now, `twin compare` over the long run from the scenario's start."""
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ OffShiftService = Annotated[bool, typer.Option(
 MixAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: PRODUCT=SHARE of the parts released, "
                                                           "e.g. premium=0.4 (several: premium=0.4,estate=0.1; the "
                                                           "others keep their proportions; repeatable)")]
+StockAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: SPARE=N parts of a spare kept in stock "
+                                                            "(reordered as the scenario says; repeatable)")]
 Combined = Annotated[bool, typer.Option("--combined", help="one more alternative: every change given, together "
                                                             "(a machine and a buffer at once: their interplay)")]
 
@@ -225,6 +227,21 @@ def _with_mix(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     return label, sc.model_copy(update={"release": release})
 
 
+def _with_stock(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--stock SPARE=N: N parts of the spare on hand at the start and kept (reordered one for one at N - 1 unless the
+    scenario gives its own reorder point)."""
+    name, _, value = spec.partition("=")
+    known = {s.name: s for s in sc.spares}
+    if name.strip() not in known or not value.strip().isdigit() or int(value) > 100_000:
+        have = ", ".join(known) or "none (no fault mode's repair needs a part from stock)"
+        fail(f"--stock {spec!r}: write SPARE=N (0 to 100000 parts) with a spare of the scenario: {have}")
+    spare, n = known[name.strip()], int(value)
+    if n == spare.stock:
+        fail(f"--stock {spec!r}: {spare.name} keeps {n} in stock already; the alternative would be the line as it is")
+    spares = [s.model_copy(update={"stock": n}) if s is spare else s for s in sc.spares]
+    return f"{spare.name}: stock {n}", sc.model_copy(update={"spares": spares})
+
+
 def with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--buffer STATION=PARTS: the buffer's capacity; what waits there now stays, up to it (an assembly's per
     feeder)."""
@@ -265,7 +282,7 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
                   shifts: list[str] | None = None, machines: list[str] | None = None,
                   cycles: list[str] | None = None, batches: list[str] | None = None,
                   transfers: list[str] | None = None, off_shift: bool = False, mixes: list[str] | None = None,
-                  combined: bool = False) -> list[tuple[str, Scenario]]:
+                  stocks: list[str] | None = None, combined: bool = False) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
@@ -274,7 +291,7 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
              ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
              ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
              ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when),
-             ("--mix", mixes or [], _with_mix))
+             ("--mix", mixes or [], _with_mix), ("--stock", stocks or [], _with_stock))
     for option, specs, _ in given:
         if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")

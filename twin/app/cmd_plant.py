@@ -28,6 +28,7 @@ from twin.app.alternatives import (
     MixAlt,
     OffShiftService,
     PolicyAlt,
+    StockAlt,
     TransferAlt,
     alternatives,
 )
@@ -949,6 +950,7 @@ def whatif(
     transfer: TransferAlt = None,
     service_off_shift: OffShiftService = False,
     mix: MixAlt = None,
+    stock: StockAlt = None,
     combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
@@ -980,7 +982,7 @@ def whatif(
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed,  # named before scipy loads
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
-             batch or [], transfer or [], service_off_shift, mix or [])
+             batch or [], transfer or [], service_off_shift, mix or [], stock or [])
     alternatives(base, *asked, combined=combined)  # every mistake named before the line's state is read
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names")
     import numpy as np
