@@ -146,6 +146,24 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     assert len(at.get("vega_lite_chart")) == 2  # the state timeline and the downtime Pareto
 
 
+def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spare parts (a stock of die sets the presses' die changes take): `twin run` prints their table, and the
+    overview shows the replication's repairs, how many waited for a part and the stock held, as the KPIs say."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    [r] = run_all(twin_cmd("run", "tests/scenarios/press_spares.yaml", "--no-stream", "--replications", 1,
+                           "--out", runs / "presses" / "r1"))
+    assert "spare parts" in r.stdout and "die-set" in r.stdout
+    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    at = page("overview")
+    shown = next(d.value for d in at.dataframe if "mean wait [h]" in d.value.columns)
+    kpis = pd.read_parquet(runs / "presses" / "r1" / "kpis.parquet").query("scope == 'spare'").set_index("kpi").value
+    assert shown.loc["die-set", "repairs"] == kpis["repairs"] > 0
+    assert shown.loc["die-set", "waited [%]"] == round(100 * kpis["stock-out share"], 1) > 0
+
+
 def test_history_rows_are_the_stores(env: Path) -> None:
     at = page("history")
     meta = json.loads((run_dir(env) / "run.json").read_text())

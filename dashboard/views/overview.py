@@ -112,6 +112,7 @@ if run is not None:
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
             buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
+            spares_used(kpis[(kpis.scope == "spare") & (kpis.replication == rep)] if len(kpis) else kpis)
 
     def buffers_used(rows: pd.DataFrame) -> None:
         """The replication's buffers: how full each was on average, at most, and how long full or empty."""
@@ -125,6 +126,18 @@ if run is not None:
             **{f"{k} [%]": (100 * table[f"buffer {k} share"]).round(1) for k in ("full", "empty")
                if f"buffer {k} share" in table}}, index=table.index.rename("buffer"))
         with st.expander("buffers: how full, and how long full or empty (full: the station before it blocked)"):
+            st.dataframe(shown, width="stretch")
+
+    def spares_used(rows: pd.DataFrame) -> None:
+        """The replication's spare parts: repairs that needed one, how many waited for it, how long, the stock held."""
+        if rows.empty:
+            return
+        table = rows.pivot_table(index="entity", columns="kpi", values="value", sort=False)
+        shown = pd.DataFrame({"repairs": table["repairs"].astype(int),
+                              "waited [%]": (100 * table["stock-out share"]).round(1),
+                              "mean wait [h]": table["wait for part [h]"].round(2),
+                              "mean stock": table["mean stock"].round(2)}, index=table.index.rename("spare"))
+        with st.expander("spare parts: repairs that waited for one (down) and the stock held"):
             st.dataframe(shown, width="stretch")
 
     def explain(values: dict[str, float], stations: pd.DataFrame) -> None:
