@@ -206,6 +206,7 @@ def test_times_written_as_numbers_are_read_with_the_unit_given(tmp_path: Path) -
 @given(unit=st.sampled_from(["excel", "epoch", "epoch-ms"]),
        values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
                                  st.text(max_size=12)), min_size=1, max_size=6))
+@example(unit="excel", values=[0.5, -81183])  # before pandas' 1677 once counted back from 1899: an overflow
 def test_any_numbers_as_times_are_read_or_refused_clearly(tmp_path: Path, unit: str, values: list[object]) -> None:
     """Numbers of any size (or none) under --time-format excel, epoch or epoch-ms: times of 1971 to 2200, or a
     LogError naming the row; never an overflow's traceback."""

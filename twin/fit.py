@@ -269,7 +269,8 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
         unit, what, utc = NUMBER_TIMES[time_format]
         number = pd.to_numeric(raw, errors="coerce")
         beyond = {"D": 1.3e5, "s": 9e9, "ms": 9e12}[unit]  # past 2200 (and within pandas' 2262): refused below
-        ts = pd.to_datetime(number.where(number.abs() < beyond), unit=unit, utc=utc,
+        # before the origin is before 1971 too (and -81183 days from 1899 is before pandas' 1677: an overflow)
+        ts = pd.to_datetime(number.where((number >= 0) & (number < beyond)), unit=unit, utc=utc,
                             origin="1899-12-30" if unit == "D" else "unix").dt.round("ms")
         wall = ts.dt.tz_localize(None) if utc else ts
         wrong = (ts.isna() | (wall < _PLANT_YEARS[0]) | (wall >= _PLANT_YEARS[1])).to_numpy()
