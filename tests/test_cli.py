@@ -111,6 +111,7 @@ def test_a_seed_beyond_64_bits_is_refused_by_every_command_that_takes_one(tmp_pa
                                       ["tune", "scenarios/bottling.yaml", "--policy", "preventive"])])
 
 
+@pytest.mark.slow  # trains twice in processes (5 s): the full suite's, not the inner loop's
 def test_training_into_a_folder_of_earlier_models_needs_force(tmp_path: Path) -> None:
     """A second `twin train --out M` replaced the models in M (hours of training, perhaps) without a word, as did
     `twin synth train` its generators; `twin evaluate` already refused an earlier report's folder without --force."""

@@ -78,6 +78,7 @@ def test_targets_know_what_was_seen_and_no_more() -> None:
     assert observed[5:8].tolist() == [30.0, 20.0, 10.0]
 
 
+@pytest.mark.slow  # trains on a table end to end (5 s): the full suite's, not the inner loop's
 def test_table_with_header_and_test_protocol(tables: dict[str, Path], tmp_path: Path) -> None:
     ds = from_table(tables["train"], FMT)
     assert ds.time_unit == "cycles" and ds.modes == ["failure"] and ds.frame.unit.nunique() == 40
