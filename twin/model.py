@@ -823,14 +823,14 @@ class Machine:
         if resumed < 0:
             self.line.record(self, "failure", mode.name)
         self.line.down += 1
-        stock = self.line.spares.get(mode.spare) if mode.spare is not None and resumed < 0 else None
-        if stock is not None:  # the part first: no technician is held while it is missing
-            if not stock.parts.level:
-                self.line.record(self, "spare_wait", mode.name, mode.spare or "")
-            yield from stock.take()
         for m in self.line.waiting_for_opportunity:  # machines already waiting take the stop if they are close
             if m.wake is not None and m.opportunity():
                 m.wake_up()
+        stock = self.line.spares.get(mode.spare) if mode.spare is not None and resumed < 0 else None
+        if stock is not None:  # the part first: no technician is held while it is missing
+            if not stock.parts.level:
+                self.line.record(self, "spare_wait", mode.name, stock.spare.name)
+            yield from stock.take()
         # an operator of the station's pool takes part in the repair: the one running the machine if it has one
         pool = self.pool_for("repair")
         fitter = (yield from pool.acquire(self, waiting=DOWN)) \
@@ -1182,8 +1182,8 @@ class SpareStock:
         self.orders = 0
         self._review()
 
-    def take(self) -> Generator[simpy.Event, Any, float]:
-        """One part for a repair, once there is one; the wait (0 if one was on hand)."""
+    def take(self) -> Generator[simpy.Event, Any, None]:
+        """One part for a repair, once there is one (its wait kept: 0 if one was on hand)."""
         asked = self.env.now
         self.asked.append(asked)
         ev = self.parts.get(1)
@@ -1191,7 +1191,6 @@ class SpareStock:
         yield ev
         self._logged()
         self.waits.append(self.env.now - asked)
-        return self.env.now - asked
 
     def _review(self) -> None:
         """Order while the stock position (on hand + on order - repairs waiting) is at or below the reorder point."""
@@ -1214,8 +1213,8 @@ class SpareStock:
             self.level.append(int(self.parts.level))
 
     def figures(self, a: float, b: float) -> dict[str, float]:
-        """Inside [a, b]: repairs that asked for a part, the share that waited, their mean wait [h], the mean stock on
-        hand, and the orders placed."""
+        """Inside [a, b]: repairs that asked for a part (and got it), the share that waited, the mean wait per repair
+        [h], and the mean stock on hand."""
         t = np.frombuffer(self.t, dtype=np.float64)
         level = np.frombuffer(self.level, dtype=np.int32).astype(float)
         ends = np.append(t[1:], max(b, t[-1]))

@@ -1208,7 +1208,8 @@ def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[s
         routes = st.get("next") if isinstance(st.get("next"), list) else []
         if st.get("route") == "product":
             for j, r in enumerate(routes):
-                for k, name in enumerate(r.get("products") or [] if isinstance(r, dict) else []):
+                listed = r.get("products") if isinstance(r, dict) else None
+                for k, name in enumerate(listed if isinstance(listed, list) else []):
                     check(f"stations[{i}].next[{j}].products[{k}]", name)
             if not known:
                 problems.append((f"stations[{i}].route", "route: product sends each product its own way, but the "
@@ -1595,6 +1596,7 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
     root = root or Scenario  # the model the file is read by: the keys a misspelt one likely meant
     errors = err.errors(include_url=False) if err is not None else []
     deeper = [format_loc(tuple(e["loc"])) for e in errors]
+    doc = "scenario" if kind == "scenario" else "connect"  # the page of the allowed keys
     for e in errors:
         if not e["loc"] and references:
             continue  # the model's own cross-reference check: listed below with lines
@@ -1604,7 +1606,6 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
         line = _nearest_line(loc, lines)
         msg = e["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
         if e["type"] == "extra_forbidden":
-            doc = "scenario" if kind == "scenario" else "connect"
             key = str(e["loc"][-1])
             meant = _did_you_mean(key, _keys_at(tuple(e["loc"]), root))
             msg = f"unknown key{meant}; remove it or check its spelling (see docs/{doc}.md for the allowed keys)"
@@ -1614,7 +1615,6 @@ def _format_errors(fname: str, err: ValidationError | None, lines: dict[str, int
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] == "model_type" and (keys := _keys_at((*e["loc"], ""), root)):  # not pydantic's class name
-            doc = "scenario" if kind == "scenario" else "connect"
             msg = f"must be a mapping of {', '.join(keys)} (see docs/{doc}.md), got {e.get('input')!r}"
         elif "input" in e and e["type"] != "union_tag_invalid" and not isinstance(e["input"], (dict, list)) \
                 and repr(e["input"]) not in msg and ", got " not in msg:  # a validator that said it already
