@@ -239,3 +239,16 @@ def test_another_product_mix_as_an_alternative(tmp_path: Any, capsys: pytest.Cap
         with pytest.raises(typer.Exit):
             alternatives(line, [], [], [], [], [], [], [], [], False, [spec])
         assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_parts_waiting_at_the_start_on_a_products_own_way_are_of_that_product() -> None:
+    """Three cars waiting in front of the sunroof station at the start (its `initial`, or a what-if's level read):
+    they are premium cars, the only ones routed there; a standard car there would have been worked at a station its
+    route never visits."""
+    sc = _variants(products=[{"name": "standard", "share": 3}, {"name": "premium", "share": 1}], duration="1 h")
+    sc = sc.model_copy(update={"stations": [s.model_copy(update={"initial": 3}) if s.name == "sunroof" else s
+                                            for s in sc.stations]})
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    premium = [p.name for p in sc.products].index("premium")
+    assert set(line.stations[1][0].log.begun_product) == {premium}

@@ -1275,6 +1275,12 @@ class Line:
         self.product = array("b")  # each part's product (index into product_names)
         self.product_names = [p.name for p in scenario.products] or ["part"]
         self._release = _Release(scenario, replication) if scenario.products else None
+        #: per station, the products (indices) whose routes visit it, where routes go by product (else None: all)
+        self._visitors: list[set[int] | None] = [None] * len(scenario.stations)
+        if any(st.route == "product" for st in scenario.stations):
+            visits = [scenario.visits_of(p.name) for p in scenario.products]
+            self._visitors = [{i for i, v in enumerate(visits) if v[k] > 1e-9} or None
+                              for k in range(len(scenario.stations))]
         self.arrivals = 0
         self.lost = 0
         self.machines: list[Machine] = []
@@ -1346,7 +1352,7 @@ class Line:
                 continue
             cap = inf if st.buffer is None or (self.before_service and si > 0) else st.buffer
             store = make_buffer(env, cap, st.transfer)
-            store.stock(self.new_part() for _ in range(self.carried[si] + st.initial))
+            store.stock(self.new_part(si) for _ in range(self.carried[si] + st.initial))
             self.buffers.append(store)
         for si, group in enumerate(self.stations):
             nxt = sc.stations[si + 1] if si + 1 < len(sc.stations) else None
@@ -1382,16 +1388,16 @@ class Line:
             if st.assemble:
                 inputs[si] = {f: make_buffer(env, cap, st.transfer) for f in st.assemble}
                 for f, q in st.assemble.items():  # an assembly in hand: its parts back in their feeders' buffers
-                    inputs[si][f].stock(self.new_part() for _ in range(self.carried[si] * q))
+                    inputs[si][f].stock(self.new_part(si) for _ in range(self.carried[si] * q))
                 for f, n in st.feeder_initial.items():
-                    inputs[si][f].stock(self.new_part() for _ in range(n))
+                    inputs[si][f].stock(self.new_part(si) for _ in range(n))
                 self.buffers.append(None)
                 continue
             if si in entries and saturated:
                 self.buffers.append(None)
                 continue
             store = make_buffer(env, cap, st.transfer)
-            store.stock(self.new_part() for _ in range(self.carried[si] + st.initial))
+            store.stock(self.new_part(si) for _ in range(self.carried[si] + st.initial))
             self.buffers.append(store)
         for si, (st, group) in enumerate(zip(sc.stations, self.stations)):
             dests: list[Buffer | None] = []
@@ -1448,12 +1454,20 @@ class Line:
                 m.shift_starts() if on else m.shift_ends()
 
     # --- parts and events ------------------------------------------------------------------------
-    def new_part(self) -> int:
+    def new_part(self, station: int = -1) -> int:
+        """A part entering the line (its product the release's next); `station`: one put in that station's buffer at
+        the start (or as a what-if's state read), of a product whose route visits it (route: product)."""
         self.entry.append(self.env._now)
         self.exit.append(_NAN)
         self.passed.append(_NAN)
         self.into.append(-1)
-        self.product.append(self._release() if self._release is not None else 0)
+        product = self._release() if self._release is not None else 0
+        if station >= 0 and (allowed := self._visitors[station]) is not None:
+            for _ in range(10_000):  # the release's next product that goes there (one does: the station is visited)
+                if product in allowed:
+                    break
+                product = self._release() if self._release is not None else 0
+        self.product.append(product)
         self.scrapped_at.append(-1)
         return len(self.entry) - 1
 

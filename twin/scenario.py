@@ -908,7 +908,7 @@ class Scenario(_Strict):
             mix = self.product_mix()
             by_route = any(st.route == "product" for st in self.stations)
             alike = None if by_route else self.visits() if self.is_graph else np.ones(len(self.stations))
-            visits = {p: self._visits(p) if alike is None else alike for p in mix}
+            visits = {p: self.visits_of(p) if alike is None else alike for p in mix}
             work = [sum(w * visits[p][k] * st.ideal_cycle_of(p) for p, w in mix.items())
                     for k, st in enumerate(self.stations)]
             return int(np.argmin([len(st.machine_names) / max(t, 1e-12) for st, t in zip(self.stations, work)]))
@@ -926,8 +926,8 @@ class Scenario(_Strict):
         quantities: a feeder making q parts per assembly is visited q times as often); a line that routes by
         product: each product's visits, weighed by its share of the parts released."""
         if not any(st.route == "product" for st in self.stations):
-            return self._visits(None)
-        return sum((w * self._visits(name) for name, w in self.product_mix().items()), np.zeros(len(self.stations)))
+            return self.visits_of(None)
+        return sum((w * self.visits_of(name) for name, w in self.product_mix().items()), np.zeros(len(self.stations)))
 
     def product_mix(self) -> dict[str, float]:
         """Each product's share of the parts released: its parts in the release sequence, else its share."""
@@ -941,8 +941,9 @@ class Scenario(_Strict):
         total = sum(counts.values())
         return {name: c / total for name, c in counts.items()}
 
-    def _visits(self, product: str | None) -> np.ndarray:
-        """The traffic equations' solution for the parts of one product (None: every part alike)."""
+    def visits_of(self, product: str | None) -> np.ndarray:
+        """Expected visits of each station per part of one product leaving the line (the traffic equations with its
+        routes; None: every part alike, routes by product taken as they share the parts)."""
         n = len(self.stations)
         entries = self.entries()
         rows, rhs = [], []
