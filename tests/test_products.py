@@ -3,6 +3,7 @@ setups from a changeover matrix, and KPIs per product (Little's law per product)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import hypothesis.strategies as hs
@@ -252,3 +253,25 @@ def test_parts_waiting_at_the_start_on_a_products_own_way_are_of_that_product() 
     line.run(sc.duration)
     premium = [p.name for p in sc.products].index("premium")
     assert set(line.stations[1][0].log.begun_product) == {premium}
+
+
+def test_twin_runs_table_gives_each_product_its_throughput_share_and_lead_time() -> None:
+    """A mixed-model line's per-product KPIs were in summary.csv only: `twin run` now prints a table of them, each
+    product's throughput with its CI, its share of the good parts, its WIP and lead time (none for one kind of
+    part)."""
+    from rich.console import Console
+
+    from twin.app.cmd_run import product_table
+    from twin.kpi import summarize
+
+    sc = _variants(release=[{"product": "standard", "parts": 3}, "premium"], duration="1 d")
+    table = product_table(summarize(replicate(sc, 2)), sc)
+    assert table is not None
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    # about 48 cars an hour, three in four standard (both replications alike: constant times, a fixed sequence)
+    assert re.search(r"standard\s*│\s*36\.\d+ ± 0\s*│\s*75\.\d%", text), text
+    assert re.search(r"premium\s*│\s*1[12]\.\d+ ± 0\s*│\s*24\.\d%", text), text
+    assert product_table(summarize(replicate(scenario([{"name": "m", "cycle_time": const(5)}]), 2)),
+                         scenario([{"name": "m", "cycle_time": const(5)}])) is None

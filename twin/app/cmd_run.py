@@ -251,6 +251,8 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
     print_table(station_table(summary, sc))
     if (buffers := buffer_table(summary, kpis, sc)) is not None:
         print_table(buffers)
+    if (products := product_table(summary, sc)) is not None:
+        print_table(products)
     if (spares := spare_table(summary, sc)) is not None:
         print_table(spares)
     out_console.print(f"results: [bold]{escape(str(out))}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
@@ -637,6 +639,30 @@ def buffer_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Tab
         t.add_row(name, "unlimited" if cap is None else str(cap), f"{means[(name, 'buffer level [parts]')]:.2f}",
                   plain(most[name]),
                   *("-" if v is None else f"{v:.1%}" for v in share.values()))
+    return t
+
+
+def product_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
+    """Each product's throughput (and its share of the good parts), WIP and lead time, with 95 % CIs (None for a line
+    making one kind of part): what a mixed-model line makes of each variant."""
+    from twin.kpi import mean_ci_text
+
+    rows = summary[summary.scope == "product"]
+    if rows.empty:
+        return None
+    k = rows.set_index(["entity", "kpi"])
+    total = sum(k.loc[(p.name, "throughput [parts/h]"), "mean"] for p in sc.products
+                if (p.name, "throughput [parts/h]") in k.index)
+    t = Table(title="products (mean ± 95 % CI over replications; share: of the good parts out)")
+    for col in ("product", "throughput [parts/h]", "share", "wip [parts]", "lead time [min]"):
+        t.add_column(col, justify="left" if col == "product" else "right")
+    for p in sc.products:
+        if (p.name, "throughput [parts/h]") not in k.index:
+            continue
+        cell = {kpi: mean_ci_text(*k.loc[(p.name, kpi), ["mean", "ci_low", "ci_high"]])
+                for kpi in ("throughput [parts/h]", "wip [parts]", "lead time [min]")}
+        share = k.loc[(p.name, "throughput [parts/h]"), "mean"] / total if total > 0 else float("nan")
+        t.add_row(p.name, cell["throughput [parts/h]"], f"{share:.1%}", cell["wip [parts]"], cell["lead time [min]"])
     return t
 
 
