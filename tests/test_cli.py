@@ -32,6 +32,10 @@ def test_validate_bundled() -> None:
     assert r.stdout.count("ok ") == len(BUNDLED)
     assert "cnc_cell.yaml: line plant-linz/machining/cnc-cell-2, 4 stations, 6 machines, planned 80 h a week" in \
         " ".join(r.stdout.split())  # what its calendar means: two shifts, Monday to Friday
+    # what a mixed-model line releases, and the station that limits a line by design, before it is run
+    assert "packaging.yaml: line plant-hamburg/hall-3/packaging-1, 5 stations, 5 machines, planned 80 h a week, 3 " \
+           "products (still-05 50%, sparkling-05 33%, juice-10 17%), constraint by design filler" in \
+        " ".join(r.stdout.split())
 
 
 def test_validate_a_folder_of_scenarios(tmp_path: Path) -> None:

@@ -77,9 +77,13 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         cal = sc.calendar
         planned = "" if cal is None else (f", planned {cal.week_hours():.4g} h a week"  # what the calendar means
                                           + (f" (breaks {', '.join(cal.breaks)} taken off)" if cal.breaks else ""))
+        mix = ", ".join(f"{name} {share:.0%}" for name, share in sc.product_mix().items()) if sc.products else ""
+        more = (f", {len(sc.products)} product{'s' * (len(sc.products) != 1)} ({mix})" if mix else "") + (
+            f", spare parts {', '.join(s.name for s in sc.spares)}" if sc.spares else "")
         out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
                           f"{len(sc.stations)} station{'s' * (len(sc.stations) != 1)}, {n_m} "
-                          f"machine{'s' * (n_m != 1)}{escape(planned)}", markup=True, highlight=False)
+                          f"machine{'s' * (n_m != 1)}{escape(planned + more)}, constraint by design "
+                          f"{escape(sc.stations[sc.constraint()].name)}", markup=True, highlight=False)
         for note in sc.notes():
             out_console.print(f"  note: {note}", highlight=False, soft_wrap=True)
     if bad:
