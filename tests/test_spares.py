@@ -100,9 +100,25 @@ def test_another_stock_as_an_alternative(capsys: pytest.CaptureFixture[str]) -> 
     s = compare_designs(options, jobs=1).summary().set_index(["policy", "kpi"])["mean"]
     assert s["die-set: stock 3", "downtime [h]"] < 0.8 * s["as is", "downtime [h]"]
     assert s["die-set: stock 3", "throughput [parts/h]"] > s["as is", "throughput [parts/h]"]
+    # the comparison's own row: the repairs' hours waiting for a part (part of the downtime)
+    assert s["die-set: stock 3", "waiting for spare parts [h]"] < 0.5 * s["as is", "waiting for spare parts [h]"]
+    assert s["as is", "waiting for spare parts [h]"] < s["as is", "downtime [h]"]
     for spec, message in [("dies=3", "--stock 'dies=3': write SPARE=N (0 to 100000 parts) with a spare of the "
                                      "scenario: die-set"),
                           ("die-set=1", "die-set keeps 1 in stock already")]:
         with pytest.raises(typer.Exit):
             alternatives(sc, [], [], [], [], [], [], [], [], False, [], [spec])
         assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_objective_the_line_has_no_figures_of_is_refused() -> None:
+    """`twin tune` or `twin allocate` for the waits for spare parts on a line that keeps none, or for energy on one
+    whose machines give no power: refused with why (allocate's energy objective was not checked at all)."""
+    from tests.conftest import assert_mistakes
+
+    assert_mistakes(["tune", "scenarios/bottling.yaml", "--policy", "preventive", "--values", "20 h,40 h"], [
+        (["--objective", "waiting for spare parts [h]"], "bottling.yaml keeps no spare parts (spares:)")])
+    assert_mistakes(["allocate", "scenarios/body_shop.yaml", "--places", "2"], [
+        (["--objective", "waiting for spare parts"], "body_shop.yaml keeps no spare parts (spares:)"),
+        (["--objective", "energy per good part"], "no machine type of body_shop.yaml gives its power (power: "
+                                                  "{working: KW, idle: KW}), so the line has no energy figures")])

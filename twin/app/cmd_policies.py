@@ -312,6 +312,19 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: in
     _done(len(options) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))
 
 
+def _line_has(objective: str, sc: Scenario, file: Path) -> None:
+    """An objective only some lines have (energy: machine types' power; waits for parts: spares) is refused, saying
+    why, for a line without it (its figures would be missing from every simulation)."""
+    from twin.app.compare import ENERGY_KPIS, SPARE_KPIS
+
+    if objective in SPARE_KPIS and not sc.spares:
+        fail(f"--objective {objective!r}: {file.name} keeps no spare parts (spares:), so no repair waits for one; "
+             "choose another objective")
+    if objective in ENERGY_KPIS and all(mt.power is None for mt in sc.machine_types.values()):
+        fail(f"--objective {objective!r}: no machine type of {file.name} gives its power (power: {{working: KW, "
+             "idle: KW}), so the line has no energy figures; give it, or choose another objective")
+
+
 def tune(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
     policy: Annotated[str, typer.Option(help="preventive (sweeps every), condition-based (threshold), inspection "
@@ -328,7 +341,7 @@ def tune(
 ) -> None:
     """Sweep one policy parameter (common random numbers, in parallel) and report the best setting with its CI."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
-    from twin.app.compare import ENERGY_KPIS, KPIS, write_report
+    from twin.app.compare import KPIS, write_report
     from twin.app.compare import tune as run_tune
     from twin.kpi import mean_ci_text
     from twin.scenario import ScenarioError, with_policy
@@ -339,9 +352,7 @@ def tune(
         fail(f"--policy {policy!r}: choose preventive, condition-based, inspection, perfect-monitoring or predictive")
     if objective not in KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(KPIS)}")
-    if objective in ENERGY_KPIS and all(mt.power is None for mt in sc.machine_types.values()):
-        fail(f"--objective {objective!r}: no machine type of {file.name} gives its power (power: {{working: KW, "
-             "idle: KW}}), so the line has no energy figures; give it, or choose another objective")
+    _line_has(objective, sc, file)
     from twin.distributions import parse_duration
 
     raw = [v.strip() for v in values.split(",") if v.strip()]
@@ -446,6 +457,7 @@ def allocate(
     objective = named.get(objective, objective)
     if objective not in DESIGN_KPIS:
         fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}")
+    _line_has(objective, sc, file)
     limited = growable(sc)
     chosen = [b.strip() for b in buffers.split(",") if b.strip()] if buffers else limited
     wrong = [b for b in chosen if b not in limited]

@@ -28,10 +28,12 @@ POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (
 #: the policy KPIs of a comparison, in report order (line scope)
 KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "wip [parts]",
         "lead time [min]", "energy per good part [kWh]", "unplanned failures", "wear-out failures", "downtime [h]",
-        "maintenance actions", "wear at maintenance", "maintenance cost", "energy cost", "lost production cost",
-        "total cost")
+        "waiting for spare parts [h]", "maintenance actions", "wear at maintenance", "maintenance cost", "energy cost",
+        "lost production cost", "total cost")
 #: only for a line whose machine types give their power
 ENERGY_KPIS = ("energy per good part [kWh]", "energy cost")
+#: only for a line that keeps spare parts: the repairs' hours waiting for one (part of the downtime)
+SPARE_KPIS = ("waiting for spare parts [h]",)
 #: a design comparison's: lost production is counted against each alternative's own design rate (its constraint's),
 #: so an alternative that makes the line faster could show more of it; it does not compare across designs
 DESIGN_KPIS = tuple(k for k in KPIS if k not in ("lost production cost", "total cost"))
@@ -39,8 +41,9 @@ DESIGN_KPIS = tuple(k for k in KPIS if k not in ("lost production cost", "total 
 DESIGN_NOTE = ("OEE and its factors are each alternative's own constraint station's (relieving the constraint moves "
                "it); lost production and total cost are left out: they count against each alternative's own design "
                "rate (in kpis.csv)")
-LOWER_IS_BETTER = {"wip [parts]", "lead time [min]", *ENERGY_KPIS, "unplanned failures", "wear-out failures",
-                   "downtime [h]", "maintenance actions", "maintenance cost", "lost production cost", "total cost"}
+LOWER_IS_BETTER = {"wip [parts]", "lead time [min]", *ENERGY_KPIS, *SPARE_KPIS, "unplanned failures",
+                   "wear-out failures", "downtime [h]", "maintenance actions", "maintenance cost",
+                   "lost production cost", "total cost"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,11 @@ def policy_kpis(line: Line) -> dict[str, float]:
         lost = c.part_margin * planned / st.ideal_cycle()[0]
     energy = {"energy per good part [kWh]": float(lk["energy per good part [kWh]"]),
               "energy cost": c.energy * float(lk["energy [kWh]"])} if "energy [kWh]" in lk else {}
+    spares = {SPARE_KPIS[0]: sum(f["wait for part [h]"] * f["repairs"] for f in
+                                 (stock.figures(a, b) for stock in line.spares.values()))} if line.spares else {}
     return {**{k: float(lk[k]) for k in KPIS[:7]}, **energy, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
+            **spares,
             "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
             "lost production cost": lost, "total cost": maintenance_cost + energy.get("energy cost", 0.0) + lost}
 
