@@ -122,3 +122,27 @@ def test_an_objective_the_line_has_no_figures_of_is_refused() -> None:
         (["--objective", "waiting for spare parts"], "body_shop.yaml keeps no spare parts (spares:)"),
         (["--objective", "energy per good part"], "no machine type of body_shop.yaml gives its power (power: "
                                                   "{working: KW, idle: KW}), so the line has no energy figures")])
+
+
+def test_a_preventive_service_takes_its_part_and_waits_for_it_working_on() -> None:
+    """A die change every 20 h of work takes a die set as a repair of a worn die does. With one on hand and a 3-day
+    lead time, the second service finds none: it waits, the press working on (event maintenance_waits_for_part),
+    until the delivery, and is then done with the part; the stock's figures count the services apart from the
+    repairs (whose waits they keep)."""
+    die = {"name": "die", "ttf": {"dist": "weibull", "shape": 3, "scale": "200 h"}, "repair": const(3600),
+           "spare": "die-set"}
+    mt = {"fault_modes": [die], "maintenance": {"policy": "preventive", "every": "20 h", "duration": const(1800)}}
+    sc = scenario([{"name": "press", "cycle_time": const(60)}], machine_types={"m": mt}, duration="10 d",
+                  spares=[{"name": "die-set", "stock": 1, "lead_time": "3 d"}], seed=2)
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    kinds = [(e.t, e.kind) for e in line.events if e.kind in ("maintenance_order", "maintenance_waits_for_part")]
+    assert kinds[0] == (pytest.approx(20 * 3600, abs=120), "maintenance_order")  # the first: its part on hand
+    assert kinds[1] == (pytest.approx(40 * 3600 + 1800, abs=120), "maintenance_waits_for_part")
+    assert kinds[2] == (pytest.approx(20 * 3600 + 3 * 86400, abs=120), "maintenance_order")  # the delivery's
+    starts = [e.t for e in line.events if e.kind == "maintenance_start"]
+    assert not [t for t in starts if 21 * 3600 < t < 20 * 3600 + 3 * 86400 - 60]  # working on while it waited
+    stock = line.spares["die-set"]
+    assert list(stock.by_service) == [1] * len(stock.by_service) and max(stock.waits) == 0  # none waited stopped
+    assert stock.figures(0, sc.duration)["services"] == len(stock.by_service) >= 3
+    assert stock.figures(0, sc.duration)["repairs"] == 0

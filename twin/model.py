@@ -13,7 +13,7 @@ import bisect
 import datetime as dt
 import math
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -310,6 +310,9 @@ class Machine:
         self.off_shift_service = mtype.maintenance.when == "off-shift" and line.calendar is not None
         self.held: str | None = None
         self.held_since = 0.0  # when the held service fell due
+        #: spare parts a service takes (those of the wear modes it renews), by spare: how many
+        self.service_parts = dict(Counter(f.spare for f in (self.modes[i] for i in self.wear_modes) if f.spare))
+        self.short_since: float | None = None  # a service due since then waits for its spare parts, working on
         self.max_wait = mtype.maintenance.max_wait if mtype.maintenance.max_wait is not None else float("inf")
         self.service_mean = mtype.maintenance.duration.mean
         # a request not met at once is waited for in _waiter: the calendar clock runs on, an opportunity or the shift's
@@ -668,7 +671,7 @@ class Machine:
     def _off_shift(self, cal: ShiftCalendar) -> Generator[simpy.Event, Any, None]:
         """Outside the shift the calendar last found: if the line is off shift now, wait off shift for the next one
         (or past the horizon if none comes)."""
-        if self.held is not None and cal.stop_fits(self.env._now, self.service_mean):
+        if self.held is not None and cal.stop_fits(self.env._now, self.service_mean) and not self._parts_short():
             yield from self._maintain(self.held)
         nxt = cal.next_start(self.env._now)
         if nxt is not None:
@@ -677,7 +680,14 @@ class Machine:
 
     def _unless_held(self, reason: str) -> str | None:
         """A service due now (on shift): the reason to do it now, or None while it waits for the next planned stop
-        (maintenance `when: off-shift`, held for at most its `max_wait` since it fell due)."""
+        (maintenance `when: off-shift`, held for at most its `max_wait` since it fell due), or for the spare parts it
+        takes (the machine working on: a planner starts no die change without the die set)."""
+        if self._parts_short():
+            if self.short_since is None:
+                self.short_since = self.env._now
+                self.line.record(self, "maintenance_waits_for_part", detail=reason)
+            return None
+        self.short_since = None
         if not self.off_shift_service:
             return reason
         if self.held is None:
@@ -687,11 +697,18 @@ class Machine:
         self.held = reason
         return None
 
+    def _parts_short(self) -> bool:
+        """Whether a spare part a service takes is not on hand now."""
+        return bool(self.service_parts) and any(self.line.spares[name].parts.level < n
+                                                for name, n in self.service_parts.items())
+
     def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
-        """While waiting for a part or space: the held service, if the line is now off shift long enough; then the
-        wait goes on as it was (off shift, or starved or blocked). Whether it was done."""
+        """While waiting for a part or space: the held service, if the line is now off shift long enough (and its
+        spare parts are on hand); then the wait goes on as it was (off shift, or starved or blocked). Whether it was
+        done."""
         cal = self.line.calendar
-        if self.held is None or cal is None or not cal.stop_fits(self.env._now, self.service_mean):
+        if self.held is None or cal is None or not cal.stop_fits(self.env._now, self.service_mean) \
+                or self._parts_short():
             return False
         waiting = self.off_shift_wait if self.state == OFF_SHIFT and self.off_shift_wait >= 0 else self.state
         yield from self._maintain(self.held)
@@ -812,7 +829,7 @@ class Machine:
         share = self.opportunistic
         progress = getattr(self.policy, "progress", None)
         return share is not None and progress is not None and self.pending_order is None and \
-            self.state in (STARVED, BLOCKED) and progress(self) >= share
+            self.state in (STARVED, BLOCKED) and progress(self) >= share and not self._parts_short()
 
     def _fail(self, resumed: int = -1, left: float = 0.0) -> Generator[simpy.Event, Any, None]:
         """A failure of the fault mode whose life ran out: down, a crew, the repair, a new life. `resumed`: a repair
@@ -868,6 +885,10 @@ class Machine:
         self.pending_order = self.held = None
         self._set_state(MAINTENANCE)
         self.line.record(self, "maintenance_order", detail=reason)
+        if left is None:  # its spare parts (on hand: a service waits for them, working on, before it is ordered)
+            for name, n in self.service_parts.items():
+                for _ in range(n):
+                    yield from self.line.spares[name].take(service=True)
         crew = self.line.crew_for(self, maintenance=True)
         if crew is not None:
             priority = yield from self._crew_priority(1.0)
@@ -1177,15 +1198,17 @@ class SpareStock:
         self.on_order = 0
         self.lead = Sampler(spare.lead_time, rng_for(line.scenario.seed, line.replication, -1, STREAM_SPARE + index))
         self.t, self.level = array("d", [0.0]), array("i", [spare.stock])  # on hand from each time on
-        self.waits = array("d")  # each repair's wait for the part
-        self.asked = array("d")  # when each repair asked for one
+        self.waits = array("d")  # each take's wait for the part
+        self.asked = array("d")  # when each take asked for one
+        self.by_service = array("b")  # whether it was a service's (else a repair's)
         self.orders = 0
         self._review()
 
-    def take(self) -> Generator[simpy.Event, Any, None]:
-        """One part for a repair, once there is one (its wait kept: 0 if one was on hand)."""
+    def take(self, service: bool = False) -> Generator[simpy.Event, Any, None]:
+        """One part for a repair (or a service), once there is one (its wait kept: 0 if one was on hand)."""
         asked = self.env.now
         self.asked.append(asked)
+        self.by_service.append(service)
         ev = self.parts.get(1)
         self._review()
         yield ev
@@ -1214,15 +1237,18 @@ class SpareStock:
 
     def figures(self, a: float, b: float) -> dict[str, float]:
         """Inside [a, b]: repairs that asked for a part (and got it), the share that waited, the mean wait per repair
-        [h], and the mean stock on hand."""
+        [h], the services that took one, and the mean stock on hand."""
         t = np.frombuffer(self.t, dtype=np.float64)
         level = np.frombuffer(self.level, dtype=np.int32).astype(float)
         ends = np.append(t[1:], max(b, t[-1]))
         held = float(np.sum(level * np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)))
         asked = np.frombuffer(self.asked, dtype=np.float64)[:len(self.waits)]
-        waits = np.frombuffer(self.waits, dtype=np.float64)[(asked >= a) & (asked < b)]
+        service = np.frombuffer(self.by_service, dtype=np.int8)[:len(self.waits)].astype(bool)
+        inside = (asked >= a) & (asked < b)
+        waits = np.frombuffer(self.waits, dtype=np.float64)[inside & ~service]
         return {"repairs": float(len(waits)), "stock-out share": float(np.mean(waits > 0)) if len(waits) else 0.0,
                 "wait for part [h]": float(waits.mean() / 3600) if len(waits) else 0.0,
+                "services": float(np.sum(inside & service)),
                 "mean stock": held / (b - a) if b > a else float(self.spare.stock)}
 
 

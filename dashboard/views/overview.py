@@ -136,6 +136,7 @@ if run is not None:
         shown = pd.DataFrame({"repairs": table["repairs"].astype(int),
                               "waited [%]": (100 * table["stock-out share"]).round(1),
                               "mean wait [h]": table["wait for part [h]"].round(2),
+                              "services": table["services"].astype(int),
                               "mean stock": table["mean stock"].round(2)}, index=table.index.rename("spare"))
         with st.expander("spare parts: repairs that waited for one (down) and the stock held"):
             st.dataframe(shown, width="stretch")

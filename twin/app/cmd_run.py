@@ -671,19 +671,21 @@ def product_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
 
 
 def spare_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
-    """Each spare part's repairs, the share of them that waited for it, their mean wait and the mean stock on hand
+    """Each spare part's repairs, the share of them that waited for it, their mean wait, the services that took one
+    and the mean stock on hand
     (None for a line without spares): whether its stock and reorder rule keep repairs from waiting."""
     rows = summary[summary.scope == "spare"]
     if rows.empty:
         return None
     means = rows.set_index(["entity", "kpi"])["mean"]
     t = Table(title="spare parts (mean over replications; a repair that found none on hand waited, down, for one)")
-    for col in ("spare", "stock, reorder at, order", "repairs", "waited", "mean wait [h]", "mean stock"):
+    for col in ("spare", "stock, reorder at, order", "repairs", "waited", "mean wait [h]", "services", "mean stock"):
         t.add_column(col, justify="left" if col == "spare" else "right")
     for spare in sc.spares:
         t.add_row(spare.name, f"{spare.stock}, {spare.reorder_point}, {spare.order}",
                   f"{means[(spare.name, 'repairs')]:.1f}", f"{means[(spare.name, 'stock-out share')]:.1%}",
-                  f"{means[(spare.name, 'wait for part [h]')]:.2f}", f"{means[(spare.name, 'mean stock')]:.2f}")
+                  f"{means[(spare.name, 'wait for part [h]')]:.2f}", f"{means[(spare.name, 'services')]:.1f}",
+                  f"{means[(spare.name, 'mean stock')]:.2f}")
     return t
 
 
