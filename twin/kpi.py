@@ -25,6 +25,7 @@ from twin.model import (
     Line,
     Machine,
     ShiftCalendar,
+    step_lengths,
 )
 from twin.scenario import Station, feeder_key
 
@@ -35,9 +36,7 @@ def state_durations(m: Machine, a: float, b: float) -> np.ndarray:
     """Seconds spent in each state (indexed like STATES) inside [a, b]."""
     t = np.frombuffer(m.log.t, dtype=np.float64).copy()
     s = np.frombuffer(m.log.state, dtype=np.int8).copy()
-    ends = np.append(t[1:], max(b, t[-1]))
-    dur = np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)
-    return np.bincount(s, weights=dur, minlength=len(STATES))
+    return np.bincount(s, weights=step_lengths(t, a, b), minlength=len(STATES))
 
 
 def wip_integral(entry: np.ndarray, exit_: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -237,7 +236,7 @@ def _buffer_kpis(line: Line, a: float, b: float) -> list[Row]:
         order = np.argsort(times, kind="stable")
         starts = np.concatenate([[-np.inf], times[order]])
         level = buf.stocked + np.concatenate([[0.0], np.cumsum(steps[order])])
-        held = np.clip(np.append(starts[1:], np.inf), a, b) - np.clip(starts, a, b)  # each level's time inside [a, b]
+        held = step_lengths(starts, a, b)  # each level's time inside [a, b]
         span = b - a
         rows += [("buffer", name, "buffer level [parts]", float(level @ held / span)),
                  ("buffer", name, "buffer max level [parts]", float(level[held > 0].max(initial=0.0)))]

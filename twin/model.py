@@ -63,6 +63,13 @@ STREAM_SOURCE = 0  # with machine slot -1 (+ k for the k-th further entry statio
 INSIDE_OR_GOOD, CONSUMED = -1, -2
 
 
+def step_lengths(starts: np.ndarray, a: float, b: float) -> np.ndarray:
+    """How long each step of a step function lasts inside [a, b]: step i from starts[i] to starts[i + 1], the last one
+    on to b (a machine's states, a pool's busy operators, a stock's or a buffer's level)."""
+    ends = np.append(starts[1:], max(b, starts[-1]))
+    return np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0.0, None)
+
+
 def rng_for(seed: int, replication: int, slot: int, stream: int) -> np.random.Generator:
     """An independent generator keyed by (replication, machine slot, stream): stable under any run order."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(replication, slot + 1, stream)))
@@ -1179,10 +1186,8 @@ class OperatorPool:
 
     def utilisation(self, a: float, b: float) -> float:
         """Busy operator time over the operators' time on shift inside [a, b]."""
-        t = np.frombuffer(self.t, dtype=np.float64)
         n = np.frombuffer(self.busy, dtype=np.int32).astype(float)
-        ends = np.append(t[1:], max(b, t[-1]))
-        busy = float(np.sum(n * np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)))
+        busy = float(np.sum(n * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
         there = self.calendar.planned(a, b) if self.calendar is not None else b - a
         return busy / (self.size * there) if there > 0 else 0.0
 
@@ -1238,10 +1243,8 @@ class SpareStock:
     def figures(self, a: float, b: float) -> dict[str, float]:
         """Inside [a, b]: repairs that asked for a part (and got it), the share that waited, the mean wait per repair
         [h], the services that took one, and the mean stock on hand."""
-        t = np.frombuffer(self.t, dtype=np.float64)
         level = np.frombuffer(self.level, dtype=np.int32).astype(float)
-        ends = np.append(t[1:], max(b, t[-1]))
-        held = float(np.sum(level * np.clip(np.minimum(ends, b) - np.maximum(t, a), 0.0, None)))
+        held = float(np.sum(level * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
         asked = np.frombuffer(self.asked, dtype=np.float64)[:len(self.waits)]
         service = np.frombuffer(self.by_service, dtype=np.int8)[:len(self.waits)].astype(bool)
         inside = (asked >= a) & (asked < b)
