@@ -1113,11 +1113,11 @@ class Router:
         self.cum = np.cumsum(probs).tolist()
         self.u = Sampler(_UNIT, rng)
         self.turn = 0
-        self.by_product, self.product = by_product, product
+        self.by_product, self.product = by_product, product if product is not None else array("b")
 
     def pick(self, pid: int) -> Buffer | None:
         dests = self.dests
-        if self.by_product is not None and self.product is not None:
+        if self.by_product is not None:
             return self.by_product[self.product[pid]]
         if self.mode == "probability":
             return dests[min(bisect.bisect_right(self.cum, self.u() * self.cum[-1]), len(dests) - 1)]
@@ -1260,8 +1260,7 @@ class _Release:
 
     def __init__(self, sc: Scenario, replication: int) -> None:
         names = [p.name for p in sc.products]
-        self.sequence = [(names.index(n), 1) if isinstance(n, str) else (names.index(n.product), n.parts)
-                         for n in sc.release] if sc.release and names else None
+        self.sequence = [(names.index(n), k) for n, k in sc.release_runs()] if sc.release and names else None
         self.shares = np.cumsum([p.share for p in sc.products]) if names else None
         self.u = Sampler(_UNIT, rng_for(sc.seed, replication, -1, STREAM_RELEASE)) if names else None
         self.i, self.left = -1, 0

@@ -929,12 +929,15 @@ class Scenario(_Strict):
             return self.visits_of(None)
         return sum((w * self.visits_of(name) for name, w in self.product_mix().items()), np.zeros(len(self.stations)))
 
+    def release_runs(self) -> list[tuple[str, int]]:
+        """The release sequence as (product, parts) runs, a product named alone a run of one (empty: a random mix)."""
+        return [(item, 1) if isinstance(item, str) else (item.product, item.parts) for item in self.release or []]
+
     def product_mix(self) -> dict[str, float]:
         """Each product's share of the parts released: its parts in the release sequence, else its share."""
         if self.release:
             counts = dict.fromkeys((p.name for p in self.products), 0)
-            for item in self.release:
-                name, parts = (item, 1) if isinstance(item, str) else (item.product, item.parts)
+            for name, parts in self.release_runs():
                 counts[name] += parts
         else:
             counts = {p.name: p.share for p in self.products}
@@ -943,7 +946,7 @@ class Scenario(_Strict):
 
     def visits_of(self, product: str | None) -> np.ndarray:
         """Expected visits of each station per part of one product leaving the line (the traffic equations with its
-        routes; None: every part alike, routes by product taken as they share the parts)."""
+        routes; None: every part alike, on a line that routes none by product)."""
         n = len(self.stations)
         entries = self.entries()
         rows, rhs = [], []

@@ -217,7 +217,7 @@ def _with_mix(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     if not sc.release:
         return label, sc.model_copy(update={"products": [p.model_copy(update={"share": want[p.name]})
                                                          for p in sc.products]})
-    items = [(i, 1) if isinstance(i, str) else (i.product, i.parts) for i in sc.release]
+    items = sc.release_runs()
     scaled = [(name, round(parts * want[name] / mix[name])) for name, parts in items]
     made = {n: sum(k for name, k in scaled if name == n) for n in names}
     if not all(made.values()) or any(abs(made[n] / sum(made.values()) - want[n]) > 0.005 for n in names):
