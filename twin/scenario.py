@@ -895,6 +895,10 @@ class Scenario(_Strict):
         fed = {k for i in range(len(self.stations)) for k, _ in self.successors(i) if k >= 0}
         return [i for i in range(len(self.stations)) if i == 0 or i not in fed]
 
+    def source_fed(self) -> set[int]:
+        """The stations a saturated source feeds (parts always at hand: no buffer in front); none with arrivals."""
+        return set(self.entries()) if self.source.kind == "saturated" else set()
+
     def exits(self) -> list[int]:
         """The stations parts leave the line from (the last one listed, and any routed to 'exit')."""
         return [i for i in range(len(self.stations)) if any(k < 0 for k, _ in self.successors(i))]
@@ -1519,7 +1523,7 @@ def parts_in_hand(scenario: Scenario, now: LineNow) -> list[int]:
     back at the head of the station's buffer (an assembly's: its feeders') to be worked again from the start of a
     cycle, so the line's work in progress is carried whole. Not a batch station's (its machine keeps its load) nor
     one the saturated source feeds (it takes a new part instead)."""
-    fed = set(scenario.entries()) if scenario.source.kind == "saturated" else set()
+    fed = scenario.source_fed()
     return [0 if st.batch is not None or i in fed else
             sum(1 for m in st.machine_names if (read := now.machines.get(m)) is not None and read.state in HOLDS_A_PART)
             for i, st in enumerate(scenario.stations)]
@@ -1539,7 +1543,7 @@ def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]
         notes.append(f"no state read for {', '.join(missing)}: they start as in a new line")
     stations = list(scenario.stations)
     if now.buffers is not None:
-        entries = set(scenario.entries()) if scenario.source.kind == "saturated" else set()
+        entries = scenario.source_fed()
         for i, st in enumerate(stations):
             if st.assemble:  # a buffer per feeder, each its own level ('station<feeder')
                 cap = st.buffer if st.buffer is not None else 100_000

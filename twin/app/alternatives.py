@@ -247,7 +247,7 @@ def with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     feeder)."""
     i, size = _station_setting("--buffer", spec, sc, "PARTS")
     station, names = sc.stations[i].name, [s.name for s in sc.stations]
-    fed = set(sc.entries()) if sc.source.kind == "saturated" else set()  # entries of a saturated source: no buffer
+    fed = sc.source_fed()  # no buffer there
     if i in fed:
         fail(f"--buffer {spec!r}: station {station} takes parts from the line's saturated source and has no "
              f"buffer; give one of {', '.join(n for j, n in enumerate(names) if j not in fed)}")

@@ -389,7 +389,7 @@ class Allocation:
 def growable(sc: Scenario) -> list[str]:
     """The stations whose buffer may grow: those of limited capacity (an unlimited one never blocks), not fed by a
     saturated source (those have none)."""
-    fed = set(sc.entries()) if sc.source.kind == "saturated" else set()
+    fed = sc.source_fed()
     return [s.name for i, s in enumerate(sc.stations) if s.buffer is not None and i not in fed]
 
 
