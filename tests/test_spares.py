@@ -15,11 +15,11 @@ from twin.model import Line
 from twin.scenario import ScenarioError, load_scenario
 
 
-def _press(stock: int = 1, lead: float = 8 * 3600, **spare: Any) -> Any:
+def _press(stock: int = 1, lead: float = 8 * 3600, cycle: float = 600, **spare: Any) -> Any:
     """One press whose die (mean life 10 h of work, 1 h to change) needs a die set from stock, delivered `lead`
     after each order."""
     die = {"name": "die", "kind": "sudden", "ttf": exp(36_000), "repair": const(3600), "spare": "die-set"}
-    return scenario([{"name": "press", "cycle_time": const(600)}], machine_types={"m": {"fault_modes": [die]}},
+    return scenario([{"name": "press", "cycle_time": const(cycle)}], machine_types={"m": {"fault_modes": [die]}},
                     spares=[{"name": "die-set", "stock": stock, "lead_time": const(lead), **spare}],
                     duration="300 d", seed=11)
 
@@ -70,6 +70,8 @@ def test_more_stock_or_a_shorter_lead_time_means_fewer_waits() -> None:
     (lambda d: d["spares"].append(dict(d["spares"][0])), r"spares\[1\]\.name: spare 'die-set' is used twice"),
     (lambda d: d["spares"][0].update(stock=-1), r"spares\[0\]\.stock: must be greater than or equal to 0"),
     (lambda d: d["spares"][0].pop("lead_time"), r"spares\[0\]\.lead_time: required field is missing"),
+    (lambda d: d.update(costs={"spare_holding": {"dies": 4000}}),
+     r"costs\.spare_holding\.dies: names spare 'dies', but spares has \['die-set'\]; add it to spares or fix"),
 ])
 def test_spare_mistakes_are_named(change: Any, message: str, tmp_path: Path) -> None:
     data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": "1 d",
@@ -109,6 +111,41 @@ def test_another_stock_as_an_alternative(capsys: pytest.CaptureFixture[str]) -> 
         with pytest.raises(typer.Exit):
             alternatives(sc, [], [], [], [], [], [], [], [], False, [], [spec])
         assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_stock_s_holding_cost_weighs_against_the_lost_production(tmp_path: Path) -> None:
+    """How many die sets pay? Each one kept costs its holding (`costs.spare_holding`, a part and year) on the mean
+    stock on hand; a stock alternative keeps the line's design rate, so its comparison shows lost production and the
+    total cost beside it (a faster press does not: its lost production counts against another rate)."""
+    from twin.app.compare import DESIGN_KPIS, KPIS, YEAR, compare_designs, same_design_rate, write_report
+
+    sc = _press().model_copy(update={"duration": 30 * 86400.0, "replications": 3})
+    sc = sc.model_copy(update={"costs": sc.costs.model_copy(update={"spare_holding": {"die-set": 20_000.0},
+                                                                       "part_margin": 10.0, "repair": 500.0})})
+    more = sc.model_copy(update={"spares": [sc.spares[0].model_copy(update={"stock": 4})]})
+    assert same_design_rate(sc, more)
+    faster = _press(cycle=300).model_copy(update={"duration": sc.duration, "replications": 3, "costs": sc.costs})
+    assert not same_design_rate(sc, faster)
+    cmp = compare_designs([("as is", sc), ("die-set: stock 4", more)], jobs=1)
+    assert cmp.same_rate and cmp.rows == KPIS and "total cost" in cmp.note
+    s = cmp.summary().set_index(["policy", "kpi"])["mean"]
+    k = cmp.kpis.pivot_table(index=["policy", "replication"], columns="kpi", values="value")
+    for label, option in [("as is", sc), ("die-set: stock 4", more)]:
+        mean_stock = []
+        for r in range(3):
+            line = Line(option, r)
+            line.run(option.duration)
+            mean_stock.append(line.spares["die-set"].figures(option.warmup, option.duration)["mean stock"])
+        held = 20_000.0 * np.array(mean_stock) * (option.duration - option.warmup) / YEAR
+        assert k.loc[label, "spare parts holding cost"].to_numpy() == pytest.approx(held)
+        assert k.loc[label].eval("`maintenance cost` + `spare parts holding cost` + `lost production cost`"
+                                 ).to_numpy() == pytest.approx(k.loc[label, "total cost"].to_numpy())
+    assert s["die-set: stock 4", "spare parts holding cost"] > 3 * s["as is", "spare parts holding cost"]
+    assert s["die-set: stock 4", "lost production cost"] < s["as is", "lost production cost"]
+    other = compare_designs([("as is", sc), ("faster", faster)], jobs=1)
+    assert other.rows == DESIGN_KPIS
+    report = write_report(other, tmp_path / "cmp").read_text()
+    assert "lost production and total cost are left out" in report and "| total cost" not in report
 
 
 def test_an_objective_the_line_has_no_figures_of_is_refused() -> None:

@@ -784,6 +784,8 @@ class Costs(_Strict):
                                               description="repair cost of particular fault modes (else 'repair')")
     part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
     energy: float = Field(0.0, ge=0, description="price of a kWh of electricity (with machine types' power)")
+    spare_holding: dict[Name, float] = Field(default_factory=dict, description="per spare part (of spares): the cost "
+                                             "of keeping one on hand for a year (capital, storage, insurance)")
 
 
 class MachineNow(_Strict):
@@ -1128,6 +1130,11 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         if types and mode not in modes:
             problems.append((f"costs.repair_by_mode.{mode}", f"no machine type has fault mode '{mode}'; "
                                                             f"fault modes: {sorted(modes)}"))
+    holding = costs.get("spare_holding") if isinstance(costs.get("spare_holding"), dict) else {}
+    for name in holding:
+        if name not in spare_names:
+            problems.append((f"costs.spare_holding.{name}", f"names spare '{name}', but spares has "
+                             f"{spare_names or 'none'}; add it to spares or fix the name"))
     price = costs.get("energy")
     if isinstance(price, int | float) and price > 0 and types and not any(
             isinstance(mt, dict) and mt.get("power") is not None for mt in types.values()):

@@ -295,7 +295,7 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: in
                      out: Path | None, force: bool, combined: bool = False) -> None:
     """`twin compare FILE --buffer ... --machines ...`: the line as it is and each alternative, from its start."""
     from twin.app.alternatives import alternatives
-    from twin.app.compare import DESIGN_KPIS, DESIGN_NOTE, compare_designs, write_report
+    from twin.app.compare import compare_designs, write_report
 
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
@@ -303,10 +303,10 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: in
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
     cmp = simulated(f"{len(options)} alternatives × {sc.replications} replications", len(options) * sc.replications,
                     lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress))
-    print_table(_kpi_table(cmp, DESIGN_KPIS, f"{sc.line.name}: alternatives over {sc.replications} replications of "
+    print_table(_kpi_table(cmp, cmp.rows, f"{sc.line.name}: alternatives over {sc.replications} replications of "
                                              f"{sc.duration / 3600:g} h from the line's start, warm-up "
                                              f"{sc.warmup / 3600:g} h (mean ± 95 % CI; * differs from as is)"))
-    out_console.print(f"note: {DESIGN_NOTE}", highlight=False)
+    out_console.print(f"note: {cmp.note}", highlight=False)
     out_console.print("constraint station (lowest design rate per part out): " + "; ".join(
         f"{label}: {alt.stations[alt.constraint()].name}" for label, alt in options), highlight=False)
     _done(len(options) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))

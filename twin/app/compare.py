@@ -29,15 +29,20 @@ POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (
 KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "oee quality", "wip [parts]",
         "lead time [min]", "energy per good part [kWh]", "unplanned failures", "wear-out failures", "downtime [h]",
         "waiting for spare parts [h]", "maintenance actions", "wear at maintenance", "maintenance cost", "energy cost",
-        "lost production cost", "total cost")
+        "spare parts holding cost", "lost production cost", "total cost")
 #: only for a line whose machine types give their power
 ENERGY_KPIS = ("energy per good part [kWh]", "energy cost")
-#: only for a line that keeps spare parts: the repairs' hours waiting for one (part of the downtime)
-SPARE_KPIS = ("waiting for spare parts [h]",)
+#: a year [s], the time spare parts' holding costs are given for
+YEAR = 365 * 86400.0
+#: only for a line that keeps spare parts: the repairs' hours waiting for one (part of the downtime), and the cost of
+#: the parts on hand (costs.spare_holding a part and year, times the mean stock)
+SPARE_KPIS = ("waiting for spare parts [h]", "spare parts holding cost")
 #: a design comparison's: lost production is counted against each alternative's own design rate (its constraint's),
 #: so an alternative that makes the line faster could show more of it; it does not compare across designs
 DESIGN_KPIS = tuple(k for k in KPIS if k not in ("lost production cost", "total cost"))
-#: said beside a design comparison's table
+#: said beside a design comparison's table: alternatives that keep the line's design rate, or not
+SAME_RATE_NOTE = ("every alternative keeps the line's constraint station at its design rate in the same planned time, "
+                  "so OEE, lost production and total cost compare")
 DESIGN_NOTE = ("OEE and its factors are each alternative's own constraint station's (relieving the constraint moves "
                "it); lost production and total cost are left out: they count against each alternative's own design "
                "rate (in kpis.csv)")
@@ -90,13 +95,16 @@ def policy_kpis(line: Line) -> dict[str, float]:
         lost = c.part_margin * planned / st.ideal_cycle()[0]
     energy = {"energy per good part [kWh]": float(lk["energy per good part [kWh]"]),
               "energy cost": c.energy * float(lk["energy [kWh]"])} if "energy [kWh]" in lk else {}
-    spares = {SPARE_KPIS[0]: sum(f["wait for part [h]"] * f["repairs"] for f in
-                                 (stock.figures(a, b) for stock in line.spares.values()))} if line.spares else {}
+    held = {name: stock.figures(a, b) for name, stock in line.spares.items()}
+    spares = {SPARE_KPIS[0]: sum(f["wait for part [h]"] * f["repairs"] for f in held.values()),
+              SPARE_KPIS[1]: sum(c.spare_holding.get(name, 0.0) * f["mean stock"] * (b - a) / YEAR
+                                 for name, f in held.items())} if line.spares else {}
     return {**{k: float(lk[k]) for k in KPIS[:7]}, **energy, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
             **spares,
             "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
-            "lost production cost": lost, "total cost": maintenance_cost + energy.get("energy cost", 0.0) + lost}
+            "lost production cost": lost,
+            "total cost": maintenance_cost + energy.get("energy cost", 0.0) + spares.get(SPARE_KPIS[1], 0.0) + lost}
 
 
 def _wear_at_maintenance(line: Line, starts: list[Any]) -> float:
@@ -189,6 +197,18 @@ class Comparison:
     where: str = "this process"
     notes: list[str] = field(default_factory=list)
     design: bool = False  # alternatives of the line (twin.app.alternatives) in the `policy` column, not policies
+    same_rate: bool = False  # alternatives that all keep the line's constraint, design rate and planned time
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """The KPIs its tables show: a design comparison's lost production and total cost only where every
+        alternative keeps the design rate they are counted against (a spare part's stock, a crew, a buffer)."""
+        return DESIGN_KPIS if self.design and not self.same_rate else KPIS
+
+    @property
+    def note(self) -> str | None:
+        """What its tables need said beside them (a design comparison's OEE and costs), if anything."""
+        return DESIGN_NOTE if self.design and not self.same_rate else SAME_RATE_NOTE if self.design else None
 
     def summary(self) -> pd.DataFrame:
         """Mean and 95 % CI of each KPI per policy."""
@@ -235,7 +255,8 @@ def compare(scenario: Scenario, policies: Sequence[str], params: PolicyParams, *
 
 def _compared(scenario: Scenario, task: Callable[..., tuple[str, int, dict[str, float]]], args: list[tuple[Any, ...]],
               labels: list[str], jobs: int | None, cluster: str | None,
-              progress: Callable[[int, int], None] | None, design: bool = False) -> Comparison:
+              progress: Callable[[int, int], None] | None, design: bool = False, same_rate: bool = False
+              ) -> Comparison:
     """The (label, replication) tasks run where `tasks` puts them, their KPIs in the labels' order, compared to the
     first label."""
     import time
@@ -249,7 +270,7 @@ def _compared(scenario: Scenario, task: Callable[..., tuple[str, int, dict[str, 
     order = {label: i for i, label in enumerate(labels)}
     kpis = kpis.sort_values(["policy", "replication"], key=lambda s: s.map(order) if s.name == "policy" else s)
     return Comparison(scenario, kpis.reset_index(drop=True), labels[0], time.perf_counter() - t0, run.workers,
-                      run.where, design=design)
+                      run.where, design=design, same_rate=same_rate)
 
 
 def compare_designs(options: Sequence[tuple[str, Scenario]], *, jobs: int | None = None, cluster: str | None = None,
@@ -262,7 +283,20 @@ def compare_designs(options: Sequence[tuple[str, Scenario]], *, jobs: int | None
     args = [(sc.model_dump_json(by_alias=True), sc._slots, label, r)
             for r in range(options[0][1].replications) for label, sc in options]
     return _compared(options[0][1], task, args, [label for label, _ in options], jobs, cluster, progress,
-                     design=True)
+                     design=True, same_rate=all(same_design_rate(options[0][1], sc) for _, sc in options[1:]))
+
+
+def same_design_rate(a: Scenario, b: Scenario) -> bool:
+    """Whether two versions of a line have the same constraint station with the same machines, ideal cycles (per
+    product) and visits per part, the same product mix and calendar: the rate their OEE and lost production count
+    against, and the time they count in, are then the same."""
+    c = a.constraint()
+    if c != b.constraint() or a.calendar != b.calendar or a.product_mix() != b.product_mix():
+        return False
+    sa, sb = a.stations[c], b.stations[c]
+    return (len(sa.machine_names) == len(sb.machine_names) and sa.ideal_cycle() == sb.ideal_cycle()
+            and all(sa.ideal_cycle_of(p) == sb.ideal_cycle_of(p) for p in a.product_mix())
+            and bool(np.allclose(a.visits(), b.visits())))
 
 
 def write_report(cmp: Comparison, out: Path) -> Path:
@@ -278,7 +312,7 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     summ.to_csv(out / "summary.csv", index=False)
     diff.to_csv(out / "differences.csv", index=False)
     policies = list(dict.fromkeys(cmp.kpis.policy))
-    rows = DESIGN_KPIS if cmp.design else KPIS
+    rows = cmp.rows
     table = summ[summ.kpi.isin(rows)].assign(v=lambda d: [mean_ci_text(m, lo, hi) for m, lo, hi in
                                                           zip(d["mean"], d.ci_low, d.ci_high)])
     wide = table.pivot(index="kpi", columns="policy", values="v").reindex([k for k in rows if k in set(table.kpi)])
@@ -291,11 +325,12 @@ def write_report(cmp: Comparison, out: Path) -> Path:
              f"{sc.replications} replications of {sc.duration / 3600:g} h (warm-up {sc.warmup / 3600:g} h) per "
              f"{what}, common random numbers; mean ± 95 % CI half-width. Costs in {sc.costs.currency}. "
              f"Wall time {cmp.wall:.1f} s on {cmp.where}.", *cmp.notes,
-             *([DESIGN_NOTE[0].upper() + DESIGN_NOTE[1:] + "."] if cmp.design else []), "",
+             *([cmp.note[0].upper() + cmp.note[1:] + "."] if cmp.note else []), "",
              wide[[p for p in policies if p in wide.columns]].to_markdown(), "",
              f"## Differences to {cmp.reference} (paired per replication; * = 95 % CI excludes 0)", "",
              dwide[[p for p in policies if p in dwide.columns]].to_markdown(), "", "![policies](policies.png)", ""]
-    shown = ["throughput [parts/h]", "oee", "wip [parts]", "lead time [min]"] if cmp.design else \
+    shown = ["throughput [parts/h]", "oee", "wip [parts]", "total cost" if cmp.same_rate else "lead time [min]"] \
+        if cmp.design else \
         ["oee", "unplanned failures", "downtime [h]", "total cost"]
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.6))
     for ax, kpi in zip(axes, shown):
