@@ -146,6 +146,17 @@ def linetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["LINETWIN_HOME"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def repository_reports_untouched() -> Iterator[None]:
+    """No test leaves a report in the repository's reports/ (a command run without --out writes one there): each
+    test writes under its own tmp_path."""
+    reports = ROOT / "reports"
+    before = set(reports.iterdir()) if reports.is_dir() else set()
+    yield
+    added = (set(reports.iterdir()) if reports.is_dir() else set()) - before
+    assert not added, f"tests left reports in the repository: {sorted(p.name for p in added)}; give them --out"
+
+
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path / "mosquitto")

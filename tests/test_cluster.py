@@ -112,7 +112,7 @@ def test_a_cluster_that_cannot_be_reached_is_a_clear_error(tmp_path: Path) -> No
     procs = [subprocess.Popen(twin_cmd(*args, "--cluster", nowhere), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=ROOT)  # side by side: each waits out the connection's timeout
              for args in (("compare", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h",
-                           "--policies", "run-to-failure,oracle"),
+                           "--policies", "run-to-failure,oracle", "--out", tmp_path / "reports" / "cmp"),
                           ("run", "scenarios/bottling.yaml", "--replications", 2, "--duration", "1 h", "--no-stream",
                            "--out", tmp_path / "run"),
                           # the fit wrote its scenario, then found the cluster gone when it validated: now before
@@ -123,6 +123,8 @@ def test_a_cluster_that_cannot_be_reached_is_a_clear_error(tmp_path: Path) -> No
         assert proc.returncode == 3 and "cannot reach the Dask scheduler" in err and "Traceback" not in err, err[-2000:]
         assert err.rstrip().endswith("or leave --cluster out for a local one"), err[-2000:]  # not a progress bar
     assert not (tmp_path / "fitted.yaml").exists() and not (tmp_path / "fitted-report").exists()
+    # the folders made for the comparison's report and the run's results are not left behind, empty
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "run").exists()
 
 
 def test_a_part_a_worker_could_not_write_or_wrote_in_another_format_is_a_clear_error(tmp_path: Path) -> None:

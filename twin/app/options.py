@@ -175,6 +175,26 @@ def open_scenario(path: Path, **overrides: object) -> Scenario:
         fail(str(e))
 
 
+_MADE: list[Path] = []  # folders this process created for its results, outermost first
+
+
+def _made(folders: list[Path]) -> None:
+    """Folders about to be created for results (outermost first): those still empty when the process exits are
+    removed again, so a command that stopped before writing anything (a cluster away, Ctrl-C, a mistake found in the
+    batch) leaves no empty report or run folder behind."""
+    import atexit
+
+    if folders and not _MADE:
+        atexit.register(_remove_empty_made)
+    _MADE.extend(folders)
+
+
+def _remove_empty_made() -> None:
+    for folder in reversed(_MADE):  # innermost first
+        with contextlib.suppress(OSError):  # not empty (a result), or gone
+            folder.rmdir()
+
+
 def writable(path: Path, option: str = "--out", folder: bool = True) -> Path:
     """`path`, a folder (or with folder=False, a file's folder) created now if missing, or a clear error before any
     work is done: a training or a comparison no longer ends in a traceback at its very last step."""
@@ -190,6 +210,7 @@ def writable(path: Path, option: str = "--out", folder: bool = True) -> Path:
     if existing is not None and not existing.is_dir():
         fail(f"{option} {path}: {existing} is a file, not a folder; choose another path")
     try:
+        _made([p for p in (target, *target.parents) if not p.exists()][::-1])
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fail(f"{option} {path}: cannot create {target} ({e.strerror or e}); choose a writable path")
@@ -216,6 +237,7 @@ def report_folder(out: Optional[Path], name: str, force: bool = False) -> Path:
         folder = stem.with_name(stem.name + (f"-{k}" if k > 1 else ""))
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
+            _made([folder])
             return folder
     fail(f"{stem.parent}: no free report folder named {stem.name}-N; remove old reports or give --out")
 
