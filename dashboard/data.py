@@ -708,8 +708,9 @@ def _calendar(sc: Scenario) -> Any:
 
 def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Per hour of the window: good parts out of the line, planned time and OEE (good × the constraint's ideal time
-    per part ÷ planned time: ISO 22400's fully productive over planned busy time); the constraint and its design cycle
-    from the run's KPIs, or from the scenario where there are none (a plant's parts: `plant_exits`)."""
+    per part ÷ planned time: ISO 22400's fully productive over planned busy time; on a mixed-model line each part at
+    its product's design time there); the constraint and its design cycle from the run's KPIs, or from the scenario
+    where there are none (a plant's parts: `plant_exits`)."""
     if parts.empty:
         return pd.DataFrame()
     a, b = window.seconds()
@@ -721,15 +722,21 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
     else:
         c = sc.constraint()
         ideal = sc.stations[c].ideal_cycle()[0]
-    per_part = sc.line_cycle(c, ideal)
+    per_part: Any = sc.line_cycle(c, ideal)
+    if sc.products and "product" in good.columns and sc.constraint() == c:  # each part at its product's design time
+        st = sc.stations[c]
+        design = {p.name: st.ideal_cycle_of(p.name) * float(sc.visits_of(p.name)[c]) / len(st.machine_names)
+                  for p in sc.products}
+        per_part = good["product"].astype(str).map(design).fillna(per_part).to_numpy()
     first = np.floor(a / 3600) * 3600
     edges = np.arange(first, b + 3600, 3600.0)
     lo, hi = np.maximum(edges[:-1], a), np.minimum(edges[1:], b)
     cal = _calendar(sc)
     planned = cal.planned_between(lo, hi) if cal is not None else hi - lo
     counts = np.histogram(good.exit.to_numpy(), bins=edges)[0]
+    productive = np.histogram(good.exit.to_numpy(), bins=edges, weights=np.broadcast_to(per_part, len(good)))[0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        oee = np.where(planned > 0, counts * per_part / planned, np.nan)
+        oee = np.where(planned > 0, productive / planned, np.nan)
     return pd.DataFrame({"period": window.origin + pd.to_timedelta(edges[:-1], unit="s"), "good": counts,
                          "planned_h": planned / 3600, "oee": oee, "t": edges[:-1]})
 

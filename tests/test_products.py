@@ -129,6 +129,33 @@ def test_the_constraint_weighs_each_products_cycle_by_the_mix() -> None:
     assert kpi(k, "constraint station", "line")[0] == 0
 
 
+def test_the_dashboards_hourly_oee_counts_each_part_at_its_products_design_time() -> None:
+    """The same line: its ground truth names each part's product, and the dashboard's OEE per hour, over the whole
+    run, is the run's own (the big parts count 100 s at the constraint, not the station's 60 s: it showed 0.75)."""
+    import pandas as pd
+
+    from dashboard import data
+    from twin.app.runner import parts_frame
+    from twin.kpi import replication_kpis
+
+    sc = scenario([{"name": "a", "cycle_time": const(60), "cycle_times": {"big": const(100)}},
+                   {"name": "b", "cycle_time": const(70), "buffer": 3}],
+                  products=[{"name": "small"}, {"name": "big"}], duration="2 d", warmup="1 h")
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    parts, kpis = parts_frame(line), replication_kpis(line)
+    assert list(parts["product"].cat.categories) == ["small", "big"]
+    assert parts["product"].value_counts().to_dict() == pytest.approx({"small": len(parts) / 2, "big": len(parts) / 2},
+                                                                      rel=0.05)  # drawn by their shares
+    origin = pd.Timestamp(sc.start)
+    window = data.Window(origin + pd.Timedelta(seconds=sc.warmup), origin + pd.Timedelta(seconds=sc.duration),
+                         sc.line.timezone, origin)
+    hourly = data.per_period(sc, parts, kpis, window)
+    oee = kpi(kpis, "oee", "line")[0]
+    assert oee > 0.95
+    assert (hourly.oee * hourly.planned_h).sum() / hourly.planned_h.sum() == pytest.approx(oee, abs=0.01)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"products": []}, r"stations\[0\]\.route: route: product sends each product its own way, but the line makes one "
                        "kind of part"),

@@ -364,11 +364,15 @@ def events_frame(line: Line) -> pd.DataFrame:
 
 
 def parts_frame(line: Line) -> pd.DataFrame:
+    """Every part of the replication: when it entered and left (NaN: still inside), the station that scrapped it, and
+    on a line with products its product."""
     names = [s.name for s in line.scenario.stations]
     scrap = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
+    product = {"product": pd.Categorical.from_codes(np.frombuffer(line.product, dtype=np.int8).astype(np.int16),
+                                                    line.product_names)} if line.scenario.products else {}
     return pd.DataFrame({"part": np.arange(len(scrap)), "entry": np.frombuffer(line.entry).copy(),
                          "exit": np.frombuffer(line.exit).copy(),
-                         "scrapped_at": [names[i] if i >= 0 else None for i in scrap]})
+                         "scrapped_at": [names[i] if i >= 0 else None for i in scrap], **product})
 
 
 # files of a run folder written even when empty (readings and health exist only when there are some)
