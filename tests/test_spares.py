@@ -50,6 +50,22 @@ def test_a_stock_of_one_reordered_one_for_one_matches_its_recursion() -> None:
     assert waits and all(e.detail == "die-set" and e.fault_mode == "die" for e in waits)
 
 
+def test_a_repair_still_waiting_for_its_part_at_the_end_counts_its_wait_so_far() -> None:
+    """One die set and a 30-day lead time over 5 days: the first repair takes the set, the next waits to the end of the
+    run; it counts, with its wait until the end (it was left out, and the figures showed one repair that never
+    waited)."""
+    sc = _press(lead=30 * 86400).model_copy(update={"duration": 5 * 86400.0})
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    stock = line.spares["die-set"]
+    assert len(stock.asked) == 2 and len(stock.waits) == 1 and stock.waits[0] == 0
+    f = stock.figures(0.0, sc.duration)
+    assert f["repairs"] == 2 and f["stock-out share"] == 0.5
+    assert f["wait for part [h]"] == pytest.approx((sc.duration - stock.asked[1]) / 3600 / 2)
+    down = kpi(replicate(sc, 1), "wait for part [h]", "die-set")[0]
+    assert down == pytest.approx(f["wait for part [h]"])
+
+
 def test_more_stock_or_a_shorter_lead_time_means_fewer_waits() -> None:
     """Three die sets on hand (reordered one for one) or a lead time of 2 h (shorter than the 1 h change plus most
     lives): repairs rarely wait; an (s, Q) rule orders Q at a time when the stock position falls to s."""

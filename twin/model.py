@@ -1241,14 +1241,16 @@ class SpareStock:
             self.level.append(int(self.parts.level))
 
     def figures(self, a: float, b: float) -> dict[str, float]:
-        """Inside [a, b]: repairs that asked for a part (and got it), the share that waited, the mean wait per repair
-        [h], the services that took one, and the mean stock on hand."""
+        """Inside [a, b]: repairs that asked for a part, the share that waited, the mean wait per repair [h] (one still
+        waiting at b counts its wait until b), the services that took one, and the mean stock on hand."""
         level = np.frombuffer(self.level, dtype=np.int32).astype(float)
         held = float(np.sum(level * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
-        asked = np.frombuffer(self.asked, dtype=np.float64)[:len(self.waits)]
-        service = np.frombuffer(self.by_service, dtype=np.int8)[:len(self.waits)].astype(bool)
+        asked = np.frombuffer(self.asked, dtype=np.float64)
+        service = np.frombuffer(self.by_service, dtype=np.int8).astype(bool)
         inside = (asked >= a) & (asked < b)
-        waits = np.frombuffer(self.waits, dtype=np.float64)[inside & ~service]
+        # parts are handed out first come first served, so the first len(waits) asks are those served
+        waits = np.concatenate([np.frombuffer(self.waits, dtype=np.float64), b - asked[len(self.waits):]])
+        waits = waits[inside & ~service]
         return {"repairs": float(len(waits)), "stock-out share": float(np.mean(waits > 0)) if len(waits) else 0.0,
                 "wait for part [h]": float(waits.mean() / 3600) if len(waits) else 0.0,
                 "services": float(np.sum(inside & service)),
