@@ -86,6 +86,8 @@ def test_more_stock_or_a_shorter_lead_time_means_fewer_waits() -> None:
     (lambda d: d["spares"].append(dict(d["spares"][0])), r"spares\[1\]\.name: spare 'die-set' is used twice"),
     (lambda d: d["spares"][0].update(stock=-1), r"spares\[0\]\.stock: must be greater than or equal to 0"),
     (lambda d: d["spares"][0].pop("lead_time"), r"spares\[0\]\.lead_time: required field is missing"),
+    (lambda d: d.update(costs={"spare_holding": {"die-set": -40}}),
+     r"costs\.spare_holding\.die-set: must be greater than or equal to 0, got -40"),
     (lambda d: d.update(costs={"spare_holding": {"dies": 4000}}),
      r"costs\.spare_holding\.dies: names spare 'dies', but spares has \['die-set'\]; add it to spares or fix"),
 ])

@@ -41,6 +41,7 @@ Name = Annotated[
           description="letters, digits, '_', '.', '-' (it becomes an MQTT topic level)"),
 ]
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 SamplingPeriod = duration(ge=0.01)
 Horizon = duration(gt=0, le=10 * 365 * 86400)
 
@@ -780,11 +781,11 @@ class Costs(_Strict):
     currency: str = Field("EUR", max_length=8)
     maintenance: float = Field(0.0, ge=0, description="labour and parts of one planned maintenance action")
     repair: float = Field(0.0, ge=0, description="labour and spare parts of one repair after a failure")
-    repair_by_mode: dict[Name, float] = Field(default_factory=dict,
+    repair_by_mode: dict[Name, Money] = Field(default_factory=dict,
                                               description="repair cost of particular fault modes (else 'repair')")
     part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
     energy: float = Field(0.0, ge=0, description="price of a kWh of electricity (with machine types' power)")
-    spare_holding: dict[Name, float] = Field(default_factory=dict, description="per spare part (of spares): the cost "
+    spare_holding: dict[Name, Money] = Field(default_factory=dict, description="per spare part (of spares): the cost "
                                              "of keeping one on hand for a year (capital, storage, insurance)")
 
 
