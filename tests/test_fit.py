@@ -1575,3 +1575,58 @@ def test_a_stop_across_autumns_repeated_hour_ends_after_it_starts(tmp_path: Path
                  "2026-10-25T02:40:00,40,press-1,trip\n2026-10-25T02:30:00,40,press-1,trip\n")
     assert read_log(f, "Europe/Berlin").timestamp.dt.strftime("%H:%M").tolist() == expected
     assert read_log(f, "UTC").timestamp.dt.strftime("%H:%M").tolist() == ["01:50", "02:10", "02:30", "03:20"]
+
+
+def test_route_shares_are_fitted_from_the_parts_each_way_made() -> None:
+    """A plant's part log says how often inspection sends a part to rework: 20 % where the engineered line assumed
+    5 %, the rest to packing, whose parts go on to labelling 30 % of the time, else out of the line. Rework is fed by
+    inspection alone, so its share is its parts over theirs; the exit is not counted, so packing's share to labelling
+    is labelling's parts over packing's good parts, and the exit takes the rest. A station whose ways cannot be told
+    apart by counting (a merge) keeps the engineered shares, and says why."""
+    from tests.helpers import const, exp, scenario
+    from twin.fit import fit_scenario
+
+    def line(rework: float, label: float) -> Any:
+        return scenario([{"name": "cut", "cycle_time": exp(50)},
+                         {"name": "inspect", "cycle_time": const(20), "buffer": 10,
+                          "next": [{"to": "rework", "p": rework}, {"to": "pack", "p": 1 - rework}]},
+                         {"name": "rework", "cycle_time": const(60), "buffer": 10, "next": "inspect"},
+                         {"name": "pack", "cycle_time": const(30), "buffer": 10,
+                          "next": [{"to": "label", "p": label}, {"to": "exit", "p": 1 - label}]},
+                         {"name": "label", "cycle_time": const(30), "buffer": 10, "next": "exit"}],
+                        duration="3 d", seed=5)
+
+    def made(run: Any) -> pd.DataFrame:  # every machine's own parts (not the line's output at the last one listed)
+        return pd.concat(pd.DataFrame({"timestamp": pd.Timestamp(run.line.scenario.start) + pd.to_timedelta(
+            np.frombuffer(m.log.finished), unit="s"), "machine": m.name}) for m in run.line.machines)
+
+    run, log, _ = _plant_logs(line(0.2, 0.3))
+    fitted, table = fit_scenario(log, line(0.05, 0.5), parts=made(run))
+    shares = {st.name: [r.p for r in st.routes()] for st in fitted.stations if len(st.routes()) > 1}
+    assert shares["inspect"] == pytest.approx([0.2, 0.8], abs=0.02)
+    assert shares["pack"] == pytest.approx([0.3, 0.7], abs=0.02)
+    rows = table[table.time == "routes"].set_index("machine type")
+    assert rows.loc["station inspect", "parameters"].startswith("rework 0.2") and "(was 0.05)" in \
+        rows.loc["station inspect", "parameters"]
+    assert rows.loc["station pack", "events"] > 4000
+    spec = line(0.05, 0.5).model_dump(by_alias=True)
+    spec["stations"][3]["scrap"] = 0.02  # packing scraps: whether the log counts its scrap, the exit's share hangs on
+    table = fit_scenario(log, Scenario.model_validate(spec), parts=made(run))[1]
+    assert "but it scraps parts" in table[table.time == "routes"].set_index("machine type").loc["station pack",
+                                                                                                  "family"]
+    # a merge: inspection sends to rework and to packing, which rework feeds too: rework's share is still its parts
+    # over inspection's; one more way out (the exit) and two ways lead where other parts go: nothing to count apart
+    def merged(shares: list[float]) -> Scenario:
+        spec = line(0.05, 0.5).model_dump(by_alias=True)
+        spec["stations"][1]["next"] = [{"to": t, "p": x} for t, x in zip(["rework", "pack", "exit"], shares)]
+        spec["stations"][2]["next"] = "pack"
+        return Scenario.model_validate(spec)
+
+    run, log, _ = _plant_logs(merged([0.5, 0.5]))
+    fitted = fit_scenario(log, merged([0.1, 0.9]), parts=made(run))[0]
+    assert [r.p for r in fitted.stations[1].routes()] == pytest.approx([0.5, 0.5], abs=0.03)
+    run, log, _ = _plant_logs(merged([0.3, 0.3, 0.4]))
+    kept, table = fit_scenario(log, merged([0.2, 0.2, 0.6]), parts=made(run))
+    assert [r.p for r in kept.stations[1].routes()] == [0.2, 0.2, 0.6]
+    assert "kept (more than one way leads where other parts go too" in \
+        table[table.time == "routes"].set_index("machine type").loc["station inspect", "family"]

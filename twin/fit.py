@@ -32,7 +32,7 @@ import pandas as pd
 
 from twin.clock import after_real, line_clock, local_clock, repeated_note
 from twin.model import STATES, UP_STATES
-from twin.scenario import MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, buffer_station
+from twin.scenario import EXIT, MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, Station, buffer_station
 from twin.tables import (
     ENCODINGS,
     UTC_OFFSET,
@@ -893,6 +893,66 @@ def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray
     return out
 
 
+MIN_ROUTED = 30  # fewer parts counted on a station's routes than this: the base scenario's shares are kept
+
+
+def fit_routes(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> list[dict[str, Any]]:
+    """Each probability route's share from the parts its stations finished (updating `stations`; the rows of the
+    fit's table): where every way out of a station leads to a station fed by it alone (no other station, the source
+    or an assembly counts there), the share of each is its parts over theirs; where one way leads elsewhere (the
+    exit, a merge), that one takes what the station's parts leave the others (not for a station that scraps: a log
+    may count its scrap or not). A station whose routes cannot be told apart by counting keeps the base's shares,
+    and the row says why."""
+    counted = parts.groupby("machine").size()
+    made = [int(sum(counted.get(m, 0) for m in st.machine_names)) for st in stations]
+    feeders: dict[int, set[int]] = {}
+    for j in range(len(stations)):
+        for t, _ in base.successors(j):
+            feeders.setdefault(t, set()).add(j)
+    entries = set(base.entries())
+    rows = []
+    for j, st in enumerate(stations):
+        ways = base.successors(j)
+        if st.route != "probability" or len(ways) < 2:
+            continue
+        alone = [t >= 0 and feeders[t] == {j} and t not in entries and not stations[t].assemble for t, _ in ways]
+        names = [EXIT if t < 0 else stations[t].name for t, _ in ways]
+        row = {"machine type": f"station {st.name}", "fault mode": "", "time": "routes", "censored": 0,
+               "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan}
+        if alone.count(False) > 1:
+            rows.append({**row, "events": 0, "family": "kept (more than one way leads where other parts go too: "
+                         "counting cannot tell them apart)", "parameters": ""})
+            continue
+        if not all(alone) and (st.scrap or st.scrap_by_product or any(
+                f.scrap_increase for f in base.machine_types[st.machine_type].fault_modes)):
+            rows.append({**row, "events": 0, "family": f"kept (a way to the exit or a merge is what {st.name}'s good "
+                         "parts leave the others, but it scraps parts, which a part log may count or not)",
+                         "parameters": ""})
+            continue
+        seen = [made[t] if ok else 0 for (t, _), ok in zip(ways, alone)]
+        total = sum(seen) if all(alone) else made[j]
+        if total < MIN_ROUTED or not all(made[t] for (t, _), ok in zip(ways, alone) if ok):
+            rows.append({**row, "events": int(total), "family": "kept (too few parts counted on its ways)",
+                         "parameters": ""})
+            continue
+        shares = [n / total for n in seen]
+        if not all(alone):
+            k = alone.index(False)
+            shares[k] = 1 - sum(shares)
+            if shares[k] < 0:  # more counted downstream than the station made: the logs do not cover one period
+                rows.append({**row, "events": int(total), "family": f"kept (its ways counted more parts than "
+                             f"{st.name} made)", "parameters": ""})
+                continue
+        shares = [round(x, 4) for x in shares]
+        shares[-1] = round(1 - sum(shares[:-1]), 4)
+        routes = [r.model_copy(update={"p": x}) for r, x in zip(st.routes(), shares)]
+        stations[j] = st.model_copy(update={"next": routes})
+        rows.append({**row, "events": int(total), "family": "share of the parts counted on each way",
+                     "parameters": ", ".join(f"{n} {x:.3f} (was {r.p:g})" for n, x, r in zip(names, shares,
+                                                                                            st.routes()))})
+    return rows
+
+
 def _by_aic(families: dict[str, str], events: np.ndarray, censored: np.ndarray,
             what: str) -> tuple[str, tuple[float, ...], dict[str, float]]:
     """Every family fitted by maximum likelihood (right-censored where `censored` holds times; location 0 but for
@@ -1196,6 +1256,8 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                 rows.append({**row, **f.shown()})
             if update:
                 stations[i] = st.model_validate({**st.model_dump(by_alias=True), **update})
+    if parts is not None:
+        rows += fit_routes(parts, stations, base)
     if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
         levels = levels.assign(station=levels.station.astype(str).map(buffer_station))
         most = levels.groupby("station")["level"].max()
