@@ -385,7 +385,7 @@ def test_run_without_streaming_writes_the_store_directly(tmp_path: Path) -> None
     ledger.close()
 
 
-@pytest.mark.parametrize("broker", ["amqtt", "mosquitto"])
+@pytest.mark.parametrize("broker", ["amqtt", pytest.param("mosquitto", marks=pytest.mark.slow)])  # check: one
 def test_a_run_from_a_folder_of_the_users_own_scripts_uses_ours(tmp_path: Path, broker: str) -> None:
     """A plant engineer's folder holds their own twin.py, sensors.py (...): the processes `twin run` starts with
     `python -m` (the run's ingest, the embedded amqtt broker) put that folder first on their path and imported those

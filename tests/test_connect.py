@@ -697,6 +697,7 @@ def test_a_stations_buffer_counter_is_its_buffer_level(tmp_path: Path) -> None:
             translate(cfg, "gw7/filler/filler-a/data", bad, 0, {})
 
 
+@pytest.mark.slow  # 8 s of waiting for retries: the full suite's, not `make check`'s
 def test_a_plants_broker_down_at_the_start_is_waited_for(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """`twin connect` started before the plant's broker (a host's boot) exited with 'cannot reach the MQTT broker',
     while an OPC UA server not up yet is waited for. Now the plant's broker is too: tried again with a warning until
