@@ -1630,3 +1630,33 @@ def test_route_shares_are_fitted_from_the_parts_each_way_made() -> None:
     assert [r.p for r in kept.stations[1].routes()] == [0.2, 0.2, 0.6]
     assert "kept (more than one way leads where other parts go too" in \
         table[table.time == "routes"].set_index("machine type").loc["station inspect", "family"]
+
+
+@settings(max_examples=60, deadline=None)
+@example(counts=[0, 160, 1, 159, 0], scrap=0.0, to_exit=True)  # 1/160 and 159/160 rounded up past 1 together
+@given(counts=st.lists(st.integers(0, 400), min_size=5, max_size=5), scrap=st.sampled_from([0.0, 0.1]),
+       to_exit=st.booleans())
+def test_fuzzed_part_counts_give_route_shares_that_add_up_or_keep_the_base(counts: list[int], scrap: float,
+                                                                             to_exit: bool) -> None:
+    """Whatever the parts counted at each station (none, a few, more downstream than upstream), the fitted routes
+    are shares from 0 to 1 adding up to 1, and the scenario they make is valid; or the base's are kept."""
+    from tests.helpers import const, scenario
+    from twin.fit import fit_routes
+
+    ways = [{"to": "rework", "p": 0.1}, {"to": "pack", "p": 0.9}] + ([{"to": "exit", "p": 0.0}] if to_exit else [])
+    base = scenario([{"name": "cut", "cycle_time": const(50)},
+                     {"name": "inspect", "cycle_time": const(20), "buffer": 5, "next": ways, "scrap": scrap},
+                     {"name": "rework", "cycle_time": const(60), "buffer": 5, "next": "inspect"},
+                     {"name": "pack", "cycle_time": const(30), "buffer": 5,
+                      "next": [{"to": "label", "p": 0.5}, {"to": "exit", "p": 0.5}]},
+                     {"name": "label", "cycle_time": const(30), "buffer": 5, "next": "exit"}])
+    parts = pd.DataFrame({"timestamp": pd.Timestamp("2026-01-05"),
+                          "machine": np.repeat(["cut", "inspect", "rework", "pack", "label"], counts)})
+    stations = list(base.stations)
+    rows = fit_routes(parts, stations, base)
+    fitted = Scenario.model_validate(base.model_copy(update={"stations": stations}).model_dump(by_alias=True))
+    assert len(rows) == 2
+    for st_ in fitted.stations:
+        shares = [r.p for r in st_.routes() if r.p is not None]
+        if len(shares) > 1:
+            assert all(0 <= x <= 1 for x in shares) and sum(shares) == pytest.approx(1, abs=1e-9)

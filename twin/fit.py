@@ -944,7 +944,8 @@ def fit_routes(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> 
                              f"{st.name} made)", "parameters": ""})
                 continue
         shares = [round(x, 4) for x in shares]
-        shares[-1] = round(1 - sum(shares[:-1]), 4)
+        big = shares.index(max(shares))  # what rounding left over goes to the largest share (never below 0)
+        shares[big] = round(1 - sum(x for k, x in enumerate(shares) if k != big), 4)
         routes = [r.model_copy(update={"p": x}) for r, x in zip(st.routes(), shares)]
         stations[j] = st.model_copy(update={"next": routes})
         rows.append({**row, "events": int(total), "family": "share of the parts counted on each way",
