@@ -678,7 +678,7 @@ class Machine:
     def _off_shift(self, cal: ShiftCalendar) -> Generator[simpy.Event, Any, None]:
         """Outside the shift the calendar last found: if the line is off shift now, wait off shift for the next one
         (or past the horizon if none comes)."""
-        if self.held is not None and cal.stop_fits(self.env._now, self.service_mean) and not self._parts_short():
+        if self.held is not None and cal.stop_fits(self.env._now, self.service_mean) and not self._service_waits():
             yield from self._maintain(self.held)
         nxt = cal.next_start(self.env._now)
         if nxt is not None:
@@ -695,6 +695,8 @@ class Machine:
                 self.line.record(self, "maintenance_waits_for_part", detail=reason)
             return None
         self.short_since = None
+        if self.line.crew_away(self, maintenance=True)[0]:
+            return None  # for its crew's next shift
         if not self.off_shift_service:
             return reason
         if self.held is None:
@@ -709,13 +711,18 @@ class Machine:
         return bool(self.service_parts) and any(self.line.spares[name].parts.level < n
                                                 for name, n in self.service_parts.items())
 
+    def _service_waits(self) -> bool:
+        """Whether a service due now waits, the machine working on: a spare part it takes is not on hand, or its
+        crew is off its shifts (no one is called in for planned work)."""
+        return self._parts_short() or self.line.crew_away(self, maintenance=True)[0]
+
     def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
         """While waiting for a part or space: the held service, if the line is now off shift long enough (and its
         spare parts are on hand); then the wait goes on as it was (off shift, or starved or blocked). Whether it was
         done."""
         cal = self.line.calendar
         if self.held is None or cal is None or not cal.stop_fits(self.env._now, self.service_mean) \
-                or self._parts_short():
+                or self._service_waits():
             return False
         waiting = self.off_shift_wait if self.state == OFF_SHIFT and self.off_shift_wait >= 0 else self.state
         yield from self._maintain(self.held)
@@ -836,7 +843,7 @@ class Machine:
         share = self.opportunistic
         progress = getattr(self.policy, "progress", None)
         return share is not None and progress is not None and self.pending_order is None and \
-            self.state in (STARVED, BLOCKED) and progress(self) >= share and not self._parts_short()
+            self.state in (STARVED, BLOCKED) and progress(self) >= share and not self._service_waits()
 
     def _fail(self, resumed: int = -1, left: float = 0.0) -> Generator[simpy.Event, Any, None]:
         """A failure of the fault mode whose life ran out: down, a crew, the repair, a new life. `resumed`: a repair
@@ -864,6 +871,10 @@ class Machine:
             priority = yield from self._crew_priority(0.0)
             with crew.request(priority=priority) as req:
                 yield req
+                away, on_call = self.line.crew_away(self)
+                if away and on_call is not None and resumed < 0:  # off its shifts: one on call comes in
+                    self.line.record(self, "crew_called", mode.name)
+                    yield self.env.timeout(on_call)
                 self.line.record(self, "repair_start", mode.name)
                 yield self.env.timeout(self.draws.repair[i]() if resumed < 0 else left)
         else:
@@ -1135,6 +1146,28 @@ class _UnitUniform:
 _UNIT: Any = _UnitUniform()
 
 
+def off_shift_holds(env: simpy.Environment, res: simpy.PriorityResource, size: int, cal: ShiftCalendar,
+                    horizon: float) -> Generator[simpy.Event, Any, None]:
+    """People on shifts: at each shift's end every one of the `size` places of `res` is asked for ahead of any other
+    request (a task in hand is finished first), and given back when the next shift starts."""
+    while True:
+        if cal.next_start(env.now) is None:  # on shift: wait for its end
+            end = cal.next_change(env.now)
+            if end > horizon:
+                return
+            yield env.timeout(end - env.now)
+        start = cal.next_start(env.now)
+        if start is None or start > horizon:
+            return
+        holds = [res.request(priority=-1) for _ in range(size)]
+        yield env.timeout(start - env.now)
+        for h in holds:
+            if h.triggered:
+                res.release(h)
+            else:
+                h.cancel()
+
+
 class OperatorPool:
     """A pool of operators: machines queue for one (first come, first served); off their shift the pool's people
     finish the task in hand and leave (a blocker takes every free operator until the next shift)."""
@@ -1145,7 +1178,7 @@ class OperatorPool:
         self.calendar = ShiftCalendar(calendar, line.scenario.start, line.horizon) if calendar is not None else None
         self.t, self.busy = array("d", [0.0]), array("i", [0])  # operators busy from each time on
         if self.calendar is not None:
-            line.env.process(self._shifts(line.horizon))
+            line.env.process(off_shift_holds(line.env, self.res, size, self.calendar, line.horizon))
 
     def acquire(self, m: Machine, waiting: int = WAITING_OPERATOR) -> Generator[simpy.Event, Any, Any]:
         """An operator for machine m, which shows state `waiting` until one is free (a down machine stays down)."""
@@ -1164,25 +1197,6 @@ class OperatorPool:
         self.t.append(self.env.now)
         self.busy.append(self.busy[-1] + delta)
 
-    def _shifts(self, horizon: float) -> Generator[simpy.Event, Any, None]:
-        cal, env = self.calendar, self.env
-        assert cal is not None
-        while True:
-            if cal.next_start(env.now) is None:  # on shift: wait for its end
-                end = cal.next_change(env.now)
-                if end > horizon:
-                    return
-                yield env.timeout(end - env.now)
-            start = cal.next_start(env.now)
-            if start is None or start > horizon:
-                return
-            holds = [self.res.request(priority=-1) for _ in range(self.size)]
-            yield env.timeout(start - env.now)
-            for h in holds:
-                if h.triggered:
-                    self.res.release(h)
-                else:
-                    h.cancel()
 
     def utilisation(self, a: float, b: float) -> float:
         """Busy operator time over the operators' time on shift inside [a, b]."""
@@ -1293,6 +1307,13 @@ class Line:
         self.calendar = ShiftCalendar(scenario.calendar, scenario.start, scenario.duration) \
             if scenario.calendar else None
         self.crews = {c.name: simpy.PriorityResource(self.env, capacity=c.size) for c in scenario.repair_crews}
+        #: a crew's shifts and on-call time: off its shifts, without on-call, its places are held (`off_shift_holds`)
+        self.crew_shifts = {c.name: (ShiftCalendar(c.calendar, scenario.start, scenario.duration), c.on_call)
+                            for c in scenario.repair_crews if c.calendar is not None}
+        for c in scenario.repair_crews:
+            if c.name in self.crew_shifts and c.on_call is None:
+                self.env.process(off_shift_holds(self.env, self.crews[c.name], c.size, self.crew_shifts[c.name][0],
+                                                 self.horizon))
         self.pools = {p.name: OperatorPool(self, p.size, p.calendar) for p in scenario.operators}
         self.spares = {s.name: SpareStock(self, s, i) for i, s in enumerate(scenario.spares)}
         self.events: list[Event] = []
@@ -1536,6 +1557,14 @@ class Line:
     def crew_for(self, m: Machine, maintenance: bool = False) -> simpy.PriorityResource | None:
         name = (m.mtype.maintenance.crew or m.mtype.repair_crew) if maintenance else m.mtype.repair_crew
         return self.crews.get(name) if name else None
+
+    def crew_away(self, m: Machine, maintenance: bool = False) -> tuple[bool, float | None]:
+        """Whether m's crew (for a repair, or its maintenance) is off its shifts now, and its on-call time."""
+        name = (m.mtype.maintenance.crew or m.mtype.repair_crew) if maintenance else m.mtype.repair_crew
+        shifts = self.crew_shifts.get(name) if name else None
+        if shifts is None:
+            return False, None
+        return shifts[0].next_start(self.env._now) is not None, shifts[1]
 
     def order_maintenance(self, machine: str, reason: str = "ordered") -> None:
         """Ask a machine to stop for maintenance at its next cycle boundary (e.g. from a predictor)."""

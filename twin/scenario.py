@@ -99,10 +99,24 @@ class Source(_Strict):
 
 
 class RepairCrew(_Strict):
-    """A team of technicians; repairs take precedence over planned maintenance."""
+    """A team of technicians; repairs take precedence over planned maintenance. With a `calendar`, they are at the
+    plant only on its shifts: outside them a repair waits for the next (or, with `on_call`, for a technician called
+    in), and a planned service is held, the machine working on, until they are back."""
 
     name: Name
     size: int = Field(ge=1, le=1000)
+    calendar: Calendar | None = Field(None, description="when the technicians are at the plant (shifts, days, "
+                                      "holidays); none: around the clock")
+    on_call: PositiveDuration | None = Field(None, description="off its shifts: a technician on call is at the "
+                                             "machine this long after a failure; none: repairs wait for its next")
+
+    @model_validator(mode="after")
+    def _on_call_needs_hours(self) -> RepairCrew:
+        if self.on_call is not None and self.calendar is None:
+            raise ValueError("on_call is the time a technician takes to come in off the crew's shifts, but the crew "
+                             "has no calendar (it is there around the clock); give it calendar: {shifts: [...]}, or "
+                             "leave on_call out")
+        return self
 
 
 class Spare(_Strict):

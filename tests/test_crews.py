@@ -1,0 +1,104 @@
+"""Repair crews on shifts: off them a repair waits for the next shift, or for a technician on call; a planned service
+waits for the crew, the machine working on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers import const, exp, scenario
+from twin.kpi import replication_kpis
+from twin.model import Line
+from twin.scenario import ScenarioError, load_scenario
+
+DAY = 86400.0
+SHIFT = {"shifts": ["06:00-14:00"]}  # the technicians' day shift, every day; the line runs around the clock
+
+
+def _line(crew: dict[str, object], **machine_type: object) -> Line:
+    """Two machines failing every 5 h of work on average (repairs of 20 min) and one crew of one technician, over
+    10 days from a Monday 06:00."""
+    mt = {"fault_modes": [{"name": "jam", "kind": "sudden", "ttf": exp(5 * 3600), "repair": const(1200)}],
+          "repair_crew": "maint", **machine_type}
+    sc = scenario([{"name": "s", "cycle_time": const(60), "machines": 2}], machine_types={"m": mt},
+                  repair_crews=[{"name": "maint", "size": 1, **crew}], start="2026-01-05T06:00:00", duration="10 d",
+                  seed=3)
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    return line
+
+
+def _hour(t: float) -> float:
+    return (t % DAY) / 3600 + 6  # hours of the clock (from 06:00 at t = 0), 6 to 30
+
+
+def _waits(line: Line) -> list[tuple[float, float]]:
+    """Each failure's time and its wait until its repair started."""
+    ev = [(e.t, e.kind, e.machine) for e in line.events]
+    return [(t, next(s for s, k, m in ev if k == "repair_start" and m == machine and s >= t) - t)
+            for t, kind, machine in ev if kind == "failure" and any(k == "repair_start" and m == machine and s >= t
+                                                                     for s, k, m in ev)]
+
+
+def test_repairs_off_the_crews_shift_wait_for_the_next_one() -> None:
+    """A failure at night waits for the technicians' 06:00: every repair starts on their shift, those of the night
+    at 06:00 sharp (or after the repair before them), and the machines are down meanwhile."""
+    line = _line({"calendar": SHIFT})
+    starts = [e.t for e in line.events if e.kind == "repair_start"]
+    assert len(starts) > 40
+    assert all(6 <= _hour(t) < 14 + 2 * 1200 / 3600 for t in starts)  # on shift (or a job begun just before 14:00)
+    night = [(t, w) for t, w in _waits(line) if not 6 <= _hour(t) < 14]
+    assert len(night) > 10
+    mornings = {float(np.ceil(t / DAY) * DAY) for t, _ in night}
+    assert mornings <= {round(t, 6) for t in starts}  # 06:00 sharp, each morning after a failure in the night
+    assert all(t + w >= np.ceil(t / DAY) * DAY for t, w in night)  # none repaired before 06:00
+    assert np.mean([w for _, w in night]) > 4 * 3600
+
+
+def test_a_technician_on_call_comes_in_off_shift() -> None:
+    """With on_call: 45 min, a failure at night is repaired 45 minutes after it (when the one technician is free),
+    with the event crew_called; on shift at once."""
+    line = _line({"calendar": SHIFT, "on_call": "45 min"})
+    ev = [(e.t, e.kind, e.machine) for e in line.events]
+    called = [t for t, k, _ in ev if k == "crew_called"]
+    assert len(called) > 20 and all(not 6 <= _hour(t) < 14 for t in called)
+    for t, kind, machine in ev:
+        if kind != "failure":
+            continue
+        start = next(s for s, k, m in ev if k == "repair_start" and m == machine and s >= t)
+        if start - t < 1 and not 6 <= _hour(t) < 14:
+            pytest.fail(f"repaired at once at {_hour(t):.1f} h, off the crew's shift")
+        if t in called:
+            assert start == pytest.approx(t + 2700)
+    assert np.median([w for t, w in _waits(line) if not 6 <= _hour(t) < 14]) == pytest.approx(2700)
+
+
+def test_a_service_due_off_the_crews_shift_waits_for_it_working_on() -> None:
+    """A service every 10 h of work is done by the crew on its shift only: one due at night is ordered at 06:00,
+    the machine working until then."""
+    line = _line({"calendar": SHIFT}, maintenance={"policy": "preventive", "every": "10 h", "duration": const(1800)})
+    orders = [e.t for e in line.events if e.kind == "maintenance_order"]
+    assert len(orders) > 10 and all(6 <= _hour(t) < 14 for t in orders)
+    starts = [e.t for e in line.events if e.kind == "maintenance_start"]
+    assert all(6 <= _hour(t) < 15 for t in starts)
+    k = replication_kpis(line).set_index(["entity", "kpi"])["value"]
+    assert k["s-1", "maintenance share"] < 0.05
+
+
+@pytest.mark.parametrize(("crew", "message"), [
+    ({"on_call": "30 min"}, r"repair_crews\[0\]: on_call is the time a technician takes to come in off the crew's "
+                            r"shifts, but the crew has no calendar"),
+    ({"calendar": {"shifts": ["25:00-26:00"]}}, r"repair_crews\[0\]\.calendar\.shifts"),
+])
+def test_crew_mistakes_are_named(crew: dict[str, object], message: str, tmp_path: Path) -> None:
+    data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": "1 d",
+            "repair_crews": [{"name": "maint", "size": 1, **crew}],
+            "machine_types": {"m": {"repair_crew": "maint"}},
+            "stations": [{"name": "press", "machine_type": "m", "cycle_time": 30}]}
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(f)
