@@ -102,3 +102,34 @@ def test_crew_mistakes_are_named(crew: dict[str, object], message: str, tmp_path
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ScenarioError, match=message):
         load_scenario(f)
+
+
+def test_a_technician_on_call_as_an_alternative(tmp_path: Path) -> None:
+    """What would a technician on call at night gain? `--on-call maint=45min` beside the line as it is: the presses are
+    down far less and make more, and its call-outs (costs.call_out each) are in the maintenance cost. A crew without
+    shifts, an unknown crew or the line's own on-call time are refused with why."""
+    from tests.conftest import assert_mistakes
+    from twin.app.alternatives import alternatives
+    from twin.app.compare import compare_designs
+
+    crew = {"name": "maint", "size": 1, "calendar": {"shifts": ["06:00-14:00"], "days": ["mon", "tue", "wed", "thu",
+                                                                                        "fri"]}}
+    mt = {"repair_crew": "maint", "fault_modes": [{"name": "jam", "kind": "sudden", "ttf": exp(36_000),
+                                                   "repair": const(1800)}]}
+    sc = scenario([{"name": "press", "cycle_time": const(30), "machines": 2}], machine_types={"m": mt},
+                  repair_crews=[crew], duration="20 d", replications=3, costs={"call_out": 200.0})
+    options = alternatives(sc, [], [], [], on_calls=["maint=45 min"])
+    assert [label for label, _ in options] == ["as is", "maint: on call 45 min"]
+    cmp = compare_designs(options, jobs=1)
+    s = cmp.summary().set_index(["policy", "kpi"])["mean"]
+    assert s["maint: on call 45 min", "downtime [h]"] < 0.5 * s["as is", "downtime [h]"]
+    assert s["maint: on call 45 min", "throughput [parts/h]"] > 1.3 * s["as is", "throughput [parts/h]"]
+    assert s["as is", "maintenance cost"] == 0 and s["maint: on call 45 min", "maintenance cost"] > 200 * 10
+    f = tmp_path / "crew.yaml"
+    f.write_text(yaml.safe_dump({**sc.model_dump(mode="json", by_alias=True, exclude={"repair_crews"}),
+                                 "repair_crews": [crew, {"name": "always", "size": 1}]}, sort_keys=False))
+    assert_mistakes(["compare", str(f), "--replications", "2"], [
+        (["--on-call", "nobody=30 min"], "--on-call 'nobody=30 min': write CREW=TIME (e.g. 45 min) with a crew of the "
+                                         "scenario that works shifts: maint"),
+        (["--on-call", "always=30 min"], "crew always is there around the clock (no calendar)"),
+        (["--on-call", "maint=30"], "--on-call 30: give its unit, e.g. '30 h', '30 min' or '30 s'")])

@@ -118,7 +118,7 @@ def test_error_names_file_line_field_and_value(tmp_path: Path) -> None:
     # a mapping written as a word: its keys, not pydantic's 'instance of LineId'
     (lambda d: d.update(line="bottling"), r"line: must be a mapping of area, name, site, timezone \(see "
                                           r"docs/scenario\.md\), got 'bottling'"),
-    (lambda d: d.update(costs=5), r"costs: must be a mapping of currency, energy, .*, got 5"),
+    (lambda d: d.update(costs=5), r"costs: must be a mapping of call_out, currency, energy, .*, got 5"),
     (lambda d: d["machine_types"]["filler"].update(mtbf="30 h", mttr=0),
      r"machine_types\.filler\.mttr: .*greater than 0"),
     (lambda d: d["machine_types"]["filler"].update(mtbf="30 h", mttr="1 h", fault_modes=[

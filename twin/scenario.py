@@ -798,6 +798,7 @@ class Costs(_Strict):
     repair_by_mode: dict[Name, Money] = Field(default_factory=dict,
                                               description="repair cost of particular fault modes (else 'repair')")
     part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
+    call_out: Money = Field(0.0, description="each technician called in off a crew's shifts (repair_crews' on_call)")
     energy: float = Field(0.0, ge=0, description="price of a kWh of electricity (with machine types' power)")
     spare_holding: dict[Name, Money] = Field(default_factory=dict, description="per spare part (of spares): the cost "
                                              "of keeping one on hand for a year (capital, storage, insurance)")

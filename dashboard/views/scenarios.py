@@ -247,6 +247,10 @@ if sc is not None and path is not None:
     stocks = w12.text_input("another spare stock", "", key="wi_stock", placeholder=f"SPARE=N parts kept, e.g. "
                             f"{spares[0]}=2; …" if spares else "", disabled=not spares,
                             help=None if spares else "no repair needs a part from stock")
+    shifted = [c.name for c in sc.repair_crews if c.calendar is not None]
+    on_call = st.text_input("a technician on call off the crew's shifts", "", key="wi_oncall",
+                            placeholder=f"CREW=TIME, e.g. {shifted[0]}=45 min; …" if shifted else "",
+                            disabled=not shifted, help=None if shifted else "no repair crew works shifts")
     off_shift = st.checkbox("services in the planned stops", key="wi_offshift", disabled=not servicing,
                             help="every machine type's services wait for the next planned stop (a shift's end), the "
                                  "machines working on (`--service-off-shift`)" if servicing else
@@ -260,7 +264,8 @@ if sc is not None and path is not None:
               *[a for x in transfers.split(";") if x.strip() and belts for a in ("--transfer", x.strip())],
               *(["--service-off-shift"] if off_shift and servicing else []),
               *[a for x in mixes.split(";") if x.strip() and names for a in ("--mix", x.strip())],
-              *[a for x in stocks.split(";") if x.strip() and spares for a in ("--stock", x.strip())]]
+              *[a for x in stocks.split(";") if x.strip() and spares for a in ("--stock", x.strip())],
+              *[a for x in on_call.split(";") if x.strip() and shifted for a in ("--on-call", x.strip())]]
     changes = [a for a in design if a.startswith("--")]
     together = st.checkbox("and all of them together", key="wi_combined",
                            help="one more alternative with every change at once: changes interact (`--combined`)")

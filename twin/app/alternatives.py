@@ -1,6 +1,6 @@
 """Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
 policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time, services
-in planned stops, another product mix, another stock of a spare part.
+in planned stops, another product mix, another stock of a spare part, a technician on call off the crew's shifts.
 `twin whatif` runs them from the line's state now, `twin compare` over the long run from the scenario's start."""
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ MixAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: PRODU
                                                           "others keep their proportions; repeatable)")]
 StockAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: SPARE=N parts of a spare kept in stock "
                                                             "(reordered as the scenario says; repeatable)")]
+OnCallAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: CREW=TIME, a technician of a crew on "
+                                                             "shifts on call off them, at the machine this long after "
+                                                             "a failure, e.g. maint=45 min (repeatable)")]
 Combined = Annotated[bool, typer.Option("--combined", help="one more alternative: every change given, together "
                                                             "(a machine and a buffer at once: their interplay)")]
 
@@ -148,6 +151,26 @@ def _with_crew(sc: Scenario, name: str) -> tuple[str, Scenario]:
         fail(f"--extra-crew {name!r}: the scenario's repair crews are {have}")
     crews = [c.model_copy(update={"size": c.size + 1}) if c.name == name else c for c in sc.repair_crews]
     return f"+1 technician, {name}", sc.model_copy(update={"repair_crews": crews})
+
+
+def _with_on_call(sc: Scenario, spec: str) -> tuple[str, Scenario]:
+    """--on-call CREW=TIME: off the crew's shifts a technician on call comes in this long after a failure."""
+    name, _, value = spec.partition("=")
+    known = {c.name: c for c in sc.repair_crews}
+    crew = known.get(name.strip())
+    if crew is None or not value.strip():
+        shifts = [c.name for c in sc.repair_crews if c.calendar is not None]
+        fail(f"--on-call {spec!r}: write CREW=TIME (e.g. 45 min) with a crew of the scenario that works shifts: "
+             + (", ".join(shifts) if shifts else "none (give a repair crew a calendar: its technicians' shifts)"))
+    if crew.calendar is None:
+        fail(f"--on-call {spec!r}: crew {crew.name} is there around the clock (no calendar), so no one need be on "
+             "call; give it its shifts (calendar:) in the scenario")
+    seconds = time_option(value.strip(), "--on-call")
+    assert seconds is not None
+    if crew.on_call is not None and abs(seconds - crew.on_call) < 1e-9 * seconds:
+        fail(f"--on-call {spec!r}: crew {crew.name} has one on call in {crew.on_call:g} s already; give another time")
+    crews = [c.model_copy(update={"on_call": seconds}) if c is crew else c for c in sc.repair_crews]
+    return f"{crew.name}: on call {value.strip()}", sc.model_copy(update={"repair_crews": crews})
 
 
 def _with_policy(sc: Scenario, policy: str) -> tuple[str, Scenario]:
@@ -282,7 +305,8 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
                   shifts: list[str] | None = None, machines: list[str] | None = None,
                   cycles: list[str] | None = None, batches: list[str] | None = None,
                   transfers: list[str] | None = None, off_shift: bool = False, mixes: list[str] | None = None,
-                  stocks: list[str] | None = None, combined: bool = False) -> list[tuple[str, Scenario]]:
+                  stocks: list[str] | None = None, on_calls: list[str] | None = None, combined: bool = False
+                  ) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
@@ -291,7 +315,8 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
              ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
              ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
              ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when),
-             ("--mix", mixes or [], _with_mix), ("--stock", stocks or [], _with_stock))
+             ("--mix", mixes or [], _with_mix), ("--stock", stocks or [], _with_stock),
+             ("--on-call", on_calls or [], _with_on_call))
     for option, specs, _ in given:
         if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")

@@ -27,6 +27,7 @@ from twin.app.alternatives import (
     MachinesAlt,
     MixAlt,
     OffShiftService,
+    OnCallAlt,
     PolicyAlt,
     StockAlt,
     TransferAlt,
@@ -951,6 +952,7 @@ def whatif(
     service_off_shift: OffShiftService = False,
     mix: MixAlt = None,
     stock: StockAlt = None,
+    on_call: OnCallAlt = None,
     combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
@@ -982,7 +984,7 @@ def whatif(
     base = open_scenario(file, duration=seconds, replications=replications, seed=seed,  # named before scipy loads
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
-             batch or [], transfer or [], service_off_shift, mix or [], stock or [])
+             batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     alternatives(base, *asked, combined=combined)  # every mistake named before the line's state is read
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names")
     import numpy as np

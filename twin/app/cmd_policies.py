@@ -24,6 +24,7 @@ from twin.app.alternatives import (
     MachinesAlt,
     MixAlt,
     OffShiftService,
+    OnCallAlt,
     StockAlt,
     TransferAlt,
 )
@@ -217,6 +218,7 @@ def compare(
     service_off_shift: OffShiftService = False,
     mix: MixAlt = None,
     stock: StockAlt = None,
+    on_call: OnCallAlt = None,
     combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
@@ -226,7 +228,7 @@ def compare(
     the long run (common random numbers): throughput, OEE, WIP, lead time, failures, downtime, cost, with CIs."""
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [],
-              transfer or [], service_off_shift, mix or [], stock or [])
+              transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     if any(design) or combined:
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),

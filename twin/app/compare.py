@@ -83,7 +83,9 @@ def policy_kpis(line: Line) -> dict[str, float]:
     down = sum(float(d[DOWN] + d[MAINTENANCE]) for d in (state_durations(m, a, b) for m in line.machines))
     worn = _wear_at_maintenance(line, [e for e in maint])
     c = sc.costs
-    maintenance_cost = c.maintenance * len(maint) + sum(c.repair_by_mode.get(e.fault_mode, c.repair) for e in failures)
+    called = sum(1 for e in line.events if e.kind == "crew_called" and a <= e.t <= b)
+    maintenance_cost = (c.maintenance * len(maint) + c.call_out * called
+                        + sum(c.repair_by_mode.get(e.fault_mode, c.repair) for e in failures))
     good = lk["throughput [parts/h]"] * (b - a) / 3600
     oee = lk["oee"]
     if oee > 0:
