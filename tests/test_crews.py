@@ -58,6 +58,20 @@ def test_repairs_off_the_crews_shift_wait_for_the_next_one() -> None:
     assert np.mean([w for _, w in night]) > 4 * 3600
 
 
+def test_the_wait_before_each_repair_is_a_machine_kpi_beside_mttr() -> None:
+    """Of a machine's MTTR (failure to the end of its repair), the wait before the repair began is its own KPI:
+    repairs of 20 min behind a crew off its shift for the night show an MTTR of hours, nearly all of it waiting."""
+    line = _line({"calendar": SHIFT})
+    k = replication_kpis(line).set_index(["entity", "kpi"])["value"]
+    ev = [(e.t, e.kind, e.machine) for e in line.events]
+    for machine in ("s-1", "s-2"):
+        mine = [(t, w) for t, w in _waits(line) if any(m == machine and s == t and k_ == "failure"
+                                                        for s, k_, m in ev)]
+        assert k[machine, "wait before repair [min]"] == pytest.approx(np.mean([w for _, w in mine]) / 60, rel=0.02)
+        assert k[machine, "mttr [min]"] == pytest.approx(k[machine, "wait before repair [min]"] + 20, rel=0.02)
+        assert k[machine, "wait before repair [min]"] > 60
+
+
 def test_a_technician_on_call_comes_in_off_shift() -> None:
     """With on_call: 45 min, a failure at night is repaired 45 minutes after it (when the one technician is free),
     with the event crew_called; on shift at once."""

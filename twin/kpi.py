@@ -81,20 +81,24 @@ def period_flow(line: Line, period: float) -> dict[str, np.ndarray]:
 
 
 def _repairs(line: Line, a: float, b: float) -> pd.DataFrame:
-    """One row per failure starting in [a, b]: machine, mode, downtime until repaired (nan if not yet)."""
+    """One row per failure starting in [a, b]: machine, mode, downtime until repaired and the wait before its repair
+    began, for a spare part or a technician (nan if not yet)."""
     rows = []
-    open_: dict[str, tuple[float, str]] = {}
+    open_: dict[str, tuple[float, str, float]] = {}
     for e in line.events:
         if e.kind == "failure":
-            open_[e.machine] = (e.t, e.fault_mode)
+            open_[e.machine] = (e.t, e.fault_mode, np.nan)
+        elif e.kind == "repair_start" and e.machine in open_:
+            t0, mode, _ = open_[e.machine]
+            open_[e.machine] = (t0, mode, e.t - t0)
         elif e.kind == "repair_end" and e.machine in open_:
-            t0, mode = open_.pop(e.machine)
+            t0, mode, wait = open_.pop(e.machine)
             if a <= t0 <= b:
-                rows.append((e.machine, mode, t0, e.t - t0))
-    for machine, (t0, mode) in open_.items():
+                rows.append((e.machine, mode, t0, e.t - t0, wait))
+    for machine, (t0, mode, wait) in open_.items():
         if a <= t0 <= b:
-            rows.append((machine, mode, t0, np.nan))
-    return pd.DataFrame(rows, columns=["machine", "fault_mode", "t", "downtime"])
+            rows.append((machine, mode, t0, np.nan, wait))
+    return pd.DataFrame(rows, columns=["machine", "fault_mode", "t", "downtime", "wait"])
 
 
 Row = tuple[str, str, str, float]  # scope, entity, kpi, value
@@ -307,6 +311,9 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
         ("machine", m.name, "failures", float(len(repairs))),
         ("machine", m.name, "mtbf [h]", clock_time / len(repairs) / 3600 if len(repairs) else np.nan),
         ("machine", m.name, "mttr [min]", float(repairs.downtime.mean() / 60) if len(repairs) else np.nan),
+        # of it, the wait before the repair began (a technician off shift or busy, a spare part not on hand)
+        ("machine", m.name, "wait before repair [min]", float(repairs.wait.mean() / 60)
+         if len(repairs) and repairs.wait.notna().any() else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
     return rows, (worked_planned, worked, ideal_time, n_good + n_scrap, n_good,

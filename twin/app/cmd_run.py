@@ -605,19 +605,25 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
     notes = sc.notes()
     t = Table(title="stations (mean over replications; OEE by ISO 22400, docs/kpis.md)",
               caption="note: " + "; ".join(notes) if notes else None)
-    for col in ("station", "OEE", "availability", "performance", "quality", "ideal cycle", "active", "MTBF [h]",
-                "MTTR [min]"):
-        t.add_column(col, justify="left" if col == "station" else "right")
     st = summary[summary.scope == "station"].set_index(["entity", "kpi"])["mean"]
     mach = summary[summary.scope == "machine"].set_index(["entity", "kpi"])["mean"]
+
+    def mean(names: list[str], kpi: str) -> float:
+        return float(pd.Series([mach.get((m, kpi)) for m in names], dtype=float).mean())
+
+    # the repairs' wait for a technician or a spare part, where any repair waited (a crew busy or off shift)
+    waited = any(mean(s.machine_names, "wait before repair [min]") > 0.005 for s in sc.stations)
+    for col in ("station", "OEE", "availability", "performance", "quality", "ideal cycle", "active", "MTBF [h]",
+                "MTTR [min]", *(["of it waiting [min]"] if waited else [])):
+        t.add_column(col, justify="left" if col == "station" else "right")
     for s in sc.stations:
         names = s.machine_names
-        mtbf = pd.Series([mach.get((m, "mtbf [h]")) for m in names], dtype=float).mean()
-        mttr = pd.Series([mach.get((m, "mttr [min]")) for m in names], dtype=float).mean()
+        mtbf, mttr, wait = (mean(names, k) for k in ("mtbf [h]", "mttr [min]", "wait before repair [min]"))
         t.add_row(s.name, *(f"{st[(s.name, k)]:.1%}" for k in
                             ("oee", "oee availability", "oee performance", "oee quality")),
                   f"{s.ideal_cycle()[0]:.3g} s", f"{st[(s.name, 'active share')]:.1%}",
-                  "-" if pd.isna(mtbf) else f"{mtbf:.1f}", "-" if pd.isna(mttr) else f"{mttr:.1f}")
+                  "-" if pd.isna(mtbf) else f"{mtbf:.1f}", "-" if pd.isna(mttr) else f"{mttr:.1f}",
+                  *([("-" if pd.isna(wait) else f"{wait:.1f}")] if waited else []))
     return t
 
 
