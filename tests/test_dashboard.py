@@ -162,6 +162,13 @@ def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, mon
     kpis = pd.read_parquet(runs / "presses" / "r1" / "kpis.parquet").query("scope == 'spare'").set_index("kpi").value
     assert shown.loc["die-set", "repairs"] == kpis["repairs"] > 0
     assert shown.loc["die-set", "waited [%]"] == round(100 * kpis["stock-out share"], 1) > 0
+    # a press's page: its MTTR and, of it, the wait for the die set (the run's KPI), as a tile of its own
+    machine = page("machine")
+    tiles = {m.label: m.value for m in machine.metric}
+    mine = pd.read_parquet(runs / "presses" / "r1" / "kpis.parquet").query(
+        f"scope == 'machine' and entity == '{machine.selectbox[0].value}'").set_index("kpi").value
+    assert tiles["of it waiting [min]"] == f"{mine['wait before repair [min]']:.1f}" and \
+        float(tiles["of it waiting [min]"]) > 0
 
 
 def test_history_rows_are_the_stores(env: Path) -> None:

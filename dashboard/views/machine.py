@@ -92,6 +92,9 @@ if run is not None:
         shown_kpis = (("availability [%]", "availability", "{:.1%}"), ("utilisation [%]", "utilisation", "{:.1%}"),
                       ("failures", "failures", "{:.0f}"), ("MTBF [h]", "mtbf [h]", "{:.1f}"),
                       ("MTTR [min]", "mttr [min]", "{:.1f}"))
+        waited = k.get("wait before repair [min]")
+        shown_kpis += (("of it waiting [min]", "wait before repair [min]", "{:.1f}"),) \
+            if waited is not None and waited == waited and waited > 0.005 else ()  # a crew off shift, a spare part
         shown_kpis += (("energy [kWh]", "energy [kWh]", "{:,.0f}"),) if "energy [kWh]" in k else ()
         for col, (label, name, fmt) in zip(st.columns(len(shown_kpis)), shown_kpis):
             v = k.get(name)
