@@ -147,3 +147,20 @@ def test_a_technician_on_call_as_an_alternative(tmp_path: Path) -> None:
                                          "scenario that works shifts: maint"),
         (["--on-call", "always=30 min"], "crew always is there around the clock (no calendar)"),
         (["--on-call", "maint=30"], "--on-call 30: give its unit, e.g. '30 h', '30 min' or '30 s'")])
+
+
+def test_validate_says_when_the_crew_is_there(tmp_path: Path) -> None:
+    """`twin validate` names a crew on shifts with its hours a week and its on-call time: repairs off them wait."""
+    import subprocess
+
+    from tests.conftest import ROOT, twin_cmd
+
+    data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": "1 d",
+            "repair_crews": [{"name": "maint", "size": 1, "on_call": "40 min",
+                              "calendar": {"shifts": ["06:00-14:00"], "days": ["mon", "tue", "wed", "thu", "fri"]}}],
+            "machine_types": {"m": {"repair_crew": "maint"}},
+            "stations": [{"name": "press", "machine_type": "m", "cycle_time": 30}]}
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = subprocess.run(twin_cmd("validate", f), capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0 and "crew maint 40 h a week (on call in 40 min)" in " ".join(r.stdout.split()), r

@@ -78,8 +78,12 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         planned = "" if cal is None else (f", planned {cal.week_hours():.4g} h a week"  # what the calendar means
                                           + (f" (breaks {', '.join(cal.breaks)} taken off)" if cal.breaks else ""))
         mix = ", ".join(f"{name} {share:.0%}" for name, share in sc.product_mix().items()) if sc.products else ""
+        shifts = [f"crew {c.name} {c.calendar.week_hours():.4g} h a week"
+                  + (f" (on call in {c.on_call / 60:g} min)" if c.on_call is not None else "")
+                  for c in sc.repair_crews if c.calendar is not None]  # repairs off its shifts wait
         more = (f", {len(sc.products)} product{'s' * (len(sc.products) != 1)} ({mix})" if mix else "") + (
-            f", spare parts {', '.join(s.name for s in sc.spares)}" if sc.spares else "")
+            f", spare parts {', '.join(s.name for s in sc.spares)}" if sc.spares else "") + "".join(
+            f", {text}" for text in shifts)
         out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
                           f"{len(sc.stations)} station{'s' * (len(sc.stations) != 1)}, {n_m} "
                           f"machine{'s' * (n_m != 1)}{escape(planned + more)}, constraint by design "
