@@ -3,6 +3,7 @@ waits for the crew, the machine working on."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,42 @@ def test_validate_says_when_the_crew_is_there(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     r = subprocess.run(twin_cmd("validate", f), capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 0 and "crew maint 40 h a week (on call in 40 min)" in " ".join(r.stdout.split()), r
+
+
+def test_each_fault_mode_can_have_its_own_crew() -> None:
+    """An electrician repairs the drives, a mechanic the jams (`repair_crew` of a fault mode; the type's for the
+    others): each crew works one repair at a time, the two side by side, so a jam no longer waits behind a drive."""
+    mt = {"repair_crew": "mech", "fault_modes": [
+        {"name": "drive", "kind": "sudden", "ttf": exp(5 * 3600), "repair": const(3 * 3600), "repair_crew": "elec"},
+        {"name": "jam", "kind": "sudden", "ttf": exp(3600), "repair": const(600)}]}
+    sc = scenario([{"name": "s", "cycle_time": const(60), "machines": 2}], machine_types={"m": mt},
+                  repair_crews=[{"name": "elec", "size": 1}, {"name": "mech", "size": 1}], duration="10 d")
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    jobs: dict[str, list[tuple[float, float]]] = {"drive": [], "jam": []}
+    began: dict[str, tuple[float, str]] = {}
+    for e in line.events:
+        if e.kind == "repair_start":
+            began[e.machine] = (e.t, e.fault_mode)
+        elif e.kind == "repair_end":
+            t, mode = began.pop(e.machine)
+            jobs[mode].append((t, e.t))
+    assert len(jobs["drive"]) > 20 and len(jobs["jam"]) > 100
+    for mode in jobs:  # one technician each: a crew's repairs never overlap
+        spans = sorted(jobs[mode])
+        assert all(b[0] >= a[1] - 1e-6 for a, b in pairwise(spans))
+    both = sum(1 for a, b in jobs["drive"] for c, d in jobs["jam"] if c < b and a < d)
+    assert both > 10  # a jam repaired while a drive is: the crews work side by side
+
+
+def test_a_fault_modes_unknown_crew_is_named(tmp_path: Path) -> None:
+    data = {"line": {"site": "s", "area": "a", "name": "n"}, "seed": 1, "duration": "1 d",
+            "repair_crews": [{"name": "maint", "size": 1}],
+            "machine_types": {"m": {"fault_modes": [{"name": "jam", "kind": "sudden", "ttf": "5 h", "repair": "5 min",
+                                                     "repair_crew": "electric"}]}},
+            "stations": [{"name": "press", "machine_type": "m", "cycle_time": 30}]}
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ScenarioError, match=r"machine_types\.m\.fault_modes\[0\]\.repair_crew: names repair crew "
+                                            r"'electric', but repair_crews has \['maint'\]"):
+        load_scenario(f)

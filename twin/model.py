@@ -866,12 +866,12 @@ class Machine:
         pool = self.pool_for("repair")
         fitter = (yield from pool.acquire(self, waiting=DOWN)) \
             if pool is not None and not (self.operator is not None and pool is self.pool_for("run")) else None
-        crew = self.line.crew_for(self)
+        crew = self.line.crew_for(self, mode=i)
         if crew is not None:
             priority = yield from self._crew_priority(0.0)
             with crew.request(priority=priority) as req:
                 yield req
-                away, on_call = self.line.crew_away(self)
+                away, on_call = self.line.crew_away(self, mode=i)
                 if away and on_call is not None and resumed < 0:  # off its shifts: one on call comes in
                     self.line.record(self, "crew_called", mode.name)
                     yield self.env.timeout(on_call)
@@ -1381,7 +1381,7 @@ class Line:
         stops: dict[simpy.PriorityResource, list[tuple[float, int, int, Machine]]] = {}
         for m in self.machines:
             if m.resume is not None and m.resume[0] in (DOWN, MAINTENANCE) and (
-                    crew := self.crew_for(m, maintenance=m.resume[0] == MAINTENANCE)) is not None:
+                    crew := self.crew_for(m, m.resume[0] == MAINTENANCE, m.resume[1])) is not None:
                 state, mode, since = m.resume
                 stops.setdefault(crew, []).append((-since, state, mode, m))  # the longest stopped first
         for crew, group in stops.items():
@@ -1554,13 +1554,21 @@ class Line:
     def record(self, m: Machine, kind: str, fault_mode: str = "", detail: str = "") -> None:
         self.events.append(Event(self.env.now, m.name, kind, fault_mode, detail))
 
-    def crew_for(self, m: Machine, maintenance: bool = False) -> simpy.PriorityResource | None:
-        name = (m.mtype.maintenance.crew or m.mtype.repair_crew) if maintenance else m.mtype.repair_crew
+    @staticmethod
+    def _crew_name(m: Machine, maintenance: bool, mode: int) -> str | None:
+        """The crew of a repair of fault mode `mode` (its own, else the machine type's), or of m's maintenance."""
+        if maintenance:
+            return m.mtype.maintenance.crew or m.mtype.repair_crew
+        return (m.modes[mode].repair_crew if mode >= 0 else None) or m.mtype.repair_crew
+
+    def crew_for(self, m: Machine, maintenance: bool = False, mode: int = -1) -> simpy.PriorityResource | None:
+        """The crew that repairs fault mode `mode` of m (or maintains m), None where the job needs none."""
+        name = self._crew_name(m, maintenance, mode)
         return self.crews.get(name) if name else None
 
-    def crew_away(self, m: Machine, maintenance: bool = False) -> tuple[bool, float | None]:
-        """Whether m's crew (for a repair, or its maintenance) is off its shifts now, and its on-call time."""
-        name = (m.mtype.maintenance.crew or m.mtype.repair_crew) if maintenance else m.mtype.repair_crew
+    def crew_away(self, m: Machine, maintenance: bool = False, mode: int = -1) -> tuple[bool, float | None]:
+        """Whether that crew is off its shifts now, and its on-call time."""
+        name = self._crew_name(m, maintenance, mode)
         shifts = self.crew_shifts.get(name) if name else None
         if shifts is None:
             return False, None

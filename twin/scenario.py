@@ -161,6 +161,8 @@ class FaultMode(_Strict):
         default_factory=dict, description="sensor -> offset added at full wear (in the sensor's unit)")
     spare: Name | None = Field(None, description="a spare part (of the scenario's spares) each repair of this mode "
                                                  "takes from stock, waiting while none is on hand")
+    repair_crew: Name | None = Field(None, description="the crew that repairs this mode (an electrician's drive "
+                                     "fault, a toolmaker's die): default the machine type's repair_crew")
 
     @field_validator("ttf")
     @classmethod
@@ -1125,6 +1127,11 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         modes |= {n for _, n in _names(mt.get("fault_modes"))}
         for j, fm in enumerate(mt.get("fault_modes") if isinstance(mt.get("fault_modes"), list) else []):
+            crew = fm.get("repair_crew") if isinstance(fm, dict) else None
+            if isinstance(crew, str) and crew not in crew_names:
+                problems.append((f"machine_types.{tname}.fault_modes[{j}].repair_crew",
+                                 f"names repair crew '{crew}', but repair_crews has {crew_names or 'none'}; add it "
+                                 "to repair_crews or fix the name"))
             spare = fm.get("spare") if isinstance(fm, dict) else None
             if isinstance(spare, str) and spare not in spare_names:
                 problems.append((f"machine_types.{tname}.fault_modes[{j}].spare",
