@@ -73,6 +73,21 @@ def test_the_wait_before_each_repair_is_a_machine_kpi_beside_mttr() -> None:
         assert k[machine, "wait before repair [min]"] > 60
 
 
+def test_a_crews_utilisation_is_its_time_on_jobs_over_its_time_on_shift() -> None:
+    """The one technician's utilisation: the repairs' time (20 min each) over the crew's time on shift (8 h a day),
+    not over the whole day."""
+    line = _line({"calendar": SHIFT})
+    spans, began = [], {}
+    for e in line.events:
+        if e.kind == "repair_start":
+            began[e.machine] = e.t
+        elif e.kind == "repair_end":
+            spans.append(e.t - began.pop(e.machine))
+    k = replication_kpis(line).set_index(["scope", "entity", "kpi"])["value"]
+    assert k["crew", "maint", "utilisation"] == pytest.approx(sum(spans) / (10 * 8 * 3600), rel=0.01)
+    assert 0.1 < k["crew", "maint", "utilisation"] < 1
+
+
 def test_a_technician_on_call_comes_in_off_shift() -> None:
     """With on_call: 45 min, a failure at night is repaired 45 minutes after it (when the one technician is free),
     with the event crew_called; on shift at once."""

@@ -141,6 +141,7 @@ def replication_kpis(line: Line) -> pd.DataFrame:
         ("line", sc.line.name, "constraint station", float(line.constraint)),
     ]
     rows += [("operators", name, "utilisation", pool.utilisation(a, b)) for name, pool in line.pools.items()]
+    rows += [("crew", name, "utilisation", crew.utilisation(a, b)) for name, crew in line.crews.items()]
     rows += [("spare", name, kpi, value) for name, stock in line.spares.items()
              for kpi, value in stock.figures(a, b).items()]
     per_hour = next(v for scope, _, k, v in rows if scope == "line" and k == "throughput [parts/h]")

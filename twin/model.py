@@ -31,6 +31,7 @@ from twin.scenario import (
     FaultMode,
     MachineNow,
     MachineType,
+    RepairCrew,
     Scenario,
     Spare,
     Station,
@@ -695,7 +696,7 @@ class Machine:
                 self.line.record(self, "maintenance_waits_for_part", detail=reason)
             return None
         self.short_since = None
-        if self.line.crew_away(self, maintenance=True)[0]:
+        if (crew := self.line.crew_for(self, maintenance=True)) is not None and crew.away():
             return None  # for its crew's next shift
         if not self.off_shift_service:
             return reason
@@ -714,7 +715,8 @@ class Machine:
     def _service_waits(self) -> bool:
         """Whether a service due now waits, the machine working on: a spare part it takes is not on hand, or its
         crew is off its shifts (no one is called in for planned work)."""
-        return self._parts_short() or self.line.crew_away(self, maintenance=True)[0]
+        return self._parts_short() or ((crew := self.line.crew_for(self, maintenance=True)) is not None
+                                       and crew.away())
 
     def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
         """While waiting for a part or space: the held service, if the line is now off shift long enough (and its
@@ -869,14 +871,15 @@ class Machine:
         crew = self.line.crew_for(self, mode=i)
         if crew is not None:
             priority = yield from self._crew_priority(0.0)
-            with crew.request(priority=priority) as req:
+            with crew.res.request(priority=priority) as req:
                 yield req
-                away, on_call = self.line.crew_away(self, mode=i)
-                if away and on_call is not None and resumed < 0:  # off its shifts: one on call comes in
+                crew.log(+1)
+                if crew.on_call is not None and resumed < 0 and crew.away():  # off its shifts: one on call comes in
                     self.line.record(self, "crew_called", mode.name)
-                    yield self.env.timeout(on_call)
+                    yield self.env.timeout(crew.on_call)
                 self.line.record(self, "repair_start", mode.name)
                 yield self.env.timeout(self.draws.repair[i]() if resumed < 0 else left)
+                crew.log(-1)
         else:
             self.line.record(self, "repair_start", mode.name)
             yield self.env.timeout(self.draws.repair[i]() if resumed < 0 else left)
@@ -910,10 +913,12 @@ class Machine:
         crew = self.line.crew_for(self, maintenance=True)
         if crew is not None:
             priority = yield from self._crew_priority(1.0)
-            with crew.request(priority=priority) as req:
+            with crew.res.request(priority=priority) as req:
                 yield req
+                crew.log(+1)
                 self.line.record(self, "maintenance_start", detail=reason)
                 yield self.env.timeout(self.draws.maintenance() if left is None else left)
+                crew.log(-1)
         else:
             self.line.record(self, "maintenance_start", detail=reason)
             yield self.env.timeout(self.draws.maintenance() if left is None else left)
@@ -1168,6 +1173,37 @@ def off_shift_holds(env: simpy.Environment, res: simpy.PriorityResource, size: i
                 h.cancel()
 
 
+class Crew:
+    """A repair crew: its technicians (repairs before maintenance), its shifts and on-call time, and how many of them
+    were busy from each time on (for its utilisation)."""
+
+    def __init__(self, line: Line, crew: RepairCrew) -> None:
+        self.env, self.size, self.on_call = line.env, crew.size, crew.on_call
+        self.res = simpy.PriorityResource(line.env, capacity=crew.size)
+        self.shifts = ShiftCalendar(crew.calendar, line.scenario.start, line.horizon) \
+            if crew.calendar is not None else None
+        self.t, self.busy = array("d", [0.0]), array("i", [0])
+        if self.shifts is not None and crew.on_call is None:  # off its shifts no one is there: its places held
+            line.env.process(off_shift_holds(line.env, self.res, crew.size, self.shifts, line.horizon))
+
+    def away(self) -> bool:
+        """Whether the crew is off its shifts now."""
+        return self.shifts is not None and self.shifts.next_start(self.env._now) is not None
+
+    def log(self, delta: int) -> None:
+        """A technician starts (+1) or ends (-1) a job."""
+        self.t.append(self.env._now)
+        self.busy.append(self.busy[-1] + delta)
+
+    def utilisation(self, a: float, b: float) -> float:
+        """Technician time on jobs over the crew's time on its shifts inside [a, b] (a call-out's time counts in the
+        job, so a crew on call can exceed 1)."""
+        n = np.frombuffer(self.busy, dtype=np.int32).astype(float)
+        busy = float(np.sum(n * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
+        there = self.shifts.planned(a, b) if self.shifts is not None else b - a
+        return busy / (self.size * there) if there > 0 else 0.0
+
+
 class OperatorPool:
     """A pool of operators: machines queue for one (first come, first served); off their shift the pool's people
     finish the task in hand and leave (a blocker takes every free operator until the next shift)."""
@@ -1306,14 +1342,7 @@ class Line:
         self._policy = policy
         self.calendar = ShiftCalendar(scenario.calendar, scenario.start, scenario.duration) \
             if scenario.calendar else None
-        self.crews = {c.name: simpy.PriorityResource(self.env, capacity=c.size) for c in scenario.repair_crews}
-        #: a crew's shifts and on-call time: off its shifts, without on-call, its places are held (`off_shift_holds`)
-        self.crew_shifts = {c.name: (ShiftCalendar(c.calendar, scenario.start, scenario.duration), c.on_call)
-                            for c in scenario.repair_crews if c.calendar is not None}
-        for c in scenario.repair_crews:
-            if c.name in self.crew_shifts and c.on_call is None:
-                self.env.process(off_shift_holds(self.env, self.crews[c.name], c.size, self.crew_shifts[c.name][0],
-                                                 self.horizon))
+        self.crews = {c.name: Crew(self, c) for c in scenario.repair_crews}
         self.pools = {p.name: OperatorPool(self, p.size, p.calendar) for p in scenario.operators}
         self.spares = {s.name: SpareStock(self, s, i) for i, s in enumerate(scenario.spares)}
         self.events: list[Event] = []
@@ -1378,7 +1407,7 @@ class Line:
         taken to be under way (what is left drawn given how long they have been stopped); the others wait for it in
         the order they stopped, repairs before maintenance, and then take a whole job. (Each had resumed mid-job,
         as if the crew worked on all at once.)"""
-        stops: dict[simpy.PriorityResource, list[tuple[float, int, int, Machine]]] = {}
+        stops: dict[Crew, list[tuple[float, int, int, Machine]]] = {}
         for m in self.machines:
             if m.resume is not None and m.resume[0] in (DOWN, MAINTENANCE) and (
                     crew := self.crew_for(m, m.resume[0] == MAINTENANCE, m.resume[1])) is not None:
@@ -1386,7 +1415,7 @@ class Line:
                 stops.setdefault(crew, []).append((-since, state, mode, m))  # the longest stopped first
         for crew, group in stops.items():
             group.sort(key=lambda stop: stop[0])  # stable: machines stopped as long keep the line's order
-            for rank, (_, state, mode, m) in enumerate(group[crew.capacity:], start=crew.capacity):
+            for rank, (_, state, mode, m) in enumerate(group[crew.size:], start=crew.size):
                 m.resume = (state, mode, 0.0)  # a whole job, once the crew comes
                 m.queued = (0.0 if state == DOWN else 1.0) - 1.0 + rank / (len(group) + 1)
 
@@ -1561,18 +1590,10 @@ class Line:
             return m.mtype.maintenance.crew or m.mtype.repair_crew
         return (m.modes[mode].repair_crew if mode >= 0 else None) or m.mtype.repair_crew
 
-    def crew_for(self, m: Machine, maintenance: bool = False, mode: int = -1) -> simpy.PriorityResource | None:
+    def crew_for(self, m: Machine, maintenance: bool = False, mode: int = -1) -> Crew | None:
         """The crew that repairs fault mode `mode` of m (or maintains m), None where the job needs none."""
         name = self._crew_name(m, maintenance, mode)
         return self.crews.get(name) if name else None
-
-    def crew_away(self, m: Machine, maintenance: bool = False, mode: int = -1) -> tuple[bool, float | None]:
-        """Whether that crew is off its shifts now, and its on-call time."""
-        name = self._crew_name(m, maintenance, mode)
-        shifts = self.crew_shifts.get(name) if name else None
-        if shifts is None:
-            return False, None
-        return shifts[0].next_start(self.env._now) is not None, shifts[1]
 
     def order_maintenance(self, machine: str, reason: str = "ordered") -> None:
         """Ask a machine to stop for maintenance at its next cycle boundary (e.g. from a predictor)."""

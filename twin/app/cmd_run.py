@@ -263,6 +263,8 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
         print_table(products)
     if (spares := spare_table(summary, sc)) is not None:
         print_table(spares)
+    if (crews := crew_table(summary, sc)) is not None:
+        print_table(crews)
     out_console.print(f"results: [bold]{escape(str(out))}[/] (readings.parquet, sensors.parquet, truth/, kpis.parquet, "
                       "summary.csv)", markup=True, highlight=False)
     if not opts.stream:
@@ -696,6 +698,23 @@ def spare_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
                   f"{means[(spare.name, 'repairs')]:.1f}", f"{means[(spare.name, 'stock-out share')]:.1%}",
                   f"{means[(spare.name, 'wait for part [h]')]:.2f}", f"{means[(spare.name, 'services')]:.1f}",
                   f"{means[(spare.name, 'mean stock')]:.2f}")
+    return t
+
+
+def crew_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
+    """Each repair crew's technicians, when they are there, its on-call time and its utilisation (None for a line
+    without crews): whether a crew is the reason repairs wait (`--extra-crew`, `--on-call` compare the remedies)."""
+    rows = summary[summary.scope == "crew"]
+    if rows.empty:
+        return None
+    means = rows.set_index(["entity", "kpi"])["mean"]
+    t = Table(title="repair crews (mean over replications; utilisation: time on jobs over time on shift)")
+    for col in ("crew", "technicians", "there", "on call", "utilisation"):
+        t.add_column(col, justify="left" if col == "crew" else "right")
+    for c in sc.repair_crews:
+        t.add_row(c.name, str(c.size), "around the clock" if c.calendar is None else
+                  f"{c.calendar.week_hours():.4g} h a week", "-" if c.on_call is None else f"{c.on_call / 60:g} min",
+                  f"{means[(c.name, 'utilisation')]:.1%}")
     return t
 
 
