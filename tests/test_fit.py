@@ -400,6 +400,7 @@ def test_a_date_and_a_time_column_are_joined_into_the_timestamp(tmp_path: Path) 
         read_log(f, fmt=LogFormat(None, {"Maschine+Status": "machine"}))
 
 
+@pytest.mark.slow  # 4 s: the full suite's, `make check` keeps the fit's quicker tests
 def test_the_plants_machine_names_are_mapped_with_machines(tmp_path: Path) -> None:
     """An MES names its machines its own way ('Drehen 1' for turn-1): they were left out with a warning, the fit then
     made of the rest; the warning names the scenario's machines the log has no rows of and how to map them, and
@@ -625,6 +626,7 @@ def test_any_stop_list_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[t
     state_at(log, sc, log.timestamp.max(), "fuzz")
 
 
+@pytest.mark.slow  # 4 s: the full suite's, `make check` keeps the fit's quicker tests
 def test_a_log_exported_a_month_at_a_time_reads_as_one(tmp_path: Path) -> None:
     """An MES exports a month at a time (Excel holds at most 1,048,576 rows): `twin fit` took one file, the months
     had to be joined by hand. Several status logs or stop lists read as one, what overlapping exports hold twice
