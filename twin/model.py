@@ -1151,70 +1151,68 @@ class _UnitUniform:
 _UNIT: Any = _UnitUniform()
 
 
-def off_shift_holds(env: simpy.Environment, res: simpy.PriorityResource, size: int, cal: ShiftCalendar,
-                    horizon: float) -> Generator[simpy.Event, Any, None]:
-    """People on shifts: at each shift's end every one of the `size` places of `res` is asked for ahead of any other
-    request (a task in hand is finished first), and given back when the next shift starts."""
-    while True:
-        if cal.next_start(env.now) is None:  # on shift: wait for its end
-            end = cal.next_change(env.now)
-            if end > horizon:
+class Staff:
+    """People who take jobs, `size` of them (a PriorityResource), on the shifts of a calendar or around the clock, and
+    how many were busy from each time on. Off their shifts (unless `held` is False: someone is on call) every place is
+    asked for ahead of any other request, a task in hand finished first, and given back when the next shift starts."""
+
+    def __init__(self, line: Line, size: int, calendar: Calendar | None, held: bool = True) -> None:
+        self.env, self.size = line.env, size
+        self.res = simpy.PriorityResource(line.env, capacity=size)
+        self.calendar = ShiftCalendar(calendar, line.scenario.start, line.horizon) if calendar is not None else None
+        self.t, self.busy = array("d", [0.0]), array("i", [0])  # people busy from each time on
+        if self.calendar is not None and held:
+            line.env.process(self._off_shift(line.horizon))
+
+    def _off_shift(self, horizon: float) -> Generator[simpy.Event, Any, None]:
+        cal, env = self.calendar, self.env
+        assert cal is not None
+        while True:
+            if cal.next_start(env.now) is None:  # on shift: wait for its end
+                end = cal.next_change(env.now)
+                if end > horizon:
+                    return
+                yield env.timeout(end - env.now)
+            start = cal.next_start(env.now)
+            if start is None or start > horizon:
                 return
-            yield env.timeout(end - env.now)
-        start = cal.next_start(env.now)
-        if start is None or start > horizon:
-            return
-        holds = [res.request(priority=-1) for _ in range(size)]
-        yield env.timeout(start - env.now)
-        for h in holds:
-            if h.triggered:
-                res.release(h)
-            else:
-                h.cancel()
-
-
-class Crew:
-    """A repair crew: its technicians (repairs before maintenance), its shifts and on-call time, and how many of them
-    were busy from each time on (for its utilisation)."""
-
-    def __init__(self, line: Line, crew: RepairCrew) -> None:
-        self.env, self.size, self.on_call = line.env, crew.size, crew.on_call
-        self.res = simpy.PriorityResource(line.env, capacity=crew.size)
-        self.shifts = ShiftCalendar(crew.calendar, line.scenario.start, line.horizon) \
-            if crew.calendar is not None else None
-        self.t, self.busy = array("d", [0.0]), array("i", [0])
-        if self.shifts is not None and crew.on_call is None:  # off its shifts no one is there: its places held
-            line.env.process(off_shift_holds(line.env, self.res, crew.size, self.shifts, line.horizon))
+            holds = [self.res.request(priority=-1) for _ in range(self.size)]
+            yield env.timeout(start - env.now)
+            for h in holds:
+                if h.triggered:
+                    self.res.release(h)
+                else:
+                    h.cancel()
 
     def away(self) -> bool:
-        """Whether the crew is off its shifts now."""
-        return self.shifts is not None and self.shifts.next_start(self.env._now) is not None
+        """Whether they are off their shifts now."""
+        return self.calendar is not None and self.calendar.next_start(self.env._now) is not None
 
     def log(self, delta: int) -> None:
-        """A technician starts (+1) or ends (-1) a job."""
+        """One more (+1) or one fewer (-1) busy from now on."""
         self.t.append(self.env._now)
         self.busy.append(self.busy[-1] + delta)
 
     def utilisation(self, a: float, b: float) -> float:
-        """Technician time on jobs over the crew's time on its shifts inside [a, b] (a call-out's time counts in the
-        job, so a crew on call can exceed 1)."""
+        """Busy time over their time on shift inside [a, b]."""
         n = np.frombuffer(self.busy, dtype=np.int32).astype(float)
         busy = float(np.sum(n * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
-        there = self.shifts.planned(a, b) if self.shifts is not None else b - a
+        there = self.calendar.planned(a, b) if self.calendar is not None else b - a
         return busy / (self.size * there) if there > 0 else 0.0
 
 
-class OperatorPool:
+class Crew(Staff):
+    """A repair crew: its technicians (repairs before maintenance), on their shifts; off them, with `on_call`, one is
+    called in (its utilisation then counts the call-out's job over the time on shift, so it can pass 1)."""
+
+    def __init__(self, line: Line, crew: RepairCrew) -> None:
+        super().__init__(line, crew.size, crew.calendar, held=crew.on_call is None)
+        self.on_call = crew.on_call
+
+
+class OperatorPool(Staff):
     """A pool of operators: machines queue for one (first come, first served); off their shift the pool's people
     finish the task in hand and leave (a blocker takes every free operator until the next shift)."""
-
-    def __init__(self, line: Line, size: int, calendar: Calendar | None) -> None:
-        self.env, self.size = line.env, size
-        self.res = simpy.PriorityResource(line.env, capacity=size)
-        self.calendar = ShiftCalendar(calendar, line.scenario.start, line.horizon) if calendar is not None else None
-        self.t, self.busy = array("d", [0.0]), array("i", [0])  # operators busy from each time on
-        if self.calendar is not None:
-            line.env.process(off_shift_holds(line.env, self.res, size, self.calendar, line.horizon))
 
     def acquire(self, m: Machine, waiting: int = WAITING_OPERATOR) -> Generator[simpy.Event, Any, Any]:
         """An operator for machine m, which shows state `waiting` until one is free (a down machine stays down)."""
@@ -1222,24 +1220,12 @@ class OperatorPool:
         if not req.triggered and m.state != waiting:
             m._set_state(waiting)
         yield req
-        self._log(+1)
+        self.log(+1)
         return req
 
     def release(self, req: Any) -> None:
         self.res.release(req)
-        self._log(-1)
-
-    def _log(self, delta: int) -> None:
-        self.t.append(self.env.now)
-        self.busy.append(self.busy[-1] + delta)
-
-
-    def utilisation(self, a: float, b: float) -> float:
-        """Busy operator time over the operators' time on shift inside [a, b]."""
-        n = np.frombuffer(self.busy, dtype=np.int32).astype(float)
-        busy = float(np.sum(n * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
-        there = self.calendar.planned(a, b) if self.calendar is not None else b - a
-        return busy / (self.size * there) if there > 0 else 0.0
+        self.log(-1)
 
 
 class SpareStock:
