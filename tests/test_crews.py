@@ -219,3 +219,26 @@ def test_a_fault_modes_unknown_crew_is_named(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"machine_types\.m\.fault_modes\[0\]\.repair_crew: names repair crew "
                                             r"'electric', but repair_crews has \['maint'\]"):
         load_scenario(f)
+
+
+def test_a_what_if_read_at_night_waits_for_the_crews_shift_and_takes_whole_repairs() -> None:
+    """Two machines down as the state is read at 22:00, their one technician on the day shift: no repair is under way
+    at night, so both wait for 06:00 and take whole repairs of 20 minutes, the one down longer first (up at 06:20 and
+    06:40). The crew's rule for a state read on shift (the longest stopped under way) resumed one mid-repair at
+    night."""
+    from twin.app.runner import simulate
+    from twin.scenario import LineNow, MachineNow, Scenario, continue_from
+
+    doc = {"line": {"site": "s", "area": "a", "name": "cells"}, "seed": 5, "duration": "12 h",
+           "repair_crews": [{"name": "fix", "size": 1, "calendar": SHIFT}],
+           "machine_types": {"m": {"repair_crew": "fix", "fault_modes": [{
+               "name": "jam", "kind": "sudden", "ttf": {"dist": "exponential", "mean": "1000 h"},
+               "repair": "20 min"}]}},
+           "stations": [{"name": name, "machine_type": "m", "cycle_time": "60 s", "buffer": 5} for name in "ab"]}
+    doc["stations"][0].pop("buffer")
+    out, _ = continue_from(Scenario.model_validate(doc), LineNow(taken="2026-01-05T22:00:00", machines={
+        "a": MachineNow(state="down", since=600.0, mode="jam"),
+        "b": MachineNow(state="down", since=3600.0, mode="jam")}))
+    line = simulate(out, 0, sensors=False).line
+    ends = {e.machine: e.t for e in line.events if e.kind == "repair_end"}
+    assert ends == {"b": 8 * 3600 + 1200.0, "a": 8 * 3600 + 2400.0}, ends

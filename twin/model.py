@@ -1389,10 +1389,10 @@ class Line:
 
     def _queue_stops(self) -> None:
         """Machines stopped as the line's state was read (down, or in maintenance) that share a crew: a state
-        record does not say whether the crew has begun. As many as the crew has people, the longest stopped, are
-        taken to be under way (what is left drawn given how long they have been stopped); the others wait for it in
-        the order they stopped, repairs before maintenance, and then take a whole job. (Each had resumed mid-job,
-        as if the crew worked on all at once.)"""
+        record does not say whether the crew has begun. As many as the crew has people (none while it is off its
+        shifts with no one on call), the longest stopped, are taken to be under way (what is left drawn given how
+        long they have been stopped); the others wait for it in the order they stopped, repairs before maintenance,
+        and then take a whole job. (Each had resumed mid-job, as if the crew worked on all at once.)"""
         stops: dict[Crew, list[tuple[float, int, int, Machine]]] = {}
         for m in self.machines:
             if m.resume is not None and m.resume[0] in (DOWN, MAINTENANCE) and (
@@ -1401,7 +1401,9 @@ class Line:
                 stops.setdefault(crew, []).append((-since, state, mode, m))  # the longest stopped first
         for crew, group in stops.items():
             group.sort(key=lambda stop: stop[0])  # stable: machines stopped as long keep the line's order
-            for rank, (_, state, mode, m) in enumerate(group[crew.size:], start=crew.size):
+            # a crew off its shifts (no one on call) has none under way: every stop waits for its next shift
+            under_way = 0 if crew.away() and crew.on_call is None else crew.size
+            for rank, (_, state, mode, m) in enumerate(group[under_way:], start=under_way):
                 m.resume = (state, mode, 0.0)  # a whole job, once the crew comes
                 m.queued = (0.0 if state == DOWN else 1.0) - 1.0 + rank / (len(group) + 1)
 
