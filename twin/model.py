@@ -1174,9 +1174,11 @@ class Staff:
                     return
                 yield env.timeout(end - env.now)
             start = cal.next_start(env.now)
-            if start is None or start > horizon:
+            if start is None:
                 return
             holds = [self.res.request(priority=-1) for _ in range(self.size)]
+            if start > horizon:  # no shift before the end: they stay away (their places held to the end)
+                return
             yield env.timeout(start - env.now)
             for h in holds:
                 if h.triggered:
