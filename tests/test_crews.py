@@ -3,6 +3,7 @@ waits for the crew, the machine working on."""
 
 from __future__ import annotations
 
+import datetime as dt
 from itertools import pairwise
 from pathlib import Path
 
@@ -270,6 +271,11 @@ def test_fuzzed_crew_shifts_keep_repairs_on_shift_or_on_call(start: int, length:
     line = Line(sc, 0)
     line.run(sc.duration)
     hours = ShiftCalendar(sc.repair_crews[0].calendar, sc.start, sc.duration)
+    # the validator's note of a crew with no shift in the run says what the model's calendar holds
+    assert sc.repair_crews[0].calendar.works_within(sc.start, sc.duration) == any(
+        a < sc.duration for a in hours.starts)
+    assert any("has no shift in the run" in n for n in sc.notes()) == (
+        on_call is None and not any(a < sc.duration for a in hours.starts))
     busy, failed, ended = 0, {}, []
     for e in sorted(line.events, key=lambda e: (e.t, e.kind != "repair_end")):
         if e.kind == "failure":
@@ -287,3 +293,20 @@ def test_fuzzed_crew_shifts_keep_repairs_on_shift_or_on_call(start: int, length:
             ended.append(e.t)
     k = replication_kpis(line).set_index(["scope", "entity", "kpi"])["value"]
     assert k["crew", "maint", "utilisation"] >= 0
+
+
+def test_a_run_that_starts_in_the_night_shift_of_the_day_before_is_on_shift() -> None:
+    """A line on night shifts (22:00-06:00) started at 02:00 on a Tuesday works until 06:00: Monday's night shift
+    reaches into it. The calendar began with the start's own day and had the line off shift until 22:00 (found by
+    the crew fuzz test: a technicians' Sunday night shift into Monday was missed)."""
+    from twin.model import ShiftCalendar
+    from twin.scenario import Calendar
+
+    cal = Calendar(shifts=["22:00-06:00"])
+    hours = ShiftCalendar(cal, dt.datetime(2026, 1, 6, 2, 0), 2 * DAY)
+    assert (hours.starts[:2], hours.ends[:2]) == ([0.0, 20 * 3600.0], [4 * 3600.0, 28 * 3600.0])
+    sc = scenario([{"name": "m", "cycle_time": const(60)}], calendar={"shifts": ["22:00-06:00"]},
+                  start="2026-01-06T02:00:00", duration="1 d")
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    assert len(line.machines[0].log.finished) == pytest.approx(8 * 60, abs=2)  # 02:00-06:00 and 22:00-02:00

@@ -121,10 +121,12 @@ class ShiftCalendar:
         offset = (start - day0).total_seconds()
         starts: list[float] = []
         ends: list[float] = []
-        names = [DAYS[(day0 + dt.timedelta(days=day)).weekday()] for day in range(int(horizon // 86400) + 3)]
-        working = [cal.works_on(name) and not cal.is_holiday((day0 + dt.timedelta(days=day)).date())
-                   for day, name in enumerate(names)]
-        for day in range(len(working)):
+        # from the day before the start: its night shift may reach into the first hours (a run from 02:00 on shift)
+        days = range(-1, int(horizon // 86400) + 3)
+        names = {day: DAYS[(day0 + dt.timedelta(days=day)).weekday()] for day in days}
+        working = {day: cal.works_on(names[day]) and not cal.is_holiday((day0 + dt.timedelta(days=day)).date())
+                   for day in days}
+        for day in days:
             if not working[day]:
                 continue
             for a, b in cal.windows(names[day]):
@@ -141,7 +143,7 @@ class ShiftCalendar:
         #: each shift as the calendar names it, (start, end) in simulation seconds, in time order (the windows above
         #: merge shifts that touch or overlap): what a per-shift report counts
         self.shifts = sorted((day * 86400 + a - offset, day * 86400 + b - offset)
-                             for day in range(len(working)) if working[day]
+                             for day in days if working[day]
                              for a, b in cal.spans(names[day]) if day * 86400 + b - offset > 0)
         # the shift of the last look-up that fell inside one: machines ask at every part, and their hot loop tests
         # `on_from <= t < on_until` itself before calling `next_start`

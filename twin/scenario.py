@@ -752,6 +752,20 @@ class Calendar(_Strict):
             out = [piece for s, e in out for piece in ((s, min(e, pa)), (max(s, pb), e)) if piece[1] > piece[0]]
         return out
 
+    def works_within(self, start: dt.datetime, seconds: float) -> bool:
+        """Whether any of its windows falls inside [start, start + seconds] (a run's span on the line's clock)."""
+        end = start + dt.timedelta(seconds=seconds)
+        day = start.date() - dt.timedelta(days=1)  # a night shift of the day before reaches into the first
+        while day <= end.date():
+            midnight = dt.datetime.combine(day, dt.time(), start.tzinfo)
+            name = DAYS[day.weekday()]
+            if self.works_on(name) and not self.is_holiday(day) and any(
+                    midnight + dt.timedelta(seconds=a) < end and midnight + dt.timedelta(seconds=b) > start
+                    for a, b in self.windows(name)):
+                return True
+            day += dt.timedelta(days=1)
+        return False
+
     def week_hours(self) -> float:
         """Planned hours in a week without holidays: each working day's windows, breaks taken off."""
         return sum(b - a for d in DAYS if self.works_on(d) for a, b in self.windows(d)) / 3600
@@ -1051,7 +1065,14 @@ class Scenario(_Strict):
 
     def notes(self) -> list[str]:
         """What a plant engineer should know of the scenario before reading its KPIs (printed with them)."""
-        return self.ideal_cycle_notes() + self.conveyor_notes()
+        return self.ideal_cycle_notes() + self.conveyor_notes() + [
+            f"{what} {name} has no shift in the run's {self.duration / 86400:g} days (its calendar's days and "
+            f"holidays): {why} to the end; check its calendar"
+            for what, name, cal, why in [*(("repair crew", c.name, c.calendar, "its repairs and services wait")
+                                           for c in self.repair_crews if c.on_call is None),
+                                         *(("operator pool", o.name, o.calendar, "what needs its people waits")
+                                           for o in self.operators)]
+            if cal is not None and not cal.works_within(self.start, self.duration)]
 
     def machine_type_of(self, station: Station) -> MachineType:
         return self.machine_types[station.machine_type]
