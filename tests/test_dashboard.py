@@ -76,6 +76,10 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     level = kpis[(kpis.scope == "buffer") & (kpis.replication == 0) & (kpis.kpi == "buffer level [parts]")]
     assert buffers["mean level"].to_dict() == level.set_index("entity").value.round(2).to_dict()
     assert buffers["capacity"].notna().all() and buffers["full [%]"].between(0, 100).all()
+    crews = next(d.value for d in at.dataframe if "utilisation [%]" in d.value.columns)  # bottling's mechanics
+    busy = kpis[(kpis.scope == "crew") & (kpis.replication == 0)].set_index("entity").value
+    assert crews.loc["mechanics", "utilisation [%]"] == round(100 * busy["mechanics"], 1) > 0
+    assert crews.loc["mechanics", "there"] == "around the clock" and crews.loc["mechanics", "technicians"] == 2
     dot = at.get("graphviz_chart")[0].proto.spec
     for machine in ("depalletizer", "filler-a", "filler-b", "case-packer"):
         assert f'"{machine}"' in dot and f'URL="machine?machine={machine}"' in dot

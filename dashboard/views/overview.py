@@ -113,6 +113,7 @@ if run is not None:
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
             buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
             spares_used(kpis[(kpis.scope == "spare") & (kpis.replication == rep)] if len(kpis) else kpis)
+            crews_used(kpis[(kpis.scope == "crew") & (kpis.replication == rep)] if len(kpis) else kpis)
 
     def buffers_used(rows: pd.DataFrame) -> None:
         """The replication's buffers: how full each was on average, at most, and how long full or empty."""
@@ -139,6 +140,22 @@ if run is not None:
                               "services": table["services"].astype(int),
                               "mean stock": table["mean stock"].round(2)}, index=table.index.rename("spare"))
         with st.expander("spare parts: repairs that waited for one (down) and the stock held"):
+            st.dataframe(shown, width="stretch")
+
+    def crews_used(rows: pd.DataFrame) -> None:
+        """The replication's repair crews: technicians, when they are there, on call, and how busy on their shifts."""
+        if rows.empty:
+            return
+        busy = rows.set_index("entity")["value"]
+        crews = [c for c in sc.repair_crews if c.name in busy.index]
+        shown = pd.DataFrame({
+            "technicians": [c.size for c in crews],
+            "there": ["around the clock" if c.calendar is None else f"{c.calendar.week_hours():.4g} h a week"
+                      for c in crews],
+            "on call [min]": [None if c.on_call is None else round(c.on_call / 60, 1) for c in crews],
+            "utilisation [%]": [round(100 * float(busy[c.name]), 1) for c in crews]},
+            index=pd.Index([c.name for c in crews], name="crew"))
+        with st.expander("repair crews: how busy their technicians were on their shifts"):
             st.dataframe(shown, width="stretch")
 
     def explain(values: dict[str, float], stations: pd.DataFrame) -> None:
