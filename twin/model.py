@@ -71,6 +71,13 @@ def step_lengths(starts: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0.0, None)
 
 
+def step_integral(starts: array, values: array, a: float, b: float) -> float:
+    """The integral over [a, b] of a step function logged as arrays (value `values[i]` from `starts[i]` on): a pool's
+    busy people, a stock's parts on hand."""
+    t = np.frombuffer(starts, dtype=np.float64)
+    return float(np.sum(np.frombuffer(values, dtype=np.int32).astype(float) * step_lengths(t, a, b)))
+
+
 def rng_for(seed: int, replication: int, slot: int, stream: int) -> np.random.Generator:
     """An independent generator keyed by (replication, machine slot, stream): stable under any run order."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(replication, slot + 1, stream)))
@@ -698,7 +705,7 @@ class Machine:
                 self.line.record(self, "maintenance_waits_for_part", detail=reason)
             return None
         self.short_since = None
-        if (crew := self.line.crew_for(self, maintenance=True)) is not None and crew.away():
+        if self._crew_away():
             return None  # for its crew's next shift
         if not self.off_shift_service:
             return reason
@@ -714,11 +721,14 @@ class Machine:
         return bool(self.service_parts) and any(self.line.spares[name].parts.level < n
                                                 for name, n in self.service_parts.items())
 
+    def _crew_away(self) -> bool:
+        """Whether the crew that maintains this machine is off its shifts now (no one is called in for planned work)."""
+        crew = self.line.crew_for(self, maintenance=True)
+        return crew is not None and crew.away()
+
     def _service_waits(self) -> bool:
-        """Whether a service due now waits, the machine working on: a spare part it takes is not on hand, or its
-        crew is off its shifts (no one is called in for planned work)."""
-        return self._parts_short() or ((crew := self.line.crew_for(self, maintenance=True)) is not None
-                                       and crew.away())
+        """Whether a service due now waits, the machine working on: for a spare part it takes, or for its crew."""
+        return self._parts_short() or self._crew_away()
 
     def _held_service_now(self) -> Generator[simpy.Event, Any, bool]:
         """While waiting for a part or space: the held service, if the line is now off shift long enough (and its
@@ -1199,8 +1209,7 @@ class Staff:
 
     def utilisation(self, a: float, b: float) -> float:
         """Busy time over their time on shift inside [a, b]."""
-        n = np.frombuffer(self.busy, dtype=np.int32).astype(float)
-        busy = float(np.sum(n * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
+        busy = step_integral(self.t, self.busy, a, b)
         there = self.calendar.planned(a, b) if self.calendar is not None else b - a
         return busy / (self.size * there) if there > 0 else 0.0
 
@@ -1283,8 +1292,7 @@ class SpareStock:
     def figures(self, a: float, b: float) -> dict[str, float]:
         """Inside [a, b]: repairs that asked for a part, the share that waited, the mean wait per repair [h] (one still
         waiting at b counts its wait until b), the services that took one, and the mean stock on hand."""
-        level = np.frombuffer(self.level, dtype=np.int32).astype(float)
-        held = float(np.sum(level * step_lengths(np.frombuffer(self.t, dtype=np.float64), a, b)))
+        held = step_integral(self.t, self.level, a, b)
         asked = np.frombuffer(self.asked, dtype=np.float64)
         service = np.frombuffer(self.by_service, dtype=np.int8).astype(bool)
         inside = (asked >= a) & (asked < b)
@@ -1575,16 +1583,13 @@ class Line:
     def record(self, m: Machine, kind: str, fault_mode: str = "", detail: str = "") -> None:
         self.events.append(Event(self.env.now, m.name, kind, fault_mode, detail))
 
-    @staticmethod
-    def _crew_name(m: Machine, maintenance: bool, mode: int) -> str | None:
-        """The crew of a repair of fault mode `mode` (its own, else the machine type's), or of m's maintenance."""
-        if maintenance:
-            return m.mtype.maintenance.crew or m.mtype.repair_crew
-        return (m.modes[mode].repair_crew if mode >= 0 else None) or m.mtype.repair_crew
-
     def crew_for(self, m: Machine, maintenance: bool = False, mode: int = -1) -> Crew | None:
-        """The crew that repairs fault mode `mode` of m (or maintains m), None where the job needs none."""
-        name = self._crew_name(m, maintenance, mode)
+        """The crew that repairs fault mode `mode` of m (its own, else the machine type's), or maintains m; None where
+        the job needs none."""
+        if maintenance:
+            name = m.mtype.maintenance.crew or m.mtype.repair_crew
+        else:
+            name = (m.modes[mode].repair_crew if mode >= 0 else None) or m.mtype.repair_crew
         return self.crews.get(name) if name else None
 
     def order_maintenance(self, machine: str, reason: str = "ordered") -> None:

@@ -110,6 +110,10 @@ class RepairCrew(_Strict):
     on_call: PositiveDuration | None = Field(None, description="off its shifts: a technician on call is at the "
                                              "machine this long after a failure; none: repairs wait for its next")
 
+    def there(self) -> str:
+        """When its technicians are at the plant, in words: 'around the clock' or its hours a week."""
+        return "around the clock" if self.calendar is None else f"{self.calendar.week_hours():.4g} h a week"
+
     @model_validator(mode="after")
     def _on_call_needs_hours(self) -> RepairCrew:
         if self.on_call is not None and self.calendar is None:
@@ -809,13 +813,13 @@ class Costs(_Strict):
     """Money, for comparing maintenance policies: per action, per failure, and the margin of each good part."""
 
     currency: str = Field("EUR", max_length=8)
-    maintenance: float = Field(0.0, ge=0, description="labour and parts of one planned maintenance action")
-    repair: float = Field(0.0, ge=0, description="labour and spare parts of one repair after a failure")
+    maintenance: Money = Field(0.0, description="labour and parts of one planned maintenance action")
+    repair: Money = Field(0.0, description="labour and spare parts of one repair after a failure")
     repair_by_mode: dict[Name, Money] = Field(default_factory=dict,
                                               description="repair cost of particular fault modes (else 'repair')")
-    part_margin: float = Field(0.0, ge=0, description="margin lost per good part not made (lost production)")
+    part_margin: Money = Field(0.0, description="margin lost per good part not made (lost production)")
     call_out: Money = Field(0.0, description="each technician called in off a crew's shifts (repair_crews' on_call)")
-    energy: float = Field(0.0, ge=0, description="price of a kWh of electricity (with machine types' power)")
+    energy: Money = Field(0.0, description="price of a kWh of electricity (with machine types' power)")
     spare_holding: dict[Name, Money] = Field(default_factory=dict, description="per spare part (of spares): the cost "
                                              "of keeping one on hand for a year (capital, storage, insurance)")
 
@@ -1089,6 +1093,13 @@ def _names(items: Any, key: str = "name") -> list[tuple[int, str]]:
     return [(i, x[key]) for i, x in enumerate(items) if isinstance(x, dict) and isinstance(x.get(key), str)]
 
 
+def _unknown(loc: str, name: Any, what: str, where: str, known: list[str]) -> list[tuple[str, str]]:
+    """The problem of a reference to a `what` (a repair crew, a spare) that the scenario's list `where` lacks."""
+    if not isinstance(name, str) or name in known:
+        return []
+    return [(loc, f"names {what} '{name}', but {where} has {known or 'none'}; add it to {where} or fix the name")]
+
+
 def _twice(named: list[tuple[str, str]], what: str) -> list[tuple[str, str]]:
     """A problem for each (loc, name) whose name came before."""
     seen: dict[str, str] = {}
@@ -1148,16 +1159,11 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         modes |= {n for _, n in _names(mt.get("fault_modes"))}
         for j, fm in enumerate(mt.get("fault_modes") if isinstance(mt.get("fault_modes"), list) else []):
-            crew = fm.get("repair_crew") if isinstance(fm, dict) else None
-            if isinstance(crew, str) and crew not in crew_names:
-                problems.append((f"machine_types.{tname}.fault_modes[{j}].repair_crew",
-                                 f"names repair crew '{crew}', but repair_crews has {crew_names or 'none'}; add it "
-                                 "to repair_crews or fix the name"))
-            spare = fm.get("spare") if isinstance(fm, dict) else None
-            if isinstance(spare, str) and spare not in spare_names:
-                problems.append((f"machine_types.{tname}.fault_modes[{j}].spare",
-                                 f"names spare '{spare}', but spares has {spare_names or 'none'}; add it to spares: "
-                                 "[{name, stock, lead_time}] or fix the name"))
+            if isinstance(fm, dict):
+                problems += _unknown(f"machine_types.{tname}.fault_modes[{j}].repair_crew", fm.get("repair_crew"),
+                                     "repair crew", "repair_crews", crew_names)
+                problems += _unknown(f"machine_types.{tname}.fault_modes[{j}].spare", fm.get("spare"), "spare",
+                                     "spares", spare_names)
         maint = mt.get("maintenance") if isinstance(mt.get("maintenance"), dict) else {}
         if maint.get("when") == "off-shift" and data.get("calendar") is None:
             problems.append((f"machine_types.{tname}.maintenance.when", "off-shift waits for the line's planned "
@@ -1165,9 +1171,7 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                              "with its shifts, or leave when out (at-once)"))
         for loc, crew in ((f"machine_types.{tname}.repair_crew", mt.get("repair_crew")),
                           (f"machine_types.{tname}.maintenance.crew", maint.get("crew"))):
-            if isinstance(crew, str) and crew not in crew_names:
-                problems.append((loc, f"names repair crew '{crew}', but repair_crews has {crew_names or 'none'}; "
-                                      "add it to repair_crews or fix the name"))
+            problems += _unknown(loc, crew, "repair crew", "repair_crews", crew_names)
     costs = data.get("costs") if isinstance(data.get("costs"), dict) else {}
     by_mode = costs.get("repair_by_mode") if isinstance(costs.get("repair_by_mode"), dict) else {}
     for mode in by_mode:
@@ -1176,9 +1180,7 @@ def reference_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                                                             f"fault modes: {sorted(modes)}"))
     holding = costs.get("spare_holding") if isinstance(costs.get("spare_holding"), dict) else {}
     for name in holding:
-        if name not in spare_names:
-            problems.append((f"costs.spare_holding.{name}", f"names spare '{name}', but spares has "
-                             f"{spare_names or 'none'}; add it to spares or fix the name"))
+        problems += _unknown(f"costs.spare_holding.{name}", name, "spare", "spares", spare_names)
     price = costs.get("energy")
     if isinstance(price, int | float) and price > 0 and types and not any(
             isinstance(mt, dict) and mt.get("power") is not None for mt in types.values()):

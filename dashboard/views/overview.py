@@ -150,8 +150,7 @@ if run is not None:
         crews = [c for c in sc.repair_crews if c.name in busy.index]
         shown = pd.DataFrame({
             "technicians": [c.size for c in crews],
-            "there": ["around the clock" if c.calendar is None else f"{c.calendar.week_hours():.4g} h a week"
-                      for c in crews],
+            "there": [c.there() for c in crews],
             "on call [min]": [None if c.on_call is None else round(c.on_call / 60, 1) for c in crews],
             "utilisation [%]": [round(100 * float(busy[c.name]), 1) for c in crews]},
             index=pd.Index([c.name for c in crews], name="crew"))

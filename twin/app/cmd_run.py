@@ -78,7 +78,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
         planned = "" if cal is None else (f", planned {cal.week_hours():.4g} h a week"  # what the calendar means
                                           + (f" (breaks {', '.join(cal.breaks)} taken off)" if cal.breaks else ""))
         mix = ", ".join(f"{name} {share:.0%}" for name, share in sc.product_mix().items()) if sc.products else ""
-        shifts = [f"crew {c.name} {c.calendar.week_hours():.4g} h a week"
+        shifts = [f"crew {c.name} {c.there()}"
                   + (f" (on call in {c.on_call / 60:g} min)" if c.on_call is not None else "")
                   for c in sc.repair_crews if c.calendar is not None]  # repairs off its shifts wait
         more = (f", {len(sc.products)} product{'s' * (len(sc.products) != 1)} ({mix})" if mix else "") + (
@@ -712,8 +712,7 @@ def crew_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     for col in ("crew", "technicians", "there", "on call", "utilisation"):
         t.add_column(col, justify="left" if col == "crew" else "right")
     for c in sc.repair_crews:
-        t.add_row(c.name, str(c.size), "around the clock" if c.calendar is None else
-                  f"{c.calendar.week_hours():.4g} h a week", "-" if c.on_call is None else f"{c.on_call / 60:g} min",
+        t.add_row(c.name, str(c.size), c.there(), "-" if c.on_call is None else f"{c.on_call / 60:g} min",
                   f"{means[(c.name, 'utilisation')]:.1%}")
     return t
 
