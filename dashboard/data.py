@@ -707,14 +707,18 @@ def _calendar(sc: Scenario) -> Any:
 
 
 def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """Per hour of the window: good parts out of the line, planned time and OEE (good × the constraint's ideal time
-    per part ÷ planned time: ISO 22400's fully productive over planned busy time; on a mixed-model line each part at
-    its product's design time there); the constraint and its design cycle from the run's KPIs, or from the scenario
-    where there are none (a plant's parts: `plant_exits`)."""
+    """Per hour of the window: good parts out of the line, planned time and OEE (the parts good the first time × the
+    constraint's ideal time per part ÷ planned time: ISO 22400's fully productive over planned busy time; on a
+    mixed-model line each part at its product's design time there); the constraint and its design cycle from the
+    run's KPIs, or from the scenario where there are none (a plant's parts: `plant_exits`). A part that went into an
+    assembly left inside it, not out of the line."""
     if parts.empty:
         return pd.DataFrame()
     a, b = window.seconds()
-    good = parts[parts.exit.notna() & parts.scrapped_at.isna() & (parts.exit >= a) & (parts.exit < b)]
+    out = parts.exit.notna() & parts.scrapped_at.isna() & (parts.exit >= a) & (parts.exit < b)
+    if "into" in parts.columns:
+        out &= parts["into"].isna()
+    good = parts[out]
     if len(kpis):
         c = int(kpis[(kpis.scope == "line") & (kpis.kpi == "constraint station")].value.iloc[0])
         ideal = float(kpis[(kpis.scope == "station") & (kpis.entity == sc.stations[c].name)
@@ -734,7 +738,9 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
     cal = _calendar(sc)
     planned = cal.planned_between(lo, hi) if cal is not None else hi - lo
     counts = np.histogram(good.exit.to_numpy(), bins=edges)[0]
-    productive = np.histogram(good.exit.to_numpy(), bins=edges, weights=np.broadcast_to(per_part, len(good)))[0]
+    once = ~good["reworked"].to_numpy(bool) if "reworked" in good.columns else np.ones(len(good), dtype=bool)
+    productive = np.histogram(good.exit.to_numpy()[once], bins=edges,
+                              weights=np.broadcast_to(per_part, len(good))[once])[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         oee = np.where(planned > 0, productive / planned, np.nan)
     return pd.DataFrame({"period": window.origin + pd.to_timedelta(edges[:-1], unit="s"), "good": counts,

@@ -8,6 +8,7 @@ the bottleneck (the station whose machines are active the largest share of the t
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -112,7 +113,7 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     rows = _flow_kpis(line, a, b)
     repairs = _repairs(line, a, b)
     station_oee: dict[str, tuple[float, float, float, float, float]] = {}
-    for st, group in zip(sc.stations, line.stations):
+    for si, (st, group) in enumerate(zip(sc.stations, line.stations)):
         tallies = []
         for m in group:
             ideal = np.array([st.machine_ideal(m.name)]) if st.machine_cycle_times else _ideal_by_product(line, st)
@@ -126,6 +127,10 @@ def replication_kpis(line: Line) -> pd.DataFrame:
                            station_oee[st.name]):
             rows.append(("station", st.name, name, float(v)))
         rows.append(("station", st.name, "ideal cycle [s]", ideal))
+        if any(k >= 0 and sc.stations[k].rework for k, _ in sc.successors(si)):  # of its parts, sent to rework
+            made = sum(tally[3] for tally in tallies)
+            sent = sum(_within(m.log.reworked, a, b) for m in group)
+            rows.append(("station", st.name, "rework ratio", sent / made if made else 0.0))
         rows += _station_flow(line, st.name, group, a, b)
     rows += _buffer_kpis(line, a, b)
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
@@ -187,6 +192,11 @@ def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
         ("line", name, "departures [parts/h]", left.sum() / span * 3600),
         ("line", name, "scrap rate", float((left & (scrap_at >= 0)).sum() / left.sum()) if left.any() else 0.0),
     ]
+    if any(st.rework for st in line.scenario.stations):  # ISO 22400: rework ratio, and first pass yield
+        reworked = line.reworked_mask()
+        n = left.sum()
+        rows += [("line", name, "rework ratio", float((left & reworked).sum() / n) if n else 0.0),
+                 ("line", name, "first pass yield", float((good & ~reworked).sum() / n) if n else 1.0)]
     if line.arrivals:
         rows.append(("line", name, "lost arrivals", line.lost / line.arrivals))
     if line.scenario.products:
@@ -253,11 +263,12 @@ def _buffer_kpis(line: Line, a: float, b: float) -> list[Row]:
 
 def _line_quality(line: Line, a: float, b: float) -> float:
     """Of the parts that passed the constraint station inside [a, b] and have left the line, the share that left
-    good: a line that scraps every part has quality (and OEE) 0; parts still inside are not judged yet."""
+    good without rework: a line that scraps every part has quality (and OEE) 0; parts still inside are not judged
+    yet."""
     passed = np.frombuffer(line.passed, dtype=np.float64)
     exit_, fate = line.fates()  # a part consumed by an assembly shares the assembly's fate
     made = (passed >= a) & (passed <= b) & (exit_ <= b)  # judged: left the line (good or scrap) by b
-    good = made & (fate == INSIDE_OR_GOOD)
+    good = made & (fate == INSIDE_OR_GOOD) & ~line.reworked_mask(carried=True)  # good the first time (ISO 22400)
     n = int(np.count_nonzero(made))
     return int(np.count_nonzero(good)) / n if n else 1.0
 
@@ -281,18 +292,22 @@ def _ideal_by_product(line: Line, st: Station) -> np.ndarray:
     return np.array([st.ideal_cycle_of(p) for p in line.product_names])
 
 
+def _within(times: array, a: float, b: float) -> int:
+    """How many of the logged times lie in [a, b]."""
+    t = np.frombuffer(times, dtype=np.float64)
+    return int(np.count_nonzero((t >= a) & (t <= b)))
+
+
 def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.DataFrame,
                   calendar: ShiftCalendar | None, ideal: np.ndarray
                   ) -> tuple[list[Row], tuple[float, float, float, float, float, float]]:
     """One machine's state shares, availability, MTBF/MTTR and parts in [a, b], and what its station's OEE
     adds up: (working time in shifts, working time, ideal time of the parts begun and finished inside [a, b],
-    parts made, good parts, active time)."""
+    parts made, parts good the first time (neither scrapped nor sent to rework), active time)."""
     span = b - a
     d = state_durations(m, a, b)
-    fin = np.frombuffer(m.log.finished, dtype=np.float64)
-    scr = np.frombuffer(m.log.scrapped, dtype=np.float64)
-    n_good = int(np.count_nonzero((fin >= a) & (fin <= b)))
-    n_scrap = int(np.count_nonzero((scr >= a) & (scr <= b)))
+    n_good, n_scrap = _within(m.log.finished, a, b), _within(m.log.scrapped, a, b)
+    n_rework = _within(m.log.reworked, a, b)  # of the good ones, sent to rework (not good the first time)
     worked, worked_planned = _time_in(m, a, b, calendar)
     # parts whose whole work lies inside [a, b]: each took at least the ideal cycle, so performance <= 100 %
     before = int(np.count_nonzero(np.frombuffer(m.log.begun, dtype=np.float64) < a))
@@ -317,7 +332,7 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
          if len(repairs) and repairs.wait.notna().any() else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
-    return rows, (worked_planned, worked, ideal_time, n_good + n_scrap, n_good,
+    return rows, (worked_planned, worked, ideal_time, n_good + n_scrap, n_good - n_rework,
                   d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP])
 
 

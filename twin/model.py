@@ -92,6 +92,7 @@ class MachineLog:
     clock: array = field(default_factory=lambda: array("d"))
     finished: array = field(default_factory=lambda: array("d"))  # times a part left this machine good
     scrapped: array = field(default_factory=lambda: array("d"))  # times a part was scrapped here
+    reworked: array = field(default_factory=lambda: array("d"))  # times a part left for a rework station (of finished)
     begun: array = field(default_factory=lambda: array("d"))  # times work on a part began (for OEE performance)
     begun_product: array = field(default_factory=lambda: array("b"))  # and its product (lines with products)
     #: per state change, the fault mode (index into `modes`) a down machine is being repaired for; -1 otherwise
@@ -571,6 +572,8 @@ class Machine:
                 if dest is None:
                     line.finish(pid, self)
                     continue
+                if dest.rework:
+                    line.rework(pid, self)
             elif is_last:
                 line.finish(pid, self)
                 continue
@@ -633,6 +636,8 @@ class Machine:
                 if dest is None:
                     line.finish(pid, self)
                     continue
+                if dest.rework and router is not None:
+                    line.rework(pid, self)
                 if dest.full():
                     waiting(BLOCKED)
                 ev = dest.put(pid)
@@ -971,6 +976,8 @@ class Buffer:
     Lighter than simpy.Store: a get or put is one plain event, so a part's move costs what a timeout
     costs. Invariant: parts wait in the buffer only while no machine waits for one.
     """
+
+    rework = False  # the buffer of a rework station: a part routed here was not good the first time
 
     def __init__(self, env: simpy.Environment, capacity: float) -> None:
         self.env, self.capacity = env, capacity
@@ -1350,6 +1357,8 @@ class Line:
         self.scrapped_at = array("h")
         self.passed = array("d")  # when the part left the constraint station's work (nan before)
         self.into = array("q")  # the assembly a consumed part went into (-1: none)
+        #: the parts routed to a rework station (or that went into an assembly one of whose parts was)
+        self.reworked: set[int] = set()
         self.product = array("b")  # each part's product (index into product_names)
         self.product_names = [p.name for p in scenario.products] or ["part"]
         self._release = _Release(scenario, replication) if scenario.products else None
@@ -1478,6 +1487,9 @@ class Line:
                 continue
             store = make_buffer(env, cap, st.transfer)
             store.stock(self.new_part(si) for _ in range(self.carried[si] + st.initial))
+            if st.rework:  # parts waiting at a rework station as the line starts were sent there
+                store.rework = True
+                self.reworked.update(store.items)
             self.buffers.append(store)
         for si, (st, group) in enumerate(zip(sc.stations, self.stations)):
             dests: list[Buffer | None] = []
@@ -1560,20 +1572,48 @@ class Line:
         self.exit[pid] = self.env._now
         self.scrapped_at[pid] = CONSUMED
         self.into[pid] = into
+        if pid in self.reworked:  # an assembly with a reworked part in it was not good the first time either
+            self.reworked.add(into)
+
+    def rework(self, pid: int, m: Machine) -> None:
+        """m sent part pid to a rework station: it was not good the first time (ISO 22400's rework quantity)."""
+        self.reworked.add(pid)
+        m.log.reworked.append(self.env._now)
 
     def fates(self) -> tuple[np.ndarray, np.ndarray]:
         """Per part, where its journey ended: (exit time, `scrapped_at` code) of the part itself, or for a part
         consumed by an assembly, of the assembly it went into (nan, -1 while that is still inside)."""
         exit_ = np.frombuffer(self.exit, dtype=np.float64).copy()
         code = np.frombuffer(self.scrapped_at, dtype=np.int16).copy()
-        into = np.frombuffer(self.into, dtype=np.int64)
-        for _ in range(64):  # assemblies of assemblies: follow the carriers
-            inner = np.flatnonzero(code == CONSUMED)
-            if not len(inner):
-                break
-            carrier = into[inner]
-            exit_[inner], code[inner] = exit_[carrier], code[carrier]
+        self._carried(exit_, code)
         return exit_, code
+
+    def reworked_mask(self, carried: bool = False) -> np.ndarray:
+        """Per part, whether it was sent to a rework station (or went into an assembly with such a part in it); with
+        `carried`, for a part consumed by an assembly, whether the assembly was (the fate it shares)."""
+        mask = np.zeros(len(self.entry), dtype=bool)
+        if self.reworked:
+            mask[np.fromiter(self.reworked, dtype=np.int64, count=len(self.reworked))] = True
+            if carried:
+                self._carried(mask)
+        return mask
+
+    def _carried(self, *values: np.ndarray) -> None:
+        """Give each part consumed by an assembly (in place) the values of the assembly that carried it out of the
+        line, through assemblies of assemblies."""
+        code = np.frombuffer(self.scrapped_at, dtype=np.int16)
+        inner = np.flatnonzero(code == CONSUMED)
+        if not len(inner):
+            return
+        into = np.frombuffer(self.into, dtype=np.int64)
+        carrier = into[inner]
+        for _ in range(64):
+            nested = code[carrier] == CONSUMED
+            if not nested.any():
+                break
+            carrier = np.where(nested, into[carrier], carrier)
+        for v in values:
+            v[inner] = v[carrier]
 
     def scrap(self, pid: int, m: Machine) -> None:
         self.exit[pid] = self.env._now

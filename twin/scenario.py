@@ -19,7 +19,16 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from twin import MAX_SEED, TIME_RANGE
 from twin.distributions import (
@@ -422,6 +431,9 @@ class Station(_Strict):
     buffer: int | None = Field(None, ge=0, description="capacity of the buffer in front; null = unlimited")
     initial: int = Field(0, ge=0, le=100_000, description="parts in that buffer at the start (at most 100,000)")
     scrap: Probability = Field(0.0, description="probability a finished part is scrap")
+    rework: bool = Field(False, description="a rework station (a repair bay): the parts sent here were not good the "
+                                            "first time; they count as the sending station's and the line's rework "
+                                            "quantity (ISO 22400: against quality and first pass yield)")
     next: Name | list[Route] | None = Field(
         None, description="where parts go next: a station, 'exit', or routes; default: the next station listed "
                           "(the last one: exit)")
@@ -1323,6 +1335,11 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
     named = {st["name"]: i for i, st in enumerate(stations) if isinstance(st, dict) and isinstance(st.get("name"), str)}
     graph = any(isinstance(st, dict) and (st.get("next") is not None or st.get("assemble")) for st in stations)
     if not graph:
+        problems += [(f"stations[{i}].rework", "a rework station takes the parts an inspection sends it; in a serial "
+                                               "line every part passes it: route the inspection's parts, e.g. next: "
+                                               f"[{{to: exit, p: 0.94}}, {{to: {st.get('name')}, p: 0.06}}], and "
+                                               f"give this one next: the inspection")
+                     for i, st in enumerate(stations) if _is_rework(st)]
         return problems
     if data.get("blocking") == "before-service":
         problems.append(("blocking", "before-service blocking needs a serial line (it reserves space at the one next "
@@ -1375,6 +1392,7 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         if strays:
             problems.append((f"stations[{i}].assemble", f"stations {strays} send parts here but the assembly does not "
                                                         "take them; add them to assemble or route them elsewhere"))
+    problems += _rework_problems(stations, succ)
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
     if source.get("kind", "saturated") == "saturated" and any(0 in ks for ks in succ.values()):
         problems.append(("stations[0]", "the first station takes parts from a saturated source (always available, "
@@ -1400,6 +1418,37 @@ def _graph_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[str
         problems += [(f"stations[{i}].next", f"parts of product '{product}' sent here can never leave the line (its "
                                              f"routes lead to no '{EXIT}'); route it one way out")
                      for i in sorted(seen) if i not in reach]
+    return problems
+
+
+def _is_rework(st: Any) -> bool:
+    """Whether raw station data marks a rework station (`rework:` as the model reads it: true, yes, 1, ...)."""
+    try:
+        return isinstance(st, dict) and TypeAdapter(bool).validate_python(st.get("rework", False))
+    except ValidationError:
+        return False  # the field's own error names it
+
+
+def _rework_problems(stations: list[Any], succ: dict[int, list[int]]) -> list[tuple[str, str]]:
+    """A rework station is fed by stations that send it only some of their parts (an inspection's choice): fed by none,
+    or with every part of a station, its rework quantity would be all or nothing."""
+    problems: list[tuple[str, str]] = []
+    for i, st in enumerate(stations):
+        if not _is_rework(st):
+            continue
+        if st.get("assemble"):
+            problems.append((f"stations[{i}].rework", "an assembly consumes parts into one; a rework station takes "
+                                                      "single parts back: give the rework its own station"))
+        senders = [j for j, ks in succ.items() if i in ks]
+        if not senders:
+            problems.append((f"stations[{i}].rework", "no station sends parts here; a rework station takes the parts "
+                                                      "an inspection routes to it, e.g. next: [{to: exit, p: 0.94}, "
+                                                      f"{{to: {st.get('name')}, p: 0.06}}]"))
+        for j in senders:
+            if set(succ[j]) == {i} and not _is_rework(stations[j]):  # a second bay after a first: fine
+                problems.append((f"stations[{j}].next", f"station '{stations[j].get('name')}' sends every part to the "
+                                                        f"rework station '{st.get('name')}', so none would be good "
+                                                        "the first time; route only the parts that fail there"))
     return problems
 
 

@@ -213,5 +213,7 @@ if run is not None:
                 st.caption("OEE per hour = good parts × the constraint station's ideal cycle per part ÷ planned "
                            "time in the hour (ISO 22400's fully productive ÷ planned busy time); good parts = parts "
                            "leaving the line in that hour, not scrapped"
+                           + ("; OEE counts those good the first time (not sent to rework)"
+                              if "reworked" in parts.columns else "")
                            + ("; energy = each machine's time in each state × its type's power in the scenario"
                               if "energy" in hourly else ""))

@@ -364,15 +364,24 @@ def events_frame(line: Line) -> pd.DataFrame:
 
 
 def parts_frame(line: Line) -> pd.DataFrame:
-    """Every part of the replication: when it entered and left (NaN: still inside), the station that scrapped it, and
-    on a line with products its product."""
-    names = [s.name for s in line.scenario.stations]
+    """Every part of the replication: when it entered and left (NaN: still inside), the station that scrapped it, on
+    a line with products its product, on a line with assemblies the part it went into (NA: none; such a part left
+    inside another, not out of the line), and on a line with rework stations whether it was sent to one."""
+    sc = line.scenario
+    names = [s.name for s in sc.stations]
     scrap = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
-    product = {"product": pd.Categorical.from_codes(np.frombuffer(line.product, dtype=np.int8).astype(np.int16),
-                                                    line.product_names)} if line.scenario.products else {}
+    extra: dict[str, Any] = {}
+    if sc.products:
+        extra["product"] = pd.Categorical.from_codes(np.frombuffer(line.product, dtype=np.int8).astype(np.int16),
+                                                     line.product_names)
+    if any(st.assemble for st in sc.stations):
+        into = np.frombuffer(line.into, dtype=np.int64)
+        extra["into"] = pd.arrays.IntegerArray(into.copy(), into < 0)
+    if any(st.rework for st in sc.stations):
+        extra["reworked"] = line.reworked_mask()
     return pd.DataFrame({"part": np.arange(len(scrap)), "entry": np.frombuffer(line.entry).copy(),
                          "exit": np.frombuffer(line.exit).copy(),
-                         "scrapped_at": [names[i] if i >= 0 else None for i in scrap], **product})
+                         "scrapped_at": [names[i] if i >= 0 else None for i in scrap], **extra})
 
 
 # files of a run folder written even when empty (readings and health exist only when there are some)
