@@ -950,6 +950,74 @@ def test_the_parts_of_a_station_that_scraps_are_not_compared(tmp_path: Path) -> 
     assert set(check[check.kpi == "parts"].machine) == {"turn-1", "turn-2", "harden"}
 
 
+def _judged_parts(run: Any, good: str = "good", scrap: str = "scrap") -> pd.DataFrame:
+    """Each machine's parts with their result, as a plant's quality records give them."""
+    start = pd.Timestamp(run.line.scenario.start)
+    return pd.concat(pd.DataFrame({
+        "timestamp": start + pd.to_timedelta(np.concatenate([np.frombuffer(m.log.finished),
+                                                             np.frombuffer(m.log.scrapped)]), unit="s"),
+        "machine": m.name, "result": [good] * len(m.log.finished) + [scrap] * len(m.log.scrapped)})
+        for m in run.line.machines).sort_values(["machine", "timestamp"], kind="stable")
+
+
+def test_scrap_rates_are_fitted_from_each_parts_result(tmp_path: Path) -> None:
+    """The engineered line says grinding scraps 1 %; the plant's quality records (a result per part, in German: i.O.
+    or n.i.O.) say 6 %. The fit reads it (with its interval), the validation then compares grinding's parts made
+    (the log counts every part), and a scrap counter read beside the good-part counter says the same."""
+    from twin.app.cmd_plant import _file_parts
+    from twin.fit import fit_scenario
+
+    truth = load_scenario(HEAT, {"duration": "8 d"})
+    spec = truth.model_dump(by_alias=True)
+    spec["stations"][2]["scrap"] = 0.06
+    run, log, _ = _plant_logs(Scenario.model_validate(spec))
+    judged = _judged_parts(run, "i.O.", "n.i.O.")
+    judged.to_csv(tmp_path / "parts.csv", index=False)
+    parts = read_parts(tmp_path / "parts.csv", truth.line.timezone)
+    assert parts.scrap.sum() == sum(len(m.log.scrapped) for m in run.line.machines) > 100
+    fitted, table = fit_scenario(log, truth, parts=parts)
+    grind = next(st for st in fitted.stations if st.name == "grind")
+    assert grind.scrap == pytest.approx(0.06, abs=0.015)
+    row = table[table.time == "scrap"].set_index("machine type").loc["station grind"]
+    assert row.family == "share of its parts scrapped" and "; was 1.00%)" in row.parameters and "95 % CI" in \
+        row.parameters
+    assert [st.scrap for st in fitted.stations[:2]] == [0.0, 0.0]  # turning and hardening scrapped none
+    # a PLC's good and scrap counters, read every ten minutes: the same share
+    start = pd.Timestamp(truth.start)
+    ten = pd.date_range(start, start + pd.Timedelta(days=8), freq="10min").to_numpy()
+    rows = []
+    for m in run.line.machines:
+        mine = judged[judged.machine == m.name]
+        ok, nok = (np.searchsorted(np.sort(mine.timestamp[mine.result == r].to_numpy()), ten, side="right")
+                   for r in ("i.O.", "n.i.O."))
+        rows.append(pd.DataFrame({"timestamp": ten, "machine": m.name, "count": ok, "scrap": nok}))
+    pd.concat(rows).to_csv(tmp_path / "counters.csv", index=False)
+    counted = _file_parts(read_parts(tmp_path / "counters.csv", truth.line.timezone))
+    assert counted.scrap.sum() == parts.scrap.sum()
+    assert next(st for st in fit_scenario(log, truth, parts=counted)[0].stations if st.name == "grind").scrap == \
+        grind.scrap
+    # the whole command: the fit said, and grinding's parts compared (a log that counts every part with its result)
+    log.to_csv(tmp_path / "status.csv", index=False)
+    (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--parts", tmp_path / "parts.csv", "--base", HEAT,
+                            "--out", tmp_path / "f.yaml", "--replications", 2))
+    assert "not compared" not in " ".join(r.stderr.split() + r.stdout.split()), r.stderr
+    fits = pd.read_csv(tmp_path / "f-report" / "fitted.csv").set_index(["machine type", "time"])
+    assert fits.loc[("station grind", "scrap"), "family"] == "share of its parts scrapped"
+    assert load_scenario(tmp_path / "f.yaml").stations[2].scrap == grind.scrap
+    check = pd.read_csv(tmp_path / "f-report" / "validation.csv")
+    assert "grind" in set(check[check.kpi == "parts"].machine)
+
+
+def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path) -> None:
+    f = tmp_path / "parts.csv"
+    f.write_text("timestamp,machine,result\n2026-01-05T06:00,grind,OK\n2026-01-05T06:01,grind,maybe\n")
+    with pytest.raises(LogError, match=r"row 3, column result: 'maybe' is neither good \(good, ok"):
+        read_parts(f)
+    f.write_text("timestamp,machine,count,result\n2026-01-05T06:00,grind,4,OK\n")
+    with pytest.raises(LogError, match="a counter's readings count parts, a result is one part's"):
+        read_parts(f)
+
+
 def test_cycle_times_from_a_part_log_and_buffer_sizes_from_levels(tmp_path: Path) -> None:
     """A part log (one row per part a machine finished) gives each station's cycle time from the cycles the machine
     worked back to back (no wait, no stop between); a buffer-level log gives each buffer's capacity. The validation
@@ -1226,6 +1294,27 @@ def test_cycle_times_from_a_plants_part_counters_in_the_store(tmp_path: Path) ->
         (["--parts", bare], f"--parts {bare}: no good_parts counters; map a machine's part counter")])
 
 
+def test_reject_counters_in_the_store_give_scrap_where_a_machine_has_one() -> None:
+    """`twin connect`'s scrap_parts beside good_parts: press-1's parts are judged (2 rejects a reading beside 18
+    good: 10 %), press-2 has no reject counter, so its parts' results are unknown, not good: its scrap is kept."""
+    from twin.app.cmd_plant import _counted_parts
+    from twin.fit import fit_scrap
+
+    t0 = pd.Timestamp("2026-01-05 06:00")
+    times = t0 + pd.to_timedelta(np.arange(30) * 900, unit="s")
+    readings = pd.concat([
+        pd.DataFrame({"machine": "press-1", "sensor": "good_parts", "ts": times, "value": np.arange(30) * 18.0}),
+        pd.DataFrame({"machine": "press-1", "sensor": "scrap_parts", "ts": times, "value": np.arange(30) * 2.0}),
+        pd.DataFrame({"machine": "press-2", "sensor": "good_parts", "ts": times, "value": np.arange(30) * 20.0})])
+    parts = _counted_parts(readings)
+    assert parts.scrap.isna().sum() == 29 * 20 and int(parts.scrap.sum()) == 29 * 2
+    sc = load_scenario(TRUTH)
+    stations = list(sc.stations)
+    rows = fit_scrap(parts, stations, sc)
+    assert [r["machine type"] for r in rows] == ["station press-1"]
+    assert stations[0].scrap == pytest.approx(0.1) and stations[1].scrap == sc.stations[1].scrap
+
+
 def test_a_calendar_clocks_lives_stand_still_off_shift_as_the_model_runs_them() -> None:
     """A 'calendar' reliability clock runs while the machine is up on shift (the model's clock stands off shift):
     the fit counted off-shift time into its lives as well, 26 h for a life of 10 h on shift."""
@@ -1412,8 +1501,9 @@ def test_any_energy_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.one_of(_DAY, st.text(max_size=12)), st.sampled_from(["turn-1", "grind", "x", ""])),
-                min_size=1, max_size=40),
+@given(st.lists(st.tuples(st.one_of(_DAY, st.text(max_size=12)), st.sampled_from(["turn-1", "grind", "x", ""]),
+                          st.one_of(st.sampled_from(["OK", "n.i.O.", "scrap", " Good ", "", "1", "0"]),
+                                    st.text(max_size=6))), min_size=1, max_size=40),
        st.lists(st.tuples(_DAY, st.sampled_from(["harden", "grind", "nowhere", ""]),
                           st.one_of(st.integers(-3, 10**12), st.floats(allow_nan=True, allow_infinity=True),
                                     st.text(max_size=5))), min_size=1, max_size=20),
@@ -1426,8 +1516,9 @@ def test_any_part_or_buffer_log_is_fitted_or_refused_clearly(tmp_path: Path, par
     from twin.fit import fit_scenario, read_levels, read_parts
 
     f = tmp_path / ("parts.csv" if which else "levels.csv")
-    if which:
-        pd.DataFrame(parts, columns=["timestamp", "machine"]).to_csv(f, index=False)
+    if which:  # with each part's result (good or scrap) where the first timestamp's text has an odd length
+        table = pd.DataFrame(parts, columns=["timestamp", "machine", "result"])
+        table.drop(columns=[] if len(str(parts[0][0])) % 2 else ["result"]).to_csv(f, index=False)
     else:
         pd.DataFrame(levels, columns=["timestamp", "station", "level"]).to_csv(f, index=False)
     try:
@@ -1437,6 +1528,7 @@ def test_any_part_or_buffer_log_is_fitted_or_refused_clearly(tmp_path: Path, par
         return
     fitted, _ = fit_scenario(read_log(_STATUS), load_scenario(HEAT), **{"parts" if which else "levels": log})
     assert all(s.buffer is None or 0 <= s.buffer <= 10**9 for s in fitted.stations)
+    assert all(0 <= s.scrap <= 1 for s in fitted.stations)
 
 
 @pytest.mark.parametrize(("level", "shown"), [("inf", "'inf'"), ("2.5", "'2.5'"), ("1e30", "'1e+30'"), ("", "(empty)")])
@@ -1616,6 +1708,14 @@ def test_route_shares_are_fitted_from_the_parts_each_way_made() -> None:
     table = fit_scenario(log, Scenario.model_validate(spec), parts=made(run))[1]
     assert "but it scraps parts" in table[table.time == "routes"].set_index("machine type").loc["station pack",
                                                                                                   "family"]
+    # unless the log gives each part's result: then packing's good parts are what its ways share (and its scrap fits)
+    truth = line(0.2, 0.3).model_dump(by_alias=True)
+    truth["stations"][3]["scrap"] = 0.1
+    run, log, _ = _plant_logs(Scenario.model_validate(truth))
+    judged = _judged_parts(run)
+    fitted = fit_scenario(log, Scenario.model_validate(spec), parts=judged.assign(scrap=judged.result == "scrap"))[0]
+    assert [r.p for r in fitted.stations[3].routes()] == pytest.approx([0.3, 0.7], abs=0.02)
+    assert fitted.stations[3].scrap == pytest.approx(0.1, abs=0.02)
     # a merge: inspection sends to rework and to packing, which rework feeds too: rework's share is still its parts
     # over inspection's; one more way out (the exit) and two ways lead where other parts go: nothing to count apart
     def merged(shares: list[float]) -> Scenario:

@@ -82,7 +82,11 @@ class Fitted:
 
 # any plant log's columns
 LOG_COLUMNS = ("timestamp", "machine", "state", "reason", "station", "level", "energy", "power", "count", "start",
-               "end", "duration")
+               "end", "duration", "result", "scrap")
+#: a part log's `result` per part, as plants write it (case and spaces aside): good, or scrap
+GOOD_RESULTS = ("good", "ok", "io", "i.o.", "gut", "pass", "passed", "accepted", "1", "true", "yes")
+SCRAP_RESULTS = ("scrap", "nok", "nio", "n.i.o.", "ausschuss", "bad", "fail", "failed", "reject", "rejected", "0",
+                 "false", "no")
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def _table(path: Path, need: tuple[str, ...], what: str, tz: str, fmt: LogFormat
                        f"{', '.join(map(str, df.columns)) or 'none'}). {what} Columns the file names its own way "
                        f"are mapped with --columns 'ITS_NAME={missing[0]}, …'.{title_hint(df)}")
     if sep == ";":  # a ';' export's '12,5' kW
-        decimal_commas(df, ("level", "energy", "power", "count", "duration"))
+        decimal_commas(df, ("level", "energy", "power", "count", "duration", "scrap"))
     if df.empty:  # fitted to nothing, then its validation ended in a traceback
         raise LogError(f"{path}: no rows under the header. {what}")
     for c in (c for c in need if c in ("machine", "station")):  # a row no machine or station owns: read as nan
@@ -309,17 +313,46 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
 
 
 def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
-    """A part-completion log (timestamp, machine: one row per part a machine finished), or a part counter's readings
-    (with a column count: a PLC's good-part count, read at intervals), as timestamp, machine and, for a counter,
-    count; times on the clock of a line in time zone `tz`."""
+    """A part-completion log (timestamp, machine: one row per part a machine finished, optionally its `result`: good
+    or scrap), or a part counter's readings (with a column count: a PLC's good-part count, read at intervals, and
+    optionally `scrap`: its scrap counter read with it), as timestamp, machine and, per part, `scrap` (bool) where the
+    log tells, for counters `count` (and `scrap`); times on the clock of a line in time zone `tz`."""
     df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine "
                     "(or a counter's readings: timestamp, machine, count).", tz, fmt)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
     if "count" in df.columns:  # each row was read as one part: a counter read every minute made 1-minute cycles
+        if "result" in df.columns:
+            raise LogError(f"{path}: columns count and result: a counter's readings count parts, a result is one "
+                           "part's; give a scrap counter as a column scrap beside count, or one row per part with "
+                           "its result")
         v = _readings(path, df, "count", "a part count")
-        out = out.assign(count=v.astype(float))[v.notna().to_numpy()]
+        out = out.assign(count=v.astype(float))
+        if "scrap" in df.columns:  # a scrap counter read with the good one
+            out = out.assign(scrap=_readings(path, df, "scrap", "a scrap count").astype(float))
+        out = out[v.notna().to_numpy()]
+    elif "result" in df.columns:
+        out = out.assign(scrap=_results(path, df))
+    elif "scrap" in df.columns:
+        raise LogError(f"{path}: column scrap is a scrap counter's readings, beside a good-part counter's count "
+                       "column; for one row per part, give its result (good or scrap) in a column result")
     return _noted(out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True), path, df,
                   [repeated_note(ts)])
+
+
+def _results(path: Path, df: pd.DataFrame) -> np.ndarray:
+    """A part log's `result` column as scrap (True) or good (False) per row; LogError naming the first row whose
+    result is neither in words plants use."""
+    words = df["result"].astype(str).str.strip().str.lower().where(df["result"].notna(), "")
+    good, scrap = words.isin(GOOD_RESULTS), words.isin(SCRAP_RESULTS)
+    bad = ~(good | scrap)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        given = df["result"].iloc[row]
+        shown = "(empty)" if not words.iloc[row] else repr(str(given))
+        raise LogError(f"{path}: row {row + first_row(df)}, column result: {shown} is neither good ("
+                       f"{', '.join(GOOD_RESULTS[:6])}, …) nor scrap ({', '.join(SCRAP_RESULTS[:6])}, …); write one "
+                       "of those for each part (a part reworked and then good is good)")
+    return scrap.to_numpy(dtype=bool)
 
 
 MAX_LEVEL = 10**9  # parts in one buffer: more is a unit mistake or a corrupt export
@@ -894,17 +927,54 @@ def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray
 
 
 MIN_ROUTED = 30  # fewer parts counted on a station's routes than this: the base scenario's shares are kept
+MIN_JUDGED = 100  # fewer parts of a station with a result (good or scrap) than this: the base's scrap is kept
+
+
+def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> list[dict[str, Any]]:
+    """Each station's scrap probability from the results of the parts its machines finished (a part log's `result`,
+    or scrap counters beside the good ones), with its 95 % Clopper-Pearson interval (updating `stations`; the rows of
+    the fit's table). Kept where the base makes scrap depend on the product or on wear (`scrap_by_product`,
+    `scrap_increase`: a share over the log would fold both into one figure), for a batch station (scraps none here),
+    and with fewer than MIN_JUDGED parts judged."""
+    from scipy.stats import binomtest
+
+    judged = parts[parts.scrap.notna()]
+    rows = []
+    for j, st in enumerate(stations):
+        mine = judged[judged.machine.isin(st.machine_names)]
+        k, n = int(mine.scrap.astype(bool).sum()), len(mine)
+        if mine.empty or (st.batch is not None and not k):  # an oven that scrapped none: nothing to say
+            continue
+        row = {"machine type": f"station {st.name}", "fault mode": "", "time": "scrap", "events": k, "censored": 0,
+               "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan}
+        wear = [f.name for f in base.machine_types[st.machine_type].fault_modes if f.scrap_increase]
+        why = ("kept (its scrap is per product: scrap_by_product)" if st.scrap_by_product else
+               f"kept (its scrap rises with wear: {', '.join(wear)}'s scrap_increase)" if wear else
+               "kept (a batch station scraps no parts here)" if st.batch is not None else
+               f"kept (only {n} parts with a result)" if n < MIN_JUDGED else "")
+        lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
+        told = f"{k:,} of {n:,} parts scrapped: {k / n:.2%} (95 % CI {lo:.2%}–{hi:.2%}; was {st.scrap:.2%})"
+        if why:
+            rows.append({**row, "family": why, "parameters": told})
+            continue
+        stations[j] = st.model_copy(update={"scrap": round(k / n, 6)})
+        rows.append({**row, "family": "share of its parts scrapped", "parameters": told})
+    return rows
 
 
 def fit_routes(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> list[dict[str, Any]]:
     """Each probability route's share from the parts its stations finished (updating `stations`; the rows of the
     fit's table): where every way out of a station leads to a station fed by it alone (no other station, the source
     or an assembly counts there), the share of each is its parts over theirs; where one way leads elsewhere (the
-    exit, a merge), that one takes what the station's parts leave the others (not for a station that scraps: a log
-    may count its scrap or not). A station whose routes cannot be told apart by counting keeps the base's shares,
-    and the row says why."""
+    exit, a merge), that one takes what the station's good parts leave the others (for a station that scraps, only
+    where the log gives each part's result: else a log may count its scrap or not). A station whose routes cannot be
+    told apart by counting keeps the base's shares, and the row says why."""
     counted = parts.groupby("machine").size()
     made = [int(sum(counted.get(m, 0) for m in st.machine_names)) for st in stations]
+    # where the log tells each part's result, a station's parts on its ways are the good ones it made
+    judged = "scrap" in parts and parts.scrap.notna().all()
+    good = parts[~parts.scrap.astype(bool)].groupby("machine").size() if judged else counted
+    made_good = [int(sum(good.get(m, 0) for m in st.machine_names)) for st in stations]
     feeders: dict[int, set[int]] = {}
     for j in range(len(stations)):
         for t, _ in base.successors(j):
@@ -923,14 +993,14 @@ def fit_routes(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> 
             rows.append({**row, "events": 0, "family": "kept (more than one way leads where other parts go too: "
                          "counting cannot tell them apart)", "parameters": ""})
             continue
-        if not all(alone) and (st.scrap or st.scrap_by_product or any(
+        if not all(alone) and not judged and (st.scrap or st.scrap_by_product or any(
                 f.scrap_increase for f in base.machine_types[st.machine_type].fault_modes)):
             rows.append({**row, "events": 0, "family": f"kept (a way to the exit or a merge is what {st.name}'s good "
                          "parts leave the others, but it scraps parts, which a part log may count or not)",
                          "parameters": ""})
             continue
         seen = [made[t] if ok else 0 for (t, _), ok in zip(ways, alone)]
-        total = sum(seen) if all(alone) else made[j]
+        total = sum(seen) if all(alone) else made_good[j]
         if total < MIN_ROUTED or not all(made[t] for (t, _), ok in zip(ways, alone) if ok):
             rows.append({**row, "events": int(total), "family": "kept (too few parts counted on its ways)",
                          "parameters": ""})
@@ -1258,6 +1328,8 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
             if update:
                 stations[i] = st.model_validate({**st.model_dump(by_alias=True), **update})
     if parts is not None:
+        if "scrap" in parts:
+            rows += fit_scrap(parts, stations, base)
         rows += fit_routes(parts, stations, base)
     if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
         levels = levels.assign(station=levels.station.astype(str).map(buffer_station))

@@ -471,8 +471,8 @@ def fit(
                          else "left")
     for _, r in table.iterrows():
         shown.add_row(r["machine type"], r["fault mode"], r["time"], f"{r.events:,}", f"{r.censored:,}",
-                      r.family if r["time"] not in ("buffer", "power") else r.parameters if r["time"] == "buffer"
-                      else f"{r.family}: {r.parameters}",
+                      r.family if r["time"] not in ("buffer", "power", "scrap") else r.parameters
+                      if r["time"] == "buffer" else f"{r.family}: {r.parameters}",
                       *(f"{r[c]:.4f}" if r[c] == r[c] else "–" for c in ("mean [h]", "base mean [h]", "KS")))
     print_table(shown)
     made = part_log
@@ -480,8 +480,9 @@ def fit(
         say("note", f"the parts made are not compared in the validation: {parts}'s parts span {covers:.0%} of the "
             f"status log's span (at least {COVERS:.0%})")
     elif part_log is not None:  # the twin counts a machine's good and scrapped parts; a plant's log either, or good
+        told = set(part_log.machine[part_log.scrap.notna()]) if "scrap" in part_log else set()  # every part's result
         scrapping = {m for st in fitted.stations if st.scrap or any(st.scrap_by_product.values())
-                     for m in st.machine_names} & set(part_log.machine)
+                     for m in st.machine_names} & set(part_log.machine) - told
         if scrapping:
             made = part_log[~part_log.machine.isin(scrapping)]
             say("note", f"the parts made by {', '.join(sorted(scrapping))} are not compared in the validation: their "
@@ -846,29 +847,45 @@ def _one_run(url: str, run: str | None, option: str, what: str, fix: str,
 
 
 def _store_parts(url: str, run: str | None) -> pd.DataFrame:
-    """A part-completion log (timestamp, machine) from a store's good_parts counters (a plant's PLC counts, as
-    `twin connect` writes them; `store.base.part_times`)."""
+    """A part-completion log (timestamp, machine, and scrap where scrap counters tell) from a store's good_parts and
+    scrap_parts counters (a plant's PLC counts, as `twin connect` writes them; `store.base.part_times`)."""
     readings = _one_run(url, run, "--parts", "good_parts counters", "map a machine's part counter as the sensor "
                         "good_parts in `twin connect` (docs/connect.md), or give a part log file",
-                        lambda db: db.query(run=run, sensors=["good_parts"]))
+                        lambda db: db.query(run=run, sensors=["good_parts", "scrap_parts"]))
     return _counted_parts(readings)
 
 
 def _file_parts(log: pd.DataFrame) -> pd.DataFrame:
     """A part log file (`fit.read_parts`) as one row per part: its rows, or for a counter's readings (its count
-    column) the parts each counted."""
+    column, and its scrap counter's) the parts each counted."""
+    import pandas as pd
+
     if "count" not in log:
         return log
-    return _counted_parts(log.rename(columns={"timestamp": "ts", "count": "value"}).assign(sensor="good_parts"))
+    readings = log.rename(columns={"timestamp": "ts", "count": "value"}).assign(sensor="good_parts")
+    if "scrap" in log:
+        scrap = log.rename(columns={"timestamp": "ts", "scrap": "value"}).assign(sensor="scrap_parts")
+        readings = pd.concat([readings.drop(columns="scrap"), scrap.drop(columns="count")], ignore_index=True)
+    return _counted_parts(readings.dropna(subset=["value"]))
 
 
 def _counted_parts(readings: pd.DataFrame) -> pd.DataFrame:
-    """Part counters' readings (machine, sensor, ts, value: a store's good_parts, or a part log file's count) as a
-    part-completion log (timestamp, machine: one row per part counted; `store.base.part_times`, a reset counting on
-    from 0)."""
+    """Part counters' readings (machine, sensor, ts, value: a store's good_parts and scrap_parts, or a part log file's
+    count and scrap) as a part-completion log (timestamp, machine, and `scrap` per part where a scrap counter was
+    read: one row per part counted; `store.base.part_times`, a reset counting on from 0)."""
+    import pandas as pd
+
     from sensors.store.base import part_times
 
-    return part_times(readings).rename(columns={"ts": "timestamp"})[["timestamp", "machine"]]
+    parts = part_times(readings).rename(columns={"ts": "timestamp"})
+    if not (parts.sensor == "scrap_parts").any():
+        return parts[["timestamp", "machine"]]
+    # a machine without a scrap counter: its parts' results are not known (NA), not good
+    told = readings.loc[readings.sensor == "scrap_parts", "machine"].unique()
+    scrap = pd.array(parts.sensor == "scrap_parts", dtype="boolean")
+    scrap[~parts.machine.isin(told).to_numpy()] = pd.NA
+    parts = parts.assign(scrap=scrap).sort_values(["machine", "timestamp"], kind="stable")
+    return parts[["timestamp", "machine", "scrap"]].reset_index(drop=True)
 
 
 def _store_energy(url: str, run: str | None) -> pd.DataFrame:
