@@ -377,6 +377,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert at.text_input(key="wi_mix").disabled  # and makes one kind of part: no product mix
     assert at.text_input(key="wi_stock").disabled  # and keeps no spare parts
     at.checkbox(key="wi_combined").check()  # and all of them together (`--combined`)
+    at.number_input(key="wi_order").set_value(1)  # an order of one bottle: made in every run, in its first minutes
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]
     assert proc.wait(120) == 0, Path(at.session_state["wi_proc_log"]).read_text()
@@ -386,6 +387,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert list(shown.alternative) == ["as is", "+1 technician, mechanics", "buffer capper = 400",
                                        "labeller: 2 machines", "filler: cycle 1.7 s", together]
     assert "±" in shown["good parts"][0]
+    assert (shown["order made"] == "100% (29%–100%)").all() and "·" in shown["done by"][0], shown
     # the same alternatives over the long run, from the line's start (`twin compare`): its report shown below
     at.text_input(key="lr_dur").set_value("4 h")
     at.button(key="lr_go").click().run()

@@ -551,3 +551,57 @@ def test_a_long_lines_buffer_levels_are_told_by_the_ones_holding_parts() -> None
     many = {f"s{i:02d}": (3 if i in (4, 11) else 0) for i in range(20)}
     assert _levels_read(many) == "; buffer levels of 20 buffers, 18 empty: s04 3, s11 3"
     assert _levels_read(dict.fromkeys(many, 0)) == "; buffer levels of 20 buffers, 20 empty"
+
+
+def test_an_orders_last_part_is_the_nth_good_part_out_of_the_line() -> None:
+    """`twin whatif --order N`: each replication's hours until the N-th good part left the line (nan: not within the
+    run), so the share of runs that made the order is the share whose good parts reached N."""
+    from twin.app.compare import order_cells, order_figures, whatif_task
+    from twin.app.runner import replication_of
+
+    sc = load_scenario(SCENARIO, {"duration": "4 h"})
+    text = sc.model_dump_json(by_alias=True)
+    line = replication_of(text, 0, None).line
+    exit_ = np.frombuffer(line.exit)
+    good = np.sort(exit_[(np.frombuffer(line.scrapped_at, dtype=np.int16) == -1) & ~np.isnan(exit_)])
+    n = len(good)
+    assert n > 50
+    _, _, made = whatif_task(text, None, "as is", 0, order=n)
+    assert made["order done [h]"] == pytest.approx(good[-1] / 3600) and made["good parts"] == pytest.approx(n)
+    assert np.isnan(whatif_task(text, None, "as is", 0, order=n + 1)[2]["order done [h]"])
+    start = sc.start
+    figures = order_figures(np.array([1.0, np.nan, 2.0, 3.0]), start)
+    assert figures["order made"] == 0.75 and figures["order made low"] < 0.75 < figures["order made high"]
+    assert figures["order done median"] == f"{start:%Y-%m-%d}T{start.hour + 2:02d}:{start.minute:02d}"
+    assert figures["order done 90 %"] is None  # one run in four never made it: not 9 in 10 within the run
+    end = start + pd.Timedelta(hours=4)
+    assert order_cells(figures, end)[1] == f"{start + pd.Timedelta(hours=2):%a %H:%M} · after {end:%a %H:%M}"
+
+
+@pytest.mark.slow
+def test_how_likely_an_order_is_made_from_the_state_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plant manager's question: 60 good parts in the next 2 hours, as is and with one more technician. The
+    share of runs that made it is the share whose good parts (the replications written beside the table) reached
+    60; an order no run can make is made by none, and done by no time."""
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    r = subprocess.run(twin_cmd("run", SCENARIO, "--no-stream", "--duration", "8 h", "--out", run), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    whatif = ["whatif", SCENARIO, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at", "2026-01-05T10:00",
+              "--duration", "2 h", "--replications", 20, "--extra-crew", "maintenance"]
+    r = subprocess.run(twin_cmd(*whatif, "--order", 60, "--out", tmp_path / "o.csv"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "an order of 60 good" in r.stdout and "order made" in r.stdout
+    table = pd.read_csv(tmp_path / "o.csv").set_index("alternative")
+    reps = pd.read_csv(tmp_path / "o-replications.csv")
+    for alternative, row in table.iterrows():
+        assert row["order made"] == pytest.approx((reps[alternative] >= 60).mean())
+        assert row["order made low"] <= row["order made"] <= row["order made high"]
+    assert table["order made"].max() > 0
+    r = subprocess.run(twin_cmd(*whatif, "--order", 10**6, "--out", tmp_path / "never.csv"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    never = pd.read_csv(tmp_path / "never.csv")
+    assert (never["order made"] == 0).all() and never["order done median"].isna().all()
+    assert "after Mon 12:00" in r.stdout

@@ -211,9 +211,12 @@ if sc is not None and path is not None:
                                disabled=not me.can("upload"), help=None if me.can("upload") else "engineers only")
         url = next((str(p) for p in saved_logs([log] if log is not None else [])), None)
     mapped = plant_names("wi", "--machine-names") if src == logged else []
-    w3, w4 = st.columns(2)
+    w3, w4, w0 = st.columns(3)
     wi_duration = w3.text_input("how far ahead", "8 h", key="wi_dur")
     wi_reps = w4.number_input("replications", 2, 200, 30, key="wi_reps")
+    wi_order = w0.number_input("an order of good parts", 0, 10**9, 0, key="wi_order",
+                               help="how likely each alternative makes that many good parts in the time ahead, and "
+                                    "when (0: no order)")
     crews = st.multiselect("one more technician in", [c.name for c in sc.repair_crews], key="wi_crew")
     from twin.maintenance import SCENARIO_POLICIES
 
@@ -279,7 +282,8 @@ if sc is not None and path is not None:
                  help=None if me.can("start_run") else "engineers only"):
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
         start_job("wi_proc", ["whatif", str(path), "--from", str(url), *mapped, "--duration", wi_duration,
-                              "--replications", str(wi_reps), "--out", str(table), *alternatives], table, "what-if",
+                              "--replications", str(wi_reps), "--out", str(table), *alternatives,
+                              *(["--order", str(int(wi_order))] if wi_order else [])], table, "what-if",
                   f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
     @st.fragment(run_every="2s")
@@ -296,9 +300,17 @@ if sc is not None and path is not None:
                    if table.get("energy per good part [kWh]", pd.Series(dtype=float)).notna().any() else {}),
                 "vs as is": ["" if d != d else f"{d:+,.0f} ± {h:,.0f}"
                              for d, h in zip(table["vs as is"], table["vs ± (95 % CI)"])]})
+            ordered = "order made" in table.columns
+            if ordered:  # an order: how likely each alternative makes it, and when (twin whatif --order)
+                from twin.app.compare import order_cells
+
+                cells = [order_cells(r) for r in table.to_dict("records")]
+                shown = shown.assign(**{"order made": [c[0] for c in cells], "done by": [c[1] for c in cells]})
             st.dataframe(shown, hide_index=True)
             st.caption("good parts: mean ± half-width of its 95 % CI; 90 % of runs: where one run falls (5th–95th "
-                       "percentile); vs as is: paired difference with its 95 % CI")
+                       "percentile); vs as is: paired difference with its 95 % CI"
+                       + ("; order made: the share of runs that made the order in the time ahead, with its 95 % CI; "
+                          "done by: when the median run had, and 9 runs in 10" if ordered else ""))
 
     whatif_status()
 

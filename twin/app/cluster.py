@@ -55,12 +55,13 @@ class Tasks:
         from distributed import as_completed
 
         batch = uuid.uuid4().hex[:8]
+        name = getattr(getattr(fn, "func", fn), "__name__", "task")  # a partial's function's (a what-if's order)
         live: dict[str, tuple[int, Any]] = {}  # key of a task in flight -> (its index, its future)
         done: dict[int, T] = {}
         next_out = 0
 
         def submit(i: int) -> Any:
-            fut = self.client.submit(fn, *args[i], key=f"linetwin-{fn.__name__}-{batch}-{i}", pure=False)
+            fut = self.client.submit(fn, *args[i], key=f"linetwin-{name}-{batch}-{i}", pure=False)
             live[fut.key] = (i, fut)
             return fut
 

@@ -10,6 +10,7 @@ import datetime as dt
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -52,6 +53,7 @@ from twin.app.options import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import numpy as np
     import pandas as pd
 
     from sensors.connect import ConnectorConfig
@@ -971,6 +973,9 @@ def whatif(
     stock: StockAlt = None,
     on_call: OnCallAlt = None,
     combined: Combined = False,
+    order: Annotated[Optional[int], typer.Option(min=1, max=10**9, help="an order of this many good parts from now: "
+                                                                          "how likely each alternative makes it "
+                                                                          "within --duration, and when")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -1007,7 +1012,7 @@ def whatif(
     import numpy as np
     import pandas as pd
 
-    from twin.app.compare import compare_designs, whatif_task
+    from twin.app.compare import compare_designs, order_cells, order_figures, whatif_task
     from twin.kpi import half_width
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
@@ -1015,16 +1020,19 @@ def whatif(
     _some_shift_ahead(sc, options, duration)
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
                      lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress,
-                                                      task=whatif_task))
+                                                      task=partial(whatif_task, order=order)))
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
     energy: dict[str, float] = {}  # kWh per good part, where machine types give their power
+    done: dict[str, np.ndarray] = {}  # hours until the order's last part left (nan: not within the run)
     for label, _ in options:
         got = runs.kpis[runs.kpis.policy == label].pivot(index="replication", columns="kpi", values="value")
         av = got["availability"].dropna()  # none: off shift throughout (no planned time to be available in)
         parts[label], avail[label] = got["good parts"].to_numpy(), float(av.mean()) if len(av) else float("nan")
         energy[label] = float(got["energy [kWh]"].to_numpy().sum() / parts[label].sum()) if parts[label].sum() > 0 \
             else float("nan")  # nan where machine types give no power
+        if order is not None:
+            done[label] = got["order done [h]"].to_numpy()
     base_parts = parts["as is"]
     rows = []
     for label, _ in options:
@@ -1034,13 +1042,15 @@ def whatif(
                      "5 %": np.percentile(p, 5), "95 %": np.percentile(p, 95), "availability": avail[label],
                      "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
-                     "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan})
+                     "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan,
+                     **(order_figures(done[label], sc.start) if order is not None else {})})
     table = pd.DataFrame(rows)
-    shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each")
+    shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each"
+                  + (f"; an order of {order:,} good parts" if order is not None else ""))
     powered = any(mt.power is not None for mt in sc.machine_types.values())
     shown.add_column("alternative", ratio=1)
     for col in ("good parts", "90 % of runs", "availability", *(["kWh per good part"] if powered else []),
-                "vs as is"):
+                "vs as is", *(["order made", "done by"] if order is not None else [])):
         shown.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         kwh = r["energy per good part [kWh]"]
@@ -1048,13 +1058,16 @@ def whatif(
                       f"{r['5 %']:,.0f} – {r['95 %']:,.0f}",
                       f"{r['availability']:.1%}" if not np.isnan(r["availability"]) else "off shift",
                       *([f"{kwh:,.3g}" if not np.isnan(kwh) else "–"] if powered else []),
-                      "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}")
+                      "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}",
+                      *(order_cells(r, sc.start + dt.timedelta(seconds=sc.duration)) if order is not None else []))
     print_table(shown)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
                       "run falls in (5th to 95th percentile); availability: mean over the machines; "
                       + ("kWh per good part: the machines' energy over the good parts of all replications; "
-                         if powered else "") + "vs as is: paired difference (same random numbers)",
-                      highlight=False)
+                         if powered else "") + "vs as is: paired difference (same random numbers)"
+                      + (f"; order made: the share of runs that made {order:,} good parts within {duration}, with "
+                         "its 95 % CI; done by: when the median run had made them, and 9 runs in 10"
+                         if order is not None else ""), highlight=False)
     out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",
                       highlight=False)
     if out is not None:

@@ -10,7 +10,8 @@ the same results whatever runs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 from twin.app.cluster import tasks
 from twin.kpi import half_width, mean_ci_text, replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
-from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, Line
+from twin.model import DOWN, INSIDE_OR_GOOD, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
 
 POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (a forecaster; perfect foresight)
@@ -173,18 +174,55 @@ def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> 
     return label, rep, policy_kpis(replication_of(sc_json, rep, slots).line)
 
 
-def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> tuple[str, int, dict[str, float]]:
+def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, order: int | None = None
+                ) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
-    parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given)."""
+    parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given); with an
+    `order` of that many good parts, the hours until its last one left the line (nan: not within the run)."""
     from twin.app.runner import replication_of
 
     run = replication_of(sc_json, rep, slots)
     sc, k = run.line.scenario, run.kpis
     line = k[k.scope == "line"].set_index("kpi").value
     machines = k[(k.scope == "machine") & (k.kpi == "availability")].value
-    return label, rep, {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,
-                        "availability": float(machines.mean()) if len(machines) else float("nan"),
-                        "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
+    figures = {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,
+               "availability": float(machines.mean()) if len(machines) else float("nan"),
+               "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
+    if order is not None:
+        exit_ = np.frombuffer(run.line.exit, dtype=np.float64)
+        good = np.sort(exit_[(np.frombuffer(run.line.scrapped_at, dtype=np.int16) == INSIDE_OR_GOOD)
+                             & (exit_ >= sc.warmup)])  # parts out of the line, good (not consumed, not scrapped)
+        figures["order done [h]"] = float(good[order - 1] - sc.warmup) / 3600 if len(good) >= order else float("nan")
+    return label, rep, figures
+
+
+def order_figures(hours: np.ndarray, start: dt.datetime) -> dict[str, Any]:
+    """An order's figures over the replications: the share that made it within the run with its 95 % (Clopper-Pearson)
+    interval, and when the median run and 9 runs in 10 had (the line's clock; None: after the run's end)."""
+    from scipy.stats import binomtest
+
+    made = ~np.isnan(hours)
+    low, high = binomtest(int(made.sum()), len(hours)).proportion_ci(0.95, method="exact")
+    late = np.where(made, hours, np.inf)
+
+    def by(q: float) -> str | None:
+        h = float(np.quantile(late, q, method="inverted_cdf"))  # the first time by which that share of runs had
+        return None if np.isinf(h) else (start + dt.timedelta(hours=h)).isoformat(timespec="minutes")
+
+    return {"order made": float(made.mean()), "order made low": float(low), "order made high": float(high),
+            "order done median": by(0.5), "order done 90 %": by(0.9)}
+
+
+def order_cells(row: Mapping[str, Any], end: dt.datetime | None = None) -> list[str]:
+    """An order's two cells of a what-if table (`order_figures`): the share made with its CI, and when (not within
+    the run: after its `end`, where known)."""
+    def when(text: Any) -> str:
+        if isinstance(text, str):
+            return f"{dt.datetime.fromisoformat(text):%a %H:%M}"
+        return f"after {end:%a %H:%M}" if end is not None else "not within the run"
+
+    return [f"{row['order made']:.0%} ({row['order made low']:.0%}–{row['order made high']:.0%})",
+            f"{when(row['order done median'])} · {when(row['order done 90 %'])}"]
 
 
 @dataclass
