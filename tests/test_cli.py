@@ -287,6 +287,8 @@ def test_run_bundled_scenario_end_to_end(path: Path, tmp_path: Path) -> None:
     r = twin("run", str(path), "--duration", "1 h", "--warmup", "10 min", "--replications", "2", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "line KPIs over 2 replications" in " ".join(r.stdout.split()) and "throughput [parts/h]" in r.stdout
+    assert "where the planned time went: the OEE's losses at" in " ".join(r.stdout.split()), r.stdout
+    assert "OEE (fully productive)" in r.stdout and "oee loss" not in r.stdout  # its own table, not the line's
     assert not re.search(r"\de[+-]\d", r.stdout), r.stdout  # '3055 ± 2.6e+02' once
     for f in ("readings.parquet", "sensors.parquet", "kpis.parquet", "summary.parquet", "summary.csv", "run.json",
               "truth/states.parquet", "truth/events.parquet", "truth/parts.parquet", "truth/health.parquet"):

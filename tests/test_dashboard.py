@@ -76,6 +76,9 @@ def test_overview_tiles_match_the_run_and_the_line_is_drawn(env: Path) -> None:
     level = kpis[(kpis.scope == "buffer") & (kpis.replication == 0) & (kpis.kpi == "buffer level [parts]")]
     assert buffers["mean level"].to_dict() == level.set_index("entity").value.round(2).to_dict()
     assert buffers["capacity"].notna().all() and buffers["full [%]"].between(0, 100).all()
+    lost = next(d.value for d in at.dataframe if "share of planned time [%]" in d.value.columns)  # the OEE's losses
+    assert lost["share of planned time [%]"].sum() == pytest.approx(100, abs=0.6)
+    assert lost.loc["OEE (fully productive)", "share of planned time [%]"] == round(100 * line["oee"], 1)
     crews = next(d.value for d in at.dataframe if "utilisation [%]" in d.value.columns)  # bottling's mechanics
     busy = kpis[(kpis.scope == "crew") & (kpis.replication == 0)].set_index("entity").value
     assert crews.loc["mechanics", "utilisation [%]"] == round(100 * busy["mechanics"], 1) > 0

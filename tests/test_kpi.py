@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
-from twin.kpi import mean_ci_text, plain
+from twin.kpi import LOSSES, mean_ci_text, plain
 from twin.model import BLOCKED, OFF_SHIFT, STARVED, Line, ShiftCalendar
 from twin.scenario import ScenarioError, load_scenario
 
@@ -33,6 +33,31 @@ def test_oee_and_every_factor_within_0_and_1_on_bundled_scenarios(path: Path) ->
     oee = k[k.kpi.isin(FACTORS)]
     assert len(oee) >= 4 * (len(sc.stations) + 1)
     assert oee.value.between(0, 1).all(), oee[~oee.value.between(0, 1)]
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
+def test_the_oee_losses_and_the_oee_account_for_all_the_planned_time(path: Path) -> None:
+    """Where the line's planned time went (ISO 22400's time model at its constraint station): the availability losses
+    by state leave exactly its availability, and with speed, scrap and rework they add up to 1 with the OEE."""
+    sc = load_scenario(path)
+    k = _kpis(sc.model_copy(update={"duration": min(sc.duration, 86400.0), "warmup": min(sc.warmup, 3600.0)}), 1)
+    line = k[k.scope == "line"].set_index("kpi").value
+    losses = line[line.index.str.startswith("oee loss: ")]
+    assert list(losses.index) == [f"oee loss: {n}" for n in LOSSES] and (losses >= -1e-12).all()
+    assert losses.sum() + line["oee"] == pytest.approx(1, abs=1e-9)
+    availability = losses.drop(["oee loss: speed", "oee loss: scrap", "oee loss: rework"]).sum()
+    assert 1 - availability == pytest.approx(line["oee availability"], abs=1e-9)
+
+
+def test_the_losses_of_a_line_known_exactly() -> None:
+    """One machine, 10 s a part where 8 s is its design cycle, 10 % scrap, no stops: nothing lost to availability,
+    20 % of the planned time to speed, 8 % to scrap (10 % of the 80 % left), OEE 72 %."""
+    sc = scenario([{"name": "a", "cycle_time": const(10), "ideal_cycle_time": 8, "scrap": 0.1}], duration=86400)
+    line = replicate(sc, 1).query("scope == 'line'").set_index("kpi").value
+    assert line["oee loss: speed"] == pytest.approx(0.2, abs=1e-3)
+    assert line["oee loss: scrap"] == pytest.approx(0.08, abs=0.005)
+    assert line["oee loss: down"] == line["oee loss: starved"] == line["oee loss: rework"] == 0
+    assert line["oee"] == pytest.approx(0.72, abs=0.005)
 
 
 @pytest.mark.parametrize("duration", ["10 min", "1 h"])

@@ -136,7 +136,8 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
     constraint = sc.stations[line.constraint].name
     _, avail, perf, _, _ = station_oee[constraint]
-    qual = _line_quality(line, a, b)
+    qual, scrapped, reworked = _line_quality(line, a, b)
+    rows += _losses(line, a, b, planned, perf, scrapped, reworked)
     rows += [
         ("line", sc.line.name, "oee", avail * perf * qual),
         ("line", sc.line.name, "oee availability", avail),
@@ -261,16 +262,43 @@ def _buffer_kpis(line: Line, a: float, b: float) -> list[Row]:
     return rows
 
 
-def _line_quality(line: Line, a: float, b: float) -> float:
-    """Of the parts that passed the constraint station inside [a, b] and have left the line, the share that left
-    good without rework: a line that scraps every part has quality (and OEE) 0; parts still inside are not judged
-    yet."""
+def _line_quality(line: Line, a: float, b: float) -> tuple[float, float, float]:
+    """Of the parts that passed the constraint station inside [a, b] and have left the line, the shares that left
+    good without rework (the line's quality: a line that scraps every part has quality, and OEE, 0), that were
+    scrapped, and that left good after rework; parts still inside are not judged yet."""
     passed = np.frombuffer(line.passed, dtype=np.float64)
     exit_, fate = line.fates()  # a part consumed by an assembly shares the assembly's fate
     made = (passed >= a) & (passed <= b) & (exit_ <= b)  # judged: left the line (good or scrap) by b
-    good = made & (fate == INSIDE_OR_GOOD) & ~line.reworked_mask(carried=True)  # good the first time (ISO 22400)
+    good = made & (fate == INSIDE_OR_GOOD)
+    again = good & line.reworked_mask(carried=True)  # good, but not the first time (ISO 22400's rework)
     n = int(np.count_nonzero(made))
-    return int(np.count_nonzero(good)) / n if n else 1.0
+    if not n:
+        return 1.0, 0.0, 0.0
+    return (int(np.count_nonzero(good & ~again)) / n, int(np.count_nonzero(made & ~good)) / n,
+            int(np.count_nonzero(again)) / n)
+
+
+#: where the line's planned time goes (its OEE losses): the constraint station's time in each state but working
+LOSS_STATES = tuple(k for k in range(len(STATES)) if k != WORKING)
+#: the losses' names, in KPI order: `oee loss: NAME` (availability's by state, then performance's and quality's)
+LOSSES = (*({"waiting_operator": "waiting for operator"}.get(STATES[k], STATES[k].replace("_", " "))
+            for k in LOSS_STATES), "speed", "scrap", "rework")
+
+
+def _losses(line: Line, a: float, b: float, planned: float, perf: float, scrapped: float, reworked: float
+            ) -> list[Row]:
+    """The line's OEE losses as shares of its planned time that add up to 1 with its OEE (the time model of ISO
+    22400): its constraint station's machines' planned time in each state but working (availability), the working
+    time its parts' design cycles do not account for (speed), and the share of the rest whose parts were scrapped or
+    reworked (quality). NaN where no time was planned."""
+    name, group = line.scenario.line.name, line.stations[line.constraint]
+    time = planned * len(group)
+    if time <= 0:
+        return [("line", name, f"oee loss: {k}", np.nan) for k in LOSSES]
+    states = [sum(_time_in(m, a, b, line.calendar, (k,))[1] for m in group) / time for k in LOSS_STATES]
+    avail = 1 - sum(states)  # the share of the planned time the constraint worked: its availability
+    shares = [*states, avail * (1 - perf), avail * perf * scrapped, avail * perf * reworked]
+    return [("line", name, f"oee loss: {k}", float(v)) for k, v in zip(LOSSES, shares)]
 
 
 def _time_in(m: Machine, a: float, b: float, calendar: ShiftCalendar | None,

@@ -111,9 +111,28 @@ if run is not None:
             st.graphviz_chart(dot, width="stretch")
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
+            losses(kpis[(kpis.scope == "line") & (kpis.replication == rep)] if len(kpis) else kpis)
             buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
             spares_used(kpis[(kpis.scope == "spare") & (kpis.replication == rep)] if len(kpis) else kpis)
             crews_used(kpis[(kpis.scope == "crew") & (kpis.replication == rep)] if len(kpis) else kpis)
+
+    def losses(rows: pd.DataFrame) -> None:
+        """Where the replication's planned time went at the line's constraint station: the OEE's losses by state,
+        speed, scrap and rework, and the OEE left (`twin run`'s table of them)."""
+        line = rows.set_index("kpi")["value"] if len(rows) else pd.Series(dtype=float)
+        lost = line[line.index.str.startswith("oee loss: ")].dropna()
+        if lost.empty:
+            return
+        names = lost.index.str.removeprefix("oee loss: ")
+        factor = {"speed": "performance", "scrap": "quality", "rework": "quality"}
+        shown = pd.DataFrame({"OEE factor": [factor.get(n, "availability") for n in names],
+                              "share of planned time [%]": (100 * lost.to_numpy()).round(1)},
+                             index=pd.Index(names, name="loss"))
+        shown = shown[shown["share of planned time [%]"] > 0]
+        shown.loc["OEE (fully productive)"] = ["", round(100 * float(line["oee"]), 1)]
+        with st.expander(f"OEE losses: where the planned time went at {sc.stations[sc.constraint()].name}, the "
+                         "constraint station", expanded=True):
+            st.dataframe(shown, width="stretch")
 
     def buffers_used(rows: pd.DataFrame) -> None:
         """The replication's buffers: how full each was on average, at most, and how long full or empty."""

@@ -256,6 +256,8 @@ def _report(sc: Scenario, out: Path, summary: pd.DataFrame, kpis: pd.DataFrame, 
             opts: RunOptions) -> None:
     """The KPI tables, the result folder and the store's count; exit 1 if streamed readings are still queued."""
     print_table(kpi_table(summary, kpis, sc))
+    if (losses := loss_table(summary, sc)) is not None:
+        print_table(losses)
     print_table(station_table(summary, sc))
     if (buffers := buffer_table(summary, kpis, sc)) is not None:
         print_table(buffers)
@@ -571,7 +573,7 @@ def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
               caption=_precision_note(summary, continued=sc.now is not None))
     t.add_column("KPI")
     t.add_column("value", justify="right")
-    line = summary[summary.scope == "line"]
+    line = summary[(summary.scope == "line") & ~summary.kpi.str.startswith(LOSS)]  # the losses: `loss_table`
     for _, row in line.iterrows():
         if row.kpi in ("bottleneck station", "constraint station"):  # a station index per replication: the names,
             idx = kpis.loc[kpis.kpi == row.kpi, "value"].astype(int).value_counts()  # how often each was it
@@ -698,6 +700,37 @@ def spare_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
                   f"{means[(spare.name, 'repairs')]:.1f}", f"{means[(spare.name, 'stock-out share')]:.1%}",
                   f"{means[(spare.name, 'wait for part [h]')]:.2f}", f"{means[(spare.name, 'services')]:.1f}",
                   f"{means[(spare.name, 'mean stock')]:.2f}")
+    return t
+
+
+LOSS = "oee loss: "  # the line's KPIs of where its planned time went (`twin.kpi.LOSSES`)
+
+
+def loss_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
+    """Where the line's planned time went, as the OEE's losses at its constraint station (`twin.kpi._losses`): each
+    availability loss by the state it was lost in, speed, scrap and rework, and the OEE left, as shares of the planned
+    time and hours of it (mean over replications; losses under 0.05 % left out). None where none was planned."""
+    import pandas as pd
+
+    from twin.kpi import LOSSES
+    from twin.model import ShiftCalendar
+
+    means = summary[summary.scope == "line"].set_index("kpi")["mean"]
+    if any(pd.isna(means.get(LOSS + k)) for k in LOSSES):
+        return None
+    a, b = sc.warmup, sc.duration
+    hours = (ShiftCalendar(sc.calendar, sc.start, b).planned(a, b) if sc.calendar is not None else b - a) / 3600
+    constraint = sc.stations[sc.constraint()].name
+    factor = {"speed": "performance", "scrap": "quality", "rework": "quality"}
+    t = Table(title=f"where the planned time went: the OEE's losses at {constraint} (mean over replications, of "
+                    f"{hours:,.1f} h planned a machine)")
+    for col in ("loss", "OEE factor", "share", "hours"):
+        t.add_column(col, justify="left" if col in ("loss", "OEE factor") else "right")
+    for k in LOSSES:
+        share = float(means[LOSS + k])
+        if share >= 0.0005:
+            t.add_row(k, factor.get(k, "availability"), f"{share:.1%}", f"{share * hours:,.1f}")
+    t.add_row("OEE (fully productive)", "", f"{means['oee']:.1%}", f"{means['oee'] * hours:,.1f}", style="bold")
     return t
 
 
