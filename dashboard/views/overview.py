@@ -111,17 +111,17 @@ if run is not None:
             st.graphviz_chart(dot, width="stretch")
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
-            losses(kpis[(kpis.scope == "line") & (kpis.replication == rep)] if len(kpis) else kpis)
+            losses(values)
             buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
             spares_used(kpis[(kpis.scope == "spare") & (kpis.replication == rep)] if len(kpis) else kpis)
             crews_used(kpis[(kpis.scope == "crew") & (kpis.replication == rep)] if len(kpis) else kpis)
 
-    def losses(rows: pd.DataFrame) -> None:
-        """Where the replication's planned time went at the line's constraint station: the OEE's losses by state,
-        speed, scrap and rework, and the OEE left (`twin run`'s table of them)."""
-        line = rows.set_index("kpi")["value"] if len(rows) else pd.Series(dtype=float)
+    def losses(values: dict[str, float]) -> None:
+        """Where the planned time of the replication on screen (live: so far) went at the line's constraint station:
+        the OEE's losses by state, speed, scrap and rework, and the OEE left (`twin run`'s table of them)."""
+        line = pd.Series(values, dtype=float)
         lost = line[line.index.str.startswith("oee loss: ")].dropna()
-        if lost.empty:
+        if lost.empty or pd.isna(line.get("oee")):
             return
         names = lost.index.str.removeprefix("oee loss: ")
         factor = {"speed": "performance", "scrap": "quality", "rework": "quality"}
