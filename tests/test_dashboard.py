@@ -18,6 +18,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from sensors.bus.payloads import alert_payload
@@ -137,10 +138,15 @@ def test_machine_page_charts_sensors_truth_and_events(env: Path) -> None:
 def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A line modelled without sensors (MTBF and MTTR only): the machine page said 'no readings yet' and showed
-    nothing else; it now says why and shows the machine's states, stops and reliability figures."""
+    nothing else; it now says why and shows the machine's states, stops and reliability figures, and its minor
+    stops (cleared at the machine, shown as working) where its type has them."""
     runs = tmp_path / "runs"
     monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
-    run_all(twin_cmd("run", "bench/scenarios/serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
+    spec = yaml.safe_load(Path("bench/scenarios/serial5.yaml").read_text())
+    for mtype in spec["machine_types"].values():
+        mtype["minor_stops"] = {"every": {"dist": "exponential", "mean": "5 min"}, "duration": "20 s"}
+    (tmp_path / "serial5.yaml").write_text(yaml.safe_dump(spec))
+    run_all(twin_cmd("run", tmp_path / "serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
                      "--replications", 1, "--out", runs / "serial5" / "r1"))
     monkeypatch.setenv("LINETWIN_RUNS", str(runs))
     monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
@@ -150,6 +156,8 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     at = page("machine")
     assert any("has no sensors in the scenario" in i.value for i in at.info)
     assert {"availability [%]", "failures", "MTBF [h]", "MTTR [min]"} <= {m.label for m in at.metric}
+    tiles = {m.label: m.value for m in at.metric}
+    assert int(tiles["minor stops"].replace(",", "")) > 10 and 0 < float(tiles["of its working time [%]"]) < 20
     assert len(at.get("vega_lite_chart")) == 2  # the state timeline and the downtime Pareto
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import const, exp, kpi, replicate, scenario, unreliable
 from twin.kpi import LOSSES, mean_ci_text, plain
@@ -234,3 +236,47 @@ def test_every_table_shows_large_figures_without_an_exponent() -> None:
     scores = pd.DataFrame({"model": ["regression"], "rmse": [3600.0], "mae": [1800.0], "score": [1.145e7],
                            "rmse_capped": [3000.0], "row_f1": [0.5]})
     assert readable(scores, "s")["NASA score"].tolist() == ["11,450,000"]
+
+
+def test_minor_stops_cost_performance_not_availability() -> None:
+    """A machine that stops for 30 s after every 5 min of work on average, cleared at the machine and shown as
+    working (as a plant records stops below its threshold): a tenth of its working time, (30/300) / (1 + 30/300),
+    is lost to them, its performance 1 / 1.1, its availability untouched, and the line's losses say it."""
+    from tests.helpers import exp
+
+    stops = {"minor_stops": {"every": exp(300), "duration": const(30)}}
+    sc = scenario([{"name": "a", "cycle_time": const(10)}], machine_types={"m": stops}, duration=3 * 86400)
+    k = replicate(sc, 1)
+    assert kpi(k, "minor stops", "a")[0] == pytest.approx(3 * 86400 / 330, rel=0.1)
+    assert kpi(k, "minor stop share", "a")[0] == pytest.approx(1 / 11, abs=0.01)
+    assert kpi(k, "oee performance", "a")[0] == pytest.approx(1 / 1.1, abs=0.01)
+    assert kpi(k, "oee availability", "a")[0] == pytest.approx(1, abs=1e-3)
+    assert kpi(k, "oee loss: minor stops", "line")[0] == pytest.approx(1 / 11, abs=0.01)
+    assert kpi(k, "oee loss: speed", "line")[0] == pytest.approx(0, abs=1e-3)
+    # without them the line draws what it drew (its own streams): the same parts, at 10 s each
+    plain_line = replicate(scenario([{"name": "a", "cycle_time": const(10)}], duration=3 * 86400), 1)
+    assert kpi(plain_line, "parts", "a")[0] == pytest.approx(kpi(k, "parts", "a")[0] * 1.1, rel=0.01)
+    assert "minor stops" not in set(plain_line.kpi)
+
+
+@settings(max_examples=80, deadline=None)
+@given(cycles=st.lists(st.floats(0.01, 100), min_size=1, max_size=60), every=st.floats(1, 50),
+       length=st.floats(0, 20), seed=st.integers(0, 2**32))
+def test_minor_stops_fall_inside_the_cycles_they_lengthen(cycles: list[float], every: float, length: float,
+                                                        seed: int) -> None:
+    """Each cycle is lengthened by exactly the stops logged inside it, in order, whatever the cycles and stops."""
+    from twin.model import MinorStopper
+    from twin.scenario import MinorStops
+
+    stopper = MinorStopper(MinorStops.model_validate({"every": {"dist": "exponential", "mean": every},
+                                                      "duration": {"dist": "constant", "value": length}}),
+                           seed, 0, 0)
+    now = 0.0
+    for d in cycles:
+        before = len(stopper.lengths)
+        took = stopper.extend(d, now)
+        mine = np.array(stopper.lengths[before:])  # copies: a view would stop the logs from growing
+        starts = np.array(stopper.starts[before:])
+        assert took == pytest.approx(d + mine.sum())
+        assert ((starts >= now - 1e-9) & (starts + mine <= now + took + 1e-9)).all() and (np.diff(starts) >= 0).all()
+        now += took

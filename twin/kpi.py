@@ -282,23 +282,37 @@ def _line_quality(line: Line, a: float, b: float) -> tuple[float, float, float]:
 LOSS_STATES = tuple(k for k in range(len(STATES)) if k != WORKING)
 #: the losses' names, in KPI order: `oee loss: NAME` (availability's by state, then performance's and quality's)
 LOSSES = (*({"waiting_operator": "waiting for operator"}.get(STATES[k], STATES[k].replace("_", " "))
-            for k in LOSS_STATES), "speed", "scrap", "rework")
+            for k in LOSS_STATES), "minor stops", "speed", "scrap", "rework")
 
 
 def _losses(line: Line, a: float, b: float, planned: float, perf: float, scrapped: float, reworked: float
             ) -> list[Row]:
     """The line's OEE losses as shares of its planned time that add up to 1 with its OEE (the time model of ISO
     22400): its constraint station's machines' planned time in each state but working (availability), the working
-    time its parts' design cycles do not account for (speed), and the share of the rest whose parts were scrapped or
-    reworked (quality). NaN where no time was planned."""
+    time its parts' design cycles do not account for (performance: minor stops, the rest reduced speed), and the
+    share of the rest whose parts were scrapped or reworked (quality). NaN where no time was planned."""
     name, group = line.scenario.line.name, line.stations[line.constraint]
     time = planned * len(group)
     if time <= 0:
         return [("line", name, f"oee loss: {k}", np.nan) for k in LOSSES]
     states = [sum(_time_in(m, a, b, line.calendar, (k,))[1] for m in group) / time for k in LOSS_STATES]
     avail = 1 - sum(states)  # the share of the planned time the constraint worked: its availability
-    shares = [*states, avail * (1 - perf), avail * perf * scrapped, avail * perf * reworked]
+    speed = avail * (1 - perf)
+    minor = min(sum(_minor_time(m, a, b, line.calendar)[1] for m in group) / time, max(speed, 0.0))
+    shares = [*states, minor, speed - minor, avail * perf * scrapped, avail * perf * reworked]
     return [("line", name, f"oee loss: {k}", float(v)) for k, v in zip(LOSSES, shares)]
+
+
+def _minor_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None) -> tuple[int, float]:
+    """How many of m's minor stops began inside [a, b], and their seconds inside it that were planned time."""
+    if m.minor is None:
+        return 0, 0.0
+    start, length = np.frombuffer(m.minor.starts), np.frombuffer(m.minor.lengths)
+    lo, hi = np.maximum(start, a), np.minimum(start + length, b)
+    inside = hi > lo
+    n = int(np.count_nonzero((start >= a) & (start <= b)))
+    lo, hi = lo[inside], hi[inside]
+    return n, float(calendar.planned_between(lo, hi).sum()) if calendar is not None else float((hi - lo).sum())
 
 
 def _time_in(m: Machine, a: float, b: float, calendar: ShiftCalendar | None,
@@ -360,6 +374,11 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
          if len(repairs) and repairs.wait.notna().any() else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
+    if m.minor is not None:  # short stops worked through (shown as working): what they took of its working time
+        n_minor, minor_planned = _minor_time(m, a, b, calendar)
+        rows += [("machine", m.name, "minor stops", float(n_minor)),
+                 ("machine", m.name, "minor stop share", minor_planned / worked_planned if worked_planned > 0
+                  else np.nan)]
     return rows, (worked_planned, worked, ideal_time, n_good + n_scrap, n_good - n_rework,
                   d[WORKING] + d[DOWN] + d[MAINTENANCE] + d[SETUP])
 

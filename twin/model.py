@@ -31,6 +31,7 @@ from twin.scenario import (
     FaultMode,
     MachineNow,
     MachineType,
+    MinorStops,
     RepairCrew,
     Scenario,
     Spare,
@@ -52,6 +53,7 @@ _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays
 
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
 STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLICY, STREAM_ROUTE = 0, 1, 2, 3, 4, 5, 6
+STREAM_MINOR_GAP, STREAM_MINOR_STOP = 7, 8  # minor stops: working time between them, and their lengths
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_PRODUCT_CYCLE, STREAM_PRODUCT_SETUP = 300, 100_000  # + product index (setups: + 1000 x from + to)
 STREAM_RELEASE = 50  # with machine slot -1: the product mix released
@@ -232,6 +234,31 @@ class _ProductWork:
         return self.cycles[product]()
 
 
+class MinorStopper:
+    """A machine's minor stops (`MinorStops`): after a drawn working time, a stop of a drawn length, worked into the
+    part's cycle (the machine shows working throughout), each logged with its start and length."""
+
+    __slots__ = ("duration", "gap", "left", "lengths", "starts")
+
+    def __init__(self, spec: MinorStops, seed: int, rep: int, slot: int) -> None:
+        self.gap = Sampler(spec.every, rng_for(seed, rep, slot, STREAM_MINOR_GAP)).take
+        self.duration = Sampler(spec.duration, rng_for(seed, rep, slot, STREAM_MINOR_STOP)).take
+        self.left = self.gap()  # working time until the next stop
+        self.starts, self.lengths = array("d"), array("d")
+
+    def extend(self, d: float, now: float) -> float:
+        """A cycle of d seconds of work begun at `now`, with the stops that fall within it: its length."""
+        left, extra = self.left, 0.0
+        while left <= d:
+            length = self.duration()
+            self.starts.append(now + left + extra)
+            self.lengths.append(length)
+            extra += length
+            left += self.gap()
+        self.left = left - d
+        return d + extra
+
+
 @dataclass
 class Draws:
     """A machine's random streams, one per purpose, each from the scenario's seed, the replication and the machine's
@@ -278,6 +305,7 @@ class Machine:
             repair=[Sampler(f.repair, rng_for(sc.seed, rep, slot, STREAM_REPAIR + i))
                     for i, f in enumerate(self.modes)])
         self.products: _ProductWork | None = _ProductWork(self, sc, station) if sc.products else None
+        self.minor = MinorStopper(mtype.minor_stops, sc.seed, rep, slot) if mtype.minor_stops is not None else None
         self.wear_modes = [i for i, f in enumerate(self.modes) if f.kind == "wear"]
         self.scrap_base = station.scrap
         self.scrap_max = max([self.scrap_base, *station.scrap_by_product.values()]) + \
@@ -480,7 +508,7 @@ class Machine:
         finished = self.log.finished.append
         begun = self.log.begun.append
         is_last, is_constraint, router, inputs = w.is_last, w.is_constraint, w.router, w.inputs
-        products = self.products
+        products, minor = self.products, self.minor
         run_pool = self.pool_for("run")
         waiting = self._waiting if cal is not None else self._set_state  # without a calendar no wait is off shift
         waits = self.interruptible
@@ -546,6 +574,8 @@ class Machine:
                 operator = self.operator = yield from run_pool.acquire(self)
                 now = env._now
             begun(now)
+            if minor is not None:
+                d = minor.extend(d, now)
             if self.state != WORKING:
                 self._set_state(WORKING)
             if self.fail_clock - self.clock - (env._now - self.t_last) * work_rate >= d * work_rate:
@@ -620,7 +650,8 @@ class Machine:
                     self.log.begun_product.append(line.product[pid])
             if self.state != WORKING:
                 self._set_state(WORKING)
-            yield from self._work_failing(cycle() if d < 0 else d)
+            d = cycle() if d < 0 else d
+            yield from self._work_failing(self.minor.extend(d, now) if self.minor is not None else d)
             if run_pool is not None:
                 run_pool.release(operator)
                 self.operator = None

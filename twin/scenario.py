@@ -294,6 +294,22 @@ class Power(_Strict):
         return float(getattr(self, group))
 
 
+class MinorStops(_Strict):
+    """Short stops an operator clears at the machine (a jam, a fallen bottle, a sensor to wipe), below the plant's
+    threshold for recording downtime: the machine shows `working` through them, so they cost OEE performance, not
+    availability (Nakajima's minor stops), and need no crew."""
+
+    every: Distribution = Field(description="working time between stops, e.g. {dist: exponential, mean: 6 min}")
+    duration: Distribution = Field(description="how long one lasts, e.g. {dist: lognormal, mean: 40 s, sd: 25 s}")
+
+    @model_validator(mode="after")
+    def _often(self) -> MinorStops:
+        if self.every.mean < 1.0:
+            raise ValueError(f"every: a stop each {self.every.mean:g} s of work on average; give at least 1 s (a "
+                             "machine that stops more often than it works is down, not stopping briefly)")
+        return self
+
+
 class MachineType(_Strict):
     """What machines of one kind share: how they age, fail, are sensed and maintained."""
 
@@ -309,6 +325,9 @@ class MachineType(_Strict):
         "random", description="wear at t = 0: new, or a random point of the first life (a line already in service)")
     power: Power | None = Field(None, description="electrical power by state, e.g. {working: 22, idle: 6, stopped: "
                                                   "1.5, off_shift: 0} [kW]; none = no energy figures")
+    minor_stops: MinorStops | None = Field(
+        None, description="short stops the operator clears, not recorded as downtime (the machine shows working): "
+                          "{every: working time between them, duration: how long one lasts}; they cost performance")
     mtbf: PositiveDuration | None = Field(
         None, exclude=True, description="mean time between failures on the machine's clock, with mttr: a sudden fault "
         "mode 'breakdown' with exponential times to failure and repair (what a plant's records give)")

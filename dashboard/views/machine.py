@@ -95,6 +95,8 @@ if run is not None:
         waited = k.get("wait before repair [min]")
         shown_kpis += (("of it waiting [min]", "wait before repair [min]", "{:.1f}"),) \
             if waited is not None and waited == waited and waited > 0.005 else ()  # a crew off shift, a spare part
+        shown_kpis += (("minor stops", "minor stops", "{:,.0f}"), ("of its working time [%]", "minor stop share",
+                                                                     "{:.1%}")) if "minor stops" in k else ()
         shown_kpis += (("energy [kWh]", "energy [kWh]", "{:,.0f}"),) if "energy [kWh]" in k else ()
         for col, (label, name, fmt) in zip(st.columns(len(shown_kpis)), shown_kpis):
             v = k.get(name)

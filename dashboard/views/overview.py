@@ -124,7 +124,7 @@ if run is not None:
         if lost.empty or pd.isna(line.get("oee")):
             return
         names = lost.index.str.removeprefix("oee loss: ")
-        factor = {"speed": "performance", "scrap": "quality", "rework": "quality"}
+        factor = {"minor stops": "performance", "speed": "performance", "scrap": "quality", "rework": "quality"}
         shown = pd.DataFrame({"OEE factor": [factor.get(n, "availability") for n in names],
                               "share of planned time [%]": (100 * lost.to_numpy()).round(1)},
                              index=pd.Index(names, name="loss"))

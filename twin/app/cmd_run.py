@@ -721,7 +721,7 @@ def loss_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     a, b = sc.warmup, sc.duration
     hours = (ShiftCalendar(sc.calendar, sc.start, b).planned(a, b) if sc.calendar is not None else b - a) / 3600
     constraint = sc.stations[sc.constraint()].name
-    factor = {"speed": "performance", "scrap": "quality", "rework": "quality"}
+    factor = {"minor stops": "performance", "speed": "performance", "scrap": "quality", "rework": "quality"}
     t = Table(title=f"where the planned time went: the OEE's losses at {constraint} (mean over replications, of "
                     f"{hours:,.1f} h planned a machine)")
     for col in ("loss", "OEE factor", "share", "hours"):
