@@ -1008,6 +1008,31 @@ def test_scrap_rates_are_fitted_from_each_parts_result(tmp_path: Path) -> None:
     assert "grind" in set(check[check.kpi == "parts"].machine)
 
 
+def test_minor_stops_are_found_in_the_cycles_of_a_working_machine() -> None:
+    """A press that stops for about 2 minutes after every 10 minutes of work on average, cleared at the machine and
+    logged as working (below the plant's threshold for downtime): its part log shows them as cycles far longer than
+    the rest. The fit finds them (their lengths' law and the working time between them) and fits the cycle time to
+    the other cycles: 50 s, where the stops folded into it made it 58 s."""
+    from twin.fit import fit_scenario
+
+    base = load_scenario(TRUTH, {"duration": "3 d"})
+    spec = base.model_dump(by_alias=True)
+    spec["machine_types"]["press"]["minor_stops"] = {"every": {"dist": "exponential", "mean": 600},
+                                                     "duration": {"dist": "lognormal", "mean": 120, "sd": 30}}
+    run, log, parts = _plant_logs(Scenario.model_validate(spec))
+    assert sum(len(m.minor.lengths) for m in run.line.machines if m.minor is not None) > 300
+    fitted, table = fit_scenario(log, base, parts=pd.concat(parts))
+    found = fitted.machine_types["press"].minor_stops
+    assert found is not None
+    assert found.every.mean == pytest.approx(600, rel=0.15) and found.duration.mean == pytest.approx(120, rel=0.1)
+    assert fitted.stations[0].cycle_time.mean == pytest.approx(50, rel=0.02)
+    row = table[(table["fault mode"] == "minor stops")].iloc[0]
+    assert row["events"] > 300 and "every" in row["parameters"] and "(was none)" in row["parameters"]
+    # fit_truth's own presses stop for nothing of the kind: none found (their cycles' tails are no stops)
+    _, log, parts = _plant_logs(base)
+    assert fit_scenario(log, base, parts=pd.concat(parts))[0].machine_types["press"].minor_stops is None
+
+
 def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path) -> None:
     f = tmp_path / "parts.csv"
     f.write_text("timestamp,machine,result\n2026-01-05T06:00,grind,OK\n2026-01-05T06:01,grind,maybe\n")

@@ -926,6 +926,50 @@ def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray
     return out
 
 
+MIN_MINOR = 20  # fewer minor stops found in a machine type's clean cycles than this: none fitted, its cycles whole
+
+
+@dataclass(frozen=True)
+class MinorFit:
+    """A machine type's minor stops as found in its machines' clean cycles (`minor_stops`): their lengths' law, the
+    working time between them, and the cycles each machine's were (to leave out of its cycle-time fit)."""
+
+    lengths: Fitted
+    seen: np.ndarray  # the stops' lengths [s] it was fitted to
+    every: float  # mean working time between stops [s] (their times taken as memoryless: exponential)
+    long: dict[str, np.ndarray]  # per machine, which of its clean cycles held a stop
+    cut: dict[str, float]  # per machine, the cycle [s] beyond which one did
+
+
+def minor_stops(cycles: dict[str, np.ndarray], base: Scenario) -> dict[str, MinorFit]:
+    """Per machine type, the minor stops its machines' clean cycles show (short stops an operator clears, logged as
+    working): a cycle longer than the machine's median by 8 robust standard deviations (1.4826 × the median absolute
+    deviation) and by half the median at least is one cycle with a stop of its excess over the median. Fitted where
+    the type's machines show MIN_MINOR or more (at least MIN_CYCLES clean cycles a machine; not a batch's)."""
+    found: dict[str, tuple[list[np.ndarray], float, dict[str, np.ndarray], dict[str, float]]] = {}
+    for st in base.stations:
+        if st.batch is not None:
+            continue
+        for m in st.machine_names:
+            x = cycles.get(m, np.empty(0))
+            if len(x) < MIN_CYCLES:
+                continue
+            med = float(np.median(x))
+            sd = 1.4826 * float(np.median(np.abs(x - med))) or 0.01 * med
+            cut = max(med + 8 * sd, 1.5 * med)
+            long = x > cut
+            stops, work, longs, cuts = found.setdefault(st.machine_type, ([], 0.0, {}, {}))
+            stops.append(x[long] - med)
+            longs[m], cuts[m] = long, cut
+            found[st.machine_type] = (stops, work + float(x.sum() - (x[long] - med).sum()), longs, cuts)
+    fits = {}
+    for mtype, (stops, work, longs, cuts) in found.items():
+        lengths = np.concatenate(stops)
+        if len(lengths) >= MIN_MINOR:
+            fits[mtype] = MinorFit(fit_times(lengths, np.empty(0)), lengths, work / len(lengths), longs, cuts)
+    return fits
+
+
 MIN_ROUTED = 30  # fewer parts counted on a station's routes than this: the base scenario's shares are kept
 MIN_JUDGED = 100  # fewer parts of a station with a result (good or scrap) than this: the base's scrap is kept
 
@@ -1292,8 +1336,12 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
     rows = []
     laws: dict[tuple[str, str, str], tuple[Any, np.ndarray, np.ndarray]] = {}  # each fit's law and its data
     stations = list(base.stations)
+    minor: dict[str, MinorFit] = {}
     if parts is not None:
         cycles = clean_cycles(parts, log)
+        minor = minor_stops(cycles, base)
+        for fit in minor.values():  # a cycle with a stop in it is no cycle time: the stop is fitted on its own
+            cycles.update({m: cycles[m][~long] for m, long in fit.long.items()})
         for i, st in enumerate(stations):
             by_machine = {m: cycles.get(m, np.empty(0)) for m in st.machine_names}
             own = set(st.machine_cycle_times) | (set() if st.ideal_cycle_time is not None or st.cycle_times
@@ -1344,6 +1392,18 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                              "family": "most parts seen waiting", "mean [h]": np.nan, "base mean [h]": np.nan,
                              "KS": np.nan, "parameters": f"buffer={max(seen, 1)} (was {st.buffer})"})
     types = {k: v.model_copy(deep=True) for k, v in base.machine_types.items()}
+    for mtype, fit in minor.items():
+        spec = {"every": {"dist": "exponential", "mean": round(fit.every, 3)}, "duration": fit.lengths.spec}
+        was = base.machine_types[mtype].minor_stops
+        types[mtype] = types[mtype].model_validate({**types[mtype].model_dump(by_alias=True), "minor_stops": spec})
+        laws[(mtype, "minor stops", "length")] = (fit.lengths.law, fit.seen, np.empty(0))
+        cuts = ", ".join(f"{m} {c:.3g} s" for m, c in fit.cut.items())
+        rows.append({"machine type": mtype, "fault mode": "minor stops", "time": "length", "events": fit.lengths.events,
+                     "censored": 0, "base mean [h]": was.duration.mean / 3600 if was is not None else np.nan,
+                     **fit.lengths.shown(),
+                     "parameters": f"{fit.lengths.shown()['parameters']}; every {fit.every / 60:.3g} min of work "
+                                   f"(was {'none' if was is None else f'{was.every.mean / 60:.3g} min'}); the cycles "
+                                   f"longer than {cuts}"})
     for (mtype, mode, what), (seen, cut) in sorted(obs.items()):
         base_mode = next(f for f in base.machine_types[mtype].fault_modes if f.name == mode)
         before = (base_mode.ttf if what == "ttf" else base_mode.repair).mean
