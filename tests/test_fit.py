@@ -720,6 +720,7 @@ def test_the_plants_own_state_names_are_mapped_with_states(tmp_path: Path) -> No
         (["--states", "Production=running"], "--states: 'Production=running': 'running' is not a machine state")])
 
 
+@pytest.mark.slow  # seconds of CLI runs: the full suite
 def test_a_store_to_fit_from_names_its_runs(tmp_path: Path) -> None:
     from sensors.store import open_store
 
@@ -960,6 +961,7 @@ def _judged_parts(run: Any, good: str = "good", scrap: str = "scrap") -> pd.Data
         for m in run.line.machines).sort_values(["machine", "timestamp"], kind="stable")
 
 
+@pytest.mark.slow  # seconds of CLI runs: the full suite
 def test_scrap_rates_are_fitted_from_each_parts_result(tmp_path: Path) -> None:
     """The engineered line says grinding scraps 1 %; the plant's quality records (a result per part, in German: i.O.
     or n.i.O.) say 6 %. The fit reads it (with its interval), the validation then compares grinding's parts made

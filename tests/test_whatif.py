@@ -87,6 +87,7 @@ def test_the_state_now_from_a_brokers_retained_messages(tmp_path: Path, mosquitt
     assert "(retained messages)" in told and "buffer levels cell-2" in told
 
 
+@pytest.mark.slow  # seconds of CLI runs: the full suite
 def test_the_state_now_from_a_plants_status_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plant without `twin connect` has its MES's status log (or stop list), the file `twin fit` read: a what-if
     from its last row (or --at a time in it) reads each machine's state and its fault modes' ages as from a store's
