@@ -422,6 +422,35 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     assert at.get("download_button")
 
 
+def test_scenarios_page_offers_the_other_versions_of_a_line_as_alternatives(env: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scenario files of the same line (a copy with a project's changes) are offered as what-if and long-run
+    alternatives (`--variant`); another line's files are not."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    text = (ROOT / "scenarios" / "packaging.yaml").read_text()
+    (folder / "packaging.yaml").write_text(text)
+    (folder / "packaging-smed.yaml").write_text(text.replace("low: 60 min, mode: 80 min, high: 120 min",
+                                                             "low: 25 min, mode: 35 min, high: 50 min"))
+    (folder / "bottling.yaml").write_text((ROOT / "scenarios" / "bottling.yaml").read_text())
+    monkeypatch.setenv("LINETWIN_SCENARIOS", str(folder))
+    at = page("scenarios")
+    at.selectbox(key="scenario").set_value("packaging.yaml").run()
+    assert at.multiselect(key="wi_variant").options == ["packaging-smed.yaml"]
+    at.selectbox(key="wi_src").set_value("a store or broker URL…").run()
+    at.text_input(key="wi_url").set_value(f"duckdb:///{tmp_path / 'none.duckdb'}")
+    at.multiselect(key="wi_variant").set_value(["packaging-smed.yaml"]).run()
+    at.text_input(key="lr_dur").set_value("4 h")
+    at.button(key="lr_go").click().run()
+    proc = at.session_state["lr_proc"]
+    assert proc.wait(180) == 0, Path(at.session_state["lr_proc_log"]).read_text()
+    assert ["--variant", str(folder / "packaging-smed.yaml")] == [str(a) for a in proc.args[-2:]], proc.args
+    said = Path(at.session_state["lr_proc_log"]).read_text()
+    assert "variant packaging-smed.yaml" in said and "setup_matrix" in " ".join(said.split()), said
+    at.selectbox(key="scenario").set_value("bottling.yaml").run()
+    assert at.multiselect(key="wi_variant").disabled  # no other version of the bottling line
+
+
 def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A plant without `twin connect` has its MES's status log: the what-if on the Scenarios page took a store or a

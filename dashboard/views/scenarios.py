@@ -82,6 +82,20 @@ def saved_logs(files: list[Any]) -> list[Path]:
     return kept
 
 
+@st.cache_data(max_entries=256)
+def _line_of(path: str, mtime: float) -> tuple[str, str, str] | None:
+    try:
+        line = load_scenario(path).line
+    except (ScenarioError, OSError):
+        return None
+    return line.site, line.area, line.name
+
+
+def line_of(path: Path) -> tuple[str, str, str] | None:
+    """The line (site, area, name) a scenario file is of (None: not a valid one), read once per version of it."""
+    return _line_of(str(path), path.stat().st_mtime)
+
+
 st.title("Scenarios")
 me = access.user()
 folder = data.scenarios_dir()
@@ -269,9 +283,16 @@ if sc is not None and path is not None:
               *[a for x in mixes.split(";") if x.strip() and names for a in ("--mix", x.strip())],
               *[a for x in stocks.split(";") if x.strip() and spares for a in ("--stock", x.strip())],
               *[a for x in on_call.split(";") if x.strip() and shifted for a in ("--on-call", x.strip())]]
+    others = [p for p in bundled if p != path and line_of(p) == (sc.line.site, sc.line.area, sc.line.name)]
+    versions = st.multiselect("another version of this line", [p.name for p in others], key="wi_variant",
+                              disabled=not others, help="a scenario file of the same line with what a project changes "
+                              "(shorter changeovers, fewer minor stops, less scrap), run with the same random numbers "
+                              "(`--variant`)" if others else f"no other scenario file in {folder} is of this line")
     changes = [a for a in design if a.startswith("--")]
+    design = [*design, *[a for v in versions for a in ("--variant", str(folder / v))]]
     together = st.checkbox("and all of them together", key="wi_combined",
-                           help="one more alternative with every change at once: changes interact (`--combined`)")
+                           help="one more alternative with every change at once: changes interact (`--combined`; "
+                                "a version of the line runs on its own)")
     alternatives = [*design, *[a for p in pols for a in ("--policy", p)]]
     if together and len(changes) + len(pols) > 1:
         alternatives.append("--combined")

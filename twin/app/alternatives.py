@@ -1,6 +1,7 @@
 """Alternatives of a line, each a named, changed copy of its scenario: one more technician, another maintenance
 policy, a buffer's size, an extra shift, machines in parallel, a cycle time, a batch's size, a conveyor's time, services
-in planned stops, another product mix, another stock of a spare part, a technician on call off the crew's shifts.
+in planned stops, another product mix, another stock of a spare part, a technician on call off the crew's shifts, or
+another version of the line's file (a variant: whatever an improvement project changes).
 `twin whatif` runs them from the line's state now, `twin compare` over the long run from the scenario's start."""
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ StockAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: SPA
 OnCallAlt = Annotated[Optional[list[str]], typer.Option(help="an alternative: CREW=TIME, a technician of a crew on "
                                                              "shifts on call off them, at the machine this long after "
                                                              "a failure, e.g. maint=45 min (repeatable)")]
+VariantAlt = Annotated[Optional[list[str]], typer.Option(
+    "--variant", help="an alternative: another version of the line's scenario file (a copy with what an improvement "
+                      "project changes: shorter changeovers, fewer minor stops, less scrap), run with the same random "
+                      "numbers, from the same start or state (repeatable)")]
 Combined = Annotated[bool, typer.Option("--combined", help="one more alternative: every change given, together "
-                                                            "(a machine and a buffer at once: their interplay)")]
+                                                            "(a machine and a buffer at once: their interplay; "
+                                                            "variants run on their own)")]
 
 def _station_setting(option: str, spec: str, sc: Scenario, what: str) -> tuple[int, str]:
     """STATION=VALUE of a what-if option: the station's index and the value's text, or a clear error."""
@@ -265,6 +271,66 @@ def _with_stock(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     return f"{spare.name}: stock {n}", sc.model_copy(update={"spares": spares})
 
 
+_SAID: set[str] = set()  # the notes on variants told in this process
+#: what a comparison sets for every alternative alike (its run), not taken from a variant's file
+RUN_FIELDS = ("seed", "start", "duration", "warmup", "replications", "realtime_factor", "now")
+
+
+def _with_variant(sc: Scenario, path: str) -> tuple[str, Scenario]:
+    """--variant FILE: another version of the same line (its file with a project's changes), run as the line is run
+    here (seed, start, duration, warm-up, replications; from the same state read, for a what-if), its machines of the
+    same names drawing what they drew as is; what differs from the line is said."""
+    from pathlib import Path
+
+    from twin.app.options import err_console
+    from twin.scenario import ScenarioError, continue_from, load_scenario
+
+    try:
+        variant = load_scenario(path)
+    except ScenarioError as e:
+        fail(f"--variant: {e}")
+    if variant.line != sc.line:
+        fail(f"--variant {path}: its line is {variant.line.site}/{variant.line.area}/{variant.line.name}, not "
+             f"{sc.line.site}/{sc.line.area}/{sc.line.name}; a variant is another version of the same line (a copy of "
+             "its file with the change)")
+    out = variant.model_copy(update={k: getattr(sc, k) for k in RUN_FIELDS if k != "now"})
+    if sc.now is not None:  # a what-if: the variant from the same state read (its buffers' levels, its machines')
+        out = continue_from(out, sc.now)[0]
+    out._slots = sc.machine_order()  # the machines both have draw the same; new ones streams of their own
+    changes = differences(sc.model_dump(by_alias=True, exclude=set(RUN_FIELDS)),
+                          out.model_dump(by_alias=True, exclude=set(RUN_FIELDS)))
+    if not changes:
+        fail(f"--variant {path}: the same line as the scenario; change what the project would change in the copy")
+    shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+    note = f"note: variant {Path(path).name} differs from the line in: {shown}"
+    if note not in _SAID:  # a what-if checks its alternatives before the state is read, then builds them on it
+        _SAID.add(note)
+        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
+    return f"variant {Path(path).name}", out
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two scenarios' data differ, as 'path: old → new' (a key or an entry only one has: 'path: added' or
+    'removed'), in their order."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in dict.fromkeys([*a, *b]):
+            where = f"{path}.{k}" if path else str(k)
+            out += [f"{where}: added"] if k not in a else [f"{where}: removed"] if k not in b else \
+                differences(a[k], b[k], where)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        named = all(isinstance(x, dict) and "name" in x for x in a + b)
+        return [d for i, (x, y) in enumerate(zip(a, b))
+                for d in differences(x, y, f"{path}[{x['name'] if named else i}]")]
+    return [] if a == b else [f"{path}: {_short(a)} → {_short(b)}"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def with_buffer(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     """--buffer STATION=PARTS: the buffer's capacity; what waits there now stays, up to it (an assembly's per
     feeder)."""
@@ -305,8 +371,8 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
                   shifts: list[str] | None = None, machines: list[str] | None = None,
                   cycles: list[str] | None = None, batches: list[str] | None = None,
                   transfers: list[str] | None = None, off_shift: bool = False, mixes: list[str] | None = None,
-                  stocks: list[str] | None = None, on_calls: list[str] | None = None, combined: bool = False
-                  ) -> list[tuple[str, Scenario]]:
+                  stocks: list[str] | None = None, on_calls: list[str] | None = None, combined: bool = False,
+                  variants: list[str] | None = None) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
     mistake in an option ends the command with a clear message."""
@@ -316,15 +382,17 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
              ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
              ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when),
              ("--mix", mixes or [], _with_mix), ("--stock", stocks or [], _with_stock),
-             ("--on-call", on_calls or [], _with_on_call))
+             ("--on-call", on_calls or [], _with_on_call), ("--variant", variants or [], _with_variant))
     for option, specs, _ in given:
         if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")
     changes = [(option, spec, change) for option, specs, change in given for spec in specs]
     out = [("as is", sc), *(change(sc, spec) for _, spec, change in changes)]
+    changes = [c for c in changes if c[0] != "--variant"]  # a variant is a whole version of the line: on its own
     if combined:
         if len(changes) < 2:
-            fail("--combined runs the alternatives given together as one more: give two or more")
+            fail("--combined runs the alternatives given together as one more: give two or more (a --variant is a "
+                 "whole version of the line and runs on its own)")
         _one_each(changes)
         together, labels = sc, []
         for _, spec, change in changes:

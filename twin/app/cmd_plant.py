@@ -32,6 +32,7 @@ from twin.app.alternatives import (
     PolicyAlt,
     StockAlt,
     TransferAlt,
+    VariantAlt,
     alternatives,
 )
 from twin.app.options import (
@@ -972,6 +973,7 @@ def whatif(
     mix: MixAlt = None,
     stock: StockAlt = None,
     on_call: OnCallAlt = None,
+    variant: VariantAlt = None,
     combined: Combined = False,
     order: Annotated[Optional[int], typer.Option(min=1, max=10**9, help="an order of this many good parts from now: "
                                                                           "how likely each alternative makes it "
@@ -1007,7 +1009,7 @@ def whatif(
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
-    alternatives(base, *asked, combined=combined)  # every mistake named before the line's state is read
+    alternatives(base, *asked, combined=combined, variants=variant)  # every mistake named before the state is read
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names")
     import numpy as np
     import pandas as pd
@@ -1016,7 +1018,7 @@ def whatif(
     from twin.kpi import half_width
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
-    options = alternatives(sc, *asked, combined=combined)  # built on the state now (the buffers' levels)
+    options = alternatives(sc, *asked, combined=combined, variants=variant)  # on the state now (buffers' levels)
     _some_shift_ahead(sc, options, duration)
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
                      lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress,

@@ -27,6 +27,7 @@ from twin.app.alternatives import (
     OnCallAlt,
     StockAlt,
     TransferAlt,
+    VariantAlt,
 )
 from twin.app.cmd_models import models_for
 from twin.app.options import (
@@ -219,6 +220,7 @@ def compare(
     mix: MixAlt = None,
     stock: StockAlt = None,
     on_call: OnCallAlt = None,
+    variant: VariantAlt = None,
     combined: Combined = False,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/compare-<scenario>-<time>)")] = None,
@@ -229,7 +231,7 @@ def compare(
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     design = (extra_crew or [], [], buffer or [], add_shift or [], machines or [], cycle_time or [], batch or [],
               transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
-    if any(design) or combined:
+    if any(design) or combined or variant:
         policy_given = [o for o, given in (
             ("--policies", policies is not None), ("--every", every is not None),
             ("--threshold", threshold is not None), ("--wear-limit", wear_limit is not None),
@@ -239,7 +241,7 @@ def compare(
             fail(f"{policy_given[0]} is for comparing maintenance policies, and alternatives of the line (--buffer, "
                  "--machines, ...) are given too: compare one kind at a time (alternatives run under the file's own "
                  "policies; to try a policy, give it in the file)")
-        _compare_designs(file, sc, design, jobs, cluster, out, force, combined)
+        _compare_designs(file, sc, design, jobs, cluster, out, force, combined, variant or [])
         return
     from twin.app.compare import KPIS, write_report
     from twin.app.compare import compare as run_compare
@@ -294,14 +296,14 @@ def _kpi_table(cmp: Comparison, kpis: Sequence[str], title: str) -> Table:
 
 
 def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: int | None, cluster: str | None,
-                     out: Path | None, force: bool, combined: bool = False) -> None:
+                     out: Path | None, force: bool, combined: bool = False, variants: list[str] | None = None) -> None:
     """`twin compare FILE --buffer ... --machines ...`: the line as it is and each alternative, from its start."""
     from twin.app.alternatives import alternatives
     from twin.app.compare import compare_designs, write_report
 
     if sc.replications < 2:
         fail("--replications: at least 2, so that differences get a confidence interval")
-    options = alternatives(sc, *design, combined=combined)
+    options = alternatives(sc, *design, combined=combined, variants=variants)
     out = report_folder(out, f"compare-{file.stem}", force)  # once the options are good
     cmp = simulated(f"{len(options)} alternatives × {sc.replications} replications", len(options) * sc.replications,
                     lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress))
