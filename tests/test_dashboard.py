@@ -437,6 +437,7 @@ def test_scenarios_page_offers_the_other_versions_of_a_line_as_alternatives(env:
     at = page("scenarios")
     at.selectbox(key="scenario").set_value("packaging.yaml").run()
     assert at.multiselect(key="wi_variant").options == ["packaging-smed.yaml"]
+    assert at.selectbox(key="wi_order_product").options == ["any", "still-05", "sparkling-05", "juice-10"]
     at.selectbox(key="wi_src").set_value("a store or broker URL…").run()
     at.text_input(key="wi_url").set_value(f"duckdb:///{tmp_path / 'none.duckdb'}")
     at.multiselect(key="wi_variant").set_value(["packaging-smed.yaml"]).run()
@@ -449,6 +450,7 @@ def test_scenarios_page_offers_the_other_versions_of_a_line_as_alternatives(env:
     assert "variant packaging-smed.yaml" in said and "setup_matrix" in " ".join(said.split()), said
     at.selectbox(key="scenario").set_value("bottling.yaml").run()
     assert at.multiselect(key="wi_variant").disabled  # no other version of the bottling line
+    assert at.selectbox(key="wi_order_product").disabled  # and one kind of bottle
 
 
 def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, tmp_path: Path,

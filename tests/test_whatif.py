@@ -606,3 +606,25 @@ def test_how_likely_an_order_is_made_from_the_state_now(tmp_path: Path, monkeypa
     never = pd.read_csv(tmp_path / "never.csv")
     assert (never["order made"] == 0).all() and never["order done median"].isna().all()
     assert "after Mon 12:00" in r.stdout
+
+
+def test_an_order_of_one_product_counts_its_parts_only(tmp_path: Path) -> None:
+    """`--order juice-10=N`: a mixed line's order is of one product; the other products' parts do not count."""
+    from twin.app.compare import whatif_task
+    from twin.app.runner import replication_of
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "1 d", "warmup": 0})
+    text = sc.model_dump_json(by_alias=True)
+    line = replication_of(text, 0, None).line
+    exit_ = np.frombuffer(line.exit)
+    juice = (np.frombuffer(line.product, dtype=np.int8) == line.product_names.index("juice-10"))
+    good = np.sort(exit_[(np.frombuffer(line.scrapped_at, dtype=np.int16) == -1) & ~np.isnan(exit_) & juice])
+    assert 100 < len(good) < np.count_nonzero(~np.isnan(exit_)) / 2
+    done = whatif_task(text, None, "as is", 0, order=100, product="juice-10")[2]["order done [h]"]
+    assert done == pytest.approx(good[99] / 3600)
+    assert_mistakes(["whatif", str(ROOT / "scenarios" / "packaging.yaml"), "--from",
+                     f"duckdb:///{tmp_path / 'none.duckdb'}"], [
+        (["--order", "0"], "--order '0': write the good parts the order asks for, 1 to 1,000,000,000, or PRODUCT=N "
+                           "for one product, e.g. 400 or still-05=400"),
+        (["--order", "beer=5"], "--order 'beer=5': the line makes still-05, sparkling-05, juice-10"),
+        (["--order", "juice-10=many"], "--order 'juice-10=many': write the good parts")])

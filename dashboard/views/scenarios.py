@@ -96,6 +96,8 @@ def line_of(path: Path) -> tuple[str, str, str] | None:
     return _line_of(str(path), path.stat().st_mtime)
 
 
+ANY = "any"  # an order of whichever products the line makes
+
 st.title("Scenarios")
 me = access.user()
 folder = data.scenarios_dir()
@@ -231,6 +233,8 @@ if sc is not None and path is not None:
     wi_order = w0.number_input("an order of good parts", 0, 10**9, 0, key="wi_order",
                                help="how likely each alternative makes that many good parts in the time ahead, and "
                                     "when (0: no order)")
+    wi_product = w0.selectbox("of product", [ANY, *(p.name for p in sc.products)], key="wi_order_product",
+                              disabled=not sc.products, help=None if sc.products else "the line makes one kind of part")
     crews = st.multiselect("one more technician in", [c.name for c in sc.repair_crews], key="wi_crew")
     from twin.maintenance import SCENARIO_POLICIES
 
@@ -304,7 +308,8 @@ if sc is not None and path is not None:
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
         start_job("wi_proc", ["whatif", str(path), "--from", str(url), *mapped, "--duration", wi_duration,
                               "--replications", str(wi_reps), "--out", str(table), *alternatives,
-                              *(["--order", str(int(wi_order))] if wi_order else [])], table, "what-if",
+                              *(["--order", (f"{wi_product}=" if wi_product != ANY else "") + str(int(wi_order))]
+                                if wi_order else [])], table, "what-if",
                   f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
     @st.fragment(run_every="2s")

@@ -951,6 +951,20 @@ def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duratio
              "(--at), or ask what another shift would make (--add-shift)")
 
 
+def _order(spec: str, sc: Scenario) -> tuple[int, str | None]:
+    """--order N or PRODUCT=N: the good parts an order asks for, and its product (None: any), or a clear error."""
+    product, _, n = spec.rpartition("=")
+    names = [p.name for p in sc.products]
+    example = f"400 or {names[0]}=400" if names else "400"
+    if not n.strip().isdigit() or not 1 <= int(n) <= 10**9:
+        fail(f"--order {spec!r}: write the good parts the order asks for, 1 to 1,000,000,000"
+             + (", or PRODUCT=N for one product" if names else "") + f", e.g. {example}")
+    if product.strip() and product.strip() not in names:
+        fail(f"--order {spec!r}: " + (f"the line makes {', '.join(names)}" if names else "the line makes one kind of "
+                                      "part: give the number alone") + f", e.g. {example}")
+    return int(n), product.strip() or None
+
+
 def whatif(
     file: Annotated[Path, typer.Argument(help="the line's scenario (fitted by `twin fit`, or as engineered)")],
     from_: Annotated[list[str], typer.Option("--from", help="where the line's state is read: a store "
@@ -975,9 +989,9 @@ def whatif(
     on_call: OnCallAlt = None,
     variant: VariantAlt = None,
     combined: Combined = False,
-    order: Annotated[Optional[int], typer.Option(min=1, max=10**9, help="an order of this many good parts from now: "
-                                                                          "how likely each alternative makes it "
-                                                                          "within --duration, and when")] = None,
+    order: Annotated[Optional[str], typer.Option(help="an order of N good parts from now (PRODUCT=N: of one product): "
+                                                      "how likely each alternative makes it within --duration, and "
+                                                      "when")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -1010,6 +1024,7 @@ def whatif(
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     alternatives(base, *asked, combined=combined, variants=variant)  # every mistake named before the state is read
+    count, product = _order(order, base) if order is not None else (None, None)
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names")
     import numpy as np
     import pandas as pd
@@ -1022,7 +1037,7 @@ def whatif(
     _some_shift_ahead(sc, options, duration)
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
                      lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress,
-                                                      task=partial(whatif_task, order=order)))
+                                                      task=partial(whatif_task, order=count, product=product)))
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
     energy: dict[str, float] = {}  # kWh per good part, where machine types give their power
@@ -1048,7 +1063,7 @@ def whatif(
                      **(order_figures(done[label], sc.start) if order is not None else {})})
     table = pd.DataFrame(rows)
     shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each"
-                  + (f"; an order of {order:,} good parts" if order is not None else ""))
+                  + (f"; an order of {count:,} good parts{f' of {product}' if product else ''}" if count else ""))
     powered = any(mt.power is not None for mt in sc.machine_types.values())
     shown.add_column("alternative", ratio=1)
     for col in ("good parts", "90 % of runs", "availability", *(["kWh per good part"] if powered else []),
@@ -1067,7 +1082,7 @@ def whatif(
                       "run falls in (5th to 95th percentile); availability: mean over the machines; "
                       + ("kWh per good part: the machines' energy over the good parts of all replications; "
                          if powered else "") + "vs as is: paired difference (same random numbers)"
-                      + (f"; order made: the share of runs that made {order:,} good parts within {duration}, with "
+                      + (f"; order made: the share of runs that made {count:,} good parts within {duration}, with "
                          "its 95 % CI; done by: when the median run had made them, and 9 runs in 10"
                          if order is not None else ""), highlight=False)
     out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",

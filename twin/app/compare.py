@@ -174,11 +174,12 @@ def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> 
     return label, rep, policy_kpis(replication_of(sc_json, rep, slots).line)
 
 
-def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, order: int | None = None
-                ) -> tuple[str, int, dict[str, float]]:
+def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, order: int | None = None,
+                product: str | None = None) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
     parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given); with an
-    `order` of that many good parts, the hours until its last one left the line (nan: not within the run)."""
+    `order` of that many good parts (of `product`, else any), the hours until its last one left the line (nan: not
+    within the run)."""
     from twin.app.runner import replication_of
 
     run = replication_of(sc_json, rep, slots)
@@ -190,8 +191,10 @@ def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, ord
                "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
     if order is not None:
         exit_ = np.frombuffer(run.line.exit, dtype=np.float64)
-        good = np.sort(exit_[(np.frombuffer(run.line.scrapped_at, dtype=np.int16) == INSIDE_OR_GOOD)
-                             & (exit_ >= sc.warmup)])  # parts out of the line, good (not consumed, not scrapped)
+        out = (np.frombuffer(run.line.scrapped_at, dtype=np.int16) == INSIDE_OR_GOOD) & (exit_ >= sc.warmup)
+        if product is not None:  # parts out of the line, good (not consumed, not scrapped), of the order's product
+            out &= np.frombuffer(run.line.product, dtype=np.int8) == run.line.product_names.index(product)
+        good = np.sort(exit_[out])
         figures["order done [h]"] = float(good[order - 1] - sc.warmup) / 3600 if len(good) >= order else float("nan")
     return label, rep, figures
 
