@@ -280,3 +280,26 @@ def test_minor_stops_fall_inside_the_cycles_they_lengthen(cycles: list[float], e
         assert took == pytest.approx(d + mine.sum())
         assert ((starts >= now - 1e-9) & (starts + mine <= now + took + 1e-9)).all() and (np.diff(starts) >= 0).all()
         now += took
+
+
+def test_startup_rejects_follow_each_restart_and_are_a_quality_loss_of_their_own() -> None:
+    """A station set up every 100 parts whose first 5 parts after each setup are scrap 60 % of the time, and 10 % of
+    all parts besides: of every 100 parts, 10 scrapped as usual and 0.6 × 0.9 × 5 = 2.7 more as start-up rejects; the
+    line's quality loss shows the two apart."""
+    sc = scenario([{"name": "a", "cycle_time": const(10), "scrap": 0.1,
+                    "changeover": {"every_parts": 100, "duration": const(300)},
+                    "startup_scrap": {"parts": 5, "scrap": 0.6}}], duration=20 * 86400)
+    k = replicate(sc, 1)
+    parts = kpi(k, "parts", "a")[0]
+    assert kpi(k, "startup rejects", "a")[0] / parts == pytest.approx(0.027, abs=0.003)
+    assert kpi(k, "scrap rate", "line")[0] == pytest.approx(0.127, abs=0.004)
+    line = k[k.scope == "line"].set_index("kpi").value
+    avail_perf = line["oee availability"] * line["oee performance"]
+    assert line["oee loss: startup rejects"] == pytest.approx(avail_perf * 0.027, abs=0.003)
+    assert line["oee loss: scrap"] == pytest.approx(avail_perf * 0.1, abs=0.004)
+    assert line["oee loss: setup"] == pytest.approx(300 / (300 + 1000), abs=0.005)
+    assert sum(line[f"oee loss: {n}"] for n in LOSSES) + line["oee"] == pytest.approx(1, abs=1e-9)
+    # no setups, no repairs, no services: nothing to settle after
+    calm = replicate(scenario([{"name": "a", "cycle_time": const(10), "startup_scrap": {"parts": 5, "scrap": 1}}],
+                              duration=86400), 1)
+    assert kpi(calm, "startup rejects", "a")[0] == 0 and kpi(calm, "scrap rate", "line")[0] == 0

@@ -136,8 +136,8 @@ def replication_kpis(line: Line) -> pd.DataFrame:
     bottleneck = max(station_oee, key=lambda s: station_oee[s][4])
     constraint = sc.stations[line.constraint].name
     _, avail, perf, _, _ = station_oee[constraint]
-    qual, scrapped, reworked = _line_quality(line, a, b)
-    rows += _losses(line, a, b, planned, perf, scrapped, reworked)
+    qual, scrapped, reworked, startup = _line_quality(line, a, b)
+    rows += _losses(line, a, b, planned, perf, scrapped, reworked, startup)
     rows += [
         ("line", sc.line.name, "oee", avail * perf * qual),
         ("line", sc.line.name, "oee availability", avail),
@@ -262,10 +262,11 @@ def _buffer_kpis(line: Line, a: float, b: float) -> list[Row]:
     return rows
 
 
-def _line_quality(line: Line, a: float, b: float) -> tuple[float, float, float]:
+def _line_quality(line: Line, a: float, b: float) -> tuple[float, float, float, float]:
     """Of the parts that passed the constraint station inside [a, b] and have left the line, the shares that left
     good without rework (the line's quality: a line that scraps every part has quality, and OEE, 0), that were
-    scrapped, and that left good after rework; parts still inside are not judged yet."""
+    scrapped (start-up rejects included), that left good after rework, and that were start-up rejects; parts still
+    inside are not judged yet."""
     passed = np.frombuffer(line.passed, dtype=np.float64)
     exit_, fate = line.fates()  # a part consumed by an assembly shares the assembly's fate
     made = (passed >= a) & (passed <= b) & (exit_ <= b)  # judged: left the line (good or scrap) by b
@@ -273,24 +274,29 @@ def _line_quality(line: Line, a: float, b: float) -> tuple[float, float, float]:
     again = good & line.reworked_mask(carried=True)  # good, but not the first time (ISO 22400's rework)
     n = int(np.count_nonzero(made))
     if not n:
-        return 1.0, 0.0, 0.0
+        return 1.0, 0.0, 0.0, 0.0
+    startup = made & ~good & line.mask_of(line.startup_rejects, carried=True)
     return (int(np.count_nonzero(good & ~again)) / n, int(np.count_nonzero(made & ~good)) / n,
-            int(np.count_nonzero(again)) / n)
+            int(np.count_nonzero(again)) / n, int(np.count_nonzero(startup)) / n)
 
 
 #: where the line's planned time goes (its OEE losses): the constraint station's time in each state but working
 LOSS_STATES = tuple(k for k in range(len(STATES)) if k != WORKING)
 #: the losses' names, in KPI order: `oee loss: NAME` (availability's by state, then performance's and quality's)
 LOSSES = (*({"waiting_operator": "waiting for operator"}.get(STATES[k], STATES[k].replace("_", " "))
-            for k in LOSS_STATES), "minor stops", "speed", "scrap", "rework")
+            for k in LOSS_STATES), "minor stops", "speed", "startup rejects", "scrap", "rework")
+#: the OEE factor each loss lowers
+LOSS_FACTORS = {k: "performance" if k in ("minor stops", "speed") else "quality"
+                if k in ("startup rejects", "scrap", "rework") else "availability" for k in LOSSES}
 
 
-def _losses(line: Line, a: float, b: float, planned: float, perf: float, scrapped: float, reworked: float
-            ) -> list[Row]:
+def _losses(line: Line, a: float, b: float, planned: float, perf: float, scrapped: float, reworked: float,
+            startup: float) -> list[Row]:
     """The line's OEE losses as shares of its planned time that add up to 1 with its OEE (the time model of ISO
     22400): its constraint station's machines' planned time in each state but working (availability), the working
     time its parts' design cycles do not account for (performance: minor stops, the rest reduced speed), and the
-    share of the rest whose parts were scrapped or reworked (quality). NaN where no time was planned."""
+    share of the rest whose parts were start-up rejects, other scrap, or reworked (quality). NaN where no time was
+    planned."""
     name, group = line.scenario.line.name, line.stations[line.constraint]
     time = planned * len(group)
     if time <= 0:
@@ -299,7 +305,8 @@ def _losses(line: Line, a: float, b: float, planned: float, perf: float, scrappe
     avail = 1 - sum(states)  # the share of the planned time the constraint worked: its availability
     speed = avail * (1 - perf)
     minor = min(sum(_minor_time(m, a, b, line.calendar)[1] for m in group) / time, max(speed, 0.0))
-    shares = [*states, minor, speed - minor, avail * perf * scrapped, avail * perf * reworked]
+    shares = [*states, minor, speed - minor, avail * perf * startup, avail * perf * (scrapped - startup),
+              avail * perf * reworked]
     return [("line", name, f"oee loss: {k}", float(v)) for k, v in zip(LOSSES, shares)]
 
 
@@ -374,6 +381,8 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
          if len(repairs) and repairs.wait.notna().any() else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
+    if m.startup is not None:  # the parts after a restart (a setup, a repair, a service) scrapped as it settled
+        rows.append(("machine", m.name, "startup rejects", float(_within(m.log.startup_rejected, a, b))))
     if m.minor is not None:  # short stops worked through (shown as working): what they took of its working time
         n_minor, minor_planned = _minor_time(m, a, b, calendar)
         rows += [("machine", m.name, "minor stops", float(n_minor)),

@@ -54,6 +54,7 @@ _STATE_NAMES = np.array(STATES, dtype=object)  # a state code's name, for arrays
 # streams of random numbers per machine; fixed numbers so a stream never shifts when another is added
 STREAM_CYCLE, STREAM_SCRAP, STREAM_SETUP, STREAM_MAINT, STREAM_AGE, STREAM_POLICY, STREAM_ROUTE = 0, 1, 2, 3, 4, 5, 6
 STREAM_MINOR_GAP, STREAM_MINOR_STOP = 7, 8  # minor stops: working time between them, and their lengths
+STREAM_STARTUP = 9  # uniforms deciding start-up rejects
 STREAM_TTF, STREAM_REPAIR = 100, 200  # + fault mode index
 STREAM_PRODUCT_CYCLE, STREAM_PRODUCT_SETUP = 300, 100_000  # + product index (setups: + 1000 x from + to)
 STREAM_RELEASE = 50  # with machine slot -1: the product mix released
@@ -95,6 +96,7 @@ class MachineLog:
     finished: array = field(default_factory=lambda: array("d"))  # times a part left this machine good
     scrapped: array = field(default_factory=lambda: array("d"))  # times a part was scrapped here
     reworked: array = field(default_factory=lambda: array("d"))  # times a part left for a rework station (of finished)
+    startup_rejected: array = field(default_factory=lambda: array("d"))  # times a start-up reject was scrapped here
     begun: array = field(default_factory=lambda: array("d"))  # times work on a part began (for OEE performance)
     begun_product: array = field(default_factory=lambda: array("b"))  # and its product (lines with products)
     #: per state change, the fault mode (index into `modes`) a down machine is being repaired for; -1 otherwise
@@ -306,6 +308,9 @@ class Machine:
                     for i, f in enumerate(self.modes)])
         self.products: _ProductWork | None = _ProductWork(self, sc, station) if sc.products else None
         self.minor = MinorStopper(mtype.minor_stops, sc.seed, rep, slot) if mtype.minor_stops is not None else None
+        self.startup = station.startup_scrap  # start-up rejects after each restart: the parts still to come of them
+        self.startup_left = 0
+        self.startup_u = Sampler(_UNIT, rng_for(sc.seed, rep, slot, STREAM_STARTUP)).take if self.startup else None
         self.wear_modes = [i for i, f in enumerate(self.modes) if f.kind == "wear"]
         self.scrap_base = station.scrap
         self.scrap_max = max([self.scrap_base, *station.scrap_by_product.values()]) + \
@@ -461,6 +466,22 @@ class Machine:
         age = (self.clock_now() - self.born[i]) / self.life[i]
         return min(1.0, max(0.0, age)) ** self.modes[i].progression
 
+    def _startup_reject(self, pid: int, scrapped: bool) -> bool:
+        """One of the parts after a restart (`startup_left` > 0): whether it is a start-up reject (not when `scrapped`
+        already; its draw is taken either way, so that each part after a restart has its own)."""
+        assert self.startup is not None and self.startup_u is not None
+        self.startup_left -= 1
+        if self.startup_u() < self.startup.scrap and not scrapped:
+            self.line.startup_rejects.add(pid)
+            self.log.startup_rejected.append(self.env._now)
+            return True
+        return False
+
+    def restarted(self) -> None:
+        """A setup, repair or service has ended: the next parts are start-up rejects more often."""
+        if self.startup is not None:
+            self.startup_left = self.startup.parts
+
     def _scrap_draw_hits(self, u: float) -> bool:
         """Whether the uniform draw u scraps the part (the caller checked that it could: u < scrap_max); wear is
         only evaluated then."""
@@ -508,7 +529,7 @@ class Machine:
         finished = self.log.finished.append
         begun = self.log.begun.append
         is_last, is_constraint, router, inputs = w.is_last, w.is_constraint, w.router, w.inputs
-        products, minor = self.products, self.minor
+        products, minor, startup = self.products, self.minor, self.startup
         run_pool = self.pool_for("run")
         waiting = self._waiting if cal is not None else self._set_state  # without a calendar no wait is off shift
         waits = self.interruptible
@@ -592,7 +613,10 @@ class Machine:
             if is_constraint:
                 line.passed[pid] = env._now
             # hand it on
-            if scrap_max and (u := scrap_u()) < scrap_max and self._scrap_draw_hits(u):
+            scrapped = bool(scrap_max and (u := scrap_u()) < scrap_max and self._scrap_draw_hits(u))
+            if startup is not None and self.startup_left:
+                scrapped = self._startup_reject(pid, scrapped) or scrapped
+            if scrapped:
                 line.scrap(pid, self)
                 if outslots is not None and bbs:
                     outslots.put(1)
@@ -855,6 +879,7 @@ class Machine:
         yield from self._busy(d, SETUP)
         if req is not None and pool is not None:
             pool.release(req)
+        self.restarted()
 
     def _busy(self, d: float, state: int) -> Generator[simpy.Event, Any, None]:
         self._set_state(state)
@@ -937,6 +962,7 @@ class Machine:
         self._renew(i)
         self.line.down -= 1
         self.line.record(self, "repair_end", mode.name)
+        self.restarted()
 
     def _crew_priority(self, usual: float) -> Generator[simpy.Event, Any, float]:
         """The priority of a request to the crew: `usual` (repairs before maintenance), or, for a stop that was
@@ -976,6 +1002,7 @@ class Machine:
         self.work_at_service = self.work_time
         self.parts_since_service = 0
         self.line.record(self, "maintenance_end", detail=reason)
+        self.restarted()
 
 
 def first_of(env: simpy.Environment, a: simpy.Event, b: simpy.Event | None = None,
@@ -1390,6 +1417,7 @@ class Line:
         self.into = array("q")  # the assembly a consumed part went into (-1: none)
         #: the parts routed to a rework station (or that went into an assembly one of whose parts was)
         self.reworked: set[int] = set()
+        self.startup_rejects: set[int] = set()  # the parts scrapped as start-up rejects (after a restart)
         self.product = array("b")  # each part's product (index into product_names)
         self.product_names = [p.name for p in scenario.products] or ["part"]
         self._release = _Release(scenario, replication) if scenario.products else None
@@ -1622,9 +1650,14 @@ class Line:
     def reworked_mask(self, carried: bool = False) -> np.ndarray:
         """Per part, whether it was sent to a rework station (or went into an assembly with such a part in it); with
         `carried`, for a part consumed by an assembly, whether the assembly was (the fate it shares)."""
+        return self.mask_of(self.reworked, carried)
+
+    def mask_of(self, pids: set[int], carried: bool = False) -> np.ndarray:
+        """Per part, whether it is one of `pids`; with `carried`, for a part consumed by an assembly, whether the
+        assembly that carried it out of the line is."""
         mask = np.zeros(len(self.entry), dtype=bool)
-        if self.reworked:
-            mask[np.fromiter(self.reworked, dtype=np.int64, count=len(self.reworked))] = True
+        if pids:
+            mask[np.fromiter(pids, dtype=np.int64, count=len(pids))] = True
             if carried:
                 self._carried(mask)
         return mask

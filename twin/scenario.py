@@ -436,6 +436,14 @@ class Route(_Strict):
                                                     "products takes every product no other route names)")
 
 
+class StartupScrap(_Strict):
+    """Start-up rejects: after each setup, repair or service the process settles, and its first parts are scrap more
+    often (Nakajima's reduced yield)."""
+
+    parts: int = Field(ge=1, le=100_000, description="how many parts after each restart")
+    scrap: Probability = Field(description="the probability that each of them is scrap (besides the station's scrap)")
+
+
 class Station(_Strict):
     """A step of the line: one or more machines in parallel (alike, or each with its own cycle time), fed by the
     buffer in front (an assembly station: one buffer per feeding station)."""
@@ -450,6 +458,9 @@ class Station(_Strict):
     buffer: int | None = Field(None, ge=0, description="capacity of the buffer in front; null = unlimited")
     initial: int = Field(0, ge=0, le=100_000, description="parts in that buffer at the start (at most 100,000)")
     scrap: Probability = Field(0.0, description="probability a finished part is scrap")
+    startup_scrap: StartupScrap | None = Field(
+        None, description="start-up rejects: the first `parts` parts after each setup, repair or service are scrap "
+                          "with probability `scrap`, e.g. {parts: 5, scrap: 0.4}")
     rework: bool = Field(False, description="a rework station (a repair bay): the parts sent here were not good the "
                                             "first time; they count as the sending station's and the line's rework "
                                             "quantity (ISO 22400: against quality and first pass yield)")
@@ -489,7 +500,7 @@ class Station(_Strict):
     def _batch(self) -> Station:
         if self.batch is not None:
             other = [k for k in ("assemble", "cycle_times", "ideal_cycle_times", "setup_matrix", "scrap_by_product",
-                                 "changeover") if getattr(self, k)]
+                                 "changeover", "startup_scrap") if getattr(self, k)]
             if other:
                 raise ValueError(f"a batch station works every part of a batch alike: {other[0]} is not for one "
                                  "(not yet); give the batch its own station, or leave batch: out")

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
+from twin.kpi import LOSS_FACTORS
 from twin.scenario import buffer_station
 
 st.title("Line overview")
@@ -124,8 +125,7 @@ if run is not None:
         if lost.empty or pd.isna(line.get("oee")):
             return
         names = lost.index.str.removeprefix("oee loss: ")
-        factor = {"minor stops": "performance", "speed": "performance", "scrap": "quality", "rework": "quality"}
-        shown = pd.DataFrame({"OEE factor": [factor.get(n, "availability") for n in names],
+        shown = pd.DataFrame({"OEE factor": [LOSS_FACTORS.get(n, "") for n in names],
                               "share of planned time [%]": (100 * lost.to_numpy()).round(1)},
                              index=pd.Index(names, name="loss"))
         shown = shown[shown["share of planned time [%]"] > 0]

@@ -712,7 +712,7 @@ def loss_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     time and hours of it (mean over replications; losses under 0.05 % left out). None where none was planned."""
     import pandas as pd
 
-    from twin.kpi import LOSSES
+    from twin.kpi import LOSS_FACTORS, LOSSES
     from twin.model import ShiftCalendar
 
     means = summary[summary.scope == "line"].set_index("kpi")["mean"]
@@ -721,7 +721,6 @@ def loss_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     a, b = sc.warmup, sc.duration
     hours = (ShiftCalendar(sc.calendar, sc.start, b).planned(a, b) if sc.calendar is not None else b - a) / 3600
     constraint = sc.stations[sc.constraint()].name
-    factor = {"minor stops": "performance", "speed": "performance", "scrap": "quality", "rework": "quality"}
     t = Table(title=f"where the planned time went: the OEE's losses at {constraint} (mean over replications, of "
                     f"{hours:,.1f} h planned a machine)")
     for col in ("loss", "OEE factor", "share", "hours"):
@@ -729,7 +728,7 @@ def loss_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     for k in LOSSES:
         share = float(means[LOSS + k])
         if share >= 0.0005:
-            t.add_row(k, factor.get(k, "availability"), f"{share:.1%}", f"{share * hours:,.1f}")
+            t.add_row(k, LOSS_FACTORS[k], f"{share:.1%}", f"{share * hours:,.1f}")
     t.add_row("OEE (fully productive)", "", f"{means['oee']:.1%}", f"{means['oee'] * hours:,.1f}", style="bold")
     return t
 
