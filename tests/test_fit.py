@@ -1035,6 +1035,29 @@ def test_minor_stops_are_found_in_the_cycles_of_a_working_machine() -> None:
     assert fit_scenario(log, base, parts=pd.concat(parts))[0].machine_types["press"].minor_stops is None
 
 
+def test_startup_rejects_are_found_after_the_restarts_the_status_log_shows() -> None:
+    """Grinding is set up every 40 parts, and the first 4 parts after each setup are scrap half the time (the process
+    settling), 2 % of all parts besides: the part results read against the status log's restarts give both, where the
+    parts' share alone made it one figure of 7 %."""
+    from twin.fit import fit_scenario
+
+    base = load_scenario(HEAT, {"duration": "8 d"})
+    spec = base.model_dump(by_alias=True)
+    spec["stations"][2].update(scrap=0.02, changeover={"every_parts": 40, "duration": "10 min"},
+                               startup_scrap={"parts": 4, "scrap": 0.5})
+    run, log, _ = _plant_logs(Scenario.model_validate(spec))
+    judged = _judged_parts(run)
+    fitted, table = fit_scenario(log, base, parts=judged.assign(scrap=judged.result == "scrap"))
+    grind = fitted.stations[2]
+    assert grind.startup_scrap is not None and grind.startup_scrap.parts in (3, 4, 5)
+    assert grind.startup_scrap.scrap == pytest.approx(0.5, abs=0.12)
+    assert grind.scrap == pytest.approx(0.02, abs=0.008)
+    row = table[table.time == "startup rejects"].set_index("machine type").loc["station grind"]
+    assert row.events > 50 and "parts after each of" in row.parameters
+    # turning, restarted after each repair, scraps as often after one as at any time: none found there
+    assert fitted.stations[0].startup_scrap is None
+
+
 def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path) -> None:
     f = tmp_path / "parts.csv"
     f.write_text("timestamp,machine,result\n2026-01-05T06:00,grind,OK\n2026-01-05T06:01,grind,maybe\n")

@@ -974,12 +974,13 @@ MIN_ROUTED = 30  # fewer parts counted on a station's routes than this: the base
 MIN_JUDGED = 100  # fewer parts of a station with a result (good or scrap) than this: the base's scrap is kept
 
 
-def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> list[dict[str, Any]]:
+def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario, log: pd.DataFrame | None = None
+              ) -> list[dict[str, Any]]:
     """Each station's scrap probability from the results of the parts its machines finished (a part log's `result`,
     or scrap counters beside the good ones), with its 95 % Clopper-Pearson interval (updating `stations`; the rows of
-    the fit's table). Kept where the base makes scrap depend on the product or on wear (`scrap_by_product`,
-    `scrap_increase`: a share over the log would fold both into one figure), for a batch station (scraps none here),
-    and with fewer than MIN_JUDGED parts judged."""
+    the fit's table), and with a status `log`, its start-up rejects (`startup_rejects`). Kept where the base makes
+    scrap depend on the product or on wear (`scrap_by_product`, `scrap_increase`: a share over the log would fold both
+    into one figure), for a batch station (scraps none here), and with fewer than MIN_JUDGED parts judged."""
     from scipy.stats import binomtest
 
     judged = parts[parts.scrap.notna()]
@@ -996,14 +997,83 @@ def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> l
                f"kept (its scrap rises with wear: {', '.join(wear)}'s scrap_increase)" if wear else
                "kept (a batch station scraps no parts here)" if st.batch is not None else
                f"kept (only {n} parts with a result)" if n < MIN_JUDGED else "")
+        startup = startup_rejects(mine, log) if log is not None and not why else None
+        if startup is not None:  # the settled parts' share: the start-up rejects are fitted apart
+            mine = mine[startup.settled]
+            k, n = int(mine.scrap.astype(bool).sum()), len(mine)
         lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
-        told = f"{k:,} of {n:,} parts scrapped: {k / n:.2%} (95 % CI {lo:.2%}–{hi:.2%}; was {st.scrap:.2%})"
+        aside = " (those just after a restart aside)" if startup else ""
+        told = f"{k:,} of {n:,} parts scrapped{aside}: {k / n:.2%} (95 % CI {lo:.2%}–{hi:.2%}; was {st.scrap:.2%})"
         if why:
             rows.append({**row, "family": why, "parameters": told})
             continue
-        stations[j] = st.model_copy(update={"scrap": round(k / n, 6)})
-        rows.append({**row, "family": "share of its parts scrapped", "parameters": told})
+        update: dict[str, Any] = {"scrap": round(k / n, 6)}
+        if startup is not None:
+            update["startup_scrap"] = {"parts": startup.parts, "scrap": round(startup.share, 4)}
+            was = st.startup_scrap
+            rows.append({**row, "time": "startup rejects", "events": startup.restarts,
+                         "family": "parts after a restart scrapped more often",
+                         "parameters": f"the first {startup.parts} parts after each of {startup.restarts:,} restarts "
+                                       f"(setup, repair, service): {startup.share:.1%} more scrapped (was "
+                                       + (f"{was.parts} parts, {was.scrap:.1%})" if was is not None else "none)")})
+        stations[j] = Station.model_validate({**st.model_dump(by_alias=True), **update})
+        rows.append({**row, "events": k, "family": "share of its parts scrapped", "parameters": told})
     return rows
+
+
+MAX_STARTUP = 20  # the parts after a restart whose scrap is compared with the settled parts'
+STOPS = ("setup", "down", "maintenance")  # the states a restart ends (start-up rejects follow)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """Start-up rejects found in a station's part results: the first `parts` after a restart are scrapped more often,
+    by `share` of those the settled process would not have scrapped; `settled`: per part (row), whether it came
+    later."""
+
+    parts: int
+    share: float
+    restarts: int
+    settled: np.ndarray
+
+
+def startup_rejects(judged: pd.DataFrame, log: pd.DataFrame) -> Startup | None:
+    """Whether a station's parts (timestamp, machine, scrap) after each restart of their machine (the end of a setup,
+    a stop or a service in the status log) are scrapped more often than the settled ones (beyond MAX_STARTUP parts
+    after one): the first k parts while the k-th alone is so at p < 0.01 (one-sided binomial test), where 10 restarts
+    or more were seen; None where none is."""
+    from scipy.stats import binomtest
+
+    position = np.full(len(judged), np.inf)  # parts since the machine's last restart (inf: none seen before)
+    restarts = 0
+    for machine, rows in judged.groupby("machine", sort=False):
+        g = log[log.machine == machine].sort_values("timestamp", kind="stable")
+        stopped = g.state.isin(STOPS).to_numpy()
+        ends = g.timestamp.to_numpy()[1:][stopped[:-1] & ~stopped[1:]]  # a stop's end: back to work
+        restarts += len(ends)
+        if not len(ends):
+            continue
+        order = np.argsort(rows.timestamp.to_numpy(), kind="stable")
+        t = rows.timestamp.to_numpy()[order]
+        last = np.searchsorted(ends, t, side="right") - 1  # the restart each part came after
+        after = np.arange(len(t)) - np.searchsorted(t, ends[np.maximum(last, 0)], side="left") + 1
+        where = np.flatnonzero(judged.index.isin(rows.index))[order]
+        position[where] = np.where(last >= 0, after, np.inf)
+    scrap = judged.scrap.astype(bool).to_numpy()
+    settled = position > MAX_STARTUP
+    if restarts < 10 or settled.sum() < MIN_JUDGED:
+        return None
+    base = scrap[settled].mean()
+    parts = 0
+    for k in range(1, MAX_STARTUP + 1):
+        at = position == k
+        if not at.any() or binomtest(int(scrap[at].sum()), int(at.sum()), base, alternative="greater").pvalue >= 0.01:
+            break
+        parts = k
+    if not parts:
+        return None
+    early = scrap[position <= parts].mean()
+    return Startup(parts, float((early - base) / (1 - base)) if base < 1 else 0.0, restarts, position > parts)
 
 
 def fit_routes(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> list[dict[str, Any]]:
@@ -1377,7 +1447,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                 stations[i] = st.model_validate({**st.model_dump(by_alias=True), **update})
     if parts is not None:
         if "scrap" in parts:
-            rows += fit_scrap(parts, stations, base)
+            rows += fit_scrap(parts, stations, base, log)
         rows += fit_routes(parts, stations, base)
     if levels is not None:  # an assembly's buffers, one per feeder ('assy<shaft'), share its capacity
         levels = levels.assign(station=levels.station.astype(str).map(buffer_station))
