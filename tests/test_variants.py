@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import assert_mistakes
 from twin.app.alternatives import alternatives, differences
-from twin.app.compare import compare_designs
+from twin.app.compare import compare_designs, write_report
 from twin.scenario import LineNow, MachineNow, load_scenario
 
 PACKAGING = Path("scenarios/packaging.yaml")
@@ -45,11 +45,17 @@ def test_a_variant_runs_with_the_same_random_numbers_and_shows_what_changed(tmp_
     said = " ".join(capsys.readouterr().err.split())
     assert "note: variant smed.yaml differs from the line in: stations[filler].setup_matrix.juice-10.still-05.low: " \
            "3600.0 → 1500.0" in said, said
-    got = compare_designs(options, jobs=1).kpis.pivot_table(index=["kpi", "replication"], columns="policy",
-                                                            values="value")
+    cmp = compare_designs(options, jobs=1)
+    got = cmp.kpis.pivot_table(index=["kpi", "replication"], columns="policy", values="value")
     assert (got["variant same.yaml"] == got["as is"]).all()
     parts = got.loc["throughput [parts/h]"]
     assert (parts["variant smed.yaml"] > parts["as is"]).all()
+    # the report says which loss the project removes: the filler's changeovers (setup), as a share of planned time
+    report = write_report(cmp, tmp_path / "report").read_text()
+    table = report.split("## Where the planned time went")[1].split("\n\n")[1]
+    setup = next(line for line in table.splitlines() if line.startswith("| setup"))
+    as_is, same_, smed_ = (float(x) for x in setup.strip("|").split("|")[1:])
+    assert as_is == same_ > smed_ > 0 and "| OEE (fully productive)" in table
 
 
 def test_a_variant_of_a_what_if_starts_from_the_same_state(tmp_path: Path) -> None:

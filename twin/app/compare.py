@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from twin.app.cluster import tasks
-from twin.kpi import half_width, mean_ci_text, replication_kpis, state_durations
+from twin.kpi import LOSSES, half_width, mean_ci_text, replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
 from twin.model import DOWN, INSIDE_OR_GOOD, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
@@ -31,6 +31,8 @@ KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "o
         "lead time [min]", "energy per good part [kWh]", "unplanned failures", "wear-out failures", "downtime [h]",
         "waiting for spare parts [h]", "maintenance actions", "wear at maintenance", "maintenance cost", "energy cost",
         "spare parts holding cost", "lost production cost", "total cost")
+#: the line's OEE losses (`twin.kpi.LOSSES`: shares of its planned time), in the report's table of them
+LOSS = "oee loss: "
 #: only for a line whose machine types give their power
 ENERGY_KPIS = ("energy per good part [kWh]", "energy cost")
 #: a year [s], the time spare parts' holding costs are given for
@@ -102,7 +104,8 @@ def policy_kpis(line: Line) -> dict[str, float]:
     spares = {SPARE_KPIS[0]: sum(f["wait for part [h]"] * f["repairs"] for f in held.values()),
               SPARE_KPIS[1]: sum(c.spare_holding.get(name, 0.0) * f["mean stock"] * (b - a) / YEAR
                                  for name, f in held.items())} if line.spares else {}
-    return {**{k: float(lk[k]) for k in KPIS[:7]}, **energy, "unplanned failures": float(len(failures)),
+    losses = {k: float(v) for k, v in lk.items() if str(k).startswith(LOSS)}  # where the planned time went
+    return {**{k: float(lk[k]) for k in KPIS[:7]}, **energy, **losses, "unplanned failures": float(len(failures)),
             "wear-out failures": float(sum(e.fault_mode in wear for e in failures)), "downtime [h]": down / 3600,
             **spares,
             "maintenance actions": float(len(maint)), "wear at maintenance": worn, "maintenance cost": maintenance_cost,
@@ -371,7 +374,8 @@ def write_report(cmp: Comparison, out: Path) -> Path:
              *([cmp.note[0].upper() + cmp.note[1:] + "."] if cmp.note else []), "",
              wide[[p for p in policies if p in wide.columns]].to_markdown(), "",
              f"## Differences to {cmp.reference} (paired per replication; * = 95 % CI excludes 0)", "",
-             dwide[[p for p in policies if p in dwide.columns]].to_markdown(), "", "![policies](policies.png)", ""]
+             dwide[[p for p in policies if p in dwide.columns]].to_markdown(), "", *_loss_section(summ, policies),
+             "![policies](policies.png)", ""]
     shown = ["throughput [parts/h]", "oee", "wip [parts]", "total cost" if cmp.same_rate else "lead time [min]"] \
         if cmp.design else \
         ["oee", "unplanned failures", "downtime [h]", "total cost"]
@@ -388,6 +392,22 @@ def write_report(cmp: Comparison, out: Path) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")  # a name not UTF-8
     return path
+
+
+def _loss_section(summ: pd.DataFrame, policies: list[str]) -> list[str]:
+    """The report's table of where each policy's or alternative's planned time went (the OEE's losses at the line's
+    constraint station, mean share over the replications; losses under 0.05 % in every column left out): which loss
+    an alternative removes, and which grows in its place."""
+    lost = summ[summ.kpi.str.startswith(LOSS)].pivot(index="kpi", columns="policy", values="mean")
+    if lost.empty:
+        return []
+    lost = lost.reindex([LOSS + k for k in LOSSES])[[p for p in policies if p in lost.columns]]
+    lost = lost[(lost >= 0.0005).any(axis=1)]
+    oee = summ[summ.kpi == "oee"].set_index("policy")["mean"]
+    shown = (100 * lost).round(1).rename(index=lambda k: k.removeprefix(LOSS))
+    shown.loc["OEE (fully productive)"] = [round(100 * float(oee.get(p, np.nan)), 1) for p in shown.columns]
+    return ["## Where the planned time went (OEE losses at the constraint station, % of planned time, mean)", "",
+            shown.rename_axis("loss").to_markdown(), ""]
 
 
 @dataclass
