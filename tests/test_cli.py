@@ -289,6 +289,7 @@ def test_run_bundled_scenario_end_to_end(path: Path, tmp_path: Path) -> None:
     assert "line KPIs over 2 replications" in " ".join(r.stdout.split()) and "throughput [parts/h]" in r.stdout
     assert "where the planned time went: the OEE's losses at" in " ".join(r.stdout.split()), r.stdout
     assert "OEE (fully productive)" in r.stdout and "oee loss" not in r.stdout  # its own table, not the line's
+    assert ("to rework" in r.stdout) == (path.stem == "body_shop_merge")  # the stations' column where they send any
     assert not re.search(r"\de[+-]\d", r.stdout), r.stdout  # '3055 ± 2.6e+02' once
     for f in ("readings.parquet", "sensors.parquet", "kpis.parquet", "summary.parquet", "summary.csv", "run.json",
               "truth/states.parquet", "truth/events.parquet", "truth/parts.parquet", "truth/health.parquet"):

@@ -146,8 +146,11 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     for mtype in spec["machine_types"].values():
         mtype["minor_stops"] = {"every": {"dist": "exponential", "mean": "5 min"}, "duration": "20 s"}
     (tmp_path / "serial5.yaml").write_text(yaml.safe_dump(spec))
-    run_all(twin_cmd("run", tmp_path / "serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
-                     "--replications", 1, "--out", runs / "serial5" / "r1"))
+    r = subprocess.run(twin_cmd("run", tmp_path / "serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
+                                "--replications", 1, "--out", runs / "serial5" / "r1"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    assert "minor stops" in r.stdout and "% of work" in r.stdout  # `twin run`'s station table says them too
     monkeypatch.setenv("LINETWIN_RUNS", str(runs))
     monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
     monkeypatch.delenv("LINETWIN_BROKER", raising=False)

@@ -621,17 +621,28 @@ def station_table(summary: pd.DataFrame, sc: Scenario) -> Table:
 
     # the repairs' wait for a technician or a spare part, where any repair waited (a crew busy or off shift)
     waited = any(mean(s.machine_names, "wait before repair [min]") > 0.005 for s in sc.stations)
+    # what lowers a station's performance and quality beyond its cycles and scrap, where the line has it
+    minor = any(sc.machine_type_of(s).minor_stops is not None for s in sc.stations)
+    rework = any((s.name, "rework ratio") in st.index for s in sc.stations)
+    startup = any(s.startup_scrap is not None for s in sc.stations)
     for col in ("station", "OEE", "availability", "performance", "quality", "ideal cycle", "active", "MTBF [h]",
-                "MTTR [min]", *(["of it waiting [min]"] if waited else [])):
+                "MTTR [min]", *(["of it waiting [min]"] if waited else []), *(["minor stops"] if minor else []),
+                *(["start-up rejects"] if startup else []), *(["to rework"] if rework else [])):
         t.add_column(col, justify="left" if col == "station" else "right")
     for s in sc.stations:
         names = s.machine_names
-        mtbf, mttr, wait = (mean(names, k) for k in ("mtbf [h]", "mttr [min]", "wait before repair [min]"))
+        mtbf, mttr, wait, stops, rejects = (mean(names, k) for k in ("mtbf [h]", "mttr [min]",
+                                                                      "wait before repair [min]", "minor stop share",
+                                                                      "startup rejects"))
+        sent = st.get((s.name, "rework ratio"))
         t.add_row(s.name, *(f"{st[(s.name, k)]:.1%}" for k in
                             ("oee", "oee availability", "oee performance", "oee quality")),
                   f"{s.ideal_cycle()[0]:.3g} s", f"{st[(s.name, 'active share')]:.1%}",
                   "-" if pd.isna(mtbf) else f"{mtbf:.1f}", "-" if pd.isna(mttr) else f"{mttr:.1f}",
-                  *([("-" if pd.isna(wait) else f"{wait:.1f}")] if waited else []))
+                  *([("-" if pd.isna(wait) else f"{wait:.1f}")] if waited else []),
+                  *([("-" if pd.isna(stops) else f"{stops:.1%} of work")] if minor else []),
+                  *([("-" if pd.isna(rejects) else f"{rejects * len(names):,.0f}")] if startup else []),
+                  *([("-" if sent is None or pd.isna(sent) else f"{sent:.1%}")] if rework else []))
     return t
 
 
