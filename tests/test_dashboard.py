@@ -164,6 +164,25 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     assert len(at.get("vega_lite_chart")) == 2  # the state timeline and the downtime Pareto
 
 
+def test_a_line_with_rework_shows_its_first_pass_yield(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The body shop's vision inspection sends bodies to a rework bay: the overview tiles its first pass yield and
+    rework ratio beside the OEE (whose quality counts them), and its losses table names rework."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
+    run_all(twin_cmd("run", "scenarios/body_shop_merge.yaml", "--no-stream", "--duration", "3 h", "--warmup", "0",
+                     "--replications", 1, "--out", runs / "merge" / "r1"))
+    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    at = page("overview")
+    tiles = {m.label: m.value for m in at.metric}
+    line = pd.read_parquet(runs / "merge" / "r1" / "kpis.parquet").query("scope == 'line'").set_index("kpi").value
+    assert tiles["first pass yield [%]"] == f"{100 * line['first pass yield']:.1f}"
+    assert tiles["rework ratio [%]"] == f"{100 * line['rework ratio']:.1f}" and line["rework ratio"] > 0
+    lost = next(d.value for d in at.dataframe if "share of planned time [%]" in d.value.columns)
+    assert "rework" in lost.index
+
+
 def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spare parts (a stock of die sets the presses' die changes take): `twin run` prints their table, and the
     overview shows the replication's repairs, how many waited for a part and the stock held, as the KPIs say."""

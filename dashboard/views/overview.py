@@ -41,6 +41,14 @@ if run is not None:
                       delta=None if per is None or ref is None or pd.isna(ref) or pd.isna(per) else f"{per - ref:+.3g}",
                       delta_color="inverse")
             e2.metric("energy [kWh]", f"{values.get('energy [kWh]', float('nan')):,.0f}")
+        if "first pass yield" in values:  # a line with rework stations (ISO 22400)
+            q1, q2, _, _ = st.columns(4)
+            for col, label, key in ((q1, "first pass yield [%]", "first pass yield"),
+                                    (q2, "rework ratio [%]", "rework ratio")):
+                v, ref = values.get(key), reference.get(key)
+                col.metric(label, "–" if v is None or pd.isna(v) else f"{100 * v:.1f}",
+                           delta=None if v is None or ref is None or pd.isna(ref) or pd.isna(v) else
+                           f"{100 * (v - ref):+.1f}", delta_color="normal" if key == "first pass yield" else "inverse")
         targets = [(label, key, goal, fmt, scale) for label, key, goal, fmt, scale in (
             ("shift target [parts/h]", "throughput [parts/h]", sc.targets.throughput, "{:,.0f}", 1.0),
             ("shift target OEE [%]", "oee", sc.targets.oee, "{:.1f}", 100.0)) if goal is not None]
