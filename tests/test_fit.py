@@ -1041,10 +1041,10 @@ def test_startup_rejects_are_found_after_the_restarts_the_status_log_shows() -> 
     parts' share alone made it one figure of 7 %."""
     from twin.fit import fit_scenario
 
-    base = load_scenario(HEAT, {"duration": "8 d"})
-    spec = base.model_dump(by_alias=True)
-    spec["stations"][2].update(scrap=0.02, changeover={"every_parts": 40, "duration": "10 min"},
-                               startup_scrap={"parts": 4, "scrap": 0.5})
+    spec = load_scenario(HEAT, {"duration": "8 d"}).model_dump(by_alias=True)
+    spec["stations"][2]["changeover"] = {"every_parts": 40, "duration": "10 min"}  # as engineered
+    base = Scenario.model_validate(spec)
+    spec["stations"][2].update(scrap=0.02, startup_scrap={"parts": 4, "scrap": 0.5})  # as it runs
     run, log, _ = _plant_logs(Scenario.model_validate(spec))
     judged = _judged_parts(run)
     fitted, table = fit_scenario(log, base, parts=judged.assign(scrap=judged.result == "scrap"))
@@ -1056,6 +1056,13 @@ def test_startup_rejects_are_found_after_the_restarts_the_status_log_shows() -> 
     assert row.events > 50 and "parts after each of" in row.parameters
     # turning, restarted after each repair, scraps as often after one as at any time: none found there
     assert fitted.stations[0].startup_scrap is None
+    # the fitted line scraps as the log does: grinding's share of scrapped parts inside the simulated CI
+    from twin.app.cmd_plant import validate_fit
+
+    check = validate_fit(fitted, log, 4, parts=judged.assign(scrap=judged.result == "scrap"), jobs=1)
+    scrap = check[check.kpi == "scrap share"].set_index("machine")
+    assert scrap.loc["grind", "log"] == pytest.approx(0.069, abs=0.01) and scrap.loc["grind", "verdict"] == \
+        "inside the CI", scrap
 
 
 def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path) -> None:

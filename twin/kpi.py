@@ -381,6 +381,8 @@ def _machine_kpis(m: Machine, a: float, b: float, planned: float, repairs: pd.Da
          if len(repairs) and repairs.wait.notna().any() else np.nan),
         ("machine", m.name, "parts", float(n_good + n_scrap)),
     ]
+    if m.scrap_max or m.startup is not None:  # a machine that can scrap: the share of its parts it did
+        rows.append(("machine", m.name, "scrap share", n_scrap / (n_good + n_scrap) if n_good + n_scrap else np.nan))
     if m.startup is not None:  # the parts after a restart (a setup, a repair, a service) scrapped as it settled
         rows.append(("machine", m.name, "startup rejects", float(_within(m.log.startup_rejected, a, b))))
     if m.minor is not None:  # short stops worked through (shown as working): what they took of its working time

@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     from twin.fit import LogFormat
     from twin.scenario import Calendar, LineNow, Scenario
 
-CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "parts", "energy [kWh]")
+CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "parts", "scrap share",
+           "energy [kWh]")
 COVERS = 0.95  # a part or energy log is compared where it spans at least this share of the status log's span
 
 # how a plant's log names things, as `twin fit` and `twin whatif --from LOG` read it
@@ -134,7 +135,8 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
     with a reason, or with `modes`, each machine's fault modes, the stops the fit takes as failures: a reason that is
     one of them, any stop of a machine with one); with a part
     log (one row per part, `_file_parts`) the parts each of its machines finished in the span, where its parts span
-    at least COVERS of it; with an energy log (`twin.fit.read_energy`) the energy its meter measured, where its
+    at least COVERS of it, and where it gives their results, the share of them scrapped; with an energy log
+    (`twin.fit.read_energy`) the energy its meter measured, where its
     readings span at least COVERS of the log's (a kWh register's increases; kW readings, each held until the next)."""
     import numpy as np
     import pandas as pd
@@ -160,8 +162,13 @@ def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.Dat
         failed = g.reason != "" if own is None else stop_modes(g.reason.to_numpy(), sorted(own)) != ""
         rows.append((machine, "failures", float(((g.state == "down") & failed).sum())))
     if parts is not None and part_span(parts, log) >= COVERS:
-        made = parts[(parts.timestamp >= start) & (parts.timestamp <= end)].groupby("machine").size()
+        inside = parts[(parts.timestamp >= start) & (parts.timestamp <= end)]
+        made = inside.groupby("machine").size()
         rows += [(machine, "parts", float(made.get(machine, 0))) for machine in parts.machine.unique()]
+        if "scrap" in inside:  # where the log gives each part's result: the share of a machine's parts scrapped
+            judged = inside[inside.scrap.notna()]
+            rows += [(machine, "scrap share", float(g.scrap.astype(bool).mean()))
+                     for machine, g in judged.groupby("machine")]
     if energy is not None:
         from twin.counters import counter_steps
 
