@@ -177,6 +177,7 @@ def test_a_store_path_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # seconds of CLI runs: the full suite
 def test_an_output_path_that_cannot_be_written_fails_before_the_work(tmp_path: Path) -> None:
     """twin compare, tune and train wrote their --out only at the end: an unwritable path cost the whole comparison
     or training and then a FileNotFoundError traceback. Every command now checks it first."""

@@ -63,6 +63,7 @@ def test_flow_per_period_gives_the_kpis_over_the_same_span() -> None:
         pytest.approx(kpi(rep.kpis, "lead time [min]").iloc[0])
 
 
+@pytest.mark.slow  # seconds of CLI runs: the full suite
 def test_a_line_filling_its_buffer_needs_the_warm_up_it_takes_to_fill(tmp_path: Path) -> None:
     """A (30 s a part on average) feeds B (60 s) through a buffer of 100: the line fills at about a part a minute
     for its first 100 minutes or so, then holds. `twin plan` puts the end of the warm-up there (to a 50-minute

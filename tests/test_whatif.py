@@ -362,6 +362,7 @@ def test_any_state_read_from_a_line_runs(machines: dict[str, MachineNow], buffer
     assert (kpis[kpis.kpi == "throughput [parts/h]"].value >= 0).all()
 
 
+@pytest.mark.slow  # seconds of CLI runs: the full suite
 def test_an_assemblys_feeder_buffers_are_stored_and_continued_from(tmp_path: Path) -> None:
     """An assembly has a buffer per feeder; their levels were neither published nor stored, and a what-if started
     them empty (and `initial` on an assembly was ignored without a word). Now each is a level of its own
