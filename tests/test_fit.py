@@ -1065,6 +1065,33 @@ def test_startup_rejects_are_found_after_the_restarts_the_status_log_shows() -> 
         "inside the CI", scrap
 
 
+def test_changeover_times_are_fitted_from_the_setups_the_status_log_shows() -> None:
+    """Grinding is set up every 40 parts: the engineers planned 5 minutes, the floor takes 10 (lognormal, sd 3 min).
+    The status log's setups give the law; a station without changeovers in the base, or with a product pair's own,
+    keeps what it has and says why."""
+    from twin.fit import fit_scenario
+
+    spec = load_scenario(HEAT, {"duration": "8 d"}).model_dump(by_alias=True)
+    spec["stations"][2]["changeover"] = {"every_parts": 40, "duration": "5 min"}
+    base = Scenario.model_validate(spec)
+    spec["stations"][2]["changeover"]["duration"] = {"dist": "lognormal", "mean": "10 min", "sd": "3 min"}
+    run, log, _ = _plant_logs(Scenario.model_validate(spec))
+    starts = [e.t for e in run.line.events if e.kind == "changeover_start"]
+    ends = [e.t for e in run.line.events if e.kind == "changeover_end"]
+    drawn = np.subtract(ends, starts[:len(ends)])  # what the floor took: the law's draws in this run
+    setups = len(drawn)
+    assert setups > 50 and drawn.mean() == pytest.approx(600, rel=0.15)
+    fitted, table = fit_scenario(log, base, parts=None)
+    grind = fitted.stations[2]
+    assert grind.changeover is not None and grind.changeover.every_parts == 40
+    assert grind.changeover.duration.mean == pytest.approx(drawn.mean(), rel=0.03)
+    row = table[table.time == "setup"].set_index("machine type").loc["station grind"]
+    assert row.events >= setups - 2 and row["base mean [h]"] == pytest.approx(5 / 60)
+    # the same setups where the base has none at grinding: kept, and said
+    kept = fit_scenario(log, load_scenario(HEAT, {"duration": "8 d"}))[1]
+    assert "the base has no changeover here" in kept[kept.time == "setup"].family.iloc[0]
+
+
 def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path) -> None:
     f = tmp_path / "parts.csv"
     f.write_text("timestamp,machine,result\n2026-01-05T06:00,grind,OK\n2026-01-05T06:01,grind,maybe\n")

@@ -1021,6 +1021,46 @@ def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario, log:
     return rows
 
 
+def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str, str, str], Any]
+               ) -> list[dict[str, Any]]:
+    """Each station's changeover (setup) time from the setups its machines' status log shows (a setup's length: to
+    the machine's next change of state; one under way at the log's start or end is left out), by AIC as lives are
+    fitted, where it has MIN_EVENTS of them (updating `stations` and `laws`; the rows of the fit's table). A station
+    whose setups depend on the product pair (`setup_matrix`) keeps them (the log does not say which pair), and one
+    without changeovers in the base says so."""
+    end = log.timestamp.max()
+    rows = []
+    for j, st in enumerate(stations):
+        seen: list[float] = []
+        for m in st.machine_names:
+            g = log[log.machine == m]
+            if g.empty:
+                continue
+            lasted = durations(g.timestamp, end)
+            setup = (g.state == "setup").to_numpy().copy()
+            setup[0] = setup[-1] = False  # under way at the log's start, or still at its end: not whole
+            seen += lasted[setup].tolist()
+        if not seen:
+            continue
+        row = {"machine type": f"station {st.name}", "fault mode": "", "time": "setup", "events": len(seen),
+               "censored": 0, "KS": np.nan, "parameters": ""}
+        base_mean = st.changeover.duration.mean / 3600 if st.changeover is not None else np.nan
+        why = ("kept (its setups depend on the product pair: setup_matrix; the log does not say which)"
+               if st.setup_matrix else
+               "kept (the base has no changeover here: give it one, changeover: {every_parts, duration})"
+               if st.changeover is None else "kept (too few setups)" if len(seen) < MIN_EVENTS else "")
+        if why:
+            rows.append({**row, "family": why, "mean [h]": float(np.mean(seen)) / 3600, "base mean [h]": base_mean})
+            continue
+        assert st.changeover is not None
+        f = fit_times(np.asarray(seen), np.empty(0))
+        laws[(row["machine type"], "", "setup")] = (f.law, np.asarray(seen), np.empty(0))
+        stations[j] = Station.model_validate({**st.model_dump(by_alias=True), "changeover": {
+            "every_parts": st.changeover.every_parts, "duration": f.spec}})
+        rows.append({**row, "base mean [h]": base_mean, **f.shown()})
+    return rows
+
+
 MAX_STARTUP = 20  # the parts after a restart whose scrap is compared with the settled parts'
 STOPS = ("setup", "down", "maintenance")  # the states a restart ends (start-up rejects follow)
 
@@ -1461,6 +1501,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                              "events": int((levels.station == st.name).sum()), "censored": 0,
                              "family": "most parts seen waiting", "mean [h]": np.nan, "base mean [h]": np.nan,
                              "KS": np.nan, "parameters": f"buffer={max(seen, 1)} (was {st.buffer})"})
+    rows += fit_setups(log, stations, laws)
     types = {k: v.model_copy(deep=True) for k, v in base.machine_types.items()}
     for mtype, fit in minor.items():
         spec = {"every": {"dist": "exponential", "mean": round(fit.every, 3)}, "duration": fit.lengths.spec}
