@@ -306,9 +306,12 @@ def fit(
     = None,
     cluster: ClusterOpt = None,
     parts: Annotated[Optional[str], typer.Option(help="part-completion log (timestamp, machine: one row per part "
-                                                      "a machine finished; or timestamp, machine, count: a part "
-                                                      "counter's readings), or a store whose good_parts counters "
-                                                      "`twin connect` wrote: fits each station's cycle time")] = None,
+                                                      "a machine finished, optionally its result: good or scrap; or "
+                                                      "timestamp, machine, count: a part counter's readings, "
+                                                      "optionally scrap: its reject counter's), or a store whose "
+                                                      "good_parts (and scrap_parts) counters `twin connect` wrote: "
+                                                      "fits each station's cycle time, minor stops, route shares, "
+                                                      "and from results its scrap and start-up rejects")] = None,
     levels: Annotated[Optional[str], typer.Option(help="buffer-level log (timestamp, station, level), or a store "
                                                        "whose buffer levels `twin connect` wrote (duckdb:///...): "
                                                        "sets each buffer's capacity to the most parts seen "
