@@ -55,6 +55,21 @@ def page(name: str) -> AppTest:
     return at
 
 
+def own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Path | str, name: str,
+            *args: object) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`twin run SCENARIO --no-stream ARGS` into a runs folder of its own, which the pages then show (not the other
+    tests' runs, no broker): the run's folder and what `twin run` said (its tables at 250 columns)."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
+    r = subprocess.run(twin_cmd("run", scenario, "--no-stream", *args, "--out", runs / name / "r1"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
+    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    return runs / name / "r1", r
+
+
 def run_dir(root: Path) -> Path:
     return root / "bottling" / "r1"
 
@@ -140,20 +155,13 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
     """A line modelled without sensors (MTBF and MTTR only): the machine page said 'no readings yet' and showed
     nothing else; it now says why and shows the machine's states, stops and reliability figures, and its minor
     stops (cleared at the machine, shown as working) where its type has them."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))  # its run kept out of the other tests' runs index
     spec = yaml.safe_load(Path("bench/scenarios/serial5.yaml").read_text())
     for mtype in spec["machine_types"].values():
         mtype["minor_stops"] = {"every": {"dist": "exponential", "mean": "5 min"}, "duration": "20 s"}
     (tmp_path / "serial5.yaml").write_text(yaml.safe_dump(spec))
-    r = subprocess.run(twin_cmd("run", tmp_path / "serial5.yaml", "--no-stream", "--duration", "8 h", "--warmup", "0",
-                                "--replications", 1, "--out", runs / "serial5" / "r1"), cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
-    assert r.returncode == 0, r.stderr
+    _, r = own_run(tmp_path, monkeypatch, tmp_path / "serial5.yaml", "serial5", "--duration", "8 h", "--warmup", "0",
+                   "--replications", 1)
     assert "minor stops" in r.stdout and "% of work" in r.stdout  # `twin run`'s station table says them too
-    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
-    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
-    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
     overview = page("overview")
     assert overview.metric and all(not m.delta for m in overview.metric), "one replication: no change to show"
     at = page("machine")
@@ -167,16 +175,11 @@ def test_machine_page_of_a_machine_without_sensors_shows_its_states_and_stops(tm
 def test_a_line_with_rework_shows_its_first_pass_yield(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The body shop's vision inspection sends bodies to a rework bay: the overview tiles its first pass yield and
     rework ratio beside the OEE (whose quality counts them), and its losses table names rework."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
-    run_all(twin_cmd("run", "scenarios/body_shop_merge.yaml", "--no-stream", "--duration", "3 h", "--warmup", "0",
-                     "--replications", 1, "--out", runs / "merge" / "r1"))
-    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
-    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
-    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
+    folder, _ = own_run(tmp_path, monkeypatch, "scenarios/body_shop_merge.yaml", "merge", "--duration", "3 h",
+                        "--warmup", "0", "--replications", 1)
     at = page("overview")
     tiles = {m.label: m.value for m in at.metric}
-    line = pd.read_parquet(runs / "merge" / "r1" / "kpis.parquet").query("scope == 'line'").set_index("kpi").value
+    line = pd.read_parquet(folder / "kpis.parquet").query("scope == 'line'").set_index("kpi").value
     assert tiles["first pass yield [%]"] == f"{100 * line['first pass yield']:.1f}"
     assert tiles["rework ratio [%]"] == f"{100 * line['rework ratio']:.1f}" and line["rework ratio"] > 0
     lost = next(d.value for d in at.dataframe if "share of planned time [%]" in d.value.columns)
@@ -186,23 +189,17 @@ def test_a_line_with_rework_shows_its_first_pass_yield(tmp_path: Path, monkeypat
 def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spare parts (a stock of die sets the presses' die changes take): `twin run` prints their table, and the
     overview shows the replication's repairs, how many waited for a part and the stock held, as the KPIs say."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
-    [r] = run_all(twin_cmd("run", "tests/scenarios/press_spares.yaml", "--no-stream", "--replications", 1,
-                           "--out", runs / "presses" / "r1"))
+    folder, r = own_run(tmp_path, monkeypatch, "tests/scenarios/press_spares.yaml", "presses", "--replications", 1)
     assert "spare parts" in r.stdout and "die-set" in r.stdout
-    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
-    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
-    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
     at = page("overview")
     shown = next(d.value for d in at.dataframe if "mean wait [h]" in d.value.columns)
-    kpis = pd.read_parquet(runs / "presses" / "r1" / "kpis.parquet").query("scope == 'spare'").set_index("kpi").value
+    kpis = pd.read_parquet(folder / "kpis.parquet").query("scope == 'spare'").set_index("kpi").value
     assert shown.loc["die-set", "repairs"] == kpis["repairs"] > 0
     assert shown.loc["die-set", "waited [%]"] == round(100 * kpis["stock-out share"], 1) > 0
     # a press's page: its MTTR and, of it, the wait for the die set (the run's KPI), as a tile of its own
     machine = page("machine")
     tiles = {m.label: m.value for m in machine.metric}
-    mine = pd.read_parquet(runs / "presses" / "r1" / "kpis.parquet").query(
+    mine = pd.read_parquet(folder / "kpis.parquet").query(
         f"scope == 'machine' and entity == '{machine.selectbox[0].value}'").set_index("kpi").value
     assert tiles["of it waiting [min]"] == f"{mine['wait before repair [min]']:.1f}" and \
         float(tiles["of it waiting [min]"]) > 0
@@ -245,14 +242,9 @@ def test_a_long_time_range_is_drawn_as_finely_as_a_chart_shows_and_no_more(tmp_p
     it could not draw, saying what to pick instead."""
     from dashboard import data
 
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("LINETWIN_HOME", str(tmp_path / "home"))
-    run_all(twin_cmd("run", "scenarios/cnc_cell.yaml", "--no-stream", "--duration", "2 d", "--warmup", "0",
-                     "--replications", 2, "--out", runs / "cnc" / "r1"))
-    monkeypatch.setenv("LINETWIN_RUNS", str(runs))
-    monkeypatch.setenv("LINETWIN_REPORTS", str(tmp_path / "reports"))
-    monkeypatch.delenv("LINETWIN_BROKER", raising=False)
-    meta = json.loads((runs / "cnc" / "r1" / "run.json").read_text())
+    folder, _ = own_run(tmp_path, monkeypatch, "scenarios/cnc_cell.yaml", "cnc", "--duration", "2 d", "--warmup",
+                        "0", "--replications", 2)
+    meta = json.loads((folder / "run.json").read_text())
     start = pd.Timestamp(meta["scenario"]["start"])
     at = page("machine")
     at.number_input(key="rep").set_value(1).run()
