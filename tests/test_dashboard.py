@@ -531,9 +531,12 @@ def test_scenarios_page_fits_the_line_from_uploaded_logs(env: Path, tmp_path: Pa
         ("jan-2.csv", log[log.timestamp >= half - pd.Timedelta(minutes=10)].to_csv(index=False).encode(), "text/csv")
     ]).run()
     at.text_input(key="fit_columns").set_value("Maschine=machine")
+    at.text_input(key="fit_part_results").set_value("Gutteil=good, Ausschussteil=scrap")  # a part log's own words
     at.number_input(key="fit_reps").set_value(2)
     at.button(key="fit_go").click().run()
     proc = at.session_state["fit_proc"]
+    assert [str(a) for a in proc.args[proc.args.index("--results"):][:2]] == ["--results",
+                                                                          "Gutteil=good, Ausschussteil=scrap"]
     said = Path(at.session_state["fit_proc_log"])
     assert proc.wait(180) == 0, said.read_text()
     at.run()

@@ -998,10 +998,12 @@ def test_scrap_rates_are_fitted_from_each_parts_result(tmp_path: Path) -> None:
     assert counted.scrap.sum() == parts.scrap.sum()
     assert next(st for st in fit_scenario(log, truth, parts=counted)[0].stations if st.name == "grind").scrap == \
         grind.scrap
-    # the whole command: the fit said, and grinding's parts compared (a log that counts every part with its result)
     log.to_csv(tmp_path / "status.csv", index=False)
-    (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--parts", tmp_path / "parts.csv", "--base", HEAT,
-                            "--out", tmp_path / "f.yaml", "--replications", 2))
+    # the whole command, the results in the plant's own words: mapped with --results
+    judged.replace({"result": {"i.O.": "Gutteil", "n.i.O.": "Ausschussteil"}}).to_csv(tmp_path / "own.csv", index=False)
+    (r,) = run_all(twin_cmd("fit", tmp_path / "status.csv", "--parts", tmp_path / "own.csv", "--base", HEAT,
+                            "--out", tmp_path / "f.yaml", "--replications", 2, "--results",
+                            "Gutteil=good, Ausschussteil=scrap"))
     assert "not compared" not in " ".join(r.stderr.split() + r.stdout.split()), r.stderr
     fits = pd.read_csv(tmp_path / "f-report" / "fitted.csv").set_index(["machine type", "time"])
     assert fits.loc[("station grind", "scrap"), "family"] == "share of its parts scrapped"
@@ -1097,6 +1099,12 @@ def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path
     f.write_text("timestamp,machine,result\n2026-01-05T06:00,grind,OK\n2026-01-05T06:01,grind,maybe\n")
     with pytest.raises(LogError, match=r"row 3, column result: 'maybe' is neither good \(good, ok"):
         read_parts(f)
+    # the plant's own words, mapped as `--results` maps them (before the words plants use: 'OK' read as scrap here)
+    own = read_parts(f, fmt=LogFormat(results={"Maybe": "good", "ok": "scrap"}))
+    assert own.scrap.tolist() == [True, False]
+    assert_mistakes(["fit", str(_STATUS), "--base", str(HEAT), "--out", str(tmp_path / "f.yaml")], [
+        (["--results", "Gutteil=fine"], "--results: 'Gutteil=fine': 'fine' is not a part result; use good, scrap"),
+        (["--parts", str(f)], "or map the log's own words with --results 'maybe=good' (or =scrap)")])
     f.write_text("timestamp,machine,count,result\n2026-01-05T06:00,grind,4,OK\n")
     with pytest.raises(LogError, match="a counter's readings count parts, a result is one part's"):
         read_parts(f)

@@ -97,6 +97,7 @@ class LogFormat:
     sep: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
     time_format: str | None = None
+    results: Mapping[str, str] = field(default_factory=dict)  # its own words for a part's result: 'Gutteil' → good
 
 
 def _frame(path: Path, fmt: LogFormat) -> tuple[pd.DataFrame, str | None]:
@@ -331,7 +332,7 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
             out = out.assign(scrap=_readings(path, df, "scrap", "a scrap count").astype(float))
         out = out[v.notna().to_numpy()]
     elif "result" in df.columns:
-        out = out.assign(scrap=_results(path, df))
+        out = out.assign(scrap=_results(path, df, fmt.results))
     elif "scrap" in df.columns:
         raise LogError(f"{path}: column scrap is a scrap counter's readings, beside a good-part counter's count "
                        "column; for one row per part, give its result (good or scrap) in a column result")
@@ -339,11 +340,13 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
                   [repeated_note(ts)])
 
 
-def _results(path: Path, df: pd.DataFrame) -> np.ndarray:
-    """A part log's `result` column as scrap (True) or good (False) per row; LogError naming the first row whose
-    result is neither in words plants use."""
+def _results(path: Path, df: pd.DataFrame, own: Mapping[str, str] | None = None) -> np.ndarray:
+    """A part log's `result` column as scrap (True) or good (False) per row, in the plant's `own` words (mapped with
+    --results) or the words plants use; LogError naming the first row whose result is neither."""
     words = df["result"].astype(str).str.strip().str.lower().where(df["result"].notna(), "")
-    good, scrap = words.isin(GOOD_RESULTS), words.isin(SCRAP_RESULTS)
+    mapped = words.map({k.strip().lower(): v for k, v in (own or {}).items()})
+    good = words.isin(GOOD_RESULTS) & mapped.isna() | (mapped == "good")
+    scrap = words.isin(SCRAP_RESULTS) & mapped.isna() | (mapped == "scrap")
     bad = ~(good | scrap)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -351,7 +354,8 @@ def _results(path: Path, df: pd.DataFrame) -> np.ndarray:
         shown = "(empty)" if not words.iloc[row] else repr(str(given))
         raise LogError(f"{path}: row {row + first_row(df)}, column result: {shown} is neither good ("
                        f"{', '.join(GOOD_RESULTS[:6])}, …) nor scrap ({', '.join(SCRAP_RESULTS[:6])}, …); write one "
-                       "of those for each part (a part reworked and then good is good)")
+                       "of those for each part (a part reworked and then good is good), or map the log's own words "
+                       f"with --results '{str(given).strip() or 'WORD'}=good' (or =scrap)")
     return scrap.to_numpy(dtype=bool)
 
 
@@ -694,6 +698,11 @@ def parse_pairs(text: str, allowed: Collection[str], what: str, placeholder: str
     if not out:
         raise ValueError(f"give PLANT_NAME={placeholder} pairs, e.g. '{example}'")
     return out
+
+
+def parse_results(text: str) -> dict[str, str]:
+    """'Gutteil=good, Ausschussteil=scrap' as the plant's words for a part's result → good or scrap."""
+    return parse_pairs(text, ("good", "scrap"), "part result", "RESULT", "Gutteil=good, Ausschussteil=scrap")
 
 
 def parse_states(text: str) -> dict[str, str]:

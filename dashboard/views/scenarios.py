@@ -52,8 +52,9 @@ def job_state(key: str, what: str, busy: str = "") -> str | None:
 
 
 def plant_names(prefix: str, machines: str) -> list[str]:
-    """An MES export's own names (columns, states, stop reasons, machines, time format) as the options `twin fit` and
-    `twin whatif` map them with (`machines`: the command's name for the machine mapping); fields keyed `prefix`_."""
+    """An MES export's own names (columns, states, stop reasons, machines, part results, time format) as the options
+    `twin fit` and `twin whatif` map them with (`machines`: the command's name for the machine mapping); fields keyed
+    `prefix`_."""
     mapped = []
     with st.expander("the export's own names (as `twin fit` maps them)"):
         for option, label, example in (
@@ -61,6 +62,7 @@ def plant_names(prefix: str, machines: str) -> list[str]:
                 ("--states", "states", "Produktion=working, Störung=down, Wartung=maintenance"),
                 ("--reasons", "stop reasons", "E-042=bearing_wear, E-07=jam"),
                 (machines, "machines", "Presse 1=press-1"),
+                ("--results", "part results", "Gutteil=good, Ausschussteil=scrap"),
                 ("--time-format", "time format", "%d.%m.%Y %H:%M:%S")):
             if given := st.text_input(label, "", key=f"{prefix}_{label.replace(' ', '_')}", placeholder=example):
                 mapped += [option, given.strip()]

@@ -71,6 +71,9 @@ StatesOpt = Annotated[Optional[str], typer.Option(help="the plant's state names 
                                                        "'Production=working, Breakdown=down, Changeover=setup'")]
 ReasonsOpt = Annotated[Optional[str], typer.Option(help="the plant's stop reasons as the scenario's fault modes, e.g. "
                                                         "'E-042 spindle=bearing_wear, E-07=jam'")]
+ResultsOpt = Annotated[Optional[str], typer.Option(help="the part log's own words for a part's result, e.g. "
+                                                        "'Gutteil=good, Ausschussteil=scrap' (besides OK/NOK, "
+                                                        "i.O./n.i.O., pass/fail, 1/0, ...)")]
 ColumnsOpt = Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
                                                         "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
                                                         "Grund=reason'; a date and a time column joined: "
@@ -100,9 +103,15 @@ class PlantNames:
 
 
 def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format: str | None, states: str | None,
-                reasons: str | None, machines: str | None, machines_option: str = "--machines") -> PlantNames:
+                reasons: str | None, machines: str | None, machines_option: str = "--machines",
+                results: str | None = None) -> PlantNames:
     """The mapping options parsed against `sc`; each mistake named with its option (exit 2)."""
-    from twin.fit import LOG_COLUMNS, LogFormat, parse_pairs, parse_states
+    from twin.fit import LOG_COLUMNS, LogFormat, parse_pairs, parse_results, parse_states
+
+    try:
+        words = parse_results(results) if results is not None else {}
+    except ValueError as e:
+        fail(f"--results: {e}")
 
     try:
         names = parse_states(states) if states is not None else None
@@ -125,7 +134,7 @@ def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format:
             if machines is not None else {}
     except ValueError as e:
         fail(f"{machines_option}: {e}")
-    return PlantNames(LogFormat(separator_option(sep), mapped, time_format), names, codes, renamed)
+    return PlantNames(LogFormat(separator_option(sep), mapped, time_format, words), names, codes, renamed)
 
 
 def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None,
@@ -324,6 +333,7 @@ def fit(
                                                     "its only run)")] = None,
     states: StatesOpt = None,
     reasons: ReasonsOpt = None,
+    results: ResultsOpt = None,
     machines: Annotated[Optional[str], typer.Option(help="the plant's machine names (or ids) as the base scenario's, "
                                                          "e.g. 'Presse 1=press-1, M-4711=press-2'")] = None,
     columns: ColumnsOpt = None,
@@ -349,7 +359,7 @@ def fit(
     from twin.scenario import buffer_station, write_scenario
 
     sc = open_scenario(base)
-    plant = plant_names(sc, columns, sep, time_format, states, reasons, machines)
+    plant = plant_names(sc, columns, sep, time_format, states, reasons, machines, results=results)
     fmt, names = plant.fmt, plant.states
     known = {m for s in sc.stations for m in s.machine_names}
     modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
@@ -395,7 +405,8 @@ def fit(
         fail(str(e))
     said = [f"`{opt} '{value}'`" for opt, value in (("--columns", columns), ("--time-format", time_format),
                                                   ("--sep", sep), ("--states", states), ("--reasons", reasons),
-                                                  ("--machines", machines)) if value is not None]
+                                                  ("--machines", machines), ("--results", results))
+            if value is not None]
 
     def say(kind: str, text: str) -> None:
         """A note or warning on how the logs were read: on the console, and in the report beside the fit."""
@@ -1009,6 +1020,7 @@ def whatif(
     cluster: ClusterOpt = None,
     states: StatesOpt = None,
     reasons: ReasonsOpt = None,
+    results: ResultsOpt = None,
     levels: Annotated[Optional[Path], typer.Option(help="with a log: its buffer-level log (timestamp, station, "
                                                         "level; as `twin fit --levels` reads it): each buffer's "
                                                         "last level then (default: the scenario's initial levels)")]
@@ -1035,7 +1047,7 @@ def whatif(
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     alternatives(base, *asked, combined=combined, variants=variant)  # every mistake named before the state is read
     count, product = _order(order, base) if order is not None else (None, None)
-    plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names")
+    plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results)
     import numpy as np
     import pandas as pd
 
