@@ -282,6 +282,7 @@ def _line_quality(line: Line, a: float, b: float) -> tuple[float, float, float, 
 
 #: where the line's planned time goes (its OEE losses): the constraint station's time in each state but working
 LOSS_STATES = tuple(k for k in range(len(STATES)) if k != WORKING)
+LOSS = "oee loss: "  # the line's KPIs of its losses: LOSS + each of LOSSES
 #: the losses' names, in KPI order: `oee loss: NAME` (availability's by state, then performance's and quality's)
 LOSSES = (*({"waiting_operator": "waiting for operator"}.get(STATES[k], STATES[k].replace("_", " "))
             for k in LOSS_STATES), "minor stops", "speed", "startup rejects", "scrap", "rework")
@@ -300,14 +301,14 @@ def _losses(line: Line, a: float, b: float, planned: float, perf: float, scrappe
     name, group = line.scenario.line.name, line.stations[line.constraint]
     time = planned * len(group)
     if time <= 0:
-        return [("line", name, f"oee loss: {k}", np.nan) for k in LOSSES]
+        return [("line", name, LOSS + k, np.nan) for k in LOSSES]
     states = [sum(_time_in(m, a, b, line.calendar, (k,))[1] for m in group) / time for k in LOSS_STATES]
     avail = 1 - sum(states)  # the share of the planned time the constraint worked: its availability
     speed = avail * (1 - perf)
     minor = min(sum(_minor_time(m, a, b, line.calendar)[1] for m in group) / time, max(speed, 0.0))
     shares = [*states, minor, speed - minor, avail * perf * startup, avail * perf * (scrapped - startup),
               avail * perf * reworked]
-    return [("line", name, f"oee loss: {k}", float(v)) for k, v in zip(LOSSES, shares)]
+    return [("line", name, LOSS + k, float(v)) for k, v in zip(LOSSES, shares)]
 
 
 def _minor_time(m: Machine, a: float, b: float, calendar: ShiftCalendar | None) -> tuple[int, float]:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data
-from twin.kpi import LOSS_FACTORS
+from twin.kpi import LOSS, LOSS_FACTORS
 from twin.scenario import buffer_station
 
 st.title("Line overview")
@@ -129,10 +129,10 @@ if run is not None:
         """Where the planned time of the replication on screen (live: so far) went at the line's constraint station:
         the OEE's losses by state, speed, scrap and rework, and the OEE left (`twin run`'s table of them)."""
         line = pd.Series(values, dtype=float)
-        lost = line[line.index.str.startswith("oee loss: ")].dropna()
+        lost = line[line.index.str.startswith(LOSS)].dropna()
         if lost.empty or pd.isna(line.get("oee")):
             return
-        names = lost.index.str.removeprefix("oee loss: ")
+        names = lost.index.str.removeprefix(LOSS)
         shown = pd.DataFrame({"OEE factor": [LOSS_FACTORS.get(n, "") for n in names],
                               "share of planned time [%]": (100 * lost.to_numpy()).round(1)},
                              index=pd.Index(names, name="loss"))

@@ -566,7 +566,7 @@ def _mqtt_text(value: str) -> bool:
 
 def kpi_table(summary: pd.DataFrame, kpis: pd.DataFrame, sc: Scenario) -> Table:
     """The line's KPIs as mean ± 95 % CI half-width over replications."""
-    from twin.kpi import mean_ci_text
+    from twin.kpi import LOSS, mean_ci_text
 
     n = int(summary["n"].max())
     t = Table(title=f"{sc.line.name}: line KPIs over {n} replication{'s' * (n > 1)} (mean ± 95 % CI)",
@@ -714,16 +714,13 @@ def spare_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     return t
 
 
-LOSS = "oee loss: "  # the line's KPIs of where its planned time went (`twin.kpi.LOSSES`)
-
-
 def loss_table(summary: pd.DataFrame, sc: Scenario) -> Table | None:
     """Where the line's planned time went, as the OEE's losses at its constraint station (`twin.kpi._losses`): each
     availability loss by the state it was lost in, speed, scrap and rework, and the OEE left, as shares of the planned
     time and hours of it (mean over replications; losses under 0.05 % left out). None where none was planned."""
     import pandas as pd
 
-    from twin.kpi import LOSS_FACTORS, LOSSES
+    from twin.kpi import LOSS, LOSS_FACTORS, LOSSES
     from twin.model import ShiftCalendar
 
     means = summary[summary.scope == "line"].set_index("kpi")["mean"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from twin.app.cluster import tasks
-from twin.kpi import LOSSES, half_width, mean_ci_text, replication_kpis, state_durations
+from twin.kpi import LOSS, LOSSES, half_width, mean_ci_text, replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
 from twin.model import DOWN, INSIDE_OR_GOOD, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
@@ -31,8 +31,6 @@ KPIS = ("throughput [parts/h]", "oee", "oee availability", "oee performance", "o
         "lead time [min]", "energy per good part [kWh]", "unplanned failures", "wear-out failures", "downtime [h]",
         "waiting for spare parts [h]", "maintenance actions", "wear at maintenance", "maintenance cost", "energy cost",
         "spare parts holding cost", "lost production cost", "total cost")
-#: the line's OEE losses (`twin.kpi.LOSSES`: shares of its planned time), in the report's table of them
-LOSS = "oee loss: "
 #: only for a line whose machine types give their power
 ENERGY_KPIS = ("energy per good part [kWh]", "energy cost")
 #: a year [s], the time spare parts' holding costs are given for
