@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from machine import load_line, own_home
 
+from twin.truth import left_good
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "scenarios" / "whatif.yaml"
 MOMENTS = ("2026-01-05 10:00", "2026-01-05 14:00")
@@ -51,7 +53,7 @@ def case(tmp: Path, scenario: Path, seed: int, moment: str, replications: int) -
     twin("whatif", scenario, "--from", f"duckdb:///{run / 'twin.duckdb'}", "--at", at.isoformat(), "--duration",
          "8 h", "--replications", replications, "--seed", 1000 + seed, "--out", out)
     parts = pd.read_parquet(run / "truth" / "parts.parquet")
-    made = int(((parts.exit_time >= at) & (parts.exit_time < at + AHEAD) & parts.scrapped_at.isna()).sum())
+    made = int(((parts.exit_time >= at) & (parts.exit_time < at + AHEAD) & left_good(parts)).sum())
     reps = pd.read_csv(out.with_name(out.stem + "-replications.csv"))["as is"].to_numpy(dtype=float)
     percentile = float(np.mean(reps < made) + 0.5 * np.mean(reps == made))
     low, high = np.percentile(reps, [5, 95])

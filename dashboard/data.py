@@ -715,10 +715,9 @@ def per_period(sc: Scenario, parts: pd.DataFrame, kpis: pd.DataFrame, window: Wi
     if parts.empty:
         return pd.DataFrame()
     a, b = window.seconds()
-    out = parts.exit.notna() & parts.scrapped_at.isna() & (parts.exit >= a) & (parts.exit < b)
-    if "into" in parts.columns:
-        out &= parts["into"].isna()
-    good = parts[out]
+    from twin.truth import left_good
+
+    good = parts[left_good(parts) & (parts.exit >= a) & (parts.exit < b)]
     if len(kpis):
         c = int(kpis[(kpis.scope == "line") & (kpis.kpi == "constraint station")].value.iloc[0])
         ideal = float(kpis[(kpis.scope == "station") & (kpis.entity == sc.stations[c].name)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tests.conftest import ROOT, Mosquitto, assert_mistakes, twin_cmd
 from twin.distributions import Exponential, Weibull, residual
 from twin.scenario import LineNow, MachineNow, Scenario, continue_from, load_scenario
+from twin.truth import left_good
 
 SCENARIO = ROOT / "tests" / "scenarios" / "whatif.yaml"
 
@@ -38,8 +39,7 @@ def test_continuing_a_run_from_its_mid_run_state_brackets_what_it_really_made(tm
     assert r.returncode == 0, r.stderr
     assert "buffer levels cell-2" in " ".join(r.stderr.split()), "the buffers' levels at 14:00 came from the store"
     parts = pd.read_parquet(run / "truth" / "parts.parquet")
-    made = int(((parts.exit_time >= at) & (parts.exit_time < at + pd.Timedelta("8 h")) & parts.scrapped_at.isna())
-               .sum())
+    made = int(((parts.exit_time >= at) & (parts.exit_time < at + pd.Timedelta("8 h")) & left_good(parts)).sum())
     table = pd.read_csv(out).set_index("alternative")
     reps = pd.read_csv(out.with_name("whatif-replications.csv"))
     assert table.loc["as is", "5 %"] <= made <= table.loc["as is", "95 %"], (made, table)

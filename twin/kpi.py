@@ -72,8 +72,7 @@ def period_flow(line: Line, period: float) -> dict[str, np.ndarray]:
     edges = np.arange(n + 1) * period
     entry = np.frombuffer(line.entry, dtype=np.float64).copy()
     exit_ = np.frombuffer(line.exit, dtype=np.float64).copy()
-    scrap_at = np.frombuffer(line.scrapped_at, dtype=np.int16).copy()
-    good = (scrap_at == INSIDE_OR_GOOD) & ~np.isnan(exit_)
+    good = line.good_out()
     k = np.searchsorted(edges, exit_[good], side="right") - 1
     inside = (k >= 0) & (k < n)
     return {"parts": np.bincount(k[inside], minlength=n).astype(float),

@@ -1647,6 +1647,12 @@ class Line:
         self._carried(exit_, code)
         return exit_, code
 
+    def good_out(self) -> np.ndarray:
+        """Per part, whether it has left the line good: out, not scrapped, and not consumed by an assembly (such a
+        part left inside it)."""
+        out = ~np.isnan(np.frombuffer(self.exit, dtype=np.float64))
+        return out & (np.frombuffer(self.scrapped_at, dtype=np.int16) == INSIDE_OR_GOOD)
+
     def reworked_mask(self, carried: bool = False) -> np.ndarray:
         """Per part, whether it was sent to a rework station (or went into an assembly with such a part in it); with
         `carried`, for a part consumed by an assembly, whether the assembly was (the fate it shares)."""

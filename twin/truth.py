@@ -7,8 +7,16 @@ and looks only at the tail it has not passed yet, which keeps chunked (live) rea
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from twin.model import Line, Machine
+
+
+def left_good(parts: pd.DataFrame) -> pd.Series:
+    """Of a run's parts (`truth/parts.parquet`), those that left the line good: out, not scrapped, and not consumed
+    by an assembly (such a part left inside it: its `into`)."""
+    out = parts.exit.notna() & parts.scrapped_at.isna()
+    return out & parts["into"].isna() if "into" in parts.columns else out
 
 
 class TruthReader:

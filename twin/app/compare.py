@@ -22,7 +22,7 @@ import pandas as pd
 from twin.app.cluster import tasks
 from twin.kpi import LOSS, LOSSES, half_width, mean_ci_text, replication_kpis, state_durations
 from twin.maintenance import SCENARIO_POLICIES, Oracle
-from twin.model import DOWN, INSIDE_OR_GOOD, MAINTENANCE, OFF_SHIFT, Line
+from twin.model import DOWN, MAINTENANCE, OFF_SHIFT, Line
 from twin.scenario import Scenario, with_policy
 
 POLICIES = (*SCENARIO_POLICIES, "predictive", "oracle")  # and those made here (a forecaster; perfect foresight)
@@ -192,8 +192,8 @@ def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, ord
                "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
     if order is not None:
         exit_ = np.frombuffer(run.line.exit, dtype=np.float64)
-        out = (np.frombuffer(run.line.scrapped_at, dtype=np.int16) == INSIDE_OR_GOOD) & (exit_ >= sc.warmup)
-        if product is not None:  # parts out of the line, good (not consumed, not scrapped), of the order's product
+        out = run.line.good_out() & (exit_ >= sc.warmup)
+        if product is not None:  # of the order's product
             out &= np.frombuffer(run.line.product, dtype=np.int8) == run.line.product_names.index(product)
         good = np.sort(exit_[out])
         figures["order done [h]"] = float(good[order - 1] - sc.warmup) / 3600 if len(good) >= order else float("nan")
