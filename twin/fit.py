@@ -345,8 +345,8 @@ def _results(path: Path, df: pd.DataFrame, own: Mapping[str, str] | None = None)
     --results) or the words plants use; LogError naming the first row whose result is neither."""
     words = df["result"].astype(str).str.strip().str.lower().where(df["result"].notna(), "")
     mapped = words.map({k.strip().lower(): v for k, v in (own or {}).items()})
-    good = words.isin(GOOD_RESULTS) & mapped.isna() | (mapped == "good")
-    scrap = words.isin(SCRAP_RESULTS) & mapped.isna() | (mapped == "scrap")
+    good = (mapped == "good") | (mapped.isna() & words.isin(GOOD_RESULTS))  # the plant's own words first
+    scrap = (mapped == "scrap") | (mapped.isna() & words.isin(SCRAP_RESULTS))
     bad = ~(good | scrap)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -955,27 +955,29 @@ def minor_stops(cycles: dict[str, np.ndarray], base: Scenario) -> dict[str, Mino
     working): a cycle longer than the machine's median by 8 robust standard deviations (1.4826 × the median absolute
     deviation) and by half the median at least is one cycle with a stop of its excess over the median. Fitted where
     the type's machines show MIN_MINOR or more (at least MIN_CYCLES clean cycles a machine; not a batch's)."""
-    found: dict[str, tuple[list[np.ndarray], float, dict[str, np.ndarray], dict[str, float]]] = {}
+    stops: dict[str, list[np.ndarray]] = {}  # per machine type: each machine's stops' lengths
+    work: dict[str, float] = {}  # per machine type: its machines' working time without the stops
+    long: dict[str, dict[str, np.ndarray]] = {}
+    cut: dict[str, dict[str, float]] = {}
     for st in base.stations:
         if st.batch is not None:
             continue
+        t = st.machine_type
         for m in st.machine_names:
             x = cycles.get(m, np.empty(0))
             if len(x) < MIN_CYCLES:
                 continue
             med = float(np.median(x))
             sd = 1.4826 * float(np.median(np.abs(x - med))) or 0.01 * med
-            cut = max(med + 8 * sd, 1.5 * med)
-            long = x > cut
-            stops, work, longs, cuts = found.setdefault(st.machine_type, ([], 0.0, {}, {}))
-            stops.append(x[long] - med)
-            longs[m], cuts[m] = long, cut
-            found[st.machine_type] = (stops, work + float(x.sum() - (x[long] - med).sum()), longs, cuts)
+            cut.setdefault(t, {})[m] = max(med + 8 * sd, 1.5 * med)
+            long.setdefault(t, {})[m] = held = x > cut[t][m]
+            stops.setdefault(t, []).append(x[held] - med)
+            work[t] = work.get(t, 0.0) + float(x.sum() - (x[held] - med).sum())
     fits = {}
-    for mtype, (stops, work, longs, cuts) in found.items():
-        lengths = np.concatenate(stops)
+    for t, each in stops.items():
+        lengths = np.concatenate(each)
         if len(lengths) >= MIN_MINOR:
-            fits[mtype] = MinorFit(fit_times(lengths, np.empty(0)), lengths, work / len(lengths), longs, cuts)
+            fits[t] = MinorFit(fit_times(lengths, np.empty(0)), lengths, work[t] / len(lengths), long[t], cut[t])
     return fits
 
 
