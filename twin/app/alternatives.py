@@ -6,6 +6,7 @@ another version of the line's file (a variant: whatever an improvement project c
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -271,15 +272,14 @@ def _with_stock(sc: Scenario, spec: str) -> tuple[str, Scenario]:
     return f"{spare.name}: stock {n}", sc.model_copy(update={"spares": spares})
 
 
-_SAID: set[str] = set()  # the notes on variants told in this process
 #: what a comparison sets for every alternative alike (its run), not taken from a variant's file
 RUN_FIELDS = ("seed", "start", "duration", "warmup", "replications", "realtime_factor", "now")
 
 
-def _with_variant(sc: Scenario, path: str) -> tuple[str, Scenario]:
+def _with_variant(sc: Scenario, path: str, say: bool = True) -> tuple[str, Scenario]:
     """--variant FILE: another version of the same line (its file with a project's changes), run as the line is run
     here (seed, start, duration, warm-up, replications; from the same state read, for a what-if), its machines of the
-    same names drawing what they drew as is; what differs from the line is said."""
+    same names drawing what they drew as is; what differs from the line is said (unless not `say`)."""
     from pathlib import Path
 
     from twin.app.options import err_console
@@ -302,10 +302,9 @@ def _with_variant(sc: Scenario, path: str) -> tuple[str, Scenario]:
     if not changes:
         fail(f"--variant {path}: the same line as the scenario; change what the project would change in the copy")
     shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
-    note = f"note: variant {Path(path).name} differs from the line in: {shown}"
-    if note not in _SAID:  # a what-if checks its alternatives before the state is read, then builds them on it
-        _SAID.add(note)
-        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
+    if say:
+        err_console.print(f"note: variant {Path(path).name} differs from the line in: {shown}", highlight=False,
+                          markup=False, soft_wrap=True)
     return f"variant {Path(path).name}", out
 
 
@@ -372,17 +371,19 @@ def alternatives(sc: Scenario, crews: list[str], policies: list[str], buffers: l
                   cycles: list[str] | None = None, batches: list[str] | None = None,
                   transfers: list[str] | None = None, off_shift: bool = False, mixes: list[str] | None = None,
                   stocks: list[str] | None = None, on_calls: list[str] | None = None, combined: bool = False,
-                  variants: list[str] | None = None) -> list[tuple[str, Scenario]]:
+                  variants: list[str] | None = None, say: bool = True) -> list[tuple[str, Scenario]]:
     """The scenario as it is, then one alternative per option given (a named, changed copy each); each one once.
     `combined`: then one more, with every change at once (a machine and a buffer together: their interplay). A
-    mistake in an option ends the command with a clear message."""
+    mistake in an option ends the command with a clear message; `say`: tell what each variant changes (a what-if checks
+    its alternatives once before the line's state is read, quietly)."""
     given = (("--extra-crew", crews, _with_crew), ("--policy", policies, _with_policy),
              ("--buffer", buffers, with_buffer), ("--add-shift", shifts or [], _with_shift),
              ("--machines", machines or [], _with_machines), ("--cycle-time", cycles or [], _with_cycle),
              ("--batch", batches or [], _with_batch), ("--transfer", transfers or [], _with_transfer),
              ("--service-off-shift", ["off-shift"] if off_shift else [], _with_service_when),
              ("--mix", mixes or [], _with_mix), ("--stock", stocks or [], _with_stock),
-             ("--on-call", on_calls or [], _with_on_call), ("--variant", variants or [], _with_variant))
+             ("--on-call", on_calls or [], _with_on_call),
+             ("--variant", variants or [], partial(_with_variant, say=say)))
     for option, specs, _ in given:
         if (twice := repeated(specs)) is not None:
             fail(f"{option} {twice!r} is given twice; give each alternative once")

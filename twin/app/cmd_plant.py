@@ -1045,7 +1045,7 @@ def whatif(
                          warmup=0.0)  # from the state now: the line is running, no warm-up (the file's may be longer)
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
-    alternatives(base, *asked, combined=combined, variants=variant)  # every mistake named before the state is read
+    alternatives(base, *asked, combined=combined, variants=variant, say=False)  # mistakes named before the state read
     count, product = _order(order, base) if order is not None else (None, None)
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results)
     import numpy as np
