@@ -101,6 +101,7 @@ def resource_error(error: BaseException) -> str | None:
         said = str(seen)
         if isinstance(seen, DiskWouldFill):
             return said
+        # (Arrow's codecs say "Allocation error : not enough memory" in an OSError with no errno)
         # DuckDB at the store's own memory_limit: "(63.9 MiB/64.0 MiB used)"; any other OutOfMemoryException
         # ("Allocation failure", an allocation refused under an address-space limit) is the machine's memory
         if type(seen).__name__ == "OutOfMemoryException" and _at_own_limit(said):
@@ -108,7 +109,8 @@ def resource_error(error: BaseException) -> str | None:
                     "`failed`); give the store more, e.g. --store 'duckdb:///path/twin.duckdb?memory_limit=1GB'")
         if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryException" \
                 or (isinstance(seen, RuntimeError) and "can't start new thread" in said) \
-                or (isinstance(seen, OSError) and seen.errno == errno.ENOMEM) \
+                or (isinstance(seen, OSError) and (seen.errno == errno.ENOMEM
+                                                   or "not enough memory" in said.lower())) \
                 or (isinstance(seen, ImportError) and ("cannot allocate memory" in said.lower()
                                                        or "failed to map segment" in said)):  # a library's load
             return ("out of memory: the command stopped (a run's files written so far are closed and its run.json "
