@@ -893,6 +893,9 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     last stations throughput and OEE (design cycle × good parts out ÷ planned time), with counters at the
     constraint its performance, and the quality that is left (OEE ÷ availability ÷ performance); with energy meters
     (kWh registers as the sensor `energy`) the energy of the machines metered, and per good part out."""
+    from twin.kpi import LOSS, LOSS_STATES, LOSSES
+    from twin.model import STATES, WORKING
+
     out: dict[str, float] = {}
     if iv.empty:
         return out
@@ -901,10 +904,25 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
     machines = [m for m in sc.stations[c].machine_names if m in k.index]
     if not machines:
         return out
-    out["oee availability"] = float(k.loc[machines, "availability"].mean())
     a, b = window.seconds()
     cal = _calendar(sc)
     planned = cal.planned(a, b) if cal is not None else b - a
+    if planned <= 0:
+        return out
+    # the constraint's planned time in each state (ISO 22400's time model, as a run's `oee loss: STATE`): availability
+    # is its working share; starved, blocked, setup and the rest are its losses, not quality's (they were, when it
+    # was the machines' availability, which only down and maintenance lower)
+    mine = iv[iv.machine.isin(machines)]
+    lo, hi = mine.start.to_numpy(float), mine.end.to_numpy(float)
+    inside = cal.planned_between(lo, hi) if cal is not None else hi - lo
+    by_state = pd.Series(inside).groupby(mine.state.to_numpy(str)).sum() / (planned * len(machines))
+    out["oee availability"] = float(by_state.get(STATES[WORKING], 0.0))
+    names = {STATES[k]: LOSSES[i] for i, k in enumerate(LOSS_STATES)}
+    for state, share in by_state.items():
+        if state != STATES[WORKING]:
+            out[LOSS + names.get(str(state), str(state))] = float(share)
+    if (unknown := 1 - float(by_state.sum())) > 1e-6:  # no state record in force (before a machine's first)
+        out[LOSS + UNRECORDED] = unknown
 
     def total(names: list[str], sensor: str) -> float | None:
         got = [float(counts[(m, sensor)]) for m in names if (m, sensor) in counts.index]
@@ -926,7 +944,19 @@ def plant_kpis(sc: Scenario, iv: pd.DataFrame, counts: pd.Series, window: Window
         out["oee performance"] = ideal * (made + (total(machines, "scrap_parts") or 0.0)) / worked
         if "oee" in out and out["oee availability"] > 0 and out["oee performance"] > 0:
             out["oee quality"] = out["oee"] / out["oee availability"] / out["oee performance"]
+    if "oee" in out:  # the rest of the planned time: what the OEE's other factors lost
+        left = out["oee availability"] - out["oee"]
+        if "oee quality" in out:  # speed (minor stops too: records show them as working) and parts not good
+            out[LOSS + "speed"] = out["oee availability"] * (1 - out["oee performance"])
+            out[LOSS + "scrap"] = left - out[LOSS + "speed"]
+        else:
+            out[LOSS + SPEED_OR_QUALITY] = left
     return out
+
+
+UNRECORDED = "no state recorded"  # a plant's loss rows that a run has not: time no state record covers,
+SPEED_OR_QUALITY = "speed or quality"  # and, without counters at the constraint, performance and quality together
+PLANT_LOSS_FACTORS = {UNRECORDED: "", SPEED_OR_QUALITY: "performance or quality"}
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)

@@ -106,6 +106,8 @@ def test_a_gateways_json_is_stored_under_the_lines_names_and_strays_are_dead_let
     # its availability from its state records: the filler down since 07:00:20, to the end of the range
     tile = next(m for m in at.metric if m.label == "availability [%]")
     assert float(tile.value) < 1 and any("plant data, over the time range" in c.value for c in at.caption)
+    losses = next(d.value for d in at.dataframe if "share of planned time [%]" in d.value.columns)
+    assert "down" in losses.index and "working (speed and quality need part counters)" in losses.index, losses
     page = AppTest.from_file(str(ROOT / "dashboard" / "views" / "machine.py"), default_timeout=60).run()
     page.selectbox[0].set_value("filler-a").run()
     assert not page.exception, [e.value for e in page.exception]

@@ -1098,7 +1098,40 @@ def test_a_plants_line_figures_from_its_state_records_and_part_counters() -> Non
     assert hourly.oee.to_numpy() == pytest.approx(hourly.good.to_numpy() * 60 / 3600)  # a's design cycle: 60 s
     only_states = data.plant_kpis(sc, iv, pd.Series(dtype=float), data.Window(origin, origin + pd.Timedelta(hours=10),
                                                                                "UTC", origin))
-    assert only_states == {"oee availability": pytest.approx(0.8)}
+    assert only_states == {"oee availability": pytest.approx(0.8), "oee loss: down": pytest.approx(0.2)}
+
+
+def test_a_plants_oee_losses_by_state_and_its_quality_from_parts_not_from_waiting() -> None:
+    """A plant's OEE availability was its constraint's machine availability (only down and maintenance lower it), so
+    time the constraint waited for parts landed in the quality left over (0.71 for a line that scrapped 1 part in
+    35). Now, as a run's: availability is its working share of the planned time, and the overview's loss table has
+    each state's share, speed and scrap, adding up to 1 with the OEE; time no state record covers is said so."""
+    from dashboard import data
+    from tests.helpers import const, scenario
+    from twin.kpi import LOSS
+
+    sc = scenario([{"name": "a", "cycle_time": const(60)}, {"name": "b", "cycle_time": const(30)}],
+                  start="2026-01-05T00:00:00", duration="10 h")
+    origin, h = pd.Timestamp("2026-01-05"), 3600.0
+    window = data.Window(origin, origin + pd.Timedelta(hours=10), "UTC", origin)
+    iv = pd.DataFrame({"machine": ["a", "a", "a", "b"], "state": ["working", "starved", "down", "working"],
+                       "reason": None, "start": [0, 6 * h, 8 * h, 0], "end": [6 * h, 8 * h, 10 * h, 10 * h]})
+    counts = pd.Series({("a", "good_parts"): 340.0, ("a", "scrap_parts"): 10.0, ("b", "good_parts"): 330.0})
+    k = data.plant_kpis(sc, iv, counts, window)
+    assert k["oee availability"] == pytest.approx(0.6) and k["oee"] == pytest.approx(60 * 330 / (10 * h))
+    assert k["oee performance"] == pytest.approx(60 * 350 / (6 * h))
+    assert k["oee quality"] == pytest.approx(330 / 350)  # 0.71 when the starved hours counted against it
+    assert k[LOSS + "starved"] == pytest.approx(0.2) and k[LOSS + "down"] == pytest.approx(0.2)
+    assert k[LOSS + "speed"] == pytest.approx(0.6 * (1 - 60 * 350 / (6 * h)))
+    lost = sum(v for n, v in k.items() if n.startswith(LOSS))
+    assert lost + k["oee"] == pytest.approx(1) and k[LOSS + "scrap"] > 0
+    late = data.plant_kpis(sc, iv.assign(start=iv.start.clip(lower=h)), pd.Series(dtype=float),
+                           window)  # records from 01:00 on: the first hour is no one's loss, said as unknown
+    assert late[LOSS + data.UNRECORDED] == pytest.approx(0.1) and "oee" not in late
+    assert late["oee availability"] == pytest.approx(0.5) and late[LOSS + "starved"] == pytest.approx(0.2)
+    counted_out = pd.Series({("b", "good_parts"): 330.0})  # counters at the line's end only: P and Q not told apart
+    both = data.plant_kpis(sc, iv, counted_out, window)
+    assert both[LOSS + data.SPEED_OR_QUALITY] == pytest.approx(0.6 - 0.55) and "oee quality" not in both
 
 
 def test_a_plants_timeline_reads_the_state_in_force_as_the_range_opens_and_its_changes_in_it(tmp_path: Path) -> None:

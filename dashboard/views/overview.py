@@ -78,6 +78,7 @@ if run is not None:
         if live is not None and live.problem and not live.connected:
             st.warning(f"MQTT: {live.problem}; retrying")
         kpis = run.kpis()
+        from_plant = False
         line_kpis = kpis[kpis.scope == "line"] if len(kpis) else kpis
         if is_live and live is not None and live.kpis:
             with live.lock:
@@ -95,11 +96,11 @@ if run is not None:
             note = (f"replication {rep}, one of {len(table)} finished; the change is against their mean"
                     if len(table) > 1 else f"replication {rep}, finished")
         elif run.plant:  # a real line's data: its availability from its state records; no part counts for the rest
-            values, before = _plant_kpis(), {}
-            note = ("plant data, over the time range (ISO 22400): availability (the constraint station's) from the "
-                    "state records" + ("; throughput and OEE from the good-part counters of the line's last stations"
-                                       if "oee" in values else "; throughput and OEE need good-part counters "
-                                       "(docs/connect.md)") +
+            values, before, from_plant = _plant_kpis(), {}, True
+            note = ("plant data, over the time range (ISO 22400): availability (the constraint station's working "
+                    "share of the planned time) from the state records" +
+                    ("; throughput and OEE from the good-part counters of the line's last stations" if "oee" in values
+                     else "; throughput and OEE need good-part counters (docs/connect.md)") +
                     ("; performance from the constraint's counters, quality what is left" if "oee performance" in
                      values else ""))
         elif run.finished:
@@ -120,27 +121,36 @@ if run is not None:
             st.graphviz_chart(dot, width="stretch")
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
-            losses(values)
+            losses(values, from_plant)
             buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
             spares_used(kpis[(kpis.scope == "spare") & (kpis.replication == rep)] if len(kpis) else kpis)
             crews_used(kpis[(kpis.scope == "crew") & (kpis.replication == rep)] if len(kpis) else kpis)
 
-    def losses(values: dict[str, float]) -> None:
-        """Where the planned time of the replication on screen (live: so far) went at the line's constraint station:
-        the OEE's losses by state, speed, scrap and rework, and the OEE left (`twin run`'s table of them)."""
+    def losses(values: dict[str, float], from_plant: bool) -> None:
+        """Where the planned time of the replication on screen (live: so far; a plant's data: the time range) went at
+        the line's constraint station: the OEE's losses by state, speed, scrap and rework, and the OEE left (`twin
+        run`'s table of them)."""
         line = pd.Series(values, dtype=float)
         lost = line[line.index.str.startswith(LOSS)].dropna()
-        if lost.empty or pd.isna(line.get("oee")):
+        if lost.empty or pd.isna(line.get("oee", line.get("oee availability"))):
             return
         names = lost.index.str.removeprefix(LOSS)
-        shown = pd.DataFrame({"OEE factor": [LOSS_FACTORS.get(n, "") for n in names],
+        shown = pd.DataFrame({"OEE factor": [LOSS_FACTORS.get(n, data.PLANT_LOSS_FACTORS.get(n, "")) for n in names],
                               "share of planned time [%]": (100 * lost.to_numpy()).round(1)},
                              index=pd.Index(names, name="loss"))
         shown = shown[shown["share of planned time [%]"] > 0]
-        shown.loc["OEE (fully productive)"] = ["", round(100 * float(line["oee"]), 1)]
+        if pd.isna(line.get("oee")):  # a plant's data without part counters: how its working time went is unknown
+            shown.loc["working (speed and quality need part counters)"] = ["", round(100 * float(
+                line["oee availability"]), 1)]
+        else:
+            shown.loc["OEE (fully productive)"] = ["", round(100 * float(line["oee"]), 1)]
         with st.expander(f"OEE losses: where the planned time went at {sc.stations[sc.constraint()].name}, the "
                          "constraint station", expanded=True):
             st.dataframe(shown, width="stretch")
+            if from_plant:
+                st.caption("plant data: the states from its state records (minor stops show as working there, so "
+                           "they are in speed); scrap is what the constraint made that did not leave the line as a "
+                           "good part by its last stations' counters (rework and parts still inside too)")
 
     def buffers_used(rows: pd.DataFrame) -> None:
         """The replication's buffers: how full each was on average, at most, and how long full or empty."""
