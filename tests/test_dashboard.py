@@ -413,6 +413,13 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
                                        "labeller: 2 machines", "filler: cycle 1.7 s", together]
     assert "±" in shown["good parts"][0]
     assert (shown["order made"] == "100% (29%–100%)").all() and "·" in shown["done by"][0], shown
+    at.text_input(key="wi_more_orders").set_value("2; 3")  # an order book: two more orders after the first
+    at.button(key="wi_go").click().run()
+    assert at.session_state["wi_proc"].wait(120) == 0, Path(at.session_state["wi_proc_log"]).read_text()
+    at.run()
+    book = next(d.value for d in at.dataframe if "order" in d.value.columns)
+    assert len(book) == 3 * 6 and book.order.iloc[0] == "1: 1 good parts" and book.order.iloc[-1] == "3: 3 good parts"
+    assert "order made" not in next(d.value for d in at.dataframe if "good parts" in d.value.columns).columns
     # the same alternatives over the long run, from the line's start (`twin compare`): its report shown below
     at.text_input(key="lr_dur").set_value("4 h")
     at.button(key="lr_go").click().run()

@@ -568,9 +568,13 @@ def test_an_orders_last_part_is_the_nth_good_part_out_of_the_line() -> None:
     good = np.sort(exit_[(np.frombuffer(line.scrapped_at, dtype=np.int16) == -1) & ~np.isnan(exit_)])
     n = len(good)
     assert n > 50
-    _, _, made = whatif_task(text, None, "as is", 0, order=n)
-    assert made["order done [h]"] == pytest.approx(good[-1] / 3600) and made["good parts"] == pytest.approx(n)
-    assert np.isnan(whatif_task(text, None, "as is", 0, order=n + 1)[2]["order done [h]"])
+    _, _, made = whatif_task(text, None, "as is", 0, orders=((n, None),))
+    assert made["order 1 done [h]"] == pytest.approx(good[-1] / 3600) and made["good parts"] == pytest.approx(n)
+    assert np.isnan(whatif_task(text, None, "as is", 0, orders=((n + 1, None),))[2]["order 1 done [h]"])
+    # an order book: the second order is done with the line's (20 + 30)-th good part, the first with its 20th
+    book = whatif_task(text, None, "as is", 0, orders=((20, None), (30, None)))[2]
+    assert book["order 1 done [h]"] == pytest.approx(good[19] / 3600)
+    assert book["order 2 done [h]"] == pytest.approx(good[49] / 3600)
     start = sc.start
     figures = order_figures(np.array([1.0, np.nan, 2.0, 3.0]), start)
     assert figures["order made"] == 0.75 and figures["order made low"] < 0.75 < figures["order made high"]
@@ -578,6 +582,9 @@ def test_an_orders_last_part_is_the_nth_good_part_out_of_the_line() -> None:
     assert figures["order done 90 %"] is None  # one run in four never made it: not 9 in 10 within the run
     end = start + pd.Timedelta(hours=4)
     assert order_cells(figures, end)[1] == f"{start + pd.Timedelta(hours=2):%a %H:%M} · after {end:%a %H:%M}"
+    due = order_figures(np.array([1.0, np.nan, 2.0, 3.0]), start, due=2.0)  # due 2 h from now: 2 runs in 4 on time
+    assert due["order on time"] == 0.5 and due["order on time low"] < 0.5 < due["order on time high"]
+    assert order_cells(due, end)[:2] == ["75% (19%–99%)", "50% (7%–93%)"] and "order on time" not in figures
 
 
 @pytest.mark.slow
@@ -607,6 +614,19 @@ def test_how_likely_an_order_is_made_from_the_state_now(tmp_path: Path, monkeypa
     never = pd.read_csv(tmp_path / "never.csv")
     assert (never["order made"] == 0).all() and never["order done median"].isna().all()
     assert "after Mon 12:00" in r.stdout
+    # an order book: 30 due at 11:00, then 30 more by the end; the second is made where 60 good parts were
+    r = subprocess.run(twin_cmd(*whatif, "--order", "30@11:00", "--order", 30, "--out", tmp_path / "book.csv"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    assert "the orders, each product's filled in turn" in r.stdout and "1: 30 good parts by Mon 11:00" in r.stdout
+    book = pd.read_csv(tmp_path / "book-orders.csv")
+    reps = pd.read_csv(tmp_path / "book-replications.csv")
+    assert len(book) == 2 * len(reps.columns[1:]) and set(book.due.dropna()) == {"2026-01-05T11:00"}
+    for row in book.to_dict("records"):
+        assert row["order made"] == pytest.approx((reps[row["alternative"]] >= 30 * row["order"]).mean())
+        if row["order"] == 1:
+            assert row["order on time low"] <= row["order on time"] <= min(row["order made"], row["order on time high"])
+    assert book["order made"].max() > 0 and "order made" not in pd.read_csv(tmp_path / "book.csv").columns
 
 
 def test_an_order_of_one_product_counts_its_parts_only(tmp_path: Path) -> None:
@@ -621,11 +641,67 @@ def test_an_order_of_one_product_counts_its_parts_only(tmp_path: Path) -> None:
     juice = (np.frombuffer(line.product, dtype=np.int8) == line.product_names.index("juice-10"))
     good = np.sort(exit_[(np.frombuffer(line.scrapped_at, dtype=np.int16) == -1) & ~np.isnan(exit_) & juice])
     assert 100 < len(good) < np.count_nonzero(~np.isnan(exit_)) / 2
-    done = whatif_task(text, None, "as is", 0, order=100, product="juice-10")[2]["order done [h]"]
+    done = whatif_task(text, None, "as is", 0, orders=((100, "juice-10"),))[2]["order 1 done [h]"]
     assert done == pytest.approx(good[99] / 3600)
+    # an order book: juice's second order waits for its first; another product's order counts its own parts
+    book = whatif_task(text, None, "as is", 0, orders=((60, "juice-10"), (5, "still-05"), (40, "juice-10")))[2]
+    assert book["order 1 done [h]"] == pytest.approx(good[59] / 3600)
+    assert book["order 3 done [h]"] == pytest.approx(good[99] / 3600)
+    products = np.frombuffer(line.product, dtype=np.int8)
+    still = exit_[line.good_out() & (products == line.product_names.index("still-05"))]
+    assert book["order 2 done [h]"] == pytest.approx(np.sort(still)[4] / 3600)
     assert_mistakes(["whatif", str(ROOT / "scenarios" / "packaging.yaml"), "--from",
                      f"duckdb:///{tmp_path / 'none.duckdb'}"], [
         (["--order", "0"], "--order '0': write the good parts the order asks for, 1 to 1,000,000,000, or PRODUCT=N "
-                           "for one product, e.g. 400 or still-05=400"),
+                           "for one product, and @WHEN it is due if it is, e.g. 400 or still-05=400@Tue 14:00"),
         (["--order", "beer=5"], "--order 'beer=5': the line makes still-05, sparkling-05, juice-10"),
-        (["--order", "juice-10=many"], "--order 'juice-10=many': write the good parts")])
+        (["--order", "juice-10=many"], "--order 'juice-10=many': write the good parts"),
+        (["--order", "juice-10=5@"], "--order 'juice-10=5@': say when it is due after @: a time on the line's clock"),
+        (["--order", "juice-10=5", "--order", "300"],
+         "--order juice-10=5 --order 300: an order of any product would count the other orders' parts too: give each "
+         "its product")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=st.text(alphabet="0123456789:@= -TMonTueFrijuice", max_size=24))
+def test_any_order_written_is_read_or_named(spec: str) -> None:
+    """A fuzzed --order: read (good parts, a product the line makes, a due time inside the run) or refused with the
+    CLI's error, never a traceback."""
+    import datetime as dt
+
+    import typer
+
+    from twin.app.cmd_plant import _due, _orders
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml")
+    start = dt.datetime(2026, 1, 5, 14, 30)
+    try:
+        (n, product, due), = _orders([spec], sc)
+        when = _due(spec, due, start, start + dt.timedelta(days=2)) if due else None
+    except typer.Exit:
+        return
+    assert 1 <= n <= 10**9 and product in (None, *(p.name for p in sc.products))
+    assert when is None or start < when <= start + dt.timedelta(days=2)
+
+
+def test_an_orders_due_time_is_read_on_the_lines_clock_inside_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--order N@WHEN`: 18:00 and Tue 14:00 are the first such times after the state's; a time past, after the run's
+    end or no time at all is named with the run's span."""
+    import datetime as dt
+
+    import typer
+
+    from twin.app.cmd_plant import _due
+
+    start = dt.datetime(2026, 1, 5, 14, 30)  # a Monday
+    end = start + dt.timedelta(days=3)
+    assert _due("5@18:00", "18:00", start, end) == dt.datetime(2026, 1, 5, 18, 0)
+    assert _due("5@9:15", "9:15", start, end) == dt.datetime(2026, 1, 6, 9, 15)  # the next morning
+    assert _due("5@Tue 14:00", "Tue 14:00", start, end) == dt.datetime(2026, 1, 6, 14, 0)
+    assert _due("5@mon 15:00", "mon 15:00", start, end) == dt.datetime(2026, 1, 5, 15, 0)
+    assert _due("5@2026-01-07T06:00", "2026-01-07T06:00", start, end) == dt.datetime(2026, 1, 7, 6, 0)
+    for text, message in (("2026-01-05T12:00", "it is past"), ("Fri 10:00", "look further ahead (--duration)"),
+                          ("tomorrow", "'tomorrow' is no time"), ("25:00", "'25:00' is no time")):
+        with pytest.raises(typer.Exit):
+            _due(f"5@{text}", text, start, end)
+        assert message in " ".join(capsys.readouterr().err.split()), text

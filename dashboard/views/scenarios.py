@@ -237,6 +237,14 @@ if sc is not None and path is not None:
                                     "when (0: no order)")
     wi_product = w0.selectbox("of product", [ANY, *(p.name for p in sc.products)], key="wi_order_product",
                               disabled=not sc.products, help=None if sc.products else "the line makes one kind of part")
+    wi_due = w0.text_input("due", "", key="wi_due", placeholder="e.g. 18:00 or Tue 14:00",
+                           help="when the order is due, on the line's clock: how likely each alternative makes it by "
+                                "then (empty: within the time ahead)")
+    wi_more = st.text_input("more orders, filled in turn after it", "", key="wi_more_orders",
+                            placeholder=(f"PRODUCT=N@WHEN, e.g. {sc.products[0].name}=400@Tue 14:00; …" if sc.products
+                                         else "N@WHEN, e.g. 400@Tue 14:00; …"),
+                            help="an order book: each product's orders are made in the order listed (`--order`, "
+                                 "repeated)")
     crews = st.multiselect("one more technician in", [c.name for c in sc.repair_crews], key="wi_crew")
     from twin.maintenance import SCENARIO_POLICIES
 
@@ -310,8 +318,10 @@ if sc is not None and path is not None:
         table = data.reports_dir() / f"whatif-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
         start_job("wi_proc", ["whatif", str(path), "--from", str(url), *mapped, "--duration", wi_duration,
                               "--replications", str(wi_reps), "--out", str(table), *alternatives,
-                              *(["--order", (f"{wi_product}=" if wi_product != ANY else "") + str(int(wi_order))]
-                                if wi_order else [])], table, "what-if",
+                              *(["--order", (f"{wi_product}=" if wi_product != ANY else "") + str(int(wi_order))
+                                 + (f"@{wi_due.strip()}" if wi_due.strip() else "")] if wi_order else []),
+                              *[a for x in wi_more.split(";") if x.strip() for a in ("--order", x.strip())]],
+                  table, "what-if",
                   f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
     @st.fragment(run_every="2s")
@@ -334,11 +344,32 @@ if sc is not None and path is not None:
 
                 cells = [order_cells(r) for r in table.to_dict("records")]
                 shown = shown.assign(**{"order made": [c[0] for c in cells], "done by": [c[1] for c in cells]})
+            due = ordered and "order on time" in table.columns
+            if due:
+                shown.insert(len(shown.columns) - 1, "on time", [c[1] for c in cells])
             st.dataframe(shown, hide_index=True)
+            book = Path(st.session_state.wi_proc_out).with_name(Path(st.session_state.wi_proc_out).stem + "-orders.csv")
+            several = not ordered and book.exists()
+            if several:  # an order book: each order under each alternative
+                from twin.app.compare import order_cells
+
+                orders = pd.read_csv(book)
+                due = "order on time" in orders.columns
+                cells = [order_cells(r) for r in orders.to_dict("records")]
+                st.dataframe(pd.DataFrame({
+                    "order": [f"{o}: " + (f"{p} × {n:,}" if isinstance(p, str) else f"{n:,} good parts")
+                              + (f" by {pd.Timestamp(d):%a %H:%M}" if isinstance(d, str) else "")
+                              for o, p, n, d in zip(orders["order"], orders["product"], orders["good parts"],
+                                                    orders["due"])],
+                    "alternative": orders["alternative"], "made": [c[0] for c in cells],
+                    **({"on time": [c[1] if len(c) == 3 else "–" for c in cells]} if due else {}),
+                    "done by": [c[-1] for c in cells]}), hide_index=True)
             st.caption("good parts: mean ± half-width of its 95 % CI; 90 % of runs: where one run falls (5th–95th "
                        "percentile); vs as is: paired difference with its 95 % CI"
-                       + ("; order made: the share of runs that made the order in the time ahead, with its 95 % CI; "
-                          "done by: when the median run had, and 9 runs in 10" if ordered else ""))
+                       + (f"; {'order ' if ordered else ''}made: the share of runs that made the order in the time "
+                          "ahead, with its 95 % CI; "
+                          + ("on time: by when it was due; " if due else "")
+                          + "done by: when the median run had, and 9 runs in 10" if ordered or several else ""))
 
     whatif_status()
 

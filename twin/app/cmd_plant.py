@@ -972,18 +972,71 @@ def _some_shift_ahead(sc: Scenario, options: list[tuple[str, Scenario]], duratio
              "(--at), or ask what another shift would make (--add-shift)")
 
 
-def _order(spec: str, sc: Scenario) -> tuple[int, str | None]:
-    """--order N or PRODUCT=N: the good parts an order asks for, and its product (None: any), or a clear error."""
-    product, _, n = spec.rpartition("=")
+@dataclass(frozen=True)
+class Order:
+    """An order of `twin whatif --order`: its good parts, its product (None: any), when it is due (None: within the
+    run) and how it was written."""
+
+    count: int
+    product: str | None
+    due: dt.datetime | None
+    spec: str
+
+    def name(self) -> str:
+        """How tables name it: '260 good parts', 'juice-10 × 5,000 by Tue 14:00'."""
+        what = f"{self.product} × {self.count:,}" if self.product else f"{self.count:,} good parts"
+        return what + (f" by {self.due:%a %H:%M}" if self.due is not None else "")
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _orders(specs: Sequence[str], sc: Scenario) -> list[tuple[int, str | None, str]]:
+    """--order N, PRODUCT=N, either with @DUE: each order's good parts, product (None: any) and due time as written
+    ('' without), or a clear error; an order of any product beside another's would count its parts twice."""
     names = [p.name for p in sc.products]
-    example = f"400 or {names[0]}=400" if names else "400"
-    if not n.strip().isdigit() or not 1 <= int(n) <= 10**9:
-        fail(f"--order {spec!r}: write the good parts the order asks for, 1 to 1,000,000,000"
-             + (", or PRODUCT=N for one product" if names else "") + f", e.g. {example}")
-    if product.strip() and product.strip() not in names:
-        fail(f"--order {spec!r}: " + (f"the line makes {', '.join(names)}" if names else "the line makes one kind of "
-                                      "part: give the number alone") + f", e.g. {example}")
-    return int(n), product.strip() or None
+    example = f"400 or {names[0]}=400@Tue 14:00" if names else "400 or 400@18:00"
+    got = []
+    for spec in specs:
+        what, _, due = spec.partition("@")
+        product, _, n = what.rpartition("=")
+        if not n.strip().isdigit() or not 1 <= int(n) <= 10**9:
+            fail(f"--order {spec!r}: write the good parts the order asks for, 1 to 1,000,000,000"
+                 + (", or PRODUCT=N for one product" if names else "") + f", and @WHEN it is due if it is, e.g. "
+                 f"{example}")
+        if product.strip() and product.strip() not in names:
+            fail(f"--order {spec!r}: " + (f"the line makes {', '.join(names)}" if names else "the line makes one kind "
+                                          "of part: give the number alone") + f", e.g. {example}")
+        if "@" in spec and not due.strip():
+            fail(f"--order {spec!r}: say when it is due after @: a time on the line's clock (18:00, Tue 14:00 or "
+                 f"2026-01-06T14:00), e.g. {example}")
+        got.append((int(n), product.strip() or None, due.strip()))
+    if names and len({p is None for _, p, _ in got}) > 1:
+        fail(f"--order {' --order '.join(specs)}: an order of any product would count the other orders' parts too: "
+             f"give each its product (PRODUCT=N), e.g. {names[0]}=400")
+    return got
+
+
+def _due(spec: str, text: str, start: dt.datetime, end: dt.datetime) -> dt.datetime:
+    """An order's due time on the line's clock: ISO (2026-01-06T14:00), or HH:MM or DAY HH:MM (Tue 14:00) for the
+    first such time after the state's `start`; it must lie inside the run (after start, by its end)."""
+    start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    day, _, clock = text.rpartition(" ")
+    try:
+        if ":" in clock and len(clock) <= 5 and (not day or day.strip().lower()[:3] in _DAYS):
+            t = dt.time.fromisoformat(clock.zfill(5))
+            due = dt.datetime.combine(start.date(), t)
+            while due <= start or (day and due.weekday() != _DAYS.index(day.strip().lower()[:3])):
+                due += dt.timedelta(days=1)
+        else:
+            due = dt.datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        fail(f"--order {spec!r}: {text!r} is no time: write it on the line's clock as 18:00, Tue 14:00 or "
+             "2026-01-06T14:00")
+    if not start < due <= end:
+        fail(f"--order {spec!r}: due {due:%a %Y-%m-%d %H:%M}, but the what-if runs from {start:%a %Y-%m-%d %H:%M} to "
+             f"{end:%a %Y-%m-%d %H:%M}: " + ("it is past" if due <= start else "look further ahead (--duration)"))
+    return due
 
 
 def whatif(
@@ -1010,9 +1063,11 @@ def whatif(
     on_call: OnCallAlt = None,
     variant: VariantAlt = None,
     combined: Combined = False,
-    order: Annotated[Optional[str], typer.Option(help="an order of N good parts from now (PRODUCT=N: of one product): "
-                                                      "how likely each alternative makes it within --duration, and "
-                                                      "when")] = None,
+    order: Annotated[Optional[list[str]], typer.Option(help="an order of N good parts from now (PRODUCT=N: of one "
+                                                            "product; @WHEN: due then, e.g. 400@Tue 14:00): how likely "
+                                                            "each alternative makes it (on time), and when; repeat it "
+                                                            "for an order book, each product's orders filled in turn")]
+    = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -1046,7 +1101,7 @@ def whatif(
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     alternatives(base, *asked, combined=combined, variants=variant, say=False)  # mistakes named before the state read
-    count, product = _order(order, base) if order is not None else (None, None)
+    asked_orders = _orders(order or [], base)
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results)
     import numpy as np
     import pandas as pd
@@ -1055,23 +1110,33 @@ def whatif(
     from twin.kpi import half_width
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
+    end = sc.start + dt.timedelta(seconds=sc.duration)
+    orders = [Order(n, p, _due(spec, due, sc.start, end) if due else None, spec)
+              for (n, p, due), spec in zip(asked_orders, order or [])]
     options = alternatives(sc, *asked, combined=combined, variants=variant)  # on the state now (buffers' levels)
     _some_shift_ahead(sc, options, duration)
+    task = partial(whatif_task, orders=tuple((o.count, o.product) for o in orders))
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
                      lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress,
-                                                      task=partial(whatif_task, order=count, product=product)))
+                                                      task=task))
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
+
+    def figures(label: str, i: int) -> dict[str, object]:
+        due = orders[i].due
+        return order_figures(done[label, i], sc.start, None if due is None else
+                             (due - sc.start.replace(tzinfo=None)).total_seconds() / 3600)
+
     energy: dict[str, float] = {}  # kWh per good part, where machine types give their power
-    done: dict[str, np.ndarray] = {}  # hours until the order's last part left (nan: not within the run)
+    done: dict[tuple[str, int], np.ndarray] = {}  # hours until an order's last part left (nan: not within the run)
     for label, _ in options:
         got = runs.kpis[runs.kpis.policy == label].pivot(index="replication", columns="kpi", values="value")
         av = got["availability"].dropna()  # none: off shift throughout (no planned time to be available in)
         parts[label], avail[label] = got["good parts"].to_numpy(), float(av.mean()) if len(av) else float("nan")
         energy[label] = float(got["energy [kWh]"].to_numpy().sum() / parts[label].sum()) if parts[label].sum() > 0 \
             else float("nan")  # nan where machine types give no power
-        if order is not None:
-            done[label] = got["order done [h]"].to_numpy()
+        for i in range(len(orders)):
+            done[label, i] = got[f"order {i + 1} done [h]"].to_numpy()
     base_parts = parts["as is"]
     rows = []
     for label, _ in options:
@@ -1082,14 +1147,15 @@ def whatif(
                      "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
                      "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan,
-                     **(order_figures(done[label], sc.start) if order is not None else {})})
+                     **(figures(label, 0) if len(orders) == 1 else {})})
     table = pd.DataFrame(rows)
+    one = orders[0] if len(orders) == 1 else None  # one order: its cells in the table; several: a table of them
     shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each"
-                  + (f"; an order of {count:,} good parts{f' of {product}' if product else ''}" if count else ""))
+                  + (f"; an order of {one.name()}" if one is not None else ""))
     powered = any(mt.power is not None for mt in sc.machine_types.values())
     shown.add_column("alternative", ratio=1)
     for col in ("good parts", "90 % of runs", "availability", *(["kWh per good part"] if powered else []),
-                "vs as is", *(["order made", "done by"] if order is not None else [])):
+                "vs as is", *(["order made", *(["on time"] if one.due else []), "done by"] if one else [])):
         shown.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         kwh = r["energy per good part [kWh]"]
@@ -1098,18 +1164,38 @@ def whatif(
                       f"{r['availability']:.1%}" if not np.isnan(r["availability"]) else "off shift",
                       *([f"{kwh:,.3g}" if not np.isnan(kwh) else "–"] if powered else []),
                       "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}",
-                      *(order_cells(r, sc.start + dt.timedelta(seconds=sc.duration)) if order is not None else []))
+                      *(order_cells(r, end) if one is not None else []))
     print_table(shown)
+    book = pd.DataFrame([{"order": i + 1, "product": o.product, "good parts": o.count,
+                          "due": None if o.due is None else o.due.isoformat(timespec="minutes"),
+                          "alternative": label, **figures(label, i)}
+                         for i, o in enumerate(orders) for label, _ in options])
+    if len(orders) > 1:  # an order book: each order under each alternative
+        dues = any(o.due is not None for o in orders)
+        listed = Table(title=f"the orders, each product's filled in turn, {replications} replications each")
+        for col in ("order", "alternative", "made", *(["on time"] if dues else []), "done by"):
+            listed.add_column(col, justify="left" if col in ("order", "alternative") else "right", no_wrap=True)
+        for r in book.to_dict("records"):
+            cells = order_cells(r, end)
+            listed.add_row(f"{r['order']}: {orders[r['order'] - 1].name()}" if r["alternative"] == options[0][0]
+                           else "", r["alternative"], cells[0],
+                           *([cells[1] if orders[r["order"] - 1].due else "–"] if dues else []), cells[-1],
+                           end_section=r["alternative"] == options[-1][0])
+        print_table(listed)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
                       "run falls in (5th to 95th percentile); availability: mean over the machines; "
                       + ("kWh per good part: the machines' energy over the good parts of all replications; "
                          if powered else "") + "vs as is: paired difference (same random numbers)"
-                      + (f"; order made: the share of runs that made {count:,} good parts within {duration}, with "
-                         "its 95 % CI; done by: when the median run had made them, and 9 runs in 10"
-                         if order is not None else ""), highlight=False)
+                      + (f"; {'order ' if one else ''}made: the share of runs that made "
+                         f"{'the order' if one else 'an order'} within {duration}, with its 95 % CI; "
+                         + ("on time: by when it is due; " if any(o.due for o in orders) else "")
+                         + "done by: when the median run had made it, and 9 runs in 10" if orders else ""),
+                      highlight=False)
     out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",
                       highlight=False)
     if out is not None:
         table.to_csv(out, index=False)
         pd.DataFrame(parts).to_csv(out.with_name(out.stem + "-replications.csv"), index_label="replication")
+        if orders:  # each order under each alternative (one order's figures are in the table too)
+            book.to_csv(out.with_name(out.stem + "-orders.csv"), index=False)
         out_console.print(f"wrote {out}", highlight=False)

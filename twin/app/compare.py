@@ -175,12 +175,12 @@ def design_task(sc_json: str, slots: list[str] | None, label: str, rep: int) -> 
     return label, rep, policy_kpis(replication_of(sc_json, rep, slots).line)
 
 
-def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, order: int | None = None,
-                product: str | None = None) -> tuple[str, int, dict[str, float]]:
+def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int,
+                orders: tuple[tuple[int, str | None], ...] = ()) -> tuple[str, int, dict[str, float]]:
     """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
-    parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given); with an
-    `order` of that many good parts (of `product`, else any), the hours until its last one left the line (nan: not
-    within the run)."""
+    parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given); with
+    `orders` (good parts, product or None for any), `order K done [h]`: the hours until order K's last part left the
+    line (nan: not within the run), each product's orders filled in the order given."""
     from twin.app.runner import replication_of
 
     run = replication_of(sc_json, rep, slots)
@@ -190,42 +190,54 @@ def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int, ord
     figures = {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,
                "availability": float(machines.mean()) if len(machines) else float("nan"),
                "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
-    if order is not None:
+    if orders:
         exit_ = np.frombuffer(run.line.exit, dtype=np.float64)
         out = run.line.good_out() & (exit_ >= sc.warmup)
-        if product is not None:  # of the order's product
-            out &= np.frombuffer(run.line.product, dtype=np.int8) == run.line.product_names.index(product)
-        good = np.sort(exit_[out])
-        figures["order done [h]"] = float(good[order - 1] - sc.warmup) / 3600 if len(good) >= order else float("nan")
+        made = np.frombuffer(run.line.product, dtype=np.int8)
+        good = {p: np.sort(exit_[out if p is None else out & (made == run.line.product_names.index(p))])
+                for p in {p for _, p in orders}}
+        for i, (_, product) in enumerate(orders, 1):
+            upto = sum(n for n, p in orders[:i] if p == product)  # the orders of its product before it go first
+            got = good[product]
+            figures[f"order {i} done [h]"] = float(got[upto - 1] - sc.warmup) / 3600 if len(got) >= upto \
+                else float("nan")
     return label, rep, figures
 
 
-def order_figures(hours: np.ndarray, start: dt.datetime) -> dict[str, Any]:
+def order_figures(hours: np.ndarray, start: dt.datetime, due: float | None = None) -> dict[str, Any]:
     """An order's figures over the replications: the share that made it within the run with its 95 % (Clopper-Pearson)
-    interval, and when the median run and 9 runs in 10 had (the line's clock; None: after the run's end)."""
+    interval, when the median run and 9 runs in 10 had (the line's clock; None: after the run's end), and with a
+    `due` time (hours from the start) the share that made it by then, with its interval."""
     from scipy.stats import binomtest
 
     made = ~np.isnan(hours)
-    low, high = binomtest(int(made.sum()), len(hours)).proportion_ci(0.95, method="exact")
     late = np.where(made, hours, np.inf)
+
+    def share(hit: np.ndarray, name: str) -> dict[str, float]:
+        low, high = binomtest(int(hit.sum()), len(hit)).proportion_ci(0.95, method="exact")
+        return {name: float(hit.mean()), f"{name} low": float(low), f"{name} high": float(high)}
 
     def by(q: float) -> str | None:
         h = float(np.quantile(late, q, method="inverted_cdf"))  # the first time by which that share of runs had
         return None if np.isinf(h) else (start + dt.timedelta(hours=h)).isoformat(timespec="minutes")
 
-    return {"order made": float(made.mean()), "order made low": float(low), "order made high": float(high),
+    return {**share(made, "order made"), **(share(late <= due, "order on time") if due is not None else {}),
             "order done median": by(0.5), "order done 90 %": by(0.9)}
 
 
 def order_cells(row: Mapping[str, Any], end: dt.datetime | None = None) -> list[str]:
-    """An order's two cells of a what-if table (`order_figures`): the share made with its CI, and when (not within
-    the run: after its `end`, where known)."""
+    """An order's cells of a what-if table (`order_figures`): the share made with its CI, with a due time the share
+    on time with its CI, and when (not within the run: after its `end`, where known)."""
     def when(text: Any) -> str:
         if isinstance(text, str):
             return f"{dt.datetime.fromisoformat(text):%a %H:%M}"
         return f"after {end:%a %H:%M}" if end is not None else "not within the run"
 
-    return [f"{row['order made']:.0%} ({row['order made low']:.0%}–{row['order made high']:.0%})",
+    def share(name: str) -> str:
+        return f"{row[name]:.0%} ({row[f'{name} low']:.0%}–{row[f'{name} high']:.0%})"
+
+    timely = row.get("order on time")
+    return [share("order made"), *([share("order on time")] if timely is not None and timely == timely else []),
             f"{when(row['order done median'])} · {when(row['order done 90 %'])}"]
 
 
