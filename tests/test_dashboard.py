@@ -503,6 +503,7 @@ def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, t
     at.text_input(key="wi_dur").set_value("1 h")
     at.number_input(key="wi_reps").set_value(2)
     at.multiselect(key="wi_crew").set_value(["mechanics"])
+    at.file_uploader(key="wi_book").set_value(("book.csv", b"order,quantity\nP-1,5\nP-2,10\n", "text/csv")).run()
     at.button(key="wi_go").click().run()
     proc = at.session_state["wi_proc"]
     said = Path(at.session_state["wi_proc_log"])
@@ -510,6 +511,8 @@ def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, t
     at.run()
     shown = next(d.value for d in at.dataframe if "alternative" in d.value.columns)
     assert list(shown.alternative) == ["as is", "+1 technician, mechanics"]
+    book = next(d.value for d in at.dataframe if "order" in d.value.columns)  # the uploaded order book's two orders
+    assert list(book.order) == ["1: P-1 5 good parts"] * 2 + ["2: P-2 10 good parts"] * 2, book
     end = f"{log.timestamp.max():%Y-%m-%d %H:%M:%S}"
     assert f"continuing from {end} (status.csv, a status log)" in " ".join(said.read_text().split())
 

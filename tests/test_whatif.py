@@ -615,11 +615,14 @@ def test_how_likely_an_order_is_made_from_the_state_now(tmp_path: Path, monkeypa
     assert (never["order made"] == 0).all() and never["order done median"].isna().all()
     assert "after Mon 12:00" in r.stdout
     # an order book: 30 due at 11:00, then 30 more by the end; the second is made where 60 good parts were
-    r = subprocess.run(twin_cmd(*whatif, "--order", "30@11:00", "--order", 30, "--out", tmp_path / "book.csv"),
+    (tmp_path / "erp.csv").write_text("order,quantity,due\nK-7,30,2026-01-05 11:00\n")  # the ERP's book, then one
+    r = subprocess.run(twin_cmd(*whatif, "--orders", tmp_path / "erp.csv", "--order", 30, "--out",
+                                tmp_path / "book.csv"),
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
-    assert "the orders, each product's filled in turn" in r.stdout and "1: 30 good parts by Mon 11:00" in r.stdout
+    assert "the orders, each product's filled in turn" in r.stdout and "1: K-7 30 good parts by Mon 11:00" in r.stdout
     book = pd.read_csv(tmp_path / "book-orders.csv")
+    assert book.reference.iloc[0] == "K-7" and book.reference.isna().iloc[-1]
     reps = pd.read_csv(tmp_path / "book-replications.csv")
     assert len(book) == 2 * len(reps.columns[1:]) and set(book.due.dropna()) == {"2026-01-05T11:00"}
     for row in book.to_dict("records"):
@@ -658,8 +661,8 @@ def test_an_order_of_one_product_counts_its_parts_only(tmp_path: Path) -> None:
         (["--order", "juice-10=many"], "--order 'juice-10=many': write the good parts"),
         (["--order", "juice-10=5@"], "--order 'juice-10=5@': say when it is due after @: a time on the line's clock"),
         (["--order", "juice-10=5", "--order", "300"],
-         "--order juice-10=5 --order 300: an order of any product would count the other orders' parts too: give each "
-         "its product")])
+         "--order 'juice-10=5'; --order '300': an order of any product would count the other orders' parts too: "
+         "give each its product")])
 
 
 @settings(max_examples=300, deadline=None)
@@ -682,6 +685,37 @@ def test_any_order_written_is_read_or_named(spec: str) -> None:
         return
     assert 1 <= n <= 10**9 and product in (None, *(p.name for p in sc.products))
     assert when is None or start < when <= start + dt.timedelta(days=2)
+
+
+def test_an_erp_order_book_is_read_as_orders_in_turn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`twin whatif --orders book.csv`: an ERP export in its own words (German column names, semicolons, dates as
+    06.01.2026 14:00) or an Excel workbook (dates as Excel's) gives the orders in its rows' order; a row that is no
+    order is named by its row, a book without quantities by its columns."""
+    import typer
+
+    from twin.app.cmd_plant import _order_book, _orders
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml")
+    book = tmp_path / "auftraege.csv"
+    book.write_text("Auftrag;Artikel;Menge;Liefertermin\nA-1042;juice-10;5000;06.01.2026 14:00\n"
+                    "A-1043;still-05;300;\nA-1044;juice-10;1.200;2026-01-07T06:00\n", encoding="cp1252")
+    specs, where, refs = _order_book(book, None)
+    assert specs[:2] == ["juice-10=5000@2026-01-06T14:00", "still-05=300"] and refs == ["A-1042", "A-1043", "A-1044"]
+    assert where[0] == f"--orders {book}: row 2"
+    with pytest.raises(typer.Exit):  # 1.200: a thousands separator, or a decimal? neither is a count of parts
+        _orders(specs, sc, where)
+    assert f"--orders {book}: row 4: write the good parts" in " ".join(capsys.readouterr().err.split())
+    frame = pd.DataFrame({"order": ["B-1", "B-2"], "product": ["juice-10", "still-05"], "quantity": [400.0, 50.0],
+                          "due": pd.to_datetime(["2026-01-06 14:00", "2026-01-06 22:00"])})
+    frame.to_excel(tmp_path / "book.xlsx", index=False)
+    specs, where, refs = _order_book(tmp_path / "book.xlsx", None)
+    assert specs == ["juice-10=400@2026-01-06T14:00", "still-05=50@2026-01-06T22:00"] and refs == ["B-1", "B-2"]
+    assert _orders(specs, sc, where) == [(400, "juice-10", "2026-01-06T14:00"), (50, "still-05", "2026-01-06T22:00")]
+    (tmp_path / "odd.csv").write_text("what,when\nx,y\n")
+    with pytest.raises(typer.Exit):
+        _order_book(tmp_path / "odd.csv", None)
+    assert "no column of the good parts each order asks for; its columns are what, when" in " ".join(
+        capsys.readouterr().err.split())
 
 
 def test_an_orders_due_time_is_read_on_the_lines_clock_inside_the_run(capsys: pytest.CaptureFixture[str]) -> None:

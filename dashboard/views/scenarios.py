@@ -245,6 +245,12 @@ if sc is not None and path is not None:
                                          else "N@WHEN, e.g. 400@Tue 14:00; …"),
                             help="an order book: each product's orders are made in the order listed (`--order`, "
                                  "repeated)")
+    wi_book = st.file_uploader("an order book (the ERP's export: a row per order, in the order they are made)",
+                               type=list(data.LOG_KINDS), key="wi_book", disabled=not me.can("upload"),
+                               help="columns quantity and, where known, product, due and order (its number); its "
+                                    "orders come first, then the ones above (`--orders`)" if me.can("upload") else
+                                    "engineers only")
+    booked = next((str(p) for p in saved_logs([wi_book] if wi_book is not None else [])), None)
     crews = st.multiselect("one more technician in", [c.name for c in sc.repair_crews], key="wi_crew")
     from twin.maintenance import SCENARIO_POLICIES
 
@@ -320,7 +326,8 @@ if sc is not None and path is not None:
                               "--replications", str(wi_reps), "--out", str(table), *alternatives,
                               *(["--order", (f"{wi_product}=" if wi_product != ANY else "") + str(int(wi_order))
                                  + (f"@{wi_due.strip()}" if wi_due.strip() else "")] if wi_order else []),
-                              *[a for x in wi_more.split(";") if x.strip() for a in ("--order", x.strip())]],
+                              *[a for x in wi_more.split(";") if x.strip() for a in ("--order", x.strip())],
+                              *(["--orders", booked] if booked else [])],
                   table, "what-if",
                   f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
@@ -357,10 +364,11 @@ if sc is not None and path is not None:
                 due = "order on time" in orders.columns
                 cells = [order_cells(r) for r in orders.to_dict("records")]
                 st.dataframe(pd.DataFrame({
-                    "order": [f"{o}: " + (f"{p} × {n:,}" if isinstance(p, str) else f"{n:,} good parts")
+                    "order": [f"{o}: " + (f"{r} " if isinstance(r, str) else "")
+                              + (f"{p} × {n:,}" if isinstance(p, str) else f"{n:,} good parts")
                               + (f" by {pd.Timestamp(d):%a %H:%M}" if isinstance(d, str) else "")
-                              for o, p, n, d in zip(orders["order"], orders["product"], orders["good parts"],
-                                                    orders["due"])],
+                              for o, r, p, n, d in zip(orders["order"], orders["reference"], orders["product"],
+                                                       orders["good parts"], orders["due"])],
                     "alternative": orders["alternative"], "made": [c[0] for c in cells],
                     **({"on time": [c[1] if len(c) == 3 else "–" for c in cells]} if due else {}),
                     "done by": [c[-1] for c in cells]}), hide_index=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -981,45 +982,100 @@ class Order:
     product: str | None
     due: dt.datetime | None
     spec: str
+    ref: str = ""  # the order book's own number for it
 
     def name(self) -> str:
-        """How tables name it: '260 good parts', 'juice-10 × 5,000 by Tue 14:00'."""
+        """How tables name it: '260 good parts', 'A-1042 juice-10 × 5,000 by Tue 14:00'."""
         what = f"{self.product} × {self.count:,}" if self.product else f"{self.count:,} good parts"
-        return what + (f" by {self.due:%a %H:%M}" if self.due is not None else "")
+        return (f"{self.ref} " if self.ref else "") + what + (f" by {self.due:%a %H:%M}" if self.due else "")
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _orders(specs: Sequence[str], sc: Scenario) -> list[tuple[int, str | None, str]]:
+def _orders(specs: Sequence[str], sc: Scenario, where: Sequence[str] = ()) -> list[tuple[int, str | None, str]]:
     """--order N, PRODUCT=N, either with @DUE: each order's good parts, product (None: any) and due time as written
-    ('' without), or a clear error; an order of any product beside another's would count its parts twice."""
+    ('' without), or a clear error naming it (`where`, else the option); an order of any product beside another's
+    would count its parts twice."""
     names = [p.name for p in sc.products]
     example = f"400 or {names[0]}=400@Tue 14:00" if names else "400 or 400@18:00"
     got = []
-    for spec in specs:
+    for k, spec in enumerate(specs):
+        said = where[k] if where else f"--order {spec!r}"
         what, _, due = spec.partition("@")
         product, _, n = what.rpartition("=")
         if not n.strip().isdigit() or not 1 <= int(n) <= 10**9:
-            fail(f"--order {spec!r}: write the good parts the order asks for, 1 to 1,000,000,000"
+            fail(f"{said}: write the good parts the order asks for, 1 to 1,000,000,000"
                  + (", or PRODUCT=N for one product" if names else "") + f", and @WHEN it is due if it is, e.g. "
                  f"{example}")
         if product.strip() and product.strip() not in names:
-            fail(f"--order {spec!r}: " + (f"the line makes {', '.join(names)}" if names else "the line makes one kind "
-                                          "of part: give the number alone") + f", e.g. {example}")
+            fail(f"{said}: " + (f"the line makes {', '.join(names)}" if names else "the line makes one kind "
+                                "of part: give the number alone") + f", e.g. {example}")
         if "@" in spec and not due.strip():
-            fail(f"--order {spec!r}: say when it is due after @: a time on the line's clock (18:00, Tue 14:00 or "
+            fail(f"{said}: say when it is due after @: a time on the line's clock (18:00, Tue 14:00 or "
                  f"2026-01-06T14:00), e.g. {example}")
         got.append((int(n), product.strip() or None, due.strip()))
     if names and len({p is None for _, p, _ in got}) > 1:
-        fail(f"--order {' --order '.join(specs)}: an order of any product would count the other orders' parts too: "
-             f"give each its product (PRODUCT=N), e.g. {names[0]}=400")
+        fail(f"{'; '.join(where) if where else ' '.join(f'--order {o!r}' for o in specs)}: an order of any product "
+             f"would count the other orders' parts too: give each its product (PRODUCT=N), e.g. {names[0]}=400")
     return got
 
 
-def _due(spec: str, text: str, start: dt.datetime, end: dt.datetime) -> dt.datetime:
+BOOK_COLUMNS = {"quantity": ("quantity", "qty", "good parts", "parts", "menge"),
+                "product": ("product", "material", "article", "artikel"),
+                "due": ("due", "due date", "due time", "deadline", "termin", "liefertermin"),
+                "order": ("order", "order id", "order no", "order number", "auftrag", "auftragsnummer")}
+
+
+def _order_book(path: Path, sep: str | None) -> tuple[list[str], list[str], list[str]]:
+    """An ERP's order book export (CSV, Excel, Parquet): a row per order, in the order they are to be made, with its
+    quantity of good parts and, where given, its product, due time (ISO or 06.01.2026 14:00) and own number (the
+    column names of BOOK_COLUMNS, any case): as --order specs, each row's place for errors, and the numbers."""
+    import pandas as pd
+
+    from twin.tables import first_row, read_frame
+
+    try:
+        df, _ = read_frame(path, sep, want=BOOK_COLUMNS["quantity"])
+    except (ValueError, OSError) as e:
+        fail(f"--orders {path}: {e}")
+    found = {}
+    for key, aliases in BOOK_COLUMNS.items():
+        found[key] = next((c for c in df.columns if str(c).strip().lower() in aliases), None)
+    if found["quantity"] is None:
+        fail(f"--orders {path}: no column of the good parts each order asks for; its columns are "
+             f"{', '.join(map(str, df.columns[:12]))}. Name it quantity (and the others product, due, order), e.g. "
+             "a header 'order,product,quantity,due'")
+    if len(df) > 1000:
+        fail(f"--orders {path}: {len(df):,} orders; a what-if follows at most 1,000 (the ones due next)")
+    specs, where, refs = [], [], []
+    for k, row in enumerate(df.to_dict("records")):
+        at = f"--orders {path}: row {k + first_row(df)}"
+        n, product = row[found["quantity"]], row[found["product"]] if found["product"] else None
+        due = row[found["due"]] if found["due"] else None
+        if isinstance(n, float) and n.is_integer():
+            n = int(n)
+        if isinstance(due, (pd.Timestamp, dt.datetime)):
+            due = due.isoformat(timespec="minutes")
+        elif isinstance(due, str) and (m := re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})(?:\s+(\d{1,2}:\d{2}))?\s*",
+                                                         due)):
+            due = f"{m[3]}-{int(m[2]):02d}-{int(m[1]):02d}T{(m[4] or '00:00').zfill(5)}"
+        specs.append((f"{str(product).strip()}=" if _given(product) else "") + str(n).strip()
+                     + (f"@{str(due).strip()}" if _given(due) else ""))
+        where.append(at)
+        refs.append(str(row[found["order"]]).strip() if found["order"] and _given(row[found["order"]]) else "")
+    return specs, where, refs
+
+
+def _given(cell: object) -> bool:
+    """Whether a table's cell holds something (not empty, blank or NaN)."""
+    return cell is not None and not (isinstance(cell, float) and cell != cell) and str(cell).strip() != ""
+
+
+def _due(spec: str, text: str, start: dt.datetime, end: dt.datetime, said: str = "") -> dt.datetime:
     """An order's due time on the line's clock: ISO (2026-01-06T14:00), or HH:MM or DAY HH:MM (Tue 14:00) for the
     first such time after the state's `start`; it must lie inside the run (after start, by its end)."""
+    said = said or f"--order {spec!r}"
     start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
     day, _, clock = text.rpartition(" ")
     try:
@@ -1031,10 +1087,10 @@ def _due(spec: str, text: str, start: dt.datetime, end: dt.datetime) -> dt.datet
         else:
             due = dt.datetime.fromisoformat(text).replace(tzinfo=None)
     except ValueError:
-        fail(f"--order {spec!r}: {text!r} is no time: write it on the line's clock as 18:00, Tue 14:00 or "
-             "2026-01-06T14:00")
+        fail(f"{said}: {text!r} is no time: write it on the line's clock as 18:00, Tue 14:00 "
+             "or 2026-01-06T14:00")
     if not start < due <= end:
-        fail(f"--order {spec!r}: due {due:%a %Y-%m-%d %H:%M}, but the what-if runs from {start:%a %Y-%m-%d %H:%M} to "
+        fail(f"{said}: due {due:%a %Y-%m-%d %H:%M}, but the what-if runs from {start:%a %Y-%m-%d %H:%M} to "
              f"{end:%a %Y-%m-%d %H:%M}: " + ("it is past" if due <= start else "look further ahead (--duration)"))
     return due
 
@@ -1068,6 +1124,10 @@ def whatif(
                                                             "each alternative makes it (on time), and when; repeat it "
                                                             "for an order book, each product's orders filled in turn")]
     = None,
+    orders: Annotated[Optional[Path], typer.Option(help="an order book: the ERP's export (CSV, Excel or Parquet), a "
+                                                        "row per order in the order they are made, with its quantity "
+                                                        "and where known its product, due time and order number; "
+                                                        "before any --order")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -1101,7 +1161,9 @@ def whatif(
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     alternatives(base, *asked, combined=combined, variants=variant, say=False)  # mistakes named before the state read
-    asked_orders = _orders(order or [], base)
+    specs, where, refs = _order_book(orders, separator_option(sep)) if orders is not None else ([], [], [])
+    specs, where = [*specs, *(order or [])], [*where, *(f"--order {o!r}" for o in order or [])]
+    asked_orders = _orders(specs, base, where)
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results)
     import numpy as np
     import pandas as pd
@@ -1111,11 +1173,11 @@ def whatif(
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
     end = sc.start + dt.timedelta(seconds=sc.duration)
-    orders = [Order(n, p, _due(spec, due, sc.start, end) if due else None, spec)
-              for (n, p, due), spec in zip(asked_orders, order or [])]
+    book = [Order(n, p, _due(spec, due, sc.start, end, said) if due else None, spec, ref)
+            for (n, p, due), spec, said, ref in zip(asked_orders, specs, where, [*refs, *[""] * len(order or [])])]
     options = alternatives(sc, *asked, combined=combined, variants=variant)  # on the state now (buffers' levels)
     _some_shift_ahead(sc, options, duration)
-    task = partial(whatif_task, orders=tuple((o.count, o.product) for o in orders))
+    task = partial(whatif_task, orders=tuple((o.count, o.product) for o in book))
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
                      lambda progress: compare_designs(options, jobs=jobs, cluster=cluster, progress=progress,
                                                       task=task))
@@ -1123,7 +1185,7 @@ def whatif(
     avail: dict[str, float] = {}
 
     def figures(label: str, i: int) -> dict[str, object]:
-        due = orders[i].due
+        due = book[i].due
         return order_figures(done[label, i], sc.start, None if due is None else
                              (due - sc.start.replace(tzinfo=None)).total_seconds() / 3600)
 
@@ -1135,7 +1197,7 @@ def whatif(
         parts[label], avail[label] = got["good parts"].to_numpy(), float(av.mean()) if len(av) else float("nan")
         energy[label] = float(got["energy [kWh]"].to_numpy().sum() / parts[label].sum()) if parts[label].sum() > 0 \
             else float("nan")  # nan where machine types give no power
-        for i in range(len(orders)):
+        for i in range(len(book)):
             done[label, i] = got[f"order {i + 1} done [h]"].to_numpy()
     base_parts = parts["as is"]
     rows = []
@@ -1147,9 +1209,9 @@ def whatif(
                      "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
                      "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan,
-                     **(figures(label, 0) if len(orders) == 1 else {})})
+                     **(figures(label, 0) if len(book) == 1 else {})})
     table = pd.DataFrame(rows)
-    one = orders[0] if len(orders) == 1 else None  # one order: its cells in the table; several: a table of them
+    one = book[0] if len(book) == 1 else None  # one order: its cells in the table; several: a table of them
     shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each"
                   + (f"; an order of {one.name()}" if one is not None else ""))
     powered = any(mt.power is not None for mt in sc.machine_types.values())
@@ -1166,20 +1228,20 @@ def whatif(
                       "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}",
                       *(order_cells(r, end) if one is not None else []))
     print_table(shown)
-    book = pd.DataFrame([{"order": i + 1, "product": o.product, "good parts": o.count,
+    table_of_orders = pd.DataFrame([{"order": i + 1, "reference": o.ref, "product": o.product, "good parts": o.count,
                           "due": None if o.due is None else o.due.isoformat(timespec="minutes"),
                           "alternative": label, **figures(label, i)}
-                         for i, o in enumerate(orders) for label, _ in options])
-    if len(orders) > 1:  # an order book: each order under each alternative
-        dues = any(o.due is not None for o in orders)
+                         for i, o in enumerate(book) for label, _ in options])
+    if len(book) > 1:  # an order book: each order under each alternative
+        dues = any(o.due is not None for o in book)
         listed = Table(title=f"the orders, each product's filled in turn, {replications} replications each")
         for col in ("order", "alternative", "made", *(["on time"] if dues else []), "done by"):
             listed.add_column(col, justify="left" if col in ("order", "alternative") else "right", no_wrap=True)
-        for r in book.to_dict("records"):
+        for r in table_of_orders.to_dict("records"):
             cells = order_cells(r, end)
-            listed.add_row(f"{r['order']}: {orders[r['order'] - 1].name()}" if r["alternative"] == options[0][0]
+            listed.add_row(f"{r['order']}: {book[r['order'] - 1].name()}" if r["alternative"] == options[0][0]
                            else "", r["alternative"], cells[0],
-                           *([cells[1] if orders[r["order"] - 1].due else "–"] if dues else []), cells[-1],
+                           *([cells[1] if book[r["order"] - 1].due else "–"] if dues else []), cells[-1],
                            end_section=r["alternative"] == options[-1][0])
         print_table(listed)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
@@ -1188,14 +1250,14 @@ def whatif(
                          if powered else "") + "vs as is: paired difference (same random numbers)"
                       + (f"; {'order ' if one else ''}made: the share of runs that made "
                          f"{'the order' if one else 'an order'} within {duration}, with its 95 % CI; "
-                         + ("on time: by when it is due; " if any(o.due for o in orders) else "")
-                         + "done by: when the median run had made it, and 9 runs in 10" if orders else ""),
+                         + ("on time: by when it is due; " if any(o.due for o in book) else "")
+                         + "done by: when the median run had made it, and 9 runs in 10" if book else ""),
                       highlight=False)
     out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",
                       highlight=False)
     if out is not None:
         table.to_csv(out, index=False)
         pd.DataFrame(parts).to_csv(out.with_name(out.stem + "-replications.csv"), index_label="replication")
-        if orders:  # each order under each alternative (one order's figures are in the table too)
-            book.to_csv(out.with_name(out.stem + "-orders.csv"), index=False)
+        if book:  # each order under each alternative (one order's figures are in the table too)
+            table_of_orders.to_csv(out.with_name(out.stem + "-orders.csv"), index=False)
         out_console.print(f"wrote {out}", highlight=False)
