@@ -718,6 +718,39 @@ def test_an_erp_order_book_is_read_as_orders_in_turn(tmp_path: Path, capsys: pyt
         capsys.readouterr().err.split())
 
 
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["A-1", "", "x;y", "ä"]),
+                               st.sampled_from(["juice-10", "still-05", "", "beer", "juice-10 "]),
+                               st.sampled_from(["5", "0", "-3", "1.5", "2.0", "", "1e3", "many", "4000000000"]),
+                               st.sampled_from(["", "06.01.2026 14:00", "2026-01-06T14:00", "31.02.2026", "Tue 14:00",
+                                                "07.01.2026", "x"])), max_size=6),
+       header=st.sampled_from(["order;product;quantity;due", "Auftrag;Artikel;Menge;Liefertermin", "a;b;c;d",
+                               "order;product;qty"]),
+       raw=st.binary(max_size=40))
+def test_any_order_book_is_read_or_named(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, ...]],
+                                         header: str, raw: bytes) -> None:
+    """A fuzzed order book (its cells, headers and stray bytes): orders read with their due times inside the run, or
+    refused with the CLI's error naming the file, never a traceback."""
+    import datetime as dt
+
+    import typer
+
+    from twin.app.cmd_plant import _due, _order_book, _orders
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml")
+    path = tmp_path_factory.mktemp("book") / "book.csv"
+    path.write_bytes((header + "\n" + "\n".join(";".join(r) for r in rows) + "\n").encode() + raw)
+    start = dt.datetime(2026, 1, 5, 14, 30)
+    try:
+        specs, where, _ = _order_book(path, None)
+        got = _orders(specs, sc, where)
+        dues = [_due(spec, due, start, start + dt.timedelta(days=3), said) if due else None
+                for (_, _, due), spec, said in zip(got, specs, where)]
+    except typer.Exit:
+        return
+    assert all(1 <= n <= 10**9 for n, _, _ in got) and all(d is None or d > start for d in dues)
+
+
 def test_an_orders_due_time_is_read_on_the_lines_clock_inside_the_run(capsys: pytest.CaptureFixture[str]) -> None:
     """`--order N@WHEN`: 18:00 and Tue 14:00 are the first such times after the state's; a time past, after the run's
     end or no time at all is named with the run's span."""
