@@ -6,6 +6,7 @@ another version of the line's file (a variant: whatever an improvement project c
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -428,3 +429,80 @@ def _check(label: str, alt: Scenario) -> None:
     except ValidationError as e:
         why = e.errors()[0]["msg"].removeprefix("Value error, ")
         fail(f"the alternative {label!r} breaks a rule of scenarios: {why}")
+
+
+#: what `twin sensitivity` makes better, one at a time at each station where the line has it
+LEVERS = {"cycle": "cycle time", "failures": "failures", "repairs": "repair time", "services": "service time",
+          "setups": "setup time", "scrap": "scrap", "minor-stops": "minor stops"}
+
+
+def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), stations: Collection[str] = ()
+           ) -> list[tuple[str, str, str, Scenario]]:
+    """Each station's levers, each made `by` (a share, 0.1 = 10 %) better on its own: its cycle times shorter, its
+    machines' failures rarer (every fault mode's time to failure longer by 1 / (1 - by)), repairs, planned services
+    and setups shorter, scrap rarer, minor stops rarer; only those the station has. A change to a machine type shared
+    by several stations is made to a copy of it for this station alone. As (label, station, lever, scenario), the
+    machines drawing what they drew as is (common random numbers)."""
+    from twin.distributions import scaled
+
+    out: list[tuple[str, str, str, Scenario]] = []
+    keep = 1.0 - by
+    for i, st in enumerate(sc.stations):
+        if stations and st.name not in stations:
+            continue
+        mt = sc.machine_types[st.machine_type]
+        shared = sum(s.machine_type == st.machine_type for s in sc.stations) > 1
+
+        def with_type(changed: Any, st: Any = st, i: int = i, shared: bool = shared) -> Scenario:
+            """The line with station i's machine type changed (a copy of its own where others share it)."""
+            name = st.machine_type
+            if shared:
+                name = next(n for k in range(1, 1000) if (n := f"{st.machine_type}-{st.name}" + (f"-{k}" if k > 1
+                                                                                                  else ""))
+                            not in sc.machine_types)
+            types = {**sc.machine_types, name: changed}
+            stations_ = [s.model_copy(update={"machine_type": name}) if j == i else s
+                         for j, s in enumerate(sc.stations)]
+            return sc.model_copy(update={"machine_types": types, "stations": stations_})
+
+        def with_station(update: dict[str, Any], i: int = i) -> Scenario:
+            return sc.model_copy(update={"stations": [s.model_copy(update=update) if j == i else s
+                                                      for j, s in enumerate(sc.stations)]})
+
+        changes: dict[str, Scenario] = {}
+        if "cycle" in chosen:
+            changes["cycle"] = with_station({
+                "cycle_time": scaled(st.cycle_time, keep),
+                "cycle_times": {p: scaled(d, keep) for p, d in st.cycle_times.items()},
+                "machine_cycle_times": {m: scaled(d, keep) for m, d in st.machine_cycle_times.items()},
+                "ideal_cycle_time": st.ideal_cycle_time * keep if st.ideal_cycle_time is not None else None,
+                "ideal_cycle_times": {p: t * keep for p, t in st.ideal_cycle_times.items()}})
+        if mt.fault_modes and "failures" in chosen:
+            changes["failures"] = with_type(mt.model_copy(update={"fault_modes": [
+                f.model_copy(update={"ttf": scaled(f.ttf, 1 / keep)}) for f in mt.fault_modes]}))
+        if mt.fault_modes and "repairs" in chosen:
+            changes["repairs"] = with_type(mt.model_copy(update={"fault_modes": [
+                f.model_copy(update={"repair": scaled(f.repair, keep)}) for f in mt.fault_modes]}))
+        if mt.maintenance.policy != "run-to-failure" and "services" in chosen:
+            changes["services"] = with_type(mt.model_copy(update={"maintenance": mt.maintenance.model_copy(
+                update={"duration": scaled(mt.maintenance.duration, keep)})}))
+        if (st.changeover is not None or st.setup_matrix) and "setups" in chosen:
+            changes["setups"] = with_station({
+                "changeover": st.changeover.model_copy(update={"duration": scaled(st.changeover.duration, keep)})
+                if st.changeover is not None else None,
+                "setup_matrix": {a: {b: scaled(d, keep) for b, d in row.items()}
+                                 for a, row in st.setup_matrix.items()}})
+        if (st.scrap or st.scrap_by_product or st.startup_scrap) and "scrap" in chosen:
+            changes["scrap"] = with_station({
+                "scrap": st.scrap * keep, "scrap_by_product": {p: q * keep for p, q in st.scrap_by_product.items()},
+                "startup_scrap": st.startup_scrap.model_copy(update={"scrap": st.startup_scrap.scrap * keep})
+                if st.startup_scrap is not None else None})
+        if mt.minor_stops is not None and "minor-stops" in chosen:
+            changes["minor-stops"] = with_type(mt.model_copy(update={"minor_stops": mt.minor_stops.model_copy(
+                update={"every": scaled(mt.minor_stops.every, 1 / keep)})}))
+        for lever, alt in changes.items():
+            alt._slots = sc.machine_order()
+            label = f"{st.name}: {LEVERS[lever]} −{by:.0%}"
+            _check(label, alt)
+            out.append((label, st.name, lever, alt))
+    return out

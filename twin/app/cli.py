@@ -49,6 +49,7 @@ _command(app, cmd_models.alerts)
 _command(app, cmd_policies.compare)
 _command(app, cmd_policies.tune)
 _command(app, cmd_policies.allocate)
+_command(app, cmd_policies.sensitivity)
 _command(app, cmd_policies.plan)
 # the live view
 _command(app, cmd_dashboard.dashboard)

@@ -316,6 +316,76 @@ def _compare_designs(file: Path, sc: Scenario, design: tuple[Any, ...], jobs: in
     _done(len(options) * sc.replications, cmp.wall, cmp.where, write_report(cmp, out))
 
 
+def _share(by: str) -> float:
+    """--by '10 %' (or 10%, 10): how much better each lever is made, as a share; 1 to 90 %."""
+    text = by.strip().removesuffix("%").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1 <= value <= 90:
+        fail(f"--by {by!r}: how much better each lever is made, in percent from 1 to 90, e.g. '10 %'")
+    return value / 100
+
+
+def sensitivity(
+    file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
+    by: Annotated[str, typer.Option(help="how much better each lever is made, e.g. '10 %'")] = "10 %",
+    levers: Annotated[Optional[str], typer.Option(help="the levers, comma-separated: cycle, failures, repairs, "
+                                                       "services, setups, scrap, minor-stops (default: all the line "
+                                                       "has)")] = None,
+    stations: Annotated[Optional[str], typer.Option(help="the stations, comma-separated (default: every one)")] = None,
+    replications: Annotated[Optional[int], typer.Option(min=1, help="replications per lever (at least 2)")] = None,
+    duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
+    jobs: Jobs = None, cluster: ClusterOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
+                                                     "reports/sensitivity-<scenario>-<time>)")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Where improving the line pays most: each station's cycle time, failures, repairs, services, setups, scrap and
+    minor stops made --by better, one at a time (common random numbers), ranked by the throughput gained, with CIs."""
+    from twin.app.alternatives import LEVERS
+    from twin.app.alternatives import levers as levers_of
+
+    sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
+    if sc.replications < 2:
+        fail("--replications: at least 2, so that the gains get a confidence interval")
+    share = _share(by)
+    chosen = [x.strip() for x in (levers or ",".join(LEVERS)).split(",") if x.strip()]
+    if unknown := [x for x in chosen if x not in LEVERS]:
+        fail(f"--levers {levers!r}: {unknown[0]!r} is no lever; choose from {', '.join(LEVERS)}")
+    names = [x.strip() for x in (stations or "").split(",") if x.strip()]
+    if unknown := [x for x in names if x not in {s.name for s in sc.stations}]:
+        fail(f"--stations {stations!r}: {unknown[0]!r} is no station of {file.name} "
+             f"({', '.join(s.name for s in sc.stations)})")
+    options = levers_of(sc, share, chosen, names)
+    if not options:
+        fail(f"--levers {levers!r}: no station{' of those' if names else ''} has them (no fault modes, setups, scrap "
+             "or minor stops where asked); choose others")
+    from twin.app.compare import SENSITIVITY_NOTE, compare_designs, sensitivity_table, write_sensitivity
+    from twin.kpi import mean_ci_text
+
+    out = report_folder(out, f"sensitivity-{file.stem}", force)  # once the options are good
+    versions = [("as is", sc), *((label, alt) for label, _, _, alt in options)]
+    cmp = simulated(f"{len(options)} levers and the line as is × {sc.replications} replications",
+                    len(versions) * sc.replications,
+                    lambda progress: compare_designs(versions, jobs=jobs, cluster=cluster, progress=progress))
+    table = sensitivity_table(cmp, options)
+    shown = Table(title=f"{sc.line.name}: each lever {share:.0%} better on its own, {sc.replications} replications of "
+                        f"{sc.duration / 3600:g} h (gain over as is, mean ± 95 % CI; * the CI excludes 0)")
+    for col in ("rank", "station", "made better", "throughput [parts/h]", "OEE [points]"):
+        shown.add_column(col, justify="right" if col not in ("station", "made better") else "left")
+    tp, oee = "throughput [parts/h]", "oee"
+    for k, r in enumerate(table.to_dict("records"), 1):
+        shown.add_row(str(k), r["station"], r["alternative"].split(": ", 1)[1],
+                      mean_ci_text(r[tp], r[f"{tp} low"], r[f"{tp} high"]) + (" *" if r[f"{tp} significant"] else ""),
+                      mean_ci_text(100 * r[oee], 100 * r[f"{oee} low"], 100 * r[f"{oee} high"])
+                      + (" *" if r[f"{oee} significant"] else ""))
+    print_table(shown)
+    out_console.print(f"note: {SENSITIVITY_NOTE}", highlight=False)
+    _done(len(versions) * sc.replications, cmp.wall, cmp.where, write_sensitivity(cmp, table, share, out))
+
+
 def _line_has(objective: str, sc: Scenario, file: Path) -> None:
     """An objective only some lines have (energy: machine types' power; waits for parts: spares) is refused, saying
     why, for a line without it (its figures would be missing from every simulation)."""

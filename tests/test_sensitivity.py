@@ -1,0 +1,72 @@
+"""`twin sensitivity`: each station's levers made better one at a time, ranked by the throughput they gain."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, assert_mistakes, twin_cmd
+from tests.helpers import const, exp, scenario, unreliable
+
+
+def test_each_lever_is_one_stations_own_change_made_by_the_share() -> None:
+    """A lever changes one thing at one station by the share: cycle times 10 % shorter, times to failure longer by
+    1/0.9 (failures 10 % rarer) on a copy of the machine type the other station shares, repairs, setups and scrap 10 %
+    less; a station gets only the levers it has, and its machines draw as the line's do (common random numbers)."""
+    from twin.app.alternatives import levers
+
+    sc = scenario([{"name": "a", "machine_type": "u", "cycle_time": const(60), "scrap": 0.05,
+                    "changeover": {"every_parts": 50, "duration": const(600)}},
+                   {"name": "b", "machine_type": "u", "cycle_time": exp(50)}],
+                  machine_types={"u": unreliable(3600, 300)}, duration="2 d")
+    got = {(station, lever): alt for _, station, lever, alt in levers(sc, 0.1)}
+    assert set(got) == {("a", "cycle"), ("a", "failures"), ("a", "repairs"), ("a", "setups"), ("a", "scrap"),
+                        ("b", "cycle"), ("b", "failures"), ("b", "repairs")}
+    a = got["a", "cycle"].stations[0]
+    assert a.cycle_time.mean == pytest.approx(54) and got["a", "cycle"].stations[1] == sc.stations[1]
+    rarer = got["a", "failures"]
+    own = rarer.machine_types[rarer.stations[0].machine_type]
+    assert rarer.stations[0].machine_type != "u" and rarer.stations[1].machine_type == "u"  # b keeps the shared type
+    assert own.fault_modes[0].ttf.mean == pytest.approx(3600 / 0.9)
+    assert rarer.machine_types["u"] == sc.machine_types["u"]
+    fixed = got["b", "repairs"]
+    assert fixed.machine_types[fixed.stations[1].machine_type].fault_modes[0].repair.mean == pytest.approx(270)
+    assert got["a", "setups"].stations[0].changeover.duration.mean == pytest.approx(540)
+    assert got["a", "scrap"].stations[0].scrap == pytest.approx(0.045)
+    assert all(alt.machine_order() == sc.machine_order() for alt in got.values())
+    only = levers(sc, 0.2, ["scrap", "failures"], ["b"])
+    assert [(s, lever) for _, s, lever, _ in only] == [("b", "failures")] and "−20%" in only[0][0]
+
+
+def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
+    """A line of a 60 s press before a 50 s welder: the press's cycle 10 % shorter makes the line 6.7 parts/h faster
+    (54 s), the welder's gains nothing; `twin sensitivity` ranks them so, with its report, table and chart."""
+    import yaml
+
+    sc = scenario([{"name": "press", "cycle_time": const(60)}, {"name": "welder", "cycle_time": const(50)}],
+                  duration="1 d", replications=2)
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(sc.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    r = subprocess.run(twin_cmd("sensitivity", path, "--out", tmp_path / "report"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "report" / "sensitivity.csv")
+    assert list(table.alternative) == ["press: cycle time −10%", "welder: cycle time −10%"]
+    assert table["throughput [parts/h]"].tolist() == pytest.approx([3600 / 54 - 60, 0], abs=0.1)
+    assert table["throughput [parts/h] significant"].tolist() == [True, False]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| 1 | press | cycle time −10% |" in " ".join(report.split())
+    assert (tmp_path / "report" / "levers.png").stat().st_size > 1000 and "press" in r.stdout
+
+
+def test_sensitivity_mistakes_are_named() -> None:
+    assert_mistakes(["sensitivity", str(ROOT / "scenarios" / "body_shop.yaml")], [
+        (["--by", "0"], "--by '0': how much better each lever is made, in percent from 1 to 90, e.g. '10 %'"),
+        (["--by", "ten"], "--by 'ten': how much better"),
+        (["--levers", "cycle,speed"], "--levers 'cycle,speed': 'speed' is no lever; choose from cycle, failures"),
+        (["--stations", "framing,paint"], "--stations 'framing,paint': 'paint' is no station of body_shop.yaml"),
+        (["--replications", "1"], "--replications: at least 2"),
+        (["--levers", "minor-stops"], "--levers 'minor-stops': no station has them")])
