@@ -441,6 +441,14 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     allocated = next(m.value for m in at.markdown if m.value.startswith("# Buffer places for bottling-1"))
     assert "2 places to add, 2 a round" in allocated and "bottling-allocated.yaml" in allocated
     assert at.get("download_button")
+    # where improving pays most (`twin sensitivity`): its ranking and chart
+    at.text_input(key="se_dur").set_value("1 h")
+    at.button(key="se_go").click().run()
+    proc = at.session_state["se_proc"]
+    assert proc.wait(180) == 0, Path(at.session_state["se_proc_log"]).read_text()
+    at.run()
+    ranked = next(m.value for m in at.markdown if m.value.startswith("# Where improving bottling-1 pays most"))
+    assert "| filler " in ranked and "cycle time −10%" in ranked and at.get("image")
 
 
 def test_scenarios_page_offers_the_other_versions_of_a_line_as_alternatives(env: Path, tmp_path: Path,

@@ -433,6 +433,31 @@ if sc is not None and path is not None:
 
     allocate_status()
 
+    st.subheader("Where improving pays most")
+    st.caption("Each station's cycle time, failures, repairs, services, setups, scrap and minor stops made better on "
+               "its own, over the long run with the same random numbers, ranked by the throughput each gains (`twin "
+               "sensitivity`, as many replications as above): which improvement project to start with.")
+    s1, s2 = st.columns(2)
+    se_by = s1.text_input("each lever better by", "10 %", key="se_by")
+    se_dur = s2.text_input("duration", f"{sc.duration / 3600:g} h", key="se_dur")
+    se_busy = running("se_proc")
+    if st.button("rank the levers", key="se_go", disabled=not me.can("start_run") or se_busy,
+                 help="engineers only" if not me.can("start_run") else None):
+        report = data.reports_dir() / f"sensitivity-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        start_job("se_proc", ["sensitivity", str(path), "--by", se_by, "--duration", se_dur,
+                              "--replications", str(max(wi_reps, 2)), "--out", str(report)], report, "sensitivity",
+                  f"{path.name}: levers {se_by} better, {se_dur} × {wi_reps} → {report}")
+
+    @st.fragment(run_every="2s")
+    def sensitivity_status() -> None:
+        if job_state("se_proc", "the ranking", "simulating each lever…") == "done":
+            folder = Path(st.session_state.se_proc_out)
+            st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![levers]")[0])
+            if (folder / "levers.png").exists():
+                st.image(str(folder / "levers.png"))
+
+    sensitivity_status()
+
 st.header("Compare runs")
 runs = data.list_runs(str(data.runs_dir()))
 finished = [r for r in runs if r.status in ("finished", "stopped")]  # complete: not running, failed or lost
