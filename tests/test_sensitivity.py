@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -60,6 +61,19 @@ def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| 1 | press | cycle time −10% |" in " ".join(report.split())
     assert (tmp_path / "report" / "levers.png").stat().st_size > 1000 and "press" in r.stdout
+    # fed by orders arriving every 70 s on average, the line makes what arrives: ranked by lead time instead
+    fed = scenario([{"name": "press", "cycle_time": const(60)}, {"name": "welder", "cycle_time": const(50)}],
+                   duration="1 d", replications=10, source={"kind": "arrivals", "interarrival": exp(70)})
+    path.write_text(yaml.safe_dump(fed.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    r = subprocess.run(twin_cmd("sensitivity", path, "--out", tmp_path / "fed"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "fed" / "sensitivity.csv")
+    assert table.alternative[0] == "press: cycle time −10%"
+    # M/D/1 at the press (Pollaczek-Khinchine): a wait of rho S / (2 (1 - rho)), 180 s at 60 s, 91 s at 54 s
+    waits = [c / 70 * c / (2 * (1 - c / 70)) for c in (60, 54)]
+    assert table["lead time [min]"][0] == pytest.approx((waits[1] - waits[0] - 6) / 60, abs=0.5)
+    assert table["lead time [min] significant"][0] and "ranked by lead time" in r.stdout
 
 
 def test_sensitivity_mistakes_are_named() -> None:
@@ -69,4 +83,5 @@ def test_sensitivity_mistakes_are_named() -> None:
         (["--levers", "cycle,speed"], "--levers 'cycle,speed': 'speed' is no lever; choose from cycle, failures"),
         (["--stations", "framing,paint"], "--stations 'framing,paint': 'paint' is no station of body_shop.yaml"),
         (["--replications", "1"], "--replications: at least 2"),
-        (["--levers", "minor-stops"], "--levers 'minor-stops': no station has them")])
+        (["--levers", "minor-stops"], "--levers 'minor-stops': no station has them"),
+        (["--objective", "speed"], "--objective 'speed': choose one of throughput [parts/h]")])

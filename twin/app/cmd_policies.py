@@ -335,6 +335,10 @@ def sensitivity(
                                                        "services, setups, scrap, minor-stops (default: all the line "
                                                        "has)")] = None,
     stations: Annotated[Optional[str], typer.Option(help="the stations, comma-separated (default: every one)")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="KPI to rank by, as `twin compare` names it, its unit "
+                                                          "optional (default: throughput; lead time where parts "
+                                                          "arrive at their own pace: the demand sets the throughput)")]
+    = None,
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per lever (at least 2)")] = None,
     duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
     jobs: Jobs = None, cluster: ClusterOpt = None,
@@ -346,11 +350,18 @@ def sensitivity(
     minor stops made --by better, one at a time (common random numbers), ranked by the throughput gained, with CIs."""
     from twin.app.alternatives import LEVERS
     from twin.app.alternatives import levers as levers_of
+    from twin.app.compare import DESIGN_KPIS
 
     sc = _scenario_for_compare(file, duration, replications, seed, warmup)  # a bad file named before scipy loads
     if sc.replications < 2:
         fail("--replications: at least 2, so that the gains get a confidence interval")
     share = _share(by)
+    named = {k.split(" [")[0]: k for k in DESIGN_KPIS}  # 'lead time' for 'lead time [min]'
+    goal = named.get(objective, objective) if objective is not None else \
+        "lead time [min]" if sc.source.kind == "arrivals" else "throughput [parts/h]"
+    if goal not in DESIGN_KPIS:
+        fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}")
+    _line_has(goal, sc, file)
     chosen = [x.strip() for x in (levers or ",".join(LEVERS)).split(",") if x.strip()]
     if unknown := [x for x in chosen if x not in LEVERS]:
         fail(f"--levers {levers!r}: {unknown[0]!r} is no lever; choose from {', '.join(LEVERS)}")
@@ -362,28 +373,36 @@ def sensitivity(
     if not options:
         fail(f"--levers {levers!r}: no station{' of those' if names else ''} has them (no fault modes, setups, scrap "
              "or minor stops where asked); choose others")
-    from twin.app.compare import SENSITIVITY_NOTE, compare_designs, sensitivity_table, write_sensitivity
-    from twin.kpi import mean_ci_text
+    from twin.app.compare import (
+        SENSITIVITY_NOTE,
+        compare_designs,
+        sensitivity_cells,
+        sensitivity_column,
+        sensitivity_kpis,
+        sensitivity_table,
+        write_sensitivity,
+    )
 
     out = report_folder(out, f"sensitivity-{file.stem}", force)  # once the options are good
     versions = [("as is", sc), *((label, alt) for label, _, _, alt in options)]
     cmp = simulated(f"{len(options)} levers and the line as is × {sc.replications} replications",
                     len(versions) * sc.replications,
                     lambda progress: compare_designs(versions, jobs=jobs, cluster=cluster, progress=progress))
-    table = sensitivity_table(cmp, options)
+    table = sensitivity_table(cmp, options, goal)
+    kpis = sensitivity_kpis(goal)
     shown = Table(title=f"{sc.line.name}: each lever {share:.0%} better on its own, {sc.replications} replications of "
-                        f"{sc.duration / 3600:g} h (gain over as is, mean ± 95 % CI; * the CI excludes 0)")
-    for col in ("rank", "station", "made better", "throughput [parts/h]", "OEE [points]"):
+                        f"{sc.duration / 3600:g} h, ranked by {goal} (change from as is, mean ± 95 % CI; * the CI "
+                        "excludes 0)")
+    for col in ("rank", "station", "made better", *map(sensitivity_column, kpis)):
         shown.add_column(col, justify="right" if col not in ("station", "made better") else "left")
-    tp, oee = "throughput [parts/h]", "oee"
     for k, r in enumerate(table.to_dict("records"), 1):
         shown.add_row(str(k), r["station"], r["alternative"].split(": ", 1)[1],
-                      mean_ci_text(r[tp], r[f"{tp} low"], r[f"{tp} high"]) + (" *" if r[f"{tp} significant"] else ""),
-                      mean_ci_text(100 * r[oee], 100 * r[f"{oee} low"], 100 * r[f"{oee} high"])
-                      + (" *" if r[f"{oee} significant"] else ""))
+                      *(sensitivity_cells(r, kpi) for kpi in kpis))
     print_table(shown)
-    out_console.print(f"note: {SENSITIVITY_NOTE}", highlight=False)
-    _done(len(versions) * sc.replications, cmp.wall, cmp.where, write_sensitivity(cmp, table, share, out))
+    out_console.print(f"note: {SENSITIVITY_NOTE}" + ("; parts arrive at their own pace here, so the demand sets the "
+                                                    "throughput: ranked by lead time" if objective is None and
+                                                    goal == "lead time [min]" else ""), highlight=False)
+    _done(len(versions) * sc.replications, cmp.wall, cmp.where, write_sensitivity(cmp, table, share, out, goal))
 
 
 def _line_has(objective: str, sc: Scenario, file: Path) -> None:

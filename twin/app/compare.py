@@ -550,29 +550,49 @@ def allocate_buffers(sc: Scenario, places: int, step: int = 1, objective: str = 
     return Allocation(pd.DataFrame(rows, columns=columns), current, stopped, given, runs, wall, where)
 
 
-SENSITIVITY_KPIS = ("throughput [parts/h]", "oee")
 SENSITIVITY_NOTE = ("OEE counts against each version's own design rate: a shorter cycle at the constraint raises the "
-                    "rate it is measured against, so its OEE may fall while the line makes more; the levers are ranked "
-                    "by throughput")
+                    "rate it is measured against, so its OEE may fall while the line makes more")
 
 
-def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Scenario]]) -> pd.DataFrame:
-    """Each lever's gain over the line as is (`cmp.reference`): the paired difference of throughput and OEE with
-    their 95 % CIs and whether the CI excludes 0, ranked by the throughput gained (the largest first)."""
+def sensitivity_kpis(objective: str) -> tuple[str, str]:
+    """The objective a ranking is by, and the KPI shown beside it (OEE; throughput beside OEE)."""
+    return objective, "throughput [parts/h]" if objective == "oee" else "oee"
+
+
+def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Scenario]],
+                      objective: str = "throughput [parts/h]") -> pd.DataFrame:
+    """Each lever's change over the line as is (`cmp.reference`): the paired difference of the objective and of the
+    KPI beside it with their 95 % CIs and whether the CI excludes 0, ranked by the objective (the largest gain
+    first: the largest fall for a KPI where lower is better). Differences are rounded to 12 decimals, so that
+    summing's noise reads as the 0 it is."""
     rows = []
     for label, station, lever, _ in levers:
         row: dict[str, Any] = {"station": station, "lever": lever, "alternative": label}
-        for kpi in SENSITIVITY_KPIS:
+        for kpi in sensitivity_kpis(objective):
             mean, lo, hi, _, sig = cmp.paired(label, cmp.reference, kpi)
-            row |= {kpi: mean, f"{kpi} low": lo, f"{kpi} high": hi, f"{kpi} significant": sig}
+            row |= {kpi: round(mean, 12), f"{kpi} low": round(lo, 12), f"{kpi} high": round(hi, 12),
+                    f"{kpi} significant": sig}
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table.sort_values(SENSITIVITY_KPIS[0], ascending=False, kind="stable").reset_index(drop=True)
+    return table.sort_values(objective, ascending=objective in LOWER_IS_BETTER, kind="stable").reset_index(drop=True)
 
 
-def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path) -> Path:
+def sensitivity_cells(row: Mapping[str, Any], kpi: str) -> str:
+    """A lever's change of `kpi` as a table shows it: mean ± CI half-width (OEE in points), * where significant."""
+    k = 100.0 if kpi == "oee" else 1.0
+    return mean_ci_text(k * row[kpi], k * row[f"{kpi} low"], k * row[f"{kpi} high"]) + \
+        (" *" if row[f"{kpi} significant"] else "")
+
+
+def sensitivity_column(kpi: str) -> str:
+    """A KPI's column heading in the ranking: OEE in points."""
+    return "OEE [points]" if kpi == "oee" else kpi
+
+
+def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path,
+                      objective: str = "throughput [parts/h]") -> Path:
     """report.md (the levers ranked, with the line as is), sensitivity.csv, kpis.csv and levers.png (a tornado chart
-    of the throughput each lever gains, with its 95 % CI)."""
+    of each lever's change of the objective, with its 95 % CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -583,25 +603,27 @@ def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path
     cmp.kpis.to_csv(out / "kpis.csv", index=False)
     table.to_csv(out / "sensitivity.csv", index=False)
     base = cmp.summary().set_index(["policy", "kpi"])
-    tp, oee = SENSITIVITY_KPIS
-    shown = pd.DataFrame({
-        "station": table.station.to_numpy(), "made better": table.alternative.str.split(": ", n=1).str[1].to_numpy(),
-        "throughput [parts/h]": [mean_ci_text(m, lo, hi) + (" *" if s else "") for m, lo, hi, s in
-                                 zip(table[tp], table[f"{tp} low"], table[f"{tp} high"], table[f"{tp} significant"])],
-        "OEE [points]": [mean_ci_text(100 * m, 100 * lo, 100 * hi) + (" *" if s else "") for m, lo, hi, s in
-                         zip(table[oee], table[f"{oee} low"], table[f"{oee} high"], table[f"{oee} significant"])]},
-        index=pd.RangeIndex(1, len(table) + 1, name="rank"))
+    kpis = sensitivity_kpis(objective)
+    records = table.to_dict("records")
+    shown = pd.DataFrame({"station": table.station.to_numpy(),
+                          "made better": table.alternative.str.split(": ", n=1).str[1].to_numpy(),
+                          **{sensitivity_column(k): [sensitivity_cells(r, k) for r in records] for k in kpis}},
+                         index=pd.RangeIndex(1, len(table) + 1, name="rank"))
 
-    def as_is(kpi: str, scale: float = 1.0) -> str:
-        return mean_ci_text(*(scale * base.loc[(cmp.reference, kpi), c] for c in ("mean", "ci_low", "ci_high")))
+    def as_is(kpi: str) -> str:
+        k = 100.0 if kpi == "oee" else 1.0
+        return mean_ci_text(*(k * base.loc[(cmp.reference, kpi), c] for c in ("mean", "ci_low", "ci_high"))) + \
+            (" %" if kpi == "oee" else "")
 
     lines = [f"# Where improving {sc.line.name} pays most", "",
              f"Each lever made {by:.0%} better on its own, at one station; {sc.replications} replications of "
-             f"{sc.duration / 3600:g} h (warm-up {sc.warmup / 3600:g} h) each, common random numbers; the gain over "
-             f"the line as is (throughput {as_is(tp)} parts/h, OEE {as_is(oee, 100)} %), paired per replication: "
-             "mean ± 95 % CI half-width; * the CI excludes 0. Wall time "
-             f"{cmp.wall:.1f} s on {cmp.where}.", "", SENSITIVITY_NOTE[0].upper() + SENSITIVITY_NOTE[1:] + ".", "",
-             shown.to_markdown(), "", "![levers](levers.png)", ""]
+             f"{sc.duration / 3600:g} h (warm-up {sc.warmup / 3600:g} h) each, common random numbers; ranked by "
+             f"{objective} ({'its fall first' if objective in LOWER_IS_BETTER else 'its gain first'}); the change "
+             f"from the line as is ({'; '.join(f'{k} {as_is(k)}' for k in kpis)}), paired per replication: mean ± 95 % "
+             f"CI half-width; * the CI excludes 0. Wall time {cmp.wall:.1f} s on {cmp.where}.", "",
+             SENSITIVITY_NOTE[0].upper() + SENSITIVITY_NOTE[1:] + ".", "", shown.to_markdown(), "",
+             "![levers](levers.png)", ""]
+    tp = objective
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))
     y = np.arange(len(table))[::-1]
     err = np.nan_to_num(np.vstack([table[tp] - table[f"{tp} low"], table[f"{tp} high"] - table[tp]]))
@@ -609,7 +631,7 @@ def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path
                                                       table[f"{tp} significant"]])
     ax.set_yticks(y, table.alternative)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"throughput gained [parts/h], each lever {by:.0%} better (95 % CI; grey: not significant)")
+    ax.set_xlabel(f"{objective} changed, each lever {by:.0%} better (95 % CI; grey: not significant)")
     fig.tight_layout()
     fig.savefig(out / "levers.png", dpi=90)
     plt.close(fig)
