@@ -38,6 +38,11 @@ def test_each_lever_is_one_stations_own_change_made_by_the_share() -> None:
     assert got["a", "setups"].stations[0].changeover.duration.mean == pytest.approx(540)
     assert got["a", "scrap"].stations[0].scrap == pytest.approx(0.045)
     assert all(alt.machine_order() == sc.machine_order() for alt in got.values())
+    long = "x" * 64  # a shared type and stations of the longest names: the copy's name still fits in 64
+    named = sc.model_copy(update={"machine_types": {long: sc.machine_types["u"]}, "stations": [
+        s.model_copy(update={"machine_type": long, "name": f"{s.name}{'y' * 63}"}) for s in sc.stations]})
+    copies = [alt.stations[i].machine_type for i, (_, _, lever, alt) in enumerate(levers(named, 0.1, ["failures"]))]
+    assert len(copies) == 2 and all(len(c) <= 64 and c != long for c in copies)
     only = levers(sc, 0.2, ["scrap", "failures"], ["b"])
     assert [(s, lever) for _, s, lever, _ in only] == [("b", "failures")] and "−20%" in only[0][0]
 

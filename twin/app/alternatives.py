@@ -456,10 +456,9 @@ def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), sta
         def with_type(changed: Any, st: Any = st, i: int = i, shared: bool = shared) -> Scenario:
             """The line with station i's machine type changed (a copy of its own where others share it)."""
             name = st.machine_type
-            if shared:
-                name = next(n for k in range(1, 1000) if (n := f"{st.machine_type}-{st.name}" + (f"-{k}" if k > 1
-                                                                                                  else ""))
-                            not in sc.machine_types)
+            if shared:  # a name of its own within a name's 64 characters
+                name = next(n for k in range(1, 1000) if (n := f"{st.machine_type}-{st.name}"[:58]
+                                                          + (f"-{k}" if k > 1 else "")) not in sc.machine_types)
             types = {**sc.machine_types, name: changed}
             stations_ = [s.model_copy(update={"machine_type": name}) if j == i else s
                          for j, s in enumerate(sc.stations)]
