@@ -43,6 +43,10 @@ def test_each_lever_is_one_stations_own_change_made_by_the_share() -> None:
         s.model_copy(update={"machine_type": long, "name": f"{s.name}{'y' * 63}"}) for s in sc.stations]})
     copies = [alt.stations[i].machine_type for i, (_, _, lever, alt) in enumerate(levers(named, 0.1, ["failures"]))]
     assert len(copies) == 2 and all(len(c) <= 64 and c != long for c in copies)
+    buffered = sc.model_copy(update={"stations": [sc.stations[0], sc.stations[1].model_copy(update={"buffer": 4})]})
+    grown = [(label, alt.stations[1].buffer) for label, _, _, alt in levers(buffered, 0.1, ["buffer"])]
+    assert grown == [("b: buffer +1 place", 5)]  # the first station's parts are always at hand: no buffer to grow
+    assert levers(buffered, 0.5, ["buffer"])[0][0] == "b: buffer +2 places"
     only = levers(sc, 0.2, ["scrap", "failures"], ["b"])
     assert [(s, lever) for _, s, lever, _ in only] == [("b", "failures")] and "−20%" in only[0][0]
 

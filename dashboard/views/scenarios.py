@@ -434,9 +434,9 @@ if sc is not None and path is not None:
     allocate_status()
 
     st.subheader("Where improving pays most")
-    st.caption("Each station's cycle time, failures, repairs, services, setups, scrap and minor stops made better on "
-               "its own, over the long run with the same random numbers, ranked by the throughput each gains (`twin "
-               "sensitivity`, as many replications as above): which improvement project to start with.")
+    st.caption("Each station's cycle time, failures, repairs, services, setups, scrap, minor stops and buffer made "
+               "better on its own, over the long run with the same random numbers, ranked by the throughput each gains "
+               "(`twin sensitivity`, as many replications as above): which improvement project to start with.")
     s1, s2 = st.columns(2)
     se_by = s1.text_input("each lever better by", "10 %", key="se_by")
     se_dur = s2.text_input("duration", f"{sc.duration / 3600:g} h", key="se_dur")

@@ -433,20 +433,24 @@ def _check(label: str, alt: Scenario) -> None:
 
 #: what `twin sensitivity` makes better, one at a time at each station where the line has it
 LEVERS = {"cycle": "cycle time", "failures": "failures", "repairs": "repair time", "services": "service time",
-          "setups": "setup time", "scrap": "scrap", "minor-stops": "minor stops"}
+          "setups": "setup time", "scrap": "scrap", "minor-stops": "minor stops", "buffer": "buffer"}
 
 
 def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), stations: Collection[str] = ()
            ) -> list[tuple[str, str, str, Scenario]]:
     """Each station's levers, each made `by` (a share, 0.1 = 10 %) better on its own: its cycle times shorter, its
     machines' failures rarer (every fault mode's time to failure longer by 1 / (1 - by)), repairs, planned services
-    and setups shorter, scrap rarer, minor stops rarer; only those the station has. A change to a machine type shared
+    and setups shorter, scrap rarer, minor stops rarer, the buffer in front `by` larger (at least one place more); only
+    those the station has. A change to a machine type shared
     by several stations is made to a copy of it for this station alone. As (label, station, lever, scenario), the
     machines drawing what they drew as is (common random numbers)."""
+    import math
+
     from twin.distributions import scaled
 
     out: list[tuple[str, str, str, Scenario]] = []
     keep = 1.0 - by
+    fed = sc.source_fed()  # parts always at hand: no buffer in front to grow
     for i, st in enumerate(sc.stations):
         if stations and st.name not in stations:
             continue
@@ -499,9 +503,14 @@ def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), sta
         if mt.minor_stops is not None and "minor-stops" in chosen:
             changes["minor-stops"] = with_type(mt.model_copy(update={"minor_stops": mt.minor_stops.model_copy(
                 update={"every": scaled(mt.minor_stops.every, 1 / keep)})}))
+        more = 0
+        if st.buffer is not None and i not in fed and "buffer" in chosen:
+            more = max(1, math.ceil(st.buffer * by - 1e-9))
+            changes["buffer"] = with_station({"buffer": st.buffer + more})
         for lever, alt in changes.items():
             alt._slots = sc.machine_order()
-            label = f"{st.name}: {LEVERS[lever]} −{by:.0%}"
+            label = f"{st.name}: {LEVERS[lever]} −{by:.0%}" if lever != "buffer" else \
+                f"{st.name}: buffer +{more} place{'s' * (more > 1)}"
             _check(label, alt)
             out.append((label, st.name, lever, alt))
     return out

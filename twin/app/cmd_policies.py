@@ -332,8 +332,8 @@ def sensitivity(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
     by: Annotated[str, typer.Option(help="how much better each lever is made, e.g. '10 %'")] = "10 %",
     levers: Annotated[Optional[str], typer.Option(help="the levers, comma-separated: cycle, failures, repairs, "
-                                                       "services, setups, scrap, minor-stops (default: all the line "
-                                                       "has)")] = None,
+                                                       "services, setups, scrap, minor-stops, buffer (default: all "
+                                                       "the line has)")] = None,
     stations: Annotated[Optional[str], typer.Option(help="the stations, comma-separated (default: every one)")] = None,
     objective: Annotated[Optional[str], typer.Option(help="KPI to rank by, as `twin compare` names it, its unit "
                                                           "optional (default: throughput; lead time where parts "
@@ -346,8 +346,9 @@ def sensitivity(
                                                      "reports/sensitivity-<scenario>-<time>)")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Where improving the line pays most: each station's cycle time, failures, repairs, services, setups, scrap and
-    minor stops made --by better, one at a time (common random numbers), ranked by the throughput gained, with CIs."""
+    """Where improving the line pays most: each station's cycle time, failures, repairs, services, setups, scrap,
+    minor stops and buffer made --by better, one at a time (common random numbers), ranked by the throughput gained,
+    with CIs."""
     from twin.app.alternatives import LEVERS
     from twin.app.alternatives import levers as levers_of
     from twin.app.compare import DESIGN_KPIS
