@@ -47,6 +47,11 @@ def test_each_lever_is_one_stations_own_change_made_by_the_share() -> None:
     grown = [(label, alt.stations[1].buffer) for label, _, _, alt in levers(buffered, 0.1, ["buffer"])]
     assert grown == [("b: buffer +1 place", 5)]  # the first station's parts are always at hand: no buffer to grow
     assert levers(buffered, 0.5, ["buffer"])[0][0] == "b: buffer +2 places"
+    crewed = type(sc).model_validate({**sc.model_dump(by_alias=True), "repair_crews": [{"name": "maint", "size": 1}],
+                                      "machine_types": {"u": {**sc.machine_types["u"].model_dump(by_alias=True),
+                                                              "repair_crew": "maint"}}})
+    (label, station, _, alt), = levers(crewed, 0.1, ["crew"])  # the line's lever: one more technician
+    assert (label, station, alt.repair_crews[0].size) == ("+1 technician, maint", "line", 2)
     only = levers(sc, 0.2, ["scrap", "failures"], ["b"])
     assert [(s, lever) for _, s, lever, _ in only] == [("b", "failures")] and "−20%" in only[0][0]
 
@@ -57,7 +62,7 @@ def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
     import yaml
 
     sc = scenario([{"name": "press", "cycle_time": const(60)}, {"name": "welder", "cycle_time": const(50)}],
-                  duration="1 d", replications=2)
+                  duration="1 d", replications=2, costs={"part_margin": 10})
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(sc.model_dump(mode="json", by_alias=True, exclude_none=True)))
     r = subprocess.run(twin_cmd("sensitivity", path, "--out", tmp_path / "report"), cwd=ROOT, capture_output=True,
@@ -67,6 +72,8 @@ def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
     assert list(table.alternative) == ["press: cycle time −10%", "welder: cycle time −10%"]
     assert table["throughput [parts/h]"].tolist() == pytest.approx([3600 / 54 - 60, 0], abs=0.1)
     assert table["throughput [parts/h] significant"].tolist() == [True, False]
+    # at 10 EUR a part, 6.7 parts an hour more are worth 584,000 EUR over a year's 8,760 hours
+    assert table["worth a year"][0] == pytest.approx((3600 / 54 - 60) * 8760 * 10, rel=0.02)
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| 1 | press | cycle time −10% |" in " ".join(report.split())
     assert (tmp_path / "report" / "levers.png").stat().st_size > 1000 and "press" in r.stdout

@@ -433,7 +433,9 @@ def _check(label: str, alt: Scenario) -> None:
 
 #: what `twin sensitivity` makes better, one at a time at each station where the line has it
 LEVERS = {"cycle": "cycle time", "failures": "failures", "repairs": "repair time", "services": "service time",
-          "setups": "setup time", "scrap": "scrap", "minor-stops": "minor stops", "buffer": "buffer"}
+          "setups": "setup time", "scrap": "scrap", "minor-stops": "minor stops", "buffer": "buffer",
+          "crew": "technician"}
+LINE = "line"  # the 'station' of a lever of the whole line (a crew's technician)
 
 
 def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), stations: Collection[str] = ()
@@ -441,7 +443,7 @@ def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), sta
     """Each station's levers, each made `by` (a share, 0.1 = 10 %) better on its own: its cycle times shorter, its
     machines' failures rarer (every fault mode's time to failure longer by 1 / (1 - by)), repairs, planned services
     and setups shorter, scrap rarer, minor stops rarer, the buffer in front `by` larger (at least one place more); only
-    those the station has. A change to a machine type shared
+    those the station has; and for the line, one more technician in each repair crew. A change to a machine type shared
     by several stations is made to a copy of it for this station alone. As (label, station, lever, scenario), the
     machines drawing what they drew as is (common random numbers)."""
     import math
@@ -513,4 +515,9 @@ def levers(sc: Scenario, by: float, chosen: Collection[str] = tuple(LEVERS), sta
                 f"{st.name}: buffer +{more} place{'s' * (more > 1)}"
             _check(label, alt)
             out.append((label, st.name, lever, alt))
+    if "crew" in chosen and (not stations or LINE in stations):
+        for crew in sc.repair_crews:
+            label, alt = _with_crew(sc, crew.name)
+            alt._slots = sc.machine_order()
+            out.append((label, LINE, "crew", alt))
     return out

@@ -332,8 +332,8 @@ def sensitivity(
     file: Annotated[Path, typer.Argument(help="scenario file (YAML)")],
     by: Annotated[str, typer.Option(help="how much better each lever is made, e.g. '10 %'")] = "10 %",
     levers: Annotated[Optional[str], typer.Option(help="the levers, comma-separated: cycle, failures, repairs, "
-                                                       "services, setups, scrap, minor-stops, buffer (default: all "
-                                                       "the line has)")] = None,
+                                                       "services, setups, scrap, minor-stops, buffer, crew (one "
+                                                       "more technician; default: all the line has)")] = None,
     stations: Annotated[Optional[str], typer.Option(help="the stations, comma-separated (default: every one)")] = None,
     objective: Annotated[Optional[str], typer.Option(help="KPI to rank by, as `twin compare` names it, its unit "
                                                           "optional (default: throughput; lead time where parts "
@@ -349,7 +349,7 @@ def sensitivity(
     """Where improving the line pays most: each station's cycle time, failures, repairs, services, setups, scrap,
     minor stops and buffer made --by better, one at a time (common random numbers), ranked by the throughput gained,
     with CIs."""
-    from twin.app.alternatives import LEVERS
+    from twin.app.alternatives import LEVERS, LINE
     from twin.app.alternatives import levers as levers_of
     from twin.app.compare import DESIGN_KPIS
 
@@ -367,9 +367,9 @@ def sensitivity(
     if unknown := [x for x in chosen if x not in LEVERS]:
         fail(f"--levers {levers!r}: {unknown[0]!r} is no lever; choose from {', '.join(LEVERS)}")
     names = [x.strip() for x in (stations or "").split(",") if x.strip()]
-    if unknown := [x for x in names if x not in {s.name for s in sc.stations}]:
+    if unknown := [x for x in names if x not in {s.name for s in sc.stations} | {LINE}]:
         fail(f"--stations {stations!r}: {unknown[0]!r} is no station of {file.name} "
-             f"({', '.join(s.name for s in sc.stations)})")
+             f"({', '.join(s.name for s in sc.stations)}; '{LINE}' for the repair crews)")
     options = levers_of(sc, share, chosen, names)
     if not options:
         fail(f"--levers {levers!r}: no station{' of those' if names else ''} has them (no fault modes, setups, scrap "
@@ -379,7 +379,7 @@ def sensitivity(
         compare_designs,
         sensitivity_cells,
         sensitivity_column,
-        sensitivity_kpis,
+        sensitivity_shown,
         sensitivity_table,
         write_sensitivity,
     )
@@ -390,15 +390,14 @@ def sensitivity(
                     len(versions) * sc.replications,
                     lambda progress: compare_designs(versions, jobs=jobs, cluster=cluster, progress=progress))
     table = sensitivity_table(cmp, options, goal)
-    kpis = sensitivity_kpis(goal)
+    kpis = sensitivity_shown(table, goal)
     shown = Table(title=f"{sc.line.name}: each lever {share:.0%} better on its own, {sc.replications} replications of "
                         f"{sc.duration / 3600:g} h, ranked by {goal} (change from as is, mean ± 95 % CI; * the CI "
                         "excludes 0)")
-    for col in ("rank", "station", "made better", *map(sensitivity_column, kpis)):
+    for col in ("rank", "station", "made better", *(sensitivity_column(k, sc.costs.currency) for k in kpis)):
         shown.add_column(col, justify="right" if col not in ("station", "made better") else "left")
     for k, r in enumerate(table.to_dict("records"), 1):
-        shown.add_row(str(k), r["station"], r["alternative"].split(": ", 1)[1],
-                      *(sensitivity_cells(r, kpi) for kpi in kpis))
+        shown.add_row(str(k), r["station"], r["change"], *(sensitivity_cells(r, kpi) for kpi in kpis))
     print_table(shown)
     out_console.print(f"note: {SENSITIVITY_NOTE}" + ("; parts arrive at their own pace here, so the demand sets the "
                                                     "throughput: ranked by lead time" if objective is None and

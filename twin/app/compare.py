@@ -566,27 +566,47 @@ def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Sce
     first: the largest fall for a KPI where lower is better). Differences are rounded to 12 decimals, so that
     summing's noise reads as the 0 it is."""
     rows = []
+    margin = cmp.scenario.costs.part_margin
     for label, station, lever, _ in levers:
-        row: dict[str, Any] = {"station": station, "lever": lever, "alternative": label}
+        row: dict[str, Any] = {"station": station, "lever": lever, "alternative": label,
+                               "change": label.split(": ", 1)[1] if ": " in label else label}
         for kpi in sensitivity_kpis(objective):
             mean, lo, hi, _, sig = cmp.paired(label, cmp.reference, kpi)
             row |= {kpi: round(mean, 12), f"{kpi} low": round(lo, 12), f"{kpi} high": round(hi, 12),
                     f"{kpi} significant": sig}
+        if margin > 0 and THROUGHPUT in row:  # the good parts an hour gained, over a year's hours, at their margin
+            row |= {WORTH: row[THROUGHPUT] * HOURS_A_YEAR * margin, f"{WORTH} low": row[f"{THROUGHPUT} low"]
+                    * HOURS_A_YEAR * margin, f"{WORTH} high": row[f"{THROUGHPUT} high"] * HOURS_A_YEAR * margin,
+                    f"{WORTH} significant": row[f"{THROUGHPUT} significant"]}
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(objective, ascending=objective in LOWER_IS_BETTER, kind="stable").reset_index(drop=True)
 
 
+THROUGHPUT = "throughput [parts/h]"
+WORTH = "worth a year"  # a lever's throughput gained, over the 8,760 hours of a year (the throughput is per calendar
+HOURS_A_YEAR = 8760.0  # hour, nights and weekends in), at the scenario's part margin
+
+
+def sensitivity_shown(table: pd.DataFrame, objective: str) -> list[str]:
+    """The KPIs a ranking shows: the objective, the one beside it, and a lever's worth a year where parts have a
+    margin."""
+    return [*sensitivity_kpis(objective), *([WORTH] if WORTH in table else [])]
+
+
 def sensitivity_cells(row: Mapping[str, Any], kpi: str) -> str:
     """A lever's change of `kpi` as a table shows it: mean ± CI half-width (OEE in points), * where significant."""
     k = 100.0 if kpi == "oee" else 1.0
-    return mean_ci_text(k * row[kpi], k * row[f"{kpi} low"], k * row[f"{kpi} high"]) + \
-        (" *" if row[f"{kpi} significant"] else "")
+    mean, lo, hi = (k * row[kpi], k * row[f"{kpi} low"], k * row[f"{kpi} high"])
+    if kpi == WORTH and np.isfinite(hi - lo) and hi > lo:  # money to the half-width's two significant digits
+        unit = 10.0 ** max(0, int(np.floor(np.log10((hi - lo) / 2))) - 1)
+        mean, lo, hi = (round(x / unit) * unit for x in (mean, lo, hi))
+    return mean_ci_text(mean, lo, hi) + (" *" if row[f"{kpi} significant"] else "")
 
 
-def sensitivity_column(kpi: str) -> str:
-    """A KPI's column heading in the ranking: OEE in points."""
-    return "OEE [points]" if kpi == "oee" else kpi
+def sensitivity_column(kpi: str, currency: str = "") -> str:
+    """A KPI's column heading in the ranking: OEE in points, the worth in the scenario's currency."""
+    return "OEE [points]" if kpi == "oee" else f"{WORTH} [{currency}]" if kpi == WORTH else kpi
 
 
 def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path,
@@ -605,9 +625,9 @@ def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path
     base = cmp.summary().set_index(["policy", "kpi"])
     kpis = sensitivity_kpis(objective)
     records = table.to_dict("records")
-    shown = pd.DataFrame({"station": table.station.to_numpy(),
-                          "made better": table.alternative.str.split(": ", n=1).str[1].to_numpy(),
-                          **{sensitivity_column(k): [sensitivity_cells(r, k) for r in records] for k in kpis}},
+    shown = pd.DataFrame({"station": table.station.to_numpy(), "made better": table.change.to_numpy(),
+                          **{sensitivity_column(k, sc.costs.currency): [sensitivity_cells(r, k) for r in records]
+                             for k in sensitivity_shown(table, objective)}},
                          index=pd.RangeIndex(1, len(table) + 1, name="rank"))
 
     def as_is(kpi: str) -> str:
