@@ -478,3 +478,12 @@ if reports:
     st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![policies]")[0])
     if (folder / "policies.png").exists():
         st.image(str(folder / "policies.png"))
+
+ranked = sorted(data.reports_dir().glob("sensitivity-*/sensitivity.csv"))
+if ranked:
+    st.header("Where improving pays most (`twin sensitivity`)")
+    pick = st.selectbox("ranking", [p.parent.name for p in ranked][::-1], key="sensitivity_report")  # newest first
+    folder = data.reports_dir() / pick
+    st.markdown((folder / "report.md").read_text(encoding="utf-8").split("![levers]")[0])
+    if (folder / "levers.png").exists():
+        st.image(str(folder / "levers.png"))
