@@ -1854,3 +1854,100 @@ def test_fuzzed_part_counts_give_route_shares_that_add_up_or_keep_the_base(count
         shares = [r.p for r in st_.routes() if r.p is not None]
         if len(shares) > 1:
             assert all(0 <= x <= 1 for x in shares) and sum(shares) == pytest.approx(1, abs=1e-9)
+
+
+def _product_parts(run: Any, station: str, names: list[str]) -> pd.DataFrame:
+    """A mixed line's part log of one station as an MES writes it: a row per part each machine finished, with its
+    product (by material number) and result."""
+    start = pd.Timestamp(run.line.scenario.start)
+    rows = []
+    for m in run.line.machines:
+        if m.station.name != station:
+            continue
+        good, bad = np.frombuffer(m.log.finished), np.frombuffer(m.log.scrapped)
+        t = np.concatenate([good, bad])
+        order = np.argsort(t, kind="stable")
+        made = np.frombuffer(m.log.begun_product, dtype=np.int8)[:len(t)]  # one at a time: in the order begun
+        rows.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t[order], unit="s"), "machine": m.name,
+                                  "product": [names[k] for k in made],
+                                  "result": np.where(np.arange(len(t))[order] < len(good), "OK", "NOK")}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_a_mixed_lines_cycles_and_scrap_per_product_from_a_part_log_naming_each_parts_product(tmp_path: Path) -> None:
+    """A filler whose juice bottles take twice the time of the others and scrap twice as often (`cycle_times`,
+    `scrap_by_product`): the fit kept both as engineered. From a part log naming each part's product (as material
+    numbers, mapped with --products), each product's cycle and scrap are fitted from its own parts, the others' from
+    theirs."""
+    from twin.app.cmd_plant import _file_parts
+    from twin.app.runner import simulate
+    from twin.fit import fit_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "2 d", "warmup": 0})
+    data = sc.model_dump(by_alias=True)  # its seals' wear raises no scrap here (a share over the log would fold it in)
+    for mode in data["machine_types"]["filler"]["fault_modes"]:
+        mode["scrap_increase"] = 0.0
+    sc = Scenario.model_validate(data)
+    run = simulate(sc, 0, sensors=False)
+    start = pd.Timestamp(sc.start)
+    status = []
+    for m in run.line.machines:
+        t, states, reasons = m.log.states_from(0)
+        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                    "state": states.astype(str), "reason": reasons.astype(str)}))
+    log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
+                                                                                   keep="last")
+    names = [p.name for p in sc.products]
+    material = {"still-05": "4711", "sparkling-05": "4712", "juice-10": "4713"}
+    made = _product_parts(run, "filler", names)
+    made.assign(product=made["product"].map(material)).to_csv(tmp_path / "parts.csv", index=False)
+    fmt = LogFormat(products={v: k for k, v in material.items()})
+    parts = _file_parts(read_parts(tmp_path / "parts.csv", "UTC", fmt, names))
+    assert set(parts["product"]) == set(names)
+    data = sc.model_dump(by_alias=True)
+    data["stations"] = [{**st, "cycle_time": {"dist": "constant", "value": 1.5}, "scrap": 0.02,
+                         "cycle_times": {"juice-10": {"dist": "constant", "value": 3.0}},
+                         "scrap_by_product": {"juice-10": 0.05}} if st["name"] == "filler" else st
+                        for st in data["stations"]]
+    wrong = Scenario.model_validate(data)
+    fitted, table = fit_scenario(log, wrong, parts)
+    filler = next(st for st in fitted.stations if st.name == "filler")
+    assert filler.cycle_times["juice-10"].mean == pytest.approx(2.0, rel=0.03)  # uniform 1.9-2.1 s
+    assert filler.cycle_time.mean == pytest.approx(1.0, rel=0.03)  # 0.95-1.05 s
+    juice = made[made["product"] == "juice-10"]
+    assert filler.scrap_by_product["juice-10"] == pytest.approx((juice.result == "NOK").mean(), abs=1e-6)
+    others = made[made["product"] != "juice-10"]
+    assert filler.scrap == pytest.approx((others.result == "NOK").mean(), abs=1e-6)
+    assert 0.001 < filler.scrap < 0.004 and len(juice) > 5000
+    rows = table[table["machine type"] == "station filler"]
+    assert {"juice-10", "other products"} <= set(rows["fault mode"])
+    assert fitted.machine_types["filler"].minor_stops is None  # its 2 s juice cycles are no 1 s stops of a 1 s cycle
+    (tmp_path / "odd.csv").write_text("timestamp,machine,product\n2026-01-05T06:00:01,filler,9999\n")
+    with pytest.raises(LogError, match=r"odd.csv: row 2, column product: '9999' is not a product of the line "
+                                       r"\(still-05, sparkling-05, juice-10\); .* --products '9999=still-05'"):
+        read_parts(tmp_path / "odd.csv", "UTC", fmt, names)
+    assert_mistakes(["fit", str(_STATUS), "--base", str(ROOT / "scenarios" / "packaging.yaml"), "--out",
+                     str(tmp_path / "f.yaml")], [
+        (["--products", "4711=beer"], "--products: '4711=beer': 'beer' is not a product of the base scenario; use "
+                                      "still-05, sparkling-05, juice-10"),
+        (["--parts", str(tmp_path / "odd.csv")], "column product: '9999' is not a product of the line")])
+
+
+def test_a_cycle_steadier_than_a_scenario_can_hold_as_a_gamma_fits_another_law() -> None:
+    """A filler's cycle of 1 s ± 3 % fitted a gamma of shape 1,200, beyond the 1,000 a scenario holds: `twin fit`
+    ended in a traceback writing the fitted scenario. The next family by AIC is taken (every law fitted is one a
+    scenario can hold); a Weibull life steadier than shape 100 likewise."""
+    from pydantic import TypeAdapter
+
+    from twin.distributions import Distribution
+    from twin.fit import fit_cycle
+
+    rng = np.random.default_rng(3)
+    steady = rng.gamma(1500, 1 / 1500, 5000)  # a gamma itself, of a shape beyond the scenario's 1,000
+    f = fit_cycle(steady)
+    assert f.family != "gamma" and f.mean == pytest.approx(1.0, rel=0.01)
+    TypeAdapter(Distribution).validate_python(f.spec)
+    lives = rng.weibull(150, 400) * 3600  # wear-out after an hour, to the minute
+    g = fit_times(lives, np.empty(0))
+    TypeAdapter(Distribution).validate_python(g.spec)
+    assert g.mean == pytest.approx(3600, rel=0.01)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from twin.clock import after_real, line_clock, local_clock, repeated_note
+from twin.distributions import Distribution
 from twin.model import STATES, UP_STATES
 from twin.scenario import EXIT, MAX_POWER, Calendar, LineNow, MachineNow, Power, Scenario, Station, buffer_station
 from twin.tables import (
@@ -98,6 +99,7 @@ class LogFormat:
     columns: Mapping[str, str] = field(default_factory=dict)
     time_format: str | None = None
     results: Mapping[str, str] = field(default_factory=dict)  # its own words for a part's result: 'Gutteil' → good
+    products: Mapping[str, str] = field(default_factory=dict)  # its own names of the products: '4711' → juice-10
 
 
 def _frame(path: Path, fmt: LogFormat) -> tuple[pd.DataFrame, str | None]:
@@ -313,14 +315,18 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
     return line_clock(ts, tz) if ts.dt.tz is not None else local_clock(ts, tz, groups, after)
 
 
-def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.DataFrame:
+def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat(), products: Collection[str] = ()
+               ) -> pd.DataFrame:
     """A part-completion log (timestamp, machine: one row per part a machine finished, optionally its `result`: good
-    or scrap), or a part counter's readings (with a column count: a PLC's good-part count, read at intervals, and
-    optionally `scrap`: its scrap counter read with it), as timestamp, machine and, per part, `scrap` (bool) where the
-    log tells, for counters `count` (and `scrap`); times on the clock of a line in time zone `tz`."""
+    or scrap, and on a line that makes `products` its `product`), or a part counter's readings (with a column count: a
+    PLC's good-part count, read at intervals, and optionally `scrap`: its scrap counter read with it), as timestamp,
+    machine and, per part, `scrap` (bool) where the log tells and `product`; for counters `count` (and `scrap`); times
+    on the clock of a line in time zone `tz`."""
     df, ts = _table(path, ("timestamp", "machine"), "A part log has one row per part finished: timestamp, machine "
                     "(or a counter's readings: timestamp, machine, count).", tz, fmt)
     out = pd.DataFrame({"timestamp": ts, "machine": df["machine"].astype(str)})
+    if products and "product" in df.columns and "count" not in df.columns:
+        out = out.assign(product=_products(path, df, products, fmt.products))
     if "count" in df.columns:  # each row was read as one part: a counter read every minute made 1-minute cycles
         if "result" in df.columns:
             raise LogError(f"{path}: columns count and result: a counter's readings count parts, a result is one "
@@ -338,6 +344,22 @@ def read_parts(path: Path, tz: str = "UTC", fmt: LogFormat = LogFormat()) -> pd.
                        "column; for one row per part, give its result (good or scrap) in a column result")
     return _noted(out.sort_values(["machine", "timestamp"], kind="stable").reset_index(drop=True), path, df,
                   [repeated_note(ts)])
+
+
+def _products(path: Path, df: pd.DataFrame, products: Collection[str], own: Mapping[str, str]) -> np.ndarray:
+    """A part log's `product` column as the line's product names (the plant's own mapped with --products); LogError
+    naming the first row whose product the line does not make."""
+    given = df["product"].astype(str).str.strip().where(df["product"].notna(), "")
+    given = given.where(~given.str.fullmatch(r"\d+\.0"), given.str[:-2])  # material numbers a blank made floats
+    named = given.map(lambda v: own.get(v, v))
+    bad = ~named.isin(list(products))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        shown = repr(given.iloc[row]) if given.iloc[row] else "(empty)"
+        raise LogError(f"{path}: row {row + first_row(df)}, column product: {shown} is not a product of the line "
+                       f"({', '.join(products)}); name each part's product, or map the log's own names with "
+                       f"--products '{given.iloc[row] or 'NAME'}={next(iter(products))}'")
+    return named.to_numpy(dtype=object)
 
 
 def _results(path: Path, df: pd.DataFrame, own: Mapping[str, str] | None = None) -> np.ndarray:
@@ -914,16 +936,55 @@ def as_listed(log: pd.DataFrame, calendar: Calendar | None, parts: pd.DataFrame 
     return log, planned, waits
 
 
+def _product_cycles(st: Station, by_machine: Mapping[str, np.ndarray], made: Mapping[str, np.ndarray],
+                    laws: dict[tuple[str, str, str], Any], update: dict[str, Any]) -> list[dict[str, Any]]:
+    """A station whose cycle depends on the product (`cycle_times`), from a part log that names each part's: each of
+    those products' cycle fitted from its parts' clean cycles, and `cycle_time` from the other products' (each at
+    least MIN_CYCLES; else kept); the rows of the fit's table, the changes put in `update`."""
+    rows = []
+    cycles = np.concatenate([c for c in by_machine.values()] or [np.empty(0)])
+    products = np.concatenate([made.get(m, np.full(len(c), None)) for m, c in by_machine.items()] or [np.empty(0)])
+    row = {"machine type": f"station {st.name}", "time": "cycle", "censored": 0}
+    for product, law in [*st.cycle_times.items(), ("", st.cycle_time)]:
+        mine = cycles[products == product] if product else cycles[~np.isin(products, list(st.cycle_times))]
+        shown = {**row, "fault mode": product or "other products", "events": len(mine),
+                 "base mean [h]": law.mean / 3600}
+        if len(mine) < MIN_CYCLES:
+            rows.append({**shown, "family": "kept (too few clean cycles)", "mean [h]": law.mean / 3600,
+                         "KS": np.nan, "parameters": ""})
+            continue
+        f = fit_cycle(mine)
+        laws[(row["machine type"], product, "cycle")] = (f.law, mine, np.empty(0))
+        if product:
+            update.setdefault("cycle_times", dict(st.cycle_times))[product] = f.spec
+        else:
+            update["cycle_time"] = f.spec
+        rows.append({**shown, **f.shown()})
+    return rows
+
+
 def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per machine: its cycle times, free of the line's losses: the seconds between two instants it finished parts at
     while it stayed working the whole time (no wait for a part or for space, no stop in between), shared by the
     parts of the later instant. Several parts at one logged time are a multi-cavity tool's, or a log coarser than
     the cycle (a bottling line's 0.85 s logged to the second): each counts, so the mean is the time per part (the
     gaps between distinct times alone made a two-cavity press's cycle twice its time per part)."""
-    out: dict[str, np.ndarray] = {}
+    return {m: np.repeat(per_part, n) for m, (per_part, n, _) in _clean(parts, log).items()}
+
+
+def cycle_products(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per machine, the product of each of its clean cycles (`clean_cycles`, in the same order): the product of the
+    part that ended it (a part log with a `product` column)."""
+    return {m: np.repeat(made, n) for m, (_, n, made) in _clean(parts, log).items()}
+
+
+def _clean(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per machine, its clean cycles (`clean_cycles`) as (seconds per part, parts finished at the instant that ended
+    each, the product of the first of them: None without a product column)."""
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for machine, p in parts.groupby("machine", sort=False):
         g = log[log.machine == machine]
-        t, n = np.unique(p.timestamp.to_numpy(), return_counts=True)  # instants, parts finished at each
+        t, first, n = np.unique(p.timestamp.to_numpy(), return_index=True, return_counts=True)  # instants, parts
         if g.empty or len(t) < 2:
             continue
         change = g.timestamp.to_numpy()
@@ -931,7 +992,8 @@ def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray
         state = np.where(k >= 0, g.state.to_numpy()[np.maximum(k, 0)], "")
         same = (k[1:] == k[:-1]) & (state[1:] == WORKING) & (k[:-1] >= 0)  # no state change between the two
         per_part = (t[1:] - t[:-1]).astype("timedelta64[ms]").astype(float) / 1000 / n[1:]
-        out[str(machine)] = np.repeat(per_part[same], n[1:][same])
+        made = p["product"].to_numpy(dtype=object)[first[1:]] if "product" in p else np.full(len(t) - 1, None)
+        out[str(machine)] = (per_part[same], n[1:][same], made[same])
     return out
 
 
@@ -950,11 +1012,14 @@ class MinorFit:
     cut: dict[str, float]  # per machine, the cycle [s] beyond which one did
 
 
-def minor_stops(cycles: dict[str, np.ndarray], base: Scenario) -> dict[str, MinorFit]:
+def minor_stops(cycles: dict[str, np.ndarray], base: Scenario, made: Mapping[str, np.ndarray] | None = None
+                ) -> dict[str, MinorFit]:
     """Per machine type, the minor stops its machines' clean cycles show (short stops an operator clears, logged as
     working): a cycle longer than the machine's median by 8 robust standard deviations (1.4826 × the median absolute
-    deviation) and by half the median at least is one cycle with a stop of its excess over the median. Fitted where
-    the type's machines show MIN_MINOR or more (at least MIN_CYCLES clean cycles a machine; not a batch's)."""
+    deviation) and by half the median at least is one cycle with a stop of its excess over the median. Where `made`
+    names each cycle's product, against that product's median and deviation (a filler's 2 s juice bottles beside its
+    1 s water bottles were each read as a 1 s stop). Fitted where the type's machines show MIN_MINOR or more (at least
+    MIN_CYCLES clean cycles a machine; not a batch's)."""
     stops: dict[str, list[np.ndarray]] = {}  # per machine type: each machine's stops' lengths
     work: dict[str, float] = {}  # per machine type: its machines' working time without the stops
     long: dict[str, dict[str, np.ndarray]] = {}
@@ -967,18 +1032,30 @@ def minor_stops(cycles: dict[str, np.ndarray], base: Scenario) -> dict[str, Mino
             x = cycles.get(m, np.empty(0))
             if len(x) < MIN_CYCLES:
                 continue
-            med = float(np.median(x))
-            sd = 1.4826 * float(np.median(np.abs(x - med))) or 0.01 * med
-            cut.setdefault(t, {})[m] = max(med + 8 * sd, 1.5 * med)
-            long.setdefault(t, {})[m] = held = x > cut[t][m]
-            stops.setdefault(t, []).append(x[held] - med)
-            work[t] = work.get(t, 0.0) + float(x.sum() - (x[held] - med).sum())
+            products = made.get(m) if made else None
+            groups = [x] if products is None else [x[products == k] for k in dict.fromkeys(products)]
+            med = np.full(len(x), float(np.median(x)))  # each cycle's product's median, and the cut beyond it
+            over = np.full(len(x), max(med[0] + 8 * _robust_sd(x, med[0]), 1.5 * med[0]))
+            for k, g in zip(dict.fromkeys(products) if products is not None else [None], groups):
+                if products is not None and len(g) >= MIN_CYCLES:
+                    at, centre = products == k, float(np.median(g))
+                    med[at], over[at] = centre, max(centre + 8 * _robust_sd(g, centre), 1.5 * centre)
+            cut.setdefault(t, {})[m] = float(over.min())
+            long.setdefault(t, {})[m] = held = x > over
+            stops.setdefault(t, []).append(x[held] - med[held])
+            work[t] = work.get(t, 0.0) + float(x.sum() - (x[held] - med[held]).sum())
     fits = {}
     for t, each in stops.items():
         lengths = np.concatenate(each)
         if len(lengths) >= MIN_MINOR:
             fits[t] = MinorFit(fit_times(lengths, np.empty(0)), lengths, work[t] / len(lengths), long[t], cut[t])
     return fits
+
+
+def _robust_sd(x: np.ndarray, med: float) -> float:
+    """1.4826 × the median absolute deviation from `med` (the sd of a normal law, robust to the stops among them),
+    1 % of the median where they are all alike."""
+    return 1.4826 * float(np.median(np.abs(x - med))) or 0.01 * med
 
 
 MIN_ROUTED = 30  # fewer parts counted on a station's routes than this: the base scenario's shares are kept
@@ -1004,6 +1081,9 @@ def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario, log:
         row = {"machine type": f"station {st.name}", "fault mode": "", "time": "scrap", "events": k, "censored": 0,
                "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan}
         wear = [f.name for f in base.machine_types[st.machine_type].fault_modes if f.scrap_increase]
+        if st.scrap_by_product and "product" in mine and not wear:  # each product's parts judged on their own
+            rows += _product_scrap(st, mine, row, stations, j)
+            continue
         why = ("kept (its scrap is per product: scrap_by_product)" if st.scrap_by_product else
                f"kept (its scrap rises with wear: {', '.join(wear)}'s scrap_increase)" if wear else
                "kept (a batch station scraps no parts here)" if st.batch is not None else
@@ -1029,6 +1109,33 @@ def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario, log:
                                        + (f"{was.parts} parts, {was.scrap:.1%})" if was is not None else "none)")})
         stations[j] = Station.model_validate({**st.model_dump(by_alias=True), **update})
         rows.append({**row, "events": k, "family": "share of its parts scrapped", "parameters": told})
+    return rows
+
+
+def _product_scrap(st: Station, judged: pd.DataFrame, row: dict[str, Any], stations: list[Station], j: int
+                   ) -> list[dict[str, Any]]:
+    """A station whose scrap depends on the product (`scrap_by_product`), from a part log that names each part's:
+    each of those products' share of parts scrapped, and `scrap` from the other products' (each from MIN_JUDGED
+    parts with a result at least; else kept), with their 95 % Clopper-Pearson intervals; `stations[j]` updated."""
+    from scipy.stats import binomtest
+
+    rows, update = [], {"scrap_by_product": dict(st.scrap_by_product)}
+    for product, was in [*st.scrap_by_product.items(), ("", st.scrap)]:
+        mine = judged[judged["product"] == product] if product else \
+            judged[~judged["product"].isin(list(st.scrap_by_product))]
+        k, n = int(mine.scrap.astype(bool).sum()), len(mine)
+        shown = {**row, "fault mode": product or "other products", "events": k}
+        if n < MIN_JUDGED:
+            rows.append({**shown, "family": f"kept (only {n} parts with a result)", "parameters": f"was {was:.2%}"})
+            continue
+        lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
+        if product:
+            update["scrap_by_product"][product] = round(k / n, 6)
+        else:
+            update["scrap"] = round(k / n, 6)
+        rows.append({**shown, "family": "share of its parts scrapped", "parameters": f"{k:,} of {n:,} parts scrapped: "
+                     f"{k / n:.2%} (95 % CI {lo:.2%}–{hi:.2%}; was {was:.2%})"})
+    stations[j] = Station.model_validate({**st.model_dump(by_alias=True), **update})
     return rows
 
 
@@ -1236,14 +1343,37 @@ def _apart(by_machine: dict[str, np.ndarray]) -> set[str]:
             and stats.ttest_ind(mine, ref, equal_var=False).pvalue < 1e-3}
 
 
+def _holdable(families: dict[str, str], events: np.ndarray, censored: np.ndarray, what: str,
+              spec_of: Callable[[str, tuple[float, ...]], dict[str, Any]]
+              ) -> tuple[str, tuple[float, ...], dict[str, Any], dict[str, float]]:
+    """The lowest-AIC family (`_by_aic`) whose law a scenario file can hold, with its entry and every family's AIC: a
+    gamma's shape is at most 1000 and a Weibull's 100 there, and a filler's cycle steadier than 3 % fitted a gamma of
+    shape 1,200 that the fitted scenario refused (`twin fit` ended in a traceback); the next family then fits."""
+    from pydantic import TypeAdapter, ValidationError
+
+    left, first = dict(families), None
+    while True:
+        name, params, aic = _by_aic(left, events, censored, what)
+        first = first or aic
+        spec = spec_of(name, params)
+        try:
+            TypeAdapter(Distribution).validate_python(spec)
+        except ValidationError:
+            del left[name]
+            if not left:
+                raise LogError(f"no distribution family a scenario can hold fits these {what}") from None
+            continue
+        return name, params, spec, first
+
+
 def fit_cycle(samples: np.ndarray) -> Fitted:
     """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
     from scipy import stats
 
-    name, params, aic = _by_aic(CYCLE_FAMILIES, samples, np.empty(0), "cycle times")
+    name, params, spec, aic = _holdable(CYCLE_FAMILIES, samples, np.empty(0), "cycle times", lambda name, params: (
+        {"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
+        else _spec(name, params)))
     law = getattr(stats, CYCLE_FAMILIES[name])(*params)
-    spec = ({"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
-            else _spec(name, params))
     return Fitted(name, spec, float(law.mean()), len(samples), 0, float(stats.kstest(samples, law.cdf).statistic),
                   aic, law)
 
@@ -1252,14 +1382,14 @@ def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
     """Fit every family (location 0) to the times by maximum likelihood with right-censoring; the lowest AIC wins."""
     from scipy import stats
 
-    name, params, aic = _by_aic(FAMILIES, events, censored, "times")
+    name, params, spec, aic = _holdable(FAMILIES, events, censored, "times", _spec)
     dist = getattr(stats, FAMILIES[name])(*params)
     if len(censored):  # the largest gap between the Kaplan-Meier curve (censoring-aware) and the fitted law
         km = stats.ecdf(stats.CensoredData(uncensored=events, right=censored)).cdf
         ks = float(np.max(np.abs(km.probabilities - dist.cdf(km.quantiles))))
     else:
         ks = float(stats.kstest(events, dist.cdf).statistic)
-    return Fitted(name, _spec(name, params), float(dist.mean()), len(events), len(censored), ks, aic, dist)
+    return Fitted(name, spec, float(dist.mean()), len(events), len(censored), ks, aic, dist)
 
 
 def _spec(name: str, params: tuple[float, ...]) -> dict[str, Any]:
@@ -1460,11 +1590,19 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
     minor: dict[str, MinorFit] = {}
     if parts is not None:
         cycles = clean_cycles(parts, log)
-        minor = minor_stops(cycles, base)
+        made = cycle_products(parts, log) if "product" in parts else {}
+        minor = minor_stops(cycles, base, made)
         for fit in minor.values():  # a cycle with a stop in it is no cycle time: the stop is fitted on its own
             cycles.update({m: cycles[m][~long] for m, long in fit.long.items()})
+            made.update({m: made[m][~long] for m, long in fit.long.items() if m in made})
         for i, st in enumerate(stations):
             by_machine = {m: cycles.get(m, np.empty(0)) for m in st.machine_names}
+            if st.cycle_times and made:  # each product's cycles fitted on their own: its law, and the base's
+                changed: dict[str, Any] = {}
+                rows += _product_cycles(st, by_machine, made, laws, changed)
+                if changed:
+                    stations[i] = st.model_validate({**st.model_dump(by_alias=True), **changed})
+                continue
             own = set(st.machine_cycle_times) | (set() if st.ideal_cycle_time is not None or st.cycle_times
                                                  else _apart(by_machine))
             samples = np.concatenate([c for m, c in by_machine.items() if m not in own] or [np.empty(0)])

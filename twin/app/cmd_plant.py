@@ -75,6 +75,8 @@ ReasonsOpt = Annotated[Optional[str], typer.Option(help="the plant's stop reason
 ResultsOpt = Annotated[Optional[str], typer.Option(help="the part log's own words for a part's result, e.g. "
                                                         "'Gutteil=good, Ausschussteil=scrap' (besides OK/NOK, "
                                                         "i.O./n.i.O., pass/fail, 1/0, ...)")]
+ProductsOpt = Annotated[Optional[str], typer.Option(help="the part log's own names of the products (a material "
+                                                         "number), e.g. '4711=juice-10, 4712=still-05'")]
 ColumnsOpt = Annotated[Optional[str], typer.Option(help="the logs' own column names as the twin's, e.g. "
                                                         "'Zeitstempel=timestamp, Maschine=machine, Status=state, "
                                                         "Grund=reason'; a date and a time column joined: "
@@ -105,7 +107,7 @@ class PlantNames:
 
 def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format: str | None, states: str | None,
                 reasons: str | None, machines: str | None, machines_option: str = "--machines",
-                results: str | None = None) -> PlantNames:
+                results: str | None = None, products: str | None = None) -> PlantNames:
     """The mapping options parsed against `sc`; each mistake named with its option (exit 2)."""
     from twin.fit import LOG_COLUMNS, LogFormat, parse_pairs, parse_results, parse_states
 
@@ -135,7 +137,12 @@ def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format:
             if machines is not None else {}
     except ValueError as e:
         fail(f"{machines_option}: {e}")
-    return PlantNames(LogFormat(separator_option(sep), mapped, time_format, words), names, codes, renamed)
+    try:
+        own = parse_pairs(products, [p.name for p in sc.products] or ["(none)"], "product of the base scenario",
+                          "PRODUCT", "4711=juice-10") if products is not None else {}
+    except ValueError as e:
+        fail(f"--products: {e}")
+    return PlantNames(LogFormat(separator_option(sep), mapped, time_format, words, own), names, codes, renamed)
 
 
 def log_kpis(log: pd.DataFrame, calendar: Calendar | None = None, energy: pd.DataFrame | None = None,
@@ -335,6 +342,7 @@ def fit(
     states: StatesOpt = None,
     reasons: ReasonsOpt = None,
     results: ResultsOpt = None,
+    products: ProductsOpt = None,
     machines: Annotated[Optional[str], typer.Option(help="the plant's machine names (or ids) as the base scenario's, "
                                                          "e.g. 'Presse 1=press-1, M-4711=press-2'")] = None,
     columns: ColumnsOpt = None,
@@ -360,7 +368,7 @@ def fit(
     from twin.scenario import buffer_station, write_scenario
 
     sc = open_scenario(base)
-    plant = plant_names(sc, columns, sep, time_format, states, reasons, machines, results=results)
+    plant = plant_names(sc, columns, sep, time_format, states, reasons, machines, results=results, products=products)
     fmt, names = plant.fmt, plant.states
     known = {m for s in sc.stations for m in s.machine_names}
     modes = {f.name for mt in sc.machine_types.values() for f in mt.fault_modes}
@@ -395,7 +403,8 @@ def fit(
         with stage(f"reading {', '.join(logs)}"):
             tz = sc.line.timezone  # times with a UTC offset are read on the line's clock
             frame = read_logs(paths, tz, names, fmt) if url is None else _store_log(url, run, names)
-            part_file = read_parts(part_path, tz, fmt) if part_path is not None else None
+            part_file = read_parts(part_path, tz, fmt, [p.name for p in sc.products]) if part_path is not None \
+                else None
             part_log = _file_parts(part_file) if part_file is not None else \
                 _store_parts(part_url, run) if part_url is not None else None
             level_log = read_levels(level_path, tz, fmt) if level_path is not None else \
@@ -406,7 +415,8 @@ def fit(
         fail(str(e))
     said = [f"`{opt} '{value}'`" for opt, value in (("--columns", columns), ("--time-format", time_format),
                                                   ("--sep", sep), ("--states", states), ("--reasons", reasons),
-                                                  ("--machines", machines), ("--results", results))
+                                                  ("--machines", machines), ("--results", results),
+                                                  ("--products", products))
             if value is not None]
 
     def say(kind: str, text: str) -> None:
@@ -739,7 +749,8 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
     where, short = ", ".join(map(str, paths)), ", ".join(p.name for p in paths)  # the log, as messages name it
     try:
         log = read_logs(paths, sc.line.timezone, plant.states, plant.fmt)
-        part_file = read_parts(parts, sc.line.timezone, plant.fmt) if parts is not None else None
+        part_file = read_parts(parts, sc.line.timezone, plant.fmt, [p.name for p in sc.products]) \
+            if parts is not None else None
     except LogError as e:
         fail(str(e))
     made = _file_parts(part_file) if part_file is not None else None
@@ -1136,6 +1147,7 @@ def whatif(
     states: StatesOpt = None,
     reasons: ReasonsOpt = None,
     results: ResultsOpt = None,
+    products: ProductsOpt = None,
     levels: Annotated[Optional[Path], typer.Option(help="with a log: its buffer-level log (timestamp, station, "
                                                         "level; as `twin fit --levels` reads it): each buffer's "
                                                         "last level then (default: the scenario's initial levels)")]
@@ -1164,7 +1176,8 @@ def whatif(
     specs, where, refs = _order_book(orders, separator_option(sep)) if orders is not None else ([], [], [])
     specs, where = [*specs, *(order or [])], [*where, *(f"--order {o!r}" for o in order or [])]
     asked_orders = _orders(specs, base, where)
-    plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results)
+    plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results,
+                        products)
     import numpy as np
     import pandas as pd
 
