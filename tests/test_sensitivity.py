@@ -56,6 +56,7 @@ def test_each_lever_is_one_stations_own_change_made_by_the_share() -> None:
     assert [(s, lever) for _, s, lever, _ in only] == [("b", "failures")] and "−20%" in only[0][0]
 
 
+@pytest.mark.slow
 def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
     """A line of a 60 s press before a 50 s welder: the press's cycle 10 % shorter makes the line 6.7 parts/h faster
     (54 s), the welder's gains nothing; `twin sensitivity` ranks them so, with its report, table and chart."""

@@ -31,6 +31,7 @@ def _shorter_changeovers(data: dict[str, Any]) -> None:
         to.update(low="25 min", mode="35 min", high="50 min")
 
 
+@pytest.mark.slow
 def test_a_variant_runs_with_the_same_random_numbers_and_shows_what_changed(tmp_path: Path,
                                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A copy that differs only in its description runs exactly as the line does (every draw the same); one with
