@@ -1104,6 +1104,7 @@ def test_part_results_that_say_neither_good_nor_scrap_are_refused(tmp_path: Path
     assert own.scrap.tolist() == [True, False]
     assert_mistakes(["fit", str(_STATUS), "--base", str(HEAT), "--out", str(tmp_path / "f.yaml")], [
         (["--results", "Gutteil=fine"], "--results: 'Gutteil=fine': 'fine' is not a part result; use good, scrap"),
+        (["--products", "4711=a"], "--products: the base scenario makes one kind of part"),
         (["--parts", str(f)], "or map the log's own words with --results 'maybe=good' (or =scrap)")])
     f.write_text("timestamp,machine,count,result\n2026-01-05T06:00,grind,4,OK\n")
     with pytest.raises(LogError, match="a counter's readings count parts, a result is one part's"):

@@ -52,9 +52,9 @@ def job_state(key: str, what: str, busy: str = "") -> str | None:
 
 
 def plant_names(prefix: str, machines: str) -> list[str]:
-    """An MES export's own names (columns, states, stop reasons, machines, part results, time format) as the options
-    `twin fit` and `twin whatif` map them with (`machines`: the command's name for the machine mapping); fields keyed
-    `prefix`_."""
+    """An MES export's own names (columns, states, stop reasons, machines, part results, products, time format) as the
+    options `twin fit` and `twin whatif` map them with (`machines`: the command's name for the machine mapping); fields
+    keyed `prefix`_."""
     mapped = []
     with st.expander("the export's own names (as `twin fit` maps them)"):
         for option, label, example in (
@@ -63,6 +63,7 @@ def plant_names(prefix: str, machines: str) -> list[str]:
                 ("--reasons", "stop reasons", "E-042=bearing_wear, E-07=jam"),
                 (machines, "machines", "Presse 1=press-1"),
                 ("--results", "part results", "Gutteil=good, Ausschussteil=scrap"),
+                ("--products", "products", "4711=juice-10, 4712=still-05"),
                 ("--time-format", "time format", "%d.%m.%Y %H:%M:%S")):
             if given := st.text_input(label, "", key=f"{prefix}_{label.replace(' ', '_')}", placeholder=example):
                 mapped += [option, given.strip()]

@@ -137,9 +137,12 @@ def plant_names(sc: Scenario, columns: str | None, sep: str | None, time_format:
             if machines is not None else {}
     except ValueError as e:
         fail(f"{machines_option}: {e}")
+    if products is not None and not sc.products:
+        fail("--products: the base scenario makes one kind of part (it lists no products:), so a part log's products "
+             "are not told apart; leave --products out, or list the products in the scenario")
     try:
-        own = parse_pairs(products, [p.name for p in sc.products] or ["(none)"], "product of the base scenario",
-                          "PRODUCT", "4711=juice-10") if products is not None else {}
+        own = parse_pairs(products, [p.name for p in sc.products], "product of the base scenario", "PRODUCT",
+                          "4711=juice-10") if products is not None else {}
     except ValueError as e:
         fail(f"--products: {e}")
     return PlantNames(LogFormat(separator_option(sep), mapped, time_format, words, own), names, codes, renamed)
