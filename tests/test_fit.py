@@ -1875,16 +1875,17 @@ def _product_parts(run: Any, station: str, names: list[str]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+@pytest.mark.slow
 def test_a_mixed_lines_cycles_and_scrap_per_product_from_a_part_log_naming_each_parts_product(tmp_path: Path) -> None:
     """A filler whose juice bottles take twice the time of the others and scrap twice as often (`cycle_times`,
     `scrap_by_product`): the fit kept both as engineered. From a part log naming each part's product (as material
     numbers, mapped with --products), each product's cycle and scrap are fitted from its own parts, the others' from
-    theirs."""
+    theirs, and its setups per product pair (`setup_matrix`) from the products before and after each."""
     from twin.app.cmd_plant import _file_parts
     from twin.app.runner import simulate
     from twin.fit import fit_scenario
 
-    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "2 d", "warmup": 0})
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "3 d", "warmup": 0})
     data = sc.model_dump(by_alias=True)  # its seals' wear raises no scrap here (a share over the log would fold it in)
     for mode in data["machine_types"]["filler"]["fault_modes"]:
         mode["scrap_increase"] = 0.0
@@ -1906,9 +1907,11 @@ def test_a_mixed_lines_cycles_and_scrap_per_product_from_a_part_log_naming_each_
     parts = _file_parts(read_parts(tmp_path / "parts.csv", "UTC", fmt, names))
     assert set(parts["product"]) == set(names)
     data = sc.model_dump(by_alias=True)
+    half_hour = {"dist": "constant", "value": 1800.0}
     data["stations"] = [{**st, "cycle_time": {"dist": "constant", "value": 1.5}, "scrap": 0.02,
                          "cycle_times": {"juice-10": {"dist": "constant", "value": 3.0}},
-                         "scrap_by_product": {"juice-10": 0.05}} if st["name"] == "filler" else st
+                         "scrap_by_product": {"juice-10": 0.05},
+                         "setup_matrix": {"still-05": {"sparkling-05": half_hour}}} if st["name"] == "filler" else st
                         for st in data["stations"]]
     wrong = Scenario.model_validate(data)
     fitted, table = fit_scenario(log, wrong, parts)
@@ -1923,6 +1926,31 @@ def test_a_mixed_lines_cycles_and_scrap_per_product_from_a_part_log_naming_each_
     rows = table[table["machine type"] == "station filler"]
     assert {"juice-10", "other products"} <= set(rows["fault mode"])
     assert fitted.machine_types["filler"].minor_stops is None  # its 2 s juice cycles are no 1 s stops of a 1 s cycle
+    # its setups per product pair (the product before and after each): 10 min, 35-45-70 and 60-80-120 min triangles
+    matrix = filler.setup_matrix
+    assert matrix["still-05"]["sparkling-05"].mean == pytest.approx(600, rel=0.01)
+    assert matrix["sparkling-05"]["juice-10"].mean == pytest.approx(50 * 60, rel=0.2)  # pairs the base said need none
+    assert matrix["juice-10"]["still-05"].mean == pytest.approx(86.7 * 60, rel=0.2)
+    assert {"still-05 → sparkling-05", "juice-10 → still-05"} <= set(table["fault mode"])
+
+
+def test_a_part_logs_products_are_the_lines_or_mapped_and_others_are_named(tmp_path: Path) -> None:
+    """A part log's `product` column: the line's names, or the plant's mapped with --products (a material number a
+    blank cell made a float read as the number); a product the line does not make is named by its row."""
+    names = ["still-05", "sparkling-05", "juice-10"]
+    (tmp_path / "p.csv").write_text("timestamp,machine,product\n2026-01-05T06:00:01,filler,4713\n"
+                                    "2026-01-05T06:00:02,filler,juice-10\n2026-01-05T06:00:03,filler,\n")
+    fmt = LogFormat(products={"4713": "juice-10"})
+    with pytest.raises(LogError, match=r"p.csv: row 4, column product: \(empty\) is not a product of the line"):
+        read_parts(tmp_path / "p.csv", "UTC", fmt, names)
+    (tmp_path / "p.csv").write_text("timestamp,machine,product,result\n2026-01-05T06:00:01,filler,4713,OK\n"
+                                    "2026-01-05T06:00:02,filler,juice-10,\n")
+    with pytest.raises(LogError, match="column result"):  # a part's result: still one of the words
+        read_parts(tmp_path / "p.csv", "UTC", fmt, names)
+    (tmp_path / "p.csv").write_text("timestamp,machine,product\n2026-01-05T06:00:01,filler,4713\n"
+                                    "2026-01-05T06:00:02,filler,juice-10\n")
+    assert read_parts(tmp_path / "p.csv", "UTC", fmt, names)["product"].tolist() == ["juice-10", "juice-10"]
+    assert "product" not in read_parts(tmp_path / "p.csv", "UTC", fmt)  # a line of one kind of part: not told apart
     (tmp_path / "odd.csv").write_text("timestamp,machine,product\n2026-01-05T06:00:01,filler,9999\n")
     with pytest.raises(LogError, match=r"odd.csv: row 2, column product: '9999' is not a product of the line "
                                        r"\(still-05, sparkling-05, juice-10\); .* --products '9999=still-05'"):

@@ -1139,17 +1139,19 @@ def _product_scrap(st: Station, judged: pd.DataFrame, row: dict[str, Any], stati
     return rows
 
 
-def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str, str, str], Any]
-               ) -> list[dict[str, Any]]:
+def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str, str, str], Any],
+               parts: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """Each station's changeover (setup) time from the setups its machines' status log shows (a setup's length: to
     the machine's next change of state; one under way at the log's start or end is left out), by AIC as lives are
     fitted, where it has MIN_EVENTS of them (updating `stations` and `laws`; the rows of the fit's table). A station
-    whose setups depend on the product pair (`setup_matrix`) keeps them (the log does not say which pair), and one
-    without changeovers in the base says so."""
+    whose setups depend on the product pair (`setup_matrix`) has them fitted per pair where a part log names each
+    part's product (`_pair_setups`), else keeps them (the log does not say which pair); one without changeovers in the
+    base says so."""
     end = log.timestamp.max()
     rows = []
     for j, st in enumerate(stations):
         seen: list[float] = []
+        began: list[tuple[str, pd.Timestamp, float]] = []  # each setup's machine, start and length
         for m in st.machine_names:
             g = log[log.machine == m]
             if g.empty:
@@ -1158,10 +1160,14 @@ def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str,
             setup = (g.state == "setup").to_numpy().copy()
             setup[0] = setup[-1] = False  # under way at the log's start, or still at its end: not whole
             seen += lasted[setup].tolist()
+            began += [(m, t, d) for t, d in zip(g.timestamp.to_numpy()[setup], lasted[setup])]
         if not seen:
             continue
         row = {"machine type": f"station {st.name}", "fault mode": "", "time": "setup", "events": len(seen),
                "censored": 0, "KS": np.nan, "parameters": ""}
+        if st.setup_matrix and parts is not None and "product" in parts:
+            rows += _pair_setups(st, j, stations, began, parts, laws, row)
+            continue
         base_mean = st.changeover.duration.mean / 3600 if st.changeover is not None else np.nan
         why = ("kept (its setups depend on the product pair: setup_matrix; the log does not say which)"
                if st.setup_matrix else
@@ -1176,6 +1182,37 @@ def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str,
         stations[j] = Station.model_validate({**st.model_dump(by_alias=True), "changeover": {
             "every_parts": st.changeover.every_parts, "duration": f.spec}})
         rows.append({**row, "base mean [h]": base_mean, **f.shown()})
+    return rows
+
+
+def _pair_setups(st: Station, j: int, stations: list[Station], began: list[tuple[str, Any, float]],
+                 parts: pd.DataFrame, laws: dict[tuple[str, str, str], Any], row: dict[str, Any]
+                 ) -> list[dict[str, Any]]:
+    """A station's sequence-dependent setups (`setup_matrix`) per product pair: each setup's pair is the product of
+    the machine's last part before it and of its first part after (a part log naming each part's product; a setup
+    between parts of one product is no changeover and left out), each pair's time fitted by AIC from MIN_EVENTS
+    setups or more (a pair the base lists as needing none, added); the others kept; `stations[j]` updated."""
+    pairs: dict[tuple[str, str], list[float]] = {}
+    for m, t, lasted in began:
+        mine = parts[parts.machine == m]
+        times, made = mine.timestamp.to_numpy(), mine["product"].to_numpy(dtype=object)
+        k = int(np.searchsorted(times, t, side="right"))  # the first part after the setup began
+        if 0 < k < len(times) and made[k - 1] != made[k]:
+            pairs.setdefault((str(made[k - 1]), str(made[k])), []).append(lasted)
+    matrix = {a: dict(row_) for a, row_ in st.setup_matrix.items()}
+    rows = []
+    for (a, b), seen in sorted(pairs.items()):
+        was = st.setup_matrix.get(a, {}).get(b)
+        shown = {**row, "fault mode": f"{a} → {b}", "events": len(seen),
+                 "base mean [h]": was.mean / 3600 if was is not None else 0.0}
+        if len(seen) < MIN_EVENTS:
+            rows.append({**shown, "family": "kept (too few setups)", "mean [h]": float(np.mean(seen)) / 3600})
+            continue
+        f = fit_times(np.asarray(seen), np.empty(0))
+        laws[(row["machine type"], f"{a} → {b}", "setup")] = (f.law, np.asarray(seen), np.empty(0))
+        matrix.setdefault(a, {})[b] = f.spec
+        rows.append({**shown, **f.shown()})
+    stations[j] = Station.model_validate({**st.model_dump(by_alias=True), "setup_matrix": matrix})
     return rows
 
 
@@ -1650,7 +1687,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                              "events": int((levels.station == st.name).sum()), "censored": 0,
                              "family": "most parts seen waiting", "mean [h]": np.nan, "base mean [h]": np.nan,
                              "KS": np.nan, "parameters": f"buffer={max(seen, 1)} (was {st.buffer})"})
-    rows += fit_setups(log, stations, laws)
+    rows += fit_setups(log, stations, laws, parts)
     types = {k: v.model_copy(deep=True) for k, v in base.machine_types.items()}
     for mtype, fit in minor.items():
         spec = {"every": {"dist": "exponential", "mean": round(fit.every, 3)}, "duration": fit.lengths.spec}
