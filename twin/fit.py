@@ -1084,8 +1084,9 @@ def fit_scrap(parts: pd.DataFrame, stations: list[Station], base: Scenario, log:
         if st.scrap_by_product and "product" in mine and not wear:  # each product's parts judged on their own
             rows += _product_scrap(st, mine, row, stations, j)
             continue
-        why = ("kept (its scrap is per product: scrap_by_product)" if st.scrap_by_product else
-               f"kept (its scrap rises with wear: {', '.join(wear)}'s scrap_increase)" if wear else
+        why = (f"kept (its scrap rises with wear: {', '.join(wear)}'s scrap_increase)" if wear else
+               "kept (its scrap is per product: scrap_by_product; a part log naming each part's product fits it)"
+               if st.scrap_by_product else
                "kept (a batch station scraps no parts here)" if st.batch is not None else
                f"kept (only {n} parts with a result)" if n < MIN_JUDGED else "")
         startup = startup_rejects(mine, log) if log is not None and not why else None
