@@ -1980,3 +1980,38 @@ def test_a_cycle_steadier_than_a_scenario_can_hold_as_a_gamma_fits_another_law()
     g = fit_times(lives, np.empty(0))
     TypeAdapter(Distribution).validate_python(g.spec)
     assert g.mean == pytest.approx(3600, rel=0.01)
+
+
+_MIXED_LOG = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-05 06:00", "2026-01-05 09:00", "2026-01-05 09:01",
+                                                        "2026-01-05 15:00", "2026-01-05 15:02", "2026-01-05 22:00"]),
+                           "machine": "a", "state": ["working", "setup", "working", "setup", "working", "off_shift"],
+                           "reason": ""})
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_DAY, st.sampled_from(["p1", "p2", "7", "x", "", " p1 ", "7.0"]),
+                          st.sampled_from(["OK", "NOK", "", "maybe"])), min_size=1, max_size=200), st.booleans())
+def test_any_mixed_lines_part_log_is_fitted_per_product_or_refused_clearly(tmp_path: Path,
+                                                                           parts: list[tuple[object, ...]],
+                                                                           results: bool) -> None:
+    """A mixed line's part log with each part's product (the line's names, a material number mapped with
+    --products, or anything) is fitted per product (cycles, scrap, setups per pair: a scenario that validates) or
+    refused naming the file, never a traceback."""
+    from tests.helpers import const, scenario
+    from twin.fit import fit_scenario
+
+    sc = scenario([{"name": "a", "cycle_time": const(10), "cycle_times": {"p2": const(20)}, "scrap": 0.01,
+                    "scrap_by_product": {"p2": 0.02}, "setup_matrix": {"p1": {"p2": const(60)}}}],
+                  products=[{"name": "p1"}, {"name": "p2"}], start="2026-01-05T06:00:00", duration="1 d")
+    f = tmp_path / "parts.csv"
+    table = pd.DataFrame(sorted(parts, key=lambda r: r[0]), columns=["timestamp", "product", "result"])
+    table.insert(1, "machine", "a")
+    table.drop(columns=[] if results else ["result"]).to_csv(f, index=False)
+    try:
+        made = read_parts(f, "UTC", LogFormat(products={"7": "p2"}), ["p1", "p2"])
+    except LogError as e:
+        assert "parts.csv" in str(e), e
+        return
+    fitted, _ = fit_scenario(_MIXED_LOG, sc, made)
+    Scenario.model_validate(fitted.model_dump(by_alias=True))
+    assert set(fitted.stations[0].cycle_times) == {"p2"} and 0 <= fitted.stations[0].scrap <= 1
