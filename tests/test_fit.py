@@ -2015,3 +2015,23 @@ def test_any_mixed_lines_part_log_is_fitted_per_product_or_refused_clearly(tmp_p
     fitted, _ = fit_scenario(_MIXED_LOG, sc, made)
     Scenario.model_validate(fitted.model_dump(by_alias=True))
     assert set(fitted.stations[0].cycle_times) == {"p2"} and 0 <= fitted.stations[0].scrap <= 1
+
+
+def test_a_random_mix_is_fitted_from_the_products_the_line_took_in_and_a_release_plan_kept() -> None:
+    """A line releasing a random mix by the products' shares: each share from the parts its first station made (2 of
+    p1 to 1 of p2 where the base said 1 to 1); a release plan (campaigns) is the line's schedule and kept."""
+    from tests.helpers import const, scenario
+    from twin.fit import fit_scenario
+
+    sc = scenario([{"name": "a", "cycle_time": const(10)}, {"name": "b", "cycle_time": const(5)}],
+                  products=[{"name": "p1"}, {"name": "p2"}], start="2026-01-05T06:00:00", duration="1 d")
+    t = pd.Timestamp("2026-01-05 06:00") + pd.to_timedelta(np.arange(300) * 10.0, unit="s")
+    made = pd.DataFrame({"timestamp": t, "machine": "a", "product": np.where(np.arange(300) % 3 < 2, "p1", "p2")})
+    later = made.assign(machine="b", product="p2")  # what later stations made does not count: only what came in
+    fitted, table = fit_scenario(_MIXED_LOG, sc, pd.concat([made, later], ignore_index=True))
+    assert [p.share for p in fitted.products] == pytest.approx([2 / 3, 1 / 3], abs=1e-5)
+    assert "p1 66.7% (was 50.0%)" in table[table.time == "product mix"].parameters.iloc[0]
+    planned = Scenario.model_validate({**sc.model_dump(by_alias=True), "release": [{"product": "p1", "parts": 50},
+                                                                                  {"product": "p2", "parts": 50}]})
+    kept, table = fit_scenario(_MIXED_LOG, planned, made)
+    assert kept.release == planned.release and table[table.time == "product mix"].family.iloc[0].startswith("kept")

@@ -1736,10 +1736,33 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                                    + (f", holidays {', '.join(cal['holidays'])}" if cal.get("holidays") else "")
                                    + f" (was {'none' if base.calendar is None else ', '.join(base.calendar.shifts)})"})
     rows += _service_times(log, base, update.get("calendar", base.calendar), types)  # `types` as the log serviced
+    if parts is not None and "product" in parts and base.products:
+        rows += _product_mix(parts, base, update)
     fitted = base.model_copy(update=update)
     table = pd.DataFrame(rows, columns=FIT_COLUMNS)  # in this order whichever row comes first
     table.attrs["laws"] = laws  # for the report's plot (`twin fit`): (law, times observed, times censored) in seconds
     return Scenario.model_validate(fitted.model_dump(by_alias=True)), table
+
+
+def _product_mix(parts: pd.DataFrame, base: Scenario, update: dict[str, Any]) -> list[dict[str, Any]]:
+    """A line releasing a random mix (products' `share`, no `release` plan): each product's share from the parts its
+    entry stations made (MIN_JUDGED at least), into `update`; the row of the fit's table. A release plan (campaigns)
+    is the line's schedule, not a law: kept, and said."""
+    entry = {m for i in base.entries() for m in base.stations[i].machine_names}
+    made = parts.loc[parts.machine.isin(entry), "product"].value_counts()
+    n = int(made.sum())
+    row = {"machine type": "line", "fault mode": "", "time": "product mix", "events": n, "censored": 0,
+           "mean [h]": np.nan, "base mean [h]": np.nan, "KS": np.nan}
+    was = base.product_mix()
+    seen = ", ".join(f"{p} {made.get(p, 0) / n:.1%}" for p in was) if n else ""
+    if base.release:
+        return [{**row, "family": "kept (a release plan: release)", "parameters": seen}]
+    if n < MIN_JUDGED:
+        return [{**row, "family": f"kept (only {n} parts made at the entry stations)", "parameters": seen}]
+    update["products"] = [p.model_copy(update={"share": max(round(float(made.get(p.name, 0)) / n, 6), 1e-6)})
+                          for p in base.products]
+    return [{**row, "family": "share of the parts released", "parameters": ", ".join(
+        f"{p} {made.get(p, 0) / n:.1%} (was {w:.1%})" for p, w in was.items())}]
 
 
 def _service_times(log: pd.DataFrame, base: Scenario, calendar: Calendar | None,
