@@ -772,3 +772,66 @@ def test_an_orders_due_time_is_read_on_the_lines_clock_inside_the_run(capsys: py
         with pytest.raises(typer.Exit):
             _due(f"5@{text}", text, start, end)
         assert message in " ".join(capsys.readouterr().err.split()), text
+
+
+def test_a_what_if_continues_the_release_plan_in_its_campaign_under_way(tmp_path: Path) -> None:
+    """A mixed line's what-if restarted its release plan at the first campaign, whatever the line was making: now the
+    campaign under way (the product its entry stations made last, and how many in a row, from a part log naming each
+    part's product) goes on where it stood, and the parts already in its buffers are of it."""
+    import datetime as dt
+
+    from tests.helpers import const, scenario
+    from twin.app.cmd_plant import _release_at
+    from twin.app.runner import simulate
+    from twin.scenario import ReleaseNow
+
+    sc = scenario([{"name": "a", "cycle_time": const(10)}, {"name": "b", "cycle_time": const(10), "initial": 4}],
+                  products=[{"name": "p1"}, {"name": "p2"}],
+                  release=[{"product": "p1", "parts": 10}, {"product": "p2", "parts": 5}],
+                  start="2026-01-05T06:00:00", duration="30 min")
+    now = LineNow(taken=dt.datetime(2026, 1, 5, 6), release=ReleaseNow(product="p2", made=3))
+    resumed, notes = continue_from(sc, now)
+    line = simulate(resumed, 0, sensors=False).line
+    made = np.frombuffer(line.product, dtype=np.int8).tolist()
+    assert made[:4] == [1] * 4  # the 4 parts in b's buffer: of the campaign under way, not taken from it
+    assert made[4:6] == [1, 1] and made[6:16] == [0] * 10 and made[16:21] == [1] * 5  # 2 p2 left, then the plan
+    assert simulate(sc, 0, sensors=False).line.product[:4].tolist() == [0] * 4  # a new line: from the first campaign
+    gone, notes = continue_from(sc, now.model_copy(update={"release": ReleaseNow(product="p3", made=1)}))
+    assert gone.now is not None and gone.now.release is None and "no campaign of p3" in notes[-1]
+    t = pd.Timestamp("2026-01-05 06:00") + pd.to_timedelta(np.arange(9) * 10.0, unit="s")
+    log = pd.DataFrame({"timestamp": t, "machine": "a", "product": ["p1"] * 3 + ["p2"] * 6})
+    assert _release_at(sc, log, t[7]) == ReleaseNow(product="p2", made=5)  # by then: 5 of p2 in a row
+    assert _release_at(sc, log.assign(machine="b"), t[7]) is None  # only the entry stations release
+
+
+@pytest.mark.slow
+def test_a_what_if_from_a_status_log_and_a_part_log_naming_products_goes_on_with_the_campaign(tmp_path: Path) -> None:
+    """`twin whatif packaging.yaml --from status.csv --parts parts.csv`: the part log's products (material numbers,
+    mapped with --products) tell the campaign under way at the log's end, and the what-if goes on with it."""
+    from tests.test_fit import _product_parts
+    from twin.app.runner import simulate
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "1 d", "warmup": 0})
+    run = simulate(sc, 0, sensors=False)
+    start = pd.Timestamp(sc.start)
+    status = []
+    for m in run.line.machines:
+        t, states, reasons = m.log.states_from(0)
+        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                    "state": states.astype(str), "reason": reasons.astype(str)}))
+    pd.concat(status).to_csv(tmp_path / "status.csv", index=False)
+    made = _product_parts(run, "unscrambler", [p.name for p in sc.products])
+    material = {"still-05": "4711", "sparkling-05": "4712", "juice-10": "4713"}
+    made.assign(product=made["product"].map(material)).to_csv(tmp_path / "parts.csv", index=False)
+    by = made[made.timestamp <= pd.Timestamp("2026-01-05 18:00")]["product"]  # what it had made by 18:00
+    last = by.iloc[-1]
+    in_a_row = int((by[::-1].ne(last).cumsum() == 0).sum())
+    r = subprocess.run(twin_cmd("whatif", ROOT / "scenarios" / "packaging.yaml", "--from", tmp_path / "status.csv",
+                                "--at", "2026-01-05T18:00",
+                                "--parts", tmp_path / "parts.csv", "--products",
+                                ", ".join(f"{v}={k}" for k, v in material.items()), "--duration", "2 h",
+                                "--replications", 2), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"the release plan continues in its campaign of {last}: {in_a_row:,} of" in said, said

@@ -1378,7 +1378,18 @@ class _Release:
         self.sequence = [(names.index(n), k) for n, k in sc.release_runs()] if sc.release and names else None
         self.shares = np.cumsum([p.share for p in sc.products]) if names else None
         self.u = Sampler(_UNIT, rng_for(sc.seed, replication, -1, STREAM_RELEASE)) if names else None
-        self.i, self.left = -1, 0
+        self.i, self.left, self.resumed = -1, 0, False
+        at = sc.now.release if sc.now is not None else None
+        if at is not None and self.sequence is not None and at.product in names:  # a what-if: the campaign under way
+            runs = [k for k, (p, _) in enumerate(self.sequence) if p == names.index(at.product)]
+            if runs:
+                self.i, self.left = runs[0], max(self.sequence[runs[0]][1] - at.made, 0)
+                self.resumed = True
+
+    def current(self) -> int | None:
+        """The product of the campaign under way where a what-if read it (`now.release`), without releasing a part:
+        the parts already in the line's buffers were released with it (None: draw them from the plan)."""
+        return self.sequence[self.i][0] if self.sequence is not None and self.i >= 0 and self.resumed else None
 
     def __call__(self) -> int:
         if self.sequence is not None:
@@ -1612,7 +1623,8 @@ class Line:
         self.exit.append(_NAN)
         self.passed.append(_NAN)
         self.into.append(-1)
-        product = self._release() if self._release is not None else 0
+        resumed = self._release.current() if station >= 0 and self._release is not None else None
+        product = resumed if resumed is not None else self._release() if self._release is not None else 0
         if station >= 0 and (allowed := self._visitors[station]) is not None:
             for _ in range(10_000):  # the release's next product that goes there (one does: the station is visited)
                 if product in allowed:

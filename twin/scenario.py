@@ -888,6 +888,14 @@ BufferName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(<[A-Za-z
                                   max_length=130)]
 
 
+class ReleaseNow(_Strict):
+    """Where the line's release plan stood: the campaign under way (the first of that product in `release`), and how
+    many of its parts were released already."""
+
+    product: Name
+    made: int = Field(0, ge=0, le=10**9, description="parts of the campaign released already")
+
+
 class LineNow(_Strict):
     """The line's state at one moment, from which a what-if run continues instead of starting empty."""
 
@@ -897,6 +905,8 @@ class LineNow(_Strict):
     buffers: dict[BufferName, int] | None = Field(
         None, description="parts waiting in front of each station (an assembly's per feeder, 'station<feeder'); "
                           "None: not known (the scenario's initial levels)")
+    release: ReleaseNow | None = Field(None, description="the release plan's campaign under way (None: the plan "
+                                                         "starts from its first campaign)")
 
 
 class Scenario(_Strict):
@@ -1698,7 +1708,12 @@ def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]
     if held := sum(parts_in_hand(scenario, now)):
         notes.append(f"parts in the machines' hands (working, blocked or down): {held}, put back at the head of their "
                      "stations' buffers to be worked again from the start of a cycle")
-    keep = now.model_copy(update={"machines": {k: v for k, v in now.machines.items() if k in machines}})
+    release = now.release
+    if release is not None and release.product not in {n for n, _ in scenario.release_runs()}:
+        notes.append(f"the release plan has no campaign of {release.product}: it starts from its first campaign")
+        release = None
+    keep = now.model_copy(update={"machines": {k: v for k, v in now.machines.items() if k in machines},
+                                  "release": release})
     return scenario.model_copy(update={"start": now.taken.replace(tzinfo=None), "warmup": 0.0, "now": keep,
                                        "stations": stations}), notes
 

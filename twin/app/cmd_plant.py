@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from sensors.connect import ConnectorConfig
     from sensors.store.base import Store
     from twin.fit import LogFormat
-    from twin.scenario import Calendar, LineNow, Scenario
+    from twin.scenario import Calendar, LineNow, ReleaseNow, Scenario
 
 CHECKED = ("working share", "down share", "maintenance share", "availability", "failures", "parts", "scrap share",
            "energy [kWh]")
@@ -760,9 +760,11 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
     for told in [*log.attrs.get("notes", []), *(part_file.attrs.get("notes", []) if part_file is not None else [])]:
         err_console.print(f"note: {told}", highlight=False, markup=False)
     listed = "stops" in log.attrs
-    if made is not None and not listed:
-        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows; {short} is a status log, "
-             "which has them")
+    planned = made is not None and "product" in made and bool(sc.release)  # it tells the campaign under way
+    if made is not None and not listed and not planned:
+        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows, or tells a line with a "
+             f"release plan its campaign under way by each part's product; {short} is a status log, which has the "
+             "waits" + (", and the part log names no product" if sc.release else ", and the line has no release plan"))
     log = plant.named(log)
     known = sorted({m for st in sc.stations for m in st.machine_names})
     if not log.machine.isin(known).any():
@@ -778,8 +780,9 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
              f"({shown[end] if stamp > end else shown[first]}); the line's state is known from {shown[first]} to "
              f"{shown[end]}: give --at between them, or leave it out to continue from the log's last row.")
     buffers = _levels_at(sc, levels, stamp, plant) if levels is not None else None
+    release = _release_at(sc, plant.named(made), stamp) if planned and made is not None else None
     # as `twin fit` reads a list: its nights were working (every age too old), its waits from the parts made
-    log, _, waits = as_listed(log, sc.calendar, plant.named(made) if made is not None else None)
+    log, _, waits = as_listed(log, sc.calendar, plant.named(made) if made is not None and listed else None)
     if waits is not None:
         err_console.print(f"note: {waits:,} waits for parts or space read from {parts.name if parts else ''}, as "
                           "`twin fit --parts` reads them", highlight=False)
@@ -788,7 +791,31 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
         err_console.print(f"note: {short} is a stop list: the lives of {', '.join(operating)} (clock: operating) "
                           "count the waits for parts or space a list cannot show as working time, so their ages are "
                           "upper bounds (--parts reads the waits from the parts each machine made)", highlight=False)
-    return state_at(log, sc, stamp, f"{short}, {'a stop list' if listed else 'a status log'}", buffers)
+    now = state_at(log, sc, stamp, f"{short}, {'a stop list' if listed else 'a status log'}", buffers)
+    if release is not None:
+        runs = dict(sc.release_runs())
+        err_console.print(f"note: the release plan continues in its campaign of {release.product}: "
+                          f"{release.made:,} of {runs.get(release.product, 0):,} released (the parts its entry "
+                          f"stations made in a row, from {parts.name if parts else ''})", highlight=False)
+        now = now.model_copy(update={"release": release})
+    return now
+
+
+def _release_at(sc: Scenario, made: pd.DataFrame, stamp: pd.Timestamp) -> ReleaseNow | None:
+    """The release plan's campaign under way at `stamp`: the product of the last part the line's entry stations
+    made by then, and how many of it they made in a row (None: none made)."""
+    import numpy as np
+
+    from twin.scenario import ReleaseNow
+
+    entry = {m for i in sc.entries() for m in sc.stations[i].machine_names}
+    mine = made[made.machine.isin(entry) & (made.timestamp <= stamp)].sort_values("timestamp", kind="stable")
+    if mine.empty:
+        return None
+    products = mine["product"].to_numpy(dtype=object)
+    last = products[-1]
+    other = np.flatnonzero(products != last)
+    return ReleaseNow(product=str(last), made=int(len(products) - (other[-1] + 1 if len(other) else 0)))
 
 
 def _levels_at(sc: Scenario, path: Path, stamp: pd.Timestamp, plant: PlantNames) -> dict[str, int] | None:
