@@ -522,6 +522,7 @@ def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, t
     assert list(shown.alternative) == ["as is", "+1 technician, mechanics"]
     book = next(d.value for d in at.dataframe if "order" in d.value.columns)  # the uploaded order book's two orders
     assert list(book.order) == ["1: P-1 5 good parts"] * 2 + ["2: P-2 10 good parts"] * 2, book
+    assert at.get("image")  # and their chart
     end = f"{log.timestamp.max():%Y-%m-%d %H:%M:%S}"
     assert f"continuing from {end} (status.csv, a status log)" in " ".join(said.read_text().split())
 

@@ -630,6 +630,7 @@ def test_how_likely_an_order_is_made_from_the_state_now(tmp_path: Path, monkeypa
         if row["order"] == 1:
             assert row["order on time low"] <= row["order on time"] <= min(row["order made"], row["order on time high"])
     assert book["order made"].max() > 0 and "order made" not in pd.read_csv(tmp_path / "book.csv").columns
+    assert (tmp_path / "book-orders.png").stat().st_size > 5000  # the orders' chart beside their table
 
 
 def test_an_order_of_one_product_counts_its_parts_only(tmp_path: Path) -> None:

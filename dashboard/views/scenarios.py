@@ -373,6 +373,8 @@ if sc is not None and path is not None:
                     "alternative": orders["alternative"], "made": [c[0] for c in cells],
                     **({"on time": [c[1] if len(c) == 3 else "–" for c in cells]} if due else {}),
                     "done by": [c[-1] for c in cells]}), hide_index=True)
+                if (chart := book.with_suffix(".png")).exists():
+                    st.image(str(chart))
             st.caption("good parts: mean ± half-width of its 95 % CI; 90 % of runs: where one run falls (5th–95th "
                        "percentile); vs as is: paired difference with its 95 % CI"
                        + (f"; {'order ' if ordered else ''}made: the share of runs that made the order in the time "

@@ -1211,7 +1211,7 @@ def whatif(
     import numpy as np
     import pandas as pd
 
-    from twin.app.compare import compare_designs, order_cells, order_figures, whatif_task
+    from twin.app.compare import compare_designs, order_cells, order_chart, order_figures, whatif_task
     from twin.kpi import half_width
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
@@ -1301,6 +1301,8 @@ def whatif(
     if out is not None:
         table.to_csv(out, index=False)
         pd.DataFrame(parts).to_csv(out.with_name(out.stem + "-replications.csv"), index_label="replication")
-        if book:  # each order under each alternative (one order's figures are in the table too)
+        if book:  # each order under each alternative (one order's figures are in the table too), and its chart
             table_of_orders.to_csv(out.with_name(out.stem + "-orders.csv"), index=False)
+            order_chart(table_of_orders, [f"{k}: {o.name()}" for k, o in enumerate(book, 1)], end,
+                        out.with_name(out.stem + "-orders.png"))
         out_console.print(f"wrote {out}", highlight=False)
