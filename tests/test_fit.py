@@ -801,6 +801,19 @@ def test_any_status_log_is_fitted_or_refused_clearly(tmp_path: Path, rows: list[
         assert all(m.since >= 0 and min(m.ages.values()) >= 0 for m in now.machines.values())
 
 
+def status_log(run: Any) -> pd.DataFrame:
+    """A simulated replication's status log as a plant keeps it: each machine's state changes (timestamp, machine,
+    state, reason), one per machine and time."""
+    start = pd.Timestamp(run.line.scenario.start)
+    status = []
+    for m in run.line.machines:
+        t, states, reasons = m.log.states_from(0)
+        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
+                                    "state": states.astype(str), "reason": reasons.astype(str)}))
+    return pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
+                                                                                    keep="last")
+
+
 def _plant_logs(sc: Any) -> tuple[Any, pd.DataFrame, list[pd.DataFrame]]:
     """A replication of `sc`, its status log and each machine's part log (one row per part it finished), as a plant
     keeps them."""
@@ -808,17 +821,12 @@ def _plant_logs(sc: Any) -> tuple[Any, pd.DataFrame, list[pd.DataFrame]]:
 
     run = simulate(sc, 0, sensors=False)
     start = pd.Timestamp(sc.start)
-    status, parts = [], []
+    parts = []
     for m in run.line.machines:
-        t, states, reasons = m.log.states_from(0)
-        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                    "state": states.astype(str), "reason": reasons.astype(str)}))
         done = np.frombuffer(m.log.finished) if not m.wiring.is_last else np.frombuffer(run.line.exit)
         done = done[np.isfinite(done)]
         parts.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(np.sort(done), unit="s"), "machine": m.name}))
-    log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
-                                                                                   keep="last")
-    return run, log, parts
+    return run, status_log(run), parts
 
 
 def test_a_stop_lists_waits_are_read_from_the_parts_made(tmp_path: Path) -> None:
@@ -1891,14 +1899,7 @@ def test_a_mixed_lines_cycles_and_scrap_per_product_from_a_part_log_naming_each_
         mode["scrap_increase"] = 0.0
     sc = Scenario.model_validate(data)
     run = simulate(sc, 0, sensors=False)
-    start = pd.Timestamp(sc.start)
-    status = []
-    for m in run.line.machines:
-        t, states, reasons = m.log.states_from(0)
-        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                    "state": states.astype(str), "reason": reasons.astype(str)}))
-    log = pd.concat(status).sort_values(["machine", "timestamp"]).drop_duplicates(["machine", "timestamp"],
-                                                                                   keep="last")
+    log = status_log(run)
     names = [p.name for p in sc.products]
     material = {"still-05": "4711", "sparkling-05": "4712", "juice-10": "4713"}
     made = _product_parts(run, "filler", names)

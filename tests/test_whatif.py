@@ -712,6 +712,8 @@ def test_an_erp_order_book_is_read_as_orders_in_turn(tmp_path: Path, capsys: pyt
     specs, where, refs = _order_book(tmp_path / "book.xlsx", None)
     assert specs == ["juice-10=400@2026-01-06T14:00", "still-05=50@2026-01-06T22:00"] and refs == ["B-1", "B-2"]
     assert _orders(specs, sc, where) == [(400, "juice-10", "2026-01-06T14:00"), (50, "still-05", "2026-01-06T22:00")]
+    (tmp_path / "erp.csv").write_text("Auftrag;Material;Menge\nA-7;4713;600\n")  # material numbers, as --products
+    assert _order_book(tmp_path / "erp.csv", None, {"4713": "juice-10"})[0] == ["juice-10=600"]
     (tmp_path / "odd.csv").write_text("what,when\nx,y\n")
     with pytest.raises(typer.Exit):
         _order_book(tmp_path / "odd.csv", None)
@@ -809,18 +811,12 @@ def test_a_what_if_continues_the_release_plan_in_its_campaign_under_way(tmp_path
 def test_a_what_if_from_a_status_log_and_a_part_log_naming_products_goes_on_with_the_campaign(tmp_path: Path) -> None:
     """`twin whatif packaging.yaml --from status.csv --parts parts.csv`: the part log's products (material numbers,
     mapped with --products) tell the campaign under way at the log's end, and the what-if goes on with it."""
-    from tests.test_fit import _product_parts
+    from tests.test_fit import _product_parts, status_log
     from twin.app.runner import simulate
 
     sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "1 d", "warmup": 0})
     run = simulate(sc, 0, sensors=False)
-    start = pd.Timestamp(sc.start)
-    status = []
-    for m in run.line.machines:
-        t, states, reasons = m.log.states_from(0)
-        status.append(pd.DataFrame({"timestamp": start + pd.to_timedelta(t, unit="s"), "machine": m.name,
-                                    "state": states.astype(str), "reason": reasons.astype(str)}))
-    pd.concat(status).to_csv(tmp_path / "status.csv", index=False)
+    status_log(run).to_csv(tmp_path / "status.csv", index=False)
     made = _product_parts(run, "unscrambler", [p.name for p in sc.products])
     material = {"still-05": "4711", "sparkling-05": "4712", "juice-10": "4713"}
     made.assign(product=made["product"].map(material)).to_csv(tmp_path / "parts.csv", index=False)

@@ -23,6 +23,11 @@ def start_job(key: str, cmd: list[str], out: Path, action: str, detail: str) -> 
     data.ledger().audit(me.name, me.role, action, detail)
 
 
+def new_report(kind: str, scenario: Path) -> Path:
+    """A new report folder of a `kind` of job on a scenario file, named by when it was started."""
+    return data.reports_dir() / f"{kind}-{scenario.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
 def job_progress(key: str) -> str:
     """The running job's last line (its progress: '3 alternatives × 30 replications: 40/90 simulations'), if any."""
     lines = data.command_said(Path(st.session_state[f"{key}_log"]), 400).strip().splitlines()
@@ -163,7 +168,7 @@ if sc is not None and path is not None:
     plan_busy = running("plan_proc")
     if p3.button("plan", key="plan_go", disabled=not me.can("start_run") or plan_busy,
                  help=None if me.can("start_run") else "engineers only"):
-        report = data.reports_dir() / f"plan-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        report = new_report("plan", path)
         start_job("plan_proc", ["plan", str(path), "--duration", plan_duration, "--precision", str(plan_precision),
                                 "--out", str(report)], report, "plan", f"{path.name} for {plan_duration} → {report}")
 
@@ -191,7 +196,7 @@ if sc is not None and path is not None:
     fit_reps = st.number_input("replications of the validation", 2, 100, 10, key="fit_reps")
     if st.button("fit", key="fit_go", disabled=not fit_logs or not me.can("start_run") or running("fit_proc"),
                  help=None if me.can("start_run") else "engineers only"):
-        fitted = data.reports_dir() / f"fit-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}" / "fitted.yaml"
+        fitted = new_report("fit", path) / "fitted.yaml"
         start_job("fit_proc", ["fit", *map(str, fit_logs), "--base", str(path), "--out", str(fitted),
                                "--replications", str(fit_reps), *fit_mapped], fitted, "fit",
                   f"{path.name} from {', '.join(p.name for p in fit_logs)}")
@@ -392,7 +397,7 @@ if sc is not None and path is not None:
     lr_busy = running("lr_proc")
     if l2.button("compare over the long run", key="lr_go", disabled=not design or not me.can("start_run") or lr_busy,
                  help="engineers only" if not me.can("start_run") else None if design else "give an alternative"):
-        report = data.reports_dir() / f"compare-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        report = new_report("compare", path)
         start_job("lr_proc", ["compare", str(path), "--duration", long_run, "--replications", str(max(wi_reps, 2)),
                               "--out", str(report), *design], report, "compare",
                   f"{path.name} for {long_run} × {wi_reps} → {report}")
@@ -420,7 +425,7 @@ if sc is not None and path is not None:
     if st.button("allocate the places", key="al_go", disabled=not limited or not me.can("start_run") or al_busy,
                  help="engineers only" if not me.can("start_run") else None if limited else
                  "the line has no buffer of limited capacity"):
-        report = data.reports_dir() / f"allocate-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        report = new_report("allocate", path)
         start_job("al_proc", ["allocate", str(path), "--places", str(places), "--step", str(step), "--duration", al_dur,
                               "--replications", str(max(wi_reps, 2)), "--out", str(report)], report, "allocate",
                   f"{path.name}: {places} buffer places, {al_dur} × {wi_reps} → {report}")
@@ -446,7 +451,7 @@ if sc is not None and path is not None:
     se_busy = running("se_proc")
     if st.button("rank the levers", key="se_go", disabled=not me.can("start_run") or se_busy,
                  help="engineers only" if not me.can("start_run") else None):
-        report = data.reports_dir() / f"sensitivity-{path.stem}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        report = new_report("sensitivity", path)
         start_job("se_proc", ["sensitivity", str(path), "--by", se_by, "--duration", se_dur,
                               "--replications", str(max(wi_reps, 2)), "--out", str(report)], report, "sensitivity",
                   f"{path.name}: levers {se_by} better, {se_dur} × {wi_reps} → {report}")

@@ -1068,10 +1068,12 @@ BOOK_COLUMNS = {"quantity": ("quantity", "qty", "good parts", "parts", "menge"),
                 "order": ("order", "order id", "order no", "order number", "auftrag", "auftragsnummer")}
 
 
-def _order_book(path: Path, sep: str | None) -> tuple[list[str], list[str], list[str]]:
+def _order_book(path: Path, sep: str | None, products: Mapping[str, str] | None = None
+                ) -> tuple[list[str], list[str], list[str]]:
     """An ERP's order book export (CSV, Excel, Parquet): a row per order, in the order they are to be made, with its
-    quantity of good parts and, where given, its product, due time (ISO or 06.01.2026 14:00) and own number (the
-    column names of BOOK_COLUMNS, any case): as --order specs, each row's place for errors, and the numbers."""
+    quantity of good parts and, where given, its product (the ERP's own names mapped by `products`: --products), due
+    time (ISO or 06.01.2026 14:00) and own number (the column names of BOOK_COLUMNS, any case): as --order specs,
+    each row's place for errors, and the numbers."""
     import pandas as pd
 
     from twin.tables import first_row, read_frame
@@ -1101,6 +1103,8 @@ def _order_book(path: Path, sep: str | None) -> tuple[list[str], list[str], list
         elif isinstance(due, str) and (m := re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})(?:\s+(\d{1,2}:\d{2}))?\s*",
                                                          due)):
             due = f"{m[3]}-{int(m[2]):02d}-{int(m[1]):02d}T{(m[4] or '00:00').zfill(5)}"
+        if _given(product):
+            product = (products or {}).get(str(product).strip().removesuffix(".0"), str(product).strip())
         specs.append((f"{str(product).strip()}=" if _given(product) else "") + str(n).strip()
                      + (f"@{str(due).strip()}" if _given(due) else ""))
         where.append(at)
@@ -1203,11 +1207,12 @@ def whatif(
     asked = (extra_crew or [], policy or [], buffer or [], add_shift or [], machines or [], cycle_time or [],
              batch or [], transfer or [], service_off_shift, mix or [], stock or [], on_call or [])
     alternatives(base, *asked, combined=combined, variants=variant, say=False)  # mistakes named before the state read
-    specs, where, refs = _order_book(orders, separator_option(sep)) if orders is not None else ([], [], [])
-    specs, where = [*specs, *(order or [])], [*where, *(f"--order {o!r}" for o in order or [])]
-    asked_orders = _orders(specs, base, where)
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results,
                         products)
+    specs, where, refs = _order_book(orders, plant.fmt.sep, plant.fmt.products) if orders is not None else \
+        ([], [], [])
+    specs, where = [*specs, *(order or [])], [*where, *(f"--order {o!r}" for o in order or [])]
+    asked_orders = _orders(specs, base, where)
     import numpy as np
     import pandas as pd
 
