@@ -582,6 +582,11 @@ def test_an_orders_last_part_is_the_nth_good_part_out_of_the_line() -> None:
     assert figures["order done 90 %"] is None  # one run in four never made it: not 9 in 10 within the run
     end = start + pd.Timedelta(hours=4)
     assert order_cells(figures, end)[1] == f"{start + pd.Timedelta(hours=2):%a %H:%M} · after {end:%a %H:%M}"
+    from twin.app.compare import all_orders
+
+    # the book as a whole: runs 1 and 3 made the first by its due 2 h and the second at all; not 0.5 × 0.75
+    book = all_orders([np.array([1.0, np.nan, 2.0, 3.0]), np.array([4.0, 4.0, 5.0, np.nan])], [2.0, None])
+    assert book["all orders"] == 0.5 and book["all orders low"] < 0.5 < book["all orders high"]
     due = order_figures(np.array([1.0, np.nan, 2.0, 3.0]), start, due=2.0)  # due 2 h from now: 2 runs in 4 on time
     assert due["order on time"] == 0.5 and due["order on time low"] < 0.5 < due["order on time high"]
     assert order_cells(due, end)[:2] == ["75% (19%–99%)", "50% (7%–93%)"] and "order on time" not in figures
@@ -631,6 +636,9 @@ def test_how_likely_an_order_is_made_from_the_state_now(tmp_path: Path, monkeypa
             assert row["order on time low"] <= row["order on time"] <= min(row["order made"], row["order on time high"])
     assert book["order made"].max() > 0 and "order made" not in pd.read_csv(tmp_path / "book.csv").columns
     assert (tmp_path / "book-orders.png").stat().st_size > 5000  # the orders' chart beside their table
+    whole = pd.read_csv(tmp_path / "book.csv").set_index("alternative")["all orders"]  # both orders, each in time
+    on_time = book[book.order == 1].set_index("alternative")["order on time"]
+    assert (whole <= on_time).all() and "all 2 orders" in r.stdout
 
 
 def test_an_order_of_one_product_counts_its_parts_only(tmp_path: Path) -> None:

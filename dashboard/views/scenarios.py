@@ -351,6 +351,9 @@ if sc is not None and path is not None:
                    if table.get("energy per good part [kWh]", pd.Series(dtype=float)).notna().any() else {}),
                 "vs as is": ["" if d != d else f"{d:+,.0f} ± {h:,.0f}"
                              for d, h in zip(table["vs as is"], table["vs ± (95 % CI)"])]})
+            if "all orders" in table.columns:  # an order book: the share of runs that made every order in time
+                shown["all orders"] = [f"{m:.0%} ({lo:.0%}–{hi:.0%})" for m, lo, hi in
+                                       zip(table["all orders"], table["all orders low"], table["all orders high"])]
             ordered = "order made" in table.columns
             if ordered:  # an order: how likely each alternative makes it, and when (twin whatif --order)
                 from twin.app.compare import order_cells

@@ -1216,7 +1216,15 @@ def whatif(
     import numpy as np
     import pandas as pd
 
-    from twin.app.compare import compare_designs, order_cells, order_chart, order_figures, whatif_task
+    from twin.app.compare import (
+        ALL_ORDERS,
+        all_orders,
+        compare_designs,
+        order_cells,
+        order_chart,
+        order_figures,
+        whatif_task,
+    )
     from twin.kpi import half_width
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
@@ -1232,10 +1240,10 @@ def whatif(
     parts: dict[str, np.ndarray] = {}
     avail: dict[str, float] = {}
 
+    dues = [None if o.due is None else (o.due - sc.start.replace(tzinfo=None)).total_seconds() / 3600 for o in book]
+
     def figures(label: str, i: int) -> dict[str, object]:
-        due = book[i].due
-        return order_figures(done[label, i], sc.start, None if due is None else
-                             (due - sc.start.replace(tzinfo=None)).total_seconds() / 3600)
+        return order_figures(done[label, i], sc.start, dues[i])
 
     energy: dict[str, float] = {}  # kWh per good part, where machine types give their power
     done: dict[tuple[str, int], np.ndarray] = {}  # hours until an order's last part left (nan: not within the run)
@@ -1257,7 +1265,8 @@ def whatif(
                      "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
                      "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan,
-                     **(figures(label, 0) if len(book) == 1 else {})})
+                     **(figures(label, 0) if len(book) == 1 else {}),
+                     **(all_orders([done[label, i] for i in range(len(book))], dues) if len(book) > 1 else {})})
     table = pd.DataFrame(rows)
     one = book[0] if len(book) == 1 else None  # one order: its cells in the table; several: a table of them
     shown = Table(title=f"the next {duration} from {sc.start:%Y-%m-%d %H:%M}, {replications} replications each"
@@ -1281,16 +1290,20 @@ def whatif(
                           "alternative": label, **figures(label, i)}
                          for i, o in enumerate(book) for label, _ in options])
     if len(book) > 1:  # an order book: each order under each alternative
-        dues = any(o.due is not None for o in book)
+        dues_given = any(o.due is not None for o in book)
         listed = Table(title=f"the orders, each product's filled in turn, {replications} replications each")
-        for col in ("order", "alternative", "made", *(["on time"] if dues else []), "done by"):
+        for col in ("order", "alternative", "made", *(["on time"] if dues_given else []), "done by"):
             listed.add_column(col, justify="left" if col in ("order", "alternative") else "right", no_wrap=True)
         for r in table_of_orders.to_dict("records"):
             cells = order_cells(r, end)
             listed.add_row(f"{r['order']}: {book[r['order'] - 1].name()}" if r["alternative"] == options[0][0]
                            else "", r["alternative"], cells[0],
-                           *([cells[1] if book[r["order"] - 1].due else "–"] if dues else []), cells[-1],
+                           *([cells[1] if book[r["order"] - 1].due else "–"] if dues_given else []), cells[-1],
                            end_section=r["alternative"] == options[-1][0])
+        for k, r in enumerate(rows):  # the book as a whole: every order of one run in time
+            whole = f"{r[ALL_ORDERS]:.0%} ({r[f'{ALL_ORDERS} low']:.0%}–{r[f'{ALL_ORDERS} high']:.0%})"
+            listed.add_row(f"all {len(book)} orders" if k == 0 else "", r["alternative"], "" if dues_given else whole,
+                           *([whole] if dues_given else []), "")
         print_table(listed)
     out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
                       "run falls in (5th to 95th percentile); availability: mean over the machines; "
@@ -1299,7 +1312,10 @@ def whatif(
                       + (f"; {'order ' if one else ''}made: the share of runs that made "
                          f"{'the order' if one else 'an order'} within {duration}, with its 95 % CI; "
                          + ("on time: by when it is due; " if any(o.due for o in book) else "")
-                         + "done by: when the median run had made it, and 9 runs in 10" if book else ""),
+                         + "done by: when the median run had made it, and 9 runs in 10"
+                         + (f"; all {len(book)} orders: the share of runs that made every one, each by when it is "
+                            "due (one run's orders hang together: not the product of their shares)"
+                            if len(book) > 1 else "") if book else ""),
                       highlight=False)
     out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",
                       highlight=False)

@@ -208,21 +208,35 @@ def order_figures(hours: np.ndarray, start: dt.datetime, due: float | None = Non
     """An order's figures over the replications: the share that made it within the run with its 95 % (Clopper-Pearson)
     interval, when the median run and 9 runs in 10 had (the line's clock; None: after the run's end), and with a
     `due` time (hours from the start) the share that made it by then, with its interval."""
-    from scipy.stats import binomtest
-
     made = ~np.isnan(hours)
     late = np.where(made, hours, np.inf)
-
-    def share(hit: np.ndarray, name: str) -> dict[str, float]:
-        low, high = binomtest(int(hit.sum()), len(hit)).proportion_ci(0.95, method="exact")
-        return {name: float(hit.mean()), f"{name} low": float(low), f"{name} high": float(high)}
 
     def by(q: float) -> str | None:
         h = float(np.quantile(late, q, method="inverted_cdf"))  # the first time by which that share of runs had
         return None if np.isinf(h) else (start + dt.timedelta(hours=h)).isoformat(timespec="minutes")
 
-    return {**share(made, "order made"), **(share(late <= due, "order on time") if due is not None else {}),
+    return {**runs_share(made, "order made"), **(runs_share(late <= due, "order on time") if due is not None else {}),
             "order done median": by(0.5), "order done 90 %": by(0.9)}
+
+
+def runs_share(hit: np.ndarray, name: str) -> dict[str, float]:
+    """The share of replications where `hit`, as `name`, with its 95 % Clopper-Pearson interval (`name` low, high)."""
+    from scipy.stats import binomtest
+
+    low, high = binomtest(int(hit.sum()), len(hit)).proportion_ci(0.95, method="exact")
+    return {name: float(hit.mean()), f"{name} low": float(low), f"{name} high": float(high)}
+
+
+ALL_ORDERS = "all orders"  # a what-if's share of runs that made every order of its book, each by when it was due
+
+
+def all_orders(hours: Sequence[np.ndarray], dues: Sequence[float | None]) -> dict[str, float]:
+    """The share of replications in which every order was made, each by its due time (hours from the start; None:
+    within the run), with its 95 % interval: the orders of one run hang together (a long stop delays them all), so
+    this is not the product of their shares."""
+    hit = np.logical_and.reduce([~np.isnan(h) if d is None else np.nan_to_num(h, nan=np.inf) <= d
+                                 for h, d in zip(hours, dues)])
+    return runs_share(np.asarray(hit, dtype=bool), ALL_ORDERS)
 
 
 def order_cells(row: Mapping[str, Any], end: dt.datetime | None = None) -> list[str]:
