@@ -448,15 +448,23 @@ if sc is not None and path is not None:
     st.caption("Each station's cycle time, failures, repairs, services, setups, scrap, minor stops and buffer made "
                "better on its own, over the long run with the same random numbers, ranked by the throughput each gains "
                "(`twin sensitivity`, as many replications as above): which improvement project to start with.")
-    s1, s2 = st.columns(2)
+    from twin.app.alternatives import LEVERS
+    from twin.app.compare import DESIGN_KPIS
+
+    s1, s2, s3, s4 = st.columns(4)
     se_by = s1.text_input("each lever better by", "10 %", key="se_by")
     se_dur = s2.text_input("duration", f"{sc.duration / 3600:g} h", key="se_dur")
+    se_levers = s3.multiselect("levers", list(LEVERS), key="se_levers", help="none chosen: every one the line has")
+    default = "lead time [min]" if sc.source.kind == "arrivals" else "throughput [parts/h]"
+    se_goal = s4.selectbox("rank by", list(DESIGN_KPIS), index=list(DESIGN_KPIS).index(default), key="se_goal",
+                           help="parts arriving at their own pace: the demand sets the throughput, so lead time")
     se_busy = running("se_proc")
     if st.button("rank the levers", key="se_go", disabled=not me.can("start_run") or se_busy,
                  help="engineers only" if not me.can("start_run") else None):
         report = new_report("sensitivity", path)
         start_job("se_proc", ["sensitivity", str(path), "--by", se_by, "--duration", se_dur,
-                              "--replications", str(max(wi_reps, 2)), "--out", str(report)], report, "sensitivity",
+                              "--replications", str(max(wi_reps, 2)), "--out", str(report), "--objective", se_goal,
+                              *(["--levers", ",".join(se_levers)] if se_levers else [])], report, "sensitivity",
                   f"{path.name}: levers {se_by} better, {se_dur} × {wi_reps} → {report}")
 
     @st.fragment(run_every="2s")
