@@ -963,24 +963,22 @@ def _product_cycles(st: Station, by_machine: Mapping[str, np.ndarray], made: Map
     return rows
 
 
-def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
+def clean_cycles(parts: pd.DataFrame, log: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per machine: its cycle times, free of the line's losses: the seconds between two instants it finished parts at
     while it stayed working the whole time (no wait for a part or for space, no stop in between), shared by the
     parts of the later instant. Several parts at one logged time are a multi-cavity tool's, or a log coarser than
     the cycle (a bottling line's 0.85 s logged to the second): each counts, so the mean is the time per part (the
-    gaps between distinct times alone made a two-cavity press's cycle twice its time per part)."""
-    return {m: np.repeat(per_part, n) for m, (per_part, n, _) in _clean(parts, log).items()}
-
-
-def cycle_products(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per machine, the product of each of its clean cycles (`clean_cycles`, in the same order): the product of the
-    part that ended it (a part log with a `product` column)."""
-    return {m: np.repeat(made, n) for m, (_, n, made) in _clean(parts, log).items()}
+    gaps between distinct times alone made a two-cavity press's cycle twice its time per part). And, where the log
+    has a `product` column, per machine the product of each of those cycles (the part's that ended it; else empty)."""
+    clean = _clean(parts, log)
+    cycles = {m: np.repeat(per_part, n) for m, (per_part, n, _) in clean.items()}
+    made = {m: np.repeat(products, n) for m, (_, n, products) in clean.items()} if "product" in parts else {}
+    return cycles, made
 
 
 def _clean(parts: pd.DataFrame, log: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per machine, its clean cycles (`clean_cycles`) as (seconds per part, parts finished at the instant that ended
-    each, the product of the first of them: None without a product column)."""
+    each, the product of the first of them: None without a product column), in one pass over the log."""
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for machine, p in parts.groupby("machine", sort=False):
         g = log[log.machine == machine]
@@ -1032,14 +1030,12 @@ def minor_stops(cycles: dict[str, np.ndarray], base: Scenario, made: Mapping[str
             x = cycles.get(m, np.empty(0))
             if len(x) < MIN_CYCLES:
                 continue
+            med, over = (np.full(len(x), v) for v in _stop_cut(x))  # each cycle's median, and the cut beyond it
             products = made.get(m) if made else None
-            groups = [x] if products is None else [x[products == k] for k in dict.fromkeys(products)]
-            med = np.full(len(x), float(np.median(x)))  # each cycle's product's median, and the cut beyond it
-            over = np.full(len(x), max(med[0] + 8 * _robust_sd(x, med[0]), 1.5 * med[0]))
-            for k, g in zip(dict.fromkeys(products) if products is not None else [None], groups):
-                if products is not None and len(g) >= MIN_CYCLES:
-                    at, centre = products == k, float(np.median(g))
-                    med[at], over[at] = centre, max(centre + 8 * _robust_sd(g, centre), 1.5 * centre)
+            for k in dict.fromkeys(products) if products is not None else ():  # a product of enough cycles: its own
+                at = products == k
+                if np.count_nonzero(at) >= MIN_CYCLES:
+                    med[at], over[at] = _stop_cut(x[at])
             cut.setdefault(t, {})[m] = float(over.min())
             long.setdefault(t, {})[m] = held = x > over
             stops.setdefault(t, []).append(x[held] - med[held])
@@ -1052,10 +1048,12 @@ def minor_stops(cycles: dict[str, np.ndarray], base: Scenario, made: Mapping[str
     return fits
 
 
-def _robust_sd(x: np.ndarray, med: float) -> float:
-    """1.4826 × the median absolute deviation from `med` (the sd of a normal law, robust to the stops among them),
-    1 % of the median where they are all alike."""
-    return 1.4826 * float(np.median(np.abs(x - med))) or 0.01 * med
+def _stop_cut(x: np.ndarray) -> tuple[float, float]:
+    """Cycles' median, and the cycle beyond which one holds a minor stop: 8 robust standard deviations (1.4826 × the
+    median absolute deviation; 1 % of the median where they are all alike) and half the median above it."""
+    med = float(np.median(x))
+    sd = 1.4826 * float(np.median(np.abs(x - med))) or 0.01 * med
+    return med, max(med + 8 * sd, 1.5 * med)
 
 
 MIN_ROUTED = 30  # fewer parts counted on a station's routes than this: the base scenario's shares are kept
@@ -1194,9 +1192,10 @@ def _pair_setups(st: Station, j: int, stations: list[Station], began: list[tuple
     between parts of one product is no changeover and left out), each pair's time fitted by AIC from MIN_EVENTS
     setups or more (a pair the base lists as needing none, added); the others kept; `stations[j]` updated."""
     pairs: dict[tuple[str, str], list[float]] = {}
+    by_machine = {m: (g.timestamp.to_numpy(), g["product"].to_numpy(dtype=object))
+                  for m, g in parts[parts.machine.isin({m for m, _, _ in began})].groupby("machine", sort=False)}
     for m, t, lasted in began:
-        mine = parts[parts.machine == m]
-        times, made = mine.timestamp.to_numpy(), mine["product"].to_numpy(dtype=object)
+        times, made = by_machine.get(m, (np.empty(0, dtype="datetime64[ns]"), np.empty(0, dtype=object)))
         k = int(np.searchsorted(times, t, side="right"))  # the first part after the setup began
         if 0 < k < len(times) and made[k - 1] != made[k]:
             pairs.setdefault((str(made[k - 1]), str(made[k])), []).append(lasted)
@@ -1334,14 +1333,19 @@ def fit_routes(parts: pd.DataFrame, stations: list[Station], base: Scenario) -> 
     return rows
 
 
-def _by_aic(families: dict[str, str], events: np.ndarray, censored: np.ndarray,
-            what: str) -> tuple[str, tuple[float, ...], dict[str, float]]:
+def _by_aic(families: dict[str, str], events: np.ndarray, censored: np.ndarray, what: str,
+            spec_of: Callable[[str, tuple[float, ...]], dict[str, Any]]
+            ) -> tuple[str, tuple[float, ...], dict[str, Any], dict[str, float]]:
     """Every family fitted by maximum likelihood (right-censored where `censored` holds times; location 0 but for
-    the normal law), the lowest AIC chosen: (family, parameters, AIC of each)."""
+    the normal law), the lowest AIC chosen among those whose law a scenario file can hold (its entry `spec_of`): a
+    gamma's shape is at most 1000 and a Weibull's 100 there, and a filler's cycle steadier than 3 % fitted a gamma of
+    shape 1,200 that the fitted scenario refused (`twin fit` ended in a traceback). (family, parameters, its entry,
+    AIC of each.)"""
+    from pydantic import ValidationError
     from scipy import stats
 
     data = stats.CensoredData(uncensored=events, right=censored) if len(censored) else events
-    best: tuple[float, str, tuple[float, ...]] | None = None
+    fitted: dict[str, tuple[float, ...]] = {}
     aic = {}
     for name, law in families.items():
         dist = getattr(stats, law)
@@ -1357,11 +1361,23 @@ def _by_aic(families: dict[str, str], events: np.ndarray, censored: np.ndarray,
         if not math.isfinite(ll):
             continue
         aic[name] = 2 * (1 if name == "exponential" else 2) - 2 * ll
-        if best is None or aic[name] < best[0]:
-            best = (aic[name], name, params)
-    if best is None:
-        raise LogError(f"no distribution family fits these {what}")
-    return best[1], best[2], aic
+        fitted[name] = params
+    for name in sorted(aic, key=aic.__getitem__):
+        spec = spec_of(name, fitted[name])
+        try:
+            _distribution().validate_python(spec)
+        except ValidationError:
+            continue
+        return name, fitted[name], spec, aic
+    raise LogError(f"no distribution family {'a scenario can hold ' if aic else ''}fits these {what}")
+
+
+@functools.cache
+def _distribution() -> Any:
+    """The scenario files' distribution entry as a pydantic TypeAdapter, built once."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Distribution)
 
 
 APART = 0.05  # a machine whose mean cycle differs from its station's others' by more than this share (and surely)
@@ -1381,34 +1397,11 @@ def _apart(by_machine: dict[str, np.ndarray]) -> set[str]:
             and stats.ttest_ind(mine, ref, equal_var=False).pvalue < 1e-3}
 
 
-def _holdable(families: dict[str, str], events: np.ndarray, censored: np.ndarray, what: str,
-              spec_of: Callable[[str, tuple[float, ...]], dict[str, Any]]
-              ) -> tuple[str, tuple[float, ...], dict[str, Any], dict[str, float]]:
-    """The lowest-AIC family (`_by_aic`) whose law a scenario file can hold, with its entry and every family's AIC: a
-    gamma's shape is at most 1000 and a Weibull's 100 there, and a filler's cycle steadier than 3 % fitted a gamma of
-    shape 1,200 that the fitted scenario refused (`twin fit` ended in a traceback); the next family then fits."""
-    from pydantic import TypeAdapter, ValidationError
-
-    left, first = dict(families), None
-    while True:
-        name, params, aic = _by_aic(left, events, censored, what)
-        first = first or aic
-        spec = spec_of(name, params)
-        try:
-            TypeAdapter(Distribution).validate_python(spec)
-        except ValidationError:
-            del left[name]
-            if not left:
-                raise LogError(f"no distribution family a scenario can hold fits these {what}") from None
-            continue
-        return name, params, spec, first
-
-
 def fit_cycle(samples: np.ndarray) -> Fitted:
     """A cycle-time law (normal, lognormal or gamma) by maximum likelihood, the lowest AIC chosen."""
     from scipy import stats
 
-    name, params, spec, aic = _holdable(CYCLE_FAMILIES, samples, np.empty(0), "cycle times", lambda name, params: (
+    name, params, spec, aic = _by_aic(CYCLE_FAMILIES, samples, np.empty(0), "cycle times", lambda name, params: (
         {"dist": "normal", "mean": round(params[0], 3), "sd": round(params[1], 3)} if name == "normal"
         else _spec(name, params)))
     law = getattr(stats, CYCLE_FAMILIES[name])(*params)
@@ -1420,7 +1413,7 @@ def fit_times(events: np.ndarray, censored: np.ndarray) -> Fitted:
     """Fit every family (location 0) to the times by maximum likelihood with right-censoring; the lowest AIC wins."""
     from scipy import stats
 
-    name, params, spec, aic = _holdable(FAMILIES, events, censored, "times", _spec)
+    name, params, spec, aic = _by_aic(FAMILIES, events, censored, "times", _spec)
     dist = getattr(stats, FAMILIES[name])(*params)
     if len(censored):  # the largest gap between the Kaplan-Meier curve (censoring-aware) and the fitted law
         km = stats.ecdf(stats.CensoredData(uncensored=events, right=censored)).cdf
@@ -1627,8 +1620,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
     stations = list(base.stations)
     minor: dict[str, MinorFit] = {}
     if parts is not None:
-        cycles = clean_cycles(parts, log)
-        made = cycle_products(parts, log) if "product" in parts else {}
+        cycles, made = clean_cycles(parts, log)
         minor = minor_stops(cycles, base, made)
         for fit in minor.values():  # a cycle with a stop in it is no cycle time: the stop is fitted on its own
             cycles.update({m: cycles[m][~long] for m, long in fit.long.items()})
