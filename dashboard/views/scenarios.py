@@ -351,13 +351,12 @@ if sc is not None and path is not None:
                    if table.get("energy per good part [kWh]", pd.Series(dtype=float)).notna().any() else {}),
                 "vs as is": ["" if d != d else f"{d:+,.0f} ± {h:,.0f}"
                              for d, h in zip(table["vs as is"], table["vs ± (95 % CI)"])]})
-            if "all orders" in table.columns:  # an order book: the share of runs that made every order in time
-                shown["all orders"] = [f"{m:.0%} ({lo:.0%}–{hi:.0%})" for m, lo, hi in
-                                       zip(table["all orders"], table["all orders low"], table["all orders high"])]
+            from twin.app.compare import ALL_ORDERS, order_cells, share_text
+
+            if ALL_ORDERS in table.columns:  # an order book: the share of runs that made every order in time
+                shown[ALL_ORDERS] = [share_text(r, ALL_ORDERS) for r in table.to_dict("records")]
             ordered = "order made" in table.columns
             if ordered:  # an order: how likely each alternative makes it, and when (twin whatif --order)
-                from twin.app.compare import order_cells
-
                 cells = [order_cells(r) for r in table.to_dict("records")]
                 shown = shown.assign(**{"order made": [c[0] for c in cells], "done by": [c[1] for c in cells]})
             due = ordered and "order on time" in table.columns
@@ -367,17 +366,11 @@ if sc is not None and path is not None:
             book = Path(st.session_state.wi_proc_out).with_name(Path(st.session_state.wi_proc_out).stem + "-orders.csv")
             several = not ordered and book.exists()
             if several:  # an order book: each order under each alternative
-                from twin.app.compare import order_cells
-
                 orders = pd.read_csv(book)
                 due = "order on time" in orders.columns
                 cells = [order_cells(r) for r in orders.to_dict("records")]
                 st.dataframe(pd.DataFrame({
-                    "order": [f"{o}: " + (f"{r} " if isinstance(r, str) else "")
-                              + (f"{p} × {n:,}" if isinstance(p, str) else f"{n:,} good parts")
-                              + (f" by {pd.Timestamp(d):%a %H:%M}" if isinstance(d, str) else "")
-                              for o, r, p, n, d in zip(orders["order"], orders["reference"], orders["product"],
-                                                       orders["good parts"], orders["due"])],
+                    "order": [f"{o}: {name}" for o, name in zip(orders["order"], orders["name"])],  # as the CLI
                     "alternative": orders["alternative"], "made": [c[0] for c in cells],
                     **({"on time": [c[1] if len(c) == 3 else "–" for c in cells]} if due else {}),
                     "done by": [c[-1] for c in cells]}), hide_index=True)

@@ -1223,6 +1223,7 @@ def whatif(
         order_cells,
         order_chart,
         order_figures,
+        share_text,
         whatif_task,
     )
     from twin.kpi import half_width
@@ -1255,6 +1256,7 @@ def whatif(
             else float("nan")  # nan where machine types give no power
         for i in range(len(book)):
             done[label, i] = got[f"order {i + 1} done [h]"].to_numpy()
+    per_order = {(label, i): figures(label, i) for label, _ in options for i in range(len(book))}
     base_parts = parts["as is"]
     rows = []
     for label, _ in options:
@@ -1265,7 +1267,7 @@ def whatif(
                      "energy per good part [kWh]": energy[label],
                      "vs as is": d.mean() if label != "as is" else np.nan,
                      "vs ± (95 % CI)": half_width(d) if label != "as is" else np.nan,
-                     **(figures(label, 0) if len(book) == 1 else {}),
+                     **(per_order[label, 0] if len(book) == 1 else {}),
                      **(all_orders([done[label, i] for i in range(len(book))], dues) if len(book) > 1 else {})})
     table = pd.DataFrame(rows)
     one = book[0] if len(book) == 1 else None  # one order: its cells in the table; several: a table of them
@@ -1285,10 +1287,11 @@ def whatif(
                       "" if r["alternative"] == "as is" else f"{r['vs as is']:+,.0f} ± {r['vs ± (95 % CI)']:,.0f}",
                       *(order_cells(r, end) if one is not None else []))
     print_table(shown)
-    table_of_orders = pd.DataFrame([{"order": i + 1, "reference": o.ref, "product": o.product, "good parts": o.count,
-                          "due": None if o.due is None else o.due.isoformat(timespec="minutes"),
-                          "alternative": label, **figures(label, i)}
-                         for i, o in enumerate(book) for label, _ in options])
+    table_of_orders = pd.DataFrame([{"order": i + 1, "name": o.name(), "reference": o.ref, "product": o.product,
+                                     "good parts": o.count,
+                                     "due": None if o.due is None else o.due.isoformat(timespec="minutes"),
+                                     "alternative": label, **per_order[label, i]}
+                                    for i, o in enumerate(book) for label, _ in options])
     if len(book) > 1:  # an order book: each order under each alternative
         dues_given = any(o.due is not None for o in book)
         listed = Table(title=f"the orders, each product's filled in turn, {replications} replications each")
@@ -1301,7 +1304,7 @@ def whatif(
                            *([cells[1] if book[r["order"] - 1].due else "–"] if dues_given else []), cells[-1],
                            end_section=r["alternative"] == options[-1][0])
         for k, r in enumerate(rows):  # the book as a whole: every order of one run in time
-            whole = f"{r[ALL_ORDERS]:.0%} ({r[f'{ALL_ORDERS} low']:.0%}–{r[f'{ALL_ORDERS} high']:.0%})"
+            whole = share_text(r, ALL_ORDERS)
             listed.add_row(f"all {len(book)} orders" if k == 0 else "", r["alternative"], "" if dues_given else whole,
                            *([whole] if dues_given else []), "")
         print_table(listed)

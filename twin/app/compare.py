@@ -196,11 +196,11 @@ def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int,
         made = np.frombuffer(run.line.product, dtype=np.int8)
         good = {p: np.sort(exit_[out if p is None else out & (made == run.line.product_names.index(p))])
                 for p in {p for _, p in orders}}
-        for i, (_, product) in enumerate(orders, 1):
-            upto = sum(n for n, p in orders[:i] if p == product)  # the orders of its product before it go first
+        upto: dict[str | None, int] = {}  # each product's good parts its orders so far ask for: they go first
+        for i, (count, product) in enumerate(orders, 1):
+            upto[product] = n = upto.get(product, 0) + count
             got = good[product]
-            figures[f"order {i} done [h]"] = float(got[upto - 1] - sc.warmup) / 3600 if len(got) >= upto \
-                else float("nan")
+            figures[f"order {i} done [h]"] = float(got[n - 1] - sc.warmup) / 3600 if len(got) >= n else float("nan")
     return label, rep, figures
 
 
@@ -227,6 +227,12 @@ def runs_share(hit: np.ndarray, name: str) -> dict[str, float]:
     return {name: float(hit.mean()), f"{name} low": float(low), f"{name} high": float(high)}
 
 
+def share_text(row: Mapping[str, Any], name: str) -> str:
+    """A share of runs with its interval (`runs_share`'s `name`, low, high in `row`) as a table shows it: '45%
+    (29%–62%)'."""
+    return f"{row[name]:.0%} ({row[f'{name} low']:.0%}–{row[f'{name} high']:.0%})"
+
+
 ALL_ORDERS = "all orders"  # a what-if's share of runs that made every order of its book, each by when it was due
 
 
@@ -247,11 +253,9 @@ def order_cells(row: Mapping[str, Any], end: dt.datetime | None = None) -> list[
             return f"{dt.datetime.fromisoformat(text):%a %H:%M}"
         return f"after {end:%a %H:%M}" if end is not None else "not within the run"
 
-    def share(name: str) -> str:
-        return f"{row[name]:.0%} ({row[f'{name} low']:.0%}–{row[f'{name} high']:.0%})"
-
     timely = row.get("order on time")
-    return [share("order made"), *([share("order on time")] if timely is not None and timely == timely else []),
+    return [share_text(row, "order made"),
+            *([share_text(row, "order on time")] if timely is not None and timely == timely else []),
             f"{when(row['order done median'])} · {when(row['order done 90 %'])}"]
 
 
@@ -564,17 +568,20 @@ def allocate_buffers(sc: Scenario, places: int, step: int = 1, objective: str = 
     return Allocation(pd.DataFrame(rows, columns=columns), current, stopped, given, runs, wall, where)
 
 
+THROUGHPUT = "throughput [parts/h]"
+WORTH = "worth a year"  # a lever's throughput gained, over the 8,760 hours of a year (the throughput is per calendar
+HOURS_A_YEAR = 8760.0  # hour, nights and weekends in), at the scenario's part margin
 SENSITIVITY_NOTE = ("OEE counts against each version's own design rate: a shorter cycle at the constraint raises the "
                     "rate it is measured against, so its OEE may fall while the line makes more")
 
 
 def sensitivity_kpis(objective: str) -> tuple[str, str]:
     """The objective a ranking is by, and the KPI shown beside it (OEE; throughput beside OEE)."""
-    return objective, "throughput [parts/h]" if objective == "oee" else "oee"
+    return objective, THROUGHPUT if objective == "oee" else "oee"
 
 
 def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Scenario]],
-                      objective: str = "throughput [parts/h]") -> pd.DataFrame:
+                      objective: str = THROUGHPUT) -> pd.DataFrame:
     """Each lever's change over the line as is (`cmp.reference`): the paired difference of the objective and of the
     KPI beside it with their 95 % CIs and whether the CI excludes 0, ranked by the objective (the largest gain
     first: the largest fall for a KPI where lower is better). Differences are rounded to 12 decimals, so that
@@ -589,17 +596,12 @@ def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Sce
             row |= {kpi: round(mean, 12), f"{kpi} low": round(lo, 12), f"{kpi} high": round(hi, 12),
                     f"{kpi} significant": sig}
         if margin > 0 and THROUGHPUT in row:  # the good parts an hour gained, over a year's hours, at their margin
-            row |= {WORTH: row[THROUGHPUT] * HOURS_A_YEAR * margin, f"{WORTH} low": row[f"{THROUGHPUT} low"]
-                    * HOURS_A_YEAR * margin, f"{WORTH} high": row[f"{THROUGHPUT} high"] * HOURS_A_YEAR * margin,
-                    f"{WORTH} significant": row[f"{THROUGHPUT} significant"]}
+            row |= {WORTH + end: row[THROUGHPUT + end] * HOURS_A_YEAR * margin for end in ("", " low", " high")}
+            row[f"{WORTH} significant"] = row[f"{THROUGHPUT} significant"]
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(objective, ascending=objective in LOWER_IS_BETTER, kind="stable").reset_index(drop=True)
 
-
-THROUGHPUT = "throughput [parts/h]"
-WORTH = "worth a year"  # a lever's throughput gained, over the 8,760 hours of a year (the throughput is per calendar
-HOURS_A_YEAR = 8760.0  # hour, nights and weekends in), at the scenario's part margin
 
 
 def sensitivity_shown(table: pd.DataFrame, objective: str) -> list[str]:
@@ -623,8 +625,8 @@ def sensitivity_column(kpi: str, currency: str = "") -> str:
     return "OEE [points]" if kpi == "oee" else f"{WORTH} [{currency}]" if kpi == WORTH else kpi
 
 
-def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path,
-                      objective: str = "throughput [parts/h]") -> Path:
+def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path, objective: str = THROUGHPUT
+                      ) -> Path:
     """report.md (the levers ranked, with the line as is), sensitivity.csv, kpis.csv and levers.png (a tornado chart
     of each lever's change of the objective, with its 95 % CI)."""
     import matplotlib
@@ -688,9 +690,9 @@ def order_chart(book: pd.DataFrame, names: Sequence[str], end: dt.datetime, path
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.4))
     alternatives = list(dict.fromkeys(book.alternative))
     colours = {a: f"C{k % 10}" for k, a in enumerate(alternatives)}
-    when = [lambda r: r["order done median"], lambda r: r["order done 90 %"]]
     for y, r in enumerate(rows[::-1]):
-        a, b = (dt.datetime.fromisoformat(t) if isinstance(t, str) else end for t in (f(r) for f in when))
+        a, b = (dt.datetime.fromisoformat(t) if isinstance(t, str) else end  # after the run's end: at it
+                for t in (r["order done median"], r["order done 90 %"]))
         ax.plot([a, b], [y, y], color=colours[r["alternative"]], linewidth=4, solid_capstyle="butt")
         ax.plot([a], [y], "o", color=colours[r["alternative"]])
         if not isinstance(r["order done 90 %"], str):  # fewer than 9 runs in 10 had made it by the run's end
