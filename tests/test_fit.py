@@ -169,6 +169,16 @@ def test_times_not_in_iso_8601_are_refused_with_the_format_they_ask_for(tmp_path
         read_log(f)
 
 
+def test_a_time_with_a_mistyped_year_is_refused(tmp_path: Path) -> None:
+    """A status log with 1828-01-01 beside 2026 was read, and a what-if's midway state overflowed pandas' 292 years of
+    time differences (found by the status-log fuzzer): a plant's times are 1971 to 2200, as for numbers."""
+    f = tmp_path / "log.csv"
+    f.write_text("timestamp,machine,state\n2026-01-05T05:00,press-1,working\n1828-01-01T00:00,press-1,down\n")
+    with pytest.raises(LogError, match=re.escape("row 3 (line 3 of a CSV), column timestamp: '1828-01-01T00:00' is "
+                                                 "not a plant's time, 1971 to 2200: is its year mistyped?")):
+        read_log(f)
+
+
 def test_times_written_as_numbers_are_read_with_the_unit_given(tmp_path: Path) -> None:
     """A CSV saved from Excel whose time column is not formatted as dates holds date serials (46027.25), a historian's
     export epoch seconds or milliseconds: refused with a hint to convert them in Python. The refusal now names the

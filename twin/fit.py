@@ -312,6 +312,10 @@ def _times(path: Path, raw: pd.Series, tz: str, time_format: str | None = None, 
             raise bad(row, f"is not a time in ISO 8601 (2026-01-05T06:00:00); {_format_hint(text.iloc[row])}.")
     if ts.isna().any():
         raise bad(int(np.flatnonzero(ts.isna().to_numpy())[0]), "is not a time; write ISO 8601 (2026-01-05T06:00:00).")
+    wall = ts.dt.tz_localize(None) if ts.dt.tz is not None else ts
+    outside = ((wall < _PLANT_YEARS[0]) | (wall >= _PLANT_YEARS[1])).to_numpy()
+    if outside.any():  # a mistyped year: 1828 beside 2026 spans more than pandas' 292 years of time differences
+        raise bad(int(np.flatnonzero(outside)[0]), "is not a plant's time, 1971 to 2200: is its year mistyped?")
     return line_clock(ts, tz) if ts.dt.tz is not None else local_clock(ts, tz, groups, after)
 
 
@@ -621,7 +625,8 @@ MAX_STOP = 10 * 365 * 86400.0  # seconds: a stop's duration beyond this is a uni
 
 def _stop_durations(path: Path, raw: pd.Series) -> np.ndarray:
     """A stop list's durations in seconds: numbers are minutes (as MES stop lists give them), text h:mm:ss."""
-    minutes = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float) * 60
+    with np.errstate(over="ignore"):  # 1e308 minutes: inf, refused below
+        minutes = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float) * 60
     clock = pd.to_timedelta(raw.astype(str).where(raw.astype(str).str.fullmatch(r"\s*\d+:\d{2}:\d{2}(\.\d+)?\s*"),
                                                   None), errors="coerce") / pd.Timedelta(seconds=1)
     seconds = np.where(np.isnan(minutes), clock.to_numpy(dtype=float), minutes)
