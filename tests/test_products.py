@@ -61,8 +61,47 @@ def test_scrap_by_product() -> None:
     assert good_b == pytest.approx(0.7, abs=0.02) and good_a == pytest.approx(0.99, abs=0.005)
 
 
+def test_a_line_released_to_its_orders_makes_each_to_its_good_parts_with_scrap_made_up() -> None:
+    """`orders:` releases the order book before the plan: each order's product until that many of its parts are
+    released and not scrapped; a part scrapped after its order's releases ended is made up by the next release, ahead
+    of the later orders. Each order ends with exactly its good parts; then the plan (A, B, A, B...) goes on."""
+    from twin.app.compare import whatif_task
+
+    book = [{"product": "B", "parts": 20, "order": "K-1"}, {"product": "A", "parts": 30}, {"product": "B", "parts": 10}]
+    sc = scenario([{"name": "m1", "cycle_time": const(10)},
+                   {"name": "m2", "cycle_time": const(10), "scrap": 0.2, "buffer": 3}],
+                  products=[{"name": "A"}, {"name": "B"}], release=["A", "B"], orders=book, duration=3000)
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    tags, made = line.orders_of(), np.frombuffer(line.product, dtype=np.int8)
+    good = line.good_out()
+    for k, order in enumerate(book):
+        assert np.count_nonzero(good & (tags == k)) == order["parts"]  # exactly its good parts, scrap made up
+        assert (made[tags == k] == line.product_names.index(order["product"])).all()
+    first = [int(np.flatnonzero(tags == k)[0]) for k in range(3)]
+    assert (tags[:20] == 0).all() and first[1] >= 20 and first[2] > first[1]
+    scrapped = np.frombuffer(line.scrapped_at, dtype=np.int16) >= 0
+    assert scrapped[tags >= 0].sum() > 5
+    in_turn = np.where(tags < 0, len(book), tags)
+    assert (np.diff(in_turn) < 0).any()  # an order's part made up after a later order (or the plan) began
+    after = np.flatnonzero(tags == -1)
+    assert len(after) > 10 and after[0] > first[2] + 9  # the plan only once the book is released
+    assert made[after[:4]].tolist() == [0, 1, 0, 1]
+    # a what-if's figures: order k is done with the last of its own good parts out of the line
+    text = sc.model_dump_json(by_alias=True)
+    done = whatif_task(text, None, "as is", 0, orders=((20, "B"), (30, "A"), (10, "B")))[2]
+    exit_ = np.frombuffer(line.exit)
+    for k in range(3):
+        assert done[f"order {k + 1} done [h]"] == pytest.approx(exit_[good & (tags == k)].max() / 3600)
+    short = whatif_task(sc.model_copy(update={"duration": 400.0}).model_dump_json(by_alias=True), None, "as is", 0,
+                        orders=((20, "B"), (30, "A"), (10, "B")))[2]
+    assert np.isnan(short["order 2 done [h]"])
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"release": ["A", "C"]}, r"release\[1\]: no product named 'C'"),
+    ({"orders": [{"product": "A", "parts": 5}, {"product": "Q", "parts": 5}]}, r"orders\[1\]\.product: no product "
+                                                                              r"named 'Q'"),
     ({"stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "cycle_times": {"Z": 3}}]},
      r"stations\[0\]\.cycle_times\.Z: no product named 'Z'"),
     ({"stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "setup_matrix": {"A": {"Q": 3}}}]},

@@ -840,3 +840,74 @@ def test_a_what_if_from_a_status_log_and_a_part_log_naming_products_goes_on_with
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stderr.split())
     assert f"the release plan continues in its campaign of {last}: {in_a_row:,} of" in said, said
+
+
+def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:
+    """`--release book|due`: the entries release the book's orders (in its order, or by due date) instead of the
+    line's plan; each further --release is an alternative. What cannot be released so is named before the state is
+    read: no orders, no due dates to sort by, an order of any product, a line of one product, a way given twice, and
+    a file with its own `orders:` beside a what-if's book, which would count their parts twice."""
+    import datetime as dt
+
+    from twin.app.cmd_plant import Order, _released
+
+    packaging = ROOT / "scenarios" / "packaging.yaml"
+    sc = load_scenario(packaging)
+    book = [Order(1500, "juice-10", dt.datetime(2026, 1, 5, 18), "juice-10=1500@18:00", "A-1"),
+            Order(3000, "still-05", dt.datetime(2026, 1, 5, 14), "still-05=3000@14:00"),
+            Order(2000, "sparkling-05", None, "sparkling-05=2000")]
+    due, place = _released(sc, book, "due")
+    assert due.orders is not None and [(o.product, o.parts, o.order) for o in due.orders] == [
+        ("still-05", 3000, ""), ("juice-10", 1500, "A-1"), ("sparkling-05", 2000, "")]  # no due date: last
+    assert place == [1, 0, 2] and _released(sc, book, "book")[1] == [0, 1, 2] and _released(sc, book, "line")[0] is sc
+    (tmp_path / "own.yaml").write_text(packaging.read_text() + "orders: [{product: juice-10, parts: 500}]\n")
+    store = ["--from", f"duckdb:///{tmp_path / 'none.duckdb'}"]
+    assert_mistakes(["whatif", str(packaging), *store], [
+        (["--release", "book"], "--release book releases an order book: give its orders with --order"),
+        (["--release", "soon", "--order", "juice-10=5"], "--release 'soon': write line (the line's own release "
+                                                         "plan), book"),
+        (["--release", "due", "--order", "juice-10=5"], "--release due releases the orders by due date, and none "
+                                                        "has one"),
+        (["--release", "book", "--order", "5"], "--release book: the line releases each order's product, so every "
+                                                "order names one, e.g. --order still-05=400"),
+        (["--release", "book", "--release", "book", "--order", "juice-10=5"], "--release book is given twice")])
+    assert_mistakes(["whatif", str(SCENARIO), *store, "--order", "5", "--release", "book"],
+                    [([], "the line makes one kind of part (the scenario has no products:), so it makes its orders "
+                          "in turn whatever it releases")])
+    assert_mistakes(["whatif", str(tmp_path / "own.yaml"), *store, "--order", "juice-10=5"],
+                    [([], "orders: the scenario releases its own orders, and the what-if's order book would count "
+                          "their parts too: release the book instead (--release book)")])
+
+
+@pytest.mark.slow
+def test_a_what_if_releases_the_order_book_by_due_date_beside_the_books_order(tmp_path: Path) -> None:
+    """The planner's question: three orders due at 18:00, 14:00 and 21:00; released in the book's order, the order
+    due first waits for the one before it; released by due date it is made first. The book's order is the as-is,
+    by due date an alternative, each order's figures its own parts'."""
+    from tests.test_fit import status_log
+    from twin.app.runner import simulate
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "1 d", "warmup": 0})
+    status_log(simulate(sc, 0, sensors=False)).to_csv(tmp_path / "status.csv", index=False)
+    r = subprocess.run(twin_cmd("whatif", ROOT / "scenarios" / "packaging.yaml", "--from", tmp_path / "status.csv",
+                                "--at", "2026-01-05T10:00", "--duration", "12 h", "--replications", 6,
+                                "--order", "juice-10=1500@18:00", "--order", "still-05=3000@14:00",
+                                "--order", "sparkling-05=2000@21:00", "--release", "book", "--release", "due",
+                                "--out", tmp_path / "w.csv"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    assert "the orders, each released in turn" in r.stdout and "release: by due date" in r.stdout
+    orders = pd.read_csv(tmp_path / "w-orders.csv")
+    assert set(orders.alternative) == {"as is", "release: by due date"}
+    still = orders[orders["product"] == "still-05"].set_index("alternative")
+    assert still.loc["release: by due date", "order done median"] < still.loc["as is", "order done median"]
+    assert still.loc["release: by due date", "order on time"] > still.loc["as is", "order on time"]
+    # a scenario that releases its own orders (`orders:`): the what-if's book is theirs, with their numbers
+    own = tmp_path / "own.yaml"
+    own.write_text((ROOT / "scenarios" / "packaging.yaml").read_text()
+                   + "orders: [{product: juice-10, parts: 500, order: A-77}, {product: still-05, parts: 800}]\n")
+    r = subprocess.run(twin_cmd("whatif", own, "--from", tmp_path / "status.csv", "--at", "2026-01-05T10:00",
+                                "--duration", "4 h", "--replications", 2, "--release", "book", "--release", "line"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    assert "1: A-77 juice-10 × 500" in r.stdout and "release: the line's plan" in r.stdout

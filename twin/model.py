@@ -660,7 +660,7 @@ class Machine:
         products = self.products
         while True:
             if loaded is not None:  # the batch in the machine as the line's state was read
-                pids = [line.new_part() for _ in range(batch.size)]
+                pids = [line.new_part(self.station_idx) for _ in range(batch.size)]
                 d, loaded = residual(self.station.cycle_time, self._now_rng, loaded), None
             else:
                 pids = yield from self._load_batch()
@@ -1379,6 +1379,12 @@ class _Release:
         self.shares = np.cumsum([p.share for p in sc.products]) if names else None
         self.u = Sampler(_UNIT, rng_for(sc.seed, replication, -1, STREAM_RELEASE)) if names else None
         self.i, self.left, self.resumed = -1, 0, False
+        #: the orders released before the plan (`orders`): each one's product and parts, the parts of it released
+        #: and not scrapped, and which order each of their parts is
+        self.book = [(names.index(o.product), o.parts) for o in sc.orders] if sc.orders and names else None
+        self.net = [0] * len(self.book or [])
+        self.first = 0  # no order before this one is short of parts
+        self.order_of: dict[int, int] = {}
         at = sc.now.release if sc.now is not None else None
         if at is not None and self.sequence is not None and at.product in names:  # a what-if: the campaign under way
             runs = [k for k, (p, _) in enumerate(self.sequence) if p == names.index(at.product)]
@@ -1390,6 +1396,26 @@ class _Release:
         """The product of the campaign under way where a what-if read it (`now.release`), without releasing a part:
         the parts already in the line's buffers were released with it (None: draw them from the plan)."""
         return self.sequence[self.i][0] if self.sequence is not None and self.i >= 0 and self.resumed else None
+
+    def take(self, pid: int) -> int:
+        """The product of part `pid`, which an entry releases: the first order still short of parts (a scrapped one's
+        make-up goes first), else the plan's next."""
+        book = self.book
+        if book is not None:
+            while self.first < len(book) and self.net[self.first] >= book[self.first][1]:
+                self.first += 1
+            if self.first < len(book):
+                self.net[self.first] += 1
+                self.order_of[pid] = self.first
+                return book[self.first][0]
+        return self()
+
+    def scrapped(self, pid: int) -> None:
+        """Part `pid` was scrapped: its order (if any) is short of it again."""
+        k = self.order_of.get(pid)
+        if k is not None:
+            self.net[k] -= 1
+            self.first = min(self.first, k)
 
     def __call__(self) -> int:
         if self.sequence is not None:
@@ -1619,12 +1645,16 @@ class Line:
     def new_part(self, station: int = -1) -> int:
         """A part entering the line (its product the release's next); `station`: one put in that station's buffer at
         the start (or as a what-if's state read), of a product whose route visits it (route: product)."""
+        release = self._release
+        if station < 0 and release is not None and release.book is not None:  # released to the orders
+            product = release.take(len(self.entry))
+        else:  # the plan (the parts already in the line at the start were released with it)
+            resumed = release.current() if station >= 0 and release is not None else None
+            product = resumed if resumed is not None else release() if release is not None else 0
         self.entry.append(self.env._now)
         self.exit.append(_NAN)
         self.passed.append(_NAN)
         self.into.append(-1)
-        resumed = self._release.current() if station >= 0 and self._release is not None else None
-        product = resumed if resumed is not None else self._release() if self._release is not None else 0
         if station >= 0 and (allowed := self._visitors[station]) is not None:
             for _ in range(10_000):  # the release's next product that goes there (one does: the station is visited)
                 if product in allowed:
@@ -1650,6 +1680,14 @@ class Line:
         """m sent part pid to a rework station: it was not good the first time (ISO 22400's rework quantity)."""
         self.reworked.add(pid)
         m.log.reworked.append(self.env._now)
+
+    def orders_of(self) -> np.ndarray:
+        """Per part, the order of `orders` it was released to (-1: the plan's, or in the line at the start)."""
+        tags = np.full(len(self.entry), -1, dtype=np.int64)
+        if self._release is not None and self._release.order_of:
+            tagged = self._release.order_of
+            tags[np.fromiter(tagged, dtype=np.int64, count=len(tagged))] = list(tagged.values())
+        return tags
 
     def fates(self) -> tuple[np.ndarray, np.ndarray]:
         """Per part, where its journey ended: (exit time, `scrapped_at` code) of the part itself, or for a part
@@ -1701,6 +1739,8 @@ class Line:
         self.exit[pid] = self.env._now
         self.scrapped_at[pid] = m.station_idx
         m.log.scrapped.append(self.env._now)
+        if self._release is not None and self._release.book is not None:
+            self._release.scrapped(pid)
 
     def record(self, m: Machine, kind: str, fault_mode: str = "", detail: str = "") -> None:
         self.events.append(Event(self.env.now, m.name, kind, fault_mode, detail))

@@ -418,6 +418,15 @@ class Batch(_Strict):
     parts: int = Field(ge=1, le=1_000_000)
 
 
+class ReleaseOrder(_Strict):
+    """An order the line releases before its release plan: its product, the good parts it asks for (a scrapped part
+    of it is made up by a later release) and its number in the plant's order book."""
+
+    product: Name
+    parts: int = Field(ge=1, le=10**9)
+    order: str = Field("", max_length=100, description="its number in the order book")
+
+
 class Product(_Strict):
     """A part type the line makes; `share` is its weight in a random release mix."""
 
@@ -944,6 +953,10 @@ class Scenario(_Strict):
         None, min_length=1, max_length=10_000,
         description="a cyclic release sequence: product names or campaigns {product, parts}; default: a random mix "
                     "by share")
+    orders: list[ReleaseOrder] | None = Field(
+        None, min_length=1, max_length=1000,
+        description="orders released in turn before the release plan: each until that many of its parts are "
+                    "released and not scrapped (a scrapped part is made up first); then the plan")
     now: LineNow | None = Field(None, description="continue from this state of the line (`twin run --from`) "
                                 "instead of an empty, new line")
 
@@ -1315,6 +1328,10 @@ def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[s
                 check(f"release[{i}].product", n.get("product"))
             else:
                 check(f"release[{i}]", n)
+    orders = data.get("orders")
+    for i, o in enumerate(orders if isinstance(orders, list) else []):
+        if isinstance(o, dict):
+            check(f"orders[{i}].product", o.get("product"))
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue

@@ -1112,6 +1112,50 @@ def _order_book(path: Path, sep: str | None, products: Mapping[str, str] | None 
     return specs, where, refs
 
 
+RELEASES = {"line": "release: the line's plan", "book": "release: the book's order", "due": "release: by due date"}
+
+
+def _releases(chosen: Sequence[str], asked: Sequence[tuple[int, str | None, str]], sc: Scenario) -> list[str]:
+    """--release: how the entries release parts (the first for every alternative, each further one an alternative
+    of its own): the line's own plan, the order book's orders in its order, or by due date (earliest first); or a
+    clear error."""
+    for k, how in enumerate(chosen):
+        if how not in RELEASES:
+            fail(f"--release {how!r}: write line (the line's own release plan), book (the orders in the book's "
+                 "order) or due (the orders by due date, earliest first)")
+        if how in chosen[:k]:
+            fail(f"--release {how} is given twice: give each way to release once")
+    if not any(how != "line" for how in chosen):
+        return list(chosen) or ["line"]
+    if not asked:
+        fail(f"--release {'/'.join(h for h in chosen if h != 'line')} releases an order book: give its orders with "
+             "--order PRODUCT=N@WHEN or --orders FILE")
+    if not sc.products:
+        fail("--release: the line makes one kind of part (the scenario has no products:), so it makes its orders "
+             "in turn whatever it releases: leave --release out")
+    if "due" in chosen and not any(due for _, _, due in asked):
+        fail("--release due releases the orders by due date, and none has one: give them as --order N@WHEN or a "
+             "due column in --orders")
+    if any(product is None for _, product, _ in asked):
+        fail(f"--release {'/'.join(h for h in chosen if h != 'line')}: the line releases each order's product, so "
+             f"every order names one, e.g. --order {sc.products[0].name}=400")
+    return list(chosen)
+
+
+def _released(sc: Scenario, book: Sequence[Order], how: str) -> tuple[Scenario, list[int]]:
+    """`sc` released as `how` says (RELEASES), and where each order of the book stands in its `orders`."""
+    if how == "line":
+        return sc, list(range(len(book)))
+    from twin.scenario import ReleaseOrder
+
+    far = dt.datetime.max
+    sequence = sorted(range(len(book)), key=lambda i: book[i].due or far) if how == "due" else \
+        list(range(len(book)))
+    place = [sequence.index(i) for i in range(len(book))]
+    return sc.model_copy(update={"orders": [ReleaseOrder(product=book[i].product or "", parts=book[i].count,
+                                                         order=book[i].ref) for i in sequence]}), place
+
+
 def _given(cell: object) -> bool:
     """Whether a table's cell holds something (not empty, blank or NaN)."""
     return cell is not None and not (isinstance(cell, float) and cell != cell) and str(cell).strip() != ""
@@ -1173,6 +1217,12 @@ def whatif(
                                                         "row per order in the order they are made, with its quantity "
                                                         "and where known its product, due time and order number; "
                                                         "before any --order")] = None,
+    release: Annotated[Optional[list[str]], typer.Option(help="how the line releases parts: line (its own "
+                                                              "release plan; default), book (the orders in the "
+                                                              "book's order, each to its good parts, scrap made up, "
+                                                              "then the plan) or due (the same by due date); "
+                                                              "repeat it to compare: each further one an "
+                                                              "alternative")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
@@ -1213,6 +1263,14 @@ def whatif(
         ([], [], [])
     specs, where = [*specs, *(order or [])], [*where, *(f"--order {o!r}" for o in order or [])]
     asked_orders = _orders(specs, base, where)
+    if base.orders and asked_orders and "line" in (release or ["line"]):
+        fail(f"{file}: orders: the scenario releases its own orders, and the what-if's order book would count their "
+             "parts too: release the book instead (--release book), or leave the orders out of the file")
+    if base.orders and not asked_orders:  # the file's orders are the book: how likely each is made, and when
+        specs = [f"{o.product}={o.parts}" for o in base.orders]
+        where, refs = [f"{file}: orders[{k}]" for k in range(len(specs))], [o.order for o in base.orders]
+        asked_orders, release = [(o.parts, o.product, "") for o in base.orders], release or ["book"]
+    releases = _releases(release or [], asked_orders, base)
     import numpy as np
     import pandas as pd
 
@@ -1233,6 +1291,13 @@ def whatif(
     book = [Order(n, p, _due(spec, due, sc.start, end, said) if due else None, spec, ref)
             for (n, p, due), spec, said, ref in zip(asked_orders, specs, where, [*refs, *[""] * len(order or [])])]
     options = alternatives(sc, *asked, combined=combined, variants=variant)  # on the state now (buffers' levels)
+    place: dict[str, list[int]] = {}  # per alternative, where each order of the book stands in its release
+    for k, (label, s) in enumerate(options):
+        s, place[label] = _released(s, book, releases[0])
+        options[k] = (label, s)
+    for how in releases[1:]:  # as is, released another way
+        s, place[RELEASES[how]] = _released(options[0][1].model_copy(update={"orders": None}), book, how)
+        options.append((RELEASES[how], s))
     _some_shift_ahead(sc, options, duration)
     task = partial(whatif_task, orders=tuple((o.count, o.product) for o in book))
     runs = simulated(f"{len(options)} alternatives × {replications} replications", len(options) * replications,
@@ -1255,7 +1320,7 @@ def whatif(
         energy[label] = float(got["energy [kWh]"].to_numpy().sum() / parts[label].sum()) if parts[label].sum() > 0 \
             else float("nan")  # nan where machine types give no power
         for i in range(len(book)):
-            done[label, i] = got[f"order {i + 1} done [h]"].to_numpy()
+            done[label, i] = got[f"order {place[label][i] + 1} done [h]"].to_numpy()
     per_order = {(label, i): figures(label, i) for label, _ in options for i in range(len(book))}
     base_parts = parts["as is"]
     rows = []
@@ -1294,7 +1359,8 @@ def whatif(
                                     for i, o in enumerate(book) for label, _ in options])
     if len(book) > 1:  # an order book: each order under each alternative
         dues_given = any(o.due is not None for o in book)
-        listed = Table(title=f"the orders, each product's filled in turn, {replications} replications each")
+        listed = Table(title="the orders, " + ("each product's filled in turn" if releases[0] == "line" else
+                                               "each released in turn") + f", {replications} replications each")
         for col in ("order", "alternative", "made", *(["on time"] if dues_given else []), "done by"):
             listed.add_column(col, justify="left" if col in ("order", "alternative") else "right", no_wrap=True)
         for r in table_of_orders.to_dict("records"):

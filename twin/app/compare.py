@@ -180,7 +180,8 @@ def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int,
     """One (alternative, replication) of a what-if from the line's state now, as `design_task` runs it: its good
     parts, its machines' mean availability (nan: off shift throughout) and its energy (nan: no power given); with
     `orders` (good parts, product or None for any), `order K done [h]`: the hours until order K's last part left the
-    line (nan: not within the run), each product's orders filled in the order given."""
+    line (nan: not within the run), each product's orders filled in the order given; a line released to its
+    `orders` counts each order's own parts, numbered as the scenario lists them."""
     from twin.app.runner import replication_of
 
     run = replication_of(sc_json, rep, slots)
@@ -190,7 +191,15 @@ def whatif_task(sc_json: str, slots: list[str] | None, label: str, rep: int,
     figures = {"good parts": float(line["throughput [parts/h]"]) * (sc.duration - sc.warmup) / 3600,
                "availability": float(machines.mean()) if len(machines) else float("nan"),
                "energy [kWh]": float(line.get("energy [kWh]", float("nan")))}
-    if orders:
+    if sc.orders:  # released to its orders: each order's own parts, in the order of the scenario's
+        exit_ = np.frombuffer(run.line.exit, dtype=np.float64)
+        out = run.line.good_out() & (exit_ >= sc.warmup)
+        tags = run.line.orders_of()
+        for i, o in enumerate(sc.orders, 1):
+            got = np.sort(exit_[out & (tags == i - 1)])
+            figures[f"order {i} done [h]"] = float(got[o.parts - 1] - sc.warmup) / 3600 if len(got) >= o.parts \
+                else float("nan")
+    elif orders:
         exit_ = np.frombuffer(run.line.exit, dtype=np.float64)
         out = run.line.good_out() & (exit_ >= sc.warmup)
         made = np.frombuffer(run.line.product, dtype=np.int8)
