@@ -482,9 +482,18 @@ def test_scenarios_page_offers_the_other_versions_of_a_line_as_alternatives(env:
     assert ["--variant", str(folder / "packaging-smed.yaml")] == [str(a) for a in proc.args[-2:]], proc.args
     said = Path(at.session_state["lr_proc_log"]).read_text()
     assert "variant packaging-smed.yaml" in said and "setup_matrix" in " ".join(said.split()), said
+    # the orders released as the book's, by due date first and in the book's order as an alternative (`--release`)
+    at.text_input(key="wi_more_orders").set_value("juice-10=5@Tue 14:00; still-05=9@Tue 10:00")
+    at.multiselect(key="wi_release").set_value(["by due date", "the book's order"])
+    at.button(key="wi_go").click().run()
+    proc = at.session_state["wi_proc"]
+    proc.wait(120)  # the store named is none: the command line is what is looked at
+    args = [str(a) for a in proc.args]
+    assert args[-4:] == ["--release", "due", "--release", "book"] and "juice-10=5@Tue 14:00" in args, args
     at.selectbox(key="scenario").set_value("bottling.yaml").run()
     assert at.multiselect(key="wi_variant").disabled  # no other version of the bottling line
     assert at.selectbox(key="wi_order_product").disabled  # and one kind of bottle
+    assert at.multiselect(key="wi_release").disabled  # whatever it releases, its orders are made in turn
 
 
 def test_scenarios_page_answers_what_if_from_an_uploaded_status_log(env: Path, tmp_path: Path,

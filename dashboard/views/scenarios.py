@@ -257,6 +257,12 @@ if sc is not None and path is not None:
                                     "orders come first, then the ones above (`--orders`)" if me.can("upload") else
                                     "engineers only")
     booked = next((str(p) for p in saved_logs([wi_book] if wi_book is not None else [])), None)
+    ways = {"the line's plan": "line", "the book's order": "book", "by due date": "due"}
+    released = st.multiselect("release the orders", list(ways), key="wi_release", disabled=not sc.products,
+                              help="how the line releases parts: its own plan (the orders filled from what it "
+                                   "makes), or the orders themselves in the book's order or by due date, each to its "
+                                   "good parts; the first chosen is the as-is, each further one an alternative "
+                                   "(`--release`)" if sc.products else "the line makes one kind of part")
     crews = st.multiselect("one more technician in", [c.name for c in sc.repair_crews], key="wi_crew")
     from twin.maintenance import SCENARIO_POLICIES
 
@@ -333,7 +339,8 @@ if sc is not None and path is not None:
                               *(["--order", (f"{wi_product}=" if wi_product != ANY else "") + str(int(wi_order))
                                  + (f"@{wi_due.strip()}" if wi_due.strip() else "")] if wi_order else []),
                               *[a for x in wi_more.split(";") if x.strip() for a in ("--order", x.strip())],
-                              *(["--orders", booked] if booked else [])],
+                              *(["--orders", booked] if booked else []),
+                              *[a for w in released if sc.products for a in ("--release", ways[w])]],
                   table, "what-if",
                   f"{path.name} from {url} for {wi_duration} × {wi_reps}")
 
