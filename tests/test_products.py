@@ -8,6 +8,7 @@ from typing import Any
 
 import hypothesis.strategies as hs
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 
@@ -96,6 +97,22 @@ def test_a_line_released_to_its_orders_makes_each_to_its_good_parts_with_scrap_m
     short = whatif_task(sc.model_copy(update={"duration": 400.0}).model_dump_json(by_alias=True), None, "as is", 0,
                         orders=((20, "B"), (30, "A"), (10, "B")))[2]
     assert np.isnan(short["order 2 done [h]"])
+    # a run's KPIs (scope order) and `twin run`'s table of them: made, and when its last good part left
+    from twin.app.cmd_run import order_table
+    from twin.kpi import replication_kpis
+
+    k = replication_kpis(line)
+    orders = k[k.scope == "order"].set_index(["entity", "kpi"]).value
+    assert orders["1: K-1 B × 20", "made"] == 1.0 and orders["3: B × 10", "made"] == 1.0
+    assert orders["2: A × 30", "done [h]"] == pytest.approx(done["order 2 done [h]"])
+    late = Line(sc.model_copy(update={"duration": 400.0}), 0)
+    late.run(400.0)
+    both = pd.concat([k, replication_kpis(late).assign(replication=1)])
+    table = order_table(both, sc)
+    assert table is not None and list(table.columns[0].cells) == ["1: K-1 B × 20", "2: A × 30", "3: B × 10"]
+    made = list(table.columns[1].cells)
+    assert made[0] == "100% (16%–100%)" and made[1] == "50% (1%–99%)"  # one run of two made it within 400 s
+    assert order_table(both, sc.model_copy(update={"orders": None})) is None
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -28,7 +28,7 @@ from twin.model import (
     ShiftCalendar,
     step_lengths,
 )
-from twin.scenario import Station, feeder_key
+from twin.scenario import ReleaseOrder, Station, feeder_key
 
 KPI_COLUMNS = ["replication", "scope", "entity", "kpi", "value"]
 
@@ -213,6 +213,27 @@ def _flow_kpis(line: Line, a: float, b: float) -> list[Row]:
                 ("product", p, "time in system [min]", float(np.mean(exit_[left & mine] - entry[left & mine]) / 60)
                  if (left & mine).any() else np.nan),
             ]
+    if line.scenario.orders:
+        rows += _order_kpis(line, exit_)
+    return rows
+
+
+def order_label(k: int, order: ReleaseOrder) -> str:
+    """How an order of a scenario's `orders` is named (KPI scope `order`): '2: A-1042 juice-10 × 1,500'."""
+    return f"{k + 1}: " + (f"{order.order} " if order.order else "") + f"{order.product} × {order.parts:,}"
+
+
+def _order_kpis(line: Line, exit_: np.ndarray) -> list[Row]:
+    """Each released order (`orders`, scope `order`): whether its good parts were all made (1, else 0) and when its
+    last one left the line, hours from the start (nan: not within the run); a completion, not a figure of the
+    window, so parts out during the warm-up count too."""
+    tags, good = line.orders_of(), line.good_out()
+    rows: list[Row] = []
+    for k, order in enumerate(line.scenario.orders or []):
+        out = np.sort(exit_[good & (tags == k)])
+        made = len(out) >= order.parts
+        rows += [("order", order_label(k, order), "made", float(made)),
+                 ("order", order_label(k, order), "done [h]", float(out[order.parts - 1]) / 3600 if made else np.nan)]
     return rows
 
 
