@@ -115,10 +115,41 @@ def test_a_line_released_to_its_orders_makes_each_to_its_good_parts_with_scrap_m
     assert order_table(both, sc.model_copy(update={"orders": None})) is None
 
 
+@settings(max_examples=40, deadline=None)
+@given(book=hs.lists(hs.tuples(hs.sampled_from(["A", "B"]), hs.integers(1, 25)), min_size=1, max_size=5),
+       scrap=hs.sampled_from([0.0, 0.1, 0.5]), plan=hs.sampled_from([None, ["A", "B"], [{"product": "B", "parts": 3}]]),
+       seed=hs.integers(0, 2**31))
+def test_any_order_book_released_ends_with_each_orders_good_parts(book: list[tuple[str, int]], scrap: float,
+                                                                 plan: list[Any] | None, seed: int) -> None:
+    """Whatever the book, the scrap and the plan after it: each order ends with exactly its good parts, all of its
+    product, its releases its good parts and its scrap, and no part of the plan goes before the book's last order
+    began."""
+    sc = scenario([{"name": "m1", "cycle_time": const(10)},
+                   {"name": "m2", "cycle_time": const(10), "scrap": scrap, "buffer": 2}],
+                  products=[{"name": "A"}, {"name": "B"}], release=plan, seed=seed, duration=20_000,
+                  orders=[{"product": p, "parts": n} for p, n in book])
+    line = Line(sc, 0)
+    line.run(sc.duration)
+    tags, good = line.orders_of(), line.good_out()
+    made = np.frombuffer(line.product, dtype=np.int8)
+    scrapped = np.frombuffer(line.scrapped_at, dtype=np.int16) >= 0
+    for k, (product, n) in enumerate(book):
+        mine = tags == k
+        assert np.count_nonzero(good & mine) == n and np.count_nonzero(mine) == n + np.count_nonzero(scrapped & mine)
+        assert (made[mine] == line.product_names.index(product)).all()
+    plan_parts = np.flatnonzero(tags == -1)
+    assert not len(plan_parts) or plan_parts[0] > np.flatnonzero(tags == len(book) - 1)[0]
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"release": ["A", "C"]}, r"release\[1\]: no product named 'C'"),
     ({"orders": [{"product": "A", "parts": 5}, {"product": "Q", "parts": 5}]}, r"orders\[1\]\.product: no product "
                                                                               r"named 'Q'"),
+    ({"orders": [{"product": "A", "parts": 5}],
+      "stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "next": "m3"},
+                   {"name": "m2", "machine_type": "m", "cycle_time": 5, "next": "m3"},
+                   {"name": "m3", "machine_type": "m", "cycle_time": 5, "assemble": {"m1": 1, "m2": 1}}]},
+     r"orders: a line with an assembly releases parts at each feeder"),
     ({"stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "cycle_times": {"Z": 3}}]},
      r"stations\[0\]\.cycle_times\.Z: no product named 'Z'"),
     ({"stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "setup_matrix": {"A": {"Q": 3}}}]},

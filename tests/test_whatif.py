@@ -874,6 +874,14 @@ def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:
     assert_mistakes(["whatif", str(SCENARIO), *store, "--order", "5", "--release", "book"],
                     [([], "the line makes one kind of part (the scenario has no products:), so it makes its orders "
                           "in turn whatever it releases")])
+    (tmp_path / "assembly.yaml").write_text(yaml.safe_dump({
+        "line": {"site": "s", "area": "a", "name": "l"}, "seed": 1, "duration": "1 d", "machine_types": {"m": {}},
+        "products": [{"name": "p"}, {"name": "q"}],
+        "stations": [{"name": "a", "machine_type": "m", "cycle_time": 5, "next": "c"},
+                     {"name": "b", "machine_type": "m", "cycle_time": 5, "next": "c"},
+                     {"name": "c", "machine_type": "m", "cycle_time": 5, "assemble": {"a": 1, "b": 1}}]}))
+    assert_mistakes(["whatif", str(tmp_path / "assembly.yaml"), *store, "--order", "p=5", "--release", "book"],
+                    [([], "--release: a line with an assembly releases parts at each feeder")])
     assert_mistakes(["whatif", str(tmp_path / "own.yaml"), *store, "--order", "juice-10=5"],
                     [([], "orders: the scenario releases its own orders, and the what-if's order book would count "
                           "their parts too: release the book instead (--release book)")])

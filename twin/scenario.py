@@ -1332,6 +1332,9 @@ def _product_problems(data: dict[str, Any], stations: list[Any]) -> list[tuple[s
     for i, o in enumerate(orders if isinstance(orders, list) else []):
         if isinstance(o, dict):
             check(f"orders[{i}].product", o.get("product"))
+    if orders and any(isinstance(st, dict) and st.get("assemble") for st in stations):
+        problems.append(("orders", "a line with an assembly releases parts at each feeder, and an order's parts "
+                                   "would go into assemblies made for others (not yet): release it with release:"))
     for i, st in enumerate(stations):
         if not isinstance(st, dict):
             continue

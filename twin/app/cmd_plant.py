@@ -1133,6 +1133,9 @@ def _releases(chosen: Sequence[str], asked: Sequence[tuple[int, str | None, str]
     if not sc.products:
         fail("--release: the line makes one kind of part (the scenario has no products:), so it makes its orders "
              "in turn whatever it releases: leave --release out")
+    if any(st.assemble for st in sc.stations):
+        fail("--release: a line with an assembly releases parts at each feeder, and an order's parts would go into "
+             "assemblies made for others (not yet): leave --release out, the orders filled from what it makes")
     if "due" in chosen and not any(due for _, _, due in asked):
         fail("--release due releases the orders by due date, and none has one: give them as --order N@WHEN or a "
              "due column in --orders")
