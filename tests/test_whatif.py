@@ -815,6 +815,35 @@ def test_a_what_if_continues_the_release_plan_in_its_campaign_under_way(tmp_path
     assert _release_at(sc, log.assign(machine="b"), t[7]) is None  # only the entry stations release
 
 
+def test_a_machine_continued_sets_up_from_the_product_it_made_last() -> None:
+    """A mixed line's what-if started every machine with no product: the first part of another product than the one
+    it was making needed no setup. A state naming each machine's last product (MachineNow.product, from a part log)
+    makes the first different part set up first; a product the line does not make is said and dropped."""
+    import datetime as dt
+
+    from tests.helpers import const, scenario
+    from twin.app.cmd_plant import _set_up_for
+    from twin.app.runner import simulate
+
+    sc = scenario([{"name": "a", "cycle_time": const(10), "setup_matrix": {"p1": {"p2": const(300)}}}],
+                  products=[{"name": "p1"}, {"name": "p2"}], release=["p2"], start="2026-01-05T06:00:00",
+                  duration="30 min")
+
+    def first_setups(product: str | None) -> list[str]:
+        now = LineNow(taken=dt.datetime(2026, 1, 5, 6), machines={"a": MachineNow(state="working", product=product)})
+        resumed = continue_from(sc, now)[0]
+        line = simulate(resumed, 0, sensors=False).line
+        return [e.detail for e in line.events if e.kind == "changeover_start"]
+
+    assert first_setups("p1") == ["p1 -> p2"] and first_setups("p2") == [] and first_setups(None) == []
+    _, notes = continue_from(sc, LineNow(taken=dt.datetime(2026, 1, 5, 6),
+                                         machines={"a": MachineNow(state="working", product="p9")}))
+    assert "the line makes no p9: the machines that worked it last set up for none" in notes
+    t = pd.Timestamp("2026-01-05 06:00") + pd.to_timedelta(np.arange(6) * 10.0, unit="s")
+    made = pd.DataFrame({"timestamp": t, "machine": ["a", "b"] * 3, "product": ["p1", "p2", "p2", "p1", "p1", "p2"]})
+    assert _set_up_for(made, t[3]) == {"a": "p2", "b": "p1"} and _set_up_for(made, t[5]) == {"a": "p1", "b": "p2"}
+
+
 @pytest.mark.slow
 def test_a_what_if_from_a_status_log_and_a_part_log_naming_products_goes_on_with_the_campaign(tmp_path: Path) -> None:
     """`twin whatif packaging.yaml --from status.csv --parts parts.csv`: the part log's products (material numbers,
@@ -826,8 +855,10 @@ def test_a_what_if_from_a_status_log_and_a_part_log_naming_products_goes_on_with
     run = simulate(sc, 0, sensors=False)
     status_log(run).to_csv(tmp_path / "status.csv", index=False)
     made = _product_parts(run, "unscrambler", [p.name for p in sc.products])
+    filler = _product_parts(run, "filler", [p.name for p in sc.products])  # the filler sets up between products
     material = {"still-05": "4711", "sparkling-05": "4712", "juice-10": "4713"}
-    made.assign(product=made["product"].map(material)).to_csv(tmp_path / "parts.csv", index=False)
+    pd.concat([made, filler]).assign(product=lambda d: d["product"].map(material)).to_csv(tmp_path / "parts.csv",
+                                                                                         index=False)
     by = made[made.timestamp <= pd.Timestamp("2026-01-05 18:00")]["product"]  # what it had made by 18:00
     last = by.iloc[-1]
     in_a_row = int((by[::-1].ne(last).cumsum() == 0).sum())
@@ -840,6 +871,8 @@ def test_a_what_if_from_a_status_log_and_a_part_log_naming_products_goes_on_with
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stderr.split())
     assert f"the release plan continues in its campaign of {last}: {in_a_row:,} of" in said, said
+    set_up = filler[filler.timestamp <= pd.Timestamp("2026-01-05 18:00")]["product"].iloc[-1]
+    assert "note: set up for the product each machine made last:" in said and f"filler {set_up}" in said, said
 
 
 def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:

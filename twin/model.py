@@ -391,6 +391,8 @@ class Machine:
             elif age is not None:
                 self.born[i], self.life[i] = -age * rate, (age + residual(f.ttf, rng, age)) * rate
         self._renew_due()
+        if self.products is not None and now.product in self.line.product_names:  # set up for it: another sets up
+            self.products.last = self.line.product_names.index(now.product)
         modes = [f.name for f in self.modes]
         if now.state == "down" and now.mode in modes:
             self.resume = (DOWN, modes.index(now.mode), now.since)

@@ -890,6 +890,8 @@ class MachineNow(_Strict):
     unrenewed: list[Name] = Field(default_factory=list, max_length=1000, description="fault modes with no "
                                   "renewal in the records (a repair of that mode; maintenance, for a wear mode): their "
                                   "age counts from the first record, so is only a lower bound")
+    product: Name | None = Field(None, description="the product it last worked (a mixed line): a different one "
+                                 "next sets up first, as its station's setup_matrix says")
 
 
 #: a buffer among buffer levels: its station's name, an assembly's buffer from one feeder 'station<feeder'
@@ -1732,8 +1734,13 @@ def continue_from(scenario: Scenario, now: LineNow) -> tuple[Scenario, list[str]
     if release is not None and release.product not in {n for n, _ in scenario.release_runs()}:
         notes.append(f"the release plan has no campaign of {release.product}: it starts from its first campaign")
         release = None
-    keep = now.model_copy(update={"machines": {k: v for k, v in now.machines.items() if k in machines},
-                                  "release": release})
+    products = {p.name for p in scenario.products}
+    strays = sorted({m.product for m in now.machines.values() if m.product is not None and m.product not in products})
+    if strays:
+        notes.append(f"the line makes no {', '.join(strays)}: the machines that worked it last set up for none")
+    kept = {k: v if v.product is None or v.product in products else v.model_copy(update={"product": None})
+            for k, v in now.machines.items() if k in machines}
+    keep = now.model_copy(update={"machines": kept, "release": release})
     return scenario.model_copy(update={"start": now.taken.replace(tzinfo=None), "warmup": 0.0, "now": keep,
                                        "stations": stations}), notes
 

@@ -760,11 +760,16 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
     for told in [*log.attrs.get("notes", []), *(part_file.attrs.get("notes", []) if part_file is not None else [])]:
         err_console.print(f"note: {told}", highlight=False, markup=False)
     listed = "stops" in log.attrs
-    planned = made is not None and "product" in made and bool(sc.release)  # it tells the campaign under way
-    if made is not None and not listed and not planned:
-        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows, or tells a line with a "
-             f"release plan its campaign under way by each part's product; {short} is a status log, which has the "
-             "waits" + (", and the part log names no product" if sc.release else ", and the line has no release plan"))
+    setups = any(st.setup_matrix for st in sc.stations)
+    # each part's product tells the campaign under way, and what each machine is set up for
+    told = made is not None and "product" in made and (bool(sc.release) or setups)
+    planned = told and bool(sc.release)
+    if made is not None and not listed and not told:
+        fail(f"--parts {parts}: a part log goes with a stop list, whose waits it shows, or tells a mixed line by each "
+             "part's product its campaign under way (release plan) and what each machine is set up for "
+             f"(setup_matrix); {short} is a status log, which has the waits"
+             + (", and the part log names no product" if sc.release or setups else
+                ", and the line has neither a release plan nor setups between products"))
     log = plant.named(log)
     known = sorted({m for st in sc.stations for m in st.machine_names})
     if not log.machine.isin(known).any():
@@ -798,7 +803,22 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
                           f"{release.made:,} of {runs.get(release.product, 0):,} released (the parts its entry "
                           f"stations made in a row, from {parts.name if parts else ''})", highlight=False)
         now = now.model_copy(update={"release": release})
+    if told and setups and made is not None:
+        last = _set_up_for(plant.named(made), stamp)
+        set_up = {m: last[m] for m in now.machines if m in last}
+        if set_up:
+            err_console.print("note: set up for the product each machine made last: " + ", ".join(
+                f"{m} {p}" for m, p in sorted(set_up.items())) + " (another product next sets up first)",
+                highlight=False)
+            now = now.model_copy(update={"machines": {m: v.model_copy(update={"product": set_up.get(m)})
+                                                      for m, v in now.machines.items()}})
     return now
+
+
+def _set_up_for(made: pd.DataFrame, stamp: pd.Timestamp) -> dict[str, str]:
+    """The product of each machine's last part by `stamp` (a part log naming products): what it is set up for."""
+    mine = made[made.timestamp <= stamp].sort_values("timestamp", kind="stable")
+    return {str(m): str(p) for m, p in mine.groupby("machine", sort=False)["product"].last().items()}
 
 
 def _release_at(sc: Scenario, made: pd.DataFrame, stamp: pd.Timestamp) -> ReleaseNow | None:
