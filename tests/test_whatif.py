@@ -883,6 +883,7 @@ def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:
     import datetime as dt
 
     from twin.app.cmd_plant import Order, _released
+    from twin.scenario import ReleaseNow
 
     packaging = ROOT / "scenarios" / "packaging.yaml"
     sc = load_scenario(packaging)
@@ -893,6 +894,17 @@ def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:
     assert due.orders is not None and [(o.product, o.parts, o.order) for o in due.orders] == [
         ("still-05", 3000, ""), ("juice-10", 1500, "A-1"), ("sparkling-05", 2000, "")]  # no due date: last
     assert place == [1, 0, 2] and _released(sc, book, "book")[1] == [0, 1, 2] and _released(sc, book, "line")[0] is sc
+    # fewest setups: a product's orders together (by due date), the next product the quickest to change to
+    five = [Order(1000, p, dt.datetime(2026, 1, 5, h), f"{p}=1000") for p, h in (
+        ("juice-10", 14), ("still-05", 16), ("juice-10", 20), ("sparkling-05", 21), ("still-05", 23))]
+    grouped, _ = _released(sc, five, "setups")  # from nothing: the earliest due's product first
+    assert grouped.orders is not None and [o.product for o in grouped.orders] == [
+        "juice-10", "juice-10", "still-05", "still-05", "sparkling-05"]  # juice to still or sparkling: alike, 111.7 min
+    on_still = sc.model_copy(update={"now": LineNow(taken=dt.datetime(2026, 1, 5, 10),
+                                                    release=ReleaseNow(product="still-05", made=5))})
+    grouped, place = _released(on_still, five, "setups")  # still under way: still (0), sparkling (15 min), juice
+    assert grouped.orders is not None and [o.product for o in grouped.orders] == [
+        "still-05", "still-05", "sparkling-05", "juice-10", "juice-10"] and place == [3, 0, 4, 2, 1]
     (tmp_path / "own.yaml").write_text(packaging.read_text() + "orders: [{product: juice-10, parts: 500}]\n")
     store = ["--from", f"duckdb:///{tmp_path / 'none.duckdb'}"]
     assert_mistakes(["whatif", str(packaging), *store], [
@@ -934,12 +946,13 @@ def test_a_what_if_releases_the_order_book_by_due_date_beside_the_books_order(tm
                                 "--at", "2026-01-05T10:00", "--duration", "12 h", "--replications", 6,
                                 "--order", "juice-10=1500@18:00", "--order", "still-05=3000@14:00",
                                 "--order", "sparkling-05=2000@21:00", "--release", "book", "--release", "due",
+                                "--release", "setups",
                                 "--out", tmp_path / "w.csv"),
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     assert "the orders, each released in turn" in r.stdout and "release: by due date" in r.stdout
     orders = pd.read_csv(tmp_path / "w-orders.csv")
-    assert set(orders.alternative) == {"as is", "release: by due date"}
+    assert set(orders.alternative) == {"as is", "release: by due date", "release: fewest setups"}
     still = orders[orders["product"] == "still-05"].set_index("alternative")
     assert still.loc["release: by due date", "order done median"] < still.loc["as is", "order done median"]
     assert still.loc["release: by due date", "order on time"] > still.loc["as is", "order on time"]

@@ -257,12 +257,13 @@ if sc is not None and path is not None:
                                     "orders come first, then the ones above (`--orders`)" if me.can("upload") else
                                     "engineers only")
     booked = next((str(p) for p in saved_logs([wi_book] if wi_book is not None else [])), None)
-    ways = {"the line's plan": "line", "the book's order": "book", "by due date": "due"}
+    ways = {"the line's plan": "line", "the book's order": "book", "by due date": "due", "fewest setups": "setups"}
     released = st.multiselect("release the orders", list(ways), key="wi_release", disabled=not sc.products,
                               help="how the line releases parts: its own plan (the orders filled from what it "
-                                   "makes), or the orders themselves in the book's order or by due date, each to its "
-                                   "good parts; the first chosen is the as-is, each further one an alternative "
-                                   "(`--release`)" if sc.products else "the line makes one kind of part")
+                                   "makes), or the orders themselves in the book's order, by due date or with a "
+                                   "product's orders together (fewest setups), each to its good parts; the first "
+                                   "chosen is the as-is, each further one an alternative (`--release`)"
+                              if sc.products else "the line makes one kind of part")
     crews = st.multiselect("one more technician in", [c.name for c in sc.repair_crews], key="wi_crew")
     from twin.maintenance import SCENARIO_POLICIES
 

@@ -1132,7 +1132,8 @@ def _order_book(path: Path, sep: str | None, products: Mapping[str, str] | None 
     return specs, where, refs
 
 
-RELEASES = {"line": "release: the line's plan", "book": "release: the book's order", "due": "release: by due date"}
+RELEASES = {"line": "release: the line's plan", "book": "release: the book's order", "due": "release: by due date",
+            "setups": "release: fewest setups"}
 
 
 def _releases(chosen: Sequence[str], asked: Sequence[tuple[int, str | None, str]], sc: Scenario) -> list[str]:
@@ -1142,7 +1143,8 @@ def _releases(chosen: Sequence[str], asked: Sequence[tuple[int, str | None, str]
     for k, how in enumerate(chosen):
         if how not in RELEASES:
             fail(f"--release {how!r}: write line (the line's own release plan), book (the orders in the book's "
-                 "order) or due (the orders by due date, earliest first)")
+                 "order), due (the orders by due date, earliest first) or setups (a product's orders together, "
+                 "the next product the quickest to change to)")
         if how in chosen[:k]:
             fail(f"--release {how} is given twice: give each way to release once")
     if not any(how != "line" for how in chosen):
@@ -1172,11 +1174,37 @@ def _released(sc: Scenario, book: Sequence[Order], how: str) -> tuple[Scenario, 
     from twin.scenario import ReleaseOrder
 
     far = dt.datetime.max
-    sequence = sorted(range(len(book)), key=lambda i: book[i].due or far) if how == "due" else \
+    sequence = sorted(range(len(book)), key=lambda i: book[i].due or far) if how in ("due", "setups") else \
         list(range(len(book)))
+    if how == "setups":
+        sequence = _fewest_setups(sc, [book[i].product or "" for i in sequence], sequence)
     place = [sequence.index(i) for i in range(len(book))]
     return sc.model_copy(update={"orders": [ReleaseOrder(product=book[i].product or "", parts=book[i].count,
                                                          order=book[i].ref) for i in sequence]}), place
+
+
+def _fewest_setups(sc: Scenario, products: Sequence[str], sequence: Sequence[int]) -> list[int]:
+    """The orders `sequence` (their `products`) with each product's together, in their order, the next product the
+    one whose changeover from the last is shortest (its mean summed over the stations' setup_matrix; ties: the one
+    whose first order comes first), from what the line is making now (the campaign under way, else what its entry
+    machines made last): the nearest neighbour, not an optimum."""
+    def changeover(a: str | None, b: str) -> float:
+        return sum(st.setup_matrix[a][b].mean for st in sc.stations
+                   if a is not None and a in st.setup_matrix and b in st.setup_matrix[a])
+
+    now = sc.now
+    entry = {m for i in sc.entries() for m in sc.stations[i].machine_names}
+    last = now.release.product if now is not None and now.release is not None else next(
+        (m.product for name, m in (now.machines.items() if now is not None else []) if name in entry and m.product),
+        None)
+    groups: dict[str, list[int]] = {}
+    for product, i in zip(products, sequence):
+        groups.setdefault(product, []).append(i)
+    out: list[int] = []
+    while groups:
+        last = min(groups, key=lambda p: changeover(last, p))  # dicts keep their first order: ties go to it
+        out += groups.pop(last)
+    return out
 
 
 def _given(cell: object) -> bool:
