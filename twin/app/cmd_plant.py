@@ -1235,6 +1235,65 @@ def _due(spec: str, text: str, start: dt.datetime, end: dt.datetime, said: str =
     return due
 
 
+def _asked_book(file: Path, base: Scenario, orders: Path | None, order: Sequence[str], release: Sequence[str],
+                plant: PlantNames) -> tuple[list[tuple[int, str | None, str]], list[str], list[str], list[str],
+                                            list[str]]:
+    """A what-if's order book, checked before the line's state is read: --orders FILE's rows then each --order (else
+    the file's own `orders:`) as (good parts, product, due as written), with each one's spec, where it was given and
+    its number, and how the line releases them (--release)."""
+    specs, where, refs = _order_book(orders, plant.fmt.sep, plant.fmt.products) if orders is not None else \
+        ([], [], [])
+    specs, where, refs = [*specs, *order], [*where, *(f"--order {o!r}" for o in order)], [*refs, *[""] * len(order)]
+    asked = _orders(specs, base, where)
+    if base.orders and asked and "line" in (release or ["line"]):
+        fail(f"{file}: orders: the scenario releases its own orders, and the what-if's order book would count their "
+             "parts too: release the book instead (--release book), or leave the orders out of the file")
+    if base.orders and not asked:  # the file's orders are the book: how likely each is made, and when
+        specs = [f"{o.product}={o.parts}" for o in base.orders]
+        where, refs = [f"{file}: orders[{k}]" for k in range(len(specs))], [o.order for o in base.orders]
+        asked, release = [(o.parts, o.product, "") for o in base.orders], release or ["book"]
+    return asked, specs, where, refs, _releases(release, asked, base)
+
+
+def _book_table(book: Sequence[Order], orders: pd.DataFrame, rows: Sequence[Mapping[str, object]],
+                labels: Sequence[str], end: dt.datetime, title: str) -> Table:
+    """An order book's table: each order under each alternative (made, on time where due, done by), then the share of
+    runs that made all of them, each in time."""
+    from twin.app.compare import ALL_ORDERS, order_cells, share_text
+
+    dues_given = any(o.due is not None for o in book)
+    listed = Table(title=title)
+    for col in ("order", "alternative", "made", *(["on time"] if dues_given else []), "done by"):
+        listed.add_column(col, justify="left" if col in ("order", "alternative") else "right", no_wrap=True)
+    for r in orders.to_dict("records"):
+        cells = order_cells(r, end)
+        listed.add_row(f"{r['order']}: {book[r['order'] - 1].name()}" if r["alternative"] == labels[0] else "",
+                       r["alternative"], cells[0],
+                       *([cells[1] if book[r["order"] - 1].due else "–"] if dues_given else []), cells[-1],
+                       end_section=r["alternative"] == labels[-1])
+    for k, r in enumerate(rows):  # the book as a whole: every order of one run in time
+        whole = share_text(r, ALL_ORDERS)
+        listed.add_row(f"all {len(book)} orders" if k == 0 else "", str(r["alternative"]),
+                       "" if dues_given else whole, *([whole] if dues_given else []), "")
+    return listed
+
+
+def _whatif_legend(book: Sequence[Order], duration: str, powered: bool) -> str:
+    """What a what-if's columns mean, for the orders asked (`book`) and where machine types give their power."""
+    one = len(book) == 1
+    return ("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one run falls in "
+            "(5th to 95th percentile); availability: mean over the machines; "
+            + ("kWh per good part: the machines' energy over the good parts of all replications; " if powered else "")
+            + "vs as is: paired difference (same random numbers)"
+            + (f"; {'order ' if one else ''}made: the share of runs that made {'the order' if one else 'an order'} "
+               f"within {duration}, with its 95 % CI; " + ("on time: by when it is due; " if any(o.due for o in book)
+                                                          else "")
+               + "done by: when the median run had made it, and 9 runs in 10"
+               + (f"; all {len(book)} orders: the share of runs that made every one, each by when it is due (one "
+                  "run's orders hang together: not the product of their shares)" if len(book) > 1 else "")
+               if book else ""))
+
+
 def whatif(
     file: Annotated[Path, typer.Argument(help="the line's scenario (fitted by `twin fit`, or as engineered)")],
     from_: Annotated[list[str], typer.Option("--from", help="where the line's state is read: a store "
@@ -1310,37 +1369,17 @@ def whatif(
     alternatives(base, *asked, combined=combined, variants=variant, say=False)  # mistakes named before the state read
     plant = plant_names(base, columns, sep, time_format, states, reasons, machine_names, "--machine-names", results,
                         products)
-    specs, where, refs = _order_book(orders, plant.fmt.sep, plant.fmt.products) if orders is not None else \
-        ([], [], [])
-    specs, where = [*specs, *(order or [])], [*where, *(f"--order {o!r}" for o in order or [])]
-    asked_orders = _orders(specs, base, where)
-    if base.orders and asked_orders and "line" in (release or ["line"]):
-        fail(f"{file}: orders: the scenario releases its own orders, and the what-if's order book would count their "
-             "parts too: release the book instead (--release book), or leave the orders out of the file")
-    if base.orders and not asked_orders:  # the file's orders are the book: how likely each is made, and when
-        specs = [f"{o.product}={o.parts}" for o in base.orders]
-        where, refs = [f"{file}: orders[{k}]" for k in range(len(specs))], [o.order for o in base.orders]
-        asked_orders, release = [(o.parts, o.product, "") for o in base.orders], release or ["book"]
-    releases = _releases(release or [], asked_orders, base)
+    asked_orders, specs, where, refs, releases = _asked_book(file, base, orders, order or [], release or [], plant)
     import numpy as np
     import pandas as pd
 
-    from twin.app.compare import (
-        ALL_ORDERS,
-        all_orders,
-        compare_designs,
-        order_cells,
-        order_chart,
-        order_figures,
-        share_text,
-        whatif_task,
-    )
+    from twin.app.compare import all_orders, compare_designs, order_cells, order_chart, order_figures, whatif_task
     from twin.kpi import half_width
 
     sc = continued(base, from_, at, plant=plant, levels=levels, parts=parts)
     end = sc.start + dt.timedelta(seconds=sc.duration)
     book = [Order(n, p, _due(spec, due, sc.start, end, said) if due else None, spec, ref)
-            for (n, p, due), spec, said, ref in zip(asked_orders, specs, where, [*refs, *[""] * len(order or [])])]
+            for (n, p, due), spec, said, ref in zip(asked_orders, specs, where, refs)]
     options = alternatives(sc, *asked, combined=combined, variants=variant)  # on the state now (buffers' levels)
     place: dict[str, list[int]] = {}  # per alternative, where each order of the book stands in its release
     for k, (label, s) in enumerate(options):
@@ -1409,34 +1448,10 @@ def whatif(
                                      "alternative": label, **per_order[label, i]}
                                     for i, o in enumerate(book) for label, _ in options])
     if len(book) > 1:  # an order book: each order under each alternative
-        dues_given = any(o.due is not None for o in book)
-        listed = Table(title="the orders, " + ("each product's filled in turn" if releases[0] == "line" else
-                                               "each released in turn") + f", {replications} replications each")
-        for col in ("order", "alternative", "made", *(["on time"] if dues_given else []), "done by"):
-            listed.add_column(col, justify="left" if col in ("order", "alternative") else "right", no_wrap=True)
-        for r in table_of_orders.to_dict("records"):
-            cells = order_cells(r, end)
-            listed.add_row(f"{r['order']}: {book[r['order'] - 1].name()}" if r["alternative"] == options[0][0]
-                           else "", r["alternative"], cells[0],
-                           *([cells[1] if book[r["order"] - 1].due else "–"] if dues_given else []), cells[-1],
-                           end_section=r["alternative"] == options[-1][0])
-        for k, r in enumerate(rows):  # the book as a whole: every order of one run in time
-            whole = share_text(r, ALL_ORDERS)
-            listed.add_row(f"all {len(book)} orders" if k == 0 else "", r["alternative"], "" if dues_given else whole,
-                           *([whole] if dues_given else []), "")
-        print_table(listed)
-    out_console.print("good parts: mean ± half-width of its 95 % confidence interval; 90 % of runs: the range one "
-                      "run falls in (5th to 95th percentile); availability: mean over the machines; "
-                      + ("kWh per good part: the machines' energy over the good parts of all replications; "
-                         if powered else "") + "vs as is: paired difference (same random numbers)"
-                      + (f"; {'order ' if one else ''}made: the share of runs that made "
-                         f"{'the order' if one else 'an order'} within {duration}, with its 95 % CI; "
-                         + ("on time: by when it is due; " if any(o.due for o in book) else "")
-                         + "done by: when the median run had made it, and 9 runs in 10"
-                         + (f"; all {len(book)} orders: the share of runs that made every one, each by when it is "
-                            "due (one run's orders hang together: not the product of their shares)"
-                            if len(book) > 1 else "") if book else ""),
-                      highlight=False)
+        print_table(_book_table(book, table_of_orders, rows, [label for label, _ in options], end,
+                                "the orders, " + ("each product's filled in turn" if releases[0] == "line" else
+                                                  "each released in turn") + f", {replications} replications each"))
+    out_console.print(_whatif_legend(book, duration, powered), highlight=False)
     out_console.print(f"{len(options) * replications} simulations in {runs.wall:.1f} s on {runs.where}",
                       highlight=False)
     if out is not None:
