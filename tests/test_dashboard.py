@@ -446,6 +446,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     at.text_input(key="se_dur").set_value("40 min")  # 10 min after the warm-up: the page, not the figures
     at.multiselect(key="se_levers").set_value(["cycle", "failures"])  # two levers, ranked by OEE
     at.selectbox(key="se_goal").set_value("oee")
+    at.text_input(key="se_costs").set_value("filler.cycle=100000")  # the project's cost: its payback
     at.button(key="se_go").click().run()
     proc = at.session_state["se_proc"]
     assert proc.wait(180) == 0, Path(at.session_state["se_proc_log"]).read_text()
@@ -453,6 +454,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     ranked = next(m.value for m in at.markdown if m.value.startswith("# Where improving bottling-1 pays most"))
     assert "| filler " in ranked and "cycle time −10%" in ranked and at.get("image")
     assert "ranked by oee" in ranked and "repair time" not in ranked  # only the levers chosen
+    assert "payback [months]" in ranked, ranked
     assert at.selectbox(key="sensitivity_report").value.startswith("sensitivity-bottling-")  # kept, to look at again
 
 

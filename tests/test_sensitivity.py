@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,8 +67,8 @@ def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
                   duration="1 d", replications=2, costs={"part_margin": 10})
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(sc.model_dump(mode="json", by_alias=True, exclude_none=True)))
-    r = subprocess.run(twin_cmd("sensitivity", path, "--out", tmp_path / "report"), cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(twin_cmd("sensitivity", path, "--out", tmp_path / "report", "--cost", "press.cycle=292000"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     table = pd.read_csv(tmp_path / "report" / "sensitivity.csv")
     assert list(table.alternative) == ["press: cycle time −10%", "welder: cycle time −10%"]
@@ -75,6 +76,10 @@ def test_the_constraints_cycle_is_the_lever_that_pays(tmp_path: Path) -> None:
     assert table["throughput [parts/h] significant"].tolist() == [True, False]
     # at 10 EUR a part, 6.7 parts an hour more are worth 584,000 EUR over a year's 8,760 hours
     assert table["worth a year"][0] == pytest.approx((3600 / 54 - 60) * 8760 * 10, rel=0.02)
+    # a project of 292,000 EUR for it: paid back in 6 months; the welder's has no cost given
+    assert table["payback [months]"][0] == pytest.approx(6.0, rel=0.02) and np.isnan(table["payback [months]"][1])
+    assert table["payback [months] low"][0] <= 6.0 * 1.02 and table["project cost"][0] == 292000
+    assert "payback [months]" in r.stdout and "6.0 (" in r.stdout
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| 1 | press | cycle time −10% |" in " ".join(report.split())
     assert (tmp_path / "report" / "levers.png").stat().st_size > 1000 and "press" in r.stdout
@@ -101,4 +106,25 @@ def test_sensitivity_mistakes_are_named() -> None:
         (["--stations", "framing,paint"], "--stations 'framing,paint': 'paint' is no station of body_shop.yaml"),
         (["--replications", "1"], "--replications: at least 2"),
         (["--levers", "minor-stops"], "--levers 'minor-stops': no station has them"),
-        (["--objective", "speed"], "--objective 'speed': choose one of throughput [parts/h]")])
+        (["--objective", "speed"], "--objective 'speed': choose one of throughput [parts/h]"),
+        (["--cost", "framing.cycle=80.000"], "--cost 'framing.cycle=80.000': write the amount as a plain number above "
+                                             "0 without thousands separators"),
+        (["--cost", "framing.speed=5"], "--cost 'framing.speed=5': write STATION.LEVER=AMOUNT for a lever this "
+                                        "ranking pulls, e.g. closures.buffer=80000"),
+        (["--cost", "line.crew=50000"], "--cost 'line.crew=50000': a technician is a cost a year, not a project's"),
+        (["--cost", "framing.cycle=5", "--cost", "framing.cycle=6"], "framing.cycle is given a cost twice"),
+        (["--cost", "framing.cycle=5", "--objective", "lead time"], "--cost: the worth a year comes from the "
+                                                                    "throughput gained")])
+
+
+def test_a_projects_payback_is_its_cost_over_the_worth_its_lever_gains() -> None:
+    """Months until paid: 12 × cost / worth a year; the shortest from the worth's high end, never where its low end
+    is not above 0, no gain where its mean is not."""
+    from twin.app.compare import PAYBACK, payback, sensitivity_cells
+
+    got = payback(120_000, 240_000, 60_000, 480_000)
+    assert got == {PAYBACK: 6.0, f"{PAYBACK} low": 3.0, f"{PAYBACK} high": 24.0}
+    assert sensitivity_cells(got, PAYBACK) == "6.0 (3.0–24)"
+    assert sensitivity_cells(payback(120_000, 240_000, -5, 480_000), PAYBACK) == "6.0 (3.0–never)"
+    assert sensitivity_cells(payback(1, -5, -10, 0), PAYBACK) == "no gain"
+    assert sensitivity_cells({}, PAYBACK) == "–"

@@ -459,13 +459,21 @@ if sc is not None and path is not None:
     default = "lead time [min]" if sc.source.kind == "arrivals" else "throughput [parts/h]"
     se_goal = s4.selectbox("rank by", list(DESIGN_KPIS), index=list(DESIGN_KPIS).index(default), key="se_goal",
                            help="parts arriving at their own pace: the demand sets the throughput, so lead time")
+    priced = sc.costs.part_margin > 0
+    se_costs = st.text_input("what each project costs", "", key="se_costs", disabled=not priced,
+                             placeholder=f"STATION.LEVER=AMOUNT, e.g. {sc.stations[0].name}.cycle=80000; …",
+                             help=f"once, in {sc.costs.currency}: each project's payback in months from the worth a "
+                                  "year its gain has at the part margin (`--cost`)" if priced else
+                                  "the scenario gives no part margin (costs: part_margin) to value a gain at")
     se_busy = running("se_proc")
     if st.button("rank the levers", key="se_go", disabled=not me.can("start_run") or se_busy,
                  help="engineers only" if not me.can("start_run") else None):
         report = new_report("sensitivity", path)
         start_job("se_proc", ["sensitivity", str(path), "--by", se_by, "--duration", se_dur,
                               "--replications", str(max(wi_reps, 2)), "--out", str(report), "--objective", se_goal,
-                              *(["--levers", ",".join(se_levers)] if se_levers else [])], report, "sensitivity",
+                              *(["--levers", ",".join(se_levers)] if se_levers else []),
+                              *[a for x in se_costs.split(";") if x.strip() and priced for a in ("--cost", x.strip())]],
+                  report, "sensitivity",
                   f"{path.name}: levers {se_by} better, {se_dur} × {wi_reps} → {report}")
 
     @st.fragment(run_every="2s")

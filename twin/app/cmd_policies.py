@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -342,6 +343,11 @@ def sensitivity(
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per lever (at least 2)")] = None,
     duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
     jobs: Jobs = None, cluster: ClusterOpt = None,
+    cost: Annotated[Optional[list[str]], typer.Option(help="what the project that pulls a lever costs, once: "
+                                                           "STATION.LEVER=AMOUNT, e.g. framing.cycle=80000 (the "
+                                                           "scenario's currency; repeat it): its payback in months "
+                                                           "from the worth a year its gain has at the part margin")]
+    = None,
     out: Annotated[Optional[Path], typer.Option(help="report folder (default: a new "
                                                      "reports/sensitivity-<scenario>-<time>)")] = None,
     force: ForceOpt = False,
@@ -374,6 +380,7 @@ def sensitivity(
     if not options:
         fail(f"--levers {levers!r}: no station{' of those' if names else ''} has them (no fault modes, setups, scrap "
              "or minor stops where asked); choose others")
+    costs = _project_costs(cost or [], sc, goal, {(station, lever) for _, station, lever, _ in options}, file)
     from twin.app.compare import (
         SENSITIVITY_NOTE,
         compare_designs,
@@ -389,7 +396,7 @@ def sensitivity(
     cmp = simulated(f"{len(options)} levers and the line as is × {sc.replications} replications",
                     len(versions) * sc.replications,
                     lambda progress: compare_designs(versions, jobs=jobs, cluster=cluster, progress=progress))
-    table = sensitivity_table(cmp, options, goal)
+    table = sensitivity_table(cmp, options, goal, costs)
     kpis = sensitivity_shown(table, goal)
     shown = Table(title=f"{sc.line.name}: each lever {share:.0%} better on its own, {sc.replications} replications of "
                         f"{sc.duration / 3600:g} h, ranked by {goal} (change from as is, mean ± 95 % CI; * the CI "
@@ -403,6 +410,41 @@ def sensitivity(
                                                     "throughput: ranked by lead time" if objective is None and
                                                     goal == "lead time [min]" else ""), highlight=False)
     _done(len(versions) * sc.replications, cmp.wall, cmp.where, write_sensitivity(cmp, table, share, out, goal))
+
+
+def _project_costs(specs: Sequence[str], sc: Scenario, goal: str, pulled: Collection[tuple[str, str]], file: Path
+                   ) -> dict[tuple[str, str], float]:
+    """--cost STATION.LEVER=AMOUNT: each project's one-off cost by the (station, lever) it pulls, or a clear error
+    (a lever not pulled here, a technician's yearly cost, an amount that is no plain number, a line without a part
+    margin to value the gain at)."""
+    from twin.app.alternatives import LEVERS
+    from twin.app.compare import THROUGHPUT, sensitivity_kpis
+
+    costs: dict[tuple[str, str], float] = {}
+    example = next((f"{s}.{lever}=80000" for s, lever in sorted(pulled) if lever != "crew"), "press.cycle=80000")
+    for spec in specs:
+        what, _, amount = spec.partition("=")
+        station, _, lever = what.strip().rpartition(".")
+        if lever == "crew":
+            fail(f"--cost {spec!r}: a technician is a cost a year, not a project's: weigh it against the worth a year "
+                 "the table gives")
+        if (station, lever) not in pulled:
+            fail(f"--cost {spec!r}: write STATION.LEVER=AMOUNT for a lever this ranking pulls, e.g. {example} "
+                 f"(levers: {', '.join(k for k in LEVERS if k != 'crew')}; those a station has)")
+        text = amount.strip().replace("_", "")
+        if re.fullmatch(r"\d{1,3}([.,]\d{3})+", text) or not re.fullmatch(r"\d+(\.\d+)?", text) or float(text) <= 0:
+            fail(f"--cost {spec!r}: write the amount as a plain number above 0 without thousands separators, e.g. "
+                 f"{example}")
+        if (station, lever) in costs:
+            fail(f"--cost {spec!r}: {station}.{lever} is given a cost twice")
+        costs[station, lever] = float(text)
+    if costs and sc.costs.part_margin <= 0:
+        fail(f"--cost: {file.name} gives no part margin (costs: {{part_margin: …}}), so a gain has no worth to pay a "
+             "project back with; give it")
+    if costs and THROUGHPUT not in sensitivity_kpis(goal):
+        fail(f"--cost: the worth a year comes from the throughput gained, which a ranking by {goal} does not show: "
+             "rank by throughput (--objective throughput) or oee")
+    return costs
 
 
 def _line_has(objective: str, sc: Scenario, file: Path) -> None:

@@ -589,11 +589,25 @@ def sensitivity_kpis(objective: str) -> tuple[str, str]:
     return objective, THROUGHPUT if objective == "oee" else "oee"
 
 
+PAYBACK = "payback [months]"  # a project's cost over the worth a year its lever gains, in months
+
+
+def payback(cost: float, worth: float, low: float, high: float) -> dict[str, float]:
+    """Months until a project costing `cost` is paid by the worth a year its lever gains (mean, with the interval the
+    worth's CI `low`, `high` gives: the shortest from its high end; inf where the worth is not above 0)."""
+    def months(w: float) -> float:
+        return 12.0 * cost / w if w > 0 else float("inf")
+
+    return {PAYBACK: months(worth), f"{PAYBACK} low": months(high), f"{PAYBACK} high": months(low)}
+
+
 def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Scenario]],
-                      objective: str = THROUGHPUT) -> pd.DataFrame:
+                      objective: str = THROUGHPUT, costs: Mapping[tuple[str, str], float] | None = None
+                      ) -> pd.DataFrame:
     """Each lever's change over the line as is (`cmp.reference`): the paired difference of the objective and of the
     KPI beside it with their 95 % CIs and whether the CI excludes 0, ranked by the objective (the largest gain
-    first: the largest fall for a KPI where lower is better). Differences are rounded to 12 decimals, so that
+    first: the largest fall for a KPI where lower is better); where parts have a margin its worth a year, and where
+    `costs` gives a (station, lever)'s project cost, its payback. Differences are rounded to 12 decimals, so that
     summing's noise reads as the 0 it is."""
     rows = []
     margin = cmp.scenario.costs.part_margin
@@ -607,6 +621,10 @@ def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Sce
         if margin > 0 and THROUGHPUT in row:  # the good parts an hour gained, over a year's hours, at their margin
             row |= {WORTH + end: row[THROUGHPUT + end] * HOURS_A_YEAR * margin for end in ("", " low", " high")}
             row[f"{WORTH} significant"] = row[f"{THROUGHPUT} significant"]
+            cost = (costs or {}).get((station, lever))
+            if cost is not None:
+                row |= {"project cost": cost, **payback(cost, *(row[WORTH + end] for end in ("", " low", " high"))),
+                        f"{PAYBACK} significant": row[f"{WORTH} significant"]}
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(objective, ascending=objective in LOWER_IS_BETTER, kind="stable").reset_index(drop=True)
@@ -616,11 +634,23 @@ def sensitivity_table(cmp: Comparison, levers: Sequence[tuple[str, str, str, Sce
 def sensitivity_shown(table: pd.DataFrame, objective: str) -> list[str]:
     """The KPIs a ranking shows: the objective, the one beside it, and a lever's worth a year where parts have a
     margin."""
-    return [*sensitivity_kpis(objective), *([WORTH] if WORTH in table else [])]
+    return [*sensitivity_kpis(objective), *([WORTH] if WORTH in table else []),
+            *([PAYBACK] if PAYBACK in table else [])]
 
 
 def sensitivity_cells(row: Mapping[str, Any], kpi: str) -> str:
-    """A lever's change of `kpi` as a table shows it: mean ± CI half-width (OEE in points), * where significant."""
+    """A lever's change of `kpi` as a table shows it: mean ± CI half-width (OEE in points), * where significant; a
+    payback as months (shortest–longest), '–' without a cost."""
+    if kpi == PAYBACK:
+        mean, lo, hi = (float(row.get(PAYBACK + end, float("nan"))) for end in ("", " low", " high"))
+        if mean != mean:
+            return "–"
+        def months(x: float) -> str:
+            return "never" if not np.isfinite(x) else f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+        if np.isinf(lo):
+            return "no gain"
+        return ("no gain" if np.isinf(mean) else months(mean)) + f" ({months(lo)}–{months(hi)})"
     k = 100.0 if kpi == "oee" else 1.0
     mean, lo, hi = (k * row[kpi], k * row[f"{kpi} low"], k * row[f"{kpi} high"])
     if kpi == WORTH and np.isfinite(hi - lo) and hi > lo:  # money to the half-width's two significant digits
