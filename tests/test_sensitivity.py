@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT, assert_mistakes, twin_cmd
 from tests.helpers import const, exp, scenario, unreliable
@@ -108,7 +110,8 @@ def test_sensitivity_mistakes_are_named() -> None:
         (["--levers", "minor-stops"], "--levers 'minor-stops': no station has them"),
         (["--objective", "speed"], "--objective 'speed': choose one of throughput [parts/h]"),
         (["--cost", "framing.cycle=80.000"], "--cost 'framing.cycle=80.000': write the amount as a plain number above "
-                                             "0 without thousands separators"),
+                                             "0 (and below 10^15) without thousands separators"),
+        (["--cost", "framing.cycle=" + "9" * 400], "write the amount as a plain number above 0 (and below 10^15)"),
         (["--cost", "framing.speed=5"], "--cost 'framing.speed=5': write STATION.LEVER=AMOUNT for a lever this "
                                         "ranking pulls, e.g. closures.buffer=80000"),
         (["--cost", "line.crew=50000"], "--cost 'line.crew=50000': a technician is a cost a year, not a project's"),
@@ -128,3 +131,22 @@ def test_a_projects_payback_is_its_cost_over_the_worth_its_lever_gains() -> None
     assert sensitivity_cells(payback(120_000, 240_000, -5, 480_000), PAYBACK) == "6.0 (3.0–never)"
     assert sensitivity_cells(payback(1, -5, -10, 0), PAYBACK) == "no gain"
     assert sensitivity_cells({}, PAYBACK) == "–"
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.text(alphabet="framing.cyclerespot-1=0123456789,._ e-", max_size=30))
+def test_any_project_cost_written_is_read_or_named(spec: str) -> None:
+    """A fuzzed --cost: a positive amount for a lever the ranking pulls, or refused with the CLI's error, never a
+    traceback."""
+    import typer
+
+    from twin.app.cmd_policies import _project_costs
+    from twin.scenario import load_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / "body_shop.yaml")
+    pulled = {("framing", "cycle"), ("respot-1", "cycle"), ("line", "crew")}
+    try:
+        costs = _project_costs([spec], sc, "throughput [parts/h]", pulled, ROOT / "scenarios" / "body_shop.yaml")
+    except typer.Exit:
+        return
+    assert all(key in pulled and key[1] != "crew" and 0 < v < float("inf") for key, v in costs.items())

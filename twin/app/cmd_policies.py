@@ -432,9 +432,10 @@ def _project_costs(specs: Sequence[str], sc: Scenario, goal: str, pulled: Collec
             fail(f"--cost {spec!r}: write STATION.LEVER=AMOUNT for a lever this ranking pulls, e.g. {example} "
                  f"(levers: {', '.join(k for k in LEVERS if k != 'crew')}; those a station has)")
         text = amount.strip().replace("_", "")
-        if re.fullmatch(r"\d{1,3}([.,]\d{3})+", text) or not re.fullmatch(r"\d+(\.\d+)?", text) or float(text) <= 0:
-            fail(f"--cost {spec!r}: write the amount as a plain number above 0 without thousands separators, e.g. "
-                 f"{example}")
+        if re.fullmatch(r"\d{1,3}([.,]\d{3})+", text) or not re.fullmatch(r"\d+(\.\d+)?", text) \
+                or not 0 < float(text) < 1e15:
+            fail(f"--cost {spec!r}: write the amount as a plain number above 0 (and below 10^15) without thousands "
+                 f"separators, e.g. {example}")
         if (station, lever) in costs:
             fail(f"--cost {spec!r}: {station}.{lever} is given a cost twice")
         costs[station, lever] = float(text)
