@@ -906,6 +906,9 @@ def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:
     assert grouped.orders is not None and [o.product for o in grouped.orders] == [
         "still-05", "still-05", "sparkling-05", "juice-10", "juice-10"] and place == [3, 0, 4, 2, 1]
     (tmp_path / "own.yaml").write_text(packaging.read_text() + "orders: [{product: juice-10, parts: 500}]\n")
+    r = subprocess.run(twin_cmd("validate", tmp_path / "own.yaml"), cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0 and "1 order before the release plan (500 good parts)" in " ".join(r.stdout.split())
     store = ["--from", f"duckdb:///{tmp_path / 'none.duckdb'}"]
     assert_mistakes(["whatif", str(packaging), *store], [
         (["--release", "book"], "--release book releases an order book: give its orders with --order"),

@@ -82,7 +82,9 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario files to
                   + (f" (on call in {c.on_call / 60:g} min)" if c.on_call is not None else "")
                   for c in sc.repair_crews if c.calendar is not None]  # repairs off its shifts wait
         more = (f", {len(sc.products)} product{'s' * (len(sc.products) != 1)} ({mix})" if mix else "") + (
-            f", spare parts {', '.join(s.name for s in sc.spares)}" if sc.spares else "") + "".join(
+            f", spare parts {', '.join(s.name for s in sc.spares)}" if sc.spares else "") + (
+            f", {len(sc.orders)} order{'s' * (len(sc.orders) != 1)} before the release plan "
+            f"({sum(o.parts for o in sc.orders):,} good parts)" if sc.orders else "") + "".join(
             f", {text}" for text in shifts)
         out_console.print(f"[green]ok[/] {escape(str(f))}: line {sc.line.site}/{sc.line.area}/{sc.line.name}, "
                           f"{len(sc.stations)} station{'s' * (len(sc.stations) != 1)}, {n_m} "
