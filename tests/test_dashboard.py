@@ -186,6 +186,26 @@ def test_a_line_with_rework_shows_its_first_pass_yield(tmp_path: Path, monkeypat
     assert "rework" in lost.index
 
 
+def test_a_line_released_to_its_orders_shows_when_each_was_made(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packaging line with an order book (`orders:`): `twin run` prints each order's share of runs made and when,
+    and the overview shows whether each was made in the replication on screen, and when (its KPIs)."""
+    text = (ROOT / "scenarios" / "packaging.yaml").read_text()
+    (tmp_path / "booked.yaml").write_text(text + "orders: [{product: juice-10, parts: 800, order: A-1}, "
+                                                 "{product: still-05, parts: 900000}]\n")
+    folder, r = own_run(tmp_path, monkeypatch, tmp_path / "booked.yaml", "booked", "--duration", "6 h", "--warmup",
+                        "0", "--replications", 1)
+    assert "orders, released in turn before the plan" in r.stdout and "1: A-1 juice-10 × 800" in r.stdout
+    at = page("overview")
+    shown = next(d.value for d in at.dataframe if "done at" in d.value.columns)
+    done = pd.read_parquet(folder / "kpis.parquet").query("scope == 'order' and kpi == 'done [h]'").set_index(
+        "entity").value
+    when = pd.Timestamp("2026-01-05 06:00") + pd.Timedelta(hours=float(done["1: A-1 juice-10 × 800"]))
+    assert shown.loc["1: A-1 juice-10 × 800", "done at"] == f"{when:%a %Y-%m-%d %H:%M}"
+    assert shown["made"].tolist() == ["yes", "not yet"] and shown["done at"].iloc[1] == ""
+    assert any("1 of 2 made" in e.label for e in at.expander)
+
+
 def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spare parts (a stock of die sets the presses' die changes take): `twin run` prints their table, and the
     overview shows the replication's repairs, how many waited for a part and the stock held, as the KPIs say."""

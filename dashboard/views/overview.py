@@ -125,6 +125,7 @@ if run is not None:
             buffers_used(kpis[(kpis.scope == "buffer") & (kpis.replication == rep)] if len(kpis) else kpis)
             spares_used(kpis[(kpis.scope == "spare") & (kpis.replication == rep)] if len(kpis) else kpis)
             crews_used(kpis[(kpis.scope == "crew") & (kpis.replication == rep)] if len(kpis) else kpis)
+            orders_made(kpis[(kpis.scope == "order") & (kpis.replication == rep)] if len(kpis) else kpis)
 
     def losses(values: dict[str, float], from_plant: bool) -> None:
         """Where the planned time of the replication on screen (live: so far; a plant's data: the time range) went at
@@ -192,6 +193,21 @@ if run is not None:
             "utilisation [%]": [round(100 * float(busy[c.name]), 1) for c in crews]},
             index=pd.Index([c.name for c in crews], name="crew"))
         with st.expander("repair crews: how busy their technicians were on their shifts"):
+            st.dataframe(shown, width="stretch")
+
+    def orders_made(rows: pd.DataFrame) -> None:
+        """The replication's orders (`orders:`, released in turn before the plan): whether each was made, and when its
+        last good part left the line (`twin run`'s table of them, for this replication)."""
+        if rows.empty:
+            return
+        table = rows.pivot_table(index="entity", columns="kpi", values="value", sort=False)
+        start = pd.Timestamp(sc.start).tz_localize(None)
+        shown = pd.DataFrame({
+            "made": ["yes" if m == 1 else "not yet" for m in table["made"]],
+            "done at": ["" if pd.isna(h) else f"{start + pd.Timedelta(hours=float(h)):%a %Y-%m-%d %H:%M}"
+                        for h in table["done [h]"]]}, index=table.index.rename("order"))
+        with st.expander(f"orders: {int(table['made'].sum())} of {len(table)} made, each released in turn before "
+                         "the plan", expanded=True):
             st.dataframe(shown, width="stretch")
 
     def explain(values: dict[str, float], stations: pd.DataFrame) -> None:
