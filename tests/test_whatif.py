@@ -722,6 +722,18 @@ def test_an_erp_order_book_is_read_as_orders_in_turn(tmp_path: Path, capsys: pyt
     assert _orders(specs, sc, where) == [(400, "juice-10", "2026-01-06T14:00"), (50, "still-05", "2026-01-06T22:00")]
     (tmp_path / "erp.csv").write_text("Auftrag;Material;Menge\nA-7;4713;600\n")  # material numbers, as --products
     assert _order_book(tmp_path / "erp.csv", None, {"4713": "juice-10"})[0] == ["juice-10=600"]
+    # an order under way: the ERP's confirmed good parts (Gutmenge) made already, the order asks for the rest; one
+    # made in full is left out, said
+    (tmp_path / "under_way.csv").write_text("Auftrag;Artikel;Menge;Gutmenge\nA-1;juice-10;600;450\n"
+                                            "A-0;still-05;300;300\nA-2;still-05;900;\n")
+    specs, where, refs = _order_book(tmp_path / "under_way.csv", None)
+    assert specs == ["juice-10=150", "still-05=900"] and refs == ["A-1", "A-2"] and where[1].endswith("row 4")
+    assert "row 3: all 300 good parts made already (Gutmenge 300): left out" in " ".join(
+        capsys.readouterr().err.split())
+    (tmp_path / "odd_made.csv").write_text("order,quantity,made\nB-1,600,-4\n")
+    with pytest.raises(typer.Exit):
+        _order_book(tmp_path / "odd_made.csv", None)
+    assert "row 2, column made: '-4' is not a count of good parts made" in " ".join(capsys.readouterr().err.split())
     (tmp_path / "odd.csv").write_text("what,when\nx,y\n")
     with pytest.raises(typer.Exit):
         _order_book(tmp_path / "odd.csv", None)
@@ -734,9 +746,9 @@ def test_an_erp_order_book_is_read_as_orders_in_turn(tmp_path: Path, capsys: pyt
                                st.sampled_from(["juice-10", "still-05", "", "beer", "juice-10 "]),
                                st.sampled_from(["5", "0", "-3", "1.5", "2.0", "", "1e3", "many", "4000000000"]),
                                st.sampled_from(["", "06.01.2026 14:00", "2026-01-06T14:00", "31.02.2026", "Tue 14:00",
-                                                "07.01.2026", "x"])), max_size=6),
+                                                "07.01.2026", "x", "3", "9999", "-1", "inf", "1e3"])), max_size=6),
        header=st.sampled_from(["order;product;quantity;due", "Auftrag;Artikel;Menge;Liefertermin", "a;b;c;d",
-                               "order;product;qty"]),
+                               "order;product;qty", "Auftrag;Artikel;Menge;Gutmenge"]),
        raw=st.binary(max_size=40))
 def test_any_order_book_is_read_or_named(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, ...]],
                                          header: str, raw: bytes) -> None:

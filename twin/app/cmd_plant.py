@@ -1085,15 +1085,18 @@ def _orders(specs: Sequence[str], sc: Scenario, where: Sequence[str] = ()) -> li
 BOOK_COLUMNS = {"quantity": ("quantity", "qty", "good parts", "parts", "menge"),
                 "product": ("product", "material", "article", "artikel"),
                 "due": ("due", "due date", "due time", "deadline", "termin", "liefertermin"),
-                "order": ("order", "order id", "order no", "order number", "auftrag", "auftragsnummer")}
+                "order": ("order", "order id", "order no", "order number", "auftrag", "auftragsnummer"),
+                "made": ("made", "confirmed", "good made", "done", "gutmenge", "rückgemeldet", "gemeldet", "istmenge",
+                         "ist-menge")}
 
 
 def _order_book(path: Path, sep: str | None, products: Mapping[str, str] | None = None
                 ) -> tuple[list[str], list[str], list[str]]:
     """An ERP's order book export (CSV, Excel, Parquet): a row per order, in the order they are to be made, with its
     quantity of good parts and, where given, its product (the ERP's own names mapped by `products`: --products), due
-    time (ISO or 06.01.2026 14:00) and own number (the column names of BOOK_COLUMNS, any case): as --order specs,
-    each row's place for errors, and the numbers."""
+    time (ISO or 06.01.2026 14:00), own number and the good parts already made (confirmed: the order asks for the
+    rest; one made in full is left out, said) (the column names of BOOK_COLUMNS, any case): as --order specs, each
+    row's place for errors, and the numbers."""
     import pandas as pd
 
     from twin.tables import first_row, read_frame
@@ -1116,8 +1119,21 @@ def _order_book(path: Path, sep: str | None, products: Mapping[str, str] | None 
         at = f"--orders {path}: row {k + first_row(df)}"
         n, product = row[found["quantity"]], row[found["product"]] if found["product"] else None
         due = row[found["due"]] if found["due"] else None
-        if isinstance(n, float) and n.is_integer():
+        if (isinstance(n, float) and n.is_integer()) or (isinstance(n, str) and n.strip().isascii()
+                                                         and n.strip().isdigit()):
             n = int(n)
+        made = row[found["made"]] if found["made"] else None
+        if _given(made):
+            count = pd.to_numeric(str(made).strip(), errors="coerce")
+            if pd.isna(count) or not 0 <= count < 10**9 or count != int(count):  # inf: out before int()
+                fail(f"{at}, column {found['made']}: {str(made).strip()!r} is not a count of good parts made (a "
+                     "whole number, 0 or more, without thousands separators)")
+            if isinstance(n, int) and not isinstance(n, bool):
+                if int(count) >= n:
+                    err_console.print(f"note: {at}: all {n:,} good parts made already ({found['made']} "
+                                      f"{int(count):,}): left out", highlight=False)
+                    continue
+                n -= int(count)
         if isinstance(due, (pd.Timestamp, dt.datetime)):
             due = due.isoformat(timespec="minutes")
         elif isinstance(due, str) and (m := re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\.(\d{4})(?:\s+(\d{1,2}:\d{2}))?\s*",
