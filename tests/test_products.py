@@ -3,6 +3,7 @@ setups from a changeover matrix, and KPIs per product (Little's law per product)
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -113,6 +114,26 @@ def test_a_line_released_to_its_orders_makes_each_to_its_good_parts_with_scrap_m
     made = list(table.columns[1].cells)
     assert made[0] == "100% (16%–100%)" and made[1] == "50% (1%–99%)"  # one run of two made it within 400 s
     assert order_table(both, sc.model_copy(update={"orders": None})) is None
+    # due times: on time where made by then, late where not made by a due inside the run, unknown after its end
+    start = sc.start.replace(tzinfo=None)
+    due = [start + dt.timedelta(hours=done["order 1 done [h]"]), start + dt.timedelta(seconds=300), None]
+    timed = sc.model_copy(update={"orders": [o.model_copy(update={"due": d}) for o, d in zip(sc.orders or [], due)]})
+    line = Line(timed, 0)
+    line.run(timed.duration)
+    k = replication_kpis(line)
+    on_time = k[(k.scope == "order") & (k.kpi == "on time")].set_index("entity").value
+    assert on_time.to_dict() == {"1: K-1 B × 20": 1.0, "2: A × 30": 0.0}  # the third has no due time
+    after_end = timed.model_copy(update={"duration": 400.0, "orders": [o.model_copy(update={"due": start + dt.timedelta(
+        hours=1)}) for o in timed.orders or []]})
+    short = Line(after_end, 0)
+    short.run(400.0)
+    k = replication_kpis(short)
+    late = k[(k.scope == "order") & (k.kpi == "on time")].value.tolist()
+    assert late[0] == 1.0 and np.isnan(late[1:]).all()  # the others not made by 400 s, due after it: not known
+    table = order_table(replication_kpis(line), timed)
+    assert table is not None and [c.header for c in table.columns] == ["order", "due", "made", "on time",
+                                                                        "done by (median · 9 in 10)"]
+    assert list(table.columns[3].cells) == ["100% (3%–100%)", "0% (0%–98%)", "–"]  # one replication: wide
 
 
 @settings(max_examples=40, deadline=None)
@@ -145,6 +166,10 @@ def test_any_order_book_released_ends_with_each_orders_good_parts(book: list[tup
     ({"release": ["A", "C"]}, r"release\[1\]: no product named 'C'"),
     ({"orders": [{"product": "A", "parts": 5}, {"product": "Q", "parts": 5}]}, r"orders\[1\]\.product: no product "
                                                                               r"named 'Q'"),
+    ({"orders": [{"product": "A", "parts": 5, "due": "2026-01-04T10:00"}]},
+     r"orders\[0\]\.due: 2026-01-04 10:00 is not after the run's start \(2026-01-05 06:00\)"),
+    ({"orders": [{"product": "A", "parts": 5, "due": "2026-01-06T10:00+01:00"}]},
+     r"orders\[0\]\.due: .*write it on the line's clock, without a UTC offset"),
     ({"orders": [{"product": "A", "parts": 5}],
       "stations": [{"name": "m1", "machine_type": "m", "cycle_time": 5, "next": "m3"},
                    {"name": "m2", "machine_type": "m", "cycle_time": 5, "next": "m3"},

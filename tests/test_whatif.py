@@ -974,9 +974,11 @@ def test_a_what_if_releases_the_order_book_by_due_date_beside_the_books_order(tm
     # a scenario that releases its own orders (`orders:`): the what-if's book is theirs, with their numbers
     own = tmp_path / "own.yaml"
     own.write_text((ROOT / "scenarios" / "packaging.yaml").read_text()
-                   + "orders: [{product: juice-10, parts: 500, order: A-77}, {product: still-05, parts: 800}]\n")
+                   + "orders: [{product: juice-10, parts: 500, order: A-77, due: 2026-01-05T12:00},\n"
+                     "         {product: still-05, parts: 800}]\n")
     r = subprocess.run(twin_cmd("whatif", own, "--from", tmp_path / "status.csv", "--at", "2026-01-05T10:00",
                                 "--duration", "4 h", "--replications", 2, "--release", "book", "--release", "line"),
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
-    assert "1: A-77 juice-10 × 500" in r.stdout and "release: the line's plan" in r.stdout
+    assert "1: A-77 juice-10 × 500 by Mon 12:00" in r.stdout and "release: the line's plan" in r.stdout
+    assert "on time" in r.stdout

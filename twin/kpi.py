@@ -225,15 +225,21 @@ def order_label(k: int, order: ReleaseOrder) -> str:
 
 def _order_kpis(line: Line, exit_: np.ndarray) -> list[Row]:
     """Each released order (`orders`, scope `order`): whether its good parts were all made (1, else 0) and when its
-    last one left the line, hours from the start (nan: not within the run); a completion, not a figure of the
-    window, so parts out during the warm-up count too."""
+    last one left the line, hours from the start (nan: not within the run), and with a due time whether it was made
+    by then (nan where it is due after the run's end and was not made); a completion, not a figure of the window, so
+    parts out during the warm-up count too."""
     tags, good = line.orders_of(), line.good_out()
     rows: list[Row] = []
     for k, order in enumerate(line.scenario.orders or []):
         out = np.sort(exit_[good & (tags == k)])
         made = len(out) >= order.parts
-        rows += [("order", order_label(k, order), "made", float(made)),
-                 ("order", order_label(k, order), "done [h]", float(out[order.parts - 1]) / 3600 if made else np.nan)]
+        done = float(out[order.parts - 1]) / 3600 if made else np.nan
+        name = order_label(k, order)
+        rows += [("order", name, "made", float(made)), ("order", name, "done [h]", done)]
+        if order.due is not None:  # in time: made by then; not made by the run's end, before its due: not known
+            due = (order.due - line.scenario.start.replace(tzinfo=None)).total_seconds() / 3600
+            rows.append(("order", name, "on time",
+                         float(done <= due) if made else 0.0 if due <= line.horizon / 3600 else np.nan))
     return rows
 
 

@@ -425,6 +425,16 @@ class ReleaseOrder(_Strict):
     product: Name
     parts: int = Field(ge=1, le=10**9)
     order: str = Field("", max_length=100, description="its number in the order book")
+    due: dt.datetime | None = Field(None, description="when it is due, on the line's clock (2026-01-06T14:00)")
+
+    @field_validator("due")
+    @classmethod
+    def _on_the_lines_clock(cls, v: dt.datetime | None) -> dt.datetime | None:
+        if v is not None and v.tzinfo is not None:
+            raise ValueError(f"write it on the line's clock, without a UTC offset (got {v.isoformat()})")
+        if v is not None and not TIME_RANGE[0] <= v <= TIME_RANGE[1]:
+            raise ValueError(f"must be between 1970 and 2200, got {v.isoformat()}")
+        return v
 
 
 class Product(_Strict):
@@ -972,6 +982,10 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _references(self) -> Scenario:
         problems = reference_problems(self.model_dump(by_alias=True))
+        start = self.start.replace(tzinfo=None)
+        problems += [(f"orders[{k}].due", f"{o.due:%Y-%m-%d %H:%M} is not after the run's start "
+                                          f"({start:%Y-%m-%d %H:%M}): an order due then is late before it starts")
+                     for k, o in enumerate(self.orders or []) if o.due is not None and o.due <= start]
         if problems:
             raise ValueError("; ".join(f"{loc}: {msg}" for loc, msg in problems))
         return self

@@ -1196,7 +1196,7 @@ def _released(sc: Scenario, book: Sequence[Order], how: str) -> tuple[Scenario, 
         sequence = _fewest_setups(sc, [book[i].product or "" for i in sequence], sequence)
     place = [sequence.index(i) for i in range(len(book))]
     return sc.model_copy(update={"orders": [ReleaseOrder(product=book[i].product or "", parts=book[i].count,
-                                                         order=book[i].ref) for i in sequence]}), place
+                                                         order=book[i].ref, due=book[i].due) for i in sequence]}), place
 
 
 def _fewest_setups(sc: Scenario, products: Sequence[str], sequence: Sequence[int]) -> list[int]:
@@ -1265,9 +1265,10 @@ def _asked_book(file: Path, base: Scenario, orders: Path | None, order: Sequence
         fail(f"{file}: orders: the scenario releases its own orders, and the what-if's order book would count their "
              "parts too: release the book instead (--release book), or leave the orders out of the file")
     if base.orders and not asked:  # the file's orders are the book: how likely each is made, and when
-        specs = [f"{o.product}={o.parts}" for o in base.orders]
+        dues = [o.due.isoformat(timespec="minutes") if o.due else "" for o in base.orders]
+        specs = [f"{o.product}={o.parts}" + (f"@{due}" if due else "") for o, due in zip(base.orders, dues)]
         where, refs = [f"{file}: orders[{k}]" for k in range(len(specs))], [o.order for o in base.orders]
-        asked, release = [(o.parts, o.product, "") for o in base.orders], release or ["book"]
+        asked, release = [(o.parts, o.product, due) for o, due in zip(base.orders, dues)], release or ["book"]
     return asked, specs, where, refs, _releases(release, asked, base)
 
 

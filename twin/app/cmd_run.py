@@ -708,14 +708,19 @@ def order_table(kpis: pd.DataFrame, sc: Scenario) -> Table | None:
     from twin.kpi import order_label
 
     done = kpis[(kpis.scope == "order") & (kpis.kpi == "done [h]")]
-    end = sc.start + dt.timedelta(seconds=sc.duration)
+    start = sc.start.replace(tzinfo=None)
+    end = start + dt.timedelta(seconds=sc.duration)
+    dues = any(o.due is not None for o in sc.orders)
     t = Table(title=f"orders, released in turn before the plan ({done.replication.nunique()} replications)")
-    for col in ("order", "made", "done by (median · 9 in 10)"):
+    for col in ("order", *(["due"] if dues else []), "made", *(["on time"] if dues else []),
+                "done by (median · 9 in 10)"):
         t.add_column(col, justify="left" if col == "order" else "right")
     for k, order in enumerate(sc.orders):
         hours = done[done.entity == order_label(k, order)].sort_values("replication")["value"].to_numpy()
-        cells = order_cells(order_figures(hours, sc.start.replace(tzinfo=None)), end)
-        t.add_row(order_label(k, order), cells[0], cells[-1])
+        due = None if order.due is None else (order.due - start).total_seconds() / 3600
+        cells = order_cells(order_figures(hours, start, due), end)
+        t.add_row(order_label(k, order), *([f"{order.due:%a %H:%M}" if order.due else "–"] if dues else []),
+                  cells[0], *([cells[1] if order.due else "–"] if dues else []), cells[-1])
     return t
 
 
