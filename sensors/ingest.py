@@ -55,7 +55,7 @@ from sensors.bus.payloads import (
     parse,
 )
 from sensors.bus.spool import Spool
-from sensors.store import LEVEL_COLUMNS, STATE_COLUMNS, Store
+from sensors.store import LEVEL_COLUMNS, PRODUCT_COLUMNS, STATE_COLUMNS, Store
 from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 from sensors.store.ledger import home
 
@@ -111,6 +111,17 @@ def level_rows(levels: list[Levels]) -> pd.DataFrame:
                          "ts": _ms(_repeat([b.ts_ms for b in levels], sizes, np.int64)),
                          "level": np.array([n for b in levels for n in b.levels.values()], dtype=np.int64)},
                         columns=LEVEL_COLUMNS)
+
+
+def product_rows(levels: list[Levels]) -> pd.DataFrame:
+    """The machines' products of many buffers messages as the store's rows (PRODUCT_COLUMNS)."""
+    sizes = [len(b.products) for b in levels]
+    return pd.DataFrame({"run": _repeat([b.run for b in levels], sizes),
+                         "replication": _repeat([b.replication for b in levels], sizes, np.int64),
+                         "machine": np.array([m for b in levels for m in b.products], dtype=object),
+                         "ts": _ms(_repeat([b.ts_ms for b in levels], sizes, np.int64)),
+                         "product": np.array([p for b in levels for p in b.products.values()], dtype=object)},
+                        columns=PRODUCT_COLUMNS)
 
 
 class KnownRuns:
@@ -338,6 +349,8 @@ class Ingest:
                 self.store.write_states(state_rows(states))
             if levels:
                 self.store.write_levels(level_rows(levels))
+                if any(b.products for b in levels):
+                    self.store.write_products(product_rows(levels))
         for run, n in stored.items():  # counted once committed: a batch that failed is stored again, whole
             self.stored += n
             self.stored_by_run[run] = self.stored_by_run.get(run, 0) + n

@@ -106,7 +106,7 @@ def test_parsed_states_and_levels_become_the_stores_rows() -> None:
     adding none."""
     import pandas as pd
 
-    from sensors.ingest import level_rows, state_rows
+    from sensors.ingest import level_rows, product_rows, state_rows
 
     filler = [("working", 1767592800000), ("down", 1767592805000, "valve")]
     capper = [("starved", 1767592801000)]
@@ -125,12 +125,23 @@ def test_parsed_states_and_levels_become_the_stores_rows() -> None:
     assert rows.values.tolist() == [["r1", 1, "filler", pd.Timestamp("2026-01-05 06:00:00"), 12],
                                     ["r1", 1, "capper", pd.Timestamp("2026-01-05 06:00:00"), 0]]
     assert len(level_rows(levels[1:])) == 0  # type: ignore[arg-type]
+    # a mixed line's machines set up for a product from ts on, in the same message
+    told = [parse(T.buffers, buffers_payload("r1", 1, 1767592800000, {}, {"filler-a": "juice-10", "capper": "still"}))]
+    assert product_rows(told).values.tolist() == [  # type: ignore[arg-type]
+        ["r1", 1, "filler-a", pd.Timestamp("2026-01-05 06:00:00"), "juice-10"],
+        ["r1", 1, "capper", pd.Timestamp("2026-01-05 06:00:00"), "still"]]
+    assert len(level_rows(told)) == 0 and len(product_rows(levels)) == 0  # type: ignore[arg-type]
+    for bad in ({"filler-a": 3}, {"": "x"}, ["juice"]):
+        with pytest.raises(ParseError, match="products must map machine names to product names"):
+            parse(T.buffers, json.dumps({"schema": "linetwin/buffers/1", "run": "r", "replication": 0,
+                                         "ts": 1767592800000, "levels": {}, "products": bad}).encode())
     empty = state_rows([StateChange("r1", 0, "capper", "capper", [])])
     assert empty.columns.tolist() == ["run", "replication", "machine", "ts", "state", "reason"] and len(empty) == 0
 
 
 def test_buffers_payload_matches_the_schema() -> None:
     valid(json.loads(buffers_payload("r", 1, 1767592800000, {"filler": 12, "capper": 0})), "buffers")
+    valid(json.loads(buffers_payload("r", 1, 1767592800000, {}, {"filler-a": "juice-10"})), "buffers")
     assert T.buffers == "plant/hall/line/buffers"
 
 

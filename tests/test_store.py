@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensors.store import READING_COLUMNS, STATE_COLUMNS, Store, StoreError, open_store
-from sensors.store.base import LEVEL_COLUMNS, SERIES_COLUMNS, ReadingBatch
+from sensors.store.base import LEVEL_COLUMNS, PRODUCT_COLUMNS, SERIES_COLUMNS, ReadingBatch
 from tests.conftest import ROOT, VictoriaMetrics, twin_cmd, wait_for_line
 
 T0 = pd.Timestamp("2026-01-05 06:00:00")
@@ -302,6 +302,14 @@ def test_states_and_levels_of_a_time_range_and_the_last_of_each(store: Store) ->
     assert store.levels(run, end=at[3], last=True)["level"].tolist() == [2]
     assert store.levels(run, start=at[4])["level"].tolist() == [4, 5]
     assert list(store.states(run, end=at[0], last=True).columns) == STATE_COLUMNS
+    # a mixed line's machines: the product each is set up for from a time on, the last before a time what it is then
+    store.write_products(pd.DataFrame([(run, 0, "m1", at[0], "still"), (run, 0, "m1", at[3], "juice"),
+                                       (run, 0, "m2", at[1], "still"), (run, 0, "m1", at[3], "juice")],
+                                      columns=PRODUCT_COLUMNS))  # a message delivered twice: stored once
+    then = store.products(run, replication=0, end=at[2], last=True)
+    assert list(zip(then.machine, then["product"])) == [("m1", "still"), ("m2", "still")]
+    assert store.products(run, last=True)["product"].tolist() == ["juice", "still"]
+    assert store.products(run)["product"].tolist() == ["still", "juice", "still"]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -341,7 +349,7 @@ def test_a_store_written_before_downtime_reasons_opens_and_reads(tmp_path: Path)
     old = open_store(f"duckdb:///{path}", read_only=True)
     assert old.states("r").reason.tolist() == [""]
     assert old.states("r", last=True)[["state", "reason"]].values.tolist() == [["down", ""]]
-    assert old.levels("r", last=True).empty
+    assert old.levels("r", last=True).empty and old.products("r", last=True).empty
     old.close()
     store = open_store(f"duckdb:///{path}")
     store.write_states(pd.DataFrame([("r", 0, "m1", T0 + pd.Timedelta(hours=1), "down", "jam")],

@@ -232,9 +232,12 @@ def state_payload(run: str, replication: int, station: str, machine: str,
                    "machine": machine, "state": current[0], "ts": current[1], **extra, "changes": out})
 
 
-def buffers_payload(run: str, replication: int, ts_ms: int, levels: dict[str, int]) -> bytes:
-    """How many parts wait in front of each station (by station name) at ts."""
-    return encode({"schema": SCHEMA_BUFFERS, "run": run, "replication": replication, "ts": ts_ms, "levels": levels})
+def buffers_payload(run: str, replication: int, ts_ms: int, levels: dict[str, int],
+                    products: dict[str, str] | None = None) -> bytes:
+    """How many parts wait in front of each station (by station name) at ts; with `products`, the product each
+    machine (by name) is set up for from ts on (a mixed line's state: what a what-if's setups start from)."""
+    return encode({"schema": SCHEMA_BUFFERS, "run": run, "replication": replication, "ts": ts_ms, "levels": levels,
+                   **({"products": products} if products else {})})
 
 
 def status_payload(run: str, status: str, **extra: Any) -> bytes:
@@ -292,12 +295,14 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
 
 @dataclass
 class Levels:
-    """Buffer levels of one message: parts waiting in front of each station (by name) at ts."""
+    """Buffer levels of one message: parts waiting in front of each station (by name) at ts; and the product each
+    machine named in `products` is set up for from ts on."""
 
     run: str
     replication: int
     ts_ms: int
     levels: dict[str, int]
+    products: dict[str, str] = field(default_factory=dict)
 
 
 def _levels(topic: str, obj: dict[str, Any]) -> Levels:
@@ -310,8 +315,13 @@ def _levels(topic: str, obj: dict[str, Any]) -> Levels:
     if not all(isinstance(k, str) and 0 < len(k) <= MAX_NAME and type(v) is int and 0 <= v < 2**31
                for k, v in levels.items()):
         raise ParseError("buffers payload: levels must map station names to part counts")
+    products = obj.get("products", {})
+    if not isinstance(products, dict) or len(products) > 10_000 or not all(
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= MAX_NAME and 0 < len(v) <= MAX_NAME
+            for k, v in products.items()):
+        raise ParseError("buffers payload: products must map machine names to product names")
     _check_times([ts])
-    return Levels(run, replication, ts, levels)
+    return Levels(run, replication, ts, levels, products)
 
 
 def parse(topic: str, payload: bytes | bytearray) -> Telemetry | StateChange | Levels:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from sensors.store.base import LEVEL_COLUMNS, READING_COLUMNS, STATE_COLUMNS, Store, StoreError
+from sensors.store.base import LEVEL_COLUMNS, PRODUCT_COLUMNS, READING_COLUMNS, STATE_COLUMNS, Store, StoreError
 
-__all__ = ["LEVEL_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError", "check_store_url", "open_store",
-           "store_file"]
+__all__ = ["LEVEL_COLUMNS", "PRODUCT_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "Store", "StoreError",
+           "check_store_url", "open_store", "store_file"]
 
 
 def open_store(url: str, read_only: bool = False, patient: bool = True) -> Store:

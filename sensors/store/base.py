@@ -26,6 +26,7 @@ READING_COLUMNS = ["run", "replication", "machine", "sensor", "ts", "value"]
 STATE_COLUMNS = ["run", "replication", "machine", "ts", "state", "reason"]  # reason: a stop's downtime reason
 SERIES_COLUMNS = ["run", "machine", "station", "sensor", "unit"]
 LEVEL_COLUMNS = ["run", "replication", "station", "ts", "level"]  # parts waiting in front of a station
+PRODUCT_COLUMNS = ["run", "replication", "machine", "ts", "product"]  # the product a machine is set up for
 AGGREGATES = ("mean", "min", "max", "last", "count")
 
 
@@ -85,6 +86,10 @@ class Store(Protocol):
         """Store buffer levels (LEVEL_COLUMNS): the parts waiting in front of each station, over time."""
         ...
 
+    def write_products(self, products: pd.DataFrame | pa.Table) -> None:
+        """Store the product each machine is set up for from a time on (PRODUCT_COLUMNS): a mixed line's changes."""
+        ...
+
     def together(self) -> AbstractContextManager[None]:
         """The writes made inside it (readings, states, levels) are kept together: all or none, and with one commit
         where the store commits (DuckDB: one transaction, so one sync of its log for a batch's three kinds of rows)."""
@@ -124,6 +129,12 @@ class Store(Protocol):
                end: pd.Timestamp | None = None, last: bool = False) -> pd.DataFrame:
         """Buffer levels (LEVEL_COLUMNS) in [start, end), in time order per run, replication and station; `last`:
         only each station's last one there."""
+        ...
+
+    def products(self, run: str | None = None, *, replication: int | None = None, start: pd.Timestamp | None = None,
+                 end: pd.Timestamp | None = None, last: bool = False) -> pd.DataFrame:
+        """The products machines were set up for (PRODUCT_COLUMNS) in [start, end), in time order per run,
+        replication and machine; `last`: only each machine's last one there (what it is set up for at `end`)."""
         ...
 
     def count(self, run: str | None = None) -> int:

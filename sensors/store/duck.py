@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from sensors.store import store_file
 from sensors.store.base import (
     LEVEL_COLUMNS,
+    PRODUCT_COLUMNS,
     READING_COLUMNS,
     SERIES_COLUMNS,
     STATE_COLUMNS,
@@ -54,12 +55,15 @@ CREATE TABLE IF NOT EXISTS states (
 ALTER TABLE states ADD COLUMN IF NOT EXISTS reason VARCHAR DEFAULT '';
 CREATE TABLE IF NOT EXISTS levels (
     run VARCHAR, replication INTEGER, station VARCHAR, ts TIMESTAMP, level INTEGER);
+CREATE TABLE IF NOT EXISTS products (
+    run VARCHAR, replication INTEGER, machine VARCHAR, ts TIMESTAMP, product VARCHAR);
 """
 # the columns each table has had in every linetwin store (newer ones add some, e.g. states.reason)
 _LAYOUT = {"series": {"id", "run", "machine", "station", "sensor", "unit"},
            "readings": {"series", "replication", "ts", "value"}, "messages": {"key"},
            "states": {"run", "replication", "machine", "ts", "state"},
-           "levels": {"run", "replication", "station", "ts", "level"}}
+           "levels": {"run", "replication", "station", "ts", "level"},
+           "products": {"run", "replication", "machine", "ts", "product"}}
 # States and levels carry no key either: a key's index lives in memory and grew with the run (12 million state
 # changes of a sensor-less line, 40 replications, ran the writer out of memory). A row already stored is found by
 # an anti-join over the rows of the batch's runs, replications and time span: DuckDB skips, by their min/max, the
@@ -322,6 +326,10 @@ class DuckStore:
         if len(levels):
             self._insert_new("levels", rows_table(levels, LEVEL_COLUMNS), LEVEL_COLUMNS)
 
+    def write_products(self, products: pd.DataFrame | pa.Table) -> None:
+        if len(products):  # of two changes of a machine in one millisecond, the product it is set up for after them
+            self._insert_new("products", rows_table(products, PRODUCT_COLUMNS), PRODUCT_COLUMNS, keep="last")
+
     def _insert_new(self, table: str, rows: pa.Table, columns: Sequence[str], keep: str = "first") -> None:
         """Insert the rows not stored yet, by their key (the first four columns: run, replication, name, ts); of rows
         repeated within `rows`, the first, and a key stored already kept as it is. With `keep="last"` the last row
@@ -415,6 +423,13 @@ class DuckStore:
             return self._history("levels", "station", LEVEL_COLUMNS, run, replication, start, end, last)
         except duckdb.CatalogException:  # a file from before buffer levels were stored, opened read-only
             return pd.DataFrame(columns=LEVEL_COLUMNS)
+
+    def products(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
+                 last: bool = False) -> pd.DataFrame:
+        try:
+            return self._history("products", "machine", PRODUCT_COLUMNS, run, replication, start, end, last)
+        except duckdb.CatalogException:  # a file from before products were stored, opened read-only
+            return pd.DataFrame(columns=PRODUCT_COLUMNS)
 
     def _history(self, table: str, key: str, select: list[str], run: str | None, replication: int | None,
                  start: Any, end: Any, last: bool) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from urllib3.exceptions import HTTPError
 
 from sensors.store.base import (
     LEVEL_COLUMNS,
+    PRODUCT_COLUMNS,
     READING_COLUMNS,
     SERIES_COLUMNS,
     STATE_COLUMNS,
@@ -130,6 +131,16 @@ class InfluxStore:
                           data_frame_measurement_name="buffer_level",
                           data_frame_tag_columns=["run", "replication", "station"], write_precision=PRECISION)
 
+    def write_products(self, products: pd.DataFrame | pa.Table) -> None:
+        if not len(products):
+            return
+        df = rows_table(products, PRODUCT_COLUMNS).to_pandas()
+        df["replication"] = df["replication"].astype(str)
+        df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
+        self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "machine", "product"]],
+                          data_frame_measurement_name="machine_product",
+                          data_frame_tag_columns=["run", "replication", "machine"], write_precision=PRECISION)
+
     def write_series(self, series: pd.DataFrame) -> None:
         for row in series[SERIES_COLUMNS].itertuples(index=False):
             self._stations[(row.run, row.machine)] = row.station
@@ -220,6 +231,16 @@ class InfluxStore:
                             "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
                             "level": df["_value"].astype(int)})
         return out.sort_values(["run", "replication", "station", "ts"]).reset_index(drop=True)
+
+    def products(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
+                 last: bool = False) -> pd.DataFrame:
+        df = self._tables(self._history("machine_product", run, replication, start, end, last))
+        if df is None or df.empty:
+            return pd.DataFrame(columns=PRODUCT_COLUMNS)
+        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "machine": df["machine"],
+                            "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
+                            "product": df["_value"].astype(str)})
+        return out.sort_values(["run", "replication", "machine", "ts"]).reset_index(drop=True)
 
     def _history(self, measurement: str, run: str | None, replication: int | None, start: Any, end: Any,
                  last: bool) -> str:
