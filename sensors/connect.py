@@ -123,6 +123,22 @@ class _StateMap(_Strict):
         return {str(k): s for k, s in v.items()} if isinstance(v, dict) else v
 
 
+class _ProductMap(_Strict):
+    """Where a machine's product (its recipe or article number) comes from (a field, node or metric, in the
+    subclass), and the line's name for each of the plant's values (none: the value is the line's name)."""
+
+    map: dict[str, Name] = Field(default_factory=dict, description="plant value → the line's product name")
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, v: Any) -> Any:
+        return {str(k): s for k, s in v.items()} if isinstance(v, dict) else v
+
+
+class ProductField(_ProductMap):
+    field: str = Field(min_length=1, max_length=200, description="dotted path into the JSON object")
+
+
 class StateField(_StateMap):
     field: str = Field(min_length=1, max_length=200)
     reason: str | None = Field(None, max_length=200, description="field with the downtime reason (fault mode)")
@@ -157,6 +173,8 @@ class JsonMapping(_Strict):
     state: StateField | None = None
     buffer: Counter | None = Field(None, description="parts waiting in front of the station (a PLC's counter): what a "
                                                      "what-if from the line's state starts from")
+    product: ProductField | None = Field(None, description="the product the machine is set up for (a recipe or "
+                                                           "article number): a mixed line's what-if sets up from it")
 
     @field_validator("topic")
     @classmethod
@@ -175,8 +193,9 @@ class JsonMapping(_Strict):
         for need in ("station", "machine"):
             if need not in names and getattr(self, need) is None:
                 raise ValueError(f"topic {self.topic!r} has no {{{need}}} level: give {need}: NAME")
-        if not self.values and self.state is None and self.buffer is None:
-            raise ValueError("map at least one value (values:), the machine state (state:) or its buffer (buffer:)")
+        if not self.values and self.state is None and self.buffer is None and self.product is None:
+            raise ValueError("map at least one value (values:), the machine state (state:), its buffer (buffer:) or "
+                             "its product (product:)")
         return self
 
     @property
@@ -210,6 +229,10 @@ class OpcState(_StateMap):
     reason: str | None = Field(None, max_length=300, description="node with the downtime reason (fault mode)")
 
 
+class OpcProduct(_ProductMap):
+    node: str = Field(min_length=1, max_length=300)
+
+
 class OpcMachine(_Strict):
     station: Name
     machine: Name
@@ -217,6 +240,7 @@ class OpcMachine(_Strict):
     _units = field_validator("values")(_in_twin_units)
     state: OpcState | None = None
     buffer: OpcValue | None = Field(None, description="the node counting the parts waiting in front of the station")
+    product: OpcProduct | None = Field(None, description="the node with the product the machine is set up for")
 
 
 class OpcSecurity(_Strict):
@@ -250,6 +274,10 @@ class SpbState(_StateMap):
     reason: str | None = Field(None, max_length=200, description="metric with the downtime reason (fault mode)")
 
 
+class SpbProduct(_ProductMap):
+    metric: str = Field(min_length=1, max_length=200)
+
+
 class SpbDevice(_Strict):
     """One edge node's device (or the node itself, without `device:`) → one machine."""
 
@@ -261,6 +289,7 @@ class SpbDevice(_Strict):
     _units = field_validator("values")(_in_twin_units)
     state: SpbState | None = None
     buffer: SpbMetric | None = Field(None, description="the metric counting the parts waiting in front of the station")
+    product: SpbProduct | None = Field(None, description="the metric with the product the machine is set up for")
 
 
 class SparkplugSource(_Strict):
@@ -492,7 +521,7 @@ def translate(cfg: ConnectorConfig, topic: str, payload: bytes, received_ms: int
             seen = True
         if not seen:
             fields = ", ".join(f.field for f in m.values.values()) or next(
-                (x.field for x in (m.state, m.buffer) if x is not None), "")
+                (x.field for x in (m.state, m.buffer, m.product) if x is not None), "")
             raise Unmapped(f"none of the mapped {'tags' if m.records and m.records.tag else 'fields'} ({fields}) is in "
                            + (f"its list {m.records.field!r}" if m.records else "it"))
         return out
@@ -522,7 +551,10 @@ def _sample(cfg: ConnectorConfig, m: JsonMapping, station: str, machine: str, ge
     level = get(m.buffer.field) if m.buffer is not None else None
     if level is not None and m.buffer is not None:
         out.append(buffer_message(cfg, station, ts, level, f"field {m.buffer.field!r} (buffer)"))
-    return out, bool(readings) or state is not None or level is not None
+    made = get(m.product.field) if m.product is not None else None
+    if made is not None and m.product is not None:
+        out += product_message(cfg, machine, ts, made, m.product.map, f"field {m.product.field!r} (product)", states)
+    return out, bool(readings) or state is not None or level is not None or made is not None
 
 
 def _samples(m: JsonMapping, spec: Records, obj: dict[str, Any], received_ms: int,
@@ -623,6 +655,30 @@ def buffer_message(cfg: ConnectorConfig, station: str, ts: int, value: Any, what
         raise Unmapped(f"{what} is {value!r}, not a number of parts waiting")
     ts = line_clock_ms(ts, cfg.line.timezone)
     return Translated(cfg.topics.buffers, buffers_payload(cfg.run, 0, ts, {station: int(level)}), ts)
+
+
+_PRODUCT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a scenario's names (twin.scenario.Name)
+
+
+def product_message(cfg: ConnectorConfig, machine: str, ts: int, value: Any, mapping: dict[str, str], what: str,
+                    seen: dict[tuple[str, str], tuple[str, str]] | None) -> list[Translated]:
+    """The twin's message that `machine` is set up for a product from real instant `ts` on (the line's buffers
+    message, its `products`), when it changed since the last one `seen` (kept by the caller, under the key ('',
+    machine): no station is named ''); Unmapped naming `what` for a value the mapping does not name, or, without a
+    mapping, one that is no product name."""
+    key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+    name = mapping.get(key) if mapping else key
+    if name is None:
+        raise Unmapped(f"product value {value!r} of {what} is not in the mapping ({', '.join(mapping)})")
+    if not _PRODUCT_NAME.match(name):
+        raise Unmapped(f"product value {value!r} of {what} is no product name (letters, digits, _ . -): map the "
+                       "plant's values to the line's names (product: map)")
+    if seen is not None:
+        if seen.get(("", machine)) == (name, ""):
+            return []
+        seen["", machine] = (name, "")
+    ts = line_clock_ms(ts, cfg.line.timezone)
+    return [Translated(cfg.topics.buffers, buffers_payload(cfg.run, 0, ts, {}, {machine: name}), ts)]
 
 
 def instant(ms: int, what: str) -> int:

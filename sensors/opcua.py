@@ -34,6 +34,7 @@ from sensors.connect import (
     machine_messages,
     map_state,
     number,
+    product_message,
 )
 
 log = logging.getLogger("linetwin.opcua")
@@ -175,6 +176,8 @@ class OpcUaReader:
                 refs.append((m.state.node, "state", None))
             if m.buffer is not None:
                 refs.append((m.buffer.node, "buffer", None))
+            if m.product is not None:
+                refs.append((m.product.node, "product", None))
             for ref, kind, sensor in refs:
                 try:
                     if ref.startswith(("ns=", "i=", "s=", "g=", "b=")):
@@ -227,6 +230,9 @@ class OpcUaReader:
             return []
         if kind == "buffer":
             return [buffer_message(self.cfg, m.station, ts, val, f"node {m.buffer.node!r} (buffer)")]  # type: ignore[union-attr]
+        if kind == "product" and m.product is not None:
+            return product_message(self.cfg, m.machine, ts, val, m.product.map, f"node {m.product.node!r} (product)",
+                                   self.states)
         if kind == "state":
             state = map_state(m.state.map, val, f"node {m.state.node!r}")  # type: ignore[union-attr]
             return machine_messages(self.cfg, m.station, m.machine, ts, [],

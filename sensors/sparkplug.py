@@ -29,6 +29,7 @@ from sensors.connect import (
     machine_messages,
     map_state,
     number,
+    product_message,
 )
 
 NAMESPACE = "spBv1.0"
@@ -134,6 +135,11 @@ class SparkplugReader:
         if counter is not None and not counter.is_null and counter.value is not None and d.buffer is not None:
             what = f"metric {d.buffer.metric!r} (buffer)"
             out.append(buffer_message(self.cfg, d.station, stamp(counter, what), counter.value, what))
+        recipe = by_name.get(d.product.metric) if d.product is not None else None
+        if recipe is not None and not recipe.is_null and recipe.value is not None and d.product is not None:
+            what = f"metric {d.product.metric!r} (product)"
+            out += product_message(self.cfg, d.machine, stamp(recipe, what), recipe.value, d.product.map, what,
+                                   self.states)
         return out
 
     def _offline(self, devices: list[SpbDevice], received_ms: int) -> list[Translated]:

@@ -37,6 +37,8 @@ async def main(port: int, log: str, base_ms: int, k: int, certs: str | None = No
     fault = await press.add_variable(ua.NodeId("Press1.Fault", idx), ua.QualifiedName("Fault", idx), "")
     infeed = await press.add_variable(ua.NodeId("Press1.Infeed", idx), ua.QualifiedName("Infeed", idx), 0,
                                       ua.VariantType.UInt16)  # parts waiting in front of the press: K mod 7
+    recipe = await press.add_variable(ua.NodeId("Press1.Recipe", idx), ua.QualifiedName("Recipe", idx), 4711,
+                                      ua.VariantType.Int32)  # the die set's article: 4711, from K 10 on 4713, ...
     async with server:
         with open(log, "a", buffering=1) as out:
             while True:
@@ -54,6 +56,8 @@ async def main(port: int, log: str, base_ms: int, k: int, certs: str | None = No
                     ua.Variant(2 if jam else 1, ua.VariantType.Int32), SourceTimestamp=stamp))
                 await server.write_attribute_value(infeed.nodeid, ua.DataValue(
                     ua.Variant(k % 7, ua.VariantType.UInt16), SourceTimestamp=stamp))
+                await server.write_attribute_value(recipe.nodeid, ua.DataValue(
+                    ua.Variant(4711 if k // 10 % 2 == 0 else 4713, ua.VariantType.Int32), SourceTimestamp=stamp))
                 out.write(f"{k} {base_ms + 1000 * k} {k / 10} {'bad' if bad else 'good'}\n")
                 k += 1
                 await asyncio.sleep(0.25)

@@ -699,6 +699,35 @@ def test_a_stations_buffer_counter_is_its_buffer_level(tmp_path: Path) -> None:
             translate(cfg, "gw7/filler/filler-a/data", bad, 0, {})
 
 
+def test_a_machines_recipe_is_the_product_it_is_set_up_for(tmp_path: Path) -> None:
+    """A filler's PLC says its recipe (an article number): mapped to the line's product names, it goes out once per
+    change in the line's buffers message (`products`), so the store knows what each machine is set up for and a
+    what-if of a mixed line sets up from it; a value the mapping lacks is named."""
+    f = tmp_path / "connect.yaml"
+    f.write_text("line: {site: plant-hamburg, area: hall-3, name: packaging-1}\nsource: mqtt://127.0.0.1:1883\n"
+                 "run: plant\njson:\n  - topic: \"gw7/{station}/{machine}/data\"\n"
+                 "    timestamp: {field: ts, unit: ms}\n    state: {field: status, map: {1: working, 2: down}}\n"
+                 "    product: {field: recipe, map: {4711: still-05, 4713: juice-10}}\n")
+    cfg = load_config(f)
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    out = translate(cfg, "gw7/filler/filler/data", b'{"ts": 1767592800000, "status": 1, "recipe": 4711}', 0, seen)
+    told = [json.loads(t.payload) for t in out if t.topic.endswith("/buffers")]
+    assert told == [{"schema": "linetwin/buffers/1", "run": "plant", "replication": 0, "ts": 1767592800000,
+                     "levels": {}, "products": {"filler": "still-05"}}]
+    again = translate(cfg, "gw7/filler/filler/data", b'{"ts": 1767592801000, "status": 1, "recipe": "4711"}', 0, seen)
+    assert again == []  # the same recipe, the same state: nothing new
+    (changed,) = translate(cfg, "gw7/filler/filler/data", b'{"ts": 1767592900000, "recipe": 4713.0}', 0, seen)
+    assert json.loads(changed.payload)["products"] == {"filler": "juice-10"}
+    with pytest.raises(Unmapped, match=r"product value 4799 of field 'recipe' \(product\) is not in the mapping"):
+        translate(cfg, "gw7/filler/filler/data", b'{"recipe": 4799}', 0, seen)
+    f.write_text(f.read_text().replace(", map: {4711: still-05, 4713: juice-10}", ""))  # no map: the line's names
+    plain = load_config(f)
+    (named,) = translate(plain, "gw7/filler/filler/data", b'{"recipe": "juice-10"}', 0, {})
+    assert json.loads(named.payload)["products"] == {"filler": "juice-10"}
+    with pytest.raises(Unmapped, match=r"product value 'Saft 1,0 l' of field 'recipe' \(product\) is no product name"):
+        translate(plain, "gw7/filler/filler/data", b'{"recipe": "Saft 1,0 l"}', 0, {})
+
+
 @pytest.mark.slow  # 8 s of waiting for retries: the full suite's, not `make check`'s
 def test_a_plants_broker_down_at_the_start_is_waited_for(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """`twin connect` started before the plant's broker (a host's boot) exited with 'cannot reach the MQTT broker',

@@ -121,7 +121,8 @@ def test_a_node_that_feeds_several_machines_reaches_each(tmp_path: Path, mosquit
       machine: press-2
       values: {temperature: {node: "ns=2;s=Press1.Temperature", unit: degC}}
       state: {node: "ns=2;s=Press1.Status", map: {1: working, 2: down}, reason: "ns=2;s=Press1.Status"}
-      buffer: {node: "ns=2;s=Press1.Infeed"}"""
+      buffer: {node: "ns=2;s=Press1.Infeed"}
+      product: {node: "ns=2;s=Press1.Recipe", map: {4711: door-left, 4713: door-right}}"""
     try:
         out = subprocess.run(twin_cmd("connect", config(tmp_path, port, str(mosquitto.url), more=press2), "--store",
                                       f"duckdb:///{db}", "--duration", "5 s"), cwd=ROOT, capture_output=True,
@@ -133,9 +134,12 @@ def test_a_node_that_feeds_several_machines_reaches_each(tmp_path: Path, mosquit
     try:
         temp = store.query(sensors=["temperature"])
         states = store.states()
-        levels = store.levels()
+        levels, products = store.levels(), store.products()
     finally:
         store.close()
+    # the die set's article: what press-2 is set up for, once per change (4711 to 4713 at the tenth second)
+    assert set(products.machine) == {"press-2"} and products["product"].tolist()[:2] == ["door-left", "door-right"]
+    assert (products["product"] != products["product"].shift()).all(), "a product repeated is no change"
     # the PLC's infeed counter is the press's buffer level (what a what-if starts from); it was not mapped at all
     assert set(levels.station) == {"press"} and set(levels.level) <= set(range(7)) and levels.level.nunique() > 2
     sent = {40 + k / 100 for k, _, _, _ in written(log)}

@@ -38,6 +38,7 @@ sparkplug:
       values: {{vibration: {{metric: Vib, unit: mm/s}}}}
       state: {{metric: Status, map: {{1: working, 2: down}}, reason: Fault}}
       buffer: {{metric: Infeed}}
+      product: {{metric: Recipe}}
 """)
     return f
 
@@ -71,9 +72,12 @@ def test_an_edge_nodes_data_is_stored_and_its_death_makes_the_machine_offline(tm
     store = open_store(f"duckdb:///{db}")
     try:
         vib, states, series = store.query(sensors=["vibration"]), store.states(), store.series()
-        levels = store.levels()
+        levels, products = store.levels(), store.products()
     finally:
         store.close()
+    # the recipe metric: what the filler is set up for, once per change, at the metric's time
+    assert list(zip(products.ts.astype("datetime64[ms]").astype("int64"), products["product"])) == [
+        (T0, "still-05"), (T0 + 6000, "juice-10")], products
     got_levels = dict(zip(levels.ts.astype("datetime64[ms]").astype("int64"), levels.level))
     assert set(levels.station) == {"filler"} and got_levels[T0 + 4000] == 12, "the infeed counter: the buffer level"
     assert list(series.unit) == ["mm/s"] and list(series.machine) == ["filler-a"]
