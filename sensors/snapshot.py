@@ -16,9 +16,9 @@ import pandas as pd
 
 from sensors.bus.broker import BrokerURL, connect, make_client
 from sensors.bus.payloads import LineTopics, ParseError, clock_time, parse, parse_alert
-from sensors.store.base import Store, StoreError
+from sensors.store.base import Store, StoreError, part_times
 from twin.fit import state_at
-from twin.scenario import LineNow, MachineNow, Scenario
+from twin.scenario import LineNow, MachineNow, ReleaseNow, Scenario
 
 
 class SnapshotError(ValueError):
@@ -64,8 +64,31 @@ def from_store(db: Store, sc: Scenario, source: str, at: dt.datetime | None = No
     levels = newest if stamp >= end else db.levels(run, replication=replication, end=stamp + pd.Timedelta(1, "us"),
                                                      last=True)
     buffers = dict(zip(levels.station.astype(str), levels["level"].astype(int))) if len(levels) else None
-    return state_at(states.rename(columns={"ts": "timestamp"}), sc, stamp, f"{source} (run {run}, state records)",
-                    buffers)
+    now = state_at(states.rename(columns={"ts": "timestamp"}), sc, stamp, f"{source} (run {run}, state records)",
+                   buffers)
+    return _set_up(db, sc, now, run, replication, stamp) if sc.products else now
+
+
+def _set_up(db: Store, sc: Scenario, now: LineNow, run: str, replication: int, stamp: pd.Timestamp) -> LineNow:
+    """A mixed line's state with what its machines are set up for (the store's product records: each machine's last
+    by `stamp`), and its release plan in the campaign of the product its entry machines are on, with the parts they
+    counted since they changed to it (their good_parts counters; none counted without them)."""
+    told = db.products(run, replication=replication, end=stamp + pd.Timedelta(1, "us"), last=True)
+    told = told[told.machine.astype(str).isin(now.machines)]
+    if told.empty:
+        return now
+    product = dict(zip(told.machine.astype(str), told["product"].astype(str)))
+    machines = {m: v.model_copy(update={"product": product.get(m)}) for m, v in now.machines.items()}
+    entry = told[told.machine.isin([m for i in sc.entries() for m in sc.stations[i].machine_names])]
+    if not sc.release or entry.empty:
+        return now.model_copy(update={"machines": machines})
+    latest = entry.loc[entry.ts.idxmax()]  # the entry machine that changed last: the line's campaign now
+    counted = db.query(end=stamp + pd.Timedelta(1, "us"), machines=list(entry.machine.astype(str)),
+                       sensors=["good_parts"], run=run, replications=[replication])
+    made = part_times(counted) if len(counted) else counted
+    since = int((made.ts > latest.ts).sum()) if len(made) else 0
+    return now.model_copy(update={"machines": machines,
+                                  "release": ReleaseNow(product=str(latest["product"]), made=since)})
 
 
 def _data_end(db: Store, run: str, replication: int, states: pd.DataFrame, levels: pd.DataFrame) -> pd.Timestamp:

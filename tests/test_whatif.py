@@ -982,3 +982,43 @@ def test_a_what_if_releases_the_order_book_by_due_date_beside_the_books_order(tm
     assert r.returncode == 0, r.stderr
     assert "1: A-77 juice-10 × 500 by Mon 12:00" in r.stdout and "release: the line's plan" in r.stdout
     assert "on time" in r.stdout
+
+
+def test_a_stores_product_records_tell_a_mixed_lines_setups_and_campaign(tmp_path: Path) -> None:
+    """What `twin connect` stores of a mixed line (each machine's product, its part counters) gives a what-if from
+    the store each machine's setup and the release plan's campaign under way, with the parts its entry machine
+    counted since it changed over (it restarted the plan and set no machine up for anything)."""
+    from sensors.snapshot import from_store
+    from sensors.store import PRODUCT_COLUMNS, READING_COLUMNS, STATE_COLUMNS, open_store
+    from twin.scenario import ReleaseNow
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml")
+    t0 = pd.Timestamp("2026-01-05 06:00")
+    db = open_store(f"duckdb:///{tmp_path / 'plant.duckdb'}")
+    try:
+        db.write_states(pd.DataFrame([("plant", 0, m, t0, "working", "") for st in sc.stations
+                                      for m in st.machine_names], columns=STATE_COLUMNS))
+        db.write_products(pd.DataFrame([("plant", 0, "unscrambler", t0, "still-05"),
+                                        ("plant", 0, "filler", t0, "still-05"),
+                                        ("plant", 0, "unscrambler", t0 + pd.Timedelta(minutes=60), "juice-10"),
+                                        ("plant", 0, "capper", t0, "beer")], columns=PRODUCT_COLUMNS))
+        db.write(pd.DataFrame([("plant", 0, "unscrambler", "good_parts", t0 + pd.Timedelta(minutes=10 * k), 100.0 * k)
+                               for k in range(10)], columns=READING_COLUMNS))  # 100 parts each 10 min
+        now = from_store(db, sc, "plant.duckdb", at=(t0 + pd.Timedelta(minutes=90)).to_pydatetime())
+        early = from_store(db, sc, "plant.duckdb", at=(t0 + pd.Timedelta(minutes=30)).to_pydatetime())
+    finally:
+        db.close()
+    assert now.machines["unscrambler"].product == "juice-10" and now.machines["filler"].product == "still-05"
+    assert now.release == ReleaseNow(product="juice-10", made=300)  # counted at 70, 80 and 90 min
+    assert early.machines["unscrambler"].product == "still-05" and early.release == ReleaseNow(product="still-05",
+                                                                                               made=300)
+    resumed, notes = continue_from(sc, now)
+    assert resumed.now is not None and resumed.now.machines["capper"].product is None  # the line makes no beer
+    assert "the line makes no beer: the machines that worked it last set up for none" in notes
+    r = subprocess.run(twin_cmd("whatif", ROOT / "scenarios" / "packaging.yaml", "--from",
+                                f"duckdb:///{tmp_path / 'plant.duckdb'}", "--duration", "1 h", "--replications", 2),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "set up for the product each machine was on: filler still-05, unscrambler juice-10" in said, said
+    assert "the release plan continues in its campaign of juice-10: 300 of 2,000 released" in said

@@ -735,7 +735,23 @@ def continued(sc: Scenario, source: str | Sequence[str], at: Optional[str], opti
                       highlight=False)
     for note in notes:
         err_console.print(f"note: {note}", highlight=False)
+    if "://" in source and out.now is not None:  # a plant's log says these itself (`_from_log`)
+        _say_set_up(out)
     return out
+
+
+def _say_set_up(sc: Scenario) -> None:
+    """What a store or broker told of a mixed line: each machine's product, and the release plan's campaign."""
+    now = sc.now
+    assert now is not None
+    set_up = {m: v.product for m, v in now.machines.items() if v.product}
+    if set_up:
+        err_console.print("note: set up for the product each machine was on: " + ", ".join(
+            f"{m} {p}" for m, p in sorted(set_up.items())) + " (another product next sets up first)", highlight=False)
+    if now.release is not None:
+        err_console.print(f"note: the release plan continues in its campaign of {now.release.product}: "
+                          f"{now.release.made:,} of {dict(sc.release_runs()).get(now.release.product, 0):,} released "
+                          "(counted by its entry machines since they changed to it)", highlight=False)
 
 
 def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: PlantNames | None,
