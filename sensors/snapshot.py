@@ -87,8 +87,8 @@ def _set_up(db: Store, sc: Scenario, now: LineNow, run: str, replication: int, s
                        sensors=["good_parts"], run=run, replications=[replication])
     made = part_times(counted) if len(counted) else counted
     since = int((made.ts > latest.ts).sum()) if len(made) else 0
-    return now.model_copy(update={"machines": machines,
-                                  "release": ReleaseNow(product=str(latest["product"]), made=since)})
+    return now.model_copy(update={"machines": machines, "release": ReleaseNow(
+        product=str(latest["product"]), made=since, counted=len(counted) > 0)})
 
 
 def _data_end(db: Store, run: str, replication: int, states: pd.DataFrame, levels: pd.DataFrame) -> pd.Timestamp:

@@ -1022,3 +1022,49 @@ def test_a_stores_product_records_tell_a_mixed_lines_setups_and_campaign(tmp_pat
     said = " ".join(r.stderr.split())
     assert "set up for the product each machine was on: filler still-05, unscrambler juice-10" in said, said
     assert "the release plan continues in its campaign of juice-10: 300 of 2,000 released" in said
+
+
+@pytest.mark.slow
+def test_a_mixed_lines_run_stores_what_each_machine_is_set_up_for(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A twin's own run of a mixed line stores its machines' product changes as a plant's connector does (those
+    that matter to a what-if: machines that set up between products, the entry machines of a release plan), the
+    same in process, over several processes and streamed through a broker; a what-if from it starts each machine set
+    up for its product and the plan in the campaign under way."""
+    from sensors.store import open_store
+    from twin.app.runner import simulate
+
+    packaging = ROOT / "scenarios" / "packaging.yaml"
+    sc = load_scenario(packaging, {"duration": "12 h", "warmup": 0})
+    line = simulate(sc, 0, sensors=False).line
+    start = pd.Timestamp(sc.start.replace(tzinfo=None))
+    want = []
+    for m in line.machines:
+        if m.name in ("filler", "labeller", "unscrambler"):  # setups at filler and labeller; the entry
+            made = np.frombuffer(m.log.begun_product, dtype=np.int8)
+            first = np.flatnonzero(np.append(True, made[1:] != made[:-1]))
+            want += [(m.name, start + pd.Timedelta(milliseconds=round(np.frombuffer(m.log.begun)[k] * 1000)),
+                      line.product_names[made[k]]) for k in first]
+    assert len(want) > 6
+    runs = {"direct": ["--no-stream"], "processes": ["--no-stream", "--replications", 2, "--jobs", 2],
+            "streamed": ["--broker", mosquitto.url]}
+    for name, extra in runs.items():
+        r = subprocess.run(twin_cmd("run", packaging, "--duration", "12 h", "--warmup", "0", *extra,
+                                    "--out", tmp_path / name), cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "LINETWIN_HOME": str(tmp_path / "home")})
+        assert r.returncode == 0, r.stderr[-3000:]
+        store = open_store(f"duckdb:///{tmp_path / name / 'twin.duckdb'}", read_only=True)
+        try:
+            got = store.products(replication=0)
+        finally:
+            store.close()
+        rows = sorted(zip(got.machine, got.ts.astype("datetime64[ms]"), got["product"]))
+        assert rows == sorted((m, t.to_datetime64().astype("datetime64[ms]"), p) for m, t, p in want), name
+    r = subprocess.run(twin_cmd("whatif", packaging, "--from", f"duckdb:///{tmp_path / 'direct' / 'twin.duckdb'}",
+                                "--at", "2026-01-05T15:00", "--duration", "1 h", "--replications", 2),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    then = {m: p for m, t, p in sorted(want, key=lambda x: x[1]) if t <= pd.Timestamp("2026-01-05 15:00")}
+    said = " ".join(r.stderr.split())
+    assert "set up for the product each machine was on: " + ", ".join(f"{m} {p}" for m, p in sorted(then.items())) \
+        in said, said
+    assert f"the release plan continues in its campaign of {then['unscrambler']}" in said

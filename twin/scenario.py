@@ -915,6 +915,7 @@ class ReleaseNow(_Strict):
 
     product: Name
     made: int = Field(0, ge=0, le=10**9, description="parts of the campaign released already")
+    counted: bool = Field(True, description="whether `made` was counted (False: no part counter told, so 0)")
 
 
 class LineNow(_Strict):

@@ -49,6 +49,42 @@ class TruthReader:
         return state, clock, wear
 
 
+class ProductFollower:
+    """Follows what a mixed line's machines are set up for as it runs: `new(line)` gives, per machine whose product
+    changed since the last call, the product it is on now and when work on its first part of it began (its last
+    change: a machine that took several products since, as a random mix does, is told once). Only where it matters
+    to a what-if: machines whose station sets up between products, and the entry machines of a line with a release
+    plan (the campaign under way)."""
+
+    def __init__(self) -> None:
+        self._cursor: dict[tuple[int, str], int] = {}
+        self._last: dict[tuple[int, str], int] = {}
+
+    def new(self, line: Line) -> list[tuple[Machine, float, str]]:
+        sc = line.scenario
+        if not sc.products:
+            return []
+        entry = set(sc.entries()) if sc.release else set()
+        out = []
+        for m in line.machines:
+            if not (m.station.setup_matrix or m.station_idx in entry):
+                continue
+            key = (line.replication, m.name)
+            start, n = self._cursor.get(key, 0), min(len(m.log.begun), len(m.log.begun_product))
+            if n <= start:
+                continue
+            self._cursor[key] = n
+            made = np.frombuffer(m.log.begun_product, dtype=np.int8)[start:n]
+            last = int(made[-1])
+            other = np.flatnonzero(made != last)
+            first = start + (int(other[-1]) + 1 if len(other) else 0)  # where its run of the last product began
+            if self._last.get(key) == last and not len(other):
+                continue
+            self._last[key] = last
+            out.append((m, float(np.frombuffer(m.log.begun, dtype=np.float64)[first]), line.product_names[last]))
+        return out
+
+
 class StateFollower:
     """Follows the state logs of a line's machines as it runs: `new(line)` gives, per machine, the changes logged
     since the last call (times, state names, downtime reasons); a new replication is followed from its start.

@@ -31,7 +31,7 @@ from sensors.bus.payloads import (
 )
 from sensors.bus.spool import Message, Outbox
 from twin.model import Line
-from twin.truth import StateFollower
+from twin.truth import ProductFollower, StateFollower
 
 NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code
 NOT_AUTHORIZED = 135  # MQTT 5 reason code of a PUBACK or DISCONNECT for a publish the ACL denies
@@ -63,6 +63,7 @@ class Publisher:
         self._thread = threading.Thread(target=self._pump, name="mqtt-publisher", daemon=True)
         self._catalog: pd.DataFrame | None = None
         self._states = StateFollower()
+        self._products = ProductFollower()
         self.refused: BrokerError | None = None
 
     def start(self) -> Publisher:
@@ -179,6 +180,10 @@ class Publisher:
         if levels:
             now_ms = self.start_ms + round(line.env.now * 1000)
             messages.append((self.topics.buffers, buffers_payload(self.run_id, line.replication, now_ms, levels), True))
+        for m, t, product in self._products.new(line):  # not retained: the line's retained message is its levels'
+            messages.append((self.topics.buffers, buffers_payload(self.run_id, line.replication,
+                                                                  self.start_ms + round(t * 1000), {},
+                                                                  {m.name: product}), False))
         for i in range(0, len(messages), HOLD_EVERY):
             if hold is not None:
                 hold()
@@ -197,6 +202,7 @@ class Publisher:
 
     def new_replication(self) -> None:
         self._states = StateFollower()  # the last replication's cursors are not needed any more
+        self._products = ProductFollower()
 
     def publish_kpis(self, replication: int, kpis: pd.DataFrame, t: float | None = None) -> None:
         """The line's KPIs of a replication: when it has finished (t None), or so far, at simulated second t."""

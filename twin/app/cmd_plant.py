@@ -750,8 +750,10 @@ def _say_set_up(sc: Scenario) -> None:
             f"{m} {p}" for m, p in sorted(set_up.items())) + " (another product next sets up first)", highlight=False)
     if now.release is not None:
         err_console.print(f"note: the release plan continues in its campaign of {now.release.product}: "
-                          f"{now.release.made:,} of {dict(sc.release_runs()).get(now.release.product, 0):,} released "
-                          "(counted by its entry machines since they changed to it)", highlight=False)
+                          + (f"{now.release.made:,} of {dict(sc.release_runs()).get(now.release.product, 0):,} "
+                             "released (counted by its entry machines since they changed to it)"
+                             if now.release.counted else "its entry machines have no part counter (good_parts), so "
+                             "the parts released of it are not known: the campaign starts whole"), highlight=False)
 
 
 def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: PlantNames | None,

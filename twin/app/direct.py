@@ -24,7 +24,7 @@ from sensors.store.base import SERIES_COLUMNS, ReadingBatch
 from twin.app.runner import Background, PartFile, ProgressFn, run_scenario
 from twin.model import Line
 from twin.scenario import Scenario
-from twin.truth import StateFollower
+from twin.truth import ProductFollower, StateFollower
 
 if TYPE_CHECKING:
     from twin.app.cluster import Tasks
@@ -84,6 +84,8 @@ class StoreSink:
         self._pending_rows = 0
         self._catalog: pd.DataFrame | None = None
         self._follower = StateFollower()
+        self._products: list[tuple[int, str, int, str]] = []  # replication, machine, epoch ms, the product it is on
+        self._product_follower = ProductFollower()
         self._background = Background("store-writer")
 
     def on_readings(self, line: Line, batch: Readings) -> None:
@@ -97,6 +99,8 @@ class StoreSink:
                              pa.array(reasons, pa.string()))
         now = self.start_ms + round(line.env.now * 1000)
         self._levels += [(line.replication, name, now, level) for name, level in line.buffer_levels().items()]
+        self._products += [(line.replication, m.name, self.start_ms + round(t * 1000), product)
+                           for m, t, product in self._product_follower.new(line)]
         self.flush()
 
     def merge_part(self, part: Path) -> None:
@@ -110,6 +114,12 @@ class StoreSink:
                     self._parts.append((int(rep[0]) if len(rep) else 0, series, self._ms(t), value))
                     self._pending_rows += len(t)
                     self.flush()
+        if (part / "products.arrow").exists():  # what its machines were set up for (`truth.ProductFollower`)
+            with PartFile(part / "products.arrow") as source:
+                for b in source.iter_batches(batch_size=1 << 18):
+                    self._products += zip(b.column("replication").to_pylist(), b.column("machine").to_pylist(),
+                                          (self.start_ms + b.column("ms").to_numpy()).tolist(),
+                                          b.column("product").to_pylist())
         if (part / "levels.arrow").exists():  # the buffers' levels at each step of the worker's simulation
             with PartFile(part / "levels.arrow") as source:
                 for b in source.iter_batches(batch_size=1 << 18):
@@ -153,22 +163,28 @@ class StoreSink:
         if self._states and (whole or readings is not None or self._state_rows >= STATE_BATCH):
             states = pa.concat_tables(self._states).combine_chunks()
             self._states, self._state_rows = [], 0
-        levels = None
+        levels = products = None
         if self._levels and (whole or len(self._levels) >= self.batch or readings is not None or states is not None):
             levels = pd.DataFrame(self._levels, columns=["replication", "station", "ts", "level"]).assign(
                 run=self.run_id, ts=lambda d: pd.to_datetime(d.ts, unit="ms"))
             self._levels = []
-        if readings is not None or states is not None or levels is not None:
-            self.written += self._background.submit(self._write, readings, states, levels) or 0
+        if self._products and (whole or readings is not None or states is not None or levels is not None):
+            products = pd.DataFrame(self._products, columns=["replication", "machine", "ts", "product"]).assign(
+                run=self.run_id, ts=lambda d: pd.to_datetime(d.ts, unit="ms"))
+            self._products = []
+        if readings is not None or states is not None or levels is not None or products is not None:
+            self.written += self._background.submit(self._write, readings, states, levels, products) or 0
 
     def _write(self, readings: ReadingBatch | None, states: pa.Table | None,
-               levels: pd.DataFrame | None = None) -> int:
+               levels: pd.DataFrame | None = None, products: pd.DataFrame | None = None) -> int:
         with self.store.together():
             stored = self.store.append(readings) if readings is not None else 0
             if states is not None:
                 self.store.write_states(states)
             if levels is not None:
                 self.store.write_levels(levels)
+            if products is not None:
+                self.store.write_products(products)
         return stored
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ from twin.kpi import replication_kpis, summarize, t_quantile
 from twin.maintenance import MaintenancePolicy
 from twin.model import STATES, Line, Machine
 from twin.scenario import Scenario
-from twin.truth import StateFollower, TruthReader
+from twin.truth import ProductFollower, StateFollower, TruthReader
 
 if TYPE_CHECKING:
     from twin.app.cluster import Tasks
@@ -597,10 +597,14 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
     writer = RunWriter(tmp, sc, part=True)
     levels: list[tuple[str, int, int]] = []  # station, ms since the start, parts waiting: at each step, as in-process
 
+    products: list[tuple[str, int, str]] = []  # machine, ms since the start, the product it is on: as in-process
+    follower = ProductFollower()
+
     def readings(line: Line, batch: Readings) -> None:
         writer.readings(line, batch)
         now = round(line.env.now * 1000)
         levels.extend((name, now, level) for name, level in line.buffer_levels().items())
+        products.extend((m.name, round(t * 1000), product) for m, t, product in follower.new(line))
 
     # a replication too big for the disk stops here, before it fills the disk
     disk = DiskWatch([tmp], what=f"replication {replication + 1}'s files alone (of {sc.replications})")
@@ -617,6 +621,12 @@ def replication_part(spec: str, replication: int, folder: str) -> tuple[int, int
                          "station": pa.array([s for s, _, _ in levels], pa.string()),
                          "ms": pa.array([t for _, t, _ in levels], pa.int64()),
                          "level": pa.array([v for _, _, v in levels], pa.int64())}), tmp / "levels.arrow", TRUTH_ROWS)
+    if products:
+        write_part(pa.table({"replication": pa.array([replication] * len(products), pa.int32()),
+                             "machine": pa.array([m for m, _, _ in products], pa.string()),
+                             "ms": pa.array([t for _, t, _ in products], pa.int64()),
+                             "product": pa.array([p for _, _, p in products], pa.string())}),
+                   tmp / "products.arrow", TRUTH_ROWS)
     try:
         tmp.rename(final)
     except OSError:  # a copy is there already
