@@ -22,25 +22,28 @@ MAX_ROW, ROW_STATIONS = 8, 6
 
 
 def line_dots(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
-              buffers: dict[str, float] | None = None, link: str | None = None) -> list[str]:
+              buffers: dict[str, float] | None = None, link: str | None = None,
+              products: dict[str, str] | None = None) -> list[str]:
     """The line as `line_dot` draws it, one graph for a line of up to MAX_ROW stations, else one per row of about
     ROW_STATIONS consecutive stations (each chart is scaled to the page's width: a long line in one chart was too
     small to read or click), parts leaving a row for another shown as '→ station' and arriving as 'station →'."""
     n = len(sc.stations)
     if n <= MAX_ROW:
-        return [line_dot(sc, states, alerts, buffers, link)]
+        return [line_dot(sc, states, alerts, buffers, link, products=products)]
     rows = -(-n // ROW_STATIONS)
     size = -(-n // rows)
-    return [line_dot(sc, states, alerts, buffers, link, range(a, min(a + size, n))) for a in range(0, n, size)]
+    return [line_dot(sc, states, alerts, buffers, link, range(a, min(a + size, n)), products)
+            for a in range(0, n, size)]
 
 
 def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, object]] | None = None,
-             buffers: dict[str, float] | None = None, link: str | None = None, part: range | None = None) -> str:
+             buffers: dict[str, float] | None = None, link: str | None = None, part: range | None = None,
+             products: dict[str, str] | None = None) -> str:
     """Graphviz DOT of the line as its graph: each machine coloured by its state (a red ring if an alert is
-    active), each buffer with its capacity and, when known, its fill level (an assembly: one per feeder), routes
-    with their shares (splits, merges, rework loops) and, for a graph line, where parts leave it. With `link`, each
-    machine links to that page with ?machine=NAME. With `part`, only those stations (by index), routes to and from
-    the others as labelled stubs."""
+    active) and, on a mixed line, the product it is set up for where known, each buffer with its capacity and, when
+    known, its fill level (an assembly: one per feeder), routes with their shares (splits, merges, rework loops)
+    and, for a graph line, where parts leave it. With `link`, each machine links to that page with ?machine=NAME.
+    With `part`, only those stations (by index), routes to and from the others as labelled stubs."""
     alerts = alerts or {}
     part = part if part is not None else range(len(sc.stations))
     lines = ['digraph line {', 'rankdir=LR; node [fontname="Helvetica", fontsize=10, style=filled];',
@@ -80,8 +83,9 @@ def line_dot(sc: Scenario, states: dict[str, str], alerts: dict[str, dict[str, o
             ring = ', penwidth=3, color="#d50000"' if alerts.get(m, {}).get("state") in ("raised", "updated") else ""
             font = "white" if state in ("down", "maintenance", "working", "setup") else "black"
             url = f', URL="{link}?machine={m}", target="_top"' if link else ""
+            product = f"\\n{products[m]}" if products and m in products else ""
             lines.append(f'"{m}" [shape=box, fillcolor="{colour}", fontcolor="{font}", '
-                         f'label="{m}\\n{state or "no data"}"{ring}{url}];')
+                         f'label="{m}\\n{state or "no data"}{product}"{ring}{url}];')
         lines.append("}")
         for node in inputs[i].values():
             if node:

@@ -303,6 +303,16 @@ def last_states(url: str, run: str, replication: int) -> tuple[dict[str, str], d
                                                                                 lv["level"].astype(float)))
 
 
+def last_products(url: str, run: str, replication: int) -> dict[str, str]:
+    """What each machine of a mixed line was last set up for, as stored (none: a line of one product, or a store
+    without product records)."""
+    with reading(url) as store:
+        if store is None:
+            return {}
+        got = store.products(run, replication=replication, last=True)
+    return dict(zip(got.machine.astype(str), got["product"].astype(str)))
+
+
 # --- live MQTT state ---------------------------------------------------------------------------------
 
 KPI_TREND_STEP, KPI_TREND_KEEP = 60.0, 24 * 60  # the live KPIs kept for the trend: one a minute, a day of them
@@ -322,6 +332,7 @@ class LiveState:
     feed: list[dict[str, Any]] = field(default_factory=list)  # every alert message, newest last
     kpis: dict[str, float] = field(default_factory=dict)
     buffers: dict[str, float] = field(default_factory=dict)
+    products: dict[str, str] = field(default_factory=dict)  # machine → the product it is set up for (a mixed line)
     status: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
     problem: str = ""
@@ -331,7 +342,7 @@ class LiveState:
         """A message of another run or replication: what was kept of the previous one is dropped (hold the lock)."""
         if run and (run, replication) != (self.run, self.replication):
             self.run, self.replication = run, replication
-            self.states, self.history, self.kpis, self.kpi_history = {}, {}, {}, []
+            self.states, self.history, self.kpis, self.kpi_history, self.products = {}, {}, {}, [], {}
 
     def of(self, run: str) -> bool:
         """Whether the live view is of this run."""
@@ -397,8 +408,9 @@ def live(broker: str, prefix: str) -> LiveState:
                                       float(doc.get("t", 0.0)))
             elif topic.endswith("/buffers"):
                 doc = json.loads(msg.payload)
-                with state.lock:
-                    state.buffers = {k: float(v) for k, v in doc.get("levels", {}).items()}
+                with state.lock:  # a plant's connector sends a station's level (or a machine's product) at a time
+                    state.buffers.update({str(k): float(v) for k, v in doc.get("levels", {}).items()})
+                    state.products.update({str(k): str(v) for k, v in doc.get("products", {}).items()})
             elif topic.endswith("/run"):
                 doc = json.loads(msg.payload)
                 if doc.get("status") == "finished" and doc.get("run"):

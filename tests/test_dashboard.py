@@ -204,6 +204,9 @@ def test_a_line_released_to_its_orders_shows_when_each_was_made(tmp_path: Path,
     assert shown.loc["1: A-1 juice-10 × 800", "done at"] == f"{when:%a %Y-%m-%d %H:%M}"
     assert shown["made"].tolist() == ["yes", "not yet"] and shown["done at"].iloc[1] == ""
     assert any("1 of 2 made" in e.label for e in at.expander)
+    # the line drawn with what each machine is set up for: still water after the juice order, as stored
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert "filler\\n" in dot and "\\nstill-05" in dot, dot
 
 
 def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -966,6 +969,15 @@ def test_overview_live_from_mqtt_states_buffer_levels_and_kpis(env: Path, mosqui
     tiles = {m.label: m.value for m in at.metric}
     assert tiles["throughput [parts/h]"] == "3,000" and tiles["OEE [%]"] == "50.0"
     assert any("live: replication 0 so far, at 06:30 (Europe/Berlin)" in c.value for c in at.caption)
+    # a plant's connector sends one station's level, or one machine's product, at a time: the others stay on screen
+    pub.publish(f"{LINE}/buffers", buffers_payload("live-run", 0, 6, {"capper": 0}, {"filler-a": "still-05"}),
+                qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 10
+    while "still-05" not in at.get("graphviz_chart")[0].proto.spec and time.monotonic() < deadline:
+        time.sleep(0.3)
+        at.run()
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert "37/120" in dot and "200/200" in dot and "\\nstill-05" in dot, dot
     for topic, _ in msgs:
         pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     pub.loop_stop()

@@ -111,13 +111,14 @@ if run is not None:
             else pd.DataFrame()
         tiles(values, before, note, len(alarms))
         if is_live and live is not None:
-            states, buffers = dict(live.states), dict(live.buffers)
+            states, buffers, products = dict(live.states), dict(live.buffers), dict(live.products)
         else:  # the last stored: the line as the run (or the plant's data) left it
             states, buffers = data.last_states(run.store_url, run.run_id, rep)
+            products = data.last_products(run.store_url, run.run_id, rep) if sc.products else {}
         ringed = {m: {"state": "raised"} for m in (alarms.machine if len(alarms) else [])}
         st.caption(f"{data.prefix_of(sc)} · run {run.run_id} · {STATUS.get(run.status, run.status)} · "
                    f"states from {'MQTT (live)' if is_live else 'the store'} · click a machine to open it")
-        for dot in charts.line_dots(sc, states, ringed, buffers, link="machine"):  # a long line: a row each
+        for dot in charts.line_dots(sc, states, ringed, buffers, link="machine", products=products):  # a row each
             st.graphviz_chart(dot, width="stretch")
         if len(values):
             explain(values, kpis[(kpis.scope == "station") & (kpis.replication == rep)] if len(kpis) else kpis)
