@@ -666,6 +666,8 @@ def product_message(cfg: ConnectorConfig, machine: str, ts: int, value: Any, map
     message, its `products`), when it changed since the last one `seen` (kept by the caller, under the key ('',
     machine): no station is named ''); Unmapped naming `what` for a value the mapping does not name, or, without a
     mapping, one that is no product name."""
+    if isinstance(value, bool | dict | list):  # a flag or a structure is no recipe (str(False) is 'False')
+        raise Unmapped(f"product value {value!r} of {what} is no product or recipe number")
     key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
     name = mapping.get(key) if mapping else key
     if name is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -726,6 +727,33 @@ def test_a_machines_recipe_is_the_product_it_is_set_up_for(tmp_path: Path) -> No
     assert json.loads(named.payload)["products"] == {"filler": "juice-10"}
     with pytest.raises(Unmapped, match=r"product value 'Saft 1,0 l' of field 'recipe' \(product\) is no product name"):
         translate(plain, "gw7/filler/filler/data", b'{"recipe": "Saft 1,0 l"}', 0, {})
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                     | st.text(max_size=20) | st.sampled_from(["4711", "x", " juice-10 ", "4711.0"]),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                 max_size=3), max_leaves=6)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(recipe=_JSON, mapped=st.booleans())
+def test_any_recipe_value_is_a_product_or_dead_lettered(tmp_path: Path, recipe: object, mapped: bool) -> None:
+    """Whatever a PLC's recipe field holds, the connector sends a product name the line could have (with a map, one
+    of its values) or refuses the message naming the field, never another exception."""
+    f = tmp_path / "connect.yaml"
+    f.write_text("line: {site: s, area: a, name: l}\nsource: mqtt://127.0.0.1:1883\nrun: plant\njson:\n"
+                 "  - topic: \"gw7/{station}/{machine}/data\"\n    product: {field: recipe"
+                 + (", map: {4711: still-05, x: juice-10}}" if mapped else "}") + "\n")
+    cfg = load_config(f)
+    payload = json.dumps({"recipe": recipe}).encode()
+    try:
+        out = translate(cfg, "gw7/filler/filler-a/data", payload, 1767592800000, {})
+    except Unmapped as e:
+        assert "recipe" in str(e) or "none of the mapped" in str(e)
+        return
+    for t in out:
+        (name,) = json.loads(t.payload)["products"].values()
+        assert name in ("still-05", "juice-10") if mapped else re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name)
 
 
 @pytest.mark.slow  # 8 s of waiting for retries: the full suite's, not `make check`'s
