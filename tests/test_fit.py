@@ -2046,3 +2046,32 @@ def test_a_random_mix_is_fitted_from_the_products_the_line_took_in_and_a_release
                                                                                   {"product": "p2", "parts": 50}]})
     kept, table = fit_scenario(_MIXED_LOG, planned, made)
     assert kept.release == planned.release and table[table.time == "product mix"].family.iloc[0].startswith("kept")
+
+
+@pytest.mark.slow
+def test_a_stores_product_records_tell_each_setups_product_pair(tmp_path: Path) -> None:
+    """`twin fit duckdb://…` of a mixed line kept its setups per product pair as engineered: the store's state
+    records show setups, not which products they were between. Its product records (a plant's recipes mapped by
+    `twin connect`, or a twin's own run) tell the pair: each product change is the first part after the setup."""
+    import yaml
+
+    sc = load_scenario(ROOT / "scenarios" / "packaging.yaml", {"duration": "3 d", "warmup": 0, "replications": 1})
+    data = sc.model_dump(mode="json", by_alias=True, exclude_none=True)
+    (tmp_path / "line.yaml").write_text(yaml.safe_dump(data))
+    r = subprocess.run(twin_cmd("run", tmp_path / "line.yaml", "--no-stream", "--out", tmp_path / "run"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "LINETWIN_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0, r.stderr[-3000:]
+    half_hour = {"dist": "constant", "value": 1800.0}
+    data["stations"] = [{**st, "setup_matrix": {"still-05": {"sparkling-05": half_hour}}} if st["name"] == "filler"
+                        else st for st in data["stations"]]
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(data))
+    r = subprocess.run(twin_cmd("fit", f"duckdb:///{tmp_path / 'run' / 'twin.duckdb'}", "--base",
+                                tmp_path / "wrong.yaml", "--out", tmp_path / "fitted.yaml"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    filler = next(st for st in load_scenario(tmp_path / "fitted.yaml").stations if st.name == "filler")
+    matrix = filler.setup_matrix  # 10 min, 35-45-70 and 60-80-120 min triangles, as the run drew them
+    assert matrix["still-05"]["sparkling-05"].mean == pytest.approx(600, rel=0.01)
+    assert matrix["sparkling-05"]["juice-10"].mean == pytest.approx(50 * 60, rel=0.2)  # pairs the base said need none
+    assert matrix["juice-10"]["still-05"].mean == pytest.approx(86.7 * 60, rel=0.2)

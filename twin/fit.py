@@ -1149,8 +1149,8 @@ def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str,
     the machine's next change of state; one under way at the log's start or end is left out), by AIC as lives are
     fitted, where it has MIN_EVENTS of them (updating `stations` and `laws`; the rows of the fit's table). A station
     whose setups depend on the product pair (`setup_matrix`) has them fitted per pair where a part log names each
-    part's product (`_pair_setups`), else keeps them (the log does not say which pair); one without changeovers in the
-    base says so."""
+    part's product, or the product changes are known (`_pair_setups`: a change is the first part of its product),
+    else keeps them (the log does not say which pair); one without changeovers in the base says so."""
     end = log.timestamp.max()
     rows = []
     for j, st in enumerate(stations):
@@ -1611,14 +1611,16 @@ FIT_COLUMNS = ["machine type", "fault mode", "time", "events", "censored", "fami
 
 
 def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None = None,
-                 levels: pd.DataFrame | None = None, energy: pd.DataFrame | None = None, calendar: bool = True
-                 ) -> tuple[Scenario, pd.DataFrame]:
+                 levels: pd.DataFrame | None = None, energy: pd.DataFrame | None = None, calendar: bool = True,
+                 products: pd.DataFrame | None = None) -> tuple[Scenario, pd.DataFrame]:
     """The base scenario with every fault mode's time to failure and repair time fitted from the log (where it has
     at least MIN_EVENTS of them), each station's cycle time from a part log (at least MIN_CYCLES clean cycles),
     each buffer's capacity from a buffer-level log (the most parts seen waiting), each machine type's power by state
     from its meters (`fit_power`), the shift calendar from the log's planned stops unless `calendar` is False (a
     stop list's off-shift time is the base's calendar already), and a table of what was fitted and how well (its
-    `attrs["laws"]`: each fitted law with the times it was fitted to, by machine type, fault mode and time)."""
+    `attrs["laws"]`: each fitted law with the times it was fitted to, by machine type, fault mode and time).
+    `products` (timestamp, machine, product: when each machine began on another product, a store's product records)
+    tells each setup's product pair where the part log names no products."""
     obs = observations(log, base)
     rows = []
     laws: dict[tuple[str, str, str], tuple[Any, np.ndarray, np.ndarray]] = {}  # each fit's law and its data
@@ -1685,7 +1687,7 @@ def fit_scenario(log: pd.DataFrame, base: Scenario, parts: pd.DataFrame | None =
                              "events": int((levels.station == st.name).sum()), "censored": 0,
                              "family": "most parts seen waiting", "mean [h]": np.nan, "base mean [h]": np.nan,
                              "KS": np.nan, "parameters": f"buffer={max(seen, 1)} (was {st.buffer})"})
-    rows += fit_setups(log, stations, laws, parts)
+    rows += fit_setups(log, stations, laws, parts if parts is not None and "product" in parts else products)
     types = {k: v.model_copy(deep=True) for k, v in base.machine_types.items()}
     for mtype, fit in minor.items():
         spec = {"every": {"dist": "exponential", "mean": round(fit.every, 3)}, "duration": fit.lengths.spec}

@@ -50,11 +50,10 @@ class TruthReader:
 
 
 class ProductFollower:
-    """Follows what a mixed line's machines are set up for as it runs: `new(line)` gives, per machine whose product
-    changed since the last call, the product it is on now and when work on its first part of it began (its last
-    change: a machine that took several products since, as a random mix does, is told once). Only where it matters
-    to a what-if: machines whose station sets up between products, and the entry machines of a line with a release
-    plan (the campaign under way)."""
+    """Follows what a mixed line's machines are set up for as it runs: `new(line)` gives each change of product since
+    the last call: the machine, when work on its first part of the new product began, and the product. Only where it
+    matters to a what-if or a fit: machines whose station sets up between products (a setup's product pair), and the
+    entry machines of a line with a release plan (the campaign under way)."""
 
     def __init__(self) -> None:
         self._cursor: dict[tuple[int, str], int] = {}
@@ -74,14 +73,12 @@ class ProductFollower:
             if n <= start:
                 continue
             self._cursor[key] = n
-            made = np.frombuffer(m.log.begun_product, dtype=np.int8)[start:n]
-            last = int(made[-1])
-            other = np.flatnonzero(made != last)
-            first = start + (int(other[-1]) + 1 if len(other) else 0)  # where its run of the last product began
-            if self._last.get(key) == last and not len(other):
-                continue
-            self._last[key] = last
-            out.append((m, float(np.frombuffer(m.log.begun, dtype=np.float64)[first]), line.product_names[last]))
+            made = np.frombuffer(m.log.begun_product, dtype=np.int8)[start:n].astype(np.int64)
+            before = np.concatenate([[self._last.get(key, -1)], made[:-1]])
+            changed = np.flatnonzero(made != before)  # the first part of each run of one product
+            self._last[key] = int(made[-1])
+            began = np.frombuffer(m.log.begun, dtype=np.float64)[start:n]
+            out += [(m, float(began[k]), line.product_names[made[k]]) for k in changed.tolist()]
         return out
 
 

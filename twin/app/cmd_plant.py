@@ -492,7 +492,8 @@ def fit(
             f"'CODE=MODE, …' (modes: {', '.join(sorted(modes))})")
     try:
         fitted, table = fit_scenario(frame, sc, parts=part_log, levels=level_log, energy=energy_log,
-                                     calendar=planned)
+                                     calendar=planned, products=_store_products(url, run, names)
+                                     if url is not None and any(st.setup_matrix for st in sc.stations) else None)
     except LogError as e:  # what only the fit can see: meters in Wh that make a machine draw megawatts, times no
         # distribution family fits; named with the file they come from
         fail(f"{energy_path or _url_name(str(energy)) if isinstance(e, MeterError) else source}: {e}")
@@ -921,6 +922,29 @@ def _store_log(url: str, run: str | None, names: dict[str, str] | None) -> pd.Da
         states = states[~offline]
     return status_log(states.reset_index(drop=True), states.ts.reset_index(drop=True),
                       f"{url} (run {states.run.iloc[0]})", names)
+
+
+def _store_products(url: str, run: str | None, names: dict[str, str] | None) -> pd.DataFrame | None:
+    """When each machine began on another product (timestamp, machine, product), from a store's product records (a
+    plant's recipes, as `twin connect` maps them, or a twin's own run): what tells a setup's product pair; None
+    where it has none."""
+    import pandas as pd
+
+    from sensors.store import StoreError, open_store
+
+    try:
+        db = open_store(url, read_only=True)
+        try:
+            got = db.products(run)
+        finally:
+            db.close()
+    except StoreError as e:
+        fail(str(e), code=3)
+    if got.empty or got.run.nunique() > 1:  # several runs: the state records' own check names them
+        return None
+    got = got[got.replication == got.replication.min()]
+    return pd.DataFrame({"timestamp": got.ts.to_numpy(), "machine": got.machine.astype(str).map(
+        lambda m: (names or {}).get(m, m)).to_numpy(), "product": got["product"].astype(str).to_numpy()})
 
 
 def _url_name(url: str) -> Path:
