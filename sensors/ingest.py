@@ -104,24 +104,24 @@ def state_rows(states: list[StateChange]) -> pd.DataFrame:
 
 def level_rows(levels: list[Levels]) -> pd.DataFrame:
     """The buffer levels of many messages as the store's rows (LEVEL_COLUMNS), column by column."""
-    sizes = [len(b.levels) for b in levels]
-    return pd.DataFrame({"run": _repeat([b.run for b in levels], sizes),
-                         "replication": _repeat([b.replication for b in levels], sizes, np.int64),
-                         "station": np.array([st for b in levels for st in b.levels], dtype=object),
-                         "ts": _ms(_repeat([b.ts_ms for b in levels], sizes, np.int64)),
-                         "level": np.array([n for b in levels for n in b.levels.values()], dtype=np.int64)},
-                        columns=LEVEL_COLUMNS)
+    return _keyed_rows(levels, "levels", LEVEL_COLUMNS, np.int64)
 
 
 def product_rows(levels: list[Levels]) -> pd.DataFrame:
     """The machines' products of many buffers messages as the store's rows (PRODUCT_COLUMNS)."""
-    sizes = [len(b.products) for b in levels]
+    return _keyed_rows(levels, "products", PRODUCT_COLUMNS, object)
+
+
+def _keyed_rows(levels: list[Levels], field: str, columns: list[str], dtype: Any) -> pd.DataFrame:
+    """One of the buffers messages' maps (`field`: station → level, machine → product) as the store's rows (`columns`:
+    run, replication, its key, ts, its value), column by column."""
+    maps = [getattr(b, field) for b in levels]
+    sizes = [len(x) for x in maps]
     return pd.DataFrame({"run": _repeat([b.run for b in levels], sizes),
                          "replication": _repeat([b.replication for b in levels], sizes, np.int64),
-                         "machine": np.array([m for b in levels for m in b.products], dtype=object),
+                         columns[2]: np.array([k for x in maps for k in x], dtype=object),
                          "ts": _ms(_repeat([b.ts_ms for b in levels], sizes, np.int64)),
-                         "product": np.array([p for b in levels for p in b.products.values()], dtype=object)},
-                        columns=PRODUCT_COLUMNS)
+                         columns[4]: np.array([v for x in maps for v in x.values()], dtype=dtype)}, columns=columns)
 
 
 class KnownRuns:

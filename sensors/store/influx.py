@@ -224,23 +224,23 @@ class InfluxStore:
 
     def levels(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
                last: bool = False) -> pd.DataFrame:
-        df = self._tables(self._history("buffer_level", run, replication, start, end, last))
-        if df is None or df.empty:
-            return pd.DataFrame(columns=LEVEL_COLUMNS)
-        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "station": df["station"],
-                            "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
-                            "level": df["_value"].astype(int)})
-        return out.sort_values(["run", "replication", "station", "ts"]).reset_index(drop=True)
+        return self._keyed("buffer_level", LEVEL_COLUMNS, int, run, replication, start, end, last)
 
     def products(self, run: str | None = None, *, replication: int | None = None, start: Any = None, end: Any = None,
                  last: bool = False) -> pd.DataFrame:
-        df = self._tables(self._history("machine_product", run, replication, start, end, last))
+        return self._keyed("machine_product", PRODUCT_COLUMNS, str, run, replication, start, end, last)
+
+    def _keyed(self, measurement: str, columns: list[str], kind: type, run: str | None, replication: int | None,
+               start: Any, end: Any, last: bool) -> pd.DataFrame:
+        """A levels or products measurement's points as the store's rows (`columns`: run, replication, the tag each
+        series is of, ts, its value as `kind`)."""
+        df = self._tables(self._history(measurement, run, replication, start, end, last))
         if df is None or df.empty:
-            return pd.DataFrame(columns=PRODUCT_COLUMNS)
-        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), "machine": df["machine"],
+            return pd.DataFrame(columns=columns)
+        out = pd.DataFrame({"run": df["run"], "replication": df["replication"].astype(int), columns[2]: df[columns[2]],
                             "ts": pd.to_datetime(df["_time"]).dt.tz_localize(None),
-                            "product": df["_value"].astype(str)})
-        return out.sort_values(["run", "replication", "machine", "ts"]).reset_index(drop=True)
+                            columns[4]: df["_value"].astype(kind)})
+        return out.sort_values(["run", "replication", columns[2], "ts"]).reset_index(drop=True)
 
     def _history(self, measurement: str, run: str | None, replication: int | None, start: Any, end: Any,
                  last: bool) -> str:
