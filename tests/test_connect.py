@@ -553,21 +553,23 @@ CONNECT_BASES = {  # a gateway's JSON, an OPC UA server, Sparkplug B devices
              "json": [{"topic": "gw7/{station}/{machine}/data", "timestamp": {"field": "ts", "unit": "ms"},
                        "values": {"vibration": {"field": "vib", "unit": "mm/s", "scale": 0.1},
                                   "bearing_temp": {"field": "temps.bearing", "unit": "degC"}},
-                       "state": {"field": "status", "map": {1: "working", 2: "down"}, "reason": "fault"}}]},
+                       "state": {"field": "status", "map": {1: "working", 2: "down"}, "reason": "fault"},
+                       "product": {"field": "recipe", "map": {4711: "still-05"}}}]},
     "opcua": {"line": {"site": "plant-hamburg", "area": "hall-2", "name": "pressing"},
               "source": "opc.tcp://127.0.0.1:4840/plant", "target": "mqtt://127.0.0.1:1", "run": "plant",
               "opcua": {"interval": 0.1, "bad_quality": "drop", "machines": [
                   {"station": "press", "machine": "press-1",
                    "values": {"vibration": {"node": "ns=2;s=Press1.Vibration", "unit": "mm/s", "scale": 0.5}},
                    "state": {"node": "ns=2;s=Press1.Status", "map": {1: "working", 2: "down"},
-                             "reason": "ns=2;s=Press1.Fault"}}]}},
+                             "reason": "ns=2;s=Press1.Fault"},
+                   "product": {"node": "ns=2;s=Press1.Recipe"}}]}},
     "sparkplug": {"line": {"site": "plant-hamburg", "area": "hall-2", "name": "bottling-1"},
                   "source": "mqtt://127.0.0.1:1", "run": "plant",
                   "sparkplug": {"group": "plant1", "devices": [
                       {"node": "edge-7", "device": "filler-a", "station": "filler", "machine": "filler-a",
                        "values": {"vibration": {"metric": "Vib", "unit": "mm/s"}},
                        "state": {"metric": "Status", "map": {1: "working", 2: "down"}, "reason": "Fault"},
-                       "buffer": {"metric": "Infeed"}}]}},
+                       "buffer": {"metric": "Infeed"}, "product": {"metric": "Recipe", "map": {"A": "juice-10"}}}]}},
 }
 
 

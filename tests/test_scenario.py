@@ -147,6 +147,9 @@ def test_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
 FUZZ_BASES = {path: yaml.safe_load(Path(path).read_text())  # serial, graph, products, conveyors, an oven, power
               for path in ("scenarios/bottling.yaml", "scenarios/body_shop_merge.yaml", "scenarios/packaging.yaml",
                            "tests/scenarios/heat_treat.yaml")}
+FUZZ_BASES["packaging with orders"] = {**FUZZ_BASES["scenarios/packaging.yaml"], "orders": [  # an order book
+    {"product": "juice-10", "parts": 500, "order": "A-1", "due": "2026-01-05T12:00:00"},
+    {"product": "still-05", "parts": 800}]}
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
