@@ -38,7 +38,7 @@ from sensors.bus.payloads import line_now
 from sensors.store import StoreError, open_store
 from sensors.store.base import Store
 from sensors.store.ledger import Ledger, LedgerError, RunFolderError, home, read_run, run_status
-from twin.scenario import Scenario
+from twin.scenario import Scenario, Station
 
 
 def runs_dir() -> Path:
@@ -311,6 +311,33 @@ def last_products(url: str, run: str, replication: int) -> dict[str, str]:
             return {}
         got = store.products(run, replication=replication, last=True)
     return dict(zip(got.machine.astype(str), got["product"].astype(str)))
+
+
+def changeovers(url: str, run: str, replication: int, machine: str, iv: pd.DataFrame, station: Station,
+                until: pd.Timestamp) -> tuple[str | None, pd.DataFrame]:
+    """A mixed line's machine: the product it was last set up for (the store's product records, by `until`, the
+    window's end), and its changeovers in the window (its setup intervals `iv`) by product pair: how many, their
+    mean length and the engineered mean (`setup_matrix`; none listed: no setup planned). Empty where nothing is
+    known."""
+    from twin.fit import setup_pair
+
+    with reading(url) as store:
+        changes = store.products(run, replication=replication) if store is not None else pd.DataFrame()
+    mine = changes[changes.machine.astype(str) == machine] if len(changes) else changes
+    setups = iv[iv.state == "setup"] if len(iv) else iv
+    if mine.empty:
+        return None, pd.DataFrame()
+    times, made = mine.ts.to_numpy(), mine["product"].astype(str).to_numpy()
+    k = int(np.searchsorted(times, np.datetime64(until), side="right"))
+    now = str(made[k - 1]) if k else None
+    seen: dict[tuple[str, str], list[float]] = {}
+    for began, minutes in zip(setups["from"], (setups.end - setups.start) / 60):
+        if (pair := setup_pair(times, made, np.datetime64(began))) is not None:
+            seen.setdefault(pair, []).append(float(minutes))
+    rows = [{"changeover": f"{a} → {b}", "changeovers": len(v), "mean [min]": round(float(np.mean(v)), 1),
+             "engineered [min]": round(station.setup_matrix[a][b].mean / 60, 1)
+             if b in station.setup_matrix.get(a, {}) else None} for (a, b), v in sorted(seen.items())]
+    return now, pd.DataFrame(rows)
 
 
 # --- live MQTT state ---------------------------------------------------------------------------------

@@ -207,6 +207,14 @@ def test_a_line_released_to_its_orders_shows_when_each_was_made(tmp_path: Path,
     # the line drawn with what each machine is set up for: still water after the juice order, as stored
     dot = at.get("graphviz_chart")[0].proto.spec
     assert "filler\\n" in dot and "\\nstill-05" in dot, dot
+    # the filler's page: what it is set up for, and its changeover from juice to still water against the engineered
+    machine = page("machine")
+    machine.selectbox(key="machine").set_value("filler").run()
+    assert {m.label: m.value for m in machine.metric}["set up for"] == "still-05"
+    pairs = next(d.value for d in machine.dataframe if "changeover" in d.value.columns).set_index("changeover")
+    assert pairs.loc["juice-10 → still-05", "changeovers"] == 1 and pairs.loc["juice-10 → still-05",
+                                                                              "engineered [min]"] == 86.7
+    assert 60 <= pairs.loc["juice-10 → still-05", "mean [min]"] <= 120  # a draw of its 60-80-120 min triangle
 
 
 def test_a_line_with_spare_parts_shows_their_stock_and_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1189,6 +1189,14 @@ def fit_setups(log: pd.DataFrame, stations: list[Station], laws: dict[tuple[str,
     return rows
 
 
+def setup_pair(times: np.ndarray, made: np.ndarray, began: Any) -> tuple[str, str] | None:
+    """A setup's product pair: the product of the machine's last part before it began (`times`, `made`: its parts, or
+    the first part of each product it changed to, in time order) and of its first part after; None where those are
+    one product (no changeover) or not both known."""
+    k = int(np.searchsorted(times, began, side="right"))
+    return (str(made[k - 1]), str(made[k])) if 0 < k < len(times) and made[k - 1] != made[k] else None
+
+
 def _pair_setups(st: Station, j: int, stations: list[Station], began: list[tuple[str, Any, float]],
                  parts: pd.DataFrame, laws: dict[tuple[str, str, str], Any], row: dict[str, Any]
                  ) -> list[dict[str, Any]]:
@@ -1201,9 +1209,8 @@ def _pair_setups(st: Station, j: int, stations: list[Station], began: list[tuple
                   for m, g in parts[parts.machine.isin({m for m, _, _ in began})].groupby("machine", sort=False)}
     for m, t, lasted in began:
         times, made = by_machine.get(m, (np.empty(0, dtype="datetime64[ns]"), np.empty(0, dtype=object)))
-        k = int(np.searchsorted(times, t, side="right"))  # the first part after the setup began
-        if 0 < k < len(times) and made[k - 1] != made[k]:
-            pairs.setdefault((str(made[k - 1]), str(made[k])), []).append(lasted)
+        if (pair := setup_pair(times, made, t)) is not None:
+            pairs.setdefault(pair, []).append(lasted)
     matrix = {a: dict(row_) for a, row_ in st.setup_matrix.items()}
     rows = []
     for (a, b), seen in sorted(pairs.items()):

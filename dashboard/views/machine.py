@@ -104,6 +104,15 @@ if run is not None:
         st.caption("over the whole replication after its warm-up (the run's KPIs), not the time range" if len(mine)
                    else "from the plant's state records in the time range (availability over its planned time; a "
                         "stop under way as the range opens counts in its downtime, not as a failure)")
+    if sc.products and (station.setup_matrix or station.name in {sc.stations[i].name for i in sc.entries()}):
+        now, pairs = data.changeovers(run.store_url, run.run_id, rep, machine, iv, station, window.end)
+        if now is not None:
+            st.metric("set up for", now, help="the product it was on at the time range's end (the store's product "
+                                              "records)")
+        if len(pairs):
+            st.caption("changeovers in the time range by product pair: how many, their mean length, and what the "
+                       "scenario's setup_matrix says (none: no setup planned)")
+            st.dataframe(pairs, hide_index=True)
     if len(iv):
         left, right = st.columns([3, 2])
         bands = iv if len(iv) <= 1200 else charts.coarse_bands(iv, window.origin, a, b)
