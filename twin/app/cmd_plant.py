@@ -1227,8 +1227,8 @@ def _releases(chosen: Sequence[str], asked: Sequence[tuple[int, str | None, str]
 
 def _released(sc: Scenario, book: Sequence[Order], how: str) -> tuple[Scenario, list[int]]:
     """`sc` released as `how` says (RELEASES), and where each order of the book stands in its `orders`."""
-    if how == "line":
-        return sc, list(range(len(book)))
+    if how == "line":  # the plan alone: a file's own orders are the book, filled from what the plan makes
+        return sc if not sc.orders else sc.model_copy(update={"orders": None}), list(range(len(book)))
     from twin.scenario import ReleaseOrder
 
     far = dt.datetime.max
