@@ -906,6 +906,7 @@ def test_releasing_the_order_book_is_asked_for_plainly(tmp_path: Path) -> None:
     assert due.orders is not None and [(o.product, o.parts, o.order) for o in due.orders] == [
         ("still-05", 3000, ""), ("juice-10", 1500, "A-1"), ("sparkling-05", 2000, "")]  # no due date: last
     assert place == [1, 0, 2] and _released(sc, book, "book")[1] == [0, 1, 2] and _released(sc, book, "line")[0] is sc
+    assert _released(due, book, "line")[0].orders is None  # the plan alone: a file's orders are the book it fills
     # fewest setups: a product's orders together (by due date), the next product the quickest to change to
     five = [Order(1000, p, dt.datetime(2026, 1, 5, h), f"{p}=1000") for p, h in (
         ("juice-10", 14), ("still-05", 16), ("juice-10", 20), ("sparkling-05", 21), ("still-05", 23))]
