@@ -465,6 +465,29 @@ def test_a_run_without_streaming_into_a_line_protocol_server_completes(victoria_
     assert stored == expected
 
 
+def test_a_mixed_lines_products_are_written_to_a_line_protocol_server(victoria_metrics: VictoriaMetrics) -> None:
+    """What each machine of a mixed line is set up for goes through influxdb-client to the server as a point per
+    change (measurement machine_product, tagged by run, replication and machine), like the state records."""
+    store = open_store(f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin")
+    run = f"p-{np.random.default_rng().integers(1 << 30)}"
+    at = [T0 + pd.Timedelta(minutes=k) for k in range(3)]
+    try:
+        store.write_products(pd.DataFrame([(run, 0, "filler", at[0], "still-05"), (run, 0, "filler", at[2], "juice-10"),
+                                           (run, 0, "labeller", at[1], "still-05")], columns=PRODUCT_COLUMNS))
+        store.write_products(pd.DataFrame(columns=PRODUCT_COLUMNS))  # nothing to write: nothing sent
+    finally:
+        store.close()
+
+    def points(series: list[dict]) -> int:  # type: ignore[type-arg]
+        return sum(len(s["timestamps"]) for s in series)
+
+    series = victoria_metrics.export_points(f'{{run="{run}"}}', points, 3)
+    stamps = {s["metric"]["machine"]: s["timestamps"] for s in series
+              if s["metric"]["__name__"].startswith("machine_product")}
+    ms = [int(t.value // 10**6) for t in at]
+    assert stamps == {"filler": [ms[0], ms[2]], "labeller": [ms[1]]}
+
+
 def test_influxdb_backend_writes_to_a_real_line_protocol_server(victoria_metrics: VictoriaMetrics) -> None:
     """influxdb-client -> VictoriaMetrics' InfluxDB v2 write API; read back through VictoriaMetrics' own API."""
     store = open_store(f"influxdb://127.0.0.1:{victoria_metrics.port}?org=plant&bucket=linetwin")
