@@ -414,3 +414,29 @@ def test_twin_runs_table_gives_each_product_its_throughput_share_and_lead_time()
     assert re.search(r"premium\s*│\s*1[12]\.\d+ ± 0\s*│\s*24\.\d%", text), text
     assert product_table(summarize(replicate(scenario([{"name": "m", "cycle_time": const(5)}]), 2)),
                          scenario([{"name": "m", "cycle_time": const(5)}])) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=hs.integers(0, 2**31), steps=hs.lists(hs.floats(1.0, 900.0), min_size=1, max_size=12),
+       shares=hs.tuples(hs.integers(1, 5), hs.integers(1, 5)))
+def test_the_product_changes_followed_are_the_logs_whatever_the_steps(seed: int, steps: list[float],
+                                                                     shares: tuple[int, int]) -> None:
+    """However a run is cut into steps, `ProductFollower` gives each product change of a machine that sets up
+    between products once, at the start of work on its first part: the runs of one product in its log."""
+    from twin.truth import ProductFollower
+
+    sc = scenario([{"name": "m1", "cycle_time": exp(10), "setup_matrix": {"A": {"B": const(30)}}},
+                   {"name": "m2", "cycle_time": exp(8), "buffer": 4}],
+                  products=[{"name": "A", "share": shares[0]}, {"name": "B", "share": shares[1]}], seed=seed,
+                  duration=sum(steps))
+    line = Line(sc, 0)
+    follower, got, t = ProductFollower(), [], 0.0
+    for step in steps:
+        t += step
+        line.run(t)
+        got += [(m.name, when, p) for m, when, p in follower.new(line)]
+    m1 = line.machines[0]
+    made = np.frombuffer(m1.log.begun_product, dtype=np.int8)
+    began = np.frombuffer(m1.log.begun)
+    first = np.flatnonzero(np.append(True, made[1:] != made[:-1])) if len(made) else []
+    assert got == [("m1", float(began[k]), line.product_names[made[k]]) for k in first]  # m2 sets up for nothing
