@@ -476,6 +476,7 @@ def test_scenarios_page_answers_what_if_from_a_runs_state(env: Path) -> None:
     # where improving pays most (`twin sensitivity`): its ranking and chart
     at.text_input(key="se_dur").set_value("40 min")  # 10 min after the warm-up: the page, not the figures
     at.multiselect(key="se_levers").set_value(["cycle", "failures"])  # two levers, ranked by OEE
+    assert at.selectbox(key="se_goal").options[-1] == "payback"  # a line with a part margin: its projects' paybacks
     at.selectbox(key="se_goal").set_value("oee")
     at.text_input(key="se_costs").set_value("filler.cycle=100000")  # the project's cost: its payback
     at.button(key="se_go").click().run()

@@ -115,6 +115,8 @@ def test_sensitivity_mistakes_are_named() -> None:
         (["--cost", "framing.speed=5"], "--cost 'framing.speed=5': write STATION.LEVER=AMOUNT for a lever this "
                                         "ranking pulls, e.g. closures.buffer=80000"),
         (["--cost", "line.crew=50000"], "--cost 'line.crew=50000': a technician is a cost a year, not a project's"),
+        (["--objective", "payback"], "--objective payback ranks the projects by the months they take to pay back: "
+                                     "give what each costs with --cost"),
         (["--cost", "framing.cycle=5", "--cost", "framing.cycle=6"], "framing.cycle is given a cost twice"),
         (["--cost", "framing.cycle=5", "--objective", "lead time"], "--cost: the worth a year comes from the "
                                                                     "throughput gained")])
@@ -131,6 +133,12 @@ def test_a_projects_payback_is_its_cost_over_the_worth_its_lever_gains() -> None
     assert sensitivity_cells(payback(120_000, 240_000, -5, 480_000), PAYBACK) == "6.0 (3.0–never)"
     assert sensitivity_cells(payback(1, -5, -10, 0), PAYBACK) == "no gain"
     assert sensitivity_cells({}, PAYBACK) == "–"
+    # ranked by payback: the soonest first, then those without a gain or a cost, in their order by the objective
+    from twin.app.compare import by_payback
+
+    table = pd.DataFrame({"alternative": ["a", "b", "c", "d"], PAYBACK: [float("nan"), 9.0, float("inf"), 2.0]})
+    assert by_payback(table).alternative.tolist() == ["d", "b", "a", "c"]
+    assert by_payback(table.drop(columns=PAYBACK)).alternative.tolist() == ["a", "b", "c", "d"]
 
 
 @settings(max_examples=200, deadline=None)

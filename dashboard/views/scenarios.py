@@ -457,9 +457,11 @@ if sc is not None and path is not None:
     se_dur = s2.text_input("duration", f"{sc.duration / 3600:g} h", key="se_dur")
     se_levers = s3.multiselect("levers", list(LEVERS), key="se_levers", help="none chosen: every one the line has")
     default = "lead time [min]" if sc.source.kind == "arrivals" else "throughput [parts/h]"
-    se_goal = s4.selectbox("rank by", list(DESIGN_KPIS), index=list(DESIGN_KPIS).index(default), key="se_goal",
-                           help="parts arriving at their own pace: the demand sets the throughput, so lead time")
     priced = sc.costs.part_margin > 0
+    se_goal = s4.selectbox("rank by", [*DESIGN_KPIS, *(["payback"] if priced else [])],
+                           index=list(DESIGN_KPIS).index(default), key="se_goal",
+                           help="parts arriving at their own pace: the demand sets the throughput, so lead time; "
+                                "payback: the projects' costs below, the soonest paid back first")
     se_costs = st.text_input("what each project costs", "", key="se_costs", disabled=not priced,
                              placeholder=f"STATION.LEVER=AMOUNT, e.g. {sc.stations[0].name}.cycle=80000; …",
                              help=f"once, in {sc.costs.currency}: each project's payback in months from the worth a "

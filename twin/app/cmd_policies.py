@@ -338,7 +338,8 @@ def sensitivity(
     stations: Annotated[Optional[str], typer.Option(help="the stations, comma-separated (default: every one)")] = None,
     objective: Annotated[Optional[str], typer.Option(help="KPI to rank by, as `twin compare` names it, its unit "
                                                           "optional (default: throughput; lead time where parts "
-                                                          "arrive at their own pace: the demand sets the throughput)")]
+                                                          "arrive at their own pace: the demand sets the "
+                                                          "throughput), or payback (with --cost)")]
     = None,
     replications: Annotated[Optional[int], typer.Option(min=1, help="replications per lever (at least 2)")] = None,
     duration: DurationOpt = None, warmup: WarmupOpt = None, seed: SeedOpt = None,
@@ -364,10 +365,14 @@ def sensitivity(
         fail("--replications: at least 2, so that the gains get a confidence interval")
     share = _share(by)
     named = {k.split(" [")[0]: k for k in DESIGN_KPIS}  # 'lead time' for 'lead time [min]'
-    goal = named.get(objective, objective) if objective is not None else \
+    pay = objective is not None and objective.strip().lower() in ("payback", "payback [months]")
+    if pay and not cost:
+        fail("--objective payback ranks the projects by the months they take to pay back: give what each costs with "
+             "--cost STATION.LEVER=AMOUNT")
+    goal = "throughput [parts/h]" if pay else named.get(objective, objective) if objective is not None else \
         "lead time [min]" if sc.source.kind == "arrivals" else "throughput [parts/h]"
     if goal not in DESIGN_KPIS:
-        fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}")
+        fail(f"--objective {objective!r}: choose one of {', '.join(DESIGN_KPIS)}, or payback (with --cost)")
     _line_has(goal, sc, file)
     chosen = [x.strip() for x in (levers or ",".join(LEVERS)).split(",") if x.strip()]
     if unknown := [x for x in chosen if x not in LEVERS]:
@@ -383,6 +388,7 @@ def sensitivity(
     costs = _project_costs(cost or [], sc, goal, {(station, lever) for _, station, lever, _ in options}, file)
     from twin.app.compare import (
         SENSITIVITY_NOTE,
+        by_payback,
         compare_designs,
         sensitivity_cells,
         sensitivity_column,
@@ -397,10 +403,13 @@ def sensitivity(
                     len(versions) * sc.replications,
                     lambda progress: compare_designs(versions, jobs=jobs, cluster=cluster, progress=progress))
     table = sensitivity_table(cmp, options, goal, costs)
+    ranked = "payback (the soonest first; levers without a cost or a gain after)" if pay else None
+    if pay:
+        table = by_payback(table)
     kpis = sensitivity_shown(table, goal)
     shown = Table(title=f"{sc.line.name}: each lever {share:.0%} better on its own, {sc.replications} replications of "
-                        f"{sc.duration / 3600:g} h, ranked by {goal} (change from as is, mean ± 95 % CI; * the CI "
-                        "excludes 0)")
+                        f"{sc.duration / 3600:g} h, ranked by {ranked or goal} (change from as is, mean ± 95 % CI; * "
+                        "the CI excludes 0)")
     for col in ("rank", "station", "made better", *(sensitivity_column(k, sc.costs.currency) for k in kpis)):
         shown.add_column(col, justify="right" if col not in ("station", "made better") else "left")
     for k, r in enumerate(table.to_dict("records"), 1):
@@ -409,7 +418,8 @@ def sensitivity(
     out_console.print(f"note: {SENSITIVITY_NOTE}" + ("; parts arrive at their own pace here, so the demand sets the "
                                                     "throughput: ranked by lead time" if objective is None and
                                                     goal == "lead time [min]" else ""), highlight=False)
-    _done(len(versions) * sc.replications, cmp.wall, cmp.where, write_sensitivity(cmp, table, share, out, goal))
+    _done(len(versions) * sc.replications, cmp.wall, cmp.where, write_sensitivity(cmp, table, share, out, goal,
+                                                                                   ranked))
 
 
 def _project_costs(specs: Sequence[str], sc: Scenario, goal: str, pulled: Collection[tuple[str, str]], file: Path

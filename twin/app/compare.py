@@ -664,10 +664,19 @@ def sensitivity_column(kpi: str, currency: str = "") -> str:
     return "OEE [points]" if kpi == "oee" else f"{WORTH} [{currency}]" if kpi == WORTH else kpi
 
 
-def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path, objective: str = THROUGHPUT
-                      ) -> Path:
+def by_payback(table: pd.DataFrame) -> pd.DataFrame:
+    """A ranking re-ranked by payback: the projects that pay back soonest first, those without a cost or a gain
+    after them (in their order by the objective)."""
+    months = table[PAYBACK] if PAYBACK in table else pd.Series(np.nan, index=table.index)
+    key = months.where(np.isfinite(months.astype(float)), np.inf).fillna(np.inf)
+    return table.assign(_key=key).sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+
+
+def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path, objective: str = THROUGHPUT,
+                      ranked: str | None = None) -> Path:
     """report.md (the levers ranked, with the line as is), sensitivity.csv, kpis.csv and levers.png (a tornado chart
-    of each lever's change of the objective, with its 95 % CI)."""
+    of each lever's change of the objective, with its 95 % CI); `ranked`: what the table's order is by, where not
+    the objective (payback)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -693,7 +702,9 @@ def write_sensitivity(cmp: Comparison, table: pd.DataFrame, by: float, out: Path
     lines = [f"# Where improving {sc.line.name} pays most", "",
              f"Each lever made {by:.0%} better on its own, at one station; {sc.replications} replications of "
              f"{sc.duration / 3600:g} h (warm-up {sc.warmup / 3600:g} h) each, common random numbers; ranked by "
-             f"{objective} ({'its fall first' if objective in LOWER_IS_BETTER else 'its gain first'}); the change "
+             + (f"{ranked}" if ranked else
+                f"{objective} ({'its fall first' if objective in LOWER_IS_BETTER else 'its gain first'})")
+             + "; the change "
              f"from the line as is ({'; '.join(f'{k} {as_is(k)}' for k in kpis)}), paired per replication: mean ± 95 % "
              f"CI half-width; * the CI excludes 0. Wall time {cmp.wall:.1f} s on {cmp.where}.", "",
              SENSITIVITY_NOTE[0].upper() + SENSITIVITY_NOTE[1:] + ".", "", shown.to_markdown(), "",
