@@ -524,6 +524,13 @@ def test_scenarios_page_offers_the_other_versions_of_a_line_as_alternatives(env:
     proc.wait(120)  # the store named is none: the command line is what is looked at
     args = [str(a) for a in proc.args]
     assert args[-4:] == ["--release", "due", "--release", "book"] and "juice-10=5@Tue 14:00" in args, args
+    # a version of the line with an order book of its own: said on the what-if, which then follows it
+    (folder / "packaging-booked.yaml").write_text(text + "orders: [{product: juice-10, parts: 500, order: A-1, "
+                                                         "due: 2026-01-05T12:00}]\n")
+    at.run()  # the folder read again: the new file offered
+    at.selectbox(key="scenario").set_value("packaging-booked.yaml").run()
+    assert any("packaging-booked.yaml releases 1 order before its plan (1: A-1 juice-10 × 500 by Mon 12:00)"
+               in c.value for c in at.caption), [c.value for c in at.caption]
     at.selectbox(key="scenario").set_value("bottling.yaml").run()
     assert at.multiselect(key="wi_variant").disabled  # no other version of the bottling line
     assert at.selectbox(key="wi_order_product").disabled  # and one kind of bottle

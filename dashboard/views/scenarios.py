@@ -246,6 +246,14 @@ if sc is not None and path is not None:
     wi_due = w0.text_input("due", "", key="wi_due", placeholder="e.g. 18:00 or Tue 14:00",
                            help="when the order is due, on the line's clock: how likely each alternative makes it by "
                                 "then (empty: within the time ahead)")
+    if sc.orders:  # the file's own order book: what a what-if without orders of its own follows
+        from twin.kpi import order_label
+
+        st.caption(f"{path.name} releases {len(sc.orders)} order{'s' * (len(sc.orders) > 1)} before its plan ("
+                   + "; ".join(order_label(k, o) + (f" by {o.due:%a %H:%M}" if o.due else "")
+                               for k, o in enumerate(sc.orders[:5]))
+                   + ("; …" if len(sc.orders) > 5 else "") + "): without orders given here, the what-if releases "
+                   "them as the book and tells each")
     wi_more = st.text_input("more orders, filled in turn after it", "", key="wi_more_orders",
                             placeholder=(f"PRODUCT=N@WHEN, e.g. {sc.products[0].name}=400@Tue 14:00; …" if sc.products
                                          else "N@WHEN, e.g. 400@Tue 14:00; …"),
