@@ -736,23 +736,26 @@ def continued(sc: Scenario, source: str | Sequence[str], at: Optional[str], opti
                       highlight=False)
     for note in notes:
         err_console.print(f"note: {note}", highlight=False)
-    if "://" in source and out.now is not None:  # a plant's log says these itself (`_from_log`)
-        _say_set_up(out)
+    _say_set_up(out, None if "://" in source else parts.name if parts is not None else "")
     return out
 
 
-def _say_set_up(sc: Scenario) -> None:
-    """What a store or broker told of a mixed line: each machine's product, and the release plan's campaign."""
+def _say_set_up(sc: Scenario, part_log: str | None) -> None:
+    """What the state read told of a mixed line, once the scenario took it (`continue_from`): each machine's product,
+    and the release plan's campaign; `part_log`: the part log it came from (None: a store's records)."""
     now = sc.now
     assert now is not None
     set_up = {m: v.product for m, v in now.machines.items() if v.product}
     if set_up:
-        err_console.print("note: set up for the product each machine was on: " + ", ".join(
-            f"{m} {p}" for m, p in sorted(set_up.items())) + " (another product next sets up first)", highlight=False)
+        err_console.print(f"note: set up for the product each machine {'was on' if part_log is None else 'made last'}"
+                          ": " + ", ".join(f"{m} {p}" for m, p in sorted(set_up.items()))
+                          + " (another product next sets up first)", highlight=False)
     if now.release is not None:
         err_console.print(f"note: the release plan continues in its campaign of {now.release.product}: "
                           + (f"{now.release.made:,} of {dict(sc.release_runs()).get(now.release.product, 0):,} "
-                             "released (counted by its entry machines since they changed to it)"
+                             + ("released (counted by its entry machines since they changed to it)"
+                                if part_log is None else
+                                f"released (the parts its entry stations made in a row, from {part_log})")
                              if now.release.counted else "its entry machines have no part counter (good_parts), so "
                              "the parts released of it are not known: the campaign starts whole"), highlight=False)
 
@@ -817,20 +820,11 @@ def _from_log(sc: Scenario, paths: list[Path], when: dt.datetime | None, plant: 
                           "upper bounds (--parts reads the waits from the parts each machine made)", highlight=False)
     now = state_at(log, sc, stamp, f"{short}, {'a stop list' if listed else 'a status log'}", buffers)
     if release is not None:
-        runs = dict(sc.release_runs())
-        err_console.print(f"note: the release plan continues in its campaign of {release.product}: "
-                          f"{release.made:,} of {runs.get(release.product, 0):,} released (the parts its entry "
-                          f"stations made in a row, from {parts.name if parts else ''})", highlight=False)
         now = now.model_copy(update={"release": release})
     if told and setups and made is not None:
         last = _set_up_for(plant.named(made), stamp)
-        set_up = {m: last[m] for m in now.machines if m in last}
-        if set_up:
-            err_console.print("note: set up for the product each machine made last: " + ", ".join(
-                f"{m} {p}" for m, p in sorted(set_up.items())) + " (another product next sets up first)",
-                highlight=False)
-            now = now.model_copy(update={"machines": {m: v.model_copy(update={"product": set_up.get(m)})
-                                                      for m, v in now.machines.items()}})
+        now = now.model_copy(update={"machines": {m: v.model_copy(update={"product": last.get(m)})
+                                                  for m, v in now.machines.items()}})
     return now
 
 
