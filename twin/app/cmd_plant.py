@@ -1190,8 +1190,8 @@ RELEASES = {"line": "release: the line's plan", "book": "release: the book's ord
 
 def _releases(chosen: Sequence[str], asked: Sequence[tuple[int, str | None, str]], sc: Scenario) -> list[str]:
     """--release: how the entries release parts (the first for every alternative, each further one an alternative
-    of its own): the line's own plan, the order book's orders in its order, or by due date (earliest first); or a
-    clear error."""
+    of its own): the line's own plan, the order book's orders in its order, by due date (earliest first) or with
+    each product's together (RELEASES); or a clear error."""
     for k, how in enumerate(chosen):
         if how not in RELEASES:
             fail(f"--release {how!r}: write line (the line's own release plan), book (the orders in the book's "
@@ -1383,9 +1383,10 @@ def whatif(
     release: Annotated[Optional[list[str]], typer.Option(help="how the line releases parts: line (its own "
                                                               "release plan; default), book (the orders in the "
                                                               "book's order, each to its good parts, scrap made up, "
-                                                              "then the plan) or due (the same by due date); "
-                                                              "repeat it to compare: each further one an "
-                                                              "alternative")] = None,
+                                                              "then the plan), due (the same by due date) or setups "
+                                                              "(each product's orders together, the next product "
+                                                              "the quickest to change to); repeat it to compare: "
+                                                              "each further one an alternative")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here (CSV) and the replications beside it")]
     = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="override the scenario's seed")] = None,
