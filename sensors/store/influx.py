@@ -111,35 +111,28 @@ class InfluxStore:
         return contextlib.nullcontext()
 
     def write_states(self, states: pd.DataFrame | pa.Table) -> None:
-        if not len(states):
-            return
-        df = rows_table(states, STATE_COLUMNS).to_pandas()
-        df["replication"] = df["replication"].astype(str)
-        df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
-        self._write.write(bucket=self.bucket, org=self.org, record=df[STATE_COLUMNS[:3] + STATE_COLUMNS[4:]],
-                          data_frame_measurement_name="machine_state",
-                          data_frame_tag_columns=["run", "replication", "machine"], write_precision=PRECISION)
+        self._write_keyed(states, STATE_COLUMNS, "machine_state")
 
     def write_levels(self, levels: pd.DataFrame | pa.Table) -> None:
-        if not len(levels):
-            return
-        df = rows_table(levels, LEVEL_COLUMNS).to_pandas()
-        df["replication"] = df["replication"].astype(str)
-        df["level"] = df["level"].astype(float)
-        df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
-        self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "station", "level"]],
-                          data_frame_measurement_name="buffer_level",
-                          data_frame_tag_columns=["run", "replication", "station"], write_precision=PRECISION)
+        self._write_keyed(levels, LEVEL_COLUMNS, "buffer_level", float)  # a field's type stays one: a count as float
 
     def write_products(self, products: pd.DataFrame | pa.Table) -> None:
-        if not len(products):
+        self._write_keyed(products, PRODUCT_COLUMNS, "machine_product")
+
+    def _write_keyed(self, rows: pd.DataFrame | pa.Table, columns: list[str], measurement: str,
+                     cast: type | None = None) -> None:
+        """State records, levels or products (`columns`: run, replication, the machine or station, ts, then the
+        fields) as points of `measurement`, tagged by the first three columns; the first field as `cast` if given."""
+        if not len(rows):
             return
-        df = rows_table(products, PRODUCT_COLUMNS).to_pandas()
+        df = rows_table(rows, columns).to_pandas()
         df["replication"] = df["replication"].astype(str)
+        if cast is not None:
+            df[columns[4]] = df[columns[4]].astype(cast)
         df = df.set_index(pd.DatetimeIndex(df.pop("ts")))
-        self._write.write(bucket=self.bucket, org=self.org, record=df[["run", "replication", "machine", "product"]],
-                          data_frame_measurement_name="machine_product",
-                          data_frame_tag_columns=["run", "replication", "machine"], write_precision=PRECISION)
+        self._write.write(bucket=self.bucket, org=self.org, record=df[columns[:3] + columns[4:]],
+                          data_frame_measurement_name=measurement, data_frame_tag_columns=columns[:3],
+                          write_precision=PRECISION)
 
     def write_series(self, series: pd.DataFrame) -> None:
         for row in series[SERIES_COLUMNS].itertuples(index=False):
